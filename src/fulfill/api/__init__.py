@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI): intents, events, execution status, health and metrics."""

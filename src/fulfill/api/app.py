@@ -1,0 +1,44 @@
+"""The ASGI application: the HTTP API plus the MCP gateway at ``/mcp``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+from fastapi import FastAPI
+from starlette.routing import Route
+
+from fulfill import __version__
+from fulfill.api import events, executions, health, intents
+from fulfill.api.problems import install_problem_handlers
+from fulfill.gateway.server import gateway_asgi_app
+from fulfill.service import Service
+
+
+def create_app(service: Service) -> FastAPI:
+    mcp_app = gateway_asgi_app(service.gateway_server)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        async with service.gateway_server.session_manager.run():
+            await anyio.to_thread.run_sync(service.start)
+            try:
+                yield
+            finally:
+                await anyio.to_thread.run_sync(service.stop)
+
+    app = FastAPI(
+        title="fulfill",
+        version=__version__,
+        description="Executes approved actions of AI agents exactly once, through an MCP tool gateway.",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    app.state.runtime = service.runtime
+    app.state.token_verifier = service.token_verifier
+    install_problem_handlers(app)
+    for router in (intents.router, events.router, executions.router, health.router):
+        app.include_router(router)
+    app.router.routes.append(Route("/mcp", endpoint=mcp_app))
+    return app

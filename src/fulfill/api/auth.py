@@ -1,0 +1,50 @@
+"""Bearer-token authentication and per-route scopes.
+
+401: no token, an invalid token, or a token without a tenant. 403: a valid token without the
+route's scope, or with an ``account_ids`` claim that excludes the account. The tenant is always
+the token's; nothing in a request body or header can choose it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from fulfill.api.problems import ApiProblem
+from fulfill.tokens import Principal, TokenError, TokenVerifier
+
+_bearer = HTTPBearer(auto_error=False, description="A JWT; see README 'Authentication'.")
+
+SCOPE_EXECUTIONS_READ = "executions:read"
+SCOPE_INTENTS_WRITE = "intents:write"
+SCOPE_INTENTS_READ = "intents:read"
+SCOPE_INTENTS_APPROVE = "intents:approve"
+SCOPE_EVENTS_WRITE = "events:write"
+SCOPE_ADMIN = "admin"
+
+
+def _unauthorized(detail: str) -> ApiProblem:
+    return ApiProblem(401, detail, slug="unauthorized", headers={"WWW-Authenticate": "Bearer"})
+
+
+def require_scope(scope: str) -> Callable[..., Principal]:
+    def dependency(
+        request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    ) -> Principal:
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise _unauthorized("a bearer token is required")
+        verifier: TokenVerifier = request.app.state.token_verifier
+        try:
+            principal = verifier.verify(credentials.credentials)
+        except TokenError as exc:
+            raise _unauthorized(str(exc)) from None
+        if not principal.has_scope(scope):
+            raise ApiProblem(
+                403, f"the token lacks the scope '{scope}'", slug="forbidden", code="MISSING_SCOPE"
+            )
+        return principal
+
+    return dependency

@@ -1,0 +1,68 @@
+"""``/intents``: create (or import already approved), read, approve."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Request, Response
+
+from fulfill.api.auth import SCOPE_INTENTS_APPROVE, SCOPE_INTENTS_READ, SCOPE_INTENTS_WRITE, require_scope
+from fulfill.api.problems import PROBLEM
+from fulfill.domain.models import ActionIntentV1
+from fulfill.tokens import Principal
+from fulfill.usecases import intents
+from fulfill.usecases.intents import ApprovalChange, CreateIntent
+
+router = APIRouter(tags=["intents"])
+
+IntentId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")]
+
+
+@router.post(
+    "/intents",
+    status_code=201,
+    response_model=ActionIntentV1,
+    responses={
+        200: {"model": ActionIntentV1, "description": "The same body again: the stored intent."},
+        401: PROBLEM,
+        403: PROBLEM,
+        409: PROBLEM,
+        422: PROBLEM,
+    },
+)
+def create_intent(
+    body: CreateIntent,
+    request: Request,
+    response: Response,
+    principal: Annotated[Principal, Depends(require_scope(SCOPE_INTENTS_WRITE))],
+) -> ActionIntentV1:
+    intent, created = intents.create_intent(request.app.state.runtime, principal, body)
+    response.status_code = 201 if created else 200
+    return intent
+
+
+@router.get(
+    "/intents/{action_intent_id}",
+    response_model=ActionIntentV1,
+    responses={401: PROBLEM, 403: PROBLEM, 404: PROBLEM},
+)
+def read_intent(
+    action_intent_id: IntentId,
+    request: Request,
+    principal: Annotated[Principal, Depends(require_scope(SCOPE_INTENTS_READ))],
+) -> ActionIntentV1:
+    return intents.get_intent(request.app.state.runtime, principal, action_intent_id)
+
+
+@router.post(
+    "/intents/{action_intent_id}/approve",
+    status_code=202,
+    response_model=ApprovalChange,
+    responses={401: PROBLEM, 403: PROBLEM, 404: PROBLEM, 409: PROBLEM},
+)
+def approve_intent(
+    action_intent_id: IntentId,
+    request: Request,
+    principal: Annotated[Principal, Depends(require_scope(SCOPE_INTENTS_APPROVE))],
+) -> ApprovalChange:
+    return intents.approve_intent(request.app.state.runtime, principal, action_intent_id)

@@ -1,0 +1,328 @@
+"""The ``fulfill`` command line.
+
+Commands that talk to a running service (``intent``, ``approve``, ``status``, ``demo``) use its
+HTTP API at ``--url`` (``FULFILL_URL``, default ``http://127.0.0.1:8080``) with a token minted from
+``FULFILL_JWT_SECRET`` unless ``--token`` is given. Commands that operate the service
+(``migrate``, ``kill-switch``, ``registry``) work on the database directly, so an emergency stop
+works even when the API does not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from fulfill.config import Settings
+
+app = typer.Typer(help="fulfill: execute approved AI-agent actions exactly once.", no_args_is_help=True)
+intent_app = typer.Typer(help="Submit action intents.", no_args_is_help=True)
+kill_app = typer.Typer(
+    help="Kill switches: take effect at the next check, no restart needed.", no_args_is_help=True
+)
+registry_app = typer.Typer(help="The action-type registry.", no_args_is_help=True)
+app.add_typer(intent_app, name="intent")
+app.add_typer(kill_app, name="kill-switch")
+app.add_typer(registry_app, name="registry")
+
+console = Console()
+ALL_SCOPES = "intents:write intents:read intents:approve events:write executions:read admin"
+
+UrlOption = Annotated[str, typer.Option("--url", envvar="FULFILL_URL", help="Base URL of the service.")]
+TenantOption = Annotated[str, typer.Option("--tenant", envvar="FULFILL_TENANT", help="Tenant id.")]
+TokenOption = Annotated[
+    str | None, typer.Option("--token", envvar="FULFILL_TOKEN", help="Bearer token to use.")
+]
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def _token(tenant: str, token: str | None) -> str:
+    if token:
+        return token
+    from fulfill.tokens import mint_token
+
+    return mint_token(_settings(), tenant_id=tenant, scopes=ALL_SCOPES.split())
+
+
+def _request(method: str, url: str, token: str, body: Any = None) -> Any:
+    try:
+        response = httpx.request(
+            method, url, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=30.0
+        )
+    except httpx.HTTPError as exc:
+        console.print(f"[red]cannot reach {url}: {type(exc).__name__}[/red]")
+        raise typer.Exit(2) from None
+    payload = response.json() if response.content else None
+    if response.status_code >= 400:
+        console.print_json(data=payload)
+        raise typer.Exit(1)
+    return payload
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to bind (FULFILL_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to bind (FULFILL_PORT).")] = None,
+    role: Annotated[str | None, typer.Option(help="all | api | worker (FULFILL_ROLE).")] = None,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Run the built-in demo once the service is up.")
+    ] = False,
+) -> None:
+    """Run the service: HTTP API, MCP gateway and workers. Migrates the database on start."""
+    from fulfill.logging_setup import configure_logging
+    from fulfill.server import build_server
+
+    overrides: dict[str, Any] = {
+        k: v for k, v in {"host": host, "port": port, "role": role}.items() if v is not None
+    }
+    settings = Settings(**overrides)
+    configure_logging(settings.log_level)
+    server, sock, bound = build_server(settings)
+    console.print(
+        f"fulfill serving on http://{bound.host}:{bound.port} (role {bound.role}, {bound.database_url})"
+    )
+    if demo:
+        threading.Thread(target=_demo_when_ready, args=(server, bound), daemon=True).start()
+    server.run(sockets=[sock])
+
+
+def _demo_when_ready(server: Any, settings: Settings) -> None:
+    import time
+
+    from fulfill.demo import run_demo
+
+    while not server.started:
+        time.sleep(0.05)
+    url = f"http://{'127.0.0.1' if settings.host in ('0.0.0.0', '::') else settings.host}:{settings.port}"  # noqa: S104
+    try:
+        run_demo(url, settings, console)
+    except Exception as exc:
+        console.print(f"[red]demo failed: {exc}[/red]")
+    console.print(f"[green]the service keeps serving on {url}; press Ctrl+C to stop[/green]")
+
+
+@app.command()
+def demo(url: UrlOption = "http://127.0.0.1:8080") -> None:
+    """Submit, approve and execute one internal task against a running service; print its status."""
+    from fulfill.demo import run_demo
+
+    if not run_demo(url, _settings(), console):
+        raise typer.Exit(1)
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the database schema and seed the default registry."""
+    from fulfill.clock import SystemClock
+    from fulfill.store.db import Database
+    from fulfill.store.migrate import current_revision, upgrade_to_head
+    from fulfill.usecases.registry import seed_default_registry
+
+    database = Database(_settings().database_url)
+    upgrade_to_head(database)
+    seed_default_registry(database, SystemClock().now_iso())
+    console.print(f"database at revision {current_revision(database)}")
+
+
+@app.command()
+def token(
+    tenant: Annotated[str, typer.Option(help="Tenant id (the tenant_id claim).")],
+    scopes: Annotated[str, typer.Option(help="Space-separated scopes.")] = ALL_SCOPES,
+    account_ids: Annotated[
+        str | None, typer.Option(help="Comma-separated account ids; omit for all.")
+    ] = None,
+    sub: Annotated[str, typer.Option(help="Subject (the sub claim).")] = "fulfill-cli",
+    ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 3600,
+) -> None:
+    """Print a dev-mode (HS256) token signed with FULFILL_JWT_SECRET."""
+    from fulfill.tokens import mint_token
+
+    accounts = [a.strip() for a in account_ids.split(",") if a.strip()] if account_ids is not None else None
+    typer.echo(
+        mint_token(
+            _settings(),
+            tenant_id=tenant,
+            scopes=scopes.split(),
+            account_ids=accounts,
+            subject=sub,
+            ttl_seconds=ttl,
+        )
+    )
+
+
+@intent_app.command("submit")
+def intent_submit(
+    action_type: Annotated[str, typer.Option(help="e.g. CREATE_INTERNAL_TASK")],
+    account: Annotated[str, typer.Option(help="Account id.")],
+    tenant: TenantOption,
+    param: Annotated[
+        list[str] | None, typer.Option(help="key=value (repeatable); JSON values allowed.")
+    ] = None,
+    intent_id: Annotated[str | None, typer.Option(help="Client-chosen action_intent_id.")] = None,
+    url: UrlOption = "http://127.0.0.1:8080",
+    bearer: TokenOption = None,
+) -> None:
+    """Create an intent (PENDING_APPROVAL) and print it."""
+    parameters: dict[str, Any] = {}
+    for item in param or []:
+        key, _, raw = item.partition("=")
+        try:
+            parameters[key] = json.loads(raw)
+        except ValueError:
+            parameters[key] = raw
+    body: dict[str, Any] = {"action_type": action_type, "account_id": account, "parameters": parameters}
+    if intent_id:
+        body["action_intent_id"] = intent_id
+    console.print_json(data=_request("POST", f"{url}/intents", _token(tenant, bearer), body))
+
+
+@app.command()
+def approve(
+    action_intent_id: str,
+    tenant: TenantOption,
+    url: UrlOption = "http://127.0.0.1:8080",
+    bearer: TokenOption = None,
+) -> None:
+    """Approve an intent: it executes right away."""
+    console.print_json(
+        data=_request("POST", f"{url}/intents/{action_intent_id}/approve", _token(tenant, bearer))
+    )
+
+
+@app.command()
+def status(
+    action_intent_id: str,
+    tenant: TenantOption,
+    url: UrlOption = "http://127.0.0.1:8080",
+    bearer: TokenOption = None,
+) -> None:
+    """Print the execution status of an intent."""
+    console.print_json(
+        data=_request("GET", f"{url}/executions/{action_intent_id}/status", _token(tenant, bearer))
+    )
+
+
+def _database() -> Any:
+    from fulfill.store.db import Database
+
+    return Database(_settings().database_url)
+
+
+@kill_app.command("show")
+def kill_show(
+    tenant: Annotated[str | None, typer.Option(help="Also show this tenant's switches.")] = None,
+) -> None:
+    """Show the global switches (and a tenant's)."""
+    from fulfill.store import killswitches
+
+    with _database().read() as conn:
+        data: dict[str, Any] = {"global": killswitches.get_global(conn).model_dump()}
+        if tenant:
+            data["tenant"] = killswitches.get_tenant(conn, tenant).model_dump()
+    data["environment_stop"] = _settings().global_execution_stop
+    console.print_json(data=data)
+
+
+@kill_app.command("global")
+def kill_global(
+    state: Annotated[str, typer.Argument(help="'stop' halts every execution; 'resume' lifts it.")],
+) -> None:
+    """Stop or resume every execution."""
+    from fulfill.clock import SystemClock
+    from fulfill.store import killswitches
+
+    if state not in ("stop", "resume"):
+        raise typer.BadParameter("use 'stop' or 'resume'")
+    with _database().write() as conn:
+        current = killswitches.get_global(conn)
+        updated = current.model_copy(
+            update={"global_stop": state == "stop", "updated_at": SystemClock().now_iso()}
+        )
+        killswitches.put_global(conn, updated)
+    console.print_json(data=updated.model_dump())
+
+
+@kill_app.command("tenant")
+def kill_tenant(
+    tenant_id: str, state: Annotated[str, typer.Argument(help="'stop' or 'resume' this tenant's executions.")]
+) -> None:
+    """Disable or enable execution for one tenant."""
+    from fulfill.clock import SystemClock
+    from fulfill.store import killswitches
+
+    if state not in ("stop", "resume"):
+        raise typer.BadParameter("use 'stop' or 'resume'")
+    with _database().write() as conn:
+        current = killswitches.get_tenant(conn, tenant_id)
+        updated = current.model_copy(
+            update={"execution_enabled": state == "resume", "updated_at": SystemClock().now_iso()}
+        )
+        killswitches.put_tenant(conn, updated)
+    console.print_json(data=updated.model_dump())
+
+
+@kill_app.command("action-type")
+def kill_action_type(
+    action_type: str,
+    state: Annotated[str, typer.Argument(help="'disable' or 'enable'.")],
+    tenant: Annotated[str | None, typer.Option(help="Only for this tenant; omit for every tenant.")] = None,
+) -> None:
+    """Disable or enable one action type, globally or for one tenant."""
+    from fulfill.clock import SystemClock
+    from fulfill.store import killswitches
+
+    if state not in ("disable", "enable"):
+        raise typer.BadParameter("use 'disable' or 'enable'")
+    now = SystemClock().now_iso()
+    with _database().write() as conn:
+        config: Any = killswitches.get_tenant(conn, tenant) if tenant else killswitches.get_global(conn)
+        types = set(config.disabled_action_types)
+        if state == "disable":
+            types.add(action_type)
+        else:
+            types.discard(action_type)
+        updated = config.model_copy(update={"disabled_action_types": sorted(types), "updated_at": now})
+        if tenant:
+            killswitches.put_tenant(conn, updated)
+        else:
+            killswitches.put_global(conn, updated)
+    console.print_json(data=updated.model_dump())
+
+
+@registry_app.command("list")
+def registry_list(
+    action_type: Annotated[str | None, typer.Option(help="Only this action type.")] = None,
+) -> None:
+    """List every registry version."""
+    from fulfill.store import registry
+
+    with _database().read() as conn:
+        entries = registry.list_entries(conn, action_type)
+    table = Table("action_type", "version", "tool", "compensation", "deprecated_at")
+    for entry in entries:
+        table.add_row(
+            entry.action_type,
+            str(entry.registry_version),
+            entry.tool_name,
+            entry.compensation_strategy.value,
+            entry.deprecated_at or "",
+        )
+    console.print(table)
+
+
+def main() -> None:
+    os.environ.setdefault("DBOS__DISABLE_TELEMETRY", "true")
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

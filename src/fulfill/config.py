@@ -1,0 +1,93 @@
+"""Configuration: every setting is a ``FULFILL_*`` environment variable (see README)."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+DEV_JWT_SECRET = "fulfill-dev-secret-change-me-0123456789"  # noqa: S105 - documented development default
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FULFILL_", extra="ignore")
+
+    database_url: str = "sqlite:///./fulfill.db"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    role: Literal["all", "api", "worker"] = "all"
+
+    # Auth (dev mode: HS256 with a shared secret).
+    jwt_secret: str = DEV_JWT_SECRET
+    jwt_issuer: str = "fulfill-dev"
+    jwt_audience: str = "fulfill"
+    service_token_ttl_seconds: int = Field(default=300, ge=60, le=3600)
+
+    # Kill switch that needs no database: FULFILL_GLOBAL_EXECUTION_STOP=true stops every execution.
+    global_execution_stop: bool = False
+
+    # Gateway: where InvokeTool sends MCP calls. Empty = this service's own /mcp endpoint.
+    gateway_url: str = ""
+    gateway_call_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
+
+    # One retry layer: transient tool failures are retried with base * 2^n backoff.
+    retry_backoff_base_seconds: float = Field(default=1.0, ge=0, le=60)
+
+    # Workers.
+    worker_concurrency: int = Field(default=8, ge=1, le=256)
+    queue_poll_seconds: float = Field(default=0.05, gt=0, le=10)
+    reconcile_interval_seconds: float = Field(default=30.0, gt=0)
+    reconcile_grace_seconds: float = Field(default=60.0, ge=0)
+
+    # Signals leave through the outbox to these webhook sinks (HMAC-SHA256 signed).
+    webhook_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    webhook_secret: str = ""
+    webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    outbox_poll_seconds: float = Field(default=1.0, gt=0)
+    outbox_backoff_base_seconds: float = Field(default=1.0, ge=0)
+    outbox_backoff_max_seconds: float = Field(default=300.0, gt=0)
+
+    log_level: str = "INFO"
+
+    @field_validator("webhook_urls", mode="before")
+    @classmethod
+    def _split_urls(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @cached_property
+    def is_sqlite(self) -> bool:
+        return make_url(self.database_url).get_backend_name() == "sqlite"
+
+    @cached_property
+    def system_database_url(self) -> str:
+        """Where the DBOS system tables live.
+
+        PostgreSQL: the same database (DBOS keeps them in its own ``dbos`` schema). SQLite: a
+        sibling file ``<name>.dbos.sqlite``, because SQLite has no schemas and one writer lock per
+        file, so keeping DBOS checkpoints out of the application file stops them queueing
+        behind application writes.
+        """
+        url = make_url(self.database_url)
+        if url.get_backend_name() != "sqlite":
+            return self.database_url
+        database = url.database or "fulfill.db"
+        if database == ":memory:":
+            raise ValueError("an in-memory SQLite database cannot be shared with DBOS; use a file")
+        stem = database[: -len(".db")] if database.endswith(".db") else database
+        return str(url.set(drivername="sqlite", database=f"{stem}.dbos.sqlite"))
+
+    @property
+    def effective_gateway_url(self) -> str:
+        if self.gateway_url:
+            return self.gateway_url
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104
+        return f"http://{host}:{self.port}/mcp"
+
+    @property
+    def uses_dev_secret(self) -> bool:
+        return self.jwt_secret == DEV_JWT_SECRET

@@ -1,0 +1,1 @@
+"""Connectors: one module per external system, each tool paired with its compensation."""

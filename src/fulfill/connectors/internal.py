@@ -1,0 +1,164 @@
+"""The internal connector: tasks and notes in fulfill's own database, and their compensations.
+
+Idempotent on the execution idempotency key: the object id is derived from the key and the key
+is unique, so the insert *is* the reservation. A repeated call (a retry after a lost answer, a
+rerun, a concurrent duplicate) finds the row the first call wrote and returns the same ref.
+Deletion is a soft delete; creating again with the same key restores the object.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from mcp.types import CallToolResult
+from sqlalchemy import Table, select, update
+
+from fulfill.connectors.base import ConnectorTool, ToolSuccess, tool_failure, tool_success
+from fulfill.domain.errors import ErrorClass
+from fulfill.domain.models import ExternalObjectRef
+from fulfill.domain.ports import Clock
+from fulfill.store.db import Database, insert_ignore, is_transient_store_error
+from fulfill.store.tables import internal_notes, internal_tasks
+
+ToolAnswer = Annotated[CallToolResult, ToolSuccess]
+
+_STORE_UNAVAILABLE = "the internal store is unavailable, try again"
+
+
+class InternalConnector:
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+
+    def tools(self) -> list[ConnectorTool]:
+        return [
+            ConnectorTool(
+                "internal.create_task", "Create a task in the internal task list.", self.create_task
+            ),
+            ConnectorTool("internal.create_note", "Create a note on an account.", self.create_note),
+            ConnectorTool(
+                "internal.delete_task",
+                "Delete a task created by internal.create_task (compensation).",
+                self.delete_task,
+                compensates="internal.create_task",
+            ),
+            ConnectorTool(
+                "internal.delete_note",
+                "Delete a note created by internal.create_note (compensation).",
+                self.delete_note,
+                compensates="internal.create_note",
+            ),
+        ]
+
+    def create_task(
+        self,
+        title: str,
+        tenant_id: str,
+        account_id: str,
+        action_intent_id: str,
+        idempotency_key: str,
+        description: str | None = None,
+    ) -> ToolAnswer:
+        if not title.strip():
+            return tool_failure(ErrorClass.VALIDATION, "VALIDATION_FAILED", "title must not be empty")
+        fields = {"title": title, "description": description}
+        return self._create(
+            internal_tasks, "task", "Task", tenant_id, account_id, action_intent_id, idempotency_key, fields
+        )
+
+    def create_note(
+        self, content: str, tenant_id: str, account_id: str, action_intent_id: str, idempotency_key: str
+    ) -> ToolAnswer:
+        if not content.strip():
+            return tool_failure(ErrorClass.VALIDATION, "VALIDATION_FAILED", "content must not be empty")
+        return self._create(
+            internal_notes,
+            "note",
+            "Note",
+            tenant_id,
+            account_id,
+            action_intent_id,
+            idempotency_key,
+            {"content": content},
+        )
+
+    def delete_task(self, task_id: str, tenant_id: str, account_id: str) -> ToolAnswer:
+        return self._delete(internal_tasks, "task", "Task", task_id, tenant_id, account_id)
+
+    def delete_note(self, note_id: str, tenant_id: str, account_id: str) -> ToolAnswer:
+        return self._delete(internal_notes, "note", "Note", note_id, tenant_id, account_id)
+
+    def _create(
+        self,
+        table: Table,
+        kind: str,
+        object_type: str,
+        tenant_id: str,
+        account_id: str,
+        action_intent_id: str,
+        idempotency_key: str,
+        fields: dict[str, str | None],
+    ) -> CallToolResult:
+        if len(idempotency_key) < 24:
+            return tool_failure(ErrorClass.VALIDATION, "VALIDATION_FAILED", "idempotency_key is too short")
+        id_column = f"{kind}_id"
+        object_id = f"{kind}_{idempotency_key[:24]}"
+        try:
+            with self._db.write() as conn:
+                insert_ignore(
+                    conn,
+                    table,
+                    {
+                        "tenant_id": tenant_id,
+                        "account_id": account_id,
+                        id_column: object_id,
+                        "idempotency_key": idempotency_key,
+                        "action_intent_id": action_intent_id,
+                        "created_at": self._clock.now_iso(),
+                        **fields,
+                    },
+                )
+                row = conn.execute(select(table).where(table.c.idempotency_key == idempotency_key)).one()
+                if row.tenant_id != tenant_id or row.account_id != account_id:
+                    return tool_failure(
+                        ErrorClass.VALIDATION,
+                        "IDEMPOTENCY_COLLISION",
+                        "idempotency key belongs to another owner",
+                    )
+                if row.deleted_at is not None:
+                    conn.execute(
+                        update(table)
+                        .where(table.c.idempotency_key == idempotency_key)
+                        .values(deleted_at=None)
+                    )
+        except Exception as exc:
+            if is_transient_store_error(exc):
+                return tool_failure(ErrorClass.DOWNSTREAM, "STORE_UNAVAILABLE", _STORE_UNAVAILABLE)
+            raise
+        return tool_success(
+            [ExternalObjectRef(system="INTERNAL", object_type=object_type, object_id=row._mapping[id_column])]
+        )
+
+    def _delete(
+        self, table: Table, kind: str, object_type: str, object_id: str, tenant_id: str, account_id: str
+    ) -> CallToolResult:
+        id_column = table.c[f"{kind}_id"]
+        try:
+            with self._db.write() as conn:
+                result = conn.execute(
+                    update(table)
+                    .where(
+                        table.c.tenant_id == tenant_id,
+                        table.c.account_id == account_id,
+                        id_column == object_id,
+                        table.c.deleted_at.is_(None),
+                    )
+                    .values(deleted_at=self._clock.now_iso())
+                )
+        except Exception as exc:
+            if is_transient_store_error(exc):
+                return tool_failure(ErrorClass.DOWNSTREAM, "STORE_UNAVAILABLE", _STORE_UNAVAILABLE)
+            raise
+        ref = ExternalObjectRef(system="INTERNAL", object_type=object_type, object_id=object_id)
+        # Deleting what is already gone is success: compensation must be safe to repeat.
+        return tool_success([ref], deleted=bool(result.rowcount))

@@ -1,0 +1,202 @@
+"""The state carried between workflow steps: one typed model per step boundary.
+
+Every step receives the previous step's output model and returns its own. Every failure, at
+any step, becomes an :class:`OutcomeDraft`, the one input RecordOutcome accepts, so there is no
+failure shape the recorder could reject (reference spec §13 items 1 and 6).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from fulfill.domain.errors import ExecutionError
+from fulfill.domain.models import (
+    ActionIntentV1,
+    ApprovalSource,
+    CompensationStrategy,
+    ExecutionStatus,
+    ExternalObjectRef,
+)
+
+
+class _State(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ExecutionRequest(_State):
+    """StartExecution's input, built by intake from an ACTION_APPROVED event or by a rerun."""
+
+    action_intent_id: str
+    tenant_id: str
+    account_id: str
+    workflow_id: str
+    attempt_count: int = Field(default=1, ge=1)
+    approval_source: ApprovalSource | None = None
+    auto_executed: bool | None = None
+    requested_by: str | None = None
+    rerun_reason: str | None = None
+
+
+class ExecutionContext(_State):
+    """Who and which attempt: carried unchanged from StartExecution to RecordOutcome."""
+
+    action_intent_id: str
+    tenant_id: str
+    account_id: str
+    workflow_id: str
+    attempt_count: int = Field(ge=1)
+    attempt_id: str
+    trace_id: str
+    started_at: str
+    deadline_epoch: float
+    approval_source: ApprovalSource | None = None
+    auto_executed: bool | None = None
+    requested_by: str | None = None
+    rerun_reason: str | None = None
+
+
+class StartedExecution(_State):
+    """StartExecution's output when this workflow holds the lock for its attempt."""
+
+    kind: Literal["started"] = "started"
+    context: ExecutionContext
+
+
+class DuplicateExecution(_State):
+    """StartExecution's output when another run already owns (or finished) this intent: a no-op."""
+
+    kind: Literal["duplicate"] = "duplicate"
+    action_intent_id: str
+    existing_workflow_id: str
+    existing_status: ExecutionStatus
+
+
+class PreflightPassed(_State):
+    """ValidatePreflight's output: the intent as it was checked."""
+
+    context: ExecutionContext
+    intent: ActionIntentV1
+
+
+class ToolCall(_State):
+    """MapActionToTool's output: everything InvokeTool sends, fixed before any call is made."""
+
+    context: ExecutionContext
+    action_type: str
+    decision_trace_id: str
+    registry_version: int
+    tool_name: str
+    tool_schema_version: str
+    compensation_strategy: CompensationStrategy
+    compensation_tool_name: str | None = None
+    arguments: dict[str, Any]
+    idempotency_key: str
+    retry_count: int = Field(ge=0)
+
+
+class ToolResult(_State):
+    """InvokeTool's output: what the tool answered (success, or a classified business failure)."""
+
+    call: ToolCall
+    success: bool
+    external_object_refs: list[ExternalObjectRef] = Field(default_factory=list)
+    error: ExecutionError | None = None
+    tool_run_ref: str
+
+
+class OutcomeDraft(_State):
+    """RecordOutcome's only input: a terminal status plus whatever was known when it was reached."""
+
+    context: ExecutionContext
+    status: ExecutionStatus
+    external_object_refs: list[ExternalObjectRef] = Field(default_factory=list)
+    error: ExecutionError | None = None
+    tool_name: str | None = None
+    tool_schema_version: str | None = None
+    registry_version: int | None = None
+    idempotency_key: str | None = None
+    decision_trace_id: str | None = None
+    tool_run_ref: str
+
+
+class ExecutionStopped(Exception):
+    """Raised by a step that ends the execution early; carries the outcome to record."""
+
+    def __init__(self, draft: OutcomeDraft) -> None:
+        super().__init__(draft)
+        self.draft = draft
+
+
+def tool_run_ref(context: ExecutionContext, tool_name: str) -> str:
+    return f"toolrun/{context.trace_id}/{context.attempt_count}/{tool_name}"
+
+
+def pre_tool_ref(context: ExecutionContext) -> str:
+    return f"pre-tool-{context.action_intent_id}-{context.attempt_count}"
+
+
+def stop_before_tool(
+    context: ExecutionContext,
+    status: ExecutionStatus,
+    error: ExecutionError,
+    *,
+    call: ToolCall | None = None,
+    registry_version: int | None = None,
+    decision_trace_id: str | None = None,
+) -> ExecutionStopped:
+    """A stop reached before the tool was called (so nothing was written anywhere)."""
+    draft = OutcomeDraft(
+        context=context,
+        status=status,
+        error=error,
+        tool_name=call.tool_name if call else None,
+        tool_schema_version=call.tool_schema_version if call else None,
+        registry_version=call.registry_version if call else registry_version,
+        idempotency_key=call.idempotency_key if call else None,
+        decision_trace_id=call.decision_trace_id if call else decision_trace_id,
+        tool_run_ref=pre_tool_ref(context),
+    )
+    return ExecutionStopped(draft)
+
+
+def outcome_from_tool_result(result: ToolResult) -> OutcomeDraft:
+    call = result.call
+    return OutcomeDraft(
+        context=call.context,
+        status=ExecutionStatus.SUCCEEDED if result.success else ExecutionStatus.FAILED,
+        external_object_refs=result.external_object_refs,
+        error=result.error,
+        tool_name=call.tool_name,
+        tool_schema_version=call.tool_schema_version,
+        registry_version=call.registry_version,
+        idempotency_key=call.idempotency_key,
+        decision_trace_id=call.decision_trace_id,
+        tool_run_ref=result.tool_run_ref,
+    )
+
+
+def outcome_from_failed_call(call: ToolCall, error: ExecutionError) -> OutcomeDraft:
+    """The tool call itself failed (transport, timeout, retries exhausted)."""
+    return OutcomeDraft(
+        context=call.context,
+        status=ExecutionStatus.FAILED,
+        error=error,
+        tool_name=call.tool_name,
+        tool_schema_version=call.tool_schema_version,
+        registry_version=call.registry_version,
+        idempotency_key=call.idempotency_key,
+        decision_trace_id=call.decision_trace_id,
+        tool_run_ref=tool_run_ref(call.context, call.tool_name),
+    )
+
+
+def outcome_from_step_failure(context: ExecutionContext, error: ExecutionError) -> OutcomeDraft:
+    """A step failed in a way no rule foresaw (or kept failing): still a visible, recorded FAILED."""
+    return OutcomeDraft(
+        context=context,
+        status=ExecutionStatus.FAILED,
+        error=error,
+        tool_run_ref=pre_tool_ref(context),
+    )

@@ -1,0 +1,110 @@
+"""The execution idempotency key (reference spec §6.1) and the canonical JSON it hashes.
+
+``key = lowercase_hex(SHA-256(UTF-8("{tenant_id}:{action_intent_id}:{tool_name}:{canonical_args}:{registry_version}")))``
+
+Canonical JSON is what JavaScript's ``JSON.stringify`` prints for the same value after sorting
+object keys, so a key computed here equals the key the TypeScript reference computes:
+
+* object keys are sorted recursively by UTF-16 code units (JavaScript's default string order);
+* output is compact (no whitespace) and non-ASCII characters are not escaped;
+* ``null`` is kept, array order is kept;
+* **numbers are normalised**: an integral float is printed as an integer (``1.0`` → ``1``,
+  ``-0.0`` → ``0``); other floats use the shortest round-trip digits in ECMAScript
+  ``Number.prototype.toString`` form (``1e-7``, ``1e+21``, ``0.000001``); integers print exactly;
+  ``NaN`` and infinities are rejected because JSON cannot represent them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from decimal import Decimal
+from typing import Any
+
+
+class CanonicalJsonError(ValueError):
+    """The value cannot be represented as canonical JSON."""
+
+
+def canonical_json(value: Any) -> str:
+    return "".join(_encode(value))
+
+
+def idempotency_key(
+    *, tenant_id: str, action_intent_id: str, tool_name: str, arguments: dict[str, Any], registry_version: int
+) -> str:
+    material = f"{tenant_id}:{action_intent_id}:{tool_name}:{canonical_json(arguments)}:{registry_version}"
+    return hashlib.sha256(material.encode("utf-8")).hexdigest()
+
+
+def _utf16_order(key: str) -> bytes:
+    return key.encode("utf-16-be", "surrogatepass")
+
+
+def _encode(value: Any) -> list[str]:
+    if value is None:
+        return ["null"]
+    if value is True:
+        return ["true"]
+    if value is False:
+        return ["false"]
+    if isinstance(value, int):
+        return [str(value)]
+    if isinstance(value, float):
+        return [format_js_number(value)]
+    if isinstance(value, str):
+        return [json.dumps(value, ensure_ascii=False)]
+    if isinstance(value, dict):
+        parts: list[str] = ["{"]
+        for index, key in enumerate(sorted(value, key=_key_for_sort)):
+            if index:
+                parts.append(",")
+            parts.append(json.dumps(str(key), ensure_ascii=False))
+            parts.append(":")
+            parts.extend(_encode(value[key]))
+        parts.append("}")
+        return parts
+    if isinstance(value, list | tuple):
+        parts = ["["]
+        for index, item in enumerate(value):
+            if index:
+                parts.append(",")
+            parts.extend(_encode(item))
+        parts.append("]")
+        return parts
+    raise CanonicalJsonError(f"type {type(value).__name__} is not JSON")
+
+
+def _key_for_sort(key: Any) -> bytes:
+    if not isinstance(key, str):
+        raise CanonicalJsonError("object keys must be strings")
+    return _utf16_order(key)
+
+
+def format_js_number(number: float) -> str:
+    """Format a float as ECMAScript ``Number.prototype.toString`` does (radix 10)."""
+    if math.isnan(number) or math.isinf(number):
+        raise CanonicalJsonError("NaN and Infinity are not JSON numbers")
+    if number == 0:
+        return "0"
+    if number.is_integer() and abs(number) < 1e21:
+        return str(int(number))
+    sign = "-" if number < 0 else ""
+    # repr() gives the shortest digits that round-trip, as ECMAScript requires.
+    digits_tuple = Decimal(repr(abs(number))).normalize().as_tuple()
+    digits = "".join(str(d) for d in digits_tuple.digits)
+    assert isinstance(digits_tuple.exponent, int)
+    k = len(digits)
+    n = digits_tuple.exponent + k  # the decimal point sits after n digits
+    if k <= n <= 21:
+        body = digits + "0" * (n - k)
+    elif 0 < n <= 21:
+        body = digits[:n] + "." + digits[n:]
+    elif -6 < n <= 0:
+        body = "0." + "0" * (-n) + digits
+    else:
+        exponent = n - 1
+        mantissa = digits[0] if k == 1 else digits[0] + "." + digits[1:]
+        body = f"{mantissa}e{'+' if exponent >= 0 else '-'}{abs(exponent)}"
+    return sign + body

@@ -1,0 +1,91 @@
+"""Ledger entries with deterministic ids: writing the same fact twice is a no-op."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fulfill.domain.models import ActionOutcomeV1, ExecutionSignal, ExecutionStatus, LedgerEntry
+
+OUTCOME_EVENT_TYPES: dict[ExecutionStatus, str] = {
+    ExecutionStatus.SUCCEEDED: "ACTION_EXECUTED",
+    ExecutionStatus.FAILED: "ACTION_FAILED",
+    ExecutionStatus.CANCELLED: "EXECUTION_CANCELLED",
+    ExecutionStatus.EXPIRED: "EXECUTION_EXPIRED",
+}
+
+
+def entry_id(action_intent_id: str, attempt: int, event_type: str) -> str:
+    return f"{action_intent_id}#{attempt}#{event_type}"
+
+
+def ledger_entry(
+    *,
+    event_type: str,
+    timestamp: str,
+    tenant_id: str,
+    account_id: str,
+    action_intent_id: str,
+    attempt: int,
+    trace_id: str,
+    data: dict[str, Any],
+) -> LedgerEntry:
+    return LedgerEntry(
+        entry_id=entry_id(action_intent_id, attempt, event_type),
+        event_type=event_type,
+        timestamp=timestamp,
+        tenant_id=tenant_id,
+        account_id=account_id,
+        action_intent_id=action_intent_id,
+        attempt=attempt,
+        trace_id=trace_id,
+        data=data,
+    )
+
+
+def outcome_entry(outcome: ActionOutcomeV1, decision_trace_id: str | None) -> LedgerEntry:
+    return ledger_entry(
+        event_type=OUTCOME_EVENT_TYPES[outcome.status],
+        timestamp=outcome.completed_at,
+        tenant_id=outcome.tenant_id,
+        account_id=outcome.account_id,
+        action_intent_id=outcome.action_intent_id,
+        attempt=outcome.attempt_count,
+        trace_id=outcome.trace_id,
+        data={
+            "action_intent_id": outcome.action_intent_id,
+            "status": outcome.status.value,
+            "external_object_refs": [
+                ref.model_dump(exclude_none=True) for ref in outcome.external_object_refs
+            ],
+            "error_code": outcome.error_code,
+            "error_class": outcome.error_class.value if outcome.error_class else None,
+            "error_message": outcome.error_message,
+            "tool_name": outcome.tool_name,
+            "registry_version": outcome.registry_version,
+            "idempotency_key": outcome.idempotency_key,
+            "decision_trace_id": decision_trace_id,
+            "attempt_count": outcome.attempt_count,
+        },
+    )
+
+
+def signal_entry(signal: ExecutionSignal) -> LedgerEntry:
+    evidence_ref = signal.evidence["evidenceRef"]
+    return ledger_entry(
+        event_type="SIGNAL",
+        timestamp=signal.createdAt,
+        tenant_id=signal.tenantId,
+        account_id=signal.accountId,
+        action_intent_id=signal.action_intent_id,
+        attempt=signal.attempt,
+        trace_id=signal.traceId,
+        data={
+            "signalId": signal.signalId,
+            "signalType": signal.signalType,
+            "confidence": signal.metadata["confidence"],
+            "severity": signal.metadata["severity"],
+            "evidenceRefs": [
+                {"type": "s3", "location": evidence_ref["s3Uri"], "timestamp": evidence_ref["capturedAt"]}
+            ],
+        },
+    )

@@ -1,0 +1,272 @@
+"""The records fulfill keeps and the contracts it serves (DESIGN §4, reference spec §1).
+
+Pure pydantic models: no I/O, no framework imports. Timestamps are ISO-8601 UTC strings with
+milliseconds (``2026-01-02T03:04:05.678Z``), epochs are integer seconds.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from fulfill.domain.errors import ErrorClass
+
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")]
+ActionType = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Z][A-Z0-9_]*$")]
+ToolName = Annotated[
+    str, StringConstraints(min_length=3, max_length=128, pattern=r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
+]
+NonEmpty = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
+
+
+class ApprovalStatus(StrEnum):
+    PENDING_APPROVAL = "PENDING_APPROVAL"
+    APPROVED = "APPROVED"
+    REJECTED = "REJECTED"
+    CANCELLED = "CANCELLED"
+
+
+class ExecutionStatus(StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    EXPIRED = "EXPIRED"
+
+
+TERMINAL_STATUSES = frozenset(
+    {ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED, ExecutionStatus.EXPIRED}
+)
+RERUNNABLE_STATUSES = frozenset({ExecutionStatus.FAILED, ExecutionStatus.CANCELLED})
+
+
+class CompensationStrategy(StrEnum):
+    AUTOMATIC = "AUTOMATIC"
+    MANUAL = "MANUAL"
+    NONE = "NONE"
+
+
+class CompensationStatus(StrEnum):
+    NONE = "NONE"
+    PENDING = "PENDING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+
+
+class RiskClass(StrEnum):
+    MINIMAL = "MINIMAL"
+    LOW = "LOW"
+    MEDIUM = "MEDIUM"
+    HIGH = "HIGH"
+
+
+class Transform(StrEnum):
+    PASSTHROUGH = "PASSTHROUGH"
+    UPPERCASE = "UPPERCASE"
+    LOWERCASE = "LOWERCASE"
+    CAPITALIZE = "CAPITALIZE"
+
+
+class ApprovalSource(StrEnum):
+    HUMAN = "HUMAN"
+    POLICY = "POLICY"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Target(_Model):
+    entity_type: Literal["ACCOUNT", "CONTACT", "OPPORTUNITY", "DEAL", "ENGAGEMENT"]
+    entity_id: NonEmpty
+
+
+class ExecutionPolicy(_Model):
+    """Per-intent execution bounds.
+
+    ``retry_count``: how many times a transient tool failure is retried within one attempt.
+    ``timeout_seconds``: the whole attempt's budget, from start to recorded outcome.
+    ``max_attempts``: how many attempts the service may start on its own (it starts one; further
+    attempts are explicit admin reruns, recorded as such).
+    """
+
+    retry_count: int = Field(default=3, ge=0, le=10)
+    timeout_seconds: int = Field(default=300, ge=1, le=86_400)
+    max_attempts: int = Field(default=1, ge=1, le=10)
+
+
+class ActionIntentV1(_Model):
+    action_intent_id: Identifier
+    action_type: ActionType
+    target: Target | None = None
+    parameters: dict[str, Any]
+    parameters_schema_version: str | None = None
+    approved_by: str | None = None
+    approval_timestamp: str | None = None
+    approval_status: ApprovalStatus
+    execution_policy: ExecutionPolicy
+    expires_at: str
+    expires_at_epoch: int
+    original_decision_id: str | None = None
+    original_proposal_id: str | None = None
+    supersedes_action_intent_id: str | None = None
+    edited_fields: list[str] = Field(default_factory=list)
+    tenant_id: Identifier
+    account_id: Identifier
+    trace_id: str
+    registry_version: int = Field(ge=1)
+    created_at: str
+    updated_at: str
+
+
+class ExternalObjectRef(_Model):
+    system: Literal["CRM", "CALENDAR", "INTERNAL"]
+    object_type: NonEmpty
+    object_id: NonEmpty
+    object_url: str | None = None
+
+
+class ExecutionAttempt(_Model):
+    """One lock row per intent; ``attempt_count`` grows only by an explicit admin rerun."""
+
+    tenant_id: str
+    account_id: str
+    action_intent_id: str
+    attempt_count: int = Field(ge=1)
+    attempt_id: str
+    workflow_id: str
+    status: ExecutionStatus
+    idempotency_key: str | None = None
+    trace_id: str
+    last_error_class: ErrorClass | None = None
+    started_at: str
+    updated_at: str
+    completed_at: str | None = None
+
+
+class ActionOutcomeV1(_Model):
+    """Write-once per (intent, attempt)."""
+
+    tenant_id: str
+    account_id: str
+    action_intent_id: str
+    attempt_count: int = Field(ge=1)
+    status: ExecutionStatus
+    external_object_refs: list[ExternalObjectRef] = Field(default_factory=list)
+    error_code: str | None = None
+    error_class: ErrorClass | None = None
+    error_message: str | None = None
+    tool_name: str | None = None
+    tool_schema_version: str | None = None
+    registry_version: int | None = None
+    tool_run_ref: str
+    idempotency_key: str | None = None
+    started_at: str
+    completed_at: str
+    compensation_status: CompensationStatus = CompensationStatus.NONE
+    compensation_error: str | None = None
+    trace_id: str
+    approval_source: ApprovalSource | None = None
+    auto_executed: bool | None = None
+
+
+class ParameterMapping(BaseModel):
+    """How one intent parameter becomes one tool argument (reference spec §1.6)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, serialize_by_alias=True)
+
+    tool_param: Annotated[str, StringConstraints(min_length=1, max_length=128)] = Field(alias="toolParam")
+    transform: Transform = Transform.PASSTHROUGH
+    required: bool = False
+
+
+class RegistryEntry(_Model):
+    """One immutable version of the action-type → tool mapping."""
+
+    action_type: ActionType
+    registry_version: int = Field(ge=1)
+    tool_name: ToolName
+    tool_schema_version: str = "v1.0"
+    required_scopes: list[str] = Field(default_factory=list)
+    risk_class: RiskClass = RiskClass.LOW
+    compensation_strategy: CompensationStrategy = CompensationStrategy.NONE
+    compensation_tool_name: ToolName | None = None
+    parameter_mapping: dict[str, ParameterMapping]
+    created_at: str
+    deprecated_at: str | None = None
+
+    @model_validator(mode="after")
+    def _automatic_needs_tool(self) -> RegistryEntry:
+        if self.compensation_strategy is CompensationStrategy.AUTOMATIC and not self.compensation_tool_name:
+            raise ValueError("compensation_strategy AUTOMATIC needs a compensation_tool_name")
+        return self
+
+
+class TenantExecutionConfig(_Model):
+    tenant_id: str
+    execution_enabled: bool = True
+    disabled_action_types: list[str] = Field(default_factory=list)
+    updated_at: str | None = None
+
+
+class GlobalExecutionConfig(_Model):
+    global_stop: bool = False
+    disabled_action_types: list[str] = Field(default_factory=list)
+    updated_at: str | None = None
+
+
+class LedgerEntry(_Model):
+    entry_id: str
+    event_type: str
+    timestamp: str
+    tenant_id: str
+    account_id: str
+    action_intent_id: str
+    attempt: int
+    trace_id: str
+    data: dict[str, Any]
+
+
+class ExecutionSignal(_Model):
+    """The execution outcome signal (reference spec §10.2), one per (intent, attempt)."""
+
+    signalId: str  # the signal contract is camelCase
+    signalType: Literal["ACTION_EXECUTED", "ACTION_FAILED"]
+    tenantId: str
+    accountId: str
+    traceId: str
+    action_intent_id: str
+    attempt: int
+    createdAt: str
+    updatedAt: str
+    timestamp: str
+    status: Literal["ACTIVE"] = "ACTIVE"
+    windowKey: str
+    dedupeKey: str
+    detectorVersion: str
+    detectorInputVersion: str
+    description: str
+    context: dict[str, Any]
+    evidence: dict[str, Any]
+    metadata: dict[str, Any]
+    suppression: dict[str, Any]
+
+
+class ExecutionStatusView(BaseModel):
+    """The status DTO of DESIGN §4.3; absent fields are left out of the JSON."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action_intent_id: str
+    status: ExecutionStatus
+    started_at: str | None = None
+    completed_at: str | None = None
+    external_object_refs: list[ExternalObjectRef] | None = None
+    error_code: str | None = None
+    error_class: ErrorClass | None = None
+    error_message: str | None = None
+    attempt_count: int | None = None
+    compensation_status: CompensationStatus | None = None

@@ -1,0 +1,35 @@
+"""What the engine needs from the outside world, as protocols the adapters implement."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from fulfill.domain.errors import ExecutionError
+from fulfill.domain.models import ExternalObjectRef
+
+
+class ToolCallOutcome(BaseModel):
+    """The answer of one tool call: success with refs, or a classified error."""
+
+    model_config = ConfigDict(frozen=True)
+
+    success: bool
+    external_object_refs: list[ExternalObjectRef] = Field(default_factory=list)
+    error: ExecutionError | None = None
+    # True when the call may not have reached the tool (transport failure, timeout): the
+    # engine retries those, relying on the tool's idempotency key to never write twice.
+    transport_failure: bool = False
+
+
+class ToolGateway(Protocol):
+    def call_tool(
+        self, *, tenant_id: str, tool_name: str, arguments: dict[str, Any], timeout_seconds: float
+    ) -> ToolCallOutcome: ...
+
+
+class Clock(Protocol):
+    def now(self) -> float: ...
+
+    def now_iso(self) -> str: ...

@@ -1,0 +1,1 @@
+"""The execution engine: the durable workflow, its steps, intake, outbox relay and reconciler."""

@@ -1,0 +1,180 @@
+"""Intake: one function turns an ACTION_APPROVED event into (at most) one workflow start.
+
+The event is accepted verbatim in its EventBridge shape (DESIGN §4.2). It is rejected, with an
+audit entry in the ledger, when it is malformed, names an unknown intent, names another tenant or
+account than the stored intent, or when the intent is not approved. Accepting the same event any
+number of times, at once or months apart, starts one execution: the workflow id is derived from
+the intent, and an intent that already has an attempt is not started again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from dbos import DBOS, SetWorkflowID
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from fulfill import metrics
+from fulfill.domain.execution import ExecutionRequest
+from fulfill.domain.ledger import ledger_entry
+from fulfill.domain.models import ApprovalSource, ApprovalStatus
+from fulfill.engine.runtime import Runtime
+from fulfill.engine.workflow import execute_intent, workflow_id_for
+from fulfill.store import executions, intents
+
+EXECUTION_QUEUE = "fulfill-executions"
+EVENT_SOURCE = "cc-native"
+EVENT_DETAIL_TYPE = "ACTION_APPROVED"
+
+
+class ApprovedEventData(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    action_intent_id: str
+    tenant_id: str
+    account_id: str
+    approval_source: ApprovalSource | None = None
+    auto_executed: bool | None = None
+
+    @field_validator("action_intent_id", "tenant_id", "account_id")
+    @classmethod
+    def _non_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("approval_source", mode="before")
+    @classmethod
+    def _blank_source(cls, value: object) -> object:
+        return None if value in ("", None) else value
+
+    @field_validator("auto_executed", mode="before")
+    @classmethod
+    def _loose_bool(cls, value: object) -> object:
+        # An EventBridge input transformer turns a missing field into "" or null.
+        return {"": None, "true": True, "false": False}.get(value, value) if isinstance(value, str) else value
+
+
+class EventRejected(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class IntakeResult(BaseModel):
+    action_intent_id: str
+    started: bool  # False when the intent already had an execution (a duplicate delivery)
+
+
+def parse_approved_event(raw: Any) -> ApprovedEventData:
+    """Read one event: ``{"source", "detail-type", "detail": {"data": {...}}}``.
+
+    PutEvents entries (``Source``, ``DetailType``, ``Detail`` as a JSON string) are accepted too.
+    """
+    if not isinstance(raw, dict):
+        raise EventRejected("MALFORMED_EVENT", "an event must be a JSON object")
+    source = raw.get("source", raw.get("Source"))
+    detail_type = raw.get("detail-type", raw.get("DetailType"))
+    detail = raw.get("detail", raw.get("Detail"))
+    if isinstance(detail, str):
+        try:
+            detail = json.loads(detail)
+        except ValueError:
+            raise EventRejected("MALFORMED_EVENT", "Detail is not valid JSON") from None
+    if source != EVENT_SOURCE:
+        raise EventRejected("UNSUPPORTED_SOURCE", f"source must be '{EVENT_SOURCE}'")
+    if detail_type != EVENT_DETAIL_TYPE:
+        raise EventRejected("UNSUPPORTED_DETAIL_TYPE", f"detail-type must be '{EVENT_DETAIL_TYPE}'")
+    data = detail.get("data") if isinstance(detail, dict) else None
+    if not isinstance(data, dict):
+        raise EventRejected("MALFORMED_EVENT", "detail.data must be an object")
+    try:
+        return ApprovedEventData.model_validate(data)
+    except ValidationError as exc:
+        fields = sorted({".".join(str(p) for p in error["loc"]) for error in exc.errors()})
+        raise EventRejected(
+            "MALFORMED_EVENT", f"detail.data has invalid fields: {', '.join(fields)}"
+        ) from None
+
+
+def accept_approved_event(
+    rt: Runtime, event: ApprovedEventData, *, caller_tenant_id: str | None
+) -> IntakeResult:
+    """Start the execution of an approved intent, once. ``caller_tenant_id``: the tenant of the
+    token that delivered the event (``None`` for the service's own outbox)."""
+    try:
+        result = _accept(rt, event, caller_tenant_id)
+    except EventRejected as rejection:
+        metrics.EVENTS.labels("rejected").inc()
+        audit_rejection(rt, event, rejection, caller_tenant_id)
+        raise
+    metrics.EVENTS.labels("started" if result.started else "duplicate").inc()
+    return result
+
+
+def _accept(rt: Runtime, event: ApprovedEventData, caller_tenant_id: str | None) -> IntakeResult:
+    if caller_tenant_id is not None and event.tenant_id != caller_tenant_id:
+        raise EventRejected("TENANT_MISMATCH", "the event's tenant_id is not the tenant of the caller")
+    with rt.db.read() as conn:
+        intent = intents.get_intent(conn, event.tenant_id, event.action_intent_id)
+        if intent is None:
+            raise EventRejected("INTENT_NOT_FOUND", "no action intent with this id exists for this tenant")
+        if intent.account_id != event.account_id:
+            raise EventRejected("ACCOUNT_MISMATCH", "the event's account_id is not the intent's account")
+        if intent.approval_status is not ApprovalStatus.APPROVED:
+            raise EventRejected("NOT_APPROVED", f"the intent is {intent.approval_status.value}, not APPROVED")
+        existing = executions.get_attempt(conn, intent.tenant_id, intent.account_id, intent.action_intent_id)
+    if existing is not None:
+        return IntakeResult(action_intent_id=intent.action_intent_id, started=False)
+    start_execution(
+        ExecutionRequest(
+            action_intent_id=intent.action_intent_id,
+            tenant_id=intent.tenant_id,
+            account_id=intent.account_id,
+            workflow_id=workflow_id_for(intent.action_intent_id),
+            approval_source=event.approval_source,
+            auto_executed=event.auto_executed,
+        )
+    )
+    return IntakeResult(action_intent_id=intent.action_intent_id, started=True)
+
+
+def start_execution(request: ExecutionRequest) -> None:
+    """Enqueue the workflow under its deterministic id; DBOS returns the existing one on a repeat."""
+    queue = DBOS.retrieve_queue(EXECUTION_QUEUE)
+    if queue is None:
+        raise RuntimeError("the execution queue is not registered")
+    with SetWorkflowID(request.workflow_id):
+        queue.enqueue(execute_intent, request)
+
+
+def audit_rejection(
+    rt: Runtime, event: ApprovedEventData, rejection: EventRejected, caller_tenant_id: str | None
+) -> None:
+    """Write the rejection into the ledger of the tenant that sent it."""
+    now_iso = rt.clock.now_iso()
+    tenant_id = caller_tenant_id or event.tenant_id
+    fingerprint = hashlib.sha256(
+        f"{event.model_dump_json()}|{rejection.code}|{now_iso}|{caller_tenant_id}".encode()
+    ).hexdigest()[:16]
+    entry = ledger_entry(
+        event_type="EVENT_REJECTED",
+        timestamp=now_iso,
+        tenant_id=tenant_id,
+        account_id=event.account_id,
+        action_intent_id=event.action_intent_id,
+        attempt=0,
+        trace_id=f"intake-{fingerprint}",
+        data={
+            "reason": rejection.code,
+            "message": rejection.message,
+            "event_tenant_id": event.tenant_id,
+            "event_account_id": event.account_id,
+        },
+    )
+    entry = entry.model_copy(update={"entry_id": f"{entry.entry_id}#{fingerprint}"})
+    with rt.db.write() as conn:
+        executions.append_ledger(conn, entry)

@@ -1,0 +1,109 @@
+"""Relays outbox messages to their destinations until each one accepts (at-least-once).
+
+Destinations: ``intake`` (this service's own ACTION_APPROVED intake) and webhook URLs. Webhook
+POSTs carry ``X-Fulfill-Signature: sha256=<hex HMAC-SHA256 of "{timestamp}.{body}">`` with the
+shared ``FULFILL_WEBHOOK_SECRET``, plus ``X-Fulfill-Timestamp`` and ``X-Fulfill-Event-Id`` (the
+message id, stable across retries, for the receiver's deduplication). A non-2xx answer or a
+network error is retried with exponential backoff, capped at ``FULFILL_OUTBOX_BACKOFF_MAX_SECONDS``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import threading
+
+import httpx
+
+from fulfill import metrics
+from fulfill.engine.intake import EventRejected, accept_approved_event, parse_approved_event
+from fulfill.engine.runtime import Runtime
+from fulfill.store import outbox
+
+log = logging.getLogger(__name__)
+
+INTAKE_DESTINATION = "intake"
+LEASE_SECONDS = 60.0
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+class OutboxRelay:
+    def __init__(self, rt: Runtime) -> None:
+        self._rt = rt
+        self._http = httpx.Client(timeout=rt.settings.webhook_timeout_seconds)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="fulfill-outbox-relay", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._rt.outbox_wakeup.set()
+        self._thread.join(timeout=10)
+        self._http.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                while self.deliver_due() and not self._stop.is_set():
+                    pass
+            except Exception:
+                log.exception("outbox relay pass failed; retrying at the next poll")
+            self._rt.outbox_wakeup.wait(timeout=self._rt.settings.outbox_poll_seconds)
+            self._rt.outbox_wakeup.clear()
+
+    def deliver_due(self) -> int:
+        """Deliver what is due now; returns how many deliveries were attempted."""
+        rt = self._rt
+        with rt.db.write() as conn:
+            claimed = outbox.claim_due(conn, now_epoch=rt.clock.now(), lease_seconds=LEASE_SECONDS)
+        for delivery in claimed:
+            error = self._deliver(delivery)
+            metrics.OUTBOX_DELIVERIES.labels(delivery.topic, "ok" if error is None else "retry").inc()
+            with rt.db.write() as conn:
+                if error is None:
+                    outbox.mark_delivered(conn, delivery, now=rt.clock.now_iso())
+                else:
+                    delay = min(
+                        rt.settings.outbox_backoff_max_seconds,
+                        rt.settings.outbox_backoff_base_seconds * (2**delivery.attempts),
+                    )
+                    outbox.mark_failed(conn, delivery, error=error, next_attempt_epoch=rt.clock.now() + delay)
+        with rt.db.read() as conn:
+            metrics.OUTBOX_PENDING.set(outbox.pending_count(conn))
+        return len(claimed)
+
+    def _deliver(self, delivery: outbox.Delivery) -> str | None:
+        """None when the destination accepted the message, else why it did not."""
+        if delivery.destination == INTAKE_DESTINATION:
+            try:
+                accept_approved_event(self._rt, parse_approved_event(delivery.payload), caller_tenant_id=None)
+            except EventRejected:
+                return None  # rejected events are audited; retrying cannot change the answer
+            except Exception as exc:
+                log.warning("intake of %s failed: %s", delivery.message_id, type(exc).__name__)
+                return f"intake failed: {type(exc).__name__}"
+            return None
+        body = json.dumps(delivery.payload, separators=(",", ":")).encode()
+        timestamp = str(int(self._rt.clock.now()))
+        headers = {
+            "Content-Type": "application/json",
+            "X-Fulfill-Event-Id": delivery.message_id,
+            "X-Fulfill-Event-Type": delivery.topic,
+            "X-Fulfill-Timestamp": timestamp,
+            "X-Fulfill-Signature": sign(self._rt.settings.webhook_secret, timestamp, body),
+        }
+        try:
+            response = self._http.post(delivery.destination, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            return f"webhook unreachable: {type(exc).__name__}"
+        if 200 <= response.status_code < 300:
+            return None
+        return f"webhook answered HTTP {response.status_code}"

@@ -1,0 +1,38 @@
+"""The dependencies the workflow steps reach for, installed once per process at start-up.
+
+DBOS steps are plain module functions replayed by the workflow engine, so they cannot receive
+their collaborators as arguments; they read them from here instead.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from fulfill.config import Settings
+from fulfill.domain.ports import Clock, ToolGateway
+from fulfill.store.db import Database
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    clock: Clock
+    gateway: ToolGateway
+    # Set to make the outbox relay deliver now instead of at its next poll.
+    outbox_wakeup: threading.Event = field(default_factory=threading.Event)
+
+
+_current: Runtime | None = None
+
+
+def install(runtime: Runtime | None) -> None:
+    global _current
+    _current = runtime
+
+
+def current() -> Runtime:
+    if _current is None:
+        raise RuntimeError("the fulfill runtime is not installed; start the service first")
+    return _current

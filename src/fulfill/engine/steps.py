@@ -1,0 +1,514 @@
+"""The workflow's steps. Each takes the previous step's output model and returns its own.
+
+Every step is idempotent when re-run after a crash: the attempt lock, the write-once outcome and
+the deterministic ledger, signal and outbox ids turn a repeated write into a no-op, and the tool
+call repeats with the same idempotency key. A step that must end the execution raises
+:class:`ExecutionStopped` carrying the outcome to record.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+import uuid
+from typing import Any
+
+from sqlalchemy import Connection
+
+from fulfill import metrics
+from fulfill.domain.errors import ErrorClass, ExecutionError
+from fulfill.domain.execution import (
+    DuplicateExecution,
+    ExecutionContext,
+    ExecutionRequest,
+    ExecutionStopped,
+    OutcomeDraft,
+    PreflightPassed,
+    StartedExecution,
+    ToolCall,
+    ToolResult,
+    outcome_from_failed_call,
+    stop_before_tool,
+    tool_run_ref,
+)
+from fulfill.domain.expiry import is_expired
+from fulfill.domain.idempotency import idempotency_key
+from fulfill.domain.killswitch import KillSwitchDecision, evaluate_kill_switches
+from fulfill.domain.ledger import ledger_entry, outcome_entry, signal_entry
+from fulfill.domain.mapping import MappingError, map_parameters, with_trusted_arguments
+from fulfill.domain.models import (
+    ActionIntentV1,
+    ActionOutcomeV1,
+    ApprovalStatus,
+    ExecutionAttempt,
+    ExecutionPolicy,
+    ExecutionStatus,
+)
+from fulfill.domain.signals import build_execution_signal
+from fulfill.domain.time import epoch_from_iso, iso_from_epoch
+from fulfill.engine.runtime import current
+from fulfill.store import executions, intents, killswitches, outbox, registry
+
+SIGNAL_TOPIC = "SIGNAL_CREATED"
+
+
+class RetryableToolFailure(Exception):
+    """A transient tool failure; the workflow's one retry layer retries the step on it."""
+
+    def __init__(self, draft: OutcomeDraft) -> None:
+        super().__init__(draft)
+        self.draft = draft
+
+
+# --- StartExecution -------------------------------------------------------------------------
+
+
+def start_execution(request: ExecutionRequest) -> StartedExecution | DuplicateExecution:
+    """Take the execution lock (the attempt row) and write EXECUTION_STARTED.
+
+    The lock belongs to one workflow id. This workflow re-running the step after a crash finds its
+    own RUNNING attempt and carries on; anything else (a late duplicate, a finished attempt) is a
+    duplicate and ends as a no-op: it is never recorded as a failure.
+    """
+    rt = current()
+    now = rt.clock.now()
+    with rt.db.write() as conn:
+        attempt = executions.get_attempt(
+            conn, request.tenant_id, request.account_id, request.action_intent_id
+        )
+        if attempt is None and request.attempt_count == 1:
+            intent = intents.get_intent(conn, request.tenant_id, request.action_intent_id)
+            policy = intent.execution_policy if intent else ExecutionPolicy()
+            attempt = ExecutionAttempt(
+                tenant_id=request.tenant_id,
+                account_id=request.account_id,
+                action_intent_id=request.action_intent_id,
+                attempt_count=1,
+                attempt_id=f"attempt_{int(now * 1000)}_{secrets.token_hex(4)}",
+                workflow_id=request.workflow_id,
+                status=ExecutionStatus.RUNNING,
+                trace_id=f"trace-{int(now * 1000)}-{uuid.uuid4()}",
+                started_at=iso_from_epoch(now),
+                updated_at=iso_from_epoch(now),
+            )
+            if not executions.insert_attempt(conn, attempt, deadline_epoch=now + policy.timeout_seconds):
+                attempt = executions.get_attempt(
+                    conn, request.tenant_id, request.account_id, request.action_intent_id
+                )
+        if (
+            attempt is None
+            or attempt.workflow_id != request.workflow_id
+            or attempt.attempt_count != request.attempt_count
+            or attempt.status is not ExecutionStatus.RUNNING
+        ):
+            return DuplicateExecution(
+                action_intent_id=request.action_intent_id,
+                existing_workflow_id=attempt.workflow_id if attempt else "",
+                existing_status=attempt.status if attempt else ExecutionStatus.PENDING,
+            )
+        context = ExecutionContext(
+            action_intent_id=attempt.action_intent_id,
+            tenant_id=attempt.tenant_id,
+            account_id=attempt.account_id,
+            workflow_id=attempt.workflow_id,
+            attempt_count=attempt.attempt_count,
+            attempt_id=attempt.attempt_id,
+            trace_id=attempt.trace_id,
+            started_at=attempt.started_at,
+            deadline_epoch=executions.get_deadline(conn, attempt),
+            approval_source=request.approval_source,
+            auto_executed=request.auto_executed,
+            requested_by=request.requested_by,
+            rerun_reason=request.rerun_reason,
+        )
+        _append_started(conn, context)
+    return StartedExecution(context=context)
+
+
+def _append_started(conn: Connection, context: ExecutionContext) -> None:
+    intent = intents.get_intent(conn, context.tenant_id, context.action_intent_id)
+    common: dict[str, Any] = {
+        "timestamp": context.started_at,
+        "tenant_id": context.tenant_id,
+        "account_id": context.account_id,
+        "action_intent_id": context.action_intent_id,
+        "attempt": context.attempt_count,
+        "trace_id": context.trace_id,
+    }
+    if context.attempt_count > 1:
+        executions.append_ledger(
+            conn,
+            ledger_entry(
+                event_type="RERUN_STARTED",
+                data={
+                    "action_intent_id": context.action_intent_id,
+                    "requested_by": context.requested_by,
+                    "rerun_reason": context.rerun_reason,
+                    "attempt_id": context.attempt_id,
+                },
+                **common,
+            ),
+        )
+    executions.append_ledger(
+        conn,
+        ledger_entry(
+            event_type="EXECUTION_STARTED",
+            data={
+                "action_intent_id": context.action_intent_id,
+                "attempt_id": context.attempt_id,
+                "attempt_count": context.attempt_count,
+                "workflow_id": context.workflow_id,
+                "registry_version": intent.registry_version if intent else None,
+                "decision_trace_id": intent.trace_id if intent else None,
+                "approval_source": context.approval_source.value if context.approval_source else None,
+                "auto_executed": context.auto_executed,
+            },
+            **common,
+        ),
+    )
+
+
+# --- ValidatePreflight ----------------------------------------------------------------------
+
+
+def validate_preflight(context: ExecutionContext) -> PreflightPassed:
+    """The intent still exists, is approved, is not expired, and no kill switch is on."""
+    rt = current()
+    now = rt.clock.now()
+    _check_budget(context, now)
+    with rt.db.read() as conn:
+        intent = intents.get_intent(conn, context.tenant_id, context.action_intent_id)
+    if intent is None or intent.account_id != context.account_id:
+        raise stop_before_tool(
+            context,
+            ExecutionStatus.FAILED,
+            _validation("INTENT_NOT_FOUND", "the action intent does not exist"),
+        )
+    _check_still_wanted(context, intent)
+    if is_expired(intent.expires_at_epoch, now):
+        raise stop_before_tool(
+            context,
+            ExecutionStatus.EXPIRED,
+            _validation(
+                "INTENT_EXPIRED",
+                f"the intent expired at {intent.expires_at_epoch} (now {int(now)}) before it ran",
+            ),
+            registry_version=intent.registry_version,
+            decision_trace_id=intent.trace_id,
+        )
+    decision = read_kill_switches(context.tenant_id, intent.action_type)
+    if not decision.allowed:
+        raise _kill_switch_stop(
+            context, decision, registry_version=intent.registry_version, trace=intent.trace_id
+        )
+    return PreflightPassed(context=context, intent=intent)
+
+
+def _check_still_wanted(
+    context: ExecutionContext, intent: ActionIntentV1, call: ToolCall | None = None
+) -> None:
+    if intent.approval_status is ApprovalStatus.APPROVED:
+        return
+    if intent.approval_status is ApprovalStatus.CANCELLED:
+        raise stop_before_tool(
+            context,
+            ExecutionStatus.CANCELLED,
+            _validation("INTENT_CANCELLED", "the intent was cancelled before its tool call"),
+            call=call,
+            registry_version=intent.registry_version,
+            decision_trace_id=intent.trace_id,
+        )
+    raise stop_before_tool(
+        context,
+        ExecutionStatus.FAILED,
+        _validation("INTENT_NOT_APPROVED", f"the intent is {intent.approval_status.value}, not APPROVED"),
+        call=call,
+        registry_version=intent.registry_version,
+        decision_trace_id=intent.trace_id,
+    )
+
+
+def read_kill_switches(tenant_id: str, action_type: str) -> KillSwitchDecision:
+    """Read every switch. A failed read fails closed: the execution is stopped, never let through."""
+    rt = current()
+    try:
+        with rt.db.read() as conn:
+            global_config = killswitches.get_global(conn)
+            tenant_config = killswitches.get_tenant(conn, tenant_id)
+    except Exception:
+        return KillSwitchDecision(
+            allowed=False,
+            scope="LOOKUP_FAILED",
+            reason="kill switches could not be read; stopping to be safe",
+        )
+    return evaluate_kill_switches(
+        environment_stop=rt.settings.global_execution_stop,
+        global_config=global_config,
+        tenant_config=tenant_config,
+        action_type=action_type,
+    )
+
+
+def _kill_switch_stop(
+    context: ExecutionContext,
+    decision: KillSwitchDecision,
+    *,
+    call: ToolCall | None = None,
+    registry_version: int | None = None,
+    trace: str | None = None,
+) -> ExecutionStopped:
+    metrics.KILL_SWITCH_STOPS.labels(decision.scope or "UNKNOWN").inc()
+    return stop_before_tool(
+        context,
+        ExecutionStatus.CANCELLED,
+        _validation("KILL_SWITCH_ENABLED", f"stopped by kill switch ({decision.scope}): {decision.reason}"),
+        call=call,
+        registry_version=registry_version,
+        decision_trace_id=trace,
+    )
+
+
+# --- MapActionToTool ------------------------------------------------------------------------
+
+
+def map_action_to_tool(checked: PreflightPassed) -> ToolCall:
+    """Resolve the pinned registry version, map the parameters, derive the idempotency key."""
+    rt = current()
+    context, intent = checked.context, checked.intent
+    _check_budget(context, rt.clock.now())
+    with rt.db.read() as conn:
+        entry = registry.get_entry(conn, intent.action_type, intent.registry_version)
+    if entry is None:
+        raise stop_before_tool(
+            context,
+            ExecutionStatus.FAILED,
+            _validation(
+                "TOOL_MAPPING_NOT_FOUND",
+                f"no registry entry for {intent.action_type} version {intent.registry_version}",
+            ),
+            registry_version=intent.registry_version,
+            decision_trace_id=intent.trace_id,
+        )
+    try:
+        mapped = map_parameters(intent.parameters, entry.parameter_mapping)
+        key = idempotency_key(
+            tenant_id=intent.tenant_id,
+            action_intent_id=intent.action_intent_id,
+            tool_name=entry.tool_name,
+            arguments=mapped,
+            registry_version=entry.registry_version,
+        )
+    except MappingError as exc:
+        raise stop_before_tool(
+            context,
+            ExecutionStatus.FAILED,
+            exc.error,
+            registry_version=entry.registry_version,
+            decision_trace_id=intent.trace_id,
+        ) from None
+    except ValueError as exc:
+        raise stop_before_tool(
+            context,
+            ExecutionStatus.FAILED,
+            _validation("INVALID_PARAMETER_TYPE", f"parameters cannot be canonicalised: {exc}"),
+            registry_version=entry.registry_version,
+            decision_trace_id=intent.trace_id,
+        ) from None
+    with rt.db.write() as conn:
+        attempt = executions.get_attempt(
+            conn, context.tenant_id, context.account_id, context.action_intent_id
+        )
+        if attempt is not None:
+            executions.set_attempt_idempotency_key(conn, attempt, key, now=rt.clock.now_iso())
+    return ToolCall(
+        context=context,
+        action_type=intent.action_type,
+        decision_trace_id=intent.trace_id,
+        registry_version=entry.registry_version,
+        tool_name=entry.tool_name,
+        tool_schema_version=entry.tool_schema_version,
+        compensation_strategy=entry.compensation_strategy,
+        compensation_tool_name=entry.compensation_tool_name,
+        arguments=with_trusted_arguments(
+            mapped,
+            tenant_id=intent.tenant_id,
+            account_id=intent.account_id,
+            action_intent_id=intent.action_intent_id,
+            idempotency_key=key,
+        ),
+        idempotency_key=key,
+        retry_count=intent.execution_policy.retry_count,
+    )
+
+
+# --- kill-switch re-check -------------------------------------------------------------------
+
+
+def recheck_before_invoke(call: ToolCall) -> ToolCall:
+    """Read the switches (and the intent's cancellation) again, right before the external call."""
+    rt = current()
+    context = call.context
+    _check_budget(context, rt.clock.now(), call=call)
+    decision = read_kill_switches(context.tenant_id, call.action_type)
+    if not decision.allowed:
+        raise _kill_switch_stop(context, decision, call=call)
+    with rt.db.read() as conn:
+        intent = intents.get_intent(conn, context.tenant_id, context.action_intent_id)
+    if intent is None:
+        raise stop_before_tool(
+            context,
+            ExecutionStatus.FAILED,
+            _validation("INTENT_NOT_FOUND", "the action intent does not exist"),
+            call=call,
+        )
+    _check_still_wanted(context, intent, call)
+    return call
+
+
+# --- InvokeTool -----------------------------------------------------------------------------
+
+
+def invoke_tool(call: ToolCall) -> ToolResult:
+    """One ``tools/call`` through the gateway, with a timeout below the remaining budget.
+
+    Transient failures raise :class:`RetryableToolFailure` so that the workflow retries this step;
+    business failures come back as an unsuccessful :class:`ToolResult`.
+    """
+    rt = current()
+    remaining = _check_budget(call.context, rt.clock.now(), call=call)
+    timeout = min(rt.settings.gateway_call_timeout_seconds, remaining)
+    started = time.perf_counter()
+    answer = rt.gateway.call_tool(
+        tenant_id=call.context.tenant_id,
+        tool_name=call.tool_name,
+        arguments=call.arguments,
+        timeout_seconds=timeout,
+    )
+    metrics.TOOL_CALL_SECONDS.labels(call.tool_name).observe(time.perf_counter() - started)
+    if answer.success:
+        metrics.TOOL_CALLS.labels(call.tool_name, "success").inc()
+        return ToolResult(
+            call=call,
+            success=True,
+            external_object_refs=answer.external_object_refs,
+            tool_run_ref=tool_run_ref(call.context, call.tool_name),
+        )
+    error = answer.error or ExecutionError(
+        error_class=ErrorClass.UNKNOWN, error_code="TOOL_ERROR", error_message="the tool call failed"
+    )
+    if error.retryable:
+        metrics.TOOL_CALLS.labels(call.tool_name, "retryable_failure").inc()
+        raise RetryableToolFailure(outcome_from_failed_call(call, error))
+    metrics.TOOL_CALLS.labels(call.tool_name, "failure").inc()
+    return ToolResult(
+        call=call, success=False, error=error, tool_run_ref=tool_run_ref(call.context, call.tool_name)
+    )
+
+
+# --- RecordOutcome --------------------------------------------------------------------------
+
+
+def record_outcome(draft: OutcomeDraft) -> ActionOutcomeV1:
+    """Write outcome, attempt status, ledger entries, signal and its outbox message in one transaction.
+
+    The outcome is write-once per attempt: when it already exists, the stored one wins and
+    everything else is derived from it again, so a repeated RecordOutcome changes nothing.
+    """
+    rt = current()
+    now = rt.clock.now()
+    context = draft.context
+    with rt.db.write() as conn:
+        outcome = ActionOutcomeV1(
+            tenant_id=context.tenant_id,
+            account_id=context.account_id,
+            action_intent_id=context.action_intent_id,
+            attempt_count=context.attempt_count,
+            status=draft.status,
+            external_object_refs=draft.external_object_refs,
+            error_code=draft.error.error_code if draft.error else None,
+            error_class=draft.error.error_class if draft.error else None,
+            error_message=draft.error.error_message if draft.error else None,
+            tool_name=draft.tool_name,
+            tool_schema_version=draft.tool_schema_version,
+            registry_version=draft.registry_version,
+            tool_run_ref=draft.tool_run_ref,
+            idempotency_key=draft.idempotency_key,
+            started_at=context.started_at,
+            completed_at=iso_from_epoch(now),
+            trace_id=context.trace_id,
+            approval_source=context.approval_source,
+            auto_executed=context.auto_executed,
+        )
+        inserted = executions.insert_outcome(conn, outcome)
+        if not inserted:
+            stored = executions.get_outcome(
+                conn, context.tenant_id, context.account_id, context.action_intent_id, context.attempt_count
+            )
+            assert stored is not None
+            outcome = stored
+        executions.finish_attempt(
+            conn,
+            tenant_id=outcome.tenant_id,
+            account_id=outcome.account_id,
+            action_intent_id=outcome.action_intent_id,
+            attempt_count=outcome.attempt_count,
+            status=outcome.status,
+            error_class=outcome.error_class,
+            completed_at=outcome.completed_at,
+        )
+        intent = intents.get_intent(conn, context.tenant_id, context.action_intent_id)
+        decision_trace_id = draft.decision_trace_id or (intent.trace_id if intent else None)
+        executions.append_ledger(conn, outcome_entry(outcome, decision_trace_id))
+        signal = build_execution_signal(outcome, intent)
+        executions.insert_signal(conn, signal)
+        executions.append_ledger(conn, signal_entry(signal))
+        outbox.enqueue(
+            conn,
+            message_id=f"signal:{signal.signalId}",
+            topic=SIGNAL_TOPIC,
+            tenant_id=outcome.tenant_id,
+            payload={
+                "eventType": SIGNAL_TOPIC,
+                "source": "fulfill",
+                "payload": {
+                    "signalId": signal.signalId,
+                    "signalType": signal.signalType,
+                    "accountId": signal.accountId,
+                },
+                "traceId": signal.traceId,
+                "tenantId": signal.tenantId,
+                "ts": signal.createdAt,
+                "signal": signal.model_dump(mode="json"),
+            },
+            destinations=list(rt.settings.webhook_urls),
+            now=outcome.completed_at,
+            now_epoch=now,
+        )
+    if inserted:
+        metrics.EXECUTIONS.labels(
+            outcome.status.value, outcome.error_class.value if outcome.error_class else ""
+        ).inc()
+        metrics.EXECUTION_SECONDS.observe(max(0.0, now - epoch_from_iso(outcome.started_at)))
+        if rt.settings.webhook_urls:
+            rt.outbox_wakeup.set()
+    return outcome
+
+
+# --- shared ---------------------------------------------------------------------------------
+
+
+def _validation(code: str, message: str) -> ExecutionError:
+    return ExecutionError(error_class=ErrorClass.VALIDATION, error_code=code, error_message=message)
+
+
+def _check_budget(context: ExecutionContext, now: float, *, call: ToolCall | None = None) -> float:
+    """Seconds left of ``execution_policy.timeout_seconds``; a spent budget ends the execution."""
+    remaining = context.deadline_epoch - now
+    if remaining > 0:
+        return remaining
+    error = ExecutionError(
+        error_class=ErrorClass.TIMEOUT,
+        error_code="EXECUTION_TIMEOUT",
+        error_message="the execution used up its timeout_seconds budget before finishing",
+    )
+    raise stop_before_tool(context, ExecutionStatus.FAILED, error, call=call)

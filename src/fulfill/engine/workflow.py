@@ -1,0 +1,105 @@
+"""The execution state machine: one durable DBOS workflow per attempt, read top to bottom.
+
+    StartExecution ─▶ ValidatePreflight ─▶ MapActionToTool ─▶ RecheckBeforeInvoke ─▶ InvokeTool
+          │                  │                   │                    │                  │
+          └──── any stop or failure ─────────────┴────────────────────┴──────────────────┤
+                                                                                         ▼
+                                                                RecordOutcome (always, exactly once)
+
+Workflow id ``exec-{action_intent_id}`` (a rerun: ``exec-{action_intent_id}-r{n}``). DBOS
+checkpoints each step; after a crash the workflow resumes at the first unfinished step.
+"""
+
+from __future__ import annotations
+
+from dbos import DBOS, StepOptions
+from dbos import error as dbos_error
+
+from fulfill.domain.errors import ErrorClass, ExecutionError
+from fulfill.domain.execution import (
+    DuplicateExecution,
+    ExecutionContext,
+    ExecutionRequest,
+    ExecutionStopped,
+    OutcomeDraft,
+    outcome_from_step_failure,
+    outcome_from_tool_result,
+)
+from fulfill.engine import steps
+from fulfill.engine.runtime import current
+from fulfill.store.db import is_transient_store_error
+
+DUPLICATE_IGNORED = "DUPLICATE_IGNORED"
+
+
+def workflow_id_for(action_intent_id: str, attempt_count: int = 1) -> str:
+    return f"exec-{action_intent_id}" if attempt_count == 1 else f"exec-{action_intent_id}-r{attempt_count}"
+
+
+def _store_step(name: str) -> StepOptions:
+    """Steps that only touch the database retry its transient errors (locks, failovers)."""
+    return StepOptions(
+        name=name,
+        retries_allowed=True,
+        max_attempts=5,
+        interval_seconds=0.05,
+        backoff_rate=2.0,
+        should_retry=is_transient_store_error,
+    )
+
+
+def _invoke_step(retry_count: int) -> StepOptions:
+    """The one retry layer for tool calls: exponential backoff, bounded by the intent's policy."""
+    return StepOptions(
+        name="InvokeTool",
+        retries_allowed=True,
+        max_attempts=retry_count + 1,
+        interval_seconds=current().settings.retry_backoff_base_seconds,
+        backoff_rate=2.0,
+        should_retry=lambda exc: isinstance(exc, steps.RetryableToolFailure),
+    )
+
+
+@DBOS.workflow(name="fulfill.execute_intent")
+def execute_intent(request: ExecutionRequest) -> str:
+    started = DBOS.run_step(_store_step("StartExecution"), steps.start_execution, request)
+    if isinstance(started, DuplicateExecution):
+        return DUPLICATE_IGNORED
+    context = started.context
+    try:
+        checked = DBOS.run_step(_store_step("ValidatePreflight"), steps.validate_preflight, context)
+        call = DBOS.run_step(_store_step("MapActionToTool"), steps.map_action_to_tool, checked)
+        call = DBOS.run_step(_store_step("RecheckBeforeInvoke"), steps.recheck_before_invoke, call)
+        result = DBOS.run_step(_invoke_step(call.retry_count), steps.invoke_tool, call)
+        draft = outcome_from_tool_result(result)
+    except ExecutionStopped as stop:
+        draft = stop.draft
+    except dbos_error.DBOSMaxStepRetriesExceeded as exhausted:
+        draft = _draft_after_retries(context, exhausted)
+    except Exception as exc:
+        draft = outcome_from_step_failure(context, _unexpected(exc))
+    outcome = DBOS.run_step(_store_step("RecordOutcome"), steps.record_outcome, draft)
+    return outcome.status.value
+
+
+def _draft_after_retries(
+    context: ExecutionContext, exhausted: dbos_error.DBOSMaxStepRetriesExceeded
+) -> OutcomeDraft:
+    last = exhausted.errors[-1] if exhausted.errors else None
+    if isinstance(last, steps.RetryableToolFailure | ExecutionStopped):
+        return last.draft
+    return outcome_from_step_failure(context, _unexpected(last or exhausted))
+
+
+def _unexpected(exc: BaseException) -> ExecutionError:
+    if is_transient_store_error(exc):
+        return ExecutionError(
+            error_class=ErrorClass.DOWNSTREAM,
+            error_code="STORE_UNAVAILABLE",
+            error_message="the database stayed unavailable through every retry",
+        )
+    return ExecutionError(
+        error_class=ErrorClass.UNKNOWN,
+        error_code="EXECUTION_FAILED",
+        error_message=f"the execution failed unexpectedly ({type(exc).__name__})",
+    )

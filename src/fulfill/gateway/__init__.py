@@ -1,0 +1,1 @@
+"""The MCP tool gateway (server side) and the engine's MCP client."""

@@ -1,0 +1,123 @@
+"""InvokeTool's MCP client: ``tools/call`` over Streamable HTTP to the gateway.
+
+One background event loop owns one HTTP connection pool, shared by every call from every worker
+thread; service tokens are cached per tenant. Each call has its own timeout (below the step's
+budget). Failures come back classified, never raised: the engine decides what to retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Any
+
+import anyio
+import httpx2
+from mcp import Client, MCPError
+from mcp.client.streamable_http import streamable_http_client
+
+from fulfill.domain.errors import ErrorClass, ExecutionError, classify
+from fulfill.domain.ports import ToolCallOutcome
+from fulfill.gateway.results import outcome_from_call_result
+from fulfill.tokens import ServiceTokens
+
+log = logging.getLogger(__name__)
+
+
+class McpToolGateway:
+    def __init__(self, url: str, tokens: ServiceTokens, *, max_connections: int = 64) -> None:
+        self._url = url
+        self._tokens = tokens
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="fulfill-mcp-client", daemon=True)
+        self._thread.start()
+        self._transport = httpx2.AsyncHTTPTransport(
+            limits=httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        )
+
+    def call_tool(
+        self, *, tenant_id: str, tool_name: str, arguments: dict[str, Any], timeout_seconds: float
+    ) -> ToolCallOutcome:
+        future = asyncio.run_coroutine_threadsafe(
+            self._call(tenant_id, tool_name, arguments, timeout_seconds), self._loop
+        )
+        return future.result(timeout=timeout_seconds + 5)
+
+    async def list_tools(self, tenant_id: str) -> list[str]:
+        async with self._client(tenant_id, 10.0, []) as mcp:
+            listed = await mcp.list_tools()
+        return [tool.name for tool in listed.tools]
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._transport.aclose(), self._loop).result(timeout=5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+
+    def _client(self, tenant_id: str, timeout_seconds: float, statuses: list[int]) -> Client:
+        async def remember_status(response: httpx2.Response) -> None:
+            statuses.append(response.status_code)
+
+        http = httpx2.AsyncClient(
+            transport=self._transport,
+            headers={"Authorization": f"Bearer {self._tokens.token_for(tenant_id)}"},
+            timeout=httpx2.Timeout(timeout_seconds),
+            event_hooks={"response": [remember_status]},
+        )
+        return Client(streamable_http_client(self._url, http_client=http, terminate_on_close=False))
+
+    async def _call(
+        self, tenant_id: str, tool_name: str, arguments: dict[str, Any], timeout_seconds: float
+    ) -> ToolCallOutcome:
+        statuses: list[int] = []
+        try:
+            with anyio.fail_after(timeout_seconds):
+                async with self._client(tenant_id, timeout_seconds, statuses) as mcp:
+                    result = await mcp.call_tool(tool_name, arguments)
+        except TimeoutError:
+            return _transport_failure(
+                ErrorClass.TIMEOUT,
+                "TOOL_CALL_TIMEOUT",
+                f"the tool call did not answer within {timeout_seconds:g}s",
+            )
+        except Exception as exc:  # the MCP client raises exception groups; classify the whole
+            return _failure_from_exception(exc, statuses)
+        return outcome_from_call_result(result)
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
+
+
+def _transport_failure(error_class: ErrorClass, code: str, message: str) -> ToolCallOutcome:
+    return ToolCallOutcome(
+        success=False,
+        error=ExecutionError(error_class=error_class, error_code=code, error_message=message),
+        transport_failure=True,
+    )
+
+
+def _failure_from_exception(exc: BaseException, statuses: list[int]) -> ToolCallOutcome:
+    failed_status = next((status for status in reversed(statuses) if status >= 400), None)
+    if failed_status is not None:
+        error_class = classify(http_status=failed_status)
+        return _transport_failure(
+            error_class, f"GATEWAY_HTTP_{failed_status}", f"the gateway answered HTTP {failed_status}"
+        )
+    leaves = _leaves(exc)
+    if any(isinstance(leaf, httpx2.TimeoutException | TimeoutError) for leaf in leaves):
+        return _transport_failure(
+            ErrorClass.TIMEOUT, "TOOL_CALL_TIMEOUT", "the gateway did not answer in time"
+        )
+    if any(isinstance(leaf, httpx2.TransportError | OSError) for leaf in leaves):
+        return _transport_failure(
+            ErrorClass.DOWNSTREAM, "GATEWAY_UNAVAILABLE", "the gateway could not be reached"
+        )
+    mcp_error = next((leaf for leaf in leaves if isinstance(leaf, MCPError)), None)
+    if mcp_error is not None:
+        message = str(mcp_error)[:300]
+        return _transport_failure(classify(message=message), "MCP_PROTOCOL_ERROR", message)
+    log.warning("tool call failed unexpectedly", exc_info=exc)
+    return _transport_failure(ErrorClass.UNKNOWN, "GATEWAY_ERROR", "the tool call failed unexpectedly")

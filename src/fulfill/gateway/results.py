@@ -1,0 +1,101 @@
+"""Reading a ``tools/call`` answer: success with external refs, or a classified failure.
+
+Nested envelopes (a JSON text that itself holds ``result.content[].text``) are unwrapped to the
+innermost payload *before* success is decided, so a failure can never hide inside a success
+(reference spec §13 item 12). A classification the tool declares itself is kept (item 13).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mcp.types import CallToolResult, TextContent
+from pydantic import TypeAdapter, ValidationError
+
+from fulfill.domain.errors import ErrorClass, ExecutionError, make_error
+from fulfill.domain.models import ExternalObjectRef
+from fulfill.domain.ports import ToolCallOutcome
+
+_REFS = TypeAdapter(list[ExternalObjectRef])
+_MAX_MESSAGE = 500
+
+
+def outcome_from_call_result(result: CallToolResult) -> ToolCallOutcome:
+    text = _first_text(result)
+    payload = result.structured_content if result.structured_content is not None else _json_object(text)
+    payload = _unwrap(payload)
+    if result.is_error or (payload is not None and payload.get("success") is False):
+        return ToolCallOutcome(success=False, error=_error_from(payload, text))
+    if payload is None:
+        return _invalid("the tool answered without a JSON result")
+    try:
+        refs = _REFS.validate_python(payload.get("external_object_refs"))
+    except ValidationError:
+        return _invalid("the tool answered without valid external_object_refs")
+    if not refs:
+        return _invalid("a successful tool call must return at least one external object ref")
+    return ToolCallOutcome(success=True, external_object_refs=refs)
+
+
+def _invalid(message: str) -> ToolCallOutcome:
+    return ToolCallOutcome(
+        success=False,
+        error=ExecutionError(
+            error_class=ErrorClass.UNKNOWN, error_code="INVALID_TOOL_RESPONSE", error_message=message
+        ),
+    )
+
+
+def _first_text(result: CallToolResult) -> str | None:
+    for block in result.content:
+        if isinstance(block, TextContent):
+            return block.text
+    return None
+
+
+def _json_object(text: str | None) -> dict[str, Any] | None:
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _unwrap(payload: dict[str, Any] | None) -> dict[str, Any] | None:
+    for _ in range(3):
+        if payload is None:
+            return None
+        inner = payload.get("result")
+        if not isinstance(inner, dict) or not isinstance(inner.get("content"), list):
+            return payload
+        texts = [block.get("text") for block in inner["content"] if isinstance(block, dict)]
+        nested = next((_json_object(t) for t in texts if isinstance(t, str) and _json_object(t)), None)
+        if nested is None:
+            return payload
+        if inner.get("isError") is True and "success" not in nested:
+            nested = {**nested, "success": False}
+        payload = nested
+    return payload
+
+
+def _error_from(payload: dict[str, Any] | None, text: str | None) -> ExecutionError:
+    details: dict[str, Any] = payload or {}
+    nested = details.get("error")
+    if isinstance(nested, dict):
+        details = {**details, **nested}
+    message = _first_str(details, "error_message", "message", "error") or text or ""
+    message = message.strip()[:_MAX_MESSAGE] or "the tool reported a failure without a message"
+    code = _first_str(details, "error_code", "code") or "TOOL_ERROR"
+    declared = _first_str(details, "error_class")
+    return make_error(code, message, declared_class=declared)
+
+
+def _first_str(values: dict[str, Any], *keys: str) -> str | None:
+    for key in keys:
+        value = values.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None

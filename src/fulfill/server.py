@@ -1,0 +1,67 @@
+"""Running the ASGI app under uvicorn on a socket bound before start-up.
+
+The socket is bound (and listening) before the application starts, so that workflows DBOS
+recovers at launch can already reach this process's own ``/mcp`` gateway: their connections wait
+in the listen backlog until the server accepts them.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import uvicorn
+
+from fulfill.api.app import create_app
+from fulfill.config import Settings
+from fulfill.service import Service
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def build_server(
+    settings: Settings, service: Service | None = None
+) -> tuple[uvicorn.Server, socket.socket, Settings]:
+    """Bind the socket, then build the app with the port actually bound (port 0 picks a free one)."""
+    sock = bind_socket(settings.host, settings.port)
+    bound = settings.model_copy(update={"port": sock.getsockname()[1]})
+    app = create_app(service or Service(bound))
+    config = uvicorn.Config(app, log_level=bound.log_level.lower(), access_log=False, lifespan="on")
+    return uvicorn.Server(config), sock, bound
+
+
+class BackgroundServer:
+    """A fulfill server in a thread of this process (the demo and the tests use it)."""
+
+    def __init__(self, settings: Settings, service: Service | None = None) -> None:
+        self.server, self._socket, self.settings = build_server(settings, service)
+        self._thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self._socket]}, name="fulfill-http", daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.settings.host}:{self.settings.port}"
+
+    def start(self, timeout: float = 60.0) -> BackgroundServer:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the fulfill server did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self._thread.join(timeout=30)
+        self._socket.close()

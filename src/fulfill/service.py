@@ -1,0 +1,121 @@
+"""The composition root: builds every part of a fulfill process and starts and stops them.
+
+One process can play every role (the embedded default) or only some: ``api`` serves HTTP and the
+MCP gateway and enqueues executions; ``worker`` runs workflows, the outbox relay and the
+reconciler; ``all`` does both.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from dbos import DBOS, DBOSConfig
+
+from fulfill import __version__
+from fulfill.clock import SystemClock
+from fulfill.config import Settings
+from fulfill.connectors.internal import InternalConnector
+from fulfill.engine import runtime as runtime_module
+from fulfill.engine.intake import EXECUTION_QUEUE
+from fulfill.engine.outbox_relay import OutboxRelay
+from fulfill.engine.reconciler import Reconciler
+from fulfill.engine.runtime import Runtime
+from fulfill.gateway.client import McpToolGateway
+from fulfill.gateway.server import build_gateway
+from fulfill.store.db import Database
+from fulfill.store.migrate import upgrade_to_head
+from fulfill.tokens import ServiceTokens, TokenVerifier
+from fulfill.usecases.registry import seed_default_registry
+
+log = logging.getLogger("fulfill")
+
+# Loading the workflow module registers the workflow with DBOS before launch.
+from fulfill.engine import workflow as _workflow  # noqa: E402, F401
+
+
+class Service:
+    def __init__(self, settings: Settings, *, clock: SystemClock | None = None) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.db = Database(settings.database_url)
+        self.token_verifier = TokenVerifier(settings)
+        self.internal_connector = InternalConnector(self.db, self.clock)
+        self.gateway_server = build_gateway(
+            self.token_verifier, self.internal_connector.tools(), public_url=settings.effective_gateway_url
+        )
+        self.tool_gateway = McpToolGateway(settings.effective_gateway_url, ServiceTokens(settings))
+        self.runtime = Runtime(settings=settings, db=self.db, clock=self.clock, gateway=self.tool_gateway)
+        self._relay: OutboxRelay | None = None
+        self._reconciler: Reconciler | None = None
+        self._engine_ready = threading.Event()
+
+    @property
+    def engine_ready(self) -> bool:
+        return self._engine_ready.is_set()
+
+    def prepare_database(self) -> None:
+        """Migrate the schema and seed the default registry; both are safe to repeat."""
+        upgrade_to_head(self.db)
+        seed_default_registry(self.db, self.clock.now_iso())
+
+    def start(self) -> None:
+        if self.settings.uses_dev_secret:
+            log.warning(
+                "FULFILL_JWT_SECRET is the development default: set your own before exposing this service"
+            )
+        self.prepare_database()
+        runtime_module.install(self.runtime)
+        config: DBOSConfig = {
+            "name": "fulfill",
+            "system_database_url": self.settings.system_database_url,
+            "application_version": __version__,
+            "log_level": "WARNING",
+            "max_executor_threads": max(16, self.settings.worker_concurrency * 2),
+        }
+        if self.settings.is_sqlite:
+            _enable_wal(self.settings.system_database_url)
+        DBOS(config=config)
+        runs_workers = self.settings.role in ("all", "worker")
+        DBOS.listen_queues([EXECUTION_QUEUE] if runs_workers else [])
+        DBOS.launch()
+        DBOS.register_queue(
+            EXECUTION_QUEUE,
+            worker_concurrency=self.settings.worker_concurrency,
+            polling_interval_sec=self.settings.queue_poll_seconds,
+            on_conflict="always_update",
+        )
+        if runs_workers:
+            self._relay = OutboxRelay(self.runtime)
+            self._relay.start()
+            self._reconciler = Reconciler(self.runtime)
+            self._reconciler.start()
+        self._engine_ready.set()
+        log.info(
+            "fulfill %s started (role %s, database %s)", __version__, self.settings.role, _redact(self.db)
+        )
+
+    def stop(self) -> None:
+        self._engine_ready.clear()
+        if self._relay is not None:
+            self._relay.stop()
+        if self._reconciler is not None:
+            self._reconciler.stop()
+        DBOS.destroy(workflow_completion_timeout_sec=5)
+        self.tool_gateway.close()
+        runtime_module.install(None)
+        self.db.dispose()
+
+
+def _enable_wal(system_database_url: str) -> None:
+    """WAL and full durability for the DBOS SQLite file too (journal mode persists in the file)."""
+    database = Database(system_database_url, pool_size=1)
+    with database.engine.connect() as conn:
+        conn.exec_driver_sql("SELECT 1")
+    database.dispose()
+
+
+def _redact(db: Database) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(db.url).render_as_string(hide_password=True)

@@ -1,0 +1,1 @@
+"""Adapters for the relational store (SQLite by default, PostgreSQL to scale out)."""

@@ -1,0 +1,84 @@
+"""The database handle: one engine, read and write transactions, SQLite tuned for durability.
+
+SQLite runs in WAL mode (readers never block the writer) with ``synchronous=FULL`` (a committed
+transaction survives power loss). Write transactions start with ``BEGIN IMMEDIATE`` so that a
+read-then-write transaction takes the write lock up front instead of failing to upgrade later;
+read transactions are deferred and run alongside the writer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Table, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+_WRITE_OPTION = "fulfill_write"
+
+
+class Database:
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self.url = url
+        parsed = make_url(url)
+        self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        if self.is_sqlite:
+            database = parsed.database or ""
+            if database and database != ":memory:":
+                Path(database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+            self.engine: Engine = create_engine(
+                url, pool_size=pool_size, max_overflow=20, connect_args={"check_same_thread": False}
+            )
+            event.listen(self.engine, "connect", _sqlite_on_connect)
+            event.listen(self.engine, "begin", _sqlite_on_begin)
+        else:
+            self.engine = create_engine(url, pool_size=pool_size, max_overflow=20, pool_pre_ping=True)
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        with self.engine.connect().execution_options(**{_WRITE_OPTION: True}) as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" event decide how each transaction starts.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    mode = "IMMEDIATE" if conn.get_execution_options().get(_WRITE_OPTION) else "DEFERRED"
+    conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def insert_ignore(conn: Connection, table: Table, values: dict[str, Any]) -> bool:
+    """Insert a row unless it collides with an existing key; True when this call inserted it."""
+    if conn.dialect.name == "postgresql":
+        statement: Any = postgresql.insert(table).values(**values).on_conflict_do_nothing()
+    else:
+        statement = sqlite.insert(table).values(**values).on_conflict_do_nothing()
+    return bool(conn.execute(statement).rowcount)
+
+
+def is_transient_store_error(exc: BaseException) -> bool:
+    """A database error worth retrying: a lock timeout, a dropped connection, a failover."""
+    if isinstance(exc, OperationalError):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)

@@ -1,0 +1,65 @@
+"""The versioned action-type registry. Versions are immutable; registering adds the next one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, func, select
+
+from fulfill.domain.models import RegistryEntry
+from fulfill.store.db import insert_ignore
+from fulfill.store.tables import action_type_registry
+
+
+def get_entry(conn: Connection, action_type: str, registry_version: int) -> RegistryEntry | None:
+    row = conn.execute(
+        select(action_type_registry.c.document).where(
+            action_type_registry.c.action_type == action_type,
+            action_type_registry.c.registry_version == registry_version,
+        )
+    ).first()
+    return RegistryEntry.model_validate(row.document) if row else None
+
+
+def latest_version(conn: Connection, action_type: str) -> int | None:
+    """The highest version, deprecated ones included (``latest`` is never the newest timestamp)."""
+    value = conn.execute(
+        select(func.max(action_type_registry.c.registry_version)).where(
+            action_type_registry.c.action_type == action_type
+        )
+    ).scalar_one_or_none()
+    return int(value) if value is not None else None
+
+
+def latest_active_entry(conn: Connection, action_type: str) -> RegistryEntry | None:
+    row = conn.execute(
+        select(action_type_registry.c.document)
+        .where(
+            action_type_registry.c.action_type == action_type, action_type_registry.c.deprecated_at.is_(None)
+        )
+        .order_by(action_type_registry.c.registry_version.desc())
+        .limit(1)
+    ).first()
+    return RegistryEntry.model_validate(row.document) if row else None
+
+
+def list_entries(conn: Connection, action_type: str | None = None) -> list[RegistryEntry]:
+    query = select(action_type_registry.c.document).order_by(
+        action_type_registry.c.action_type, action_type_registry.c.registry_version
+    )
+    if action_type is not None:
+        query = query.where(action_type_registry.c.action_type == action_type)
+    return [RegistryEntry.model_validate(row.document) for row in conn.execute(query).all()]
+
+
+def insert_version(conn: Connection, entry: RegistryEntry) -> bool:
+    """Insert exactly this version; False when the version number is already taken."""
+    values: dict[str, Any] = {
+        "action_type": entry.action_type,
+        "registry_version": entry.registry_version,
+        "tool_name": entry.tool_name,
+        "created_at": entry.created_at,
+        "deprecated_at": entry.deprecated_at,
+        "document": entry.model_dump(mode="json"),
+    }
+    return insert_ignore(conn, action_type_registry, values)

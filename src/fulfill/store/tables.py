@@ -1,0 +1,215 @@
+"""The tables. Every tenant-scoped key starts with tenant_id and account_id.
+
+Unique constraints do what the reference's DynamoDB conditional writes did:
+
+* ``execution_attempts`` has one row per intent: inserting it is the execution lock;
+* ``execution_outcomes`` is keyed by (intent, attempt): an outcome is written once per attempt;
+* ``ledger_entries.entry_id`` is deterministic and unique: the ledger is append-only and a
+  repeated append is a no-op;
+* ``execution_signals`` is unique per (intent, attempt, signal type);
+* ``internal_tasks`` / ``internal_notes`` are unique per idempotency key: a repeated tool call
+  writes once.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+ID = String(128)
+TS = String(32)
+
+action_intents = Table(
+    "action_intents",
+    metadata,
+    Column("tenant_id", ID, nullable=False),
+    Column("account_id", ID, nullable=False),
+    Column("action_intent_id", ID, nullable=False),
+    Column("action_type", String(64), nullable=False),
+    Column("approval_status", String(32), nullable=False),
+    Column("registry_version", Integer, nullable=False),
+    Column("expires_at_epoch", BigInteger, nullable=False),
+    Column("request_hash", String(64), nullable=False),
+    Column("document", JSON, nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "account_id", "action_intent_id"),
+    # Workflow ids are exec-{action_intent_id}, so an id is unique across tenants.
+    UniqueConstraint("action_intent_id"),
+)
+
+execution_attempts = Table(
+    "execution_attempts",
+    metadata,
+    Column("tenant_id", ID, nullable=False),
+    Column("account_id", ID, nullable=False),
+    Column("action_intent_id", ID, nullable=False),
+    Column("attempt_count", Integer, nullable=False),
+    Column("attempt_id", String(64), nullable=False),
+    Column("workflow_id", String(160), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("idempotency_key", String(64)),
+    Column("trace_id", String(80), nullable=False),
+    Column("last_error_class", String(16)),
+    Column("started_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    Column("completed_at", TS),
+    Column("deadline_epoch", Float, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "account_id", "action_intent_id"),
+    Index("ix_execution_attempts_status_deadline", "status", "deadline_epoch"),
+    Index(
+        "ix_execution_attempts_account_updated", "tenant_id", "account_id", "updated_at", "action_intent_id"
+    ),
+)
+
+execution_outcomes = Table(
+    "execution_outcomes",
+    metadata,
+    Column("tenant_id", ID, nullable=False),
+    Column("account_id", ID, nullable=False),
+    Column("action_intent_id", ID, nullable=False),
+    Column("attempt_count", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("completed_at", TS, nullable=False),
+    Column("document", JSON, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "account_id", "action_intent_id", "attempt_count"),
+)
+
+ledger_entries = Table(
+    "ledger_entries",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("entry_id", String(255), nullable=False),
+    Column("tenant_id", ID, nullable=False),
+    Column("account_id", ID, nullable=False),
+    Column("action_intent_id", ID, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("event_type", String(64), nullable=False),
+    Column("trace_id", String(80), nullable=False),
+    Column("timestamp", TS, nullable=False),
+    Column("data", JSON, nullable=False),
+    UniqueConstraint("entry_id"),
+    Index("ix_ledger_entries_tenant_intent_seq", "tenant_id", "action_intent_id", "seq"),
+)
+
+execution_signals = Table(
+    "execution_signals",
+    metadata,
+    Column("tenant_id", ID, nullable=False),
+    Column("signal_id", String(255), nullable=False),
+    Column("account_id", ID, nullable=False),
+    Column("action_intent_id", ID, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("signal_type", String(32), nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("document", JSON, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "signal_id"),
+    UniqueConstraint("tenant_id", "account_id", "action_intent_id", "attempt", "signal_type"),
+)
+
+outbox_messages = Table(
+    "outbox_messages",
+    metadata,
+    Column("message_id", String(255), primary_key=True),
+    Column("topic", String(64), nullable=False),
+    Column("tenant_id", ID, nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("created_at", TS, nullable=False),
+)
+
+outbox_deliveries = Table(
+    "outbox_deliveries",
+    metadata,
+    Column("message_id", String(255), nullable=False),
+    Column("destination", String(1024), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_epoch", Float, nullable=False),
+    Column("lease_until_epoch", Float),
+    Column("last_error", Text),
+    Column("delivered_at", TS),
+    PrimaryKeyConstraint("message_id", "destination"),
+    Index("ix_outbox_deliveries_status_next", "status", "next_attempt_epoch"),
+)
+
+action_type_registry = Table(
+    "action_type_registry",
+    metadata,
+    Column("action_type", String(64), nullable=False),
+    Column("registry_version", Integer, nullable=False),
+    Column("tool_name", String(128), nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("deprecated_at", TS),
+    Column("document", JSON, nullable=False),
+    PrimaryKeyConstraint("action_type", "registry_version"),
+)
+
+tenant_execution_config = Table(
+    "tenant_execution_config",
+    metadata,
+    Column("tenant_id", ID, primary_key=True),
+    Column("execution_enabled", Boolean, nullable=False),
+    Column("disabled_action_types", JSON, nullable=False),
+    Column("updated_at", TS, nullable=False),
+)
+
+global_execution_config = Table(
+    "global_execution_config",
+    metadata,
+    Column("config_id", String(16), primary_key=True),
+    Column("global_stop", Boolean, nullable=False),
+    Column("disabled_action_types", JSON, nullable=False),
+    Column("updated_at", TS, nullable=False),
+)
+
+internal_tasks = Table(
+    "internal_tasks",
+    metadata,
+    Column("tenant_id", ID, nullable=False),
+    Column("account_id", ID, nullable=False),
+    Column("task_id", String(64), nullable=False),
+    Column("idempotency_key", String(64), nullable=False),
+    Column("action_intent_id", ID, nullable=False),
+    Column("title", Text, nullable=False),
+    Column("description", Text),
+    Column("created_at", TS, nullable=False),
+    Column("deleted_at", TS),
+    PrimaryKeyConstraint("tenant_id", "account_id", "task_id"),
+    UniqueConstraint("idempotency_key"),
+)
+
+internal_notes = Table(
+    "internal_notes",
+    metadata,
+    Column("tenant_id", ID, nullable=False),
+    Column("account_id", ID, nullable=False),
+    Column("note_id", String(64), nullable=False),
+    Column("idempotency_key", String(64), nullable=False),
+    Column("action_intent_id", ID, nullable=False),
+    Column("content", Text, nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("deleted_at", TS),
+    PrimaryKeyConstraint("tenant_id", "account_id", "note_id"),
+    UniqueConstraint("idempotency_key"),
+)

@@ -1,0 +1,32 @@
+"""Failures a use case reports to its caller; the API maps each kind to an HTTP status."""
+
+from __future__ import annotations
+
+
+class UseCaseError(Exception):
+    kind = "invalid"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+class NotFound(UseCaseError):
+    kind = "not-found"
+
+
+class Conflict(UseCaseError):
+    kind = "conflict"
+
+
+class Forbidden(UseCaseError):
+    kind = "forbidden"
+
+
+class Invalid(UseCaseError):
+    kind = "invalid"
+
+
+class Unavailable(UseCaseError):
+    kind = "unavailable"

@@ -1,0 +1,298 @@
+"""Creating, reading and approving action intents; reading execution status."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import string
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from fulfill.domain.expiry import default_expiry_epoch, is_expired
+from fulfill.domain.idempotency import canonical_json
+from fulfill.domain.ledger import ledger_entry
+from fulfill.domain.mapping import MappingError, map_parameters
+from fulfill.domain.models import (
+    ActionIntentV1,
+    ActionType,
+    ApprovalStatus,
+    ExecutionPolicy,
+    ExecutionStatusView,
+    Identifier,
+    Target,
+)
+from fulfill.domain.status import derive_status
+from fulfill.domain.time import epoch_from_iso, iso_from_epoch
+from fulfill.engine.intake import EVENT_DETAIL_TYPE, EVENT_SOURCE
+from fulfill.engine.outbox_relay import INTAKE_DESTINATION
+from fulfill.engine.runtime import Runtime
+from fulfill.store import executions, intents, outbox, registry
+from fulfill.tokens import Principal
+from fulfill.usecases.errors import Conflict, Forbidden, Invalid, NotFound
+
+_BASE36 = string.digits + string.ascii_lowercase
+
+
+class Approval(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    approved_by: str = Field(min_length=1, max_length=256)
+    approval_timestamp: str = Field(min_length=1, max_length=40)
+
+
+class CreateIntent(BaseModel):
+    """``POST /intents`` body (DESIGN §4.1). The tenant comes from the token, never from here."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action_intent_id: Identifier | None = None
+    action_type: ActionType
+    account_id: Identifier
+    parameters: dict[str, Any]
+    target: Target | None = None
+    parameters_schema_version: str | None = Field(default=None, max_length=64)
+    registry_version: int | None = Field(default=None, ge=1)
+    expires_at: str | None = Field(default=None, max_length=40)
+    execution_policy: ExecutionPolicy | None = None
+    original_decision_id: str | None = Field(default=None, max_length=256)
+    original_proposal_id: str | None = Field(default=None, max_length=256)
+    trace_id: str | None = Field(default=None, max_length=128)
+    approval: Approval | None = None
+
+
+class ApprovalChange(BaseModel):
+    action_intent_id: str
+    approval_status: ApprovalStatus
+
+
+def new_intent_id(now: float) -> str:
+    return f"ai_{int(now * 1000)}_{''.join(secrets.choice(_BASE36) for _ in range(8))}"
+
+
+def create_intent(rt: Runtime, principal: Principal, body: CreateIntent) -> tuple[ActionIntentV1, bool]:
+    """Store a new intent; returns ``(intent, created)``. The same body again returns the stored
+    intent (``created`` False); another body under the same id is a conflict."""
+    if not principal.may_access_account(body.account_id):
+        raise Forbidden("the token does not grant access to this account")
+    now = rt.clock.now()
+    now_iso = iso_from_epoch(now)
+    request_hash = hashlib.sha256(
+        canonical_json({"tenant_id": principal.tenant_id, **body.model_dump(mode="json")}).encode()
+    ).hexdigest()
+    if body.action_intent_id is not None:
+        existing = _existing(rt, principal, body.action_intent_id, request_hash)
+        if existing is not None:
+            return existing, False
+    intent = _build_intent(rt, principal, body, now, now_iso)
+    with rt.db.write() as conn:
+        if not intents.insert_intent(conn, intent, request_hash):
+            raise Conflict("action_intent_id is already in use", code="INTENT_ID_IN_USE")
+        if intent.approval_status is ApprovalStatus.APPROVED:
+            _append_approved(conn, intent, imported=True)
+    return intent, True
+
+
+def _existing(
+    rt: Runtime, principal: Principal, action_intent_id: str, request_hash: str
+) -> ActionIntentV1 | None:
+    with rt.db.read() as conn:
+        stored = intents.get_intent(conn, principal.tenant_id, action_intent_id)
+        if stored is None:
+            if intents.intent_id_taken(conn, action_intent_id):
+                raise Conflict("action_intent_id is already in use", code="INTENT_ID_IN_USE")
+            return None
+        stored_hash = intents.get_request_hash(conn, principal.tenant_id, action_intent_id)
+    if not principal.may_access_account(stored.account_id):
+        raise Forbidden("the token does not grant access to this account")
+    if stored_hash != request_hash:
+        raise Conflict(
+            "an intent with this action_intent_id exists with a different body", code="INTENT_BODY_MISMATCH"
+        )
+    return stored
+
+
+def _build_intent(
+    rt: Runtime, principal: Principal, body: CreateIntent, now: float, now_iso: str
+) -> ActionIntentV1:
+    with rt.db.read() as conn:
+        if body.registry_version is None:
+            entry = registry.latest_active_entry(conn, body.action_type)
+        else:
+            entry = registry.get_entry(conn, body.action_type, body.registry_version)
+    if entry is None:
+        raise Invalid(
+            f"no registry entry for action type {body.action_type}"
+            + (f" version {body.registry_version}" if body.registry_version else ""),
+            code="TOOL_MAPPING_NOT_FOUND",
+        )
+    if entry.deprecated_at is not None:
+        raise Invalid(
+            f"registry version {entry.registry_version} of {entry.action_type} is deprecated",
+            code="REGISTRY_VERSION_DEPRECATED",
+        )
+    try:
+        map_parameters(body.parameters, entry.parameter_mapping)
+        canonical_json(body.parameters)
+    except MappingError as exc:
+        raise Invalid(exc.error.error_message, code=exc.error.error_code) from None
+    except ValueError as exc:
+        raise Invalid(f"parameters: {exc}", code="INVALID_PARAMETER_TYPE") from None
+    if body.expires_at is not None:
+        try:
+            expires_epoch = int(epoch_from_iso(body.expires_at))
+        except ValueError:
+            raise Invalid("expires_at must be an ISO-8601 timestamp", code="INVALID_EXPIRES_AT") from None
+    else:
+        expires_epoch = default_expiry_epoch(body.action_type, now)
+    if body.approval is not None:
+        try:
+            epoch_from_iso(body.approval.approval_timestamp)
+        except ValueError:
+            raise Invalid(
+                "approval.approval_timestamp must be an ISO-8601 timestamp", code="INVALID_APPROVAL"
+            ) from None
+    if (
+        body.original_decision_id is not None
+        and body.original_proposal_id is not None
+        and body.original_decision_id != body.original_proposal_id
+    ):
+        raise Invalid("original_decision_id must equal original_proposal_id", code="PROVENANCE_MISMATCH")
+    return ActionIntentV1(
+        action_intent_id=body.action_intent_id or new_intent_id(now),
+        action_type=body.action_type,
+        target=body.target,
+        parameters=body.parameters,
+        parameters_schema_version=body.parameters_schema_version,
+        approved_by=body.approval.approved_by if body.approval else None,
+        approval_timestamp=body.approval.approval_timestamp if body.approval else None,
+        approval_status=ApprovalStatus.APPROVED if body.approval else ApprovalStatus.PENDING_APPROVAL,
+        execution_policy=body.execution_policy or ExecutionPolicy(),
+        expires_at=iso_from_epoch(expires_epoch),
+        expires_at_epoch=expires_epoch,
+        original_decision_id=body.original_decision_id,
+        original_proposal_id=body.original_proposal_id,
+        tenant_id=principal.tenant_id,
+        account_id=body.account_id,
+        trace_id=body.trace_id or f"decision-{int(now * 1000)}-{secrets.token_hex(6)}",
+        registry_version=entry.registry_version,
+        created_at=now_iso,
+        updated_at=now_iso,
+    )
+
+
+def get_intent(rt: Runtime, principal: Principal, action_intent_id: str) -> ActionIntentV1:
+    with rt.db.read() as conn:
+        intent = intents.get_intent(conn, principal.tenant_id, action_intent_id)
+    if intent is None:
+        raise NotFound("action intent not found")
+    if not principal.may_access_account(intent.account_id):
+        raise Forbidden("the token does not grant access to this account")
+    return intent
+
+
+def approve_intent(rt: Runtime, principal: Principal, action_intent_id: str) -> ApprovalChange:
+    """PENDING_APPROVAL → APPROVED, and ACTION_APPROVED into the outbox in the same transaction."""
+    intent = get_intent(rt, principal, action_intent_id)
+    if intent.approval_status is ApprovalStatus.APPROVED:
+        return ApprovalChange(action_intent_id=action_intent_id, approval_status=ApprovalStatus.APPROVED)
+    if intent.approval_status is not ApprovalStatus.PENDING_APPROVAL:
+        raise Conflict(
+            f"an intent that is {intent.approval_status.value} cannot be approved", code="INVALID_TRANSITION"
+        )
+    if is_expired(intent.expires_at_epoch, rt.clock.now()):
+        raise Conflict("the intent has expired and can no longer be approved", code="INTENT_EXPIRED")
+    with rt.db.write() as conn:
+        approved = intents.transition_approval(
+            conn,
+            intent,
+            to_status=ApprovalStatus.APPROVED,
+            now=rt.clock.now_iso(),
+            approved_by=principal.subject,
+        )
+        if approved is None:
+            raise Conflict(
+                "the intent changed while it was being approved; read it and retry", code="CONCURRENT_CHANGE"
+            )
+        _append_approved(conn, approved, imported=False)
+        outbox.enqueue(
+            conn,
+            message_id=f"approved:{approved.action_intent_id}",
+            topic=EVENT_DETAIL_TYPE,
+            tenant_id=approved.tenant_id,
+            payload=approved_event(approved),
+            destinations=[INTAKE_DESTINATION],
+            now=approved.updated_at,
+            now_epoch=rt.clock.now(),
+        )
+    rt.outbox_wakeup.set()
+    return ApprovalChange(action_intent_id=action_intent_id, approval_status=ApprovalStatus.APPROVED)
+
+
+def approved_event(intent: ActionIntentV1) -> dict[str, Any]:
+    return {
+        "source": EVENT_SOURCE,
+        "detail-type": EVENT_DETAIL_TYPE,
+        "detail": {
+            "data": {
+                "action_intent_id": intent.action_intent_id,
+                "tenant_id": intent.tenant_id,
+                "account_id": intent.account_id,
+                "approval_source": "HUMAN",
+                "auto_executed": False,
+            }
+        },
+    }
+
+
+def _append_approved(conn: Any, intent: ActionIntentV1, *, imported: bool) -> None:
+    executions.append_ledger(
+        conn,
+        ledger_entry(
+            event_type="ACTION_APPROVED",
+            timestamp=intent.approval_timestamp or intent.updated_at,
+            tenant_id=intent.tenant_id,
+            account_id=intent.account_id,
+            action_intent_id=intent.action_intent_id,
+            attempt=0,
+            trace_id=intent.trace_id,
+            data={
+                "action_intent_id": intent.action_intent_id,
+                "approved_by": intent.approved_by,
+                "decision_id": intent.original_decision_id,
+                "imported": imported,
+            },
+        ),
+    )
+
+
+def execution_status(
+    rt: Runtime, principal: Principal, action_intent_id: str, account_id: str | None = None
+) -> ExecutionStatusView:
+    """The status DTO; ``NotFound`` when nothing exists for this tenant (or the account differs)."""
+    if account_id is not None and not principal.may_access_account(account_id):
+        raise Forbidden("the token does not grant access to this account")
+    with rt.db.read() as conn:
+        intent = intents.get_intent(conn, principal.tenant_id, action_intent_id)
+        if intent is None or (account_id is not None and intent.account_id != account_id):
+            raise NotFound("execution not found")
+        if not principal.may_access_account(intent.account_id):
+            raise Forbidden("the token does not grant access to this account")
+        attempt = executions.get_attempt(conn, intent.tenant_id, intent.account_id, action_intent_id)
+        outcome = (
+            executions.get_outcome(
+                conn, intent.tenant_id, intent.account_id, action_intent_id, attempt.attempt_count
+            )
+            if attempt
+            else None
+        )
+    view = derive_status(
+        action_intent_id=action_intent_id,
+        intent=intent,
+        attempt=attempt,
+        outcome=outcome,
+        now_epoch=rt.clock.now(),
+    )
+    if view is None:
+        raise NotFound("execution not found")
+    return view
