@@ -1,0 +1,129 @@
+"""A real fulfill service on 127.0.0.1 in this process, with a temporary SQLite database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import func, select
+
+from fulfill.config import Settings
+from fulfill.server import BackgroundServer
+from fulfill.service import Service
+from fulfill.store.tables import execution_outcomes, execution_signals, internal_notes, internal_tasks
+from fulfill.tokens import mint_token
+from tests.support.http_doubles import wait_for
+
+TEST_SECRET = "test-secret-0123456789abcdef0123456789"  # noqa: S105
+ALL_SCOPES = ["intents:write", "intents:read", "intents:approve", "events:write", "executions:read", "admin"]
+TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED"}
+
+
+def test_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": f"sqlite:///{tmp_path / 'fulfill.db'}",
+        "host": "127.0.0.1",
+        "port": 0,
+        "jwt_secret": TEST_SECRET,
+        "retry_backoff_base_seconds": 0.01,
+        "gateway_call_timeout_seconds": 5.0,
+        "outbox_poll_seconds": 0.2,
+        "outbox_backoff_base_seconds": 0.05,
+        "reconcile_interval_seconds": 3600.0,
+        "log_level": "WARNING",
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+class Harness:
+    def __init__(self, settings: Settings) -> None:
+        self.server = BackgroundServer(settings)
+        self.settings = self.server.settings
+        self.service: Service = self.server.server.config.app.state.service
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def db(self) -> Any:
+        return self.service.db
+
+    def start(self) -> Harness:
+        self.server.start()
+        wait_for(lambda: self.service.engine_ready)
+        return self
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def token(self, tenant: str = "t1", scopes: list[str] | None = None, **kwargs: Any) -> str:
+        return mint_token(self.settings, tenant_id=tenant, scopes=scopes or ALL_SCOPES, **kwargs)
+
+    def client(self, tenant: str = "t1", scopes: list[str] | None = None, **kwargs: Any) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {self.token(tenant, scopes, **kwargs)}"},
+            timeout=30.0,
+        )
+
+    # --- flows -------------------------------------------------------------------------
+
+    def create_intent(
+        self, client: httpx.Client, *, account: str = "acc-1", action_type: str = "CREATE_INTERNAL_TASK", **body: Any
+    ) -> dict[str, Any]:
+        payload: dict[str, Any] = {"action_type": action_type, "account_id": account}
+        payload.setdefault("parameters", {"title": "Call the customer"})
+        payload.update(body)
+        response = client.post("/intents", json=payload)
+        assert response.status_code == 201, response.text
+        return dict(response.json())
+
+    def approve(self, client: httpx.Client, intent_id: str) -> None:
+        response = client.post(f"/intents/{intent_id}/approve")
+        assert response.status_code == 202, response.text
+
+    def wait_terminal(self, client: httpx.Client, intent_id: str, timeout: float = 30.0) -> dict[str, Any]:
+        def terminal() -> dict[str, Any] | None:
+            response = client.get(f"/executions/{intent_id}/status")
+            if response.status_code == 200 and response.json()["status"] in TERMINAL:
+                return dict(response.json())
+            return None
+
+        return dict(wait_for(terminal, timeout=timeout))
+
+    def run_task(self, client: httpx.Client, **body: Any) -> dict[str, Any]:
+        intent = self.create_intent(client, **body)
+        self.approve(client, intent["action_intent_id"])
+        return self.wait_terminal(client, intent["action_intent_id"])
+
+    # --- database facts ------------------------------------------------------------------
+
+    def count(self, table: Any, **where: Any) -> int:
+        query = select(func.count()).select_from(table)
+        for column, value in where.items():
+            query = query.where(table.c[column] == value)
+        with self.db.read() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def task_rows(self, intent_id: str) -> int:
+        return self.count(internal_tasks, action_intent_id=intent_id)
+
+    def note_rows(self, intent_id: str) -> int:
+        return self.count(internal_notes, action_intent_id=intent_id)
+
+    def outcome_rows(self, intent_id: str) -> int:
+        return self.count(execution_outcomes, action_intent_id=intent_id)
+
+    def signal_rows(self, intent_id: str) -> int:
+        return self.count(execution_signals, action_intent_id=intent_id)
+
+
+def approved_event(intent_id: str, tenant: str = "t1", account: str = "acc-1", **data: Any) -> dict[str, Any]:
+    return {
+        "source": "cc-native",
+        "detail-type": "ACTION_APPROVED",
+        "detail": {"data": {"action_intent_id": intent_id, "tenant_id": tenant, "account_id": account, **data}},
+    }

@@ -1,0 +1,182 @@
+"""Real HTTP servers on 127.0.0.1 that stand in for the network around fulfill.
+
+* :class:`FaultyProxy` sits between the engine and its MCP gateway and injects what networks do:
+  errors before forwarding, answers lost after forwarding, held answers, slow answers.
+* :class:`WebhookSink` is a webhook receiver that records signed deliveries and can refuse some.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+
+
+@dataclass
+class Fault:
+    """What the proxy does to the next matching ``tools/call``."""
+
+    kind: str  # "status_before" | "status_after" | "hold" | "delay"
+    status: int = 503
+    seconds: float = 0.0
+
+
+@dataclass
+class ProxyState:
+    faults: list[Fault] = field(default_factory=list)
+    tool_calls_seen: int = 0
+    tool_calls_forwarded: int = 0
+    forwarded: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class FaultyProxy:
+    def __init__(self, upstream: str = "") -> None:
+        self.upstream = upstream
+        self.state = ProxyState()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                proxy._handle(self, body)
+
+            def do_GET(self) -> None:
+                self.send_response(405)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def do_DELETE(self) -> None:
+                self.do_GET()
+
+        self._server = _Server(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        self._client = httpx.Client(timeout=60.0)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/mcp"
+
+    def add_faults(self, *faults: Fault) -> None:
+        with self.state.lock:
+            self.state.faults.extend(faults)
+
+    def close(self) -> None:
+        self.state.release.set()
+        self._server.shutdown()
+        self._server.server_close()
+        self._client.close()
+
+    def _handle(self, handler: BaseHTTPRequestHandler, body: bytes) -> None:
+        fault: Fault | None = None
+        try:
+            method = json.loads(body).get("method")
+        except ValueError:
+            method = None
+        if method == "tools/call":
+            with self.state.lock:
+                self.state.tool_calls_seen += 1
+                fault = self.state.faults.pop(0) if self.state.faults else None
+        if fault is not None and fault.kind == "status_before":
+            self._reply(handler, fault.status, b'{"error":"injected"}', "application/json")
+            return
+        headers = {k: v for k, v in handler.headers.items() if k.lower() not in ("host", "content-length")}
+        upstream = self._client.post(self.upstream, content=body, headers=headers)
+        if method == "tools/call":
+            with self.state.lock:
+                self.state.tool_calls_forwarded += 1
+            self.state.forwarded.set()
+        if fault is not None and fault.kind == "status_after":
+            self._reply(handler, fault.status, b'{"error":"injected after forwarding"}', "application/json")
+            return
+        if fault is not None and fault.kind == "hold":
+            self.state.release.wait(timeout=120)
+        if fault is not None and fault.kind == "delay":
+            threading.Event().wait(fault.seconds)
+        self._reply(handler, upstream.status_code, upstream.content, upstream.headers.get("content-type", ""))
+
+    @staticmethod
+    def _reply(handler: BaseHTTPRequestHandler, status: int, content: bytes, content_type: str) -> None:
+        try:
+            handler.send_response(status)
+            if content_type:
+                handler.send_header("Content-Type", content_type)
+            handler.send_header("Content-Length", str(len(content)))
+            handler.end_headers()
+            handler.wfile.write(content)
+        except OSError:
+            pass  # the client went away (a killed process): nothing to answer
+
+
+@dataclass
+class Delivery:
+    headers: dict[str, str]
+    body: bytes
+
+
+class WebhookSink:
+    """Records webhook POSTs; ``refuse`` answers the first N with 500."""
+
+    def __init__(self, refuse: int = 0) -> None:
+        self.deliveries: list[Delivery] = []
+        self.refused = 0
+        self._refuse = refuse
+        self.received = threading.Event()
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if sink.refused < sink._refuse:
+                    sink.refused += 1
+                    status = 500
+                else:
+                    sink.deliveries.append(Delivery(dict(self.headers.items()), body))
+                    sink.received.set()
+                    status = 204
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self._server = _Server(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/hook"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:
+    """Poll until ``predicate`` returns something truthy; fail the test on timeout."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
