@@ -245,10 +245,9 @@ def kill_global(
         raise typer.BadParameter("use 'stop' or 'resume'")
     with _database().write() as conn:
         current = killswitches.get_global(conn)
-        updated = current.model_copy(
-            update={"global_stop": state == "stop", "updated_at": SystemClock().now_iso()}
+        updated = killswitches.put_global(
+            conn, current.model_copy(update={"global_stop": state == "stop"}), now=SystemClock().now_iso()
         )
-        killswitches.put_global(conn, updated)
     console.print_json(data=updated.model_dump())
 
 
@@ -264,10 +263,11 @@ def kill_tenant(
         raise typer.BadParameter("use 'stop' or 'resume'")
     with _database().write() as conn:
         current = killswitches.get_tenant(conn, tenant_id)
-        updated = current.model_copy(
-            update={"execution_enabled": state == "resume", "updated_at": SystemClock().now_iso()}
+        updated = killswitches.put_tenant(
+            conn,
+            current.model_copy(update={"execution_enabled": state == "resume"}),
+            now=SystemClock().now_iso(),
         )
-        killswitches.put_tenant(conn, updated)
     console.print_json(data=updated.model_dump())
 
 
@@ -291,11 +291,12 @@ def kill_action_type(
             types.add(action_type)
         else:
             types.discard(action_type)
-        updated = config.model_copy(update={"disabled_action_types": sorted(types), "updated_at": now})
-        if tenant:
-            killswitches.put_tenant(conn, updated)
-        else:
-            killswitches.put_global(conn, updated)
+        changed = config.model_copy(update={"disabled_action_types": sorted(types)})
+        updated = (
+            killswitches.put_tenant(conn, changed, now=now)
+            if tenant
+            else killswitches.put_global(conn, changed, now=now)
+        )
     console.print_json(data=updated.model_dump())
 
 

@@ -20,7 +20,7 @@ ALL_SCOPES = ["intents:write", "intents:read", "intents:approve", "events:write"
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED"}
 
 
-def test_settings(tmp_path: Path, **overrides: Any) -> Settings:
+def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "database_url": f"sqlite:///{tmp_path / 'fulfill.db'}",
         "host": "127.0.0.1",
@@ -72,7 +72,12 @@ class Harness:
     # --- flows -------------------------------------------------------------------------
 
     def create_intent(
-        self, client: httpx.Client, *, account: str = "acc-1", action_type: str = "CREATE_INTERNAL_TASK", **body: Any
+        self,
+        client: httpx.Client,
+        *,
+        account: str = "acc-1",
+        action_type: str = "CREATE_INTERNAL_TASK",
+        **body: Any,
     ) -> dict[str, Any]:
         payload: dict[str, Any] = {"action_type": action_type, "account_id": account}
         payload.setdefault("parameters", {"title": "Call the customer"})
@@ -125,5 +130,7 @@ def approved_event(intent_id: str, tenant: str = "t1", account: str = "acc-1", *
     return {
         "source": "cc-native",
         "detail-type": "ACTION_APPROVED",
-        "detail": {"data": {"action_intent_id": intent_id, "tenant_id": tenant, "account_id": account, **data}},
+        "detail": {
+            "data": {"action_intent_id": intent_id, "tenant_id": tenant, "account_id": account, **data}
+        },
     }

@@ -24,7 +24,11 @@ def get_global(conn: Connection) -> GlobalExecutionConfig:
     )
 
 
-def put_global(conn: Connection, config: GlobalExecutionConfig) -> None:
+def put_global(conn: Connection, config: GlobalExecutionConfig, *, now: str) -> GlobalExecutionConfig:
+    """Replace the global switches; returns what was stored."""
+    config = config.model_copy(
+        update={"disabled_action_types": sorted(set(config.disabled_action_types)), "updated_at": now}
+    )
     conn.execute(delete(global_execution_config).where(global_execution_config.c.config_id == _GLOBAL_ROW))
     insert_ignore(
         conn,
@@ -32,10 +36,11 @@ def put_global(conn: Connection, config: GlobalExecutionConfig) -> None:
         {
             "config_id": _GLOBAL_ROW,
             "global_stop": config.global_stop,
-            "disabled_action_types": sorted(set(config.disabled_action_types)),
-            "updated_at": config.updated_at,
+            "disabled_action_types": config.disabled_action_types,
+            "updated_at": now,
         },
     )
+    return config
 
 
 def get_tenant(conn: Connection, tenant_id: str) -> TenantExecutionConfig:
@@ -52,7 +57,11 @@ def get_tenant(conn: Connection, tenant_id: str) -> TenantExecutionConfig:
     )
 
 
-def put_tenant(conn: Connection, config: TenantExecutionConfig) -> None:
+def put_tenant(conn: Connection, config: TenantExecutionConfig, *, now: str) -> TenantExecutionConfig:
+    """Replace one tenant's switches; returns what was stored."""
+    config = config.model_copy(
+        update={"disabled_action_types": sorted(set(config.disabled_action_types)), "updated_at": now}
+    )
     conn.execute(
         delete(tenant_execution_config).where(tenant_execution_config.c.tenant_id == config.tenant_id)
     )
@@ -62,7 +71,8 @@ def put_tenant(conn: Connection, config: TenantExecutionConfig) -> None:
         {
             "tenant_id": config.tenant_id,
             "execution_enabled": config.execution_enabled,
-            "disabled_action_types": sorted(set(config.disabled_action_types)),
-            "updated_at": config.updated_at,
+            "disabled_action_types": config.disabled_action_types,
+            "updated_at": now,
         },
     )
+    return config
