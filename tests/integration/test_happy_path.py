@@ -15,7 +15,8 @@ def test_approved_intent_executes_once_and_records_everything(harness: Harness) 
     assert status["status"] == "SUCCEEDED"
     assert status["attempt_count"] == 1
     [ref] = status["external_object_refs"]
-    assert ref["system"] == "INTERNAL" and ref["object_type"] == "Task"
+    assert ref["system"] == "INTERNAL"
+    assert ref["object_type"] == "Task"
     assert harness.task_rows(intent_id) == 1
     assert harness.outcome_rows(intent_id) == 1
     assert harness.signal_rows(intent_id) == 1

@@ -1,0 +1,100 @@
+"""Invariant 2: every failure, at any step, ends in a recorded, classified terminal state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fulfill.domain.models import ActionIntentV1, ApprovalStatus, ExecutionPolicy
+from fulfill.domain.time import iso_from_epoch
+from fulfill.store import executions, intents
+from tests.support.harness import Harness, approved_event
+
+
+def _seed_approved_intent(harness: Harness, intent_id: str, **fields: Any) -> None:
+    """Write an approved intent straight into the store, as an upstream decision system would."""
+    now = harness.service.clock.now()
+    values: dict[str, Any] = {
+        "action_intent_id": intent_id,
+        "action_type": "CREATE_INTERNAL_TASK",
+        "parameters": {"title": "seeded"},
+        "approved_by": "upstream",
+        "approval_timestamp": iso_from_epoch(now),
+        "approval_status": ApprovalStatus.APPROVED,
+        "execution_policy": ExecutionPolicy(),
+        "expires_at": iso_from_epoch(now + 86_400),
+        "expires_at_epoch": int(now) + 86_400,
+        "tenant_id": "t1",
+        "account_id": "acc-1",
+        "trace_id": "decision-trace",
+        "registry_version": 1,
+        "created_at": iso_from_epoch(now),
+        "updated_at": iso_from_epoch(now),
+    }
+    values.update(fields)
+    with harness.db.write() as conn:
+        assert intents.insert_intent(conn, ActionIntentV1(**values), "seeded")
+
+
+def _run_event(harness: Harness, intent_id: str) -> dict[str, Any]:
+    with harness.client() as client:
+        response = client.post("/events", json=approved_event(intent_id))
+        assert response.status_code == 202, response.text
+        return harness.wait_terminal(client, intent_id)
+
+
+def _ledger(harness: Harness, intent_id: str) -> list[str]:
+    with harness.db.read() as conn:
+        return [e.event_type for e in executions.list_ledger(conn, "t1", intent_id)]
+
+
+def test_expired_intent_ends_expired_with_its_ledger_entry(shared: Harness) -> None:
+    now = shared.service.clock.now()
+    with shared.client() as client:
+        intent = shared.create_intent(
+            client,
+            expires_at=iso_from_epoch(now - 1),
+            approval={"approved_by": "upstream", "approval_timestamp": iso_from_epoch(now - 60)},
+        )
+    status = _run_event(shared, intent["action_intent_id"])
+    assert status["status"] == "EXPIRED"
+    assert status["error_code"] == "INTENT_EXPIRED"
+    assert shared.task_rows(intent["action_intent_id"]) == 0
+    assert shared.signal_rows(intent["action_intent_id"]) == 1
+    assert "EXECUTION_EXPIRED" in _ledger(shared, intent["action_intent_id"])
+
+
+def test_unknown_action_type_fails_validation(shared: Harness) -> None:
+    _seed_approved_intent(shared, "ai_unknown_type", action_type="REQUEST_RENEWAL_MEETING")
+    status = _run_event(shared, "ai_unknown_type")
+    assert status["status"] == "FAILED"
+    assert (status["error_class"], status["error_code"]) == ("VALIDATION", "TOOL_MAPPING_NOT_FOUND")
+    assert _ledger(shared, "ai_unknown_type")[-2:] == ["ACTION_FAILED", "SIGNAL"]
+
+
+def test_missing_required_parameter_fails_validation(shared: Harness) -> None:
+    _seed_approved_intent(shared, "ai_missing_title", parameters={"description": "no title"})
+    status = _run_event(shared, "ai_missing_title")
+    assert status["status"] == "FAILED"
+    assert (status["error_class"], status["error_code"]) == ("VALIDATION", "MISSING_REQUIRED_PARAMETER")
+    assert "title" in status["error_message"]
+    assert shared.task_rows("ai_missing_title") == 0
+    assert shared.signal_rows("ai_missing_title") == 1
+
+
+def test_tool_business_failure_keeps_the_tools_classification(shared: Harness) -> None:
+    with shared.client() as client:
+        status = shared.run_task(client, parameters={"title": "   "})
+    assert status["status"] == "FAILED"
+    assert (status["error_class"], status["error_code"]) == ("VALIDATION", "VALIDATION_FAILED")
+    assert status["error_message"] == "title must not be empty"
+    assert shared.task_rows(status["action_intent_id"]) == 0
+
+
+def test_tool_argument_of_the_wrong_type_is_a_validation_failure_without_echoing_values(
+    shared: Harness,
+) -> None:
+    with shared.client() as client:
+        status = shared.run_task(client, parameters={"title": {"secret": "s3cr3t-value"}})
+    assert status["status"] == "FAILED"
+    assert (status["error_class"], status["error_code"]) == ("VALIDATION", "INVALID_TOOL_ARGUMENTS")
+    assert "s3cr3t" not in status["error_message"]
