@@ -1,0 +1,291 @@
+"""The minimal HTTP API: auth and tenant binding, problem details, intents and events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jwt
+import pytest
+
+from fulfill.domain.time import iso_from_epoch
+from fulfill.store import executions
+from tests.support.harness import TEST_SECRET, Harness, approved_event
+
+
+def _problem(response: Any, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = dict(response.json())
+    assert {"type", "title", "status", "detail"} <= set(body)
+    assert body["status"] == status
+    assert "Traceback" not in response.text
+    return body
+
+
+def test_health_and_metrics(shared: Harness) -> None:
+    with shared.client() as client:
+        assert client.get("/healthz").json() == {"status": "ok"}
+        ready = client.get("/readyz")
+        assert ready.status_code == 200
+        assert ready.json()["checks"] == {"database": "ok", "workers": "ok"}
+        shared.run_task(client)
+        metrics = client.get("/metrics")
+    assert metrics.status_code == 200
+    assert 'fulfill_executions_total{error_class="",status="SUCCEEDED"}' in metrics.text
+
+
+@pytest.mark.parametrize(
+    ("headers", "reason"),
+    [
+        ({}, "required"),
+        ({"Authorization": "Bearer not-a-jwt"}, "invalid"),
+        ({"Authorization": "Basic dXNlcjpwYXNz"}, "required"),
+    ],
+)
+def test_requests_without_a_valid_token_are_401(
+    shared: Harness, headers: dict[str, str], reason: str
+) -> None:
+    import httpx
+
+    response = httpx.get(f"{shared.url}/executions/ai_x/status", headers=headers)
+    body = _problem(response, 401)
+    assert reason in body["detail"]
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_expired_wrong_issuer_wrong_audience_and_unsigned_tokens_are_401(shared: Harness) -> None:
+    import time
+
+    import httpx
+
+    base = {"sub": "u", "tenant_id": "t1", "scope": "executions:read", "iss": "fulfill-dev", "aud": "fulfill"}
+    tokens = {
+        "expired": jwt.encode({**base, "exp": int(time.time()) - 10}, TEST_SECRET, algorithm="HS256"),
+        "issuer": jwt.encode(
+            {**base, "iss": "evil", "exp": int(time.time()) + 60}, TEST_SECRET, algorithm="HS256"
+        ),
+        "audience": jwt.encode(
+            {**base, "aud": "other", "exp": int(time.time()) + 60}, TEST_SECRET, algorithm="HS256"
+        ),
+        "signature": jwt.encode(
+            {**base, "exp": int(time.time()) + 60}, "another-secret-another-secret-xx", algorithm="HS256"
+        ),
+        "alg none": jwt.encode({**base, "exp": int(time.time()) + 60}, None, algorithm="none"),
+        "no tenant": jwt.encode(
+            {k: v for k, v in base.items() if k != "tenant_id"} | {"exp": int(time.time()) + 60},
+            TEST_SECRET,
+            algorithm="HS256",
+        ),
+        "malformed accounts": jwt.encode(
+            {**base, "account_ids": "{not json", "exp": int(time.time()) + 60}, TEST_SECRET, algorithm="HS256"
+        ),
+    }
+    for name, token in tokens.items():
+        response = httpx.get(
+            f"{shared.url}/executions/ai_x/status", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert response.status_code == 401, name
+
+
+def test_missing_scope_is_403_and_foreign_tenant_is_404(shared: Harness) -> None:
+    with shared.client() as owner:
+        status = shared.run_task(owner)
+    intent_id = status["action_intent_id"]
+    with shared.client(scopes=["intents:read"]) as no_scope:
+        body = _problem(no_scope.get(f"/executions/{intent_id}/status"), 403)
+        assert body["code"] == "MISSING_SCOPE"
+    with shared.client(tenant="t2") as stranger:
+        _problem(stranger.get(f"/executions/{intent_id}/status"), 404)
+        _problem(stranger.get(f"/intents/{intent_id}"), 404)
+        _problem(stranger.post(f"/intents/{intent_id}/approve"), 404)
+    with shared.client(account_ids=["other-account"]) as narrow:
+        _problem(narrow.get(f"/executions/{intent_id}/status"), 403)
+        _problem(narrow.get(f"/intents/{intent_id}"), 403)
+    with shared.client(account_ids=["acc-1"]) as allowed:
+        assert allowed.get(f"/executions/{intent_id}/status?account_id=acc-1").status_code == 200
+        _problem(allowed.get(f"/executions/{intent_id}/status?account_id=acc-2"), 403)
+    with shared.client() as owner:
+        _problem(owner.get(f"/executions/{intent_id}/status?account_id=acc-2"), 404)
+        _problem(owner.get("/executions/ai_does_not_exist/status"), 404)
+
+
+def test_status_of_a_pending_intent_is_pending(shared: Harness) -> None:
+    with shared.client() as client:
+        intent = shared.create_intent(client)
+        body = client.get(f"/executions/{intent['action_intent_id']}/status").json()
+    assert body == {"action_intent_id": intent["action_intent_id"], "status": "PENDING"}
+
+
+def test_create_intent_is_idempotent_by_id(shared: Harness) -> None:
+    body = {
+        "action_intent_id": "ai_idem_1",
+        "action_type": "CREATE_INTERNAL_TASK",
+        "account_id": "acc-1",
+        "parameters": {"title": "a"},
+    }
+    with shared.client() as client:
+        first = client.post("/intents", json=body)
+        again = client.post("/intents", json=body)
+        other = client.post("/intents", json={**body, "parameters": {"title": "b"}})
+    assert first.status_code == 201
+    assert again.status_code == 200
+    assert again.json() == first.json()
+    assert _problem(other, 409)["code"] == "INTENT_BODY_MISMATCH"
+    with shared.client(tenant="t2") as stranger:
+        assert _problem(stranger.post("/intents", json=body), 409)["code"] == "INTENT_ID_IN_USE"
+
+
+def test_create_intent_fills_defaults(shared: Harness) -> None:
+    with shared.client() as client:
+        intent = shared.create_intent(
+            client, action_type="CREATE_INTERNAL_NOTE", parameters={"content": "hello"}
+        )
+    assert intent["tenant_id"] == "t1"
+    assert intent["registry_version"] == 1
+    assert intent["execution_policy"] == {"retry_count": 3, "timeout_seconds": 300, "max_attempts": 1}
+    assert intent["action_intent_id"].startswith("ai_")
+    assert intent["expires_at_epoch"] - int(shared.service.clock.now()) in range(
+        90 * 86_400 - 2, 90 * 86_400 + 1
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        (
+            {"action_type": "NO_SUCH_TYPE", "account_id": "acc-1", "parameters": {}},
+            422,
+            "TOOL_MAPPING_NOT_FOUND",
+        ),
+        (
+            {"action_type": "CREATE_INTERNAL_TASK", "account_id": "acc-1", "parameters": {}},
+            422,
+            "MISSING_REQUIRED_PARAMETER",
+        ),
+        (
+            {
+                "action_type": "CREATE_INTERNAL_TASK",
+                "account_id": "acc-1",
+                "parameters": {"title": "x"},
+                "registry_version": 99,
+            },
+            422,
+            "TOOL_MAPPING_NOT_FOUND",
+        ),
+        (
+            {
+                "action_type": "CREATE_INTERNAL_TASK",
+                "account_id": "acc-1",
+                "parameters": {"title": "x"},
+                "expires_at": "soon",
+            },
+            422,
+            "INVALID_EXPIRES_AT",
+        ),
+        ({"action_type": "lower", "account_id": "acc-1", "parameters": {}}, 422, None),
+        ({"action_type": "CREATE_INTERNAL_TASK", "account_id": "acc-1"}, 422, None),
+        (
+            {
+                "action_type": "CREATE_INTERNAL_TASK",
+                "account_id": "acc-1",
+                "parameters": {"title": "x"},
+                "tenant_id": "t9",
+            },
+            422,
+            None,
+        ),
+    ],
+)
+def test_bad_intents_get_clear_problems(
+    shared: Harness, body: dict[str, Any], status: int, code: str | None
+) -> None:
+    with shared.client() as client:
+        problem = _problem(client.post("/intents", json=body), status)
+    if code:
+        assert problem["code"] == code
+    else:
+        assert problem["errors"]
+
+
+def test_malformed_json_is_400(shared: Harness) -> None:
+    with shared.client() as client:
+        response = client.post("/intents", content=b"{not json", headers={"Content-Type": "application/json"})
+    _problem(response, 400)
+
+
+def test_approve_transitions(shared: Harness) -> None:
+    now = shared.service.clock.now()
+    with shared.client() as client:
+        intent = shared.create_intent(client)
+        intent_id = intent["action_intent_id"]
+        assert client.post(f"/intents/{intent_id}/approve").json() == {
+            "action_intent_id": intent_id,
+            "approval_status": "APPROVED",
+        }
+        assert client.post(f"/intents/{intent_id}/approve").status_code == 202  # approving twice is harmless
+        shared.wait_terminal(client, intent_id)
+        expired = shared.create_intent(client, expires_at=iso_from_epoch(now + 1))
+        shared.service.clock.advance(5)
+        assert (
+            _problem(client.post(f"/intents/{expired['action_intent_id']}/approve"), 409)["code"]
+            == "INTENT_EXPIRED"
+        )
+        assert client.get(f"/executions/{expired['action_intent_id']}/status").json()["status"] == "EXPIRED"
+    assert shared.task_rows(intent_id) == 1
+
+
+def test_events_are_rejected_with_reasons_and_audited(shared: Harness) -> None:
+    with shared.client() as client:
+        pending = shared.create_intent(client)
+        cases = {
+            "MALFORMED_EVENT": {
+                "source": "cc-native",
+                "detail-type": "ACTION_APPROVED",
+                "detail": {"data": {"action_intent_id": ""}},
+            },
+            "UNSUPPORTED_SOURCE": {**approved_event("x"), "source": "elsewhere"},
+            "UNSUPPORTED_DETAIL_TYPE": {**approved_event("x"), "detail-type": "ACTION_REJECTED"},
+            "INTENT_NOT_FOUND": approved_event("ai_nobody"),
+            "ACCOUNT_MISMATCH": approved_event(pending["action_intent_id"], account="acc-9"),
+            "NOT_APPROVED": approved_event(pending["action_intent_id"]),
+            "TENANT_MISMATCH": approved_event(pending["action_intent_id"], tenant="t2"),
+        }
+        for code, event in cases.items():
+            assert _problem(client.post("/events", json=event), 422)["code"] == code
+        _problem(client.post("/events", json=[1, 2]), 422)
+    with shared.db.read() as conn:
+        audited = [
+            e.data["reason"]
+            for e in executions.list_ledger(conn, "t1", pending["action_intent_id"])
+            if e.event_type == "EVENT_REJECTED"
+        ]
+        unknown = [e.data["reason"] for e in executions.list_ledger(conn, "t1", "ai_nobody")]
+    assert sorted(audited) == ["ACCOUNT_MISMATCH", "NOT_APPROVED", "TENANT_MISMATCH"]
+    assert unknown == ["INTENT_NOT_FOUND"]
+    assert shared.outcome_rows(pending["action_intent_id"]) == 0
+
+
+def test_putevents_batch_is_answered_per_entry(shared: Harness) -> None:
+    import json
+
+    now = shared.service.clock.now()
+    with shared.client() as client:
+        intent = shared.create_intent(
+            client, approval={"approved_by": "u", "approval_timestamp": iso_from_epoch(now)}
+        )
+        entry = {
+            "Source": "cc-native",
+            "DetailType": "ACTION_APPROVED",
+            "Detail": json.dumps(approved_event(intent["action_intent_id"])["detail"]),
+        }
+        bad = {"Source": "cc-native", "DetailType": "ACTION_APPROVED", "Detail": "{broken"}
+        response = client.post("/events", json={"Entries": [entry, bad, entry]})
+        assert response.status_code == 200
+        answer = response.json()
+        assert answer["FailedEntryCount"] == 1
+        assert "EventId" in answer["Entries"][0]
+        assert answer["Entries"][1]["ErrorCode"] == "MALFORMED_EVENT"
+        assert "EventId" in answer["Entries"][2]
+        assert shared.wait_terminal(client, intent["action_intent_id"])["status"] == "SUCCEEDED"
+        _problem(client.post("/events", json={"Entries": []}), 422)
+    assert shared.task_rows(intent["action_intent_id"]) == 1

@@ -1,0 +1,111 @@
+"""A process killed with SIGKILL in the middle of InvokeTool resumes the workflow on restart and
+ends with one external write and one outcome."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from fulfill.config import Settings
+from fulfill.tokens import mint_token
+from tests.support.harness import ALL_SCOPES, TEST_SECRET
+from tests.support.http_doubles import Fault, FaultyProxy, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "fulfill", "serve"], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+
+
+def _count(db: Path, table: str, intent_id: str) -> int:
+    with sqlite3.connect(db) as conn:
+        return int(
+            conn.execute(f"SELECT count(*) FROM {table} WHERE action_intent_id = ?", (intent_id,)).fetchone()[
+                0
+            ]
+        )
+
+
+def test_sigkill_during_invoke_tool_resumes_with_one_write(tmp_path: Path) -> None:
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    proxy = FaultyProxy(upstream=f"{base}/mcp")
+    proxy.add_faults(Fault("hold"))  # the tool writes, then its answer is held back
+    db = tmp_path / "fulfill.db"
+    env = {
+        **os.environ,
+        "FULFILL_DATABASE_URL": f"sqlite:///{db}",
+        "FULFILL_PORT": str(port),
+        "FULFILL_JWT_SECRET": TEST_SECRET,
+        "FULFILL_GATEWAY_URL": proxy.url,
+        "FULFILL_RETRY_BACKOFF_BASE_SECONDS": "0.05",
+        "FULFILL_LOG_LEVEL": "WARNING",
+    }
+    log = tmp_path / "service.log"
+    token = mint_token(Settings(jwt_secret=TEST_SECRET), tenant_id="t1", scopes=ALL_SCOPES)
+    client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=10.0)
+
+    def healthy() -> bool:
+        try:
+            return client.get("/readyz").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    process = _start(env, log)
+    try:
+        wait_for(healthy, timeout=60)
+        created = client.post(
+            "/intents",
+            json={"action_type": "CREATE_INTERNAL_TASK", "account_id": "acc-1", "parameters": {"title": "x"}},
+        )
+        intent_id = created.json()["action_intent_id"]
+        assert client.post(f"/intents/{intent_id}/approve").status_code == 202
+
+        assert proxy.state.forwarded.wait(timeout=30), "the tool call never reached the gateway"
+        assert _count(db, "internal_tasks", intent_id) == 1  # the write happened...
+        process.send_signal(signal.SIGKILL)  # ...and the process dies before hearing about it
+        process.wait(timeout=10)
+        proxy.state.release.set()
+        assert _count(db, "execution_outcomes", intent_id) == 0
+
+        process = _start(env, log)
+        wait_for(healthy, timeout=60)
+
+        def finished() -> dict[str, object] | None:
+            body = client.get(f"/executions/{intent_id}/status").json()
+            return body if body.get("status") == "SUCCEEDED" else None
+
+        status = wait_for(finished, timeout=60)
+        assert status["attempt_count"] == 1
+        assert proxy.state.tool_calls_forwarded == 2  # the resumed workflow called the tool again
+        assert _count(db, "internal_tasks", intent_id) == 1  # and the tool did not write again
+        assert _count(db, "execution_outcomes", intent_id) == 1
+        assert _count(db, "execution_signals", intent_id) == 1
+        time.sleep(0.2)
+    finally:
+        client.close()
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        proxy.close()
