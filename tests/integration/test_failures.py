@@ -4,35 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from fulfill.domain.models import ActionIntentV1, ApprovalStatus, ExecutionPolicy
 from fulfill.domain.time import iso_from_epoch
-from fulfill.store import executions, intents
-from tests.support.harness import Harness, approved_event
-
-
-def _seed_approved_intent(harness: Harness, intent_id: str, **fields: Any) -> None:
-    """Write an approved intent straight into the store, as an upstream decision system would."""
-    now = harness.service.clock.now()
-    values: dict[str, Any] = {
-        "action_intent_id": intent_id,
-        "action_type": "CREATE_INTERNAL_TASK",
-        "parameters": {"title": "seeded"},
-        "approved_by": "upstream",
-        "approval_timestamp": iso_from_epoch(now),
-        "approval_status": ApprovalStatus.APPROVED,
-        "execution_policy": ExecutionPolicy(),
-        "expires_at": iso_from_epoch(now + 86_400),
-        "expires_at_epoch": int(now) + 86_400,
-        "tenant_id": "t1",
-        "account_id": "acc-1",
-        "trace_id": "decision-trace",
-        "registry_version": 1,
-        "created_at": iso_from_epoch(now),
-        "updated_at": iso_from_epoch(now),
-    }
-    values.update(fields)
-    with harness.db.write() as conn:
-        assert intents.insert_intent(conn, ActionIntentV1(**values), "seeded")
+from fulfill.store import executions
+from tests.support.harness import Harness, approved_event, seed_intent
 
 
 def _run_event(harness: Harness, intent_id: str) -> dict[str, Any]:
@@ -64,7 +38,7 @@ def test_expired_intent_ends_expired_with_its_ledger_entry(shared: Harness) -> N
 
 
 def test_unknown_action_type_fails_validation(shared: Harness) -> None:
-    _seed_approved_intent(shared, "ai_unknown_type", action_type="REQUEST_RENEWAL_MEETING")
+    seed_intent(shared, "ai_unknown_type", action_type="REQUEST_RENEWAL_MEETING")
     status = _run_event(shared, "ai_unknown_type")
     assert status["status"] == "FAILED"
     assert (status["error_class"], status["error_code"]) == ("VALIDATION", "TOOL_MAPPING_NOT_FOUND")
@@ -72,7 +46,7 @@ def test_unknown_action_type_fails_validation(shared: Harness) -> None:
 
 
 def test_missing_required_parameter_fails_validation(shared: Harness) -> None:
-    _seed_approved_intent(shared, "ai_missing_title", parameters={"description": "no title"})
+    seed_intent(shared, "ai_missing_title", parameters={"description": "no title"})
     status = _run_event(shared, "ai_missing_title")
     assert status["status"] == "FAILED"
     assert (status["error_class"], status["error_code"]) == ("VALIDATION", "MISSING_REQUIRED_PARAMETER")

@@ -9,8 +9,11 @@ import httpx
 from sqlalchemy import func, select
 
 from fulfill.config import Settings
+from fulfill.domain.models import ActionIntentV1, ApprovalStatus, ExecutionPolicy
+from fulfill.domain.time import iso_from_epoch
 from fulfill.server import BackgroundServer
 from fulfill.service import Service
+from fulfill.store import intents
 from fulfill.store.tables import execution_outcomes, execution_signals, internal_notes, internal_tasks
 from fulfill.tokens import mint_token
 from tests.support.http_doubles import wait_for
@@ -137,3 +140,28 @@ def approved_event(intent_id: str, tenant: str = "t1", account: str = "acc-1", *
             "data": {"action_intent_id": intent_id, "tenant_id": tenant, "account_id": account, **data}
         },
     }
+
+
+def seed_intent(harness: Harness, intent_id: str, **fields: Any) -> None:
+    """Write an approved intent straight into the store, as an upstream decision system would."""
+    now = harness.service.clock.now()
+    values: dict[str, Any] = {
+        "action_intent_id": intent_id,
+        "action_type": "CREATE_INTERNAL_TASK",
+        "parameters": {"title": "seeded"},
+        "approved_by": "upstream",
+        "approval_timestamp": iso_from_epoch(now),
+        "approval_status": ApprovalStatus.APPROVED,
+        "execution_policy": ExecutionPolicy(),
+        "expires_at": iso_from_epoch(now + 86_400),
+        "expires_at_epoch": int(now) + 86_400,
+        "tenant_id": "t1",
+        "account_id": "acc-1",
+        "trace_id": "decision-trace",
+        "registry_version": 1,
+        "created_at": iso_from_epoch(now),
+        "updated_at": iso_from_epoch(now),
+    }
+    values.update(fields)
+    with harness.db.write() as conn:
+        assert intents.insert_intent(conn, ActionIntentV1(**values), "seeded")
