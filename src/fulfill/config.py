@@ -75,8 +75,8 @@ class Settings(BaseSettings):
         url = make_url(self.database_url)
         if url.get_backend_name() != "sqlite":
             return self.database_url
-        database = url.database or "fulfill.db"
-        if database == ":memory:":
+        database = url.database or ""
+        if database in ("", ":memory:") or database.startswith("file::memory:"):
             raise ValueError("an in-memory SQLite database cannot be shared with DBOS; use a file")
         stem = database[: -len(".db")] if database.endswith(".db") else database
         return str(url.set(drivername="sqlite", database=f"{stem}.dbos.sqlite"))
@@ -86,6 +86,8 @@ class Settings(BaseSettings):
         if self.gateway_url:
             return self.gateway_url
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104
+        if ":" in host:
+            host = f"[{host}]"
         return f"http://{host}:{self.port}/mcp"
 
     @property

@@ -8,10 +8,12 @@ object keys, so a key computed here equals the key the TypeScript reference comp
 * object keys are sorted recursively by UTF-16 code units (JavaScript's default string order);
 * output is compact (no whitespace) and non-ASCII characters are not escaped;
 * ``null`` is kept, array order is kept;
-* **numbers are normalised**: an integral float is printed as an integer (``1.0`` → ``1``,
-  ``-0.0`` → ``0``); other floats use the shortest round-trip digits in ECMAScript
-  ``Number.prototype.toString`` form (``1e-7``, ``1e+21``, ``0.000001``); integers print exactly;
-  ``NaN`` and infinities are rejected because JSON cannot represent them.
+* **numbers are normalised**: a float is printed as ECMAScript ``Number.prototype.toString``
+  prints it: shortest round-trip digits, integral values without a fraction (``1.0`` → ``1``,
+  ``-0.0`` → ``0``, ``2.0**60`` → ``1152921504606847000``), exponents from ``1e+21`` and below
+  ``1e-6`` (``1e-7``). Python integers print exactly (JavaScript would round those above 2**53);
+  ``NaN`` and infinities are rejected because JSON cannot represent them;
+* lone UTF-16 surrogates in strings are escaped (``\\ud800``), as ``JSON.stringify`` does.
 """
 
 from __future__ import annotations
@@ -54,13 +56,13 @@ def _encode(value: Any) -> list[str]:
     if isinstance(value, float):
         return [format_js_number(value)]
     if isinstance(value, str):
-        return [json.dumps(value, ensure_ascii=False)]
+        return [_encode_string(value)]
     if isinstance(value, dict):
         parts: list[str] = ["{"]
         for index, key in enumerate(sorted(value, key=_key_for_sort)):
             if index:
                 parts.append(",")
-            parts.append(json.dumps(str(key), ensure_ascii=False))
+            parts.append(_encode_string(key))
             parts.append(":")
             parts.extend(_encode(value[key]))
         parts.append("}")
@@ -76,6 +78,14 @@ def _encode(value: Any) -> list[str]:
     raise CanonicalJsonError(f"type {type(value).__name__} is not JSON")
 
 
+def _encode_string(value: str) -> str:
+    """A JSON string as ``JSON.stringify`` writes it: a lone surrogate becomes a ``\\uXXXX`` escape."""
+    encoded = json.dumps(value, ensure_ascii=False)
+    if not any("\ud800" <= char <= "\udfff" for char in value):
+        return encoded
+    return "".join(f"\\u{ord(char):04x}" if "\ud800" <= char <= "\udfff" else char for char in encoded)
+
+
 def _key_for_sort(key: Any) -> bytes:
     if not isinstance(key, str):
         raise CanonicalJsonError("object keys must be strings")
@@ -88,8 +98,6 @@ def format_js_number(number: float) -> str:
         raise CanonicalJsonError("NaN and Infinity are not JSON numbers")
     if number == 0:
         return "0"
-    if number.is_integer() and abs(number) < 1e21:
-        return str(int(number))
     sign = "-" if number < 0 else ""
     # repr() gives the shortest digits that round-trip, as ECMAScript requires.
     digits_tuple = Decimal(repr(abs(number))).normalize().as_tuple()

@@ -75,7 +75,7 @@ def _unwrap(payload: dict[str, Any] | None) -> dict[str, Any] | None:
         nested = next((_json_object(t) for t in texts if isinstance(t, str) and _json_object(t)), None)
         if nested is None:
             return payload
-        if inner.get("isError") is True and "success" not in nested:
+        if inner.get("isError") is True:
             nested = {**nested, "success": False}
         payload = nested
     return payload
@@ -96,6 +96,6 @@ def _error_from(payload: dict[str, Any] | None, text: str | None) -> ExecutionEr
 def _first_str(values: dict[str, Any], *keys: str) -> str | None:
     for key in keys:
         value = values.get(key)
-        if isinstance(value, str) and value:
+        if isinstance(value, str) and value.strip():
             return value
     return None

@@ -1,0 +1,162 @@
+"""Approval → outcome latency of fulfill on SQLite, next to a bare DBOS workflow with the same
+number of no-op steps, in the same process and run.
+
+    python -m bench.approval_latency --intents 500
+
+Latency of one intent = ``completed_at`` of its outcome minus its ``approval_timestamp``, both
+written by the service itself (so the client's polling does not count). Intents are approved one
+at a time, each after the previous one finished, so the numbers are latency, not queueing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from dbos import DBOS, SetWorkflowID
+
+from fulfill import __version__
+from fulfill.config import Settings
+from fulfill.domain.time import epoch_from_iso
+from fulfill.engine.intake import EXECUTION_QUEUE
+from fulfill.server import BackgroundServer
+from fulfill.store import executions, intents
+from fulfill.tokens import mint_token
+
+STEPS = (
+    6  # StartExecution, ValidatePreflight, MapActionToTool, RecheckBeforeInvoke, InvokeTool, RecordOutcome
+)
+
+
+@DBOS.step(name="bench.noop")
+def _noop_step(value: int) -> int:
+    return value + 1
+
+
+@DBOS.workflow(name="bench.bare_workflow")
+def bare_workflow(started: float) -> float:
+    value = 0
+    for _ in range(STEPS):
+        value = _noop_step(value)
+    return time.time() - started
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def summary(values_ms: list[float]) -> dict[str, float]:
+    return {
+        "p50_ms": round(percentile(values_ms, 0.50), 1),
+        "p95_ms": round(percentile(values_ms, 0.95), 1),
+        "p99_ms": round(percentile(values_ms, 0.99), 1),
+        "mean_ms": round(statistics.fmean(values_ms), 1),
+        "max_ms": round(max(values_ms), 1),
+    }
+
+
+def measure_fulfill(server: BackgroundServer, count: int) -> list[float]:
+    settings = server.settings
+    token = mint_token(
+        settings, tenant_id="bench", scopes=["intents:write", "intents:approve", "executions:read"]
+    )
+    latencies: list[float] = []
+    db = server.server.config.app.state.service.db
+    with httpx.Client(
+        base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+    ) as client:
+        for index in range(count):
+            created = client.post(
+                "/intents",
+                json={
+                    "action_type": "CREATE_INTERNAL_TASK",
+                    "account_id": "acc",
+                    "parameters": {"title": f"t{index}"},
+                },
+            )
+            intent_id = created.json()["action_intent_id"]
+            client.post(f"/intents/{intent_id}/approve").raise_for_status()
+            deadline = time.monotonic() + 30
+            while True:
+                with db.read() as conn:
+                    outcome = executions.get_outcome(conn, "bench", "acc", intent_id, 1)
+                if outcome is not None:
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{intent_id} did not finish")
+                time.sleep(0.002)
+            with db.read() as conn:
+                intent = intents.get_intent(conn, "bench", intent_id)
+            assert intent is not None and intent.approval_timestamp is not None
+            if outcome.status.value != "SUCCEEDED":
+                raise RuntimeError(f"{intent_id} ended {outcome.status}")
+            latencies.append(
+                (epoch_from_iso(outcome.completed_at) - epoch_from_iso(intent.approval_timestamp)) * 1000
+            )
+    return latencies
+
+
+def measure_bare(count: int) -> list[float]:
+    queue = DBOS.retrieve_queue(EXECUTION_QUEUE)
+    assert queue is not None
+    latencies: list[float] = []
+    for index in range(count):
+        with SetWorkflowID(f"bench-bare-{time.time_ns()}-{index}"):
+            handle = queue.enqueue(bare_workflow, time.time())
+        latencies.append(handle.get_result() * 1000)
+    return latencies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--intents", type=int, default=500)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as directory:
+        settings = Settings(
+            database_url=f"sqlite:///{directory}/bench.db",
+            port=0,
+            log_level="WARNING",
+            jwt_secret="bench-" * 8,
+        )
+        server = BackgroundServer(settings).start()
+        try:
+            measure_fulfill(server, args.warmup)
+            measure_bare(args.warmup)
+            fulfill_ms = measure_fulfill(server, args.intents)
+            bare_ms = measure_bare(args.intents)
+        finally:
+            server.stop()
+    result: dict[str, Any] = {
+        "fulfill_version": __version__,
+        "python": platform.python_version(),
+        "machine": f"{platform.machine()}, {platform.system()}",
+        "intents": args.intents,
+        "approval_to_outcome": summary(fulfill_ms),
+        "bare_dbos_workflow_6_noop_steps": summary(bare_ms),
+    }
+    result["ratio_p50"] = round(
+        result["approval_to_outcome"]["p50_ms"] / result["bare_dbos_workflow_6_noop_steps"]["p50_ms"], 2
+    )
+    result["ratio_p95"] = round(
+        result["approval_to_outcome"]["p95_ms"] / result["bare_dbos_workflow_6_noop_steps"]["p95_ms"], 2
+    )
+    print(json.dumps(result, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

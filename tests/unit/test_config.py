@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+import pytest
+
+from fulfill.config import DEV_JWT_SECRET, Settings
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (
+        "FULFILL_WEBHOOK_URLS",
+        "FULFILL_DATABASE_URL",
+        "FULFILL_GATEWAY_URL",
+        "FULFILL_HOST",
+        "FULFILL_PORT",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.parametrize(
+    ("database_url", "expected"),
+    [
+        ("sqlite:///./x.db", "sqlite:///./x.dbos.sqlite"),
+        ("sqlite:///./fulfill.db", "sqlite:///./fulfill.dbos.sqlite"),
+        ("sqlite:///./data", "sqlite:///./data.dbos.sqlite"),
+        ("sqlite:///./data.sqlite", "sqlite:///./data.sqlite.dbos.sqlite"),
+        ("sqlite:////var/lib/app/x.db", "sqlite:////var/lib/app/x.dbos.sqlite"),
+        ("sqlite+pysqlite:///./x.db", "sqlite:///./x.dbos.sqlite"),
+    ],
+)
+def test_sqlite_system_database_is_a_sibling_file(database_url: str, expected: str) -> None:
+    settings = Settings(database_url=database_url)
+    assert settings.is_sqlite is True
+    assert settings.system_database_url == expected
+
+
+@pytest.mark.parametrize(
+    "database_url",
+    [
+        "postgresql://user:pw@db:5432/fulfill",
+        "postgresql+psycopg://user:pw@db/fulfill?sslmode=require",
+    ],
+)
+def test_postgres_system_database_is_unchanged(database_url: str) -> None:
+    settings = Settings(database_url=database_url)
+    assert settings.is_sqlite is False
+    assert settings.system_database_url == database_url
+
+
+def test_sqlite_in_memory_rejected() -> None:
+    settings = Settings(database_url="sqlite:///:memory:")
+    with pytest.raises(ValueError, match="in-memory"):
+        _ = settings.system_database_url
+
+
+def test_sqlite_bare_url_is_in_memory_and_rejected() -> None:
+    settings = Settings(database_url="sqlite://")
+    with pytest.raises(ValueError, match="in-memory"):
+        _ = settings.system_database_url
+
+
+def test_default_database() -> None:
+    settings = Settings()
+    assert settings.database_url == "sqlite:///./fulfill.db"
+    assert settings.system_database_url == "sqlite:///./fulfill.dbos.sqlite"
+
+
+def test_webhook_urls_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FULFILL_WEBHOOK_URLS", "http://a, http://b")
+    assert Settings().webhook_urls == ["http://a", "http://b"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("http://a", ["http://a"]),
+        (" http://a ,, http://b ,", ["http://a", "http://b"]),
+        ("", []),
+        (" , ", []),
+    ],
+)
+def test_webhook_urls_env_variants(monkeypatch: pytest.MonkeyPatch, raw: str, expected: list[str]) -> None:
+    monkeypatch.setenv("FULFILL_WEBHOOK_URLS", raw)
+    assert Settings().webhook_urls == expected
+
+
+def test_webhook_urls_default_and_list() -> None:
+    assert Settings().webhook_urls == []
+    assert Settings(webhook_urls=["http://x"]).webhook_urls == ["http://x"]
+    assert Settings(webhook_urls="http://x,http://y").webhook_urls == ["http://x", "http://y"]
+
+
+def test_env_prefix_applies(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FULFILL_DATABASE_URL", "sqlite:///./env.db")
+    assert Settings().system_database_url == "sqlite:///./env.dbos.sqlite"
+
+
+def test_effective_gateway_url_default() -> None:
+    assert Settings().effective_gateway_url == "http://127.0.0.1:8080/mcp"
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "expected"),
+    [
+        ("0.0.0.0", 9000, "http://127.0.0.1:9000/mcp"),
+        ("::", 8080, "http://127.0.0.1:8080/mcp"),
+        ("", 8080, "http://127.0.0.1:8080/mcp"),
+        ("example.internal", 81, "http://example.internal:81/mcp"),
+    ],
+)
+def test_effective_gateway_url_follows_host_and_port(host: str, port: int, expected: str) -> None:
+    assert Settings(host=host, port=port).effective_gateway_url == expected
+
+
+def test_effective_gateway_url_override() -> None:
+    settings = Settings(gateway_url="http://gw:9999/mcp", host="0.0.0.0", port=1)
+    assert settings.effective_gateway_url == "http://gw:9999/mcp"
+
+
+def test_effective_gateway_url_override_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FULFILL_GATEWAY_URL", "http://proxy/mcp")
+    assert Settings().effective_gateway_url == "http://proxy/mcp"
+
+
+def test_effective_gateway_url_ipv6_host_is_bracketed() -> None:
+    assert Settings(host="::1").effective_gateway_url == "http://[::1]:8080/mcp"
+
+
+def test_uses_dev_secret() -> None:
+    assert Settings().uses_dev_secret is True
+    assert Settings(jwt_secret=DEV_JWT_SECRET).uses_dev_secret is True
+    assert Settings(jwt_secret="unit-secret-0123456789abcdef0123456789").uses_dev_secret is False

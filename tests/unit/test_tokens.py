@@ -1,0 +1,239 @@
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import jwt
+import pytest
+
+from fulfill.config import Settings
+from fulfill.tokens import (
+    GATEWAY_SCOPE,
+    Principal,
+    TokenError,
+    TokenVerifier,
+    mint_token,
+    principal_from_claims,
+)
+
+SECRET = "unit-secret-0123456789abcdef0123456789"
+OTHER_SECRET = "other-secret-0123456789abcdef0123456789"
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(jwt_secret=SECRET)
+
+
+def raw_token(settings: Settings, secret: str | None = None, **claims: Any) -> str:
+    now = int(time.time())
+    payload: dict[str, Any] = {
+        "sub": "user-1",
+        "tenant_id": "t1",
+        "scope": "intents:write",
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+        "iat": now,
+        "exp": now + 600,
+    }
+    payload.update(claims)
+    payload = {k: v for k, v in payload.items() if v is not None}
+    return jwt.encode(payload, secret or settings.jwt_secret, algorithm="HS256")
+
+
+def test_round_trip(settings: Settings) -> None:
+    token = mint_token(
+        settings, tenant_id="t1", scopes=["intents:write", GATEWAY_SCOPE, "intents:write"], subject="alice"
+    )
+    principal = TokenVerifier(settings).verify(token)
+    assert principal.tenant_id == "t1"
+    assert principal.subject == "alice"
+    assert principal.scopes == frozenset({"intents:write", GATEWAY_SCOPE})
+    assert principal.has_scope(GATEWAY_SCOPE)
+    assert not principal.has_scope("admin")
+    assert principal.account_ids is None
+    assert principal.claims["iss"] == "fulfill-dev"
+    assert principal.claims["aud"] == "fulfill"
+
+
+def test_default_subject_and_ttl(settings: Settings) -> None:
+    token = mint_token(settings, tenant_id="t1", scopes=[], now=1_000_000_000)
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert claims["sub"] == "fulfill-cli"
+    assert claims["iat"] == 1_000_000_000
+    assert claims["exp"] == 1_000_003_600
+    assert claims["scope"] == ""
+    assert "account_ids" not in claims
+
+
+def test_no_scopes_gives_empty_set(settings: Settings) -> None:
+    principal = TokenVerifier(settings).verify(mint_token(settings, tenant_id="t1", scopes=[]))
+    assert principal.scopes == frozenset()
+
+
+def test_account_ids_list_round_trip(settings: Settings) -> None:
+    token = mint_token(settings, tenant_id="t1", scopes=["s"], account_ids=["a1", "a2", "a1"])
+    principal = TokenVerifier(settings).verify(token)
+    assert principal.account_ids == frozenset({"a1", "a2"})
+    assert principal.may_access_account("a1")
+    assert principal.may_access_account("a2")
+    assert not principal.may_access_account("a3")
+
+
+def test_empty_account_ids_allows_no_account(settings: Settings) -> None:
+    principal = TokenVerifier(settings).verify(
+        mint_token(settings, tenant_id="t1", scopes=[], account_ids=[])
+    )
+    assert principal.account_ids == frozenset()
+    assert not principal.may_access_account("a1")
+
+
+def test_custom_tenant_id_accepted(settings: Settings) -> None:
+    token = raw_token(settings, tenant_id=None, **{"custom:tenant_id": "t9"})
+    assert TokenVerifier(settings).verify(token).tenant_id == "t9"
+
+
+def test_tenant_id_preferred_over_custom(settings: Settings) -> None:
+    token = raw_token(settings, tenant_id="t1", **{"custom:tenant_id": "t9"})
+    assert TokenVerifier(settings).verify(token).tenant_id == "t1"
+
+
+@pytest.mark.parametrize(
+    ("claims", "expected"),
+    [
+        ({}, None),
+        ({"account_ids": ["a1"]}, frozenset({"a1"})),
+        ({"account_ids": json.dumps(["a1", "a2"])}, frozenset({"a1", "a2"})),
+        ({"account_ids": "[]"}, frozenset()),
+        ({"custom:account_ids": json.dumps(["a3"])}, frozenset({"a3"})),
+        ({"custom:account_ids": ["a4"]}, frozenset({"a4"})),
+    ],
+)
+def test_account_ids_accepted(
+    settings: Settings, claims: dict[str, Any], expected: frozenset[str] | None
+) -> None:
+    principal = TokenVerifier(settings).verify(raw_token(settings, **claims))
+    assert principal.account_ids == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        42,
+        ["a1", 2],
+        ["a1", ""],
+        [None],
+        "not json",
+        "[1, 2]",
+        '"a1"',
+        '{"a": 1}',
+        {"a1": True},
+        True,
+    ],
+)
+def test_account_ids_malformed(settings: Settings, value: Any) -> None:
+    token = raw_token(settings, account_ids=value)
+    with pytest.raises(TokenError, match="account_ids claim is malformed"):
+        TokenVerifier(settings).verify(token)
+
+
+def test_account_ids_null_is_malformed() -> None:
+    with pytest.raises(TokenError, match="account_ids claim is malformed"):
+        principal_from_claims({"sub": "s", "tenant_id": "t1", "account_ids": None})
+
+
+def test_expired(settings: Settings) -> None:
+    token = mint_token(settings, tenant_id="t1", scopes=["s"], ttl_seconds=60, now=time.time() - 3600)
+    with pytest.raises(TokenError, match=r"^token expired$"):
+        TokenVerifier(settings).verify(token)
+
+
+def test_wrong_issuer(settings: Settings) -> None:
+    token = raw_token(settings, iss="someone-else")
+    with pytest.raises(TokenError, match="issuer"):
+        TokenVerifier(settings).verify(token)
+
+
+def test_wrong_audience(settings: Settings) -> None:
+    token = raw_token(settings, aud="other-service")
+    with pytest.raises(TokenError, match="audience"):
+        TokenVerifier(settings).verify(token)
+
+
+def test_wrong_secret(settings: Settings) -> None:
+    token = mint_token(Settings(jwt_secret=OTHER_SECRET), tenant_id="t1", scopes=["s"])
+    with pytest.raises(TokenError, match=r"^token invalid$"):
+        TokenVerifier(settings).verify(token)
+
+
+def test_issuer_and_audience_follow_settings() -> None:
+    custom = Settings(jwt_secret=SECRET, jwt_issuer="iss-x", jwt_audience="aud-x")
+    token = mint_token(custom, tenant_id="t1", scopes=[])
+    assert TokenVerifier(custom).verify(token).tenant_id == "t1"
+    with pytest.raises(TokenError):
+        TokenVerifier(Settings(jwt_secret=SECRET)).verify(token)
+
+
+@pytest.mark.parametrize("missing", ["exp", "iss", "aud", "sub"])
+def test_required_claims(settings: Settings, missing: str) -> None:
+    token = raw_token(settings, **{missing: None})
+    with pytest.raises(TokenError):
+        TokenVerifier(settings).verify(token)
+
+
+@pytest.mark.parametrize("token", ["", "garbage", "a.b.c"])
+def test_garbage_token(settings: Settings, token: str) -> None:
+    with pytest.raises(TokenError, match=r"^token invalid$"):
+        TokenVerifier(settings).verify(token)
+
+
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
+def test_other_algorithm_rejected(settings: Settings) -> None:
+    now = int(time.time())
+    token = jwt.encode(
+        {"sub": "s", "tenant_id": "t1", "iss": "fulfill-dev", "aud": "fulfill", "exp": now + 60},
+        SECRET,
+        algorithm="HS512",
+    )
+    with pytest.raises(TokenError, match=r"^token invalid$"):
+        TokenVerifier(settings).verify(token)
+
+
+@pytest.mark.parametrize(
+    ("claims", "message"),
+    [
+        ({"sub": "s"}, "no tenant"),
+        ({"sub": "s", "tenant_id": ""}, "no tenant"),
+        ({"sub": "s", "tenant_id": 5}, "no tenant"),
+        ({"tenant_id": "t1"}, "no subject"),
+        ({"sub": "", "tenant_id": "t1"}, "no subject"),
+        ({"sub": "s", "tenant_id": "t1", "scope": ["a"]}, "scope claim is malformed"),
+    ],
+)
+def test_principal_from_claims_rejects(claims: dict[str, Any], message: str) -> None:
+    with pytest.raises(TokenError, match=message):
+        principal_from_claims(claims)
+
+
+def test_scope_is_space_separated() -> None:
+    principal = principal_from_claims({"sub": "s", "tenant_id": "t1", "scope": "  a b\tc  "})
+    assert principal.scopes == frozenset({"a", "b", "c"})
+
+
+def test_may_access_account_without_restriction() -> None:
+    principal = Principal(subject="s", tenant_id="t1", scopes=frozenset())
+    assert principal.may_access_account("anything")
+
+
+def test_may_access_account_with_restriction() -> None:
+    principal = Principal(subject="s", tenant_id="t1", scopes=frozenset(), account_ids=frozenset({"a1"}))
+    assert principal.may_access_account("a1")
+    assert not principal.may_access_account("a2")
+    assert not principal.may_access_account("")
+
+
+def test_principal_equality_ignores_claims() -> None:
+    one = Principal(subject="s", tenant_id="t1", scopes=frozenset({"x"}), claims={"a": 1})
+    two = Principal(subject="s", tenant_id="t1", scopes=frozenset({"x"}), claims={"b": 2})
+    assert one == two
