@@ -96,7 +96,8 @@ def measure_fulfill(server: BackgroundServer, count: int) -> list[float]:
                 time.sleep(0.002)
             with db.read() as conn:
                 intent = intents.get_intent(conn, "bench", intent_id)
-            assert intent is not None and intent.approval_timestamp is not None
+            assert intent is not None
+            assert intent.approval_timestamp is not None
             if outcome.status.value != "SUCCEEDED":
                 raise RuntimeError(f"{intent_id} ended {outcome.status}")
             latencies.append(
