@@ -1,0 +1,87 @@
+"""The ``fulfill`` command line against a running service and its database."""
+
+from __future__ import annotations
+
+import json
+
+import jwt
+import pytest
+from typer.testing import CliRunner
+
+from fulfill.cli import app
+from tests.support.harness import TEST_SECRET, Harness
+
+
+@pytest.fixture
+def cli(shared: Harness, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.setenv("FULFILL_DATABASE_URL", shared.settings.database_url)
+    monkeypatch.setenv("FULFILL_JWT_SECRET", TEST_SECRET)
+    monkeypatch.setenv("FULFILL_URL", shared.url)
+    monkeypatch.setenv("COLUMNS", "200")
+    return CliRunner()
+
+
+def test_token_prints_a_verifiable_token(cli: CliRunner) -> None:
+    result = cli.invoke(
+        app,
+        ["token", "--tenant", "t9", "--scopes", "executions:read", "--account-ids", "a,b", "--sub", "ops"],
+    )
+    assert result.exit_code == 0, result.output
+    claims = jwt.decode(result.output.strip(), TEST_SECRET, algorithms=["HS256"], audience="fulfill")
+    assert claims["tenant_id"] == "t9"
+    assert claims["scope"] == "executions:read"
+    assert claims["account_ids"] == ["a", "b"]
+    assert claims["sub"] == "ops"
+
+
+def test_submit_approve_and_status(cli: CliRunner, shared: Harness) -> None:
+    submitted = cli.invoke(
+        app,
+        [
+            "intent",
+            "submit",
+            "--tenant",
+            "t1",
+            "--account",
+            "acc-1",
+            "--action-type",
+            "CREATE_INTERNAL_NOTE",
+            "--param",
+            "content=hello",
+        ],
+    )
+    assert submitted.exit_code == 0, submitted.output
+    intent_id = json.loads(submitted.output)["action_intent_id"]
+    approved = cli.invoke(app, ["approve", intent_id, "--tenant", "t1"])
+    assert approved.exit_code == 0, approved.output
+    assert json.loads(approved.output)["approval_status"] == "APPROVED"
+    with shared.client() as client:
+        shared.wait_terminal(client, intent_id)
+    status = cli.invoke(app, ["status", intent_id, "--tenant", "t1"])
+    assert status.exit_code == 0, status.output
+    assert json.loads(status.output)["status"] == "SUCCEEDED"
+    assert shared.note_rows(intent_id) == 1
+
+
+def test_errors_from_the_api_exit_non_zero(cli: CliRunner) -> None:
+    missing = cli.invoke(app, ["status", "ai_missing", "--tenant", "t1"])
+    assert missing.exit_code == 1
+    assert json.loads(missing.output)["status"] == 404
+    unreachable = cli.invoke(app, ["status", "ai_x", "--tenant", "t1", "--url", "http://127.0.0.1:9"])
+    assert unreachable.exit_code == 2
+
+
+def test_registry_list_and_migrate(cli: CliRunner) -> None:
+    listed = cli.invoke(app, ["registry", "list"])
+    assert listed.exit_code == 0, listed.output
+    assert "CREATE_INTERNAL_TASK" in listed.output
+    assert "internal.create_note" in listed.output
+    migrated = cli.invoke(app, ["migrate"])
+    assert migrated.exit_code == 0, migrated.output
+    assert "revision 0001" in migrated.output
+
+
+def test_demo_against_the_running_service(cli: CliRunner) -> None:
+    result = cli.invoke(app, ["demo"])
+    assert result.exit_code == 0, result.output
+    assert "SUCCEEDED" in result.output
