@@ -36,7 +36,6 @@ def test_structured_success_with_refs() -> None:
     )
     assert outcome.success is True
     assert outcome.error is None
-    assert outcome.transport_failure is False
     assert outcome.external_object_refs == [ExternalObjectRef(**REF)]
 
 

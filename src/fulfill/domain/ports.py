@@ -18,9 +18,6 @@ class ToolCallOutcome(BaseModel):
     success: bool
     external_object_refs: list[ExternalObjectRef] = Field(default_factory=list)
     error: ExecutionError | None = None
-    # True when the call may not have reached the tool (transport failure, timeout): the
-    # engine retries those, relying on the tool's idempotency key to never write twice.
-    transport_failure: bool = False
 
 
 class ToolGateway(Protocol):

@@ -93,9 +93,7 @@ def _leaves(exc: BaseException) -> list[BaseException]:
 
 def _transport_failure(error_class: ErrorClass, code: str, message: str) -> ToolCallOutcome:
     return ToolCallOutcome(
-        success=False,
-        error=ExecutionError(error_class=error_class, error_code=code, error_message=message),
-        transport_failure=True,
+        success=False, error=ExecutionError(error_class=error_class, error_code=code, error_message=message)
     )
 
 
