@@ -26,7 +26,7 @@ from dbos import DBOS, SetWorkflowID
 from fulfill import __version__
 from fulfill.config import Settings
 from fulfill.domain.time import epoch_from_iso
-from fulfill.engine.intake import EXECUTION_QUEUE
+from fulfill.engine.workflow import EXECUTION_QUEUE
 from fulfill.server import BackgroundServer
 from fulfill.store import executions, intents
 from fulfill.tokens import mint_token

@@ -7,20 +7,24 @@ reconciler; ``all`` does both.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from dbos import DBOS, DBOSConfig
+from mcp.server.mcpserver import MCPServer
 
 from fulfill import __version__
 from fulfill.clock import SystemClock
 from fulfill.config import Settings
 from fulfill.connectors.internal import InternalConnector
 from fulfill.engine import runtime as runtime_module
-from fulfill.engine.intake import EXECUTION_QUEUE
 from fulfill.engine.outbox_relay import OutboxRelay
 from fulfill.engine.reconciler import Reconciler
 from fulfill.engine.runtime import Runtime
+from fulfill.engine.workflow import EXECUTION_QUEUE
 from fulfill.gateway.client import McpToolGateway
 from fulfill.gateway.server import build_gateway
 from fulfill.store.db import Database
@@ -29,9 +33,6 @@ from fulfill.tokens import ServiceTokens, TokenVerifier
 from fulfill.usecases.registry import seed_default_registry
 
 log = logging.getLogger("fulfill")
-
-# Loading the workflow module registers the workflow with DBOS before launch.
-from fulfill.engine import workflow as _workflow  # noqa: E402, F401
 
 
 class Service:
@@ -45,7 +46,13 @@ class Service:
             self.token_verifier, self.internal_connector.tools(), public_url=settings.effective_gateway_url
         )
         self.tool_gateway = McpToolGateway(settings.effective_gateway_url, ServiceTokens(settings))
-        self.runtime = Runtime(settings=settings, db=self.db, clock=self.clock, gateway=self.tool_gateway)
+        self.runtime = Runtime(
+            settings=settings,
+            db=self.db,
+            clock=self.clock,
+            gateway=self.tool_gateway,
+            tool_schemas=_tool_schemas(self.gateway_server),
+        )
         self._relay: OutboxRelay | None = None
         self._reconciler: Reconciler | None = None
         self._engine_ready = threading.Event()
@@ -105,6 +112,13 @@ class Service:
         self.tool_gateway.close()
         runtime_module.install(None)
         self.db.dispose()
+
+
+def _tool_schemas(server: MCPServer) -> dict[str, dict[str, Any]]:
+    # list_tools is async; run it on its own loop, whatever loop the caller may be on.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        tools = pool.submit(asyncio.run, server.list_tools()).result()
+    return {tool.name: tool.input_schema for tool in tools}
 
 
 def _enable_wal(system_database_url: str) -> None:

@@ -23,6 +23,7 @@ from fulfill.domain.execution import (
     ExecutionStopped,
     OutcomeDraft,
     PreflightPassed,
+    RecordedOutcome,
     StartedExecution,
     ToolCall,
     ToolResult,
@@ -64,9 +65,10 @@ def stopped(step: Callable[[Any], Any], value: BaseModel) -> OutcomeDraft:
 
 def record(harness: Harness, draft: OutcomeDraft) -> ActionOutcomeV1:
     """RecordOutcome accepts the draft, writes every terminal record once, and is idempotent."""
-    outcome = steps.record_outcome(draft)
-    again = steps.record_outcome(draft)
-    assert again == outcome
+    recorded = through_json(steps.record_outcome(draft), RecordedOutcome)
+    assert steps.record_outcome(draft) == recorded
+    assert not recorded.cancelled_after_write
+    outcome = recorded.outcome
     context = draft.context
     with harness.db.read() as conn:
         attempt = executions.get_attempt(

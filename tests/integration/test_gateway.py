@@ -124,7 +124,13 @@ def test_compensation_deletes_once_and_a_repeat_create_restores(shared: Harness)
             }
             created = await client.call_tool("internal.create_note", note)
             note_id = created.structured_content["external_object_refs"][0]["object_id"]
-            args = {"note_id": note_id, "tenant_id": "t1", "account_id": "acc-1"}
+            args = {
+                "object_id": note_id,
+                "tenant_id": "t1",
+                "account_id": "acc-1",
+                "action_intent_id": "ai_gw_note",
+                "idempotency_key": key,
+            }
             first = await client.call_tool("internal.delete_note", args)
             second = await client.call_tool("internal.delete_note", args)
             restored = await client.call_tool("internal.create_note", note)

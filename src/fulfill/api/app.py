@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from starlette.routing import Route
 
 from fulfill import __version__
-from fulfill.api import events, executions, health, intents
+from fulfill.api import admin, events, executions, health, intents
 from fulfill.api.problems import install_problem_handlers
 from fulfill.gateway.server import gateway_asgi_app
 from fulfill.service import Service
@@ -38,7 +38,7 @@ def create_app(service: Service) -> FastAPI:
     app.state.runtime = service.runtime
     app.state.token_verifier = service.token_verifier
     install_problem_handlers(app)
-    for router in (intents.router, events.router, executions.router, health.router):
+    for router in (intents.router, executions.router, events.router, admin.router, health.router):
         app.include_router(router)
     app.router.routes.append(Route("/mcp", endpoint=mcp_app))
     return app

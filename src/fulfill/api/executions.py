@@ -1,33 +1,100 @@
-"""``/executions/{id}/status``: the execution status DTO (DESIGN §4.3)."""
+"""Executions: status (DESIGN §4.3), an account's list, the timeline, and the admin rerun."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 
-from fulfill.api.auth import SCOPE_EXECUTIONS_READ, require_scope
+from fulfill.api.auth import SCOPE_ADMIN, SCOPE_EXECUTIONS_READ, require_scope
 from fulfill.api.intents import IntentId
 from fulfill.api.problems import PROBLEM
 from fulfill.domain.models import ExecutionStatusView
 from fulfill.tokens import Principal
-from fulfill.usecases import intents
+from fulfill.usecases import executions
+from fulfill.usecases.executions import ExecutionPage, RerunRequest, Timeline
 
 router = APIRouter(tags=["executions"])
+AccountId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")]
 
 
 @router.get(
     "/executions/{action_intent_id}/status",
     response_model=ExecutionStatusView,
     response_model_exclude_none=True,
-    responses={401: PROBLEM, 403: PROBLEM, 404: PROBLEM},
+    responses={401: PROBLEM, 403: PROBLEM, 404: PROBLEM, 422: PROBLEM},
 )
 def execution_status(
     action_intent_id: IntentId,
     request: Request,
     principal: Annotated[Principal, Depends(require_scope(SCOPE_EXECUTIONS_READ))],
-    account_id: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
+    account_id: Annotated[
+        str | None, Query(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")
+    ] = None,
 ) -> JSONResponse:
-    view = intents.execution_status(request.app.state.runtime, principal, action_intent_id, account_id)
+    view = executions.execution_status(request.app.state.runtime, principal, action_intent_id, account_id)
     return JSONResponse(view.model_dump(mode="json", exclude_none=True))
+
+
+@router.get(
+    "/accounts/{account_id}/executions",
+    response_model=ExecutionPage,
+    responses={400: PROBLEM, 401: PROBLEM, 403: PROBLEM, 422: PROBLEM},
+)
+def list_executions(
+    account_id: AccountId,
+    request: Request,
+    principal: Annotated[Principal, Depends(require_scope(SCOPE_EXECUTIONS_READ))],
+    limit: Annotated[str | None, Query(description="1 to 100, default 50.", max_length=8)] = None,
+    next_token: Annotated[
+        str | None, Query(description="The next_token of the previous page.", max_length=1024)
+    ] = None,
+    status: Annotated[str | None, Query(description="Only executions in this status.", max_length=16)] = None,
+) -> JSONResponse:
+    page = executions.list_account_executions(
+        request.app.state.runtime,
+        principal,
+        account_id,
+        limit=executions.parse_limit(limit),
+        status=executions.parse_status_filter(status),
+        next_token=next_token,
+    )
+    return JSONResponse(
+        {
+            "items": [item.model_dump(mode="json", exclude_none=True) for item in page.items],
+            "next_token": page.next_token,
+        }
+    )
+
+
+@router.get(
+    "/executions/{action_intent_id}/timeline",
+    response_model=Timeline,
+    responses={401: PROBLEM, 403: PROBLEM, 404: PROBLEM, 422: PROBLEM},
+)
+def execution_timeline(
+    action_intent_id: IntentId,
+    request: Request,
+    principal: Annotated[Principal, Depends(require_scope(SCOPE_EXECUTIONS_READ))],
+) -> Timeline:
+    return executions.timeline(request.app.state.runtime, principal, action_intent_id)
+
+
+@router.post(
+    "/intents/{action_intent_id}/rerun",
+    status_code=202,
+    response_model=ExecutionStatusView,
+    response_model_exclude_none=True,
+    tags=["intents"],
+    responses={401: PROBLEM, 403: PROBLEM, 404: PROBLEM, 409: PROBLEM, 422: PROBLEM},
+)
+def rerun(
+    action_intent_id: IntentId,
+    request: Request,
+    principal: Annotated[Principal, Depends(require_scope(SCOPE_ADMIN))],
+    body: Annotated[RerunRequest | None, Body()] = None,
+) -> ExecutionStatusView:
+    return executions.rerun_execution(
+        request.app.state.runtime, principal, action_intent_id, body or RerunRequest()
+    )

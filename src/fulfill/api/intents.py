@@ -44,7 +44,7 @@ def create_intent(
 @router.get(
     "/intents/{action_intent_id}",
     response_model=ActionIntentV1,
-    responses={401: PROBLEM, 403: PROBLEM, 404: PROBLEM},
+    responses={401: PROBLEM, 403: PROBLEM, 404: PROBLEM, 422: PROBLEM},
 )
 def read_intent(
     action_intent_id: IntentId,
@@ -58,7 +58,7 @@ def read_intent(
     "/intents/{action_intent_id}/approve",
     status_code=202,
     response_model=ApprovalChange,
-    responses={401: PROBLEM, 403: PROBLEM, 404: PROBLEM, 409: PROBLEM},
+    responses={401: PROBLEM, 403: PROBLEM, 404: PROBLEM, 409: PROBLEM, 422: PROBLEM},
 )
 def approve_intent(
     action_intent_id: IntentId,
@@ -66,3 +66,31 @@ def approve_intent(
     principal: Annotated[Principal, Depends(require_scope(SCOPE_INTENTS_APPROVE))],
 ) -> ApprovalChange:
     return intents.approve_intent(request.app.state.runtime, principal, action_intent_id)
+
+
+@router.post(
+    "/intents/{action_intent_id}/reject",
+    status_code=202,
+    response_model=ApprovalChange,
+    responses={401: PROBLEM, 403: PROBLEM, 404: PROBLEM, 409: PROBLEM, 422: PROBLEM},
+)
+def reject_intent(
+    action_intent_id: IntentId,
+    request: Request,
+    principal: Annotated[Principal, Depends(require_scope(SCOPE_INTENTS_APPROVE))],
+) -> ApprovalChange:
+    return intents.reject_intent(request.app.state.runtime, principal, action_intent_id)
+
+
+@router.post(
+    "/intents/{action_intent_id}/cancel",
+    status_code=202,
+    response_model=ApprovalChange,
+    responses={401: PROBLEM, 403: PROBLEM, 404: PROBLEM, 409: PROBLEM, 422: PROBLEM},
+)
+def cancel_intent(
+    action_intent_id: IntentId,
+    request: Request,
+    principal: Annotated[Principal, Depends(require_scope(SCOPE_INTENTS_APPROVE))],
+) -> ApprovalChange:
+    return intents.cancel_intent(request.app.state.runtime, principal, action_intent_id)

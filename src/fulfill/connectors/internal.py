@@ -82,11 +82,16 @@ class InternalConnector:
             {"content": content},
         )
 
-    def delete_task(self, task_id: str, tenant_id: str, account_id: str) -> ToolAnswer:
-        return self._delete(internal_tasks, "task", "Task", task_id, tenant_id, account_id)
+    # Compensation tools share one contract: the object to undo plus the trusted bindings.
+    def delete_task(
+        self, object_id: str, tenant_id: str, account_id: str, action_intent_id: str, idempotency_key: str
+    ) -> ToolAnswer:
+        return self._delete(internal_tasks, "task", "Task", object_id, tenant_id, account_id)
 
-    def delete_note(self, note_id: str, tenant_id: str, account_id: str) -> ToolAnswer:
-        return self._delete(internal_notes, "note", "Note", note_id, tenant_id, account_id)
+    def delete_note(
+        self, object_id: str, tenant_id: str, account_id: str, action_intent_id: str, idempotency_key: str
+    ) -> ToolAnswer:
+        return self._delete(internal_notes, "note", "Note", object_id, tenant_id, account_id)
 
     def _create(
         self,

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from fulfill.domain.errors import ExecutionError
 from fulfill.domain.models import (
     ActionIntentV1,
+    ActionOutcomeV1,
     ApprovalSource,
     CompensationStrategy,
     ExecutionStatus,
@@ -119,6 +120,46 @@ class OutcomeDraft(_State):
     idempotency_key: str | None = None
     decision_trace_id: str | None = None
     tool_run_ref: str
+
+
+class RecordedOutcome(_State):
+    """RecordOutcome's output."""
+
+    outcome: ActionOutcomeV1
+    # The intent was cancelled while its write happened: the write must be compensated.
+    cancelled_after_write: bool = False
+
+
+class CompensationRequest(_State):
+    """Undo the writes of one attempt (its outcome says which objects)."""
+
+    tenant_id: str
+    account_id: str
+    action_intent_id: str
+    attempt_count: int = Field(ge=1)
+    requested_by: str | None = None
+
+    @property
+    def workflow_id(self) -> str:
+        return f"compensate-{self.action_intent_id}-a{self.attempt_count}"
+
+
+class CompensationPlan(_State):
+    """BeginCompensation's output: which tool undoes which objects."""
+
+    request: CompensationRequest
+    tool_name: str
+    refs: list[ExternalObjectRef]
+    idempotency_key: str
+    trace_id: str
+
+
+class CompensationResult(_State):
+    """InvokeCompensation's output."""
+
+    request: CompensationRequest
+    completed: bool
+    error: ExecutionError | None = None
 
 
 class ExecutionStopped(Exception):

@@ -13,7 +13,6 @@ import hashlib
 import json
 from typing import Any
 
-from dbos import DBOS, SetWorkflowID
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from fulfill import metrics
@@ -21,10 +20,9 @@ from fulfill.domain.execution import ExecutionRequest
 from fulfill.domain.ledger import ledger_entry
 from fulfill.domain.models import ApprovalSource, ApprovalStatus
 from fulfill.engine.runtime import Runtime
-from fulfill.engine.workflow import execute_intent, workflow_id_for
+from fulfill.engine.workflow import start_execution, workflow_id_for
 from fulfill.store import executions, intents
 
-EXECUTION_QUEUE = "fulfill-executions"
 EVENT_SOURCE = "cc-native"
 EVENT_DETAIL_TYPE = "ACTION_APPROVED"
 
@@ -140,15 +138,6 @@ def _accept(rt: Runtime, event: ApprovedEventData, caller_tenant_id: str | None)
         )
     )
     return IntakeResult(action_intent_id=intent.action_intent_id, started=True)
-
-
-def start_execution(request: ExecutionRequest) -> None:
-    """Enqueue the workflow under its deterministic id; DBOS returns the existing one on a repeat."""
-    queue = DBOS.retrieve_queue(EXECUTION_QUEUE)
-    if queue is None:
-        raise RuntimeError("the execution queue is not registered")
-    with SetWorkflowID(request.workflow_id):
-        queue.enqueue(execute_intent, request)
 
 
 def audit_rejection(

@@ -1,6 +1,7 @@
 """Relays outbox messages to their destinations until each one accepts (at-least-once).
 
-Destinations: ``intake`` (this service's own ACTION_APPROVED intake) and webhook URLs. Webhook
+Destinations: ``intake`` (this service's own ACTION_APPROVED intake), ``engine`` (starting a rerun
+or a compensation workflow) and webhook URLs. Webhook
 POSTs carry ``X-Fulfill-Signature: sha256=<hex HMAC-SHA256 of "{timestamp}.{body}">`` with the
 shared ``FULFILL_WEBHOOK_SECRET``, plus ``X-Fulfill-Timestamp`` and ``X-Fulfill-Event-Id`` (the
 message id, stable across retries, for the receiver's deduplication). A non-2xx answer or a
@@ -18,13 +19,18 @@ import threading
 import httpx
 
 from fulfill import metrics
+from fulfill.domain.execution import CompensationRequest, ExecutionRequest
 from fulfill.engine.intake import EventRejected, accept_approved_event, parse_approved_event
 from fulfill.engine.runtime import Runtime
+from fulfill.engine.workflow import start_compensation, start_execution
 from fulfill.store import outbox
 
 log = logging.getLogger(__name__)
 
 INTAKE_DESTINATION = "intake"
+ENGINE_DESTINATION = "engine"  # start a workflow: topic EXECUTION_RERUN or COMPENSATION
+RERUN_TOPIC = "EXECUTION_RERUN"
+COMPENSATION_TOPIC = "COMPENSATION"
 LEASE_SECONDS = 60.0
 
 
@@ -82,6 +88,16 @@ class OutboxRelay:
 
     def _deliver(self, delivery: outbox.Delivery) -> str | None:
         """None when the destination accepted the message, else why it did not."""
+        if delivery.destination == ENGINE_DESTINATION:
+            try:
+                if delivery.topic == RERUN_TOPIC:
+                    start_execution(ExecutionRequest.model_validate(delivery.payload))
+                else:
+                    start_compensation(CompensationRequest.model_validate(delivery.payload))
+            except Exception as exc:
+                log.warning("starting %s failed: %s", delivery.message_id, type(exc).__name__)
+                return f"start failed: {type(exc).__name__}"
+            return None
         if delivery.destination == INTAKE_DESTINATION:
             try:
                 accept_approved_event(self._rt, parse_approved_event(delivery.payload), caller_tenant_id=None)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 from fulfill.config import Settings
 from fulfill.domain.ports import Clock, ToolGateway
@@ -20,6 +21,8 @@ class Runtime:
     db: Database
     clock: Clock
     gateway: ToolGateway
+    # Input JSON schema of every tool the gateway serves, by tool name.
+    tool_schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Set to make the outbox relay deliver now instead of at its next poll.
     outbox_wakeup: threading.Event = field(default_factory=threading.Event)
 

@@ -24,6 +24,7 @@ from fulfill.domain.execution import (
     ExecutionStopped,
     OutcomeDraft,
     PreflightPassed,
+    RecordedOutcome,
     StartedExecution,
     ToolCall,
     ToolResult,
@@ -91,7 +92,15 @@ def start_execution(request: ExecutionRequest) -> StartedExecution | DuplicateEx
                 started_at=iso_from_epoch(now),
                 updated_at=iso_from_epoch(now),
             )
-            if not executions.insert_attempt(conn, attempt, deadline_epoch=now + policy.timeout_seconds):
+            if executions.insert_attempt(conn, attempt, deadline_epoch=now + policy.timeout_seconds):
+                intents.mark_execution(
+                    conn,
+                    request.tenant_id,
+                    request.action_intent_id,
+                    status=ExecutionStatus.RUNNING,
+                    at=attempt.started_at,
+                )
+            else:
                 attempt = executions.get_attempt(
                     conn, request.tenant_id, request.account_id, request.action_intent_id
                 )
@@ -314,12 +323,6 @@ def map_action_to_tool(checked: PreflightPassed) -> ToolCall:
             registry_version=entry.registry_version,
             decision_trace_id=intent.trace_id,
         ) from None
-    with rt.db.write() as conn:
-        attempt = executions.get_attempt(
-            conn, context.tenant_id, context.account_id, context.action_intent_id
-        )
-        if attempt is not None:
-            executions.set_attempt_idempotency_key(conn, attempt, key, now=rt.clock.now_iso())
     return ToolCall(
         context=context,
         action_type=intent.action_type,
@@ -408,11 +411,13 @@ def invoke_tool(call: ToolCall) -> ToolResult:
 # --- RecordOutcome --------------------------------------------------------------------------
 
 
-def record_outcome(draft: OutcomeDraft) -> ActionOutcomeV1:
+def record_outcome(draft: OutcomeDraft) -> RecordedOutcome:
     """Write outcome, attempt status, ledger entries, signal and its outbox message in one transaction.
 
     The outcome is write-once per attempt: when it already exists, the stored one wins and
-    everything else is derived from it again, so a repeated RecordOutcome changes nothing.
+    everything else is derived from it again, so a repeated RecordOutcome changes nothing. The
+    result says whether the intent was cancelled while its write was happening, in which case the
+    workflow hands the write to compensation.
     """
     rt = current()
     now = rt.clock.now()
@@ -454,9 +459,19 @@ def record_outcome(draft: OutcomeDraft) -> ActionOutcomeV1:
             attempt_count=outcome.attempt_count,
             status=outcome.status,
             error_class=outcome.error_class,
+            idempotency_key=outcome.idempotency_key,
             completed_at=outcome.completed_at,
         )
-        intent = intents.get_intent(conn, context.tenant_id, context.action_intent_id)
+        # Locked: a cancel either sees this outcome or is seen by it, never neither.
+        intent = intents.get_intent(conn, context.tenant_id, context.action_intent_id, for_update=True)
+        if inserted:
+            intents.mark_execution(
+                conn,
+                context.tenant_id,
+                context.action_intent_id,
+                status=outcome.status,
+                at=outcome.completed_at,
+            )
         decision_trace_id = draft.decision_trace_id or (intent.trace_id if intent else None)
         executions.append_ledger(conn, outcome_entry(outcome, decision_trace_id))
         signal = build_execution_signal(outcome, intent)
@@ -491,7 +506,12 @@ def record_outcome(draft: OutcomeDraft) -> ActionOutcomeV1:
         metrics.EXECUTION_SECONDS.observe(max(0.0, now - epoch_from_iso(outcome.started_at)))
         if rt.settings.webhook_urls:
             rt.outbox_wakeup.set()
-    return outcome
+    cancelled = intent is not None and intent.approval_status is ApprovalStatus.CANCELLED
+    return RecordedOutcome(outcome=outcome, cancelled_after_write=cancelled and _wrote(outcome))
+
+
+def _wrote(outcome: ActionOutcomeV1) -> bool:
+    return outcome.status is ExecutionStatus.SUCCEEDED and bool(outcome.external_object_refs)
 
 
 # --- shared ---------------------------------------------------------------------------------

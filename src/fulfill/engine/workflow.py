@@ -5,6 +5,9 @@
           └──── any stop or failure ─────────────┴────────────────────┴──────────────────┤
                                                                                          ▼
                                                                 RecordOutcome (always, exactly once)
+                                                                         │ cancelled while writing
+                                                                         ▼
+                                                          the compensation workflow (below)
 
 Workflow id ``exec-{action_intent_id}`` (a rerun: ``exec-{action_intent_id}-r{n}``). DBOS
 checkpoints each step; after a crash the workflow resumes at the first unfinished step.
@@ -12,11 +15,17 @@ checkpoints each step; after a crash the workflow resumes at the first unfinishe
 
 from __future__ import annotations
 
-from dbos import DBOS, StepOptions
+from collections.abc import Callable
+from typing import Any
+
+from dbos import DBOS, SetWorkflowID, StepOptions
 from dbos import error as dbos_error
+from pydantic import BaseModel
 
 from fulfill.domain.errors import ErrorClass, ExecutionError
 from fulfill.domain.execution import (
+    CompensationRequest,
+    CompensationResult,
     DuplicateExecution,
     ExecutionContext,
     ExecutionRequest,
@@ -25,11 +34,12 @@ from fulfill.domain.execution import (
     outcome_from_step_failure,
     outcome_from_tool_result,
 )
-from fulfill.engine import steps
+from fulfill.engine import compensation, steps
 from fulfill.engine.runtime import current
 from fulfill.store.db import is_transient_store_error
 
 DUPLICATE_IGNORED = "DUPLICATE_IGNORED"
+EXECUTION_QUEUE = "fulfill-executions"
 
 
 def workflow_id_for(action_intent_id: str, attempt_count: int = 1) -> str:
@@ -78,8 +88,67 @@ def execute_intent(request: ExecutionRequest) -> str:
         draft = _draft_after_retries(context, exhausted)
     except Exception as exc:
         draft = outcome_from_step_failure(context, _unexpected(exc))
-    outcome = DBOS.run_step(_store_step("RecordOutcome"), steps.record_outcome, draft)
-    return outcome.status.value
+    recorded = DBOS.run_step(_store_step("RecordOutcome"), steps.record_outcome, draft)
+    if recorded.cancelled_after_write:
+        outcome = recorded.outcome
+        start_compensation(
+            CompensationRequest(
+                tenant_id=outcome.tenant_id,
+                account_id=outcome.account_id,
+                action_intent_id=outcome.action_intent_id,
+                attempt_count=outcome.attempt_count,
+                requested_by="cancel-during-execution",
+            )
+        )
+    return recorded.outcome.status.value
+
+
+@DBOS.workflow(name="fulfill.compensate")
+def compensate(request: CompensationRequest) -> str:
+    """Undo a cancelled execution's writes: BeginCompensation ─▶ InvokeCompensation ─▶ FinishCompensation."""
+    plan = DBOS.run_step(_store_step("BeginCompensation"), compensation.begin_compensation, request)
+    if plan is None:
+        return "NOTHING_TO_COMPENSATE"
+    try:
+        result = DBOS.run_step(_compensation_step(), compensation.invoke_compensation, plan)
+    except dbos_error.DBOSMaxStepRetriesExceeded as exhausted:
+        last = exhausted.errors[-1] if exhausted.errors else None
+        result = (
+            last.result
+            if isinstance(last, compensation.RetryableCompensationFailure)
+            else CompensationResult(request=request, completed=False, error=_unexpected(last or exhausted))
+        )
+    except Exception as exc:
+        result = CompensationResult(request=request, completed=False, error=_unexpected(exc))
+    return DBOS.run_step(_store_step("FinishCompensation"), compensation.finish_compensation, result).value
+
+
+def _compensation_step() -> StepOptions:
+    return StepOptions(
+        name="InvokeCompensation",
+        retries_allowed=True,
+        max_attempts=6,
+        interval_seconds=current().settings.retry_backoff_base_seconds,
+        backoff_rate=2.0,
+        should_retry=lambda exc: isinstance(exc, compensation.RetryableCompensationFailure),
+    )
+
+
+def start_execution(request: ExecutionRequest) -> None:
+    """Enqueue an execution under its deterministic id; a repeat returns the existing workflow."""
+    _enqueue(request.workflow_id, execute_intent, request)
+
+
+def start_compensation(request: CompensationRequest) -> None:
+    _enqueue(request.workflow_id, compensate, request)
+
+
+def _enqueue(workflow_id: str, workflow: Callable[[Any], str], argument: BaseModel) -> None:
+    queue = DBOS.retrieve_queue(EXECUTION_QUEUE)
+    if queue is None:
+        raise RuntimeError("the execution queue is not registered")
+    with SetWorkflowID(workflow_id):
+        queue.enqueue(workflow, argument)
 
 
 def _draft_after_retries(

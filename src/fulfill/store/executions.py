@@ -10,6 +10,7 @@ from sqlalchemy import Connection, Row, select, update
 from fulfill.domain.errors import ErrorClass
 from fulfill.domain.models import (
     ActionOutcomeV1,
+    CompensationStatus,
     ExecutionAttempt,
     ExecutionSignal,
     ExecutionStatus,
@@ -47,21 +48,6 @@ def get_attempt(
     return _attempt_from_row(row) if row else None
 
 
-def set_attempt_idempotency_key(
-    conn: Connection, attempt: ExecutionAttempt, idempotency_key: str, *, now: str
-) -> None:
-    conn.execute(
-        update(execution_attempts)
-        .where(
-            execution_attempts.c.tenant_id == attempt.tenant_id,
-            execution_attempts.c.account_id == attempt.account_id,
-            execution_attempts.c.action_intent_id == attempt.action_intent_id,
-            execution_attempts.c.attempt_count == attempt.attempt_count,
-        )
-        .values(idempotency_key=idempotency_key, updated_at=now)
-    )
-
-
 def finish_attempt(
     conn: Connection,
     *,
@@ -71,6 +57,7 @@ def finish_attempt(
     attempt_count: int,
     status: ExecutionStatus,
     error_class: ErrorClass | None,
+    idempotency_key: str | None,
     completed_at: str,
 ) -> bool:
     """RUNNING → terminal, for this attempt only. False when it was not RUNNING any more."""
@@ -86,9 +73,29 @@ def finish_attempt(
         .values(
             status=status.value,
             last_error_class=error_class.value if error_class else None,
+            idempotency_key=idempotency_key,
             completed_at=completed_at,
             updated_at=completed_at,
         )
+    )
+    return result.rowcount == 1
+
+
+def start_rerun(
+    conn: Connection, *, previous: ExecutionAttempt, rerun: ExecutionAttempt, deadline_epoch: float
+) -> bool:
+    """Terminal attempt → the next attempt, RUNNING; only if nobody changed it meanwhile."""
+    values = rerun.model_dump(mode="json", exclude={"tenant_id", "account_id", "action_intent_id"})
+    result = conn.execute(
+        update(execution_attempts)
+        .where(
+            execution_attempts.c.tenant_id == previous.tenant_id,
+            execution_attempts.c.account_id == previous.account_id,
+            execution_attempts.c.action_intent_id == previous.action_intent_id,
+            execution_attempts.c.attempt_count == previous.attempt_count,
+            execution_attempts.c.status == previous.status.value,
+        )
+        .values(**values, deadline_epoch=deadline_epoch)
     )
     return result.rowcount == 1
 
@@ -149,6 +156,24 @@ def get_outcome(
         )
     ).first()
     return ActionOutcomeV1.model_validate(row.document) if row else None
+
+
+def set_compensation(
+    conn: Connection, outcome: ActionOutcomeV1, status: CompensationStatus, *, error: str | None
+) -> ActionOutcomeV1:
+    """Update the compensation fields: the only part of an outcome that changes after it is written."""
+    updated = outcome.model_copy(update={"compensation_status": status, "compensation_error": error})
+    conn.execute(
+        update(execution_outcomes)
+        .where(
+            execution_outcomes.c.tenant_id == outcome.tenant_id,
+            execution_outcomes.c.account_id == outcome.account_id,
+            execution_outcomes.c.action_intent_id == outcome.action_intent_id,
+            execution_outcomes.c.attempt_count == outcome.attempt_count,
+        )
+        .values(document=updated.model_dump(mode="json"))
+    )
+    return updated
 
 
 def list_outcomes(conn: Connection, tenant_id: str, action_intent_id: str) -> list[ActionOutcomeV1]:

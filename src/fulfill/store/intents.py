@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, select, update
+from dataclasses import dataclass
 
-from fulfill.domain.models import ActionIntentV1, ApprovalStatus
+from sqlalchemy import Connection, and_, or_, select, update
+
+from fulfill.domain.models import (
+    ActionIntentV1,
+    ActionOutcomeV1,
+    ApprovalStatus,
+    ExecutionAttempt,
+    ExecutionStatus,
+)
 from fulfill.store.db import insert_ignore
-from fulfill.store.tables import action_intents
+from fulfill.store.tables import action_intents, execution_attempts, execution_outcomes
 
 
 def insert_intent(conn: Connection, intent: ActionIntentV1, request_hash: str) -> bool:
@@ -25,16 +33,21 @@ def insert_intent(conn: Connection, intent: ActionIntentV1, request_hash: str) -
             "document": intent.model_dump(mode="json"),
             "created_at": intent.created_at,
             "updated_at": intent.updated_at,
+            "execution_status": ExecutionStatus.PENDING.value,
+            "last_update_at": intent.updated_at,
         },
     )
 
 
-def get_intent(conn: Connection, tenant_id: str, action_intent_id: str) -> ActionIntentV1 | None:
-    row = conn.execute(
-        select(action_intents.c.document).where(
-            action_intents.c.tenant_id == tenant_id, action_intents.c.action_intent_id == action_intent_id
-        )
-    ).first()
+def get_intent(
+    conn: Connection, tenant_id: str, action_intent_id: str, *, for_update: bool = False
+) -> ActionIntentV1 | None:
+    """One intent of one tenant. ``for_update`` locks the row until the transaction ends, so that
+    transactions deciding on the intent's state (cancel, RecordOutcome) serialise."""
+    query = select(action_intents.c.document).where(
+        action_intents.c.tenant_id == tenant_id, action_intents.c.action_intent_id == action_intent_id
+    )
+    row = conn.execute(query.with_for_update() if for_update else query).first()
     return ActionIntentV1.model_validate(row.document) if row else None
 
 
@@ -61,6 +74,7 @@ def transition_approval(
     to_status: ApprovalStatus,
     now: str,
     approved_by: str | None = None,
+    execution_status: ExecutionStatus | None = None,
 ) -> ActionIntentV1 | None:
     """Move an intent to a new approval status, only if nobody moved it meanwhile."""
     changes: dict[str, object] = {"approval_status": to_status, "updated_at": now}
@@ -75,6 +89,116 @@ def transition_approval(
             action_intents.c.action_intent_id == intent.action_intent_id,
             action_intents.c.approval_status == intent.approval_status.value,
         )
-        .values(approval_status=to_status.value, document=updated.model_dump(mode="json"), updated_at=now)
+        .values(
+            approval_status=to_status.value,
+            document=updated.model_dump(mode="json"),
+            updated_at=now,
+            last_update_at=now,
+            **({"execution_status": execution_status.value} if execution_status else {}),
+        )
     )
     return updated if result.rowcount == 1 else None
+
+
+def mark_execution(
+    conn: Connection, tenant_id: str, action_intent_id: str, *, status: ExecutionStatus | None, at: str
+) -> None:
+    """Record the execution's latest status (or only its latest change) for the account listing."""
+    values: dict[str, object] = {"last_update_at": at}
+    if status is not None:
+        values["execution_status"] = status.value
+    conn.execute(
+        update(action_intents)
+        .where(action_intents.c.tenant_id == tenant_id, action_intents.c.action_intent_id == action_intent_id)
+        .values(**values)
+    )
+
+
+@dataclass(frozen=True)
+class ListedExecution:
+    intent: ActionIntentV1
+    attempt: ExecutionAttempt | None
+    outcome: ActionOutcomeV1 | None
+    last_update_at: str
+
+
+def list_account_executions(
+    conn: Connection,
+    *,
+    tenant_id: str,
+    account_id: str,
+    status: ExecutionStatus | None,
+    now_epoch: float,
+    after: tuple[str, str] | None,
+    limit: int,
+) -> list[ListedExecution]:
+    """An account's executions, newest change first, starting after ``(last_update_at, id)``.
+
+    Keyset pagination on the ``(tenant, account[, status], last_update_at, id)`` index: the cost
+    is O(limit) whatever the number of executions. Attempts and outcomes are joined on their
+    primary keys for the rows of the page only.
+    """
+    i, a, o = action_intents, execution_attempts, execution_outcomes
+    query = (
+        select(i.c.document, i.c.last_update_at, a, o.c.document.label("outcome_document"))
+        .select_from(
+            i.outerjoin(
+                a,
+                and_(
+                    a.c.tenant_id == i.c.tenant_id,
+                    a.c.account_id == i.c.account_id,
+                    a.c.action_intent_id == i.c.action_intent_id,
+                ),
+            ).outerjoin(
+                o,
+                and_(
+                    o.c.tenant_id == a.c.tenant_id,
+                    o.c.account_id == a.c.account_id,
+                    o.c.action_intent_id == a.c.action_intent_id,
+                    o.c.attempt_count == a.c.attempt_count,
+                ),
+            )
+        )
+        .where(i.c.tenant_id == tenant_id, i.c.account_id == account_id)
+        .order_by(i.c.last_update_at.desc(), i.c.action_intent_id.desc())
+        .limit(limit)
+    )
+    if status is ExecutionStatus.PENDING:
+        query = query.where(i.c.execution_status == status.value, i.c.expires_at_epoch > now_epoch)
+    elif status is ExecutionStatus.EXPIRED:
+        query = query.where(
+            or_(
+                i.c.execution_status == status.value,
+                and_(
+                    i.c.execution_status == ExecutionStatus.PENDING.value, i.c.expires_at_epoch <= now_epoch
+                ),
+            )
+        )
+    elif status is not None:
+        query = query.where(i.c.execution_status == status.value)
+    if after is not None:
+        updated, intent_id = after
+        query = query.where(
+            or_(
+                i.c.last_update_at < updated,
+                and_(i.c.last_update_at == updated, i.c.action_intent_id < intent_id),
+            )
+        )
+    listed: list[ListedExecution] = []
+    for row in conn.execute(query).all():
+        values = dict(row._mapping)
+        attempt = None
+        if values.get("attempt_count") is not None:
+            attempt = ExecutionAttempt.model_validate(
+                {field: values[field] for field in ExecutionAttempt.model_fields}
+            )
+        outcome_document = values.get("outcome_document")
+        listed.append(
+            ListedExecution(
+                intent=ActionIntentV1.model_validate(values["document"]),
+                attempt=attempt,
+                outcome=ActionOutcomeV1.model_validate(outcome_document) if outcome_document else None,
+                last_update_at=values["last_update_at"],
+            )
+        )
+    return listed

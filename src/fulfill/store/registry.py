@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, func, select, update
 
 from fulfill.domain.models import RegistryEntry
 from fulfill.store.db import insert_ignore
@@ -63,3 +63,14 @@ def insert_version(conn: Connection, entry: RegistryEntry) -> bool:
         "document": entry.model_dump(mode="json"),
     }
     return insert_ignore(conn, action_type_registry, values)
+
+
+def mark_deprecated(conn: Connection, entry: RegistryEntry) -> None:
+    conn.execute(
+        update(action_type_registry)
+        .where(
+            action_type_registry.c.action_type == entry.action_type,
+            action_type_registry.c.registry_version == entry.registry_version,
+        )
+        .values(deprecated_at=entry.deprecated_at, document=entry.model_dump(mode="json"))
+    )

@@ -54,9 +54,24 @@ action_intents = Table(
     Column("document", JSON, nullable=False),
     Column("created_at", TS, nullable=False),
     Column("updated_at", TS, nullable=False),
+    # The execution's coarse status and last change, kept in step with attempts and outcomes in the
+    # same transactions, so that an account's executions can be listed newest first in O(limit).
+    Column("execution_status", String(16), nullable=False, server_default="PENDING"),
+    Column("last_update_at", TS, nullable=False, server_default=""),
     PrimaryKeyConstraint("tenant_id", "account_id", "action_intent_id"),
     # Workflow ids are exec-{action_intent_id}, so an id is unique across tenants.
     UniqueConstraint("action_intent_id"),
+    Index(
+        "ix_action_intents_account_recent", "tenant_id", "account_id", "last_update_at", "action_intent_id"
+    ),
+    Index(
+        "ix_action_intents_account_status_recent",
+        "tenant_id",
+        "account_id",
+        "execution_status",
+        "last_update_at",
+        "action_intent_id",
+    ),
 )
 
 execution_attempts = Table(

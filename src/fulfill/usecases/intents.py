@@ -7,25 +7,27 @@ import secrets
 import string
 from typing import Any
 
+import jsonschema
 from pydantic import BaseModel, ConfigDict, Field
 
+from fulfill.domain.execution import CompensationRequest
 from fulfill.domain.expiry import default_expiry_epoch, is_expired
 from fulfill.domain.idempotency import canonical_json
 from fulfill.domain.ledger import ledger_entry
-from fulfill.domain.mapping import MappingError, map_parameters
+from fulfill.domain.mapping import TRUSTED_ARGUMENTS, MappingError, map_parameters
 from fulfill.domain.models import (
     ActionIntentV1,
     ActionType,
     ApprovalStatus,
     ExecutionPolicy,
-    ExecutionStatusView,
+    ExecutionStatus,
     Identifier,
+    RegistryEntry,
     Target,
 )
-from fulfill.domain.status import derive_status
 from fulfill.domain.time import epoch_from_iso, iso_from_epoch
 from fulfill.engine.intake import EVENT_DETAIL_TYPE, EVENT_SOURCE
-from fulfill.engine.outbox_relay import INTAKE_DESTINATION
+from fulfill.engine.outbox_relay import COMPENSATION_TOPIC, ENGINE_DESTINATION, INTAKE_DESTINATION
 from fulfill.engine.runtime import Runtime
 from fulfill.store import executions, intents, outbox, registry
 from fulfill.tokens import Principal
@@ -132,12 +134,13 @@ def _build_intent(
             code="REGISTRY_VERSION_DEPRECATED",
         )
     try:
-        map_parameters(body.parameters, entry.parameter_mapping)
+        mapped = map_parameters(body.parameters, entry.parameter_mapping)
         canonical_json(body.parameters)
     except MappingError as exc:
         raise Invalid(exc.error.error_message, code=exc.error.error_code) from None
     except ValueError as exc:
         raise Invalid(f"parameters: {exc}", code="INVALID_PARAMETER_TYPE") from None
+    _check_tool_arguments(rt, entry, mapped)
     if body.expires_at is not None:
         try:
             expires_epoch = int(epoch_from_iso(body.expires_at))
@@ -179,6 +182,34 @@ def _build_intent(
         created_at=now_iso,
         updated_at=now_iso,
     )
+
+
+def _check_tool_arguments(rt: Runtime, entry: RegistryEntry, mapped: dict[str, Any]) -> None:
+    """The mapped parameters must satisfy the input schema of the pinned version's tool."""
+    schema = rt.tool_schemas.get(entry.tool_name)
+    if schema is None:
+        raise Invalid(f"the gateway has no tool {entry.tool_name}", code="UNKNOWN_TOOL")
+    placeholders = dict.fromkeys(TRUSTED_ARGUMENTS, "x" * 64)
+    errors = sorted(
+        jsonschema.Draft202012Validator(schema).iter_errors({**mapped, **placeholders}),
+        key=lambda e: list(e.path),
+    )
+    if errors:
+        to_parameter = {rule.tool_param: name for name, rule in entry.parameter_mapping.items()}
+        problems = []
+        for error in errors[:10]:
+            argument = str(error.path[0]) if error.path else ""
+            where = f"parameters.{to_parameter.get(argument, argument)}" if argument else "parameters"
+            problems.append(f"{where}: {_schema_message(error)}")
+        raise Invalid("; ".join(problems), code="INVALID_PARAMETERS")
+
+
+def _schema_message(error: jsonschema.ValidationError) -> str:
+    if error.validator == "type":
+        return f"must be of type {error.validator_value}"
+    if error.validator == "required":
+        return "a required argument is missing"
+    return f"fails '{error.validator}'"
 
 
 def get_intent(rt: Runtime, principal: Principal, action_intent_id: str) -> ActionIntentV1:
@@ -229,6 +260,113 @@ def approve_intent(rt: Runtime, principal: Principal, action_intent_id: str) -> 
     return ApprovalChange(action_intent_id=action_intent_id, approval_status=ApprovalStatus.APPROVED)
 
 
+def reject_intent(rt: Runtime, principal: Principal, action_intent_id: str) -> ApprovalChange:
+    """PENDING_APPROVAL → REJECTED. An approved intent is stopped with cancel, not reject."""
+    intent = get_intent(rt, principal, action_intent_id)
+    if intent.approval_status is ApprovalStatus.REJECTED:
+        return ApprovalChange(action_intent_id=action_intent_id, approval_status=ApprovalStatus.REJECTED)
+    if intent.approval_status is not ApprovalStatus.PENDING_APPROVAL:
+        raise Conflict(
+            f"an intent that is {intent.approval_status.value} cannot be rejected", code="INVALID_TRANSITION"
+        )
+    with rt.db.write() as conn:
+        rejected = intents.transition_approval(
+            conn,
+            intent,
+            to_status=ApprovalStatus.REJECTED,
+            now=rt.clock.now_iso(),
+            execution_status=ExecutionStatus.CANCELLED,
+        )
+        if rejected is None:
+            raise Conflict(
+                "the intent changed while it was being rejected; read it and retry", code="CONCURRENT_CHANGE"
+            )
+        _append_decision(conn, rejected, "INTENT_REJECTED", principal.subject)
+    return ApprovalChange(action_intent_id=action_intent_id, approval_status=ApprovalStatus.REJECTED)
+
+
+def cancel_intent(rt: Runtime, principal: Principal, action_intent_id: str) -> ApprovalChange:
+    """Stop an intent wherever it is.
+
+    Not yet executed: it never will be. Executing: it stops before its tool call if it has not
+    reached it. Already written: the write is compensated when the registry says AUTOMATIC (the
+    compensation workflow starts through the outbox, in the cancel's own transaction).
+    """
+    intent = get_intent(rt, principal, action_intent_id)
+    if intent.approval_status is ApprovalStatus.CANCELLED:
+        return ApprovalChange(action_intent_id=action_intent_id, approval_status=ApprovalStatus.CANCELLED)
+    if intent.approval_status is ApprovalStatus.REJECTED:
+        raise Conflict("a rejected intent cannot be cancelled", code="INVALID_TRANSITION")
+    now = rt.clock.now_iso()
+    with rt.db.write() as conn:
+        # Locked: RecordOutcome either sees this cancel or is seen by it (see steps.record_outcome).
+        locked = intents.get_intent(conn, intent.tenant_id, action_intent_id, for_update=True)
+        if locked is None or locked.approval_status is not intent.approval_status:
+            raise Conflict(
+                "the intent changed while it was being cancelled; read it and retry", code="CONCURRENT_CHANGE"
+            )
+        attempt = executions.get_attempt(conn, intent.tenant_id, intent.account_id, action_intent_id)
+        cancelled = intents.transition_approval(
+            conn,
+            locked,
+            to_status=ApprovalStatus.CANCELLED,
+            now=now,
+            execution_status=None if attempt else ExecutionStatus.CANCELLED,
+        )
+        if cancelled is None:
+            raise Conflict(
+                "the intent changed while it was being cancelled; read it and retry", code="CONCURRENT_CHANGE"
+            )
+        _append_decision(conn, cancelled, "INTENT_CANCELLED", principal.subject)
+        outcome = (
+            executions.get_outcome(
+                conn, intent.tenant_id, intent.account_id, action_intent_id, attempt.attempt_count
+            )
+            if attempt
+            else None
+        )
+        if (
+            outcome is not None
+            and outcome.status is ExecutionStatus.SUCCEEDED
+            and outcome.external_object_refs
+        ):
+            request = CompensationRequest(
+                tenant_id=outcome.tenant_id,
+                account_id=outcome.account_id,
+                action_intent_id=action_intent_id,
+                attempt_count=outcome.attempt_count,
+                requested_by=principal.subject,
+            )
+            outbox.enqueue(
+                conn,
+                message_id=f"compensate:{request.workflow_id}",
+                topic=COMPENSATION_TOPIC,
+                tenant_id=intent.tenant_id,
+                payload=request.model_dump(mode="json"),
+                destinations=[ENGINE_DESTINATION],
+                now=now,
+                now_epoch=rt.clock.now(),
+            )
+    rt.outbox_wakeup.set()
+    return ApprovalChange(action_intent_id=action_intent_id, approval_status=ApprovalStatus.CANCELLED)
+
+
+def _append_decision(conn: Any, intent: ActionIntentV1, event_type: str, decided_by: str) -> None:
+    executions.append_ledger(
+        conn,
+        ledger_entry(
+            event_type=event_type,
+            timestamp=intent.updated_at,
+            tenant_id=intent.tenant_id,
+            account_id=intent.account_id,
+            action_intent_id=intent.action_intent_id,
+            attempt=0,
+            trace_id=intent.trace_id,
+            data={"action_intent_id": intent.action_intent_id, "decided_by": decided_by},
+        ),
+    )
+
+
 def approved_event(intent: ActionIntentV1) -> dict[str, Any]:
     return {
         "source": EVENT_SOURCE,
@@ -264,35 +402,3 @@ def _append_approved(conn: Any, intent: ActionIntentV1, *, imported: bool) -> No
             },
         ),
     )
-
-
-def execution_status(
-    rt: Runtime, principal: Principal, action_intent_id: str, account_id: str | None = None
-) -> ExecutionStatusView:
-    """The status DTO; ``NotFound`` when nothing exists for this tenant (or the account differs)."""
-    if account_id is not None and not principal.may_access_account(account_id):
-        raise Forbidden("the token does not grant access to this account")
-    with rt.db.read() as conn:
-        intent = intents.get_intent(conn, principal.tenant_id, action_intent_id)
-        if intent is None or (account_id is not None and intent.account_id != account_id):
-            raise NotFound("execution not found")
-        if not principal.may_access_account(intent.account_id):
-            raise Forbidden("the token does not grant access to this account")
-        attempt = executions.get_attempt(conn, intent.tenant_id, intent.account_id, action_intent_id)
-        outcome = (
-            executions.get_outcome(
-                conn, intent.tenant_id, intent.account_id, action_intent_id, attempt.attempt_count
-            )
-            if attempt
-            else None
-        )
-    view = derive_status(
-        action_intent_id=action_intent_id,
-        intent=intent,
-        attempt=attempt,
-        outcome=outcome,
-        now_epoch=rt.clock.now(),
-    )
-    if view is None:
-        raise NotFound("execution not found")
-    return view

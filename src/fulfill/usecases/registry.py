@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from fulfill.domain.models import RegistryEntry
+from fulfill.domain.mapping import TRUSTED_ARGUMENTS
+from fulfill.domain.models import (
+    ActionType,
+    CompensationStrategy,
+    ParameterMapping,
+    RegistryEntry,
+    RiskClass,
+    ToolName,
+)
 from fulfill.store import registry
 from fulfill.store.db import Database
-from fulfill.usecases.errors import Invalid
+from fulfill.usecases.errors import Invalid, NotFound
 
 DEFAULT_ENTRIES: tuple[dict[str, Any], ...] = (
     {
@@ -47,24 +55,84 @@ def seed_default_registry(db: Database, now: str) -> None:
             )
 
 
-def register_version(db: Database, fields: dict[str, Any], now: str) -> RegistryEntry:
+class RegistryDraft(BaseModel):
+    """``POST /admin/registry`` body: a new version of an action type's mapping."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action_type: ActionType
+    tool_name: ToolName
+    tool_schema_version: str = Field(default="v1.0", min_length=1, max_length=32)
+    required_scopes: list[str] = Field(default_factory=list, max_length=50)
+    risk_class: RiskClass = RiskClass.LOW
+    compensation_strategy: CompensationStrategy = CompensationStrategy.NONE
+    compensation_tool_name: ToolName | None = None
+    parameter_mapping: dict[str, ParameterMapping] = Field(max_length=100)
+
+
+def register_version(
+    db: Database, draft: RegistryDraft, now: str, tool_schemas: dict[str, dict[str, Any]]
+) -> RegistryEntry:
     """Register the next version of an action type atomically.
 
-    The version number is allocated inside a write transaction and inserted under the table's
-    primary key, so two concurrent registrations get distinct versions and neither is lost.
+    The mapping is checked against the tool's input schema first. The version number is then
+    allocated inside a write transaction and inserted under the table's primary key, so two
+    concurrent registrations get distinct versions and neither is lost.
     """
-    for _ in range(20):
+    _check_against_tools(draft, tool_schemas)
+    for _ in range(50):
         with db.write() as conn:
-            version = (registry.latest_version(conn, str(fields.get("action_type", ""))) or 0) + 1
+            version = (registry.latest_version(conn, draft.action_type) or 0) + 1
             try:
                 entry = RegistryEntry.model_validate(
-                    {**fields, "registry_version": version, "created_at": now, "deprecated_at": None}
+                    {**draft.model_dump(by_alias=True), "registry_version": version, "created_at": now}
                 )
             except ValidationError as exc:
                 raise Invalid(_describe(exc), code="INVALID_REGISTRY_ENTRY") from None
             if registry.insert_version(conn, entry):
                 return entry
     raise Invalid("the registry is too busy to allocate a version; try again", code="REGISTRY_BUSY")
+
+
+def _check_against_tools(draft: RegistryDraft, tool_schemas: dict[str, dict[str, Any]]) -> None:
+    schema = tool_schemas.get(draft.tool_name)
+    if schema is None:
+        raise Invalid(f"the gateway has no tool {draft.tool_name}", code="UNKNOWN_TOOL")
+    if draft.compensation_tool_name and draft.compensation_tool_name not in tool_schemas:
+        raise Invalid(f"the gateway has no tool {draft.compensation_tool_name}", code="UNKNOWN_TOOL")
+    properties = set(schema.get("properties", {}))
+    trusted = set(TRUSTED_ARGUMENTS)
+    unknown = sorted({rule.tool_param for rule in draft.parameter_mapping.values()} - properties)
+    if unknown:
+        raise Invalid(f"{draft.tool_name} has no argument(s) {', '.join(unknown)}", code="INVALID_MAPPING")
+    if trusted & {rule.tool_param for rule in draft.parameter_mapping.values()}:
+        raise Invalid(
+            f"{', '.join(TRUSTED_ARGUMENTS)} are set by the service, not mapped", code="INVALID_MAPPING"
+        )
+    mapped_required = {rule.tool_param for rule in draft.parameter_mapping.values() if rule.required}
+    unmapped = sorted(set(schema.get("required", [])) - trusted - mapped_required)
+    if unmapped:
+        raise Invalid(
+            f"{draft.tool_name} requires {', '.join(unmapped)}: map a required parameter to each",
+            code="INVALID_MAPPING",
+        )
+
+
+def list_versions(db: Database, action_type: str | None = None) -> list[RegistryEntry]:
+    with db.read() as conn:
+        return registry.list_entries(conn, action_type)
+
+
+def deprecate_version(db: Database, action_type: str, registry_version: int, now: str) -> RegistryEntry:
+    """New intents can no longer pin a deprecated version; intents that already pinned it still run."""
+    with db.write() as conn:
+        entry = registry.get_entry(conn, action_type, registry_version)
+        if entry is None:
+            raise NotFound(f"no registry version {registry_version} of {action_type}")
+        if entry.deprecated_at is None:
+            entry = entry.model_copy(update={"deprecated_at": now})
+            registry.mark_deprecated(conn, entry)
+        return entry
 
 
 def _describe(exc: ValidationError) -> str:

@@ -1,0 +1,82 @@
+"""``/admin``: kill switches, a tenant's execution config, and the action-type registry."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import BaseModel
+
+from fulfill.api.auth import SCOPE_ADMIN, require_scope
+from fulfill.api.problems import PROBLEM
+from fulfill.domain.models import RegistryEntry
+from fulfill.tokens import Principal
+from fulfill.usecases import admin, registry
+from fulfill.usecases.admin import KillSwitches, TenantExecution
+from fulfill.usecases.registry import RegistryDraft
+
+router = APIRouter(prefix="/admin", tags=["admin"])
+Admin = Annotated[Principal, Depends(require_scope(SCOPE_ADMIN))]
+TenantId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")]
+ActionTypePath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Z][A-Z0-9_]*$")]
+_ERRORS: dict[int | str, dict[str, Any]] = {401: PROBLEM, 403: PROBLEM, 422: PROBLEM}
+
+
+class RegistryListing(BaseModel):
+    entries: list[RegistryEntry]
+
+
+@router.get("/kill-switches", response_model=KillSwitches, responses=_ERRORS)
+def get_kill_switches(request: Request, _admin: Admin) -> KillSwitches:
+    return admin.get_kill_switches(request.app.state.runtime)
+
+
+@router.put("/kill-switches", response_model=KillSwitches, responses=_ERRORS)
+def put_kill_switches(body: KillSwitches, request: Request, _admin: Admin) -> KillSwitches:
+    return admin.put_kill_switches(request.app.state.runtime, body)
+
+
+@router.get(
+    "/tenants/{tenant_id}/execution", response_model=TenantExecution, responses={**_ERRORS, 404: PROBLEM}
+)
+def get_tenant_execution(tenant_id: TenantId, request: Request, principal: Admin) -> TenantExecution:
+    return admin.get_tenant_execution(request.app.state.runtime, principal, tenant_id)
+
+
+@router.put(
+    "/tenants/{tenant_id}/execution", response_model=TenantExecution, responses={**_ERRORS, 404: PROBLEM}
+)
+def put_tenant_execution(
+    tenant_id: TenantId, body: TenantExecution, request: Request, principal: Admin
+) -> TenantExecution:
+    return admin.put_tenant_execution(request.app.state.runtime, principal, tenant_id, body)
+
+
+@router.get("/registry", response_model=RegistryListing, responses=_ERRORS)
+def list_registry(
+    request: Request,
+    _admin: Admin,
+    action_type: Annotated[str | None, Query(max_length=64, pattern=r"^[A-Z][A-Z0-9_]*$")] = None,
+) -> RegistryListing:
+    return RegistryListing(entries=registry.list_versions(request.app.state.runtime.db, action_type))
+
+
+@router.post("/registry", status_code=201, response_model=RegistryEntry, responses=_ERRORS)
+def register(body: RegistryDraft, request: Request, _admin: Admin) -> RegistryEntry:
+    rt = request.app.state.runtime
+    return registry.register_version(rt.db, body, rt.clock.now_iso(), rt.tool_schemas)
+
+
+@router.post(
+    "/registry/{action_type}/versions/{registry_version}/deprecate",
+    response_model=RegistryEntry,
+    responses={**_ERRORS, 404: PROBLEM},
+)
+def deprecate(
+    action_type: ActionTypePath,
+    registry_version: Annotated[int, Path(ge=1, le=1_000_000)],
+    request: Request,
+    _admin: Admin,
+) -> RegistryEntry:
+    rt = request.app.state.runtime
+    return registry.deprecate_version(rt.db, action_type, registry_version, rt.clock.now_iso())

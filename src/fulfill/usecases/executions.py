@@ -1,0 +1,322 @@
+"""Reading executions (status, an account's list, the timeline) and rerunning one."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import secrets
+import uuid
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from fulfill.domain.execution import ExecutionRequest
+from fulfill.domain.expiry import is_expired
+from fulfill.domain.ledger import ledger_entry
+from fulfill.domain.models import (
+    RERUNNABLE_STATUSES,
+    ActionIntentV1,
+    ApprovalStatus,
+    ExecutionStatus,
+    ExecutionStatusView,
+)
+from fulfill.domain.status import derive_status
+from fulfill.domain.time import iso_from_epoch
+from fulfill.engine.outbox_relay import ENGINE_DESTINATION, RERUN_TOPIC
+from fulfill.engine.runtime import Runtime
+from fulfill.engine.workflow import workflow_id_for
+from fulfill.store import executions, intents, outbox
+from fulfill.tokens import Principal
+from fulfill.usecases.errors import Conflict, Forbidden, Invalid, NotFound
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 100
+
+
+class ListedExecutionView(ExecutionStatusView):
+    account_id: str
+    action_type: str
+    updated_at: str
+
+
+class ExecutionPage(BaseModel):
+    items: list[ListedExecutionView]
+    next_token: str | None = None
+
+
+class TimelineEntry(BaseModel):
+    entry_id: str
+    event_type: str
+    timestamp: str
+    attempt: int
+    data: dict[str, Any]
+
+
+class Timeline(BaseModel):
+    action_intent_id: str
+    entries: list[TimelineEntry]
+
+
+class RerunRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(default=None, max_length=500)
+
+
+def _intent_for(
+    rt: Runtime, principal: Principal, action_intent_id: str, account_id: str | None
+) -> ActionIntentV1:
+    """The caller's intent: 404 for nothing or another tenant's, 403 for an account outside the token."""
+    if account_id is not None and not principal.may_access_account(account_id):
+        raise Forbidden("the token does not grant access to this account")
+    with rt.db.read() as conn:
+        intent = intents.get_intent(conn, principal.tenant_id, action_intent_id)
+    if intent is None or (account_id is not None and intent.account_id != account_id):
+        raise NotFound("execution not found")
+    if not principal.may_access_account(intent.account_id):
+        raise Forbidden("the token does not grant access to this account")
+    return intent
+
+
+def execution_status(
+    rt: Runtime, principal: Principal, action_intent_id: str, account_id: str | None = None
+) -> ExecutionStatusView:
+    intent = _intent_for(rt, principal, action_intent_id, account_id)
+    with rt.db.read() as conn:
+        attempt = executions.get_attempt(conn, intent.tenant_id, intent.account_id, action_intent_id)
+        outcome = (
+            executions.get_outcome(
+                conn, intent.tenant_id, intent.account_id, action_intent_id, attempt.attempt_count
+            )
+            if attempt
+            else None
+        )
+    view = derive_status(
+        action_intent_id=action_intent_id,
+        intent=intent,
+        attempt=attempt,
+        outcome=outcome,
+        now_epoch=rt.clock.now(),
+    )
+    if view is None:
+        raise NotFound("execution not found")
+    return view
+
+
+def timeline(rt: Runtime, principal: Principal, action_intent_id: str) -> Timeline:
+    intent = _intent_for(rt, principal, action_intent_id, None)
+    with rt.db.read() as conn:
+        entries = executions.list_ledger(conn, intent.tenant_id, action_intent_id)
+    return Timeline(
+        action_intent_id=action_intent_id,
+        entries=[
+            TimelineEntry(
+                entry_id=e.entry_id,
+                event_type=e.event_type,
+                timestamp=e.timestamp,
+                attempt=e.attempt,
+                data=e.data,
+            )
+            for e in entries
+        ],
+    )
+
+
+def parse_limit(raw: str | None) -> int:
+    if raw is None:
+        return DEFAULT_LIMIT
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise Invalid(f"limit must be a whole number from 1 to {MAX_LIMIT}", code="INVALID_LIMIT")
+    return int(raw)
+
+
+def parse_status_filter(raw: str | None) -> ExecutionStatus | None:
+    if raw is None:
+        return None
+    try:
+        return ExecutionStatus(raw)
+    except ValueError:
+        allowed = ", ".join(status.value for status in ExecutionStatus)
+        raise Invalid(f"status must be one of {allowed}", code="INVALID_STATUS") from None
+
+
+def list_account_executions(
+    rt: Runtime,
+    principal: Principal,
+    account_id: str,
+    *,
+    limit: int,
+    status: ExecutionStatus | None,
+    next_token: str | None,
+) -> ExecutionPage:
+    """Newest change first, RUNNING and PENDING included; the cursor is opaque and bound to the
+    tenant, the account and the filter, so a tampered or foreign cursor is rejected."""
+    if not principal.may_access_account(account_id):
+        raise Forbidden("the token does not grant access to this account")
+    scope = _cursor_scope(principal.tenant_id, account_id, status)
+    after = _decode_cursor(rt, next_token, scope) if next_token is not None else None
+    now = rt.clock.now()
+    with rt.db.read() as conn:
+        rows = intents.list_account_executions(
+            conn,
+            tenant_id=principal.tenant_id,
+            account_id=account_id,
+            status=status,
+            now_epoch=now,
+            after=after,
+            limit=limit + 1,
+        )
+    page, more = rows[:limit], len(rows) > limit
+    items: list[ListedExecutionView] = []
+    for row in page:
+        view = derive_status(
+            action_intent_id=row.intent.action_intent_id,
+            intent=row.intent,
+            attempt=row.attempt,
+            outcome=row.outcome,
+            now_epoch=now,
+        )
+        assert view is not None  # the intent exists
+        items.append(
+            ListedExecutionView(
+                **view.model_dump(),
+                account_id=row.intent.account_id,
+                action_type=row.intent.action_type,
+                updated_at=row.last_update_at,
+            )
+        )
+    token = None
+    if more:
+        last = page[-1]
+        token = _encode_cursor(rt, (last.last_update_at, last.intent.action_intent_id), scope)
+    return ExecutionPage(items=items, next_token=token)
+
+
+def _cursor_scope(tenant_id: str, account_id: str, status: ExecutionStatus | None) -> str:
+    return json.dumps([tenant_id, account_id, status.value if status else None])
+
+
+def _cursor_key(rt: Runtime) -> bytes:
+    return hashlib.sha256(b"fulfill-list-cursor:" + rt.settings.jwt_secret.encode()).digest()
+
+
+def _encode_cursor(rt: Runtime, position: tuple[str, str], scope: str) -> str:
+    body = json.dumps(list(position), separators=(",", ":")).encode()
+    signature = hmac.new(_cursor_key(rt), scope.encode() + b"|" + body, hashlib.sha256).digest()[:16]
+    return base64.urlsafe_b64encode(signature + body).decode().rstrip("=")
+
+
+def _decode_cursor(rt: Runtime, token: str, scope: str) -> tuple[str, str]:
+    invalid = Invalid("next_token is not a cursor issued for this listing", code="INVALID_CURSOR")
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except (binascii.Error, ValueError):
+        raise invalid from None
+    signature, body = raw[:16], raw[16:]
+    expected = hmac.new(_cursor_key(rt), scope.encode() + b"|" + body, hashlib.sha256).digest()[:16]
+    if len(signature) != 16 or not hmac.compare_digest(signature, expected):
+        raise invalid
+    try:
+        updated, intent_id = json.loads(body)
+    except (ValueError, TypeError):
+        raise invalid from None
+    if not isinstance(updated, str) or not isinstance(intent_id, str):
+        raise invalid
+    return updated, intent_id
+
+
+def rerun_execution(
+    rt: Runtime, principal: Principal, action_intent_id: str, body: RerunRequest
+) -> ExecutionStatusView:
+    """Start a new attempt of a FAILED or CANCELLED execution (admin only).
+
+    The new attempt maps the same intent with the same registry version, so its idempotency key
+    is the same: a write that did happen in an earlier attempt is found, not repeated.
+    """
+    intent = _intent_for(rt, principal, action_intent_id, None)
+    if intent.approval_status is ApprovalStatus.CANCELLED:
+        raise Conflict(
+            "the intent was cancelled; a rerun would only be cancelled again", code="INTENT_CANCELLED"
+        )
+    now = rt.clock.now()
+    if is_expired(intent.expires_at_epoch, now):
+        raise Conflict("the intent has expired; a rerun would only expire again", code="INTENT_EXPIRED")
+    now_iso = iso_from_epoch(now)
+    with rt.db.write() as conn:
+        attempt = executions.get_attempt(conn, intent.tenant_id, intent.account_id, action_intent_id)
+        if attempt is None or attempt.status not in RERUNNABLE_STATUSES:
+            current = attempt.status.value if attempt else "not executed"
+            raise Conflict(
+                f"only FAILED or CANCELLED executions can be rerun (this one is {current})",
+                code="NOT_RERUNNABLE",
+            )
+        attempt_count = attempt.attempt_count + 1
+        rerun = attempt.model_copy(
+            update={
+                "attempt_count": attempt_count,
+                "attempt_id": f"attempt_{int(now * 1000)}_{secrets.token_hex(4)}",
+                "workflow_id": workflow_id_for(action_intent_id, attempt_count),
+                "status": ExecutionStatus.RUNNING,
+                "idempotency_key": None,
+                "trace_id": f"trace-{int(now * 1000)}-{uuid.uuid4()}",
+                "last_error_class": None,
+                "started_at": now_iso,
+                "updated_at": now_iso,
+                "completed_at": None,
+            }
+        )
+        if not executions.start_rerun(
+            conn, previous=attempt, rerun=rerun, deadline_epoch=now + intent.execution_policy.timeout_seconds
+        ):
+            raise Conflict(
+                "the execution changed while the rerun was requested; retry", code="CONCURRENT_CHANGE"
+            )
+        intents.mark_execution(
+            conn, intent.tenant_id, action_intent_id, status=ExecutionStatus.RUNNING, at=now_iso
+        )
+        executions.append_ledger(
+            conn,
+            ledger_entry(
+                event_type="RERUN_REQUESTED",
+                timestamp=now_iso,
+                tenant_id=intent.tenant_id,
+                account_id=intent.account_id,
+                action_intent_id=action_intent_id,
+                attempt=attempt_count,
+                trace_id=rerun.trace_id,
+                data={
+                    "action_intent_id": action_intent_id,
+                    "requested_by": principal.subject,
+                    "reason": body.reason,
+                },
+            ),
+        )
+        request = ExecutionRequest(
+            action_intent_id=action_intent_id,
+            tenant_id=intent.tenant_id,
+            account_id=intent.account_id,
+            workflow_id=rerun.workflow_id,
+            attempt_count=attempt_count,
+            requested_by=principal.subject,
+            rerun_reason=body.reason,
+        )
+        outbox.enqueue(
+            conn,
+            message_id=f"rerun:{rerun.workflow_id}",
+            topic=RERUN_TOPIC,
+            tenant_id=intent.tenant_id,
+            payload=request.model_dump(mode="json"),
+            destinations=[ENGINE_DESTINATION],
+            now=now_iso,
+            now_epoch=now,
+        )
+    rt.outbox_wakeup.set()
+    return ExecutionStatusView(
+        action_intent_id=action_intent_id,
+        status=ExecutionStatus.RUNNING,
+        started_at=now_iso,
+        attempt_count=attempt_count,
+    )
