@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
+from urllib.parse import urlparse
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 DEV_JWT_SECRET = "fulfill-dev-secret-change-me-0123456789"  # noqa: S105 - documented development default
+DEV_JWT_ISSUER = "fulfill-dev"
+# The issuer of the engine's own HS256 ``gateway:invoke`` tokens; never a user token's issuer.
+SERVICE_TOKEN_ISSUER = "fulfill-service"  # noqa: S105 - an issuer name, not a secret
+MIN_SERVICE_TOKEN_SECRET_LENGTH = 32
 
 
 class Settings(BaseSettings):
@@ -20,10 +25,16 @@ class Settings(BaseSettings):
     port: int = Field(default=8080, ge=0, le=65535)
     role: Literal["all", "api", "worker"] = "all"
 
-    # Auth (dev mode: HS256 with a shared secret).
+    # Auth. dev: user tokens are HS256 with a shared secret. production: user tokens are RS256/ES256
+    # from an OIDC-style identity provider, verified with the keys published at ``jwks_url``.
+    auth_mode: Literal["dev", "production"] = "dev"
     jwt_secret: str = DEV_JWT_SECRET
-    jwt_issuer: str = "fulfill-dev"
+    jwt_issuer: str = DEV_JWT_ISSUER
     jwt_audience: str = "fulfill"
+    jwks_url: str = ""
+    jwks_cache_seconds: float = Field(default=300.0, gt=0)
+    # HS256 secret of the engine's own gateway:invoke tokens; empty = jwt_secret (dev mode only).
+    service_token_secret: str = ""
     service_token_ttl_seconds: int = Field(default=300, ge=60, le=3600)
 
     # Kill switch that needs no database: FULFILL_GLOBAL_EXECUTION_STOP=true stops every execution.
@@ -50,14 +61,39 @@ class Settings(BaseSettings):
     outbox_backoff_base_seconds: float = Field(default=1.0, ge=0)
     outbox_backoff_max_seconds: float = Field(default=300.0, gt=0)
 
+    # HTTP: browser origins allowed by CORS (comma-separated; empty = none) and the body size limit.
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, le=100 * 1_048_576)
+
     log_level: str = "INFO"
 
-    @field_validator("webhook_urls", mode="before")
+    @field_validator("webhook_urls", "cors_origins", mode="before")
     @classmethod
     def _split_urls(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _check_auth(self) -> Self:
+        if self.jwks_url and urlparse(self.jwks_url).scheme not in ("http", "https"):
+            raise ValueError("FULFILL_JWKS_URL must be an http:// or https:// URL")
+        if self.jwt_issuer == SERVICE_TOKEN_ISSUER:
+            raise ValueError(f"FULFILL_JWT_ISSUER must not be '{SERVICE_TOKEN_ISSUER}' (reserved)")
+        if self.auth_mode == "production":
+            if not self.jwks_url:
+                raise ValueError("FULFILL_AUTH_MODE=production requires FULFILL_JWKS_URL")
+            if self.jwt_issuer == DEV_JWT_ISSUER:
+                raise ValueError(
+                    "FULFILL_AUTH_MODE=production requires FULFILL_JWT_ISSUER "
+                    "(the identity provider's issuer, not the development default)"
+                )
+            if len(self.service_token_secret) < MIN_SERVICE_TOKEN_SECRET_LENGTH:
+                raise ValueError(
+                    "FULFILL_AUTH_MODE=production requires FULFILL_SERVICE_TOKEN_SECRET "
+                    f"of at least {MIN_SERVICE_TOKEN_SECRET_LENGTH} characters"
+                )
+        return self
 
     @cached_property
     def is_sqlite(self) -> bool:

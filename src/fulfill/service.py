@@ -67,7 +67,7 @@ class Service:
         seed_default_registry(self.db, self.clock.now_iso())
 
     def start(self) -> None:
-        if self.settings.uses_dev_secret:
+        if self.settings.auth_mode == "dev" and self.settings.uses_dev_secret:
             log.warning(
                 "FULFILL_JWT_SECRET is the development default: set your own before exposing this service"
             )

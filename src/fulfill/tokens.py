@@ -1,13 +1,25 @@
 """Bearer tokens: verifying the callers' JWTs and minting the service's own.
 
-Dev mode signs and verifies HS256 with ``FULFILL_JWT_SECRET``, issuer ``fulfill-dev`` and audience
-``fulfill``. Claims: ``sub``, ``tenant_id`` (or ``custom:tenant_id``), optional ``account_ids``,
-``scope`` (space-separated), ``iss``, ``aud``, ``exp``.
+Two kinds of token reach :class:`TokenVerifier`:
+
+* **Service tokens**: the engine's own ``gateway:invoke`` tokens (:func:`mint_service_token`),
+  HS256 with ``FULFILL_SERVICE_TOKEN_SECRET`` (or ``FULFILL_JWT_SECRET`` when that is empty, dev
+  mode only), issuer ``fulfill-service``. Accepted in both modes, and only ever for the
+  ``gateway:invoke`` scope.
+* **User tokens**. Dev mode (``FULFILL_AUTH_MODE=dev``): HS256 with ``FULFILL_JWT_SECRET``, issuer
+  ``FULFILL_JWT_ISSUER`` (``fulfill-dev``) and audience ``FULFILL_JWT_AUDIENCE`` (``fulfill``).
+  Production mode: RS256 or ES256 from an identity provider, verified with the keys published at
+  ``FULFILL_JWKS_URL``; HS256 user tokens are refused. Dev mode also accepts RS256/ES256 tokens
+  when ``FULFILL_JWKS_URL`` is set.
+
+Claims: ``sub``, ``tenant_id`` (or ``custom:tenant_id``), optional ``account_ids``, ``scope``
+(space-separated), ``iss``, ``aud``, ``exp``.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Iterable
@@ -15,10 +27,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
+from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, EllipticCurvePublicKey
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
-from fulfill.config import Settings
+from fulfill.config import SERVICE_TOKEN_ISSUER, Settings
 
 GATEWAY_SCOPE = "gateway:invoke"
+SERVICE_SUBJECT = "fulfill-engine"
+ASYMMETRIC_ALGORITHMS = ("RS256", "ES256")
+# A JWKS refresh forced by an unknown ``kid`` happens at most once per this many seconds (it stops
+# tokens with made-up key ids from turning into a stream of requests to the identity provider).
+JWKS_REFRESH_COOLDOWN_SECONDS = 30.0
+# After a failed JWKS fetch, tokens that need a fetch are refused at once for this long, instead of
+# each request waiting for the identity provider again.
+JWKS_FAILURE_BACKOFF_SECONDS = 5.0
+JWKS_FETCH_TIMEOUT_SECONDS = 10.0
+_REQUIRED_CLAIMS = ["exp", "iss", "aud", "sub"]
+
+log = logging.getLogger("fulfill.auth")
 
 
 class TokenError(Exception):
@@ -41,31 +67,162 @@ class Principal:
         return self.account_ids is None or account_id in self.account_ids
 
 
+def service_token_secret(settings: Settings) -> str:
+    return settings.service_token_secret or settings.jwt_secret
+
+
 class TokenVerifier:
-    def __init__(self, settings: Settings) -> None:
+    """Verifies bearer tokens; one instance is shared by the API and the gateway (thread-safe)."""
+
+    def __init__(
+        self, settings: Settings, *, jwks_refresh_cooldown_seconds: float = JWKS_REFRESH_COOLDOWN_SECONDS
+    ) -> None:
+        self._production = settings.auth_mode == "production"
         self._secret = settings.jwt_secret
+        self._service_secret = service_token_secret(settings)
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
+        self._jwks_url = settings.jwks_url
+        self._jwks_lifespan = settings.jwks_cache_seconds
+        self._jwks_cooldown = jwks_refresh_cooldown_seconds
+        self._jwks_client: jwt.PyJWKClient | None = None
+        self._jwks_lock = threading.Lock()
+        self._jwks_retry_at = 0.0
 
     def verify(self, token: str) -> Principal:
         try:
-            claims = jwt.decode(
-                token,
-                self._secret,
-                algorithms=["HS256"],
-                issuer=self._issuer,
-                audience=self._audience,
-                options={"require": ["exp", "iss", "aud", "sub"]},
-            )
-        except jwt.ExpiredSignatureError as exc:
-            raise TokenError("token expired") from exc
-        except jwt.InvalidIssuerError as exc:
-            raise TokenError("token issuer not accepted") from exc
-        except jwt.InvalidAudienceError as exc:
-            raise TokenError("token audience not accepted") from exc
-        except jwt.InvalidTokenError as exc:
+            header = jwt.get_unverified_header(token)
+        except (jwt.PyJWTError, ValueError, TypeError) as exc:
             raise TokenError("token invalid") from exc
+        alg = header.get("alg")
+        if not isinstance(alg, str) or not alg:
+            raise TokenError("token invalid")
+        if alg.lower() == "none":
+            raise TokenError("token algorithm not accepted")
+        if alg == "HS256":
+            if _unverified_issuer(token) == SERVICE_TOKEN_ISSUER:
+                return self._verify_service_token(token)
+            if self._production:
+                raise TokenError("token algorithm not accepted")
+            return self._verify_dev_token(token)
+        if alg in ASYMMETRIC_ALGORITHMS:
+            if not self._jwks_url:
+                raise TokenError("token algorithm not accepted")
+            return self._verify_jwks_token(token, alg, header.get("kid"))
+        if self._production:
+            raise TokenError("token algorithm not accepted")
+        return self._verify_dev_token(token)  # refuses it: the dev key only verifies HS256
+
+    def _verify_dev_token(self, token: str) -> Principal:
+        return principal_from_claims(_decode(token, self._secret, ["HS256"], self._issuer, self._audience))
+
+    def _verify_service_token(self, token: str) -> Principal:
+        claims = _decode(token, self._service_secret, ["HS256"], SERVICE_TOKEN_ISSUER, self._audience)
+        principal = principal_from_claims(claims)
+        # A service token can call the gateway and nothing else, whatever scopes it carries.
+        return Principal(
+            subject=principal.subject,
+            tenant_id=principal.tenant_id,
+            scopes=principal.scopes & {GATEWAY_SCOPE},
+            account_ids=principal.account_ids,
+            claims=principal.claims,
+        )
+
+    def _verify_jwks_token(self, token: str, alg: str, kid: object) -> Principal:
+        if not isinstance(kid, str) or not kid:
+            raise TokenError("token signing key not found")
+        signing_key = self._signing_key(kid)
+        if not _key_fits_algorithm(signing_key, alg):
+            raise TokenError("token algorithm not accepted")
+        claims = _decode(token, signing_key, list(ASYMMETRIC_ALGORITHMS), self._issuer, self._audience)
         return principal_from_claims(claims)
+
+    def _signing_key(self, kid: str) -> jwt.PyJWK:
+        with self._jwks_lock:
+            client = self._jwks()
+            if time.monotonic() < self._jwks_retry_at:
+                # Backing off after a failed fetch: serve what is cached, fetch nothing.
+                cached = client.jwk_set_cache.get() if client.jwk_set_cache is not None else None
+                usable = [k for k in cached.keys if k.public_key_use in ("sig", None)] if cached else []
+                key = client.match_kid(usable, kid)
+                if key is None:
+                    raise TokenError("token signing keys unavailable")
+                return key
+            try:
+                return client.get_signing_key(kid)
+            except jwt.PyJWKClientConnectionError as exc:
+                self._jwks_failed(exc)
+            except jwt.PyJWKClientError as exc:
+                if str(exc).startswith("Unable to find a signing key"):
+                    raise TokenError("token signing key not found") from None
+                self._jwks_failed(exc)
+            except (jwt.PyJWTError, OSError, ValueError) as exc:  # e.g. a body that is not JSON
+                self._jwks_failed(exc)
+            raise TokenError("token signing keys unavailable")
+
+    def _jwks_failed(self, exc: Exception) -> None:
+        self._jwks_retry_at = time.monotonic() + JWKS_FAILURE_BACKOFF_SECONDS
+        # The exception text can quote the JWKS document; log only its type.
+        log.warning("could not fetch the token signing keys from %s (%s)", self._jwks_url, type(exc).__name__)
+
+    def _jwks(self) -> jwt.PyJWKClient:
+        """The shared JWKS client, built on first use. Call with ``_jwks_lock`` held."""
+        if self._jwks_client is None:
+            # cache_keys stays False: PyJWT's per-kid cache is an LRU without expiry, so a key the
+            # identity provider withdraws would stay trusted. The JWK set cache below expires
+            # after jwks_cache_seconds and already answers repeat lookups without a request.
+            self._jwks_client = jwt.PyJWKClient(
+                self._jwks_url,
+                cache_keys=False,
+                cache_jwk_set=True,
+                lifespan=self._jwks_lifespan,
+                timeout=JWKS_FETCH_TIMEOUT_SECONDS,
+                cooldown_duration=self._jwks_cooldown,
+            )
+        return self._jwks_client
+
+
+def _unverified_issuer(token: str) -> object:
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except (jwt.PyJWTError, ValueError, TypeError) as exc:
+        raise TokenError("token invalid") from exc
+    return claims.get("iss")
+
+
+def _key_fits_algorithm(key: jwt.PyJWK, alg: str) -> bool:
+    """A JWKS key verifies only its own algorithm: RS256 needs an RSA key, ES256 a P-256 key, and a
+    key that names its ``alg`` must name this one."""
+    if key.algorithm_name != alg:
+        return False
+    if alg == "RS256":
+        return isinstance(key.key, RSAPublicKey)
+    if alg == "ES256":
+        return isinstance(key.key, EllipticCurvePublicKey) and isinstance(key.key.curve, SECP256R1)
+    return False
+
+
+def _decode(
+    token: str, key: str | jwt.PyJWK, algorithms: list[str], issuer: str, audience: str
+) -> dict[str, Any]:
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key,
+            algorithms=algorithms,
+            issuer=issuer,
+            audience=audience,
+            options={"require": _REQUIRED_CLAIMS},
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise TokenError("token expired") from exc
+    except jwt.InvalidIssuerError as exc:
+        raise TokenError("token issuer not accepted") from exc
+    except jwt.InvalidAudienceError as exc:
+        raise TokenError("token audience not accepted") from exc
+    except (jwt.PyJWTError, ValueError, TypeError) as exc:
+        raise TokenError("token invalid") from exc
+    return claims
 
 
 def principal_from_claims(claims: dict[str, Any]) -> Principal:
@@ -129,6 +286,23 @@ def mint_token(
     return jwt.encode(claims, settings.jwt_secret, algorithm="HS256")
 
 
+def mint_service_token(
+    settings: Settings, *, tenant_id: str, ttl_seconds: int | None = None, now: float | None = None
+) -> str:
+    """The engine's ``gateway:invoke`` token for one tenant (issuer ``fulfill-service``)."""
+    issued = int(now if now is not None else time.time())
+    claims: dict[str, Any] = {
+        "sub": SERVICE_SUBJECT,
+        "tenant_id": tenant_id,
+        "scope": GATEWAY_SCOPE,
+        "iss": SERVICE_TOKEN_ISSUER,
+        "aud": settings.jwt_audience,
+        "iat": issued,
+        "exp": issued + (ttl_seconds if ttl_seconds is not None else settings.service_token_ttl_seconds),
+    }
+    return jwt.encode(claims, service_token_secret(settings), algorithm="HS256")
+
+
 class ServiceTokens:
     """The engine's own ``gateway:invoke`` tokens, one per tenant, cached until shortly before expiry."""
 
@@ -144,13 +318,6 @@ class ServiceTokens:
             cached = self._cache.get(tenant_id)
             if cached and cached[1] - 30 > now:
                 return cached[0]
-            token = mint_token(
-                self._settings,
-                tenant_id=tenant_id,
-                scopes=[GATEWAY_SCOPE],
-                subject="fulfill-engine",
-                ttl_seconds=self._ttl,
-                now=now,
-            )
+            token = mint_service_token(self._settings, tenant_id=tenant_id, ttl_seconds=self._ttl, now=now)
             self._cache[tenant_id] = (token, now + self._ttl)
             return token

@@ -7,10 +7,12 @@ from contextlib import asynccontextmanager
 
 import anyio
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from starlette.routing import Route
 
 from fulfill import __version__
 from fulfill.api import admin, events, executions, health, intents
+from fulfill.api.middleware import BodySizeLimitMiddleware, UnexpectedErrorMiddleware
 from fulfill.api.problems import install_problem_handlers
 from fulfill.gateway.server import gateway_asgi_app
 from fulfill.service import Service
@@ -38,6 +40,16 @@ def create_app(service: Service) -> FastAPI:
     app.state.runtime = service.runtime
     app.state.token_verifier = service.token_verifier
     install_problem_handlers(app)
+    # Innermost first: errors and size limits are answered inside CORS, so they carry its headers.
+    app.add_middleware(UnexpectedErrorMiddleware)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=service.settings.max_body_bytes)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=service.settings.cors_origins,
+        allow_methods=["GET", "POST", "PUT", "OPTIONS"],
+        allow_headers=["Authorization", "Content-Type"],
+        max_age=600,
+    )
     for router in (intents.router, executions.router, events.router, admin.router, health.router):
         app.include_router(router)
     app.router.routes.append(Route("/mcp", endpoint=mcp_app))

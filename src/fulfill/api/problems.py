@@ -7,8 +7,6 @@ machine-readable reason), ``errors`` (field paths of invalid input) and ``correl
 
 from __future__ import annotations
 
-import logging
-import uuid
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -17,8 +15,6 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fulfill.usecases.errors import UseCaseError
-
-log = logging.getLogger("fulfill.api")
 
 PROBLEM_JSON = "application/problem+json"
 # For OpenAPI: an error status answered with a problem document.
@@ -37,7 +33,14 @@ _TITLES = {
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
-_USE_CASE_STATUS = {"not-found": 404, "conflict": 409, "forbidden": 403, "invalid": 422, "unavailable": 503}
+_USE_CASE_STATUS = {
+    "bad-request": 400,
+    "not-found": 404,
+    "conflict": 409,
+    "forbidden": 403,
+    "invalid": 422,
+    "unavailable": 503,
+}
 
 
 class ApiProblem(Exception):
@@ -111,21 +114,3 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return problem_response(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        correlation_id = uuid.uuid4().hex
-        log.error(
-            "unexpected error %s on %s %s: %s",
-            correlation_id,
-            request.method,
-            request.url.path,
-            type(exc).__name__,
-            exc_info=exc,
-        )
-        return problem_response(
-            500,
-            "an unexpected error occurred; quote the correlation_id when reporting it",
-            slug="internal",
-            extra={"correlation_id": correlation_id},
-        )

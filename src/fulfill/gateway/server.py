@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import anyio
 import jsonschema
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
@@ -36,7 +37,8 @@ class GatewayTokenVerifier:
 
     async def verify_token(self, token: str) -> AccessToken | None:
         try:
-            principal = self._verifier.verify(token)
+            # verify() may fetch signing keys over the network: keep it off the event loop.
+            principal = await anyio.to_thread.run_sync(self._verifier.verify, token)
         except TokenError:
             return None
         expires = principal.claims.get("exp")

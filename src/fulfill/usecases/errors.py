@@ -25,7 +25,15 @@ class Forbidden(UseCaseError):
 
 
 class Invalid(UseCaseError):
+    """The request is well-formed but cannot be done as asked (422)."""
+
     kind = "invalid"
+
+
+class BadRequest(UseCaseError):
+    """A query parameter or cursor is malformed (400)."""
+
+    kind = "bad-request"
 
 
 class Unavailable(UseCaseError):

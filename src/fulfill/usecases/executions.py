@@ -29,8 +29,8 @@ from fulfill.engine.outbox_relay import ENGINE_DESTINATION, RERUN_TOPIC
 from fulfill.engine.runtime import Runtime
 from fulfill.engine.workflow import workflow_id_for
 from fulfill.store import executions, intents, outbox
-from fulfill.tokens import Principal
-from fulfill.usecases.errors import Conflict, Forbidden, Invalid, NotFound
+from fulfill.tokens import Principal, service_token_secret
+from fulfill.usecases.errors import BadRequest, Conflict, Forbidden, NotFound
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 100
@@ -129,7 +129,7 @@ def parse_limit(raw: str | None) -> int:
     if raw is None:
         return DEFAULT_LIMIT
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-        raise Invalid(f"limit must be a whole number from 1 to {MAX_LIMIT}", code="INVALID_LIMIT")
+        raise BadRequest(f"limit must be a whole number from 1 to {MAX_LIMIT}", code="INVALID_LIMIT")
     return int(raw)
 
 
@@ -140,7 +140,7 @@ def parse_status_filter(raw: str | None) -> ExecutionStatus | None:
         return ExecutionStatus(raw)
     except ValueError:
         allowed = ", ".join(status.value for status in ExecutionStatus)
-        raise Invalid(f"status must be one of {allowed}", code="INVALID_STATUS") from None
+        raise BadRequest(f"status must be one of {allowed}", code="INVALID_STATUS") from None
 
 
 def list_account_executions(
@@ -200,7 +200,7 @@ def _cursor_scope(tenant_id: str, account_id: str, status: ExecutionStatus | Non
 
 
 def _cursor_key(rt: Runtime) -> bytes:
-    return hashlib.sha256(b"fulfill-list-cursor:" + rt.settings.jwt_secret.encode()).digest()
+    return hashlib.sha256(b"fulfill-list-cursor:" + service_token_secret(rt.settings).encode()).digest()
 
 
 def _encode_cursor(rt: Runtime, position: tuple[str, str], scope: str) -> str:
@@ -210,7 +210,7 @@ def _encode_cursor(rt: Runtime, position: tuple[str, str], scope: str) -> str:
 
 
 def _decode_cursor(rt: Runtime, token: str, scope: str) -> tuple[str, str]:
-    invalid = Invalid("next_token is not a cursor issued for this listing", code="INVALID_CURSOR")
+    invalid = BadRequest("next_token is not a cursor issued for this listing", code="INVALID_CURSOR")
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
     except (binascii.Error, ValueError):

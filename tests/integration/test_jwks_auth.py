@@ -1,0 +1,115 @@
+"""A real fulfill service in production auth mode: user tokens come from an identity provider
+(RS256/ES256, keys from a JWKS URL); the engine still reaches its MCP gateway with its own HS256
+service tokens."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+
+from fulfill.tokens import ServiceTokens
+from tests.support.harness import TEST_SECRET, Harness, make_settings
+from tests.unit.test_tokens_production import (
+    AUDIENCE,
+    ISSUER,
+    USER_SCOPES,
+    JwksServer,
+    ec_key,
+    rsa_key,
+    user_claims,
+)
+
+
+def _client(url: str, token: str) -> httpx.Client:
+    return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30.0)
+
+
+def _unauthorized(response: httpx.Response) -> dict[str, Any]:
+    assert response.status_code == 401, response.text
+    assert response.headers["www-authenticate"] == "Bearer"
+    body = dict(response.json())
+    return body
+
+
+def test_production_mode_end_to_end(tmp_path: Path) -> None:
+    rsa, ec = rsa_key("idp-rsa"), ec_key("idp-ec")
+    jwks = JwksServer([rsa.jwk, ec.jwk])
+    harness = Harness(
+        make_settings(
+            tmp_path,
+            auth_mode="production",
+            jwks_url=jwks.url,
+            jwt_issuer=ISSUER,
+            jwt_audience=AUDIENCE,
+            service_token_secret="s" * 40,
+        )
+    )
+    try:
+        harness.start()
+        user_token = rsa.sign(user_claims(tenant_id="t1", scope=USER_SCOPES))
+
+        # An IdP user creates and approves an intent; the engine executes it through the gateway
+        # with its HS256 service token, so SUCCEEDED proves service tokens still work.
+        with _client(harness.url, user_token) as user:
+            created = user.post(
+                "/intents",
+                json={
+                    "action_type": "CREATE_INTERNAL_TASK",
+                    "account_id": "acc-1",
+                    "parameters": {"title": "x"},
+                },
+            )
+            assert created.status_code == 201, created.text
+            intent_id = created.json()["action_intent_id"]
+            approved = user.post(f"/intents/{intent_id}/approve")
+            assert approved.status_code == 202, approved.text
+            status = harness.wait_terminal(user, intent_id)
+        assert status["status"] == "SUCCEEDED", status
+        assert harness.task_rows(intent_id) == 1
+
+        # ES256 tokens from the same IdP work too.
+        with _client(harness.url, ec.sign(user_claims(tenant_id="t1", scope="executions:read"))) as reader:
+            response = reader.get(f"/executions/{intent_id}/status")
+            assert response.status_code == 200, response.text
+            assert response.json()["status"] == "SUCCEEDED"
+
+        path = f"{harness.url}/executions/{intent_id}/status"
+
+        def get(token: str) -> httpx.Response:
+            return httpx.get(path, headers={"Authorization": f"Bearer {token}"}, timeout=30.0)
+
+        # An HS256 token signed with the (dev) jwt_secret is not a production user token.
+        dev_token = harness.token("t1")  # mint_token: HS256, FULFILL_JWT_SECRET, the IdP's issuer
+        assert _unauthorized(get(dev_token))["detail"] == "token algorithm not accepted"
+        forged = jwt.encode(user_claims(scope="executions:read"), TEST_SECRET, algorithm="HS256")
+        assert _unauthorized(get(forged))["detail"] == "token algorithm not accepted"
+
+        # A key the IdP never published.
+        stranger = rsa_key("not-published")
+        assert _unauthorized(get(stranger.sign(user_claims())))["detail"] == "token signing key not found"
+        # A different key claiming a published kid.
+        impostor = rsa_key("idp-rsa")
+        assert _unauthorized(get(impostor.sign(user_claims())))["detail"] == "token invalid"
+        # Wrong issuer, and unsigned tokens.
+        assert _unauthorized(get(rsa.sign(user_claims(iss="https://evil.test"))))["detail"] == (
+            "token issuer not accepted"
+        )
+        assert _unauthorized(get(jwt.encode(user_claims(), "", algorithm="none")))["detail"] == (
+            "token algorithm not accepted"
+        )
+
+        # The engine's service token reaches the gateway, but opens no API route.
+        service_token = ServiceTokens(harness.settings).token_for("t1")
+        forbidden = get(service_token)
+        assert forbidden.status_code == 403, forbidden.text
+        assert forbidden.json()["code"] == "MISSING_SCOPE"
+
+        # The keys were fetched once and then served from the cache (plus at most one refresh
+        # for the unknown kid).
+        assert 1 <= jwks.requests <= 2
+    finally:
+        harness.stop()
+        jwks.close()
