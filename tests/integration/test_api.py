@@ -289,3 +289,37 @@ def test_putevents_batch_is_answered_per_entry(shared: Harness) -> None:
         assert shared.wait_terminal(client, intent["action_intent_id"])["status"] == "SUCCEEDED"
         _problem(client.post("/events", json={"Entries": []}), 422)
     assert shared.task_rows(intent["action_intent_id"]) == 1
+
+
+def test_an_unexpected_error_is_a_generic_500_with_a_logged_correlation_id(
+    shared: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from fulfill.usecases import intents
+
+    def explode(*_args: Any) -> Any:
+        raise RuntimeError("SELECT secret FROM vault -- token=abc")
+
+    monkeypatch.setattr(intents, "get_intent", explode)
+    with shared.client() as client, caplog.at_level("ERROR", logger="fulfill.api"):
+        response = client.get("/intents/ai_anything")
+    body = _problem(response, 500)
+    assert "SELECT" not in response.text
+    assert "token" not in response.text
+    assert body["correlation_id"] in caplog.text
+
+
+def test_bodies_over_the_limit_are_413(shared: Harness) -> None:
+    big = {
+        "action_type": "CREATE_INTERNAL_TASK",
+        "account_id": "acc-1",
+        "parameters": {"title": "x" * 1_100_000},
+    }
+    with shared.client() as client:
+        _problem(client.post("/intents", json=big), 413)
+
+        def chunks() -> Any:
+            for _ in range(40):
+                yield b"x" * 50_000
+
+        streamed = client.post("/intents", content=chunks(), headers={"Content-Type": "application/json"})
+        _problem(streamed, 413)

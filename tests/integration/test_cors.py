@@ -1,0 +1,39 @@
+"""CORS: the allow-list from configuration, and CORS headers on error responses too."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.support.harness import Harness
+
+
+def test_cors_headers_are_on_errors_too(tmp_path: Any) -> None:
+    import httpx
+
+    from tests.support.harness import make_settings
+
+    harness = Harness(make_settings(tmp_path, cors_origins=["https://console.example"])).start()
+    try:
+        origin = {"Origin": "https://console.example"}
+        unauthorized = httpx.get(f"{harness.url}/executions/x/status", headers=origin)
+        assert unauthorized.status_code == 401
+        assert unauthorized.headers["access-control-allow-origin"] == "https://console.example"
+        token = harness.token(scopes=["intents:read"])
+        forbidden = httpx.get(
+            f"{harness.url}/executions/x/status", headers={**origin, "Authorization": f"Bearer {token}"}
+        )
+        assert forbidden.status_code == 403
+        assert forbidden.headers["access-control-allow-origin"] == "https://console.example"
+        preflight = httpx.options(
+            f"{harness.url}/intents",
+            headers={
+                **origin,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization",
+            },
+        )
+        assert preflight.status_code == 200
+        stranger = httpx.get(f"{harness.url}/healthz", headers={"Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in stranger.headers
+    finally:
+        harness.stop()
