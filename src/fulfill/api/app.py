@@ -13,7 +13,7 @@ from starlette.routing import Route
 from fulfill import __version__
 from fulfill.api import admin, events, executions, health, intents
 from fulfill.api.middleware import BodySizeLimitMiddleware, UnexpectedErrorMiddleware
-from fulfill.api.problems import install_problem_handlers
+from fulfill.api.problems import PROBLEM, install_problem_handlers
 from fulfill.gateway.server import gateway_asgi_app
 from fulfill.service import Service
 
@@ -50,7 +50,11 @@ def create_app(service: Service) -> FastAPI:
         allow_headers=["Authorization", "Content-Type"],
         max_age=600,
     )
-    for router in (intents.router, executions.router, events.router, admin.router, health.router):
-        app.include_router(router)
+    # Answers any route can give: malformed JSON or bad query parameters (400), a body over the
+    # limit (413), and the generic, correlation-id-carrying 500.
+    common = {400: PROBLEM, 413: PROBLEM, 500: PROBLEM}
+    for router in (intents.router, executions.router, events.router, admin.router):
+        app.include_router(router, responses=common)
+    app.include_router(health.router, responses={500: PROBLEM})
     app.router.routes.append(Route("/mcp", endpoint=mcp_app))
     return app
