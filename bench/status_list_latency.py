@@ -4,7 +4,8 @@
 
 Seeds a SQLite database with ``--executions`` executions of one tenant (most of them in one
 account), starts ``fulfill serve`` in its own process, and offers ``--rate`` requests per second
-(open loop: requests are sent on schedule whether or not earlier ones have finished), half
+(open loop: requests are sent on schedule whether or not earlier ones have finished; the first three seconds warm up and
+are not recorded), half
 ``GET /executions/{id}/status`` for random executions and half ``GET /accounts/{id}/executions``
 pages (first pages, and pages deep in the listing through a cursor). Latency is measured from the
 scheduled send time, so a slow server cannot hide its queueing.
@@ -238,40 +239,43 @@ def offered_load(
     results: dict[str, list[float]] = {"status": [], "list": [], "list_deep": []}
     errors: list[str] = []
     lock = threading.Lock()
-    local = threading.local()
     rng = random.Random(7)
+    # One client (thread-safe, pooled), created before the clock starts: building clients and
+    # connections inside the measured window would measure the load generator, not the service.
+    client = httpx.Client(
+        base_url=url,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+        limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
+    )
+    warmup = int(rate * 3)  # three seconds at the offered rate, not recorded
 
-    def client() -> httpx.Client:
-        if not hasattr(local, "client"):
-            local.client = httpx.Client(
-                base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30
-            )
-        return local.client  # type: ignore[no-any-return]
-
-    def fire(kind: str, path: str, params: dict[str, Any], scheduled: float) -> None:
+    def fire(n: int, kind: str, path: str, params: dict[str, Any], scheduled: float) -> None:
         delay = scheduled - time.perf_counter()
         if delay > 0:
             time.sleep(delay)
-        response = client().get(path, params=params)
+        response = client.get(path, params=params)
         elapsed = (time.perf_counter() - scheduled) * 1000
         with lock:
             if response.status_code != 200:
                 errors.append(f"{kind} {response.status_code}")
-            results[kind].append(elapsed)
+            if n >= warmup:
+                results[kind].append(elapsed)
 
-    total = int(rate * seconds)
+    total = warmup + int(rate * seconds)
     start = time.perf_counter() + 0.5
     with ThreadPoolExecutor(max_workers=32) as pool:
         for n in range(total):
             scheduled = start + n / rate
             choice = rng.random()
             if choice < 0.5:
-                pool.submit(fire, "status", f"/executions/{rng.choice(ids)}/status", {}, scheduled)
+                pool.submit(fire, n, "status", f"/executions/{rng.choice(ids)}/status", {}, scheduled)
             elif choice < 0.75 or not cursors:
-                pool.submit(fire, "list", f"/accounts/{BIG_ACCOUNT}/executions", {"limit": 50}, scheduled)
+                pool.submit(fire, n, "list", f"/accounts/{BIG_ACCOUNT}/executions", {"limit": 50}, scheduled)
             else:
                 params = {"limit": 50, "next_token": rng.choice(cursors)}
-                pool.submit(fire, "list_deep", f"/accounts/{BIG_ACCOUNT}/executions", params, scheduled)
+                pool.submit(fire, n, "list_deep", f"/accounts/{BIG_ACCOUNT}/executions", params, scheduled)
+    client.close()
     if errors:
         raise RuntimeError(f"{len(errors)} requests failed, e.g. {errors[:3]}")
     return results

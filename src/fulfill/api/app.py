@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
 from fastapi import FastAPI
@@ -52,7 +53,7 @@ def create_app(service: Service) -> FastAPI:
     )
     # Answers any route can give: malformed JSON or bad query parameters (400), a body over the
     # limit (413), and the generic, correlation-id-carrying 500.
-    common = {400: PROBLEM, 413: PROBLEM, 500: PROBLEM}
+    common: dict[int | str, dict[str, Any]] = {400: PROBLEM, 413: PROBLEM, 500: PROBLEM}
     for router in (intents.router, executions.router, events.router, admin.router):
         app.include_router(router, responses=common)
     app.include_router(health.router, responses={500: PROBLEM})

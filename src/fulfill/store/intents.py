@@ -178,11 +178,12 @@ def list_account_executions(
         query = query.where(i.c.execution_status == status.value)
     if after is not None:
         updated, intent_id = after
+        # "<=" lets the database seek straight to the cursor in the index instead of walking
+        # every newer entry (a deep page costs what the first page costs); the OR then skips the
+        # rows of the cursor's own timestamp that the previous page already returned.
         query = query.where(
-            or_(
-                i.c.last_update_at < updated,
-                and_(i.c.last_update_at == updated, i.c.action_intent_id < intent_id),
-            )
+            i.c.last_update_at <= updated,
+            or_(i.c.last_update_at < updated, i.c.action_intent_id < intent_id),
         )
     listed: list[ListedExecution] = []
     for row in conn.execute(query).all():

@@ -1,0 +1,47 @@
+"""The account listing costs O(limit): every page, however deep, is an index seek (query plans)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+from fulfill.domain.models import ExecutionStatus
+from fulfill.store import intents
+from tests.support.harness import Harness
+
+
+def _plan(harness: Harness, **arguments: Any) -> list[str]:
+    statements: list[tuple[str, Any]] = []
+
+    def remember(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_rest: Any) -> None:
+        statements.append((statement, parameters))
+
+    event.listen(harness.db.engine, "before_cursor_execute", remember)
+    try:
+        with harness.db.read() as conn:
+            intents.list_account_executions(
+                conn, tenant_id="t1", account_id="acc-1", now_epoch=0, limit=51, **arguments
+            )
+            sql, parameters = statements[-1]
+            return [row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, parameters).all()]
+    finally:
+        event.remove(harness.db.engine, "before_cursor_execute", remember)
+
+
+@pytest.mark.parametrize("status", [None, ExecutionStatus.SUCCEEDED, ExecutionStatus.RUNNING])
+@pytest.mark.parametrize("after", [None, ("2026-11-24T00:00:00.000Z", "ai_m")])
+def test_pages_are_index_seeks_without_sorting(
+    shared: Harness, status: ExecutionStatus | None, after: tuple[str, str] | None
+) -> None:
+    plan = _plan(shared, status=status, after=after)
+    [intents_step] = [step for step in plan if "action_intents" in step]
+    expected_index = (
+        "ix_action_intents_account_status_recent" if status else "ix_action_intents_account_recent"
+    )
+    assert f"USING INDEX {expected_index}" in intents_step
+    if after is not None:
+        assert "last_update_at<?" in intents_step, plan  # a range seek to the cursor, not a scan from the top
+    assert not any("TEMP B-TREE" in step for step in plan)  # no sort of the whole account
+    assert all("SCAN" not in step for step in plan)
