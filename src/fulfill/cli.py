@@ -121,6 +121,40 @@ def demo(url: UrlOption = "http://127.0.0.1:8080") -> None:
 
 
 @app.command()
+def e2e(
+    url: Annotated[
+        str | None,
+        typer.Option("--url", envvar="FULFILL_URL", help="Service to verify; omit to start an embedded one."),
+    ] = None,
+    bearer: TokenOption = None,
+    account: Annotated[
+        str, typer.Option("--account", envvar="FULFILL_ACCOUNT_ID", help="Account of the test intents.")
+    ] = "e2e-account",
+    db: Annotated[
+        str | None, typer.Option("--db", help="Database URL of that service: also check its rows.")
+    ] = None,
+) -> None:
+    """Verify a service end to end (B2, B1, kill switch, expiry, duplicates). Exit 0 verified,
+    1 a check failed, 2 configuration error."""
+    from fulfill.e2e import ConfigurationError, run_e2e, run_embedded
+
+    try:
+        if not url:
+            if db:
+                raise ConfigurationError("--db needs FULFILL_URL (the embedded run checks its own database)")
+            ok = run_embedded(account, console)
+        elif not bearer:
+            raise ConfigurationError("FULFILL_URL is set but FULFILL_TOKEN is missing (--token)")
+        else:
+            ok = run_e2e(url, bearer, account, console, db_url=db)
+    except ConfigurationError as exc:
+        console.print(f"[red]configuration error: {exc}[/red]")
+        raise typer.Exit(2) from None
+    if not ok:
+        raise typer.Exit(1)
+
+
+@app.command()
 def migrate() -> None:
     """Create or upgrade the database schema and seed the default registry."""
     from fulfill.clock import SystemClock

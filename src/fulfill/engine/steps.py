@@ -200,7 +200,7 @@ def validate_preflight(context: ExecutionContext) -> PreflightPassed:
             ExecutionStatus.EXPIRED,
             _validation(
                 "INTENT_EXPIRED",
-                f"the intent expired at {intent.expires_at_epoch} (now {int(now)}) before it ran",
+                f"the intent expired at {intent.expires_at} (now {iso_from_epoch(now)}) before it ran",
             ),
             registry_version=intent.registry_version,
             decision_trace_id=intent.trace_id,
