@@ -306,6 +306,9 @@ def test_an_unexpected_error_is_a_generic_500_with_a_logged_correlation_id(
     assert "SELECT" not in response.text
     assert "token" not in response.text
     assert body["correlation_id"] in caplog.text
+    assert "RuntimeError at " in caplog.text  # where it failed...
+    assert "SELECT" not in caplog.text  # ...but never what the message said
+    assert "Traceback" not in caplog.text
 
 
 def test_bodies_over_the_limit_are_413(shared: Harness) -> None:

@@ -47,8 +47,10 @@ def test_every_operation_conforms_to_the_document(shared: Harness, tmp_path: Pat
             "30",
             "--seed",
             "20261124",
+            # One worker: hypothesis's lambda-source parsing is not thread-safe on Python 3.11
+            # (an occasional "AST constructor recursion depth mismatch" inside schemathesis).
             "--workers",
-            "2",
+            "1",
         ],
         capture_output=True,
         text=True,

@@ -11,6 +11,7 @@ import uuid
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fulfill.api.problems import problem_response
+from fulfill.logging_setup import describe_failure
 
 log = logging.getLogger("fulfill.api")
 
@@ -96,8 +97,7 @@ class UnexpectedErrorMiddleware:
                 correlation_id,
                 scope.get("method"),
                 scope.get("path"),
-                type(exc).__name__,
-                exc_info=exc,
+                describe_failure(exc),
             )
             if started:
                 raise

@@ -23,6 +23,7 @@ from fulfill.domain.execution import CompensationRequest, ExecutionRequest
 from fulfill.engine.intake import EventRejected, accept_approved_event, parse_approved_event
 from fulfill.engine.runtime import Runtime
 from fulfill.engine.workflow import start_compensation, start_execution
+from fulfill.logging_setup import describe_failure
 from fulfill.store import outbox
 
 log = logging.getLogger(__name__)
@@ -60,8 +61,8 @@ class OutboxRelay:
             try:
                 while self.deliver_due() and not self._stop.is_set():
                     pass
-            except Exception:
-                log.exception("outbox relay pass failed; retrying at the next poll")
+            except Exception as exc:
+                log.error("outbox relay pass failed; retrying at the next poll: %s", describe_failure(exc))
             self._rt.outbox_wakeup.wait(timeout=self._rt.settings.outbox_poll_seconds)
             self._rt.outbox_wakeup.clear()
 

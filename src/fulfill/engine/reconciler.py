@@ -19,6 +19,7 @@ from fulfill.domain.execution import ExecutionContext, OutcomeDraft, pre_tool_re
 from fulfill.domain.models import ExecutionStatus
 from fulfill.engine.runtime import Runtime
 from fulfill.engine.steps import record_outcome
+from fulfill.logging_setup import describe_failure
 from fulfill.store import executions
 
 log = logging.getLogger(__name__)
@@ -89,5 +90,5 @@ class Reconciler:
         while not self._stop.wait(self._rt.settings.reconcile_interval_seconds):
             try:
                 reconcile_once(self._rt)
-            except Exception:
-                log.exception("reconciler pass failed; retrying at the next interval")
+            except Exception as exc:
+                log.error("reconciler pass failed; retrying at the next interval: %s", describe_failure(exc))

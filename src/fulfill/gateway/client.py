@@ -20,6 +20,7 @@ from mcp.client.streamable_http import streamable_http_client
 from fulfill.domain.errors import ErrorClass, ExecutionError, classify
 from fulfill.domain.ports import ToolCallOutcome
 from fulfill.gateway.results import outcome_from_call_result
+from fulfill.logging_setup import describe_failure
 from fulfill.tokens import ServiceTokens
 
 log = logging.getLogger(__name__)
@@ -117,5 +118,5 @@ def _failure_from_exception(exc: BaseException, statuses: list[int]) -> ToolCall
     if mcp_error is not None:
         message = str(mcp_error)[:300]
         return _transport_failure(classify(message=message), "MCP_PROTOCOL_ERROR", message)
-    log.warning("tool call failed unexpectedly", exc_info=exc)
+    log.warning("tool call failed unexpectedly: %s", describe_failure(exc))
     return _transport_failure(ErrorClass.UNKNOWN, "GATEWAY_ERROR", "the tool call failed unexpectedly")
