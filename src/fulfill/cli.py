@@ -181,6 +181,10 @@ def token(
     """Print a dev-mode (HS256) token signed with FULFILL_JWT_SECRET."""
     from fulfill.tokens import mint_token
 
+    if _settings().auth_mode == "production":
+        console.print("[red]FULFILL_AUTH_MODE=production: tokens come from your identity provider[/red]")
+        raise typer.Exit(2)
+
     accounts = [a.strip() for a in account_ids.split(",") if a.strip()] if account_ids is not None else None
     typer.echo(
         mint_token(
