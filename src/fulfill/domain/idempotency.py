@@ -79,7 +79,7 @@ def _encode(value: Any) -> list[str]:
 
 
 def _encode_string(value: str) -> str:
-    """A JSON string as ``JSON.stringify`` writes it: a lone surrogate becomes a ``\\uXXXX`` escape."""
+    """A JSON string as ``JSON.stringify`` writes it: a lone surrogate becomes a ``\\uhhhh`` escape."""
     encoded = json.dumps(value, ensure_ascii=False)
     if not any("\ud800" <= char <= "\udfff" for char in value):
         return encoded

@@ -45,11 +45,6 @@ class McpToolGateway:
         )
         return future.result(timeout=timeout_seconds + 5)
 
-    async def list_tools(self, tenant_id: str) -> list[str]:
-        async with self._client(tenant_id, 10.0, []) as mcp:
-            listed = await mcp.list_tools()
-        return [tool.name for tool in listed.tools]
-
     def close(self) -> None:
         asyncio.run_coroutine_threadsafe(self._transport.aclose(), self._loop).result(timeout=5)
         self._loop.call_soon_threadsafe(self._loop.stop)

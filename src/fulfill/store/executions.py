@@ -176,18 +176,6 @@ def set_compensation(
     return updated
 
 
-def list_outcomes(conn: Connection, tenant_id: str, action_intent_id: str) -> list[ActionOutcomeV1]:
-    rows = conn.execute(
-        select(execution_outcomes.c.document)
-        .where(
-            execution_outcomes.c.tenant_id == tenant_id,
-            execution_outcomes.c.action_intent_id == action_intent_id,
-        )
-        .order_by(execution_outcomes.c.attempt_count)
-    ).all()
-    return [ActionOutcomeV1.model_validate(row.document) for row in rows]
-
-
 # --- ledger ---------------------------------------------------------------------------------
 
 
