@@ -79,6 +79,8 @@ def serve(
     ] = False,
 ) -> None:
     """Run the service: HTTP API, MCP gateway and workers. Migrates the database on start."""
+    from sqlalchemy.engine import make_url
+
     from fulfill.logging_setup import configure_logging
     from fulfill.server import build_server
 
@@ -88,9 +90,8 @@ def serve(
     settings = Settings(**overrides)
     configure_logging(settings.log_level)
     server, sock, bound = build_server(settings)
-    console.print(
-        f"fulfill serving on http://{bound.host}:{bound.port} (role {bound.role}, {bound.database_url})"
-    )
+    database = make_url(bound.database_url).render_as_string(hide_password=True)
+    console.print(f"fulfill serving on http://{bound.host}:{bound.port} (role {bound.role}, {database})")
     if demo:
         threading.Thread(target=_demo_when_ready, args=(server, bound), daemon=True).start()
     server.run(sockets=[sock])

@@ -85,3 +85,23 @@ def test_demo_against_the_running_service(cli: CliRunner) -> None:
     result = cli.invoke(app, ["demo"])
     assert result.exit_code == 0, result.output
     assert "SUCCEEDED" in result.output
+
+
+def test_serve_never_prints_the_database_password() -> None:
+    import subprocess
+    import sys
+
+    # The database is unreachable, so the service prints its banner and then fails to start.
+    env = {"FULFILL_DATABASE_URL": "postgresql+psycopg://user:hunter2@127.0.0.1:1/db", "FULFILL_PORT": "0"}
+    result = subprocess.run(
+        [sys.executable, "-m", "fulfill", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert "postgresql+psycopg://user:***@127.0.0.1:1/db" in output  # the banner named the database...
+    assert "hunter2" not in output  # ...without its password
+    assert result.returncode != 0
