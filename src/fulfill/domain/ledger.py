@@ -42,17 +42,28 @@ def ledger_entry(
     )
 
 
-def outcome_entry(outcome: ActionOutcomeV1, decision_trace_id: str | None) -> LedgerEntry:
+def outcome_event(
+    outcome: ActionOutcomeV1, event_type: str, timestamp: str, data: dict[str, Any]
+) -> LedgerEntry:
+    """An entry about one attempt's outcome (its result, or what happened to it afterwards)."""
     return ledger_entry(
-        event_type=OUTCOME_EVENT_TYPES[outcome.status],
-        timestamp=outcome.completed_at,
+        event_type=event_type,
+        timestamp=timestamp,
         tenant_id=outcome.tenant_id,
         account_id=outcome.account_id,
         action_intent_id=outcome.action_intent_id,
         attempt=outcome.attempt_count,
         trace_id=outcome.trace_id,
-        data={
-            "action_intent_id": outcome.action_intent_id,
+        data={"action_intent_id": outcome.action_intent_id, **data},
+    )
+
+
+def outcome_entry(outcome: ActionOutcomeV1, decision_trace_id: str | None) -> LedgerEntry:
+    return outcome_event(
+        outcome,
+        OUTCOME_EVENT_TYPES[outcome.status],
+        outcome.completed_at,
+        {
             "status": outcome.status.value,
             "external_object_refs": [
                 ref.model_dump(exclude_none=True) for ref in outcome.external_object_refs

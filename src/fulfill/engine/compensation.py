@@ -10,10 +10,18 @@ repeated compensation deletes once.
 
 from __future__ import annotations
 
+from sqlalchemy import Connection
+
 from fulfill.domain.errors import ErrorClass, ExecutionError
 from fulfill.domain.execution import CompensationPlan, CompensationRequest, CompensationResult
-from fulfill.domain.ledger import ledger_entry
-from fulfill.domain.models import CompensationStatus, CompensationStrategy, ExecutionStatus
+from fulfill.domain.ledger import outcome_event
+from fulfill.domain.models import (
+    ActionOutcomeV1,
+    CompensationStatus,
+    CompensationStrategy,
+    ExecutionStatus,
+    LedgerEntry,
+)
 from fulfill.engine.runtime import current
 from fulfill.store import executions, intents, registry
 
@@ -47,22 +55,19 @@ def begin_compensation(request: CompensationRequest) -> CompensationPlan | None:
         strategy = entry.compensation_strategy if entry else CompensationStrategy.NONE
         if strategy is CompensationStrategy.NONE:
             return None
-        executions.set_compensation(conn, outcome, CompensationStatus.PENDING, error=None)
         event_type = (
             "COMPENSATION_STARTED" if strategy is CompensationStrategy.AUTOMATIC else "COMPENSATION_REQUIRED"
         )
-        executions.append_ledger(
+        _mark(
             conn,
-            ledger_entry(
-                event_type=event_type,
-                timestamp=now,
-                tenant_id=outcome.tenant_id,
-                account_id=outcome.account_id,
-                action_intent_id=outcome.action_intent_id,
-                attempt=outcome.attempt_count,
-                trace_id=outcome.trace_id,
-                data={
-                    "action_intent_id": outcome.action_intent_id,
+            outcome,
+            CompensationStatus.PENDING,
+            error=None,
+            entry=outcome_event(
+                outcome,
+                event_type,
+                now,
+                {
                     "strategy": strategy.value,
                     "compensation_tool_name": entry.compensation_tool_name if entry else None,
                     "external_object_refs": [
@@ -72,7 +77,6 @@ def begin_compensation(request: CompensationRequest) -> CompensationPlan | None:
                 },
             ),
         )
-        intents.mark_execution(conn, outcome.tenant_id, outcome.action_intent_id, status=None, at=now)
         if strategy is CompensationStrategy.MANUAL or entry is None or entry.compensation_tool_name is None:
             return None
         return CompensationPlan(
@@ -128,19 +132,16 @@ def finish_compensation(result: CompensationResult) -> CompensationStatus:
         if outcome is None:
             return status
         message = result.error.error_message if result.error else None
-        executions.set_compensation(conn, outcome, status, error=message)
-        executions.append_ledger(
+        _mark(
             conn,
-            ledger_entry(
-                event_type=f"COMPENSATION_{status.value}",
-                timestamp=now,
-                tenant_id=outcome.tenant_id,
-                account_id=outcome.account_id,
-                action_intent_id=outcome.action_intent_id,
-                attempt=outcome.attempt_count,
-                trace_id=outcome.trace_id,
-                data={
-                    "action_intent_id": outcome.action_intent_id,
+            outcome,
+            status,
+            error=message,
+            entry=outcome_event(
+                outcome,
+                f"COMPENSATION_{status.value}",
+                now,
+                {
                     "compensation_status": status.value,
                     "error_code": result.error.error_code if result.error else None,
                     "error_class": result.error.error_class.value if result.error else None,
@@ -148,5 +149,18 @@ def finish_compensation(result: CompensationResult) -> CompensationStatus:
                 },
             ),
         )
-        intents.mark_execution(conn, outcome.tenant_id, outcome.action_intent_id, status=None, at=now)
     return status
+
+
+def _mark(
+    conn: Connection,
+    outcome: ActionOutcomeV1,
+    status: CompensationStatus,
+    *,
+    error: str | None,
+    entry: LedgerEntry,
+) -> None:
+    """Compensation fields on the outcome, the ledger entry saying so, and the listing's timestamp."""
+    executions.set_compensation(conn, outcome, status, error=error)
+    executions.append_ledger(conn, entry)
+    intents.mark_execution(conn, outcome.tenant_id, outcome.action_intent_id, status=None, at=entry.timestamp)
