@@ -109,3 +109,92 @@ def test_sigkill_during_invoke_tool_resumes_with_one_write(tmp_path: Path) -> No
         except subprocess.TimeoutExpired:
             process.kill()
         proxy.close()
+
+
+def test_split_roles_an_api_process_never_runs_workflows_and_a_worker_resumes_them(tmp_path: Path) -> None:
+    """`--role api` serves HTTP and the gateway only; `--role worker` runs (and resumes) workflows."""
+    api_port, worker_port = _free_port(), _free_port()
+    base = f"http://127.0.0.1:{api_port}"
+    proxy = FaultyProxy(upstream=f"{base}/mcp")  # every process reaches the api's gateway through it
+    proxy.add_faults(Fault("hold"))
+    db = tmp_path / "fulfill.db"
+    env = {
+        **os.environ,
+        "FULFILL_DATABASE_URL": f"sqlite:///{db}",
+        "FULFILL_PORT": str(api_port),
+        "FULFILL_JWT_SECRET": TEST_SECRET,
+        "FULFILL_GATEWAY_URL": proxy.url,
+        "FULFILL_RETRY_BACKOFF_BASE_SECONDS": "0.05",
+        "FULFILL_LOG_LEVEL": "WARNING",
+    }
+    log = tmp_path / "service.log"
+    token = mint_token(Settings(jwt_secret=TEST_SECRET), tenant_id="t1", scopes=ALL_SCOPES)
+    client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=10.0)
+
+    def ready() -> bool:
+        try:
+            return client.get("/readyz").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    processes = [_start(env, log)]  # first one process with every role
+    try:
+        wait_for(ready, timeout=60)
+        created = client.post(
+            "/intents",
+            json={"action_type": "CREATE_INTERNAL_TASK", "account_id": "acc-1", "parameters": {"title": "x"}},
+        )
+        intent_id = created.json()["action_intent_id"]
+        assert client.post(f"/intents/{intent_id}/approve").status_code == 202
+        assert proxy.state.forwarded.wait(timeout=30)
+        processes[0].send_signal(signal.SIGKILL)  # the workflow is left unfinished
+        processes[0].wait(timeout=10)
+        proxy.state.release.set()
+
+        processes.append(_start({**env, "FULFILL_ROLE": "api"}, log))
+        wait_for(ready, timeout=60)
+        time.sleep(3)  # an api process that resumed workflows would have called the tool by now
+        assert proxy.state.tool_calls_forwarded == 1
+        assert client.get(f"/executions/{intent_id}/status").json()["status"] == "RUNNING"
+
+        processes.append(_start({**env, "FULFILL_ROLE": "worker", "FULFILL_PORT": str(worker_port)}, log))
+
+        def finished() -> dict[str, object] | None:
+            body = client.get(f"/executions/{intent_id}/status").json()  # answered by the api process
+            return body if body.get("status") == "SUCCEEDED" else None
+
+        status = wait_for(finished, timeout=60)
+        assert status["attempt_count"] == 1
+        assert proxy.state.tool_calls_forwarded == 2
+        assert _count(db, "internal_tasks", intent_id) == 1
+        assert _count(db, "execution_outcomes", intent_id) == 1
+
+        # A new intent through the split pair: the api stores it, the worker relays and runs it.
+        second = client.post(
+            "/intents",
+            json={"action_type": "CREATE_INTERNAL_TASK", "account_id": "acc-1", "parameters": {"title": "y"}},
+        ).json()["action_intent_id"]
+        assert client.post(f"/intents/{second}/approve").status_code == 202
+        wait_for(
+            lambda: client.get(f"/executions/{second}/status").json().get("status") == "SUCCEEDED", timeout=60
+        )
+        with sqlite3.connect(tmp_path / "fulfill.dbos.sqlite") as conn:
+            executors = {
+                row[0]
+                for row in conn.execute(
+                    "SELECT executor_id FROM workflow_status WHERE workflow_uuid IN (?, ?)",
+                    (f"exec-{intent_id}", f"exec-{second}"),
+                )
+            }
+        assert executors
+        assert not any(executor.startswith("fulfill-api-") for executor in executors)
+    finally:
+        client.close()
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+        proxy.close()
