@@ -12,7 +12,7 @@ from fulfill.domain.models import ExecutionAttempt, ExecutionStatus
 from fulfill.engine.reconciler import reconcile_once
 from fulfill.store import executions, outbox
 from tests.support.harness import Harness, make_settings
-from tests.support.http_doubles import WebhookSink, wait_for
+from tests.support.http_doubles import Fault, FaultyProxy, WebhookSink, wait_for
 
 
 def test_signal_reaches_the_webhook_signed_after_refusals(tmp_path: Path) -> None:
@@ -75,3 +75,23 @@ def test_reconciler_finishes_an_attempt_whose_workflow_is_gone(harness: Harness)
     assert (outcome.error_class, outcome.error_code) == ("TIMEOUT", "EXECUTION_ABANDONED")
     assert ledger == ["ACTION_FAILED", "SIGNAL"]
     assert harness.signal_rows("ai_orphan") == 1
+
+
+def test_reconciler_stops_a_workflow_stuck_far_past_its_budget(proxied: tuple[Harness, FaultyProxy]) -> None:
+    from dbos import DBOS
+
+    harness, proxy = proxied
+    proxy.add_faults(Fault("hold"))  # the tool call hangs
+    with harness.client() as client:
+        intent_id = harness.create_intent(client)["action_intent_id"]
+        harness.approve(client, intent_id)
+        assert proxy.state.forwarded.wait(timeout=20)
+        harness.service.clock.advance(300 + harness.settings.reconcile_grace_seconds + 1)
+        assert reconcile_once(harness.service.runtime) == 1
+        status = client.get(f"/executions/{intent_id}/status").json()
+        proxy.state.release.set()
+        wait_for(lambda: DBOS.get_workflow_status(f"exec-{intent_id}").status == "CANCELLED")
+        assert client.get(f"/executions/{intent_id}/status").json() == status  # the recorded end stands
+    assert (status["status"], status["error_code"]) == ("FAILED", "EXECUTION_ABANDONED")
+    assert harness.outcome_rows(intent_id) == 1
+    assert harness.signal_rows(intent_id) == 1
