@@ -130,6 +130,35 @@ def measure_bare(count: int) -> list[float]:
     return latencies
 
 
+STEP_FUNCTIONS = (
+    "start_execution",
+    "validate_preflight",
+    "map_action_to_tool",
+    "recheck_before_invoke",
+    "invoke_tool",
+    "record_outcome",
+)
+
+
+def time_steps() -> dict[str, list[float]]:
+    """Wrap each step function (the workflow looks them up on the module at call time) with a timer."""
+    from fulfill.engine import steps
+
+    timings: dict[str, list[float]] = {name: [] for name in STEP_FUNCTIONS}
+    for name in STEP_FUNCTIONS:
+        function = getattr(steps, name)
+
+        def timed(*args: Any, _function: Any = function, _name: str = name) -> Any:
+            started = time.perf_counter()
+            try:
+                return _function(*args)
+            finally:
+                timings[_name].append((time.perf_counter() - started) * 1000)
+
+        setattr(steps, name, timed)
+    return timings
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -137,7 +166,9 @@ def main() -> None:
     parser.add_argument("--intents", type=int, default=500)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--step-times", action="store_true", help="also report each step's median duration")
     args = parser.parse_args()
+    step_timings = time_steps() if args.step_times else None
     with tempfile.TemporaryDirectory() as directory:
         settings = Settings(
             database_url=f"sqlite:///{directory}/bench.db",
@@ -149,6 +180,8 @@ def main() -> None:
         try:
             measure_fulfill(server, args.warmup)
             measure_bare(args.warmup)
+            for samples in (step_timings or {}).values():
+                samples.clear()
             fulfill_ms = measure_fulfill(server, args.intents)
             bare_ms = measure_bare(args.intents)
         finally:
@@ -167,6 +200,10 @@ def main() -> None:
     result["ratio_p95"] = round(
         result["approval_to_outcome"]["p95_ms"] / result["bare_dbos_workflow_6_noop_steps"]["p95_ms"], 2
     )
+    if step_timings is not None:
+        result["step_median_ms"] = {
+            name: round(statistics.median(samples), 1) for name, samples in step_timings.items() if samples
+        }
     print(json.dumps(result, indent=2))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
