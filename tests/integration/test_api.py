@@ -326,3 +326,17 @@ def test_bodies_over_the_limit_are_413(shared: Harness) -> None:
 
         streamed = client.post("/intents", content=chunks(), headers={"Content-Type": "application/json"})
         _problem(streamed, 413)
+
+
+def test_readyz_is_503_and_names_the_part_when_the_database_is_down(
+    shared: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import httpx
+
+    def unavailable() -> Any:
+        raise RuntimeError("database down")
+
+    monkeypatch.setattr(shared.db, "read", unavailable)
+    response = httpx.get(f"{shared.url}/readyz")
+    assert response.status_code == 503
+    assert response.json() == {"status": "not ready", "checks": {"database": "unavailable", "workers": "ok"}}

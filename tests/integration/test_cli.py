@@ -105,3 +105,13 @@ def test_serve_never_prints_the_database_password() -> None:
     assert "postgresql+psycopg://user:***@127.0.0.1:1/db" in output  # the banner named the database...
     assert "hunter2" not in output  # ...without its password
     assert result.returncode != 0
+
+
+def test_token_refuses_production_mode(cli: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FULFILL_AUTH_MODE", "production")
+    monkeypatch.setenv("FULFILL_JWKS_URL", "https://idp.example/jwks")
+    monkeypatch.setenv("FULFILL_JWT_ISSUER", "https://idp.example")
+    monkeypatch.setenv("FULFILL_SERVICE_TOKEN_SECRET", "s" * 40)
+    result = cli.invoke(app, ["token", "--tenant", "t1"])
+    assert result.exit_code == 2
+    assert "identity provider" in result.output
