@@ -234,17 +234,13 @@ def approve_intent(rt: Runtime, principal: Principal, action_intent_id: str) -> 
     if is_expired(intent.expires_at_epoch, rt.clock.now()):
         raise Conflict("the intent has expired and can no longer be approved", code="INTENT_EXPIRED")
     with rt.db.write() as conn:
-        approved = intents.transition_approval(
+        approved = _transition(
             conn,
             intent,
             to_status=ApprovalStatus.APPROVED,
             now=rt.clock.now_iso(),
             approved_by=principal.subject,
         )
-        if approved is None:
-            raise Conflict(
-                "the intent changed while it was being approved; read it and retry", code="CONCURRENT_CHANGE"
-            )
         _append_approved(conn, approved, imported=False)
         outbox.enqueue(
             conn,
@@ -270,17 +266,13 @@ def reject_intent(rt: Runtime, principal: Principal, action_intent_id: str) -> A
             f"an intent that is {intent.approval_status.value} cannot be rejected", code="INVALID_TRANSITION"
         )
     with rt.db.write() as conn:
-        rejected = intents.transition_approval(
+        rejected = _transition(
             conn,
             intent,
             to_status=ApprovalStatus.REJECTED,
             now=rt.clock.now_iso(),
             execution_status=ExecutionStatus.CANCELLED,
         )
-        if rejected is None:
-            raise Conflict(
-                "the intent changed while it was being rejected; read it and retry", code="CONCURRENT_CHANGE"
-            )
         _append_decision(conn, rejected, "INTENT_REJECTED", principal.subject)
     return ApprovalChange(action_intent_id=action_intent_id, approval_status=ApprovalStatus.REJECTED)
 
@@ -306,17 +298,13 @@ def cancel_intent(rt: Runtime, principal: Principal, action_intent_id: str) -> A
                 "the intent changed while it was being cancelled; read it and retry", code="CONCURRENT_CHANGE"
             )
         attempt = executions.get_attempt(conn, intent.tenant_id, intent.account_id, action_intent_id)
-        cancelled = intents.transition_approval(
+        cancelled = _transition(
             conn,
             locked,
             to_status=ApprovalStatus.CANCELLED,
             now=now,
             execution_status=None if attempt else ExecutionStatus.CANCELLED,
         )
-        if cancelled is None:
-            raise Conflict(
-                "the intent changed while it was being cancelled; read it and retry", code="CONCURRENT_CHANGE"
-            )
         _append_decision(conn, cancelled, "INTENT_CANCELLED", principal.subject)
         outcome = (
             executions.get_outcome(
@@ -349,6 +337,16 @@ def cancel_intent(rt: Runtime, principal: Principal, action_intent_id: str) -> A
             )
     rt.outbox_wakeup.set()
     return ApprovalChange(action_intent_id=action_intent_id, approval_status=ApprovalStatus.CANCELLED)
+
+
+def _transition(conn: Any, intent: ActionIntentV1, **change: Any) -> ActionIntentV1:
+    """Move the approval status, or 409 when the intent changed since it was read."""
+    moved = intents.transition_approval(conn, intent, **change)
+    if moved is None:
+        raise Conflict(
+            "the intent changed while this request was handled; read it and retry", code="CONCURRENT_CHANGE"
+        )
+    return moved
 
 
 def _append_decision(conn: Any, intent: ActionIntentV1, event_type: str, decided_by: str) -> None:
