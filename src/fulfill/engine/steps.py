@@ -74,11 +74,11 @@ def start_execution(request: ExecutionRequest) -> StartedExecution | DuplicateEx
     rt = current()
     now = rt.clock.now()
     with rt.db.write() as conn:
+        intent = intents.get_intent(conn, request.tenant_id, request.action_intent_id)
         attempt = executions.get_attempt(
             conn, request.tenant_id, request.account_id, request.action_intent_id
         )
         if attempt is None and request.attempt_count == 1:
-            intent = intents.get_intent(conn, request.tenant_id, request.action_intent_id)
             policy = intent.execution_policy if intent else ExecutionPolicy()
             attempt = ExecutionAttempt(
                 tenant_id=request.tenant_id,
@@ -130,12 +130,11 @@ def start_execution(request: ExecutionRequest) -> StartedExecution | DuplicateEx
             requested_by=request.requested_by,
             rerun_reason=request.rerun_reason,
         )
-        _append_started(conn, context)
+        _append_started(conn, context, intent)
     return StartedExecution(context=context)
 
 
-def _append_started(conn: Connection, context: ExecutionContext) -> None:
-    intent = intents.get_intent(conn, context.tenant_id, context.action_intent_id)
+def _append_started(conn: Connection, context: ExecutionContext, intent: ActionIntentV1 | None) -> None:
     common: dict[str, Any] = {
         "timestamp": context.started_at,
         "tenant_id": context.tenant_id,
