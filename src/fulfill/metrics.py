@@ -27,4 +27,13 @@ OUTBOX_DELIVERIES = Counter(
     "fulfill_outbox_deliveries_total", "Outbox delivery attempts.", ["topic", "result"]
 )
 OUTBOX_PENDING = Gauge("fulfill_outbox_pending", "Outbox deliveries waiting to be delivered.")
-RECONCILED = Counter("fulfill_reconciled_attempts_total", "Abandoned attempts finished by the reconciler.")
+RECONCILED = Counter(
+    "fulfill_reconciled_total",
+    "Workflows the reconciler started, resumed or forked, by what it found.",
+    ["kind", "action"],
+)
+COMPENSATIONS = Counter(
+    "fulfill_compensations_total",
+    "Compensation workflows that finished, by result (completed, failed, abandoned).",
+    ["result"],
+)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -79,6 +80,9 @@ class Service:
             "application_version": __version__,
             "log_level": "WARNING",
             "max_executor_threads": max(16, self.settings.worker_concurrency * 2),
+            # A restarted worker recovers the workflows of its own id, and only those: processes
+            # sharing one id would each resume the others' running workflows at start.
+            "executor_id": self.settings.executor_id or f"{socket.gethostname()}:{self.settings.port}",
         }
         if self.settings.is_sqlite:
             _enable_wal(self.settings.system_database_url)

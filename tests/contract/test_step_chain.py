@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import pytest
 from pydantic import BaseModel
+from sqlalchemy import delete
 
 from fulfill.clock import SystemClock
 from fulfill.domain.errors import ErrorClass, ExecutionError
@@ -32,8 +33,11 @@ from fulfill.domain.execution import (
 )
 from fulfill.domain.models import ActionOutcomeV1, ApprovalStatus, ExecutionStatus, GlobalExecutionConfig
 from fulfill.engine import steps
+from fulfill.engine.intake import queued_attempt, request_for
+from fulfill.engine.runtime import current
 from fulfill.gateway.client import McpToolGateway
-from fulfill.store import executions, killswitches
+from fulfill.store import executions, intents, killswitches
+from fulfill.store.tables import action_intents
 from fulfill.tokens import ServiceTokens
 from tests.support.harness import Harness, seed_intent
 
@@ -45,14 +49,20 @@ def through_json(value: BaseModel, model: type[M]) -> M:
     return model.model_validate_json(value.model_dump_json())
 
 
-def start(intent_id: str, workflow_id: str | None = None) -> ExecutionContext:
-    request = ExecutionRequest(
-        action_intent_id=intent_id,
-        tenant_id="t1",
-        account_id="acc-1",
-        workflow_id=workflow_id or f"exec-{intent_id}",
-    )
-    started = steps.start_execution(through_json(request, ExecutionRequest))
+def lock(intent_id: str) -> ExecutionRequest:
+    """Take the execution lock as intake does (a QUEUED attempt row); StartExecution's input."""
+    rt = current()
+    now = rt.clock.now()
+    with rt.db.write() as conn:
+        intent = intents.get_intent(conn, "t1", intent_id)
+        assert intent is not None
+        attempt = queued_attempt(intent, now)
+        assert executions.insert_attempt(conn, attempt, deadline_epoch=now + 300)
+    return through_json(request_for(attempt), ExecutionRequest)
+
+
+def start(intent_id: str) -> ExecutionContext:
+    started = steps.start_execution(lock(intent_id))
     assert isinstance(started, StartedExecution)
     return through_json(started, StartedExecution).context
 
@@ -78,7 +88,7 @@ def record(harness: Harness, draft: OutcomeDraft) -> ActionOutcomeV1:
             e.event_type for e in executions.list_ledger(conn, context.tenant_id, context.action_intent_id)
         ]
     assert attempt is not None
-    assert attempt.status is outcome.status
+    assert attempt.status.value == outcome.status.value
     assert ledger.count("EXECUTION_STARTED") == 1
     assert ledger[-1] == "SIGNAL"
     assert ledger.count("SIGNAL") == 1
@@ -107,7 +117,6 @@ def test_success_path(contract: Harness) -> None:
         "action_intent_id": "ai_c_ok",
         "idempotency_key": call.idempotency_key,
     }
-    call = through_json(steps.recheck_before_invoke(call), ToolCall)
     result = through_json(steps.invoke_tool(call), ToolResult)
     assert result.success
     outcome = record(contract, through_json(outcome_from_tool_result(result), OutcomeDraft))
@@ -116,22 +125,43 @@ def test_success_path(contract: Harness) -> None:
     assert outcome.tool_name == "internal.create_task"
 
 
-def test_start_of_a_foreign_workflow_is_a_duplicate_not_a_failure(contract: Harness) -> None:
+def test_start_of_a_foreign_request_is_a_duplicate_not_a_failure(contract: Harness) -> None:
     seed_intent(contract, "ai_c_dup")
-    start("ai_c_dup")
+    context = start("ai_c_dup")
     request = ExecutionRequest(
-        action_intent_id="ai_c_dup", tenant_id="t1", account_id="acc-1", workflow_id="exec-other"
+        action_intent_id="ai_c_dup",
+        tenant_id="t1",
+        account_id="acc-1",
+        workflow_id="exec-other",
+        attempt_id="attempt_not_the_lock",
     )
     duplicate = through_json(steps.start_execution(request), DuplicateExecution)
-    assert duplicate.existing_workflow_id == "exec-ai_c_dup"
+    assert duplicate.existing_workflow_id == context.workflow_id == "exec-t1/ai_c_dup"
     assert duplicate.existing_status is ExecutionStatus.RUNNING
     assert contract.outcome_rows("ai_c_dup") == 0
 
 
+def test_start_without_a_lock_is_a_duplicate(contract: Harness) -> None:
+    seed_intent(contract, "ai_c_nolock")
+    request = ExecutionRequest(
+        action_intent_id="ai_c_nolock",
+        tenant_id="t1",
+        account_id="acc-1",
+        workflow_id="exec-t1/ai_c_nolock",
+        attempt_id="attempt_never_taken",
+    )
+    duplicate = through_json(steps.start_execution(request), DuplicateExecution)
+    assert duplicate.existing_status is ExecutionStatus.PENDING
+    with contract.db.read() as conn:
+        assert executions.get_attempt(conn, "t1", "acc-1", "ai_c_nolock") is None
+
+
 def test_start_after_a_crash_resumes_the_same_attempt(contract: Harness) -> None:
     seed_intent(contract, "ai_c_resume")
-    first = start("ai_c_resume")
-    assert start("ai_c_resume") == first
+    request = lock("ai_c_resume")
+    first = steps.start_execution(request)
+    assert isinstance(first, StartedExecution)
+    assert steps.start_execution(request) == first  # the replayed step, or a fork of the workflow
 
 
 @pytest.mark.parametrize(
@@ -154,8 +184,11 @@ def test_preflight_stops(
 
 
 def test_preflight_on_a_missing_intent(contract: Harness) -> None:
-    draft = stopped(steps.validate_preflight, start("ai_c_missing"))
-    assert record(contract, draft).error_code == "INTENT_NOT_FOUND"
+    seed_intent(contract, "ai_c_missing")
+    context = start("ai_c_missing")
+    with contract.db.write() as conn:
+        conn.execute(delete(action_intents).where(action_intents.c.action_intent_id == "ai_c_missing"))
+    assert record(contract, stopped(steps.validate_preflight, context)).error_code == "INTENT_NOT_FOUND"
 
 
 def test_preflight_kill_switch(contract: Harness) -> None:
@@ -201,18 +234,38 @@ def _mapped_call(harness: Harness, intent_id: str, **intent_fields: Any) -> Tool
     return through_json(steps.map_action_to_tool(checked), ToolCall)
 
 
-def test_recheck_kill_switch_after_mapping(contract: Harness) -> None:
-    call = _mapped_call(contract, "ai_c_recheck")
+@pytest.mark.parametrize(
+    "switch",
+    [
+        GlobalExecutionConfig(disabled_action_types=["CREATE_INTERNAL_TASK"]),
+        GlobalExecutionConfig(global_stop=True),
+    ],
+)
+def test_invoke_reads_the_kill_switches_before_calling(
+    contract: Harness, switch: GlobalExecutionConfig
+) -> None:
+    intent_id = f"ai_c_recheck_{int(switch.global_stop)}"
+    call = _mapped_call(contract, intent_id)
     with contract.db.write() as conn:
-        killswitches.put_global(
-            conn,
-            GlobalExecutionConfig(disabled_action_types=["CREATE_INTERNAL_TASK"]),
-            now=contract.service.clock.now_iso(),
-        )
-    outcome = record(contract, stopped(steps.recheck_before_invoke, call))
+        killswitches.put_global(conn, switch, now=contract.service.clock.now_iso())
+    outcome = record(contract, stopped(steps.invoke_tool, call))
     assert (outcome.status, outcome.error_code) == (ExecutionStatus.CANCELLED, "KILL_SWITCH_ENABLED")
     assert outcome.tool_name == "internal.create_task"
     assert outcome.idempotency_key == call.idempotency_key
+    assert contract.task_rows(intent_id) == 0
+
+
+def test_invoke_reads_the_cancellation_before_calling(contract: Harness) -> None:
+    call = _mapped_call(contract, "ai_c_cancelled_before_call")
+    with contract.db.write() as conn:
+        intent = intents.get_intent(conn, "t1", "ai_c_cancelled_before_call")
+        assert intent is not None
+        intents.transition_approval(
+            conn, intent, to_status=ApprovalStatus.CANCELLED, now=contract.service.clock.now_iso()
+        )
+    outcome = record(contract, stopped(steps.invoke_tool, call))
+    assert (outcome.status, outcome.error_code) == (ExecutionStatus.CANCELLED, "INTENT_CANCELLED")
+    assert contract.task_rows("ai_c_cancelled_before_call") == 0
 
 
 def test_tool_business_failure(contract: Harness) -> None:

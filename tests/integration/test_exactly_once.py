@@ -61,7 +61,7 @@ def test_events_for_an_executed_intent_never_restart_it_even_when_the_workflow_r
         intent_id = intent["action_intent_id"]
         assert client.post("/events", json=approved_event(intent_id)).status_code == 202
         assert harness.wait_terminal(client, intent_id)["status"] == "SUCCEEDED"
-        DBOS.delete_workflow(f"exec-{intent_id}")
+        DBOS.delete_workflow(f"exec-t1/{intent_id}")
         assert client.post("/events", json=approved_event(intent_id)).status_code == 202
     assert harness.task_rows(intent_id) == 1
     assert harness.outcome_rows(intent_id) == 1

@@ -21,9 +21,12 @@ import httpx
 class Fault:
     """What the proxy does to the next matching ``tools/call``."""
 
-    kind: str  # "status_before" | "status_after" | "hold" | "delay"
+    kind: str  # "status_before" | "status_after" | "hold" | "hold_before" | "delay"
     status: int = 503
     seconds: float = 0.0
+    # Runs when the fault fires, before anything is answered (e.g. to flip a kill switch between
+    # a failed try and its retry).
+    then: Callable[[], None] | None = None
 
 
 @dataclass
@@ -32,6 +35,7 @@ class ProxyState:
     tool_calls_seen: int = 0
     tool_calls_forwarded: int = 0
     forwarded: threading.Event = field(default_factory=threading.Event)
+    held_before: threading.Event = field(default_factory=threading.Event)
     release: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -92,8 +96,15 @@ class FaultyProxy:
             with self.state.lock:
                 self.state.tool_calls_seen += 1
                 fault = self.state.faults.pop(0) if self.state.faults else None
+        if fault is not None and fault.then is not None:
+            fault.then()
         if fault is not None and fault.kind == "status_before":
             self._reply(handler, fault.status, b'{"error":"injected"}', "application/json")
+            return
+        if fault is not None and fault.kind == "hold_before":
+            self.state.held_before.set()  # the request never reaches the gateway
+            self.state.release.wait(timeout=120)
+            self._reply(handler, 503, b'{"error":"dropped"}', "application/json")
             return
         headers = {k: v for k, v in handler.headers.items() if k.lower() not in ("host", "content-length")}
         upstream = self._client.post(self.upstream, content=body, headers=headers)

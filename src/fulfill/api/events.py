@@ -26,7 +26,7 @@ class EventAccepted(BaseModel):
 
 def _accept(rt: Runtime, raw: Any, principal: Principal) -> EventAccepted:
     event = parse_approved_event(raw)
-    result = accept_approved_event(rt, event, caller_tenant_id=principal.tenant_id)
+    result = accept_approved_event(rt, event, caller=principal)
     return EventAccepted(action_intent_id=result.action_intent_id)
 
 

@@ -26,14 +26,24 @@ class _State(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def execution_workflow_id(tenant_id: str, action_intent_id: str, attempt_count: int = 1) -> str:
+    """``exec-{tenant}/{intent}``, ``…-r{n}`` for a rerun. Intent ids are unique per tenant and
+    identifiers never contain ``/``, so the id names one attempt of one tenant's intent."""
+    base = f"exec-{tenant_id}/{action_intent_id}"
+    return base if attempt_count == 1 else f"{base}-r{attempt_count}"
+
+
 class ExecutionRequest(_State):
-    """StartExecution's input, built by intake from an ACTION_APPROVED event or by a rerun."""
+    """StartExecution's input, built when the execution lock (the QUEUED attempt row) is taken:
+    by intake from an ACTION_APPROVED event, by a rerun, or by the reconciler from the row."""
 
     action_intent_id: str
     tenant_id: str
     account_id: str
     workflow_id: str
     attempt_count: int = Field(default=1, ge=1)
+    # The lock this request owns: StartExecution carries on only while the attempt row holds it.
+    attempt_id: str
     approval_source: ApprovalSource | None = None
     auto_executed: bool | None = None
     requested_by: str | None = None
@@ -138,10 +148,12 @@ class CompensationRequest(_State):
     action_intent_id: str
     attempt_count: int = Field(ge=1)
     requested_by: str | None = None
+    # A failed compensation is tried again (with backoff, up to a limit) as a new workflow.
+    try_number: int = Field(default=1, ge=1)
 
     @property
     def workflow_id(self) -> str:
-        return f"compensate-{self.action_intent_id}-a{self.attempt_count}"
+        return f"compensate-{self.tenant_id}/{self.action_intent_id}-a{self.attempt_count}-c{self.try_number}"
 
 
 class CompensationPlan(_State):

@@ -40,7 +40,22 @@ class ExecutionStatus(StrEnum):
 TERMINAL_STATUSES = frozenset(
     {ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED, ExecutionStatus.EXPIRED}
 )
-RERUNNABLE_STATUSES = frozenset({ExecutionStatus.FAILED, ExecutionStatus.CANCELLED})
+
+
+class AttemptStatus(StrEnum):
+    """The execution lock's state. QUEUED: accepted, its workflow not started yet (a client sees
+    PENDING); RUNNING: its workflow holds the lock; then the outcome's terminal status."""
+
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    EXPIRED = "EXPIRED"
+
+
+ACTIVE_ATTEMPT_STATUSES = frozenset({AttemptStatus.QUEUED, AttemptStatus.RUNNING})
+RERUNNABLE_STATUSES = frozenset({AttemptStatus.FAILED, AttemptStatus.CANCELLED})
 
 
 class CompensationStrategy(StrEnum):
@@ -89,8 +104,11 @@ class ExecutionPolicy(_Model):
 
     ``retry_count``: how many times a transient tool failure is retried within one attempt.
     ``timeout_seconds``: the whole attempt's budget, from start to recorded outcome.
-    ``max_attempts``: how many attempts the service may start on its own (it starts one; further
-    attempts are explicit admin reruns, recorded as such).
+    ``max_attempts``: how many attempts the intent may have in all, the first one included. The
+    service starts the first itself (the retries within it are ``retry_count``'s, not attempts);
+    every further attempt is an explicit admin rerun, refused (409 ``MAX_ATTEMPTS_REACHED``) when
+    it would make ``attempt_count`` exceed this. The default 1, what the upstream decision system
+    writes, allows no rerun: an intent that may need one is created with a higher value.
     """
 
     retry_count: int = Field(default=3, ge=0, le=10)
@@ -118,6 +136,8 @@ class ActionIntentV1(_Model):
     account_id: Identifier
     trace_id: str
     registry_version: int = Field(ge=1)
+    # The pinned registry version's risk class, copied at creation; None for intents stored before.
+    risk_class: RiskClass | None = None
     created_at: str
     updated_at: str
 
@@ -138,7 +158,7 @@ class ExecutionAttempt(_Model):
     attempt_count: int = Field(ge=1)
     attempt_id: str
     workflow_id: str
-    status: ExecutionStatus
+    status: AttemptStatus
     idempotency_key: str | None = None
     trace_id: str
     last_error_class: ErrorClass | None = None

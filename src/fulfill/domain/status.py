@@ -11,6 +11,7 @@ from fulfill.domain.models import (
     ActionIntentV1,
     ActionOutcomeV1,
     ApprovalStatus,
+    AttemptStatus,
     ExecutionAttempt,
     ExecutionStatus,
     ExecutionStatusView,
@@ -42,8 +43,11 @@ def derive_status(
     if attempt is not None:
         return ExecutionStatusView(
             action_intent_id=action_intent_id,
-            status=attempt.status,
-            started_at=attempt.started_at,
+            # Queued: accepted and locked, but not started yet.
+            status=ExecutionStatus.PENDING
+            if attempt.status is AttemptStatus.QUEUED
+            else ExecutionStatus(attempt.status.value),
+            started_at=None if attempt.status is AttemptStatus.QUEUED else attempt.started_at,
             completed_at=attempt.completed_at,
             error_class=attempt.last_error_class,
             attempt_count=attempt.attempt_count,

@@ -2,26 +2,41 @@
 
 The event is accepted verbatim in its EventBridge shape (DESIGN §4.2). It is rejected, with an
 audit entry in the ledger, when it is malformed, names an unknown intent, names another tenant or
-account than the stored intent, or when the intent is not approved. Accepting the same event any
-number of times, at once or months apart, starts one execution: the workflow id is derived from
-the intent, and an intent that already has an attempt is not started again.
+account than the stored intent (or an account the caller's token does not grant), or when the
+intent is not approved. Accepting it takes the execution lock: the attempt row, QUEUED, with its
+workflow id, in the same transaction that validated the event. Accepting the same event any number
+of times, at once or months apart, inserts one row and so starts one execution.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import secrets
+import uuid
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from fulfill import metrics
-from fulfill.domain.execution import ExecutionRequest
+from fulfill.domain.execution import ExecutionRequest, execution_workflow_id
 from fulfill.domain.ledger import ledger_entry
-from fulfill.domain.models import ApprovalSource, ApprovalStatus
+from fulfill.domain.models import (
+    ActionIntentV1,
+    ApprovalSource,
+    ApprovalStatus,
+    AttemptStatus,
+    ExecutionAttempt,
+)
+from fulfill.domain.time import iso_from_epoch
 from fulfill.engine.runtime import Runtime
-from fulfill.engine.workflow import start_execution, workflow_id_for
+from fulfill.engine.workflow import start_execution
+from fulfill.logging_setup import describe_failure
 from fulfill.store import executions, intents
+from fulfill.tokens import Principal
+
+log = logging.getLogger(__name__)
 
 EVENT_SOURCE = "cc-native"
 EVENT_DETAIL_TYPE = "ACTION_APPROVED"
@@ -98,25 +113,29 @@ def parse_approved_event(raw: Any) -> ApprovedEventData:
         ) from None
 
 
-def accept_approved_event(
-    rt: Runtime, event: ApprovedEventData, *, caller_tenant_id: str | None
-) -> IntakeResult:
-    """Start the execution of an approved intent, once. ``caller_tenant_id``: the tenant of the
-    token that delivered the event (``None`` for the service's own outbox)."""
+def accept_approved_event(rt: Runtime, event: ApprovedEventData, *, caller: Principal | None) -> IntakeResult:
+    """Take the execution lock of an approved intent and start its workflow, once.
+
+    ``caller``: the token that delivered the event (``None`` for the service's own outbox); the
+    event must name its tenant and an account it may access.
+    """
     try:
-        result = _accept(rt, event, caller_tenant_id)
+        result = _accept(rt, event, caller)
     except EventRejected as rejection:
         metrics.EVENTS.labels("rejected").inc()
-        audit_rejection(rt, event, rejection, caller_tenant_id)
+        audit_rejection(rt, event, rejection, caller.tenant_id if caller else None)
         raise
     metrics.EVENTS.labels("started" if result.started else "duplicate").inc()
     return result
 
 
-def _accept(rt: Runtime, event: ApprovedEventData, caller_tenant_id: str | None) -> IntakeResult:
-    if caller_tenant_id is not None and event.tenant_id != caller_tenant_id:
+def _accept(rt: Runtime, event: ApprovedEventData, caller: Principal | None) -> IntakeResult:
+    if caller is not None and event.tenant_id != caller.tenant_id:
         raise EventRejected("TENANT_MISMATCH", "the event's tenant_id is not the tenant of the caller")
-    with rt.db.read() as conn:
+    if caller is not None and not caller.may_access_account(event.account_id):
+        raise EventRejected("ACCOUNT_NOT_ALLOWED", "the caller's token does not grant access to this account")
+    now = rt.clock.now()
+    with rt.db.write() as conn:
         intent = intents.get_intent(conn, event.tenant_id, event.action_intent_id)
         if intent is None:
             raise EventRejected("INTENT_NOT_FOUND", "no action intent with this id exists for this tenant")
@@ -124,20 +143,66 @@ def _accept(rt: Runtime, event: ApprovedEventData, caller_tenant_id: str | None)
             raise EventRejected("ACCOUNT_MISMATCH", "the event's account_id is not the intent's account")
         if intent.approval_status is not ApprovalStatus.APPROVED:
             raise EventRejected("NOT_APPROVED", f"the intent is {intent.approval_status.value}, not APPROVED")
-        existing = executions.get_attempt(conn, intent.tenant_id, intent.account_id, intent.action_intent_id)
-    if existing is not None:
-        return IntakeResult(action_intent_id=intent.action_intent_id, started=False)
-    start_execution(
-        ExecutionRequest(
-            action_intent_id=intent.action_intent_id,
-            tenant_id=intent.tenant_id,
-            account_id=intent.account_id,
-            workflow_id=workflow_id_for(intent.action_intent_id),
-            approval_source=event.approval_source,
-            auto_executed=event.auto_executed,
+        queued = queued_attempt(intent, now)
+        taken = executions.insert_attempt(
+            conn, queued, deadline_epoch=now + intent.execution_policy.timeout_seconds
         )
+        attempt = (
+            queued
+            if taken
+            else executions.get_attempt(conn, intent.tenant_id, intent.account_id, intent.action_intent_id)
+        )
+    if attempt is None:  # pragma: no cover - the row that won the insert cannot vanish
+        raise RuntimeError("the execution lock disappeared")
+    if taken or attempt.status is AttemptStatus.QUEUED:
+        # The lock is committed: whatever fails from here on, the reconciler finds the QUEUED row
+        # and starts its workflow. A repeated event nudges a QUEUED attempt (the enqueue is
+        # idempotent by workflow id) and never starts a second one.
+        _start_queued(
+            request_for(attempt, approval_source=event.approval_source, auto_executed=event.auto_executed)
+        )
+    return IntakeResult(action_intent_id=intent.action_intent_id, started=taken)
+
+
+def queued_attempt(intent: ActionIntentV1, now: float, attempt_count: int = 1) -> ExecutionAttempt:
+    """A new QUEUED attempt of an intent: its lock, owned by a fresh attempt id."""
+    now_iso = iso_from_epoch(now)
+    return ExecutionAttempt(
+        tenant_id=intent.tenant_id,
+        account_id=intent.account_id,
+        action_intent_id=intent.action_intent_id,
+        attempt_count=attempt_count,
+        attempt_id=f"attempt_{int(now * 1000)}_{secrets.token_hex(4)}",
+        workflow_id=execution_workflow_id(intent.tenant_id, intent.action_intent_id, attempt_count),
+        status=AttemptStatus.QUEUED,
+        trace_id=f"trace-{int(now * 1000)}-{uuid.uuid4()}",
+        started_at=now_iso,
+        updated_at=now_iso,
     )
-    return IntakeResult(action_intent_id=intent.action_intent_id, started=True)
+
+
+def request_for(attempt: ExecutionAttempt, **extra: Any) -> ExecutionRequest:
+    """The workflow input that owns this attempt's lock."""
+    return ExecutionRequest(
+        action_intent_id=attempt.action_intent_id,
+        tenant_id=attempt.tenant_id,
+        account_id=attempt.account_id,
+        workflow_id=attempt.workflow_id,
+        attempt_count=attempt.attempt_count,
+        attempt_id=attempt.attempt_id,
+        **extra,
+    )
+
+
+def _start_queued(request: ExecutionRequest) -> None:
+    try:
+        start_execution(request)
+    except Exception as exc:
+        log.warning(
+            "could not enqueue %s now; the reconciler will start it: %s",
+            request.workflow_id,
+            describe_failure(exc),
+        )
 
 
 def audit_rejection(

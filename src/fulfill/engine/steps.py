@@ -8,9 +8,7 @@ call repeats with the same idempotency key. A step that must end the execution r
 
 from __future__ import annotations
 
-import secrets
 import time
-import uuid
 from typing import Any
 
 from sqlalchemy import Connection
@@ -41,7 +39,7 @@ from fulfill.domain.models import (
     ActionIntentV1,
     ActionOutcomeV1,
     ApprovalStatus,
-    ExecutionAttempt,
+    AttemptStatus,
     ExecutionPolicy,
     ExecutionStatus,
 )
@@ -65,11 +63,14 @@ class RetryableToolFailure(Exception):
 
 
 def start_execution(request: ExecutionRequest) -> StartedExecution | DuplicateExecution:
-    """Take the execution lock (the attempt row) and write EXECUTION_STARTED.
+    """Move this request's QUEUED attempt to RUNNING (its budget starts now) and write
+    EXECUTION_STARTED.
 
-    The lock belongs to one workflow id. This workflow re-running the step after a crash finds its
-    own RUNNING attempt and carries on; anything else (a late duplicate, a finished attempt) is a
-    duplicate and ends as a no-op: it is never recorded as a failure.
+    The lock (the attempt row) was taken when the execution was accepted, and belongs to one
+    attempt id. This workflow re-running the step after a crash, or a fork of it made by the
+    reconciler, finds its own RUNNING attempt and carries on; anything else (a late duplicate, a
+    finished attempt, a newer attempt) is a duplicate and ends as a no-op: it is never recorded as
+    a failure.
     """
     rt = current()
     now = rt.clock.now()
@@ -78,42 +79,36 @@ def start_execution(request: ExecutionRequest) -> StartedExecution | DuplicateEx
         attempt = executions.get_attempt(
             conn, request.tenant_id, request.account_id, request.action_intent_id
         )
-        if attempt is None and request.attempt_count == 1:
+        if (
+            attempt is not None
+            and attempt.attempt_id == request.attempt_id
+            and attempt.status is AttemptStatus.QUEUED
+        ):
             policy = intent.execution_policy if intent else ExecutionPolicy()
-            attempt = ExecutionAttempt(
-                tenant_id=request.tenant_id,
-                account_id=request.account_id,
-                action_intent_id=request.action_intent_id,
-                attempt_count=1,
-                attempt_id=f"attempt_{int(now * 1000)}_{secrets.token_hex(4)}",
-                workflow_id=request.workflow_id,
-                status=ExecutionStatus.RUNNING,
-                trace_id=f"trace-{int(now * 1000)}-{uuid.uuid4()}",
-                started_at=iso_from_epoch(now),
-                updated_at=iso_from_epoch(now),
-            )
-            if executions.insert_attempt(conn, attempt, deadline_epoch=now + policy.timeout_seconds):
+            started_at = iso_from_epoch(now)
+            if executions.begin_attempt(
+                conn, attempt, started_at=started_at, deadline_epoch=now + policy.timeout_seconds
+            ):
                 intents.mark_execution(
                     conn,
                     request.tenant_id,
                     request.action_intent_id,
                     status=ExecutionStatus.RUNNING,
-                    at=attempt.started_at,
+                    at=started_at,
                 )
-            else:
-                attempt = executions.get_attempt(
-                    conn, request.tenant_id, request.account_id, request.action_intent_id
-                )
+            attempt = executions.get_attempt(
+                conn, request.tenant_id, request.account_id, request.action_intent_id
+            )
         if (
             attempt is None
-            or attempt.workflow_id != request.workflow_id
+            or attempt.attempt_id != request.attempt_id
             or attempt.attempt_count != request.attempt_count
-            or attempt.status is not ExecutionStatus.RUNNING
+            or attempt.status is not AttemptStatus.RUNNING
         ):
             return DuplicateExecution(
                 action_intent_id=request.action_intent_id,
                 existing_workflow_id=attempt.workflow_id if attempt else "",
-                existing_status=attempt.status if attempt else ExecutionStatus.PENDING,
+                existing_status=_client_status(attempt.status) if attempt else ExecutionStatus.PENDING,
             )
         context = ExecutionContext(
             action_intent_id=attempt.action_intent_id,
@@ -132,6 +127,10 @@ def start_execution(request: ExecutionRequest) -> StartedExecution | DuplicateEx
         )
         _append_started(conn, context, intent)
     return StartedExecution(context=context)
+
+
+def _client_status(status: AttemptStatus) -> ExecutionStatus:
+    return ExecutionStatus.PENDING if status is AttemptStatus.QUEUED else ExecutionStatus(status.value)
 
 
 def _append_started(conn: Connection, context: ExecutionContext, intent: ActionIntentV1 | None) -> None:
@@ -343,41 +342,20 @@ def map_action_to_tool(checked: PreflightPassed) -> ToolCall:
     )
 
 
-# --- kill-switch re-check -------------------------------------------------------------------
-
-
-def recheck_before_invoke(call: ToolCall) -> ToolCall:
-    """Read the switches (and the intent's cancellation) again, right before the external call."""
-    rt = current()
-    context = call.context
-    _check_budget(context, rt.clock.now(), call=call)
-    decision = read_kill_switches(context.tenant_id, call.action_type)
-    if not decision.allowed:
-        raise _kill_switch_stop(context, decision, call=call)
-    with rt.db.read() as conn:
-        intent = intents.get_intent(conn, context.tenant_id, context.action_intent_id)
-    if intent is None:
-        raise stop_before_tool(
-            context,
-            ExecutionStatus.FAILED,
-            _validation("INTENT_NOT_FOUND", "the action intent does not exist"),
-            call=call,
-        )
-    _check_still_wanted(context, intent, call)
-    return call
-
-
 # --- InvokeTool -----------------------------------------------------------------------------
 
 
 def invoke_tool(call: ToolCall) -> ToolResult:
     """One ``tools/call`` through the gateway, with a timeout below the remaining budget.
 
-    Transient failures raise :class:`RetryableToolFailure` so that the workflow retries this step;
-    business failures come back as an unsuccessful :class:`ToolResult`.
+    Before every try (the first call, each retry, a replay after recovery) it reads the kill
+    switches and the intent's cancellation again, so that a stop arriving between two tries
+    stops the next one. Transient failures raise :class:`RetryableToolFailure` so that the
+    workflow retries this step; business failures come back as an unsuccessful :class:`ToolResult`.
     """
     rt = current()
     remaining = _check_budget(call.context, rt.clock.now(), call=call)
+    _check_before_call(call)
     timeout = min(rt.settings.gateway_call_timeout_seconds, remaining)
     started = time.perf_counter()
     answer = rt.gateway.call_tool(
@@ -405,6 +383,25 @@ def invoke_tool(call: ToolCall) -> ToolResult:
     return ToolResult(
         call=call, success=False, error=error, tool_run_ref=tool_run_ref(call.context, call.tool_name)
     )
+
+
+def _check_before_call(call: ToolCall) -> None:
+    """The switches and the intent's cancellation, read right before the external call."""
+    rt = current()
+    context = call.context
+    decision = read_kill_switches(context.tenant_id, call.action_type)
+    if not decision.allowed:
+        raise _kill_switch_stop(context, decision, call=call)
+    with rt.db.read() as conn:
+        intent = intents.get_intent(conn, context.tenant_id, context.action_intent_id)
+    if intent is None:
+        raise stop_before_tool(
+            context,
+            ExecutionStatus.FAILED,
+            _validation("INTENT_NOT_FOUND", "the action intent does not exist"),
+            call=call,
+        )
+    _check_still_wanted(context, intent, call)
 
 
 # --- RecordOutcome --------------------------------------------------------------------------
@@ -478,7 +475,7 @@ def record_outcome(draft: OutcomeDraft) -> RecordedOutcome:
         executions.append_ledger(conn, signal_entry(signal))
         outbox.enqueue(
             conn,
-            message_id=f"signal:{signal.signalId}",
+            message_id=f"signal:{outcome.tenant_id}/{signal.signalId}",
             topic=SIGNAL_TOPIC,
             tenant_id=outcome.tenant_id,
             payload={

@@ -1,16 +1,19 @@
 """The execution state machine: one durable DBOS workflow per attempt, read top to bottom.
 
-    StartExecution ─▶ ValidatePreflight ─▶ MapActionToTool ─▶ RecheckBeforeInvoke ─▶ InvokeTool
-          │                  │                   │                    │                  │
-          └──── any stop or failure ─────────────┴────────────────────┴──────────────────┤
-                                                                                         ▼
-                                                                RecordOutcome (always, exactly once)
-                                                                         │ cancelled while writing
-                                                                         ▼
-                                                          the compensation workflow (below)
+    (intake: the QUEUED attempt row, the execution lock, is written where ACTION_APPROVED is accepted)
+    StartExecution ─▶ ValidatePreflight ─▶ MapActionToTool ─▶ InvokeTool (kill switches and
+          │                  │                   │             cancellation re-read before every try)
+          └──── any stop or failure ─────────────┴──────────────────────┤
+                                                                        ▼
+                                                   RecordOutcome (always, exactly once)
+                                                                        │ cancelled while writing
+                                                                        ▼
+                                                        the compensation workflow (below)
 
-Workflow id ``exec-{action_intent_id}`` (a rerun: ``exec-{action_intent_id}-r{n}``). DBOS
-checkpoints each step; after a crash the workflow resumes at the first unfinished step.
+Workflow id ``exec-{tenant_id}/{action_intent_id}`` (a rerun: ``…-r{n}``). DBOS checkpoints each
+step; after a crash the workflow resumes at the first unfinished step. A workflow that ends in
+ERROR (e.g. a database outage longer than a step's retries) is forked from its failed step by the
+reconciler, which also starts the workflow of a QUEUED attempt that has none.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from dbos import DBOS, SetWorkflowID, StepOptions
+from dbos import DBOS, Queue, SetWorkflowID, StepOptions
 from dbos import error as dbos_error
 from pydantic import BaseModel
 
@@ -40,10 +43,6 @@ from fulfill.store.db import is_transient_store_error
 
 DUPLICATE_IGNORED = "DUPLICATE_IGNORED"
 EXECUTION_QUEUE = "fulfill-executions"
-
-
-def workflow_id_for(action_intent_id: str, attempt_count: int = 1) -> str:
-    return f"exec-{action_intent_id}" if attempt_count == 1 else f"exec-{action_intent_id}-r{attempt_count}"
 
 
 def _store_step(name: str) -> StepOptions:
@@ -79,7 +78,6 @@ def execute_intent(request: ExecutionRequest) -> str:
     try:
         checked = DBOS.run_step(_store_step("ValidatePreflight"), steps.validate_preflight, context)
         call = DBOS.run_step(_store_step("MapActionToTool"), steps.map_action_to_tool, checked)
-        call = DBOS.run_step(_store_step("RecheckBeforeInvoke"), steps.recheck_before_invoke, call)
         result = DBOS.run_step(_invoke_step(call.retry_count), steps.invoke_tool, call)
         draft = outcome_from_tool_result(result)
     except ExecutionStopped as stop:
@@ -144,11 +142,15 @@ def start_compensation(request: CompensationRequest) -> None:
 
 
 def _enqueue(workflow_id: str, workflow: Callable[[Any], str], argument: BaseModel) -> None:
+    with SetWorkflowID(workflow_id):
+        execution_queue().enqueue(workflow, argument)
+
+
+def execution_queue() -> Queue:
     queue = DBOS.retrieve_queue(EXECUTION_QUEUE)
     if queue is None:
         raise RuntimeError("the execution queue is not registered")
-    with SetWorkflowID(workflow_id):
-        queue.enqueue(workflow, argument)
+    return queue
 
 
 def _draft_after_retries(

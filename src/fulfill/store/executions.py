@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Row, select, update
+from sqlalchemy import Connection, Row, and_, or_, select, update
 
 from fulfill.domain.errors import ErrorClass
 from fulfill.domain.models import (
+    ACTIVE_ATTEMPT_STATUSES,
     ActionOutcomeV1,
+    AttemptStatus,
     CompensationStatus,
     ExecutionAttempt,
     ExecutionSignal,
@@ -23,7 +26,7 @@ from fulfill.store.tables import execution_attempts, execution_outcomes, executi
 
 
 def insert_attempt(conn: Connection, attempt: ExecutionAttempt, *, deadline_epoch: float) -> bool:
-    """Take the execution lock. False when the intent already has an attempt."""
+    """Take the execution lock (a QUEUED row). False when the intent already has an attempt."""
     return insert_ignore(
         conn, execution_attempts, {**attempt.model_dump(mode="json"), "deadline_epoch": deadline_epoch}
     )
@@ -48,6 +51,58 @@ def get_attempt(
     return _attempt_from_row(row) if row else None
 
 
+def _this_attempt(attempt: ExecutionAttempt) -> list[Any]:
+    return [
+        execution_attempts.c.tenant_id == attempt.tenant_id,
+        execution_attempts.c.account_id == attempt.account_id,
+        execution_attempts.c.action_intent_id == attempt.action_intent_id,
+        execution_attempts.c.attempt_id == attempt.attempt_id,
+    ]
+
+
+def begin_attempt(
+    conn: Connection, attempt: ExecutionAttempt, *, started_at: str, deadline_epoch: float
+) -> bool:
+    """QUEUED → RUNNING for this attempt: its budget starts now. False when it was not QUEUED."""
+    result = conn.execute(
+        update(execution_attempts)
+        .where(*_this_attempt(attempt), execution_attempts.c.status == AttemptStatus.QUEUED.value)
+        .values(
+            status=AttemptStatus.RUNNING.value,
+            started_at=started_at,
+            updated_at=started_at,
+            deadline_epoch=deadline_epoch,
+        )
+    )
+    return result.rowcount == 1
+
+
+def move_attempt(conn: Connection, attempt: ExecutionAttempt, *, workflow_id: str, now: str) -> bool:
+    """Hand a still active attempt to another workflow (a fork or a restart by the reconciler)."""
+    result = conn.execute(
+        update(execution_attempts)
+        .where(
+            *_this_attempt(attempt),
+            execution_attempts.c.workflow_id == attempt.workflow_id,
+            execution_attempts.c.status.in_([status.value for status in ACTIVE_ATTEMPT_STATUSES]),
+        )
+        .values(workflow_id=workflow_id, updated_at=now)
+    )
+    return result.rowcount == 1
+
+
+def touch_attempt(conn: Connection, attempt: ExecutionAttempt, *, now: str) -> None:
+    """Note that the reconciler looked at (and acted on) an active attempt."""
+    conn.execute(
+        update(execution_attempts)
+        .where(
+            *_this_attempt(attempt),
+            execution_attempts.c.status.in_([status.value for status in ACTIVE_ATTEMPT_STATUSES]),
+        )
+        .values(updated_at=now)
+    )
+
+
 def finish_attempt(
     conn: Connection,
     *,
@@ -60,7 +115,7 @@ def finish_attempt(
     idempotency_key: str | None,
     completed_at: str,
 ) -> bool:
-    """RUNNING → terminal, for this attempt only. False when it was not RUNNING any more."""
+    """QUEUED/RUNNING → terminal, for this attempt only. False when it had already ended."""
     result = conn.execute(
         update(execution_attempts)
         .where(
@@ -68,7 +123,7 @@ def finish_attempt(
             execution_attempts.c.account_id == account_id,
             execution_attempts.c.action_intent_id == action_intent_id,
             execution_attempts.c.attempt_count == attempt_count,
-            execution_attempts.c.status == ExecutionStatus.RUNNING.value,
+            execution_attempts.c.status.in_([status.value for status in ACTIVE_ATTEMPT_STATUSES]),
         )
         .values(
             status=status.value,
@@ -84,7 +139,7 @@ def finish_attempt(
 def start_rerun(
     conn: Connection, *, previous: ExecutionAttempt, rerun: ExecutionAttempt, deadline_epoch: float
 ) -> bool:
-    """Terminal attempt → the next attempt, RUNNING; only if nobody changed it meanwhile."""
+    """Terminal attempt → the next attempt, QUEUED; only if nobody changed it meanwhile."""
     values = rerun.model_dump(mode="json", exclude={"tenant_id", "account_id", "action_intent_id"})
     result = conn.execute(
         update(execution_attempts)
@@ -100,18 +155,21 @@ def start_rerun(
     return result.rowcount == 1
 
 
-def running_attempts_past_deadline(
-    conn: Connection, now_epoch: float, limit: int = 100
-) -> list[ExecutionAttempt]:
+def active_attempts_unchanged_since(
+    conn: Connection, updated_before: str, limit: int = 100
+) -> list[tuple[ExecutionAttempt, float]]:
+    """QUEUED and RUNNING attempts whose last change is older than ``updated_before``, oldest
+    first, with their deadlines: what the reconciler checks."""
     rows = conn.execute(
         select(execution_attempts)
         .where(
-            execution_attempts.c.status == ExecutionStatus.RUNNING.value,
-            execution_attempts.c.deadline_epoch < now_epoch,
+            execution_attempts.c.status.in_([status.value for status in ACTIVE_ATTEMPT_STATUSES]),
+            execution_attempts.c.updated_at < updated_before,
         )
+        .order_by(execution_attempts.c.updated_at)
         .limit(limit)
     ).all()
-    return [_attempt_from_row(row) for row in rows]
+    return [(_attempt_from_row(row), float(row.deadline_epoch)) for row in rows]
 
 
 def get_deadline(conn: Connection, attempt: ExecutionAttempt) -> float:
@@ -158,22 +216,84 @@ def get_outcome(
     return ActionOutcomeV1.model_validate(row.document) if row else None
 
 
+def _this_outcome(outcome: ActionOutcomeV1) -> list[Any]:
+    return [
+        execution_outcomes.c.tenant_id == outcome.tenant_id,
+        execution_outcomes.c.account_id == outcome.account_id,
+        execution_outcomes.c.action_intent_id == outcome.action_intent_id,
+        execution_outcomes.c.attempt_count == outcome.attempt_count,
+    ]
+
+
 def set_compensation(
-    conn: Connection, outcome: ActionOutcomeV1, status: CompensationStatus, *, error: str | None
+    conn: Connection,
+    outcome: ActionOutcomeV1,
+    status: CompensationStatus,
+    *,
+    error: str | None,
+    now_epoch: float,
+    tries: int | None = None,
+    workflow_id: str | None = None,
+    retry_at_epoch: float | None = None,
 ) -> ActionOutcomeV1:
-    """Update the compensation fields: the only part of an outcome that changes after it is written."""
+    """Update the compensation fields: the only part of an outcome that changes after it is written.
+
+    ``tries`` and ``workflow_id`` name the compensation workflow now in charge (kept when None);
+    ``retry_at_epoch`` is when a FAILED compensation is tried again (None: not again).
+    """
     updated = outcome.model_copy(update={"compensation_status": status, "compensation_error": error})
-    conn.execute(
-        update(execution_outcomes)
-        .where(
-            execution_outcomes.c.tenant_id == outcome.tenant_id,
-            execution_outcomes.c.account_id == outcome.account_id,
-            execution_outcomes.c.action_intent_id == outcome.action_intent_id,
-            execution_outcomes.c.attempt_count == outcome.attempt_count,
-        )
-        .values(document=updated.model_dump(mode="json"))
-    )
+    values: dict[str, Any] = {
+        "document": updated.model_dump(mode="json"),
+        "compensation_status": status.value,
+        "compensation_retry_epoch": retry_at_epoch,
+        "compensation_updated_epoch": now_epoch,
+    }
+    if tries is not None:
+        values["compensation_tries"] = tries
+    if workflow_id is not None:
+        values["compensation_workflow_id"] = workflow_id
+    conn.execute(update(execution_outcomes).where(*_this_outcome(outcome)).values(**values))
     return updated
+
+
+@dataclass(frozen=True)
+class CompensationState:
+    outcome: ActionOutcomeV1
+    tries: int
+    workflow_id: str | None
+
+
+def compensations_to_check(
+    conn: Connection, *, now_epoch: float, unchanged_before_epoch: float, limit: int = 100
+) -> list[CompensationState]:
+    """FAILED compensations due for another try, and PENDING ones run by a workflow that has not
+    changed them since ``unchanged_before_epoch`` (the reconciler checks that workflow)."""
+    o = execution_outcomes
+    rows = conn.execute(
+        select(o.c.document, o.c.compensation_tries, o.c.compensation_workflow_id)
+        .where(
+            or_(
+                and_(
+                    o.c.compensation_status == CompensationStatus.FAILED.value,
+                    o.c.compensation_retry_epoch <= now_epoch,
+                ),
+                and_(
+                    o.c.compensation_status == CompensationStatus.PENDING.value,
+                    o.c.compensation_workflow_id.is_not(None),
+                    o.c.compensation_updated_epoch < unchanged_before_epoch,
+                ),
+            )
+        )
+        .limit(limit)
+    ).all()
+    return [
+        CompensationState(
+            outcome=ActionOutcomeV1.model_validate(row.document),
+            tries=int(row.compensation_tries),
+            workflow_id=row.compensation_workflow_id,
+        )
+        for row in rows
+    ]
 
 
 # --- ledger ---------------------------------------------------------------------------------

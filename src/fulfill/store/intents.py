@@ -59,14 +59,6 @@ def get_request_hash(conn: Connection, tenant_id: str, action_intent_id: str) ->
     ).scalar_one_or_none()
 
 
-def intent_id_taken(conn: Connection, action_intent_id: str) -> bool:
-    """Whether any tenant already uses this id (ids are unique service-wide)."""
-    found = conn.execute(
-        select(action_intents.c.tenant_id).where(action_intents.c.action_intent_id == action_intent_id)
-    ).first()
-    return found is not None
-
-
 def transition_approval(
     conn: Connection,
     intent: ActionIntentV1,
