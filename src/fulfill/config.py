@@ -35,7 +35,9 @@ class Settings(BaseSettings):
     jwks_cache_seconds: float = Field(default=300.0, gt=0)
     # HS256 secret of the engine's own gateway:invoke tokens; empty = jwt_secret (dev mode only).
     service_token_secret: str = ""
-    service_token_ttl_seconds: int = Field(default=300, ge=60, le=3600)
+    # Lifetime of one service token; each is minted for one tool call (longer when the call's
+    # timeout is longer).
+    service_token_ttl_seconds: int = Field(default=60, ge=10, le=3600)
 
     # Kill switch that needs no database: FULFILL_GLOBAL_EXECUTION_STOP=true stops every execution.
     global_execution_stop: bool = False

@@ -4,8 +4,10 @@ Two kinds of token reach :class:`TokenVerifier`:
 
 * **Service tokens**: the engine's own ``gateway:invoke`` tokens (:func:`mint_service_token`),
   HS256 with ``FULFILL_SERVICE_TOKEN_SECRET`` (or ``FULFILL_JWT_SECRET`` when that is empty, dev
-  mode only), issuer ``fulfill-service``. Accepted in both modes, and only ever for the
-  ``gateway:invoke`` scope.
+  mode only), issuer ``fulfill-service``. Each is minted for one tool call and bound to its
+  trusted arguments (``tenant_id``, ``account_id``, ``action_intent_id``, ``idempotency_key``,
+  all required claims). Accepted in both modes, only ever for the ``gateway:invoke`` scope, and
+  the only tokens the gateway accepts (:meth:`TokenVerifier.verify_service`).
 * **User tokens**. Dev mode (``FULFILL_AUTH_MODE=dev``): HS256 with ``FULFILL_JWT_SECRET``, issuer
   ``FULFILL_JWT_ISSUER`` (``fulfill-dev``) and audience ``FULFILL_JWT_AUDIENCE`` (``fulfill``).
   Production mode: RS256 or ES256 from an identity provider, verified with the keys published at
@@ -20,9 +22,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,9 +34,14 @@ from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, EllipticCurv
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from fulfill.config import SERVICE_TOKEN_ISSUER, Settings
+from fulfill.domain.mapping import TRUSTED_ARGUMENTS
 
 GATEWAY_SCOPE = "gateway:invoke"
 SERVICE_SUBJECT = "fulfill-engine"
+# A service token is bound to exactly these arguments of the one tool call it was minted for.
+SERVICE_BINDING_CLAIMS = TRUSTED_ARGUMENTS
+# A service token outlives its call's timeout by this much (the call's requests arrive within it).
+SERVICE_TOKEN_MARGIN_SECONDS = 5
 ASYMMETRIC_ALGORITHMS = ("RS256", "ES256")
 # A JWKS refresh forced by an unknown ``kid`` happens at most once per this many seconds (it stops
 # tokens with made-up key ids from turning into a stream of requests to the identity provider).
@@ -113,11 +121,24 @@ class TokenVerifier:
             raise TokenError("token algorithm not accepted")
         return self._verify_dev_token(token)  # refuses it: the dev key only verifies HS256
 
+    def verify_service(self, token: str) -> Principal:
+        """Only the engine's own service tokens: what the gateway accepts. User tokens, whatever
+        their scopes, are refused."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except (jwt.PyJWTError, ValueError, TypeError) as exc:
+            raise TokenError("token invalid") from exc
+        if header.get("alg") != "HS256" or _unverified_issuer(token) != SERVICE_TOKEN_ISSUER:
+            raise TokenError("a service token is required")
+        return self._verify_service_token(token)
+
     def _verify_dev_token(self, token: str) -> Principal:
         return principal_from_claims(_decode(token, self._secret, ["HS256"], self._issuer, self._audience))
 
     def _verify_service_token(self, token: str) -> Principal:
         claims = _decode(token, self._service_secret, ["HS256"], SERVICE_TOKEN_ISSUER, self._audience)
+        if any(not isinstance(claims.get(name), str) or not claims[name] for name in SERVICE_BINDING_CLAIMS):
+            raise TokenError("token binding claims missing")
         principal = principal_from_claims(claims)
         # A service token can call the gateway and nothing else, whatever scopes it carries.
         return Principal(
@@ -287,13 +308,24 @@ def mint_token(
 
 
 def mint_service_token(
-    settings: Settings, *, tenant_id: str, ttl_seconds: int | None = None, now: float | None = None
+    settings: Settings,
+    *,
+    tenant_id: str,
+    account_id: str,
+    action_intent_id: str,
+    idempotency_key: str,
+    ttl_seconds: int | None = None,
+    now: float | None = None,
 ) -> str:
-    """The engine's ``gateway:invoke`` token for one tenant (issuer ``fulfill-service``)."""
+    """The engine's ``gateway:invoke`` token for one tool call (issuer ``fulfill-service``), bound
+    to that call's trusted arguments."""
     issued = int(now if now is not None else time.time())
     claims: dict[str, Any] = {
         "sub": SERVICE_SUBJECT,
         "tenant_id": tenant_id,
+        "account_id": account_id,
+        "action_intent_id": action_intent_id,
+        "idempotency_key": idempotency_key,
         "scope": GATEWAY_SCOPE,
         "iss": SERVICE_TOKEN_ISSUER,
         "aud": settings.jwt_audience,
@@ -303,21 +335,40 @@ def mint_service_token(
     return jwt.encode(claims, service_token_secret(settings), algorithm="HS256")
 
 
+def binding_of(arguments: Mapping[str, Any]) -> dict[str, str]:
+    """The trusted arguments of a tool call, which its service token is bound to.
+
+    Raises :class:`TokenError` naming the ones that are missing (never their values)."""
+    missing = [
+        name
+        for name in SERVICE_BINDING_CLAIMS
+        if not isinstance(arguments.get(name), str) or not arguments[name]
+    ]
+    if missing:
+        raise TokenError(f"the tool call lacks its trusted argument(s): {', '.join(missing)}")
+    return {name: str(arguments[name]) for name in SERVICE_BINDING_CLAIMS}
+
+
 class ServiceTokens:
-    """The engine's own ``gateway:invoke`` tokens, one per tenant, cached until shortly before expiry."""
+    """Mints the engine's service tokens, one per tool call.
+
+    Nothing is cached: each token is bound to one call's trusted arguments, and minting an HS256
+    token costs microseconds.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._ttl = settings.service_token_ttl_seconds
-        self._cache: dict[str, tuple[str, float]] = {}
-        self._lock = threading.Lock()
 
-    def token_for(self, tenant_id: str) -> str:
-        now = time.time()
-        with self._lock:
-            cached = self._cache.get(tenant_id)
-            if cached and cached[1] - 30 > now:
-                return cached[0]
-            token = mint_service_token(self._settings, tenant_id=tenant_id, ttl_seconds=self._ttl, now=now)
-            self._cache[tenant_id] = (token, now + self._ttl)
-            return token
+    def token_for_call(self, arguments: Mapping[str, Any], *, timeout_seconds: float = 0.0) -> str:
+        """A token for the call with these arguments; it lives at least as long as the call may."""
+        ttl = max(self._ttl, math.ceil(timeout_seconds) + SERVICE_TOKEN_MARGIN_SECONDS)
+        binding = binding_of(arguments)
+        return mint_service_token(
+            self._settings,
+            tenant_id=binding["tenant_id"],
+            account_id=binding["account_id"],
+            action_intent_id=binding["action_intent_id"],
+            idempotency_key=binding["idempotency_key"],
+            ttl_seconds=ttl,
+        )

@@ -102,7 +102,14 @@ def test_production_mode_end_to_end(tmp_path: Path) -> None:
         )
 
         # The engine's service token reaches the gateway, but opens no API route.
-        service_token = ServiceTokens(harness.settings).token_for("t1")
+        service_token = ServiceTokens(harness.settings).token_for_call(
+            {
+                "tenant_id": "t1",
+                "account_id": "acc-1",
+                "action_intent_id": "ai_1",
+                "idempotency_key": "k" * 64,
+            }
+        )
         forbidden = get(service_token)
         assert forbidden.status_code == 403, forbidden.text
         assert forbidden.json()["code"] == "MISSING_SCOPE"

@@ -130,3 +130,7 @@ def test_uses_dev_secret() -> None:
     assert Settings().uses_dev_secret is True
     assert Settings(jwt_secret=DEV_JWT_SECRET).uses_dev_secret is True
     assert Settings(jwt_secret="unit-secret-0123456789abcdef0123456789").uses_dev_secret is False
+
+
+def test_service_tokens_are_short_lived_by_default() -> None:
+    assert Settings().service_token_ttl_seconds == 60

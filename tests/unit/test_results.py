@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 from mcp.types import CallToolResult, TextContent
 
+from fulfill.connectors.base import tool_failure
 from fulfill.domain.errors import ErrorClass
 from fulfill.domain.models import ExternalObjectRef
 from fulfill.gateway.results import outcome_from_call_result
@@ -251,3 +252,79 @@ def test_blank_error_message_falls_back_to_the_text() -> None:
     assert outcome.error is not None
     assert outcome.error.error_message == "upstream throttled the request"
     assert outcome.error.error_class is ErrorClass.RATE_LIMIT
+
+
+# ---------------------------------------------------------------- tool errors as fulfill's tools answer them
+
+
+@pytest.mark.parametrize(
+    ("error_class", "code"),
+    [
+        (ErrorClass.VALIDATION, "VALIDATION_FAILED"),
+        (ErrorClass.AUTH, "TOKEN_BINDING_MISMATCH"),
+        (ErrorClass.DOWNSTREAM, "STORE_UNAVAILABLE"),
+        (ErrorClass.RATE_LIMIT, "SLOW_DOWN"),
+    ],
+)
+def test_a_tool_failure_round_trips_with_its_classification(error_class: ErrorClass, code: str) -> None:
+    result = tool_failure(error_class, code, "what went wrong")
+    # What a client validates against the tool's output schema is absent; the details are text.
+    assert result.is_error is True
+    assert result.structured_content is None
+    assert json.loads(result.content[0].text) == {
+        "success": False,
+        "error_code": code,
+        "error_class": error_class.value,
+        "error_message": "what went wrong",
+    }
+    outcome = outcome_from_call_result(result)
+    assert outcome.success is False
+    assert outcome.error is not None
+    assert (outcome.error.error_class, outcome.error.error_code) == (error_class, code)
+    assert outcome.error.error_message == "what went wrong"
+
+
+def test_a_tool_failure_survives_the_wire() -> None:
+    wire = tool_failure(ErrorClass.DOWNSTREAM, "STORE_UNAVAILABLE", "try again").model_dump(
+        mode="json", by_alias=True, exclude_none=True
+    )
+    assert "structuredContent" not in wire
+    outcome = outcome_from_call_result(CallToolResult.model_validate(wire))
+    assert outcome.error is not None
+    assert outcome.error.error_class is ErrorClass.DOWNSTREAM
+    assert outcome.error.retryable
+
+
+def test_is_error_with_schema_valid_structured_content_reads_the_error_from_the_text() -> None:
+    """A server that must send structured content on errors sends something its schema accepts; the
+    classification is then in the text, and the failure must not turn into a success."""
+    text = json.dumps({"error_code": "CRM_QUOTA", "error_class": "RATE_LIMIT", "error_message": "slow down"})
+    outcome = outcome_from_call_result(
+        call(text=text, structured={"external_object_refs": [REF]}, is_error=True)
+    )
+    assert outcome.success is False
+    assert outcome.external_object_refs == []
+    assert outcome.error is not None
+    assert (outcome.error.error_class, outcome.error.error_code) == (ErrorClass.RATE_LIMIT, "CRM_QUOTA")
+    assert outcome.error.error_message == "slow down"
+
+
+def test_is_error_json_text_in_an_envelope_is_unwrapped() -> None:
+    inner = json.dumps(
+        {"error_code": "VALIDATION_FAILED", "error_class": "VALIDATION", "error_message": "no"}
+    )
+    outcome = outcome_from_call_result(call(text=envelope(inner), is_error=True))
+    assert outcome.error is not None
+    assert (outcome.error.error_class, outcome.error.error_code) == (
+        ErrorClass.VALIDATION,
+        "VALIDATION_FAILED",
+    )
+
+
+def test_is_error_with_plain_text_that_is_not_json_is_classified_from_the_text() -> None:
+    outcome = outcome_from_call_result(
+        call(text="Error executing tool x: 503 Service Unavailable", is_error=True)
+    )
+    assert outcome.error is not None
+    assert outcome.error.error_code == "TOOL_ERROR"
+    assert outcome.error.error_class is ErrorClass.DOWNSTREAM

@@ -590,76 +590,151 @@ def test_cached_keys_keep_working_while_a_refresh_fails(
     assert jwks.requests == 2
 
 
-# --- service tokens --------------------------------------------------------------------------------
+# --- service tokens ------------------------------------------------------------------------------
+
+BINDING = {
+    "tenant_id": "t1",
+    "account_id": "acc-1",
+    "action_intent_id": "ai_1",
+    "idempotency_key": "k" * 64,
+}
+
+
+def service_token(settings: Settings, **overrides: Any) -> str:
+    return mint_service_token(settings, **{**BINDING, **overrides})
 
 
 def test_service_tokens_verify_in_production(
     settings: Settings, verifier: TokenVerifier, jwks: JwksServer
 ) -> None:
-    token = ServiceTokens(settings).token_for("t1")
+    token = ServiceTokens(settings).token_for_call({**BINDING, "title": "x"})
     header = jwt.get_unverified_header(token)
     assert header["alg"] == "HS256"
-    principal = verifier.verify(token)
-    assert principal.subject == "fulfill-engine"
-    assert principal.tenant_id == "t1"
-    assert principal.scopes == frozenset({GATEWAY_SCOPE})
-    assert principal.claims["iss"] == "fulfill-service"
-    assert principal.claims["aud"] == AUDIENCE
-    assert principal.claims["exp"] - principal.claims["iat"] == settings.service_token_ttl_seconds
+    for principal in (verifier.verify(token), verifier.verify_service(token)):
+        assert principal.subject == "fulfill-engine"
+        assert principal.tenant_id == "t1"
+        assert principal.scopes == frozenset({GATEWAY_SCOPE})
+        assert principal.claims["iss"] == "fulfill-service"
+        assert principal.claims["aud"] == AUDIENCE
+        assert principal.claims["exp"] - principal.claims["iat"] == settings.service_token_ttl_seconds
+        assert {name: principal.claims[name] for name in BINDING} == BINDING
     assert jwks.requests == 0  # service tokens never need the identity provider
 
 
-def test_service_tokens_are_cached_per_tenant(settings: Settings) -> None:
+def test_service_tokens_are_minted_per_call_and_bound_to_it(settings: Settings) -> None:
     service = ServiceTokens(settings)
-    assert service.token_for("t1") == service.token_for("t1")
-    assert service.token_for("t1") != service.token_for("t2")
+    first = jwt.decode(service.token_for_call(BINDING), options={"verify_signature": False})
+    other = jwt.decode(
+        service.token_for_call({**BINDING, "idempotency_key": "j" * 64}), options={"verify_signature": False}
+    )
+    assert {name: first[name] for name in BINDING} == BINDING
+    assert other["idempotency_key"] == "j" * 64
+    assert "title" not in jwt.decode(
+        service.token_for_call({**BINDING, "title": "not a claim"}), options={"verify_signature": False}
+    )
+
+
+def test_a_service_token_outlives_its_calls_timeout(settings: Settings) -> None:
+    claims = jwt.decode(
+        ServiceTokens(settings).token_for_call(BINDING, timeout_seconds=500.2),
+        options={"verify_signature": False},
+    )
+    assert claims["exp"] - claims["iat"] == 501 + tokens.SERVICE_TOKEN_MARGIN_SECONDS
+
+
+@pytest.mark.parametrize("missing", list(BINDING))
+def test_a_call_without_its_trusted_arguments_gets_no_token(settings: Settings, missing: str) -> None:
+    for arguments in ({k: v for k, v in BINDING.items() if k != missing}, {**BINDING, missing: ""}):
+        with pytest.raises(TokenError, match=f"trusted argument\\(s\\): {missing}$"):
+            ServiceTokens(settings).token_for_call(arguments)
+
+
+@pytest.mark.parametrize("missing", list(BINDING))
+def test_service_tokens_without_their_binding_claims_rejected(verifier: TokenVerifier, missing: str) -> None:
+    claims = {**user_claims(iss="fulfill-service", scope=GATEWAY_SCOPE), **BINDING}
+    del claims[missing]
+    token = jwt.encode(claims, SERVICE_SECRET, algorithm="HS256")
+    for verify in (verifier.verify, verifier.verify_service):
+        with pytest.raises(TokenError, match=r"^token binding claims missing$"):
+            verify(token)
+
+
+def test_verify_service_refuses_user_tokens(jwks: JwksServer, rsa1: SigningKey) -> None:
+    settings = production_settings(jwks.url)
+    verifier = TokenVerifier(settings)
+    admin = rsa1.sign(user_claims(scope=f"admin platform:admin {GATEWAY_SCOPE}", **BINDING))
+    assert verifier.verify(admin).has_scope(GATEWAY_SCOPE)  # a valid user token...
+    with pytest.raises(TokenError, match=r"^a service token is required$"):
+        verifier.verify_service(admin)  # ...is no service token
+    dev = dev_settings()
+    dev_token = tokens.mint_token(dev, tenant_id="t1", scopes=[GATEWAY_SCOPE, "admin"])
+    with pytest.raises(TokenError, match=r"^a service token is required$"):
+        TokenVerifier(dev).verify_service(dev_token)
+    with pytest.raises(TokenError, match=r"^token invalid$"):
+        TokenVerifier(dev).verify_service("garbage")
 
 
 def test_service_token_with_wrong_secret_rejected(verifier: TokenVerifier, settings: Settings) -> None:
-    forged = mint_service_token(
-        settings.model_copy(update={"service_token_secret": "w" * 40}), tenant_id="t1"
-    )
+    forged = service_token(settings.model_copy(update={"service_token_secret": "w" * 40}))
     with pytest.raises(TokenError, match=r"^token invalid$"):
         verifier.verify(forged)
-    # The dev secret is not the service secret in production either.
     with pytest.raises(TokenError, match=r"^token invalid$"):
-        verifier.verify(jwt.encode(user_claims(iss="fulfill-service"), DEV_SECRET, algorithm="HS256"))
+        verifier.verify_service(forged)
+    # The user-token secret is not the service secret (in production, or in dev mode once set).
+    signed_with_user_secret = jwt.encode(
+        {**user_claims(iss="fulfill-service", scope=GATEWAY_SCOPE), **BINDING}, DEV_SECRET, algorithm="HS256"
+    )
+    with pytest.raises(TokenError, match=r"^token invalid$"):
+        verifier.verify(signed_with_user_secret)
+    separate = dev_settings(service_token_secret=SERVICE_SECRET)
+    with pytest.raises(TokenError, match=r"^token invalid$"):
+        TokenVerifier(separate).verify_service(signed_with_user_secret)
 
 
 def test_service_token_checks_audience_and_expiry(verifier: TokenVerifier, settings: Settings) -> None:
-    expired = mint_service_token(settings, tenant_id="t1", ttl_seconds=60, now=time.time() - 3600)
+    expired = service_token(settings, ttl_seconds=60, now=time.time() - 3600)
     with pytest.raises(TokenError, match=r"^token expired$"):
-        verifier.verify(expired)
-    other_audience = mint_service_token(settings.model_copy(update={"jwt_audience": "x"}), tenant_id="t1")
+        verifier.verify_service(expired)
+    # No leeway for service tokens: the engine mints them for the call it makes right away.
+    just_expired = service_token(settings, ttl_seconds=60, now=time.time() - 65)
+    with pytest.raises(TokenError, match=r"^token expired$"):
+        verifier.verify_service(just_expired)
+    other_audience = service_token(settings.model_copy(update={"jwt_audience": "x"}))
     with pytest.raises(TokenError, match=r"^token audience not accepted$"):
-        verifier.verify(other_audience)
+        verifier.verify_service(other_audience)
 
 
 def test_service_tokens_only_ever_carry_the_gateway_scope(verifier: TokenVerifier) -> None:
     token = jwt.encode(
-        user_claims(iss="fulfill-service", scope=f"admin intents:write {GATEWAY_SCOPE}"),
+        {
+            **user_claims(iss="fulfill-service", scope=f"admin platform:admin intents:write {GATEWAY_SCOPE}"),
+            **BINDING,
+        },
         SERVICE_SECRET,
         algorithm="HS256",
     )
     assert verifier.verify(token).scopes == frozenset({GATEWAY_SCOPE})
+    assert verifier.verify_service(token).scopes == frozenset({GATEWAY_SCOPE})
 
 
 def test_idp_token_claiming_the_service_issuer_rejected(verifier: TokenVerifier, rsa1: SigningKey) -> None:
     with pytest.raises(TokenError, match=r"^token issuer not accepted$"):
         verifier.verify(rsa1.sign(user_claims(iss="fulfill-service")))
+    with pytest.raises(TokenError, match=r"^a service token is required$"):
+        verifier.verify_service(rsa1.sign({**user_claims(iss="fulfill-service"), **BINDING}))
 
 
 def test_service_tokens_in_dev_mode_use_the_jwt_secret() -> None:
     settings = dev_settings()
-    token = ServiceTokens(settings).token_for("t1")
+    token = ServiceTokens(settings).token_for_call(BINDING)
     assert jwt.decode(token, DEV_SECRET, algorithms=["HS256"], audience="fulfill")["iss"] == "fulfill-service"
-    principal = TokenVerifier(settings).verify(token)
+    principal = TokenVerifier(settings).verify_service(token)
     assert principal.scopes == frozenset({GATEWAY_SCOPE})
     separate = dev_settings(service_token_secret=SERVICE_SECRET)
-    token = ServiceTokens(separate).token_for("t1")
-    assert TokenVerifier(separate).verify(token).subject == "fulfill-engine"
+    token = ServiceTokens(separate).token_for_call(BINDING)
+    assert TokenVerifier(separate).verify_service(token).subject == "fulfill-engine"
     with pytest.raises(TokenError, match=r"^token invalid$"):
-        TokenVerifier(settings).verify(token)
+        TokenVerifier(settings).verify_service(token)
 
 
 # --- settings ------------------------------------------------------------------------------------

@@ -38,14 +38,16 @@ def tool_success(refs: list[ExternalObjectRef], **extra: Any) -> CallToolResult:
 
 
 def tool_failure(error_class: ErrorClass, error_code: str, error_message: str) -> CallToolResult:
+    """A tool error: ``isError`` with the classification as JSON text, and no structured content.
+
+    Structured content is what a tool's output schema describes (the success shape); clients
+    validate it even on errors (the TypeScript SDK and MCP Inspector fail the whole call when it
+    does not match), so an error carries its details where every client reads them: the text.
+    """
     payload = {
         "success": False,
         "error_code": error_code,
         "error_class": error_class.value,
         "error_message": error_message,
     }
-    return CallToolResult(
-        content=[TextContent(type="text", text=json.dumps(payload))],
-        structured_content=payload,
-        is_error=True,
-    )
+    return CallToolResult(content=[TextContent(type="text", text=json.dumps(payload))], is_error=True)

@@ -1,8 +1,10 @@
 """InvokeTool's MCP client: ``tools/call`` over Streamable HTTP to the gateway.
 
 One background event loop owns one HTTP connection pool, shared by every call from every worker
-thread; service tokens are cached per tenant. Each call has its own timeout (below the step's
-budget). Failures come back classified, never raised: the engine decides what to retry.
+thread. Each call gets its own service token, minted from the call's trusted arguments
+(``tenant_id``, ``account_id``, ``action_intent_id``, ``idempotency_key``), so the gateway can
+check that the call is the one the engine meant to make. Each call has its own timeout (below the
+step's budget). Failures come back classified, never raised: the engine decides what to retry.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from fulfill.domain.errors import ErrorClass, ExecutionError, classify
 from fulfill.domain.ports import ToolCallOutcome
 from fulfill.gateway.results import outcome_from_call_result
 from fulfill.logging_setup import describe_failure
-from fulfill.tokens import ServiceTokens
+from fulfill.tokens import ServiceTokens, TokenError
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +42,18 @@ class McpToolGateway:
     def call_tool(
         self, *, tenant_id: str, tool_name: str, arguments: dict[str, Any], timeout_seconds: float
     ) -> ToolCallOutcome:
+        """One ``tools/call``. ``arguments`` carry the trusted bindings (``with_trusted_arguments``);
+        the call's service token is bound to them."""
+        if arguments.get("tenant_id") != tenant_id:
+            return _transport_failure(
+                ErrorClass.AUTH, "TOKEN_BINDING_MISMATCH", "the tool call's tenant_id is not its tenant"
+            )
+        try:
+            token = self._tokens.token_for_call(arguments, timeout_seconds=timeout_seconds)
+        except TokenError as exc:
+            return _transport_failure(ErrorClass.VALIDATION, "TOOL_BINDING_MISSING", str(exc))
         future = asyncio.run_coroutine_threadsafe(
-            self._call(tenant_id, tool_name, arguments, timeout_seconds), self._loop
+            self._call(token, tool_name, arguments, timeout_seconds), self._loop
         )
         return future.result(timeout=timeout_seconds + 5)
 
@@ -50,25 +62,25 @@ class McpToolGateway:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
 
-    def _client(self, tenant_id: str, timeout_seconds: float, statuses: list[int]) -> Client:
+    def _client(self, token: str, timeout_seconds: float, statuses: list[int]) -> Client:
         async def remember_status(response: httpx2.Response) -> None:
             statuses.append(response.status_code)
 
         http = httpx2.AsyncClient(
             transport=self._transport,
-            headers={"Authorization": f"Bearer {self._tokens.token_for(tenant_id)}"},
+            headers={"Authorization": f"Bearer {token}"},
             timeout=httpx2.Timeout(timeout_seconds),
             event_hooks={"response": [remember_status]},
         )
         return Client(streamable_http_client(self._url, http_client=http, terminate_on_close=False))
 
     async def _call(
-        self, tenant_id: str, tool_name: str, arguments: dict[str, Any], timeout_seconds: float
+        self, token: str, tool_name: str, arguments: dict[str, Any], timeout_seconds: float
     ) -> ToolCallOutcome:
         statuses: list[int] = []
         try:
             with anyio.fail_after(timeout_seconds):
-                async with self._client(tenant_id, timeout_seconds, statuses) as mcp:
+                async with self._client(token, timeout_seconds, statuses) as mcp:
                     result = await mcp.call_tool(tool_name, arguments)
         except TimeoutError:
             return _transport_failure(

@@ -3,6 +3,8 @@
 Nested envelopes (a JSON text that itself holds ``result.content[].text``) are unwrapped to the
 innermost payload *before* success is decided, so a failure can never hide inside a success
 (reference spec §13 item 12). A classification the tool declares itself is kept (item 13).
+A tool error's details are read from its structured content when that describes the error, and
+otherwise from its JSON text, which is where fulfill's own tools put them.
 """
 
 from __future__ import annotations
@@ -19,14 +21,16 @@ from fulfill.domain.ports import ToolCallOutcome
 
 _REFS = TypeAdapter(list[ExternalObjectRef])
 _MAX_MESSAGE = 500
+_ERROR_KEYS = ("error_code", "error_class", "error_message", "error", "code", "message")
 
 
 def outcome_from_call_result(result: CallToolResult) -> ToolCallOutcome:
     text = _first_text(result)
-    payload = result.structured_content if result.structured_content is not None else _json_object(text)
-    payload = _unwrap(payload)
+    from_text = _unwrap(_json_object(text))
+    structured = _unwrap(result.structured_content) if result.structured_content is not None else None
+    payload = structured if structured is not None else from_text
     if result.is_error or (payload is not None and payload.get("success") is False):
-        return ToolCallOutcome(success=False, error=_error_from(payload, text))
+        return ToolCallOutcome(success=False, error=_error_from(_error_details(structured, from_text), text))
     if payload is None:
         return _invalid("the tool answered without a JSON result")
     try:
@@ -79,6 +83,19 @@ def _unwrap(payload: dict[str, Any] | None) -> dict[str, Any] | None:
             nested = {**nested, "success": False}
         payload = nested
     return payload
+
+
+def _error_details(
+    structured: dict[str, Any] | None, from_text: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """Where a failure's details are: structured content when it describes the error, else the JSON
+    text. Tool errors usually carry no structured content (a tool's output schema describes its
+    success), or structured content that fits that schema, and put their classification in the text.
+    """
+    for candidate in (structured, from_text):
+        if candidate is not None and any(key in candidate for key in _ERROR_KEYS):
+            return candidate
+    return structured if structured is not None else from_text
 
 
 def _error_from(payload: dict[str, Any] | None, text: str | None) -> ExecutionError:

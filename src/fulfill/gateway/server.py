@@ -1,12 +1,15 @@
 """The MCP tool gateway: an ``MCPServer`` served over Streamable HTTP at ``/mcp``.
 
-Every request needs a bearer token with scope ``gateway:invoke``. Before a ``tools/call``
-reaches a connector, the gateway checks, and answers with a structured tool error
-(``{error_code, error_class, error_message}``) when a check fails:
+Only the engine calls it: every request needs one of the engine's service tokens (issuer
+``fulfill-service``, scope ``gateway:invoke``); user tokens are refused (401) whatever their
+scopes. Before a ``tools/call`` reaches a connector, the gateway checks, and answers with a tool
+error (``isError``, a JSON text ``{error_code, error_class, error_message}``) when a check fails:
 
 * the tool exists;
 * the arguments satisfy the tool's input schema (the message names fields, never echoes values);
-* the ``tenant_id`` argument is the tenant of the token (tenant binding at the gateway).
+* the arguments ``tenant_id``, ``account_id``, ``action_intent_id`` and ``idempotency_key`` are
+  the ones the token was minted for (the token binding; the message names the fields that differ,
+  never their values).
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import anyio
 import jsonschema
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
@@ -26,19 +28,22 @@ from starlette.applications import Starlette
 
 from fulfill.connectors.base import ConnectorTool, tool_failure
 from fulfill.domain.errors import ErrorClass
-from fulfill.tokens import GATEWAY_SCOPE, TokenError, TokenVerifier
+from fulfill.tokens import GATEWAY_SCOPE, SERVICE_BINDING_CLAIMS, TokenError, TokenVerifier
 
 
 class GatewayTokenVerifier:
-    """Adapts fulfill's JWT verification to the MCP SDK's ``TokenVerifier`` protocol."""
+    """Adapts fulfill's service-token verification to the MCP SDK's ``TokenVerifier`` protocol.
+
+    Only service tokens pass; anything else (a user token, an expired or forged token, a service
+    token without its binding claims) is ``None``, which the SDK answers with 401.
+    """
 
     def __init__(self, verifier: TokenVerifier) -> None:
         self._verifier = verifier
 
     async def verify_token(self, token: str) -> AccessToken | None:
         try:
-            # verify() may fetch signing keys over the network: keep it off the event loop.
-            principal = await anyio.to_thread.run_sync(self._verifier.verify, token)
+            principal = self._verifier.verify_service(token)  # HS256 only: no network, no blocking
         except TokenError:
             return None
         expires = principal.claims.get("exp")
@@ -84,13 +89,25 @@ class ToolCallGuard:
             return tool_failure(
                 ErrorClass.VALIDATION, "INVALID_TOOL_ARGUMENTS", "; ".join(sorted(problems)[:10])
             )
-        token = get_access_token()
-        token_tenant = (token.claims or {}).get("tenant_id") if token else None
-        if "tenant_id" in arguments and arguments["tenant_id"] != token_tenant:
+        mismatched = _binding_mismatches(arguments)
+        if mismatched:
             return tool_failure(
-                ErrorClass.AUTH, "TENANT_MISMATCH", "the tool call's tenant is not the tenant of the token"
+                ErrorClass.AUTH,
+                "TOKEN_BINDING_MISMATCH",
+                f"the tool call's {', '.join(mismatched)} differ(s) from what its token was issued for",
             )
         return await call_next(ctx)
+
+
+def _binding_mismatches(arguments: Mapping[str, Any]) -> list[str]:
+    """The trusted arguments that are not the ones the call's service token is bound to."""
+    token = get_access_token()
+    claims = (token.claims or {}) if token else {}
+    return [
+        name
+        for name in SERVICE_BINDING_CLAIMS
+        if not isinstance(claims.get(name), str) or arguments.get(name) != claims[name]
+    ]
 
 
 def _describe(error: jsonschema.ValidationError) -> str:
@@ -110,7 +127,10 @@ def _describe(error: jsonschema.ValidationError) -> str:
 def build_gateway(verifier: TokenVerifier, tools: list[ConnectorTool], *, public_url: str) -> MCPServer:
     server: MCPServer = MCPServer(
         "fulfill-gateway",
-        instructions="Executes approved actions. Every call is bound to the tenant of its token.",
+        instructions=(
+            "Executes approved actions for the fulfill engine. Every call is bound to the tenant, "
+            "account, intent and idempotency key of its service token."
+        ),
         token_verifier=GatewayTokenVerifier(verifier),
         auth=AuthSettings(issuer_url=public_url, resource_server_url=None, required_scopes=[GATEWAY_SCOPE]),
         log_level="WARNING",
