@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     jwt_audience: str = "fulfill"
     jwks_url: str = ""
     jwks_cache_seconds: float = Field(default=300.0, gt=0)
+    # Clock skew tolerated on the exp, nbf and iat of user tokens.
+    jwt_leeway_seconds: float = Field(default=30.0, ge=0, le=300)
     # HS256 secret of the engine's own gateway:invoke tokens; empty = jwt_secret (dev mode only).
     service_token_secret: str = ""
     # Lifetime of one service token; each is minted for one tool call (longer when the call's

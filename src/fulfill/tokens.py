@@ -12,7 +12,8 @@ Two kinds of token reach :class:`TokenVerifier`:
   ``FULFILL_JWT_ISSUER`` (``fulfill-dev``) and audience ``FULFILL_JWT_AUDIENCE`` (``fulfill``).
   Production mode: RS256 or ES256 from an identity provider, verified with the keys published at
   ``FULFILL_JWKS_URL``; HS256 user tokens are refused. Dev mode also accepts RS256/ES256 tokens
-  when ``FULFILL_JWKS_URL`` is set.
+  when ``FULFILL_JWKS_URL`` is set. ``exp``, ``nbf`` and ``iat`` are checked with
+  ``FULFILL_JWT_LEEWAY_SECONDS`` of tolerance for clock skew.
 
 Claims: ``sub``, ``tenant_id`` (or ``custom:tenant_id``), optional ``account_ids``, ``scope``
 (space-separated), ``iss``, ``aud``, ``exp``.
@@ -90,6 +91,7 @@ class TokenVerifier:
         self._service_secret = service_token_secret(settings)
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
+        self._leeway = settings.jwt_leeway_seconds
         self._jwks_url = settings.jwks_url
         self._jwks_lifespan = settings.jwks_cache_seconds
         self._jwks_cooldown = jwks_refresh_cooldown_seconds
@@ -133,9 +135,11 @@ class TokenVerifier:
         return self._verify_service_token(token)
 
     def _verify_dev_token(self, token: str) -> Principal:
-        return principal_from_claims(_decode(token, self._secret, ["HS256"], self._issuer, self._audience))
+        claims = _decode(token, self._secret, ["HS256"], self._issuer, self._audience, leeway=self._leeway)
+        return principal_from_claims(claims)
 
     def _verify_service_token(self, token: str) -> Principal:
+        # No leeway: the engine mints these for the call it is about to make.
         claims = _decode(token, self._service_secret, ["HS256"], SERVICE_TOKEN_ISSUER, self._audience)
         if any(not isinstance(claims.get(name), str) or not claims[name] for name in SERVICE_BINDING_CLAIMS):
             raise TokenError("token binding claims missing")
@@ -155,7 +159,9 @@ class TokenVerifier:
         signing_key = self._signing_key(kid)
         if not _key_fits_algorithm(signing_key, alg):
             raise TokenError("token algorithm not accepted")
-        claims = _decode(token, signing_key, list(ASYMMETRIC_ALGORITHMS), self._issuer, self._audience)
+        claims = _decode(
+            token, signing_key, list(ASYMMETRIC_ALGORITHMS), self._issuer, self._audience, leeway=self._leeway
+        )
         return principal_from_claims(claims)
 
     def _signing_key(self, kid: str) -> jwt.PyJWK:
@@ -224,7 +230,13 @@ def _key_fits_algorithm(key: jwt.PyJWK, alg: str) -> bool:
 
 
 def _decode(
-    token: str, key: str | jwt.PyJWK, algorithms: list[str], issuer: str, audience: str
+    token: str,
+    key: str | jwt.PyJWK,
+    algorithms: list[str],
+    issuer: str,
+    audience: str,
+    *,
+    leeway: float = 0.0,
 ) -> dict[str, Any]:
     try:
         claims: dict[str, Any] = jwt.decode(
@@ -233,10 +245,13 @@ def _decode(
             algorithms=algorithms,
             issuer=issuer,
             audience=audience,
+            leeway=leeway,
             options={"require": _REQUIRED_CLAIMS},
         )
     except jwt.ExpiredSignatureError as exc:
         raise TokenError("token expired") from exc
+    except jwt.ImmatureSignatureError as exc:
+        raise TokenError("token not yet valid") from exc
     except jwt.InvalidIssuerError as exc:
         raise TokenError("token issuer not accepted") from exc
     except jwt.InvalidAudienceError as exc:

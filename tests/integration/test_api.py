@@ -60,7 +60,7 @@ def test_expired_wrong_issuer_wrong_audience_and_unsigned_tokens_are_401(shared:
 
     base = {"sub": "u", "tenant_id": "t1", "scope": "executions:read", "iss": "fulfill-dev", "aud": "fulfill"}
     tokens = {
-        "expired": jwt.encode({**base, "exp": int(time.time()) - 10}, TEST_SECRET, algorithm="HS256"),
+        "expired": jwt.encode({**base, "exp": int(time.time()) - 120}, TEST_SECRET, algorithm="HS256"),
         "issuer": jwt.encode(
             {**base, "iss": "evil", "exp": int(time.time()) + 60}, TEST_SECRET, algorithm="HS256"
         ),

@@ -136,7 +136,7 @@ def _bearer(token: str) -> dict[str, str]:
 
 BAD_TOKENS = {
     "none": None,
-    "expired": {"exp": -10},
+    "expired": {"exp": -120},  # beyond FULFILL_JWT_LEEWAY_SECONDS
     "wrong issuer": {"iss": "someone-else"},
     "wrong audience": {"aud": "another-api"},
     "bad signature": {"secret": "not-the-secret-not-the-secret-xx"},

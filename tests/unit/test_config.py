@@ -132,5 +132,20 @@ def test_uses_dev_secret() -> None:
     assert Settings(jwt_secret="unit-secret-0123456789abcdef0123456789").uses_dev_secret is False
 
 
+def test_jwt_leeway_defaults_to_thirty_seconds_and_is_configurable(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().jwt_leeway_seconds == 30
+    monkeypatch.setenv("FULFILL_JWT_LEEWAY_SECONDS", "0")
+    assert Settings().jwt_leeway_seconds == 0
+    monkeypatch.setenv("FULFILL_JWT_LEEWAY_SECONDS", "12.5")
+    assert Settings().jwt_leeway_seconds == 12.5
+
+
+@pytest.mark.parametrize("value", ["-1", "301", "soon"])
+def test_jwt_leeway_out_of_range_is_rejected(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("FULFILL_JWT_LEEWAY_SECONDS", value)
+    with pytest.raises(ValueError, match="jwt_leeway_seconds"):
+        Settings()
+
+
 def test_service_tokens_are_short_lived_by_default() -> None:
     assert Settings().service_token_ttl_seconds == 60

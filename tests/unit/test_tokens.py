@@ -237,3 +237,42 @@ def test_principal_equality_ignores_claims() -> None:
     one = Principal(subject="s", tenant_id="t1", scopes=frozenset({"x"}), claims={"a": 1})
     two = Principal(subject="s", tenant_id="t1", scopes=frozenset({"x"}), claims={"b": 2})
     assert one == two
+
+
+# --- clock skew: FULFILL_JWT_LEEWAY_SECONDS ------------------------------------------------------
+
+
+def _expired_ago(settings: Settings, seconds: int) -> str:
+    return mint_token(settings, tenant_id="t1", scopes=["s"], ttl_seconds=60, now=time.time() - 60 - seconds)
+
+
+def test_default_leeway_is_thirty_seconds(settings: Settings) -> None:
+    assert settings.jwt_leeway_seconds == 30
+
+
+def test_a_token_expired_ten_seconds_ago_is_accepted_with_the_default_leeway(settings: Settings) -> None:
+    assert TokenVerifier(settings).verify(_expired_ago(settings, 10)).tenant_id == "t1"
+
+
+def test_a_token_expired_forty_seconds_ago_is_refused_with_the_default_leeway(settings: Settings) -> None:
+    with pytest.raises(TokenError, match=r"^token expired$"):
+        TokenVerifier(settings).verify(_expired_ago(settings, 40))
+
+
+def test_leeway_zero_refuses_a_token_expired_ten_seconds_ago(settings: Settings) -> None:
+    strict = settings.model_copy(update={"jwt_leeway_seconds": 0})
+    with pytest.raises(TokenError, match=r"^token expired$"):
+        TokenVerifier(strict).verify(_expired_ago(strict, 10))
+
+
+@pytest.mark.parametrize("claim", ["nbf", "iat"])
+def test_leeway_applies_to_nbf_and_iat(settings: Settings, claim: str) -> None:
+    now = int(time.time())
+    soon = raw_token(settings, **{claim: now + 10})
+    assert TokenVerifier(settings).verify(soon).tenant_id == "t1"
+    later = raw_token(settings, **{claim: now + 40})
+    with pytest.raises(TokenError, match=r"^token not yet valid$"):
+        TokenVerifier(settings).verify(later)
+    strict = settings.model_copy(update={"jwt_leeway_seconds": 0})
+    with pytest.raises(TokenError, match=r"^token not yet valid$"):
+        TokenVerifier(strict).verify(soon)

@@ -590,6 +590,17 @@ def test_cached_keys_keep_working_while_a_refresh_fails(
     assert jwks.requests == 2
 
 
+def test_leeway_applies_to_identity_provider_tokens(jwks: JwksServer, rsa1: SigningKey) -> None:
+    now = int(time.time())
+    ten_seconds_late = rsa1.sign(user_claims(iat=now - 600, exp=now - 10))
+    forty_seconds_late = rsa1.sign(user_claims(iat=now - 600, exp=now - 40))
+    assert TokenVerifier(production_settings(jwks.url)).verify(ten_seconds_late).subject == "user-1"
+    with pytest.raises(TokenError, match=r"^token expired$"):
+        TokenVerifier(production_settings(jwks.url)).verify(forty_seconds_late)
+    with pytest.raises(TokenError, match=r"^token expired$"):
+        TokenVerifier(production_settings(jwks.url, jwt_leeway_seconds=0)).verify(ten_seconds_late)
+
+
 # --- service tokens ------------------------------------------------------------------------------
 
 BINDING = {
