@@ -31,9 +31,7 @@ from fulfill.server import BackgroundServer
 from fulfill.store import executions, intents
 from fulfill.tokens import mint_token
 
-STEPS = (
-    6  # StartExecution, ValidatePreflight, MapActionToTool, RecheckBeforeInvoke, InvokeTool, RecordOutcome
-)
+STEPS = 5  # StartExecution, ValidatePreflight, MapActionToTool, InvokeTool, RecordOutcome
 
 
 @DBOS.step(name="bench.noop")
@@ -134,7 +132,6 @@ STEP_FUNCTIONS = (
     "start_execution",
     "validate_preflight",
     "map_action_to_tool",
-    "recheck_before_invoke",
     "invoke_tool",
     "record_outcome",
 )
