@@ -6,12 +6,43 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import postgres
 from tests.support.harness import Harness, make_settings
 from tests.support.http_doubles import FaultyProxy
 
 os.environ.setdefault("DBOS__DISABLE_TELEMETRY", "true")
 for _name in [name for name in os.environ if name.startswith("FULFILL_")]:
     del os.environ[_name]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "postgres_only: about PostgreSQL itself; skipped on the SQLite pass")
+    config.addinivalue_line(
+        "markers", "sqlite_only(reason): about SQLite itself; skipped on the PostgreSQL pass"
+    )
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    if postgres.enabled():
+        return f"database backend: postgresql ({postgres.ENV} is set)"
+    return f"database backend: sqlite ({postgres.ENV} is not set)"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if not postgres.enabled() and item.get_closest_marker("postgres_only"):
+            item.add_marker(pytest.mark.skip(reason=f"PostgreSQL only (set {postgres.ENV})"))
+        marker = item.get_closest_marker("sqlite_only")
+        if postgres.enabled() and marker is not None:
+            reason = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "SQLite only")
+            item.add_marker(pytest.mark.skip(reason=f"SQLite only: {reason}"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_leftover_databases() -> Iterator[None]:
+    """Databases of services that were never stopped (or settings never used) go at the end."""
+    yield
+    postgres.drop_leftovers()
 
 
 @pytest.fixture

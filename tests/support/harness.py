@@ -1,4 +1,9 @@
-"""A real fulfill service on 127.0.0.1 in this process, with a temporary SQLite database."""
+"""A real fulfill service on 127.0.0.1 in this process, on a temporary database.
+
+The database is a SQLite file in the test's temporary directory, or, when ``TEST_POSTGRES_URL`` is
+set (see ``tests/support/postgres.py``), a fresh PostgreSQL database that is dropped when the
+service stops.
+"""
 
 from __future__ import annotations
 
@@ -16,16 +21,32 @@ from fulfill.service import Service
 from fulfill.store import intents
 from fulfill.store.tables import execution_outcomes, execution_signals, internal_notes, internal_tasks
 from fulfill.tokens import mint_token
+from tests.support import postgres
 from tests.support.http_doubles import wait_for
 
 TEST_SECRET = "test-secret-0123456789abcdef0123456789"
-ALL_SCOPES = ["intents:write", "intents:read", "intents:approve", "events:write", "executions:read", "admin"]
+ALL_SCOPES = [
+    "intents:write",
+    "intents:read",
+    "intents:approve",
+    "events:write",
+    "executions:read",
+    "admin",
+    "platform:admin",
+]
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED"}
+
+
+def fresh_database_url(tmp_path: Path) -> str:
+    """A new, empty database for one service: PostgreSQL on the PostgreSQL pass, else SQLite."""
+    if postgres.enabled():
+        return postgres.create_database()
+    return f"sqlite:///{tmp_path / 'fulfill.db'}"
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
-        "database_url": f"sqlite:///{tmp_path / 'fulfill.db'}",
+        "database_url": overrides.pop("database_url", None) or fresh_database_url(tmp_path),
         "host": "127.0.0.1",
         "port": 0,
         "jwt_secret": TEST_SECRET,
@@ -60,7 +81,12 @@ class Harness:
         return self
 
     def stop(self) -> None:
-        self.server.stop()
+        try:
+            self.server.stop()
+        finally:
+            if postgres.is_postgres_url(self.settings.database_url):
+                self.service.db.dispose()
+                postgres.drop_database(self.settings.database_url)
 
     def token(self, tenant: str = "t1", scopes: list[str] | None = None, **kwargs: Any) -> str:
         return mint_token(self.settings, tenant_id=tenant, scopes=scopes or ALL_SCOPES, **kwargs)

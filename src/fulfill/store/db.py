@@ -69,12 +69,20 @@ def _sqlite_on_begin(conn: Connection) -> None:
 
 
 def insert_ignore(conn: Connection, table: Table, values: dict[str, Any]) -> bool:
-    """Insert a row unless it collides with an existing key; True when this call inserted it."""
+    """Insert a row unless it collides with an existing key; True exactly when this call inserted it.
+
+    The answer comes from ``RETURNING``, not from the row count: psycopg 3 reports a row count of
+    -1 for ``INSERT … ON CONFLICT DO NOTHING`` whether or not a row was inserted. A row comes back
+    only when this statement inserted it. On PostgreSQL a conflicting insert waits for the
+    transaction holding the key to end, so under READ COMMITTED exactly one of two concurrent
+    inserts of one key wins, and the other sees False. (SQLite has RETURNING since 3.35.)
+    """
+    key = next(iter(table.primary_key.columns))
     if conn.dialect.name == "postgresql":
         statement: Any = postgresql.insert(table).values(**values).on_conflict_do_nothing()
     else:
         statement = sqlite.insert(table).values(**values).on_conflict_do_nothing()
-    return bool(conn.execute(statement).rowcount)
+    return conn.execute(statement.returning(key)).first() is not None
 
 
 def is_transient_store_error(exc: BaseException) -> bool:

@@ -1,0 +1,113 @@
+"""The PostgreSQL pass: a fresh, empty database per service when ``TEST_POSTGRES_URL`` is set.
+
+``TEST_POSTGRES_URL`` names a server and a maintenance database the tests may connect to, e.g.
+``postgresql+psycopg://postgres@127.0.0.1:5433/postgres`` (``scripts/test.sh`` starts such a
+server itself). It is not a ``FULFILL_*`` variable on purpose: ``tests/conftest.py`` removes those.
+Unset, every service runs on a SQLite file in the test's temporary directory.
+
+Each database created here is dropped when its service stops (``Harness.stop``) and, whatever is
+left, at the end of the session; a failed drop is tolerated (the server is thrown away anyway).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import make_url
+
+ENV = "TEST_POSTGRES_URL"
+_lock = threading.Lock()
+_counter = itertools.count(1)
+_created: set[str] = set()
+
+
+def server_url() -> str | None:
+    """The maintenance URL of the test server, or None on the SQLite pass."""
+    value = os.environ.get(ENV, "").strip()
+    return value or None
+
+
+def enabled() -> bool:
+    return server_url() is not None
+
+
+def backend_name() -> str:
+    return "postgresql" if enabled() else "sqlite"
+
+
+# ``@postgres_only`` on a test (or ``pytestmark = postgres_only``): it is about PostgreSQL itself
+# (row locks, READ COMMITTED races) and is skipped on the SQLite pass. ``sqlite_only(reason)`` is
+# the opposite, for tests of SQLite specifics that have no PostgreSQL equivalent.
+postgres_only = pytest.mark.postgres_only
+
+
+def sqlite_only(reason: str) -> pytest.MarkDecorator:
+    return pytest.mark.sqlite_only(reason=reason)
+
+
+def _connect(database: str | None = None) -> Any:
+    import psycopg
+
+    url = make_url(server_url() or "")
+    return psycopg.connect(
+        host=url.host or "127.0.0.1",
+        port=url.port or 5432,
+        user=url.username or "postgres",
+        password=url.password,
+        dbname=database or url.database or "postgres",
+        autocommit=True,
+        connect_timeout=10,
+    )
+
+
+def create_database() -> str:
+    """Create an empty database with a unique name; returns its SQLAlchemy URL."""
+    base = server_url()
+    if base is None:
+        raise RuntimeError(f"{ENV} is not set")
+    name = f"fulfill_test_{os.getpid()}_{next(_counter)}_{uuid.uuid4().hex[:8]}"
+    with _connect() as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    with _lock:
+        _created.add(name)
+    return (
+        make_url(base)
+        .set(drivername="postgresql+psycopg", database=name)
+        .render_as_string(hide_password=False)
+    )
+
+
+def drop_database(url: str) -> None:
+    """Drop a database created by :func:`create_database`; failures are ignored."""
+    name = make_url(url).database or ""
+    with _lock:
+        if name not in _created:
+            return
+        _created.discard(name)
+    _drop(name)
+
+
+def _drop(name: str) -> None:
+    try:
+        with _connect() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    except Exception:
+        pass  # best effort: the test server is temporary
+
+
+def drop_leftovers() -> None:
+    """Drop every database this process created and has not dropped yet."""
+    with _lock:
+        names = sorted(_created)
+        _created.clear()
+    for name in names:
+        _drop(name)
+
+
+def is_postgres_url(url: str) -> bool:
+    return make_url(url).get_backend_name() == "postgresql"
