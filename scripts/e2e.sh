@@ -182,7 +182,8 @@ restore_kill_switches() {
   [[ -n "$SAVED_KILL_SWITCHES" ]] || return 0
   local restored
   if restored=$(api PUT /admin/kill-switches 200 "$SAVED_KILL_SWITCHES") &&
-    jqt --argjson saved "$SAVED_KILL_SWITCHES" '. == $saved' <<<"$restored"; then
+    jqt --argjson saved "$SAVED_KILL_SWITCHES" 'with_entries(select(.key | in($saved))) == $saved' \
+      <<<"$restored"; then
     pass "kill switches restored"
   else
     fail "kill switches restored (previous value: $SAVED_KILL_SWITCHES)"

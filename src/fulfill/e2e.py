@@ -242,7 +242,8 @@ class _Run:
         finally:
             try:
                 restored = self.call("PUT", "/admin/kill-switches", 200, saved)
-                self.check(restored == saved, "kill switches restored", restored)
+                shown = {name: restored.get(name) for name in saved}  # without revision, updated_at
+                self.check(shown == saved, "kill switches restored", restored)
             except E2EError as exc:
                 self.check(False, f"kill switches restored: {exc}")
         self.expect_end(status, "CANCELLED", "KILL_SWITCH_ENABLED")

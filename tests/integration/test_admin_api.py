@@ -21,9 +21,14 @@ TASK_V = {
 }
 
 
+def switches(body: dict[str, Any]) -> dict[str, Any]:
+    """The switches of a kill-switch answer, without the write's ``revision`` and ``updated_at``."""
+    return {key: value for key, value in body.items() if key not in ("revision", "updated_at")}
+
+
 def test_kill_switches_round_trip_and_apply_to_the_next_execution(shared: Harness) -> None:
     with shared.client() as client:
-        assert client.get("/admin/kill-switches").json() == {
+        assert switches(client.get("/admin/kill-switches").json()) == {
             "global_stop": False,
             "disabled_action_types": [],
         }
@@ -32,7 +37,12 @@ def test_kill_switches_round_trip_and_apply_to_the_next_execution(shared: Harnes
             json={"global_stop": False, "disabled_action_types": ["CREATE_INTERNAL_NOTE"]},
         )
         assert stored.status_code == 200
-        assert stored.json() == {"global_stop": False, "disabled_action_types": ["CREATE_INTERNAL_NOTE"]}
+        assert switches(stored.json()) == {
+            "global_stop": False,
+            "disabled_action_types": ["CREATE_INTERNAL_NOTE"],
+        }
+        assert stored.json()["revision"] >= 1
+        assert stored.json()["updated_at"]
         note = shared.run_task(client, action_type="CREATE_INTERNAL_NOTE", parameters={"content": "x"})
         assert (note["status"], note["error_code"]) == ("CANCELLED", "KILL_SWITCH_ENABLED")
         client.put("/admin/kill-switches", json={"global_stop": False, "disabled_action_types": []})
@@ -55,12 +65,15 @@ def test_tenant_execution_config_is_per_tenant_and_foreign_tenants_are_404(share
     with shared.client(tenant="t7") as client:
         assert client.get("/admin/tenants/t7/execution").json() == {
             "execution_enabled": True,
+            "revision": 0,  # never written
+            "updated_at": None,
             "disabled_action_types": [],
         }
         stopped = client.put(
             "/admin/tenants/t7/execution", json={"execution_enabled": False, "disabled_action_types": []}
         )
-        assert stopped.json() == {"execution_enabled": False, "disabled_action_types": []}
+        assert switches(stopped.json()) == {"execution_enabled": False, "disabled_action_types": []}
+        assert stopped.json()["revision"] == 1
         assert shared.run_task(client)["status"] == "CANCELLED"
         client.put(
             "/admin/tenants/t7/execution", json={"execution_enabled": True, "disabled_action_types": []}

@@ -1,78 +1,128 @@
-"""Stored kill switches: one global row and one row per tenant. Missing rows mean "enabled"."""
+"""Stored kill switches: one global row and one row per tenant. Missing rows mean "enabled".
+
+A write is one atomic upsert (``INSERT … ON CONFLICT (key) DO UPDATE … RETURNING``) that also
+increments the row's ``revision``: under READ COMMITTED, two concurrent writers are ordered by the
+row lock, the later one wins, and each one returns exactly what it stored, so the value the last
+writer was told is the value that stays. (A delete followed by an insert-if-absent would let the
+second writer's insert find the first writer's new row, keep it, and still report its own.)
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, delete, select
+from typing import Any
+
+from sqlalchemy import Connection, Table, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from fulfill.domain.models import GlobalExecutionConfig, TenantExecutionConfig
-from fulfill.store.db import insert_ignore
 from fulfill.store.tables import global_execution_config, tenant_execution_config
 
 _GLOBAL_ROW = "global"
 
 
-def get_global(conn: Connection) -> GlobalExecutionConfig:
-    row = conn.execute(
-        select(global_execution_config).where(global_execution_config.c.config_id == _GLOBAL_ROW)
-    ).first()
+class StoredGlobalConfig(GlobalExecutionConfig):
+    """The global switches as stored: ``revision`` counts the writes (0 = never written)."""
+
+    revision: int = 0
+
+
+class StoredTenantConfig(TenantExecutionConfig):
+    """A tenant's switches as stored: ``revision`` counts the writes (0 = never written)."""
+
+    revision: int = 0
+
+
+def get_global(conn: Connection, *, for_update: bool = False) -> StoredGlobalConfig:
+    """The global switches; ``for_update`` locks the row for a read-modify-write in this
+    transaction (creating it, with the defaults, when it does not exist yet)."""
+    if for_update:
+        _ensure_row(conn, global_execution_config, {"config_id": _GLOBAL_ROW, "global_stop": False})
+    query = select(global_execution_config).where(global_execution_config.c.config_id == _GLOBAL_ROW)
+    row = conn.execute(query.with_for_update() if for_update else query).first()
     if row is None:
-        return GlobalExecutionConfig()
-    return GlobalExecutionConfig(
+        return StoredGlobalConfig()
+    return StoredGlobalConfig(
+        global_stop=row.global_stop,
+        disabled_action_types=list(row.disabled_action_types),
+        updated_at=row.updated_at or None,
+        revision=row.revision,
+    )
+
+
+def put_global(conn: Connection, config: GlobalExecutionConfig, *, now: str) -> StoredGlobalConfig:
+    """Replace the global switches atomically; returns what was stored, with its revision."""
+    row = _upsert(
+        conn,
+        global_execution_config,
+        key="config_id",
+        values={
+            "config_id": _GLOBAL_ROW,
+            "global_stop": config.global_stop,
+            "disabled_action_types": sorted(set(config.disabled_action_types)),
+            "updated_at": now,
+        },
+    )
+    return StoredGlobalConfig(
         global_stop=row.global_stop,
         disabled_action_types=list(row.disabled_action_types),
         updated_at=row.updated_at,
+        revision=row.revision,
     )
 
 
-def put_global(conn: Connection, config: GlobalExecutionConfig, *, now: str) -> GlobalExecutionConfig:
-    """Replace the global switches; returns what was stored."""
-    config = config.model_copy(
-        update={"disabled_action_types": sorted(set(config.disabled_action_types)), "updated_at": now}
-    )
-    conn.execute(delete(global_execution_config).where(global_execution_config.c.config_id == _GLOBAL_ROW))
-    insert_ignore(
-        conn,
-        global_execution_config,
-        {
-            "config_id": _GLOBAL_ROW,
-            "global_stop": config.global_stop,
-            "disabled_action_types": config.disabled_action_types,
-            "updated_at": now,
-        },
-    )
-    return config
-
-
-def get_tenant(conn: Connection, tenant_id: str) -> TenantExecutionConfig:
-    row = conn.execute(
-        select(tenant_execution_config).where(tenant_execution_config.c.tenant_id == tenant_id)
-    ).first()
+def get_tenant(conn: Connection, tenant_id: str, *, for_update: bool = False) -> StoredTenantConfig:
+    """A tenant's switches; ``for_update`` as in :func:`get_global`."""
+    if for_update:
+        _ensure_row(conn, tenant_execution_config, {"tenant_id": tenant_id, "execution_enabled": True})
+    query = select(tenant_execution_config).where(tenant_execution_config.c.tenant_id == tenant_id)
+    row = conn.execute(query.with_for_update() if for_update else query).first()
     if row is None:
-        return TenantExecutionConfig(tenant_id=tenant_id)
-    return TenantExecutionConfig(
+        return StoredTenantConfig(tenant_id=tenant_id)
+    return StoredTenantConfig(
         tenant_id=tenant_id,
         execution_enabled=row.execution_enabled,
         disabled_action_types=list(row.disabled_action_types),
-        updated_at=row.updated_at,
+        updated_at=row.updated_at or None,
+        revision=row.revision,
     )
 
 
-def put_tenant(conn: Connection, config: TenantExecutionConfig, *, now: str) -> TenantExecutionConfig:
-    """Replace one tenant's switches; returns what was stored."""
-    config = config.model_copy(
-        update={"disabled_action_types": sorted(set(config.disabled_action_types)), "updated_at": now}
-    )
-    conn.execute(
-        delete(tenant_execution_config).where(tenant_execution_config.c.tenant_id == config.tenant_id)
-    )
-    insert_ignore(
+def put_tenant(conn: Connection, config: TenantExecutionConfig, *, now: str) -> StoredTenantConfig:
+    """Replace one tenant's switches atomically; returns what was stored, with its revision."""
+    row = _upsert(
         conn,
         tenant_execution_config,
-        {
+        key="tenant_id",
+        values={
             "tenant_id": config.tenant_id,
             "execution_enabled": config.execution_enabled,
-            "disabled_action_types": config.disabled_action_types,
+            "disabled_action_types": sorted(set(config.disabled_action_types)),
             "updated_at": now,
         },
     )
-    return config
+    return StoredTenantConfig(
+        tenant_id=row.tenant_id,
+        execution_enabled=row.execution_enabled,
+        disabled_action_types=list(row.disabled_action_types),
+        updated_at=row.updated_at,
+        revision=row.revision,
+    )
+
+
+def _dialect_insert(conn: Connection, table: Table) -> Any:
+    return postgresql.insert(table) if conn.dialect.name == "postgresql" else sqlite.insert(table)
+
+
+def _upsert(conn: Connection, table: Table, *, key: str, values: dict[str, Any]) -> Any:
+    statement = _dialect_insert(conn, table).values(**values, revision=1)
+    changes = {name: statement.excluded[name] for name in values if name != key}
+    changes["revision"] = table.c.revision + 1
+    return conn.execute(
+        statement.on_conflict_do_update(index_elements=[table.c[key]], set_=changes).returning(table)
+    ).one()
+
+
+def _ensure_row(conn: Connection, table: Table, values: dict[str, Any]) -> None:
+    """Insert the default row if there is none, leaving an existing row (and its revision) alone."""
+    row = {**values, "disabled_action_types": [], "updated_at": "", "revision": 0}
+    conn.execute(_dialect_insert(conn, table).values(**row).on_conflict_do_nothing())

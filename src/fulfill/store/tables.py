@@ -162,6 +162,7 @@ outbox_deliveries = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_epoch", Float, nullable=False),
     Column("lease_until_epoch", Float),
+    Column("lease_owner", String(64)),  # the relay holding the lease; only it settles the delivery
     Column("last_error", Text),
     Column("delivered_at", TS),
     PrimaryKeyConstraint("message_id", "destination"),
@@ -187,6 +188,7 @@ tenant_execution_config = Table(
     Column("execution_enabled", Boolean, nullable=False),
     Column("disabled_action_types", JSON, nullable=False),
     Column("updated_at", TS, nullable=False),
+    Column("revision", Integer, nullable=False, server_default="0"),  # +1 on every write
 )
 
 global_execution_config = Table(
@@ -196,6 +198,7 @@ global_execution_config = Table(
     Column("global_stop", Boolean, nullable=False),
     Column("disabled_action_types", JSON, nullable=False),
     Column("updated_at", TS, nullable=False),
+    Column("revision", Integer, nullable=False, server_default="0"),  # +1 on every write
 )
 
 internal_tasks = Table(

@@ -15,31 +15,72 @@ from fulfill.usecases.errors import NotFound
 ActionTypes = Annotated[list[ActionType], Field(max_length=200)]
 
 
+_REVISION = Field(
+    default=None,
+    ge=0,
+    description="Set by the service in every answer: how many times these switches were written "
+    "(0 = never). Ignored when sent, so a client may PUT back what it got.",
+)
+_UPDATED_AT = Field(
+    default=None,
+    max_length=64,
+    description="Set by the service in every answer: when these switches were last written "
+    "(null = never). Ignored when sent.",
+)
+
+
 class KillSwitches(BaseModel):
-    """``GET|PUT /admin/kill-switches``: the stored global switches."""
+    """``GET|PUT /admin/kill-switches``: the stored global switches.
+
+    A PUT replaces both switches atomically, and its answer is what was stored by that PUT: of
+    several concurrent PUTs, the one whose answer has the highest ``revision`` is the one that
+    stays.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     global_stop: bool
     disabled_action_types: ActionTypes
+    revision: int | None = _REVISION
+    updated_at: str | None = _UPDATED_AT
 
 
 class TenantExecution(BaseModel):
-    """``GET|PUT /admin/tenants/{tenant_id}/execution``."""
+    """``GET|PUT /admin/tenants/{tenant_id}/execution`` (written like :class:`KillSwitches`)."""
 
     model_config = ConfigDict(extra="forbid")
 
     execution_enabled: bool
     disabled_action_types: ActionTypes
+    revision: int | None = _REVISION
+    updated_at: str | None = _UPDATED_AT
+
+
+def _global_answer(stored: killswitches.StoredGlobalConfig) -> KillSwitches:
+    return KillSwitches(
+        global_stop=stored.global_stop,
+        disabled_action_types=stored.disabled_action_types,
+        revision=stored.revision,
+        updated_at=stored.updated_at,
+    )
+
+
+def _tenant_answer(stored: killswitches.StoredTenantConfig) -> TenantExecution:
+    return TenantExecution(
+        execution_enabled=stored.execution_enabled,
+        disabled_action_types=stored.disabled_action_types,
+        revision=stored.revision,
+        updated_at=stored.updated_at,
+    )
 
 
 def get_kill_switches(rt: Runtime) -> KillSwitches:
     with rt.db.read() as conn:
-        stored = killswitches.get_global(conn)
-    return KillSwitches(global_stop=stored.global_stop, disabled_action_types=stored.disabled_action_types)
+        return _global_answer(killswitches.get_global(conn))
 
 
 def put_kill_switches(rt: Runtime, body: KillSwitches) -> KillSwitches:
+    """Store the switches in the body (its ``revision`` and ``updated_at`` are ignored)."""
     with rt.db.write() as conn:
         stored = killswitches.put_global(
             conn,
@@ -48,7 +89,7 @@ def put_kill_switches(rt: Runtime, body: KillSwitches) -> KillSwitches:
             ),
             now=rt.clock.now_iso(),
         )
-    return KillSwitches(global_stop=stored.global_stop, disabled_action_types=stored.disabled_action_types)
+    return _global_answer(stored)
 
 
 def _own_tenant(principal: Principal, tenant_id: str) -> None:
@@ -59,15 +100,13 @@ def _own_tenant(principal: Principal, tenant_id: str) -> None:
 def get_tenant_execution(rt: Runtime, principal: Principal, tenant_id: str) -> TenantExecution:
     _own_tenant(principal, tenant_id)
     with rt.db.read() as conn:
-        stored = killswitches.get_tenant(conn, tenant_id)
-    return TenantExecution(
-        execution_enabled=stored.execution_enabled, disabled_action_types=stored.disabled_action_types
-    )
+        return _tenant_answer(killswitches.get_tenant(conn, tenant_id))
 
 
 def put_tenant_execution(
     rt: Runtime, principal: Principal, tenant_id: str, body: TenantExecution
 ) -> TenantExecution:
+    """Store the tenant's switches in the body (its ``revision`` and ``updated_at`` are ignored)."""
     _own_tenant(principal, tenant_id)
     with rt.db.write() as conn:
         stored = killswitches.put_tenant(
@@ -79,6 +118,4 @@ def put_tenant_execution(
             ),
             now=rt.clock.now_iso(),
         )
-    return TenantExecution(
-        execution_enabled=stored.execution_enabled, disabled_action_types=stored.disabled_action_types
-    )
+    return _tenant_answer(stored)
