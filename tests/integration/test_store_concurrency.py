@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import Connection, func, select, text
 
 from fulfill.domain.models import GlobalExecutionConfig, TenantExecutionConfig
-from fulfill.store import killswitches
+from fulfill.store import killswitches, outbox
 from fulfill.store.db import Database, insert_ignore
 from fulfill.store.migrate import upgrade_to_head
 from fulfill.store.tables import action_type_registry, outbox_messages
@@ -229,3 +229,39 @@ def test_concurrent_read_modify_writes_under_a_row_lock_lose_nothing(database: D
         stored = killswitches.get_global(conn)
     assert (stored.disabled_action_types, stored.revision) == (["FIRST", "SECOND"], 2)
 
+
+# --- outbox claims -------------------------------------------------------------------------------
+
+
+@postgres.postgres_only
+def test_a_relay_claiming_while_another_holds_rows_skips_them_without_waiting(database: Database) -> None:
+    with database.write() as conn:
+        for index in range(3):
+            outbox.enqueue(
+                conn,
+                message_id=f"m-{index}",
+                topic="T",
+                tenant_id="t1",
+                payload={},
+                destinations=["https://hooks.example/a"],
+                now=NOW,
+                now_epoch=100.0 + index,
+            )
+    finished = threading.Event()
+    claimed: list[outbox.Delivery] = []
+
+    def second_relay() -> None:
+        with database.write() as conn:
+            claimed.extend(outbox.claim_due(conn, now_epoch=200.0, lease_seconds=60, owner="B"))
+        finished.set()
+
+    with database.write() as conn:
+        first = outbox.claim_due(conn, now_epoch=200.0, lease_seconds=60, owner="A", limit=2)
+        thread = threading.Thread(target=second_relay, daemon=True)
+        thread.start()
+        # The first claim is still uncommitted, and its rows are locked: the second relay takes
+        # what is left instead of queueing behind them.
+        assert finished.wait(timeout=10), "the second claim waited for the first one's rows"
+    thread.join(timeout=10)
+    assert [d.message_id for d in first] == ["m-0", "m-1"]
+    assert [d.message_id for d in claimed] == ["m-2"]

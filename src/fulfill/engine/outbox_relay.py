@@ -15,6 +15,7 @@ import hmac
 import json
 import logging
 import threading
+import uuid
 
 import httpx
 
@@ -32,7 +33,7 @@ INTAKE_DESTINATION = "intake"
 ENGINE_DESTINATION = "engine"  # start a workflow: topic EXECUTION_RERUN or COMPENSATION
 RERUN_TOPIC = "EXECUTION_RERUN"
 COMPENSATION_TOPIC = "COMPENSATION"
-LEASE_SECONDS = 60.0
+LEASE_SECONDS = 60.0  # at least; see OutboxRelay.lease_seconds
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -44,6 +45,11 @@ class OutboxRelay:
     def __init__(self, rt: Runtime) -> None:
         self._rt = rt
         self._http = httpx.Client(timeout=rt.settings.webhook_timeout_seconds)
+        # Who holds a lease: one token per relay (a relay delivers one message at a time).
+        self.owner = f"relay-{uuid.uuid4().hex}"
+        # Much longer than one delivery can take (httpx applies the timeout per connect, write and
+        # read), so a delivery never outlives the lease renewed right before it.
+        self.lease_seconds = max(LEASE_SECONDS, 6 * rt.settings.webhook_timeout_seconds)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fulfill-outbox-relay", daemon=True)
 
@@ -67,22 +73,57 @@ class OutboxRelay:
             self._rt.outbox_wakeup.clear()
 
     def deliver_due(self) -> int:
-        """Deliver what is due now; returns how many deliveries were attempted."""
+        """Deliver what is due now; returns how many deliveries were claimed.
+
+        Leases are per delivery: the batch is claimed with one lease, and each delivery's lease is
+        renewed right before it is sent, so one that waited behind slow deliveries past its first
+        lease is sent only if no other relay has taken it over meanwhile. Only the lease owner
+        records the result; a delivery whose lease was lost is left to the relay that holds it
+        (at least once: the receiver deduplicates on ``X-Fulfill-Event-Id``).
+        """
         rt = self._rt
         with rt.db.write() as conn:
-            claimed = outbox.claim_due(conn, now_epoch=rt.clock.now(), lease_seconds=LEASE_SECONDS)
+            claimed = outbox.claim_due(
+                conn, now_epoch=rt.clock.now(), lease_seconds=self.lease_seconds, owner=self.owner
+            )
         for delivery in claimed:
+            if self._stop.is_set():
+                with rt.db.write() as conn:
+                    outbox.release_leases(conn, owner=self.owner)  # the rest waits for the next relay
+                break
+            with rt.db.write() as conn:
+                renewed = outbox.renew_lease(
+                    conn,
+                    delivery,
+                    owner=self.owner,
+                    now_epoch=rt.clock.now(),
+                    lease_seconds=self.lease_seconds,
+                )
+            if not renewed:
+                log.info("outbox delivery %s was taken over by another relay", delivery.message_id)
+                continue
             error = self._deliver(delivery)
             metrics.OUTBOX_DELIVERIES.labels(delivery.topic, "ok" if error is None else "retry").inc()
             with rt.db.write() as conn:
                 if error is None:
-                    outbox.mark_delivered(conn, delivery, now=rt.clock.now_iso())
+                    settled = outbox.mark_delivered(conn, delivery, owner=self.owner, now=rt.clock.now_iso())
                 else:
                     delay = min(
                         rt.settings.outbox_backoff_max_seconds,
                         rt.settings.outbox_backoff_base_seconds * (2**delivery.attempts),
                     )
-                    outbox.mark_failed(conn, delivery, error=error, next_attempt_epoch=rt.clock.now() + delay)
+                    settled = outbox.mark_failed(
+                        conn,
+                        delivery,
+                        owner=self.owner,
+                        error=error,
+                        next_attempt_epoch=rt.clock.now() + delay,
+                    )
+            if not settled:
+                log.warning(
+                    "outbox delivery %s outlived its lease; the relay holding it now delivers it again",
+                    delivery.message_id,
+                )
         with rt.db.read() as conn:
             metrics.OUTBOX_PENDING.set(outbox.pending_count(conn))
         return len(claimed)

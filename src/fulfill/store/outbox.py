@@ -74,24 +74,38 @@ def _due(now_epoch: float) -> Any:
     )
 
 
-def claim_due(conn: Connection, *, now_epoch: float, lease_seconds: float, limit: int = 50) -> list[Delivery]:
-    """Lease due deliveries to this relay so that concurrent relays never send the same one at once."""
-    rows = conn.execute(
+def _this(delivery: Delivery) -> Any:
+    return and_(
+        outbox_deliveries.c.message_id == delivery.message_id,
+        outbox_deliveries.c.destination == delivery.destination,
+    )
+
+
+def claim_due(
+    conn: Connection, *, now_epoch: float, lease_seconds: float, owner: str, limit: int = 50
+) -> list[Delivery]:
+    """Lease due deliveries to ``owner`` (one relay), so that concurrent relays never take the same one.
+
+    On PostgreSQL the due rows are locked with ``FOR UPDATE SKIP LOCKED``: concurrent relays take
+    disjoint sets without waiting for each other. Each lease is also conditional (the row must
+    still be due), so a row another relay leased in the meantime is never taken over. SQLite
+    serialises write transactions, so there the condition alone decides.
+    """
+    query = (
         select(
             outbox_deliveries.c.message_id,
             outbox_deliveries.c.destination,
             outbox_deliveries.c.attempts,
-            outbox_messages.c.topic,
-            outbox_messages.c.tenant_id,
-            outbox_messages.c.payload,
         )
-        .join(outbox_messages, outbox_messages.c.message_id == outbox_deliveries.c.message_id)
         .where(_due(now_epoch))
         .order_by(outbox_deliveries.c.next_attempt_epoch)
         .limit(limit)
-    ).all()
-    claimed: list[Delivery] = []
-    for row in rows:
+    )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    due = conn.execute(query).all()
+    leased: list[Any] = []
+    for row in due:
         result = conn.execute(
             update(outbox_deliveries)
             .where(
@@ -99,40 +113,99 @@ def claim_due(conn: Connection, *, now_epoch: float, lease_seconds: float, limit
                 outbox_deliveries.c.destination == row.destination,
                 _due(now_epoch),
             )
-            .values(lease_until_epoch=now_epoch + lease_seconds)
+            .values(lease_until_epoch=now_epoch + lease_seconds, lease_owner=owner)
         )
         if result.rowcount == 1:
-            claimed.append(
-                Delivery(row.message_id, row.destination, row.topic, row.tenant_id, row.payload, row.attempts)
-            )
-    return claimed
-
-
-def mark_delivered(conn: Connection, delivery: Delivery, *, now: str) -> None:
-    conn.execute(
-        update(outbox_deliveries)
-        .where(
-            outbox_deliveries.c.message_id == delivery.message_id,
-            outbox_deliveries.c.destination == delivery.destination,
+            leased.append(row)
+    if not leased:
+        return []
+    messages = {
+        message.message_id: message
+        for message in conn.execute(
+            select(
+                outbox_messages.c.message_id,
+                outbox_messages.c.topic,
+                outbox_messages.c.tenant_id,
+                outbox_messages.c.payload,
+            ).where(outbox_messages.c.message_id.in_({row.message_id for row in leased}))
+        ).all()
+    }
+    return [
+        Delivery(
+            row.message_id,
+            row.destination,
+            messages[row.message_id].topic,
+            messages[row.message_id].tenant_id,
+            messages[row.message_id].payload,
+            row.attempts,
         )
-        .values(status=DELIVERED, delivered_at=now, attempts=delivery.attempts + 1, lease_until_epoch=None)
-    )
+        for row in leased
+    ]
 
 
-def mark_failed(conn: Connection, delivery: Delivery, *, error: str, next_attempt_epoch: float) -> None:
-    conn.execute(
+def renew_lease(
+    conn: Connection, delivery: Delivery, *, owner: str, now_epoch: float, lease_seconds: float
+) -> bool:
+    """Extend ``owner``'s lease right before a delivery; False when the lease is no longer its own
+    (another relay took the delivery over after the lease ran out, or it was settled)."""
+    result = conn.execute(
         update(outbox_deliveries)
         .where(
-            outbox_deliveries.c.message_id == delivery.message_id,
-            outbox_deliveries.c.destination == delivery.destination,
+            _this(delivery),
+            outbox_deliveries.c.status == PENDING,
+            outbox_deliveries.c.lease_owner == owner,
+        )
+        .values(lease_until_epoch=now_epoch + lease_seconds)
+    )
+    return result.rowcount == 1
+
+
+def mark_delivered(conn: Connection, delivery: Delivery, *, owner: str, now: str) -> bool:
+    """Record an accepted delivery; only while ``owner`` still holds the lease (else False)."""
+    result = conn.execute(
+        update(outbox_deliveries)
+        .where(
+            _this(delivery), outbox_deliveries.c.status == PENDING, outbox_deliveries.c.lease_owner == owner
         )
         .values(
-            attempts=delivery.attempts + 1,
+            status=DELIVERED,
+            delivered_at=now,
+            attempts=outbox_deliveries.c.attempts + 1,
+            lease_until_epoch=None,
+            lease_owner=None,
+        )
+    )
+    return result.rowcount == 1
+
+
+def mark_failed(
+    conn: Connection, delivery: Delivery, *, owner: str, error: str, next_attempt_epoch: float
+) -> bool:
+    """Record a refused delivery and when to try again; only while ``owner`` holds the lease."""
+    result = conn.execute(
+        update(outbox_deliveries)
+        .where(
+            _this(delivery), outbox_deliveries.c.status == PENDING, outbox_deliveries.c.lease_owner == owner
+        )
+        .values(
+            attempts=outbox_deliveries.c.attempts + 1,
             last_error=error[:500],
             next_attempt_epoch=next_attempt_epoch,
             lease_until_epoch=None,
+            lease_owner=None,
         )
     )
+    return result.rowcount == 1
+
+
+def release_leases(conn: Connection, *, owner: str) -> int:
+    """Give back ``owner``'s unsettled leases (a stopping relay), so others need not wait them out."""
+    result = conn.execute(
+        update(outbox_deliveries)
+        .where(outbox_deliveries.c.status == PENDING, outbox_deliveries.c.lease_owner == owner)
+        .values(lease_until_epoch=None, lease_owner=None)
+    )
+    return int(result.rowcount)
 
 
 def pending_count(conn: Connection) -> int:

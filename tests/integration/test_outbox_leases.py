@@ -1,0 +1,140 @@
+"""Several outbox relays on one database (several worker processes) never send one message at the
+same time: each delivery's lease is renewed right before it is sent, and only its owner settles it.
+
+The relays here run on a migrated database without a service (a webhook delivery needs nothing
+else), with a lease of one second, in front of a webhook receiver that takes 0.3 s per message and
+counts deliveries of the same message that overlap. A batch of twelve takes a relay 3.6 s, far
+longer than its first lease, so the other relays keep finding leases that ran out.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fulfill.clock import SystemClock
+from fulfill.engine.outbox_relay import OutboxRelay
+from fulfill.engine.runtime import Runtime
+from fulfill.store import outbox
+from fulfill.store.db import Database
+from fulfill.store.migrate import upgrade_to_head
+from tests.support import postgres
+from tests.support.harness import make_settings
+from tests.support.http_doubles import wait_for
+
+
+class OverlapSink:
+    """A slow webhook receiver that counts deliveries per message and overlapping ones."""
+
+    def __init__(self, seconds: float) -> None:
+        self.received: Counter[str] = Counter()
+        self.overlaps: list[str] = []
+        self._in_flight: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                event_id = self.headers["X-Fulfill-Event-Id"]
+                with sink._lock:
+                    sink.received[event_id] += 1
+                    sink._in_flight[event_id] += 1
+                    if sink._in_flight[event_id] > 1:
+                        sink.overlaps.append(event_id)
+                time.sleep(seconds)
+                with sink._lock:
+                    sink._in_flight[event_id] -= 1
+                self.send_response(204)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+        self._server = Server(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/hook"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def runtime(tmp_path: Path) -> Iterator[Runtime]:
+    settings = make_settings(tmp_path)
+    db = Database(settings.database_url)
+    upgrade_to_head(db)
+    try:
+        yield Runtime(settings=settings, db=db, clock=SystemClock(), gateway=None)  # type: ignore[arg-type]
+    finally:
+        db.dispose()
+        if postgres.is_postgres_url(settings.database_url):
+            postgres.drop_database(settings.database_url)
+
+
+def test_concurrent_relays_never_deliver_one_message_at_the_same_time(runtime: Runtime) -> None:
+    sink = OverlapSink(seconds=0.3)
+    messages = [f"msg-{index:02d}" for index in range(12)]
+    with runtime.db.write() as conn:
+        for message_id in messages:
+            outbox.enqueue(
+                conn,
+                message_id=message_id,
+                topic="SIGNAL_CREATED",
+                tenant_id="t1",
+                payload={"n": message_id},
+                destinations=[sink.url],
+                now=runtime.clock.now_iso(),
+                now_epoch=runtime.clock.now(),
+            )
+    relays = [OutboxRelay(runtime) for _ in range(3)]
+    for relay in relays:
+        relay.lease_seconds = 1.0
+    done = threading.Event()
+
+    def run(relay: OutboxRelay) -> None:
+        while not done.is_set():
+            if not relay.deliver_due():
+                time.sleep(0.02)
+
+    threads = [threading.Thread(target=run, args=(relay,), daemon=True) for relay in relays]
+    for thread in threads:
+        thread.start()
+    try:
+
+        def all_delivered() -> bool:
+            with runtime.db.read() as conn:
+                return all(
+                    row["status"] == outbox.DELIVERED
+                    for message_id in messages
+                    for row in outbox.deliveries_for(conn, message_id)
+                )
+
+        wait_for(all_delivered, timeout=60)
+    finally:
+        done.set()
+        for thread in threads:
+            thread.join(timeout=10)
+        sink.close()
+    assert sink.overlaps == []
+    assert set(sink.received) == set(messages)  # every message arrived (at least once)
+    with runtime.db.read() as conn:
+        for message_id in messages:
+            [row] = outbox.deliveries_for(conn, message_id)
+            assert (row["lease_owner"], row["lease_until_epoch"]) == (None, None)
+            assert row["attempts"] == sink.received[message_id]
