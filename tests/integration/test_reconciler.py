@@ -273,3 +273,27 @@ def test_event_intake_enforces_the_tokens_account_ids(service: Harness) -> None:
     assert answer.status_code == 422
     assert answer.json()["code"] == "ACCOUNT_NOT_ALLOWED"
     assert service.count(execution_attempts, action_intent_id=intent["action_intent_id"]) == 0
+
+
+def test_a_workflow_that_keeps_failing_is_forked_a_bounded_number_of_times(
+    service: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fulfill.engine.reconciler import MAX_FORKS
+
+    def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise ValueError("a defect, not an outage")
+
+    monkeypatch.setattr(executions, "begin_attempt", broken)
+    with service.client() as client:
+        intent_id = service.create_intent(client)["action_intent_id"]
+        service.approve(client, intent_id)
+        for _ in range(MAX_FORKS):
+            wait_for(lambda: _workflow_state(service, intent_id) == "ERROR", timeout=30)
+            assert reconcile_once(service.service.runtime) == 1
+        wait_for(lambda: _workflow_state(service, intent_id) == "ERROR", timeout=30)
+        assert reconcile_once(service.service.runtime) == 0  # left for a person
+        assert client.get(f"/executions/{intent_id}/status").json()["status"] == "PENDING"
+    with service.db.read() as conn:
+        attempt = executions.get_attempt(conn, "t1", "acc-1", intent_id)
+    assert attempt is not None
+    assert attempt.workflow_id == f"exec-t1/{intent_id}~{MAX_FORKS}"

@@ -13,8 +13,9 @@ ENQUEUED, DELAYED                       nothing: a worker will dequeue it
 PENDING                                 nothing, unless far past its budget (its executor is
                                         presumed dead): cancel it, then resume it on the queue
 CANCELLED, MAX_RECOVERY_ATTEMPTS_…      resume it from its last checkpoint
-ERROR (a step failed past its retries)  fork it from the failed step under a new id, recorded on
-                                        the attempt row first (the steps before it are copied)
+ERROR (a step failed past its retries)  fork it from the failed step under a new id (``…~n``),
+                                        recorded on the attempt row first (the steps before it
+                                        are copied); after MAX_FORKS forks, log it and leave it
 SUCCESS while the attempt is active     fork it from the first step (it never recorded)
 =====================================  ========================================================
 
@@ -47,6 +48,8 @@ log = logging.getLogger(__name__)
 _WAITING = {"ENQUEUED", "DELAYED"}
 _RESUMABLE = {"CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED"}
 _DEAD = {"ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED", "SUCCESS"}
+# An attempt whose workflow keeps failing is forked at most this many times (ids ``…~1`` … ``…~N``).
+MAX_FORKS = 10
 # A compensation workflow still PENDING after this many grace periods is presumed abandoned.
 _STUCK_COMPENSATION_GRACES = 10
 
@@ -113,8 +116,15 @@ def _fork(rt: Runtime, attempt: ExecutionAttempt, *, from_failed_step: bool, now
     if from_failed_step and steps:
         last = steps[-1]
         start_step = last["function_id"] if last["error"] is not None else last["function_id"] + 1
-    base = attempt.workflow_id.split("~", 1)[0]
-    fork_id = f"{base}~{int(now * 1000)}"
+    base, _, forks = attempt.workflow_id.partition("~")
+    if forks and int(forks) >= MAX_FORKS:
+        log.error(
+            "%s failed again after %d forks; leaving it for a person (see its DBOS steps)",
+            attempt.workflow_id,
+            MAX_FORKS,
+        )
+        return None
+    fork_id = f"{base}~{int(forks or 0) + 1}"
     with rt.db.write() as conn:
         if not executions.move_attempt(conn, attempt, workflow_id=fork_id, now=iso_from_epoch(now)):
             return None  # finished or moved meanwhile
