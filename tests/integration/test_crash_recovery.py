@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -14,10 +13,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import bindparam, create_engine, text
 
 from fulfill.config import Settings
+from fulfill.domain.execution import execution_workflow_id
 from fulfill.tokens import mint_token
-from tests.support.harness import ALL_SCOPES, TEST_SECRET
+from tests.support.harness import ALL_SCOPES, TEST_SECRET, fresh_database_url
 from tests.support.http_doubles import Fault, FaultyProxy, wait_for
 
 pytestmark = pytest.mark.slow
@@ -36,13 +37,31 @@ def _start(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
         )
 
 
-def _count(db: Path, table: str, intent_id: str) -> int:
-    with sqlite3.connect(db) as conn:
-        return int(
-            conn.execute(f"SELECT count(*) FROM {table} WHERE action_intent_id = ?", (intent_id,)).fetchone()[
-                0
-            ]
-        )
+def _count(db: str, table: str, intent_id: str) -> int:
+    """Rows of ``table`` for the intent, read straight from the service's database."""
+    engine = create_engine(db)
+    try:
+        with engine.connect() as conn:
+            query = text(f"SELECT count(*) FROM {table} WHERE action_intent_id = :intent_id")
+            return int(conn.execute(query, {"intent_id": intent_id}).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def _executors(db: str, workflow_ids: list[str]) -> set[str]:
+    """The DBOS executors that ran these workflows: DBOS keeps its tables in the ``dbos`` schema of
+    a PostgreSQL database, and in the sibling ``.dbos.sqlite`` file of a SQLite one."""
+    settings = Settings(database_url=db)
+    table = "workflow_status" if settings.is_sqlite else "dbos.workflow_status"
+    engine = create_engine(settings.system_database_url)
+    try:
+        with engine.connect() as conn:
+            query = text(f"SELECT executor_id FROM {table} WHERE workflow_uuid IN :ids").bindparams(
+                bindparam("ids", expanding=True)
+            )
+            return {row[0] for row in conn.execute(query, {"ids": workflow_ids})}
+    finally:
+        engine.dispose()
 
 
 def test_sigkill_during_invoke_tool_resumes_with_one_write(tmp_path: Path) -> None:
@@ -50,10 +69,10 @@ def test_sigkill_during_invoke_tool_resumes_with_one_write(tmp_path: Path) -> No
     base = f"http://127.0.0.1:{port}"
     proxy = FaultyProxy(upstream=f"{base}/mcp")
     proxy.add_faults(Fault("hold"))  # the tool writes, then its answer is held back
-    db = tmp_path / "fulfill.db"
+    db = fresh_database_url(tmp_path)  # SQLite, or PostgreSQL on the PostgreSQL pass
     env = {
         **os.environ,
-        "FULFILL_DATABASE_URL": f"sqlite:///{db}",
+        "FULFILL_DATABASE_URL": db,
         "FULFILL_PORT": str(port),
         "FULFILL_JWT_SECRET": TEST_SECRET,
         "FULFILL_GATEWAY_URL": proxy.url,
@@ -117,10 +136,10 @@ def test_split_roles_an_api_process_never_runs_workflows_and_a_worker_resumes_th
     base = f"http://127.0.0.1:{api_port}"
     proxy = FaultyProxy(upstream=f"{base}/mcp")  # every process reaches the api's gateway through it
     proxy.add_faults(Fault("hold"))
-    db = tmp_path / "fulfill.db"
+    db = fresh_database_url(tmp_path)
     env = {
         **os.environ,
-        "FULFILL_DATABASE_URL": f"sqlite:///{db}",
+        "FULFILL_DATABASE_URL": db,
         "FULFILL_PORT": str(api_port),
         "FULFILL_JWT_SECRET": TEST_SECRET,
         "FULFILL_GATEWAY_URL": proxy.url,
@@ -178,14 +197,9 @@ def test_split_roles_an_api_process_never_runs_workflows_and_a_worker_resumes_th
         wait_for(
             lambda: client.get(f"/executions/{second}/status").json().get("status") == "SUCCEEDED", timeout=60
         )
-        with sqlite3.connect(tmp_path / "fulfill.dbos.sqlite") as conn:
-            executors = {
-                row[0]
-                for row in conn.execute(
-                    "SELECT executor_id FROM workflow_status WHERE workflow_uuid IN (?, ?)",
-                    (f"exec-{intent_id}", f"exec-{second}"),
-                )
-            }
+        executors = _executors(
+            db, [execution_workflow_id("t1", intent_id), execution_workflow_id("t1", second)]
+        )
         assert executors
         assert not any(executor.startswith("fulfill-api-") for executor in executors)
     finally:
