@@ -4,7 +4,8 @@ Commands that talk to a running service (``intent``, ``approve``, ``status``, ``
 HTTP API at ``--url`` (``FULFILL_URL``, default ``http://127.0.0.1:8080``) with a token minted from
 ``FULFILL_JWT_SECRET`` unless ``--token`` is given. Commands that operate the service
 (``migrate``, ``kill-switch``, ``registry``) work on the database directly, so an emergency stop
-works even when the API does not.
+works even when the API does not; whoever can reach the database is a platform operator (over
+HTTP the same changes need the ``platform:admin`` scope).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ app.add_typer(kill_app, name="kill-switch")
 app.add_typer(registry_app, name="registry")
 
 console = Console()
+# Every scope of a tenant's own work; ``admin`` manages that tenant only. What affects every
+# tenant (the global kill switches, the registry) needs ``platform:admin`` instead.
 ALL_SCOPES = "intents:write intents:read intents:approve events:write executions:read admin"
 
 UrlOption = Annotated[str, typer.Option("--url", envvar="FULFILL_URL", help="Base URL of the service.")]
@@ -172,14 +175,23 @@ def migrate() -> None:
 @app.command()
 def token(
     tenant: Annotated[str, typer.Option(help="Tenant id (the tenant_id claim).")],
-    scopes: Annotated[str, typer.Option(help="Space-separated scopes.")] = ALL_SCOPES,
+    scopes: Annotated[
+        str,
+        typer.Option(
+            help="Space-separated scopes. The default is every tenant scope, 'admin' (the tenant's "
+            "own admin) included; add 'platform:admin' for what affects every tenant (the global "
+            "kill switches, the registry): --scopes platform:admin."
+        ),
+    ] = ALL_SCOPES,
     account_ids: Annotated[
         str | None, typer.Option(help="Comma-separated account ids; omit for all.")
     ] = None,
     sub: Annotated[str, typer.Option(help="Subject (the sub claim).")] = "fulfill-cli",
     ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 3600,
 ) -> None:
-    """Print a dev-mode (HS256) token signed with FULFILL_JWT_SECRET."""
+    """Print a dev-mode (HS256) user token signed with FULFILL_JWT_SECRET.
+
+    User tokens never open the MCP gateway (/mcp): only the engine's own service tokens do."""
     from fulfill.tokens import mint_token
 
     if _settings().auth_mode == "production":

@@ -1,4 +1,5 @@
-"""Admin routes: kill switches, a tenant's execution config, the registry."""
+"""Admin routes: kill switches, a tenant's execution config, the registry; and which admin may do
+what (a tenant's ``admin`` manages its own tenant, ``platform:admin`` what every tenant shares)."""
 
 from __future__ import annotations
 
@@ -59,6 +60,8 @@ def test_kill_switches_round_trip_and_apply_to_the_next_execution(shared: Harnes
         )
     with shared.client(scopes=["executions:read"]) as reader:
         assert reader.get("/admin/kill-switches").status_code == 403
+    with shared.client(scopes=["admin"]) as tenant_admin:
+        assert tenant_admin.get("/admin/kill-switches").status_code == 403
 
 
 def test_tenant_execution_config_is_per_tenant_and_foreign_tenants_are_404(shared: Harness) -> None:
@@ -180,3 +183,65 @@ def test_registry_input_is_validated(shared: Harness) -> None:
         )
     with shared.client(scopes=["intents:write"]) as no_admin:
         assert no_admin.get("/admin/registry").status_code == 403
+
+
+# --- platform scope vs tenant scope -------------------------------------------------------------------
+
+
+def test_a_tenant_admin_cannot_stop_every_tenant(shared: Harness) -> None:
+    stop = {"global_stop": True, "disabled_action_types": ["CREATE_INTERNAL_TASK"]}
+    try:
+        with shared.client(tenant="t2", scopes=["admin"]) as t2_admin:
+            refused = t2_admin.put("/admin/kill-switches", json=stop)
+            assert refused.status_code == 403, refused.text
+            assert refused.json()["code"] == "MISSING_SCOPE"
+            assert t2_admin.get("/admin/kill-switches").status_code == 403
+        with shared.client() as t1:
+            assert shared.run_task(t1)["status"] == "SUCCEEDED"
+    finally:  # whatever happened, the other tests of the module need the switches off
+        with shared.client() as everything:
+            everything.put("/admin/kill-switches", json={"global_stop": False, "disabled_action_types": []})
+
+
+def test_a_tenant_admin_cannot_change_the_registry_every_tenant_pins(shared: Harness) -> None:
+    with shared.client(tenant="t2", scopes=["admin"]) as t2_admin:
+        hijack = t2_admin.post(
+            "/admin/registry",
+            json={**TASK_V, "parameter_mapping": {"title": {"toolParam": "title", "transform": "UPPERCASE"}}},
+        )
+        assert hijack.status_code == 403, hijack.text
+        assert hijack.json()["code"] == "MISSING_SCOPE"
+        assert t2_admin.get("/admin/registry").status_code == 403
+        assert t2_admin.post("/admin/registry/CREATE_INTERNAL_TASK/versions/1/deprecate").status_code == 403
+    with shared.client(tenant="ops", scopes=["platform:admin"]) as platform:
+        versions = platform.get("/admin/registry", params={"action_type": "CREATE_INTERNAL_TASK"}).json()
+    assert [entry["registry_version"] for entry in versions["entries"]] == [1]
+    with shared.client() as t1:
+        intent = shared.create_intent(t1, parameters={"title": "stays as typed"})
+        assert intent["registry_version"] == 1
+        assert shared.run_task(t1)["status"] == "SUCCEEDED"
+
+
+def test_a_platform_admin_manages_shared_settings_but_no_tenant(shared: Harness) -> None:
+    with shared.client(tenant="ops", scopes=["platform:admin"]) as platform:
+        assert platform.get("/admin/kill-switches").status_code == 200
+        assert platform.get("/admin/registry").status_code == 200
+        # No tenant power: not over another tenant's switches, not over its own, no reruns.
+        assert platform.get("/admin/tenants/t1/execution").status_code == 403
+        assert platform.get("/admin/tenants/ops/execution").status_code == 403
+        off = {"execution_enabled": False, "disabled_action_types": []}
+        assert platform.put("/admin/tenants/t1/execution", json=off).status_code == 403
+        assert platform.post("/intents/ai_any/rerun", json={"reason": "x"}).status_code == 403
+    with shared.client(scopes=["admin"]) as t1_admin:
+        assert t1_admin.get("/admin/tenants/t1/execution").json()["execution_enabled"] is True
+
+
+def test_a_tenant_admin_reruns_only_its_own_intents(shared: Harness) -> None:
+    with shared.client() as t1:
+        intent = shared.create_intent(t1)
+    with shared.client(tenant="t2", scopes=["admin"]) as t2_admin:
+        foreign = t2_admin.post(f"/intents/{intent['action_intent_id']}/rerun", json={"reason": "x"})
+        assert foreign.status_code == 404, foreign.text
+    with shared.client(scopes=["admin"]) as t1_admin:
+        own = t1_admin.post(f"/intents/{intent['action_intent_id']}/rerun", json={"reason": "x"})
+        assert own.status_code == 409, own.text  # its own intent: found, just not rerunnable yet

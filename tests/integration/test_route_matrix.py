@@ -1,5 +1,6 @@
 """Every route against every way a caller can be wrong: the 401s, the 403s, a foreign tenant's
-object (404), malformed input (400/422), and the route working for the right caller."""
+object (404), malformed input (400/422), and the route working for the right caller; and every
+admin route against a tenant's admin, a platform admin and another tenant's admin."""
 
 from __future__ import annotations
 
@@ -84,11 +85,11 @@ ROUTES = [
         invalid_body={"reason": 5},
     ),
     Route("POST", "/events", "events:write", body={"source": "cc-native"}, ok=(422,), invalid_body=[]),
-    Route("GET", "/admin/kill-switches", "admin"),
+    Route("GET", "/admin/kill-switches", "platform:admin"),
     Route(
         "PUT",
         "/admin/kill-switches",
-        "admin",
+        "platform:admin",
         body={"global_stop": False, "disabled_action_types": []},
         invalid_body={"global_stop": "maybe"},
     ),
@@ -101,11 +102,16 @@ ROUTES = [
         owned=True,
         invalid_body={"execution_enabled": True},
     ),
-    Route("GET", "/admin/registry", "admin"),
+    Route("GET", "/admin/registry", "platform:admin"),
     Route(
-        "POST", "/admin/registry", "admin", body=REGISTRY_DRAFT, ok=(201,), invalid_body={"action_type": "X"}
+        "POST",
+        "/admin/registry",
+        "platform:admin",
+        body=REGISTRY_DRAFT,
+        ok=(201,),
+        invalid_body={"action_type": "X"},
     ),
-    Route("POST", "/admin/registry/FLAG_FOR_REVIEW/versions/1/deprecate", "admin"),
+    Route("POST", "/admin/registry/FLAG_FOR_REVIEW/versions/1/deprecate", "platform:admin"),
 ]
 
 
@@ -220,3 +226,51 @@ def test_the_right_caller_gets_an_answer(shared: Harness, world: dict[str, str],
         route, _url(shared, route, world, intent=intent), _bearer(shared.token(account_ids=["acc-1"]))
     )
     assert response.status_code in route.ok, response.text
+
+
+# --- admin routes: tenant admin, platform admin, another tenant's admin ------------------------------
+
+ADMIN_ROUTES = [route for route in ROUTES if route.scope in ("admin", "platform:admin")]
+ADMIN_CALLERS = {
+    # the world's tenant (t1), with the tenant scope only
+    "tenant admin": ("t1", ["admin"]),
+    # an operator: every tenant's shared settings, no tenant's data
+    "platform admin": ("ops", ["platform:admin"]),
+    # a tenant admin of another tenant
+    "other tenant's admin": ("t-other", ["admin"]),
+}
+
+
+def _expected(route: Route, caller: str) -> tuple[int, ...]:
+    if route.scope == "platform:admin":
+        return route.ok if caller == "platform admin" else (403,)
+    # Tenant routes: only the tenant's own admin; a platform admin gets no tenant power, and
+    # another tenant's admin cannot tell the object exists.
+    return {"tenant admin": route.ok, "platform admin": (403,), "other tenant's admin": (404,)}[caller]
+
+
+def test_every_admin_route_is_in_the_admin_matrix() -> None:
+    assert {_id(route) for route in ADMIN_ROUTES} == {
+        "POST /intents/{intent}/rerun",
+        "GET /admin/kill-switches",
+        "PUT /admin/kill-switches",
+        "GET /admin/tenants/{tenant}/execution",
+        "PUT /admin/tenants/{tenant}/execution",
+        "GET /admin/registry",
+        "POST /admin/registry",
+        "POST /admin/registry/FLAG_FOR_REVIEW/versions/1/deprecate",
+    }
+    assert all(route.owned for route in ADMIN_ROUTES if route.scope == "admin")
+
+
+@pytest.mark.parametrize("caller", list(ADMIN_CALLERS))
+@pytest.mark.parametrize("route", ADMIN_ROUTES, ids=_id)
+def test_admin_routes_by_kind_of_admin(
+    shared: Harness, world: dict[str, str], route: Route, caller: str
+) -> None:
+    tenant, scopes = ADMIN_CALLERS[caller]
+    response = _call(route, _url(shared, route, world), _bearer(shared.token(tenant=tenant, scopes=scopes)))
+    expected = _expected(route, caller)
+    assert response.status_code in expected, response.text
+    if 403 in expected:
+        assert response.json()["code"] == "MISSING_SCOPE"

@@ -1,4 +1,9 @@
-"""``/admin``: kill switches, a tenant's execution config, and the action-type registry."""
+"""``/admin``: kill switches, a tenant's execution config, and the action-type registry.
+
+The global kill switches and the registry affect every tenant: they need ``platform:admin``. A
+tenant's execution config needs ``admin`` and is only ever the token's own tenant (another
+tenant's is a 404).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel
 
-from fulfill.api.auth import SCOPE_ADMIN, require_scope
+from fulfill.api.auth import SCOPE_ADMIN, SCOPE_PLATFORM_ADMIN, require_scope
 from fulfill.api.problems import PROBLEM
 from fulfill.domain.models import RegistryEntry
 from fulfill.tokens import Principal
@@ -16,7 +21,8 @@ from fulfill.usecases.admin import KillSwitches, TenantExecution
 from fulfill.usecases.registry import RegistryDraft
 
 router = APIRouter(prefix="/admin", tags=["admin"])
-Admin = Annotated[Principal, Depends(require_scope(SCOPE_ADMIN))]
+TenantAdmin = Annotated[Principal, Depends(require_scope(SCOPE_ADMIN))]
+PlatformAdmin = Annotated[Principal, Depends(require_scope(SCOPE_PLATFORM_ADMIN))]
 TenantId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")]
 ActionTypePath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Z][A-Z0-9_]*$")]
 _ERRORS: dict[int | str, dict[str, Any]] = {401: PROBLEM, 403: PROBLEM, 422: PROBLEM}
@@ -27,19 +33,19 @@ class RegistryListing(BaseModel):
 
 
 @router.get("/kill-switches", response_model=KillSwitches, responses=_ERRORS)
-def get_kill_switches(request: Request, _admin: Admin) -> KillSwitches:
+def get_kill_switches(request: Request, _admin: PlatformAdmin) -> KillSwitches:
     return admin.get_kill_switches(request.app.state.runtime)
 
 
 @router.put("/kill-switches", response_model=KillSwitches, responses=_ERRORS)
-def put_kill_switches(body: KillSwitches, request: Request, _admin: Admin) -> KillSwitches:
+def put_kill_switches(body: KillSwitches, request: Request, _admin: PlatformAdmin) -> KillSwitches:
     return admin.put_kill_switches(request.app.state.runtime, body)
 
 
 @router.get(
     "/tenants/{tenant_id}/execution", response_model=TenantExecution, responses={**_ERRORS, 404: PROBLEM}
 )
-def get_tenant_execution(tenant_id: TenantId, request: Request, principal: Admin) -> TenantExecution:
+def get_tenant_execution(tenant_id: TenantId, request: Request, principal: TenantAdmin) -> TenantExecution:
     return admin.get_tenant_execution(request.app.state.runtime, principal, tenant_id)
 
 
@@ -47,7 +53,7 @@ def get_tenant_execution(tenant_id: TenantId, request: Request, principal: Admin
     "/tenants/{tenant_id}/execution", response_model=TenantExecution, responses={**_ERRORS, 404: PROBLEM}
 )
 def put_tenant_execution(
-    tenant_id: TenantId, body: TenantExecution, request: Request, principal: Admin
+    tenant_id: TenantId, body: TenantExecution, request: Request, principal: TenantAdmin
 ) -> TenantExecution:
     return admin.put_tenant_execution(request.app.state.runtime, principal, tenant_id, body)
 
@@ -55,14 +61,14 @@ def put_tenant_execution(
 @router.get("/registry", response_model=RegistryListing, responses=_ERRORS)
 def list_registry(
     request: Request,
-    _admin: Admin,
+    _admin: PlatformAdmin,
     action_type: Annotated[str | None, Query(max_length=64, pattern=r"^[A-Z][A-Z0-9_]*$")] = None,
 ) -> RegistryListing:
     return RegistryListing(entries=registry.list_versions(request.app.state.runtime.db, action_type))
 
 
 @router.post("/registry", status_code=201, response_model=RegistryEntry, responses=_ERRORS)
-def register(body: RegistryDraft, request: Request, _admin: Admin) -> RegistryEntry:
+def register(body: RegistryDraft, request: Request, _admin: PlatformAdmin) -> RegistryEntry:
     rt = request.app.state.runtime
     return registry.register_version(rt.db, body, rt.clock.now_iso(), rt.tool_schemas)
 
@@ -76,7 +82,7 @@ def deprecate(
     action_type: ActionTypePath,
     registry_version: Annotated[int, Path(ge=1, le=1_000_000)],
     request: Request,
-    _admin: Admin,
+    _admin: PlatformAdmin,
 ) -> RegistryEntry:
     rt = request.app.state.runtime
     return registry.deprecate_version(rt.db, action_type, registry_version, rt.clock.now_iso())

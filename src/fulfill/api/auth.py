@@ -3,6 +3,10 @@
 401: no token, an invalid token, or a token without a tenant. 403: a valid token without the
 route's scope, or with an ``account_ids`` claim that excludes the account. The tenant is always
 the token's; nothing in a request body or header can choose it.
+
+Two admin scopes, and neither implies the other: ``admin`` manages the token's own tenant (its
+execution switches, reruns of its intents); ``platform:admin`` manages what every tenant shares
+(the global kill switches, the action-type registry) and gives no power over any tenant's data.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ SCOPE_INTENTS_WRITE = "intents:write"
 SCOPE_INTENTS_READ = "intents:read"
 SCOPE_INTENTS_APPROVE = "intents:approve"
 SCOPE_EVENTS_WRITE = "events:write"
-SCOPE_ADMIN = "admin"
+SCOPE_ADMIN = "admin"  # the token's own tenant
+SCOPE_PLATFORM_ADMIN = "platform:admin"  # what affects every tenant
 
 
 def _unauthorized(detail: str) -> ApiProblem:
