@@ -154,7 +154,7 @@ def test_rerun_after_a_transient_failure_succeeds_with_one_write(
     harness, proxy = proxied
     # The first attempt writes, then loses every answer: it ends FAILED although the task exists.
     proxy.add_faults(Fault("status_after", 503), Fault("status_after", 503))
-    policy = {"retry_count": 1, "timeout_seconds": 60, "max_attempts": 1}
+    policy = {"retry_count": 1, "timeout_seconds": 60, "max_attempts": 2}  # the first and one rerun
     with harness.client() as client:
         failed = harness.run_task(client, execution_policy=policy)
         intent_id = failed["action_intent_id"]

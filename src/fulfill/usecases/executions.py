@@ -228,10 +228,24 @@ def _decode_cursor(rt: Runtime, token: str, scope: str) -> tuple[str, str]:
     return updated, intent_id
 
 
+def _check_max_attempts(intent: ActionIntentV1, attempts_made: int) -> None:
+    """``execution_policy.max_attempts`` counts every attempt, the first one included."""
+    allowed = intent.execution_policy.max_attempts
+    if attempts_made >= allowed:
+        raise Conflict(
+            f"execution_policy.max_attempts of this intent allows {allowed} "
+            f"attempt{'s' if allowed != 1 else ''}, and {attempts_made} "
+            f"{'have' if attempts_made != 1 else 'has'} been made; an intent that may need a rerun "
+            "must be created with a higher execution_policy.max_attempts",
+            code="MAX_ATTEMPTS_REACHED",
+        )
+
+
 def rerun_execution(
     rt: Runtime, principal: Principal, action_intent_id: str, body: RerunRequest
 ) -> ExecutionStatusView:
-    """Start a new attempt of a FAILED or CANCELLED execution (admin only).
+    """Start a new attempt of a FAILED or CANCELLED execution (admin only), within the intent's
+    ``execution_policy.max_attempts``.
 
     The new attempt maps the same intent with the same registry version, so its idempotency key
     is the same: a write that did happen in an earlier attempt is found, not repeated.
@@ -253,6 +267,7 @@ def rerun_execution(
                 f"only FAILED or CANCELLED executions can be rerun (this one is {current})",
                 code="NOT_RERUNNABLE",
             )
+        _check_max_attempts(intent, attempt.attempt_count)
         attempt_count = attempt.attempt_count + 1
         rerun = attempt.model_copy(
             update={

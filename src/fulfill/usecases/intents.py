@@ -133,6 +133,8 @@ def _build_intent(
             f"registry version {entry.registry_version} of {entry.action_type} is deprecated",
             code="REGISTRY_VERSION_DEPRECATED",
         )
+    if body.approval is not None:  # the token asserting the approval must be one that may approve
+        _require_approval_scopes(principal, entry)
     try:
         mapped = map_parameters(body.parameters, entry.parameter_mapping)
         canonical_json(body.parameters)
@@ -179,9 +181,32 @@ def _build_intent(
         account_id=body.account_id,
         trace_id=body.trace_id or f"decision-{int(now * 1000)}-{secrets.token_hex(6)}",
         registry_version=entry.registry_version,
+        risk_class=entry.risk_class,
         created_at=now_iso,
         updated_at=now_iso,
     )
+
+
+def _require_approval_scopes(principal: Principal, entry: RegistryEntry) -> None:
+    """Approving needs every scope the pinned registry version requires, besides the route's."""
+    missing = sorted(set(entry.required_scopes) - principal.scopes)
+    if missing:
+        raise Forbidden(
+            f"approving {entry.action_type} (registry version {entry.registry_version}) needs the "
+            f"scope{'s' if len(missing) > 1 else ''} {', '.join(missing)}, which the token lacks",
+            code="MISSING_APPROVAL_SCOPE",
+        )
+
+
+def _pinned_entry(rt: Runtime, intent: ActionIntentV1) -> RegistryEntry:
+    with rt.db.read() as conn:
+        entry = registry.get_entry(conn, intent.action_type, intent.registry_version)
+    if entry is None:
+        raise Invalid(
+            f"no registry entry for action type {intent.action_type} version {intent.registry_version}",
+            code="TOOL_MAPPING_NOT_FOUND",
+        )
+    return entry
 
 
 def _check_tool_arguments(rt: Runtime, entry: RegistryEntry, mapped: dict[str, Any]) -> None:
@@ -223,8 +248,13 @@ def get_intent(rt: Runtime, principal: Principal, action_intent_id: str) -> Acti
 
 
 def approve_intent(rt: Runtime, principal: Principal, action_intent_id: str) -> ApprovalChange:
-    """PENDING_APPROVAL → APPROVED, and ACTION_APPROVED into the outbox in the same transaction."""
+    """PENDING_APPROVAL → APPROVED, and ACTION_APPROVED into the outbox in the same transaction.
+
+    The token needs, besides ``intents:approve``, every scope in the pinned registry version's
+    ``required_scopes`` (403 ``MISSING_APPROVAL_SCOPE`` otherwise, even for a repeat).
+    """
     intent = get_intent(rt, principal, action_intent_id)
+    _require_approval_scopes(principal, _pinned_entry(rt, intent))
     if intent.approval_status is ApprovalStatus.APPROVED:
         return ApprovalChange(action_intent_id=action_intent_id, approval_status=ApprovalStatus.APPROVED)
     if intent.approval_status is not ApprovalStatus.PENDING_APPROVAL:
