@@ -172,6 +172,7 @@ def test_split_roles_an_api_process_never_runs_workflows_and_a_worker_resumes_th
 
         processes.append(_start({**env, "FULFILL_ROLE": "api"}, log))
         wait_for(ready, timeout=60)
+        assert client.get("/readyz").json()["checks"] == {"database": "ok", "workers": "not in this role"}
         time.sleep(3)  # an api process that resumed workflows would have called the tool by now
         assert proxy.state.tool_calls_forwarded == 1
         assert client.get(f"/executions/{intent_id}/status").json()["status"] == "RUNNING"
@@ -185,6 +186,8 @@ def test_split_roles_an_api_process_never_runs_workflows_and_a_worker_resumes_th
         status = wait_for(finished, timeout=60)
         assert status["attempt_count"] == 1
         assert proxy.state.tool_calls_forwarded == 2
+        worker_ready = httpx.get(f"http://127.0.0.1:{worker_port}/readyz", timeout=10.0)
+        assert worker_ready.json()["checks"] == {"database": "ok", "workers": "ok"}
         assert _count(db, "internal_tasks", intent_id) == 1
         assert _count(db, "execution_outcomes", intent_id) == 1
 

@@ -1,4 +1,9 @@
-"""``/healthz`` (the process is up), ``/readyz`` (database and workers ready), ``/metrics``."""
+"""``/healthz`` (the process is up), ``/readyz`` (ready for this process's role), ``/metrics``.
+
+Readiness depends on the role: an ``api`` process is ready when its database answers (it runs no
+workers, so its ``workers`` check says so); a ``worker`` or ``all`` process also needs its engine
+launched.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 router = APIRouter(tags=["health"])
+
+NOT_IN_THIS_ROLE = "not in this role"
 
 
 @router.get("/healthz")
@@ -24,8 +31,12 @@ def readyz(request: Request) -> JSONResponse:
         checks["database"] = "ok"
     except Exception:
         checks["database"] = "unavailable"
-    checks["workers"] = "ok" if request.app.state.service.engine_ready else "starting"
-    ready = all(value == "ok" for value in checks.values())
+    service = request.app.state.service
+    if service.settings.role == "api":
+        checks["workers"] = NOT_IN_THIS_ROLE
+    else:
+        checks["workers"] = "ok" if service.engine_ready else "starting"
+    ready = all(value in ("ok", NOT_IN_THIS_ROLE) for value in checks.values())
     return JSONResponse(
         {"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503
     )
