@@ -3,7 +3,9 @@
 # the same checks as `fulfill e2e`:
 #   B2          import an already-approved intent, send ACTION_APPROVED to /events → SUCCEEDED
 #   B1          create an intent, approve it → SUCCEEDED
-#   kill switch global stop on → CANCELLED / KILL_SWITCH_ENABLED (the previous value is restored)
+#   kill switch execution of the token's own tenant off → CANCELLED / KILL_SWITCH_ENABLED; other
+#               tenants keep running (with FULFILL_E2E_GLOBAL_STOP=1: the global stop, which stops
+#               every tenant meanwhile); the previous value is restored either way
 #   expired     an imported intent whose expires_at has passed → EXPIRED / INTENT_EXPIRED
 #   duplicate   the same event 3 times → SUCCEEDED once, attempt_count 1, one EXECUTION_STARTED
 #
@@ -11,7 +13,10 @@
 #   FULFILL_URL         the service to verify; unset: start an embedded one on a temporary SQLite
 #                       database (`fulfill serve` on a free port) and stop it afterwards
 #   FULFILL_TOKEN       bearer token, required with FULFILL_URL; scopes intents:write intents:read
-#                       intents:approve events:write executions:read admin
+#                       intents:approve events:write executions:read admin (and platform:admin
+#                       with FULFILL_E2E_GLOBAL_STOP=1); its tenant_id claim is the tenant it tests
+#   FULFILL_E2E_GLOBAL_STOP  1: the kill-switch path uses the global stop instead of the tenant's
+#                       own switch (default 0)
 #   FULFILL_ACCOUNT_ID  account of the test intents (default e2e-account)
 #   FULFILL_BIN         the fulfill command for the embedded service (default fulfill)
 # The checks go through the API only; `fulfill e2e --db URL` also counts the database rows.
@@ -38,6 +43,8 @@ FAILURES=0
 SERVER_PID=""
 WORKDIR=""
 SAVED_KILL_SWITCHES=""
+SWITCH_ROUTE=""
+GLOBAL_STOP="${FULFILL_E2E_GLOBAL_STOP:-0}"
 # fd 3 is the script's stdout, also inside $(...): reasons printed there keep their place in the output.
 exec 3>&1
 
@@ -181,7 +188,7 @@ path_b1() {
 restore_kill_switches() {
   [[ -n "$SAVED_KILL_SWITCHES" ]] || return 0
   local restored
-  if restored=$(api PUT /admin/kill-switches 200 "$SAVED_KILL_SWITCHES") &&
+  if restored=$(api PUT "$SWITCH_ROUTE" 200 "$SAVED_KILL_SWITCHES") &&
     jqt --argjson saved "$SAVED_KILL_SWITCHES" 'with_entries(select(.key | in($saved))) == $saved' \
       <<<"$restored"; then
     pass "kill switches restored"
@@ -191,14 +198,22 @@ restore_kill_switches() {
   SAVED_KILL_SWITCHES=""
 }
 
+# The tenant's own switch (PUT /admin/tenants/{tenant}/execution), or the global stop when asked.
 path_kill_switch() {
-  local previous stored status rc=0
-  previous=$(api GET /admin/kill-switches 200) || return 1
-  SAVED_KILL_SWITCHES=$(jq -c '{global_stop, disabled_action_types}' <<<"$previous")
+  local previous stored status key stop what rc=0
+  if [[ "$GLOBAL_STOP" == 1 ]]; then
+    SWITCH_ROUTE=/admin/kill-switches key=global_stop stop=true what="global stop on:"
+  else
+    SWITCH_ROUTE="/admin/tenants/$(jq -rn --arg t "$TENANT" '$t | @uri')/execution"
+    key=execution_enabled stop=false what="execution of tenant $TENANT off:"
+  fi
+  previous=$(api GET "$SWITCH_ROUTE" 200) || return 1
   # From here on the EXIT trap restores the switches too, should the script be interrupted.
+  SAVED_KILL_SWITCHES=$(jq -c --arg key "$key" '{($key): .[$key], disabled_action_types}' <<<"$previous")
   {
-    stored=$(api PUT /admin/kill-switches 200 "$(jq -c '.global_stop = true' <<<"$SAVED_KILL_SWITCHES")") &&
-      expect "global stop on:" "$(jq -r .global_stop <<<"$stored")" true &&
+    stored=$(api PUT "$SWITCH_ROUTE" 200 \
+      "$(jq -c --arg key "$key" --argjson stop "$stop" '.[$key] = $stop' <<<"$SAVED_KILL_SWITCHES")") &&
+      expect "$what" "$(jq -r --arg key "$key" '.[$key]' <<<"$stored")" "$stop" &&
       create killswitch pending &&
       approve "$ID" &&
       status=$(wait_finished "$ID")
@@ -285,7 +300,9 @@ start_embedded() {
     fi
     sleep 0.2
   done
-  TOKEN=$("$bin" token --tenant e2e-tenant --sub fulfill-e2e)
+  local scopes="intents:write intents:read intents:approve events:write executions:read admin"
+  if [[ "$GLOBAL_STOP" == 1 ]]; then scopes+=" platform:admin"; fi
+  TOKEN=$("$bin" token --tenant e2e-tenant --sub fulfill-e2e --scopes "$scopes")
 }
 
 # The tenant_id claim of the token (read, not verified: the service verifies it).
@@ -298,6 +315,8 @@ token_tenant() {
 
 # --- main -----------------------------------------------------------------------------------------
 
+[[ "$GLOBAL_STOP" == 0 || "$GLOBAL_STOP" == 1 ]] ||
+  config_error "FULFILL_E2E_GLOBAL_STOP must be 0 or 1 (got '$GLOBAL_STOP')"
 if [[ -n "${FULFILL_URL:-}" ]]; then
   [[ -n "${FULFILL_TOKEN:-}" ]] || config_error "FULFILL_URL is set but FULFILL_TOKEN is missing"
   url_pattern='^https?://(\[[0-9A-Fa-f:.]+\]|[^]/:[:space:][]+)(:[0-9]+)?(/[^[:space:]]*)?$'
@@ -314,7 +333,11 @@ TENANT=$(token_tenant) || true
 echo "fulfill e2e against $URL (tenant $TENANT, account $ACCOUNT; API checks only)"
 run_path "B2 seed + verify: imported intent + ACTION_APPROVED event" path_b2
 run_path "B1 create + approve" path_b1
-run_path "kill switch: global stop cancels the execution" path_kill_switch
+if [[ "$GLOBAL_STOP" == 1 ]]; then
+  run_path "kill switch: global stop cancels the execution" path_kill_switch
+else
+  run_path "kill switch: the tenant's switch cancels the execution" path_kill_switch
+fi
 run_path "expired: an expired intent does not run" path_expired
 run_path "duplicate: the same event 3 times executes once" path_duplicate
 

@@ -137,6 +137,15 @@ def e2e(
     db: Annotated[
         str | None, typer.Option("--db", help="Database URL of that service: also check its rows.")
     ] = None,
+    global_stop: Annotated[
+        bool,
+        typer.Option(
+            "--global-stop",
+            envvar="FULFILL_E2E_GLOBAL_STOP",
+            help="Kill-switch path: use the global stop (stops every tenant; needs platform:admin) "
+            "instead of switching off the token's own tenant.",
+        ),
+    ] = False,
 ) -> None:
     """Verify a service end to end (B2, B1, kill switch, expiry, duplicates). Exit 0 verified,
     1 a check failed, 2 configuration error."""
@@ -146,11 +155,11 @@ def e2e(
         if not url:
             if db:
                 raise ConfigurationError("--db needs FULFILL_URL (the embedded run checks its own database)")
-            ok = run_embedded(account, console)
+            ok = run_embedded(account, console, global_stop=global_stop)
         elif not bearer:
             raise ConfigurationError("FULFILL_URL is set but FULFILL_TOKEN is missing (--token)")
         else:
-            ok = run_e2e(url, bearer, account, console, db_url=db)
+            ok = run_e2e(url, bearer, account, console, db_url=db, global_stop=global_stop)
     except ConfigurationError as exc:
         console.print(f"[red]configuration error: {exc}[/red]")
         raise typer.Exit(2) from None

@@ -4,8 +4,10 @@
 
 * **B2** (seed + verify): import an already-approved intent, send ACTION_APPROVED to ``/events``;
 * **B1**: create an intent, approve it through the API;
-* **kill switch**: with the global stop on, an approved intent ends CANCELLED (the previous switch
-  value is always restored);
+* **kill switch**: with execution switched off for the token's own tenant
+  (``PUT /admin/tenants/{tenant}/execution``), an approved intent ends CANCELLED; other tenants
+  keep running. With ``global_stop`` it uses the global stop instead, which stops every tenant.
+  The previous switch value is always restored;
 * **expired**: an imported intent whose ``expires_at`` has passed ends EXPIRED;
 * **duplicate**: the same event three times executes once.
 
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
 import httpx
 import jwt
@@ -34,6 +36,8 @@ from sqlalchemy import Table, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 E2E_SCOPES = ["intents:write", "intents:read", "intents:approve", "events:write", "executions:read", "admin"]
+# The global stop affects every tenant, so only a platform administrator may switch it.
+PLATFORM_ADMIN_SCOPE = "platform:admin"
 E2E_TENANT = "e2e-tenant"
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED"}
 POLL_TIMEOUT_SECONDS = 60.0
@@ -92,6 +96,7 @@ class _Run:
     tenant: str
     account: str
     db_url: str | None
+    global_stop: bool = False
     checks: int = 0
     failures: int = 0
 
@@ -228,20 +233,24 @@ class _Run:
         self.verify_success(intent_id, self.wait_finished(intent_id))
 
     def path_kill_switch(self) -> None:
-        previous = self.call("GET", "/admin/kill-switches", 200)
-        saved = {
-            "global_stop": previous.get("global_stop"),
-            "disabled_action_types": previous.get("disabled_action_types"),
-        }
+        """Stop executions with a switch, check that this path's intent is cancelled, and put the
+        switch back as it was. The tenant's own switch unless the global stop was asked for."""
+        if self.global_stop:
+            route, key, stop, what = "/admin/kill-switches", "global_stop", True, "global stop on"
+        else:
+            route = f"/admin/tenants/{quote(self.tenant, safe='')}/execution"
+            key, stop, what = "execution_enabled", False, f"execution of tenant {self.tenant} off"
+        previous = self.call("GET", route, 200)
+        saved = {key: previous.get(key), "disabled_action_types": previous.get("disabled_action_types")}
         try:
-            stored = self.call("PUT", "/admin/kill-switches", 200, {**saved, "global_stop": True})
-            self.check(stored.get("global_stop") is True, "global stop switched on", stored)
+            stored = self.call("PUT", route, 200, {**saved, key: stop})
+            self.check(stored.get(key) is stop, what, stored)
             intent_id = self.create("killswitch", approved=False)
             self.approve(intent_id)
             status = self.wait_finished(intent_id)
         finally:
             try:
-                restored = self.call("PUT", "/admin/kill-switches", 200, saved)
+                restored = self.call("PUT", route, 200, saved)
                 shown = {name: restored.get(name) for name in saved}  # without revision, updated_at
                 self.check(shown == saved, "kill switches restored", restored)
             except E2EError as exc:
@@ -287,8 +296,19 @@ def _count(database: Any, table: Table, tenant: str, intent_id: str) -> int:
         return int(conn.execute(query).scalar_one())
 
 
-def run_e2e(url: str, token: str, account_id: str, console: Console, *, db_url: str | None = None) -> bool:
+def run_e2e(
+    url: str,
+    token: str,
+    account_id: str,
+    console: Console,
+    *,
+    db_url: str | None = None,
+    global_stop: bool = False,
+) -> bool:
     """Run every path against the service at ``url``; True only when every check passed.
+
+    The kill-switch path switches off the token's own tenant (read from the token's claims), or,
+    with ``global_stop``, turns on the global stop, which stops every tenant meanwhile.
 
     Raises ConfigurationError for a malformed URL or token (nothing has been sent then).
     """
@@ -296,7 +316,7 @@ def run_e2e(url: str, token: str, account_id: str, console: Console, *, db_url: 
     tenant = tenant_of(token)
     headers = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=base_url, headers=headers, timeout=30.0) as client:
-        run = _Run(client, console, tenant, account_id, db_url)
+        run = _Run(client, console, tenant, account_id, db_url, global_stop)
         console.print(
             f"[bold]fulfill e2e[/bold] against {escape(base_url)} (tenant {escape(tenant)}, "
             f"account {escape(account_id)}, database checks {'on' if db_url else 'off'})"
@@ -304,7 +324,12 @@ def run_e2e(url: str, token: str, account_id: str, console: Console, *, db_url: 
         paths: list[tuple[str, Callable[[], None]]] = [
             ("B2 seed + verify: imported intent + ACTION_APPROVED event", run.path_b2),
             ("B1 create + approve", run.path_b1),
-            ("kill switch: global stop cancels the execution", run.path_kill_switch),
+            (
+                "kill switch: global stop cancels the execution"
+                if global_stop
+                else "kill switch: the tenant's switch cancels the execution",
+                run.path_kill_switch,
+            ),
             ("expired: an expired intent does not run", run.path_expired),
             ("duplicate: the same event 3 times executes once", run.path_duplicate),
         ]
@@ -321,7 +346,7 @@ def run_e2e(url: str, token: str, account_id: str, console: Console, *, db_url: 
     return run.failures == 0
 
 
-def run_embedded(account_id: str, console: Console) -> bool:
+def run_embedded(account_id: str, console: Console, *, global_stop: bool = False) -> bool:
     """Start a service on a temporary SQLite database, run every path (with database checks), stop it."""
     from fulfill.config import Settings
     from fulfill.server import BackgroundServer
@@ -348,10 +373,11 @@ def run_embedded(account_id: str, console: Console) -> bool:
             if not _wait_ready(server.url):
                 console.print("[red]✘ the embedded service did not become ready within 60 s[/red]")
                 return False
-            token = mint_token(
-                server.settings, tenant_id=E2E_TENANT, scopes=E2E_SCOPES, subject="fulfill-e2e"
+            scopes = [*E2E_SCOPES, PLATFORM_ADMIN_SCOPE] if global_stop else E2E_SCOPES
+            token = mint_token(server.settings, tenant_id=E2E_TENANT, scopes=scopes, subject="fulfill-e2e")
+            return run_e2e(
+                server.url, token, account_id, console, db_url=database_url, global_stop=global_stop
             )
-            return run_e2e(server.url, token, account_id, console, db_url=database_url)
         finally:
             server.stop()
 
