@@ -10,8 +10,14 @@ from fulfill.domain.models import RegistryEntry
 from fulfill.store.db import insert_ignore
 from fulfill.store.tables import action_type_registry
 
+# Versions are stored in an INTEGER column: a larger number names no version (PostgreSQL would
+# refuse to compare it with the column at all).
+MAX_VERSION = 2**31 - 1
+
 
 def get_entry(conn: Connection, action_type: str, registry_version: int) -> RegistryEntry | None:
+    if not 1 <= registry_version <= MAX_VERSION:
+        return None
     row = conn.execute(
         select(action_type_registry.c.document).where(
             action_type_registry.c.action_type == action_type,
