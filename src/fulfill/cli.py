@@ -304,7 +304,7 @@ def kill_global(
     if state not in ("stop", "resume"):
         raise typer.BadParameter("use 'stop' or 'resume'")
     with _database().write() as conn:
-        current = killswitches.get_global(conn)
+        current = killswitches.get_global(conn, for_update=True)
         updated = killswitches.put_global(
             conn, current.model_copy(update={"global_stop": state == "stop"}), now=SystemClock().now_iso()
         )
@@ -322,7 +322,7 @@ def kill_tenant(
     if state not in ("stop", "resume"):
         raise typer.BadParameter("use 'stop' or 'resume'")
     with _database().write() as conn:
-        current = killswitches.get_tenant(conn, tenant_id)
+        current = killswitches.get_tenant(conn, tenant_id, for_update=True)
         updated = killswitches.put_tenant(
             conn,
             current.model_copy(update={"execution_enabled": state == "resume"}),
@@ -345,7 +345,12 @@ def kill_action_type(
         raise typer.BadParameter("use 'disable' or 'enable'")
     now = SystemClock().now_iso()
     with _database().write() as conn:
-        config: Any = killswitches.get_tenant(conn, tenant) if tenant else killswitches.get_global(conn)
+        # Locked: two concurrent changes of different action types both stay.
+        config: Any = (
+            killswitches.get_tenant(conn, tenant, for_update=True)
+            if tenant
+            else killswitches.get_global(conn, for_update=True)
+        )
         types = set(config.disabled_action_types)
         if state == "disable":
             types.add(action_type)
