@@ -1,13 +1,133 @@
 #!/usr/bin/env bash
-# Sets up a virtual environment (if needed) and runs every check: lint, types, the whole test suite.
+# Sets up a virtual environment (if needed) and runs every check: lint, types, then the test suite
+# twice: the whole suite on SQLite, and the contract, integration and end-to-end tests again on a
+# PostgreSQL server that this script starts on 127.0.0.1 in a temporary directory and removes.
+#
+#   ./scripts/test.sh                        # everything (both backends)
+#   ./scripts/test.sh -k cancel              # extra arguments go to pytest, on both passes
+#   ./scripts/test.sh tests/integration/test_admin_api.py   # test paths replace each pass's selection
+#   TEST_BACKENDS=sqlite ./scripts/test.sh   # one backend only: sqlite or postgresql
+#   TEST_POSTGRES_URL=postgresql+psycopg://user@host:5432/postgres ./scripts/test.sh
+#                                            # use that server instead of starting one
+#
+# The PostgreSQL server binaries are looked up in /usr/lib/postgresql/*/bin and on PATH; when
+# there are none and this runs as root (CI), Debian's `postgresql` package is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
+BACKENDS="${TEST_BACKENDS:-both}"
+case "$BACKENDS" in
+  both | sqlite | postgresql) ;;
+  *)
+    echo "TEST_BACKENDS must be both, sqlite or postgresql (got '$BACKENDS')" >&2
+    exit 2
+    ;;
+esac
+
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev,postgres]"
 .venv/bin/ruff check src tests bench
 .venv/bin/ruff format --check src tests bench
 .venv/bin/mypy --strict src
-DBOS__DISABLE_TELEMETRY=true .venv/bin/python -m pytest -q "$@"
+export DBOS__DISABLE_TELEMETRY=true
+
+# --- a throw-away PostgreSQL server ----------------------------------------------------------------
+
+PG_DIR=""
+PG_BIN=""
+PG_USER=""
+
+find_postgres() {
+  local dir
+  PG_BIN=""
+  for dir in /usr/lib/postgresql/*/bin; do # the newest installed version wins
+    [ -x "$dir/initdb" ] && [ -x "$dir/pg_ctl" ] && PG_BIN="$dir"
+  done
+  if [ -z "$PG_BIN" ] && command -v initdb >/dev/null 2>&1 && command -v pg_ctl >/dev/null 2>&1; then
+    PG_BIN="$(dirname "$(command -v initdb)")"
+  fi
+  [ -n "$PG_BIN" ]
+}
+
+install_postgres() {
+  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "PostgreSQL server binaries (initdb, pg_ctl) not found; install PostgreSQL," \
+      "set TEST_POSTGRES_URL to a server, or run with TEST_BACKENDS=sqlite" >&2
+    exit 2
+  fi
+  echo "== installing PostgreSQL (apt-get install postgresql)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq postgresql >/dev/null
+}
+
+# Runs a PostgreSQL binary as the server's owner: initdb refuses to run as root.
+as_pg_user() {
+  if [ "$(id -u)" -eq 0 ]; then
+    runuser -u "$PG_USER" -- "$@"
+  else
+    "$@"
+  fi
+}
+
+stop_postgres() {
+  if [ -n "$PG_DIR" ] && [ -d "$PG_DIR" ]; then
+    if [ -f "$PG_DIR/data/postmaster.pid" ]; then
+      as_pg_user "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m immediate -w stop >/dev/null 2>&1 || true
+    fi
+    rm -rf "$PG_DIR"
+  fi
+}
+
+start_postgres() {
+  find_postgres || { install_postgres && find_postgres; } || {
+    echo "PostgreSQL was installed but initdb/pg_ctl are still not found" >&2
+    exit 2
+  }
+  PG_USER="$(id -un)"
+  if [ "$(id -u)" -eq 0 ]; then
+    PG_USER=postgres # created by the Debian package
+    if ! id "$PG_USER" >/dev/null 2>&1; then
+      useradd --system --home-dir /nonexistent --shell /usr/sbin/nologin "$PG_USER"
+    fi
+  fi
+  PG_DIR="$(mktemp -d "${TMPDIR:-/tmp}/fulfill-test-pg.XXXXXX")"
+  trap stop_postgres EXIT
+  trap 'exit 130' INT TERM
+  chown "$PG_USER" "$PG_DIR"
+  local port
+  port="$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  as_pg_user "$PG_BIN/initdb" -D "$PG_DIR/data" -U postgres -A trust -E UTF8 --locale=C --no-sync \
+    >"$PG_DIR/initdb.log" 2>&1 || {
+    cat "$PG_DIR/initdb.log" >&2
+    exit 1
+  }
+  if ! as_pg_user "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 start \
+    -o "-c listen_addresses=127.0.0.1 -p $port -k $PG_DIR -c max_connections=400" >/dev/null; then
+    cat "$PG_DIR/server.log" >&2
+    exit 1
+  fi
+  TEST_POSTGRES_URL="postgresql+psycopg://postgres@127.0.0.1:$port/postgres"
+  echo "== PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$port ($PG_DIR)"
+}
+
+# --- the passes -----------------------------------------------------------------------------------
+
+if [ "$BACKENDS" != postgresql ]; then
+  echo "== pass 1: the whole suite on SQLite"
+  env -u TEST_POSTGRES_URL .venv/bin/python -m pytest -q "$@"
+fi
+if [ "$BACKENDS" != sqlite ]; then
+  if [ -z "${TEST_POSTGRES_URL:-}" ]; then
+    start_postgres
+  fi
+  echo "== pass 2: contract, integration and end-to-end tests on PostgreSQL"
+  # Test paths given as arguments replace the default selection of this pass.
+  selection=(tests/contract tests/integration tests/e2e)
+  for argument in "$@"; do
+    [[ "$argument" == tests* ]] && selection=()
+  done
+  TEST_POSTGRES_URL="$TEST_POSTGRES_URL" .venv/bin/python -m pytest -q "${selection[@]}" "$@"
+fi
