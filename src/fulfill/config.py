@@ -55,7 +55,16 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=8, ge=1, le=256)
     queue_poll_seconds: float = Field(default=0.05, gt=0, le=10)
     reconcile_interval_seconds: float = Field(default=30.0, gt=0)
+    # An active attempt unchanged this long is checked against its workflow (started if it has
+    # none, forked if it failed); a RUNNING one this long past its budget is resumed elsewhere.
     reconcile_grace_seconds: float = Field(default=60.0, ge=0)
+    # This process's identity in DBOS: a restarted worker with the same id recovers the workflows
+    # it was running. Empty: "{hostname}:{port}".
+    executor_id: str = Field(default="", max_length=128)
+
+    # A failed compensation is tried again after base * 2^(n-1) seconds, up to max_tries in all.
+    compensation_max_tries: int = Field(default=5, ge=1, le=50)
+    compensation_retry_base_seconds: float = Field(default=30.0, ge=0)
 
     # Signals leave through the outbox to these webhook sinks (HMAC-SHA256 signed).
     webhook_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)

@@ -132,7 +132,13 @@ def test_create_intent_is_idempotent_by_id(shared: Harness) -> None:
     assert again.json() == first.json()
     assert _problem(other, 409)["code"] == "INTENT_BODY_MISMATCH"
     with shared.client(tenant="t2") as stranger:
-        assert _problem(stranger.post("/intents", json=body), 409)["code"] == "INTENT_ID_IN_USE"
+        # Ids are unique per tenant: another tenant's id is no existence oracle, and it is theirs.
+        theirs = stranger.post("/intents", json={**body, "parameters": {"title": "theirs"}})
+        assert theirs.status_code == 201
+        assert theirs.json()["tenant_id"] == "t2"
+        assert stranger.get("/intents/ai_idem_1").json()["parameters"] == {"title": "theirs"}
+    with shared.client() as client:
+        assert client.get("/intents/ai_idem_1").json()["parameters"] == {"title": "a"}
 
 
 def test_create_intent_fills_defaults(shared: Harness) -> None:
@@ -340,3 +346,18 @@ def test_readyz_is_503_and_names_the_part_when_the_database_is_down(
     response = httpx.get(f"{shared.url}/readyz")
     assert response.status_code == 503
     assert response.json() == {"status": "not ready", "checks": {"database": "unavailable", "workers": "ok"}}
+
+
+def test_an_out_of_range_registry_version_is_a_422_not_a_database_error(shared: Harness) -> None:
+    """PostgreSQL's integer stops at 2**31 - 1; the request is refused before it gets there."""
+    with shared.client() as client:
+        answer = client.post(
+            "/intents",
+            json={
+                "action_type": "CREATE_INTERNAL_TASK",
+                "account_id": "acc-1",
+                "parameters": {"title": "x"},
+                "registry_version": 12011388149,
+            },
+        )
+    assert _problem(answer, 422)["detail"]

@@ -97,6 +97,23 @@ def test_importing_an_approved_intent_needs_the_same_scopes(shared: Harness, hig
     assert imported.json()["approval_status"] == "APPROVED"
 
 
+def test_a_token_that_may_only_propose_cannot_import_an_approval(shared: Harness) -> None:
+    approval = {"approved_by": "the-agent-itself", "approval_timestamp": "2026-01-02T03:04:05.678Z"}
+    with shared.client(scopes=["intents:write", "intents:read", "events:write"]) as agent:
+        refused = agent.post(
+            "/intents",
+            json={
+                "action_intent_id": "ai_self_approved",
+                "action_type": "CREATE_INTERNAL_TASK",
+                "account_id": "acc-1",
+                "parameters": {"title": "x"},
+                "approval": approval,
+            },
+        )
+        assert "intents:approve" in _problem(refused, 403, "MISSING_SCOPE")
+        assert agent.get("/intents/ai_self_approved").status_code == 404  # nothing was stored
+
+
 def test_an_action_type_without_required_scopes_needs_only_the_route_scope(shared: Harness) -> None:
     with shared.client(scopes=["intents:write", "intents:approve", "executions:read"]) as client:
         assert shared.run_task(client)["status"] == "SUCCEEDED"

@@ -142,7 +142,7 @@ class OutboxRelay:
             return None
         if delivery.destination == INTAKE_DESTINATION:
             try:
-                accept_approved_event(self._rt, parse_approved_event(delivery.payload), caller_tenant_id=None)
+                accept_approved_event(self._rt, parse_approved_event(delivery.payload), caller=None)
             except EventRejected:
                 return None  # rejected events are audited; retrying cannot change the answer
             except Exception as exc:

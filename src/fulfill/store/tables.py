@@ -2,10 +2,11 @@
 
 Unique constraints do what the reference's DynamoDB conditional writes did:
 
-* ``execution_attempts`` has one row per intent: inserting it is the execution lock;
+* ``execution_attempts`` has one row per intent: inserting it (QUEUED, in the transaction that
+  accepts ACTION_APPROVED) is the execution lock;
 * ``execution_outcomes`` is keyed by (intent, attempt): an outcome is written once per attempt;
-* ``ledger_entries.entry_id`` is deterministic and unique: the ledger is append-only and a
-  repeated append is a no-op;
+* ``ledger_entries.entry_id`` is deterministic and unique per tenant: the ledger is append-only
+  and a repeated append is a no-op;
 * ``execution_signals`` is unique per (intent, attempt, signal type);
 * ``internal_tasks`` / ``internal_notes`` are unique per idempotency key: a repeated tool call
   writes once.
@@ -59,8 +60,8 @@ action_intents = Table(
     Column("execution_status", String(16), nullable=False, server_default="PENDING"),
     Column("last_update_at", TS, nullable=False, server_default=""),
     PrimaryKeyConstraint("tenant_id", "account_id", "action_intent_id"),
-    # Workflow ids are exec-{action_intent_id}, so an id is unique across tenants.
-    UniqueConstraint("action_intent_id"),
+    # An intent id is unique within its tenant (whatever the account), not across tenants.
+    UniqueConstraint("tenant_id", "action_intent_id"),
     Index(
         "ix_action_intents_account_recent", "tenant_id", "account_id", "last_update_at", "action_intent_id"
     ),
@@ -93,6 +94,7 @@ execution_attempts = Table(
     Column("deadline_epoch", Float, nullable=False),
     PrimaryKeyConstraint("tenant_id", "account_id", "action_intent_id"),
     Index("ix_execution_attempts_status_deadline", "status", "deadline_epoch"),
+    Index("ix_execution_attempts_status_updated", "status", "updated_at"),
     Index(
         "ix_execution_attempts_account_updated", "tenant_id", "account_id", "updated_at", "action_intent_id"
     ),
@@ -108,7 +110,14 @@ execution_outcomes = Table(
     Column("status", String(16), nullable=False),
     Column("completed_at", TS, nullable=False),
     Column("document", JSON, nullable=False),
+    # Mirrors of the document's compensation fields, for the reconciler's retry scan.
+    Column("compensation_status", String(16)),
+    Column("compensation_tries", Integer, nullable=False, server_default="0"),
+    Column("compensation_retry_epoch", Float),
+    Column("compensation_workflow_id", String(300)),
+    Column("compensation_updated_epoch", Float),
     PrimaryKeyConstraint("tenant_id", "account_id", "action_intent_id", "attempt_count"),
+    Index("ix_execution_outcomes_compensation", "compensation_status", "compensation_retry_epoch"),
 )
 
 ledger_entries = Table(
@@ -124,7 +133,7 @@ ledger_entries = Table(
     Column("trace_id", String(80), nullable=False),
     Column("timestamp", TS, nullable=False),
     Column("data", JSON, nullable=False),
-    UniqueConstraint("entry_id"),
+    UniqueConstraint("tenant_id", "entry_id"),
     Index("ix_ledger_entries_tenant_intent_seq", "tenant_id", "action_intent_id", "seq"),
 )
 

@@ -7,13 +7,10 @@ import binascii
 import hashlib
 import hmac
 import json
-import secrets
-import uuid
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from fulfill.domain.execution import ExecutionRequest
 from fulfill.domain.expiry import is_expired
 from fulfill.domain.ledger import ledger_entry
 from fulfill.domain.models import (
@@ -25,9 +22,9 @@ from fulfill.domain.models import (
 )
 from fulfill.domain.status import derive_status
 from fulfill.domain.time import iso_from_epoch
+from fulfill.engine.intake import queued_attempt, request_for
 from fulfill.engine.outbox_relay import ENGINE_DESTINATION, RERUN_TOPIC
 from fulfill.engine.runtime import Runtime
-from fulfill.engine.workflow import workflow_id_for
 from fulfill.store import executions, intents, outbox
 from fulfill.tokens import Principal, service_token_secret
 from fulfill.usecases.errors import BadRequest, Conflict, Forbidden, NotFound
@@ -269,20 +266,7 @@ def rerun_execution(
             )
         _check_max_attempts(intent, attempt.attempt_count)
         attempt_count = attempt.attempt_count + 1
-        rerun = attempt.model_copy(
-            update={
-                "attempt_count": attempt_count,
-                "attempt_id": f"attempt_{int(now * 1000)}_{secrets.token_hex(4)}",
-                "workflow_id": workflow_id_for(action_intent_id, attempt_count),
-                "status": ExecutionStatus.RUNNING,
-                "idempotency_key": None,
-                "trace_id": f"trace-{int(now * 1000)}-{uuid.uuid4()}",
-                "last_error_class": None,
-                "started_at": now_iso,
-                "updated_at": now_iso,
-                "completed_at": None,
-            }
-        )
+        rerun = queued_attempt(intent, now, attempt_count)
         if not executions.start_rerun(
             conn, previous=attempt, rerun=rerun, deadline_epoch=now + intent.execution_policy.timeout_seconds
         ):
@@ -290,7 +274,7 @@ def rerun_execution(
                 "the execution changed while the rerun was requested; retry", code="CONCURRENT_CHANGE"
             )
         intents.mark_execution(
-            conn, intent.tenant_id, action_intent_id, status=ExecutionStatus.RUNNING, at=now_iso
+            conn, intent.tenant_id, action_intent_id, status=ExecutionStatus.PENDING, at=now_iso
         )
         executions.append_ledger(
             conn,
@@ -309,15 +293,7 @@ def rerun_execution(
                 },
             ),
         )
-        request = ExecutionRequest(
-            action_intent_id=action_intent_id,
-            tenant_id=intent.tenant_id,
-            account_id=intent.account_id,
-            workflow_id=rerun.workflow_id,
-            attempt_count=attempt_count,
-            requested_by=principal.subject,
-            rerun_reason=body.reason,
-        )
+        request = request_for(rerun, requested_by=principal.subject, rerun_reason=body.reason)
         outbox.enqueue(
             conn,
             message_id=f"rerun:{rerun.workflow_id}",
@@ -329,9 +305,7 @@ def rerun_execution(
             now_epoch=now,
         )
     rt.outbox_wakeup.set()
+    # Queued: its workflow starts through the outbox (and the reconciler, should that fail).
     return ExecutionStatusView(
-        action_intent_id=action_intent_id,
-        status=ExecutionStatus.RUNNING,
-        started_at=now_iso,
-        attempt_count=attempt_count,
+        action_intent_id=action_intent_id, status=ExecutionStatus.PENDING, attempt_count=attempt_count
     )

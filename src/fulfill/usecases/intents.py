@@ -34,6 +34,7 @@ from fulfill.tokens import Principal
 from fulfill.usecases.errors import Conflict, Forbidden, Invalid, NotFound
 
 _BASE36 = string.digits + string.ascii_lowercase
+APPROVE_SCOPE = "intents:approve"
 
 
 class Approval(BaseModel):
@@ -54,7 +55,7 @@ class CreateIntent(BaseModel):
     parameters: dict[str, Any]
     target: Target | None = None
     parameters_schema_version: str | None = Field(default=None, max_length=64)
-    registry_version: int | None = Field(default=None, ge=1)
+    registry_version: int | None = Field(default=None, ge=1, le=1_000_000)
     expires_at: str | None = Field(default=None, max_length=40)
     execution_policy: ExecutionPolicy | None = None
     original_decision_id: str | None = Field(default=None, max_length=256)
@@ -88,10 +89,15 @@ def create_intent(rt: Runtime, principal: Principal, body: CreateIntent) -> tupl
             return existing, False
     intent = _build_intent(rt, principal, body, now, now_iso)
     with rt.db.write() as conn:
-        if not intents.insert_intent(conn, intent, request_hash):
-            raise Conflict("action_intent_id is already in use", code="INTENT_ID_IN_USE")
-        if intent.approval_status is ApprovalStatus.APPROVED:
+        inserted = intents.insert_intent(conn, intent, request_hash)
+        if inserted and intent.approval_status is ApprovalStatus.APPROVED:
             _append_approved(conn, intent, imported=True)
+    if not inserted:
+        # Created meanwhile under the same id (a concurrent retry): answer as for a repeat.
+        existing = _existing(rt, principal, intent.action_intent_id, request_hash)
+        if existing is None:  # pragma: no cover - the row that won the insert cannot vanish
+            raise Conflict("action_intent_id is already in use", code="INTENT_ID_IN_USE")
+        return existing, False
     return intent, True
 
 
@@ -101,8 +107,6 @@ def _existing(
     with rt.db.read() as conn:
         stored = intents.get_intent(conn, principal.tenant_id, action_intent_id)
         if stored is None:
-            if intents.intent_id_taken(conn, action_intent_id):
-                raise Conflict("action_intent_id is already in use", code="INTENT_ID_IN_USE")
             return None
         stored_hash = intents.get_request_hash(conn, principal.tenant_id, action_intent_id)
     if not principal.may_access_account(stored.account_id):
@@ -134,6 +138,12 @@ def _build_intent(
             code="REGISTRY_VERSION_DEPRECATED",
         )
     if body.approval is not None:  # the token asserting the approval must be one that may approve
+        if not principal.has_scope(APPROVE_SCOPE):
+            raise Forbidden(
+                f"importing an approved intent needs the scope '{APPROVE_SCOPE}' (an agent that may "
+                "only propose intents cannot approve them)",
+                code="MISSING_SCOPE",
+            )
         _require_approval_scopes(principal, entry)
     try:
         mapped = map_parameters(body.parameters, entry.parameter_mapping)
@@ -274,7 +284,7 @@ def approve_intent(rt: Runtime, principal: Principal, action_intent_id: str) -> 
         _append_approved(conn, approved, imported=False)
         outbox.enqueue(
             conn,
-            message_id=f"approved:{approved.action_intent_id}",
+            message_id=f"approved:{approved.tenant_id}/{approved.action_intent_id}",
             topic=EVENT_DETAIL_TYPE,
             tenant_id=approved.tenant_id,
             payload=approved_event(approved),
