@@ -5,6 +5,7 @@ import pytest
 from fulfill.domain.errors import ErrorClass
 from fulfill.domain.models import (
     ApprovalStatus,
+    AttemptStatus,
     CompensationStatus,
     ExecutionStatus,
     ExecutionStatusView,
@@ -33,7 +34,7 @@ def test_outcome_of_current_attempt_wins() -> None:
         error_message="slow down",
         compensation_status=CompensationStatus.PENDING,
     )
-    attempt = make_attempt(attempt_count=2, status=ExecutionStatus.RUNNING)
+    attempt = make_attempt(attempt_count=2, status=AttemptStatus.RUNNING)
     view = derive_status(
         action_intent_id="ai_1", intent=make_intent(), attempt=attempt, outcome=outcome, now_epoch=NOW
     )
@@ -55,7 +56,7 @@ def test_success_outcome_carries_refs() -> None:
     view = derive_status(
         action_intent_id="ai_1",
         intent=None,
-        attempt=make_attempt(status=ExecutionStatus.SUCCEEDED, completed_at=COMPLETED_AT),
+        attempt=make_attempt(status=AttemptStatus.SUCCEEDED, completed_at=COMPLETED_AT),
         outcome=make_outcome(),
         now_epoch=NOW,
     )
@@ -117,7 +118,7 @@ def test_attempt_wins_over_cancelled_intent() -> None:
     view = derive_status(
         action_intent_id="ai_1",
         intent=make_intent(approval_status=ApprovalStatus.CANCELLED),
-        attempt=make_attempt(status=ExecutionStatus.RUNNING),
+        attempt=make_attempt(status=AttemptStatus.RUNNING),
         outcome=None,
         now_epoch=NOW,
     )
@@ -203,3 +204,23 @@ def test_view_serialises_without_absent_fields() -> None:
     )
     assert view is not None
     assert view.model_dump(exclude_none=True) == {"action_intent_id": "ai_1", "status": "PENDING"}
+
+
+def test_a_queued_attempt_reads_as_pending_not_started() -> None:
+    view = derive_status(
+        action_intent_id="ai_1",
+        intent=make_intent(approval_status=ApprovalStatus.APPROVED),
+        attempt=make_attempt(status=AttemptStatus.QUEUED),
+        outcome=None,
+        now_epoch=NOW,
+    )
+    assert view is not None
+    assert view.status is ExecutionStatus.PENDING
+    assert view.started_at is None
+    assert view.attempt_count == 1
+
+
+@pytest.mark.parametrize("status", list(AttemptStatus))
+def test_every_attempt_status_has_a_client_status(status: AttemptStatus) -> None:
+    expected = ExecutionStatus.PENDING if status is AttemptStatus.QUEUED else ExecutionStatus(status.value)
+    assert status.execution_status is expected

@@ -53,6 +53,11 @@ class AttemptStatus(StrEnum):
     CANCELLED = "CANCELLED"
     EXPIRED = "EXPIRED"
 
+    @property
+    def execution_status(self) -> ExecutionStatus:
+        """What a client sees: a queued attempt has not started, so it is still PENDING."""
+        return ExecutionStatus.PENDING if self is AttemptStatus.QUEUED else ExecutionStatus(self.value)
+
 
 ACTIVE_ATTEMPT_STATUSES = frozenset({AttemptStatus.QUEUED, AttemptStatus.RUNNING})
 RERUNNABLE_STATUSES = frozenset({AttemptStatus.FAILED, AttemptStatus.CANCELLED})

@@ -44,9 +44,7 @@ def derive_status(
         return ExecutionStatusView(
             action_intent_id=action_intent_id,
             # Queued: accepted and locked, but not started yet.
-            status=ExecutionStatus.PENDING
-            if attempt.status is AttemptStatus.QUEUED
-            else ExecutionStatus(attempt.status.value),
+            status=attempt.status.execution_status,
             started_at=None if attempt.status is AttemptStatus.QUEUED else attempt.started_at,
             completed_at=attempt.completed_at,
             error_class=attempt.last_error_class,

@@ -108,7 +108,7 @@ def start_execution(request: ExecutionRequest) -> StartedExecution | DuplicateEx
             return DuplicateExecution(
                 action_intent_id=request.action_intent_id,
                 existing_workflow_id=attempt.workflow_id if attempt else "",
-                existing_status=_client_status(attempt.status) if attempt else ExecutionStatus.PENDING,
+                existing_status=attempt.status.execution_status if attempt else ExecutionStatus.PENDING,
             )
         context = ExecutionContext(
             action_intent_id=attempt.action_intent_id,
@@ -127,10 +127,6 @@ def start_execution(request: ExecutionRequest) -> StartedExecution | DuplicateEx
         )
         _append_started(conn, context, intent)
     return StartedExecution(context=context)
-
-
-def _client_status(status: AttemptStatus) -> ExecutionStatus:
-    return ExecutionStatus.PENDING if status is AttemptStatus.QUEUED else ExecutionStatus(status.value)
 
 
 def _append_started(conn: Connection, context: ExecutionContext, intent: ActionIntentV1 | None) -> None:
