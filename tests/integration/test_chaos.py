@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import os
 import random
-import signal
-import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -36,14 +33,9 @@ from fulfill.tokens import mint_token
 from tests.support import postgres
 from tests.support.harness import ALL_SCOPES, TEST_SECRET, fresh_database_url
 from tests.support.http_doubles import wait_for
+from tests.support.processes import free_port, kill, start_serve, stop_all
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -54,46 +46,25 @@ class Cluster:
     processes: dict[str, tuple[int, str, subprocess.Popen[bytes]]] = field(default_factory=dict)
 
     def start(self, name: str, role: str, port: int | None = None) -> int:
-        port = port or _free_port()
+        port = port or free_port()
         env = {
             **self.env,
             "FULFILL_ROLE": role,
             "FULFILL_PORT": str(port),
             "FULFILL_EXECUTOR_ID": f"chaos-{name}",
         }
-        with self.log.open("ab") as out:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "fulfill", "serve"], env=env, stdout=out, stderr=subprocess.STDOUT
-            )
-        self.processes[name] = (port, role, process)
-        wait_for(lambda: _ready(port), timeout=90)
+        self.processes[name] = (port, role, start_serve(env, self.log))
         return port
 
     def kill(self, name: str) -> None:
-        _port, _role, process = self.processes[name]
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=10)
+        kill(self.processes[name][2])
 
     def restart(self, name: str) -> None:
         port, role, _process = self.processes[name]
         self.start(name, role, port)
 
     def stop(self) -> None:
-        for _port, _role, process in self.processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for _port, _role, process in self.processes.values():
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
-
-def _ready(port: int) -> bool:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200
-    except httpx.HTTPError:
-        return False
+        stop_all(process for _port, _role, process in self.processes.values())
 
 
 @pytest.fixture

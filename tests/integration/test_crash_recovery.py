@@ -4,10 +4,6 @@ ends with one external write and one outcome."""
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,21 +16,9 @@ from fulfill.domain.execution import execution_workflow_id
 from fulfill.tokens import mint_token
 from tests.support.harness import ALL_SCOPES, TEST_SECRET, fresh_database_url
 from tests.support.http_doubles import Fault, FaultyProxy, wait_for
+from tests.support.processes import free_port, kill, start_serve, stop_all
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _start(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "fulfill", "serve"], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
 
 
 def _count(db: str, table: str, intent_id: str) -> int:
@@ -65,7 +49,7 @@ def _executors(db: str, workflow_ids: list[str]) -> set[str]:
 
 
 def test_sigkill_during_invoke_tool_resumes_with_one_write(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     proxy = FaultyProxy(upstream=f"{base}/mcp")
     proxy.add_faults(Fault("hold"))  # the tool writes, then its answer is held back
@@ -83,15 +67,8 @@ def test_sigkill_during_invoke_tool_resumes_with_one_write(tmp_path: Path) -> No
     token = mint_token(Settings(jwt_secret=TEST_SECRET), tenant_id="t1", scopes=ALL_SCOPES)
     client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=10.0)
 
-    def healthy() -> bool:
-        try:
-            return client.get("/readyz").status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    process = _start(env, log)
+    process = start_serve(env, log)
     try:
-        wait_for(healthy, timeout=60)
         created = client.post(
             "/intents",
             json={"action_type": "CREATE_INTERNAL_TASK", "account_id": "acc-1", "parameters": {"title": "x"}},
@@ -101,13 +78,11 @@ def test_sigkill_during_invoke_tool_resumes_with_one_write(tmp_path: Path) -> No
 
         assert proxy.state.forwarded.wait(timeout=30), "the tool call never reached the gateway"
         assert _count(db, "internal_tasks", intent_id) == 1  # the write happened...
-        process.send_signal(signal.SIGKILL)  # ...and the process dies before hearing about it
-        process.wait(timeout=10)
+        kill(process)  # ...and the process dies before hearing about it
         proxy.state.release.set()
         assert _count(db, "execution_outcomes", intent_id) == 0
 
-        process = _start(env, log)
-        wait_for(healthy, timeout=60)
+        process = start_serve(env, log)
 
         def finished() -> dict[str, object] | None:
             body = client.get(f"/executions/{intent_id}/status").json()
@@ -122,17 +97,13 @@ def test_sigkill_during_invoke_tool_resumes_with_one_write(tmp_path: Path) -> No
         time.sleep(0.2)
     finally:
         client.close()
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_all([process])
         proxy.close()
 
 
 def test_split_roles_an_api_process_never_runs_workflows_and_a_worker_resumes_them(tmp_path: Path) -> None:
     """`--role api` serves HTTP and the gateway only; `--role worker` runs (and resumes) workflows."""
-    api_port, worker_port = _free_port(), _free_port()
+    api_port, worker_port = free_port(), free_port()
     base = f"http://127.0.0.1:{api_port}"
     proxy = FaultyProxy(upstream=f"{base}/mcp")  # every process reaches the api's gateway through it
     proxy.add_faults(Fault("hold"))
@@ -150,15 +121,8 @@ def test_split_roles_an_api_process_never_runs_workflows_and_a_worker_resumes_th
     token = mint_token(Settings(jwt_secret=TEST_SECRET), tenant_id="t1", scopes=ALL_SCOPES)
     client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=10.0)
 
-    def ready() -> bool:
-        try:
-            return client.get("/readyz").status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    processes = [_start(env, log)]  # first one process with every role
+    processes = [start_serve(env, log)]  # first one process with every role
     try:
-        wait_for(ready, timeout=60)
         created = client.post(
             "/intents",
             json={"action_type": "CREATE_INTERNAL_TASK", "account_id": "acc-1", "parameters": {"title": "x"}},
@@ -166,18 +130,18 @@ def test_split_roles_an_api_process_never_runs_workflows_and_a_worker_resumes_th
         intent_id = created.json()["action_intent_id"]
         assert client.post(f"/intents/{intent_id}/approve").status_code == 202
         assert proxy.state.forwarded.wait(timeout=30)
-        processes[0].send_signal(signal.SIGKILL)  # the workflow is left unfinished
-        processes[0].wait(timeout=10)
+        kill(processes[0])  # the workflow is left unfinished
         proxy.state.release.set()
 
-        processes.append(_start({**env, "FULFILL_ROLE": "api"}, log))
-        wait_for(ready, timeout=60)
+        processes.append(start_serve({**env, "FULFILL_ROLE": "api"}, log))
         assert client.get("/readyz").json()["checks"] == {"database": "ok", "workers": "not in this role"}
         time.sleep(3)  # an api process that resumed workflows would have called the tool by now
         assert proxy.state.tool_calls_forwarded == 1
         assert client.get(f"/executions/{intent_id}/status").json()["status"] == "RUNNING"
 
-        processes.append(_start({**env, "FULFILL_ROLE": "worker", "FULFILL_PORT": str(worker_port)}, log))
+        processes.append(
+            start_serve({**env, "FULFILL_ROLE": "worker", "FULFILL_PORT": str(worker_port)}, log)
+        )
 
         def finished() -> dict[str, object] | None:
             body = client.get(f"/executions/{intent_id}/status").json()  # answered by the api process
@@ -207,11 +171,5 @@ def test_split_roles_an_api_process_never_runs_workflows_and_a_worker_resumes_th
         assert not any(executor.startswith("fulfill-api-") for executor in executors)
     finally:
         client.close()
-        for process in processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+        stop_all(processes)
         proxy.close()

@@ -8,10 +8,6 @@ switches before calling: the execution ends CANCELLED and nothing is written.
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -26,18 +22,13 @@ from fulfill.store.tables import internal_tasks
 from fulfill.tokens import mint_token
 from tests.support.harness import ALL_SCOPES, TEST_SECRET, fresh_database_url
 from tests.support.http_doubles import Fault, FaultyProxy, wait_for
+from tests.support.processes import free_port, kill, start_serve, stop_all
 
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_a_replayed_tool_call_reads_the_kill_switches_first(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     proxy = FaultyProxy(upstream=f"{base}/mcp")
     proxy.add_faults(Fault("hold_before"))
@@ -50,26 +41,12 @@ def test_a_replayed_tool_call_reads_the_kill_switches_first(tmp_path: Path) -> N
         "FULFILL_GATEWAY_URL": proxy.url,
         "FULFILL_LOG_LEVEL": "WARNING",
     }
-    log = (tmp_path / "service.log").open("ab")
+    log = tmp_path / "service.log"
     token = mint_token(Settings(jwt_secret=TEST_SECRET), tenant_id="t1", scopes=ALL_SCOPES)
     client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=10.0)
     db = Database(database_url)
 
-    def start() -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "fulfill", "serve"], env=env, stdout=log, stderr=log
-        )
-
-        def ready() -> bool:
-            try:
-                return client.get("/readyz").status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for(ready, timeout=60)
-        return process
-
-    process = start()
+    process = start_serve(env, log)
     try:
         created = client.post(
             "/intents",
@@ -78,14 +55,13 @@ def test_a_replayed_tool_call_reads_the_kill_switches_first(tmp_path: Path) -> N
         intent_id = created.json()["action_intent_id"]
         assert client.post(f"/intents/{intent_id}/approve").status_code == 202
         assert proxy.state.held_before.wait(timeout=30), "the tool call never left the engine"
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=10)
+        kill(process)
         with db.write() as conn:
             killswitches.put_global(
                 conn, GlobalExecutionConfig(global_stop=True), now="2026-01-01T00:00:00.000Z"
             )
 
-        process = start()
+        process = start_serve(env, log)
 
         def finished() -> dict[str, object] | None:
             body = client.get(f"/executions/{intent_id}/status").json()
@@ -103,11 +79,6 @@ def test_a_replayed_tool_call_reads_the_kill_switches_first(tmp_path: Path) -> N
         assert written == 0
     finally:
         client.close()
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_all([process])
         proxy.close()
         db.dispose()
-        log.close()
