@@ -20,13 +20,16 @@ from tests.support.harness import Harness
 
 def _plan(harness: Harness, **arguments: Any) -> list[str]:
     statements: list[tuple[str, Any]] = []
+    mine: list[Any] = []
 
-    def remember(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_rest: Any) -> None:
-        statements.append((statement, parameters))
+    def remember(conn: Any, _cursor: Any, statement: str, parameters: Any, *_rest: Any) -> None:
+        if conn in mine:  # not the service's own background work on the same engine
+            statements.append((statement, parameters))
 
     event.listen(harness.db.engine, "before_cursor_execute", remember)
     try:
         with harness.db.read() as conn:
+            mine.append(conn)
             intents.list_account_executions(
                 conn, tenant_id="t1", account_id="acc-1", now_epoch=0, limit=51, **arguments
             )
