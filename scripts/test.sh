@@ -7,6 +7,7 @@
 #   ./scripts/test.sh -k cancel              # extra arguments go to pytest, on both passes
 #   ./scripts/test.sh tests/integration/test_admin_api.py   # test paths replace each pass's selection
 #   TEST_BACKENDS=sqlite ./scripts/test.sh   # one backend only: sqlite or postgresql
+#   TEST_PARALLEL=0 ./scripts/test.sh        # the two passes one after the other (default: side by side)
 #   TEST_POSTGRES_URL=postgresql+psycopg://user@host:5432/postgres ./scripts/test.sh
 #                                            # use that server instead of starting one
 #
@@ -16,6 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 BACKENDS="${TEST_BACKENDS:-both}"
+PARALLEL="${TEST_PARALLEL:-1}"
 case "$BACKENDS" in
   both | sqlite | postgresql) ;;
   *)
@@ -38,6 +40,8 @@ export DBOS__DISABLE_TELEMETRY=true
 PG_DIR=""
 PG_BIN=""
 PG_USER=""
+PG_PASS_PID=""
+WORK_DIR="$(mktemp -d "${TMPDIR:-/tmp}/fulfill-test.XXXXXX")" # each pass's pytest temporary files
 
 find_postgres() {
   local dir
@@ -81,6 +85,17 @@ stop_postgres() {
   fi
 }
 
+cleanup() {
+  if [ -n "$PG_PASS_PID" ]; then
+    kill "$PG_PASS_PID" 2>/dev/null || true
+    wait "$PG_PASS_PID" 2>/dev/null || true
+  fi
+  stop_postgres
+  rm -rf "$WORK_DIR"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
 start_postgres() {
   find_postgres || { install_postgres && find_postgres; } || {
     echo "PostgreSQL was installed but initdb/pg_ctl are still not found" >&2
@@ -94,8 +109,6 @@ start_postgres() {
     fi
   fi
   PG_DIR="$(mktemp -d "${TMPDIR:-/tmp}/fulfill-test-pg.XXXXXX")"
-  trap stop_postgres EXIT
-  trap 'exit 130' INT TERM
   chown "$PG_USER" "$PG_DIR"
   local port
   port="$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
@@ -115,19 +128,50 @@ start_postgres() {
 
 # --- the passes -----------------------------------------------------------------------------------
 
+# Test paths given as arguments replace the PostgreSQL pass's default selection.
+PG_SELECTION=(tests/contract tests/integration tests/e2e)
+for argument in "$@"; do
+  [[ "$argument" == tests* ]] && PG_SELECTION=()
+done
+
+sqlite_pass() {
+  env -u TEST_POSTGRES_URL .venv/bin/python -m pytest -q --basetemp="$WORK_DIR/sqlite" "$@"
+}
+
+postgres_pass() {
+  TEST_POSTGRES_URL="$TEST_POSTGRES_URL" .venv/bin/python -m pytest -q -p no:cacheprovider \
+    --basetemp="$WORK_DIR/postgresql" "${PG_SELECTION[@]}" "$@"
+}
+
+if [ "$BACKENDS" != sqlite ] && [ -z "${TEST_POSTGRES_URL:-}" ]; then
+  start_postgres
+fi
+SQLITE_TITLE="== pass 1: the whole suite on SQLite"
+PG_TITLE="== pass 2: contract, integration and end-to-end tests on PostgreSQL"
+if [ "$BACKENDS" = both ] && [ "$PARALLEL" = 1 ]; then
+  # Most of the suite's time is spent waiting (on sockets, fsync, subprocesses), so the two passes
+  # run side by side; the PostgreSQL pass's report is printed after the SQLite pass's.
+  echo "$PG_TITLE: running alongside pass 1, its report follows"
+  postgres_pass "$@" >"$WORK_DIR/postgresql.log" 2>&1 &
+  PG_PASS_PID=$!
+  echo "$SQLITE_TITLE"
+  sqlite_status=0
+  sqlite_pass "$@" || sqlite_status=$?
+  pg_status=0
+  wait "$PG_PASS_PID" || pg_status=$?
+  PG_PASS_PID=""
+  echo "$PG_TITLE"
+  cat "$WORK_DIR/postgresql.log"
+  echo "== SQLite pass: $([ $sqlite_status -eq 0 ] && echo passed || echo "FAILED ($sqlite_status)");" \
+    "PostgreSQL pass: $([ $pg_status -eq 0 ] && echo passed || echo "FAILED ($pg_status)")"
+  [ $sqlite_status -eq 0 ] && [ $pg_status -eq 0 ]
+  exit
+fi
 if [ "$BACKENDS" != postgresql ]; then
-  echo "== pass 1: the whole suite on SQLite"
-  env -u TEST_POSTGRES_URL .venv/bin/python -m pytest -q "$@"
+  echo "$SQLITE_TITLE"
+  sqlite_pass "$@"
 fi
 if [ "$BACKENDS" != sqlite ]; then
-  if [ -z "${TEST_POSTGRES_URL:-}" ]; then
-    start_postgres
-  fi
-  echo "== pass 2: contract, integration and end-to-end tests on PostgreSQL"
-  # Test paths given as arguments replace the default selection of this pass.
-  selection=(tests/contract tests/integration tests/e2e)
-  for argument in "$@"; do
-    [[ "$argument" == tests* ]] && selection=()
-  done
-  TEST_POSTGRES_URL="$TEST_POSTGRES_URL" .venv/bin/python -m pytest -q "${selection[@]}" "$@"
+  echo "$PG_TITLE"
+  postgres_pass "$@"
 fi
