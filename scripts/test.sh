@@ -67,10 +67,11 @@ install_postgres() {
   apt-get install -y -qq postgresql >/dev/null
 }
 
-# Runs a PostgreSQL binary as the server's owner: initdb refuses to run as root.
+# Runs a PostgreSQL binary as the server's owner (initdb refuses to run as root), from a directory
+# that user may enter (the checkout may be private to root).
 as_pg_user() {
   if [ "$(id -u)" -eq 0 ]; then
-    runuser -u "$PG_USER" -- "$@"
+    (cd / && runuser -u "$PG_USER" -- "$@")
   else
     "$@"
   fi
