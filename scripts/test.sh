@@ -129,6 +129,20 @@ start_postgres() {
 
 # --- the passes -----------------------------------------------------------------------------------
 
+# The closing line: both passes' pytest summaries added up ("total: N passed, N failed, N skipped").
+total() {
+  .venv/bin/python - "$@" <<'PY'
+import re, sys
+counts = {"passed": 0, "failed": 0, "skipped": 0, "error": 0}
+for path in sys.argv[1:]:
+    lines = [line for line in open(path, errors="replace") if re.search(r"\d+ (passed|failed|error)", line)]
+    for number, word in re.findall(r"(\d+) (passed|failed|skipped|errors?)", lines[-1] if lines else ""):
+        counts[word.rstrip("s") if word.startswith("error") else word] += int(number)
+failed = counts["failed"] + counts["error"]
+print(f"total: {counts['passed']} passed, {failed} failed, {counts['skipped']} skipped")
+PY
+}
+
 # Test paths given as arguments replace the PostgreSQL pass's default selection.
 PG_SELECTION=(tests/contract tests/integration tests/e2e)
 for argument in "$@"; do
@@ -157,7 +171,7 @@ if [ "$BACKENDS" = both ] && [ "$PARALLEL" = 1 ]; then
   PG_PASS_PID=$!
   echo "$SQLITE_TITLE"
   sqlite_status=0
-  sqlite_pass "$@" || sqlite_status=$?
+  sqlite_pass "$@" 2>&1 | tee "$WORK_DIR/sqlite.log" || sqlite_status=$?
   pg_status=0
   wait "$PG_PASS_PID" || pg_status=$?
   PG_PASS_PID=""
@@ -165,6 +179,7 @@ if [ "$BACKENDS" = both ] && [ "$PARALLEL" = 1 ]; then
   cat "$WORK_DIR/postgresql.log"
   echo "== SQLite pass: $([ $sqlite_status -eq 0 ] && echo passed || echo "FAILED ($sqlite_status)");" \
     "PostgreSQL pass: $([ $pg_status -eq 0 ] && echo passed || echo "FAILED ($pg_status)")"
+  total "$WORK_DIR/sqlite.log" "$WORK_DIR/postgresql.log"
   [ $sqlite_status -eq 0 ] && [ $pg_status -eq 0 ]
   exit
 fi
