@@ -1,0 +1,225 @@
+"""Slow tools: N intents whose tool call takes L seconds, approved at once.
+
+A latency-injecting proxy (an ASGI app on 127.0.0.1) sits in front of the gateway
+(``FULFILL_GATEWAY_URL``) and holds every ``tools/call`` for L seconds before forwarding it, as a
+slow external system would. ``fulfill serve`` runs in its own process on a temporary SQLite
+database. The benchmark creates N intents, approves them all at once, and reports the time from
+the first approval to the last recorded outcome (the service's own timestamps), the most tool
+calls in flight at once (seen by the proxy), and the service's resident memory idle and at peak.
+
+    python -m bench.slow_tools --intents 1000 --latency 1.0 --concurrency 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+from fulfill.config import Settings
+from fulfill.domain.time import epoch_from_iso
+from fulfill.tokens import mint_token
+
+SECRET = "bench-secret-0123456789abcdef0123456789"
+SCOPES = ["intents:write", "intents:read", "intents:approve", "executions:read"]
+
+
+class DelayingProxy:
+    """Holds every ``tools/call`` for ``latency`` seconds, then forwards it; counts calls in flight."""
+
+    def __init__(self, latency: float) -> None:
+        self.latency = latency
+        self.upstream = ""
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._client: httpx.AsyncClient | None = None
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    limits = httpx.Limits(max_connections=4096, max_keepalive_connections=4096)
+                    self._client = httpx.AsyncClient(timeout=120, limits=limits)
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    if self._client is not None:
+                        await self._client.aclose()
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        is_call = b'"tools/call"' in body
+        if is_call:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            await asyncio.sleep(self.latency)
+        try:
+            headers = {
+                k.decode(): v.decode()
+                for k, v in scope["headers"]
+                if k.decode().lower() not in ("host", "content-length")
+            }
+            assert self._client is not None
+            answer = await self._client.request(scope["method"], self.upstream, content=body, headers=headers)
+        finally:
+            if is_call:
+                self.in_flight -= 1
+        out_headers = [
+            (k.encode(), v.encode())
+            for k, v in answer.headers.items()
+            if k.lower() in ("content-type", "mcp-session-id")
+        ]
+        await send({"type": "http.response.start", "status": answer.status_code, "headers": out_headers})
+        await send({"type": "http.response.body", "body": answer.content})
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _rss_mb(pid: int, field: str = "VmRSS") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def run(intents: int, latency: float, concurrency: int | None) -> dict[str, Any]:
+    proxy = DelayingProxy(latency)
+    proxy_port, port = _free_port(), _free_port()
+    proxy.upstream = f"http://127.0.0.1:{port}/mcp"
+    server = uvicorn.Server(uvicorn.Config(proxy, host="127.0.0.1", port=proxy_port, log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    work = Path(tempfile.mkdtemp(prefix="fulfill-slow-tools-"))
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("FULFILL_")},
+        "DBOS__DISABLE_TELEMETRY": "true",
+        "FULFILL_DATABASE_URL": f"sqlite:///{work / 'fulfill.db'}",
+        "FULFILL_PORT": str(port),
+        "FULFILL_JWT_SECRET": SECRET,
+        "FULFILL_GATEWAY_URL": f"http://127.0.0.1:{proxy_port}/mcp",
+        "FULFILL_GATEWAY_CALL_TIMEOUT_SECONDS": str(max(30.0, latency * 10)),
+        "FULFILL_LOG_LEVEL": "WARNING",
+    }
+    if concurrency is not None:
+        env["FULFILL_WORKER_CONCURRENCY"] = str(concurrency)
+    log = (work / "service.log").open("wb")
+    process = subprocess.Popen([sys.executable, "-m", "fulfill", "serve"], env=env, stdout=log, stderr=log)
+    base = f"http://127.0.0.1:{port}"
+    token = mint_token(Settings(jwt_secret=SECRET), tenant_id="bench", scopes=SCOPES)
+    client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if client.get("/readyz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("the service did not start")
+            time.sleep(0.2)
+        time.sleep(2)
+        idle_mb = _rss_mb(process.pid)
+        ids = []
+        for index in range(intents):
+            created = client.post(
+                "/intents",
+                json={
+                    "action_type": "CREATE_INTERNAL_TASK",
+                    "account_id": "acc-slow",
+                    "parameters": {"title": f"slow {index}"},
+                },
+            )
+            created.raise_for_status()
+            ids.append(created.json()["action_intent_id"])
+
+        async def approve_all() -> None:
+            limits = httpx.Limits(max_connections=64)
+            async with httpx.AsyncClient(
+                base_url=base, headers=client.headers, timeout=60, limits=limits
+            ) as aclient:
+                await asyncio.gather(*(aclient.post(f"/intents/{i}/approve") for i in ids))
+
+        asyncio.run(approve_all())
+        peak_mb = idle_mb
+        done: dict[str, float] = {}
+        deadline = time.monotonic() + max(120.0, intents * latency / 4)
+        while len(done) < intents and time.monotonic() < deadline:
+            peak_mb = max(peak_mb, _rss_mb(process.pid))
+            token_next: str | None = None
+            while True:
+                params: dict[str, Any] = {"limit": 100, "status": "SUCCEEDED"}
+                if token_next:
+                    params["next_token"] = token_next
+                page = client.get("/accounts/acc-slow/executions", params=params).json()
+                for item in page.get("executions", page.get("items", [])):
+                    done[item["action_intent_id"]] = epoch_from_iso(item["completed_at"])
+                token_next = page.get("next_token")
+                if not token_next:
+                    break
+            time.sleep(0.5)
+        first_approval = min(
+            epoch_from_iso(client.get(f"/intents/{i}").json()["approval_timestamp"]) for i in ids[:50]
+        )
+        peak_mb = max(peak_mb, _rss_mb(process.pid, "VmHWM"))
+        elapsed = (max(done.values()) - first_approval) if done else float("nan")
+        return {
+            "intents": intents,
+            "tool_latency_s": latency,
+            "worker_concurrency": concurrency or "default",
+            "succeeded": len(done),
+            "first_approval_to_last_outcome_s": round(elapsed, 2),
+            "max_tool_calls_in_flight": proxy.max_in_flight,
+            "service_rss_idle_mb": round(idle_mb, 1),
+            "service_rss_peak_mb": round(peak_mb, 1),
+        }
+    finally:
+        client.close()
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        server.should_exit = True
+        log.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--intents", type=int, default=1000)
+    parser.add_argument("--latency", type=float, default=1.0, help="seconds every tools/call is held")
+    parser.add_argument("--concurrency", type=int, default=None, help="FULFILL_WORKER_CONCURRENCY")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    result = run(args.intents, args.latency, args.concurrency)
+    print(json.dumps(result, indent=2))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
