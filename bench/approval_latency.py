@@ -15,60 +15,21 @@ import json
 import platform
 import statistics
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
-from dbos import DBOS, SetWorkflowID
 
 from fulfill import __version__
 from fulfill.config import Settings
 from fulfill.domain.time import epoch_from_iso
 from fulfill.engine.workflow import EXECUTION_QUEUE
+from fulfill.loadtest import STEPS, summary
+from fulfill.loadtest import measure_bare as _measure_bare
 from fulfill.server import BackgroundServer
 from fulfill.store import executions, intents
 from fulfill.tokens import mint_token
-
-STEPS = 5  # StartExecution, ValidatePreflight, MapActionToTool, InvokeTool, RecordOutcome
-
-
-@DBOS.step(name="bench.noop")
-def _noop_step(value: int) -> int:
-    return value + 1
-
-
-_bare_finished: dict[str, float] = {}
-_bare_done = threading.Condition()
-
-
-@DBOS.workflow(name="bench.bare_workflow")
-def bare_workflow(started: float) -> float:
-    value = 0
-    for _ in range(STEPS):
-        value = _noop_step(value)
-    elapsed = time.time() - started
-    with _bare_done:  # handle.get_result() polls the database; this wakes the bench at once
-        _bare_finished[DBOS.workflow_id or ""] = elapsed
-        _bare_done.notify_all()
-    return elapsed
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
-    return ordered[index]
-
-
-def summary(values_ms: list[float]) -> dict[str, float]:
-    return {
-        "p50_ms": round(percentile(values_ms, 0.50), 1),
-        "p95_ms": round(percentile(values_ms, 0.95), 1),
-        "p99_ms": round(percentile(values_ms, 0.99), 1),
-        "mean_ms": round(statistics.fmean(values_ms), 1),
-        "max_ms": round(max(values_ms), 1),
-    }
 
 
 def measure_fulfill(server: BackgroundServer, count: int) -> list[float]:
@@ -114,18 +75,8 @@ def measure_fulfill(server: BackgroundServer, count: int) -> list[float]:
 
 
 def measure_bare(count: int) -> list[float]:
-    queue = DBOS.retrieve_queue(EXECUTION_QUEUE)
-    assert queue is not None
-    latencies: list[float] = []
-    for index in range(count):
-        workflow_id = f"bench-bare-{time.time_ns()}-{index}"
-        with SetWorkflowID(workflow_id):
-            queue.enqueue(bare_workflow, time.time())
-        with _bare_done:
-            if not _bare_done.wait_for(lambda wid=workflow_id: wid in _bare_finished, timeout=30):
-                raise RuntimeError(f"{workflow_id} did not finish")
-        latencies.append(_bare_finished[workflow_id] * 1000)
-    return latencies
+    """The bare workflow (fulfill.loadtest), enqueued on the service's own queue, one at a time."""
+    return _measure_bare(count, EXECUTION_QUEUE)
 
 
 STEP_FUNCTIONS = (

@@ -29,7 +29,9 @@ kill_app = typer.Typer(
     help="Kill switches: take effect at the next check, no restart needed.", no_args_is_help=True
 )
 registry_app = typer.Typer(help="The action-type registry.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks against a service in its own process.", no_args_is_help=True)
 app.add_typer(intent_app, name="intent")
+app.add_typer(bench_app, name="bench")
 app.add_typer(kill_app, name="kill-switch")
 app.add_typer(registry_app, name="registry")
 
@@ -384,6 +386,66 @@ def registry_list(
             entry.deprecated_at or "",
         )
     console.print(table)
+
+
+@bench_app.command("load")
+def bench_load(
+    url: Annotated[
+        str | None, typer.Option("--url", help="A running service; omit to start one in a subprocess.")
+    ] = None,
+    bearer: Annotated[str | None, typer.Option("--token", help="Bearer token for --url.")] = None,
+    jwt_secret: Annotated[
+        str | None, typer.Option("--jwt-secret", help="Mint a dev token for --url with this secret.")
+    ] = None,
+    tenant: Annotated[str, typer.Option(help="Tenant of the minted token.")] = "bench-load",
+    database_url: Annotated[
+        str | None,
+        typer.Option("--database-url", help="Database of the started service (default: temporary SQLite)."),
+    ] = None,
+    workers: Annotated[
+        int, typer.Option(help="0: one 'all' process; N: an 'api' process and N 'worker' processes.")
+    ] = 0,
+    rates: Annotated[
+        str, typer.Option(help="Offered approvals/s of the open-loop runs, comma-separated.")
+    ] = ("10,20,50,100"),
+    seconds: Annotated[float, typer.Option(help="Length of each open-loop run.")] = 15.0,
+    burst: Annotated[int, typer.Option(help="Approvals sent at once (0: skip).")] = 400,
+    serial: Annotated[int, typer.Option(help="Approvals one at a time (0: skip).")] = 100,
+    drain: Annotated[float, typer.Option(help="Seconds to wait for outcomes after the last send.")] = 60.0,
+    floor: Annotated[bool, typer.Option(help="Also time the bare-DBOS floor in this process.")] = True,
+    json_path: Annotated[str | None, typer.Option("--json", help="Write the results here.")] = None,
+    append_doc: Annotated[
+        bool, typer.Option("--append-doc", help="Append a dated section to docs/PERFORMANCE.md.")
+    ] = False,
+) -> None:
+    """Open-loop, burst and one-at-a-time approval load, next to the bare-DBOS floor."""
+    from pathlib import Path
+
+    from fulfill import loadtest
+
+    options = loadtest.LoadOptions(
+        url=url,
+        token=bearer,
+        jwt_secret=jwt_secret,
+        tenant=tenant,
+        database_url=database_url,
+        workers=workers,
+        rates=[float(r) for r in rates.split(",") if r.strip()],
+        seconds=seconds,
+        burst=burst,
+        serial=serial,
+        drain=drain,
+        floor=floor,
+        json_path=Path(json_path) if json_path else None,
+        append_doc=Path("docs/PERFORMANCE.md") if append_doc else None,
+        command=loadtest.command_line(),
+    )
+    try:
+        result = loadtest.run(options, console)
+    except (RuntimeError, ValueError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    loadtest.report(result, options, console)
 
 
 def main() -> None:

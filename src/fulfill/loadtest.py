@@ -1,0 +1,796 @@
+"""Load benchmark: approvals offered to a running service, and the bare-DBOS floor next to it.
+
+The service always runs in its own process(es): either one already running (``--url``) or one the
+benchmark starts (``fulfill serve`` on a temporary SQLite database, or ``--database-url``; with
+``--workers N`` an ``api`` process and N ``worker`` processes). Scenarios:
+
+* **open loop**: at each offered rate, intents are created first (not timed), then approvals are
+  sent on a fixed schedule whether or not earlier ones returned. Latency counts from the
+  *scheduled* send time to the outcome's ``completed_at`` (the service's clock; same machine), so
+  queueing anywhere (client, server, queue, database) is not hidden.
+* **burst**: N approvals at once; sustained executions/s between the first and last outcome.
+* **one at a time**: approval → outcome from the service's own timestamps, as
+  ``bench/approval_latency.py`` measures it.
+* **floor**: a DBOS workflow with the same number of no-op steps, in this process on its own
+  temporary SQLite DBOS database, one at a time and as a burst.
+
+The reusable parts (percentiles, schedules, throughput, the bare workflow) are plain functions;
+``bench/approval_latency.py`` imports the bare workflow from here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import math
+import os
+import platform
+import secrets
+import shlex
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from dbos import DBOS, SetWorkflowID
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+STEPS = 5  # StartExecution, ValidatePreflight, MapActionToTool, InvokeTool, RecordOutcome
+FLOOR_QUEUE = "bench-floor"
+SCOPES = ["intents:write", "intents:read", "intents:approve", "executions:read"]
+ACTION_TYPE = "CREATE_INTERNAL_TASK"
+
+# ---------------------------------------------------------------------------------------------
+# Pure helpers
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile of ``values`` (``fraction`` in [0, 1]); NaN for no values."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def summary(values_ms: Sequence[float]) -> dict[str, float]:
+    if not values_ms:
+        return {
+            "p50_ms": math.nan,
+            "p95_ms": math.nan,
+            "p99_ms": math.nan,
+            "mean_ms": math.nan,
+            "max_ms": math.nan,
+        }
+    return {
+        "p50_ms": round(percentile(values_ms, 0.50), 1),
+        "p95_ms": round(percentile(values_ms, 0.95), 1),
+        "p99_ms": round(percentile(values_ms, 0.99), 1),
+        "mean_ms": round(statistics.fmean(values_ms), 1),
+        "max_ms": round(max(values_ms), 1),
+    }
+
+
+def schedule(rate: float, seconds: float) -> list[float]:
+    """Send offsets (seconds from the start) of an open-loop run: ``rate`` per second, evenly spaced."""
+    if rate <= 0 or seconds <= 0:
+        return []
+    count = round(rate * seconds)
+    return [index / rate for index in range(count)]
+
+
+def throughput(timestamps: Iterable[float]) -> float:
+    """Events per second between the first and the last timestamp: (n - 1) / span. NaN below two."""
+    ordered = sorted(timestamps)
+    if len(ordered) < 2 or ordered[-1] <= ordered[0]:
+        return math.nan
+    return (len(ordered) - 1) / (ordered[-1] - ordered[0])
+
+
+def achieved_rate(first_scheduled: float, completions: Iterable[float]) -> float:
+    """Completions per second from the first scheduled send to the last completion."""
+    done = list(completions)
+    if not done:
+        return 0.0
+    span = max(done) - first_scheduled
+    return len(done) / span if span > 0 else math.nan
+
+
+def epoch(iso: str) -> float:
+    return dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+# ---------------------------------------------------------------------------------------------
+# The bare-DBOS floor
+
+
+@DBOS.step(name="bench.noop")
+def _noop_step(value: int) -> int:
+    return value + 1
+
+
+bare_finished: dict[str, float] = {}  # workflow id → seconds from ``started`` to the last step
+bare_completed_at: dict[str, float] = {}  # workflow id → epoch of the last step
+bare_done = threading.Condition()
+
+
+@DBOS.workflow(name="bench.bare_workflow")
+def bare_workflow(started: float) -> float:
+    value = 0
+    for _ in range(STEPS):
+        value = _noop_step(value)
+    now = time.time()
+    elapsed = now - started
+    with bare_done:  # handle.get_result() polls the database; this wakes the bench at once
+        workflow_id = DBOS.workflow_id or ""
+        bare_finished[workflow_id] = elapsed
+        bare_completed_at[workflow_id] = now
+        bare_done.notify_all()
+    return elapsed
+
+
+def _finished(workflow_id: str) -> Callable[[], bool]:
+    return lambda: workflow_id in bare_finished
+
+
+def measure_bare(count: int, queue_name: str, timeout: float = 30) -> list[float]:
+    """Enqueue the bare workflow ``count`` times, one at a time; milliseconds each, enqueue → last step."""
+    queue = DBOS.retrieve_queue(queue_name)
+    assert queue is not None
+    latencies: list[float] = []
+    for index in range(count):
+        workflow_id = f"bench-bare-{time.time_ns()}-{index}"
+        with SetWorkflowID(workflow_id):
+            queue.enqueue(bare_workflow, time.time())
+        with bare_done:
+            if not bare_done.wait_for(_finished(workflow_id), timeout=timeout):
+                raise RuntimeError(f"{workflow_id} did not finish")
+        latencies.append(bare_finished[workflow_id] * 1000)
+    return latencies
+
+
+def measure_bare_burst(count: int, queue_name: str, timeout: float = 300) -> tuple[list[float], list[float]]:
+    """Enqueue ``count`` bare workflows at once; (latencies in ms, completion epochs)."""
+    queue = DBOS.retrieve_queue(queue_name)
+    assert queue is not None
+    stamp = time.time_ns()
+    ids = [f"bench-bare-burst-{stamp}-{index}" for index in range(count)]
+    started = time.time()
+    for workflow_id in ids:
+        with SetWorkflowID(workflow_id):
+            queue.enqueue(bare_workflow, started)
+    with bare_done:
+        if not bare_done.wait_for(lambda: all(w in bare_finished for w in ids), timeout=timeout):
+            raise RuntimeError("the bare burst did not finish")
+    return [bare_finished[w] * 1000 for w in ids], [bare_completed_at[w] for w in ids]
+
+
+def run_floor(serial: int, burst: int, console: Console) -> dict[str, Any]:
+    """Launch DBOS in this process on a temporary SQLite database and time the bare workflow."""
+    from fulfill.config import Settings
+    from fulfill.store.db import Database
+
+    defaults = Settings()
+    with tempfile.TemporaryDirectory(prefix="fulfill-floor-") as directory:
+        url = f"sqlite:///{directory}/floor.dbos.sqlite"
+        database = Database(url, pool_size=1)  # WAL and synchronous=FULL, as the service's file
+        with database.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+        database.dispose()
+        DBOS(
+            config={
+                "name": "fulfill-bench-floor",
+                "system_database_url": url,
+                "log_level": "WARNING",
+                "max_executor_threads": max(16, defaults.worker_concurrency * 2),
+            }
+        )
+        DBOS.listen_queues([FLOOR_QUEUE])
+        DBOS.launch()
+        DBOS.register_queue(
+            FLOOR_QUEUE,
+            worker_concurrency=defaults.worker_concurrency,
+            polling_interval_sec=defaults.queue_poll_seconds,
+            on_conflict="always_update",
+        )
+        try:
+            with console.status("bare DBOS floor: one at a time…"):
+                measure_bare(10, FLOOR_QUEUE)
+                serial_ms = measure_bare(serial, FLOOR_QUEUE)
+            with console.status(f"bare DBOS floor: burst of {burst}…"):
+                burst_ms, completed = measure_bare_burst(burst, FLOOR_QUEUE)
+        finally:
+            DBOS.destroy(workflow_completion_timeout_sec=5)
+    return {
+        "steps": STEPS,
+        "worker_concurrency": defaults.worker_concurrency,
+        "queue_poll_seconds": defaults.queue_poll_seconds,
+        "serial": {"count": serial, **summary(serial_ms)},
+        "burst": {
+            "count": burst,
+            "executions_per_s": round(throughput(completed), 1),
+            **summary(burst_ms),
+        },
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# The service under test
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ServiceGroup:
+    """``fulfill serve`` processes started by the benchmark: one ``all``, or ``api`` + N workers."""
+
+    database_url: str
+    workers: int
+    secret: str
+    directory: Path
+    processes: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
+    api_url: str = ""
+
+    def _spawn(self, name: str, role: str, port: int) -> str:
+        env = {
+            **os.environ,
+            "DBOS__DISABLE_TELEMETRY": "true",
+            "FULFILL_DATABASE_URL": self.database_url,
+            "FULFILL_PORT": str(port),
+            "FULFILL_HOST": "127.0.0.1",
+            "FULFILL_ROLE": role,
+            "FULFILL_EXECUTOR_ID": f"bench-{name}",
+            "FULFILL_JWT_SECRET": self.secret,
+            "FULFILL_LOG_LEVEL": "WARNING",
+        }
+        log = (self.directory / f"{name}.log").open("wb")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "fulfill", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        log.close()
+        self.processes.append((name, process))
+        return f"http://127.0.0.1:{port}"
+
+    def _wait_ready(self, url: str, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for name, process in self.processes:
+                if process.poll() is not None:
+                    log = (self.directory / f"{name}.log").read_text(errors="replace")[-2000:]
+                    raise RuntimeError(f"{name} exited with {process.returncode}:\n{log}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"{url} was not ready within {timeout:.0f} s")
+
+    def start(self) -> ServiceGroup:
+        if self.workers <= 0:
+            self.api_url = self._spawn("all", "all", free_port())
+            self._wait_ready(self.api_url)
+            return self
+        # The api process migrates the database first; the workers then find it at head.
+        self.api_url = self._spawn("api", "api", free_port())
+        self._wait_ready(self.api_url)
+        urls = [self._spawn(f"worker-{index}", "worker", free_port()) for index in range(self.workers)]
+        for url in urls:
+            self._wait_ready(url)
+        return self
+
+    def pids(self) -> dict[str, int]:
+        return {name: process.pid for name, process in self.processes}
+
+    def stop(self) -> None:
+        for _, process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for _, process in self.processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux ``/proc``); NaN elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+# ---------------------------------------------------------------------------------------------
+# Scenarios
+
+
+@dataclass
+class Harness:
+    url: str
+    token: str
+    progress: Progress
+    poll_seconds: float = 0.5
+    create_concurrency: int = 16
+
+    def client(self, connections: int = 64) -> httpx.AsyncClient:
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        return httpx.AsyncClient(
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {self.token}"},
+            timeout=httpx.Timeout(120, connect=30, pool=120),
+            limits=limits,
+        )
+
+    async def create(self, client: httpx.AsyncClient, account: str, count: int, label: str) -> list[str]:
+        task = self.progress.add_task(f"{label}: create intents", total=count)
+        ids: list[str] = [""] * count
+        semaphore = asyncio.Semaphore(self.create_concurrency)
+
+        async def one(index: int) -> None:
+            async with semaphore:
+                response = await client.post(
+                    "/intents",
+                    json={
+                        "action_type": ACTION_TYPE,
+                        "account_id": account,
+                        "parameters": {"title": f"load {index}"},
+                    },
+                )
+                response.raise_for_status()
+                ids[index] = response.json()["action_intent_id"]
+                self.progress.advance(task)
+
+        await asyncio.gather(*(one(index) for index in range(count)))
+        self.progress.remove_task(task)
+        return ids
+
+    async def sweep(
+        self, client: httpx.AsyncClient, account: str, status: str, known: dict[str, float], full: bool
+    ) -> None:
+        """Page through the account's executions in ``status``, newest first; unless ``full``, stop
+        at the first page that brings nothing new (a full sweep runs every few polls anyway)."""
+        next_token: str | None = None
+        while True:
+            params: dict[str, Any] = {"limit": 100, "status": status}
+            if next_token:
+                params["next_token"] = next_token
+            response = await client.get(f"/accounts/{account}/executions", params=params)
+            response.raise_for_status()
+            page = response.json()
+            new = 0
+            for item in page.get("items", []):
+                if item["action_intent_id"] not in known and item.get("completed_at"):
+                    known[item["action_intent_id"]] = epoch(item["completed_at"])
+                    new += 1
+            next_token = page.get("next_token")
+            if not next_token or (new == 0 and not full):
+                return
+
+    async def collect(
+        self,
+        client: httpx.AsyncClient,
+        account: str,
+        expected: set[str],
+        deadline: float,
+        task: Any,
+        done: dict[str, float],
+    ) -> None:
+        """Poll until every expected intent has an outcome, or ``deadline`` (monotonic) passes."""
+        polls = 0
+        while True:
+            await self.sweep(client, account, "SUCCEEDED", done, full=polls % 10 == 9)
+            polls += 1
+            self.progress.update(task, completed=len(expected & done.keys()))
+            if expected <= done.keys() or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(self.poll_seconds)
+        await self.sweep(client, account, "SUCCEEDED", done, full=True)
+        self.progress.update(task, completed=len(expected & done.keys()))
+
+    async def failures(self, client: httpx.AsyncClient, account: str) -> int:
+        failed: dict[str, float] = {}
+        for status in ("FAILED", "CANCELLED", "EXPIRED"):
+            await self.sweep(client, account, status, failed, full=True)
+        return len(failed)
+
+    async def open_loop(self, account: str, rate: float, seconds: float, drain: float) -> dict[str, Any]:
+        label = f"{rate:g}/s"
+        offsets = schedule(rate, seconds)
+        connections = max(64, int(rate * 10))
+        async with self.client(connections) as client:
+            ids = await self.create(client, account, len(offsets), label)
+            sent = self.progress.add_task(f"{label}: approvals sent", total=len(ids))
+            finished = self.progress.add_task(f"{label}: outcomes", total=len(ids))
+            codes: dict[str, int] = {}
+            lags: list[float] = []
+            start_mono = time.monotonic() + 0.5
+            start_wall = time.time() + (start_mono - time.monotonic())
+            scheduled = {intent: start_wall + offset for intent, offset in zip(ids, offsets, strict=True)}
+
+            async def approve(intent: str, due: float) -> None:
+                lags.append(time.monotonic() - due)
+                try:
+                    response = await client.post(f"/intents/{intent}/approve")
+                    key = str(response.status_code)
+                except httpx.HTTPError as exc:
+                    key = type(exc).__name__
+                codes[key] = codes.get(key, 0) + 1
+                self.progress.advance(sent)
+
+            done: dict[str, float] = {}
+            last_due = start_mono + (offsets[-1] if offsets else 0)
+            poller = asyncio.create_task(
+                self.collect(client, account, set(ids), last_due + drain, finished, done)
+            )
+            tasks = []
+            for intent, offset in zip(ids, offsets, strict=True):
+                due = start_mono + offset
+                delay = due - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.create_task(approve(intent, due)))
+            await asyncio.gather(*tasks)
+            await poller
+            failed = await self.failures(client, account)
+            for task in (sent, finished):
+                self.progress.remove_task(task)
+        latencies = [(done[i] - scheduled[i]) * 1000 for i in ids if i in done]
+        return {
+            "scenario": "open loop",
+            "offered_per_s": rate,
+            "seconds": seconds,
+            "approvals": len(ids),
+            "succeeded": len(latencies),
+            "failed": failed,
+            "not_finished": len(ids) - len(latencies) - failed,
+            "drain_timeout_s": drain,
+            "http": codes,
+            "send_lag_p99_ms": round(percentile(lags, 0.99) * 1000, 1),
+            "achieved_per_s": round(achieved_rate(start_wall, (done[i] for i in ids if i in done)), 1),
+            "executions_per_s": round(throughput(done[i] for i in ids if i in done), 1),
+            **summary(latencies),
+        }
+
+    async def burst(self, account: str, count: int, drain: float) -> dict[str, Any]:
+        label = f"burst {count}"
+        async with self.client(max(64, count)) as client:
+            ids = await self.create(client, account, count, label)
+            sent = self.progress.add_task(f"{label}: approvals sent", total=count)
+            finished = self.progress.add_task(f"{label}: outcomes", total=count)
+            codes: dict[str, int] = {}
+
+            async def approve(intent: str) -> None:
+                try:
+                    response = await client.post(f"/intents/{intent}/approve")
+                    key = str(response.status_code)
+                except httpx.HTTPError as exc:
+                    key = type(exc).__name__
+                codes[key] = codes.get(key, 0) + 1
+                self.progress.advance(sent)
+
+            done: dict[str, float] = {}
+            started = time.time()
+            poller = asyncio.create_task(
+                self.collect(client, account, set(ids), time.monotonic() + drain, finished, done)
+            )
+            await asyncio.gather(*(approve(intent) for intent in ids))
+            sent_all = time.time() - started
+            await poller
+            failed = await self.failures(client, account)
+            for task in (sent, finished):
+                self.progress.remove_task(task)
+        completions = [done[i] for i in ids if i in done]
+        return {
+            "scenario": "burst",
+            "approvals": count,
+            "succeeded": len(completions),
+            "failed": failed,
+            "not_finished": count - len(completions) - failed,
+            "drain_timeout_s": drain,
+            "http": codes,
+            "all_approvals_answered_s": round(sent_all, 2),
+            "executions_per_s": round(throughput(completions), 1),
+            "achieved_per_s": round(achieved_rate(started, completions), 1),
+            **summary([(c - started) * 1000 for c in completions]),
+        }
+
+    async def serial(self, account: str, count: int, warmup: int) -> dict[str, Any]:
+        """One at a time: latency = outcome ``completed_at`` minus intent ``approval_timestamp``."""
+        async with self.client(4) as client:
+            ids = await self.create(client, account, count + warmup, "one at a time")
+            task = self.progress.add_task("one at a time: executions", total=count + warmup)
+            latencies: list[float] = []
+            for index, intent in enumerate(ids):
+                (await client.post(f"/intents/{intent}/approve")).raise_for_status()
+                deadline = time.monotonic() + 60
+                while True:
+                    status = (await client.get(f"/executions/{intent}/status")).json()
+                    if status.get("completed_at") and status.get("status") != "RUNNING":
+                        break
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"{intent} did not finish")
+                    await asyncio.sleep(0.005)
+                if status["status"] != "SUCCEEDED":
+                    raise RuntimeError(f"{intent} ended {status['status']}")
+                approved = (await client.get(f"/intents/{intent}")).json()["approval_timestamp"]
+                if index >= warmup:
+                    latencies.append((epoch(status["completed_at"]) - epoch(approved)) * 1000)
+                self.progress.advance(task)
+            self.progress.remove_task(task)
+        return {
+            "scenario": "one at a time",
+            "approvals": count,
+            "succeeded": len(latencies),
+            **summary(latencies),
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# Running, reporting
+
+
+@dataclass
+class LoadOptions:
+    url: str | None = None
+    token: str | None = None
+    jwt_secret: str | None = None
+    tenant: str = "bench-load"
+    database_url: str | None = None
+    workers: int = 0
+    rates: list[float] = field(default_factory=lambda: [10.0, 20.0, 50.0, 100.0])
+    seconds: float = 15.0
+    burst: int = 400
+    serial: int = 100
+    drain: float = 60.0
+    floor: bool = True
+    json_path: Path | None = None
+    append_doc: Path | None = None
+    command: str = ""
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        model = platform.processor()
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "python": platform.python_version(),
+        "system": f"{platform.system()} {platform.machine()}",
+    }
+
+
+def run(options: LoadOptions, console: Console) -> dict[str, Any]:
+    from fulfill import __version__
+    from fulfill.config import Settings
+    from fulfill.tokens import mint_token
+
+    run_id = dt.datetime.now(dt.UTC).strftime("%H%M%S") + secrets.token_hex(2)
+    result: dict[str, Any] = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "command": options.command,
+        "fulfill_version": __version__,
+        "machine": machine(),
+        "scenarios": [],
+    }
+    group: ServiceGroup | None = None
+    workdir = Path(tempfile.mkdtemp(prefix="fulfill-load-"))
+    try:
+        if options.url:
+            url = options.url.rstrip("/")
+            secret = options.jwt_secret
+            result["service"] = {"url": url, "started_by_bench": False}
+        else:
+            secret = options.jwt_secret or secrets.token_urlsafe(48)
+            database_url = options.database_url or f"sqlite:///{workdir / 'fulfill.db'}"
+            group = ServiceGroup(database_url, options.workers, secret, workdir)
+            with console.status("starting the service…"):
+                group.start()
+            url = group.api_url
+            from sqlalchemy.engine import make_url
+
+            result["service"] = {
+                "started_by_bench": True,
+                "database": make_url(database_url).get_backend_name(),
+                "topology": "all" if options.workers <= 0 else f"api + {options.workers} worker(s)",
+                "logs": str(workdir),
+            }
+        if options.token:
+            token = options.token
+        elif secret:
+            token = mint_token(Settings(jwt_secret=secret), tenant_id=options.tenant, scopes=SCOPES)
+        else:
+            raise ValueError("--url needs --token or --jwt-secret")
+
+        cpu_before = {name: cpu_seconds(pid) for name, pid in (group.pids() if group else {}).items()}
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            harness = Harness(url, token, progress)
+
+            async def scenarios() -> None:
+                for rate in options.rates:
+                    account = f"load-{run_id}-r{rate:g}"
+                    cpu0 = {n: cpu_seconds(p) for n, p in (group.pids() if group else {}).items()}
+                    started = time.monotonic()
+                    row = await harness.open_loop(account, rate, options.seconds, options.drain)
+                    row["service_cpu_s"] = _cpu_delta(group, cpu0)
+                    row["wall_s"] = round(time.monotonic() - started, 1)
+                    result["scenarios"].append(row)
+                if options.burst > 0:
+                    cpu0 = {n: cpu_seconds(p) for n, p in (group.pids() if group else {}).items()}
+                    row = await harness.burst(f"load-{run_id}-burst", options.burst, options.drain)
+                    row["service_cpu_s"] = _cpu_delta(group, cpu0)
+                    result["scenarios"].append(row)
+                if options.serial > 0:
+                    row = await harness.serial(f"load-{run_id}-serial", options.serial, warmup=10)
+                    result["scenarios"].append(row)
+
+            asyncio.run(scenarios())
+        if group:
+            result["service"]["cpu_s_total"] = _cpu_delta(group, cpu_before)
+    finally:
+        if group:
+            group.stop()
+    if options.floor:
+        result["floor"] = run_floor(max(options.serial, 20), max(options.burst, 20), console)
+    return result
+
+
+def _cpu_delta(group: ServiceGroup | None, before: dict[str, float]) -> dict[str, float]:
+    if group is None:
+        return {}
+    return {name: round(cpu_seconds(pid) - before.get(name, 0.0), 1) for name, pid in group.pids().items()}
+
+
+def _ms(value: Any) -> str:
+    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.1f}"
+
+
+def _rate(value: Any) -> str:
+    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.1f}"
+
+
+HEADERS = [
+    "scenario",
+    "sent",
+    "ok",
+    "unfinished",
+    "p50 ms",
+    "p95 ms",
+    "p99 ms",
+    "max ms",
+    "achieved/s",
+    "executions/s",
+]
+
+
+def rows(result: dict[str, Any]) -> list[list[str]]:
+    table: list[list[str]] = []
+    for row in result["scenarios"]:
+        if row["scenario"] == "open loop":
+            name = f"open loop {row['offered_per_s']:g}/s, {row['seconds']:g} s"
+        elif row["scenario"] == "burst":
+            name = f"burst of {row['approvals']}"
+        else:
+            name = "one at a time"
+        unfinished = row.get("not_finished", 0)
+        failed = row.get("failed", 0)
+        table.append(
+            [
+                name,
+                str(row["approvals"]),
+                str(row["succeeded"]),
+                f"{unfinished}" + (f" (+{failed} failed)" if failed else ""),
+                _ms(row["p50_ms"]),
+                _ms(row["p95_ms"]),
+                _ms(row["p99_ms"]),
+                _ms(row["max_ms"]),
+                _rate(row.get("achieved_per_s")),
+                _rate(row.get("executions_per_s")),
+            ]
+        )
+    floor = result.get("floor")
+    if floor:
+        serial, burst = floor["serial"], floor["burst"]
+        table.append(
+            [
+                f"bare DBOS, {floor['steps']} no-op steps, one at a time",
+                str(serial["count"]),
+                str(serial["count"]),
+                "0",
+            ]
+            + [_ms(serial[k]) for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms")]
+            + ["—", "—"]
+        )
+        table.append(
+            [
+                f"bare DBOS, {floor['steps']} no-op steps, burst of {burst['count']}",
+                str(burst["count"]),
+                str(burst["count"]),
+                "0",
+            ]
+            + [_ms(burst[k]) for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms")]
+            + ["—", _rate(burst["executions_per_s"])]
+        )
+    return table
+
+
+def rich_table(result: dict[str, Any]) -> Table:
+    table = Table(*HEADERS, title="fulfill load benchmark")
+    for row in rows(result):
+        table.add_row(*row)
+    return table
+
+
+def markdown(result: dict[str, Any]) -> str:
+    m = result["machine"]
+    service = result["service"]
+    where = (
+        f"`fulfill serve` started by the benchmark ({service['database']}, {service['topology']})"
+        if service.get("started_by_bench")
+        else f"the service at {service['url']}"
+    )
+    lines = [
+        f"## Load benchmark, {result['date'][:10]}",
+        "",
+        "```bash",
+        result["command"],
+        "```",
+        "",
+        f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['system']}, Python {m['python']}; "
+        f"fulfill {result['fulfill_version']}; {where}; the load generator on the same machine.",
+        "",
+        "| " + " | ".join(HEADERS) + " |",
+        "|" + "---|" * len(HEADERS),
+    ]
+    lines += ["| " + " | ".join(row) + " |" for row in rows(result)]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def report(result: dict[str, Any], options: LoadOptions, console: Console) -> None:
+    console.print(rich_table(result))
+    if options.json_path:
+        options.json_path.parent.mkdir(parents=True, exist_ok=True)
+        options.json_path.write_text(json.dumps(result, indent=2) + "\n")
+    if options.append_doc:
+        text = options.append_doc.read_text() if options.append_doc.exists() else "# Performance\n"
+        options.append_doc.write_text(text.rstrip("\n") + "\n\n" + markdown(result))
+        console.print(f"appended to {options.append_doc}")
+
+
+def command_line(argv: Sequence[str] | None = None) -> str:
+    args = list(sys.argv if argv is None else argv)
+    program = args[0]
+    if os.path.isabs(program) and Path(program).is_relative_to(Path.cwd()):
+        program = os.path.relpath(program)
+    return shlex.join([program, *args[1:]])
