@@ -159,7 +159,17 @@ def run(intents: int, latency: float, concurrency: int | None) -> dict[str, Any]
             async with httpx.AsyncClient(
                 base_url=base, headers=client.headers, timeout=60, limits=limits
             ) as aclient:
-                await asyncio.gather(*(aclient.post(f"/intents/{i}/approve") for i in ids))
+
+                async def approve(intent_id: str) -> None:
+                    for _ in range(5):  # approving is idempotent: a reset connection is retried
+                        try:
+                            (await aclient.post(f"/intents/{intent_id}/approve")).raise_for_status()
+                            return
+                        except httpx.TransportError:
+                            await asyncio.sleep(0.5)
+                    raise RuntimeError(f"could not approve {intent_id}")
+
+                await asyncio.gather(*(approve(i) for i in ids))
 
         asyncio.run(approve_all())
         peak_mb = idle_mb
