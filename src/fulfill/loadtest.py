@@ -295,6 +295,14 @@ class ServiceGroup:
             self._wait_ready(url)
         return self
 
+    def check_alive(self) -> None:
+        for name, process in self.processes:
+            if process.poll() is not None:
+                log = (self.directory / f"{name}.log").read_text(errors="replace")[-1500:]
+                raise RuntimeError(
+                    f"service process {name} exited with {process.returncode}; log tail:\n{log}"
+                )
+
     def pids(self) -> dict[str, int]:
         return {name: process.pid for name, process in self.processes}
 
@@ -330,6 +338,8 @@ class Harness:
     progress: Progress
     poll_seconds: float = 0.5
     create_concurrency: int = 16
+    alive: Callable[[], None] = lambda: None  # raises when a service process has exited
+    poll_errors: int = 0
 
     def client(self, connections: int = 64) -> httpx.AsyncClient:
         limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
@@ -397,7 +407,11 @@ class Harness:
         """Poll until every expected intent has an outcome, or ``deadline`` (monotonic) passes."""
         polls = 0
         while True:
-            await self.sweep(client, account, "SUCCEEDED", done, full=polls % 10 == 9)
+            try:
+                await self.sweep(client, account, "SUCCEEDED", done, full=polls % 10 == 9)
+            except httpx.HTTPError:
+                self.poll_errors += 1
+                self.alive()
             polls += 1
             self.progress.update(task, completed=len(expected & done.keys()))
             if expected <= done.keys() or time.monotonic() > deadline:
@@ -635,6 +649,8 @@ def run(options: LoadOptions, console: Console) -> dict[str, Any]:
             console=console,
         ) as progress:
             harness = Harness(url, token, progress)
+            if group is not None:
+                harness.alive = group.check_alive
 
             async def scenarios() -> None:
                 for rate in options.rates:
