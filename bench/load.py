@@ -13,7 +13,7 @@ from fulfill.cli import app
 
 def main() -> None:
     os.environ.setdefault("DBOS__DISABLE_TELEMETRY", "true")
-    app(["bench", "load", *sys.argv[1:]], prog_name="fulfill bench load")
+    app(["bench", "load", *sys.argv[1:]], prog_name="fulfill")
 
 
 if __name__ == "__main__":
