@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Engine, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 _WRITE_OPTION = "fulfill_write"
 
@@ -86,7 +87,8 @@ def insert_ignore(conn: Connection, table: Table, values: dict[str, Any]) -> boo
 
 
 def is_transient_store_error(exc: BaseException) -> bool:
-    """A database error worth retrying: a lock timeout, a dropped connection, a failover."""
-    if isinstance(exc, OperationalError):
+    """A database error worth retrying: a lock timeout, a dropped connection, a failover, or no
+    pooled connection free in time (every connection busy for a moment under load)."""
+    if isinstance(exc, OperationalError | PoolTimeout):
         return True
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
