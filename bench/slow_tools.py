@@ -15,11 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -31,6 +26,7 @@ import uvicorn
 
 from fulfill.config import Settings
 from fulfill.domain.time import epoch_from_iso
+from fulfill.loadtest import ServiceGroup, free_port
 from fulfill.tokens import mint_token
 
 SECRET = "bench-secret-0123456789abcdef0123456789"
@@ -91,12 +87,6 @@ class DelayingProxy:
         await send({"type": "http.response.body", "body": answer.content})
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _rss_mb(pid: int, field: str = "VmRSS") -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -106,41 +96,31 @@ def _rss_mb(pid: int, field: str = "VmRSS") -> float:
 
 def run(intents: int, latency: float, concurrency: int | None) -> dict[str, Any]:
     proxy = DelayingProxy(latency)
-    proxy_port, port = _free_port(), _free_port()
-    proxy.upstream = f"http://127.0.0.1:{port}/mcp"
+    proxy_port = free_port()
     server = uvicorn.Server(uvicorn.Config(proxy, host="127.0.0.1", port=proxy_port, log_level="warning"))
     threading.Thread(target=server.run, daemon=True).start()
-    work = Path(tempfile.mkdtemp(prefix="fulfill-slow-tools-"))
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("FULFILL_")},
-        "DBOS__DISABLE_TELEMETRY": "true",
-        "FULFILL_DATABASE_URL": f"sqlite:///{work / 'fulfill.db'}",
-        "FULFILL_PORT": str(port),
-        "FULFILL_JWT_SECRET": SECRET,
+    extra = {
         "FULFILL_GATEWAY_URL": f"http://127.0.0.1:{proxy_port}/mcp",
         "FULFILL_GATEWAY_CALL_TIMEOUT_SECONDS": str(max(30.0, latency * 10)),
-        "FULFILL_LOG_LEVEL": "WARNING",
     }
     if concurrency is not None:
-        env["FULFILL_WORKER_CONCURRENCY"] = str(concurrency)
-    log = (work / "service.log").open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "fulfill", "serve"], env=env, stdout=log, stderr=log)
-    base = f"http://127.0.0.1:{port}"
+        extra["FULFILL_WORKER_CONCURRENCY"] = str(concurrency)
+    work = Path(tempfile.mkdtemp(prefix="fulfill-slow-tools-"))
+    group = ServiceGroup(
+        database_url=f"sqlite:///{work / 'fulfill.db'}",
+        workers=0,
+        secret=SECRET,
+        directory=work,
+        extra_env=extra,
+    ).start()
+    proxy.upstream = f"{group.api_url}/mcp"
+    pid = group.pids()["all"]
+    base = group.api_url
     token = mint_token(Settings(jwt_secret=SECRET), tenant_id="bench", scopes=SCOPES)
     client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if client.get("/readyz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("the service did not start")
-            time.sleep(0.2)
         time.sleep(2)
-        idle_mb = _rss_mb(process.pid)
+        idle_mb = _rss_mb(pid)
         ids = []
         for index in range(intents):
             created = client.post(
@@ -176,7 +156,7 @@ def run(intents: int, latency: float, concurrency: int | None) -> dict[str, Any]
         done: dict[str, float] = {}
         deadline = time.monotonic() + max(120.0, intents * latency / 4)
         while len(done) < intents and time.monotonic() < deadline:
-            peak_mb = max(peak_mb, _rss_mb(process.pid))
+            peak_mb = max(peak_mb, _rss_mb(pid))
             token_next: str | None = None
             while True:
                 params: dict[str, Any] = {"limit": 100, "status": "SUCCEEDED"}
@@ -192,7 +172,7 @@ def run(intents: int, latency: float, concurrency: int | None) -> dict[str, Any]
         first_approval = min(
             epoch_from_iso(client.get(f"/intents/{i}").json()["approval_timestamp"]) for i in ids[:50]
         )
-        peak_mb = max(peak_mb, _rss_mb(process.pid, "VmHWM"))
+        peak_mb = max(peak_mb, _rss_mb(pid, "VmHWM"))
         elapsed = (max(done.values()) - first_approval) if done else float("nan")
         return {
             "intents": intents,
@@ -206,13 +186,8 @@ def run(intents: int, latency: float, concurrency: int | None) -> dict[str, Any]
         }
     finally:
         client.close()
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        group.stop()
         server.should_exit = True
-        log.close()
 
 
 def main() -> None:

@@ -244,6 +244,8 @@ class ServiceGroup:
     workers: int
     secret: str
     directory: Path
+    # More FULFILL_* settings for every process (e.g. a gateway URL behind a proxy).
+    extra_env: dict[str, str] = field(default_factory=dict)
     processes: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
     api_url: str = ""
 
@@ -258,6 +260,7 @@ class ServiceGroup:
             "FULFILL_EXECUTOR_ID": f"bench-{name}",
             "FULFILL_JWT_SECRET": self.secret,
             "FULFILL_LOG_LEVEL": "WARNING",
+            **self.extra_env,
         }
         log = (self.directory / f"{name}.log").open("wb")
         process = subprocess.Popen(
