@@ -47,7 +47,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-STEPS = 5  # StartExecution, ValidatePreflight, MapActionToTool, InvokeTool, RecordOutcome
+STEPS = 3  # checkpoints: PrepareToolCall (Start, Preflight, Map), InvokeTool, RecordOutcome
 FLOOR_QUEUE = "bench-floor"
 SCOPES = ["intents:write", "intents:read", "intents:approve", "executions:read"]
 ACTION_TYPE = "CREATE_INTERNAL_TASK"

@@ -125,6 +125,56 @@ def test_success_path(contract: Harness) -> None:
     assert outcome.tool_name == "internal.create_task"
 
 
+def test_prepare_tool_call_is_the_three_first_steps_in_one_checkpoint(contract: Harness) -> None:
+    """The workflow's first checkpoint: StartExecution ─▶ ValidatePreflight ─▶ MapActionToTool; its
+    output is InvokeTool's input."""
+    seed_intent(contract, "ai_c_prep", parameters={"title": "t"})
+    call = through_json(steps.prepare_tool_call(lock("ai_c_prep")), ToolCall)
+    assert call.context.workflow_id == "exec-t1/ai_c_prep"
+    result = through_json(steps.invoke_tool(call), ToolResult)
+    assert result.success
+    outcome = record(contract, through_json(outcome_from_tool_result(result), OutcomeDraft))
+    assert outcome.status is ExecutionStatus.SUCCEEDED
+
+
+def test_a_stop_in_prepare_tool_call_keeps_the_started_attempt(contract: Harness) -> None:
+    seed_intent(contract, "ai_c_prep_cancelled", approval_status=ApprovalStatus.CANCELLED)
+    draft = stopped(steps.prepare_tool_call, lock("ai_c_prep_cancelled"))
+    with contract.db.read() as conn:
+        attempt = executions.get_attempt(conn, "t1", "acc-1", "ai_c_prep_cancelled")
+    assert attempt is not None
+    assert attempt.status.value == "RUNNING"  # StartExecution committed before the preflight stopped
+    outcome = record(contract, draft)
+    assert (outcome.status, outcome.error_code) == (ExecutionStatus.CANCELLED, "INTENT_CANCELLED")
+
+
+def test_an_unexpected_failure_after_the_start_becomes_a_failed_draft(
+    contract: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(_checked: PreflightPassed) -> ToolCall:
+        raise KeyError("a bug")
+
+    seed_intent(contract, "ai_c_prep_bug")
+    request = lock("ai_c_prep_bug")
+    monkeypatch.setattr(steps, "map_action_to_tool", broken)
+    draft = stopped(steps.prepare_tool_call, request)
+    outcome = record(contract, draft)
+    assert (outcome.status, outcome.error_code) == (ExecutionStatus.FAILED, "EXECUTION_FAILED")
+
+
+def test_a_duplicate_request_to_prepare_tool_call_is_a_duplicate(contract: Harness) -> None:
+    seed_intent(contract, "ai_c_prep_dup")
+    start("ai_c_prep_dup")
+    request = ExecutionRequest(
+        action_intent_id="ai_c_prep_dup",
+        tenant_id="t1",
+        account_id="acc-1",
+        workflow_id="exec-other",
+        attempt_id="attempt_not_the_lock",
+    )
+    assert isinstance(through_json(steps.prepare_tool_call(request), DuplicateExecution), DuplicateExecution)
+
+
 def test_start_of_a_foreign_request_is_a_duplicate_not_a_failure(contract: Harness) -> None:
     seed_intent(contract, "ai_c_dup")
     context = start("ai_c_dup")

@@ -65,3 +65,32 @@ def test_events_for_an_executed_intent_never_restart_it_even_when_the_workflow_r
         assert client.post("/events", json=approved_event(intent_id)).status_code == 202
     assert harness.task_rows(intent_id) == 1
     assert harness.outcome_rows(intent_id) == 1
+
+
+def test_an_approval_commits_its_execution_lock_and_concurrent_approvals_execute_once(
+    harness: Harness,
+) -> None:
+    """Approving takes the lock (a QUEUED attempt) in the approval's own transaction: the attempt
+    exists when the 202 is answered, and twenty approvals at once plus events start one execution."""
+    with harness.client() as client:
+        intent_id = harness.create_intent(client)["action_intent_id"]
+
+    def approve(_: int) -> int:
+        with harness.client() as own:
+            return own.post(f"/intents/{intent_id}/approve").status_code
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        codes = list(pool.map(approve, range(20)))
+    assert set(codes) <= {202, 409}
+    assert 202 in codes
+    with harness.db.read() as conn:
+        assert executions.get_attempt(conn, "t1", "acc-1", intent_id) is not None
+    with harness.client() as client:
+        assert client.post("/events", json=approved_event(intent_id)).status_code == 202
+        assert harness.wait_terminal(client, intent_id)["status"] == "SUCCEEDED"
+    assert harness.task_rows(intent_id) == 1
+    assert harness.outcome_rows(intent_id) == 1
+    with harness.db.read() as conn:
+        ledger = [e.event_type for e in executions.list_ledger(conn, "t1", intent_id)]
+    assert ledger.count("ACTION_APPROVED") == 1
+    assert ledger.count("EXECUTION_STARTED") == 1

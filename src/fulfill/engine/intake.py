@@ -18,6 +18,7 @@ import uuid
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from sqlalchemy import Connection
 
 from fulfill import metrics
 from fulfill.domain.execution import ExecutionRequest, execution_workflow_id
@@ -143,25 +144,41 @@ def _accept(rt: Runtime, event: ApprovedEventData, caller: Principal | None) -> 
             raise EventRejected("ACCOUNT_MISMATCH", "the event's account_id is not the intent's account")
         if intent.approval_status is not ApprovalStatus.APPROVED:
             raise EventRejected("NOT_APPROVED", f"the intent is {intent.approval_status.value}, not APPROVED")
-        queued = queued_attempt(intent, now)
-        taken = executions.insert_attempt(
-            conn, queued, deadline_epoch=now + intent.execution_policy.timeout_seconds
-        )
-        attempt = (
-            queued
-            if taken
-            else executions.get_attempt(conn, intent.tenant_id, intent.account_id, intent.action_intent_id)
-        )
+        attempt, taken = take_execution_lock(conn, intent, now)
+    start_if_queued(
+        attempt,
+        taken,
+        request_for(attempt, approval_source=event.approval_source, auto_executed=event.auto_executed),
+    )
+    return IntakeResult(action_intent_id=intent.action_intent_id, started=taken)
+
+
+def take_execution_lock(
+    conn: Connection, intent: ActionIntentV1, now: float
+) -> tuple[ExecutionAttempt, bool]:
+    """Insert the QUEUED attempt of an approved intent, once: (the attempt, whether this call took it).
+
+    Runs inside the caller's transaction, the one that accepted the approval, so an accepted
+    approval and its execution lock are committed together or not at all.
+    """
+    queued = queued_attempt(intent, now)
+    if executions.insert_attempt(conn, queued, deadline_epoch=now + intent.execution_policy.timeout_seconds):
+        return queued, True
+    attempt = executions.get_attempt(conn, intent.tenant_id, intent.account_id, intent.action_intent_id)
     if attempt is None:  # pragma: no cover - the row that won the insert cannot vanish
         raise RuntimeError("the execution lock disappeared")
+    return attempt, False
+
+
+def start_if_queued(attempt: ExecutionAttempt, taken: bool, request: ExecutionRequest) -> None:
+    """After the lock is committed: enqueue its workflow.
+
+    Whatever fails from here on, the reconciler finds the QUEUED row and starts its workflow. A
+    repeated approval nudges a QUEUED attempt (the enqueue is idempotent by workflow id) and never
+    starts a second one.
+    """
     if taken or attempt.status is AttemptStatus.QUEUED:
-        # The lock is committed: whatever fails from here on, the reconciler finds the QUEUED row
-        # and starts its workflow. A repeated event nudges a QUEUED attempt (the enqueue is
-        # idempotent by workflow id) and never starts a second one.
-        _start_queued(
-            request_for(attempt, approval_source=event.approval_source, auto_executed=event.auto_executed)
-        )
-    return IntakeResult(action_intent_id=intent.action_intent_id, started=taken)
+        _start_queued(request)
 
 
 def queued_attempt(intent: ActionIntentV1, now: float, attempt_count: int = 1) -> ExecutionAttempt:

@@ -1,6 +1,8 @@
 """Relays outbox messages to their destinations until each one accepts (at-least-once).
 
-Destinations: ``intake`` (this service's own ACTION_APPROVED intake), ``engine`` (starting a rerun
+Destinations: ``intake`` (this service's own ACTION_APPROVED intake; approvals no longer go
+through the outbox, they take the execution lock in their own transaction, but messages written
+before that change are still delivered), ``engine`` (starting a rerun
 or a compensation workflow) and webhook URLs. Webhook
 POSTs carry ``X-Fulfill-Signature: sha256=<hex HMAC-SHA256 of "{timestamp}.{body}">`` with the
 shared ``FULFILL_WEBHOOK_SECRET``, plus ``X-Fulfill-Timestamp`` and ``X-Fulfill-Event-Id`` (the

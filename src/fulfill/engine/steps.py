@@ -27,6 +27,7 @@ from fulfill.domain.execution import (
     ToolCall,
     ToolResult,
     outcome_from_failed_call,
+    outcome_from_step_failure,
     stop_before_tool,
     tool_run_ref,
 )
@@ -47,6 +48,7 @@ from fulfill.domain.signals import build_execution_signal
 from fulfill.domain.time import epoch_from_iso, iso_from_epoch
 from fulfill.engine.runtime import current
 from fulfill.store import executions, intents, killswitches, outbox, registry
+from fulfill.store.db import is_transient_store_error
 
 SIGNAL_TOPIC = "SIGNAL_CREATED"
 
@@ -57,6 +59,32 @@ class RetryableToolFailure(Exception):
     def __init__(self, draft: OutcomeDraft) -> None:
         super().__init__(draft)
         self.draft = draft
+
+
+# --- PrepareToolCall: StartExecution ─▶ ValidatePreflight ─▶ MapActionToTool ------------------
+
+
+def prepare_tool_call(request: ExecutionRequest) -> ToolCall | DuplicateExecution:
+    """The workflow's first checkpoint: three steps, each with its own typed input and output.
+
+    StartExecution writes (the attempt goes RUNNING); ValidatePreflight and MapActionToTool only
+    read, so they share its checkpoint instead of paying one each. Replaying this checkpoint after
+    a crash repeats them together, which is safe: StartExecution finds its own RUNNING attempt and
+    the reads are taken again. A stop raises :class:`ExecutionStopped`; an unexpected failure after
+    the start becomes a FAILED draft; a transient database error is raised for the step to retry.
+    """
+    started = start_execution(request)
+    if isinstance(started, DuplicateExecution):
+        return started
+    context = started.context
+    try:
+        return map_action_to_tool(validate_preflight(context))
+    except ExecutionStopped:
+        raise
+    except Exception as exc:
+        if is_transient_store_error(exc):
+            raise
+        raise ExecutionStopped(outcome_from_step_failure(context, unexpected_error(exc))) from None
 
 
 # --- StartExecution -------------------------------------------------------------------------
@@ -507,6 +535,21 @@ def _wrote(outcome: ActionOutcomeV1) -> bool:
 
 
 # --- shared ---------------------------------------------------------------------------------
+
+
+def unexpected_error(exc: BaseException) -> ExecutionError:
+    """What an execution records for a failure no step classified."""
+    if is_transient_store_error(exc):
+        return ExecutionError(
+            error_class=ErrorClass.DOWNSTREAM,
+            error_code="STORE_UNAVAILABLE",
+            error_message="the database stayed unavailable through every retry",
+        )
+    return ExecutionError(
+        error_class=ErrorClass.UNKNOWN,
+        error_code="EXECUTION_FAILED",
+        error_message=f"the execution failed unexpectedly ({type(exc).__name__})",
+    )
 
 
 def _validation(code: str, message: str) -> ExecutionError:

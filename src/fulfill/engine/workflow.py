@@ -1,19 +1,22 @@
 """The execution state machine: one durable DBOS workflow per attempt, read top to bottom.
 
     (intake: the QUEUED attempt row, the execution lock, is written where ACTION_APPROVED is accepted)
-    StartExecution ─▶ ValidatePreflight ─▶ MapActionToTool ─▶ InvokeTool (kill switches and
-          │                  │                   │             cancellation re-read before every try)
-          └──── any stop or failure ─────────────┴──────────────────────┤
-                                                                        ▼
-                                                   RecordOutcome (always, exactly once)
-                                                                        │ cancelled while writing
-                                                                        ▼
-                                                        the compensation workflow (below)
+    ┌ PrepareToolCall (one checkpoint) ───────────────────────┐
+    │ StartExecution ─▶ ValidatePreflight ─▶ MapActionToTool │ ─▶ InvokeTool (kill switches and
+    └──────┬────────────────────┬────────────────────┬────────┘    cancellation re-read before every try)
+           └──── any stop or failure ────────────────┴──────────────────────┤
+                                                                            ▼
+                                                       RecordOutcome (always, exactly once)
+                                                                            │ cancelled while writing
+                                                                            ▼
+                                                            the compensation workflow (below)
 
 Workflow id ``exec-{tenant_id}/{action_intent_id}`` (a rerun: ``…-r{n}``). DBOS checkpoints each
-step; after a crash the workflow resumes at the first unfinished step. A workflow that ends in
-ERROR (e.g. a database outage longer than a step's retries) is forked from its failed step by the
-reconciler, which also starts the workflow of a QUEUED attempt that has none.
+step; after a crash the workflow resumes at the first unfinished step. ValidatePreflight and
+MapActionToTool only read, so they share StartExecution's checkpoint (three checkpoints per
+execution, not five). A workflow that ends in ERROR (e.g. a database outage longer than a step's
+retries) is forked from its failed step by the reconciler, which also starts the workflow of a
+QUEUED attempt that has none.
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ from dbos import DBOS, Queue, SetWorkflowID, StepOptions
 from dbos import error as dbos_error
 from pydantic import BaseModel
 
-from fulfill.domain.errors import ErrorClass, ExecutionError
 from fulfill.domain.execution import (
     CompensationRequest,
     CompensationResult,
@@ -34,6 +36,7 @@ from fulfill.domain.execution import (
     ExecutionRequest,
     ExecutionStopped,
     OutcomeDraft,
+    ToolCall,
     outcome_from_step_failure,
     outcome_from_tool_result,
 )
@@ -71,21 +74,13 @@ def _invoke_step(retry_count: int) -> StepOptions:
 
 @DBOS.workflow(name="fulfill.execute_intent")
 def execute_intent(request: ExecutionRequest) -> str:
-    started = DBOS.run_step(_store_step("StartExecution"), steps.start_execution, request)
-    if isinstance(started, DuplicateExecution):
-        return DUPLICATE_IGNORED
-    context = started.context
     try:
-        checked = DBOS.run_step(_store_step("ValidatePreflight"), steps.validate_preflight, context)
-        call = DBOS.run_step(_store_step("MapActionToTool"), steps.map_action_to_tool, checked)
-        result = DBOS.run_step(_invoke_step(call.retry_count), steps.invoke_tool, call)
-        draft = outcome_from_tool_result(result)
+        call = DBOS.run_step(_store_step("PrepareToolCall"), steps.prepare_tool_call, request)
+        if isinstance(call, DuplicateExecution):
+            return DUPLICATE_IGNORED
+        draft = _invoke(call)
     except ExecutionStopped as stop:
         draft = stop.draft
-    except dbos_error.DBOSMaxStepRetriesExceeded as exhausted:
-        draft = _draft_after_retries(context, exhausted)
-    except Exception as exc:
-        draft = outcome_from_step_failure(context, _unexpected(exc))
     recorded = DBOS.run_step(_store_step("RecordOutcome"), steps.record_outcome, draft)
     if recorded.cancelled_after_write:
         outcome = recorded.outcome
@@ -101,6 +96,19 @@ def execute_intent(request: ExecutionRequest) -> str:
     return recorded.outcome.status.value
 
 
+def _invoke(call: ToolCall) -> OutcomeDraft:
+    """InvokeTool, with every way it can end turned into the draft RecordOutcome takes."""
+    try:
+        result = DBOS.run_step(_invoke_step(call.retry_count), steps.invoke_tool, call)
+    except ExecutionStopped as stop:
+        return stop.draft
+    except dbos_error.DBOSMaxStepRetriesExceeded as exhausted:
+        return _draft_after_retries(call.context, exhausted)
+    except Exception as exc:
+        return outcome_from_step_failure(call.context, steps.unexpected_error(exc))
+    return outcome_from_tool_result(result)
+
+
 @DBOS.workflow(name="fulfill.compensate")
 def compensate(request: CompensationRequest) -> str:
     """Undo a cancelled execution's writes: BeginCompensation ─▶ InvokeCompensation ─▶ FinishCompensation."""
@@ -114,10 +122,12 @@ def compensate(request: CompensationRequest) -> str:
         result = (
             last.result
             if isinstance(last, compensation.RetryableCompensationFailure)
-            else CompensationResult(request=request, completed=False, error=_unexpected(last or exhausted))
+            else CompensationResult(
+                request=request, completed=False, error=steps.unexpected_error(last or exhausted)
+            )
         )
     except Exception as exc:
-        result = CompensationResult(request=request, completed=False, error=_unexpected(exc))
+        result = CompensationResult(request=request, completed=False, error=steps.unexpected_error(exc))
     return DBOS.run_step(_store_step("FinishCompensation"), compensation.finish_compensation, result).value
 
 
@@ -159,18 +169,4 @@ def _draft_after_retries(
     last = exhausted.errors[-1] if exhausted.errors else None
     if isinstance(last, steps.RetryableToolFailure | ExecutionStopped):
         return last.draft
-    return outcome_from_step_failure(context, _unexpected(last or exhausted))
-
-
-def _unexpected(exc: BaseException) -> ExecutionError:
-    if is_transient_store_error(exc):
-        return ExecutionError(
-            error_class=ErrorClass.DOWNSTREAM,
-            error_code="STORE_UNAVAILABLE",
-            error_message="the database stayed unavailable through every retry",
-        )
-    return ExecutionError(
-        error_class=ErrorClass.UNKNOWN,
-        error_code="EXECUTION_FAILED",
-        error_message=f"the execution failed unexpectedly ({type(exc).__name__})",
-    )
+    return outcome_from_step_failure(context, steps.unexpected_error(last or exhausted))

@@ -18,6 +18,7 @@ from fulfill.domain.mapping import TRUSTED_ARGUMENTS, MappingError, map_paramete
 from fulfill.domain.models import (
     ActionIntentV1,
     ActionType,
+    ApprovalSource,
     ApprovalStatus,
     ExecutionPolicy,
     ExecutionStatus,
@@ -26,8 +27,8 @@ from fulfill.domain.models import (
     Target,
 )
 from fulfill.domain.time import epoch_from_iso, iso_from_epoch
-from fulfill.engine.intake import EVENT_DETAIL_TYPE, EVENT_SOURCE
-from fulfill.engine.outbox_relay import COMPENSATION_TOPIC, ENGINE_DESTINATION, INTAKE_DESTINATION
+from fulfill.engine.intake import request_for, start_if_queued, take_execution_lock
+from fulfill.engine.outbox_relay import COMPENSATION_TOPIC, ENGINE_DESTINATION
 from fulfill.engine.runtime import Runtime
 from fulfill.store import executions, intents, outbox, registry
 from fulfill.tokens import Principal
@@ -258,10 +259,13 @@ def get_intent(rt: Runtime, principal: Principal, action_intent_id: str) -> Acti
 
 
 def approve_intent(rt: Runtime, principal: Principal, action_intent_id: str) -> ApprovalChange:
-    """PENDING_APPROVAL → APPROVED, and ACTION_APPROVED into the outbox in the same transaction.
+    """PENDING_APPROVAL → APPROVED, and the execution lock (a QUEUED attempt) in the same transaction.
 
-    The token needs, besides ``intents:approve``, every scope in the pinned registry version's
-    ``required_scopes`` (403 ``MISSING_APPROVAL_SCOPE`` otherwise, even for a repeat).
+    This is what the ACTION_APPROVED intake does for an event, done where the approval is
+    accepted, so an approval and its execution are committed together; the workflow is enqueued
+    right after the commit (or, if that fails, by the reconciler). The token needs, besides
+    ``intents:approve``, every scope in the pinned registry version's ``required_scopes`` (403
+    ``MISSING_APPROVAL_SCOPE`` otherwise, even for a repeat).
     """
     intent = get_intent(rt, principal, action_intent_id)
     _require_approval_scopes(principal, _pinned_entry(rt, intent))
@@ -271,28 +275,22 @@ def approve_intent(rt: Runtime, principal: Principal, action_intent_id: str) -> 
         raise Conflict(
             f"an intent that is {intent.approval_status.value} cannot be approved", code="INVALID_TRANSITION"
         )
-    if is_expired(intent.expires_at_epoch, rt.clock.now()):
+    now = rt.clock.now()
+    if is_expired(intent.expires_at_epoch, now):
         raise Conflict("the intent has expired and can no longer be approved", code="INTENT_EXPIRED")
     with rt.db.write() as conn:
         approved = _transition(
             conn,
             intent,
             to_status=ApprovalStatus.APPROVED,
-            now=rt.clock.now_iso(),
+            now=iso_from_epoch(now),
             approved_by=principal.subject,
         )
         _append_approved(conn, approved, imported=False)
-        outbox.enqueue(
-            conn,
-            message_id=f"approved:{approved.tenant_id}/{approved.action_intent_id}",
-            topic=EVENT_DETAIL_TYPE,
-            tenant_id=approved.tenant_id,
-            payload=approved_event(approved),
-            destinations=[INTAKE_DESTINATION],
-            now=approved.updated_at,
-            now_epoch=rt.clock.now(),
-        )
-    rt.outbox_wakeup.set()
+        attempt, taken = take_execution_lock(conn, approved, now)
+    start_if_queued(
+        attempt, taken, request_for(attempt, approval_source=ApprovalSource.HUMAN, auto_executed=False)
+    )
     return ApprovalChange(action_intent_id=action_intent_id, approval_status=ApprovalStatus.APPROVED)
 
 
@@ -403,22 +401,6 @@ def _append_decision(conn: Any, intent: ActionIntentV1, event_type: str, decided
             data={"action_intent_id": intent.action_intent_id, "decided_by": decided_by},
         ),
     )
-
-
-def approved_event(intent: ActionIntentV1) -> dict[str, Any]:
-    return {
-        "source": EVENT_SOURCE,
-        "detail-type": EVENT_DETAIL_TYPE,
-        "detail": {
-            "data": {
-                "action_intent_id": intent.action_intent_id,
-                "tenant_id": intent.tenant_id,
-                "account_id": intent.account_id,
-                "approval_source": "HUMAN",
-                "auto_executed": False,
-            }
-        },
-    }
 
 
 def _append_approved(conn: Any, intent: ActionIntentV1, *, imported: bool) -> None:
