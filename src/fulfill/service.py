@@ -26,8 +26,8 @@ from fulfill.engine.outbox_relay import OutboxRelay
 from fulfill.engine.reconciler import Reconciler
 from fulfill.engine.runtime import Runtime
 from fulfill.engine.workflow import EXECUTION_QUEUE
-from fulfill.gateway.client import McpToolGateway
-from fulfill.gateway.server import build_gateway
+from fulfill.gateway.client import InProcessToolGateway, McpToolGateway
+from fulfill.gateway.server import GatewayTokenVerifier, build_gateway
 from fulfill.store.db import Database
 from fulfill.store.migrate import upgrade_to_head
 from fulfill.tokens import ServiceTokens, TokenVerifier
@@ -46,7 +46,7 @@ class Service:
         self.gateway_server = build_gateway(
             self.token_verifier, self.internal_connector.tools(), public_url=settings.effective_gateway_url
         )
-        self.tool_gateway = McpToolGateway(settings.effective_gateway_url, ServiceTokens(settings))
+        self.tool_gateway = _tool_gateway(settings, self.gateway_server, self.token_verifier)
         self.runtime = Runtime(
             settings=settings,
             db=self.db,
@@ -116,6 +116,15 @@ class Service:
         self.tool_gateway.close()
         runtime_module.install(None)
         self.db.dispose()
+
+
+def _tool_gateway(settings: Settings, server: MCPServer, verifier: TokenVerifier) -> McpToolGateway:
+    """The engine's way to its gateway: in memory to this process's own gateway unless
+    ``FULFILL_GATEWAY_URL`` names one to reach over HTTP."""
+    tokens = ServiceTokens(settings)
+    if settings.gateway_url:
+        return McpToolGateway(settings.gateway_url, tokens)
+    return InProcessToolGateway(server, GatewayTokenVerifier(verifier), tokens)
 
 
 def _tool_schemas(server: MCPServer) -> dict[str, dict[str, Any]]:

@@ -1,7 +1,11 @@
-"""InvokeTool's MCP client: ``tools/call`` over Streamable HTTP to the gateway.
+"""InvokeTool's MCP client: ``tools/call`` to the gateway, over Streamable HTTP or in memory.
 
-One background event loop owns one HTTP connection pool, shared by every call from every worker
-thread. Each call gets its own service token, minted from the call's trusted arguments
+Over HTTP (:class:`McpToolGateway`, when ``FULFILL_GATEWAY_URL`` names a gateway) one background
+event loop owns one HTTP connection pool, shared by every call from every worker thread. In memory
+(:class:`InProcessToolGateway`, the default: the engine calls its own process's gateway) the same
+MCP client talks to the same ``MCPServer`` without a socket: the token is verified by the same
+verifier and scope rule the HTTP endpoint applies, and the request then runs through the same
+server, middleware (the gateway's guard) and tools. Each call gets its own service token, minted from the call's trusted arguments
 (``tenant_id``, ``account_id``, ``action_intent_id``, ``idempotency_key``), so the gateway can
 check that the call is the one the engine meant to make. Each call has its own timeout (below the
 step's budget). Failures come back classified, never raised: the engine decides what to retry.
@@ -12,18 +16,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
 import httpx2
 from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
+from mcp.server.auth.middleware.auth_context import auth_context_var
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.mcpserver import MCPServer
 
 from fulfill.domain.errors import ErrorClass, ExecutionError, classify
 from fulfill.domain.ports import ToolCallOutcome
 from fulfill.gateway.results import outcome_from_call_result
+from fulfill.gateway.server import GatewayTokenVerifier
 from fulfill.logging_setup import describe_failure
-from fulfill.tokens import ServiceTokens, TokenError
+from fulfill.tokens import GATEWAY_SCOPE, ServiceTokens, TokenError
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +72,10 @@ class McpToolGateway:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
 
-    def _client(self, token: str, timeout_seconds: float, statuses: list[int]) -> Client:
+    @asynccontextmanager
+    async def _session(
+        self, token: str, timeout_seconds: float, statuses: list[int]
+    ) -> AsyncIterator[Client]:
         async def remember_status(response: httpx2.Response) -> None:
             statuses.append(response.status_code)
 
@@ -72,7 +85,10 @@ class McpToolGateway:
             timeout=httpx2.Timeout(timeout_seconds),
             event_hooks={"response": [remember_status]},
         )
-        return Client(streamable_http_client(self._url, http_client=http, terminate_on_close=False))
+        async with Client(
+            streamable_http_client(self._url, http_client=http, terminate_on_close=False)
+        ) as mcp:
+            yield mcp
 
     async def _call(
         self, token: str, tool_name: str, arguments: dict[str, Any], timeout_seconds: float
@@ -80,7 +96,7 @@ class McpToolGateway:
         statuses: list[int] = []
         try:
             with anyio.fail_after(timeout_seconds):
-                async with self._client(token, timeout_seconds, statuses) as mcp:
+                async with self._session(token, timeout_seconds, statuses) as mcp:
                     result = await mcp.call_tool(tool_name, arguments)
         except TimeoutError:
             return _transport_failure(
@@ -91,6 +107,44 @@ class McpToolGateway:
         except Exception as exc:  # the MCP client raises exception groups; classify the whole
             return _failure_from_exception(exc, statuses)
         return outcome_from_call_result(result)
+
+
+class TokenRefused(Exception):
+    """The in-memory gateway refused the call's token, as its HTTP endpoint would with 401 or 403."""
+
+
+class InProcessToolGateway(McpToolGateway):
+    """``tools/call`` to this process's own gateway server, in memory.
+
+    Only the transport differs from HTTP: the token is checked by the gateway's own verifier
+    (401 when it is not a valid service token, 403 without ``gateway:invoke``, recorded as the
+    HTTP endpoint's statuses so the outcome is the same), then the request goes through the MCP
+    client and server, the gateway's guard (which reads the verified token from the same context
+    the HTTP middleware sets) and the tool.
+    """
+
+    def __init__(self, server: MCPServer, verifier: GatewayTokenVerifier, tokens: ServiceTokens) -> None:
+        super().__init__("", tokens, max_connections=1)
+        self._server = server
+        self._verifier = verifier
+
+    @asynccontextmanager
+    async def _session(
+        self, token: str, timeout_seconds: float, statuses: list[int]
+    ) -> AsyncIterator[Client]:
+        access = await self._verifier.verify_token(token)
+        if access is None:
+            statuses.append(401)
+            raise TokenRefused("the gateway refused the token")
+        if GATEWAY_SCOPE not in access.scopes:
+            statuses.append(403)
+            raise TokenRefused(f"the token lacks {GATEWAY_SCOPE}")
+        bound = auth_context_var.set(AuthenticatedUser(access))
+        try:
+            async with Client(self._server, read_timeout_seconds=timeout_seconds) as mcp:
+                yield mcp
+        finally:
+            auth_context_var.reset(bound)
 
 
 def _leaves(exc: BaseException) -> list[BaseException]:
