@@ -120,13 +120,48 @@ class InProcessToolGateway(McpToolGateway):
     (401 when it is not a valid service token, 403 without ``gateway:invoke``, recorded as the
     HTTP endpoint's statuses so the outcome is the same), then the request goes through the MCP
     client and server, the gateway's guard (which reads the verified token from the same context
-    the HTTP middleware sets) and the tool.
+    the HTTP middleware sets, here the calling task's own) and the tool.
+
+    One in-memory MCP session serves every call (each call's token lives in its own task's
+    context), so the client's discovery, tool list and output-schema validators are built once,
+    not per call; they are rebuilt when a call names a tool the session has not seen.
     """
 
     def __init__(self, server: MCPServer, verifier: GatewayTokenVerifier, tokens: ServiceTokens) -> None:
         super().__init__("", tokens, max_connections=1)
         self._server = server
         self._verifier = verifier
+        self._shared: asyncio.Future[Client] | None = None
+        self._holder: asyncio.Task[None] | None = None
+        self._closing = asyncio.Event()
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._release(), self._loop).result(timeout=5)
+        super().close()
+
+    async def _release(self) -> None:
+        self._closing.set()
+        if self._holder is not None:
+            await asyncio.wait([self._holder], timeout=4)
+
+    async def _hold_session(self, ready: asyncio.Future[Client]) -> None:
+        """Owns the shared session: it is entered and left in this one task, as anyio requires."""
+        try:
+            async with Client(self._server) as mcp:
+                ready.set_result(mcp)
+                await self._closing.wait()
+        except BaseException as exc:
+            if not ready.done():
+                ready.set_exception(exc)
+            raise
+        finally:
+            self._shared = None
+
+    async def _shared_session(self) -> Client:
+        if self._shared is None:
+            self._shared = self._loop.create_future()
+            self._holder = self._loop.create_task(self._hold_session(self._shared))
+        return await asyncio.shield(self._shared)
 
     @asynccontextmanager
     async def _session(
@@ -139,10 +174,10 @@ class InProcessToolGateway(McpToolGateway):
         if GATEWAY_SCOPE not in access.scopes:
             statuses.append(403)
             raise TokenRefused(f"the token lacks {GATEWAY_SCOPE}")
+        mcp = await self._shared_session()
         bound = auth_context_var.set(AuthenticatedUser(access))
         try:
-            async with Client(self._server, read_timeout_seconds=timeout_seconds) as mcp:
-                yield mcp
+            yield mcp
         finally:
             auth_context_var.reset(bound)
 
