@@ -8,8 +8,9 @@ read transactions are deferred and run alongside the writer.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,11 @@ class Database:
         self.url = url
         parsed = make_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        # SQLite has one writer per file. Threads of this process queue for it on a lock that
+        # hands it over at once, instead of polling in SQLite's busy handler (which sleeps 1, 2,
+        # 5, 10… ms between tries, and whose holder may be waiting for the GIL meanwhile). The
+        # busy handler still arbitrates between processes.
+        self._writer: threading.Lock | None = threading.Lock() if self.is_sqlite else None
         if self.is_sqlite:
             database = parsed.database or ""
             if database and database != ":memory:":
@@ -41,7 +47,11 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        with self.engine.connect().execution_options(**{_WRITE_OPTION: True}) as conn, conn.begin():
+        with (
+            self._writer or nullcontext(),
+            self.engine.connect().execution_options(**{_WRITE_OPTION: True}) as conn,
+            conn.begin(),
+        ):
             yield conn
 
     @contextmanager
