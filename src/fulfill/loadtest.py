@@ -194,7 +194,7 @@ def run_floor(serial: int, burst: int, console: Console) -> dict[str, Any]:
                 "name": "fulfill-bench-floor",
                 "system_database_url": url,
                 "log_level": "WARNING",
-                "max_executor_threads": max(16, defaults.worker_concurrency * 2),
+                "max_executor_threads": defaults.worker_concurrency + 16,
             }
         )
         DBOS.listen_queues([FLOOR_QUEUE])

@@ -79,7 +79,7 @@ class Service:
             "system_database_url": self.settings.system_database_url,
             "application_version": __version__,
             "log_level": "WARNING",
-            "max_executor_threads": max(16, self.settings.worker_concurrency * 2),
+            "max_executor_threads": self.settings.worker_concurrency + 16,
             # A restarted worker recovers the workflows of its own id, and only those: processes
             # sharing one id would each resume the others' running workflows at start.
             "executor_id": self.settings.executor_id or f"{socket.gethostname()}:{self.settings.port}",
