@@ -36,7 +36,12 @@ def enqueue(
     now: str,
     now_epoch: float,
 ) -> bool:
-    """Store a message once (its id is deterministic) with one delivery row per destination."""
+    """Store a message once (its id is deterministic) with one delivery row per destination.
+
+    A message without a destination is not stored: nothing would ever read it.
+    """
+    if not destinations:
+        return False
     if not insert_ignore(
         conn,
         outbox_messages,
