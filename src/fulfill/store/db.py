@@ -8,6 +8,7 @@ read transactions are deferred and run alongside the writer.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -88,12 +89,15 @@ def insert_ignore(conn: Connection, table: Table, values: dict[str, Any]) -> boo
     transaction holding the key to end, so under READ COMMITTED exactly one of two concurrent
     inserts of one key wins, and the other sees False. (SQLite has RETURNING since 3.35.)
     """
+    return conn.execute(_insert_ignore_statement(conn.dialect.name, table), values).first() is not None
+
+
+@functools.cache
+def _insert_ignore_statement(dialect: str, table: Table) -> Any:
+    """Built once per table: the values are bound at execution, so the compiled form is reused."""
     key = next(iter(table.primary_key.columns))
-    if conn.dialect.name == "postgresql":
-        statement: Any = postgresql.insert(table).values(**values).on_conflict_do_nothing()
-    else:
-        statement = sqlite.insert(table).values(**values).on_conflict_do_nothing()
-    return conn.execute(statement.returning(key)).first() is not None
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(table).on_conflict_do_nothing().returning(key)
 
 
 def is_transient_store_error(exc: BaseException) -> bool:
