@@ -67,6 +67,10 @@ class CredentialVault:
     def configured(self) -> bool:
         return self._box.configured
 
+    @property
+    def box(self) -> SecretBox:
+        return self._box
+
     # --- admin writes -----------------------------------------------------------------------
 
     def put(
