@@ -323,10 +323,10 @@ class DevSalesforce:
             elif fault.kind == "expire_session":
                 self.expire_sessions()
             elif fault.kind == "drop_before_commit":
-                return DropConnection(503)
+                return DropConnection()
         response = await handle()
         if fault is not None and fault.kind == "drop_after_commit":
-            return DropConnection(response.status_code)
+            return DropConnection()
         if fault is not None and fault.kind == "latency" and fault.after_commit:
             await asyncio.sleep(fault.seconds)
         return response
@@ -730,11 +730,12 @@ class DevSalesforce:
 
 
 class DropConnection(Response):
-    """Starts an answer, then closes the connection before its body: the client cannot know
-    whether its request took effect (the server logs that the answer was cut)."""
+    """Starts an answer, then closes the connection before its body: the client gets an error
+    and cannot know whether its request took effect. (The status line says 200 whatever really
+    happened: a 204 has no body, so cutting it would not be noticed.)"""
 
-    def __init__(self, status_code: int) -> None:
-        super().__init__(status_code=status_code)
+    def __init__(self) -> None:
+        super().__init__(status_code=200)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send(
