@@ -18,7 +18,8 @@ MIN_SERVICE_TOKEN_SECRET_LENGTH = 32
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="FULFILL_", extra="ignore")
+    # Errors never quote what was given: several settings are secrets.
+    model_config = SettingsConfigDict(env_prefix="FULFILL_", extra="ignore", hide_input_in_errors=True)
 
     database_url: str = "sqlite:///./fulfill.db"
     host: str = "127.0.0.1"
