@@ -207,6 +207,7 @@ class DevSalesforce:
         self._counter = itertools.count(1)
         self.token_requests: dict[str, int] = {}
         self.api_requests = 0
+        self.issued: list[str] = []  # every access and refresh token ever issued
         for token in self.config.refresh_tokens:
             self.accept_refresh_token(token)
         self.app = Starlette(
@@ -252,6 +253,7 @@ class DevSalesforce:
         """A new refresh token (as an authorization-code flow would have given the client)."""
         token = "5Aep" + secrets.token_urlsafe(40)
         self.accept_refresh_token(token)
+        self.issued.append(token)
         return token
 
     def accept_refresh_token(self, token: str) -> None:
@@ -434,6 +436,7 @@ class DevSalesforce:
             self._sessions[access] = _Session(
                 access, time.time() + lifetime if lifetime is not None else None, family
             )
+            self.issued.extend([access, refresh_token] if refresh_token else [access])
         issued_at = str(int(time.time() * 1000))
         identity = f"{base}/id/{ORG_ID}/{USER_ID}"
         signature = base64.b64encode(
