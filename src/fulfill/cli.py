@@ -615,11 +615,14 @@ def dev_salesforce(
         dev.accept_refresh_token(refresh_token)
     seeded = dev.seed()
     server = DevSalesforceServer(dev, host=host, port=port)
-    console.print(f"local Salesforce on {server.url} (login URL and instance URL)")
-    console.print(f"  client_id {client_id}   client_secret {client_secret}   username {username}")
-    console.print(f"  refresh token {token}")
-    console.print(f"  seeded Account {seeded['account_id']}, Opportunity {seeded['opportunity_id']}")
-    console.print(f"  faults: POST {server.url}/__dev/faults, records: GET {server.url}/__dev/records/Task")
+    for line in (
+        f"local Salesforce on {server.url} (login URL and instance URL)",
+        f"  client_id {client_id}   client_secret {client_secret}   username {username}",
+        f"  refresh token {token}",
+        f"  seeded Account {seeded['account_id']}, Opportunity {seeded['opportunity_id']}",
+        f"  faults: POST {server.url}/__dev/faults   records: GET {server.url}/__dev/records/Task",
+    ):
+        typer.echo(line)
     server.run()
 
 
