@@ -428,3 +428,15 @@ def test_an_account_credential_wins_over_the_tenant_wide_one(tmp_path: Path) -> 
         ok, payload = answer(rig.connector.create_task(title="x", **rig.bindings("own", account="acc-2")))
         assert not ok
         assert payload["error_code"] == "OAUTH_INVALID_CLIENT"
+
+
+def test_a_unique_marker_makes_salesforce_refuse_a_second_create(tmp_path: Path) -> None:
+    with salesforce_rig(tmp_path, dev=DevSalesforce(dev_config(unique_marker=True))) as rig:
+        key = rig.bindings("dup")["idempotency_key"]
+        # A record with this key already exists (a write that landed after a lookup missed it).
+        existing = rig.dev.insert("Task", {"Subject": "Call dup", "Fulfill_Idempotency_Key__c": key})
+        ok, payload = create_task(rig, "dup")
+        assert ok, payload
+        assert payload["external_object_refs"][0]["object_id"] == existing
+        assert payload["found_existing"] is True
+        assert len(tasks_with(rig, key)) == 1
