@@ -951,7 +951,9 @@ class DevSalesforceServer:
         self._socket = bind_socket(host, port)
         self.host = host
         self.port = int(self._socket.getsockname()[1])
-        logging.getLogger("uvicorn.error").addFilter(_QuietCut())
+        error_log = logging.getLogger("uvicorn.error")
+        if not any(isinstance(existing, _QuietCut) for existing in error_log.filters):
+            error_log.addFilter(_QuietCut())
         config = uvicorn.Config(self.dev.app, log_level="warning", access_log=False, lifespan="off")
         self.server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
