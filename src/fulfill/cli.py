@@ -30,7 +30,16 @@ kill_app = typer.Typer(
 )
 registry_app = typer.Typer(help="The action-type registry.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks against a service in its own process.", no_args_is_help=True)
+credentials_app = typer.Typer(
+    help="Connector credentials, encrypted with FULFILL_SECRETS_KEY (secrets are never printed).",
+    no_args_is_help=True,
+)
+dev_app = typer.Typer(
+    help="Local stand-ins for external systems (development and tests).", no_args_is_help=True
+)
 app.add_typer(intent_app, name="intent")
+app.add_typer(credentials_app, name="credentials")
+app.add_typer(dev_app, name="dev")
 app.add_typer(bench_app, name="bench")
 app.add_typer(kill_app, name="kill-switch")
 app.add_typer(registry_app, name="registry")
@@ -386,6 +395,235 @@ def registry_list(
             entry.deprecated_at or "",
         )
     console.print(table)
+
+
+def _vault() -> Any:
+    from fulfill.clock import SystemClock
+    from fulfill.usecases.credentials import vault_for
+
+    settings = _settings()
+    return vault_for(_database(), settings, SystemClock())
+
+
+def _read_secret(path: str | None, prompt: str) -> str | None:
+    """A secret from a file (``-`` = standard input), or typed at a hidden prompt; never an
+    argument (it would be visible in the process list and the shell history)."""
+    if path == "-":
+        return sys.stdin.read().strip()
+    if path:
+        from pathlib import Path
+
+        try:
+            return Path(path).read_text().strip()
+        except OSError as exc:
+            raise typer.BadParameter(f"cannot read {path}: {exc.strerror}") from None
+    if not prompt:
+        return None
+    return str(typer.prompt(prompt, hide_input=True)).strip()
+
+
+def _use_case(call: Any) -> Any:
+    from fulfill.usecases.errors import UseCaseError
+
+    try:
+        return call()
+    except UseCaseError as exc:
+        console.print(f"[red]{exc.message}[/red]")
+        raise typer.Exit(1) from None
+
+
+ConnectorArgument = Annotated[str, typer.Argument(help="The connector, e.g. salesforce.")]
+AccountOption = Annotated[
+    str | None, typer.Option("--account", help="An account's own credential; omit for the tenant-wide one.")
+]
+CredentialTenant = Annotated[str, typer.Option("--tenant", help="Tenant id.")]
+
+
+@credentials_app.command("set")
+def credentials_set(
+    connector: ConnectorArgument,
+    tenant: CredentialTenant,
+    credential_type: Annotated[
+        str, typer.Option("--type", help="client_credentials | jwt_bearer | refresh_token")
+    ],
+    client_id: Annotated[str, typer.Option(help="The OAuth client id (Salesforce: consumer key).")],
+    account: AccountOption = None,
+    login_url: Annotated[
+        str | None, typer.Option(help="OAuth server; default FULFILL_SALESFORCE_LOGIN_URL.")
+    ] = None,
+    username: Annotated[str | None, typer.Option(help="jwt_bearer: the user the assertion names.")] = None,
+    audience: Annotated[str | None, typer.Option(help="jwt_bearer: the assertion's aud.")] = None,
+    client_secret_file: Annotated[
+        str | None, typer.Option(help="File holding the client secret ('-': standard input).")
+    ] = None,
+    private_key_file: Annotated[
+        str | None, typer.Option(help="jwt_bearer: PEM file of the RSA private key.")
+    ] = None,
+    refresh_token_file: Annotated[
+        str | None, typer.Option(help="refresh_token: file holding the refresh token ('-': stdin).")
+    ] = None,
+) -> None:
+    """Store (or replace) a connector credential; prints its metadata, never the secret."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from fulfill.domain.credentials import CredentialInput
+    from fulfill.usecases import credentials
+
+    body: dict[str, Any] = {"type": credential_type, "client_id": client_id, "login_url": login_url}
+    if credential_type == "client_credentials":
+        body["client_secret"] = _read_secret(client_secret_file, "client secret")
+    elif credential_type == "jwt_bearer":
+        if not private_key_file:
+            raise typer.BadParameter("jwt_bearer needs --private-key-file")
+        body.update(
+            username=username, audience=audience, private_key=_read_secret(private_key_file, "private key")
+        )
+    elif credential_type == "refresh_token":
+        body["refresh_token"] = _read_secret(refresh_token_file, "refresh token")
+        if client_secret_file:
+            body["client_secret"] = _read_secret(client_secret_file, "")
+    try:
+        parsed = TypeAdapter(CredentialInput).validate_python(
+            {k: v for k, v in body.items() if v is not None}
+        )
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc'][1:] or error['loc'])}: {error['msg']}"
+            for error in exc.errors()
+        )
+        console.print(f"[red]invalid credential: {problems}[/red]")
+        raise typer.Exit(2) from None
+    stored, created = _use_case(
+        lambda: credentials.put_credential(_vault(), tenant, connector, account, parsed)
+    )
+    console.print(f"{'created' if created else 'replaced'}:")
+    console.print_json(data=stored.model_dump())
+
+
+@credentials_app.command("list")
+def credentials_list(tenant: CredentialTenant) -> None:
+    """The tenant's credentials (metadata only)."""
+    from fulfill.usecases import credentials
+
+    listed = _use_case(lambda: credentials.list_credentials(_vault(), tenant))
+    console.print_json(data={"credentials": [item.model_dump() for item in listed]})
+
+
+@credentials_app.command("rotate")
+def credentials_rotate(
+    connector: ConnectorArgument,
+    tenant: CredentialTenant,
+    account: AccountOption = None,
+    client_secret_file: Annotated[
+        str | None, typer.Option(help="The new client secret ('-': stdin).")
+    ] = None,
+    private_key_file: Annotated[str | None, typer.Option(help="The new RSA private key (PEM).")] = None,
+    refresh_token_file: Annotated[
+        str | None, typer.Option(help="The new refresh token ('-': stdin).")
+    ] = None,
+) -> None:
+    """Replace the stored secret(s) of a credential, keeping the rest."""
+    from pydantic import ValidationError
+
+    from fulfill.domain.credentials import SecretRotation
+    from fulfill.usecases import credentials
+
+    values = {
+        "client_secret": _read_secret(client_secret_file, ""),
+        "private_key": _read_secret(private_key_file, ""),
+        "refresh_token": _read_secret(refresh_token_file, ""),
+    }
+    try:
+        rotation = SecretRotation.model_validate({k: v for k, v in values.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        console.print(f"[red]invalid secret: {problems}[/red]")
+        raise typer.Exit(2) from None
+    stored = _use_case(lambda: credentials.rotate_credential(_vault(), tenant, connector, account, rotation))
+    console.print_json(data=stored.model_dump())
+
+
+@credentials_app.command("delete")
+def credentials_delete(
+    connector: ConnectorArgument, tenant: CredentialTenant, account: AccountOption = None
+) -> None:
+    """Delete a credential."""
+    from fulfill.usecases import credentials
+
+    _use_case(lambda: credentials.delete_credential(_vault(), tenant, connector, account))
+    console.print("deleted")
+
+
+@credentials_app.command("new-key")
+def credentials_new_key() -> None:
+    """Print a new random FULFILL_SECRETS_KEY."""
+    from fulfill.credentials.crypto import new_key
+
+    typer.echo(new_key())
+
+
+@credentials_app.command("rekey")
+def credentials_rekey() -> None:
+    """Re-encrypt every stored secret with the first key of FULFILL_SECRETS_KEY (after a key
+    rotation: new key first, old key after it; drop the old one once this has run)."""
+    from fulfill.credentials.crypto import SecretsKeyError
+
+    try:
+        changed = _vault().rekey()
+    except SecretsKeyError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"{changed} credential(s) re-encrypted")
+
+
+@dev_app.command("salesforce")
+def dev_salesforce(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind (0: any free port).")] = 8900,
+    client_id: Annotated[str, typer.Option(help="The OAuth client id it accepts.")] = "fulfill-dev-client",
+    client_secret: Annotated[
+        str, typer.Option(help="The client secret it accepts (a made-up, local one).")
+    ] = "fulfill-dev-secret",  # noqa: S107 - the local server's own made-up secret
+    username: Annotated[
+        str, typer.Option(help="The user JWT assertions must name.")
+    ] = "integration@fulfill.dev",
+    jwt_public_key: Annotated[
+        str | None, typer.Option(help="PEM file of the public key that verifies JWT bearer assertions.")
+    ] = None,
+    refresh_token: Annotated[
+        str | None, typer.Option(help="A refresh token it accepts (default: a new one, printed).")
+    ] = None,
+    session_seconds: Annotated[
+        float | None, typer.Option(help="Access tokens expire after this (default: never).")
+    ] = None,
+) -> None:
+    """Run a local Salesforce-compatible server (REST sObjects, SOQL, OAuth, fault injection)."""
+    from pathlib import Path
+
+    from fulfill.dev.salesforce import DevSalesforce, DevSalesforceConfig, DevSalesforceServer
+
+    config = DevSalesforceConfig(
+        client_id=client_id,
+        client_secret=client_secret,
+        username=username,
+        jwt_public_key_pem=Path(jwt_public_key).read_text() if jwt_public_key else None,
+        session_seconds=session_seconds,
+    )
+    dev = DevSalesforce(config)
+    token = refresh_token or dev.issue_refresh_token()
+    if refresh_token:
+        dev.accept_refresh_token(refresh_token)
+    seeded = dev.seed()
+    server = DevSalesforceServer(dev, host=host, port=port)
+    for line in (
+        f"local Salesforce on {server.url} (login URL and instance URL)",
+        f"  client_id {client_id}   client_secret {client_secret}   username {username}",
+        f"  refresh token {token}",
+        f"  seeded Account {seeded['account_id']}, Opportunity {seeded['opportunity_id']}",
+        f"  faults: POST {server.url}/__dev/faults   records: GET {server.url}/__dev/records/Task",
+    ):
+        typer.echo(line)
+    server.run()
 
 
 @bench_app.command("load")

@@ -6,7 +6,7 @@ from functools import cached_property
 from typing import Annotated, Literal, Self
 from urllib.parse import urlparse
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
@@ -18,7 +18,8 @@ MIN_SERVICE_TOKEN_SECRET_LENGTH = 32
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="FULFILL_", extra="ignore")
+    # Errors never quote what was given: several settings are secrets.
+    model_config = SettingsConfigDict(env_prefix="FULFILL_", extra="ignore", hide_input_in_errors=True)
 
     database_url: str = "sqlite:///./fulfill.db"
     host: str = "127.0.0.1"
@@ -80,6 +81,28 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
+    # Connector credentials are encrypted at rest with this key (AES-256-GCM): 32 bytes in URL-safe
+    # base64 (``fulfill credentials new-key`` prints one). Several keys, comma-separated: the first
+    # encrypts, every one decrypts (key rotation). Empty: no credentials can be stored, and a
+    # database that holds some refuses to start.
+    secrets_key: SecretStr = SecretStr("")
+
+    # Salesforce: where OAuth tokens are requested when a credential names no login URL, the REST
+    # API version, the timeout of every request, the assumed lifetime of an access token whose
+    # response does not say (Salesforce's do not), and the custom field that carries the
+    # idempotency key on created records (an External ID text field on Task and Opportunity).
+    salesforce_login_url: str = "https://login.salesforce.com"
+    salesforce_api_version: str = Field(default="v62.0", pattern=r"^v[0-9]{2,3}\.0$")
+    salesforce_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
+    salesforce_token_ttl_seconds: float = Field(default=3600.0, ge=60, le=86_400)
+    salesforce_marker_field: str = Field(
+        default="Fulfill_Idempotency_Key__c", pattern=r"^[A-Za-z][A-Za-z0-9_]{0,36}__c$"
+    )
+
+    # A RATE_LIMIT tool failure waits this much longer than the ordinary backoff before its retry
+    # (bounded by half the budget left).
+    rate_limit_backoff_seconds: float = Field(default=5.0, ge=0, le=600)
+
     @field_validator("webhook_urls", "cors_origins", mode="before")
     @classmethod
     def _split_urls(cls, value: object) -> object:
@@ -87,10 +110,20 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator("secrets_key")
+    @classmethod
+    def _check_secrets_key(cls, value: SecretStr) -> SecretStr:
+        from fulfill.credentials.crypto import parse_keys
+
+        parse_keys(value.get_secret_value())  # raises a message that never quotes the key
+        return value
+
     @model_validator(mode="after")
     def _check_auth(self) -> Self:
         if self.jwks_url and urlparse(self.jwks_url).scheme not in ("http", "https"):
             raise ValueError("FULFILL_JWKS_URL must be an http:// or https:// URL")
+        if urlparse(self.salesforce_login_url).scheme not in ("http", "https"):
+            raise ValueError("FULFILL_SALESFORCE_LOGIN_URL must be an http:// or https:// URL")
         if self.jwt_issuer == SERVICE_TOKEN_ISSUER:
             raise ValueError(f"FULFILL_JWT_ISSUER must not be '{SERVICE_TOKEN_ISSUER}' (reserved)")
         if self.auth_mode == "production":

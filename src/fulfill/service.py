@@ -21,6 +21,8 @@ from fulfill import __version__
 from fulfill.clock import SystemClock
 from fulfill.config import Settings
 from fulfill.connectors.internal import InternalConnector
+from fulfill.connectors.salesforce import SalesforceConnector
+from fulfill.credentials.vault import check_secrets_key
 from fulfill.engine import runtime as runtime_module
 from fulfill.engine.outbox_relay import OutboxRelay
 from fulfill.engine.reconciler import Reconciler
@@ -43,8 +45,11 @@ class Service:
         self.db = Database(settings.database_url)
         self.token_verifier = TokenVerifier(settings)
         self.internal_connector = InternalConnector(self.db, self.clock)
+        self.salesforce_connector = SalesforceConnector(self.db, self.clock, settings)
         self.gateway_server = build_gateway(
-            self.token_verifier, self.internal_connector.tools(), public_url=settings.effective_gateway_url
+            self.token_verifier,
+            [*self.internal_connector.tools(), *self.salesforce_connector.tools()],
+            public_url=settings.effective_gateway_url,
         )
         self.tool_gateway = _tool_gateway(settings, self.gateway_server, self.token_verifier)
         self.runtime = Runtime(
@@ -63,8 +68,10 @@ class Service:
         return self._engine_ready.is_set()
 
     def prepare_database(self) -> None:
-        """Migrate the schema and seed the default registry; both are safe to repeat."""
+        """Migrate the schema and seed the default registry; both are safe to repeat. Stored
+        connector credentials need FULFILL_SECRETS_KEY (a ConfigurationError otherwise)."""
         upgrade_to_head(self.db)
+        check_secrets_key(self.db, self.salesforce_connector.vault.box)
         seed_default_registry(self.db, self.clock.now_iso())
 
     def start(self) -> None:
@@ -114,6 +121,7 @@ class Service:
             self._reconciler.stop()
         DBOS.destroy(workflow_completion_timeout_sec=5)
         self.tool_gateway.close()
+        self.salesforce_connector.close()
         runtime_module.install(None)
         self.db.dispose()
 

@@ -126,6 +126,12 @@ def test_tools_are_listed_with_input_and_output_schemas(shared: Harness) -> None
         "internal.create_note",
         "internal.delete_task",
         "internal.delete_note",
+        "crm.create_task",
+        "crm.create_opportunity",
+        "crm.update_field",
+        "crm.delete_task",
+        "crm.delete_opportunity",
+        "crm.restore_field",
     }
     create = tools["internal.create_task"]
     assert set(create.input_schema["required"]) == {

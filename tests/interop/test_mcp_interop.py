@@ -22,7 +22,18 @@ from fulfill.tokens import mint_service_token, mint_token
 from tests.support.harness import ALL_SCOPES, Harness
 
 TS_DIR = Path(__file__).parent / "ts"
-TOOLS = ["internal.create_note", "internal.create_task", "internal.delete_note", "internal.delete_task"]
+TOOLS = [
+    "crm.create_opportunity",
+    "crm.create_task",
+    "crm.delete_opportunity",
+    "crm.delete_task",
+    "crm.restore_field",
+    "crm.update_field",
+    "internal.create_note",
+    "internal.create_task",
+    "internal.delete_note",
+    "internal.delete_task",
+]
 BINDING = ("tenant_id", "account_id", "action_intent_id", "idempotency_key")
 
 

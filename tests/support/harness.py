@@ -51,6 +51,7 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "port": 0,
         "jwt_secret": TEST_SECRET,
         "retry_backoff_base_seconds": 0.01,
+        "rate_limit_backoff_seconds": 0.05,
         "gateway_call_timeout_seconds": 5.0,
         "outbox_poll_seconds": 0.2,
         "outbox_backoff_base_seconds": 0.05,

@@ -12,7 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.routing import Route
 
 from fulfill import __version__
-from fulfill.api import admin, events, executions, health, intents
+from fulfill.api import admin, credentials, events, executions, health, intents
 from fulfill.api.middleware import BodySizeLimitMiddleware, UnexpectedErrorMiddleware
 from fulfill.api.problems import PROBLEM, install_problem_handlers
 from fulfill.gateway.server import gateway_asgi_app
@@ -47,14 +47,14 @@ def create_app(service: Service) -> FastAPI:
     app.add_middleware(
         CORSMiddleware,
         allow_origins=service.settings.cors_origins,
-        allow_methods=["GET", "POST", "PUT", "OPTIONS"],
+        allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
         allow_headers=["Authorization", "Content-Type"],
         max_age=600,
     )
     # Answers any route can give: malformed JSON or bad query parameters (400), a body over the
     # limit (413), and the generic, correlation-id-carrying 500.
     common: dict[int | str, dict[str, Any]] = {400: PROBLEM, 413: PROBLEM, 500: PROBLEM}
-    for router in (intents.router, executions.router, events.router, admin.router):
+    for router in (intents.router, executions.router, events.router, admin.router, credentials.router):
         app.include_router(router, responses=common)
     app.include_router(health.router, responses={500: PROBLEM})
     app.router.routes.append(Route("/mcp", endpoint=mcp_app))

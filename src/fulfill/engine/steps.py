@@ -402,6 +402,11 @@ def invoke_tool(call: ToolCall) -> ToolResult:
     )
     if error.retryable:
         metrics.TOOL_CALLS.labels(call.tool_name, "retryable_failure").inc()
+        if error.error_class is ErrorClass.RATE_LIMIT:
+            # A rate-limited system needs a longer pause than the ordinary backoff gives (at most
+            # half of what is left of the budget, so that the retry still has time to run).
+            left = remaining - (time.perf_counter() - started)
+            time.sleep(min(rt.settings.rate_limit_backoff_seconds, max(0.0, left) / 2))
         raise RetryableToolFailure(outcome_from_failed_call(call, error))
     metrics.TOOL_CALLS.labels(call.tool_name, "failure").inc()
     return ToolResult(

@@ -9,7 +9,11 @@ Unique constraints do what the reference's DynamoDB conditional writes did:
   and a repeated append is a no-op;
 * ``execution_signals`` is unique per (intent, attempt, signal type);
 * ``internal_tasks`` / ``internal_notes`` are unique per idempotency key: a repeated tool call
-  writes once.
+  writes once;
+* ``external_writes`` is keyed by the idempotency key: inserting it is the reservation an
+  external connector takes before it writes (reserve → call → commit);
+* ``connector_credentials`` holds one credential per (tenant, account, connector), its secrets
+  encrypted; the tenant-wide one has the account id ``""``.
 """
 
 from __future__ import annotations
@@ -239,4 +243,54 @@ internal_notes = Table(
     Column("deleted_at", TS),
     PrimaryKeyConstraint("tenant_id", "account_id", "note_id"),
     UniqueConstraint("idempotency_key"),
+)
+
+connector_credentials = Table(
+    "connector_credentials",
+    metadata,
+    Column("tenant_id", ID, nullable=False),
+    Column("account_id", ID, nullable=False),  # "" = every account of the tenant
+    Column("connector", String(32), nullable=False),
+    Column("credential_type", String(32), nullable=False),
+    Column("client_id", String(256), nullable=False),
+    Column("username", String(256)),
+    Column("login_url", String(512)),
+    Column("audience", String(512)),
+    # AES-256-GCM, bound to (tenant_id, account_id, connector); key_id names the key that sealed it.
+    Column("secret_ciphertext", Text, nullable=False),
+    Column("key_id", String(16), nullable=False),
+    Column("secret_fields", String(128), nullable=False),  # which secrets are sealed, comma-separated
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    Column("rotated_at", TS),
+    Column("refresh_token_rotated_at", TS),
+    Column("revision", Integer, nullable=False, server_default="1"),  # +1 on every write
+    # Who is exchanging the refresh token right now (a rotated token may be used only once).
+    Column("refresh_lease_owner", String(64)),
+    Column("refresh_lease_until", Float),
+    PrimaryKeyConstraint("tenant_id", "account_id", "connector"),
+)
+
+external_writes = Table(
+    "external_writes",
+    metadata,
+    Column("tenant_id", ID, nullable=False),
+    Column("account_id", ID, nullable=False),
+    Column("idempotency_key", String(128), nullable=False),
+    Column("connector", String(32), nullable=False),
+    Column("tool_name", String(128), nullable=False),
+    Column("action_intent_id", ID, nullable=False),
+    Column("status", String(16), nullable=False),  # PENDING (reserved) | COMMITTED
+    Column("lease_owner", String(64)),
+    Column("lease_until_epoch", Float),
+    Column("object_type", String(64)),
+    Column("object_id", String(64)),
+    Column("object_url", Text),
+    Column("previous_values", JSON),  # an update's values before it wrote (compensation restores them)
+    Column("written_values", JSON),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    Column("committed_at", TS),
+    Column("compensated_at", TS),
+    PrimaryKeyConstraint("tenant_id", "account_id", "idempotency_key"),
 )

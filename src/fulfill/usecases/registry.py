@@ -43,6 +43,68 @@ DEFAULT_ENTRIES: tuple[dict[str, Any], ...] = (
             "content": {"toolParam": "content", "transform": "PASSTHROUGH", "required": True},
         },
     },
+    # Salesforce (connectors/salesforce.py). Priority is title-cased (Salesforce's picklist values
+    # are High/Normal/Low; the reference upper-cased them, which Salesforce refuses).
+    {
+        "action_type": "CREATE_CRM_TASK",
+        "tool_name": "crm.create_task",
+        "tool_schema_version": "v1.0",
+        "risk_class": "LOW",
+        "compensation_strategy": "AUTOMATIC",
+        "compensation_tool_name": "crm.delete_task",
+        "parameter_mapping": {
+            "title": {"toolParam": "title", "transform": "PASSTHROUGH", "required": True},
+            "priority": {"toolParam": "priority", "transform": "CAPITALIZE", "required": False},
+            "description": {"toolParam": "description", "transform": "PASSTHROUGH", "required": False},
+            "due_date": {"toolParam": "due_date", "transform": "PASSTHROUGH", "required": False},
+            "related_record_id": {"toolParam": "what_id", "transform": "PASSTHROUGH", "required": False},
+        },
+    },
+    {
+        "action_type": "CREATE_OPPORTUNITY",
+        "tool_name": "crm.create_opportunity",
+        "tool_schema_version": "v1.0",
+        "risk_class": "MEDIUM",
+        "compensation_strategy": "AUTOMATIC",
+        "compensation_tool_name": "crm.delete_opportunity",
+        "parameter_mapping": {
+            "name": {"toolParam": "name", "transform": "PASSTHROUGH", "required": True},
+            "stage": {"toolParam": "stage_name", "transform": "PASSTHROUGH", "required": True},
+            "close_date": {"toolParam": "close_date", "transform": "PASSTHROUGH", "required": True},
+            "amount": {"toolParam": "amount", "transform": "PASSTHROUGH", "required": False},
+            "account_record_id": {
+                "toolParam": "account_record_id",
+                "transform": "PASSTHROUGH",
+                "required": False,
+            },
+            "description": {"toolParam": "description", "transform": "PASSTHROUGH", "required": False},
+            "next_step": {"toolParam": "next_step", "transform": "PASSTHROUGH", "required": False},
+        },
+    },
+    {
+        "action_type": "UPDATE_OPPORTUNITY_STAGE",
+        "tool_name": "crm.update_field",
+        "tool_schema_version": "v1.0",
+        "risk_class": "MEDIUM",
+        "compensation_strategy": "AUTOMATIC",
+        "compensation_tool_name": "crm.restore_field",
+        "parameter_mapping": {
+            "opportunity_id": {"toolParam": "record_id", "transform": "PASSTHROUGH", "required": True},
+            "stage": {"toolParam": "stage_name", "transform": "PASSTHROUGH", "required": True},
+        },
+    },
+    {
+        "action_type": "UPDATE_ACCOUNT_FIELDS",
+        "tool_name": "crm.update_field",
+        "tool_schema_version": "v1.0",
+        "risk_class": "MEDIUM",
+        "compensation_strategy": "AUTOMATIC",
+        "compensation_tool_name": "crm.restore_field",
+        "parameter_mapping": {
+            "account_record_id": {"toolParam": "record_id", "transform": "PASSTHROUGH", "required": True},
+            "fields": {"toolParam": "fields", "transform": "PASSTHROUGH", "required": True},
+        },
+    },
 )
 
 

@@ -1,0 +1,1 @@
+"""Credentials of outbound connectors: encrypted at rest, exchanged for access tokens on demand."""

@@ -1,0 +1,1 @@
+"""Local stand-ins for the external systems fulfill writes to (tests, demos, development)."""

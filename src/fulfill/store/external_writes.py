@@ -1,0 +1,203 @@
+"""Reservations of external writes: reserve → call → commit, keyed by the idempotency key.
+
+A connector inserts the row (``PENDING``, with a lease naming its owner) *before* it writes to the
+external system, and marks it ``COMMITTED`` with the written object afterwards. A later call with
+the same key finds:
+
+* ``COMMITTED``: the write happened; it returns the recorded object and writes nothing;
+* ``PENDING`` with a live lease: another call is writing right now ("busy");
+* ``PENDING`` with a lease that ran out (its owner crashed, or lost the answer to a timeout or a
+  dropped connection): it takes the reservation over ("taken_over") and must look the object up
+  in the external system before it writes again: the earlier write may have happened.
+
+A write the external system refused for certain (a 4xx answer) releases a fresh reservation
+(deletes it), so that the next try starts clean.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from sqlalchemy import Connection, Row, delete, select, update
+
+from fulfill.store.db import insert_ignore
+from fulfill.store.tables import external_writes as table
+
+PENDING = "PENDING"
+COMMITTED = "COMMITTED"
+
+Reservation = Literal["fresh", "taken_over", "committed", "busy"]
+
+
+def _key(tenant_id: str, account_id: str, idempotency_key: str) -> Any:
+    return (
+        (table.c.tenant_id == tenant_id)
+        & (table.c.account_id == account_id)
+        & (table.c.idempotency_key == idempotency_key)
+    )
+
+
+def get(conn: Connection, tenant_id: str, account_id: str, idempotency_key: str) -> Row[Any] | None:
+    return conn.execute(select(table).where(_key(tenant_id, account_id, idempotency_key))).first()
+
+
+def reserve(
+    conn: Connection,
+    *,
+    tenant_id: str,
+    account_id: str,
+    idempotency_key: str,
+    connector: str,
+    tool_name: str,
+    action_intent_id: str,
+    owner: str,
+    now: float,
+    now_iso: str,
+    lease_seconds: float,
+) -> tuple[Reservation, Row[Any]]:
+    inserted = insert_ignore(
+        conn,
+        table,
+        {
+            "tenant_id": tenant_id,
+            "account_id": account_id,
+            "idempotency_key": idempotency_key,
+            "connector": connector,
+            "tool_name": tool_name,
+            "action_intent_id": action_intent_id,
+            "status": PENDING,
+            "lease_owner": owner,
+            "lease_until_epoch": now + lease_seconds,
+            "created_at": now_iso,
+            "updated_at": now_iso,
+        },
+    )
+    row = get(conn, tenant_id, account_id, idempotency_key)
+    assert row is not None
+    if inserted:
+        return "fresh", row
+    if row.status == COMMITTED:
+        return "committed", row
+    if row.lease_until_epoch is not None and row.lease_until_epoch > now and row.lease_owner != owner:
+        return "busy", row
+    taken = conn.execute(
+        update(table)
+        .where(
+            _key(tenant_id, account_id, idempotency_key),
+            table.c.status == PENDING,
+            table.c.lease_owner.is_(row.lease_owner)
+            if row.lease_owner is None
+            else table.c.lease_owner == row.lease_owner,
+        )
+        .values(lease_owner=owner, lease_until_epoch=now + lease_seconds, updated_at=now_iso)
+    ).rowcount
+    row = get(conn, tenant_id, account_id, idempotency_key)
+    assert row is not None
+    return ("taken_over" if taken else "busy"), row
+
+
+def renew(
+    conn: Connection, tenant_id: str, account_id: str, idempotency_key: str, *, owner: str, until: float
+) -> bool:
+    """Extend this owner's lease; False when it is no longer the owner."""
+    return bool(
+        conn.execute(
+            update(table)
+            .where(
+                _key(tenant_id, account_id, idempotency_key),
+                table.c.status == PENDING,
+                table.c.lease_owner == owner,
+            )
+            .values(lease_until_epoch=until)
+        ).rowcount
+    )
+
+
+def record_values(
+    conn: Connection,
+    tenant_id: str,
+    account_id: str,
+    idempotency_key: str,
+    *,
+    owner: str,
+    previous: dict[str, Any],
+    written: dict[str, Any],
+) -> bool:
+    """An update's values before and after, recorded before it writes (once: never overwritten)."""
+    return bool(
+        conn.execute(
+            update(table)
+            .where(
+                _key(tenant_id, account_id, idempotency_key),
+                table.c.status == PENDING,
+                table.c.lease_owner == owner,
+                table.c.previous_values.is_(None),
+            )
+            .values(previous_values=previous, written_values=written)
+        ).rowcount
+    )
+
+
+def commit(
+    conn: Connection,
+    tenant_id: str,
+    account_id: str,
+    idempotency_key: str,
+    *,
+    object_type: str,
+    object_id: str,
+    object_url: str | None,
+    now_iso: str,
+) -> Row[Any]:
+    """Record the written object (the first commit wins) and return the row as stored."""
+    conn.execute(
+        update(table)
+        .where(_key(tenant_id, account_id, idempotency_key), table.c.status == PENDING)
+        .values(
+            status=COMMITTED,
+            object_type=object_type,
+            object_id=object_id,
+            object_url=object_url,
+            lease_owner=None,
+            lease_until_epoch=None,
+            committed_at=now_iso,
+            updated_at=now_iso,
+        )
+    )
+    row = get(conn, tenant_id, account_id, idempotency_key)
+    assert row is not None
+    return row
+
+
+def release(conn: Connection, tenant_id: str, account_id: str, idempotency_key: str, *, owner: str) -> None:
+    """Drop a reservation whose write certainly did not happen."""
+    conn.execute(
+        delete(table).where(
+            _key(tenant_id, account_id, idempotency_key),
+            table.c.status == PENDING,
+            table.c.lease_owner == owner,
+        )
+    )
+
+
+def expire(conn: Connection, tenant_id: str, account_id: str, idempotency_key: str, *, owner: str) -> None:
+    """End this owner's lease now: the write's result is unknown, the next call looks it up."""
+    conn.execute(
+        update(table)
+        .where(
+            _key(tenant_id, account_id, idempotency_key),
+            table.c.status == PENDING,
+            table.c.lease_owner == owner,
+        )
+        .values(lease_until_epoch=0.0)
+    )
+
+
+def mark_compensated(
+    conn: Connection, tenant_id: str, account_id: str, idempotency_key: str, *, now_iso: str
+) -> None:
+    conn.execute(
+        update(table)
+        .where(_key(tenant_id, account_id, idempotency_key), table.c.status == COMMITTED)
+        .values(compensated_at=now_iso, updated_at=now_iso)
+    )
