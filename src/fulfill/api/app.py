@@ -52,8 +52,8 @@ def create_app(service: Service) -> FastAPI:
         max_age=600,
     )
     # Answers any route can give: malformed JSON or bad query parameters (400), a body over the
-    # limit (413), and the generic, correlation-id-carrying 500.
-    common: dict[int | str, dict[str, Any]] = {400: PROBLEM, 413: PROBLEM, 500: PROBLEM}
+    # limit (413), a body not sent as JSON (415), and the generic, correlation-id-carrying 500.
+    common: dict[int | str, dict[str, Any]] = {400: PROBLEM, 413: PROBLEM, 415: PROBLEM, 500: PROBLEM}
     for router in (intents.router, executions.router, events.router, admin.router):
         app.include_router(router, responses=common)
     app.include_router(health.router, responses={500: PROBLEM})

@@ -66,7 +66,10 @@ class BodySizeLimitMiddleware:
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = problem_response(
-            413, f"the request body is larger than {self.max_bytes} bytes", slug="body-too-large"
+            413,
+            f"the request body is larger than {self.max_bytes} bytes (FULFILL_MAX_BODY_BYTES)",
+            slug="body-too-large",
+            code="BODY_TOO_LARGE",
         )
         await response(scope, receive, send)
 
@@ -105,6 +108,7 @@ class UnexpectedErrorMiddleware:
                 500,
                 "an unexpected error occurred; quote the correlation_id when reporting it",
                 slug="internal",
+                code="INTERNAL_ERROR",
                 extra={"correlation_id": correlation_id},
             )
             await response(scope, receive, send)

@@ -128,7 +128,9 @@ def parse_limit(raw: str | None) -> int:
     if raw is None:
         return DEFAULT_LIMIT
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-        raise BadRequest(f"limit must be a whole number from 1 to {MAX_LIMIT}", code="INVALID_LIMIT")
+        raise BadRequest(
+            f"the limit query parameter must be a whole number from 1 to {MAX_LIMIT}", code="INVALID_LIMIT"
+        )
     return int(raw)
 
 
