@@ -22,7 +22,8 @@ def _problem(response: Any, status: int) -> dict[str, Any]:
     # Every problem has a machine-readable code, and the short "error" string clients of the
     # reference read.
     assert re.fullmatch(r"[A-Z][A-Z0-9_]+", body["code"]), body
-    assert isinstance(body["error"], str) and body["error"]
+    assert isinstance(body["error"], str)
+    assert body["error"]
     assert "Traceback" not in response.text
     return body
 
