@@ -436,3 +436,47 @@ def test_an_out_of_range_registry_version_is_a_422_not_a_database_error(shared: 
             },
         )
     assert _problem(answer, 422)["detail"]
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_the_docs_pages_need_no_internet(shared: Harness, page: str) -> None:
+    """Their scripts, styles and icon come from this service, not a CDN."""
+    import httpx
+
+    html = httpx.get(f"{shared.url}{page}")
+    assert html.status_code == 200
+    assets = re.findall(r'(?:src|href)\s*=\s*["\']([^"\']+)["\']', html.text)
+    assert assets
+    assert not [url for url in assets if "//" in url], assets
+    assert "https://" not in html.text
+    for asset in assets:
+        assert httpx.get(f"{shared.url}{asset}").status_code == 200, asset
+
+
+def test_health_and_metrics_answer_head(shared: Harness) -> None:
+    import httpx
+
+    for path, media_type in (("/healthz", "application/json"), ("/metrics", "text/plain")):
+        response = httpx.head(f"{shared.url}{path}")
+        assert response.status_code == 200, path
+        assert response.headers["content-type"].startswith(media_type)
+        assert response.content == b""
+
+
+def test_create_names_the_parameters_its_mapping_never_sends(shared: Harness) -> None:
+    """Unmapped parameters are kept and dropped from the tool call, as in the reference, but the
+    answer names them: a misspelt parameter is no longer silent."""
+    with shared.client() as client:
+        created = client.post(
+            "/intents",
+            json={
+                "action_type": "CREATE_INTERNAL_TASK",
+                "account_id": "acc-1",
+                "parameters": {"title": "x", "descripton": "typo", "note": "extra"},
+            },
+        )
+        assert created.status_code == 201, created.text
+        assert created.json()["ignored_parameters"] == ["descripton", "note"]
+        assert created.json()["parameters"]["descripton"] == "typo"
+        clean = shared.create_intent(client)
+        assert clean["ignored_parameters"] == []

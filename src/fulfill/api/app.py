@@ -9,6 +9,7 @@ from typing import Any
 import anyio
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi_offline import FastAPIOffline
 from starlette.routing import Route
 
 from fulfill import __version__
@@ -18,24 +19,33 @@ from fulfill.api.problems import PROBLEM, install_problem_handlers
 from fulfill.gateway.server import gateway_asgi_app
 from fulfill.service import Service
 
+DOCS_ASSETS_URL = "/docs-assets"
+
 
 def create_app(service: Service) -> FastAPI:
     mcp_app = gateway_asgi_app(service.gateway_server)
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with service.gateway_server.session_manager.run():
-            await anyio.to_thread.run_sync(service.start)
+            try:
+                await anyio.to_thread.run_sync(service.start)
+            except Exception as exc:
+                app.state.startup_error = exc  # for `fulfill serve` to explain in one line
+                raise
             try:
                 yield
             finally:
                 await anyio.to_thread.run_sync(service.stop)
 
-    app = FastAPI(
+    # /docs and /redoc serve their scripts and styles from this package (fastapi-offline), not
+    # from a CDN: they work without internet access.
+    app = FastAPIOffline(
         title="fulfill",
         version=__version__,
         description="Executes approved actions of AI agents exactly once, through an MCP tool gateway.",
         lifespan=lifespan,
+        static_url=DOCS_ASSETS_URL,
     )
     app.state.service = service
     app.state.runtime = service.runtime
