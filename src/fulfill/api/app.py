@@ -58,7 +58,9 @@ def create_app(service: Service) -> FastAPI:
         CORSMiddleware,
         allow_origins=service.settings.cors_origins,
         allow_methods=["GET", "POST", "PUT", "OPTIONS"],
-        allow_headers=["Authorization", "Content-Type"],
+        # The reference's allow-list too, so that its browser clients pass the preflight; the
+        # service reads none of X-Amz-Date, X-Api-Key, X-Tenant-Id (the tenant is the token's).
+        allow_headers=["Authorization", "Content-Type", "X-Amz-Date", "X-Api-Key", "X-Tenant-Id"],
         max_age=600,
     )
     # Answers any route can give: malformed JSON or bad query parameters (400), a body over the
