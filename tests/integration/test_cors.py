@@ -43,6 +43,14 @@ def test_cors_headers_are_on_errors_too(tmp_path: Any) -> None:
             },
         )
         assert reference_client.status_code == 200, reference_client.text
+        refused = httpx.options(
+            f"{harness.url}/intents",
+            headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+        )
+        assert refused.status_code == 400
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.json()["code"] == "CORS_PREFLIGHT_REFUSED"
+        assert "FULFILL_CORS_ORIGINS" in refused.json()["detail"]
         stranger = httpx.get(f"{harness.url}/healthz", headers={"Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in stranger.headers
     finally:

@@ -8,13 +8,12 @@ from typing import Any
 
 import anyio
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
 from starlette.routing import Route
 
 from fulfill import __version__
 from fulfill.api import admin, events, executions, health, intents
-from fulfill.api.middleware import BodySizeLimitMiddleware, UnexpectedErrorMiddleware
+from fulfill.api.middleware import BodySizeLimitMiddleware, ProblemCORSMiddleware, UnexpectedErrorMiddleware
 from fulfill.api.problems import PROBLEM, install_problem_handlers
 from fulfill.gateway.server import gateway_asgi_app
 from fulfill.service import Service
@@ -55,7 +54,7 @@ def create_app(service: Service) -> FastAPI:
     app.add_middleware(UnexpectedErrorMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=service.settings.max_body_bytes)
     app.add_middleware(
-        CORSMiddleware,
+        ProblemCORSMiddleware,
         allow_origins=service.settings.cors_origins,
         allow_methods=["GET", "POST", "PUT", "OPTIONS"],
         # The reference's allow-list too, so that its browser clients pass the preflight; the
