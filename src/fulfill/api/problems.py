@@ -113,7 +113,10 @@ def error_text(status: int, detail: str) -> str:
     if fixed is not None:
         return fixed
     text = detail.strip() or _TITLES.get(status, "Error")
-    return text[0].upper() + text[1:]
+    first_word = text.split(" ", 1)[0]
+    if first_word.isalpha() and first_word.islower():  # not a field name such as parameters.title
+        return text[0].upper() + text[1:]
+    return text
 
 
 def install_problem_handlers(app: FastAPI) -> None:
