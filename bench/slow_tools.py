@@ -163,7 +163,7 @@ def run(intents: int, latency: float, concurrency: int | None) -> dict[str, Any]
                 if token_next:
                     params["next_token"] = token_next
                 page = client.get("/accounts/acc-slow/executions", params=params).json()
-                for item in page.get("executions", page.get("items", [])):
+                for item in page.get("executions", []):
                     done[item["action_intent_id"]] = epoch_from_iso(item["completed_at"])
                 token_next = page.get("next_token")
                 if not token_next:

@@ -18,7 +18,8 @@
 #   FULFILL_E2E_GLOBAL_STOP  1: the kill-switch path uses the global stop instead of the tenant's
 #                       own switch (default 0)
 #   FULFILL_ACCOUNT_ID  account of the test intents (default e2e-account)
-#   FULFILL_BIN         the fulfill command for the embedded service (default fulfill)
+#   FULFILL_BIN         the fulfill command for the embedded service (default: fulfill on PATH,
+#                       else .venv/bin/fulfill of this repository)
 # The checks go through the API only; `fulfill e2e --db URL` also counts the database rows.
 #
 # Needs curl and jq. Exit 0: verified; 1: a check failed; 2: configuration error.
@@ -277,10 +278,23 @@ free_port() {
   fi
 }
 
+# The fulfill command: FULFILL_BIN, else `fulfill` on PATH, else this repository's .venv (as the
+# README's quick start installs it).
+fulfill_bin() {
+  if [[ -n "${FULFILL_BIN:-}" ]]; then
+    echo "$FULFILL_BIN"
+  elif command -v fulfill >/dev/null 2>&1; then
+    echo fulfill
+  else
+    echo "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.venv/bin/fulfill"
+  fi
+}
+
 start_embedded() {
-  local bin=${FULFILL_BIN:-fulfill} deadline
+  local bin deadline
+  bin=$(fulfill_bin)
   command -v "$bin" >/dev/null 2>&1 ||
-    config_error "'$bin' not found: install fulfill, set FULFILL_BIN, or set FULFILL_URL and FULFILL_TOKEN"
+    config_error "'$bin' not found: install fulfill (python3 -m venv .venv && .venv/bin/pip install -e .), set FULFILL_BIN, or set FULFILL_URL and FULFILL_TOKEN"
   WORKDIR=$(mktemp -d "${TMPDIR:-/tmp}/fulfill-e2e.XXXXXX")
   export FULFILL_DATABASE_URL="sqlite:///$WORKDIR/e2e.db"
   FULFILL_JWT_SECRET=$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n')

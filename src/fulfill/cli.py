@@ -1,34 +1,88 @@
 """The ``fulfill`` command line.
 
 Commands that talk to a running service (``intent``, ``approve``, ``status``, ``demo``) use its
-HTTP API at ``--url`` (``FULFILL_URL``, default ``http://127.0.0.1:8080``) with a token minted from
-``FULFILL_JWT_SECRET`` unless ``--token`` is given. Commands that operate the service
-(``migrate``, ``kill-switch``, ``registry``) work on the database directly, so an emergency stop
-works even when the API does not; whoever can reach the database is a platform operator (over
-HTTP the same changes need the ``platform:admin`` scope).
+HTTP API at ``--url`` (``FULFILL_URL``; without it, ``http://FULFILL_HOST:FULFILL_PORT``, where
+``fulfill serve`` listens with the same settings) with a token minted from ``FULFILL_JWT_SECRET``
+unless ``--token`` is given. Commands that operate the service (``kill-switch``, ``registry``) go
+through the same API when a service URL is given, and otherwise work on the database directly
+(``--db``, else ``FULFILL_DATABASE_URL``), so an emergency stop works even when the API does not:
+they name the database they act on and never create one. Whoever can reach the database is a
+platform operator (over HTTP the same changes need the ``platform:admin`` scope).
+
+Failures end in one line saying what went wrong and what to do (exit 1, or 2 for configuration
+and reachability); ``fulfill --debug …`` shows the traceback instead.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import socket
 import sys
 import threading
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
 import typer
+from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
 from fulfill.config import Settings
+from fulfill.explain import CliError, explain, network_reason, problem_hint, shown_url
 
-app = typer.Typer(help="fulfill: execute approved AI-agent actions exactly once.", no_args_is_help=True)
+
+@dataclass
+class _Options:
+    debug: bool = False
+
+
+_options = _Options()
+console = Console()
+err_console = Console(stderr=True)
+
+
+class _OneLineErrors(TyperGroup):
+    """Every command's unexpected failure as one line on stderr (``--debug``: the traceback)."""
+
+    def invoke(self, ctx: Any) -> Any:  # a typer.Context (its base class is private)
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, typer.TyperException, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            if _options.debug:
+                raise
+            explained = isinstance(exc, CliError | ValidationError)  # nothing more to see in a traceback
+            code = exc.exit_code if isinstance(exc, CliError) else 2 if explained else 1
+            hint = "" if explained else " (fulfill --debug … shows the traceback)"
+            err_console.print(
+                f"[red]error:[/red] {escape(explain(exc))}{hint}", highlight=False, soft_wrap=True
+            )
+            raise typer.Exit(code) from None
+
+
+app = typer.Typer(
+    help="fulfill: execute approved AI-agent actions exactly once.",
+    no_args_is_help=True,
+    cls=_OneLineErrors,
+    pretty_exceptions_enable=False,
+)
 intent_app = typer.Typer(help="Submit action intents.", no_args_is_help=True)
 kill_app = typer.Typer(
-    help="Kill switches: take effect at the next check, no restart needed.", no_args_is_help=True
+    help="Kill switches: take effect at the next check, no restart needed. Through the service's API "
+    "when --url or FULFILL_URL is given, else on the database (--db, else FULFILL_DATABASE_URL).",
+    no_args_is_help=True,
 )
-registry_app = typer.Typer(help="The action-type registry.", no_args_is_help=True)
+registry_app = typer.Typer(
+    help="The action-type registry (through the API with --url or FULFILL_URL, else the database).",
+    no_args_is_help=True,
+)
 bench_app = typer.Typer(help="Benchmarks against a service in its own process.", no_args_is_help=True)
 credentials_app = typer.Typer(
     help="Connector credentials, encrypted with FULFILL_SECRETS_KEY (secrets are never printed).",
@@ -44,43 +98,125 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(kill_app, name="kill-switch")
 app.add_typer(registry_app, name="registry")
 
-console = Console()
 # Every scope of a tenant's own work; ``admin`` manages that tenant only. What affects every
 # tenant (the global kill switches, the registry) needs ``platform:admin`` instead.
 ALL_SCOPES = "intents:write intents:read intents:approve events:write executions:read admin"
+PLATFORM_ADMIN = "platform:admin"
+MAX_TOKEN_TTL_SECONDS = 366 * 24 * 3600
 
-UrlOption = Annotated[str, typer.Option("--url", envvar="FULFILL_URL", help="Base URL of the service.")]
+UrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--url",
+        envvar="FULFILL_URL",
+        help="Base URL of the service. Default: http://FULFILL_HOST:FULFILL_PORT (where `fulfill serve` "
+        "listens with the same settings; 127.0.0.1:8080 unless set).",
+        show_default=False,
+    ),
+]
 TenantOption = Annotated[str, typer.Option("--tenant", envvar="FULFILL_TENANT", help="Tenant id.")]
 TokenOption = Annotated[
     str | None, typer.Option("--token", envvar="FULFILL_TOKEN", help="Bearer token to use.")
 ]
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        help="Act on this database directly (a FULFILL_DATABASE_URL), even when FULFILL_URL is set.",
+        show_default=False,
+    ),
+]
+
+
+@app.callback()
+def _main(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the traceback of an unexpected failure.")
+    ] = False,
+) -> None:
+    _options.debug = debug
 
 
 def _settings() -> Settings:
     return Settings()
 
 
-def _token(tenant: str, token: str | None) -> str:
+def _token(tenant: str, token: str | None, scopes: str = ALL_SCOPES) -> str:
     if token:
         return token
     from fulfill.tokens import mint_token
 
-    return mint_token(_settings(), tenant_id=tenant, scopes=ALL_SCOPES.split())
-
-
-def _request(method: str, url: str, token: str, body: Any = None) -> Any:
-    try:
-        response = httpx.request(
-            method, url, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=30.0
+    settings = _settings()
+    if settings.auth_mode == "production":
+        raise CliError(
+            "FULFILL_AUTH_MODE=production: tokens come from your identity provider; pass one with "
+            "--token or FULFILL_TOKEN",
+            exit_code=2,
         )
-    except httpx.HTTPError as exc:
-        console.print(f"[red]cannot reach {url}: {type(exc).__name__}[/red]")
-        raise typer.Exit(2) from None
-    payload = response.json() if response.content else None
-    if response.status_code >= 400:
-        console.print_json(data=payload)
-        raise typer.Exit(1)
-    return payload
+    return mint_token(settings, tenant_id=tenant, scopes=scopes.split())
+
+
+def local_service_url(settings: Settings) -> str:
+    """Where ``fulfill serve`` with these settings is reached from this machine."""
+    host = settings.host
+    if host in ("0.0.0.0", ""):  # noqa: S104 - naming the wildcard address, not binding it
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.port}"
+
+
+class ServiceApi:
+    """The service's HTTP API, for the client commands: one line when it cannot be reached."""
+
+    def __init__(self, url: str | None) -> None:
+        if url:
+            self.base = url.rstrip("/")
+            self.source = "--url / FULFILL_URL"
+        else:
+            self.base = local_service_url(_settings())
+            self.source = "FULFILL_HOST / FULFILL_PORT; set --url or FULFILL_URL for another service"
+
+    def send(self, method: str, path: str, token: str, body: Any = None) -> httpx.Response:
+        try:
+            return httpx.request(
+                method,
+                self.base + path,
+                json=body,
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=30.0,
+            )
+        except httpx.TransportError as exc:
+            raise CliError(
+                f"cannot reach the service at {self.base} (from {self.source}): {network_reason(exc)}. "
+                "Is `fulfill serve` running there?",
+                exit_code=2,
+            ) from None
+
+    def call(self, method: str, path: str, token: str, body: Any = None) -> Any:
+        """The JSON answer; a problem answer is printed (it is JSON too) and exits 1."""
+        response = self.send(method, path, token, body)
+        try:
+            payload = response.json() if response.content else None
+        except ValueError:
+            raise CliError(
+                f"{method} {self.base}{path} answered {response.status_code} with something that is not "
+                "JSON: is that URL a fulfill service?"
+            ) from None
+        if response.status_code >= 400:
+            console.print_json(data=payload)
+            _explain_problem(payload)
+            raise typer.Exit(1)
+        return payload
+
+
+def _explain_problem(problem: Any) -> None:
+    """A hint for the problems a first-time user meets, on stderr (stdout has the problem)."""
+    hint = problem_hint(problem)
+    if hint:
+        err_console.print(f"hint: {escape(hint)}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -93,22 +229,49 @@ def serve(
     ] = False,
 ) -> None:
     """Run the service: HTTP API, MCP gateway and workers. Migrates the database on start."""
-    from sqlalchemy.engine import make_url
-
     from fulfill.logging_setup import configure_logging
-    from fulfill.server import build_server
+    from fulfill.server import build_server, startup_error
 
     overrides: dict[str, Any] = {
         k: v for k, v in {"host": host, "port": port, "role": role}.items() if v is not None
     }
     settings = Settings(**overrides)
     configure_logging(settings.log_level)
-    server, sock, bound = build_server(settings)
-    database = make_url(bound.database_url).render_as_string(hide_password=True)
-    console.print(f"fulfill serving on http://{bound.host}:{bound.port} (role {bound.role}, {database})")
+    try:
+        server, sock, bound = build_server(settings, verbose_startup_errors=_options.debug)
+    except OSError as exc:
+        raise CliError(_cannot_listen(exc, settings), exit_code=2) from None
+    console.print(
+        f"fulfill serving on http://{bound.host}:{bound.port} "
+        f"(role {bound.role}, {shown_url(bound.database_url)})",
+        soft_wrap=True,
+        highlight=False,
+    )
     if demo:
         threading.Thread(target=_demo_when_ready, args=(server, bound), daemon=True).start()
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    except SystemExit:
+        failure = startup_error(server)
+        if failure is None or _options.debug:
+            raise
+        raise CliError(
+            f"fulfill could not start: {explain(failure, database_url=bound.database_url)}"
+        ) from None
+
+
+def _cannot_listen(exc: OSError, settings: Settings) -> str:
+    where = f"{settings.host}:{settings.port}"
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"cannot listen on {where}: the port is already in use (another `fulfill serve`?). "
+            "Stop that process, or choose another port with --port or FULFILL_PORT."
+        )
+    if exc.errno == errno.EACCES:
+        return f"cannot listen on {where}: permission denied; ports below 1024 need privileges, use another port."
+    if exc.errno == errno.EADDRNOTAVAIL or isinstance(exc, socket.gaierror):
+        return f"cannot listen on {where}: no such address on this machine; check --host or FULFILL_HOST."
+    return f"cannot listen on {where}: {explain(exc)}"
 
 
 def _demo_when_ready(server: Any, settings: Settings) -> None:
@@ -117,21 +280,32 @@ def _demo_when_ready(server: Any, settings: Settings) -> None:
     from fulfill.demo import run_demo
 
     while not server.started:
+        if server.should_exit:
+            return
         time.sleep(0.05)
-    url = f"http://{'127.0.0.1' if settings.host in ('0.0.0.0', '::') else settings.host}:{settings.port}"  # noqa: S104
+    url = local_service_url(settings)
     try:
         run_demo(url, settings, console)
     except Exception as exc:
-        console.print(f"[red]demo failed: {exc}[/red]")
+        err_console.print(f"[red]demo failed:[/red] {escape(explain(exc))}", highlight=False, soft_wrap=True)
     console.print(f"[green]the service keeps serving on {url}; press Ctrl+C to stop[/green]")
 
 
 @app.command()
-def demo(url: UrlOption = "http://127.0.0.1:8080") -> None:
+def demo(url: UrlOption = None) -> None:
     """Submit, approve and execute one internal task against a running service; print its status."""
     from fulfill.demo import run_demo
 
-    if not run_demo(url, _settings(), console):
+    api = ServiceApi(url)
+    try:
+        ok = run_demo(api.base, _settings(), console)
+    except httpx.TransportError as exc:
+        raise CliError(
+            f"cannot reach the service at {api.base} (from {api.source}): {network_reason(exc)}. "
+            "Start it with `fulfill serve`, or point --url at it.",
+            exit_code=2,
+        ) from None
+    if not ok:
         raise typer.Exit(1)
 
 
@@ -179,17 +353,24 @@ def e2e(
 
 
 @app.command()
-def migrate() -> None:
-    """Create or upgrade the database schema and seed the default registry."""
+def migrate(db: DbOption = None) -> None:
+    """Create or upgrade the database schema and seed the default registry (FULFILL_DATABASE_URL)."""
     from fulfill.clock import SystemClock
     from fulfill.store.db import Database
     from fulfill.store.migrate import current_revision, upgrade_to_head
     from fulfill.usecases.registry import seed_default_registry
 
-    database = Database(_settings().database_url)
-    upgrade_to_head(database)
-    seed_default_registry(database, SystemClock().now_iso())
-    console.print(f"database at revision {current_revision(database)}")
+    url = db or _settings().database_url
+    err_console.print(f"database: {escape(_describe_database(url))}", highlight=False, soft_wrap=True)
+    database = Database(url)
+    try:
+        upgrade_to_head(database)
+        seed_default_registry(database, SystemClock().now_iso())
+        console.print(f"database at revision {current_revision(database)}")
+    except Exception as exc:
+        raise CliError(explain(exc, database_url=url)) from None
+    finally:
+        database.dispose()
 
 
 @app.command()
@@ -207,7 +388,9 @@ def token(
         str | None, typer.Option(help="Comma-separated account ids; omit for all.")
     ] = None,
     sub: Annotated[str, typer.Option(help="Subject (the sub claim).")] = "fulfill-cli",
-    ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 3600,
+    ttl: Annotated[
+        int, typer.Option(help="Lifetime in seconds (1 to one year).", min=1, max=MAX_TOKEN_TTL_SECONDS)
+    ] = 3600,
 ) -> None:
     """Print a dev-mode (HS256) user token signed with FULFILL_JWT_SECRET.
 
@@ -215,9 +398,9 @@ def token(
     from fulfill.tokens import mint_token
 
     if _settings().auth_mode == "production":
-        console.print("[red]FULFILL_AUTH_MODE=production: tokens come from your identity provider[/red]")
-        raise typer.Exit(2)
-
+        raise CliError("FULFILL_AUTH_MODE=production: tokens come from your identity provider", exit_code=2)
+    if not tenant.strip():
+        raise typer.BadParameter("must not be empty", param_hint="--tenant")
     accounts = [a.strip() for a in account_ids.split(",") if a.strip()] if account_ids is not None else None
     typer.echo(
         mint_token(
@@ -231,42 +414,81 @@ def token(
     )
 
 
+def parse_params(items: list[str]) -> dict[str, Any]:
+    """``key=value`` is the string ``value``; ``key:=JSON`` is a JSON value (number, boolean, list,
+    object, null), as HTTPie writes them. Anything else is refused, naming the item."""
+    parameters: dict[str, Any] = {}
+    for item in items:
+        key, separator, raw = item.partition("=")
+        if not separator:
+            raise typer.BadParameter(
+                f"{item!r} has no '=': write key=value (a string) or key:=JSON (a number, boolean, list or object)",
+                param_hint="--param",
+            )
+        if key.endswith(":"):
+            key = key[:-1]
+            try:
+                value: Any = json.loads(raw)
+            except ValueError:
+                raise typer.BadParameter(
+                    f"{item!r}: the value after ':=' is not JSON (a string is key=value)",
+                    param_hint="--param",
+                ) from None
+        else:
+            value = raw
+        if not key:
+            raise typer.BadParameter(f"{item!r} has no name before '='", param_hint="--param")
+        if key in parameters:
+            raise typer.BadParameter(f"{key!r} is given twice", param_hint="--param")
+        parameters[key] = value
+    return parameters
+
+
 @intent_app.command("submit")
 def intent_submit(
     action_type: Annotated[str, typer.Option(help="e.g. CREATE_INTERNAL_TASK")],
     account: Annotated[str, typer.Option(help="Account id.")],
     tenant: TenantOption,
     param: Annotated[
-        list[str] | None, typer.Option(help="key=value (repeatable); JSON values allowed.")
+        list[str] | None,
+        typer.Option(
+            help="key=value (a string) or key:=JSON (a number, boolean, list or object); repeatable."
+        ),
     ] = None,
     intent_id: Annotated[str | None, typer.Option(help="Client-chosen action_intent_id.")] = None,
-    url: UrlOption = "http://127.0.0.1:8080",
+    url: UrlOption = None,
     bearer: TokenOption = None,
 ) -> None:
     """Create an intent (PENDING_APPROVAL) and print it."""
-    parameters: dict[str, Any] = {}
-    for item in param or []:
-        key, _, raw = item.partition("=")
-        try:
-            parameters[key] = json.loads(raw)
-        except ValueError:
-            parameters[key] = raw
-    body: dict[str, Any] = {"action_type": action_type, "account_id": account, "parameters": parameters}
+    body: dict[str, Any] = {
+        "action_type": action_type,
+        "account_id": account,
+        "parameters": parse_params(param or []),
+    }
     if intent_id:
         body["action_intent_id"] = intent_id
-    console.print_json(data=_request("POST", f"{url}/intents", _token(tenant, bearer), body))
+    created = ServiceApi(url).call("POST", "/intents", _token(tenant, bearer), body)
+    console.print_json(data=created)
+    ignored = created.get("ignored_parameters") if isinstance(created, dict) else None
+    if ignored:
+        err_console.print(
+            f"warning: {action_type} does not use the parameter(s) {escape(', '.join(ignored))}: they are "
+            "stored with the intent, but its registry mapping never sends them to the tool",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @app.command()
 def approve(
     action_intent_id: str,
     tenant: TenantOption,
-    url: UrlOption = "http://127.0.0.1:8080",
+    url: UrlOption = None,
     bearer: TokenOption = None,
 ) -> None:
     """Approve an intent: it executes right away."""
     console.print_json(
-        data=_request("POST", f"{url}/intents/{action_intent_id}/approve", _token(tenant, bearer))
+        data=ServiceApi(url).call("POST", f"/intents/{action_intent_id}/approve", _token(tenant, bearer))
     )
 
 
@@ -274,72 +496,245 @@ def approve(
 def status(
     action_intent_id: str,
     tenant: TenantOption,
-    url: UrlOption = "http://127.0.0.1:8080",
+    url: UrlOption = None,
     bearer: TokenOption = None,
 ) -> None:
     """Print the execution status of an intent."""
     console.print_json(
-        data=_request("GET", f"{url}/executions/{action_intent_id}/status", _token(tenant, bearer))
+        data=ServiceApi(url).call("GET", f"/executions/{action_intent_id}/status", _token(tenant, bearer))
     )
 
 
-def _database() -> Any:
-    from fulfill.store.db import Database
+# ---------------------------------------------------------------- operating: database or API
 
-    return Database(_settings().database_url)
+
+def _describe_database(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    shown = shown_url(url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        return f"{shown} ({Path(parsed.database or '').expanduser().resolve()})"
+    return shown
+
+
+def _open_database(db: str | None) -> Any:
+    """The database a command acts on, named on stderr; never created. A SQLite file must exist
+    and every database must hold fulfill's tables."""
+    from sqlalchemy import inspect
+    from sqlalchemy.engine import make_url
+
+    from fulfill.store.db import Database
+    from fulfill.store.tables import global_execution_config
+
+    url = db or _settings().database_url
+    source = (
+        "--db" if db else "FULFILL_DATABASE_URL" if "FULFILL_DATABASE_URL" in os.environ else "the default"
+    )
+    described = _describe_database(url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        path = Path(parsed.database or "").expanduser().resolve() if parsed.database else None
+        if path is None or not path.is_file():
+            raise CliError(
+                f"no database at {described} ({source}). Run this where the service runs, set "
+                "FULFILL_DATABASE_URL (or --db) to the service's database, or go through its API with "
+                "--url / FULFILL_URL.",
+                exit_code=2,
+            )
+    err_console.print(f"database: {escape(described)}", highlight=False, soft_wrap=True)
+    database = Database(url)
+    try:
+        with database.read() as conn:
+            migrated = inspect(conn).has_table(global_execution_config.name)
+    except Exception as exc:
+        database.dispose()
+        raise CliError(explain(exc, database_url=url), exit_code=2) from None
+    if not migrated:
+        database.dispose()
+        raise CliError(
+            f"{described} holds no fulfill tables: is it the service's database? (`fulfill migrate` "
+            "creates them in a new one.)",
+            exit_code=2,
+        )
+    return database
+
+
+class _Operator:
+    """Kill switches and the registry, through the API or on the database."""
+
+    def __init__(self, url: str | None, db: str | None, bearer: str | None) -> None:
+        self.api = ServiceApi(url) if url and not db else None
+        self.bearer = bearer
+        self.database = None if self.api else _open_database(db)
+        if self.api:
+            err_console.print(f"service: {escape(self.api.base)} (its API)", highlight=False, soft_wrap=True)
+
+    def close(self) -> None:
+        if self.database is not None:
+            self.database.dispose()
+
+    def _platform_token(self) -> str:
+        return _token("platform", self.bearer, PLATFORM_ADMIN)
+
+    def _tenant_token(self, tenant: str) -> str:
+        return _token(tenant, self.bearer, "admin")
+
+    def action_types(self) -> set[str] | None:
+        """The registered action types; None when this token may not read the registry."""
+        if self.api:
+            response = self.api.send("GET", "/admin/registry", self._platform_token())
+            if response.status_code != 200:
+                return None
+            return {entry["action_type"] for entry in response.json()["entries"]}
+        from fulfill.store import registry
+
+        with self.database.read() as conn:  # type: ignore[union-attr]
+            return {entry.action_type for entry in registry.list_entries(conn)}
+
+    def registry_entries(self, action_type: str | None) -> list[dict[str, Any]]:
+        if self.api:
+            query = f"?action_type={action_type}" if action_type else ""
+            listing = self.api.call("GET", f"/admin/registry{query}", self._platform_token())
+            return list(listing["entries"])
+        from fulfill.store import registry
+
+        with self.database.read() as conn:  # type: ignore[union-attr]
+            return [entry.model_dump(mode="json") for entry in registry.list_entries(conn, action_type)]
+
+    def show(self, tenant: str | None) -> dict[str, Any]:
+        if self.api:
+            data: dict[str, Any] = {
+                "global": self.api.call("GET", "/admin/kill-switches", self._platform_token())
+            }
+            if tenant:
+                data["tenant"] = self.api.call(
+                    "GET", f"/admin/tenants/{tenant}/execution", self._tenant_token(tenant)
+                )
+            return data
+        from fulfill.store import killswitches
+
+        with self.database.read() as conn:  # type: ignore[union-attr]
+            data = {"global": killswitches.get_global(conn).model_dump()}
+            if tenant:
+                data["tenant"] = killswitches.get_tenant(conn, tenant).model_dump()
+        data["environment_stop"] = _settings().global_execution_stop
+        return data
+
+    def change_global(self, change: Any) -> dict[str, Any]:
+        """Apply ``change`` (a function of the current switches' fields) to the global switches."""
+        if self.api:
+            token = self._platform_token()
+            current = self.api.call("GET", "/admin/kill-switches", token)
+            wanted = change({k: current[k] for k in ("global_stop", "disabled_action_types")})
+            return dict(self._put("/admin/kill-switches", token, current, wanted))
+        from fulfill.clock import SystemClock
+        from fulfill.store import killswitches
+
+        with self.database.write() as conn:  # type: ignore[union-attr]
+            stored = killswitches.get_global(conn, for_update=True)  # locked: concurrent changes both stay
+            wanted = change(
+                {"global_stop": stored.global_stop, "disabled_action_types": stored.disabled_action_types}
+            )
+            updated = killswitches.put_global(
+                conn, stored.model_copy(update=wanted), now=SystemClock().now_iso()
+            )
+        return updated.model_dump()
+
+    def change_tenant(self, tenant: str, change: Any) -> dict[str, Any]:
+        if self.api:
+            token = self._tenant_token(tenant)
+            path = f"/admin/tenants/{tenant}/execution"
+            current = self.api.call("GET", path, token)
+            wanted = change({k: current[k] for k in ("execution_enabled", "disabled_action_types")})
+            return dict(self._put(path, token, current, wanted))
+        from fulfill.clock import SystemClock
+        from fulfill.store import killswitches
+
+        with self.database.write() as conn:  # type: ignore[union-attr]
+            stored = killswitches.get_tenant(conn, tenant, for_update=True)
+            wanted = change(
+                {
+                    "execution_enabled": stored.execution_enabled,
+                    "disabled_action_types": stored.disabled_action_types,
+                }
+            )
+            updated = killswitches.put_tenant(
+                conn, stored.model_copy(update=wanted), now=SystemClock().now_iso()
+            )
+        return updated.model_dump()
+
+    def _put(self, path: str, token: str, current: dict[str, Any], wanted: dict[str, Any]) -> Any:
+        assert self.api is not None
+        answer = self.api.call("PUT", path, token, wanted)
+        # The API has no conditional PUT: a change between the GET and the PUT would be replaced.
+        if isinstance(current.get("revision"), int) and answer.get("revision") != current["revision"] + 1:
+            err_console.print(
+                "warning: the switches changed while this command ran; check them with "
+                "`fulfill kill-switch show`",
+                highlight=False,
+            )
+        return answer
+
+
+def _operate(url: str | None, db: str | None, bearer: str | None) -> _Operator:
+    return _Operator(url, db, bearer)
 
 
 @kill_app.command("show")
 def kill_show(
     tenant: Annotated[str | None, typer.Option(help="Also show this tenant's switches.")] = None,
+    url: UrlOption = None,
+    db: DbOption = None,
+    bearer: TokenOption = None,
 ) -> None:
     """Show the global switches (and a tenant's)."""
-    from fulfill.store import killswitches
-
-    with _database().read() as conn:
-        data: dict[str, Any] = {"global": killswitches.get_global(conn).model_dump()}
-        if tenant:
-            data["tenant"] = killswitches.get_tenant(conn, tenant).model_dump()
-    data["environment_stop"] = _settings().global_execution_stop
-    console.print_json(data=data)
+    operator = _operate(url, db, bearer)
+    try:
+        console.print_json(data=operator.show(tenant))
+    finally:
+        operator.close()
 
 
 @kill_app.command("global")
 def kill_global(
     state: Annotated[str, typer.Argument(help="'stop' halts every execution; 'resume' lifts it.")],
+    url: UrlOption = None,
+    db: DbOption = None,
+    bearer: TokenOption = None,
 ) -> None:
     """Stop or resume every execution."""
-    from fulfill.clock import SystemClock
-    from fulfill.store import killswitches
-
     if state not in ("stop", "resume"):
-        raise typer.BadParameter("use 'stop' or 'resume'")
-    with _database().write() as conn:
-        current = killswitches.get_global(conn, for_update=True)
-        updated = killswitches.put_global(
-            conn, current.model_copy(update={"global_stop": state == "stop"}), now=SystemClock().now_iso()
+        raise typer.BadParameter("use 'stop' or 'resume'", param_hint="STATE")
+    operator = _operate(url, db, bearer)
+    try:
+        console.print_json(
+            data=operator.change_global(lambda current: {**current, "global_stop": state == "stop"})
         )
-    console.print_json(data=updated.model_dump())
+    finally:
+        operator.close()
 
 
 @kill_app.command("tenant")
 def kill_tenant(
-    tenant_id: str, state: Annotated[str, typer.Argument(help="'stop' or 'resume' this tenant's executions.")]
+    tenant_id: str,
+    state: Annotated[str, typer.Argument(help="'stop' or 'resume' this tenant's executions.")],
+    url: UrlOption = None,
+    db: DbOption = None,
+    bearer: TokenOption = None,
 ) -> None:
     """Disable or enable execution for one tenant."""
-    from fulfill.clock import SystemClock
-    from fulfill.store import killswitches
-
     if state not in ("stop", "resume"):
-        raise typer.BadParameter("use 'stop' or 'resume'")
-    with _database().write() as conn:
-        current = killswitches.get_tenant(conn, tenant_id, for_update=True)
-        updated = killswitches.put_tenant(
-            conn,
-            current.model_copy(update={"execution_enabled": state == "resume"}),
-            now=SystemClock().now_iso(),
+        raise typer.BadParameter("use 'stop' or 'resume'", param_hint="STATE")
+    operator = _operate(url, db, bearer)
+    try:
+        console.print_json(
+            data=operator.change_tenant(
+                tenant_id, lambda current: {**current, "execution_enabled": state == "resume"}
+            )
         )
-    console.print_json(data=updated.model_dump())
+    finally:
+        operator.close()
 
 
 @kill_app.command("action-type")
@@ -347,52 +742,72 @@ def kill_action_type(
     action_type: str,
     state: Annotated[str, typer.Argument(help="'disable' or 'enable'.")],
     tenant: Annotated[str | None, typer.Option(help="Only for this tenant; omit for every tenant.")] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Disable an action type the registry does not know (yet).")
+    ] = False,
+    url: UrlOption = None,
+    db: DbOption = None,
+    bearer: TokenOption = None,
 ) -> None:
     """Disable or enable one action type, globally or for one tenant."""
-    from fulfill.clock import SystemClock
-    from fulfill.store import killswitches
-
     if state not in ("disable", "enable"):
-        raise typer.BadParameter("use 'disable' or 'enable'")
-    now = SystemClock().now_iso()
-    with _database().write() as conn:
-        # Locked: two concurrent changes of different action types both stay.
-        config: Any = (
-            killswitches.get_tenant(conn, tenant, for_update=True)
-            if tenant
-            else killswitches.get_global(conn, for_update=True)
-        )
-        types = set(config.disabled_action_types)
-        if state == "disable":
-            types.add(action_type)
-        else:
-            types.discard(action_type)
-        changed = config.model_copy(update={"disabled_action_types": sorted(types)})
-        updated = (
-            killswitches.put_tenant(conn, changed, now=now)
-            if tenant
-            else killswitches.put_global(conn, changed, now=now)
-        )
-    console.print_json(data=updated.model_dump())
+        raise typer.BadParameter("use 'disable' or 'enable'", param_hint="STATE")
+    operator = _operate(url, db, bearer)
+    try:
+        known = operator.action_types()
+        if known is None:
+            err_console.print(
+                "warning: this token cannot read the registry, so the action type is not checked",
+                highlight=False,
+            )
+        elif action_type not in known and state == "disable" and not force:
+            raise CliError(
+                f"{action_type} is not a registered action type (known: {', '.join(sorted(known)) or 'none'}); "
+                "check the spelling, or add --force to disable it anyway",
+                exit_code=2,
+            )
+
+        def change(current: dict[str, Any]) -> dict[str, Any]:
+            types = set(current["disabled_action_types"])
+            if state == "enable" and action_type not in types:
+                raise CliError(
+                    f"{action_type} is not disabled {'for tenant ' + tenant if tenant else 'globally'}; "
+                    f"disabled: {', '.join(sorted(types)) or 'none'}",
+                    exit_code=2,
+                )
+            if state == "disable":
+                types.add(action_type)
+            else:
+                types.discard(action_type)
+            return {**current, "disabled_action_types": sorted(types)}
+
+        updated = operator.change_tenant(tenant, change) if tenant else operator.change_global(change)
+        console.print_json(data=updated)
+    finally:
+        operator.close()
 
 
 @registry_app.command("list")
 def registry_list(
     action_type: Annotated[str | None, typer.Option(help="Only this action type.")] = None,
+    url: UrlOption = None,
+    db: DbOption = None,
+    bearer: TokenOption = None,
 ) -> None:
     """List every registry version."""
-    from fulfill.store import registry
-
-    with _database().read() as conn:
-        entries = registry.list_entries(conn, action_type)
+    operator = _operate(url, db, bearer)
+    try:
+        entries = operator.registry_entries(action_type)
+    finally:
+        operator.close()
     table = Table("action_type", "version", "tool", "compensation", "deprecated_at")
     for entry in entries:
         table.add_row(
-            entry.action_type,
-            str(entry.registry_version),
-            entry.tool_name,
-            entry.compensation_strategy.value,
-            entry.deprecated_at or "",
+            entry["action_type"],
+            str(entry["registry_version"]),
+            entry["tool_name"],
+            entry["compensation_strategy"],
+            entry.get("deprecated_at") or "",
         )
     console.print(table)
 
@@ -402,7 +817,7 @@ def _vault() -> Any:
     from fulfill.usecases.credentials import vault_for
 
     settings = _settings()
-    return vault_for(_database(), settings, SystemClock())
+    return vault_for(_open_database(None), settings, SystemClock())
 
 
 def _read_secret(path: str | None, prompt: str) -> str | None:
@@ -681,8 +1096,7 @@ def bench_load(
     try:
         result = loadtest.run(options, console)
     except (RuntimeError, ValueError) as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from None
+        raise CliError(str(exc)) from None
     loadtest.report(result, options, console)
 
 

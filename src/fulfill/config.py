@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     jwks_cache_seconds: float = Field(default=300.0, gt=0)
     # Clock skew tolerated on the exp, nbf and iat of user tokens.
     jwt_leeway_seconds: float = Field(default=30.0, ge=0, le=300)
+    # User tokens without a ``scope`` claim (a Cognito ID token, as the reference's authorizer
+    # accepts): take the scopes from this claim (e.g. ``cognito:groups``: a list, or a
+    # space-separated string, of scope names), else grant these default scopes. Both off by default.
+    jwt_scope_claim: str = Field(default="", max_length=128)
+    jwt_default_scopes: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # HS256 secret of the engine's own gateway:invoke tokens; empty = jwt_secret (dev mode only).
     service_token_secret: str = ""
     # Lifetime of one service token; each is minted for one tool call (longer when the call's
@@ -118,12 +123,23 @@ class Settings(BaseSettings):
         parse_keys(value.get_secret_value())  # raises a message that never quotes the key
         return value
 
+    @field_validator("jwt_default_scopes", mode="before")
+    @classmethod
+    def _split_scopes(cls, value: object) -> object:
+        if isinstance(value, str):  # space- or comma-separated
+            return value.replace(",", " ").split()
+        return value
+
     @model_validator(mode="after")
     def _check_auth(self) -> Self:
         if self.jwks_url and urlparse(self.jwks_url).scheme not in ("http", "https"):
             raise ValueError("FULFILL_JWKS_URL must be an http:// or https:// URL")
         if urlparse(self.salesforce_login_url).scheme not in ("http", "https"):
             raise ValueError("FULFILL_SALESFORCE_LOGIN_URL must be an http:// or https:// URL")
+        if self.jwt_scope_claim == "scope":
+            raise ValueError(
+                "FULFILL_JWT_SCOPE_CLAIM names another claim than 'scope' (which is always read)"
+            )
         if self.jwt_issuer == SERVICE_TOKEN_ISSUER:
             raise ValueError(f"FULFILL_JWT_ISSUER must not be '{SERVICE_TOKEN_ISSUER}' (reserved)")
         if self.auth_mode == "production":

@@ -8,6 +8,7 @@ import httpx
 from rich.console import Console
 
 from fulfill.config import Settings
+from fulfill.explain import CliError, problem_line
 from fulfill.tokens import mint_token
 
 DEMO_TENANT = "demo-tenant"
@@ -15,8 +16,15 @@ DEMO_ACCOUNT = "demo-account"
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED"}
 
 
+def _checked(response: httpx.Response) -> httpx.Response:
+    if response.status_code >= 400:
+        raise CliError(f"demo: {problem_line(response)}")
+    return response
+
+
 def run_demo(url: str, settings: Settings, console: Console, *, timeout: float = 30.0) -> bool:
-    """Returns True when the demo intent ends SUCCEEDED."""
+    """Returns True when the demo intent ends SUCCEEDED. An answer the demo cannot go on from is a
+    :class:`CliError` saying which; an unreachable service is an ``httpx.TransportError``."""
     token = mint_token(
         settings,
         tenant_id=DEMO_TENANT,
@@ -24,24 +32,24 @@ def run_demo(url: str, settings: Settings, console: Console, *, timeout: float =
         subject="demo-user",
     )
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=10.0) as client:
-        created = client.post(
-            "/intents",
-            json={
-                "action_type": "CREATE_INTERNAL_TASK",
-                "account_id": DEMO_ACCOUNT,
-                "parameters": {
-                    "title": "Follow up on the renewal",
-                    "description": "Created by the fulfill demo",
+        created = _checked(
+            client.post(
+                "/intents",
+                json={
+                    "action_type": "CREATE_INTERNAL_TASK",
+                    "account_id": DEMO_ACCOUNT,
+                    "parameters": {
+                        "title": "Follow up on the renewal",
+                        "description": "Created by the fulfill demo",
+                    },
                 },
-            },
+            )
         )
-        created.raise_for_status()
         intent_id = created.json()["action_intent_id"]
         console.print(
             f"[bold]1. submitted[/bold] {intent_id} (approval_status {created.json()['approval_status']})"
         )
-        approved = client.post(f"/intents/{intent_id}/approve")
-        approved.raise_for_status()
+        _checked(client.post(f"/intents/{intent_id}/approve"))
         console.print(f"[bold]2. approved[/bold]  {intent_id}")
         started = time.monotonic()
         status: dict[str, object] = {}

@@ -390,7 +390,7 @@ class Harness:
             response.raise_for_status()
             page = response.json()
             new = 0
-            for item in page.get("items", []):
+            for item in page.get("executions", []):
                 if item["action_intent_id"] not in known and item.get("completed_at"):
                     known[item["action_intent_id"]] = epoch(item["completed_at"])
                     new += 1

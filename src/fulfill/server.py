@@ -10,8 +10,10 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from typing import Any
 
 import uvicorn
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fulfill.api.app import create_app
 from fulfill.config import Settings
@@ -30,15 +32,53 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+class QuietStartupFailure:
+    """Keeps a failed start-up's traceback out of the log.
+
+    Starlette hands uvicorn the whole traceback of an exception raised while the application starts
+    (a database that cannot be reached, say), and uvicorn logs it. This sends uvicorn no text
+    instead; the exception stays in ``app.state.startup_error`` for ``fulfill serve`` to explain in
+    one line.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def quiet_send(message: Message) -> None:
+            if message["type"] == "lifespan.startup.failed":
+                message = {**message, "message": ""}
+            await send(message)
+
+        await self.app(scope, receive, quiet_send)
+
+
 def build_server(
-    settings: Settings, service: Service | None = None
+    settings: Settings, service: Service | None = None, *, verbose_startup_errors: bool = True
 ) -> tuple[uvicorn.Server, socket.socket, Settings]:
     """Bind the socket, then build the app with the port actually bound (port 0 picks a free one)."""
     sock = bind_socket(settings.host, settings.port)
     bound = settings.model_copy(update={"port": sock.getsockname()[1]})
     app = create_app(service or Service(bound))
-    config = uvicorn.Config(app, log_level=bound.log_level.lower(), access_log=False, lifespan="on")
+    config = uvicorn.Config(
+        app if verbose_startup_errors else QuietStartupFailure(app),
+        log_level=bound.log_level.lower(),
+        access_log=False,
+        lifespan="on",
+    )
     return uvicorn.Server(config), sock, bound
+
+
+def startup_error(server: uvicorn.Server) -> BaseException | None:
+    """The exception that stopped the application's start-up, if one did."""
+    wrapper: Any = server.config.app
+    app = getattr(wrapper, "app", wrapper)
+    error = getattr(getattr(app, "state", None), "startup_error", None)
+    return error if isinstance(error, BaseException) else None
 
 
 class BackgroundServer:

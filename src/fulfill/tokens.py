@@ -57,7 +57,24 @@ log = logging.getLogger("fulfill.auth")
 
 
 class TokenError(Exception):
-    """The token cannot be accepted; the message is safe to return to the caller."""
+    """The token cannot be accepted; the message is safe to return to the caller, and ``code`` is
+    a stable machine-readable reason (``TOKEN_EXPIRED``, ``TOKEN_SIGNATURE_INVALID``, ...)."""
+
+    def __init__(self, message: str, code: str = "TOKEN_INVALID") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+_MALFORMED = "token malformed (not a JWT)"
+_NOT_ACCEPTED_ALGORITHM = "token algorithm not accepted"
+
+
+def _malformed() -> TokenError:
+    return TokenError(_MALFORMED, "TOKEN_MALFORMED")
+
+
+def _algorithm_not_accepted() -> TokenError:
+    return TokenError(_NOT_ACCEPTED_ALGORITHM, "TOKEN_ALGORITHM_NOT_ACCEPTED")
 
 
 @dataclass(frozen=True)
@@ -98,29 +115,30 @@ class TokenVerifier:
         self._jwks_client: jwt.PyJWKClient | None = None
         self._jwks_lock = threading.Lock()
         self._jwks_retry_at = 0.0
+        self._scope_policy = ScopePolicy.from_settings(settings)
 
     def verify(self, token: str) -> Principal:
         try:
             header = jwt.get_unverified_header(token)
         except (jwt.PyJWTError, ValueError, TypeError) as exc:
-            raise TokenError("token invalid") from exc
+            raise _malformed() from exc
         alg = header.get("alg")
         if not isinstance(alg, str) or not alg:
-            raise TokenError("token invalid")
+            raise _malformed()
         if alg.lower() == "none":
-            raise TokenError("token algorithm not accepted")
+            raise _algorithm_not_accepted()
         if alg == "HS256":
             if _unverified_issuer(token) == SERVICE_TOKEN_ISSUER:
                 return self._verify_service_token(token)
             if self._production:
-                raise TokenError("token algorithm not accepted")
+                raise _algorithm_not_accepted()
             return self._verify_dev_token(token)
         if alg in ASYMMETRIC_ALGORITHMS:
             if not self._jwks_url:
-                raise TokenError("token algorithm not accepted")
+                raise _algorithm_not_accepted()
             return self._verify_jwks_token(token, alg, header.get("kid"))
         if self._production:
-            raise TokenError("token algorithm not accepted")
+            raise _algorithm_not_accepted()
         return self._verify_dev_token(token)  # refuses it: the dev key only verifies HS256
 
     def verify_service(self, token: str) -> Principal:
@@ -129,20 +147,20 @@ class TokenVerifier:
         try:
             header = jwt.get_unverified_header(token)
         except (jwt.PyJWTError, ValueError, TypeError) as exc:
-            raise TokenError("token invalid") from exc
+            raise _malformed() from exc
         if header.get("alg") != "HS256" or _unverified_issuer(token) != SERVICE_TOKEN_ISSUER:
-            raise TokenError("a service token is required")
+            raise TokenError("a service token is required", "SERVICE_TOKEN_REQUIRED")
         return self._verify_service_token(token)
 
     def _verify_dev_token(self, token: str) -> Principal:
         claims = _decode(token, self._secret, ["HS256"], self._issuer, self._audience, leeway=self._leeway)
-        return principal_from_claims(claims)
+        return principal_from_claims(claims, self._scope_policy)
 
     def _verify_service_token(self, token: str) -> Principal:
         # No leeway: the engine mints these for the call it is about to make.
         claims = _decode(token, self._service_secret, ["HS256"], SERVICE_TOKEN_ISSUER, self._audience)
         if any(not isinstance(claims.get(name), str) or not claims[name] for name in SERVICE_BINDING_CLAIMS):
-            raise TokenError("token binding claims missing")
+            raise TokenError("token binding claims missing", "TOKEN_CLAIM_MISSING")
         principal = principal_from_claims(claims)
         # A service token can call the gateway and nothing else, whatever scopes it carries.
         return Principal(
@@ -155,14 +173,14 @@ class TokenVerifier:
 
     def _verify_jwks_token(self, token: str, alg: str, kid: object) -> Principal:
         if not isinstance(kid, str) or not kid:
-            raise TokenError("token signing key not found")
+            raise TokenError("token signing key not found", "TOKEN_SIGNING_KEY_NOT_FOUND")
         signing_key = self._signing_key(kid)
         if not _key_fits_algorithm(signing_key, alg):
-            raise TokenError("token algorithm not accepted")
+            raise _algorithm_not_accepted()
         claims = _decode(
             token, signing_key, list(ASYMMETRIC_ALGORITHMS), self._issuer, self._audience, leeway=self._leeway
         )
-        return principal_from_claims(claims)
+        return principal_from_claims(claims, self._scope_policy)
 
     def _signing_key(self, kid: str) -> jwt.PyJWK:
         with self._jwks_lock:
@@ -173,7 +191,7 @@ class TokenVerifier:
                 usable = [k for k in cached.keys if k.public_key_use in ("sig", None)] if cached else []
                 key = client.match_kid(usable, kid)
                 if key is None:
-                    raise TokenError("token signing keys unavailable")
+                    raise TokenError("token signing keys unavailable", "TOKEN_SIGNING_KEYS_UNAVAILABLE")
                 return key
             try:
                 return client.get_signing_key(kid)
@@ -181,11 +199,11 @@ class TokenVerifier:
                 self._jwks_failed(exc)
             except jwt.PyJWKClientError as exc:
                 if str(exc).startswith("Unable to find a signing key"):
-                    raise TokenError("token signing key not found") from None
+                    raise TokenError("token signing key not found", "TOKEN_SIGNING_KEY_NOT_FOUND") from None
                 self._jwks_failed(exc)
             except (jwt.PyJWTError, OSError, ValueError) as exc:  # e.g. a body that is not JSON
                 self._jwks_failed(exc)
-            raise TokenError("token signing keys unavailable")
+            raise TokenError("token signing keys unavailable", "TOKEN_SIGNING_KEYS_UNAVAILABLE")
 
     def _jwks_failed(self, exc: Exception) -> None:
         self._jwks_retry_at = time.monotonic() + JWKS_FAILURE_BACKOFF_SECONDS
@@ -213,7 +231,7 @@ def _unverified_issuer(token: str) -> object:
     try:
         claims = jwt.decode(token, options={"verify_signature": False})
     except (jwt.PyJWTError, ValueError, TypeError) as exc:
-        raise TokenError("token invalid") from exc
+        raise _malformed() from exc
     return claims.get("iss")
 
 
@@ -249,32 +267,74 @@ def _decode(
             options={"require": _REQUIRED_CLAIMS},
         )
     except jwt.ExpiredSignatureError as exc:
-        raise TokenError("token expired") from exc
+        raise TokenError("token expired", "TOKEN_EXPIRED") from exc
     except jwt.ImmatureSignatureError as exc:
-        raise TokenError("token not yet valid") from exc
+        raise TokenError("token not yet valid", "TOKEN_NOT_YET_VALID") from exc
     except jwt.InvalidIssuerError as exc:
-        raise TokenError("token issuer not accepted") from exc
+        raise TokenError("token issuer not accepted", "TOKEN_ISSUER_NOT_ACCEPTED") from exc
     except jwt.InvalidAudienceError as exc:
-        raise TokenError("token audience not accepted") from exc
+        raise TokenError("token audience not accepted", "TOKEN_AUDIENCE_NOT_ACCEPTED") from exc
+    except jwt.MissingRequiredClaimError as exc:
+        raise TokenError(f"token lacks the required claim '{exc.claim}'", "TOKEN_CLAIM_MISSING") from exc
+    except jwt.InvalidSignatureError as exc:
+        # Signed with another key or secret, or altered after signing.
+        raise TokenError("token signature invalid", "TOKEN_SIGNATURE_INVALID") from exc
+    except jwt.InvalidAlgorithmError as exc:
+        raise _algorithm_not_accepted() from exc
+    except jwt.DecodeError as exc:
+        raise _malformed() from exc
+    except jwt.InvalidIssuedAtError as exc:
+        raise TokenError("token iat claim is malformed", "TOKEN_CLAIM_MALFORMED") from exc
     except (jwt.PyJWTError, ValueError, TypeError) as exc:
-        raise TokenError("token invalid") from exc
+        raise TokenError("token invalid", "TOKEN_INVALID") from exc
     return claims
 
 
-def principal_from_claims(claims: dict[str, Any]) -> Principal:
+@dataclass(frozen=True)
+class ScopePolicy:
+    """Where a user token's scopes come from when it has no ``scope`` claim (a Cognito ID token,
+    for example): another claim holding scope names (``FULFILL_JWT_SCOPE_CLAIM``, e.g.
+    ``cognito:groups``), else a default set (``FULFILL_JWT_DEFAULT_SCOPES``). Both are off by
+    default: a token without ``scope`` then has no scope at all."""
+
+    claim: str = ""
+    defaults: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ScopePolicy:
+        return cls(claim=settings.jwt_scope_claim, defaults=frozenset(settings.jwt_default_scopes))
+
+    def scopes(self, claims: Mapping[str, Any]) -> frozenset[str]:
+        if "scope" in claims:  # space-separated, as OAuth 2.0 (RFC 8693 §4.2) has it
+            scope = claims["scope"]
+            if not isinstance(scope, str):
+                raise TokenError("token scope claim is malformed", "TOKEN_CLAIM_MALFORMED")
+            return frozenset(scope.split())
+        if self.claim and self.claim in claims:
+            return _scope_names(claims[self.claim], self.claim)
+        return self.defaults
+
+
+def _scope_names(value: object, claim: str) -> frozenset[str]:
+    """A space-separated string of scope names, or a list of them (as ``cognito:groups`` is)."""
+    if isinstance(value, str):
+        return frozenset(value.split())
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return frozenset(name for item in value for name in item.split())
+    raise TokenError(f"token {claim} claim is malformed", "TOKEN_CLAIM_MALFORMED")
+
+
+def principal_from_claims(claims: dict[str, Any], scope_policy: ScopePolicy | None = None) -> Principal:
     tenant_id = claims.get("tenant_id") or claims.get("custom:tenant_id")
     if not isinstance(tenant_id, str) or not tenant_id:
-        raise TokenError("token carries no tenant")
+        raise TokenError("token carries no tenant", "TOKEN_NO_TENANT")
     subject = claims.get("sub")
     if not isinstance(subject, str) or not subject:
-        raise TokenError("token carries no subject")
-    scope = claims.get("scope", "")
-    if not isinstance(scope, str):
-        raise TokenError("token scope claim is malformed")
+        raise TokenError("token carries no subject", "TOKEN_CLAIM_MISSING")
     return Principal(
         subject=subject,
         tenant_id=tenant_id,
-        scopes=frozenset(scope.split()),
+        scopes=(scope_policy or ScopePolicy()).scopes(claims),
         account_ids=_account_ids(claims),
         claims=claims,
     )
@@ -291,9 +351,9 @@ def _account_ids(claims: dict[str, Any]) -> frozenset[str] | None:
         try:
             value = json.loads(value)
         except ValueError as exc:
-            raise TokenError("token account_ids claim is malformed") from exc
+            raise TokenError("token account_ids claim is malformed", "TOKEN_CLAIM_MALFORMED") from exc
     if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
-        raise TokenError("token account_ids claim is malformed")
+        raise TokenError("token account_ids claim is malformed", "TOKEN_CLAIM_MALFORMED")
     return frozenset(value)
 
 

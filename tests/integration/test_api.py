@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import jwt
@@ -16,8 +17,13 @@ def _problem(response: Any, status: int) -> dict[str, Any]:
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
     body = dict(response.json())
-    assert {"type", "title", "status", "detail"} <= set(body)
+    assert {"type", "title", "status", "detail", "code", "error"} <= set(body)
     assert body["status"] == status
+    # Every problem has a machine-readable code, and the short "error" string clients of the
+    # reference read.
+    assert re.fullmatch(r"[A-Z][A-Z0-9_]+", body["code"]), body
+    assert isinstance(body["error"], str)
+    assert body["error"]
     assert "Traceback" not in response.text
     return body
 
@@ -38,7 +44,7 @@ def test_health_and_metrics(shared: Harness) -> None:
     ("headers", "reason"),
     [
         ({}, "required"),
-        ({"Authorization": "Bearer not-a-jwt"}, "invalid"),
+        ({"Authorization": "Bearer not-a-jwt"}, "malformed"),
         ({"Authorization": "Basic dXNlcjpwYXNz"}, "required"),
     ],
 )
@@ -50,7 +56,15 @@ def test_requests_without_a_valid_token_are_401(
     response = httpx.get(f"{shared.url}/executions/ai_x/status", headers=headers)
     body = _problem(response, 401)
     assert reason in body["detail"]
-    assert response.headers["www-authenticate"] == "Bearer"
+    assert body["error"] == "Unauthorized"  # what the reference answers
+    if reason == "required":
+        assert body["code"] == "TOKEN_MISSING"
+        assert response.headers["www-authenticate"] == "Bearer"
+    else:
+        assert body["code"] == "TOKEN_MALFORMED"
+        assert response.headers["www-authenticate"] == (
+            'Bearer error="invalid_token", error_description="token malformed (not a JWT)"'
+        )
 
 
 def test_expired_wrong_issuer_wrong_audience_and_unsigned_tokens_are_401(shared: Harness) -> None:
@@ -80,11 +94,26 @@ def test_expired_wrong_issuer_wrong_audience_and_unsigned_tokens_are_401(shared:
             {**base, "account_ids": "{not json", "exp": int(time.time()) + 60}, TEST_SECRET, algorithm="HS256"
         ),
     }
+    expected = {
+        "expired": ("token expired", "TOKEN_EXPIRED"),
+        "issuer": ("token issuer not accepted", "TOKEN_ISSUER_NOT_ACCEPTED"),
+        "audience": ("token audience not accepted", "TOKEN_AUDIENCE_NOT_ACCEPTED"),
+        "signature": ("token signature invalid", "TOKEN_SIGNATURE_INVALID"),
+        "alg none": ("token algorithm not accepted", "TOKEN_ALGORITHM_NOT_ACCEPTED"),
+        "no tenant": ("token carries no tenant", "TOKEN_NO_TENANT"),
+        "malformed accounts": ("token account_ids claim is malformed", "TOKEN_CLAIM_MALFORMED"),
+    }
     for name, token in tokens.items():
         response = httpx.get(
             f"{shared.url}/executions/ai_x/status", headers={"Authorization": f"Bearer {token}"}
         )
-        assert response.status_code == 401, name
+        body = _problem(response, 401)
+        detail, code = expected[name]
+        assert (body["detail"], body["code"], body["error"]) == (detail, code, "Unauthorized"), name
+        # RFC 6750: the reason is in the challenge too.
+        assert response.headers["www-authenticate"] == (
+            f'Bearer error="invalid_token", error_description="{detail}"'
+        ), name
 
 
 def test_missing_scope_is_403_and_foreign_tenant_is_404(shared: Harness) -> None:
@@ -92,8 +121,13 @@ def test_missing_scope_is_403_and_foreign_tenant_is_404(shared: Harness) -> None
         status = shared.run_task(owner)
     intent_id = status["action_intent_id"]
     with shared.client(scopes=["intents:read"]) as no_scope:
-        body = _problem(no_scope.get(f"/executions/{intent_id}/status"), 403)
+        forbidden = no_scope.get(f"/executions/{intent_id}/status")
+        body = _problem(forbidden, 403)
         assert body["code"] == "MISSING_SCOPE"
+        assert body["error"] == "Forbidden"
+        assert forbidden.headers["www-authenticate"] == (
+            'Bearer error="insufficient_scope", scope="executions:read"'
+        )
     with shared.client(tenant="t2") as stranger:
         _problem(stranger.get(f"/executions/{intent_id}/status"), 404)
         _problem(stranger.get(f"/intents/{intent_id}"), 404)
@@ -106,7 +140,8 @@ def test_missing_scope_is_403_and_foreign_tenant_is_404(shared: Harness) -> None
         _problem(allowed.get(f"/executions/{intent_id}/status?account_id=acc-2"), 403)
     with shared.client() as owner:
         _problem(owner.get(f"/executions/{intent_id}/status?account_id=acc-2"), 404)
-        _problem(owner.get("/executions/ai_does_not_exist/status"), 404)
+        missing = _problem(owner.get("/executions/ai_does_not_exist/status"), 404)
+        assert (missing["code"], missing["error"]) == ("NOT_FOUND", "Execution not found")
 
 
 def test_status_of_a_pending_intent_is_pending(shared: Harness) -> None:
@@ -216,7 +251,46 @@ def test_bad_intents_get_clear_problems(
 def test_malformed_json_is_400(shared: Harness) -> None:
     with shared.client() as client:
         response = client.post("/intents", content=b"{not json", headers={"Content-Type": "application/json"})
-    _problem(response, 400)
+    body = _problem(response, 400)
+    assert body["code"] == "MALFORMED_JSON"
+    assert "Content-Type: application/json" in body["detail"]
+
+
+def test_a_body_not_sent_as_json_is_415_with_a_hint(shared: Harness) -> None:
+    """``curl -d '{...}'`` without a Content-Type sends a form; the answer says how to send JSON."""
+    body = b'{"action_type": "CREATE_INTERNAL_TASK", "account_id": "acc-1", "parameters": {"title": "x"}}'
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    with shared.client() as client:
+        for path in ("/intents", "/events"):
+            problem = _problem(client.post(path, content=body, headers=form), 415)
+            assert problem["code"] == "UNSUPPORTED_MEDIA_TYPE", path
+            assert "application/x-www-form-urlencoded" in problem["detail"]
+            assert "Content-Type: application/json" in problem["detail"]
+        # No Content-Type at all is no JSON either.
+        bare = client.build_request("POST", "/intents", content=body)
+        assert "content-type" not in bare.headers
+        assert _problem(client.send(bare), 415)["detail"].startswith(
+            "the request body is not JSON (Content-Type: none)"
+        )
+        # The same body as JSON is accepted.
+        assert (
+            client.post("/intents", content=body, headers={"Content-Type": "application/json"}).status_code
+            == 201
+        )
+
+
+def test_schema_problems_unknown_routes_methods_and_limits_have_codes(shared: Harness) -> None:
+    with shared.client() as client:
+        invalid = _problem(client.post("/intents", json={"action_type": "CREATE_INTERNAL_TASK"}), 422)
+        assert invalid["code"] == "INVALID_REQUEST"
+        assert invalid["errors"]
+        route = _problem(client.get("/no/such/route"), 404)
+        assert (route["code"], route["error"], route["detail"]) == ("NOT_FOUND", "Not found", "Not found")
+        method = _problem(client.delete("/intents"), 405)
+        assert method["code"] == "METHOD_NOT_ALLOWED"
+        limit = _problem(client.get("/accounts/acc-1/executions", params={"limit": "0"}), 400)
+        assert limit["code"] == "INVALID_LIMIT"
+        assert "limit" in limit["error"]  # the reference's clients look for it there
 
 
 def test_approve_transitions(shared: Harness) -> None:
@@ -309,6 +383,7 @@ def test_an_unexpected_error_is_a_generic_500_with_a_logged_correlation_id(
     with shared.client() as client, caplog.at_level("ERROR", logger="fulfill.api"):
         response = client.get("/intents/ai_anything")
     body = _problem(response, 500)
+    assert (body["code"], body["error"]) == ("INTERNAL_ERROR", "Internal server error")
     assert "SELECT" not in response.text
     assert "token" not in response.text
     assert body["correlation_id"] in caplog.text
@@ -324,7 +399,7 @@ def test_bodies_over_the_limit_are_413(shared: Harness) -> None:
         "parameters": {"title": "x" * 1_100_000},
     }
     with shared.client() as client:
-        _problem(client.post("/intents", json=big), 413)
+        assert _problem(client.post("/intents", json=big), 413)["code"] == "BODY_TOO_LARGE"
 
         def chunks() -> Any:
             for _ in range(40):
@@ -361,3 +436,47 @@ def test_an_out_of_range_registry_version_is_a_422_not_a_database_error(shared: 
             },
         )
     assert _problem(answer, 422)["detail"]
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_the_docs_pages_need_no_internet(shared: Harness, page: str) -> None:
+    """Their scripts, styles and icon come from this service, not a CDN."""
+    import httpx
+
+    html = httpx.get(f"{shared.url}{page}")
+    assert html.status_code == 200
+    assets = re.findall(r'(?:src|href)\s*=\s*["\']([^"\']+)["\']', html.text)
+    assert assets
+    assert not [url for url in assets if "//" in url], assets
+    assert "https://" not in html.text
+    for asset in assets:
+        assert httpx.get(f"{shared.url}{asset}").status_code == 200, asset
+
+
+def test_health_and_metrics_answer_head(shared: Harness) -> None:
+    import httpx
+
+    for path, media_type in (("/healthz", "application/json"), ("/metrics", "text/plain")):
+        response = httpx.head(f"{shared.url}{path}")
+        assert response.status_code == 200, path
+        assert response.headers["content-type"].startswith(media_type)
+        assert response.content == b""
+
+
+def test_create_names_the_parameters_its_mapping_never_sends(shared: Harness) -> None:
+    """Unmapped parameters are kept and dropped from the tool call, as in the reference, but the
+    answer names them: a misspelt parameter is no longer silent."""
+    with shared.client() as client:
+        created = client.post(
+            "/intents",
+            json={
+                "action_type": "CREATE_INTERNAL_TASK",
+                "account_id": "acc-1",
+                "parameters": {"title": "x", "descripton": "typo", "note": "extra"},
+            },
+        )
+        assert created.status_code == 201, created.text
+        assert created.json()["ignored_parameters"] == ["descripton", "note"]
+        assert created.json()["parameters"]["descripton"] == "typo"
+        clean = shared.create_intent(client)
+        assert clean["ignored_parameters"] == []

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
 
 import jwt
 import pytest
@@ -10,6 +16,7 @@ from typer.testing import CliRunner
 
 from fulfill.cli import app
 from tests.support.harness import TEST_SECRET, Harness
+from tests.support.processes import free_port
 
 
 @pytest.fixture
@@ -105,6 +112,14 @@ def test_serve_never_prints_the_database_password() -> None:
     assert "postgresql+psycopg://user:***@127.0.0.1:1/db" in output  # the banner named the database...
     assert "hunter2" not in output  # ...without its password
     assert result.returncode != 0
+    # One line says why, instead of a traceback.
+    assert "Traceback" not in output
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert line.startswith(
+        "error: fulfill could not start: the database postgresql+psycopg://user:***@127.0.0.1:1/db "
+        "cannot be used: connection failed"
+    ), line
+    assert "Check FULFILL_DATABASE_URL" in line
 
 
 def test_token_refuses_production_mode(cli: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -115,3 +130,193 @@ def test_token_refuses_production_mode(cli: CliRunner, monkeypatch: pytest.Monke
     result = cli.invoke(app, ["token", "--tenant", "t1"])
     assert result.exit_code == 2
     assert "identity provider" in result.output
+
+
+# ---------------------------------------------------------------- the first hour
+
+
+def test_client_commands_follow_fulfill_host_and_port(
+    cli: CliRunner, shared: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without FULFILL_URL the client commands go where `fulfill serve` listens with the same
+    settings, not to a fixed 8080."""
+    monkeypatch.delenv("FULFILL_URL")
+    monkeypatch.setenv("FULFILL_HOST", "127.0.0.1")
+    monkeypatch.setenv("FULFILL_PORT", str(shared.settings.port))
+    found = cli.invoke(app, ["status", "ai_missing", "--tenant", "t1"])
+    assert found.exit_code == 1, found.output  # the service answered: 404
+    assert json.loads(found.stdout)["status"] == 404
+    assert cli.invoke(app, ["demo"]).exit_code == 0
+
+
+def test_an_unreachable_service_is_one_line_naming_the_url_and_where_it_came_from(
+    cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("FULFILL_URL")
+    monkeypatch.setenv("FULFILL_PORT", str(free_port()))
+    for args in (["status", "ai_x", "--tenant", "t1"], ["demo"], ["approve", "ai_x", "--tenant", "t1"]):
+        result = cli.invoke(app, args)
+        assert result.exit_code == 2, result.output
+        [line] = result.stderr.strip().splitlines()
+        assert line.startswith("error: cannot reach the service at http://127.0.0.1:"), line
+        assert "FULFILL_PORT" in line
+        assert "connection refused" in line
+        assert "Traceback" not in result.output
+    explicit = cli.invoke(app, ["status", "ai_x", "--tenant", "t1", "--url", "http://127.0.0.1:9"])
+    assert "(from --url / FULFILL_URL)" in explicit.stderr
+
+
+def test_debug_shows_the_traceback_instead(cli: CliRunner) -> None:
+    result = cli.invoke(app, ["--debug", "status", "ai_x", "--tenant", "t1", "--url", "http://127.0.0.1:9"])
+    assert result.exit_code != 0
+    assert result.exception is not None
+    assert "cannot reach" in str(result.exception)
+
+
+def test_serve_on_a_busy_port_says_so_in_one_line() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "fulfill", "serve"],
+            env={**os.environ, "FULFILL_PORT": str(port)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stdout + result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert f"cannot listen on 127.0.0.1:{port}: the port is already in use" in line
+    assert "--port or FULFILL_PORT" in line
+
+
+def test_param_needs_key_value_and_keeps_strings(cli: CliRunner, shared: Harness) -> None:
+    submit = [
+        "intent",
+        "submit",
+        "--tenant",
+        "t1",
+        "--account",
+        "acc-1",
+        "--action-type",
+        "CREATE_INTERNAL_TASK",
+    ]
+    missing = cli.invoke(app, [*submit, "--param", "title"])
+    assert missing.exit_code == 2
+    assert "'title' has no '='" in missing.output
+    not_json = cli.invoke(app, [*submit, "--param", "title:={oops"])
+    assert not_json.exit_code == 2
+    assert "not JSON" in not_json.output
+    # A numeric-looking value is a string (key:=JSON would send the number).
+    numeric = cli.invoke(app, [*submit, "--param", "title=123", "--param", "description=true"])
+    assert numeric.exit_code == 0, numeric.output
+    assert json.loads(numeric.stdout)["parameters"] == {"title": "123", "description": "true"}
+    typed = cli.invoke(app, [*submit, "--param", "title:=42"])
+    assert typed.exit_code == 1
+    assert "hint: --param key=value sends a string; key:=JSON" in typed.stderr
+
+
+def test_unused_parameters_are_named(cli: CliRunner) -> None:
+    result = cli.invoke(
+        app,
+        [
+            "intent", "submit", "--tenant", "t1", "--account", "acc-1", "--action-type", "CREATE_INTERNAL_TASK",
+            "--param", "title=Call Ada", "--param", "descripton=typo",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["ignored_parameters"] == ["descripton"]
+    assert "does not use the parameter(s) descripton" in result.stderr
+
+
+def test_token_ttl_must_be_positive(cli: CliRunner) -> None:
+    for ttl in ("0", "-5"):
+        result = cli.invoke(app, ["token", "--tenant", "t1", "--ttl", ttl])
+        assert result.exit_code == 2, result.output
+        assert "--ttl" in result.output
+
+
+def test_a_token_from_another_secret_gets_a_hint(cli: CliRunner) -> None:
+    from fulfill.config import Settings
+    from fulfill.tokens import mint_token
+
+    stranger = mint_token(Settings(jwt_secret="x" * 40), tenant_id="t1", scopes=["executions:read"])
+    result = cli.invoke(app, ["status", "ai_x", "--tenant", "t1", "--token", stranger])
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["code"] == "TOKEN_SIGNATURE_INVALID"
+    assert "another FULFILL_JWT_SECRET" in result.stderr
+
+
+def test_kill_switch_never_creates_a_database(
+    cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From a directory without the service's database, and no service URL: refused, naming the
+    database it looked for; nothing is created."""
+    monkeypatch.delenv("FULFILL_URL")
+    monkeypatch.delenv("FULFILL_DATABASE_URL")
+    monkeypatch.chdir(tmp_path)
+    for args in (["kill-switch", "global", "stop"], ["kill-switch", "show"], ["registry", "list"]):
+        result = cli.invoke(app, args)
+        assert result.exit_code == 2, result.output
+        assert f"no database at sqlite:///./fulfill.db ({tmp_path / 'fulfill.db'})" in result.stderr
+        assert "--url / FULFILL_URL" in result.stderr
+        assert "Traceback" not in result.output
+    assert list(tmp_path.iterdir()) == []
+    # A database without fulfill's tables is no service's database.
+    empty = tmp_path / "empty.db"
+    sqlite3.connect(empty).close()
+    result = cli.invoke(app, ["kill-switch", "show", "--db", f"sqlite:///{empty}"])
+    assert result.exit_code == 2
+    assert "holds no fulfill tables" in result.stderr
+
+
+def test_kill_switch_on_the_database_names_it(cli: CliRunner, shared: Harness) -> None:
+    db = shared.settings.database_url
+    disabled = cli.invoke(app, ["kill-switch", "action-type", "CREATE_INTERNAL_NOTE", "disable", "--db", db])
+    assert disabled.exit_code == 0, disabled.output
+    assert disabled.stderr.startswith("database: ")
+    assert json.loads(disabled.stdout)["disabled_action_types"] == ["CREATE_INTERNAL_NOTE"]
+    enabled = cli.invoke(app, ["kill-switch", "action-type", "CREATE_INTERNAL_NOTE", "enable", "--db", db])
+    assert json.loads(enabled.stdout)["disabled_action_types"] == []
+    shown = cli.invoke(app, ["kill-switch", "show", "--tenant", "t1", "--db", db])
+    assert json.loads(shown.stdout)["tenant"]["execution_enabled"] is True
+    listed = cli.invoke(app, ["registry", "list", "--db", db])
+    assert "internal.create_task" in listed.stdout
+
+
+def test_kill_switch_through_the_api_when_a_url_is_given(cli: CliRunner, shared: Harness) -> None:
+    stopped = cli.invoke(app, ["kill-switch", "tenant", "t-cli", "stop"])
+    assert stopped.exit_code == 0, stopped.output
+    assert stopped.stderr.startswith(f"service: {shared.url}")
+    assert json.loads(stopped.stdout)["execution_enabled"] is False
+    with shared.client("t-cli", ["admin"]) as client:
+        assert client.get("/admin/tenants/t-cli/execution").json()["execution_enabled"] is False
+    resumed = cli.invoke(app, ["kill-switch", "tenant", "t-cli", "resume"])
+    assert json.loads(resumed.stdout)["execution_enabled"] is True
+    disabled = cli.invoke(app, ["kill-switch", "action-type", "CREATE_INTERNAL_NOTE", "disable"])
+    assert json.loads(disabled.stdout)["disabled_action_types"] == ["CREATE_INTERNAL_NOTE"]
+    shown = cli.invoke(app, ["kill-switch", "show"])
+    assert json.loads(shown.stdout)["global"]["disabled_action_types"] == ["CREATE_INTERNAL_NOTE"]
+    enabled = cli.invoke(app, ["kill-switch", "action-type", "CREATE_INTERNAL_NOTE", "enable"])
+    assert json.loads(enabled.stdout)["disabled_action_types"] == []
+    listed = cli.invoke(app, ["registry", "list"])
+    assert "internal.create_note" in listed.stdout
+
+
+def test_kill_switch_refuses_an_unknown_action_type(cli: CliRunner, shared: Harness) -> None:
+    db = shared.settings.database_url
+    for where in ([], ["--db", db]):
+        refused = cli.invoke(app, ["kill-switch", "action-type", "NOPE", "disable", *where])
+        assert refused.exit_code == 2, refused.output
+        assert "NOPE is not a registered action type (known: CREATE_CRM_TASK, CREATE_INTERNAL_NOTE," in (
+            refused.stderr
+        )
+        not_disabled = cli.invoke(app, ["kill-switch", "action-type", "NOPE", "enable", *where])
+        assert not_disabled.exit_code == 2
+        assert "NOPE is not disabled globally" in not_disabled.stderr
+    forced = cli.invoke(app, ["kill-switch", "action-type", "NOPE", "disable", "--force", "--db", db])
+    assert json.loads(forced.stdout)["disabled_action_types"] == ["NOPE"]
+    assert cli.invoke(app, ["kill-switch", "action-type", "NOPE", "enable"]).exit_code == 0

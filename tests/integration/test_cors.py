@@ -33,6 +33,24 @@ def test_cors_headers_are_on_errors_too(tmp_path: Any) -> None:
             },
         )
         assert preflight.status_code == 200
+        # A browser client of the reference sends its headers too (the service ignores them).
+        reference_client = httpx.options(
+            f"{harness.url}/executions/x/status",
+            headers={
+                **origin,
+                "Access-Control-Request-Method": "GET",
+                "Access-Control-Request-Headers": "authorization,content-type,x-amz-date,x-api-key,x-tenant-id",
+            },
+        )
+        assert reference_client.status_code == 200, reference_client.text
+        refused = httpx.options(
+            f"{harness.url}/intents",
+            headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+        )
+        assert refused.status_code == 400
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.json()["code"] == "CORS_PREFLIGHT_REFUSED"
+        assert "FULFILL_CORS_ORIGINS" in refused.json()["detail"]
         stranger = httpx.get(f"{harness.url}/healthz", headers={"Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in stranger.headers
     finally:

@@ -263,7 +263,7 @@ def test_the_cli_sets_lists_rotates_and_deletes(
     assert prompted.exit_code == 0, prompted.output
     listed = cli.invoke(app, ["credentials", "list", *common])
     assert listed.exit_code == 0, listed.output
-    assert [c["type"] for c in json.loads(listed.output)["credentials"]] == [
+    assert [c["type"] for c in json.loads(listed.stdout)["credentials"]] == [
         "client_credentials",
         "jwt_bearer",
         "refresh_token",
@@ -272,7 +272,7 @@ def test_the_cli_sets_lists_rotates_and_deletes(
         app, ["credentials", "rotate", "salesforce", *common, "--client-secret-file", "-"], input=NEW_SECRET
     )
     assert rotated.exit_code == 0, rotated.output
-    assert json.loads(rotated.output)["rotated_at"]
+    assert json.loads(rotated.stdout)["rotated_at"]
     invalid = cli.invoke(
         app,
         [

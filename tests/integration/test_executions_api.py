@@ -27,8 +27,8 @@ def test_walk_250_executions_at_limit_7_each_once_in_order(shared: Harness) -> N
             response = client.get("/accounts/acc-walk/executions", params=params)
             assert response.status_code == 200, response.text
             body = response.json()
-            assert len(body["items"]) <= 7
-            seen.extend(body["items"])
+            assert len(body["executions"]) <= 7
+            seen.extend(body["executions"])
             pages += 1
             token = body["next_token"]
             if token is None:
@@ -51,24 +51,33 @@ def test_list_shows_newest_change_first_and_filters_by_status(shared: Harness) -
         done = shared.run_task(client, account="acc-mix")
         failed = shared.run_task(client, account="acc-mix", parameters={"title": " "})
         listed = client.get("/accounts/acc-mix/executions").json()
-        assert [i["action_intent_id"] for i in listed["items"]] == [
+        assert [i["action_intent_id"] for i in listed["executions"]] == [
             failed["action_intent_id"],
             done["action_intent_id"],
             pending["action_intent_id"],
         ]
         assert listed["next_token"] is None
         [succeeded] = client.get("/accounts/acc-mix/executions", params={"status": "SUCCEEDED"}).json()[
-            "items"
+            "executions"
         ]
         assert succeeded["action_intent_id"] == done["action_intent_id"]
         assert succeeded["external_object_refs"][0]["object_type"] == "Task"
-        [failure] = client.get("/accounts/acc-mix/executions", params={"status": "FAILED"}).json()["items"]
+        [failure] = client.get("/accounts/acc-mix/executions", params={"status": "FAILED"}).json()[
+            "executions"
+        ]
         assert failure["error_code"] == "VALIDATION_FAILED"
-        [waiting] = client.get("/accounts/acc-mix/executions", params={"status": "PENDING"}).json()["items"]
+        [waiting] = client.get("/accounts/acc-mix/executions", params={"status": "PENDING"}).json()[
+            "executions"
+        ]
         assert waiting["action_intent_id"] == pending["action_intent_id"]
         shared.service.clock.advance(31 * 86_400)  # the pending intent expires
-        assert client.get("/accounts/acc-mix/executions", params={"status": "PENDING"}).json()["items"] == []
-        [expired] = client.get("/accounts/acc-mix/executions", params={"status": "EXPIRED"}).json()["items"]
+        assert (
+            client.get("/accounts/acc-mix/executions", params={"status": "PENDING"}).json()["executions"]
+            == []
+        )
+        [expired] = client.get("/accounts/acc-mix/executions", params={"status": "EXPIRED"}).json()[
+            "executions"
+        ]
         assert expired["action_intent_id"] == pending["action_intent_id"]
         assert expired["status"] == "EXPIRED"
 
@@ -110,7 +119,7 @@ def test_tampered_and_foreign_cursors_are_400(shared: Harness) -> None:
     with shared.client(tenant="t2") as stranger:
         foreign = stranger.get("/accounts/acc-cur/executions", params={"next_token": token})
         assert foreign.status_code == 400
-        assert stranger.get("/accounts/acc-cur/executions").json() == {"items": [], "next_token": None}
+        assert stranger.get("/accounts/acc-cur/executions").json() == {"executions": [], "next_token": None}
 
 
 def test_list_respects_account_claims_and_scopes(shared: Harness) -> None:

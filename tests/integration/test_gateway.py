@@ -142,6 +142,28 @@ def test_tools_are_listed_with_input_and_output_schemas(shared: Harness) -> None
         "idempotency_key",
     }
     assert "external_object_refs" in create.output_schema["properties"]
+    # The connector derives object ids from the key's first 24 characters: the schema says so.
+    for tool in tools.values():
+        if tool.name.startswith("internal."):
+            assert tool.input_schema["properties"]["idempotency_key"]["minLength"] == 24, tool.name
+
+
+def test_the_gateway_names_its_version(shared: Harness) -> None:
+    from fulfill import __version__
+
+    async def info() -> Any:
+        async with _client(shared, _task_args()) as client:
+            return client.server_info
+
+    server = run(info())
+    assert (server.name, server.version) == ("fulfill-gateway", __version__)
+
+
+def test_a_short_idempotency_key_is_refused_by_the_schema(shared: Harness) -> None:
+    arguments = _task_args(key="k" * 23)
+    error = _error(_call(shared, service_token(shared, arguments), "internal.create_task", arguments))
+    assert error["error_code"] == "INVALID_TOOL_ARGUMENTS"
+    assert "idempotency_key: fails 'minLength'" in error["error_message"]
 
 
 # --- who may call the gateway ------------------------------------------------------------------
@@ -295,7 +317,12 @@ def test_business_and_guard_failures_are_readable_tool_errors(shared: Harness) -
     assert (unknown["error_class"], unknown["error_code"]) == ("VALIDATION", "TOOL_NOT_FOUND")
     assert (invalid["error_class"], invalid["error_code"]) == ("VALIDATION", "INVALID_TOOL_ARGUMENTS")
     assert "title: must be of type string" in invalid["error_message"]
-    assert "missing required argument(s)" in invalid["error_message"]
+    # The missing arguments are named once, not once per missing argument.
+    assert invalid["error_message"].count("missing required argument(s)") == 1
+    assert (
+        "missing required argument(s): account_id, action_intent_id, idempotency_key"
+        in (invalid["error_message"])
+    )
 
 
 def test_compensation_deletes_once_and_a_repeat_create_restores(shared: Harness) -> None:

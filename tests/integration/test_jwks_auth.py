@@ -29,8 +29,12 @@ def _client(url: str, token: str) -> httpx.Client:
 
 def _unauthorized(response: httpx.Response) -> dict[str, Any]:
     assert response.status_code == 401, response.text
-    assert response.headers["www-authenticate"] == "Bearer"
     body = dict(response.json())
+    # RFC 6750: the challenge names the error and says why, as the body's detail does.
+    assert response.headers["www-authenticate"] == (
+        f'Bearer error="invalid_token", error_description="{body["detail"]}"'
+    )
+    assert body["code"].startswith("TOKEN_")
     return body
 
 
@@ -92,7 +96,7 @@ def test_production_mode_end_to_end(tmp_path: Path) -> None:
         assert _unauthorized(get(stranger.sign(user_claims())))["detail"] == "token signing key not found"
         # A different key claiming a published kid.
         impostor = rsa_key("idp-rsa")
-        assert _unauthorized(get(impostor.sign(user_claims())))["detail"] == "token invalid"
+        assert _unauthorized(get(impostor.sign(user_claims())))["detail"] == "token signature invalid"
         # Wrong issuer, and unsigned tokens.
         assert _unauthorized(get(rsa.sign(user_claims(iss="https://evil.test"))))["detail"] == (
             "token issuer not accepted"
@@ -117,6 +121,57 @@ def test_production_mode_end_to_end(tmp_path: Path) -> None:
         # The keys were fetched once and then served from the cache (plus at most one refresh
         # for the unknown kid).
         assert 1 <= jwks.requests <= 2
+    finally:
+        harness.stop()
+        jwks.close()
+
+
+def test_cognito_id_tokens_without_a_scope_claim(tmp_path: Path) -> None:
+    """An ID token as the reference's Cognito authorizer accepts it: ``custom:tenant_id``, no
+    ``scope``, groups in ``cognito:groups``. With FULFILL_JWT_SCOPE_CLAIM the groups are its scopes;
+    FULFILL_JWT_DEFAULT_SCOPES covers tokens without either."""
+    rsa = rsa_key("cognito")
+    jwks = JwksServer([rsa.jwk])
+    harness = Harness(
+        make_settings(
+            tmp_path,
+            auth_mode="production",
+            jwks_url=jwks.url,
+            jwt_issuer=ISSUER,
+            jwt_audience=AUDIENCE,
+            service_token_secret="s" * 40,
+            jwt_scope_claim="cognito:groups",
+            jwt_default_scopes=["executions:read"],
+        )
+    )
+
+    def id_token(**claims: Any) -> str:
+        return rsa.sign(user_claims(scope=None, tenant_id=None, token_use="id", **claims))
+
+    try:
+        harness.start()
+        grouped = id_token(
+            **{"custom:tenant_id": "t1", "cognito:groups": ["intents:write", "intents:approve"]}
+        )
+        with _client(harness.url, grouped) as user:
+            created = user.post(
+                "/intents",
+                json={
+                    "action_type": "CREATE_INTERNAL_TASK",
+                    "account_id": "acc-1",
+                    "parameters": {"title": "x"},
+                },
+            )
+            assert created.status_code == 201, created.text
+            intent_id = created.json()["action_intent_id"]
+            assert user.post(f"/intents/{intent_id}/approve").status_code == 202
+            # The groups are the scopes: no executions:read among them.
+            assert user.get(f"/executions/{intent_id}/status").json()["code"] == "MISSING_SCOPE"
+        # Neither scope nor groups: the default scopes.
+        with _client(harness.url, id_token(**{"custom:tenant_id": "t1"})) as reader:
+            status = harness.wait_terminal(reader, intent_id)
+            assert status["status"] == "SUCCEEDED", status
+            assert reader.post("/intents", json={}).json()["code"] == "MISSING_SCOPE"
     finally:
         harness.stop()
         jwks.close()

@@ -41,7 +41,9 @@ def test_reject_then_approve_is_a_conflict(harness: Harness) -> None:
         approved = harness.create_intent(client)["action_intent_id"]
         harness.approve(client, approved)
         assert client.post(f"/intents/{approved}/reject").status_code == 409
-        [listed] = client.get("/accounts/acc-1/executions", params={"status": "CANCELLED"}).json()["items"]
+        [listed] = client.get("/accounts/acc-1/executions", params={"status": "CANCELLED"}).json()[
+            "executions"
+        ]
         assert listed["action_intent_id"] == intent_id
     assert _ledger(harness, intent_id) == ["INTENT_REJECTED"]
 
@@ -133,7 +135,9 @@ def test_cancel_while_the_tool_is_writing_compensates_the_write(proxied: tuple[H
         harness.approve(client, intent_id)
         assert proxy.state.forwarded.wait(timeout=20)
         assert client.get(f"/executions/{intent_id}/status").json()["status"] == "RUNNING"
-        [running] = client.get("/accounts/acc-1/executions", params={"status": "RUNNING"}).json()["items"]
+        [running] = client.get("/accounts/acc-1/executions", params={"status": "RUNNING"}).json()[
+            "executions"
+        ]
         assert running["action_intent_id"] == intent_id
         assert client.post(f"/intents/{intent_id}/cancel").status_code == 202
         proxy.state.release.set()

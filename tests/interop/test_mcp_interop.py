@@ -139,8 +139,9 @@ def test_the_typescript_sdk_lists_calls_and_reads_tool_errors(ts_client: list[st
 
     short = _tool_error(results["short key"])
     assert results["short key"]["tools"] == TOOLS
-    assert (short["error_class"], short["error_code"]) == ("VALIDATION", "VALIDATION_FAILED")
-    assert short["error_message"] == "idempotency_key is too short"
+    # The tool's input schema says how long a key must be, so the gateway's guard refuses it.
+    assert (short["error_class"], short["error_code"]) == ("VALIDATION", "INVALID_TOOL_ARGUMENTS")
+    assert short["error_message"] == "idempotency_key: fails 'minLength'"
     assert shared.task_rows("ai_interop_short") == 0
 
     mismatch = _tool_error(results["other account"])

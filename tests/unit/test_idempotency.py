@@ -231,3 +231,65 @@ def test_format_js_number_large_integral_floats_use_shortest_digits(number: floa
 def test_lone_surrogate_is_escaped_like_json_stringify() -> None:
     # node: JSON.stringify({k: "\ud800"}) === '{"k":"\\ud800"}'
     assert canonical_json({"k": "\ud800"}) == '{"k":"\\ud800"}'
+
+
+# ---------------------------------------------------------------- integer-like keys, as JavaScript orders them
+
+
+@pytest.mark.parametrize(
+    ("arguments", "canonical", "expected_key"),
+    [
+        # Expected values computed with the reference's own TypeScript function.
+        (
+            {"1": "a", "10": "b", "2": "c"},
+            '{"1":"a","2":"c","10":"b"}',
+            "ed7ea0a6e300f146adbe7eca003040942f3cca37e2a1f393c9209b6f5e0fb1c7",
+        ),
+        (
+            {"10": 1, "9": 2},
+            '{"9":2,"10":1}',
+            "2f019db0761a743725375625de05682490367367b3bf183607798bd1257f7945",
+        ),
+        (
+            {"!": 1, "5": 2},
+            '{"5":2,"!":1}',
+            "c56ec15b33af920df83bb8eb34ddf7ac90df5816cabae504cda369200b1fb3db",
+        ),
+    ],
+)
+def test_keys_equal_the_reference_s_for_integer_like_object_keys(
+    arguments: dict[str, Any], canonical: str, expected_key: str
+) -> None:
+    assert canonical_json(arguments) == canonical
+    assert (
+        idempotency_key(
+            tenant_id="tenant-1",
+            action_intent_id="ai_123",
+            tool_name="internal.create_task",
+            arguments=arguments,
+            registry_version=1,
+        )
+        == expected_key
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        # Array indexes (0 … 2**32 - 2) first, numerically; everything else after, by UTF-16 units.
+        ({"4294967295": 1, "!": 2, "4294967294": 3}, '{"4294967294":3,"!":2,"4294967295":1}'),
+        ({"01": 1, "1": 2, "-1": 3, "1.5": 4, " 1": 5, "0": 6}, '{"0":6,"1":2," 1":5,"-1":3,"01":1,"1.5":4}'),
+        ({"b": {"2": 1, "10": 2}, "a": [{"10": 1, "2": 2}]}, '{"a":[{"2":2,"10":1}],"b":{"2":1,"10":2}}'),
+        ({"\u0663": 1, "3": 2}, '{"3":2,"\u0663":1}'),  # only ASCII digits make an index
+    ],
+)
+def test_array_index_keys_come_first_in_numeric_order(value: dict[str, Any], expected: str) -> None:
+    assert canonical_json(value) == expected
+
+
+def test_the_key_ignores_proto_members_as_javascript_does() -> None:
+    # node: JSON.stringify of the reference's canonical copy of {"__proto__": {...}, "a": 1} is {"a":1}
+    with_proto = {"__proto__": {"x": 1}, "a": {"__proto__": None, "b": 1}}
+    assert key(arguments=with_proto) == key(arguments={"a": {"b": 1}})
+    # ...but a request fingerprint keeps them: different bodies never compare equal.
+    assert canonical_json(with_proto) != canonical_json({"a": {"b": 1}})

@@ -145,7 +145,7 @@ def test_is_error_text_only_rate_limit() -> None:
     assert outcome.success is False
     assert outcome.error is not None
     assert outcome.error.error_class is ErrorClass.RATE_LIMIT
-    assert outcome.error.error_code == "TOOL_ERROR"
+    assert outcome.error.error_code == "RATE_LIMIT"  # derived, as the reference derives it
     assert outcome.error.error_message == "rate limit exceeded"
     assert outcome.error.retryable
 
@@ -209,7 +209,7 @@ def test_failure_without_any_message_gets_placeholder() -> None:
     outcome = outcome_from_call_result(call(is_error=True))
     assert outcome.error is not None
     assert outcome.error.error_message == "the tool reported a failure without a message"
-    assert outcome.error.error_code == "TOOL_ERROR"
+    assert outcome.error.error_code == "UNKNOWN_ERROR"
     assert outcome.error.error_class is ErrorClass.UNKNOWN
 
 
@@ -326,5 +326,38 @@ def test_is_error_with_plain_text_that_is_not_json_is_classified_from_the_text()
         call(text="Error executing tool x: 503 Service Unavailable", is_error=True)
     )
     assert outcome.error is not None
-    assert outcome.error.error_code == "TOOL_ERROR"
+    assert outcome.error.error_code == "DOWNSTREAM_ERROR"
     assert outcome.error.error_class is ErrorClass.DOWNSTREAM
+
+
+@pytest.mark.parametrize(
+    ("message", "code", "error_class"),
+    [
+        # The reference's tool invoker derives these codes from the message (spec §5.4).
+        ("authentication failed", "AUTH_FAILED", ErrorClass.AUTH),
+        ("unauthorized", "AUTH_FAILED", ErrorClass.AUTH),
+        ("rate limit exceeded", "RATE_LIMIT", ErrorClass.RATE_LIMIT),
+        ("throttle: slow down", "RATE_LIMIT", ErrorClass.RATE_LIMIT),
+        ("validation failed for title", "VALIDATION_ERROR", ErrorClass.VALIDATION),
+        ("invalid priority", "VALIDATION_ERROR", ErrorClass.VALIDATION),
+        ("upstream timeout", "TIMEOUT", ErrorClass.TIMEOUT),
+        ("something odd happened", "UNKNOWN_ERROR", ErrorClass.UNKNOWN),
+        # Deliberately better than the reference: case does not matter (the reference would say
+        # UNKNOWN_ERROR), and a class it never derives gets its DownstreamError code.
+        ("Unauthorized", "AUTH_FAILED", ErrorClass.AUTH),
+        ("503 Service Unavailable", "DOWNSTREAM_ERROR", ErrorClass.DOWNSTREAM),
+    ],
+)
+def test_a_failure_without_a_code_gets_the_reference_s_derived_code(
+    message: str, code: str, error_class: ErrorClass
+) -> None:
+    outcome = outcome_from_call_result(call(text=json.dumps({"success": False, "error_message": message})))
+    assert outcome.error is not None
+    assert (outcome.error.error_code, outcome.error.error_class) == (code, error_class)
+
+
+def test_a_declared_class_without_a_code_gets_that_class_s_code() -> None:
+    text = json.dumps({"success": False, "error_class": "RATE_LIMIT", "error_message": "Quota used up"})
+    outcome = outcome_from_call_result(call(text=text, is_error=True))
+    assert outcome.error is not None
+    assert (outcome.error.error_code, outcome.error.error_class) == ("RATE_LIMIT", ErrorClass.RATE_LIMIT)

@@ -163,7 +163,7 @@ def test_wrong_audience(settings: Settings) -> None:
 
 def test_wrong_secret(settings: Settings) -> None:
     token = mint_token(Settings(jwt_secret=OTHER_SECRET), tenant_id="t1", scopes=["s"])
-    with pytest.raises(TokenError, match=r"^token invalid$"):
+    with pytest.raises(TokenError, match=r"^token signature invalid$"):
         TokenVerifier(settings).verify(token)
 
 
@@ -184,7 +184,7 @@ def test_required_claims(settings: Settings, missing: str) -> None:
 
 @pytest.mark.parametrize("token", ["", "garbage", "a.b.c"])
 def test_garbage_token(settings: Settings, token: str) -> None:
-    with pytest.raises(TokenError, match=r"^token invalid$"):
+    with pytest.raises(TokenError, match=r"^token malformed \(not a JWT\)$"):
         TokenVerifier(settings).verify(token)
 
 
@@ -196,7 +196,7 @@ def test_other_algorithm_rejected(settings: Settings) -> None:
         SECRET,
         algorithm="HS512",
     )
-    with pytest.raises(TokenError, match=r"^token invalid$"):
+    with pytest.raises(TokenError, match=r"^token algorithm not accepted$"):
         TokenVerifier(settings).verify(token)
 
 
@@ -276,3 +276,87 @@ def test_leeway_applies_to_nbf_and_iat(settings: Settings, claim: str) -> None:
     strict = settings.model_copy(update={"jwt_leeway_seconds": 0})
     with pytest.raises(TokenError, match=r"^token not yet valid$"):
         TokenVerifier(strict).verify(soon)
+
+
+# ---------------------------------------------------------------- what a refused token says
+
+
+@pytest.mark.parametrize(
+    ("make", "message", "code"),
+    [
+        (lambda s: raw_token(s, exp=int(time.time()) - 3600), "token expired", "TOKEN_EXPIRED"),
+        (lambda s: raw_token(s, nbf=int(time.time()) + 3600), "token not yet valid", "TOKEN_NOT_YET_VALID"),
+        (lambda s: raw_token(s, secret=OTHER_SECRET), "token signature invalid", "TOKEN_SIGNATURE_INVALID"),
+        (lambda s: raw_token(s, iss="elsewhere"), "token issuer not accepted", "TOKEN_ISSUER_NOT_ACCEPTED"),
+        (lambda s: raw_token(s, aud="other"), "token audience not accepted", "TOKEN_AUDIENCE_NOT_ACCEPTED"),
+        (lambda s: raw_token(s, exp=None), "token lacks the required claim 'exp'", "TOKEN_CLAIM_MISSING"),
+        (lambda s: raw_token(s, tenant_id=None), "token carries no tenant", "TOKEN_NO_TENANT"),
+        (lambda s: raw_token(s, scope=["a"]), "token scope claim is malformed", "TOKEN_CLAIM_MALFORMED"),
+        (lambda s: "not-a-jwt", "token malformed (not a JWT)", "TOKEN_MALFORMED"),
+    ],
+)
+def test_a_refused_token_says_why_with_a_code(settings: Settings, make: Any, message: str, code: str) -> None:
+    with pytest.raises(TokenError) as refused:
+        TokenVerifier(settings).verify(make(settings))
+    assert str(refused.value) == message
+    assert refused.value.code == code
+
+
+# ---------------------------------------------------------------- tokens without a scope claim
+
+
+def test_a_token_without_scope_has_no_scope_by_default(settings: Settings) -> None:
+    token = raw_token(settings, scope=None, **{"cognito:groups": ["executions:read"]})
+    assert TokenVerifier(settings).verify(token).scopes == frozenset()
+
+
+def test_scopes_from_another_claim(settings: Settings) -> None:
+    mapped = settings.model_copy(update={"jwt_scope_claim": "cognito:groups"})
+    token = raw_token(settings, scope=None, **{"cognito:groups": ["executions:read", "intents:write"]})
+    assert TokenVerifier(mapped).verify(token).scopes == frozenset({"executions:read", "intents:write"})
+    spaced = raw_token(settings, scope=None, **{"cognito:groups": "executions:read admin"})
+    assert TokenVerifier(mapped).verify(spaced).scopes == frozenset({"executions:read", "admin"})
+
+
+def test_a_scope_claim_wins_over_the_mapped_claim(settings: Settings) -> None:
+    mapped = settings.model_copy(update={"jwt_scope_claim": "cognito:groups"})
+    token = raw_token(settings, scope="intents:read", **{"cognito:groups": ["admin"]})
+    assert TokenVerifier(mapped).verify(token).scopes == frozenset({"intents:read"})
+
+
+def test_a_malformed_mapped_claim_is_refused(settings: Settings) -> None:
+    mapped = settings.model_copy(update={"jwt_scope_claim": "cognito:groups"})
+    token = raw_token(settings, scope=None, **{"cognito:groups": {"admin": True}})
+    with pytest.raises(TokenError, match=r"^token cognito:groups claim is malformed$"):
+        TokenVerifier(mapped).verify(token)
+
+
+def test_default_scopes_for_tokens_without_scope(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FULFILL_JWT_DEFAULT_SCOPES", "executions:read, intents:read")
+    monkeypatch.setenv("FULFILL_JWT_SCOPE_CLAIM", "cognito:groups")
+    settings = Settings(jwt_secret=SECRET)
+    assert settings.jwt_default_scopes == ["executions:read", "intents:read"]
+    verifier = TokenVerifier(settings)
+    # No scope, no mapped claim: the defaults.
+    assert verifier.verify(raw_token(settings, scope=None)).scopes == frozenset(
+        {"executions:read", "intents:read"}
+    )
+    # The mapped claim, when present, replaces the defaults; a scope claim replaces both.
+    grouped = raw_token(settings, scope=None, **{"cognito:groups": ["admin"]})
+    assert verifier.verify(grouped).scopes == frozenset({"admin"})
+    assert verifier.verify(raw_token(settings, scope="")).scopes == frozenset()
+
+
+def test_service_tokens_ignore_the_scope_policy() -> None:
+    from fulfill.tokens import ServiceTokens
+
+    settings = Settings(jwt_secret=SECRET, jwt_default_scopes=["admin"], jwt_scope_claim="groups")
+    token = ServiceTokens(settings).token_for_call(
+        {"tenant_id": "t", "account_id": "a", "action_intent_id": "i", "idempotency_key": "k" * 64}
+    )
+    assert TokenVerifier(settings).verify_service(token).scopes == frozenset({GATEWAY_SCOPE})
+
+
+def test_the_scope_claim_cannot_be_mapped_onto_itself() -> None:
+    with pytest.raises(ValueError, match="FULFILL_JWT_SCOPE_CLAIM"):
+        Settings(jwt_scope_claim="scope")

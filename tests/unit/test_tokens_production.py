@@ -234,10 +234,10 @@ def test_jwk_without_alg_field_still_verifies_its_own_algorithm() -> None:
         ({"iss": "https://evil.test"}, r"^token issuer not accepted$"),
         ({"aud": "someone-else"}, r"^token audience not accepted$"),
         ({"exp": int(time.time()) - 60}, r"^token expired$"),
-        ({"exp": None}, r"^token invalid$"),
-        ({"iss": None}, r"^token invalid$"),
-        ({"aud": None}, r"^token invalid$"),
-        ({"sub": None}, r"^token invalid$"),
+        ({"exp": None}, r"^token lacks the required claim 'exp'$"),
+        ({"iss": None}, r"^token lacks the required claim 'iss'$"),
+        ({"aud": None}, r"^token lacks the required claim 'aud'$"),
+        ({"sub": None}, r"^token lacks the required claim 'sub'$"),
         ({"tenant_id": None}, r"^token carries no tenant$"),
         ({"account_ids": "{not json"}, r"^token account_ids claim is malformed$"),
     ],
@@ -258,13 +258,13 @@ def test_bad_claims_rejected(
 def test_tampered_signature_rejected(verifier: TokenVerifier, rsa1: SigningKey) -> None:
     head, _body, signature = rsa1.sign().split(".")
     forged_body = b64(json.dumps(user_claims(tenant_id="t2")).encode())
-    with pytest.raises(TokenError, match=r"^token invalid$"):
+    with pytest.raises(TokenError, match=r"^token signature invalid$"):
         verifier.verify(f"{head}.{forged_body}.{signature}")
 
 
 @pytest.mark.parametrize("token", ["", "garbage", "a.b.c", "e30.e30.", "..."])
 def test_garbage_rejected(verifier: TokenVerifier, token: str) -> None:
-    with pytest.raises(TokenError, match=r"^token invalid$"):
+    with pytest.raises(TokenError, match=r"^token malformed \(not a JWT\)$"):
         verifier.verify(token)
 
 
@@ -322,13 +322,13 @@ def test_hs_rs_key_confusion_rejected(jwks: JwksServer, rsa1: SigningKey) -> Non
     production = TokenVerifier(production_settings(jwks.url))
     with pytest.raises(TokenError, match=r"^token algorithm not accepted$"):
         production.verify(confused)
-    with pytest.raises(TokenError, match=r"^token invalid$"):
+    with pytest.raises(TokenError, match=r"^token signature invalid$"):
         production.verify(as_service)
     # Dev mode with an identity provider configured: HS256 still means the dev secret, only.
     dev = TokenVerifier(dev_settings(jwks_url=jwks.url, jwt_issuer=ISSUER, jwt_audience=AUDIENCE))
-    with pytest.raises(TokenError, match=r"^token invalid$"):
+    with pytest.raises(TokenError, match=r"^token signature invalid$"):
         dev.verify(confused)
-    with pytest.raises(TokenError, match=r"^token invalid$"):
+    with pytest.raises(TokenError, match=r"^token signature invalid$"):
         dev.verify(as_service)
     assert jwks.requests == 0
 
@@ -392,7 +392,7 @@ def test_token_without_kid_rejected_without_a_fetch(
 def test_embedded_jwk_and_jku_headers_are_ignored(verifier: TokenVerifier, jwks: JwksServer) -> None:
     attacker = rsa_key("rsa-1")  # same kid as the published key, different key
     token = attacker.sign(jwk=attacker.jwk, jku="http://127.0.0.1:9/evil-jwks")
-    with pytest.raises(TokenError, match=r"^token invalid$"):
+    with pytest.raises(TokenError, match=r"^token signature invalid$"):
         verifier.verify(token)
     assert jwks.requests == 1
 
@@ -681,24 +681,24 @@ def test_verify_service_refuses_user_tokens(jwks: JwksServer, rsa1: SigningKey) 
     dev_token = tokens.mint_token(dev, tenant_id="t1", scopes=[GATEWAY_SCOPE, "admin"])
     with pytest.raises(TokenError, match=r"^a service token is required$"):
         TokenVerifier(dev).verify_service(dev_token)
-    with pytest.raises(TokenError, match=r"^token invalid$"):
+    with pytest.raises(TokenError, match=r"^token malformed \(not a JWT\)$"):
         TokenVerifier(dev).verify_service("garbage")
 
 
 def test_service_token_with_wrong_secret_rejected(verifier: TokenVerifier, settings: Settings) -> None:
     forged = service_token(settings.model_copy(update={"service_token_secret": "w" * 40}))
-    with pytest.raises(TokenError, match=r"^token invalid$"):
+    with pytest.raises(TokenError, match=r"^token signature invalid$"):
         verifier.verify(forged)
-    with pytest.raises(TokenError, match=r"^token invalid$"):
+    with pytest.raises(TokenError, match=r"^token signature invalid$"):
         verifier.verify_service(forged)
     # The user-token secret is not the service secret (in production, or in dev mode once set).
     signed_with_user_secret = jwt.encode(
         {**user_claims(iss="fulfill-service", scope=GATEWAY_SCOPE), **BINDING}, DEV_SECRET, algorithm="HS256"
     )
-    with pytest.raises(TokenError, match=r"^token invalid$"):
+    with pytest.raises(TokenError, match=r"^token signature invalid$"):
         verifier.verify(signed_with_user_secret)
     separate = dev_settings(service_token_secret=SERVICE_SECRET)
-    with pytest.raises(TokenError, match=r"^token invalid$"):
+    with pytest.raises(TokenError, match=r"^token signature invalid$"):
         TokenVerifier(separate).verify_service(signed_with_user_secret)
 
 
@@ -744,7 +744,7 @@ def test_service_tokens_in_dev_mode_use_the_jwt_secret() -> None:
     separate = dev_settings(service_token_secret=SERVICE_SECRET)
     token = ServiceTokens(separate).token_for_call(BINDING)
     assert TokenVerifier(separate).verify_service(token).subject == "fulfill-engine"
-    with pytest.raises(TokenError, match=r"^token invalid$"):
+    with pytest.raises(TokenError, match=r"^token signature invalid$"):
         TokenVerifier(settings).verify_service(token)
 
 

@@ -8,34 +8,43 @@ from typing import Any
 
 import anyio
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
+from fastapi_offline import FastAPIOffline
 from starlette.routing import Route
 
 from fulfill import __version__
 from fulfill.api import admin, credentials, events, executions, health, intents
-from fulfill.api.middleware import BodySizeLimitMiddleware, UnexpectedErrorMiddleware
+from fulfill.api.middleware import BodySizeLimitMiddleware, ProblemCORSMiddleware, UnexpectedErrorMiddleware
 from fulfill.api.problems import PROBLEM, install_problem_handlers
 from fulfill.gateway.server import gateway_asgi_app
 from fulfill.service import Service
+
+DOCS_ASSETS_URL = "/docs-assets"
 
 
 def create_app(service: Service) -> FastAPI:
     mcp_app = gateway_asgi_app(service.gateway_server)
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with service.gateway_server.session_manager.run():
-            await anyio.to_thread.run_sync(service.start)
+            try:
+                await anyio.to_thread.run_sync(service.start)
+            except Exception as exc:
+                app.state.startup_error = exc  # for `fulfill serve` to explain in one line
+                raise
             try:
                 yield
             finally:
                 await anyio.to_thread.run_sync(service.stop)
 
-    app = FastAPI(
+    # /docs and /redoc serve their scripts and styles from this package (fastapi-offline), not
+    # from a CDN: they work without internet access.
+    app = FastAPIOffline(
         title="fulfill",
         version=__version__,
         description="Executes approved actions of AI agents exactly once, through an MCP tool gateway.",
         lifespan=lifespan,
+        static_url=DOCS_ASSETS_URL,
     )
     app.state.service = service
     app.state.runtime = service.runtime
@@ -45,15 +54,17 @@ def create_app(service: Service) -> FastAPI:
     app.add_middleware(UnexpectedErrorMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=service.settings.max_body_bytes)
     app.add_middleware(
-        CORSMiddleware,
+        ProblemCORSMiddleware,
         allow_origins=service.settings.cors_origins,
         allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
-        allow_headers=["Authorization", "Content-Type"],
+        # The reference's allow-list too, so that its browser clients pass the preflight; the
+        # service reads none of X-Amz-Date, X-Api-Key, X-Tenant-Id (the tenant is the token's).
+        allow_headers=["Authorization", "Content-Type", "X-Amz-Date", "X-Api-Key", "X-Tenant-Id"],
         max_age=600,
     )
     # Answers any route can give: malformed JSON or bad query parameters (400), a body over the
-    # limit (413), and the generic, correlation-id-carrying 500.
-    common: dict[int | str, dict[str, Any]] = {400: PROBLEM, 413: PROBLEM, 500: PROBLEM}
+    # limit (413), a body not sent as JSON (415), and the generic, correlation-id-carrying 500.
+    common: dict[int | str, dict[str, Any]] = {400: PROBLEM, 413: PROBLEM, 415: PROBLEM, 500: PROBLEM}
     for router in (intents.router, executions.router, events.router, admin.router, credentials.router):
         app.include_router(router, responses=common)
     app.include_router(health.router, responses={500: PROBLEM})

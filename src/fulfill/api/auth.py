@@ -31,8 +31,12 @@ SCOPE_ADMIN = "admin"  # the token's own tenant
 SCOPE_PLATFORM_ADMIN = "platform:admin"  # what affects every tenant
 
 
-def _unauthorized(detail: str) -> ApiProblem:
-    return ApiProblem(401, detail, slug="unauthorized", headers={"WWW-Authenticate": "Bearer"})
+def _unauthorized(detail: str, code: str, *, challenge: str) -> ApiProblem:
+    return ApiProblem(401, detail, slug="unauthorized", code=code, headers={"WWW-Authenticate": challenge})
+
+
+def _quoted(value: str) -> str:
+    return '"' + value.replace("\\", "").replace('"', "'") + '"'
 
 
 def require_scope(scope: str) -> Callable[..., Principal]:
@@ -40,15 +44,26 @@ def require_scope(scope: str) -> Callable[..., Principal]:
         request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
     ) -> Principal:
         if credentials is None or credentials.scheme.lower() != "bearer":
-            raise _unauthorized("a bearer token is required")
+            # RFC 6750 §3.1: a request without credentials gets a challenge without an error code.
+            raise _unauthorized("a bearer token is required", "TOKEN_MISSING", challenge="Bearer")
         verifier: TokenVerifier = request.app.state.token_verifier
         try:
             principal = verifier.verify(credentials.credentials)
         except TokenError as exc:
-            raise _unauthorized(str(exc)) from None
+            raise _unauthorized(
+                str(exc),
+                exc.code,
+                challenge=f"Bearer error={_quoted('invalid_token')}, error_description={_quoted(str(exc))}",
+            ) from None
         if not principal.has_scope(scope):
             raise ApiProblem(
-                403, f"the token lacks the scope '{scope}'", slug="forbidden", code="MISSING_SCOPE"
+                403,
+                f"the token lacks the scope '{scope}'",
+                slug="forbidden",
+                code="MISSING_SCOPE",
+                headers={
+                    "WWW-Authenticate": f"Bearer error={_quoted('insufficient_scope')}, scope={_quoted(scope)}"
+                },
             )
         return principal
 

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from fulfill.api.auth import SCOPE_EVENTS_WRITE, require_scope
-from fulfill.api.problems import PROBLEM, problem_response
+from fulfill.api.problems import PROBLEM, not_json_problem, problem_response
 from fulfill.engine.intake import EventRejected, accept_approved_event, parse_approved_event
 from fulfill.engine.runtime import Runtime
 from fulfill.tokens import Principal
@@ -38,6 +38,7 @@ def _accept(rt: Runtime, raw: Any, principal: Principal) -> EventAccepted:
         200: {"description": "A PutEvents-style batch, answered per entry in request order."},
         401: PROBLEM,
         403: PROBLEM,
+        415: {**PROBLEM, "description": "The body was not sent as JSON."},
         422: {**PROBLEM, "description": "The single event was rejected."},
     },
 )
@@ -47,6 +48,8 @@ def post_events(
     principal: Annotated[Principal, Depends(require_scope(SCOPE_EVENTS_WRITE))],
 ) -> JSONResponse:
     rt: Runtime = request.app.state.runtime
+    if isinstance(payload, bytes):  # a body FastAPI did not parse: it was not sent as JSON
+        return not_json_problem(request)
     if isinstance(payload, dict) and "Entries" in payload:
         entries = payload["Entries"]
         if not isinstance(entries, list) or not 1 <= len(entries) <= MAX_BATCH:

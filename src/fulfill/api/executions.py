@@ -62,7 +62,7 @@ def list_executions(
     )
     return JSONResponse(
         {
-            "items": [item.model_dump(mode="json", exclude_none=True) for item in page.items],
+            "executions": [item.model_dump(mode="json", exclude_none=True) for item in page.executions],
             "next_token": page.next_token,
         }
     )

@@ -45,3 +45,14 @@ def readyz(request: Request) -> JSONResponse:
 @router.get("/metrics", response_class=Response)
 def metrics() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+# HEAD too, as load balancers and `curl -I` probe: the GET's status and headers, no body.
+@router.head("/healthz", include_in_schema=False)
+def healthz_head() -> Response:
+    return Response(media_type="application/json")
+
+
+@router.head("/metrics", include_in_schema=False)
+def metrics_head() -> Response:
+    return Response(media_type=CONTENT_TYPE_LATEST)

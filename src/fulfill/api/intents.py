@@ -5,15 +5,28 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request, Response
+from pydantic import Field
 
 from fulfill.api.auth import SCOPE_INTENTS_APPROVE, SCOPE_INTENTS_READ, SCOPE_INTENTS_WRITE, require_scope
 from fulfill.api.problems import PROBLEM
 from fulfill.domain.models import ActionIntentV1
+from fulfill.store import registry
 from fulfill.tokens import Principal
 from fulfill.usecases import intents
 from fulfill.usecases.intents import ApprovalChange, CreateIntent
 
 router = APIRouter(tags=["intents"])
+
+
+class CreatedIntent(ActionIntentV1):
+    """The stored intent, and which of its parameters its registry mapping never sends."""
+
+    ignored_parameters: list[str] = Field(
+        default_factory=list,
+        description="Parameters the pinned registry version's mapping does not use: stored with the "
+        "intent, never sent to the tool (as the reference drops them). Usually a misspelt name.",
+    )
+
 
 IntentId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")]
 
@@ -21,9 +34,9 @@ IntentId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0
 @router.post(
     "/intents",
     status_code=201,
-    response_model=ActionIntentV1,
+    response_model=CreatedIntent,
     responses={
-        200: {"model": ActionIntentV1, "description": "The same body again: the stored intent."},
+        200: {"model": CreatedIntent, "description": "The same body again: the stored intent."},
         401: PROBLEM,
         403: PROBLEM,
         409: PROBLEM,
@@ -35,10 +48,14 @@ def create_intent(
     request: Request,
     response: Response,
     principal: Annotated[Principal, Depends(require_scope(SCOPE_INTENTS_WRITE))],
-) -> ActionIntentV1:
-    intent, created = intents.create_intent(request.app.state.runtime, principal, body)
+) -> CreatedIntent:
+    rt = request.app.state.runtime
+    intent, created = intents.create_intent(rt, principal, body)
     response.status_code = 201 if created else 200
-    return intent
+    with rt.db.read() as conn:
+        entry = registry.get_entry(conn, intent.action_type, intent.registry_version)
+    mapped = set(entry.parameter_mapping) if entry is not None else set(intent.parameters)
+    return CreatedIntent(**intent.model_dump(), ignored_parameters=sorted(set(intent.parameters) - mapped))
 
 
 @router.get(

@@ -1,6 +1,6 @@
-"""ASGI middleware: the request body limit and the last-resort error handler.
+"""ASGI middleware: CORS, the request body limit and the last-resort error handler.
 
-Both sit inside the CORS middleware, so their responses carry CORS headers too.
+The last two sit inside the CORS middleware, so their responses carry CORS headers too.
 """
 
 from __future__ import annotations
@@ -8,6 +8,9 @@ from __future__ import annotations
 import logging
 import uuid
 
+from starlette.datastructures import Headers
+from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fulfill.api.problems import problem_response
@@ -66,7 +69,10 @@ class BodySizeLimitMiddleware:
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = problem_response(
-            413, f"the request body is larger than {self.max_bytes} bytes", slug="body-too-large"
+            413,
+            f"the request body is larger than {self.max_bytes} bytes (FULFILL_MAX_BODY_BYTES)",
+            slug="body-too-large",
+            code="BODY_TOO_LARGE",
         )
         await response(scope, receive, send)
 
@@ -105,6 +111,26 @@ class UnexpectedErrorMiddleware:
                 500,
                 "an unexpected error occurred; quote the correlation_id when reporting it",
                 slug="internal",
+                code="INTERNAL_ERROR",
                 extra={"correlation_id": correlation_id},
             )
             await response(scope, receive, send)
+
+
+class ProblemCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS middleware, whose refused preflights are problem documents too."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code != 400:
+            return response
+        refused = bytes(response.body).decode()  # "Disallowed CORS origin, method"
+        detail = refused.replace("Disallowed CORS", "this CORS preflight asks for a disallowed") + (
+            " (allowed origins: FULFILL_CORS_ORIGINS)" if "origin" in refused else ""
+        )
+        headers = {
+            k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-type")
+        }
+        return problem_response(
+            400, detail, slug="cors-preflight", code="CORS_PREFLIGHT_REFUSED", headers=headers
+        )

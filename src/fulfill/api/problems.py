@@ -1,8 +1,13 @@
 """RFC 9457 problem details for every error response.
 
-Bodies carry ``type``, ``title``, ``status``, ``detail`` and, where useful, ``code`` (a stable
-machine-readable reason), ``errors`` (field paths of invalid input) and ``correlation_id``
-(unexpected errors: the same id is in the server log). Never a stack trace, SQL or token.
+Bodies carry ``type``, ``title``, ``status``, ``detail``, ``code`` (a stable machine-readable
+reason, on every problem), ``error`` (a short sentence: the member clients of the reference read)
+and, where useful, ``errors`` (field paths of invalid input) and ``correlation_id`` (unexpected
+errors: the same id is in the server log). Never a stack trace, SQL or token.
+
+``error`` is what the reference's Status API answers in the same situation: ``"Unauthorized"``,
+``"Forbidden"`` and ``"Internal server error"`` for 401, 403 and 500 (``detail`` says more), and
+the ``detail`` as a sentence otherwise (``"Execution not found"``).
 """
 
 from __future__ import annotations
@@ -33,6 +38,23 @@ _TITLES = {
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
+# The code of a problem that names none of its own.
+_DEFAULT_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    409: "CONFLICT",
+    413: "BODY_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    422: "INVALID_REQUEST",
+    500: "INTERNAL_ERROR",
+    503: "UNAVAILABLE",
+}
+# The reference answers these statuses with a fixed word, whatever the reason.
+_FIXED_ERRORS = {401: "Unauthorized", 403: "Forbidden", 500: "Internal server error"}
+_JSON_HINT = "send the body as JSON with the header Content-Type: application/json"
 _USE_CASE_STATUS = {
     "bad-request": 400,
     "not-found": 404,
@@ -78,11 +100,23 @@ def problem_response(
         "title": title,
         "status": status,
         "detail": detail,
+        "code": code or _DEFAULT_CODES.get(status, "ERROR"),
+        "error": error_text(status, detail),
     }
-    if code:
-        body["code"] = code
     body.update(extra or {})
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def error_text(status: int, detail: str) -> str:
+    """The ``error`` member: the reference's word for 401/403/500, else the detail as a sentence."""
+    fixed = _FIXED_ERRORS.get(status)
+    if fixed is not None:
+        return fixed
+    text = detail.strip() or _TITLES.get(status, "Error")
+    first_word = text.split(" ", 1)[0]
+    if first_word.isalpha() and first_word.islower():  # not a field name such as parameters.title
+        return text[0].upper() + text[1:]
+    return text
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -97,7 +131,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem_response(_USE_CASE_STATUS[exc.kind], exc.message, slug=exc.kind, code=exc.code)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
             {
                 "path": "/".join(str(part) for part in error.get("loc", ())),
@@ -106,11 +140,47 @@ def install_problem_handlers(app: FastAPI) -> None:
             for error in exc.errors()
         ]
         if any(error.get("type") == "json_invalid" for error in exc.errors()):
-            return problem_response(400, "the request body is not valid JSON", slug="malformed-json")
+            return problem_response(
+                400,
+                f"the request body is not valid JSON: {_JSON_HINT}",
+                slug="malformed-json",
+                code="MALFORMED_JSON",
+            )
+        if body_is_not_json(request) and any(error.get("loc", ("",))[0] == "body" for error in exc.errors()):
+            return not_json_problem(request)
         return problem_response(
-            422, "the request does not match the expected schema", slug="validation", extra={"errors": errors}
+            422,
+            "the request does not match the expected schema",
+            slug="validation",
+            code="INVALID_REQUEST",
+            extra={"errors": errors},
         )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return problem_response(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
+        detail = str(exc.detail)
+        if detail == _TITLES.get(exc.status_code):  # Starlette's default: say it as a sentence
+            detail = detail[0] + detail[1:].lower()
+        return problem_response(exc.status_code, detail, headers=dict(exc.headers or {}))
+
+
+def not_json_problem(request: Request) -> JSONResponse:
+    """415 for a body sent as something else than JSON, saying how to send it."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip() or "none"
+    return problem_response(
+        415,
+        f"the request body is not JSON (Content-Type: {content_type[:64]}): {_JSON_HINT}",
+        slug="unsupported-media-type",
+        code="UNSUPPORTED_MEDIA_TYPE",
+    )
+
+
+def body_is_not_json(request: Request) -> bool:
+    """A request that sent a body under another media type than JSON (``curl -d`` sends
+    ``application/x-www-form-urlencoded``)."""
+    if request.method not in ("POST", "PUT", "PATCH"):
+        return False
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type == "application/json" or media_type.endswith("+json"):
+        return False
+    return request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from mcp.types import CallToolResult
+from pydantic import Field
 from sqlalchemy import Table, select, update
 
 from fulfill.connectors.base import ConnectorTool, ToolSuccess, tool_failure, tool_success
@@ -21,6 +22,15 @@ from fulfill.store.db import Database, insert_ignore, is_transient_store_error
 from fulfill.store.tables import internal_notes, internal_tasks
 
 ToolAnswer = Annotated[CallToolResult, ToolSuccess]
+# Object ids are derived from the key's first 24 characters, so the input schema says so.
+MIN_KEY_LENGTH = 24
+IdempotencyKey = Annotated[
+    str,
+    Field(
+        min_length=MIN_KEY_LENGTH,
+        description="The execution idempotency key (at least 24 characters; fulfill sends 64 hex digits).",
+    ),
+]
 
 _STORE_UNAVAILABLE = "the internal store is unavailable, try again"
 
@@ -56,7 +66,7 @@ class InternalConnector:
         tenant_id: str,
         account_id: str,
         action_intent_id: str,
-        idempotency_key: str,
+        idempotency_key: IdempotencyKey,
         description: str | None = None,
     ) -> ToolAnswer:
         if not title.strip():
@@ -67,7 +77,12 @@ class InternalConnector:
         )
 
     def create_note(
-        self, content: str, tenant_id: str, account_id: str, action_intent_id: str, idempotency_key: str
+        self,
+        content: str,
+        tenant_id: str,
+        account_id: str,
+        action_intent_id: str,
+        idempotency_key: IdempotencyKey,
     ) -> ToolAnswer:
         if not content.strip():
             return tool_failure(ErrorClass.VALIDATION, "VALIDATION_FAILED", "content must not be empty")
@@ -84,12 +99,22 @@ class InternalConnector:
 
     # Compensation tools share one contract: the object to undo plus the trusted bindings.
     def delete_task(
-        self, object_id: str, tenant_id: str, account_id: str, action_intent_id: str, idempotency_key: str
+        self,
+        object_id: str,
+        tenant_id: str,
+        account_id: str,
+        action_intent_id: str,
+        idempotency_key: IdempotencyKey,
     ) -> ToolAnswer:
         return self._delete(internal_tasks, "task", "Task", object_id, tenant_id, account_id)
 
     def delete_note(
-        self, object_id: str, tenant_id: str, account_id: str, action_intent_id: str, idempotency_key: str
+        self,
+        object_id: str,
+        tenant_id: str,
+        account_id: str,
+        action_intent_id: str,
+        idempotency_key: IdempotencyKey,
     ) -> ToolAnswer:
         return self._delete(internal_notes, "note", "Note", object_id, tenant_id, account_id)
 
@@ -101,10 +126,10 @@ class InternalConnector:
         tenant_id: str,
         account_id: str,
         action_intent_id: str,
-        idempotency_key: str,
+        idempotency_key: IdempotencyKey,
         fields: dict[str, str | None],
     ) -> CallToolResult:
-        if len(idempotency_key) < 24:
+        if len(idempotency_key) < MIN_KEY_LENGTH:  # the gateway's schema check already refuses it
             return tool_failure(ErrorClass.VALIDATION, "VALIDATION_FAILED", "idempotency_key is too short")
         id_column = f"{kind}_id"
         object_id = f"{kind}_{idempotency_key[:24]}"

@@ -38,6 +38,18 @@ class ExecutionError(BaseModel):
         return self.error_class in RETRYABLE_CLASSES
 
 
+# The error_code of a failure whose tool named none: the codes the reference's tool invoker
+# derives (AUTH_FAILED, RATE_LIMIT, VALIDATION_ERROR, TIMEOUT, UNKNOWN_ERROR), and for the class it
+# never derives, its DownstreamError's code.
+DERIVED_CODES: dict[ErrorClass, str] = {
+    ErrorClass.AUTH: "AUTH_FAILED",
+    ErrorClass.RATE_LIMIT: "RATE_LIMIT",
+    ErrorClass.VALIDATION: "VALIDATION_ERROR",
+    ErrorClass.TIMEOUT: "TIMEOUT",
+    ErrorClass.DOWNSTREAM: "DOWNSTREAM_ERROR",
+    ErrorClass.UNKNOWN: "UNKNOWN_ERROR",
+}
+
 # Error codes whose class is fixed, whatever the message says.
 _CODE_CLASSES: dict[str, ErrorClass] = {
     "AUTH_FAILED": ErrorClass.AUTH,
@@ -135,14 +147,19 @@ def _classify_status(status: int) -> ErrorClass | None:
 
 
 def make_error(
-    error_code: str,
+    error_code: str | None,
     error_message: str,
     *,
     http_status: int | None = None,
     declared_class: str | None = None,
 ) -> ExecutionError:
-    """Build a classified error from a code and message."""
+    """Build a classified error from a code and message; without a code, the code is derived from
+    the class (``DERIVED_CODES``)."""
     error_class = classify(
         http_status=http_status, error_code=error_code, message=error_message, declared_class=declared_class
     )
-    return ExecutionError(error_class=error_class, error_code=error_code, error_message=error_message)
+    return ExecutionError(
+        error_class=error_class,
+        error_code=error_code or DERIVED_CODES[error_class],
+        error_message=error_message,
+    )

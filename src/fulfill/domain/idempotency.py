@@ -5,7 +5,11 @@
 Canonical JSON is what JavaScript's ``JSON.stringify`` prints for the same value after sorting
 object keys, so a key computed here equals the key the TypeScript reference computes:
 
-* object keys are sorted recursively by UTF-16 code units (JavaScript's default string order);
+* object keys are sorted recursively by UTF-16 code units (JavaScript's default string order),
+  except that array-index keys (``"0"`` … ``"4294967294"``, without sign or leading zeros) come
+  first, in numeric order: the reference inserts the sorted keys into a new object, and
+  JavaScript always enumerates an object's array-index keys first, in ascending order
+  (``{"1":…, "10":…, "2":…}`` prints as ``{"1":…,"2":…,"10":…}``);
 * output is compact (no whitespace) and non-ASCII characters are not escaped;
 * ``null`` is kept, array order is kept;
 * **numbers are normalised**: a float is printed as ECMAScript ``Number.prototype.toString``
@@ -14,6 +18,11 @@ object keys, so a key computed here equals the key the TypeScript reference comp
   ``1e-6`` (``1e-7``). Python integers print exactly (JavaScript would round those above 2**53);
   ``NaN`` and infinities are rejected because JSON cannot represent them;
 * lone UTF-16 surrogates in strings are escaped (``\\ud800``), as ``JSON.stringify`` does.
+
+The key also drops object members named ``__proto__`` (``idempotency_key`` only): assigning that
+name in JavaScript sets the object's prototype instead of adding a member, so the reference never
+hashes them. ``canonical_json`` itself keeps them (it also fingerprints request bodies, where two
+bodies that differ must never compare equal).
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -29,14 +39,21 @@ class CanonicalJsonError(ValueError):
     """The value cannot be represented as canonical JSON."""
 
 
+# ECMAScript's array index: the canonical decimal form of an integer from 0 to 2**32 - 2.
+_ARRAY_INDEX = re.compile(r"0|[1-9][0-9]{0,9}")
+_MAX_ARRAY_INDEX = 2**32 - 2
+_PROTO = "__proto__"
+
+
 def canonical_json(value: Any) -> str:
-    return "".join(_encode(value))
+    return "".join(_encode(value, drop_proto=False))
 
 
 def idempotency_key(
     *, tenant_id: str, action_intent_id: str, tool_name: str, arguments: dict[str, Any], registry_version: int
 ) -> str:
-    material = f"{tenant_id}:{action_intent_id}:{tool_name}:{canonical_json(arguments)}:{registry_version}"
+    canonical_args = "".join(_encode(arguments, drop_proto=True))
+    material = f"{tenant_id}:{action_intent_id}:{tool_name}:{canonical_args}:{registry_version}"
     return hashlib.sha256(material.encode("utf-8")).hexdigest()
 
 
@@ -44,7 +61,7 @@ def _utf16_order(key: str) -> bytes:
     return key.encode("utf-16-be", "surrogatepass")
 
 
-def _encode(value: Any) -> list[str]:
+def _encode(value: Any, *, drop_proto: bool) -> list[str]:
     if value is None:
         return ["null"]
     if value is True:
@@ -59,12 +76,15 @@ def _encode(value: Any) -> list[str]:
         return [_encode_string(value)]
     if isinstance(value, dict):
         parts: list[str] = ["{"]
-        for index, key in enumerate(sorted(value, key=_key_for_sort)):
+        keys = sorted(value, key=_key_for_sort)
+        if drop_proto:
+            keys = [key for key in keys if key != _PROTO]
+        for index, key in enumerate(keys):
             if index:
                 parts.append(",")
             parts.append(_encode_string(key))
             parts.append(":")
-            parts.extend(_encode(value[key]))
+            parts.extend(_encode(value[key], drop_proto=drop_proto))
         parts.append("}")
         return parts
     if isinstance(value, list | tuple):
@@ -72,7 +92,7 @@ def _encode(value: Any) -> list[str]:
         for index, item in enumerate(value):
             if index:
                 parts.append(",")
-            parts.extend(_encode(item))
+            parts.extend(_encode(item, drop_proto=drop_proto))
         parts.append("]")
         return parts
     raise CanonicalJsonError(f"type {type(value).__name__} is not JSON")
@@ -86,10 +106,13 @@ def _encode_string(value: str) -> str:
     return "".join(f"\\u{ord(char):04x}" if "\ud800" <= char <= "\udfff" else char for char in encoded)
 
 
-def _key_for_sort(key: Any) -> bytes:
+def _key_for_sort(key: Any) -> tuple[int, int, bytes]:
+    """Array-index keys first, in numeric order; then every other key by UTF-16 code units."""
     if not isinstance(key, str):
         raise CanonicalJsonError("object keys must be strings")
-    return _utf16_order(key)
+    if _ARRAY_INDEX.fullmatch(key) and int(key) <= _MAX_ARRAY_INDEX:
+        return (0, int(key), b"")
+    return (1, 0, _utf16_order(key))
 
 
 def format_js_number(number: float) -> str:

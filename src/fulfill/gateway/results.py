@@ -105,7 +105,8 @@ def _error_from(payload: dict[str, Any] | None, text: str | None) -> ExecutionEr
         details = {**details, **nested}
     message = _first_str(details, "error_message", "message", "error") or text or ""
     message = message.strip()[:_MAX_MESSAGE] or "the tool reported a failure without a message"
-    code = _first_str(details, "error_code", "code") or "TOOL_ERROR"
+    # No code from the tool: derived from the class, as the reference derives it (AUTH_FAILED, ...).
+    code = _first_str(details, "error_code", "code")
     declared = _first_str(details, "error_class")
     return make_error(code, message, declared_class=declared)
 

@@ -26,6 +26,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 
+from fulfill import __version__
 from fulfill.connectors.base import ConnectorTool, tool_failure
 from fulfill.domain.errors import ErrorClass
 from fulfill.tokens import GATEWAY_SCOPE, SERVICE_BINDING_CLAIMS, TokenError, TokenVerifier
@@ -84,7 +85,7 @@ class ToolCallGuard:
             return tool_failure(
                 ErrorClass.VALIDATION, "INVALID_TOOL_ARGUMENTS", "arguments must be an object"
             )
-        problems = [_describe(error) for error in validator.iter_errors(dict(arguments))]
+        problems = {_describe(error) for error in validator.iter_errors(dict(arguments))}
         if problems:
             return tool_failure(
                 ErrorClass.VALIDATION, "INVALID_TOOL_ARGUMENTS", "; ".join(sorted(problems)[:10])
@@ -127,6 +128,7 @@ def _describe(error: jsonschema.ValidationError) -> str:
 def build_gateway(verifier: TokenVerifier, tools: list[ConnectorTool], *, public_url: str) -> MCPServer:
     server: MCPServer = MCPServer(
         "fulfill-gateway",
+        version=__version__,
         instructions=(
             "Executes approved actions for the fulfill engine. Every call is bound to the tenant, "
             "account, intent and idempotency key of its service token."

@@ -40,7 +40,9 @@ class ListedExecutionView(ExecutionStatusView):
 
 
 class ExecutionPage(BaseModel):
-    items: list[ListedExecutionView]
+    """One page of an account's executions, under the reference's key ``executions``."""
+
+    executions: list[ListedExecutionView]
     next_token: str | None = None
 
 
@@ -126,7 +128,9 @@ def parse_limit(raw: str | None) -> int:
     if raw is None:
         return DEFAULT_LIMIT
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-        raise BadRequest(f"limit must be a whole number from 1 to {MAX_LIMIT}", code="INVALID_LIMIT")
+        raise BadRequest(
+            f"the limit query parameter must be a whole number from 1 to {MAX_LIMIT}", code="INVALID_LIMIT"
+        )
     return int(raw)
 
 
@@ -189,7 +193,7 @@ def list_account_executions(
     if more:
         last = page[-1]
         token = _encode_cursor(rt, (last.last_update_at, last.intent.action_intent_id), scope)
-    return ExecutionPage(items=items, next_token=token)
+    return ExecutionPage(executions=items, next_token=token)
 
 
 def _cursor_scope(tenant_id: str, account_id: str, status: ExecutionStatus | None) -> str:
