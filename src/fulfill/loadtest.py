@@ -65,6 +65,18 @@ def percentile(values: Sequence[float], fraction: float) -> float:
     return ordered[index]
 
 
+def p95_by_window(points: Sequence[tuple[float, float]], window_s: float) -> list[float]:
+    """p95 latency of each consecutive window of ``window_s`` seconds of schedule, from
+    ``(scheduled offset in s, latency in ms)`` points: rising values mean queueing that grows."""
+    if not points or window_s <= 0:
+        return []
+    count = int(max(offset for offset, _ in points) // window_s) + 1
+    windows: list[list[float]] = [[] for _ in range(count)]
+    for offset, latency in points:
+        windows[int(offset // window_s)].append(latency)
+    return [round(percentile(window, 0.95), 1) for window in windows]
+
+
 def summary(values_ms: Sequence[float]) -> dict[str, float]:
     if not values_ms:
         return {
@@ -471,8 +483,12 @@ class Harness:
             for task in (sent, finished):
                 self.progress.remove_task(task)
         latencies = [(done[i] - scheduled[i]) * 1000 for i in ids if i in done]
+        window = max(1.0, seconds / 4)
+        timeline = [(scheduled[i] - start_wall, (done[i] - scheduled[i]) * 1000) for i in ids if i in done]
         return {
             "scenario": "open loop",
+            "window_s": window,
+            "p95_by_window_ms": p95_by_window(timeline, window),
             "offered_per_s": rate,
             "seconds": seconds,
             "approvals": len(ids),
@@ -792,6 +808,14 @@ def markdown(result: dict[str, Any]) -> str:
         "|" + "---|" * len(HEADERS),
     ]
     lines += ["| " + " | ".join(row) + " |" for row in rows(result)]
+    lines.append("")
+    for row in result["scenarios"]:
+        if row["scenario"] == "open loop" and row.get("p95_by_window_ms"):
+            windows = ", ".join(_ms(value) for value in row["p95_by_window_ms"])
+            lines.append(
+                f"- open loop {row['offered_per_s']:g}/s: p95 by {row['window_s']:g}-s window of the "
+                f"schedule: {windows} ms"
+            )
     lines.append("")
     return "\n".join(lines)
 

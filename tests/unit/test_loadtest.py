@@ -62,3 +62,16 @@ def test_achieved_rate_from_first_scheduled_send() -> None:
 def test_epoch_reads_the_services_timestamps() -> None:
     assert epoch("1970-01-01T00:00:01Z") == 1.0
     assert epoch("1970-01-01T00:00:01.500+00:00") == 1.5
+
+
+def test_p95_by_window_shows_growth_over_the_run() -> None:
+    from fulfill.loadtest import p95_by_window
+
+    steady = [(t / 10, 50.0) for t in range(100)]
+    assert p95_by_window(steady, 2.5) == [50.0, 50.0, 50.0, 50.0]
+    growing = [(t / 10, 10.0 * t) for t in range(100)]
+    windows = p95_by_window(growing, 2.5)
+    assert len(windows) == 4
+    assert windows == sorted(windows)
+    assert windows == [230.0, 480.0, 730.0, 980.0]
+    assert p95_by_window([], 1.0) == []
