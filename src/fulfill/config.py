@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import cached_property
 from typing import Annotated, Literal, Self
 from urllib.parse import urlparse
@@ -15,6 +16,17 @@ DEV_JWT_ISSUER = "fulfill-dev"
 # The issuer of the engine's own HS256 ``gateway:invoke`` tokens; never a user token's issuer.
 SERVICE_TOKEN_ISSUER = "fulfill-service"  # noqa: S105 - an issuer name, not a secret
 MIN_SERVICE_TOKEN_SECRET_LENGTH = 32
+# An outbox destination ``eventbridge:<bus name or ARN>`` is delivered with EventBridge PutEvents.
+EVENTBRIDGE_DESTINATION_PREFIX = "eventbridge:"
+_EVENT_BUS = re.compile(
+    r"^(?:arn:aws[a-z-]*:events:(?P<region>[a-z0-9-]+):[0-9]{12}:event-bus/)?[A-Za-z0-9._-]{1,256}$"
+)
+
+
+def event_bus_region(bus: str) -> str | None:
+    """The region named in an event bus ARN; None for a bare bus name."""
+    match = _EVENT_BUS.match(bus)
+    return match.group("region") if match else None
 
 
 class Settings(BaseSettings):
@@ -79,6 +91,14 @@ class Settings(BaseSettings):
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
     outbox_backoff_base_seconds: float = Field(default=1.0, ge=0)
     outbox_backoff_max_seconds: float = Field(default=300.0, gt=0)
+    # Signals are also put on this Amazon EventBridge bus (a name or an ARN) as the reference's
+    # SIGNAL_CREATED events. Credentials come from the standard AWS chain (environment, shared
+    # files, container or instance role); the region from here, else the ARN, else that chain.
+    # The endpoint URL is for local stacks and tests.
+    eventbridge_bus: str = ""
+    eventbridge_region: str = Field(default="", pattern=r"^([a-z]{2}(-[a-z0-9]+)+)?$", max_length=32)
+    eventbridge_endpoint_url: str = ""
+    eventbridge_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
 
     # HTTP: browser origins allowed by CORS (comma-separated; empty = none) and the body size limit.
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -136,6 +156,7 @@ class Settings(BaseSettings):
             raise ValueError("FULFILL_JWKS_URL must be an http:// or https:// URL")
         if urlparse(self.salesforce_login_url).scheme not in ("http", "https"):
             raise ValueError("FULFILL_SALESFORCE_LOGIN_URL must be an http:// or https:// URL")
+        self._check_eventbridge()
         if self.jwt_scope_claim == "scope":
             raise ValueError(
                 "FULFILL_JWT_SCOPE_CLAIM names another claim than 'scope' (which is always read)"
@@ -156,6 +177,29 @@ class Settings(BaseSettings):
                     f"of at least {MIN_SERVICE_TOKEN_SECRET_LENGTH} characters"
                 )
         return self
+
+    def _check_eventbridge(self) -> None:
+        if self.eventbridge_bus and not _EVENT_BUS.match(self.eventbridge_bus):
+            raise ValueError(
+                "FULFILL_EVENTBRIDGE_BUS must be an event bus name (letters, digits, '.', '_', '-') "
+                "or an event bus ARN (arn:aws:events:REGION:ACCOUNT:event-bus/NAME)"
+            )
+        arn_region = event_bus_region(self.eventbridge_bus)
+        if arn_region and self.eventbridge_region and arn_region != self.eventbridge_region:
+            raise ValueError("FULFILL_EVENTBRIDGE_REGION differs from the region of FULFILL_EVENTBRIDGE_BUS")
+        if self.eventbridge_endpoint_url and urlparse(self.eventbridge_endpoint_url).scheme not in (
+            "http",
+            "https",
+        ):
+            raise ValueError("FULFILL_EVENTBRIDGE_ENDPOINT_URL must be an http:// or https:// URL")
+
+    @property
+    def signal_destinations(self) -> list[str]:
+        """Where every signal's SIGNAL_CREATED message goes: each webhook, then the event bus."""
+        destinations = list(self.webhook_urls)
+        if self.eventbridge_bus:
+            destinations.append(EVENTBRIDGE_DESTINATION_PREFIX + self.eventbridge_bus)
+        return destinations
 
     @cached_property
     def is_sqlite(self) -> bool:

@@ -9,7 +9,19 @@ from __future__ import annotations
 import logging
 import traceback
 
-_NOISY = ("httpx", "httpx2", "httpcore", "httpcore2", "mcp", "dbos", "uvicorn.access", "alembic")
+_NOISY = (
+    "httpx",
+    "httpx2",
+    "httpcore",
+    "httpcore2",
+    "mcp",
+    "dbos",
+    "uvicorn.access",
+    "alembic",
+    "boto3",
+    "botocore",  # its debug lines carry request headers (signatures)
+    "urllib3",
+)
 
 
 def configure_logging(level: str) -> None:

@@ -80,6 +80,9 @@ class Service:
                 "FULFILL_JWT_SECRET is the development default: set your own before exposing this service"
             )
         self.prepare_database()
+        runs_workers = self.settings.role in ("all", "worker")
+        # Before DBOS starts, so that a sink that cannot be configured stops the start cleanly.
+        relay = OutboxRelay(self.runtime) if runs_workers else None
         runtime_module.install(self.runtime)
         config: DBOSConfig = {
             "name": "fulfill",
@@ -94,7 +97,6 @@ class Service:
         if self.settings.is_sqlite:
             _enable_wal(self.settings.system_database_url)
         DBOS(config=config)
-        runs_workers = self.settings.role in ("all", "worker")
         DBOS.listen_queues([EXECUTION_QUEUE] if runs_workers else [])
         DBOS.launch()
         DBOS.register_queue(
@@ -103,8 +105,8 @@ class Service:
             polling_interval_sec=self.settings.queue_poll_seconds,
             on_conflict="always_update",
         )
-        if runs_workers:
-            self._relay = OutboxRelay(self.runtime)
+        if relay is not None:
+            self._relay = relay
             self._relay.start()
             self._reconciler = Reconciler(self.runtime)
             self._reconciler.start()

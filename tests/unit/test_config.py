@@ -9,6 +9,8 @@ from fulfill.config import DEV_JWT_SECRET, Settings
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in (
         "FULFILL_WEBHOOK_URLS",
+        "FULFILL_EVENTBRIDGE_BUS",
+        "FULFILL_EVENTBRIDGE_REGION",
         "FULFILL_DATABASE_URL",
         "FULFILL_GATEWAY_URL",
         "FULFILL_HOST",
@@ -149,3 +151,58 @@ def test_jwt_leeway_out_of_range_is_rejected(monkeypatch: pytest.MonkeyPatch, va
 
 def test_service_tokens_are_short_lived_by_default() -> None:
     assert Settings().service_token_ttl_seconds == 60
+
+
+def test_signals_go_to_the_webhooks_then_the_event_bus(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().signal_destinations == []
+    assert Settings(webhook_urls="http://a,http://b").signal_destinations == ["http://a", "http://b"]
+    monkeypatch.setenv("FULFILL_EVENTBRIDGE_BUS", "cc-native-events")
+    monkeypatch.setenv("FULFILL_WEBHOOK_URLS", "http://a")
+    assert Settings().signal_destinations == ["http://a", "eventbridge:cc-native-events"]
+    arn = "arn:aws:events:eu-west-1:123456789012:event-bus/cc-native-events"
+    assert Settings(eventbridge_bus=arn, webhook_urls=[]).signal_destinations == [f"eventbridge:{arn}"]
+
+
+@pytest.mark.parametrize(
+    "bus",
+    [
+        "cc-native-events",
+        "default",
+        "a.b_c-1",
+        "arn:aws:events:us-east-1:123456789012:event-bus/cc-native-events",
+        "arn:aws-us-gov:events:us-gov-west-1:123456789012:event-bus/x",
+    ],
+)
+def test_event_bus_names_and_arns_are_accepted(bus: str) -> None:
+    assert Settings(eventbridge_bus=bus).eventbridge_bus == bus
+
+
+@pytest.mark.parametrize(
+    "bus",
+    [
+        "has space",
+        "a/b",
+        "eventbridge:x",
+        "arn:aws:events:us-east-1:123:event-bus/x",
+        "arn:aws:sqs:us-east-1:123456789012:queue",
+        "x" * 257,
+    ],
+)
+def test_malformed_event_bus_is_rejected(bus: str) -> None:
+    with pytest.raises(ValueError, match="FULFILL_EVENTBRIDGE_BUS must be"):
+        Settings(eventbridge_bus=bus)
+
+
+def test_event_bus_region_settings_must_agree() -> None:
+    arn = "arn:aws:events:eu-west-1:123456789012:event-bus/b"
+    assert Settings(eventbridge_bus=arn, eventbridge_region="eu-west-1").eventbridge_region == "eu-west-1"
+    with pytest.raises(ValueError, match="differs from the region"):
+        Settings(eventbridge_bus=arn, eventbridge_region="us-east-1")
+    with pytest.raises(ValueError, match="eventbridge_region"):
+        Settings(eventbridge_region="US East")
+
+
+def test_event_bus_endpoint_must_be_http() -> None:
+    assert Settings(eventbridge_endpoint_url="http://127.0.0.1:5000").eventbridge_endpoint_url
+    with pytest.raises(ValueError, match="FULFILL_EVENTBRIDGE_ENDPOINT_URL"):
+        Settings(eventbridge_endpoint_url="file:///etc/passwd")

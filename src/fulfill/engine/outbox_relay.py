@@ -3,11 +3,13 @@
 Destinations: ``intake`` (this service's own ACTION_APPROVED intake; approvals no longer go
 through the outbox, they take the execution lock in their own transaction, but messages written
 before that change are still delivered), ``engine`` (starting a rerun
-or a compensation workflow) and webhook URLs. Webhook
+or a compensation workflow), ``eventbridge:<bus>`` (a PutEvents on an Amazon EventBridge bus, in
+the reference's event shape; see ``engine/eventbridge.py``) and webhook URLs. Webhook
 POSTs carry ``X-Fulfill-Signature: sha256=<hex HMAC-SHA256 of "{timestamp}.{body}">`` with the
 shared ``FULFILL_WEBHOOK_SECRET``, plus ``X-Fulfill-Timestamp`` and ``X-Fulfill-Event-Id`` (the
-message id, stable across retries, for the receiver's deduplication). A non-2xx answer or a
-network error is retried with exponential backoff, capped at ``FULFILL_OUTBOX_BACKOFF_MAX_SECONDS``.
+message id, stable across retries, for the receiver's deduplication). A non-2xx answer, a
+refused or failed PutEvents (``FailedEntryCount > 0``) or a network error is retried with
+exponential backoff, capped at ``FULFILL_OUTBOX_BACKOFF_MAX_SECONDS``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import httpx
 
 from fulfill import metrics
 from fulfill.domain.execution import CompensationRequest, ExecutionRequest
+from fulfill.engine.eventbridge import EventBridgePublisher, bus_of
 from fulfill.engine.intake import EventRejected, accept_approved_event, parse_approved_event
 from fulfill.engine.runtime import Runtime
 from fulfill.engine.workflow import start_compensation, start_execution
@@ -47,11 +50,14 @@ class OutboxRelay:
     def __init__(self, rt: Runtime) -> None:
         self._rt = rt
         self._http = httpx.Client(timeout=rt.settings.webhook_timeout_seconds)
+        self._eventbridge = EventBridgePublisher(rt.settings)
         # Who holds a lease: one token per relay (a relay delivers one message at a time).
         self.owner = f"relay-{uuid.uuid4().hex}"
         # Much longer than one delivery can take (httpx applies the timeout per connect, write and
-        # read), so a delivery never outlives the lease renewed right before it.
-        self.lease_seconds = max(LEASE_SECONDS, 6 * rt.settings.webhook_timeout_seconds)
+        # read; botocore per connect and read, with no retry of its own), so a delivery never
+        # outlives the lease renewed right before it.
+        slowest = max(rt.settings.webhook_timeout_seconds, rt.settings.eventbridge_timeout_seconds)
+        self.lease_seconds = max(LEASE_SECONDS, 6 * slowest)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fulfill-outbox-relay", daemon=True)
 
@@ -63,6 +69,7 @@ class OutboxRelay:
         self._rt.outbox_wakeup.set()
         self._thread.join(timeout=10)
         self._http.close()
+        self._eventbridge.close()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -151,6 +158,12 @@ class OutboxRelay:
                 log.warning("intake of %s failed: %s", delivery.message_id, type(exc).__name__)
                 return f"intake failed: {type(exc).__name__}"
             return None
+        bus = bus_of(delivery.destination)
+        if bus is not None:
+            error = self._eventbridge.publish(delivery.topic, delivery.payload, bus)
+            if error is not None:
+                log.warning("EventBridge delivery of %s failed: %s", delivery.message_id, error)
+            return error
         body = json.dumps(delivery.payload, separators=(",", ":")).encode()
         timestamp = str(int(self._rt.clock.now()))
         headers = {

@@ -520,7 +520,7 @@ def record_outcome(draft: OutcomeDraft) -> RecordedOutcome:
                 "ts": signal.createdAt,
                 "signal": signal.model_dump(mode="json"),
             },
-            destinations=list(rt.settings.webhook_urls),
+            destinations=rt.settings.signal_destinations,
             now=outcome.completed_at,
             now_epoch=now,
         )
@@ -529,7 +529,7 @@ def record_outcome(draft: OutcomeDraft) -> RecordedOutcome:
             outcome.status.value, outcome.error_class.value if outcome.error_class else ""
         ).inc()
         metrics.EXECUTION_SECONDS.observe(max(0.0, now - epoch_from_iso(outcome.started_at)))
-        if rt.settings.webhook_urls:
+        if rt.settings.signal_destinations:
             rt.outbox_wakeup.set()
     cancelled = intent is not None and intent.approval_status is ApprovalStatus.CANCELLED
     return RecordedOutcome(outcome=outcome, cancelled_after_write=cancelled and _wrote(outcome))
