@@ -102,12 +102,17 @@ class PinnedNetworkBackend(httpcore2.AsyncNetworkBackend):
     """Connects only to addresses it resolved and checked itself (see the module docstring)."""
 
     def __init__(
-        self, allow: EgressAllowList, resolver: Resolver, tracker: CallTracker | None = None
+        self,
+        allow: EgressAllowList,
+        resolver: Resolver,
+        tracker: CallTracker | None = None,
+        *,
+        inner: httpcore2.AsyncNetworkBackend | None = None,
     ) -> None:
         self._allow = allow
         self._resolver = resolver
         self._tracker = tracker
-        self._inner = httpcore2.AnyIOBackend()
+        self._inner = inner or httpcore2.AnyIOBackend()
 
     async def connect_tcp(
         self,

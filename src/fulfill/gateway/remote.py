@@ -49,7 +49,7 @@ from fulfill.domain.targets import (
     gateway_tool_name,
 )
 from fulfill.gateway.egress import CallTracker, EgressRefused, Resolver, pinned_client, system_resolver
-from fulfill.gateway.results import outcome_from_call_result
+from fulfill.gateway.results import call_payload, outcome_from_call_result
 from fulfill.gateway.target_auth import OAuthTokens, TargetAuthFailed, auth_headers
 from fulfill.logging_setup import describe_failure
 
@@ -302,40 +302,50 @@ def normalized_answer(
     ``{system: MCP:{target}, object_type: {tool}, object_id: <its "id" if it returned one, else
     the idempotency key>}``.
     """
-    outcome = outcome_from_call_result(result)
+    payload = call_payload(result)
+    if result.is_error or (payload is not None and payload.get("success") is False):
+        error = outcome_from_call_result(result).error
+        assert error is not None
+        return tool_failure(error.error_class, error.error_code, error.error_message)
     system = f"MCP:{target}"
-    if outcome.success:
-        return tool_success([_own_ref(ref, system) for ref in outcome.external_object_refs])
-    error = outcome.error
-    if error is not None and error.error_code == "INVALID_TOOL_RESPONSE" and not result.is_error:
-        ref = ExternalObjectRef(
-            system=system, object_type=tool[:256], object_id=_object_id(result, idempotency_key)
+    refs = _refs(payload, system)
+    if not refs:
+        refs = [
+            ExternalObjectRef(system=system, object_type=tool, object_id=_object_id(payload, idempotency_key))
+        ]
+    return tool_success(refs)
+
+
+def _refs(payload: dict[str, Any] | None, system: str) -> list[ExternalObjectRef]:
+    found = (payload or {}).get("external_object_refs")
+    refs: list[ExternalObjectRef] = []
+    for item in found if isinstance(found, list) else []:
+        if not isinstance(item, dict):
+            continue
+        object_type, object_id, url = item.get("object_type"), item.get("object_id"), item.get("object_url")
+        if (
+            not isinstance(object_type, str)
+            or not isinstance(object_id, str | int)
+            or isinstance(object_id, bool)
+        ):
+            continue
+        if not object_type.strip() or not str(object_id).strip():
+            continue
+        keep_url = (
+            isinstance(url, str) and url.lower().startswith(("https://", "http://")) and len(url) <= 2048
         )
-        return tool_success([ref])
-    assert error is not None
-    return tool_failure(error.error_class, error.error_code, error.error_message)
+        refs.append(
+            ExternalObjectRef(
+                system=system,
+                object_type=object_type[:256],
+                object_id=str(object_id)[:256],
+                object_url=url if keep_url else None,
+            )
+        )
+    return refs[:50]
 
 
-def _own_ref(ref: ExternalObjectRef, system: str) -> ExternalObjectRef:
-    url = (
-        ref.object_url
-        if ref.object_url and ref.object_url.lower().startswith(("https://", "http://"))
-        else None
-    )
-    return ref.model_copy(update={"system": system, "object_url": url})
-
-
-def _object_id(result: types.CallToolResult, idempotency_key: str) -> str:
-    payload = result.structured_content
-    if payload is None:
-        for block in result.content:
-            if isinstance(block, types.TextContent):
-                try:
-                    value = json.loads(block.text)
-                except ValueError:
-                    value = None
-                payload = value if isinstance(value, dict) else None
-                break
+def _object_id(payload: dict[str, Any] | None, idempotency_key: str) -> str:
     candidate = (payload or {}).get("id")
     if isinstance(candidate, str | int) and not isinstance(candidate, bool) and str(candidate).strip():
         return str(candidate)[:256]
