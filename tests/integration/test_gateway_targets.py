@@ -64,7 +64,9 @@ def add_target(client: httpx.Client, url: str, name: str = "tickets", **body: An
     return dict(response.json())
 
 
-def map_action(client: httpx.Client, action_type: str = "CREATE_TICKET", tool: str = "tickets.create_ticket") -> None:
+def map_action(
+    client: httpx.Client, action_type: str = "CREATE_TICKET", tool: str = "tickets.create_ticket"
+) -> None:
     response = client.post(
         "/admin/registry",
         json={"action_type": action_type, "tool_name": tool, "parameter_mapping": TICKET_MAPPING},
@@ -73,7 +75,9 @@ def map_action(client: httpx.Client, action_type: str = "CREATE_TICKET", tool: s
 
 
 def run_ticket(harness: Harness, client: httpx.Client, title: str = "Printer on fire") -> dict[str, Any]:
-    return harness.run_task(client, action_type="CREATE_TICKET", parameters={"title": title, "priority": "HIGH"})
+    return harness.run_task(
+        client, action_type="CREATE_TICKET", parameters={"title": title, "priority": "HIGH"}
+    )
 
 
 def ledger(harness: Harness, intent_id: str) -> list[Any]:
@@ -98,15 +102,24 @@ def test_an_intent_runs_on_a_remote_target_once_whatever_the_duplicates(
 ) -> None:
     with allowed.client() as client:
         added = add_target(client, target.url)
-        assert added["name"] == "tickets" and added["url"] == target.url
-        assert added["auth"] == {"type": "none", "token_url": None, "client_id": None, "scope": None, "audience": None}
+        assert added["name"] == "tickets"
+        assert added["url"] == target.url
+        assert added["auth"] == {
+            "type": "none",
+            "token_url": None,
+            "client_id": None,
+            "scope": None,
+            "audience": None,
+        }
         tools = {tool["name"]: tool for tool in added["tools"]}
         assert set(tools) == {"tickets.create_ticket", "tickets.add_comment", "tickets.log_note"}
         assert tools["tickets.create_ticket"]["input_schema"]["required"] == ["title"]
         assert tools["tickets.create_ticket"]["description"].startswith("Create a ticket")
         map_action(client)
 
-        intent = allowed.create_intent(client, action_type="CREATE_TICKET", parameters={"title": "Printer", "priority": "HIGH"})
+        intent = allowed.create_intent(
+            client, action_type="CREATE_TICKET", parameters={"title": "Printer", "priority": "HIGH"}
+        )
         intent_id = intent["action_intent_id"]
         allowed.approve(client, intent_id)
 
@@ -119,7 +132,9 @@ def test_an_intent_runs_on_a_remote_target_once_whatever_the_duplicates(
         status = allowed.wait_terminal(client, intent_id)
 
     assert status["status"] == "SUCCEEDED", status
-    assert status["external_object_refs"] == [{"system": "MCP:tickets", "object_type": "Ticket", "object_id": "T-1"}]
+    assert status["external_object_refs"] == [
+        {"system": "MCP:tickets", "object_type": "Ticket", "object_id": "T-1"}
+    ]
     stats = target.stats()
     assert stats["calls"] == {"create_ticket": 1}
     assert stats["effects"] == 1
@@ -138,7 +153,12 @@ def test_the_gateway_lists_target_tools_and_vets_every_call_before_forwarding(
     with allowed.client() as client:
         add_target(client, target.url)
     key = secrets.token_hex(32)
-    bound = {"tenant_id": "t1", "account_id": "acc-1", "action_intent_id": "ai_remote", "idempotency_key": key}
+    bound = {
+        "tenant_id": "t1",
+        "account_id": "acc-1",
+        "action_intent_id": "ai_remote",
+        "idempotency_key": key,
+    }
 
     async def session(arguments: dict[str, Any], tool: str, **claims: Any) -> Any:
         token = service_token(allowed, {**bound, **arguments}, **claims)
@@ -149,7 +169,12 @@ def test_the_gateway_lists_target_tools_and_vets_every_call_before_forwarding(
             return listed, result
 
     listed, missing = asyncio.run(session({}, "tickets.create_ticket"))
-    assert {"tickets.create_ticket", "tickets.add_comment", "tickets.log_note", "internal.create_task"} <= listed
+    assert {
+        "tickets.create_ticket",
+        "tickets.add_comment",
+        "tickets.log_note",
+        "internal.create_task",
+    } <= listed
     assert json.loads(missing.content[0].text)["error_code"] == "INVALID_TOOL_ARGUMENTS"
     assert "title" in json.loads(missing.content[0].text)["error_message"]
 
@@ -177,7 +202,9 @@ def test_the_gateway_lists_target_tools_and_vets_every_call_before_forwarding(
 # --- admin: registration, egress, sync, delete ---------------------------------------------------
 
 
-def test_loopback_and_private_targets_are_refused_without_the_allow_list(harness: Harness, target: McpTarget) -> None:
+def test_loopback_and_private_targets_are_refused_without_the_allow_list(
+    harness: Harness, target: McpTarget
+) -> None:
     with harness.client() as client:
         for url in (
             target.url,
@@ -188,7 +215,9 @@ def test_loopback_and_private_targets_are_refused_without_the_allow_list(harness
             "http://[::ffff:127.0.0.1]/mcp",
             "http://0.0.0.0/mcp",
         ):
-            body = problem(client.post("/admin/gateway/targets", json={"name": "t", "url": url}), 422, "EGRESS_REFUSED")
+            body = problem(
+                client.post("/admin/gateway/targets", json={"name": "t", "url": url}), 422, "EGRESS_REFUSED"
+            )
             assert "FULFILL_GATEWAY_EGRESS_ALLOW" in body["detail"]
         assert client.get("/admin/gateway/targets").json() == {"targets": []}
     assert target.stats()["calls"] == {}
@@ -199,7 +228,11 @@ def test_registration_refuses_bad_input_with_problem_details(allowed: Harness, t
         post = lambda body: client.post("/admin/gateway/targets", json=body)  # noqa: E731
         problem(post({"name": "t", "url": "ftp://127.0.0.1/mcp"}), 422, "INVALID_TARGET_URL")
         problem(post({"name": "t", "url": "file:///etc/passwd"}), 422, "INVALID_TARGET_URL")
-        problem(post({"name": "t", "url": f"http://user:pw@127.0.0.1:{target.port}/mcp"}), 422, "INVALID_TARGET_URL")
+        problem(
+            post({"name": "t", "url": f"http://user:pw@127.0.0.1:{target.port}/mcp"}),
+            422,
+            "INVALID_TARGET_URL",
+        )
         problem(post({"name": "internal", "url": target.url}), 422, "TARGET_NAME_RESERVED")
         problem(post({"name": "Bad-Name", "url": target.url}), 422)
         problem(post({"name": "t", "url": target.url, "auth": {"type": "basic"}}), 422)
@@ -215,11 +248,15 @@ def test_registration_refuses_bad_input_with_problem_details(allowed: Harness, t
         problem(client.delete("/admin/gateway/targets/Bad!"), 422)
         # A mapping is checked against the remote tool's input schema, as for internal tools.
         bad = {"action_type": "CREATE_TICKET", "tool_name": "tickets.create_ticket"}
-        response = client.post("/admin/registry", json={**bad, "parameter_mapping": {"t": {"toolParam": "headline"}}})
+        response = client.post(
+            "/admin/registry", json={**bad, "parameter_mapping": {"t": {"toolParam": "headline"}}}
+        )
         problem(response, 422, "INVALID_MAPPING")
         response = client.post("/admin/registry", json={**bad, "parameter_mapping": {}})
         problem(response, 422, "INVALID_MAPPING")  # title is required
-        response = client.post("/admin/registry", json={**bad, "tool_name": "tickets.nope", "parameter_mapping": {}})
+        response = client.post(
+            "/admin/registry", json={**bad, "tool_name": "tickets.nope", "parameter_mapping": {}}
+        )
         problem(response, 422, "UNKNOWN_TOOL")
 
 
@@ -255,14 +292,19 @@ def test_sync_picks_up_a_new_tool_and_delete_removes_the_tools(allowed: Harness,
         assert closing.status_code == 201, closing.text
         status = allowed.run_task(client, action_type="CLOSE_TICKET", parameters={"ticket": "T-9"})
         assert status["status"] == "SUCCEEDED", status
-        assert status["external_object_refs"] == [{"system": "MCP:tickets", "object_type": "close_ticket", "object_id": "T-9"}]
+        assert status["external_object_refs"] == [
+            {"system": "MCP:tickets", "object_type": "close_ticket", "object_id": "T-9"}
+        ]
 
         assert client.delete("/admin/gateway/targets/tickets").status_code == 204
         assert client.get("/admin/gateway/targets").json() == {"targets": []}
         assert "tickets.close_ticket" not in set(allowed.service.runtime.tool_schemas)
         problem(client.post("/admin/gateway/targets/tickets/sync"), 404)
         # An action type mapped to a removed tool can no longer be requested.
-        response = client.post("/intents", json={"action_type": "CLOSE_TICKET", "account_id": "acc-1", "parameters": {"ticket": "T-1"}})
+        response = client.post(
+            "/intents",
+            json={"action_type": "CLOSE_TICKET", "account_id": "acc-1", "parameters": {"ticket": "T-1"}},
+        )
         problem(response, 422, "UNKNOWN_TOOL")
     assert target.calls("close_ticket") == 1
 
@@ -291,7 +333,8 @@ def test_a_lost_answer_from_a_non_deduplicating_target_ends_unknown_and_is_not_r
     assert status["status"] == "FAILED", status
     assert status["error_code"] == "UNKNOWN_OUTCOME"
     assert status["error_class"] == "UNKNOWN"
-    assert target.calls() == 1 and target.stats()["effects"] == 1  # no second call
+    assert target.calls() == 1
+    assert target.stats()["effects"] == 1
     assert behind_proxy.state.tool_calls_seen == 1
     [unknown] = [entry for entry in timeline if entry["event_type"] == "OUTCOME_UNKNOWN"]
     [failed] = [entry for entry in timeline if entry["event_type"] == "ACTION_FAILED"]
@@ -299,7 +342,10 @@ def test_a_lost_answer_from_a_non_deduplicating_target_ends_unknown_and_is_not_r
     assert unknown["data"]["tool_name"] == "tickets.create_ticket"
     assert unknown["data"]["remote_tool"] == "create_ticket"
     assert unknown["data"]["idempotency_key"] == failed["data"]["idempotency_key"]
-    assert unknown["data"]["idempotency_key"] == target.stats()["meta"]["create_ticket"]["io.fulfill/idempotency-key"]
+    assert (
+        unknown["data"]["idempotency_key"]
+        == target.stats()["meta"]["create_ticket"]["io.fulfill/idempotency-key"]
+    )
 
 
 def test_a_lost_answer_from_a_deduplicating_target_is_retried_with_one_effect(
@@ -358,7 +404,8 @@ def test_a_call_in_flight_when_its_process_stopped_is_never_sent_again(
             )
         allowed.approve(client, intent_id)
         status = allowed.wait_terminal(client, intent_id)
-    assert status["status"] == "FAILED" and status["error_code"] == "UNKNOWN_OUTCOME", status
+    assert status["status"] == "FAILED", status
+    assert status["error_code"] == "UNKNOWN_OUTCOME"
     assert "in flight" in status["error_message"]
     assert target.calls() == 0
     assert [e.event_type for e in ledger(allowed, intent_id)].count("OUTCOME_UNKNOWN") == 1
@@ -424,7 +471,9 @@ def test_oauth_client_credentials_fetch_a_token_and_reuse_it_until_shortly_befor
                 json={"name": "tickets", "url": protected.url, "auth": {**auth, "client_secret": "wrong"}},
             )
             problem(refused, 422, "TARGET_TOKEN_REFUSED")
-            added = client.post("/admin/gateway/targets", json={"name": "tickets", "url": protected.url, "auth": auth})
+            added = client.post(
+                "/admin/gateway/targets", json={"name": "tickets", "url": protected.url, "auth": auth}
+            )
             assert added.status_code == 201, added.text
             assert added.json()["auth"] == {
                 "type": "oauth_client_credentials",
@@ -482,9 +531,11 @@ def test_a_target_added_from_the_cli_is_served_by_the_running_service_without_re
     assert added.exit_code == 0, added.output
     assert json.loads(added.output)["name"] == "tickets"
     listed = cli.invoke(app, ["gateway", "list"])
-    assert listed.exit_code == 0 and "tickets.create_ticket" in listed.output
+    assert listed.exit_code == 0
+    assert "tickets.create_ticket" in listed.output
     again = cli.invoke(app, ["gateway", "add", "tickets", target.url])
-    assert again.exit_code == 1 and "TARGET_EXISTS" in again.output
+    assert again.exit_code == 1
+    assert "TARGET_EXISTS" in again.output
 
     # The service learns of it without a restart (its catalog follows the stored revision).
     wait_for(lambda: allowed.service.runtime.tool_schemas.get("tickets.create_ticket"), timeout=10)
@@ -495,7 +546,8 @@ def test_a_target_added_from_the_cli_is_served_by_the_running_service_without_re
 
     target.add_tool("close_ticket")
     synced = cli.invoke(app, ["gateway", "sync", "tickets"])
-    assert synced.exit_code == 0 and "tickets.close_ticket" in synced.output
+    assert synced.exit_code == 0
+    assert "tickets.close_ticket" in synced.output
     removed = cli.invoke(app, ["gateway", "remove", "tickets"])
     assert removed.exit_code == 0, removed.output
     wait_for(lambda: allowed.service.runtime.tool_schemas.get("tickets.create_ticket") is None, timeout=10)

@@ -85,7 +85,9 @@ class McpTarget:
         assert httpx.post(f"{self.base}/control/tools", json={"name": name}, timeout=5).status_code == 200
 
     def slow(self, seconds: float) -> None:
-        assert httpx.post(f"{self.base}/control/slow", json={"seconds": seconds}, timeout=5).status_code == 200
+        assert (
+            httpx.post(f"{self.base}/control/slow", json={"seconds": seconds}, timeout=5).status_code == 200
+        )
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -119,7 +121,9 @@ def build_app(*, dedupe: bool, token: str | None, oauth: str | None, token_lifet
         with lock:
             calls[tool] += 1
             state["arguments"][tool] = arguments
-            state["meta"][tool] = {k: v for k, v in meta.items() if not k.startswith("io.modelcontextprotocol/")}
+            state["meta"][tool] = {
+                k: v for k, v in meta.items() if not k.startswith("io.modelcontextprotocol/")
+            }
         return str(meta.get(IDEMPOTENCY_META_KEY, ""))
 
     @server.tool(name="create_ticket", description="Create a ticket in the test ticket system.")
@@ -231,7 +235,9 @@ def main() -> None:
     parser.add_argument("--oauth")
     parser.add_argument("--token-lifetime", type=int, default=3600)
     args = parser.parse_args()
-    app = build_app(dedupe=args.dedupe, token=args.token, oauth=args.oauth, token_lifetime=args.token_lifetime)
+    app = build_app(
+        dedupe=args.dedupe, token=args.token, oauth=args.oauth, token_lifetime=args.token_lifetime
+    )
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", lifespan="on")
 
 

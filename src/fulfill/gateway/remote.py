@@ -361,8 +361,11 @@ def _specs(target: str, listed: list[types.Tool]) -> Discovery:
         if len(tools) >= MAX_TOOLS_PER_TARGET:
             skipped.append(f"{label} (more than {MAX_TOOLS_PER_TARGET} tools)")
             continue
-        if not REMOTE_TOOL_NAME.match(tool.name) or tool.name in seen:
+        if not REMOTE_TOOL_NAME.match(tool.name):
             skipped.append(f"{label} (name not usable)")
+            continue
+        if tool.name in seen:
+            skipped.append(f"{label} (listed twice)")
             continue
         schema = dict(tool.input_schema)
         if len(json.dumps(schema)) > MAX_SCHEMA_BYTES:
