@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import secrets
 import time
 from collections.abc import Iterator
@@ -23,9 +24,10 @@ from mcp.client.streamable_http import streamable_http_client
 from fulfill.store import executions
 from fulfill.store import targets as target_store
 from tests.integration.test_gateway import service_token
-from tests.support.harness import Harness, approved_event, make_settings
+from tests.support.harness import TEST_SECRET, Harness, approved_event, make_settings
 from tests.support.http_doubles import Fault, FaultyProxy, wait_for
 from tests.support.mcp_target import McpTarget
+from tests.support.processes import free_port, start_serve, stop_all
 
 pytestmark = pytest.mark.slow
 
@@ -552,3 +554,59 @@ def test_a_target_added_from_the_cli_is_served_by_the_running_service_without_re
     assert removed.exit_code == 0, removed.output
     wait_for(lambda: allowed.service.runtime.tool_schemas.get("tickets.create_ticket") is None, timeout=10)
     assert cli.invoke(app, ["gateway", "remove", "tickets"]).exit_code == 1
+
+
+def test_every_process_of_a_deployment_serves_the_same_targets(tmp_path: Path, target: McpTarget) -> None:
+    """An api process takes the admin calls; a separate worker process runs the executions, with
+    its own gateway, and follows every change of the targets without a restart."""
+    settings = make_settings(
+        tmp_path, role="api", gateway_egress_allow=["127.0.0.1"], gateway_targets_refresh_seconds=0.5
+    )
+    api = Harness(settings).start()
+    env = {
+        **os.environ,
+        "FULFILL_DATABASE_URL": settings.database_url,
+        "FULFILL_ROLE": "worker",
+        "FULFILL_PORT": str(free_port()),
+        "FULFILL_EXECUTOR_ID": "targets-worker",
+        "FULFILL_JWT_SECRET": TEST_SECRET,
+        "FULFILL_GATEWAY_EGRESS_ALLOW": "127.0.0.1",
+        "FULFILL_GATEWAY_TARGETS_REFRESH_SECONDS": "0.5",
+        "FULFILL_RETRY_BACKOFF_BASE_SECONDS": "0.05",
+        "FULFILL_LOG_LEVEL": "WARNING",
+    }
+    worker = start_serve(env, tmp_path / "worker.log")
+    try:
+        with api.client() as client:
+            add_target(client, target.url)
+            map_action(client)
+            assert run_ticket(api, client)["status"] == "SUCCEEDED"
+            assert target.calls() == 1
+
+            target.add_tool("close_ticket")
+            assert client.post("/admin/gateway/targets/tickets/sync").status_code == 200
+            response = client.post(
+                "/admin/registry",
+                json={
+                    "action_type": "CLOSE_TICKET",
+                    "tool_name": "tickets.close_ticket",
+                    "parameter_mapping": {"ticket": {"toolParam": "ticket_id", "required": True}},
+                },
+            )
+            assert response.status_code == 201, response.text
+            closed = api.run_task(client, action_type="CLOSE_TICKET", parameters={"ticket": "T-1"})
+            assert closed["status"] == "SUCCEEDED", closed
+            assert target.calls("close_ticket") == 1
+
+            assert client.delete("/admin/gateway/targets/tickets").status_code == 204
+            intent = api.create_intent(client, action_type="CREATE_INTERNAL_TASK")
+            api.approve(client, intent["action_intent_id"])
+            assert api.wait_terminal(client, intent["action_intent_id"])["status"] == "SUCCEEDED"
+            refused = client.post(
+                "/intents",
+                json={"action_type": "CREATE_TICKET", "account_id": "acc-1", "parameters": {"title": "x"}},
+            )
+            problem(refused, 422, "UNKNOWN_TOOL")
+    finally:
+        stop_all([worker])
+        api.stop()
