@@ -148,6 +148,7 @@ class RemoteTargets:
     ) -> types.CallToolResult:
         """Forward one ``tools/call``; the answer is normalised (below) or a classified tool error."""
         exchange = _Exchange()
+        result: types.CallToolResult | None = None
         try:
             with anyio.fail_after(timeout):
                 async with self._session(target, timeout, exchange) as client:
@@ -168,14 +169,16 @@ class RemoteTargets:
         except BaseException as exc:
             if not isinstance(exc, Exception):
                 raise
-            if not exchange.tracker.calling:
-                error = (
-                    _error(ErrorClass.TIMEOUT, "TARGET_TIMEOUT", f"{target.name} did not answer in time")
-                    if isinstance(exc, TimeoutError)
-                    else _setup_failure(target, exc, exchange)
-                )
-                return _failure(error)
-            return _failure(self._call_failure(target, remote_name, idempotency_key, exc, exchange))
+            # With an answer in hand, a failure while closing the session changes nothing.
+            if result is None:
+                if not exchange.tracker.calling:
+                    return _failure(
+                        _error(ErrorClass.TIMEOUT, "TARGET_TIMEOUT", f"{target.name} did not answer in time")
+                        if isinstance(exc, TimeoutError)
+                        else _setup_failure(target, exc, exchange)
+                    )
+                return _failure(self._call_failure(target, remote_name, idempotency_key, exc, exchange))
+        assert result is not None
         return normalized_answer(
             result, target=target.name, tool=remote_name, idempotency_key=idempotency_key
         )
