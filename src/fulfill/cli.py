@@ -7,7 +7,9 @@ unless ``--token`` is given. Commands that operate the service (``kill-switch``,
 through the same API when a service URL is given, and otherwise work on the database directly
 (``--db``, else ``FULFILL_DATABASE_URL``), so an emergency stop works even when the API does not:
 they name the database they act on and never create one. Whoever can reach the database is a
-platform operator (over HTTP the same changes need the ``platform:admin`` scope).
+platform operator (over HTTP the same changes need the ``platform:admin`` scope). ``gateway``
+works on the database; running services pick up its changes within
+``FULFILL_GATEWAY_TARGETS_REFRESH_SECONDS``.
 
 Failures end in one line saying what went wrong and what to do (exit 1, or 2 for configuration
 and reachability); ``fulfill --debug …`` shows the traceback instead.
@@ -83,6 +85,10 @@ registry_app = typer.Typer(
     help="The action-type registry (through the API with --url or FULFILL_URL, else the database).",
     no_args_is_help=True,
 )
+gateway_app = typer.Typer(
+    help="Gateway targets: remote MCP servers whose tools the gateway serves as {name}.{tool}.",
+    no_args_is_help=True,
+)
 bench_app = typer.Typer(help="Benchmarks against a service in its own process.", no_args_is_help=True)
 credentials_app = typer.Typer(
     help="Connector credentials, encrypted with FULFILL_SECRETS_KEY (secrets are never printed).",
@@ -97,6 +103,7 @@ app.add_typer(dev_app, name="dev")
 app.add_typer(bench_app, name="bench")
 app.add_typer(kill_app, name="kill-switch")
 app.add_typer(registry_app, name="registry")
+app.add_typer(gateway_app, name="gateway")
 
 # Every scope of a tenant's own work; ``admin`` manages that tenant only. What affects every
 # tenant (the global kill switches, the registry) needs ``platform:admin`` instead.
@@ -1039,6 +1046,137 @@ def dev_salesforce(
     ):
         typer.echo(line)
     server.run()
+
+
+def _target_admin() -> Any:
+    from fulfill.clock import SystemClock
+    from fulfill.gateway.target_auth import StoredTargetSecrets
+    from fulfill.service import CONNECTOR_NAMESPACES
+    from fulfill.usecases.targets import TargetAdmin
+
+    settings = _settings()
+    database = _open_database(None)
+    clock = SystemClock()
+    return TargetAdmin(
+        database,
+        StoredTargetSecrets(database, clock.now_iso),
+        allow=settings.egress_allow,
+        now_iso=clock.now_iso,
+        reserved_namespaces=CONNECTOR_NAMESPACES,
+        discovery_timeout=settings.gateway_discovery_timeout_seconds,
+    )
+
+
+def _run_target_change(change: Any) -> Any:
+    from fulfill.usecases.errors import UseCaseError
+
+    try:
+        return change()
+    except UseCaseError as exc:
+        console.print(f"[red]{exc.code or exc.kind}: {exc.message}[/red]")
+        raise typer.Exit(1) from None
+
+
+def _secret_from(env_var: str | None, what: str) -> str | None:
+    if env_var is None:
+        return None
+    value = os.environ.get(env_var, "")
+    if not value:
+        raise typer.BadParameter(f"the environment variable {env_var} (the {what}) is empty or not set")
+    return value
+
+
+@gateway_app.command("add")
+def gateway_add(
+    name: Annotated[str, typer.Argument(help="Target name: its tools are served as {name}.{tool}.")],
+    url: Annotated[str, typer.Argument(help="The server's MCP endpoint (Streamable HTTP).")],
+    deduplicates: Annotated[
+        bool,
+        typer.Option(
+            "--deduplicates/--no-deduplicates",
+            help="The server deduplicates on _meta io.fulfill/idempotency-key (then lost answers are retried).",
+        ),
+    ] = False,
+    bearer_token_env: Annotated[
+        str | None, typer.Option(help="Authenticate with the bearer token in this environment variable.")
+    ] = None,
+    oauth_token_url: Annotated[
+        str | None, typer.Option(help="OAuth client credentials: the token URL.")
+    ] = None,
+    oauth_client_id: Annotated[str | None, typer.Option(help="OAuth client credentials: client id.")] = None,
+    oauth_client_secret_env: Annotated[
+        str | None,
+        typer.Option(help="OAuth client credentials: the environment variable holding the secret."),
+    ] = None,
+    oauth_scope: Annotated[str | None, typer.Option(help="OAuth client credentials: scope.")] = None,
+    oauth_audience: Annotated[str | None, typer.Option(help="OAuth client credentials: audience.")] = None,
+) -> None:
+    """Register a remote MCP server as a gateway target (its tools are discovered now).
+
+    Secrets are read from environment variables, never from the command line.
+    """
+    from pydantic import ValidationError
+
+    from fulfill.usecases.targets import TargetDraft
+
+    auth: dict[str, Any] = {"type": "none"}
+    if bearer_token_env and oauth_token_url:
+        raise typer.BadParameter("use either a bearer token or OAuth client credentials")
+    if bearer_token_env:
+        auth = {"type": "bearer", "token": _secret_from(bearer_token_env, "bearer token")}
+    elif oauth_token_url or oauth_client_id or oauth_client_secret_env:
+        if not (oauth_token_url and oauth_client_id and oauth_client_secret_env):
+            raise typer.BadParameter(
+                "OAuth needs --oauth-token-url, --oauth-client-id and --oauth-client-secret-env"
+            )
+        auth = {
+            "type": "oauth_client_credentials",
+            "token_url": oauth_token_url,
+            "client_id": oauth_client_id,
+            "client_secret": _secret_from(oauth_client_secret_env, "OAuth client secret"),
+            "scope": oauth_scope,
+            "audience": oauth_audience,
+        }
+    try:
+        draft = TargetDraft.model_validate(
+            {"name": name, "url": url, "auth": auth, "deduplicates": deduplicates}
+        )
+    except ValidationError as exc:
+        fields = ", ".join(".".join(str(part) for part in error["loc"]) for error in exc.errors())
+        raise typer.BadParameter(f"invalid {fields}") from None
+    view = _run_target_change(lambda: _target_admin().add(draft))
+    console.print_json(data=view.model_dump(mode="json"))
+
+
+@gateway_app.command("list")
+def gateway_list() -> None:
+    """List the gateway targets and their tools."""
+    listing = _target_admin().list()
+    table = Table("name", "url", "auth", "deduplicates", "tools", "synced_at")
+    for target in listing.targets:
+        table.add_row(
+            target.name,
+            target.url,
+            target.auth.type.value,
+            "yes" if target.deduplicates else "no",
+            ", ".join(tool.name for tool in target.tools),
+            target.synced_at,
+        )
+    console.print(table)
+
+
+@gateway_app.command("sync")
+def gateway_sync(name: str) -> None:
+    """Discover a target's tools again."""
+    view = _run_target_change(lambda: _target_admin().sync(name))
+    console.print_json(data=view.model_dump(mode="json"))
+
+
+@gateway_app.command("remove")
+def gateway_remove(name: str) -> None:
+    """Remove a target, its tools and its stored secret."""
+    _run_target_change(lambda: _target_admin().remove(name))
+    console.print(f"removed gateway target {name}")
 
 
 @bench_app.command("load")

@@ -11,6 +11,8 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+from fulfill.domain.egress import EgressAllowList
+
 DEV_JWT_SECRET = "fulfill-dev-secret-change-me-0123456789"  # noqa: S105 - documented development default
 DEV_JWT_ISSUER = "fulfill-dev"
 # The issuer of the engine's own HS256 ``gateway:invoke`` tokens; never a user token's issuer.
@@ -65,6 +67,14 @@ class Settings(BaseSettings):
     # Gateway: where InvokeTool sends MCP calls. Empty = this service's own /mcp endpoint.
     gateway_url: str = ""
     gateway_call_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
+    # Gateway targets (remote MCP servers): hosts, addresses and CIDR networks that may be reached
+    # although they are not public (loopback, private, link-local...), comma-separated.
+    gateway_egress_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # How often a process checks whether the stored targets changed (also at once on a change
+    # made in the process itself, and when a call names a tool it does not know).
+    gateway_targets_refresh_seconds: float = Field(default=2.0, gt=0, le=300)
+    # Timeout of discovering a target's tools (registration and sync).
+    gateway_discovery_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
 
     # One retry layer: transient tool failures are retried with base * 2^n backoff.
     retry_backoff_base_seconds: float = Field(default=1.0, ge=0, le=60)
@@ -128,7 +138,7 @@ class Settings(BaseSettings):
     # (bounded by half the budget left).
     rate_limit_backoff_seconds: float = Field(default=5.0, ge=0, le=600)
 
-    @field_validator("webhook_urls", "cors_origins", mode="before")
+    @field_validator("webhook_urls", "cors_origins", "gateway_egress_allow", mode="before")
     @classmethod
     def _split_urls(cls, value: object) -> object:
         if isinstance(value, str):
@@ -149,6 +159,19 @@ class Settings(BaseSettings):
         if isinstance(value, str):  # space- or comma-separated
             return value.replace(",", " ").split()
         return value
+
+    @field_validator("gateway_egress_allow")
+    @classmethod
+    def _check_egress_allow(cls, value: list[str]) -> list[str]:
+        try:
+            EgressAllowList.parse(value)
+        except ValueError as exc:
+            raise ValueError(f"FULFILL_GATEWAY_EGRESS_ALLOW: {exc}") from None
+        return value
+
+    @cached_property
+    def egress_allow(self) -> EgressAllowList:
+        return EgressAllowList.parse(self.gateway_egress_allow)
 
     @model_validator(mode="after")
     def _check_auth(self) -> Self:

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import socket
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -29,11 +30,15 @@ from fulfill.engine.reconciler import Reconciler
 from fulfill.engine.runtime import Runtime
 from fulfill.engine.workflow import EXECUTION_QUEUE
 from fulfill.gateway.client import InProcessToolGateway, McpToolGateway
-from fulfill.gateway.server import GatewayTokenVerifier, build_gateway
+from fulfill.gateway.remote import RemoteTargets
+from fulfill.gateway.server import GatewayServer, GatewayTokenVerifier, build_gateway
+from fulfill.gateway.target_auth import OAuthTokens, StoredTargetSecrets
+from fulfill.gateway.targets import GatewayToolSchemas, TargetCatalog
 from fulfill.store.db import Database
 from fulfill.store.migrate import upgrade_to_head
 from fulfill.tokens import ServiceTokens, TokenVerifier
 from fulfill.usecases.registry import seed_default_registry
+from fulfill.usecases.targets import TargetAdmin
 
 log = logging.getLogger("fulfill")
 
@@ -46,18 +51,41 @@ class Service:
         self.token_verifier = TokenVerifier(settings)
         self.internal_connector = InternalConnector(self.db, self.clock)
         self.salesforce_connector = SalesforceConnector(self.db, self.clock, settings)
+        # Gateway targets: every process reads them from the database and follows changes.
+        self.target_secrets = StoredTargetSecrets(self.db, self.clock.now_iso)
+        self.target_catalog = TargetCatalog(
+            self.db, self.target_secrets, refresh_seconds=settings.gateway_targets_refresh_seconds
+        )
+        oauth_tokens = OAuthTokens()
         self.gateway_server = build_gateway(
             self.token_verifier,
             [*self.internal_connector.tools(), *self.salesforce_connector.tools()],
             public_url=settings.effective_gateway_url,
+            catalog=self.target_catalog,
+            remote=RemoteTargets(settings.egress_allow, tokens=oauth_tokens),
+            call_timeout_seconds=settings.gateway_call_timeout_seconds,
         )
-        self.tool_gateway = _tool_gateway(settings, self.gateway_server, self.token_verifier)
+        self.tool_gateway = _tool_gateway(
+            settings, self.gateway_server, self.token_verifier, self.target_catalog.needs_confirmation
+        )
+        tool_schemas = GatewayToolSchemas(_tool_schemas(self.gateway_server), self.target_catalog)
+        self.target_admin = TargetAdmin(
+            self.db,
+            self.target_secrets,
+            allow=settings.egress_allow,
+            now_iso=self.clock.now_iso,
+            reserved_namespaces=tool_schemas.internal_namespaces,
+            discovery_timeout=settings.gateway_discovery_timeout_seconds,
+            catalog=self.target_catalog,
+            tokens=oauth_tokens,
+        )
         self.runtime = Runtime(
             settings=settings,
             db=self.db,
             clock=self.clock,
             gateway=self.tool_gateway,
-            tool_schemas=_tool_schemas(self.gateway_server),
+            tool_schemas=tool_schemas,
+            needs_confirmation=self.target_catalog.needs_confirmation,
         )
         self._relay: OutboxRelay | None = None
         self._reconciler: Reconciler | None = None
@@ -128,19 +156,27 @@ class Service:
         self.db.dispose()
 
 
-def _tool_gateway(settings: Settings, server: MCPServer, verifier: TokenVerifier) -> McpToolGateway:
+# The namespaces of the in-process connectors' tools (``internal.*``, ``crm.*``): no target may
+# take one of them.
+CONNECTOR_NAMESPACES = frozenset({"internal", "crm"})
+
+
+def _tool_gateway(
+    settings: Settings, server: MCPServer, verifier: TokenVerifier, confirm: Callable[[str], bool]
+) -> McpToolGateway:
     """The engine's way to its gateway: in memory to this process's own gateway unless
     ``FULFILL_GATEWAY_URL`` names one to reach over HTTP."""
     tokens = ServiceTokens(settings)
     if settings.gateway_url:
-        return McpToolGateway(settings.gateway_url, tokens)
-    return InProcessToolGateway(server, GatewayTokenVerifier(verifier), tokens)
+        return McpToolGateway(settings.gateway_url, tokens, confirm=confirm)
+    return InProcessToolGateway(server, GatewayTokenVerifier(verifier), tokens, confirm=confirm)
 
 
-def _tool_schemas(server: MCPServer) -> dict[str, dict[str, Any]]:
-    # list_tools is async; run it on its own loop, whatever loop the caller may be on.
+def _tool_schemas(server: GatewayServer) -> dict[str, dict[str, Any]]:
+    """The in-process connectors' tools (targets' tools come from the catalog, kept current)."""
+    # internal_tools is async; run it on its own loop, whatever loop the caller may be on.
     with ThreadPoolExecutor(max_workers=1) as pool:
-        tools = pool.submit(asyncio.run, server.list_tools()).result()
+        tools = pool.submit(asyncio.run, server.internal_tools()).result()
     return {tool.name: tool.input_schema for tool in tools}
 
 

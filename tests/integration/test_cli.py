@@ -85,7 +85,7 @@ def test_registry_list_and_migrate(cli: CliRunner) -> None:
     assert "internal.create_note" in listed.output
     migrated = cli.invoke(app, ["migrate"])
     assert migrated.exit_code == 0, migrated.output
-    assert "revision 0005" in migrated.output
+    assert "revision 0006" in migrated.output
 
 
 def test_demo_against_the_running_service(cli: CliRunner) -> None:

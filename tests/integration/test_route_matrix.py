@@ -112,6 +112,18 @@ ROUTES = [
         invalid_body={"action_type": "X"},
     ),
     Route("POST", "/admin/registry/FLAG_FOR_REVIEW/versions/1/deprecate", "platform:admin"),
+    Route("GET", "/admin/gateway/targets", "platform:admin"),
+    Route(
+        "POST",
+        "/admin/gateway/targets",
+        "platform:admin",
+        # Answered, and refused: loopback is not allowed without FULFILL_GATEWAY_EGRESS_ALLOW.
+        body={"name": "matrix", "url": "http://127.0.0.1:9/mcp"},
+        ok=(422,),
+        invalid_body={"name": "Not A Name", "url": "http://127.0.0.1:9/mcp"},
+    ),
+    Route("POST", "/admin/gateway/targets/matrix/sync", "platform:admin", ok=(404,)),
+    Route("DELETE", "/admin/gateway/targets/matrix", "platform:admin", ok=(404,)),
 ]
 
 
@@ -259,6 +271,10 @@ def test_every_admin_route_is_in_the_admin_matrix() -> None:
         "GET /admin/registry",
         "POST /admin/registry",
         "POST /admin/registry/FLAG_FOR_REVIEW/versions/1/deprecate",
+        "GET /admin/gateway/targets",
+        "POST /admin/gateway/targets",
+        "POST /admin/gateway/targets/matrix/sync",
+        "DELETE /admin/gateway/targets/matrix",
     }
     assert all(route.owned for route in ADMIN_ROUTES if route.scope == "admin")
 

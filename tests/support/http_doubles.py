@@ -1,7 +1,8 @@
 """Real HTTP servers on 127.0.0.1 that stand in for the network around fulfill.
 
-* :class:`FaultyProxy` sits between the engine and its MCP gateway and injects what networks do:
-  errors before forwarding, answers lost after forwarding, held answers, slow answers.
+* :class:`FaultyProxy` sits between the engine and its MCP gateway (or between the gateway and a
+  remote MCP target) and injects what networks do: errors before forwarding, answers lost after
+  forwarding (an error status, or the connection dropped), held answers, slow answers.
 * :class:`WebhookSink` is a webhook receiver that records signed deliveries and can refuse some.
 """
 
@@ -21,7 +22,7 @@ import httpx
 class Fault:
     """What the proxy does to the next matching ``tools/call``."""
 
-    kind: str  # "status_before" | "status_after" | "hold" | "hold_before" | "delay"
+    kind: str  # "status_before" | "status_after" | "drop_after" | "hold" | "hold_before" | "delay"
     status: int = 503
     seconds: float = 0.0
     # Runs when the fault fires, before anything is answered (e.g. to flip a kill switch between
@@ -114,6 +115,9 @@ class FaultyProxy:
             self.state.forwarded.set()
         if fault is not None and fault.kind == "status_after":
             self._reply(handler, fault.status, b'{"error":"injected after forwarding"}', "application/json")
+            return
+        if fault is not None and fault.kind == "drop_after":
+            handler.close_connection = True  # the upstream answered; its answer never comes back
             return
         if fault is not None and fault.kind == "hold":
             self.state.release.wait(timeout=120)

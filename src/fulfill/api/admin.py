@@ -1,15 +1,16 @@
-"""``/admin``: kill switches, a tenant's execution config, and the action-type registry.
+"""``/admin``: kill switches, a tenant's execution config, the action-type registry, and the
+gateway's targets.
 
-The global kill switches and the registry affect every tenant: they need ``platform:admin``. A
-tenant's execution config needs ``admin`` and is only ever the token's own tenant (another
-tenant's is a 404).
+The global kill switches, the registry and the gateway targets affect every tenant: they need
+``platform:admin``. A tenant's execution config needs ``admin`` and is only ever the token's own
+tenant (another tenant's is a 404).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel
 
 from fulfill.api.auth import SCOPE_ADMIN, SCOPE_PLATFORM_ADMIN, require_scope
@@ -19,12 +20,14 @@ from fulfill.tokens import Principal
 from fulfill.usecases import admin, registry
 from fulfill.usecases.admin import KillSwitches, TenantExecution
 from fulfill.usecases.registry import RegistryDraft
+from fulfill.usecases.targets import TargetAdmin, TargetDraft, TargetListing, TargetView
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 TenantAdmin = Annotated[Principal, Depends(require_scope(SCOPE_ADMIN))]
 PlatformAdmin = Annotated[Principal, Depends(require_scope(SCOPE_PLATFORM_ADMIN))]
 TenantId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")]
 ActionTypePath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Z][A-Z0-9_]*$")]
+TargetNamePath = Annotated[str, Path(min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9_]*$")]
 _ERRORS: dict[int | str, dict[str, Any]] = {401: PROBLEM, 403: PROBLEM, 422: PROBLEM}
 
 
@@ -86,3 +89,40 @@ def deprecate(
 ) -> RegistryEntry:
     rt = request.app.state.runtime
     return registry.deprecate_version(rt.db, action_type, registry_version, rt.clock.now_iso())
+
+
+# --- gateway targets: remote MCP servers whose tools the gateway serves as "{name}.{tool}" -------
+
+
+def _targets(request: Request) -> TargetAdmin:
+    targets: TargetAdmin = request.app.state.targets
+    return targets
+
+
+@router.get("/gateway/targets", response_model=TargetListing, responses=_ERRORS)
+def list_targets(request: Request, _admin: PlatformAdmin) -> TargetListing:
+    return _targets(request).list()
+
+
+@router.post(
+    "/gateway/targets", status_code=201, response_model=TargetView, responses={**_ERRORS, 409: PROBLEM}
+)
+def add_target(body: TargetDraft, request: Request, _admin: PlatformAdmin) -> TargetView:
+    """Register a remote MCP server: its tools are discovered (``tools/list``) and served as
+    ``{name}.{tool}``. The answer never contains the target's secret."""
+    return _targets(request).add(body)
+
+
+@router.post("/gateway/targets/{name}/sync", response_model=TargetView, responses={**_ERRORS, 404: PROBLEM})
+def sync_target(name: TargetNamePath, request: Request, _admin: PlatformAdmin) -> TargetView:
+    """Discover the target's tools again (a new tool appears, a removed one goes)."""
+    return _targets(request).sync(name)
+
+
+@router.delete(
+    "/gateway/targets/{name}", status_code=204, response_class=Response, responses={**_ERRORS, 404: PROBLEM}
+)
+def remove_target(name: TargetNamePath, request: Request, _admin: PlatformAdmin) -> Response:
+    """Remove the target and its tools (and its stored secret)."""
+    _targets(request).remove(name)
+    return Response(status_code=204)

@@ -49,6 +49,7 @@ def create_app(service: Service) -> FastAPI:
     app.state.service = service
     app.state.runtime = service.runtime
     app.state.token_verifier = service.token_verifier
+    app.state.targets = service.target_admin
     install_problem_handlers(app)
     # Innermost first: errors and size limits are answered inside CORS, so they carry its headers.
     app.add_middleware(UnexpectedErrorMiddleware)

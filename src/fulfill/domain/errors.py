@@ -79,6 +79,10 @@ _CODE_CLASSES: dict[str, ErrorClass] = {
     "TOOL_NOT_FOUND": ErrorClass.VALIDATION,
     "TENANT_BINDING_MISSING": ErrorClass.VALIDATION,
     "INVALID_TOOL_RESPONSE": ErrorClass.UNKNOWN,
+    # The call reached a target that does not deduplicate and its answer was lost: it may have
+    # written. Never retried; a person checks the target (ledger OUTCOME_UNKNOWN).
+    "UNKNOWN_OUTCOME": ErrorClass.UNKNOWN,
+    "EGRESS_REFUSED": ErrorClass.VALIDATION,
     "UNKNOWN_ERROR": ErrorClass.UNKNOWN,
 }
 

@@ -100,3 +100,33 @@ def signal_entry(signal: ExecutionSignal) -> LedgerEntry:
             ],
         },
     )
+
+
+OUTCOME_UNKNOWN = "OUTCOME_UNKNOWN"
+
+
+def unknown_outcome_entry(outcome: ActionOutcomeV1) -> LedgerEntry:
+    """A person must check the target: the call may have written there, and is not retried.
+
+    Recorded next to the outcome of an attempt that failed with ``UNKNOWN_OUTCOME``: the tool
+    call reached a target that does not deduplicate, and its answer was lost (a timeout, a
+    dropped connection, or a process that stopped while the call was in flight).
+    """
+    tool = outcome.tool_name or ""
+    target, _, remote_tool = tool.partition(".")
+    return outcome_event(
+        outcome,
+        OUTCOME_UNKNOWN,
+        outcome.completed_at,
+        {
+            "target": target,
+            "tool_name": tool,
+            "remote_tool": remote_tool,
+            "idempotency_key": outcome.idempotency_key,
+            "error_message": outcome.error_message,
+            "action": (
+                "check the target for a write carrying this idempotency key; rerun the intent "
+                "only if none happened"
+            ),
+        },
+    )

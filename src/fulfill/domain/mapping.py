@@ -59,6 +59,17 @@ def _apply(transform: Transform, name: str, value: Any) -> Any:
     return value[:1].upper() + value[1:].lower()
 
 
+def arguments_for_tool(arguments: dict[str, Any], input_schema: dict[str, Any]) -> dict[str, Any]:
+    """The arguments a tool receives: a trusted argument its input schema does not declare is left
+    out (a remote MCP server need not know fulfill's bindings, and a strict schema would refuse
+    them). The gateway checks every trusted argument against the call's token before this."""
+    declared = input_schema.get("properties")
+    names = set(declared) if isinstance(declared, dict) else set()
+    return {
+        name: value for name, value in arguments.items() if name not in TRUSTED_ARGUMENTS or name in names
+    }
+
+
 def with_trusted_arguments(
     arguments: dict[str, Any], *, tenant_id: str, account_id: str, action_intent_id: str, idempotency_key: str
 ) -> dict[str, Any]:

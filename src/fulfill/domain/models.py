@@ -15,8 +15,13 @@ from fulfill.domain.errors import ErrorClass
 
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")]
 ActionType = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Z][A-Z0-9_]*$")]
+# "{namespace}.{tool}": an in-process connector's namespace or a gateway target's name, then the
+# tool's own name (a remote target's tools keep theirs, which MCP lets contain capitals, - and .).
 ToolName = Annotated[
-    str, StringConstraints(min_length=3, max_length=128, pattern=r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
+    str,
+    StringConstraints(
+        min_length=3, max_length=128, pattern=r"^[a-z][a-z0-9_]*\.[A-Za-z0-9_][A-Za-z0-9_.-]*$"
+    ),
 ]
 NonEmpty = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
 
@@ -147,8 +152,12 @@ class ActionIntentV1(_Model):
     updated_at: str
 
 
+# An object in a gateway target (a remote MCP server): "MCP:{target name}".
+TargetSystem = Annotated[str, StringConstraints(pattern=r"^MCP:[a-z][a-z0-9_]{0,31}$")]
+
+
 class ExternalObjectRef(_Model):
-    system: Literal["CRM", "CALENDAR", "INTERNAL"]
+    system: Literal["CRM", "CALENDAR", "INTERNAL"] | TargetSystem
     object_type: NonEmpty
     object_id: NonEmpty
     object_url: str | None = None

@@ -7,6 +7,7 @@ their collaborators as arguments; they read them from here instead.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,8 +22,11 @@ class Runtime:
     db: Database
     clock: Clock
     gateway: ToolGateway
-    # Input JSON schema of every tool the gateway serves, by tool name.
-    tool_schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Input JSON schema of every tool the gateway serves, by tool name (gateway targets' included).
+    tool_schemas: Mapping[str, dict[str, Any]] = field(default_factory=dict)
+    # True for a tool whose call must never be sent twice: a gateway target's that does not
+    # deduplicate on the idempotency key. InvokeTool marks such a call before sending it.
+    needs_confirmation: Callable[[str], bool] = field(default=lambda _tool_name: False)
     # Set to make the outbox relay deliver now instead of at its next poll.
     outbox_wakeup: threading.Event = field(default_factory=threading.Event)
 

@@ -34,7 +34,7 @@ from fulfill.domain.execution import (
 from fulfill.domain.expiry import is_expired
 from fulfill.domain.idempotency import idempotency_key
 from fulfill.domain.killswitch import KillSwitchDecision, evaluate_kill_switches
-from fulfill.domain.ledger import ledger_entry, outcome_entry, signal_entry
+from fulfill.domain.ledger import ledger_entry, outcome_entry, signal_entry, unknown_outcome_entry
 from fulfill.domain.mapping import MappingError, map_parameters, with_trusted_arguments
 from fulfill.domain.models import (
     ActionIntentV1,
@@ -44,10 +44,12 @@ from fulfill.domain.models import (
     ExecutionPolicy,
     ExecutionStatus,
 )
+from fulfill.domain.ports import ToolCallOutcome
 from fulfill.domain.signals import build_execution_signal
+from fulfill.domain.targets import UNKNOWN_OUTCOME
 from fulfill.domain.time import epoch_from_iso, iso_from_epoch
 from fulfill.engine.runtime import current
-from fulfill.store import executions, intents, killswitches, outbox, registry
+from fulfill.store import executions, intents, killswitches, outbox, registry, targets
 from fulfill.store.db import is_transient_store_error
 
 SIGNAL_TOPIC = "SIGNAL_CREATED"
@@ -376,18 +378,31 @@ def invoke_tool(call: ToolCall) -> ToolResult:
     switches and the intent's cancellation again, so that a stop arriving between two tries
     stops the next one. Transient failures raise :class:`RetryableToolFailure` so that the
     workflow retries this step; business failures come back as an unsuccessful :class:`ToolResult`.
+
+    A call to a gateway target that does not deduplicate is marked as sent before it leaves and
+    settled with its answer (``remote_tool_calls``): a replay of this step after a crash returns
+    that answer, or ``UNKNOWN_OUTCOME`` when the call never got one, and never sends it again.
     """
     rt = current()
-    remaining = _check_budget(call.context, rt.clock.now(), call=call)
-    _check_before_call(call)
-    timeout = min(rt.settings.gateway_call_timeout_seconds, remaining)
+    confirm = rt.needs_confirmation(call.tool_name)
     started = time.perf_counter()
-    answer = rt.gateway.call_tool(
-        tenant_id=call.context.tenant_id,
-        tool_name=call.tool_name,
-        arguments=call.arguments,
-        timeout_seconds=timeout,
-    )
+    # A call to a target that does not deduplicate, already sent by an earlier run of this step,
+    # is never sent again: its recorded answer (or its unknown outcome) is the answer.
+    answer = _answer_of_a_call_sent_before(call) if confirm else None
+    if answer is None:
+        remaining = _check_budget(call.context, rt.clock.now(), call=call)
+        _check_before_call(call)
+        timeout = min(rt.settings.gateway_call_timeout_seconds, remaining)
+        if confirm:
+            _mark_call_sent(call)
+        answer = rt.gateway.call_tool(
+            tenant_id=call.context.tenant_id,
+            tool_name=call.tool_name,
+            arguments=call.arguments,
+            timeout_seconds=timeout,
+        )
+        if confirm:
+            _settle_call(call, answer)
     metrics.TOOL_CALL_SECONDS.labels(call.tool_name).observe(time.perf_counter() - started)
     if answer.success:
         metrics.TOOL_CALLS.labels(call.tool_name, "success").inc()
@@ -412,6 +427,92 @@ def invoke_tool(call: ToolCall) -> ToolResult:
     return ToolResult(
         call=call, success=False, error=error, tool_run_ref=tool_run_ref(call.context, call.tool_name)
     )
+
+
+def _mark_key(call: ToolCall) -> tuple[str, str, str, int]:
+    context = call.context
+    return (context.tenant_id, context.account_id, context.action_intent_id, context.attempt_count)
+
+
+def _answer_of_a_call_sent_before(call: ToolCall) -> ToolCallOutcome | None:
+    """For a target that does not deduplicate, what an earlier run of this step (before a crash,
+    or before the workflow was resumed) got: the recorded answer, or, when the call was marked
+    sent and never answered, an unknown outcome. None when no call was sent."""
+    rt = current()
+    try:
+        with rt.db.read() as conn:
+            mark = targets.get_remote_call(conn, *_mark_key(call))
+    except Exception as exc:
+        if not is_transient_store_error(exc):
+            raise
+        raise RetryableToolFailure(outcome_from_failed_call(call, _store_unavailable())) from None
+    if mark is None:
+        return None
+    if mark.answer is not None:
+        return mark.answer
+    target = call.tool_name.split(".", 1)[0]
+    return ToolCallOutcome(
+        success=False,
+        error=ExecutionError(
+            error_class=ErrorClass.UNKNOWN,
+            error_code=UNKNOWN_OUTCOME,
+            error_message=(
+                f"the call to {call.tool_name} was in flight when its process stopped; {target} does "
+                f"not deduplicate, so it is not sent again: check {target} for idempotency key "
+                f"{call.idempotency_key}"
+            ),
+        ),
+    )
+
+
+def _mark_call_sent(call: ToolCall) -> None:
+    """Written before the call leaves: a replay of this step finds it and does not call again."""
+    rt = current()
+    context = call.context
+    try:
+        with rt.db.write() as conn:
+            targets.mark_remote_call(
+                conn,
+                tenant_id=context.tenant_id,
+                account_id=context.account_id,
+                action_intent_id=context.action_intent_id,
+                attempt_count=context.attempt_count,
+                tool_name=call.tool_name,
+                idempotency_key=call.idempotency_key,
+                now=rt.clock.now_iso(),
+            )
+    except Exception as exc:
+        if not is_transient_store_error(exc):
+            raise
+        raise RetryableToolFailure(outcome_from_failed_call(call, _store_unavailable())) from None
+
+
+def _store_unavailable() -> ExecutionError:
+    return ExecutionError(
+        error_class=ErrorClass.DOWNSTREAM,
+        error_code="STORE_UNAVAILABLE",
+        error_message="the database was unavailable before the call was sent; it was not sent",
+    )
+
+
+def _settle_call(call: ToolCall, answer: ToolCallOutcome) -> None:
+    """Record the answer on the call's mark (or drop the mark when the call was not sent, so
+    that the retry may send it). If this cannot be written, the mark stays without an answer,
+    and a replay of the step would report the outcome as unknown: never a second call."""
+    rt = current()
+    key = _mark_key(call)
+    for delay in (0.0, 0.05, 0.2, 0.5):
+        time.sleep(delay)
+        try:
+            with rt.db.write() as conn:
+                if answer.success or answer.error is None or not answer.error.retryable:
+                    targets.settle_remote_call(conn, *key, answer)
+                else:
+                    targets.clear_remote_call(conn, *key)
+            return
+        except Exception as exc:
+            if not is_transient_store_error(exc):
+                return
 
 
 def _check_before_call(call: ToolCall) -> None:
@@ -499,6 +600,8 @@ def record_outcome(draft: OutcomeDraft) -> RecordedOutcome:
             )
         decision_trace_id = draft.decision_trace_id or (intent.trace_id if intent else None)
         executions.append_ledger(conn, outcome_entry(outcome, decision_trace_id))
+        if outcome.error_code == UNKNOWN_OUTCOME:
+            executions.append_ledger(conn, unknown_outcome_entry(outcome))
         signal = build_execution_signal(outcome, intent)
         executions.insert_signal(conn, signal)
         executions.append_ledger(conn, signal_entry(signal))

@@ -9,6 +9,13 @@ server, middleware (the gateway's guard) and tools. Each call gets its own servi
 (``tenant_id``, ``account_id``, ``action_intent_id``, ``idempotency_key``), so the gateway can
 check that the call is the one the engine meant to make. Each call has its own timeout (below the
 step's budget). Failures come back classified, never raised: the engine decides what to retry.
+
+Every call carries, in its request ``_meta``, the idempotency key (``io.fulfill/idempotency-key``,
+which the gateway forwards to remote targets) and how long this client waits
+(``io.fulfill/timeout-ms``, so the gateway answers a remote call, classified, before that). For a
+tool of a target that does not deduplicate (``confirm(tool_name)``), an answer lost after the
+call was sent to the gateway (a timeout, a lost connection, HTTP 500/502/504) is
+``UNKNOWN_OUTCOME``, never a retryable timeout: the call may have reached the target.
 """
 
 from __future__ import annotations
@@ -16,9 +23,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import httpx2
@@ -27,9 +34,11 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.server.auth.middleware.auth_context import auth_context_var
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.mcpserver import MCPServer
+from mcp.types import RequestParamsMeta
 
 from fulfill.domain.errors import ErrorClass, ExecutionError, classify
 from fulfill.domain.ports import ToolCallOutcome
+from fulfill.domain.targets import IDEMPOTENCY_META_KEY, TIMEOUT_META_KEY, UNKNOWN_OUTCOME
 from fulfill.gateway.results import outcome_from_call_result
 from fulfill.gateway.server import GatewayTokenVerifier
 from fulfill.logging_setup import describe_failure
@@ -39,9 +48,18 @@ log = logging.getLogger(__name__)
 
 
 class McpToolGateway:
-    def __init__(self, url: str, tokens: ServiceTokens, *, max_connections: int = 64) -> None:
+    def __init__(
+        self,
+        url: str,
+        tokens: ServiceTokens,
+        *,
+        max_connections: int = 64,
+        confirm: Callable[[str], bool] | None = None,
+    ) -> None:
         self._url = url
         self._tokens = tokens
+        # True for a tool whose lost answer must not be retried (a non-deduplicating target's).
+        self._confirm = confirm or (lambda _tool: False)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="fulfill-mcp-client", daemon=True)
         self._thread.start()
@@ -94,17 +112,30 @@ class McpToolGateway:
         self, token: str, tool_name: str, arguments: dict[str, Any], timeout_seconds: float
     ) -> ToolCallOutcome:
         statuses: list[int] = []
+        calling = False
+        meta = cast(
+            RequestParamsMeta,
+            {
+                IDEMPOTENCY_META_KEY: arguments.get("idempotency_key"),
+                TIMEOUT_META_KEY: int(timeout_seconds * 1000),
+            },
+        )
         try:
             with anyio.fail_after(timeout_seconds):
                 async with self._session(token, timeout_seconds, statuses) as mcp:
-                    result = await mcp.call_tool(tool_name, arguments)
+                    calling = True
+                    result = await mcp.call_tool(tool_name, arguments, meta=meta)
         except TimeoutError:
+            if calling and self._confirm(tool_name):
+                return _unknown_outcome(tool_name, arguments, "its answer did not arrive in time")
             return _transport_failure(
                 ErrorClass.TIMEOUT,
                 "TOOL_CALL_TIMEOUT",
                 f"the tool call did not answer within {timeout_seconds:g}s",
             )
         except Exception as exc:  # the MCP client raises exception groups; classify the whole
+            if calling and self._confirm(tool_name) and _maybe_sent(exc, statuses):
+                return _unknown_outcome(tool_name, arguments, "its answer was lost")
             return _failure_from_exception(exc, statuses)
         return outcome_from_call_result(result)
 
@@ -127,8 +158,15 @@ class InProcessToolGateway(McpToolGateway):
     not per call; they are rebuilt when a call names a tool the session has not seen.
     """
 
-    def __init__(self, server: MCPServer, verifier: GatewayTokenVerifier, tokens: ServiceTokens) -> None:
-        super().__init__("", tokens, max_connections=1)
+    def __init__(
+        self,
+        server: MCPServer,
+        verifier: GatewayTokenVerifier,
+        tokens: ServiceTokens,
+        *,
+        confirm: Callable[[str], bool] | None = None,
+    ) -> None:
+        super().__init__("", tokens, max_connections=1, confirm=confirm)
         self._server = server
         self._verifier = verifier
         self._shared: asyncio.Future[Client] | None = None
@@ -192,6 +230,28 @@ def _transport_failure(error_class: ErrorClass, code: str, message: str) -> Tool
     return ToolCallOutcome(
         success=False, error=ExecutionError(error_class=error_class, error_code=code, error_message=message)
     )
+
+
+def _unknown_outcome(tool_name: str, arguments: dict[str, Any], what: str) -> ToolCallOutcome:
+    target = tool_name.split(".", 1)[0]
+    return _transport_failure(
+        ErrorClass.UNKNOWN,
+        UNKNOWN_OUTCOME,
+        f"the call to {tool_name} was sent and {what}; {target} does not deduplicate, so it is not "
+        f"retried: check {target} for idempotency key {arguments.get('idempotency_key')}",
+    )
+
+
+def _maybe_sent(exc: BaseException, statuses: list[int]) -> bool:
+    """Whether a failed call may have reached the gateway's tool: not when the connection was
+    refused, the token was refused, or the gateway answered a status that means "not processed"."""
+    if isinstance(exc, TokenRefused):
+        return False
+    failed_status = next((status for status in reversed(statuses) if status >= 400), None)
+    if failed_status is not None:
+        return failed_status in (500, 502, 504)
+    leaves = _leaves(exc)
+    return not all(isinstance(leaf, httpx2.ConnectError | httpx2.ConnectTimeout) for leaf in leaves)
 
 
 def _failure_from_exception(exc: BaseException, statuses: list[int]) -> ToolCallOutcome:

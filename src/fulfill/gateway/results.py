@@ -24,6 +24,12 @@ _MAX_MESSAGE = 500
 _ERROR_KEYS = ("error_code", "error_class", "error_message", "error", "code", "message")
 
 
+def call_payload(result: CallToolResult) -> dict[str, Any] | None:
+    """The answer's innermost JSON object: its structured content, else its JSON text."""
+    structured = _unwrap(result.structured_content) if result.structured_content is not None else None
+    return structured if structured is not None else _unwrap(_json_object(_first_text(result)))
+
+
 def outcome_from_call_result(result: CallToolResult) -> ToolCallOutcome:
     text = _first_text(result)
     from_text = _unwrap(_json_object(text))

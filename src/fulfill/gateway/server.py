@@ -10,11 +10,20 @@ error (``isError``, a JSON text ``{error_code, error_class, error_message}``) wh
 * the arguments ``tenant_id``, ``account_id``, ``action_intent_id`` and ``idempotency_key`` are
   the ones the token was minted for (the token binding; the message names the fields that differ,
   never their values).
+
+Besides the in-process connectors' tools it serves every gateway target's tools
+(``gateway/targets.py``) as ``{target}.{tool}``: listed by ``tools/list``, vetted by the same
+guard against the remote tool's input schema and the token binding, then forwarded to the
+target under the remote tool's own name (``gateway/remote.py``). A trusted argument the tool's
+input schema does not declare is checked against the token and then left out of what the tool
+receives (``domain/mapping.arguments_for_tool``), for internal and remote tools alike; the
+idempotency key always travels in the request's ``_meta`` (``io.fulfill/idempotency-key``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import jsonschema
@@ -24,12 +33,20 @@ from mcp.server.auth.settings import AuthSettings
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp.types import Tool as MCPTool
 from starlette.applications import Starlette
 
 from fulfill import __version__
-from fulfill.connectors.base import ConnectorTool, tool_failure
+from fulfill.connectors.base import ConnectorTool, ToolSuccess, tool_failure
 from fulfill.domain.errors import ErrorClass
+from fulfill.domain.mapping import arguments_for_tool
+from fulfill.domain.targets import IDEMPOTENCY_META_KEY, TIMEOUT_META_KEY, remote_timeout_seconds
+from fulfill.gateway.remote import RemoteTargets
+from fulfill.gateway.targets import TargetCatalog
 from fulfill.tokens import GATEWAY_SCOPE, SERVICE_BINDING_CLAIMS, TokenError, TokenVerifier
+
+# What every tool the gateway serves answers on success; remote answers are normalised to it.
+_SUCCESS_SCHEMA = ToolSuccess.model_json_schema()
 
 
 class GatewayTokenVerifier:
@@ -58,46 +75,108 @@ class GatewayTokenVerifier:
         )
 
 
+class GatewayServer(MCPServer):
+    """The gateway's MCP server: the in-process connectors' tools plus every target's tools."""
+
+    def __init__(self, *args: Any, catalog: TargetCatalog | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.catalog = catalog
+
+    async def internal_tools(self) -> list[MCPTool]:
+        return await super().list_tools()
+
+    async def list_tools(self) -> list[MCPTool]:
+        tools = await self.internal_tools()
+        if self.catalog is None:
+            return tools
+        snapshot = await self.catalog.current()
+        return tools + [
+            MCPTool(
+                name=entry.spec.name,
+                description=entry.spec.description,
+                input_schema=entry.spec.input_schema,
+                output_schema=_SUCCESS_SCHEMA,
+            )
+            for entry in snapshot.tools.values()
+        ]
+
+
 class ToolCallGuard:
-    """Server middleware that vets every ``tools/call`` before a connector sees it."""
+    """Server middleware that vets every ``tools/call`` before a connector or target sees it."""
 
-    def __init__(self, server: MCPServer) -> None:
+    def __init__(
+        self, server: GatewayServer, remote: RemoteTargets | None = None, *, default_timeout: float = 10.0
+    ) -> None:
         self._server = server
-        self._validators: dict[str, jsonschema.Draft202012Validator] | None = None
+        self._remote = remote
+        self._default_timeout = default_timeout
+        self._internal: dict[str, tuple[dict[str, Any], jsonschema.Draft202012Validator]] | None = None
 
-    async def _validator_for(self, name: object) -> jsonschema.Draft202012Validator | None:
-        if self._validators is None:
-            self._validators = {
-                tool.name: jsonschema.Draft202012Validator(tool.input_schema)
-                for tool in await self._server.list_tools()
+    async def _internal_tool(
+        self, name: str
+    ) -> tuple[dict[str, Any], jsonschema.Draft202012Validator] | None:
+        if self._internal is None:
+            self._internal = {
+                tool.name: (tool.input_schema, jsonschema.Draft202012Validator(tool.input_schema))
+                for tool in await self._server.internal_tools()
             }
-        return self._validators.get(name) if isinstance(name, str) else None
+        return self._internal.get(name)
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         if ctx.method != "tools/call" or not isinstance(ctx.params, Mapping):
             return await call_next(ctx)
         name = ctx.params.get("name")
         arguments = ctx.params.get("arguments") or {}
-        validator = await self._validator_for(name)
-        if validator is None:
-            return tool_failure(ErrorClass.VALIDATION, "TOOL_NOT_FOUND", f"unknown tool: {str(name)[:128]}")
+        if not isinstance(name, str):
+            return tool_failure(ErrorClass.VALIDATION, "TOOL_NOT_FOUND", "the tool name must be a string")
+        internal = await self._internal_tool(name)
+        remote = None
+        if internal is None and self._server.catalog is not None and self._remote is not None:
+            remote = await self._server.catalog.find(name)
+        if internal is not None:
+            schema, validator = internal
+        elif remote is not None:
+            schema, validator = remote.spec.input_schema, remote.validator
+        else:
+            return tool_failure(ErrorClass.VALIDATION, "TOOL_NOT_FOUND", f"unknown tool: {name[:128]}")
         if not isinstance(arguments, Mapping):
             return tool_failure(
                 ErrorClass.VALIDATION, "INVALID_TOOL_ARGUMENTS", "arguments must be an object"
             )
-        problems = {_describe(error) for error in validator.iter_errors(dict(arguments))}
+        forwarded = arguments_for_tool(dict(arguments), schema)
+        problems = {_describe(error) for error in validator.iter_errors(forwarded)}
         if problems:
             return tool_failure(
                 ErrorClass.VALIDATION, "INVALID_TOOL_ARGUMENTS", "; ".join(sorted(problems)[:10])
             )
         mismatched = _binding_mismatches(arguments)
+        meta: dict[str, Any] = dict(ctx.meta or {})
+        if IDEMPOTENCY_META_KEY in meta and meta[IDEMPOTENCY_META_KEY] != arguments.get("idempotency_key"):
+            mismatched.append(f"_meta {IDEMPOTENCY_META_KEY}")
         if mismatched:
             return tool_failure(
                 ErrorClass.AUTH,
                 "TOKEN_BINDING_MISMATCH",
                 f"the tool call's {', '.join(mismatched)} differ(s) from what its token was issued for",
             )
+        if remote is not None and self._remote is not None:
+            return await self._remote.call(
+                remote.endpoint,
+                remote.spec.remote_name,
+                forwarded,
+                idempotency_key=str(arguments["idempotency_key"]),
+                timeout=remote_timeout_seconds(self._engine_timeout(meta)),
+            )
+        if forwarded != dict(arguments):
+            ctx = replace(ctx, params={**ctx.params, "arguments": forwarded})
         return await call_next(ctx)
+
+    def _engine_timeout(self, meta: Mapping[str, Any]) -> float:
+        """How long the engine waits for this call (its ``_meta`` says), at most the default."""
+        value = meta.get(TIMEOUT_META_KEY)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+            return min(float(value) / 1000.0, self._default_timeout)
+        return self._default_timeout
 
 
 def _binding_mismatches(arguments: Mapping[str, Any]) -> list[str]:
@@ -125,8 +204,16 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return f"{path}: fails '{error.validator}'"
 
 
-def build_gateway(verifier: TokenVerifier, tools: list[ConnectorTool], *, public_url: str) -> MCPServer:
-    server: MCPServer = MCPServer(
+def build_gateway(
+    verifier: TokenVerifier,
+    tools: list[ConnectorTool],
+    *,
+    public_url: str,
+    catalog: TargetCatalog | None = None,
+    remote: RemoteTargets | None = None,
+    call_timeout_seconds: float = 10.0,
+) -> GatewayServer:
+    server = GatewayServer(
         "fulfill-gateway",
         version=__version__,
         instructions=(
@@ -136,10 +223,11 @@ def build_gateway(verifier: TokenVerifier, tools: list[ConnectorTool], *, public
         token_verifier=GatewayTokenVerifier(verifier),
         auth=AuthSettings(issuer_url=public_url, resource_server_url=None, required_scopes=[GATEWAY_SCOPE]),
         log_level="WARNING",
+        catalog=catalog,
     )
     for tool in tools:
         server.add_tool(tool.fn, name=tool.name, description=tool.description, structured_output=True)
-    server.middleware.append(ToolCallGuard(server))
+    server.middleware.append(ToolCallGuard(server, remote, default_timeout=call_timeout_seconds))
     return server
 
 

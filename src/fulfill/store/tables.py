@@ -294,3 +294,54 @@ external_writes = Table(
     Column("compensated_at", TS),
     PrimaryKeyConstraint("tenant_id", "account_id", "idempotency_key"),
 )
+
+# --- gateway targets: remote MCP servers whose tools the gateway exposes as "{name}.{tool}" ------
+
+gateway_targets = Table(
+    "gateway_targets",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("deduplicates", Boolean, nullable=False),
+    Column("document", JSON, nullable=False),  # the GatewayTarget: auth without secret, tools
+    Column("revision", Integer, nullable=False),  # +1 on every sync
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+)
+
+# Every change to the targets bumps this one row's revision: a process reloads its target list
+# when the revision it loaded is not the stored one.
+gateway_catalog = Table(
+    "gateway_catalog",
+    metadata,
+    Column("catalog_id", String(16), primary_key=True),
+    Column("revision", Integer, nullable=False),
+    Column("updated_at", TS, nullable=False),
+)
+
+# Target credentials (a bearer token, an OAuth client secret), read and written only through
+# ``gateway.target_auth.TargetSecrets``. Stored as plain JSON: this table is the stand-in to be
+# replaced by the encrypted credential store (FULFILL_SECRETS_KEY); nothing else reads it.
+gateway_target_secrets = Table(
+    "gateway_target_secrets",
+    metadata,
+    Column("target_name", String(32), primary_key=True),
+    Column("secret", JSON, nullable=False),
+    Column("updated_at", TS, nullable=False),
+)
+
+# A tool call to a target that does not deduplicate, written before the call is sent and settled
+# with its answer: a step replayed after a crash finds it and does not send the call again.
+remote_tool_calls = Table(
+    "remote_tool_calls",
+    metadata,
+    Column("tenant_id", ID, nullable=False),
+    Column("account_id", ID, nullable=False),
+    Column("action_intent_id", ID, nullable=False),
+    Column("attempt_count", Integer, nullable=False),
+    Column("tool_name", String(128), nullable=False),
+    Column("idempotency_key", String(64), nullable=False),
+    Column("sent_at", TS, nullable=False),
+    Column("answer", JSON),  # the call's ToolCallOutcome, once it is known
+    PrimaryKeyConstraint("tenant_id", "account_id", "action_intent_id", "attempt_count"),
+)

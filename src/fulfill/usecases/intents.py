@@ -14,7 +14,7 @@ from fulfill.domain.execution import CompensationRequest
 from fulfill.domain.expiry import default_expiry_epoch, is_expired
 from fulfill.domain.idempotency import canonical_json
 from fulfill.domain.ledger import ledger_entry
-from fulfill.domain.mapping import TRUSTED_ARGUMENTS, MappingError, map_parameters
+from fulfill.domain.mapping import TRUSTED_ARGUMENTS, MappingError, arguments_for_tool, map_parameters
 from fulfill.domain.models import (
     ActionIntentV1,
     ActionType,
@@ -226,8 +226,10 @@ def _check_tool_arguments(rt: Runtime, entry: RegistryEntry, mapped: dict[str, A
     if schema is None:
         raise Invalid(f"the gateway has no tool {entry.tool_name}", code="UNKNOWN_TOOL")
     placeholders = dict.fromkeys(TRUSTED_ARGUMENTS, "x" * 64)
+    # What the tool will receive: a trusted argument its schema does not declare is not sent.
+    arguments = arguments_for_tool({**mapped, **placeholders}, schema)
     errors = sorted(
-        jsonschema.Draft202012Validator(schema).iter_errors({**mapped, **placeholders}),
+        jsonschema.Draft202012Validator(schema).iter_errors(arguments),
         key=lambda e: list(e.path),
     )
     if errors:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -133,11 +134,12 @@ class RegistryDraft(BaseModel):
 
 
 def register_version(
-    db: Database, draft: RegistryDraft, now: str, tool_schemas: dict[str, dict[str, Any]]
+    db: Database, draft: RegistryDraft, now: str, tool_schemas: Mapping[str, dict[str, Any]]
 ) -> RegistryEntry:
     """Register the next version of an action type atomically.
 
-    The mapping is checked against the tool's input schema first. The version number is then
+    The mapping is checked against the tool's input schema first (an in-process connector's tool
+    or a gateway target's, whose trusted arguments are set by the service either way). The version number is then
     allocated inside a write transaction and inserted under the table's primary key, so two
     concurrent registrations get distinct versions and neither is lost.
     """
@@ -156,7 +158,7 @@ def register_version(
     raise Invalid("the registry is too busy to allocate a version; try again", code="REGISTRY_BUSY")
 
 
-def _check_against_tools(draft: RegistryDraft, tool_schemas: dict[str, dict[str, Any]]) -> None:
+def _check_against_tools(draft: RegistryDraft, tool_schemas: Mapping[str, dict[str, Any]]) -> None:
     schema = tool_schemas.get(draft.tool_name)
     if schema is None:
         raise Invalid(f"the gateway has no tool {draft.tool_name}", code="UNKNOWN_TOOL")

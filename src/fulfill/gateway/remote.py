@@ -1,0 +1,466 @@
+"""The gateway's MCP client for its targets: discovery (``tools/list``) and forwarded ``tools/call``.
+
+Every exchange opens its own MCP session over Streamable HTTP (the ``mcp`` SDK's client), on its
+own connection pool whose connections go only to checked addresses (``gateway/egress.py``), with
+a timeout on the whole exchange. Failures come back classified, never raised.
+
+**Unknown outcomes.** A forwarded call that fails *before* any of its bytes were written (the
+connection refused, the name did not resolve, the token URL failed, the session could not be
+opened) wrote nothing: it is a transient failure, retried by the engine. A call whose request was
+written and whose answer was lost (a timeout, a dropped connection, a gateway error such as HTTP
+500/502/504, an unreadable answer) may have written. If the target deduplicates on the
+idempotency key (sent in ``_meta`` as ``io.fulfill/idempotency-key``), that failure stays
+transient and the retry, with the same key, is answered without a second write. If it does not,
+the call ends ``UNKNOWN_OUTCOME`` (class ``UNKNOWN``, never retried) for a person to check.
+Definite refusals (HTTP 4xx other than 408, a JSON-RPC "method not found" or "invalid params")
+are classified as such: the target said no.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import httpx2
+import jsonschema
+import mcp_types as types
+from mcp import Client, MCPError
+from mcp.client.streamable_http import streamable_http_client
+from pydantic import ValidationError
+
+from fulfill.connectors.base import tool_failure, tool_success
+from fulfill.domain.egress import EgressAllowList
+from fulfill.domain.errors import ErrorClass, ExecutionError, classify
+from fulfill.domain.models import ExternalObjectRef
+from fulfill.domain.targets import (
+    IDEMPOTENCY_META_KEY,
+    MAX_DESCRIPTION,
+    MAX_SCHEMA_BYTES,
+    MAX_TOOLS_PER_TARGET,
+    REMOTE_TOOL_NAME,
+    UNKNOWN_OUTCOME,
+    RemoteToolSpec,
+    TargetAuthView,
+    gateway_tool_name,
+)
+from fulfill.gateway.egress import CallTracker, EgressRefused, Resolver, pinned_client, system_resolver
+from fulfill.gateway.results import call_payload, outcome_from_call_result
+from fulfill.gateway.target_auth import OAuthTokens, TargetAuthFailed, auth_headers
+from fulfill.logging_setup import describe_failure
+
+log = logging.getLogger(__name__)
+
+# JSON-RPC errors that say the server refused the request without running it.
+_REFUSED_CODES = frozenset({types.METHOD_NOT_FOUND, types.INVALID_PARAMS})
+# HTTP statuses that say the request was not (or not yet) processed: safe to send again.
+_NOT_PROCESSED_STATUSES = frozenset({408, 429, 503})
+_MAX_LIST_PAGES = 20
+
+
+@dataclass(frozen=True)
+class TargetEndpoint:
+    """Everything needed to reach one target. ``secret`` never leaves this process's memory."""
+
+    name: str
+    url: str
+    auth: TargetAuthView
+    deduplicates: bool = False
+    secret: dict[str, str] | None = field(default=None, repr=False)
+
+
+class TargetError(Exception):
+    """Discovery failed; ``error`` says why (safe to show: no secret, no remote payload)."""
+
+    def __init__(self, error: ExecutionError) -> None:
+        super().__init__(error.error_message)
+        self.error = error
+
+
+@dataclass(frozen=True)
+class Discovery:
+    tools: list[RemoteToolSpec]
+    skipped: list[str]
+
+
+@dataclass
+class _Exchange:
+    """What one session saw: the HTTP status of each JSON-RPC method, and the call's progress."""
+
+    tracker: CallTracker = field(default_factory=CallTracker)
+    statuses: dict[str, int] = field(default_factory=dict)
+
+
+class RemoteTargets:
+    def __init__(
+        self,
+        allow: EgressAllowList,
+        *,
+        resolver: Resolver = system_resolver,
+        tokens: OAuthTokens | None = None,
+    ) -> None:
+        self._allow = allow
+        self._resolver = resolver
+        self._tokens = tokens or OAuthTokens()
+
+    # --- discovery ---------------------------------------------------------------------------
+
+    async def discover(self, target: TargetEndpoint, *, timeout: float) -> Discovery:
+        """``tools/list`` (every page). Raises :class:`TargetError`."""
+        exchange = _Exchange()
+        listed: list[types.Tool] = []
+        try:
+            with anyio.fail_after(timeout):
+                async with self._session(target, timeout, exchange) as client:
+                    cursor: str | None = None
+                    for _ in range(_MAX_LIST_PAGES):
+                        page = await client.list_tools(cursor=cursor, cache_mode="refresh")
+                        listed.extend(page.tools)
+                        cursor = page.next_cursor
+                        if not cursor or len(listed) > MAX_TOOLS_PER_TARGET:
+                            break
+        except TimeoutError:
+            raise TargetError(
+                _error(
+                    ErrorClass.TIMEOUT, "TARGET_TIMEOUT", f"{target.name} did not answer within {timeout:g}s"
+                )
+            ) from None
+        except TargetAuthFailed as exc:
+            raise TargetError(exc.error) from None
+        except Exception as exc:
+            raise TargetError(_setup_failure(target, exc, exchange)) from None
+        return _specs(target.name, listed)
+
+    # --- tools/call ----------------------------------------------------------------------------
+
+    async def call(
+        self,
+        target: TargetEndpoint,
+        remote_name: str,
+        arguments: dict[str, Any],
+        *,
+        idempotency_key: str,
+        timeout: float,
+    ) -> types.CallToolResult:
+        """Forward one ``tools/call``; the answer is normalised (below) or a classified tool error."""
+        exchange = _Exchange()
+        result: types.CallToolResult | None = None
+        try:
+            with anyio.fail_after(timeout):
+                async with self._session(target, timeout, exchange) as client:
+                    exchange.tracker.calling = True
+                    result = await client.session.send_request(
+                        types.CallToolRequest(
+                            params=types.CallToolRequestParams(
+                                name=remote_name,
+                                arguments=arguments,
+                                _meta={IDEMPOTENCY_META_KEY: idempotency_key},
+                            )
+                        ),
+                        types.CallToolResult,
+                        request_read_timeout_seconds=timeout,
+                    )
+        except TargetAuthFailed as exc:
+            return _failure(exc.error)
+        except BaseException as exc:
+            if not isinstance(exc, Exception):
+                raise
+            # With an answer in hand, a failure while closing the session changes nothing.
+            if result is None:
+                if not exchange.tracker.calling:
+                    return _failure(
+                        _error(ErrorClass.TIMEOUT, "TARGET_TIMEOUT", f"{target.name} did not answer in time")
+                        if isinstance(exc, TimeoutError)
+                        else _setup_failure(target, exc, exchange)
+                    )
+                return _failure(self._call_failure(target, remote_name, idempotency_key, exc, exchange))
+        assert result is not None
+        return normalized_answer(
+            result, target=target.name, tool=remote_name, idempotency_key=idempotency_key
+        )
+
+    def _call_failure(
+        self, target: TargetEndpoint, remote_name: str, key: str, exc: Exception, exchange: _Exchange
+    ) -> ExecutionError:
+        status = exchange.statuses.get("tools/call")
+        leaves = _leaves(exc)
+        if isinstance(exc, EgressRefused) or any(isinstance(leaf, EgressRefused) for leaf in leaves):
+            return _error(ErrorClass.VALIDATION, "EGRESS_REFUSED", _first_message(leaves, EgressRefused))
+        if not exchange.tracker.sent:
+            # Nothing of the call was written: whatever went wrong, the target never saw it.
+            if isinstance(exc, TimeoutError):
+                return _error(
+                    ErrorClass.TIMEOUT, "TARGET_TIMEOUT", f"{target.name} could not be reached in time"
+                )
+            return _error(ErrorClass.DOWNSTREAM, "TARGET_UNAVAILABLE", f"{target.name} could not be reached")
+        if status is not None and status >= 400 and status not in (500, 502, 504):
+            if status == 401:
+                self._tokens.forget(target.name)
+            return _error(
+                classify(http_status=status), f"TARGET_HTTP_{status}", f"{target.name} answered HTTP {status}"
+            )
+        mcp_error = next((leaf for leaf in leaves if isinstance(leaf, MCPError)), None)
+        if mcp_error is not None and mcp_error.code in _REFUSED_CODES and (status is None or status < 400):
+            return _error(ErrorClass.VALIDATION, "TARGET_REFUSED_CALL", str(mcp_error)[:300])
+        what = _lost_answer(exc, leaves, status)
+        if target.deduplicates:
+            # Sent, answer lost; the target deduplicates on the key, so the retry is safe.
+            error_class = ErrorClass.TIMEOUT if "time" in what else ErrorClass.DOWNSTREAM
+            return _error(
+                error_class,
+                "TARGET_ANSWER_LOST",
+                f"the call to {target.name}.{remote_name} was sent and {what}",
+            )
+        return _error(
+            ErrorClass.UNKNOWN,
+            UNKNOWN_OUTCOME,
+            f"the call to {target.name}.{remote_name} was sent and {what}; {target.name} does not "
+            f"deduplicate, so it is not retried: check {target.name} for idempotency key {key}",
+        )
+
+    # --- the session ---------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _session(
+        self, target: TargetEndpoint, timeout: float, exchange: _Exchange
+    ) -> AsyncIterator[Client]:
+        async with AsyncExitStack() as stack:
+            yield await self._open(target, timeout, exchange, stack)
+
+    async def _open(
+        self, target: TargetEndpoint, timeout: float, exchange: _Exchange, stack: AsyncExitStack
+    ) -> Client:
+        """An MCP session with the target, closed with ``stack``. A 401 while it opens, with a
+        cached OAuth token, is answered with one fresh token (the request was refused)."""
+        for attempt in range(2):
+            headers, fresh = await auth_headers(
+                target.name,
+                target.auth,
+                target.secret,
+                self._tokens,
+                allow=self._allow,
+                resolver=self._resolver,
+                timeout=timeout,
+            )
+            exchange.statuses.clear()
+            opening = AsyncExitStack()
+            try:
+                http = await opening.enter_async_context(
+                    pinned_client(
+                        self._allow,
+                        self._resolver,
+                        timeout=timeout,
+                        headers=headers,
+                        tracker=exchange.tracker,
+                        event_hooks={"response": [_status_recorder(exchange)]},
+                    )
+                )
+                client = await opening.enter_async_context(
+                    Client(
+                        streamable_http_client(target.url, http_client=http, terminate_on_close=False),
+                        cache=None,
+                        read_timeout_seconds=timeout,
+                    )
+                )
+            except Exception:
+                await opening.aclose()
+                if attempt or fresh or 401 not in exchange.statuses.values():
+                    raise
+                self._tokens.forget(target.name)
+                continue
+            stack.push_async_exit(opening)
+            return client
+        raise AssertionError("unreachable")
+
+
+def _status_recorder(exchange: _Exchange) -> Any:
+    async def record(response: httpx2.Response) -> None:
+        try:
+            method = json.loads(response.request.content).get("method")
+        except (ValueError, AttributeError, httpx2.RequestNotRead):
+            return
+        if isinstance(method, str):
+            exchange.statuses[method] = response.status_code
+
+    return record
+
+
+# --- answers ------------------------------------------------------------------------------------
+
+
+def normalized_answer(
+    result: types.CallToolResult, *, target: str, tool: str, idempotency_key: str
+) -> types.CallToolResult:
+    """A target's answer in the gateway's own shape.
+
+    A failure becomes a tool error with the JSON text ``{error_code, error_class,
+    error_message}`` (a class the target declared itself is kept). A success becomes
+    ``external_object_refs``: the ones the tool returned, each with ``system`` ``MCP:{target}``
+    (an object lives in the system that answered, whatever it calls itself; an ``object_url``
+    is kept only when it is http(s)), or, when it returned none, one ref to the call itself:
+    ``{system: MCP:{target}, object_type: {tool}, object_id: <its "id" if it returned one, else
+    the idempotency key>}``.
+    """
+    payload = call_payload(result)
+    if result.is_error or (payload is not None and payload.get("success") is False):
+        error = outcome_from_call_result(result).error
+        assert error is not None
+        return tool_failure(error.error_class, error.error_code, error.error_message)
+    system = f"MCP:{target}"
+    refs = _refs(payload, system)
+    if not refs:
+        refs = [
+            ExternalObjectRef(system=system, object_type=tool, object_id=_object_id(payload, idempotency_key))
+        ]
+    return tool_success(refs)
+
+
+def _refs(payload: dict[str, Any] | None, system: str) -> list[ExternalObjectRef]:
+    found = (payload or {}).get("external_object_refs")
+    refs: list[ExternalObjectRef] = []
+    for item in found if isinstance(found, list) else []:
+        if not isinstance(item, dict):
+            continue
+        object_type, object_id, url = item.get("object_type"), item.get("object_id"), item.get("object_url")
+        if (
+            not isinstance(object_type, str)
+            or not isinstance(object_id, str | int)
+            or isinstance(object_id, bool)
+        ):
+            continue
+        if not object_type.strip() or not str(object_id).strip():
+            continue
+        keep_url = (
+            isinstance(url, str) and url.lower().startswith(("https://", "http://")) and len(url) <= 2048
+        )
+        refs.append(
+            ExternalObjectRef(
+                system=system,
+                object_type=object_type[:256],
+                object_id=str(object_id)[:256],
+                object_url=url if keep_url else None,
+            )
+        )
+    return refs[:50]
+
+
+def _object_id(payload: dict[str, Any] | None, idempotency_key: str) -> str:
+    candidate = (payload or {}).get("id")
+    if isinstance(candidate, str | int) and not isinstance(candidate, bool) and str(candidate).strip():
+        return str(candidate)[:256]
+    return idempotency_key
+
+
+def _specs(target: str, listed: list[types.Tool]) -> Discovery:
+    tools: list[RemoteToolSpec] = []
+    skipped: list[str] = []
+    seen: set[str] = set()
+    for tool in listed:
+        label = tool.name[:100]
+        if len(tools) >= MAX_TOOLS_PER_TARGET:
+            skipped.append(f"{label} (more than {MAX_TOOLS_PER_TARGET} tools)")
+            continue
+        if not REMOTE_TOOL_NAME.match(tool.name):
+            skipped.append(f"{label} (name not usable)")
+            continue
+        if tool.name in seen:
+            skipped.append(f"{label} (listed twice)")
+            continue
+        schema = dict(tool.input_schema)
+        if len(json.dumps(schema)) > MAX_SCHEMA_BYTES:
+            skipped.append(f"{label} (input schema too large)")
+            continue
+        try:
+            jsonschema.Draft202012Validator.check_schema(schema)
+        except jsonschema.SchemaError:
+            skipped.append(f"{label} (invalid input schema)")
+            continue
+        if schema.get("type", "object") != "object":
+            skipped.append(f"{label} (input schema is not an object)")
+            continue
+        seen.add(tool.name)
+        description = (tool.description or "").strip()[:MAX_DESCRIPTION] or None
+        tools.append(
+            RemoteToolSpec(
+                name=gateway_tool_name(target, tool.name),
+                remote_name=tool.name,
+                description=description,
+                input_schema=schema,
+            )
+        )
+    return Discovery(tools=tools, skipped=skipped)
+
+
+# --- failures -----------------------------------------------------------------------------------
+
+
+def _error(error_class: ErrorClass, code: str, message: str) -> ExecutionError:
+    return ExecutionError(error_class=error_class, error_code=code, error_message=message)
+
+
+def _failure(error: ExecutionError) -> types.CallToolResult:
+    return tool_failure(error.error_class, error.error_code, error.error_message)
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    found = [exc]
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(cause, EgressRefused):
+        found.append(cause)
+    return found
+
+
+def _first_message(leaves: list[BaseException], kind: type[BaseException]) -> str:
+    return next((str(leaf) for leaf in leaves if isinstance(leaf, kind)), "the destination is not allowed")[
+        :300
+    ]
+
+
+def _setup_failure(target: TargetEndpoint, exc: BaseException, exchange: _Exchange) -> ExecutionError:
+    """A failure before any tool was called (opening the session, listing): nothing was done."""
+    leaves = _leaves(exc)
+    if any(isinstance(leaf, EgressRefused) for leaf in leaves):
+        return _error(ErrorClass.VALIDATION, "EGRESS_REFUSED", _first_message(leaves, EgressRefused))
+    failed = next((status for status in exchange.statuses.values() if status >= 400), None)
+    if failed is not None:
+        return _error(
+            classify(http_status=failed), f"TARGET_HTTP_{failed}", f"{target.name} answered HTTP {failed}"
+        )
+    if any(isinstance(leaf, httpx2.TimeoutException | TimeoutError) for leaf in leaves):
+        return _error(ErrorClass.TIMEOUT, "TARGET_TIMEOUT", f"{target.name} did not answer in time")
+    if any(isinstance(leaf, httpx2.TransportError | OSError) for leaf in leaves):
+        return _error(ErrorClass.DOWNSTREAM, "TARGET_UNAVAILABLE", f"{target.name} could not be reached")
+    mcp_error = next((leaf for leaf in leaves if isinstance(leaf, MCPError)), None)
+    if mcp_error is not None:
+        message = f"{target.name} answered with an MCP error: {str(mcp_error)[:200]}"
+        return _error(ErrorClass.DOWNSTREAM, "TARGET_PROTOCOL_ERROR", message)
+    if any(isinstance(leaf, ValidationError) for leaf in leaves):
+        return _error(
+            ErrorClass.DOWNSTREAM,
+            "TARGET_PROTOCOL_ERROR",
+            f"{target.name} answered something that is not MCP",
+        )
+    log.warning("target %s failed unexpectedly: %s", target.name, describe_failure(exc))
+    return _error(
+        ErrorClass.DOWNSTREAM, "TARGET_ERROR", f"the exchange with {target.name} failed unexpectedly"
+    )
+
+
+def _lost_answer(exc: BaseException, leaves: list[BaseException], status: int | None) -> str:
+    if isinstance(exc, TimeoutError) or any(
+        isinstance(leaf, httpx2.TimeoutException | TimeoutError) for leaf in leaves
+    ):
+        return "its answer did not arrive in time"
+    if status is not None and status >= 500:
+        return f"answered HTTP {status}"
+    if any(isinstance(leaf, ValidationError) for leaf in leaves):
+        return "its answer could not be read"
+    if any(isinstance(leaf, httpx2.TransportError | OSError) for leaf in leaves):
+        return "the connection was lost before its answer"
+    return "its answer was lost"

@@ -1,0 +1,210 @@
+"""How the gateway authenticates to its targets, and where their secrets are kept.
+
+A target's auth is ``none``, ``bearer`` (a static token) or ``oauth_client_credentials`` (an
+access token fetched from the target's token URL with a client id and secret, cached until
+shortly before it expires). Secrets are read and written only through :class:`TargetSecrets`;
+nothing returns them to a client or writes them to a log, and a failure message never quotes one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import httpx2
+
+from fulfill.domain.egress import EgressAllowList
+from fulfill.domain.errors import ErrorClass, ExecutionError
+from fulfill.domain.targets import TargetAuthType, TargetAuthView
+from fulfill.gateway.egress import EgressRefused, Resolver, pinned_client
+from fulfill.store import targets as store
+from fulfill.store.db import Database
+
+
+class TargetSecrets(Protocol):
+    """Where target credentials live: ``{"token": …}`` for bearer, ``{"client_secret": …}`` for
+    OAuth client credentials. Swappable for an encrypted store without touching any caller."""
+
+    def get(self, target_name: str) -> dict[str, str] | None: ...
+
+    def put(self, target_name: str, secret: dict[str, str]) -> None: ...
+
+    def delete(self, target_name: str) -> None: ...
+
+
+class StoredTargetSecrets:
+    """:class:`TargetSecrets` in the ``gateway_target_secrets`` table, as plain JSON: the
+    stand-in for the encrypted credential store (``FULFILL_SECRETS_KEY``), which replaces it."""
+
+    def __init__(self, db: Database, now_iso: Callable[[], str]) -> None:
+        self._db = db
+        self._now_iso = now_iso
+
+    def get(self, target_name: str) -> dict[str, str] | None:
+        with self._db.read() as conn:
+            return store.get_secret(conn, target_name)
+
+    def put(self, target_name: str, secret: dict[str, str]) -> None:
+        with self._db.write() as conn:
+            store.put_secret(conn, target_name, secret, now=self._now_iso())
+
+    def delete(self, target_name: str) -> None:
+        with self._db.write() as conn:
+            store.delete_secret(conn, target_name)
+
+
+class TargetAuthFailed(Exception):
+    """No credentials for a request to a target; nothing was sent to the target itself."""
+
+    def __init__(self, error: ExecutionError) -> None:
+        super().__init__(error.error_message)
+        self.error = error
+
+
+@dataclass(frozen=True)
+class _CachedToken:
+    value: str
+    refresh_at: float  # monotonic
+
+
+class OAuthTokens:
+    """Client-credentials access tokens, cached per target and credentials until shortly before
+    they expire (``expires_in`` minus a tenth, at most a minute; 5 minutes when not given)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._tokens: dict[str, _CachedToken] = {}
+
+    def forget(self, target_name: str) -> None:
+        with self._lock:
+            for key in [key for key in self._tokens if key.startswith(f"{target_name}\n")]:
+                del self._tokens[key]
+
+    async def token(
+        self,
+        target_name: str,
+        auth: TargetAuthView,
+        client_secret: str,
+        *,
+        allow: EgressAllowList,
+        resolver: Resolver,
+        timeout: float,
+    ) -> tuple[str, bool]:
+        """An access token, and whether it was fetched now (False: from the cache)."""
+        key = _cache_key(target_name, auth, client_secret)
+        with self._lock:
+            cached = self._tokens.get(key)
+        if cached is not None and cached.refresh_at > self._clock():
+            return cached.value, False
+        value, lifetime = await _fetch_token(
+            auth, client_secret, allow=allow, resolver=resolver, timeout=timeout
+        )
+        with self._lock:
+            self._tokens[key] = _CachedToken(value, self._clock() + lifetime - min(60.0, lifetime / 10))
+        return value, True
+
+
+def _cache_key(target_name: str, auth: TargetAuthView, client_secret: str) -> str:
+    fingerprint = hashlib.sha256(
+        "\n".join(
+            [auth.token_url or "", auth.client_id or "", auth.scope or "", auth.audience or "", client_secret]
+        ).encode()
+    ).hexdigest()
+    return f"{target_name}\n{fingerprint}"
+
+
+async def _fetch_token(
+    auth: TargetAuthView, client_secret: str, *, allow: EgressAllowList, resolver: Resolver, timeout: float
+) -> tuple[str, float]:
+    """POST ``grant_type=client_credentials`` to the token URL (client authentication with HTTP
+    Basic, RFC 6749 §2.3.1); the token URL is subject to the same egress rules as targets."""
+    form = {"grant_type": "client_credentials"}
+    if auth.scope:
+        form["scope"] = auth.scope
+    if auth.audience:
+        form["audience"] = auth.audience
+    try:
+        async with pinned_client(allow, resolver, timeout=timeout) as http:
+            response = await http.post(
+                auth.token_url or "",
+                data=form,
+                auth=httpx2.BasicAuth(auth.client_id or "", client_secret),
+                headers={"Accept": "application/json"},
+            )
+    except EgressRefused as exc:
+        raise TargetAuthFailed(_error(ErrorClass.VALIDATION, "EGRESS_REFUSED", f"token URL: {exc}")) from None
+    except httpx2.TimeoutException:
+        raise TargetAuthFailed(
+            _error(ErrorClass.TIMEOUT, "TARGET_TOKEN_TIMEOUT", "the token URL did not answer in time")
+        ) from None
+    except httpx2.HTTPError:
+        raise TargetAuthFailed(
+            _error(ErrorClass.DOWNSTREAM, "TARGET_TOKEN_UNAVAILABLE", "the token URL could not be reached")
+        ) from None
+    if response.status_code != 200:
+        status = response.status_code
+        error_class = ErrorClass.DOWNSTREAM if status >= 500 or status == 429 else ErrorClass.AUTH
+        raise TargetAuthFailed(
+            _error(error_class, "TARGET_TOKEN_REFUSED", f"the token URL answered HTTP {status}")
+        )
+    try:
+        body = response.json()
+        value = body["access_token"]
+        expires_in = float(body.get("expires_in") or 300)
+    except (ValueError, KeyError, TypeError):
+        raise TargetAuthFailed(
+            _error(ErrorClass.AUTH, "TARGET_TOKEN_INVALID", "the token URL answered without an access_token")
+        ) from None
+    if not isinstance(value, str) or not value:
+        raise TargetAuthFailed(
+            _error(ErrorClass.AUTH, "TARGET_TOKEN_INVALID", "the token URL answered without an access_token")
+        )
+    return value, max(1.0, expires_in)
+
+
+def _error(error_class: ErrorClass, code: str, message: str) -> ExecutionError:
+    return ExecutionError(error_class=error_class, error_code=code, error_message=message)
+
+
+async def auth_headers(
+    target_name: str,
+    auth: TargetAuthView,
+    secret: dict[str, str] | None,
+    tokens: OAuthTokens,
+    *,
+    allow: EgressAllowList,
+    resolver: Resolver,
+    timeout: float,
+) -> tuple[dict[str, str], bool]:
+    """The headers that authenticate a request to the target, and whether they hold a token that
+    was just fetched (False: cached, so a 401 may mean it was revoked early and is worth one
+    fresh fetch)."""
+    if auth.type is TargetAuthType.NONE:
+        return {}, True
+    if auth.type is TargetAuthType.BEARER:
+        token = (secret or {}).get("token")
+        if not token:
+            raise TargetAuthFailed(
+                _error(
+                    ErrorClass.AUTH, "TARGET_SECRET_MISSING", f"no bearer token is stored for {target_name}"
+                )
+            )
+        return {"Authorization": f"Bearer {token}"}, True
+    client_secret = (secret or {}).get("client_secret")
+    if not client_secret:
+        raise TargetAuthFailed(
+            _error(
+                ErrorClass.AUTH,
+                "TARGET_SECRET_MISSING",
+                f"no OAuth client secret is stored for {target_name}",
+            )
+        )
+    value, fresh = await tokens.token(
+        target_name, auth, client_secret, allow=allow, resolver=resolver, timeout=timeout
+    )
+    return {"Authorization": f"Bearer {value}"}, fresh

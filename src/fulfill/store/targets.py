@@ -1,0 +1,194 @@
+"""Stored gateway targets, the catalog revision, target secrets and remote call marks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, delete, select, update
+
+from fulfill.domain.ports import ToolCallOutcome
+from fulfill.domain.targets import GatewayTarget
+from fulfill.store.db import insert_ignore
+from fulfill.store.tables import gateway_catalog, gateway_target_secrets, gateway_targets, remote_tool_calls
+
+_CATALOG_ROW = "targets"
+
+
+# --- targets ------------------------------------------------------------------------------------
+
+
+def get_target(conn: Connection, name: str) -> GatewayTarget | None:
+    row = conn.execute(select(gateway_targets.c.document).where(gateway_targets.c.name == name)).first()
+    return GatewayTarget.model_validate(row.document) if row else None
+
+
+def list_targets(conn: Connection) -> list[GatewayTarget]:
+    rows = conn.execute(select(gateway_targets.c.document).order_by(gateway_targets.c.name)).all()
+    return [GatewayTarget.model_validate(row.document) for row in rows]
+
+
+def insert_target(conn: Connection, target: GatewayTarget) -> bool:
+    """Insert a new target; False when the name is taken."""
+    inserted = insert_ignore(conn, gateway_targets, _values(target))
+    if inserted:
+        _bump_catalog(conn, target.updated_at)
+    return inserted
+
+
+def replace_target(conn: Connection, target: GatewayTarget) -> bool:
+    """Store a re-discovered target; False when it no longer exists."""
+    values = _values(target)
+    del values["name"]
+    result = conn.execute(update(gateway_targets).where(gateway_targets.c.name == target.name).values(values))
+    if result.rowcount:
+        _bump_catalog(conn, target.updated_at)
+    return bool(result.rowcount)
+
+
+def delete_target(conn: Connection, name: str, *, now: str) -> bool:
+    result = conn.execute(delete(gateway_targets).where(gateway_targets.c.name == name))
+    if result.rowcount:
+        _bump_catalog(conn, now)
+    return bool(result.rowcount)
+
+
+def catalog_revision(conn: Connection) -> int:
+    value = conn.execute(
+        select(gateway_catalog.c.revision).where(gateway_catalog.c.catalog_id == _CATALOG_ROW)
+    ).scalar_one_or_none()
+    return int(value or 0)
+
+
+def touch_catalog(conn: Connection, now: str) -> None:
+    """Make every process reload its targets (e.g. after a target's secret was stored)."""
+    _bump_catalog(conn, now)
+
+
+def _bump_catalog(conn: Connection, now: str) -> None:
+    insert_ignore(conn, gateway_catalog, {"catalog_id": _CATALOG_ROW, "revision": 0, "updated_at": now})
+    conn.execute(
+        update(gateway_catalog)
+        .where(gateway_catalog.c.catalog_id == _CATALOG_ROW)
+        .values(revision=gateway_catalog.c.revision + 1, updated_at=now)
+    )
+
+
+def _values(target: GatewayTarget) -> dict[str, Any]:
+    return {
+        "name": target.name,
+        "url": target.url,
+        "deduplicates": target.deduplicates,
+        "document": target.model_dump(mode="json"),
+        "revision": target.revision,
+        "created_at": target.created_at,
+        "updated_at": target.updated_at,
+    }
+
+
+# --- secrets (only through gateway.target_auth.StoredTargetSecrets) -------------------------------
+
+
+def get_secret(conn: Connection, target_name: str) -> dict[str, str] | None:
+    row = conn.execute(
+        select(gateway_target_secrets.c.secret).where(gateway_target_secrets.c.target_name == target_name)
+    ).first()
+    return {str(k): str(v) for k, v in dict(row.secret).items()} if row else None
+
+
+def put_secret(conn: Connection, target_name: str, secret: dict[str, str], *, now: str) -> None:
+    values = {"target_name": target_name, "secret": secret, "updated_at": now}
+    if not insert_ignore(conn, gateway_target_secrets, values):
+        conn.execute(
+            update(gateway_target_secrets)
+            .where(gateway_target_secrets.c.target_name == target_name)
+            .values(secret=secret, updated_at=now)
+        )
+
+
+def delete_secret(conn: Connection, target_name: str) -> None:
+    conn.execute(delete(gateway_target_secrets).where(gateway_target_secrets.c.target_name == target_name))
+
+
+# --- remote call marks ----------------------------------------------------------------------------
+
+
+class RemoteCallMark:
+    """A call to a non-deduplicating target that was (maybe) sent; ``answer`` once known."""
+
+    def __init__(self, tool_name: str, idempotency_key: str, answer: ToolCallOutcome | None) -> None:
+        self.tool_name = tool_name
+        self.idempotency_key = idempotency_key
+        self.answer = answer
+
+
+def _mark_key(tenant_id: str, account_id: str, action_intent_id: str, attempt_count: int) -> list[Any]:
+    return [
+        remote_tool_calls.c.tenant_id == tenant_id,
+        remote_tool_calls.c.account_id == account_id,
+        remote_tool_calls.c.action_intent_id == action_intent_id,
+        remote_tool_calls.c.attempt_count == attempt_count,
+    ]
+
+
+def get_remote_call(
+    conn: Connection, tenant_id: str, account_id: str, action_intent_id: str, attempt_count: int
+) -> RemoteCallMark | None:
+    row = conn.execute(
+        select(remote_tool_calls).where(*_mark_key(tenant_id, account_id, action_intent_id, attempt_count))
+    ).first()
+    if row is None:
+        return None
+    answer = ToolCallOutcome.model_validate(row.answer) if row.answer is not None else None
+    return RemoteCallMark(row.tool_name, row.idempotency_key, answer)
+
+
+def mark_remote_call(
+    conn: Connection,
+    *,
+    tenant_id: str,
+    account_id: str,
+    action_intent_id: str,
+    attempt_count: int,
+    tool_name: str,
+    idempotency_key: str,
+    now: str,
+) -> bool:
+    """Write the mark before sending; False when one exists already (a call was in flight)."""
+    return insert_ignore(
+        conn,
+        remote_tool_calls,
+        {
+            "tenant_id": tenant_id,
+            "account_id": account_id,
+            "action_intent_id": action_intent_id,
+            "attempt_count": attempt_count,
+            "tool_name": tool_name,
+            "idempotency_key": idempotency_key,
+            "sent_at": now,
+            "answer": None,
+        },
+    )
+
+
+def settle_remote_call(
+    conn: Connection,
+    tenant_id: str,
+    account_id: str,
+    action_intent_id: str,
+    attempt_count: int,
+    answer: ToolCallOutcome,
+) -> None:
+    conn.execute(
+        update(remote_tool_calls)
+        .where(*_mark_key(tenant_id, account_id, action_intent_id, attempt_count))
+        .values(answer=answer.model_dump(mode="json"))
+    )
+
+
+def clear_remote_call(
+    conn: Connection, tenant_id: str, account_id: str, action_intent_id: str, attempt_count: int
+) -> None:
+    """The call was not sent (refused before it left): the next try may send it."""
+    conn.execute(
+        delete(remote_tool_calls).where(*_mark_key(tenant_id, account_id, action_intent_id, attempt_count))
+    )

@@ -1,0 +1,245 @@
+"""A remote MCP server for the tests, built with the ``mcp`` SDK, in its own process.
+
+``python -m tests.support.mcp_target --port P [--dedupe] [--token T] [--oauth ID:SECRET]`` serves
+an ``MCPServer`` over Streamable HTTP (stateless, JSON answers) at ``/mcp`` under uvicorn:
+
+* ``create_ticket(title, priority="normal")``: writes a ticket (an "effect") and answers with
+  ``external_object_refs``. With ``--dedupe`` it deduplicates on the request's ``_meta``
+  ``io.fulfill/idempotency-key``: a repeated key answers the first ticket and writes nothing.
+* ``add_comment(ticket_id, text)``: answers plain text (no refs, no JSON).
+* ``log_note(summary, account_id)``: declares ``account_id``, so it receives it; answers ``{"id"}``.
+
+It counts every call it receives. ``/control/…`` lets a test read the counts and arguments
+(``GET /control/stats``), add a tool at runtime (``POST /control/tools {"name"}``), and make the
+next ``create_ticket`` answer late after writing (``POST /control/slow {"seconds"}``). With
+``--token``, ``/mcp`` needs that bearer token; with ``--oauth``, ``/oauth/token`` issues tokens
+for the client credentials ``ID:SECRET`` (HTTP Basic) and ``/mcp`` accepts them.
+
+:class:`McpTarget` starts and stops such a process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import subprocess
+import sys
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from tests.support.http_doubles import wait_for
+from tests.support.processes import free_port
+
+IDEMPOTENCY_META_KEY = "io.fulfill/idempotency-key"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class McpTarget:
+    """The server above, started in a subprocess on 127.0.0.1."""
+
+    def __init__(self, *args: str, log: Path | None = None) -> None:
+        self.port = free_port()
+        self.log = log
+        out = log.open("ab") if log else subprocess.DEVNULL
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.support.mcp_target", "--port", str(self.port), *args],
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        wait_for(self._up, timeout=30)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"{self.base}/mcp"
+
+    def _up(self) -> bool:
+        if self.process.poll() is not None:
+            raise AssertionError(f"the MCP target exited with {self.process.returncode}")
+        try:
+            return httpx.get(f"{self.base}/control/stats", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stats(self) -> dict[str, Any]:
+        return dict(httpx.get(f"{self.base}/control/stats", timeout=5).json())
+
+    def calls(self, tool: str = "create_ticket") -> int:
+        return int(self.stats()["calls"].get(tool, 0))
+
+    def add_tool(self, name: str) -> None:
+        assert httpx.post(f"{self.base}/control/tools", json={"name": name}, timeout=5).status_code == 200
+
+    def slow(self, seconds: float) -> None:
+        assert (
+            httpx.post(f"{self.base}/control/slow", json={"seconds": seconds}, timeout=5).status_code == 200
+        )
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+# --- the server (runs in the subprocess) ---------------------------------------------------------
+
+
+def build_app(*, dedupe: bool, token: str | None, oauth: str | None, token_lifetime: int) -> Any:
+    lock = threading.Lock()
+    calls: Counter[str] = Counter()
+    state: dict[str, Any] = {
+        "effects": 0,
+        "tickets": {},
+        "arguments": {},
+        "meta": {},
+        "slow": 0.0,
+        "token_requests": 0,
+        "unauthorized": 0,
+        "issued": set(),
+    }
+    server = MCPServer("tickets-test")
+
+    def seen(tool: str, arguments: dict[str, Any], ctx: Context) -> str:
+        meta = dict(ctx.request_context.meta or {})
+        with lock:
+            calls[tool] += 1
+            state["arguments"][tool] = arguments
+            state["meta"][tool] = {
+                k: v for k, v in meta.items() if not k.startswith("io.modelcontextprotocol/")
+            }
+        return str(meta.get(IDEMPOTENCY_META_KEY, ""))
+
+    @server.tool(name="create_ticket", description="Create a ticket in the test ticket system.")
+    async def create_ticket(title: str, ctx: Context, priority: str = "normal") -> dict[str, Any]:
+        key = seen("create_ticket", {"title": title, "priority": priority}, ctx)
+        with lock:
+            ticket = state["tickets"].get(key) if dedupe and key else None
+            if ticket is None:
+                state["effects"] += 1
+                ticket = f"T-{state['effects']}"
+                if key:
+                    state["tickets"][key] = ticket
+            slow, state["slow"] = state["slow"], 0.0
+        if slow:
+            await asyncio.sleep(slow)  # written already; the answer comes late
+        return {"external_object_refs": [{"system": "TICKETS", "object_type": "Ticket", "object_id": ticket}]}
+
+    @server.tool(name="add_comment", description="Comment on a ticket.")
+    def add_comment(ticket_id: str, text: str, ctx: Context) -> str:
+        seen("add_comment", {"ticket_id": ticket_id, "text": text}, ctx)
+        return "comment added"
+
+    @server.tool(name="log_note", description="Log a note on an account.")
+    def log_note(summary: str, account_id: str, ctx: Context) -> dict[str, Any]:
+        seen("log_note", {"summary": summary, "account_id": account_id}, ctx)
+        return {"id": f"N-{calls['log_note']}"}
+
+    app = server.streamable_http_app(
+        stateless_http=True,
+        json_response=True,
+        transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+    )
+
+    async def stats(_request: Request) -> JSONResponse:
+        with lock:
+            return JSONResponse(
+                {
+                    "calls": dict(calls),
+                    "effects": state["effects"],
+                    "arguments": state["arguments"],
+                    "meta": state["meta"],
+                    "token_requests": state["token_requests"],
+                    "unauthorized": state["unauthorized"],
+                }
+            )
+
+    async def add_tool(request: Request) -> JSONResponse:
+        name = str((await request.json())["name"])
+
+        def added(ticket_id: str, ctx: Context) -> dict[str, Any]:
+            seen(name, {"ticket_id": ticket_id}, ctx)
+            return {"id": ticket_id}
+
+        server.add_tool(added, name=name, description=f"{name} (added at runtime)")
+        return JSONResponse({"added": name})
+
+    async def slow(request: Request) -> JSONResponse:
+        with lock:
+            state["slow"] = float((await request.json())["seconds"])
+        return JSONResponse({"slow": state["slow"]})
+
+    async def issue_token(request: Request) -> JSONResponse:
+        with lock:
+            state["token_requests"] += 1
+            number = state["token_requests"]
+        form = await request.form()
+        expected = "Basic " + base64.b64encode((oauth or "").encode()).decode()
+        if not oauth or request.headers.get("authorization") != expected:
+            return JSONResponse({"error": "invalid_client"}, status_code=401)
+        if form.get("grant_type") != "client_credentials":
+            return JSONResponse({"error": "unsupported_grant_type"}, status_code=400)
+        issued = f"oauth-access-{number}"
+        with lock:
+            state["issued"].add(issued)
+        return JSONResponse({"access_token": issued, "token_type": "Bearer", "expires_in": token_lifetime})
+
+    app.router.routes.extend(
+        [
+            Route("/control/stats", stats, methods=["GET"]),
+            Route("/control/tools", add_tool, methods=["POST"]),
+            Route("/control/slow", slow, methods=["POST"]),
+            Route("/oauth/token", issue_token, methods=["POST"]),
+        ]
+    )
+
+    async def guarded(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/mcp") and (token or oauth):
+            headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+            presented = headers.get("authorization", "").removeprefix("Bearer ")
+            with lock:
+                valid = presented == token or presented in state["issued"]
+                if not valid:
+                    state["unauthorized"] += 1
+            if not valid:
+                await JSONResponse({"error": "unauthorized"}, status_code=401)(scope, receive, send)
+                return
+        await app(scope, receive, send)
+
+    return guarded
+
+
+def main() -> None:
+    import uvicorn
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--dedupe", action="store_true")
+    parser.add_argument("--token")
+    parser.add_argument("--oauth")
+    parser.add_argument("--token-lifetime", type=int, default=3600)
+    args = parser.parse_args()
+    app = build_app(
+        dedupe=args.dedupe, token=args.token, oauth=args.oauth, token_lifetime=args.token_lifetime
+    )
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", lifespan="on")
+
+
+if __name__ == "__main__":
+    main()
