@@ -531,7 +531,7 @@ def test_a_target_added_from_the_cli_is_served_by_the_running_service_without_re
     cli = CliRunner()
     added = cli.invoke(app, ["gateway", "add", "tickets", target.url, "--no-deduplicates"])
     assert added.exit_code == 0, added.output
-    assert json.loads(added.output)["name"] == "tickets"
+    assert json.loads(added.stdout)["name"] == "tickets"
     listed = cli.invoke(app, ["gateway", "list"])
     assert listed.exit_code == 0
     assert "tickets.create_ticket" in listed.output

@@ -1,7 +1,7 @@
 """gateway targets (remote MCP servers), their secrets, the catalog revision, remote call marks
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 Create Date: 2026-11-24 06:00:00
 """
 
