@@ -1050,7 +1050,8 @@ def dev_salesforce(
 
 def _target_admin() -> Any:
     from fulfill.clock import SystemClock
-    from fulfill.gateway.target_auth import StoredTargetSecrets
+    from fulfill.credentials.crypto import SecretBox
+    from fulfill.gateway.target_auth import EncryptedTargetSecrets
     from fulfill.service import CONNECTOR_NAMESPACES
     from fulfill.usecases.targets import TargetAdmin
 
@@ -1059,7 +1060,9 @@ def _target_admin() -> Any:
     clock = SystemClock()
     return TargetAdmin(
         database,
-        StoredTargetSecrets(database, clock.now_iso),
+        EncryptedTargetSecrets(
+            database, SecretBox.from_setting(settings.secrets_key.get_secret_value()), clock.now_iso
+        ),
         allow=settings.egress_allow,
         now_iso=clock.now_iso,
         reserved_namespaces=CONNECTOR_NAMESPACES,

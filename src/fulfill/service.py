@@ -32,7 +32,7 @@ from fulfill.engine.workflow import EXECUTION_QUEUE
 from fulfill.gateway.client import InProcessToolGateway, McpToolGateway
 from fulfill.gateway.remote import RemoteTargets
 from fulfill.gateway.server import GatewayServer, GatewayTokenVerifier, build_gateway
-from fulfill.gateway.target_auth import OAuthTokens, StoredTargetSecrets
+from fulfill.gateway.target_auth import EncryptedTargetSecrets, OAuthTokens, check_target_secrets_key
 from fulfill.gateway.targets import GatewayToolSchemas, TargetCatalog
 from fulfill.store.db import Database
 from fulfill.store.migrate import upgrade_to_head
@@ -52,7 +52,9 @@ class Service:
         self.internal_connector = InternalConnector(self.db, self.clock)
         self.salesforce_connector = SalesforceConnector(self.db, self.clock, settings)
         # Gateway targets: every process reads them from the database and follows changes.
-        self.target_secrets = StoredTargetSecrets(self.db, self.clock.now_iso)
+        self.target_secrets = EncryptedTargetSecrets(
+            self.db, self.salesforce_connector.vault.box, self.clock.now_iso
+        )
         self.target_catalog = TargetCatalog(
             self.db, self.target_secrets, refresh_seconds=settings.gateway_targets_refresh_seconds
         )
@@ -100,6 +102,7 @@ class Service:
         connector credentials need FULFILL_SECRETS_KEY (a ConfigurationError otherwise)."""
         upgrade_to_head(self.db)
         check_secrets_key(self.db, self.salesforce_connector.vault.box)
+        check_target_secrets_key(self.db, self.salesforce_connector.vault.box)
         seed_default_registry(self.db, self.clock.now_iso())
 
     def start(self) -> None:

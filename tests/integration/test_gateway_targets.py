@@ -20,14 +20,17 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from sqlalchemy import select
 
 from fulfill.store import executions
 from fulfill.store import targets as target_store
+from fulfill.store.tables import gateway_target_secrets
 from tests.integration.test_gateway import service_token
 from tests.support.harness import TEST_SECRET, Harness, approved_event, make_settings
 from tests.support.http_doubles import Fault, FaultyProxy, wait_for
 from tests.support.mcp_target import McpTarget
 from tests.support.processes import free_port, start_serve, stop_all
+from tests.support.salesforce import SECRETS_KEY
 
 pytestmark = pytest.mark.slow
 
@@ -47,6 +50,7 @@ def allowed(tmp_path: Path) -> Iterator[Harness]:
         gateway_egress_allow=["127.0.0.1"],
         gateway_targets_refresh_seconds=0.5,
         gateway_call_timeout_seconds=3.0,
+        secrets_key=SECRETS_KEY,
     )
     running = Harness(settings).start()
     yield running
@@ -449,6 +453,11 @@ def test_bearer_credentials_work_and_never_appear_in_answers_or_logs(
         protected.stop()
     for text in answers:
         assert BEARER not in text
+    with allowed.db.read() as conn:
+        stored = [dict(row._mapping) for row in conn.execute(select(gateway_target_secrets)).all()]
+    assert len(stored) == 1
+    assert BEARER not in json.dumps(stored, default=str)  # sealed, never plaintext
+    assert stored[0]["secret"]["sealed"].startswith("v1.")
     assert BEARER not in caplog.text
     captured = capfd.readouterr()
     assert BEARER not in captured.out + captured.err
@@ -610,3 +619,19 @@ def test_every_process_of_a_deployment_serves_the_same_targets(tmp_path: Path, t
     finally:
         stop_all([worker])
         api.stop()
+
+
+def test_target_credentials_are_refused_without_a_secrets_key(tmp_path: Path, target: McpTarget) -> None:
+    settings = make_settings(tmp_path, gateway_egress_allow=["127.0.0.1"])
+    running = Harness(settings).start()
+    try:
+        with running.client() as client:
+            refused = client.post(
+                "/admin/gateway/targets",
+                json={"name": "tickets", "url": target.url, "auth": {"type": "bearer", "token": BEARER}},
+            )
+            problem(refused, 422, "SECRETS_KEY_NOT_CONFIGURED")
+            assert client.get("/admin/gateway/targets").json()["targets"] == []
+    finally:
+        running.stop()
+    assert target.calls() == 0

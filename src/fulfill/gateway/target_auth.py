@@ -9,6 +9,7 @@ nothing returns them to a client or writes them to a log, and a failure message 
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -17,6 +18,8 @@ from typing import Protocol
 
 import httpx2
 
+from fulfill.credentials.crypto import SecretBox, SecretsKeyError
+from fulfill.credentials.vault import ConfigurationError
 from fulfill.domain.egress import EgressAllowList
 from fulfill.domain.errors import ErrorClass, ExecutionError
 from fulfill.domain.targets import TargetAuthType, TargetAuthView
@@ -27,7 +30,10 @@ from fulfill.store.db import Database
 
 class TargetSecrets(Protocol):
     """Where target credentials live: ``{"token": …}`` for bearer, ``{"client_secret": …}`` for
-    OAuth client credentials. Swappable for an encrypted store without touching any caller."""
+    OAuth client credentials."""
+
+    @property
+    def can_store(self) -> bool: ...
 
     def get(self, target_name: str) -> dict[str, str] | None: ...
 
@@ -36,25 +42,62 @@ class TargetSecrets(Protocol):
     def delete(self, target_name: str) -> None: ...
 
 
-class StoredTargetSecrets:
-    """:class:`TargetSecrets` in the ``gateway_target_secrets`` table, as plain JSON: the
-    stand-in for the encrypted credential store (``FULFILL_SECRETS_KEY``), which replaces it."""
+class EncryptedTargetSecrets:
+    """:class:`TargetSecrets` in the ``gateway_target_secrets`` table, sealed with AES-256-GCM
+    under ``FULFILL_SECRETS_KEY`` (the key of connector credentials) and bound to the target's
+    name, so a sealed value copied onto another target does not open. Without a key nothing can
+    be stored; never a plaintext fallback."""
 
-    def __init__(self, db: Database, now_iso: Callable[[], str]) -> None:
+    def __init__(self, db: Database, box: SecretBox, now_iso: Callable[[], str]) -> None:
         self._db = db
+        self._box = box
         self._now_iso = now_iso
+
+    @property
+    def can_store(self) -> bool:
+        return self._box.configured
 
     def get(self, target_name: str) -> dict[str, str] | None:
         with self._db.read() as conn:
-            return store.get_secret(conn, target_name)
+            stored = store.get_secret(conn, target_name)
+        if stored is None:
+            return None
+        opened = json.loads(self._box.open(stored.get("sealed", ""), _bound_to(target_name)))
+        return {str(k): str(v) for k, v in opened.items()}
 
     def put(self, target_name: str, secret: dict[str, str]) -> None:
+        if not self._box.configured:
+            raise SecretsKeyError(
+                "FULFILL_SECRETS_KEY is not set: target credentials are stored only encrypted"
+            )
+        sealed = {
+            "sealed": self._box.seal(json.dumps(secret).encode(), _bound_to(target_name)),
+            "key_id": self._box.primary_key_id,
+        }
         with self._db.write() as conn:
-            store.put_secret(conn, target_name, secret, now=self._now_iso())
+            store.put_secret(conn, target_name, sealed, now=self._now_iso())
 
     def delete(self, target_name: str) -> None:
         with self._db.write() as conn:
             store.delete_secret(conn, target_name)
+
+
+def _bound_to(target_name: str) -> bytes:
+    return f"gateway-target:{target_name}".encode()
+
+
+def check_target_secrets_key(db: Database, box: SecretBox) -> None:
+    """At start-up: stored target credentials need every key they were sealed with."""
+    with db.read() as conn:
+        in_use = store.secret_key_ids(conn)
+    if not in_use:
+        return
+    missing = sorted(in_use - box.key_ids)
+    if missing:
+        raise ConfigurationError(
+            f"gateway target credentials were encrypted with key(s) {', '.join(missing)}, which "
+            "FULFILL_SECRETS_KEY does not hold: set it to the key(s) they were encrypted with"
+        )
 
 
 class TargetAuthFailed(Exception):

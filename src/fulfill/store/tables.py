@@ -320,8 +320,8 @@ gateway_catalog = Table(
 )
 
 # Target credentials (a bearer token, an OAuth client secret), read and written only through
-# ``gateway.target_auth.TargetSecrets``. Stored as plain JSON: this table is the stand-in to be
-# replaced by the encrypted credential store (FULFILL_SECRETS_KEY); nothing else reads it.
+# ``gateway.target_auth.EncryptedTargetSecrets``: ``{"sealed": AES-256-GCM under
+# FULFILL_SECRETS_KEY, bound to the target's name, "key_id": the sealing key's id}``.
 gateway_target_secrets = Table(
     "gateway_target_secrets",
     metadata,

@@ -85,7 +85,7 @@ def _values(target: GatewayTarget) -> dict[str, Any]:
     }
 
 
-# --- secrets (only through gateway.target_auth.StoredTargetSecrets) -------------------------------
+# --- secrets (only through gateway.target_auth.EncryptedTargetSecrets) -------------------------------
 
 
 def get_secret(conn: Connection, target_name: str) -> dict[str, str] | None:
@@ -103,6 +103,12 @@ def put_secret(conn: Connection, target_name: str, secret: dict[str, str], *, no
             .where(gateway_target_secrets.c.target_name == target_name)
             .values(secret=secret, updated_at=now)
         )
+
+
+def secret_key_ids(conn: Connection) -> set[str]:
+    """The ids of the keys that sealed the stored target secrets."""
+    rows = conn.execute(select(gateway_target_secrets.c.secret)).all()
+    return {str(row.secret.get("key_id")) for row in rows if isinstance(row.secret, dict)}
 
 
 def delete_secret(conn: Connection, target_name: str) -> None:

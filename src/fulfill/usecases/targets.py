@@ -150,6 +150,12 @@ class TargetAdmin:
                 raise Conflict(f"a target named {draft.name} exists; remove it first", code="TARGET_EXISTS")
         url = self._checked_url(draft.url, "INVALID_TARGET_URL")
         auth, secret = self._auth(draft, url)
+        if secret is not None and not self._secrets.can_store:
+            raise Invalid(
+                "target credentials are stored only encrypted: set FULFILL_SECRETS_KEY "
+                "(`fulfill credentials new-key` prints one) and restart",
+                code="SECRETS_KEY_NOT_CONFIGURED",
+            )
         endpoint = TargetEndpoint(
             name=draft.name, url=url.url, auth=auth, deduplicates=draft.deduplicates, secret=secret
         )
