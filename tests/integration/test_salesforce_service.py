@@ -57,6 +57,7 @@ def test_create_crm_task_approved_over_http_ends_succeeded_with_the_record(
     served: Harness, dev: DevSalesforceServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="httpx")  # whatever an earlier test configured
     status = run(
         served, "CREATE_CRM_TASK", {"title": "Call Ada", "priority": "high", "description": "renewal"}
     )
