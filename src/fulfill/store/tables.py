@@ -240,3 +240,43 @@ internal_notes = Table(
     PrimaryKeyConstraint("tenant_id", "account_id", "note_id"),
     UniqueConstraint("idempotency_key"),
 )
+
+# --- flow control: limits, circuit breakers and calls of each connector (or remote target) ---------
+
+connector_limits = Table(
+    "connector_limits",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("rate_per_second", Float),  # null: no rate limit
+    Column("concurrency", Integer),  # null: no concurrency limit
+    Column("updated_at", TS, nullable=False),
+    Column("revision", Integer, nullable=False, server_default="0"),  # +1 on every write
+)
+
+# One row per connector that has been gated: its circuit breaker, and the row every admission
+# locks, so that admissions to one connector happen one at a time across every process.
+connector_state = Table(
+    "connector_state",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("circuit_state", String(16), nullable=False, server_default="CLOSED"),
+    Column("failures", Integer, nullable=False, server_default="0"),
+    Column("window_started_epoch", Float),
+    Column("opened_epoch", Float),
+    Column("probe_call_id", String(64)),
+    Column("probe_until_epoch", Float),
+    Column("updated_epoch", Float),
+)
+
+# Calls admitted through a gated connector: their start times make the rate window, the unfinished
+# ones (until their lease runs out, if their process died) the calls in flight.
+connector_calls = Table(
+    "connector_calls",
+    metadata,
+    Column("call_id", String(64), primary_key=True),
+    Column("name", String(64), nullable=False),
+    Column("started_epoch", Float, nullable=False),
+    Column("lease_until_epoch", Float, nullable=False),
+    Column("finished_epoch", Float),
+    Index("ix_connector_calls_name_started_epoch", "name", "started_epoch"),
+)
