@@ -17,7 +17,7 @@ from typing import Any
 from dbos import DBOS, DBOSConfig
 from mcp.server.mcpserver import MCPServer
 
-from fulfill import __version__
+from fulfill import __version__, metrics
 from fulfill.clock import SystemClock
 from fulfill.config import Settings
 from fulfill.connectors.internal import InternalConnector
@@ -31,6 +31,7 @@ from fulfill.gateway.server import GatewayTokenVerifier, build_gateway
 from fulfill.store.db import Database
 from fulfill.store.migrate import upgrade_to_head
 from fulfill.tokens import ServiceTokens, TokenVerifier
+from fulfill.usecases import connectors
 from fulfill.usecases.registry import seed_default_registry
 
 log = logging.getLogger("fulfill")
@@ -96,6 +97,8 @@ class Service:
             polling_interval_sec=self.settings.queue_poll_seconds,
             on_conflict="always_update",
         )
+        # /metrics reports every connector's shared limits and circuit, read at each scrape.
+        metrics.SHARED_STATE.set_source(lambda: connectors.samples(self.db, self.runtime.connector_names()))
         if runs_workers:
             self._relay = OutboxRelay(self.runtime)
             self._relay.start()
@@ -106,8 +109,12 @@ class Service:
             "fulfill %s started (role %s, database %s)", __version__, self.settings.role, _redact(self.db)
         )
 
+    def _connector_samples(self) -> list[metrics.ConnectorSample]:
+        return connectors.samples(self.db, self.runtime.connector_names())
+
     def stop(self) -> None:
         self._engine_ready.clear()
+        metrics.SHARED_STATE.clear_source(self._connector_samples)
         if self._relay is not None:
             self._relay.stop()
         if self._reconciler is not None:
