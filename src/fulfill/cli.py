@@ -3,7 +3,7 @@
 Commands that talk to a running service (``intent``, ``approve``, ``status``, ``demo``) use its
 HTTP API at ``--url`` (``FULFILL_URL``, default ``http://127.0.0.1:8080``) with a token minted from
 ``FULFILL_JWT_SECRET`` unless ``--token`` is given. Commands that operate the service
-(``migrate``, ``kill-switch``, ``registry``) work on the database directly, so an emergency stop
+(``migrate``, ``kill-switch``, ``registry``, ``connectors``) work on the database directly, so an emergency stop
 works even when the API does not; whoever can reach the database is a platform operator (over
 HTTP the same changes need the ``platform:admin`` scope).
 """
@@ -29,11 +29,17 @@ kill_app = typer.Typer(
     help="Kill switches: take effect at the next check, no restart needed.", no_args_is_help=True
 )
 registry_app = typer.Typer(help="The action-type registry.", no_args_is_help=True)
+connectors_app = typer.Typer(
+    help="Flow control of connectors and remote targets: limits (shared by every process, applied "
+    "without a restart) and circuit breakers.",
+    no_args_is_help=True,
+)
 bench_app = typer.Typer(help="Benchmarks against a service in its own process.", no_args_is_help=True)
 app.add_typer(intent_app, name="intent")
 app.add_typer(bench_app, name="bench")
 app.add_typer(kill_app, name="kill-switch")
 app.add_typer(registry_app, name="registry")
+app.add_typer(connectors_app, name="connectors")
 
 console = Console()
 # Every scope of a tenant's own work; ``admin`` manages that tenant only. What affects every
@@ -386,6 +392,95 @@ def registry_list(
             entry.deprecated_at or "",
         )
     console.print(table)
+
+
+def _connector_table(views: list[Any]) -> Table:
+    table = Table("name", "rate_per_second", "concurrency", "circuit", "failures", "opened_at", "updated_at")
+    for view in views:
+        table.add_row(
+            view.name,
+            "unlimited" if view.rate_per_second is None else f"{view.rate_per_second:g}",
+            "unlimited" if view.concurrency is None else str(view.concurrency),
+            view.circuit.state.value,
+            str(view.circuit.failures),
+            view.circuit.opened_at or "",
+            view.updated_at or "(default)",
+        )
+    return table
+
+
+@connectors_app.command("list")
+def connectors_list(
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Every connector with stored limits or circuit state, and the built-in ones."""
+    from fulfill.usecases import connectors
+
+    views = connectors.list_connectors(_database(), _built_in_connectors())
+    if json_output:
+        console.print_json(data=[view.model_dump(mode="json") for view in views])
+    else:
+        console.print(_connector_table(views))
+
+
+@connectors_app.command("limits")
+def connectors_limits(
+    name: Annotated[str, typer.Argument(help="The connector or remote target (e.g. internal).")],
+    rate: Annotated[
+        str | None,
+        typer.Option(
+            "--rate",
+            help="Calls per second across every process (a whole number from 1, or below 1), or "
+            "'none' for no limit. Omitted: unchanged.",
+        ),
+    ] = None,
+    concurrency: Annotated[
+        str | None,
+        typer.Option(
+            "--concurrency",
+            help="Calls in flight at once across every process, or 'none' for no limit. Omitted: unchanged.",
+        ),
+    ] = None,
+) -> None:
+    """Set a connector's limits; every process applies them at its next call, no restart needed."""
+    from fulfill.clock import SystemClock
+    from fulfill.store import connectors as stored
+    from fulfill.usecases import connectors
+    from fulfill.usecases.errors import UseCaseError
+
+    database = _database()
+    with database.read() as conn:
+        current = stored.get_limits(conn, name).limits
+    try:
+        rate_value = current.rate_per_second if rate is None else _limit_number(rate, float, "--rate")
+        concurrency_value = (
+            current.concurrency if concurrency is None else _limit_number(concurrency, int, "--concurrency")
+        )
+        connectors.validated_limits(name, rate_value, concurrency_value)  # a clear message first
+        body = connectors.ConnectorLimitsBody(rate_per_second=rate_value, concurrency=concurrency_value)
+        view = connectors.put_limits(database, SystemClock(), name, body)
+    except (UseCaseError, ValueError) as exc:
+        message = exc.message if isinstance(exc, UseCaseError) else str(exc).splitlines()[0]
+        console.print(f"[red]{message}[/red]")
+        raise typer.Exit(2) from None
+    console.print(_connector_table([view]))
+
+
+def _limit_number(raw: str, kind: type[float] | type[int], option: str) -> Any:
+    if raw.strip().lower() in ("none", "unlimited", "null"):
+        return None
+    try:
+        return kind(raw)
+    except ValueError:
+        raise ValueError(f"{option} must be a number or 'none' (got {raw!r})") from None
+
+
+def _built_in_connectors() -> set[str]:
+    from fulfill.clock import SystemClock
+    from fulfill.connectors.internal import InternalConnector
+    from fulfill.domain.flowcontrol import connector_of
+
+    return {connector_of(tool.name) for tool in InternalConnector(_database(), SystemClock()).tools()}
 
 
 @bench_app.command("load")

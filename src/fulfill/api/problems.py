@@ -106,9 +106,15 @@ def install_problem_handlers(app: FastAPI) -> None:
             for error in exc.errors()
         ]
         if any(error.get("type") == "json_invalid" for error in exc.errors()):
-            return problem_response(400, "the request body is not valid JSON", slug="malformed-json")
+            return problem_response(
+                400, "the request body is not valid JSON", slug="malformed-json", code="MALFORMED_JSON"
+            )
         return problem_response(
-            422, "the request does not match the expected schema", slug="validation", extra={"errors": errors}
+            422,
+            "the request does not match the expected schema",
+            slug="validation",
+            code="VALIDATION_FAILED",
+            extra={"errors": errors},
         )
 
     @app.exception_handler(StarletteHTTPException)
