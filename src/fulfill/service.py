@@ -119,6 +119,8 @@ class Service:
             self._relay.stop()
         if self._reconciler is not None:
             self._reconciler.stop()
+        # Calls waiting for their connector leave first, unfinished, for recovery to resume.
+        self.runtime.flow.close()
         DBOS.destroy(workflow_completion_timeout_sec=5)
         self.tool_gateway.close()
         runtime_module.install(None)

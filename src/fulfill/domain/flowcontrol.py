@@ -8,10 +8,11 @@ call's answer says about the target. The engine runs both inside one database tr
 holds the connector's row lock, which is what makes the limits hold across processes
 (``engine/flow.py``).
 
-* **Rate**: at most ``limit`` calls start in any window of ``period`` seconds (``rate_per_second``
-  5 → 5 per second; 0.5 → 1 per 2 seconds). The window the gate counts is ``period + margin``: a
-  call reaches the target a little after it is admitted, by a varying amount, and the margin
-  keeps the target's own count inside the limit too.
+* **Rate**: at most ``limit`` calls are sent in any window of ``period`` seconds
+  (``rate_per_second`` 5 → 5 per second; 0.5 → 1 per 2 seconds). A call counts from the moment it
+  is sent (an admitted call not sent yet counts as sent now), and the window the gate counts is
+  ``period + margin``: a call reaches the target a little after it is sent, by a varying amount,
+  and the margin keeps the target's own count inside the limit too.
 * **Concurrency**: at most ``concurrency`` calls in flight at once (admitted and not finished).
 * **Circuit breaker**: ``failure_threshold`` target failures in a row, within ``window_seconds`` of
   the first, open it; while it is open no call starts; after ``cooldown_seconds`` one call, the
@@ -149,11 +150,13 @@ def decide(
     circuit: Circuit,
     policy: CircuitPolicy,
     in_flight: int,
-    recent_starts: Sequence[float],
+    not_sent: int,
+    recent_sends: Sequence[float],
     margin: float,
 ) -> Admit | Wait:
-    """May a call start now? ``in_flight``: calls admitted and not finished; ``recent_starts``:
-    start times of the latest calls, at least the rate limit's count of them when there are that many."""
+    """May a call start now? ``in_flight``: calls admitted and not finished; ``not_sent``: calls
+    admitted and not sent yet (each counts as sent now: it will be, any moment); ``recent_sends``:
+    when the latest calls were sent, at least the rate limit's count of them if there are that many."""
     probe = False
     if circuit.state is CircuitState.OPEN:
         reopens_at = (circuit.opened_at or now) + policy.cooldown_seconds
@@ -169,10 +172,19 @@ def decide(
     window = limits.rate_window()
     if window is not None:
         span = window.period + margin
-        inside = sorted((start for start in recent_starts if start > now - span), reverse=True)
+        sent = sorted((when for when in recent_sends if when > now - span), reverse=True)
+        inside = [now] * not_sent + sent
         if len(inside) >= window.limit:
-            # Free again once the limit-th latest start has left the window.
+            if window.limit <= not_sent:
+                return Wait(WaitReason.RATE, None)  # free once they are sent and have aged
+            # Free again once the limit-th latest send has left the window.
             return Wait(WaitReason.RATE, max(0.0, inside[window.limit - 1] + span - now))
+        # Spread a window's calls over at least half of it instead of sending them all at once:
+        # the target (and everything on the way) sees no bursts, so the time calls take to
+        # reach it varies less. The window above still decides how many go per period.
+        gap = span / window.limit / 2
+        if inside and window.limit > 1 and inside[0] + gap > now:
+            return Wait(WaitReason.RATE, inside[0] + gap - now)
     return Admit(probe=probe)
 
 

@@ -139,6 +139,7 @@ def invoke_compensation(plan: CompensationPlan) -> CompensationResult:
                     "idempotency_key": plan.idempotency_key,
                 },
                 timeout_seconds=timeout,
+                on_send=permit.sent,
             )
             permit.finish(call_result(answer))
         if answer.success:

@@ -28,12 +28,14 @@ worker's ``FULFILL_WORKER_CONCURRENCY`` alone.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import TracebackType
 
@@ -81,6 +83,16 @@ class WaitExpired(Exception):
         return f"waiting for connector '{self.connector}' ({why})"
 
 
+class FlowControlClosed(BaseException):
+    """The process is shutting down while a call waits for its connector.
+
+    A ``BaseException`` on purpose: neither DBOS (which records a step's ``Exception``) nor the
+    workflow (which turns one into an outcome) catches it, so the execution is left exactly as a
+    crash would leave it, unfinished, and recovery resumes it (after a restart, or elsewhere
+    through the reconciler). Waiting on would hold the process up for the rest of the budget.
+    """
+
+
 def call_lease_seconds(call_timeout: float) -> float:
     """How long an admitted call holds its concurrency slot at most: its timeout, plus as much
     again (at least 10 s) for a call whose answer is late. A process that dies mid-call frees its
@@ -112,14 +124,31 @@ class Permit:
     made if the block ends without doing so, e.g. when a kill switch stopped the call)."""
 
     def __init__(
-        self, flow: FlowControl, connector: str, call_id: str | None, *, waited: bool, failures: int
+        self,
+        flow: FlowControl,
+        connector: str,
+        call_id: str | None,
+        *,
+        waited: bool,
+        failures: int,
+        clock_offset: float = 0.0,
     ) -> None:
         self.connector = connector
         self.call_id = call_id  # None: no lease (fast path)
         self.waited = waited  # it did not start at its first ask
+        self.sent_at: float | None = None  # database clock
         self._flow = flow
         self._failures = failures
+        self._clock_offset = clock_offset  # database clock minus this process's clock
         self._finished = False
+
+    def sent(self) -> None:
+        """The call is leaving now (the gateway client calls this, on its own thread): the rate
+        window counts it from this moment. Until that is stored it counts as sent "now"."""
+        if self.call_id is None or self.sent_at is not None:
+            return
+        self.sent_at = time.time() + self._clock_offset
+        self._flow._mark_sent(self.connector, self.call_id, self.sent_at)
 
     def finish(self, result: CallResult) -> None:
         if self._finished:
@@ -149,6 +178,8 @@ class FlowControl:
         self._poll = settings.connector_poll_seconds
         self._lines: dict[str, _Line] = {}
         self._lines_lock = threading.Lock()
+        self._marks = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fulfill-flow-marks")
+        self._closed = threading.Event()
 
     @property
     def policy(self) -> CircuitPolicy:
@@ -191,6 +222,8 @@ class FlowControl:
         metrics.CONNECTOR_WAITING.labels(connector).inc()
         try:
             while True:
+                if self._closed.is_set():
+                    raise FlowControlClosed(connector)
                 remaining = deadline - self._clock.now()
                 if remaining <= 0:
                     raise WaitExpired(connector, reason or line.reason)
@@ -203,11 +236,11 @@ class FlowControl:
                         line.cond.wait(min(remaining, _LONGEST_SLEEP_SECONDS))
                         continue
                 call_id = uuid.uuid4().hex
-                decision = self._try_admit(connector, call_id, lease_seconds)
+                decision, offset = self._try_admit(connector, call_id, lease_seconds)
                 if isinstance(decision, Admit):
                     metrics.CONNECTOR_WAIT_SECONDS.labels(connector).observe(time.monotonic() - began)
                     metrics.CONNECTOR_CALLS_IN_FLIGHT.labels(connector).inc()
-                    return Permit(self, connector, call_id, waited=waited, failures=0)
+                    return Permit(self, connector, call_id, waited=waited, failures=0, clock_offset=offset)
                 waited = True
                 reason = line.reason = decision.reason
                 sleep = self._poll if decision.seconds is None else max(decision.seconds, 0.001)
@@ -221,15 +254,18 @@ class FlowControl:
                 line.cond.notify_all()
             metrics.CONNECTOR_WAITING.labels(connector).dec()
 
-    def _try_admit(self, connector: str, call_id: str, lease_seconds: float) -> Admit | Wait:
-        """One admission transaction, holding the connector's row lock."""
+    def _try_admit(self, connector: str, call_id: str, lease_seconds: float) -> tuple[Admit | Wait, float]:
+        """One admission transaction, holding the connector's row lock. Also answers the offset
+        of the database's clock from this process's."""
         try:
             with self._db.write() as conn:
                 circuit = connectors.lock_state(conn, connector)
                 now = connectors.database_now(conn)
+                offset = now - time.time()
                 limits = connectors.get_limits(conn, connector).limits
                 span = rate_span(limits, self._margin)
                 window = limits.rate_window()
+                limited = span is not None and window is not None
                 decision = decide(
                     now=now,
                     limits=limits,
@@ -238,7 +274,8 @@ class FlowControl:
                     in_flight=connectors.count_in_flight(conn, connector, now)
                     if limits.concurrency is not None
                     else 0,
-                    recent_starts=connectors.recent_starts(
+                    not_sent=connectors.count_not_sent(conn, connector, now) if limited else 0,
+                    recent_sends=connectors.recent_sends(
                         conn, connector, since=now - span, limit=window.limit
                     )
                     if span is not None and window is not None
@@ -246,24 +283,53 @@ class FlowControl:
                     margin=self._margin,
                 )
                 if isinstance(decision, Wait):
-                    return decision
+                    return decision, offset
                 connectors.insert_call(
-                    conn, call_id=call_id, name=connector, started=now, lease_until=now + lease_seconds
+                    conn, call_id=call_id, name=connector, admitted=now, lease_until=now + lease_seconds
                 )
                 changed = admitted(circuit, decision, call_id=call_id, now=now, lease_seconds=lease_seconds)
                 if changed != circuit:
                     connectors.save_circuit(conn, connector, changed, now=now)
                 connectors.prune_calls(
-                    conn, connector, started_before=now - (span or 0.0) - _KEEP_CALLS_SECONDS, now=now
+                    conn, connector, before=now - (span or 0.0) - _KEEP_CALLS_SECONDS, now=now
                 )
         except Exception as exc:
             if not is_transient_store_error(exc):
                 raise
             log.warning("flow control: admission to %s failed (%s)", connector, describe_failure(exc))
-            return Wait(WaitReason.STORE, None)
+            return Wait(WaitReason.STORE, None), 0.0
         if changed.state is not circuit.state:
             self._transition(connector, changed)
-        return decision
+        return decision, offset
+
+    def _mark_sent(self, connector: str, call_id: str, sent_at: float) -> None:
+        """Store when a call was sent, off the caller's thread (it must not delay the call)."""
+        with contextlib.suppress(RuntimeError):  # shutting down: the call's release stores it
+            self._marks.submit(self._store_mark, connector, call_id, sent_at)
+
+    def _store_mark(self, connector: str, call_id: str, sent_at: float) -> None:
+        try:
+            with self._db.write() as conn:
+                connectors.fast_commit(conn)
+                connectors.mark_dispatched(conn, call_id, at=sent_at)
+        except Exception as exc:
+            # Unmarked, the call counts as sent "now" until it finishes: later calls wait longer.
+            log.warning(
+                "flow control: storing when a call to %s was sent failed (%s)",
+                connector,
+                describe_failure(exc),
+            )
+
+    def close(self) -> None:
+        """Release every waiting caller (with :class:`FlowControlClosed`), then store the marks
+        still queued and stop their thread."""
+        self._closed.set()
+        with self._lines_lock:
+            lines = list(self._lines.values())
+        for line in lines:
+            with line.cond:
+                line.cond.notify_all()
+        self._marks.shutdown(wait=True)
 
     def _finish(self, permit: Permit, result: CallResult, failures_seen: int) -> None:
         connector = permit.connector
@@ -276,7 +342,7 @@ class FlowControl:
                 circuit = connectors.lock_state(conn, connector)
                 now = connectors.database_now(conn)
                 if permit.call_id is not None:
-                    connectors.finish_call(conn, permit.call_id, now=now)
+                    connectors.finish_call(conn, permit.call_id, now=now, sent_at=permit.sent_at)
                 changed = after_call(circuit, result, call_id=permit.call_id, now=now, policy=self._policy)
                 if changed != circuit:
                     connectors.save_circuit(conn, connector, changed, now=now)

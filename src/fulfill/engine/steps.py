@@ -395,6 +395,7 @@ def invoke_tool(call: ToolCall) -> ToolResult:
             tool_name=call.tool_name,
             arguments=call.arguments,
             timeout_seconds=timeout,
+            on_send=permit.sent,
         )
         permit.finish(
             call_result(answer, timeout_cut_by_budget=timeout < rt.settings.gateway_call_timeout_seconds)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -37,6 +37,9 @@ from fulfill.tokens import GATEWAY_SCOPE, ServiceTokens, TokenError
 
 log = logging.getLogger(__name__)
 
+# In a session's requests (initialize, tools/list, tools/call) only the call's body holds this.
+_TOOLS_CALL = b'"tools/call"'
+
 
 class McpToolGateway:
     def __init__(self, url: str, tokens: ServiceTokens, *, max_connections: int = 64) -> None:
@@ -50,10 +53,17 @@ class McpToolGateway:
         )
 
     def call_tool(
-        self, *, tenant_id: str, tool_name: str, arguments: dict[str, Any], timeout_seconds: float
+        self,
+        *,
+        tenant_id: str,
+        tool_name: str,
+        arguments: dict[str, Any],
+        timeout_seconds: float,
+        on_send: Callable[[], None] | None = None,
     ) -> ToolCallOutcome:
         """One ``tools/call``. ``arguments`` carry the trusted bindings (``with_trusted_arguments``);
-        the call's service token is bound to them."""
+        the call's service token is bound to them. ``on_send`` runs as the ``tools/call`` request
+        leaves, after the session's own requests."""
         if arguments.get("tenant_id") != tenant_id:
             return _transport_failure(
                 ErrorClass.AUTH, "TOKEN_BINDING_MISMATCH", "the tool call's tenant_id is not its tenant"
@@ -63,7 +73,7 @@ class McpToolGateway:
         except TokenError as exc:
             return _transport_failure(ErrorClass.VALIDATION, "TOOL_BINDING_MISSING", str(exc))
         future = asyncio.run_coroutine_threadsafe(
-            self._call(token, tool_name, arguments, timeout_seconds), self._loop
+            self._call(token, tool_name, arguments, timeout_seconds, on_send), self._loop
         )
         return future.result(timeout=timeout_seconds + 5)
 
@@ -74,16 +84,24 @@ class McpToolGateway:
 
     @asynccontextmanager
     async def _session(
-        self, token: str, timeout_seconds: float, statuses: list[int]
+        self,
+        token: str,
+        timeout_seconds: float,
+        statuses: list[int],
+        on_send: Callable[[], None] | None = None,
     ) -> AsyncIterator[Client]:
         async def remember_status(response: httpx2.Response) -> None:
             statuses.append(response.status_code)
+
+        async def notice_send(request: httpx2.Request) -> None:
+            if on_send is not None and _TOOLS_CALL in request.content:
+                on_send()
 
         http = httpx2.AsyncClient(
             transport=self._transport,
             headers={"Authorization": f"Bearer {token}"},
             timeout=httpx2.Timeout(timeout_seconds),
-            event_hooks={"response": [remember_status]},
+            event_hooks={"request": [notice_send], "response": [remember_status]},
         )
         async with Client(
             streamable_http_client(self._url, http_client=http, terminate_on_close=False)
@@ -91,12 +109,17 @@ class McpToolGateway:
             yield mcp
 
     async def _call(
-        self, token: str, tool_name: str, arguments: dict[str, Any], timeout_seconds: float
+        self,
+        token: str,
+        tool_name: str,
+        arguments: dict[str, Any],
+        timeout_seconds: float,
+        on_send: Callable[[], None] | None,
     ) -> ToolCallOutcome:
         statuses: list[int] = []
         try:
             with anyio.fail_after(timeout_seconds):
-                async with self._session(token, timeout_seconds, statuses) as mcp:
+                async with self._session(token, timeout_seconds, statuses, on_send) as mcp:
                     result = await mcp.call_tool(tool_name, arguments)
         except TimeoutError:
             return _transport_failure(
@@ -165,7 +188,11 @@ class InProcessToolGateway(McpToolGateway):
 
     @asynccontextmanager
     async def _session(
-        self, token: str, timeout_seconds: float, statuses: list[int]
+        self,
+        token: str,
+        timeout_seconds: float,
+        statuses: list[int],
+        on_send: Callable[[], None] | None = None,
     ) -> AsyncIterator[Client]:
         access = await self._verifier.verify_token(token)
         if access is None:
@@ -177,6 +204,8 @@ class InProcessToolGateway(McpToolGateway):
         mcp = await self._shared_session()
         bound = auth_context_var.set(AuthenticatedUser(access))
         try:
+            if on_send is not None:
+                on_send()  # in memory, the call goes straight on to the tool
             yield mcp
         finally:
             auth_context_var.reset(bound)

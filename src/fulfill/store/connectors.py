@@ -94,8 +94,18 @@ def list_circuits(conn: Connection) -> dict[str, Circuit]:
     return {row.name: _circuit(row) for row in rows}
 
 
+def fast_commit(conn: Connection) -> None:
+    """Let this transaction commit without waiting for its WAL flush (PostgreSQL): flow control
+    rows are short-lived bookkeeping, visible to others at commit all the same, and a call must
+    not wait for a disk flush between its admission and its sending. A database crash loses at
+    most the last moments of them, which only makes the next calls wait less."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SET LOCAL synchronous_commit = off"))
+
+
 def lock_state(conn: Connection, name: str) -> Circuit:
     """Lock the connector's row for the rest of this write transaction (creating it if needed)."""
+    fast_commit(conn)
     insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     conn.execute(insert(connector_state).values(name=name).on_conflict_do_nothing())
     row = conn.execute(select(connector_state).where(connector_state.c.name == name).with_for_update()).one()
@@ -148,43 +158,74 @@ def count_in_flight(conn: Connection, name: str, now: float) -> int:
     return int(conn.execute(query).scalar_one())
 
 
-def recent_starts(conn: Connection, name: str, *, since: float, limit: int) -> list[float]:
-    """Start times of the ``limit`` latest calls that started after ``since``, latest first."""
+def count_not_sent(conn: Connection, name: str, now: float) -> int:
+    """Calls admitted and not sent yet (nor given up, nor of a process that died)."""
     query = (
-        select(connector_calls.c.started_epoch)
-        .where(connector_calls.c.name == name, connector_calls.c.started_epoch > since)
-        .order_by(connector_calls.c.started_epoch.desc())
+        select(func.count())
+        .select_from(connector_calls)
+        .where(
+            connector_calls.c.name == name,
+            connector_calls.c.dispatched_epoch.is_(None),
+            connector_calls.c.finished_epoch.is_(None),
+            connector_calls.c.lease_until_epoch > now,
+        )
+    )
+    return int(conn.execute(query).scalar_one())
+
+
+def recent_sends(conn: Connection, name: str, *, since: float, limit: int) -> list[float]:
+    """When the ``limit`` latest calls sent after ``since`` were sent, latest first."""
+    query = (
+        select(connector_calls.c.dispatched_epoch)
+        .where(connector_calls.c.name == name, connector_calls.c.dispatched_epoch > since)
+        .order_by(connector_calls.c.dispatched_epoch.desc())
         .limit(limit)
     )
     return [float(value) for value in conn.execute(query).scalars()]
 
 
-def insert_call(conn: Connection, *, call_id: str, name: str, started: float, lease_until: float) -> None:
+def insert_call(conn: Connection, *, call_id: str, name: str, admitted: float, lease_until: float) -> None:
     conn.execute(
         connector_calls.insert().values(
-            call_id=call_id, name=name, started_epoch=started, lease_until_epoch=lease_until
+            call_id=call_id, name=name, admitted_epoch=admitted, lease_until_epoch=lease_until
         )
     )
 
 
-def finish_call(conn: Connection, call_id: str, *, now: float) -> None:
+def mark_dispatched(conn: Connection, call_id: str, *, at: float) -> None:
     conn.execute(
         update(connector_calls)
-        .where(connector_calls.c.call_id == call_id, connector_calls.c.finished_epoch.is_(None))
-        .values(finished_epoch=now)
+        .where(connector_calls.c.call_id == call_id, connector_calls.c.dispatched_epoch.is_(None))
+        .values(dispatched_epoch=at)
     )
 
 
-def prune_calls(conn: Connection, name: str, *, started_before: float, now: float) -> None:
-    """Forget calls that no window needs any more: started before ``started_before`` and finished
-    (or whose lease ran out)."""
+def finish_call(conn: Connection, call_id: str, *, now: float, sent_at: float | None) -> None:
+    """The call is over; ``sent_at`` (if it was sent) is stored with it, in case the separate
+    write of it has not landed yet, so the rate window never loses sight of a sent call."""
+    values: dict[str, Any] = {"finished_epoch": now}
+    if sent_at is not None:
+        values["dispatched_epoch"] = func.coalesce(connector_calls.c.dispatched_epoch, sent_at)
+    conn.execute(
+        update(connector_calls)
+        .where(connector_calls.c.call_id == call_id, connector_calls.c.finished_epoch.is_(None))
+        .values(**values)
+    )
+
+
+def prune_calls(conn: Connection, name: str, *, before: float, now: float) -> None:
+    """Forget calls no window needs any more: finished before ``before``, or admitted before it by
+    a process that died (lease run out)."""
     conn.execute(
         delete(connector_calls).where(
             connector_calls.c.name == name,
-            connector_calls.c.started_epoch < started_before,
             or_(
-                connector_calls.c.finished_epoch.is_not(None),
-                and_(connector_calls.c.finished_epoch.is_(None), connector_calls.c.lease_until_epoch <= now),
+                connector_calls.c.finished_epoch < before,
+                and_(
+                    connector_calls.c.finished_epoch.is_(None),
+                    connector_calls.c.lease_until_epoch <= now,
+                    connector_calls.c.admitted_epoch < before,
+                ),
             ),
         )
     )

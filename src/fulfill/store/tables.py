@@ -268,15 +268,17 @@ connector_state = Table(
     Column("updated_epoch", Float),
 )
 
-# Calls admitted through a gated connector: their start times make the rate window, the unfinished
-# ones (until their lease runs out, if their process died) the calls in flight.
+# Calls admitted through a gated connector: the times they were sent make the rate window, the
+# unfinished ones (until their lease runs out, if their process died) the calls in flight.
 connector_calls = Table(
     "connector_calls",
     metadata,
     Column("call_id", String(64), primary_key=True),
     Column("name", String(64), nullable=False),
-    Column("started_epoch", Float, nullable=False),
+    Column("admitted_epoch", Float, nullable=False),
+    Column("dispatched_epoch", Float),  # null: admitted, not sent yet
     Column("lease_until_epoch", Float, nullable=False),
     Column("finished_epoch", Float),
-    Index("ix_connector_calls_name_started_epoch", "name", "started_epoch"),
+    Index("ix_connector_calls_name_dispatched_epoch", "name", "dispatched_epoch"),
+    Index("ix_connector_calls_name_finished_epoch", "name", "finished_epoch"),
 )

@@ -45,16 +45,21 @@ def upgrade() -> None:
         "connector_calls",
         sa.Column("call_id", sa.String(length=64), nullable=False),
         sa.Column("name", sa.String(length=64), nullable=False),
-        sa.Column("started_epoch", sa.Float(), nullable=False),
+        sa.Column("admitted_epoch", sa.Float(), nullable=False),
+        sa.Column("dispatched_epoch", sa.Float(), nullable=True),
         sa.Column("lease_until_epoch", sa.Float(), nullable=False),
         sa.Column("finished_epoch", sa.Float(), nullable=True),
         sa.PrimaryKeyConstraint("call_id", name="pk_connector_calls"),
     )
-    op.create_index("ix_connector_calls_name_started_epoch", "connector_calls", ["name", "started_epoch"])
+    op.create_index(
+        "ix_connector_calls_name_dispatched_epoch", "connector_calls", ["name", "dispatched_epoch"]
+    )
+    op.create_index("ix_connector_calls_name_finished_epoch", "connector_calls", ["name", "finished_epoch"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_connector_calls_name_started_epoch", table_name="connector_calls")
+    op.drop_index("ix_connector_calls_name_finished_epoch", table_name="connector_calls")
+    op.drop_index("ix_connector_calls_name_dispatched_epoch", table_name="connector_calls")
     op.drop_table("connector_calls")
     op.drop_table("connector_state")
     op.drop_table("connector_limits")
