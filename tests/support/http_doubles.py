@@ -203,6 +203,18 @@ class WebhookSink:
         self._server.server_close()
 
 
+def most_in_any_window(times: list[float], window: float = 1.0) -> int:
+    """The most of ``times`` inside any half-open window ``[t, t + window)``."""
+    ordered = sorted(times)
+    best = 0
+    end = 0
+    for start, first in enumerate(ordered):
+        while end < len(ordered) and ordered[end] < first + window:
+            end += 1
+        best = max(best, end - start)
+    return best
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:
     """Poll until ``predicate`` returns something truthy; fail the test on timeout."""
     import time
