@@ -112,6 +112,14 @@ ROUTES = [
         invalid_body={"action_type": "X"},
     ),
     Route("POST", "/admin/registry/FLAG_FOR_REVIEW/versions/1/deprecate", "platform:admin"),
+    Route("GET", "/admin/connectors", "platform:admin"),
+    Route(
+        "PUT",
+        "/admin/connectors/matrix-target/limits",  # a name no execution uses
+        "platform:admin",
+        body={"rate_per_second": 10, "concurrency": 5},
+        invalid_body={"rate_per_second": "fast", "concurrency": 5},
+    ),
 ]
 
 
@@ -259,6 +267,8 @@ def test_every_admin_route_is_in_the_admin_matrix() -> None:
         "GET /admin/registry",
         "POST /admin/registry",
         "POST /admin/registry/FLAG_FOR_REVIEW/versions/1/deprecate",
+        "GET /admin/connectors",
+        "PUT /admin/connectors/matrix-target/limits",
     }
     assert all(route.owned for route in ADMIN_ROUTES if route.scope == "admin")
 
