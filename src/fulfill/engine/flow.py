@@ -131,7 +131,7 @@ class Permit:
         *,
         waited: bool,
         failures: int,
-        clock_offset: float = 0.0,
+        clock_offset: float | None = None,
     ) -> None:
         self.connector = connector
         self.call_id = call_id  # None: no lease (fast path)
@@ -139,13 +139,14 @@ class Permit:
         self.sent_at: float | None = None  # database clock
         self._flow = flow
         self._failures = failures
-        self._clock_offset = clock_offset  # database clock minus this process's clock
+        # Database clock minus this process's clock; None: no rate limit, sends are not tracked.
+        self._clock_offset = clock_offset
         self._finished = False
 
     def sent(self) -> None:
         """The call is leaving now (the gateway client calls this, on its own thread): the rate
         window counts it from this moment. Until that is stored it counts as sent "now"."""
-        if self.call_id is None or self.sent_at is not None:
+        if self.call_id is None or self._clock_offset is None or self.sent_at is not None:
             return
         self.sent_at = time.time() + self._clock_offset
         self._flow._mark_sent(self.connector, self.call_id, self.sent_at)
@@ -254,36 +255,36 @@ class FlowControl:
                 line.cond.notify_all()
             metrics.CONNECTOR_WAITING.labels(connector).dec()
 
-    def _try_admit(self, connector: str, call_id: str, lease_seconds: float) -> tuple[Admit | Wait, float]:
-        """One admission transaction, holding the connector's row lock. Also answers the offset
-        of the database's clock from this process's."""
+    def _try_admit(
+        self, connector: str, call_id: str, lease_seconds: float
+    ) -> tuple[Admit | Wait, float | None]:
+        """One admission transaction, holding the connector's row lock. Also answers, when the
+        connector has a rate limit (its calls' sending times are tracked), the offset of the
+        database's clock from this process's; else None."""
         try:
             with self._db.write() as conn:
                 circuit = connectors.lock_state(conn, connector)
                 now = connectors.database_now(conn)
                 offset = now - time.time()
                 limits = connectors.get_limits(conn, connector).limits
-                span = rate_span(limits, self._margin)
                 window = limits.rate_window()
-                limited = span is not None and window is not None
+                span = rate_span(limits, self._margin)
                 decision = decide(
                     now=now,
                     limits=limits,
                     circuit=circuit,
                     policy=self._policy,
-                    in_flight=connectors.count_in_flight(conn, connector, now)
-                    if limits.concurrency is not None
-                    else 0,
-                    not_sent=connectors.count_not_sent(conn, connector, now) if limited else 0,
-                    recent_sends=connectors.recent_sends(
-                        conn, connector, since=now - span, limit=window.limit
-                    )
-                    if span is not None and window is not None
-                    else [],
+                    in_flight=0
+                    if limits.concurrency is None
+                    else connectors.count_in_flight(conn, connector, now),
+                    not_sent=0 if window is None else connectors.count_not_sent(conn, connector, now),
+                    recent_sends=[]
+                    if window is None or span is None
+                    else connectors.recent_sends(conn, connector, since=now - span, limit=window.limit),
                     margin=self._margin,
                 )
                 if isinstance(decision, Wait):
-                    return decision, offset
+                    return decision, None
                 connectors.insert_call(
                     conn, call_id=call_id, name=connector, admitted=now, lease_until=now + lease_seconds
                 )
@@ -297,10 +298,10 @@ class FlowControl:
             if not is_transient_store_error(exc):
                 raise
             log.warning("flow control: admission to %s failed (%s)", connector, describe_failure(exc))
-            return Wait(WaitReason.STORE, None), 0.0
+            return Wait(WaitReason.STORE, None), None
         if changed.state is not circuit.state:
             self._transition(connector, changed)
-        return decision, offset
+        return decision, None if window is None else offset
 
     def _mark_sent(self, connector: str, call_id: str, sent_at: float) -> None:
         """Store when a call was sent, off the caller's thread (it must not delay the call)."""
