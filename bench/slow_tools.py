@@ -41,6 +41,7 @@ class DelayingProxy:
         self.upstream = ""
         self.in_flight = 0
         self.max_in_flight = 0
+        self.arrivals: list[float] = []  # when each tools/call arrived (time.time())
         self._client: httpx.AsyncClient | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -64,6 +65,7 @@ class DelayingProxy:
                 break
         is_call = b'"tools/call"' in body
         if is_call:
+            self.arrivals.append(time.time())
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             await asyncio.sleep(self.latency)

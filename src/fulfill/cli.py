@@ -7,9 +7,9 @@ unless ``--token`` is given. Commands that operate the service (``kill-switch``,
 through the same API when a service URL is given, and otherwise work on the database directly
 (``--db``, else ``FULFILL_DATABASE_URL``), so an emergency stop works even when the API does not:
 they name the database they act on and never create one. Whoever can reach the database is a
-platform operator (over HTTP the same changes need the ``platform:admin`` scope). ``gateway``
-works on the database; running services pick up its changes within
-``FULFILL_GATEWAY_TARGETS_REFRESH_SECONDS``.
+platform operator (over HTTP the same changes need the ``platform:admin`` scope). ``gateway`` and
+``connectors`` work on the database; running services pick up their changes within
+``FULFILL_GATEWAY_TARGETS_REFRESH_SECONDS`` (targets) or at once (limits).
 
 Failures end in one line saying what went wrong and what to do (exit 1, or 2 for configuration
 and reachability); ``fulfill --debug …`` shows the traceback instead.
@@ -89,6 +89,11 @@ gateway_app = typer.Typer(
     help="Gateway targets: remote MCP servers whose tools the gateway serves as {name}.{tool}.",
     no_args_is_help=True,
 )
+connectors_app = typer.Typer(
+    help="Flow control of connectors and remote targets: limits (shared by every process, applied "
+    "without a restart) and circuit breakers.",
+    no_args_is_help=True,
+)
 bench_app = typer.Typer(help="Benchmarks against a service in its own process.", no_args_is_help=True)
 credentials_app = typer.Typer(
     help="Connector credentials, encrypted with FULFILL_SECRETS_KEY (secrets are never printed).",
@@ -104,6 +109,7 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(kill_app, name="kill-switch")
 app.add_typer(registry_app, name="registry")
 app.add_typer(gateway_app, name="gateway")
+app.add_typer(connectors_app, name="connectors")
 
 # Every scope of a tenant's own work; ``admin`` manages that tenant only. What affects every
 # tenant (the global kill switches, the registry) needs ``platform:admin`` instead.
@@ -1180,6 +1186,93 @@ def gateway_remove(name: str) -> None:
     """Remove a target, its tools and its stored secret."""
     _run_target_change(lambda: _target_admin().remove(name))
     console.print(f"removed gateway target {name}")
+
+
+def _connector_table(views: list[Any]) -> Table:
+    table = Table("name", "rate_per_second", "concurrency", "circuit", "failures", "opened_at", "updated_at")
+    for view in views:
+        table.add_row(
+            view.name,
+            "unlimited" if view.rate_per_second is None else f"{view.rate_per_second:g}",
+            "unlimited" if view.concurrency is None else str(view.concurrency),
+            view.circuit.state.value,
+            str(view.circuit.failures),
+            view.circuit.opened_at or "",
+            view.updated_at or "(default)",
+        )
+    return table
+
+
+@connectors_app.command("list")
+def connectors_list(
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Every connector with stored limits or circuit state, and the built-in ones."""
+    from fulfill.usecases import connectors
+
+    views = connectors.list_connectors(_open_database(None), _built_in_connectors())
+    if json_output:
+        console.print_json(data=[view.model_dump(mode="json") for view in views])
+    else:
+        console.print(_connector_table(views))
+
+
+@connectors_app.command("limits")
+def connectors_limits(
+    name: Annotated[str, typer.Argument(help="The connector or remote target (e.g. internal).")],
+    rate: Annotated[
+        str | None,
+        typer.Option(
+            "--rate",
+            help="Calls per second across every process (a whole number from 1, or below 1), or "
+            "'none' for no limit. Omitted: unchanged.",
+        ),
+    ] = None,
+    concurrency: Annotated[
+        str | None,
+        typer.Option(
+            "--concurrency",
+            help="Calls in flight at once across every process, or 'none' for no limit. Omitted: unchanged.",
+        ),
+    ] = None,
+) -> None:
+    """Set a connector's limits; every process applies them at its next call, no restart needed."""
+    from fulfill.clock import SystemClock
+    from fulfill.store import connectors as stored
+    from fulfill.usecases import connectors
+    from fulfill.usecases.errors import UseCaseError
+
+    database = _open_database(None)
+    with database.read() as conn:
+        current = stored.get_limits(conn, name).limits
+    try:
+        rate_value = current.rate_per_second if rate is None else _limit_number(rate, float, "--rate")
+        concurrency_value = (
+            current.concurrency if concurrency is None else _limit_number(concurrency, int, "--concurrency")
+        )
+        connectors.validated_limits(name, rate_value, concurrency_value)  # a clear message first
+        body = connectors.ConnectorLimitsBody(rate_per_second=rate_value, concurrency=concurrency_value)
+        view = connectors.put_limits(database, SystemClock(), name, body)
+    except (UseCaseError, ValueError) as exc:
+        message = exc.message if isinstance(exc, UseCaseError) else str(exc).splitlines()[0]
+        console.print(f"[red]{message}[/red]")
+        raise typer.Exit(2) from None
+    console.print(_connector_table([view]))
+
+
+def _limit_number(raw: str, kind: type[float] | type[int], option: str) -> Any:
+    if raw.strip().lower() in ("none", "unlimited", "null"):
+        return None
+    try:
+        return kind(raw)
+    except ValueError:
+        raise ValueError(f"{option} must be a number or 'none' (got {raw!r})") from None
+
+
+def _built_in_connectors() -> set[str]:
+    from fulfill.service import CONNECTOR_NAMESPACES
+
+    return set(CONNECTOR_NAMESPACES)
 
 
 @bench_app.command("load")

@@ -90,6 +90,19 @@ class Settings(BaseSettings):
     # it was running. Empty: "{hostname}:{port}".
     executor_id: str = Field(default="", max_length=128)
 
+    # Flow control of each connector (its limits are stored: PUT /admin/connectors/{name}/limits).
+    # Circuit breaker: this many target failures in a row within the window open it (0: never);
+    # after the cool-down one probe call is let through.
+    circuit_failure_threshold: int = Field(default=5, ge=0, le=1000)
+    circuit_window_seconds: float = Field(default=60.0, gt=0, le=86_400)
+    circuit_cooldown_seconds: float = Field(default=30.0, gt=0, le=3600)
+    # A rate window is counted this much longer than its period, so that the target, which sees
+    # each call a little after it is admitted, never counts more than the limit in its own window.
+    connector_rate_margin_seconds: float = Field(default=0.05, ge=0, le=1)
+    # How often a call waiting for a full connector asks again (a release in the same process
+    # wakes it at once; a rate-limited call sleeps exactly until its slot).
+    connector_poll_seconds: float = Field(default=0.05, gt=0, le=5)
+
     # A failed compensation is tried again after base * 2^(n-1) seconds, up to max_tries in all.
     compensation_max_tries: int = Field(default=5, ge=1, le=50)
     compensation_retry_base_seconds: float = Field(default=30.0, ge=0)

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 EXECUTIONS = Counter(
     "fulfill_executions_total", "Executions that reached a recorded outcome.", ["status", "error_class"]
@@ -37,3 +43,96 @@ COMPENSATIONS = Counter(
     "Compensation workflows that finished, by result (completed, failed, abandoned).",
     ["result"],
 )
+
+# --- flow control ---------------------------------------------------------------------------------
+# This process's own view: calls it has in flight and executions it has waiting, per connector.
+CONNECTOR_CALLS_IN_FLIGHT = Gauge(
+    "fulfill_connector_calls_in_flight",
+    "Tool calls this process has in flight, by connector (sum over processes for the total).",
+    ["connector"],
+)
+CONNECTOR_WAITING = Gauge(
+    "fulfill_connector_waiting",
+    "Tool calls of this process waiting for their connector's gate (rate, concurrency, circuit).",
+    ["connector"],
+)
+CONNECTOR_WAIT_SECONDS = Histogram(
+    "fulfill_connector_wait_seconds",
+    "Time a tool call waited for its connector's gate.",
+    ["connector"],
+    buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+CONNECTOR_CIRCUIT_TRANSITIONS = Counter(
+    "fulfill_connector_circuit_transitions_total",
+    "Circuit breaker state changes made by this process, by connector and new state.",
+    ["connector", "state"],
+)
+
+
+class SharedStateCollector(Collector):
+    """What every process shares, read from the database at each scrape: every connector's limits
+    and circuit breaker, so that any process (an ``api`` one too) reports the same values."""
+
+    def __init__(self) -> None:
+        self._source: Callable[[], list[ConnectorSample]] | None = None
+
+    def set_source(self, source: Callable[[], list[ConnectorSample]]) -> None:
+        self._source = source
+
+    def clear_source(self, source: Callable[[], list[ConnectorSample]]) -> None:
+        """Stop reading from ``source`` (unless another service has replaced it meanwhile)."""
+        if self._source == source:
+            self._source = None
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # no fixed description: samples come from the database at scrape time
+
+    def collect(self) -> Iterable[Metric]:
+        source = self._source
+        if source is None:
+            return []
+        try:
+            samples = source()
+        except Exception:  # a scrape never fails because the database did not answer
+            return []
+        rate = GaugeMetricFamily(
+            "fulfill_connector_limit_rate",
+            "Rate limit of each connector in calls per second (+Inf: none).",
+            labels=["connector"],
+        )
+        concurrency = GaugeMetricFamily(
+            "fulfill_connector_limit_concurrency",
+            "Concurrency limit of each connector across all processes (+Inf: none).",
+            labels=["connector"],
+        )
+        state = GaugeMetricFamily(
+            "fulfill_connector_circuit_state",
+            "Circuit breaker of each connector: 0 closed, 1 half-open, 2 open.",
+            labels=["connector"],
+        )
+        failures = GaugeMetricFamily(
+            "fulfill_connector_circuit_failures",
+            "Target failures in a row counted by each connector's circuit breaker.",
+            labels=["connector"],
+        )
+        for sample in samples:
+            rate.add_metric([sample.name], sample.rate if sample.rate is not None else math.inf)
+            concurrency.add_metric(
+                [sample.name], sample.concurrency if sample.concurrency is not None else math.inf
+            )
+            state.add_metric([sample.name], sample.circuit_state)
+            failures.add_metric([sample.name], sample.failures)
+        return [rate, concurrency, state, failures]
+
+
+@dataclass(frozen=True)
+class ConnectorSample:
+    name: str
+    rate: float | None
+    concurrency: int | None
+    circuit_state: int
+    failures: int
+
+
+SHARED_STATE = SharedStateCollector()
+REGISTRY.register(SHARED_STATE)

@@ -18,7 +18,7 @@ from typing import Any
 from dbos import DBOS, DBOSConfig
 from mcp.server.mcpserver import MCPServer
 
-from fulfill import __version__
+from fulfill import __version__, metrics
 from fulfill.clock import SystemClock
 from fulfill.config import Settings
 from fulfill.connectors.internal import InternalConnector
@@ -37,6 +37,7 @@ from fulfill.gateway.targets import GatewayToolSchemas, TargetCatalog
 from fulfill.store.db import Database
 from fulfill.store.migrate import upgrade_to_head
 from fulfill.tokens import ServiceTokens, TokenVerifier
+from fulfill.usecases import connectors
 from fulfill.usecases.registry import seed_default_registry
 from fulfill.usecases.targets import TargetAdmin
 
@@ -136,6 +137,8 @@ class Service:
             polling_interval_sec=self.settings.queue_poll_seconds,
             on_conflict="always_update",
         )
+        # /metrics reports every connector's shared limits and circuit, read at each scrape.
+        metrics.SHARED_STATE.set_source(lambda: connectors.samples(self.db, self.runtime.connector_names()))
         if relay is not None:
             self._relay = relay
             self._relay.start()
@@ -146,12 +149,18 @@ class Service:
             "fulfill %s started (role %s, database %s)", __version__, self.settings.role, _redact(self.db)
         )
 
+    def _connector_samples(self) -> list[metrics.ConnectorSample]:
+        return connectors.samples(self.db, self.runtime.connector_names())
+
     def stop(self) -> None:
         self._engine_ready.clear()
+        metrics.SHARED_STATE.clear_source(self._connector_samples)
         if self._relay is not None:
             self._relay.stop()
         if self._reconciler is not None:
             self._reconciler.stop()
+        # Calls waiting for their connector leave first, unfinished, for recovery to resume.
+        self.runtime.flow.close()
         DBOS.destroy(workflow_completion_timeout_sec=5)
         self.tool_gateway.close()
         self.salesforce_connector.close()

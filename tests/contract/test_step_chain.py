@@ -31,12 +31,19 @@ from fulfill.domain.execution import (
     outcome_from_step_failure,
     outcome_from_tool_result,
 )
-from fulfill.domain.models import ActionOutcomeV1, ApprovalStatus, ExecutionStatus, GlobalExecutionConfig
+from fulfill.domain.flowcontrol import Circuit, CircuitState
+from fulfill.domain.models import (
+    ActionOutcomeV1,
+    ApprovalStatus,
+    ExecutionPolicy,
+    ExecutionStatus,
+    GlobalExecutionConfig,
+)
 from fulfill.engine import steps
 from fulfill.engine.intake import queued_attempt, request_for
 from fulfill.engine.runtime import current
 from fulfill.gateway.client import McpToolGateway
-from fulfill.store import executions, intents, killswitches
+from fulfill.store import connectors, executions, intents, killswitches
 from fulfill.store.tables import action_intents
 from fulfill.tokens import ServiceTokens
 from tests.support.harness import Harness, seed_intent
@@ -356,6 +363,32 @@ def test_spent_budget_before_invoke(contract: Harness, monkeypatch: pytest.Monke
         "EXECUTION_TIMEOUT",
     )
     assert contract.task_rows("ai_c_budget") == 0
+
+
+def test_budget_spent_waiting_for_an_open_circuit(contract: Harness) -> None:
+    """InvokeTool waits for its connector's open circuit as long as the budget lasts, then stops
+    with a TIMEOUT draft that RecordOutcome accepts; nothing was called."""
+    call = _mapped_call(contract, "ai_c_circuit", execution_policy=ExecutionPolicy(timeout_seconds=2))
+    with contract.db.write() as conn:
+        connectors.lock_state(conn, "internal")
+        now = connectors.database_now(conn)
+        connectors.save_circuit(
+            conn, "internal", Circuit(state=CircuitState.OPEN, failures=5, opened_at=now), now=now
+        )
+    try:
+        outcome = record(contract, stopped(steps.invoke_tool, call))
+    finally:
+        with contract.db.write() as conn:
+            connectors.lock_state(conn, "internal")
+            connectors.save_circuit(conn, "internal", Circuit(), now=connectors.database_now(conn))
+    assert (outcome.status, outcome.error_class, outcome.error_code) == (
+        ExecutionStatus.FAILED,
+        "TIMEOUT",
+        "EXECUTION_TIMEOUT",
+    )
+    assert "waiting for connector 'internal' (circuit open)" in (outcome.error_message or "")
+    assert outcome.tool_name == "internal.create_task"
+    assert contract.task_rows("ai_c_circuit") == 0
 
 
 def test_unexpected_failure_is_still_recorded(contract: Harness) -> None:

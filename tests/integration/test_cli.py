@@ -12,9 +12,11 @@ from pathlib import Path
 
 import jwt
 import pytest
+from alembic.script import ScriptDirectory
 from typer.testing import CliRunner
 
 from fulfill.cli import app
+from fulfill.store.migrate import MIGRATIONS_DIR
 from tests.support.harness import TEST_SECRET, Harness
 from tests.support.processes import free_port
 
@@ -85,7 +87,44 @@ def test_registry_list_and_migrate(cli: CliRunner) -> None:
     assert "internal.create_note" in listed.output
     migrated = cli.invoke(app, ["migrate"])
     assert migrated.exit_code == 0, migrated.output
-    assert "revision 0006" in migrated.output
+    head = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+    assert f"revision {head}" in migrated.output
+
+
+def test_connector_limits_from_the_command_line(cli: CliRunner, shared: Harness) -> None:
+    changed = cli.invoke(app, ["connectors", "limits", "cli-target", "--rate", "5", "--concurrency", "2"])
+    assert changed.exit_code == 0, changed.output
+    assert "cli-target" in changed.output
+    # An option left out keeps its value; "none" lifts the limit.
+    lifted = cli.invoke(app, ["connectors", "limits", "cli-target", "--rate", "none"])
+    assert lifted.exit_code == 0, lifted.output
+    listed = cli.invoke(app, ["connectors", "list", "--json"])
+    assert listed.exit_code == 0, listed.output
+    by_name = {item["name"]: item for item in json.loads(listed.stdout)}
+    assert (by_name["cli-target"]["rate_per_second"], by_name["cli-target"]["concurrency"]) == (None, 2)
+    assert by_name["internal"]["circuit"]["state"] == "CLOSED"
+    # The API reads what the command stored.
+    with shared.client() as client:
+        [stored] = [item for item in client.get("/admin/connectors").json() if item["name"] == "cli-target"]
+    assert (stored["rate_per_second"], stored["concurrency"], stored["revision"]) == (None, 2, 2)
+    table = cli.invoke(app, ["connectors", "list"])
+    assert table.exit_code == 0
+    assert "cli-target" in table.output
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["cli-target", "--rate", "2.5"], "whole number"),
+        (["cli-target", "--rate", "fast"], "--rate must be a number"),
+        (["cli-target", "--concurrency", "0"], "concurrency must be between"),
+        (["bad.name", "--rate", "1"], "connector name"),
+    ],
+)
+def test_connector_limits_refuses_bad_values(cli: CliRunner, arguments: list[str], message: str) -> None:
+    result = cli.invoke(app, ["connectors", "limits", *arguments])
+    assert result.exit_code == 2
+    assert message in result.output
 
 
 def test_demo_against_the_running_service(cli: CliRunner) -> None:

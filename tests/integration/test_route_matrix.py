@@ -124,6 +124,14 @@ ROUTES = [
     ),
     Route("POST", "/admin/gateway/targets/matrix/sync", "platform:admin", ok=(404,)),
     Route("DELETE", "/admin/gateway/targets/matrix", "platform:admin", ok=(404,)),
+    Route("GET", "/admin/connectors", "platform:admin"),
+    Route(
+        "PUT",
+        "/admin/connectors/matrix-target/limits",  # a name no execution uses
+        "platform:admin",
+        body={"rate_per_second": 10, "concurrency": 5},
+        invalid_body={"rate_per_second": "fast", "concurrency": 5},
+    ),
 ]
 
 
@@ -275,6 +283,8 @@ def test_every_admin_route_is_in_the_admin_matrix() -> None:
         "POST /admin/gateway/targets",
         "POST /admin/gateway/targets/matrix/sync",
         "DELETE /admin/gateway/targets/matrix",
+        "GET /admin/connectors",
+        "PUT /admin/connectors/matrix-target/limits",
     }
     assert all(route.owned for route in ADMIN_ROUTES if route.scope == "admin")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -35,6 +36,12 @@ class ProxyState:
     faults: list[Fault] = field(default_factory=list)
     tool_calls_seen: int = 0
     tool_calls_forwarded: int = 0
+    # Every tools/call is held this long before it is forwarded (a slow target).
+    latency: float = 0.0
+    # (arrival, answered) of every tools/call, by time.time(); and how many were open at once.
+    calls: list[tuple[float, float]] = field(default_factory=list)
+    in_flight: int = 0
+    max_in_flight: int = 0
     forwarded: threading.Event = field(default_factory=threading.Event)
     held_before: threading.Event = field(default_factory=threading.Event)
     release: threading.Event = field(default_factory=threading.Event)
@@ -93,10 +100,27 @@ class FaultyProxy:
             method = json.loads(body).get("method")
         except ValueError:
             method = None
-        if method == "tools/call":
+        if method != "tools/call":
+            self._forward(handler, body, method, None)
+            return
+        arrived = time.time()
+        with self.state.lock:
+            self.state.tool_calls_seen += 1
+            fault = self.state.faults.pop(0) if self.state.faults else None
+            self.state.in_flight += 1
+            self.state.max_in_flight = max(self.state.max_in_flight, self.state.in_flight)
+        try:
+            if self.state.latency:
+                threading.Event().wait(self.state.latency)
+            self._forward(handler, body, method, fault)
+        finally:
             with self.state.lock:
-                self.state.tool_calls_seen += 1
-                fault = self.state.faults.pop(0) if self.state.faults else None
+                self.state.in_flight -= 1
+                self.state.calls.append((arrived, time.time()))
+
+    def _forward(
+        self, handler: BaseHTTPRequestHandler, body: bytes, method: str | None, fault: Fault | None
+    ) -> None:
         if fault is not None and fault.then is not None:
             fault.then()
         if fault is not None and fault.kind == "status_before":
@@ -181,6 +205,18 @@ class WebhookSink:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+def most_in_any_window(times: list[float], window: float = 1.0) -> int:
+    """The most of ``times`` inside any half-open window ``[t, t + window)``."""
+    ordered = sorted(times)
+    best = 0
+    end = 0
+    for start, first in enumerate(ordered):
+        while end < len(ordered) and ordered[end] < first + window:
+            end += 1
+        best = max(best, end - start)
+    return best
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:

@@ -1,9 +1,9 @@
 """``/admin``: kill switches, a tenant's execution config, the action-type registry, and the
-gateway's targets.
+gateway's targets and the connectors' flow control.
 
-The global kill switches, the registry and the gateway targets affect every tenant: they need
-``platform:admin``. A tenant's execution config needs ``admin`` and is only ever the token's own
-tenant (another tenant's is a 404).
+The global kill switches, the registry, the gateway targets and the connectors' limits affect
+every tenant: they need ``platform:admin``. A tenant's execution config needs ``admin`` and is
+only ever the token's own tenant (another tenant's is a 404).
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ from pydantic import BaseModel
 
 from fulfill.api.auth import SCOPE_ADMIN, SCOPE_PLATFORM_ADMIN, require_scope
 from fulfill.api.problems import PROBLEM
+from fulfill.domain.flowcontrol import CONNECTOR_NAME_PATTERN
 from fulfill.domain.models import RegistryEntry
 from fulfill.tokens import Principal
-from fulfill.usecases import admin, registry
+from fulfill.usecases import admin, connectors, registry
 from fulfill.usecases.admin import KillSwitches, TenantExecution
+from fulfill.usecases.connectors import ConnectorLimitsBody, ConnectorView
 from fulfill.usecases.registry import RegistryDraft
 from fulfill.usecases.targets import TargetAdmin, TargetDraft, TargetListing, TargetView
 
@@ -28,6 +30,7 @@ PlatformAdmin = Annotated[Principal, Depends(require_scope(SCOPE_PLATFORM_ADMIN)
 TenantId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")]
 ActionTypePath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Z][A-Z0-9_]*$")]
 TargetNamePath = Annotated[str, Path(min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9_]*$")]
+ConnectorName = Annotated[str, Path(min_length=1, max_length=64, pattern=CONNECTOR_NAME_PATTERN)]
 _ERRORS: dict[int | str, dict[str, Any]] = {401: PROBLEM, 403: PROBLEM, 422: PROBLEM}
 
 
@@ -126,3 +129,19 @@ def remove_target(name: TargetNamePath, request: Request, _admin: PlatformAdmin)
     """Remove the target and its tools (and its stored secret)."""
     _targets(request).remove(name)
     return Response(status_code=204)
+
+
+@router.get("/connectors", response_model=list[ConnectorView], responses=_ERRORS)
+def list_connectors(request: Request, _admin: PlatformAdmin) -> list[ConnectorView]:
+    """Every connector and remote target: its limits and its circuit breaker."""
+    rt = request.app.state.runtime
+    return connectors.list_connectors(rt.db, rt.connector_names())
+
+
+@router.put("/connectors/{name}/limits", response_model=ConnectorView, responses=_ERRORS)
+def put_connector_limits(
+    name: ConnectorName, body: ConnectorLimitsBody, request: Request, _admin: PlatformAdmin
+) -> ConnectorView:
+    """Set a connector's (or remote target's) limits; every process applies them without a restart."""
+    rt = request.app.state.runtime
+    return connectors.put_limits(rt.db, rt.clock, name, body)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,8 +23,17 @@ class ToolCallOutcome(BaseModel):
 
 class ToolGateway(Protocol):
     def call_tool(
-        self, *, tenant_id: str, tool_name: str, arguments: dict[str, Any], timeout_seconds: float
-    ) -> ToolCallOutcome: ...
+        self,
+        *,
+        tenant_id: str,
+        tool_name: str,
+        arguments: dict[str, Any],
+        timeout_seconds: float,
+        on_send: Callable[[], None] | None = None,
+    ) -> ToolCallOutcome:
+        """One ``tools/call``. ``on_send`` runs (on any thread; it must not block) at the moment the
+        call itself leaves, after any session set-up: flow control counts the call from then."""
+        ...
 
 
 class Clock(Protocol):

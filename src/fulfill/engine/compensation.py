@@ -23,6 +23,7 @@ from sqlalchemy import Connection
 from fulfill import metrics
 from fulfill.domain.errors import ErrorClass, ExecutionError
 from fulfill.domain.execution import CompensationPlan, CompensationRequest, CompensationResult
+from fulfill.domain.flowcontrol import connector_of
 from fulfill.domain.ledger import outcome_event
 from fulfill.domain.models import (
     ActionOutcomeV1,
@@ -32,6 +33,7 @@ from fulfill.domain.models import (
     LedgerEntry,
 )
 from fulfill.domain.time import iso_from_epoch
+from fulfill.engine.flow import WaitExpired, call_lease_seconds, call_result
 from fulfill.engine.runtime import current
 from fulfill.store import executions, intents, registry
 
@@ -106,19 +108,40 @@ def invoke_compensation(plan: CompensationPlan) -> CompensationResult:
     """Call the compensation tool once per written object. Transient failures are retried."""
     rt = current()
     request = plan.request
+    timeout = rt.settings.gateway_call_timeout_seconds
     for ref in plan.refs:
-        answer = rt.gateway.call_tool(
-            tenant_id=request.tenant_id,
-            tool_name=plan.tool_name,
-            arguments={
-                "object_id": ref.object_id,
-                "tenant_id": request.tenant_id,
-                "account_id": request.account_id,
-                "action_intent_id": request.action_intent_id,
-                "idempotency_key": plan.idempotency_key,
-            },
-            timeout_seconds=rt.settings.gateway_call_timeout_seconds,
-        )
+        try:
+            # Through the connector's gate like every call; a compensation waits at most one
+            # circuit cool-down, then counts as a transient failure (retried, then by the reconciler).
+            permit = rt.flow.admit(
+                connector_of(plan.tool_name),
+                deadline=rt.clock.now() + rt.settings.circuit_cooldown_seconds + timeout,
+                lease_seconds=call_lease_seconds(timeout),
+            )
+        except WaitExpired as expired:
+            error = ExecutionError(
+                error_class=ErrorClass.DOWNSTREAM,
+                error_code="CONNECTOR_UNAVAILABLE",
+                error_message=f"the compensation gave up {expired.describe()}",
+            )
+            raise RetryableCompensationFailure(
+                CompensationResult(request=request, completed=False, error=error)
+            ) from None
+        with permit:
+            answer = rt.gateway.call_tool(
+                tenant_id=request.tenant_id,
+                tool_name=plan.tool_name,
+                arguments={
+                    "object_id": ref.object_id,
+                    "tenant_id": request.tenant_id,
+                    "account_id": request.account_id,
+                    "action_intent_id": request.action_intent_id,
+                    "idempotency_key": plan.idempotency_key,
+                },
+                timeout_seconds=timeout,
+                on_send=permit.sent,
+            )
+            permit.finish(call_result(answer))
         if answer.success:
             continue
         error = answer.error or ExecutionError(

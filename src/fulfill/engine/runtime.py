@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fulfill.config import Settings
+from fulfill.domain.flowcontrol import connector_of
 from fulfill.domain.ports import Clock, ToolGateway
+from fulfill.engine.flow import FlowControl
 from fulfill.store.db import Database
 
 
@@ -29,6 +31,15 @@ class Runtime:
     needs_confirmation: Callable[[str], bool] = field(default=lambda _tool_name: False)
     # Set to make the outbox relay deliver now instead of at its next poll.
     outbox_wakeup: threading.Event = field(default_factory=threading.Event)
+    # Every tool call passes its connector's gate: rate, concurrency, circuit breaker.
+    flow: FlowControl = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.flow = FlowControl(self.db, self.settings, self.clock)
+
+    def connector_names(self) -> set[str]:
+        """Every connector (and remote target) whose tools this process's gateway serves."""
+        return {connector_of(tool) for tool in self.tool_schemas}
 
 
 _current: Runtime | None = None

@@ -32,6 +32,7 @@ from fulfill.domain.execution import (
     tool_run_ref,
 )
 from fulfill.domain.expiry import is_expired
+from fulfill.domain.flowcontrol import connector_of
 from fulfill.domain.idempotency import idempotency_key
 from fulfill.domain.killswitch import KillSwitchDecision, evaluate_kill_switches
 from fulfill.domain.ledger import ledger_entry, outcome_entry, signal_entry, unknown_outcome_entry
@@ -48,6 +49,7 @@ from fulfill.domain.ports import ToolCallOutcome
 from fulfill.domain.signals import build_execution_signal
 from fulfill.domain.targets import UNKNOWN_OUTCOME
 from fulfill.domain.time import epoch_from_iso, iso_from_epoch
+from fulfill.engine.flow import Permit, WaitExpired, call_lease_seconds, call_result
 from fulfill.engine.runtime import current
 from fulfill.store import executions, intents, killswitches, outbox, registry, targets
 from fulfill.store.db import is_transient_store_error
@@ -376,8 +378,10 @@ def invoke_tool(call: ToolCall) -> ToolResult:
 
     Before every try (the first call, each retry, a replay after recovery) it reads the kill
     switches and the intent's cancellation again, so that a stop arriving between two tries
-    stops the next one. Transient failures raise :class:`RetryableToolFailure` so that the
-    workflow retries this step; business failures come back as an unsuccessful :class:`ToolResult`.
+    stops the next one. Then the call waits, within the budget, for its connector's gate (rate
+    limit, concurrency limit, circuit breaker); a call that had to wait reads them once more.
+    Transient failures raise :class:`RetryableToolFailure` so that the workflow retries this
+    step; business failures come back as an unsuccessful :class:`ToolResult`.
 
     A call to a gateway target that does not deduplicate is marked as sent before it leaves and
     settled with its answer (``remote_tool_calls``): a replay of this step after a crash returns
@@ -386,21 +390,31 @@ def invoke_tool(call: ToolCall) -> ToolResult:
     rt = current()
     confirm = rt.needs_confirmation(call.tool_name)
     started = time.perf_counter()
+    remaining = max(0.0, call.context.deadline_epoch - rt.clock.now())
     # A call to a target that does not deduplicate, already sent by an earlier run of this step,
     # is never sent again: its recorded answer (or its unknown outcome) is the answer.
     answer = _answer_of_a_call_sent_before(call) if confirm else None
     if answer is None:
-        remaining = _check_budget(call.context, rt.clock.now(), call=call)
+        _check_budget(call.context, rt.clock.now(), call=call)
         _check_before_call(call)
-        timeout = min(rt.settings.gateway_call_timeout_seconds, remaining)
-        if confirm:
-            _mark_call_sent(call)
-        answer = rt.gateway.call_tool(
-            tenant_id=call.context.tenant_id,
-            tool_name=call.tool_name,
-            arguments=call.arguments,
-            timeout_seconds=timeout,
-        )
+        with _pass_connector_gate(call) as permit:
+            remaining = _check_budget(call.context, rt.clock.now(), call=call)
+            if permit.waited:
+                _check_before_call(call)  # a stop that arrived while it waited stops it here
+            timeout = min(rt.settings.gateway_call_timeout_seconds, remaining)
+            started = time.perf_counter()
+            if confirm:
+                _mark_call_sent(call)
+            answer = rt.gateway.call_tool(
+                tenant_id=call.context.tenant_id,
+                tool_name=call.tool_name,
+                arguments=call.arguments,
+                timeout_seconds=timeout,
+                on_send=permit.sent,
+            )
+            permit.finish(
+                call_result(answer, timeout_cut_by_budget=timeout < rt.settings.gateway_call_timeout_seconds)
+            )
         if confirm:
             _settle_call(call, answer)
     metrics.TOOL_CALL_SECONDS.labels(call.tool_name).observe(time.perf_counter() - started)
@@ -513,6 +527,28 @@ def _settle_call(call: ToolCall, answer: ToolCallOutcome) -> None:
         except Exception as exc:
             if not is_transient_store_error(exc):
                 return
+
+
+def _pass_connector_gate(call: ToolCall) -> Permit:
+    """Wait for the connector's gate while the budget lasts; a spent budget ends the execution
+    ``FAILED``/``TIMEOUT``/``EXECUTION_TIMEOUT``, saying what it waited for. While it waits, the
+    kill switches and the cancellation are read about once a second."""
+    rt = current()
+    timeout = rt.settings.gateway_call_timeout_seconds
+    try:
+        return rt.flow.admit(
+            connector_of(call.tool_name),
+            deadline=call.context.deadline_epoch,
+            lease_seconds=call_lease_seconds(timeout),
+            recheck=lambda: _check_before_call(call),
+        )
+    except WaitExpired as expired:
+        error = ExecutionError(
+            error_class=ErrorClass.TIMEOUT,
+            error_code="EXECUTION_TIMEOUT",
+            error_message=f"the execution used up its timeout_seconds budget {expired.describe()}",
+        )
+        raise stop_before_tool(call.context, ExecutionStatus.FAILED, error, call=call) from None
 
 
 def _check_before_call(call: ToolCall) -> None:

@@ -3,7 +3,9 @@
     (intake: the QUEUED attempt row, the execution lock, is written where ACTION_APPROVED is accepted)
     ┌ PrepareToolCall (one checkpoint) ───────────────────────┐
     │ StartExecution ─▶ ValidatePreflight ─▶ MapActionToTool │ ─▶ InvokeTool (kill switches and
-    └──────┬────────────────────┬────────────────────┬────────┘    cancellation re-read before every try)
+    └──────┬────────────────────┬────────────────────┬────────┘    cancellation re-read before every try,
+           │                    │                    │             then the connector's gate: rate,
+           │                    │                    │             concurrency, circuit; engine/flow.py)
            └──── any stop or failure ────────────────┴──────────────────────┤
                                                                             ▼
                                                        RecordOutcome (always, exactly once)

@@ -46,6 +46,9 @@ from fulfill.tokens import GATEWAY_SCOPE, ServiceTokens, TokenError
 
 log = logging.getLogger(__name__)
 
+# In a session's requests (initialize, tools/list, tools/call) only the call's body holds this.
+_TOOLS_CALL = b'"tools/call"'
+
 
 class McpToolGateway:
     def __init__(
@@ -68,10 +71,17 @@ class McpToolGateway:
         )
 
     def call_tool(
-        self, *, tenant_id: str, tool_name: str, arguments: dict[str, Any], timeout_seconds: float
+        self,
+        *,
+        tenant_id: str,
+        tool_name: str,
+        arguments: dict[str, Any],
+        timeout_seconds: float,
+        on_send: Callable[[], None] | None = None,
     ) -> ToolCallOutcome:
         """One ``tools/call``. ``arguments`` carry the trusted bindings (``with_trusted_arguments``);
-        the call's service token is bound to them."""
+        the call's service token is bound to them. ``on_send`` runs as the ``tools/call`` request
+        leaves, after the session's own requests."""
         if arguments.get("tenant_id") != tenant_id:
             return _transport_failure(
                 ErrorClass.AUTH, "TOKEN_BINDING_MISMATCH", "the tool call's tenant_id is not its tenant"
@@ -81,7 +91,7 @@ class McpToolGateway:
         except TokenError as exc:
             return _transport_failure(ErrorClass.VALIDATION, "TOOL_BINDING_MISSING", str(exc))
         future = asyncio.run_coroutine_threadsafe(
-            self._call(token, tool_name, arguments, timeout_seconds), self._loop
+            self._call(token, tool_name, arguments, timeout_seconds, on_send), self._loop
         )
         return future.result(timeout=timeout_seconds + 5)
 
@@ -92,16 +102,24 @@ class McpToolGateway:
 
     @asynccontextmanager
     async def _session(
-        self, token: str, timeout_seconds: float, statuses: list[int]
+        self,
+        token: str,
+        timeout_seconds: float,
+        statuses: list[int],
+        on_send: Callable[[], None] | None = None,
     ) -> AsyncIterator[Client]:
         async def remember_status(response: httpx2.Response) -> None:
             statuses.append(response.status_code)
+
+        async def notice_send(request: httpx2.Request) -> None:
+            if on_send is not None and _TOOLS_CALL in request.content:
+                on_send()
 
         http = httpx2.AsyncClient(
             transport=self._transport,
             headers={"Authorization": f"Bearer {token}"},
             timeout=httpx2.Timeout(timeout_seconds),
-            event_hooks={"response": [remember_status]},
+            event_hooks={"request": [notice_send], "response": [remember_status]},
         )
         async with Client(
             streamable_http_client(self._url, http_client=http, terminate_on_close=False)
@@ -109,7 +127,12 @@ class McpToolGateway:
             yield mcp
 
     async def _call(
-        self, token: str, tool_name: str, arguments: dict[str, Any], timeout_seconds: float
+        self,
+        token: str,
+        tool_name: str,
+        arguments: dict[str, Any],
+        timeout_seconds: float,
+        on_send: Callable[[], None] | None,
     ) -> ToolCallOutcome:
         statuses: list[int] = []
         calling = False
@@ -122,7 +145,7 @@ class McpToolGateway:
         )
         try:
             with anyio.fail_after(timeout_seconds):
-                async with self._session(token, timeout_seconds, statuses) as mcp:
+                async with self._session(token, timeout_seconds, statuses, on_send) as mcp:
                     calling = True
                     result = await mcp.call_tool(tool_name, arguments, meta=meta)
         except TimeoutError:
@@ -203,7 +226,11 @@ class InProcessToolGateway(McpToolGateway):
 
     @asynccontextmanager
     async def _session(
-        self, token: str, timeout_seconds: float, statuses: list[int]
+        self,
+        token: str,
+        timeout_seconds: float,
+        statuses: list[int],
+        on_send: Callable[[], None] | None = None,
     ) -> AsyncIterator[Client]:
         access = await self._verifier.verify_token(token)
         if access is None:
@@ -215,6 +242,8 @@ class InProcessToolGateway(McpToolGateway):
         mcp = await self._shared_session()
         bound = auth_context_var.set(AuthenticatedUser(access))
         try:
+            if on_send is not None:
+                on_send()  # in memory, the call goes straight on to the tool
             yield mcp
         finally:
             auth_context_var.reset(bound)

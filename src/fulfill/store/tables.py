@@ -345,3 +345,45 @@ remote_tool_calls = Table(
     Column("answer", JSON),  # the call's ToolCallOutcome, once it is known
     PrimaryKeyConstraint("tenant_id", "account_id", "action_intent_id", "attempt_count"),
 )
+
+# --- flow control: limits, circuit breakers and calls of each connector (or remote target) ---------
+
+connector_limits = Table(
+    "connector_limits",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("rate_per_second", Float),  # null: no rate limit
+    Column("concurrency", Integer),  # null: no concurrency limit
+    Column("updated_at", TS, nullable=False),
+    Column("revision", Integer, nullable=False, server_default="0"),  # +1 on every write
+)
+
+# One row per connector that has been gated: its circuit breaker, and the row every admission
+# locks, so that admissions to one connector happen one at a time across every process.
+connector_state = Table(
+    "connector_state",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("circuit_state", String(16), nullable=False, server_default="CLOSED"),
+    Column("failures", Integer, nullable=False, server_default="0"),
+    Column("window_started_epoch", Float),
+    Column("opened_epoch", Float),
+    Column("probe_call_id", String(64)),
+    Column("probe_until_epoch", Float),
+    Column("updated_epoch", Float),
+)
+
+# Calls admitted through a gated connector: the times they were sent make the rate window, the
+# unfinished ones (until their lease runs out, if their process died) the calls in flight.
+connector_calls = Table(
+    "connector_calls",
+    metadata,
+    Column("call_id", String(64), primary_key=True),
+    Column("name", String(64), nullable=False),
+    Column("admitted_epoch", Float, nullable=False),
+    Column("dispatched_epoch", Float),  # null: admitted, not sent yet
+    Column("lease_until_epoch", Float, nullable=False),
+    Column("finished_epoch", Float),
+    Index("ix_connector_calls_name_dispatched_epoch", "name", "dispatched_epoch"),
+    Index("ix_connector_calls_name_finished_epoch", "name", "finished_epoch"),
+)

@@ -1,0 +1,377 @@
+"""Flow control: every tool call passes its connector's gate, shared by every process.
+
+A connector (or remote target) has a rate limit, a concurrency limit and a circuit breaker
+(``domain/flowcontrol.py``). Before a call is made, :meth:`FlowControl.admit` gets it a
+:class:`Permit`; once the call has answered, :meth:`Permit.finish` hands the slot back and tells
+the circuit breaker what the answer said.
+
+Why the limits hold across processes: an admission is one database transaction that locks the
+connector's ``connector_state`` row (PostgreSQL: ``SELECT … FOR UPDATE``; SQLite: the write lock
+every write transaction takes), reads the database clock, counts the calls in flight and the call
+starts in the rate window, and inserts its own call only if both are below the limits. Admissions
+to one connector are therefore serialised, whichever process makes them, and each sees every
+admission committed before it: no two processes can both take the last slot. A call's row holds
+its concurrency slot until the call finishes, or until its lease runs out if its process died.
+
+Waiting: a call that may not start yet waits, inside its InvokeTool step, for as long as its
+execution's budget allows; when the budget is spent it ends with :class:`WaitExpired`, which
+InvokeTool records as ``FAILED``/``TIMEOUT``/``EXECUTION_TIMEOUT``. The callers of one process wait
+in line per connector: only the first asks the database (a rate-limited one sleeps exactly until
+its slot; a full or open connector is asked again every ``FULFILL_CONNECTOR_POLL_SECONDS``, and a
+release in the same process wakes it at once), so a crowd of waiting executions costs the
+database one query per poll, not one each.
+
+A connector with no limits and a closed circuit takes a fast path: one read, no lease, no write
+(and a write only when its call fails, for the circuit breaker). Its calls are bounded by each
+worker's ``FULFILL_WORKER_CONCURRENCY`` alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from types import TracebackType
+
+from fulfill import metrics
+from fulfill.config import Settings
+from fulfill.domain.errors import ErrorClass
+from fulfill.domain.flowcontrol import (
+    Admit,
+    CallResult,
+    Circuit,
+    CircuitPolicy,
+    CircuitState,
+    Wait,
+    WaitReason,
+    admitted,
+    after_call,
+    decide,
+    rate_span,
+)
+from fulfill.domain.ports import Clock, ToolCallOutcome
+from fulfill.logging_setup import describe_failure
+from fulfill.store import connectors
+from fulfill.store.db import Database, is_transient_store_error
+
+log = logging.getLogger("fulfill.flow")
+
+# A waiting caller looks at its own budget (and the connector's state) at least this often.
+_LONGEST_SLEEP_SECONDS = 1.0
+# How often a waiting caller re-reads what could stop its execution (kill switches, cancellation).
+_RECHECK_SECONDS = 1.0
+# Forget admitted calls this long after they left every rate window.
+_KEEP_CALLS_SECONDS = 60.0
+
+
+class WaitExpired(Exception):
+    """The execution's budget ran out while its call waited for the connector's gate."""
+
+    def __init__(self, connector: str, reason: WaitReason | None) -> None:
+        super().__init__(connector, reason)
+        self.connector = connector
+        self.reason = reason
+
+    def describe(self) -> str:
+        why = self.reason.value if self.reason else "waiting in line"
+        return f"waiting for connector '{self.connector}' ({why})"
+
+
+class FlowControlClosed(BaseException):
+    """The process is shutting down while a call waits for its connector.
+
+    A ``BaseException`` on purpose: neither DBOS (which records a step's ``Exception``) nor the
+    workflow (which turns one into an outcome) catches it, so the execution is left exactly as a
+    crash would leave it, unfinished, and recovery resumes it (after a restart, or elsewhere
+    through the reconciler). Waiting on would hold the process up for the rest of the budget.
+    """
+
+
+def call_lease_seconds(call_timeout: float) -> float:
+    """How long an admitted call holds its concurrency slot at most: its timeout, plus as much
+    again (at least 10 s) for a call whose answer is late. A process that dies mid-call frees its
+    slots when their leases run out."""
+    return call_timeout + max(10.0, call_timeout)
+
+
+def call_result(answer: ToolCallOutcome, *, timeout_cut_by_budget: bool = False) -> CallResult:
+    """What an answer says about the target. A timeout the budget imposed (shorter than the
+    configured call timeout) is not the target's fault."""
+    if answer.success or answer.error is None or not answer.error.retryable:
+        return CallResult.ANSWERED
+    if timeout_cut_by_budget and answer.error.error_class is ErrorClass.TIMEOUT:
+        return CallResult.NOT_MADE
+    return CallResult.FAILED
+
+
+@dataclass
+class _Line:
+    """The callers of this process waiting for one connector, first come, first served."""
+
+    cond: threading.Condition = field(default_factory=threading.Condition)
+    tickets: deque[object] = field(default_factory=deque)
+    reason: WaitReason | None = None  # why the first in line is waiting
+
+
+class Permit:
+    """One admitted call. ``finish`` it with the call's result (a ``with`` block finishes it as not
+    made if the block ends without doing so, e.g. when a kill switch stopped the call)."""
+
+    def __init__(
+        self,
+        flow: FlowControl,
+        connector: str,
+        call_id: str | None,
+        *,
+        waited: bool,
+        failures: int,
+        clock_offset: float | None = None,
+    ) -> None:
+        self.connector = connector
+        self.call_id = call_id  # None: no lease (fast path)
+        self.waited = waited  # it did not start at its first ask
+        self.sent_at: float | None = None  # database clock
+        self._flow = flow
+        self._failures = failures
+        # Database clock minus this process's clock; None: no rate limit, sends are not tracked.
+        self._clock_offset = clock_offset
+        self._finished = False
+
+    def sent(self) -> None:
+        """The call is leaving now (the gateway client calls this, on its own thread): the rate
+        window counts it from this moment. Until that is stored it counts as sent "now"."""
+        if self.call_id is None or self._clock_offset is None or self.sent_at is not None:
+            return
+        self.sent_at = time.time() + self._clock_offset
+        self._flow._mark_sent(self.connector, self.call_id, self.sent_at)
+
+    def finish(self, result: CallResult) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        self._flow._finish(self, result, self._failures)
+
+    def __enter__(self) -> Permit:
+        return self
+
+    def __exit__(
+        self, _type: type[BaseException] | None, _exc: BaseException | None, _tb: TracebackType | None
+    ) -> None:
+        self.finish(CallResult.NOT_MADE)
+
+
+class FlowControl:
+    def __init__(self, db: Database, settings: Settings, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+        self._policy = CircuitPolicy(
+            failure_threshold=settings.circuit_failure_threshold,
+            window_seconds=settings.circuit_window_seconds,
+            cooldown_seconds=settings.circuit_cooldown_seconds,
+        )
+        self._margin = settings.connector_rate_margin_seconds
+        self._poll = settings.connector_poll_seconds
+        self._lines: dict[str, _Line] = {}
+        self._lines_lock = threading.Lock()
+        self._marks = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fulfill-flow-marks")
+        self._closed = threading.Event()
+
+    @property
+    def policy(self) -> CircuitPolicy:
+        return self._policy
+
+    def admit(
+        self,
+        connector: str,
+        *,
+        deadline: float,
+        lease_seconds: float,
+        recheck: Callable[[], None] | None = None,
+    ) -> Permit:
+        """Wait until a call to ``connector`` may start, at the latest until ``deadline`` (epoch
+        seconds of the service clock; then :class:`WaitExpired`). ``recheck`` runs about once a
+        second while it waits, and may raise to stop waiting (a kill switch, a cancellation)."""
+        try:
+            with self._db.read() as conn:
+                limits = connectors.get_limits(conn, connector).limits
+                circuit = connectors.get_circuit(conn, connector)
+            if limits.unlimited and circuit.state is CircuitState.CLOSED:
+                metrics.CONNECTOR_CALLS_IN_FLIGHT.labels(connector).inc()
+                return Permit(self, connector, None, waited=False, failures=circuit.failures)
+        except Exception as exc:
+            if not is_transient_store_error(exc):
+                raise
+        return self._wait_in_line(connector, deadline, lease_seconds, recheck)
+
+    def _wait_in_line(
+        self, connector: str, deadline: float, lease_seconds: float, recheck: Callable[[], None] | None
+    ) -> Permit:
+        line = self._line(connector)
+        ticket = object()
+        began = time.monotonic()
+        last_recheck = began
+        waited = False
+        reason: WaitReason | None = None
+        with line.cond:
+            line.tickets.append(ticket)
+        metrics.CONNECTOR_WAITING.labels(connector).inc()
+        try:
+            while True:
+                if self._closed.is_set():
+                    raise FlowControlClosed(connector)
+                remaining = deadline - self._clock.now()
+                if remaining <= 0:
+                    raise WaitExpired(connector, reason or line.reason)
+                if waited and recheck is not None and time.monotonic() - last_recheck >= _RECHECK_SECONDS:
+                    recheck()
+                    last_recheck = time.monotonic()
+                with line.cond:
+                    if line.tickets[0] is not ticket:
+                        waited = True
+                        line.cond.wait(min(remaining, _LONGEST_SLEEP_SECONDS))
+                        continue
+                call_id = uuid.uuid4().hex
+                decision, offset = self._try_admit(connector, call_id, lease_seconds)
+                if isinstance(decision, Admit):
+                    metrics.CONNECTOR_WAIT_SECONDS.labels(connector).observe(time.monotonic() - began)
+                    metrics.CONNECTOR_CALLS_IN_FLIGHT.labels(connector).inc()
+                    return Permit(self, connector, call_id, waited=waited, failures=0, clock_offset=offset)
+                waited = True
+                reason = line.reason = decision.reason
+                sleep = self._poll if decision.seconds is None else max(decision.seconds, 0.001)
+                with line.cond:
+                    line.cond.wait(min(sleep, remaining, _LONGEST_SLEEP_SECONDS))
+        finally:
+            with line.cond:
+                line.tickets.remove(ticket)
+                if not line.tickets:
+                    line.reason = None
+                line.cond.notify_all()
+            metrics.CONNECTOR_WAITING.labels(connector).dec()
+
+    def _try_admit(
+        self, connector: str, call_id: str, lease_seconds: float
+    ) -> tuple[Admit | Wait, float | None]:
+        """One admission transaction, holding the connector's row lock. Also answers, when the
+        connector has a rate limit (its calls' sending times are tracked), the offset of the
+        database's clock from this process's; else None."""
+        try:
+            with self._db.write() as conn:
+                circuit = connectors.lock_state(conn, connector)
+                now = connectors.database_now(conn)
+                offset = now - time.time()
+                limits = connectors.get_limits(conn, connector).limits
+                window = limits.rate_window()
+                span = rate_span(limits, self._margin)
+                decision = decide(
+                    now=now,
+                    limits=limits,
+                    circuit=circuit,
+                    policy=self._policy,
+                    in_flight=0
+                    if limits.concurrency is None
+                    else connectors.count_in_flight(conn, connector, now),
+                    not_sent=0 if window is None else connectors.count_not_sent(conn, connector, now),
+                    recent_sends=[]
+                    if window is None or span is None
+                    else connectors.recent_sends(conn, connector, since=now - span, limit=window.limit),
+                    margin=self._margin,
+                )
+                if isinstance(decision, Wait):
+                    return decision, None
+                connectors.insert_call(
+                    conn, call_id=call_id, name=connector, admitted=now, lease_until=now + lease_seconds
+                )
+                changed = admitted(circuit, decision, call_id=call_id, now=now, lease_seconds=lease_seconds)
+                if changed != circuit:
+                    connectors.save_circuit(conn, connector, changed, now=now)
+                connectors.prune_calls(
+                    conn, connector, before=now - (span or 0.0) - _KEEP_CALLS_SECONDS, now=now
+                )
+        except Exception as exc:
+            if not is_transient_store_error(exc):
+                raise
+            log.warning("flow control: admission to %s failed (%s)", connector, describe_failure(exc))
+            return Wait(WaitReason.STORE, None), None
+        if changed.state is not circuit.state:
+            self._transition(connector, changed)
+        return decision, None if window is None else offset
+
+    def _mark_sent(self, connector: str, call_id: str, sent_at: float) -> None:
+        """Store when a call was sent, off the caller's thread (it must not delay the call)."""
+        with contextlib.suppress(RuntimeError):  # shutting down: the call's release stores it
+            self._marks.submit(self._store_mark, connector, call_id, sent_at)
+
+    def _store_mark(self, connector: str, call_id: str, sent_at: float) -> None:
+        try:
+            with self._db.write() as conn:
+                connectors.fast_commit(conn)
+                connectors.mark_dispatched(conn, call_id, at=sent_at)
+        except Exception as exc:
+            # Unmarked, the call counts as sent "now" until it finishes: later calls wait longer.
+            log.warning(
+                "flow control: storing when a call to %s was sent failed (%s)",
+                connector,
+                describe_failure(exc),
+            )
+
+    def close(self) -> None:
+        """Release every waiting caller (with :class:`FlowControlClosed`), then store the marks
+        still queued and stop their thread."""
+        self._closed.set()
+        with self._lines_lock:
+            lines = list(self._lines.values())
+        for line in lines:
+            with line.cond:
+                line.cond.notify_all()
+        self._marks.shutdown(wait=True)
+
+    def _finish(self, permit: Permit, result: CallResult, failures_seen: int) -> None:
+        connector = permit.connector
+        try:
+            if permit.call_id is None and (
+                result is CallResult.NOT_MADE or (result is CallResult.ANSWERED and not failures_seen)
+            ):
+                return  # fast path, nothing for the circuit breaker to learn
+            with self._db.write() as conn:
+                circuit = connectors.lock_state(conn, connector)
+                now = connectors.database_now(conn)
+                if permit.call_id is not None:
+                    connectors.finish_call(conn, permit.call_id, now=now, sent_at=permit.sent_at)
+                changed = after_call(circuit, result, call_id=permit.call_id, now=now, policy=self._policy)
+                if changed != circuit:
+                    connectors.save_circuit(conn, connector, changed, now=now)
+            if changed.state is not circuit.state:
+                self._transition(connector, changed)
+        except Exception as exc:
+            # Never turn a made call into a failure: an unreleased slot frees itself when its
+            # lease runs out.
+            log.warning("flow control: release of %s failed (%s)", connector, describe_failure(exc))
+        finally:
+            metrics.CONNECTOR_CALLS_IN_FLIGHT.labels(connector).dec()
+            line = self._lines.get(connector)
+            if line is not None:
+                with line.cond:
+                    line.cond.notify_all()
+
+    def _transition(self, connector: str, circuit: Circuit) -> None:
+        metrics.CONNECTOR_CIRCUIT_TRANSITIONS.labels(connector, circuit.state.value).inc()
+        log.warning(
+            "circuit of connector %s is now %s (%d failures in a row)",
+            connector,
+            circuit.state.value,
+            circuit.failures,
+        )
+
+    def _line(self, connector: str) -> _Line:
+        with self._lines_lock:
+            line = self._lines.get(connector)
+            if line is None:
+                line = self._lines[connector] = _Line()
+            return line

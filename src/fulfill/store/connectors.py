@@ -1,0 +1,231 @@
+"""Stored flow control of each connector: limits, circuit breaker, and the calls admitted to it.
+
+Times are epoch seconds of the **database's** clock (:func:`database_now`), so that processes on
+several machines agree on every window without trusting each other's clocks. Admissions lock the
+connector's ``connector_state`` row (:func:`lock_state`): on PostgreSQL with ``SELECT … FOR
+UPDATE``, on SQLite with the write lock every write transaction takes (``BEGIN IMMEDIATE``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, and_, delete, func, or_, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from fulfill.domain.flowcontrol import Circuit, CircuitState, ConnectorLimits
+from fulfill.store.tables import connector_calls, connector_limits, connector_state
+
+
+@dataclass(frozen=True)
+class StoredLimits:
+    limits: ConnectorLimits
+    updated_at: str | None = None  # None: never set
+    revision: int = 0
+
+
+def database_now(conn: Connection) -> float:
+    """The database server's clock, in epoch seconds (read after any lock this transaction holds)."""
+    if conn.dialect.name == "postgresql":
+        value = conn.execute(text("SELECT EXTRACT(EPOCH FROM clock_timestamp())")).scalar_one()
+    else:
+        value = conn.execute(text("SELECT (julianday('now') - 2440587.5) * 86400.0")).scalar_one()
+    return float(value)
+
+
+# --- limits -------------------------------------------------------------------------------------
+
+
+def get_limits(conn: Connection, name: str) -> StoredLimits:
+    row = conn.execute(select(connector_limits).where(connector_limits.c.name == name)).first()
+    return _limits(row)
+
+
+def list_limits(conn: Connection) -> dict[str, StoredLimits]:
+    rows = conn.execute(select(connector_limits).order_by(connector_limits.c.name)).all()
+    return {row.name: _limits(row) for row in rows}
+
+
+def put_limits(conn: Connection, name: str, limits: ConnectorLimits, *, now: str) -> StoredLimits:
+    """Replace a connector's limits atomically (one upsert); returns what was stored."""
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    statement = insert(connector_limits).values(
+        name=name,
+        rate_per_second=limits.rate_per_second,
+        concurrency=limits.concurrency,
+        updated_at=now,
+        revision=1,
+    )
+    row = conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=[connector_limits.c.name],
+            set_={
+                "rate_per_second": statement.excluded.rate_per_second,
+                "concurrency": statement.excluded.concurrency,
+                "updated_at": statement.excluded.updated_at,
+                "revision": connector_limits.c.revision + 1,
+            },
+        ).returning(connector_limits)
+    ).one()
+    return _limits(row)
+
+
+def _limits(row: Any) -> StoredLimits:
+    if row is None:
+        return StoredLimits(limits=ConnectorLimits())
+    return StoredLimits(
+        limits=ConnectorLimits(rate_per_second=row.rate_per_second, concurrency=row.concurrency),
+        updated_at=row.updated_at,
+        revision=row.revision,
+    )
+
+
+# --- circuit breaker ----------------------------------------------------------------------------
+
+
+def get_circuit(conn: Connection, name: str) -> Circuit:
+    row = conn.execute(select(connector_state).where(connector_state.c.name == name)).first()
+    return _circuit(row)
+
+
+def list_circuits(conn: Connection) -> dict[str, Circuit]:
+    rows = conn.execute(select(connector_state).order_by(connector_state.c.name)).all()
+    return {row.name: _circuit(row) for row in rows}
+
+
+def fast_commit(conn: Connection) -> None:
+    """Let this transaction commit without waiting for its WAL flush (PostgreSQL): flow control
+    rows are short-lived bookkeeping, visible to others at commit all the same, and a call must
+    not wait for a disk flush between its admission and its sending. A database crash loses at
+    most the last moments of them, which only makes the next calls wait less."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SET LOCAL synchronous_commit = off"))
+
+
+def lock_state(conn: Connection, name: str) -> Circuit:
+    """Lock the connector's row for the rest of this write transaction (creating it if needed)."""
+    fast_commit(conn)
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    conn.execute(insert(connector_state).values(name=name).on_conflict_do_nothing())
+    row = conn.execute(select(connector_state).where(connector_state.c.name == name).with_for_update()).one()
+    return _circuit(row)
+
+
+def save_circuit(conn: Connection, name: str, circuit: Circuit, *, now: float) -> None:
+    conn.execute(
+        update(connector_state)
+        .where(connector_state.c.name == name)
+        .values(
+            circuit_state=circuit.state.value,
+            failures=circuit.failures,
+            window_started_epoch=circuit.window_started,
+            opened_epoch=circuit.opened_at,
+            probe_call_id=circuit.probe_call_id,
+            probe_until_epoch=circuit.probe_until,
+            updated_epoch=now,
+        )
+    )
+
+
+def _circuit(row: Any) -> Circuit:
+    if row is None:
+        return Circuit()
+    return Circuit(
+        state=CircuitState(row.circuit_state),
+        failures=row.failures,
+        window_started=row.window_started_epoch,
+        opened_at=row.opened_epoch,
+        probe_call_id=row.probe_call_id,
+        probe_until=row.probe_until_epoch,
+    )
+
+
+# --- admitted calls -----------------------------------------------------------------------------
+
+
+def count_in_flight(conn: Connection, name: str, now: float) -> int:
+    """Calls admitted and not finished, except those whose lease ran out (their process died)."""
+    query = (
+        select(func.count())
+        .select_from(connector_calls)
+        .where(
+            connector_calls.c.name == name,
+            connector_calls.c.finished_epoch.is_(None),
+            connector_calls.c.lease_until_epoch > now,
+        )
+    )
+    return int(conn.execute(query).scalar_one())
+
+
+def count_not_sent(conn: Connection, name: str, now: float) -> int:
+    """Calls admitted and not sent yet (nor given up, nor of a process that died)."""
+    query = (
+        select(func.count())
+        .select_from(connector_calls)
+        .where(
+            connector_calls.c.name == name,
+            connector_calls.c.dispatched_epoch.is_(None),
+            connector_calls.c.finished_epoch.is_(None),
+            connector_calls.c.lease_until_epoch > now,
+        )
+    )
+    return int(conn.execute(query).scalar_one())
+
+
+def recent_sends(conn: Connection, name: str, *, since: float, limit: int) -> list[float]:
+    """When the ``limit`` latest calls sent after ``since`` were sent, latest first."""
+    query = (
+        select(connector_calls.c.dispatched_epoch)
+        .where(connector_calls.c.name == name, connector_calls.c.dispatched_epoch > since)
+        .order_by(connector_calls.c.dispatched_epoch.desc())
+        .limit(limit)
+    )
+    return [float(value) for value in conn.execute(query).scalars()]
+
+
+def insert_call(conn: Connection, *, call_id: str, name: str, admitted: float, lease_until: float) -> None:
+    conn.execute(
+        connector_calls.insert().values(
+            call_id=call_id, name=name, admitted_epoch=admitted, lease_until_epoch=lease_until
+        )
+    )
+
+
+def mark_dispatched(conn: Connection, call_id: str, *, at: float) -> None:
+    conn.execute(
+        update(connector_calls)
+        .where(connector_calls.c.call_id == call_id, connector_calls.c.dispatched_epoch.is_(None))
+        .values(dispatched_epoch=at)
+    )
+
+
+def finish_call(conn: Connection, call_id: str, *, now: float, sent_at: float | None) -> None:
+    """The call is over; ``sent_at`` (if it was sent) is stored with it, in case the separate
+    write of it has not landed yet, so the rate window never loses sight of a sent call."""
+    values: dict[str, Any] = {"finished_epoch": now}
+    if sent_at is not None:
+        values["dispatched_epoch"] = func.coalesce(connector_calls.c.dispatched_epoch, sent_at)
+    conn.execute(
+        update(connector_calls)
+        .where(connector_calls.c.call_id == call_id, connector_calls.c.finished_epoch.is_(None))
+        .values(**values)
+    )
+
+
+def prune_calls(conn: Connection, name: str, *, before: float, now: float) -> None:
+    """Forget calls no window needs any more: finished before ``before``, or admitted before it by
+    a process that died (lease run out)."""
+    conn.execute(
+        delete(connector_calls).where(
+            connector_calls.c.name == name,
+            or_(
+                connector_calls.c.finished_epoch < before,
+                and_(
+                    connector_calls.c.finished_epoch.is_(None),
+                    connector_calls.c.lease_until_epoch <= now,
+                    connector_calls.c.admitted_epoch < before,
+                ),
+            ),
+        )
+    )
