@@ -289,20 +289,21 @@ def test_connectors_are_listed_with_their_defaults_and_limits_and_in_metrics(har
         listed = client.get("/admin/connectors").json()
         assert listed == [
             {
-                "name": "internal",
+                "name": name,
                 "rate_per_second": None,
                 "concurrency": None,
                 "updated_at": None,
                 "revision": 0,
                 "circuit": {"state": "CLOSED", "failures": 0, "opened_at": None},
             }
+            for name in ("crm", "internal")
         ]
         stored = put_limits(client, "internal", 5, 2)
         assert (stored["rate_per_second"], stored["concurrency"], stored["revision"]) == (5.0, 2, 1)
         assert stored["updated_at"]
         put_limits(client, "tickets", 0.5, None)  # a target not registered yet may get limits
         names = [item["name"] for item in client.get("/admin/connectors").json()]
-        assert names == ["internal", "tickets"]
+        assert names == ["crm", "internal", "tickets"]
         assert harness.run_task(client)["status"] == "SUCCEEDED"
     text = httpx.get(f"{harness.url}/metrics").text
     assert 'fulfill_connector_limit_rate{connector="internal"} 5.0' in text
@@ -379,5 +380,5 @@ def test_malformed_json_and_bad_names_are_refused_with_a_problem(harness: Harnes
     assert (malformed.status_code, malformed.json()["code"]) == (400, "MALFORMED_JSON")
     for response in (dotted, long):
         assert response.status_code == 422, response.text
-        assert response.json()["code"] == "VALIDATION_FAILED"
+        assert response.json()["code"] == "INVALID_REQUEST"
         assert response.headers["content-type"].startswith("application/problem+json")
