@@ -249,7 +249,7 @@ def serve(
         k: v for k, v in {"host": host, "port": port, "role": role}.items() if v is not None
     }
     settings = Settings(**overrides)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, log_format=settings.log_format, secrets=settings.log_secrets)
     try:
         server, sock, bound = build_server(settings, verbose_startup_errors=_options.debug)
     except OSError as exc:

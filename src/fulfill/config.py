@@ -128,6 +128,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=100 * 1_048_576)
 
     log_level: str = "INFO"
+    # text: one human-readable line per event; json: one JSON object per line (for collectors).
+    log_format: Literal["text", "json"] = "text"
 
     # Connector credentials are encrypted at rest with this key (AES-256-GCM): 32 bytes in URL-safe
     # base64 (``fulfill credentials new-key`` prints one). Several keys, comma-separated: the first
@@ -165,6 +167,11 @@ class Settings(BaseSettings):
 
         parse_keys(value.get_secret_value())  # raises a message that never quotes the key
         return value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_log_format(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("jwt_default_scopes", mode="before")
     @classmethod
@@ -267,6 +274,14 @@ class Settings(BaseSettings):
         if ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{self.port}/mcp"
+
+    @property
+    def log_secrets(self) -> list[str]:
+        """The configured secrets that the logs redact wherever they appear."""
+        values = [self.jwt_secret, self.service_token_secret, self.webhook_secret]
+        keys = self.secrets_key.get_secret_value()
+        values += [keys, *(key.strip() for key in keys.split(","))]
+        return [value for value in values if value]
 
     @property
     def uses_dev_secret(self) -> bool:

@@ -14,9 +14,11 @@ from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.config import LOGGING_CONFIG
 
 from fulfill.api.app import create_app
 from fulfill.config import Settings
+from fulfill.logging_setup import logging_configured
 from fulfill.service import Service
 
 
@@ -67,6 +69,8 @@ def build_server(
     config = uvicorn.Config(
         app if verbose_startup_errors else QuietStartupFailure(app),
         log_level=bound.log_level.lower(),
+        # Once the process's logging is set up (format, redaction), uvicorn's lines go through it.
+        log_config=None if logging_configured() else LOGGING_CONFIG,
         access_log=False,
         lifespan="on",
     )

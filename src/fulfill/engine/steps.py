@@ -51,6 +51,7 @@ from fulfill.domain.targets import UNKNOWN_OUTCOME
 from fulfill.domain.time import epoch_from_iso, iso_from_epoch
 from fulfill.engine.flow import Permit, WaitExpired, call_lease_seconds, call_result
 from fulfill.engine.runtime import current
+from fulfill.logging_setup import step_log_context
 from fulfill.store import executions, intents, killswitches, outbox, registry, targets
 from fulfill.store.db import is_transient_store_error
 
@@ -373,6 +374,7 @@ def map_action_to_tool(checked: PreflightPassed) -> ToolCall:
 # --- InvokeTool -----------------------------------------------------------------------------
 
 
+@step_log_context("InvokeTool")
 def invoke_tool(call: ToolCall) -> ToolResult:
     """One ``tools/call`` through the gateway, with a timeout below the remaining budget.
 
@@ -573,6 +575,7 @@ def _check_before_call(call: ToolCall) -> None:
 # --- RecordOutcome --------------------------------------------------------------------------
 
 
+@step_log_context("RecordOutcome")
 def record_outcome(draft: OutcomeDraft) -> RecordedOutcome:
     """Write outcome, attempt status, ledger entries, signal and its outbox message in one transaction.
 
