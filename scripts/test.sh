@@ -35,6 +35,14 @@ fi
 .venv/bin/mypy --strict src
 export DBOS__DISABLE_TELEMETRY=true
 
+# promtool checks and unit-tests the alert rules (deploy/prometheus/); Debian's prometheus has it.
+if ! command -v promtool >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "== installing promtool (apt-get install prometheus)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+
 # --- a throw-away PostgreSQL server ----------------------------------------------------------------
 
 PG_DIR=""
