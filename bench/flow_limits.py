@@ -19,7 +19,6 @@ and reports:
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import platform
 import tempfile
@@ -33,7 +32,7 @@ import httpx
 import uvicorn
 from sqlalchemy import create_engine, func, select
 
-from bench.slow_tools import DelayingProxy
+from bench.slow_tools import DelayingProxy, create_and_approve_at_once
 from fulfill.config import Settings
 from fulfill.domain.time import epoch_from_iso
 from fulfill.loadtest import ServiceGroup, free_port
@@ -85,37 +84,7 @@ def run(
     try:
         limits = {"rate_per_second": rate, "concurrency": concurrency}
         client.put("/admin/connectors/internal/limits", json=limits).raise_for_status()
-        ids = []
-        for index in range(intents):
-            created = client.post(
-                "/intents",
-                json={
-                    "action_type": "CREATE_INTERNAL_TASK",
-                    "account_id": "acc-flow",
-                    "parameters": {"title": f"flow {index}"},
-                },
-            )
-            created.raise_for_status()
-            ids.append(created.json()["action_intent_id"])
-
-        async def approve_all() -> None:
-            connections = httpx.Limits(max_connections=64)
-            async with httpx.AsyncClient(
-                base_url=base, headers=client.headers, timeout=60, limits=connections
-            ) as aclient:
-
-                async def approve(intent_id: str) -> None:
-                    for _ in range(5):  # approving is idempotent: a reset connection is retried
-                        try:
-                            (await aclient.post(f"/intents/{intent_id}/approve")).raise_for_status()
-                            return
-                        except httpx.TransportError:
-                            await asyncio.sleep(0.5)
-                    raise RuntimeError(f"could not approve {intent_id}")
-
-                await asyncio.gather(*(approve(i) for i in ids))
-
-        asyncio.run(approve_all())
+        ids = create_and_approve_at_once(client, intents, account="acc-flow")
         engine = create_engine(url)
         deadline = time.monotonic() + intents / rate * 2 + 120
         finished = 0

@@ -96,6 +96,43 @@ def _rss_mb(pid: int, field: str = "VmRSS") -> float:
     return 0.0
 
 
+def create_and_approve_at_once(client: httpx.Client, count: int, *, account: str) -> list[str]:
+    """Create ``count`` internal-task intents one by one, then approve them all at once (approving
+    is idempotent: a reset connection is retried). Returns their ids."""
+    ids = []
+    for index in range(count):
+        created = client.post(
+            "/intents",
+            json={
+                "action_type": "CREATE_INTERNAL_TASK",
+                "account_id": account,
+                "parameters": {"title": f"{account} {index}"},
+            },
+        )
+        created.raise_for_status()
+        ids.append(created.json()["action_intent_id"])
+
+    async def approve_all() -> None:
+        limits = httpx.Limits(max_connections=64)
+        async with httpx.AsyncClient(
+            base_url=str(client.base_url), headers=client.headers, timeout=60, limits=limits
+        ) as aclient:
+
+            async def approve(intent_id: str) -> None:
+                for _ in range(5):
+                    try:
+                        (await aclient.post(f"/intents/{intent_id}/approve")).raise_for_status()
+                        return
+                    except httpx.TransportError:
+                        await asyncio.sleep(0.5)
+                raise RuntimeError(f"could not approve {intent_id}")
+
+            await asyncio.gather(*(approve(i) for i in ids))
+
+    asyncio.run(approve_all())
+    return ids
+
+
 def run(intents: int, latency: float, concurrency: int | None) -> dict[str, Any]:
     proxy = DelayingProxy(latency)
     proxy_port = free_port()
@@ -123,37 +160,7 @@ def run(intents: int, latency: float, concurrency: int | None) -> dict[str, Any]
     try:
         time.sleep(2)
         idle_mb = _rss_mb(pid)
-        ids = []
-        for index in range(intents):
-            created = client.post(
-                "/intents",
-                json={
-                    "action_type": "CREATE_INTERNAL_TASK",
-                    "account_id": "acc-slow",
-                    "parameters": {"title": f"slow {index}"},
-                },
-            )
-            created.raise_for_status()
-            ids.append(created.json()["action_intent_id"])
-
-        async def approve_all() -> None:
-            limits = httpx.Limits(max_connections=64)
-            async with httpx.AsyncClient(
-                base_url=base, headers=client.headers, timeout=60, limits=limits
-            ) as aclient:
-
-                async def approve(intent_id: str) -> None:
-                    for _ in range(5):  # approving is idempotent: a reset connection is retried
-                        try:
-                            (await aclient.post(f"/intents/{intent_id}/approve")).raise_for_status()
-                            return
-                        except httpx.TransportError:
-                            await asyncio.sleep(0.5)
-                    raise RuntimeError(f"could not approve {intent_id}")
-
-                await asyncio.gather(*(approve(i) for i in ids))
-
-        asyncio.run(approve_all())
+        ids = create_and_approve_at_once(client, intents, account="acc-slow")
         peak_mb = idle_mb
         done: dict[str, float] = {}
         deadline = time.monotonic() + max(120.0, intents * latency / 4)
