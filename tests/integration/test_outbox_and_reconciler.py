@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 from pathlib import Path
+from typing import Any
 
 from fulfill.store import outbox
 from tests.support.harness import Harness, make_settings
@@ -33,9 +34,14 @@ def test_signal_reaches_the_webhook_signed_after_refusals(tmp_path: Path) -> Non
         ).hexdigest()
         assert headers["x-fulfill-signature"] == f"sha256={expected}"
         assert headers["x-fulfill-event-id"] == f"signal:t1/{body['payload']['signalId']}"
-        with harness.db.read() as conn:
-            [row] = outbox.deliveries_for(conn, headers["x-fulfill-event-id"])
-        assert row["status"] == "DELIVERED"
+
+        def delivered() -> dict[str, Any] | None:
+            # The sink records the request before the relay has read its answer and marked the row.
+            with harness.db.read() as conn:
+                [row] = outbox.deliveries_for(conn, headers["x-fulfill-event-id"])
+            return row if row["status"] == "DELIVERED" else None
+
+        row = wait_for(delivered, timeout=20)
         assert row["attempts"] == 3
     finally:
         harness.stop()
