@@ -998,10 +998,11 @@ def credentials_rekey() -> None:
 
     try:
         changed = _vault().rekey()
+        targets = _target_secrets(_open_database(None)).rekey()
     except SecretsKeyError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None
-    console.print(f"{changed} credential(s) re-encrypted")
+    console.print(f"{changed} credential(s) and {targets} gateway target secret(s) re-encrypted")
 
 
 @dev_app.command("salesforce")
@@ -1054,10 +1055,17 @@ def dev_salesforce(
     server.run()
 
 
-def _target_admin() -> Any:
+def _target_secrets(database: Any) -> Any:
     from fulfill.clock import SystemClock
     from fulfill.credentials.crypto import SecretBox
     from fulfill.gateway.target_auth import EncryptedTargetSecrets
+
+    box = SecretBox.from_setting(_settings().secrets_key.get_secret_value())
+    return EncryptedTargetSecrets(database, box, SystemClock().now_iso)
+
+
+def _target_admin() -> Any:
+    from fulfill.clock import SystemClock
     from fulfill.service import CONNECTOR_NAMESPACES
     from fulfill.usecases.targets import TargetAdmin
 
@@ -1066,9 +1074,7 @@ def _target_admin() -> Any:
     clock = SystemClock()
     return TargetAdmin(
         database,
-        EncryptedTargetSecrets(
-            database, SecretBox.from_setting(settings.secrets_key.get_secret_value()), clock.now_iso
-        ),
+        _target_secrets(database),
         allow=settings.egress_allow,
         now_iso=clock.now_iso,
         reserved_namespaces=CONNECTOR_NAMESPACES,

@@ -18,8 +18,11 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from fulfill.cli import app
+from fulfill.credentials.crypto import SecretBox
 from fulfill.credentials.vault import ConfigurationError
+from fulfill.gateway.target_auth import EncryptedTargetSecrets
 from fulfill.service import Service
+from fulfill.store import targets as targets_store
 from fulfill.store.tables import connector_credentials
 from tests.support.harness import TEST_SECRET, Harness, make_settings
 from tests.support.processes import free_port
@@ -303,14 +306,21 @@ def test_the_cli_sets_lists_rotates_and_deletes(
     assert len(key.output.strip()) == 44
 
 
+def _target_secrets(served: Harness, key: str) -> EncryptedTargetSecrets:
+    return EncryptedTargetSecrets(served.db, SecretBox.from_setting(key), lambda: "2026-01-01T00:00:00Z")
+
+
 def test_rekey_moves_every_secret_to_the_first_key(served: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
     with served.client(tenant="t-rekey", scopes=["admin"]) as client:
         assert client.put("/admin/credentials/salesforce", json=CREDENTIAL).status_code == 201
+    target_secret = {"client_secret": "target-client-secret"}
+    _target_secrets(served, SECRETS_KEY).put("rekeyed", target_secret)
     monkeypatch.setenv("FULFILL_DATABASE_URL", served.settings.database_url)
     monkeypatch.setenv("FULFILL_SECRETS_KEY", f"{OTHER_SECRETS_KEY},{SECRETS_KEY}")
     result = CliRunner().invoke(app, ["credentials", "rekey"])
     assert result.exit_code == 0, result.output
-    assert "re-encrypted" in result.output
+    assert "and 1 gateway target secret(s) re-encrypted" in result.output
+    assert _target_secrets(served, OTHER_SECRETS_KEY).get("rekeyed") == target_secret
     # Now the old key alone no longer opens them, and the new one alone does.
     with pytest.raises(ConfigurationError, match="does not hold"):
         _prepare(served, SECRETS_KEY)
@@ -318,6 +328,22 @@ def test_rekey_moves_every_secret_to_the_first_key(served: Harness, monkeypatch:
     monkeypatch.setenv("FULFILL_SECRETS_KEY", f"{SECRETS_KEY},{OTHER_SECRETS_KEY}")
     assert CliRunner().invoke(app, ["credentials", "rekey"]).exit_code == 0
     _prepare(served, SECRETS_KEY)
+
+
+def test_rekey_never_overwrites_a_target_secret_put_meanwhile(served: Harness) -> None:
+    old_box, new_box = (
+        _target_secrets(served, SECRETS_KEY),
+        _target_secrets(served, f"{OTHER_SECRETS_KEY},{SECRETS_KEY}"),
+    )
+    old_box.put("raced", {"client_secret": "before"})
+    with served.db.read() as conn:
+        sealed = targets_store.all_secrets(conn)["raced"]
+    new_box.put("raced", {"client_secret": "after"})  # an operator sets a new secret meanwhile
+    with served.db.write() as conn:
+        assert not targets_store.reseal_secret(
+            conn, "raced", old=sealed, new=sealed, now="2026-01-01T00:00:00Z"
+        )
+    assert new_box.get("raced") == {"client_secret": "after"}
 
 
 def _prepare(served: Harness, key: str) -> None:

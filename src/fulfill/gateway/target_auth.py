@@ -81,6 +81,24 @@ class EncryptedTargetSecrets:
         with self._db.write() as conn:
             store.delete_secret(conn, target_name)
 
+    def rekey(self) -> int:
+        """Seal every stored target secret with the first configured key; returns how many changed."""
+        changed = 0
+        with self._db.read() as conn:
+            stored = store.all_secrets(conn)
+        for target_name, sealed in stored.items():
+            if sealed.get("key_id") == self._box.primary_key_id:
+                continue
+            opened = self._box.open(sealed.get("sealed", ""), _bound_to(target_name))
+            resealed = {
+                "sealed": self._box.seal(opened, _bound_to(target_name)),
+                "key_id": self._box.primary_key_id,
+            }
+            with self._db.write() as conn:
+                if store.reseal_secret(conn, target_name, old=sealed, new=resealed, now=self._now_iso()):
+                    changed += 1
+        return changed
+
 
 def _bound_to(target_name: str) -> bytes:
     return f"gateway-target:{target_name}".encode()

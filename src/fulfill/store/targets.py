@@ -105,6 +105,32 @@ def put_secret(conn: Connection, target_name: str, secret: dict[str, str], *, no
         )
 
 
+def all_secrets(conn: Connection) -> dict[str, dict[str, str]]:
+    """Every stored target secret (still sealed), by target name."""
+    rows = conn.execute(select(gateway_target_secrets.c.target_name, gateway_target_secrets.c.secret)).all()
+    return {row.target_name: dict(row.secret) for row in rows if isinstance(row.secret, dict)}
+
+
+def reseal_secret(
+    conn: Connection, target_name: str, *, old: dict[str, str], new: dict[str, str], now: str
+) -> bool:
+    """Replace a sealed secret only if it is still the one that was read: the row is locked
+    first, so a secret put meanwhile is never overwritten with the old one resealed."""
+    row = conn.execute(
+        select(gateway_target_secrets.c.secret)
+        .where(gateway_target_secrets.c.target_name == target_name)
+        .with_for_update()
+    ).first()
+    if row is None or row.secret != old:
+        return False
+    conn.execute(
+        update(gateway_target_secrets)
+        .where(gateway_target_secrets.c.target_name == target_name)
+        .values(secret=new, updated_at=now)
+    )
+    return True
+
+
 def secret_key_ids(conn: Connection) -> set[str]:
     """The ids of the keys that sealed the stored target secrets."""
     rows = conn.execute(select(gateway_target_secrets.c.secret)).all()
