@@ -4,8 +4,11 @@ mid-run, answers lost after the write, concurrent calls with one key, and every 
 
 from __future__ import annotations
 
+import json
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -440,3 +443,48 @@ def test_a_unique_marker_makes_salesforce_refuse_a_second_create(tmp_path: Path)
         assert payload["external_object_refs"][0]["object_id"] == existing
         assert payload["found_existing"] is True
         assert len(tasks_with(rig, key)) == 1
+
+
+# --- egress: where a tenant's credential may send the service --------------------------------------
+
+
+def test_a_login_url_the_egress_rules_refuse_gets_nothing_sent(tmp_path: Path) -> None:
+    with salesforce_rig(tmp_path, gateway_egress_allow=[]) as rig:
+        ok, payload = create_task(rig, "egress")
+        assert not ok
+        assert (payload["error_class"], payload["error_code"]) == ("VALIDATION", "EGRESS_REFUSED")
+        assert "loopback" in payload["error_message"]
+        assert "FULFILL_GATEWAY_EGRESS_ALLOW" in payload["error_message"]
+        assert rig.dev.token_requests == {}
+        assert rig.dev.api_requests == 0
+
+
+class _TokenEndpoint(BaseHTTPRequestHandler):
+    """A token endpoint that sends every later call to the cloud metadata address."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        body = json.dumps({"access_token": "tok", "instance_url": "http://169.254.169.254"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_an_instance_url_the_egress_rules_refuse_is_never_called(rig: Rig) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _TokenEndpoint)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        rig.use_client_credentials(login_url=f"http://127.0.0.1:{server.server_address[1]}")
+        ok, payload = create_task(rig, "metadata")
+        assert not ok
+        assert (payload["error_class"], payload["error_code"]) == ("VALIDATION", "EGRESS_REFUSED")
+        assert "169.254.169.254" in payload["error_message"]
+    finally:
+        server.shutdown()
+        server.server_close()

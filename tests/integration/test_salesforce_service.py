@@ -36,6 +36,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, dev: DevSalesforceServer) -
         secrets_key=SECRETS_KEY,
         salesforce_login_url=dev.url,
         salesforce_timeout_seconds=2.0,
+        gateway_egress_allow=["127.0.0.1"],
     )
     running = Harness(settings).start()
     with running.client(scopes=["admin"]) as client:

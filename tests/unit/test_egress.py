@@ -12,8 +12,10 @@ import anyio
 import httpcore2
 import pytest
 
+from fulfill.connectors.egress import pinned_sync_client
 from fulfill.domain.egress import (
     EgressAllowList,
+    EgressRefused,
     InvalidTargetUrl,
     address_refusal,
     destination_refusal,
@@ -21,7 +23,6 @@ from fulfill.domain.egress import (
 )
 from fulfill.gateway.egress import (
     CallTracker,
-    EgressRefused,
     PinnedNetworkBackend,
     checked_addresses,
     pinned_client,
@@ -256,3 +257,37 @@ def test_nothing_is_marked_sent_when_the_connection_is_refused() -> None:
     with pytest.raises(EgressRefused):
         anyio.run(refused)
     assert tracker.sent is False
+
+
+def test_the_connector_client_connects_to_the_checked_address_only() -> None:
+    seen: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers["Host"])
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    answers = {"crm.example": ["127.0.0.1"], "rebound.example": ["127.0.0.1", "10.0.0.5"]}
+    allow = EgressAllowList.parse(["127.0.0.1"])
+    try:
+        with pinned_sync_client(allow, timeout=5, resolver=lambda host, _port: answers[host]) as client:
+            assert client.get(f"http://crm.example:{port}/x").status_code == 204
+            assert seen == [f"crm.example:{port}"]  # the request keeps its host name
+            with pytest.raises(EgressRefused, match=r"private address \(10\.0\.0\.5\)"):
+                client.get(f"http://rebound.example:{port}/x")
+        with (
+            pinned_sync_client(EgressAllowList.parse([]), timeout=5) as client,
+            pytest.raises(EgressRefused, match="loopback"),
+        ):
+            client.get(f"http://127.0.0.1:{port}/x")
+        assert len(seen) == 1
+    finally:
+        server.shutdown()
+        server.server_close()

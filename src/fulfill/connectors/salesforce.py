@@ -41,9 +41,11 @@ from sqlalchemy import Row
 
 from fulfill.config import Settings
 from fulfill.connectors.base import ConnectorTool, ToolSuccess, tool_failure, tool_success
+from fulfill.connectors.egress import pinned_sync_client
 from fulfill.credentials.crypto import SecretBox
-from fulfill.credentials.oauth import AccessToken, ConnectorFailure, TokenProvider
+from fulfill.credentials.oauth import AccessToken, ConnectorFailure, TokenProvider, egress_failure
 from fulfill.credentials.vault import CredentialVault
+from fulfill.domain.egress import EgressRefused
 from fulfill.domain.errors import ErrorClass
 from fulfill.domain.models import ExternalObjectRef
 from fulfill.domain.ports import Clock
@@ -114,8 +116,8 @@ class SalesforceConnector:
         self._timeout = settings.salesforce_timeout_seconds
         # A reservation's lease outlives everything one call may do (token, lookup, read, write).
         self._lease_seconds = settings.salesforce_timeout_seconds * 4 + 5.0
-        self._http = http or httpx.Client(
-            timeout=httpx.Timeout(settings.salesforce_timeout_seconds), follow_redirects=False
+        self._http = http or pinned_sync_client(
+            settings.egress_allow, timeout=settings.salesforce_timeout_seconds
         )
         self._owns_http = http is None
         self.vault = vault or CredentialVault(
@@ -702,6 +704,8 @@ class SalesforceApi:
                     params=params,
                     headers={"Authorization": f"Bearer {token.value}", "Accept": "application/json"},
                 )
+            except EgressRefused as exc:
+                raise egress_failure(exc) from None
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout):
                 raise ConnectorFailure(
                     ErrorClass.DOWNSTREAM, "SALESFORCE_UNREACHABLE", "Salesforce cannot be reached"

@@ -33,6 +33,7 @@ import jwt
 from fulfill.credentials.crypto import SecretsKeyError
 from fulfill.credentials.vault import CredentialVault
 from fulfill.domain.credentials import CredentialType, StoredCredential
+from fulfill.domain.egress import EgressRefused
 from fulfill.domain.errors import ErrorClass
 from fulfill.domain.ports import Clock
 
@@ -52,6 +53,15 @@ class ConnectorFailure(Exception):
         self.code = code
         self.message = message
         self.written = written
+
+
+def egress_failure(exc: EgressRefused) -> ConnectorFailure:
+    """A destination the egress rules refuse: nothing was sent, and retrying cannot help."""
+    return ConnectorFailure(
+        ErrorClass.VALIDATION,
+        "EGRESS_REFUSED",
+        f"{exc} (an operator may allow it with FULFILL_GATEWAY_EGRESS_ALLOW)",
+    )
 
 
 @dataclass(frozen=True)
@@ -218,6 +228,8 @@ class TokenProvider:
             response = self._http.post(
                 url, data=form, headers={"Accept": "application/json"}, timeout=self._timeout
             )
+        except EgressRefused as exc:
+            raise egress_failure(exc) from None
         except httpx.TimeoutException:
             raise ConnectorFailure(
                 ErrorClass.TIMEOUT, "OAUTH_TIMEOUT", "the OAuth token endpoint did not answer in time"

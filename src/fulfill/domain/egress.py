@@ -40,6 +40,10 @@ _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
 
+class EgressRefused(Exception):
+    """The destination is not allowed. Nothing was sent."""
+
+
 class InvalidTargetUrl(ValueError):
     """The URL cannot be a target (scheme, credentials, host, port)."""
 
@@ -182,6 +186,19 @@ class EgressAllowList:
             for candidate in candidates
             for network in self.networks
         )
+
+
+def addresses_refusal(host: str, addresses: Iterable[str], allow: EgressAllowList) -> str | None:
+    """Why ``host`` must not be reached at one of the ``addresses`` it resolved to, or None when
+    every one of them may be."""
+    for value in addresses:
+        address = literal_address(value)
+        if address is None:
+            return f"{host} resolves to something that is not an IP address"
+        reason = destination_refusal(host, address, allow)
+        if reason is not None:
+            return reason
+    return None
 
 
 def destination_refusal(host: str, address: IPAddress, allow: EgressAllowList) -> str | None:

@@ -26,13 +26,9 @@ import anyio
 import httpcore2
 import httpx2
 
-from fulfill.domain.egress import EgressAllowList, destination_refusal, literal_address
+from fulfill.domain.egress import EgressAllowList, EgressRefused, addresses_refusal, literal_address
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
-
-
-class EgressRefused(Exception):
-    """The destination is not allowed. Nothing was sent."""
 
 
 async def system_resolver(host: str, port: int) -> list[str]:
@@ -53,13 +49,9 @@ async def checked_addresses(host: str, port: int, allow: EgressAllowList, resolv
     addresses = [str(literal)] if literal is not None else await resolver(host, port)
     if not addresses:
         raise OSError(f"{host} resolves to no address")
-    for value in addresses:
-        address = literal_address(value)
-        if address is None:
-            raise EgressRefused(f"{host} resolves to something that is not an IP address")
-        reason = destination_refusal(host, address, allow)
-        if reason is not None:
-            raise EgressRefused(reason)
+    reason = addresses_refusal(host, addresses, allow)
+    if reason is not None:
+        raise EgressRefused(reason)
     return addresses
 
 

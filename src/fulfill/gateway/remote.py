@@ -34,7 +34,7 @@ from mcp.client.streamable_http import streamable_http_client
 from pydantic import ValidationError
 
 from fulfill.connectors.base import tool_failure, tool_success
-from fulfill.domain.egress import EgressAllowList
+from fulfill.domain.egress import EgressAllowList, EgressRefused
 from fulfill.domain.errors import ErrorClass, ExecutionError, classify
 from fulfill.domain.models import ExternalObjectRef
 from fulfill.domain.targets import (
@@ -48,7 +48,7 @@ from fulfill.domain.targets import (
     TargetAuthView,
     gateway_tool_name,
 )
-from fulfill.gateway.egress import CallTracker, EgressRefused, Resolver, pinned_client, system_resolver
+from fulfill.gateway.egress import CallTracker, Resolver, pinned_client, system_resolver
 from fulfill.gateway.results import call_payload, outcome_from_call_result
 from fulfill.gateway.target_auth import OAuthTokens, TargetAuthFailed, auth_headers
 from fulfill.logging_setup import describe_failure

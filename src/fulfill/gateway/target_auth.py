@@ -20,10 +20,10 @@ import httpx2
 
 from fulfill.credentials.crypto import SecretBox, SecretsKeyError
 from fulfill.credentials.vault import ConfigurationError
-from fulfill.domain.egress import EgressAllowList
+from fulfill.domain.egress import EgressAllowList, EgressRefused
 from fulfill.domain.errors import ErrorClass, ExecutionError
 from fulfill.domain.targets import TargetAuthType, TargetAuthView
-from fulfill.gateway.egress import EgressRefused, Resolver, pinned_client
+from fulfill.gateway.egress import Resolver, pinned_client
 from fulfill.store import targets as store
 from fulfill.store.db import Database
 

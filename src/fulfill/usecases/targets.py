@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from fulfill.domain.egress import (
     EgressAllowList,
+    EgressRefused,
     InvalidTargetUrl,
     TargetUrl,
     literal_address,
@@ -29,7 +30,7 @@ from fulfill.domain.targets import (
     TargetAuthView,
     TargetName,
 )
-from fulfill.gateway.egress import EgressRefused, Resolver, checked_addresses, system_resolver
+from fulfill.gateway.egress import Resolver, checked_addresses, system_resolver
 from fulfill.gateway.remote import Discovery, RemoteTargets, TargetEndpoint, TargetError
 from fulfill.gateway.target_auth import OAuthTokens, TargetSecrets
 from fulfill.gateway.targets import TargetCatalog
