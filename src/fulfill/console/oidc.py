@@ -19,6 +19,7 @@ from __future__ import annotations
 import html
 import logging
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import urlencode, urlparse
@@ -47,6 +48,10 @@ LOGIN_PATH = "/console/login/oidc"
 CALLBACK_PATH = "/console/auth/callback"
 _CALLBACK_ROUTE = "console_oidc_callback"
 _PROVIDER = "oidc"
+# The session key of a login under way: its state, PKCE verifier, nonce, redirect URL, start time.
+_PENDING_KEY = "oidc_login"
+# A login must come back from the provider within this many seconds.
+LOGIN_TIMEOUT_SECONDS = 600
 # Timeout of every request to the identity provider (discovery, token endpoint, JWKS).
 PROVIDER_TIMEOUT_SECONDS = 10.0
 # Provider errors that mean "this user did not sign in", as opposed to a broken request.
@@ -145,18 +150,24 @@ class OidcLogin:
                 "The identity provider's discovery document lacks its authorization or token endpoint.",
                 "OIDC_DISCOVERY_INCOMPLETE",
             )
-        # Authlib makes the PKCE verifier (S256 challenge), the state and the nonce, and keeps them
-        # with the redirect URL in the session, replacing any login left unfinished.
-        response = await self.client.authorize_redirect(request, self.callback_url(request))
-        return cast(Response, response)
+        # Authlib makes the PKCE verifier (S256 challenge), the state and the nonce; they wait in
+        # the session, replacing any login left unfinished, until the provider's answer spends them.
+        redirect_uri = self.callback_url(request)
+        authorization = await self.client.create_authorization_url(redirect_uri)
+        request.session[_PENDING_KEY] = {
+            "state": authorization["state"],
+            "code_verifier": authorization["code_verifier"],
+            "nonce": authorization["nonce"],
+            "redirect_uri": redirect_uri,
+            "started_at": int(time.time()),
+        }
+        return RedirectResponse(authorization["url"], status_code=302, headers={"Cache-Control": "no-store"})
 
     async def finish(self, request: Request) -> str:
         """The bearer of a successful callback, already accepted by the API's verifier."""
         params = request.query_params
-        state = params.get("state")
-        state_data = await self.client.framework.get_state_data(request.session, state) if state else None
-        if state:
-            await self.client.framework.clear_state_data(request.session, state)
+        # Any answer spends the pending login: a forged or stale one cannot be retried against it.
+        pending = request.session.pop(_PENDING_KEY, None)
         error = params.get("error")
         if error:
             described = _printable(params.get("error_description") or "")
@@ -165,7 +176,10 @@ class OidcLogin:
             )
             status = 401 if error in _USER_REFUSALS else 400
             raise LoginFailed(status, "Sign-in refused", detail, "OIDC_PROVIDER_ERROR")
-        if not state_data:
+        state = params.get("state") or ""
+        if not isinstance(pending, dict) or not secrets.compare_digest(
+            state.encode(), str(pending.get("state", "")).encode()
+        ):
             raise LoginFailed(
                 400,
                 "Sign-in not recognised",
@@ -173,13 +187,18 @@ class OidcLogin:
                 "reused state). Start again.",
                 "OIDC_STATE_MISMATCH",
             )
+        started_at = pending.get("started_at")
+        if not isinstance(started_at, int) or time.time() - started_at > LOGIN_TIMEOUT_SECONDS:
+            raise LoginFailed(
+                400, "Sign-in expired", "The sign-in took too long. Start again.", "OIDC_LOGIN_EXPIRED"
+            )
         code = params.get("code")
         if not code:
             raise LoginFailed(
                 400, "Sign-in incomplete", "The identity provider sent no code.", "OIDC_NO_CODE"
             )
-        token = await self._exchange(code, state_data)
-        await self._validate_id_token(token, state_data)
+        token = await self._exchange(code, pending)
+        await self._validate_id_token(token, pending)
         bearer = token.get(self.bearer)
         if not isinstance(bearer, str) or not bearer:
             raise LoginFailed(
@@ -200,12 +219,12 @@ class OidcLogin:
             ) from None
         return bearer
 
-    async def _exchange(self, code: str, state_data: dict[str, Any]) -> dict[str, Any]:
+    async def _exchange(self, code: str, pending: dict[str, Any]) -> dict[str, Any]:
         try:
             token = await self.client.fetch_access_token(
                 code=code,
-                redirect_uri=state_data.get("redirect_uri"),
-                code_verifier=state_data.get("code_verifier"),
+                redirect_uri=pending.get("redirect_uri"),
+                code_verifier=pending.get("code_verifier"),
             )
         except OAuthError as exc:
             if exc.error == "invalid_grant":
@@ -226,13 +245,13 @@ class OidcLogin:
             raise _provider_unreachable("its token endpoint", exc) from None
         return cast(dict[str, Any], token)
 
-    async def _validate_id_token(self, token: dict[str, Any], state_data: dict[str, Any]) -> None:
+    async def _validate_id_token(self, token: dict[str, Any], pending: dict[str, Any]) -> None:
         id_token = token.get("id_token")
         if not isinstance(id_token, str) or not id_token:
             raise LoginFailed(
                 502, "Sign-in incomplete", "The identity provider returned no ID token.", "OIDC_NO_ID_TOKEN"
             )
-        nonce = state_data.get("nonce")
+        nonce = pending.get("nonce")
         if not nonce:  # cannot happen with 'openid' among the scopes, which the settings require
             raise LoginFailed(400, "Sign-in not recognised", "The sign-in has no nonce.", "OIDC_NO_NONCE")
         try:
