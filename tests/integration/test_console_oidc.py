@@ -264,19 +264,45 @@ def test_access_denied_by_the_provider(
         ({"iss": "https://impostor.test"}, "invalid claim: 'iss'"),
         ({"exp": int(time.time()) - 3600}, "it has expired"),
         ("bad-signature", "bad signature"),
+        ("unknown-key", "signed with a key the identity provider does not publish"),
     ],
-    ids=["wrong-nonce", "no-nonce", "wrong-audience", "wrong-issuer", "expired", "bad-signature"],
+    ids=[
+        "wrong-nonce",
+        "no-nonce",
+        "wrong-audience",
+        "wrong-issuer",
+        "expired",
+        "bad-signature",
+        "unknown-key",
+    ],
 )
 def test_an_invalid_id_token_is_refused(
     env: Env, provider: OidcProvider, tamper: object, reason: str
 ) -> None:
     if tamper == "bad-signature":
         provider.id_token_key = RsaKey(provider.key.kid)  # another key under the published kid
+    elif tamper == "unknown-key":
+        provider.id_token_key = RsaKey("unpublished")
     else:
         assert isinstance(tamper, dict)
         provider.id_token_overrides = tamper
     browser = env.browser()
     _page(browser.follow(_start(env, browser)), 401, "Invalid ID token", reason)
+    _signed_out(browser)
+    browser.close()
+
+
+def test_signing_keys_unavailable(env: Env, provider: OidcProvider) -> None:
+    """An ID token under a new key while the provider's JWKS endpoint fails: 502, not a 500."""
+    provider.id_token_key = RsaKey("rotated")
+    provider.jwks_status = 503
+    browser = env.browser()
+    _page(
+        browser.follow(_start(env, browser)),
+        502,
+        "Identity provider unavailable",
+        "could not be reached for its signing keys (HTTP 503)",
+    )
     _signed_out(browser)
     browser.close()
 

@@ -92,8 +92,10 @@ class OidcProvider:
         self.key = RsaKey("provider-key")
         self.user = User(claims={"tenant_id": "t1"}, scope="executions:read intents:read")
         # Tampering: an error /authorize answers instead of a code; claims overriding the ID
-        # token's (None removes one); another key that signs the ID token (under the published kid).
+        # token's (None removes one); another key that signs the ID token; a JWKS endpoint that
+        # answers this status instead of the keys.
         self.authorize_error: str | None = None
+        self.jwks_status = 200
         self.id_token_overrides: dict[str, Any] = {}
         self.id_token_key: RsaKey | None = None
         self.authorize_requests: list[dict[str, str]] = []
@@ -136,6 +138,7 @@ class OidcProvider:
             self.authorize_error = None
             self.id_token_overrides = {}
             self.id_token_key = None
+            self.jwks_status = 200
             self.user = User(claims={"tenant_id": "t1"}, scope="executions:read intents:read")
 
     def metadata(self) -> dict[str, Any]:
@@ -163,7 +166,10 @@ class OidcProvider:
         if url.path == "/.well-known/openid-configuration":
             _json(handler, 200, self.metadata())
         elif url.path == "/jwks":
-            _json(handler, 200, {"keys": [self.key.jwk]})
+            if self.jwks_status != 200:
+                _json(handler, self.jwks_status, {"error": "unavailable"})
+            else:
+                _json(handler, 200, {"keys": [self.key.jwk]})
         elif url.path == "/authorize":
             self._authorize(handler, query)
         elif url.path == "/logout":
@@ -275,7 +281,7 @@ class OidcProvider:
                 identity.pop(name, None)
             else:
                 identity[name] = value
-        signer = RsaKey(self.key.kid, self.id_token_key.private_key) if self.id_token_key else self.key
+        signer = self.id_token_key or self.key
         return {
             "access_token": self.key.sign(access),
             "token_type": "Bearer",

@@ -26,6 +26,7 @@ from urllib.parse import urlencode, urlparse
 
 import anyio
 import httpx
+import httpx2
 import jwt
 from authlib.integrations.base_client import OAuthError
 from authlib.integrations.starlette_client import OAuth
@@ -64,6 +65,10 @@ _USER_REFUSALS = frozenset(
         "account_selection_required",
     }
 )
+
+# What a provider that cannot be reached or answers nonsense raises. Authlib's HTTP client is
+# httpx2 when it is installed (the MCP SDK requires it), else httpx.
+_UNREACHABLE = (httpx.HTTPError, httpx2.HTTPError, ValueError)
 
 log = logging.getLogger("fulfill.console")
 
@@ -129,7 +134,7 @@ class OidcLogin:
         """The discovery document (fetched once, then kept); it must name the configured issuer."""
         try:
             metadata = cast(dict[str, Any], await self.client.load_server_metadata())
-        except (httpx.HTTPError, ValueError) as exc:
+        except _UNREACHABLE as exc:
             raise _provider_unreachable("its discovery document", exc) from None
         if metadata.get("issuer") != self.issuer:
             self.client.server_metadata.clear()  # read it again next time
@@ -241,7 +246,7 @@ class OidcLogin:
                 f"The identity provider's token endpoint answered '{_printable(str(exc.error))}'.",
                 "OIDC_TOKEN_ENDPOINT_ERROR",
             ) from None
-        except (httpx.HTTPError, ValueError) as exc:
+        except _UNREACHABLE as exc:
             raise _provider_unreachable("its token endpoint", exc) from None
         return cast(dict[str, Any], token)
 
@@ -281,7 +286,7 @@ class OidcLogin:
             raise _invalid_id_token(str(exc.description).lower()) from None
         except JoseError as exc:
             raise _invalid_id_token(str(exc.error).replace("_", " ")) from None
-        except (httpx.HTTPError, ValueError, RuntimeError) as exc:
+        except (*_UNREACHABLE, RuntimeError) as exc:
             raise _provider_unreachable("its signing keys", exc) from None
 
     async def logout_url(self, request: Request) -> str:
@@ -302,7 +307,9 @@ class OidcLogin:
 
 def _provider_unreachable(what: str, exc: Exception) -> LoginFailed:
     reason = (
-        f"HTTP {exc.response.status_code}" if isinstance(exc, httpx.HTTPStatusError) else type(exc).__name__
+        f"HTTP {exc.response.status_code}"
+        if isinstance(exc, httpx.HTTPStatusError | httpx2.HTTPStatusError)
+        else type(exc).__name__
     )
     return LoginFailed(
         502,
