@@ -165,3 +165,23 @@ def test_without_an_issuer_there_is_no_console_login(tmp_path: Path, started: li
         response = httpx.get(harness.url + path)
         assert response.status_code == 404, (path, response.text)
         assert "set-cookie" not in response.headers
+
+
+def test_behind_a_proxy_with_an_explicit_redirect_url(tmp_path: Path, started: list[Any]) -> None:
+    """FULFILL_OIDC_REDIRECT_URL: the URL registered at the provider (the proxy's), not the one
+    the service sees, goes to the authorization and token endpoints and into logout."""
+    public = "https://console.example/console/auth/callback"
+    provider = OidcProvider(redirect_uris=[public])
+    started.append(provider)
+    harness = _service(tmp_path, started, provider.issuer, provider.jwks_url, oidc_redirect_url=public)
+    browser = Browser(harness.url, SESSION_COOKIE)
+    answer = browser.follow(browser.get("/console/login/oidc"))
+    location = answer.headers["location"]
+    assert location.startswith(public + "?")
+    # The proxy forwards the browser's request to the service.
+    callback = browser.get(harness.url + CALLBACK_PATH + location.removeprefix(public))
+    assert callback.status_code == 303, callback.text
+    assert provider.token_requests[-1]["redirect_uri"] == public
+    logout = browser.get("/console/logout")
+    assert "post_logout_redirect_uri=https%3A%2F%2Fconsole.example%2Fconsole%2F" in logout.headers["location"]
+    browser.close()
