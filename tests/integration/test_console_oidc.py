@@ -195,6 +195,19 @@ def test_a_callback_of_another_login_is_refused(env: Env, provider: OidcProvider
     stranger.close()
 
 
+def test_a_login_left_too_long_is_refused(env: Env, provider: OidcProvider) -> None:
+    browser = env.browser()
+    answer = _start(env, browser)
+    pending = browser.session(SESSION_SECRET)["oidc_login"]
+    assert pending["state"] == query_of(answer.headers["location"])["state"]
+    browser.forge_session(
+        SESSION_SECRET, {"oidc_login": {**pending, "started_at": pending["started_at"] - 601}}
+    )
+    _page(browser.follow(answer), 400, "Sign-in expired", "took too long")
+    _signed_out(browser)
+    browser.close()
+
+
 def test_a_replayed_callback_and_a_replayed_code_are_refused(env: Env, provider: OidcProvider) -> None:
     first = env.browser()
     answer = _start(env, first)

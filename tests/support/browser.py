@@ -64,6 +64,12 @@ class Browser:
         payload = TimestampSigner(secret).unsign(self.cookie.value.encode())
         return dict(json.loads(base64.b64decode(payload)))
 
+    def forge_session(self, secret: str, data: dict[str, Any]) -> None:
+        """Replace the cookie's content with ``data``, signed as the server would sign it."""
+        assert self.cookie is not None
+        payload = base64.b64encode(json.dumps(data).encode())
+        self.cookie.set(self.cookie_name, TimestampSigner(secret).sign(payload).decode(), "")
+
 
 def query_of(url: str) -> dict[str, str]:
     return {name: values[0] for name, values in parse_qs(urlparse(url).query).items()}
