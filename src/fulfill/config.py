@@ -153,6 +153,25 @@ class Settings(BaseSettings):
     # (bounded by half the budget left).
     rate_limit_backoff_seconds: float = Field(default=5.0, ge=0, le=600)
 
+    # Operator console login with OpenID Connect (authorization code + PKCE). Empty issuer: off.
+    # The bearer the console uses is the provider's access token (or its ID token, for providers
+    # such as Cognito whose ID tokens the API accepts); the API's JWKS settings must verify it.
+    oidc_issuer: str = ""
+    oidc_client_id: str = Field(default="", max_length=256)
+    # Empty: a public client (PKCE only). Set: a confidential client, authenticated at the token
+    # endpoint with HTTP Basic (client_secret_basic).
+    oidc_client_secret: SecretStr = SecretStr("")
+    oidc_scopes: str = Field(default="openid profile email", max_length=1024)
+    oidc_bearer: Literal["access_token", "id_token"] = "access_token"
+    # The callback URL registered at the provider, when the one built from the request is not it
+    # (behind a proxy that rewrites the host or the scheme): https://console.example/console/auth/callback
+    oidc_redirect_url: str = ""
+    # Signs the console's session cookie; required with OIDC outside dev mode, the same on every
+    # process. Empty in dev mode: a random key per process.
+    console_session_secret: SecretStr = SecretStr("")
+    # The console is served over plain http (a local trial): its cookie goes without Secure.
+    console_plain_http: bool = False
+
     @field_validator("webhook_urls", "cors_origins", "gateway_egress_allow", mode="before")
     @classmethod
     def _split_urls(cls, value: object) -> object:
@@ -206,6 +225,7 @@ class Settings(BaseSettings):
             )
         if self.jwt_issuer == SERVICE_TOKEN_ISSUER:
             raise ValueError(f"FULFILL_JWT_ISSUER must not be '{SERVICE_TOKEN_ISSUER}' (reserved)")
+        self._check_oidc()
         if self.auth_mode == "production":
             if not self.jwks_url:
                 raise ValueError("FULFILL_AUTH_MODE=production requires FULFILL_JWKS_URL")
@@ -220,6 +240,36 @@ class Settings(BaseSettings):
                     f"of at least {MIN_SERVICE_TOKEN_SECRET_LENGTH} characters"
                 )
         return self
+
+    def _check_oidc(self) -> None:
+        if self.oidc_redirect_url:
+            redirect = urlparse(self.oidc_redirect_url)
+            if redirect.scheme not in ("http", "https") or not redirect.hostname:
+                raise ValueError("FULFILL_OIDC_REDIRECT_URL must be an http:// or https:// URL")
+        if not self.oidc_issuer:
+            return
+        issuer = urlparse(self.oidc_issuer)
+        local = issuer.hostname in ("127.0.0.1", "localhost", "::1")
+        if not issuer.hostname or issuer.query or issuer.fragment or issuer.scheme not in ("http", "https"):
+            raise ValueError("FULFILL_OIDC_ISSUER must be the identity provider's https:// issuer URL")
+        if issuer.scheme == "http" and not local:
+            raise ValueError(
+                "FULFILL_OIDC_ISSUER must use https:// (http:// only for 127.0.0.1 or localhost)"
+            )
+        if not self.oidc_client_id:
+            raise ValueError("FULFILL_OIDC_ISSUER requires FULFILL_OIDC_CLIENT_ID")
+        if "openid" not in self.oidc_scopes.split():
+            raise ValueError("FULFILL_OIDC_SCOPES must include 'openid'")
+        if not self.jwks_url:
+            raise ValueError(
+                "FULFILL_OIDC_ISSUER requires FULFILL_JWKS_URL (the API verifies the console's tokens with it)"
+            )
+        secret = self.console_session_secret.get_secret_value()
+        if (secret or self.auth_mode == "production") and len(secret) < MIN_SERVICE_TOKEN_SECRET_LENGTH:
+            raise ValueError(
+                "FULFILL_OIDC_ISSUER requires FULFILL_CONSOLE_SESSION_SECRET "
+                f"of at least {MIN_SERVICE_TOKEN_SECRET_LENGTH} characters"
+            )
 
     def _check_eventbridge(self) -> None:
         if self.eventbridge_bus and not _EVENT_BUS.match(self.eventbridge_bus):
@@ -278,7 +328,13 @@ class Settings(BaseSettings):
     @property
     def log_secrets(self) -> list[str]:
         """The configured secrets that the logs redact wherever they appear."""
-        values = [self.jwt_secret, self.service_token_secret, self.webhook_secret]
+        values = [
+            self.jwt_secret,
+            self.service_token_secret,
+            self.webhook_secret,
+            self.oidc_client_secret.get_secret_value(),
+            self.console_session_secret.get_secret_value(),
+        ]
         keys = self.secrets_key.get_secret_value()
         values += [keys, *(key.strip() for key in keys.split(","))]
         return [value for value in values if value]

@@ -1,0 +1,436 @@
+"""Console login with OpenID Connect: authorization code flow with PKCE (S256), ``state`` and ``nonce``.
+
+``GET /console/login/oidc`` reads the provider's discovery document
+(``<FULFILL_OIDC_ISSUER>/.well-known/openid-configuration``) and redirects the browser to its
+authorization endpoint; the PKCE verifier, the state and the nonce stay in the signed session
+cookie. ``GET /console/auth/callback`` checks the state, exchanges the code with the verifier at the
+token endpoint, validates the ID token (signature from the provider's JWKS, ``iss``, ``aud``,
+``nonce``, ``exp``), picks the bearer the console will use on the user's behalf (the access token,
+or the ID token with ``FULFILL_OIDC_BEARER=id_token``), has the API's own token verifier accept it,
+and only then stores it in the session as ``token``. ``GET /console/logout`` clears the session and
+ends the provider's session too when it publishes an ``end_session_endpoint``.
+
+Every failure answers a short HTML page (400, 401 or 502) and logs one line; codes, tokens and
+secrets appear in neither.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any, cast
+from urllib.parse import urlencode, urlparse
+
+import anyio
+import httpx
+import httpx2
+import jwt
+from authlib.integrations.base_client import OAuthError
+from authlib.integrations.starlette_client import OAuth
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from joserfc.errors import ClaimError, ExpiredTokenError, InvalidKeyIdError, JoseError
+from starlette.middleware.sessions import SessionMiddleware
+
+from fulfill.api.problems import ApiProblem
+from fulfill.config import Settings
+from fulfill.tokens import ASYMMETRIC_ALGORITHMS, TokenError, TokenVerifier
+
+SESSION_COOKIE = "fulfill_console"
+SESSION_PATH = "/console"
+# A console session lasts at most this long; the bearer inside it usually expires sooner.
+SESSION_MAX_AGE_SECONDS = 8 * 3600
+SESSION_TOKEN_KEY = "token"  # noqa: S105 - the session key that holds the bearer, not a secret
+CONSOLE_HOME = "/console/"
+LOGIN_PATH = "/console/login/oidc"
+CALLBACK_PATH = "/console/auth/callback"
+_CALLBACK_ROUTE = "console_oidc_callback"
+_PROVIDER = "oidc"
+# The session key of a login under way: its state, PKCE verifier, nonce, redirect URL, start time.
+_PENDING_KEY = "oidc_login"
+# A login must come back from the provider within this many seconds.
+LOGIN_TIMEOUT_SECONDS = 600
+# Timeout of every request to the identity provider (discovery, token endpoint, JWKS).
+PROVIDER_TIMEOUT_SECONDS = 10.0
+# Provider errors that mean "this user did not sign in", as opposed to a broken request.
+_USER_REFUSALS = frozenset(
+    {
+        "access_denied",
+        "login_required",
+        "consent_required",
+        "interaction_required",
+        "account_selection_required",
+    }
+)
+
+# What a provider that cannot be reached or answers nonsense raises. Authlib's HTTP client is
+# httpx2 when it is installed (the MCP SDK requires it), else httpx.
+_UNREACHABLE = (httpx.HTTPError, httpx2.HTTPError, ValueError)
+
+log = logging.getLogger("fulfill.console")
+
+
+class LoginFailed(Exception):
+    """A login step failed; ``detail`` is safe to show and to log."""
+
+    def __init__(self, status: int, title: str, detail: str, code: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.code = code
+
+
+@dataclass(frozen=True)
+class OidcLogin:
+    """The configured provider: an Authlib client that discovers its endpoints lazily (and keeps
+    them once read) plus what the callback checks."""
+
+    issuer: str
+    client_id: str
+    bearer: str
+    redirect_url: str
+    leeway: int
+    client: Any  # authlib's StarletteOAuth2App (untyped)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OidcLogin:
+        oauth = OAuth()
+        client = oauth.register(
+            name=_PROVIDER,
+            client_id=settings.oidc_client_id,
+            client_secret=settings.oidc_client_secret.get_secret_value() or None,
+            server_metadata_url=settings.oidc_issuer.rstrip("/") + "/.well-known/openid-configuration",
+            client_kwargs={
+                "scope": settings.oidc_scopes,
+                "code_challenge_method": "S256",
+                "timeout": PROVIDER_TIMEOUT_SECONDS,
+            },
+        )
+        return cls(
+            issuer=settings.oidc_issuer,
+            client_id=settings.oidc_client_id,
+            bearer=settings.oidc_bearer,
+            redirect_url=settings.oidc_redirect_url,
+            leeway=int(settings.jwt_leeway_seconds),
+            client=client,
+        )
+
+    def callback_url(self, request: Request) -> str:
+        return self.redirect_url or str(request.url_for(_CALLBACK_ROUTE))
+
+    def console_url(self, request: Request) -> str:
+        """The absolute URL of the console's home, where the provider sends the browser after
+        logout."""
+        if self.redirect_url:
+            parsed = urlparse(self.redirect_url)
+            return f"{parsed.scheme}://{parsed.netloc}{CONSOLE_HOME}"
+        return str(request.base_url).rstrip("/") + CONSOLE_HOME
+
+    async def metadata(self) -> dict[str, Any]:
+        """The discovery document (fetched once, then kept); it must name the configured issuer."""
+        try:
+            metadata = cast(dict[str, Any], await self.client.load_server_metadata())
+        except _UNREACHABLE as exc:
+            raise _provider_unreachable("its discovery document", exc) from None
+        if metadata.get("issuer") != self.issuer:
+            self.client.server_metadata.clear()  # read it again next time
+            raise LoginFailed(
+                502,
+                "Identity provider misconfigured",
+                "The identity provider's discovery document names another issuer than FULFILL_OIDC_ISSUER.",
+                "OIDC_ISSUER_MISMATCH",
+            )
+        return metadata
+
+    async def start(self, request: Request) -> Response:
+        metadata = await self.metadata()
+        if not metadata.get("authorization_endpoint") or not metadata.get("token_endpoint"):
+            raise LoginFailed(
+                502,
+                "Identity provider misconfigured",
+                "The identity provider's discovery document lacks its authorization or token endpoint.",
+                "OIDC_DISCOVERY_INCOMPLETE",
+            )
+        # Authlib makes the PKCE verifier (S256 challenge), the state and the nonce; they wait in
+        # the session, replacing any login left unfinished, until the provider's answer spends them.
+        redirect_uri = self.callback_url(request)
+        authorization = await self.client.create_authorization_url(redirect_uri)
+        request.session[_PENDING_KEY] = {
+            "state": authorization["state"],
+            "code_verifier": authorization["code_verifier"],
+            "nonce": authorization["nonce"],
+            "redirect_uri": redirect_uri,
+            "started_at": int(time.time()),
+        }
+        return RedirectResponse(authorization["url"], status_code=302, headers={"Cache-Control": "no-store"})
+
+    async def finish(self, request: Request) -> str:
+        """The bearer of a successful callback, already accepted by the API's verifier."""
+        params = request.query_params
+        # Any answer spends the pending login: a forged or stale one cannot be retried against it.
+        pending = request.session.pop(_PENDING_KEY, None)
+        error = params.get("error")
+        if error:
+            described = _printable(params.get("error_description") or "")
+            detail = f"The identity provider answered '{_printable(error)}'" + (
+                f": {described}" if described else "."
+            )
+            status = 401 if error in _USER_REFUSALS else 400
+            raise LoginFailed(status, "Sign-in refused", detail, "OIDC_PROVIDER_ERROR")
+        state = params.get("state") or ""
+        if not isinstance(pending, dict) or not secrets.compare_digest(
+            state.encode(), str(pending.get("state", "")).encode()
+        ):
+            raise LoginFailed(
+                400,
+                "Sign-in not recognised",
+                "This answer does not belong to the sign-in started in this browser (unknown or "
+                "reused state). Start again.",
+                "OIDC_STATE_MISMATCH",
+            )
+        started_at = pending.get("started_at")
+        if not isinstance(started_at, int) or time.time() - started_at > LOGIN_TIMEOUT_SECONDS:
+            raise LoginFailed(
+                400, "Sign-in expired", "The sign-in took too long. Start again.", "OIDC_LOGIN_EXPIRED"
+            )
+        code = params.get("code")
+        if not code:
+            raise LoginFailed(
+                400, "Sign-in incomplete", "The identity provider sent no code.", "OIDC_NO_CODE"
+            )
+        token = await self._exchange(code, pending)
+        await self._validate_id_token(token, pending)
+        bearer = token.get(self.bearer)
+        if not isinstance(bearer, str) or not bearer:
+            raise LoginFailed(
+                502,
+                "Sign-in incomplete",
+                f"The identity provider's token response has no {self.bearer}.",
+                "OIDC_NO_BEARER",
+            )
+        verifier: TokenVerifier = request.app.state.token_verifier
+        try:
+            await anyio.to_thread.run_sync(verifier.verify, bearer)
+        except TokenError as exc:
+            raise LoginFailed(
+                401,
+                "Token not accepted",
+                f"The API does not accept the {self.bearer} the identity provider issued: {exc}.",
+                exc.code,
+            ) from None
+        return bearer
+
+    async def _exchange(self, code: str, pending: dict[str, Any]) -> dict[str, Any]:
+        try:
+            token = await self.client.fetch_access_token(
+                code=code,
+                redirect_uri=pending.get("redirect_uri"),
+                code_verifier=pending.get("code_verifier"),
+            )
+        except OAuthError as exc:
+            if exc.error == "invalid_grant":
+                raise LoginFailed(
+                    401,
+                    "Sign-in code refused",
+                    "The identity provider refused the sign-in code (expired, already used, or not "
+                    "issued to this browser's sign-in). Start again.",
+                    "OIDC_CODE_REFUSED",
+                ) from None
+            raise LoginFailed(
+                502,
+                "Identity provider refused the client",
+                f"The identity provider's token endpoint answered '{_printable(str(exc.error))}'.",
+                "OIDC_TOKEN_ENDPOINT_ERROR",
+            ) from None
+        except _UNREACHABLE as exc:
+            raise _provider_unreachable("its token endpoint", exc) from None
+        return cast(dict[str, Any], token)
+
+    async def _validate_id_token(self, token: dict[str, Any], pending: dict[str, Any]) -> None:
+        id_token = token.get("id_token")
+        if not isinstance(id_token, str) or not id_token:
+            raise LoginFailed(
+                502, "Sign-in incomplete", "The identity provider returned no ID token.", "OIDC_NO_ID_TOKEN"
+            )
+        nonce = pending.get("nonce")
+        if not nonce:  # cannot happen with 'openid' among the scopes, which the settings require
+            raise LoginFailed(400, "Sign-in not recognised", "The sign-in has no nonce.", "OIDC_NO_NONCE")
+        try:
+            alg = jwt.get_unverified_header(id_token).get("alg")
+        except jwt.PyJWTError:
+            alg = None
+        if alg not in ASYMMETRIC_ALGORITHMS:
+            raise _invalid_id_token("it is not signed with RS256 or ES256")
+        try:
+            await self.client.parse_id_token(
+                token,
+                nonce=nonce,
+                # Authlib checks aud only through azp; require the client id among the audiences.
+                claims_options={
+                    "iss": {"essential": True, "values": [self.issuer]},
+                    "aud": {"essential": True, "values": [self.client_id]},
+                },
+                leeway=self.leeway,
+            )
+        except InvalidKeyIdError:
+            raise _invalid_id_token(
+                "it is signed with a key the identity provider does not publish"
+            ) from None
+        except ExpiredTokenError:
+            raise _invalid_id_token("it has expired") from None
+        except ClaimError as exc:
+            raise _invalid_id_token(str(exc.description).lower()) from None
+        except JoseError as exc:
+            raise _invalid_id_token(str(exc.error).replace("_", " ")) from None
+        except (*_UNREACHABLE, RuntimeError) as exc:
+            raise _provider_unreachable("its signing keys", exc) from None
+
+    async def logout_url(self, request: Request) -> str:
+        """Where the browser goes after its session is cleared: the provider's end-session
+        endpoint when it has one, else the console."""
+        try:
+            endpoint = (await self.metadata()).get("end_session_endpoint")
+        except LoginFailed as exc:
+            log.warning("console logout: the identity provider's session is not ended: %s", exc.detail)
+            endpoint = None
+        if not isinstance(endpoint, str) or not endpoint:
+            return CONSOLE_HOME
+        query = urlencode(
+            {"client_id": self.client_id, "post_logout_redirect_uri": self.console_url(request)}
+        )
+        return f"{endpoint}{'&' if '?' in endpoint else '?'}{query}"
+
+
+def _provider_unreachable(what: str, exc: Exception) -> LoginFailed:
+    reason = (
+        f"HTTP {exc.response.status_code}"
+        if isinstance(exc, httpx.HTTPStatusError | httpx2.HTTPStatusError)
+        else type(exc).__name__
+    )
+    return LoginFailed(
+        502,
+        "Identity provider unavailable",
+        f"The identity provider could not be reached for {what} ({reason}). Try again later.",
+        "OIDC_PROVIDER_UNAVAILABLE",
+    )
+
+
+def _invalid_id_token(reason: str) -> LoginFailed:
+    return LoginFailed(
+        401,
+        "Invalid ID token",
+        f"The identity provider's ID token is invalid: {reason}.",
+        "OIDC_ID_TOKEN_INVALID",
+    )
+
+
+def _printable(text: str, limit: int = 200) -> str:
+    """Text from the query string, fit for a log line and a page (escaped there)."""
+    cleaned = "".join(ch if ch.isprintable() else " " for ch in text)
+    return cleaned[:limit]
+
+
+def error_page(failure: LoginFailed) -> HTMLResponse:
+    title, detail = html.escape(failure.title), html.escape(failure.detail)
+    body = (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{title} · fulfill console</title></head>\n"
+        f"<body><main><h1>{title}</h1>\n<p>{detail}</p>\n"
+        f'<p><a href="{LOGIN_PATH}">Sign in again</a></p></main></body></html>\n'
+    )
+    return HTMLResponse(
+        body,
+        status_code=failure.status,
+        headers={"Cache-Control": "no-store", "Content-Security-Policy": "default-src 'none'"},
+    )
+
+
+router = APIRouter(include_in_schema=False)
+
+
+def _login(request: Request) -> OidcLogin:
+    return cast(OidcLogin, request.app.state.oidc_login)
+
+
+def _failed(step: str, failure: LoginFailed) -> HTMLResponse:
+    log.warning("console %s failed: %s %s: %s", step, failure.status, failure.code, failure.detail)
+    return error_page(failure)
+
+
+@router.get(LOGIN_PATH)
+async def login(request: Request) -> Response:
+    try:
+        return await _login(request).start(request)
+    except LoginFailed as failure:
+        return _failed("login", failure)
+
+
+@router.get(CALLBACK_PATH, name=_CALLBACK_ROUTE)
+async def callback(request: Request) -> Response:
+    try:
+        bearer = await _login(request).finish(request)
+    except LoginFailed as failure:
+        return _failed("login callback", failure)
+    request.session.clear()
+    request.session[SESSION_TOKEN_KEY] = bearer
+    return RedirectResponse(CONSOLE_HOME, status_code=303, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/console/logout")
+async def logout(request: Request) -> Response:
+    request.session.clear()
+    target = await _login(request).logout_url(request)
+    return RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/console/session")
+async def session(request: Request) -> JSONResponse:
+    """Who is signed in to the console: the subject, tenant and scopes of the session's bearer."""
+    token = request.session.get(SESSION_TOKEN_KEY)
+    if not isinstance(token, str) or not token:
+        raise ApiProblem(
+            401, "not signed in to the console", slug="unauthorized", code="CONSOLE_NOT_SIGNED_IN"
+        )
+    verifier: TokenVerifier = request.app.state.token_verifier
+    try:
+        principal = await anyio.to_thread.run_sync(verifier.verify, token)
+    except TokenError as exc:
+        raise ApiProblem(401, f"the console session's {exc}", slug="unauthorized", code=exc.code) from None
+    return JSONResponse(
+        {
+            "subject": principal.subject,
+            "tenant_id": principal.tenant_id,
+            "scopes": sorted(principal.scopes),
+            "account_ids": sorted(principal.account_ids) if principal.account_ids is not None else None,
+            "expires_at": principal.claims.get("exp"),
+        },
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def add_session_middleware(app: FastAPI, settings: Settings) -> None:
+    """The console's signed session cookie: HttpOnly, SameSite=Lax, Secure unless the console is
+    served over plain http (dev mode or FULFILL_CONSOLE_PLAIN_HTTP), scoped to /console."""
+    secret = settings.console_session_secret.get_secret_value() or secrets.token_urlsafe(32)
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=secret,
+        session_cookie=SESSION_COOKIE,
+        max_age=SESSION_MAX_AGE_SECONDS,
+        path=SESSION_PATH,
+        same_site="lax",
+        https_only=not (settings.auth_mode == "dev" or settings.console_plain_http),
+    )
+
+
+def install(app: FastAPI, settings: Settings) -> None:
+    """With FULFILL_OIDC_ISSUER set: the session cookie and the OIDC login routes."""
+    if not settings.oidc_issuer:
+        return
+    add_session_middleware(app, settings)
+    app.state.oidc_login = OidcLogin.from_settings(settings)
+    app.include_router(router)
