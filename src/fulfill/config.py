@@ -61,6 +61,15 @@ class Settings(BaseSettings):
     # timeout is longer).
     service_token_ttl_seconds: int = Field(default=60, ge=10, le=3600)
 
+    # The operator console at /console. Its session cookie is signed with this secret (required
+    # in production mode; dev mode derives one from FULFILL_JWT_SECRET when it is empty). The
+    # cookie is sent over HTTPS only, except in dev mode or when insecure cookies are allowed
+    # (a production console served over plain HTTP, behind a proxy that adds TLS elsewhere).
+    console_session_secret: SecretStr = SecretStr("")
+    console_insecure_cookies: bool = False
+    # The OpenID Connect issuer the console's "Sign in with your identity provider" uses.
+    oidc_issuer: str = ""
+
     # Kill switch that needs no database: FULFILL_GLOBAL_EXECUTION_STOP=true stops every execution.
     global_execution_stop: bool = False
 
@@ -278,7 +287,12 @@ class Settings(BaseSettings):
     @property
     def log_secrets(self) -> list[str]:
         """The configured secrets that the logs redact wherever they appear."""
-        values = [self.jwt_secret, self.service_token_secret, self.webhook_secret]
+        values = [
+            self.jwt_secret,
+            self.service_token_secret,
+            self.webhook_secret,
+            self.console_session_secret.get_secret_value(),
+        ]
         keys = self.secrets_key.get_secret_value()
         values += [keys, *(key.strip() for key in keys.split(","))]
         return [value for value in values if value]

@@ -109,7 +109,10 @@ def store_global(
             revision=stored.revision,
             timestamp=now,
             changed_by=changed_by,
-            switches={"global_stop": stored.global_stop, "disabled_action_types": stored.disabled_action_types},
+            switches={
+                "global_stop": stored.global_stop,
+                "disabled_action_types": stored.disabled_action_types,
+            },
         ),
     )
     return stored
