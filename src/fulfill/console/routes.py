@@ -148,9 +148,12 @@ def _safe_next(raw: str | None) -> str:
 async def _form(request: Request) -> dict[str, list[str]]:
     """An urlencoded form (the only kind the console's forms send); other bodies are refused."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    raw = await request.body()
+    if not raw and not content_type:
+        return {}  # an empty form (then refused for its missing CSRF token)
     if content_type != "application/x-www-form-urlencoded":
         raise Refused(415, "This form must be sent as application/x-www-form-urlencoded.")
-    body = (await request.body()).decode("utf-8", errors="replace")
+    body = raw.decode("utf-8", errors="replace")
     form = parse_qs(body, keep_blank_values=True, max_num_fields=500)
     if any(len(value) > MAX_FORM_FIELD for values in form.values() for value in values):
         raise Refused(422, f"A form field is longer than {MAX_FORM_FIELD} characters.")
