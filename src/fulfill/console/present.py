@@ -40,17 +40,13 @@ _CODE_WORDS = {
 
 
 def explain_error(error_class: str | None, error_code: str | None) -> str:
-    """A sentence or two a person can act on, from the error's class and code."""
-    parts = []
+    """A sentence or two a person can act on: what the code means when it is a well-known one,
+    else what its class means."""
     if error_code and error_code in _CODE_WORDS:
-        parts.append(_CODE_WORDS[error_code])
-    if (
-        error_class
-        and error_class in _CLASS_WORDS
-        and not (error_code in _CODE_WORDS and error_class == "UNKNOWN")
-    ):
-        parts.append(_CLASS_WORDS[error_class])
-    return " ".join(parts) or "The execution failed."
+        return _CODE_WORDS[error_code]
+    if error_class and error_class in _CLASS_WORDS:
+        return _CLASS_WORDS[error_class]
+    return "The execution failed."
 
 
 STATUS_SYMBOLS = {
@@ -138,10 +134,10 @@ def _steps_of(entry: dict[str, Any]) -> list[Step]:
         title = "Rejected" if event == "INTENT_REJECTED" else "Cancelled"
         return [Step("decision", title, ts, attempt, details)]
     if event == "EXECUTION_STARTED":
-        return [Step("start", f"Execution started (attempt {attempt})", ts, attempt)]
+        return [Step("start", "Execution started", ts, attempt)]
     if event in ("RERUN_REQUESTED", "RERUN_STARTED"):
         details = [str(data["reason"])] if data.get("reason") else []
-        title = "Rerun requested" if event == "RERUN_REQUESTED" else f"Rerun started (attempt {attempt})"
+        title = "Rerun requested" if event == "RERUN_REQUESTED" else "Rerun started"
         return [Step("rerun", title, ts, attempt, details)]
     if event in _OUTCOME_TYPES:
         status = _OUTCOME_TYPES[event].value

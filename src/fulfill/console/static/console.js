@@ -24,8 +24,9 @@
         }
         return;
       }
-      var h = Math.floor(left / 3600), m = Math.floor((left % 3600) / 60), s = left % 60;
-      el.textContent = "in " + (h ? h + " h " : "") + (h || m ? m + " min " : "") + s + " s";
+      var d = Math.floor(left / 86400), h = Math.floor((left % 86400) / 3600);
+      var m = Math.floor((left % 3600) / 60), s = left % 60;
+      el.textContent = "in " + (d ? d + " d " + h + " h" : (h ? h + " h " + m + " min" : m + " min " + s + " s"));
     });
   }
   document.addEventListener("DOMContentLoaded", function () {
