@@ -70,6 +70,9 @@ def test_login_page_offers_the_dev_login_and_no_identity_provider_when_none_is_c
     assert "httponly" in cookie.lower()
     assert "samesite=lax" in cookie.lower()
     assert "path=/console" in cookie.lower()
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert page.headers["x-frame-options"] == "DENY"
+    assert page.headers["cache-control"] == "no-store"
 
 
 def test_login_lands_on_the_next_page_and_never_on_another_site(console: Console) -> None:
@@ -501,3 +504,14 @@ def test_registry_page_shows_versions_mappings_and_connectors(console: Console) 
     assert "internal.create_task" in page.text
     assert "title → title" in page.text
     assert "CLOSED" in page.text  # the internal connector's circuit
+
+
+def test_what_agents_propose_is_shown_as_text_never_as_markup(shared: Harness, console: Console) -> None:
+    intent_id = _pending(
+        shared, parameters={"title": '<script>alert("x")</script>', "nested": {"<b>": "<i>"}}
+    )
+    page = console.login().get("/console/approvals").text
+    assert intent_id in page
+    assert "<script>alert" not in page
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page
+    assert "<b>" not in page

@@ -68,6 +68,16 @@ DEV_SCOPES = (
 )
 DEV_TOKEN_TTL_SECONDS = 3600
 MAX_FORM_FIELD = 2000
+# Every page: only this service's scripts and styles, never inside another site's frame (a
+# one-click stop must not be clickable through someone else's page), never cached.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
 
 
 class Refused(Exception):
@@ -111,7 +121,7 @@ def _render(
     **context: Any,
 ) -> HTMLResponse:
     flash = request.session.pop("flash", None) if principal is not None else None
-    return templates.TemplateResponse(
+    response = templates.TemplateResponse(
         request,
         template,
         {
@@ -125,6 +135,8 @@ def _render(
         },
         status_code=status_code,
     )
+    response.headers.update(PAGE_HEADERS)
+    return response
 
 
 def _refusal(request: Request, principal: Principal | None, status: int, message: str) -> HTMLResponse:
