@@ -497,13 +497,18 @@ def test_kill_switch_changes_through_the_api_are_in_the_ledger_with_who_made_the
     assert rows[0].attempt == response.json()["revision"]
 
 
-def test_registry_page_shows_versions_mappings_and_connectors(console: Console) -> None:
+def test_registry_page_shows_versions_mappings_and_connectors(shared: Harness, console: Console) -> None:
+    with shared.client() as api:
+        shared.run_task(api)  # at least one call of the internal connector in this process
     page = console.login().get("/console/registry")
     assert page.status_code == 200
     assert "CREATE_INTERNAL_TASK" in page.text
     assert "internal.create_task" in page.text
     assert "title → title" in page.text
     assert "CLOSED" in page.text  # the internal connector's circuit
+    internal = page.text[page.text.index("<td>internal</td>") :]
+    internal = internal[: internal.index("</tr>")]
+    assert " ms (" in internal  # its mean latency and number of calls
 
 
 def test_what_agents_propose_is_shown_as_text_never_as_markup(shared: Harness, console: Console) -> None:

@@ -9,7 +9,6 @@ shown as a readable page with the API's status code, never a 500.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
+from fulfill import metrics
 from fulfill.api.auth import (
     SCOPE_ADMIN,
     SCOPE_EVENTS_WRITE,
@@ -575,7 +575,7 @@ async def registry_page(request: Request) -> Response:
             principal,
             entries=registry.list_versions(rt.db),
             connectors=connectors.list_connectors(rt.db, rt.connector_names()),
-            now=time.time(),
+            latency=metrics.tool_call_latency_by_connector(),
         )
 
     return await _guarded(request, page)
