@@ -304,6 +304,7 @@ def _demo_when_ready(server: Any, settings: Settings) -> None:
     except Exception as exc:
         err_console.print(f"[red]demo failed:[/red] {escape(explain(exc))}", highlight=False, soft_wrap=True)
     console.print(f"[green]the service keeps serving on {url}; press Ctrl+C to stop[/green]")
+    console.print(f"operator console: {url}/console/", highlight=False, soft_wrap=True)
 
 
 @app.command()
