@@ -43,6 +43,14 @@ if ! command -v promtool >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ] && command -v a
   apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 
+# The console's browser tests drive Debian's headless Chromium with Playwright (no browser download).
+if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "== installing Chromium (apt-get install chromium)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq chromium >/dev/null
+fi
+
 # --- a throw-away PostgreSQL server ----------------------------------------------------------------
 
 PG_DIR=""

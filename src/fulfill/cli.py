@@ -115,6 +115,8 @@ app.add_typer(connectors_app, name="connectors")
 # tenant (the global kill switches, the registry) needs ``platform:admin`` instead.
 ALL_SCOPES = "intents:write intents:read intents:approve events:write executions:read admin"
 PLATFORM_ADMIN = "platform:admin"
+# Who the ledger says changed a kill switch written straight to the database (--db).
+CLI_CHANGED_BY = "fulfill-cli (database)"
 MAX_TOKEN_TTL_SECONDS = 366 * 24 * 3600
 
 UrlOption = Annotated[
@@ -302,6 +304,7 @@ def _demo_when_ready(server: Any, settings: Settings) -> None:
     except Exception as exc:
         err_console.print(f"[red]demo failed:[/red] {escape(explain(exc))}", highlight=False, soft_wrap=True)
     console.print(f"[green]the service keeps serving on {url}; press Ctrl+C to stop[/green]")
+    console.print(f"operator console: {url}/console/", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -643,14 +646,18 @@ class _Operator:
             return dict(self._put("/admin/kill-switches", token, current, wanted))
         from fulfill.clock import SystemClock
         from fulfill.store import killswitches
+        from fulfill.usecases.admin import store_global
 
         with self.database.write() as conn:  # type: ignore[union-attr]
             stored = killswitches.get_global(conn, for_update=True)  # locked: concurrent changes both stay
             wanted = change(
                 {"global_stop": stored.global_stop, "disabled_action_types": stored.disabled_action_types}
             )
-            updated = killswitches.put_global(
-                conn, stored.model_copy(update=wanted), now=SystemClock().now_iso()
+            updated = store_global(
+                conn,
+                stored.model_copy(update=wanted),
+                now=SystemClock().now_iso(),
+                changed_by=CLI_CHANGED_BY,
             )
         return updated.model_dump()
 
@@ -663,6 +670,7 @@ class _Operator:
             return dict(self._put(path, token, current, wanted))
         from fulfill.clock import SystemClock
         from fulfill.store import killswitches
+        from fulfill.usecases.admin import store_tenant
 
         with self.database.write() as conn:  # type: ignore[union-attr]
             stored = killswitches.get_tenant(conn, tenant, for_update=True)
@@ -672,8 +680,11 @@ class _Operator:
                     "disabled_action_types": stored.disabled_action_types,
                 }
             )
-            updated = killswitches.put_tenant(
-                conn, stored.model_copy(update=wanted), now=SystemClock().now_iso()
+            updated = store_tenant(
+                conn,
+                stored.model_copy(update=wanted),
+                now=SystemClock().now_iso(),
+                changed_by=CLI_CHANGED_BY,
             )
         return updated.model_dump()
 

@@ -169,8 +169,10 @@ class Settings(BaseSettings):
     # Signs the console's session cookie; required with OIDC outside dev mode, the same on every
     # process. Empty in dev mode: a random key per process.
     console_session_secret: SecretStr = SecretStr("")
-    # The console is served over plain http (a local trial): its cookie goes without Secure.
-    console_plain_http: bool = False
+    # The console's cookie is sent over HTTPS only, except in dev mode or when insecure cookies
+    # are allowed (a console served over plain HTTP: a local trial, or behind a proxy that adds
+    # TLS elsewhere). Dev mode derives a session secret from FULFILL_JWT_SECRET when it is empty.
+    console_insecure_cookies: bool = False
 
     @field_validator("webhook_urls", "cors_origins", "gateway_egress_allow", mode="before")
     @classmethod

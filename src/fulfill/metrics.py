@@ -10,6 +10,8 @@ from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from fulfill.domain.flowcontrol import connector_of
+
 EXECUTIONS = Counter(
     "fulfill_executions_total", "Executions that reached a recorded outcome.", ["status", "error_class"]
 )
@@ -136,3 +138,29 @@ class ConnectorSample:
 
 SHARED_STATE = SharedStateCollector()
 REGISTRY.register(SHARED_STATE)
+
+
+@dataclass(frozen=True)
+class ToolCallLatency:
+    """Tool calls of one connector seen by this process since it started, and their mean latency."""
+
+    calls: int
+    mean_seconds: float
+
+
+def tool_call_latency_by_connector() -> dict[str, ToolCallLatency]:
+    """From ``fulfill_tool_call_seconds`` of this process (each process counts its own calls)."""
+    sums: dict[str, float] = {}
+    counts: dict[str, float] = {}
+    for metric in TOOL_CALL_SECONDS.collect():
+        for sample in metric.samples:
+            tool = sample.labels.get("tool", "")
+            if sample.name.endswith("_sum"):
+                sums[connector_of(tool)] = sums.get(connector_of(tool), 0.0) + sample.value
+            elif sample.name.endswith("_count"):
+                counts[connector_of(tool)] = counts.get(connector_of(tool), 0.0) + sample.value
+    return {
+        name: ToolCallLatency(calls=int(count), mean_seconds=sums.get(name, 0.0) / count)
+        for name, count in counts.items()
+        if count > 0
+    }

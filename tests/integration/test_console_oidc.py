@@ -17,7 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fulfill.console.oidc import CALLBACK_PATH, SESSION_COOKIE
+from fulfill.console.oidc import CALLBACK_PATH
+from fulfill.console.session import SESSION_COOKIE
 from tests.support.browser import Browser, query_of
 from tests.support.harness import Harness, make_settings
 from tests.support.oidc_provider import OidcProvider, RsaKey, User, s256
@@ -141,9 +142,11 @@ def test_login_with_pkce_state_and_nonce_then_logout(env: Env, provider: OidcPro
     assert cookie["httponly"]
     assert cookie["secure"]
     assert cookie["samesite"].lower() == "lax"
-    # The session holds exactly the bearer: the provider's access token (the default), nothing
-    # of the finished login.
-    assert browser.session(SESSION_SECRET) == {"token": provider.issued[-1]["access_token"]}
+    # The session holds the bearer (the provider's access token, the default) and the console's
+    # CSRF token, nothing of the finished login.
+    session = browser.session(SESSION_SECRET)
+    assert session["token"] == provider.issued[-1]["access_token"]
+    assert set(session) == {"token", "csrf"}
     me = browser.get("/console/session")
     assert me.status_code == 200, me.text
     assert me.json() == {
@@ -160,7 +163,7 @@ def test_login_with_pkce_state_and_nonce_then_logout(env: Env, provider: OidcPro
     )
     assert listing.status_code == 200, listing.text
 
-    logout = browser.get("/console/logout")
+    logout = browser.logout(SESSION_SECRET)
     assert logout.status_code == 303
     end_session = logout.headers["location"]
     assert end_session.startswith(provider.issuer + "/logout?")

@@ -14,7 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from fulfill.console.oidc import CALLBACK_PATH, SESSION_COOKIE
+from fulfill.console.oidc import CALLBACK_PATH
+from fulfill.console.session import SESSION_COOKIE
 from tests.support.browser import Browser
 from tests.support.harness import Harness, make_settings
 from tests.support.oidc_provider import OidcProvider, User
@@ -78,7 +79,7 @@ def test_cognito_style_id_token_bearer_with_a_confidential_client(tmp_path: Path
         jwt_scope_claim="cognito:groups",
         oidc_bearer="id_token",
         oidc_client_secret=CLIENT_SECRET,
-        console_plain_http=True,
+        console_insecure_cookies=True,
     )
     provider.redirect_uris = [harness.url + CALLBACK_PATH]
     provider.user = User(
@@ -95,8 +96,10 @@ def test_cognito_style_id_token_bearer_with_a_confidential_client(tmp_path: Path
     cookie = browser.set_cookies[-1]
     assert cookie["httponly"]
     assert cookie["samesite"].lower() == "lax"
-    assert not cookie["secure"]  # FULFILL_CONSOLE_PLAIN_HTTP
-    assert browser.session(SESSION_SECRET) == {"token": provider.issued[-1]["id_token"]}
+    assert not cookie["secure"]  # FULFILL_CONSOLE_INSECURE_COOKIES
+    session = browser.session(SESSION_SECRET)
+    assert session["token"] == provider.issued[-1]["id_token"]
+    assert set(session) == {"token", "csrf"}
     me = browser.get("/console/session").json()
     assert (me["subject"], me["tenant_id"], me["scopes"]) == (
         "cognito-user",
@@ -104,7 +107,7 @@ def test_cognito_style_id_token_bearer_with_a_confidential_client(tmp_path: Path
         ["executions:read", "intents:approve"],
     )
     # No end-session endpoint: logout ends the console's session only.
-    logout = browser.get("/console/logout")
+    logout = browser.logout(SESSION_SECRET)
     assert logout.status_code == 303
     assert logout.headers["location"] == "/console/"
     assert browser.cookie is None
@@ -143,7 +146,7 @@ def test_an_issuer_that_cannot_be_reached(tmp_path: Path, started: list[Any]) ->
         "could not be reached for its discovery document (ConnectError)",
     )
     assert browser.cookie is None  # nothing was started
-    assert browser.get("/console/logout").headers["location"] == "/console/"
+    assert browser.logout(SESSION_SECRET).headers["location"] == "/console/"
     browser.close()
 
 
@@ -161,7 +164,7 @@ def test_a_discovery_document_of_another_issuer(tmp_path: Path, started: list[An
 
 def test_without_an_issuer_there_is_no_console_login(tmp_path: Path, started: list[Any]) -> None:
     harness = _service(tmp_path, started, "fulfill-idp", "http://127.0.0.1:9/jwks", oidc_issuer="")
-    for path in ("/console/login/oidc", CALLBACK_PATH, "/console/logout", "/console/session"):
+    for path in ("/console/login/oidc", CALLBACK_PATH, "/console/session"):
         response = httpx.get(harness.url + path)
         assert response.status_code == 404, (path, response.text)
         assert "set-cookie" not in response.headers
@@ -182,6 +185,6 @@ def test_behind_a_proxy_with_an_explicit_redirect_url(tmp_path: Path, started: l
     callback = browser.get(harness.url + CALLBACK_PATH + location.removeprefix(public))
     assert callback.status_code == 303, callback.text
     assert provider.token_requests[-1]["redirect_uri"] == public
-    logout = browser.get("/console/logout")
+    logout = browser.logout(SESSION_SECRET)
     assert "post_logout_redirect_uri=https%3A%2F%2Fconsole.example%2Fconsole%2F" in logout.headers["location"]
     browser.close()

@@ -26,12 +26,22 @@ class Browser:
         self._http.close()
 
     def get(self, url: str) -> httpx.Response:
+        return self._send("GET", url)
+
+    def post(self, url: str, form: dict[str, str]) -> httpx.Response:
+        return self._send("POST", url, form)
+
+    def logout(self, secret: str) -> httpx.Response:
+        """Press the console's sign-out button (a form post carrying the session's CSRF token)."""
+        return self.post("/console/logout", {"csrf": str(self.session(secret).get("csrf", ""))})
+
+    def _send(self, method: str, url: str, form: dict[str, str] | None = None) -> httpx.Response:
         if url.startswith("/"):
             url = self.origin + url
         headers = {}
         if self.cookie is not None and self._sends_cookie_to(url):
             headers["Cookie"] = f"{self.cookie_name}={self.cookie.value}"
-        response = self._http.get(url, headers=headers)
+        response = self._http.request(method, url, headers=headers, data=form)
         if url.startswith(self.origin):
             self._store_cookies(response)
         return response

@@ -23,7 +23,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         "FULFILL_OIDC_BEARER",
         "FULFILL_OIDC_REDIRECT_URL",
         "FULFILL_CONSOLE_SESSION_SECRET",
-        "FULFILL_CONSOLE_PLAIN_HTTP",
+        "FULFILL_CONSOLE_INSECURE_COOKIES",
         "FULFILL_AUTH_MODE",
         "FULFILL_JWKS_URL",
         "FULFILL_JWT_ISSUER",
@@ -56,7 +56,7 @@ def test_off_by_default() -> None:
     assert settings.oidc_issuer == ""
     assert settings.oidc_scopes == "openid profile email"
     assert settings.oidc_bearer == "access_token"
-    assert settings.console_plain_http is False
+    assert settings.console_insecure_cookies is False
 
 
 def test_a_complete_production_configuration() -> None:
@@ -75,13 +75,13 @@ def test_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FULFILL_OIDC_BEARER", "id_token")
     monkeypatch.setenv("FULFILL_OIDC_REDIRECT_URL", "https://console.example/console/auth/callback")
     monkeypatch.setenv("FULFILL_CONSOLE_SESSION_SECRET", SECRET)
-    monkeypatch.setenv("FULFILL_CONSOLE_PLAIN_HTTP", "true")
+    monkeypatch.setenv("FULFILL_CONSOLE_INSECURE_COOKIES", "true")
     monkeypatch.setenv("FULFILL_JWKS_URL", "https://idp.example/jwks")
     settings = Settings()
     assert settings.oidc_client_id == "app-client"
     assert settings.oidc_bearer == "id_token"
     assert settings.oidc_redirect_url == "https://console.example/console/auth/callback"
-    assert settings.console_plain_http is True
+    assert settings.console_insecure_cookies is True
 
 
 @pytest.mark.parametrize(

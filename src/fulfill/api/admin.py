@@ -44,8 +44,8 @@ def get_kill_switches(request: Request, _admin: PlatformAdmin) -> KillSwitches:
 
 
 @router.put("/kill-switches", response_model=KillSwitches, responses=_ERRORS)
-def put_kill_switches(body: KillSwitches, request: Request, _admin: PlatformAdmin) -> KillSwitches:
-    return admin.put_kill_switches(request.app.state.runtime, body)
+def put_kill_switches(body: KillSwitches, request: Request, principal: PlatformAdmin) -> KillSwitches:
+    return admin.put_kill_switches(request.app.state.runtime, body, changed_by=principal.subject)
 
 
 @router.get(

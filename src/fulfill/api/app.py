@@ -16,6 +16,7 @@ from fulfill.api import admin, credentials, events, executions, health, intents
 from fulfill.api.middleware import BodySizeLimitMiddleware, ProblemCORSMiddleware, UnexpectedErrorMiddleware
 from fulfill.api.problems import PROBLEM, install_problem_handlers
 from fulfill.console import oidc
+from fulfill.console.routes import install_console
 from fulfill.gateway.server import gateway_asgi_app
 from fulfill.service import Service
 
@@ -70,7 +71,9 @@ def create_app(service: Service) -> FastAPI:
     for router in (intents.router, executions.router, events.router, admin.router, credentials.router):
         app.include_router(router, responses=common)
     app.include_router(health.router, responses={500: PROBLEM})
-    # The operator console's OpenID Connect login (only with FULFILL_OIDC_ISSUER set).
+    # The operator console (HTML pages at /console) reads through the same use cases; its
+    # OpenID Connect login is there only with FULFILL_OIDC_ISSUER set.
+    install_console(app, service.settings)
     oidc.install(app, service.settings)
     app.router.routes.append(Route("/mcp", endpoint=mcp_app))
     return app

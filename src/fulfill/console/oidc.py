@@ -33,17 +33,12 @@ from authlib.integrations.starlette_client import OAuth
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from joserfc.errors import ClaimError, ExpiredTokenError, InvalidKeyIdError, JoseError
-from starlette.middleware.sessions import SessionMiddleware
 
 from fulfill.api.problems import ApiProblem
 from fulfill.config import Settings
+from fulfill.console.session import TOKEN_KEY, log_in
 from fulfill.tokens import ASYMMETRIC_ALGORITHMS, TokenError, TokenVerifier
 
-SESSION_COOKIE = "fulfill_console"
-SESSION_PATH = "/console"
-# A console session lasts at most this long; the bearer inside it usually expires sooner.
-SESSION_MAX_AGE_SECONDS = 8 * 3600
-SESSION_TOKEN_KEY = "token"  # noqa: S105 - the session key that holds the bearer, not a secret
 CONSOLE_HOME = "/console/"
 LOGIN_PATH = "/console/login/oidc"
 CALLBACK_PATH = "/console/auth/callback"
@@ -375,22 +370,21 @@ async def callback(request: Request) -> Response:
         bearer = await _login(request).finish(request)
     except LoginFailed as failure:
         return _failed("login callback", failure)
-    request.session.clear()
-    request.session[SESSION_TOKEN_KEY] = bearer
+    log_in(request, bearer)
     return RedirectResponse(CONSOLE_HOME, status_code=303, headers={"Cache-Control": "no-store"})
 
 
-@router.get("/console/logout")
-async def logout(request: Request) -> Response:
-    request.session.clear()
-    target = await _login(request).logout_url(request)
-    return RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
+def configured_login(request: Request) -> OidcLogin | None:
+    """The OIDC login of this service, or None when FULFILL_OIDC_ISSUER is not set (the
+    console's logout asks it where to send the browser afterwards)."""
+    login: OidcLogin | None = getattr(request.app.state, "oidc_login", None)
+    return login
 
 
 @router.get("/console/session")
 async def session(request: Request) -> JSONResponse:
     """Who is signed in to the console: the subject, tenant and scopes of the session's bearer."""
-    token = request.session.get(SESSION_TOKEN_KEY)
+    token = request.session.get(TOKEN_KEY)
     if not isinstance(token, str) or not token:
         raise ApiProblem(
             401, "not signed in to the console", slug="unauthorized", code="CONSOLE_NOT_SIGNED_IN"
@@ -412,25 +406,9 @@ async def session(request: Request) -> JSONResponse:
     )
 
 
-def add_session_middleware(app: FastAPI, settings: Settings) -> None:
-    """The console's signed session cookie: HttpOnly, SameSite=Lax, Secure unless the console is
-    served over plain http (dev mode or FULFILL_CONSOLE_PLAIN_HTTP), scoped to /console."""
-    secret = settings.console_session_secret.get_secret_value() or secrets.token_urlsafe(32)
-    app.add_middleware(
-        SessionMiddleware,
-        secret_key=secret,
-        session_cookie=SESSION_COOKIE,
-        max_age=SESSION_MAX_AGE_SECONDS,
-        path=SESSION_PATH,
-        same_site="lax",
-        https_only=not (settings.auth_mode == "dev" or settings.console_plain_http),
-    )
-
-
 def install(app: FastAPI, settings: Settings) -> None:
-    """With FULFILL_OIDC_ISSUER set: the session cookie and the OIDC login routes."""
+    """With FULFILL_OIDC_ISSUER set: the OIDC login routes (the console installs the session)."""
     if not settings.oidc_issuer:
         return
-    add_session_middleware(app, settings)
     app.state.oidc_login = OidcLogin.from_settings(settings)
     app.include_router(router)

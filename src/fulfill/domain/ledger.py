@@ -130,3 +130,31 @@ def unknown_outcome_entry(outcome: ActionOutcomeV1) -> LedgerEntry:
             ),
         },
     )
+
+
+KILL_SWITCH_CHANGED = "KILL_SWITCH_CHANGED"
+# The ledger's "intent" column of kill-switch changes: a name no intent id can have (intent ids
+# never contain '/'), so a change never shows up in an execution's timeline.
+GLOBAL_SWITCHES_SUBJECT = "kill-switches/global"
+TENANT_SWITCHES_SUBJECT = "kill-switches/tenant"
+# The tenant column of changes to the global switches, which belong to no tenant.
+PLATFORM_LEDGER_TENANT = ""
+
+
+def kill_switch_entry(
+    *, tenant_id: str | None, revision: int, timestamp: str, changed_by: str, switches: dict[str, Any]
+) -> LedgerEntry:
+    """Who changed a set of kill switches, when, and to what: one entry per stored revision.
+
+    ``tenant_id`` None: the global switches (platform scope); else that tenant's own switches.
+    """
+    return ledger_entry(
+        event_type=KILL_SWITCH_CHANGED,
+        timestamp=timestamp,
+        tenant_id=PLATFORM_LEDGER_TENANT if tenant_id is None else tenant_id,
+        account_id="",
+        action_intent_id=GLOBAL_SWITCHES_SUBJECT if tenant_id is None else TENANT_SWITCHES_SUBJECT,
+        attempt=revision,
+        trace_id="",
+        data={"scope": "global" if tenant_id is None else "tenant", "changed_by": changed_by, **switches},
+    )

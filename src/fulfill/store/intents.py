@@ -195,3 +195,34 @@ def list_account_executions(
             )
         )
     return listed
+
+
+def list_pending_approval(
+    conn: Connection, *, tenant_id: str, account_ids: frozenset[str] | None, limit: int
+) -> list[ActionIntentV1]:
+    """A tenant's intents waiting for approval (expired ones included), newest first; only the
+    given accounts when ``account_ids`` is a set."""
+    query = (
+        select(action_intents.c.document)
+        .where(
+            action_intents.c.tenant_id == tenant_id,
+            action_intents.c.approval_status == ApprovalStatus.PENDING_APPROVAL.value,
+        )
+        .order_by(action_intents.c.created_at.desc(), action_intents.c.action_intent_id.desc())
+        .limit(limit)
+    )
+    if account_ids is not None:
+        query = query.where(action_intents.c.account_id.in_(sorted(account_ids)))
+    return [ActionIntentV1.model_validate(row.document) for row in conn.execute(query).all()]
+
+
+def list_accounts(conn: Connection, *, tenant_id: str, limit: int) -> list[str]:
+    """The accounts of a tenant that have intents, in name order (at most ``limit``)."""
+    query = (
+        select(action_intents.c.account_id)
+        .where(action_intents.c.tenant_id == tenant_id)
+        .distinct()
+        .order_by(action_intents.c.account_id)
+        .limit(limit)
+    )
+    return [row.account_id for row in conn.execute(query).all()]

@@ -5,10 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Connection
 
-from fulfill.domain.models import ActionType, GlobalExecutionConfig, TenantExecutionConfig
+from fulfill.domain.ledger import GLOBAL_SWITCHES_SUBJECT, PLATFORM_LEDGER_TENANT, TENANT_SWITCHES_SUBJECT
+from fulfill.domain.ledger import kill_switch_entry as _kill_switch_entry
+from fulfill.domain.models import ActionType, GlobalExecutionConfig, LedgerEntry, TenantExecutionConfig
 from fulfill.engine.runtime import Runtime
-from fulfill.store import killswitches
+from fulfill.store import executions, killswitches
 from fulfill.tokens import Principal
 from fulfill.usecases.errors import NotFound
 
@@ -79,17 +82,73 @@ def get_kill_switches(rt: Runtime) -> KillSwitches:
         return _global_answer(killswitches.get_global(conn))
 
 
-def put_kill_switches(rt: Runtime, body: KillSwitches) -> KillSwitches:
-    """Store the switches in the body (its ``revision`` and ``updated_at`` are ignored)."""
+def put_kill_switches(rt: Runtime, body: KillSwitches, *, changed_by: str) -> KillSwitches:
+    """Store the switches in the body (its ``revision`` and ``updated_at`` are ignored), and who
+    changed them in the ledger."""
     with rt.db.write() as conn:
-        stored = killswitches.put_global(
+        stored = store_global(
             conn,
             GlobalExecutionConfig(
                 global_stop=body.global_stop, disabled_action_types=body.disabled_action_types
             ),
             now=rt.clock.now_iso(),
+            changed_by=changed_by,
         )
     return _global_answer(stored)
+
+
+def store_global(
+    conn: Connection, config: GlobalExecutionConfig, *, now: str, changed_by: str
+) -> killswitches.StoredGlobalConfig:
+    """Write the global switches and a ``KILL_SWITCH_CHANGED`` ledger entry in one transaction."""
+    stored = killswitches.put_global(conn, config, now=now)
+    executions.append_ledger(
+        conn,
+        _kill_switch_entry(
+            tenant_id=None,
+            revision=stored.revision,
+            timestamp=now,
+            changed_by=changed_by,
+            switches={
+                "global_stop": stored.global_stop,
+                "disabled_action_types": stored.disabled_action_types,
+            },
+        ),
+    )
+    return stored
+
+
+def store_tenant(
+    conn: Connection, config: TenantExecutionConfig, *, now: str, changed_by: str
+) -> killswitches.StoredTenantConfig:
+    """Write a tenant's switches and a ``KILL_SWITCH_CHANGED`` ledger entry in one transaction."""
+    stored = killswitches.put_tenant(conn, config, now=now)
+    executions.append_ledger(
+        conn,
+        _kill_switch_entry(
+            tenant_id=config.tenant_id,
+            revision=stored.revision,
+            timestamp=now,
+            changed_by=changed_by,
+            switches={
+                "execution_enabled": stored.execution_enabled,
+                "disabled_action_types": stored.disabled_action_types,
+            },
+        ),
+    )
+    return stored
+
+
+def kill_switch_history(rt: Runtime, tenant_id: str | None, *, limit: int = 20) -> list[LedgerEntry]:
+    """The latest changes (newest first) of the global switches (``tenant_id`` None) or of one
+    tenant's. Callers check the scope: the global history needs ``platform:admin``, a tenant's
+    ``admin`` of that tenant."""
+    with rt.db.read() as conn:
+        if tenant_id is None:
+            entries = executions.list_ledger(conn, PLATFORM_LEDGER_TENANT, GLOBAL_SWITCHES_SUBJECT)
+        else:
+            entries = executions.list_ledger(conn, tenant_id, TENANT_SWITCHES_SUBJECT)
+    return list(reversed(entries))[:limit]
 
 
 def _own_tenant(principal: Principal, tenant_id: str) -> None:
@@ -106,10 +165,11 @@ def get_tenant_execution(rt: Runtime, principal: Principal, tenant_id: str) -> T
 def put_tenant_execution(
     rt: Runtime, principal: Principal, tenant_id: str, body: TenantExecution
 ) -> TenantExecution:
-    """Store the tenant's switches in the body (its ``revision`` and ``updated_at`` are ignored)."""
+    """Store the tenant's switches in the body (its ``revision`` and ``updated_at`` are ignored),
+    and who changed them in the ledger."""
     _own_tenant(principal, tenant_id)
     with rt.db.write() as conn:
-        stored = killswitches.put_tenant(
+        stored = store_tenant(
             conn,
             TenantExecutionConfig(
                 tenant_id=tenant_id,
@@ -117,5 +177,6 @@ def put_tenant_execution(
                 disabled_action_types=body.disabled_action_types,
             ),
             now=rt.clock.now_iso(),
+            changed_by=principal.subject,
         )
     return _tenant_answer(stored)

@@ -80,6 +80,11 @@ def _intent_for(
     return intent
 
 
+def execution_intent(rt: Runtime, principal: Principal, action_intent_id: str) -> ActionIntentV1:
+    """The intent behind an execution, under the same rules as its status (404, 403)."""
+    return _intent_for(rt, principal, action_intent_id, None)
+
+
 def execution_status(
     rt: Runtime, principal: Principal, action_intent_id: str, account_id: str | None = None
 ) -> ExecutionStatusView:

@@ -260,7 +260,39 @@ def get_intent(rt: Runtime, principal: Principal, action_intent_id: str) -> Acti
     return intent
 
 
-def approve_intent(rt: Runtime, principal: Principal, action_intent_id: str) -> ApprovalChange:
+MAX_COMMENT_LENGTH = 500
+PENDING_LISTING_LIMIT = 200
+
+
+def list_pending_approval(
+    rt: Runtime, principal: Principal, *, limit: int = PENDING_LISTING_LIMIT
+) -> list[ActionIntentV1]:
+    """The token's tenant's intents waiting for approval, newest first, only of the accounts the
+    token may access; expired ones are included (they can no longer be approved)."""
+    with rt.db.read() as conn:
+        return intents.list_pending_approval(
+            conn, tenant_id=principal.tenant_id, account_ids=principal.account_ids, limit=limit
+        )
+
+
+def list_accounts(rt: Runtime, principal: Principal, *, limit: int = PENDING_LISTING_LIMIT) -> list[str]:
+    """The accounts of the token's tenant that have intents and that the token may access."""
+    with rt.db.read() as conn:
+        accounts = intents.list_accounts(conn, tenant_id=principal.tenant_id, limit=limit)
+    return [account for account in accounts if principal.may_access_account(account)]
+
+
+def _checked_comment(comment: str | None) -> str | None:
+    if comment is None or not comment.strip():
+        return None
+    if len(comment) > MAX_COMMENT_LENGTH:
+        raise Invalid(f"the comment is longer than {MAX_COMMENT_LENGTH} characters", code="COMMENT_TOO_LONG")
+    return comment.strip()
+
+
+def approve_intent(
+    rt: Runtime, principal: Principal, action_intent_id: str, *, comment: str | None = None
+) -> ApprovalChange:
     """PENDING_APPROVAL → APPROVED, and the execution lock (a QUEUED attempt) in the same transaction.
 
     This is what the ACTION_APPROVED intake does for an event, done where the approval is
@@ -269,6 +301,7 @@ def approve_intent(rt: Runtime, principal: Principal, action_intent_id: str) -> 
     ``intents:approve``, every scope in the pinned registry version's ``required_scopes`` (403
     ``MISSING_APPROVAL_SCOPE`` otherwise, even for a repeat).
     """
+    comment = _checked_comment(comment)
     intent = get_intent(rt, principal, action_intent_id)
     _require_approval_scopes(principal, _pinned_entry(rt, intent))
     if intent.approval_status is ApprovalStatus.APPROVED:
@@ -288,7 +321,7 @@ def approve_intent(rt: Runtime, principal: Principal, action_intent_id: str) -> 
             now=iso_from_epoch(now),
             approved_by=principal.subject,
         )
-        _append_approved(conn, approved, imported=False)
+        _append_approved(conn, approved, imported=False, comment=comment)
         attempt, taken = take_execution_lock(conn, approved, now)
     start_if_queued(
         attempt, taken, request_for(attempt, approval_source=ApprovalSource.HUMAN, auto_executed=False)
@@ -296,8 +329,11 @@ def approve_intent(rt: Runtime, principal: Principal, action_intent_id: str) -> 
     return ApprovalChange(action_intent_id=action_intent_id, approval_status=ApprovalStatus.APPROVED)
 
 
-def reject_intent(rt: Runtime, principal: Principal, action_intent_id: str) -> ApprovalChange:
+def reject_intent(
+    rt: Runtime, principal: Principal, action_intent_id: str, *, comment: str | None = None
+) -> ApprovalChange:
     """PENDING_APPROVAL → REJECTED. An approved intent is stopped with cancel, not reject."""
+    comment = _checked_comment(comment)
     intent = get_intent(rt, principal, action_intent_id)
     if intent.approval_status is ApprovalStatus.REJECTED:
         return ApprovalChange(action_intent_id=action_intent_id, approval_status=ApprovalStatus.REJECTED)
@@ -313,7 +349,7 @@ def reject_intent(rt: Runtime, principal: Principal, action_intent_id: str) -> A
             now=rt.clock.now_iso(),
             execution_status=ExecutionStatus.CANCELLED,
         )
-        _append_decision(conn, rejected, "INTENT_REJECTED", principal.subject)
+        _append_decision(conn, rejected, "INTENT_REJECTED", principal.subject, comment=comment)
     return ApprovalChange(action_intent_id=action_intent_id, approval_status=ApprovalStatus.REJECTED)
 
 
@@ -389,7 +425,12 @@ def _transition(conn: Any, intent: ActionIntentV1, **change: Any) -> ActionInten
     return moved
 
 
-def _append_decision(conn: Any, intent: ActionIntentV1, event_type: str, decided_by: str) -> None:
+def _append_decision(
+    conn: Any, intent: ActionIntentV1, event_type: str, decided_by: str, *, comment: str | None = None
+) -> None:
+    data: dict[str, Any] = {"action_intent_id": intent.action_intent_id, "decided_by": decided_by}
+    if comment is not None:
+        data["comment"] = comment
     executions.append_ledger(
         conn,
         ledger_entry(
@@ -400,12 +441,22 @@ def _append_decision(conn: Any, intent: ActionIntentV1, event_type: str, decided
             action_intent_id=intent.action_intent_id,
             attempt=0,
             trace_id=intent.trace_id,
-            data={"action_intent_id": intent.action_intent_id, "decided_by": decided_by},
+            data=data,
         ),
     )
 
 
-def _append_approved(conn: Any, intent: ActionIntentV1, *, imported: bool) -> None:
+def _append_approved(
+    conn: Any, intent: ActionIntentV1, *, imported: bool, comment: str | None = None
+) -> None:
+    data: dict[str, Any] = {
+        "action_intent_id": intent.action_intent_id,
+        "approved_by": intent.approved_by,
+        "decision_id": intent.original_decision_id,
+        "imported": imported,
+    }
+    if comment is not None:
+        data["comment"] = comment
     executions.append_ledger(
         conn,
         ledger_entry(
@@ -416,11 +467,6 @@ def _append_approved(conn: Any, intent: ActionIntentV1, *, imported: bool) -> No
             action_intent_id=intent.action_intent_id,
             attempt=0,
             trace_id=intent.trace_id,
-            data={
-                "action_intent_id": intent.action_intent_id,
-                "approved_by": intent.approved_by,
-                "decision_id": intent.original_decision_id,
-                "imported": imported,
-            },
+            data=data,
         ),
     )

@@ -1,0 +1,198 @@
+"""What the console shows people: errors in plain words, timeline steps, parameters.
+
+Pure functions of the API's own values (error classes and codes, ledger entries); no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from fulfill.domain.models import TERMINAL_STATUSES, ExecutionStatus
+
+_CLASS_WORDS = {
+    "AUTH": "The target system refused fulfill's credentials. Check the connector's credential "
+    "(it may have expired or lost a permission), then rerun.",
+    "RATE_LIMIT": "The target system asked fulfill to slow down, and the retries ran out. It usually "
+    "passes on its own; rerun later or lower the connector's rate limit.",
+    "VALIDATION": "The request was refused as invalid: a parameter, the registry mapping or the "
+    "intent itself is wrong. Rerunning the same intent will fail again; fix the cause first.",
+    "DOWNSTREAM": "The target system failed or could not be reached, and the retries ran out. "
+    "Check that it is up, then rerun.",
+    "TIMEOUT": "The call took longer than the execution's time budget allowed.",
+    "UNKNOWN": "Something unexpected failed; the error code below says what.",
+}
+
+_CODE_WORDS = {
+    "KILL_SWITCH_ENABLED": "A kill switch stopped this execution before its tool call: nothing was written.",
+    "INTENT_EXPIRED": "The intent expired before it could run.",
+    "EXECUTION_TIMEOUT": "The execution's time budget ran out before the tool answered.",
+    "TOOL_MAPPING_NOT_FOUND": "The registry has no mapping for this action type and version.",
+    "UNKNOWN_OUTCOME": "The call reached a target that does not deduplicate and its answer was "
+    "lost: check the target for a write with this execution's idempotency key before any rerun.",
+    "INTENT_CANCELLED": "Someone cancelled the intent.",
+    "CONNECTOR_UNAVAILABLE": "The connector's circuit was open or it could not be reached.",
+    "INVALID_PARAMETERS": "The parameters do not fit the tool's input schema.",
+    "INVALID_PARAMETER_TYPE": "A parameter has the wrong type for its tool argument.",
+    "STORE_UNAVAILABLE": "The database could not be reached while the execution ran.",
+}
+
+
+def explain_error(error_class: str | None, error_code: str | None) -> str:
+    """A sentence or two a person can act on: what the code means when it is a well-known one,
+    else what its class means."""
+    if error_code and error_code in _CODE_WORDS:
+        return _CODE_WORDS[error_code]
+    if error_class and error_class in _CLASS_WORDS:
+        return _CLASS_WORDS[error_class]
+    return "The execution failed."
+
+
+STATUS_SYMBOLS = {
+    "PENDING": "◷",
+    "RUNNING": "▶",
+    "SUCCEEDED": "✓",
+    "FAILED": "✗",
+    "CANCELLED": "■",
+    "EXPIRED": "⌛",
+}
+
+
+def is_terminal(status: str) -> bool:
+    return status in {s.value for s in TERMINAL_STATUSES}
+
+
+@dataclass(frozen=True)
+class Link:
+    text: str
+    url: str | None
+
+
+@dataclass(frozen=True)
+class Step:
+    """One line of an execution's timeline."""
+
+    kind: str  # approval | start | rerun | tool | outcome | signal | compensation | decision | other
+    title: str
+    timestamp: str
+    attempt: int
+    details: list[str] = field(default_factory=list)
+    links: list[Link] = field(default_factory=list)
+    error: str | None = None
+    status: str | None = None
+
+
+_OUTCOME_TYPES = {
+    "ACTION_EXECUTED": ExecutionStatus.SUCCEEDED,
+    "ACTION_FAILED": ExecutionStatus.FAILED,
+    "EXECUTION_CANCELLED": ExecutionStatus.CANCELLED,
+    "EXECUTION_EXPIRED": ExecutionStatus.EXPIRED,
+}
+
+
+def timeline_steps(entries: list[dict[str, Any]]) -> list[Step]:
+    """The ledger entries of one execution (oldest first) as the steps a person reads:
+    approval → start → each attempt → tool call with its external objects → outcome → signal."""
+    steps: list[Step] = []
+    for entry in entries:
+        steps.extend(_steps_of(entry))
+    return steps
+
+
+def _refs(data: dict[str, Any]) -> list[Link]:
+    links = []
+    for ref in data.get("external_object_refs") or []:
+        if isinstance(ref, dict):
+            text = f"{ref.get('system', '')} {ref.get('object_type', '')} {ref.get('object_id', '')}".strip()
+            url = ref.get("object_url")
+            links.append(Link(text=text, url=url if isinstance(url, str) and _is_web(url) else None))
+    return links
+
+
+def _is_web(url: str) -> bool:
+    return url.startswith(("https://", "http://"))
+
+
+def _steps_of(entry: dict[str, Any]) -> list[Step]:
+    event = str(entry.get("event_type", ""))
+    data = entry.get("data") or {}
+    ts = str(entry.get("timestamp", ""))
+    attempt = int(entry.get("attempt", 0))
+    comment = data.get("comment")
+    if event == "ACTION_APPROVED":
+        details = [f"by {data.get('approved_by') or 'an upstream decision'}"]
+        if data.get("imported"):
+            details.append("imported as already approved")
+        if comment:
+            details.append(f"comment: {comment}")
+        return [Step("approval", "Approved", ts, attempt, details)]
+    if event in ("INTENT_REJECTED", "INTENT_CANCELLED"):
+        details = [f"by {data.get('decided_by', '')}"]
+        if comment:
+            details.append(f"comment: {comment}")
+        title = "Rejected" if event == "INTENT_REJECTED" else "Cancelled"
+        return [Step("decision", title, ts, attempt, details)]
+    if event == "EXECUTION_STARTED":
+        return [Step("start", "Execution started", ts, attempt)]
+    if event in ("RERUN_REQUESTED", "RERUN_STARTED"):
+        details = [str(data["reason"])] if data.get("reason") else []
+        title = "Rerun requested" if event == "RERUN_REQUESTED" else "Rerun started"
+        return [Step("rerun", title, ts, attempt, details)]
+    if event in _OUTCOME_TYPES:
+        status = _OUTCOME_TYPES[event].value
+        steps = []
+        tool = data.get("tool_name")
+        if tool:
+            steps.append(
+                Step(
+                    "tool",
+                    f"Tool call {tool}",
+                    ts,
+                    attempt,
+                    [f"registry version {data.get('registry_version')}"],
+                    links=_refs(data),
+                )
+            )
+        error = None
+        details = []
+        if data.get("error_code") or data.get("error_class"):
+            error = explain_error(data.get("error_class"), data.get("error_code"))
+            details.append(f"{data.get('error_class') or ''} {data.get('error_code') or ''}".strip())
+            if data.get("error_message"):
+                details.append(str(data["error_message"]))
+        steps.append(Step("outcome", f"Outcome: {status}", ts, attempt, details, error=error, status=status))
+        return steps
+    if event == "OUTCOME_UNKNOWN":
+        return [
+            Step(
+                "outcome",
+                "Outcome unknown: check the target",
+                ts,
+                attempt,
+                [str(data.get("action", "")), f"idempotency key {data.get('idempotency_key', '')}"],
+                error=explain_error(None, "UNKNOWN_OUTCOME"),
+            )
+        ]
+    if event == "SIGNAL":
+        return [Step("signal", f"Signal {data.get('signalType', '')}", ts, attempt)]
+    if event.startswith("COMPENSATION") or event == "NOTHING_TO_COMPENSATE":
+        return [Step("compensation", event.replace("_", " ").capitalize(), ts, attempt)]
+    if event == "EVENT_REJECTED":
+        return [Step("other", "An ACTION_APPROVED event was refused", ts, attempt, [_short(data)])]
+    return [Step("other", event.replace("_", " ").capitalize(), ts, attempt, [_short(data)])]
+
+
+def _short(data: dict[str, Any]) -> str:
+    text = json.dumps(data, sort_keys=True, default=str)
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def parameter_rows(parameters: dict[str, Any]) -> list[tuple[str, str]]:
+    """Parameters as (name, value) pairs to show: strings as they are, other values as JSON."""
+    rows = []
+    for name in sorted(parameters):
+        value = parameters[name]
+        shown = value if isinstance(value, str) else json.dumps(value, indent=2, sort_keys=True, default=str)
+        rows.append((name, shown))
+    return rows

@@ -1,0 +1,587 @@
+"""The console's pages and form posts, at ``/console``.
+
+Every page reads through the same use cases as the API, as the signed-in user's token: the
+tenant is the token's, scopes decide which buttons a page shows, and every POST checks its CSRF
+token and then the scope again (a forged form gets 403, never a change). A use case's refusal is
+shown as a readable page with the API's status code, never a 500.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote, urlencode
+
+import anyio
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError
+
+from fulfill import metrics
+from fulfill.api.auth import (
+    SCOPE_ADMIN,
+    SCOPE_EVENTS_WRITE,
+    SCOPE_EXECUTIONS_READ,
+    SCOPE_INTENTS_APPROVE,
+    SCOPE_INTENTS_READ,
+    SCOPE_INTENTS_WRITE,
+    SCOPE_PLATFORM_ADMIN,
+)
+from fulfill.config import Settings
+from fulfill.console import oidc, present
+from fulfill.console.session import (
+    CSRF_FIELD,
+    csrf_ok,
+    csrf_token,
+    current_principal,
+    install_sessions,
+    is_dev_mode,
+    log_in,
+)
+from fulfill.domain.expiry import is_expired
+from fulfill.domain.models import ActionIntentV1, ApprovalStatus
+from fulfill.engine.runtime import Runtime
+from fulfill.tokens import Principal, TokenError, TokenVerifier, mint_token
+from fulfill.usecases import admin, connectors, executions, intents, registry
+from fulfill.usecases.admin import KillSwitches, TenantExecution
+from fulfill.usecases.errors import UseCaseError
+
+_HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=str(_HERE / "templates"))
+router = APIRouter(prefix="/console", include_in_schema=False)
+
+_ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
+_STATUS_OF_KIND = {"not-found": 404, "conflict": 409, "forbidden": 403, "invalid": 422, "bad-request": 400}
+# Scopes the dev login offers (all of them are the API's own).
+DEV_SCOPES = (
+    SCOPE_INTENTS_READ,
+    SCOPE_INTENTS_APPROVE,
+    SCOPE_INTENTS_WRITE,
+    SCOPE_EXECUTIONS_READ,
+    SCOPE_EVENTS_WRITE,
+    SCOPE_ADMIN,
+    SCOPE_PLATFORM_ADMIN,
+)
+DEV_TOKEN_TTL_SECONDS = 3600
+MAX_FORM_FIELD = 2000
+# Every page: only this service's scripts and styles, never inside another site's frame (a
+# one-click stop must not be clickable through someone else's page), never cached.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+class Refused(Exception):
+    """A request the console answers with a page explaining why (status, message)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def install_console(app: FastAPI, settings: Settings) -> None:
+    """Serve the console at ``/console``: sessions, pages and its static files (no CDN)."""
+    app.state.console_enabled = install_sessions(app, settings)
+    app.include_router(router)
+    app.mount("/console/static", StaticFiles(directory=str(_HERE / "static")), name="console-static")
+
+
+# --- plumbing ----------------------------------------------------------------------------------
+
+
+def _runtime(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
+def _settings(request: Request) -> Settings:
+    return _runtime(request).settings
+
+
+def _verifier(request: Request) -> TokenVerifier:
+    verifier: TokenVerifier = request.app.state.token_verifier
+    return verifier
+
+
+def _render(
+    request: Request,
+    template: str,
+    principal: Principal | None,
+    status_code: int = 200,
+    **context: Any,
+) -> HTMLResponse:
+    flash = request.session.pop("flash", None) if principal is not None else None
+    response = templates.TemplateResponse(
+        request,
+        template,
+        {
+            "principal": principal,
+            "csrf": csrf_token(request),
+            "csrf_field": CSRF_FIELD,
+            "flash": flash,
+            "can": (lambda scope: principal is not None and principal.has_scope(scope)),
+            "dev_mode": is_dev_mode(_settings(request)),
+            **context,
+        },
+        status_code=status_code,
+    )
+    response.headers.update(PAGE_HEADERS)
+    return response
+
+
+def _refusal(request: Request, principal: Principal | None, status: int, message: str) -> HTMLResponse:
+    return _render(request, "error.html", principal, status_code=status, message=message)
+
+
+def _to_login(request: Request) -> Response:
+    if request.headers.get("HX-Request"):
+        return Response(status_code=200, headers={"HX-Redirect": "/console/login"})
+    wanted = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/console/login?next={quote(wanted)}", status_code=303)
+
+
+def _safe_next(raw: str | None) -> str:
+    """Only a console path of this service (never another site) to go to after login."""
+    if raw and raw.startswith("/console/") and not raw.startswith("//") and "\\" not in raw:
+        return raw
+    return "/console/"
+
+
+async def _form(request: Request) -> dict[str, list[str]]:
+    """An urlencoded form (the only kind the console's forms send); other bodies are refused."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    raw = await request.body()
+    if not raw and not content_type:
+        return {}  # an empty form (then refused for its missing CSRF token)
+    if content_type != "application/x-www-form-urlencoded":
+        raise Refused(415, "This form must be sent as application/x-www-form-urlencoded.")
+    body = raw.decode("utf-8", errors="replace")
+    form = parse_qs(body, keep_blank_values=True, max_num_fields=500)
+    if any(len(value) > MAX_FORM_FIELD for values in form.values() for value in values):
+        raise Refused(422, f"A form field is longer than {MAX_FORM_FIELD} characters.")
+    return form
+
+
+def _one(form: dict[str, list[str]], name: str) -> str:
+    values = form.get(name, [])
+    return values[0] if values else ""
+
+
+Form = dict[str, list[str]]
+NO_FORM: Form = {}
+
+
+async def _guarded(
+    request: Request, page: Callable[[Principal, Form], Response], *, post_scope: str | None = None
+) -> Response:
+    """Run a page for the signed-in user, in a worker thread (the use cases block on the
+    database, as the API's routes do). No user, or one whose token stopped being valid: back to
+    the login page. For a POST (``post_scope`` given), the form's CSRF token must match the
+    session's and the user must hold the scope (``"admin|platform:admin"``: either), else 403.
+    A refusal becomes a readable page with the API's status code."""
+    if not request.app.state.console_enabled:
+        return HTMLResponse(
+            "The console is not configured: set FULFILL_CONSOLE_SESSION_SECRET.", status_code=503
+        )
+    principal = await anyio.to_thread.run_sync(current_principal, request, _verifier(request))
+    if principal is None:
+        return _to_login(request)
+    try:
+        form = NO_FORM
+        if post_scope is not None:
+            form = await _form(request)
+            if not csrf_ok(request, form):
+                raise Refused(
+                    403, "The form's security token is missing or out of date. Reload the page and try again."
+                )
+            if post_scope and not any(principal.has_scope(s) for s in post_scope.split("|")):
+                raise Refused(403, f"Your sign-in lacks the scope '{post_scope}' this action needs.")
+        return await anyio.to_thread.run_sync(page, principal, form)
+    except Refused as exc:
+        return _refusal(request, principal, exc.status, exc.message)
+    except UseCaseError as exc:
+        return _refusal(request, principal, _STATUS_OF_KIND.get(exc.kind, 422), exc.message)
+
+
+def _require(principal: Principal, *scopes: str) -> None:
+    if not any(principal.has_scope(scope) for scope in scopes):
+        raise Refused(403, f"Your sign-in lacks the scope '{' or '.join(scopes)}' this page needs.")
+
+
+def _checked_id(value: str) -> str:
+    if not _ID.match(value):
+        raise Refused(404, "No such intent.")
+    return value
+
+
+# --- login ------------------------------------------------------------------------------------
+
+
+@router.get("")
+def console_root() -> Response:
+    return RedirectResponse("/console/", status_code=307)
+
+
+@router.get("/")
+async def home(request: Request) -> Response:
+    def page(principal: Principal, _form: Form) -> Response:
+        if principal.has_scope(SCOPE_INTENTS_READ):
+            return RedirectResponse("/console/approvals", status_code=303)
+        if principal.has_scope(SCOPE_EXECUTIONS_READ):
+            return RedirectResponse("/console/executions", status_code=303)
+        if principal.has_scope(SCOPE_ADMIN) or principal.has_scope(SCOPE_PLATFORM_ADMIN):
+            return RedirectResponse("/console/kill-switches", status_code=303)
+        return _render(request, "error.html", principal, message="Your sign-in grants no console scope.")
+
+    return await _guarded(request, page)
+
+
+def _login_page(request: Request, status_code: int = 200, message: str | None = None) -> HTMLResponse:
+    settings = _settings(request)
+    return _render(
+        request,
+        "login.html",
+        None,
+        status_code=status_code,
+        message=message,
+        oidc=bool(getattr(settings, "oidc_issuer", "")),
+        dev_scopes=DEV_SCOPES,
+        next=_safe_next(request.query_params.get("next")),
+    )
+
+
+@router.get("/login")
+def login_page(request: Request) -> Response:
+    if not request.app.state.console_enabled:
+        return HTMLResponse(
+            "The console is not configured: set FULFILL_CONSOLE_SESSION_SECRET.", status_code=503
+        )
+    return _login_page(request)
+
+
+@router.post("/login")
+async def dev_login(request: Request) -> Response:
+    """Dev mode only: mint a short-lived dev token for the chosen tenant, subject and scopes."""
+    settings = _settings(request)
+    if not is_dev_mode(settings) or not request.app.state.console_enabled:
+        return _refusal(request, None, 404, "The local login exists in dev mode only.")
+    try:
+        form = await _form(request)
+    except Refused as exc:
+        return _refusal(request, None, exc.status, exc.message)
+    if not csrf_ok(request, form):
+        return _login_page(request, 403, "The form's security token is missing or out of date. Try again.")
+    tenant, subject = _one(form, "tenant").strip(), _one(form, "subject").strip()
+    scopes = [scope for scope in form.get("scopes", []) if scope in DEV_SCOPES]
+    accounts = [a.strip() for a in _one(form, "account_ids").split(",") if a.strip()]
+    if not _ID.match(tenant) or not subject or len(subject) > 128:
+        return _login_page(
+            request, 422, "Give a tenant (letters, digits, '_', '.', ':', '@', '-') and a subject."
+        )
+    if any(not _ID.match(account) for account in accounts):
+        return _login_page(request, 422, "Account ids are letters, digits, '_', '.', ':', '@' or '-'.")
+    token = mint_token(
+        settings,
+        tenant_id=tenant,
+        scopes=scopes,
+        subject=subject,
+        account_ids=accounts or None,
+        ttl_seconds=DEV_TOKEN_TTL_SECONDS,
+    )
+    try:
+        _verifier(request).verify(token)
+    except TokenError as exc:  # e.g. a dev deployment that accepts only identity-provider tokens
+        return _login_page(request, 422, f"The service does not accept the dev token: {exc}")
+    log_in(request, token)
+    return RedirectResponse(_safe_next(_one(form, "next")), status_code=303)
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    def page(principal: Principal, _form: Form) -> Response:
+        request.session.clear()
+        return RedirectResponse("/console/login", status_code=303)
+
+    response = await _guarded(request, page, post_scope="")
+    login = oidc.configured_login(request)
+    if response.status_code == 303 and login is not None:
+        # Signed in through the identity provider: end its session too, when it offers that.
+        target = await login.logout_url(request)
+        return RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
+    return response
+
+
+# --- approvals ---------------------------------------------------------------------------------
+
+
+@router.get("/approvals")
+async def approvals(request: Request) -> Response:
+    def page(principal: Principal, _form: Form) -> Response:
+        _require(principal, SCOPE_INTENTS_READ)
+        rt = _runtime(request)
+        now = rt.clock.now()
+        rows = [
+            {
+                "intent": intent,
+                "expired": is_expired(intent.expires_at_epoch, now),
+                "parameters": present.parameter_rows(intent.parameters),
+            }
+            for intent in intents.list_pending_approval(rt, principal)
+        ]
+        return _render(request, "approvals.html", principal, rows=rows, now=now)
+
+    return await _guarded(request, page)
+
+
+@router.post("/intents/{action_intent_id}/approve")
+async def approve(request: Request, action_intent_id: str) -> Response:
+    def page(principal: Principal, form: Form) -> Response:
+        intent_id = _checked_id(action_intent_id)
+        intents.approve_intent(_runtime(request), principal, intent_id, comment=_one(form, "comment"))
+        request.session["flash"] = f"Approved {intent_id}."
+        return RedirectResponse(f"/console/executions/{quote(intent_id)}", status_code=303)
+
+    return await _guarded(request, page, post_scope=SCOPE_INTENTS_APPROVE)
+
+
+@router.post("/intents/{action_intent_id}/reject")
+async def reject(request: Request, action_intent_id: str) -> Response:
+    def page(principal: Principal, form: Form) -> Response:
+        intent_id = _checked_id(action_intent_id)
+        intents.reject_intent(_runtime(request), principal, intent_id, comment=_one(form, "comment"))
+        request.session["flash"] = f"Rejected {intent_id}."
+        return RedirectResponse("/console/approvals", status_code=303)
+
+    return await _guarded(request, page, post_scope=SCOPE_INTENTS_APPROVE)
+
+
+# --- executions ---------------------------------------------------------------------------------
+
+
+@router.get("/executions")
+async def execution_list(request: Request) -> Response:
+    def page(principal: Principal, _form: Form) -> Response:
+        _require(principal, SCOPE_EXECUTIONS_READ)
+        rt = _runtime(request)
+        query = request.query_params
+        accounts = intents.list_accounts(rt, principal)
+        account = query.get("account_id") or (accounts[0] if accounts else "")
+        status_raw = query.get("status") or None
+        next_token = query.get("next_token") or None
+        page_rows = None
+        if account:
+            if not _ID.match(account):
+                raise Refused(400, "An account id is letters, digits, '_', '.', ':', '@' or '-'.")
+            page_rows = executions.list_account_executions(
+                rt,
+                principal,
+                account,
+                limit=25,
+                status=executions.parse_status_filter(status_raw),
+                next_token=next_token,
+            )
+        rows = page_rows.executions if page_rows else []
+        context: dict[str, Any] = {
+            "accounts": accounts,
+            "account": account,
+            "status": status_raw or "",
+            "statuses": list(present.STATUS_SYMBOLS),
+            "rows": rows,
+            "next_url": (
+                "/console/executions?"
+                + urlencode(
+                    {"account_id": account, "status": status_raw or "", "next_token": page_rows.next_token}
+                )
+                if page_rows and page_rows.next_token
+                else None
+            ),
+            "live": any(not present.is_terminal(row.status.value) for row in rows),
+            "self_url": str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""),
+            "symbols": present.STATUS_SYMBOLS,
+        }
+        template = "_execution_rows.html" if request.headers.get("HX-Request") else "executions.html"
+        return _render(request, template, principal, **context)
+
+    return await _guarded(request, page)
+
+
+def _execution_context(request: Request, principal: Principal, intent_id: str) -> dict[str, Any]:
+    rt = _runtime(request)
+    intent: ActionIntentV1 = executions.execution_intent(rt, principal, intent_id)
+    status = executions.execution_status(rt, principal, intent_id)
+    timeline = executions.timeline(rt, principal, intent_id)
+    steps = present.timeline_steps([entry.model_dump() for entry in timeline.entries])
+    error = (
+        present.explain_error(status.error_class.value if status.error_class else None, status.error_code)
+        if status.error_code or status.error_class
+        else None
+    )
+    return {
+        "intent": intent,
+        "status": status,
+        "steps": steps,
+        "error": error,
+        "terminal": present.is_terminal(status.status.value),
+        "symbols": present.STATUS_SYMBOLS,
+        "parameters": present.parameter_rows(intent.parameters),
+        "pending_approval": intent.approval_status is ApprovalStatus.PENDING_APPROVAL,
+        "expired": is_expired(intent.expires_at_epoch, rt.clock.now()),
+    }
+
+
+@router.get("/executions/{action_intent_id}")
+async def execution_page(request: Request, action_intent_id: str) -> Response:
+    def page(principal: Principal, _form: Form) -> Response:
+        _require(principal, SCOPE_EXECUTIONS_READ)
+        context = _execution_context(request, principal, _checked_id(action_intent_id))
+        return _render(request, "timeline.html", principal, **context)
+
+    return await _guarded(request, page)
+
+
+@router.get("/executions/{action_intent_id}/live")
+async def execution_live(request: Request, action_intent_id: str) -> Response:
+    """The status and timeline part of the execution page, polled until the execution ends."""
+
+    def page(principal: Principal, _form: Form) -> Response:
+        _require(principal, SCOPE_EXECUTIONS_READ)
+        context = _execution_context(request, principal, _checked_id(action_intent_id))
+        return _render(request, "_timeline_live.html", principal, **context)
+
+    return await _guarded(request, page)
+
+
+# --- kill switches -----------------------------------------------------------------------------
+
+
+@router.get("/kill-switches")
+async def kill_switches(request: Request) -> Response:
+    def page(principal: Principal, _form: Form) -> Response:
+        _require(principal, SCOPE_ADMIN, SCOPE_PLATFORM_ADMIN)
+        return _render(request, "kill_switches.html", principal, **_switches_context(request, principal))
+
+    return await _guarded(request, page)
+
+
+def _switches_context(request: Request, principal: Principal) -> dict[str, Any]:
+    rt = _runtime(request)
+    context: dict[str, Any] = {
+        "action_types": sorted({entry.action_type for entry in registry.list_versions(rt.db)}),
+        "environment_stop": rt.settings.global_execution_stop,
+    }
+    if principal.has_scope(SCOPE_PLATFORM_ADMIN):
+        context["global_switches"] = admin.get_kill_switches(rt)
+        context["global_history"] = admin.kill_switch_history(rt, None)
+    if principal.has_scope(SCOPE_ADMIN):
+        context["tenant_switches"] = admin.get_tenant_execution(rt, principal, principal.tenant_id)
+        context["tenant_history"] = admin.kill_switch_history(rt, principal.tenant_id)
+    return context
+
+
+def _flag(form: dict[str, list[str]], name: str) -> bool:
+    value = _one(form, name)
+    if value not in ("true", "false"):
+        raise Refused(422, f"The form's '{name}' must be true or false.")
+    return value == "true"
+
+
+@router.post("/kill-switches/global")
+async def set_global(request: Request) -> Response:
+    def page(principal: Principal, form: Form) -> Response:
+        rt = _runtime(request)
+        try:
+            wanted = KillSwitches(
+                global_stop=_flag(form, "global_stop"),
+                disabled_action_types=form.get("disabled_action_types", []),
+            )
+        except ValidationError:
+            raise Refused(422, "An action type is written in capitals, digits and '_'.") from None
+        current = admin.get_kill_switches(rt)
+        stops_more = (wanted.global_stop and not current.global_stop) or bool(
+            set(wanted.disabled_action_types) - set(current.disabled_action_types)
+        )
+        if stops_more and _one(form, "confirmed") != "yes":
+            return _confirm(
+                request, principal, "/console/kill-switches/global", form, _describe_global(wanted)
+            )
+        admin.put_kill_switches(rt, wanted, changed_by=principal.subject)
+        request.session["flash"] = "Global switches saved: " + _describe_global(wanted)
+        return RedirectResponse("/console/kill-switches", status_code=303)
+
+    return await _guarded(request, page, post_scope=SCOPE_PLATFORM_ADMIN)
+
+
+@router.post("/kill-switches/tenant")
+async def set_tenant(request: Request) -> Response:
+    def page(principal: Principal, form: Form) -> Response:
+        rt = _runtime(request)
+        try:
+            wanted = TenantExecution(
+                execution_enabled=_flag(form, "execution_enabled"),
+                disabled_action_types=form.get("disabled_action_types", []),
+            )
+        except ValidationError:
+            raise Refused(422, "An action type is written in capitals, digits and '_'.") from None
+        current = admin.get_tenant_execution(rt, principal, principal.tenant_id)
+        stops_more = (current.execution_enabled and not wanted.execution_enabled) or bool(
+            set(wanted.disabled_action_types) - set(current.disabled_action_types)
+        )
+        description = _describe_tenant(principal.tenant_id, wanted)
+        if stops_more and _one(form, "confirmed") != "yes":
+            return _confirm(request, principal, "/console/kill-switches/tenant", form, description)
+        admin.put_tenant_execution(rt, principal, principal.tenant_id, wanted)
+        request.session["flash"] = "Tenant switches saved: " + description
+        return RedirectResponse("/console/kill-switches", status_code=303)
+
+    return await _guarded(request, page, post_scope=SCOPE_ADMIN)
+
+
+def _describe_global(wanted: KillSwitches) -> str:
+    what = "every execution of every tenant STOPPED" if wanted.global_stop else "executions running"
+    if wanted.disabled_action_types:
+        what += "; disabled for all tenants: " + ", ".join(wanted.disabled_action_types)
+    return what
+
+
+def _describe_tenant(tenant_id: str, wanted: TenantExecution) -> str:
+    what = f"tenant {tenant_id}: " + ("running" if wanted.execution_enabled else "every execution STOPPED")
+    if wanted.disabled_action_types:
+        what += "; disabled: " + ", ".join(wanted.disabled_action_types)
+    return what
+
+
+def _confirm(
+    request: Request, principal: Principal, action: str, form: dict[str, list[str]], description: str
+) -> HTMLResponse:
+    fields = [(name, value) for name, values in form.items() if name != CSRF_FIELD for value in values]
+    return _render(request, "confirm.html", principal, action=action, fields=fields, description=description)
+
+
+# --- registry and connectors --------------------------------------------------------------------
+
+
+@router.get("/registry")
+async def registry_page(request: Request) -> Response:
+    def page(principal: Principal, _form: Form) -> Response:
+        _require(principal, SCOPE_PLATFORM_ADMIN)
+        rt = _runtime(request)
+        return _render(
+            request,
+            "registry.html",
+            principal,
+            entries=registry.list_versions(rt.db),
+            connectors=connectors.list_connectors(rt.db, rt.connector_names()),
+            latency=metrics.tool_call_latency_by_connector(),
+        )
+
+    return await _guarded(request, page)
