@@ -10,13 +10,12 @@ from typing import Any
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.exc import OperationalError
 
 from tests.support.harness import Harness, make_settings
 from tests.support.http_doubles import Fault, FaultyProxy, WebhookSink, wait_for
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+from tests.support.metrics import Samples, delta, has, label_values, value
+from tests.support.metrics import scrape as scrape_url
 
 EXECUTION_STEPS = ["StartExecution", "ValidatePreflight", "MapActionToTool", "InvokeTool", "RecordOutcome"]
 COMPENSATION_STEPS = ["BeginCompensation", "InvokeCompensation", "FinishCompensation"]
@@ -25,30 +24,7 @@ TENANT = "tenant-zq7metrics"
 
 
 def scrape(harness: Harness) -> Samples:
-    response = httpx.get(f"{harness.url}/metrics", timeout=10.0)
-    assert response.status_code == 200
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
-    }
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    """A sample's value; 0 when the series does not exist (a counter never incremented)."""
-    return samples.get((name, frozenset(labels.items())), 0.0)
-
-
-def has(samples: Samples, name: str) -> bool:
-    return any(sample_name == name for sample_name, _ in samples)
-
-
-def label_values(samples: Samples) -> set[str]:
-    return {label_value for _, labels in samples for _, label_value in labels}
-
-
-def delta(before: Samples, after: Samples, name: str, **labels: str) -> float:
-    return value(after, name, **labels) - value(before, name, **labels)
+    return scrape_url(harness.url)
 
 
 def _service(tmp_path: Path, **overrides: Any) -> Harness:
