@@ -127,6 +127,13 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=100 * 1_048_576)
 
+    # /metrics: the store gauges (attempts past budget, outbox age, kill switches, connectors) are
+    # read from the database at most once per this many seconds, however often it is scraped.
+    metrics_cache_seconds: float = Field(default=1.0, ge=0, le=60)
+    # Also export per-tenant series (fulfill_tenant_*), with the tenant id as a label value. Off by
+    # default: tenant ids are unbounded and may be sensitive.
+    metrics_tenant_labels: bool = False
+
     log_level: str = "INFO"
     # text: one human-readable line per event; json: one JSON object per line (for collectors).
     log_format: Literal["text", "json"] = "text"

@@ -1,16 +1,30 @@
-"""Prometheus metrics, served at ``/metrics``."""
+"""Prometheus metrics, served at ``/metrics``.
+
+Two kinds. Counters, histograms and in-flight gauges are this process's own: every process (an
+``api`` one, each ``worker``) serves its own ``/metrics``, and a dashboard sums them over
+processes. The store gauges (:class:`SharedStateCollector`) are read from the database at each
+scrape, so every process reports the same values: aggregate them with ``max``, never ``sum``.
+
+Labels are bounded: statuses, error classes, step names and connectors (the namespace of a tool:
+``internal``, ``crm``, a remote target's name; set by configuration, never by a request). No
+intent id ever, and no tenant id unless ``FULFILL_METRICS_TENANT_LABELS`` turns on the
+``fulfill_tenant_*`` families.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from fulfill.domain.flowcontrol import connector_of
+from fulfill.domain.errors import ErrorClass
+from fulfill.domain.ports import ToolCallOutcome
 
 EXECUTIONS = Counter(
     "fulfill_executions_total", "Executions that reached a recorded outcome.", ["status", "error_class"]
@@ -45,6 +59,51 @@ COMPENSATIONS = Counter(
     "Compensation workflows that finished, by result (completed, failed, abandoned).",
     ["result"],
 )
+COMPENSATIONS_ATTEMPTED = Counter(
+    "fulfill_compensations_attempted_total",
+    "Compensations begun, by strategy: automatic (one try of the compensation tool) or manual "
+    "(a person was asked to undo the write).",
+    ["strategy"],
+)
+
+# --- steps ----------------------------------------------------------------------------------------
+# The steps of the execution state machine and of compensation (engine/workflow.py).
+EXECUTION_STEPS = ("StartExecution", "ValidatePreflight", "MapActionToTool", "InvokeTool", "RecordOutcome")
+COMPENSATION_STEPS = ("BeginCompensation", "InvokeCompensation", "FinishCompensation")
+# How one run of a step ended: returned (success), returned a business failure (failure), ended the
+# execution (stopped: kill switch, expiry, cancellation, budget), raised a transient failure the
+# workflow retries (retry), or raised anything else (error).
+STEP_RESULTS = ("success", "failure", "stopped", "retry", "error")
+STEP_SECONDS = Histogram(
+    "fulfill_step_seconds",
+    "Duration of one run of a workflow step (each try of a retried step is one run), by result.",
+    ["step", "result"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+RETRIES = Counter(
+    "fulfill_retries_total",
+    "Retries of a step's tool call after a transient failure, by connector and step.",
+    ["connector", "step"],
+)
+
+# --- connectors -----------------------------------------------------------------------------------
+CONNECTOR_RESULTS = ("success", "retryable_failure", "failure")
+CONNECTOR_CALLS = Counter(
+    "fulfill_connector_calls_total",
+    "Tool calls sent to a connector (executions and compensations), by result.",
+    ["connector", "result"],
+)
+CONNECTOR_CALL_SECONDS = Histogram(
+    "fulfill_connector_call_seconds",
+    "Latency of one tool call sent to a connector, from send to answer.",
+    ["connector"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+CONNECTOR_ERRORS = Counter(
+    "fulfill_connector_errors_total",
+    "Tool calls a connector answered with an error, by error class.",
+    ["connector", "error_class"],
+)
 
 # --- flow control ---------------------------------------------------------------------------------
 # This process's own view: calls it has in flight and executions it has waiting, per connector.
@@ -70,61 +129,29 @@ CONNECTOR_CIRCUIT_TRANSITIONS = Counter(
     ["connector", "state"],
 )
 
+# --- per tenant (only with FULFILL_METRICS_TENANT_LABELS=true) -------------------------------------
+TENANT_EXECUTIONS = Counter(
+    "fulfill_tenant_executions_total",
+    "Executions that reached a recorded outcome, by tenant (only when tenant labels are enabled).",
+    ["tenant", "status"],
+)
 
-class SharedStateCollector(Collector):
-    """What every process shares, read from the database at each scrape: every connector's limits
-    and circuit breaker, so that any process (an ``api`` one too) reports the same values."""
 
-    def __init__(self) -> None:
-        self._source: Callable[[], list[ConnectorSample]] | None = None
+def connector_call(connector: str, answer: ToolCallOutcome | None, seconds: float) -> None:
+    """One tool call sent to ``connector``: its latency, its result and, when it failed, its error
+    class. ``answer`` None: the call raised instead of answering (counted as an UNKNOWN failure)."""
+    CONNECTOR_CALL_SECONDS.labels(connector).observe(seconds)
+    if answer is not None and answer.success:
+        CONNECTOR_CALLS.labels(connector, "success").inc()
+        return
+    error = answer.error if answer is not None else None
+    error_class = error.error_class if error is not None else ErrorClass.UNKNOWN
+    retryable = error is not None and error.retryable
+    CONNECTOR_CALLS.labels(connector, "retryable_failure" if retryable else "failure").inc()
+    CONNECTOR_ERRORS.labels(connector, error_class.value).inc()
 
-    def set_source(self, source: Callable[[], list[ConnectorSample]]) -> None:
-        self._source = source
 
-    def clear_source(self, source: Callable[[], list[ConnectorSample]]) -> None:
-        """Stop reading from ``source`` (unless another service has replaced it meanwhile)."""
-        if self._source == source:
-            self._source = None
-
-    def describe(self) -> Iterable[Metric]:
-        return []  # no fixed description: samples come from the database at scrape time
-
-    def collect(self) -> Iterable[Metric]:
-        source = self._source
-        if source is None:
-            return []
-        try:
-            samples = source()
-        except Exception:  # a scrape never fails because the database did not answer
-            return []
-        rate = GaugeMetricFamily(
-            "fulfill_connector_limit_rate",
-            "Rate limit of each connector in calls per second (+Inf: none).",
-            labels=["connector"],
-        )
-        concurrency = GaugeMetricFamily(
-            "fulfill_connector_limit_concurrency",
-            "Concurrency limit of each connector across all processes (+Inf: none).",
-            labels=["connector"],
-        )
-        state = GaugeMetricFamily(
-            "fulfill_connector_circuit_state",
-            "Circuit breaker of each connector: 0 closed, 1 half-open, 2 open.",
-            labels=["connector"],
-        )
-        failures = GaugeMetricFamily(
-            "fulfill_connector_circuit_failures",
-            "Target failures in a row counted by each connector's circuit breaker.",
-            labels=["connector"],
-        )
-        for sample in samples:
-            rate.add_metric([sample.name], sample.rate if sample.rate is not None else math.inf)
-            concurrency.add_metric(
-                [sample.name], sample.concurrency if sample.concurrency is not None else math.inf
-            )
-            state.add_metric([sample.name], sample.circuit_state)
-            failures.add_metric([sample.name], sample.failures)
-        return [rate, concurrency, state, failures]
+# --- read from the database at each scrape ---------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -134,6 +161,184 @@ class ConnectorSample:
     concurrency: int | None
     circuit_state: int
     failures: int
+
+
+@dataclass(frozen=True)
+class SharedState:
+    """What every process shares, read from the database for one scrape."""
+
+    connectors: list[ConnectorSample] = field(default_factory=list)
+    # QUEUED and RUNNING attempts whose deadline (accepted + timeout_seconds while QUEUED,
+    # started + timeout_seconds once RUNNING) has passed.
+    attempts_past_budget: Mapping[str, int] = field(default_factory=dict)
+    # Outbox deliveries not yet delivered, and the age of the oldest one's message (0: none).
+    outbox_backlog: int = 0
+    outbox_oldest_age_seconds: float = 0.0
+    # Kill switches: the global stop (stored, or this process's FULFILL_GLOBAL_EXECUTION_STOP),
+    # tenants whose execution is off, action types disabled for all tenants, and (tenant, action
+    # type) pairs disabled by tenants' own switches.
+    global_stop: bool = False
+    tenants_stopped: int = 0
+    disabled_action_types_global: int = 0
+    disabled_action_types_tenant: int = 0
+    # Only with tenant labels enabled: attempts past budget by (tenant, state), and the stopped
+    # tenants.
+    tenant_attempts_past_budget: Mapping[tuple[str, str], int] | None = None
+    stopped_tenants: list[str] | None = None
+
+
+ATTEMPT_STATES = ("QUEUED", "RUNNING")
+
+
+class SharedStateCollector(Collector):
+    """The store gauges: what every process shares, read from the database at each scrape (a
+    short cache absorbs scrape storms), so that any process (an ``api`` one too) reports the same
+    values. A database that does not answer never fails the scrape: these gauges are left out and
+    ``fulfill_metrics_store_errors_total`` counts it."""
+
+    def __init__(self) -> None:
+        self._source: Callable[[], SharedState] | None = None
+        self._cache_seconds = 0.0
+        self._cached: tuple[float, SharedState] | None = None
+        self._errors = 0
+        self._lock = threading.Lock()
+
+    def set_source(self, source: Callable[[], SharedState], *, cache_seconds: float = 0.0) -> None:
+        with self._lock:
+            self._source = source
+            self._cache_seconds = cache_seconds
+            self._cached = None
+
+    def clear_source(self, source: Callable[[], SharedState]) -> None:
+        """Stop reading from ``source`` (unless another service has replaced it meanwhile)."""
+        with self._lock:
+            if self._source == source:
+                self._source = None
+                self._cached = None
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # no fixed description: samples come from the database at scrape time
+
+    def collect(self) -> Iterable[Metric]:
+        state = self._read()
+        errors = CounterMetricFamily(
+            "fulfill_metrics_store_errors",
+            "Scrapes whose store gauges were left out because the database did not answer.",
+        )
+        errors.add_metric([], self._errors)
+        if state is None:
+            return [errors]
+        return [errors, *_connector_families(state.connectors), *_store_families(state)]
+
+    def _read(self) -> SharedState | None:
+        # One reader at a time: concurrent scrapes wait for it and share its answer.
+        with self._lock:
+            source = self._source
+            if source is None:
+                return None
+            now = time.monotonic()
+            if self._cached is not None and now - self._cached[0] < self._cache_seconds:
+                return self._cached[1]
+            try:
+                state = source()
+            except Exception:  # a scrape never fails because the database did not answer
+                self._errors += 1
+                self._cached = None
+                return None
+            self._cached = (now, state)
+            return state
+
+
+def _connector_families(samples: list[ConnectorSample]) -> list[Metric]:
+    rate = GaugeMetricFamily(
+        "fulfill_connector_limit_rate",
+        "Rate limit of each connector in calls per second (+Inf: none).",
+        labels=["connector"],
+    )
+    concurrency = GaugeMetricFamily(
+        "fulfill_connector_limit_concurrency",
+        "Concurrency limit of each connector across all processes (+Inf: none).",
+        labels=["connector"],
+    )
+    state = GaugeMetricFamily(
+        "fulfill_connector_circuit_state",
+        "Circuit breaker of each connector: 0 closed, 1 half-open, 2 open.",
+        labels=["connector"],
+    )
+    failures = GaugeMetricFamily(
+        "fulfill_connector_circuit_failures",
+        "Target failures in a row counted by each connector's circuit breaker.",
+        labels=["connector"],
+    )
+    for sample in samples:
+        rate.add_metric([sample.name], sample.rate if sample.rate is not None else math.inf)
+        concurrency.add_metric(
+            [sample.name], sample.concurrency if sample.concurrency is not None else math.inf
+        )
+        state.add_metric([sample.name], sample.circuit_state)
+        failures.add_metric([sample.name], sample.failures)
+    return [rate, concurrency, state, failures]
+
+
+def _store_families(state: SharedState) -> list[Metric]:
+    past_budget = GaugeMetricFamily(
+        "fulfill_attempts_past_budget",
+        "Attempts still QUEUED or RUNNING after their execution budget (timeout_seconds) ran out.",
+        labels=["state"],
+    )
+    for attempt_state in ATTEMPT_STATES:
+        past_budget.add_metric([attempt_state], state.attempts_past_budget.get(attempt_state, 0))
+    families: list[Metric] = [
+        past_budget,
+        GaugeMetricFamily(
+            "fulfill_outbox_backlog",
+            "Outbox deliveries not yet delivered, read from the database.",
+            value=state.outbox_backlog,
+        ),
+        GaugeMetricFamily(
+            "fulfill_outbox_oldest_pending_age_seconds",
+            "Age of the oldest outbox message with an undelivered delivery (0: none).",
+            value=state.outbox_oldest_age_seconds,
+        ),
+        GaugeMetricFamily(
+            "fulfill_kill_switch_global_stop",
+            "1 while the global stop is on (stored, or FULFILL_GLOBAL_EXECUTION_STOP), else 0.",
+            value=1 if state.global_stop else 0,
+        ),
+        GaugeMetricFamily(
+            "fulfill_kill_switch_tenants_stopped",
+            "Tenants whose execution is switched off.",
+            value=state.tenants_stopped,
+        ),
+    ]
+    disabled = GaugeMetricFamily(
+        "fulfill_kill_switch_disabled_action_types",
+        "Disabled action types: for all tenants (scope global), and tenant/action-type pairs "
+        "disabled by tenants' own switches (scope tenant).",
+        labels=["scope"],
+    )
+    disabled.add_metric(["global"], state.disabled_action_types_global)
+    disabled.add_metric(["tenant"], state.disabled_action_types_tenant)
+    families.append(disabled)
+    if state.tenant_attempts_past_budget is not None:
+        by_tenant = GaugeMetricFamily(
+            "fulfill_tenant_attempts_past_budget",
+            "Attempts still QUEUED or RUNNING after their budget, by tenant (tenant labels enabled).",
+            labels=["tenant", "state"],
+        )
+        for (tenant, attempt_state), count in sorted(state.tenant_attempts_past_budget.items()):
+            by_tenant.add_metric([tenant, attempt_state], count)
+        families.append(by_tenant)
+    if state.stopped_tenants is not None:
+        stopped = GaugeMetricFamily(
+            "fulfill_tenant_execution_stopped",
+            "1 for each tenant whose execution is switched off (tenant labels enabled).",
+            labels=["tenant"],
+        )
+        for tenant in sorted(state.stopped_tenants):
+            stopped.add_metric([tenant], 1)
+        families.append(stopped)
+    return families
 
 
 SHARED_STATE = SharedStateCollector()
@@ -149,16 +354,16 @@ class ToolCallLatency:
 
 
 def tool_call_latency_by_connector() -> dict[str, ToolCallLatency]:
-    """From ``fulfill_tool_call_seconds`` of this process (each process counts its own calls)."""
+    """From ``fulfill_connector_call_seconds`` of this process (each process counts its own calls)."""
     sums: dict[str, float] = {}
     counts: dict[str, float] = {}
-    for metric in TOOL_CALL_SECONDS.collect():
+    for metric in CONNECTOR_CALL_SECONDS.collect():
         for sample in metric.samples:
-            tool = sample.labels.get("tool", "")
+            connector = sample.labels.get("connector", "")
             if sample.name.endswith("_sum"):
-                sums[connector_of(tool)] = sums.get(connector_of(tool), 0.0) + sample.value
+                sums[connector] = sums.get(connector, 0.0) + sample.value
             elif sample.name.endswith("_count"):
-                counts[connector_of(tool)] = counts.get(connector_of(tool), 0.0) + sample.value
+                counts[connector] = counts.get(connector, 0.0) + sample.value
     return {
         name: ToolCallLatency(calls=int(count), mean_seconds=sums.get(name, 0.0) / count)
         for name, count in counts.items()

@@ -37,8 +37,8 @@ from fulfill.gateway.targets import GatewayToolSchemas, TargetCatalog
 from fulfill.store.db import Database
 from fulfill.store.migrate import upgrade_to_head
 from fulfill.tokens import ServiceTokens, TokenVerifier
-from fulfill.usecases import connectors
 from fulfill.usecases.registry import seed_default_registry
+from fulfill.usecases.shared_state import read_shared_state
 from fulfill.usecases.targets import TargetAdmin
 
 log = logging.getLogger("fulfill")
@@ -137,8 +137,9 @@ class Service:
             polling_interval_sec=self.settings.queue_poll_seconds,
             on_conflict="always_update",
         )
-        # /metrics reports every connector's shared limits and circuit, read at each scrape.
-        metrics.SHARED_STATE.set_source(lambda: connectors.samples(self.db, self.runtime.connector_names()))
+        # /metrics reports what every process shares (connectors, attempts past budget, outbox,
+        # kill switches), read from the database at each scrape.
+        metrics.SHARED_STATE.set_source(self._shared_state, cache_seconds=self.settings.metrics_cache_seconds)
         if relay is not None:
             self._relay = relay
             self._relay.start()
@@ -149,12 +150,18 @@ class Service:
             "fulfill %s started (role %s, database %s)", __version__, self.settings.role, _redact(self.db)
         )
 
-    def _connector_samples(self) -> list[metrics.ConnectorSample]:
-        return connectors.samples(self.db, self.runtime.connector_names())
+    def _shared_state(self) -> metrics.SharedState:
+        return read_shared_state(
+            self.db,
+            now_epoch=self.clock.now(),
+            known_connectors=self.runtime.connector_names(),
+            environment_stop=self.settings.global_execution_stop,
+            tenant_labels=self.settings.metrics_tenant_labels,
+        )
 
     def stop(self) -> None:
         self._engine_ready.clear()
-        metrics.SHARED_STATE.clear_source(self._connector_samples)
+        metrics.SHARED_STATE.clear_source(self._shared_state)
         if self._relay is not None:
             self._relay.stop()
         if self._reconciler is not None:

@@ -16,6 +16,7 @@ metric, for a person to act on.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from sqlalchemy import Connection
@@ -35,6 +36,7 @@ from fulfill.domain.models import (
 from fulfill.domain.time import iso_from_epoch
 from fulfill.engine.flow import WaitExpired, call_lease_seconds, call_result
 from fulfill.engine.runtime import current
+from fulfill.engine.step_metrics import call_connector, count_retry, timed_step
 from fulfill.store import executions, intents, registry
 
 
@@ -44,6 +46,7 @@ class RetryableCompensationFailure(Exception):
         self.result = result
 
 
+@timed_step("BeginCompensation")
 def begin_compensation(request: CompensationRequest) -> CompensationPlan | None:
     """Decide what to undo and mark the outcome ``compensation_status PENDING``; None: nothing to do."""
     rt = current()
@@ -94,27 +97,37 @@ def begin_compensation(request: CompensationRequest) -> CompensationPlan | None:
             ),
         )
         if strategy is CompensationStrategy.MANUAL or entry is None or entry.compensation_tool_name is None:
-            return None
-        return CompensationPlan(
-            request=request,
-            tool_name=entry.compensation_tool_name,
-            refs=outcome.external_object_refs,
-            idempotency_key=outcome.idempotency_key or "",
-            trace_id=outcome.trace_id,
-        )
+            plan = None
+        else:
+            plan = CompensationPlan(
+                request=request,
+                tool_name=entry.compensation_tool_name,
+                refs=outcome.external_object_refs,
+                idempotency_key=outcome.idempotency_key or "",
+                trace_id=outcome.trace_id,
+            )
+    metrics.COMPENSATIONS_ATTEMPTED.labels("automatic" if plan is not None else "manual").inc()
+    return plan
 
 
+@timed_step(
+    "InvokeCompensation",
+    retryable=(RetryableCompensationFailure,),
+    failed=lambda result: not result.completed,
+)
 def invoke_compensation(plan: CompensationPlan) -> CompensationResult:
     """Call the compensation tool once per written object. Transient failures are retried."""
     rt = current()
     request = plan.request
     timeout = rt.settings.gateway_call_timeout_seconds
+    connector = connector_of(plan.tool_name)
+    count_retry(connector, "InvokeCompensation")
     for ref in plan.refs:
         try:
             # Through the connector's gate like every call; a compensation waits at most one
             # circuit cool-down, then counts as a transient failure (retried, then by the reconciler).
             permit = rt.flow.admit(
-                connector_of(plan.tool_name),
+                connector,
                 deadline=rt.clock.now() + rt.settings.circuit_cooldown_seconds + timeout,
                 lease_seconds=call_lease_seconds(timeout),
             )
@@ -128,18 +141,22 @@ def invoke_compensation(plan: CompensationPlan) -> CompensationResult:
                 CompensationResult(request=request, completed=False, error=error)
             ) from None
         with permit:
-            answer = rt.gateway.call_tool(
-                tenant_id=request.tenant_id,
-                tool_name=plan.tool_name,
-                arguments={
-                    "object_id": ref.object_id,
-                    "tenant_id": request.tenant_id,
-                    "account_id": request.account_id,
-                    "action_intent_id": request.action_intent_id,
-                    "idempotency_key": plan.idempotency_key,
-                },
-                timeout_seconds=timeout,
-                on_send=permit.sent,
+            answer = call_connector(
+                connector,
+                functools.partial(
+                    rt.gateway.call_tool,
+                    tenant_id=request.tenant_id,
+                    tool_name=plan.tool_name,
+                    arguments={
+                        "object_id": ref.object_id,
+                        "tenant_id": request.tenant_id,
+                        "account_id": request.account_id,
+                        "action_intent_id": request.action_intent_id,
+                        "idempotency_key": plan.idempotency_key,
+                    },
+                    timeout_seconds=timeout,
+                    on_send=permit.sent,
+                ),
             )
             permit.finish(call_result(answer))
         if answer.success:
@@ -156,6 +173,7 @@ def invoke_compensation(plan: CompensationPlan) -> CompensationResult:
     return CompensationResult(request=request, completed=True)
 
 
+@timed_step("FinishCompensation")
 def finish_compensation(result: CompensationResult) -> CompensationStatus:
     """Record COMPLETED, or FAILED with the time of the next try (or, after the last try, the
     ledger entry that asks a person to act)."""

@@ -51,6 +51,7 @@ from fulfill.domain.targets import UNKNOWN_OUTCOME
 from fulfill.domain.time import epoch_from_iso, iso_from_epoch
 from fulfill.engine.flow import Permit, WaitExpired, call_lease_seconds, call_result
 from fulfill.engine.runtime import current
+from fulfill.engine.step_metrics import call_connector, count_retry, timed_step
 from fulfill.logging_setup import step_log_context
 from fulfill.store import executions, intents, killswitches, outbox, registry, targets
 from fulfill.store.db import is_transient_store_error
@@ -95,6 +96,7 @@ def prepare_tool_call(request: ExecutionRequest) -> ToolCall | DuplicateExecutio
 # --- StartExecution -------------------------------------------------------------------------
 
 
+@timed_step("StartExecution")
 def start_execution(request: ExecutionRequest) -> StartedExecution | DuplicateExecution:
     """Move this request's QUEUED attempt to RUNNING (its budget starts now) and write
     EXECUTION_STARTED.
@@ -207,6 +209,7 @@ def _append_started(conn: Connection, context: ExecutionContext, intent: ActionI
 # --- ValidatePreflight ----------------------------------------------------------------------
 
 
+@timed_step("ValidatePreflight")
 def validate_preflight(context: ExecutionContext) -> PreflightPassed:
     """The intent still exists, is approved, is not expired, and no kill switch is on."""
     rt = current()
@@ -307,6 +310,7 @@ def _kill_switch_stop(
 # --- MapActionToTool ------------------------------------------------------------------------
 
 
+@timed_step("MapActionToTool")
 def map_action_to_tool(checked: PreflightPassed) -> ToolCall:
     """Resolve the pinned registry version, map the parameters, derive the idempotency key."""
     rt = current()
@@ -375,6 +379,7 @@ def map_action_to_tool(checked: PreflightPassed) -> ToolCall:
 
 
 @step_log_context("InvokeTool")
+@timed_step("InvokeTool", retryable=(RetryableToolFailure,), failed=lambda result: not result.success)
 def invoke_tool(call: ToolCall) -> ToolResult:
     """One ``tools/call`` through the gateway, with a timeout below the remaining budget.
 
@@ -390,6 +395,8 @@ def invoke_tool(call: ToolCall) -> ToolResult:
     that answer, or ``UNKNOWN_OUTCOME`` when the call never got one, and never sends it again.
     """
     rt = current()
+    connector = connector_of(call.tool_name)
+    count_retry(connector, "InvokeTool")
     confirm = rt.needs_confirmation(call.tool_name)
     started = time.perf_counter()
     remaining = max(0.0, call.context.deadline_epoch - rt.clock.now())
@@ -407,12 +414,15 @@ def invoke_tool(call: ToolCall) -> ToolResult:
             started = time.perf_counter()
             if confirm:
                 _mark_call_sent(call)
-            answer = rt.gateway.call_tool(
-                tenant_id=call.context.tenant_id,
-                tool_name=call.tool_name,
-                arguments=call.arguments,
-                timeout_seconds=timeout,
-                on_send=permit.sent,
+            answer = call_connector(
+                connector,
+                lambda: rt.gateway.call_tool(
+                    tenant_id=call.context.tenant_id,
+                    tool_name=call.tool_name,
+                    arguments=call.arguments,
+                    timeout_seconds=timeout,
+                    on_send=permit.sent,
+                ),
             )
             permit.finish(
                 call_result(answer, timeout_cut_by_budget=timeout < rt.settings.gateway_call_timeout_seconds)
@@ -576,6 +586,7 @@ def _check_before_call(call: ToolCall) -> None:
 
 
 @step_log_context("RecordOutcome")
+@timed_step("RecordOutcome")
 def record_outcome(draft: OutcomeDraft) -> RecordedOutcome:
     """Write outcome, attempt status, ledger entries, signal and its outbox message in one transaction.
 
@@ -670,6 +681,8 @@ def record_outcome(draft: OutcomeDraft) -> RecordedOutcome:
         metrics.EXECUTIONS.labels(
             outcome.status.value, outcome.error_class.value if outcome.error_class else ""
         ).inc()
+        if rt.settings.metrics_tenant_labels:
+            metrics.TENANT_EXECUTIONS.labels(outcome.tenant_id, outcome.status.value).inc()
         metrics.EXECUTION_SECONDS.observe(max(0.0, now - epoch_from_iso(outcome.started_at)))
         if rt.settings.signal_destinations:
             rt.outbox_wakeup.set()

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, or_, select, update
+from sqlalchemy import Connection, Row, and_, func, or_, select, update
 
 from fulfill.domain.errors import ErrorClass
 from fulfill.domain.models import (
@@ -170,6 +170,33 @@ def active_attempts_unchanged_since(
         .limit(limit)
     ).all()
     return [(_attempt_from_row(row), float(row.deadline_epoch)) for row in rows]
+
+
+def attempts_past_budget(conn: Connection, now_epoch: float) -> dict[str, int]:
+    """How many attempts are QUEUED, and how many RUNNING, past their deadline (one indexed count
+    per status: ``ix_execution_attempts_status_deadline``)."""
+    rows = conn.execute(
+        select(execution_attempts.c.status, func.count())
+        .where(
+            execution_attempts.c.status.in_([status.value for status in ACTIVE_ATTEMPT_STATUSES]),
+            execution_attempts.c.deadline_epoch < now_epoch,
+        )
+        .group_by(execution_attempts.c.status)
+    ).all()
+    return {str(status): int(count) for status, count in rows}
+
+
+def attempts_past_budget_by_tenant(conn: Connection, now_epoch: float) -> dict[tuple[str, str], int]:
+    """The same, by (tenant, status)."""
+    rows = conn.execute(
+        select(execution_attempts.c.tenant_id, execution_attempts.c.status, func.count())
+        .where(
+            execution_attempts.c.status.in_([status.value for status in ACTIVE_ATTEMPT_STATUSES]),
+            execution_attempts.c.deadline_epoch < now_epoch,
+        )
+        .group_by(execution_attempts.c.tenant_id, execution_attempts.c.status)
+    ).all()
+    return {(str(tenant), str(status)): int(count) for tenant, status, count in rows}
 
 
 def get_deadline(conn: Connection, attempt: ExecutionAttempt) -> float:

@@ -9,6 +9,7 @@ second writer's insert find the first writer's new row, keep it, and still repor
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Table, select
@@ -106,6 +107,29 @@ def put_tenant(conn: Connection, config: TenantExecutionConfig, *, now: str) -> 
         disabled_action_types=list(row.disabled_action_types),
         updated_at=row.updated_at,
         revision=row.revision,
+    )
+
+
+@dataclass(frozen=True)
+class TenantSwitchSummary:
+    """Every tenant's stored switches, summed up: who is stopped, how many types are disabled."""
+
+    stopped_tenants: list[str]
+    disabled_action_types: int
+
+
+def tenant_summary(conn: Connection) -> TenantSwitchSummary:
+    """One read of every tenant row (rows exist only for tenants whose switches were written)."""
+    rows = conn.execute(
+        select(
+            tenant_execution_config.c.tenant_id,
+            tenant_execution_config.c.execution_enabled,
+            tenant_execution_config.c.disabled_action_types,
+        )
+    ).all()
+    return TenantSwitchSummary(
+        stopped_tenants=[str(row.tenant_id) for row in rows if not row.execution_enabled],
+        disabled_action_types=sum(len(row.disabled_action_types or []) for row in rows),
     )
 
 

@@ -221,6 +221,21 @@ def pending_count(conn: Connection) -> int:
     )
 
 
+def oldest_pending_created_at(conn: Connection) -> str | None:
+    """When the oldest message that still has an undelivered delivery was written (None: none).
+    Timestamps are ISO-8601 strings of one format, so the smallest is the oldest."""
+    value = conn.execute(
+        select(func.min(outbox_messages.c.created_at))
+        .select_from(
+            outbox_deliveries.join(
+                outbox_messages, outbox_messages.c.message_id == outbox_deliveries.c.message_id
+            )
+        )
+        .where(outbox_deliveries.c.status == PENDING)
+    ).scalar_one()
+    return str(value) if value is not None else None
+
+
 def deliveries_for(conn: Connection, message_id: str) -> list[dict[str, Any]]:
     rows = conn.execute(select(outbox_deliveries).where(outbox_deliveries.c.message_id == message_id)).all()
     return [dict(row._mapping) for row in rows]

@@ -1,0 +1,46 @@
+"""What ``/metrics`` reads from the database at each scrape: the state every process shares.
+
+Cheap, indexed reads: the connectors' limits and circuits, the attempts past their budget, the
+outbox backlog and its oldest message, and the kill switches. Tenant ids are read into labels only
+when ``FULFILL_METRICS_TENANT_LABELS`` is on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from fulfill.domain.time import epoch_from_iso
+from fulfill.metrics import SharedState
+from fulfill.store import executions, killswitches, outbox
+from fulfill.store.db import Database
+from fulfill.usecases import connectors
+
+
+def read_shared_state(
+    db: Database,
+    *,
+    now_epoch: float,
+    known_connectors: Iterable[str],
+    environment_stop: bool,
+    tenant_labels: bool,
+) -> SharedState:
+    samples = connectors.samples(db, known_connectors)
+    with db.read() as conn:
+        past_budget = executions.attempts_past_budget(conn, now_epoch)
+        by_tenant = executions.attempts_past_budget_by_tenant(conn, now_epoch) if tenant_labels else None
+        backlog = outbox.pending_count(conn)
+        oldest = outbox.oldest_pending_created_at(conn)
+        global_config = killswitches.get_global(conn)
+        tenants = killswitches.tenant_summary(conn)
+    return SharedState(
+        connectors=samples,
+        attempts_past_budget=past_budget,
+        outbox_backlog=backlog,
+        outbox_oldest_age_seconds=max(0.0, now_epoch - epoch_from_iso(oldest)) if oldest else 0.0,
+        global_stop=environment_stop or global_config.global_stop,
+        tenants_stopped=len(tenants.stopped_tenants),
+        disabled_action_types_global=len(global_config.disabled_action_types),
+        disabled_action_types_tenant=tenants.disabled_action_types,
+        tenant_attempts_past_budget=by_tenant,
+        stopped_tenants=tenants.stopped_tenants if tenant_labels else None,
+    )
