@@ -199,6 +199,8 @@ def _append_started(conn: Connection, context: ExecutionContext, intent: ActionI
                 "attempt_id": context.attempt_id,
                 "attempt_count": context.attempt_count,
                 "workflow_id": context.workflow_id,
+                # The execution's trace (every entry carries it; the timeline shows it here).
+                "trace_id": context.trace_id,
                 "registry_version": intent.registry_version if intent else None,
                 "decision_trace_id": intent.trace_id if intent else None,
                 "approval_source": context.approval_source.value if context.approval_source else None,

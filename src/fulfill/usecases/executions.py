@@ -52,8 +52,6 @@ class TimelineEntry(BaseModel):
     timestamp: str
     attempt: int
     data: dict[str, Any]
-    # The execution's trace id (its OpenTelemetry trace); the decision's for ACTION_APPROVED.
-    trace_id: str
 
 
 class Timeline(BaseModel):
@@ -120,7 +118,6 @@ def timeline(rt: Runtime, principal: Principal, action_intent_id: str) -> Timeli
                 timestamp=e.timestamp,
                 attempt=e.attempt,
                 data=e.data,
-                trace_id=e.trace_id,
             )
             for e in entries
         ],
