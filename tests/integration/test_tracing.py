@@ -446,3 +446,34 @@ def test_nothing_is_recorded_without_an_endpoint_yet_executions_have_trace_ids(
     assert attempt.traceparent is not None
     assert attempt.trace_id in attempt.traceparent
     assert {e.trace_id for e in ledger if e.event_type != "ACTION_APPROVED"} == {attempt.trace_id}
+
+
+def test_a_workflow_run_after_a_restart_by_another_process_keeps_the_approving_trace(
+    tmp_path: Path, spans: InMemorySpanExporter
+) -> None:
+    """An API-only process accepts the approval and stops; a worker started later on the same
+    database runs the queued workflow, in the trace of the request that approved it."""
+    api_settings = make_settings(tmp_path, role="api")
+    api = Harness(api_settings).start()
+    try:
+        with api.client() as client:
+            intent_id = api.create_intent(client)["action_intent_id"]
+            api.approve(client, intent_id)
+        assert api.count(execution_attempts, action_intent_id=intent_id) == 1
+        assert api.outcome_rows(intent_id) == 0
+    finally:
+        api.server.stop()  # the process ends; its database stays for the worker
+    worker = Harness(make_settings(tmp_path, database_url=api_settings.database_url)).start()
+    try:
+        with worker.client() as client:
+            assert worker.wait_terminal(client, intent_id)["status"] == "SUCCEEDED"
+        root, trace = _execution_trace(spans, "POST /intents/{action_intent_id}/approve")
+        _check_engine_tree(root, trace)
+        assert root.context is not None
+        with worker.db.read() as conn:
+            ledger = executions.list_ledger(conn, "t1", intent_id)
+        assert {e.trace_id for e in ledger if e.event_type != "ACTION_APPROVED"} == {
+            format_trace_id(root.context.trace_id)
+        }
+    finally:
+        worker.stop()
