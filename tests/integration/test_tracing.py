@@ -207,6 +207,7 @@ def test_one_trace_from_the_approving_request_to_the_external_http_call(
         text = _all_attribute_text(spans.get_finished_spans())
         assert "authorization" not in text.lower()
         assert "Bearer" not in text
+        assert "eyJ" not in text  # no JWT (user or service token)
         for secret in [CLIENT_SECRET, served.settings.jwt_secret, *dev.dev.issued]:
             assert secret not in text
 
@@ -260,6 +261,9 @@ def test_the_http_gateway_carries_the_trace_and_post_events_is_the_root(
         assert http_servers
         for span in http_servers:
             assert _descends(trace, span, gateway_call)
+        text = _all_attribute_text(spans.get_finished_spans())
+        assert "authorization" not in text.lower()
+        assert "eyJ" not in text  # the service token of the /mcp request is nowhere
         assert proxy.state.tool_calls_forwarded == 1
     finally:
         proxy.close()
