@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Mapping
 from functools import cached_property
 from typing import Annotated, Literal, Self
 from urllib.parse import urlparse
@@ -137,6 +139,11 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # text: one human-readable line per event; json: one JSON object per line (for collectors).
     log_format: Literal["text", "json"] = "text"
+    # Tracing: OTLP/HTTP export of every execution's trace (collector base URL such as
+    # http://127.0.0.1:4318, or the full .../v1/traces URL). Empty: the standard
+    # OTEL_EXPORTER_OTLP_TRACES_ENDPOINT / OTEL_EXPORTER_OTLP_ENDPOINT, else no export (trace ids
+    # are still made, for the ledger and the logs).
+    otlp_endpoint: str = ""
 
     # Connector credentials are encrypted at rest with this key (AES-256-GCM): 32 bytes in URL-safe
     # base64 (``fulfill credentials new-key`` prints one). Several keys, comma-separated: the first
@@ -335,6 +342,11 @@ class Settings(BaseSettings):
         return f"http://{host}:{self.port}/mcp"
 
     @property
+    def otlp_traces_endpoint(self) -> str:
+        """Where spans are exported to; empty when export is off."""
+        return traces_endpoint(self.otlp_endpoint, os.environ)
+
+    @property
     def log_secrets(self) -> list[str]:
         """The configured secrets that the logs redact wherever they appear."""
         values = [
@@ -351,3 +363,18 @@ class Settings(BaseSettings):
     @property
     def uses_dev_secret(self) -> bool:
         return self.jwt_secret == DEV_JWT_SECRET
+
+
+def traces_endpoint(configured: str, environ: Mapping[str, str]) -> str:
+    """The OTLP/HTTP traces URL: ``configured`` (FULFILL_OTLP_ENDPOINT), else the standard
+    OpenTelemetry variables; a base URL gets ``/v1/traces``. Empty: export is off."""
+    if configured.strip():
+        base = configured.strip()
+    elif environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip():
+        return environ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"].strip()
+    elif environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip():
+        base = environ["OTEL_EXPORTER_OTLP_ENDPOINT"].strip()
+    else:
+        return ""
+    base = base.rstrip("/")
+    return base if base.endswith("/v1/traces") else f"{base}/v1/traces"

@@ -6,7 +6,9 @@ statement), so failures are logged as their type and the place they were raised,
 Two formats (``FULFILL_LOG_FORMAT``): ``text`` (the default), one human-readable line per event,
 and ``json``, one JSON object per line with ``ts``, ``level``, ``logger``, ``message`` and, when
 known, the execution it belongs to (``action_intent_id``, ``tenant_id``, ``account_id``,
-``trace_id``, ``step``), taken from the :func:`log_context` in effect where the event was logged.
+``trace_id``, ``step``), taken from the :func:`log_context` in effect where the event was logged;
+``trace_id`` is otherwise the active OpenTelemetry span's (``fulfill.tracing``), so a request's
+lines carry its trace id too.
 
 Whatever the format, every handler redacts what looks like a credential (bearer tokens, JWTs,
 ``Authorization`` headers, ``token=…``/``"password": "…"`` pairs, AWS secret keys) and the
@@ -25,6 +27,9 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Final, Literal, TextIO, TypeVar
+
+from opentelemetry import trace
+from opentelemetry.trace.span import format_trace_id
 
 _NOISY = (
     "httpx",
@@ -77,7 +82,14 @@ def log_context(**fields: object) -> Iterator[None]:
 
 
 def current_log_context() -> dict[str, str]:
-    return dict(_context.get() or {})
+    """The fields of the :func:`log_context` in effect; ``trace_id``, when no block set it, is
+    the active span's (so every line logged while serving a request or running a step has one)."""
+    fields = dict(_context.get() or {})
+    if "trace_id" not in fields:
+        span_context = trace.get_current_span().get_span_context()
+        if span_context.is_valid:
+            fields["trace_id"] = format_trace_id(span_context.trace_id)
+    return fields
 
 
 def execution_log_context(step: str, context: object) -> dict[str, object]:

@@ -18,7 +18,7 @@ from typing import Any
 from dbos import DBOS, DBOSConfig
 from mcp.server.mcpserver import MCPServer
 
-from fulfill import __version__, metrics
+from fulfill import __version__, metrics, tracing
 from fulfill.clock import SystemClock
 from fulfill.config import Settings
 from fulfill.connectors.internal import InternalConnector
@@ -48,6 +48,9 @@ class Service:
     def __init__(self, settings: Settings, *, clock: SystemClock | None = None) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
+        # Before anything makes a span: the process's tracer provider (export is added at start).
+        tracing.install(settings.role)
+        self._otlp_export: tracing.OtlpExport | None = None
         self.db = Database(settings.database_url)
         self.token_verifier = TokenVerifier(settings)
         self.internal_connector = InternalConnector(self.db, self.clock)
@@ -128,6 +131,12 @@ class Service:
         }
         if self.settings.is_sqlite:
             _enable_wal(self.settings.system_database_url)
+        endpoint = self.settings.otlp_traces_endpoint
+        if endpoint and self._otlp_export is None:
+            self._otlp_export = tracing.OtlpExport(endpoint)
+        # DBOS makes a span for each workflow and step, on the provider installed above (it
+        # exports nothing itself), and keeps the enqueuer's trace context with each workflow.
+        config["enable_otlp"] = True
         DBOS(config=config)
         DBOS.listen_queues([EXECUTION_QUEUE] if runs_workers else [])
         DBOS.launch()
@@ -171,6 +180,9 @@ class Service:
         DBOS.destroy(workflow_completion_timeout_sec=5)
         self.tool_gateway.close()
         self.salesforce_connector.close()
+        if self._otlp_export is not None:
+            self._otlp_export.stop()
+            self._otlp_export = None
         runtime_module.install(None)
         self.db.dispose()
 

@@ -146,9 +146,12 @@ def test_an_intent_runs_on_a_remote_target_once_whatever_the_duplicates(
     assert stats["effects"] == 1
     # The mapped arguments only: trusted arguments its schema does not declare are not sent...
     assert stats["arguments"]["create_ticket"] == {"title": "Printer", "priority": "high"}
-    # ...and the idempotency key travels in _meta.
+    # ...and the idempotency key travels in _meta (with the execution's W3C trace context).
     [executed] = [entry for entry in ledger(allowed, intent_id) if entry.event_type == "ACTION_EXECUTED"]
-    assert stats["meta"]["create_ticket"] == {"io.fulfill/idempotency-key": executed.data["idempotency_key"]}
+    meta = stats["meta"]["create_ticket"]
+    assert meta["io.fulfill/idempotency-key"] == executed.data["idempotency_key"]
+    assert set(meta) <= {"io.fulfill/idempotency-key", "traceparent", "tracestate"}
+    assert meta["traceparent"].split("-")[1] == executed.trace_id
     assert executed.data["tool_name"] == "tickets.create_ticket"
     assert allowed.outcome_rows(intent_id) == 1
 

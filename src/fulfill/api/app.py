@@ -9,6 +9,7 @@ from typing import Any
 import anyio
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from starlette.routing import Route
 
 from fulfill import __version__
@@ -76,4 +77,9 @@ def create_app(service: Service) -> FastAPI:
     install_console(app, service.settings)
     oidc.install(app, service.settings)
     app.router.routes.append(Route("/mcp", endpoint=mcp_app))
+    # A server span per request (the root of an approved execution's trace; W3C traceparent
+    # honoured), outermost; no headers are recorded, so no token reaches a span.
+    FastAPIInstrumentor.instrument_app(
+        app, excluded_urls="/healthz,/readyz,/metrics", exclude_spans=["receive", "send"]
+    )
     return app

@@ -37,6 +37,7 @@ from typing import Annotated, Any
 
 import httpx
 from mcp.types import CallToolResult
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from sqlalchemy import Row
 
 from fulfill.config import Settings
@@ -120,6 +121,10 @@ class SalesforceConnector:
             settings.egress_allow, timeout=settings.salesforce_timeout_seconds
         )
         self._owns_http = http is None
+        if self._owns_http:
+            # A client span per request (method, URL, status; never headers or bodies), below
+            # the connector's span; W3C traceparent goes out with it.
+            HTTPXClientInstrumentor.instrument_client(self._http)
         self.vault = vault or CredentialVault(
             db, SecretBox.from_setting(settings.secrets_key.get_secret_value()), clock
         )

@@ -48,6 +48,8 @@ class ExecutionRequest(_State):
     auto_executed: bool | None = None
     requested_by: str | None = None
     rerun_reason: str | None = None
+    # The W3C trace context the workflow's spans descend from (the attempt's ``traceparent``).
+    traceparent: str | None = None
 
 
 class ExecutionContext(_State):

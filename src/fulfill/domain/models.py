@@ -179,6 +179,8 @@ class ExecutionAttempt(_Model):
     started_at: str
     updated_at: str
     completed_at: str | None = None
+    # The W3C trace context of the request that accepted this attempt: its workflow's parent span.
+    traceparent: str | None = None
 
 
 class ActionOutcomeV1(_Model):

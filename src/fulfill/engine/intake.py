@@ -14,13 +14,12 @@ import hashlib
 import json
 import logging
 import secrets
-import uuid
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from sqlalchemy import Connection
 
-from fulfill import metrics
+from fulfill import metrics, tracing
 from fulfill.domain.execution import ExecutionRequest, execution_workflow_id
 from fulfill.domain.ledger import ledger_entry
 from fulfill.domain.models import (
@@ -33,7 +32,7 @@ from fulfill.domain.models import (
 from fulfill.domain.time import iso_from_epoch
 from fulfill.engine.runtime import Runtime
 from fulfill.engine.workflow import start_execution
-from fulfill.logging_setup import describe_failure
+from fulfill.logging_setup import describe_failure, log_context
 from fulfill.store import executions, intents
 from fulfill.tokens import Principal
 
@@ -178,12 +177,22 @@ def start_if_queued(attempt: ExecutionAttempt, taken: bool, request: ExecutionRe
     starts a second one.
     """
     if taken or attempt.status is AttemptStatus.QUEUED:
+        if taken:
+            with log_context(
+                action_intent_id=attempt.action_intent_id,
+                tenant_id=attempt.tenant_id,
+                account_id=attempt.account_id,
+                trace_id=attempt.trace_id,
+            ):
+                log.info("execution accepted (attempt %d, %s)", attempt.attempt_count, attempt.workflow_id)
         _start_queued(request)
 
 
 def queued_attempt(intent: ActionIntentV1, now: float, attempt_count: int = 1) -> ExecutionAttempt:
     """A new QUEUED attempt of an intent: its lock, owned by a fresh attempt id."""
     now_iso = iso_from_epoch(now)
+    # The execution joins the trace of the request accepting it; its id is the execution's trace id.
+    trace_id, traceparent = tracing.execution_trace()
     return ExecutionAttempt(
         tenant_id=intent.tenant_id,
         account_id=intent.account_id,
@@ -192,7 +201,8 @@ def queued_attempt(intent: ActionIntentV1, now: float, attempt_count: int = 1) -
         attempt_id=f"attempt_{int(now * 1000)}_{secrets.token_hex(4)}",
         workflow_id=execution_workflow_id(intent.tenant_id, intent.action_intent_id, attempt_count),
         status=AttemptStatus.QUEUED,
-        trace_id=f"trace-{int(now * 1000)}-{uuid.uuid4()}",
+        trace_id=trace_id,
+        traceparent=traceparent,
         started_at=now_iso,
         updated_at=now_iso,
     )
@@ -207,6 +217,7 @@ def request_for(attempt: ExecutionAttempt, **extra: Any) -> ExecutionRequest:
         workflow_id=attempt.workflow_id,
         attempt_count=attempt.attempt_count,
         attempt_id=attempt.attempt_id,
+        traceparent=attempt.traceparent,
         **extra,
     )
 

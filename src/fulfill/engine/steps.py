@@ -8,6 +8,7 @@ call repeats with the same idempotency key. A step that must end the execution r
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -55,8 +56,11 @@ from fulfill.engine.step_metrics import call_connector, count_retry, timed_step
 from fulfill.logging_setup import step_log_context
 from fulfill.store import executions, intents, killswitches, outbox, registry, targets
 from fulfill.store.db import is_transient_store_error
+from fulfill.tracing import traced_step
 
 SIGNAL_TOPIC = "SIGNAL_CREATED"
+
+log = logging.getLogger(__name__)
 
 
 class RetryableToolFailure(Exception):
@@ -96,6 +100,7 @@ def prepare_tool_call(request: ExecutionRequest) -> ToolCall | DuplicateExecutio
 # --- StartExecution -------------------------------------------------------------------------
 
 
+@traced_step("StartExecution")
 @timed_step("StartExecution")
 def start_execution(request: ExecutionRequest) -> StartedExecution | DuplicateExecution:
     """Move this request's QUEUED attempt to RUNNING (its budget starts now) and write
@@ -196,6 +201,8 @@ def _append_started(conn: Connection, context: ExecutionContext, intent: ActionI
                 "attempt_id": context.attempt_id,
                 "attempt_count": context.attempt_count,
                 "workflow_id": context.workflow_id,
+                # The execution's trace (every entry carries it; the timeline shows it here).
+                "trace_id": context.trace_id,
                 "registry_version": intent.registry_version if intent else None,
                 "decision_trace_id": intent.trace_id if intent else None,
                 "approval_source": context.approval_source.value if context.approval_source else None,
@@ -209,6 +216,7 @@ def _append_started(conn: Connection, context: ExecutionContext, intent: ActionI
 # --- ValidatePreflight ----------------------------------------------------------------------
 
 
+@traced_step("ValidatePreflight")
 @timed_step("ValidatePreflight")
 def validate_preflight(context: ExecutionContext) -> PreflightPassed:
     """The intent still exists, is approved, is not expired, and no kill switch is on."""
@@ -310,6 +318,7 @@ def _kill_switch_stop(
 # --- MapActionToTool ------------------------------------------------------------------------
 
 
+@traced_step("MapActionToTool")
 @timed_step("MapActionToTool")
 def map_action_to_tool(checked: PreflightPassed) -> ToolCall:
     """Resolve the pinned registry version, map the parameters, derive the idempotency key."""
@@ -686,6 +695,12 @@ def record_outcome(draft: OutcomeDraft) -> RecordedOutcome:
         metrics.EXECUTION_SECONDS.observe(max(0.0, now - epoch_from_iso(outcome.started_at)))
         if rt.settings.signal_destinations:
             rt.outbox_wakeup.set()
+    if inserted:
+        log.info(
+            "execution ended %s%s",
+            outcome.status.value,
+            f" ({outcome.error_code})" if outcome.error_code else "",
+        )
     cancelled = intent is not None and intent.approval_status is ApprovalStatus.CANCELLED
     return RecordedOutcome(outcome=outcome, cancelled_after_write=cancelled and _wrote(outcome))
 

@@ -26,10 +26,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from dbos import DBOS, Queue, SetWorkflowID, StepOptions
+from dbos import DBOS, PropagateOtelContext, Queue, SetWorkflowID, StepOptions
 from dbos import error as dbos_error
+from opentelemetry.context import Context as OtelContext
 from pydantic import BaseModel
 
+from fulfill import tracing
 from fulfill.domain.execution import (
     CompensationRequest,
     CompensationResult,
@@ -145,16 +147,26 @@ def _compensation_step() -> StepOptions:
 
 
 def start_execution(request: ExecutionRequest) -> None:
-    """Enqueue an execution under its deterministic id; a repeat returns the existing workflow."""
-    _enqueue(request.workflow_id, execute_intent, request)
+    """Enqueue an execution under its deterministic id; a repeat returns the existing workflow.
+
+    Its spans descend from the request that accepted it (the attempt's stored trace context),
+    whoever enqueues it and whenever: DBOS keeps that context with the workflow, for recovery too.
+    """
+    _enqueue(request.workflow_id, execute_intent, request, tracing.context_from(request.traceparent))
 
 
 def start_compensation(request: CompensationRequest) -> None:
     _enqueue(request.workflow_id, compensate, request)
 
 
-def _enqueue(workflow_id: str, workflow: Callable[[Any], str], argument: BaseModel) -> None:
-    with SetWorkflowID(workflow_id):
+def _enqueue(
+    workflow_id: str,
+    workflow: Callable[[Any], str],
+    argument: BaseModel,
+    trace_parent: OtelContext | None = None,
+) -> None:
+    """``trace_parent``: the span the workflow's spans descend from (None: the current one)."""
+    with SetWorkflowID(workflow_id), PropagateOtelContext(trace_parent):
         execution_queue().enqueue(workflow, argument)
 
 

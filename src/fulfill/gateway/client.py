@@ -35,7 +35,9 @@ from mcp.server.auth.middleware.auth_context import auth_context_var
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.mcpserver import MCPServer
 from mcp.types import RequestParamsMeta
+from opentelemetry.context import Context as OtelContext
 
+from fulfill import tracing
 from fulfill.domain.errors import ErrorClass, ExecutionError, classify
 from fulfill.domain.ports import ToolCallOutcome
 from fulfill.domain.targets import IDEMPOTENCY_META_KEY, TIMEOUT_META_KEY, UNKNOWN_OUTCOME
@@ -91,9 +93,36 @@ class McpToolGateway:
         except TokenError as exc:
             return _transport_failure(ErrorClass.VALIDATION, "TOOL_BINDING_MISSING", str(exc))
         future = asyncio.run_coroutine_threadsafe(
-            self._call(token, tool_name, arguments, timeout_seconds, on_send), self._loop
+            self._traced_call(token, tool_name, arguments, timeout_seconds, on_send, tracing.capture()),
+            self._loop,
         )
         return future.result(timeout=timeout_seconds + 5)
+
+    async def _traced_call(
+        self,
+        token: str,
+        tool_name: str,
+        arguments: dict[str, Any],
+        timeout_seconds: float,
+        on_send: Callable[[], None] | None,
+        caller: OtelContext,
+    ) -> ToolCallOutcome:
+        """The call in a span (``gateway.call {tool}``), a child of the caller's (the InvokeTool
+        step's) span. Below it the MCP SDK's own client span per request, whose trace context
+        travels in the request's ``_meta``; over HTTP the ``traceparent`` header goes too."""
+        detach = tracing.attach(caller)
+        try:
+            with tracing.span(
+                f"gateway.call {tool_name}", attributes={"gen_ai.tool.name": tool_name}
+            ) as span:
+                outcome = await self._call(token, tool_name, arguments, timeout_seconds, on_send)
+                span.set_attribute("fulfill.tool_success", outcome.success)
+                if outcome.error is not None:
+                    span.set_attribute("fulfill.error_code", outcome.error.error_code)
+                    span.set_attribute("fulfill.error_class", outcome.error.error_class.value)
+                return outcome
+        finally:
+            detach()
 
     def close(self) -> None:
         asyncio.run_coroutine_threadsafe(self._transport.aclose(), self._loop).result(timeout=5)
@@ -117,7 +146,7 @@ class McpToolGateway:
 
         http = httpx2.AsyncClient(
             transport=self._transport,
-            headers={"Authorization": f"Bearer {token}"},
+            headers=tracing.inject_headers({"Authorization": f"Bearer {token}"}),
             timeout=httpx2.Timeout(timeout_seconds),
             event_hooks={"request": [notice_send], "response": [remember_status]},
         )

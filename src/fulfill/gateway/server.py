@@ -34,11 +34,14 @@ from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.types import Tool as MCPTool
+from opentelemetry import trace
+from opentelemetry.context import Context as OtelContext
 from starlette.applications import Starlette
 
-from fulfill import __version__
+from fulfill import __version__, tracing
 from fulfill.connectors.base import ConnectorTool, ToolSuccess, tool_failure
 from fulfill.domain.errors import ErrorClass
+from fulfill.domain.flowcontrol import connector_of
 from fulfill.domain.mapping import arguments_for_tool
 from fulfill.domain.targets import IDEMPOTENCY_META_KEY, TIMEOUT_META_KEY, remote_timeout_seconds
 from fulfill.gateway.remote import RemoteTargets
@@ -126,7 +129,22 @@ class ToolCallGuard:
         if ctx.method != "tools/call" or not isinstance(ctx.params, Mapping):
             return await call_next(ctx)
         name = ctx.params.get("name")
-        arguments = ctx.params.get("arguments") or {}
+        # Below the MCP SDK's server span (``tools/call {tool}``); then the connector's span.
+        with tracing.span(
+            f"gateway.guard {name if isinstance(name, str) else ''}".rstrip(),
+            parent=_caller_trace(ctx),
+            attributes={"gen_ai.tool.name": str(name)[:128]},
+        ):
+            return await self._vet_and_call(ctx, call_next, ctx.params, name)
+
+    async def _vet_and_call(
+        self,
+        ctx: ServerRequestContext[Any, Any],
+        call_next: CallNext,
+        params: Mapping[str, Any],
+        name: object,
+    ) -> HandlerResult:
+        arguments = params.get("arguments") or {}
         if not isinstance(name, str):
             return tool_failure(ErrorClass.VALIDATION, "TOOL_NOT_FOUND", "the tool name must be a string")
         internal = await self._internal_tool(name)
@@ -159,17 +177,19 @@ class ToolCallGuard:
                 "TOKEN_BINDING_MISMATCH",
                 f"the tool call's {', '.join(mismatched)} differ(s) from what its token was issued for",
             )
-        if remote is not None and self._remote is not None:
-            return await self._remote.call(
-                remote.endpoint,
-                remote.spec.remote_name,
-                forwarded,
-                idempotency_key=str(arguments["idempotency_key"]),
-                timeout=remote_timeout_seconds(self._engine_timeout(meta)),
-            )
-        if forwarded != dict(arguments):
-            ctx = replace(ctx, params={**ctx.params, "arguments": forwarded})
-        return await call_next(ctx)
+        connector = connector_of(name)
+        with tracing.span(f"connector {connector}", attributes={"fulfill.connector": connector}):
+            if remote is not None and self._remote is not None:
+                return await self._remote.call(
+                    remote.endpoint,
+                    remote.spec.remote_name,
+                    forwarded,
+                    idempotency_key=str(arguments["idempotency_key"]),
+                    timeout=remote_timeout_seconds(self._engine_timeout(meta)),
+                )
+            if forwarded != dict(arguments):
+                ctx = replace(ctx, params={**params, "arguments": forwarded})
+            return await call_next(ctx)
 
     def _engine_timeout(self, meta: Mapping[str, Any]) -> float:
         """How long the engine waits for this call (its ``_meta`` says), at most the default."""
@@ -177,6 +197,15 @@ class ToolCallGuard:
         if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
             return min(float(value) / 1000.0, self._default_timeout)
         return self._default_timeout
+
+
+def _caller_trace(ctx: ServerRequestContext[Any, Any]) -> OtelContext | None:
+    """The span a ``tools/call`` descends from: the one current here (in memory, the client's;
+    over HTTP, the request's), else the ``traceparent`` header of the HTTP request."""
+    if trace.get_current_span().get_span_context().is_valid:
+        return None
+    headers = getattr(ctx.request, "headers", None)
+    return tracing.context_from_headers(headers) if isinstance(headers, Mapping) else None
 
 
 def _binding_mismatches(arguments: Mapping[str, Any]) -> list[str]:

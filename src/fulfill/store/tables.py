@@ -96,6 +96,7 @@ execution_attempts = Table(
     Column("updated_at", TS, nullable=False),
     Column("completed_at", TS),
     Column("deadline_epoch", Float, nullable=False),
+    Column("traceparent", String(64)),
     PrimaryKeyConstraint("tenant_id", "account_id", "action_intent_id"),
     Index("ix_execution_attempts_status_deadline", "status", "deadline_epoch"),
     Index("ix_execution_attempts_status_updated", "status", "updated_at"),
