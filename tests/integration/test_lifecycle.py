@@ -176,9 +176,14 @@ def test_rerun_after_a_transient_failure_succeeds_with_one_write(
             )
         )
         assert client.post(f"/intents/{intent_id}/rerun").json()["code"] == "NOT_RERUNNABLE"
-        timeline = [
-            e["event_type"] for e in client.get(f"/executions/{intent_id}/timeline").json()["entries"]
-        ]
+        entries = client.get(f"/executions/{intent_id}/timeline").json()["entries"]
+        timeline = [e["event_type"] for e in entries]
+    # Each failed try of the first attempt is on the timeline: the retry, then the last try.
+    tries = [e["data"] for e in entries if e["event_type"] == "TOOL_CALL_TRY_FAILED"]
+    assert [(t["try"], t["max_tries"], t["will_retry"], t["error_code"]) for t in tries] == [
+        (1, 2, True, "GATEWAY_HTTP_503"),
+        (2, 2, False, "GATEWAY_HTTP_503"),
+    ]
     assert final["attempt_count"] == 2
     assert final["external_object_refs"][0]["object_id"].startswith("task_")
     assert harness.task_rows(intent_id) == 1  # the rerun found the first attempt's write
@@ -187,6 +192,8 @@ def test_rerun_after_a_transient_failure_succeeds_with_one_write(
     assert timeline == [
         "ACTION_APPROVED",
         "EXECUTION_STARTED",
+        "TOOL_CALL_TRY_FAILED",
+        "TOOL_CALL_TRY_FAILED",
         "ACTION_FAILED",
         "SIGNAL",
         "RERUN_REQUESTED",

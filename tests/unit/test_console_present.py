@@ -88,6 +88,31 @@ def test_a_failed_outcome_carries_its_explanation() -> None:
     assert outcome.error.startswith("The target system failed")
 
 
+def test_each_failed_try_is_a_step_saying_whether_it_is_retried() -> None:
+    common = {
+        "tool_name": "crm.create_task",
+        "max_tries": 2,
+        "error_class": "TIMEOUT",
+        "error_code": "GATEWAY_TIMEOUT",
+    }
+    steps = timeline_steps(
+        [
+            _entry("EXECUTION_STARTED"),
+            _entry(
+                "TOOL_CALL_TRY_FAILED", **{"try": 1, "will_retry": True, "error_message": "slow"}, **common
+            ),
+            _entry(
+                "TOOL_CALL_TRY_FAILED", **{"try": 2, "will_retry": False, "error_message": "slow"}, **common
+            ),
+        ]
+    )
+    assert [s.kind for s in steps] == ["start", "retry", "retry"]
+    assert steps[1].title == "Tool call crm.create_task failed (try 1 of 2), retrying"
+    assert steps[2].title == "Tool call crm.create_task failed (try 2 of 2), no tries left"
+    assert steps[1].details == ["TIMEOUT GATEWAY_TIMEOUT", "slow"]
+    assert steps[1].error
+
+
 def test_unknown_entries_are_shown_not_dropped() -> None:
     (step,) = timeline_steps([_entry("SOMETHING_NEW", value=1)])
     assert step.title == "Something new"

@@ -73,7 +73,7 @@ class Link:
 class Step:
     """One line of an execution's timeline."""
 
-    kind: str  # approval | start | rerun | tool | outcome | signal | compensation | decision | other
+    kind: str  # approval | start | rerun | retry | tool | outcome | signal | compensation | decision | other
     title: str
     timestamp: str
     attempt: int
@@ -93,7 +93,8 @@ _OUTCOME_TYPES = {
 
 def timeline_steps(entries: list[dict[str, Any]]) -> list[Step]:
     """The ledger entries of one execution (oldest first) as the steps a person reads:
-    approval → start → each attempt → tool call with its external objects → outcome → signal."""
+    approval → start → each failed try (retried) → tool call with its external objects → outcome
+    → signal."""
     steps: list[Step] = []
     for entry in entries:
         steps.extend(_steps_of(entry))
@@ -163,6 +164,26 @@ def _steps_of(entry: dict[str, Any]) -> list[Step]:
                 details.append(str(data["error_message"]))
         steps.append(Step("outcome", f"Outcome: {status}", ts, attempt, details, error=error, status=status))
         return steps
+    if event == "TOOL_CALL_TRY_FAILED":
+        tries = (
+            f"try {data.get('try')} of {data.get('max_tries')}"
+            if data.get("max_tries")
+            else f"try {data.get('try')}"
+        )
+        then = "retrying" if data.get("will_retry") else "no tries left"
+        return [
+            Step(
+                "retry",
+                f"Tool call {data.get('tool_name', '')} failed ({tries}), {then}",
+                ts,
+                attempt,
+                [
+                    f"{data.get('error_class', '')} {data.get('error_code', '')}".strip(),
+                    str(data.get("error_message", "")),
+                ],
+                error=explain_error(data.get("error_class"), data.get("error_code")),
+            )
+        ]
     if event == "OUTCOME_UNKNOWN":
         return [
             Step(

@@ -42,6 +42,48 @@ def ledger_entry(
     )
 
 
+TOOL_CALL_TRY_FAILED = "TOOL_CALL_TRY_FAILED"
+
+
+def tool_call_try_failed_entry(
+    *,
+    timestamp: str,
+    tenant_id: str,
+    account_id: str,
+    action_intent_id: str,
+    attempt: int,
+    trace_id: str,
+    tool_name: str,
+    try_number: int,
+    max_tries: int | None,
+    error_class: str,
+    error_code: str,
+    error_message: str,
+) -> LedgerEntry:
+    """One try of an attempt's tool call that failed transiently (the step is retried while tries
+    remain). Its id names the try, so each try is one entry and a replay writes nothing new."""
+    entry = ledger_entry(
+        event_type=TOOL_CALL_TRY_FAILED,
+        timestamp=timestamp,
+        tenant_id=tenant_id,
+        account_id=account_id,
+        action_intent_id=action_intent_id,
+        attempt=attempt,
+        trace_id=trace_id,
+        data={
+            "action_intent_id": action_intent_id,
+            "tool_name": tool_name,
+            "try": try_number,
+            "max_tries": max_tries,
+            "will_retry": max_tries is None or try_number < max_tries,
+            "error_class": error_class,
+            "error_code": error_code,
+            "error_message": error_message,
+        },
+    )
+    return entry.model_copy(update={"entry_id": f"{entry.entry_id}#{try_number}"})
+
+
 def outcome_event(
     outcome: ActionOutcomeV1, event_type: str, timestamp: str, data: dict[str, Any]
 ) -> LedgerEntry:

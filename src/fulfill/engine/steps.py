@@ -12,6 +12,7 @@ import logging
 import time
 from typing import Any
 
+from dbos import DBOS
 from sqlalchemy import Connection
 
 from fulfill import metrics
@@ -36,7 +37,13 @@ from fulfill.domain.expiry import is_expired
 from fulfill.domain.flowcontrol import connector_of
 from fulfill.domain.idempotency import idempotency_key
 from fulfill.domain.killswitch import KillSwitchDecision, evaluate_kill_switches
-from fulfill.domain.ledger import ledger_entry, outcome_entry, signal_entry, unknown_outcome_entry
+from fulfill.domain.ledger import (
+    ledger_entry,
+    outcome_entry,
+    signal_entry,
+    tool_call_try_failed_entry,
+    unknown_outcome_entry,
+)
 from fulfill.domain.mapping import MappingError, map_parameters, with_trusted_arguments
 from fulfill.domain.models import (
     ActionIntentV1,
@@ -452,6 +459,7 @@ def invoke_tool(call: ToolCall) -> ToolResult:
     )
     if error.retryable:
         metrics.TOOL_CALLS.labels(call.tool_name, "retryable_failure").inc()
+        _record_failed_try(call, error)
         if error.error_class is ErrorClass.RATE_LIMIT:
             # A rate-limited system needs a longer pause than the ordinary backoff gives (at most
             # half of what is left of the budget, so that the retry still has time to run).
@@ -462,6 +470,39 @@ def invoke_tool(call: ToolCall) -> ToolResult:
     return ToolResult(
         call=call, success=False, error=error, tool_run_ref=tool_run_ref(call.context, call.tool_name)
     )
+
+
+def _record_failed_try(call: ToolCall, error: ExecutionError) -> None:
+    """Put this try's transient failure on the execution's timeline. Best effort: a store that
+    cannot take it now must not turn a retryable failure into another failure."""
+    rt = current()
+    status = DBOS.step_status
+    try_number = (status.current_attempt or 0) + 1 if status is not None else 1
+    entry = tool_call_try_failed_entry(
+        timestamp=rt.clock.now_iso(),
+        tenant_id=call.context.tenant_id,
+        account_id=call.context.account_id,
+        action_intent_id=call.context.action_intent_id,
+        attempt=call.context.attempt_count,
+        trace_id=call.context.trace_id,
+        tool_name=call.tool_name,
+        try_number=try_number,
+        max_tries=status.max_attempts if status is not None else None,
+        error_class=error.error_class.value,
+        error_code=error.error_code,
+        error_message=error.error_message,
+    )
+    try:
+        with rt.db.write() as conn:
+            executions.append_ledger(conn, entry)
+    except Exception as exc:
+        if not is_transient_store_error(exc):
+            raise
+        log.warning(
+            "the failed try %d of %s is not on the timeline: the store is unavailable",
+            try_number,
+            call.tool_name,
+        )
 
 
 def _mark_key(call: ToolCall) -> tuple[str, str, str, int]:
