@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -141,6 +142,7 @@ def connector_call(connector: str, answer: ToolCallOutcome | None, seconds: floa
     """One tool call sent to ``connector``: its latency, its result and, when it failed, its error
     class. ``answer`` None: the call raised instead of answering (counted as an UNKNOWN failure)."""
     CONNECTOR_CALL_SECONDS.labels(connector).observe(seconds)
+    RECENT_CALLS.add(connector, seconds, answer is not None and answer.success)
     if answer is not None and answer.success:
         CONNECTOR_CALLS.labels(connector, "success").inc()
         return
@@ -347,25 +349,50 @@ REGISTRY.register(SHARED_STATE)
 
 @dataclass(frozen=True)
 class ToolCallLatency:
-    """Tool calls of one connector seen by this process since it started, and their mean latency."""
+    """The tool calls of one connector this process made in the last ``window_seconds``."""
 
     calls: int
-    mean_seconds: float
+    failures: int
+    p50_seconds: float
+    p95_seconds: float
+    window_seconds: float
 
 
-def tool_call_latency_by_connector() -> dict[str, ToolCallLatency]:
-    """From ``fulfill_connector_call_seconds`` of this process (each process counts its own calls)."""
-    sums: dict[str, float] = {}
-    counts: dict[str, float] = {}
-    for metric in CONNECTOR_CALL_SECONDS.collect():
-        for sample in metric.samples:
-            connector = sample.labels.get("connector", "")
-            if sample.name.endswith("_sum"):
-                sums[connector] = sums.get(connector, 0.0) + sample.value
-            elif sample.name.endswith("_count"):
-                counts[connector] = counts.get(connector, 0.0) + sample.value
-    return {
-        name: ToolCallLatency(calls=int(count), mean_seconds=sums.get(name, 0.0) / count)
-        for name, count in counts.items()
-        if count > 0
-    }
+class RecentCalls:
+    """The latest calls of each connector (at most ``keep`` each), for "recent latency" on the
+    console. Per process, like every counter here; nothing is stored."""
+
+    def __init__(self, keep: int = 500, clock: Callable[[], float] = time.monotonic) -> None:
+        self._keep = keep
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._calls: dict[str, deque[tuple[float, float, bool]]] = {}
+
+    def add(self, connector: str, seconds: float, ok: bool) -> None:
+        with self._lock:
+            calls = self._calls.setdefault(connector, deque(maxlen=self._keep))
+            calls.append((self._clock(), seconds, ok))
+
+    def latency(self, window_seconds: float = 300.0) -> dict[str, ToolCallLatency]:
+        since = self._clock() - window_seconds
+        with self._lock:
+            recent = {name: [c for c in calls if c[0] >= since] for name, calls in self._calls.items()}
+        return {
+            name: ToolCallLatency(
+                calls=len(calls),
+                failures=sum(1 for c in calls if not c[2]),
+                p50_seconds=_quantile(sorted(c[1] for c in calls), 0.50),
+                p95_seconds=_quantile(sorted(c[1] for c in calls), 0.95),
+                window_seconds=window_seconds,
+            )
+            for name, calls in recent.items()
+            if calls
+        }
+
+
+def _quantile(ordered: list[float], q: float) -> float:
+    """The nearest-rank quantile of a sorted, non-empty list."""
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+RECENT_CALLS = RecentCalls()

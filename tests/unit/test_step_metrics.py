@@ -121,3 +121,20 @@ def test_a_first_try_outside_a_workflow_is_not_a_retry() -> None:
     before = _sample("fulfill_retries_total", connector="unit", step="InvokeTool")
     count_retry("unit", "InvokeTool")
     assert _sample("fulfill_retries_total", connector="unit", step="InvokeTool") == before
+
+
+def test_recent_calls_keep_the_last_minutes_per_connector() -> None:
+    now = [1000.0]
+    recent = metrics.RecentCalls(keep=3, clock=lambda: now[0])
+    recent.add("crm", 0.5, ok=True)  # too old once the clock moves
+    now[0] += 400
+    for seconds, ok in ((0.1, True), (0.2, False), (0.3, True)):
+        recent.add("crm", seconds, ok)
+    recent.add("internal", 0.01, ok=True)
+    latency = recent.latency(window_seconds=300)
+    assert latency["crm"] == metrics.ToolCallLatency(
+        calls=3, failures=1, p50_seconds=0.2, p95_seconds=0.3, window_seconds=300
+    )
+    assert latency["internal"].calls == 1
+    now[0] += 301
+    assert recent.latency(window_seconds=300) == {}

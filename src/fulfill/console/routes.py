@@ -581,7 +581,7 @@ async def registry_page(request: Request) -> Response:
             principal,
             entries=registry.list_versions(rt.db),
             connectors=connectors.list_connectors(rt.db, rt.connector_names()),
-            latency=metrics.tool_call_latency_by_connector(),
+            latency=metrics.RECENT_CALLS.latency(),
         )
 
     return await _guarded(request, page)
