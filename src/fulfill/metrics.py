@@ -88,7 +88,6 @@ RETRIES = Counter(
 )
 
 # --- connectors -----------------------------------------------------------------------------------
-CONNECTOR_RESULTS = ("success", "retryable_failure", "failure")
 CONNECTOR_CALLS = Counter(
     "fulfill_connector_calls_total",
     "Tool calls sent to a connector (executions and compensations), by result.",
