@@ -376,17 +376,18 @@ class RecentCalls:
         since = self._clock() - window_seconds
         with self._lock:
             recent = {name: [c for c in calls if c[0] >= since] for name, calls in self._calls.items()}
-        return {
-            name: ToolCallLatency(
-                calls=len(calls),
-                failures=sum(1 for c in calls if not c[2]),
-                p50_seconds=_quantile(sorted(c[1] for c in calls), 0.50),
-                p95_seconds=_quantile(sorted(c[1] for c in calls), 0.95),
-                window_seconds=window_seconds,
-            )
-            for name, calls in recent.items()
-            if calls
-        }
+        latency = {}
+        for name, calls in recent.items():
+            if calls:
+                seconds = sorted(c[1] for c in calls)
+                latency[name] = ToolCallLatency(
+                    calls=len(calls),
+                    failures=sum(1 for c in calls if not c[2]),
+                    p50_seconds=_quantile(seconds, 0.50),
+                    p95_seconds=_quantile(seconds, 0.95),
+                    window_seconds=window_seconds,
+                )
+        return latency
 
 
 def _quantile(ordered: list[float], q: float) -> float:

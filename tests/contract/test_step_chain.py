@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import pytest
 from pydantic import BaseModel
 from sqlalchemy import delete
+from sqlalchemy.exc import OperationalError
 
 from fulfill.clock import SystemClock
 from fulfill.domain.errors import ErrorClass, ExecutionError
@@ -38,6 +39,7 @@ from fulfill.domain.models import (
     ExecutionPolicy,
     ExecutionStatus,
     GlobalExecutionConfig,
+    LedgerEntry,
 )
 from fulfill.engine import steps
 from fulfill.engine.intake import queued_attempt, request_for
@@ -344,12 +346,45 @@ def test_retryable_tool_failure_carries_a_recordable_draft(
             steps.invoke_tool(call)
     finally:
         unreachable.close()
+    # The failed try is on the timeline (outside a workflow: try 1, no known maximum).
+    with contract.db.read() as conn:
+        [entry] = [
+            e
+            for e in executions.list_ledger(conn, "t1", "ai_c_unreachable")
+            if e.event_type == "TOOL_CALL_TRY_FAILED"
+        ]
+    assert entry.entry_id.endswith("#TOOL_CALL_TRY_FAILED#1")
+    assert (entry.data["try"], entry.data["will_retry"], entry.data["error_code"]) == (
+        1,
+        True,
+        "GATEWAY_UNAVAILABLE",
+    )
     outcome = record(contract, through_json(failure.value.draft, OutcomeDraft))
     assert (outcome.status, outcome.error_class, outcome.error_code) == (
         ExecutionStatus.FAILED,
         "DOWNSTREAM",
         "GATEWAY_UNAVAILABLE",
     )
+
+
+def test_a_store_that_cannot_take_the_failed_try_keeps_the_failure_retryable(
+    contract: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    call = _mapped_call(contract, "ai_c_unreachable_store_down")
+    unreachable = McpToolGateway("http://127.0.0.1:9/mcp", ServiceTokens(contract.settings))
+    monkeypatch.setattr(contract.service.runtime, "gateway", unreachable)
+
+    def store_down(conn: object, entry: LedgerEntry) -> bool:
+        raise OperationalError("INSERT", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(steps.executions, "append_ledger", store_down)
+    try:
+        with pytest.raises(steps.RetryableToolFailure) as failure:
+            steps.invoke_tool(call)
+    finally:
+        unreachable.close()
+    assert failure.value.draft.error is not None
+    assert failure.value.draft.error.error_code == "GATEWAY_UNAVAILABLE"
 
 
 def test_spent_budget_before_invoke(contract: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
