@@ -19,6 +19,7 @@ from fulfill.store import executions as ledger_store
 from fulfill.store import intents as intent_store
 from fulfill.store.tables import ledger_entries
 from fulfill.tokens import mint_token
+from fulfill.usecases import admin
 from tests.support.console import Console, is_login_redirect, seed_pending, session_cookie
 from tests.support.harness import Harness
 
@@ -496,6 +497,20 @@ def test_kill_switch_changes_through_the_api_are_in_the_ledger_with_who_made_the
         "disabled_action_types": ["X_Y"],
     }
     assert rows[0].attempt == response.json()["revision"]
+
+
+def test_kill_switch_history_is_the_latest_changes_newest_first(shared: Harness) -> None:
+    with shared.client(tenant="t-history", subject="dora") as api:
+        for index in range(5):
+            response = api.put(
+                "/admin/tenants/t-history/execution",
+                json={"execution_enabled": index % 2 == 0, "disabled_action_types": []},
+            )
+            assert response.status_code == 200
+    history = admin.kill_switch_history(shared.service.runtime, "t-history", limit=3)
+    assert [entry.attempt for entry in history] == [5, 4, 3]
+    assert [entry.data["execution_enabled"] for entry in history] == [True, False, True]
+    assert admin.kill_switch_history(shared.service.runtime, "t-none", limit=3) == []
 
 
 def test_registry_page_shows_versions_mappings_and_connectors(shared: Harness, console: Console) -> None:

@@ -331,12 +331,18 @@ def append_ledger(conn: Connection, entry: LedgerEntry) -> bool:
     return insert_ignore(conn, ledger_entries, entry.model_dump(mode="json"))
 
 
-def list_ledger(conn: Connection, tenant_id: str, action_intent_id: str) -> list[LedgerEntry]:
-    rows = conn.execute(
-        select(ledger_entries)
-        .where(ledger_entries.c.tenant_id == tenant_id, ledger_entries.c.action_intent_id == action_intent_id)
-        .order_by(ledger_entries.c.seq)
-    ).all()
+def list_ledger(
+    conn: Connection, tenant_id: str, action_intent_id: str, *, newest: int | None = None
+) -> list[LedgerEntry]:
+    """The entries of one subject, oldest first; ``newest``: only the latest so many, newest first."""
+    query = select(ledger_entries).where(
+        ledger_entries.c.tenant_id == tenant_id, ledger_entries.c.action_intent_id == action_intent_id
+    )
+    if newest is None:
+        query = query.order_by(ledger_entries.c.seq)
+    else:
+        query = query.order_by(ledger_entries.c.seq.desc()).limit(newest)
+    rows = conn.execute(query).all()
     return [LedgerEntry.model_validate({k: v for k, v in row._mapping.items() if k != "seq"}) for row in rows]
 
 

@@ -145,10 +145,8 @@ def kill_switch_history(rt: Runtime, tenant_id: str | None, *, limit: int = 20) 
     ``admin`` of that tenant."""
     with rt.db.read() as conn:
         if tenant_id is None:
-            entries = executions.list_ledger(conn, PLATFORM_LEDGER_TENANT, GLOBAL_SWITCHES_SUBJECT)
-        else:
-            entries = executions.list_ledger(conn, tenant_id, TENANT_SWITCHES_SUBJECT)
-    return list(reversed(entries))[:limit]
+            return executions.list_ledger(conn, PLATFORM_LEDGER_TENANT, GLOBAL_SWITCHES_SUBJECT, newest=limit)
+        return executions.list_ledger(conn, tenant_id, TENANT_SWITCHES_SUBJECT, newest=limit)
 
 
 def _own_tenant(principal: Principal, tenant_id: str) -> None:
