@@ -441,22 +441,20 @@ def _execution_context(request: Request, principal: Principal, intent_id: str) -
 
 @router.get("/executions/{action_intent_id}")
 async def execution_page(request: Request, action_intent_id: str) -> Response:
-    def page(principal: Principal, _form: Form) -> Response:
-        _require(principal, SCOPE_EXECUTIONS_READ)
-        context = _execution_context(request, principal, _checked_id(action_intent_id))
-        return _render(request, "timeline.html", principal, **context)
-
-    return await _guarded(request, page)
+    return await _execution_view(request, action_intent_id, "timeline.html")
 
 
 @router.get("/executions/{action_intent_id}/live")
 async def execution_live(request: Request, action_intent_id: str) -> Response:
     """The status and timeline part of the execution page, polled until the execution ends."""
+    return await _execution_view(request, action_intent_id, "_timeline_live.html")
 
+
+async def _execution_view(request: Request, action_intent_id: str, template: str) -> Response:
     def page(principal: Principal, _form: Form) -> Response:
         _require(principal, SCOPE_EXECUTIONS_READ)
         context = _execution_context(request, principal, _checked_id(action_intent_id))
-        return _render(request, "_timeline_live.html", principal, **context)
+        return _render(request, template, principal, **context)
 
     return await _guarded(request, page)
 
