@@ -335,10 +335,8 @@ def test_tool_business_failure(contract: Harness) -> None:
     assert (outcome.status, outcome.error_code) == (ExecutionStatus.FAILED, "VALIDATION_FAILED")
 
 
-def test_retryable_tool_failure_carries_a_recordable_draft(
-    contract: Harness, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    call = _mapped_call(contract, "ai_c_unreachable")
+def _fails_retryably(contract: Harness, monkeypatch: pytest.MonkeyPatch, call: ToolCall) -> OutcomeDraft:
+    """InvokeTool against a gateway nobody listens on: the draft its RetryableToolFailure carries."""
     unreachable = McpToolGateway("http://127.0.0.1:9/mcp", ServiceTokens(contract.settings))
     monkeypatch.setattr(contract.service.runtime, "gateway", unreachable)
     try:
@@ -346,6 +344,13 @@ def test_retryable_tool_failure_carries_a_recordable_draft(
             steps.invoke_tool(call)
     finally:
         unreachable.close()
+    return failure.value.draft
+
+
+def test_retryable_tool_failure_carries_a_recordable_draft(
+    contract: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    draft = _fails_retryably(contract, monkeypatch, _mapped_call(contract, "ai_c_unreachable"))
     # The failed try is on the timeline (outside a workflow: try 1, no known maximum).
     with contract.db.read() as conn:
         [entry] = [
@@ -359,7 +364,7 @@ def test_retryable_tool_failure_carries_a_recordable_draft(
         True,
         "GATEWAY_UNAVAILABLE",
     )
-    outcome = record(contract, through_json(failure.value.draft, OutcomeDraft))
+    outcome = record(contract, through_json(draft, OutcomeDraft))
     assert (outcome.status, outcome.error_class, outcome.error_code) == (
         ExecutionStatus.FAILED,
         "DOWNSTREAM",
@@ -371,20 +376,14 @@ def test_a_store_that_cannot_take_the_failed_try_keeps_the_failure_retryable(
     contract: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     call = _mapped_call(contract, "ai_c_unreachable_store_down")
-    unreachable = McpToolGateway("http://127.0.0.1:9/mcp", ServiceTokens(contract.settings))
-    monkeypatch.setattr(contract.service.runtime, "gateway", unreachable)
 
     def store_down(conn: object, entry: LedgerEntry) -> bool:
         raise OperationalError("INSERT", {}, Exception("database is locked"))
 
     monkeypatch.setattr(steps.executions, "append_ledger", store_down)
-    try:
-        with pytest.raises(steps.RetryableToolFailure) as failure:
-            steps.invoke_tool(call)
-    finally:
-        unreachable.close()
-    assert failure.value.draft.error is not None
-    assert failure.value.draft.error.error_code == "GATEWAY_UNAVAILABLE"
+    draft = _fails_retryably(contract, monkeypatch, call)
+    assert draft.error is not None
+    assert draft.error.error_code == "GATEWAY_UNAVAILABLE"
 
 
 def test_spent_budget_before_invoke(contract: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
