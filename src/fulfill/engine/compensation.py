@@ -7,11 +7,21 @@ automatically, through their ``compensation_tool_name``; ``MANUAL`` marks the ou
 ``compensation_status PENDING`` for a person to act on; ``NONE`` leaves it alone. Compensation
 tools are idempotent, so a retried or repeated compensation deletes once.
 
+Each compensation call has an idempotency key of its own, derived from the write's key, the
+compensation tool and the object (``domain/idempotency.compensation_idempotency_key``), the same
+on every retry and every try: never the write's key, which a deduplicating target would answer
+from its cache of the write, undoing nothing.
+
 A compensation that fails is recorded FAILED with the time of its next try; the reconciler starts
 that try (a new workflow, ``-c{n+1}``) with exponential backoff, up to
 ``FULFILL_COMPENSATION_MAX_TRIES``. After the last one it stays FAILED with a
 ``COMPENSATION_ABANDONED`` ledger entry and the ``fulfill_compensations_total{result="abandoned"}``
 metric, for a person to act on.
+
+A call whose answer was lost on a target that does not deduplicate (``UNKNOWN_OUTCOME``: the undo
+may have happened) is never sent again, by this workflow or by the reconciler: the compensation
+stays FAILED with no next try, a ``COMPENSATION_OUTCOME_UNKNOWN`` ledger entry names the target,
+the object and the key to check, and ``fulfill_compensations_outcome_unknown_total`` counts it.
 """
 
 from __future__ import annotations
@@ -22,9 +32,11 @@ from typing import Any
 from sqlalchemy import Connection
 
 from fulfill import metrics
+from fulfill.domain.compensation import AfterTry, after_compensation_try, compensation_unknown_entry
 from fulfill.domain.errors import ErrorClass, ExecutionError
 from fulfill.domain.execution import CompensationPlan, CompensationRequest, CompensationResult
 from fulfill.domain.flowcontrol import connector_of
+from fulfill.domain.idempotency import compensation_idempotency_key
 from fulfill.domain.ledger import outcome_event
 from fulfill.domain.models import (
     ActionOutcomeV1,
@@ -116,13 +128,18 @@ def begin_compensation(request: CompensationRequest) -> CompensationPlan | None:
     failed=lambda result: not result.completed,
 )
 def invoke_compensation(plan: CompensationPlan) -> CompensationResult:
-    """Call the compensation tool once per written object. Transient failures are retried."""
+    """Call the compensation tool once per written object, each call with its own key. Transient
+    failures are retried; an unknown outcome is not (see the module's docstring)."""
     rt = current()
     request = plan.request
     timeout = rt.settings.gateway_call_timeout_seconds
     connector = connector_of(plan.tool_name)
     count_retry(connector, "InvokeCompensation")
     for ref in plan.refs:
+        key = compensation_idempotency_key(
+            write_key=plan.idempotency_key, compensation_tool=plan.tool_name, object_id=ref.object_id
+        )
+        failed_call = {"tool_name": plan.tool_name, "object_id": ref.object_id, "idempotency_key": key}
         try:
             # Through the connector's gate like every call; a compensation waits at most one
             # circuit cool-down, then counts as a transient failure (retried, then by the reconciler).
@@ -138,7 +155,7 @@ def invoke_compensation(plan: CompensationPlan) -> CompensationResult:
                 error_message=f"the compensation gave up {expired.describe()}",
             )
             raise RetryableCompensationFailure(
-                CompensationResult(request=request, completed=False, error=error)
+                CompensationResult(request=request, completed=False, error=error, **failed_call)
             ) from None
         with permit:
             answer = call_connector(
@@ -152,7 +169,7 @@ def invoke_compensation(plan: CompensationPlan) -> CompensationResult:
                         "tenant_id": request.tenant_id,
                         "account_id": request.account_id,
                         "action_intent_id": request.action_intent_id,
-                        "idempotency_key": plan.idempotency_key,
+                        "idempotency_key": key,
                     },
                     timeout_seconds=timeout,
                     on_send=permit.sent,
@@ -166,7 +183,7 @@ def invoke_compensation(plan: CompensationPlan) -> CompensationResult:
             error_code="COMPENSATION_FAILED",
             error_message="compensation failed",
         )
-        result = CompensationResult(request=request, completed=False, error=error)
+        result = CompensationResult(request=request, completed=False, error=error, **failed_call)
         if error.retryable:
             raise RetryableCompensationFailure(result)
         return result
@@ -183,12 +200,15 @@ def finish_compensation(result: CompensationResult) -> CompensationStatus:
     now = iso_from_epoch(now_epoch)
     status = CompensationStatus.COMPLETED if result.completed else CompensationStatus.FAILED
     settings = rt.settings
-    last_try = request.try_number >= settings.compensation_max_tries
-    retry_at = (
-        None
-        if result.completed or last_try
-        else now_epoch + settings.compensation_retry_base_seconds * 2 ** (request.try_number - 1)
+    step = after_compensation_try(
+        completed=result.completed,
+        error=result.error,
+        try_number=request.try_number,
+        max_tries=settings.compensation_max_tries,
+        retry_base_seconds=settings.compensation_retry_base_seconds,
+        now_epoch=now_epoch,
     )
+    retry_at = step.retry_at_epoch
     with rt.db.write() as conn:
         outcome = executions.get_outcome(
             conn, request.tenant_id, request.account_id, request.action_intent_id, request.attempt_count
@@ -221,7 +241,18 @@ def finish_compensation(result: CompensationResult) -> CompensationStatus:
                 },
             ),
         )
-        if not result.completed and last_try:
+        if step.after is AfterTry.OUTCOME_UNKNOWN:
+            unknown = compensation_unknown_entry(
+                outcome,
+                now,
+                tool_name=result.tool_name or "",
+                object_id=result.object_id,
+                idempotency_key=result.idempotency_key,
+                error=result.error,
+                try_number=request.try_number,
+            )
+            executions.append_ledger(conn, _per_try(request, unknown))
+        if step.after is AfterTry.ABANDONED:
             executions.append_ledger(
                 conn,
                 outcome_event(
@@ -238,9 +269,9 @@ def finish_compensation(result: CompensationResult) -> CompensationStatus:
                     },
                 ),
             )
-    metrics.COMPENSATIONS.labels(
-        "completed" if result.completed else "abandoned" if last_try else "failed"
-    ).inc()
+    metrics.COMPENSATIONS.labels(step.after.value).inc()
+    if step.after is AfterTry.OUTCOME_UNKNOWN:
+        metrics.COMPENSATIONS_OUTCOME_UNKNOWN.inc()
     return status
 
 
@@ -252,7 +283,10 @@ def _for_try(
     data: dict[str, Any],
 ) -> LedgerEntry:
     """A compensation ledger entry; each try has its own (the first keeps the plain id)."""
-    entry = outcome_event(outcome, event_type, timestamp, data)
+    return _per_try(request, outcome_event(outcome, event_type, timestamp, data))
+
+
+def _per_try(request: CompensationRequest, entry: LedgerEntry) -> LedgerEntry:
     if request.try_number == 1:
         return entry
     return entry.model_copy(update={"entry_id": f"{entry.entry_id}#try{request.try_number}"})
