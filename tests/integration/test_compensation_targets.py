@@ -17,7 +17,7 @@ import pytest
 
 from fulfill.domain.idempotency import compensation_idempotency_key
 from fulfill.engine.reconciler import reconcile_once
-from fulfill.store import executions
+from fulfill.store import compensation_calls, executions
 from tests.support.harness import Harness, make_settings
 from tests.support.http_doubles import Fault, FaultyProxy, wait_for
 from tests.support.mcp_target import McpTarget
@@ -211,3 +211,42 @@ def test_a_lost_undo_answer_is_never_sent_again_and_waits_for_a_person(
     assert has(before, "fulfill_compensations_outcome_unknown_total")  # there from start-up, at 0
     assert delta(before, after, "fulfill_compensations_outcome_unknown_total") == 1
     assert delta(before, after, "fulfill_compensations_total", result="unknown") == 1
+
+
+def test_an_undo_in_flight_when_its_process_stopped_is_never_sent_again(
+    service: Harness, proxy: FaultyProxy
+) -> None:
+    target = start_target(proxy)
+    try:
+        with service.client() as client:
+            register(client, proxy, deduplicates=False)
+            intent_id, write_key = written(service, client)
+            undo_key = compensation_idempotency_key(
+                write_key=write_key, compensation_tool="tickets.delete_ticket", object_id="T-1"
+            )
+            # What InvokeCompensation leaves behind when its process dies after sending the undo
+            # and before its answer: the workflow's replay (or the reconciler's next try) finds it.
+            with service.db.write() as conn:
+                compensation_calls.mark(
+                    conn,
+                    tenant_id="t1",
+                    account_id="acc-1",
+                    idempotency_key=undo_key,
+                    action_intent_id=intent_id,
+                    attempt_count=1,
+                    tool_name="tickets.delete_ticket",
+                    object_id="T-1",
+                    now="2026-01-01T00:00:00.000Z",
+                )
+            assert client.post(f"/intents/{intent_id}/cancel").status_code == 202
+            wait_for(lambda: compensation_status(client, intent_id) == "FAILED", timeout=60)
+            assert reconcile_once(service.service.runtime) == 0
+        stats = target.stats()
+    finally:
+        target.stop()
+
+    assert stats["calls"].get("delete_ticket") is None
+    assert stats["tickets"] == ["T-1"]  # a person checks, and undoes it by hand if still wanted
+    [unknown] = [e for e in events(service, intent_id) if e.event_type == "COMPENSATION_OUTCOME_UNKNOWN"]
+    assert unknown.data["idempotency_key"] == undo_key
+    assert "in flight" in unknown.data["error_message"]
