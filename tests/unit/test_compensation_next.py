@@ -70,3 +70,22 @@ def test_the_unknown_entry_names_what_a_person_checks() -> None:
     assert (entry.data["object_id"], entry.data["idempotency_key"]) == ("T-1", "k" * 64)
     assert entry.data["write_idempotency_key"] == outcome.idempotency_key
     assert entry.data["error_code"] == "UNKNOWN_OUTCOME"
+
+
+def test_the_console_timeline_says_what_to_check() -> None:
+    from fulfill.console.present import timeline_steps
+
+    entry = compensation_unknown_entry(
+        make_outcome(),
+        "2026-01-01T00:00:00.000Z",
+        tool_name="tickets.delete_ticket",
+        object_id="T-1",
+        idempotency_key="k" * 64,
+        error=LOST,
+        try_number=1,
+    )
+    [step] = timeline_steps([entry.model_dump(mode="json")])
+    assert step.kind == "compensation"
+    assert "check the target" in step.title
+    assert "tickets.delete_ticket of T-1" in step.details
+    assert f"idempotency key {'k' * 64}" in step.details
