@@ -57,8 +57,14 @@ RECONCILED = Counter(
 )
 COMPENSATIONS = Counter(
     "fulfill_compensations_total",
-    "Compensation workflows that finished, by result (completed, failed, abandoned).",
+    "Compensation workflows that finished, by result (completed, failed, abandoned, unknown).",
     ["result"],
+)
+# Unlabelled, so it exists at 0 from start-up and the first one is an increase an alert sees.
+COMPENSATIONS_OUTCOME_UNKNOWN = Counter(
+    "fulfill_compensations_outcome_unknown",
+    "Compensation calls whose answer was lost on a target that does not deduplicate: never sent "
+    "again; each waits for a person to check the target (ledger COMPENSATION_OUTCOME_UNKNOWN).",
 )
 COMPENSATIONS_ATTEMPTED = Counter(
     "fulfill_compensations_attempted_total",

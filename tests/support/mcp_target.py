@@ -1,6 +1,6 @@
 """A remote MCP server for the tests, built with the ``mcp`` SDK, in its own process.
 
-``python -m tests.support.mcp_target --port P [--dedupe] [--token T] [--oauth ID:SECRET]`` serves
+``python -m tests.support.mcp_target --port P [--dedupe] [--undo] [--token T] [--oauth ID:SECRET]`` serves
 an ``MCPServer`` over Streamable HTTP (stateless, JSON answers) at ``/mcp`` under uvicorn:
 
 * ``create_ticket(title, priority="normal")``: writes a ticket (an "effect") and answers with
@@ -8,6 +8,12 @@ an ``MCPServer`` over Streamable HTTP (stateless, JSON answers) at ``/mcp`` unde
   ``io.fulfill/idempotency-key``: a repeated key answers the first ticket and writes nothing.
 * ``add_comment(ticket_id, text)``: answers plain text (no refs, no JSON).
 * ``log_note(summary, account_id)``: declares ``account_id``, so it receives it; answers ``{"id"}``.
+* with ``--undo``, ``delete_ticket(object_id)``: deletes a ticket (a compensation tool). With
+  ``--dedupe`` it deduplicates like any write of a deduplicating server: a key it has seen on
+  *any* call (``create_ticket``'s included) answers that call's cached answer and does nothing.
+
+The stats list the tickets that exist (``tickets``), the ones deleted (``deleted``) and every
+idempotency key each tool received (``keys``).
 
 It counts every call it receives. ``/control/…`` lets a test read the counts and arguments
 (``GET /control/stats``), add a tool at runtime (``POST /control/tools {"name"}``), and make the
@@ -101,7 +107,9 @@ class McpTarget:
 # --- the server (runs in the subprocess) ---------------------------------------------------------
 
 
-def build_app(*, dedupe: bool, token: str | None, oauth: str | None, token_lifetime: int) -> Any:
+def build_app(
+    *, dedupe: bool, token: str | None, oauth: str | None, token_lifetime: int, undo: bool = False
+) -> Any:
     lock = threading.Lock()
     calls: Counter[str] = Counter()
     state: dict[str, Any] = {
@@ -113,6 +121,10 @@ def build_app(*, dedupe: bool, token: str | None, oauth: str | None, token_lifet
         "token_requests": 0,
         "unauthorized": 0,
         "issued": set(),
+        "answers": {},  # key -> the first answer given to it (with --dedupe)
+        "live": [],  # the tickets that exist
+        "deleted": [],  # the tickets delete_ticket deleted, in order
+        "keys": {},  # tool -> every idempotency key it received
     }
     server = MCPServer("tickets-test")
 
@@ -124,6 +136,7 @@ def build_app(*, dedupe: bool, token: str | None, oauth: str | None, token_lifet
             state["meta"][tool] = {
                 k: v for k, v in meta.items() if not k.startswith("io.modelcontextprotocol/")
             }
+            state["keys"].setdefault(tool, []).append(meta.get(IDEMPOTENCY_META_KEY))
         return str(meta.get(IDEMPOTENCY_META_KEY, ""))
 
     @server.tool(name="create_ticket", description="Create a ticket in the test ticket system.")
@@ -136,10 +149,34 @@ def build_app(*, dedupe: bool, token: str | None, oauth: str | None, token_lifet
                 ticket = f"T-{state['effects']}"
                 if key:
                     state["tickets"][key] = ticket
+                state["live"].append(ticket)
             slow, state["slow"] = state["slow"], 0.0
+            answer = {
+                "external_object_refs": [{"system": "TICKETS", "object_type": "Ticket", "object_id": ticket}]
+            }
+            if dedupe and key:
+                state["answers"].setdefault(key, answer)
         if slow:
             await asyncio.sleep(slow)  # written already; the answer comes late
-        return {"external_object_refs": [{"system": "TICKETS", "object_type": "Ticket", "object_id": ticket}]}
+        return answer
+
+    if undo:
+
+        @server.tool(name="delete_ticket", description="Delete a ticket (undoes create_ticket).")
+        def delete_ticket(object_id: str, ctx: Context) -> dict[str, Any]:
+            key = seen("delete_ticket", {"object_id": object_id}, ctx)
+            with lock:
+                cached = state["answers"].get(key) if dedupe and key else None
+                if cached is not None:
+                    return dict(cached)  # a key it has seen: the first answer, nothing done
+                deleted = object_id in state["live"]
+                if deleted:
+                    state["live"].remove(object_id)
+                    state["deleted"].append(object_id)
+                answer = {"id": object_id, "deleted": deleted}
+                if dedupe and key:
+                    state["answers"][key] = answer
+            return answer
 
     @server.tool(name="add_comment", description="Comment on a ticket.")
     def add_comment(ticket_id: str, text: str, ctx: Context) -> str:
@@ -167,6 +204,9 @@ def build_app(*, dedupe: bool, token: str | None, oauth: str | None, token_lifet
                     "meta": state["meta"],
                     "token_requests": state["token_requests"],
                     "unauthorized": state["unauthorized"],
+                    "tickets": list(state["live"]),
+                    "deleted": list(state["deleted"]),
+                    "keys": state["keys"],
                 }
             )
 
@@ -231,12 +271,17 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--dedupe", action="store_true")
+    parser.add_argument("--undo", action="store_true")
     parser.add_argument("--token")
     parser.add_argument("--oauth")
     parser.add_argument("--token-lifetime", type=int, default=3600)
     args = parser.parse_args()
     app = build_app(
-        dedupe=args.dedupe, token=args.token, oauth=args.oauth, token_lifetime=args.token_lifetime
+        dedupe=args.dedupe,
+        token=args.token,
+        oauth=args.oauth,
+        token_lifetime=args.token_lifetime,
+        undo=args.undo,
     )
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", lifespan="on")
 

@@ -283,7 +283,9 @@ class SalesforceConnector:
             ),
         )
 
-    # Compensation tools share one contract: the object to undo plus the trusted bindings.
+    # Compensation tools share one contract: the object to undo plus the trusted bindings. The
+    # call's idempotency key is the compensation's own (derived from the write's, never equal to
+    # it), so the write is found by what it wrote: this intent's object, written by the tool.
     def delete_task(
         self, object_id: str, tenant_id: str, account_id: str, action_intent_id: str, idempotency_key: str
     ) -> ToolAnswer:
@@ -291,7 +293,7 @@ class SalesforceConnector:
             [],
             idempotency_key,
             lambda: self._delete(
-                "crm.create_task", "Task", object_id, tenant_id, account_id, idempotency_key
+                "crm.create_task", "Task", object_id, tenant_id, account_id, action_intent_id
             ),
         )
 
@@ -302,7 +304,7 @@ class SalesforceConnector:
             [],
             idempotency_key,
             lambda: self._delete(
-                "crm.create_opportunity", "Opportunity", object_id, tenant_id, account_id, idempotency_key
+                "crm.create_opportunity", "Opportunity", object_id, tenant_id, account_id, action_intent_id
             ),
         )
 
@@ -310,7 +312,7 @@ class SalesforceConnector:
         self, object_id: str, tenant_id: str, account_id: str, action_intent_id: str, idempotency_key: str
     ) -> ToolAnswer:
         return self._guarded(
-            [], idempotency_key, lambda: self._restore(object_id, tenant_id, account_id, idempotency_key)
+            [], idempotency_key, lambda: self._restore(object_id, tenant_id, account_id, action_intent_id)
         )
 
     # --- the shared frame ----------------------------------------------------------------------
@@ -489,17 +491,24 @@ class SalesforceConnector:
     # --- compensation --------------------------------------------------------------------------
 
     def _committed(
-        self, tool_name: str, object_type: str, object_id: str, tenant_id: str, account_id: str, key: str
+        self,
+        tool_name: str,
+        object_type: str,
+        object_id: str,
+        tenant_id: str,
+        account_id: str,
+        action_intent_id: str,
     ) -> Row[Any]:
         with self._db.read() as conn:
-            row = external_writes.get(conn, tenant_id, account_id, key)
-        if (
-            row is None
-            or row.status != external_writes.COMMITTED
-            or row.tool_name != tool_name
-            or row.object_id != object_id
-            or (object_type and row.object_type != object_type)
-        ):
+            row = external_writes.committed_write_of(
+                conn,
+                tenant_id,
+                account_id,
+                action_intent_id=action_intent_id,
+                tool_name=tool_name,
+                object_id=object_id,
+            )
+        if row is None or (object_type and row.object_type != object_type):
             raise ConnectorFailure(
                 ErrorClass.VALIDATION,
                 "UNKNOWN_OBJECT",
@@ -508,9 +517,9 @@ class SalesforceConnector:
         return row
 
     def _delete(
-        self, tool_name: str, sobject: str, object_id: str, tenant_id: str, account_id: str, key: str
+        self, tool_name: str, sobject: str, object_id: str, tenant_id: str, account_id: str, intent_id: str
     ) -> CallToolResult:
-        row = self._committed(tool_name, sobject, object_id, tenant_id, account_id, key)
+        row = self._committed(tool_name, sobject, object_id, tenant_id, account_id, intent_id)
         deleted = False
         if row.compensated_at is None:
             api = self._api(tenant_id, account_id)
@@ -521,11 +530,11 @@ class SalesforceConnector:
                 # Deleting what is already gone is success: compensation must be safe to repeat.
                 if failure.code not in ("SALESFORCE_ENTITY_IS_DELETED", "SALESFORCE_NOT_FOUND"):
                     raise
-            self._mark_compensated(tenant_id, account_id, key)
+            self._mark_compensated(tenant_id, account_id, row.idempotency_key)
         return tool_success([self._ref(sobject, object_id, row.object_url)], deleted=deleted)
 
-    def _restore(self, object_id: str, tenant_id: str, account_id: str, key: str) -> CallToolResult:
-        row = self._committed("crm.update_field", "", object_id, tenant_id, account_id, key)
+    def _restore(self, object_id: str, tenant_id: str, account_id: str, intent_id: str) -> CallToolResult:
+        row = self._committed("crm.update_field", "", object_id, tenant_id, account_id, intent_id)
         sobject = str(row.object_type)
         previous: dict[str, Any] = dict(row.previous_values or {})
         written: dict[str, Any] = dict(row.written_values or {})
@@ -553,7 +562,7 @@ class SalesforceConnector:
             if changes:
                 api.call("PATCH", f"sobjects/{sobject}/{object_id}", json=changes, write=True)
                 restored = sorted(changes)
-            self._mark_compensated(tenant_id, account_id, key)
+            self._mark_compensated(tenant_id, account_id, row.idempotency_key)
         return tool_success([self._ref(sobject, object_id, row.object_url)], restored_fields=restored)
 
     def _mark_compensated(self, tenant_id: str, account_id: str, key: str) -> None:

@@ -197,6 +197,20 @@ def _steps_of(entry: dict[str, Any]) -> list[Step]:
         ]
     if event == "SIGNAL":
         return [Step("signal", f"Signal {data.get('signalType', '')}", ts, attempt)]
+    if event == "COMPENSATION_OUTCOME_UNKNOWN":
+        return [
+            Step(
+                "compensation",
+                "Compensation outcome unknown: check the target",
+                ts,
+                attempt,
+                [
+                    str(data.get("action", "")),
+                    f"{data.get('compensation_tool_name', '')} of {data.get('object_id', '')}",
+                    f"idempotency key {data.get('idempotency_key', '')}",
+                ],
+            )
+        ]
     if event.startswith("COMPENSATION") or event == "NOTHING_TO_COMPENSATE":
         return [Step("compensation", event.replace("_", " ").capitalize(), ts, attempt)]
     if event == "EVENT_REJECTED":

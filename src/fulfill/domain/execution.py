@@ -169,11 +169,15 @@ class CompensationPlan(_State):
 
 
 class CompensationResult(_State):
-    """InvokeCompensation's output."""
+    """InvokeCompensation's output. A failed call names itself (tool, object, the key it was
+    sent with), so that a person asked to check the target knows what to look for."""
 
     request: CompensationRequest
     completed: bool
     error: ExecutionError | None = None
+    tool_name: str | None = None
+    object_id: str | None = None
+    idempotency_key: str | None = None
 
 
 class ExecutionStopped(Exception):

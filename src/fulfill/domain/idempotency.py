@@ -139,3 +139,25 @@ def format_js_number(number: float) -> str:
         mantissa = digits[0] if k == 1 else digits[0] + "." + digits[1:]
         body = f"{mantissa}e{'+' if exponent >= 0 else '-'}{abs(exponent)}"
     return sign + body
+
+
+# A compensation call's key is derived from the write's, never equal to it: a target that
+# deduplicates on the key would otherwise answer the undo from its cache of the write (nothing
+# undone, yet a success). The label keeps the two kinds of key apart for ever.
+COMPENSATION_KEY_LABEL = "fulfill.compensation.v1"
+
+
+def compensation_idempotency_key(*, write_key: str, compensation_tool: str, object_id: str) -> str:
+    """The idempotency key of one compensation call: undoing ``object_id`` of the write whose key
+    is ``write_key`` with ``compensation_tool``.
+
+    ``lowercase_hex(SHA-256(UTF-8(canonical_json([label, write_key, compensation_tool, object_id]))))``
+
+    Deterministic, so every retry of that compensation (within its workflow, a later try started
+    by the reconciler, a replay after a crash) sends the same key and a deduplicating target
+    undoes once. The object id is part of it because one compensation undoes each written object
+    with its own call. A JSON array, not a joined string, so that no two inputs share a key
+    whatever characters the ids contain.
+    """
+    material = canonical_json([COMPENSATION_KEY_LABEL, write_key, compensation_tool, object_id])
+    return hashlib.sha256(material.encode("utf-8")).hexdigest()

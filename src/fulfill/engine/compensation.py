@@ -7,24 +7,38 @@ automatically, through their ``compensation_tool_name``; ``MANUAL`` marks the ou
 ``compensation_status PENDING`` for a person to act on; ``NONE`` leaves it alone. Compensation
 tools are idempotent, so a retried or repeated compensation deletes once.
 
+Each compensation call has an idempotency key of its own, derived from the write's key, the
+compensation tool and the object (``domain/idempotency.compensation_idempotency_key``), the same
+on every retry and every try: never the write's key, which a deduplicating target would answer
+from its cache of the write, undoing nothing.
+
 A compensation that fails is recorded FAILED with the time of its next try; the reconciler starts
 that try (a new workflow, ``-c{n+1}``) with exponential backoff, up to
 ``FULFILL_COMPENSATION_MAX_TRIES``. After the last one it stays FAILED with a
 ``COMPENSATION_ABANDONED`` ledger entry and the ``fulfill_compensations_total{result="abandoned"}``
 metric, for a person to act on.
+
+A call whose answer was lost on a target that does not deduplicate (``UNKNOWN_OUTCOME``: the undo
+may have happened) is never sent again, by this workflow or by the reconciler: the compensation
+stays FAILED with no next try, a ``COMPENSATION_OUTCOME_UNKNOWN`` ledger entry names the target,
+the object and the key to check, and ``fulfill_compensations_outcome_unknown_total`` counts it.
 """
 
 from __future__ import annotations
 
 import functools
+import time
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection
 
 from fulfill import metrics
+from fulfill.domain.compensation import AfterTry, after_compensation_try, compensation_unknown_entry
 from fulfill.domain.errors import ErrorClass, ExecutionError
 from fulfill.domain.execution import CompensationPlan, CompensationRequest, CompensationResult
 from fulfill.domain.flowcontrol import connector_of
+from fulfill.domain.idempotency import compensation_idempotency_key
 from fulfill.domain.ledger import outcome_event
 from fulfill.domain.models import (
     ActionOutcomeV1,
@@ -33,11 +47,14 @@ from fulfill.domain.models import (
     ExecutionStatus,
     LedgerEntry,
 )
+from fulfill.domain.ports import ToolCallOutcome
+from fulfill.domain.targets import UNKNOWN_OUTCOME
 from fulfill.domain.time import iso_from_epoch
 from fulfill.engine.flow import WaitExpired, call_lease_seconds, call_result
 from fulfill.engine.runtime import current
 from fulfill.engine.step_metrics import call_connector, count_retry, timed_step
-from fulfill.store import executions, intents, registry
+from fulfill.store import compensation_calls, executions, intents, registry
+from fulfill.store.db import is_transient_store_error
 
 
 class RetryableCompensationFailure(Exception):
@@ -116,49 +133,29 @@ def begin_compensation(request: CompensationRequest) -> CompensationPlan | None:
     failed=lambda result: not result.completed,
 )
 def invoke_compensation(plan: CompensationPlan) -> CompensationResult:
-    """Call the compensation tool once per written object. Transient failures are retried."""
+    """Call the compensation tool once per written object, each call with its own key. Transient
+    failures are retried; an unknown outcome is not (see the module's docstring).
+
+    A call to a target that does not deduplicate is marked as sent before it leaves and settled
+    with its answer (``remote_compensation_calls``): a replay of this step after a crash, or a
+    later try, uses that answer, or ``UNKNOWN_OUTCOME`` when the call never got one, and never
+    sends the undo again."""
     rt = current()
     request = plan.request
-    timeout = rt.settings.gateway_call_timeout_seconds
     connector = connector_of(plan.tool_name)
     count_retry(connector, "InvokeCompensation")
+    confirm = rt.needs_confirmation(plan.tool_name)
     for ref in plan.refs:
-        try:
-            # Through the connector's gate like every call; a compensation waits at most one
-            # circuit cool-down, then counts as a transient failure (retried, then by the reconciler).
-            permit = rt.flow.admit(
-                connector,
-                deadline=rt.clock.now() + rt.settings.circuit_cooldown_seconds + timeout,
-                lease_seconds=call_lease_seconds(timeout),
-            )
-        except WaitExpired as expired:
-            error = ExecutionError(
-                error_class=ErrorClass.DOWNSTREAM,
-                error_code="CONNECTOR_UNAVAILABLE",
-                error_message=f"the compensation gave up {expired.describe()}",
-            )
-            raise RetryableCompensationFailure(
-                CompensationResult(request=request, completed=False, error=error)
-            ) from None
-        with permit:
-            answer = call_connector(
-                connector,
-                functools.partial(
-                    rt.gateway.call_tool,
-                    tenant_id=request.tenant_id,
-                    tool_name=plan.tool_name,
-                    arguments={
-                        "object_id": ref.object_id,
-                        "tenant_id": request.tenant_id,
-                        "account_id": request.account_id,
-                        "action_intent_id": request.action_intent_id,
-                        "idempotency_key": plan.idempotency_key,
-                    },
-                    timeout_seconds=timeout,
-                    on_send=permit.sent,
-                ),
-            )
-            permit.finish(call_result(answer))
+        call = _Call(
+            tool_name=plan.tool_name,
+            object_id=ref.object_id,
+            idempotency_key=compensation_idempotency_key(
+                write_key=plan.idempotency_key, compensation_tool=plan.tool_name, object_id=ref.object_id
+            ),
+        )
+        answer = _answer_of_a_call_sent_before(request, call) if confirm else None
+        if answer is None:
+            answer = _send(request, call, confirm=confirm)
         if answer.success:
             continue
         error = answer.error or ExecutionError(
@@ -166,11 +163,158 @@ def invoke_compensation(plan: CompensationPlan) -> CompensationResult:
             error_code="COMPENSATION_FAILED",
             error_message="compensation failed",
         )
-        result = CompensationResult(request=request, completed=False, error=error)
+        result = call.failed(request, error)
         if error.retryable:
             raise RetryableCompensationFailure(result)
         return result
     return CompensationResult(request=request, completed=True)
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One compensation call: the tool, the object it undoes, and the call's own key."""
+
+    tool_name: str
+    object_id: str
+    idempotency_key: str
+
+    def failed(self, request: CompensationRequest, error: ExecutionError) -> CompensationResult:
+        return CompensationResult(
+            request=request,
+            completed=False,
+            error=error,
+            tool_name=self.tool_name,
+            object_id=self.object_id,
+            idempotency_key=self.idempotency_key,
+        )
+
+
+def _send(request: CompensationRequest, call: _Call, *, confirm: bool) -> ToolCallOutcome:
+    rt = current()
+    timeout = rt.settings.gateway_call_timeout_seconds
+    connector = connector_of(call.tool_name)
+    try:
+        # Through the connector's gate like every call; a compensation waits at most one
+        # circuit cool-down, then counts as a transient failure (retried, then by the reconciler).
+        permit = rt.flow.admit(
+            connector,
+            deadline=rt.clock.now() + rt.settings.circuit_cooldown_seconds + timeout,
+            lease_seconds=call_lease_seconds(timeout),
+        )
+    except WaitExpired as expired:
+        error = ExecutionError(
+            error_class=ErrorClass.DOWNSTREAM,
+            error_code="CONNECTOR_UNAVAILABLE",
+            error_message=f"the compensation gave up {expired.describe()}",
+        )
+        raise RetryableCompensationFailure(call.failed(request, error)) from None
+    with permit:
+        if confirm:
+            _mark_sent(request, call)
+        answer = call_connector(
+            connector,
+            functools.partial(
+                rt.gateway.call_tool,
+                tenant_id=request.tenant_id,
+                tool_name=call.tool_name,
+                arguments={
+                    "object_id": call.object_id,
+                    "tenant_id": request.tenant_id,
+                    "account_id": request.account_id,
+                    "action_intent_id": request.action_intent_id,
+                    "idempotency_key": call.idempotency_key,
+                },
+                timeout_seconds=timeout,
+                on_send=permit.sent,
+            ),
+        )
+        permit.finish(call_result(answer))
+    if confirm:
+        _settle(request, call, answer)
+    return answer
+
+
+def _answer_of_a_call_sent_before(request: CompensationRequest, call: _Call) -> ToolCallOutcome | None:
+    """What an earlier run sent this call and got: its answer, or an unknown outcome when it was
+    marked sent and never answered. None when it was not sent."""
+    rt = current()
+    try:
+        with rt.db.read() as conn:
+            sent = compensation_calls.get(conn, request.tenant_id, request.account_id, call.idempotency_key)
+    except Exception as exc:
+        if not is_transient_store_error(exc):
+            raise
+        raise RetryableCompensationFailure(call.failed(request, _store_unavailable())) from None
+    if sent is None:
+        return None
+    if sent.answer is not None:
+        return sent.answer
+    target = call.tool_name.split(".", 1)[0]
+    return ToolCallOutcome(
+        success=False,
+        error=ExecutionError(
+            error_class=ErrorClass.UNKNOWN,
+            error_code=UNKNOWN_OUTCOME,
+            error_message=(
+                f"the call to {call.tool_name} for {call.object_id} was in flight when its process "
+                f"stopped; {target} does not deduplicate, so it is not sent again: check {target} "
+                f"for idempotency key {call.idempotency_key}"
+            ),
+        ),
+    )
+
+
+def _mark_sent(request: CompensationRequest, call: _Call) -> None:
+    rt = current()
+    try:
+        with rt.db.write() as conn:
+            compensation_calls.mark(
+                conn,
+                tenant_id=request.tenant_id,
+                account_id=request.account_id,
+                idempotency_key=call.idempotency_key,
+                action_intent_id=request.action_intent_id,
+                attempt_count=request.attempt_count,
+                tool_name=call.tool_name,
+                object_id=call.object_id,
+                now=rt.clock.now_iso(),
+            )
+    except Exception as exc:
+        if not is_transient_store_error(exc):
+            raise
+        raise RetryableCompensationFailure(call.failed(request, _store_unavailable())) from None
+
+
+def _settle(request: CompensationRequest, call: _Call, answer: ToolCallOutcome) -> None:
+    """Keep the answer of a call that undid (or may have undone) something; clear the mark of one
+    that did nothing (never sent, or refused for certain), so that a later try may send it. If
+    this cannot be written, the mark stays without an answer: unknown, never a second call."""
+    rt = current()
+    keep = answer.success or (answer.error is not None and answer.error.error_code == UNKNOWN_OUTCOME)
+    for delay in (0.0, 0.05, 0.2, 0.5):
+        time.sleep(delay)
+        try:
+            with rt.db.write() as conn:
+                if keep:
+                    compensation_calls.settle(
+                        conn, request.tenant_id, request.account_id, call.idempotency_key, answer
+                    )
+                else:
+                    compensation_calls.clear(
+                        conn, request.tenant_id, request.account_id, call.idempotency_key
+                    )
+            return
+        except Exception as exc:
+            if not is_transient_store_error(exc):
+                return
+
+
+def _store_unavailable() -> ExecutionError:
+    return ExecutionError(
+        error_class=ErrorClass.DOWNSTREAM,
+        error_code="STORE_UNAVAILABLE",
+        error_message="the database was unavailable before the compensation call was sent; it was not sent",
+    )
 
 
 @timed_step("FinishCompensation")
@@ -183,12 +327,15 @@ def finish_compensation(result: CompensationResult) -> CompensationStatus:
     now = iso_from_epoch(now_epoch)
     status = CompensationStatus.COMPLETED if result.completed else CompensationStatus.FAILED
     settings = rt.settings
-    last_try = request.try_number >= settings.compensation_max_tries
-    retry_at = (
-        None
-        if result.completed or last_try
-        else now_epoch + settings.compensation_retry_base_seconds * 2 ** (request.try_number - 1)
+    step = after_compensation_try(
+        completed=result.completed,
+        error=result.error,
+        try_number=request.try_number,
+        max_tries=settings.compensation_max_tries,
+        retry_base_seconds=settings.compensation_retry_base_seconds,
+        now_epoch=now_epoch,
     )
+    retry_at = step.retry_at_epoch
     with rt.db.write() as conn:
         outcome = executions.get_outcome(
             conn, request.tenant_id, request.account_id, request.action_intent_id, request.attempt_count
@@ -221,7 +368,18 @@ def finish_compensation(result: CompensationResult) -> CompensationStatus:
                 },
             ),
         )
-        if not result.completed and last_try:
+        if step.after is AfterTry.OUTCOME_UNKNOWN:
+            unknown = compensation_unknown_entry(
+                outcome,
+                now,
+                tool_name=result.tool_name or "",
+                object_id=result.object_id,
+                idempotency_key=result.idempotency_key,
+                error=result.error,
+                try_number=request.try_number,
+            )
+            executions.append_ledger(conn, _per_try(request, unknown))
+        if step.after is AfterTry.ABANDONED:
             executions.append_ledger(
                 conn,
                 outcome_event(
@@ -238,9 +396,9 @@ def finish_compensation(result: CompensationResult) -> CompensationStatus:
                     },
                 ),
             )
-    metrics.COMPENSATIONS.labels(
-        "completed" if result.completed else "abandoned" if last_try else "failed"
-    ).inc()
+    metrics.COMPENSATIONS.labels(step.after.value).inc()
+    if step.after is AfterTry.OUTCOME_UNKNOWN:
+        metrics.COMPENSATIONS_OUTCOME_UNKNOWN.inc()
     return status
 
 
@@ -252,7 +410,10 @@ def _for_try(
     data: dict[str, Any],
 ) -> LedgerEntry:
     """A compensation ledger entry; each try has its own (the first keeps the plain id)."""
-    entry = outcome_event(outcome, event_type, timestamp, data)
+    return _per_try(request, outcome_event(outcome, event_type, timestamp, data))
+
+
+def _per_try(request: CompensationRequest, entry: LedgerEntry) -> LedgerEntry:
     if request.try_number == 1:
         return entry
     return entry.model_copy(update={"entry_id": f"{entry.entry_id}#try{request.try_number}"})

@@ -21,7 +21,9 @@ SUCCESS while the attempt is active     fork it from the first step (it never re
 
 Compensations: a FAILED one whose next try is due, or a PENDING one whose workflow is absent,
 failed or cancelled, is started again as the next try; after the last try it is left FAILED with a
-``COMPENSATION_ABANDONED`` ledger entry for a person.
+``COMPENSATION_ABANDONED`` ledger entry for a person. A FAILED one whose outcome is unknown
+(``COMPENSATION_OUTCOME_UNKNOWN``) has no next try and is never started again; and a next try
+never resends an undo already marked sent to a target that does not deduplicate.
 """
 
 from __future__ import annotations

@@ -201,3 +201,29 @@ def mark_compensated(
         .where(_key(tenant_id, account_id, idempotency_key), table.c.status == COMMITTED)
         .values(compensated_at=now_iso, updated_at=now_iso)
     )
+
+
+def committed_write_of(
+    conn: Connection,
+    tenant_id: str,
+    account_id: str,
+    *,
+    action_intent_id: str,
+    tool_name: str,
+    object_id: str,
+) -> Row[Any] | None:
+    """The committed write of ``object_id`` by one intent's ``tool_name``, found by what a
+    compensation call carries: its own idempotency key is not the write's (it is derived from it)."""
+    return conn.execute(
+        select(table)
+        .where(
+            table.c.tenant_id == tenant_id,
+            table.c.account_id == account_id,
+            table.c.action_intent_id == action_intent_id,
+            table.c.tool_name == tool_name,
+            table.c.object_id == object_id,
+            table.c.status == COMMITTED,
+        )
+        .order_by(table.c.committed_at.desc())
+        .limit(1)
+    ).first()

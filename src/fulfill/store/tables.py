@@ -347,6 +347,23 @@ remote_tool_calls = Table(
     PrimaryKeyConstraint("tenant_id", "account_id", "action_intent_id", "attempt_count"),
 )
 
+# The same for a compensation call to such a target, keyed by the compensation call's own
+# idempotency key (one per written object): no try of the compensation sends it twice.
+remote_compensation_calls = Table(
+    "remote_compensation_calls",
+    metadata,
+    Column("tenant_id", ID, nullable=False),
+    Column("account_id", ID, nullable=False),
+    Column("idempotency_key", String(64), nullable=False),
+    Column("action_intent_id", ID, nullable=False),
+    Column("attempt_count", Integer, nullable=False),
+    Column("tool_name", String(128), nullable=False),
+    Column("object_id", String(256), nullable=False),
+    Column("sent_at", TS, nullable=False),
+    Column("answer", JSON),  # the call's ToolCallOutcome, once it is known
+    PrimaryKeyConstraint("tenant_id", "account_id", "idempotency_key"),
+)
+
 # --- flow control: limits, circuit breakers and calls of each connector (or remote target) ---------
 
 connector_limits = Table(
