@@ -6,7 +6,9 @@ scopes. Before a ``tools/call`` reaches a connector, the gateway checks, and ans
 error (``isError``, a JSON text ``{error_code, error_class, error_message}``) when a check fails:
 
 * the tool exists;
-* the arguments satisfy the tool's input schema (the message names fields, never echoes values);
+* the arguments satisfy the tool's input schema (the message names fields, never echoes values),
+  checked in a worker thread by ``domain/schemas.py`` (a target's schema never makes this process
+  fetch anything, and its patterns run within a time budget);
 * the arguments ``tenant_id``, ``account_id``, ``action_intent_id`` and ``idempotency_key`` are
   the ones the token was minted for (the token binding; the message names the fields that differ,
   never their values).
