@@ -14,6 +14,8 @@ both reach this process. So, here and only here:
   timeout and with the GIL released (``concurrent``), not on ``re``, which holds the GIL for as
   long as a catastrophic backtrack takes and so stalls every thread of the process. One
   validation has one budget for all its matches; when it is spent, :class:`PatternTimeout`.
+  (``regex`` counts a match's timeout in processor time: on an overloaded machine a check can
+  take longer in wall time, but it holds nobody else up meanwhile.)
   ``unevaluatedProperties`` would match ``patternProperties`` with ``re`` inside jsonschema, so
   discovery refuses a schema that has both.
 * **Bounded nesting.** Discovery refuses schemas nested deeper than :data:`MAX_SCHEMA_DEPTH`;
