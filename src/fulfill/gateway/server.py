@@ -46,7 +46,13 @@ from fulfill.connectors.base import ConnectorTool, ToolSuccess, tool_failure
 from fulfill.domain.errors import ErrorClass
 from fulfill.domain.flowcontrol import connector_of
 from fulfill.domain.mapping import arguments_for_tool
-from fulfill.domain.schemas import PatternTimeout, UncheckableSchema, UntrustedSchema
+from fulfill.domain.schemas import (
+    MAX_PARAMETER_DEPTH,
+    PatternTimeout,
+    UncheckableSchema,
+    UntrustedSchema,
+    too_deep,
+)
 from fulfill.domain.targets import IDEMPOTENCY_META_KEY, TIMEOUT_META_KEY, remote_timeout_seconds
 from fulfill.gateway.remote import RemoteTargets
 from fulfill.gateway.targets import TargetCatalog
@@ -162,6 +168,12 @@ class ToolCallGuard:
         if not isinstance(arguments, Mapping):
             return tool_failure(
                 ErrorClass.VALIDATION, "INVALID_TOOL_ARGUMENTS", "arguments must be an object"
+            )
+        if too_deep(arguments):  # the bound POST /intents applies, before anything recurses
+            return tool_failure(
+                ErrorClass.VALIDATION,
+                "INVALID_TOOL_ARGUMENTS",
+                f"arguments are nested deeper than {MAX_PARAMETER_DEPTH} levels",
             )
         forwarded = arguments_for_tool(dict(arguments), schema)
         try:
