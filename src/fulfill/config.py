@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     gateway_targets_refresh_seconds: float = Field(default=2.0, gt=0, le=300)
     # Timeout of discovering a target's tools (registration and sync).
     gateway_discovery_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    # How long the patterns of a target's input schema may take to check one set of arguments
+    # (all matches together; domain/schemas.py): longer is a 422, never a stalled process.
+    schema_pattern_timeout_seconds: float = Field(default=0.5, gt=0, le=10)
 
     # One retry layer: transient tool failures are retried with base * 2^n backoff.
     retry_backoff_base_seconds: float = Field(default=1.0, ge=0, le=60)

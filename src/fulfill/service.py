@@ -60,7 +60,10 @@ class Service:
             self.db, self.salesforce_connector.vault.box, self.clock.now_iso
         )
         self.target_catalog = TargetCatalog(
-            self.db, self.target_secrets, refresh_seconds=settings.gateway_targets_refresh_seconds
+            self.db,
+            self.target_secrets,
+            refresh_seconds=settings.gateway_targets_refresh_seconds,
+            pattern_timeout=settings.schema_pattern_timeout_seconds,
         )
         oauth_tokens = OAuthTokens()
         self.gateway_server = build_gateway(

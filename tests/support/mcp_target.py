@@ -16,7 +16,8 @@ The stats list the tickets that exist (``tickets``), the ones deleted (``deleted
 idempotency key each tool received (``keys``).
 
 It counts every call it receives. ``/control/…`` lets a test read the counts and arguments
-(``GET /control/stats``), add a tool at runtime (``POST /control/tools {"name"}``), and make the
+(``GET /control/stats``), add a tool at runtime (``POST /control/tools {"name"}``, with
+``"input_schema"`` to list that schema verbatim), and make the
 next ``create_ticket`` answer late after writing (``POST /control/slow {"seconds"}``). With
 ``--token``, ``/mcp`` needs that bearer token; with ``--oauth``, ``/oauth/token`` issues tokens
 for the client credentials ``ID:SECRET`` (HTTP Basic) and ``/mcp`` accepts them.
@@ -87,8 +88,12 @@ class McpTarget:
     def calls(self, tool: str = "create_ticket") -> int:
         return int(self.stats()["calls"].get(tool, 0))
 
-    def add_tool(self, name: str) -> None:
-        assert httpx.post(f"{self.base}/control/tools", json={"name": name}, timeout=5).status_code == 200
+    def add_tool(self, name: str, input_schema: dict[str, Any] | None = None) -> None:
+        """Add a tool; with ``input_schema``, ``tools/list`` shows that schema verbatim."""
+        body: dict[str, Any] = {"name": name}
+        if input_schema is not None:
+            body["input_schema"] = input_schema
+        assert httpx.post(f"{self.base}/control/tools", json=body, timeout=5).status_code == 200
 
     def slow(self, seconds: float) -> None:
         assert (
@@ -211,13 +216,19 @@ def build_app(
             )
 
     async def add_tool(request: Request) -> JSONResponse:
-        name = str((await request.json())["name"])
+        body = await request.json()
+        name = str(body["name"])
 
         def added(ticket_id: str, ctx: Context) -> dict[str, Any]:
             seen(name, {"ticket_id": ticket_id}, ctx)
             return {"id": ticket_id}
 
         server.add_tool(added, name=name, description=f"{name} (added at runtime)")
+        if isinstance(body.get("input_schema"), dict):
+            # Listed as given, whatever it says: a target's schema is not fulfill's to trust.
+            tool = server._tool_manager.get_tool(name)
+            assert tool is not None
+            tool.parameters = body["input_schema"]
         return JSONResponse({"added": name})
 
     async def slow(request: Request) -> JSONResponse:

@@ -27,7 +27,6 @@ from typing import Any
 
 import anyio
 import httpx2
-import jsonschema
 import mcp_types as types
 from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
@@ -37,6 +36,7 @@ from fulfill.connectors.base import tool_failure, tool_success
 from fulfill.domain.egress import EgressAllowList, EgressRefused
 from fulfill.domain.errors import ErrorClass, ExecutionError, classify
 from fulfill.domain.models import ExternalObjectRef
+from fulfill.domain.schemas import refusal as schema_refusal
 from fulfill.domain.targets import (
     IDEMPOTENCY_META_KEY,
     MAX_DESCRIPTION,
@@ -374,10 +374,9 @@ def _specs(target: str, listed: list[types.Tool]) -> Discovery:
         if len(json.dumps(schema)) > MAX_SCHEMA_BYTES:
             skipped.append(f"{label} (input schema too large)")
             continue
-        try:
-            jsonschema.Draft202012Validator.check_schema(schema)
-        except jsonschema.SchemaError:
-            skipped.append(f"{label} (invalid input schema)")
+        refused = schema_refusal(schema)
+        if refused is not None:
+            skipped.append(f"{label} ({refused})")
             continue
         if schema.get("type", "object") != "object":
             skipped.append(f"{label} (input schema is not an object)")

@@ -6,7 +6,9 @@ scopes. Before a ``tools/call`` reaches a connector, the gateway checks, and ans
 error (``isError``, a JSON text ``{error_code, error_class, error_message}``) when a check fails:
 
 * the tool exists;
-* the arguments satisfy the tool's input schema (the message names fields, never echoes values);
+* the arguments satisfy the tool's input schema (the message names fields, never echoes values),
+  checked in a worker thread by ``domain/schemas.py`` (a target's schema never makes this process
+  fetch anything, and its patterns run within a time budget);
 * the arguments ``tenant_id``, ``account_id``, ``action_intent_id`` and ``idempotency_key`` are
   the ones the token was minted for (the token binding; the message names the fields that differ,
   never their values).
@@ -26,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+import anyio
 import jsonschema
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
@@ -43,6 +46,13 @@ from fulfill.connectors.base import ConnectorTool, ToolSuccess, tool_failure
 from fulfill.domain.errors import ErrorClass
 from fulfill.domain.flowcontrol import connector_of
 from fulfill.domain.mapping import arguments_for_tool
+from fulfill.domain.schemas import (
+    MAX_PARAMETER_DEPTH,
+    PatternTimeout,
+    UncheckableSchema,
+    UntrustedSchema,
+    too_deep,
+)
 from fulfill.domain.targets import IDEMPOTENCY_META_KEY, TIMEOUT_META_KEY, remote_timeout_seconds
 from fulfill.gateway.remote import RemoteTargets
 from fulfill.gateway.targets import TargetCatalog
@@ -113,14 +123,12 @@ class ToolCallGuard:
         self._server = server
         self._remote = remote
         self._default_timeout = default_timeout
-        self._internal: dict[str, tuple[dict[str, Any], jsonschema.Draft202012Validator]] | None = None
+        self._internal: dict[str, tuple[dict[str, Any], UntrustedSchema]] | None = None
 
-    async def _internal_tool(
-        self, name: str
-    ) -> tuple[dict[str, Any], jsonschema.Draft202012Validator] | None:
+    async def _internal_tool(self, name: str) -> tuple[dict[str, Any], UntrustedSchema] | None:
         if self._internal is None:
             self._internal = {
-                tool.name: (tool.input_schema, jsonschema.Draft202012Validator(tool.input_schema))
+                tool.name: (tool.input_schema, UntrustedSchema(tool.input_schema))
                 for tool in await self._server.internal_tools()
             }
         return self._internal.get(name)
@@ -161,8 +169,19 @@ class ToolCallGuard:
             return tool_failure(
                 ErrorClass.VALIDATION, "INVALID_TOOL_ARGUMENTS", "arguments must be an object"
             )
+        if too_deep(arguments):  # the bound POST /intents applies, before anything recurses
+            return tool_failure(
+                ErrorClass.VALIDATION,
+                "INVALID_TOOL_ARGUMENTS",
+                f"arguments are nested deeper than {MAX_PARAMETER_DEPTH} levels",
+            )
         forwarded = arguments_for_tool(dict(arguments), schema)
-        problems = {_describe(error) for error in validator.iter_errors(forwarded)}
+        try:
+            # Never on the event loop that carries every other call: a schema is a target's.
+            errors = await anyio.to_thread.run_sync(validator.errors, forwarded)
+        except (UncheckableSchema, PatternTimeout) as exc:
+            return tool_failure(ErrorClass.VALIDATION, "INVALID_TOOL_ARGUMENTS", str(exc))
+        problems = {_describe(error) for error in errors}
         if problems:
             return tool_failure(
                 ErrorClass.VALIDATION, "INVALID_TOOL_ARGUMENTS", "; ".join(sorted(problems)[:10])

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-import jsonschema
 
+from fulfill.domain.schemas import DEFAULT_PATTERN_TIMEOUT_SECONDS, UntrustedSchema
 from fulfill.domain.targets import RemoteToolSpec, TargetAuthType, namespace_of
 from fulfill.gateway.remote import TargetEndpoint
 from fulfill.gateway.target_auth import TargetSecrets
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 class CatalogTool:
     spec: RemoteToolSpec
     endpoint: TargetEndpoint
-    validator: jsonschema.Draft202012Validator = field(repr=False, compare=False)
+    validator: UntrustedSchema = field(repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -50,9 +50,11 @@ class TargetCatalog:
         secrets: TargetSecrets,
         *,
         refresh_seconds: float,
+        pattern_timeout: float = DEFAULT_PATTERN_TIMEOUT_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._db = db
+        self._pattern_timeout = pattern_timeout
         self._secrets = secrets
         self._refresh_seconds = refresh_seconds
         self._clock = clock
@@ -136,9 +138,8 @@ class TargetCatalog:
             )
             endpoints[target.name] = endpoint
             for spec in target.tools:
-                tools[spec.name] = CatalogTool(
-                    spec=spec, endpoint=endpoint, validator=jsonschema.Draft202012Validator(spec.input_schema)
-                )
+                validator = UntrustedSchema(spec.input_schema, pattern_timeout=self._pattern_timeout)
+                tools[spec.name] = CatalogTool(spec=spec, endpoint=endpoint, validator=validator)
         return CatalogSnapshot(revision=revision, endpoints=endpoints, tools=tools)
 
 

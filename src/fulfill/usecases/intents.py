@@ -26,6 +26,13 @@ from fulfill.domain.models import (
     RegistryEntry,
     Target,
 )
+from fulfill.domain.schemas import (
+    MAX_PARAMETER_DEPTH,
+    PatternTimeout,
+    UncheckableSchema,
+    UntrustedSchema,
+    too_deep,
+)
 from fulfill.domain.time import epoch_from_iso, iso_from_epoch
 from fulfill.engine.intake import request_for, start_if_queued, take_execution_lock
 from fulfill.engine.outbox_relay import COMPENSATION_TOPIC, ENGINE_DESTINATION
@@ -79,6 +86,11 @@ def create_intent(rt: Runtime, principal: Principal, body: CreateIntent) -> tupl
     intent (``created`` False); another body under the same id is a conflict."""
     if not principal.may_access_account(body.account_id):
         raise Forbidden("the token does not grant access to this account")
+    # First: everything below (the body's hash, the serialisers, the schema check) recurses.
+    if too_deep(body.parameters):
+        raise Invalid(
+            f"parameters are nested deeper than {MAX_PARAMETER_DEPTH} levels", code="PARAMETERS_TOO_DEEP"
+        )
     now = rt.clock.now()
     now_iso = iso_from_epoch(now)
     request_hash = hashlib.sha256(
@@ -228,12 +240,26 @@ def _check_tool_arguments(rt: Runtime, entry: RegistryEntry, mapped: dict[str, A
     placeholders = dict.fromkeys(TRUSTED_ARGUMENTS, "x" * 64)
     # What the tool will receive: a trusted argument its schema does not declare is not sent.
     arguments = arguments_for_tool({**mapped, **placeholders}, schema)
-    errors = sorted(
-        jsonschema.Draft202012Validator(schema).iter_errors(arguments),
-        key=lambda e: list(e.path),
-    )
+    to_parameter = {rule.tool_param: name for name, rule in entry.parameter_mapping.items()}
+    try:
+        # A gateway target's schema: no network, bounded patterns (this runs in a worker thread).
+        found = UntrustedSchema(schema, pattern_timeout=rt.settings.schema_pattern_timeout_seconds).errors(
+            arguments
+        )
+    except UncheckableSchema as exc:
+        raise Invalid(
+            f"the input schema of {entry.tool_name} cannot be used: {exc}", code="UNCHECKABLE_SCHEMA"
+        ) from None
+    except PatternTimeout as exc:
+        argument = next((name for name, value in arguments.items() if value is exc.value), None)
+        where = f"parameters.{to_parameter.get(argument, argument)}" if argument else "parameters"
+        raise Invalid(
+            f"{where} could not be checked against the pattern of {entry.tool_name}'s input schema "
+            f"within {rt.settings.schema_pattern_timeout_seconds:g} s",
+            code="PATTERN_CHECK_TIMEOUT",
+        ) from None
+    errors = sorted(found, key=lambda e: list(e.path))
     if errors:
-        to_parameter = {rule.tool_param: name for name, rule in entry.parameter_mapping.items()}
         problems = []
         for error in errors[:10]:
             argument = str(error.path[0]) if error.path else ""
