@@ -7,8 +7,10 @@ cookie. ``GET /console/auth/callback`` checks the state, exchanges the code with
 token endpoint, validates the ID token (signature from the provider's JWKS, ``iss``, ``aud``,
 ``nonce``, ``exp``), picks the bearer the console will use on the user's behalf (the access token,
 or the ID token with ``FULFILL_OIDC_BEARER=id_token``), has the API's own token verifier accept it,
-and only then stores it in the session as ``token``. ``GET /console/logout`` clears the session and
-ends the provider's session too when it publishes an ``end_session_endpoint``.
+and only then opens a console session for it (kept on the server: see
+:mod:`fulfill.console.session`). The console's sign-out (``POST /console/logout``) revokes that
+session and sends the browser on to the provider's ``end_session_endpoint`` when it publishes one;
+the console's pages allow that endpoint's origin in their ``form-action``.
 
 Every failure answers a short HTML page (400, 401 or 502) and logs one line; codes, tokens and
 secrets appear in neither.
@@ -36,8 +38,8 @@ from joserfc.errors import ClaimError, ExpiredTokenError, InvalidKeyIdError, Jos
 
 from fulfill.api.problems import ApiProblem
 from fulfill.config import Settings
-from fulfill.console.session import TOKEN_KEY, log_in
-from fulfill.tokens import ASYMMETRIC_ALGORITHMS, TokenError, TokenVerifier
+from fulfill.console.session import log_in, session_bearer
+from fulfill.tokens import ASYMMETRIC_ALGORITHMS, Principal, TokenError, TokenVerifier
 
 CONSOLE_HOME = "/console/"
 LOGIN_PATH = "/console/login/oidc"
@@ -163,8 +165,9 @@ class OidcLogin:
         }
         return RedirectResponse(authorization["url"], status_code=302, headers={"Cache-Control": "no-store"})
 
-    async def finish(self, request: Request) -> str:
-        """The bearer of a successful callback, already accepted by the API's verifier."""
+    async def finish(self, request: Request) -> tuple[str, Principal]:
+        """The bearer of a successful callback, already accepted by the API's verifier, and whom
+        it names."""
         params = request.query_params
         # Any answer spends the pending login: a forged or stale one cannot be retried against it.
         pending = request.session.pop(_PENDING_KEY, None)
@@ -209,7 +212,7 @@ class OidcLogin:
             )
         verifier: TokenVerifier = request.app.state.token_verifier
         try:
-            await anyio.to_thread.run_sync(verifier.verify, bearer)
+            principal = await anyio.to_thread.run_sync(verifier.verify, bearer)
         except TokenError as exc:
             raise LoginFailed(
                 401,
@@ -217,7 +220,7 @@ class OidcLogin:
                 f"The API does not accept the {self.bearer} the identity provider issued: {exc}.",
                 exc.code,
             ) from None
-        return bearer
+        return bearer, principal
 
     async def _exchange(self, code: str, pending: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -367,10 +370,13 @@ async def login(request: Request) -> Response:
 @router.get(CALLBACK_PATH, name=_CALLBACK_ROUTE)
 async def callback(request: Request) -> Response:
     try:
-        bearer = await _login(request).finish(request)
+        bearer, principal = await _login(request).finish(request)
     except LoginFailed as failure:
         return _failed("login callback", failure)
-    log_in(request, bearer)
+    runtime = request.app.state.runtime
+    await anyio.to_thread.run_sync(
+        lambda: log_in(request, runtime.db, bearer, principal, now=runtime.clock.now())
+    )
     return RedirectResponse(CONSOLE_HOME, status_code=303, headers={"Cache-Control": "no-store"})
 
 
@@ -384,8 +390,11 @@ def configured_login(request: Request) -> OidcLogin | None:
 @router.get("/console/session")
 async def session(request: Request) -> JSONResponse:
     """Who is signed in to the console: the subject, tenant and scopes of the session's bearer."""
-    token = request.session.get(TOKEN_KEY)
-    if not isinstance(token, str) or not token:
+    runtime = request.app.state.runtime
+    token = await anyio.to_thread.run_sync(
+        lambda: session_bearer(request, runtime.db, now=runtime.clock.now())
+    )
+    if token is None:
         raise ApiProblem(
             401, "not signed in to the console", slug="unauthorized", code="CONSOLE_NOT_SIGNED_IN"
         )

@@ -39,9 +39,10 @@ from fulfill.console.session import (
     csrf_token,
     current_principal,
     install_sessions,
-    is_dev_mode,
     log_in,
+    log_out,
 )
+from fulfill.domain.console_login import dev_login_refusal
 from fulfill.domain.expiry import is_expired
 from fulfill.domain.models import ActionIntentV1, ApprovalStatus
 from fulfill.engine.runtime import Runtime
@@ -130,7 +131,7 @@ def _render(
             "csrf_field": CSRF_FIELD,
             "flash": flash,
             "can": (lambda scope: principal is not None and principal.has_scope(scope)),
-            "dev_mode": is_dev_mode(_settings(request)),
+            "dev_login": _dev_login_refusal(request) is None,
             **context,
         },
         status_code=status_code,
@@ -141,6 +142,16 @@ def _render(
 
 def _refusal(request: Request, principal: Principal | None, status: int, message: str) -> HTMLResponse:
     return _render(request, "error.html", principal, status_code=status, message=message)
+
+
+def _dev_login_refusal(request: Request) -> str | None:
+    """Why this request may not use the local login (see fulfill.domain.console_login)."""
+    return dev_login_refusal(
+        enabled=_settings(request).console_dev_login_enabled,
+        client_host=request.client.host if request.client else None,
+        host_header=request.headers.get("host", ""),
+        header_names=request.headers.keys(),
+    )
 
 
 def _to_login(request: Request) -> Response:
@@ -193,7 +204,10 @@ async def _guarded(
         return HTMLResponse(
             "The console is not configured: set FULFILL_CONSOLE_SESSION_SECRET.", status_code=503
         )
-    principal = await anyio.to_thread.run_sync(current_principal, request, _verifier(request))
+    rt = _runtime(request)
+    principal = await anyio.to_thread.run_sync(
+        lambda: current_principal(request, rt.db, _verifier(request), now=rt.clock.now())
+    )
     if principal is None:
         return _to_login(request)
     try:
@@ -256,6 +270,7 @@ def _login_page(request: Request, status_code: int = 200, message: str | None = 
         message=message,
         oidc=bool(getattr(settings, "oidc_issuer", "")),
         dev_scopes=DEV_SCOPES,
+        dev_login_refusal=_dev_login_refusal(request),
         next=_safe_next(request.query_params.get("next")),
     )
 
@@ -271,10 +286,14 @@ def login_page(request: Request) -> Response:
 
 @router.post("/login")
 async def dev_login(request: Request) -> Response:
-    """Dev mode only: mint a short-lived dev token for the chosen tenant, subject and scopes."""
+    """Dev mode on loopback only: mint a short-lived dev token for the chosen tenant, subject and
+    scopes (see fulfill.domain.console_login for who gets it)."""
     settings = _settings(request)
-    if not is_dev_mode(settings) or not request.app.state.console_enabled:
+    if not request.app.state.console_enabled:
         return _refusal(request, None, 404, "The local login exists in dev mode only.")
+    refusal = _dev_login_refusal(request)
+    if refusal is not None:
+        return _refusal(request, None, 404, refusal)
     try:
         form = await _form(request)
     except Refused as exc:
@@ -299,17 +318,19 @@ async def dev_login(request: Request) -> Response:
         ttl_seconds=DEV_TOKEN_TTL_SECONDS,
     )
     try:
-        _verifier(request).verify(token)
+        principal = _verifier(request).verify(token)
     except TokenError as exc:  # e.g. a dev deployment that accepts only identity-provider tokens
         return _login_page(request, 422, f"The service does not accept the dev token: {exc}")
-    log_in(request, token)
+    rt = _runtime(request)
+    await anyio.to_thread.run_sync(lambda: log_in(request, rt.db, token, principal, now=rt.clock.now()))
     return RedirectResponse(_safe_next(_one(form, "next")), status_code=303)
 
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
     def page(principal: Principal, _form: Form) -> Response:
-        request.session.clear()
+        rt = _runtime(request)
+        log_out(request, rt.db, now=rt.clock.now())  # every copy of the cookie is refused from now on
         return RedirectResponse("/console/login", status_code=303)
 
     response = await _guarded(request, page, post_scope="")
