@@ -48,6 +48,7 @@ from fulfill.domain.models import ActionIntentV1, ApprovalStatus
 from fulfill.engine.runtime import Runtime
 from fulfill.tokens import Principal, TokenError, TokenVerifier, mint_token
 from fulfill.usecases import admin, connectors, executions, intents, registry
+from fulfill.usecases import approvals as approvals_usecase
 from fulfill.usecases.admin import KillSwitches, TenantExecution
 from fulfill.usecases.errors import UseCaseError
 
@@ -345,21 +346,83 @@ async def logout(request: Request) -> Response:
 # --- approvals ---------------------------------------------------------------------------------
 
 
+# The age filter: proposed at least this long ago.
+AGE_CHOICES = {"": None, "1h": 3600, "1d": 86_400, "7d": 7 * 86_400}
+ORDER_CHOICES = ("newest", "oldest")
+
+
+def _pending_query(request: Request) -> tuple[approvals_usecase.PendingQuery, dict[str, str]]:
+    """The approvals page's filters from its query string (and the same, to build its links)."""
+    params = request.query_params
+    chosen = {
+        "action_type": params.get("action_type", "").strip(),
+        "account_id": params.get("account_id", "").strip(),
+        "age": params.get("age", "").strip(),
+        "order": params.get("order", "").strip() or "newest",
+    }
+    if chosen["age"] not in AGE_CHOICES:
+        raise Refused(400, "The age filter is one of: any, 1h, 1d, 7d.")
+    if chosen["order"] not in ORDER_CHOICES:
+        raise Refused(400, "The order is newest or oldest.")
+    query = approvals_usecase.PendingQuery(
+        action_type=chosen["action_type"] or None,
+        account_id=chosen["account_id"] or None,
+        min_age_seconds=AGE_CHOICES[chosen["age"]],
+        oldest_first=chosen["order"] == "oldest",
+        cursor=params.get("after") or None,
+    )
+    return query, chosen
+
+
 @router.get("/approvals")
 async def approvals(request: Request) -> Response:
     def page(principal: Principal, _form: Form) -> Response:
         _require(principal, SCOPE_INTENTS_READ)
         rt = _runtime(request)
         now = rt.clock.now()
+        query, chosen = _pending_query(request)
+        shown_before = request.query_params.get("shown", "0")
+        before = int(shown_before) if shown_before.isdigit() and len(shown_before) < 9 else 0
+        result = approvals_usecase.page_pending(rt, principal, query)
         rows = [
             {
                 "intent": intent,
                 "expired": is_expired(intent.expires_at_epoch, now),
                 "parameters": present.parameter_rows(intent.parameters),
             }
-            for intent in intents.list_pending_approval(rt, principal)
+            for intent in result.intents
         ]
-        return _render(request, "approvals.html", principal, rows=rows, now=now)
+        filters = {
+            name: value for name, value in chosen.items() if value and (name, value) != ("order", "newest")
+        }
+        next_url = (
+            "/console/approvals?"
+            + urlencode({**filters, "after": result.next_cursor, "shown": before + len(rows)})
+            if result.next_cursor
+            else None
+        )
+        return _render(
+            request,
+            "approvals.html",
+            principal,
+            rows=rows,
+            now=now,
+            total=result.total,
+            first=before + 1,
+            last=before + len(rows),
+            next_url=next_url,
+            first_url=("/console/approvals?" + urlencode(filters)) if before else None,
+            chosen=chosen,
+            filtered=bool(filters.keys() - {"order"}),
+            action_types=sorted({entry.action_type for entry in registry.list_versions(rt.db)}),
+            accounts=intents.list_accounts(rt, principal),
+            ages=[
+                ("", "any age"),
+                ("1h", "1 hour or more"),
+                ("1d", "1 day or more"),
+                ("7d", "7 days or more"),
+            ],
+        )
 
     return await _guarded(request, page)
 
