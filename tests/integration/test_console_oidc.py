@@ -347,3 +347,22 @@ def test_a_tampered_session_cookie_signs_no_one_in(env: Env, provider: OidcProvi
     browser.cookie.set(SESSION_COOKIE, payload[:-4] + "AAAA." + signature, "")
     _signed_out(browser)
     browser.close()
+
+
+def test_pages_let_their_forms_lead_to_the_identity_provider(env: Env, provider: OidcProvider) -> None:
+    """The sign-out form's answer redirects to the end-session endpoint; browsers apply the page's
+    form-action to that redirect, so it names the provider's origin (and nothing else)."""
+    browser = env.browser()
+    assert browser.follow(_start(env, browser)).status_code == 303
+    page = browser.get("/console/approvals")
+    assert page.status_code == 200
+    policy = {
+        directive.split()[0]: directive.split()[1:]
+        for directive in page.headers["content-security-policy"].split(";")
+        if directive.strip()
+    }
+    assert policy["form-action"] == ["'self'", provider.issuer]
+    assert policy["frame-ancestors"] == ["'none'"]
+    logout = browser.logout(SESSION_SECRET)
+    assert logout.headers["location"].startswith(provider.issuer + "/logout?")
+    browser.close()

@@ -6,6 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from fulfill.config import DEV_JWT_SECRET, Settings
+from fulfill.console.oidc import origin_of
 from fulfill.domain.console_login import dev_login_enabled, dev_login_refusal, host_of, is_loopback
 
 
@@ -127,3 +128,19 @@ def test_explicitly_on_in_production_mode_is_a_configuration_error() -> None:
             service_token_secret="s" * 40,
             console_dev_login=True,
         )
+
+
+@pytest.mark.parametrize(
+    ("url", "origin"),
+    [
+        ("https://idp.example/realms/x", "https://idp.example"),
+        ("http://127.0.0.1:9000/session/end?x=1", "http://127.0.0.1:9000"),
+        ("https://user:pw@auth.example.com:8443/logout", "https://auth.example.com:8443"),
+        ("https://[::1]:9000/logout", "https://[::1]:9000"),
+        ("javascript:alert(1)", None),
+        ("https://bad;host/", None),
+        ("https://idp.example:99999/", None),
+    ],
+)
+def test_origin_of_a_provider_url(url: str, origin: str | None) -> None:
+    assert origin_of(url) == origin

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import html
 import logging
+import re
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import urlencode, urlparse
 
@@ -63,6 +64,15 @@ _USER_REFUSALS = frozenset(
     }
 )
 
+# The console's pages name the provider's origins in their CSP ``form-action``: the sign-out
+# form's answer redirects to the end-session endpoint, and browsers enforce form-action on the
+# redirects of a form submission too. A process that has not read the discovery document yet reads
+# it before its first signed-in page (waiting this long at most; after a failure, again this much
+# later at the earliest).
+DISCOVERY_WAIT_SECONDS = 3.0
+DISCOVERY_RETRY_SECONDS = 30.0
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
+
 # What a provider that cannot be reached or answers nonsense raises. Authlib's HTTP client is
 # httpx2 when it is installed (the MCP SDK requires it), else httpx.
 _UNREACHABLE = (httpx.HTTPError, httpx2.HTTPError, ValueError)
@@ -92,6 +102,8 @@ class OidcLogin:
     redirect_url: str
     leeway: int
     client: Any  # authlib's StarletteOAuth2App (untyped)
+    # When a failed discovery may be tried again for the pages' form-action (monotonic seconds).
+    _retry: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OidcLogin:
@@ -142,6 +154,35 @@ class OidcLogin:
                 "OIDC_ISSUER_MISMATCH",
             )
         return metadata
+
+    def form_action_origins(self) -> list[str]:
+        """The origins a console page's forms may lead to besides its own: the issuer's, and the
+        end-session endpoint's once the discovery document has been read in this process."""
+        origins = [origin_of(self.issuer)]
+        metadata = self.client.server_metadata
+        endpoint = metadata.get("end_session_endpoint") if "_loaded_at" in metadata else None
+        if isinstance(endpoint, str):
+            origins.append(origin_of(endpoint))
+        unique: list[str] = []
+        for origin in origins:
+            if origin is not None and origin not in unique:
+                unique.append(origin)
+        return unique
+
+    async def discover_for_pages(self) -> None:
+        """Read the discovery document if this process has not yet (bounded; after a failure not
+        again for a while), so that the pages can allow the end-session endpoint's origin."""
+        if "_loaded_at" in self.client.server_metadata:
+            return
+        now = time.monotonic()
+        if now < self._retry.get("at", 0.0):
+            return
+        try:
+            with anyio.fail_after(DISCOVERY_WAIT_SECONDS):
+                await self.metadata()
+        except (LoginFailed, TimeoutError):
+            self._retry["at"] = now + DISCOVERY_RETRY_SECONDS
+            log.warning("console: the identity provider's discovery document could not be read for sign-out")
 
     async def start(self, request: Request) -> Response:
         metadata = await self.metadata()
@@ -301,6 +342,20 @@ class OidcLogin:
             {"client_id": self.client_id, "post_logout_redirect_uri": self.console_url(request)}
         )
         return f"{endpoint}{'&' if '?' in endpoint else '?'}{query}"
+
+
+def origin_of(url: str) -> str | None:
+    """``scheme://host[:port]`` of an http(s) URL, fit for a CSP source list; None otherwise."""
+    parsed = urlparse(url)
+    try:
+        port = parsed.port
+    except ValueError:
+        return None
+    host = parsed.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    origin = f"{parsed.scheme}://{host}" + (f":{port}" if port is not None else "")
+    return origin if _ORIGIN.match(origin) else None
 
 
 def _provider_unreachable(what: str, exc: Exception) -> LoginFailed:

@@ -71,15 +71,23 @@ DEV_SCOPES = (
 DEV_TOKEN_TTL_SECONDS = 3600
 MAX_FORM_FIELD = 2000
 # Every page: only this service's scripts and styles, never inside another site's frame (a
-# one-click stop must not be clickable through someone else's page), never cached.
+# one-click stop must not be clickable through someone else's page), never cached. Forms lead to
+# this service only, and to the identity provider when one is configured (the sign-out's answer
+# redirects to its end-session endpoint, and browsers apply form-action to that redirect too).
 PAGE_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
+
+
+def content_security_policy(form_origins: list[str]) -> str:
+    form_action = " ".join(["'self'", *form_origins])
+    return (
+        "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+        f"frame-ancestors 'none'; form-action {form_action}; base-uri 'none'"
+    )
 
 
 class Refused(Exception):
@@ -138,6 +146,10 @@ def _render(
         status_code=status_code,
     )
     response.headers.update(PAGE_HEADERS)
+    login = oidc.configured_login(request)
+    response.headers["Content-Security-Policy"] = content_security_policy(
+        login.form_action_origins() if login is not None else []
+    )
     return response
 
 
@@ -211,6 +223,9 @@ async def _guarded(
     )
     if principal is None:
         return _to_login(request)
+    login = oidc.configured_login(request)
+    if login is not None:
+        await login.discover_for_pages()  # the page's sign-out form may lead to the provider
     try:
         form = NO_FORM
         if post_scope is not None:
