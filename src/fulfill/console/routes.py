@@ -286,7 +286,8 @@ def _login_page(request: Request, status_code: int = 200, message: str | None = 
         message=message,
         oidc=bool(getattr(settings, "oidc_issuer", "")),
         dev_scopes=DEV_SCOPES,
-        dev_login_refusal=_dev_login_refusal(request),
+        # Why there is no local login, where one could exist (dev mode).
+        dev_login_refusal=_dev_login_refusal(request) if settings.auth_mode == "dev" else None,
         next=_safe_next(request.query_params.get("next")),
     )
 
@@ -305,7 +306,7 @@ async def dev_login(request: Request) -> Response:
     """Dev mode on loopback only: mint a short-lived dev token for the chosen tenant, subject and
     scopes (see fulfill.domain.console_login for who gets it)."""
     settings = _settings(request)
-    if not request.app.state.console_enabled:
+    if not request.app.state.console_enabled or settings.auth_mode != "dev":
         return _refusal(request, None, 404, "The local login exists in dev mode only.")
     refusal = _dev_login_refusal(request)
     if refusal is not None:
