@@ -200,6 +200,11 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator("console_dev_login", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("secrets_key")
     @classmethod
     def _check_secrets_key(cls, value: SecretStr) -> SecretStr:

@@ -144,3 +144,12 @@ def test_explicitly_on_in_production_mode_is_a_configuration_error() -> None:
 )
 def test_origin_of_a_provider_url(url: str, origin: str | None) -> None:
     assert origin_of(url) == origin
+
+
+def test_the_setting_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for raw, parsed in [("", None), ("true", True), ("false", False)]:
+        monkeypatch.setenv("FULFILL_CONSOLE_DEV_LOGIN", raw)
+        assert Settings().console_dev_login is parsed
+    monkeypatch.setenv("FULFILL_CONSOLE_DEV_LOGIN", "perhaps")
+    with pytest.raises(ValidationError):
+        Settings()
