@@ -13,6 +13,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+from fulfill.domain.console_login import dev_login_enabled
 from fulfill.domain.egress import EgressAllowList
 
 DEV_JWT_SECRET = "fulfill-dev-secret-change-me-0123456789"  # noqa: S105 - documented development default
@@ -190,6 +191,10 @@ class Settings(BaseSettings):
     # are allowed (a console served over plain HTTP: a local trial, or behind a proxy that adds
     # TLS elsewhere). Dev mode derives a session secret from FULFILL_JWT_SECRET when it is empty.
     console_insecure_cookies: bool = False
+    # The console's local login (dev mode only: it mints a token for any tenant and scope). Unset:
+    # on only with the development JWT secret on a loopback listener (the quick start). true: on
+    # in any dev-mode deployment; false: off. Wherever it is on, it answers loopback requests only.
+    console_dev_login: bool | None = None
 
     @field_validator("webhook_urls", "cors_origins", "gateway_egress_allow", mode="before")
     @classmethod
@@ -197,6 +202,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("console_dev_login", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("secrets_key")
     @classmethod
@@ -245,6 +255,8 @@ class Settings(BaseSettings):
         if self.jwt_issuer == SERVICE_TOKEN_ISSUER:
             raise ValueError(f"FULFILL_JWT_ISSUER must not be '{SERVICE_TOKEN_ISSUER}' (reserved)")
         self._check_oidc()
+        if self.console_dev_login and self.auth_mode != "dev":
+            raise ValueError("FULFILL_CONSOLE_DEV_LOGIN=true requires FULFILL_AUTH_MODE=dev")
         if self.auth_mode == "production":
             if not self.jwks_url:
                 raise ValueError("FULFILL_AUTH_MODE=production requires FULFILL_JWKS_URL")
@@ -366,6 +378,16 @@ class Settings(BaseSettings):
     @property
     def uses_dev_secret(self) -> bool:
         return self.jwt_secret == DEV_JWT_SECRET
+
+    @property
+    def console_dev_login_enabled(self) -> bool:
+        """Whether the console offers its local login (to loopback requests only)."""
+        return dev_login_enabled(
+            auth_mode=self.auth_mode,
+            uses_dev_secret=self.uses_dev_secret,
+            listener_host=self.host,
+            explicit=self.console_dev_login,
+        )
 
 
 def traces_endpoint(configured: str, environ: Mapping[str, str]) -> str:

@@ -20,7 +20,7 @@ from fulfill.store import intents as intent_store
 from fulfill.store.tables import ledger_entries
 from fulfill.tokens import mint_token
 from fulfill.usecases import admin
-from tests.support.console import Console, is_login_redirect, seed_pending, session_cookie
+from tests.support.console import Console, bearer_session_cookie, is_login_redirect, seed_pending
 from tests.support.harness import Harness
 
 PAGES = ["/console/approvals", "/console/executions", "/console/kill-switches", "/console/registry"]
@@ -133,7 +133,7 @@ def test_a_session_signed_with_another_secret_goes_back_to_the_login(
     shared: Harness, console: Console
 ) -> None:
     token = mint_token(shared.settings, tenant_id="t1", scopes=["intents:read"])
-    forged = session_cookie(shared, {"token": token, "csrf": "x"})
+    forged = bearer_session_cookie(shared, token)
     console.http.cookies.set("fulfill_console", forged[:-2] + "xx")
     assert is_login_redirect(console.get("/console/approvals"))
 
@@ -142,7 +142,7 @@ def test_an_expired_token_goes_back_to_the_login(shared: Harness, console: Conso
     expired = mint_token(
         shared.settings, tenant_id="t1", scopes=["intents:read"], ttl_seconds=60, now=time.time() - 3600
     )
-    console.http.cookies.set("fulfill_console", session_cookie(shared, {"token": expired, "csrf": "x"}))
+    console.http.cookies.set("fulfill_console", bearer_session_cookie(shared, expired))
     assert is_login_redirect(console.get("/console/approvals"))
     # and the session is gone: the cookie was cleared
     assert is_login_redirect(console.get("/console/approvals"))
@@ -156,7 +156,7 @@ def test_a_token_from_another_issuer_in_the_session_goes_back_to_the_login(
         tenant_id="t1",
         scopes=["intents:read"],
     )
-    console.http.cookies.set("fulfill_console", session_cookie(shared, {"token": foreign, "csrf": "x"}))
+    console.http.cookies.set("fulfill_console", bearer_session_cookie(shared, foreign))
     assert is_login_redirect(console.get("/console/approvals"))
 
 

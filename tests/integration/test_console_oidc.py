@@ -142,11 +142,12 @@ def test_login_with_pkce_state_and_nonce_then_logout(env: Env, provider: OidcPro
     assert cookie["httponly"]
     assert cookie["secure"]
     assert cookie["samesite"].lower() == "lax"
-    # The session holds the bearer (the provider's access token, the default) and the console's
-    # CSRF token, nothing of the finished login.
+    # The cookie holds the session's id and the console's CSRF token, nothing of the finished
+    # login: the bearer (the provider's access token, the default) stays on the server.
     session = browser.session(SESSION_SECRET)
-    assert session["token"] == provider.issued[-1]["access_token"]
-    assert set(session) == {"token", "csrf"}
+    assert set(session) == {"sid", "csrf"}
+    bearer = provider.issued[-1]["access_token"]
+    assert bearer not in str(session)
     me = browser.get("/console/session")
     assert me.status_code == 200, me.text
     assert me.json() == {
@@ -156,12 +157,16 @@ def test_login_with_pkce_state_and_nonce_then_logout(env: Env, provider: OidcPro
         "account_ids": None,
         "expires_at": me.json()["expires_at"],
     }
-    # The same bearer opens the API.
-    token = browser.session(SESSION_SECRET)["token"]
+    # The bearer the console uses opens the API; nothing the cookie holds does.
     listing = httpx.get(
-        f"{env.harness.url}/accounts/acc-1/executions", headers={"Authorization": f"Bearer {token}"}
+        f"{env.harness.url}/accounts/acc-1/executions", headers={"Authorization": f"Bearer {bearer}"}
     )
     assert listing.status_code == 200, listing.text
+    for value in session.values():
+        lifted = httpx.get(
+            f"{env.harness.url}/accounts/acc-1/executions", headers={"Authorization": f"Bearer {value}"}
+        )
+        assert lifted.status_code == 401, lifted.text
 
     logout = browser.logout(SESSION_SECRET)
     assert logout.status_code == 303
@@ -328,7 +333,7 @@ def test_a_token_the_api_refuses_is_not_stored(env: Env, provider: OidcProvider)
     browser = env.browser()
     text = _page(browser.follow(_start(env, browser)), 401, "Token not accepted", "token carries no tenant")
     assert provider.issued[-1]["access_token"] not in text
-    assert "token" not in browser.session(SESSION_SECRET)
+    assert "sid" not in browser.session(SESSION_SECRET)
     _signed_out(browser)
     browser.close()
 
@@ -341,4 +346,23 @@ def test_a_tampered_session_cookie_signs_no_one_in(env: Env, provider: OidcProvi
     payload, _, signature = browser.cookie.value.partition(".")
     browser.cookie.set(SESSION_COOKIE, payload[:-4] + "AAAA." + signature, "")
     _signed_out(browser)
+    browser.close()
+
+
+def test_pages_let_their_forms_lead_to_the_identity_provider(env: Env, provider: OidcProvider) -> None:
+    """The sign-out form's answer redirects to the end-session endpoint; browsers apply the page's
+    form-action to that redirect, so it names the provider's origin (and nothing else)."""
+    browser = env.browser()
+    assert browser.follow(_start(env, browser)).status_code == 303
+    page = browser.get("/console/approvals")
+    assert page.status_code == 200
+    policy = {
+        directive.split()[0]: directive.split()[1:]
+        for directive in page.headers["content-security-policy"].split(";")
+        if directive.strip()
+    }
+    assert policy["form-action"] == ["'self'", provider.issuer]
+    assert policy["frame-ancestors"] == ["'none'"]
+    logout = browser.logout(SESSION_SECRET)
+    assert logout.headers["location"].startswith(provider.issuer + "/logout?")
     browser.close()

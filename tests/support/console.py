@@ -5,14 +5,16 @@ from __future__ import annotations
 import base64
 import json
 import re
+import secrets
 from typing import Any
 
 import httpx
 from itsdangerous import TimestampSigner
 
-from fulfill.console.session import session_secret
+from fulfill.console.session import SESSION_COOKIE, seal, session_hash, session_secret
 from fulfill.domain.models import ApprovalStatus
 from fulfill.domain.time import iso_from_epoch
+from fulfill.store import console_sessions
 from tests.support.harness import Harness, seed_intent
 
 CONSOLE_SCOPES = [
@@ -79,12 +81,55 @@ class Console:
         return self.http.get(path, **kwargs)
 
 
+def dev_login(console: Console, **headers: str) -> httpx.Response:
+    """Post the local login form (platform:admin) with extra request headers, and the session's
+    CSRF token (taken from the cookie: the page may offer no form); no checks."""
+    console.get("/console/login")
+    csrf = str(cookie_content(console.harness, console.http.cookies[SESSION_COOKIE]).get("csrf", ""))
+    return console.http.post(
+        "/console/login",
+        data={
+            "csrf": csrf,
+            "tenant": "t1",
+            "subject": "x",
+            "scopes": ["platform:admin"],
+            "next": "/console/",
+        },
+        headers=headers,
+    )
+
+
+def cookie_content(harness: Harness, value: str) -> dict[str, Any]:
+    """What a session cookie signed by the service holds."""
+    secret = session_secret(harness.settings)
+    assert secret is not None
+    return dict(json.loads(base64.b64decode(TimestampSigner(secret).unsign(value.encode()))))
+
+
 def session_cookie(harness: Harness, session: dict[str, Any]) -> str:
     """A session cookie signed as the service signs it (Starlette's SessionMiddleware format)."""
     secret = session_secret(harness.settings)
     assert secret is not None
     data = base64.b64encode(json.dumps(session).encode())
     return TimestampSigner(secret).sign(data).decode()
+
+
+def bearer_session_cookie(harness: Harness, bearer: str, *, tenant: str = "t1") -> str:
+    """A session cookie for a server-side session holding ``bearer`` as it is (whether the service
+    accepts it or not): what a login stores, without the checks a login makes."""
+    raw = secrets.token_bytes(32)
+    now = harness.service.clock.now()
+    with harness.db.write() as conn:
+        console_sessions.insert(
+            conn,
+            session_hash=session_hash(raw),
+            tenant_id=tenant,
+            subject="seeded",
+            sealed_token=seal(raw, bearer),
+            now=now,
+            expires_epoch=now + 3600,
+        )
+    return session_cookie(harness, {"sid": base64.urlsafe_b64encode(raw).decode(), "csrf": "x"})
 
 
 def seed_pending(harness: Harness, intent_id: str, *, expires_in: float, **fields: Any) -> None:

@@ -59,6 +59,10 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "log_level": "WARNING",
     }
     values.update(overrides)
+    if values.get("auth_mode", "dev") == "dev":
+        # The tests' services have their own JWT secret, which turns the console's local login
+        # off by default; they drive the console through it from 127.0.0.1.
+        values.setdefault("console_dev_login", True)
     return Settings(**values)
 
 

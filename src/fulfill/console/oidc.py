@@ -7,8 +7,10 @@ cookie. ``GET /console/auth/callback`` checks the state, exchanges the code with
 token endpoint, validates the ID token (signature from the provider's JWKS, ``iss``, ``aud``,
 ``nonce``, ``exp``), picks the bearer the console will use on the user's behalf (the access token,
 or the ID token with ``FULFILL_OIDC_BEARER=id_token``), has the API's own token verifier accept it,
-and only then stores it in the session as ``token``. ``GET /console/logout`` clears the session and
-ends the provider's session too when it publishes an ``end_session_endpoint``.
+and only then opens a console session for it (kept on the server: see
+:mod:`fulfill.console.session`). The console's sign-out (``POST /console/logout``) revokes that
+session and sends the browser on to the provider's ``end_session_endpoint`` when it publishes one;
+the console's pages allow that endpoint's origin in their ``form-action``.
 
 Every failure answers a short HTML page (400, 401 or 502) and logs one line; codes, tokens and
 secrets appear in neither.
@@ -18,9 +20,10 @@ from __future__ import annotations
 
 import html
 import logging
+import re
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import urlencode, urlparse
 
@@ -36,8 +39,8 @@ from joserfc.errors import ClaimError, ExpiredTokenError, InvalidKeyIdError, Jos
 
 from fulfill.api.problems import ApiProblem
 from fulfill.config import Settings
-from fulfill.console.session import TOKEN_KEY, log_in
-from fulfill.tokens import ASYMMETRIC_ALGORITHMS, TokenError, TokenVerifier
+from fulfill.console.session import log_in, session_bearer
+from fulfill.tokens import ASYMMETRIC_ALGORITHMS, Principal, TokenError, TokenVerifier
 
 CONSOLE_HOME = "/console/"
 LOGIN_PATH = "/console/login/oidc"
@@ -60,6 +63,15 @@ _USER_REFUSALS = frozenset(
         "account_selection_required",
     }
 )
+
+# The console's pages name the provider's origins in their CSP ``form-action``: the sign-out
+# form's answer redirects to the end-session endpoint, and browsers enforce form-action on the
+# redirects of a form submission too. A process that has not read the discovery document yet reads
+# it before its first signed-in page (waiting this long at most; after a failure, again this much
+# later at the earliest).
+DISCOVERY_WAIT_SECONDS = 3.0
+DISCOVERY_RETRY_SECONDS = 30.0
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
 
 # What a provider that cannot be reached or answers nonsense raises. Authlib's HTTP client is
 # httpx2 when it is installed (the MCP SDK requires it), else httpx.
@@ -90,6 +102,8 @@ class OidcLogin:
     redirect_url: str
     leeway: int
     client: Any  # authlib's StarletteOAuth2App (untyped)
+    # When a failed discovery may be tried again for the pages' form-action (monotonic seconds).
+    _retry: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OidcLogin:
@@ -141,6 +155,35 @@ class OidcLogin:
             )
         return metadata
 
+    def form_action_origins(self) -> list[str]:
+        """The origins a console page's forms may lead to besides its own: the issuer's, and the
+        end-session endpoint's once the discovery document has been read in this process."""
+        origins = [origin_of(self.issuer)]
+        metadata = self.client.server_metadata
+        endpoint = metadata.get("end_session_endpoint") if "_loaded_at" in metadata else None
+        if isinstance(endpoint, str):
+            origins.append(origin_of(endpoint))
+        unique: list[str] = []
+        for origin in origins:
+            if origin is not None and origin not in unique:
+                unique.append(origin)
+        return unique
+
+    async def discover_for_pages(self) -> None:
+        """Read the discovery document if this process has not yet (bounded; after a failure not
+        again for a while), so that the pages can allow the end-session endpoint's origin."""
+        if "_loaded_at" in self.client.server_metadata:
+            return
+        now = time.monotonic()
+        if now < self._retry.get("at", 0.0):
+            return
+        try:
+            with anyio.fail_after(DISCOVERY_WAIT_SECONDS):
+                await self.metadata()
+        except (LoginFailed, TimeoutError):
+            self._retry["at"] = now + DISCOVERY_RETRY_SECONDS
+            log.warning("console: the identity provider's discovery document could not be read for sign-out")
+
     async def start(self, request: Request) -> Response:
         metadata = await self.metadata()
         if not metadata.get("authorization_endpoint") or not metadata.get("token_endpoint"):
@@ -163,8 +206,9 @@ class OidcLogin:
         }
         return RedirectResponse(authorization["url"], status_code=302, headers={"Cache-Control": "no-store"})
 
-    async def finish(self, request: Request) -> str:
-        """The bearer of a successful callback, already accepted by the API's verifier."""
+    async def finish(self, request: Request) -> tuple[str, Principal]:
+        """The bearer of a successful callback, already accepted by the API's verifier, and whom
+        it names."""
         params = request.query_params
         # Any answer spends the pending login: a forged or stale one cannot be retried against it.
         pending = request.session.pop(_PENDING_KEY, None)
@@ -209,7 +253,7 @@ class OidcLogin:
             )
         verifier: TokenVerifier = request.app.state.token_verifier
         try:
-            await anyio.to_thread.run_sync(verifier.verify, bearer)
+            principal = await anyio.to_thread.run_sync(verifier.verify, bearer)
         except TokenError as exc:
             raise LoginFailed(
                 401,
@@ -217,7 +261,7 @@ class OidcLogin:
                 f"The API does not accept the {self.bearer} the identity provider issued: {exc}.",
                 exc.code,
             ) from None
-        return bearer
+        return bearer, principal
 
     async def _exchange(self, code: str, pending: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -300,6 +344,20 @@ class OidcLogin:
         return f"{endpoint}{'&' if '?' in endpoint else '?'}{query}"
 
 
+def origin_of(url: str) -> str | None:
+    """``scheme://host[:port]`` of an http(s) URL, fit for a CSP source list; None otherwise."""
+    parsed = urlparse(url)
+    try:
+        port = parsed.port
+    except ValueError:
+        return None
+    host = parsed.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    origin = f"{parsed.scheme}://{host}" + (f":{port}" if port is not None else "")
+    return origin if _ORIGIN.match(origin) else None
+
+
 def _provider_unreachable(what: str, exc: Exception) -> LoginFailed:
     reason = (
         f"HTTP {exc.response.status_code}"
@@ -367,10 +425,13 @@ async def login(request: Request) -> Response:
 @router.get(CALLBACK_PATH, name=_CALLBACK_ROUTE)
 async def callback(request: Request) -> Response:
     try:
-        bearer = await _login(request).finish(request)
+        bearer, principal = await _login(request).finish(request)
     except LoginFailed as failure:
         return _failed("login callback", failure)
-    log_in(request, bearer)
+    runtime = request.app.state.runtime
+    await anyio.to_thread.run_sync(
+        lambda: log_in(request, runtime.db, bearer, principal, now=runtime.clock.now())
+    )
     return RedirectResponse(CONSOLE_HOME, status_code=303, headers={"Cache-Control": "no-store"})
 
 
@@ -384,8 +445,11 @@ def configured_login(request: Request) -> OidcLogin | None:
 @router.get("/console/session")
 async def session(request: Request) -> JSONResponse:
     """Who is signed in to the console: the subject, tenant and scopes of the session's bearer."""
-    token = request.session.get(TOKEN_KEY)
-    if not isinstance(token, str) or not token:
+    runtime = request.app.state.runtime
+    token = await anyio.to_thread.run_sync(
+        lambda: session_bearer(request, runtime.db, now=runtime.clock.now())
+    )
+    if token is None:
         raise ApiProblem(
             401, "not signed in to the console", slug="unauthorized", code="CONSOLE_NOT_SIGNED_IN"
         )

@@ -39,14 +39,16 @@ from fulfill.console.session import (
     csrf_token,
     current_principal,
     install_sessions,
-    is_dev_mode,
     log_in,
+    log_out,
 )
+from fulfill.domain.console_login import dev_login_refusal
 from fulfill.domain.expiry import is_expired
 from fulfill.domain.models import ActionIntentV1, ApprovalStatus
 from fulfill.engine.runtime import Runtime
 from fulfill.tokens import Principal, TokenError, TokenVerifier, mint_token
 from fulfill.usecases import admin, connectors, executions, intents, registry
+from fulfill.usecases import approvals as approvals_usecase
 from fulfill.usecases.admin import KillSwitches, TenantExecution
 from fulfill.usecases.errors import UseCaseError
 
@@ -69,15 +71,23 @@ DEV_SCOPES = (
 DEV_TOKEN_TTL_SECONDS = 3600
 MAX_FORM_FIELD = 2000
 # Every page: only this service's scripts and styles, never inside another site's frame (a
-# one-click stop must not be clickable through someone else's page), never cached.
+# one-click stop must not be clickable through someone else's page), never cached. Forms lead to
+# this service only, and to the identity provider when one is configured (the sign-out's answer
+# redirects to its end-session endpoint, and browsers apply form-action to that redirect too).
 PAGE_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
+
+
+def content_security_policy(form_origins: list[str]) -> str:
+    form_action = " ".join(["'self'", *form_origins])
+    return (
+        "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+        f"frame-ancestors 'none'; form-action {form_action}; base-uri 'none'"
+    )
 
 
 class Refused(Exception):
@@ -130,17 +140,31 @@ def _render(
             "csrf_field": CSRF_FIELD,
             "flash": flash,
             "can": (lambda scope: principal is not None and principal.has_scope(scope)),
-            "dev_mode": is_dev_mode(_settings(request)),
+            "dev_login": _dev_login_refusal(request) is None,
             **context,
         },
         status_code=status_code,
     )
     response.headers.update(PAGE_HEADERS)
+    login = oidc.configured_login(request)
+    response.headers["Content-Security-Policy"] = content_security_policy(
+        login.form_action_origins() if login is not None else []
+    )
     return response
 
 
 def _refusal(request: Request, principal: Principal | None, status: int, message: str) -> HTMLResponse:
     return _render(request, "error.html", principal, status_code=status, message=message)
+
+
+def _dev_login_refusal(request: Request) -> str | None:
+    """Why this request may not use the local login (see fulfill.domain.console_login)."""
+    return dev_login_refusal(
+        enabled=_settings(request).console_dev_login_enabled,
+        client_host=request.client.host if request.client else None,
+        host_header=request.headers.get("host", ""),
+        header_names=request.headers.keys(),
+    )
 
 
 def _to_login(request: Request) -> Response:
@@ -193,9 +217,15 @@ async def _guarded(
         return HTMLResponse(
             "The console is not configured: set FULFILL_CONSOLE_SESSION_SECRET.", status_code=503
         )
-    principal = await anyio.to_thread.run_sync(current_principal, request, _verifier(request))
+    rt = _runtime(request)
+    principal = await anyio.to_thread.run_sync(
+        lambda: current_principal(request, rt.db, _verifier(request), now=rt.clock.now())
+    )
     if principal is None:
         return _to_login(request)
+    login = oidc.configured_login(request)
+    if login is not None:
+        await login.discover_for_pages()  # the page's sign-out form may lead to the provider
     try:
         form = NO_FORM
         if post_scope is not None:
@@ -256,6 +286,8 @@ def _login_page(request: Request, status_code: int = 200, message: str | None = 
         message=message,
         oidc=bool(getattr(settings, "oidc_issuer", "")),
         dev_scopes=DEV_SCOPES,
+        # Why there is no local login, where one could exist (dev mode).
+        dev_login_refusal=_dev_login_refusal(request) if settings.auth_mode == "dev" else None,
         next=_safe_next(request.query_params.get("next")),
     )
 
@@ -271,10 +303,14 @@ def login_page(request: Request) -> Response:
 
 @router.post("/login")
 async def dev_login(request: Request) -> Response:
-    """Dev mode only: mint a short-lived dev token for the chosen tenant, subject and scopes."""
+    """Dev mode on loopback only: mint a short-lived dev token for the chosen tenant, subject and
+    scopes (see fulfill.domain.console_login for who gets it)."""
     settings = _settings(request)
-    if not is_dev_mode(settings) or not request.app.state.console_enabled:
+    if not request.app.state.console_enabled or settings.auth_mode != "dev":
         return _refusal(request, None, 404, "The local login exists in dev mode only.")
+    refusal = _dev_login_refusal(request)
+    if refusal is not None:
+        return _refusal(request, None, 404, refusal)
     try:
         form = await _form(request)
     except Refused as exc:
@@ -299,17 +335,19 @@ async def dev_login(request: Request) -> Response:
         ttl_seconds=DEV_TOKEN_TTL_SECONDS,
     )
     try:
-        _verifier(request).verify(token)
+        principal = _verifier(request).verify(token)
     except TokenError as exc:  # e.g. a dev deployment that accepts only identity-provider tokens
         return _login_page(request, 422, f"The service does not accept the dev token: {exc}")
-    log_in(request, token)
+    rt = _runtime(request)
+    await anyio.to_thread.run_sync(lambda: log_in(request, rt.db, token, principal, now=rt.clock.now()))
     return RedirectResponse(_safe_next(_one(form, "next")), status_code=303)
 
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
     def page(principal: Principal, _form: Form) -> Response:
-        request.session.clear()
+        rt = _runtime(request)
+        log_out(request, rt.db, now=rt.clock.now())  # every copy of the cookie is refused from now on
         return RedirectResponse("/console/login", status_code=303)
 
     response = await _guarded(request, page, post_scope="")
@@ -324,21 +362,83 @@ async def logout(request: Request) -> Response:
 # --- approvals ---------------------------------------------------------------------------------
 
 
+# The age filter: proposed at least this long ago.
+AGE_CHOICES = {"": None, "1h": 3600, "1d": 86_400, "7d": 7 * 86_400}
+ORDER_CHOICES = ("newest", "oldest")
+
+
+def _pending_query(request: Request) -> tuple[approvals_usecase.PendingQuery, dict[str, str]]:
+    """The approvals page's filters from its query string (and the same, to build its links)."""
+    params = request.query_params
+    chosen = {
+        "action_type": params.get("action_type", "").strip(),
+        "account_id": params.get("account_id", "").strip(),
+        "age": params.get("age", "").strip(),
+        "order": params.get("order", "").strip() or "newest",
+    }
+    if chosen["age"] not in AGE_CHOICES:
+        raise Refused(400, "The age filter is one of: any, 1h, 1d, 7d.")
+    if chosen["order"] not in ORDER_CHOICES:
+        raise Refused(400, "The order is newest or oldest.")
+    query = approvals_usecase.PendingQuery(
+        action_type=chosen["action_type"] or None,
+        account_id=chosen["account_id"] or None,
+        min_age_seconds=AGE_CHOICES[chosen["age"]],
+        oldest_first=chosen["order"] == "oldest",
+        cursor=params.get("after") or None,
+    )
+    return query, chosen
+
+
 @router.get("/approvals")
 async def approvals(request: Request) -> Response:
     def page(principal: Principal, _form: Form) -> Response:
         _require(principal, SCOPE_INTENTS_READ)
         rt = _runtime(request)
         now = rt.clock.now()
+        query, chosen = _pending_query(request)
+        shown_before = request.query_params.get("shown", "0")
+        before = int(shown_before) if shown_before.isdigit() and len(shown_before) < 9 else 0
+        result = approvals_usecase.page_pending(rt, principal, query)
         rows = [
             {
                 "intent": intent,
                 "expired": is_expired(intent.expires_at_epoch, now),
                 "parameters": present.parameter_rows(intent.parameters),
             }
-            for intent in intents.list_pending_approval(rt, principal)
+            for intent in result.intents
         ]
-        return _render(request, "approvals.html", principal, rows=rows, now=now)
+        filters = {
+            name: value for name, value in chosen.items() if value and (name, value) != ("order", "newest")
+        }
+        next_url = (
+            "/console/approvals?"
+            + urlencode({**filters, "after": result.next_cursor, "shown": before + len(rows)})
+            if result.next_cursor
+            else None
+        )
+        return _render(
+            request,
+            "approvals.html",
+            principal,
+            rows=rows,
+            now=now,
+            total=result.total,
+            first=before + 1,
+            last=before + len(rows),
+            next_url=next_url,
+            first_url=("/console/approvals?" + urlencode(filters)) if before else None,
+            chosen=chosen,
+            filtered=bool(filters.keys() - {"order"}),
+            action_types=sorted({entry.action_type for entry in registry.list_versions(rt.db)}),
+            accounts=intents.list_accounts(rt, principal),
+            ages=[
+                ("", "any age"),
+                ("1h", "1 hour or more"),
+                ("1d", "1 day or more"),
+                ("7d", "7 days or more"),
+            ],
+        )
 
     return await _guarded(request, page)
 

@@ -1,23 +1,35 @@
-"""The console's session: a signed cookie holding the user's bearer token and a CSRF token.
+"""The console's session: a signed cookie holding a random session id and a CSRF token; the
+user's bearer stays on the server.
 
-The session is Starlette's ``SessionMiddleware`` (an itsdangerous-signed cookie named
-``fulfill_console``, HttpOnly, SameSite=Lax, limited to ``/console``). Logging in means putting
-a token the service accepts in ``session["token"]``; every request verifies it again with the
-service's :class:`~fulfill.tokens.TokenVerifier`, so expiry, scopes and the tenant are exactly
-the API's. Every form carries ``session["csrf"]``, compared in constant time on every POST.
+The cookie is Starlette's ``SessionMiddleware`` (itsdangerous-signed, named ``fulfill_console``,
+HttpOnly, SameSite=Lax, limited to ``/console``). Logging in stores a row in ``console_sessions``
+(shared by every process of a deployment): it is found by a hash of the id, and holds the bearer
+sealed (AES-256-GCM) with a key derived from the id, so the cookie alone carries no token the API
+accepts and the table alone opens no session and reveals no token. Every request looks the row
+up (unknown, revoked or expired: signed out) and verifies the bearer again with the service's
+:class:`~fulfill.tokens.TokenVerifier`, so expiry, scopes and the tenant are exactly the API's.
+Logout revokes the row: a copy of the cookie taken before is refused afterwards. Every form
+carries ``session["csrf"]``, compared in constant time on every POST.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
+import os
 import secrets
 from collections.abc import Mapping
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from fastapi import FastAPI, Request
 from starlette.middleware.sessions import SessionMiddleware
 
 from fulfill.config import Settings
+from fulfill.store import console_sessions
+from fulfill.store.db import Database
 from fulfill.tokens import Principal, TokenError, TokenVerifier
 
 SESSION_COOKIE = "fulfill_console"
@@ -25,8 +37,9 @@ SESSION_PATH = "/console"
 # The cookie outlives no working day; the token inside it usually expires sooner.
 SESSION_MAX_AGE_SECONDS = 8 * 3600
 CSRF_FIELD = "csrf"
-TOKEN_KEY = "token"  # noqa: S105 - a session key, not a secret
+SESSION_ID_KEY = "sid"
 CSRF_KEY = "csrf"
+_ID_BYTES = 32
 
 
 def is_dev_mode(settings: Settings) -> bool:
@@ -80,21 +93,107 @@ def csrf_ok(request: Request, form: Mapping[str, list[str]]) -> bool:
     return hmac.compare_digest(expected.encode(), sent[0].encode())
 
 
-def log_in(request: Request, token: str) -> None:
-    """Start a fresh session for a verified token (a new CSRF token too)."""
+def _derived(raw_id: bytes, purpose: bytes) -> bytes:
+    return hashlib.sha256(b"fulfill-console-session:" + purpose + b":" + raw_id).digest()
+
+
+def session_hash(raw_id: bytes) -> str:
+    """What the table keys a session by: never the id itself."""
+    return _derived(raw_id, b"id").hex()
+
+
+def seal(raw_id: bytes, bearer: str) -> str:
+    """The bearer encrypted with a key only the cookie's id gives (bound to the session's hash)."""
+    nonce = os.urandom(12)
+    sealed = AESGCM(_derived(raw_id, b"key")).encrypt(nonce, bearer.encode(), session_hash(raw_id).encode())
+    return base64.urlsafe_b64encode(nonce + sealed).decode()
+
+
+def unseal(raw_id: bytes, sealed: str) -> str | None:
+    try:
+        blob = base64.urlsafe_b64decode(sealed.encode())
+        plain = AESGCM(_derived(raw_id, b"key")).decrypt(blob[:12], blob[12:], session_hash(raw_id).encode())
+    except (binascii.Error, ValueError, InvalidTag):
+        return None
+    return plain.decode()
+
+
+def _raw_id(request: Request) -> bytes | None:
+    value = request.session.get(SESSION_ID_KEY)
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(value.encode())
+    except (binascii.Error, ValueError):
+        return None
+    return raw if len(raw) == _ID_BYTES else None
+
+
+def open_session(db: Database, bearer: str, principal: Principal, *, now: float) -> str:
+    """Store a session for a verified bearer; returns the id for the cookie. It lasts a working
+    day at most, and never longer than the bearer."""
+    raw = secrets.token_bytes(_ID_BYTES)
+    expires = now + SESSION_MAX_AGE_SECONDS
+    exp = principal.claims.get("exp")
+    if isinstance(exp, int | float):
+        expires = min(expires, float(exp))
+    with db.write() as conn:
+        console_sessions.purge_expired(conn, now=now)
+        console_sessions.insert(
+            conn,
+            session_hash=session_hash(raw),
+            tenant_id=principal.tenant_id,
+            subject=principal.subject,
+            sealed_token=seal(raw, bearer),
+            now=now,
+            expires_epoch=expires,
+        )
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def log_in(request: Request, db: Database, bearer: str, principal: Principal, *, now: float) -> None:
+    """Start a fresh session for a verified bearer (a new id and a new CSRF token). Blocks on the
+    database: call it in a worker thread."""
+    session_id = open_session(db, bearer, principal, now=now)
     request.session.clear()
-    request.session[TOKEN_KEY] = token
+    request.session[SESSION_ID_KEY] = session_id
     request.session[CSRF_KEY] = secrets.token_urlsafe(32)
 
 
-def current_principal(request: Request, verifier: TokenVerifier) -> Principal | None:
-    """The signed-in user, or None (no session, a token the service no longer accepts: the
-    session is then cleared)."""
-    token = request.session.get(TOKEN_KEY)
-    if not isinstance(token, str) or not token:
+def log_out(request: Request, db: Database, *, now: float) -> None:
+    """Revoke the session on the server (every copy of the cookie) and clear the cookie."""
+    raw = _raw_id(request)
+    if raw is not None:
+        with db.write() as conn:
+            console_sessions.revoke(conn, session_hash(raw), now=now)
+    request.session.clear()
+
+
+def session_bearer(request: Request, db: Database, *, now: float) -> str | None:
+    """The bearer of the cookie's live session; None (and the cookie cleared) when there is none."""
+    raw = _raw_id(request)
+    if raw is None:
+        if SESSION_ID_KEY in request.session:
+            request.session.clear()
+        return None
+    with db.read() as conn:
+        stored = console_sessions.get_live(conn, session_hash(raw), now=now)
+    bearer = unseal(raw, stored.sealed_token) if stored is not None else None
+    if bearer is None:
+        request.session.clear()
+    return bearer
+
+
+def current_principal(
+    request: Request, db: Database, verifier: TokenVerifier, *, now: float
+) -> Principal | None:
+    """The signed-in user, or None (no session, a revoked or expired one, a bearer the service no
+    longer accepts: the session is then ended and the cookie cleared). Blocks on the database."""
+    bearer = session_bearer(request, db, now=now)
+    if bearer is None:
         return None
     try:
-        return verifier.verify(token)
+        return verifier.verify(bearer)
     except TokenError:
-        request.session.clear()
+        log_out(request, db, now=now)
         return None

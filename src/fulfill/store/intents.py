@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Connection, and_, or_, select, update
+from sqlalchemy import Connection, and_, func, or_, select, update
 
 from fulfill.domain.models import (
     ActionIntentV1,
@@ -214,6 +215,63 @@ def list_pending_approval(
     if account_ids is not None:
         query = query.where(action_intents.c.account_id.in_(sorted(account_ids)))
     return [ActionIntentV1.model_validate(row.document) for row in conn.execute(query).all()]
+
+
+@dataclass(frozen=True)
+class PendingFilter:
+    """Which of a tenant's intents waiting for approval: None means any."""
+
+    account_ids: frozenset[str] | None = None  # the token's accounts (None: all)
+    account_id: str | None = None
+    action_type: str | None = None
+    created_before: str | None = None  # ISO timestamp: proposed before this moment
+
+
+def _pending_query(tenant_id: str, wanted: PendingFilter) -> list[Any]:
+    conditions: list[Any] = [
+        action_intents.c.tenant_id == tenant_id,
+        action_intents.c.approval_status == ApprovalStatus.PENDING_APPROVAL.value,
+    ]
+    if wanted.account_ids is not None:
+        conditions.append(action_intents.c.account_id.in_(sorted(wanted.account_ids)))
+    if wanted.account_id is not None:
+        conditions.append(action_intents.c.account_id == wanted.account_id)
+    if wanted.action_type is not None:
+        conditions.append(action_intents.c.action_type == wanted.action_type)
+    if wanted.created_before is not None:
+        conditions.append(action_intents.c.created_at < wanted.created_before)
+    return conditions
+
+
+def page_pending_approval(
+    conn: Connection,
+    *,
+    tenant_id: str,
+    wanted: PendingFilter,
+    oldest_first: bool,
+    after: tuple[str, str] | None,
+    limit: int,
+) -> tuple[list[ActionIntentV1], bool]:
+    """One page of a tenant's intents waiting for approval (expired ones included), by creation
+    time, newest or oldest first, after the (created_at, id) of the last row of the previous page;
+    and whether more follow. Keyset paging: rows approved meanwhile shift nothing."""
+    conditions = _pending_query(tenant_id, wanted)
+    created, intent_id = action_intents.c.created_at, action_intents.c.action_intent_id
+    if after is not None:
+        at, last = after
+        if oldest_first:
+            conditions.append(or_(created > at, and_(created == at, intent_id > last)))
+        else:
+            conditions.append(or_(created < at, and_(created == at, intent_id < last)))
+    order = [created.asc(), intent_id.asc()] if oldest_first else [created.desc(), intent_id.desc()]
+    query = select(action_intents.c.document).where(*conditions).order_by(*order).limit(limit + 1)
+    rows = conn.execute(query).all()
+    return [ActionIntentV1.model_validate(row.document) for row in rows[:limit]], len(rows) > limit
+
+
+def count_pending_approval(conn: Connection, *, tenant_id: str, wanted: PendingFilter) -> int:
+    query = select(func.count()).select_from(action_intents).where(*_pending_query(tenant_id, wanted))
+    return int(conn.execute(query).scalar_one())
 
 
 def list_accounts(conn: Connection, *, tenant_id: str, limit: int) -> list[str]:

@@ -77,6 +77,8 @@ action_intents = Table(
         "last_update_at",
         "action_intent_id",
     ),
+    # The console's approvals page pages through a tenant's pending intents by creation time.
+    Index("ix_action_intents_pending", "tenant_id", "approval_status", "created_at", "action_intent_id"),
 )
 
 execution_attempts = Table(
@@ -404,4 +406,21 @@ connector_calls = Table(
     Column("finished_epoch", Float),
     Index("ix_connector_calls_name_dispatched_epoch", "name", "dispatched_epoch"),
     Index("ix_connector_calls_name_finished_epoch", "name", "finished_epoch"),
+)
+
+# --- operator console ---------------------------------------------------------------------------
+
+# One row per console sign-in (see fulfill.console.session): found by the hash of the random id in
+# the cookie, the bearer sealed with a key derived from that id; logout sets revoked_epoch.
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("session_hash", String(64), primary_key=True),
+    Column("tenant_id", ID, nullable=False),
+    Column("subject", String(256), nullable=False),
+    Column("sealed_token", Text, nullable=False),
+    Column("created_epoch", Float, nullable=False),
+    Column("expires_epoch", Float, nullable=False),
+    Column("revoked_epoch", Float),
+    Index("ix_console_sessions_expires_epoch", "expires_epoch"),
 )
