@@ -1,7 +1,7 @@
 """console sessions kept on the server; an index for the approvals page
 
 Revision ID: 0011
-Revises: 0008
+Revises: 0010
 Create Date: 2026-12-04 18:00:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011"
-down_revision = "0008"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
