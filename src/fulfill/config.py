@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     gateway_targets_refresh_seconds: float = Field(default=2.0, gt=0, le=300)
     # Timeout of discovering a target's tools (registration and sync).
     gateway_discovery_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    # The most bytes one exchange with a target may answer (every HTTP response of its MCP
+    # session, counted while they stream in): more aborts the exchange. 4 MiB.
+    gateway_max_response_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024, le=256 * 1024 * 1024)
 
     # One retry layer: transient tool failures are retried with base * 2^n backoff.
     retry_backoff_base_seconds: float = Field(default=1.0, ge=0, le=60)
