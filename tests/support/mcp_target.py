@@ -1,16 +1,26 @@
 """A remote MCP server for the tests, built with the ``mcp`` SDK, in its own process.
 
-``python -m tests.support.mcp_target --port P [--dedupe] [--token T] [--oauth ID:SECRET]`` serves
-an ``MCPServer`` over Streamable HTTP (stateless, JSON answers) at ``/mcp`` under uvicorn:
+``python -m tests.support.mcp_target --port P [--dedupe] [--token T] [--oauth ID:SECRET]
+[--stateful] [--sse] [--hostile]`` serves an ``MCPServer`` over Streamable HTTP at ``/mcp`` under uvicorn:
+stateless with JSON answers, or with ``--stateful`` as a server of the handshake era that keeps
+a session per client (it does not know ``server/discover``; ``initialize`` gives a session id in
+``Mcp-Session-Id``; ``DELETE`` ends it), or with ``--sse`` answering as SSE streams.
 
 * ``create_ticket(title, priority="normal")``: writes a ticket (an "effect") and answers with
   ``external_object_refs``. With ``--dedupe`` it deduplicates on the request's ``_meta``
   ``io.fulfill/idempotency-key``: a repeated key answers the first ticket and writes nothing.
 * ``add_comment(ticket_id, text)``: answers plain text (no refs, no JSON).
 * ``log_note(summary, account_id)``: declares ``account_id``, so it receives it; answers ``{"id"}``.
+With ``--hostile``, two more tools:
 
-It counts every call it receives. ``/control/…`` lets a test read the counts and arguments
-(``GET /control/stats``), add a tool at runtime (``POST /control/tools {"name"}``), and make the
+* ``big_answer(title, size)``: writes an effect, then answers ``size`` bytes of plain text.
+* ``fail_with(title, code, message, code_repeat=1)``: answers ``isError`` with the JSON text
+  ``{"error_code": code * code_repeat, "error_message": message}``.
+
+It counts every call it receives, and the sessions it opened and the ones a client ended with
+``DELETE`` (``sessions_opened``, ``sessions_deleted``). ``/control/…`` lets a test read the counts
+and arguments (``GET /control/stats``), add a tool at runtime (``POST /control/tools {"name",
+"description"?}``), and make the
 next ``create_ticket`` answer late after writing (``POST /control/slow {"seconds"}``). With
 ``--token``, ``/mcp`` needs that bearer token; with ``--oauth``, ``/oauth/token`` issues tokens
 for the client credentials ``ID:SECRET`` (HTTP Basic) and ``/mcp`` accepts them.
@@ -23,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import json
 import subprocess
 import sys
 import threading
@@ -33,6 +44,7 @@ from typing import Any
 import httpx
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp.types import CallToolResult, TextContent
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -81,8 +93,9 @@ class McpTarget:
     def calls(self, tool: str = "create_ticket") -> int:
         return int(self.stats()["calls"].get(tool, 0))
 
-    def add_tool(self, name: str) -> None:
-        assert httpx.post(f"{self.base}/control/tools", json={"name": name}, timeout=5).status_code == 200
+    def add_tool(self, name: str, description: str | None = None) -> None:
+        body = {"name": name, "description": description}
+        assert httpx.post(f"{self.base}/control/tools", json=body, timeout=5).status_code == 200
 
     def slow(self, seconds: float) -> None:
         assert (
@@ -101,7 +114,16 @@ class McpTarget:
 # --- the server (runs in the subprocess) ---------------------------------------------------------
 
 
-def build_app(*, dedupe: bool, token: str | None, oauth: str | None, token_lifetime: int) -> Any:
+def build_app(
+    *,
+    dedupe: bool,
+    token: str | None,
+    oauth: str | None,
+    token_lifetime: int,
+    stateful: bool = False,
+    sse: bool = False,
+    hostile: bool = False,
+) -> Any:
     lock = threading.Lock()
     calls: Counter[str] = Counter()
     state: dict[str, Any] = {
@@ -113,6 +135,8 @@ def build_app(*, dedupe: bool, token: str | None, oauth: str | None, token_lifet
         "token_requests": 0,
         "unauthorized": 0,
         "issued": set(),
+        "sessions_opened": 0,
+        "sessions_deleted": 0,
     }
     server = MCPServer("tickets-test")
 
@@ -151,9 +175,24 @@ def build_app(*, dedupe: bool, token: str | None, oauth: str | None, token_lifet
         seen("log_note", {"summary": summary, "account_id": account_id}, ctx)
         return {"id": f"N-{calls['log_note']}"}
 
+    def big_answer(title: str, size: int, ctx: Context) -> str:
+        seen("big_answer", {"title": title, "size": size}, ctx)
+        with lock:
+            state["effects"] += 1
+        return "x" * size
+
+    def fail_with(title: str, code: str, message: str, ctx: Context, code_repeat: int = 1) -> CallToolResult:
+        seen("fail_with", {"title": title, "code": code[:100]}, ctx)
+        text = json.dumps({"error_code": code * code_repeat, "error_message": message})
+        return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
+
+    if hostile:
+        server.add_tool(big_answer, name="big_answer", description="Write, then answer a large plain text.")
+        server.add_tool(fail_with, name="fail_with", description="Answer a tool error with the given code.")
+
     app = server.streamable_http_app(
-        stateless_http=True,
-        json_response=True,
+        stateless_http=not stateful,
+        json_response=not sse,
         transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
     )
 
@@ -167,17 +206,20 @@ def build_app(*, dedupe: bool, token: str | None, oauth: str | None, token_lifet
                     "meta": state["meta"],
                     "token_requests": state["token_requests"],
                     "unauthorized": state["unauthorized"],
+                    "sessions_opened": state["sessions_opened"],
+                    "sessions_deleted": state["sessions_deleted"],
                 }
             )
 
     async def add_tool(request: Request) -> JSONResponse:
-        name = str((await request.json())["name"])
+        body = await request.json()
+        name = str(body["name"])
 
         def added(ticket_id: str, ctx: Context) -> dict[str, Any]:
             seen(name, {"ticket_id": ticket_id}, ctx)
             return {"id": ticket_id}
 
-        server.add_tool(added, name=name, description=f"{name} (added at runtime)")
+        server.add_tool(added, name=name, description=body.get("description") or f"{name} (added at runtime)")
         return JSONResponse({"added": name})
 
     async def slow(request: Request) -> JSONResponse:
@@ -220,7 +262,50 @@ def build_app(*, dedupe: bool, token: str | None, oauth: str | None, token_lifet
             if not valid:
                 await JSONResponse({"error": "unauthorized"}, status_code=401)(scope, receive, send)
                 return
-        await app(scope, receive, send)
+        if scope["type"] != "http" or not scope["path"].startswith("/mcp"):
+            await app(scope, receive, send)
+            return
+        deleting = scope["method"] == "DELETE"
+        if stateful and scope["method"] == "POST":
+            # A stateful server of the handshake era (as most deployed ones are): it does not know
+            # ``server/discover``, so clients fall back to ``initialize`` and get a session.
+            body = b""
+            while True:
+                message = await receive()
+                body += message.get("body", b"")
+                if not message.get("more_body"):
+                    break
+            if b'"server/discover"' in body:
+                request_id = json.loads(body).get("id")
+                error = {"code": -32601, "message": "Method not found"}
+                await JSONResponse({"jsonrpc": "2.0", "id": request_id, "error": error})(scope, receive, send)
+                return
+            replayed = False
+
+            async def replay() -> Any:
+                nonlocal replayed
+                if not replayed:
+                    replayed = True
+                    return {"type": "http.request", "body": body, "more_body": False}
+                return await receive()
+
+            receive = replay
+
+        async def counting(message: Any) -> None:
+            # A session is opened when an answer names a new session id, ended by a DELETE's 200.
+            if message["type"] == "http.response.start":
+                headers = {k.decode().lower(): v.decode() for k, v in message.get("headers", [])}
+                with lock:
+                    if deleting and message["status"] == 200:
+                        state["sessions_deleted"] += 1
+                    elif not deleting and "mcp-session-id" in headers:
+                        sessions = state.setdefault("session_ids", set())
+                        if headers["mcp-session-id"] not in sessions:
+                            sessions.add(headers["mcp-session-id"])
+                            state["sessions_opened"] += 1
+            await send(message)
+
+        await app(scope, receive, counting)
 
     return guarded
 
@@ -234,9 +319,18 @@ def main() -> None:
     parser.add_argument("--token")
     parser.add_argument("--oauth")
     parser.add_argument("--token-lifetime", type=int, default=3600)
+    parser.add_argument("--stateful", action="store_true")
+    parser.add_argument("--sse", action="store_true")
+    parser.add_argument("--hostile", action="store_true")
     args = parser.parse_args()
     app = build_app(
-        dedupe=args.dedupe, token=args.token, oauth=args.oauth, token_lifetime=args.token_lifetime
+        dedupe=args.dedupe,
+        token=args.token,
+        oauth=args.oauth,
+        token_lifetime=args.token_lifetime,
+        stateful=args.stateful,
+        sse=args.sse,
+        hostile=args.hostile,
     )
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", lifespan="on")
 

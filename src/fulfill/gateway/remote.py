@@ -77,7 +77,7 @@ from fulfill.gateway.results import (
     PLAIN_ANSWER_EXCERPT_BYTES,
     call_payload,
     excerpt,
-    first_text,
+    plain_text,
     target_error_details,
 )
 from fulfill.gateway.target_auth import OAuthTokens, TargetAuthFailed, auth_headers
@@ -353,8 +353,10 @@ def normalized_answer(
     (an object lives in the system that answered, whatever it calls itself; an ``object_url``
     is kept only when it is http(s)), or, when it returned none, one ref to the call itself:
     ``{system: MCP:{target}, object_type: {tool}, object_id: <its "id" if it returned one, else
-    the idempotency key>}``. A plain-text answer (no JSON) adds ``answer_excerpt``: its first
-    ``PLAIN_ANSWER_EXCERPT_BYTES`` bytes, kept on the timeline since no ref holds what it said.
+    the idempotency key>}``. A plain-text answer (its text is not a JSON object, whatever
+    structured content came with it, such as the SDK's ``{"result": text}``) adds
+    ``answer_excerpt``: the text's first ``PLAIN_ANSWER_EXCERPT_BYTES`` bytes, kept on the
+    timeline since no ref holds what it said.
     """
     payload = call_payload(result)
     if result.is_error or (payload is not None and payload.get("success") is False):
@@ -367,8 +369,8 @@ def normalized_answer(
         refs = [
             ExternalObjectRef(system=system, object_type=tool, object_id=_object_id(payload, idempotency_key))
         ]
-    text = first_text(result)
-    if payload is None and text and text.strip():
+    text = plain_text(result)
+    if text is not None:
         return tool_success(refs, **{ANSWER_EXCERPT_KEY: excerpt(text, PLAIN_ANSWER_EXCERPT_BYTES)})
     return tool_success(refs)
 

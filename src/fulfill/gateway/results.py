@@ -80,6 +80,14 @@ def _invalid(message: str) -> ToolCallOutcome:
     )
 
 
+def plain_text(result: CallToolResult) -> str | None:
+    """The answer's text when it is plain text (not blank, not a JSON object), else None."""
+    text = first_text(result)
+    if text is None or not text.strip() or _json_object(text) is not None:
+        return None
+    return text
+
+
 def first_text(result: CallToolResult) -> str | None:
     for block in result.content:
         if isinstance(block, TextContent):
