@@ -320,7 +320,7 @@ def test_a_budgeted_client_stops_reading_past_its_limit_and_refuses_encoded_bodi
     encoded = ResponseBudget(limit=256 * 1024)
     refused = anyio.run(lambda: _fetch_with(flood_server, "/gzip", encoded))
     assert isinstance(refused, AnswerTooLarge)
-    assert encoded.exceeded == "an answer encoded with 'gzip'"
+    assert encoded.exceeded == "a body encoded with 'gzip'"
     assert set(_Flood.encodings) == {"identity"}
 
 

@@ -219,7 +219,7 @@ class PinnedTransport(httpx2.AsyncHTTPTransport):
         encoding = response.headers.get("content-encoding", "identity").strip().lower()
         if encoding not in ("", "identity"):
             await response.aclose()
-            self._budget.exceeded = f"an answer encoded with {encoding[:40]!r}"
+            self._budget.exceeded = f"a body encoded with {encoding[:40]!r}"
             raise AnswerTooLarge(self._budget.exceeded)
         assert isinstance(response.stream, httpx2.AsyncByteStream)
         response.stream = _CappedStream(response.stream, self._budget)

@@ -518,8 +518,9 @@ def _setup_failure(target: TargetEndpoint, exc: BaseException, exchange: _Exchan
         return _error(
             ErrorClass.VALIDATION,
             TOO_LARGE,
-            f"{target.name} answered {exchange.budget.exceeded or 'too much'}, more than the gateway "
-            f"reads (FULFILL_GATEWAY_MAX_RESPONSE_BYTES is {exchange.budget.limit})",
+            f"{target.name} answered {exchange.budget.exceeded or 'too much'}; the gateway reads at "
+            f"most {exchange.budget.limit} bytes of a target's answers, uncompressed "
+            "(FULFILL_GATEWAY_MAX_RESPONSE_BYTES)",
         )
     if any(isinstance(leaf, EgressRefused) for leaf in leaves):
         return _error(ErrorClass.VALIDATION, "EGRESS_REFUSED", _first_message(leaves, EgressRefused))
