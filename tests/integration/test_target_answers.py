@@ -126,6 +126,27 @@ def test_an_oversized_tool_listing_is_refused_at_registration(capped: Harness, h
         assert client.get("/admin/gateway/targets").json()["targets"] == []
 
 
+@pytest.mark.parametrize(
+    ("body", "content_type", "what"),
+    [
+        ("{not json", "application/json", "its answer was not valid JSON-RPC"),
+        ("<html>oops</html>", "text/html", "its answer was not JSON"),
+    ],
+)
+def test_an_answer_that_is_not_json_rpc_is_a_clear_failure(
+    capped: Harness, hostile: McpTarget, body: str, content_type: str, what: str
+) -> None:
+    with capped.client() as client:
+        add_target(client, hostile.url, deduplicates=False)
+        _map(client, "COMMENT", "tickets.add_comment", COMMENT)
+        hostile.garbage(body, content_type)
+        status = capped.run_task(client, action_type="COMMENT", parameters={"ticket_id": "T-1", "text": "hi"})
+    assert status["status"] == "FAILED", status
+    assert status["error_code"] == "UNKNOWN_OUTCOME"
+    assert what in status["error_message"]
+    assert hostile.calls("garbage") == 1
+
+
 # --- error codes from targets ---------------------------------------------------------------------
 
 FAIL = {

@@ -21,7 +21,9 @@ It counts every call it receives, and the sessions it opened and the ones a clie
 ``DELETE`` (``sessions_opened``, ``sessions_deleted``). ``/control/…`` lets a test read the counts
 and arguments (``GET /control/stats``), add a tool at runtime (``POST /control/tools {"name",
 "description"?}``), and make the
-next ``create_ticket`` answer late after writing (``POST /control/slow {"seconds"}``). With
+next ``create_ticket`` answer late after writing (``POST /control/slow {"seconds"}``), or the next
+``tools/call`` be answered with a body that is not JSON-RPC (``POST /control/garbage {"body",
+"content_type"}``). With
 ``--token``, ``/mcp`` needs that bearer token; with ``--oauth``, ``/oauth/token`` issues tokens
 for the client credentials ``ID:SECRET`` (HTTP Basic) and ``/mcp`` accepts them.
 
@@ -96,6 +98,11 @@ class McpTarget:
     def add_tool(self, name: str, description: str | None = None) -> None:
         body = {"name": name, "description": description}
         assert httpx.post(f"{self.base}/control/tools", json=body, timeout=5).status_code == 200
+
+    def garbage(self, body: str, content_type: str = "application/json") -> None:
+        """The next ``tools/call`` is answered HTTP 200 with ``body`` (it never reaches a tool)."""
+        answer = {"body": body, "content_type": content_type}
+        assert httpx.post(f"{self.base}/control/garbage", json=answer, timeout=5).status_code == 200
 
     def slow(self, seconds: float) -> None:
         assert (
@@ -222,6 +229,12 @@ def build_app(
         server.add_tool(added, name=name, description=body.get("description") or f"{name} (added at runtime)")
         return JSONResponse({"added": name})
 
+    async def garbage(request: Request) -> JSONResponse:
+        body = await request.json()
+        with lock:
+            state["garbage"] = (str(body["content_type"]), str(body["body"]))
+        return JSONResponse({"garbage": True})
+
     async def slow(request: Request) -> JSONResponse:
         with lock:
             state["slow"] = float((await request.json())["seconds"])
@@ -247,6 +260,7 @@ def build_app(
             Route("/control/stats", stats, methods=["GET"]),
             Route("/control/tools", add_tool, methods=["POST"]),
             Route("/control/slow", slow, methods=["POST"]),
+            Route("/control/garbage", garbage, methods=["POST"]),
             Route("/oauth/token", issue_token, methods=["POST"]),
         ]
     )
@@ -266,6 +280,31 @@ def build_app(
             await app(scope, receive, send)
             return
         deleting = scope["method"] == "DELETE"
+        if state.get("garbage") and scope["method"] == "POST":
+            body = b""
+            while True:
+                message = await receive()
+                body += message.get("body", b"")
+                if not message.get("more_body"):
+                    break
+            if b'"tools/call"' in body:
+                with lock:
+                    calls["garbage"] += 1
+                    content_type, text = state.pop("garbage")
+                headers = [(b"content-type", content_type.encode())]
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
+                await send({"type": "http.response.body", "body": text.encode()})
+                return
+            replayed_once = False
+
+            async def replay_once() -> Any:
+                nonlocal replayed_once
+                if not replayed_once:
+                    replayed_once = True
+                    return {"type": "http.request", "body": body, "more_body": False}
+                return await receive()
+
+            receive = replay_once
         if stateful and scope["method"] == "POST":
             # A stateful server of the handshake era (as most deployed ones are): it does not know
             # ``server/discover``, so clients fall back to ``initialize`` and get a session.

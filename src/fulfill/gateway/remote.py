@@ -560,4 +560,9 @@ def _lost_answer(exc: BaseException, leaves: list[BaseException], status: int | 
         return "its answer could not be read"
     if any(isinstance(leaf, httpx2.TransportError | OSError) for leaf in leaves):
         return "the connection was lost before its answer"
+    mcp_error = next((leaf for leaf in leaves if isinstance(leaf, MCPError)), None)
+    if mcp_error is not None and mcp_error.code == types.PARSE_ERROR:
+        return "its answer was not valid JSON-RPC"
+    if mcp_error is not None and "content type" in str(mcp_error).lower():
+        return "its answer was not JSON (an unexpected content type)"
     return "its answer was lost"
