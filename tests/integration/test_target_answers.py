@@ -147,6 +147,26 @@ def test_an_answer_that_is_not_json_rpc_is_a_clear_failure(
     assert hostile.calls("garbage") == 1
 
 
+def test_an_oversized_token_answer_is_refused(capped: Harness) -> None:
+    protected = McpTarget("--oauth", "svc-client:oauth-secret-0123", "--token-padding", "200000")
+    auth = {
+        "type": "oauth_client_credentials",
+        "token_url": f"{protected.base}/oauth/token",
+        "client_id": "svc-client",
+        "client_secret": "oauth-secret-0123",
+    }
+    try:
+        with capped.client() as client:
+            added = client.post(
+                "/admin/gateway/targets", json={"name": "tickets", "url": protected.url, "auth": auth}
+            )
+            body = problem(added, 422, "TARGET_TOKEN_ANSWER_TOO_LARGE")
+        assert "oauth-secret-0123" not in body["detail"]
+        assert protected.stats()["token_requests"] == 1
+    finally:
+        protected.stop()
+
+
 # --- error codes from targets ---------------------------------------------------------------------
 
 FAIL = {

@@ -25,7 +25,8 @@ next ``create_ticket`` answer late after writing (``POST /control/slow {"seconds
 ``tools/call`` be answered with a body that is not JSON-RPC (``POST /control/garbage {"body",
 "content_type"}``). With
 ``--token``, ``/mcp`` needs that bearer token; with ``--oauth``, ``/oauth/token`` issues tokens
-for the client credentials ``ID:SECRET`` (HTTP Basic) and ``/mcp`` accepts them.
+for the client credentials ``ID:SECRET`` (HTTP Basic) and ``/mcp`` accepts them; with
+``--token-padding N`` each token answer carries N more bytes.
 
 :class:`McpTarget` starts and stops such a process.
 """
@@ -130,6 +131,7 @@ def build_app(
     stateful: bool = False,
     sse: bool = False,
     hostile: bool = False,
+    token_padding: int = 0,
 ) -> Any:
     lock = threading.Lock()
     calls: Counter[str] = Counter()
@@ -253,7 +255,8 @@ def build_app(
         issued = f"oauth-access-{number}"
         with lock:
             state["issued"].add(issued)
-        return JSONResponse({"access_token": issued, "token_type": "Bearer", "expires_in": token_lifetime})
+        answer = {"access_token": issued, "token_type": "Bearer", "expires_in": token_lifetime}
+        return JSONResponse({**answer, **({"padding": "p" * token_padding} if token_padding else {})})
 
     app.router.routes.extend(
         [
@@ -361,6 +364,7 @@ def main() -> None:
     parser.add_argument("--stateful", action="store_true")
     parser.add_argument("--sse", action="store_true")
     parser.add_argument("--hostile", action="store_true")
+    parser.add_argument("--token-padding", type=int, default=0)
     args = parser.parse_args()
     app = build_app(
         dedupe=args.dedupe,
@@ -370,6 +374,7 @@ def main() -> None:
         stateful=args.stateful,
         sse=args.sse,
         hostile=args.hostile,
+        token_padding=args.token_padding,
     )
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", lifespan="on")
 
