@@ -1090,6 +1090,7 @@ def _target_admin() -> Any:
         now_iso=clock.now_iso,
         reserved_namespaces=CONNECTOR_NAMESPACES,
         discovery_timeout=settings.gateway_discovery_timeout_seconds,
+        max_response_bytes=settings.gateway_max_response_bytes,
     )
 
 

@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     # How long the patterns of a target's input schema may take to check one set of arguments
     # (all matches together; domain/schemas.py): longer is a 422, never a stalled process.
     schema_pattern_timeout_seconds: float = Field(default=0.5, gt=0, le=10)
+    # The most bytes one exchange with a target may answer (every HTTP response of its MCP
+    # session, counted while they stream in): more aborts the exchange. 4 MiB.
+    gateway_max_response_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024, le=256 * 1024 * 1024)
 
     # One retry layer: transient tool failures are retried with base * 2^n backoff.
     retry_backoff_base_seconds: float = Field(default=1.0, ge=0, le=60)

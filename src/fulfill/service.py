@@ -71,7 +71,11 @@ class Service:
             [*self.internal_connector.tools(), *self.salesforce_connector.tools()],
             public_url=settings.effective_gateway_url,
             catalog=self.target_catalog,
-            remote=RemoteTargets(settings.egress_allow, tokens=oauth_tokens),
+            remote=RemoteTargets(
+                settings.egress_allow,
+                tokens=oauth_tokens,
+                max_response_bytes=settings.gateway_max_response_bytes,
+            ),
             call_timeout_seconds=settings.gateway_call_timeout_seconds,
         )
         self.tool_gateway = _tool_gateway(
@@ -85,6 +89,7 @@ class Service:
             now_iso=self.clock.now_iso,
             reserved_namespaces=tool_schemas.internal_namespaces,
             discovery_timeout=settings.gateway_discovery_timeout_seconds,
+            max_response_bytes=settings.gateway_max_response_bytes,
             catalog=self.target_catalog,
             tokens=oauth_tokens,
         )

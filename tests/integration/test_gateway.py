@@ -169,6 +169,45 @@ def test_a_short_idempotency_key_is_refused_by_the_schema(shared: Harness) -> No
 # --- who may call the gateway ------------------------------------------------------------------
 
 
+def test_a_refused_token_is_told_why_without_echoing_a_secret(shared: Harness) -> None:
+    def refusal(token: str | None) -> tuple[str, dict[str, Any]]:
+        headers = {**MCP_HEADERS, **({"Authorization": f"Bearer {token}"} if token else {})}
+        response = httpx.post(f"{shared.url}/mcp", json=LIST_TOOLS, headers=headers)
+        assert response.status_code == 401, response.text
+        challenge = response.headers["www-authenticate"]
+        body = dict(response.json())
+        assert challenge.startswith('Bearer error="invalid_token", error_description="')
+        assert body["error"] == "invalid_token"
+        for secret in (SERVICE_SECRET, shared.settings.jwt_secret, *([token] if token else [])):
+            assert secret not in challenge
+            assert secret not in response.text
+        return challenge, body
+
+    user = shared.token(scopes=ALL_SCOPES)
+    challenge, body = refusal(user)
+    assert body["code"] == "SERVICE_TOKEN_REQUIRED"
+    assert "/mcp is for the engine's own service tokens; agents use the HTTP API" in challenge
+    assert body["error_description"] in challenge
+
+    expired = service_token(shared, _task_args(), expires_in=-120)
+    challenge, body = refusal(expired)
+    assert (body["code"], body["error_description"]) == ("TOKEN_EXPIRED", "token expired")
+    assert 'error_description="token expired"' in challenge
+
+    forged = service_token(shared, _task_args(), secret="another-secret-0123456789abcdef0123")
+    assert refusal(forged)[1]["code"] == "TOKEN_SIGNATURE_INVALID"
+
+    other_issuer = service_token(shared, _task_args(), iss="someone-else")
+    challenge, body = refusal(other_issuer)
+    assert body["code"] == "SERVICE_TOKEN_REQUIRED"
+    assert "agents use the HTTP API" in challenge
+
+    assert refusal("not-a-jwt")[1]["code"] == "TOKEN_MALFORMED"
+    challenge, body = refusal(None)
+    assert body["code"] == "TOKEN_MISSING"
+    assert "a bearer token is required" in challenge
+
+
 def test_calls_need_a_service_token(shared: Harness) -> None:
     assert httpx.post(f"{shared.url}/mcp", json=LIST_TOOLS, headers=MCP_HEADERS).status_code == 401
     assert _status_of(shared, "not-a-jwt") == 401

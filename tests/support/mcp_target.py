@@ -1,7 +1,10 @@
 """A remote MCP server for the tests, built with the ``mcp`` SDK, in its own process.
 
-``python -m tests.support.mcp_target --port P [--dedupe] [--undo] [--token T] [--oauth ID:SECRET]`` serves
-an ``MCPServer`` over Streamable HTTP (stateless, JSON answers) at ``/mcp`` under uvicorn:
+``python -m tests.support.mcp_target --port P [--dedupe] [--undo] [--token T] [--oauth ID:SECRET]
+[--stateful] [--sse] [--hostile]`` serves an ``MCPServer`` over Streamable HTTP at ``/mcp`` under uvicorn:
+stateless with JSON answers, or with ``--stateful`` as a server of the handshake era that keeps
+a session per client (it does not know ``server/discover``; ``initialize`` gives a session id in
+``Mcp-Session-Id``; ``DELETE`` ends it), or with ``--sse`` answering as SSE streams.
 
 * ``create_ticket(title, priority="normal")``: writes a ticket (an "effect") and answers with
   ``external_object_refs``. With ``--dedupe`` it deduplicates on the request's ``_meta``
@@ -12,15 +15,25 @@ an ``MCPServer`` over Streamable HTTP (stateless, JSON answers) at ``/mcp`` unde
   ``--dedupe`` it deduplicates like any write of a deduplicating server: a key it has seen on
   *any* call (``create_ticket``'s included) answers that call's cached answer and does nothing.
 
+With ``--hostile``, two more tools:
+
+* ``big_answer(title, size)``: writes an effect, then answers ``size`` bytes of plain text.
+* ``fail_with(title, code, message, code_repeat=1)``: answers ``isError`` with the JSON text
+  ``{"error_code": code * code_repeat, "error_message": message}``.
+
 The stats list the tickets that exist (``tickets``), the ones deleted (``deleted``) and every
 idempotency key each tool received (``keys``).
 
-It counts every call it receives. ``/control/…`` lets a test read the counts and arguments
-(``GET /control/stats``), add a tool at runtime (``POST /control/tools {"name"}``, with
-``"input_schema"`` to list that schema verbatim), and make the
-next ``create_ticket`` answer late after writing (``POST /control/slow {"seconds"}``). With
+It counts every call it receives, and the sessions it opened and the ones a client ended with
+``DELETE`` (``sessions_opened``, ``sessions_deleted``). ``/control/…`` lets a test read the counts
+and arguments (``GET /control/stats``), add a tool at runtime (``POST /control/tools {"name",
+"description"?}``, with ``"input_schema"`` to list that schema verbatim), and make the
+next ``create_ticket`` answer late after writing (``POST /control/slow {"seconds"}``), or the next
+``tools/call`` be answered with a body that is not JSON-RPC (``POST /control/garbage {"body",
+"content_type"}``). With
 ``--token``, ``/mcp`` needs that bearer token; with ``--oauth``, ``/oauth/token`` issues tokens
-for the client credentials ``ID:SECRET`` (HTTP Basic) and ``/mcp`` accepts them.
+for the client credentials ``ID:SECRET`` (HTTP Basic) and ``/mcp`` accepts them; with
+``--token-padding N`` each token answer carries N more bytes.
 
 :class:`McpTarget` starts and stops such a process.
 """
@@ -30,6 +43,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import json
 import subprocess
 import sys
 import threading
@@ -40,6 +54,7 @@ from typing import Any
 import httpx
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp.types import CallToolResult, TextContent
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -88,12 +103,19 @@ class McpTarget:
     def calls(self, tool: str = "create_ticket") -> int:
         return int(self.stats()["calls"].get(tool, 0))
 
-    def add_tool(self, name: str, input_schema: dict[str, Any] | None = None) -> None:
+    def add_tool(
+        self, name: str, input_schema: dict[str, Any] | None = None, description: str | None = None
+    ) -> None:
         """Add a tool; with ``input_schema``, ``tools/list`` shows that schema verbatim."""
-        body: dict[str, Any] = {"name": name}
+        body: dict[str, Any] = {"name": name, "description": description}
         if input_schema is not None:
             body["input_schema"] = input_schema
         assert httpx.post(f"{self.base}/control/tools", json=body, timeout=5).status_code == 200
+
+    def garbage(self, body: str, content_type: str = "application/json") -> None:
+        """The next ``tools/call`` is answered HTTP 200 with ``body`` (it never reaches a tool)."""
+        answer = {"body": body, "content_type": content_type}
+        assert httpx.post(f"{self.base}/control/garbage", json=answer, timeout=5).status_code == 200
 
     def slow(self, seconds: float) -> None:
         assert (
@@ -113,7 +135,16 @@ class McpTarget:
 
 
 def build_app(
-    *, dedupe: bool, token: str | None, oauth: str | None, token_lifetime: int, undo: bool = False
+    *,
+    dedupe: bool,
+    token: str | None,
+    oauth: str | None,
+    token_lifetime: int,
+    undo: bool = False,
+    stateful: bool = False,
+    sse: bool = False,
+    hostile: bool = False,
+    token_padding: int = 0,
 ) -> Any:
     lock = threading.Lock()
     calls: Counter[str] = Counter()
@@ -130,6 +161,8 @@ def build_app(
         "live": [],  # the tickets that exist
         "deleted": [],  # the tickets delete_ticket deleted, in order
         "keys": {},  # tool -> every idempotency key it received
+        "sessions_opened": 0,
+        "sessions_deleted": 0,
     }
     server = MCPServer("tickets-test")
 
@@ -193,9 +226,24 @@ def build_app(
         seen("log_note", {"summary": summary, "account_id": account_id}, ctx)
         return {"id": f"N-{calls['log_note']}"}
 
+    def big_answer(title: str, size: int, ctx: Context) -> str:
+        seen("big_answer", {"title": title, "size": size}, ctx)
+        with lock:
+            state["effects"] += 1
+        return "x" * size
+
+    def fail_with(title: str, code: str, message: str, ctx: Context, code_repeat: int = 1) -> CallToolResult:
+        seen("fail_with", {"title": title, "code": code[:100]}, ctx)
+        text = json.dumps({"error_code": code * code_repeat, "error_message": message})
+        return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
+
+    if hostile:
+        server.add_tool(big_answer, name="big_answer", description="Write, then answer a large plain text.")
+        server.add_tool(fail_with, name="fail_with", description="Answer a tool error with the given code.")
+
     app = server.streamable_http_app(
-        stateless_http=True,
-        json_response=True,
+        stateless_http=not stateful,
+        json_response=not sse,
         transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
     )
 
@@ -212,6 +260,8 @@ def build_app(
                     "tickets": list(state["live"]),
                     "deleted": list(state["deleted"]),
                     "keys": state["keys"],
+                    "sessions_opened": state["sessions_opened"],
+                    "sessions_deleted": state["sessions_deleted"],
                 }
             )
 
@@ -223,13 +273,19 @@ def build_app(
             seen(name, {"ticket_id": ticket_id}, ctx)
             return {"id": ticket_id}
 
-        server.add_tool(added, name=name, description=f"{name} (added at runtime)")
+        server.add_tool(added, name=name, description=body.get("description") or f"{name} (added at runtime)")
         if isinstance(body.get("input_schema"), dict):
             # Listed as given, whatever it says: a target's schema is not fulfill's to trust.
             tool = server._tool_manager.get_tool(name)
             assert tool is not None
             tool.parameters = body["input_schema"]
         return JSONResponse({"added": name})
+
+    async def garbage(request: Request) -> JSONResponse:
+        body = await request.json()
+        with lock:
+            state["garbage"] = (str(body["content_type"]), str(body["body"]))
+        return JSONResponse({"garbage": True})
 
     async def slow(request: Request) -> JSONResponse:
         with lock:
@@ -249,13 +305,15 @@ def build_app(
         issued = f"oauth-access-{number}"
         with lock:
             state["issued"].add(issued)
-        return JSONResponse({"access_token": issued, "token_type": "Bearer", "expires_in": token_lifetime})
+        answer = {"access_token": issued, "token_type": "Bearer", "expires_in": token_lifetime}
+        return JSONResponse({**answer, **({"padding": "p" * token_padding} if token_padding else {})})
 
     app.router.routes.extend(
         [
             Route("/control/stats", stats, methods=["GET"]),
             Route("/control/tools", add_tool, methods=["POST"]),
             Route("/control/slow", slow, methods=["POST"]),
+            Route("/control/garbage", garbage, methods=["POST"]),
             Route("/oauth/token", issue_token, methods=["POST"]),
         ]
     )
@@ -271,7 +329,75 @@ def build_app(
             if not valid:
                 await JSONResponse({"error": "unauthorized"}, status_code=401)(scope, receive, send)
                 return
-        await app(scope, receive, send)
+        if scope["type"] != "http" or not scope["path"].startswith("/mcp"):
+            await app(scope, receive, send)
+            return
+        deleting = scope["method"] == "DELETE"
+        if state.get("garbage") and scope["method"] == "POST":
+            body = b""
+            while True:
+                message = await receive()
+                body += message.get("body", b"")
+                if not message.get("more_body"):
+                    break
+            if b'"tools/call"' in body:
+                with lock:
+                    calls["garbage"] += 1
+                    content_type, text = state.pop("garbage")
+                headers = [(b"content-type", content_type.encode())]
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
+                await send({"type": "http.response.body", "body": text.encode()})
+                return
+            replayed_once = False
+
+            async def replay_once() -> Any:
+                nonlocal replayed_once
+                if not replayed_once:
+                    replayed_once = True
+                    return {"type": "http.request", "body": body, "more_body": False}
+                return await receive()
+
+            receive = replay_once
+        if stateful and scope["method"] == "POST":
+            # A stateful server of the handshake era (as most deployed ones are): it does not know
+            # ``server/discover``, so clients fall back to ``initialize`` and get a session.
+            body = b""
+            while True:
+                message = await receive()
+                body += message.get("body", b"")
+                if not message.get("more_body"):
+                    break
+            if b'"server/discover"' in body:
+                request_id = json.loads(body).get("id")
+                error = {"code": -32601, "message": "Method not found"}
+                await JSONResponse({"jsonrpc": "2.0", "id": request_id, "error": error})(scope, receive, send)
+                return
+            replayed = False
+
+            async def replay() -> Any:
+                nonlocal replayed
+                if not replayed:
+                    replayed = True
+                    return {"type": "http.request", "body": body, "more_body": False}
+                return await receive()
+
+            receive = replay
+
+        async def counting(message: Any) -> None:
+            # A session is opened when an answer names a new session id, ended by a DELETE's 200.
+            if message["type"] == "http.response.start":
+                headers = {k.decode().lower(): v.decode() for k, v in message.get("headers", [])}
+                with lock:
+                    if deleting and message["status"] == 200:
+                        state["sessions_deleted"] += 1
+                    elif not deleting and "mcp-session-id" in headers:
+                        sessions = state.setdefault("session_ids", set())
+                        if headers["mcp-session-id"] not in sessions:
+                            sessions.add(headers["mcp-session-id"])
+                            state["sessions_opened"] += 1
+            await send(message)
+
+        await app(scope, receive, counting)
 
     return guarded
 
@@ -286,6 +412,10 @@ def main() -> None:
     parser.add_argument("--token")
     parser.add_argument("--oauth")
     parser.add_argument("--token-lifetime", type=int, default=3600)
+    parser.add_argument("--stateful", action="store_true")
+    parser.add_argument("--sse", action="store_true")
+    parser.add_argument("--hostile", action="store_true")
+    parser.add_argument("--token-padding", type=int, default=0)
     args = parser.parse_args()
     app = build_app(
         dedupe=args.dedupe,
@@ -293,6 +423,10 @@ def main() -> None:
         oauth=args.oauth,
         token_lifetime=args.token_lifetime,
         undo=args.undo,
+        stateful=args.stateful,
+        sse=args.sse,
+        hostile=args.hostile,
+        token_padding=args.token_padding,
     )
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", lifespan="on")
 

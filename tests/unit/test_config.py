@@ -206,3 +206,13 @@ def test_event_bus_endpoint_must_be_http() -> None:
     assert Settings(eventbridge_endpoint_url="http://127.0.0.1:5000").eventbridge_endpoint_url
     with pytest.raises(ValueError, match="FULFILL_EVENTBRIDGE_ENDPOINT_URL"):
         Settings(eventbridge_endpoint_url="file:///etc/passwd")
+
+
+def test_what_a_target_may_answer_is_four_mib_by_default_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().gateway_max_response_bytes == 4 * 1024 * 1024
+    monkeypatch.setenv("FULFILL_GATEWAY_MAX_RESPONSE_BYTES", "1048576")
+    assert Settings().gateway_max_response_bytes == 1024 * 1024
+    for refused in ("1024", str(512 * 1024 * 1024)):
+        monkeypatch.setenv("FULFILL_GATEWAY_MAX_RESPONSE_BYTES", refused)
+        with pytest.raises(ValueError, match="gateway_max_response_bytes"):
+            Settings()

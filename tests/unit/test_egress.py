@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import ipaddress
 import threading
 from collections.abc import Iterator
@@ -22,8 +23,10 @@ from fulfill.domain.egress import (
     parse_target_url,
 )
 from fulfill.gateway.egress import (
+    AnswerTooLarge,
     CallTracker,
     PinnedNetworkBackend,
+    ResponseBudget,
     checked_addresses,
     pinned_client,
 )
@@ -257,6 +260,78 @@ def test_nothing_is_marked_sent_when_the_connection_is_refused() -> None:
     with pytest.raises(EgressRefused):
         anyio.run(refused)
     assert tracker.sent is False
+
+
+class _Flood(BaseHTTPRequestHandler):
+    """Answers ``/big`` with 50 MB (chunk by chunk, noting how much it could send), ``/gzip`` with a
+    gzip-encoded body, anything else with 2 bytes; notes each request's Accept-Encoding."""
+
+    sent = 0
+    encodings: list[str] = []
+
+    def log_message(self, *_args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        type(self).encodings.append(self.headers.get("Accept-Encoding", ""))
+        if self.path == "/gzip":
+            body = gzip.compress(b"{}" * 1000)
+            self.send_response(200)
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        size = 50 * 1024 * 1024 if self.path == "/big" else 2
+        self.send_response(200)
+        self.send_header("Content-Length", str(size))
+        self.end_headers()
+        chunk = b"x" * min(size, 64 * 1024)
+        try:
+            while type(self).sent < size:
+                self.wfile.write(chunk)
+                type(self).sent += len(chunk)
+        except OSError:
+            pass  # the client stopped reading and closed the connection
+
+
+@pytest.fixture
+def flood_server() -> Iterator[int]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Flood)
+    _Flood.sent, _Flood.encodings = 0, []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield int(server.server_address[1])
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_budgeted_client_stops_reading_past_its_limit_and_refuses_encoded_bodies(
+    flood_server: int,
+) -> None:
+    budget = ResponseBudget(limit=256 * 1024)
+    small = ResponseBudget(limit=256 * 1024)
+    assert anyio.run(lambda: _fetch_with(flood_server, "/", small)) is None
+    assert small.used == 2
+    too_large = anyio.run(lambda: _fetch_with(flood_server, "/big", budget))
+    assert isinstance(too_large, AnswerTooLarge)
+    assert budget.exceeded == f"more than {256 * 1024} bytes"
+    assert budget.used <= 256 * 1024 + 128 * 1024  # the limit, plus at most one network read
+    assert _Flood.sent < 50 * 1024 * 1024  # it stopped reading: the rest was never sent
+    encoded = ResponseBudget(limit=256 * 1024)
+    refused = anyio.run(lambda: _fetch_with(flood_server, "/gzip", encoded))
+    assert isinstance(refused, AnswerTooLarge)
+    assert encoded.exceeded == "a body encoded with 'gzip'"
+    assert set(_Flood.encodings) == {"identity"}
+
+
+async def _fetch_with(port: int, path: str, budget: ResponseBudget) -> BaseException | None:
+    allow = EgressAllowList.parse(["127.0.0.1"])
+    async with pinned_client(allow, FakeResolver(["127.0.0.1"]), timeout=10, budget=budget) as http:
+        try:
+            await http.get(f"http://127.0.0.1:{port}{path}")
+        except AnswerTooLarge as exc:
+            return exc
+    return None
 
 
 def test_the_connector_client_connects_to_the_checked_address_only() -> None:

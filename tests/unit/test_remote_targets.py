@@ -9,12 +9,12 @@ import mcp_types as types
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from fulfill.domain.errors import ErrorClass, classify
+from fulfill.domain.errors import DERIVED_CODES, ErrorClass, classify, target_error
 from fulfill.domain.ledger import unknown_outcome_entry
 from fulfill.domain.mapping import arguments_for_tool, with_trusted_arguments
 from fulfill.domain.models import ActionOutcomeV1, ExecutionStatus, ExternalObjectRef, ToolName
 from fulfill.domain.targets import remote_timeout_seconds
-from fulfill.gateway.remote import _specs, normalized_answer
+from fulfill.gateway.remote import MAX_SKIPPED_TOOLS, _specs, normalized_answer
 from fulfill.gateway.results import outcome_from_call_result
 
 TRUSTED = with_trusted_arguments(
@@ -117,7 +117,7 @@ def test_failures_of_a_target_stay_failures_with_their_declared_class() -> None:
     assert declared == {
         "success": False,
         "external_object_refs": [],
-        "error": {"error_class": "RATE_LIMIT", "error_code": "QUOTA", "error_message": "slow down"},
+        "error": {"error_class": "RATE_LIMIT", "error_code": "TARGET:QUOTA", "error_message": "slow down"},
     }
     plain = _normalized(_answer(text="priority must be low, normal or high", is_error=True))
     assert plain["success"] is False
@@ -177,3 +177,61 @@ def test_an_unknown_outcome_is_never_retried_and_asks_a_person_to_check() -> Non
     assert entry.data["remote_tool"] == "create_ticket"
     assert entry.data["idempotency_key"] == "k" * 64
     assert "check the target" in entry.data["action"]
+
+
+def test_a_target_error_code_is_namespaced_and_never_one_of_fulfills_own() -> None:
+    own = {
+        "KILL_SWITCH_ENABLED",
+        "UNKNOWN_OUTCOME",
+        "TARGET_TIMEOUT",
+        "EGRESS_REFUSED",
+        "TOKEN_BINDING_MISMATCH",
+    }
+    for code in own:
+        error = _normalized(_answer({"error_code": code, "error_message": "m"}, is_error=True))["error"]
+        assert error["error_code"] == f"TARGET:{code}"
+    # A class the target declared is kept (one of the six); a code's meaning still classifies.
+    assert target_error("KILL_SWITCH_ENABLED", "stopped").error_class is ErrorClass.VALIDATION
+    assert target_error("x", "m", declared_class="RATE_LIMIT").error_class is ErrorClass.RATE_LIMIT
+    assert target_error("x", "m", declared_class="NOT_A_CLASS" * 1000).error_class is ErrorClass.UNKNOWN
+    # Cleaned to A-Z 0-9 _ and bounded; nothing usable left: the code derived from the class.
+    assert target_error("quota exceeded!", "m").error_code == "TARGET:QUOTA_EXCEEDED"
+    assert target_error("A" * 500_000, "m").error_code == "TARGET:" + "A" * 64
+    assert target_error("é-☃", "m").error_code == DERIVED_CODES[ErrorClass.UNKNOWN]
+    assert target_error(None, "rate limit hit").error_code == "RATE_LIMIT"
+
+
+def test_a_target_error_message_is_bounded_and_printable() -> None:
+    error = target_error("X", "line\n\x00\x1b[31mred\u202e" * 100_000)
+    assert len(error.error_message) <= 500
+    assert error.error_message.startswith("line [31mred line")
+    assert all(ch.isprintable() for ch in error.error_message)
+    assert target_error("X", "\x00\n ").error_message == "the target reported a failure without a message"
+
+
+def test_a_listing_names_at_most_a_bounded_number_of_skipped_tools() -> None:
+    listed = [types.Tool(name=f"bad name {n}", input_schema={"type": "object"}) for n in range(87_181)]
+    listed += [types.Tool(name="ok", input_schema={"type": "object"})]
+    found = _specs("tickets", listed)
+    assert [spec.name for spec in found.tools] == ["tickets.ok"]
+    assert len(found.skipped) == MAX_SKIPPED_TOOLS + 1
+    assert found.skipped[0] == "bad name 0 (name not usable)"
+    assert found.skipped[-1] == f"... and {87_181 - MAX_SKIPPED_TOOLS} more tool(s) skipped"
+    many = [types.Tool(name=f"t{n}", input_schema={"type": "object"}) for n in range(1000)]
+    crowded = _specs("tickets", many)
+    assert len(crowded.tools) == 200
+    assert len(crowded.skipped) == MAX_SKIPPED_TOOLS + 1
+    assert crowded.skipped[0] == "t200 (more than 200 tools)"
+
+
+def test_a_plain_text_answer_keeps_a_bounded_excerpt() -> None:
+    assert _normalized(_answer(text="comment added"))["answer_excerpt"] == "comment added"
+    # The SDK's structured ``{"result": text}`` of a tool returning a string changes nothing.
+    wrapped = types.CallToolResult(
+        content=[types.TextContent(type="text", text="done")], structured_content={"result": "done"}
+    )
+    assert _normalized(wrapped)["answer_excerpt"] == "done"
+    long = _normalized(_answer(text="é" * 5000))["answer_excerpt"]
+    assert long == "é" * 1024  # 2048 bytes, never half a character
+    assert "answer_excerpt" not in _normalized(_answer({"id": "T-1"}))
+    assert "answer_excerpt" not in _normalized(_answer(text="   "))

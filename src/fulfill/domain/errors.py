@@ -7,6 +7,7 @@ worth retrying: the ones that describe a system that may answer differently a mo
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
@@ -166,4 +167,51 @@ def make_error(
         error_class=error_class,
         error_code=error_code or DERIVED_CODES[error_class],
         error_message=error_message,
+    )
+
+
+# --- failures a gateway target reports -----------------------------------------------------------
+
+# A target's own error code is shown as ``TARGET:{CODE}``: fulfill's codes never hold a colon, so
+# no target can claim one of them (``KILL_SWITCH_ENABLED``, ``UNKNOWN_OUTCOME``, ``TARGET_TIMEOUT``).
+TARGET_CODE_PREFIX = "TARGET:"
+MAX_TARGET_CODE = 64
+MAX_TARGET_MESSAGE = 500
+_NOT_CODE = re.compile(r"[^A-Z0-9_]+")
+
+
+def printable(text: str, limit: int) -> str:
+    """``text`` without control characters (each run of them, and of whitespace, is one space),
+    at most ``limit`` characters."""
+    kept = "".join(ch if ch.isprintable() else " " for ch in text[: limit * 4])
+    return " ".join(kept.split())[:limit]
+
+
+def target_code(code: str | None) -> str | None:
+    """A target's code in fulfill's alphabet (``A-Z 0-9 _``, at most ``MAX_TARGET_CODE``), or
+    None when nothing of it is left."""
+    if not code:
+        return None
+    cleaned = _NOT_CODE.sub("_", code[: MAX_TARGET_CODE * 4].upper()).strip("_")[:MAX_TARGET_CODE]
+    return cleaned.rstrip("_") or None
+
+
+def target_error(code: str | None, message: str, *, declared_class: str | None = None) -> ExecutionError:
+    """A failure a gateway target reported, made safe to store and show.
+
+    The class is found as for any failure (the class it declared when it is one of the six, then
+    its code's meaning, then its message). The code is namespaced, ``TARGET:{CODE}``, so it never
+    impersonates one of fulfill's (a target's ``KILL_SWITCH_ENABLED`` is ``TARGET:KILL_SWITCH_ENABLED``,
+    class VALIDATION, and stops nothing); without a usable code it is the code derived from the
+    class (``DERIVED_CODES``), as for any tool. The message loses its control characters and is
+    cut at ``MAX_TARGET_MESSAGE`` characters.
+    """
+    cleaned = target_code(code)
+    text = printable(message, MAX_TARGET_MESSAGE) or "the target reported a failure without a message"
+    declared = declared_class[:32] if declared_class else None
+    error_class = classify(error_code=cleaned, message=text, declared_class=declared)
+    return ExecutionError(
+        error_class=error_class,
+        error_code=f"{TARGET_CODE_PREFIX}{cleaned}" if cleaned else DERIVED_CODES[error_class],
+        error_message=text,
     )

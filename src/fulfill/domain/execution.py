@@ -117,6 +117,8 @@ class ToolResult(_State):
     external_object_refs: list[ExternalObjectRef] = Field(default_factory=list)
     error: ExecutionError | None = None
     tool_run_ref: str
+    # A plain-text answer's bounded excerpt (nothing else holds what it said).
+    answer_excerpt: str | None = None
 
 
 class OutcomeDraft(_State):
@@ -132,6 +134,7 @@ class OutcomeDraft(_State):
     idempotency_key: str | None = None
     decision_trace_id: str | None = None
     tool_run_ref: str
+    answer_excerpt: str | None = None
 
 
 class RecordedOutcome(_State):
@@ -233,6 +236,7 @@ def outcome_from_tool_result(result: ToolResult) -> OutcomeDraft:
         idempotency_key=call.idempotency_key,
         decision_trace_id=call.decision_trace_id,
         tool_run_ref=result.tool_run_ref,
+        answer_excerpt=result.answer_excerpt,
     )
 
 

@@ -100,7 +100,12 @@ def outcome_event(
     )
 
 
-def outcome_entry(outcome: ActionOutcomeV1, decision_trace_id: str | None) -> LedgerEntry:
+def outcome_entry(
+    outcome: ActionOutcomeV1, decision_trace_id: str | None, *, answer_excerpt: str | None = None
+) -> LedgerEntry:
+    """The attempt's result on the timeline; with ``answer_excerpt``, what the tool's plain-text
+    answer said (bounded by the gateway), which no ref records."""
+    excerpt = {"answer_excerpt": answer_excerpt} if answer_excerpt is not None else {}
     return outcome_event(
         outcome,
         OUTCOME_EVENT_TYPES[outcome.status],
@@ -118,6 +123,7 @@ def outcome_entry(outcome: ActionOutcomeV1, decision_trace_id: str | None) -> Le
             "idempotency_key": outcome.idempotency_key,
             "decision_trace_id": decision_trace_id,
             "attempt_count": outcome.attempt_count,
+            **excerpt,
         },
     )
 

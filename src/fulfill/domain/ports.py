@@ -19,6 +19,8 @@ class ToolCallOutcome(BaseModel):
     success: bool
     external_object_refs: list[ExternalObjectRef] = Field(default_factory=list)
     error: ExecutionError | None = None
+    # What a plain-text answer said (bounded; gateway/results.py): the timeline keeps it.
+    answer_excerpt: str | None = None
 
 
 class ToolGateway(Protocol):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import socket
 import ssl
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -148,20 +148,82 @@ def _ssl_context() -> ssl.SSLContext:
     return httpcore2.default_ssl_context()
 
 
+class AnswerTooLarge(Exception):
+    """A target answered more bytes than one exchange may read (or an encoded body, which could
+    expand past any limit once decoded)."""
+
+
+@dataclass
+class ResponseBudget:
+    """How many body bytes the responses of one exchange may still bring, shared by all of them
+    (the JSON answers, the SSE streams, the session's GET stream). ``exceeded`` stays set once a
+    response went over, so that a failure the MCP client reports in its own words (an SSE stream
+    it gave up on) can still be told apart."""
+
+    limit: int
+    used: int = 0
+    exceeded: str | None = None
+
+    def take(self, size: int) -> None:
+        self.used += size
+        if self.used > self.limit:
+            self.exceeded = f"more than {self.limit} bytes"
+            raise AnswerTooLarge(self.exceeded)
+
+
+class _CappedStream(httpx2.AsyncByteStream):
+    """A response body counted chunk by chunk as it arrives: past the budget it stops reading
+    and closes the connection, so no more than the limit (plus one network chunk) is ever held."""
+
+    def __init__(self, inner: httpx2.AsyncByteStream, budget: ResponseBudget) -> None:
+        self._inner = inner
+        self._budget = budget
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._inner:
+            self._budget.take(len(chunk))
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
 class PinnedTransport(httpx2.AsyncHTTPTransport):
     """An httpx2 transport whose connections go through :class:`PinnedNetworkBackend`, with no
-    proxy (environment proxies would connect somewhere the check never saw)."""
+    proxy (environment proxies would connect somewhere the check never saw).
+
+    With a ``budget``, every response body is counted against it while it streams (see
+    :class:`_CappedStream`), and a body with a ``Content-Encoding`` is refused: the client asks
+    for ``identity``, and a compressed answer would be decoded past the count."""
 
     def __init__(
-        self, allow: EgressAllowList, resolver: Resolver, tracker: CallTracker | None = None
+        self,
+        allow: EgressAllowList,
+        resolver: Resolver,
+        tracker: CallTracker | None = None,
+        budget: ResponseBudget | None = None,
     ) -> None:
         super().__init__(verify=_ssl_context(), trust_env=False)
+        self._budget = budget
         self._pool = httpcore2.AsyncConnectionPool(
             ssl_context=_ssl_context(),
             max_connections=4,
             max_keepalive_connections=4,
             network_backend=PinnedNetworkBackend(allow, resolver, tracker),
         )
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        response = await super().handle_async_request(request)
+        if self._budget is None:
+            return response
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            await response.aclose()
+            self._budget.exceeded = f"a body encoded with {encoding[:40]!r}"
+            raise AnswerTooLarge(self._budget.exceeded)
+        assert isinstance(response.stream, httpx2.AsyncByteStream)
+        response.stream = _CappedStream(response.stream, self._budget)
+        return response
 
 
 def pinned_client(
@@ -172,10 +234,14 @@ def pinned_client(
     headers: dict[str, str] | None = None,
     tracker: CallTracker | None = None,
     event_hooks: dict[str, list[Callable[..., Any]]] | None = None,
+    budget: ResponseBudget | None = None,
 ) -> httpx2.AsyncClient:
-    """A client for one exchange with a target; close it (``async with``) when done."""
+    """A client for one exchange with a target; close it (``async with``) when done. With a
+    ``budget``, the exchange's responses together may bring at most its limit of bytes."""
+    if budget is not None:
+        headers = {**(headers or {}), "Accept-Encoding": "identity"}
     return httpx2.AsyncClient(
-        transport=PinnedTransport(allow, resolver, tracker),
+        transport=PinnedTransport(allow, resolver, tracker, budget),
         headers=headers,
         timeout=httpx2.Timeout(timeout),
         trust_env=False,

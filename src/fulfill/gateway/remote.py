@@ -14,6 +14,22 @@ transient and the retry, with the same key, is answered without a second write. 
 the call ends ``UNKNOWN_OUTCOME`` (class ``UNKNOWN``, never retried) for a person to check.
 Definite refusals (HTTP 4xx other than 408, a JSON-RPC "method not found" or "invalid params")
 are classified as such: the target said no.
+
+**What a target may answer.** The HTTP bodies of one exchange together may bring at most
+``max_response_bytes`` (``FULFILL_GATEWAY_MAX_RESPONSE_BYTES``), counted while they stream in
+(``gateway/egress.py``): past it the exchange stops reading, so memory never holds more. An
+oversized listing fails discovery (``TARGET_ANSWER_TOO_LARGE``). An oversized ``tools/call``
+answer reached the target, so the call may have written and nobody can read whether it did: on a
+target that does not deduplicate it is ``UNKNOWN_OUTCOME`` like any lost answer; on one that does,
+``TARGET_ANSWER_TOO_LARGE`` (class ``UNKNOWN``, not retried: the retry would be answered the same
+oversized answer from the target's cache; a rerun with the same key writes nothing twice). A
+listing keeps at most ``MAX_TOOLS_PER_TARGET`` tools and names at most ``MAX_SKIPPED_TOOLS``
+skipped ones. A target's error code is namespaced (``TARGET:{CODE}``) and its message bounded
+(``domain/errors.target_error``), so that it never reads as one of fulfill's own. A plain-text
+answer (not JSON) keeps a bounded excerpt (``PLAIN_ANSWER_EXCERPT_BYTES``) for the timeline.
+
+**Sessions.** Each exchange's MCP session is closed when the exchange ends: on a stateful target
+(one that gave an ``Mcp-Session-Id``) with an HTTP ``DELETE``, so that the target can free it.
 """
 
 from __future__ import annotations
@@ -34,7 +50,7 @@ from pydantic import ValidationError
 
 from fulfill.connectors.base import tool_failure, tool_success
 from fulfill.domain.egress import EgressAllowList, EgressRefused
-from fulfill.domain.errors import ErrorClass, ExecutionError, classify
+from fulfill.domain.errors import ErrorClass, ExecutionError, classify, printable, target_error
 from fulfill.domain.models import ExternalObjectRef
 from fulfill.domain.schemas import refusal as schema_refusal
 from fulfill.domain.targets import (
@@ -48,8 +64,22 @@ from fulfill.domain.targets import (
     TargetAuthView,
     gateway_tool_name,
 )
-from fulfill.gateway.egress import CallTracker, Resolver, pinned_client, system_resolver
-from fulfill.gateway.results import call_payload, outcome_from_call_result
+from fulfill.gateway.egress import (
+    AnswerTooLarge,
+    CallTracker,
+    Resolver,
+    ResponseBudget,
+    pinned_client,
+    system_resolver,
+)
+from fulfill.gateway.results import (
+    ANSWER_EXCERPT_KEY,
+    PLAIN_ANSWER_EXCERPT_BYTES,
+    call_payload,
+    excerpt,
+    plain_text,
+    target_error_details,
+)
 from fulfill.gateway.target_auth import OAuthTokens, TargetAuthFailed, auth_headers
 from fulfill.logging_setup import describe_failure
 
@@ -60,6 +90,11 @@ _REFUSED_CODES = frozenset({types.METHOD_NOT_FOUND, types.INVALID_PARAMS})
 # HTTP statuses that say the request was not (or not yet) processed: safe to send again.
 _NOT_PROCESSED_STATUSES = frozenset({408, 429, 503})
 _MAX_LIST_PAGES = 20
+# Skipped tools named in a listing; the rest are counted in one last entry.
+MAX_SKIPPED_TOOLS = 50
+# What one exchange may answer unless the service says otherwise (FULFILL_GATEWAY_MAX_RESPONSE_BYTES).
+DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+TOO_LARGE = "TARGET_ANSWER_TOO_LARGE"
 
 
 @dataclass(frozen=True)
@@ -89,8 +124,10 @@ class Discovery:
 
 @dataclass
 class _Exchange:
-    """What one session saw: the HTTP status of each JSON-RPC method, and the call's progress."""
+    """What one session saw: the HTTP status of each JSON-RPC method, the call's progress, and
+    how many bytes its answers brought."""
 
+    budget: ResponseBudget
     tracker: CallTracker = field(default_factory=CallTracker)
     statuses: dict[str, int] = field(default_factory=dict)
 
@@ -102,16 +139,21 @@ class RemoteTargets:
         *,
         resolver: Resolver = system_resolver,
         tokens: OAuthTokens | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         self._allow = allow
         self._resolver = resolver
         self._tokens = tokens or OAuthTokens()
+        self._max_response_bytes = max_response_bytes
+
+    def _exchange(self) -> _Exchange:
+        return _Exchange(budget=ResponseBudget(self._max_response_bytes))
 
     # --- discovery ---------------------------------------------------------------------------
 
     async def discover(self, target: TargetEndpoint, *, timeout: float) -> Discovery:
         """``tools/list`` (every page). Raises :class:`TargetError`."""
-        exchange = _Exchange()
+        exchange = self._exchange()
         listed: list[types.Tool] = []
         try:
             with anyio.fail_after(timeout):
@@ -123,7 +165,9 @@ class RemoteTargets:
                         cursor = page.next_cursor
                         if not cursor or len(listed) > MAX_TOOLS_PER_TARGET:
                             break
-        except TimeoutError:
+        except TimeoutError as exc:
+            if exchange.budget.exceeded:
+                raise TargetError(_setup_failure(target, exc, exchange)) from None
             raise TargetError(
                 _error(
                     ErrorClass.TIMEOUT, "TARGET_TIMEOUT", f"{target.name} did not answer within {timeout:g}s"
@@ -147,7 +191,7 @@ class RemoteTargets:
         timeout: float,
     ) -> types.CallToolResult:
         """Forward one ``tools/call``; the answer is normalised (below) or a classified tool error."""
-        exchange = _Exchange()
+        exchange = self._exchange()
         result: types.CallToolResult | None = None
         try:
             with anyio.fail_after(timeout):
@@ -174,7 +218,7 @@ class RemoteTargets:
                 if not exchange.tracker.calling:
                     return _failure(
                         _error(ErrorClass.TIMEOUT, "TARGET_TIMEOUT", f"{target.name} did not answer in time")
-                        if isinstance(exc, TimeoutError)
+                        if isinstance(exc, TimeoutError) and not exchange.budget.exceeded
                         else _setup_failure(target, exc, exchange)
                     )
                 return _failure(self._call_failure(target, remote_name, idempotency_key, exc, exchange))
@@ -190,6 +234,8 @@ class RemoteTargets:
         leaves = _leaves(exc)
         if isinstance(exc, EgressRefused) or any(isinstance(leaf, EgressRefused) for leaf in leaves):
             return _error(ErrorClass.VALIDATION, "EGRESS_REFUSED", _first_message(leaves, EgressRefused))
+        if exchange.budget.exceeded and exchange.tracker.sent:
+            return _too_large_answer(target, remote_name, key, exchange.budget)
         if not exchange.tracker.sent:
             # Nothing of the call was written: whatever went wrong, the target never saw it.
             if isinstance(exc, TimeoutError):
@@ -257,11 +303,14 @@ class RemoteTargets:
                         headers=headers,
                         tracker=exchange.tracker,
                         event_hooks={"response": [_status_recorder(exchange)]},
+                        budget=exchange.budget,
                     )
                 )
+                # terminate_on_close: a stateful target's session ends with an HTTP DELETE
+                # when the exchange does (a target that keeps none has no session id: no DELETE).
                 client = await opening.enter_async_context(
                     Client(
-                        streamable_http_client(target.url, http_client=http, terminate_on_close=False),
+                        streamable_http_client(target.url, http_client=http, terminate_on_close=True),
                         cache=None,
                         read_timeout_seconds=timeout,
                     )
@@ -298,17 +347,21 @@ def normalized_answer(
     """A target's answer in the gateway's own shape.
 
     A failure becomes a tool error with the JSON text ``{error_code, error_class,
-    error_message}`` (a class the target declared itself is kept). A success becomes
+    error_message}`` (a class the target declared itself is kept; its code is namespaced and its
+    message bounded: ``domain/errors.target_error``). A success becomes
     ``external_object_refs``: the ones the tool returned, each with ``system`` ``MCP:{target}``
     (an object lives in the system that answered, whatever it calls itself; an ``object_url``
     is kept only when it is http(s)), or, when it returned none, one ref to the call itself:
     ``{system: MCP:{target}, object_type: {tool}, object_id: <its "id" if it returned one, else
-    the idempotency key>}``.
+    the idempotency key>}``. A plain-text answer (its text is not a JSON object, whatever
+    structured content came with it, such as the SDK's ``{"result": text}``) adds
+    ``answer_excerpt``: the text's first ``PLAIN_ANSWER_EXCERPT_BYTES`` bytes, kept on the
+    timeline since no ref holds what it said.
     """
     payload = call_payload(result)
     if result.is_error or (payload is not None and payload.get("success") is False):
-        error = outcome_from_call_result(result).error
-        assert error is not None
+        code, message, declared = target_error_details(result)
+        error = target_error(code, message, declared_class=declared)
         return tool_failure(error.error_class, error.error_code, error.error_message)
     system = f"MCP:{target}"
     refs = _refs(payload, system)
@@ -316,6 +369,9 @@ def normalized_answer(
         refs = [
             ExternalObjectRef(system=system, object_type=tool, object_id=_object_id(payload, idempotency_key))
         ]
+    text = plain_text(result)
+    if text is not None:
+        return tool_success(refs, **{ANSWER_EXCERPT_KEY: excerpt(text, PLAIN_ANSWER_EXCERPT_BYTES)})
     return tool_success(refs)
 
 
@@ -358,28 +414,37 @@ def _object_id(payload: dict[str, Any] | None, idempotency_key: str) -> str:
 def _specs(target: str, listed: list[types.Tool]) -> Discovery:
     tools: list[RemoteToolSpec] = []
     skipped: list[str] = []
+    unnamed = 0  # skipped tools past MAX_SKIPPED_TOOLS: counted, not named
     seen: set[str] = set()
+
+    def skip(label: str, reason: str) -> None:
+        nonlocal unnamed
+        if len(skipped) < MAX_SKIPPED_TOOLS:
+            skipped.append(f"{label} ({reason})")
+        else:
+            unnamed += 1
+
     for tool in listed:
-        label = tool.name[:100]
+        label = printable(tool.name, 100)
         if len(tools) >= MAX_TOOLS_PER_TARGET:
-            skipped.append(f"{label} (more than {MAX_TOOLS_PER_TARGET} tools)")
+            skip(label, f"more than {MAX_TOOLS_PER_TARGET} tools")
             continue
         if not REMOTE_TOOL_NAME.match(tool.name):
-            skipped.append(f"{label} (name not usable)")
+            skip(label, "name not usable")
             continue
         if tool.name in seen:
-            skipped.append(f"{label} (listed twice)")
+            skip(label, "listed twice")
             continue
         schema = dict(tool.input_schema)
         if len(json.dumps(schema)) > MAX_SCHEMA_BYTES:
-            skipped.append(f"{label} (input schema too large)")
+            skip(label, "input schema too large")
             continue
         refused = schema_refusal(schema)
         if refused is not None:
-            skipped.append(f"{label} ({refused})")
+            skip(label, refused)
             continue
         if schema.get("type", "object") != "object":
-            skipped.append(f"{label} (input schema is not an object)")
+            skip(label, "input schema is not an object")
             continue
         seen.add(tool.name)
         description = (tool.description or "").strip()[:MAX_DESCRIPTION] or None
@@ -391,6 +456,8 @@ def _specs(target: str, listed: list[types.Tool]) -> Discovery:
                 input_schema=schema,
             )
         )
+    if unnamed:
+        skipped.append(f"... and {unnamed} more tool(s) skipped")
     return Discovery(tools=tools, skipped=skipped)
 
 
@@ -421,9 +488,39 @@ def _first_message(leaves: list[BaseException], kind: type[BaseException]) -> st
     ]
 
 
+def _too_large_answer(
+    target: TargetEndpoint, remote_name: str, key: str, budget: ResponseBudget
+) -> ExecutionError:
+    """The call reached the target, whose answer was too large to read: it may have written."""
+    what = (
+        f"its answer was {budget.exceeded} (FULFILL_GATEWAY_MAX_RESPONSE_BYTES is {budget.limit}), not read"
+    )
+    if target.deduplicates:
+        return _error(
+            ErrorClass.UNKNOWN,
+            TOO_LARGE,
+            f"the call to {target.name}.{remote_name} was sent and {what}; it may have written: "
+            f"{target.name} deduplicates on idempotency key {key}, so a rerun writes nothing twice",
+        )
+    return _error(
+        ErrorClass.UNKNOWN,
+        UNKNOWN_OUTCOME,
+        f"the call to {target.name}.{remote_name} was sent and {what}; {target.name} does not "
+        f"deduplicate, so it is not retried: check {target.name} for idempotency key {key}",
+    )
+
+
 def _setup_failure(target: TargetEndpoint, exc: BaseException, exchange: _Exchange) -> ExecutionError:
     """A failure before any tool was called (opening the session, listing): nothing was done."""
     leaves = _leaves(exc)
+    if exchange.budget.exceeded or any(isinstance(leaf, AnswerTooLarge) for leaf in leaves):
+        return _error(
+            ErrorClass.VALIDATION,
+            TOO_LARGE,
+            f"{target.name} answered {exchange.budget.exceeded or 'too much'}; the gateway reads at "
+            f"most {exchange.budget.limit} bytes of a target's answers, uncompressed "
+            "(FULFILL_GATEWAY_MAX_RESPONSE_BYTES)",
+        )
     if any(isinstance(leaf, EgressRefused) for leaf in leaves):
         return _error(ErrorClass.VALIDATION, "EGRESS_REFUSED", _first_message(leaves, EgressRefused))
     failed = next((status for status in exchange.statuses.values() if status >= 400), None)
@@ -462,4 +559,9 @@ def _lost_answer(exc: BaseException, leaves: list[BaseException], status: int | 
         return "its answer could not be read"
     if any(isinstance(leaf, httpx2.TransportError | OSError) for leaf in leaves):
         return "the connection was lost before its answer"
+    mcp_error = next((leaf for leaf in leaves if isinstance(leaf, MCPError)), None)
+    if mcp_error is not None and mcp_error.code == types.PARSE_ERROR:
+        return "its answer was not valid JSON-RPC"
+    if mcp_error is not None and "content type" in str(mcp_error).lower():
+        return "its answer was not JSON (an unexpected content type)"
     return "its answer was lost"

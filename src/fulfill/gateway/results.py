@@ -21,17 +21,21 @@ from fulfill.domain.ports import ToolCallOutcome
 
 _REFS = TypeAdapter(list[ExternalObjectRef])
 _MAX_MESSAGE = 500
+# A plain-text answer's excerpt, put on the timeline (the gateway adds it to the success it
+# normalises a remote target's answer to): at most this many UTF-8 bytes.
+ANSWER_EXCERPT_KEY = "answer_excerpt"
+PLAIN_ANSWER_EXCERPT_BYTES = 2048
 _ERROR_KEYS = ("error_code", "error_class", "error_message", "error", "code", "message")
 
 
 def call_payload(result: CallToolResult) -> dict[str, Any] | None:
     """The answer's innermost JSON object: its structured content, else its JSON text."""
     structured = _unwrap(result.structured_content) if result.structured_content is not None else None
-    return structured if structured is not None else _unwrap(_json_object(_first_text(result)))
+    return structured if structured is not None else _unwrap(_json_object(first_text(result)))
 
 
 def outcome_from_call_result(result: CallToolResult) -> ToolCallOutcome:
-    text = _first_text(result)
+    text = first_text(result)
     from_text = _unwrap(_json_object(text))
     structured = _unwrap(result.structured_content) if result.structured_content is not None else None
     payload = structured if structured is not None else from_text
@@ -45,7 +49,26 @@ def outcome_from_call_result(result: CallToolResult) -> ToolCallOutcome:
         return _invalid("the tool answered without valid external_object_refs")
     if not refs:
         return _invalid("a successful tool call must return at least one external object ref")
-    return ToolCallOutcome(success=True, external_object_refs=refs)
+    said = payload.get(ANSWER_EXCERPT_KEY)
+    return ToolCallOutcome(
+        success=True,
+        external_object_refs=refs,
+        answer_excerpt=excerpt(said, PLAIN_ANSWER_EXCERPT_BYTES) if isinstance(said, str) else None,
+    )
+
+
+def excerpt(text: str, max_bytes: int) -> str:
+    """The start of ``text``, at most ``max_bytes`` UTF-8 bytes (never a broken character)."""
+    return text.encode("utf-8", "ignore")[:max_bytes].decode("utf-8", "ignore")
+
+
+def target_error_details(result: CallToolResult) -> tuple[str | None, str, str | None]:
+    """A failed answer's ``(error_code, error_message, error_class)`` as it stated them, read like
+    :func:`outcome_from_call_result` reads them (unbounded: ``domain/errors.target_error`` bounds
+    them)."""
+    text = first_text(result)
+    structured = _unwrap(result.structured_content) if result.structured_content is not None else None
+    return _details(_error_details(structured, _unwrap(_json_object(text))), text)
 
 
 def _invalid(message: str) -> ToolCallOutcome:
@@ -57,7 +80,15 @@ def _invalid(message: str) -> ToolCallOutcome:
     )
 
 
-def _first_text(result: CallToolResult) -> str | None:
+def plain_text(result: CallToolResult) -> str | None:
+    """The answer's text when it is plain text (not blank, not a JSON object), else None."""
+    text = first_text(result)
+    if text is None or not text.strip() or _json_object(text) is not None:
+        return None
+    return text
+
+
+def first_text(result: CallToolResult) -> str | None:
     for block in result.content:
         if isinstance(block, TextContent):
             return block.text
@@ -105,16 +136,19 @@ def _error_details(
 
 
 def _error_from(payload: dict[str, Any] | None, text: str | None) -> ExecutionError:
+    code, message, declared = _details(payload, text)
+    message = message.strip()[:_MAX_MESSAGE] or "the tool reported a failure without a message"
+    # No code from the tool: derived from the class, as the reference derives it (AUTH_FAILED, ...).
+    return make_error(code, message, declared_class=declared)
+
+
+def _details(payload: dict[str, Any] | None, text: str | None) -> tuple[str | None, str, str | None]:
     details: dict[str, Any] = payload or {}
     nested = details.get("error")
     if isinstance(nested, dict):
         details = {**details, **nested}
     message = _first_str(details, "error_message", "message", "error") or text or ""
-    message = message.strip()[:_MAX_MESSAGE] or "the tool reported a failure without a message"
-    # No code from the tool: derived from the class, as the reference derives it (AUTH_FAILED, ...).
-    code = _first_str(details, "error_code", "code")
-    declared = _first_str(details, "error_class")
-    return make_error(code, message, declared_class=declared)
+    return _first_str(details, "error_code", "code"), message, _first_str(details, "error_class")
 
 
 def _first_str(values: dict[str, Any], *keys: str) -> str | None:

@@ -2,7 +2,9 @@
 
 Only the engine calls it: every request needs one of the engine's service tokens (issuer
 ``fulfill-service``, scope ``gateway:invoke``); user tokens are refused (401) whatever their
-scopes. Before a ``tools/call`` reaches a connector, the gateway checks, and answers with a tool
+scopes. A refusal says why, as the HTTP API's do (``WWW-Authenticate`` ``error_description``, and
+``code`` in the JSON body): expired, signature, issuer, or a user token, which is told that
+``/mcp`` is for the engine and agents use the HTTP API. Never the token or a secret. Before a ``tools/call`` reaches a connector, the gateway checks, and answers with a tool
 error (``isError``, a JSON text ``{error_code, error_class, error_message}``) when a check fails:
 
 * the tool exists;
@@ -24,6 +26,7 @@ idempotency key always travels in the request's ``_meta`` (``io.fulfill/idempote
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -39,11 +42,12 @@ from mcp.server.transport_security import TransportSecuritySettings
 from mcp.types import Tool as MCPTool
 from opentelemetry import trace
 from opentelemetry.context import Context as OtelContext
-from starlette.applications import Starlette
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fulfill import __version__, tracing
 from fulfill.connectors.base import ConnectorTool, ToolSuccess, tool_failure
-from fulfill.domain.errors import ErrorClass
+from fulfill.domain.errors import ErrorClass, printable
 from fulfill.domain.flowcontrol import connector_of
 from fulfill.domain.mapping import arguments_for_tool
 from fulfill.domain.schemas import (
@@ -72,6 +76,14 @@ class GatewayTokenVerifier:
     def __init__(self, verifier: TokenVerifier) -> None:
         self._verifier = verifier
 
+    def refusal(self, token: str) -> TokenError | None:
+        """Why the token is refused (None: it is accepted). HS256 only: no network, no blocking."""
+        try:
+            self._verifier.verify_service(token)
+        except TokenError as exc:
+            return exc
+        return None
+
     async def verify_token(self, token: str) -> AccessToken | None:
         try:
             principal = self._verifier.verify_service(token)  # HS256 only: no network, no blocking
@@ -94,6 +106,8 @@ class GatewayServer(MCPServer):
     def __init__(self, *args: Any, catalog: TargetCatalog | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.catalog = catalog
+        verifier = kwargs.get("token_verifier")
+        self.gateway_verifier = verifier if isinstance(verifier, GatewayTokenVerifier) else None
 
     async def internal_tools(self) -> list[MCPTool]:
         return await super().list_tools()
@@ -279,15 +293,66 @@ def build_gateway(
     return server
 
 
-def gateway_asgi_app(server: MCPServer) -> Starlette:
+def gateway_asgi_app(server: MCPServer) -> ASGIApp:
     """The ASGI app serving ``/mcp``; its session manager must run in the host app's lifespan.
 
     Stateless Streamable HTTP with JSON responses: any worker can answer any call, no session
     affinity. The bearer token, not the Host header, is the protection, so DNS-rebinding checks
     are off (they would reject every non-localhost deployment).
     """
-    return server.streamable_http_app(
+    app = server.streamable_http_app(
         stateless_http=True,
         json_response=True,
         transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
     )
+    verifier = server.gateway_verifier if isinstance(server, GatewayServer) else None
+    return ExplainedRefusals(app, verifier) if verifier is not None else app
+
+
+ENGINE_ONLY = "/mcp is for the engine's own service tokens; agents use the HTTP API"
+
+
+class ExplainedRefusals:
+    """Answers a request to ``/mcp`` whose token is refused with the reason (401), before the MCP
+    SDK's own check, which would say only ``invalid_token``. A token that passes goes on to the
+    MCP app, whose check (and the scope rule, 403) then applies as before."""
+
+    def __init__(self, app: ASGIApp, verifier: GatewayTokenVerifier) -> None:
+        self._app = app
+        self._verifier = verifier
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        header = Headers(scope=scope).get("authorization", "")
+        if not header.lower().startswith("bearer ") or not header[7:].strip():
+            await _refuse(send, f"a bearer token is required: {ENGINE_ONLY}", "TOKEN_MISSING")
+            return
+        refused = self._verifier.refusal(header[7:].strip())
+        if refused is None:
+            await self._app(scope, receive, send)
+            return
+        reason = str(refused)
+        if refused.code == "SERVICE_TOKEN_REQUIRED":
+            reason = f"{reason}: {ENGINE_ONLY}"
+        await _refuse(send, reason, refused.code)
+
+
+async def _refuse(send: Send, description: str, code: str) -> None:
+    # The reason is one of TokenError's fixed messages; quotes and control characters are still
+    # kept out of the header whatever it becomes.
+    quoted = printable(description, 300).replace("\\", "").replace('"', "'")
+    body = json.dumps({"error": "invalid_token", "error_description": quoted, "code": code}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 401,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"www-authenticate", f'Bearer error="invalid_token", error_description="{quoted}"'.encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -23,9 +23,12 @@ from fulfill.credentials.vault import ConfigurationError
 from fulfill.domain.egress import EgressAllowList, EgressRefused
 from fulfill.domain.errors import ErrorClass, ExecutionError
 from fulfill.domain.targets import TargetAuthType, TargetAuthView
-from fulfill.gateway.egress import Resolver, pinned_client
+from fulfill.gateway.egress import AnswerTooLarge, Resolver, ResponseBudget, pinned_client
 from fulfill.store import targets as store
 from fulfill.store.db import Database
+
+# A token endpoint's answer is a small JSON object; more is refused while it streams.
+MAX_TOKEN_ANSWER_BYTES = 64 * 1024
 
 
 class TargetSecrets(Protocol):
@@ -183,14 +186,16 @@ async def _fetch_token(
     auth: TargetAuthView, client_secret: str, *, allow: EgressAllowList, resolver: Resolver, timeout: float
 ) -> tuple[str, float]:
     """POST ``grant_type=client_credentials`` to the token URL (client authentication with HTTP
-    Basic, RFC 6749 §2.3.1); the token URL is subject to the same egress rules as targets."""
+    Basic, RFC 6749 §2.3.1); the token URL is subject to the same egress rules as targets, and
+    its answer is read up to ``MAX_TOKEN_ANSWER_BYTES`` (uncompressed), like a target's."""
     form = {"grant_type": "client_credentials"}
     if auth.scope:
         form["scope"] = auth.scope
     if auth.audience:
         form["audience"] = auth.audience
     try:
-        async with pinned_client(allow, resolver, timeout=timeout) as http:
+        budget = ResponseBudget(MAX_TOKEN_ANSWER_BYTES)
+        async with pinned_client(allow, resolver, timeout=timeout, budget=budget) as http:
             response = await http.post(
                 auth.token_url or "",
                 data=form,
@@ -199,6 +204,14 @@ async def _fetch_token(
             )
     except EgressRefused as exc:
         raise TargetAuthFailed(_error(ErrorClass.VALIDATION, "EGRESS_REFUSED", f"token URL: {exc}")) from None
+    except AnswerTooLarge as exc:
+        raise TargetAuthFailed(
+            _error(
+                ErrorClass.VALIDATION,
+                "TARGET_TOKEN_ANSWER_TOO_LARGE",
+                f"the token URL answered {exc}; a token answer may hold at most {MAX_TOKEN_ANSWER_BYTES} bytes",
+            )
+        ) from None
     except httpx2.TimeoutException:
         raise TargetAuthFailed(
             _error(ErrorClass.TIMEOUT, "TARGET_TOKEN_TIMEOUT", "the token URL did not answer in time")

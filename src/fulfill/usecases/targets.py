@@ -31,7 +31,13 @@ from fulfill.domain.targets import (
     TargetName,
 )
 from fulfill.gateway.egress import Resolver, checked_addresses, system_resolver
-from fulfill.gateway.remote import Discovery, RemoteTargets, TargetEndpoint, TargetError
+from fulfill.gateway.remote import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    Discovery,
+    RemoteTargets,
+    TargetEndpoint,
+    TargetError,
+)
 from fulfill.gateway.target_auth import OAuthTokens, TargetSecrets
 from fulfill.gateway.targets import TargetCatalog
 from fulfill.store import targets as store
@@ -118,6 +124,7 @@ class TargetAdmin:
         now_iso: Callable[[], str],
         reserved_namespaces: Iterable[str],
         discovery_timeout: float,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         catalog: TargetCatalog | None = None,
         resolver: Resolver = system_resolver,
         tokens: OAuthTokens | None = None,
@@ -131,7 +138,9 @@ class TargetAdmin:
         self._catalog = catalog
         self._resolver = resolver
         self._tokens = tokens or OAuthTokens()
-        self._remote = RemoteTargets(allow, resolver=resolver, tokens=self._tokens)
+        self._remote = RemoteTargets(
+            allow, resolver=resolver, tokens=self._tokens, max_response_bytes=max_response_bytes
+        )
 
     # --- reading -------------------------------------------------------------------------------
 
