@@ -138,3 +138,43 @@ def test_concurrent_relays_never_deliver_one_message_at_the_same_time(runtime: R
             [row] = outbox.deliveries_for(conn, message_id)
             assert (row["lease_owner"], row["lease_until_epoch"]) == (None, None)
             assert row["attempts"] == sink.received[message_id]
+
+
+def test_the_lanes_of_several_relays_send_each_message_once(runtime: Runtime) -> None:
+    """Each relay's lane for one destination runs several threads; across three relays (three
+    worker processes) every message is still sent once, never twice at the same time."""
+    runtime.settings.outbox_destination_concurrency = 3
+    sink = OverlapSink(seconds=0.3)
+    messages = [f"lane-{index:02d}" for index in range(12)]
+    with runtime.db.write() as conn:
+        for message_id in messages:
+            outbox.enqueue(
+                conn,
+                message_id=message_id,
+                topic="SIGNAL_CREATED",
+                tenant_id="t1",
+                payload={"n": message_id},
+                destinations=[sink.url],
+                now=runtime.clock.now_iso(),
+                now_epoch=runtime.clock.now(),
+            )
+    relays = [OutboxRelay(runtime) for _ in range(3)]
+    for relay in relays:
+        relay.start()
+    try:
+
+        def all_delivered() -> bool:
+            with runtime.db.read() as conn:
+                return all(
+                    row["status"] == outbox.DELIVERED
+                    for message_id in messages
+                    for row in outbox.deliveries_for(conn, message_id)
+                )
+
+        wait_for(all_delivered, timeout=60)
+    finally:
+        for relay in relays:
+            relay.stop()
+        sink.close()
+    assert sink.overlaps == []
+    assert sink.received == Counter({message_id: 1 for message_id in messages})
