@@ -59,6 +59,7 @@ COMPENSATION_TOPIC = "COMPENSATION"
 TOPICS = ("SIGNAL_CREATED", RERUN_TOPIC, COMPENSATION_TOPIC, "ACTION_APPROVED")
 DELIVERY_RESULTS = ("ok", "retry", "dead_letter")
 LEASE_SECONDS = 60.0  # at least; see OutboxRelay.lease_seconds
+IDLE_LANE_WAIT_SECONDS = 30.0  # a lane with nothing due looks again at the latest after this
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -76,14 +77,15 @@ class _DestinationLane:
         self._concurrency = concurrency
         self._wake = threading.Event()
         self._lock = threading.Lock()
-        # Each thread holds its own leases (a stopping one never gives back another's).
         self._refusals = 0
         self._rest_until = 0.0  # monotonic
         self.threads: list[threading.Thread] = []
 
     def wake(self) -> None:
+        """Something is due: start another thread if the lane has fewer than its concurrency."""
         with self._lock:
-            if len(self.threads) < self._concurrency:
+            if len(self.threads) < self._concurrency and not self._relay.stopping:
+                # Each thread holds its own leases, under an owner of its own.
                 owner = f"{self._relay.owner}-{uuid.uuid4().hex[:12]}"
                 thread = threading.Thread(
                     target=self._run,
@@ -122,8 +124,10 @@ class _DestinationLane:
             except Exception as exc:
                 log.error("outbox lane pass failed; retrying at the next poll: %s", describe_failure(exc))
                 accepted = None
-            if accepted is None:  # nothing due (or the store failed): wait for the dispatcher
-                self._wake.wait(timeout=relay.settings.outbox_poll_seconds)
+            if accepted is None:
+                # Nothing due (or the store failed): the dispatcher, which only reads, wakes the
+                # lane when something is; a lane never polls with claims (writes) while idle.
+                self._wake.wait(timeout=IDLE_LANE_WAIT_SECONDS)
                 self._wake.clear()
             else:
                 self._record(accepted)
