@@ -94,6 +94,11 @@ connectors_app = typer.Typer(
     "without a restart) and circuit breakers.",
     no_args_is_help=True,
 )
+outbox_app = typer.Typer(
+    help="The outbox's dead letters: deliveries refused FULFILL_OUTBOX_MAX_ATTEMPTS times (on the "
+    "database: --db, else FULFILL_DATABASE_URL).",
+    no_args_is_help=True,
+)
 bench_app = typer.Typer(help="Benchmarks against a service in its own process.", no_args_is_help=True)
 credentials_app = typer.Typer(
     help="Connector credentials, encrypted with FULFILL_SECRETS_KEY (secrets are never printed).",
@@ -110,6 +115,7 @@ app.add_typer(kill_app, name="kill-switch")
 app.add_typer(registry_app, name="registry")
 app.add_typer(gateway_app, name="gateway")
 app.add_typer(connectors_app, name="connectors")
+app.add_typer(outbox_app, name="outbox")
 
 # Every scope of a tenant's own work; ``admin`` manages that tenant only. What affects every
 # tenant (the global kill switches, the registry) needs ``platform:admin`` instead.
@@ -1291,6 +1297,83 @@ def _built_in_connectors() -> set[str]:
     from fulfill.service import CONNECTOR_NAMESPACES
 
     return set(CONNECTOR_NAMESPACES)
+
+
+def _dead_letter_table(views: list[Any]) -> Table:
+    table = Table("message_id", "tenant", "topic", "destination", "attempts", "last_error", "dead since")
+    for view in views:
+        table.add_row(
+            view.message_id,
+            view.tenant_id,
+            view.topic,
+            view.destination or view.destination_kind,
+            str(view.attempts),
+            view.last_error or "",
+            view.dead_lettered_at or "",
+        )
+    return table
+
+
+@outbox_app.command("dead-letters")
+def outbox_dead_letters(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's.")] = None,
+    destination: Annotated[str | None, typer.Option(help="Only this destination's.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 100,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    db: DbOption = None,
+) -> None:
+    """List dead-lettered deliveries, oldest first (never their payloads)."""
+    from fulfill.usecases import outbox
+
+    database = _open_database(db)
+    try:
+        listing = outbox.list_dead_letters(
+            database, tenant_id=tenant, platform=True, destination=destination, limit=limit
+        )
+    finally:
+        database.dispose()
+    if json_output:
+        console.print_json(data=listing.model_dump(mode="json"))
+    else:
+        console.print(_dead_letter_table(listing.dead_letters))
+
+
+@outbox_app.command("redeliver")
+def outbox_redeliver(
+    message_id: Annotated[str | None, typer.Option("--message-id", help="This message's.")] = None,
+    destination: Annotated[str | None, typer.Option(help="This destination's.")] = None,
+    tenant: Annotated[str | None, typer.Option(help="This tenant's.")] = None,
+    every: Annotated[
+        bool, typer.Option("--all", help="Every dead letter (needed when nothing else is named).")
+    ] = False,
+    db: DbOption = None,
+) -> None:
+    """Put dead letters back in line: due now, with a fresh count of tries. A running worker
+    delivers them at its next poll."""
+    from fulfill.clock import SystemClock
+    from fulfill.usecases import outbox
+    from fulfill.usecases.errors import UseCaseError
+
+    if not (message_id or destination or tenant or every):
+        console.print("[red]name --message-id, --destination or --tenant, or pass --all[/red]")
+        raise typer.Exit(2)
+    database = _open_database(db)
+    try:
+        redelivered = outbox.redeliver(
+            database,
+            SystemClock(),
+            outbox.RedeliverBody(message_id=message_id, destination=destination),
+            tenant_id=tenant,
+            platform=True,
+            requested_by=CLI_CHANGED_BY,
+        )
+    except UseCaseError as exc:
+        console.print(f"[red]{escape(exc.message)}[/red]")
+        raise typer.Exit(1) from None
+    finally:
+        database.dispose()
+    console.print(_dead_letter_table(redelivered.redelivered))
+    console.print(f"redelivered {len(redelivered.redelivered)} deliveries")
 
 
 @bench_app.command("load")

@@ -123,6 +123,12 @@ class Settings(BaseSettings):
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
     outbox_backoff_base_seconds: float = Field(default=1.0, ge=0)
     outbox_backoff_max_seconds: float = Field(default=300.0, gt=0)
+    # A delivery refused this many times in a row ends DEAD_LETTER (no more tries until someone
+    # redelivers it). With the default backoff, 20 tries span about an hour.
+    outbox_max_attempts: int = Field(default=20, ge=1, le=1000)
+    # Deliveries this process sends to one webhook or event bus at once: a destination that hangs
+    # holds only this many of its own, never another destination's nor the engine's messages.
+    outbox_destination_concurrency: int = Field(default=2, ge=1, le=32)
     # Signals are also put on this Amazon EventBridge bus (a name or an ARN) as the reference's
     # SIGNAL_CREATED events. Credentials come from the standard AWS chain (environment, shared
     # files, container or instance role); the region from here, else the ARN, else that chain.

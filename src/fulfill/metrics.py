@@ -25,6 +25,8 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.registry import Collector
 
 from fulfill.domain.errors import ErrorClass
+from fulfill.domain.killswitch import KILL_SWITCH_SCOPES
+from fulfill.domain.outbox import DESTINATION_KINDS
 from fulfill.domain.ports import ToolCallOutcome
 
 EXECUTIONS = Counter(
@@ -50,6 +52,11 @@ OUTBOX_DELIVERIES = Counter(
     "fulfill_outbox_deliveries_total", "Outbox delivery attempts.", ["topic", "result"]
 )
 OUTBOX_PENDING = Gauge("fulfill_outbox_pending", "Outbox deliveries waiting to be delivered.")
+OUTBOX_DEAD_LETTERED = Counter(
+    "fulfill_outbox_dead_lettered_total",
+    "Outbox deliveries this process gave up (DEAD_LETTER), by kind of destination.",
+    ["kind"],
+)
 RECONCILED = Counter(
     "fulfill_reconciled_total",
     "Workflows the reconciler started, resumed or forked, by what it found.",
@@ -181,6 +188,8 @@ class SharedState:
     # Outbox deliveries not yet delivered, and the age of the oldest one's message (0: none).
     outbox_backlog: int = 0
     outbox_oldest_age_seconds: float = 0.0
+    # Dead-lettered deliveries by kind of destination (engine, webhook, eventbridge).
+    outbox_dead_letters: Mapping[str, int] = field(default_factory=dict)
     # Kill switches: the global stop (stored, or this process's FULFILL_GLOBAL_EXECUTION_STOP),
     # tenants whose execution is off, action types disabled for all tenants, and (tenant, action
     # type) pairs disabled by tenants' own switches.
@@ -307,6 +316,7 @@ def _store_families(state: SharedState) -> list[Metric]:
             "Age of the oldest outbox message with an undelivered delivery (0: none).",
             value=state.outbox_oldest_age_seconds,
         ),
+        _dead_letters_family(state.outbox_dead_letters),
         GaugeMetricFamily(
             "fulfill_kill_switch_global_stop",
             "1 while the global stop is on (stored, or FULFILL_GLOBAL_EXECUTION_STOP), else 0.",
@@ -346,6 +356,17 @@ def _store_families(state: SharedState) -> list[Metric]:
             stopped.add_metric([tenant], 1)
         families.append(stopped)
     return families
+
+
+def _dead_letters_family(counts: Mapping[str, int]) -> Metric:
+    family = GaugeMetricFamily(
+        "fulfill_outbox_dead_letters",
+        "Outbox deliveries given up (DEAD_LETTER) and not redelivered, by kind of destination.",
+        labels=["kind"],
+    )
+    for kind in DESTINATION_KINDS:
+        family.add_metric([kind], counts.get(kind, 0))
+    return family
 
 
 SHARED_STATE = SharedStateCollector()
@@ -402,3 +423,35 @@ def _quantile(ordered: list[float], q: float) -> float:
 
 
 RECENT_CALLS = RecentCalls()
+
+
+# --- counters present at 0 from start-up ----------------------------------------------------------
+# A counter child appears at its first increment otherwise, and increase() needs two samples: the
+# first kill-switch stop, stuck-attempt recovery or abandoned compensation after every restart
+# would go unseen by the alerts. So every label value known in advance is created at 0 here.
+RECONCILE_ACTIONS = {
+    "execution": ("started", "resumed-stuck", "resumed", "restarted", "forked"),
+    "compensation": ("abandoned", "retried"),
+}
+COMPENSATION_RESULTS = ("completed", "failed", "abandoned")
+COMPENSATION_STRATEGIES = ("automatic", "manual")
+EVENT_RESULTS = ("started", "duplicate", "rejected")
+
+
+def start_counters_at_zero() -> None:
+    for scope in (*KILL_SWITCH_SCOPES, "LOOKUP_FAILED", "UNKNOWN"):
+        KILL_SWITCH_STOPS.labels(scope)
+    for kind, actions in RECONCILE_ACTIONS.items():
+        for action in actions:
+            RECONCILED.labels(kind, action)
+    for result in COMPENSATION_RESULTS:
+        COMPENSATIONS.labels(result)
+    for strategy in COMPENSATION_STRATEGIES:
+        COMPENSATIONS_ATTEMPTED.labels(strategy)
+    for result in EVENT_RESULTS:
+        EVENTS.labels(result)
+    for kind in DESTINATION_KINDS:
+        OUTBOX_DEAD_LETTERED.labels(kind)
+
+
+start_counters_at_zero()

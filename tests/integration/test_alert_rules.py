@@ -3,6 +3,7 @@ name only metrics the service exports."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -12,7 +13,10 @@ import httpx
 import pytest
 import yaml
 
-from tests.support.harness import Harness
+from tests.support import postgres
+from tests.support.harness import TEST_SECRET, Harness, fresh_database_url
+from tests.support.metrics import scrape
+from tests.support.processes import free_port, start_serve, stop_all
 
 RULES_DIR = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 PROMTOOL = shutil.which("promtool")
@@ -55,3 +59,46 @@ def test_every_metric_an_alert_reads_is_exported(harness: Harness) -> None:
     families |= {name.removesuffix("_total") for name in families}
     missing = sorted(name for name in used if name not in families and f"{name}_total" not in families)
     assert missing == [], f"alerts read metrics the service does not export: {missing}"
+
+
+# The counters whose first increment an alert must see: each with the label values it watches.
+WATCHED_COUNTERS = [
+    *(("fulfill_kill_switch_stops_total", {"scope": scope}) for scope in ("GLOBAL_STOP", "TENANT")),
+    *(
+        ("fulfill_kill_switch_stops_total", {"scope": scope})
+        for scope in ("GLOBAL_ACTION_TYPE", "TENANT_ACTION_TYPE")
+    ),
+    ("fulfill_reconciled_total", {"kind": "execution", "action": "resumed-stuck"}),
+    ("fulfill_compensations_total", {"result": "abandoned"}),
+    ("fulfill_approved_events_total", {"result": "started"}),
+    ("fulfill_outbox_dead_lettered_total", {"kind": "engine"}),
+    ("fulfill_outbox_deliveries_total", {"topic": "COMPENSATION", "result": "dead_letter"}),
+]
+
+
+def test_the_counters_the_alerts_watch_exist_at_zero_from_start_up(tmp_path: Path) -> None:
+    """A freshly started worker process, before anything happened: each watched counter is there
+    at 0, so that increase() sees its first event (a counter born at 1 has no increase)."""
+    port = free_port()
+    database_url = fresh_database_url(tmp_path)
+    env = {
+        **os.environ,
+        "FULFILL_DATABASE_URL": database_url,
+        "FULFILL_JWT_SECRET": TEST_SECRET,
+        "FULFILL_ROLE": "worker",
+        "FULFILL_PORT": str(port),
+        "FULFILL_LOG_LEVEL": "WARNING",
+    }
+    process = start_serve(env, tmp_path / "serve.log")
+    try:
+        samples = scrape(f"http://127.0.0.1:{port}")
+    finally:
+        stop_all([process])
+        if postgres.is_postgres_url(database_url):
+            postgres.drop_database(database_url)
+    missing = [
+        (name, labels)
+        for name, labels in WATCHED_COUNTERS
+        if samples.get((name, frozenset(labels.items()))) != 0.0
+    ]
+    assert missing == []

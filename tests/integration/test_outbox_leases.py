@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from fulfill.clock import SystemClock
+from fulfill.domain.outbox import ENGINE_DESTINATIONS
 from fulfill.engine.outbox_relay import OutboxRelay
 from fulfill.engine.runtime import Runtime
 from fulfill.store import outbox
@@ -138,3 +139,76 @@ def test_concurrent_relays_never_deliver_one_message_at_the_same_time(runtime: R
             [row] = outbox.deliveries_for(conn, message_id)
             assert (row["lease_owner"], row["lease_until_epoch"]) == (None, None)
             assert row["attempts"] == sink.received[message_id]
+
+
+def test_the_lanes_of_several_relays_send_each_message_once(runtime: Runtime) -> None:
+    """Each relay's lane for one destination runs several threads; across three relays (three
+    worker processes) every message is still sent once, never twice at the same time."""
+    runtime.settings.outbox_destination_concurrency = 3
+    sink = OverlapSink(seconds=0.3)
+    messages = [f"lane-{index:02d}" for index in range(12)]
+    with runtime.db.write() as conn:
+        for message_id in messages:
+            outbox.enqueue(
+                conn,
+                message_id=message_id,
+                topic="SIGNAL_CREATED",
+                tenant_id="t1",
+                payload={"n": message_id},
+                destinations=[sink.url],
+                now=runtime.clock.now_iso(),
+                now_epoch=runtime.clock.now(),
+            )
+    relays = [OutboxRelay(runtime) for _ in range(3)]
+    for relay in relays:
+        relay.start()
+    try:
+
+        def all_delivered() -> bool:
+            with runtime.db.read() as conn:
+                return all(
+                    row["status"] == outbox.DELIVERED
+                    for message_id in messages
+                    for row in outbox.deliveries_for(conn, message_id)
+                )
+
+        wait_for(all_delivered, timeout=60)
+    finally:
+        for relay in relays:
+            relay.stop()
+        sink.close()
+    assert sink.overlaps == []
+    assert sink.received == Counter({message_id: 1 for message_id in messages})
+
+
+def test_an_engine_message_that_cannot_start_ends_dead_letter(runtime: Runtime) -> None:
+    """A compensation start that fails on every try (here: a payload no workflow accepts) is given
+    up after FULFILL_OUTBOX_MAX_ATTEMPTS, on the engine's lane, and can be put back in line."""
+    runtime.settings.outbox_max_attempts = 2
+    with runtime.db.write() as conn:
+        outbox.enqueue(
+            conn,
+            message_id="compensate:poison",
+            topic="COMPENSATION",
+            tenant_id="t1",
+            payload={"not": "a compensation request"},
+            destinations=["engine"],
+            now=runtime.clock.now_iso(),
+            now_epoch=runtime.clock.now(),
+        )
+    relay = OutboxRelay(runtime)
+
+    def dead() -> list[outbox.DeadLetter]:
+        relay.deliver_due(only=ENGINE_DESTINATIONS)
+        with runtime.db.read() as conn:
+            return outbox.dead_letters(conn)
+
+    [letter] = wait_for(dead)
+    assert (letter.message_id, letter.destination, letter.attempts) == ("compensate:poison", "engine", 2)
+    assert letter.last_error == "start failed: ValidationError"
+    with runtime.db.write() as conn:
+        assert outbox.redeliver(conn, now_epoch=runtime.clock.now(), tenant_id="t2") == []
+        [moved] = outbox.redeliver(conn, now_epoch=runtime.clock.now(), tenant_id="t1")
+        assert moved.message_id == "compensate:poison"
+        [row] = outbox.deliveries_for(conn, "compensate:poison")
+    assert (row["status"], row["attempts"], row["dead_lettered_at"]) == (outbox.PENDING, 0, None)

@@ -132,6 +132,23 @@ ROUTES = [
         body={"rate_per_second": 10, "concurrency": 5},
         invalid_body={"rate_per_second": "fast", "concurrency": 5},
     ),
+    Route("GET", "/admin/outbox/dead-letters", "platform:admin"),
+    Route(
+        "POST",
+        "/admin/outbox/dead-letters/redeliver",
+        "platform:admin",
+        body={},  # every dead letter: there are none
+        invalid_body={"message_id": ""},
+    ),
+    Route("GET", "/admin/tenants/{tenant}/outbox/dead-letters", "admin", owned=True),
+    Route(
+        "POST",
+        "/admin/tenants/{tenant}/outbox/dead-letters/redeliver",
+        "admin",
+        body={},
+        owned=True,
+        invalid_body={"message_id": "x", "payload": {}},
+    ),
 ]
 
 
@@ -285,6 +302,10 @@ def test_every_admin_route_is_in_the_admin_matrix() -> None:
         "DELETE /admin/gateway/targets/matrix",
         "GET /admin/connectors",
         "PUT /admin/connectors/matrix-target/limits",
+        "GET /admin/outbox/dead-letters",
+        "POST /admin/outbox/dead-letters/redeliver",
+        "GET /admin/tenants/{tenant}/outbox/dead-letters",
+        "POST /admin/tenants/{tenant}/outbox/dead-letters/redeliver",
     }
     assert all(route.owned for route in ADMIN_ROUTES if route.scope == "admin")
 

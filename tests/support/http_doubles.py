@@ -4,6 +4,8 @@
   remote MCP target) and injects what networks do: errors before forwarding, answers lost after
   forwarding (an error status, or the connection dropped), held answers, slow answers.
 * :class:`WebhookSink` is a webhook receiver that records signed deliveries and can refuse some.
+* :class:`HangingSink` is a webhook receiver that never answers (until it is closed), and counts
+  the requests it holds at once.
 """
 
 from __future__ import annotations
@@ -203,6 +205,51 @@ class WebhookSink:
         return f"http://127.0.0.1:{self._server.server_address[1]}/hook"
 
     def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class HangingSink:
+    """A webhook receiver that reads each POST and then holds it without answering until
+    :meth:`close`; it counts what arrived and the most requests it held at once."""
+
+    def __init__(self) -> None:
+        self.arrived = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._release = threading.Event()
+        self._lock = threading.Lock()
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with sink._lock:
+                    sink.arrived += 1
+                    sink.in_flight += 1
+                    sink.max_in_flight = max(sink.max_in_flight, sink.in_flight)
+                sink._release.wait(timeout=120)
+                with sink._lock:
+                    sink.in_flight -= 1
+                try:
+                    self.send_response(503)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                except OSError:
+                    pass  # the client gave up long ago
+
+        self._server = _Server(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/hook"
+
+    def close(self) -> None:
+        self._release.set()
         self._server.shutdown()
         self._server.server_close()
 

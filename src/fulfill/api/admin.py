@@ -1,9 +1,11 @@
-"""``/admin``: kill switches, a tenant's execution config, the action-type registry, and the
-gateway's targets and the connectors' flow control.
+"""``/admin``: kill switches, a tenant's execution config, the action-type registry, the
+gateway's targets, the connectors' flow control, and the outbox's dead letters.
 
 The global kill switches, the registry, the gateway targets and the connectors' limits affect
 every tenant: they need ``platform:admin``. A tenant's execution config needs ``admin`` and is
-only ever the token's own tenant (another tenant's is a 404).
+only ever the token's own tenant (another tenant's is a 404). Dead letters: a platform admin
+lists and redelivers every tenant's (``/admin/outbox/...``), a tenant's admin only its own
+(``/admin/tenants/{id}/outbox/...``); see ``usecases/outbox.py``.
 """
 
 from __future__ import annotations
@@ -19,8 +21,11 @@ from fulfill.domain.flowcontrol import CONNECTOR_NAME_PATTERN
 from fulfill.domain.models import RegistryEntry
 from fulfill.tokens import Principal
 from fulfill.usecases import admin, connectors, registry
+from fulfill.usecases import outbox as dead_letters
 from fulfill.usecases.admin import KillSwitches, TenantExecution
 from fulfill.usecases.connectors import ConnectorLimitsBody, ConnectorView
+from fulfill.usecases.errors import NotFound
+from fulfill.usecases.outbox import DeadLetterListing, RedeliverBody, Redelivered
 from fulfill.usecases.registry import RegistryDraft
 from fulfill.usecases.targets import TargetAdmin, TargetDraft, TargetListing, TargetView
 
@@ -145,3 +150,79 @@ def put_connector_limits(
     """Set a connector's (or remote target's) limits; every process applies them without a restart."""
     rt = request.app.state.runtime
     return connectors.put_limits(rt.db, rt.clock, name, body)
+
+
+# --- outbox dead letters --------------------------------------------------------------------------
+
+DestinationQuery = Annotated[str | None, Query(min_length=1, max_length=1024)]
+LimitQuery = Annotated[int, Query(ge=1, le=1000)]
+
+
+@router.get("/outbox/dead-letters", response_model=DeadLetterListing, responses=_ERRORS)
+def list_dead_letters(
+    request: Request,
+    _admin: PlatformAdmin,
+    destination: DestinationQuery = None,
+    limit: LimitQuery = 100,
+) -> DeadLetterListing:
+    """Every tenant's dead-lettered deliveries, oldest first (no payloads)."""
+    rt = request.app.state.runtime
+    return dead_letters.list_dead_letters(
+        rt.db, tenant_id=None, platform=True, destination=destination, limit=limit
+    )
+
+
+@router.post(
+    "/outbox/dead-letters/redeliver", response_model=Redelivered, responses={**_ERRORS, 404: PROBLEM}
+)
+def redeliver_dead_letters(body: RedeliverBody, request: Request, principal: PlatformAdmin) -> Redelivered:
+    """Put dead letters back in line: one message's, one destination's, or every one."""
+    rt = request.app.state.runtime
+    redelivered = dead_letters.redeliver(
+        rt.db, rt.clock, body, tenant_id=None, platform=True, requested_by=principal.subject
+    )
+    rt.outbox_wakeup.set()
+    return redelivered
+
+
+def _own_tenant(principal: Principal, tenant_id: str) -> None:
+    if tenant_id != principal.tenant_id:
+        raise NotFound("tenant not found")
+
+
+@router.get(
+    "/tenants/{tenant_id}/outbox/dead-letters",
+    response_model=DeadLetterListing,
+    responses={**_ERRORS, 404: PROBLEM},
+)
+def list_tenant_dead_letters(
+    tenant_id: TenantId, request: Request, principal: TenantAdmin, limit: LimitQuery = 100
+) -> DeadLetterListing:
+    """The tenant's own dead-lettered deliveries (destinations shown by kind only)."""
+    _own_tenant(principal, tenant_id)
+    return dead_letters.list_dead_letters(
+        request.app.state.runtime.db, tenant_id=tenant_id, platform=False, limit=limit
+    )
+
+
+@router.post(
+    "/tenants/{tenant_id}/outbox/dead-letters/redeliver",
+    response_model=Redelivered,
+    responses={**_ERRORS, 404: PROBLEM},
+)
+def redeliver_tenant_dead_letters(
+    tenant_id: TenantId, body: RedeliverBody, request: Request, principal: TenantAdmin
+) -> Redelivered:
+    """Put the tenant's own dead letters back in line (one message's, or every one)."""
+    _own_tenant(principal, tenant_id)
+    if body.destination is not None:
+        raise dead_letters.DestinationNotAllowed(
+            "a tenant admin redelivers by message_id; destinations are the platform's",
+            code="DESTINATION_NOT_ALLOWED",
+        )
+    rt = request.app.state.runtime
+    redelivered = dead_letters.redeliver(
+        rt.db, rt.clock, body, tenant_id=tenant_id, platform=False, requested_by=principal.subject
+    )
+    rt.outbox_wakeup.set()
+    return redelivered

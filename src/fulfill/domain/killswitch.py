@@ -16,6 +16,8 @@ class KillSwitchDecision(BaseModel):
 
 
 ALLOWED = KillSwitchDecision(allowed=True)
+# Every scope a decision can name (labels of fulfill_kill_switch_stops_total, present from start-up).
+KILL_SWITCH_SCOPES = ("GLOBAL_STOP", "GLOBAL_ACTION_TYPE", "TENANT", "TENANT_ACTION_TYPE")
 
 
 def evaluate_kill_switches(

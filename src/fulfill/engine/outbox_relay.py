@@ -9,7 +9,15 @@ POSTs carry ``X-Fulfill-Signature: sha256=<hex HMAC-SHA256 of "{timestamp}.{body
 shared ``FULFILL_WEBHOOK_SECRET``, plus ``X-Fulfill-Timestamp`` and ``X-Fulfill-Event-Id`` (the
 message id, stable across retries, for the receiver's deduplication). A non-2xx answer, a
 refused or failed PutEvents (``FailedEntryCount > 0``) or a network error is retried with
-exponential backoff, capped at ``FULFILL_OUTBOX_BACKOFF_MAX_SECONDS``.
+exponential backoff, capped at ``FULFILL_OUTBOX_BACKOFF_MAX_SECONDS``, up to
+``FULFILL_OUTBOX_MAX_ATTEMPTS`` tries: then the delivery is DEAD_LETTER until redelivered.
+
+Lanes. The engine's own messages (``engine``, ``intake``) are relayed by a thread of their own,
+so a compensation or a rerun never waits behind a webhook. Every external destination (one webhook
+URL, one event bus) has its own lane: at most ``FULFILL_OUTBOX_DESTINATION_CONCURRENCY`` deliveries
+in flight at once in this process, and after refusals in a row the lane rests (exponential
+backoff) before its next try, so a destination that hangs or refuses holds only its own messages.
+Leases keep several processes from sending one delivery at the same time.
 """
 
 from __future__ import annotations
@@ -19,12 +27,20 @@ import hmac
 import json
 import logging
 import threading
+import time
 import uuid
 
 import httpx
 
 from fulfill import metrics
 from fulfill.domain.execution import CompensationRequest, ExecutionRequest
+from fulfill.domain.outbox import (
+    DESTINATION_KINDS,
+    ENGINE_DESTINATIONS,
+    after_refusal,
+    backoff_seconds,
+    destination_kind,
+)
 from fulfill.engine.eventbridge import EventBridgePublisher, bus_of
 from fulfill.engine.intake import EventRejected, accept_approved_event, parse_approved_event
 from fulfill.engine.runtime import Runtime
@@ -36,9 +52,14 @@ log = logging.getLogger(__name__)
 
 INTAKE_DESTINATION = "intake"
 ENGINE_DESTINATION = "engine"  # start a workflow: topic EXECUTION_RERUN or COMPENSATION
+assert {INTAKE_DESTINATION, ENGINE_DESTINATION} == ENGINE_DESTINATIONS
 RERUN_TOPIC = "EXECUTION_RERUN"
 COMPENSATION_TOPIC = "COMPENSATION"
+# What the outbox carries (labels of fulfill_outbox_deliveries_total, present at 0 from start-up).
+TOPICS = ("SIGNAL_CREATED", RERUN_TOPIC, COMPENSATION_TOPIC, "ACTION_APPROVED")
+DELIVERY_RESULTS = ("ok", "retry", "dead_letter")
 LEASE_SECONDS = 60.0  # at least; see OutboxRelay.lease_seconds
+IDLE_LANE_WAIT_SECONDS = 30.0  # a lane with nothing due looks again at the latest after this
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -46,12 +67,80 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return f"sha256={digest}"
 
 
+class _DestinationLane:
+    """One external destination: its worker threads (at most ``concurrency``, started when it first
+    has something due) and its rest after refusals in a row (shared by its threads)."""
+
+    def __init__(self, relay: OutboxRelay, destination: str, concurrency: int) -> None:
+        self.destination = destination
+        self._relay = relay
+        self._concurrency = concurrency
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._refusals = 0
+        self._rest_until = 0.0  # monotonic
+        self.threads: list[threading.Thread] = []
+
+    def wake(self) -> None:
+        """Something is due: start another thread if the lane has fewer than its concurrency."""
+        with self._lock:
+            if len(self.threads) < self._concurrency and not self._relay.stopping:
+                # Each thread holds its own leases, under an owner of its own.
+                owner = f"{self._relay.owner}-{uuid.uuid4().hex[:12]}"
+                thread = threading.Thread(
+                    target=self._run,
+                    args=(owner,),
+                    name=f"fulfill-outbox-lane-{len(self.threads)}",
+                    daemon=True,
+                )
+                self.threads.append(thread)
+                thread.start()
+        self._wake.set()
+
+    def _resting(self) -> float:
+        with self._lock:
+            return max(0.0, self._rest_until - time.monotonic())
+
+    def _record(self, accepted: bool) -> None:
+        settings = self._relay.settings
+        with self._lock:
+            self._refusals = 0 if accepted else self._refusals + 1
+            rest = backoff_seconds(
+                self._refusals,
+                base=settings.outbox_backoff_base_seconds,
+                cap=settings.outbox_backoff_max_seconds,
+            )
+            self._rest_until = time.monotonic() + rest
+
+    def _run(self, owner: str) -> None:
+        relay = self._relay
+        while not relay.stopping:
+            rest = self._resting()
+            if rest > 0:
+                relay.wait_stop(rest)
+                continue
+            try:
+                accepted = relay.deliver_one(self.destination, owner=owner)
+            except Exception as exc:
+                log.error("outbox lane pass failed; retrying at the next poll: %s", describe_failure(exc))
+                accepted = None
+            if accepted is None:
+                # Nothing due (or the store failed): the dispatcher, which only reads, wakes the
+                # lane when something is; a lane never polls with claims (writes) while idle.
+                self._wake.wait(timeout=IDLE_LANE_WAIT_SECONDS)
+                self._wake.clear()
+            else:
+                self._record(accepted)
+
+
 class OutboxRelay:
     def __init__(self, rt: Runtime) -> None:
         self._rt = rt
+        self.settings = rt.settings
         self._http = httpx.Client(timeout=rt.settings.webhook_timeout_seconds)
         self._eventbridge = EventBridgePublisher(rt.settings)
-        # Who holds a lease: one token per relay (a relay delivers one message at a time).
+        # Who holds a lease: one token for the engine lane (and deliver_due), and one per thread of
+        # each destination's lane, made from it.
         self.owner = f"relay-{uuid.uuid4().hex}"
         # Much longer than one delivery can take (httpx applies the timeout per connect, write and
         # read; botocore per connect and read, with no retry of its own), so a delivery never
@@ -59,30 +148,91 @@ class OutboxRelay:
         slowest = max(rt.settings.webhook_timeout_seconds, rt.settings.eventbridge_timeout_seconds)
         self.lease_seconds = max(LEASE_SECONDS, 6 * slowest)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="fulfill-outbox-relay", daemon=True)
+        self._dispatch = threading.Event()
+        self._engine_thread = threading.Thread(
+            target=self._run_engine_lane, name="fulfill-outbox-engine", daemon=True
+        )
+        self._dispatch_thread = threading.Thread(
+            target=self._run_dispatcher, name="fulfill-outbox-dispatch", daemon=True
+        )
+        self._lanes: dict[str, _DestinationLane] = {}
+        # Present at 0 from start-up, so that increase() sees the first one after every restart.
+        for topic in TOPICS:
+            for result in DELIVERY_RESULTS:
+                metrics.OUTBOX_DELIVERIES.labels(topic, result)
+        for kind in DESTINATION_KINDS:
+            metrics.OUTBOX_DEAD_LETTERED.labels(kind)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def wait_stop(self, seconds: float) -> None:
+        self._stop.wait(timeout=seconds)
 
     def start(self) -> None:
-        self._thread.start()
+        self._engine_thread.start()
+        self._dispatch_thread.start()
 
     def stop(self) -> None:
         self._stop.set()
         self._rt.outbox_wakeup.set()
-        self._thread.join(timeout=10)
+        self._dispatch.set()
+        self._engine_thread.join(timeout=10)
+        self._dispatch_thread.join(timeout=10)
+        # A lane's thread may be held by a destination that hangs: it keeps its lease (another relay
+        # must not send that delivery while this one may still be sending it) and gives up at its
+        # timeout. Wait for the lanes only briefly.
+        deadline = time.monotonic() + 5
+        for lane in list(self._lanes.values()):
+            lane.wake()
+            for thread in lane.threads:
+                thread.join(timeout=max(0.0, deadline - time.monotonic()))
         self._http.close()
         self._eventbridge.close()
 
-    def _run(self) -> None:
+    def _run_engine_lane(self) -> None:
+        """The engine's own messages, oldest first; also wakes the external lanes' dispatcher."""
         while not self._stop.is_set():
+            self._dispatch.set()
             try:
-                while self.deliver_due() and not self._stop.is_set():
+                while self.deliver_due(only=ENGINE_DESTINATIONS) and not self._stop.is_set():
                     pass
+                with self._rt.db.read() as conn:
+                    metrics.OUTBOX_PENDING.set(outbox.pending_count(conn))
             except Exception as exc:
                 log.error("outbox relay pass failed; retrying at the next poll: %s", describe_failure(exc))
             self._rt.outbox_wakeup.wait(timeout=self._rt.settings.outbox_poll_seconds)
             self._rt.outbox_wakeup.clear()
 
-    def deliver_due(self) -> int:
-        """Deliver what is due now; returns how many deliveries were claimed.
+    def _run_dispatcher(self) -> None:
+        """Wakes the lane of every external destination that has a delivery due."""
+        while not self._stop.is_set():
+            self._dispatch.wait(timeout=self._rt.settings.outbox_poll_seconds)
+            self._dispatch.clear()
+            if self._stop.is_set():
+                break
+            try:
+                with self._rt.db.read() as conn:
+                    due = outbox.due_destinations(
+                        conn, now_epoch=self._rt.clock.now(), exclude=ENGINE_DESTINATIONS
+                    )
+            except Exception as exc:
+                log.error("outbox dispatch failed; retrying at the next poll: %s", describe_failure(exc))
+                continue
+            for destination in due:
+                lane = self._lanes.get(destination)
+                if lane is None:
+                    lane = self._lanes[destination] = _DestinationLane(
+                        self, destination, self._rt.settings.outbox_destination_concurrency
+                    )
+                lane.wake()
+
+    def deliver_due(
+        self, *, only: frozenset[str] | None = None, exclude: frozenset[str] | None = None
+    ) -> int:
+        """Deliver what is due now (on the lane ``only``/``exclude`` pick; all by default), one at
+        a time, oldest first; returns how many deliveries were claimed.
 
         Leases are per delivery: the batch is claimed with one lease, and each delivery's lease is
         renewed right before it is sent, so one that waited behind slow deliveries past its first
@@ -93,49 +243,94 @@ class OutboxRelay:
         rt = self._rt
         with rt.db.write() as conn:
             claimed = outbox.claim_due(
-                conn, now_epoch=rt.clock.now(), lease_seconds=self.lease_seconds, owner=self.owner
+                conn,
+                now_epoch=rt.clock.now(),
+                lease_seconds=self.lease_seconds,
+                owner=self.owner,
+                only=only,
+                exclude=exclude,
             )
         for delivery in claimed:
             if self._stop.is_set():
                 with rt.db.write() as conn:
                     outbox.release_leases(conn, owner=self.owner)  # the rest waits for the next relay
                 break
-            with rt.db.write() as conn:
-                renewed = outbox.renew_lease(
+            self._send(delivery, owner=self.owner)
+        return len(claimed)
+
+    def deliver_one(self, destination: str, *, owner: str) -> bool | None:
+        """Deliver the oldest due delivery to ``destination``: True accepted, False refused, None
+        when none was due (or another relay took it)."""
+        rt = self._rt
+        with rt.db.write() as conn:
+            claimed = outbox.claim_due(
+                conn,
+                now_epoch=rt.clock.now(),
+                lease_seconds=self.lease_seconds,
+                owner=owner,
+                limit=1,
+                only=(destination,),
+            )
+        if not claimed:
+            return None
+        return self._send(claimed[0], owner=owner)
+
+    def _send(self, delivery: outbox.Delivery, *, owner: str) -> bool | None:
+        """Renew the lease, deliver, record the result; None when the lease was lost first."""
+        rt = self._rt
+        with rt.db.write() as conn:
+            renewed = outbox.renew_lease(
+                conn,
+                delivery,
+                owner=owner,
+                now_epoch=rt.clock.now(),
+                lease_seconds=self.lease_seconds,
+            )
+        if not renewed:
+            log.info("outbox delivery %s was taken over by another relay", delivery.message_id)
+            return None
+        error = self._deliver(delivery)
+        decision = (
+            None
+            if error is None
+            else after_refusal(
+                delivery.attempts + 1,
+                max_attempts=rt.settings.outbox_max_attempts,
+                base=rt.settings.outbox_backoff_base_seconds,
+                cap=rt.settings.outbox_backoff_max_seconds,
+            )
+        )
+        with rt.db.write() as conn:
+            if decision is None:
+                settled = outbox.mark_delivered(conn, delivery, owner=owner, now=rt.clock.now_iso())
+            else:
+                settled = outbox.mark_failed(
                     conn,
                     delivery,
-                    owner=self.owner,
-                    now_epoch=rt.clock.now(),
-                    lease_seconds=self.lease_seconds,
+                    owner=owner,
+                    error=error or "",
+                    next_attempt_epoch=rt.clock.now() + decision.delay_seconds,
+                    dead_letter_at=rt.clock.now_iso() if decision.dead_letter else None,
                 )
-            if not renewed:
-                log.info("outbox delivery %s was taken over by another relay", delivery.message_id)
-                continue
-            error = self._deliver(delivery)
-            metrics.OUTBOX_DELIVERIES.labels(delivery.topic, "ok" if error is None else "retry").inc()
-            with rt.db.write() as conn:
-                if error is None:
-                    settled = outbox.mark_delivered(conn, delivery, owner=self.owner, now=rt.clock.now_iso())
-                else:
-                    delay = min(
-                        rt.settings.outbox_backoff_max_seconds,
-                        rt.settings.outbox_backoff_base_seconds * (2**delivery.attempts),
-                    )
-                    settled = outbox.mark_failed(
-                        conn,
-                        delivery,
-                        owner=self.owner,
-                        error=error,
-                        next_attempt_epoch=rt.clock.now() + delay,
-                    )
-            if not settled:
-                log.warning(
-                    "outbox delivery %s outlived its lease; the relay holding it now delivers it again",
-                    delivery.message_id,
-                )
-        with rt.db.read() as conn:
-            metrics.OUTBOX_PENDING.set(outbox.pending_count(conn))
-        return len(claimed)
+        result = "ok" if decision is None else "dead_letter" if decision.dead_letter else "retry"
+        metrics.OUTBOX_DELIVERIES.labels(delivery.topic, result).inc()
+        if not settled:
+            log.warning(
+                "outbox delivery %s outlived its lease; the relay holding it now delivers it again",
+                delivery.message_id,
+            )
+        elif decision is not None and decision.dead_letter:
+            kind = destination_kind(delivery.destination)
+            metrics.OUTBOX_DEAD_LETTERED.labels(kind).inc()
+            log.error(
+                "outbox delivery %s to a %s destination is DEAD_LETTER after %d tries (%s); "
+                "redeliver it with `fulfill outbox redeliver` or the admin API",
+                delivery.message_id,
+                kind,
+                delivery.attempts + 1,
+                error,
+            )
+        return decision is None
 
     def _deliver(self, delivery: outbox.Delivery) -> str | None:
         """None when the destination accepted the message, else why it did not."""

@@ -3,6 +3,7 @@ announce, then relayed to each destination until it accepts them (at-least-once 
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,9 @@ from fulfill.store.tables import outbox_deliveries, outbox_messages
 
 PENDING = "PENDING"
 DELIVERED = "DELIVERED"
+# Refused on every one of FULFILL_OUTBOX_MAX_ATTEMPTS tries: no relay takes it again until it is
+# redelivered (admin API or ``fulfill outbox redeliver``).
+DEAD_LETTER = "DEAD_LETTER"
 
 
 @dataclass(frozen=True)
@@ -86,8 +90,33 @@ def _this(delivery: Delivery) -> Any:
     )
 
 
+def _on_lane(only: Collection[str] | None, exclude: Collection[str] | None) -> Any:
+    """Deliveries to the ``only`` destinations (None: any), but none of ``exclude``."""
+    conditions = []
+    if only is not None:
+        conditions.append(outbox_deliveries.c.destination.in_(sorted(only)))
+    if exclude:
+        conditions.append(outbox_deliveries.c.destination.not_in(sorted(exclude)))
+    return and_(True, *conditions)
+
+
+def due_destinations(conn: Connection, *, now_epoch: float, exclude: Collection[str] = ()) -> list[str]:
+    """The destinations with a delivery due now and not leased (the relay's lanes to wake)."""
+    rows = conn.execute(
+        select(outbox_deliveries.c.destination).where(_due(now_epoch), _on_lane(None, exclude)).distinct()
+    ).all()
+    return [str(row.destination) for row in rows]
+
+
 def claim_due(
-    conn: Connection, *, now_epoch: float, lease_seconds: float, owner: str, limit: int = 50
+    conn: Connection,
+    *,
+    now_epoch: float,
+    lease_seconds: float,
+    owner: str,
+    limit: int = 50,
+    only: Collection[str] | None = None,
+    exclude: Collection[str] | None = None,
 ) -> list[Delivery]:
     """Lease due deliveries to ``owner`` (one relay), so that concurrent relays never take the same one.
 
@@ -95,6 +124,8 @@ def claim_due(
     disjoint sets without waiting for each other. Each lease is also conditional (the row must
     still be due), so a row another relay leased in the meantime is never taken over. SQLite
     serialises write transactions, so there the condition alone decides.
+
+    ``only`` and ``exclude`` pick a lane: the engine's own destinations, or one external one.
     """
     query = (
         select(
@@ -102,7 +133,7 @@ def claim_due(
             outbox_deliveries.c.destination,
             outbox_deliveries.c.attempts,
         )
-        .where(_due(now_epoch))
+        .where(_due(now_epoch), _on_lane(only, exclude))
         .order_by(outbox_deliveries.c.next_attempt_epoch)
         .limit(limit)
     )
@@ -184,21 +215,31 @@ def mark_delivered(conn: Connection, delivery: Delivery, *, owner: str, now: str
 
 
 def mark_failed(
-    conn: Connection, delivery: Delivery, *, owner: str, error: str, next_attempt_epoch: float
+    conn: Connection,
+    delivery: Delivery,
+    *,
+    owner: str,
+    error: str,
+    next_attempt_epoch: float,
+    dead_letter_at: str | None = None,
 ) -> bool:
-    """Record a refused delivery and when to try again; only while ``owner`` holds the lease."""
+    """Record a refused delivery and when to try again, or, with ``dead_letter_at``, that it is
+    given up (DEAD_LETTER); only while ``owner`` holds the lease."""
+    values: dict[str, Any] = {
+        "attempts": outbox_deliveries.c.attempts + 1,
+        "last_error": error[:500],
+        "next_attempt_epoch": next_attempt_epoch,
+        "lease_until_epoch": None,
+        "lease_owner": None,
+    }
+    if dead_letter_at is not None:
+        values.update(status=DEAD_LETTER, dead_lettered_at=dead_letter_at)
     result = conn.execute(
         update(outbox_deliveries)
         .where(
             _this(delivery), outbox_deliveries.c.status == PENDING, outbox_deliveries.c.lease_owner == owner
         )
-        .values(
-            attempts=outbox_deliveries.c.attempts + 1,
-            last_error=error[:500],
-            next_attempt_epoch=next_attempt_epoch,
-            lease_until_epoch=None,
-            lease_owner=None,
-        )
+        .values(**values)
     )
     return result.rowcount == 1
 
@@ -239,3 +280,117 @@ def oldest_pending_created_at(conn: Connection) -> str | None:
 def deliveries_for(conn: Connection, message_id: str) -> list[dict[str, Any]]:
     rows = conn.execute(select(outbox_deliveries).where(outbox_deliveries.c.message_id == message_id)).all()
     return [dict(row._mapping) for row in rows]
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    message_id: str
+    destination: str
+    topic: str
+    tenant_id: str
+    attempts: int
+    last_error: str | None
+    created_at: str
+    dead_lettered_at: str | None
+
+
+def _dead_letters_query(*, tenant_id: str | None, message_id: str | None, destination: str | None) -> Any:
+    query = (
+        select(
+            outbox_deliveries.c.message_id,
+            outbox_deliveries.c.destination,
+            outbox_messages.c.topic,
+            outbox_messages.c.tenant_id,
+            outbox_deliveries.c.attempts,
+            outbox_deliveries.c.last_error,
+            outbox_messages.c.created_at,
+            outbox_deliveries.c.dead_lettered_at,
+        )
+        .select_from(
+            outbox_deliveries.join(
+                outbox_messages, outbox_messages.c.message_id == outbox_deliveries.c.message_id
+            )
+        )
+        .where(outbox_deliveries.c.status == DEAD_LETTER)
+    )
+    if tenant_id is not None:
+        query = query.where(outbox_messages.c.tenant_id == tenant_id)
+    if message_id is not None:
+        query = query.where(outbox_deliveries.c.message_id == message_id)
+    if destination is not None:
+        query = query.where(outbox_deliveries.c.destination == destination)
+    return query
+
+
+def dead_letters(
+    conn: Connection,
+    *,
+    tenant_id: str | None = None,
+    message_id: str | None = None,
+    destination: str | None = None,
+    limit: int = 100,
+) -> list[DeadLetter]:
+    """Dead-lettered deliveries, oldest message first (``tenant_id`` None: every tenant's)."""
+    query = _dead_letters_query(tenant_id=tenant_id, message_id=message_id, destination=destination)
+    rows = conn.execute(
+        query.order_by(outbox_messages.c.created_at, outbox_deliveries.c.message_id).limit(limit)
+    ).all()
+    return [
+        DeadLetter(
+            message_id=row.message_id,
+            destination=row.destination,
+            topic=row.topic,
+            tenant_id=row.tenant_id,
+            attempts=row.attempts,
+            last_error=row.last_error,
+            created_at=str(row.created_at),
+            dead_lettered_at=str(row.dead_lettered_at) if row.dead_lettered_at is not None else None,
+        )
+        for row in rows
+    ]
+
+
+def redeliver(
+    conn: Connection,
+    *,
+    now_epoch: float,
+    tenant_id: str | None = None,
+    message_id: str | None = None,
+    destination: str | None = None,
+    limit: int = 1000,
+) -> list[DeadLetter]:
+    """Put dead-lettered deliveries back in line, due now with a fresh count of tries; returns
+    those this call moved (a concurrent redelivery of the same one moves it only once)."""
+    moved: list[DeadLetter] = []
+    for letter in dead_letters(
+        conn, tenant_id=tenant_id, message_id=message_id, destination=destination, limit=limit
+    ):
+        result = conn.execute(
+            update(outbox_deliveries)
+            .where(
+                outbox_deliveries.c.message_id == letter.message_id,
+                outbox_deliveries.c.destination == letter.destination,
+                outbox_deliveries.c.status == DEAD_LETTER,
+            )
+            .values(
+                status=PENDING,
+                attempts=0,
+                next_attempt_epoch=now_epoch,
+                lease_until_epoch=None,
+                lease_owner=None,
+                dead_lettered_at=None,
+            )
+        )
+        if result.rowcount == 1:
+            moved.append(letter)
+    return moved
+
+
+def dead_letter_destinations(conn: Connection) -> dict[str, int]:
+    """How many deliveries are dead-lettered, by destination."""
+    rows = conn.execute(
+        select(outbox_deliveries.c.destination, func.count())
+        .where(outbox_deliveries.c.status == DEAD_LETTER)
+        .group_by(outbox_deliveries.c.destination)
+    ).all()
+    return {str(row[0]): int(row[1]) for row in rows}

@@ -181,6 +181,7 @@ outbox_deliveries = Table(
     Column("lease_owner", String(64)),  # the relay holding the lease; only it settles the delivery
     Column("last_error", Text),
     Column("delivered_at", TS),
+    Column("dead_lettered_at", TS),  # when its last allowed try was refused (status DEAD_LETTER)
     PrimaryKeyConstraint("message_id", "destination"),
     Index("ix_outbox_deliveries_status_next", "status", "next_attempt_epoch"),
 )

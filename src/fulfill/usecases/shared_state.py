@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from fulfill.domain.outbox import destination_kind
 from fulfill.domain.time import epoch_from_iso
 from fulfill.metrics import SharedState
 from fulfill.store import executions, killswitches, outbox
@@ -30,6 +31,7 @@ def read_shared_state(
         by_tenant = executions.attempts_past_budget_by_tenant(conn, now_epoch) if tenant_labels else None
         backlog = outbox.pending_count(conn)
         oldest = outbox.oldest_pending_created_at(conn)
+        dead = outbox.dead_letter_destinations(conn)
         global_config = killswitches.get_global(conn)
         tenants = killswitches.tenant_summary(conn)
     return SharedState(
@@ -37,6 +39,7 @@ def read_shared_state(
         attempts_past_budget=past_budget,
         outbox_backlog=backlog,
         outbox_oldest_age_seconds=max(0.0, now_epoch - epoch_from_iso(oldest)) if oldest else 0.0,
+        outbox_dead_letters=_by_kind(dead),
         global_stop=environment_stop or global_config.global_stop,
         tenants_stopped=len(tenants.stopped_tenants),
         disabled_action_types_global=len(global_config.disabled_action_types),
@@ -44,3 +47,11 @@ def read_shared_state(
         tenant_attempts_past_budget=by_tenant,
         stopped_tenants=tenants.stopped_tenants if tenant_labels else None,
     )
+
+
+def _by_kind(by_destination: dict[str, int]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for destination, count in by_destination.items():
+        kind = destination_kind(destination)
+        counts[kind] = counts.get(kind, 0) + count
+    return counts
