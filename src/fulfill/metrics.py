@@ -433,7 +433,7 @@ RECONCILE_ACTIONS = {
     "execution": ("started", "resumed-stuck", "resumed", "restarted", "forked"),
     "compensation": ("abandoned", "retried"),
 }
-COMPENSATION_RESULTS = ("completed", "failed", "abandoned")
+COMPENSATION_RESULTS = ("completed", "failed", "abandoned", "unknown")
 COMPENSATION_STRATEGIES = ("automatic", "manual")
 EVENT_RESULTS = ("started", "duplicate", "rejected")
 
