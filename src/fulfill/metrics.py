@@ -50,6 +50,10 @@ OUTBOX_DELIVERIES = Counter(
     "fulfill_outbox_deliveries_total", "Outbox delivery attempts.", ["topic", "result"]
 )
 OUTBOX_PENDING = Gauge("fulfill_outbox_pending", "Outbox deliveries waiting to be delivered.")
+LOST_EXECUTOR_WORKFLOWS = Counter(
+    "fulfill_lost_executor_workflows_total",
+    "Unfinished workflows of lost executors (silent past FULFILL_EXECUTOR_LOST_SECONDS) this worker recovered.",
+)
 RECONCILED = Counter(
     "fulfill_reconciled_total",
     "Workflows the reconciler started, resumed or forked, by what it found.",

@@ -388,3 +388,15 @@ connector_calls = Table(
     Index("ix_connector_calls_name_dispatched_epoch", "name", "dispatched_epoch"),
     Index("ix_connector_calls_name_finished_epoch", "name", "finished_epoch"),
 )
+
+# One row per worker (DBOS executor id): when it last beat, by the database clock. A live worker
+# that watched a row stay unchanged for FULFILL_EXECUTOR_LOST_SECONDS claims it (compare-and-set
+# on the beat it saw, so a late beat wins), recovers that executor's workflows and deletes it.
+executor_heartbeats = Table(
+    "executor_heartbeats",
+    metadata,
+    Column("executor_id", String(128), primary_key=True),
+    Column("last_beat_epoch", Float, nullable=False),
+    Column("claimed_by", String(128)),
+    Column("claimed_until_epoch", Float),
+)
