@@ -162,7 +162,7 @@ class Service:
             self._reconciler.start()
             # Workers beat, and take over the workflows of a worker that stopped beating (one
             # that came back under another executor id, or never came back).
-            self._heartbeat = Heartbeat(self.runtime, self.executor_id, recover=_recover_executor)
+            self._heartbeat = Heartbeat(self.db, self.settings, self.executor_id, recover=_recover_executor)
             self._heartbeat.start()
         self._engine_ready.set()
         log.info(

@@ -24,19 +24,23 @@ import time
 from collections.abc import Callable
 
 from fulfill import metrics
+from fulfill.config import Settings
 from fulfill.domain.executors import Sighting, lost, watch
-from fulfill.engine.runtime import Runtime
 from fulfill.logging_setup import describe_failure
 from fulfill.store import heartbeats
+from fulfill.store.db import Database
 
 log = logging.getLogger(__name__)
 
 
 class Heartbeat:
-    def __init__(self, rt: Runtime, executor_id: str, recover: Callable[[str], int]) -> None:
+    def __init__(
+        self, db: Database, settings: Settings, executor_id: str, recover: Callable[[str], int]
+    ) -> None:
         """``recover(executor_id)`` hands that executor's unfinished workflows back to their queue
         and answers how many there were."""
-        self._rt = rt
+        self._db = db
+        self._settings = settings
         self._me = executor_id
         self._recover = recover
         self._seen: dict[str, Sighting] = {}
@@ -56,14 +60,13 @@ class Heartbeat:
                 self.beat_once()
             except Exception as exc:
                 log.error("heartbeat failed; trying again at the next beat: %s", describe_failure(exc))
-            if self._stop.wait(self._rt.settings.heartbeat_seconds):
+            if self._stop.wait(self._settings.heartbeat_seconds):
                 return
 
     def beat_once(self) -> list[str]:
         """Beat, look at the others, take over the lost ones; answers the executors taken over."""
-        settings = self._rt.settings
         try:
-            with self._rt.db.write() as conn:
+            with self._db.write() as conn:
                 heartbeats.beat(conn, self._me)
                 beats = heartbeats.all_beats(conn)
         except Exception:
@@ -73,20 +76,20 @@ class Heartbeat:
         now = time.monotonic()
         self._seen = watch(self._seen, beats, me=self._me, now=now)
         taken: list[str] = []
-        for executor in lost(self._seen, now=now, lost_seconds=settings.executor_lost_seconds):
+        for executor in lost(self._seen, now=now, lost_seconds=self._settings.executor_lost_seconds):
             sighting = self._seen.pop(executor)
-            with self._rt.db.write() as conn:
+            with self._db.write() as conn:
                 won = heartbeats.claim(
                     conn,
                     executor,
                     seen_beat=sighting.beat,
                     by=self._me,
-                    lease_seconds=settings.executor_lost_seconds,
+                    lease_seconds=self._settings.executor_lost_seconds,
                 )
             if not won:
                 continue  # it beat again, or another worker is taking it over
             recovered = self._recover(executor)
-            with self._rt.db.write() as conn:
+            with self._db.write() as conn:
                 heartbeats.forget(conn, executor, seen_beat=sighting.beat)
             metrics.LOST_EXECUTOR_WORKFLOWS.inc(recovered)
             log.warning(
