@@ -18,6 +18,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from fulfill import __version__
 from fulfill.config import Settings
 from fulfill.domain.execution import execution_workflow_id
 from fulfill.engine.heartbeat import Heartbeat
@@ -143,6 +144,6 @@ def test_a_slow_executor_is_not_taken_over_and_a_silent_one_by_one_worker_only(t
         with harness.db.read() as conn:
             left = set(conn.execute(select(executor_heartbeats.c.executor_id)).scalars())
             assert "slow-x" not in left
-            assert {"live-a", "live-b"} <= set(heartbeats.all_beats(conn))
+            assert {"live-a", "live-b"} <= set(heartbeats.all_beats(conn, version=__version__))
     finally:
         harness.stop()

@@ -13,7 +13,8 @@ A workflow resumes at its first unfinished step; a repeated tool call carries th
 idempotency key.
 
 Bound: an executor's executions resume within ``lost + heartbeat`` seconds (plus a queue poll)
-after its last beat, or after a live worker started watching, whichever is later.
+after its last beat, or after a live worker started watching, whichever is later. Only workers of
+the same version watch each other: DBOS replays a workflow only on the version that started it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from fulfill import metrics
+from fulfill import __version__, metrics
 from fulfill.config import Settings
 from fulfill.domain.executors import Sighting, lost, watch
 from fulfill.logging_setup import describe_failure
@@ -67,8 +68,8 @@ class Heartbeat:
         """Beat, look at the others, take over the lost ones; answers the executors taken over."""
         try:
             with self._db.write() as conn:
-                heartbeats.beat(conn, self._me)
-                beats = heartbeats.all_beats(conn)
+                heartbeats.beat(conn, self._me, version=__version__)
+                beats = heartbeats.all_beats(conn, version=__version__)
         except Exception:
             # Whatever silence this worker could not watch does not count.
             self._seen = {}

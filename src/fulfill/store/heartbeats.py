@@ -9,22 +9,29 @@ from fulfill.store.connectors import database_now
 from fulfill.store.tables import executor_heartbeats as table
 
 
-def beat(conn: Connection, executor_id: str) -> float:
+def beat(conn: Connection, executor_id: str, *, version: str) -> float:
     """Store this executor's beat (database clock), clearing any claim on it: it is alive."""
     now = database_now(conn)
     insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    statement = insert(table).values(executor_id=executor_id, last_beat_epoch=now)
+    statement = insert(table).values(executor_id=executor_id, last_beat_epoch=now, version=version)
     conn.execute(
         statement.on_conflict_do_update(
             index_elements=[table.c.executor_id],
-            set_={"last_beat_epoch": now, "claimed_by": None, "claimed_until_epoch": None},
+            set_={
+                "last_beat_epoch": now,
+                "version": version,
+                "claimed_by": None,
+                "claimed_until_epoch": None,
+            },
         )
     )
     return now
 
 
-def all_beats(conn: Connection) -> dict[str, float]:
-    rows = conn.execute(select(table.c.executor_id, table.c.last_beat_epoch)).all()
+def all_beats(conn: Connection, *, version: str) -> dict[str, float]:
+    """The last beat of every executor of ``version``."""
+    query = select(table.c.executor_id, table.c.last_beat_epoch).where(table.c.version == version)
+    rows = conn.execute(query).all()
     return {str(row.executor_id): float(row.last_beat_epoch) for row in rows}
 
 

@@ -397,6 +397,8 @@ executor_heartbeats = Table(
     metadata,
     Column("executor_id", String(128), primary_key=True),
     Column("last_beat_epoch", Float, nullable=False),
+    # Only a worker of the same version takes it over: DBOS replays a workflow on its own version.
+    Column("version", String(64), nullable=False),
     Column("claimed_by", String(128)),
     Column("claimed_until_epoch", Float),
 )

@@ -22,6 +22,7 @@ def upgrade() -> None:
         "executor_heartbeats",
         sa.Column("executor_id", sa.String(length=128), nullable=False),
         sa.Column("last_beat_epoch", sa.Float(), nullable=False),
+        sa.Column("version", sa.String(length=64), nullable=False),
         sa.Column("claimed_by", sa.String(length=128), nullable=True),
         sa.Column("claimed_until_epoch", sa.Float(), nullable=True),
         sa.PrimaryKeyConstraint("executor_id", name="pk_executor_heartbeats"),
