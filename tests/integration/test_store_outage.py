@@ -37,6 +37,8 @@ from tests.support.tcp_proxy import TcpProxy
 pytestmark = pytest.mark.slow
 
 OUTAGE_SECONDS = 20.0
+# A step that could not record during the outage is forked by the reconciler once it is over.
+RECONCILER = {"reconcile_interval_seconds": 1.0, "reconcile_grace_seconds": 2.0}
 
 
 @dataclass
@@ -55,11 +57,11 @@ def outage(tmp_path: Path) -> Iterator[Outage]:
         proxy = TcpProxy(real.host or "127.0.0.1", real.port or 5432)
         cleanup.append(proxy.close)
         through = real.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-        harness = Harness(make_settings(tmp_path, database_url=through)).start()
+        harness = Harness(make_settings(tmp_path, database_url=through, **RECONCILER)).start()
         direct = Database(real.render_as_string(hide_password=False))
         begin, end = proxy.cut, proxy.restore
     else:
-        harness = Harness(make_settings(tmp_path)).start()
+        harness = Harness(make_settings(tmp_path, **RECONCILER)).start()
         direct = Database(harness.settings.database_url)
         down = threading.Event()
 
@@ -110,3 +112,26 @@ def test_a_database_outage_is_waited_out_and_a_switch_set_during_it_still_stops(
     assert cancelled["error_code"] == "KILL_SWITCH_ENABLED"
     assert "TENANT" in cancelled["error_message"]
     assert harness.task_rows(stopped) == 0
+
+
+def test_an_outage_longer_than_the_budget_ends_failed_timeout_without_a_call(outage: Outage) -> None:
+    harness = outage.harness
+    with harness.client() as client:
+        put_limits(client, "internal", 0.05, None)
+        first = harness.create_intent(client)["action_intent_id"]
+        harness.approve(client, first)
+        wait_for(lambda: harness.task_rows(first) == 1)
+        short = harness.create_intent(client, execution_policy={"timeout_seconds": 4})["action_intent_id"]
+        harness.approve(client, short)
+        wait_for(lambda: _waiting(harness) == 1)
+
+        outage.begin()
+        time.sleep(8)  # twice its budget
+        outage.end()
+        failed = harness.wait_terminal(client, short, timeout=90)
+    assert failed["status"] == "FAILED", failed
+    assert failed["error_class"] == "TIMEOUT"
+    assert failed["error_code"] == "EXECUTION_TIMEOUT"
+    assert "could not be read" in failed["error_message"]
+    assert "the tool was not called" in failed["error_message"]
+    assert harness.task_rows(short) == 0
