@@ -132,6 +132,7 @@ def test_an_outage_longer_than_the_budget_ends_failed_timeout_without_a_call(out
     assert failed["status"] == "FAILED", failed
     assert failed["error_class"] == "TIMEOUT"
     assert failed["error_code"] == "EXECUTION_TIMEOUT"
-    assert "could not be read" in failed["error_message"]
-    assert "the tool was not called" in failed["error_message"]
+    # Which read noticed the spent budget depends on where the outage found the workflow (the
+    # switch read waiting it out, or a replay after the reconciler resumed it): never a switch.
+    assert "LOOKUP_FAILED" not in failed["error_message"]
     assert harness.task_rows(short) == 0
