@@ -110,18 +110,18 @@ def test_a_slow_executor_is_not_taken_over_and_a_silent_one_by_one_worker_only(t
     # The service's own heartbeat beats once at start and then waits 10 minutes: it stays out.
     harness = Harness(make_settings(tmp_path, heartbeat_seconds=600, executor_lost_seconds=1800)).start()
     try:
-        quick = harness.settings.model_copy(update={"heartbeat_seconds": 0.1, "executor_lost_seconds": 1.5})
+        quick = harness.settings.model_copy(update={"heartbeat_seconds": 0.5, "executor_lost_seconds": 3.0})
         taken: list[tuple[str, str]] = []
 
         def observer(name: str) -> Heartbeat:
             return Heartbeat(harness.db, quick, name, recover=lambda lost: taken.append((name, lost)) or 0)
 
         first, second, slow = observer("live-a"), observer("live-b"), observer("slow-x")
-        # The slow executor beats every 0.7 s (late beats, but within the bound) for 4 s.
+        # The slow executor beats every 0.9 s (late beats, but within the bound) for 6 s.
         began = time.monotonic()
         last_slow_beat = 0.0
-        while time.monotonic() - began < 4.0:
-            if time.monotonic() - last_slow_beat >= 0.7:
+        while time.monotonic() - began < 6.0:
+            if time.monotonic() - last_slow_beat >= 0.9:
                 slow.beat_once()
                 last_slow_beat = time.monotonic()
             first.beat_once()

@@ -45,6 +45,7 @@ class Heartbeat:
         self._me = executor_id
         self._recover = recover
         self._seen: dict[str, Sighting] = {}
+        self._last_look = time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fulfill-heartbeat", daemon=True)
 
@@ -75,6 +76,11 @@ class Heartbeat:
             self._seen = {}
             raise
         now = time.monotonic()
+        if now - self._last_look > self._settings.executor_lost_seconds / 2:
+            # This worker itself was held up for much of the bound (a slow database, a paused
+            # process): it did not watch the others meanwhile, and they may have been held up too.
+            self._seen = {}
+        self._last_look = now
         self._seen = watch(self._seen, beats, me=self._me, now=now)
         taken: list[str] = []
         for executor in lost(self._seen, now=now, lost_seconds=self._settings.executor_lost_seconds):
