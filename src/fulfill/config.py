@@ -98,6 +98,11 @@ class Settings(BaseSettings):
     # This process's identity in DBOS: a restarted worker with the same id recovers the workflows
     # it was running. Empty: "{hostname}:{port}".
     executor_id: str = Field(default="", max_length=128)
+    # Every worker writes a heartbeat this often; one that has watched another executor stay
+    # silent for executor_lost_seconds takes over its unfinished workflows (DBOS recovery for that
+    # executor id). A lost executor's executions resume within about lost + heartbeat seconds.
+    heartbeat_seconds: float = Field(default=5.0, gt=0, le=600)
+    executor_lost_seconds: float = Field(default=30.0, gt=0, le=86_400)
 
     # Flow control of each connector (its limits are stored: PUT /admin/connectors/{name}/limits).
     # Circuit breaker: this many target failures in a row within the window open it (0: never);
@@ -249,6 +254,16 @@ class Settings(BaseSettings):
     @cached_property
     def egress_allow(self) -> EgressAllowList:
         return EgressAllowList.parse(self.gateway_egress_allow)
+
+    @model_validator(mode="after")
+    def _check_heartbeat(self) -> Self:
+        # A bound shorter than a few beats would take over the workflows of live executors whose
+        # beat was merely late.
+        if self.executor_lost_seconds < 3 * self.heartbeat_seconds:
+            raise ValueError(
+                "FULFILL_EXECUTOR_LOST_SECONDS must be at least three times FULFILL_HEARTBEAT_SECONDS"
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_auth(self) -> Self:

@@ -57,6 +57,10 @@ OUTBOX_DEAD_LETTERED = Counter(
     "Outbox deliveries this process gave up (DEAD_LETTER), by kind of destination.",
     ["kind"],
 )
+LOST_EXECUTOR_WORKFLOWS = Counter(
+    "fulfill_lost_executor_workflows_total",
+    "Unfinished workflows of lost executors (silent past FULFILL_EXECUTOR_LOST_SECONDS) this worker recovered.",
+)
 RECONCILED = Counter(
     "fulfill_reconciled_total",
     "Workflows the reconciler started, resumed or forked, by what it found.",

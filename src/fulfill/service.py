@@ -25,6 +25,7 @@ from fulfill.connectors.internal import InternalConnector
 from fulfill.connectors.salesforce import SalesforceConnector
 from fulfill.credentials.vault import check_secrets_key
 from fulfill.engine import runtime as runtime_module
+from fulfill.engine.heartbeat import Heartbeat
 from fulfill.engine.outbox_relay import OutboxRelay
 from fulfill.engine.reconciler import Reconciler
 from fulfill.engine.runtime import Runtime
@@ -103,7 +104,12 @@ class Service:
         )
         self._relay: OutboxRelay | None = None
         self._reconciler: Reconciler | None = None
+        self._heartbeat: Heartbeat | None = None
         self._engine_ready = threading.Event()
+
+    @property
+    def executor_id(self) -> str:
+        return self.settings.executor_id or f"{socket.gethostname()}:{self.settings.port}"
 
     @property
     def engine_ready(self) -> bool:
@@ -135,7 +141,7 @@ class Service:
             "max_executor_threads": self.settings.worker_concurrency + 16,
             # A restarted worker recovers the workflows of its own id, and only those: processes
             # sharing one id would each resume the others' running workflows at start.
-            "executor_id": self.settings.executor_id or f"{socket.gethostname()}:{self.settings.port}",
+            "executor_id": self.executor_id,
         }
         if self.settings.is_sqlite:
             _enable_wal(self.settings.system_database_url)
@@ -162,6 +168,10 @@ class Service:
             self._relay.start()
             self._reconciler = Reconciler(self.runtime)
             self._reconciler.start()
+            # Workers beat, and take over the workflows of a worker that stopped beating (one
+            # that came back under another executor id, or never came back).
+            self._heartbeat = Heartbeat(self.db, self.settings, self.executor_id, recover=_recover_executor)
+            self._heartbeat.start()
         self._engine_ready.set()
         log.info(
             "fulfill %s started (role %s, database %s)", __version__, self.settings.role, _redact(self.db)
@@ -183,6 +193,8 @@ class Service:
             self._relay.stop()
         if self._reconciler is not None:
             self._reconciler.stop()
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
         # Calls waiting for their connector leave first, unfinished, for recovery to resume.
         self.runtime.flow.close()
         DBOS.destroy(workflow_completion_timeout_sec=5)
@@ -217,6 +229,12 @@ def _tool_schemas(server: GatewayServer) -> dict[str, dict[str, Any]]:
     with ThreadPoolExecutor(max_workers=1) as pool:
         tools = pool.submit(asyncio.run, server.internal_tools()).result()
     return {tool.name: tool.input_schema for tool in tools}
+
+
+def _recover_executor(executor_id: str) -> int:
+    """Hand a lost executor's unfinished workflows back to their queue (DBOS's own recovery, for
+    another executor id); answers how many."""
+    return len(DBOS._recover_pending_workflows([executor_id]))
 
 
 def _enable_wal(system_database_url: str) -> None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from dbos import DBOS
 from sqlalchemy import Connection
@@ -52,6 +53,8 @@ from fulfill.domain.models import (
     AttemptStatus,
     ExecutionPolicy,
     ExecutionStatus,
+    GlobalExecutionConfig,
+    TenantExecutionConfig,
 )
 from fulfill.domain.ports import ToolCallOutcome
 from fulfill.domain.signals import build_execution_signal
@@ -66,6 +69,8 @@ from fulfill.store.db import is_transient_store_error
 from fulfill.tracing import traced_step
 
 SIGNAL_TOPIC = "SIGNAL_CREATED"
+
+_T = TypeVar("_T")
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +255,7 @@ def validate_preflight(context: ExecutionContext) -> PreflightPassed:
             registry_version=intent.registry_version,
             decision_trace_id=intent.trace_id,
         )
-    decision = read_kill_switches(context.tenant_id, intent.action_type)
+    decision = read_kill_switches(context, intent.action_type)
     if not decision.allowed:
         raise _kill_switch_stop(
             context, decision, registry_version=intent.registry_version, trace=intent.trace_id
@@ -282,13 +287,23 @@ def _check_still_wanted(
     )
 
 
-def read_kill_switches(tenant_id: str, action_type: str) -> KillSwitchDecision:
-    """Read every switch. A failed read fails closed: the execution is stopped, never let through."""
+def read_kill_switches(
+    context: ExecutionContext, action_type: str, *, call: ToolCall | None = None
+) -> KillSwitchDecision:
+    """Read every switch. The tool is never called while they are unknown (fail closed), but an
+    outage of the database is not a switch: a read that fails for a transient reason (connection
+    refused or dropped, a lock timeout) is tried again with backoff for as long as the execution's
+    budget lasts, so an execution outlives a short outage and goes on once the database is back.
+    Only a spent budget ends it, ``FAILED``/``TIMEOUT``, saying the switches could not be read. A
+    read that fails for any other reason (a row that cannot be parsed) stops it as before
+    (``LOOKUP_FAILED``): waiting would not make it readable."""
     rt = current()
     try:
-        with rt.db.read() as conn:
-            global_config = killswitches.get_global(conn)
-            tenant_config = killswitches.get_tenant(conn, tenant_id)
+        global_config, tenant_config = _while_the_budget_lasts(
+            context, "the kill switches could not be read", lambda: _switch_rows(context.tenant_id), call=call
+        )
+    except ExecutionStopped:
+        raise
     except Exception:
         return KillSwitchDecision(
             allowed=False,
@@ -301,6 +316,45 @@ def read_kill_switches(tenant_id: str, action_type: str) -> KillSwitchDecision:
         tenant_config=tenant_config,
         action_type=action_type,
     )
+
+
+def _switch_rows(tenant_id: str) -> tuple[GlobalExecutionConfig, TenantExecutionConfig]:
+    with current().db.read() as conn:
+        return killswitches.get_global(conn), killswitches.get_tenant(conn, tenant_id)
+
+
+# A read the database could not answer is tried again after these pauses (the last one repeats).
+_STORE_BACKOFF_SECONDS = (0.1, 0.2, 0.5, 1.0, 2.0)
+
+
+def _while_the_budget_lasts(
+    context: ExecutionContext, what: str, read: Callable[[], _T], *, call: ToolCall | None = None
+) -> _T:
+    """``read()``, tried again with backoff while it fails for a transient store reason and the
+    budget allows; a spent budget stops the execution before its tool call (``what`` says why)."""
+    tries = 0
+    while True:
+        try:
+            return read()
+        except Exception as exc:
+            if not is_transient_store_error(exc):
+                raise
+            pause = _STORE_BACKOFF_SECONDS[min(tries, len(_STORE_BACKOFF_SECONDS) - 1)]
+            left = context.deadline_epoch - current().clock.now()
+            if left <= pause:
+                error = ExecutionError(
+                    error_class=ErrorClass.TIMEOUT,
+                    error_code="EXECUTION_TIMEOUT",
+                    error_message=(
+                        f"the execution used up its timeout_seconds budget: {what} (the database "
+                        "was unavailable); the tool was not called"
+                    ),
+                )
+                raise stop_before_tool(context, ExecutionStatus.FAILED, error, call=call) from None
+            if tries == 0:
+                log.warning("%s (database unavailable); trying again while the budget lasts", what)
+            tries += 1
+            time.sleep(pause)
 
 
 def _kill_switch_stop(
@@ -615,14 +669,15 @@ def _pass_connector_gate(call: ToolCall) -> Permit:
 
 
 def _check_before_call(call: ToolCall) -> None:
-    """The switches and the intent's cancellation, read right before the external call."""
-    rt = current()
+    """The switches and the intent's cancellation, read right before the external call (each read
+    waits out a database outage while the budget lasts)."""
     context = call.context
-    decision = read_kill_switches(context.tenant_id, call.action_type)
+    decision = read_kill_switches(context, call.action_type, call=call)
     if not decision.allowed:
         raise _kill_switch_stop(context, decision, call=call)
-    with rt.db.read() as conn:
-        intent = intents.get_intent(conn, context.tenant_id, context.action_intent_id)
+    intent = _while_the_budget_lasts(
+        context, "the intent could not be read", lambda: _intent(context), call=call
+    )
     if intent is None:
         raise stop_before_tool(
             context,
@@ -631,6 +686,11 @@ def _check_before_call(call: ToolCall) -> None:
             call=call,
         )
     _check_still_wanted(context, intent, call)
+
+
+def _intent(context: ExecutionContext) -> ActionIntentV1 | None:
+    with current().db.read() as conn:
+        return intents.get_intent(conn, context.tenant_id, context.action_intent_id)
 
 
 # --- RecordOutcome --------------------------------------------------------------------------

@@ -425,3 +425,17 @@ console_sessions = Table(
     Column("revoked_epoch", Float),
     Index("ix_console_sessions_expires_epoch", "expires_epoch"),
 )
+
+# One row per worker (DBOS executor id): when it last beat, by the database clock. A live worker
+# that watched a row stay unchanged for FULFILL_EXECUTOR_LOST_SECONDS claims it (compare-and-set
+# on the beat it saw, so a late beat wins), recovers that executor's workflows and deletes it.
+executor_heartbeats = Table(
+    "executor_heartbeats",
+    metadata,
+    Column("executor_id", String(128), primary_key=True),
+    Column("last_beat_epoch", Float, nullable=False),
+    # Only a worker of the same version takes it over: DBOS replays a workflow on its own version.
+    Column("version", String(64), nullable=False),
+    Column("claimed_by", String(128)),
+    Column("claimed_until_epoch", Float),
+)

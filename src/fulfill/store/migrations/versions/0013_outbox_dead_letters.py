@@ -1,7 +1,7 @@
 """outbox deliveries can be dead-lettered (status DEAD_LETTER, and when)
 
 Revision ID: 0013
-Revises: 0008
+Revises: 0011
 Create Date: 2026-12-04 18:00:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision = "0008"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,138 @@
+"""An outage of the database is waited out, not turned into a kill-switch stop.
+
+The kill switches are read at preflight and right before every tool call (and about once a second
+while a call waits for its connector). When the database cannot answer, the switch state is
+unknown: the tool is not called, but the execution waits and reads again while its budget lasts,
+and goes on once the database is back. A switch turned on during the outage is still honoured.
+
+PostgreSQL: the service reaches its database through a TCP relay on 127.0.0.1 that the test cuts
+(every connection dropped, new ones refused) for 20 s; the shared test server keeps running.
+SQLite (one file, no network): every statement of the service's engine fails with SQLite's own
+``disk I/O error`` for as long as the outage lasts.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+
+from fulfill.domain.models import TenantExecutionConfig
+from fulfill.store import killswitches
+from fulfill.store.db import Database
+from tests.integration.test_flow_control import _waiting, put_limits
+from tests.support import postgres
+from tests.support.harness import Harness, make_settings
+from tests.support.http_doubles import wait_for
+from tests.support.tcp_proxy import TcpProxy
+
+pytestmark = pytest.mark.slow
+
+OUTAGE_SECONDS = 20.0
+# A step that could not record during the outage is forked by the reconciler once it is over.
+RECONCILER = {"reconcile_interval_seconds": 1.0, "reconcile_grace_seconds": 2.0}
+
+
+@dataclass
+class Outage:
+    harness: Harness
+    direct: Database  # reaches the database whatever the outage (the test's own reads and writes)
+    begin: Callable[[], None]
+    end: Callable[[], None]
+
+
+@pytest.fixture
+def outage(tmp_path: Path) -> Iterator[Outage]:
+    cleanup: list[Callable[[], None]] = []
+    if postgres.enabled():
+        real = make_url(postgres.create_database())
+        proxy = TcpProxy(real.host or "127.0.0.1", real.port or 5432)
+        cleanup.append(proxy.close)
+        through = real.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+        harness = Harness(make_settings(tmp_path, database_url=through, **RECONCILER)).start()
+        direct = Database(real.render_as_string(hide_password=False))
+        begin, end = proxy.cut, proxy.restore
+    else:
+        harness = Harness(make_settings(tmp_path, **RECONCILER)).start()
+        direct = Database(harness.settings.database_url)
+        down = threading.Event()
+
+        def fail(*_args: Any) -> None:
+            if down.is_set():
+                raise sqlite3.OperationalError("disk I/O error")
+
+        event.listen(harness.db.engine, "before_cursor_execute", fail)
+        begin, end = down.set, down.clear
+    yield Outage(harness, direct, begin, end)
+    end()
+    direct.dispose()
+    harness.stop()
+    for step in cleanup:
+        step()
+
+
+def test_a_database_outage_is_waited_out_and_a_switch_set_during_it_still_stops(outage: Outage) -> None:
+    harness = outage.harness
+    with harness.client() as client, harness.client("t2") as other:
+        put_limits(client, "internal", 0.05, None)  # one call every 20 s: the next ones wait in line
+        first = harness.create_intent(client)["action_intent_id"]
+        harness.approve(client, first)
+        wait_for(lambda: harness.task_rows(first) == 1)
+        waiting = harness.create_intent(client)["action_intent_id"]
+        harness.approve(client, waiting)
+        stopped = harness.create_intent(other)["action_intent_id"]
+        harness.approve(other, stopped)
+        wait_for(lambda: _waiting(harness) == 2)  # both wait for the connector, re-reading switches
+
+        outage.begin()
+        time.sleep(OUTAGE_SECONDS / 2)
+        with outage.direct.write() as conn:  # an operator stops tenant t2 while the service is cut off
+            killswitches.put_tenant(
+                conn,
+                TenantExecutionConfig(tenant_id="t2", execution_enabled=False),
+                now=harness.service.clock.now_iso(),
+            )
+        time.sleep(OUTAGE_SECONDS / 2)
+        outage.end()
+
+        succeeded = harness.wait_terminal(client, waiting, timeout=90)
+        cancelled = harness.wait_terminal(other, stopped, timeout=90)
+    assert succeeded["status"] == "SUCCEEDED", succeeded
+    assert harness.task_rows(waiting) == 1
+    assert harness.outcome_rows(waiting) == 1
+    assert cancelled["status"] == "CANCELLED", cancelled
+    assert cancelled["error_code"] == "KILL_SWITCH_ENABLED"
+    assert "TENANT" in cancelled["error_message"]
+    assert harness.task_rows(stopped) == 0
+
+
+def test_an_outage_longer_than_the_budget_ends_failed_timeout_without_a_call(outage: Outage) -> None:
+    harness = outage.harness
+    with harness.client() as client:
+        put_limits(client, "internal", 0.05, None)
+        first = harness.create_intent(client)["action_intent_id"]
+        harness.approve(client, first)
+        wait_for(lambda: harness.task_rows(first) == 1)
+        short = harness.create_intent(client, execution_policy={"timeout_seconds": 4})["action_intent_id"]
+        harness.approve(client, short)
+        wait_for(lambda: _waiting(harness) == 1)
+
+        outage.begin()
+        time.sleep(8)  # twice its budget
+        outage.end()
+        failed = harness.wait_terminal(client, short, timeout=90)
+    assert failed["status"] == "FAILED", failed
+    assert failed["error_class"] == "TIMEOUT"
+    assert failed["error_code"] == "EXECUTION_TIMEOUT"
+    # Which read noticed the spent budget depends on where the outage found the workflow (the
+    # switch read waiting it out, or a replay after the reconciler resumed it): never a switch.
+    assert "LOOKUP_FAILED" not in failed["error_message"]
+    assert harness.task_rows(short) == 0
