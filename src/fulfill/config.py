@@ -128,6 +128,10 @@ class Settings(BaseSettings):
     # HTTP: browser origins allowed by CORS (comma-separated; empty = none) and the body size limit.
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=100 * 1_048_576)
+    # The latest expires_at an intent may have, in seconds from its creation: an agent cannot park
+    # a proposal (or import an approval) that stays executable for years. The default is the longest
+    # default expiry of any action type (90 days), so no default changes.
+    max_intent_ttl_seconds: int = Field(default=90 * 86_400, ge=60, le=10 * 365 * 86_400)
 
     # /metrics: the store gauges (attempts past budget, outbox age, kill switches, connectors) are
     # read from the database at most once per this many seconds, however often it is scraped.

@@ -314,6 +314,29 @@ def test_approve_transitions(shared: Harness) -> None:
     assert shared.task_rows(intent_id) == 1
 
 
+def test_an_expiry_beyond_the_platform_maximum_is_refused(shared: Harness) -> None:
+    now = shared.service.clock.now()
+    limit = shared.settings.max_intent_ttl_seconds
+    assert limit == 90 * 86_400  # the documented default
+    approval = {"approved_by": "u", "approval_timestamp": iso_from_epoch(now)}
+    body = {"action_type": "CREATE_INTERNAL_TASK", "account_id": "acc-1", "parameters": {"title": "x"}}
+    with shared.client() as client:
+        for extra in ({}, {"approval": approval}):  # a proposal, and an imported approval
+            for expires_at in ("9999-12-31T23:59:59.999Z", iso_from_epoch(now + limit + 120)):
+                refused = _problem(
+                    client.post("/intents", json={**body, **extra, "expires_at": expires_at}), 422
+                )
+                assert refused["code"] == "EXPIRES_AT_TOO_LATE"
+                assert "7776000 seconds (90 days)" in refused["detail"]
+                assert "FULFILL_MAX_INTENT_TTL_SECONDS" in refused["detail"]
+        within = shared.create_intent(client, expires_at=iso_from_epoch(now + limit - 120))
+        assert within["expires_at"] == iso_from_epoch(int(now + limit - 120))
+        note = shared.create_intent(
+            client, action_type="CREATE_INTERNAL_NOTE", parameters={"content": "n"}
+        )  # the longest default expiry (90 days) is within the default maximum
+        assert note["expires_at"] == iso_from_epoch(int(now) + 90 * 86_400)
+
+
 def test_events_are_rejected_with_reasons_and_audited(shared: Harness) -> None:
     with shared.client() as client:
         pending = shared.create_intent(client)

@@ -11,7 +11,7 @@ import jsonschema
 from pydantic import BaseModel, ConfigDict, Field
 
 from fulfill.domain.execution import CompensationRequest
-from fulfill.domain.expiry import default_expiry_epoch, is_expired
+from fulfill.domain.expiry import beyond_max_ttl, default_expiry_epoch, describe_seconds, is_expired
 from fulfill.domain.idempotency import canonical_json
 from fulfill.domain.ledger import ledger_entry
 from fulfill.domain.mapping import TRUSTED_ARGUMENTS, MappingError, arguments_for_tool, map_parameters
@@ -154,13 +154,20 @@ def _build_intent(
     except ValueError as exc:
         raise Invalid(f"parameters: {exc}", code="INVALID_PARAMETER_TYPE") from None
     _check_tool_arguments(rt, entry, mapped)
+    max_ttl = rt.settings.max_intent_ttl_seconds
     if body.expires_at is not None:
         try:
             expires_epoch = int(epoch_from_iso(body.expires_at))
-        except ValueError:
+        except (ValueError, OverflowError):
             raise Invalid("expires_at must be an ISO-8601 timestamp", code="INVALID_EXPIRES_AT") from None
+        if beyond_max_ttl(expires_epoch, now, max_ttl):
+            raise Invalid(
+                f"expires_at may be at most {describe_seconds(max_ttl)} after the intent's creation "
+                "(the platform's FULFILL_MAX_INTENT_TTL_SECONDS)",
+                code="EXPIRES_AT_TOO_LATE",
+            )
     else:
-        expires_epoch = default_expiry_epoch(body.action_type, now)
+        expires_epoch = default_expiry_epoch(body.action_type, now, max_ttl)
     if body.approval is not None:
         try:
             epoch_from_iso(body.approval.approval_timestamp)
