@@ -20,6 +20,7 @@ DEV_JWT_ISSUER = "fulfill-dev"
 # The issuer of the engine's own HS256 ``gateway:invoke`` tokens; never a user token's issuer.
 SERVICE_TOKEN_ISSUER = "fulfill-service"  # noqa: S105 - an issuer name, not a secret
 MIN_SERVICE_TOKEN_SECRET_LENGTH = 32
+MIN_METRICS_TOKEN_LENGTH = 16
 # An outbox destination ``eventbridge:<bus name or ARN>`` is delivered with EventBridge PutEvents.
 EVENTBRIDGE_DESTINATION_PREFIX = "eventbridge:"
 _EVENT_BUS = re.compile(
@@ -133,6 +134,12 @@ class Settings(BaseSettings):
     # default expiry of any action type (90 days), so no default changes.
     max_intent_ttl_seconds: int = Field(default=90 * 86_400, ge=60, le=10 * 365 * 86_400)
 
+    # /metrics: an optional bearer token (16+ characters) that every scrape must send, and an
+    # optional listener of its own (host and port; unset port: /metrics is on the API's listener,
+    # 0 picks a free port). Both off by default: the default listener is loopback (README).
+    metrics_token: SecretStr = SecretStr("")
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
     # /metrics: the store gauges (attempts past budget, outbox age, kill switches, connectors) are
     # read from the database at most once per this many seconds, however often it is scraped.
     metrics_cache_seconds: float = Field(default=1.0, ge=0, le=60)
@@ -197,6 +204,13 @@ class Settings(BaseSettings):
     def _split_urls(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _check_metrics_token(cls, value: SecretStr) -> SecretStr:
+        if value.get_secret_value() and len(value.get_secret_value()) < MIN_METRICS_TOKEN_LENGTH:
+            raise ValueError(f"must be at least {MIN_METRICS_TOKEN_LENGTH} characters")
         return value
 
     @field_validator("secrets_key")
@@ -351,6 +365,14 @@ class Settings(BaseSettings):
         return traces_endpoint(self.otlp_endpoint, os.environ)
 
     @property
+    def metrics_unprotected_beyond_loopback(self) -> bool:
+        """/metrics is served, without a token, on a listener other hosts can reach."""
+        if self.metrics_token.get_secret_value():
+            return False
+        host = self.metrics_host if self.metrics_port is not None else self.host
+        return host not in ("127.0.0.1", "localhost", "::1")
+
+    @property
     def log_secrets(self) -> list[str]:
         """The configured secrets that the logs redact wherever they appear."""
         values = [
@@ -359,6 +381,7 @@ class Settings(BaseSettings):
             self.webhook_secret,
             self.oidc_client_secret.get_secret_value(),
             self.console_session_secret.get_secret_value(),
+            self.metrics_token.get_secret_value(),
         ]
         keys = self.secrets_key.get_secret_value()
         values += [keys, *(key.strip() for key in keys.split(","))]

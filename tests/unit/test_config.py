@@ -206,3 +206,21 @@ def test_event_bus_endpoint_must_be_http() -> None:
     assert Settings(eventbridge_endpoint_url="http://127.0.0.1:5000").eventbridge_endpoint_url
     with pytest.raises(ValueError, match="FULFILL_EVENTBRIDGE_ENDPOINT_URL"):
         Settings(eventbridge_endpoint_url="file:///etc/passwd")
+
+
+@pytest.mark.parametrize(
+    ("settings", "exposed"),
+    [
+        ({}, False),  # the default listener is loopback
+        ({"host": "0.0.0.0"}, True),
+        ({"host": "0.0.0.0", "metrics_token": "t" * 16}, False),
+        ({"host": "0.0.0.0", "metrics_port": 9464}, False),
+        ({"metrics_port": 9464, "metrics_host": "10.0.0.5"}, True),
+    ],
+)
+def test_metrics_open_beyond_loopback_is_detected(settings: dict[str, object], exposed: bool) -> None:
+    assert Settings(**settings).metrics_unprotected_beyond_loopback is exposed  # type: ignore[arg-type]
+
+
+def test_the_metrics_token_is_redacted_from_logs() -> None:
+    assert "m" * 20 in Settings(metrics_token="m" * 20).log_secrets  # type: ignore[arg-type]
