@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 from fulfill.domain.egress import EgressAllowList
+from fulfill.domain.tenant_urls import DEFAULT_LOGIN_HOSTS, LoginUrlPolicy
 
 DEV_JWT_SECRET = "fulfill-dev-secret-change-me-0123456789"  # noqa: S105 - documented development default
 DEV_JWT_ISSUER = "fulfill-dev"
@@ -167,6 +168,14 @@ class Settings(BaseSettings):
     # response does not say (Salesforce's do not), and the custom field that carries the
     # idempotency key on created records (an External ID text field on Task and Opportunity).
     salesforce_login_url: str = "https://login.salesforce.com"
+    # Which login URLs a tenant's credential may name (domain/tenant_urls.py): these hosts over
+    # https on port 443 (``*.`` patterns allowed), and these loopback hosts over http on any port
+    # (a local Salesforce; none by default). FULFILL_SALESFORCE_LOGIN_URL, the operator's own
+    # default, is not held to them.
+    salesforce_login_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_LOGIN_HOSTS)
+    )
+    salesforce_login_http_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     salesforce_api_version: str = Field(default="v62.0", pattern=r"^v[0-9]{2,3}\.0$")
     salesforce_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
     salesforce_token_ttl_seconds: float = Field(default=3600.0, ge=60, le=86_400)
@@ -199,7 +208,14 @@ class Settings(BaseSettings):
     # TLS elsewhere). Dev mode derives a session secret from FULFILL_JWT_SECRET when it is empty.
     console_insecure_cookies: bool = False
 
-    @field_validator("webhook_urls", "cors_origins", "gateway_egress_allow", mode="before")
+    @field_validator(
+        "webhook_urls",
+        "cors_origins",
+        "gateway_egress_allow",
+        "salesforce_login_hosts",
+        "salesforce_login_http_hosts",
+        mode="before",
+    )
     @classmethod
     def _split_urls(cls, value: object) -> object:
         if isinstance(value, str):
@@ -245,6 +261,18 @@ class Settings(BaseSettings):
     @cached_property
     def egress_allow(self) -> EgressAllowList:
         return EgressAllowList.parse(self.gateway_egress_allow)
+
+    @model_validator(mode="after")
+    def _check_login_hosts(self) -> Self:
+        try:
+            LoginUrlPolicy.parse(self.salesforce_login_hosts, self.salesforce_login_http_hosts)
+        except ValueError as exc:
+            raise ValueError(f"FULFILL_SALESFORCE_LOGIN_HOSTS / _HTTP_HOSTS: {exc}") from None
+        return self
+
+    @cached_property
+    def salesforce_login_policy(self) -> LoginUrlPolicy:
+        return LoginUrlPolicy.parse(self.salesforce_login_hosts, self.salesforce_login_http_hosts)
 
     @model_validator(mode="after")
     def _check_auth(self) -> Self:
