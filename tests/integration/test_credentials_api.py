@@ -263,6 +263,27 @@ def test_the_cli_sets_lists_rotates_and_deletes(
     )
     assert created.exit_code == 0, created.output
     assert "created" in created.output
+    foreign = cli.invoke(
+        app,
+        [
+            "credentials",
+            "set",
+            "salesforce",
+            "--tenant",
+            "t-cli-foreign",
+            "--type",
+            "client_credentials",
+            "--client-id",
+            "cid",
+            "--client-secret-file",
+            str(secret_file),
+            "--login-url",
+            "https://tickets.corp.example",
+        ],
+    )
+    assert foreign.exit_code != 0
+    assert "FULFILL_SALESFORCE_LOGIN_HOSTS" in foreign.output
+    assert SECRET not in foreign.output
     jwt_set = cli.invoke(
         app,
         [
