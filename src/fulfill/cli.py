@@ -939,7 +939,9 @@ def credentials_set(
         console.print(f"[red]invalid credential: {problems}[/red]")
         raise typer.Exit(2) from None
     stored, created = _use_case(
-        lambda: credentials.put_credential(_vault(), tenant, connector, account, parsed)
+        lambda: credentials.put_credential(
+            _vault(), tenant, connector, account, parsed, login_policy=_settings().salesforce_login_policy
+        )
     )
     console.print(f"{'created' if created else 'replaced'}:")
     console.print_json(data=stored.model_dump())

@@ -15,12 +15,14 @@ from sqlalchemy.engine import make_url
 
 from fulfill.domain.console_login import dev_login_enabled
 from fulfill.domain.egress import EgressAllowList
+from fulfill.domain.tenant_urls import DEFAULT_LOGIN_HOSTS, LoginUrlPolicy
 
 DEV_JWT_SECRET = "fulfill-dev-secret-change-me-0123456789"  # noqa: S105 - documented development default
 DEV_JWT_ISSUER = "fulfill-dev"
 # The issuer of the engine's own HS256 ``gateway:invoke`` tokens; never a user token's issuer.
 SERVICE_TOKEN_ISSUER = "fulfill-service"  # noqa: S105 - an issuer name, not a secret
 MIN_SERVICE_TOKEN_SECRET_LENGTH = 32
+MIN_METRICS_TOKEN_LENGTH = 16
 # An outbox destination ``eventbridge:<bus name or ARN>`` is delivered with EventBridge PutEvents.
 EVENTBRIDGE_DESTINATION_PREFIX = "eventbridge:"
 _EVENT_BUS = re.compile(
@@ -146,7 +148,17 @@ class Settings(BaseSettings):
     # HTTP: browser origins allowed by CORS (comma-separated; empty = none) and the body size limit.
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=100 * 1_048_576)
+    # The latest expires_at an intent may have, in seconds from its creation: an agent cannot park
+    # a proposal (or import an approval) that stays executable for years. The default is the longest
+    # default expiry of any action type (90 days), so no default changes.
+    max_intent_ttl_seconds: int = Field(default=90 * 86_400, ge=60, le=10 * 365 * 86_400)
 
+    # /metrics: an optional bearer token (16+ characters) that every scrape must send, and an
+    # optional listener of its own (host and port; unset port: /metrics is on the API's listener,
+    # 0 picks a free port). Both off by default: the default listener is loopback (README).
+    metrics_token: SecretStr = SecretStr("")
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
     # /metrics: the store gauges (attempts past budget, outbox age, kill switches, connectors) are
     # read from the database at most once per this many seconds, however often it is scraped.
     metrics_cache_seconds: float = Field(default=1.0, ge=0, le=60)
@@ -174,6 +186,14 @@ class Settings(BaseSettings):
     # response does not say (Salesforce's do not), and the custom field that carries the
     # idempotency key on created records (an External ID text field on Task and Opportunity).
     salesforce_login_url: str = "https://login.salesforce.com"
+    # Which login URLs a tenant's credential may name (domain/tenant_urls.py): these hosts over
+    # https on port 443 (``*.`` patterns allowed), and these loopback hosts over http on any port
+    # (a local Salesforce; none by default). FULFILL_SALESFORCE_LOGIN_URL, the operator's own
+    # default, is not held to them.
+    salesforce_login_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_LOGIN_HOSTS)
+    )
+    salesforce_login_http_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     salesforce_api_version: str = Field(default="v62.0", pattern=r"^v[0-9]{2,3}\.0$")
     salesforce_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
     salesforce_token_ttl_seconds: float = Field(default=3600.0, ge=60, le=86_400)
@@ -210,7 +230,14 @@ class Settings(BaseSettings):
     # in any dev-mode deployment; false: off. Wherever it is on, it answers loopback requests only.
     console_dev_login: bool | None = None
 
-    @field_validator("webhook_urls", "cors_origins", "gateway_egress_allow", mode="before")
+    @field_validator(
+        "webhook_urls",
+        "cors_origins",
+        "gateway_egress_allow",
+        "salesforce_login_hosts",
+        "salesforce_login_http_hosts",
+        mode="before",
+    )
     @classmethod
     def _split_urls(cls, value: object) -> object:
         if isinstance(value, str):
@@ -221,6 +248,13 @@ class Settings(BaseSettings):
     @classmethod
     def _unset_when_empty(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _check_metrics_token(cls, value: SecretStr) -> SecretStr:
+        if value.get_secret_value() and len(value.get_secret_value()) < MIN_METRICS_TOKEN_LENGTH:
+            raise ValueError(f"must be at least {MIN_METRICS_TOKEN_LENGTH} characters")
+        return value
 
     @field_validator("secrets_key")
     @classmethod
@@ -264,6 +298,18 @@ class Settings(BaseSettings):
                 "FULFILL_EXECUTOR_LOST_SECONDS must be at least three times FULFILL_HEARTBEAT_SECONDS"
             )
         return self
+
+    @model_validator(mode="after")
+    def _check_login_hosts(self) -> Self:
+        try:
+            LoginUrlPolicy.parse(self.salesforce_login_hosts, self.salesforce_login_http_hosts)
+        except ValueError as exc:
+            raise ValueError(f"FULFILL_SALESFORCE_LOGIN_HOSTS / _HTTP_HOSTS: {exc}") from None
+        return self
+
+    @cached_property
+    def salesforce_login_policy(self) -> LoginUrlPolicy:
+        return LoginUrlPolicy.parse(self.salesforce_login_hosts, self.salesforce_login_http_hosts)
 
     @model_validator(mode="after")
     def _check_auth(self) -> Self:
@@ -386,6 +432,14 @@ class Settings(BaseSettings):
         return traces_endpoint(self.otlp_endpoint, os.environ)
 
     @property
+    def metrics_unprotected_beyond_loopback(self) -> bool:
+        """/metrics is served, without a token, on a listener other hosts can reach."""
+        if self.metrics_token.get_secret_value():
+            return False
+        host = self.metrics_host if self.metrics_port is not None else self.host
+        return host not in ("127.0.0.1", "localhost", "::1")
+
+    @property
     def log_secrets(self) -> list[str]:
         """The configured secrets that the logs redact wherever they appear."""
         values = [
@@ -394,6 +448,7 @@ class Settings(BaseSettings):
             self.webhook_secret,
             self.oidc_client_secret.get_secret_value(),
             self.console_session_secret.get_secret_value(),
+            self.metrics_token.get_secret_value(),
         ]
         keys = self.secrets_key.get_secret_value()
         values += [keys, *(key.strip() for key in keys.split(","))]

@@ -35,6 +35,7 @@ from fulfill.gateway.remote import RemoteTargets
 from fulfill.gateway.server import GatewayServer, GatewayTokenVerifier, build_gateway
 from fulfill.gateway.target_auth import EncryptedTargetSecrets, OAuthTokens, check_target_secrets_key
 from fulfill.gateway.targets import GatewayToolSchemas, TargetCatalog
+from fulfill.metrics_access import MetricsListener
 from fulfill.store.db import Database
 from fulfill.store.migrate import upgrade_to_head
 from fulfill.tokens import ServiceTokens, TokenVerifier
@@ -103,6 +104,7 @@ class Service:
             needs_confirmation=self.target_catalog.needs_confirmation,
         )
         self._relay: OutboxRelay | None = None
+        self.metrics_listener: MetricsListener | None = None
         self._reconciler: Reconciler | None = None
         self._heartbeat: Heartbeat | None = None
         self._engine_ready = threading.Event()
@@ -128,10 +130,22 @@ class Service:
             log.warning(
                 "FULFILL_JWT_SECRET is the development default: set your own before exposing this service"
             )
+        if self.settings.metrics_unprotected_beyond_loopback:
+            log.warning(
+                "/metrics is open to every host that reaches this listener: set FULFILL_METRICS_TOKEN, "
+                "or FULFILL_METRICS_PORT with a loopback or private FULFILL_METRICS_HOST"
+            )
         self.prepare_database()
         runs_workers = self.settings.role in ("all", "worker")
         # Before DBOS starts, so that a sink that cannot be configured stops the start cleanly.
         relay = OutboxRelay(self.runtime) if runs_workers else None
+        # Bound before DBOS starts too: a port that is taken stops the start before anything runs.
+        if self.settings.metrics_port is not None:
+            self.metrics_listener = MetricsListener(
+                self.settings.metrics_host,
+                self.settings.metrics_port,
+                self.settings.metrics_token.get_secret_value(),
+            ).start()
         runtime_module.install(self.runtime)
         config: DBOSConfig = {
             "name": "fulfill",
@@ -188,6 +202,9 @@ class Service:
 
     def stop(self) -> None:
         self._engine_ready.clear()
+        if self.metrics_listener is not None:
+            self.metrics_listener.stop()
+            self.metrics_listener = None
         metrics.SHARED_STATE.clear_source(self._shared_state)
         if self._relay is not None:
             self._relay.stop()

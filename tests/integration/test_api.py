@@ -8,7 +8,7 @@ from typing import Any
 import jwt
 import pytest
 
-from fulfill.domain.time import iso_from_epoch
+from fulfill.domain.time import epoch_from_iso, iso_from_epoch
 from fulfill.store import executions
 from tests.support.harness import TEST_SECRET, Harness, approved_event
 
@@ -314,6 +314,30 @@ def test_approve_transitions(shared: Harness) -> None:
     assert shared.task_rows(intent_id) == 1
 
 
+def test_an_expiry_beyond_the_platform_maximum_is_refused(shared: Harness) -> None:
+    now = shared.service.clock.now()
+    limit = shared.settings.max_intent_ttl_seconds
+    assert limit == 90 * 86_400  # the documented default
+    approval = {"approved_by": "u", "approval_timestamp": iso_from_epoch(now)}
+    body = {"action_type": "CREATE_INTERNAL_TASK", "account_id": "acc-1", "parameters": {"title": "x"}}
+    with shared.client() as client:
+        for extra in ({}, {"approval": approval}):  # a proposal, and an imported approval
+            for expires_at in ("9999-12-31T23:59:59.999Z", iso_from_epoch(now + limit + 120)):
+                refused = _problem(
+                    client.post("/intents", json={**body, **extra, "expires_at": expires_at}), 422
+                )
+                assert refused["code"] == "EXPIRES_AT_TOO_LATE"
+                assert "7776000 seconds (90 days)" in refused["detail"]
+                assert "FULFILL_MAX_INTENT_TTL_SECONDS" in refused["detail"]
+        within = shared.create_intent(client, expires_at=iso_from_epoch(now + limit - 120))
+        assert within["expires_at"] == iso_from_epoch(int(now + limit - 120))
+        note = shared.create_intent(
+            client, action_type="CREATE_INTERNAL_NOTE", parameters={"content": "n"}
+        )  # the longest default expiry (90 days) is within the default maximum
+        # (the service's clock has moved on a little since the test read it)
+        assert 0 <= epoch_from_iso(note["expires_at"]) - (int(now) + 90 * 86_400) <= 60
+
+
 def test_events_are_rejected_with_reasons_and_audited(shared: Harness) -> None:
     with shared.client() as client:
         pending = shared.create_intent(client)
@@ -369,6 +393,60 @@ def test_putevents_batch_is_answered_per_entry(shared: Harness) -> None:
         assert shared.wait_terminal(client, intent["action_intent_id"])["status"] == "SUCCEEDED"
         _problem(client.post("/events", json={"Entries": []}), 422)
     assert shared.task_rows(intent["action_intent_id"]) == 1
+
+
+def _rejections_audited(harness: Harness) -> int:
+    from sqlalchemy import func, select
+
+    from fulfill.store.tables import ledger_entries
+
+    query = select(func.count()).where(ledger_entries.c.event_type == "EVENT_REJECTED")
+    with harness.db.read() as conn:
+        return int(conn.execute(query).scalar_one())
+
+
+def test_event_ids_beyond_the_api_s_limits_are_refused_per_entry_and_never_stored(shared: Harness) -> None:
+    import json
+
+    now = shared.service.clock.now()
+    with shared.client() as client:
+        intent = shared.create_intent(
+            client, approval={"approved_by": "u", "approval_timestamp": iso_from_epoch(now)}
+        )
+        intent_id = intent["action_intent_id"]
+        oversized = [
+            approved_event("ai_" + "x" * 126),  # 129 characters: one over the API's limit
+            approved_event(intent_id, tenant="t" * 129),
+            approved_event(intent_id, account="a" * 129),
+            approved_event("ai x"),  # a character no identifier may have
+        ]
+        before = _rejections_audited(shared)
+        # One event with a 1 MB id: a 422, and not a byte of it in the ledger.
+        single = _problem(client.post("/events", json=approved_event("ai_" + "x" * 1_000_000)), 422)
+        assert single["code"] == "MALFORMED_EVENT"
+        assert "action_intent_id" in single["detail"]
+        assert "128" in single["detail"]
+        assert len(single["detail"]) < 500
+
+        def entry(event: dict[str, Any]) -> dict[str, Any]:
+            return {
+                "Source": event["source"],
+                "DetailType": event["detail-type"],
+                "Detail": json.dumps(event["detail"]),
+            }
+
+        response = client.post(
+            "/events", json={"Entries": [entry(e) for e in oversized] + [entry(approved_event(intent_id))]}
+        )
+        assert response.status_code == 200, response.text
+        answer = response.json()
+        assert answer["FailedEntryCount"] == 4
+        assert [a.get("ErrorCode") for a in answer["Entries"][:4]] == ["MALFORMED_EVENT"] * 4
+        assert "EventId" in answer["Entries"][4]  # the good entry of the batch is not lost
+        assert shared.wait_terminal(client, intent_id)["status"] == "SUCCEEDED"
+    # A malformed event is refused before anything is written: no rejection rows carry its ids.
+    assert _rejections_audited(shared) == before
+    assert shared.task_rows(intent_id) == 1
 
 
 def test_an_unexpected_error_is_a_generic_500_with_a_logged_correlation_id(

@@ -120,6 +120,42 @@ def test_secrets_are_sealed_in_the_database(served: Harness) -> None:
 
 
 @pytest.mark.parametrize(
+    ("login_url", "fragment"),
+    [
+        ("https://tickets.corp.example", "tickets.corp.example is not a Salesforce login host"),
+        ("https://login.salesforce.com.evil.example", "is not a Salesforce login host"),
+        ("https://login.salesforce.com:8443", "port"),
+        ("https://acme.my.salesforce.com/internal/admin", "no path"),
+        ("http://127.0.0.1:9999", "FULFILL_SALESFORCE_LOGIN_HTTP_HOSTS"),
+        ("https://10.0.0.5", "is not a Salesforce login host"),
+    ],
+    ids=["foreign-host", "lookalike", "port", "path", "http-loopback", "address"],
+)
+def test_a_login_url_outside_the_platform_s_login_hosts_is_422(
+    served: Harness, login_url: str, fragment: str
+) -> None:
+    with served.client(tenant="t-login-url", scopes=["admin"]) as client:
+        response = client.put("/admin/credentials/salesforce", json={**CREDENTIAL, "login_url": login_url})
+        assert response.status_code == 422, response.text
+        body = response.json()
+        assert body["code"] == "LOGIN_URL_REFUSED"
+        assert fragment in body["detail"]
+        assert "FULFILL_SALESFORCE_LOGIN" in body["detail"] or fragment in ("port", "no path")
+        no_secret_in(response.text)
+        assert client.get("/admin/credentials").json()["credentials"] == []  # nothing stored
+        # The provider's own hosts are accepted.
+        for allowed in (
+            "https://login.salesforce.com",
+            "https://test.salesforce.com/",
+            "https://x.my.salesforce.com",
+        ):
+            assert client.put(
+                "/admin/credentials/salesforce", json={**CREDENTIAL, "login_url": allowed}
+            ).status_code in (200, 201)
+        assert client.delete("/admin/credentials/salesforce").status_code == 204
+
+
+@pytest.mark.parametrize(
     ("body", "fragment"),
     [
         ({**CREDENTIAL, "login_url": "http://acme.example.com"}, "https://"),
@@ -227,6 +263,27 @@ def test_the_cli_sets_lists_rotates_and_deletes(
     )
     assert created.exit_code == 0, created.output
     assert "created" in created.output
+    foreign = cli.invoke(
+        app,
+        [
+            "credentials",
+            "set",
+            "salesforce",
+            "--tenant",
+            "t-cli-foreign",
+            "--type",
+            "client_credentials",
+            "--client-id",
+            "cid",
+            "--client-secret-file",
+            str(secret_file),
+            "--login-url",
+            "https://tickets.corp.example",
+        ],
+    )
+    assert foreign.exit_code != 0
+    assert "FULFILL_SALESFORCE_LOGIN_HOSTS" in foreign.output
+    assert SECRET not in foreign.output
     jwt_set = cli.invoke(
         app,
         [

@@ -6,6 +6,7 @@ import base64
 
 import pytest
 
+from fulfill.domain.time import iso_from_epoch
 from tests.support.harness import Harness
 
 
@@ -150,3 +151,23 @@ def test_timeline_lists_the_ledger_in_order(shared: Harness) -> None:
         assert stranger.get(f"/executions/{intent_id}/timeline").status_code == 404
     with shared.client(account_ids=["other"]) as narrow:
         assert narrow.get(f"/executions/{intent_id}/timeline").status_code == 403
+
+
+def test_an_imported_approval_records_who_asserted_it_besides_who_approved(shared: Harness) -> None:
+    now = shared.service.clock.now()
+    approval = {"approved_by": "alice@upstream.example", "approval_timestamp": iso_from_epoch(now)}
+    with shared.client(subject="svc-decision-importer") as importer:
+        imported = shared.create_intent(importer, approval=approval)
+        intent_id = imported["action_intent_id"]
+        entries = importer.get(f"/executions/{intent_id}/timeline").json()["entries"]
+    approved = next(e for e in entries if e["event_type"] == "ACTION_APPROVED")
+    assert approved["data"]["approved_by"] == "alice@upstream.example"  # what the body claims
+    assert approved["data"]["asserted_by"] == "svc-decision-importer"  # the token that claimed it
+    assert approved["data"]["imported"] is True
+    # An approval given here: the approver is the token's subject, and both say so.
+    with shared.client(subject="bob") as approver:
+        pending = shared.create_intent(approver)
+        approver.post(f"/intents/{pending['action_intent_id']}/approve")
+        entries = approver.get(f"/executions/{pending['action_intent_id']}/timeline").json()["entries"]
+    approved = next(e for e in entries if e["event_type"] == "ACTION_APPROVED")
+    assert (approved["data"]["approved_by"], approved["data"]["asserted_by"]) == ("bob", "bob")

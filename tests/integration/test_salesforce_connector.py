@@ -488,3 +488,77 @@ def test_an_instance_url_the_egress_rules_refuse_is_never_called(rig: Rig) -> No
     finally:
         server.shutdown()
         server.server_close()
+
+
+# --- login URLs a tenant may name -------------------------------------------------------------------
+
+
+class _Listener(BaseHTTPRequestHandler):
+    """Something on a host the platform allowed for its MCP targets: records what it is sent and
+    answers with text of its own."""
+
+    received: list[bytes] = []
+    status = 400
+    body = b'{"error": "internal-listener-text", "error_description": "db password is hunter2"}'
+
+    def do_POST(self) -> None:
+        type(self).received.append(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+        self.send_response(type(self).status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(type(self).body)))
+        self.end_headers()
+        self.wfile.write(type(self).body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def listener() -> Iterator[tuple[int, type[_Listener]]]:
+    handler = type("Listener", (_Listener,), {"received": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1], handler
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_stored_login_url_outside_the_login_hosts_gets_no_secret(
+    tmp_path: Path, listener: tuple[int, type[_Listener]], scheme: str
+) -> None:
+    port, handler = listener
+    # 127.0.0.1 is allowed for MCP targets (FULFILL_GATEWAY_EGRESS_ALLOW), not as a login host.
+    with salesforce_rig(tmp_path, gateway_egress_allow=["127.0.0.1"], salesforce_login_http_hosts=[]) as rig:
+        # Stored before the list existed (or the list shrank since): checked again at call time.
+        rig.use_client_credentials(login_url=f"{scheme}://127.0.0.1:{port}")
+        ok, payload = create_task(rig, f"foreign-{scheme}")
+        assert not ok
+        assert (payload["error_class"], payload["error_code"]) == ("VALIDATION", "LOGIN_URL_REFUSED")
+        assert "FULFILL_SALESFORCE_LOGIN" in payload["error_message"]
+        assert handler.received == []  # nothing sent, no secret
+        assert rig.dev.api_requests == 0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"error": "internal-listener-text", "error_description": "db password is hunter2"}',
+        b"<html>internal-listener-text: db password is hunter2</html>",
+    ],
+    ids=["json", "html"],
+)
+def test_an_answer_that_is_not_an_oauth_error_is_never_echoed(
+    tmp_path: Path, listener: tuple[int, type[_Listener]], body: bytes
+) -> None:
+    port, handler = listener
+    handler.body = body
+    with salesforce_rig(tmp_path) as rig:  # 127.0.0.1 named in FULFILL_SALESFORCE_LOGIN_HTTP_HOSTS
+        rig.use_client_credentials(login_url=f"http://127.0.0.1:{port}")
+        ok, payload = create_task(rig, "echo")
+        assert not ok
+        assert (payload["error_class"], payload["error_code"]) == ("AUTH", "OAUTH_HTTP_400")
+        assert "internal-listener-text" not in json.dumps(payload)
+        assert "hunter2" not in json.dumps(payload)
+        assert len(handler.received) == 1

@@ -7,7 +7,9 @@ is exactly what the Python implementation must reproduce. Both sides parse the s
 Needs ``node`` (20+); without it the test fails, as the other interoperability tests do.
 
 Integers beyond 2**53 are left out: JavaScript rounds them and fulfill deliberately does not
-(docs/COMPATIBILITY.md).
+(docs/COMPATIBILITY.md). So are ids that contain ``:``: the reference's key is ambiguous for them
+(two tenants can share one), and fulfill deliberately hashes another material; the last test shows
+the reference's collision and that fulfill's keys differ.
 """
 
 from __future__ import annotations
@@ -93,7 +95,7 @@ def _cases() -> list[dict[str, Any]]:
     for n in range(600):
         cases.append(
             {
-                "tenant": rng.choice(["tenant-1", "acme", "t:é"]),
+                "tenant": rng.choice(["tenant-1", "acme", "t-é", "a@b.example"]),
                 "intent": f"ai_{n}",
                 "tool": rng.choice(["internal.create_task", "crm.create_task"]),
                 "version": rng.randint(1, 20),
@@ -135,3 +137,33 @@ def test_keys_equal_the_reference_s_for_generated_values(node: str) -> None:
         assert key == oracle["key"], (line, oracle["canonical"])
         if "__proto__" not in line:  # canonical_json keeps __proto__ members; the key drops them
             assert canonical_json(case["args"]) == oracle["canonical"], line
+
+
+def test_ids_with_a_colon_collide_in_the_reference_but_not_here(node: str) -> None:
+    args = {"title": "x"}
+    pair = [
+        {"tenant": "t:x", "intent": "y", "tool": "internal.create_task", "version": 1, "args": args},
+        {"tenant": "t", "intent": "x:y", "tool": "internal.create_task", "version": 1, "args": args},
+    ]
+    answer = subprocess.run(
+        [node, str(ORACLE)],
+        input="".join(json.dumps(case) + "\n" for case in pair),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    reference = [json.loads(line)["key"] for line in answer.stdout.splitlines()]
+    assert reference[0] == reference[1]  # the reference gives both tenants one key
+    ours = [
+        idempotency_key(
+            tenant_id=case["tenant"],
+            action_intent_id=case["intent"],
+            tool_name=case["tool"],
+            arguments=case["args"],
+            registry_version=case["version"],
+        )
+        for case in pair
+    ]
+    assert ours[0] != ours[1]
+    assert reference[0] not in ours

@@ -117,8 +117,10 @@ def salesforce_rig(tmp_path: Path, dev: DevSalesforce | None = None, **settings:
         "secrets_key": SECRETS_KEY,
         "salesforce_login_url": server.url,
         "salesforce_timeout_seconds": 1.0,
-        # The local server is on loopback, which the egress rules refuse unless allowed.
+        # The local server is on loopback, which the egress rules refuse unless allowed, and a
+        # credential may name it (over http) only when the platform says so.
         "gateway_egress_allow": ["127.0.0.1"],
+        "salesforce_login_http_hosts": ["127.0.0.1"],
     }
     values.update(settings)
     config = Settings(**values)

@@ -216,3 +216,21 @@ def test_what_a_target_may_answer_is_four_mib_by_default_and_bounded(monkeypatch
         monkeypatch.setenv("FULFILL_GATEWAY_MAX_RESPONSE_BYTES", refused)
         with pytest.raises(ValueError, match="gateway_max_response_bytes"):
             Settings()
+
+
+@pytest.mark.parametrize(
+    ("settings", "exposed"),
+    [
+        ({}, False),  # the default listener is loopback
+        ({"host": "0.0.0.0"}, True),
+        ({"host": "0.0.0.0", "metrics_token": "t" * 16}, False),
+        ({"host": "0.0.0.0", "metrics_port": 9464}, False),
+        ({"metrics_port": 9464, "metrics_host": "10.0.0.5"}, True),
+    ],
+)
+def test_metrics_open_beyond_loopback_is_detected(settings: dict[str, object], exposed: bool) -> None:
+    assert Settings(**settings).metrics_unprotected_beyond_loopback is exposed  # type: ignore[arg-type]
+
+
+def test_the_metrics_token_is_redacted_from_logs() -> None:
+    assert "m" * 20 in Settings(metrics_token="m" * 20).log_secrets  # type: ignore[arg-type]

@@ -69,6 +69,18 @@ def test_timeline_reads_approval_start_tool_outcome_signal() -> None:
     assert steps[3].error is None
 
 
+def test_an_imported_approval_shows_who_approved_and_who_asserted_it() -> None:
+    steps = timeline_steps(
+        [_entry("ACTION_APPROVED", 0, approved_by="alice", asserted_by="svc-importer", imported=True)]
+    )
+    assert steps[0].details == ["by alice", "imported as already approved by the token of svc-importer"]
+    # Approved here by the same subject: said once.
+    same = timeline_steps(
+        [_entry("ACTION_APPROVED", 0, approved_by="bob", asserted_by="bob", imported=False)]
+    )
+    assert same[0].details == ["by bob"]
+
+
 def test_a_failed_outcome_carries_its_explanation() -> None:
     steps = timeline_steps(
         [

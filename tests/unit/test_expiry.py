@@ -6,6 +6,7 @@ from fulfill.domain.expiry import (
     DAY_SECONDS,
     DEFAULT_EXPIRY_DAYS,
     EXPIRY_DAYS_BY_ACTION_TYPE,
+    beyond_max_ttl,
     default_expiry_epoch,
     is_expired,
 )
@@ -68,3 +69,14 @@ def test_expiry_epoch_is_expired_exactly_at_that_second() -> None:
     expires = default_expiry_epoch("FETCH_ACCOUNT_NEWS", 100)
     assert not is_expired(expires, expires - 0.5)
     assert is_expired(expires, expires)
+
+
+def test_a_default_expiry_never_exceeds_the_platform_maximum() -> None:
+    assert default_expiry_epoch("CREATE_INTERNAL_NOTE", 1_000, max_ttl_seconds=3_600) == 4_600
+    assert default_expiry_epoch("FETCH_ACCOUNT_NEWS", 1_000, max_ttl_seconds=90 * 86_400) == 1_000 + 86_400
+
+
+def test_beyond_max_ttl_allows_the_boundary_itself() -> None:
+    assert not beyond_max_ttl(1_000 + 3_600, 1_000, 3_600)
+    assert beyond_max_ttl(1_000 + 3_601, 1_000, 3_600)
+    assert beyond_max_ttl(253402300799, 1_000, 10 * 365 * 86_400)  # year 9999

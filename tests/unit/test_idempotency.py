@@ -293,3 +293,32 @@ def test_the_key_ignores_proto_members_as_javascript_does() -> None:
     assert key(arguments=with_proto) == key(arguments={"a": {"b": 1}})
     # ...but a request fingerprint keeps them: different bodies never compare equal.
     assert canonical_json(with_proto) != canonical_json({"a": {"b": 1}})
+
+
+# ---------------------------------------------------------------- ids that contain the separator
+
+
+def test_ids_with_a_colon_do_not_collide_across_tenants() -> None:
+    # Both would hash "t:x:y:internal.create_task:{...}:1" in the reference's form.
+    one = key(tenant_id="t:x", action_intent_id="y")
+    other = key(tenant_id="t", action_intent_id="x:y")
+    assert one != other
+
+
+@pytest.mark.parametrize(
+    ("tenant_id", "action_intent_id"), [("t:x", "y"), ("t", "x:y"), ("a:b", "c:d"), ("t", "x:")]
+)
+def test_ids_with_a_colon_hash_the_unambiguous_material(tenant_id: str, action_intent_id: str) -> None:
+    material = f'["fulfill-idempotency-v2","{tenant_id}","{action_intent_id}","internal.create_task",{{"title":"x"}},1]'
+    expected = hashlib.sha256(material.encode("utf-8")).hexdigest()
+    assert key(tenant_id=tenant_id, action_intent_id=action_intent_id) == expected
+    reference_form = f'{tenant_id}:{action_intent_id}:internal.create_task:{{"title":"x"}}:1'
+    assert expected != hashlib.sha256(reference_form.encode("utf-8")).hexdigest()
+
+
+def test_ids_without_a_colon_keep_the_reference_material() -> None:
+    material = 'tenant-1@acme.example:ai_1.x-y:internal.create_task:{"title":"x"}:1'
+    assert (
+        key(tenant_id="tenant-1@acme.example", action_intent_id="ai_1.x-y")
+        == hashlib.sha256(material.encode("utf-8")).hexdigest()
+    )

@@ -90,7 +90,12 @@ def put_credential(
     """Create (201) or replace (200) the credential; the answer shows no secret."""
     _check_account(principal, account_id)
     stored, created = credentials.put_credential(
-        _vault(request), principal.tenant_id, connector, account_id, body
+        _vault(request),
+        principal.tenant_id,
+        connector,
+        account_id,
+        body,
+        login_policy=request.app.state.runtime.settings.salesforce_login_policy,
     )
     response.status_code = 201 if created else 200
     return stored

@@ -1,5 +1,8 @@
 """``/healthz`` (the process is up), ``/readyz`` (ready for this process's role), ``/metrics``.
 
+``/metrics`` answers 401 without the metrics token when ``FULFILL_METRICS_TOKEN`` is set, and 404
+when ``FULFILL_METRICS_PORT`` moved it to a listener of its own (``fulfill.metrics_access``).
+
 Readiness depends on the role: an ``api`` process is ready when its database answers (it runs no
 workers, so its ``workers`` check says so); a ``worker`` or ``all`` process also needs its engine
 launched.
@@ -11,6 +14,9 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
+
+from fulfill.api.problems import PROBLEM, problem_response
+from fulfill.metrics_access import CHALLENGE, TOKEN_REQUIRED, TOKEN_REQUIRED_DETAIL, bearer_matches
 
 router = APIRouter(tags=["health"])
 
@@ -42,8 +48,30 @@ def readyz(request: Request) -> JSONResponse:
     )
 
 
-@router.get("/metrics", response_class=Response)
-def metrics() -> Response:
+def _metrics_refusal(request: Request) -> Response | None:
+    settings = request.app.state.service.settings
+    if settings.metrics_port is not None:  # served by the metrics listener only
+        return problem_response(404, "Not found", code="NOT_FOUND")
+    if not bearer_matches(settings.metrics_token.get_secret_value(), request.headers.get("authorization")):
+        return problem_response(
+            401,
+            TOKEN_REQUIRED_DETAIL,
+            slug="metrics-token",
+            code=TOKEN_REQUIRED,
+            headers={"WWW-Authenticate": CHALLENGE},
+        )
+    return None
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={401: PROBLEM, 404: {**PROBLEM, "description": "Served by FULFILL_METRICS_PORT instead."}},
+)
+def metrics(request: Request) -> Response:
+    refusal = _metrics_refusal(request)
+    if refusal is not None:
+        return refusal
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -54,5 +82,8 @@ def healthz_head() -> Response:
 
 
 @router.head("/metrics", include_in_schema=False)
-def metrics_head() -> Response:
+def metrics_head(request: Request) -> Response:
+    refusal = _metrics_refusal(request)
+    if refusal is not None:
+        return Response(status_code=refusal.status_code, headers=dict(refusal.headers))
     return Response(media_type=CONTENT_TYPE_LATEST)

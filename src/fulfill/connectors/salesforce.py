@@ -136,6 +136,7 @@ class SalesforceConnector:
             default_login_url=settings.salesforce_login_url,
             token_ttl_seconds=settings.salesforce_token_ttl_seconds,
             timeout_seconds=settings.salesforce_timeout_seconds,
+            login_policy=settings.salesforce_login_policy,
         )
 
     def close(self) -> None:

@@ -123,8 +123,16 @@ def _steps_of(entry: dict[str, Any]) -> list[Step]:
     comment = data.get("comment")
     if event == "ACTION_APPROVED":
         details = [f"by {data.get('approved_by') or 'an upstream decision'}"]
+        asserted_by = data.get("asserted_by")
         if data.get("imported"):
-            details.append("imported as already approved")
+            # The body named the approver; the token that vouched for it is a separate fact.
+            details.append(
+                f"imported as already approved by the token of {asserted_by}"
+                if asserted_by
+                else "imported as already approved"
+            )
+        elif asserted_by and asserted_by != data.get("approved_by"):
+            details.append(f"asserted by the token of {asserted_by}")
         if comment:
             details.append(f"comment: {comment}")
         return [Step("approval", "Approved", ts, attempt, details)]

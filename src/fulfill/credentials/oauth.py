@@ -36,6 +36,7 @@ from fulfill.domain.credentials import CredentialType, StoredCredential
 from fulfill.domain.egress import EgressRefused
 from fulfill.domain.errors import ErrorClass
 from fulfill.domain.ports import Clock
+from fulfill.domain.tenant_urls import LoginUrlPolicy, TenantUrlRefused
 
 JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 _ASSERTION_SECONDS = 180
@@ -84,8 +85,10 @@ class TokenProvider:
         default_login_url: str,
         token_ttl_seconds: float,
         timeout_seconds: float,
+        login_policy: LoginUrlPolicy,
     ) -> None:
         self._vault = vault
+        self._login_policy = login_policy
         self._http = http
         self._clock = clock
         self._connector = connector
@@ -217,7 +220,16 @@ class TokenProvider:
         return form
 
     def _login_url(self, credential: StoredCredential) -> str:
-        return credential.login_url or self._default_login_url
+        if credential.login_url is None:
+            return self._default_login_url  # the operator's, not the tenant's
+        # Checked again here, not only when stored: the platform's list may have shrunk since,
+        # and a credential stored before the list existed was never checked.
+        try:
+            return self._login_policy.check_login_url(credential.login_url)
+        except TenantUrlRefused as exc:
+            raise ConnectorFailure(
+                ErrorClass.VALIDATION, "LOGIN_URL_REFUSED", f"the credential's login_url is refused: {exc}"
+            ) from None
 
     def _exchange(
         self, key: tuple[str, str, str], credential: StoredCredential, form: dict[str, str]
@@ -272,10 +284,37 @@ def _json_object(response: httpx.Response) -> dict[str, Any]:
 _SAFE = re.compile(r"[^A-Za-z0-9 _.,:;()/'-]")
 
 
+# The error codes an OAuth server answers (RFC 6749 §5.2, and Salesforce's own). Only an answer
+# with one of them is read further: anything else is the text of something that is not an OAuth
+# server, and none of it is repeated in an execution's error.
+OAUTH_ERROR_CODES = frozenset(
+    {
+        "invalid_request",
+        "invalid_client",
+        "invalid_grant",
+        "unauthorized_client",
+        "unsupported_grant_type",
+        "invalid_scope",
+        "access_denied",
+        "server_error",
+        "temporarily_unavailable",
+        "invalid_client_id",
+        "invalid_client_credentials",
+        "inactive_user",
+        "inactive_org",
+        "rate_limit_exceeded",
+        "invalid_app_access",
+        "invalid_assertion_type",
+        "unknown_error",
+    }
+)
+
+
 def _oauth_failure(status: int, answer: dict[str, Any], grant: CredentialType) -> ConnectorFailure:
-    error = str(answer.get("error") or "")[:64]
-    description = _SAFE.sub("", str(answer.get("error_description") or ""))[:200]
-    code = "OAUTH_" + (re.sub(r"[^A-Z0-9]+", "_", error.upper()).strip("_") or f"HTTP_{status}")
+    raw_error = answer.get("error")
+    error = raw_error if isinstance(raw_error, str) and raw_error in OAUTH_ERROR_CODES else ""
+    description = _SAFE.sub("", str(answer.get("error_description") or ""))[:200] if error else ""
+    code = "OAUTH_" + (error.upper() or f"HTTP_{status}")
     detail = f"{error} ({description})" if description else error or f"HTTP {status}"
     if status == 429:
         return ConnectorFailure(

@@ -19,9 +19,25 @@ EXPIRY_DAYS_BY_ACTION_TYPE: dict[str, int] = {
 }
 
 
-def default_expiry_epoch(action_type: str, from_epoch: float) -> int:
-    days = EXPIRY_DAYS_BY_ACTION_TYPE.get(action_type, DEFAULT_EXPIRY_DAYS)
-    return int(from_epoch) + days * DAY_SECONDS
+def default_expiry_epoch(action_type: str, from_epoch: float, max_ttl_seconds: int | None = None) -> int:
+    """The action type's default expiry, never beyond the platform's maximum when one is given."""
+    seconds = EXPIRY_DAYS_BY_ACTION_TYPE.get(action_type, DEFAULT_EXPIRY_DAYS) * DAY_SECONDS
+    if max_ttl_seconds is not None:
+        seconds = min(seconds, max_ttl_seconds)
+    return int(from_epoch) + seconds
+
+
+def beyond_max_ttl(expires_at_epoch: float, now_epoch: float, max_ttl_seconds: int) -> bool:
+    """True when a chosen expiry lies further ahead than the platform allows."""
+    return expires_at_epoch - now_epoch > max_ttl_seconds
+
+
+def describe_seconds(seconds: int) -> str:
+    """``7776000`` → ``"7776000 seconds (90 days)"``, for an error that names a limit."""
+    if seconds % DAY_SECONDS == 0:
+        days = seconds // DAY_SECONDS
+        return f"{seconds} seconds ({days} day{'s' if days != 1 else ''})"
+    return f"{seconds} seconds"
 
 
 def is_expired(expires_at_epoch: int, now_epoch: float) -> bool:

@@ -2,6 +2,15 @@
 
 ``key = lowercase_hex(SHA-256(UTF-8("{tenant_id}:{action_intent_id}:{tool_name}:{canonical_args}:{registry_version}")))``
 
+That material is ambiguous when an id itself contains ``:`` (identifiers may): tenant ``t:x`` with
+intent ``y`` and tenant ``t`` with intent ``x:y`` hash the same text, so two tenants would share a
+key and a deduplicating target would answer one tenant's call from the other's. For such ids the
+key hashes an unambiguous material instead, a JSON array
+``["fulfill-idempotency-v2", tenant_id, action_intent_id, tool_name, canonical_args, registry_version]``
+(the arguments inline, as canonical JSON). It starts with ``[``, which no identifier can, so it
+never equals a reference-form material either. Ids without ``:`` (tool names never have one) keep
+the reference's key byte for byte.
+
 Canonical JSON is what JavaScript's ``JSON.stringify`` prints for the same value after sorting
 object keys, so a key computed here equals the key the TypeScript reference computes:
 
@@ -43,6 +52,8 @@ class CanonicalJsonError(ValueError):
 _ARRAY_INDEX = re.compile(r"0|[1-9][0-9]{0,9}")
 _MAX_ARRAY_INDEX = 2**32 - 2
 _PROTO = "__proto__"
+_SEPARATOR = ":"
+_UNAMBIGUOUS = "fulfill-idempotency-v2"
 
 
 def canonical_json(value: Any) -> str:
@@ -53,7 +64,14 @@ def idempotency_key(
     *, tenant_id: str, action_intent_id: str, tool_name: str, arguments: dict[str, Any], registry_version: int
 ) -> str:
     canonical_args = "".join(_encode(arguments, drop_proto=True))
-    material = f"{tenant_id}:{action_intent_id}:{tool_name}:{canonical_args}:{registry_version}"
+    if _SEPARATOR in tenant_id or _SEPARATOR in action_intent_id or _SEPARATOR in tool_name:
+        # Each id is a JSON string here, so no choice of ids can shift a boundary.
+        ids = ",".join(
+            _encode_string(part) for part in (_UNAMBIGUOUS, tenant_id, action_intent_id, tool_name)
+        )
+        material = f"[{ids},{canonical_args},{registry_version}]"
+    else:
+        material = f"{tenant_id}:{action_intent_id}:{tool_name}:{canonical_args}:{registry_version}"
     return hashlib.sha256(material.encode("utf-8")).hexdigest()
 
 

@@ -42,6 +42,43 @@ def ledger_entry(
     )
 
 
+def action_approved_entry(
+    *,
+    timestamp: str,
+    tenant_id: str,
+    account_id: str,
+    action_intent_id: str,
+    trace_id: str,
+    approved_by: str | None,
+    asserted_by: str,
+    decision_id: str | None,
+    imported: bool,
+    comment: str | None = None,
+) -> LedgerEntry:
+    """The approval of an intent. ``approved_by`` is who approved it: the token's subject for an
+    approval given here, the body's claim for an imported one; ``asserted_by`` is always the
+    subject of the token that asserted the approval, so an import names who vouched for it."""
+    data: dict[str, Any] = {
+        "action_intent_id": action_intent_id,
+        "approved_by": approved_by,
+        "asserted_by": asserted_by,
+        "decision_id": decision_id,
+        "imported": imported,
+    }
+    if comment is not None:
+        data["comment"] = comment
+    return ledger_entry(
+        event_type="ACTION_APPROVED",
+        timestamp=timestamp,
+        tenant_id=tenant_id,
+        account_id=account_id,
+        action_intent_id=action_intent_id,
+        attempt=0,
+        trace_id=trace_id,
+        data=data,
+    )
+
+
 TOOL_CALL_TRY_FAILED = "TOOL_CALL_TRY_FAILED"
 
 

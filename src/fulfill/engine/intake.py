@@ -28,6 +28,7 @@ from fulfill.domain.models import (
     ApprovalStatus,
     AttemptStatus,
     ExecutionAttempt,
+    Identifier,
 )
 from fulfill.domain.time import iso_from_epoch
 from fulfill.engine.runtime import Runtime
@@ -40,23 +41,21 @@ log = logging.getLogger(__name__)
 
 EVENT_SOURCE = "cc-native"
 EVENT_DETAIL_TYPE = "ACTION_APPROVED"
+ID_RULE = "1 to 128 characters of A-Z, a-z, 0-9 and _ . : @ -"
+_ID_FIELDS = frozenset({"action_intent_id", "tenant_id", "account_id"})
 
 
 class ApprovedEventData(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    action_intent_id: str
-    tenant_id: str
-    account_id: str
+    # The same limits as every id the API takes: an event names rows that can only exist with
+    # such ids, and an unbounded one would be written into the rejection's ledger entry (or fail
+    # the database's column check, and with it a whole PutEvents batch).
+    action_intent_id: Identifier
+    tenant_id: Identifier
+    account_id: Identifier
     approval_source: ApprovalSource | None = None
     auto_executed: bool | None = None
-
-    @field_validator("action_intent_id", "tenant_id", "account_id")
-    @classmethod
-    def _non_empty(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be empty")
-        return value
 
     @field_validator("approval_source", mode="before")
     @classmethod
@@ -108,9 +107,11 @@ def parse_approved_event(raw: Any) -> ApprovedEventData:
         return ApprovedEventData.model_validate(data)
     except ValidationError as exc:
         fields = sorted({".".join(str(p) for p in error["loc"]) for error in exc.errors()})
-        raise EventRejected(
-            "MALFORMED_EVENT", f"detail.data has invalid fields: {', '.join(fields)}"
-        ) from None
+        ids = [field for field in fields if field in _ID_FIELDS]
+        reason = f"detail.data has invalid fields: {', '.join(fields)}"
+        if ids:  # the value is never quoted: it may be megabytes long
+            reason += f" ({', '.join(ids)}: {ID_RULE})"
+        raise EventRejected("MALFORMED_EVENT", reason) from None
 
 
 def accept_approved_event(rt: Runtime, event: ApprovedEventData, *, caller: Principal | None) -> IntakeResult:

@@ -18,6 +18,7 @@ from fulfill.domain.credentials import (
     SecretRotation,
 )
 from fulfill.domain.ports import Clock
+from fulfill.domain.tenant_urls import LoginUrlPolicy, TenantUrlRefused
 from fulfill.store.db import Database
 from fulfill.usecases.errors import Invalid, NotFound, Unavailable
 
@@ -47,8 +48,17 @@ def put_credential(
     connector: str,
     account_id: str | None,
     body: ClientCredentialsInput | JwtBearerInput | RefreshTokenInput,
+    *,
+    login_policy: LoginUrlPolicy,
 ) -> tuple[CredentialMetadata, bool]:
+    """Store the credential. Its ``login_url`` must be one the platform lets tenants name
+    (``FULFILL_SALESFORCE_LOGIN_HOSTS``): the service will send the secret there."""
     _known(connector)
+    if body.login_url is not None:
+        try:
+            login_policy.check_login_url(body.login_url)
+        except TenantUrlRefused as exc:
+            raise Invalid(f"login_url: {exc}", code="LOGIN_URL_REFUSED") from None
     _writable(vault)
     return vault.put(tenant_id, account_id, connector, body)
 

@@ -11,9 +11,9 @@ import jsonschema
 from pydantic import BaseModel, ConfigDict, Field
 
 from fulfill.domain.execution import CompensationRequest
-from fulfill.domain.expiry import default_expiry_epoch, is_expired
+from fulfill.domain.expiry import beyond_max_ttl, default_expiry_epoch, describe_seconds, is_expired
 from fulfill.domain.idempotency import canonical_json
-from fulfill.domain.ledger import ledger_entry
+from fulfill.domain.ledger import action_approved_entry, ledger_entry
 from fulfill.domain.mapping import TRUSTED_ARGUMENTS, MappingError, arguments_for_tool, map_parameters
 from fulfill.domain.models import (
     ActionIntentV1,
@@ -104,7 +104,7 @@ def create_intent(rt: Runtime, principal: Principal, body: CreateIntent) -> tupl
     with rt.db.write() as conn:
         inserted = intents.insert_intent(conn, intent, request_hash)
         if inserted and intent.approval_status is ApprovalStatus.APPROVED:
-            _append_approved(conn, intent, imported=True)
+            _append_approved(conn, intent, asserted_by=principal.subject, imported=True)
     if not inserted:
         # Created meanwhile under the same id (a concurrent retry): answer as for a repeat.
         existing = _existing(rt, principal, intent.action_intent_id, request_hash)
@@ -166,13 +166,20 @@ def _build_intent(
     except ValueError as exc:
         raise Invalid(f"parameters: {exc}", code="INVALID_PARAMETER_TYPE") from None
     _check_tool_arguments(rt, entry, mapped)
+    max_ttl = rt.settings.max_intent_ttl_seconds
     if body.expires_at is not None:
         try:
             expires_epoch = int(epoch_from_iso(body.expires_at))
-        except ValueError:
+        except (ValueError, OverflowError):
             raise Invalid("expires_at must be an ISO-8601 timestamp", code="INVALID_EXPIRES_AT") from None
+        if beyond_max_ttl(expires_epoch, now, max_ttl):
+            raise Invalid(
+                f"expires_at may be at most {describe_seconds(max_ttl)} after the intent's creation "
+                "(the platform's FULFILL_MAX_INTENT_TTL_SECONDS)",
+                code="EXPIRES_AT_TOO_LATE",
+            )
     else:
-        expires_epoch = default_expiry_epoch(body.action_type, now)
+        expires_epoch = default_expiry_epoch(body.action_type, now, max_ttl)
     if body.approval is not None:
         try:
             epoch_from_iso(body.approval.approval_timestamp)
@@ -347,7 +354,7 @@ def approve_intent(
             now=iso_from_epoch(now),
             approved_by=principal.subject,
         )
-        _append_approved(conn, approved, imported=False, comment=comment)
+        _append_approved(conn, approved, asserted_by=principal.subject, imported=False, comment=comment)
         attempt, taken = take_execution_lock(conn, approved, now)
     start_if_queued(
         attempt, taken, request_for(attempt, approval_source=ApprovalSource.HUMAN, auto_executed=False)
@@ -473,26 +480,20 @@ def _append_decision(
 
 
 def _append_approved(
-    conn: Any, intent: ActionIntentV1, *, imported: bool, comment: str | None = None
+    conn: Any, intent: ActionIntentV1, *, asserted_by: str, imported: bool, comment: str | None = None
 ) -> None:
-    data: dict[str, Any] = {
-        "action_intent_id": intent.action_intent_id,
-        "approved_by": intent.approved_by,
-        "decision_id": intent.original_decision_id,
-        "imported": imported,
-    }
-    if comment is not None:
-        data["comment"] = comment
     executions.append_ledger(
         conn,
-        ledger_entry(
-            event_type="ACTION_APPROVED",
+        action_approved_entry(
             timestamp=intent.approval_timestamp or intent.updated_at,
             tenant_id=intent.tenant_id,
             account_id=intent.account_id,
             action_intent_id=intent.action_intent_id,
-            attempt=0,
             trace_id=intent.trace_id,
-            data=data,
+            approved_by=intent.approved_by,
+            asserted_by=asserted_by,
+            decision_id=intent.original_decision_id,
+            imported=imported,
+            comment=comment,
         ),
     )
