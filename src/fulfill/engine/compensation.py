@@ -128,6 +128,7 @@ def invoke_compensation(plan: CompensationPlan) -> CompensationResult:
             # circuit cool-down, then counts as a transient failure (retried, then by the reconciler).
             permit = rt.flow.admit(
                 connector,
+                tenant_id=request.tenant_id,
                 deadline=rt.clock.now() + rt.settings.circuit_cooldown_seconds + timeout,
                 lease_seconds=call_lease_seconds(timeout),
             )
