@@ -8,6 +8,7 @@ The same across several worker processes is in ``test_flow_control_processes.py`
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -72,3 +73,101 @@ def test_one_tenants_single_call_does_not_wait_behind_another_tenants_backlog(ha
     with harness.db.read() as conn:
         tenants = conn.execute(select(connector_calls.c.tenant_id)).scalars().all()
     assert sorted(tenants) == ["tenant-a"] * 12 + ["tenant-b"]
+
+
+def test_a_tenant_cap_holds_that_tenant_alone_and_blocks_nobody_else(harness: Harness) -> None:
+    """Tenant A capped at 1 call per second on ``internal`` (which has no limit of its own): A's
+    calls are spread out by the gate; B's, approved after A's, are not held behind them."""
+    with harness.client("tenant-a") as a, harness.client("tenant-b") as b, harness.client("ops") as ops:
+        capped = ops.put("/admin/connectors/internal/tenants/tenant-a/limits", json={"rate_per_second": 1})
+        assert capped.status_code == 200, capped.text
+        assert capped.json()["rate_per_second"] == 1
+        assert capped.json()["concurrency"] is None
+        a_ids = approve_many(harness, a, 4)
+        b_ids = approve_many(harness, b, 4)
+        outcomes = [harness.wait_terminal(b, intent_id, timeout=60) for intent_id in b_ids]
+        outcomes += [harness.wait_terminal(a, intent_id, timeout=60) for intent_id in a_ids]
+    assert {outcome["status"] for outcome in outcomes} == {"SUCCEEDED"}
+    with harness.db.read() as conn:
+        sends = conn.execute(
+            select(connector_calls.c.dispatched_epoch).where(connector_calls.c.tenant_id == "tenant-a")
+        ).scalars()
+        rows = list(sends)
+        a_sends = sorted(float(value) for value in rows)
+    assert len(a_sends) == 4
+    # The gate's own record: never two of A's calls within a second (plus its margin).
+    assert all(later - earlier >= 1.0 for earlier, later in itertools.pairwise(a_sends))
+    order = tasks_in_order(harness)
+    assert order.index("tenant-b") < order.index("tenant-a") + 2  # B did not queue behind A's cap
+    assert order[-1] == "tenant-a"  # ... and all of B's were done before A's last
+    assert order.count("tenant-b") == 4
+    assert order[: order.index("tenant-a") + 2].count("tenant-b") >= 1
+
+
+def test_tenant_caps_api_validation_and_who_may_change_them(harness: Harness) -> None:
+    platform = harness.client("ops")
+    own = harness.client("tenant-a", scopes=["admin"])
+    other = harness.client("tenant-b", scopes=["admin"])
+    with platform, own, other:
+        url = "/admin/connectors/internal/tenants/tenant-a/limits"
+        for body, code in [
+            ({"rate_per_second": 1.5}, "INVALID_RATE_PER_SECOND"),
+            ({}, "EMPTY_TENANT_CAP"),
+        ]:
+            refused = platform.put(url, json=body)
+            assert refused.status_code == 422, refused.text
+            assert refused.json()["code"] == code
+        assert platform.put(url, json={"concurrency": 0}).status_code == 422
+        assert platform.put(url, json={"concurrency": 4, "rate_per_second": 5}).status_code == 200
+        # A tenant admin is not platform:admin: the platform route is refused.
+        assert own.put(url, json={"concurrency": 1}).status_code == 403
+        # Its own tenant's caps: it may read them and lower them, never raise nor remove them.
+        mine = own.get("/admin/tenants/tenant-a/connector-limits")
+        assert mine.status_code == 200
+        assert [cap["concurrency"] for cap in mine.json()] == [4]
+        lowered = own.put(
+            "/admin/tenants/tenant-a/connector-limits/internal", json={"concurrency": 2, "rate_per_second": 5}
+        )
+        assert lowered.status_code == 200, lowered.text
+        assert lowered.json()["updated_by"]
+        for body in ({"concurrency": 3, "rate_per_second": 5}, {"concurrency": 2}):
+            raised = own.put("/admin/tenants/tenant-a/connector-limits/internal", json=body)
+            assert raised.status_code == 403, raised.text
+            assert raised.json()["code"] == "TENANT_CAP_RAISE_FORBIDDEN"
+        # Another tenant's admin sees nothing of tenant-a.
+        assert other.get("/admin/tenants/tenant-a/connector-limits").status_code == 404
+        assert (
+            other.put(
+                "/admin/tenants/tenant-a/connector-limits/internal", json={"concurrency": 1}
+            ).status_code
+            == 404
+        )
+        listed = platform.get("/admin/connectors/internal/tenants")
+        assert [(cap["tenant_id"], cap["concurrency"]) for cap in listed.json()] == [("tenant-a", 2)]
+        assert platform.delete(url).status_code == 204
+        assert platform.delete(url).status_code == 404
+        assert platform.get("/admin/connectors/internal/tenants").json() == []
+
+
+def test_timeout_seconds_above_the_platform_maximum_is_refused(tmp_path: Path) -> None:
+    running = Harness(make_settings(tmp_path, max_timeout_seconds=120)).start()
+    try:
+        with running.client() as client:
+            body = {
+                "action_type": "CREATE_INTERNAL_TASK",
+                "account_id": "acc-1",
+                "parameters": {"title": "x"},
+            }
+            refused = client.post("/intents", json={**body, "execution_policy": {"timeout_seconds": 121}})
+            assert refused.status_code == 422, refused.text
+            assert refused.json()["code"] == "TIMEOUT_ABOVE_MAXIMUM"
+            assert "120" in refused.json()["detail"]
+            assert "FULFILL_MAX_TIMEOUT_SECONDS" in refused.json()["detail"]
+            at_most = client.post("/intents", json={**body, "execution_policy": {"timeout_seconds": 120}})
+            assert at_most.status_code == 201, at_most.text
+            # The default budget (300 s) is above this platform's maximum: it is lowered to it.
+            default = client.post("/intents", json=body)
+            assert default.status_code == 201, default.text
+            assert default.json()["execution_policy"]["timeout_seconds"] == 120
+    finally:
+        running.stop()

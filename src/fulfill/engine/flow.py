@@ -376,8 +376,10 @@ class FlowControl:
                     else connectors.recent_sends(conn, connector, since=now - span, limit=window.limit),
                     margin=self._margin,
                 )
+                tracks_sends = window is not None
                 if isinstance(decision, Admit):
-                    decision, chosen = self._whose_turn(conn, connector, tickets, decision, now)
+                    decision, chosen, capped_rate = self._whose_turn(conn, connector, tickets, decision, now)
+                    tracks_sends = tracks_sends or capped_rate
                 self._keep_in_line(conn, connector, tickets, chosen, now)
                 if chosen is None or not isinstance(decision, Admit):
                     return _Asked(decision)
@@ -405,13 +407,14 @@ class FlowControl:
             return _Asked(Wait(WaitReason.STORE, None))
         if changed.state is not circuit.state:
             self._transition(connector, changed)
-        return _Asked(decision, chosen, call_id, None if window is None else offset)
+        return _Asked(decision, chosen, call_id, offset if tracks_sends else None)
 
     def _whose_turn(
         self, conn: Connection, connector: str, tickets: list[_Ticket], decision: Admit, now: float
-    ) -> tuple[Admit | Wait, _Ticket | None]:
+    ) -> tuple[Admit | Wait, _Ticket | None, bool]:
         """The connector has room for one more call: whose is it? Every process's waiting calls
-        take turns by tenant (``domain/fairness.py``); a tenant whose own cap is full is skipped."""
+        take turns by tenant (``domain/fairness.py``); a tenant whose own cap is full is skipped.
+        Also answers whether the chosen call's tenant has a rate cap (its sends must be tracked)."""
         local = {ticket.waiter_id: ticket for ticket in tickets}
         line = [
             Waiter(ticket.waiter_id, ticket.tenant_id, now if ticket.since is None else ticket.since)
@@ -434,12 +437,13 @@ class FlowControl:
         turn = next_in_line(line, last, held.keys())
         if turn is None:  # everyone waiting is held by their tenant's own cap
             soonest = [wait.seconds for wait in held.values() if wait.seconds is not None]
-            return Wait(WaitReason.TENANT_LIMIT, min(soonest) if soonest else None), None
+            return Wait(WaitReason.TENANT_LIMIT, min(soonest) if soonest else None), None, False
         chosen = local.get(turn.waiter_id)
         if chosen is None:  # another process's call has the turn: it takes the slot
             mine = [ticket for ticket in tickets if ticket.tenant_id not in held]
-            return Wait(WaitReason.TURN if mine else WaitReason.TENANT_LIMIT, None), None
-        return decision, chosen
+            return Wait(WaitReason.TURN if mine else WaitReason.TENANT_LIMIT, None), None, False
+        cap = caps.get(chosen.tenant_id)
+        return decision, chosen, cap is not None and cap.rate_per_second is not None
 
     def _tenant_verdict(
         self, conn: Connection, connector: str, tenant: str, cap: ConnectorLimits, now: float
