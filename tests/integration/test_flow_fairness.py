@@ -52,10 +52,22 @@ def tasks_in_order(harness: Harness) -> list[str]:
     return [tenant for tenant, _ in sorted(rows, key=lambda row: row[1])]
 
 
-def test_one_tenants_single_call_does_not_wait_behind_another_tenants_backlog(harness: Harness) -> None:
+@pytest.mark.parametrize("workers", [64, 2], ids=["waiting-at-the-gate", "waiting-in-the-queue"])
+def test_one_tenants_single_call_does_not_wait_behind_another_tenants_backlog(
+    tmp_path: Path, workers: int
+) -> None:
     """``internal`` at 2 calls per second; tenant A approves 12 intents, then tenant B one. B's call
     is served at the next turn or so, not after A's whole backlog (first come, first served would
-    put it last)."""
+    put it last). With 64 executions per worker A's backlog waits at the connector's gate; with 2,
+    most of it waits in the execution queue, which starts B's next too."""
+    harness = Harness(make_settings(tmp_path, worker_concurrency=workers)).start()
+    try:
+        _single_call_behind_a_backlog(harness)
+    finally:
+        harness.stop()
+
+
+def _single_call_behind_a_backlog(harness: Harness) -> None:
     with harness.client("tenant-a") as a, harness.client("tenant-b") as b:
         put_limits(a, "internal", 2, None)
         a_ids = approve_many(harness, a, 12)

@@ -12,6 +12,11 @@ A tenant may also have its own cap on a connector (``rate_per_second`` and/or ``
 that tenant alone, see :func:`tenant_decision`). A tenant held by its own cap is skipped: it
 never blocks the tenants after it.
 
+The same holds one step earlier, in the execution queue that feeds the workers: each execution is
+enqueued with a priority that is its rank among its tenant's executions queued or running
+(:func:`queue_priority`), and the queue starts the lowest priority first (oldest first among
+equals), so a tenant's single execution is started next, not after another tenant's 300.
+
 The engine (``engine/flow.py``) reads the waiting calls of every process and each tenant's last
 admission from the database inside the connector's admission transaction, so the order holds
 across every worker process, not only within one.
@@ -23,6 +28,16 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from fulfill.domain.flowcontrol import Admit, Circuit, CircuitPolicy, ConnectorLimits, Wait, decide
+
+# The queue's priorities run from 1 (first); a rank beyond this is as late as it gets.
+MAX_QUEUE_PRIORITY = 1_000_000
+
+
+def queue_priority(active_of_tenant: int) -> int:
+    """The execution queue's priority of a tenant's execution that is the ``active_of_tenant``-th of
+    it queued or running (itself included): its first goes with every other tenant's first, its
+    second after those, and so on."""
+    return min(max(1, active_of_tenant), MAX_QUEUE_PRIORITY)
 
 
 @dataclass(frozen=True)
