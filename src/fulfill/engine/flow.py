@@ -16,10 +16,16 @@ its concurrency slot until the call finishes, or until its lease runs out if its
 Waiting: a call that may not start yet waits, inside its InvokeTool step, for as long as its
 execution's budget allows; when the budget is spent it ends with :class:`WaitExpired`, which
 InvokeTool records as ``FAILED``/``TIMEOUT``/``EXECUTION_TIMEOUT``. The callers of one process wait
-in line per connector: only the first asks the database (a rate-limited one sleeps exactly until
-its slot; a full or open connector is asked again every ``FULFILL_CONNECTOR_POLL_SECONDS``, and a
-release in the same process wakes it at once), so a crowd of waiting executions costs the
-database one query per poll, not one each.
+in line per connector: only the first asks the database, for all of them (a rate-limited one
+sleeps exactly until its slot; a full or open connector is asked again every
+``FULFILL_CONNECTOR_POLL_SECONDS``, and a release in the same process wakes it at once), so a
+crowd of waiting executions costs the database one query per poll, not one each.
+
+Fair share: who gets a free slot is not whoever asks first. Every process's waiting calls are rows
+of ``connector_waiters`` (leased by their process, renewed at each ask); the admission picks among
+all of them round robin by tenant (``domain/fairness.py``), skipping tenants whose own cap is full.
+If the pick is one of the asking process's callers, it is admitted and handed its permit; if it is
+another process's, that process takes the slot at its next ask.
 
 A connector with no limits and a closed circuit takes a fast path: one read, no lease, no write
 (and a write only when its call fails, for the circuit breaker). Its calls are bounded by each
