@@ -83,6 +83,7 @@ _KEEP_CALLS_SECONDS = 60.0
 # (each admission renews them; the first caller of a line asks at least once a second), so a
 # process that died holds nobody's turn for longer than this.
 _WAITER_LEASE_SECONDS = 5.0
+_RENEW_SECONDS = 1.0
 
 
 class WaitExpired(Exception):
@@ -142,9 +143,11 @@ class _Line:
     all of them at once: the admission picks whichever of every process's waiting calls has the
     turn (``domain/fairness.py``) and, when it is one of these, hands it its permit."""
 
+    connector: str
     cond: threading.Condition = field(default_factory=threading.Condition)
     tickets: deque[_Ticket] = field(default_factory=deque)
     reason: WaitReason | None = None  # why the calls of this line wait
+    renewed_at: float = 0.0  # monotonic: when its rows' lease in the shared line was last renewed
 
 
 @dataclass(frozen=True)
@@ -292,7 +295,7 @@ class FlowControl:
                         line.cond.wait(min(remaining, _LONGEST_SLEEP_SECONDS))
                         continue
                     candidates = list(line.tickets)
-                asked = self._try_admit(connector, candidates)
+                asked = self._try_admit(line, candidates)
                 if asked.chosen is not None and asked.call_id is not None:
                     permit = Permit(
                         self,
@@ -352,14 +355,16 @@ class FlowControl:
                 raise
             log.warning("flow control: leaving the line of %s failed (%s)", connector, describe_failure(exc))
 
-    def _try_admit(self, connector: str, tickets: list[_Ticket]) -> _Asked:
+    def _try_admit(self, line: _Line, tickets: list[_Ticket]) -> _Asked:
         """One admission transaction, holding the connector's row lock, on behalf of every caller
         of this process waiting for ``connector`` (``tickets``, in their order of arrival): admits
         the one whose turn it is, if the turn is this process's, or puts them all in the shared
         line. The answer's offset, when the connector has a rate limit (its calls' sending times
         are tracked), is the database clock's offset from this process's; else None."""
+        connector = line.connector
         call_id = uuid.uuid4().hex
         chosen: _Ticket | None = None
+        renew = time.monotonic() - line.renewed_at >= _RENEW_SECONDS
         try:
             with self._db.write() as conn:
                 circuit = connectors.lock_state(conn, connector)
@@ -386,26 +391,29 @@ class FlowControl:
                 if isinstance(decision, Admit):
                     decision, chosen, capped_rate = self._whose_turn(conn, connector, tickets, decision, now)
                     tracks_sends = tracks_sends or capped_rate
-                self._keep_in_line(conn, connector, tickets, chosen, now)
+                joining = self._keep_in_line(conn, connector, tickets, chosen, now, renew=renew)
+                changed = circuit
                 if chosen is None or not isinstance(decision, Admit):
-                    return _Asked(decision)
-                connectors.insert_call(
-                    conn,
-                    call_id=call_id,
-                    name=connector,
-                    tenant_id=chosen.tenant_id,
-                    admitted=now,
-                    lease_until=now + chosen.lease_seconds,
-                )
-                changed = admitted(
-                    circuit, decision, call_id=call_id, now=now, lease_seconds=chosen.lease_seconds
-                )
-                if changed != circuit:
-                    connectors.save_circuit(conn, connector, changed, now=now)
-                connectors.prune_calls(
-                    conn, connector, before=now - (span or 0.0) - _KEEP_CALLS_SECONDS, now=now
-                )
-                connectors.prune_waiters(conn, connector, before=now - _KEEP_CALLS_SECONDS)
+                    asked = _Asked(decision)
+                else:
+                    connectors.insert_call(
+                        conn,
+                        call_id=call_id,
+                        name=connector,
+                        tenant_id=chosen.tenant_id,
+                        admitted=now,
+                        lease_until=now + chosen.lease_seconds,
+                    )
+                    changed = admitted(
+                        circuit, decision, call_id=call_id, now=now, lease_seconds=chosen.lease_seconds
+                    )
+                    if changed != circuit:
+                        connectors.save_circuit(conn, connector, changed, now=now)
+                    connectors.prune_calls(
+                        conn, connector, before=now - (span or 0.0) - _KEEP_CALLS_SECONDS, now=now
+                    )
+                    connectors.prune_waiters(conn, connector, before=now - _KEEP_CALLS_SECONDS)
+                    asked = _Asked(decision, chosen, call_id, offset if tracks_sends else None)
         except Exception as exc:
             if not is_transient_store_error(exc):
                 raise
@@ -413,7 +421,14 @@ class FlowControl:
             return _Asked(Wait(WaitReason.STORE, None))
         if changed.state is not circuit.state:
             self._transition(connector, changed)
-        return _Asked(decision, chosen, call_id, offset if tracks_sends else None)
+        # After the commit: what happens next may write (a ticket that left meanwhile).
+        return self._asked(line, joining, now, renew, asked)
+
+    def _asked(self, line: _Line, joining: list[_Ticket], now: float, renew: bool, asked: _Asked) -> _Asked:
+        if renew:
+            line.renewed_at = time.monotonic()
+        self._joined(line, joining, asked.chosen, now)
+        return asked
 
     def _whose_turn(
         self, conn: Connection, connector: str, tickets: list[_Ticket], decision: Admit, now: float
@@ -426,11 +441,8 @@ class FlowControl:
             Waiter(ticket.waiter_id, ticket.tenant_id, now if ticket.since is None else ticket.since)
             for ticket in tickets
         ]
-        line += [
-            waiter
-            for waiter, owner in connectors.waiting(conn, connector, now=now)
-            if owner != self._owner  # this process's own are the tickets (its rows may lag)
-        ]
+        # This process's own waiting calls are the tickets (its rows may lag behind them).
+        line += connectors.waiting(conn, connector, now=now, other_than=self._owner)
         tenants = {waiter.tenant_id for waiter in line}
         held: dict[str, Wait] = {}
         caps = connectors.tenant_caps(conn, connector)
@@ -474,24 +486,24 @@ class FlowControl:
         )
 
     def _keep_in_line(
-        self, conn: Connection, connector: str, tickets: list[_Ticket], chosen: _Ticket | None, now: float
-    ) -> None:
+        self,
+        conn: Connection,
+        connector: str,
+        tickets: list[_Ticket],
+        chosen: _Ticket | None,
+        now: float,
+        *,
+        renew: bool,
+    ) -> list[_Ticket]:
         """Bring the shared line up to date with this process's waiting calls: the chosen one
-        leaves it, new ones join it (since now), the others' lease is renewed, and rows of calls
-        that stopped waiting meanwhile go."""
-        lease_until = now + _WAITER_LEASE_SECONDS
+        leaves it, new ones join it (since now), and, when ``renew``, the lease of the others is
+        renewed. Answers those that joined (their ``since`` is set once this commits)."""
         staying = [ticket for ticket in tickets if ticket is not chosen]
         joining = [ticket for ticket in staying if ticket.since is None]
         if chosen is not None and chosen.since is not None:
             connectors.remove_waiters(conn, [chosen.waiter_id])
-        keep = {ticket.waiter_id for ticket in staying}
-        if any(ticket.since is not None for ticket in tickets):
-            stale = [
-                waiter.waiter_id
-                for waiter, owner in connectors.waiting(conn, connector, now=float("-inf"))
-                if owner == self._owner and waiter.waiter_id not in keep
-            ]
-            connectors.remove_waiters(conn, stale)
+        lease_until = now + _WAITER_LEASE_SECONDS
+        if renew and len(joining) < len(staying):
             connectors.renew_waiters(conn, connector, owner=self._owner, lease_until=lease_until)
         connectors.add_waiters(
             conn,
@@ -500,11 +512,22 @@ class FlowControl:
             owner=self._owner,
             lease_until=lease_until,
         )
-        # Only the caller that asks changes ``since``; the others read it once they stop waiting.
-        for ticket in joining:
-            ticket.since = now
-        if chosen is not None:
-            chosen.since = None
+        return joining
+
+    def _joined(self, line: _Line, joining: list[_Ticket], chosen: _Ticket | None, now: float) -> None:
+        """After the admission committed: the tickets that joined the shared line know it (only
+        the asking caller changes ``since``); one that stopped waiting meanwhile, whose leaving
+        could not see its row yet, has it removed now."""
+        gone: list[_Ticket] = []
+        with line.cond:
+            for ticket in joining:
+                ticket.since = now
+                if ticket not in line.tickets:
+                    gone.append(ticket)
+            if chosen is not None:
+                chosen.since = None
+        for ticket in gone:
+            self._leave(line.connector, ticket)
 
     def _mark_sent(self, connector: str, call_id: str, sent_at: float) -> None:
         """Store when a call was sent, off the caller's thread (it must not delay the call)."""
@@ -576,5 +599,5 @@ class FlowControl:
         with self._lines_lock:
             line = self._lines.get(connector)
             if line is None:
-                line = self._lines[connector] = _Line()
+                line = self._lines[connector] = _Line(connector)
             return line

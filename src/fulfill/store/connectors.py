@@ -277,14 +277,19 @@ def prune_calls(conn: Connection, name: str, *, before: float, now: float) -> No
 # --- calls waiting, of every process ------------------------------------------------------------
 
 
-def waiting(conn: Connection, name: str, *, now: float) -> list[tuple[Waiter, str]]:
-    """The calls waiting for ``name`` whose process still renews their lease, with their owner."""
+def waiting(conn: Connection, name: str, *, now: float, other_than: str) -> list[Waiter]:
+    """The calls waiting for ``name`` whose process still renews their lease, except those of the
+    process ``other_than`` (it knows its own)."""
     rows = conn.execute(
-        select(connector_waiters)
-        .where(connector_waiters.c.name == name, connector_waiters.c.lease_until_epoch > now)
+        select(connector_waiters.c.waiter_id, connector_waiters.c.tenant_id, connector_waiters.c.since_epoch)
+        .where(
+            connector_waiters.c.name == name,
+            connector_waiters.c.lease_until_epoch > now,
+            connector_waiters.c.owner != other_than,
+        )
         .order_by(connector_waiters.c.since_epoch, connector_waiters.c.waiter_id)
     ).all()
-    return [(Waiter(row.waiter_id, row.tenant_id, float(row.since_epoch)), row.owner) for row in rows]
+    return [Waiter(row.waiter_id, row.tenant_id, float(row.since_epoch)) for row in rows]
 
 
 def add_waiters(
