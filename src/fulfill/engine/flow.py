@@ -294,7 +294,8 @@ class FlowControl:
                         waited = True
                         line.cond.wait(min(remaining, _LONGEST_SLEEP_SECONDS))
                         continue
-                    candidates = list(line.tickets)
+                    # Not those already handed a permit (they are about to leave the line).
+                    candidates = [waiting for waiting in line.tickets if waiting.permit is None]
                 asked = self._try_admit(line, candidates)
                 if asked.chosen is not None and asked.call_id is not None:
                     permit = Permit(
@@ -310,7 +311,7 @@ class FlowControl:
                         taken = True
                         return self._taken(permit, began, waited=waited)
                     with line.cond:
-                        handed = asked.chosen in line.tickets
+                        handed = asked.chosen in line.tickets and asked.chosen.permit is None
                         if handed:
                             asked.chosen.permit = permit
                             line.cond.notify_all()
@@ -331,7 +332,7 @@ class FlowControl:
                     line.reason = None
                 line.cond.notify_all()
                 unused = None if taken else ticket.permit
-                in_shared_line = ticket.since is not None and ticket.permit is None
+                in_shared_line = ticket.since is not None
             metrics.CONNECTOR_WAITING.labels(connector).dec()
             if unused is not None:  # admitted just as it stopped waiting
                 unused.finish(CallResult.NOT_MADE)
@@ -504,7 +505,12 @@ class FlowControl:
             connectors.remove_waiters(conn, [chosen.waiter_id])
         lease_until = now + _WAITER_LEASE_SECONDS
         if renew and len(joining) < len(staying):
-            connectors.renew_waiters(conn, connector, owner=self._owner, lease_until=lease_until)
+            # By id, not every row of this process: a row whose removal failed is not kept alive.
+            connectors.renew_waiters(
+                conn,
+                [ticket.waiter_id for ticket in staying if ticket.since is not None],
+                lease_until=lease_until,
+            )
         connectors.add_waiters(
             conn,
             connector,

@@ -310,14 +310,15 @@ def add_waiters(
         conn.execute(connector_waiters.insert(), rows)
 
 
-def renew_waiters(conn: Connection, name: str, *, owner: str, lease_until: float) -> int:
-    """Extend the lease of every call of ``owner`` waiting for ``name``; answers how many there are."""
-    result = conn.execute(
-        update(connector_waiters)
-        .where(connector_waiters.c.name == name, connector_waiters.c.owner == owner)
-        .values(lease_until_epoch=lease_until)
-    )
-    return int(result.rowcount)
+def renew_waiters(conn: Connection, waiter_ids: Iterable[str], *, lease_until: float) -> None:
+    """Extend the lease of these waiting calls (their process is alive and they still wait)."""
+    ids = list(waiter_ids)
+    if ids:
+        conn.execute(
+            update(connector_waiters)
+            .where(connector_waiters.c.waiter_id.in_(ids))
+            .values(lease_until_epoch=lease_until)
+        )
 
 
 def remove_waiters(conn: Connection, waiter_ids: Iterable[str]) -> None:
