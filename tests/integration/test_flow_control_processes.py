@@ -31,7 +31,7 @@ import pytest
 from sqlalchemy import create_engine, select
 
 from fulfill.config import Settings
-from fulfill.store.tables import connector_calls
+from fulfill.store.tables import connector_calls, connector_waiters
 from fulfill.tokens import mint_token
 from tests.support.harness import ALL_SCOPES, TERMINAL, TEST_SECRET, fresh_database_url
 from tests.support.http_doubles import FaultyProxy, most_in_any_window, wait_for
@@ -242,8 +242,15 @@ def test_tenants_take_turns_across_worker_processes(wide_cluster: Cluster) -> No
                     connector_calls.c.name == "internal", connector_calls.c.tenant_id.is_not(None)
                 )
             ).all()
+            unfinished = conn.execute(
+                select(connector_calls.c.call_id).where(connector_calls.c.finished_epoch.is_(None))
+            ).all()
+            still_waiting = conn.execute(select(connector_waiters.c.waiter_id)).all()
     finally:
         engine.dispose()
     order = [tenant for tenant, _ in sorted(rows, key=lambda row: row[1])]
+    assert sorted(order) == ["tenant-a"] * 16 + ["tenant-b"]  # one admission per call, no more
+    assert unfinished == []
+    assert still_waiting == []
     after_b = order[order.index("tenant-b") + 1 :]
     assert after_b.count("tenant-a") >= 6, order

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from fulfill.store.tables import connector_calls, internal_tasks
+from fulfill.store.tables import connector_calls, connector_waiters, internal_tasks
 from tests.support.harness import Harness, make_settings
 from tests.support.http_doubles import wait_for
 
@@ -84,7 +84,13 @@ def _single_call_behind_a_backlog(harness: Harness) -> None:
     # Each admitted call is recorded with its tenant (the round robin counts by it).
     with harness.db.read() as conn:
         tenants = conn.execute(select(connector_calls.c.tenant_id)).scalars().all()
-    assert sorted(tenants) == ["tenant-a"] * 12 + ["tenant-b"]
+        unfinished = conn.execute(
+            select(connector_calls).where(connector_calls.c.finished_epoch.is_(None))
+        ).all()
+        still_waiting = conn.execute(select(connector_waiters)).all()
+    assert sorted(tenants) == ["tenant-a"] * 12 + ["tenant-b"]  # one admission per call, no more
+    assert unfinished == []
+    assert still_waiting == []  # every call that waited left the shared line
 
 
 def test_a_tenant_cap_holds_that_tenant_alone_and_blocks_nobody_else(harness: Harness) -> None:
