@@ -345,15 +345,13 @@ class FlowControl:
         return permit
 
     def _leave(self, connector: str, ticket: _Ticket) -> None:
-        """Take a call that stopped waiting out of the shared line. If this fails, the next
-        admission of this process removes it, or its lease runs out."""
+        """Take a call that stopped waiting out of the shared line. If this fails, its row stops
+        counting when its lease runs out (nobody renews it any more)."""
         try:
             with self._db.write() as conn:
                 connectors.fast_commit(conn)
                 connectors.remove_waiters(conn, [ticket.waiter_id])
-        except Exception as exc:
-            if not is_transient_store_error(exc):
-                raise
+        except Exception as exc:  # never hide why the caller stopped waiting
             log.warning("flow control: leaving the line of %s failed (%s)", connector, describe_failure(exc))
 
     def _try_admit(self, line: _Line, tickets: list[_Ticket]) -> _Asked:
