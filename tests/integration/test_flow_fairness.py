@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from fulfill.store.tables import connector_calls, connector_waiters, internal_tasks
 from tests.support.harness import Harness, make_settings
-from tests.support.http_doubles import wait_for
+from tests.support.http_doubles import FaultyProxy, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -120,6 +120,40 @@ def test_a_tenant_cap_holds_that_tenant_alone_and_blocks_nobody_else(harness: Ha
     assert order[-1] == "tenant-a"  # ... and all of B's were done before A's last
     assert order.count("tenant-b") == 4
     assert order[: order.index("tenant-a") + 2].count("tenant-b") >= 1
+
+
+def test_a_tenant_concurrency_cap_holds_across_its_calls(tmp_path: Path) -> None:
+    """Tenant A capped at 1 call in flight on ``internal`` (no limit of its own), every call held
+    0.3 s by a proxy in front of the gateway: the gate's record shows A's calls one at a time, while
+    B's, uncapped, overlap (B is not held to A's cap)."""
+    proxy = FaultyProxy()
+    proxy.state.latency = 0.3
+    harness = Harness(make_settings(tmp_path, gateway_url=proxy.url))
+    proxy.upstream = f"{harness.url}/mcp"
+    harness.start()
+    try:
+        with harness.client("tenant-a") as a, harness.client("tenant-b") as b:
+            capped = a.put("/admin/connectors/internal/tenants/tenant-a/limits", json={"concurrency": 1})
+            assert capped.status_code == 200, capped.text
+            a_ids = approve_many(harness, a, 4)
+            b_ids = approve_many(harness, b, 4)
+            outcomes = [harness.wait_terminal(a, intent_id, timeout=60) for intent_id in a_ids]
+            outcomes += [harness.wait_terminal(b, intent_id, timeout=60) for intent_id in b_ids]
+        assert {outcome["status"] for outcome in outcomes} == {"SUCCEEDED"}
+        with harness.db.read() as conn:
+            spans = conn.execute(
+                select(connector_calls.c.admitted_epoch, connector_calls.c.finished_epoch).where(
+                    connector_calls.c.tenant_id == "tenant-a"
+                )
+            ).all()
+        ordered = sorted((float(start), float(end)) for start, end in spans)
+        assert len(ordered) == 4
+        # Each of A's calls was admitted only after the one before it had finished.
+        assert all(later[0] >= earlier[1] for earlier, later in itertools.pairwise(ordered))
+        assert proxy.state.max_in_flight >= 2  # B's calls were not held to one at a time
+    finally:
+        proxy.close()
+        harness.stop()
 
 
 def test_tenant_caps_api_validation_and_who_may_change_them(harness: Harness) -> None:
