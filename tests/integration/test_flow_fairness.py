@@ -16,7 +16,9 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import select
+from typer.testing import CliRunner
 
+from fulfill.cli import app
 from fulfill.store.tables import connector_calls, connector_waiters, internal_tasks
 from tests.support.harness import Harness, make_settings
 from tests.support.http_doubles import FaultyProxy, wait_for
@@ -223,3 +225,24 @@ def test_timeout_seconds_above_the_platform_maximum_is_refused(tmp_path: Path) -
             assert default.json()["execution_policy"]["timeout_seconds"] == 120
     finally:
         running.stop()
+
+
+def test_tenant_caps_from_the_command_line(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FULFILL_DATABASE_URL", harness.settings.database_url)
+    monkeypatch.setenv("COLUMNS", "200")
+    cli = CliRunner()
+    set_cap = cli.invoke(app, ["connectors", "tenant-limits", "internal", "tenant-a", "--concurrency", "3"])
+    assert set_cap.exit_code == 0, set_cap.output
+    assert "tenant-a" in set_cap.output
+    # An option left out keeps its value.
+    cli.invoke(app, ["connectors", "tenant-limits", "internal", "tenant-a", "--rate", "2"])
+    with harness.client("ops") as client:
+        [stored] = client.get("/admin/connectors/internal/tenants").json()
+    assert (stored["rate_per_second"], stored["concurrency"], stored["updated_by"]) == (2, 3, "cli")
+    refused = cli.invoke(app, ["connectors", "tenant-limits", "internal", "tenant-a", "--rate", "2.5"])
+    assert refused.exit_code == 2
+    assert "whole number" in refused.output
+    cleared = cli.invoke(app, ["connectors", "tenant-limits", "internal", "tenant-a", "--clear"])
+    assert cleared.exit_code == 0, cleared.output
+    with harness.client("ops") as client:
+        assert client.get("/admin/connectors/internal/tenants").json() == []
