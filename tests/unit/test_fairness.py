@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from fulfill.domain.fairness import Waiter, next_in_line, tenant_decision
+from fulfill.domain.fairness import MAX_QUEUE_PRIORITY, Waiter, next_in_line, queue_priority, tenant_decision
 from fulfill.domain.flowcontrol import Admit, ConnectorLimits, Wait, WaitReason
 
 
@@ -97,3 +97,12 @@ def test_a_tenant_cap_follows_the_connector_rules_for_that_tenant_alone() -> Non
     assert isinstance(verdict, Wait)
     assert verdict.reason is WaitReason.RATE
     assert verdict.seconds == pytest.approx(0.55)
+
+
+def test_the_queue_priority_is_the_rank_among_the_tenants_active_executions() -> None:
+    assert [queue_priority(rank) for rank in (0, 1, 2, 300)] == [1, 1, 2, 300]
+    assert queue_priority(10**12) == MAX_QUEUE_PRIORITY  # within what the queue accepts
+    # A tenant's 300th waits behind another tenant's first; their firsts go oldest first.
+    assert (
+        sorted([("A", queue_priority(300)), ("B", queue_priority(1))], key=lambda item: item[1])[0][0] == "B"
+    )
