@@ -1286,6 +1286,68 @@ def connectors_limits(
     console.print(_connector_table([view]))
 
 
+@connectors_app.command("tenant-limits")
+def connectors_tenant_limits(
+    name: Annotated[str, typer.Argument(help="The connector or remote target (e.g. internal).")],
+    tenant: Annotated[str, typer.Argument(help="The tenant whose calls to it are capped.")],
+    rate: Annotated[
+        str | None,
+        typer.Option("--rate", help="This tenant's calls per second, or 'none'. Omitted: unchanged."),
+    ] = None,
+    concurrency: Annotated[
+        str | None,
+        typer.Option(
+            "--concurrency", help="This tenant's calls in flight at once, or 'none'. Omitted: unchanged."
+        ),
+    ] = None,
+    clear: Annotated[
+        bool, typer.Option("--clear", help="Remove the tenant's cap on this connector.")
+    ] = False,
+) -> None:
+    """Cap one tenant's calls to a connector, on top of the connector's own limits (which every
+    tenant shares, taking turns). Without --rate, --concurrency or --clear: show the caps."""
+    from fulfill.clock import SystemClock
+    from fulfill.store import connectors as stored
+    from fulfill.usecases import connectors
+    from fulfill.usecases.errors import UseCaseError
+
+    database = _open_database(None)
+    try:
+        if clear:
+            connectors.delete_tenant_cap(database, name, tenant)
+        elif rate is not None or concurrency is not None:
+            with database.read() as conn:
+                current = stored.tenant_cap(conn, name, tenant)
+            rate_value = (
+                (current.rate_per_second if current else None)
+                if rate is None
+                else _limit_number(rate, float, "--rate")
+            )
+            concurrency_value = (
+                (current.concurrency if current else None)
+                if concurrency is None
+                else _limit_number(concurrency, int, "--concurrency")
+            )
+            connectors.validated_limits(name, rate_value, concurrency_value)  # a clear message first
+            body = connectors.TenantCapBody(rate_per_second=rate_value, concurrency=concurrency_value)
+            connectors.put_tenant_cap(database, SystemClock(), name, tenant, body, by="cli", lower_only=False)
+    except (UseCaseError, ValueError) as exc:
+        message = exc.message if isinstance(exc, UseCaseError) else str(exc).splitlines()[0]
+        console.print(f"[red]{message}[/red]")
+        raise typer.Exit(2) from None
+    table = Table("connector", "tenant", "rate/s", "concurrency", "updated", "by")
+    for view in connectors.list_tenant_caps(database, name=name):
+        table.add_row(
+            view.name,
+            view.tenant_id,
+            "-" if view.rate_per_second is None else f"{view.rate_per_second:g}",
+            "-" if view.concurrency is None else str(view.concurrency),
+            view.updated_at,
+            view.updated_by,
+        )
+    console.print(table)
+
+
 def _limit_number(raw: str, kind: type[float] | type[int], option: str) -> Any:
     if raw.strip().lower() in ("none", "unlimited", "null"):
         return None

@@ -106,6 +106,11 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(default=5.0, gt=0, le=600)
     executor_lost_seconds: float = Field(default=30.0, gt=0, le=86_400)
 
+    # The most an intent's execution_policy.timeout_seconds may ask for (a larger one is a 422): a
+    # waiting execution holds a worker slot and its place in a connector's line for its budget.
+    # Below the 300 s default, intents that do not say get this instead.
+    max_timeout_seconds: int = Field(default=3600, ge=1, le=86_400)
+
     # Flow control of each connector (its limits are stored: PUT /admin/connectors/{name}/limits).
     # Circuit breaker: this many target failures in a row within the window open it (0: never);
     # after the cool-down one probe call is let through.

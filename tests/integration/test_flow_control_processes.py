@@ -31,7 +31,7 @@ import pytest
 from sqlalchemy import create_engine, select
 
 from fulfill.config import Settings
-from fulfill.store.tables import connector_calls
+from fulfill.store.tables import connector_calls, connector_waiters
 from fulfill.tokens import mint_token
 from tests.support.harness import ALL_SCOPES, TERMINAL, TEST_SECRET, fresh_database_url
 from tests.support.http_doubles import FaultyProxy, most_in_any_window, wait_for
@@ -72,8 +72,8 @@ class Cluster:
         env = {**self.env, "FULFILL_ROLE": role, "FULFILL_PORT": str(port), "FULFILL_EXECUTOR_ID": executor}
         return start_serve(env, self.log)
 
-    def client(self) -> httpx.Client:
-        token = mint_token(Settings(jwt_secret=TEST_SECRET), tenant_id="t1", scopes=ALL_SCOPES)
+    def client(self, tenant: str = "t1") -> httpx.Client:
+        token = mint_token(Settings(jwt_secret=TEST_SECRET), tenant_id=tenant, scopes=ALL_SCOPES)
         return httpx.Client(
             base_url=f"http://127.0.0.1:{self.api_port}",
             headers={"Authorization": f"Bearer {token}"},
@@ -118,7 +118,23 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         running.stop()
 
 
+@pytest.fixture
+def wide_cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """Workers that each take up to 8 executions: a backlog of 12 waits at the gate in both."""
+    running = Cluster(tmp_path)
+    running.env["FULFILL_WORKER_CONCURRENCY"] = "8"
+    try:
+        running.start()
+        yield running
+    finally:
+        running.stop()
+
+
 def _run(client: httpx.Client, count: int, label: str) -> list[dict[str, Any]]:
+    return _wait(client, _approve(client, count, label))
+
+
+def _approve(client: httpx.Client, count: int, label: str) -> list[str]:
     ids = []
     for index in range(count):
         created = client.post(
@@ -133,7 +149,10 @@ def _run(client: httpx.Client, count: int, label: str) -> list[dict[str, Any]]:
         ids.append(created.json()["action_intent_id"])
     for intent_id in ids:
         assert client.post(f"/intents/{intent_id}/approve").status_code == 202
+    return ids
 
+
+def _wait(client: httpx.Client, ids: list[str]) -> list[dict[str, Any]]:
     def outcome(intent_id: str) -> dict[str, Any] | None:
         body = client.get(f"/executions/{intent_id}/status").json()
         return body if body.get("status") in TERMINAL and "attempt_count" in body else None
@@ -187,3 +206,51 @@ def test_limits_hold_across_two_worker_processes_and_change_without_a_restart(cl
         assert most_in_any_window(arrivals) <= 2
         assert proxy.state.max_in_flight == 1
         assert max(arrivals) - min(arrivals) >= 3.0  # 8 calls at 2 per second
+
+
+def test_tenants_take_turns_across_worker_processes(wide_cluster: Cluster) -> None:
+    """``internal`` at 2 calls per second; tenant A's 12 executions wait at the gate in both
+    workers; tenant B's single one, approved after them, is served within a few turns, not after
+    A's backlog: the turns come from the line in the database, which every worker reads."""
+    cluster = wide_cluster
+    with cluster.client("tenant-a") as a, cluster.client("tenant-b") as b:
+        assert {outcome["status"] for outcome in _run(a, 4, "warm-up")} == {"SUCCEEDED"}
+        with cluster.proxy.state.lock:
+            cluster.proxy.state.calls.clear()
+        assert (
+            a.put(
+                "/admin/connectors/internal/limits", json={"rate_per_second": 2, "concurrency": None}
+            ).status_code
+            == 200
+        )
+        warm = [cluster.calls_made_by(port) for port in cluster.worker_ports]
+        a_ids = _approve(a, 12, "backlog")
+        wait_for(lambda: len(cluster.proxy.state.calls) >= 1, timeout=60)  # A's backlog is in line
+        b_ids = _approve(b, 1, "single")
+        outcomes = _wait(b, b_ids) + _wait(a, a_ids)
+        made = [
+            cluster.calls_made_by(port) - before
+            for port, before in zip(cluster.worker_ports, warm, strict=True)
+        ]
+    assert {outcome["status"] for outcome in outcomes} == {"SUCCEEDED"}
+    assert all(count > 0 for count in made), made  # both workers called: the line spans processes
+    engine = create_engine(cluster.env["FULFILL_DATABASE_URL"])
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(connector_calls.c.tenant_id, connector_calls.c.admitted_epoch).where(
+                    connector_calls.c.name == "internal", connector_calls.c.tenant_id.is_not(None)
+                )
+            ).all()
+            unfinished = conn.execute(
+                select(connector_calls.c.call_id).where(connector_calls.c.finished_epoch.is_(None))
+            ).all()
+            still_waiting = conn.execute(select(connector_waiters.c.waiter_id)).all()
+    finally:
+        engine.dispose()
+    order = [tenant for tenant, _ in sorted(rows, key=lambda row: row[1])]
+    assert sorted(order) == ["tenant-a"] * 12 + ["tenant-b"]  # one admission per call, no more
+    assert unfinished == []
+    assert still_waiting == []
+    after_b = order[order.index("tenant-b") + 1 :]
+    assert after_b.count("tenant-a") >= 6, order

@@ -23,7 +23,7 @@ from fulfill.tokens import Principal
 from fulfill.usecases import admin, connectors, registry
 from fulfill.usecases import outbox as dead_letters
 from fulfill.usecases.admin import KillSwitches, TenantExecution
-from fulfill.usecases.connectors import ConnectorLimitsBody, ConnectorView
+from fulfill.usecases.connectors import ConnectorLimitsBody, ConnectorView, TenantCapBody, TenantCapView
 from fulfill.usecases.errors import NotFound
 from fulfill.usecases.outbox import DeadLetterListing, RedeliverBody, Redelivered
 from fulfill.usecases.registry import RegistryDraft
@@ -147,7 +147,9 @@ def list_connectors(request: Request, _admin: PlatformAdmin) -> list[ConnectorVi
 def put_connector_limits(
     name: ConnectorName, body: ConnectorLimitsBody, request: Request, _admin: PlatformAdmin
 ) -> ConnectorView:
-    """Set a connector's (or remote target's) limits; every process applies them without a restart."""
+    """Set a connector's (or remote target's) limits, which every tenant shares: waiting calls take
+    turns by tenant (round robin), so one tenant's backlog never holds another's call behind all of
+    it. Every process applies them without a restart."""
     rt = request.app.state.runtime
     return connectors.put_limits(rt.db, rt.clock, name, body)
 
@@ -226,3 +228,63 @@ def redeliver_tenant_dead_letters(
     )
     rt.outbox_wakeup.set()
     return redelivered
+
+
+@router.get("/connectors/{name}/tenants", response_model=list[TenantCapView], responses=_ERRORS)
+def list_tenant_caps(name: ConnectorName, request: Request, _admin: PlatformAdmin) -> list[TenantCapView]:
+    """Every tenant's own cap on this connector."""
+    return connectors.list_tenant_caps(request.app.state.runtime.db, name=name)
+
+
+@router.put("/connectors/{name}/tenants/{tenant_id}/limits", response_model=TenantCapView, responses=_ERRORS)
+def put_tenant_cap(
+    name: ConnectorName, tenant_id: TenantId, body: TenantCapBody, request: Request, principal: PlatformAdmin
+) -> TenantCapView:
+    """Cap one tenant's calls to this connector (on top of the connector's own limits)."""
+    rt = request.app.state.runtime
+    return connectors.put_tenant_cap(
+        rt.db, rt.clock, name, tenant_id, body, by=principal.subject, lower_only=False
+    )
+
+
+@router.delete(
+    "/connectors/{name}/tenants/{tenant_id}/limits",
+    status_code=204,
+    response_class=Response,
+    responses={**_ERRORS, 404: PROBLEM},
+)
+def delete_tenant_cap(
+    name: ConnectorName, tenant_id: TenantId, request: Request, _admin: PlatformAdmin
+) -> Response:
+    """Remove a tenant's own cap on this connector (the connector's limits still apply)."""
+    connectors.delete_tenant_cap(request.app.state.runtime.db, name, tenant_id)
+    return Response(status_code=204)
+
+
+@router.get(
+    "/tenants/{tenant_id}/connector-limits",
+    response_model=list[TenantCapView],
+    responses={**_ERRORS, 404: PROBLEM},
+)
+def list_own_caps(tenant_id: TenantId, request: Request, principal: TenantAdmin) -> list[TenantCapView]:
+    """The token's own tenant's caps on connectors (scope ``admin``)."""
+    admin.own_tenant(principal, tenant_id)
+    return connectors.list_tenant_caps(request.app.state.runtime.db, tenant_id=tenant_id)
+
+
+@router.put(
+    "/tenants/{tenant_id}/connector-limits/{name}",
+    response_model=TenantCapView,
+    responses={**_ERRORS, 404: PROBLEM},
+)
+def lower_own_cap(
+    tenant_id: TenantId, name: ConnectorName, body: TenantCapBody, request: Request, principal: TenantAdmin
+) -> TenantCapView:
+    """Lower the token's own tenant's cap on a connector (scope ``admin``): only ever tighter than
+    the stored one (403 ``TENANT_CAP_RAISE_FORBIDDEN`` otherwise); raising or removing it is
+    ``platform:admin``'s."""
+    admin.own_tenant(principal, tenant_id)
+    rt = request.app.state.runtime
+    return connectors.put_tenant_cap(
+        rt.db, rt.clock, name, tenant_id, body, by=principal.subject, lower_only=True
+    )

@@ -129,6 +129,8 @@ class WaitReason(StrEnum):
     CIRCUIT_PROBE = "circuit half-open, its probe call is in flight"
     CONCURRENCY = "concurrency limit reached"
     RATE = "rate limit reached"
+    TURN = "other tenants' turn (fair share)"
+    TENANT_LIMIT = "the tenant's own limit on this connector reached"
     STORE = "the database did not answer"
 
 

@@ -198,6 +198,7 @@ def _send(request: CompensationRequest, call: _Call, *, confirm: bool) -> ToolCa
         # circuit cool-down, then counts as a transient failure (retried, then by the reconciler).
         permit = rt.flow.admit(
             connector,
+            tenant_id=request.tenant_id,
             deadline=rt.clock.now() + rt.settings.circuit_cooldown_seconds + timeout,
             lease_seconds=call_lease_seconds(timeout),
         )

@@ -16,10 +16,16 @@ its concurrency slot until the call finishes, or until its lease runs out if its
 Waiting: a call that may not start yet waits, inside its InvokeTool step, for as long as its
 execution's budget allows; when the budget is spent it ends with :class:`WaitExpired`, which
 InvokeTool records as ``FAILED``/``TIMEOUT``/``EXECUTION_TIMEOUT``. The callers of one process wait
-in line per connector: only the first asks the database (a rate-limited one sleeps exactly until
-its slot; a full or open connector is asked again every ``FULFILL_CONNECTOR_POLL_SECONDS``, and a
-release in the same process wakes it at once), so a crowd of waiting executions costs the
-database one query per poll, not one each.
+in line per connector: only the first asks the database, for all of them (a rate-limited one
+sleeps exactly until its slot; a full or open connector is asked again every
+``FULFILL_CONNECTOR_POLL_SECONDS``, and a release in the same process wakes it at once), so a
+crowd of waiting executions costs the database one query per poll, not one each.
+
+Fair share: who gets a free slot is not whoever asks first. Every process's waiting calls are rows
+of ``connector_waiters`` (leased by their process, renewed at each ask); the admission picks among
+all of them round robin by tenant (``domain/fairness.py``), skipping tenants whose own cap is full.
+If the pick is one of the asking process's callers, it is admitted and handed its permit; if it is
+another process's, that process takes the slot at its next ask.
 
 A connector with no limits and a closed circuit takes a fast path: one read, no lease, no write
 (and a write only when its call fails, for the circuit breaker). Its calls are bounded by each
@@ -39,15 +45,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import TracebackType
 
+from sqlalchemy import Connection
+
 from fulfill import metrics
 from fulfill.config import Settings
 from fulfill.domain.errors import ErrorClass
+from fulfill.domain.fairness import Waiter, next_in_line, tenant_decision
 from fulfill.domain.flowcontrol import (
     Admit,
     CallResult,
     Circuit,
     CircuitPolicy,
     CircuitState,
+    ConnectorLimits,
     Wait,
     WaitReason,
     admitted,
@@ -66,8 +76,14 @@ log = logging.getLogger("fulfill.flow")
 _LONGEST_SLEEP_SECONDS = 1.0
 # How often a waiting caller re-reads what could stop its execution (kill switches, cancellation).
 _RECHECK_SECONDS = 1.0
-# Forget admitted calls this long after they left every rate window.
+# Forget admitted calls this long after they left every rate window (and waiting calls this long
+# after their process stopped renewing them).
 _KEEP_CALLS_SECONDS = 60.0
+# A waiting call in the shared line stops counting this long after its process last renewed it
+# (each admission renews them; the first caller of a line asks at least once a second), so a
+# process that died holds nobody's turn for longer than this.
+_WAITER_LEASE_SECONDS = 5.0
+_RENEW_SECONDS = 1.0
 
 
 class WaitExpired(Exception):
@@ -110,13 +126,38 @@ def call_result(answer: ToolCallOutcome, *, timeout_cut_by_budget: bool = False)
     return CallResult.FAILED
 
 
+@dataclass(eq=False)
+class _Ticket:
+    """A call of this process waiting for a connector."""
+
+    waiter_id: str
+    tenant_id: str
+    lease_seconds: float
+    since: float | None = None  # database clock, once its row is in the shared line
+    permit: Permit | None = None  # admitted, by whichever of this process's callers asked
+
+
 @dataclass
 class _Line:
-    """The callers of this process waiting for one connector, first come, first served."""
+    """The callers of this process waiting for one connector. Only the first asks the database, for
+    all of them at once: the admission picks whichever of every process's waiting calls has the
+    turn (``domain/fairness.py``) and, when it is one of these, hands it its permit."""
 
+    connector: str
     cond: threading.Condition = field(default_factory=threading.Condition)
-    tickets: deque[object] = field(default_factory=deque)
-    reason: WaitReason | None = None  # why the first in line is waiting
+    tickets: deque[_Ticket] = field(default_factory=deque)
+    reason: WaitReason | None = None  # why the calls of this line wait
+    renewed_at: float = 0.0  # monotonic: when its rows' lease in the shared line was last renewed
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """What one admission transaction decided: a permit for ``chosen``, or why nobody here starts."""
+
+    decision: Admit | Wait
+    chosen: _Ticket | None = None
+    call_id: str | None = None
+    offset: float | None = None
 
 
 class Permit:
@@ -178,6 +219,8 @@ class FlowControl:
         self._margin = settings.connector_rate_margin_seconds
         self._poll = settings.connector_poll_seconds
         self._lines: dict[str, _Line] = {}
+        # This process's calls in the shared line of each connector are its rows under this name.
+        self._owner = uuid.uuid4().hex
         self._lines_lock = threading.Lock()
         self._marks = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fulfill-flow-marks")
         self._closed = threading.Event()
@@ -190,39 +233,52 @@ class FlowControl:
         self,
         connector: str,
         *,
+        tenant_id: str,
         deadline: float,
         lease_seconds: float,
         recheck: Callable[[], None] | None = None,
     ) -> Permit:
-        """Wait until a call to ``connector`` may start, at the latest until ``deadline`` (epoch
-        seconds of the service clock; then :class:`WaitExpired`). ``recheck`` runs about once a
-        second while it waits, and may raise to stop waiting (a kill switch, a cancellation)."""
+        """Wait until a call of ``tenant_id`` to ``connector`` may start, at the latest until
+        ``deadline`` (epoch seconds of the service clock; then :class:`WaitExpired`). ``recheck``
+        runs about once a second while it waits, and may raise to stop waiting (a kill switch, a
+        cancellation)."""
         try:
             with self._db.read() as conn:
                 limits = connectors.get_limits(conn, connector).limits
                 circuit = connectors.get_circuit(conn, connector)
-            if limits.unlimited and circuit.state is CircuitState.CLOSED:
+                cap = connectors.tenant_cap(conn, connector, tenant_id)
+            if limits.unlimited and circuit.state is CircuitState.CLOSED and (cap is None or cap.unlimited):
                 metrics.CONNECTOR_CALLS_IN_FLIGHT.labels(connector).inc()
                 return Permit(self, connector, None, waited=False, failures=circuit.failures)
         except Exception as exc:
             if not is_transient_store_error(exc):
                 raise
-        return self._wait_in_line(connector, deadline, lease_seconds, recheck)
+        return self._wait_in_line(connector, tenant_id, deadline, lease_seconds, recheck)
 
     def _wait_in_line(
-        self, connector: str, deadline: float, lease_seconds: float, recheck: Callable[[], None] | None
+        self,
+        connector: str,
+        tenant_id: str,
+        deadline: float,
+        lease_seconds: float,
+        recheck: Callable[[], None] | None,
     ) -> Permit:
         line = self._line(connector)
-        ticket = object()
+        ticket = _Ticket(waiter_id=uuid.uuid4().hex, tenant_id=tenant_id, lease_seconds=lease_seconds)
         began = time.monotonic()
         last_recheck = began
         waited = False
+        taken = False
         reason: WaitReason | None = None
         with line.cond:
             line.tickets.append(ticket)
         metrics.CONNECTOR_WAITING.labels(connector).inc()
         try:
             while True:
+                with line.cond:
+                    if ticket.permit is not None:  # admitted by the caller that asked for the line
+                        taken = True
+                        return self._taken(ticket.permit, began, waited=True)
                 if self._closed.is_set():
                     raise FlowControlClosed(connector)
                 remaining = deadline - self._clock.now()
@@ -232,16 +288,38 @@ class FlowControl:
                     recheck()
                     last_recheck = time.monotonic()
                 with line.cond:
+                    if ticket.permit is not None:
+                        continue
                     if line.tickets[0] is not ticket:
                         waited = True
                         line.cond.wait(min(remaining, _LONGEST_SLEEP_SECONDS))
                         continue
-                call_id = uuid.uuid4().hex
-                decision, offset = self._try_admit(connector, call_id, lease_seconds)
-                if isinstance(decision, Admit):
-                    metrics.CONNECTOR_WAIT_SECONDS.labels(connector).observe(time.monotonic() - began)
+                    # Not those already handed a permit (they are about to leave the line).
+                    candidates = [waiting for waiting in line.tickets if waiting.permit is None]
+                asked = self._try_admit(line, candidates)
+                if asked.chosen is not None and asked.call_id is not None:
+                    permit = Permit(
+                        self,
+                        connector,
+                        asked.call_id,
+                        waited=waited or asked.chosen is not ticket,
+                        failures=0,
+                        clock_offset=asked.offset,
+                    )
                     metrics.CONNECTOR_CALLS_IN_FLIGHT.labels(connector).inc()
-                    return Permit(self, connector, call_id, waited=waited, failures=0, clock_offset=offset)
+                    if asked.chosen is ticket:
+                        taken = True
+                        return self._taken(permit, began, waited=waited)
+                    with line.cond:
+                        handed = asked.chosen in line.tickets and asked.chosen.permit is None
+                        if handed:
+                            asked.chosen.permit = permit
+                            line.cond.notify_all()
+                    if not handed:  # it stopped waiting meanwhile: give the slot back
+                        permit.finish(CallResult.NOT_MADE)
+                    continue  # ask again at once: the connector may have room for more
+                decision = asked.decision
+                assert isinstance(decision, Wait)
                 waited = True
                 reason = line.reason = decision.reason
                 sleep = self._poll if decision.seconds is None else max(decision.seconds, 0.001)
@@ -253,14 +331,39 @@ class FlowControl:
                 if not line.tickets:
                     line.reason = None
                 line.cond.notify_all()
+                unused = None if taken else ticket.permit
+                in_shared_line = ticket.since is not None
             metrics.CONNECTOR_WAITING.labels(connector).dec()
+            if unused is not None:  # admitted just as it stopped waiting
+                unused.finish(CallResult.NOT_MADE)
+            if in_shared_line:
+                self._leave(connector, ticket)
 
-    def _try_admit(
-        self, connector: str, call_id: str, lease_seconds: float
-    ) -> tuple[Admit | Wait, float | None]:
-        """One admission transaction, holding the connector's row lock. Also answers, when the
-        connector has a rate limit (its calls' sending times are tracked), the offset of the
-        database's clock from this process's; else None."""
+    def _taken(self, permit: Permit, began: float, *, waited: bool) -> Permit:
+        permit.waited = permit.waited or waited
+        metrics.CONNECTOR_WAIT_SECONDS.labels(permit.connector).observe(time.monotonic() - began)
+        return permit
+
+    def _leave(self, connector: str, ticket: _Ticket) -> None:
+        """Take a call that stopped waiting out of the shared line. If this fails, its row stops
+        counting when its lease runs out (nobody renews it any more)."""
+        try:
+            with self._db.write() as conn:
+                connectors.fast_commit(conn)
+                connectors.remove_waiters(conn, [ticket.waiter_id])
+        except Exception as exc:  # never hide why the caller stopped waiting
+            log.warning("flow control: leaving the line of %s failed (%s)", connector, describe_failure(exc))
+
+    def _try_admit(self, line: _Line, tickets: list[_Ticket]) -> _Asked:
+        """One admission transaction, holding the connector's row lock, on behalf of every caller
+        of this process waiting for ``connector`` (``tickets``, in their order of arrival): admits
+        the one whose turn it is, if the turn is this process's, or puts them all in the shared
+        line. The answer's offset, when the connector has a rate limit (its calls' sending times
+        are tracked), is the database clock's offset from this process's; else None."""
+        connector = line.connector
+        call_id = uuid.uuid4().hex
+        chosen: _Ticket | None = None
+        renew = time.monotonic() - line.renewed_at >= _RENEW_SECONDS
         try:
             with self._db.write() as conn:
                 circuit = connectors.lock_state(conn, connector)
@@ -269,7 +372,7 @@ class FlowControl:
                 limits = connectors.get_limits(conn, connector).limits
                 window = limits.rate_window()
                 span = rate_span(limits, self._margin)
-                decision = decide(
+                decision: Admit | Wait = decide(
                     now=now,
                     limits=limits,
                     circuit=circuit,
@@ -283,25 +386,152 @@ class FlowControl:
                     else connectors.recent_sends(conn, connector, since=now - span, limit=window.limit),
                     margin=self._margin,
                 )
-                if isinstance(decision, Wait):
-                    return decision, None
-                connectors.insert_call(
-                    conn, call_id=call_id, name=connector, admitted=now, lease_until=now + lease_seconds
-                )
-                changed = admitted(circuit, decision, call_id=call_id, now=now, lease_seconds=lease_seconds)
-                if changed != circuit:
-                    connectors.save_circuit(conn, connector, changed, now=now)
-                connectors.prune_calls(
-                    conn, connector, before=now - (span or 0.0) - _KEEP_CALLS_SECONDS, now=now
-                )
+                tracks_sends = window is not None
+                if isinstance(decision, Admit):
+                    decision, chosen, capped_rate = self._whose_turn(conn, connector, tickets, decision, now)
+                    tracks_sends = tracks_sends or capped_rate
+                joining = self._keep_in_line(conn, connector, tickets, chosen, now, renew=renew)
+                changed = circuit
+                if chosen is None or not isinstance(decision, Admit):
+                    asked = _Asked(decision)
+                else:
+                    connectors.insert_call(
+                        conn,
+                        call_id=call_id,
+                        name=connector,
+                        tenant_id=chosen.tenant_id,
+                        admitted=now,
+                        lease_until=now + chosen.lease_seconds,
+                    )
+                    changed = admitted(
+                        circuit, decision, call_id=call_id, now=now, lease_seconds=chosen.lease_seconds
+                    )
+                    if changed != circuit:
+                        connectors.save_circuit(conn, connector, changed, now=now)
+                    connectors.prune_calls(
+                        conn, connector, before=now - (span or 0.0) - _KEEP_CALLS_SECONDS, now=now
+                    )
+                    connectors.prune_waiters(conn, connector, before=now - _KEEP_CALLS_SECONDS)
+                    asked = _Asked(decision, chosen, call_id, offset if tracks_sends else None)
         except Exception as exc:
             if not is_transient_store_error(exc):
                 raise
             log.warning("flow control: admission to %s failed (%s)", connector, describe_failure(exc))
-            return Wait(WaitReason.STORE, None), None
+            return _Asked(Wait(WaitReason.STORE, None))
         if changed.state is not circuit.state:
             self._transition(connector, changed)
-        return decision, None if window is None else offset
+        # After the commit: what happens next may write (a ticket that left meanwhile).
+        return self._asked(line, joining, now, renew, asked)
+
+    def _asked(self, line: _Line, joining: list[_Ticket], now: float, renew: bool, asked: _Asked) -> _Asked:
+        if renew:
+            line.renewed_at = time.monotonic()
+        self._joined(line, joining, asked.chosen, now)
+        return asked
+
+    def _whose_turn(
+        self, conn: Connection, connector: str, tickets: list[_Ticket], decision: Admit, now: float
+    ) -> tuple[Admit | Wait, _Ticket | None, bool]:
+        """The connector has room for one more call: whose is it? Every process's waiting calls
+        take turns by tenant (``domain/fairness.py``); a tenant whose own cap is full is skipped.
+        Also answers whether the chosen call's tenant has a rate cap (its sends must be tracked)."""
+        local = {ticket.waiter_id: ticket for ticket in tickets}
+        line = [
+            Waiter(ticket.waiter_id, ticket.tenant_id, now if ticket.since is None else ticket.since)
+            for ticket in tickets
+        ]
+        # This process's own waiting calls are the tickets (its rows may lag behind them).
+        line += connectors.waiting(conn, connector, now=now, other_than=self._owner)
+        tenants = {waiter.tenant_id for waiter in line}
+        held: dict[str, Wait] = {}
+        caps = connectors.tenant_caps(conn, connector)
+        for tenant in sorted(tenants & caps.keys()):
+            verdict = self._tenant_verdict(conn, connector, tenant, caps[tenant], now)
+            if isinstance(verdict, Wait):
+                held[tenant] = verdict
+        free = tenants - held.keys()
+        last = connectors.last_admitted(conn, connector, free) if len(free) > 1 else {}
+        turn = next_in_line(line, last, held.keys())
+        if turn is None:  # everyone waiting is held by their tenant's own cap
+            soonest = [wait.seconds for wait in held.values() if wait.seconds is not None]
+            return Wait(WaitReason.TENANT_LIMIT, min(soonest) if soonest else None), None, False
+        chosen = local.get(turn.waiter_id)
+        if chosen is None:  # another process's call has the turn: it takes the slot
+            mine = [ticket for ticket in tickets if ticket.tenant_id not in held]
+            return Wait(WaitReason.TURN if mine else WaitReason.TENANT_LIMIT, None), None, False
+        cap = caps.get(chosen.tenant_id)
+        return decision, chosen, cap is not None and cap.rate_per_second is not None
+
+    def _tenant_verdict(
+        self, conn: Connection, connector: str, tenant: str, cap: ConnectorLimits, now: float
+    ) -> Admit | Wait:
+        window = cap.rate_window()
+        span = rate_span(cap, self._margin)
+        return tenant_decision(
+            now=now,
+            cap=cap,
+            in_flight=0
+            if cap.concurrency is None
+            else connectors.count_in_flight(conn, connector, now, tenant_id=tenant),
+            not_sent=0
+            if window is None
+            else connectors.count_not_sent(conn, connector, now, tenant_id=tenant),
+            recent_sends=[]
+            if window is None or span is None
+            else connectors.recent_sends(
+                conn, connector, since=now - span, limit=window.limit, tenant_id=tenant
+            ),
+            margin=self._margin,
+        )
+
+    def _keep_in_line(
+        self,
+        conn: Connection,
+        connector: str,
+        tickets: list[_Ticket],
+        chosen: _Ticket | None,
+        now: float,
+        *,
+        renew: bool,
+    ) -> list[_Ticket]:
+        """Bring the shared line up to date with this process's waiting calls: the chosen one
+        leaves it, new ones join it (since now), and, when ``renew``, the lease of the others is
+        renewed. Answers those that joined (their ``since`` is set once this commits)."""
+        staying = [ticket for ticket in tickets if ticket is not chosen]
+        joining = [ticket for ticket in staying if ticket.since is None]
+        if chosen is not None and chosen.since is not None:
+            connectors.remove_waiters(conn, [chosen.waiter_id])
+        lease_until = now + _WAITER_LEASE_SECONDS
+        if renew and len(joining) < len(staying):
+            # By id, not every row of this process: a row whose removal failed is not kept alive.
+            connectors.renew_waiters(
+                conn,
+                [ticket.waiter_id for ticket in staying if ticket.since is not None],
+                lease_until=lease_until,
+            )
+        connectors.add_waiters(
+            conn,
+            connector,
+            [Waiter(ticket.waiter_id, ticket.tenant_id, now) for ticket in joining],
+            owner=self._owner,
+            lease_until=lease_until,
+        )
+        return joining
+
+    def _joined(self, line: _Line, joining: list[_Ticket], chosen: _Ticket | None, now: float) -> None:
+        """After the admission committed: the tickets that joined the shared line know it (only
+        the asking caller changes ``since``); one that stopped waiting meanwhile, whose leaving
+        could not see its row yet, has it removed now."""
+        gone: list[_Ticket] = []
+        with line.cond:
+            for ticket in joining:
+                ticket.since = now
+                if ticket not in line.tickets:
+                    gone.append(ticket)
+            if chosen is not None:
+                chosen.since = None
+        for ticket in gone:
+            self._leave(line.connector, ticket)
 
     def _mark_sent(self, connector: str, call_id: str, sent_at: float) -> None:
         """Store when a call was sent, off the caller's thread (it must not delay the call)."""
@@ -373,5 +603,5 @@ class FlowControl:
         with self._lines_lock:
             line = self._lines.get(connector)
             if line is None:
-                line = self._lines[connector] = _Line()
+                line = self._lines[connector] = _Line(connector)
             return line

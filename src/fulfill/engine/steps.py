@@ -655,6 +655,7 @@ def _pass_connector_gate(call: ToolCall) -> Permit:
     try:
         return rt.flow.admit(
             connector_of(call.tool_name),
+            tenant_id=call.context.tenant_id,
             deadline=call.context.deadline_epoch,
             lease_seconds=call_lease_seconds(timeout),
             recheck=lambda: _check_before_call(call),

@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from dbos import DBOS, PropagateOtelContext, Queue, SetWorkflowID, StepOptions
+from dbos import DBOS, PropagateOtelContext, Queue, SetEnqueueOptions, SetWorkflowID, StepOptions
 from dbos import error as dbos_error
 from opentelemetry.context import Context as OtelContext
 from pydantic import BaseModel
@@ -44,8 +44,10 @@ from fulfill.domain.execution import (
     outcome_from_step_failure,
     outcome_from_tool_result,
 )
+from fulfill.domain.fairness import queue_priority
 from fulfill.engine import compensation, steps
 from fulfill.engine.runtime import current
+from fulfill.store import executions
 from fulfill.store.db import is_transient_store_error
 
 DUPLICATE_IGNORED = "DUPLICATE_IGNORED"
@@ -152,7 +154,26 @@ def start_execution(request: ExecutionRequest) -> None:
     Its spans descend from the request that accepted it (the attempt's stored trace context),
     whoever enqueues it and whenever: DBOS keeps that context with the workflow, for recovery too.
     """
-    _enqueue(request.workflow_id, execute_intent, request, tracing.context_from(request.traceparent))
+    _enqueue(
+        request.workflow_id,
+        execute_intent,
+        request,
+        tracing.context_from(request.traceparent),
+        priority=_fair_priority(request.tenant_id),
+    )
+
+
+def _fair_priority(tenant_id: str) -> int:
+    """Its rank among its tenant's executions queued or running: the queue starts every tenant's
+    first before anyone's second (``domain/fairness.py``). If the count cannot be read, it goes
+    with the firsts (the limits still hold; only the order is less fair)."""
+    try:
+        with current().db.read() as conn:
+            return queue_priority(executions.count_active(conn, tenant_id))
+    except Exception as exc:
+        if not is_transient_store_error(exc):
+            raise
+        return queue_priority(1)
 
 
 def start_compensation(request: CompensationRequest) -> None:
@@ -164,9 +185,16 @@ def _enqueue(
     workflow: Callable[[Any], str],
     argument: BaseModel,
     trace_parent: OtelContext | None = None,
+    *,
+    priority: int | None = None,
 ) -> None:
-    """``trace_parent``: the span the workflow's spans descend from (None: the current one)."""
-    with SetWorkflowID(workflow_id), PropagateOtelContext(trace_parent):
+    """``trace_parent``: the span the workflow's spans descend from (None: the current one).
+    ``priority``: lower starts first; None (compensations) goes before every execution."""
+    with (
+        SetWorkflowID(workflow_id),
+        PropagateOtelContext(trace_parent),
+        SetEnqueueOptions(priority=priority),
+    ):
         execution_queue().enqueue(workflow, argument)
 
 

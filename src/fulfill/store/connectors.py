@@ -8,14 +8,22 @@ UPDATE``, on SQLite with the write lock every write transaction takes (``BEGIN I
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from fulfill.domain.fairness import Waiter
 from fulfill.domain.flowcontrol import Circuit, CircuitState, ConnectorLimits
-from fulfill.store.tables import connector_calls, connector_limits, connector_state
+from fulfill.store.tables import (
+    connector_calls,
+    connector_limits,
+    connector_state,
+    connector_tenant_limits,
+    connector_waiters,
+)
 
 
 @dataclass(frozen=True)
@@ -144,13 +152,20 @@ def _circuit(row: Any) -> Circuit:
 # --- admitted calls -----------------------------------------------------------------------------
 
 
-def count_in_flight(conn: Connection, name: str, now: float) -> int:
+def _of(name: str, tenant_id: str | None) -> Any:
+    """The calls to ``name`` (of one tenant only, when ``tenant_id`` is given)."""
+    if tenant_id is None:
+        return connector_calls.c.name == name
+    return and_(connector_calls.c.name == name, connector_calls.c.tenant_id == tenant_id)
+
+
+def count_in_flight(conn: Connection, name: str, now: float, *, tenant_id: str | None = None) -> int:
     """Calls admitted and not finished, except those whose lease ran out (their process died)."""
     query = (
         select(func.count())
         .select_from(connector_calls)
         .where(
-            connector_calls.c.name == name,
+            _of(name, tenant_id),
             connector_calls.c.finished_epoch.is_(None),
             connector_calls.c.lease_until_epoch > now,
         )
@@ -158,13 +173,13 @@ def count_in_flight(conn: Connection, name: str, now: float) -> int:
     return int(conn.execute(query).scalar_one())
 
 
-def count_not_sent(conn: Connection, name: str, now: float) -> int:
+def count_not_sent(conn: Connection, name: str, now: float, *, tenant_id: str | None = None) -> int:
     """Calls admitted and not sent yet (nor given up, nor of a process that died)."""
     query = (
         select(func.count())
         .select_from(connector_calls)
         .where(
-            connector_calls.c.name == name,
+            _of(name, tenant_id),
             connector_calls.c.dispatched_epoch.is_(None),
             connector_calls.c.finished_epoch.is_(None),
             connector_calls.c.lease_until_epoch > now,
@@ -173,21 +188,49 @@ def count_not_sent(conn: Connection, name: str, now: float) -> int:
     return int(conn.execute(query).scalar_one())
 
 
-def recent_sends(conn: Connection, name: str, *, since: float, limit: int) -> list[float]:
+def recent_sends(
+    conn: Connection, name: str, *, since: float, limit: int, tenant_id: str | None = None
+) -> list[float]:
     """When the ``limit`` latest calls sent after ``since`` were sent, latest first."""
     query = (
         select(connector_calls.c.dispatched_epoch)
-        .where(connector_calls.c.name == name, connector_calls.c.dispatched_epoch > since)
+        .where(_of(name, tenant_id), connector_calls.c.dispatched_epoch > since)
         .order_by(connector_calls.c.dispatched_epoch.desc())
         .limit(limit)
     )
     return [float(value) for value in conn.execute(query).scalars()]
 
 
-def insert_call(conn: Connection, *, call_id: str, name: str, admitted: float, lease_until: float) -> None:
+def last_admitted(conn: Connection, name: str, tenants: Iterable[str]) -> dict[str, float]:
+    """When each of ``tenants``' latest call to ``name`` still on record was admitted (a tenant
+    with none is absent)."""
+    wanted = sorted(set(tenants))
+    if not wanted:
+        return {}
+    query = (
+        select(connector_calls.c.tenant_id, func.max(connector_calls.c.admitted_epoch))
+        .where(connector_calls.c.name == name, connector_calls.c.tenant_id.in_(wanted))
+        .group_by(connector_calls.c.tenant_id)
+    )
+    return {str(tenant): float(when) for tenant, when in conn.execute(query).all()}
+
+
+def insert_call(
+    conn: Connection,
+    *,
+    call_id: str,
+    name: str,
+    admitted: float,
+    lease_until: float,
+    tenant_id: str | None = None,
+) -> None:
     conn.execute(
         connector_calls.insert().values(
-            call_id=call_id, name=name, admitted_epoch=admitted, lease_until_epoch=lease_until
+            call_id=call_id,
+            name=name,
+            tenant_id=tenant_id,
+            admitted_epoch=admitted,
+            lease_until_epoch=lease_until,
         )
     )
 
@@ -228,4 +271,151 @@ def prune_calls(conn: Connection, name: str, *, before: float, now: float) -> No
                 ),
             ),
         )
+    )
+
+
+# --- calls waiting, of every process ------------------------------------------------------------
+
+
+def waiting(conn: Connection, name: str, *, now: float, other_than: str) -> list[Waiter]:
+    """The calls waiting for ``name`` whose process still renews their lease, except those of the
+    process ``other_than`` (it knows its own)."""
+    rows = conn.execute(
+        select(connector_waiters.c.waiter_id, connector_waiters.c.tenant_id, connector_waiters.c.since_epoch)
+        .where(
+            connector_waiters.c.name == name,
+            connector_waiters.c.lease_until_epoch > now,
+            connector_waiters.c.owner != other_than,
+        )
+        .order_by(connector_waiters.c.since_epoch, connector_waiters.c.waiter_id)
+    ).all()
+    return [Waiter(row.waiter_id, row.tenant_id, float(row.since_epoch)) for row in rows]
+
+
+def add_waiters(
+    conn: Connection, name: str, waiters: Iterable[Waiter], *, owner: str, lease_until: float
+) -> None:
+    rows = [
+        {
+            "waiter_id": waiter.waiter_id,
+            "name": name,
+            "tenant_id": waiter.tenant_id,
+            "owner": owner,
+            "since_epoch": waiter.since,
+            "lease_until_epoch": lease_until,
+        }
+        for waiter in waiters
+    ]
+    if rows:
+        conn.execute(connector_waiters.insert(), rows)
+
+
+def renew_waiters(conn: Connection, waiter_ids: Iterable[str], *, lease_until: float) -> None:
+    """Extend the lease of these waiting calls (their process is alive and they still wait)."""
+    ids = list(waiter_ids)
+    if ids:
+        conn.execute(
+            update(connector_waiters)
+            .where(connector_waiters.c.waiter_id.in_(ids))
+            .values(lease_until_epoch=lease_until)
+        )
+
+
+def remove_waiters(conn: Connection, waiter_ids: Iterable[str]) -> None:
+    ids = list(waiter_ids)
+    if ids:
+        conn.execute(delete(connector_waiters).where(connector_waiters.c.waiter_id.in_(ids)))
+
+
+def prune_waiters(conn: Connection, name: str, *, before: float) -> None:
+    """Forget the waiting calls of processes that died (lease run out before ``before``)."""
+    conn.execute(
+        delete(connector_waiters).where(
+            connector_waiters.c.name == name, connector_waiters.c.lease_until_epoch < before
+        )
+    )
+
+
+# --- a tenant's own caps ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TenantCap:
+    name: str
+    tenant_id: str
+    cap: ConnectorLimits
+    updated_at: str
+    updated_by: str
+    revision: int
+
+
+def tenant_caps(conn: Connection, name: str) -> dict[str, ConnectorLimits]:
+    """Every tenant's own cap on ``name``, by tenant."""
+    rows = conn.execute(select(connector_tenant_limits).where(connector_tenant_limits.c.name == name)).all()
+    return {row.tenant_id: _cap(row).cap for row in rows}
+
+
+def tenant_cap(conn: Connection, name: str, tenant_id: str) -> ConnectorLimits | None:
+    row = conn.execute(
+        select(connector_tenant_limits).where(
+            connector_tenant_limits.c.name == name, connector_tenant_limits.c.tenant_id == tenant_id
+        )
+    ).first()
+    return None if row is None else _cap(row).cap
+
+
+def list_tenant_caps(conn: Connection, *, tenant_id: str | None = None) -> list[TenantCap]:
+    query = select(connector_tenant_limits).order_by(
+        connector_tenant_limits.c.name, connector_tenant_limits.c.tenant_id
+    )
+    if tenant_id is not None:
+        query = query.where(connector_tenant_limits.c.tenant_id == tenant_id)
+    return [_cap(row) for row in conn.execute(query).all()]
+
+
+def put_tenant_cap(
+    conn: Connection, name: str, tenant_id: str, cap: ConnectorLimits, *, now: str, by: str
+) -> TenantCap:
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    statement = insert(connector_tenant_limits).values(
+        name=name,
+        tenant_id=tenant_id,
+        rate_per_second=cap.rate_per_second,
+        concurrency=cap.concurrency,
+        updated_at=now,
+        updated_by=by,
+        revision=1,
+    )
+    row = conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=[connector_tenant_limits.c.name, connector_tenant_limits.c.tenant_id],
+            set_={
+                "rate_per_second": statement.excluded.rate_per_second,
+                "concurrency": statement.excluded.concurrency,
+                "updated_at": statement.excluded.updated_at,
+                "updated_by": statement.excluded.updated_by,
+                "revision": connector_tenant_limits.c.revision + 1,
+            },
+        ).returning(connector_tenant_limits)
+    ).one()
+    return _cap(row)
+
+
+def delete_tenant_cap(conn: Connection, name: str, tenant_id: str) -> bool:
+    result = conn.execute(
+        delete(connector_tenant_limits).where(
+            connector_tenant_limits.c.name == name, connector_tenant_limits.c.tenant_id == tenant_id
+        )
+    )
+    return bool(result.rowcount)
+
+
+def _cap(row: Any) -> TenantCap:
+    return TenantCap(
+        name=row.name,
+        tenant_id=row.tenant_id,
+        cap=ConnectorLimits(rate_per_second=row.rate_per_second, concurrency=row.concurrency),
+        updated_at=row.updated_at,
+        updated_by=row.updated_by,
+        revision=row.revision,
     )

@@ -376,3 +376,16 @@ def list_signals(conn: Connection, tenant_id: str, action_intent_id: str) -> Seq
         .order_by(execution_signals.c.attempt)
     ).all()
     return [ExecutionSignal.model_validate(row.document) for row in rows]
+
+
+def count_active(conn: Connection, tenant_id: str) -> int:
+    """The tenant's attempts QUEUED or RUNNING (its place in the execution queue's fair order)."""
+    query = (
+        select(func.count())
+        .select_from(execution_attempts)
+        .where(
+            execution_attempts.c.tenant_id == tenant_id,
+            execution_attempts.c.status.in_([AttemptStatus.QUEUED.value, AttemptStatus.RUNNING.value]),
+        )
+    )
+    return int(conn.execute(query).scalar_one())

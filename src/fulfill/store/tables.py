@@ -401,6 +401,7 @@ connector_calls = Table(
     metadata,
     Column("call_id", String(64), primary_key=True),
     Column("name", String(64), nullable=False),
+    Column("tenant_id", ID),  # whose call (fair share, per-tenant caps); null: admitted before 0014
     Column("admitted_epoch", Float, nullable=False),
     Column("dispatched_epoch", Float),  # null: admitted, not sent yet
     Column("lease_until_epoch", Float, nullable=False),
@@ -438,4 +439,33 @@ executor_heartbeats = Table(
     Column("version", String(64), nullable=False),
     Column("claimed_by", String(128)),
     Column("claimed_until_epoch", Float),
+)
+
+# A tenant's own cap on a connector (on top of the connector's limits, which every tenant shares).
+connector_tenant_limits = Table(
+    "connector_tenant_limits",
+    metadata,
+    Column("name", String(64), nullable=False),
+    Column("tenant_id", ID, nullable=False),
+    Column("rate_per_second", Float),  # null: no rate cap of its own
+    Column("concurrency", Integer),  # null: no concurrency cap of its own
+    Column("updated_at", TS, nullable=False),
+    Column("updated_by", String(256), nullable=False),
+    Column("revision", Integer, nullable=False, server_default="0"),
+    PrimaryKeyConstraint("name", "tenant_id"),
+)
+
+# Calls waiting for a gated connector, of every process: the line the fair share is drawn from.
+# ``owner`` is the waiting process's flow control; it renews its rows' lease while they wait, so
+# the rows of a process that died stop counting when their lease runs out.
+connector_waiters = Table(
+    "connector_waiters",
+    metadata,
+    Column("waiter_id", String(64), primary_key=True),
+    Column("name", String(64), nullable=False),
+    Column("tenant_id", ID, nullable=False),
+    Column("owner", String(64), nullable=False),
+    Column("since_epoch", Float, nullable=False),
+    Column("lease_until_epoch", Float, nullable=False),
+    Index("ix_connector_waiters_name_since_epoch", "name", "since_epoch"),
 )

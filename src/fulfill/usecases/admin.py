@@ -154,6 +154,9 @@ def _own_tenant(principal: Principal, tenant_id: str) -> None:
         raise NotFound("tenant not found")
 
 
+own_tenant = _own_tenant  # the same rule for the routes of a tenant's own connector caps
+
+
 def get_tenant_execution(rt: Runtime, principal: Principal, tenant_id: str) -> TenantExecution:
     _own_tenant(principal, tenant_id)
     with rt.db.read() as conn:

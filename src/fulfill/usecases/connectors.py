@@ -1,6 +1,10 @@
 """Operating flow control: every connector's limits and circuit breaker (``platform:admin``).
 
 A connector, or a remote target, is named by the part of its tools' names before the first dot.
+Besides its own limits, which every tenant shares (taking turns, ``domain/fairness.py``), a
+connector may hold a cap for one tenant alone: set by ``platform:admin`` (any tenant, any value,
+or removed), or lowered by the tenant's own ``admin`` (never raised nor removed by it: a tenant
+may throttle itself, never lift what the platform set).
 Limits live in the database, so every process applies a change at its next admission, without a
 restart. A name may be given limits before any tool of it exists (a target registered later
 starts with them).
@@ -31,9 +35,10 @@ from fulfill.domain.time import iso_from_epoch
 from fulfill.metrics import ConnectorSample
 from fulfill.store import connectors
 from fulfill.store.db import Database
-from fulfill.usecases.errors import Invalid
+from fulfill.usecases.errors import Forbidden, Invalid, NotFound
 
 _NAME = re.compile(CONNECTOR_NAME_PATTERN)
+_TENANT = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
 
 
 class ConnectorLimitsBody(BaseModel):
@@ -133,4 +138,104 @@ def _view(name: str, stored: connectors.StoredLimits, circuit: Circuit | None) -
             failures=circuit.failures,
             opened_at=iso_from_epoch(circuit.opened_at) if circuit.opened_at is not None else None,
         ),
+    )
+
+
+# --- a tenant's own cap on a connector ----------------------------------------------------------
+
+
+class TenantCapBody(BaseModel):
+    """A tenant's own cap on a connector, on top of the connector's limits: at least one of the two."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rate_per_second: (
+        Annotated[float, Field(strict=True, ge=MIN_RATE_PER_SECOND, le=MAX_RATE_PER_SECOND)] | None
+    ) = Field(
+        default=None,
+        description="Calls of this tenant that may start per second, across every process (a whole "
+        "number from 1, or a fraction below 1); null = no rate cap of its own.",
+    )
+    concurrency: Annotated[int, Field(strict=True, ge=1, le=MAX_CONCURRENCY)] | None = Field(
+        default=None,
+        description="Calls of this tenant that may be in flight at once; null = no concurrency cap of its own.",
+    )
+
+
+class TenantCapView(BaseModel):
+    name: str = Field(description="The connector or remote target.")
+    tenant_id: str
+    rate_per_second: float | None = Field(description="null: no rate cap of its own.")
+    concurrency: int | None = Field(description="null: no concurrency cap of its own.")
+    updated_at: str
+    updated_by: str = Field(description="The subject of the token that last set it.")
+    revision: int
+
+
+def list_tenant_caps(
+    db: Database, *, name: str | None = None, tenant_id: str | None = None
+) -> list[TenantCapView]:
+    with db.read() as conn:
+        caps = connectors.list_tenant_caps(conn, tenant_id=tenant_id)
+    return [_cap_view(cap) for cap in caps if name is None or cap.name == name]
+
+
+def put_tenant_cap(
+    db: Database,
+    clock: Clock,
+    name: str,
+    tenant_id: str,
+    body: TenantCapBody,
+    *,
+    by: str,
+    lower_only: bool,
+) -> TenantCapView:
+    """Store a tenant's cap on a connector; every process applies it at its next admission.
+    ``lower_only`` (a tenant's own admin): refused unless each part is at most the stored one."""
+    cap = validated_limits(name, body.rate_per_second, body.concurrency)
+    if not _TENANT.match(tenant_id):
+        raise Invalid("a tenant id is 1-128 letters, digits or _ . : @ -", code="INVALID_TENANT_ID")
+    if cap.unlimited:
+        raise Invalid(
+            "a tenant's cap needs rate_per_second or concurrency (to remove one, DELETE it)",
+            code="EMPTY_TENANT_CAP",
+        )
+    with db.write() as conn:
+        if lower_only:
+            _check_lowers(connectors.tenant_cap(conn, name, tenant_id), cap)
+        stored = connectors.put_tenant_cap(conn, name, tenant_id, cap, now=clock.now_iso(), by=by)
+    return _cap_view(stored)
+
+
+def delete_tenant_cap(db: Database, name: str, tenant_id: str) -> None:
+    with db.write() as conn:
+        if not connectors.delete_tenant_cap(conn, name, tenant_id):
+            raise NotFound(f"tenant {tenant_id} has no cap of its own on {name}", code="TENANT_CAP_NOT_FOUND")
+
+
+def _check_lowers(current: ConnectorLimits | None, wanted: ConnectorLimits) -> None:
+    """A tenant's own admin may tighten its cap, never loosen it (nor lift a part of it)."""
+    if current is None:
+        return  # any cap on a tenant without one only lowers what it may do
+    for part, now, then in (
+        ("rate_per_second", current.rate_per_second, wanted.rate_per_second),
+        ("concurrency", current.concurrency, wanted.concurrency),
+    ):
+        if now is not None and (then is None or then > now):
+            raise Forbidden(
+                f"a tenant admin may only lower its tenant's {part} (now {now:g}); raising or "
+                "removing it needs platform:admin",
+                code="TENANT_CAP_RAISE_FORBIDDEN",
+            )
+
+
+def _cap_view(cap: connectors.TenantCap) -> TenantCapView:
+    return TenantCapView(
+        name=cap.name,
+        tenant_id=cap.tenant_id,
+        rate_per_second=cap.cap.rate_per_second,
+        concurrency=cap.cap.concurrency,
+        updated_at=cap.updated_at,
+        updated_by=cap.updated_by,
+        revision=cap.revision,
     )

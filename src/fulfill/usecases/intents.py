@@ -131,6 +131,21 @@ def _existing(
     return stored
 
 
+def _policy(asked: ExecutionPolicy | None, max_timeout: int) -> ExecutionPolicy:
+    """The intent's execution policy within the platform's maximum budget: a ``timeout_seconds``
+    asked above it is refused; the default one is lowered to it."""
+    policy = asked or ExecutionPolicy()
+    if policy.timeout_seconds <= max_timeout:
+        return policy
+    if asked is not None and "timeout_seconds" in asked.model_fields_set:
+        raise Invalid(
+            f"execution_policy.timeout_seconds may be at most {max_timeout} on this platform "
+            f"(FULFILL_MAX_TIMEOUT_SECONDS); got {asked.timeout_seconds}",
+            code="TIMEOUT_ABOVE_MAXIMUM",
+        )
+    return policy.model_copy(update={"timeout_seconds": max_timeout})
+
+
 def _build_intent(
     rt: Runtime, principal: Principal, body: CreateIntent, now: float, now_iso: str
 ) -> ActionIntentV1:
@@ -202,7 +217,7 @@ def _build_intent(
         approved_by=body.approval.approved_by if body.approval else None,
         approval_timestamp=body.approval.approval_timestamp if body.approval else None,
         approval_status=ApprovalStatus.APPROVED if body.approval else ApprovalStatus.PENDING_APPROVAL,
-        execution_policy=body.execution_policy or ExecutionPolicy(),
+        execution_policy=_policy(body.execution_policy, rt.settings.max_timeout_seconds),
         expires_at=iso_from_epoch(expires_epoch),
         expires_at_epoch=expires_epoch,
         original_decision_id=body.original_decision_id,

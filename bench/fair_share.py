@@ -1,0 +1,166 @@
+"""Fair share of one connector between tenants: how long one tenant's single execution waits
+behind another tenant's backlog on a shared rate limit.
+
+``fulfill serve`` runs in its own process(es) on a fresh database. The benchmark limits the
+internal connector to R calls per second (``PUT /admin/connectors/internal/limits``), has tenant A
+create and approve N intents at once, waits until A's first call has been made (A's backlog is
+now waiting), then has tenant B create and approve one intent, and reports:
+
+* B's approval → recorded outcome (the approval timestamp and the attempt's ``completed_at``,
+  both stored by the service);
+* how many of A's calls were made before B's and after it (first come, first served puts B's
+  after all of A's);
+* the connector's throughput: calls per second from the first to the last, against the limit R
+  (fair sharing must not slow the connector down).
+
+    python -m bench.fair_share --backlog 15 --rate 1
+    python -m bench.fair_share --backlog 300 --rate 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import create_engine, func, select
+
+from bench.slow_tools import create_and_approve_at_once
+from fulfill.config import Settings
+from fulfill.domain.time import epoch_from_iso
+from fulfill.loadtest import ServiceGroup
+from fulfill.store.tables import execution_attempts, internal_tasks
+from fulfill.tokens import mint_token
+
+SECRET = "bench-secret-0123456789abcdef0123456789"
+SCOPES = ["intents:write", "intents:read", "intents:approve", "executions:read", "platform:admin"]
+
+
+def run(backlog: int, rate: float, database_url: str | None, workers: int) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="fulfill-fair-share-"))
+    url = database_url or f"sqlite:///{work / 'fulfill.db'}"
+    group = ServiceGroup(database_url=url, workers=workers, secret=SECRET, directory=work).start()
+    settings = Settings(jwt_secret=SECRET)
+    clients = {
+        tenant: httpx.Client(
+            base_url=group.api_url,
+            headers={"Authorization": f"Bearer {mint_token(settings, tenant_id=tenant, scopes=SCOPES)}"},
+            timeout=60,
+        )
+        for tenant in ("tenant-a", "tenant-b")
+    }
+    a, b = clients["tenant-a"], clients["tenant-b"]
+    engine = create_engine(url)
+    try:
+        a.put(
+            "/admin/connectors/internal/limits", json={"rate_per_second": rate, "concurrency": None}
+        ).raise_for_status()
+        a_ids = create_and_approve_at_once(a, backlog, account="acc-a")
+        deadline = time.monotonic() + 120
+        while _tasks(engine) < 1 and time.monotonic() < deadline:
+            group.check_alive()
+            time.sleep(0.05)
+        created = b.post(
+            "/intents",
+            json={"action_type": "CREATE_INTERNAL_TASK", "account_id": "acc-b", "parameters": {"title": "B"}},
+        )
+        created.raise_for_status()
+        b_id = created.json()["action_intent_id"]
+        b.post(f"/intents/{b_id}/approve").raise_for_status()
+        deadline = time.monotonic() + backlog / rate * 2 + 300
+        while time.monotonic() < deadline:
+            group.check_alive()
+            with engine.connect() as conn:
+                active = conn.execute(
+                    select(func.count())
+                    .select_from(execution_attempts)
+                    .where(execution_attempts.c.status.in_(["QUEUED", "RUNNING"]))
+                ).scalar_one()
+            if active == 0 and _tasks(engine) > 0:
+                break
+            time.sleep(0.5)
+        with engine.connect() as conn:
+            attempts = {
+                row.action_intent_id: row
+                for row in conn.execute(
+                    select(
+                        execution_attempts.c.action_intent_id,
+                        execution_attempts.c.status,
+                        execution_attempts.c.completed_at,
+                    )
+                ).all()
+            }
+            tasks = conn.execute(select(internal_tasks.c.tenant_id, internal_tasks.c.created_at)).all()
+        b_intent = b.get(f"/intents/{b_id}").json()
+        b_attempt = attempts[b_id]
+        order = [tenant for tenant, _ in sorted(tasks, key=lambda row: row[1])]
+        a_times = sorted(epoch_from_iso(when) for tenant, when in tasks if tenant == "tenant-a")
+        b_position = order.index("tenant-b") if "tenant-b" in order else None
+        all_times = sorted(epoch_from_iso(when) for _, when in tasks)
+        span = all_times[-1] - all_times[0] if len(all_times) > 1 else float("nan")
+        return {
+            "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+            "machine": f"{platform.machine()}, {platform.system()} {platform.release()}, "
+            f"Python {platform.python_version()}",
+            "database": "postgresql" if url.startswith("postgresql") else "sqlite",
+            "processes": "all" if workers <= 0 else f"api + {workers} workers",
+            "rate_per_second": rate,
+            "a_backlog": backlog,
+            "b_status": b_attempt.status,
+            "b_approval_to_outcome_s": round(
+                epoch_from_iso(b_attempt.completed_at) - epoch_from_iso(b_intent["approval_timestamp"]), 2
+            )
+            if b_attempt.completed_at
+            else None,
+            "a_calls_before_b": None if b_position is None else order[:b_position].count("tenant-a"),
+            "a_calls_after_b": None if b_position is None else order[b_position + 1 :].count("tenant-a"),
+            "a_statuses": _count(attempts[i].status for i in a_ids),
+            "a_calls": len(a_times),
+            "connector_calls_per_second": round((len(all_times) - 1) / span, 3)
+            if len(all_times) > 1
+            else None,
+        }
+    finally:
+        engine.dispose()
+        for client in clients.values():
+            client.close()
+        group.stop()
+
+
+def _tasks(engine: Any) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(internal_tasks)).scalar_one())
+
+
+def _count(values: Any) -> dict[str, int]:
+    counted: dict[str, int] = {}
+    for value in values:
+        counted[value] = counted.get(value, 0) + 1
+    return counted
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--backlog", type=int, default=15, help="tenant A's intents approved at once")
+    parser.add_argument("--rate", type=float, default=1.0, help="the internal connector's rate_per_second")
+    parser.add_argument("--database-url", default=None, help="default: a temporary SQLite database")
+    parser.add_argument("--workers", type=int, default=0, help="0: one 'all' process; N: api + N workers")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    result = run(args.backlog, args.rate, args.database_url, args.workers)
+    print(json.dumps(result, indent=2))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
