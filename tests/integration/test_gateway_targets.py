@@ -568,6 +568,32 @@ def test_a_target_added_from_the_cli_is_served_by_the_running_service_without_re
     assert cli.invoke(app, ["gateway", "remove", "tickets"]).exit_code == 1
 
 
+def test_connectors_list_names_the_gateway_targets_on_the_database_and_through_the_api(
+    allowed: Harness, target: McpTarget, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from fulfill.cli import app
+
+    with allowed.client() as client:
+        add_target(client, target.url)
+    monkeypatch.setenv("FULFILL_DATABASE_URL", allowed.settings.database_url)
+    monkeypatch.setenv("FULFILL_JWT_SECRET", TEST_SECRET)
+    monkeypatch.delenv("FULFILL_URL", raising=False)
+    monkeypatch.delenv("FULFILL_TOKEN", raising=False)
+    cli = CliRunner()
+    on_database = cli.invoke(app, ["connectors", "list"])
+    assert on_database.exit_code == 0, on_database.output
+    assert "tickets" in on_database.stdout
+    assert "internal" in on_database.stdout
+    # Through the API of the running service, which serves the target's tools.
+    wait_for(lambda: allowed.service.runtime.tool_schemas.get("tickets.create_ticket"), timeout=10)
+    through_api = cli.invoke(app, ["connectors", "list", "--json", "--url", allowed.url])
+    assert through_api.exit_code == 0, through_api.output
+    assert through_api.stderr.startswith(f"service: {allowed.url}")
+    assert {"tickets", "internal"} <= {item["name"] for item in json.loads(through_api.stdout)}
+
+
 def test_every_process_of_a_deployment_serves_the_same_targets(tmp_path: Path, target: McpTarget) -> None:
     """An api process takes the admin calls; a separate worker process runs the executions, with
     its own gateway, and follows every change of the targets without a restart."""
