@@ -650,6 +650,47 @@ def test_every_process_of_a_deployment_serves_the_same_targets(tmp_path: Path, t
         api.stop()
 
 
+def test_a_lost_secrets_key_names_the_way_out_at_start_up_and_the_way_works(
+    allowed: Harness, target: McpTarget, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the old FULFILL_SECRETS_KEY the service refuses to start; its error names the
+    commands that get out (removing what the lost key sealed), and they work without that key."""
+    from typer.testing import CliRunner
+
+    from fulfill.cli import app
+    from fulfill.credentials.vault import ConfigurationError
+    from tests.integration.test_credentials_api import CREDENTIAL, _prepare
+    from tests.support.salesforce import OTHER_SECRETS_KEY
+
+    with allowed.client() as client:
+        add_target(client, target.url, auth={"type": "bearer", "token": BEARER})
+    with allowed.client(tenant="t-lost", scopes=["admin"]) as client:
+        assert client.put("/admin/credentials/salesforce", json=CREDENTIAL).status_code == 201
+        assert (
+            client.put("/admin/credentials/salesforce?account_id=acc-9", json=CREDENTIAL).status_code == 201
+        )
+    for lost in ("", OTHER_SECRETS_KEY):  # unset, or replaced by a new key
+        with pytest.raises(ConfigurationError) as refused:
+            _prepare(allowed, lost)
+        message = str(refused.value)
+        assert "fulfill credentials delete salesforce --tenant t-lost`" in message
+        assert "fulfill credentials delete salesforce --tenant t-lost --account acc-9`" in message
+        assert "fulfill gateway remove tickets`" in message
+        assert BEARER not in message
+    # The named way out, with the new key only.
+    monkeypatch.setenv("FULFILL_DATABASE_URL", allowed.settings.database_url)
+    monkeypatch.setenv("FULFILL_SECRETS_KEY", OTHER_SECRETS_KEY)
+    cli = CliRunner()
+    for command in (
+        ["credentials", "delete", "salesforce", "--tenant", "t-lost"],
+        ["credentials", "delete", "salesforce", "--tenant", "t-lost", "--account", "acc-9"],
+        ["gateway", "remove", "tickets"],
+    ):
+        result = cli.invoke(app, command)
+        assert result.exit_code == 0, (command, result.output)
+    _prepare(allowed, OTHER_SECRETS_KEY)  # starts
+
+
 def test_target_credentials_are_refused_without_a_secrets_key(tmp_path: Path, target: McpTarget) -> None:
     settings = make_settings(tmp_path, gateway_egress_allow=["127.0.0.1"])
     running = Harness(settings).start()
