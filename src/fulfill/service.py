@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import threading
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from mcp.server.mcpserver import MCPServer
 
 from fulfill import __version__, metrics, tracing
 from fulfill.clock import SystemClock
-from fulfill.config import Settings
+from fulfill.config import Settings, unknown_variables
 from fulfill.connectors.internal import InternalConnector
 from fulfill.connectors.salesforce import SalesforceConnector
 from fulfill.credentials.vault import ConfigurationError, check_secrets_key
@@ -137,6 +138,8 @@ class Service:
             log.warning(
                 "FULFILL_JWT_SECRET is the development default: set your own before exposing this service"
             )
+        for warning in unknown_variables(os.environ):
+            log.warning("%s", warning)
         if self.settings.metrics_unprotected_beyond_loopback:
             log.warning(
                 "/metrics is open to every host that reaches this listener: set FULFILL_METRICS_TOKEN, "
