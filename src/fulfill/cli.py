@@ -426,9 +426,10 @@ def token(
     scopes: Annotated[
         str,
         typer.Option(
-            help="Space-separated scopes. The default is every tenant scope, 'admin' (the tenant's "
-            "own admin) included; add 'platform:admin' for what affects every tenant (the global "
-            "kill switches, the registry): --scopes platform:admin."
+            help="Space-separated scopes; given, they replace the default (every tenant scope, "
+            "'admin', the tenant's own admin, included). What affects every tenant (the global kill "
+            "switches, the registry) needs 'platform:admin': --scopes platform:admin is that scope "
+            "alone; list the others too for both."
         ),
     ] = ALL_SCOPES,
     account_ids: Annotated[

@@ -43,6 +43,15 @@ def test_token_prints_a_verifiable_token(cli: CliRunner) -> None:
     assert claims["sub"] == "ops"
 
 
+def test_token_help_says_scopes_replace_the_default(cli: CliRunner) -> None:
+    result = cli.invoke(app, ["token", "--help"])
+    assert result.exit_code == 0
+    text = " ".join(result.output.replace("│", " ").split())
+    assert "given, they replace the default" in text
+    assert "--scopes platform:admin is that scope alone" in text
+    assert "add 'platform:admin'" not in text
+
+
 def test_submit_approve_and_status(cli: CliRunner, shared: Harness) -> None:
     submitted = cli.invoke(
         app,
