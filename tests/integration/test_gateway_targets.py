@@ -705,3 +705,29 @@ def test_target_credentials_are_refused_without_a_secrets_key(tmp_path: Path, ta
     finally:
         running.stop()
     assert target.calls() == 0
+
+
+def test_the_cli_without_a_secrets_key_says_what_to_set_and_no_restart(
+    tmp_path: Path, target: McpTarget, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from fulfill.cli import app
+
+    settings = make_settings(tmp_path, gateway_egress_allow=["127.0.0.1"])
+    running = Harness(settings).start()
+    try:
+        monkeypatch.setenv("FULFILL_DATABASE_URL", settings.database_url)
+        monkeypatch.setenv("FULFILL_GATEWAY_EGRESS_ALLOW", "127.0.0.1")
+        monkeypatch.delenv("FULFILL_SECRETS_KEY", raising=False)
+        monkeypatch.setenv("TICKETS_TOKEN", BEARER)
+        result = CliRunner().invoke(
+            app, ["gateway", "add", "tickets", target.url, "--bearer-token-env", "TICKETS_TOKEN"]
+        )
+        assert result.exit_code == 1
+        output = " ".join(result.output.split())
+        assert "SECRETS_KEY_NOT_CONFIGURED" in output
+        assert "set FULFILL_SECRETS_KEY" in output
+        assert "and restart" not in output  # the command reads it at once
+    finally:
+        running.stop()
