@@ -36,7 +36,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from fulfill.config import Settings
-from fulfill.explain import CliError, explain, network_reason, problem_hint, shown_url
+from fulfill.explain import CliError, explain, network_reason, problem_line, shown_url
 
 
 @dataclass
@@ -45,8 +45,18 @@ class _Options:
 
 
 _options = _Options()
-console = Console()
-err_console = Console(stderr=True)
+# Output that is piped or redirected goes to programs and to files read in a wide window: Rich
+# would cut its tables at 80 columns there (``CREATE_INTERNAL…``), so it gets room instead.
+PIPED_WIDTH = 4096
+
+
+def _console(*, stderr: bool = False) -> Console:
+    probe = Console(stderr=stderr)
+    return probe if probe.is_terminal else Console(stderr=stderr, width=PIPED_WIDTH)
+
+
+console = _console()
+err_console = _console(stderr=True)
 
 
 class _OneLineErrors(TyperGroup):
@@ -135,6 +145,7 @@ UrlOption = Annotated[
         show_default=False,
     ),
 ]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 TenantOption = Annotated[str, typer.Option("--tenant", envvar="FULFILL_TENANT", help="Tenant id.")]
 TokenOption = Annotated[
     str | None, typer.Option("--token", envvar="FULFILL_TOKEN", help="Bearer token to use.")
@@ -174,7 +185,13 @@ def _token(tenant: str, token: str | None, scopes: str = ALL_SCOPES) -> str:
             "--token or FULFILL_TOKEN",
             exit_code=2,
         )
-    return mint_token(settings, tenant_id=tenant, scopes=scopes.split())
+    minted = mint_token(settings, tenant_id=tenant, scopes=scopes.split())
+    _minted.add(minted)
+    return minted
+
+
+# The tokens this command minted itself, so that a refusal can say where its token came from.
+_minted: set[str] = set()
 
 
 def local_service_url(settings: Settings) -> str:
@@ -217,7 +234,8 @@ class ServiceApi:
             ) from None
 
     def call(self, method: str, path: str, token: str, body: Any = None) -> Any:
-        """The JSON answer; a problem answer is printed (it is JSON too) and exits 1."""
+        """The JSON answer; a problem answer ends the command in one line on stderr naming its
+        status, code and detail (exit 1); ``fulfill --debug …`` also prints the whole body."""
         response = self.send(method, path, token, body)
         try:
             payload = response.json() if response.content else None
@@ -227,17 +245,24 @@ class ServiceApi:
                 "JSON: is that URL a fulfill service?"
             ) from None
         if response.status_code >= 400:
-            console.print_json(data=payload)
-            _explain_problem(payload)
+            if _options.debug:
+                err_console.print_json(data=payload)
+            line = problem_line(response)
+            if response.status_code in (401, 403):
+                line += f" (the token came from {_token_source(token)})"
+            err_console.print(f"[red]error:[/red] {escape(line)}", highlight=False, soft_wrap=True)
             raise typer.Exit(1)
         return payload
 
 
-def _explain_problem(problem: Any) -> None:
-    """A hint for the problems a first-time user meets, on stderr (stdout has the problem)."""
-    hint = problem_hint(problem)
-    if hint:
-        err_console.print(f"hint: {escape(hint)}", highlight=False, soft_wrap=True)
+def _token_source(token: str) -> str:
+    """Where the bearer token of a refused call came from: an exported ``FULFILL_TOKEN`` wins over
+    a minted one, even for another service's --url, and a 403 alone would not say so."""
+    if token == os.environ.get("FULFILL_TOKEN"):
+        return "FULFILL_TOKEN; unset it to mint one from FULFILL_JWT_SECRET"
+    if token in _minted:
+        return "a token minted from FULFILL_JWT_SECRET"
+    return "--token"
 
 
 @app.command()
@@ -401,9 +426,10 @@ def token(
     scopes: Annotated[
         str,
         typer.Option(
-            help="Space-separated scopes. The default is every tenant scope, 'admin' (the tenant's "
-            "own admin) included; add 'platform:admin' for what affects every tenant (the global "
-            "kill switches, the registry): --scopes platform:admin."
+            help="Space-separated scopes; given, they replace the default (every tenant scope, "
+            "'admin', the tenant's own admin, included). What affects every tenant (the global kill "
+            "switches, the registry) needs 'platform:admin': --scopes platform:admin is that scope "
+            "alone; list the others too for both."
         ),
     ] = ALL_SCOPES,
     account_ids: Annotated[
@@ -478,10 +504,13 @@ def intent_submit(
         ),
     ] = None,
     intent_id: Annotated[str | None, typer.Option(help="Client-chosen action_intent_id.")] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the created intent as JSON instead of its id.")
+    ] = False,
     url: UrlOption = None,
     bearer: TokenOption = None,
 ) -> None:
-    """Create an intent (PENDING_APPROVAL) and print it."""
+    """Create an intent (PENDING_APPROVAL) and print its id (--json: the whole intent)."""
     body: dict[str, Any] = {
         "action_type": action_type,
         "account_id": account,
@@ -490,7 +519,10 @@ def intent_submit(
     if intent_id:
         body["action_intent_id"] = intent_id
     created = ServiceApi(url).call("POST", "/intents", _token(tenant, bearer), body)
-    console.print_json(data=created)
+    if json_output:
+        console.print_json(data=created)
+    else:  # the id alone, for `ID=$(fulfill intent submit …)`
+        typer.echo(created["action_intent_id"])
     ignored = created.get("ignored_parameters") if isinstance(created, dict) else None
     if ignored:
         err_console.print(
@@ -820,6 +852,7 @@ def kill_action_type(
 @registry_app.command("list")
 def registry_list(
     action_type: Annotated[str | None, typer.Option(help="Only this action type.")] = None,
+    json_output: JsonOption = False,
     url: UrlOption = None,
     db: DbOption = None,
     bearer: TokenOption = None,
@@ -830,6 +863,9 @@ def registry_list(
         entries = operator.registry_entries(action_type)
     finally:
         operator.close()
+    if json_output:
+        console.print_json(data={"entries": entries})
+        return
     table = Table("action_type", "version", "tool", "compensation", "deprecated_at")
     for entry in entries:
         table.add_row(
@@ -1184,9 +1220,12 @@ def gateway_add(
 
 
 @gateway_app.command("list")
-def gateway_list() -> None:
+def gateway_list(json_output: JsonOption = False) -> None:
     """List the gateway targets and their tools."""
     listing = _target_admin().list()
+    if json_output:
+        console.print_json(data=listing.model_dump(mode="json"))
+        return
     table = Table("name", "url", "auth", "deduplicates", "tools", "synced_at")
     for target in listing.targets:
         table.add_row(
@@ -1214,31 +1253,49 @@ def gateway_remove(name: str) -> None:
     console.print(f"removed gateway target {name}")
 
 
-def _connector_table(views: list[Any]) -> Table:
+def _connector_table(views: list[dict[str, Any]]) -> Table:
+    """Connectors as the API lists them (``ConnectorView`` as JSON)."""
     table = Table("name", "rate_per_second", "concurrency", "circuit", "failures", "opened_at", "updated_at")
     for view in views:
+        rate, concurrency, circuit = view["rate_per_second"], view["concurrency"], view["circuit"]
         table.add_row(
-            view.name,
-            "unlimited" if view.rate_per_second is None else f"{view.rate_per_second:g}",
-            "unlimited" if view.concurrency is None else str(view.concurrency),
-            view.circuit.state.value,
-            str(view.circuit.failures),
-            view.circuit.opened_at or "",
-            view.updated_at or "(default)",
+            view["name"],
+            "unlimited" if rate is None else f"{rate:g}",
+            "unlimited" if concurrency is None else str(concurrency),
+            circuit["state"],
+            str(circuit["failures"]),
+            circuit["opened_at"] or "",
+            view["updated_at"] or "(default)",
         )
     return table
 
 
 @connectors_app.command("list")
 def connectors_list(
-    json_output: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    json_output: JsonOption = False,
+    url: UrlOption = None,
+    db: DbOption = None,
+    bearer: TokenOption = None,
 ) -> None:
-    """Every connector with stored limits or circuit state, and the built-in ones."""
-    from fulfill.usecases import connectors
+    """Every connector and gateway target, with its limits and circuit (through the API with
+    --url or FULFILL_URL, else the database)."""
+    if url and not db:
+        api = ServiceApi(url)
+        err_console.print(f"service: {escape(api.base)} (its API)", highlight=False, soft_wrap=True)
+        views = list(api.call("GET", "/admin/connectors", _token("platform", bearer, PLATFORM_ADMIN)))
+    else:
+        from fulfill.store import targets
+        from fulfill.usecases import connectors
 
-    views = connectors.list_connectors(_open_database(None), _built_in_connectors())
+        database = _open_database(db)
+        try:
+            with database.read() as conn:  # a target is a connector before any process serves it
+                names = _built_in_connectors() | {target.name for target in targets.list_targets(conn)}
+            views = [view.model_dump(mode="json") for view in connectors.list_connectors(database, names)]
+        finally:
+            database.dispose()
     if json_output:
-        console.print_json(data=[view.model_dump(mode="json") for view in views])
+        console.print_json(data=views)
     else:
         console.print(_connector_table(views))
 
@@ -1283,7 +1340,7 @@ def connectors_limits(
         message = exc.message if isinstance(exc, UseCaseError) else str(exc).splitlines()[0]
         console.print(f"[red]{message}[/red]")
         raise typer.Exit(2) from None
-    console.print(_connector_table([view]))
+    console.print(_connector_table([view.model_dump(mode="json")]))
 
 
 @connectors_app.command("tenant-limits")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Mapping
@@ -332,20 +333,27 @@ class Settings(BaseSettings):
         self._check_oidc()
         if self.console_dev_login and self.auth_mode != "dev":
             raise ValueError("FULFILL_CONSOLE_DEV_LOGIN=true requires FULFILL_AUTH_MODE=dev")
-        if self.auth_mode == "production":
-            if not self.jwks_url:
-                raise ValueError("FULFILL_AUTH_MODE=production requires FULFILL_JWKS_URL")
-            if self.jwt_issuer == DEV_JWT_ISSUER:
-                raise ValueError(
-                    "FULFILL_AUTH_MODE=production requires FULFILL_JWT_ISSUER "
-                    "(the identity provider's issuer, not the development default)"
-                )
-            if len(self.service_token_secret) < MIN_SERVICE_TOKEN_SECRET_LENGTH:
-                raise ValueError(
-                    "FULFILL_AUTH_MODE=production requires FULFILL_SERVICE_TOKEN_SECRET "
-                    f"of at least {MIN_SERVICE_TOKEN_SECRET_LENGTH} characters"
-                )
+        # Every missing production setting at once: a deployment learns them in one start, not three.
+        problems = self._production_problems()
+        if problems:
+            raise ValueError("FULFILL_AUTH_MODE=production requires " + "; and ".join(problems))
         return self
+
+    def _production_problems(self) -> list[str]:
+        problems: list[str] = []
+        if self.auth_mode != "production":
+            return problems
+        if not self.jwks_url:
+            problems.append("FULFILL_JWKS_URL")
+        if self.jwt_issuer == DEV_JWT_ISSUER:
+            problems.append(
+                "FULFILL_JWT_ISSUER (the identity provider's issuer, not the development default)"
+            )
+        if len(self.service_token_secret) < MIN_SERVICE_TOKEN_SECRET_LENGTH:
+            problems.append(
+                f"FULFILL_SERVICE_TOKEN_SECRET of at least {MIN_SERVICE_TOKEN_SECRET_LENGTH} characters"
+            )
+        return problems
 
     def _check_oidc(self) -> None:
         if self.oidc_redirect_url:
@@ -487,3 +495,32 @@ def traces_endpoint(configured: str, environ: Mapping[str, str]) -> str:
         return ""
     base = base.rstrip("/")
     return base if base.endswith("/v1/traces") else f"{base}/v1/traces"
+
+
+# ``FULFILL_*`` variables read by the command line and the scripts rather than by the service.
+CLIENT_VARIABLES = frozenset(
+    {
+        "FULFILL_URL",
+        "FULFILL_TOKEN",
+        "FULFILL_TENANT",
+        "FULFILL_ACCOUNT_ID",
+        "FULFILL_BIN",
+        "FULFILL_E2E_GLOBAL_STOP",
+    }
+)
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """A warning for each ``FULFILL_*`` variable nothing reads, naming the closest known one: a
+    misspelt setting (``FULFILL_DATABSE_URL``) would otherwise be ignored without a word."""
+    settings = {f"FULFILL_{name.upper()}" for name in Settings.model_fields}
+    known = sorted(settings | CLIENT_VARIABLES)
+    warnings = []
+    for name in sorted(environ):
+        upper = name.upper()  # settings are read whatever their case
+        if not upper.startswith("FULFILL_") or upper in known or upper.startswith("FULFILL_TEST_"):
+            continue
+        close = difflib.get_close_matches(upper, known, n=1, cutoff=0.75)
+        warning = f"{name} is not a fulfill setting and is ignored"
+        warnings.append(warning + (f": did you mean {close[0]}?" if close else " (README: Configuration)"))
+    return warnings

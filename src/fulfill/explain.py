@@ -80,6 +80,10 @@ def explain(exc: BaseException, *, database_url: str | None = None) -> str:
         return _redact(_database_problem(exc, database_url), database_url)
     if isinstance(exc, OSError):
         return _redact(_os_problem(exc), database_url)
+    from fulfill.credentials.vault import ConfigurationError
+
+    if isinstance(exc, ConfigurationError):  # written for a person, with the way out: all of it
+        return _redact(str(exc), database_url)
     first = (str(exc).strip().splitlines() or [""])[0]
     text = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
     return _redact(text[:_MAX], database_url)

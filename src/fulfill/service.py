@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import threading
 from collections.abc import Callable
@@ -20,10 +21,10 @@ from mcp.server.mcpserver import MCPServer
 
 from fulfill import __version__, metrics, tracing
 from fulfill.clock import SystemClock
-from fulfill.config import Settings
+from fulfill.config import Settings, unknown_variables
 from fulfill.connectors.internal import InternalConnector
 from fulfill.connectors.salesforce import SalesforceConnector
-from fulfill.credentials.vault import check_secrets_key
+from fulfill.credentials.vault import ConfigurationError, check_secrets_key
 from fulfill.engine import runtime as runtime_module
 from fulfill.engine.heartbeat import Heartbeat
 from fulfill.engine.outbox_relay import OutboxRelay
@@ -121,8 +122,15 @@ class Service:
         """Migrate the schema and seed the default registry; both are safe to repeat. Stored
         connector credentials need FULFILL_SECRETS_KEY (a ConfigurationError otherwise)."""
         upgrade_to_head(self.db)
-        check_secrets_key(self.db, self.salesforce_connector.vault.box)
-        check_target_secrets_key(self.db, self.salesforce_connector.vault.box)
+        # Both checks, then one error: whoever lost the key learns every way out at once.
+        problems: list[str] = []
+        for check in (check_secrets_key, check_target_secrets_key):
+            try:
+                check(self.db, self.salesforce_connector.vault.box)
+            except ConfigurationError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise ConfigurationError("; and ".join(problems))
         seed_default_registry(self.db, self.clock.now_iso())
 
     def start(self) -> None:
@@ -130,6 +138,8 @@ class Service:
             log.warning(
                 "FULFILL_JWT_SECRET is the development default: set your own before exposing this service"
             )
+        for warning in unknown_variables(os.environ):
+            log.warning("%s", warning)
         if self.settings.metrics_unprotected_beyond_loopback:
             log.warning(
                 "/metrics is open to every host that reaches this listener: set FULFILL_METRICS_TOKEN, "

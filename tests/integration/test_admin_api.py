@@ -133,6 +133,20 @@ def test_registering_versions_and_pinning(shared: Harness) -> None:
         assert client.post("/admin/registry/FLAG_FOR_REVIEW/versions/9/deprecate").status_code == 404
 
 
+def test_an_action_type_whose_every_version_is_deprecated_says_so(shared: Harness) -> None:
+    with shared.client() as client:
+        created = client.post("/admin/registry", json={**TASK_V, "action_type": "RETIRED_ACTION"})
+        assert created.status_code == 201, created.text
+        assert client.post("/admin/registry/RETIRED_ACTION/versions/1/deprecate").status_code == 200
+        refused = client.post(
+            "/intents",
+            json={"action_type": "RETIRED_ACTION", "account_id": "acc-1", "parameters": {"title": "t"}},
+        )
+        assert refused.status_code == 422
+        assert refused.json()["code"] == "REGISTRY_VERSION_DEPRECATED"
+        assert "every registry version of RETIRED_ACTION is deprecated" in refused.json()["detail"]
+
+
 def test_concurrent_registrations_get_distinct_versions(shared: Harness) -> None:
     def register(_: int) -> int:
         with shared.client() as own:

@@ -43,6 +43,15 @@ def test_token_prints_a_verifiable_token(cli: CliRunner) -> None:
     assert claims["sub"] == "ops"
 
 
+def test_token_help_says_scopes_replace_the_default(cli: CliRunner) -> None:
+    result = cli.invoke(app, ["token", "--help"])
+    assert result.exit_code == 0
+    text = " ".join(result.output.replace("│", " ").split())
+    assert "given, they replace the default" in text
+    assert "--scopes platform:admin is that scope alone" in text
+    assert "add 'platform:admin'" not in text
+
+
 def test_submit_approve_and_status(cli: CliRunner, shared: Harness) -> None:
     submitted = cli.invoke(
         app,
@@ -60,7 +69,8 @@ def test_submit_approve_and_status(cli: CliRunner, shared: Harness) -> None:
         ],
     )
     assert submitted.exit_code == 0, submitted.output
-    intent_id = json.loads(submitted.output)["action_intent_id"]
+    intent_id = submitted.stdout.strip()  # the id alone, as in `ID=$(fulfill intent submit …)`
+    assert intent_id.startswith("ai_"), submitted.stdout
     approved = cli.invoke(app, ["approve", intent_id, "--tenant", "t1"])
     assert approved.exit_code == 0, approved.output
     assert json.loads(approved.output)["approval_status"] == "APPROVED"
@@ -75,7 +85,7 @@ def test_submit_approve_and_status(cli: CliRunner, shared: Harness) -> None:
 def test_errors_from_the_api_exit_non_zero(cli: CliRunner) -> None:
     missing = cli.invoke(app, ["status", "ai_missing", "--tenant", "t1"])
     assert missing.exit_code == 1
-    assert json.loads(missing.output)["status"] == 404
+    assert "answered 404" in missing.stderr
     unreachable = cli.invoke(app, ["status", "ai_x", "--tenant", "t1", "--url", "http://127.0.0.1:9"])
     assert unreachable.exit_code == 2
 
@@ -184,7 +194,7 @@ def test_client_commands_follow_fulfill_host_and_port(
     monkeypatch.setenv("FULFILL_PORT", str(shared.settings.port))
     found = cli.invoke(app, ["status", "ai_missing", "--tenant", "t1"])
     assert found.exit_code == 1, found.output  # the service answered: 404
-    assert json.loads(found.stdout)["status"] == 404
+    assert "answered 404" in found.stderr
     assert cli.invoke(app, ["demo"]).exit_code == 0
 
 
@@ -250,12 +260,12 @@ def test_param_needs_key_value_and_keeps_strings(cli: CliRunner, shared: Harness
     assert not_json.exit_code == 2
     assert "not JSON" in not_json.output
     # A numeric-looking value is a string (key:=JSON would send the number).
-    numeric = cli.invoke(app, [*submit, "--param", "title=123", "--param", "description=true"])
+    numeric = cli.invoke(app, [*submit, "--param", "title=123", "--param", "description=true", "--json"])
     assert numeric.exit_code == 0, numeric.output
     assert json.loads(numeric.stdout)["parameters"] == {"title": "123", "description": "true"}
     typed = cli.invoke(app, [*submit, "--param", "title:=42"])
     assert typed.exit_code == 1
-    assert "hint: --param key=value sends a string; key:=JSON" in typed.stderr
+    assert "; --param key=value sends a string; key:=JSON" in typed.stderr
 
 
 def test_unused_parameters_are_named(cli: CliRunner) -> None:
@@ -263,7 +273,7 @@ def test_unused_parameters_are_named(cli: CliRunner) -> None:
         app,
         [
             "intent", "submit", "--tenant", "t1", "--account", "acc-1", "--action-type", "CREATE_INTERNAL_TASK",
-            "--param", "title=Call Ada", "--param", "descripton=typo",
+            "--param", "title=Call Ada", "--param", "descripton=typo", "--json",
         ],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -285,8 +295,100 @@ def test_a_token_from_another_secret_gets_a_hint(cli: CliRunner) -> None:
     stranger = mint_token(Settings(jwt_secret="x" * 40), tenant_id="t1", scopes=["executions:read"])
     result = cli.invoke(app, ["status", "ai_x", "--tenant", "t1", "--token", stranger])
     assert result.exit_code == 1
-    assert json.loads(result.stdout)["code"] == "TOKEN_SIGNATURE_INVALID"
+    assert "TOKEN_SIGNATURE_INVALID" in result.stderr
     assert "another FULFILL_JWT_SECRET" in result.stderr
+    assert "the token came from --token" in result.stderr
+
+
+def test_a_refused_call_names_an_exported_fulfill_token(
+    cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exported FULFILL_TOKEN wins over the minted token for every --url: a refusal says so."""
+    from fulfill.config import Settings
+    from fulfill.tokens import mint_token
+
+    read_only = mint_token(Settings(jwt_secret=TEST_SECRET), tenant_id="platform", scopes=["executions:read"])
+    monkeypatch.setenv("FULFILL_TOKEN", read_only)
+    result = cli.invoke(app, ["registry", "list"])
+    assert result.exit_code == 1
+    [line] = result.stderr.strip().splitlines()[-1:]
+    assert "answered 403" in line
+    assert "the token came from FULFILL_TOKEN; unset it" in line
+
+
+def test_a_problem_answer_is_one_line_with_its_code_and_detail(cli: CliRunner) -> None:
+    result = cli.invoke(app, ["status", "ai_missing", "--tenant", "t1"])
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: GET /executions/ai_missing/status answered 404 ("), line
+    assert "NOT_FOUND" in line
+    # --debug adds the whole problem body.
+    debug = cli.invoke(app, ["--debug", "status", "ai_missing", "--tenant", "t1"])
+    assert debug.exit_code == 1
+    assert '"status": 404' in debug.stderr
+    assert '"detail"' in debug.stderr
+    assert debug.stderr.strip().splitlines()[-1] == line
+
+
+def test_intent_submit_json_prints_the_intent(cli: CliRunner) -> None:
+    result = cli.invoke(
+        app,
+        [
+            "intent",
+            "submit",
+            "--tenant",
+            "t1",
+            "--account",
+            "acc-1",
+            "--action-type",
+            "CREATE_INTERNAL_NOTE",
+            "--param",
+            "content=hello",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["approval_status"] == "PENDING_APPROVAL"
+
+
+def test_every_list_command_prints_json(cli: CliRunner, shared: Harness) -> None:
+    listings = {
+        ("registry", "list"): lambda data: (
+            {e["action_type"] for e in data["entries"]} >= {"CREATE_INTERNAL_TASK"}
+        ),
+        ("registry", "list", "--db", shared.settings.database_url): lambda data: len(data["entries"]) > 0,
+        ("connectors", "list"): lambda data: "internal" in {c["name"] for c in data},
+        ("connectors", "list", "--db", shared.settings.database_url): lambda data: (
+            "internal" in {c["name"] for c in data}
+        ),
+        ("gateway", "list"): lambda data: data["targets"] == [],
+        ("outbox", "dead-letters"): lambda data: "dead_letters" in data,
+        ("credentials", "list", "--tenant", "t1"): lambda data: "credentials" in data,
+    }
+    for command, check in listings.items():
+        result = cli.invoke(app, [*command, "--json"] if command[0] != "credentials" else list(command))
+        assert result.exit_code == 0, (command, result.output)
+        assert check(json.loads(result.stdout)), (command, result.stdout)
+
+
+def test_tables_are_not_cut_when_piped(shared: Harness) -> None:
+    """Piped output has no terminal width: a table keeps every character of its cells."""
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "FULFILL_TOKEN")}
+    env.update(FULFILL_URL=shared.url, FULFILL_JWT_SECRET=TEST_SECRET)
+    result = subprocess.run(
+        [sys.executable, "-m", "fulfill", "registry", "list"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "…" not in result.stdout
+    assert "CREATE_INTERNAL_TASK" in result.stdout
+    assert "internal.create_note" in result.stdout
+    assert max(len(line) for line in result.stdout.splitlines()) > 80
 
 
 def test_kill_switch_never_creates_a_database(

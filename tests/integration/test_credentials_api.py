@@ -433,6 +433,7 @@ def test_fulfill_serve_exits_with_the_reason(served: Harness, tmp_path: Path) ->
             "FULFILL_PORT": str(free_port()),
             "FULFILL_JWT_SECRET": TEST_SECRET,
             "DBOS__DISABLE_TELEMETRY": "true",
+            "FULFILL_DATABSE_URL": "sqlite:///./misspelt.db",  # a typo is named, not ignored
         }
     )
     result = subprocess.run(
@@ -446,4 +447,9 @@ def test_fulfill_serve_exits_with_the_reason(served: Harness, tmp_path: Path) ->
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert "FULFILL_SECRETS_KEY is not set" in output
+    assert "`fulfill credentials delete salesforce --tenant t-" in output  # the way out
+    assert (
+        "FULFILL_DATABSE_URL is not a fulfill setting and is ignored: did you mean FULFILL_DATABASE_URL?"
+        in output
+    )
     no_secret_in(output)

@@ -568,6 +568,32 @@ def test_a_target_added_from_the_cli_is_served_by_the_running_service_without_re
     assert cli.invoke(app, ["gateway", "remove", "tickets"]).exit_code == 1
 
 
+def test_connectors_list_names_the_gateway_targets_on_the_database_and_through_the_api(
+    allowed: Harness, target: McpTarget, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from fulfill.cli import app
+
+    with allowed.client() as client:
+        add_target(client, target.url)
+    monkeypatch.setenv("FULFILL_DATABASE_URL", allowed.settings.database_url)
+    monkeypatch.setenv("FULFILL_JWT_SECRET", TEST_SECRET)
+    monkeypatch.delenv("FULFILL_URL", raising=False)
+    monkeypatch.delenv("FULFILL_TOKEN", raising=False)
+    cli = CliRunner()
+    on_database = cli.invoke(app, ["connectors", "list"])
+    assert on_database.exit_code == 0, on_database.output
+    assert "tickets" in on_database.stdout
+    assert "internal" in on_database.stdout
+    # Through the API of the running service, which serves the target's tools.
+    wait_for(lambda: allowed.service.runtime.tool_schemas.get("tickets.create_ticket"), timeout=10)
+    through_api = cli.invoke(app, ["connectors", "list", "--json", "--url", allowed.url])
+    assert through_api.exit_code == 0, through_api.output
+    assert through_api.stderr.startswith(f"service: {allowed.url}")
+    assert {"tickets", "internal"} <= {item["name"] for item in json.loads(through_api.stdout)}
+
+
 def test_every_process_of_a_deployment_serves_the_same_targets(tmp_path: Path, target: McpTarget) -> None:
     """An api process takes the admin calls; a separate worker process runs the executions, with
     its own gateway, and follows every change of the targets without a restart."""
@@ -624,6 +650,47 @@ def test_every_process_of_a_deployment_serves_the_same_targets(tmp_path: Path, t
         api.stop()
 
 
+def test_a_lost_secrets_key_names_the_way_out_at_start_up_and_the_way_works(
+    allowed: Harness, target: McpTarget, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the old FULFILL_SECRETS_KEY the service refuses to start; its error names the
+    commands that get out (removing what the lost key sealed), and they work without that key."""
+    from typer.testing import CliRunner
+
+    from fulfill.cli import app
+    from fulfill.credentials.vault import ConfigurationError
+    from tests.integration.test_credentials_api import CREDENTIAL, _prepare
+    from tests.support.salesforce import OTHER_SECRETS_KEY
+
+    with allowed.client() as client:
+        add_target(client, target.url, auth={"type": "bearer", "token": BEARER})
+    with allowed.client(tenant="t-lost", scopes=["admin"]) as client:
+        assert client.put("/admin/credentials/salesforce", json=CREDENTIAL).status_code == 201
+        assert (
+            client.put("/admin/credentials/salesforce?account_id=acc-9", json=CREDENTIAL).status_code == 201
+        )
+    for lost in ("", OTHER_SECRETS_KEY):  # unset, or replaced by a new key
+        with pytest.raises(ConfigurationError) as refused:
+            _prepare(allowed, lost)
+        message = str(refused.value)
+        assert "fulfill credentials delete salesforce --tenant t-lost`" in message
+        assert "fulfill credentials delete salesforce --tenant t-lost --account acc-9`" in message
+        assert "fulfill gateway remove tickets`" in message
+        assert BEARER not in message
+    # The named way out, with the new key only.
+    monkeypatch.setenv("FULFILL_DATABASE_URL", allowed.settings.database_url)
+    monkeypatch.setenv("FULFILL_SECRETS_KEY", OTHER_SECRETS_KEY)
+    cli = CliRunner()
+    for command in (
+        ["credentials", "delete", "salesforce", "--tenant", "t-lost"],
+        ["credentials", "delete", "salesforce", "--tenant", "t-lost", "--account", "acc-9"],
+        ["gateway", "remove", "tickets"],
+    ):
+        result = cli.invoke(app, command)
+        assert result.exit_code == 0, (command, result.output)
+    _prepare(allowed, OTHER_SECRETS_KEY)  # starts
+
+
 def test_target_credentials_are_refused_without_a_secrets_key(tmp_path: Path, target: McpTarget) -> None:
     settings = make_settings(tmp_path, gateway_egress_allow=["127.0.0.1"])
     running = Harness(settings).start()
@@ -638,3 +705,29 @@ def test_target_credentials_are_refused_without_a_secrets_key(tmp_path: Path, ta
     finally:
         running.stop()
     assert target.calls() == 0
+
+
+def test_the_cli_without_a_secrets_key_says_what_to_set_and_no_restart(
+    tmp_path: Path, target: McpTarget, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from fulfill.cli import app
+
+    settings = make_settings(tmp_path, gateway_egress_allow=["127.0.0.1"])
+    running = Harness(settings).start()
+    try:
+        monkeypatch.setenv("FULFILL_DATABASE_URL", settings.database_url)
+        monkeypatch.setenv("FULFILL_GATEWAY_EGRESS_ALLOW", "127.0.0.1")
+        monkeypatch.delenv("FULFILL_SECRETS_KEY", raising=False)
+        monkeypatch.setenv("TICKETS_TOKEN", BEARER)
+        result = CliRunner().invoke(
+            app, ["gateway", "add", "tickets", target.url, "--bearer-token-env", "TICKETS_TOKEN"]
+        )
+        assert result.exit_code == 1
+        output = " ".join(result.output.split())
+        assert "SECRETS_KEY_NOT_CONFIGURED" in output
+        assert "set FULFILL_SECRETS_KEY" in output
+        assert "and restart" not in output  # the command reads it at once
+    finally:
+        running.stop()

@@ -234,3 +234,30 @@ def test_metrics_open_beyond_loopback_is_detected(settings: dict[str, object], e
 
 def test_the_metrics_token_is_redacted_from_logs() -> None:
     assert "m" * 20 in Settings(metrics_token="m" * 20).log_secrets  # type: ignore[arg-type]
+
+
+def test_every_missing_production_setting_is_named_at_once() -> None:
+    with pytest.raises(ValueError, match="FULFILL_AUTH_MODE=production requires") as refused:
+        Settings(auth_mode="production", jwks_url="", jwt_issuer="fulfill-dev", service_token_secret="short")
+    message = str(refused.value)
+    for name in ("FULFILL_JWKS_URL", "FULFILL_JWT_ISSUER", "FULFILL_SERVICE_TOKEN_SECRET"):
+        assert name in message, message
+
+
+def test_an_unknown_fulfill_variable_is_named_with_the_closest_setting() -> None:
+    from fulfill.config import unknown_variables
+
+    warnings = unknown_variables(
+        {
+            "FULFILL_DATABSE_URL": "sqlite:///./x.db",
+            "FULFILL_DATABASE_URL": "sqlite:///./x.db",  # known: no warning
+            "FULFILL_URL": "http://127.0.0.1:8080",  # read by the command line
+            "FULFILL_TEST_CHROMIUM": "/usr/bin/chromium",  # the test suite's own
+            "FULFILL_NOTHING_LIKE_IT_AT_ALL": "1",
+            "PATH": "/usr/bin",
+        }
+    )
+    assert warnings == [
+        "FULFILL_DATABSE_URL is not a fulfill setting and is ignored: did you mean FULFILL_DATABASE_URL?",
+        "FULFILL_NOTHING_LIKE_IT_AT_ALL is not a fulfill setting and is ignored (README: Configuration)",
+    ]

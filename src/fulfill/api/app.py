@@ -13,7 +13,7 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from starlette.routing import Route
 
 from fulfill import __version__
-from fulfill.api import admin, credentials, events, executions, health, intents
+from fulfill.api import admin, credentials, events, executions, health, intents, redoc
 from fulfill.api.middleware import BodySizeLimitMiddleware, ProblemCORSMiddleware, UnexpectedErrorMiddleware
 from fulfill.api.problems import PROBLEM, install_problem_handlers
 from fulfill.console import oidc
@@ -48,7 +48,9 @@ def create_app(service: Service) -> FastAPI:
         description="Executes approved actions of AI agents exactly once, through an MCP tool gateway.",
         lifespan=lifespan,
         static_url=DOCS_ASSETS_URL,
+        redoc_url=None,  # ours: the same bundle without its logo from a CDN
     )
+    redoc.install(app, favicon_url=f"{DOCS_ASSETS_URL}/favicon.png")
     app.state.service = service
     app.state.runtime = service.runtime
     app.state.token_verifier = service.token_verifier

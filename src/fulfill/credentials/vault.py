@@ -261,16 +261,41 @@ def check_secrets_key(db: Database, box: SecretBox) -> None:
     with db.read() as conn:
         if store.count(conn) == 0:
             return
-        in_use = store.key_ids_in_use(conn)
+        rows = store.all_rows(conn)
+    unreadable = [row for row in rows if row.key_id not in box.key_ids]
     if not box.configured:
         raise ConfigurationError(
             "connector credentials are stored in the database but FULFILL_SECRETS_KEY is not set: "
             "set it to the key they were encrypted with (fulfill never reads them as plaintext)"
+            + _way_out(unreadable)
         )
-    missing = sorted(in_use - box.key_ids)
+    missing = sorted({str(row.key_id) for row in unreadable})
     if missing:
         raise ConfigurationError(
             f"connector credentials were encrypted with key(s) {', '.join(missing)}, which "
             "FULFILL_SECRETS_KEY does not hold: add the old key after the new one, then run "
-            "`fulfill credentials rekey`"
+            "`fulfill credentials rekey`" + _way_out(unreadable)
         )
+
+
+def _way_out(unreadable: list[Row[Any]]) -> str:
+    """How to start again without the old key: the credentials it sealed are lost, so they are
+    deleted (the commands work without the key) and stored again."""
+    commands = [
+        f"fulfill credentials delete {row.connector} --tenant {row.tenant_id}"
+        + (f" --account {row.account_id}" if row.account_id else "")
+        for row in unreadable[:_SHOWN]
+    ]
+    more = (
+        f" (and {len(unreadable) - _SHOWN} more: `fulfill credentials list --tenant …`)"
+        if len(unreadable) > _SHOWN
+        else ""
+    )
+    return (
+        ". Old key lost? Those credentials cannot be read without it: delete them with `"
+        + "`, `".join(commands)
+        + f"`{more}, then store them again with `fulfill credentials set`"
+    )
+
+
+_SHOWN = 3  # commands named in a start-up error; the rest are counted

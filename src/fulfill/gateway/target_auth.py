@@ -110,14 +110,16 @@ def _bound_to(target_name: str) -> bytes:
 def check_target_secrets_key(db: Database, box: SecretBox) -> None:
     """At start-up: stored target credentials need every key they were sealed with."""
     with db.read() as conn:
-        in_use = store.secret_key_ids(conn)
-    if not in_use:
-        return
-    missing = sorted(in_use - box.key_ids)
-    if missing:
+        sealed_by = store.secret_key_ids_by_target(conn)
+    unreadable = sorted(name for name, key_id in sealed_by.items() if key_id not in box.key_ids)
+    if unreadable:
+        missing = sorted({sealed_by[name] for name in unreadable})
+        removals = "`, `".join(f"fulfill gateway remove {name}" for name in unreadable)
         raise ConfigurationError(
             f"gateway target credentials were encrypted with key(s) {', '.join(missing)}, which "
-            "FULFILL_SECRETS_KEY does not hold: set it to the key(s) they were encrypted with"
+            "FULFILL_SECRETS_KEY does not hold: set it to the key(s) they were encrypted with. Old key "
+            f"lost? Those targets cannot authenticate without it: remove them with `{removals}` (it "
+            "works without the key), then register them again with `fulfill gateway add`"
         )
 
 

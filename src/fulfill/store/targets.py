@@ -131,10 +131,13 @@ def reseal_secret(
     return True
 
 
-def secret_key_ids(conn: Connection) -> set[str]:
-    """The ids of the keys that sealed the stored target secrets."""
-    rows = conn.execute(select(gateway_target_secrets.c.secret)).all()
-    return {str(row.secret.get("key_id")) for row in rows if isinstance(row.secret, dict)}
+def secret_key_ids_by_target(conn: Connection) -> dict[str, str]:
+    """Each target with a stored secret, and the id of the key that sealed it."""
+    rows = conn.execute(select(gateway_target_secrets.c.target_name, gateway_target_secrets.c.secret)).all()
+    return {
+        str(row.target_name): str(row.secret.get("key_id") if isinstance(row.secret, dict) else None)
+        for row in rows
+    }
 
 
 def delete_secret(conn: Connection, target_name: str) -> None:

@@ -152,8 +152,16 @@ def _build_intent(
     with rt.db.read() as conn:
         if body.registry_version is None:
             entry = registry.latest_active_entry(conn, body.action_type)
+            newest = registry.latest_version(conn, body.action_type) if entry is None else None
         else:
             entry = registry.get_entry(conn, body.action_type, body.registry_version)
+            newest = None
+    if newest is not None:  # known, but every version retired: not "no registry entry"
+        raise Invalid(
+            f"every registry version of {body.action_type} is deprecated (the newest is {newest}): "
+            "register a new version (POST /admin/registry) to create intents of it again",
+            code="REGISTRY_VERSION_DEPRECATED",
+        )
     if entry is None:
         raise Invalid(
             f"no registry entry for action type {body.action_type}"

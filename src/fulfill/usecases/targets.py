@@ -163,7 +163,8 @@ class TargetAdmin:
         if secret is not None and not self._secrets.can_store:
             raise Invalid(
                 "target credentials are stored only encrypted: set FULFILL_SECRETS_KEY "
-                "(`fulfill credentials new-key` prints one) and restart",
+                "(`fulfill credentials new-key` prints one) where this runs: the service reads it at "
+                "start-up, `fulfill gateway add` at once",
                 code="SECRETS_KEY_NOT_CONFIGURED",
             )
         endpoint = TargetEndpoint(
