@@ -42,6 +42,7 @@ from fulfill.console.session import (
     log_in,
     log_out,
 )
+from fulfill.demo import DEMO_TENANT
 from fulfill.domain.console_login import dev_login_refusal
 from fulfill.domain.expiry import is_expired
 from fulfill.domain.models import ActionIntentV1, ApprovalStatus
@@ -57,6 +58,10 @@ templates = Jinja2Templates(directory=str(_HERE / "templates"))
 router = APIRouter(prefix="/console", include_in_schema=False)
 
 _ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
+# The local login offers the tenant last signed in to from this browser, else the quick start's demo
+# tenant (the one `fulfill serve --demo` writes to), so a first look at the console is not empty.
+DEV_TENANT_COOKIE = "fulfill_console_tenant"
+DEV_DEFAULT_TENANT = DEMO_TENANT
 _STATUS_OF_KIND = {"not-found": 404, "conflict": 409, "forbidden": 403, "invalid": 422, "bad-request": 400}
 # Scopes the dev login offers (all of them are the API's own).
 DEV_SCOPES = (
@@ -286,10 +291,16 @@ def _login_page(request: Request, status_code: int = 200, message: str | None = 
         message=message,
         oidc=bool(getattr(settings, "oidc_issuer", "")),
         dev_scopes=DEV_SCOPES,
+        dev_tenant=_dev_default_tenant(request),
         # Why there is no local login, where one could exist (dev mode).
         dev_login_refusal=_dev_login_refusal(request) if settings.auth_mode == "dev" else None,
         next=_safe_next(request.query_params.get("next")),
     )
+
+
+def _dev_default_tenant(request: Request) -> str:
+    remembered = request.cookies.get(DEV_TENANT_COOKIE, "")
+    return remembered if _ID.match(remembered) else DEV_DEFAULT_TENANT
 
 
 @router.get("/login")
@@ -340,7 +351,12 @@ async def dev_login(request: Request) -> Response:
         return _login_page(request, 422, f"The service does not accept the dev token: {exc}")
     rt = _runtime(request)
     await anyio.to_thread.run_sync(lambda: log_in(request, rt.db, token, principal, now=rt.clock.now()))
-    return RedirectResponse(_safe_next(_one(form, "next")), status_code=303)
+    response = RedirectResponse(_safe_next(_one(form, "next")), status_code=303)
+    # Not a credential: only the tenant name, offered again at the next local login.
+    response.set_cookie(
+        DEV_TENANT_COOKIE, tenant, max_age=30 * 24 * 3600, path="/console", httponly=True, samesite="lax"
+    )
+    return response
 
 
 @router.post("/logout")
