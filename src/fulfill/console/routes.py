@@ -262,6 +262,34 @@ def _checked_id(value: str) -> str:
 # --- login ------------------------------------------------------------------------------------
 
 
+def _no_console_scope(request: Request, principal: Principal) -> str:
+    """What to change when a sign-in opens no page: which scopes the token holds, where they are
+    read from, and which ones the console needs."""
+    settings = _settings(request)
+    held = " ".join(sorted(principal.scopes)) or "none"
+    claim = settings.jwt_scope_claim
+    source = (
+        f"its scope claim, or the claim {claim} (FULFILL_JWT_SCOPE_CLAIM)" if claim else "its scope claim"
+    )
+    needed = (
+        f"{SCOPE_INTENTS_READ} (approvals), {SCOPE_EXECUTIONS_READ} (executions), "
+        f"{SCOPE_ADMIN} or {SCOPE_PLATFORM_ADMIN} (kill switches, registry)"
+    )
+    message = (
+        f"Your sign-in grants no console scope. The token's scopes, read from {source}: {held}. "
+        f"The console needs at least one of {needed}."
+    )
+    if getattr(settings, "oidc_issuer", ""):
+        message += (
+            f" Ask the identity provider for them at sign-in (FULFILL_OIDC_SCOPES, now "
+            f'"{settings.oidc_scopes}") and have it put them in the token\'s scope claim, or name '
+            "the claim that holds them with FULFILL_JWT_SCOPE_CLAIM."
+        )
+    else:
+        message += " Sign out and pick them at the local login."
+    return message
+
+
 @router.get("")
 def console_root() -> Response:
     return RedirectResponse("/console/", status_code=307)
@@ -276,7 +304,7 @@ async def home(request: Request) -> Response:
             return RedirectResponse("/console/executions", status_code=303)
         if principal.has_scope(SCOPE_ADMIN) or principal.has_scope(SCOPE_PLATFORM_ADMIN):
             return RedirectResponse("/console/kill-switches", status_code=303)
-        return _render(request, "error.html", principal, message="Your sign-in grants no console scope.")
+        return _render(request, "error.html", principal, message=_no_console_scope(request, principal))
 
     return await _guarded(request, page)
 
