@@ -51,6 +51,14 @@ if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" -eq 0 ] && command -v apt-get >/de
   apt-get install -y -qq chromium >/dev/null
 fi
 
+# The README's command blocks (tests/e2e/test_readme.py) use curl and jq, as a reader would.
+if ! { command -v curl && command -v jq; } >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "== installing curl and jq (apt-get install curl jq)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends curl jq >/dev/null
+fi
+
 # --- a throw-away PostgreSQL server ----------------------------------------------------------------
 
 PG_DIR=""

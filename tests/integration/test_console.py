@@ -522,7 +522,7 @@ def test_registry_page_shows_versions_mappings_and_connectors(shared: Harness, c
     assert "internal.create_task" in page.text
     assert "title → title" in page.text
     assert "CLOSED" in page.text  # the internal connector's circuit
-    internal = page.text[page.text.index("<td>internal</td>") :]
+    internal = page.text[page.text.index('<td data-label="Name">internal</td>') :]
     internal = internal[: internal.index("</tr>")]
     # p50 / p95 (calls, failed): this process's calls of the last minutes, whichever test made them
     assert re.search(r"[0-9.]+ / [0-9.]+ ms \([1-9][0-9]*, [0-9]+\)", internal)

@@ -247,3 +247,41 @@ def test_narrow_screens_and_keyboard_only(harness: Harness, new_page: Any) -> No
     page.keyboard.press("Enter")
     expect(page).to_have_url(f"{harness.url}/console/executions/{intent_id}")
     shot(page, "timeline-narrow")
+
+
+def test_the_local_login_offers_the_demo_tenant_then_the_last_one_used(
+    harness: Harness, new_page: Any
+) -> None:
+    page = new_page()
+    page.goto(f"{harness.url}/console/login")
+    # `fulfill serve --demo` writes to the demo tenant: the first look at the console shows it.
+    expect(page.get_by_label("Tenant")).to_have_value("demo-tenant")
+    login(page, harness, tenant="t7", scopes=OPERATOR)
+    page.get_by_role("button", name="Sign out").click()
+    page.goto(f"{harness.url}/console/login")
+    expect(page.get_by_label("Tenant")).to_have_value("t7")
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_the_registry_shows_every_column_without_a_sideways_scroll(
+    harness: Harness, new_page: Any, width: int
+) -> None:
+    page = new_page(width=width)
+    login(page, harness, scopes=["platform:admin"])
+    page.goto(f"{harness.url}/console/registry")
+    expect(page.locator("table.list").first).to_contain_text("CREATE_INTERNAL_TASK")
+    shot(page, f"registry-{width}")
+    overflowing = page.evaluate(
+        "[...document.querySelectorAll('.scroll')].filter(s => s.scrollWidth > s.clientWidth + 1).length"
+    )
+    assert overflowing == 0, "a table scrolls sideways"
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    state = page.locator("table.list").first.locator("tbody tr").first.locator("td.state-cell")
+    expect(state).to_contain_text("active")
+    if width < 640:  # one cell a line, the header row hidden: each cell names its column
+        label = state.evaluate("td => getComputedStyle(td, '::before').content")
+        assert "State" in label
+    box = state.bounding_box()
+    assert box is not None
+    assert box["x"] >= 0
+    assert box["x"] + box["width"] <= width

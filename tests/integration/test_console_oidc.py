@@ -366,3 +366,36 @@ def test_pages_let_their_forms_lead_to_the_identity_provider(env: Env, provider:
     logout = browser.logout(SESSION_SECRET)
     assert logout.headers["location"].startswith(provider.issuer + "/logout?")
     browser.close()
+
+
+def test_an_opaque_access_token_names_the_two_ways_out(env: Env, provider: OidcProvider) -> None:
+    provider.opaque_access_token = True
+    browser = env.browser()
+    _page(
+        browser.follow(_start(env, browser)),
+        401,
+        "Token not accepted",
+        "not a JWT",
+        "JWT access tokens",
+        "FULFILL_OIDC_BEARER=id_token",
+    )
+    _signed_out(browser)
+    browser.close()
+
+
+def test_a_sign_in_without_console_scopes_says_which_scopes_and_where_they_are_read(
+    env: Env, provider: OidcProvider
+) -> None:
+    provider.user = User(claims={"tenant_id": "t1"}, scope="events:write")
+    browser = env.browser()
+    callback = browser.follow(_start(env, browser))
+    assert callback.status_code == 303, callback.text
+    page = browser.follow(callback)
+    text = html.unescape(page.text)
+    assert "grants no console scope" in text
+    assert "events:write" in text  # what it does grant
+    assert "scope claim" in text
+    for needed in ("intents:read", "executions:read", "admin", "platform:admin"):
+        assert needed in text
+    assert "FULFILL_OIDC_SCOPES" in text
+    browser.close()

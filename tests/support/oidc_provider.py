@@ -96,6 +96,8 @@ class OidcProvider:
         # answers this status instead of the keys.
         self.authorize_error: str | None = None
         self.jwks_status = 200
+        # Like providers whose access tokens are opaque unless an API (resource) is configured.
+        self.opaque_access_token = False
         self.id_token_overrides: dict[str, Any] = {}
         self.id_token_key: RsaKey | None = None
         self.authorize_requests: list[dict[str, str]] = []
@@ -139,6 +141,7 @@ class OidcProvider:
             self.id_token_overrides = {}
             self.id_token_key = None
             self.jwks_status = 200
+            self.opaque_access_token = False
             self.user = User(claims={"tenant_id": "t1"}, scope="executions:read intents:read")
 
     def metadata(self) -> dict[str, Any]:
@@ -283,7 +286,7 @@ class OidcProvider:
                 identity[name] = value
         signer = self.id_token_key or self.key
         return {
-            "access_token": self.key.sign(access),
+            "access_token": secrets.token_urlsafe(32) if self.opaque_access_token else self.key.sign(access),
             "token_type": "Bearer",
             "expires_in": 3600,
             "id_token": signer.sign(identity),

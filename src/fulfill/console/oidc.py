@@ -258,7 +258,8 @@ class OidcLogin:
             raise LoginFailed(
                 401,
                 "Token not accepted",
-                f"The API does not accept the {self.bearer} the identity provider issued: {exc}.",
+                f"The API does not accept the {self.bearer} the identity provider issued: {exc}."
+                + _what_to_change(self.bearer, exc.code),
                 exc.code,
             ) from None
         return bearer, principal
@@ -433,6 +434,20 @@ async def callback(request: Request) -> Response:
         lambda: log_in(request, runtime.db, bearer, principal, now=runtime.clock.now())
     )
     return RedirectResponse(CONSOLE_HOME, status_code=303, headers={"Cache-Control": "no-store"})
+
+
+def _what_to_change(bearer: str, code: str) -> str:
+    """The configuration that fixes a refused bearer, where the reason points at one."""
+    if code == "TOKEN_MALFORMED" and bearer == "access_token":
+        return (
+            " The provider issues opaque access tokens: configure it to issue JWT access tokens for "
+            "the API (an API or resource whose audience is FULFILL_JWT_AUDIENCE, signed RS256 or "
+            "ES256, with the tenant_id and scope claims), or use its ID token instead with "
+            "FULFILL_OIDC_BEARER=id_token when that one carries them."
+        )
+    if code == "TOKEN_AUDIENCE_NOT_ACCEPTED":
+        return f" Set FULFILL_JWT_AUDIENCE to the {bearer}'s audience, or configure the provider to issue it for that one."
+    return ""
 
 
 def configured_login(request: Request) -> OidcLogin | None:

@@ -42,6 +42,7 @@ from fulfill.console.session import (
     log_in,
     log_out,
 )
+from fulfill.demo import DEMO_TENANT
 from fulfill.domain.console_login import dev_login_refusal
 from fulfill.domain.expiry import is_expired
 from fulfill.domain.models import ActionIntentV1, ApprovalStatus
@@ -57,6 +58,10 @@ templates = Jinja2Templates(directory=str(_HERE / "templates"))
 router = APIRouter(prefix="/console", include_in_schema=False)
 
 _ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
+# The local login offers the tenant last signed in to from this browser, else the quick start's demo
+# tenant (the one `fulfill serve --demo` writes to), so a first look at the console is not empty.
+DEV_TENANT_COOKIE = "fulfill_console_tenant"
+DEV_DEFAULT_TENANT = DEMO_TENANT
 _STATUS_OF_KIND = {"not-found": 404, "conflict": 409, "forbidden": 403, "invalid": 422, "bad-request": 400}
 # Scopes the dev login offers (all of them are the API's own).
 DEV_SCOPES = (
@@ -257,6 +262,34 @@ def _checked_id(value: str) -> str:
 # --- login ------------------------------------------------------------------------------------
 
 
+def _no_console_scope(request: Request, principal: Principal) -> str:
+    """What to change when a sign-in opens no page: which scopes the token holds, where they are
+    read from, and which ones the console needs."""
+    settings = _settings(request)
+    held = " ".join(sorted(principal.scopes)) or "none"
+    claim = settings.jwt_scope_claim
+    source = (
+        f"its scope claim, or the claim {claim} (FULFILL_JWT_SCOPE_CLAIM)" if claim else "its scope claim"
+    )
+    needed = (
+        f"{SCOPE_INTENTS_READ} (approvals), {SCOPE_EXECUTIONS_READ} (executions), "
+        f"{SCOPE_ADMIN} or {SCOPE_PLATFORM_ADMIN} (kill switches, registry)"
+    )
+    message = (
+        f"Your sign-in grants no console scope. The token's scopes, read from {source}: {held}. "
+        f"The console needs at least one of {needed}."
+    )
+    if getattr(settings, "oidc_issuer", ""):
+        message += (
+            f" Ask the identity provider for them at sign-in (FULFILL_OIDC_SCOPES, now "
+            f'"{settings.oidc_scopes}") and have it put them in the token\'s scope claim, or name '
+            "the claim that holds them with FULFILL_JWT_SCOPE_CLAIM."
+        )
+    else:
+        message += " Sign out and pick them at the local login."
+    return message
+
+
 @router.get("")
 def console_root() -> Response:
     return RedirectResponse("/console/", status_code=307)
@@ -271,7 +304,7 @@ async def home(request: Request) -> Response:
             return RedirectResponse("/console/executions", status_code=303)
         if principal.has_scope(SCOPE_ADMIN) or principal.has_scope(SCOPE_PLATFORM_ADMIN):
             return RedirectResponse("/console/kill-switches", status_code=303)
-        return _render(request, "error.html", principal, message="Your sign-in grants no console scope.")
+        return _render(request, "error.html", principal, message=_no_console_scope(request, principal))
 
     return await _guarded(request, page)
 
@@ -286,10 +319,16 @@ def _login_page(request: Request, status_code: int = 200, message: str | None = 
         message=message,
         oidc=bool(getattr(settings, "oidc_issuer", "")),
         dev_scopes=DEV_SCOPES,
+        dev_tenant=_dev_default_tenant(request),
         # Why there is no local login, where one could exist (dev mode).
         dev_login_refusal=_dev_login_refusal(request) if settings.auth_mode == "dev" else None,
         next=_safe_next(request.query_params.get("next")),
     )
+
+
+def _dev_default_tenant(request: Request) -> str:
+    remembered = request.cookies.get(DEV_TENANT_COOKIE, "")
+    return remembered if _ID.match(remembered) else DEV_DEFAULT_TENANT
 
 
 @router.get("/login")
@@ -340,7 +379,12 @@ async def dev_login(request: Request) -> Response:
         return _login_page(request, 422, f"The service does not accept the dev token: {exc}")
     rt = _runtime(request)
     await anyio.to_thread.run_sync(lambda: log_in(request, rt.db, token, principal, now=rt.clock.now()))
-    return RedirectResponse(_safe_next(_one(form, "next")), status_code=303)
+    response = RedirectResponse(_safe_next(_one(form, "next")), status_code=303)
+    # Not a credential: only the tenant name, offered again at the next local login.
+    response.set_cookie(
+        DEV_TENANT_COOKIE, tenant, max_age=30 * 24 * 3600, path="/console", httponly=True, samesite="lax"
+    )
+    return response
 
 
 @router.post("/logout")

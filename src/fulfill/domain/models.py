@@ -214,9 +214,17 @@ class ParameterMapping(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, serialize_by_alias=True)
 
-    tool_param: Annotated[str, StringConstraints(min_length=1, max_length=128)] = Field(alias="toolParam")
-    transform: Transform = Transform.PASSTHROUGH
-    required: bool = False
+    tool_param: Annotated[str, StringConstraints(min_length=1, max_length=128)] = Field(
+        alias="toolParam", description="The tool argument this parameter becomes."
+    )
+    transform: Transform = Field(
+        default=Transform.PASSTHROUGH,
+        description="PASSTHROUGH, UPPERCASE, LOWERCASE or CAPITALIZE (applied to a string value).",
+    )
+    required: bool = Field(
+        default=False,
+        description="An intent without this parameter never reaches the tool: it fails VALIDATION.",
+    )
 
 
 class RegistryEntry(_Model):

@@ -48,8 +48,10 @@ APPROVE_SCOPE = "intents:approve"
 class Approval(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    approved_by: str = Field(min_length=1, max_length=256)
-    approval_timestamp: str = Field(min_length=1, max_length=40)
+    approved_by: str = Field(min_length=1, max_length=256, description="Who approved it upstream.")
+    approval_timestamp: str = Field(
+        min_length=1, max_length=40, description="When it was approved upstream (ISO 8601)."
+    )
 
 
 class CreateIntent(BaseModel):
@@ -69,7 +71,11 @@ class CreateIntent(BaseModel):
     original_decision_id: str | None = Field(default=None, max_length=256)
     original_proposal_id: str | None = Field(default=None, max_length=256)
     trace_id: str | None = Field(default=None, max_length=128)
-    approval: Approval | None = None
+    approval: Approval | None = Field(
+        default=None,
+        description="Import an intent approved upstream: stored APPROVED, started by its ACTION_APPROVED "
+        "event. The token must also hold intents:approve and the registry version's required_scopes.",
+    )
 
 
 class ApprovalChange(BaseModel):

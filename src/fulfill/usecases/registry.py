@@ -123,14 +123,40 @@ class RegistryDraft(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    action_type: ActionType
-    tool_name: ToolName
-    tool_schema_version: str = Field(default="v1.0", min_length=1, max_length=32)
-    required_scopes: list[str] = Field(default_factory=list, max_length=50)
-    risk_class: RiskClass = RiskClass.LOW
-    compensation_strategy: CompensationStrategy = CompensationStrategy.NONE
-    compensation_tool_name: ToolName | None = None
-    parameter_mapping: dict[str, ParameterMapping] = Field(max_length=100)
+    action_type: ActionType = Field(description="The intents' action_type this version maps (A-Z 0-9 _).")
+    tool_name: ToolName = Field(
+        description="The gateway's tool: a built-in connector's (internal.create_task, crm.create_task, …) "
+        "or a registered target's {target}.{tool}."
+    )
+    tool_schema_version: str = Field(
+        default="v1.0", min_length=1, max_length=32, description="A label of the tool's schema version."
+    )
+    required_scopes: list[str] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Scopes a token needs, besides intents:approve, to approve (or import approved) an "
+        "intent pinned to this version.",
+    )
+    risk_class: RiskClass = Field(
+        default=RiskClass.LOW,
+        description="MINIMAL, LOW, MEDIUM or HIGH: copied onto every intent pinned to this version.",
+    )
+    compensation_strategy: CompensationStrategy = Field(
+        default=CompensationStrategy.NONE,
+        description="What a cancel after the write does: AUTOMATIC calls compensation_tool_name, MANUAL "
+        "flags the execution's compensation_status PENDING for a person, NONE leaves the write.",
+    )
+    compensation_tool_name: ToolName | None = Field(
+        default=None,
+        description="The undo tool, required with AUTOMATIC. A remote target's is called once per ref the "
+        "write returned, with object_id (the ref's id), the trusted arguments its input schema declares, "
+        "and an idempotency key of its own (never the write's).",
+    )
+    parameter_mapping: dict[str, ParameterMapping] = Field(
+        max_length=100,
+        description="Intent parameter name → {toolParam, required, transform}. Only mapped parameters are "
+        "sent to the tool; the mapped arguments are checked against its input schema at registration.",
+    )
 
 
 def register_version(
