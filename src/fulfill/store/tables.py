@@ -401,7 +401,7 @@ connector_calls = Table(
     metadata,
     Column("call_id", String(64), primary_key=True),
     Column("name", String(64), nullable=False),
-    Column("tenant_id", ID),  # whose call (fair share, per-tenant caps); null: admitted before 0014
+    Column("tenant_id", ID),  # whose call (fair share, per-tenant caps); null: admitted before 0012
     Column("admitted_epoch", Float, nullable=False),
     Column("dispatched_epoch", Float),  # null: admitted, not sent yet
     Column("lease_until_epoch", Float, nullable=False),

@@ -1,7 +1,7 @@
 """executor heartbeats: live workers recover the workflows of lost ones
 
-Revision ID: 0015
-Revises: 0014
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-12-04 18:00:00
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0015"
-down_revision = "0014"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 

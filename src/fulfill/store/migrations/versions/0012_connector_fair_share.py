@@ -1,7 +1,7 @@
 """fair share of connectors between tenants: who waits, whose call, per-tenant caps
 
-Revision ID: 0014
-Revises: 0013
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-04 18:00:00
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0014"
-down_revision = "0013"
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """outbox deliveries can be dead-lettered (status DEAD_LETTER, and when)
 
-Revision ID: 0013
-Revises: 0011
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-04 18:00:00
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0013"
-down_revision = "0011"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
