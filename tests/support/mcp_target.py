@@ -237,7 +237,28 @@ def build_app(
         text = json.dumps({"error_code": code * code_repeat, "error_message": message})
         return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
 
+    def close_ticket(ticket_id: str, ctx: Context) -> str:
+        # The obvious way to answer refs from a ``-> str`` tool: the SDK sends the JSON as text
+        # and as structured content ``{"result": "<that JSON>"}``.
+        seen("close_ticket", {"ticket_id": ticket_id}, ctx)
+        ref = {
+            "object_type": "Ticket",
+            "object_id": ticket_id,
+            "object_url": f"https://tickets.test/{ticket_id}",
+        }
+        return json.dumps({"external_object_refs": [ref]})
+
+    def reopen_ticket(ticket_id: str, ctx: Context) -> CallToolResult:
+        # Refs only in the JSON text, no structured content at all.
+        seen("reopen_ticket", {"ticket_id": ticket_id}, ctx)
+        text = json.dumps({"external_object_refs": [{"object_type": "Ticket", "object_id": ticket_id}]})
+        return CallToolResult(content=[TextContent(type="text", text=text)])
+
     if hostile:
+        server.add_tool(close_ticket, name="close_ticket", description="Close a ticket (refs as JSON text).")
+        server.add_tool(
+            reopen_ticket, name="reopen_ticket", description="Reopen a ticket (refs in text only)."
+        )
         server.add_tool(big_answer, name="big_answer", description="Write, then answer a large plain text.")
         server.add_tool(fail_with, name="fail_with", description="Answer a tool error with the given code.")
 
