@@ -20,6 +20,7 @@ from fulfill.domain.models import (
     ExecutionStatus,
     ExecutionStatusView,
 )
+from fulfill.domain.rerun import stop_without_a_call
 from fulfill.domain.status import derive_status
 from fulfill.domain.time import iso_from_epoch
 from fulfill.engine.intake import queued_attempt, request_for
@@ -251,7 +252,9 @@ def rerun_execution(
     rt: Runtime, principal: Principal, action_intent_id: str, body: RerunRequest
 ) -> ExecutionStatusView:
     """Start a new attempt of a FAILED or CANCELLED execution (admin only), within the intent's
-    ``execution_policy.max_attempts``.
+    ``execution_policy.max_attempts``, except after a stop from outside the intent before its tool
+    was called (a kill switch, a database outage): that rerun is always allowed and recorded
+    (``after_stop`` on ``RERUN_REQUESTED``).
 
     The new attempt maps the same intent with the same registry version, so its idempotency key
     is the same: a write that did happen in an earlier attempt is found, not repeated.
@@ -273,7 +276,16 @@ def rerun_execution(
                 f"only FAILED or CANCELLED executions can be rerun (this one is {current})",
                 code="NOT_RERUNNABLE",
             )
-        _check_max_attempts(intent, attempt.attempt_count)
+        # An attempt stopped from outside before its tool was called tried nothing: its rerun by
+        # an admin is always allowed, and the ledger says so (domain/rerun.py).
+        stop = stop_without_a_call(
+            executions.get_outcome(
+                conn, intent.tenant_id, intent.account_id, action_intent_id, attempt.attempt_count
+            )
+        )
+        if stop is None:
+            _check_max_attempts(intent, attempt.attempt_count)
+        beyond = attempt.attempt_count >= intent.execution_policy.max_attempts
         attempt_count = attempt.attempt_count + 1
         rerun = queued_attempt(intent, now, attempt_count)
         if not executions.start_rerun(
@@ -299,6 +311,7 @@ def rerun_execution(
                     "action_intent_id": action_intent_id,
                     "requested_by": principal.subject,
                     "reason": body.reason,
+                    **({"after_stop": stop, "beyond_max_attempts": beyond} if stop is not None else {}),
                 },
             ),
         )
