@@ -85,6 +85,12 @@ class ApprovalChange(BaseModel):
     )
 
 
+def active_stop_warnings(rt: Runtime, intent: ActionIntentV1) -> list[str]:
+    """What approving ``intent`` now would run into (the console says it before the click)."""
+    with rt.db.read() as conn:
+        return approval_warnings(rt, conn, intent)
+
+
 def approval_warnings(rt: Runtime, conn: Connection, intent: ActionIntentV1) -> list[str]:
     """The active stop an approval runs into, named, with the way out."""
     decision = evaluate_kill_switches(
