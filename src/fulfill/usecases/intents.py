@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import string
 from typing import Any
@@ -47,6 +48,9 @@ _BASE36 = string.digits + string.ascii_lowercase
 APPROVE_SCOPE = "intents:approve"
 
 
+log = logging.getLogger(__name__)
+
+
 class Approval(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -86,9 +90,18 @@ class ApprovalChange(BaseModel):
 
 
 def active_stop_warnings(rt: Runtime, intent: ActionIntentV1) -> list[str]:
-    """What approving ``intent`` now would run into (the console says it before the click)."""
-    with rt.db.read() as conn:
-        return approval_warnings(rt, conn, intent)
+    """What approving ``intent`` now runs into (the console says it before the click too). Only
+    advice: switches that cannot be read make no approval fail (the execution itself reads them
+    again, and stops to be safe), they are named instead."""
+    try:
+        with rt.db.read() as conn:
+            return approval_warnings(rt, conn, intent)
+    except Exception:
+        log.warning("kill switches could not be read for the approval warning", exc_info=True)
+        return [
+            "the kill switches could not be read: if one is on, this execution will be stopped "
+            "before its tool call and end CANCELLED (KILL_SWITCH_ENABLED)"
+        ]
 
 
 def approval_warnings(rt: Runtime, conn: Connection, intent: ActionIntentV1) -> list[str]:
@@ -388,10 +401,10 @@ def approve_intent(
         )
         _append_approved(conn, approved, asserted_by=principal.subject, imported=False, comment=comment)
         attempt, taken = take_execution_lock(conn, approved, now)
-        warnings = approval_warnings(rt, conn, approved)
     start_if_queued(
         attempt, taken, request_for(attempt, approval_source=ApprovalSource.HUMAN, auto_executed=False)
     )
+    warnings = active_stop_warnings(rt, approved)
     return ApprovalChange(
         action_intent_id=action_intent_id, approval_status=ApprovalStatus.APPROVED, warnings=warnings
     )
