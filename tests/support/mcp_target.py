@@ -15,11 +15,15 @@ a session per client (it does not know ``server/discover``; ``initialize`` gives
   ``--dedupe`` it deduplicates like any write of a deduplicating server: a key it has seen on
   *any* call (``create_ticket``'s included) answers that call's cached answer and does nothing.
 
-With ``--hostile``, two more tools:
+With ``--hostile``, four more tools:
 
 * ``big_answer(title, size)``: writes an effect, then answers ``size`` bytes of plain text.
 * ``fail_with(title, code, message, code_repeat=1)``: answers ``isError`` with the JSON text
   ``{"error_code": code * code_repeat, "error_message": message}``.
+* ``close_ticket(ticket_id)``: a ``-> str`` tool returning ``json.dumps({"external_object_refs":
+  [...]})``, the obvious way: the SDK answers the JSON as text and as structured content
+  ``{"result": "<the JSON>"}``.
+* ``reopen_ticket(ticket_id)``: the refs in the JSON text only, no structured content.
 
 The stats list the tickets that exist (``tickets``), the ones deleted (``deleted``) and every
 idempotency key each tool received (``keys``).
