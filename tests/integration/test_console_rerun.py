@@ -88,7 +88,12 @@ def test_an_admin_reruns_a_kill_switch_stop_from_the_console(shared: Harness, co
     assert requested["data"]["requested_by"] == "ops@example.com"
     assert requested["data"]["reason"] == "switch is off again"
     assert requested["data"]["after_stop"] == "KILL_SWITCH_ENABLED"
-    assert f"/console/intents/{intent_id}/rerun" not in console.get(f"/console/executions/{intent_id}").text
+    shown = console.get(f"/console/executions/{intent_id}").text
+    assert f"/console/intents/{intent_id}/rerun" not in shown
+    assert (
+        "after a stop before the tool call (KILL_SWITCH_ENABLED): beyond the intent&#39;s max_attempts"
+        in shown
+    )
 
 
 def test_cancel_from_the_console_needs_its_scope_and_token(shared: Harness, console: Console) -> None:
