@@ -22,7 +22,16 @@ CALLED = "toolrun/trace_1/1/internal.create_task"
 )
 def test_a_stop_from_outside_before_the_call_is_not_counted(status: ExecutionStatus, code: str) -> None:
     outcome = make_outcome(status=status, error_code=code, external_object_refs=[], tool_run_ref=PRE_TOOL)
-    assert stop_without_a_call(outcome) == code
+    assert stop_without_a_call(outcome, tries_failed=0) == code
+
+
+@pytest.mark.parametrize("code", ["KILL_SWITCH_ENABLED", "EXECUTION_TIMEOUT"])
+def test_a_stop_between_two_tries_counts(code: str) -> None:
+    # Recorded as a stop before the (next) tool call, but the attempt did try the tool.
+    outcome = make_outcome(
+        status=ExecutionStatus.FAILED, error_code=code, external_object_refs=[], tool_run_ref=PRE_TOOL
+    )
+    assert stop_without_a_call(outcome, tries_failed=1) is None
 
 
 @pytest.mark.parametrize(
@@ -40,8 +49,8 @@ def test_every_other_ending_counts(code: str, ref: str) -> None:
     outcome = make_outcome(
         status=ExecutionStatus.FAILED, error_code=code, external_object_refs=[], tool_run_ref=ref
     )
-    assert stop_without_a_call(outcome) is None
+    assert stop_without_a_call(outcome, tries_failed=0) is None
 
 
 def test_no_outcome_counts() -> None:
-    assert stop_without_a_call(None) is None
+    assert stop_without_a_call(None, tries_failed=0) is None

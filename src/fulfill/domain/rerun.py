@@ -17,10 +17,14 @@ STOPS_OUTSIDE_THE_INTENT = frozenset({"KILL_SWITCH_ENABLED", "STORE_UNAVAILABLE"
 _PRE_TOOL_PREFIX = "pre-tool-"
 
 
-def stop_without_a_call(outcome: ActionOutcomeV1 | None) -> str | None:
+def stop_without_a_call(outcome: ActionOutcomeV1 | None, *, tries_failed: int) -> str | None:
     """The error code of ``outcome`` when it is a stop from outside the intent before the tool was
-    called (its rerun is not counted against ``max_attempts``), else None."""
-    if outcome is None or outcome.error_code not in STOPS_OUTSIDE_THE_INTENT:
+    ever called in that attempt (its rerun is not counted against ``max_attempts``), else None.
+
+    ``tries_failed``: the attempt's failed tries of the tool (``TOOL_CALL_TRY_FAILED``). A stop
+    between two tries (a switch turned on, a budget spent before the retry) is also recorded as a
+    stop before the tool call, but the attempt did try it: that rerun counts."""
+    if outcome is None or tries_failed or outcome.error_code not in STOPS_OUTSIDE_THE_INTENT:
         return None
     if not outcome.tool_run_ref.startswith(_PRE_TOOL_PREFIX):
         return None

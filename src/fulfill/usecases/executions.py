@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from fulfill.domain.expiry import is_expired
-from fulfill.domain.ledger import ledger_entry
+from fulfill.domain.ledger import TOOL_CALL_TRY_FAILED, ledger_entry
 from fulfill.domain.models import (
     RERUNNABLE_STATUSES,
     ActionIntentV1,
@@ -278,10 +278,16 @@ def rerun_execution(
             )
         # An attempt stopped from outside before its tool was called tried nothing: its rerun by
         # an admin is always allowed, and the ledger says so (domain/rerun.py).
+        tries_failed = sum(
+            1
+            for entry in executions.list_ledger(conn, intent.tenant_id, action_intent_id)
+            if entry.event_type == TOOL_CALL_TRY_FAILED and entry.attempt == attempt.attempt_count
+        )
         stop = stop_without_a_call(
             executions.get_outcome(
                 conn, intent.tenant_id, intent.account_id, action_intent_id, attempt.attempt_count
-            )
+            ),
+            tries_failed=tries_failed,
         )
         if stop is None:
             _check_max_attempts(intent, attempt.attempt_count)
