@@ -492,6 +492,23 @@ def parse_params(items: list[str]) -> dict[str, Any]:
     return parameters
 
 
+def parse_policy(policy: str | None, **fields: int | None) -> dict[str, Any]:
+    """``--policy`` (a JSON object) with the single-field options laid over it; the service checks
+    the values (a problem answer names a wrong one)."""
+    parsed: dict[str, Any] = {}
+    if policy is not None:
+        try:
+            loaded = json.loads(policy)
+        except ValueError as exc:
+            raise typer.BadParameter(f"not JSON: {exc}", param_hint="--policy") from None
+        if not isinstance(loaded, dict):
+            raise typer.BadParameter(
+                "must be a JSON object, e.g. '{\"max_attempts\": 3}'", param_hint="--policy"
+            )
+        parsed = loaded
+    return {**parsed, **{name: value for name, value in fields.items() if value is not None}}
+
+
 @intent_app.command("submit")
 def intent_submit(
     action_type: Annotated[str, typer.Option(help="e.g. CREATE_INTERNAL_TASK")],
@@ -504,6 +521,34 @@ def intent_submit(
         ),
     ] = None,
     intent_id: Annotated[str | None, typer.Option(help="Client-chosen action_intent_id.")] = None,
+    policy: Annotated[
+        str | None,
+        typer.Option(
+            help="The execution_policy as a JSON object, e.g. '{\"max_attempts\": 3}'; the options "
+            "below override its fields."
+        ),
+    ] = None,
+    max_attempts: Annotated[
+        int | None,
+        typer.Option(
+            help="execution_policy.max_attempts: attempts in all, the first included (default 1: no "
+            "rerun after a failed tool call; a rerun after a kill switch or an outage is always allowed).",
+            min=1,
+            max=10,
+        ),
+    ] = None,
+    retry_count: Annotated[
+        int | None,
+        typer.Option(
+            help="execution_policy.retry_count: retries of a transient failure (default 3).", min=0, max=10
+        ),
+    ] = None,
+    timeout_seconds: Annotated[
+        int | None,
+        typer.Option(
+            help="execution_policy.timeout_seconds: one attempt's budget (default 300).", min=1, max=86_400
+        ),
+    ] = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print the created intent as JSON instead of its id.")
     ] = False,
@@ -518,6 +563,11 @@ def intent_submit(
     }
     if intent_id:
         body["action_intent_id"] = intent_id
+    execution_policy = parse_policy(
+        policy, max_attempts=max_attempts, retry_count=retry_count, timeout_seconds=timeout_seconds
+    )
+    if execution_policy:
+        body["execution_policy"] = execution_policy
     created = ServiceApi(url).call("POST", "/intents", _token(tenant, bearer), body)
     if json_output:
         console.print_json(data=created)
@@ -541,8 +591,46 @@ def approve(
     bearer: TokenOption = None,
 ) -> None:
     """Approve an intent: it executes right away."""
+    answer = ServiceApi(url).call("POST", f"/intents/{action_intent_id}/approve", _token(tenant, bearer))
+    console.print_json(data=answer)
+    _print_warnings(answer)
+
+
+def _print_warnings(answer: Any) -> None:
+    """An answer's ``warnings`` (an approval into an active kill switch), on stderr."""
+    warnings = answer.get("warnings") if isinstance(answer, dict) else None
+    for warning in warnings if isinstance(warnings, list) else []:
+        err_console.print(f"warning: {escape(str(warning))}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def rerun(
+    action_intent_id: str,
+    tenant: TenantOption,
+    reason: Annotated[str | None, typer.Option(help="Why, for the ledger (RERUN_REQUESTED).")] = None,
+    url: UrlOption = None,
+    bearer: TokenOption = None,
+) -> None:
+    """Rerun a FAILED or CANCELLED execution (tenant admin): a new attempt with the same idempotency
+    key. Always allowed after a kill switch or an outage stopped it before its tool call; otherwise
+    within the intent's execution_policy.max_attempts."""
+    body = {"reason": reason} if reason else None
     console.print_json(
-        data=ServiceApi(url).call("POST", f"/intents/{action_intent_id}/approve", _token(tenant, bearer))
+        data=ServiceApi(url).call("POST", f"/intents/{action_intent_id}/rerun", _token(tenant, bearer), body)
+    )
+
+
+@app.command()
+def cancel(
+    action_intent_id: str,
+    tenant: TenantOption,
+    url: UrlOption = None,
+    bearer: TokenOption = None,
+) -> None:
+    """Cancel an intent: before its execution it never runs; a write already made is undone where
+    its registry entry says how (compensation)."""
+    console.print_json(
+        data=ServiceApi(url).call("POST", f"/intents/{action_intent_id}/cancel", _token(tenant, bearer))
     )
 
 

@@ -301,6 +301,7 @@ def test_approve_transitions(shared: Harness) -> None:
         assert client.post(f"/intents/{intent_id}/approve").json() == {
             "action_intent_id": intent_id,
             "approval_status": "APPROVED",
+            "warnings": [],
         }
         assert client.post(f"/intents/{intent_id}/approve").status_code == 202  # approving twice is harmless
         shared.wait_terminal(client, intent_id)

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from fulfill.cli import app
 from fulfill.store.migrate import MIGRATIONS_DIR
 from tests.support.harness import TEST_SECRET, Harness
+from tests.support.http_doubles import wait_for
 from tests.support.processes import free_port
 
 
@@ -461,3 +462,79 @@ def test_kill_switch_refuses_an_unknown_action_type(cli: CliRunner, shared: Harn
     forced = cli.invoke(app, ["kill-switch", "action-type", "NOPE", "disable", "--force", "--db", db])
     assert json.loads(forced.stdout)["disabled_action_types"] == ["NOPE"]
     assert cli.invoke(app, ["kill-switch", "action-type", "NOPE", "enable"]).exit_code == 0
+
+
+def _submit(cli: CliRunner, tenant: str, intent_id: str, *options: str) -> None:
+    base = ["intent", "submit", "--tenant", tenant, "--account", "acc-1", "--intent-id", intent_id]
+    arguments = [*base, "--action-type", "CREATE_INTERNAL_NOTE", "--param", "content=hello", *options]
+    submitted = cli.invoke(app, arguments)
+    assert submitted.exit_code == 0, submitted.output
+
+
+def test_submit_sets_the_execution_policy(cli: CliRunner, shared: Harness) -> None:
+    _submit(cli, "t1", "ai-cli-policy-1", "--max-attempts", "2", "--timeout-seconds", "60")
+    _submit(
+        cli,
+        "t1",
+        "ai-cli-policy-2",
+        "--policy",
+        '{"retry_count": 0, "max_attempts": 5}',
+        "--max-attempts",
+        "3",
+    )
+    with shared.client() as client:
+        first = client.get("/intents/ai-cli-policy-1").json()["execution_policy"]
+        second = client.get("/intents/ai-cli-policy-2").json()["execution_policy"]
+    assert first == {"retry_count": 3, "timeout_seconds": 60, "max_attempts": 2}
+    assert second == {"retry_count": 0, "timeout_seconds": 300, "max_attempts": 3}
+    base = [
+        "intent",
+        "submit",
+        "--tenant",
+        "t1",
+        "--account",
+        "acc-1",
+        "--action-type",
+        "CREATE_INTERNAL_NOTE",
+    ]
+    not_an_object = cli.invoke(app, [*base, "--policy", "[1]"])
+    assert not_an_object.exit_code == 2
+    assert "--policy" in not_an_object.output
+    too_many = cli.invoke(app, [*base, "--max-attempts", "11"])
+    assert too_many.exit_code == 2
+
+
+def test_approve_into_a_kill_switch_warns_then_rerun_and_cancel(cli: CliRunner, shared: Harness) -> None:
+    tenant = "t-cli-rerun"
+    assert cli.invoke(app, ["kill-switch", "tenant", tenant, "stop"]).exit_code == 0
+    try:
+        _submit(cli, tenant, "ai-cli-stopped")
+        approved = cli.invoke(app, ["approve", "ai-cli-stopped", "--tenant", tenant])
+        assert approved.exit_code == 0, approved.output
+        assert "warning: kill switch TENANT is on" in approved.stderr
+        assert "fulfill rerun ai-cli-stopped" in approved.stderr
+        with shared.client(tenant) as client:
+            stopped = shared.wait_terminal(client, "ai-cli-stopped")
+        assert stopped["status"] == "CANCELLED"
+    finally:
+        assert cli.invoke(app, ["kill-switch", "tenant", tenant, "resume"]).exit_code == 0
+    rerun = cli.invoke(app, ["rerun", "ai-cli-stopped", "--tenant", tenant, "--reason", "switch is off"])
+    assert rerun.exit_code == 0, rerun.output
+    with shared.client(tenant) as client:
+        final = wait_for(
+            lambda: (
+                (body := client.get("/executions/ai-cli-stopped/status").json())["status"] == "SUCCEEDED"
+                and body
+            )
+        )
+        assert final["attempt_count"] == 2
+        again = cli.invoke(app, ["rerun", "ai-cli-stopped", "--tenant", tenant])
+        assert again.exit_code == 1  # SUCCEEDED is not rerunnable
+        _submit(cli, tenant, "ai-cli-cancelled")
+        cancelled = cli.invoke(app, ["cancel", "ai-cli-cancelled", "--tenant", tenant])
+        assert cancelled.exit_code == 0, cancelled.output
+        assert client.get("/intents/ai-cli-cancelled").json()["approval_status"] == "CANCELLED"
+    _submit(cli, tenant, "ai-cli-no-stop")
+    quiet = cli.invoke(app, ["approve", "ai-cli-no-stop", "--tenant", tenant])
+    assert quiet.exit_code == 0, quiet.output
+    assert "warning" not in quiet.stderr

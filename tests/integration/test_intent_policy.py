@@ -146,38 +146,81 @@ def test_an_intent_stored_before_risk_class_existed_reads_as_null(shared: Harnes
 # --- max_attempts ----------------------------------------------------------------------------------
 
 
-def _stopped_run(shared: Harness, client: httpx.Client, **body: Any) -> str:
-    """An execution that ends CANCELLED (the tenant's switch is off), so it may be rerun."""
-    status = shared.run_task(client, **body)
-    assert (status["status"], status["error_code"]) == ("CANCELLED", "KILL_SWITCH_ENABLED")
+def _failed_run(shared: Harness, client: httpx.Client, **body: Any) -> str:
+    """An execution whose tool was called and refused the call: FAILED, a try used."""
+    status = shared.run_task(client, parameters={"title": "   "}, **body)
+    assert (status["status"], status["error_code"]) == ("FAILED", "VALIDATION_FAILED"), status
     return str(status["action_intent_id"])
 
 
 def test_a_rerun_beyond_max_attempts_is_refused(shared: Harness) -> None:
-    tenant = "t-max-attempts"
+    with shared.client("t-max-attempts") as client:
+        default_policy = _failed_run(shared, client)
+        detail = _problem(client.post(f"/intents/{default_policy}/rerun"), 409, "MAX_ATTEMPTS_REACHED")
+        assert "allows 1 attempt" in detail
+        assert "max_attempts" in detail
+        status = client.get(f"/executions/{default_policy}/status").json()
+        assert (status["status"], status["attempt_count"]) == ("FAILED", 1)
+
+        two = _failed_run(shared, client, execution_policy={"max_attempts": 2})
+        rerun = client.post(f"/intents/{two}/rerun", json={"reason": "try again"})
+        assert rerun.status_code == 202, rerun.text
+        assert rerun.json()["attempt_count"] == 2
+        wait_for(
+            lambda: (
+                (body := client.get(f"/executions/{two}/status").json())["status"] == "FAILED"
+                and body["attempt_count"] == 2
+            )
+        )
+        detail = _problem(client.post(f"/intents/{two}/rerun"), 409, "MAX_ATTEMPTS_REACHED")
+        assert "allows 2 attempts" in detail
+
+
+def test_an_admin_reruns_an_execution_a_kill_switch_stopped_whatever_max_attempts(shared: Harness) -> None:
+    # The default max_attempts (1): a kill switch that stopped the execution before its tool call
+    # used no try of it, so the admin's rerun is allowed, and the ledger says it went beyond.
+    tenant = "t-rerun-after-stop"
     with shared.client(tenant) as client:
         off = {"execution_enabled": False, "disabled_action_types": []}
         assert client.put(f"/admin/tenants/{tenant}/execution", json=off).status_code == 200
         try:
-            default_policy = _stopped_run(shared, client)
-            detail = _problem(client.post(f"/intents/{default_policy}/rerun"), 409, "MAX_ATTEMPTS_REACHED")
-            assert "allows 1 attempt" in detail
-            assert "max_attempts" in detail
-            status = client.get(f"/executions/{default_policy}/status").json()
-            assert (status["status"], status["attempt_count"]) == ("CANCELLED", 1)
-
-            two = _stopped_run(shared, client, execution_policy={"max_attempts": 2})
-            rerun = client.post(f"/intents/{two}/rerun", json={"reason": "switch was off"})
-            assert rerun.status_code == 202, rerun.text
-            assert rerun.json()["attempt_count"] == 2
-            wait_for(
-                lambda: (
-                    (body := client.get(f"/executions/{two}/status").json())["status"] == "CANCELLED"
-                    and body["attempt_count"] == 2
-                )
-            )
-            detail = _problem(client.post(f"/intents/{two}/rerun"), 409, "MAX_ATTEMPTS_REACHED")
-            assert "allows 2 attempts" in detail
+            intent_id = shared.create_intent(client)["action_intent_id"]
+            approved = client.post(f"/intents/{intent_id}/approve")
+            assert approved.status_code == 202, approved.text
+            [warning] = approved.json()["warnings"]
+            assert "kill switch TENANT is on" in warning
+            assert "CANCELLED" in warning
+            assert f"fulfill rerun {intent_id}" in warning
+            stopped = shared.wait_terminal(client, intent_id)
+            assert (stopped["status"], stopped["error_code"]) == ("CANCELLED", "KILL_SWITCH_ENABLED")
         finally:
             on = {"execution_enabled": True, "disabled_action_types": []}
             assert client.put(f"/admin/tenants/{tenant}/execution", json=on).status_code == 200
+        with shared.client(tenant, scopes=["intents:approve"]) as not_admin:
+            assert not_admin.post(f"/intents/{intent_id}/rerun").status_code == 403
+        rerun = client.post(f"/intents/{intent_id}/rerun", json={"reason": "switch is off again"})
+        assert rerun.status_code == 202, rerun.text
+        assert rerun.json()["attempt_count"] == 2
+        final = wait_for(
+            lambda: (
+                (body := client.get(f"/executions/{intent_id}/status").json())["status"] == "SUCCEEDED"
+                and body
+            )
+        )
+        assert final["attempt_count"] == 2
+        # A write happened: no more reruns (SUCCEEDED is not rerunnable).
+        assert client.post(f"/intents/{intent_id}/rerun").json()["code"] == "NOT_RERUNNABLE"
+        entries = client.get(f"/executions/{intent_id}/timeline").json()["entries"]
+    [requested] = [e for e in entries if e["event_type"] == "RERUN_REQUESTED"]
+    assert requested["data"]["after_stop"] == "KILL_SWITCH_ENABLED"
+    assert requested["data"]["beyond_max_attempts"] is True
+    assert requested["data"]["reason"] == "switch is off again"
+
+
+def test_approving_with_no_stop_on_has_no_warning(shared: Harness) -> None:
+    with shared.client("t-no-stop") as client:
+        intent_id = shared.create_intent(client)["action_intent_id"]
+        approved = client.post(f"/intents/{intent_id}/approve")
+        assert approved.status_code == 202, approved.text
+        assert approved.json()["warnings"] == []
+        shared.wait_terminal(client, intent_id)

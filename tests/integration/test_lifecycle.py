@@ -32,7 +32,11 @@ def test_reject_then_approve_is_a_conflict(harness: Harness) -> None:
         intent_id = harness.create_intent(client)["action_intent_id"]
         rejected = client.post(f"/intents/{intent_id}/reject")
         assert rejected.status_code == 202
-        assert rejected.json() == {"action_intent_id": intent_id, "approval_status": "REJECTED"}
+        assert rejected.json() == {
+            "action_intent_id": intent_id,
+            "approval_status": "REJECTED",
+            "warnings": [],
+        }
         assert client.post(f"/intents/{intent_id}/reject").status_code == 202  # idempotent
         assert client.post(f"/intents/{intent_id}/approve").json()["code"] == "INVALID_TRANSITION"
         assert client.post(f"/intents/{intent_id}/cancel").status_code == 409

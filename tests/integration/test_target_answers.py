@@ -226,6 +226,53 @@ def test_a_plain_text_answer_is_excerpted_on_the_timeline(capped: Harness, hosti
     assert executed_long["data"]["answer_excerpt"] == "x" * 2048
 
 
+TICKET = {"ticket_id": {"toolParam": "ticket_id", "required": True}}
+
+
+@pytest.mark.parametrize(
+    ("tool", "url"), [("close_ticket", "https://tickets.test/T-7"), ("reopen_ticket", None)]
+)
+def test_refs_answered_as_json_text_are_recorded(
+    capped: Harness, hostile: McpTarget, tool: str, url: str | None
+) -> None:
+    # close_ticket is a ``-> str`` tool returning json.dumps(...): the SDK answers structured content
+    # {"result": "<the JSON>"}; reopen_ticket answers the JSON as text only.
+    with capped.client() as client:
+        add_target(client, hostile.url)
+        _map(client, "TICKET_ACTION", f"tickets.{tool}", TICKET)
+        status = capped.run_task(client, action_type="TICKET_ACTION", parameters={"ticket_id": "T-7"})
+        entries = _timeline(client, status["action_intent_id"])
+    assert status["status"] == "SUCCEEDED", status
+    expected = {"system": "MCP:tickets", "object_type": "Ticket", "object_id": "T-7"}
+    if url:
+        expected["object_url"] = url
+    assert status["external_object_refs"] == [expected]
+    [executed] = [e for e in entries if e["event_type"] == "ACTION_EXECUTED"]
+    assert "refs_note" not in executed["data"]
+
+
+def test_an_answer_without_refs_is_recorded_with_a_note_saying_why(
+    capped: Harness, hostile: McpTarget
+) -> None:
+    with capped.client() as client:
+        add_target(client, hostile.url)
+        _map(client, "COMMENT", "tickets.add_comment", COMMENT)
+        _map(client, "NOTE", "tickets.log_note", {"summary": {"toolParam": "summary", "required": True}})
+        plain = capped.run_task(client, action_type="COMMENT", parameters={"ticket_id": "T-1", "text": "hi"})
+        note = capped.run_task(client, action_type="NOTE", parameters={"summary": "s"})
+        plain_entries = _timeline(client, plain["action_intent_id"])
+        note_entries = _timeline(client, note["action_intent_id"])
+    assert plain["status"] == "SUCCEEDED", plain
+    assert plain["external_object_refs"][0]["object_type"] == "add_comment"  # the fallback ref
+    [executed] = [e for e in plain_entries if e["event_type"] == "ACTION_EXECUTED"]
+    assert "no external_object_refs" in executed["data"]["refs_note"]
+    assert "plain text" in executed["data"]["refs_note"]
+    assert note["status"] == "SUCCEEDED", note
+    [executed_note] = [e for e in note_entries if e["event_type"] == "ACTION_EXECUTED"]
+    assert "no external_object_refs" in executed_note["data"]["refs_note"]
+    assert "its id" in executed_note["data"]["refs_note"]
+
+
 def test_every_session_opened_on_a_stateful_target_is_closed(capped: Harness) -> None:
     target = McpTarget("--hostile", "--stateful")
     try:

@@ -15,11 +15,15 @@ a session per client (it does not know ``server/discover``; ``initialize`` gives
   ``--dedupe`` it deduplicates like any write of a deduplicating server: a key it has seen on
   *any* call (``create_ticket``'s included) answers that call's cached answer and does nothing.
 
-With ``--hostile``, two more tools:
+With ``--hostile``, four more tools:
 
 * ``big_answer(title, size)``: writes an effect, then answers ``size`` bytes of plain text.
 * ``fail_with(title, code, message, code_repeat=1)``: answers ``isError`` with the JSON text
   ``{"error_code": code * code_repeat, "error_message": message}``.
+* ``close_ticket(ticket_id)``: a ``-> str`` tool returning ``json.dumps({"external_object_refs":
+  [...]})``, the obvious way: the SDK answers the JSON as text and as structured content
+  ``{"result": "<the JSON>"}``.
+* ``reopen_ticket(ticket_id)``: the refs in the JSON text only, no structured content.
 
 The stats list the tickets that exist (``tickets``), the ones deleted (``deleted``) and every
 idempotency key each tool received (``keys``).
@@ -237,7 +241,28 @@ def build_app(
         text = json.dumps({"error_code": code * code_repeat, "error_message": message})
         return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
 
+    def close_ticket(ticket_id: str, ctx: Context) -> str:
+        # The obvious way to answer refs from a ``-> str`` tool: the SDK sends the JSON as text
+        # and as structured content ``{"result": "<that JSON>"}``.
+        seen("close_ticket", {"ticket_id": ticket_id}, ctx)
+        ref = {
+            "object_type": "Ticket",
+            "object_id": ticket_id,
+            "object_url": f"https://tickets.test/{ticket_id}",
+        }
+        return json.dumps({"external_object_refs": [ref]})
+
+    def reopen_ticket(ticket_id: str, ctx: Context) -> CallToolResult:
+        # Refs only in the JSON text, no structured content at all.
+        seen("reopen_ticket", {"ticket_id": ticket_id}, ctx)
+        text = json.dumps({"external_object_refs": [{"object_type": "Ticket", "object_id": ticket_id}]})
+        return CallToolResult(content=[TextContent(type="text", text=text)])
+
     if hostile:
+        server.add_tool(close_ticket, name="close_ticket", description="Close a ticket (refs as JSON text).")
+        server.add_tool(
+            reopen_ticket, name="reopen_ticket", description="Reopen a ticket (refs in text only)."
+        )
         server.add_tool(big_answer, name="big_answer", description="Write, then answer a large plain text.")
         server.add_tool(fail_with, name="fail_with", description="Answer a tool error with the given code.")
 

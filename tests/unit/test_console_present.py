@@ -147,3 +147,40 @@ def test_session_secret_is_configured_or_derived_in_dev_mode_only(tmp_path: Path
     assert session_secret(configured) == "s" * 40
     production = dev.model_copy(update={"auth_mode": "production"})
     assert session_secret(production) is None
+
+
+def test_a_fallback_ref_says_why_on_the_tool_step() -> None:
+    note = "its JSON answer has no external_object_refs (looked for …)"
+    [tool, _outcome] = timeline_steps(
+        [
+            _entry(
+                "ACTION_EXECUTED",
+                status="SUCCEEDED",
+                tool_name="tickets.log_note",
+                registry_version=1,
+                external_object_refs=[
+                    {"system": "MCP:tickets", "object_type": "log_note", "object_id": "N-1"}
+                ],
+                refs_note=note,
+            )
+        ]
+    )
+    assert f"no usable refs in the answer: {note}" in tool.details
+
+
+def test_a_rerun_after_a_stop_says_so() -> None:
+    [step] = timeline_steps(
+        [
+            _entry(
+                "RERUN_REQUESTED",
+                2,
+                reason="switch off",
+                after_stop="KILL_SWITCH_ENABLED",
+                beyond_max_attempts=True,
+            )
+        ]
+    )
+    assert step.details == [
+        "switch off",
+        "after a stop before the tool call (KILL_SWITCH_ENABLED): beyond the intent's max_attempts",
+    ]

@@ -361,3 +361,26 @@ def test_a_declared_class_without_a_code_gets_that_class_s_code() -> None:
     outcome = outcome_from_call_result(call(text=text, is_error=True))
     assert outcome.error is not None
     assert (outcome.error.error_code, outcome.error.error_class) == ("RATE_LIMIT", ErrorClass.RATE_LIMIT)
+
+
+def test_refs_in_a_json_string_inside_structured_content_are_found() -> None:
+    # The mcp SDK's answer for a ``-> str`` tool returning json.dumps(...): the string twice.
+    text = json.dumps({"external_object_refs": [REF]})
+    outcome = outcome_from_call_result(call(text=text, structured={"result": text}))
+    assert outcome.success is True
+    assert outcome.external_object_refs == [ExternalObjectRef(**REF)]
+
+
+def test_a_failure_in_a_json_string_inside_structured_content_is_a_failure() -> None:
+    text = json.dumps({"success": False, "error_code": "NOPE", "error_message": "refused"})
+    outcome = outcome_from_call_result(call(text=text, structured={"result": text}))
+    assert outcome.success is False
+    assert outcome.error is not None
+    assert outcome.error.error_message == "refused"
+
+
+def test_refs_in_the_text_are_found_when_structured_content_has_none() -> None:
+    outcome = outcome_from_call_result(
+        call(text=json.dumps({"external_object_refs": [REF]}), structured={"result": "done"})
+    )
+    assert outcome.success is True

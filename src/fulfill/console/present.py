@@ -146,6 +146,12 @@ def _steps_of(entry: dict[str, Any]) -> list[Step]:
         return [Step("start", "Execution started", ts, attempt)]
     if event in ("RERUN_REQUESTED", "RERUN_STARTED"):
         details = [str(data["reason"])] if data.get("reason") else []
+        if data.get("after_stop"):
+            # Allowed whatever max_attempts, since the stopped attempt never called its tool.
+            details.append(
+                f"after a stop before the tool call ({data['after_stop']})"
+                + (": beyond the intent's max_attempts" if data.get("beyond_max_attempts") else "")
+            )
         title = "Rerun requested" if event == "RERUN_REQUESTED" else "Rerun started"
         return [Step("rerun", title, ts, attempt, details)]
     if event in _OUTCOME_TYPES:
@@ -159,7 +165,11 @@ def _steps_of(entry: dict[str, Any]) -> list[Step]:
                     f"Tool call {tool}",
                     ts,
                     attempt,
-                    [f"registry version {data.get('registry_version')}"],
+                    [
+                        f"registry version {data.get('registry_version')}",
+                        # Why the only ref is one to the call itself (gateway/remote.py).
+                        f"no usable refs in the answer: {data['refs_note']}" if data.get("refs_note") else "",
+                    ],
                     links=_refs(data),
                 )
             )

@@ -136,6 +136,7 @@ def _render(
     **context: Any,
 ) -> HTMLResponse:
     flash = request.session.pop("flash", None) if principal is not None else None
+    warnings = request.session.pop("warnings", None) if principal is not None else None
     response = templates.TemplateResponse(
         request,
         template,
@@ -144,6 +145,7 @@ def _render(
             "csrf": csrf_token(request),
             "csrf_field": CSRF_FIELD,
             "flash": flash,
+            "flash_warnings": warnings if isinstance(warnings, list) else [],
             "can": (lambda scope: principal is not None and principal.has_scope(scope)),
             "dev_login": _dev_login_refusal(request) is None,
             **context,
@@ -491,11 +493,42 @@ async def approvals(request: Request) -> Response:
 async def approve(request: Request, action_intent_id: str) -> Response:
     def page(principal: Principal, form: Form) -> Response:
         intent_id = _checked_id(action_intent_id)
-        intents.approve_intent(_runtime(request), principal, intent_id, comment=_one(form, "comment"))
+        change = intents.approve_intent(
+            _runtime(request), principal, intent_id, comment=_one(form, "comment")
+        )
         request.session["flash"] = f"Approved {intent_id}."
+        if change.warnings:
+            request.session["warnings"] = change.warnings
         return RedirectResponse(f"/console/executions/{quote(intent_id)}", status_code=303)
 
     return await _guarded(request, page, post_scope=SCOPE_INTENTS_APPROVE)
+
+
+@router.post("/intents/{action_intent_id}/cancel")
+async def cancel(request: Request, action_intent_id: str) -> Response:
+    def page(principal: Principal, _form: Form) -> Response:
+        intent_id = _checked_id(action_intent_id)
+        intents.cancel_intent(_runtime(request), principal, intent_id)
+        request.session["flash"] = f"Cancelled {intent_id}."
+        return RedirectResponse(f"/console/executions/{quote(intent_id)}", status_code=303)
+
+    return await _guarded(request, page, post_scope=SCOPE_INTENTS_APPROVE)
+
+
+@router.post("/intents/{action_intent_id}/rerun")
+async def rerun(request: Request, action_intent_id: str) -> Response:
+    def page(principal: Principal, form: Form) -> Response:
+        intent_id = _checked_id(action_intent_id)
+        reason = _one(form, "reason").strip() or None
+        if reason is not None and len(reason) > 500:
+            raise Refused(422, "The reason is longer than 500 characters.")
+        started = executions.rerun_execution(
+            _runtime(request), principal, intent_id, executions.RerunRequest(reason=reason)
+        )
+        request.session["flash"] = f"Rerun of {intent_id} started: attempt {started.attempt_count}."
+        return RedirectResponse(f"/console/executions/{quote(intent_id)}", status_code=303)
+
+    return await _guarded(request, page, post_scope=SCOPE_ADMIN)
 
 
 @router.post("/intents/{action_intent_id}/reject")
@@ -580,6 +613,15 @@ def _execution_context(request: Request, principal: Principal, intent_id: str) -
         "parameters": present.parameter_rows(intent.parameters),
         "pending_approval": intent.approval_status is ApprovalStatus.PENDING_APPROVAL,
         "expired": is_expired(intent.expires_at_epoch, rt.clock.now()),
+        # What approving now runs into (a kill switch that is on), said before the click.
+        "stop_warnings": (
+            intents.active_stop_warnings(rt, intent)
+            if intent.approval_status is ApprovalStatus.PENDING_APPROVAL
+            else []
+        ),
+        "rerunnable": status.status.value in ("FAILED", "CANCELLED")
+        and intent.approval_status is not ApprovalStatus.CANCELLED,
+        "cancellable": intent.approval_status is ApprovalStatus.APPROVED,
     }
 
 

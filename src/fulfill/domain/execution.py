@@ -119,6 +119,7 @@ class ToolResult(_State):
     tool_run_ref: str
     # A plain-text answer's bounded excerpt (nothing else holds what it said).
     answer_excerpt: str | None = None
+    refs_note: str | None = None
 
 
 class OutcomeDraft(_State):
@@ -135,6 +136,7 @@ class OutcomeDraft(_State):
     decision_trace_id: str | None = None
     tool_run_ref: str
     answer_excerpt: str | None = None
+    refs_note: str | None = None
 
 
 class RecordedOutcome(_State):
@@ -237,6 +239,7 @@ def outcome_from_tool_result(result: ToolResult) -> OutcomeDraft:
         decision_trace_id=call.decision_trace_id,
         tool_run_ref=result.tool_run_ref,
         answer_excerpt=result.answer_excerpt,
+        refs_note=result.refs_note,
     )
 
 

@@ -138,11 +138,18 @@ def outcome_event(
 
 
 def outcome_entry(
-    outcome: ActionOutcomeV1, decision_trace_id: str | None, *, answer_excerpt: str | None = None
+    outcome: ActionOutcomeV1,
+    decision_trace_id: str | None,
+    *,
+    answer_excerpt: str | None = None,
+    refs_note: str | None = None,
 ) -> LedgerEntry:
     """The attempt's result on the timeline; with ``answer_excerpt``, what the tool's plain-text
-    answer said (bounded by the gateway), which no ref records."""
+    answer said (bounded by the gateway), which no ref records; with ``refs_note``, why its refs
+    are the gateway's fallback ref to the call itself."""
     excerpt = {"answer_excerpt": answer_excerpt} if answer_excerpt is not None else {}
+    if refs_note is not None:
+        excerpt["refs_note"] = refs_note
     return outcome_event(
         outcome,
         OUTCOME_EVENT_TYPES[outcome.status],

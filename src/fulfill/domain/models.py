@@ -118,7 +118,9 @@ class ExecutionPolicy(_Model):
     service starts the first itself (the retries within it are ``retry_count``'s, not attempts);
     every further attempt is an explicit admin rerun, refused (409 ``MAX_ATTEMPTS_REACHED``) when
     it would make ``attempt_count`` exceed this. The default 1, what the upstream decision system
-    writes, allows no rerun: an intent that may need one is created with a higher value.
+    writes, allows no rerun after a try of the tool failed: an intent that may need one is created
+    with a higher value. A rerun after a stop before the tool call (a kill switch, an outage) is
+    always allowed (``domain/rerun.py``).
     """
 
     retry_count: int = Field(default=3, ge=0, le=10)

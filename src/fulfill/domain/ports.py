@@ -21,6 +21,8 @@ class ToolCallOutcome(BaseModel):
     error: ExecutionError | None = None
     # What a plain-text answer said (bounded; gateway/results.py): the timeline keeps it.
     answer_excerpt: str | None = None
+    # Why the refs are a fallback ref to the call itself (the answer named none usable).
+    refs_note: str | None = None
 
 
 class ToolGateway(Protocol):

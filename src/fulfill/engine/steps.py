@@ -508,6 +508,7 @@ def invoke_tool(call: ToolCall) -> ToolResult:
             external_object_refs=answer.external_object_refs,
             tool_run_ref=tool_run_ref(call.context, call.tool_name),
             answer_excerpt=answer.answer_excerpt,
+            refs_note=answer.refs_note,
         )
     error = answer.error or ExecutionError(
         error_class=ErrorClass.UNKNOWN, error_code="TOOL_ERROR", error_message="the tool call failed"
@@ -762,7 +763,10 @@ def record_outcome(draft: OutcomeDraft) -> RecordedOutcome:
             )
         decision_trace_id = draft.decision_trace_id or (intent.trace_id if intent else None)
         executions.append_ledger(
-            conn, outcome_entry(outcome, decision_trace_id, answer_excerpt=draft.answer_excerpt)
+            conn,
+            outcome_entry(
+                outcome, decision_trace_id, answer_excerpt=draft.answer_excerpt, refs_note=draft.refs_note
+            ),
         )
         if outcome.error_code == UNKNOWN_OUTCOME:
             executions.append_ledger(conn, unknown_outcome_entry(outcome))

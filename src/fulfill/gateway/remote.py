@@ -75,6 +75,7 @@ from fulfill.gateway.egress import (
 from fulfill.gateway.results import (
     ANSWER_EXCERPT_KEY,
     PLAIN_ANSWER_EXCERPT_BYTES,
+    REFS_NOTE_KEY,
     call_payload,
     excerpt,
     plain_text,
@@ -365,14 +366,37 @@ def normalized_answer(
         return tool_failure(error.error_class, error.error_code, error.error_message)
     system = f"MCP:{target}"
     refs = _refs(payload, system)
+    extra: dict[str, Any] = {}
     if not refs:
-        refs = [
-            ExternalObjectRef(system=system, object_type=tool, object_id=_object_id(payload, idempotency_key))
-        ]
+        object_id = _object_id(payload, idempotency_key)
+        refs = [ExternalObjectRef(system=system, object_type=tool, object_id=object_id)]
+        extra[REFS_NOTE_KEY] = _refs_note(result, payload, tool, by_id=object_id != idempotency_key)
     text = plain_text(result)
     if text is not None:
-        return tool_success(refs, **{ANSWER_EXCERPT_KEY: excerpt(text, PLAIN_ANSWER_EXCERPT_BYTES)})
-    return tool_success(refs)
+        extra[ANSWER_EXCERPT_KEY] = excerpt(text, PLAIN_ANSWER_EXCERPT_BYTES)
+    return tool_success(refs, **extra)
+
+
+def _refs_note(
+    result: types.CallToolResult, payload: dict[str, Any] | None, tool: str, *, by_id: bool
+) -> str:
+    """Why the answer's refs are a ref to the call itself, in words an operator can act on."""
+    found = (payload or {}).get("external_object_refs")
+    if isinstance(found, list) and found:
+        why = f"none of its {len(found)} external_object_refs had a usable object_type and object_id"
+    elif "external_object_refs" in (payload or {}):
+        why = "its external_object_refs was empty or not a list"
+    elif plain_text(result) is not None:
+        why = "the tool answered plain text, with no external_object_refs"
+    elif payload is None:
+        why = "the tool answered no JSON object, so no external_object_refs"
+    else:
+        why = "its JSON answer has no external_object_refs"
+    named = "its id" if by_id else "the idempotency key"
+    return (
+        f"{why} (looked for in the structured content, in a JSON string inside it and in the JSON "
+        f"text): recorded one ref to the call itself, object_type {tool!r} and {named} as object_id"
+    )
 
 
 def _refs(payload: dict[str, Any] | None, system: str) -> list[ExternalObjectRef]:

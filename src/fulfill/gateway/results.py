@@ -25,20 +25,46 @@ _MAX_MESSAGE = 500
 # normalises a remote target's answer to): at most this many UTF-8 bytes.
 ANSWER_EXCERPT_KEY = "answer_excerpt"
 PLAIN_ANSWER_EXCERPT_BYTES = 2048
+# Why an answer's refs are the gateway's fallback ref to the call itself (the timeline says it,
+# so that refs a tool meant to send but put where nobody reads them are not lost without a word).
+REFS_NOTE_KEY = "refs_note"
 _ERROR_KEYS = ("error_code", "error_class", "error_message", "error", "code", "message")
 
 
 def call_payload(result: CallToolResult) -> dict[str, Any] | None:
-    """The answer's innermost JSON object: its structured content, else its JSON text."""
+    """The answer's innermost JSON object, where its refs or its verdict are: the structured
+    content, a JSON object in a string inside it, or the JSON text (see :func:`_payload`)."""
     structured = _unwrap(result.structured_content) if result.structured_content is not None else None
-    return structured if structured is not None else _unwrap(_json_object(first_text(result)))
+    return _payload(structured, _unwrap(_json_object(first_text(result))))
+
+
+def _payload(structured: dict[str, Any] | None, from_text: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Structured content that states refs or a verdict wins; else a JSON object in its ``result``
+    string (what the ``mcp`` SDK sends for a ``-> str`` tool that returns ``json.dumps(...)``:
+    ``{"result": "<that JSON>"}``); else a JSON text that states them; else whatever there is."""
+    if structured is None:
+        return from_text
+    if _states_something(structured):
+        return structured
+    inner = structured.get("result")
+    if isinstance(inner, str):
+        parsed = _unwrap(_json_object(inner))
+        if parsed is not None and _states_something(parsed):
+            return parsed
+    if from_text is not None and _states_something(from_text):
+        return from_text
+    return structured
+
+
+def _states_something(payload: dict[str, Any]) -> bool:
+    return "external_object_refs" in payload or "success" in payload
 
 
 def outcome_from_call_result(result: CallToolResult) -> ToolCallOutcome:
     text = first_text(result)
     from_text = _unwrap(_json_object(text))
     structured = _unwrap(result.structured_content) if result.structured_content is not None else None
-    payload = structured if structured is not None else from_text
+    payload = _payload(structured, from_text)
     if result.is_error or (payload is not None and payload.get("success") is False):
         return ToolCallOutcome(success=False, error=_error_from(_error_details(structured, from_text), text))
     if payload is None:
@@ -50,10 +76,12 @@ def outcome_from_call_result(result: CallToolResult) -> ToolCallOutcome:
     if not refs:
         return _invalid("a successful tool call must return at least one external object ref")
     said = payload.get(ANSWER_EXCERPT_KEY)
+    note = payload.get(REFS_NOTE_KEY)
     return ToolCallOutcome(
         success=True,
         external_object_refs=refs,
         answer_excerpt=excerpt(said, PLAIN_ANSWER_EXCERPT_BYTES) if isinstance(said, str) else None,
+        refs_note=excerpt(note, PLAIN_ANSWER_EXCERPT_BYTES) if isinstance(note, str) else None,
     )
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from fulfill.domain.expiry import is_expired
-from fulfill.domain.ledger import ledger_entry
+from fulfill.domain.ledger import TOOL_CALL_TRY_FAILED, ledger_entry
 from fulfill.domain.models import (
     RERUNNABLE_STATUSES,
     ActionIntentV1,
@@ -20,6 +20,7 @@ from fulfill.domain.models import (
     ExecutionStatus,
     ExecutionStatusView,
 )
+from fulfill.domain.rerun import stop_without_a_call
 from fulfill.domain.status import derive_status
 from fulfill.domain.time import iso_from_epoch
 from fulfill.engine.intake import queued_attempt, request_for
@@ -251,7 +252,9 @@ def rerun_execution(
     rt: Runtime, principal: Principal, action_intent_id: str, body: RerunRequest
 ) -> ExecutionStatusView:
     """Start a new attempt of a FAILED or CANCELLED execution (admin only), within the intent's
-    ``execution_policy.max_attempts``.
+    ``execution_policy.max_attempts``, except after a stop from outside the intent before its tool
+    was called (a kill switch, a database outage): that rerun is always allowed and recorded
+    (``after_stop`` on ``RERUN_REQUESTED``).
 
     The new attempt maps the same intent with the same registry version, so its idempotency key
     is the same: a write that did happen in an earlier attempt is found, not repeated.
@@ -273,7 +276,22 @@ def rerun_execution(
                 f"only FAILED or CANCELLED executions can be rerun (this one is {current})",
                 code="NOT_RERUNNABLE",
             )
-        _check_max_attempts(intent, attempt.attempt_count)
+        # An attempt stopped from outside before its tool was called tried nothing: its rerun by
+        # an admin is always allowed, and the ledger says so (domain/rerun.py).
+        tries_failed = sum(
+            1
+            for entry in executions.list_ledger(conn, intent.tenant_id, action_intent_id)
+            if entry.event_type == TOOL_CALL_TRY_FAILED and entry.attempt == attempt.attempt_count
+        )
+        stop = stop_without_a_call(
+            executions.get_outcome(
+                conn, intent.tenant_id, intent.account_id, action_intent_id, attempt.attempt_count
+            ),
+            tries_failed=tries_failed,
+        )
+        if stop is None:
+            _check_max_attempts(intent, attempt.attempt_count)
+        beyond = attempt.attempt_count >= intent.execution_policy.max_attempts
         attempt_count = attempt.attempt_count + 1
         rerun = queued_attempt(intent, now, attempt_count)
         if not executions.start_rerun(
@@ -299,6 +317,7 @@ def rerun_execution(
                     "action_intent_id": action_intent_id,
                     "requested_by": principal.subject,
                     "reason": body.reason,
+                    **({"after_stop": stop, "beyond_max_attempts": beyond} if stop is not None else {}),
                 },
             ),
         )

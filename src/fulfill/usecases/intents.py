@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import string
 from typing import Any
 
 import jsonschema
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Connection
 
 from fulfill.domain.execution import CompensationRequest
 from fulfill.domain.expiry import beyond_max_ttl, default_expiry_epoch, describe_seconds, is_expired
 from fulfill.domain.idempotency import canonical_json
+from fulfill.domain.killswitch import evaluate_kill_switches
 from fulfill.domain.ledger import action_approved_entry, ledger_entry
 from fulfill.domain.mapping import TRUSTED_ARGUMENTS, MappingError, arguments_for_tool, map_parameters
 from fulfill.domain.models import (
@@ -37,12 +40,15 @@ from fulfill.domain.time import epoch_from_iso, iso_from_epoch
 from fulfill.engine.intake import request_for, start_if_queued, take_execution_lock
 from fulfill.engine.outbox_relay import COMPENSATION_TOPIC, ENGINE_DESTINATION
 from fulfill.engine.runtime import Runtime
-from fulfill.store import executions, intents, outbox, registry
+from fulfill.store import executions, intents, killswitches, outbox, registry
 from fulfill.tokens import Principal
 from fulfill.usecases.errors import Conflict, Forbidden, Invalid, NotFound
 
 _BASE36 = string.digits + string.ascii_lowercase
 APPROVE_SCOPE = "intents:approve"
+
+
+log = logging.getLogger(__name__)
 
 
 class Approval(BaseModel):
@@ -81,6 +87,45 @@ class CreateIntent(BaseModel):
 class ApprovalChange(BaseModel):
     action_intent_id: str
     approval_status: ApprovalStatus
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="What will happen that the approver may not expect: a kill switch that is on "
+        "when the intent is approved (its execution will be stopped before its tool call and end "
+        "CANCELLED / KILL_SWITCH_ENABLED; a tenant admin reruns it once the switch is off).",
+    )
+
+
+def active_stop_warnings(rt: Runtime, intent: ActionIntentV1) -> list[str]:
+    """What approving ``intent`` now runs into (the console says it before the click too). Only
+    advice: switches that cannot be read make no approval fail (the execution itself reads them
+    again, and stops to be safe), they are named instead."""
+    try:
+        with rt.db.read() as conn:
+            return approval_warnings(rt, conn, intent)
+    except Exception:
+        log.warning("kill switches could not be read for the approval warning", exc_info=True)
+        return [
+            "the kill switches could not be read: if one is on, this execution will be stopped "
+            "before its tool call and end CANCELLED (KILL_SWITCH_ENABLED)"
+        ]
+
+
+def approval_warnings(rt: Runtime, conn: Connection, intent: ActionIntentV1) -> list[str]:
+    """The active stop an approval runs into, named, with the way out."""
+    decision = evaluate_kill_switches(
+        environment_stop=rt.settings.global_execution_stop,
+        global_config=killswitches.get_global(conn),
+        tenant_config=killswitches.get_tenant(conn, intent.tenant_id),
+        action_type=intent.action_type,
+    )
+    if decision.allowed:
+        return []
+    return [
+        f"kill switch {decision.scope} is on ({decision.reason}): this execution will be stopped "
+        "before its tool call and end CANCELLED (KILL_SWITCH_ENABLED); once the switch is off, a "
+        f"tenant admin reruns it (POST /intents/{intent.action_intent_id}/rerun, or "
+        f"`fulfill rerun {intent.action_intent_id}`)"
+    ]
 
 
 def new_intent_id(now: float) -> str:
@@ -388,7 +433,10 @@ def approve_intent(
     start_if_queued(
         attempt, taken, request_for(attempt, approval_source=ApprovalSource.HUMAN, auto_executed=False)
     )
-    return ApprovalChange(action_intent_id=action_intent_id, approval_status=ApprovalStatus.APPROVED)
+    warnings = active_stop_warnings(rt, approved)
+    return ApprovalChange(
+        action_intent_id=action_intent_id, approval_status=ApprovalStatus.APPROVED, warnings=warnings
+    )
 
 
 def reject_intent(
