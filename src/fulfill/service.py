@@ -49,6 +49,8 @@ log = logging.getLogger("fulfill")
 
 class Service:
     def __init__(self, settings: Settings, *, clock: SystemClock | None = None) -> None:
+        # An in-memory SQLite URL cannot hold DBOS's tables: say so before opening anything.
+        _ = settings.system_database_url
         self.settings = settings
         self.clock = clock or SystemClock()
         # Before anything makes a span: the process's tracer provider (export is added at start).

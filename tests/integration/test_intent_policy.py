@@ -190,7 +190,7 @@ def test_an_admin_reruns_an_execution_a_kill_switch_stopped_whatever_max_attempt
             [warning] = approved.json()["warnings"]
             assert "kill switch TENANT is on" in warning
             assert "CANCELLED" in warning
-            assert f"fulfill rerun {intent_id}" in warning
+            assert f"fulfill rerun {intent_id} --tenant {tenant}" in warning
             stopped = shared.wait_terminal(client, intent_id)
             assert (stopped["status"], stopped["error_code"]) == ("CANCELLED", "KILL_SWITCH_ENABLED")
         finally:

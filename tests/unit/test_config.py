@@ -61,6 +61,14 @@ def test_sqlite_bare_url_is_in_memory_and_rejected() -> None:
         _ = settings.system_database_url
 
 
+def test_the_service_refuses_an_in_memory_database_before_opening_it() -> None:
+    from fulfill.service import Service
+
+    for url in ("sqlite://", "sqlite:///:memory:"):
+        with pytest.raises(ValueError, match="in-memory SQLite database cannot be shared with DBOS"):
+            Service(Settings(database_url=url))
+
+
 def test_default_database() -> None:
     settings = Settings()
     assert settings.database_url == "sqlite:///./fulfill.db"

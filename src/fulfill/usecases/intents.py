@@ -124,7 +124,7 @@ def approval_warnings(rt: Runtime, conn: Connection, intent: ActionIntentV1) -> 
         f"kill switch {decision.scope} is on ({decision.reason}): this execution will be stopped "
         "before its tool call and end CANCELLED (KILL_SWITCH_ENABLED); once the switch is off, a "
         f"tenant admin reruns it (POST /intents/{intent.action_intent_id}/rerun, or "
-        f"`fulfill rerun {intent.action_intent_id}`)"
+        f"`fulfill rerun {intent.action_intent_id} --tenant {intent.tenant_id}`)"
     ]
 
 
