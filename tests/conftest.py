@@ -70,3 +70,42 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
     running = Harness(make_settings(tmp_path_factory.mktemp("shared"))).start()
     yield running
     running.stop()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    session.config.stash[_EXIT_STATUS] = int(exitstatus)
+
+
+_EXIT_STATUS = pytest.StashKey[int]()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Never hang after the report on a workflow thread a stopped service left behind.
+
+    DBOS retries a checkpoint write that cannot reach its database without end, in the workflow's
+    own (non-daemon) thread, and Python joins such threads at exit. A test whose database went
+    away under a running step would hang the whole run there after every test has reported. Name
+    such threads, then end the process with pytest's own status.
+    """
+    import sys
+    import threading
+
+    stuck = [
+        thread
+        for thread in threading.enumerate()
+        if thread is not threading.main_thread() and not thread.daemon and thread.name.startswith("dbos")
+    ]
+    import time
+
+    deadline = time.monotonic() + 10
+    for thread in stuck:
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
+    stuck = [thread for thread in stuck if thread.is_alive()]
+    if stuck and _EXIT_STATUS in config.stash:
+        names = ", ".join(sorted(thread.name for thread in stuck))
+        sys.stderr.write(
+            f"\nworkflow threads still running after the session: {names}; not waiting for them\n"
+        )
+        sys.stderr.flush()
+        sys.stdout.flush()
+        os._exit(config.stash[_EXIT_STATUS])

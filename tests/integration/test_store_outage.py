@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 
 from fulfill.domain.models import TenantExecutionConfig
@@ -73,10 +73,28 @@ def outage(tmp_path: Path) -> Iterator[Outage]:
         begin, end = down.set, down.clear
     yield Outage(harness, direct, begin, end)
     end()
+    if postgres.enabled():
+        _wait_until_no_workflow_is_pending(direct)
     direct.dispose()
     harness.stop()
     for step in cleanup:
         step()
+
+
+def _wait_until_no_workflow_is_pending(direct: Database, timeout: float = 180.0) -> None:
+    """A workflow thread that could not record a step during the outage goes on retrying that
+    write inside DBOS, with a backoff that grew during the outage (and never stops on its own):
+    let it reach the database again through the restored relay and finish before the service
+    stops and the relay closes, or the thread would retry against a closed port for ever."""
+
+    def pending() -> int:
+        with direct.read() as conn:
+            count = conn.execute(
+                text("SELECT count(*) FROM dbos.workflow_status WHERE status IN ('PENDING', 'ENQUEUED')")
+            ).scalar_one()
+        return int(count)
+
+    wait_for(lambda: pending() == 0, timeout=timeout)
 
 
 def test_a_database_outage_is_waited_out_and_a_switch_set_during_it_still_stops(outage: Outage) -> None:
