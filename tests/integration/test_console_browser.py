@@ -7,32 +7,15 @@ at the repository root, for a reviewer to look at (see docs/TESTING.md).
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support import postgres
+from tests.support.chromium import BROWSER_MARKS, CHROMIUM, SCREENSHOTS
 from tests.support.harness import Harness
 
-CHROMIUM = os.environ.get("FULFILL_TEST_CHROMIUM", "/usr/bin/chromium")
-SCREENSHOTS = (
-    Path(__file__).resolve().parents[2]
-    / "artifacts"
-    / "console-screenshots"
-    / ("postgresql" if postgres.enabled() else "sqlite")
-)
-
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not (os.path.exists(CHROMIUM) or shutil.which(CHROMIUM)),
-        reason=f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium; scripts/test.sh installs it as root)",
-    ),
-]
+pytestmark = BROWSER_MARKS
 
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')"
