@@ -11,12 +11,14 @@ import pytest
 from fulfill.domain.errors import ErrorClass
 from fulfill.domain.execution import (
     DuplicateExecution,
+    ExecutionContext,
     ExecutionRequest,
     ExecutionStopped,
     PreflightPassed,
     RecordedOutcome,
     StartedExecution,
     ToolCall,
+    outcome_draft,
 )
 from fulfill.domain.flowcontrol import WaitReason
 from fulfill.domain.models import (
@@ -98,21 +100,19 @@ def test_success_writes_once_and_records_everything(world: World) -> None:
 
 def test_record_outcome_is_idempotent_on_replay(world: World) -> None:
     recorded = _run(world)
-    later = world.deps
     world.clock.advance(60)
-    # RecordOutcome replayed after a crash: the stored outcome wins, nothing is written twice.
-    draft_again = steps.record_outcome(later, _draft_of(recorded))
-    assert draft_again == recorded
+    # RecordOutcome replayed after a crash, even with another draft: the stored outcome wins and
+    # nothing is written twice (no second ledger entry, signal, outbox message or wake-up).
+    other = outcome_draft(_context_of(recorded), ExecutionStatus.FAILED, run_ref="other")
+    assert steps.record_outcome(world.deps, other) == recorded
     _assert_recorded_once(world, recorded)
     assert len(world.store.tables.messages) == 1
     assert world.wakeups == 1
 
 
-def _draft_of(recorded: RecordedOutcome) -> Any:
-    from fulfill.domain.execution import ExecutionContext, outcome_draft
-
+def _context_of(recorded: RecordedOutcome) -> ExecutionContext:
     outcome = recorded.outcome
-    context = ExecutionContext(
+    return ExecutionContext(
         action_intent_id=outcome.action_intent_id,
         tenant_id=outcome.tenant_id,
         account_id=outcome.account_id,
@@ -123,7 +123,6 @@ def _draft_of(recorded: RecordedOutcome) -> Any:
         started_at=outcome.started_at,
         deadline_epoch=0.0,
     )
-    return outcome_draft(context, ExecutionStatus.FAILED, run_ref="other")  # a different draft: ignored
 
 
 def test_the_steps_hand_over_through_json(world: World) -> None:
