@@ -1,7 +1,8 @@
-"""The dependencies the workflow steps reach for, installed once per process at start-up.
+"""The process's collaborators, installed once at start-up.
 
-DBOS steps are plain module functions replayed by the workflow engine, so they cannot receive
-their collaborators as arguments; they read them from here instead.
+A DBOS workflow is started by name from a queue, so it cannot be handed its collaborators; it
+reads them from here, once, when it starts (``engine/workflow.step_deps``), and passes its steps
+only what they need (``engine/steps/deps.StepDeps``).
 """
 
 from __future__ import annotations
@@ -15,15 +16,18 @@ from fulfill.config import Settings
 from fulfill.domain.flowcontrol import connector_of
 from fulfill.domain.ports import Clock, ToolGateway
 from fulfill.engine.flow import FlowControl
+from fulfill.ports.store import Store
 from fulfill.store.db import Database
 
 
 @dataclass
 class Runtime:
+    # ``db`` serves the parts not yet on the store port (flow control, the relay, the reconciler).
     settings: Settings
     db: Database
     clock: Clock
     gateway: ToolGateway
+    store: Store
     # Input JSON schema of every tool the gateway serves, by tool name (gateway targets' included).
     tool_schemas: Mapping[str, dict[str, Any]] = field(default_factory=dict)
     # True for a tool whose call must never be sent twice: a gateway target's that does not
