@@ -9,10 +9,8 @@ the ``FULFILL_SECRETS_KEY`` box and binds every ciphertext to its row. A read fo
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from pydantic import SecretStr
-from sqlalchemy import Row
 
 from fulfill.credentials.crypto import SecretBox, SecretsKeyError
 from fulfill.domain.credentials import (
@@ -20,9 +18,9 @@ from fulfill.domain.credentials import (
     TENANT_WIDE,
     ClientCredentialsInput,
     CredentialMetadata,
-    CredentialType,
     JwtBearerInput,
     RefreshTokenInput,
+    SealedCredential,
     StoredCredential,
 )
 from fulfill.domain.ports import Clock
@@ -38,12 +36,11 @@ def _associated_data(tenant_id: str, account_id: str, connector: str) -> bytes:
     return json.dumps(["fulfill-credential", tenant_id, account_id, connector]).encode()
 
 
-def metadata(row: Row[Any]) -> CredentialMetadata:
-    credential_type = CredentialType(row.credential_type)
+def metadata(row: SealedCredential) -> CredentialMetadata:
     return CredentialMetadata(
         connector=row.connector,
         account_id=row.account_id or None,
-        type=credential_type,
+        type=row.credential_type,
         client_id=row.client_id,
         username=row.username,
         login_url=row.login_url,
@@ -111,7 +108,7 @@ class CredentialVault:
             row = store.get(conn, tenant_id, account, connector, for_update=True)
             if row is None:
                 return None
-            credential_type = CredentialType(row.credential_type)
+            credential_type = row.credential_type
             allowed = SECRET_FIELDS[credential_type]
             unexpected = sorted(set(new_secrets) - set(allowed))
             if unexpected or not new_secrets:
@@ -185,7 +182,7 @@ class CredentialVault:
             tenant_id=row.tenant_id,
             account_id=row.account_id,
             connector=row.connector,
-            type=CredentialType(row.credential_type),
+            type=row.credential_type,
             client_id=row.client_id,
             username=row.username,
             login_url=row.login_url,
@@ -245,7 +242,7 @@ class CredentialVault:
             "secret_fields": ",".join(sorted(secrets)),
         }
 
-    def _open(self, row: Row[Any]) -> dict[str, str]:
+    def _open(self, row: SealedCredential) -> dict[str, str]:
         plaintext = self._box.open(
             row.secret_ciphertext, _associated_data(row.tenant_id, row.account_id, row.connector)
         )
@@ -278,7 +275,7 @@ def check_secrets_key(db: Database, box: SecretBox) -> None:
         )
 
 
-def _way_out(unreadable: list[Row[Any]]) -> str:
+def _way_out(unreadable: list[SealedCredential]) -> str:
     """How to start again without the old key: the credentials it sealed are lost, so they are
     deleted (the commands work without the key) and stored again."""
     commands = [

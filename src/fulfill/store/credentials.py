@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, delete, func, or_, select, update
 
-from fulfill.domain.credentials import TENANT_WIDE
+from fulfill.domain.credentials import TENANT_WIDE, CredentialType, SealedCredential
 from fulfill.store.db import insert_ignore
 from fulfill.store.tables import connector_credentials as table
 
@@ -22,14 +22,38 @@ def _key(tenant_id: str, account_id: str, connector: str) -> Any:
     )
 
 
+def _record(row: Row[Any]) -> SealedCredential:
+    return SealedCredential(
+        tenant_id=row.tenant_id,
+        account_id=row.account_id,
+        connector=row.connector,
+        credential_type=CredentialType(row.credential_type),
+        client_id=row.client_id,
+        username=row.username,
+        login_url=row.login_url,
+        audience=row.audience,
+        secret_ciphertext=row.secret_ciphertext,
+        key_id=row.key_id,
+        secret_fields=row.secret_fields,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        rotated_at=row.rotated_at,
+        refresh_token_rotated_at=row.refresh_token_rotated_at,
+        revision=row.revision,
+        refresh_lease_owner=row.refresh_lease_owner,
+        refresh_lease_until=row.refresh_lease_until,
+    )
+
+
 def get(
     conn: Connection, tenant_id: str, account_id: str, connector: str, *, for_update: bool = False
-) -> Row[Any] | None:
+) -> SealedCredential | None:
     query = select(table).where(_key(tenant_id, account_id, connector))
-    return conn.execute(query.with_for_update() if for_update else query).first()
+    row = conn.execute(query.with_for_update() if for_update else query).first()
+    return _record(row) if row is not None else None
 
 
-def resolve(conn: Connection, tenant_id: str, account_id: str, connector: str) -> Row[Any] | None:
+def resolve(conn: Connection, tenant_id: str, account_id: str, connector: str) -> SealedCredential | None:
     """The account's own credential, else the tenant-wide one, else None."""
     rows = conn.execute(
         select(table).where(
@@ -39,17 +63,18 @@ def resolve(conn: Connection, tenant_id: str, account_id: str, connector: str) -
         )
     ).all()
     own = [row for row in rows if row.account_id == account_id and account_id != TENANT_WIDE]
-    return own[0] if own else next(iter(rows), None)
+    row = own[0] if own else next(iter(rows), None)
+    return _record(row) if row is not None else None
 
 
-def list_for_tenant(conn: Connection, tenant_id: str, connector: str | None = None) -> list[Row[Any]]:
+def list_for_tenant(conn: Connection, tenant_id: str, connector: str | None = None) -> list[SealedCredential]:
     query = select(table).where(table.c.tenant_id == tenant_id)
     if connector is not None:
         query = query.where(table.c.connector == connector)
-    return list(conn.execute(query.order_by(table.c.connector, table.c.account_id)).all())
+    return [_record(row) for row in conn.execute(query.order_by(table.c.connector, table.c.account_id))]
 
 
-def put(conn: Connection, values: dict[str, Any], *, now: str) -> tuple[Row[Any], bool]:
+def put(conn: Connection, values: dict[str, Any], *, now: str) -> tuple[SealedCredential, bool]:
     """Create or replace one credential; True when it was created. A replacement keeps
     ``created_at`` and counts one more ``revision``."""
     tenant_id, account_id, connector = values["tenant_id"], values["account_id"], values["connector"]
@@ -146,8 +171,8 @@ def key_ids_in_use(conn: Connection) -> set[str]:
     return {str(value) for value in conn.execute(select(table.c.key_id).distinct()).scalars()}
 
 
-def all_rows(conn: Connection) -> list[Row[Any]]:
-    return list(conn.execute(select(table)).all())
+def all_rows(conn: Connection) -> list[SealedCredential]:
+    return [_record(row) for row in conn.execute(select(table))]
 
 
 def take_refresh_lease(

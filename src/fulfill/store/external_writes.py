@@ -16,17 +16,16 @@ A write the external system refused for certain (a 4xx answer) releases a fresh 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import Connection, Row, delete, select, update
 
+from fulfill.domain.external_writes import ExternalWrite, ReservationKind, WriteStatus
 from fulfill.store.db import insert_ignore
 from fulfill.store.tables import external_writes as table
 
-PENDING = "PENDING"
-COMMITTED = "COMMITTED"
-
-Reservation = Literal["fresh", "taken_over", "committed", "busy"]
+PENDING = WriteStatus.PENDING.value
+COMMITTED = WriteStatus.COMMITTED.value
 
 
 def _key(tenant_id: str, account_id: str, idempotency_key: str) -> Any:
@@ -37,8 +36,32 @@ def _key(tenant_id: str, account_id: str, idempotency_key: str) -> Any:
     )
 
 
-def get(conn: Connection, tenant_id: str, account_id: str, idempotency_key: str) -> Row[Any] | None:
-    return conn.execute(select(table).where(_key(tenant_id, account_id, idempotency_key))).first()
+def _record(row: Row[Any]) -> ExternalWrite:
+    return ExternalWrite(
+        tenant_id=row.tenant_id,
+        account_id=row.account_id,
+        idempotency_key=row.idempotency_key,
+        connector=row.connector,
+        tool_name=row.tool_name,
+        action_intent_id=row.action_intent_id,
+        status=WriteStatus(row.status),
+        lease_owner=row.lease_owner,
+        lease_until_epoch=row.lease_until_epoch,
+        object_type=row.object_type,
+        object_id=row.object_id,
+        object_url=row.object_url,
+        previous_values=row.previous_values,
+        written_values=row.written_values,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        committed_at=row.committed_at,
+        compensated_at=row.compensated_at,
+    )
+
+
+def get(conn: Connection, tenant_id: str, account_id: str, idempotency_key: str) -> ExternalWrite | None:
+    row = conn.execute(select(table).where(_key(tenant_id, account_id, idempotency_key))).first()
+    return _record(row) if row is not None else None
 
 
 def reserve(
@@ -54,7 +77,7 @@ def reserve(
     now: float,
     now_iso: str,
     lease_seconds: float,
-) -> tuple[Reservation, Row[Any]]:
+) -> tuple[ReservationKind, ExternalWrite]:
     inserted = insert_ignore(
         conn,
         table,
@@ -75,11 +98,11 @@ def reserve(
     row = get(conn, tenant_id, account_id, idempotency_key)
     assert row is not None
     if inserted:
-        return "fresh", row
+        return ReservationKind.FRESH, row
     if row.status == COMMITTED:
-        return "committed", row
+        return ReservationKind.COMMITTED, row
     if row.lease_until_epoch is not None and row.lease_until_epoch > now and row.lease_owner != owner:
-        return "busy", row
+        return ReservationKind.BUSY, row
     taken = conn.execute(
         update(table)
         .where(
@@ -93,7 +116,7 @@ def reserve(
     ).rowcount
     row = get(conn, tenant_id, account_id, idempotency_key)
     assert row is not None
-    return ("taken_over" if taken else "busy"), row
+    return (ReservationKind.TAKEN_OVER if taken else ReservationKind.BUSY), row
 
 
 def renew(
@@ -148,7 +171,7 @@ def commit(
     object_id: str,
     object_url: str | None,
     now_iso: str,
-) -> Row[Any]:
+) -> ExternalWrite:
     """Record the written object (the first commit wins) and return the row as stored."""
     conn.execute(
         update(table)
@@ -211,10 +234,10 @@ def committed_write_of(
     action_intent_id: str,
     tool_name: str,
     object_id: str,
-) -> Row[Any] | None:
+) -> ExternalWrite | None:
     """The committed write of ``object_id`` by one intent's ``tool_name``, found by what a
     compensation call carries: its own idempotency key is not the write's (it is derived from it)."""
-    return conn.execute(
+    row = conn.execute(
         select(table)
         .where(
             table.c.tenant_id == tenant_id,
@@ -227,3 +250,4 @@ def committed_write_of(
         .order_by(table.c.committed_at.desc())
         .limit(1)
     ).first()
+    return _record(row) if row is not None else None

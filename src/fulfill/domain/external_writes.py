@@ -1,0 +1,58 @@
+"""External writes: a connector's reservation of an idempotency key, as stored.
+
+A connector reserves the key (``PENDING``, with a lease naming its owner) *before* it writes to the
+external system and commits it (``COMMITTED``, with the written object) afterwards; see
+``store/external_writes.py`` for the transitions and ``connectors/salesforce/reservations.py`` for
+the protocol built on them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+
+class WriteStatus(StrEnum):
+    PENDING = "PENDING"  # reserved; the write may be under way, or its result unknown
+    COMMITTED = "COMMITTED"  # written; the object is recorded
+
+
+class ReservationKind(StrEnum):
+    """What a reservation found when it was made."""
+
+    FRESH = "fresh"  # nobody had the key: this call writes
+    TAKEN_OVER = "taken_over"  # a lease ran out: an earlier write may have happened, look first
+    COMMITTED = "committed"  # the write happened: return it, write nothing
+    BUSY = "busy"  # another call holds a live lease right now
+
+
+class Written(StrEnum):
+    """Whether a failed call may have written."""
+
+    NO = "no"  # certainly not: the reservation may be dropped
+    UNKNOWN = "unknown"  # it may have: the next call looks before it writes
+
+
+@dataclass(frozen=True)
+class ExternalWrite:
+    """One reserved (or committed) external write."""
+
+    tenant_id: str
+    account_id: str
+    idempotency_key: str
+    connector: str
+    tool_name: str
+    action_intent_id: str
+    status: WriteStatus
+    lease_owner: str | None
+    lease_until_epoch: float | None
+    object_type: str | None
+    object_id: str | None
+    object_url: str | None
+    previous_values: dict[str, Any] | None  # an update's values before it wrote
+    written_values: dict[str, Any] | None
+    created_at: str
+    updated_at: str
+    committed_at: str | None
+    compensated_at: str | None
