@@ -20,10 +20,10 @@ from fulfill.domain.credentials import (
     CredentialMetadata,
     JwtBearerInput,
     RefreshTokenInput,
-    SealedCredential,
     StoredCredential,
 )
 from fulfill.domain.ports import Clock
+from fulfill.domain.records import SealedCredential
 from fulfill.store import credentials as store
 from fulfill.store.db import Database
 

@@ -15,7 +15,6 @@ Secret fields are ``SecretStr``: they never appear in a ``repr``, a log line or 
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Annotated, Literal
 from urllib.parse import urlparse
@@ -204,28 +203,3 @@ class StoredCredential(BaseModel):
     def secret(self, name: str) -> str | None:
         value = self.secrets.get(name)
         return value.get_secret_value() if value is not None else None
-
-
-@dataclass(frozen=True)
-class SealedCredential:
-    """One stored credential as the store holds it: secrets sealed (``credentials/vault.py`` opens
-    them), and the lease of whoever is exchanging its refresh token."""
-
-    tenant_id: str
-    account_id: str  # TENANT_WIDE for the tenant-wide credential
-    connector: str
-    credential_type: CredentialType
-    client_id: str
-    username: str | None
-    login_url: str | None
-    audience: str | None
-    secret_ciphertext: str = field(repr=False)
-    key_id: str
-    secret_fields: str  # which secrets are sealed, comma-separated
-    created_at: str
-    updated_at: str
-    rotated_at: str | None
-    refresh_token_rotated_at: str | None
-    revision: int
-    refresh_lease_owner: str | None
-    refresh_lease_until: float | None

@@ -1,16 +1,14 @@
-"""External writes: a connector's reservation of an idempotency key, as stored.
+"""External writes: the states of a connector's reservation of an idempotency key.
 
 A connector reserves the key (``PENDING``, with a lease naming its owner) *before* it writes to the
 external system and commits it (``COMMITTED``, with the written object) afterwards; see
 ``store/external_writes.py`` for the transitions and ``connectors/salesforce/reservations.py`` for
-the protocol built on them.
+the protocol built on them. The stored record is ``domain/records.py``'s ``ExternalWrite``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
 
 class WriteStatus(StrEnum):
@@ -32,27 +30,3 @@ class Written(StrEnum):
 
     NO = "no"  # certainly not: the reservation may be dropped
     UNKNOWN = "unknown"  # it may have: the next call looks before it writes
-
-
-@dataclass(frozen=True)
-class ExternalWrite:
-    """One reserved (or committed) external write."""
-
-    tenant_id: str
-    account_id: str
-    idempotency_key: str
-    connector: str
-    tool_name: str
-    action_intent_id: str
-    status: WriteStatus
-    lease_owner: str | None
-    lease_until_epoch: float | None
-    object_type: str | None
-    object_id: str | None
-    object_url: str | None
-    previous_values: dict[str, Any] | None  # an update's values before it wrote
-    written_values: dict[str, Any] | None
-    created_at: str
-    updated_at: str
-    committed_at: str | None
-    compensated_at: str | None

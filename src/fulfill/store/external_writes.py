@@ -20,7 +20,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, delete, select, update
 
-from fulfill.domain.external_writes import ExternalWrite, ReservationKind, WriteStatus
+from fulfill.domain.external_writes import ReservationKind, WriteStatus
+from fulfill.domain.records import ExternalWrite as ExternalWrite
+from fulfill.domain.records import Reservation as Reservation
 from fulfill.store.db import insert_ignore
 from fulfill.store.tables import external_writes as table
 
@@ -251,3 +253,111 @@ def committed_write_of(
         .limit(1)
     ).first()
     return _record(row) if row is not None else None
+
+
+class SqlExternalWritesRepository:
+    """The external writes repository over one connection: each method is this module's function."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def get(self, tenant_id: str, account_id: str, idempotency_key: str) -> ExternalWrite | None:
+        return get(self._conn, tenant_id, account_id, idempotency_key)
+
+    def reserve(
+        self,
+        *,
+        tenant_id: str,
+        account_id: str,
+        idempotency_key: str,
+        connector: str,
+        tool_name: str,
+        action_intent_id: str,
+        owner: str,
+        now: float,
+        now_iso: str,
+        lease_seconds: float,
+    ) -> tuple[Reservation, ExternalWrite]:
+        return reserve(
+            self._conn,
+            tenant_id=tenant_id,
+            account_id=account_id,
+            idempotency_key=idempotency_key,
+            connector=connector,
+            tool_name=tool_name,
+            action_intent_id=action_intent_id,
+            owner=owner,
+            now=now,
+            now_iso=now_iso,
+            lease_seconds=lease_seconds,
+        )
+
+    def renew(
+        self, tenant_id: str, account_id: str, idempotency_key: str, *, owner: str, until: float
+    ) -> bool:
+        return renew(self._conn, tenant_id, account_id, idempotency_key, owner=owner, until=until)
+
+    def record_values(
+        self,
+        tenant_id: str,
+        account_id: str,
+        idempotency_key: str,
+        *,
+        owner: str,
+        previous: dict[str, Any],
+        written: dict[str, Any],
+    ) -> bool:
+        return record_values(
+            self._conn,
+            tenant_id,
+            account_id,
+            idempotency_key,
+            owner=owner,
+            previous=previous,
+            written=written,
+        )
+
+    def commit(
+        self,
+        tenant_id: str,
+        account_id: str,
+        idempotency_key: str,
+        *,
+        object_type: str,
+        object_id: str,
+        object_url: str | None,
+        now_iso: str,
+    ) -> ExternalWrite:
+        return commit(
+            self._conn,
+            tenant_id,
+            account_id,
+            idempotency_key,
+            object_type=object_type,
+            object_id=object_id,
+            object_url=object_url,
+            now_iso=now_iso,
+        )
+
+    def release(self, tenant_id: str, account_id: str, idempotency_key: str, *, owner: str) -> None:
+        return release(self._conn, tenant_id, account_id, idempotency_key, owner=owner)
+
+    def expire(self, tenant_id: str, account_id: str, idempotency_key: str, *, owner: str) -> None:
+        return expire(self._conn, tenant_id, account_id, idempotency_key, owner=owner)
+
+    def mark_compensated(
+        self, tenant_id: str, account_id: str, idempotency_key: str, *, now_iso: str
+    ) -> None:
+        return mark_compensated(self._conn, tenant_id, account_id, idempotency_key, now_iso=now_iso)
+
+    def committed_write_of(
+        self, tenant_id: str, account_id: str, *, action_intent_id: str, tool_name: str, object_id: str
+    ) -> ExternalWrite | None:
+        return committed_write_of(
+            self._conn,
+            tenant_id,
+            account_id,
+            action_intent_id=action_intent_id,
+            tool_name=tool_name,
+            object_id=object_id,
+        )

@@ -33,9 +33,10 @@ from fulfill.credentials.crypto import SecretBox
 from fulfill.credentials.oauth import ConnectorFailure, TokenProvider
 from fulfill.credentials.vault import CredentialVault
 from fulfill.domain.errors import ErrorClass
-from fulfill.domain.external_writes import ExternalWrite, ReservationKind
+from fulfill.domain.external_writes import ReservationKind
 from fulfill.domain.models import ExternalObjectRef
 from fulfill.domain.ports import Clock
+from fulfill.domain.records import ExternalWrite
 from fulfill.store.db import Database, is_transient_store_error
 
 log = logging.getLogger(__name__)

@@ -19,8 +19,9 @@ from typing import Any
 
 from fulfill.credentials.oauth import ConnectorFailure
 from fulfill.domain.errors import ErrorClass
-from fulfill.domain.external_writes import ExternalWrite, ReservationKind, Written
+from fulfill.domain.external_writes import ReservationKind, Written
 from fulfill.domain.ports import Clock
+from fulfill.domain.records import ExternalWrite
 from fulfill.store import external_writes
 from fulfill.store.db import Database
 
