@@ -14,6 +14,7 @@ from fulfill.domain.errors import ErrorClass
 from fulfill.domain.external_writes import ReservationKind, WriteStatus, Written
 from fulfill.store.db import Database
 from fulfill.store.migrate import upgrade_to_head
+from fulfill.store.sql_store import SqlStore
 from tests.support import postgres
 from tests.support.harness import fresh_database_url
 
@@ -41,7 +42,7 @@ def clock() -> SystemClock:
 
 @pytest.fixture
 def reservations(db: Database, clock: SystemClock) -> WriteReservations:
-    return WriteReservations(db, clock, connector="salesforce", request_seconds=0.2)
+    return WriteReservations(SqlStore(db), clock, connector="salesforce", request_seconds=0.2)
 
 
 def test_a_committed_write_is_found_by_the_next_call(reservations: WriteReservations) -> None:

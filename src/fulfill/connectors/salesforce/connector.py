@@ -29,7 +29,6 @@ from fulfill.connectors.salesforce.fields import (
     without_none,
 )
 from fulfill.connectors.salesforce.reservations import WriteKey, WriteReservations
-from fulfill.credentials.crypto import SecretBox
 from fulfill.credentials.oauth import ConnectorFailure, TokenProvider
 from fulfill.credentials.vault import CredentialVault
 from fulfill.domain.errors import ErrorClass
@@ -37,7 +36,7 @@ from fulfill.domain.external_writes import ReservationKind
 from fulfill.domain.models import ExternalObjectRef
 from fulfill.domain.ports import Clock
 from fulfill.domain.records import ExternalWrite
-from fulfill.store.db import Database, is_transient_store_error
+from fulfill.ports.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -59,17 +58,18 @@ class CrmTool(StrEnum):
 class SalesforceConnector:
     def __init__(
         self,
-        db: Database,
+        store: Store,
         clock: Clock,
         settings: Settings,
         *,
-        vault: CredentialVault | None = None,
+        vault: CredentialVault,
         http: httpx.Client | None = None,
     ) -> None:
+        self._store = store
         self._version = settings.salesforce_api_version
         self._marker = settings.salesforce_marker_field
         self._reservations = WriteReservations(
-            db, clock, connector=CONNECTOR, request_seconds=settings.salesforce_timeout_seconds
+            store, clock, connector=CONNECTOR, request_seconds=settings.salesforce_timeout_seconds
         )
         self._http = http or pinned_sync_client(
             settings.egress_allow, timeout=settings.salesforce_timeout_seconds
@@ -79,9 +79,7 @@ class SalesforceConnector:
             # A client span per request (method, URL, status; never headers or bodies), below
             # the connector's span; W3C traceparent goes out with it.
             HTTPXClientInstrumentor.instrument_client(self._http)
-        self.vault = vault or CredentialVault(
-            db, SecretBox.from_setting(settings.secrets_key.get_secret_value()), clock
-        )
+        self.vault = vault
         self.tokens = TokenProvider(
             self.vault,
             self._http,
@@ -286,7 +284,7 @@ class SalesforceConnector:
         except ConnectorFailure as failure:
             return tool_failure(failure.error_class, failure.code, failure.message)
         except Exception as exc:
-            if is_transient_store_error(exc):
+            if self._store.is_transient(exc):
                 return tool_failure(ErrorClass.DOWNSTREAM, "STORE_UNAVAILABLE", _STORE_UNAVAILABLE)
             raise
 

@@ -1,7 +1,7 @@
 """Reserve → call → commit: a connector's hold on an idempotency key while it writes.
 
-``WriteReservations`` makes the reservations of one connector (``store/external_writes.py`` holds
-them) and ``Reservation`` is one call's hold on a key: it renews its lease before a write, records
+``WriteReservations`` makes the reservations of one connector (the store's ``external_writes``
+holds them) and ``Reservation`` is one call's hold on a key: it renews its lease before a write, records
 an update's values, commits the written object, and settles when the call fails (a fresh
 reservation whose write certainly did not happen is dropped; otherwise its lease ends at once, so
 that the next call looks in the external system before it writes again).
@@ -22,8 +22,7 @@ from fulfill.domain.errors import ErrorClass
 from fulfill.domain.external_writes import ReservationKind, Written
 from fulfill.domain.ports import Clock
 from fulfill.domain.records import ExternalWrite
-from fulfill.store import external_writes
-from fulfill.store.db import Database
+from fulfill.ports.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +41,8 @@ class WriteKey:
 class WriteReservations:
     """The reservations of one connector whose requests each take at most ``request_seconds``."""
 
-    def __init__(self, db: Database, clock: Clock, *, connector: str, request_seconds: float) -> None:
-        self._db = db
+    def __init__(self, store: Store, clock: Clock, *, connector: str, request_seconds: float) -> None:
+        self._store = store
         self._clock = clock
         self._connector = connector
         self._request_seconds = request_seconds
@@ -55,9 +54,8 @@ class WriteReservations:
         owner = uuid.uuid4().hex
         deadline = time.monotonic() + self._request_seconds
         while True:
-            with self._db.write() as conn:
-                kind, record = external_writes.reserve(
-                    conn,
+            with self._store.write() as uow:
+                kind, record = uow.external_writes.reserve(
                     tenant_id=key.tenant_id,
                     account_id=key.account_id,
                     idempotency_key=key.idempotency_key,
@@ -88,9 +86,8 @@ class WriteReservations:
     def committed_write_of(
         self, tenant_id: str, account_id: str, *, action_intent_id: str, tool_name: str, object_id: str
     ) -> ExternalWrite | None:
-        with self._db.read() as conn:
-            return external_writes.committed_write_of(
-                conn,
+        with self._store.read() as uow:
+            return uow.external_writes.committed_write_of(
                 tenant_id,
                 account_id,
                 action_intent_id=action_intent_id,
@@ -99,9 +96,8 @@ class WriteReservations:
             )
 
     def mark_compensated(self, write: ExternalWrite) -> None:
-        with self._db.write() as conn:
-            external_writes.mark_compensated(
-                conn,
+        with self._store.write() as uow:
+            uow.external_writes.mark_compensated(
                 write.tenant_id,
                 write.account_id,
                 write.idempotency_key,
@@ -116,18 +112,17 @@ class WriteReservations:
     def renew(self, key: WriteKey, owner: str) -> float | None:
         """A new lease for ``owner``; None when another call took the reservation over."""
         until = self._clock.now() + self._lease_seconds
-        with self._db.write() as conn:
-            renewed = external_writes.renew(
-                conn, key.tenant_id, key.account_id, key.idempotency_key, owner=owner, until=until
+        with self._store.write() as uow:
+            renewed = uow.external_writes.renew(
+                key.tenant_id, key.account_id, key.idempotency_key, owner=owner, until=until
             )
         return until if renewed else None
 
     def record_values(
         self, key: WriteKey, owner: str, previous: dict[str, Any], written: dict[str, Any]
     ) -> bool:
-        with self._db.write() as conn:
-            return external_writes.record_values(
-                conn,
+        with self._store.write() as uow:
+            return uow.external_writes.record_values(
                 key.tenant_id,
                 key.account_id,
                 key.idempotency_key,
@@ -139,9 +134,8 @@ class WriteReservations:
     def commit(
         self, key: WriteKey, object_type: str, object_id: str, object_url: str | None
     ) -> ExternalWrite:
-        with self._db.write() as conn:
-            return external_writes.commit(
-                conn,
+        with self._store.write() as uow:
+            return uow.external_writes.commit(
                 key.tenant_id,
                 key.account_id,
                 key.idempotency_key,
@@ -152,12 +146,12 @@ class WriteReservations:
             )
 
     def release(self, key: WriteKey, owner: str) -> None:
-        with self._db.write() as conn:
-            external_writes.release(conn, key.tenant_id, key.account_id, key.idempotency_key, owner=owner)
+        with self._store.write() as uow:
+            uow.external_writes.release(key.tenant_id, key.account_id, key.idempotency_key, owner=owner)
 
     def expire(self, key: WriteKey, owner: str) -> None:
-        with self._db.write() as conn:
-            external_writes.expire(conn, key.tenant_id, key.account_id, key.idempotency_key, owner=owner)
+        with self._store.write() as uow:
+            uow.external_writes.expire(key.tenant_id, key.account_id, key.idempotency_key, owner=owner)
 
 
 class Reservation:
