@@ -41,6 +41,7 @@ from fulfill.store.db import Database
 from fulfill.store.migrate import upgrade_to_head
 from fulfill.store.sql_store import SqlStore
 from fulfill.tokens import ServiceTokens, TokenVerifier
+from fulfill.usecases.credentials import vault_for
 from fulfill.usecases.registry import seed_default_registry
 from fulfill.usecases.shared_state import read_shared_state
 from fulfill.usecases.targets import TargetAdmin
@@ -61,7 +62,9 @@ class Service:
         self.store = SqlStore(self.db)
         self.token_verifier = TokenVerifier(settings)
         self.internal_connector = InternalConnector(self.db, self.clock)
-        self.salesforce_connector = SalesforceConnector(self.db, self.clock, settings)
+        self.salesforce_connector = SalesforceConnector(
+            self.store, self.clock, settings, vault=vault_for(self.db, settings, self.clock)
+        )
         # Gateway targets: every process reads them from the database and follows changes.
         self.target_secrets = EncryptedTargetSecrets(
             self.db, self.salesforce_connector.vault.box, self.clock.now_iso
@@ -199,7 +202,9 @@ class Service:
             self._reconciler.start()
             # Workers beat, and take over the workflows of a worker that stopped beating (one
             # that came back under another executor id, or never came back).
-            self._heartbeat = Heartbeat(self.db, self.settings, self.executor_id, recover=_recover_executor)
+            self._heartbeat = Heartbeat(
+                self.store, self.settings, self.executor_id, recover=_recover_executor
+            )
             self._heartbeat.start()
         self._engine_ready.set()
         log.info(

@@ -114,7 +114,9 @@ def test_a_slow_executor_is_not_taken_over_and_a_silent_one_by_one_worker_only(t
         taken: list[tuple[str, str]] = []
 
         def observer(name: str) -> Heartbeat:
-            return Heartbeat(harness.db, quick, name, recover=lambda lost: taken.append((name, lost)) or 0)
+            return Heartbeat(
+                harness.service.store, quick, name, recover=lambda lost: taken.append((name, lost)) or 0
+            )
 
         first, second, slow = observer("live-a"), observer("live-b"), observer("slow-x")
         # The slow executor beats every 0.9 s (late beats, but within the bound) for 6 s.

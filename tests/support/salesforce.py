@@ -27,6 +27,8 @@ from fulfill.dev.salesforce import DevSalesforce, DevSalesforceConfig, DevSalesf
 from fulfill.domain.credentials import ClientCredentialsInput
 from fulfill.store.db import Database
 from fulfill.store.migrate import upgrade_to_head
+from fulfill.store.sql_store import SqlStore
+from fulfill.usecases.credentials import vault_for
 from tests.support import postgres
 from tests.support.harness import fresh_database_url
 
@@ -124,7 +126,8 @@ def salesforce_rig(tmp_path: Path, dev: DevSalesforce | None = None, **settings:
     }
     values.update(settings)
     config = Settings(**values)
-    connector = SalesforceConnector(db, SystemClock(), config)
+    clock = SystemClock()
+    connector = SalesforceConnector(SqlStore(db), clock, config, vault=vault_for(db, config, clock))
     rig = Rig(server.dev, server, connector, db, config)
     rig.use_client_credentials()
     try:

@@ -35,6 +35,7 @@ from fulfill.credentials.vault import CredentialVault
 from fulfill.domain.credentials import CredentialType, StoredCredential
 from fulfill.domain.egress import EgressRefused
 from fulfill.domain.errors import ErrorClass
+from fulfill.domain.external_writes import Written
 from fulfill.domain.ports import Clock
 from fulfill.domain.tenant_urls import LoginUrlPolicy, TenantUrlRefused
 
@@ -46,9 +47,11 @@ _LEASE_WAIT_POLL_SECONDS = 0.1
 
 class ConnectorFailure(Exception):
     """A classified failure of a connector's call; ``written`` says whether a write may have
-    happened ("no": certainly not; "unknown": it may have)."""
+    happened (``Written.NO``: certainly not; ``Written.UNKNOWN``: it may have)."""
 
-    def __init__(self, error_class: ErrorClass, code: str, message: str, *, written: str = "no") -> None:
+    def __init__(
+        self, error_class: ErrorClass, code: str, message: str, *, written: Written = Written.NO
+    ) -> None:
         super().__init__(message)
         self.error_class = error_class
         self.code = code

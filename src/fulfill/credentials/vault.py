@@ -18,7 +18,6 @@ from fulfill.domain.credentials import (
     TENANT_WIDE,
     ClientCredentialsInput,
     CredentialMetadata,
-    CredentialType,
     JwtBearerInput,
     RefreshTokenInput,
     StoredCredential,
@@ -38,11 +37,10 @@ def _associated_data(tenant_id: str, account_id: str, connector: str) -> bytes:
 
 
 def metadata(row: SealedCredential) -> CredentialMetadata:
-    credential_type = CredentialType(row.credential_type)
     return CredentialMetadata(
         connector=row.connector,
         account_id=row.account_id or None,
-        type=credential_type,
+        type=row.credential_type,
         client_id=row.client_id,
         username=row.username,
         login_url=row.login_url,
@@ -110,7 +108,7 @@ class CredentialVault:
             row = store.get(conn, tenant_id, account, connector, for_update=True)
             if row is None:
                 return None
-            credential_type = CredentialType(row.credential_type)
+            credential_type = row.credential_type
             allowed = SECRET_FIELDS[credential_type]
             unexpected = sorted(set(new_secrets) - set(allowed))
             if unexpected or not new_secrets:
@@ -184,7 +182,7 @@ class CredentialVault:
             tenant_id=row.tenant_id,
             account_id=row.account_id,
             connector=row.connector,
-            type=CredentialType(row.credential_type),
+            type=row.credential_type,
             client_id=row.client_id,
             username=row.username,
             login_url=row.login_url,

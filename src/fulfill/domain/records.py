@@ -6,9 +6,11 @@ without importing the store; the store modules re-export them under their old na
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Any
 
+from fulfill.domain.credentials import CredentialType
+from fulfill.domain.external_writes import ReservationKind, WriteStatus
 from fulfill.domain.flowcontrol import ConnectorLimits
 from fulfill.domain.models import (
     ActionIntentV1,
@@ -155,12 +157,12 @@ class SealedCredential:
     tenant_id: str
     account_id: str  # "" = every account of the tenant
     connector: str
-    credential_type: str
+    credential_type: CredentialType
     client_id: str
     username: str | None
     login_url: str | None
     audience: str | None
-    secret_ciphertext: str
+    secret_ciphertext: str = field(repr=False)
     key_id: str
     secret_fields: str  # which secrets are sealed, comma-separated
     created_at: str
@@ -174,7 +176,7 @@ class SealedCredential:
 
 # --- reservations of external writes -------------------------------------------------------------
 
-Reservation = Literal["fresh", "taken_over", "committed", "busy"]
+Reservation = ReservationKind  # what a reservation found: fresh, taken_over, committed, busy
 
 
 @dataclass(frozen=True)
@@ -187,7 +189,7 @@ class ExternalWrite:
     connector: str
     tool_name: str
     action_intent_id: str
-    status: str  # PENDING (reserved) | COMMITTED
+    status: WriteStatus
     lease_owner: str | None
     lease_until_epoch: float | None
     object_type: str | None

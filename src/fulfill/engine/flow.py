@@ -45,8 +45,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from sqlalchemy import Connection
-
 from fulfill import metrics
 from fulfill.config import Settings
 from fulfill.domain.errors import ErrorClass
@@ -67,8 +65,7 @@ from fulfill.domain.flowcontrol import (
 )
 from fulfill.domain.ports import Clock, ToolCallOutcome
 from fulfill.logging_setup import describe_failure
-from fulfill.store import connectors
-from fulfill.store.db import Database, is_transient_store_error
+from fulfill.ports.store import Store, UnitOfWork
 
 log = logging.getLogger("fulfill.flow")
 
@@ -208,8 +205,8 @@ class Permit:
 
 
 class FlowControl:
-    def __init__(self, db: Database, settings: Settings, clock: Clock) -> None:
-        self._db = db
+    def __init__(self, store: Store, settings: Settings, clock: Clock) -> None:
+        self._store = store
         self._clock = clock
         self._policy = CircuitPolicy(
             failure_threshold=settings.circuit_failure_threshold,
@@ -243,15 +240,15 @@ class FlowControl:
         runs about once a second while it waits, and may raise to stop waiting (a kill switch, a
         cancellation)."""
         try:
-            with self._db.read() as conn:
-                limits = connectors.get_limits(conn, connector).limits
-                circuit = connectors.get_circuit(conn, connector)
-                cap = connectors.tenant_cap(conn, connector, tenant_id)
+            with self._store.read() as uow:
+                limits = uow.connectors.get_limits(connector).limits
+                circuit = uow.connectors.get_circuit(connector)
+                cap = uow.connectors.tenant_cap(connector, tenant_id)
             if limits.unlimited and circuit.state is CircuitState.CLOSED and (cap is None or cap.unlimited):
                 metrics.CONNECTOR_CALLS_IN_FLIGHT.labels(connector).inc()
                 return Permit(self, connector, None, waited=False, failures=circuit.failures)
         except Exception as exc:
-            if not is_transient_store_error(exc):
+            if not self._store.is_transient(exc):
                 raise
         return self._wait_in_line(connector, tenant_id, deadline, lease_seconds, recheck)
 
@@ -348,9 +345,9 @@ class FlowControl:
         """Take a call that stopped waiting out of the shared line. If this fails, its row stops
         counting when its lease runs out (nobody renews it any more)."""
         try:
-            with self._db.write() as conn:
-                connectors.fast_commit(conn)
-                connectors.remove_waiters(conn, [ticket.waiter_id])
+            with self._store.write() as uow:
+                uow.connectors.fast_commit()
+                uow.connectors.remove_waiters([ticket.waiter_id])
         except Exception as exc:  # never hide why the caller stopped waiting
             log.warning("flow control: leaving the line of %s failed (%s)", connector, describe_failure(exc))
 
@@ -365,11 +362,11 @@ class FlowControl:
         chosen: _Ticket | None = None
         renew = time.monotonic() - line.renewed_at >= _RENEW_SECONDS
         try:
-            with self._db.write() as conn:
-                circuit = connectors.lock_state(conn, connector)
-                now = connectors.database_now(conn)
+            with self._store.write() as uow:
+                circuit = uow.connectors.lock_state(connector)
+                now = uow.connectors.database_now()
                 offset = now - time.time()
-                limits = connectors.get_limits(conn, connector).limits
+                limits = uow.connectors.get_limits(connector).limits
                 window = limits.rate_window()
                 span = rate_span(limits, self._margin)
                 decision: Admit | Wait = decide(
@@ -379,24 +376,23 @@ class FlowControl:
                     policy=self._policy,
                     in_flight=0
                     if limits.concurrency is None
-                    else connectors.count_in_flight(conn, connector, now),
-                    not_sent=0 if window is None else connectors.count_not_sent(conn, connector, now),
+                    else uow.connectors.count_in_flight(connector, now),
+                    not_sent=0 if window is None else uow.connectors.count_not_sent(connector, now),
                     recent_sends=[]
                     if window is None or span is None
-                    else connectors.recent_sends(conn, connector, since=now - span, limit=window.limit),
+                    else uow.connectors.recent_sends(connector, since=now - span, limit=window.limit),
                     margin=self._margin,
                 )
                 tracks_sends = window is not None
                 if isinstance(decision, Admit):
-                    decision, chosen, capped_rate = self._whose_turn(conn, connector, tickets, decision, now)
+                    decision, chosen, capped_rate = self._whose_turn(uow, connector, tickets, decision, now)
                     tracks_sends = tracks_sends or capped_rate
-                joining = self._keep_in_line(conn, connector, tickets, chosen, now, renew=renew)
+                joining = self._keep_in_line(uow, connector, tickets, chosen, now, renew=renew)
                 changed = circuit
                 if chosen is None or not isinstance(decision, Admit):
                     asked = _Asked(decision)
                 else:
-                    connectors.insert_call(
-                        conn,
+                    uow.connectors.insert_call(
                         call_id=call_id,
                         name=connector,
                         tenant_id=chosen.tenant_id,
@@ -407,14 +403,14 @@ class FlowControl:
                         circuit, decision, call_id=call_id, now=now, lease_seconds=chosen.lease_seconds
                     )
                     if changed != circuit:
-                        connectors.save_circuit(conn, connector, changed, now=now)
-                    connectors.prune_calls(
-                        conn, connector, before=now - (span or 0.0) - _KEEP_CALLS_SECONDS, now=now
+                        uow.connectors.save_circuit(connector, changed, now=now)
+                    uow.connectors.prune_calls(
+                        connector, before=now - (span or 0.0) - _KEEP_CALLS_SECONDS, now=now
                     )
-                    connectors.prune_waiters(conn, connector, before=now - _KEEP_CALLS_SECONDS)
+                    uow.connectors.prune_waiters(connector, before=now - _KEEP_CALLS_SECONDS)
                     asked = _Asked(decision, chosen, call_id, offset if tracks_sends else None)
         except Exception as exc:
-            if not is_transient_store_error(exc):
+            if not self._store.is_transient(exc):
                 raise
             log.warning("flow control: admission to %s failed (%s)", connector, describe_failure(exc))
             return _Asked(Wait(WaitReason.STORE, None))
@@ -430,7 +426,7 @@ class FlowControl:
         return asked
 
     def _whose_turn(
-        self, conn: Connection, connector: str, tickets: list[_Ticket], decision: Admit, now: float
+        self, uow: UnitOfWork, connector: str, tickets: list[_Ticket], decision: Admit, now: float
     ) -> tuple[Admit | Wait, _Ticket | None, bool]:
         """The connector has room for one more call: whose is it? Every process's waiting calls
         take turns by tenant (``domain/fairness.py``); a tenant whose own cap is full is skipped.
@@ -441,16 +437,16 @@ class FlowControl:
             for ticket in tickets
         ]
         # This process's own waiting calls are the tickets (its rows may lag behind them).
-        line += connectors.waiting(conn, connector, now=now, other_than=self._owner)
+        line += uow.connectors.waiting(connector, now=now, other_than=self._owner)
         tenants = {waiter.tenant_id for waiter in line}
         held: dict[str, Wait] = {}
-        caps = connectors.tenant_caps(conn, connector)
+        caps = uow.connectors.tenant_caps(connector)
         for tenant in sorted(tenants & caps.keys()):
-            verdict = self._tenant_verdict(conn, connector, tenant, caps[tenant], now)
+            verdict = self._tenant_verdict(uow, connector, tenant, caps[tenant], now)
             if isinstance(verdict, Wait):
                 held[tenant] = verdict
         free = tenants - held.keys()
-        last = connectors.last_admitted(conn, connector, free) if len(free) > 1 else {}
+        last = uow.connectors.last_admitted(connector, free) if len(free) > 1 else {}
         turn = next_in_line(line, last, held.keys())
         if turn is None:  # everyone waiting is held by their tenant's own cap
             soonest = [wait.seconds for wait in held.values() if wait.seconds is not None]
@@ -463,7 +459,7 @@ class FlowControl:
         return decision, chosen, cap is not None and cap.rate_per_second is not None
 
     def _tenant_verdict(
-        self, conn: Connection, connector: str, tenant: str, cap: ConnectorLimits, now: float
+        self, uow: UnitOfWork, connector: str, tenant: str, cap: ConnectorLimits, now: float
     ) -> Admit | Wait:
         window = cap.rate_window()
         span = rate_span(cap, self._margin)
@@ -472,21 +468,19 @@ class FlowControl:
             cap=cap,
             in_flight=0
             if cap.concurrency is None
-            else connectors.count_in_flight(conn, connector, now, tenant_id=tenant),
-            not_sent=0
-            if window is None
-            else connectors.count_not_sent(conn, connector, now, tenant_id=tenant),
+            else uow.connectors.count_in_flight(connector, now, tenant_id=tenant),
+            not_sent=0 if window is None else uow.connectors.count_not_sent(connector, now, tenant_id=tenant),
             recent_sends=[]
             if window is None or span is None
-            else connectors.recent_sends(
-                conn, connector, since=now - span, limit=window.limit, tenant_id=tenant
+            else uow.connectors.recent_sends(
+                connector, since=now - span, limit=window.limit, tenant_id=tenant
             ),
             margin=self._margin,
         )
 
     def _keep_in_line(
         self,
-        conn: Connection,
+        uow: UnitOfWork,
         connector: str,
         tickets: list[_Ticket],
         chosen: _Ticket | None,
@@ -500,17 +494,15 @@ class FlowControl:
         staying = [ticket for ticket in tickets if ticket is not chosen]
         joining = [ticket for ticket in staying if ticket.since is None]
         if chosen is not None and chosen.since is not None:
-            connectors.remove_waiters(conn, [chosen.waiter_id])
+            uow.connectors.remove_waiters([chosen.waiter_id])
         lease_until = now + _WAITER_LEASE_SECONDS
         if renew and len(joining) < len(staying):
             # By id, not every row of this process: a row whose removal failed is not kept alive.
-            connectors.renew_waiters(
-                conn,
+            uow.connectors.renew_waiters(
                 [ticket.waiter_id for ticket in staying if ticket.since is not None],
                 lease_until=lease_until,
             )
-        connectors.add_waiters(
-            conn,
+        uow.connectors.add_waiters(
             connector,
             [Waiter(ticket.waiter_id, ticket.tenant_id, now) for ticket in joining],
             owner=self._owner,
@@ -540,9 +532,9 @@ class FlowControl:
 
     def _store_mark(self, connector: str, call_id: str, sent_at: float) -> None:
         try:
-            with self._db.write() as conn:
-                connectors.fast_commit(conn)
-                connectors.mark_dispatched(conn, call_id, at=sent_at)
+            with self._store.write() as uow:
+                uow.connectors.fast_commit()
+                uow.connectors.mark_dispatched(call_id, at=sent_at)
         except Exception as exc:
             # Unmarked, the call counts as sent "now" until it finishes: later calls wait longer.
             log.warning(
@@ -569,14 +561,14 @@ class FlowControl:
                 result is CallResult.NOT_MADE or (result is CallResult.ANSWERED and not failures_seen)
             ):
                 return  # fast path, nothing for the circuit breaker to learn
-            with self._db.write() as conn:
-                circuit = connectors.lock_state(conn, connector)
-                now = connectors.database_now(conn)
+            with self._store.write() as uow:
+                circuit = uow.connectors.lock_state(connector)
+                now = uow.connectors.database_now()
                 if permit.call_id is not None:
-                    connectors.finish_call(conn, permit.call_id, now=now, sent_at=permit.sent_at)
+                    uow.connectors.finish_call(permit.call_id, now=now, sent_at=permit.sent_at)
                 changed = after_call(circuit, result, call_id=permit.call_id, now=now, policy=self._policy)
                 if changed != circuit:
-                    connectors.save_circuit(conn, connector, changed, now=now)
+                    uow.connectors.save_circuit(connector, changed, now=now)
             if changed.state is not circuit.state:
                 self._transition(connector, changed)
         except Exception as exc:

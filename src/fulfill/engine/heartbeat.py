@@ -28,19 +28,18 @@ from fulfill import __version__, metrics
 from fulfill.config import Settings
 from fulfill.domain.executors import Sighting, lost, watch
 from fulfill.logging_setup import describe_failure
-from fulfill.store import heartbeats
-from fulfill.store.db import Database
+from fulfill.ports.store import Store
 
 log = logging.getLogger(__name__)
 
 
 class Heartbeat:
     def __init__(
-        self, db: Database, settings: Settings, executor_id: str, recover: Callable[[str], int]
+        self, store: Store, settings: Settings, executor_id: str, recover: Callable[[str], int]
     ) -> None:
         """``recover(executor_id)`` hands that executor's unfinished workflows back to their queue
         and answers how many there were."""
-        self._db = db
+        self._store = store
         self._settings = settings
         self._me = executor_id
         self._recover = recover
@@ -68,9 +67,9 @@ class Heartbeat:
     def beat_once(self) -> list[str]:
         """Beat, look at the others, take over the lost ones; answers the executors taken over."""
         try:
-            with self._db.write() as conn:
-                heartbeats.beat(conn, self._me, version=__version__)
-                beats = heartbeats.all_beats(conn, version=__version__)
+            with self._store.write() as uow:
+                uow.heartbeats.beat(self._me, version=__version__)
+                beats = uow.heartbeats.all_beats(version=__version__)
         except Exception:
             # Whatever silence this worker could not watch does not count.
             self._seen = {}
@@ -85,9 +84,8 @@ class Heartbeat:
         taken: list[str] = []
         for executor in lost(self._seen, now=now, lost_seconds=self._settings.executor_lost_seconds):
             sighting = self._seen.pop(executor)
-            with self._db.write() as conn:
-                won = heartbeats.claim(
-                    conn,
+            with self._store.write() as uow:
+                won = uow.heartbeats.claim(
                     executor,
                     seen_beat=sighting.beat,
                     by=self._me,
@@ -96,8 +94,8 @@ class Heartbeat:
             if not won:
                 continue  # it beat again, or another worker is taking it over
             recovered = self._recover(executor)
-            with self._db.write() as conn:
-                heartbeats.forget(conn, executor, seen_beat=sighting.beat)
+            with self._store.write() as uow:
+                uow.heartbeats.forget(executor, seen_beat=sighting.beat)
             metrics.LOST_EXECUTOR_WORKFLOWS.inc(recovered)
             log.warning(
                 "executor %s silent for %.0f s: %d unfinished workflows handed back to the queue",

@@ -41,12 +41,12 @@ from fulfill.domain.outbox import (
     backoff_seconds,
     destination_kind,
 )
+from fulfill.domain.records import Delivery
 from fulfill.engine.eventbridge import EventBridgePublisher, bus_of
 from fulfill.engine.intake import EventRejected, accept_approved_event, parse_approved_event
 from fulfill.engine.runtime import Runtime
 from fulfill.engine.workflow import start_compensation, start_execution
 from fulfill.logging_setup import describe_failure
-from fulfill.store import outbox
 
 log = logging.getLogger(__name__)
 
@@ -198,8 +198,8 @@ class OutboxRelay:
             try:
                 while self.deliver_due(only=ENGINE_DESTINATIONS) and not self._stop.is_set():
                     pass
-                with self._rt.db.read() as conn:
-                    metrics.OUTBOX_PENDING.set(outbox.pending_count(conn))
+                with self._rt.store.read() as uow:
+                    metrics.OUTBOX_PENDING.set(uow.outbox.pending_count())
             except Exception as exc:
                 log.error("outbox relay pass failed; retrying at the next poll: %s", describe_failure(exc))
             self._rt.outbox_wakeup.wait(timeout=self._rt.settings.outbox_poll_seconds)
@@ -213,9 +213,9 @@ class OutboxRelay:
             if self._stop.is_set():
                 break
             try:
-                with self._rt.db.read() as conn:
-                    due = outbox.due_destinations(
-                        conn, now_epoch=self._rt.clock.now(), exclude=ENGINE_DESTINATIONS
+                with self._rt.store.read() as uow:
+                    due = uow.outbox.due_destinations(
+                        now_epoch=self._rt.clock.now(), exclude=ENGINE_DESTINATIONS
                     )
             except Exception as exc:
                 log.error("outbox dispatch failed; retrying at the next poll: %s", describe_failure(exc))
@@ -241,9 +241,8 @@ class OutboxRelay:
         (at least once: the receiver deduplicates on ``X-Fulfill-Event-Id``).
         """
         rt = self._rt
-        with rt.db.write() as conn:
-            claimed = outbox.claim_due(
-                conn,
+        with rt.store.write() as uow:
+            claimed = uow.outbox.claim_due(
                 now_epoch=rt.clock.now(),
                 lease_seconds=self.lease_seconds,
                 owner=self.owner,
@@ -252,8 +251,8 @@ class OutboxRelay:
             )
         for delivery in claimed:
             if self._stop.is_set():
-                with rt.db.write() as conn:
-                    outbox.release_leases(conn, owner=self.owner)  # the rest waits for the next relay
+                with rt.store.write() as uow:
+                    uow.outbox.release_leases(owner=self.owner)  # the rest waits for the next relay
                 break
             self._send(delivery, owner=self.owner)
         return len(claimed)
@@ -262,9 +261,8 @@ class OutboxRelay:
         """Deliver the oldest due delivery to ``destination``: True accepted, False refused, None
         when none was due (or another relay took it)."""
         rt = self._rt
-        with rt.db.write() as conn:
-            claimed = outbox.claim_due(
-                conn,
+        with rt.store.write() as uow:
+            claimed = uow.outbox.claim_due(
                 now_epoch=rt.clock.now(),
                 lease_seconds=self.lease_seconds,
                 owner=owner,
@@ -275,12 +273,11 @@ class OutboxRelay:
             return None
         return self._send(claimed[0], owner=owner)
 
-    def _send(self, delivery: outbox.Delivery, *, owner: str) -> bool | None:
+    def _send(self, delivery: Delivery, *, owner: str) -> bool | None:
         """Renew the lease, deliver, record the result; None when the lease was lost first."""
         rt = self._rt
-        with rt.db.write() as conn:
-            renewed = outbox.renew_lease(
-                conn,
+        with rt.store.write() as uow:
+            renewed = uow.outbox.renew_lease(
                 delivery,
                 owner=owner,
                 now_epoch=rt.clock.now(),
@@ -300,12 +297,11 @@ class OutboxRelay:
                 cap=rt.settings.outbox_backoff_max_seconds,
             )
         )
-        with rt.db.write() as conn:
+        with rt.store.write() as uow:
             if decision is None:
-                settled = outbox.mark_delivered(conn, delivery, owner=owner, now=rt.clock.now_iso())
+                settled = uow.outbox.mark_delivered(delivery, owner=owner, now=rt.clock.now_iso())
             else:
-                settled = outbox.mark_failed(
-                    conn,
+                settled = uow.outbox.mark_failed(
                     delivery,
                     owner=owner,
                     error=error or "",
@@ -332,7 +328,7 @@ class OutboxRelay:
             )
         return decision is None
 
-    def _deliver(self, delivery: outbox.Delivery) -> str | None:
+    def _deliver(self, delivery: Delivery) -> str | None:
         """None when the destination accepted the message, else why it did not."""
         if delivery.destination == ENGINE_DESTINATION:
             try:

@@ -37,13 +37,13 @@ from fulfill import metrics
 from fulfill.domain.errors import ErrorClass, ExecutionError
 from fulfill.domain.execution import CompensationRequest, CompensationResult
 from fulfill.domain.models import CompensationStatus, ExecutionAttempt
+from fulfill.domain.records import CompensationState
 from fulfill.domain.time import iso_from_epoch
 from fulfill.engine.compensation import finish_compensation
 from fulfill.engine.intake import request_for
 from fulfill.engine.runtime import Runtime
 from fulfill.engine.workflow import EXECUTION_QUEUE, start_compensation, start_execution, step_deps
 from fulfill.logging_setup import describe_failure
-from fulfill.store import executions
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +60,10 @@ def reconcile_once(rt: Runtime) -> int:
     """Check every attempt and compensation that may be left behind; returns how many it acted on."""
     now = rt.clock.now()
     grace = rt.settings.reconcile_grace_seconds
-    with rt.db.read() as conn:
-        attempts = executions.active_attempts_unchanged_since(conn, iso_from_epoch(now - grace))
-        compensations = executions.compensations_to_check(
-            conn, now_epoch=now, unchanged_before_epoch=now - grace
+    with rt.store.read() as uow:
+        attempts = uow.executions.active_attempts_unchanged_since(iso_from_epoch(now - grace))
+        compensations = uow.executions.compensations_to_check(
+            now_epoch=now, unchanged_before_epoch=now - grace
         )
     acted = 0
     for attempt, deadline in attempts:
@@ -127,8 +127,8 @@ def _fork(rt: Runtime, attempt: ExecutionAttempt, *, from_failed_step: bool, now
         )
         return None
     fork_id = f"{base}~{int(forks or 0) + 1}"
-    with rt.db.write() as conn:
-        if not executions.move_attempt(conn, attempt, workflow_id=fork_id, now=iso_from_epoch(now)):
+    with rt.store.write() as uow:
+        if not uow.executions.move_attempt(attempt, workflow_id=fork_id, now=iso_from_epoch(now)):
             return None  # finished or moved meanwhile
     if start_step <= 1:
         start_execution(request_for(attempt.model_copy(update={"workflow_id": fork_id})))
@@ -138,7 +138,7 @@ def _fork(rt: Runtime, attempt: ExecutionAttempt, *, from_failed_step: bool, now
     return "forked"
 
 
-def _reconcile_compensation(rt: Runtime, state: executions.CompensationState, now: float) -> str | None:
+def _reconcile_compensation(rt: Runtime, state: CompensationState, now: float) -> str | None:
     outcome = state.outcome
     request = CompensationRequest(
         tenant_id=outcome.tenant_id,

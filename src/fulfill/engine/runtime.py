@@ -22,7 +22,7 @@ from fulfill.store.db import Database
 
 @dataclass
 class Runtime:
-    # ``db`` serves the parts not yet on the store port (flow control, the relay, the reconciler).
+    # ``db`` serves the parts not yet on the store port.
     settings: Settings
     db: Database
     clock: Clock
@@ -39,7 +39,7 @@ class Runtime:
     flow: FlowControl = field(init=False)
 
     def __post_init__(self) -> None:
-        self.flow = FlowControl(self.db, self.settings, self.clock)
+        self.flow = FlowControl(self.store, self.settings, self.clock)
 
     def connector_names(self) -> set[str]:
         """Every connector (and remote target) whose tools this process's gateway serves."""

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, delete, func, or_, select, update
 
-from fulfill.domain.credentials import TENANT_WIDE
+from fulfill.domain.credentials import TENANT_WIDE, CredentialType
 from fulfill.domain.records import SealedCredential as SealedCredential
 from fulfill.store.db import insert_ignore
 from fulfill.store.tables import connector_credentials as table
@@ -24,7 +24,26 @@ def _key(tenant_id: str, account_id: str, connector: str) -> Any:
 
 
 def _record(row: Row[Any]) -> SealedCredential:
-    return SealedCredential(**row._asdict())
+    return SealedCredential(
+        tenant_id=row.tenant_id,
+        account_id=row.account_id,
+        connector=row.connector,
+        credential_type=CredentialType(row.credential_type),
+        client_id=row.client_id,
+        username=row.username,
+        login_url=row.login_url,
+        audience=row.audience,
+        secret_ciphertext=row.secret_ciphertext,
+        key_id=row.key_id,
+        secret_fields=row.secret_fields,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        rotated_at=row.rotated_at,
+        refresh_token_rotated_at=row.refresh_token_rotated_at,
+        revision=row.revision,
+        refresh_lease_owner=row.refresh_lease_owner,
+        refresh_lease_until=row.refresh_lease_until,
+    )
 
 
 def get(
@@ -32,7 +51,7 @@ def get(
 ) -> SealedCredential | None:
     query = select(table).where(_key(tenant_id, account_id, connector))
     row = conn.execute(query.with_for_update() if for_update else query).first()
-    return None if row is None else _record(row)
+    return _record(row) if row is not None else None
 
 
 def resolve(conn: Connection, tenant_id: str, account_id: str, connector: str) -> SealedCredential | None:
@@ -46,7 +65,7 @@ def resolve(conn: Connection, tenant_id: str, account_id: str, connector: str) -
     ).all()
     own = [row for row in rows if row.account_id == account_id and account_id != TENANT_WIDE]
     row = own[0] if own else next(iter(rows), None)
-    return None if row is None else _record(row)
+    return _record(row) if row is not None else None
 
 
 def list_for_tenant(conn: Connection, tenant_id: str, connector: str | None = None) -> list[SealedCredential]:

@@ -20,13 +20,14 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, delete, select, update
 
+from fulfill.domain.external_writes import ReservationKind, WriteStatus
 from fulfill.domain.records import ExternalWrite as ExternalWrite
 from fulfill.domain.records import Reservation as Reservation
 from fulfill.store.db import insert_ignore
 from fulfill.store.tables import external_writes as table
 
-PENDING = "PENDING"
-COMMITTED = "COMMITTED"
+PENDING = WriteStatus.PENDING.value
+COMMITTED = WriteStatus.COMMITTED.value
 
 
 def _key(tenant_id: str, account_id: str, idempotency_key: str) -> Any:
@@ -38,12 +39,31 @@ def _key(tenant_id: str, account_id: str, idempotency_key: str) -> Any:
 
 
 def _record(row: Row[Any]) -> ExternalWrite:
-    return ExternalWrite(**row._asdict())
+    return ExternalWrite(
+        tenant_id=row.tenant_id,
+        account_id=row.account_id,
+        idempotency_key=row.idempotency_key,
+        connector=row.connector,
+        tool_name=row.tool_name,
+        action_intent_id=row.action_intent_id,
+        status=WriteStatus(row.status),
+        lease_owner=row.lease_owner,
+        lease_until_epoch=row.lease_until_epoch,
+        object_type=row.object_type,
+        object_id=row.object_id,
+        object_url=row.object_url,
+        previous_values=row.previous_values,
+        written_values=row.written_values,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        committed_at=row.committed_at,
+        compensated_at=row.compensated_at,
+    )
 
 
 def get(conn: Connection, tenant_id: str, account_id: str, idempotency_key: str) -> ExternalWrite | None:
     row = conn.execute(select(table).where(_key(tenant_id, account_id, idempotency_key))).first()
-    return None if row is None else _record(row)
+    return _record(row) if row is not None else None
 
 
 def reserve(
@@ -59,7 +79,7 @@ def reserve(
     now: float,
     now_iso: str,
     lease_seconds: float,
-) -> tuple[Reservation, ExternalWrite]:
+) -> tuple[ReservationKind, ExternalWrite]:
     inserted = insert_ignore(
         conn,
         table,
@@ -80,11 +100,11 @@ def reserve(
     row = get(conn, tenant_id, account_id, idempotency_key)
     assert row is not None
     if inserted:
-        return "fresh", row
+        return ReservationKind.FRESH, row
     if row.status == COMMITTED:
-        return "committed", row
+        return ReservationKind.COMMITTED, row
     if row.lease_until_epoch is not None and row.lease_until_epoch > now and row.lease_owner != owner:
-        return "busy", row
+        return ReservationKind.BUSY, row
     taken = conn.execute(
         update(table)
         .where(
@@ -98,7 +118,7 @@ def reserve(
     ).rowcount
     row = get(conn, tenant_id, account_id, idempotency_key)
     assert row is not None
-    return ("taken_over" if taken else "busy"), row
+    return (ReservationKind.TAKEN_OVER if taken else ReservationKind.BUSY), row
 
 
 def renew(
@@ -232,7 +252,7 @@ def committed_write_of(
         .order_by(table.c.committed_at.desc())
         .limit(1)
     ).first()
-    return None if row is None else _record(row)
+    return _record(row) if row is not None else None
 
 
 class SqlExternalWritesRepository:
