@@ -408,6 +408,7 @@ def migrate(db: DbOption = None) -> None:
     from fulfill.clock import SystemClock
     from fulfill.store.db import Database
     from fulfill.store.migrate import current_revision, upgrade_to_head
+    from fulfill.store.sql_store import SqlStore
     from fulfill.usecases.registry import seed_default_registry
 
     url = db or _settings().database_url
@@ -415,7 +416,7 @@ def migrate(db: DbOption = None) -> None:
     database = Database(url)
     try:
         upgrade_to_head(database)
-        seed_default_registry(database, SystemClock().now_iso())
+        seed_default_registry(SqlStore(database), SystemClock().now_iso())
         console.print(f"database at revision {current_revision(database)}")
     except Exception as exc:
         raise CliError(explain(exc, database_url=url)) from None
@@ -758,12 +759,14 @@ class _Operator:
                 )
             return data
         from fulfill.domain.killswitch import GLOBAL_SCOPE, KillSwitchScope
+        from fulfill.store.sql_store import SqlStore
         from fulfill.usecases.admin import read_switches
 
         assert self.database is not None
-        data = {"global": read_switches(self.database, GLOBAL_SCOPE).public()}
+        store = SqlStore(self.database)
+        data = {"global": read_switches(store, GLOBAL_SCOPE).public()}
         if tenant:
-            data["tenant"] = read_switches(self.database, KillSwitchScope.of_tenant(tenant)).public()
+            data["tenant"] = read_switches(store, KillSwitchScope.of_tenant(tenant)).public()
         data["environment_stop"] = _settings().global_execution_stop
         return data
 
@@ -792,11 +795,12 @@ class _Operator:
     def _change_on_database(self, scope: KillSwitchScope, change: Any) -> dict[str, Any]:
         from fulfill.clock import SystemClock
         from fulfill.domain.killswitch import SwitchSettings
+        from fulfill.store.sql_store import SqlStore
         from fulfill.usecases.admin import change_switches
 
         assert self.database is not None
         stored = change_switches(
-            self.database,
+            SqlStore(self.database),
             scope,
             lambda current: SwitchSettings.from_fields(scope, change(current.fields(scope))),
             now=SystemClock().now_iso(),
@@ -958,10 +962,10 @@ def registry_list(
 
 def _vault() -> Any:
     from fulfill.clock import SystemClock
-    from fulfill.usecases.credentials import vault_for
+    from fulfill.service import credential_vault
 
     settings = _settings()
-    return vault_for(_open_database(None), settings, SystemClock())
+    return credential_vault(_open_database(None), settings, SystemClock())
 
 
 def _read_secret(path: str | None, prompt: str) -> str | None:
@@ -1200,13 +1204,14 @@ def _target_secrets(database: Any) -> Any:
 def _target_admin() -> Any:
     from fulfill.clock import SystemClock
     from fulfill.service import CONNECTOR_NAMESPACES
+    from fulfill.store.sql_store import SqlStore
     from fulfill.usecases.targets import TargetAdmin
 
     settings = _settings()
     database = _open_database(None)
     clock = SystemClock()
     return TargetAdmin(
-        database,
+        SqlStore(database),
         _target_secrets(database),
         allow=settings.egress_allow,
         now_iso=clock.now_iso,
@@ -1363,13 +1368,16 @@ def connectors_list(
         views = list(api.call("GET", "/admin/connectors", _token("platform", bearer, PLATFORM_ADMIN)))
     else:
         from fulfill.store import targets
+        from fulfill.store.sql_store import SqlStore
         from fulfill.usecases import connectors
 
         database = _open_database(db)
         try:
             with database.read() as conn:  # a target is a connector before any process serves it
                 names = _built_in_connectors() | {target.name for target in targets.list_targets(conn)}
-            views = [view.model_dump(mode="json") for view in connectors.list_connectors(database, names)]
+            views = [
+                view.model_dump(mode="json") for view in connectors.list_connectors(SqlStore(database), names)
+            ]
         finally:
             database.dispose()
     if json_output:
@@ -1400,6 +1408,7 @@ def connectors_limits(
     """Set a connector's limits; every process applies them at its next call, no restart needed."""
     from fulfill.clock import SystemClock
     from fulfill.store import connectors as stored
+    from fulfill.store.sql_store import SqlStore
     from fulfill.usecases import connectors
     from fulfill.usecases.errors import UseCaseError
 
@@ -1413,7 +1422,7 @@ def connectors_limits(
         )
         connectors.validated_limits(name, rate_value, concurrency_value)  # a clear message first
         body = connectors.ConnectorLimitsBody(rate_per_second=rate_value, concurrency=concurrency_value)
-        view = connectors.put_limits(database, SystemClock(), name, body)
+        view = connectors.put_limits(SqlStore(database), SystemClock(), name, body)
     except (UseCaseError, ValueError) as exc:
         message = exc.message if isinstance(exc, UseCaseError) else str(exc).splitlines()[0]
         console.print(f"[red]{message}[/red]")
@@ -1443,13 +1452,14 @@ def connectors_tenant_limits(
     tenant shares, taking turns). Without --rate, --concurrency or --clear: show the caps."""
     from fulfill.clock import SystemClock
     from fulfill.store import connectors as stored
+    from fulfill.store.sql_store import SqlStore
     from fulfill.usecases import connectors
     from fulfill.usecases.errors import UseCaseError
 
     database = _open_database(None)
     try:
         if clear:
-            connectors.delete_tenant_cap(database, name, tenant)
+            connectors.delete_tenant_cap(SqlStore(database), name, tenant)
         elif rate is not None or concurrency is not None:
             with database.read() as conn:
                 current = stored.tenant_cap(conn, name, tenant)
@@ -1465,13 +1475,15 @@ def connectors_tenant_limits(
             )
             connectors.validated_limits(name, rate_value, concurrency_value)  # a clear message first
             body = connectors.TenantCapBody(rate_per_second=rate_value, concurrency=concurrency_value)
-            connectors.put_tenant_cap(database, SystemClock(), name, tenant, body, by="cli", lower_only=False)
+            connectors.put_tenant_cap(
+                SqlStore(database), SystemClock(), name, tenant, body, by="cli", lower_only=False
+            )
     except (UseCaseError, ValueError) as exc:
         message = exc.message if isinstance(exc, UseCaseError) else str(exc).splitlines()[0]
         console.print(f"[red]{message}[/red]")
         raise typer.Exit(2) from None
     table = Table("connector", "tenant", "rate/s", "concurrency", "updated", "by")
-    for view in connectors.list_tenant_caps(database, name=name):
+    for view in connectors.list_tenant_caps(SqlStore(database), name=name):
         table.add_row(
             view.name,
             view.tenant_id,
@@ -1522,12 +1534,13 @@ def outbox_dead_letters(
     db: DbOption = None,
 ) -> None:
     """List dead-lettered deliveries, oldest first (never their payloads)."""
+    from fulfill.store.sql_store import SqlStore
     from fulfill.usecases import outbox
 
     database = _open_database(db)
     try:
         listing = outbox.list_dead_letters(
-            database, tenant_id=tenant, platform=True, destination=destination, limit=limit
+            SqlStore(database), tenant_id=tenant, platform=True, destination=destination, limit=limit
         )
     finally:
         database.dispose()
@@ -1550,6 +1563,7 @@ def outbox_redeliver(
     """Put dead letters back in line: due now, with a fresh count of tries. A running worker
     delivers them at its next poll."""
     from fulfill.clock import SystemClock
+    from fulfill.store.sql_store import SqlStore
     from fulfill.usecases import outbox
     from fulfill.usecases.errors import UseCaseError
 
@@ -1559,7 +1573,7 @@ def outbox_redeliver(
     database = _open_database(db)
     try:
         redelivered = outbox.redeliver(
-            database,
+            SqlStore(database),
             SystemClock(),
             outbox.RedeliverBody(message_id=message_id, destination=destination),
             tenant_id=tenant,
