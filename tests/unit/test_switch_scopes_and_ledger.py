@@ -1,5 +1,5 @@
 """One shape for the switches of either scope: the public names each scope gives its stop, the
-CLI's printed shape, and the ledger entry of a change."""
+CLI's printed shape, and the ledger entry of a change; and the use cases' other ledger entries."""
 
 from __future__ import annotations
 
@@ -11,8 +11,11 @@ from fulfill.domain.ledger import (
     KILL_SWITCH_CHANGED,
     PLATFORM_LEDGER_TENANT,
     TENANT_SWITCHES_SUBJECT,
+    intent_decision_entry,
     kill_switch_entry,
+    rerun_requested_entry,
 )
+from tests.unit.factories import make_intent
 
 TENANT = KillSwitchScope.of_tenant("t1")
 
@@ -90,3 +93,36 @@ def test_a_change_of_a_tenants_switches_is_in_that_tenants_ledger() -> None:
         "execution_enabled": True,
         "disabled_action_types": ["A_B"],
     }
+
+
+# The use cases' other ledger entries are built in domain/ledger.py too.
+
+
+def test_a_decision_on_an_intent_is_at_its_change_with_the_comment_only_when_given() -> None:
+    intent = make_intent(updated_at="2026-02-02T00:00:00Z")
+    entry = intent_decision_entry(intent, "INTENT_REJECTED", decided_by="carol", comment="no")
+    assert (entry.event_type, entry.timestamp, entry.attempt, entry.trace_id) == (
+        "INTENT_REJECTED",
+        "2026-02-02T00:00:00Z",
+        0,
+        intent.trace_id,
+    )
+    assert entry.data == {"action_intent_id": intent.action_intent_id, "decided_by": "carol", "comment": "no"}
+    assert "comment" not in intent_decision_entry(intent, "INTENT_CANCELLED", decided_by="carol").data
+
+
+def test_a_rerun_after_a_stop_says_so_and_whether_it_goes_beyond_max_attempts() -> None:
+    intent = make_intent()
+    common = {"trace_id": "tr", "timestamp": "now", "requested_by": "dora", "reason": "retry"}
+    plain = rerun_requested_entry(intent, attempt=2, after_stop=None, beyond_max_attempts=True, **common)
+    assert plain.data == {
+        "action_intent_id": intent.action_intent_id,
+        "requested_by": "dora",
+        "reason": "retry",
+    }
+    assert (plain.attempt, plain.entry_id) == (2, f"{intent.action_intent_id}#2#RERUN_REQUESTED")
+    stopped = rerun_requested_entry(
+        intent, attempt=3, after_stop="KILL_SWITCH_ENABLED", beyond_max_attempts=False, **common
+    )
+    assert stopped.data["after_stop"] == "KILL_SWITCH_ENABLED"
+    assert stopped.data["beyond_max_attempts"] is False
