@@ -22,7 +22,6 @@ from fulfill.domain.models import (
     ActionType,
     ApprovalSource,
     ApprovalStatus,
-    ExecutionAttempt,
     ExecutionPolicy,
     ExecutionStatus,
     Identifier,
@@ -37,7 +36,7 @@ from fulfill.domain.schemas import (
     too_deep,
 )
 from fulfill.domain.time import epoch_from_iso, iso_from_epoch
-from fulfill.engine.intake import queued_attempt, request_for, start_if_queued
+from fulfill.engine.intake import request_for, start_if_queued, take_execution_lock
 from fulfill.engine.outbox_relay import COMPENSATION_TOPIC, ENGINE_DESTINATION
 from fulfill.ports.store import UnitOfWork
 from fulfill.tokens import Principal
@@ -442,7 +441,7 @@ def approve_intent(
             approved_by=principal.subject,
         )
         _append_approved(uow, approved, asserted_by=principal.subject, imported=False, comment=comment)
-        attempt, taken = _take_execution_lock(uow, approved, now)
+        attempt, taken = take_execution_lock(uow, approved, now)
     start_if_queued(
         attempt, taken, request_for(attempt, approval_source=ApprovalSource.HUMAN, auto_executed=False)
     )
@@ -535,20 +534,6 @@ def cancel_intent(rt: UseCaseContext, principal: Principal, action_intent_id: st
             )
     rt.outbox_wakeup.set()
     return ApprovalChange(action_intent_id=action_intent_id, approval_status=ApprovalStatus.CANCELLED)
-
-
-def _take_execution_lock(
-    uow: UnitOfWork, intent: ActionIntentV1, now: float
-) -> tuple[ExecutionAttempt, bool]:
-    """Insert the QUEUED attempt of the intent just approved, once, in the approval's transaction:
-    (the attempt, whether this call took it). As the intake does for an approval event."""
-    queued = queued_attempt(intent, now)
-    if uow.executions.insert_attempt(queued, deadline_epoch=now + intent.execution_policy.timeout_seconds):
-        return queued, True
-    attempt = uow.executions.get_attempt(intent.tenant_id, intent.account_id, intent.action_intent_id)
-    if attempt is None:  # pragma: no cover - the row that won the insert cannot vanish
-        raise RuntimeError("the execution lock disappeared")
-    return attempt, False
 
 
 def _transition(uow: UnitOfWork, intent: ActionIntentV1, **change: Any) -> ActionIntentV1:
