@@ -3,6 +3,7 @@ each write counts one more ``revision``."""
 
 from __future__ import annotations
 
+from fulfill.domain.killswitch import KillSwitchScope, StoredSwitches, SwitchSettings
 from fulfill.domain.models import GlobalExecutionConfig, TenantExecutionConfig
 from fulfill.domain.records import StoredGlobalConfig, StoredTenantConfig, TenantSwitchSummary
 from tests.support.memory_store.tables import Tables
@@ -11,6 +12,28 @@ from tests.support.memory_store.tables import Tables
 class MemoryKillSwitchesRepository:
     def __init__(self, tables: Tables) -> None:
         self._t = tables
+
+    def get_switches(self, scope: KillSwitchScope, *, for_update: bool = False) -> StoredSwitches:
+        if scope.tenant_id is None:
+            found = self.get_global()
+            settings = SwitchSettings(found.global_stop, tuple(found.disabled_action_types))
+            return StoredSwitches(scope, settings, updated_at=found.updated_at, revision=found.revision)
+        tenant = self.get_tenant(scope.tenant_id)
+        settings = SwitchSettings(not tenant.execution_enabled, tuple(tenant.disabled_action_types))
+        return StoredSwitches(scope, settings, updated_at=tenant.updated_at, revision=tenant.revision)
+
+    def put_switches(self, scope: KillSwitchScope, settings: SwitchSettings, *, now: str) -> StoredSwitches:
+        types = list(settings.disabled_action_types)
+        if scope.tenant_id is None:
+            self.put_global(
+                GlobalExecutionConfig(global_stop=settings.stopped, disabled_action_types=types), now=now
+            )
+        else:
+            config = TenantExecutionConfig(
+                tenant_id=scope.tenant_id, execution_enabled=not settings.stopped, disabled_action_types=types
+            )
+            self.put_tenant(config, now=now)
+        return self.get_switches(scope)
 
     def get_global(self, *, for_update: bool = False) -> StoredGlobalConfig:
         stored: StoredGlobalConfig | None = self._t.global_switches.get("global")
