@@ -25,7 +25,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx
 import typer
@@ -37,6 +37,9 @@ from typer.core import TyperGroup
 
 from fulfill.config import Settings
 from fulfill.explain import CliError, explain, network_reason, problem_line, shown_url
+
+if TYPE_CHECKING:
+    from fulfill.domain.killswitch import KillSwitchScope
 
 
 @dataclass
@@ -754,12 +757,13 @@ class _Operator:
                     "GET", f"/admin/tenants/{tenant}/execution", self._tenant_token(tenant)
                 )
             return data
-        from fulfill.store import killswitches
+        from fulfill.domain.killswitch import GLOBAL_SCOPE, KillSwitchScope
+        from fulfill.usecases.admin import read_switches
 
-        with self.database.read() as conn:  # type: ignore[union-attr]
-            data = {"global": killswitches.get_global(conn).model_dump()}
-            if tenant:
-                data["tenant"] = killswitches.get_tenant(conn, tenant).model_dump()
+        assert self.database is not None
+        data = {"global": read_switches(self.database, GLOBAL_SCOPE).public()}
+        if tenant:
+            data["tenant"] = read_switches(self.database, KillSwitchScope.of_tenant(tenant)).public()
         data["environment_stop"] = _settings().global_execution_stop
         return data
 
@@ -770,22 +774,9 @@ class _Operator:
             current = self.api.call("GET", "/admin/kill-switches", token)
             wanted = change({k: current[k] for k in ("global_stop", "disabled_action_types")})
             return dict(self._put("/admin/kill-switches", token, current, wanted))
-        from fulfill.clock import SystemClock
-        from fulfill.store import killswitches
-        from fulfill.usecases.admin import store_global
+        from fulfill.domain.killswitch import GLOBAL_SCOPE
 
-        with self.database.write() as conn:  # type: ignore[union-attr]
-            stored = killswitches.get_global(conn, for_update=True)  # locked: concurrent changes both stay
-            wanted = change(
-                {"global_stop": stored.global_stop, "disabled_action_types": stored.disabled_action_types}
-            )
-            updated = store_global(
-                conn,
-                stored.model_copy(update=wanted),
-                now=SystemClock().now_iso(),
-                changed_by=CLI_CHANGED_BY,
-            )
-        return updated.model_dump()
+        return self._change_on_database(GLOBAL_SCOPE, change)
 
     def change_tenant(self, tenant: str, change: Any) -> dict[str, Any]:
         if self.api:
@@ -794,25 +785,24 @@ class _Operator:
             current = self.api.call("GET", path, token)
             wanted = change({k: current[k] for k in ("execution_enabled", "disabled_action_types")})
             return dict(self._put(path, token, current, wanted))
-        from fulfill.clock import SystemClock
-        from fulfill.store import killswitches
-        from fulfill.usecases.admin import store_tenant
+        from fulfill.domain.killswitch import KillSwitchScope
 
-        with self.database.write() as conn:  # type: ignore[union-attr]
-            stored = killswitches.get_tenant(conn, tenant, for_update=True)
-            wanted = change(
-                {
-                    "execution_enabled": stored.execution_enabled,
-                    "disabled_action_types": stored.disabled_action_types,
-                }
-            )
-            updated = store_tenant(
-                conn,
-                stored.model_copy(update=wanted),
-                now=SystemClock().now_iso(),
-                changed_by=CLI_CHANGED_BY,
-            )
-        return updated.model_dump()
+        return self._change_on_database(KillSwitchScope.of_tenant(tenant), change)
+
+    def _change_on_database(self, scope: KillSwitchScope, change: Any) -> dict[str, Any]:
+        from fulfill.clock import SystemClock
+        from fulfill.domain.killswitch import SwitchSettings
+        from fulfill.usecases.admin import change_switches
+
+        assert self.database is not None
+        stored = change_switches(
+            self.database,
+            scope,
+            lambda current: SwitchSettings.from_fields(scope, change(current.fields(scope))),
+            now=SystemClock().now_iso(),
+            changed_by=CLI_CHANGED_BY,
+        )
+        return stored.public()
 
     def _put(self, path: str, token: str, current: dict[str, Any], wanted: dict[str, Any]) -> Any:
         assert self.api is not None

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 from fulfill.domain.models import ActionIntentV1
 from fulfill.domain.time import iso_from_epoch
-from fulfill.engine.runtime import Runtime
 from fulfill.store import intents
 from fulfill.store.intents import PendingFilter
 from fulfill.tokens import Principal
+from fulfill.usecases.context import UseCaseContext
 from fulfill.usecases.errors import Invalid
 
 PAGE_SIZE = 25
@@ -65,7 +65,7 @@ def decode_cursor(cursor: str) -> tuple[str, str]:
     return created_at, intent_id
 
 
-def page_pending(rt: Runtime, principal: Principal, query: PendingQuery) -> PendingPage:
+def page_pending(rt: UseCaseContext, principal: Principal, query: PendingQuery) -> PendingPage:
     """One page of the token's tenant's intents waiting for approval (expired ones included),
     only of the accounts the token may access, and how many match in all."""
     if query.action_type is not None and not _ACTION_TYPE.match(query.action_type):

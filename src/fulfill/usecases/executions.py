@@ -25,9 +25,9 @@ from fulfill.domain.status import derive_status
 from fulfill.domain.time import iso_from_epoch
 from fulfill.engine.intake import queued_attempt, request_for
 from fulfill.engine.outbox_relay import ENGINE_DESTINATION, RERUN_TOPIC
-from fulfill.engine.runtime import Runtime
 from fulfill.store import executions, intents, outbox
 from fulfill.tokens import Principal, service_token_secret
+from fulfill.usecases.context import UseCaseContext
 from fulfill.usecases.errors import BadRequest, Conflict, Forbidden, NotFound
 
 DEFAULT_LIMIT = 50
@@ -67,7 +67,7 @@ class RerunRequest(BaseModel):
 
 
 def _intent_for(
-    rt: Runtime, principal: Principal, action_intent_id: str, account_id: str | None
+    rt: UseCaseContext, principal: Principal, action_intent_id: str, account_id: str | None
 ) -> ActionIntentV1:
     """The caller's intent: 404 for nothing or another tenant's, 403 for an account outside the token."""
     if account_id is not None and not principal.may_access_account(account_id):
@@ -81,13 +81,13 @@ def _intent_for(
     return intent
 
 
-def execution_intent(rt: Runtime, principal: Principal, action_intent_id: str) -> ActionIntentV1:
+def execution_intent(rt: UseCaseContext, principal: Principal, action_intent_id: str) -> ActionIntentV1:
     """The intent behind an execution, under the same rules as its status (404, 403)."""
     return _intent_for(rt, principal, action_intent_id, None)
 
 
 def execution_status(
-    rt: Runtime, principal: Principal, action_intent_id: str, account_id: str | None = None
+    rt: UseCaseContext, principal: Principal, action_intent_id: str, account_id: str | None = None
 ) -> ExecutionStatusView:
     intent = _intent_for(rt, principal, action_intent_id, account_id)
     with rt.db.read() as conn:
@@ -111,7 +111,7 @@ def execution_status(
     return view
 
 
-def timeline(rt: Runtime, principal: Principal, action_intent_id: str) -> Timeline:
+def timeline(rt: UseCaseContext, principal: Principal, action_intent_id: str) -> Timeline:
     intent = _intent_for(rt, principal, action_intent_id, None)
     with rt.db.read() as conn:
         entries = executions.list_ledger(conn, intent.tenant_id, action_intent_id)
@@ -151,7 +151,7 @@ def parse_status_filter(raw: str | None) -> ExecutionStatus | None:
 
 
 def list_account_executions(
-    rt: Runtime,
+    rt: UseCaseContext,
     principal: Principal,
     account_id: str,
     *,
@@ -206,17 +206,17 @@ def _cursor_scope(tenant_id: str, account_id: str, status: ExecutionStatus | Non
     return json.dumps([tenant_id, account_id, status.value if status else None])
 
 
-def _cursor_key(rt: Runtime) -> bytes:
+def _cursor_key(rt: UseCaseContext) -> bytes:
     return hashlib.sha256(b"fulfill-list-cursor:" + service_token_secret(rt.settings).encode()).digest()
 
 
-def _encode_cursor(rt: Runtime, position: tuple[str, str], scope: str) -> str:
+def _encode_cursor(rt: UseCaseContext, position: tuple[str, str], scope: str) -> str:
     body = json.dumps(list(position), separators=(",", ":")).encode()
     signature = hmac.new(_cursor_key(rt), scope.encode() + b"|" + body, hashlib.sha256).digest()[:16]
     return base64.urlsafe_b64encode(signature + body).decode().rstrip("=")
 
 
-def _decode_cursor(rt: Runtime, token: str, scope: str) -> tuple[str, str]:
+def _decode_cursor(rt: UseCaseContext, token: str, scope: str) -> tuple[str, str]:
     invalid = BadRequest("next_token is not a cursor issued for this listing", code="INVALID_CURSOR")
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
@@ -249,7 +249,7 @@ def _check_max_attempts(intent: ActionIntentV1, attempts_made: int) -> None:
 
 
 def rerun_execution(
-    rt: Runtime, principal: Principal, action_intent_id: str, body: RerunRequest
+    rt: UseCaseContext, principal: Principal, action_intent_id: str, body: RerunRequest
 ) -> ExecutionStatusView:
     """Start a new attempt of a FAILED or CANCELLED execution (admin only), within the intent's
     ``execution_policy.max_attempts``, except after a stop from outside the intent before its tool

@@ -39,9 +39,9 @@ from fulfill.domain.schemas import (
 from fulfill.domain.time import epoch_from_iso, iso_from_epoch
 from fulfill.engine.intake import request_for, start_if_queued, take_execution_lock
 from fulfill.engine.outbox_relay import COMPENSATION_TOPIC, ENGINE_DESTINATION
-from fulfill.engine.runtime import Runtime
 from fulfill.store import executions, intents, killswitches, outbox, registry
 from fulfill.tokens import Principal
+from fulfill.usecases.context import UseCaseContext
 from fulfill.usecases.errors import Conflict, Forbidden, Invalid, NotFound
 
 _BASE36 = string.digits + string.ascii_lowercase
@@ -95,7 +95,7 @@ class ApprovalChange(BaseModel):
     )
 
 
-def active_stop_warnings(rt: Runtime, intent: ActionIntentV1) -> list[str]:
+def active_stop_warnings(rt: UseCaseContext, intent: ActionIntentV1) -> list[str]:
     """What approving ``intent`` now runs into (the console says it before the click too). Only
     advice: switches that cannot be read make no approval fail (the execution itself reads them
     again, and stops to be safe), they are named instead."""
@@ -110,7 +110,7 @@ def active_stop_warnings(rt: Runtime, intent: ActionIntentV1) -> list[str]:
         ]
 
 
-def approval_warnings(rt: Runtime, conn: Connection, intent: ActionIntentV1) -> list[str]:
+def approval_warnings(rt: UseCaseContext, conn: Connection, intent: ActionIntentV1) -> list[str]:
     """The active stop an approval runs into, named, with the way out."""
     decision = evaluate_kill_switches(
         environment_stop=rt.settings.global_execution_stop,
@@ -132,7 +132,9 @@ def new_intent_id(now: float) -> str:
     return f"ai_{int(now * 1000)}_{''.join(secrets.choice(_BASE36) for _ in range(8))}"
 
 
-def create_intent(rt: Runtime, principal: Principal, body: CreateIntent) -> tuple[ActionIntentV1, bool]:
+def create_intent(
+    rt: UseCaseContext, principal: Principal, body: CreateIntent
+) -> tuple[ActionIntentV1, bool]:
     """Store a new intent; returns ``(intent, created)``. The same body again returns the stored
     intent (``created`` False); another body under the same id is a conflict."""
     if not principal.may_access_account(body.account_id):
@@ -165,8 +167,17 @@ def create_intent(rt: Runtime, principal: Principal, body: CreateIntent) -> tupl
     return intent, True
 
 
+def ignored_parameters(rt: UseCaseContext, intent: ActionIntentV1) -> list[str]:
+    """The intent's parameters its pinned registry version's mapping never sends (stored, never
+    sent to the tool), sorted: usually a misspelt name."""
+    with rt.db.read() as conn:
+        entry = registry.get_entry(conn, intent.action_type, intent.registry_version)
+    mapped = set(entry.parameter_mapping) if entry is not None else set(intent.parameters)
+    return sorted(set(intent.parameters) - mapped)
+
+
 def _existing(
-    rt: Runtime, principal: Principal, action_intent_id: str, request_hash: str
+    rt: UseCaseContext, principal: Principal, action_intent_id: str, request_hash: str
 ) -> ActionIntentV1 | None:
     with rt.db.read() as conn:
         stored = intents.get_intent(conn, principal.tenant_id, action_intent_id)
@@ -198,7 +209,7 @@ def _policy(asked: ExecutionPolicy | None, max_timeout: int) -> ExecutionPolicy:
 
 
 def _build_intent(
-    rt: Runtime, principal: Principal, body: CreateIntent, now: float, now_iso: str
+    rt: UseCaseContext, principal: Principal, body: CreateIntent, now: float, now_iso: str
 ) -> ActionIntentV1:
     with rt.db.read() as conn:
         if body.registry_version is None:
@@ -302,7 +313,7 @@ def _require_approval_scopes(principal: Principal, entry: RegistryEntry) -> None
         )
 
 
-def _pinned_entry(rt: Runtime, intent: ActionIntentV1) -> RegistryEntry:
+def _pinned_entry(rt: UseCaseContext, intent: ActionIntentV1) -> RegistryEntry:
     with rt.db.read() as conn:
         entry = registry.get_entry(conn, intent.action_type, intent.registry_version)
     if entry is None:
@@ -313,7 +324,7 @@ def _pinned_entry(rt: Runtime, intent: ActionIntentV1) -> RegistryEntry:
     return entry
 
 
-def _check_tool_arguments(rt: Runtime, entry: RegistryEntry, mapped: dict[str, Any]) -> None:
+def _check_tool_arguments(rt: UseCaseContext, entry: RegistryEntry, mapped: dict[str, Any]) -> None:
     """The mapped parameters must satisfy the input schema of the pinned version's tool."""
     schema = rt.tool_schemas.get(entry.tool_name)
     if schema is None:
@@ -357,7 +368,7 @@ def _schema_message(error: jsonschema.ValidationError) -> str:
     return f"fails '{error.validator}'"
 
 
-def get_intent(rt: Runtime, principal: Principal, action_intent_id: str) -> ActionIntentV1:
+def get_intent(rt: UseCaseContext, principal: Principal, action_intent_id: str) -> ActionIntentV1:
     with rt.db.read() as conn:
         intent = intents.get_intent(conn, principal.tenant_id, action_intent_id)
     if intent is None:
@@ -372,7 +383,7 @@ PENDING_LISTING_LIMIT = 200
 
 
 def list_pending_approval(
-    rt: Runtime, principal: Principal, *, limit: int = PENDING_LISTING_LIMIT
+    rt: UseCaseContext, principal: Principal, *, limit: int = PENDING_LISTING_LIMIT
 ) -> list[ActionIntentV1]:
     """The token's tenant's intents waiting for approval, newest first, only of the accounts the
     token may access; expired ones are included (they can no longer be approved)."""
@@ -382,7 +393,9 @@ def list_pending_approval(
         )
 
 
-def list_accounts(rt: Runtime, principal: Principal, *, limit: int = PENDING_LISTING_LIMIT) -> list[str]:
+def list_accounts(
+    rt: UseCaseContext, principal: Principal, *, limit: int = PENDING_LISTING_LIMIT
+) -> list[str]:
     """The accounts of the token's tenant that have intents and that the token may access."""
     with rt.db.read() as conn:
         accounts = intents.list_accounts(conn, tenant_id=principal.tenant_id, limit=limit)
@@ -398,7 +411,7 @@ def _checked_comment(comment: str | None) -> str | None:
 
 
 def approve_intent(
-    rt: Runtime, principal: Principal, action_intent_id: str, *, comment: str | None = None
+    rt: UseCaseContext, principal: Principal, action_intent_id: str, *, comment: str | None = None
 ) -> ApprovalChange:
     """PENDING_APPROVAL → APPROVED, and the execution lock (a QUEUED attempt) in the same transaction.
 
@@ -440,7 +453,7 @@ def approve_intent(
 
 
 def reject_intent(
-    rt: Runtime, principal: Principal, action_intent_id: str, *, comment: str | None = None
+    rt: UseCaseContext, principal: Principal, action_intent_id: str, *, comment: str | None = None
 ) -> ApprovalChange:
     """PENDING_APPROVAL → REJECTED. An approved intent is stopped with cancel, not reject."""
     comment = _checked_comment(comment)
@@ -463,7 +476,7 @@ def reject_intent(
     return ApprovalChange(action_intent_id=action_intent_id, approval_status=ApprovalStatus.REJECTED)
 
 
-def cancel_intent(rt: Runtime, principal: Principal, action_intent_id: str) -> ApprovalChange:
+def cancel_intent(rt: UseCaseContext, principal: Principal, action_intent_id: str) -> ApprovalChange:
     """Stop an intent wherever it is.
 
     Not yet executed: it never will be. Executing: it stops before its tool call if it has not
