@@ -12,7 +12,7 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -24,7 +24,9 @@ from fulfill.clock import SystemClock
 from fulfill.config import Settings, unknown_variables
 from fulfill.connectors.internal import InternalConnector
 from fulfill.connectors.salesforce import SalesforceConnector
-from fulfill.credentials.vault import ConfigurationError, check_secrets_key
+from fulfill.credentials.crypto import SecretBox
+from fulfill.credentials.vault import ConfigurationError, CredentialVault, check_secrets_key
+from fulfill.domain.ports import Clock
 from fulfill.engine import runtime as runtime_module
 from fulfill.engine.heartbeat import Heartbeat
 from fulfill.engine.outbox_relay import OutboxRelay
@@ -59,11 +61,10 @@ class Service:
         self.db = Database(settings.database_url)
         self.token_verifier = TokenVerifier(settings)
         self.internal_connector = InternalConnector(self.db, self.clock)
-        self.salesforce_connector = SalesforceConnector(self.db, self.clock, settings)
+        vault = credential_vault(self.db, settings, self.clock)
+        self.salesforce_connector = SalesforceConnector(self.db, self.clock, settings, vault=vault)
         # Gateway targets: every process reads them from the database and follows changes.
-        self.target_secrets = EncryptedTargetSecrets(
-            self.db, self.salesforce_connector.vault.box, self.clock.now_iso
-        )
+        self.target_secrets = target_secrets(self.db, vault.box, self.clock)
         self.target_catalog = TargetCatalog(
             self.db,
             self.target_secrets,
@@ -87,14 +88,12 @@ class Service:
             settings, self.gateway_server, self.token_verifier, self.target_catalog.needs_confirmation
         )
         tool_schemas = GatewayToolSchemas(_tool_schemas(self.gateway_server), self.target_catalog)
-        self.target_admin = TargetAdmin(
+        self.target_admin = target_admin(
             self.db,
+            settings,
             self.target_secrets,
-            allow=settings.egress_allow,
-            now_iso=self.clock.now_iso,
+            self.clock,
             reserved_namespaces=tool_schemas.internal_namespaces,
-            discovery_timeout=settings.gateway_discovery_timeout_seconds,
-            max_response_bytes=settings.gateway_max_response_bytes,
             catalog=self.target_catalog,
             tokens=oauth_tokens,
         )
@@ -239,6 +238,47 @@ class Service:
 # The namespaces of the in-process connectors' tools (``internal.*``, ``crm.*``): no target may
 # take one of them.
 CONNECTOR_NAMESPACES = frozenset({"internal", "crm"})
+
+
+# --- the parts that the service and the command line's database operator both build --------------
+
+
+def secret_box(settings: Settings) -> SecretBox:
+    """The key that seals connector credentials and gateway target secrets (FULFILL_SECRETS_KEY)."""
+    return SecretBox.from_setting(settings.secrets_key.get_secret_value())
+
+
+def credential_vault(db: Database, settings: Settings, clock: Clock) -> CredentialVault:
+    return CredentialVault(db, secret_box(settings), clock)
+
+
+def target_secrets(db: Database, box: SecretBox, clock: Clock) -> EncryptedTargetSecrets:
+    return EncryptedTargetSecrets(db, box, clock.now_iso)
+
+
+def target_admin(
+    db: Database,
+    settings: Settings,
+    secrets: EncryptedTargetSecrets,
+    clock: Clock,
+    *,
+    reserved_namespaces: Iterable[str],
+    catalog: TargetCatalog | None = None,
+    tokens: OAuthTokens | None = None,
+) -> TargetAdmin:
+    """Gateway targets' administration; a running service also gives it its catalog (refreshed
+    at once on a change) and its OAuth token cache (forgotten on a change)."""
+    return TargetAdmin(
+        db,
+        secrets,
+        allow=settings.egress_allow,
+        now_iso=clock.now_iso,
+        reserved_namespaces=reserved_namespaces,
+        discovery_timeout=settings.gateway_discovery_timeout_seconds,
+        max_response_bytes=settings.gateway_max_response_bytes,
+        catalog=catalog,
+        tokens=tokens,
+    )
 
 
 def _tool_gateway(

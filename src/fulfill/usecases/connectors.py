@@ -96,6 +96,18 @@ def put_limits(db: Database, clock: Clock, name: str, body: ConnectorLimitsBody)
     return _view(name, stored, circuit)
 
 
+def current_limits(db: Database, name: str) -> ConnectorLimits:
+    """A connector's limits as stored (no limit when never set)."""
+    with db.read() as conn:
+        return connectors.get_limits(conn, name).limits
+
+
+def current_tenant_cap(db: Database, name: str, tenant_id: str) -> ConnectorLimits | None:
+    """A tenant's own cap on a connector; None when it has none."""
+    with db.read() as conn:
+        return connectors.tenant_cap(conn, name, tenant_id)
+
+
 def validated_limits(name: str, rate_per_second: float | None, concurrency: int | None) -> ConnectorLimits:
     """The limits, or :class:`Invalid` (422) with a code saying which part is wrong."""
     if not _NAME.match(name):
