@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import socket
 import threading
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -16,6 +16,9 @@ from fulfill.cli.output import console, err_console, note, options
 from fulfill.cli.remote import local_service_url
 from fulfill.config import Settings
 from fulfill.explain import CliError, explain, shown_url
+
+if TYPE_CHECKING:
+    import uvicorn
 
 
 def serve(
@@ -72,7 +75,7 @@ def _cannot_listen(exc: OSError, settings: Settings) -> str:
     return f"cannot listen on {where}: {explain(exc)}"
 
 
-def _demo_when_ready(server: Any, settings: Settings) -> None:
+def _demo_when_ready(server: uvicorn.Server, settings: Settings) -> None:
     import time
 
     from fulfill.demo import run_demo
