@@ -76,12 +76,12 @@ def list_registry(
     _admin: PlatformAdmin,
     action_type: Annotated[str | None, Query(max_length=64, pattern=r"^[A-Z][A-Z0-9_]*$")] = None,
 ) -> RegistryListing:
-    return RegistryListing(entries=registry.list_versions(ctx.db, action_type))
+    return RegistryListing(entries=registry.list_versions(ctx.store, action_type))
 
 
 @router.post("/registry", status_code=201, response_model=RegistryEntry, responses=_ERRORS)
 def register(body: RegistryDraft, ctx: ServiceContext, _admin: PlatformAdmin) -> RegistryEntry:
-    return registry.register_version(ctx.db, body, ctx.clock.now_iso(), ctx.tool_schemas)
+    return registry.register_version(ctx.store, body, ctx.clock.now_iso(), ctx.tool_schemas)
 
 
 @router.post(
@@ -95,7 +95,7 @@ def deprecate(
     ctx: ServiceContext,
     _admin: PlatformAdmin,
 ) -> RegistryEntry:
-    return registry.deprecate_version(ctx.db, action_type, registry_version, ctx.clock.now_iso())
+    return registry.deprecate_version(ctx.store, action_type, registry_version, ctx.clock.now_iso())
 
 
 # --- gateway targets: remote MCP servers whose tools the gateway serves as "{name}.{tool}" -------
@@ -133,7 +133,7 @@ def remove_target(name: TargetNamePath, targets: Targets, _admin: PlatformAdmin)
 @router.get("/connectors", response_model=list[ConnectorView], responses=_ERRORS)
 def list_connectors(ctx: ServiceContext, _admin: PlatformAdmin) -> list[ConnectorView]:
     """Every connector and remote target: its limits and its circuit breaker."""
-    return connectors.list_connectors(ctx.db, ctx.connector_names())
+    return connectors.list_connectors(ctx.store, ctx.connector_names())
 
 
 @router.put("/connectors/{name}/limits", response_model=ConnectorView, responses=_ERRORS)
@@ -143,7 +143,7 @@ def put_connector_limits(
     """Set a connector's (or remote target's) limits, which every tenant shares: waiting calls take
     turns by tenant (round robin), so one tenant's backlog never holds another's call behind all of
     it. Every process applies them without a restart."""
-    return connectors.put_limits(ctx.db, ctx.clock, name, body)
+    return connectors.put_limits(ctx.store, ctx.clock, name, body)
 
 
 # --- outbox dead letters --------------------------------------------------------------------------
@@ -161,7 +161,7 @@ def list_dead_letters(
 ) -> DeadLetterListing:
     """Every tenant's dead-lettered deliveries, oldest first (no payloads)."""
     return dead_letters.list_dead_letters(
-        ctx.db, tenant_id=None, platform=True, destination=destination, limit=limit
+        ctx.store, tenant_id=None, platform=True, destination=destination, limit=limit
     )
 
 
@@ -171,7 +171,7 @@ def list_dead_letters(
 def redeliver_dead_letters(body: RedeliverBody, ctx: ServiceContext, principal: PlatformAdmin) -> Redelivered:
     """Put dead letters back in line: one message's, one destination's, or every one."""
     redelivered = dead_letters.redeliver(
-        ctx.db, ctx.clock, body, tenant_id=None, platform=True, requested_by=principal.subject
+        ctx.store, ctx.clock, body, tenant_id=None, platform=True, requested_by=principal.subject
     )
     ctx.outbox_wakeup.set()
     return redelivered
@@ -192,7 +192,7 @@ def list_tenant_dead_letters(
 ) -> DeadLetterListing:
     """The tenant's own dead-lettered deliveries (destinations shown by kind only)."""
     _own_tenant(principal, tenant_id)
-    return dead_letters.list_dead_letters(ctx.db, tenant_id=tenant_id, platform=False, limit=limit)
+    return dead_letters.list_dead_letters(ctx.store, tenant_id=tenant_id, platform=False, limit=limit)
 
 
 @router.post(
@@ -211,7 +211,7 @@ def redeliver_tenant_dead_letters(
             code="DESTINATION_NOT_ALLOWED",
         )
     redelivered = dead_letters.redeliver(
-        ctx.db, ctx.clock, body, tenant_id=tenant_id, platform=False, requested_by=principal.subject
+        ctx.store, ctx.clock, body, tenant_id=tenant_id, platform=False, requested_by=principal.subject
     )
     ctx.outbox_wakeup.set()
     return redelivered
@@ -220,7 +220,7 @@ def redeliver_tenant_dead_letters(
 @router.get("/connectors/{name}/tenants", response_model=list[TenantCapView], responses=_ERRORS)
 def list_tenant_caps(name: ConnectorName, ctx: ServiceContext, _admin: PlatformAdmin) -> list[TenantCapView]:
     """Every tenant's own cap on this connector."""
-    return connectors.list_tenant_caps(ctx.db, name=name)
+    return connectors.list_tenant_caps(ctx.store, name=name)
 
 
 @router.put("/connectors/{name}/tenants/{tenant_id}/limits", response_model=TenantCapView, responses=_ERRORS)
@@ -233,7 +233,7 @@ def put_tenant_cap(
 ) -> TenantCapView:
     """Cap one tenant's calls to this connector (on top of the connector's own limits)."""
     return connectors.put_tenant_cap(
-        ctx.db, ctx.clock, name, tenant_id, body, by=principal.subject, lower_only=False
+        ctx.store, ctx.clock, name, tenant_id, body, by=principal.subject, lower_only=False
     )
 
 
@@ -247,7 +247,7 @@ def delete_tenant_cap(
     name: ConnectorName, tenant_id: TenantId, ctx: ServiceContext, _admin: PlatformAdmin
 ) -> Response:
     """Remove a tenant's own cap on this connector (the connector's limits still apply)."""
-    connectors.delete_tenant_cap(ctx.db, name, tenant_id)
+    connectors.delete_tenant_cap(ctx.store, name, tenant_id)
     return Response(status_code=204)
 
 
@@ -259,7 +259,7 @@ def delete_tenant_cap(
 def list_own_caps(tenant_id: TenantId, ctx: ServiceContext, principal: TenantAdmin) -> list[TenantCapView]:
     """The token's own tenant's caps on connectors (scope ``admin``)."""
     admin.own_tenant(principal, tenant_id)
-    return connectors.list_tenant_caps(ctx.db, tenant_id=tenant_id)
+    return connectors.list_tenant_caps(ctx.store, tenant_id=tenant_id)
 
 
 @router.put(
@@ -275,5 +275,5 @@ def lower_own_cap(
     ``platform:admin``'s."""
     admin.own_tenant(principal, tenant_id)
     return connectors.put_tenant_cap(
-        ctx.db, ctx.clock, name, tenant_id, body, by=principal.subject, lower_only=True
+        ctx.store, ctx.clock, name, tenant_id, body, by=principal.subject, lower_only=True
     )

@@ -58,6 +58,7 @@ def create_app(service: Service) -> FastAPI:
     app.state.event_intake = EventIntake(service.runtime)
     app.state.token_verifier = service.token_verifier
     app.state.targets = service.target_admin
+    app.state.credential_vault = service.credential_vault
     install_problem_handlers(app)
     # Innermost first: errors and size limits are answered inside CORS, so they carry its headers.
     app.add_middleware(UnexpectedErrorMiddleware)

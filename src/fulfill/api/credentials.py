@@ -14,13 +14,11 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Response
 from pydantic import BaseModel
 
 from fulfill.api.auth import SCOPE_ADMIN, require_scope
-from fulfill.api.deps import ServiceContext, ServiceSettings
+from fulfill.api.deps import ServiceSettings, Vault
 from fulfill.api.problems import PROBLEM, ApiProblem
-from fulfill.credentials.vault import CredentialVault
 from fulfill.domain.credentials import CredentialInput, CredentialMetadata, SecretRotation
 from fulfill.tokens import Principal
 from fulfill.usecases import credentials
-from fulfill.usecases.credentials import vault_for
 
 router = APIRouter(prefix="/admin/credentials", tags=["admin"])
 TenantAdmin = Annotated[Principal, Depends(require_scope(SCOPE_ADMIN))]
@@ -39,13 +37,6 @@ _ERRORS: dict[int | str, dict[str, Any]] = {401: PROBLEM, 403: PROBLEM, 422: PRO
 
 class CredentialListing(BaseModel):
     credentials: list[CredentialMetadata]
-
-
-def _vault(ctx: ServiceContext) -> CredentialVault:
-    return vault_for(ctx.db, ctx.settings, ctx.clock)
-
-
-Vault = Annotated[CredentialVault, Depends(_vault)]
 
 
 def _check_account(principal: Principal, account_id: str | None) -> None:

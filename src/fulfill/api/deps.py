@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from fulfill.config import Settings
+from fulfill.credentials.vault import CredentialVault
 from fulfill.tokens import TokenVerifier
 from fulfill.usecases.context import UseCaseContext
 from fulfill.usecases.events import EventIntake
@@ -36,9 +37,19 @@ def targets_of(request: Request) -> TargetAdmin:
     return targets
 
 
+def credential_vault_of(request: Request) -> CredentialVault:
+    vault: CredentialVault = request.app.state.credential_vault
+    return vault
+
+
 def event_intake_of(request: Request) -> EventIntake:
     intake: EventIntake = request.app.state.event_intake
     return intake
+
+
+def database_answers_of(request: Request) -> bool:
+    """Whether this process's database answers a query now (asked once per request)."""
+    return bool(request.app.state.service.database_answers())
 
 
 def engine_ready_of(request: Request) -> bool:
@@ -51,4 +62,6 @@ Verifier = Annotated[TokenVerifier, Depends(verifier_of)]
 ServiceSettings = Annotated[Settings, Depends(settings_of)]
 Targets = Annotated[TargetAdmin, Depends(targets_of)]
 Events = Annotated[EventIntake, Depends(event_intake_of)]
+Vault = Annotated[CredentialVault, Depends(credential_vault_of)]
 EngineReady = Annotated[bool, Depends(engine_ready_of)]
+DatabaseAnswers = Annotated[bool, Depends(database_answers_of)]

@@ -14,11 +14,10 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from fulfill.api.deps import EngineReady, ServiceContext, ServiceSettings
+from fulfill.api.deps import DatabaseAnswers, EngineReady, ServiceSettings
 from fulfill.api.problems import PROBLEM, problem_response
 from fulfill.config import Settings
 from fulfill.metrics_access import CHALLENGE, TOKEN_REQUIRED, TOKEN_REQUIRED_DETAIL, bearer_matches
-from fulfill.usecases import health
 
 router = APIRouter(tags=["health"])
 
@@ -31,9 +30,11 @@ def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", responses={503: {"description": "Not ready: the body says which part."}})
-def readyz(ctx: ServiceContext, engine_ready: EngineReady) -> JSONResponse:
-    checks: dict[str, str] = {"database": "ok" if health.database_answers(ctx) else "unavailable"}
-    if ctx.settings.role == "api":
+def readyz(
+    settings: ServiceSettings, database_answers: DatabaseAnswers, engine_ready: EngineReady
+) -> JSONResponse:
+    checks: dict[str, str] = {"database": "ok" if database_answers else "unavailable"}
+    if settings.role == "api":
         checks["workers"] = NOT_IN_THIS_ROLE
     else:
         checks["workers"] = "ok" if engine_ready else "starting"

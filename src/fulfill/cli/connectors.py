@@ -81,7 +81,7 @@ def connectors_limits(
     from fulfill.usecases.errors import UseCaseError
 
     with on_database() as operator:
-        current = connectors.current_limits(operator.database, name)
+        current = connectors.current_limits(operator.store, name)
         try:
             rate_value = current.rate_per_second if rate is None else _limit(rate, float, "--rate")
             concurrency_value = (
@@ -89,7 +89,7 @@ def connectors_limits(
             )
             connectors.validated_limits(name, rate_value, concurrency_value)  # a clear message first
             body = connectors.ConnectorLimitsBody(rate_per_second=rate_value, concurrency=concurrency_value)
-            view = connectors.put_limits(operator.database, operator.clock, name, body)
+            view = connectors.put_limits(operator.store, operator.clock, name, body)
         except (UseCaseError, ValueError) as exc:
             message = exc.message if isinstance(exc, UseCaseError) else str(exc).splitlines()[0]
             console.print(f"[red]{message}[/red]")
@@ -121,12 +121,12 @@ def connectors_tenant_limits(
     from fulfill.usecases.errors import UseCaseError
 
     with on_database() as operator:
-        database = operator.database
+        store = operator.store
         try:
             if clear:
-                connectors.delete_tenant_cap(database, name, tenant)
+                connectors.delete_tenant_cap(store, name, tenant)
             elif rate is not None or concurrency is not None:
-                current = connectors.current_tenant_cap(database, name, tenant)
+                current = connectors.current_tenant_cap(store, name, tenant)
                 rate_value = (
                     (current.rate_per_second if current else None)
                     if rate is None
@@ -140,13 +140,13 @@ def connectors_tenant_limits(
                 connectors.validated_limits(name, rate_value, concurrency_value)  # a clear message first
                 body = connectors.TenantCapBody(rate_per_second=rate_value, concurrency=concurrency_value)
                 connectors.put_tenant_cap(
-                    database, operator.clock, name, tenant, body, by="cli", lower_only=False
+                    store, operator.clock, name, tenant, body, by="cli", lower_only=False
                 )
         except (UseCaseError, ValueError) as exc:
             message = exc.message if isinstance(exc, UseCaseError) else str(exc).splitlines()[0]
             console.print(f"[red]{message}[/red]")
             raise typer.Exit(2) from None
-        caps = connectors.list_tenant_caps(database, name=name)
+        caps = connectors.list_tenant_caps(store, name=name)
     table = Table("connector", "tenant", "rate/s", "concurrency", "updated", "by")
     for view in caps:
         table.add_row(

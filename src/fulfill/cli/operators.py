@@ -36,6 +36,7 @@ from fulfill.usecases.connectors import ConnectorView
 if TYPE_CHECKING:
     from fulfill.credentials.vault import CredentialVault
     from fulfill.gateway.target_auth import EncryptedTargetSecrets
+    from fulfill.ports.store import Store
     from fulfill.store.db import Database
     from fulfill.usecases.targets import TargetAdmin
 
@@ -165,7 +166,10 @@ class DatabaseOperator:
     """On the service's database, through the use cases the API calls."""
 
     def __init__(self, database: Database, current: Settings) -> None:
+        from fulfill.store.sql_store import SqlStore
+
         self.database = database
+        self.store: Store = SqlStore(database)
         self.settings = current
         self.clock = SystemClock()
 
@@ -186,21 +190,19 @@ class DatabaseOperator:
     def registry_entries(self, action_type: str | None) -> list[RegistryEntry]:
         from fulfill.usecases.registry import list_versions
 
-        return list_versions(self.database, action_type)
+        return list_versions(self.store, action_type)
 
     def switch_board(self, tenant: str | None) -> SwitchBoard:
         from fulfill.usecases.admin import read_switches
 
-        global_switches = read_switches(self.database, GLOBAL_SCOPE)
-        tenant_switches = read_switches(self.database, KillSwitchScope.of_tenant(tenant)) if tenant else None
+        global_switches = read_switches(self.store, GLOBAL_SCOPE)
+        tenant_switches = read_switches(self.store, KillSwitchScope.of_tenant(tenant)) if tenant else None
         return SwitchBoard(global_switches, tenant_switches, self.settings.global_execution_stop)
 
     def change_switches(self, scope: KillSwitchScope, change: SwitchChange) -> StoredSwitches:
         from fulfill.usecases.admin import change_switches
 
-        return change_switches(
-            self.database, scope, change, now=self.clock.now_iso(), changed_by=CLI_CHANGED_BY
-        )
+        return change_switches(self.store, scope, change, now=self.clock.now_iso(), changed_by=CLI_CHANGED_BY)
 
     def shown(self, switches: StoredSwitches) -> dict[str, Any]:
         return switches.public()
@@ -211,7 +213,7 @@ class DatabaseOperator:
 
         # A target is a connector before any process serves it.
         targets = {target.name for target in self.target_admin().list().targets}
-        return list_connectors(self.database, set(CONNECTOR_NAMESPACES) | targets)
+        return list_connectors(self.store, set(CONNECTOR_NAMESPACES) | targets)
 
     # --- the service's parts, built as the service builds them -----------------------------
 
@@ -229,7 +231,7 @@ class DatabaseOperator:
         from fulfill.service import CONNECTOR_NAMESPACES, target_admin
 
         return target_admin(
-            self.database,
+            self.store,
             self.settings,
             self.target_secrets(),
             self.clock,

@@ -48,7 +48,7 @@ def outbox_dead_letters(
 
     with on_database(db) as operator:
         listing = outbox.list_dead_letters(
-            operator.database, tenant_id=tenant, platform=True, destination=destination, limit=limit
+            operator.store, tenant_id=tenant, platform=True, destination=destination, limit=limit
         )
     if json_output:
         console.print_json(data=listing.model_dump(mode="json"))
@@ -77,7 +77,7 @@ def outbox_redeliver(
     with on_database(db) as operator:
         try:
             redelivered = outbox.redeliver(
-                operator.database,
+                operator.store,
                 operator.clock,
                 outbox.RedeliverBody(message_id=message_id, destination=destination),
                 tenant_id=tenant,

@@ -98,6 +98,7 @@ def migrate(db: DbOption = None) -> None:
     from fulfill.clock import SystemClock
     from fulfill.store.db import Database
     from fulfill.store.migrate import current_revision, upgrade_to_head
+    from fulfill.store.sql_store import SqlStore
     from fulfill.usecases.registry import seed_default_registry
 
     url = db or Settings().database_url
@@ -105,7 +106,7 @@ def migrate(db: DbOption = None) -> None:
     database = Database(url)
     try:
         upgrade_to_head(database)
-        seed_default_registry(database, SystemClock().now_iso())
+        seed_default_registry(SqlStore(database), SystemClock().now_iso())
         console.print(f"database at revision {current_revision(database)}")
     except Exception as exc:
         raise CliError(explain(exc, database_url=url)) from None

@@ -464,7 +464,7 @@ async def approvals(request: Request, ctx: ServiceContext) -> Response:
             first_url=("/console/approvals?" + urlencode(filters)) if before else None,
             chosen=chosen,
             filtered=bool(filters.keys() - {"order"}),
-            action_types=sorted({entry.action_type for entry in registry.list_versions(ctx.db)}),
+            action_types=sorted({entry.action_type for entry in registry.list_versions(ctx.store)}),
             accounts=intents.list_accounts(ctx, principal),
             ages=[
                 ("", "any age"),
@@ -647,16 +647,16 @@ async def kill_switches(request: Request, ctx: ServiceContext) -> Response:
 
 def _switches_context(request: Request, ctx: UseCaseContext, principal: Principal) -> dict[str, Any]:
     context: dict[str, Any] = {
-        "action_types": sorted({entry.action_type for entry in registry.list_versions(ctx.db)}),
+        "action_types": sorted({entry.action_type for entry in registry.list_versions(ctx.store)}),
         "environment_stop": ctx.settings.global_execution_stop,
     }
     if principal.has_scope(SCOPE_PLATFORM_ADMIN):
-        context["global_switches"] = KillSwitches.of(admin.read_switches(ctx.db, GLOBAL_SCOPE))
-        context["global_history"] = admin.kill_switch_history(ctx.db, GLOBAL_SCOPE)
+        context["global_switches"] = KillSwitches.of(admin.read_switches(ctx.store, GLOBAL_SCOPE))
+        context["global_history"] = admin.kill_switch_history(ctx.store, GLOBAL_SCOPE)
     if principal.has_scope(SCOPE_ADMIN):
         own = KillSwitchScope.of_tenant(principal.tenant_id)
-        context["tenant_switches"] = TenantExecution.of(admin.read_switches(ctx.db, own))
-        context["tenant_history"] = admin.kill_switch_history(ctx.db, own)
+        context["tenant_switches"] = TenantExecution.of(admin.read_switches(ctx.store, own))
+        context["tenant_history"] = admin.kill_switch_history(ctx.store, own)
     return context
 
 
@@ -700,7 +700,7 @@ def _save_switches(
         )
     except ValidationError:
         raise Refused(422, "An action type is written in capitals, digits and '_'.") from None
-    current = admin.read_switches(ctx.db, scope).settings
+    current = admin.read_switches(ctx.store, scope).settings
     stops_more = (wanted.stopped and not current.stopped) or bool(
         set(wanted.disabled_action_types) - set(current.disabled_action_types)
     )
@@ -743,8 +743,8 @@ async def registry_page(request: Request, ctx: ServiceContext) -> Response:
             request,
             "registry.html",
             principal,
-            entries=registry.list_versions(ctx.db),
-            connectors=connectors.list_connectors(ctx.db, ctx.connector_names()),
+            entries=registry.list_versions(ctx.store),
+            connectors=connectors.list_connectors(ctx.store, ctx.connector_names()),
             latency=metrics.RECENT_CALLS.latency(),
         )
 

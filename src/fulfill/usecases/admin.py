@@ -6,13 +6,11 @@ from collections.abc import Callable
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Connection
 
 from fulfill.domain.killswitch import GLOBAL_SCOPE, KillSwitchScope, StoredSwitches, SwitchSettings
 from fulfill.domain.ledger import kill_switch_entry, switches_ledger_subject, switches_ledger_tenant
 from fulfill.domain.models import ActionType, LedgerEntry
-from fulfill.store import executions, killswitches
-from fulfill.store.db import Database
+from fulfill.ports.store import Store, UnitOfWork
 from fulfill.tokens import Principal
 from fulfill.usecases.context import UseCaseContext
 from fulfill.usecases.errors import NotFound
@@ -82,21 +80,21 @@ class TenantExecution(BaseModel):
 # --- one path for both scopes: read, write (with its ledger entry), change, history ---------------
 
 
-def read_switches(db: Database, scope: KillSwitchScope) -> StoredSwitches:
-    with db.read() as conn:
-        return killswitches.get_switches(conn, scope)
+def read_switches(store: Store, scope: KillSwitchScope) -> StoredSwitches:
+    with store.read() as uow:
+        return uow.killswitches.get_switches(scope)
 
 
 def write_switches(
     rt: UseCaseContext, scope: KillSwitchScope, settings: SwitchSettings, *, changed_by: str
 ) -> StoredSwitches:
     """Store a scope's switches, and who changed them in the ledger (one transaction)."""
-    with rt.db.write() as conn:
-        return store_switches(conn, scope, settings, now=rt.clock.now_iso(), changed_by=changed_by)
+    with rt.store.write() as uow:
+        return store_switches(uow, scope, settings, now=rt.clock.now_iso(), changed_by=changed_by)
 
 
 def change_switches(
-    db: Database,
+    store: Store,
     scope: KillSwitchScope,
     change: Callable[[SwitchSettings], SwitchSettings],
     *,
@@ -105,27 +103,27 @@ def change_switches(
 ) -> StoredSwitches:
     """Apply ``change`` to a scope's current switches, read locked in the same transaction as the
     write, so two concurrent changes both stay (a switch one of them turns on is not lost)."""
-    with db.write() as conn:
-        current = killswitches.get_switches(conn, scope, for_update=True)
-        return store_switches(conn, scope, change(current.settings), now=now, changed_by=changed_by)
+    with store.write() as uow:
+        current = uow.killswitches.get_switches(scope, for_update=True)
+        return store_switches(uow, scope, change(current.settings), now=now, changed_by=changed_by)
 
 
 def store_switches(
-    conn: Connection, scope: KillSwitchScope, settings: SwitchSettings, *, now: str, changed_by: str
+    uow: UnitOfWork, scope: KillSwitchScope, settings: SwitchSettings, *, now: str, changed_by: str
 ) -> StoredSwitches:
     """Write a scope's switches and a ``KILL_SWITCH_CHANGED`` ledger entry in the caller's
     transaction."""
-    stored = killswitches.put_switches(conn, scope, settings, now=now)
-    executions.append_ledger(conn, kill_switch_entry(stored, changed_by=changed_by))
+    stored = uow.killswitches.put_switches(scope, settings, now=now)
+    uow.executions.append_ledger(kill_switch_entry(stored, changed_by=changed_by))
     return stored
 
 
-def kill_switch_history(db: Database, scope: KillSwitchScope, *, limit: int = 20) -> list[LedgerEntry]:
+def kill_switch_history(store: Store, scope: KillSwitchScope, *, limit: int = 20) -> list[LedgerEntry]:
     """The latest changes (newest first) of a scope's switches. Callers check the scope: the
     global history needs ``platform:admin``, a tenant's ``admin`` of that tenant."""
-    with db.read() as conn:
-        return executions.list_ledger(
-            conn, switches_ledger_tenant(scope), switches_ledger_subject(scope), newest=limit
+    with store.read() as uow:
+        return uow.executions.list_ledger(
+            switches_ledger_tenant(scope), switches_ledger_subject(scope), newest=limit
         )
 
 
@@ -141,7 +139,7 @@ def own_tenant(principal: Principal, tenant_id: str) -> KillSwitchScope:
 
 
 def get_kill_switches(rt: UseCaseContext) -> KillSwitches:
-    return KillSwitches.of(read_switches(rt.db, GLOBAL_SCOPE))
+    return KillSwitches.of(read_switches(rt.store, GLOBAL_SCOPE))
 
 
 def put_kill_switches(rt: UseCaseContext, body: KillSwitches, *, changed_by: str) -> KillSwitches:
@@ -150,7 +148,7 @@ def put_kill_switches(rt: UseCaseContext, body: KillSwitches, *, changed_by: str
 
 
 def get_tenant_execution(rt: UseCaseContext, principal: Principal, tenant_id: str) -> TenantExecution:
-    return TenantExecution.of(read_switches(rt.db, own_tenant(principal, tenant_id)))
+    return TenantExecution.of(read_switches(rt.store, own_tenant(principal, tenant_id)))
 
 
 def put_tenant_execution(

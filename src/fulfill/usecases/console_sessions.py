@@ -4,8 +4,7 @@ revoke. What a row holds about the user's bearer is sealed by the console
 
 from __future__ import annotations
 
-from fulfill.store import console_sessions
-from fulfill.store.console_sessions import StoredSession
+from fulfill.domain.records import StoredSession
 from fulfill.usecases.context import UseCaseContext
 
 __all__ = ["StoredSession", "live_session", "open_session", "revoke_session"]
@@ -21,10 +20,9 @@ def open_session(
     now: float,
     expires_epoch: float,
 ) -> None:
-    with rt.db.write() as conn:
-        console_sessions.purge_expired(conn, now=now)
-        console_sessions.insert(
-            conn,
+    with rt.store.write() as uow:
+        uow.console_sessions.purge_expired(now=now)
+        uow.console_sessions.insert(
             session_hash=session_hash,
             tenant_id=tenant_id,
             subject=subject,
@@ -35,10 +33,10 @@ def open_session(
 
 
 def live_session(rt: UseCaseContext, session_hash: str, *, now: float) -> StoredSession | None:
-    with rt.db.read() as conn:
-        return console_sessions.get_live(conn, session_hash, now=now)
+    with rt.store.read() as uow:
+        return uow.console_sessions.get_live(session_hash, now=now)
 
 
 def revoke_session(rt: UseCaseContext, session_hash: str, *, now: float) -> None:
-    with rt.db.write() as conn:
-        console_sessions.revoke(conn, session_hash, now=now)
+    with rt.store.write() as uow:
+        uow.console_sessions.revoke(session_hash, now=now)

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from fulfill.config import Settings
 from fulfill.domain.ports import Clock
-from fulfill.store.db import Database
+from fulfill.ports.store import Store
 
 
 class UseCaseContext(Protocol):
@@ -21,7 +21,7 @@ class UseCaseContext(Protocol):
     def settings(self) -> Settings: ...
 
     @property
-    def db(self) -> Database: ...
+    def store(self) -> Store: ...
 
     @property
     def clock(self) -> Clock: ...

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from fulfill.domain.expiry import is_expired
-from fulfill.domain.ledger import TOOL_CALL_TRY_FAILED, ledger_entry
+from fulfill.domain.ledger import TOOL_CALL_TRY_FAILED, rerun_requested_entry
 from fulfill.domain.models import (
     RERUNNABLE_STATUSES,
     ActionIntentV1,
@@ -25,7 +25,6 @@ from fulfill.domain.status import derive_status
 from fulfill.domain.time import iso_from_epoch
 from fulfill.engine.intake import queued_attempt, request_for
 from fulfill.engine.outbox_relay import ENGINE_DESTINATION, RERUN_TOPIC
-from fulfill.store import executions, intents, outbox
 from fulfill.tokens import Principal, service_token_secret
 from fulfill.usecases.context import UseCaseContext
 from fulfill.usecases.errors import BadRequest, Conflict, Forbidden, NotFound
@@ -72,8 +71,8 @@ def _intent_for(
     """The caller's intent: 404 for nothing or another tenant's, 403 for an account outside the token."""
     if account_id is not None and not principal.may_access_account(account_id):
         raise Forbidden("the token does not grant access to this account")
-    with rt.db.read() as conn:
-        intent = intents.get_intent(conn, principal.tenant_id, action_intent_id)
+    with rt.store.read() as uow:
+        intent = uow.intents.get_intent(principal.tenant_id, action_intent_id)
     if intent is None or (account_id is not None and intent.account_id != account_id):
         raise NotFound("execution not found")
     if not principal.may_access_account(intent.account_id):
@@ -90,11 +89,11 @@ def execution_status(
     rt: UseCaseContext, principal: Principal, action_intent_id: str, account_id: str | None = None
 ) -> ExecutionStatusView:
     intent = _intent_for(rt, principal, action_intent_id, account_id)
-    with rt.db.read() as conn:
-        attempt = executions.get_attempt(conn, intent.tenant_id, intent.account_id, action_intent_id)
+    with rt.store.read() as uow:
+        attempt = uow.executions.get_attempt(intent.tenant_id, intent.account_id, action_intent_id)
         outcome = (
-            executions.get_outcome(
-                conn, intent.tenant_id, intent.account_id, action_intent_id, attempt.attempt_count
+            uow.executions.get_outcome(
+                intent.tenant_id, intent.account_id, action_intent_id, attempt.attempt_count
             )
             if attempt
             else None
@@ -113,8 +112,8 @@ def execution_status(
 
 def timeline(rt: UseCaseContext, principal: Principal, action_intent_id: str) -> Timeline:
     intent = _intent_for(rt, principal, action_intent_id, None)
-    with rt.db.read() as conn:
-        entries = executions.list_ledger(conn, intent.tenant_id, action_intent_id)
+    with rt.store.read() as uow:
+        entries = uow.executions.list_ledger(intent.tenant_id, action_intent_id)
     return Timeline(
         action_intent_id=action_intent_id,
         entries=[
@@ -166,9 +165,8 @@ def list_account_executions(
     scope = _cursor_scope(principal.tenant_id, account_id, status)
     after = _decode_cursor(rt, next_token, scope) if next_token is not None else None
     now = rt.clock.now()
-    with rt.db.read() as conn:
-        rows = intents.list_account_executions(
-            conn,
+    with rt.store.read() as uow:
+        rows = uow.intents.list_account_executions(
             tenant_id=principal.tenant_id,
             account_id=account_id,
             status=status,
@@ -268,8 +266,8 @@ def rerun_execution(
     if is_expired(intent.expires_at_epoch, now):
         raise Conflict("the intent has expired; a rerun would only expire again", code="INTENT_EXPIRED")
     now_iso = iso_from_epoch(now)
-    with rt.db.write() as conn:
-        attempt = executions.get_attempt(conn, intent.tenant_id, intent.account_id, action_intent_id)
+    with rt.store.write() as uow:
+        attempt = uow.executions.get_attempt(intent.tenant_id, intent.account_id, action_intent_id)
         if attempt is None or attempt.status not in RERUNNABLE_STATUSES:
             current = attempt.status.value if attempt else "not executed"
             raise Conflict(
@@ -280,12 +278,12 @@ def rerun_execution(
         # an admin is always allowed, and the ledger says so (domain/rerun.py).
         tries_failed = sum(
             1
-            for entry in executions.list_ledger(conn, intent.tenant_id, action_intent_id)
+            for entry in uow.executions.list_ledger(intent.tenant_id, action_intent_id)
             if entry.event_type == TOOL_CALL_TRY_FAILED and entry.attempt == attempt.attempt_count
         )
         stop = stop_without_a_call(
-            executions.get_outcome(
-                conn, intent.tenant_id, intent.account_id, action_intent_id, attempt.attempt_count
+            uow.executions.get_outcome(
+                intent.tenant_id, intent.account_id, action_intent_id, attempt.attempt_count
             ),
             tries_failed=tries_failed,
         )
@@ -294,36 +292,29 @@ def rerun_execution(
         beyond = attempt.attempt_count >= intent.execution_policy.max_attempts
         attempt_count = attempt.attempt_count + 1
         rerun = queued_attempt(intent, now, attempt_count)
-        if not executions.start_rerun(
-            conn, previous=attempt, rerun=rerun, deadline_epoch=now + intent.execution_policy.timeout_seconds
+        if not uow.executions.start_rerun(
+            previous=attempt, rerun=rerun, deadline_epoch=now + intent.execution_policy.timeout_seconds
         ):
             raise Conflict(
                 "the execution changed while the rerun was requested; retry", code="CONCURRENT_CHANGE"
             )
-        intents.mark_execution(
-            conn, intent.tenant_id, action_intent_id, status=ExecutionStatus.PENDING, at=now_iso
+        uow.intents.mark_execution(
+            intent.tenant_id, action_intent_id, status=ExecutionStatus.PENDING, at=now_iso
         )
-        executions.append_ledger(
-            conn,
-            ledger_entry(
-                event_type="RERUN_REQUESTED",
-                timestamp=now_iso,
-                tenant_id=intent.tenant_id,
-                account_id=intent.account_id,
-                action_intent_id=action_intent_id,
+        uow.executions.append_ledger(
+            rerun_requested_entry(
+                intent,
                 attempt=attempt_count,
                 trace_id=rerun.trace_id,
-                data={
-                    "action_intent_id": action_intent_id,
-                    "requested_by": principal.subject,
-                    "reason": body.reason,
-                    **({"after_stop": stop, "beyond_max_attempts": beyond} if stop is not None else {}),
-                },
-            ),
+                timestamp=now_iso,
+                requested_by=principal.subject,
+                reason=body.reason,
+                after_stop=stop,
+                beyond_max_attempts=beyond,
+            )
         )
         request = request_for(rerun, requested_by=principal.subject, rerun_reason=body.reason)
-        outbox.enqueue(
-            conn,
+        uow.outbox.enqueue(
             message_id=f"rerun:{rerun.workflow_id}",
             topic=RERUN_TOPIC,
             tenant_id=intent.tenant_id,
