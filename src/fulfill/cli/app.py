@@ -3,7 +3,6 @@ line on stderr for any command's unexpected failure."""
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 from typing import Annotated, Any
@@ -17,6 +16,7 @@ from fulfill.cli import connectors, credentials, gateway, intents, killswitch, o
 from fulfill.cli.auth import token
 from fulfill.cli.output import err_console, options
 from fulfill.cli.server import migrate, serve
+from fulfill.cli.tooling import tooling
 from fulfill.explain import CliError, explain
 
 # ``fulfill --help`` lists the commands in this order, whichever module registers them.
@@ -101,19 +101,7 @@ app.add_typer(connectors.commands, name="connectors")
 app.add_typer(outbox.commands, name="outbox")
 
 
-def _register_tools(target: typer.Typer) -> None:
-    """The tooling's commands (load test, end-to-end check, demo, local Salesforce) come from the
-    tooling package when it is installed: the product never imports it, it looks it up by name."""
-    try:
-        tools = importlib.import_module("fulfill_tools.cli")
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("fulfill_tools", "fulfill_tools.cli"):
-            raise
-        tools = importlib.import_module("fulfill.cli.tools")
-    tools.register(target)
-
-
-_register_tools(app)
+tooling().register(app)
 
 
 def main() -> None:

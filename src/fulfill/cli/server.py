@@ -78,7 +78,7 @@ def _cannot_listen(exc: OSError, settings: Settings) -> str:
 def _demo_when_ready(server: uvicorn.Server, settings: Settings) -> None:
     import time
 
-    from fulfill.demo import run_demo
+    from fulfill.cli.tooling import tooling
 
     while not server.started:
         if server.should_exit:
@@ -86,7 +86,7 @@ def _demo_when_ready(server: uvicorn.Server, settings: Settings) -> None:
         time.sleep(0.05)
     url = local_service_url(settings)
     try:
-        run_demo(url, settings, console)
+        tooling().run_demo(url, settings, console)
     except Exception as exc:
         err_console.print(f"[red]demo failed:[/red] {escape(explain(exc))}", highlight=False, soft_wrap=True)
     console.print(f"[green]the service keeps serving on {url}; press Ctrl+C to stop[/green]")

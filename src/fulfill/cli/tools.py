@@ -1,5 +1,6 @@
-"""The tooling's commands (``demo``, ``e2e``, ``bench load``, ``dev salesforce``), registered
-here while the tooling still lives in this package; ``register`` adds them to the app."""
+"""The tooling's commands (``demo``, ``e2e``, ``bench load``, ``dev salesforce``) while the
+tooling still lives in this package: the same ``register`` and ``run_demo`` as ``fulfill_tools.cli``
+(see ``tooling.py``), which replaces this module."""
 
 from __future__ import annotations
 
@@ -7,16 +8,24 @@ from typing import Annotated
 
 import httpx
 import typer
+from rich.console import Console
 
 from fulfill.cli.options import TokenOption, UrlOption, settings
 from fulfill.cli.output import console
 from fulfill.cli.remote import Service
+from fulfill.config import Settings
 from fulfill.explain import CliError
 
 dev_commands = typer.Typer(
     help="Local stand-ins for external systems (development and tests).", no_args_is_help=True
 )
 bench_commands = typer.Typer(help="Benchmarks against a service in its own process.", no_args_is_help=True)
+
+
+def run_demo(url: str, current: Settings, out: Console) -> bool:
+    from fulfill.demo import run_demo as run
+
+    return run(url, current, out)
 
 
 def register(app: typer.Typer) -> None:
@@ -28,8 +37,6 @@ def register(app: typer.Typer) -> None:
 
 def demo(url: UrlOption = None) -> None:
     """Submit, approve and execute one internal task against a running service; print its status."""
-    from fulfill.demo import run_demo
-
     service = Service(url)
     try:
         ok = run_demo(service.base, settings(), console)
