@@ -12,7 +12,7 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -40,6 +40,7 @@ from fulfill.gateway.server import GatewayServer, GatewayTokenVerifier, build_ga
 from fulfill.gateway.target_auth import EncryptedTargetSecrets, OAuthTokens, check_target_secrets_key
 from fulfill.gateway.targets import GatewayToolSchemas, TargetCatalog
 from fulfill.metrics_access import MetricsListener
+from fulfill.ports.store import Store
 from fulfill.store.db import Database
 from fulfill.store.migrate import upgrade_to_head
 from fulfill.store.sql_store import SqlStore
@@ -49,12 +50,6 @@ from fulfill.usecases.shared_state import read_shared_state
 from fulfill.usecases.targets import TargetAdmin
 
 log = logging.getLogger("fulfill")
-
-
-def credential_vault(db: Database, settings: Settings, clock: Clock) -> CredentialVault:
-    """The tenants' connector credentials, sealed with FULFILL_SECRETS_KEY (the service's and the
-    CLI's database commands build it so)."""
-    return CredentialVault(db, SecretBox.from_setting(settings.secrets_key.get_secret_value()), clock)
 
 
 class Service:
@@ -75,9 +70,7 @@ class Service:
             self.store, self.clock, settings, vault=self.credential_vault
         )
         # Gateway targets: every process reads them from the database and follows changes.
-        self.target_secrets = EncryptedTargetSecrets(
-            self.db, self.salesforce_connector.vault.box, self.clock.now_iso
-        )
+        self.target_secrets = target_secrets(self.db, self.credential_vault.box, self.clock)
         self.target_catalog = TargetCatalog(
             self.db,
             self.target_secrets,
@@ -101,14 +94,12 @@ class Service:
             settings, self.gateway_server, self.token_verifier, self.target_catalog.needs_confirmation
         )
         tool_schemas = GatewayToolSchemas(_tool_schemas(self.gateway_server), self.target_catalog)
-        self.target_admin = TargetAdmin(
+        self.target_admin = target_admin(
             self.store,
+            settings,
             self.target_secrets,
-            allow=settings.egress_allow,
-            now_iso=self.clock.now_iso,
+            self.clock,
             reserved_namespaces=tool_schemas.internal_namespaces,
-            discovery_timeout=settings.gateway_discovery_timeout_seconds,
-            max_response_bytes=settings.gateway_max_response_bytes,
             catalog=self.target_catalog,
             tokens=oauth_tokens,
         )
@@ -265,6 +256,48 @@ class Service:
 # The namespaces of the in-process connectors' tools (``internal.*``, ``crm.*``): no target may
 # take one of them.
 CONNECTOR_NAMESPACES = frozenset({"internal", "crm"})
+
+
+# --- the parts that the service and the command line's database operator both build --------------
+
+
+def secret_box(settings: Settings) -> SecretBox:
+    """The key that seals connector credentials and gateway target secrets (FULFILL_SECRETS_KEY)."""
+    return SecretBox.from_setting(settings.secrets_key.get_secret_value())
+
+
+def credential_vault(db: Database, settings: Settings, clock: Clock) -> CredentialVault:
+    """The tenants' connector credentials, sealed with FULFILL_SECRETS_KEY."""
+    return CredentialVault(db, secret_box(settings), clock)
+
+
+def target_secrets(db: Database, box: SecretBox, clock: Clock) -> EncryptedTargetSecrets:
+    return EncryptedTargetSecrets(db, box, clock.now_iso)
+
+
+def target_admin(
+    store: Store,
+    settings: Settings,
+    secrets: EncryptedTargetSecrets,
+    clock: Clock,
+    *,
+    reserved_namespaces: Iterable[str],
+    catalog: TargetCatalog | None = None,
+    tokens: OAuthTokens | None = None,
+) -> TargetAdmin:
+    """Gateway targets' administration; a running service also gives it its catalog (refreshed
+    at once on a change) and its OAuth token cache (forgotten on a change)."""
+    return TargetAdmin(
+        store,
+        secrets,
+        allow=settings.egress_allow,
+        now_iso=clock.now_iso,
+        reserved_namespaces=reserved_namespaces,
+        discovery_timeout=settings.gateway_discovery_timeout_seconds,
+        max_response_bytes=settings.gateway_max_response_bytes,
+        catalog=catalog,
+        tokens=tokens,
+    )
 
 
 def _tool_gateway(

@@ -95,6 +95,18 @@ def put_limits(store: Store, clock: Clock, name: str, body: ConnectorLimitsBody)
     return _view(name, stored, circuit)
 
 
+def current_limits(store: Store, name: str) -> ConnectorLimits:
+    """A connector's limits as stored (no limit when never set)."""
+    with store.read() as uow:
+        return uow.connectors.get_limits(name).limits
+
+
+def current_tenant_cap(store: Store, name: str, tenant_id: str) -> ConnectorLimits | None:
+    """A tenant's own cap on a connector; None when it has none."""
+    with store.read() as uow:
+        return uow.connectors.tenant_cap(name, tenant_id)
+
+
 def validated_limits(name: str, rate_per_second: float | None, concurrency: int | None) -> ConnectorLimits:
     """The limits, or :class:`Invalid` (422) with a code saying which part is wrong."""
     if not _NAME.match(name):
