@@ -25,11 +25,12 @@ from fulfill import __version__
 from fulfill.config import Settings
 from fulfill.domain.time import epoch_from_iso
 from fulfill.engine.workflow import EXECUTION_QUEUE
-from fulfill.loadtest import STEPS, summary
-from fulfill.loadtest import measure_bare as _measure_bare
 from fulfill.server import BackgroundServer
 from fulfill.store import executions, intents
 from fulfill.tokens import mint_token
+from fulfill_tools.floor import STEPS
+from fulfill_tools.floor import measure_bare as _measure_bare
+from fulfill_tools.loadtest import summary
 
 
 def measure_fulfill(server: BackgroundServer, count: int) -> list[float]:
@@ -75,7 +76,7 @@ def measure_fulfill(server: BackgroundServer, count: int) -> list[float]:
 
 
 def measure_bare(count: int) -> list[float]:
-    """The bare workflow (fulfill.loadtest), enqueued on the service's own queue, one at a time."""
+    """The bare workflow (fulfill_tools.floor), enqueued on the service's own queue, one at a time."""
     return _measure_bare(count, EXECUTION_QUEUE)
 
 

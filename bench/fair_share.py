@@ -34,9 +34,9 @@ from sqlalchemy import create_engine, func, select
 from bench.slow_tools import create_and_approve_at_once
 from fulfill.config import Settings
 from fulfill.domain.time import epoch_from_iso
-from fulfill.loadtest import ServiceGroup
 from fulfill.store.tables import execution_attempts, internal_tasks
 from fulfill.tokens import mint_token
+from fulfill_tools.launch import ServiceGroup
 
 SECRET = "bench-secret-0123456789abcdef0123456789"
 SCOPES = ["intents:write", "intents:read", "intents:approve", "executions:read", "platform:admin"]

@@ -35,9 +35,9 @@ from sqlalchemy import create_engine, func, select
 from bench.slow_tools import DelayingProxy, create_and_approve_at_once
 from fulfill.config import Settings
 from fulfill.domain.time import epoch_from_iso
-from fulfill.loadtest import ServiceGroup, free_port
 from fulfill.store.tables import connector_calls, execution_attempts, internal_tasks
 from fulfill.tokens import mint_token
+from fulfill_tools.launch import ServiceGroup, free_port
 
 SECRET = "bench-secret-0123456789abcdef0123456789"
 SCOPES = ["intents:write", "intents:read", "intents:approve", "executions:read", "platform:admin"]

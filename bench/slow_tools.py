@@ -26,8 +26,8 @@ import uvicorn
 
 from fulfill.config import Settings
 from fulfill.domain.time import epoch_from_iso
-from fulfill.loadtest import ServiceGroup, free_port
 from fulfill.tokens import mint_token
+from fulfill_tools.launch import ServiceGroup, free_port
 
 SECRET = "bench-secret-0123456789abcdef0123456789"
 SCOPES = ["intents:write", "intents:read", "intents:approve", "executions:read"]

@@ -18,6 +18,7 @@ and reachability); ``fulfill --debug …`` shows the traceback instead.
 from __future__ import annotations
 
 import errno
+import importlib
 import json
 import os
 import socket
@@ -25,6 +26,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Annotated, Any
 
 import httpx
@@ -35,7 +37,8 @@ from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
-from fulfill.config import Settings
+from fulfill.config import Settings, local_service_url
+from fulfill.domain.scopes import TENANT_SCOPES, Scope, spelled
 from fulfill.explain import CliError, explain, network_reason, problem_line, shown_url
 
 
@@ -109,18 +112,12 @@ outbox_app = typer.Typer(
     "database: --db, else FULFILL_DATABASE_URL).",
     no_args_is_help=True,
 )
-bench_app = typer.Typer(help="Benchmarks against a service in its own process.", no_args_is_help=True)
 credentials_app = typer.Typer(
     help="Connector credentials, encrypted with FULFILL_SECRETS_KEY (secrets are never printed).",
     no_args_is_help=True,
 )
-dev_app = typer.Typer(
-    help="Local stand-ins for external systems (development and tests).", no_args_is_help=True
-)
 app.add_typer(intent_app, name="intent")
 app.add_typer(credentials_app, name="credentials")
-app.add_typer(dev_app, name="dev")
-app.add_typer(bench_app, name="bench")
 app.add_typer(kill_app, name="kill-switch")
 app.add_typer(registry_app, name="registry")
 app.add_typer(gateway_app, name="gateway")
@@ -129,8 +126,8 @@ app.add_typer(outbox_app, name="outbox")
 
 # Every scope of a tenant's own work; ``admin`` manages that tenant only. What affects every
 # tenant (the global kill switches, the registry) needs ``platform:admin`` instead.
-ALL_SCOPES = "intents:write intents:read intents:approve events:write executions:read admin"
-PLATFORM_ADMIN = "platform:admin"
+ALL_SCOPES = spelled(TENANT_SCOPES)
+PLATFORM_ADMIN = Scope.PLATFORM_ADMIN
 # Who the ledger says changed a kill switch written straight to the database (--db).
 CLI_CHANGED_BY = "fulfill-cli (database)"
 MAX_TOKEN_TTL_SECONDS = 366 * 24 * 3600
@@ -192,18 +189,6 @@ def _token(tenant: str, token: str | None, scopes: str = ALL_SCOPES) -> str:
 
 # The tokens this command minted itself, so that a refusal can say where its token came from.
 _minted: set[str] = set()
-
-
-def local_service_url(settings: Settings) -> str:
-    """Where ``fulfill serve`` with these settings is reached from this machine."""
-    host = settings.host
-    if host in ("0.0.0.0", ""):  # noqa: S104 - naming the wildcard address, not binding it
-        host = "127.0.0.1"
-    elif host == "::":
-        host = "::1"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{settings.port}"
 
 
 class ServiceApi:
@@ -323,80 +308,20 @@ def _cannot_listen(exc: OSError, settings: Settings) -> str:
 def _demo_when_ready(server: Any, settings: Settings) -> None:
     import time
 
-    from fulfill.demo import run_demo
-
+    if _tools is None:
+        err_console.print(f"[red]demo failed:[/red] {NO_TOOLS}", highlight=False, soft_wrap=True)
+        return
     while not server.started:
         if server.should_exit:
             return
         time.sleep(0.05)
     url = local_service_url(settings)
     try:
-        run_demo(url, settings, console)
+        _tools.run_demo(url, settings, console)
     except Exception as exc:
         err_console.print(f"[red]demo failed:[/red] {escape(explain(exc))}", highlight=False, soft_wrap=True)
     console.print(f"[green]the service keeps serving on {url}; press Ctrl+C to stop[/green]")
     console.print(f"operator console: {url}/console/", highlight=False, soft_wrap=True)
-
-
-@app.command()
-def demo(url: UrlOption = None) -> None:
-    """Submit, approve and execute one internal task against a running service; print its status."""
-    from fulfill.demo import run_demo
-
-    api = ServiceApi(url)
-    try:
-        ok = run_demo(api.base, _settings(), console)
-    except httpx.TransportError as exc:
-        raise CliError(
-            f"cannot reach the service at {api.base} (from {api.source}): {network_reason(exc)}. "
-            "Start it with `fulfill serve`, or point --url at it.",
-            exit_code=2,
-        ) from None
-    if not ok:
-        raise typer.Exit(1)
-
-
-@app.command()
-def e2e(
-    url: Annotated[
-        str | None,
-        typer.Option("--url", envvar="FULFILL_URL", help="Service to verify; omit to start an embedded one."),
-    ] = None,
-    bearer: TokenOption = None,
-    account: Annotated[
-        str, typer.Option("--account", envvar="FULFILL_ACCOUNT_ID", help="Account of the test intents.")
-    ] = "e2e-account",
-    db: Annotated[
-        str | None, typer.Option("--db", help="Database URL of that service: also check its rows.")
-    ] = None,
-    global_stop: Annotated[
-        bool,
-        typer.Option(
-            "--global-stop",
-            envvar="FULFILL_E2E_GLOBAL_STOP",
-            help="Kill-switch path: use the global stop (stops every tenant; needs platform:admin) "
-            "instead of switching off the token's own tenant.",
-        ),
-    ] = False,
-) -> None:
-    """Verify a service end to end (B2, B1, kill switch, expiry, duplicates). Exit 0 verified,
-    1 a check failed, 2 configuration error."""
-    from fulfill.e2e import ConfigurationError, run_e2e, run_embedded
-
-    try:
-        if not url:
-            if db:
-                raise ConfigurationError("--db needs FULFILL_URL (the embedded run checks its own database)")
-            ok = run_embedded(account, console, global_stop=global_stop)
-        elif not bearer:
-            raise ConfigurationError("FULFILL_URL is set but FULFILL_TOKEN is missing (--token)")
-        else:
-            ok = run_e2e(url, bearer, account, console, db_url=db, global_stop=global_stop)
-    except ConfigurationError as exc:
-        console.print(f"[red]configuration error: {exc}[/red]")
-        raise typer.Exit(2) from None
-    if not ok:
-        raise typer.Exit(1)
 
 
 @app.command()
@@ -720,7 +645,7 @@ class _Operator:
         return _token("platform", self.bearer, PLATFORM_ADMIN)
 
     def _tenant_token(self, tenant: str) -> str:
-        return _token(tenant, self.bearer, "admin")
+        return _token(tenant, self.bearer, Scope.ADMIN)
 
     def action_types(self) -> set[str] | None:
         """The registered action types; None when this token may not read the registry."""
@@ -1148,56 +1073,6 @@ def credentials_rekey() -> None:
     console.print(f"{changed} credential(s) and {targets} gateway target secret(s) re-encrypted")
 
 
-@dev_app.command("salesforce")
-def dev_salesforce(
-    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to bind (0: any free port).")] = 8900,
-    client_id: Annotated[str, typer.Option(help="The OAuth client id it accepts.")] = "fulfill-dev-client",
-    client_secret: Annotated[
-        str, typer.Option(help="The client secret it accepts (a made-up, local one).")
-    ] = "fulfill-dev-secret",  # noqa: S107 - the local server's own made-up secret
-    username: Annotated[
-        str, typer.Option(help="The user JWT assertions must name.")
-    ] = "integration@fulfill.dev",
-    jwt_public_key: Annotated[
-        str | None, typer.Option(help="PEM file of the public key that verifies JWT bearer assertions.")
-    ] = None,
-    refresh_token: Annotated[
-        str | None, typer.Option(help="A refresh token it accepts (default: a new one, printed).")
-    ] = None,
-    session_seconds: Annotated[
-        float | None, typer.Option(help="Access tokens expire after this (default: never).")
-    ] = None,
-) -> None:
-    """Run a local Salesforce-compatible server (REST sObjects, SOQL, OAuth, fault injection)."""
-    from pathlib import Path
-
-    from fulfill.dev.salesforce import DevSalesforce, DevSalesforceConfig, DevSalesforceServer
-
-    config = DevSalesforceConfig(
-        client_id=client_id,
-        client_secret=client_secret,
-        username=username,
-        jwt_public_key_pem=Path(jwt_public_key).read_text() if jwt_public_key else None,
-        session_seconds=session_seconds,
-    )
-    dev = DevSalesforce(config)
-    token = refresh_token or dev.issue_refresh_token()
-    if refresh_token:
-        dev.accept_refresh_token(refresh_token)
-    seeded = dev.seed()
-    server = DevSalesforceServer(dev, host=host, port=port)
-    for line in (
-        f"local Salesforce on {server.url} (login URL and instance URL)",
-        f"  client_id {client_id}   client_secret {client_secret}   username {username}",
-        f"  refresh token {token}",
-        f"  seeded Account {seeded['account_id']}, Opportunity {seeded['opportunity_id']}",
-        f"  faults: POST {server.url}/__dev/faults   records: GET {server.url}/__dev/records/Task",
-    ):
-        typer.echo(line)
-    server.run()
-
-
 def _target_secrets(database: Any) -> Any:
     from fulfill.clock import SystemClock
     from fulfill.credentials.crypto import SecretBox
@@ -1585,63 +1460,21 @@ def outbox_redeliver(
     console.print(f"redelivered {len(redelivered.redelivered)} deliveries")
 
 
-@bench_app.command("load")
-def bench_load(
-    url: Annotated[
-        str | None, typer.Option("--url", help="A running service; omit to start one in a subprocess.")
-    ] = None,
-    bearer: Annotated[str | None, typer.Option("--token", help="Bearer token for --url.")] = None,
-    jwt_secret: Annotated[
-        str | None, typer.Option("--jwt-secret", help="Mint a dev token for --url with this secret.")
-    ] = None,
-    tenant: Annotated[str, typer.Option(help="Tenant of the minted token.")] = "bench-load",
-    database_url: Annotated[
-        str | None,
-        typer.Option("--database-url", help="Database of the started service (default: temporary SQLite)."),
-    ] = None,
-    workers: Annotated[
-        int, typer.Option(help="0: one 'all' process; N: an 'api' process and N 'worker' processes.")
-    ] = 0,
-    rates: Annotated[
-        str, typer.Option(help="Offered approvals/s of the open-loop runs, comma-separated.")
-    ] = ("10,20,50,100"),
-    seconds: Annotated[float, typer.Option(help="Length of each open-loop run.")] = 15.0,
-    burst: Annotated[int, typer.Option(help="Approvals sent at once (0: skip).")] = 400,
-    serial: Annotated[int, typer.Option(help="Approvals one at a time (0: skip).")] = 100,
-    drain: Annotated[float, typer.Option(help="Seconds to wait for outcomes after the last send.")] = 60.0,
-    floor: Annotated[bool, typer.Option(help="Also time the bare-DBOS floor in this process.")] = True,
-    json_path: Annotated[str | None, typer.Option("--json", help="Write the results here.")] = None,
-    append_doc: Annotated[
-        bool, typer.Option("--append-doc", help="Append a dated section to docs/PERFORMANCE.md.")
-    ] = False,
-) -> None:
-    """Open-loop, burst and one-at-a-time approval load, next to the bare-DBOS floor."""
-    from pathlib import Path
-
-    from fulfill import loadtest
-
-    options = loadtest.LoadOptions(
-        url=url,
-        token=bearer,
-        jwt_secret=jwt_secret,
-        tenant=tenant,
-        database_url=database_url,
-        workers=workers,
-        rates=[float(r) for r in rates.split(",") if r.strip()],
-        seconds=seconds,
-        burst=burst,
-        serial=serial,
-        drain=drain,
-        floor=floor,
-        json_path=Path(json_path) if json_path else None,
-        append_doc=Path("docs/PERFORMANCE.md") if append_doc else None,
-        command=loadtest.command_line(),
-    )
+def _load_tools() -> ModuleType | None:
+    """The tooling package's commands (``fulfill_tools.cli``), or None when it is not installed.
+    Loaded by name: the product never imports its tooling, the tooling plugs into it."""
     try:
-        result = loadtest.run(options, console)
-    except (RuntimeError, ValueError) as exc:
-        raise CliError(str(exc)) from None
-    loadtest.report(result, options, console)
+        return importlib.import_module("fulfill_tools.cli")
+    except ModuleNotFoundError as exc:
+        if exc.name in ("fulfill_tools", "fulfill_tools.cli"):
+            return None
+        raise
+
+
+NO_TOOLS = "the demo is part of the fulfill_tools package, which is not installed"
+_tools = _load_tools()
+if _tools is not None:
+    _tools.register(app)
 
 
 def main() -> None:

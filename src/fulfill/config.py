@@ -20,6 +20,9 @@ from fulfill.domain.tenant_urls import DEFAULT_LOGIN_HOSTS, LoginUrlPolicy
 
 DEV_JWT_SECRET = "fulfill-dev-secret-change-me-0123456789"  # noqa: S105 - documented development default
 DEV_JWT_ISSUER = "fulfill-dev"
+# The tenant the quick start's demo (`fulfill serve --demo`) writes to, and the console's local
+# login offers first.
+DEMO_TENANT = "demo-tenant"
 # The issuer of the engine's own HS256 ``gateway:invoke`` tokens; never a user token's issuer.
 SERVICE_TOKEN_ISSUER = "fulfill-service"  # noqa: S105 - an issuer name, not a secret
 MIN_SERVICE_TOKEN_SECRET_LENGTH = 32
@@ -524,3 +527,15 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
         warning = f"{name} is not a fulfill setting and is ignored"
         warnings.append(warning + (f": did you mean {close[0]}?" if close else " (README: Configuration)"))
     return warnings
+
+
+def local_service_url(settings: Settings) -> str:
+    """Where ``fulfill serve`` with these settings is reached from this machine."""
+    host = settings.host
+    if host in ("0.0.0.0", ""):  # noqa: S104 - naming the wildcard address, not binding it
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.port}"

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 
 from fulfill.config import Settings
 from fulfill.domain.models import ActionIntentV1, ApprovalStatus, ExecutionPolicy
+from fulfill.domain.scopes import USER_SCOPES
 from fulfill.domain.time import iso_from_epoch
 from fulfill.server import BackgroundServer
 from fulfill.service import Service
@@ -25,15 +26,7 @@ from tests.support import postgres
 from tests.support.http_doubles import wait_for
 
 TEST_SECRET = "test-secret-0123456789abcdef0123456789"
-ALL_SCOPES = [
-    "intents:write",
-    "intents:read",
-    "intents:approve",
-    "events:write",
-    "executions:read",
-    "admin",
-    "platform:admin",
-]
+ALL_SCOPES = list(USER_SCOPES)
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED"}
 
 

@@ -9,8 +9,9 @@ from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from fulfill.api.auth import SCOPE_EVENTS_WRITE, require_scope
+from fulfill.api.auth import require_scope
 from fulfill.api.problems import PROBLEM, not_json_problem, problem_response
+from fulfill.domain.scopes import Scope
 from fulfill.engine.intake import EventRejected, accept_approved_event, parse_approved_event
 from fulfill.engine.runtime import Runtime
 from fulfill.tokens import Principal
@@ -45,7 +46,7 @@ def _accept(rt: Runtime, raw: Any, principal: Principal) -> EventAccepted:
 def post_events(
     request: Request,
     payload: Annotated[Any, Body()],
-    principal: Annotated[Principal, Depends(require_scope(SCOPE_EVENTS_WRITE))],
+    principal: Annotated[Principal, Depends(require_scope(Scope.EVENTS_WRITE))],
 ) -> JSONResponse:
     rt: Runtime = request.app.state.runtime
     if isinstance(payload, bytes):  # a body FastAPI did not parse: it was not sent as JSON

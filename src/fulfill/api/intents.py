@@ -7,9 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Request, Response
 from pydantic import Field
 
-from fulfill.api.auth import SCOPE_INTENTS_APPROVE, SCOPE_INTENTS_READ, SCOPE_INTENTS_WRITE, require_scope
+from fulfill.api.auth import require_scope
 from fulfill.api.problems import PROBLEM
 from fulfill.domain.models import ActionIntentV1
+from fulfill.domain.scopes import Scope
 from fulfill.store import registry
 from fulfill.tokens import Principal
 from fulfill.usecases import intents
@@ -47,7 +48,7 @@ def create_intent(
     body: CreateIntent,
     request: Request,
     response: Response,
-    principal: Annotated[Principal, Depends(require_scope(SCOPE_INTENTS_WRITE))],
+    principal: Annotated[Principal, Depends(require_scope(Scope.INTENTS_WRITE))],
 ) -> CreatedIntent:
     rt = request.app.state.runtime
     intent, created = intents.create_intent(rt, principal, body)
@@ -66,7 +67,7 @@ def create_intent(
 def read_intent(
     action_intent_id: IntentId,
     request: Request,
-    principal: Annotated[Principal, Depends(require_scope(SCOPE_INTENTS_READ))],
+    principal: Annotated[Principal, Depends(require_scope(Scope.INTENTS_READ))],
 ) -> ActionIntentV1:
     return intents.get_intent(request.app.state.runtime, principal, action_intent_id)
 
@@ -80,7 +81,7 @@ def read_intent(
 def approve_intent(
     action_intent_id: IntentId,
     request: Request,
-    principal: Annotated[Principal, Depends(require_scope(SCOPE_INTENTS_APPROVE))],
+    principal: Annotated[Principal, Depends(require_scope(Scope.INTENTS_APPROVE))],
 ) -> ApprovalChange:
     return intents.approve_intent(request.app.state.runtime, principal, action_intent_id)
 
@@ -94,7 +95,7 @@ def approve_intent(
 def reject_intent(
     action_intent_id: IntentId,
     request: Request,
-    principal: Annotated[Principal, Depends(require_scope(SCOPE_INTENTS_APPROVE))],
+    principal: Annotated[Principal, Depends(require_scope(Scope.INTENTS_APPROVE))],
 ) -> ApprovalChange:
     return intents.reject_intent(request.app.state.runtime, principal, action_intent_id)
 
@@ -108,6 +109,6 @@ def reject_intent(
 def cancel_intent(
     action_intent_id: IntentId,
     request: Request,
-    principal: Annotated[Principal, Depends(require_scope(SCOPE_INTENTS_APPROVE))],
+    principal: Annotated[Principal, Depends(require_scope(Scope.INTENTS_APPROVE))],
 ) -> ApprovalChange:
     return intents.cancel_intent(request.app.state.runtime, principal, action_intent_id)

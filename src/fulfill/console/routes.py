@@ -22,16 +22,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
 from fulfill import metrics
-from fulfill.api.auth import (
-    SCOPE_ADMIN,
-    SCOPE_EVENTS_WRITE,
-    SCOPE_EXECUTIONS_READ,
-    SCOPE_INTENTS_APPROVE,
-    SCOPE_INTENTS_READ,
-    SCOPE_INTENTS_WRITE,
-    SCOPE_PLATFORM_ADMIN,
-)
-from fulfill.config import Settings
+from fulfill.config import DEMO_TENANT, Settings
 from fulfill.console import oidc, present
 from fulfill.console.session import (
     CSRF_FIELD,
@@ -42,10 +33,10 @@ from fulfill.console.session import (
     log_in,
     log_out,
 )
-from fulfill.demo import DEMO_TENANT
 from fulfill.domain.console_login import dev_login_refusal
 from fulfill.domain.expiry import is_expired
 from fulfill.domain.models import ActionIntentV1, ApprovalStatus
+from fulfill.domain.scopes import USER_SCOPES, Scope
 from fulfill.engine.runtime import Runtime
 from fulfill.tokens import Principal, TokenError, TokenVerifier, mint_token
 from fulfill.usecases import admin, connectors, executions, intents, registry
@@ -55,6 +46,7 @@ from fulfill.usecases.errors import UseCaseError
 
 _HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(_HERE / "templates"))
+templates.env.globals["Scope"] = Scope
 router = APIRouter(prefix="/console", include_in_schema=False)
 
 _ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
@@ -64,15 +56,7 @@ DEV_TENANT_COOKIE = "fulfill_console_tenant"
 DEV_DEFAULT_TENANT = DEMO_TENANT
 _STATUS_OF_KIND = {"not-found": 404, "conflict": 409, "forbidden": 403, "invalid": 422, "bad-request": 400}
 # Scopes the dev login offers (all of them are the API's own).
-DEV_SCOPES = (
-    SCOPE_INTENTS_READ,
-    SCOPE_INTENTS_APPROVE,
-    SCOPE_INTENTS_WRITE,
-    SCOPE_EXECUTIONS_READ,
-    SCOPE_EVENTS_WRITE,
-    SCOPE_ADMIN,
-    SCOPE_PLATFORM_ADMIN,
-)
+DEV_SCOPES = USER_SCOPES
 DEV_TOKEN_TTL_SECONDS = 3600
 MAX_FORM_FIELD = 2000
 # Every page: only this service's scripts and styles, never inside another site's frame (a
@@ -274,8 +258,8 @@ def _no_console_scope(request: Request, principal: Principal) -> str:
         f"its scope claim, or the claim {claim} (FULFILL_JWT_SCOPE_CLAIM)" if claim else "its scope claim"
     )
     needed = (
-        f"{SCOPE_INTENTS_READ} (approvals), {SCOPE_EXECUTIONS_READ} (executions), "
-        f"{SCOPE_ADMIN} or {SCOPE_PLATFORM_ADMIN} (kill switches, registry)"
+        f"{Scope.INTENTS_READ} (approvals), {Scope.EXECUTIONS_READ} (executions), "
+        f"{Scope.ADMIN} or {Scope.PLATFORM_ADMIN} (kill switches, registry)"
     )
     message = (
         f"Your sign-in grants no console scope. The token's scopes, read from {source}: {held}. "
@@ -300,11 +284,11 @@ def console_root() -> Response:
 @router.get("/")
 async def home(request: Request) -> Response:
     def page(principal: Principal, _form: Form) -> Response:
-        if principal.has_scope(SCOPE_INTENTS_READ):
+        if principal.has_scope(Scope.INTENTS_READ):
             return RedirectResponse("/console/approvals", status_code=303)
-        if principal.has_scope(SCOPE_EXECUTIONS_READ):
+        if principal.has_scope(Scope.EXECUTIONS_READ):
             return RedirectResponse("/console/executions", status_code=303)
-        if principal.has_scope(SCOPE_ADMIN) or principal.has_scope(SCOPE_PLATFORM_ADMIN):
+        if principal.has_scope(Scope.ADMIN) or principal.has_scope(Scope.PLATFORM_ADMIN):
             return RedirectResponse("/console/kill-switches", status_code=303)
         return _render(request, "error.html", principal, message=_no_console_scope(request, principal))
 
@@ -439,7 +423,7 @@ def _pending_query(request: Request) -> tuple[approvals_usecase.PendingQuery, di
 @router.get("/approvals")
 async def approvals(request: Request) -> Response:
     def page(principal: Principal, _form: Form) -> Response:
-        _require(principal, SCOPE_INTENTS_READ)
+        _require(principal, Scope.INTENTS_READ)
         rt = _runtime(request)
         now = rt.clock.now()
         query, chosen = _pending_query(request)
@@ -501,7 +485,7 @@ async def approve(request: Request, action_intent_id: str) -> Response:
             request.session["warnings"] = change.warnings
         return RedirectResponse(f"/console/executions/{quote(intent_id)}", status_code=303)
 
-    return await _guarded(request, page, post_scope=SCOPE_INTENTS_APPROVE)
+    return await _guarded(request, page, post_scope=Scope.INTENTS_APPROVE)
 
 
 @router.post("/intents/{action_intent_id}/cancel")
@@ -512,7 +496,7 @@ async def cancel(request: Request, action_intent_id: str) -> Response:
         request.session["flash"] = f"Cancelled {intent_id}."
         return RedirectResponse(f"/console/executions/{quote(intent_id)}", status_code=303)
 
-    return await _guarded(request, page, post_scope=SCOPE_INTENTS_APPROVE)
+    return await _guarded(request, page, post_scope=Scope.INTENTS_APPROVE)
 
 
 @router.post("/intents/{action_intent_id}/rerun")
@@ -528,7 +512,7 @@ async def rerun(request: Request, action_intent_id: str) -> Response:
         request.session["flash"] = f"Rerun of {intent_id} started: attempt {started.attempt_count}."
         return RedirectResponse(f"/console/executions/{quote(intent_id)}", status_code=303)
 
-    return await _guarded(request, page, post_scope=SCOPE_ADMIN)
+    return await _guarded(request, page, post_scope=Scope.ADMIN)
 
 
 @router.post("/intents/{action_intent_id}/reject")
@@ -539,7 +523,7 @@ async def reject(request: Request, action_intent_id: str) -> Response:
         request.session["flash"] = f"Rejected {intent_id}."
         return RedirectResponse("/console/approvals", status_code=303)
 
-    return await _guarded(request, page, post_scope=SCOPE_INTENTS_APPROVE)
+    return await _guarded(request, page, post_scope=Scope.INTENTS_APPROVE)
 
 
 # --- executions ---------------------------------------------------------------------------------
@@ -548,7 +532,7 @@ async def reject(request: Request, action_intent_id: str) -> Response:
 @router.get("/executions")
 async def execution_list(request: Request) -> Response:
     def page(principal: Principal, _form: Form) -> Response:
-        _require(principal, SCOPE_EXECUTIONS_READ)
+        _require(principal, Scope.EXECUTIONS_READ)
         rt = _runtime(request)
         query = request.query_params
         accounts = intents.list_accounts(rt, principal)
@@ -638,7 +622,7 @@ async def execution_live(request: Request, action_intent_id: str) -> Response:
 
 async def _execution_view(request: Request, action_intent_id: str, template: str) -> Response:
     def page(principal: Principal, _form: Form) -> Response:
-        _require(principal, SCOPE_EXECUTIONS_READ)
+        _require(principal, Scope.EXECUTIONS_READ)
         context = _execution_context(request, principal, _checked_id(action_intent_id))
         return _render(request, template, principal, **context)
 
@@ -651,7 +635,7 @@ async def _execution_view(request: Request, action_intent_id: str, template: str
 @router.get("/kill-switches")
 async def kill_switches(request: Request) -> Response:
     def page(principal: Principal, _form: Form) -> Response:
-        _require(principal, SCOPE_ADMIN, SCOPE_PLATFORM_ADMIN)
+        _require(principal, Scope.ADMIN, Scope.PLATFORM_ADMIN)
         return _render(request, "kill_switches.html", principal, **_switches_context(request, principal))
 
     return await _guarded(request, page)
@@ -663,10 +647,10 @@ def _switches_context(request: Request, principal: Principal) -> dict[str, Any]:
         "action_types": sorted({entry.action_type for entry in registry.list_versions(rt.db)}),
         "environment_stop": rt.settings.global_execution_stop,
     }
-    if principal.has_scope(SCOPE_PLATFORM_ADMIN):
+    if principal.has_scope(Scope.PLATFORM_ADMIN):
         context["global_switches"] = admin.get_kill_switches(rt)
         context["global_history"] = admin.kill_switch_history(rt, None)
-    if principal.has_scope(SCOPE_ADMIN):
+    if principal.has_scope(Scope.ADMIN):
         context["tenant_switches"] = admin.get_tenant_execution(rt, principal, principal.tenant_id)
         context["tenant_history"] = admin.kill_switch_history(rt, principal.tenant_id)
     return context
@@ -702,7 +686,7 @@ async def set_global(request: Request) -> Response:
         request.session["flash"] = "Global switches saved: " + _describe_global(wanted)
         return RedirectResponse("/console/kill-switches", status_code=303)
 
-    return await _guarded(request, page, post_scope=SCOPE_PLATFORM_ADMIN)
+    return await _guarded(request, page, post_scope=Scope.PLATFORM_ADMIN)
 
 
 @router.post("/kill-switches/tenant")
@@ -727,7 +711,7 @@ async def set_tenant(request: Request) -> Response:
         request.session["flash"] = "Tenant switches saved: " + description
         return RedirectResponse("/console/kill-switches", status_code=303)
 
-    return await _guarded(request, page, post_scope=SCOPE_ADMIN)
+    return await _guarded(request, page, post_scope=Scope.ADMIN)
 
 
 def _describe_global(wanted: KillSwitches) -> str:
@@ -757,7 +741,7 @@ def _confirm(
 @router.get("/registry")
 async def registry_page(request: Request) -> Response:
     def page(principal: Principal, _form: Form) -> Response:
-        _require(principal, SCOPE_PLATFORM_ADMIN)
+        _require(principal, Scope.PLATFORM_ADMIN)
         rt = _runtime(request)
         return _render(
             request,

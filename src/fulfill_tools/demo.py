@@ -7,11 +7,11 @@ import time
 import httpx
 from rich.console import Console
 
-from fulfill.config import Settings
+from fulfill.config import DEMO_TENANT, Settings
+from fulfill.domain.scopes import INTENT_CLIENT_SCOPES
 from fulfill.explain import CliError, problem_line
 from fulfill.tokens import mint_token
 
-DEMO_TENANT = "demo-tenant"
 DEMO_ACCOUNT = "demo-account"
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED"}
 
@@ -28,7 +28,7 @@ def run_demo(url: str, settings: Settings, console: Console, *, timeout: float =
     token = mint_token(
         settings,
         tenant_id=DEMO_TENANT,
-        scopes=["intents:write", "intents:read", "intents:approve", "executions:read"],
+        scopes=list(INTENT_CLIENT_SCOPES),
         subject="demo-user",
     )
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=10.0) as client:

@@ -35,9 +35,9 @@ from rich.markup import escape
 from sqlalchemy import Table, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-E2E_SCOPES = ["intents:write", "intents:read", "intents:approve", "events:write", "executions:read", "admin"]
-# The global stop affects every tenant, so only a platform administrator may switch it.
-PLATFORM_ADMIN_SCOPE = "platform:admin"
+from fulfill.domain.scopes import TENANT_SCOPES, USER_SCOPES
+from fulfill_tools.launch import wait_ready
+
 E2E_TENANT = "e2e-tenant"
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED"}
 POLL_TIMEOUT_SECONDS = 60.0
@@ -370,25 +370,16 @@ def run_embedded(account_id: str, console: Console, *, global_stop: bool = False
                 console.print(f"[red]✘ the embedded service did not start: {escape(str(exc))}[/red]")
                 return False
             console.print(f"embedded service on {server.url} ({database_url})")
-            if not _wait_ready(server.url):
+            try:
+                wait_ready(server.url, timeout=POLL_TIMEOUT_SECONDS)
+            except RuntimeError:
                 console.print("[red]✘ the embedded service did not become ready within 60 s[/red]")
                 return False
-            scopes = [*E2E_SCOPES, PLATFORM_ADMIN_SCOPE] if global_stop else E2E_SCOPES
+            # The global stop affects every tenant, so only a platform administrator may switch it.
+            scopes = list(USER_SCOPES if global_stop else TENANT_SCOPES)
             token = mint_token(server.settings, tenant_id=E2E_TENANT, scopes=scopes, subject="fulfill-e2e")
             return run_e2e(
                 server.url, token, account_id, console, db_url=database_url, global_stop=global_stop
             )
         finally:
             server.stop()
-
-
-def _wait_ready(url: str) -> bool:
-    deadline = time.monotonic() + POLL_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=5.0).status_code == 200:
-                return True
-        except httpx.HTTPError:
-            pass
-        time.sleep(POLL_INTERVAL_SECONDS)
-    return False
