@@ -43,6 +43,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from fulfill.client import ApiError, AsyncFulfillClient
+from fulfill.domain.models import ExecutionStatus
 from fulfill.domain.scopes import INTENT_CLIENT_SCOPES
 from fulfill_tools.launch import ServiceGroup
 
@@ -137,6 +139,20 @@ def cpu_seconds(pid: int) -> float:
 # ---------------------------------------------------------------------------------------------
 # Scenarios
 
+# What ``POST /intents/{id}/approve`` answers when it accepts an approval.
+APPROVAL_ACCEPTED = "202"
+
+
+async def approval_answer(client: AsyncFulfillClient, intent: str) -> str:
+    """How the service answered one approval: its HTTP status, or the transport error's name."""
+    try:
+        await client.approve(intent)
+    except ApiError as exc:
+        return str(exc.status)
+    except httpx.HTTPError as exc:
+        return type(exc).__name__
+    return APPROVAL_ACCEPTED
+
 
 @dataclass
 class Harness:
@@ -148,32 +164,27 @@ class Harness:
     alive: Callable[[], None] = lambda: None  # raises when a service process has exited
     poll_errors: int = 0
 
-    def client(self, connections: int = 64) -> httpx.AsyncClient:
+    def client(self, connections: int = 64) -> AsyncFulfillClient:
         limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-        return httpx.AsyncClient(
-            base_url=self.url,
-            headers={"Authorization": f"Bearer {self.token}"},
-            timeout=httpx.Timeout(120, connect=30, pool=120),
-            limits=limits,
+        return AsyncFulfillClient(
+            self.url, self.token, timeout=httpx.Timeout(120, connect=30, pool=120), limits=limits
         )
 
-    async def create(self, client: httpx.AsyncClient, account: str, count: int, label: str) -> list[str]:
+    async def create(self, client: AsyncFulfillClient, account: str, count: int, label: str) -> list[str]:
         task = self.progress.add_task(f"{label}: create intents", total=count)
         ids: list[str] = [""] * count
         semaphore = asyncio.Semaphore(self.create_concurrency)
 
         async def one(index: int) -> None:
             async with semaphore:
-                response = await client.post(
-                    "/intents",
-                    json={
+                created = await client.create_intent(
+                    {
                         "action_type": ACTION_TYPE,
                         "account_id": account,
                         "parameters": {"title": f"load {index}"},
-                    },
+                    }
                 )
-                response.raise_for_status()
-                ids[index] = response.json()["action_intent_id"]
+                ids[index] = created.value.action_intent_id
                 self.progress.advance(task)
 
         await asyncio.gather(*(one(index) for index in range(count)))
@@ -181,30 +192,25 @@ class Harness:
         return ids
 
     async def sweep(
-        self, client: httpx.AsyncClient, account: str, status: str, known: dict[str, float], full: bool
+        self, client: AsyncFulfillClient, account: str, status: str, known: dict[str, float], full: bool
     ) -> None:
         """Page through the account's executions in ``status``, newest first; unless ``full``, stop
         at the first page that brings nothing new (a full sweep runs every few polls anyway)."""
         next_token: str | None = None
         while True:
-            params: dict[str, Any] = {"limit": 100, "status": status}
-            if next_token:
-                params["next_token"] = next_token
-            response = await client.get(f"/accounts/{account}/executions", params=params)
-            response.raise_for_status()
-            page = response.json()
+            page = await client.list_executions(account, limit=100, status=status, next_token=next_token)
             new = 0
-            for item in page.get("executions", []):
-                if item["action_intent_id"] not in known and item.get("completed_at"):
-                    known[item["action_intent_id"]] = epoch(item["completed_at"])
+            for item in page.executions:
+                if item.action_intent_id not in known and item.completed_at:
+                    known[item.action_intent_id] = epoch(item.completed_at)
                     new += 1
-            next_token = page.get("next_token")
+            next_token = page.next_token
             if not next_token or (new == 0 and not full):
                 return
 
     async def collect(
         self,
-        client: httpx.AsyncClient,
+        client: AsyncFulfillClient,
         account: str,
         expected: set[str],
         deadline: float,
@@ -216,7 +222,7 @@ class Harness:
         while True:
             try:
                 await self.sweep(client, account, "SUCCEEDED", done, full=polls % 10 == 9)
-            except httpx.HTTPError:
+            except (httpx.HTTPError, ApiError):
                 self.poll_errors += 1
                 self.alive()
             polls += 1
@@ -227,7 +233,7 @@ class Harness:
         await self.sweep(client, account, "SUCCEEDED", done, full=True)
         self.progress.update(task, completed=len(expected & done.keys()))
 
-    async def failures(self, client: httpx.AsyncClient, account: str) -> int:
+    async def failures(self, client: AsyncFulfillClient, account: str) -> int:
         failed: dict[str, float] = {}
         for status in ("FAILED", "CANCELLED", "EXPIRED"):
             await self.sweep(client, account, status, failed, full=True)
@@ -249,11 +255,7 @@ class Harness:
 
             async def approve(intent: str, due: float) -> None:
                 lags.append(time.monotonic() - due)
-                try:
-                    response = await client.post(f"/intents/{intent}/approve")
-                    key = str(response.status_code)
-                except httpx.HTTPError as exc:
-                    key = type(exc).__name__
+                key = await approval_answer(client, intent)
                 codes[key] = codes.get(key, 0) + 1
                 self.progress.advance(sent)
 
@@ -304,11 +306,7 @@ class Harness:
             codes: dict[str, int] = {}
 
             async def approve(intent: str) -> None:
-                try:
-                    response = await client.post(f"/intents/{intent}/approve")
-                    key = str(response.status_code)
-                except httpx.HTTPError as exc:
-                    key = type(exc).__name__
+                key = await approval_answer(client, intent)
                 codes[key] = codes.get(key, 0) + 1
                 self.progress.advance(sent)
 
@@ -345,20 +343,21 @@ class Harness:
             task = self.progress.add_task("one at a time: executions", total=count + warmup)
             latencies: list[float] = []
             for index, intent in enumerate(ids):
-                (await client.post(f"/intents/{intent}/approve")).raise_for_status()
+                await client.approve(intent)
                 deadline = time.monotonic() + 60
                 while True:
-                    status = (await client.get(f"/executions/{intent}/status")).json()
-                    if status.get("completed_at") and status.get("status") != "RUNNING":
+                    status = await client.execution_status(intent)
+                    if status.completed_at and status.status != ExecutionStatus.RUNNING:
                         break
                     if time.monotonic() > deadline:
                         raise RuntimeError(f"{intent} did not finish")
                     await asyncio.sleep(0.005)
-                if status["status"] != "SUCCEEDED":
-                    raise RuntimeError(f"{intent} ended {status['status']}")
-                approved = (await client.get(f"/intents/{intent}")).json()["approval_timestamp"]
+                if status.status != ExecutionStatus.SUCCEEDED:
+                    raise RuntimeError(f"{intent} ended {status.status.value}")
+                approved = (await client.get_intent(intent)).approval_timestamp
                 if index >= warmup:
-                    latencies.append((epoch(status["completed_at"]) - epoch(approved)) * 1000)
+                    assert approved is not None  # an executed intent was approved
+                    latencies.append((epoch(status.completed_at) - epoch(approved)) * 1000)
                 self.progress.advance(task)
             self.progress.remove_task(task)
         return {
