@@ -17,7 +17,6 @@ from rich.console import Console
 
 from fulfill.config import Settings, local_service_url
 from fulfill.explain import CliError, network_reason
-from fulfill_tools.demo import run_demo
 
 __all__ = ["register", "run_demo"]
 
@@ -32,6 +31,13 @@ def _stdout_console() -> Console:
 
 
 console = _stdout_console()
+
+
+def run_demo(url: str, settings: Settings, console: Console) -> bool:
+    """The demo against the service at ``url`` (what ``fulfill serve --demo`` runs once it answers)."""
+    from fulfill_tools.demo import run_demo as run
+
+    return run(url, settings, console)
 
 
 def demo(
