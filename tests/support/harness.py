@@ -100,8 +100,11 @@ class Harness:
     # --- flows -------------------------------------------------------------------------
 
     def api(self, client: httpx.Client) -> FulfillClient:
-        """The typed API client over ``client`` (its base URL and bearer token)."""
-        return FulfillClient(self.url, http=client)
+        """The typed API client on ``client``'s connections, with its bearer token (the typed client
+        sends requests it builds itself, so the token is handed over, not the default headers)."""
+        authorization = client.headers.get("Authorization", "")
+        token = authorization.removeprefix("Bearer ") if authorization.startswith("Bearer ") else None
+        return FulfillClient(self.url, token, http=client)
 
     def create_intent(
         self,
