@@ -527,15 +527,3 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
         warning = f"{name} is not a fulfill setting and is ignored"
         warnings.append(warning + (f": did you mean {close[0]}?" if close else " (README: Configuration)"))
     return warnings
-
-
-def local_service_url(settings: Settings) -> str:
-    """Where ``fulfill serve`` with these settings is reached from this machine."""
-    host = settings.host
-    if host in ("0.0.0.0", ""):  # noqa: S104 - naming the wildcard address, not binding it
-        host = "127.0.0.1"
-    elif host == "::":
-        host = "::1"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{settings.port}"

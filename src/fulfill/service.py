@@ -12,19 +12,22 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from dbos import DBOS, DBOSConfig
 from mcp.server.mcpserver import MCPServer
+from sqlalchemy import text
 
 from fulfill import __version__, metrics, tracing
 from fulfill.clock import SystemClock
 from fulfill.config import Settings, unknown_variables
 from fulfill.connectors.internal import InternalConnector
 from fulfill.connectors.salesforce import SalesforceConnector
-from fulfill.credentials.vault import ConfigurationError, check_secrets_key
+from fulfill.credentials.crypto import SecretBox
+from fulfill.credentials.vault import ConfigurationError, CredentialVault, check_secrets_key
+from fulfill.domain.ports import Clock
 from fulfill.engine import runtime as runtime_module
 from fulfill.engine.heartbeat import Heartbeat
 from fulfill.engine.outbox_relay import OutboxRelay
@@ -37,8 +40,10 @@ from fulfill.gateway.server import GatewayServer, GatewayTokenVerifier, build_ga
 from fulfill.gateway.target_auth import EncryptedTargetSecrets, OAuthTokens, check_target_secrets_key
 from fulfill.gateway.targets import GatewayToolSchemas, TargetCatalog
 from fulfill.metrics_access import MetricsListener
+from fulfill.ports.store import Store
 from fulfill.store.db import Database
 from fulfill.store.migrate import upgrade_to_head
+from fulfill.store.sql_store import SqlStore
 from fulfill.tokens import ServiceTokens, TokenVerifier
 from fulfill.usecases.registry import seed_default_registry
 from fulfill.usecases.shared_state import read_shared_state
@@ -57,13 +62,15 @@ class Service:
         tracing.install(settings.role)
         self._otlp_export: tracing.OtlpExport | None = None
         self.db = Database(settings.database_url)
+        self.store = SqlStore(self.db)
         self.token_verifier = TokenVerifier(settings)
         self.internal_connector = InternalConnector(self.db, self.clock)
-        self.salesforce_connector = SalesforceConnector(self.db, self.clock, settings)
-        # Gateway targets: every process reads them from the database and follows changes.
-        self.target_secrets = EncryptedTargetSecrets(
-            self.db, self.salesforce_connector.vault.box, self.clock.now_iso
+        self.credential_vault = credential_vault(self.db, settings, self.clock)
+        self.salesforce_connector = SalesforceConnector(
+            self.db, self.clock, settings, vault=self.credential_vault
         )
+        # Gateway targets: every process reads them from the database and follows changes.
+        self.target_secrets = target_secrets(self.db, self.credential_vault.box, self.clock)
         self.target_catalog = TargetCatalog(
             self.db,
             self.target_secrets,
@@ -87,14 +94,12 @@ class Service:
             settings, self.gateway_server, self.token_verifier, self.target_catalog.needs_confirmation
         )
         tool_schemas = GatewayToolSchemas(_tool_schemas(self.gateway_server), self.target_catalog)
-        self.target_admin = TargetAdmin(
-            self.db,
+        self.target_admin = target_admin(
+            self.store,
+            settings,
             self.target_secrets,
-            allow=settings.egress_allow,
-            now_iso=self.clock.now_iso,
+            self.clock,
             reserved_namespaces=tool_schemas.internal_namespaces,
-            discovery_timeout=settings.gateway_discovery_timeout_seconds,
-            max_response_bytes=settings.gateway_max_response_bytes,
             catalog=self.target_catalog,
             tokens=oauth_tokens,
         )
@@ -103,6 +108,7 @@ class Service:
             db=self.db,
             clock=self.clock,
             gateway=self.tool_gateway,
+            store=self.store,
             tool_schemas=tool_schemas,
             needs_confirmation=self.target_catalog.needs_confirmation,
         )
@@ -120,6 +126,15 @@ class Service:
     def engine_ready(self) -> bool:
         return self._engine_ready.is_set()
 
+    def database_answers(self) -> bool:
+        """Whether the database answers a query now (readiness)."""
+        try:
+            with self.db.read() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception:
+            return False
+        return True
+
     def prepare_database(self) -> None:
         """Migrate the schema and seed the default registry; both are safe to repeat. Stored
         connector credentials need FULFILL_SECRETS_KEY (a ConfigurationError otherwise)."""
@@ -133,7 +148,7 @@ class Service:
                 problems.append(str(exc))
         if problems:
             raise ConfigurationError("; and ".join(problems))
-        seed_default_registry(self.db, self.clock.now_iso())
+        seed_default_registry(self.store, self.clock.now_iso())
 
     def start(self) -> None:
         if self.settings.auth_mode == "dev" and self.settings.uses_dev_secret:
@@ -205,7 +220,7 @@ class Service:
 
     def _shared_state(self) -> metrics.SharedState:
         return read_shared_state(
-            self.db,
+            self.store,
             now_epoch=self.clock.now(),
             known_connectors=self.runtime.connector_names(),
             environment_stop=self.settings.global_execution_stop,
@@ -239,6 +254,48 @@ class Service:
 # The namespaces of the in-process connectors' tools (``internal.*``, ``crm.*``): no target may
 # take one of them.
 CONNECTOR_NAMESPACES = frozenset({"internal", "crm"})
+
+
+# --- the parts that the service and the command line's database operator both build --------------
+
+
+def secret_box(settings: Settings) -> SecretBox:
+    """The key that seals connector credentials and gateway target secrets (FULFILL_SECRETS_KEY)."""
+    return SecretBox.from_setting(settings.secrets_key.get_secret_value())
+
+
+def credential_vault(db: Database, settings: Settings, clock: Clock) -> CredentialVault:
+    """The tenants' connector credentials, sealed with FULFILL_SECRETS_KEY."""
+    return CredentialVault(db, secret_box(settings), clock)
+
+
+def target_secrets(db: Database, box: SecretBox, clock: Clock) -> EncryptedTargetSecrets:
+    return EncryptedTargetSecrets(db, box, clock.now_iso)
+
+
+def target_admin(
+    store: Store,
+    settings: Settings,
+    secrets: EncryptedTargetSecrets,
+    clock: Clock,
+    *,
+    reserved_namespaces: Iterable[str],
+    catalog: TargetCatalog | None = None,
+    tokens: OAuthTokens | None = None,
+) -> TargetAdmin:
+    """Gateway targets' administration; a running service also gives it its catalog (refreshed
+    at once on a change) and its OAuth token cache (forgotten on a change)."""
+    return TargetAdmin(
+        store,
+        secrets,
+        allow=settings.egress_allow,
+        now_iso=clock.now_iso,
+        reserved_namespaces=reserved_namespaces,
+        discovery_timeout=settings.gateway_discovery_timeout_seconds,
+        max_response_bytes=settings.gateway_max_response_bytes,
+        catalog=catalog,
+        tokens=tokens,
+    )
 
 
 def _tool_gateway(

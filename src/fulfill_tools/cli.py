@@ -1,72 +1,54 @@
 """The tooling's commands on the ``fulfill`` command line: ``demo``, ``e2e``, ``dev salesforce``
 and ``bench load``.
 
-The product's command line calls :func:`register` when this package imports, and ``fulfill serve
---demo`` runs :func:`run_demo` once the service answers. The commands' names, options and output
-are the command line's own (README, docs/TESTING.md, docs/PERFORMANCE.md).
+The product's command line looks this module up by name (``fulfill.cli.tooling``): when it imports,
+it calls :func:`register`, and ``fulfill serve --demo`` runs :func:`run_demo` once the service
+answers. Names, options and output are the command line's own (README, docs/TESTING.md,
+docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import httpx
 import typer
 from rich.console import Console
 
-from fulfill.config import Settings, local_service_url
-from fulfill.explain import CliError, network_reason
+from fulfill.cli.options import TokenOption, UrlOption, settings
+from fulfill.cli.output import console
+from fulfill.cli.remote import Service
+from fulfill.config import Settings
+from fulfill.explain import CliError
 
-__all__ = ["register", "run_demo"]
-
-# As the product's command line prints: output that is piped or redirected is read by programs and
-# in wide windows, so Rich gets room instead of cutting tables at 80 columns.
-PIPED_WIDTH = 4096
-
-
-def _stdout_console() -> Console:
-    probe = Console()
-    return probe if probe.is_terminal else Console(width=PIPED_WIDTH)
+dev_commands = typer.Typer(
+    help="Local stand-ins for external systems (development and tests).", no_args_is_help=True
+)
+bench_commands = typer.Typer(help="Benchmarks against a service in its own process.", no_args_is_help=True)
 
 
-console = _stdout_console()
-
-
-def run_demo(url: str, settings: Settings, console: Console) -> bool:
-    """The demo against the service at ``url`` (what ``fulfill serve --demo`` runs once it answers)."""
+def run_demo(url: str, current: Settings, out: Console) -> bool:
     from fulfill_tools.demo import run_demo as run
 
-    return run(url, settings, console)
+    return run(url, current, out)
 
 
-def demo(
-    url: Annotated[
-        str | None,
-        typer.Option(
-            "--url",
-            envvar="FULFILL_URL",
-            help="Base URL of the service. Default: http://FULFILL_HOST:FULFILL_PORT (where `fulfill serve` "
-            "listens with the same settings; 127.0.0.1:8080 unless set).",
-            show_default=False,
-        ),
-    ] = None,
-) -> None:
+def register(app: typer.Typer) -> None:
+    app.command()(demo)
+    app.command()(e2e)
+    app.add_typer(dev_commands, name="dev")
+    app.add_typer(bench_commands, name="bench")
+
+
+def demo(url: UrlOption = None) -> None:
     """Submit, approve and execute one internal task against a running service; print its status."""
-    settings = Settings()
-    if url:
-        base, source = url.rstrip("/"), "--url / FULFILL_URL"
-    else:
-        base = local_service_url(settings)
-        source = "FULFILL_HOST / FULFILL_PORT; set --url or FULFILL_URL for another service"
+    service = Service(url)
     try:
-        ok = run_demo(base, settings, console)
+        ok = run_demo(service.base, settings(), console)
     except httpx.TransportError as exc:
-        raise CliError(
-            f"cannot reach the service at {base} (from {source}): {network_reason(exc)}. "
-            "Start it with `fulfill serve`, or point --url at it.",
-            exit_code=2,
-        ) from None
+        raise service.cannot_reach(exc, "Start it with `fulfill serve`, or point --url at it.") from None
+    finally:
+        service.close()
     if not ok:
         raise typer.Exit(1)
 
@@ -76,9 +58,7 @@ def e2e(
         str | None,
         typer.Option("--url", envvar="FULFILL_URL", help="Service to verify; omit to start an embedded one."),
     ] = None,
-    bearer: Annotated[
-        str | None, typer.Option("--token", envvar="FULFILL_TOKEN", help="Bearer token to use.")
-    ] = None,
+    bearer: TokenOption = None,
     account: Annotated[
         str, typer.Option("--account", envvar="FULFILL_ACCOUNT_ID", help="Account of the test intents.")
     ] = "e2e-account",
@@ -115,6 +95,7 @@ def e2e(
         raise typer.Exit(1)
 
 
+@dev_commands.command("salesforce")
 def dev_salesforce(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to bind (0: any free port).")] = 8900,
@@ -136,6 +117,8 @@ def dev_salesforce(
     ] = None,
 ) -> None:
     """Run a local Salesforce-compatible server (REST sObjects, SOQL, OAuth, fault injection)."""
+    from pathlib import Path
+
     from fulfill_tools.dev.salesforce import DevSalesforce, DevSalesforceConfig, DevSalesforceServer
 
     config = DevSalesforceConfig(
@@ -162,6 +145,7 @@ def dev_salesforce(
     server.run()
 
 
+@bench_commands.command("load")
 def bench_load(
     url: Annotated[
         str | None, typer.Option("--url", help="A running service; omit to start one in a subprocess.")
@@ -192,6 +176,8 @@ def bench_load(
     ] = False,
 ) -> None:
     """Open-loop, burst and one-at-a-time approval load, next to the bare-DBOS floor."""
+    from pathlib import Path
+
     from fulfill_tools import loadtest
 
     options = loadtest.LoadOptions(
@@ -216,17 +202,3 @@ def bench_load(
     except (RuntimeError, ValueError) as exc:
         raise CliError(str(exc)) from None
     loadtest.report(result, options, console)
-
-
-def register(app: typer.Typer) -> None:
-    """Add the tooling's commands to the ``fulfill`` command line ``app``."""
-    app.command()(demo)
-    app.command()(e2e)
-    dev_app = typer.Typer(
-        help="Local stand-ins for external systems (development and tests).", no_args_is_help=True
-    )
-    dev_app.command("salesforce")(dev_salesforce)
-    app.add_typer(dev_app, name="dev")
-    bench_app = typer.Typer(help="Benchmarks against a service in its own process.", no_args_is_help=True)
-    bench_app.command("load")(bench_load)
-    app.add_typer(bench_app, name="bench")

@@ -11,7 +11,7 @@ from fulfill.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 # Variables read outside the settings class (the CLI's own), each checked to exist in the source.
-OUTSIDE_SETTINGS = {"FULFILL_URL": "src/fulfill/cli.py"}
+OUTSIDE_SETTINGS = {"FULFILL_URL": "src/fulfill/cli/options.py"}
 
 
 def _table_variables() -> list[str]:

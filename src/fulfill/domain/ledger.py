@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fulfill.domain.models import ActionOutcomeV1, ExecutionSignal, ExecutionStatus, LedgerEntry
+from fulfill.domain.killswitch import KillSwitchScope, StoredSwitches
+from fulfill.domain.models import (
+    ActionIntentV1,
+    ActionOutcomeV1,
+    ExecutionSignal,
+    ExecutionStatus,
+    LedgerEntry,
+)
 
 OUTCOME_EVENT_TYPES: dict[ExecutionStatus, str] = {
     ExecutionStatus.SUCCEEDED: "ACTION_EXECUTED",
@@ -76,6 +83,62 @@ def action_approved_entry(
         attempt=0,
         trace_id=trace_id,
         data=data,
+    )
+
+
+def intent_decision_entry(
+    intent: ActionIntentV1, event_type: str, *, decided_by: str, comment: str | None = None
+) -> LedgerEntry:
+    """A person's decision on an intent (``INTENT_REJECTED``, ``INTENT_CANCELLED``), at the time of
+    the intent's change."""
+    data: dict[str, Any] = {"action_intent_id": intent.action_intent_id, "decided_by": decided_by}
+    if comment is not None:
+        data["comment"] = comment
+    return ledger_entry(
+        event_type=event_type,
+        timestamp=intent.updated_at,
+        tenant_id=intent.tenant_id,
+        account_id=intent.account_id,
+        action_intent_id=intent.action_intent_id,
+        attempt=0,
+        trace_id=intent.trace_id,
+        data=data,
+    )
+
+
+def rerun_requested_entry(
+    intent: ActionIntentV1,
+    *,
+    attempt: int,
+    trace_id: str,
+    timestamp: str,
+    requested_by: str,
+    reason: str | None,
+    after_stop: str | None,
+    beyond_max_attempts: bool,
+) -> LedgerEntry:
+    """An admin's rerun of an intent, as attempt ``attempt``. ``after_stop``: the error code of the
+    stop from outside that ended the previous attempt before its tool call (such a rerun is not
+    counted against ``max_attempts``; the entry then says whether it goes beyond them)."""
+    stopped = (
+        {"after_stop": after_stop, "beyond_max_attempts": beyond_max_attempts}
+        if after_stop is not None
+        else {}
+    )
+    return ledger_entry(
+        event_type="RERUN_REQUESTED",
+        timestamp=timestamp,
+        tenant_id=intent.tenant_id,
+        account_id=intent.account_id,
+        action_intent_id=intent.action_intent_id,
+        attempt=attempt,
+        trace_id=trace_id,
+        data={
+            "action_intent_id": intent.action_intent_id,
+            "requested_by": requested_by,
+            "reason": reason,
+            **stopped,
+        },
     )
 
 
@@ -233,20 +296,25 @@ TENANT_SWITCHES_SUBJECT = "kill-switches/tenant"
 PLATFORM_LEDGER_TENANT = ""
 
 
-def kill_switch_entry(
-    *, tenant_id: str | None, revision: int, timestamp: str, changed_by: str, switches: dict[str, Any]
-) -> LedgerEntry:
-    """Who changed a set of kill switches, when, and to what: one entry per stored revision.
-
-    ``tenant_id`` None: the global switches (platform scope); else that tenant's own switches.
-    """
+def kill_switch_entry(stored: StoredSwitches, *, changed_by: str) -> LedgerEntry:
+    """Who changed a scope's kill switches, when, and to what: one entry per stored revision.
+    The global switches' entries belong to no tenant (platform scope)."""
+    scope = stored.scope
     return ledger_entry(
         event_type=KILL_SWITCH_CHANGED,
-        timestamp=timestamp,
-        tenant_id=PLATFORM_LEDGER_TENANT if tenant_id is None else tenant_id,
+        timestamp=stored.updated_at or "",
+        tenant_id=switches_ledger_tenant(scope),
         account_id="",
-        action_intent_id=GLOBAL_SWITCHES_SUBJECT if tenant_id is None else TENANT_SWITCHES_SUBJECT,
-        attempt=revision,
+        action_intent_id=switches_ledger_subject(scope),
+        attempt=stored.revision,
         trace_id="",
-        data={"scope": "global" if tenant_id is None else "tenant", "changed_by": changed_by, **switches},
+        data={"scope": scope.name, "changed_by": changed_by, **stored.settings.fields(scope)},
     )
+
+
+def switches_ledger_tenant(scope: KillSwitchScope) -> str:
+    return PLATFORM_LEDGER_TENANT if scope.tenant_id is None else scope.tenant_id
+
+
+def switches_ledger_subject(scope: KillSwitchScope) -> str:
+    return GLOBAL_SWITCHES_SUBJECT if scope.is_global else TENANT_SWITCHES_SUBJECT
