@@ -19,40 +19,40 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from fulfill import __version__
+from fulfill.client import FulfillClient
 from fulfill.config import Settings
+from fulfill.domain.scopes import Scope
 from fulfill.domain.time import epoch_from_iso
 from fulfill.engine.workflow import EXECUTION_QUEUE
-from fulfill.loadtest import STEPS, summary
-from fulfill.loadtest import measure_bare as _measure_bare
 from fulfill.server import BackgroundServer
 from fulfill.store import executions, intents
 from fulfill.tokens import mint_token
+from fulfill_tools.floor import STEPS
+from fulfill_tools.floor import measure_bare as _measure_bare
+from fulfill_tools.loadtest import summary
 
 
 def measure_fulfill(server: BackgroundServer, count: int) -> list[float]:
     settings = server.settings
     token = mint_token(
-        settings, tenant_id="bench", scopes=["intents:write", "intents:approve", "executions:read"]
+        settings,
+        tenant_id="bench",
+        scopes=[Scope.INTENTS_WRITE, Scope.INTENTS_APPROVE, Scope.EXECUTIONS_READ],
     )
     latencies: list[float] = []
     db = server.server.config.app.state.service.db
-    with httpx.Client(
-        base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
-    ) as client:
+    with FulfillClient(server.url, token, timeout=30) as client:
         for index in range(count):
-            created = client.post(
-                "/intents",
-                json={
+            created = client.create_intent(
+                {
                     "action_type": "CREATE_INTERNAL_TASK",
                     "account_id": "acc",
                     "parameters": {"title": f"t{index}"},
-                },
+                }
             )
-            intent_id = created.json()["action_intent_id"]
-            client.post(f"/intents/{intent_id}/approve").raise_for_status()
+            intent_id = created.value.action_intent_id
+            client.approve(intent_id)
             deadline = time.monotonic() + 30
             while True:
                 with db.read() as conn:
@@ -75,7 +75,7 @@ def measure_fulfill(server: BackgroundServer, count: int) -> list[float]:
 
 
 def measure_bare(count: int) -> list[float]:
-    """The bare workflow (fulfill.loadtest), enqueued on the service's own queue, one at a time."""
+    """The bare workflow (fulfill_tools.floor), enqueued on the service's own queue, one at a time."""
     return _measure_bare(count, EXECUTION_QUEUE)
 
 

@@ -28,18 +28,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 from sqlalchemy import create_engine, func, select
 
 from bench.slow_tools import create_and_approve_at_once
+from fulfill.client import FulfillClient
 from fulfill.config import Settings
+from fulfill.domain.scopes import INTENT_CLIENT_SCOPES, Scope
 from fulfill.domain.time import epoch_from_iso
-from fulfill.loadtest import ServiceGroup
 from fulfill.store.tables import execution_attempts, internal_tasks
 from fulfill.tokens import mint_token
+from fulfill_tools.launch import ServiceGroup
 
 SECRET = "bench-secret-0123456789abcdef0123456789"
-SCOPES = ["intents:write", "intents:read", "intents:approve", "executions:read", "platform:admin"]
+SCOPES = [*INTENT_CLIENT_SCOPES, Scope.PLATFORM_ADMIN]
 
 
 def run(backlog: int, rate: float, database_url: str | None, workers: int) -> dict[str, Any]:
@@ -48,31 +49,25 @@ def run(backlog: int, rate: float, database_url: str | None, workers: int) -> di
     group = ServiceGroup(database_url=url, workers=workers, secret=SECRET, directory=work).start()
     settings = Settings(jwt_secret=SECRET)
     clients = {
-        tenant: httpx.Client(
-            base_url=group.api_url,
-            headers={"Authorization": f"Bearer {mint_token(settings, tenant_id=tenant, scopes=SCOPES)}"},
-            timeout=60,
+        tenant: FulfillClient(
+            group.api_url, mint_token(settings, tenant_id=tenant, scopes=SCOPES), timeout=60
         )
         for tenant in ("tenant-a", "tenant-b")
     }
     a, b = clients["tenant-a"], clients["tenant-b"]
     engine = create_engine(url)
     try:
-        a.put(
-            "/admin/connectors/internal/limits", json={"rate_per_second": rate, "concurrency": None}
-        ).raise_for_status()
+        a.put_connector_limits("internal", {"rate_per_second": rate, "concurrency": None})
         a_ids = create_and_approve_at_once(a, backlog, account="acc-a")
         deadline = time.monotonic() + 120
         while _tasks(engine) < 1 and time.monotonic() < deadline:
             group.check_alive()
             time.sleep(0.05)
-        created = b.post(
-            "/intents",
-            json={"action_type": "CREATE_INTERNAL_TASK", "account_id": "acc-b", "parameters": {"title": "B"}},
+        created = b.create_intent(
+            {"action_type": "CREATE_INTERNAL_TASK", "account_id": "acc-b", "parameters": {"title": "B"}}
         )
-        created.raise_for_status()
-        b_id = created.json()["action_intent_id"]
-        b.post(f"/intents/{b_id}/approve").raise_for_status()
+        b_id = created.value.action_intent_id
+        b.approve(b_id)
         deadline = time.monotonic() + backlog / rate * 2 + 300
         while time.monotonic() < deadline:
             group.check_alive()
@@ -97,7 +92,7 @@ def run(backlog: int, rate: float, database_url: str | None, workers: int) -> di
                 ).all()
             }
             tasks = conn.execute(select(internal_tasks.c.tenant_id, internal_tasks.c.created_at)).all()
-        b_intent = b.get(f"/intents/{b_id}").json()
+        b_approved = b.get_intent(b_id).approval_timestamp
         b_attempt = attempts[b_id]
         order = [tenant for tenant, _ in sorted(tasks, key=lambda row: row[1])]
         a_times = sorted(epoch_from_iso(when) for tenant, when in tasks if tenant == "tenant-a")
@@ -114,7 +109,7 @@ def run(backlog: int, rate: float, database_url: str | None, workers: int) -> di
             "a_backlog": backlog,
             "b_status": b_attempt.status,
             "b_approval_to_outcome_s": round(
-                epoch_from_iso(b_attempt.completed_at) - epoch_from_iso(b_intent["approval_timestamp"]), 2
+                epoch_from_iso(b_attempt.completed_at) - epoch_from_iso(b_approved or ""), 2
             )
             if b_attempt.completed_at
             else None,

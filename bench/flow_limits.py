@@ -28,19 +28,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import uvicorn
 from sqlalchemy import create_engine, func, select
 
-from bench.slow_tools import DelayingProxy, create_and_approve_at_once
+from bench.slow_tools import DelayingProxy, create_and_approve_at_once, first_approval_epoch
+from fulfill.client import FulfillClient
 from fulfill.config import Settings
+from fulfill.domain.scopes import INTENT_CLIENT_SCOPES, Scope
 from fulfill.domain.time import epoch_from_iso
-from fulfill.loadtest import ServiceGroup, free_port
 from fulfill.store.tables import connector_calls, execution_attempts, internal_tasks
 from fulfill.tokens import mint_token
+from fulfill_tools.launch import ServiceGroup, free_port
 
 SECRET = "bench-secret-0123456789abcdef0123456789"
-SCOPES = ["intents:write", "intents:read", "intents:approve", "executions:read", "platform:admin"]
+SCOPES = [*INTENT_CLIENT_SCOPES, Scope.PLATFORM_ADMIN]
 
 
 def most_in_any_window(times: list[float], window: float) -> int:
@@ -80,10 +81,10 @@ def run(
     proxy.upstream = f"{group.api_url}/mcp"
     base = group.api_url
     token = mint_token(Settings(jwt_secret=SECRET), tenant_id="bench", scopes=SCOPES)
-    client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    client = FulfillClient(base, token, timeout=60)
     try:
         limits = {"rate_per_second": rate, "concurrency": concurrency}
-        client.put("/admin/connectors/internal/limits", json=limits).raise_for_status()
+        client.put_connector_limits("internal", limits)
         ids = create_and_approve_at_once(client, intents, account="acc-flow")
         engine = create_engine(url)
         deadline = time.monotonic() + intents / rate * 2 + 120
@@ -129,9 +130,7 @@ def run(
                 ).scalars()
             ]
         engine.dispose()
-        first_approval = min(
-            epoch_from_iso(client.get(f"/intents/{i}").json()["approval_timestamp"]) for i in ids[:50]
-        )
+        first_approval = first_approval_epoch(client, ids[:50])
         arrivals = list(proxy.arrivals)
         margin_used = margin if margin is not None else Settings().connector_rate_margin_seconds
         span = (max(arrivals) - min(arrivals)) if arrivals else float("nan")

@@ -1,4 +1,4 @@
-"""Load benchmark: ``python -m bench.load …`` is ``fulfill bench load …`` (see fulfill.loadtest).
+"""Load benchmark: ``python -m bench.load …`` is ``fulfill bench load …`` (see fulfill_tools.loadtest).
 
 python -m bench.load --rates 10,20,50 --seconds 15 --burst 400
 """

@@ -24,13 +24,15 @@ from typing import Any
 import httpx
 import uvicorn
 
+from fulfill.client import AsyncFulfillClient, FulfillClient
 from fulfill.config import Settings
+from fulfill.domain.scopes import INTENT_CLIENT_SCOPES
 from fulfill.domain.time import epoch_from_iso
-from fulfill.loadtest import ServiceGroup, free_port
 from fulfill.tokens import mint_token
+from fulfill_tools.launch import ServiceGroup, free_port
 
 SECRET = "bench-secret-0123456789abcdef0123456789"
-SCOPES = ["intents:write", "intents:read", "intents:approve", "executions:read"]
+SCOPES = list(INTENT_CLIENT_SCOPES)
 
 
 class DelayingProxy:
@@ -96,32 +98,28 @@ def _rss_mb(pid: int, field: str = "VmRSS") -> float:
     return 0.0
 
 
-def create_and_approve_at_once(client: httpx.Client, count: int, *, account: str) -> list[str]:
+def create_and_approve_at_once(client: FulfillClient, count: int, *, account: str) -> list[str]:
     """Create ``count`` internal-task intents one by one, then approve them all at once (approving
     is idempotent: a reset connection is retried). Returns their ids."""
     ids = []
     for index in range(count):
-        created = client.post(
-            "/intents",
-            json={
+        created = client.create_intent(
+            {
                 "action_type": "CREATE_INTERNAL_TASK",
                 "account_id": account,
                 "parameters": {"title": f"{account} {index}"},
-            },
+            }
         )
-        created.raise_for_status()
-        ids.append(created.json()["action_intent_id"])
+        ids.append(created.value.action_intent_id)
 
     async def approve_all() -> None:
         limits = httpx.Limits(max_connections=64)
-        async with httpx.AsyncClient(
-            base_url=str(client.base_url), headers=client.headers, timeout=60, limits=limits
-        ) as aclient:
+        async with AsyncFulfillClient(client.base_url, client.token, timeout=60, limits=limits) as aclient:
 
             async def approve(intent_id: str) -> None:
                 for _ in range(5):
                     try:
-                        (await aclient.post(f"/intents/{intent_id}/approve")).raise_for_status()
+                        await aclient.approve(intent_id)
                         return
                     except httpx.TransportError:
                         await asyncio.sleep(0.5)
@@ -131,6 +129,11 @@ def create_and_approve_at_once(client: httpx.Client, count: int, *, account: str
 
     asyncio.run(approve_all())
     return ids
+
+
+def first_approval_epoch(client: FulfillClient, ids: list[str]) -> float:
+    """When the first of these intents was approved, by the service's clock."""
+    return min(epoch_from_iso(client.get_intent(i).approval_timestamp or "") for i in ids)
 
 
 def run(intents: int, latency: float, concurrency: int | None) -> dict[str, Any]:
@@ -156,7 +159,7 @@ def run(intents: int, latency: float, concurrency: int | None) -> dict[str, Any]
     pid = group.pids()["all"]
     base = group.api_url
     token = mint_token(Settings(jwt_secret=SECRET), tenant_id="bench", scopes=SCOPES)
-    client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    client = FulfillClient(base, token, timeout=60)
     try:
         time.sleep(2)
         idle_mb = _rss_mb(pid)
@@ -168,19 +171,17 @@ def run(intents: int, latency: float, concurrency: int | None) -> dict[str, Any]
             peak_mb = max(peak_mb, _rss_mb(pid))
             token_next: str | None = None
             while True:
-                params: dict[str, Any] = {"limit": 100, "status": "SUCCEEDED"}
-                if token_next:
-                    params["next_token"] = token_next
-                page = client.get("/accounts/acc-slow/executions", params=params).json()
-                for item in page.get("executions", []):
-                    done[item["action_intent_id"]] = epoch_from_iso(item["completed_at"])
-                token_next = page.get("next_token")
+                page = client.list_executions(
+                    "acc-slow", limit=100, status="SUCCEEDED", next_token=token_next
+                )
+                for item in page.executions:
+                    assert item.completed_at is not None  # a SUCCEEDED execution has completed
+                    done[item.action_intent_id] = epoch_from_iso(item.completed_at)
+                token_next = page.next_token
                 if not token_next:
                     break
             time.sleep(0.5)
-        first_approval = min(
-            epoch_from_iso(client.get(f"/intents/{i}").json()["approval_timestamp"]) for i in ids[:50]
-        )
+        first_approval = first_approval_epoch(client, ids[:50])
         peak_mb = max(peak_mb, _rss_mb(pid, "VmHWM"))
         elapsed = (max(done.values()) - first_approval) if done else float("nan")
         return {

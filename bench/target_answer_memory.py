@@ -20,15 +20,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import uvicorn
 
+from fulfill.client import FulfillClient
 from fulfill.config import Settings
-from fulfill.loadtest import ServiceGroup, free_port
+from fulfill.domain.scopes import INTENT_CLIENT_SCOPES, Scope
 from fulfill.tokens import mint_token
+from fulfill_tools.launch import ServiceGroup, free_port
 
 SECRET = "bench-secret-0123456789abcdef0123456789"
-SCOPES = ["intents:write", "intents:read", "intents:approve", "executions:read", "platform:admin"]
+SCOPES = [*INTENT_CLIENT_SCOPES, Scope.PLATFORM_ADMIN]
 _CHUNK = b"x" * (1024 * 1024)
 
 
@@ -143,34 +144,27 @@ def run(megabytes: int, max_response_bytes: int | None) -> dict[str, Any]:
         try:
             pid = group.pids()["all"]
             token = mint_token(Settings(jwt_secret=SECRET), tenant_id="bench", scopes=SCOPES)
-            with httpx.Client(
-                base_url=group.api_url, headers={"Authorization": f"Bearer {token}"}, timeout=60
-            ) as api:
-                added = api.post(
-                    "/admin/gateway/targets", json={"name": "huge", "url": f"http://127.0.0.1:{port}/mcp"}
-                )
-                added.raise_for_status()
-                api.post(
-                    "/admin/registry",
-                    json={
+            with FulfillClient(group.api_url, token, timeout=60) as api:
+                api.add_target({"name": "huge", "url": f"http://127.0.0.1:{port}/mcp"})
+                api.register_version(
+                    {
                         "action_type": "HUGE_ANSWER",
                         "tool_name": "huge.big",
                         "parameter_mapping": {"title": {"toolParam": "title", "required": True}},
-                    },
-                ).raise_for_status()
-                before = _memory_kib(pid, "VmRSS")
-                intent = api.post(
-                    "/intents",
-                    json={"action_type": "HUGE_ANSWER", "account_id": "a1", "parameters": {"title": "x"}},
+                    }
                 )
-                intent.raise_for_status()
-                intent_id = intent.json()["action_intent_id"]
-                api.post(f"/intents/{intent_id}/approve").raise_for_status()
+                before = _memory_kib(pid, "VmRSS")
+                intent = api.create_intent(
+                    {"action_type": "HUGE_ANSWER", "account_id": "a1", "parameters": {"title": "x"}}
+                )
+                intent_id = intent.value.action_intent_id
+                api.approve(intent_id)
                 status: dict[str, Any] = {}
                 deadline = time.monotonic() + 600
                 while time.monotonic() < deadline:
-                    status = api.get(f"/executions/{intent_id}/status").json()
-                    if status.get("status") in ("SUCCEEDED", "FAILED") and "attempt_count" in status:
+                    view = api.execution_status(intent_id)
+                    status = view.model_dump(mode="json", exclude_none=True)
+                    if view.status in ("SUCCEEDED", "FAILED") and view.attempt_count is not None:
                         break
                     time.sleep(0.2)
                 peak = _memory_kib(pid, "VmHWM")

@@ -207,6 +207,12 @@ def _create_intent(body: CreateIntent | Mapping[str, Any]) -> _Call[Upserted[Cre
     return _Call("POST", "/intents", _upserted(CreatedIntent), _json_body(body))
 
 
+def _get_intent(intent_id: str) -> _Call[CreatedIntent]:
+    from fulfill.api.intents import CreatedIntent
+
+    return _Call("GET", f"/intents/{_segment(intent_id)}", _model(CreatedIntent))
+
+
 def _intent_change(intent_id: str, change: str) -> _Call[ApprovalChange]:
     from fulfill.usecases.intents import ApprovalChange
 
@@ -301,9 +307,7 @@ class FulfillClient(_Base):
         return self.send(_create_intent(body))
 
     def get_intent(self, intent_id: str) -> CreatedIntent:
-        from fulfill.api.intents import CreatedIntent
-
-        return self.send(_Call("GET", f"/intents/{_segment(intent_id)}", _model(CreatedIntent)))
+        return self.send(_get_intent(intent_id))
 
     def approve(self, intent_id: str) -> ApprovalChange:
         return self.send(_intent_change(intent_id, "approve"))
@@ -536,6 +540,9 @@ class AsyncFulfillClient(_Base):
 
     async def approve(self, intent_id: str) -> ApprovalChange:
         return await self.send(_intent_change(intent_id, "approve"))
+
+    async def get_intent(self, intent_id: str) -> CreatedIntent:
+        return await self.send(_get_intent(intent_id))
 
     async def send_event(self, event: Mapping[str, Any]) -> EventAccepted:
         return await self.send(_send_event(event))

@@ -20,6 +20,9 @@ from fulfill.domain.tenant_urls import DEFAULT_LOGIN_HOSTS, LoginUrlPolicy
 
 DEV_JWT_SECRET = "fulfill-dev-secret-change-me-0123456789"  # noqa: S105 - documented development default
 DEV_JWT_ISSUER = "fulfill-dev"
+# The tenant the quick start's demo (`fulfill serve --demo`) writes to, and the console's local
+# login offers first.
+DEMO_TENANT = "demo-tenant"
 # The issuer of the engine's own HS256 ``gateway:invoke`` tokens; never a user token's issuer.
 SERVICE_TOKEN_ISSUER = "fulfill-service"  # noqa: S105 - an issuer name, not a secret
 MIN_SERVICE_TOKEN_SECRET_LENGTH = 32

@@ -36,8 +36,8 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from fulfill.config import SERVICE_TOKEN_ISSUER, Settings
 from fulfill.domain.mapping import TRUSTED_ARGUMENTS
+from fulfill.domain.scopes import Scope
 
-GATEWAY_SCOPE = "gateway:invoke"
 SERVICE_SUBJECT = "fulfill-engine"
 # A service token is bound to exactly these arguments of the one tool call it was minted for.
 SERVICE_BINDING_CLAIMS = TRUSTED_ARGUMENTS
@@ -166,7 +166,7 @@ class TokenVerifier:
         return Principal(
             subject=principal.subject,
             tenant_id=principal.tenant_id,
-            scopes=principal.scopes & {GATEWAY_SCOPE},
+            scopes=principal.scopes & {Scope.GATEWAY_INVOKE},
             account_ids=principal.account_ids,
             claims=principal.claims,
         )
@@ -401,7 +401,7 @@ def mint_service_token(
         "account_id": account_id,
         "action_intent_id": action_intent_id,
         "idempotency_key": idempotency_key,
-        "scope": GATEWAY_SCOPE,
+        "scope": Scope.GATEWAY_INVOKE,
         "iss": SERVICE_TOKEN_ISSUER,
         "aud": settings.jwt_audience,
         "iat": issued,

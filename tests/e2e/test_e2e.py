@@ -22,11 +22,11 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from fulfill import e2e
 from fulfill.cli import app
 from fulfill.domain.models import GlobalExecutionConfig, TenantExecutionConfig
 from fulfill.store import killswitches
 from fulfill.tokens import mint_token
+from fulfill_tools import e2e
 from tests.support.harness import ALL_SCOPES, Harness, make_settings
 
 pytestmark = pytest.mark.slow

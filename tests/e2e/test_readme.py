@@ -29,8 +29,8 @@ from pathlib import Path
 
 import pytest
 
+from fulfill_tools.launch import free_port
 from tests.support import postgres
-from tests.support.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"

@@ -13,10 +13,10 @@ import httpx
 import pytest
 import yaml
 
+from fulfill_tools.launch import free_port, start_serve, stop_all
 from tests.support import postgres
 from tests.support.harness import TEST_SECRET, Harness, fresh_database_url
 from tests.support.metrics import scrape
-from tests.support.processes import free_port, start_serve, stop_all
 
 RULES_DIR = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 PROMTOOL = shutil.which("promtool")

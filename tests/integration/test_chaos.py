@@ -30,10 +30,10 @@ from fulfill.store.tables import (
     internal_tasks,
 )
 from fulfill.tokens import mint_token
+from fulfill_tools.launch import free_port, kill, start_serve, stop_all
 from tests.support import postgres
 from tests.support.harness import ALL_SCOPES, TEST_SECRET, fresh_database_url
 from tests.support.http_doubles import wait_for
-from tests.support.processes import free_port, kill, start_serve, stop_all
 
 pytestmark = pytest.mark.slow
 

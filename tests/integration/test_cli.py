@@ -17,9 +17,9 @@ from typer.testing import CliRunner
 
 from fulfill.cli import app
 from fulfill.store.migrate import MIGRATIONS_DIR
+from fulfill_tools.launch import free_port
 from tests.support.harness import TEST_SECRET, Harness
 from tests.support.http_doubles import wait_for
-from tests.support.processes import free_port
 
 
 @pytest.fixture

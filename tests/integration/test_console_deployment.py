@@ -20,9 +20,9 @@ from fulfill.console.session import SESSION_COOKIE
 from fulfill.domain.ledger import GLOBAL_SWITCHES_SUBJECT, PLATFORM_LEDGER_TENANT
 from fulfill.store import executions as ledger_store
 from fulfill.store.tables import console_sessions
+from fulfill_tools.launch import free_port, start_serve, stop_all
 from tests.support.console import Console, bearer_session_cookie, cookie_content, dev_login, is_login_redirect
 from tests.support.harness import Harness, make_settings
-from tests.support.processes import free_port, start_serve, stop_all
 from tests.unit.test_tokens_production import AUDIENCE, ISSUER, JwksServer, rsa_key, user_claims
 
 

@@ -24,8 +24,8 @@ from fulfill.gateway.target_auth import EncryptedTargetSecrets
 from fulfill.service import Service
 from fulfill.store import targets as targets_store
 from fulfill.store.tables import connector_credentials
+from fulfill_tools.launch import free_port
 from tests.support.harness import TEST_SECRET, Harness, make_settings
-from tests.support.processes import free_port
 from tests.support.salesforce import OTHER_SECRETS_KEY, SECRETS_KEY, rsa_key_pair
 
 SECRET = "cc-secret-value-7d1e9b"

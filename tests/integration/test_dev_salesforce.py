@@ -13,9 +13,9 @@ import httpx
 import jwt
 import pytest
 
-from fulfill.dev.salesforce import JWT_BEARER_GRANT, DevSalesforce, DevSalesforceServer, parse_soql
+from fulfill_tools.dev.salesforce import JWT_BEARER_GRANT, DevSalesforce, DevSalesforceServer, parse_soql
+from fulfill_tools.launch import free_port
 from tests.support.http_doubles import wait_for
-from tests.support.processes import free_port
 from tests.support.salesforce import CLIENT_ID, CLIENT_SECRET, USERNAME, dev_config, rsa_key_pair
 
 

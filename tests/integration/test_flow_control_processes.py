@@ -33,9 +33,9 @@ from sqlalchemy import create_engine, select
 from fulfill.config import Settings
 from fulfill.store.tables import connector_calls, connector_waiters
 from fulfill.tokens import mint_token
+from fulfill_tools.launch import free_port, start_serve, stop_all
 from tests.support.harness import ALL_SCOPES, TERMINAL, TEST_SECRET, fresh_database_url
 from tests.support.http_doubles import FaultyProxy, most_in_any_window, wait_for
-from tests.support.processes import free_port, start_serve, stop_all
 
 pytestmark = pytest.mark.slow
 

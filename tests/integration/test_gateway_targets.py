@@ -25,11 +25,11 @@ from sqlalchemy import select
 from fulfill.store import executions
 from fulfill.store import targets as target_store
 from fulfill.store.tables import gateway_target_secrets
+from fulfill_tools.launch import free_port, start_serve, stop_all
 from tests.integration.test_gateway import service_token
 from tests.support.harness import TEST_SECRET, Harness, approved_event, make_settings
 from tests.support.http_doubles import Fault, FaultyProxy, wait_for
 from tests.support.mcp_target import McpTarget
-from tests.support.processes import free_port, start_serve, stop_all
 from tests.support.salesforce import SECRETS_KEY
 
 pytestmark = pytest.mark.slow

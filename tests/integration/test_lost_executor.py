@@ -25,10 +25,10 @@ from fulfill.engine.heartbeat import Heartbeat
 from fulfill.store import heartbeats
 from fulfill.store.tables import executor_heartbeats
 from fulfill.tokens import mint_token
+from fulfill_tools.launch import free_port, kill, start_serve, stop_all
 from tests.integration.test_crash_recovery import _count, _executors
 from tests.support.harness import ALL_SCOPES, TEST_SECRET, Harness, fresh_database_url, make_settings
 from tests.support.http_doubles import Fault, FaultyProxy, wait_for
-from tests.support.processes import free_port, kill, start_serve, stop_all
 
 pytestmark = pytest.mark.slow
 

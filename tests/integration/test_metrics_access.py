@@ -95,8 +95,8 @@ def test_a_short_metrics_token_is_refused_at_start(tmp_path: Path) -> None:
 def test_fulfill_serve_moves_metrics_to_its_own_port(tmp_path: Path) -> None:
     import os
 
+    from fulfill_tools.launch import free_port, start_serve, stop_all
     from tests.support.harness import TEST_SECRET, fresh_database_url
-    from tests.support.processes import free_port, start_serve, stop_all
 
     api_port, metrics_port = free_port(), free_port()
     env = {

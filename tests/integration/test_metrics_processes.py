@@ -19,10 +19,10 @@ import pytest
 
 from fulfill.config import Settings
 from fulfill.tokens import mint_token
+from fulfill_tools.launch import free_port, start_serve, stop_all
 from tests.support.harness import ALL_SCOPES, TERMINAL, TEST_SECRET, fresh_database_url
 from tests.support.http_doubles import wait_for
 from tests.support.metrics import Samples, scrape, value
-from tests.support.processes import free_port, start_serve, stop_all
 
 pytestmark = pytest.mark.slow
 

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from fulfill.dev.salesforce import DevSalesforce, Fault
 from fulfill.domain.credentials import JwtBearerInput, RefreshTokenInput
 from fulfill.store.tables import external_writes
+from fulfill_tools.dev.salesforce import DevSalesforce, Fault
 from tests.support.salesforce import (
     CLIENT_ID,
     CLIENT_SECRET,

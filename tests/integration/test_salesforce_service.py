@@ -15,8 +15,8 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import select
 
-from fulfill.dev.salesforce import DevSalesforce, DevSalesforceServer, Fault
 from fulfill.store.tables import execution_outcomes, ledger_entries
+from fulfill_tools.dev.salesforce import DevSalesforce, DevSalesforceServer, Fault
 from tests.support.harness import Harness, make_settings
 from tests.support.http_doubles import wait_for
 from tests.support.salesforce import CLIENT_ID, CLIENT_SECRET, SECRETS_KEY, dev_config

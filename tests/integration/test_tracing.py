@@ -29,12 +29,12 @@ from opentelemetry.trace import SpanKind
 from opentelemetry.trace.span import format_trace_id
 
 from fulfill import tracing
-from fulfill.dev.salesforce import DevSalesforce, DevSalesforceServer
 from fulfill.engine import intake
 from fulfill.engine.reconciler import reconcile_once
 from fulfill.logging_setup import build_handler
 from fulfill.store import executions
 from fulfill.store.tables import execution_attempts
+from fulfill_tools.dev.salesforce import DevSalesforce, DevSalesforceServer
 from tests.support.harness import Harness, approved_event, make_settings
 from tests.support.http_doubles import FaultyProxy, wait_for
 from tests.support.salesforce import CLIENT_ID, CLIENT_SECRET, SECRETS_KEY, dev_config

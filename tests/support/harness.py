@@ -13,8 +13,10 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select
 
+from fulfill.client import ApiError, FulfillClient
 from fulfill.config import Settings
 from fulfill.domain.models import ActionIntentV1, ApprovalStatus, ExecutionPolicy
+from fulfill.domain.scopes import USER_SCOPES
 from fulfill.domain.time import iso_from_epoch
 from fulfill.server import BackgroundServer
 from fulfill.service import Service
@@ -25,15 +27,7 @@ from tests.support import postgres
 from tests.support.http_doubles import wait_for
 
 TEST_SECRET = "test-secret-0123456789abcdef0123456789"
-ALL_SCOPES = [
-    "intents:write",
-    "intents:read",
-    "intents:approve",
-    "events:write",
-    "executions:read",
-    "admin",
-    "platform:admin",
-]
+ALL_SCOPES = list(USER_SCOPES)
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED"}
 
 
@@ -105,6 +99,13 @@ class Harness:
 
     # --- flows -------------------------------------------------------------------------
 
+    def api(self, client: httpx.Client) -> FulfillClient:
+        """The typed API client on ``client``'s connections, with its bearer token (the typed client
+        sends requests it builds itself, so the token is handed over, not the default headers)."""
+        authorization = client.headers.get("Authorization", "")
+        token = authorization.removeprefix("Bearer ") if authorization.startswith("Bearer ") else None
+        return FulfillClient(self.url, token, http=client)
+
     def create_intent(
         self,
         client: httpx.Client,
@@ -113,25 +114,28 @@ class Harness:
         action_type: str = "CREATE_INTERNAL_TASK",
         **body: Any,
     ) -> dict[str, Any]:
+        """The stored intent as the service answered it (HTTP 201: a new intent)."""
         payload: dict[str, Any] = {"action_type": action_type, "account_id": account}
         payload.setdefault("parameters", {"title": "Call the customer"})
         payload.update(body)
-        response = client.post("/intents", json=payload)
-        assert response.status_code == 201, response.text
-        return dict(response.json())
+        created = self.api(client).create_intent(payload)
+        assert created.created, f"POST /intents answered 200: {payload} was stored already"
+        return created.value.model_dump(mode="json")
 
     def approve(self, client: httpx.Client, intent_id: str) -> None:
-        response = client.post(f"/intents/{intent_id}/approve")
-        assert response.status_code == 202, response.text
+        self.api(client).approve(intent_id)
 
     def wait_terminal(self, client: httpx.Client, intent_id: str, timeout: float = 30.0) -> dict[str, Any]:
         """Wait for the recorded outcome of an execution (not a status derived from the intent alone)."""
+        api = self.api(client)
 
         def terminal() -> dict[str, Any] | None:
-            response = client.get(f"/executions/{intent_id}/status")
-            body = response.json() if response.status_code == 200 else {}
-            if body.get("status") in TERMINAL and "attempt_count" in body:
-                return dict(body)
+            try:
+                status = api.execution_status(intent_id)
+            except ApiError:
+                return None
+            if status.status in TERMINAL and status.attempt_count is not None:
+                return status.model_dump(mode="json", exclude_none=True)
             return None
 
         return dict(wait_for(terminal, timeout=timeout))

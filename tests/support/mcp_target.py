@@ -63,8 +63,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from fulfill_tools.launch import free_port
 from tests.support.http_doubles import wait_for
-from tests.support.processes import free_port
 
 IDEMPOTENCY_META_KEY = "io.fulfill/idempotency-key"
 ROOT = Path(__file__).resolve().parents[2]

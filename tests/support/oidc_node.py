@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from fulfill_tools.launch import free_port
 from tests.support.http_doubles import wait_for
-from tests.support.processes import free_port
 
 JS_DIR = Path(__file__).parent / "oidc_provider_js"
 CLIENT_ID = "console"

@@ -1,6 +1,6 @@
 """The local Salesforce server and a Salesforce connector on a real, migrated database.
 
-The connector talks real HTTP to :class:`fulfill.dev.salesforce.DevSalesforceServer` on
+The connector talks real HTTP to :class:`fulfill_tools.dev.salesforce.DevSalesforceServer` on
 127.0.0.1; its database is a SQLite file in the test's temporary directory, or a fresh
 PostgreSQL database on the PostgreSQL pass (``tests/support/postgres.py``).
 """
@@ -23,12 +23,12 @@ from mcp.types import CallToolResult
 from fulfill.clock import SystemClock
 from fulfill.config import Settings
 from fulfill.connectors.salesforce import SalesforceConnector
-from fulfill.dev.salesforce import DevSalesforce, DevSalesforceConfig, DevSalesforceServer
 from fulfill.domain.credentials import ClientCredentialsInput
+from fulfill.service import credential_vault
 from fulfill.store.db import Database
 from fulfill.store.migrate import upgrade_to_head
 from fulfill.store.sql_store import SqlStore
-from fulfill.usecases.credentials import vault_for
+from fulfill_tools.dev.salesforce import DevSalesforce, DevSalesforceConfig, DevSalesforceServer
 from tests.support import postgres
 from tests.support.harness import fresh_database_url
 
@@ -127,7 +127,7 @@ def salesforce_rig(tmp_path: Path, dev: DevSalesforce | None = None, **settings:
     values.update(settings)
     config = Settings(**values)
     clock = SystemClock()
-    connector = SalesforceConnector(SqlStore(db), clock, config, vault=vault_for(db, config, clock))
+    connector = SalesforceConnector(SqlStore(db), clock, config, vault=credential_vault(db, config, clock))
     rig = Rig(server.dev, server, connector, db, config)
     rig.use_client_credentials()
     try:

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from fulfill.loadtest import achieved_rate, epoch, percentile, schedule, summary, throughput
+from fulfill_tools.loadtest import achieved_rate, epoch, percentile, schedule, summary, throughput
 
 
 def test_percentile_nearest_rank() -> None:
@@ -65,7 +65,7 @@ def test_epoch_reads_the_services_timestamps() -> None:
 
 
 def test_p95_by_window_shows_growth_over_the_run() -> None:
-    from fulfill.loadtest import p95_by_window
+    from fulfill_tools.loadtest import p95_by_window
 
     steady = [(t / 10, 50.0) for t in range(100)]
     assert p95_by_window(steady, 2.5) == [50.0, 50.0, 50.0, 50.0]

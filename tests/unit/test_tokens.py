@@ -8,8 +8,8 @@ import jwt
 import pytest
 
 from fulfill.config import Settings
+from fulfill.domain.scopes import Scope
 from fulfill.tokens import (
-    GATEWAY_SCOPE,
     Principal,
     TokenError,
     TokenVerifier,
@@ -44,13 +44,16 @@ def raw_token(settings: Settings, secret: str | None = None, **claims: Any) -> s
 
 def test_round_trip(settings: Settings) -> None:
     token = mint_token(
-        settings, tenant_id="t1", scopes=["intents:write", GATEWAY_SCOPE, "intents:write"], subject="alice"
+        settings,
+        tenant_id="t1",
+        scopes=["intents:write", Scope.GATEWAY_INVOKE, "intents:write"],
+        subject="alice",
     )
     principal = TokenVerifier(settings).verify(token)
     assert principal.tenant_id == "t1"
     assert principal.subject == "alice"
-    assert principal.scopes == frozenset({"intents:write", GATEWAY_SCOPE})
-    assert principal.has_scope(GATEWAY_SCOPE)
+    assert principal.scopes == frozenset({"intents:write", Scope.GATEWAY_INVOKE})
+    assert principal.has_scope(Scope.GATEWAY_INVOKE)
     assert not principal.has_scope("admin")
     assert principal.account_ids is None
     assert principal.claims["iss"] == "fulfill-dev"
@@ -354,7 +357,7 @@ def test_service_tokens_ignore_the_scope_policy() -> None:
     token = ServiceTokens(settings).token_for_call(
         {"tenant_id": "t", "account_id": "a", "action_intent_id": "i", "idempotency_key": "k" * 64}
     )
-    assert TokenVerifier(settings).verify_service(token).scopes == frozenset({GATEWAY_SCOPE})
+    assert TokenVerifier(settings).verify_service(token).scopes == frozenset({Scope.GATEWAY_INVOKE})
 
 
 def test_the_scope_claim_cannot_be_mapped_onto_itself() -> None:

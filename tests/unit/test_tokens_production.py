@@ -24,7 +24,8 @@ from pydantic import ValidationError
 
 from fulfill import tokens
 from fulfill.config import Settings
-from fulfill.tokens import GATEWAY_SCOPE, ServiceTokens, TokenError, TokenVerifier, mint_service_token
+from fulfill.domain.scopes import Scope
+from fulfill.tokens import ServiceTokens, TokenError, TokenVerifier, mint_service_token
 
 ISSUER = "https://idp.test"
 AUDIENCE = "fulfill-api"
@@ -624,7 +625,7 @@ def test_service_tokens_verify_in_production(
     for principal in (verifier.verify(token), verifier.verify_service(token)):
         assert principal.subject == "fulfill-engine"
         assert principal.tenant_id == "t1"
-        assert principal.scopes == frozenset({GATEWAY_SCOPE})
+        assert principal.scopes == frozenset({Scope.GATEWAY_INVOKE})
         assert principal.claims["iss"] == "fulfill-service"
         assert principal.claims["aud"] == AUDIENCE
         assert principal.claims["exp"] - principal.claims["iat"] == settings.service_token_ttl_seconds
@@ -662,7 +663,7 @@ def test_a_call_without_its_trusted_arguments_gets_no_token(settings: Settings, 
 
 @pytest.mark.parametrize("missing", list(BINDING))
 def test_service_tokens_without_their_binding_claims_rejected(verifier: TokenVerifier, missing: str) -> None:
-    claims = {**user_claims(iss="fulfill-service", scope=GATEWAY_SCOPE), **BINDING}
+    claims = {**user_claims(iss="fulfill-service", scope=Scope.GATEWAY_INVOKE), **BINDING}
     del claims[missing]
     token = jwt.encode(claims, SERVICE_SECRET, algorithm="HS256")
     for verify in (verifier.verify, verifier.verify_service):
@@ -673,12 +674,12 @@ def test_service_tokens_without_their_binding_claims_rejected(verifier: TokenVer
 def test_verify_service_refuses_user_tokens(jwks: JwksServer, rsa1: SigningKey) -> None:
     settings = production_settings(jwks.url)
     verifier = TokenVerifier(settings)
-    admin = rsa1.sign(user_claims(scope=f"admin platform:admin {GATEWAY_SCOPE}", **BINDING))
-    assert verifier.verify(admin).has_scope(GATEWAY_SCOPE)  # a valid user token...
+    admin = rsa1.sign(user_claims(scope=f"admin platform:admin {Scope.GATEWAY_INVOKE}", **BINDING))
+    assert verifier.verify(admin).has_scope(Scope.GATEWAY_INVOKE)  # a valid user token...
     with pytest.raises(TokenError, match=r"^a service token is required$"):
         verifier.verify_service(admin)  # ...is no service token
     dev = dev_settings()
-    dev_token = tokens.mint_token(dev, tenant_id="t1", scopes=[GATEWAY_SCOPE, "admin"])
+    dev_token = tokens.mint_token(dev, tenant_id="t1", scopes=[Scope.GATEWAY_INVOKE, "admin"])
     with pytest.raises(TokenError, match=r"^a service token is required$"):
         TokenVerifier(dev).verify_service(dev_token)
     with pytest.raises(TokenError, match=r"^token malformed \(not a JWT\)$"):
@@ -693,7 +694,9 @@ def test_service_token_with_wrong_secret_rejected(verifier: TokenVerifier, setti
         verifier.verify_service(forged)
     # The user-token secret is not the service secret (in production, or in dev mode once set).
     signed_with_user_secret = jwt.encode(
-        {**user_claims(iss="fulfill-service", scope=GATEWAY_SCOPE), **BINDING}, DEV_SECRET, algorithm="HS256"
+        {**user_claims(iss="fulfill-service", scope=Scope.GATEWAY_INVOKE), **BINDING},
+        DEV_SECRET,
+        algorithm="HS256",
     )
     with pytest.raises(TokenError, match=r"^token signature invalid$"):
         verifier.verify(signed_with_user_secret)
@@ -718,14 +721,16 @@ def test_service_token_checks_audience_and_expiry(verifier: TokenVerifier, setti
 def test_service_tokens_only_ever_carry_the_gateway_scope(verifier: TokenVerifier) -> None:
     token = jwt.encode(
         {
-            **user_claims(iss="fulfill-service", scope=f"admin platform:admin intents:write {GATEWAY_SCOPE}"),
+            **user_claims(
+                iss="fulfill-service", scope=f"admin platform:admin intents:write {Scope.GATEWAY_INVOKE}"
+            ),
             **BINDING,
         },
         SERVICE_SECRET,
         algorithm="HS256",
     )
-    assert verifier.verify(token).scopes == frozenset({GATEWAY_SCOPE})
-    assert verifier.verify_service(token).scopes == frozenset({GATEWAY_SCOPE})
+    assert verifier.verify(token).scopes == frozenset({Scope.GATEWAY_INVOKE})
+    assert verifier.verify_service(token).scopes == frozenset({Scope.GATEWAY_INVOKE})
 
 
 def test_idp_token_claiming_the_service_issuer_rejected(verifier: TokenVerifier, rsa1: SigningKey) -> None:
@@ -740,7 +745,7 @@ def test_service_tokens_in_dev_mode_use_the_jwt_secret() -> None:
     token = ServiceTokens(settings).token_for_call(BINDING)
     assert jwt.decode(token, DEV_SECRET, algorithms=["HS256"], audience="fulfill")["iss"] == "fulfill-service"
     principal = TokenVerifier(settings).verify_service(token)
-    assert principal.scopes == frozenset({GATEWAY_SCOPE})
+    assert principal.scopes == frozenset({Scope.GATEWAY_INVOKE})
     separate = dev_settings(service_token_secret=SERVICE_SECRET)
     token = ServiceTokens(separate).token_for_call(BINDING)
     assert TokenVerifier(separate).verify_service(token).subject == "fulfill-engine"

@@ -15,11 +15,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BaseModel
 
-from fulfill.api.auth import SCOPE_ADMIN, SCOPE_PLATFORM_ADMIN, require_scope
+from fulfill.api.auth import require_scope
 from fulfill.api.deps import ServiceContext, Targets
 from fulfill.api.problems import PROBLEM
 from fulfill.domain.flowcontrol import CONNECTOR_NAME_PATTERN
 from fulfill.domain.models import RegistryEntry
+from fulfill.domain.scopes import Scope
 from fulfill.tokens import Principal
 from fulfill.usecases import admin, connectors, registry
 from fulfill.usecases import outbox as dead_letters
@@ -31,8 +32,8 @@ from fulfill.usecases.registry import RegistryDraft
 from fulfill.usecases.targets import TargetDraft, TargetListing, TargetView
 
 router = APIRouter(prefix="/admin", tags=["admin"])
-TenantAdmin = Annotated[Principal, Depends(require_scope(SCOPE_ADMIN))]
-PlatformAdmin = Annotated[Principal, Depends(require_scope(SCOPE_PLATFORM_ADMIN))]
+TenantAdmin = Annotated[Principal, Depends(require_scope(Scope.ADMIN))]
+PlatformAdmin = Annotated[Principal, Depends(require_scope(Scope.PLATFORM_ADMIN))]
 TenantId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")]
 ActionTypePath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Z][A-Z0-9_]*$")]
 TargetNamePath = Annotated[str, Path(min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9_]*$")]

@@ -23,14 +23,6 @@ from fulfill.tokens import Principal, TokenError
 
 _bearer = HTTPBearer(auto_error=False, description="A JWT; see README 'Authentication'.")
 
-SCOPE_EXECUTIONS_READ = "executions:read"
-SCOPE_INTENTS_WRITE = "intents:write"
-SCOPE_INTENTS_READ = "intents:read"
-SCOPE_INTENTS_APPROVE = "intents:approve"
-SCOPE_EVENTS_WRITE = "events:write"
-SCOPE_ADMIN = "admin"  # the token's own tenant
-SCOPE_PLATFORM_ADMIN = "platform:admin"  # what affects every tenant
-
 
 def _unauthorized(detail: str, code: str, *, challenge: str) -> ApiProblem:
     return ApiProblem(401, detail, slug="unauthorized", code=code, headers={"WWW-Authenticate": challenge})

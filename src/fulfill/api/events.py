@@ -9,9 +9,10 @@ from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from fulfill.api.auth import SCOPE_EVENTS_WRITE, require_scope
+from fulfill.api.auth import require_scope
 from fulfill.api.deps import Events
 from fulfill.api.problems import PROBLEM, not_json_problem, problem_response
+from fulfill.domain.scopes import Scope
 from fulfill.tokens import Principal
 from fulfill.usecases.events import EventRefused
 
@@ -39,7 +40,7 @@ class EventAccepted(BaseModel):
 def post_events(
     request: Request,
     payload: Annotated[Any, Body()],
-    principal: Annotated[Principal, Depends(require_scope(SCOPE_EVENTS_WRITE))],
+    principal: Annotated[Principal, Depends(require_scope(Scope.EVENTS_WRITE))],
     intake: Events,
 ) -> JSONResponse:
     if isinstance(payload, bytes):  # a body FastAPI did not parse: it was not sent as JSON

@@ -7,11 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Path, Query
 from fastapi.responses import JSONResponse
 
-from fulfill.api.auth import SCOPE_ADMIN, SCOPE_EXECUTIONS_READ, require_scope
+from fulfill.api.auth import require_scope
 from fulfill.api.deps import ServiceContext
 from fulfill.api.intents import IntentId
 from fulfill.api.problems import PROBLEM
 from fulfill.domain.models import ExecutionStatusView
+from fulfill.domain.scopes import Scope
 from fulfill.tokens import Principal
 from fulfill.usecases import executions
 from fulfill.usecases.executions import ExecutionPage, RerunRequest, Timeline
@@ -29,7 +30,7 @@ AccountId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z
 def execution_status(
     action_intent_id: IntentId,
     ctx: ServiceContext,
-    principal: Annotated[Principal, Depends(require_scope(SCOPE_EXECUTIONS_READ))],
+    principal: Annotated[Principal, Depends(require_scope(Scope.EXECUTIONS_READ))],
     account_id: Annotated[
         str | None, Query(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")
     ] = None,
@@ -46,7 +47,7 @@ def execution_status(
 def list_executions(
     account_id: AccountId,
     ctx: ServiceContext,
-    principal: Annotated[Principal, Depends(require_scope(SCOPE_EXECUTIONS_READ))],
+    principal: Annotated[Principal, Depends(require_scope(Scope.EXECUTIONS_READ))],
     limit: Annotated[str | None, Query(description="1 to 100, default 50.", max_length=8)] = None,
     next_token: Annotated[
         str | None, Query(description="The next_token of the previous page.", max_length=1024)
@@ -77,7 +78,7 @@ def list_executions(
 def execution_timeline(
     action_intent_id: IntentId,
     ctx: ServiceContext,
-    principal: Annotated[Principal, Depends(require_scope(SCOPE_EXECUTIONS_READ))],
+    principal: Annotated[Principal, Depends(require_scope(Scope.EXECUTIONS_READ))],
 ) -> Timeline:
     return executions.timeline(ctx, principal, action_intent_id)
 
@@ -93,7 +94,7 @@ def execution_timeline(
 def rerun(
     action_intent_id: IntentId,
     ctx: ServiceContext,
-    principal: Annotated[Principal, Depends(require_scope(SCOPE_ADMIN))],
+    principal: Annotated[Principal, Depends(require_scope(Scope.ADMIN))],
     body: Annotated[RerunRequest | None, Body()] = None,
 ) -> ExecutionStatusView:
     return executions.rerun_execution(ctx, principal, action_intent_id, body or RerunRequest())

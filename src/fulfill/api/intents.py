@@ -7,10 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Response
 from pydantic import Field
 
-from fulfill.api.auth import SCOPE_INTENTS_APPROVE, SCOPE_INTENTS_READ, SCOPE_INTENTS_WRITE, require_scope
+from fulfill.api.auth import require_scope
 from fulfill.api.deps import ServiceContext
 from fulfill.api.problems import PROBLEM
 from fulfill.domain.models import ActionIntentV1
+from fulfill.domain.scopes import Scope
 from fulfill.tokens import Principal
 from fulfill.usecases import intents
 from fulfill.usecases.intents import ApprovalChange, CreateIntent
@@ -47,7 +48,7 @@ def create_intent(
     body: CreateIntent,
     ctx: ServiceContext,
     response: Response,
-    principal: Annotated[Principal, Depends(require_scope(SCOPE_INTENTS_WRITE))],
+    principal: Annotated[Principal, Depends(require_scope(Scope.INTENTS_WRITE))],
 ) -> CreatedIntent:
     intent, created = intents.create_intent(ctx, principal, body)
     response.status_code = 201 if created else 200
@@ -62,7 +63,7 @@ def create_intent(
 def read_intent(
     action_intent_id: IntentId,
     ctx: ServiceContext,
-    principal: Annotated[Principal, Depends(require_scope(SCOPE_INTENTS_READ))],
+    principal: Annotated[Principal, Depends(require_scope(Scope.INTENTS_READ))],
 ) -> ActionIntentV1:
     return intents.get_intent(ctx, principal, action_intent_id)
 
@@ -76,7 +77,7 @@ def read_intent(
 def approve_intent(
     action_intent_id: IntentId,
     ctx: ServiceContext,
-    principal: Annotated[Principal, Depends(require_scope(SCOPE_INTENTS_APPROVE))],
+    principal: Annotated[Principal, Depends(require_scope(Scope.INTENTS_APPROVE))],
 ) -> ApprovalChange:
     return intents.approve_intent(ctx, principal, action_intent_id)
 
@@ -90,7 +91,7 @@ def approve_intent(
 def reject_intent(
     action_intent_id: IntentId,
     ctx: ServiceContext,
-    principal: Annotated[Principal, Depends(require_scope(SCOPE_INTENTS_APPROVE))],
+    principal: Annotated[Principal, Depends(require_scope(Scope.INTENTS_APPROVE))],
 ) -> ApprovalChange:
     return intents.reject_intent(ctx, principal, action_intent_id)
 
@@ -104,6 +105,6 @@ def reject_intent(
 def cancel_intent(
     action_intent_id: IntentId,
     ctx: ServiceContext,
-    principal: Annotated[Principal, Depends(require_scope(SCOPE_INTENTS_APPROVE))],
+    principal: Annotated[Principal, Depends(require_scope(Scope.INTENTS_APPROVE))],
 ) -> ApprovalChange:
     return intents.cancel_intent(ctx, principal, action_intent_id)

@@ -101,7 +101,9 @@ app.add_typer(connectors.commands, name="connectors")
 app.add_typer(outbox.commands, name="outbox")
 
 
-tooling().register(app)
+tools = tooling()
+if tools is not None:
+    tools.register(app)
 
 
 def main() -> None:

@@ -9,12 +9,13 @@ from typing import Annotated
 import typer
 
 from fulfill.cli.options import settings
+from fulfill.domain.scopes import TENANT_SCOPES, Scope, spelled
 from fulfill.explain import CliError
 
 # Every scope of a tenant's own work; ``admin`` manages that tenant only. What affects every
 # tenant (the global kill switches, the registry) needs ``platform:admin`` instead.
-ALL_SCOPES = "intents:write intents:read intents:approve events:write executions:read admin"
-PLATFORM_ADMIN = "platform:admin"
+ALL_SCOPES = spelled(TENANT_SCOPES)
+PLATFORM_ADMIN = Scope.PLATFORM_ADMIN
 MAX_TOKEN_TTL_SECONDS = 366 * 24 * 3600
 
 # The tokens this command minted itself, so that a refusal can say where its token came from.

@@ -30,6 +30,7 @@ from fulfill.clock import SystemClock
 from fulfill.config import Settings
 from fulfill.domain.killswitch import GLOBAL_SCOPE, KillSwitchScope, StoredSwitches, SwitchSettings
 from fulfill.domain.models import RegistryEntry
+from fulfill.domain.scopes import Scope
 from fulfill.explain import CliError, explain, shown_url
 from fulfill.usecases.connectors import ConnectorView
 
@@ -97,7 +98,7 @@ class ApiOperator:
         return bearer_token("platform", self.bearer, PLATFORM_ADMIN)
 
     def _tenant_token(self, tenant: str) -> str:
-        return bearer_token(tenant, self.bearer, "admin")
+        return bearer_token(tenant, self.bearer, Scope.ADMIN)
 
     def _token(self, scope: KillSwitchScope) -> str:
         return self._platform_token() if scope.tenant_id is None else self._tenant_token(scope.tenant_id)

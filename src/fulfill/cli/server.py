@@ -78,15 +78,19 @@ def _cannot_listen(exc: OSError, settings: Settings) -> str:
 def _demo_when_ready(server: uvicorn.Server, settings: Settings) -> None:
     import time
 
-    from fulfill.cli.tooling import tooling
+    from fulfill.cli.tooling import NOT_INSTALLED, tooling
 
+    tools = tooling()
+    if tools is None:
+        err_console.print(f"[red]demo failed:[/red] {NOT_INSTALLED}", highlight=False, soft_wrap=True)
+        return
     while not server.started:
         if server.should_exit:
             return
         time.sleep(0.05)
     url = local_service_url(settings)
     try:
-        tooling().run_demo(url, settings, console)
+        tools.run_demo(url, settings, console)
     except Exception as exc:
         err_console.print(f"[red]demo failed:[/red] {escape(explain(exc))}", highlight=False, soft_wrap=True)
     console.print(f"[green]the service keeps serving on {url}; press Ctrl+C to stop[/green]")

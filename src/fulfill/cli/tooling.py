@@ -1,7 +1,7 @@
 """The tooling's commands (load test, end-to-end check, demo, local Salesforce server) plug into
 the command line: the product never imports its tooling package, it looks ``fulfill_tools.cli``
-up by name and lets it register its commands. Until that package is installed beside the product,
-the same commands come from ``fulfill.cli.tools``."""
+up by name and lets it register its commands. Without that package (it ships in the same
+distribution) the command line has none of them, and ``serve --demo`` says why."""
 
 from __future__ import annotations
 
@@ -27,12 +27,16 @@ class Tooling(Protocol):
         ...
 
 
+NOT_INSTALLED = "the tooling package fulfill_tools is not installed"
+
+
 @functools.cache
-def tooling() -> Tooling:
+def tooling() -> Tooling | None:
+    """The tooling's commands, or None when its package is not installed."""
     try:
         module = importlib.import_module(TOOLING_MODULE)
     except ModuleNotFoundError as exc:
         if exc.name not in ("fulfill_tools", TOOLING_MODULE):
             raise
-        module = importlib.import_module("fulfill.cli.tools")
+        return None
     return cast(Tooling, module)

@@ -22,17 +22,8 @@ from fastapi.templating import Jinja2Templates
 from pydantic import TypeAdapter, ValidationError
 
 from fulfill import metrics
-from fulfill.api.auth import (
-    SCOPE_ADMIN,
-    SCOPE_EVENTS_WRITE,
-    SCOPE_EXECUTIONS_READ,
-    SCOPE_INTENTS_APPROVE,
-    SCOPE_INTENTS_READ,
-    SCOPE_INTENTS_WRITE,
-    SCOPE_PLATFORM_ADMIN,
-)
 from fulfill.api.deps import ServiceContext, settings_of, verifier_of
-from fulfill.config import Settings
+from fulfill.config import DEMO_TENANT, Settings
 from fulfill.console import oidc, present
 from fulfill.console.session import (
     CSRF_FIELD,
@@ -43,11 +34,11 @@ from fulfill.console.session import (
     log_in,
     log_out,
 )
-from fulfill.demo import DEMO_TENANT
 from fulfill.domain.console_login import dev_login_refusal
 from fulfill.domain.expiry import is_expired
 from fulfill.domain.killswitch import GLOBAL_SCOPE, KillSwitchScope, SwitchSettings
 from fulfill.domain.models import ActionIntentV1, ApprovalStatus
+from fulfill.domain.scopes import USER_SCOPES, Scope
 from fulfill.tokens import Principal, TokenError, mint_token
 from fulfill.usecases import admin, connectors, executions, intents, registry
 from fulfill.usecases import approvals as approvals_usecase
@@ -57,6 +48,7 @@ from fulfill.usecases.errors import UseCaseError
 
 _HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(_HERE / "templates"))
+templates.env.globals["Scope"] = Scope
 router = APIRouter(prefix="/console", include_in_schema=False)
 
 _ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
@@ -66,15 +58,7 @@ DEV_TENANT_COOKIE = "fulfill_console_tenant"
 DEV_DEFAULT_TENANT = DEMO_TENANT
 _STATUS_OF_KIND = {"not-found": 404, "conflict": 409, "forbidden": 403, "invalid": 422, "bad-request": 400}
 # Scopes the dev login offers (all of them are the API's own).
-DEV_SCOPES = (
-    SCOPE_INTENTS_READ,
-    SCOPE_INTENTS_APPROVE,
-    SCOPE_INTENTS_WRITE,
-    SCOPE_EXECUTIONS_READ,
-    SCOPE_EVENTS_WRITE,
-    SCOPE_ADMIN,
-    SCOPE_PLATFORM_ADMIN,
-)
+DEV_SCOPES = USER_SCOPES
 DEV_TOKEN_TTL_SECONDS = 3600
 MAX_FORM_FIELD = 2000
 # Every page: only this service's scripts and styles, never inside another site's frame (a
@@ -265,8 +249,8 @@ def _no_console_scope(request: Request, principal: Principal) -> str:
         f"its scope claim, or the claim {claim} (FULFILL_JWT_SCOPE_CLAIM)" if claim else "its scope claim"
     )
     needed = (
-        f"{SCOPE_INTENTS_READ} (approvals), {SCOPE_EXECUTIONS_READ} (executions), "
-        f"{SCOPE_ADMIN} or {SCOPE_PLATFORM_ADMIN} (kill switches, registry)"
+        f"{Scope.INTENTS_READ} (approvals), {Scope.EXECUTIONS_READ} (executions), "
+        f"{Scope.ADMIN} or {Scope.PLATFORM_ADMIN} (kill switches, registry)"
     )
     message = (
         f"Your sign-in grants no console scope. The token's scopes, read from {source}: {held}. "
@@ -291,11 +275,11 @@ def console_root() -> Response:
 @router.get("/")
 async def home(request: Request, ctx: ServiceContext) -> Response:
     def page(principal: Principal, _form: Form) -> Response:
-        if principal.has_scope(SCOPE_INTENTS_READ):
+        if principal.has_scope(Scope.INTENTS_READ):
             return RedirectResponse("/console/approvals", status_code=303)
-        if principal.has_scope(SCOPE_EXECUTIONS_READ):
+        if principal.has_scope(Scope.EXECUTIONS_READ):
             return RedirectResponse("/console/executions", status_code=303)
-        if principal.has_scope(SCOPE_ADMIN) or principal.has_scope(SCOPE_PLATFORM_ADMIN):
+        if principal.has_scope(Scope.ADMIN) or principal.has_scope(Scope.PLATFORM_ADMIN):
             return RedirectResponse("/console/kill-switches", status_code=303)
         return _render(request, "error.html", principal, message=_no_console_scope(request, principal))
 
@@ -428,7 +412,7 @@ def _pending_query(request: Request) -> tuple[approvals_usecase.PendingQuery, di
 @router.get("/approvals")
 async def approvals(request: Request, ctx: ServiceContext) -> Response:
     def page(principal: Principal, _form: Form) -> Response:
-        _require(principal, SCOPE_INTENTS_READ)
+        _require(principal, Scope.INTENTS_READ)
         now = ctx.clock.now()
         query, chosen = _pending_query(request)
         shown_before = request.query_params.get("shown", "0")
@@ -487,7 +471,7 @@ async def approve(request: Request, ctx: ServiceContext, action_intent_id: str) 
             request.session["warnings"] = change.warnings
         return RedirectResponse(f"/console/executions/{quote(intent_id)}", status_code=303)
 
-    return await _guarded(request, ctx, page, post_scope=SCOPE_INTENTS_APPROVE)
+    return await _guarded(request, ctx, page, post_scope=Scope.INTENTS_APPROVE)
 
 
 @router.post("/intents/{action_intent_id}/cancel")
@@ -498,7 +482,7 @@ async def cancel(request: Request, ctx: ServiceContext, action_intent_id: str) -
         request.session["flash"] = f"Cancelled {intent_id}."
         return RedirectResponse(f"/console/executions/{quote(intent_id)}", status_code=303)
 
-    return await _guarded(request, ctx, page, post_scope=SCOPE_INTENTS_APPROVE)
+    return await _guarded(request, ctx, page, post_scope=Scope.INTENTS_APPROVE)
 
 
 @router.post("/intents/{action_intent_id}/rerun")
@@ -514,7 +498,7 @@ async def rerun(request: Request, ctx: ServiceContext, action_intent_id: str) ->
         request.session["flash"] = f"Rerun of {intent_id} started: attempt {started.attempt_count}."
         return RedirectResponse(f"/console/executions/{quote(intent_id)}", status_code=303)
 
-    return await _guarded(request, ctx, page, post_scope=SCOPE_ADMIN)
+    return await _guarded(request, ctx, page, post_scope=Scope.ADMIN)
 
 
 @router.post("/intents/{action_intent_id}/reject")
@@ -525,7 +509,7 @@ async def reject(request: Request, ctx: ServiceContext, action_intent_id: str) -
         request.session["flash"] = f"Rejected {intent_id}."
         return RedirectResponse("/console/approvals", status_code=303)
 
-    return await _guarded(request, ctx, page, post_scope=SCOPE_INTENTS_APPROVE)
+    return await _guarded(request, ctx, page, post_scope=Scope.INTENTS_APPROVE)
 
 
 # --- executions ---------------------------------------------------------------------------------
@@ -534,7 +518,7 @@ async def reject(request: Request, ctx: ServiceContext, action_intent_id: str) -
 @router.get("/executions")
 async def execution_list(request: Request, ctx: ServiceContext) -> Response:
     def page(principal: Principal, _form: Form) -> Response:
-        _require(principal, SCOPE_EXECUTIONS_READ)
+        _require(principal, Scope.EXECUTIONS_READ)
         query = request.query_params
         accounts = intents.list_accounts(ctx, principal)
         account = query.get("account_id") or (accounts[0] if accounts else "")
@@ -626,7 +610,7 @@ async def _execution_view(
     request: Request, ctx: UseCaseContext, action_intent_id: str, template: str
 ) -> Response:
     def page(principal: Principal, _form: Form) -> Response:
-        _require(principal, SCOPE_EXECUTIONS_READ)
+        _require(principal, Scope.EXECUTIONS_READ)
         context = _execution_context(request, ctx, principal, _checked_id(action_intent_id))
         return _render(request, template, principal, **context)
 
@@ -639,7 +623,7 @@ async def _execution_view(
 @router.get("/kill-switches")
 async def kill_switches(request: Request, ctx: ServiceContext) -> Response:
     def page(principal: Principal, _form: Form) -> Response:
-        _require(principal, SCOPE_ADMIN, SCOPE_PLATFORM_ADMIN)
+        _require(principal, Scope.ADMIN, Scope.PLATFORM_ADMIN)
         return _render(request, "kill_switches.html", principal, **_switches_context(request, ctx, principal))
 
     return await _guarded(request, ctx, page)
@@ -650,10 +634,10 @@ def _switches_context(request: Request, ctx: UseCaseContext, principal: Principa
         "action_types": sorted({entry.action_type for entry in registry.list_versions(ctx.store)}),
         "environment_stop": ctx.settings.global_execution_stop,
     }
-    if principal.has_scope(SCOPE_PLATFORM_ADMIN):
+    if principal.has_scope(Scope.PLATFORM_ADMIN):
         context["global_switches"] = KillSwitches.of(admin.read_switches(ctx.store, GLOBAL_SCOPE))
         context["global_history"] = admin.kill_switch_history(ctx.store, GLOBAL_SCOPE)
-    if principal.has_scope(SCOPE_ADMIN):
+    if principal.has_scope(Scope.ADMIN):
         own = KillSwitchScope.of_tenant(principal.tenant_id)
         context["tenant_switches"] = TenantExecution.of(admin.read_switches(ctx.store, own))
         context["tenant_history"] = admin.kill_switch_history(ctx.store, own)
@@ -675,7 +659,7 @@ async def set_global(request: Request, ctx: ServiceContext) -> Response:
     def page(principal: Principal, form: Form) -> Response:
         return _save_switches(request, ctx, principal, form, GLOBAL_SCOPE)
 
-    return await _guarded(request, ctx, page, post_scope=SCOPE_PLATFORM_ADMIN)
+    return await _guarded(request, ctx, page, post_scope=Scope.PLATFORM_ADMIN)
 
 
 @router.post("/kill-switches/tenant")
@@ -683,7 +667,7 @@ async def set_tenant(request: Request, ctx: ServiceContext) -> Response:
     def page(principal: Principal, form: Form) -> Response:
         return _save_switches(request, ctx, principal, form, KillSwitchScope.of_tenant(principal.tenant_id))
 
-    return await _guarded(request, ctx, page, post_scope=SCOPE_ADMIN)
+    return await _guarded(request, ctx, page, post_scope=Scope.ADMIN)
 
 
 def _save_switches(
@@ -738,7 +722,7 @@ def _confirm(
 @router.get("/registry")
 async def registry_page(request: Request, ctx: ServiceContext) -> Response:
     def page(principal: Principal, _form: Form) -> Response:
-        _require(principal, SCOPE_PLATFORM_ADMIN)
+        _require(principal, Scope.PLATFORM_ADMIN)
         return _render(
             request,
             "registry.html",

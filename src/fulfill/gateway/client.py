@@ -40,11 +40,12 @@ from opentelemetry.context import Context as OtelContext
 from fulfill import tracing
 from fulfill.domain.errors import ErrorClass, ExecutionError, classify
 from fulfill.domain.ports import ToolCallOutcome
+from fulfill.domain.scopes import Scope
 from fulfill.domain.targets import IDEMPOTENCY_META_KEY, TIMEOUT_META_KEY, UNKNOWN_OUTCOME
 from fulfill.gateway.results import outcome_from_call_result
 from fulfill.gateway.server import GatewayTokenVerifier
 from fulfill.logging_setup import describe_failure
-from fulfill.tokens import GATEWAY_SCOPE, ServiceTokens, TokenError
+from fulfill.tokens import ServiceTokens, TokenError
 
 log = logging.getLogger(__name__)
 
@@ -265,9 +266,9 @@ class InProcessToolGateway(McpToolGateway):
         if access is None:
             statuses.append(401)
             raise TokenRefused("the gateway refused the token")
-        if GATEWAY_SCOPE not in access.scopes:
+        if Scope.GATEWAY_INVOKE not in access.scopes:
             statuses.append(403)
-            raise TokenRefused(f"the token lacks {GATEWAY_SCOPE}")
+            raise TokenRefused(f"the token lacks {Scope.GATEWAY_INVOKE}")
         mcp = await self._shared_session()
         bound = auth_context_var.set(AuthenticatedUser(access))
         try:

@@ -57,10 +57,11 @@ from fulfill.domain.schemas import (
     UntrustedSchema,
     too_deep,
 )
+from fulfill.domain.scopes import Scope as TokenScope
 from fulfill.domain.targets import IDEMPOTENCY_META_KEY, TIMEOUT_META_KEY, remote_timeout_seconds
 from fulfill.gateway.remote import RemoteTargets
 from fulfill.gateway.targets import TargetCatalog
-from fulfill.tokens import GATEWAY_SCOPE, SERVICE_BINDING_CLAIMS, TokenError, TokenVerifier
+from fulfill.tokens import SERVICE_BINDING_CLAIMS, TokenError, TokenVerifier
 
 # What every tool the gateway serves answers on success; remote answers are normalised to it.
 _SUCCESS_SCHEMA = ToolSuccess.model_json_schema()
@@ -283,7 +284,9 @@ def build_gateway(
             "account, intent and idempotency key of its service token."
         ),
         token_verifier=GatewayTokenVerifier(verifier),
-        auth=AuthSettings(issuer_url=public_url, resource_server_url=None, required_scopes=[GATEWAY_SCOPE]),
+        auth=AuthSettings(
+            issuer_url=public_url, resource_server_url=None, required_scopes=[TokenScope.GATEWAY_INVOKE]
+        ),
         log_level="WARNING",
         catalog=catalog,
     )

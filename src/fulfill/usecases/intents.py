@@ -35,6 +35,7 @@ from fulfill.domain.schemas import (
     UntrustedSchema,
     too_deep,
 )
+from fulfill.domain.scopes import Scope
 from fulfill.domain.time import epoch_from_iso, iso_from_epoch
 from fulfill.engine.intake import request_for, start_if_queued, take_execution_lock
 from fulfill.engine.outbox_relay import COMPENSATION_TOPIC, ENGINE_DESTINATION
@@ -44,7 +45,6 @@ from fulfill.usecases.context import UseCaseContext
 from fulfill.usecases.errors import Conflict, Forbidden, Invalid, NotFound
 
 _BASE36 = string.digits + string.ascii_lowercase
-APPROVE_SCOPE = "intents:approve"
 
 
 log = logging.getLogger(__name__)
@@ -235,9 +235,9 @@ def _build_intent(
             code="REGISTRY_VERSION_DEPRECATED",
         )
     if body.approval is not None:  # the token asserting the approval must be one that may approve
-        if not principal.has_scope(APPROVE_SCOPE):
+        if not principal.has_scope(Scope.INTENTS_APPROVE):
             raise Forbidden(
-                f"importing an approved intent needs the scope '{APPROVE_SCOPE}' (an agent that may "
+                f"importing an approved intent needs the scope '{Scope.INTENTS_APPROVE}' (an agent that may "
                 "only propose intents cannot approve them)",
                 code="MISSING_SCOPE",
             )

@@ -25,8 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
-from urllib.parse import quote, urlparse
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from urllib.parse import urlparse
 
 import httpx
 import jwt
@@ -35,11 +35,23 @@ from rich.markup import escape
 from sqlalchemy import Table, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-E2E_SCOPES = ["intents:write", "intents:read", "intents:approve", "events:write", "executions:read", "admin"]
-# The global stop affects every tenant, so only a platform administrator may switch it.
-PLATFORM_ADMIN_SCOPE = "platform:admin"
+from fulfill.client import ApiError, FulfillClient
+from fulfill.domain.models import ApprovalStatus, ExecutionStatus, ExecutionStatusView
+from fulfill.domain.scopes import TENANT_SCOPES, USER_SCOPES
+from fulfill_tools.launch import wait_ready
+
+if TYPE_CHECKING:
+    from fulfill.usecases.admin import KillSwitches, TenantExecution
+
+T = TypeVar("T")
+
 E2E_TENANT = "e2e-tenant"
-TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED"}
+TERMINAL = {
+    ExecutionStatus.SUCCEEDED,
+    ExecutionStatus.FAILED,
+    ExecutionStatus.CANCELLED,
+    ExecutionStatus.EXPIRED,
+}
 POLL_TIMEOUT_SECONDS = 60.0
 POLL_INTERVAL_SECONDS = 0.2
 _BASE36 = string.digits + string.ascii_lowercase
@@ -91,7 +103,7 @@ def _intent_id(path: str) -> str:
 class _Run:
     """One verification run: the API client, the identities it uses, and the check tally."""
 
-    client: httpx.Client
+    api: FulfillClient
     console: Console
     tenant: str
     account: str
@@ -114,22 +126,20 @@ class _Run:
 
     # --- HTTP ------------------------------------------------------------------------
 
-    def call(self, method: str, path: str, expected: int, body: Any = None) -> dict[str, Any]:
+    def ask(self, expected: int, call: Callable[[], T]) -> T:
+        """The answer of one call of the API, whose success answers HTTP ``expected``; an
+        unreachable service, a refusal or an answer that is not the route's JSON is an E2EError."""
         try:
-            response = self.client.request(method, path, json=body)
-        except httpx.HTTPError as exc:
+            return call()
+        except httpx.RequestError as exc:
+            line = f"{exc.request.method} {exc.request.url.path}"
+            raise E2EError(f"{line}: cannot reach the service ({type(exc).__name__}: {exc})") from None
+        except ApiError as exc:
+            if exc.status < 400:
+                raise E2EError(f"{exc.request_line}: {exc.reason}") from None
             raise E2EError(
-                f"{method} {path}: cannot reach the service ({type(exc).__name__}: {exc})"
+                f"{exc.request_line}: expected HTTP {expected}, got {_describe(exc.response)}"
             ) from None
-        if response.status_code != expected:
-            raise E2EError(f"{method} {path}: expected HTTP {expected}, got {_describe(response)}")
-        try:
-            payload = response.json()
-        except ValueError:
-            raise E2EError(f"{method} {path}: the answer is not JSON") from None
-        if not isinstance(payload, dict):
-            raise E2EError(f"{method} {path}: the answer is not a JSON object")
-        return payload
 
     def create(self, path: str, *, approved: bool, **fields: Any) -> str:
         intent_id = _intent_id(path)
@@ -142,16 +152,18 @@ class _Run:
         }
         if approved:
             body["approval"] = {"approved_by": "fulfill-e2e", "approval_timestamp": _utc_iso()}
-        intent = self.call("POST", "/intents", 201, body)
-        want = "APPROVED" if approved else "PENDING_APPROVAL"
-        self.check(
-            intent.get("approval_status") == want, f"intent stored {want}", intent.get("approval_status")
-        )
+        created = self.ask(201, lambda: self.api.create_intent(body))
+        if not created.created:
+            raise E2EError(f"POST /intents: expected HTTP 201, got HTTP 200 (the intent {intent_id} existed)")
+        want = ApprovalStatus.APPROVED if approved else ApprovalStatus.PENDING_APPROVAL
+        got = created.value.approval_status
+        self.check(got == want, f"intent stored {want.value}", got.value)
         return intent_id
 
     def approve(self, intent_id: str) -> None:
-        answer = self.call("POST", f"/intents/{intent_id}/approve", 202)
-        self.check(answer.get("approval_status") == "APPROVED", "approved", answer.get("approval_status"))
+        answer = self.ask(202, lambda: self.api.approve(intent_id))
+        got = answer.approval_status
+        self.check(got == ApprovalStatus.APPROVED, "approved", got.value)
 
     def send_event(self, intent_id: str) -> None:
         event = {
@@ -161,45 +173,47 @@ class _Run:
                 "data": {"action_intent_id": intent_id, "tenant_id": self.tenant, "account_id": self.account}
             },
         }
-        answer = self.call("POST", "/events", 202, event)
-        self.check(answer.get("status") == "accepted", "ACTION_APPROVED event accepted", answer.get("status"))
+        answer = self.ask(202, lambda: self.api.send_event(event))
+        self.check(answer.status == "accepted", "ACTION_APPROVED event accepted", answer.status)
 
-    def wait_finished(self, intent_id: str) -> dict[str, Any]:
-        """The status once the execution has finished: terminal, with an attempt count."""
+    def wait_finished(self, intent_id: str) -> ExecutionStatusView:
+        """The status once the execution has finished: terminal, with an attempt count (a status
+        read from the recorded outcome, not one derived from the intent alone)."""
         deadline = time.monotonic() + POLL_TIMEOUT_SECONDS
-        status: dict[str, Any] = {}
+        status: ExecutionStatusView | None = None
         while time.monotonic() < deadline:
-            status = self.call("GET", f"/executions/{intent_id}/status", 200)
-            if status.get("status") in TERMINAL and "attempt_count" in status:
+            status = self.ask(200, lambda: self.api.execution_status(intent_id))
+            if status.status in TERMINAL and status.attempt_count is not None:
                 return status
             time.sleep(POLL_INTERVAL_SECONDS)
-        raise E2EError(f"{intent_id} did not finish within {POLL_TIMEOUT_SECONDS:.0f} s (last {status})")
+        last = status.model_dump(mode="json", exclude_none=True) if status is not None else {}
+        raise E2EError(f"{intent_id} did not finish within {POLL_TIMEOUT_SECONDS:.0f} s (last {last})")
 
     # --- verification ----------------------------------------------------------------
 
-    def expect_end(self, status: dict[str, Any], want: str, error_code: str | None = None) -> None:
-        self.check(status.get("status") == want, f"status {want}", status.get("status"))
+    def expect_end(
+        self, status: ExecutionStatusView, want: ExecutionStatus, error_code: str | None = None
+    ) -> None:
+        self.check(status.status == want, f"status {want.value}", status.status.value)
         if error_code is not None:
-            self.check(
-                status.get("error_code") == error_code, f"error_code {error_code}", status.get("error_code")
-            )
+            self.check(status.error_code == error_code, f"error_code {error_code}", status.error_code)
 
-    def verify_success(self, intent_id: str, status: dict[str, Any]) -> list[str]:
+    def verify_success(self, intent_id: str, status: ExecutionStatusView) -> list[str]:
         """The checks every successful execution must pass; returns the timeline's event types."""
-        self.expect_end(status, "SUCCEEDED")
-        refs = status.get("external_object_refs") or []
+        self.expect_end(status, ExecutionStatus.SUCCEEDED)
+        refs = status.external_object_refs or []
         self.check(
-            any(ref.get("system") == "INTERNAL" and ref.get("object_type") == "Task" for ref in refs),
+            any(ref.system == "INTERNAL" and ref.object_type == "Task" for ref in refs),
             "external object ref INTERNAL/Task",
-            refs,
+            [ref.model_dump(mode="json", exclude_none=True) for ref in refs],
         )
-        entries = self.call("GET", f"/executions/{intent_id}/timeline", 200).get("entries") or []
-        types = [str(entry.get("event_type")) for entry in entries]
+        entries = self.ask(200, lambda: self.api.timeline(intent_id)).entries
+        types = [entry.event_type for entry in entries]
         in_order = "EXECUTION_STARTED" in types and "ACTION_EXECUTED" in types
         in_order = in_order and types.index("EXECUTION_STARTED") < types.index("ACTION_EXECUTED")
         self.check(in_order, "timeline: EXECUTION_STARTED before ACTION_EXECUTED", types)
         signal_id = f"exec-{intent_id}-{self.account}-ACTION_EXECUTED"
-        signals = [e.get("data", {}).get("signalId") for e in entries if e.get("event_type") == "SIGNAL"]
+        signals = [e.data.get("signalId") for e in entries if e.event_type == "SIGNAL"]
         self.check(signal_id in signals, f"timeline: SIGNAL {signal_id}", signals)
         if self.db_url is not None:
             self.verify_rows(self.db_url, intent_id)
@@ -232,35 +246,38 @@ class _Run:
         self.approve(intent_id)
         self.verify_success(intent_id, self.wait_finished(intent_id))
 
+    def switches(self) -> _Switches:
+        return _GlobalStop(self.api) if self.global_stop else _TenantExecution(self.api, self.tenant)
+
     def path_kill_switch(self) -> None:
         """Stop executions with a switch, check that this path's intent is cancelled, and put the
         switch back as it was. The tenant's own switch unless the global stop was asked for."""
+        switches = self.switches()
         if self.global_stop:
-            route, key, stop, what = "/admin/kill-switches", "global_stop", True, "global stop on"
+            key, stop, what = "global_stop", True, "global stop on"
         else:
-            route = f"/admin/tenants/{quote(self.tenant, safe='')}/execution"
             key, stop, what = "execution_enabled", False, f"execution of tenant {self.tenant} off"
-        previous = self.call("GET", route, 200)
-        saved = {key: previous.get(key), "disabled_action_types": previous.get("disabled_action_types")}
+        previous = self.ask(200, switches.read)
+        saved = {key: getattr(previous, key), "disabled_action_types": previous.disabled_action_types}
         try:
-            stored = self.call("PUT", route, 200, {**saved, key: stop})
-            self.check(stored.get(key) is stop, what, stored)
+            stored = self.ask(200, lambda: switches.write({**saved, key: stop}))
+            self.check(getattr(stored, key) is stop, what, stored.model_dump(mode="json"))
             intent_id = self.create("killswitch", approved=False)
             self.approve(intent_id)
             status = self.wait_finished(intent_id)
         finally:
             try:
-                restored = self.call("PUT", route, 200, saved)
-                shown = {name: restored.get(name) for name in saved}  # without revision, updated_at
-                self.check(shown == saved, "kill switches restored", restored)
+                restored = self.ask(200, lambda: switches.write(saved))
+                shown = {name: getattr(restored, name) for name in saved}  # without revision, updated_at
+                self.check(shown == saved, "kill switches restored", restored.model_dump(mode="json"))
             except E2EError as exc:
                 self.check(False, f"kill switches restored: {exc}")
-        self.expect_end(status, "CANCELLED", "KILL_SWITCH_ENABLED")
+        self.expect_end(status, ExecutionStatus.CANCELLED, "KILL_SWITCH_ENABLED")
 
     def path_expired(self) -> None:
         intent_id = self.create("expired", approved=True, expires_at=_utc_iso(-60))
         self.send_event(intent_id)
-        self.expect_end(self.wait_finished(intent_id), "EXPIRED", "INTENT_EXPIRED")
+        self.expect_end(self.wait_finished(intent_id), ExecutionStatus.EXPIRED, "INTENT_EXPIRED")
 
     def path_duplicate(self) -> None:
         intent_id = self.create("duplicate", approved=True)
@@ -268,9 +285,49 @@ class _Run:
             self.send_event(intent_id)
         status = self.wait_finished(intent_id)
         types = self.verify_success(intent_id, status)
-        self.check(status.get("attempt_count") == 1, "attempt_count 1", status.get("attempt_count"))
+        self.check(status.attempt_count == 1, "attempt_count 1", status.attempt_count)
         started = types.count("EXECUTION_STARTED")
         self.check(started == 1, "timeline: exactly one EXECUTION_STARTED", started)
+
+
+class _SwitchState(Protocol):
+    """What the kill-switch path reads of either switch's answer."""
+
+    @property
+    def disabled_action_types(self) -> list[str]: ...
+
+    def model_dump(self, *, mode: str) -> dict[str, Any]: ...
+
+
+class _Switches(Protocol):
+    """The kill switch the kill-switch path turns, read and written through the API."""
+
+    def read(self) -> _SwitchState: ...
+
+    def write(self, body: dict[str, Any]) -> _SwitchState: ...
+
+
+@dataclass
+class _GlobalStop:
+    api: FulfillClient
+
+    def read(self) -> KillSwitches:
+        return self.api.kill_switches()
+
+    def write(self, body: dict[str, Any]) -> KillSwitches:
+        return self.api.put_kill_switches(body)
+
+
+@dataclass
+class _TenantExecution:
+    api: FulfillClient
+    tenant: str
+
+    def read(self) -> TenantExecution:
+        return self.api.tenant_execution(self.tenant)
+
+    def write(self, body: dict[str, Any]) -> TenantExecution:
+        return self.api.put_tenant_execution(self.tenant, body)
 
 
 def _describe(response: httpx.Response) -> str:
@@ -314,9 +371,8 @@ def run_e2e(
     """
     base_url = check_url(url)
     tenant = tenant_of(token)
-    headers = {"Authorization": f"Bearer {token}"}
-    with httpx.Client(base_url=base_url, headers=headers, timeout=30.0) as client:
-        run = _Run(client, console, tenant, account_id, db_url, global_stop)
+    with FulfillClient(base_url, token, timeout=30.0) as api:
+        run = _Run(api, console, tenant, account_id, db_url, global_stop)
         console.print(
             f"[bold]fulfill e2e[/bold] against {escape(base_url)} (tenant {escape(tenant)}, "
             f"account {escape(account_id)}, database checks {'on' if db_url else 'off'})"
@@ -370,25 +426,16 @@ def run_embedded(account_id: str, console: Console, *, global_stop: bool = False
                 console.print(f"[red]✘ the embedded service did not start: {escape(str(exc))}[/red]")
                 return False
             console.print(f"embedded service on {server.url} ({database_url})")
-            if not _wait_ready(server.url):
+            try:
+                wait_ready(server.url, timeout=POLL_TIMEOUT_SECONDS)
+            except RuntimeError:
                 console.print("[red]✘ the embedded service did not become ready within 60 s[/red]")
                 return False
-            scopes = [*E2E_SCOPES, PLATFORM_ADMIN_SCOPE] if global_stop else E2E_SCOPES
+            # The global stop affects every tenant, so only a platform administrator may switch it.
+            scopes = list(USER_SCOPES if global_stop else TENANT_SCOPES)
             token = mint_token(server.settings, tenant_id=E2E_TENANT, scopes=scopes, subject="fulfill-e2e")
             return run_e2e(
                 server.url, token, account_id, console, db_url=database_url, global_stop=global_stop
             )
         finally:
             server.stop()
-
-
-def _wait_ready(url: str) -> bool:
-    deadline = time.monotonic() + POLL_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=5.0).status_code == 200:
-                return True
-        except httpx.HTTPError:
-            pass
-        time.sleep(POLL_INTERVAL_SECONDS)
-    return False

@@ -14,8 +14,9 @@ benchmark starts (``fulfill serve`` on a temporary SQLite database, or ``--datab
 * **floor**: a DBOS workflow with the same number of no-op steps, in this process on its own
   temporary SQLite DBOS database, one at a time and as a burst.
 
-The reusable parts (percentiles, schedules, throughput, the bare workflow) are plain functions;
-``bench/approval_latency.py`` imports the bare workflow from here.
+The reusable parts (percentiles, schedules, throughput) are plain functions. The floor's DBOS
+workflow is in :mod:`fulfill_tools.floor`, imported only when the floor runs, so importing this
+module registers nothing with DBOS; the service processes come from :mod:`fulfill_tools.launch`.
 """
 
 from __future__ import annotations
@@ -28,13 +29,9 @@ import os
 import platform
 import secrets
 import shlex
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -42,14 +39,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from dbos import DBOS, SetWorkflowID
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-STEPS = 3  # checkpoints: PrepareToolCall (Start, Preflight, Map), InvokeTool, RecordOutcome
-FLOOR_QUEUE = "bench-floor"
-SCOPES = ["intents:write", "intents:read", "intents:approve", "executions:read"]
+from fulfill.client import ApiError, AsyncFulfillClient
+from fulfill.domain.models import ExecutionStatus
+from fulfill.domain.scopes import INTENT_CLIENT_SCOPES
+from fulfill_tools.launch import ServiceGroup
+
 ACTION_TYPE = "CREATE_INTERNAL_TASK"
 
 # ---------------------------------------------------------------------------------------------
@@ -125,211 +123,7 @@ def epoch(iso: str) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
-# The bare-DBOS floor
-
-
-@DBOS.step(name="bench.noop")
-def _noop_step(value: int) -> int:
-    return value + 1
-
-
-bare_finished: dict[str, float] = {}  # workflow id → seconds from ``started`` to the last step
-bare_completed_at: dict[str, float] = {}  # workflow id → epoch of the last step
-bare_done = threading.Condition()
-
-
-@DBOS.workflow(name="bench.bare_workflow")
-def bare_workflow(started: float) -> float:
-    value = 0
-    for _ in range(STEPS):
-        value = _noop_step(value)
-    now = time.time()
-    elapsed = now - started
-    with bare_done:  # handle.get_result() polls the database; this wakes the bench at once
-        workflow_id = DBOS.workflow_id or ""
-        bare_finished[workflow_id] = elapsed
-        bare_completed_at[workflow_id] = now
-        bare_done.notify_all()
-    return elapsed
-
-
-def _finished(workflow_id: str) -> Callable[[], bool]:
-    return lambda: workflow_id in bare_finished
-
-
-def measure_bare(count: int, queue_name: str, timeout: float = 30) -> list[float]:
-    """Enqueue the bare workflow ``count`` times, one at a time; milliseconds each, enqueue → last step."""
-    queue = DBOS.retrieve_queue(queue_name)
-    assert queue is not None
-    latencies: list[float] = []
-    for index in range(count):
-        workflow_id = f"bench-bare-{time.time_ns()}-{index}"
-        with SetWorkflowID(workflow_id):
-            queue.enqueue(bare_workflow, time.time())
-        with bare_done:
-            if not bare_done.wait_for(_finished(workflow_id), timeout=timeout):
-                raise RuntimeError(f"{workflow_id} did not finish")
-        latencies.append(bare_finished[workflow_id] * 1000)
-    return latencies
-
-
-def measure_bare_burst(count: int, queue_name: str, timeout: float = 300) -> tuple[list[float], list[float]]:
-    """Enqueue ``count`` bare workflows at once; (latencies in ms, completion epochs)."""
-    queue = DBOS.retrieve_queue(queue_name)
-    assert queue is not None
-    stamp = time.time_ns()
-    ids = [f"bench-bare-burst-{stamp}-{index}" for index in range(count)]
-    started = time.time()
-    for workflow_id in ids:
-        with SetWorkflowID(workflow_id):
-            queue.enqueue(bare_workflow, started)
-    with bare_done:
-        if not bare_done.wait_for(lambda: all(w in bare_finished for w in ids), timeout=timeout):
-            raise RuntimeError("the bare burst did not finish")
-    return [bare_finished[w] * 1000 for w in ids], [bare_completed_at[w] for w in ids]
-
-
-def run_floor(serial: int, burst: int, console: Console) -> dict[str, Any]:
-    """Launch DBOS in this process on a temporary SQLite database and time the bare workflow."""
-    from fulfill.config import Settings
-    from fulfill.store.db import Database
-
-    defaults = Settings()
-    with tempfile.TemporaryDirectory(prefix="fulfill-floor-") as directory:
-        url = f"sqlite:///{directory}/floor.dbos.sqlite"
-        database = Database(url, pool_size=1)  # WAL and synchronous=FULL, as the service's file
-        with database.engine.connect() as conn:
-            conn.exec_driver_sql("SELECT 1")
-        database.dispose()
-        DBOS(
-            config={
-                "name": "fulfill-bench-floor",
-                "system_database_url": url,
-                "log_level": "WARNING",
-                "max_executor_threads": defaults.worker_concurrency + 16,
-            }
-        )
-        DBOS.listen_queues([FLOOR_QUEUE])
-        DBOS.launch()
-        DBOS.register_queue(
-            FLOOR_QUEUE,
-            worker_concurrency=defaults.worker_concurrency,
-            polling_interval_sec=defaults.queue_poll_seconds,
-            on_conflict="always_update",
-        )
-        try:
-            with console.status("bare DBOS floor: one at a time…"):
-                measure_bare(10, FLOOR_QUEUE)
-                serial_ms = measure_bare(serial, FLOOR_QUEUE)
-            with console.status(f"bare DBOS floor: burst of {burst}…"):
-                burst_ms, completed = measure_bare_burst(burst, FLOOR_QUEUE)
-        finally:
-            DBOS.destroy(workflow_completion_timeout_sec=5)
-    return {
-        "steps": STEPS,
-        "worker_concurrency": defaults.worker_concurrency,
-        "queue_poll_seconds": defaults.queue_poll_seconds,
-        "serial": {"count": serial, **summary(serial_ms)},
-        "burst": {
-            "count": burst,
-            "executions_per_s": round(throughput(completed), 1),
-            **summary(burst_ms),
-        },
-    }
-
-
-# ---------------------------------------------------------------------------------------------
 # The service under test
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class ServiceGroup:
-    """``fulfill serve`` processes started by the benchmark: one ``all``, or ``api`` + N workers."""
-
-    database_url: str
-    workers: int
-    secret: str
-    directory: Path
-    # More FULFILL_* settings for every process (e.g. a gateway URL behind a proxy).
-    extra_env: dict[str, str] = field(default_factory=dict)
-    processes: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
-    api_url: str = ""
-
-    def _spawn(self, name: str, role: str, port: int) -> str:
-        env = {
-            **os.environ,
-            "DBOS__DISABLE_TELEMETRY": "true",
-            "FULFILL_DATABASE_URL": self.database_url,
-            "FULFILL_PORT": str(port),
-            "FULFILL_HOST": "127.0.0.1",
-            "FULFILL_ROLE": role,
-            "FULFILL_EXECUTOR_ID": f"bench-{name}",
-            "FULFILL_JWT_SECRET": self.secret,
-            "FULFILL_LOG_LEVEL": "WARNING",
-            **self.extra_env,
-        }
-        log = (self.directory / f"{name}.log").open("wb")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "fulfill", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-        log.close()
-        self.processes.append((name, process))
-        return f"http://127.0.0.1:{port}"
-
-    def _wait_ready(self, url: str, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for name, process in self.processes:
-                if process.poll() is not None:
-                    log = (self.directory / f"{name}.log").read_text(errors="replace")[-2000:]
-                    raise RuntimeError(f"{name} exited with {process.returncode}:\n{log}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"{url} was not ready within {timeout:.0f} s")
-
-    def start(self) -> ServiceGroup:
-        if self.workers <= 0:
-            self.api_url = self._spawn("all", "all", free_port())
-            self._wait_ready(self.api_url)
-            return self
-        # The api process migrates the database first; the workers then find it at head.
-        self.api_url = self._spawn("api", "api", free_port())
-        self._wait_ready(self.api_url)
-        urls = [self._spawn(f"worker-{index}", "worker", free_port()) for index in range(self.workers)]
-        for url in urls:
-            self._wait_ready(url)
-        return self
-
-    def check_alive(self) -> None:
-        for name, process in self.processes:
-            if process.poll() is not None:
-                log = (self.directory / f"{name}.log").read_text(errors="replace")[-1500:]
-                raise RuntimeError(
-                    f"service process {name} exited with {process.returncode}; log tail:\n{log}"
-                )
-
-    def pids(self) -> dict[str, int]:
-        return {name: process.pid for name, process in self.processes}
-
-    def stop(self) -> None:
-        for _, process in self.processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for _, process in self.processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
 
 
 def cpu_seconds(pid: int) -> float:
@@ -345,6 +139,20 @@ def cpu_seconds(pid: int) -> float:
 # ---------------------------------------------------------------------------------------------
 # Scenarios
 
+# What ``POST /intents/{id}/approve`` answers when it accepts an approval.
+APPROVAL_ACCEPTED = "202"
+
+
+async def approval_answer(client: AsyncFulfillClient, intent: str) -> str:
+    """How the service answered one approval: its HTTP status, or the transport error's name."""
+    try:
+        await client.approve(intent)
+    except ApiError as exc:
+        return str(exc.status)
+    except httpx.HTTPError as exc:
+        return type(exc).__name__
+    return APPROVAL_ACCEPTED
+
 
 @dataclass
 class Harness:
@@ -356,32 +164,27 @@ class Harness:
     alive: Callable[[], None] = lambda: None  # raises when a service process has exited
     poll_errors: int = 0
 
-    def client(self, connections: int = 64) -> httpx.AsyncClient:
+    def client(self, connections: int = 64) -> AsyncFulfillClient:
         limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-        return httpx.AsyncClient(
-            base_url=self.url,
-            headers={"Authorization": f"Bearer {self.token}"},
-            timeout=httpx.Timeout(120, connect=30, pool=120),
-            limits=limits,
+        return AsyncFulfillClient(
+            self.url, self.token, timeout=httpx.Timeout(120, connect=30, pool=120), limits=limits
         )
 
-    async def create(self, client: httpx.AsyncClient, account: str, count: int, label: str) -> list[str]:
+    async def create(self, client: AsyncFulfillClient, account: str, count: int, label: str) -> list[str]:
         task = self.progress.add_task(f"{label}: create intents", total=count)
         ids: list[str] = [""] * count
         semaphore = asyncio.Semaphore(self.create_concurrency)
 
         async def one(index: int) -> None:
             async with semaphore:
-                response = await client.post(
-                    "/intents",
-                    json={
+                created = await client.create_intent(
+                    {
                         "action_type": ACTION_TYPE,
                         "account_id": account,
                         "parameters": {"title": f"load {index}"},
-                    },
+                    }
                 )
-                response.raise_for_status()
-                ids[index] = response.json()["action_intent_id"]
+                ids[index] = created.value.action_intent_id
                 self.progress.advance(task)
 
         await asyncio.gather(*(one(index) for index in range(count)))
@@ -389,30 +192,25 @@ class Harness:
         return ids
 
     async def sweep(
-        self, client: httpx.AsyncClient, account: str, status: str, known: dict[str, float], full: bool
+        self, client: AsyncFulfillClient, account: str, status: str, known: dict[str, float], full: bool
     ) -> None:
         """Page through the account's executions in ``status``, newest first; unless ``full``, stop
         at the first page that brings nothing new (a full sweep runs every few polls anyway)."""
         next_token: str | None = None
         while True:
-            params: dict[str, Any] = {"limit": 100, "status": status}
-            if next_token:
-                params["next_token"] = next_token
-            response = await client.get(f"/accounts/{account}/executions", params=params)
-            response.raise_for_status()
-            page = response.json()
+            page = await client.list_executions(account, limit=100, status=status, next_token=next_token)
             new = 0
-            for item in page.get("executions", []):
-                if item["action_intent_id"] not in known and item.get("completed_at"):
-                    known[item["action_intent_id"]] = epoch(item["completed_at"])
+            for item in page.executions:
+                if item.action_intent_id not in known and item.completed_at:
+                    known[item.action_intent_id] = epoch(item.completed_at)
                     new += 1
-            next_token = page.get("next_token")
+            next_token = page.next_token
             if not next_token or (new == 0 and not full):
                 return
 
     async def collect(
         self,
-        client: httpx.AsyncClient,
+        client: AsyncFulfillClient,
         account: str,
         expected: set[str],
         deadline: float,
@@ -424,7 +222,7 @@ class Harness:
         while True:
             try:
                 await self.sweep(client, account, "SUCCEEDED", done, full=polls % 10 == 9)
-            except httpx.HTTPError:
+            except (httpx.HTTPError, ApiError):
                 self.poll_errors += 1
                 self.alive()
             polls += 1
@@ -435,7 +233,7 @@ class Harness:
         await self.sweep(client, account, "SUCCEEDED", done, full=True)
         self.progress.update(task, completed=len(expected & done.keys()))
 
-    async def failures(self, client: httpx.AsyncClient, account: str) -> int:
+    async def failures(self, client: AsyncFulfillClient, account: str) -> int:
         failed: dict[str, float] = {}
         for status in ("FAILED", "CANCELLED", "EXPIRED"):
             await self.sweep(client, account, status, failed, full=True)
@@ -457,11 +255,7 @@ class Harness:
 
             async def approve(intent: str, due: float) -> None:
                 lags.append(time.monotonic() - due)
-                try:
-                    response = await client.post(f"/intents/{intent}/approve")
-                    key = str(response.status_code)
-                except httpx.HTTPError as exc:
-                    key = type(exc).__name__
+                key = await approval_answer(client, intent)
                 codes[key] = codes.get(key, 0) + 1
                 self.progress.advance(sent)
 
@@ -512,11 +306,7 @@ class Harness:
             codes: dict[str, int] = {}
 
             async def approve(intent: str) -> None:
-                try:
-                    response = await client.post(f"/intents/{intent}/approve")
-                    key = str(response.status_code)
-                except httpx.HTTPError as exc:
-                    key = type(exc).__name__
+                key = await approval_answer(client, intent)
                 codes[key] = codes.get(key, 0) + 1
                 self.progress.advance(sent)
 
@@ -553,20 +343,21 @@ class Harness:
             task = self.progress.add_task("one at a time: executions", total=count + warmup)
             latencies: list[float] = []
             for index, intent in enumerate(ids):
-                (await client.post(f"/intents/{intent}/approve")).raise_for_status()
+                await client.approve(intent)
                 deadline = time.monotonic() + 60
                 while True:
-                    status = (await client.get(f"/executions/{intent}/status")).json()
-                    if status.get("completed_at") and status.get("status") != "RUNNING":
+                    status = await client.execution_status(intent)
+                    if status.completed_at and status.status != ExecutionStatus.RUNNING:
                         break
                     if time.monotonic() > deadline:
                         raise RuntimeError(f"{intent} did not finish")
                     await asyncio.sleep(0.005)
-                if status["status"] != "SUCCEEDED":
-                    raise RuntimeError(f"{intent} ended {status['status']}")
-                approved = (await client.get(f"/intents/{intent}")).json()["approval_timestamp"]
+                if status.status != ExecutionStatus.SUCCEEDED:
+                    raise RuntimeError(f"{intent} ended {status.status.value}")
+                approved = (await client.get_intent(intent)).approval_timestamp
                 if index >= warmup:
-                    latencies.append((epoch(status["completed_at"]) - epoch(approved)) * 1000)
+                    assert approved is not None  # an executed intent was approved
+                    latencies.append((epoch(status.completed_at) - epoch(approved)) * 1000)
                 self.progress.advance(task)
             self.progress.remove_task(task)
         return {
@@ -655,7 +446,9 @@ def run(options: LoadOptions, console: Console) -> dict[str, Any]:
         if options.token:
             token = options.token
         elif secret:
-            token = mint_token(Settings(jwt_secret=secret), tenant_id=options.tenant, scopes=SCOPES)
+            token = mint_token(
+                Settings(jwt_secret=secret), tenant_id=options.tenant, scopes=list(INTENT_CLIENT_SCOPES)
+            )
         else:
             raise ValueError("--url needs --token or --jwt-secret")
 
@@ -696,6 +489,8 @@ def run(options: LoadOptions, console: Console) -> dict[str, Any]:
         if group:
             group.stop()
     if options.floor:
+        from fulfill_tools.floor import run_floor  # registers the floor's DBOS workflow
+
         result["floor"] = run_floor(max(options.serial, 20), max(options.burst, 20), console)
     return result
 

@@ -1,6 +1,11 @@
-"""The tooling's commands (``demo``, ``e2e``, ``bench load``, ``dev salesforce``) while the
-tooling still lives in this package: the same ``register`` and ``run_demo`` as ``fulfill_tools.cli``
-(see ``tooling.py``), which replaces this module."""
+"""The tooling's commands on the ``fulfill`` command line: ``demo``, ``e2e``, ``dev salesforce``
+and ``bench load``.
+
+The product's command line looks this module up by name (``fulfill.cli.tooling``): when it imports,
+it calls :func:`register`, and ``fulfill serve --demo`` runs :func:`run_demo` once the service
+answers. Names, options and output are the command line's own (README, docs/TESTING.md,
+docs/PERFORMANCE.md).
+"""
 
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ bench_commands = typer.Typer(help="Benchmarks against a service in its own proce
 
 
 def run_demo(url: str, current: Settings, out: Console) -> bool:
-    from fulfill.demo import run_demo as run
+    from fulfill_tools.demo import run_demo as run
 
     return run(url, current, out)
 
@@ -72,7 +77,7 @@ def e2e(
 ) -> None:
     """Verify a service end to end (B2, B1, kill switch, expiry, duplicates). Exit 0 verified,
     1 a check failed, 2 configuration error."""
-    from fulfill.e2e import ConfigurationError, run_e2e, run_embedded
+    from fulfill_tools.e2e import ConfigurationError, run_e2e, run_embedded
 
     try:
         if not url:
@@ -114,7 +119,7 @@ def dev_salesforce(
     """Run a local Salesforce-compatible server (REST sObjects, SOQL, OAuth, fault injection)."""
     from pathlib import Path
 
-    from fulfill.dev.salesforce import DevSalesforce, DevSalesforceConfig, DevSalesforceServer
+    from fulfill_tools.dev.salesforce import DevSalesforce, DevSalesforceConfig, DevSalesforceServer
 
     config = DevSalesforceConfig(
         client_id=client_id,
@@ -173,7 +178,7 @@ def bench_load(
     """Open-loop, burst and one-at-a-time approval load, next to the bare-DBOS floor."""
     from pathlib import Path
 
-    from fulfill import loadtest
+    from fulfill_tools import loadtest
 
     options = loadtest.LoadOptions(
         url=url,

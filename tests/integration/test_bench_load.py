@@ -1,0 +1,42 @@
+"""``fulfill bench load`` end to end, in small: it starts ``fulfill serve`` in its own process
+(SQLite, or the PostgreSQL pass's database), drives every scenario through the API and reports
+every approval executed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from fulfill.cli import app
+from tests.support import postgres
+
+pytestmark = pytest.mark.slow
+
+
+def test_bench_load_runs_every_scenario_and_counts_every_execution(tmp_path: Path) -> None:
+    results = tmp_path / "load.json"
+    args = ["bench", "load", "--rates", "5", "--seconds", "1", "--burst", "6", "--serial", "3"]
+    args += ["--drain", "60", "--no-floor", "--json", str(results)]
+    database_url = postgres.create_database() if postgres.enabled() else None
+    if database_url:
+        args += ["--database-url", database_url]
+    try:
+        outcome = CliRunner().invoke(app, args)
+    finally:
+        if database_url:
+            postgres.drop_database(database_url)
+    assert outcome.exit_code == 0, outcome.output
+    assert "fulfill load benchmark" in outcome.output
+    result = json.loads(results.read_text())
+    assert result["service"]["database"] == ("postgresql" if database_url else "sqlite")
+    scenarios = {row["scenario"]: row for row in result["scenarios"]}
+    assert set(scenarios) == {"open loop", "burst", "one at a time"}
+    for name in ("open loop", "burst"):
+        row = scenarios[name]
+        assert row["http"] == {"202": row["approvals"]}  # every approval accepted
+        assert (row["succeeded"], row["failed"], row["not_finished"]) == (row["approvals"], 0, 0)
+    assert scenarios["one at a time"]["succeeded"] == 3
+    assert "floor" not in result
