@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import select
 
 from fulfill.store.tables import execution_outcomes, ledger_entries
@@ -194,23 +193,6 @@ def test_a_tenant_without_credentials_fails_with_auth(served: Harness) -> None:
     status = run(served, "CREATE_CRM_TASK", {"title": "Nobody set me up"}, tenant="t-nocreds")
     assert status["status"] == "FAILED"
     assert (status["error_class"], status["error_code"]) == ("AUTH", "CREDENTIALS_NOT_CONFIGURED")
-
-
-def test_without_a_secrets_key_credentials_cannot_be_stored(
-    served: Harness, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    runtime = served.service.runtime
-    monkeypatch.setattr(
-        runtime, "settings", runtime.settings.model_copy(update={"secrets_key": SecretStr("")})
-    )
-    with served.client(tenant="t-nokey", scopes=["admin"]) as client:
-        response = client.put(
-            "/admin/credentials/salesforce",
-            json={"type": "client_credentials", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET},
-        )
-    assert response.status_code == 503
-    assert response.json()["code"] == "SECRETS_KEY_NOT_CONFIGURED"
-    assert CLIENT_SECRET not in response.text
 
 
 def test_parameters_are_checked_against_the_tool_schema(served: Harness) -> None:
