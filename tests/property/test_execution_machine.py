@@ -1,0 +1,312 @@
+"""DESIGN §3's invariants, checked after every move of a random interleaving of what people,
+upstream systems and crashes do to executions.
+
+The moves: create an intent; approve it; deliver its ACTION_APPROVED event again; cancel it;
+rerun it; turn the global or a tenant's kill switch on or off; make the tool's next answer a
+transient or a permanent failure; advance a workflow by one step, or crash it in a step (the step
+runs, its result is lost, recovery runs it again), or crash the process while a tool call is in
+flight; replay a RecordOutcome that had committed. After every move:
+
+- exactly once: each intent has at most one execution per approval and per accepted rerun (one
+  workflow that holds the lock per attempt, whatever number of approval deliveries), and no
+  idempotency key ever wrote two objects;
+- a visible end: every attempt whose workflow finished has its outcome, its attempt row and the
+  intent's status saying so, its outcome ledger entry and its signal; and once every workflow has
+  run to its end, every attempt has;
+- no tool call left after a stop (a kill switch on, or the intent cancelled) was committed;
+- replay is idempotent: RecordOutcome run again changes nothing the store holds.
+
+The executions run step by step through ``tests/support/chain_driver.py``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+
+from fulfill.domain.ledger import OUTCOME_EVENT_TYPES
+from fulfill.domain.models import ApprovalStatus, AttemptStatus, ExecutionStatus
+from fulfill.engine import intake
+from fulfill.tokens import Principal
+from fulfill.usecases import admin
+from fulfill.usecases import executions as execution_cases
+from fulfill.usecases import intents as intent_cases
+from fulfill.usecases.errors import Conflict
+from fulfill.usecases.executions import RerunRequest
+from fulfill.usecases.intents import CreateIntent
+from tests.support.chain_driver import Answer, ChainService, IntentRows, WorkflowRun, chain_service, read_intent_rows
+
+TENANTS = ("t1", "t2")
+ACCOUNT = "acct-1"
+# One tool that deduplicates on its key, one whose calls go through the sent-call protocol.
+ACTION_TYPES = {
+    "CREATE_INTERNAL_TASK": {"title": "call the customer back"},
+    "CREATE_INTERNAL_NOTE": {"content": "the customer asked for a call"},
+}
+START_EPOCH = 1_900_000_000.0
+# FULFILL_PROPERTY_EXAMPLES raises the number of interleavings (e.g. for a long local run).
+MAX_EXAMPLES = int(os.environ.get("FULFILL_PROPERTY_EXAMPLES", "150"))
+STEP_COUNT = 40
+
+
+def admin_of(tenant_id: str) -> Principal:
+    return Principal(
+        subject=f"admin@{tenant_id}",
+        tenant_id=tenant_id,
+        scopes=frozenset({"intents:write", "intents:approve", "admin"}),
+    )
+
+
+class ExecutionMachine(RuleBasedStateMachine):
+    intents = Bundle("intents")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._service_context = chain_service(self._stop_observed, start_epoch=START_EPOCH)
+        self.service: ChainService = self._service_context.__enter__()
+        self.rt = self.service.runtime
+        self.driver = self.service.driver
+        self.gateway = self.service.gateway
+        # What the rules did, as the model the store is checked against.
+        self.tenant_of: dict[str, str] = {}
+        self.approved: set[str] = set()
+        self.cancelled: set[str] = set()
+        self.reruns: dict[str, int] = {}  # accepted reruns per intent
+        self.global_stop = False
+        self.tenants_stopped: set[str] = set()
+        self.created = 0
+
+    def teardown(self) -> None:
+        try:
+            if not self.driver.active() or not hasattr(self, "tenant_of"):
+                return
+            # Whatever was left mid-flight (with the tool answering again) runs to its end:
+            # then every execution must be visibly over.
+            self.gateway.answers.clear()
+            self.gateway.crash_after_send = False
+            self.driver.drain()
+            self.every_finished_attempt_is_visibly_over()
+            for intent_id in self.tenant_of:
+                rows = self._rows(intent_id)
+                if rows.attempt is not None:
+                    assert rows.attempt.status.execution_status in TERMINAL, (intent_id, rows.attempt)
+                    assert rows.attempt.attempt_count in rows.outcomes, (intent_id, rows.attempt)
+            self.exactly_once()
+            self.no_tool_call_after_a_stop()
+        finally:
+            self._service_context.__exit__(None, None, None)
+
+    # --- what people and systems do ----------------------------------------------------------
+
+    @initialize()
+    def seed_nothing(self) -> None:
+        """Every example starts on a fresh database (the machine's ``__init__``)."""
+
+    @rule(target=intents, tenant=st.sampled_from(TENANTS), action_type=st.sampled_from(sorted(ACTION_TYPES)))
+    def create(self, tenant: str, action_type: str) -> str:
+        self.created += 1
+        intent_id = f"ai-{self.created}"
+        intent, created = intent_cases.create_intent(
+            self.rt,
+            admin_of(tenant),
+            CreateIntent(
+                action_intent_id=intent_id,
+                action_type=action_type,
+                account_id=ACCOUNT,
+                parameters=ACTION_TYPES[action_type],
+                execution_policy={"retry_count": 1, "max_attempts": 2},
+            ),
+        )
+        assert created and intent.approval_status is ApprovalStatus.PENDING_APPROVAL
+        self.tenant_of[intent_id] = tenant
+        return intent_id
+
+    @rule(intent=intents)
+    def approve(self, intent: str) -> None:
+        try:
+            change = intent_cases.approve_intent(self.rt, admin_of(self.tenant_of[intent]), intent)
+        except Conflict:
+            assert intent in self.cancelled, "only a cancelled intent refuses an approval here"
+            return
+        assert change.approval_status is ApprovalStatus.APPROVED
+        self.approved.add(intent)
+
+    @rule(intent=intents)
+    def duplicate_approval_event(self, intent: str) -> None:
+        tenant = self.tenant_of[intent]
+        event = intake.ApprovedEventData(action_intent_id=intent, tenant_id=tenant, account_id=ACCOUNT)
+        try:
+            result = intake.accept_approved_event(self.rt, event, caller=admin_of(tenant))
+        except intake.EventRejected as rejected:
+            assert rejected.code == "NOT_APPROVED", rejected.code
+            assert intent not in self.approved or intent in self.cancelled
+            return
+        assert intent in self.approved and intent not in self.cancelled
+        if result.started:  # an intent approved through the API already holds its lock
+            raise AssertionError(f"a repeated approval of {intent} took a second execution lock")
+
+    @rule(intent=intents)
+    def cancel(self, intent: str) -> None:
+        try:
+            change = intent_cases.cancel_intent(self.rt, admin_of(self.tenant_of[intent]), intent)
+        except Conflict as refused:
+            raise AssertionError(f"cancel of {intent} refused: {refused}") from None
+        assert change.approval_status is ApprovalStatus.CANCELLED
+        self.cancelled.add(intent)
+
+    @rule(intent=intents)
+    def rerun(self, intent: str) -> None:
+        tenant = self.tenant_of[intent]
+        try:
+            view = execution_cases.rerun_execution(self.rt, admin_of(tenant), intent, RerunRequest())
+        except Conflict:
+            return
+        except execution_cases.NotFound:  # pragma: no cover - every intent here is the caller's
+            raise
+        assert intent in self.approved and intent not in self.cancelled
+        self.reruns[intent] = self.reruns.get(intent, 0) + 1
+        assert view.attempt_count == 1 + self.reruns[intent]
+        rows = self._rows(intent)
+        assert rows.attempt is not None and rows.attempt.status is AttemptStatus.QUEUED
+        # The rerun's workflow starts through the outbox (or the reconciler): now.
+        self.driver.start_queued(rows.attempt, requested_by=f"admin@{tenant}")
+
+    @rule(on=st.booleans())
+    def global_kill_switch(self, on: bool) -> None:
+        admin.put_kill_switches(self.rt, admin.KillSwitches(global_stop=on, disabled_action_types=[]), changed_by="ops")
+        self.global_stop = on
+
+    @rule(tenant=st.sampled_from(TENANTS), on=st.booleans())
+    def tenant_kill_switch(self, tenant: str, on: bool) -> None:
+        admin.put_tenant_execution(
+            self.rt, admin_of(tenant), tenant, admin.TenantExecution(execution_enabled=not on, disabled_action_types=[])
+        )
+        if on:
+            self.tenants_stopped.add(tenant)
+        else:
+            self.tenants_stopped.discard(tenant)
+
+    @rule(answer=st.sampled_from([Answer.TRANSIENT, Answer.PERMANENT]))
+    def next_tool_answer_fails(self, answer: Answer) -> None:
+        self.gateway.answers.append(answer)
+
+    @precondition(lambda self: bool(self.driver.active()))
+    @rule(data=st.data())
+    def step(self, data: st.DataObject) -> None:
+        self.driver.step(self._pick_active(data))
+
+    @precondition(lambda self: bool(self.driver.active()))
+    @rule(data=st.data())
+    def crash_in_step(self, data: st.DataObject) -> None:
+        self.driver.crash(self._pick_active(data))
+
+    @precondition(lambda self: bool(self.driver.active()))
+    @rule(data=st.data())
+    def crash_with_call_in_flight(self, data: st.DataObject) -> None:
+        """The process dies after the next tool call left and before its answer was kept."""
+        self.gateway.crash_after_send = True
+        self.driver.crash(self._pick_active(data))
+        self.gateway.crash_after_send = False
+
+    @precondition(lambda self: any(run.recorded for run in self.driver.runs.values()))
+    @rule(data=st.data())
+    def replay_recorded_outcome(self, data: st.DataObject) -> None:
+        run = data.draw(st.sampled_from([run for run in self.driver.runs.values() if run.recorded]))
+        tenant, intent = run.request.tenant_id, run.request.action_intent_id
+        before = self._rows(intent)
+        again = self.driver.replay_record(run)
+        after = self._rows(intent)
+        assert run.recorded is not None
+        assert again.outcome == run.recorded.outcome, "a replayed RecordOutcome answers what it recorded"
+        assert after == before, f"a replayed RecordOutcome of {tenant}/{intent} changed the store"
+
+    # --- the invariants ---------------------------------------------------------------------------
+
+    @invariant()
+    def exactly_once(self) -> None:
+        owners: dict[tuple[str, int], str] = {}
+        for run in self.driver.runs.values():
+            if run.call is None and run.draft is None and not run.done:
+                continue  # not past StartExecution yet
+            if run.duplicate:
+                continue
+            key = (run.request.action_intent_id, run.request.attempt_count)
+            assert key not in owners, f"two workflows execute attempt {key}: {owners[key]}, {run.workflow_id}"
+            owners[key] = run.workflow_id
+        for intent in self.tenant_of:
+            started = {count for (owner, count) in owners if owner == intent}
+            allowed = 1 + self.reruns.get(intent, 0) if intent in self.approved else 0
+            assert started <= set(range(1, allowed + 1)), (intent, started, allowed)
+        keys = [call.idempotency_key for call in self.gateway.calls]
+        assert len(self.gateway.writes) <= len(set(keys))
+
+    @invariant()
+    def no_tool_call_after_a_stop(self) -> None:
+        late = [call for call in self.gateway.calls if call.after_stop]
+        assert not late, f"tool calls made after a stop was committed: {late}"
+
+    @invariant()
+    def every_finished_attempt_is_visibly_over(self) -> None:
+        for run in self.driver.runs.values():
+            assert not run.unexpected, f"{run.workflow_id}: a step failed unexpectedly: {run.unexpected!r}"
+            if not run.done or run.duplicate:
+                continue
+            assert run.recorded is not None
+            intent, count = run.request.action_intent_id, run.request.attempt_count
+            rows = self._rows(intent)
+            outcome = rows.outcomes.get(count)
+            assert outcome is not None, f"{run.workflow_id} finished without an outcome"
+            assert outcome.status is run.recorded.outcome.status
+            assert outcome.status in TERMINAL
+            assert rows.entries(OUTCOME_EVENT_TYPES[outcome.status], count), (
+                f"{run.workflow_id}: no {OUTCOME_EVENT_TYPES[outcome.status]} entry"
+            )
+            signals = [signal for signal in rows.signals if signal.attempt == count]
+            assert len(signals) == 1, f"{run.workflow_id}: {len(signals)} signals"
+            assert rows.entries("SIGNAL", count), f"{run.workflow_id}: no SIGNAL entry"
+            assert rows.entries("EXECUTION_STARTED", count), f"{run.workflow_id}: no EXECUTION_STARTED"
+            assert rows.attempt is not None
+            if rows.attempt.attempt_count == count:
+                assert rows.attempt.status.execution_status is outcome.status, (rows.attempt, outcome)
+                view = execution_cases.execution_status(self.rt, admin_of(run.request.tenant_id), intent)
+                assert view.status is outcome.status and view.attempt_count == count, view
+            if outcome.status is ExecutionStatus.SUCCEEDED:
+                written = self.gateway.writes.get(outcome.idempotency_key or "")
+                assert written is not None and outcome.external_object_refs == [written], outcome
+            assert (run.compensation is not None) == run.recorded.cancelled_after_write
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def _stop_observed(self, tenant_id: str, intent_id: str) -> bool:
+        return self.global_stop or tenant_id in self.tenants_stopped or intent_id in self.cancelled
+
+    def _pick_active(self, data: st.DataObject) -> WorkflowRun:
+        return data.draw(st.sampled_from(self.driver.active()), label="workflow")
+
+    def _rows(self, intent: str) -> IntentRows:
+        return read_intent_rows(self.rt, self.tenant_of[intent], intent)
+
+
+TERMINAL = frozenset(
+    {ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED, ExecutionStatus.EXPIRED}
+)
+
+ExecutionMachine.TestCase.settings = settings(
+    max_examples=MAX_EXAMPLES,
+    stateful_step_count=STEP_COUNT,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    derandomize=False,
+)
+TestExecutionMachine = ExecutionMachine.TestCase
+
