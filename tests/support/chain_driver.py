@@ -22,7 +22,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -174,7 +174,9 @@ class RecordingGateway:
             ref = self.writes.setdefault(
                 key,
                 ExternalObjectRef(
-                    system="INTERNAL", object_type=tool_name.split(".", 1)[1], object_id=f"obj-{len(self.writes)}"
+                    system="INTERNAL",
+                    object_type=tool_name.split(".", 1)[1],
+                    object_id=f"obj-{len(self.writes)}",
                 ),
             )
         if self.crash_after_send:
@@ -286,10 +288,8 @@ class ChainDriver:
         """Run the workflow's next step, then lose its result: the step's writes stay, its
         checkpoint never happens, and the next ``step`` runs it again (recovery)."""
         run.crashes += 1
-        try:
+        with suppress(ProcessCrash):
             self._advance(run, checkpoint=False)
-        except ProcessCrash:
-            pass
         run.tries = 0  # the step's retry loop lived in the process that died
 
     def run_to_end(self, run: WorkflowRun, *, max_steps: int = 50) -> None:
@@ -306,7 +306,9 @@ class ChainDriver:
 
     def replay_record(self, run: WorkflowRun) -> RecordedOutcome:
         """RecordOutcome again after it committed (a crash between its commit and its checkpoint)."""
-        assert run.draft is not None and run.done and not run.duplicate
+        assert run.draft is not None
+        assert run.done
+        assert not run.duplicate
         return steps.record_outcome(through_json(run.draft, OutcomeDraft))
 
     def _advance(self, run: WorkflowRun, *, checkpoint: bool) -> None:
@@ -467,7 +469,7 @@ def chain_service(stop_observed: Callable[[str, str], bool], *, start_epoch: flo
     shutil.copyfile(_migrated_template(), path)
     settings = Settings(
         database_url=f"sqlite:///{path}",
-        jwt_secret="chain-driver-secret-0123456789abcdef",  # noqa: S106 - a test's own secret
+        jwt_secret="chain-driver-secret-0123456789abcdef",
         retry_backoff_base_seconds=0.0,
         rate_limit_backoff_seconds=0.0,
         log_level="WARNING",
