@@ -17,12 +17,11 @@ configured secrets, in the message and in exception text, replacing them with ``
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import re
 import traceback
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -97,22 +96,6 @@ def execution_log_context(step: str, context: object) -> dict[str, object]:
     fields: dict[str, object] = {name: getattr(context, name, None) for name in CONTEXT_FIELDS[:-1]}
     fields["step"] = step
     return fields
-
-
-def step_log_context(step: str) -> Callable[[Callable[[A], R]], Callable[[A], R]]:
-    """Decorate a one-argument step whose argument has a ``context`` (an ``ExecutionContext``),
-    so that what it logs names its execution and the step."""
-
-    def decorate(func: Callable[[A], R]) -> Callable[[A], R]:
-        @functools.wraps(func)
-        def run(argument: A) -> R:
-            context = getattr(argument, "context", None)
-            with log_context(**execution_log_context(step, context)):
-                return func(argument)
-
-        return run
-
-    return decorate
 
 
 # --- Redaction -----------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from fulfill.gateway.targets import GatewayToolSchemas, TargetCatalog
 from fulfill.metrics_access import MetricsListener
 from fulfill.store.db import Database
 from fulfill.store.migrate import upgrade_to_head
+from fulfill.store.sql_store import SqlStore
 from fulfill.tokens import ServiceTokens, TokenVerifier
 from fulfill.usecases.registry import seed_default_registry
 from fulfill.usecases.shared_state import read_shared_state
@@ -57,6 +58,7 @@ class Service:
         tracing.install(settings.role)
         self._otlp_export: tracing.OtlpExport | None = None
         self.db = Database(settings.database_url)
+        self.store = SqlStore(self.db)
         self.token_verifier = TokenVerifier(settings)
         self.internal_connector = InternalConnector(self.db, self.clock)
         self.salesforce_connector = SalesforceConnector(self.db, self.clock, settings)
@@ -103,6 +105,7 @@ class Service:
             db=self.db,
             clock=self.clock,
             gateway=self.tool_gateway,
+            store=self.store,
             tool_schemas=tool_schemas,
             needs_confirmation=self.target_catalog.needs_confirmation,
         )

@@ -18,7 +18,6 @@ and sent in batches. Span attributes never hold tokens, credentials or tool argu
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import secrets
@@ -246,22 +245,6 @@ def execution_attributes(context: object) -> dict[str, str | int | bool]:
     if isinstance(attempt, int):
         attributes["fulfill.attempt"] = attempt
     return attributes
-
-
-def traced_step(name: str) -> Callable[[Callable[[A], R]], Callable[[A], R]]:
-    """Decorate a one-argument step so that it runs in a span named ``name``, a child of the
-    span current where it is called (the DBOS step's or workflow's)."""
-
-    def decorate(func: Callable[[A], R]) -> Callable[[A], R]:
-        @functools.wraps(func)
-        def run(argument: A) -> R:
-            context = getattr(argument, "context", argument)
-            with span(name, attributes=execution_attributes(context)):
-                return func(argument)
-
-        return run
-
-    return decorate
 
 
 def attach(context: otel_context.Context | None) -> Callable[[], None]:

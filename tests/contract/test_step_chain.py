@@ -44,6 +44,8 @@ from fulfill.domain.models import (
 from fulfill.engine import steps
 from fulfill.engine.intake import queued_attempt, request_for
 from fulfill.engine.runtime import current
+from fulfill.engine.steps import StepDeps
+from fulfill.engine.workflow import step_deps
 from fulfill.gateway.client import McpToolGateway
 from fulfill.store import connectors, executions, intents, killswitches
 from fulfill.store.tables import action_intents
@@ -56,6 +58,11 @@ M = TypeVar("M", bound=BaseModel)
 def through_json(value: BaseModel, model: type[M]) -> M:
     """What the next step receives: the previous output, serialised and validated as its input."""
     return model.model_validate_json(value.model_dump_json())
+
+
+def deps() -> StepDeps:
+    """What the workflow hands its steps, taken from the running service now (after any patch)."""
+    return step_deps()
 
 
 def lock(intent_id: str) -> ExecutionRequest:
@@ -71,21 +78,21 @@ def lock(intent_id: str) -> ExecutionRequest:
 
 
 def start(intent_id: str) -> ExecutionContext:
-    started = steps.start_execution(lock(intent_id))
+    started = steps.start_execution(deps(), lock(intent_id))
     assert isinstance(started, StartedExecution)
     return through_json(started, StartedExecution).context
 
 
-def stopped(step: Callable[[Any], Any], value: BaseModel) -> OutcomeDraft:
+def stopped(step: Callable[[StepDeps, Any], Any], value: BaseModel) -> OutcomeDraft:
     with pytest.raises(ExecutionStopped) as stop:
-        step(value)
+        step(deps(), value)
     return through_json(stop.value.draft, OutcomeDraft)
 
 
 def record(harness: Harness, draft: OutcomeDraft) -> ActionOutcomeV1:
     """RecordOutcome accepts the draft, writes every terminal record once, and is idempotent."""
-    recorded = through_json(steps.record_outcome(draft), RecordedOutcome)
-    assert steps.record_outcome(draft) == recorded
+    recorded = through_json(steps.record_outcome(deps(), draft), RecordedOutcome)
+    assert steps.record_outcome(deps(), draft) == recorded
     assert not recorded.cancelled_after_write
     outcome = recorded.outcome
     context = draft.context
@@ -116,8 +123,8 @@ def contract(shared: Harness) -> Iterator[Harness]:
 def test_success_path(contract: Harness) -> None:
     seed_intent(contract, "ai_c_ok", parameters={"title": "t", "description": "d", "ignored": 1})
     context = start("ai_c_ok")
-    checked = through_json(steps.validate_preflight(context), PreflightPassed)
-    call = through_json(steps.map_action_to_tool(checked), ToolCall)
+    checked = through_json(steps.validate_preflight(deps(), context), PreflightPassed)
+    call = through_json(steps.map_action_to_tool(deps(), checked), ToolCall)
     assert call.arguments == {
         "title": "t",
         "description": "d",
@@ -126,7 +133,7 @@ def test_success_path(contract: Harness) -> None:
         "action_intent_id": "ai_c_ok",
         "idempotency_key": call.idempotency_key,
     }
-    result = through_json(steps.invoke_tool(call), ToolResult)
+    result = through_json(steps.invoke_tool(deps(), call), ToolResult)
     assert result.success
     outcome = record(contract, through_json(outcome_from_tool_result(result), OutcomeDraft))
     assert outcome.status is ExecutionStatus.SUCCEEDED
@@ -138,9 +145,9 @@ def test_prepare_tool_call_is_the_three_first_steps_in_one_checkpoint(contract: 
     """The workflow's first checkpoint: StartExecution ─▶ ValidatePreflight ─▶ MapActionToTool; its
     output is InvokeTool's input."""
     seed_intent(contract, "ai_c_prep", parameters={"title": "t"})
-    call = through_json(steps.prepare_tool_call(lock("ai_c_prep")), ToolCall)
+    call = through_json(steps.prepare_tool_call(deps(), lock("ai_c_prep")), ToolCall)
     assert call.context.workflow_id == "exec-t1/ai_c_prep"
-    result = through_json(steps.invoke_tool(call), ToolResult)
+    result = through_json(steps.invoke_tool(deps(), call), ToolResult)
     assert result.success
     outcome = record(contract, through_json(outcome_from_tool_result(result), OutcomeDraft))
     assert outcome.status is ExecutionStatus.SUCCEEDED
@@ -160,7 +167,7 @@ def test_a_stop_in_prepare_tool_call_keeps_the_started_attempt(contract: Harness
 def test_an_unexpected_failure_after_the_start_becomes_a_failed_draft(
     contract: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(_checked: PreflightPassed) -> ToolCall:
+    def broken(_deps: StepDeps, _checked: PreflightPassed) -> ToolCall:
         raise KeyError("a bug")
 
     seed_intent(contract, "ai_c_prep_bug")
@@ -181,7 +188,7 @@ def test_a_duplicate_request_to_prepare_tool_call_is_a_duplicate(contract: Harne
         workflow_id="exec-other",
         attempt_id="attempt_not_the_lock",
     )
-    assert isinstance(through_json(steps.prepare_tool_call(request), DuplicateExecution), DuplicateExecution)
+    assert isinstance(through_json(steps.prepare_tool_call(deps(), request), DuplicateExecution), DuplicateExecution)
 
 
 def test_start_of_a_foreign_request_is_a_duplicate_not_a_failure(contract: Harness) -> None:
@@ -194,7 +201,7 @@ def test_start_of_a_foreign_request_is_a_duplicate_not_a_failure(contract: Harne
         workflow_id="exec-other",
         attempt_id="attempt_not_the_lock",
     )
-    duplicate = through_json(steps.start_execution(request), DuplicateExecution)
+    duplicate = through_json(steps.start_execution(deps(), request), DuplicateExecution)
     assert duplicate.existing_workflow_id == context.workflow_id == "exec-t1/ai_c_dup"
     assert duplicate.existing_status is ExecutionStatus.RUNNING
     assert contract.outcome_rows("ai_c_dup") == 0
@@ -209,7 +216,7 @@ def test_start_without_a_lock_is_a_duplicate(contract: Harness) -> None:
         workflow_id="exec-t1/ai_c_nolock",
         attempt_id="attempt_never_taken",
     )
-    duplicate = through_json(steps.start_execution(request), DuplicateExecution)
+    duplicate = through_json(steps.start_execution(deps(), request), DuplicateExecution)
     assert duplicate.existing_status is ExecutionStatus.PENDING
     with contract.db.read() as conn:
         assert executions.get_attempt(conn, "t1", "acc-1", "ai_c_nolock") is None
@@ -218,9 +225,9 @@ def test_start_without_a_lock_is_a_duplicate(contract: Harness) -> None:
 def test_start_after_a_crash_resumes_the_same_attempt(contract: Harness) -> None:
     seed_intent(contract, "ai_c_resume")
     request = lock("ai_c_resume")
-    first = steps.start_execution(request)
+    first = steps.start_execution(deps(), request)
     assert isinstance(first, StartedExecution)
-    assert steps.start_execution(request) == first  # the replayed step, or a fork of the workflow
+    assert steps.start_execution(deps(), request) == first  # the replayed step, or a fork of the workflow
 
 
 @pytest.mark.parametrize(
@@ -274,11 +281,11 @@ def test_mapping_failures(contract: Harness, intent_fields: dict[str, Any], code
     if "nan" in repr(intent_fields):
         # NaN cannot be stored as JSON, so this one is checked from an in-memory preflight result.
         seed_intent(contract, intent_id)
-        checked = steps.validate_preflight(start(intent_id))
+        checked = steps.validate_preflight(deps(), start(intent_id))
         checked = checked.model_copy(update={"intent": checked.intent.model_copy(update=intent_fields)})
     else:
         seed_intent(contract, intent_id, **intent_fields)
-        checked = through_json(steps.validate_preflight(start(intent_id)), PreflightPassed)
+        checked = through_json(steps.validate_preflight(deps(), start(intent_id)), PreflightPassed)
     outcome = record(contract, stopped(steps.map_action_to_tool, checked))
     assert (outcome.status, outcome.error_class, outcome.error_code) == (
         ExecutionStatus.FAILED,
@@ -289,8 +296,8 @@ def test_mapping_failures(contract: Harness, intent_fields: dict[str, Any], code
 
 def _mapped_call(harness: Harness, intent_id: str, **intent_fields: Any) -> ToolCall:
     seed_intent(harness, intent_id, **intent_fields)
-    checked = through_json(steps.validate_preflight(start(intent_id)), PreflightPassed)
-    return through_json(steps.map_action_to_tool(checked), ToolCall)
+    checked = through_json(steps.validate_preflight(deps(), start(intent_id)), PreflightPassed)
+    return through_json(steps.map_action_to_tool(deps(), checked), ToolCall)
 
 
 @pytest.mark.parametrize(
@@ -329,7 +336,7 @@ def test_invoke_reads_the_cancellation_before_calling(contract: Harness) -> None
 
 def test_tool_business_failure(contract: Harness) -> None:
     call = _mapped_call(contract, "ai_c_business", parameters={"title": "  "})
-    result = through_json(steps.invoke_tool(call), ToolResult)
+    result = through_json(steps.invoke_tool(deps(), call), ToolResult)
     assert not result.success
     outcome = record(contract, through_json(outcome_from_tool_result(result), OutcomeDraft))
     assert (outcome.status, outcome.error_code) == (ExecutionStatus.FAILED, "VALIDATION_FAILED")
@@ -341,7 +348,7 @@ def _fails_retryably(contract: Harness, monkeypatch: pytest.MonkeyPatch, call: T
     monkeypatch.setattr(contract.service.runtime, "gateway", unreachable)
     try:
         with pytest.raises(steps.RetryableToolFailure) as failure:
-            steps.invoke_tool(call)
+            steps.invoke_tool(deps(), call)
     finally:
         unreachable.close()
     return failure.value.draft
@@ -380,7 +387,7 @@ def test_a_store_that_cannot_take_the_failed_try_keeps_the_failure_retryable(
     def store_down(conn: object, entry: LedgerEntry) -> bool:
         raise OperationalError("INSERT", {}, Exception("database is locked"))
 
-    monkeypatch.setattr(steps.executions, "append_ledger", store_down)
+    monkeypatch.setattr(executions, "append_ledger", store_down)
     draft = _fails_retryably(contract, monkeypatch, call)
     assert draft.error is not None
     assert draft.error.error_code == "GATEWAY_UNAVAILABLE"

@@ -23,6 +23,7 @@ from fulfill.logging_setup import configure_logging
 from fulfill.store import outbox
 from fulfill.store.db import Database
 from fulfill.store.migrate import upgrade_to_head
+from fulfill.store.sql_store import SqlStore
 from fulfill.store.tables import execution_signals
 from tests.support import postgres
 from tests.support.eventbridge import (
@@ -180,7 +181,7 @@ def runtime(aws: LocalEventBridge, tmp_path: Path) -> Iterator[Runtime]:
     db = Database(settings.database_url)
     upgrade_to_head(db)
     try:
-        yield Runtime(settings=settings, db=db, clock=SystemClock(), gateway=None)  # type: ignore[arg-type]
+        yield Runtime(settings=settings, db=db, clock=SystemClock(), gateway=None, store=SqlStore(db))  # type: ignore[arg-type]
     finally:
         db.dispose()
         if postgres.is_postgres_url(settings.database_url):

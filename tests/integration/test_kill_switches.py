@@ -84,8 +84,8 @@ def test_switch_flipped_between_preflight_and_invoke_cancels(
 ) -> None:
     real_map = steps.map_action_to_tool
 
-    def map_then_flip(checked: Any) -> Any:
-        call = real_map(checked)
+    def map_then_flip(deps: Any, checked: Any) -> Any:
+        call = real_map(deps, checked)
         _set_global(harness, global_stop=True)  # an operator pulls the switch right now
         return call
 

@@ -67,8 +67,8 @@ def test_cancel_of_a_running_execution_before_its_tool_call(
     client = harness.client()
     real_map = steps.map_action_to_tool
 
-    def map_then_cancel(checked: Any) -> Any:
-        call = real_map(checked)
+    def map_then_cancel(deps: Any, checked: Any) -> Any:
+        call = real_map(deps, checked)
         assert client.post(f"/intents/{checked.intent.action_intent_id}/cancel").status_code == 202
         return call
 

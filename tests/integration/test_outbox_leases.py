@@ -26,6 +26,7 @@ from fulfill.engine.runtime import Runtime
 from fulfill.store import outbox
 from fulfill.store.db import Database
 from fulfill.store.migrate import upgrade_to_head
+from fulfill.store.sql_store import SqlStore
 from tests.support import postgres
 from tests.support.harness import make_settings
 from tests.support.http_doubles import wait_for
@@ -81,7 +82,7 @@ def runtime(tmp_path: Path) -> Iterator[Runtime]:
     db = Database(settings.database_url)
     upgrade_to_head(db)
     try:
-        yield Runtime(settings=settings, db=db, clock=SystemClock(), gateway=None)  # type: ignore[arg-type]
+        yield Runtime(settings=settings, db=db, clock=SystemClock(), gateway=None, store=SqlStore(db))  # type: ignore[arg-type]
     finally:
         db.dispose()
         if postgres.is_postgres_url(settings.database_url):

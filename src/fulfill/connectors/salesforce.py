@@ -38,7 +38,6 @@ from typing import Annotated, Any
 import httpx
 from mcp.types import CallToolResult
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
-from sqlalchemy import Row
 
 from fulfill.config import Settings
 from fulfill.connectors.base import ConnectorTool, ToolSuccess, tool_failure, tool_success
@@ -50,6 +49,7 @@ from fulfill.domain.egress import EgressRefused
 from fulfill.domain.errors import ErrorClass
 from fulfill.domain.models import ExternalObjectRef
 from fulfill.domain.ports import Clock
+from fulfill.domain.records import ExternalWrite
 from fulfill.store import external_writes
 from fulfill.store.db import Database, is_transient_store_error
 
@@ -499,7 +499,7 @@ class SalesforceConnector:
         tenant_id: str,
         account_id: str,
         action_intent_id: str,
-    ) -> Row[Any]:
+    ) -> ExternalWrite:
         with self._db.read() as conn:
             row = external_writes.committed_write_of(
                 conn,
@@ -570,7 +570,7 @@ class SalesforceConnector:
         with self._db.write() as conn:
             external_writes.mark_compensated(conn, tenant_id, account_id, key, now_iso=self._clock.now_iso())
 
-    def _success_from(self, row: Row[Any], *, found_existing: bool) -> CallToolResult:
+    def _success_from(self, row: ExternalWrite, *, found_existing: bool) -> CallToolResult:
         extra: dict[str, Any] = {"found_existing": found_existing}
         if row.previous_values is not None:
             extra["previous_values"] = row.previous_values
@@ -584,7 +584,7 @@ class _Reservation:
         self,
         connector: SalesforceConnector,
         kind: str,
-        row: Row[Any],
+        row: ExternalWrite,
         owner: str,
         tenant_id: str,
         account_id: str,
@@ -637,7 +637,7 @@ class _Reservation:
                 written="unknown",
             )
 
-    def commit(self, object_type: str, object_id: str, object_url: str | None) -> Row[Any]:
+    def commit(self, object_type: str, object_id: str, object_url: str | None) -> ExternalWrite:
         connector = self._connector
         with connector._db.write() as conn:
             row = external_writes.commit(

@@ -9,10 +9,8 @@ the ``FULFILL_SECRETS_KEY`` box and binds every ciphertext to its row. A read fo
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from pydantic import SecretStr
-from sqlalchemy import Row
 
 from fulfill.credentials.crypto import SecretBox, SecretsKeyError
 from fulfill.domain.credentials import (
@@ -26,6 +24,7 @@ from fulfill.domain.credentials import (
     StoredCredential,
 )
 from fulfill.domain.ports import Clock
+from fulfill.domain.records import SealedCredential
 from fulfill.store import credentials as store
 from fulfill.store.db import Database
 
@@ -38,7 +37,7 @@ def _associated_data(tenant_id: str, account_id: str, connector: str) -> bytes:
     return json.dumps(["fulfill-credential", tenant_id, account_id, connector]).encode()
 
 
-def metadata(row: Row[Any]) -> CredentialMetadata:
+def metadata(row: SealedCredential) -> CredentialMetadata:
     credential_type = CredentialType(row.credential_type)
     return CredentialMetadata(
         connector=row.connector,
@@ -245,7 +244,7 @@ class CredentialVault:
             "secret_fields": ",".join(sorted(secrets)),
         }
 
-    def _open(self, row: Row[Any]) -> dict[str, str]:
+    def _open(self, row: SealedCredential) -> dict[str, str]:
         plaintext = self._box.open(
             row.secret_ciphertext, _associated_data(row.tenant_id, row.account_id, row.connector)
         )
@@ -278,7 +277,7 @@ def check_secrets_key(db: Database, box: SecretBox) -> None:
         )
 
 
-def _way_out(unreadable: list[Row[Any]]) -> str:
+def _way_out(unreadable: list[SealedCredential]) -> str:
     """How to start again without the old key: the credentials it sealed are lost, so they are
     deleted (the commands work without the key) and stored again."""
     commands = [

@@ -17,6 +17,7 @@ from fulfill.domain.models import (
     ActionOutcomeV1,
     ApprovalSource,
     CompensationStrategy,
+    ExecutionAttempt,
     ExecutionStatus,
     ExternalObjectRef,
 )
@@ -201,6 +202,36 @@ def pre_tool_ref(context: ExecutionContext) -> str:
     return f"pre-tool-{context.action_intent_id}-{context.attempt_count}"
 
 
+def outcome_draft(
+    context: ExecutionContext,
+    status: ExecutionStatus,
+    *,
+    run_ref: str,
+    call: ToolCall | None = None,
+    error: ExecutionError | None = None,
+    result: ToolResult | None = None,
+    registry_version: int | None = None,
+    decision_trace_id: str | None = None,
+) -> OutcomeDraft:
+    """The one way to build RecordOutcome's input: the call's fields when there was a call (its
+    registry version and decision trace win over the ones given), and the tool's answer when
+    there was one. ``run_ref``: the tool run's reference, or the stop's before any tool ran."""
+    return OutcomeDraft(
+        context=context,
+        status=status,
+        error=error,
+        external_object_refs=result.external_object_refs if result else [],
+        tool_name=call.tool_name if call else None,
+        tool_schema_version=call.tool_schema_version if call else None,
+        registry_version=call.registry_version if call else registry_version,
+        idempotency_key=call.idempotency_key if call else None,
+        decision_trace_id=call.decision_trace_id if call else decision_trace_id,
+        tool_run_ref=run_ref,
+        answer_excerpt=result.answer_excerpt if result else None,
+        refs_note=result.refs_note if result else None,
+    )
+
+
 def stop_before_tool(
     context: ExecutionContext,
     status: ExecutionStatus,
@@ -211,58 +242,69 @@ def stop_before_tool(
     decision_trace_id: str | None = None,
 ) -> ExecutionStopped:
     """A stop reached before the tool was called (so nothing was written anywhere)."""
-    draft = OutcomeDraft(
-        context=context,
-        status=status,
-        error=error,
-        tool_name=call.tool_name if call else None,
-        tool_schema_version=call.tool_schema_version if call else None,
-        registry_version=call.registry_version if call else registry_version,
-        idempotency_key=call.idempotency_key if call else None,
-        decision_trace_id=call.decision_trace_id if call else decision_trace_id,
-        tool_run_ref=pre_tool_ref(context),
+    return ExecutionStopped(
+        outcome_draft(
+            context,
+            status,
+            run_ref=pre_tool_ref(context),
+            call=call,
+            error=error,
+            registry_version=registry_version,
+            decision_trace_id=decision_trace_id,
+        )
     )
-    return ExecutionStopped(draft)
 
 
 def outcome_from_tool_result(result: ToolResult) -> OutcomeDraft:
+    status = ExecutionStatus.SUCCEEDED if result.success else ExecutionStatus.FAILED
     call = result.call
-    return OutcomeDraft(
-        context=call.context,
-        status=ExecutionStatus.SUCCEEDED if result.success else ExecutionStatus.FAILED,
-        external_object_refs=result.external_object_refs,
-        error=result.error,
-        tool_name=call.tool_name,
-        tool_schema_version=call.tool_schema_version,
-        registry_version=call.registry_version,
-        idempotency_key=call.idempotency_key,
-        decision_trace_id=call.decision_trace_id,
-        tool_run_ref=result.tool_run_ref,
-        answer_excerpt=result.answer_excerpt,
-        refs_note=result.refs_note,
+    return outcome_draft(
+        call.context, status, run_ref=result.tool_run_ref, call=call, error=result.error, result=result
     )
 
 
 def outcome_from_failed_call(call: ToolCall, error: ExecutionError) -> OutcomeDraft:
     """The tool call itself failed (transport, timeout, retries exhausted)."""
-    return OutcomeDraft(
-        context=call.context,
-        status=ExecutionStatus.FAILED,
-        error=error,
-        tool_name=call.tool_name,
-        tool_schema_version=call.tool_schema_version,
-        registry_version=call.registry_version,
-        idempotency_key=call.idempotency_key,
-        decision_trace_id=call.decision_trace_id,
-        tool_run_ref=tool_run_ref(call.context, call.tool_name),
-    )
+    run_ref = tool_run_ref(call.context, call.tool_name)
+    return outcome_draft(call.context, ExecutionStatus.FAILED, run_ref=run_ref, call=call, error=error)
 
 
 def outcome_from_step_failure(context: ExecutionContext, error: ExecutionError) -> OutcomeDraft:
     """A step failed in a way no rule foresaw (or kept failing): still a visible, recorded FAILED."""
-    return OutcomeDraft(
-        context=context,
-        status=ExecutionStatus.FAILED,
-        error=error,
-        tool_run_ref=pre_tool_ref(context),
+    return outcome_draft(context, ExecutionStatus.FAILED, run_ref=pre_tool_ref(context), error=error)
+
+
+# --- an attempt row, as the workflow's models see it -----------------------------------------
+
+
+def _attempt_identity(attempt: ExecutionAttempt) -> dict[str, Any]:
+    """Which attempt of which intent: the fields every workflow model copies from the attempt."""
+    return {
+        "action_intent_id": attempt.action_intent_id,
+        "tenant_id": attempt.tenant_id,
+        "account_id": attempt.account_id,
+        "workflow_id": attempt.workflow_id,
+        "attempt_count": attempt.attempt_count,
+        "attempt_id": attempt.attempt_id,
+    }
+
+
+def request_for(attempt: ExecutionAttempt, **extra: Any) -> ExecutionRequest:
+    """The workflow input that owns this attempt's lock."""
+    return ExecutionRequest(**_attempt_identity(attempt), traceparent=attempt.traceparent, **extra)
+
+
+def context_for(
+    attempt: ExecutionAttempt, request: ExecutionRequest, *, deadline_epoch: float
+) -> ExecutionContext:
+    """The context StartExecution hands on: the running attempt, and what its request said about it."""
+    return ExecutionContext(
+        **_attempt_identity(attempt),
+        trace_id=attempt.trace_id,
+        started_at=attempt.started_at,
+        deadline_epoch=deadline_epoch,
+        approval_source=request.approval_source,
+        auto_executed=request.auto_executed,
+        requested_by=request.requested_by,
+        rerun_reason=request.rerun_reason,
     )

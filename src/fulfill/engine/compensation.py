@@ -27,11 +27,8 @@ the object and the key to check, and ``fulfill_compensations_outcome_unknown_tot
 from __future__ import annotations
 
 import functools
-import time
 from dataclasses import dataclass
 from typing import Any
-
-from sqlalchemy import Connection
 
 from fulfill import metrics
 from fulfill.domain.compensation import AfterTry, after_compensation_try, compensation_unknown_entry
@@ -51,10 +48,11 @@ from fulfill.domain.ports import ToolCallOutcome
 from fulfill.domain.targets import UNKNOWN_OUTCOME
 from fulfill.domain.time import iso_from_epoch
 from fulfill.engine.flow import WaitExpired, call_lease_seconds, call_result
-from fulfill.engine.runtime import current
-from fulfill.engine.step_metrics import call_connector, count_retry, timed_step
-from fulfill.store import compensation_calls, executions, intents, registry
-from fulfill.store.db import is_transient_store_error
+from fulfill.engine.step_metrics import call_connector, count_retry
+from fulfill.engine.steps.decorator import step
+from fulfill.engine.steps.deps import StepDeps
+from fulfill.engine.steps.sent_calls import CompensationCallMarks, SentCall
+from fulfill.ports.store import UnitOfWork
 
 
 class RetryableCompensationFailure(Exception):
@@ -63,16 +61,15 @@ class RetryableCompensationFailure(Exception):
         self.result = result
 
 
-@timed_step("BeginCompensation")
-def begin_compensation(request: CompensationRequest) -> CompensationPlan | None:
+@step("BeginCompensation")
+def begin_compensation(deps: StepDeps, request: CompensationRequest) -> CompensationPlan | None:
     """Decide what to undo and mark the outcome ``compensation_status PENDING``; None: nothing to do."""
-    rt = current()
-    now = rt.clock.now_iso()
-    with rt.db.write() as conn:
-        outcome = executions.get_outcome(
-            conn, request.tenant_id, request.account_id, request.action_intent_id, request.attempt_count
+    now = deps.clock.now_iso()
+    with deps.store.write() as uow:
+        outcome = uow.executions.get_outcome(
+            request.tenant_id, request.account_id, request.action_intent_id, request.attempt_count
         )
-        intent = intents.get_intent(conn, request.tenant_id, request.action_intent_id)
+        intent = uow.intents.get_intent(request.tenant_id, request.action_intent_id)
         if (
             outcome is None
             or intent is None
@@ -81,8 +78,8 @@ def begin_compensation(request: CompensationRequest) -> CompensationPlan | None:
             or outcome.compensation_status is CompensationStatus.COMPLETED
         ):
             return None
-        entry = registry.get_entry(
-            conn, intent.action_type, outcome.registry_version or intent.registry_version
+        entry = uow.registry.get_entry(
+            intent.action_type, outcome.registry_version or intent.registry_version
         )
         strategy = entry.compensation_strategy if entry else CompensationStrategy.NONE
         automatic = strategy is CompensationStrategy.AUTOMATIC
@@ -90,11 +87,11 @@ def begin_compensation(request: CompensationRequest) -> CompensationPlan | None:
             return None
         event_type = "COMPENSATION_STARTED" if automatic else "COMPENSATION_REQUIRED"
         _mark(
-            conn,
+            uow,
             outcome,
             CompensationStatus.PENDING,
             error=None,
-            now_epoch=rt.clock.now(),
+            now_epoch=deps.clock.now(),
             tries=request.try_number if automatic else None,
             workflow_id=request.workflow_id if automatic else None,
             entry=_for_try(
@@ -127,24 +124,23 @@ def begin_compensation(request: CompensationRequest) -> CompensationPlan | None:
     return plan
 
 
-@timed_step(
+@step(
     "InvokeCompensation",
     retryable=(RetryableCompensationFailure,),
     failed=lambda result: not result.completed,
 )
-def invoke_compensation(plan: CompensationPlan) -> CompensationResult:
+def invoke_compensation(deps: StepDeps, plan: CompensationPlan) -> CompensationResult:
     """Call the compensation tool once per written object, each call with its own key. Transient
     failures are retried; an unknown outcome is not (see the module's docstring).
 
-    A call to a target that does not deduplicate is marked as sent before it leaves and settled
-    with its answer (``remote_compensation_calls``): a replay of this step after a crash, or a
-    later try, uses that answer, or ``UNKNOWN_OUTCOME`` when the call never got one, and never
-    sends the undo again."""
-    rt = current()
+    A call to a target that does not deduplicate goes through the sent-call protocol
+    (``engine/steps/sent_calls.py``): a replay of this step after a crash, or a later try, uses
+    the answer it got, or ``UNKNOWN_OUTCOME`` when the call never got one, and never sends the
+    undo again."""
     request = plan.request
     connector = connector_of(plan.tool_name)
     count_retry(connector, "InvokeCompensation")
-    confirm = rt.needs_confirmation(plan.tool_name)
+    confirm = deps.needs_confirmation(plan.tool_name)
     for ref in plan.refs:
         call = _Call(
             tool_name=plan.tool_name,
@@ -153,9 +149,10 @@ def invoke_compensation(plan: CompensationPlan) -> CompensationResult:
                 write_key=plan.idempotency_key, compensation_tool=plan.tool_name, object_id=ref.object_id
             ),
         )
-        answer = _answer_of_a_call_sent_before(request, call) if confirm else None
+        sent = _sent_call(deps, request, call) if confirm else None
+        answer = sent.answer_sent_before() if sent else None
         if answer is None:
-            answer = _send(request, call, confirm=confirm)
+            answer = _send(deps, request, call, sent)
         if answer.success:
             continue
         error = answer.error or ExecutionError(
@@ -189,17 +186,18 @@ class _Call:
         )
 
 
-def _send(request: CompensationRequest, call: _Call, *, confirm: bool) -> ToolCallOutcome:
-    rt = current()
-    timeout = rt.settings.gateway_call_timeout_seconds
+def _send(
+    deps: StepDeps, request: CompensationRequest, call: _Call, sent: SentCall | None
+) -> ToolCallOutcome:
+    timeout = deps.settings.gateway_call_timeout_seconds
     connector = connector_of(call.tool_name)
     try:
         # Through the connector's gate like every call; a compensation waits at most one
         # circuit cool-down, then counts as a transient failure (retried, then by the reconciler).
-        permit = rt.flow.admit(
+        permit = deps.gate.admit(
             connector,
             tenant_id=request.tenant_id,
-            deadline=rt.clock.now() + rt.settings.circuit_cooldown_seconds + timeout,
+            deadline=deps.clock.now() + deps.settings.circuit_cooldown_seconds + timeout,
             lease_seconds=call_lease_seconds(timeout),
         )
     except WaitExpired as expired:
@@ -210,12 +208,12 @@ def _send(request: CompensationRequest, call: _Call, *, confirm: bool) -> ToolCa
         )
         raise RetryableCompensationFailure(call.failed(request, error)) from None
     with permit:
-        if confirm:
-            _mark_sent(request, call)
+        if sent:
+            sent.mark_sent()
         answer = call_connector(
             connector,
             functools.partial(
-                rt.gateway.call_tool,
+                deps.gateway.call_tool,
                 tenant_id=request.tenant_id,
                 tool_name=call.tool_name,
                 arguments={
@@ -230,104 +228,56 @@ def _send(request: CompensationRequest, call: _Call, *, confirm: bool) -> ToolCa
             ),
         )
         permit.finish(call_result(answer))
-    if confirm:
-        _settle(request, call, answer)
+    if sent:
+        sent.settle(answer)
     return answer
 
 
-def _answer_of_a_call_sent_before(request: CompensationRequest, call: _Call) -> ToolCallOutcome | None:
-    """What an earlier run sent this call and got: its answer, or an unknown outcome when it was
-    marked sent and never answered. None when it was not sent."""
-    rt = current()
-    try:
-        with rt.db.read() as conn:
-            sent = compensation_calls.get(conn, request.tenant_id, request.account_id, call.idempotency_key)
-    except Exception as exc:
-        if not is_transient_store_error(exc):
-            raise
-        raise RetryableCompensationFailure(call.failed(request, _store_unavailable())) from None
-    if sent is None:
-        return None
-    if sent.answer is not None:
-        return sent.answer
-    target = call.tool_name.split(".", 1)[0]
-    return ToolCallOutcome(
-        success=False,
-        error=ExecutionError(
-            error_class=ErrorClass.UNKNOWN,
-            error_code=UNKNOWN_OUTCOME,
+def _sent_call(deps: StepDeps, request: CompensationRequest, call: _Call) -> SentCall:
+    def unavailable() -> Exception:
+        error = ExecutionError(
+            error_class=ErrorClass.DOWNSTREAM,
+            error_code="STORE_UNAVAILABLE",
             error_message=(
-                f"the call to {call.tool_name} for {call.object_id} was in flight when its process "
-                f"stopped; {target} does not deduplicate, so it is not sent again: check {target} "
-                f"for idempotency key {call.idempotency_key}"
+                "the database was unavailable before the compensation call was sent; it was not sent"
             ),
+        )
+        return RetryableCompensationFailure(call.failed(request, error))
+
+    return SentCall(
+        deps.store,
+        deps.clock,
+        CompensationCallMarks(
+            tenant_id=request.tenant_id,
+            account_id=request.account_id,
+            action_intent_id=request.action_intent_id,
+            attempt_count=request.attempt_count,
+            tool_name=call.tool_name,
+            object_id=call.object_id,
+            idempotency_key=call.idempotency_key,
         ),
+        tool_name=call.tool_name,
+        idempotency_key=call.idempotency_key,
+        what=f"the call to {call.tool_name} for {call.object_id}",
+        # Keep the answer of a call that undid (or may have undone) something; one that did
+        # nothing (never sent, or refused for certain) is cleared, so that a later try may send it.
+        keep=lambda answer: (
+            answer.success or (answer.error is not None and answer.error.error_code == UNKNOWN_OUTCOME)
+        ),
+        unavailable=unavailable,
+        sleep=deps.sleep,
     )
 
 
-def _mark_sent(request: CompensationRequest, call: _Call) -> None:
-    rt = current()
-    try:
-        with rt.db.write() as conn:
-            compensation_calls.mark(
-                conn,
-                tenant_id=request.tenant_id,
-                account_id=request.account_id,
-                idempotency_key=call.idempotency_key,
-                action_intent_id=request.action_intent_id,
-                attempt_count=request.attempt_count,
-                tool_name=call.tool_name,
-                object_id=call.object_id,
-                now=rt.clock.now_iso(),
-            )
-    except Exception as exc:
-        if not is_transient_store_error(exc):
-            raise
-        raise RetryableCompensationFailure(call.failed(request, _store_unavailable())) from None
-
-
-def _settle(request: CompensationRequest, call: _Call, answer: ToolCallOutcome) -> None:
-    """Keep the answer of a call that undid (or may have undone) something; clear the mark of one
-    that did nothing (never sent, or refused for certain), so that a later try may send it. If
-    this cannot be written, the mark stays without an answer: unknown, never a second call."""
-    rt = current()
-    keep = answer.success or (answer.error is not None and answer.error.error_code == UNKNOWN_OUTCOME)
-    for delay in (0.0, 0.05, 0.2, 0.5):
-        time.sleep(delay)
-        try:
-            with rt.db.write() as conn:
-                if keep:
-                    compensation_calls.settle(
-                        conn, request.tenant_id, request.account_id, call.idempotency_key, answer
-                    )
-                else:
-                    compensation_calls.clear(
-                        conn, request.tenant_id, request.account_id, call.idempotency_key
-                    )
-            return
-        except Exception as exc:
-            if not is_transient_store_error(exc):
-                return
-
-
-def _store_unavailable() -> ExecutionError:
-    return ExecutionError(
-        error_class=ErrorClass.DOWNSTREAM,
-        error_code="STORE_UNAVAILABLE",
-        error_message="the database was unavailable before the compensation call was sent; it was not sent",
-    )
-
-
-@timed_step("FinishCompensation")
-def finish_compensation(result: CompensationResult) -> CompensationStatus:
+@step("FinishCompensation")
+def finish_compensation(deps: StepDeps, result: CompensationResult) -> CompensationStatus:
     """Record COMPLETED, or FAILED with the time of the next try (or, after the last try, the
     ledger entry that asks a person to act)."""
-    rt = current()
     request = result.request
-    now_epoch = rt.clock.now()
+    now_epoch = deps.clock.now()
     now = iso_from_epoch(now_epoch)
     status = CompensationStatus.COMPLETED if result.completed else CompensationStatus.FAILED
-    settings = rt.settings
+    settings = deps.settings
     step = after_compensation_try(
         completed=result.completed,
         error=result.error,
@@ -337,9 +287,9 @@ def finish_compensation(result: CompensationResult) -> CompensationStatus:
         now_epoch=now_epoch,
     )
     retry_at = step.retry_at_epoch
-    with rt.db.write() as conn:
-        outcome = executions.get_outcome(
-            conn, request.tenant_id, request.account_id, request.action_intent_id, request.attempt_count
+    with deps.store.write() as uow:
+        outcome = uow.executions.get_outcome(
+            request.tenant_id, request.account_id, request.action_intent_id, request.attempt_count
         )
         if outcome is None:
             return status
@@ -350,7 +300,7 @@ def finish_compensation(result: CompensationResult) -> CompensationStatus:
             "error_message": message,
         }
         _mark(
-            conn,
+            uow,
             outcome,
             status,
             error=message,
@@ -379,10 +329,9 @@ def finish_compensation(result: CompensationResult) -> CompensationStatus:
                 error=result.error,
                 try_number=request.try_number,
             )
-            executions.append_ledger(conn, _per_try(request, unknown))
+            uow.executions.append_ledger(_per_try(request, unknown))
         if step.after is AfterTry.ABANDONED:
-            executions.append_ledger(
-                conn,
+            uow.executions.append_ledger(
                 outcome_event(
                     outcome,
                     "COMPENSATION_ABANDONED",
@@ -421,7 +370,7 @@ def _per_try(request: CompensationRequest, entry: LedgerEntry) -> LedgerEntry:
 
 
 def _mark(
-    conn: Connection,
+    uow: UnitOfWork,
     outcome: ActionOutcomeV1,
     status: CompensationStatus,
     *,
@@ -433,8 +382,7 @@ def _mark(
     retry_at_epoch: float | None = None,
 ) -> None:
     """Compensation fields on the outcome, the ledger entry saying so, and the listing's timestamp."""
-    executions.set_compensation(
-        conn,
+    uow.executions.set_compensation(
         outcome,
         status,
         error=error,
@@ -443,5 +391,5 @@ def _mark(
         workflow_id=workflow_id,
         retry_at_epoch=retry_at_epoch,
     )
-    executions.append_ledger(conn, entry)
-    intents.mark_execution(conn, outcome.tenant_id, outcome.action_intent_id, status=None, at=entry.timestamp)
+    uow.executions.append_ledger(entry)
+    uow.intents.mark_execution(outcome.tenant_id, outcome.action_intent_id, status=None, at=entry.timestamp)

@@ -17,10 +17,9 @@ import secrets
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
-from sqlalchemy import Connection
 
 from fulfill import metrics, tracing
-from fulfill.domain.execution import ExecutionRequest, execution_workflow_id
+from fulfill.domain.execution import ExecutionRequest, execution_workflow_id, request_for
 from fulfill.domain.ledger import ledger_entry
 from fulfill.domain.models import (
     ActionIntentV1,
@@ -34,8 +33,22 @@ from fulfill.domain.time import iso_from_epoch
 from fulfill.engine.runtime import Runtime
 from fulfill.engine.workflow import start_execution
 from fulfill.logging_setup import describe_failure, log_context
-from fulfill.store import executions, intents
+from fulfill.ports.store import UnitOfWork
 from fulfill.tokens import Principal
+
+# ``request_for`` is the domain's (``domain/execution.py``); it is re-exported here for its callers.
+__all__ = [
+    "ApprovedEventData",
+    "EventRejected",
+    "IntakeResult",
+    "accept_approved_event",
+    "audit_rejection",
+    "parse_approved_event",
+    "queued_attempt",
+    "request_for",
+    "start_if_queued",
+    "take_execution_lock",
+]
 
 log = logging.getLogger(__name__)
 
@@ -136,15 +149,15 @@ def _accept(rt: Runtime, event: ApprovedEventData, caller: Principal | None) -> 
     if caller is not None and not caller.may_access_account(event.account_id):
         raise EventRejected("ACCOUNT_NOT_ALLOWED", "the caller's token does not grant access to this account")
     now = rt.clock.now()
-    with rt.db.write() as conn:
-        intent = intents.get_intent(conn, event.tenant_id, event.action_intent_id)
+    with rt.store.write() as uow:
+        intent = uow.intents.get_intent(event.tenant_id, event.action_intent_id)
         if intent is None:
             raise EventRejected("INTENT_NOT_FOUND", "no action intent with this id exists for this tenant")
         if intent.account_id != event.account_id:
             raise EventRejected("ACCOUNT_MISMATCH", "the event's account_id is not the intent's account")
         if intent.approval_status is not ApprovalStatus.APPROVED:
             raise EventRejected("NOT_APPROVED", f"the intent is {intent.approval_status.value}, not APPROVED")
-        attempt, taken = take_execution_lock(conn, intent, now)
+        attempt, taken = take_execution_lock(uow, intent, now)
     start_if_queued(
         attempt,
         taken,
@@ -153,18 +166,16 @@ def _accept(rt: Runtime, event: ApprovedEventData, caller: Principal | None) -> 
     return IntakeResult(action_intent_id=intent.action_intent_id, started=taken)
 
 
-def take_execution_lock(
-    conn: Connection, intent: ActionIntentV1, now: float
-) -> tuple[ExecutionAttempt, bool]:
+def take_execution_lock(uow: UnitOfWork, intent: ActionIntentV1, now: float) -> tuple[ExecutionAttempt, bool]:
     """Insert the QUEUED attempt of an approved intent, once: (the attempt, whether this call took it).
 
     Runs inside the caller's transaction, the one that accepted the approval, so an accepted
     approval and its execution lock are committed together or not at all.
     """
     queued = queued_attempt(intent, now)
-    if executions.insert_attempt(conn, queued, deadline_epoch=now + intent.execution_policy.timeout_seconds):
+    if uow.executions.insert_attempt(queued, deadline_epoch=now + intent.execution_policy.timeout_seconds):
         return queued, True
-    attempt = executions.get_attempt(conn, intent.tenant_id, intent.account_id, intent.action_intent_id)
+    attempt = uow.executions.get_attempt(intent.tenant_id, intent.account_id, intent.action_intent_id)
     if attempt is None:  # pragma: no cover - the row that won the insert cannot vanish
         raise RuntimeError("the execution lock disappeared")
     return attempt, False
@@ -209,20 +220,6 @@ def queued_attempt(intent: ActionIntentV1, now: float, attempt_count: int = 1) -
     )
 
 
-def request_for(attempt: ExecutionAttempt, **extra: Any) -> ExecutionRequest:
-    """The workflow input that owns this attempt's lock."""
-    return ExecutionRequest(
-        action_intent_id=attempt.action_intent_id,
-        tenant_id=attempt.tenant_id,
-        account_id=attempt.account_id,
-        workflow_id=attempt.workflow_id,
-        attempt_count=attempt.attempt_count,
-        attempt_id=attempt.attempt_id,
-        traceparent=attempt.traceparent,
-        **extra,
-    )
-
-
 def _start_queued(request: ExecutionRequest) -> None:
     try:
         start_execution(request)
@@ -259,5 +256,5 @@ def audit_rejection(
         },
     )
     entry = entry.model_copy(update={"entry_id": f"{entry.entry_id}#{fingerprint}"})
-    with rt.db.write() as conn:
-        executions.append_ledger(conn, entry)
+    with rt.store.write() as uow:
+        uow.executions.append_ledger(entry)

@@ -41,7 +41,7 @@ from fulfill.domain.time import iso_from_epoch
 from fulfill.engine.compensation import finish_compensation
 from fulfill.engine.intake import request_for
 from fulfill.engine.runtime import Runtime
-from fulfill.engine.workflow import EXECUTION_QUEUE, start_compensation, start_execution
+from fulfill.engine.workflow import EXECUTION_QUEUE, start_compensation, start_execution, step_deps
 from fulfill.logging_setup import describe_failure
 from fulfill.store import executions
 
@@ -157,6 +157,7 @@ def _reconcile_compensation(rt: Runtime, state: executions.CompensationState, no
             DBOS.cancel_workflow(status.workflow_id)
         if request.try_number >= rt.settings.compensation_max_tries:
             finish_compensation(
+                step_deps(rt),
                 CompensationResult(
                     request=request,
                     completed=False,
@@ -165,7 +166,7 @@ def _reconcile_compensation(rt: Runtime, state: executions.CompensationState, no
                         error_code="COMPENSATION_WORKFLOW_LOST",
                         error_message="the compensation's workflow stopped before it finished",
                     ),
-                )
+                ),
             )
             return "abandoned"
     start_compensation(request.model_copy(update={"try_number": request.try_number + 1}))

@@ -15,15 +15,18 @@ from fulfill.config import Settings
 from fulfill.domain.flowcontrol import connector_of
 from fulfill.domain.ports import Clock, ToolGateway
 from fulfill.engine.flow import FlowControl
+from fulfill.ports.store import Store
 from fulfill.store.db import Database
 
 
 @dataclass
 class Runtime:
+    # ``db`` serves the parts not yet on the store port (flow control, the relay, the reconciler).
     settings: Settings
     db: Database
     clock: Clock
     gateway: ToolGateway
+    store: Store
     # Input JSON schema of every tool the gateway serves, by tool name (gateway targets' included).
     tool_schemas: Mapping[str, dict[str, Any]] = field(default_factory=dict)
     # True for a tool whose call must never be sent twice: a gateway target's that does not

@@ -46,15 +46,30 @@ from fulfill.domain.execution import (
 )
 from fulfill.domain.fairness import queue_priority
 from fulfill.engine import compensation, steps
-from fulfill.engine.runtime import current
-from fulfill.store import executions
-from fulfill.store.db import is_transient_store_error
+from fulfill.engine.runtime import Runtime, current
+from fulfill.engine.steps import StepDeps
+from fulfill.ports.store import Store
 
 DUPLICATE_IGNORED = "DUPLICATE_IGNORED"
 EXECUTION_QUEUE = "fulfill-executions"
 
 
-def _store_step(name: str) -> StepOptions:
+def step_deps(rt: Runtime | None = None) -> StepDeps:
+    """What the steps need, taken from the process's runtime: the one place the engine reads it.
+    Each workflow resolves this once, when it starts (or resumes), and hands it to its steps."""
+    rt = rt or current()
+    return StepDeps(
+        store=rt.store,
+        clock=rt.clock,
+        gateway=rt.gateway,
+        gate=rt.flow,
+        settings=rt.settings,
+        needs_confirmation=rt.needs_confirmation,
+        wake_outbox=rt.outbox_wakeup.set,
+    )
+
+
+def _store_step(name: str, deps: StepDeps) -> StepOptions:
     """Steps that only touch the database retry its transient errors (locks, failovers)."""
     return StepOptions(
         name=name,
@@ -62,17 +77,17 @@ def _store_step(name: str) -> StepOptions:
         max_attempts=5,
         interval_seconds=0.05,
         backoff_rate=2.0,
-        should_retry=is_transient_store_error,
+        should_retry=deps.store.is_transient,
     )
 
 
-def _invoke_step(retry_count: int) -> StepOptions:
+def _invoke_step(retry_count: int, deps: StepDeps) -> StepOptions:
     """The one retry layer for tool calls: exponential backoff, bounded by the intent's policy."""
     return StepOptions(
         name="InvokeTool",
         retries_allowed=True,
         max_attempts=retry_count + 1,
-        interval_seconds=current().settings.retry_backoff_base_seconds,
+        interval_seconds=deps.settings.retry_backoff_base_seconds,
         backoff_rate=2.0,
         should_retry=lambda exc: isinstance(exc, steps.RetryableToolFailure),
     )
@@ -80,14 +95,15 @@ def _invoke_step(retry_count: int) -> StepOptions:
 
 @DBOS.workflow(name="fulfill.execute_intent")
 def execute_intent(request: ExecutionRequest) -> str:
+    deps = step_deps()
     try:
-        call = DBOS.run_step(_store_step("PrepareToolCall"), steps.prepare_tool_call, request)
+        call = DBOS.run_step(_store_step("PrepareToolCall", deps), steps.prepare_tool_call, deps, request)
         if isinstance(call, DuplicateExecution):
             return DUPLICATE_IGNORED
-        draft = _invoke(call)
+        draft = _invoke(deps, call)
     except ExecutionStopped as stop:
         draft = stop.draft
-    recorded = DBOS.run_step(_store_step("RecordOutcome"), steps.record_outcome, draft)
+    recorded = DBOS.run_step(_store_step("RecordOutcome", deps), steps.record_outcome, deps, draft)
     if recorded.cancelled_after_write:
         outcome = recorded.outcome
         start_compensation(
@@ -102,47 +118,53 @@ def execute_intent(request: ExecutionRequest) -> str:
     return recorded.outcome.status.value
 
 
-def _invoke(call: ToolCall) -> OutcomeDraft:
+def _invoke(deps: StepDeps, call: ToolCall) -> OutcomeDraft:
     """InvokeTool, with every way it can end turned into the draft RecordOutcome takes."""
     try:
-        result = DBOS.run_step(_invoke_step(call.retry_count), steps.invoke_tool, call)
+        result = DBOS.run_step(_invoke_step(call.retry_count, deps), steps.invoke_tool, deps, call)
     except ExecutionStopped as stop:
         return stop.draft
     except dbos_error.DBOSMaxStepRetriesExceeded as exhausted:
-        return _draft_after_retries(call.context, exhausted)
+        return _draft_after_retries(deps, call.context, exhausted)
     except Exception as exc:
-        return outcome_from_step_failure(call.context, steps.unexpected_error(exc))
+        return outcome_from_step_failure(call.context, steps.unexpected_error(exc, deps.store))
     return outcome_from_tool_result(result)
 
 
 @DBOS.workflow(name="fulfill.compensate")
 def compensate(request: CompensationRequest) -> str:
     """Undo a cancelled execution's writes: BeginCompensation ─▶ InvokeCompensation ─▶ FinishCompensation."""
-    plan = DBOS.run_step(_store_step("BeginCompensation"), compensation.begin_compensation, request)
+    deps = step_deps()
+    plan = DBOS.run_step(
+        _store_step("BeginCompensation", deps), compensation.begin_compensation, deps, request
+    )
     if plan is None:
         return "NOTHING_TO_COMPENSATE"
     try:
-        result = DBOS.run_step(_compensation_step(), compensation.invoke_compensation, plan)
+        result = DBOS.run_step(_compensation_step(deps), compensation.invoke_compensation, deps, plan)
     except dbos_error.DBOSMaxStepRetriesExceeded as exhausted:
         last = exhausted.errors[-1] if exhausted.errors else None
         result = (
             last.result
             if isinstance(last, compensation.RetryableCompensationFailure)
             else CompensationResult(
-                request=request, completed=False, error=steps.unexpected_error(last or exhausted)
+                request=request, completed=False, error=steps.unexpected_error(last or exhausted, deps.store)
             )
         )
     except Exception as exc:
-        result = CompensationResult(request=request, completed=False, error=steps.unexpected_error(exc))
-    return DBOS.run_step(_store_step("FinishCompensation"), compensation.finish_compensation, result).value
+        result = CompensationResult(
+            request=request, completed=False, error=steps.unexpected_error(exc, deps.store)
+        )
+    finish = _store_step("FinishCompensation", deps)
+    return DBOS.run_step(finish, compensation.finish_compensation, deps, result).value
 
 
-def _compensation_step() -> StepOptions:
+def _compensation_step(deps: StepDeps) -> StepOptions:
     return StepOptions(
         name="InvokeCompensation",
         retries_allowed=True,
         max_attempts=6,
-        interval_seconds=current().settings.retry_backoff_base_seconds,
+        interval_seconds=deps.settings.retry_backoff_base_seconds,
         backoff_rate=2.0,
         should_retry=lambda exc: isinstance(exc, compensation.RetryableCompensationFailure),
     )
@@ -159,19 +181,19 @@ def start_execution(request: ExecutionRequest) -> None:
         execute_intent,
         request,
         tracing.context_from(request.traceparent),
-        priority=_fair_priority(request.tenant_id),
+        priority=_fair_priority(current().store, request.tenant_id),
     )
 
 
-def _fair_priority(tenant_id: str) -> int:
+def _fair_priority(store: Store, tenant_id: str) -> int:
     """Its rank among its tenant's executions queued or running: the queue starts every tenant's
     first before anyone's second (``domain/fairness.py``). If the count cannot be read, it goes
     with the firsts (the limits still hold; only the order is less fair)."""
     try:
-        with current().db.read() as conn:
-            return queue_priority(executions.count_active(conn, tenant_id))
+        with store.read() as uow:
+            return queue_priority(uow.executions.count_active(tenant_id))
     except Exception as exc:
-        if not is_transient_store_error(exc):
+        if not store.is_transient(exc):
             raise
         return queue_priority(1)
 
@@ -206,9 +228,9 @@ def execution_queue() -> Queue:
 
 
 def _draft_after_retries(
-    context: ExecutionContext, exhausted: dbos_error.DBOSMaxStepRetriesExceeded
+    deps: StepDeps, context: ExecutionContext, exhausted: dbos_error.DBOSMaxStepRetriesExceeded
 ) -> OutcomeDraft:
     last = exhausted.errors[-1] if exhausted.errors else None
     if isinstance(last, steps.RetryableToolFailure | ExecutionStopped):
         return last.draft
-    return outcome_from_step_failure(context, steps.unexpected_error(last or exhausted))
+    return outcome_from_step_failure(context, steps.unexpected_error(last or exhausted, deps.store))

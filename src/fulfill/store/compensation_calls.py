@@ -14,15 +14,9 @@ from typing import Any
 from sqlalchemy import Connection, delete, select, update
 
 from fulfill.domain.ports import ToolCallOutcome
+from fulfill.domain.records import Sent as Sent
 from fulfill.store.db import insert_ignore
 from fulfill.store.tables import remote_compensation_calls as table
-
-
-class Sent:
-    """A compensation call that was (maybe) sent; ``answer`` None while (or if never) known."""
-
-    def __init__(self, answer: ToolCallOutcome | None) -> None:
-        self.answer = answer
 
 
 def _key(tenant_id: str, account_id: str, idempotency_key: str) -> list[Any]:
@@ -82,3 +76,43 @@ def settle(
 
 def clear(conn: Connection, tenant_id: str, account_id: str, idempotency_key: str) -> None:
     conn.execute(delete(table).where(*_key(tenant_id, account_id, idempotency_key)))
+
+
+class SqlCompensationCallsRepository:
+    """The compensation calls repository over one connection: each method is this module's function."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def get(self, tenant_id: str, account_id: str, idempotency_key: str) -> Sent | None:
+        return get(self._conn, tenant_id, account_id, idempotency_key)
+
+    def mark(
+        self,
+        *,
+        tenant_id: str,
+        account_id: str,
+        idempotency_key: str,
+        action_intent_id: str,
+        attempt_count: int,
+        tool_name: str,
+        object_id: str,
+        now: str,
+    ) -> bool:
+        return mark(
+            self._conn,
+            tenant_id=tenant_id,
+            account_id=account_id,
+            idempotency_key=idempotency_key,
+            action_intent_id=action_intent_id,
+            attempt_count=attempt_count,
+            tool_name=tool_name,
+            object_id=object_id,
+            now=now,
+        )
+
+    def settle(self, tenant_id: str, account_id: str, idempotency_key: str, answer: ToolCallOutcome) -> None:
+        return settle(self._conn, tenant_id, account_id, idempotency_key, answer)
+
+    def clear(self, tenant_id: str, account_id: str, idempotency_key: str) -> None:
+        return clear(self._conn, tenant_id, account_id, idempotency_key)

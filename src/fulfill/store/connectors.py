@@ -9,7 +9,6 @@ UPDATE``, on SQLite with the write lock every write transaction takes (``BEGIN I
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, or_, select, text, update
@@ -17,6 +16,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from fulfill.domain.fairness import Waiter
 from fulfill.domain.flowcontrol import Circuit, CircuitState, ConnectorLimits
+from fulfill.domain.records import StoredLimits as StoredLimits
+from fulfill.domain.records import TenantCap as TenantCap
 from fulfill.store.tables import (
     connector_calls,
     connector_limits,
@@ -24,13 +25,6 @@ from fulfill.store.tables import (
     connector_tenant_limits,
     connector_waiters,
 )
-
-
-@dataclass(frozen=True)
-class StoredLimits:
-    limits: ConnectorLimits
-    updated_at: str | None = None  # None: never set
-    revision: int = 0
 
 
 def database_now(conn: Connection) -> float:
@@ -339,16 +333,6 @@ def prune_waiters(conn: Connection, name: str, *, before: float) -> None:
 # --- a tenant's own caps ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TenantCap:
-    name: str
-    tenant_id: str
-    cap: ConnectorLimits
-    updated_at: str
-    updated_by: str
-    revision: int
-
-
 def tenant_caps(conn: Connection, name: str) -> dict[str, ConnectorLimits]:
     """Every tenant's own cap on ``name``, by tenant."""
     rows = conn.execute(select(connector_tenant_limits).where(connector_tenant_limits.c.name == name)).all()
@@ -419,3 +403,104 @@ def _cap(row: Any) -> TenantCap:
         updated_by=row.updated_by,
         revision=row.revision,
     )
+
+
+class SqlConnectorsRepository:
+    """The connectors repository over one connection: each method is this module's function."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def database_now(self) -> float:
+        return database_now(self._conn)
+
+    def get_limits(self, name: str) -> StoredLimits:
+        return get_limits(self._conn, name)
+
+    def list_limits(self) -> dict[str, StoredLimits]:
+        return list_limits(self._conn)
+
+    def put_limits(self, name: str, limits: ConnectorLimits, *, now: str) -> StoredLimits:
+        return put_limits(self._conn, name, limits, now=now)
+
+    def get_circuit(self, name: str) -> Circuit:
+        return get_circuit(self._conn, name)
+
+    def list_circuits(self) -> dict[str, Circuit]:
+        return list_circuits(self._conn)
+
+    def fast_commit(self) -> None:
+        return fast_commit(self._conn)
+
+    def lock_state(self, name: str) -> Circuit:
+        return lock_state(self._conn, name)
+
+    def save_circuit(self, name: str, circuit: Circuit, *, now: float) -> None:
+        return save_circuit(self._conn, name, circuit, now=now)
+
+    def count_in_flight(self, name: str, now: float, *, tenant_id: str | None = None) -> int:
+        return count_in_flight(self._conn, name, now, tenant_id=tenant_id)
+
+    def count_not_sent(self, name: str, now: float, *, tenant_id: str | None = None) -> int:
+        return count_not_sent(self._conn, name, now, tenant_id=tenant_id)
+
+    def recent_sends(
+        self, name: str, *, since: float, limit: int, tenant_id: str | None = None
+    ) -> list[float]:
+        return recent_sends(self._conn, name, since=since, limit=limit, tenant_id=tenant_id)
+
+    def last_admitted(self, name: str, tenants: Iterable[str]) -> dict[str, float]:
+        return last_admitted(self._conn, name, tenants)
+
+    def insert_call(
+        self, *, call_id: str, name: str, admitted: float, lease_until: float, tenant_id: str | None = None
+    ) -> None:
+        return insert_call(
+            self._conn,
+            call_id=call_id,
+            name=name,
+            admitted=admitted,
+            lease_until=lease_until,
+            tenant_id=tenant_id,
+        )
+
+    def mark_dispatched(self, call_id: str, *, at: float) -> None:
+        return mark_dispatched(self._conn, call_id, at=at)
+
+    def finish_call(self, call_id: str, *, now: float, sent_at: float | None) -> None:
+        return finish_call(self._conn, call_id, now=now, sent_at=sent_at)
+
+    def prune_calls(self, name: str, *, before: float, now: float) -> None:
+        return prune_calls(self._conn, name, before=before, now=now)
+
+    def waiting(self, name: str, *, now: float, other_than: str) -> list[Waiter]:
+        return waiting(self._conn, name, now=now, other_than=other_than)
+
+    def add_waiters(self, name: str, waiters: Iterable[Waiter], *, owner: str, lease_until: float) -> None:
+        return add_waiters(self._conn, name, waiters, owner=owner, lease_until=lease_until)
+
+    def renew_waiters(self, waiter_ids: Iterable[str], *, lease_until: float) -> None:
+        return renew_waiters(self._conn, waiter_ids, lease_until=lease_until)
+
+    def remove_waiters(self, waiter_ids: Iterable[str]) -> None:
+        return remove_waiters(self._conn, waiter_ids)
+
+    def prune_waiters(self, name: str, *, before: float) -> None:
+        return prune_waiters(self._conn, name, before=before)
+
+    def tenant_caps(self, name: str) -> dict[str, ConnectorLimits]:
+        return tenant_caps(self._conn, name)
+
+    def tenant_cap(self, name: str, tenant_id: str) -> ConnectorLimits | None:
+        return tenant_cap(self._conn, name, tenant_id)
+
+    def list_tenant_caps(self, *, tenant_id: str | None = None) -> list[TenantCap]:
+        return list_tenant_caps(self._conn, tenant_id=tenant_id)
+
+    def put_tenant_cap(
+        self, name: str, tenant_id: str, cap: ConnectorLimits, *, now: str, by: str
+    ) -> TenantCap:
+        return put_tenant_cap(self._conn, name, tenant_id, cap, now=now, by=by)
+
+    def delete_tenant_cap(self, name: str, tenant_id: str) -> bool:
+        return delete_tenant_cap(self._conn, name, tenant_id)

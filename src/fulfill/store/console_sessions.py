@@ -7,23 +7,14 @@ user's bearer is sealed by the caller (:mod:`fulfill.console.session`); this mod
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sqlalchemy import Connection, delete, select, update
 
+from fulfill.domain.records import StoredSession as StoredSession
 from fulfill.store.tables import console_sessions
 
 # Rows that expired this long ago are deleted (a revoked or expired row keeps refusing its cookie
 # meanwhile; afterwards the cookie itself has expired too).
 PURGE_AFTER_SECONDS = 86_400.0
-
-
-@dataclass(frozen=True)
-class StoredSession:
-    tenant_id: str
-    subject: str
-    sealed_token: str
-    expires_epoch: float
 
 
 def insert(
@@ -84,3 +75,39 @@ def purge_expired(conn: Connection, *, now: float) -> int:
         delete(console_sessions).where(console_sessions.c.expires_epoch < now - PURGE_AFTER_SECONDS)
     )
     return int(result.rowcount or 0)
+
+
+class SqlConsoleSessionsRepository:
+    """The console sessions repository over one connection: each method is this module's function."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def insert(
+        self,
+        *,
+        session_hash: str,
+        tenant_id: str,
+        subject: str,
+        sealed_token: str,
+        now: float,
+        expires_epoch: float,
+    ) -> None:
+        return insert(
+            self._conn,
+            session_hash=session_hash,
+            tenant_id=tenant_id,
+            subject=subject,
+            sealed_token=sealed_token,
+            now=now,
+            expires_epoch=expires_epoch,
+        )
+
+    def get_live(self, session_hash: str, *, now: float) -> StoredSession | None:
+        return get_live(self._conn, session_hash, now=now)
+
+    def revoke(self, session_hash: str, *, now: float) -> bool:
+        return revoke(self._conn, session_hash, now=now)
+
+    def purge_expired(self, *, now: float) -> int:
+        return purge_expired(self._conn, now=now)

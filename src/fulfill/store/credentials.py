@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, delete, func, or_, select, update
 
 from fulfill.domain.credentials import TENANT_WIDE
+from fulfill.domain.records import SealedCredential as SealedCredential
 from fulfill.store.db import insert_ignore
 from fulfill.store.tables import connector_credentials as table
 
@@ -22,14 +23,19 @@ def _key(tenant_id: str, account_id: str, connector: str) -> Any:
     )
 
 
+def _record(row: Row[Any]) -> SealedCredential:
+    return SealedCredential(**row._asdict())
+
+
 def get(
     conn: Connection, tenant_id: str, account_id: str, connector: str, *, for_update: bool = False
-) -> Row[Any] | None:
+) -> SealedCredential | None:
     query = select(table).where(_key(tenant_id, account_id, connector))
-    return conn.execute(query.with_for_update() if for_update else query).first()
+    row = conn.execute(query.with_for_update() if for_update else query).first()
+    return None if row is None else _record(row)
 
 
-def resolve(conn: Connection, tenant_id: str, account_id: str, connector: str) -> Row[Any] | None:
+def resolve(conn: Connection, tenant_id: str, account_id: str, connector: str) -> SealedCredential | None:
     """The account's own credential, else the tenant-wide one, else None."""
     rows = conn.execute(
         select(table).where(
@@ -39,17 +45,18 @@ def resolve(conn: Connection, tenant_id: str, account_id: str, connector: str) -
         )
     ).all()
     own = [row for row in rows if row.account_id == account_id and account_id != TENANT_WIDE]
-    return own[0] if own else next(iter(rows), None)
+    row = own[0] if own else next(iter(rows), None)
+    return None if row is None else _record(row)
 
 
-def list_for_tenant(conn: Connection, tenant_id: str, connector: str | None = None) -> list[Row[Any]]:
+def list_for_tenant(conn: Connection, tenant_id: str, connector: str | None = None) -> list[SealedCredential]:
     query = select(table).where(table.c.tenant_id == tenant_id)
     if connector is not None:
         query = query.where(table.c.connector == connector)
-    return list(conn.execute(query.order_by(table.c.connector, table.c.account_id)).all())
+    return [_record(row) for row in conn.execute(query.order_by(table.c.connector, table.c.account_id))]
 
 
-def put(conn: Connection, values: dict[str, Any], *, now: str) -> tuple[Row[Any], bool]:
+def put(conn: Connection, values: dict[str, Any], *, now: str) -> tuple[SealedCredential, bool]:
     """Create or replace one credential; True when it was created. A replacement keeps
     ``created_at`` and counts one more ``revision``."""
     tenant_id, account_id, connector = values["tenant_id"], values["account_id"], values["connector"]
@@ -146,8 +153,8 @@ def key_ids_in_use(conn: Connection) -> set[str]:
     return {str(value) for value in conn.execute(select(table.c.key_id).distinct()).scalars()}
 
 
-def all_rows(conn: Connection) -> list[Row[Any]]:
-    return list(conn.execute(select(table)).all())
+def all_rows(conn: Connection) -> list[SealedCredential]:
+    return [_record(row) for row in conn.execute(select(table))]
 
 
 def take_refresh_lease(
@@ -178,3 +185,95 @@ def release_refresh_lease(
         .where(_key(tenant_id, account_id, connector), table.c.refresh_lease_owner == owner)
         .values(refresh_lease_owner=None, refresh_lease_until=None)
     )
+
+
+class SqlCredentialsRepository:
+    """The credentials repository over one connection: each method is this module's function."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def get(
+        self, tenant_id: str, account_id: str, connector: str, *, for_update: bool = False
+    ) -> SealedCredential | None:
+        return get(self._conn, tenant_id, account_id, connector, for_update=for_update)
+
+    def resolve(self, tenant_id: str, account_id: str, connector: str) -> SealedCredential | None:
+        return resolve(self._conn, tenant_id, account_id, connector)
+
+    def list_for_tenant(self, tenant_id: str, connector: str | None = None) -> list[SealedCredential]:
+        return list_for_tenant(self._conn, tenant_id, connector)
+
+    def put(self, values: dict[str, Any], *, now: str) -> tuple[SealedCredential, bool]:
+        return put(self._conn, values, now=now)
+
+    def replace_secret(
+        self,
+        tenant_id: str,
+        account_id: str,
+        connector: str,
+        *,
+        ciphertext: str,
+        key_id: str,
+        secret_fields: str,
+        now: str,
+    ) -> bool:
+        return replace_secret(
+            self._conn,
+            tenant_id,
+            account_id,
+            connector,
+            ciphertext=ciphertext,
+            key_id=key_id,
+            secret_fields=secret_fields,
+            now=now,
+        )
+
+    def store_server_rotation(
+        self,
+        tenant_id: str,
+        account_id: str,
+        connector: str,
+        *,
+        ciphertext: str,
+        key_id: str,
+        now: str,
+        lease_owner: str,
+    ) -> bool:
+        return store_server_rotation(
+            self._conn,
+            tenant_id,
+            account_id,
+            connector,
+            ciphertext=ciphertext,
+            key_id=key_id,
+            now=now,
+            lease_owner=lease_owner,
+        )
+
+    def reseal(
+        self, tenant_id: str, account_id: str, connector: str, *, old: str, new: str, key_id: str
+    ) -> bool:
+        return reseal(self._conn, tenant_id, account_id, connector, old=old, new=new, key_id=key_id)
+
+    def remove(self, tenant_id: str, account_id: str, connector: str) -> bool:
+        return remove(self._conn, tenant_id, account_id, connector)
+
+    def count(self) -> int:
+        return count(self._conn)
+
+    def key_ids_in_use(self) -> set[str]:
+        return key_ids_in_use(self._conn)
+
+    def all_rows(self) -> list[SealedCredential]:
+        return all_rows(self._conn)
+
+    def take_refresh_lease(
+        self, tenant_id: str, account_id: str, connector: str, *, owner: str, now: float, until: float
+    ) -> bool:
+        return take_refresh_lease(
+            self._conn, tenant_id, account_id, connector, owner=owner, now=now, until=until
+        )
+
+    def release_refresh_lease(self, tenant_id: str, account_id: str, connector: str, owner: str) -> None:
+        return release_refresh_lease(self._conn, tenant_id, account_id, connector, owner)

@@ -21,6 +21,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from fulfill.ports.store import StoreUnavailable
+
 _WRITE_OPTION = "fulfill_write"
 
 
@@ -102,7 +104,8 @@ def _insert_ignore_statement(dialect: str, table: Table) -> Any:
 
 def is_transient_store_error(exc: BaseException) -> bool:
     """A database error worth retrying: a lock timeout, a dropped connection, a failover, or no
-    pooled connection free in time (every connection busy for a moment under load)."""
-    if isinstance(exc, OperationalError | PoolTimeout):
+    pooled connection free in time (every connection busy for a moment under load); or the
+    port's own :class:`StoreUnavailable`."""
+    if isinstance(exc, OperationalError | PoolTimeout | StoreUnavailable):
         return True
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Row, and_, func, or_, select, update
@@ -19,6 +18,7 @@ from fulfill.domain.models import (
     ExecutionStatus,
     LedgerEntry,
 )
+from fulfill.domain.records import CompensationState as CompensationState
 from fulfill.store.db import insert_ignore
 from fulfill.store.tables import execution_attempts, execution_outcomes, execution_signals, ledger_entries
 
@@ -283,13 +283,6 @@ def set_compensation(
     return updated
 
 
-@dataclass(frozen=True)
-class CompensationState:
-    outcome: ActionOutcomeV1
-    tries: int
-    workflow_id: str | None
-
-
 def compensations_to_check(
     conn: Connection, *, now_epoch: float, unchanged_before_epoch: float, limit: int = 100
 ) -> list[CompensationState]:
@@ -389,3 +382,122 @@ def count_active(conn: Connection, tenant_id: str) -> int:
         )
     )
     return int(conn.execute(query).scalar_one())
+
+
+class SqlExecutionsRepository:
+    """The executions repository over one connection: each method is this module's function."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def insert_attempt(self, attempt: ExecutionAttempt, *, deadline_epoch: float) -> bool:
+        return insert_attempt(self._conn, attempt, deadline_epoch=deadline_epoch)
+
+    def get_attempt(self, tenant_id: str, account_id: str, action_intent_id: str) -> ExecutionAttempt | None:
+        return get_attempt(self._conn, tenant_id, account_id, action_intent_id)
+
+    def begin_attempt(self, attempt: ExecutionAttempt, *, started_at: str, deadline_epoch: float) -> bool:
+        return begin_attempt(self._conn, attempt, started_at=started_at, deadline_epoch=deadline_epoch)
+
+    def move_attempt(self, attempt: ExecutionAttempt, *, workflow_id: str, now: str) -> bool:
+        return move_attempt(self._conn, attempt, workflow_id=workflow_id, now=now)
+
+    def touch_attempt(self, attempt: ExecutionAttempt, *, now: str) -> None:
+        return touch_attempt(self._conn, attempt, now=now)
+
+    def finish_attempt(
+        self,
+        *,
+        tenant_id: str,
+        account_id: str,
+        action_intent_id: str,
+        attempt_count: int,
+        status: ExecutionStatus,
+        error_class: ErrorClass | None,
+        idempotency_key: str | None,
+        completed_at: str,
+    ) -> bool:
+        return finish_attempt(
+            self._conn,
+            tenant_id=tenant_id,
+            account_id=account_id,
+            action_intent_id=action_intent_id,
+            attempt_count=attempt_count,
+            status=status,
+            error_class=error_class,
+            idempotency_key=idempotency_key,
+            completed_at=completed_at,
+        )
+
+    def start_rerun(
+        self, *, previous: ExecutionAttempt, rerun: ExecutionAttempt, deadline_epoch: float
+    ) -> bool:
+        return start_rerun(self._conn, previous=previous, rerun=rerun, deadline_epoch=deadline_epoch)
+
+    def active_attempts_unchanged_since(
+        self, updated_before: str, limit: int = 100
+    ) -> list[tuple[ExecutionAttempt, float]]:
+        return active_attempts_unchanged_since(self._conn, updated_before, limit)
+
+    def attempts_past_budget(self, now_epoch: float) -> dict[str, int]:
+        return attempts_past_budget(self._conn, now_epoch)
+
+    def attempts_past_budget_by_tenant(self, now_epoch: float) -> dict[tuple[str, str], int]:
+        return attempts_past_budget_by_tenant(self._conn, now_epoch)
+
+    def get_deadline(self, attempt: ExecutionAttempt) -> float:
+        return get_deadline(self._conn, attempt)
+
+    def insert_outcome(self, outcome: ActionOutcomeV1) -> bool:
+        return insert_outcome(self._conn, outcome)
+
+    def get_outcome(
+        self, tenant_id: str, account_id: str, action_intent_id: str, attempt_count: int
+    ) -> ActionOutcomeV1 | None:
+        return get_outcome(self._conn, tenant_id, account_id, action_intent_id, attempt_count)
+
+    def set_compensation(
+        self,
+        outcome: ActionOutcomeV1,
+        status: CompensationStatus,
+        *,
+        error: str | None,
+        now_epoch: float,
+        tries: int | None = None,
+        workflow_id: str | None = None,
+        retry_at_epoch: float | None = None,
+    ) -> ActionOutcomeV1:
+        return set_compensation(
+            self._conn,
+            outcome,
+            status,
+            error=error,
+            now_epoch=now_epoch,
+            tries=tries,
+            workflow_id=workflow_id,
+            retry_at_epoch=retry_at_epoch,
+        )
+
+    def compensations_to_check(
+        self, *, now_epoch: float, unchanged_before_epoch: float, limit: int = 100
+    ) -> list[CompensationState]:
+        return compensations_to_check(
+            self._conn, now_epoch=now_epoch, unchanged_before_epoch=unchanged_before_epoch, limit=limit
+        )
+
+    def append_ledger(self, entry: LedgerEntry) -> bool:
+        return append_ledger(self._conn, entry)
+
+    def list_ledger(
+        self, tenant_id: str, action_intent_id: str, *, newest: int | None = None
+    ) -> list[LedgerEntry]:
+        return list_ledger(self._conn, tenant_id, action_intent_id, newest=newest)
+
+    def insert_signal(self, signal: ExecutionSignal) -> bool:
+        return insert_signal(self._conn, signal)
+
+    def list_signals(self, tenant_id: str, action_intent_id: str) -> Sequence[ExecutionSignal]:
+        return list_signals(self._conn, tenant_id, action_intent_id)
+
+    def count_active(self, tenant_id: str) -> int:
+        return count_active(self._conn, tenant_id)

@@ -16,17 +16,17 @@ A write the external system refused for certain (a 4xx answer) releases a fresh 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import Connection, Row, delete, select, update
 
+from fulfill.domain.records import ExternalWrite as ExternalWrite
+from fulfill.domain.records import Reservation as Reservation
 from fulfill.store.db import insert_ignore
 from fulfill.store.tables import external_writes as table
 
 PENDING = "PENDING"
 COMMITTED = "COMMITTED"
-
-Reservation = Literal["fresh", "taken_over", "committed", "busy"]
 
 
 def _key(tenant_id: str, account_id: str, idempotency_key: str) -> Any:
@@ -37,8 +37,13 @@ def _key(tenant_id: str, account_id: str, idempotency_key: str) -> Any:
     )
 
 
-def get(conn: Connection, tenant_id: str, account_id: str, idempotency_key: str) -> Row[Any] | None:
-    return conn.execute(select(table).where(_key(tenant_id, account_id, idempotency_key))).first()
+def _record(row: Row[Any]) -> ExternalWrite:
+    return ExternalWrite(**row._asdict())
+
+
+def get(conn: Connection, tenant_id: str, account_id: str, idempotency_key: str) -> ExternalWrite | None:
+    row = conn.execute(select(table).where(_key(tenant_id, account_id, idempotency_key))).first()
+    return None if row is None else _record(row)
 
 
 def reserve(
@@ -54,7 +59,7 @@ def reserve(
     now: float,
     now_iso: str,
     lease_seconds: float,
-) -> tuple[Reservation, Row[Any]]:
+) -> tuple[Reservation, ExternalWrite]:
     inserted = insert_ignore(
         conn,
         table,
@@ -148,7 +153,7 @@ def commit(
     object_id: str,
     object_url: str | None,
     now_iso: str,
-) -> Row[Any]:
+) -> ExternalWrite:
     """Record the written object (the first commit wins) and return the row as stored."""
     conn.execute(
         update(table)
@@ -211,10 +216,10 @@ def committed_write_of(
     action_intent_id: str,
     tool_name: str,
     object_id: str,
-) -> Row[Any] | None:
+) -> ExternalWrite | None:
     """The committed write of ``object_id`` by one intent's ``tool_name``, found by what a
     compensation call carries: its own idempotency key is not the write's (it is derived from it)."""
-    return conn.execute(
+    row = conn.execute(
         select(table)
         .where(
             table.c.tenant_id == tenant_id,
@@ -227,3 +232,112 @@ def committed_write_of(
         .order_by(table.c.committed_at.desc())
         .limit(1)
     ).first()
+    return None if row is None else _record(row)
+
+
+class SqlExternalWritesRepository:
+    """The external writes repository over one connection: each method is this module's function."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def get(self, tenant_id: str, account_id: str, idempotency_key: str) -> ExternalWrite | None:
+        return get(self._conn, tenant_id, account_id, idempotency_key)
+
+    def reserve(
+        self,
+        *,
+        tenant_id: str,
+        account_id: str,
+        idempotency_key: str,
+        connector: str,
+        tool_name: str,
+        action_intent_id: str,
+        owner: str,
+        now: float,
+        now_iso: str,
+        lease_seconds: float,
+    ) -> tuple[Reservation, ExternalWrite]:
+        return reserve(
+            self._conn,
+            tenant_id=tenant_id,
+            account_id=account_id,
+            idempotency_key=idempotency_key,
+            connector=connector,
+            tool_name=tool_name,
+            action_intent_id=action_intent_id,
+            owner=owner,
+            now=now,
+            now_iso=now_iso,
+            lease_seconds=lease_seconds,
+        )
+
+    def renew(
+        self, tenant_id: str, account_id: str, idempotency_key: str, *, owner: str, until: float
+    ) -> bool:
+        return renew(self._conn, tenant_id, account_id, idempotency_key, owner=owner, until=until)
+
+    def record_values(
+        self,
+        tenant_id: str,
+        account_id: str,
+        idempotency_key: str,
+        *,
+        owner: str,
+        previous: dict[str, Any],
+        written: dict[str, Any],
+    ) -> bool:
+        return record_values(
+            self._conn,
+            tenant_id,
+            account_id,
+            idempotency_key,
+            owner=owner,
+            previous=previous,
+            written=written,
+        )
+
+    def commit(
+        self,
+        tenant_id: str,
+        account_id: str,
+        idempotency_key: str,
+        *,
+        object_type: str,
+        object_id: str,
+        object_url: str | None,
+        now_iso: str,
+    ) -> ExternalWrite:
+        return commit(
+            self._conn,
+            tenant_id,
+            account_id,
+            idempotency_key,
+            object_type=object_type,
+            object_id=object_id,
+            object_url=object_url,
+            now_iso=now_iso,
+        )
+
+    def release(self, tenant_id: str, account_id: str, idempotency_key: str, *, owner: str) -> None:
+        return release(self._conn, tenant_id, account_id, idempotency_key, owner=owner)
+
+    def expire(self, tenant_id: str, account_id: str, idempotency_key: str, *, owner: str) -> None:
+        return expire(self._conn, tenant_id, account_id, idempotency_key, owner=owner)
+
+    def mark_compensated(
+        self, tenant_id: str, account_id: str, idempotency_key: str, *, now_iso: str
+    ) -> None:
+        return mark_compensated(self._conn, tenant_id, account_id, idempotency_key, now_iso=now_iso)
+
+    def committed_write_of(
+        self, tenant_id: str, account_id: str, *, action_intent_id: str, tool_name: str, object_id: str
+    ) -> ExternalWrite | None:
+        return committed_write_of(
+            self._conn,
+            tenant_id,
+            account_id,
+            action_intent_id=action_intent_id,
+            tool_name=tool_name,
+            object_id=object_id,
+        )

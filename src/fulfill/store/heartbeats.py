@@ -56,3 +56,22 @@ def forget(conn: Connection, executor_id: str, *, seen_beat: float) -> None:
     conn.execute(
         delete(table).where(table.c.executor_id == executor_id, table.c.last_beat_epoch == seen_beat)
     )
+
+
+class SqlHeartbeatsRepository:
+    """The heartbeats repository over one connection: each method is this module's function."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def beat(self, executor_id: str, *, version: str) -> float:
+        return beat(self._conn, executor_id, version=version)
+
+    def all_beats(self, *, version: str) -> dict[str, float]:
+        return all_beats(self._conn, version=version)
+
+    def claim(self, executor_id: str, *, seen_beat: float, by: str, lease_seconds: float) -> bool:
+        return claim(self._conn, executor_id, seen_beat=seen_beat, by=by, lease_seconds=lease_seconds)
+
+    def forget(self, executor_id: str, *, seen_beat: float) -> None:
+        return forget(self._conn, executor_id, seen_beat=seen_beat)

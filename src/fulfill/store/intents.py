@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, and_, func, or_, select, update
@@ -14,6 +13,8 @@ from fulfill.domain.models import (
     ExecutionAttempt,
     ExecutionStatus,
 )
+from fulfill.domain.records import ListedExecution as ListedExecution
+from fulfill.domain.records import PendingFilter as PendingFilter
 from fulfill.store.db import insert_ignore
 from fulfill.store.tables import action_intents, execution_attempts, execution_outcomes
 
@@ -105,14 +106,6 @@ def mark_execution(
         .where(action_intents.c.tenant_id == tenant_id, action_intents.c.action_intent_id == action_intent_id)
         .values(**values)
     )
-
-
-@dataclass(frozen=True)
-class ListedExecution:
-    intent: ActionIntentV1
-    attempt: ExecutionAttempt | None
-    outcome: ActionOutcomeV1 | None
-    last_update_at: str
 
 
 def list_account_executions(
@@ -217,16 +210,6 @@ def list_pending_approval(
     return [ActionIntentV1.model_validate(row.document) for row in conn.execute(query).all()]
 
 
-@dataclass(frozen=True)
-class PendingFilter:
-    """Which of a tenant's intents waiting for approval: None means any."""
-
-    account_ids: frozenset[str] | None = None  # the token's accounts (None: all)
-    account_id: str | None = None
-    action_type: str | None = None
-    created_before: str | None = None  # ISO timestamp: proposed before this moment
-
-
 def _pending_query(tenant_id: str, wanted: PendingFilter) -> list[Any]:
     conditions: list[Any] = [
         action_intents.c.tenant_id == tenant_id,
@@ -284,3 +267,93 @@ def list_accounts(conn: Connection, *, tenant_id: str, limit: int) -> list[str]:
         .limit(limit)
     )
     return [row.account_id for row in conn.execute(query).all()]
+
+
+class SqlIntentsRepository:
+    """The intents repository over one connection: each method is this module's function."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def insert_intent(self, intent: ActionIntentV1, request_hash: str) -> bool:
+        return insert_intent(self._conn, intent, request_hash)
+
+    def get_intent(
+        self, tenant_id: str, action_intent_id: str, *, for_update: bool = False
+    ) -> ActionIntentV1 | None:
+        return get_intent(self._conn, tenant_id, action_intent_id, for_update=for_update)
+
+    def get_request_hash(self, tenant_id: str, action_intent_id: str) -> str | None:
+        return get_request_hash(self._conn, tenant_id, action_intent_id)
+
+    def transition_approval(
+        self,
+        intent: ActionIntentV1,
+        *,
+        to_status: ApprovalStatus,
+        now: str,
+        approved_by: str | None = None,
+        execution_status: ExecutionStatus | None = None,
+    ) -> ActionIntentV1 | None:
+        return transition_approval(
+            self._conn,
+            intent,
+            to_status=to_status,
+            now=now,
+            approved_by=approved_by,
+            execution_status=execution_status,
+        )
+
+    def mark_execution(
+        self, tenant_id: str, action_intent_id: str, *, status: ExecutionStatus | None, at: str
+    ) -> None:
+        return mark_execution(self._conn, tenant_id, action_intent_id, status=status, at=at)
+
+    def list_account_executions(
+        self,
+        *,
+        tenant_id: str,
+        account_id: str,
+        status: ExecutionStatus | None,
+        now_epoch: float,
+        after: tuple[str, str] | None,
+        limit: int,
+    ) -> list[ListedExecution]:
+        return list_account_executions(
+            self._conn,
+            tenant_id=tenant_id,
+            account_id=account_id,
+            status=status,
+            now_epoch=now_epoch,
+            after=after,
+            limit=limit,
+        )
+
+    def list_pending_approval(
+        self, *, tenant_id: str, account_ids: frozenset[str] | None, limit: int
+    ) -> list[ActionIntentV1]:
+        return list_pending_approval(self._conn, tenant_id=tenant_id, account_ids=account_ids, limit=limit)
+
+    def page_pending_approval(
+        self,
+        *,
+        tenant_id: str,
+        wanted: PendingFilter,
+        oldest_first: bool,
+        after: tuple[str, str] | None,
+        limit: int,
+    ) -> tuple[list[ActionIntentV1], bool]:
+        return page_pending_approval(
+            self._conn,
+            tenant_id=tenant_id,
+            wanted=wanted,
+            oldest_first=oldest_first,
+            after=after,
+            limit=limit,
+        )
+
+    def count_pending_approval(self, *, tenant_id: str, wanted: PendingFilter) -> int:
+        return count_pending_approval(self._conn, tenant_id=tenant_id, wanted=wanted)
+
+    def list_accounts(self, *, tenant_id: str, limit: int) -> list[str]:
+        return list_accounts(self._conn, tenant_id=tenant_id, limit=limit)

@@ -9,28 +9,24 @@ second writer's insert find the first writer's new row, keep it, and still repor
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from fulfill.domain.models import GlobalExecutionConfig, TenantExecutionConfig
+from fulfill.domain.records import (
+    StoredGlobalConfig as StoredGlobalConfig,
+)
+from fulfill.domain.records import (
+    StoredTenantConfig as StoredTenantConfig,
+)
+from fulfill.domain.records import (
+    TenantSwitchSummary as TenantSwitchSummary,
+)
 from fulfill.store.tables import global_execution_config, tenant_execution_config
 
 _GLOBAL_ROW = "global"
-
-
-class StoredGlobalConfig(GlobalExecutionConfig):
-    """The global switches as stored: ``revision`` counts the writes (0 = never written)."""
-
-    revision: int = 0
-
-
-class StoredTenantConfig(TenantExecutionConfig):
-    """A tenant's switches as stored: ``revision`` counts the writes (0 = never written)."""
-
-    revision: int = 0
 
 
 def get_global(conn: Connection, *, for_update: bool = False) -> StoredGlobalConfig:
@@ -110,14 +106,6 @@ def put_tenant(conn: Connection, config: TenantExecutionConfig, *, now: str) -> 
     )
 
 
-@dataclass(frozen=True)
-class TenantSwitchSummary:
-    """Every tenant's stored switches, summed up: who is stopped, how many types are disabled."""
-
-    stopped_tenants: list[str]
-    disabled_action_types: int
-
-
 def tenant_summary(conn: Connection) -> TenantSwitchSummary:
     """One read of every tenant row (rows exist only for tenants whose switches were written)."""
     rows = conn.execute(
@@ -150,3 +138,25 @@ def _ensure_row(conn: Connection, table: Table, values: dict[str, Any]) -> None:
     """Insert the default row if there is none, leaving an existing row (and its revision) alone."""
     row = {**values, "disabled_action_types": [], "updated_at": "", "revision": 0}
     conn.execute(_dialect_insert(conn, table).values(**row).on_conflict_do_nothing())
+
+
+class SqlKillSwitchesRepository:
+    """The killswitches repository over one connection: each method is this module's function."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def get_global(self, *, for_update: bool = False) -> StoredGlobalConfig:
+        return get_global(self._conn, for_update=for_update)
+
+    def put_global(self, config: GlobalExecutionConfig, *, now: str) -> StoredGlobalConfig:
+        return put_global(self._conn, config, now=now)
+
+    def get_tenant(self, tenant_id: str, *, for_update: bool = False) -> StoredTenantConfig:
+        return get_tenant(self._conn, tenant_id, for_update=for_update)
+
+    def put_tenant(self, config: TenantExecutionConfig, *, now: str) -> StoredTenantConfig:
+        return put_tenant(self._conn, config, now=now)
+
+    def tenant_summary(self) -> TenantSwitchSummary:
+        return tenant_summary(self._conn)

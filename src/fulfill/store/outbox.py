@@ -4,11 +4,12 @@ announce, then relayed to each destination until it accepts them (at-least-once 
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, and_, func, or_, select, update
 
+from fulfill.domain.records import DeadLetter as DeadLetter
+from fulfill.domain.records import Delivery as Delivery
 from fulfill.store.db import insert_ignore
 from fulfill.store.tables import outbox_deliveries, outbox_messages
 
@@ -17,16 +18,6 @@ DELIVERED = "DELIVERED"
 # Refused on every one of FULFILL_OUTBOX_MAX_ATTEMPTS tries: no relay takes it again until it is
 # redelivered (admin API or ``fulfill outbox redeliver``).
 DEAD_LETTER = "DEAD_LETTER"
-
-
-@dataclass(frozen=True)
-class Delivery:
-    message_id: str
-    destination: str
-    topic: str
-    tenant_id: str
-    payload: dict[str, Any]
-    attempts: int
 
 
 def enqueue(
@@ -282,18 +273,6 @@ def deliveries_for(conn: Connection, message_id: str) -> list[dict[str, Any]]:
     return [dict(row._mapping) for row in rows]
 
 
-@dataclass(frozen=True)
-class DeadLetter:
-    message_id: str
-    destination: str
-    topic: str
-    tenant_id: str
-    attempts: int
-    last_error: str | None
-    created_at: str
-    dead_lettered_at: str | None
-
-
 def _dead_letters_query(*, tenant_id: str | None, message_id: str | None, destination: str | None) -> Any:
     query = (
         select(
@@ -394,3 +373,126 @@ def dead_letter_destinations(conn: Connection) -> dict[str, int]:
         .group_by(outbox_deliveries.c.destination)
     ).all()
     return {str(row[0]): int(row[1]) for row in rows}
+
+
+class SqlOutboxRepository:
+    """The outbox repository over one connection: each method is this module's function."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def enqueue(
+        self,
+        *,
+        message_id: str,
+        topic: str,
+        tenant_id: str,
+        payload: dict[str, Any],
+        destinations: list[str],
+        now: str,
+        now_epoch: float,
+    ) -> bool:
+        return enqueue(
+            self._conn,
+            message_id=message_id,
+            topic=topic,
+            tenant_id=tenant_id,
+            payload=payload,
+            destinations=destinations,
+            now=now,
+            now_epoch=now_epoch,
+        )
+
+    def due_destinations(self, *, now_epoch: float, exclude: Collection[str] = ()) -> list[str]:
+        return due_destinations(self._conn, now_epoch=now_epoch, exclude=exclude)
+
+    def claim_due(
+        self,
+        *,
+        now_epoch: float,
+        lease_seconds: float,
+        owner: str,
+        limit: int = 50,
+        only: Collection[str] | None = None,
+        exclude: Collection[str] | None = None,
+    ) -> list[Delivery]:
+        return claim_due(
+            self._conn,
+            now_epoch=now_epoch,
+            lease_seconds=lease_seconds,
+            owner=owner,
+            limit=limit,
+            only=only,
+            exclude=exclude,
+        )
+
+    def renew_lease(self, delivery: Delivery, *, owner: str, now_epoch: float, lease_seconds: float) -> bool:
+        return renew_lease(
+            self._conn, delivery, owner=owner, now_epoch=now_epoch, lease_seconds=lease_seconds
+        )
+
+    def mark_delivered(self, delivery: Delivery, *, owner: str, now: str) -> bool:
+        return mark_delivered(self._conn, delivery, owner=owner, now=now)
+
+    def mark_failed(
+        self,
+        delivery: Delivery,
+        *,
+        owner: str,
+        error: str,
+        next_attempt_epoch: float,
+        dead_letter_at: str | None = None,
+    ) -> bool:
+        return mark_failed(
+            self._conn,
+            delivery,
+            owner=owner,
+            error=error,
+            next_attempt_epoch=next_attempt_epoch,
+            dead_letter_at=dead_letter_at,
+        )
+
+    def release_leases(self, *, owner: str) -> int:
+        return release_leases(self._conn, owner=owner)
+
+    def pending_count(self) -> int:
+        return pending_count(self._conn)
+
+    def oldest_pending_created_at(self) -> str | None:
+        return oldest_pending_created_at(self._conn)
+
+    def deliveries_for(self, message_id: str) -> list[dict[str, Any]]:
+        return deliveries_for(self._conn, message_id)
+
+    def dead_letters(
+        self,
+        *,
+        tenant_id: str | None = None,
+        message_id: str | None = None,
+        destination: str | None = None,
+        limit: int = 100,
+    ) -> list[DeadLetter]:
+        return dead_letters(
+            self._conn, tenant_id=tenant_id, message_id=message_id, destination=destination, limit=limit
+        )
+
+    def redeliver(
+        self,
+        *,
+        now_epoch: float,
+        tenant_id: str | None = None,
+        message_id: str | None = None,
+        destination: str | None = None,
+        limit: int = 1000,
+    ) -> list[DeadLetter]:
+        return redeliver(
+            self._conn,
+            now_epoch=now_epoch,
+            tenant_id=tenant_id,
+            message_id=message_id,
+            destination=destination,
+            limit=limit,
+        )
+
+    def dead_letter_destinations(self) -> dict[str, int]:
+        return dead_letter_destinations(self._conn)

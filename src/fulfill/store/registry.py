@@ -80,3 +80,28 @@ def mark_deprecated(conn: Connection, entry: RegistryEntry) -> None:
         )
         .values(deprecated_at=entry.deprecated_at, document=entry.model_dump(mode="json"))
     )
+
+
+class SqlRegistryRepository:
+    """The registry repository over one connection: each method is this module's function."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def get_entry(self, action_type: str, registry_version: int) -> RegistryEntry | None:
+        return get_entry(self._conn, action_type, registry_version)
+
+    def latest_version(self, action_type: str) -> int | None:
+        return latest_version(self._conn, action_type)
+
+    def latest_active_entry(self, action_type: str) -> RegistryEntry | None:
+        return latest_active_entry(self._conn, action_type)
+
+    def list_entries(self, action_type: str | None = None) -> list[RegistryEntry]:
+        return list_entries(self._conn, action_type)
+
+    def insert_version(self, entry: RegistryEntry) -> bool:
+        return insert_version(self._conn, entry)
+
+    def mark_deprecated(self, entry: RegistryEntry) -> None:
+        return mark_deprecated(self._conn, entry)

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, select, update
 
 from fulfill.domain.ports import ToolCallOutcome
+from fulfill.domain.records import RemoteCallMark as RemoteCallMark
 from fulfill.domain.targets import GatewayTarget
 from fulfill.store.db import insert_ignore
 from fulfill.store.tables import gateway_catalog, gateway_target_secrets, gateway_targets, remote_tool_calls
@@ -147,15 +148,6 @@ def delete_secret(conn: Connection, target_name: str) -> None:
 # --- remote call marks ----------------------------------------------------------------------------
 
 
-class RemoteCallMark:
-    """A call to a non-deduplicating target that was (maybe) sent; ``answer`` once known."""
-
-    def __init__(self, tool_name: str, idempotency_key: str, answer: ToolCallOutcome | None) -> None:
-        self.tool_name = tool_name
-        self.idempotency_key = idempotency_key
-        self.answer = answer
-
-
 def _mark_key(tenant_id: str, account_id: str, action_intent_id: str, attempt_count: int) -> list[Any]:
     return [
         remote_tool_calls.c.tenant_id == tenant_id,
@@ -227,3 +219,91 @@ def clear_remote_call(
     conn.execute(
         delete(remote_tool_calls).where(*_mark_key(tenant_id, account_id, action_intent_id, attempt_count))
     )
+
+
+class SqlTargetsRepository:
+    """The targets repository over one connection: each method is this module's function."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def get_target(self, name: str) -> GatewayTarget | None:
+        return get_target(self._conn, name)
+
+    def list_targets(self) -> list[GatewayTarget]:
+        return list_targets(self._conn)
+
+    def insert_target(self, target: GatewayTarget) -> bool:
+        return insert_target(self._conn, target)
+
+    def replace_target(self, target: GatewayTarget) -> bool:
+        return replace_target(self._conn, target)
+
+    def delete_target(self, name: str, *, now: str) -> bool:
+        return delete_target(self._conn, name, now=now)
+
+    def catalog_revision(self) -> int:
+        return catalog_revision(self._conn)
+
+    def touch_catalog(self, now: str) -> None:
+        return touch_catalog(self._conn, now)
+
+    def get_secret(self, target_name: str) -> dict[str, str] | None:
+        return get_secret(self._conn, target_name)
+
+    def put_secret(self, target_name: str, secret: dict[str, str], *, now: str) -> None:
+        return put_secret(self._conn, target_name, secret, now=now)
+
+    def all_secrets(self) -> dict[str, dict[str, str]]:
+        return all_secrets(self._conn)
+
+    def reseal_secret(self, target_name: str, *, old: dict[str, str], new: dict[str, str], now: str) -> bool:
+        return reseal_secret(self._conn, target_name, old=old, new=new, now=now)
+
+    def secret_key_ids_by_target(self) -> dict[str, str]:
+        return secret_key_ids_by_target(self._conn)
+
+    def delete_secret(self, target_name: str) -> None:
+        return delete_secret(self._conn, target_name)
+
+    def get_remote_call(
+        self, tenant_id: str, account_id: str, action_intent_id: str, attempt_count: int
+    ) -> RemoteCallMark | None:
+        return get_remote_call(self._conn, tenant_id, account_id, action_intent_id, attempt_count)
+
+    def mark_remote_call(
+        self,
+        *,
+        tenant_id: str,
+        account_id: str,
+        action_intent_id: str,
+        attempt_count: int,
+        tool_name: str,
+        idempotency_key: str,
+        now: str,
+    ) -> bool:
+        return mark_remote_call(
+            self._conn,
+            tenant_id=tenant_id,
+            account_id=account_id,
+            action_intent_id=action_intent_id,
+            attempt_count=attempt_count,
+            tool_name=tool_name,
+            idempotency_key=idempotency_key,
+            now=now,
+        )
+
+    def settle_remote_call(
+        self,
+        tenant_id: str,
+        account_id: str,
+        action_intent_id: str,
+        attempt_count: int,
+        answer: ToolCallOutcome,
+    ) -> None:
+        return settle_remote_call(self._conn, tenant_id, account_id, action_intent_id, attempt_count, answer)
+
+    def clear_remote_call(
+        self, tenant_id: str, account_id: str, action_intent_id: str, attempt_count: int
+    ) -> None:
+        return clear_remote_call(self._conn, tenant_id, account_id, action_intent_id, attempt_count)

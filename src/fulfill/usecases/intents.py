@@ -41,6 +41,7 @@ from fulfill.engine.intake import request_for, start_if_queued, take_execution_l
 from fulfill.engine.outbox_relay import COMPENSATION_TOPIC, ENGINE_DESTINATION
 from fulfill.engine.runtime import Runtime
 from fulfill.store import executions, intents, killswitches, outbox, registry
+from fulfill.store.sql_store import SqlUnitOfWork
 from fulfill.tokens import Principal
 from fulfill.usecases.errors import Conflict, Forbidden, Invalid, NotFound
 
@@ -429,7 +430,7 @@ def approve_intent(
             approved_by=principal.subject,
         )
         _append_approved(conn, approved, asserted_by=principal.subject, imported=False, comment=comment)
-        attempt, taken = take_execution_lock(conn, approved, now)
+        attempt, taken = take_execution_lock(SqlUnitOfWork(conn), approved, now)
     start_if_queued(
         attempt, taken, request_for(attempt, approval_source=ApprovalSource.HUMAN, auto_executed=False)
     )

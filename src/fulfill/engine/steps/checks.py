@@ -1,0 +1,181 @@
+"""What every step checks before it goes on: the budget, the kill switches, the intent still wanted.
+
+The tool is never called while a check cannot be answered (fail closed), but an outage of the
+database is not an answer: a read that fails for a transient reason is tried again with backoff
+for as long as the execution's budget lasts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TypeVar
+
+from fulfill import metrics
+from fulfill.domain.execution import ExecutionContext, ExecutionStopped, ToolCall, stop_before_tool
+from fulfill.domain.killswitch import KillSwitchDecision, evaluate_kill_switches
+from fulfill.domain.models import (
+    ActionIntentV1,
+    ApprovalStatus,
+    ExecutionStatus,
+    GlobalExecutionConfig,
+    TenantExecutionConfig,
+)
+from fulfill.engine.steps.deps import StepDeps
+from fulfill.engine.steps.failures import timeout_error, validation_error
+
+_T = TypeVar("_T")
+
+log = logging.getLogger(__name__)
+
+# A read the database could not answer is tried again after these pauses (the last one repeats).
+STORE_BACKOFF_SECONDS = (0.1, 0.2, 0.5, 1.0, 2.0)
+
+
+def check_budget(context: ExecutionContext, now: float, *, call: ToolCall | None = None) -> float:
+    """Seconds left of ``execution_policy.timeout_seconds``; a spent budget ends the execution."""
+    remaining = context.deadline_epoch - now
+    if remaining > 0:
+        return remaining
+    error = timeout_error("the execution used up its timeout_seconds budget before finishing")
+    raise stop_before_tool(context, ExecutionStatus.FAILED, error, call=call)
+
+
+def check_still_wanted(
+    context: ExecutionContext, intent: ActionIntentV1, call: ToolCall | None = None
+) -> None:
+    """The intent is still APPROVED: a cancelled one stops CANCELLED, any other state FAILED."""
+    if intent.approval_status is ApprovalStatus.APPROVED:
+        return
+    if intent.approval_status is ApprovalStatus.CANCELLED:
+        raise stop_before_tool(
+            context,
+            ExecutionStatus.CANCELLED,
+            validation_error("INTENT_CANCELLED", "the intent was cancelled before its tool call"),
+            call=call,
+            registry_version=intent.registry_version,
+            decision_trace_id=intent.trace_id,
+        )
+    raise stop_before_tool(
+        context,
+        ExecutionStatus.FAILED,
+        validation_error(
+            "INTENT_NOT_APPROVED", f"the intent is {intent.approval_status.value}, not APPROVED"
+        ),
+        call=call,
+        registry_version=intent.registry_version,
+        decision_trace_id=intent.trace_id,
+    )
+
+
+def read_kill_switches(
+    deps: StepDeps, context: ExecutionContext, action_type: str, *, call: ToolCall | None = None
+) -> KillSwitchDecision:
+    """Read every switch, waiting out a database outage while the budget lasts (a spent budget
+    ends the execution ``FAILED``/``TIMEOUT``, saying the switches could not be read). A read that
+    fails for any other reason (a row that cannot be parsed) stops it (``LOOKUP_FAILED``):
+    waiting would not make it readable."""
+    try:
+        global_config, tenant_config = while_the_budget_lasts(
+            deps,
+            context,
+            "the kill switches could not be read",
+            lambda: _switches(deps, context.tenant_id),
+            call=call,
+        )
+    except ExecutionStopped:
+        raise
+    except Exception:
+        return KillSwitchDecision(
+            allowed=False,
+            scope="LOOKUP_FAILED",
+            reason="kill switches could not be read; stopping to be safe",
+        )
+    return evaluate_kill_switches(
+        environment_stop=deps.settings.global_execution_stop,
+        global_config=global_config,
+        tenant_config=tenant_config,
+        action_type=action_type,
+    )
+
+
+def _switches(deps: StepDeps, tenant_id: str) -> tuple[GlobalExecutionConfig, TenantExecutionConfig]:
+    with deps.store.read() as uow:
+        return uow.killswitches.get_global(), uow.killswitches.get_tenant(tenant_id)
+
+
+def kill_switch_stop(
+    context: ExecutionContext,
+    decision: KillSwitchDecision,
+    *,
+    call: ToolCall | None = None,
+    registry_version: int | None = None,
+    trace: str | None = None,
+) -> ExecutionStopped:
+    metrics.KILL_SWITCH_STOPS.labels(decision.scope or "UNKNOWN").inc()
+    return stop_before_tool(
+        context,
+        ExecutionStatus.CANCELLED,
+        validation_error(
+            "KILL_SWITCH_ENABLED", f"stopped by kill switch ({decision.scope}): {decision.reason}"
+        ),
+        call=call,
+        registry_version=registry_version,
+        decision_trace_id=trace,
+    )
+
+
+def while_the_budget_lasts(
+    deps: StepDeps,
+    context: ExecutionContext,
+    what: str,
+    read: Callable[[], _T],
+    *,
+    call: ToolCall | None = None,
+) -> _T:
+    """``read()``, tried again with backoff while it fails for a transient store reason and the
+    budget allows; a spent budget stops the execution before its tool call (``what`` says why)."""
+    tries = 0
+    while True:
+        try:
+            return read()
+        except Exception as exc:
+            if not deps.store.is_transient(exc):
+                raise
+            pause = STORE_BACKOFF_SECONDS[min(tries, len(STORE_BACKOFF_SECONDS) - 1)]
+            left = context.deadline_epoch - deps.clock.now()
+            if left <= pause:
+                error = timeout_error(
+                    f"the execution used up its timeout_seconds budget: {what} (the database "
+                    "was unavailable); the tool was not called"
+                )
+                raise stop_before_tool(context, ExecutionStatus.FAILED, error, call=call) from None
+            if tries == 0:
+                log.warning("%s (database unavailable); trying again while the budget lasts", what)
+            tries += 1
+            deps.sleep(pause)
+
+
+def check_before_call(deps: StepDeps, call: ToolCall) -> None:
+    """The switches and the intent's cancellation, read right before the external call (each read
+    waits out a database outage while the budget lasts)."""
+    context = call.context
+    decision = read_kill_switches(deps, context, call.action_type, call=call)
+    if not decision.allowed:
+        raise kill_switch_stop(context, decision, call=call)
+    intent = while_the_budget_lasts(
+        deps, context, "the intent could not be read", lambda: _intent(deps, context), call=call
+    )
+    if intent is None:
+        raise stop_before_tool(
+            context,
+            ExecutionStatus.FAILED,
+            validation_error("INTENT_NOT_FOUND", "the action intent does not exist"),
+            call=call,
+        )
+    check_still_wanted(context, intent, call)
+
+
+def _intent(deps: StepDeps, context: ExecutionContext) -> ActionIntentV1 | None:
+    with deps.store.read() as uow:
+        return uow.intents.get_intent(context.tenant_id, context.action_intent_id)

@@ -1,0 +1,45 @@
+"""ValidatePreflight: the intent still exists, is approved, is not expired, and no kill switch is on."""
+
+from __future__ import annotations
+
+from fulfill.domain.execution import ExecutionContext, PreflightPassed, stop_before_tool
+from fulfill.domain.expiry import is_expired
+from fulfill.domain.models import ExecutionStatus
+from fulfill.domain.time import iso_from_epoch
+from fulfill.engine.steps.checks import check_budget, check_still_wanted, kill_switch_stop, read_kill_switches
+from fulfill.engine.steps.decorator import step
+from fulfill.engine.steps.deps import StepDeps
+from fulfill.engine.steps.failures import validation_error
+
+
+@step("ValidatePreflight", own_span=True)
+def validate_preflight(deps: StepDeps, context: ExecutionContext) -> PreflightPassed:
+    """The intent still exists, is approved, is not expired, and no kill switch is on."""
+    now = deps.clock.now()
+    check_budget(context, now)
+    with deps.store.read() as uow:
+        intent = uow.intents.get_intent(context.tenant_id, context.action_intent_id)
+    if intent is None or intent.account_id != context.account_id:
+        raise stop_before_tool(
+            context,
+            ExecutionStatus.FAILED,
+            validation_error("INTENT_NOT_FOUND", "the action intent does not exist"),
+        )
+    check_still_wanted(context, intent)
+    if is_expired(intent.expires_at_epoch, now):
+        raise stop_before_tool(
+            context,
+            ExecutionStatus.EXPIRED,
+            validation_error(
+                "INTENT_EXPIRED",
+                f"the intent expired at {intent.expires_at} (now {iso_from_epoch(now)}) before it ran",
+            ),
+            registry_version=intent.registry_version,
+            decision_trace_id=intent.trace_id,
+        )
+    decision = read_kill_switches(deps, context, intent.action_type)
+    if not decision.allowed:
+        raise kill_switch_stop(
+            context, decision, registry_version=intent.registry_version, trace=intent.trace_id
+        )
+    return PreflightPassed(context=context, intent=intent)

@@ -1,0 +1,108 @@
+"""StartExecution: the attempt goes RUNNING (its budget starts now); EXECUTION_STARTED is written."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fulfill.domain.execution import (
+    DuplicateExecution,
+    ExecutionContext,
+    ExecutionRequest,
+    StartedExecution,
+    context_for,
+)
+from fulfill.domain.ledger import ledger_entry
+from fulfill.domain.models import ActionIntentV1, AttemptStatus, ExecutionPolicy, ExecutionStatus
+from fulfill.domain.time import iso_from_epoch
+from fulfill.engine.steps.decorator import step
+from fulfill.engine.steps.deps import StepDeps
+from fulfill.ports.store import UnitOfWork
+
+
+@step("StartExecution", own_span=True)
+def start_execution(deps: StepDeps, request: ExecutionRequest) -> StartedExecution | DuplicateExecution:
+    """Move this request's QUEUED attempt to RUNNING (its budget starts now) and write
+    EXECUTION_STARTED.
+
+    The lock (the attempt row) was taken when the execution was accepted, and belongs to one
+    attempt id. This workflow re-running the step after a crash, or a fork of it made by the
+    reconciler, finds its own RUNNING attempt and carries on; anything else (a late duplicate, a
+    finished attempt, a newer attempt) is a duplicate and ends as a no-op: it is never recorded as
+    a failure.
+    """
+    now = deps.clock.now()
+    with deps.store.write() as uow:
+        intent = uow.intents.get_intent(request.tenant_id, request.action_intent_id)
+        attempt = uow.executions.get_attempt(request.tenant_id, request.account_id, request.action_intent_id)
+        if (
+            attempt is not None
+            and attempt.attempt_id == request.attempt_id
+            and attempt.status is AttemptStatus.QUEUED
+        ):
+            policy = intent.execution_policy if intent else ExecutionPolicy()
+            started_at = iso_from_epoch(now)
+            if uow.executions.begin_attempt(
+                attempt, started_at=started_at, deadline_epoch=now + policy.timeout_seconds
+            ):
+                uow.intents.mark_execution(
+                    request.tenant_id, request.action_intent_id, status=ExecutionStatus.RUNNING, at=started_at
+                )
+            attempt = uow.executions.get_attempt(
+                request.tenant_id, request.account_id, request.action_intent_id
+            )
+        if (
+            attempt is None
+            or attempt.attempt_id != request.attempt_id
+            or attempt.attempt_count != request.attempt_count
+            or attempt.status is not AttemptStatus.RUNNING
+        ):
+            return DuplicateExecution(
+                action_intent_id=request.action_intent_id,
+                existing_workflow_id=attempt.workflow_id if attempt else "",
+                existing_status=attempt.status.execution_status if attempt else ExecutionStatus.PENDING,
+            )
+        context = context_for(attempt, request, deadline_epoch=uow.executions.get_deadline(attempt))
+        _append_started(uow, context, intent)
+    return StartedExecution(context=context)
+
+
+def _append_started(uow: UnitOfWork, context: ExecutionContext, intent: ActionIntentV1 | None) -> None:
+    common: dict[str, Any] = {
+        "timestamp": context.started_at,
+        "tenant_id": context.tenant_id,
+        "account_id": context.account_id,
+        "action_intent_id": context.action_intent_id,
+        "attempt": context.attempt_count,
+        "trace_id": context.trace_id,
+    }
+    if context.attempt_count > 1:
+        uow.executions.append_ledger(
+            ledger_entry(
+                event_type="RERUN_STARTED",
+                data={
+                    "action_intent_id": context.action_intent_id,
+                    "requested_by": context.requested_by,
+                    "rerun_reason": context.rerun_reason,
+                    "attempt_id": context.attempt_id,
+                },
+                **common,
+            )
+        )
+    uow.executions.append_ledger(
+        ledger_entry(
+            event_type="EXECUTION_STARTED",
+            data={
+                "action_intent_id": context.action_intent_id,
+                "attempt_id": context.attempt_id,
+                "attempt_count": context.attempt_count,
+                "workflow_id": context.workflow_id,
+                # The execution's trace (every entry carries it; the timeline shows it here).
+                "trace_id": context.trace_id,
+                "registry_version": intent.registry_version if intent else None,
+                "decision_trace_id": intent.trace_id if intent else None,
+                "approval_source": context.approval_source.value if context.approval_source else None,
+                "auto_executed": context.auto_executed,
+            },
+            **common,
+        )
+    )

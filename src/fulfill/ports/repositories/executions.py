@@ -1,0 +1,126 @@
+"""Execution records: the attempt lock, write-once outcomes, the ledger and signals: the repository port (``store/executions.py`` implements it over SQL)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from fulfill.domain.errors import ErrorClass
+from fulfill.domain.models import (
+    ActionOutcomeV1,
+    CompensationStatus,
+    ExecutionAttempt,
+    ExecutionSignal,
+    ExecutionStatus,
+    LedgerEntry,
+)
+from fulfill.domain.records import CompensationState
+
+
+class ExecutionsRepository(Protocol):
+    def insert_attempt(self, attempt: ExecutionAttempt, *, deadline_epoch: float) -> bool:
+        """Take the execution lock (a QUEUED row). False when the intent already has an attempt."""
+        ...
+
+    def get_attempt(
+        self, tenant_id: str, account_id: str, action_intent_id: str
+    ) -> ExecutionAttempt | None: ...
+
+    def begin_attempt(self, attempt: ExecutionAttempt, *, started_at: str, deadline_epoch: float) -> bool:
+        """QUEUED → RUNNING for this attempt: its budget starts now. False when it was not QUEUED."""
+        ...
+
+    def move_attempt(self, attempt: ExecutionAttempt, *, workflow_id: str, now: str) -> bool:
+        """Hand a still active attempt to another workflow (a fork or a restart by the reconciler)."""
+        ...
+
+    def touch_attempt(self, attempt: ExecutionAttempt, *, now: str) -> None:
+        """Note that the reconciler looked at (and acted on) an active attempt."""
+        ...
+
+    def finish_attempt(
+        self,
+        *,
+        tenant_id: str,
+        account_id: str,
+        action_intent_id: str,
+        attempt_count: int,
+        status: ExecutionStatus,
+        error_class: ErrorClass | None,
+        idempotency_key: str | None,
+        completed_at: str,
+    ) -> bool:
+        """QUEUED/RUNNING → terminal, for this attempt only. False when it had already ended."""
+        ...
+
+    def start_rerun(
+        self, *, previous: ExecutionAttempt, rerun: ExecutionAttempt, deadline_epoch: float
+    ) -> bool:
+        """Terminal attempt → the next attempt, QUEUED; only if nobody changed it meanwhile."""
+        ...
+
+    def active_attempts_unchanged_since(
+        self, updated_before: str, limit: int = ...
+    ) -> list[tuple[ExecutionAttempt, float]]:
+        """QUEUED and RUNNING attempts whose last change is older than ``updated_before``, oldest
+        first, with their deadlines: what the reconciler checks."""
+        ...
+
+    def attempts_past_budget(self, now_epoch: float) -> dict[str, int]:
+        """How many attempts are QUEUED, and how many RUNNING, past their deadline (one indexed count
+        per status: ``ix_execution_attempts_status_deadline``)."""
+        ...
+
+    def attempts_past_budget_by_tenant(self, now_epoch: float) -> dict[tuple[str, str], int]:
+        """The same, by (tenant, status)."""
+        ...
+
+    def get_deadline(self, attempt: ExecutionAttempt) -> float: ...
+
+    def insert_outcome(self, outcome: ActionOutcomeV1) -> bool: ...
+
+    def get_outcome(
+        self, tenant_id: str, account_id: str, action_intent_id: str, attempt_count: int
+    ) -> ActionOutcomeV1 | None: ...
+
+    def set_compensation(
+        self,
+        outcome: ActionOutcomeV1,
+        status: CompensationStatus,
+        *,
+        error: str | None,
+        now_epoch: float,
+        tries: int | None = ...,
+        workflow_id: str | None = ...,
+        retry_at_epoch: float | None = ...,
+    ) -> ActionOutcomeV1:
+        """Update the compensation fields: the only part of an outcome that changes after it is written.
+
+        ``tries`` and ``workflow_id`` name the compensation workflow now in charge (kept when None);
+        ``retry_at_epoch`` is when a FAILED compensation is tried again (None: not again)."""
+        ...
+
+    def compensations_to_check(
+        self, *, now_epoch: float, unchanged_before_epoch: float, limit: int = ...
+    ) -> list[CompensationState]:
+        """FAILED compensations due for another try, and PENDING ones run by a workflow that has not
+        changed them since ``unchanged_before_epoch`` (the reconciler checks that workflow)."""
+        ...
+
+    def append_ledger(self, entry: LedgerEntry) -> bool:
+        """Append once: an entry whose id is already in the ledger is left as it is."""
+        ...
+
+    def list_ledger(
+        self, tenant_id: str, action_intent_id: str, *, newest: int | None = ...
+    ) -> list[LedgerEntry]:
+        """The entries of one subject, oldest first; ``newest``: only the latest so many, newest first."""
+        ...
+
+    def insert_signal(self, signal: ExecutionSignal) -> bool: ...
+
+    def list_signals(self, tenant_id: str, action_intent_id: str) -> Sequence[ExecutionSignal]: ...
+
+    def count_active(self, tenant_id: str) -> int:
+        """The tenant's attempts QUEUED or RUNNING (its place in the execution queue's fair order)."""
+        ...

@@ -1,0 +1,83 @@
+"""Action intents and the queries over them: the repository port (``store/intents.py`` implements it over SQL)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from fulfill.domain.models import ActionIntentV1, ApprovalStatus, ExecutionStatus
+from fulfill.domain.records import ListedExecution, PendingFilter
+
+
+class IntentsRepository(Protocol):
+    def insert_intent(self, intent: ActionIntentV1, request_hash: str) -> bool: ...
+
+    def get_intent(
+        self, tenant_id: str, action_intent_id: str, *, for_update: bool = ...
+    ) -> ActionIntentV1 | None:
+        """One intent of one tenant. ``for_update`` locks the row until the transaction ends, so that
+        transactions deciding on the intent's state (cancel, RecordOutcome) serialise."""
+        ...
+
+    def get_request_hash(self, tenant_id: str, action_intent_id: str) -> str | None: ...
+
+    def transition_approval(
+        self,
+        intent: ActionIntentV1,
+        *,
+        to_status: ApprovalStatus,
+        now: str,
+        approved_by: str | None = ...,
+        execution_status: ExecutionStatus | None = ...,
+    ) -> ActionIntentV1 | None:
+        """Move an intent to a new approval status, only if nobody moved it meanwhile."""
+        ...
+
+    def mark_execution(
+        self, tenant_id: str, action_intent_id: str, *, status: ExecutionStatus | None, at: str
+    ) -> None:
+        """Record the execution's latest status (or only its latest change) for the account listing."""
+        ...
+
+    def list_account_executions(
+        self,
+        *,
+        tenant_id: str,
+        account_id: str,
+        status: ExecutionStatus | None,
+        now_epoch: float,
+        after: tuple[str, str] | None,
+        limit: int,
+    ) -> list[ListedExecution]:
+        """An account's executions, newest change first, starting after ``(last_update_at, id)``.
+
+        Keyset pagination on the ``(tenant, account[, status], last_update_at, id)`` index: the cost
+        is O(limit) whatever the number of executions. Attempts and outcomes are joined on their
+        primary keys for the rows of the page only."""
+        ...
+
+    def list_pending_approval(
+        self, *, tenant_id: str, account_ids: frozenset[str] | None, limit: int
+    ) -> list[ActionIntentV1]:
+        """A tenant's intents waiting for approval (expired ones included), newest first; only the
+        given accounts when ``account_ids`` is a set."""
+        ...
+
+    def page_pending_approval(
+        self,
+        *,
+        tenant_id: str,
+        wanted: PendingFilter,
+        oldest_first: bool,
+        after: tuple[str, str] | None,
+        limit: int,
+    ) -> tuple[list[ActionIntentV1], bool]:
+        """One page of a tenant's intents waiting for approval (expired ones included), by creation
+        time, newest or oldest first, after the (created_at, id) of the last row of the previous page;
+        and whether more follow. Keyset paging: rows approved meanwhile shift nothing."""
+        ...
+
+    def count_pending_approval(self, *, tenant_id: str, wanted: PendingFilter) -> int: ...
+
+    def list_accounts(self, *, tenant_id: str, limit: int) -> list[str]:
+        """The accounts of a tenant that have intents, in name order (at most ``limit``)."""
+        ...

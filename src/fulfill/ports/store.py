@@ -1,0 +1,80 @@
+"""The store port: a unit of work (one transaction) with one repository per stored concept.
+
+    with store.write() as uow:
+        if uow.executions.insert_outcome(outcome):
+            uow.executions.append_ledger(entry)
+
+``write()`` is one write transaction: on SQLite it takes the write lock up front (``BEGIN
+IMMEDIATE``), so a read-then-write never fails to upgrade; it commits when the block ends and
+rolls back when it raises. ``read()`` is one read transaction that runs alongside the writer.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from typing import Protocol
+
+from fulfill.ports.repositories import (
+    CompensationCallsRepository,
+    ConnectorsRepository,
+    ConsoleSessionsRepository,
+    CredentialsRepository,
+    ExecutionsRepository,
+    ExternalWritesRepository,
+    HeartbeatsRepository,
+    IntentsRepository,
+    KillSwitchesRepository,
+    OutboxRepository,
+    RegistryRepository,
+    TargetsRepository,
+)
+
+
+class StoreUnavailable(Exception):
+    """The store could not be reached for now (a lock timeout, a dropped connection, a failover, no
+    connection free in time): worth retrying. An adapter may raise it; :meth:`Store.is_transient`
+    also recognises the adapter's own errors of that kind."""
+
+
+class UnitOfWork(Protocol):
+    """One transaction; each attribute is the repository of the ``fulfill.store`` module of that name."""
+
+    @property
+    def compensation_calls(self) -> CompensationCallsRepository: ...
+    @property
+    def connectors(self) -> ConnectorsRepository: ...
+    @property
+    def console_sessions(self) -> ConsoleSessionsRepository: ...
+    @property
+    def credentials(self) -> CredentialsRepository: ...
+    @property
+    def executions(self) -> ExecutionsRepository: ...
+    @property
+    def external_writes(self) -> ExternalWritesRepository: ...
+    @property
+    def heartbeats(self) -> HeartbeatsRepository: ...
+    @property
+    def intents(self) -> IntentsRepository: ...
+    @property
+    def killswitches(self) -> KillSwitchesRepository: ...
+    @property
+    def outbox(self) -> OutboxRepository: ...
+    @property
+    def registry(self) -> RegistryRepository: ...
+    @property
+    def targets(self) -> TargetsRepository: ...
+
+
+class Store(Protocol):
+    def read(self) -> AbstractContextManager[UnitOfWork]:
+        """One read transaction."""
+        ...
+
+    def write(self) -> AbstractContextManager[UnitOfWork]:
+        """One write transaction: committed when the block ends, rolled back when it raises."""
+        ...
+
+    def is_transient(self, exc: BaseException) -> bool:
+        """True for a failure worth retrying: :class:`StoreUnavailable`, or the adapter's own
+        errors of that kind (a lock timeout, a dropped connection, a failover, a pool timeout)."""
+        ...

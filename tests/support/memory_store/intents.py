@@ -1,0 +1,117 @@
+"""``uow.intents`` in memory (``fulfill.store.intents``)."""
+
+from __future__ import annotations
+
+from fulfill.domain.models import ActionIntentV1, ApprovalStatus, ExecutionStatus
+from fulfill.domain.records import ListedExecution, PendingFilter
+from tests.support.memory_store.tables import IntentRow, Tables
+
+
+class MemoryIntentsRepository:
+    def __init__(self, tables: Tables) -> None:
+        self._t = tables
+
+    def insert_intent(self, intent: ActionIntentV1, request_hash: str) -> bool:
+        key = (intent.tenant_id, intent.action_intent_id)
+        if key in self._t.intents:
+            return False
+        self._t.intents[key] = IntentRow(
+            intent, request_hash, ExecutionStatus.PENDING.value, intent.updated_at
+        )
+        return True
+
+    def get_intent(
+        self, tenant_id: str, action_intent_id: str, *, for_update: bool = False
+    ) -> ActionIntentV1 | None:
+        row = self._t.intents.get((tenant_id, action_intent_id))
+        return row.intent if row else None
+
+    def get_request_hash(self, tenant_id: str, action_intent_id: str) -> str | None:
+        row = self._t.intents.get((tenant_id, action_intent_id))
+        return row.request_hash if row else None
+
+    def transition_approval(
+        self,
+        intent: ActionIntentV1,
+        *,
+        to_status: ApprovalStatus,
+        now: str,
+        approved_by: str | None = None,
+        execution_status: ExecutionStatus | None = None,
+    ) -> ActionIntentV1 | None:
+        key = (intent.tenant_id, intent.action_intent_id)
+        row = self._t.intents.get(key)
+        if row is None or row.intent.approval_status is not intent.approval_status:
+            return None  # moved meanwhile: compare-and-set on the approval status
+        changes: dict[str, object] = {"approval_status": to_status, "updated_at": now}
+        if to_status is ApprovalStatus.APPROVED:
+            changes["approved_by"] = approved_by
+            changes["approval_timestamp"] = now
+        updated = intent.model_copy(update=changes)
+        self._t.intents[key] = IntentRow(
+            updated,
+            row.request_hash,
+            execution_status.value if execution_status else row.execution_status,
+            now,
+        )
+        return updated
+
+    def mark_execution(
+        self, tenant_id: str, action_intent_id: str, *, status: ExecutionStatus | None, at: str
+    ) -> None:
+        key = (tenant_id, action_intent_id)
+        row = self._t.intents.get(key)
+        if row is not None:
+            self._t.intents[key] = IntentRow(
+                row.intent, row.request_hash, status.value if status else row.execution_status, at
+            )
+
+    def execution_status(self, tenant_id: str, action_intent_id: str) -> str | None:
+        """Not a port method: what the account listing would show (for assertions)."""
+        row = self._t.intents.get((tenant_id, action_intent_id))
+        return row.execution_status if row else None
+
+    def list_account_executions(
+        self,
+        *,
+        tenant_id: str,
+        account_id: str,
+        status: ExecutionStatus | None,
+        now_epoch: float,
+        after: tuple[str, str] | None,
+        limit: int,
+    ) -> list[ListedExecution]:
+        raise NotImplementedError("the in-memory store does not page the account listing")
+
+    def list_pending_approval(
+        self, *, tenant_id: str, account_ids: frozenset[str] | None, limit: int
+    ) -> list[ActionIntentV1]:
+        pending = [
+            row.intent
+            for (tenant, _), row in self._t.intents.items()
+            if tenant == tenant_id
+            and row.intent.approval_status is ApprovalStatus.PENDING_APPROVAL
+            and (account_ids is None or row.intent.account_id in account_ids)
+        ]
+        pending.sort(key=lambda intent: (intent.created_at, intent.action_intent_id), reverse=True)
+        return pending[:limit]
+
+    def page_pending_approval(
+        self,
+        *,
+        tenant_id: str,
+        wanted: PendingFilter,
+        oldest_first: bool,
+        after: tuple[str, str] | None,
+        limit: int,
+    ) -> tuple[list[ActionIntentV1], bool]:
+        raise NotImplementedError("the in-memory store does not page the approvals")
+
+    def count_pending_approval(self, *, tenant_id: str, wanted: PendingFilter) -> int:
+        raise NotImplementedError("the in-memory store does not count the approvals")
+
+    def list_accounts(self, *, tenant_id: str, limit: int) -> list[str]:
+        accounts = {
+            row.intent.account_id for (tenant, _), row in self._t.intents.items() if tenant == tenant_id
+        }
+        return sorted(accounts)[:limit]
