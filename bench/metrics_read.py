@@ -21,6 +21,7 @@ from sqlalchemy import insert
 
 from fulfill.store.db import Database
 from fulfill.store.migrate import upgrade_to_head
+from fulfill.store.sql_store import SqlStore
 from fulfill.store.tables import (
     execution_attempts,
     outbox_deliveries,
@@ -103,7 +104,7 @@ def main() -> None:
                 for _ in range(args.reads):
                     began = time.perf_counter()
                     state = read_shared_state(
-                        db,
+                        SqlStore(db),
                         now_epoch=time.time(),
                         known_connectors={"internal", "crm"},
                         environment_stop=False,

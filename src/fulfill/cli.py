@@ -25,7 +25,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx
 import typer
@@ -37,6 +37,9 @@ from typer.core import TyperGroup
 
 from fulfill.config import Settings
 from fulfill.explain import CliError, explain, network_reason, problem_line, shown_url
+
+if TYPE_CHECKING:
+    from fulfill.domain.killswitch import KillSwitchScope
 
 
 @dataclass
@@ -405,6 +408,7 @@ def migrate(db: DbOption = None) -> None:
     from fulfill.clock import SystemClock
     from fulfill.store.db import Database
     from fulfill.store.migrate import current_revision, upgrade_to_head
+    from fulfill.store.sql_store import SqlStore
     from fulfill.usecases.registry import seed_default_registry
 
     url = db or _settings().database_url
@@ -412,7 +416,7 @@ def migrate(db: DbOption = None) -> None:
     database = Database(url)
     try:
         upgrade_to_head(database)
-        seed_default_registry(database, SystemClock().now_iso())
+        seed_default_registry(SqlStore(database), SystemClock().now_iso())
         console.print(f"database at revision {current_revision(database)}")
     except Exception as exc:
         raise CliError(explain(exc, database_url=url)) from None
@@ -754,12 +758,15 @@ class _Operator:
                     "GET", f"/admin/tenants/{tenant}/execution", self._tenant_token(tenant)
                 )
             return data
-        from fulfill.store import killswitches
+        from fulfill.domain.killswitch import GLOBAL_SCOPE, KillSwitchScope
+        from fulfill.store.sql_store import SqlStore
+        from fulfill.usecases.admin import read_switches
 
-        with self.database.read() as conn:  # type: ignore[union-attr]
-            data = {"global": killswitches.get_global(conn).model_dump()}
-            if tenant:
-                data["tenant"] = killswitches.get_tenant(conn, tenant).model_dump()
+        assert self.database is not None
+        store = SqlStore(self.database)
+        data = {"global": read_switches(store, GLOBAL_SCOPE).public()}
+        if tenant:
+            data["tenant"] = read_switches(store, KillSwitchScope.of_tenant(tenant)).public()
         data["environment_stop"] = _settings().global_execution_stop
         return data
 
@@ -770,22 +777,9 @@ class _Operator:
             current = self.api.call("GET", "/admin/kill-switches", token)
             wanted = change({k: current[k] for k in ("global_stop", "disabled_action_types")})
             return dict(self._put("/admin/kill-switches", token, current, wanted))
-        from fulfill.clock import SystemClock
-        from fulfill.store import killswitches
-        from fulfill.usecases.admin import store_global
+        from fulfill.domain.killswitch import GLOBAL_SCOPE
 
-        with self.database.write() as conn:  # type: ignore[union-attr]
-            stored = killswitches.get_global(conn, for_update=True)  # locked: concurrent changes both stay
-            wanted = change(
-                {"global_stop": stored.global_stop, "disabled_action_types": stored.disabled_action_types}
-            )
-            updated = store_global(
-                conn,
-                stored.model_copy(update=wanted),
-                now=SystemClock().now_iso(),
-                changed_by=CLI_CHANGED_BY,
-            )
-        return updated.model_dump()
+        return self._change_on_database(GLOBAL_SCOPE, change)
 
     def change_tenant(self, tenant: str, change: Any) -> dict[str, Any]:
         if self.api:
@@ -794,25 +788,25 @@ class _Operator:
             current = self.api.call("GET", path, token)
             wanted = change({k: current[k] for k in ("execution_enabled", "disabled_action_types")})
             return dict(self._put(path, token, current, wanted))
-        from fulfill.clock import SystemClock
-        from fulfill.store import killswitches
-        from fulfill.usecases.admin import store_tenant
+        from fulfill.domain.killswitch import KillSwitchScope
 
-        with self.database.write() as conn:  # type: ignore[union-attr]
-            stored = killswitches.get_tenant(conn, tenant, for_update=True)
-            wanted = change(
-                {
-                    "execution_enabled": stored.execution_enabled,
-                    "disabled_action_types": stored.disabled_action_types,
-                }
-            )
-            updated = store_tenant(
-                conn,
-                stored.model_copy(update=wanted),
-                now=SystemClock().now_iso(),
-                changed_by=CLI_CHANGED_BY,
-            )
-        return updated.model_dump()
+        return self._change_on_database(KillSwitchScope.of_tenant(tenant), change)
+
+    def _change_on_database(self, scope: KillSwitchScope, change: Any) -> dict[str, Any]:
+        from fulfill.clock import SystemClock
+        from fulfill.domain.killswitch import SwitchSettings
+        from fulfill.store.sql_store import SqlStore
+        from fulfill.usecases.admin import change_switches
+
+        assert self.database is not None
+        stored = change_switches(
+            SqlStore(self.database),
+            scope,
+            lambda current: SwitchSettings.from_fields(scope, change(current.fields(scope))),
+            now=SystemClock().now_iso(),
+            changed_by=CLI_CHANGED_BY,
+        )
+        return stored.public()
 
     def _put(self, path: str, token: str, current: dict[str, Any], wanted: dict[str, Any]) -> Any:
         assert self.api is not None
@@ -968,10 +962,10 @@ def registry_list(
 
 def _vault() -> Any:
     from fulfill.clock import SystemClock
-    from fulfill.usecases.credentials import vault_for
+    from fulfill.service import credential_vault
 
     settings = _settings()
-    return vault_for(_open_database(None), settings, SystemClock())
+    return credential_vault(_open_database(None), settings, SystemClock())
 
 
 def _read_secret(path: str | None, prompt: str) -> str | None:
@@ -1210,13 +1204,14 @@ def _target_secrets(database: Any) -> Any:
 def _target_admin() -> Any:
     from fulfill.clock import SystemClock
     from fulfill.service import CONNECTOR_NAMESPACES
+    from fulfill.store.sql_store import SqlStore
     from fulfill.usecases.targets import TargetAdmin
 
     settings = _settings()
     database = _open_database(None)
     clock = SystemClock()
     return TargetAdmin(
-        database,
+        SqlStore(database),
         _target_secrets(database),
         allow=settings.egress_allow,
         now_iso=clock.now_iso,
@@ -1373,13 +1368,16 @@ def connectors_list(
         views = list(api.call("GET", "/admin/connectors", _token("platform", bearer, PLATFORM_ADMIN)))
     else:
         from fulfill.store import targets
+        from fulfill.store.sql_store import SqlStore
         from fulfill.usecases import connectors
 
         database = _open_database(db)
         try:
             with database.read() as conn:  # a target is a connector before any process serves it
                 names = _built_in_connectors() | {target.name for target in targets.list_targets(conn)}
-            views = [view.model_dump(mode="json") for view in connectors.list_connectors(database, names)]
+            views = [
+                view.model_dump(mode="json") for view in connectors.list_connectors(SqlStore(database), names)
+            ]
         finally:
             database.dispose()
     if json_output:
@@ -1410,6 +1408,7 @@ def connectors_limits(
     """Set a connector's limits; every process applies them at its next call, no restart needed."""
     from fulfill.clock import SystemClock
     from fulfill.store import connectors as stored
+    from fulfill.store.sql_store import SqlStore
     from fulfill.usecases import connectors
     from fulfill.usecases.errors import UseCaseError
 
@@ -1423,7 +1422,7 @@ def connectors_limits(
         )
         connectors.validated_limits(name, rate_value, concurrency_value)  # a clear message first
         body = connectors.ConnectorLimitsBody(rate_per_second=rate_value, concurrency=concurrency_value)
-        view = connectors.put_limits(database, SystemClock(), name, body)
+        view = connectors.put_limits(SqlStore(database), SystemClock(), name, body)
     except (UseCaseError, ValueError) as exc:
         message = exc.message if isinstance(exc, UseCaseError) else str(exc).splitlines()[0]
         console.print(f"[red]{message}[/red]")
@@ -1453,13 +1452,14 @@ def connectors_tenant_limits(
     tenant shares, taking turns). Without --rate, --concurrency or --clear: show the caps."""
     from fulfill.clock import SystemClock
     from fulfill.store import connectors as stored
+    from fulfill.store.sql_store import SqlStore
     from fulfill.usecases import connectors
     from fulfill.usecases.errors import UseCaseError
 
     database = _open_database(None)
     try:
         if clear:
-            connectors.delete_tenant_cap(database, name, tenant)
+            connectors.delete_tenant_cap(SqlStore(database), name, tenant)
         elif rate is not None or concurrency is not None:
             with database.read() as conn:
                 current = stored.tenant_cap(conn, name, tenant)
@@ -1475,13 +1475,15 @@ def connectors_tenant_limits(
             )
             connectors.validated_limits(name, rate_value, concurrency_value)  # a clear message first
             body = connectors.TenantCapBody(rate_per_second=rate_value, concurrency=concurrency_value)
-            connectors.put_tenant_cap(database, SystemClock(), name, tenant, body, by="cli", lower_only=False)
+            connectors.put_tenant_cap(
+                SqlStore(database), SystemClock(), name, tenant, body, by="cli", lower_only=False
+            )
     except (UseCaseError, ValueError) as exc:
         message = exc.message if isinstance(exc, UseCaseError) else str(exc).splitlines()[0]
         console.print(f"[red]{message}[/red]")
         raise typer.Exit(2) from None
     table = Table("connector", "tenant", "rate/s", "concurrency", "updated", "by")
-    for view in connectors.list_tenant_caps(database, name=name):
+    for view in connectors.list_tenant_caps(SqlStore(database), name=name):
         table.add_row(
             view.name,
             view.tenant_id,
@@ -1532,12 +1534,13 @@ def outbox_dead_letters(
     db: DbOption = None,
 ) -> None:
     """List dead-lettered deliveries, oldest first (never their payloads)."""
+    from fulfill.store.sql_store import SqlStore
     from fulfill.usecases import outbox
 
     database = _open_database(db)
     try:
         listing = outbox.list_dead_letters(
-            database, tenant_id=tenant, platform=True, destination=destination, limit=limit
+            SqlStore(database), tenant_id=tenant, platform=True, destination=destination, limit=limit
         )
     finally:
         database.dispose()
@@ -1560,6 +1563,7 @@ def outbox_redeliver(
     """Put dead letters back in line: due now, with a fresh count of tries. A running worker
     delivers them at its next poll."""
     from fulfill.clock import SystemClock
+    from fulfill.store.sql_store import SqlStore
     from fulfill.usecases import outbox
     from fulfill.usecases.errors import UseCaseError
 
@@ -1569,7 +1573,7 @@ def outbox_redeliver(
     database = _open_database(db)
     try:
         redelivered = outbox.redeliver(
-            database,
+            SqlStore(database),
             SystemClock(),
             outbox.RedeliverBody(message_id=message_id, destination=destination),
             tenant_id=tenant,

@@ -18,13 +18,16 @@ from typing import Any
 
 from dbos import DBOS, DBOSConfig
 from mcp.server.mcpserver import MCPServer
+from sqlalchemy import text
 
 from fulfill import __version__, metrics, tracing
 from fulfill.clock import SystemClock
 from fulfill.config import Settings, unknown_variables
 from fulfill.connectors.internal import InternalConnector
 from fulfill.connectors.salesforce import SalesforceConnector
-from fulfill.credentials.vault import ConfigurationError, check_secrets_key
+from fulfill.credentials.crypto import SecretBox
+from fulfill.credentials.vault import ConfigurationError, CredentialVault, check_secrets_key
+from fulfill.domain.ports import Clock
 from fulfill.engine import runtime as runtime_module
 from fulfill.engine.heartbeat import Heartbeat
 from fulfill.engine.outbox_relay import OutboxRelay
@@ -48,6 +51,12 @@ from fulfill.usecases.targets import TargetAdmin
 log = logging.getLogger("fulfill")
 
 
+def credential_vault(db: Database, settings: Settings, clock: Clock) -> CredentialVault:
+    """The tenants' connector credentials, sealed with FULFILL_SECRETS_KEY (the service's and the
+    CLI's database commands build it so)."""
+    return CredentialVault(db, SecretBox.from_setting(settings.secrets_key.get_secret_value()), clock)
+
+
 class Service:
     def __init__(self, settings: Settings, *, clock: SystemClock | None = None) -> None:
         # An in-memory SQLite URL cannot hold DBOS's tables: say so before opening anything.
@@ -62,6 +71,7 @@ class Service:
         self.token_verifier = TokenVerifier(settings)
         self.internal_connector = InternalConnector(self.db, self.clock)
         self.salesforce_connector = SalesforceConnector(self.db, self.clock, settings)
+        self.credential_vault = credential_vault(self.db, settings, self.clock)
         # Gateway targets: every process reads them from the database and follows changes.
         self.target_secrets = EncryptedTargetSecrets(
             self.db, self.salesforce_connector.vault.box, self.clock.now_iso
@@ -90,7 +100,7 @@ class Service:
         )
         tool_schemas = GatewayToolSchemas(_tool_schemas(self.gateway_server), self.target_catalog)
         self.target_admin = TargetAdmin(
-            self.db,
+            self.store,
             self.target_secrets,
             allow=settings.egress_allow,
             now_iso=self.clock.now_iso,
@@ -123,6 +133,15 @@ class Service:
     def engine_ready(self) -> bool:
         return self._engine_ready.is_set()
 
+    def database_answers(self) -> bool:
+        """Whether the database answers a query now (readiness)."""
+        try:
+            with self.db.read() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception:
+            return False
+        return True
+
     def prepare_database(self) -> None:
         """Migrate the schema and seed the default registry; both are safe to repeat. Stored
         connector credentials need FULFILL_SECRETS_KEY (a ConfigurationError otherwise)."""
@@ -136,7 +155,7 @@ class Service:
                 problems.append(str(exc))
         if problems:
             raise ConfigurationError("; and ".join(problems))
-        seed_default_registry(self.db, self.clock.now_iso())
+        seed_default_registry(self.store, self.clock.now_iso())
 
     def start(self) -> None:
         if self.settings.auth_mode == "dev" and self.settings.uses_dev_secret:
@@ -208,7 +227,7 @@ class Service:
 
     def _shared_state(self) -> metrics.SharedState:
         return read_shared_state(
-            self.db,
+            self.store,
             now_epoch=self.clock.now(),
             known_connectors=self.runtime.connector_names(),
             environment_stop=self.settings.global_execution_stop,

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import select
 
+from fulfill.domain.killswitch import KillSwitchScope
 from fulfill.store import executions as ledger_store
 from fulfill.store import intents as intent_store
 from fulfill.store.tables import ledger_entries
@@ -507,10 +508,10 @@ def test_kill_switch_history_is_the_latest_changes_newest_first(shared: Harness)
                 json={"execution_enabled": index % 2 == 0, "disabled_action_types": []},
             )
             assert response.status_code == 200
-    history = admin.kill_switch_history(shared.service.runtime, "t-history", limit=3)
+    history = admin.kill_switch_history(shared.service.store, KillSwitchScope.of_tenant("t-history"), limit=3)
     assert [entry.attempt for entry in history] == [5, 4, 3]
     assert [entry.data["execution_enabled"] for entry in history] == [True, False, True]
-    assert admin.kill_switch_history(shared.service.runtime, "t-none", limit=3) == []
+    assert admin.kill_switch_history(shared.service.store, KillSwitchScope.of_tenant("t-none"), limit=3) == []
 
 
 def test_registry_page_shows_versions_mappings_and_connectors(shared: Harness, console: Console) -> None:

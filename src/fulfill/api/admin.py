@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BaseModel
 
 from fulfill.api.auth import SCOPE_ADMIN, SCOPE_PLATFORM_ADMIN, require_scope
+from fulfill.api.deps import ServiceContext, Targets
 from fulfill.api.problems import PROBLEM
 from fulfill.domain.flowcontrol import CONNECTOR_NAME_PATTERN
 from fulfill.domain.models import RegistryEntry
@@ -27,7 +28,7 @@ from fulfill.usecases.connectors import ConnectorLimitsBody, ConnectorView, Tena
 from fulfill.usecases.errors import NotFound
 from fulfill.usecases.outbox import DeadLetterListing, RedeliverBody, Redelivered
 from fulfill.usecases.registry import RegistryDraft
-from fulfill.usecases.targets import TargetAdmin, TargetDraft, TargetListing, TargetView
+from fulfill.usecases.targets import TargetDraft, TargetListing, TargetView
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 TenantAdmin = Annotated[Principal, Depends(require_scope(SCOPE_ADMIN))]
@@ -44,44 +45,43 @@ class RegistryListing(BaseModel):
 
 
 @router.get("/kill-switches", response_model=KillSwitches, responses=_ERRORS)
-def get_kill_switches(request: Request, _admin: PlatformAdmin) -> KillSwitches:
-    return admin.get_kill_switches(request.app.state.runtime)
+def get_kill_switches(ctx: ServiceContext, _admin: PlatformAdmin) -> KillSwitches:
+    return admin.get_kill_switches(ctx)
 
 
 @router.put("/kill-switches", response_model=KillSwitches, responses=_ERRORS)
-def put_kill_switches(body: KillSwitches, request: Request, principal: PlatformAdmin) -> KillSwitches:
-    return admin.put_kill_switches(request.app.state.runtime, body, changed_by=principal.subject)
+def put_kill_switches(body: KillSwitches, ctx: ServiceContext, principal: PlatformAdmin) -> KillSwitches:
+    return admin.put_kill_switches(ctx, body, changed_by=principal.subject)
 
 
 @router.get(
     "/tenants/{tenant_id}/execution", response_model=TenantExecution, responses={**_ERRORS, 404: PROBLEM}
 )
-def get_tenant_execution(tenant_id: TenantId, request: Request, principal: TenantAdmin) -> TenantExecution:
-    return admin.get_tenant_execution(request.app.state.runtime, principal, tenant_id)
+def get_tenant_execution(tenant_id: TenantId, ctx: ServiceContext, principal: TenantAdmin) -> TenantExecution:
+    return admin.get_tenant_execution(ctx, principal, tenant_id)
 
 
 @router.put(
     "/tenants/{tenant_id}/execution", response_model=TenantExecution, responses={**_ERRORS, 404: PROBLEM}
 )
 def put_tenant_execution(
-    tenant_id: TenantId, body: TenantExecution, request: Request, principal: TenantAdmin
+    tenant_id: TenantId, body: TenantExecution, ctx: ServiceContext, principal: TenantAdmin
 ) -> TenantExecution:
-    return admin.put_tenant_execution(request.app.state.runtime, principal, tenant_id, body)
+    return admin.put_tenant_execution(ctx, principal, tenant_id, body)
 
 
 @router.get("/registry", response_model=RegistryListing, responses=_ERRORS)
 def list_registry(
-    request: Request,
+    ctx: ServiceContext,
     _admin: PlatformAdmin,
     action_type: Annotated[str | None, Query(max_length=64, pattern=r"^[A-Z][A-Z0-9_]*$")] = None,
 ) -> RegistryListing:
-    return RegistryListing(entries=registry.list_versions(request.app.state.runtime.db, action_type))
+    return RegistryListing(entries=registry.list_versions(ctx.store, action_type))
 
 
 @router.post("/registry", status_code=201, response_model=RegistryEntry, responses=_ERRORS)
-def register(body: RegistryDraft, request: Request, _admin: PlatformAdmin) -> RegistryEntry:
-    rt = request.app.state.runtime
-    return registry.register_version(rt.db, body, rt.clock.now_iso(), rt.tool_schemas)
+def register(body: RegistryDraft, ctx: ServiceContext, _admin: PlatformAdmin) -> RegistryEntry:
+    return registry.register_version(ctx.store, body, ctx.clock.now_iso(), ctx.tool_schemas)
 
 
 @router.post(
@@ -92,66 +92,58 @@ def register(body: RegistryDraft, request: Request, _admin: PlatformAdmin) -> Re
 def deprecate(
     action_type: ActionTypePath,
     registry_version: Annotated[int, Path(ge=1, le=1_000_000)],
-    request: Request,
+    ctx: ServiceContext,
     _admin: PlatformAdmin,
 ) -> RegistryEntry:
-    rt = request.app.state.runtime
-    return registry.deprecate_version(rt.db, action_type, registry_version, rt.clock.now_iso())
+    return registry.deprecate_version(ctx.store, action_type, registry_version, ctx.clock.now_iso())
 
 
 # --- gateway targets: remote MCP servers whose tools the gateway serves as "{name}.{tool}" -------
 
 
-def _targets(request: Request) -> TargetAdmin:
-    targets: TargetAdmin = request.app.state.targets
-    return targets
-
-
 @router.get("/gateway/targets", response_model=TargetListing, responses=_ERRORS)
-def list_targets(request: Request, _admin: PlatformAdmin) -> TargetListing:
-    return _targets(request).list()
+def list_targets(targets: Targets, _admin: PlatformAdmin) -> TargetListing:
+    return targets.list()
 
 
 @router.post(
     "/gateway/targets", status_code=201, response_model=TargetView, responses={**_ERRORS, 409: PROBLEM}
 )
-def add_target(body: TargetDraft, request: Request, _admin: PlatformAdmin) -> TargetView:
+def add_target(body: TargetDraft, targets: Targets, _admin: PlatformAdmin) -> TargetView:
     """Register a remote MCP server: its tools are discovered (``tools/list``) and served as
     ``{name}.{tool}``. The answer never contains the target's secret."""
-    return _targets(request).add(body)
+    return targets.add(body)
 
 
 @router.post("/gateway/targets/{name}/sync", response_model=TargetView, responses={**_ERRORS, 404: PROBLEM})
-def sync_target(name: TargetNamePath, request: Request, _admin: PlatformAdmin) -> TargetView:
+def sync_target(name: TargetNamePath, targets: Targets, _admin: PlatformAdmin) -> TargetView:
     """Discover the target's tools again (a new tool appears, a removed one goes)."""
-    return _targets(request).sync(name)
+    return targets.sync(name)
 
 
 @router.delete(
     "/gateway/targets/{name}", status_code=204, response_class=Response, responses={**_ERRORS, 404: PROBLEM}
 )
-def remove_target(name: TargetNamePath, request: Request, _admin: PlatformAdmin) -> Response:
+def remove_target(name: TargetNamePath, targets: Targets, _admin: PlatformAdmin) -> Response:
     """Remove the target and its tools (and its stored secret)."""
-    _targets(request).remove(name)
+    targets.remove(name)
     return Response(status_code=204)
 
 
 @router.get("/connectors", response_model=list[ConnectorView], responses=_ERRORS)
-def list_connectors(request: Request, _admin: PlatformAdmin) -> list[ConnectorView]:
+def list_connectors(ctx: ServiceContext, _admin: PlatformAdmin) -> list[ConnectorView]:
     """Every connector and remote target: its limits and its circuit breaker."""
-    rt = request.app.state.runtime
-    return connectors.list_connectors(rt.db, rt.connector_names())
+    return connectors.list_connectors(ctx.store, ctx.connector_names())
 
 
 @router.put("/connectors/{name}/limits", response_model=ConnectorView, responses=_ERRORS)
 def put_connector_limits(
-    name: ConnectorName, body: ConnectorLimitsBody, request: Request, _admin: PlatformAdmin
+    name: ConnectorName, body: ConnectorLimitsBody, ctx: ServiceContext, _admin: PlatformAdmin
 ) -> ConnectorView:
     """Set a connector's (or remote target's) limits, which every tenant shares: waiting calls take
     turns by tenant (round robin), so one tenant's backlog never holds another's call behind all of
     it. Every process applies them without a restart."""
-    rt = request.app.state.runtime
-    return connectors.put_limits(rt.db, rt.clock, name, body)
+    return connectors.put_limits(ctx.store, ctx.clock, name, body)
 
 
 # --- outbox dead letters --------------------------------------------------------------------------
@@ -162,28 +154,26 @@ LimitQuery = Annotated[int, Query(ge=1, le=1000)]
 
 @router.get("/outbox/dead-letters", response_model=DeadLetterListing, responses=_ERRORS)
 def list_dead_letters(
-    request: Request,
+    ctx: ServiceContext,
     _admin: PlatformAdmin,
     destination: DestinationQuery = None,
     limit: LimitQuery = 100,
 ) -> DeadLetterListing:
     """Every tenant's dead-lettered deliveries, oldest first (no payloads)."""
-    rt = request.app.state.runtime
     return dead_letters.list_dead_letters(
-        rt.db, tenant_id=None, platform=True, destination=destination, limit=limit
+        ctx.store, tenant_id=None, platform=True, destination=destination, limit=limit
     )
 
 
 @router.post(
     "/outbox/dead-letters/redeliver", response_model=Redelivered, responses={**_ERRORS, 404: PROBLEM}
 )
-def redeliver_dead_letters(body: RedeliverBody, request: Request, principal: PlatformAdmin) -> Redelivered:
+def redeliver_dead_letters(body: RedeliverBody, ctx: ServiceContext, principal: PlatformAdmin) -> Redelivered:
     """Put dead letters back in line: one message's, one destination's, or every one."""
-    rt = request.app.state.runtime
     redelivered = dead_letters.redeliver(
-        rt.db, rt.clock, body, tenant_id=None, platform=True, requested_by=principal.subject
+        ctx.store, ctx.clock, body, tenant_id=None, platform=True, requested_by=principal.subject
     )
-    rt.outbox_wakeup.set()
+    ctx.outbox_wakeup.set()
     return redelivered
 
 
@@ -198,13 +188,11 @@ def _own_tenant(principal: Principal, tenant_id: str) -> None:
     responses={**_ERRORS, 404: PROBLEM},
 )
 def list_tenant_dead_letters(
-    tenant_id: TenantId, request: Request, principal: TenantAdmin, limit: LimitQuery = 100
+    tenant_id: TenantId, ctx: ServiceContext, principal: TenantAdmin, limit: LimitQuery = 100
 ) -> DeadLetterListing:
     """The tenant's own dead-lettered deliveries (destinations shown by kind only)."""
     _own_tenant(principal, tenant_id)
-    return dead_letters.list_dead_letters(
-        request.app.state.runtime.db, tenant_id=tenant_id, platform=False, limit=limit
-    )
+    return dead_letters.list_dead_letters(ctx.store, tenant_id=tenant_id, platform=False, limit=limit)
 
 
 @router.post(
@@ -213,7 +201,7 @@ def list_tenant_dead_letters(
     responses={**_ERRORS, 404: PROBLEM},
 )
 def redeliver_tenant_dead_letters(
-    tenant_id: TenantId, body: RedeliverBody, request: Request, principal: TenantAdmin
+    tenant_id: TenantId, body: RedeliverBody, ctx: ServiceContext, principal: TenantAdmin
 ) -> Redelivered:
     """Put the tenant's own dead letters back in line (one message's, or every one)."""
     _own_tenant(principal, tenant_id)
@@ -222,28 +210,30 @@ def redeliver_tenant_dead_letters(
             "a tenant admin redelivers by message_id; destinations are the platform's",
             code="DESTINATION_NOT_ALLOWED",
         )
-    rt = request.app.state.runtime
     redelivered = dead_letters.redeliver(
-        rt.db, rt.clock, body, tenant_id=tenant_id, platform=False, requested_by=principal.subject
+        ctx.store, ctx.clock, body, tenant_id=tenant_id, platform=False, requested_by=principal.subject
     )
-    rt.outbox_wakeup.set()
+    ctx.outbox_wakeup.set()
     return redelivered
 
 
 @router.get("/connectors/{name}/tenants", response_model=list[TenantCapView], responses=_ERRORS)
-def list_tenant_caps(name: ConnectorName, request: Request, _admin: PlatformAdmin) -> list[TenantCapView]:
+def list_tenant_caps(name: ConnectorName, ctx: ServiceContext, _admin: PlatformAdmin) -> list[TenantCapView]:
     """Every tenant's own cap on this connector."""
-    return connectors.list_tenant_caps(request.app.state.runtime.db, name=name)
+    return connectors.list_tenant_caps(ctx.store, name=name)
 
 
 @router.put("/connectors/{name}/tenants/{tenant_id}/limits", response_model=TenantCapView, responses=_ERRORS)
 def put_tenant_cap(
-    name: ConnectorName, tenant_id: TenantId, body: TenantCapBody, request: Request, principal: PlatformAdmin
+    name: ConnectorName,
+    tenant_id: TenantId,
+    body: TenantCapBody,
+    ctx: ServiceContext,
+    principal: PlatformAdmin,
 ) -> TenantCapView:
     """Cap one tenant's calls to this connector (on top of the connector's own limits)."""
-    rt = request.app.state.runtime
     return connectors.put_tenant_cap(
-        rt.db, rt.clock, name, tenant_id, body, by=principal.subject, lower_only=False
+        ctx.store, ctx.clock, name, tenant_id, body, by=principal.subject, lower_only=False
     )
 
 
@@ -254,10 +244,10 @@ def put_tenant_cap(
     responses={**_ERRORS, 404: PROBLEM},
 )
 def delete_tenant_cap(
-    name: ConnectorName, tenant_id: TenantId, request: Request, _admin: PlatformAdmin
+    name: ConnectorName, tenant_id: TenantId, ctx: ServiceContext, _admin: PlatformAdmin
 ) -> Response:
     """Remove a tenant's own cap on this connector (the connector's limits still apply)."""
-    connectors.delete_tenant_cap(request.app.state.runtime.db, name, tenant_id)
+    connectors.delete_tenant_cap(ctx.store, name, tenant_id)
     return Response(status_code=204)
 
 
@@ -266,10 +256,10 @@ def delete_tenant_cap(
     response_model=list[TenantCapView],
     responses={**_ERRORS, 404: PROBLEM},
 )
-def list_own_caps(tenant_id: TenantId, request: Request, principal: TenantAdmin) -> list[TenantCapView]:
+def list_own_caps(tenant_id: TenantId, ctx: ServiceContext, principal: TenantAdmin) -> list[TenantCapView]:
     """The token's own tenant's caps on connectors (scope ``admin``)."""
     admin.own_tenant(principal, tenant_id)
-    return connectors.list_tenant_caps(request.app.state.runtime.db, tenant_id=tenant_id)
+    return connectors.list_tenant_caps(ctx.store, tenant_id=tenant_id)
 
 
 @router.put(
@@ -278,13 +268,12 @@ def list_own_caps(tenant_id: TenantId, request: Request, principal: TenantAdmin)
     responses={**_ERRORS, 404: PROBLEM},
 )
 def lower_own_cap(
-    tenant_id: TenantId, name: ConnectorName, body: TenantCapBody, request: Request, principal: TenantAdmin
+    tenant_id: TenantId, name: ConnectorName, body: TenantCapBody, ctx: ServiceContext, principal: TenantAdmin
 ) -> TenantCapView:
     """Lower the token's own tenant's cap on a connector (scope ``admin``): only ever tighter than
     the stored one (403 ``TENANT_CAP_RAISE_FORBIDDEN`` otherwise); raising or removing it is
     ``platform:admin``'s."""
     admin.own_tenant(principal, tenant_id)
-    rt = request.app.state.runtime
     return connectors.put_tenant_cap(
-        rt.db, rt.clock, name, tenant_id, body, by=principal.subject, lower_only=True
+        ctx.store, ctx.clock, name, tenant_id, body, by=principal.subject, lower_only=True
     )

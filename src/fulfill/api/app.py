@@ -20,6 +20,7 @@ from fulfill.console import oidc
 from fulfill.console.routes import install_console
 from fulfill.gateway.server import gateway_asgi_app
 from fulfill.service import Service
+from fulfill.usecases.events import EventIntake
 
 DOCS_ASSETS_URL = "/docs-assets"
 
@@ -51,10 +52,13 @@ def create_app(service: Service) -> FastAPI:
         redoc_url=None,  # ours: the same bundle without its logo from a CDN
     )
     redoc.install(app, favicon_url=f"{DOCS_ASSETS_URL}/favicon.png")
+    # What the routes receive through their typed dependencies (fulfill.api.deps), and nothing else.
     app.state.service = service
-    app.state.runtime = service.runtime
+    app.state.use_case_context = service.runtime
+    app.state.event_intake = EventIntake(service.runtime)
     app.state.token_verifier = service.token_verifier
     app.state.targets = service.target_admin
+    app.state.credential_vault = service.credential_vault
     install_problem_handlers(app)
     # Innermost first: errors and size limits are answered inside CORS, so they carry its headers.
     app.add_middleware(UnexpectedErrorMiddleware)

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Path, Query, Response
 from pydantic import BaseModel
 
 from fulfill.api.auth import SCOPE_ADMIN, require_scope
+from fulfill.api.deps import ServiceSettings, Vault
 from fulfill.api.problems import PROBLEM, ApiProblem
 from fulfill.domain.credentials import CredentialInput, CredentialMetadata, SecretRotation
 from fulfill.tokens import Principal
 from fulfill.usecases import credentials
-from fulfill.usecases.credentials import vault_for
 
 router = APIRouter(prefix="/admin/credentials", tags=["admin"])
 TenantAdmin = Annotated[Principal, Depends(require_scope(SCOPE_ADMIN))]
@@ -37,11 +37,6 @@ _ERRORS: dict[int | str, dict[str, Any]] = {401: PROBLEM, 403: PROBLEM, 422: PRO
 
 class CredentialListing(BaseModel):
     credentials: list[CredentialMetadata]
-
-
-def _vault(request: Request) -> Any:
-    rt = request.app.state.runtime
-    return vault_for(rt.db, rt.settings, rt.clock)
 
 
 def _check_account(principal: Principal, account_id: str | None) -> None:
@@ -64,11 +59,11 @@ def _check_account(principal: Principal, account_id: str | None) -> None:
 
 @router.get("", response_model=CredentialListing, responses=_ERRORS)
 def list_credentials(
-    request: Request,
     principal: TenantAdmin,
+    vault: Vault,
     connector: Annotated[str | None, Query(max_length=32, pattern=r"^[a-z][a-z0-9_]*$")] = None,
 ) -> CredentialListing:
-    listed = credentials.list_credentials(_vault(request), principal.tenant_id, connector)
+    listed = credentials.list_credentials(vault, principal.tenant_id, connector)
     if principal.account_ids is not None:
         listed = [item for item in listed if item.account_id in principal.account_ids]
     return CredentialListing(credentials=listed)
@@ -82,20 +77,21 @@ def list_credentials(
 def put_credential(
     connector: ConnectorPath,
     body: Annotated[CredentialInput, Body()],
-    request: Request,
     response: Response,
     principal: TenantAdmin,
+    vault: Vault,
+    settings: ServiceSettings,
     account_id: AccountQuery = None,
 ) -> CredentialMetadata:
     """Create (201) or replace (200) the credential; the answer shows no secret."""
     _check_account(principal, account_id)
     stored, created = credentials.put_credential(
-        _vault(request),
+        vault,
         principal.tenant_id,
         connector,
         account_id,
         body,
-        login_policy=request.app.state.runtime.settings.salesforce_login_policy,
+        login_policy=settings.salesforce_login_policy,
     )
     response.status_code = 201 if created else 200
     return stored
@@ -105,21 +101,21 @@ def put_credential(
 def rotate_credential(
     connector: ConnectorPath,
     body: SecretRotation,
-    request: Request,
     principal: TenantAdmin,
+    vault: Vault,
     account_id: AccountQuery = None,
 ) -> CredentialMetadata:
     """Replace the stored secret(s): ``client_secret`` (client credentials), ``private_key`` (JWT
     bearer), ``refresh_token`` and/or ``client_secret`` (refresh token). Cached access tokens of
     the old secret are not used again."""
     _check_account(principal, account_id)
-    return credentials.rotate_credential(_vault(request), principal.tenant_id, connector, account_id, body)
+    return credentials.rotate_credential(vault, principal.tenant_id, connector, account_id, body)
 
 
 @router.delete("/{connector}", status_code=204, responses={**_ERRORS, 404: PROBLEM})
 def delete_credential(
-    connector: ConnectorPath, request: Request, principal: TenantAdmin, account_id: AccountQuery = None
+    connector: ConnectorPath, principal: TenantAdmin, vault: Vault, account_id: AccountQuery = None
 ) -> Response:
     _check_account(principal, account_id)
-    credentials.delete_credential(_vault(request), principal.tenant_id, connector, account_id)
+    credentials.delete_credential(vault, principal.tenant_id, connector, account_id)
     return Response(status_code=204)

@@ -10,10 +10,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from fulfill.api.auth import SCOPE_EVENTS_WRITE, require_scope
+from fulfill.api.deps import Events
 from fulfill.api.problems import PROBLEM, not_json_problem, problem_response
-from fulfill.engine.intake import EventRejected, accept_approved_event, parse_approved_event
-from fulfill.engine.runtime import Runtime
 from fulfill.tokens import Principal
+from fulfill.usecases.events import EventRefused
 
 router = APIRouter(tags=["events"])
 MAX_BATCH = 10
@@ -22,12 +22,6 @@ MAX_BATCH = 10
 class EventAccepted(BaseModel):
     action_intent_id: str
     status: str = "accepted"
-
-
-def _accept(rt: Runtime, raw: Any, principal: Principal) -> EventAccepted:
-    event = parse_approved_event(raw)
-    result = accept_approved_event(rt, event, caller=principal)
-    return EventAccepted(action_intent_id=result.action_intent_id)
 
 
 @router.post(
@@ -46,8 +40,8 @@ def post_events(
     request: Request,
     payload: Annotated[Any, Body()],
     principal: Annotated[Principal, Depends(require_scope(SCOPE_EVENTS_WRITE))],
+    intake: Events,
 ) -> JSONResponse:
-    rt: Runtime = request.app.state.runtime
     if isinstance(payload, bytes):  # a body FastAPI did not parse: it was not sent as JSON
         return not_json_problem(request)
     if isinstance(payload, dict) and "Entries" in payload:
@@ -61,15 +55,14 @@ def post_events(
             )
         answers: list[dict[str, str]] = []
         for entry in entries:
-            try:
-                _accept(rt, entry, principal)
+            answer = intake.accept(entry, principal)
+            if isinstance(answer, EventRefused):
+                answers.append({"ErrorCode": answer.code, "ErrorMessage": answer.message})
+            else:
                 answers.append({"EventId": str(uuid.uuid4())})
-            except EventRejected as rejection:
-                answers.append({"ErrorCode": rejection.code, "ErrorMessage": rejection.message})
         failed = sum(1 for answer in answers if "ErrorCode" in answer)
         return JSONResponse({"FailedEntryCount": failed, "Entries": answers}, status_code=200)
-    try:
-        accepted = _accept(rt, payload, principal)
-    except EventRejected as rejection:
-        return problem_response(422, rejection.message, slug="event-rejected", code=rejection.code)
-    return JSONResponse(accepted.model_dump(), status_code=202)
+    answer = intake.accept(payload, principal)
+    if isinstance(answer, EventRefused):
+        return problem_response(422, answer.message, slug="event-rejected", code=answer.code)
+    return JSONResponse(EventAccepted(action_intent_id=answer.action_intent_id).model_dump(), status_code=202)

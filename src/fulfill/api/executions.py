@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Path, Query, Request
+from fastapi import APIRouter, Body, Depends, Path, Query
 from fastapi.responses import JSONResponse
 
 from fulfill.api.auth import SCOPE_ADMIN, SCOPE_EXECUTIONS_READ, require_scope
+from fulfill.api.deps import ServiceContext
 from fulfill.api.intents import IntentId
 from fulfill.api.problems import PROBLEM
 from fulfill.domain.models import ExecutionStatusView
@@ -27,13 +28,13 @@ AccountId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z
 )
 def execution_status(
     action_intent_id: IntentId,
-    request: Request,
+    ctx: ServiceContext,
     principal: Annotated[Principal, Depends(require_scope(SCOPE_EXECUTIONS_READ))],
     account_id: Annotated[
         str | None, Query(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")
     ] = None,
 ) -> JSONResponse:
-    view = executions.execution_status(request.app.state.runtime, principal, action_intent_id, account_id)
+    view = executions.execution_status(ctx, principal, action_intent_id, account_id)
     return JSONResponse(view.model_dump(mode="json", exclude_none=True))
 
 
@@ -44,7 +45,7 @@ def execution_status(
 )
 def list_executions(
     account_id: AccountId,
-    request: Request,
+    ctx: ServiceContext,
     principal: Annotated[Principal, Depends(require_scope(SCOPE_EXECUTIONS_READ))],
     limit: Annotated[str | None, Query(description="1 to 100, default 50.", max_length=8)] = None,
     next_token: Annotated[
@@ -53,7 +54,7 @@ def list_executions(
     status: Annotated[str | None, Query(description="Only executions in this status.", max_length=16)] = None,
 ) -> JSONResponse:
     page = executions.list_account_executions(
-        request.app.state.runtime,
+        ctx,
         principal,
         account_id,
         limit=executions.parse_limit(limit),
@@ -75,10 +76,10 @@ def list_executions(
 )
 def execution_timeline(
     action_intent_id: IntentId,
-    request: Request,
+    ctx: ServiceContext,
     principal: Annotated[Principal, Depends(require_scope(SCOPE_EXECUTIONS_READ))],
 ) -> Timeline:
-    return executions.timeline(request.app.state.runtime, principal, action_intent_id)
+    return executions.timeline(ctx, principal, action_intent_id)
 
 
 @router.post(
@@ -91,10 +92,8 @@ def execution_timeline(
 )
 def rerun(
     action_intent_id: IntentId,
-    request: Request,
+    ctx: ServiceContext,
     principal: Annotated[Principal, Depends(require_scope(SCOPE_ADMIN))],
     body: Annotated[RerunRequest | None, Body()] = None,
 ) -> ExecutionStatusView:
-    return executions.rerun_execution(
-        request.app.state.runtime, principal, action_intent_id, body or RerunRequest()
-    )
+    return executions.rerun_execution(ctx, principal, action_intent_id, body or RerunRequest())

@@ -13,9 +13,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
 
+from fulfill.api.deps import DatabaseAnswers, EngineReady, ServiceSettings
 from fulfill.api.problems import PROBLEM, problem_response
+from fulfill.config import Settings
 from fulfill.metrics_access import CHALLENGE, TOKEN_REQUIRED, TOKEN_REQUIRED_DETAIL, bearer_matches
 
 router = APIRouter(tags=["health"])
@@ -29,27 +30,21 @@ def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", responses={503: {"description": "Not ready: the body says which part."}})
-def readyz(request: Request) -> JSONResponse:
-    checks: dict[str, str] = {}
-    try:
-        with request.app.state.runtime.db.read() as conn:
-            conn.execute(text("SELECT 1"))
-        checks["database"] = "ok"
-    except Exception:
-        checks["database"] = "unavailable"
-    service = request.app.state.service
-    if service.settings.role == "api":
+def readyz(
+    settings: ServiceSettings, database_answers: DatabaseAnswers, engine_ready: EngineReady
+) -> JSONResponse:
+    checks: dict[str, str] = {"database": "ok" if database_answers else "unavailable"}
+    if settings.role == "api":
         checks["workers"] = NOT_IN_THIS_ROLE
     else:
-        checks["workers"] = "ok" if service.engine_ready else "starting"
+        checks["workers"] = "ok" if engine_ready else "starting"
     ready = all(value in ("ok", NOT_IN_THIS_ROLE) for value in checks.values())
     return JSONResponse(
         {"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503
     )
 
 
-def _metrics_refusal(request: Request) -> Response | None:
-    settings = request.app.state.service.settings
+def _metrics_refusal(request: Request, settings: Settings) -> Response | None:
     if settings.metrics_port is not None:  # served by the metrics listener only
         return problem_response(404, "Not found", code="NOT_FOUND")
     if not bearer_matches(settings.metrics_token.get_secret_value(), request.headers.get("authorization")):
@@ -68,8 +63,8 @@ def _metrics_refusal(request: Request) -> Response | None:
     response_class=Response,
     responses={401: PROBLEM, 404: {**PROBLEM, "description": "Served by FULFILL_METRICS_PORT instead."}},
 )
-def metrics(request: Request) -> Response:
-    refusal = _metrics_refusal(request)
+def metrics(request: Request, settings: ServiceSettings) -> Response:
+    refusal = _metrics_refusal(request, settings)
     if refusal is not None:
         return refusal
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
@@ -82,8 +77,8 @@ def healthz_head() -> Response:
 
 
 @router.head("/metrics", include_in_schema=False)
-def metrics_head(request: Request) -> Response:
-    refusal = _metrics_refusal(request)
+def metrics_head(request: Request, settings: ServiceSettings) -> Response:
+    refusal = _metrics_refusal(request, settings)
     if refusal is not None:
         return Response(status_code=refusal.status_code, headers=dict(refusal.headers))
     return Response(media_type=CONTENT_TYPE_LATEST)

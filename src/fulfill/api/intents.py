@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi import APIRouter, Depends, Path, Response
 from pydantic import Field
 
 from fulfill.api.auth import SCOPE_INTENTS_APPROVE, SCOPE_INTENTS_READ, SCOPE_INTENTS_WRITE, require_scope
+from fulfill.api.deps import ServiceContext
 from fulfill.api.problems import PROBLEM
 from fulfill.domain.models import ActionIntentV1
-from fulfill.store import registry
 from fulfill.tokens import Principal
 from fulfill.usecases import intents
 from fulfill.usecases.intents import ApprovalChange, CreateIntent
@@ -45,17 +45,13 @@ IntentId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0
 )
 def create_intent(
     body: CreateIntent,
-    request: Request,
+    ctx: ServiceContext,
     response: Response,
     principal: Annotated[Principal, Depends(require_scope(SCOPE_INTENTS_WRITE))],
 ) -> CreatedIntent:
-    rt = request.app.state.runtime
-    intent, created = intents.create_intent(rt, principal, body)
+    intent, created = intents.create_intent(ctx, principal, body)
     response.status_code = 201 if created else 200
-    with rt.db.read() as conn:
-        entry = registry.get_entry(conn, intent.action_type, intent.registry_version)
-    mapped = set(entry.parameter_mapping) if entry is not None else set(intent.parameters)
-    return CreatedIntent(**intent.model_dump(), ignored_parameters=sorted(set(intent.parameters) - mapped))
+    return CreatedIntent(**intent.model_dump(), ignored_parameters=intents.ignored_parameters(ctx, intent))
 
 
 @router.get(
@@ -65,10 +61,10 @@ def create_intent(
 )
 def read_intent(
     action_intent_id: IntentId,
-    request: Request,
+    ctx: ServiceContext,
     principal: Annotated[Principal, Depends(require_scope(SCOPE_INTENTS_READ))],
 ) -> ActionIntentV1:
-    return intents.get_intent(request.app.state.runtime, principal, action_intent_id)
+    return intents.get_intent(ctx, principal, action_intent_id)
 
 
 @router.post(
@@ -79,10 +75,10 @@ def read_intent(
 )
 def approve_intent(
     action_intent_id: IntentId,
-    request: Request,
+    ctx: ServiceContext,
     principal: Annotated[Principal, Depends(require_scope(SCOPE_INTENTS_APPROVE))],
 ) -> ApprovalChange:
-    return intents.approve_intent(request.app.state.runtime, principal, action_intent_id)
+    return intents.approve_intent(ctx, principal, action_intent_id)
 
 
 @router.post(
@@ -93,10 +89,10 @@ def approve_intent(
 )
 def reject_intent(
     action_intent_id: IntentId,
-    request: Request,
+    ctx: ServiceContext,
     principal: Annotated[Principal, Depends(require_scope(SCOPE_INTENTS_APPROVE))],
 ) -> ApprovalChange:
-    return intents.reject_intent(request.app.state.runtime, principal, action_intent_id)
+    return intents.reject_intent(ctx, principal, action_intent_id)
 
 
 @router.post(
@@ -107,7 +103,7 @@ def reject_intent(
 )
 def cancel_intent(
     action_intent_id: IntentId,
-    request: Request,
+    ctx: ServiceContext,
     principal: Annotated[Principal, Depends(require_scope(SCOPE_INTENTS_APPROVE))],
 ) -> ApprovalChange:
-    return intents.cancel_intent(request.app.state.runtime, principal, action_intent_id)
+    return intents.cancel_intent(ctx, principal, action_intent_id)

@@ -37,10 +37,11 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from joserfc.errors import ClaimError, ExpiredTokenError, InvalidKeyIdError, JoseError
 
+from fulfill.api.deps import ServiceContext, Verifier, verifier_of
 from fulfill.api.problems import ApiProblem
 from fulfill.config import Settings
 from fulfill.console.session import log_in, session_bearer
-from fulfill.tokens import ASYMMETRIC_ALGORITHMS, Principal, TokenError, TokenVerifier
+from fulfill.tokens import ASYMMETRIC_ALGORITHMS, Principal, TokenError
 
 CONSOLE_HOME = "/console/"
 LOGIN_PATH = "/console/login/oidc"
@@ -251,7 +252,7 @@ class OidcLogin:
                 f"The identity provider's token response has no {self.bearer}.",
                 "OIDC_NO_BEARER",
             )
-        verifier: TokenVerifier = request.app.state.token_verifier
+        verifier = verifier_of(request)
         try:
             principal = await anyio.to_thread.run_sync(verifier.verify, bearer)
         except TokenError as exc:
@@ -424,15 +425,12 @@ async def login(request: Request) -> Response:
 
 
 @router.get(CALLBACK_PATH, name=_CALLBACK_ROUTE)
-async def callback(request: Request) -> Response:
+async def callback(request: Request, ctx: ServiceContext) -> Response:
     try:
         bearer, principal = await _login(request).finish(request)
     except LoginFailed as failure:
         return _failed("login callback", failure)
-    runtime = request.app.state.runtime
-    await anyio.to_thread.run_sync(
-        lambda: log_in(request, runtime.db, bearer, principal, now=runtime.clock.now())
-    )
+    await anyio.to_thread.run_sync(lambda: log_in(request, ctx, bearer, principal, now=ctx.clock.now()))
     return RedirectResponse(CONSOLE_HOME, status_code=303, headers={"Cache-Control": "no-store"})
 
 
@@ -458,17 +456,13 @@ def configured_login(request: Request) -> OidcLogin | None:
 
 
 @router.get("/console/session")
-async def session(request: Request) -> JSONResponse:
+async def session(request: Request, ctx: ServiceContext, verifier: Verifier) -> JSONResponse:
     """Who is signed in to the console: the subject, tenant and scopes of the session's bearer."""
-    runtime = request.app.state.runtime
-    token = await anyio.to_thread.run_sync(
-        lambda: session_bearer(request, runtime.db, now=runtime.clock.now())
-    )
+    token = await anyio.to_thread.run_sync(lambda: session_bearer(request, ctx, now=ctx.clock.now()))
     if token is None:
         raise ApiProblem(
             401, "not signed in to the console", slug="unauthorized", code="CONSOLE_NOT_SIGNED_IN"
         )
-    verifier: TokenVerifier = request.app.state.token_verifier
     try:
         principal = await anyio.to_thread.run_sync(verifier.verify, token)
     except TokenError as exc:

@@ -19,7 +19,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from fulfill import metrics
 from fulfill.api.auth import (
@@ -31,6 +31,7 @@ from fulfill.api.auth import (
     SCOPE_INTENTS_WRITE,
     SCOPE_PLATFORM_ADMIN,
 )
+from fulfill.api.deps import ServiceContext, settings_of, verifier_of
 from fulfill.config import Settings
 from fulfill.console import oidc, present
 from fulfill.console.session import (
@@ -45,12 +46,13 @@ from fulfill.console.session import (
 from fulfill.demo import DEMO_TENANT
 from fulfill.domain.console_login import dev_login_refusal
 from fulfill.domain.expiry import is_expired
+from fulfill.domain.killswitch import GLOBAL_SCOPE, KillSwitchScope, SwitchSettings
 from fulfill.domain.models import ActionIntentV1, ApprovalStatus
-from fulfill.engine.runtime import Runtime
-from fulfill.tokens import Principal, TokenError, TokenVerifier, mint_token
+from fulfill.tokens import Principal, TokenError, mint_token
 from fulfill.usecases import admin, connectors, executions, intents, registry
 from fulfill.usecases import approvals as approvals_usecase
-from fulfill.usecases.admin import KillSwitches, TenantExecution
+from fulfill.usecases.admin import ActionTypes, KillSwitches, TenantExecution
+from fulfill.usecases.context import UseCaseContext
 from fulfill.usecases.errors import UseCaseError
 
 _HERE = Path(__file__).parent
@@ -114,20 +116,6 @@ def install_console(app: FastAPI, settings: Settings) -> None:
 # --- plumbing ----------------------------------------------------------------------------------
 
 
-def _runtime(request: Request) -> Runtime:
-    rt: Runtime = request.app.state.runtime
-    return rt
-
-
-def _settings(request: Request) -> Settings:
-    return _runtime(request).settings
-
-
-def _verifier(request: Request) -> TokenVerifier:
-    verifier: TokenVerifier = request.app.state.token_verifier
-    return verifier
-
-
 def _render(
     request: Request,
     template: str,
@@ -167,7 +155,7 @@ def _refusal(request: Request, principal: Principal | None, status: int, message
 def _dev_login_refusal(request: Request) -> str | None:
     """Why this request may not use the local login (see fulfill.domain.console_login)."""
     return dev_login_refusal(
-        enabled=_settings(request).console_dev_login_enabled,
+        enabled=settings_of(request).console_dev_login_enabled,
         client_host=request.client.host if request.client else None,
         host_header=request.headers.get("host", ""),
         header_names=request.headers.keys(),
@@ -213,7 +201,11 @@ NO_FORM: Form = {}
 
 
 async def _guarded(
-    request: Request, page: Callable[[Principal, Form], Response], *, post_scope: str | None = None
+    request: Request,
+    ctx: UseCaseContext,
+    page: Callable[[Principal, Form], Response],
+    *,
+    post_scope: str | None = None,
 ) -> Response:
     """Run a page for the signed-in user, in a worker thread (the use cases block on the
     database, as the API's routes do). No user, or one whose token stopped being valid: back to
@@ -224,9 +216,8 @@ async def _guarded(
         return HTMLResponse(
             "The console is not configured: set FULFILL_CONSOLE_SESSION_SECRET.", status_code=503
         )
-    rt = _runtime(request)
     principal = await anyio.to_thread.run_sync(
-        lambda: current_principal(request, rt.db, _verifier(request), now=rt.clock.now())
+        lambda: current_principal(request, ctx, verifier_of(request), now=ctx.clock.now())
     )
     if principal is None:
         return _to_login(request)
@@ -267,7 +258,7 @@ def _checked_id(value: str) -> str:
 def _no_console_scope(request: Request, principal: Principal) -> str:
     """What to change when a sign-in opens no page: which scopes the token holds, where they are
     read from, and which ones the console needs."""
-    settings = _settings(request)
+    settings = settings_of(request)
     held = " ".join(sorted(principal.scopes)) or "none"
     claim = settings.jwt_scope_claim
     source = (
@@ -298,7 +289,7 @@ def console_root() -> Response:
 
 
 @router.get("/")
-async def home(request: Request) -> Response:
+async def home(request: Request, ctx: ServiceContext) -> Response:
     def page(principal: Principal, _form: Form) -> Response:
         if principal.has_scope(SCOPE_INTENTS_READ):
             return RedirectResponse("/console/approvals", status_code=303)
@@ -308,11 +299,11 @@ async def home(request: Request) -> Response:
             return RedirectResponse("/console/kill-switches", status_code=303)
         return _render(request, "error.html", principal, message=_no_console_scope(request, principal))
 
-    return await _guarded(request, page)
+    return await _guarded(request, ctx, page)
 
 
 def _login_page(request: Request, status_code: int = 200, message: str | None = None) -> HTMLResponse:
-    settings = _settings(request)
+    settings = settings_of(request)
     return _render(
         request,
         "login.html",
@@ -343,10 +334,10 @@ def login_page(request: Request) -> Response:
 
 
 @router.post("/login")
-async def dev_login(request: Request) -> Response:
+async def dev_login(request: Request, ctx: ServiceContext) -> Response:
     """Dev mode on loopback only: mint a short-lived dev token for the chosen tenant, subject and
     scopes (see fulfill.domain.console_login for who gets it)."""
-    settings = _settings(request)
+    settings = settings_of(request)
     if not request.app.state.console_enabled or settings.auth_mode != "dev":
         return _refusal(request, None, 404, "The local login exists in dev mode only.")
     refusal = _dev_login_refusal(request)
@@ -376,11 +367,10 @@ async def dev_login(request: Request) -> Response:
         ttl_seconds=DEV_TOKEN_TTL_SECONDS,
     )
     try:
-        principal = _verifier(request).verify(token)
+        principal = verifier_of(request).verify(token)
     except TokenError as exc:  # e.g. a dev deployment that accepts only identity-provider tokens
         return _login_page(request, 422, f"The service does not accept the dev token: {exc}")
-    rt = _runtime(request)
-    await anyio.to_thread.run_sync(lambda: log_in(request, rt.db, token, principal, now=rt.clock.now()))
+    await anyio.to_thread.run_sync(lambda: log_in(request, ctx, token, principal, now=ctx.clock.now()))
     response = RedirectResponse(_safe_next(_one(form, "next")), status_code=303)
     # Not a credential: only the tenant name, offered again at the next local login.
     response.set_cookie(
@@ -390,13 +380,12 @@ async def dev_login(request: Request) -> Response:
 
 
 @router.post("/logout")
-async def logout(request: Request) -> Response:
+async def logout(request: Request, ctx: ServiceContext) -> Response:
     def page(principal: Principal, _form: Form) -> Response:
-        rt = _runtime(request)
-        log_out(request, rt.db, now=rt.clock.now())  # every copy of the cookie is refused from now on
+        log_out(request, ctx, now=ctx.clock.now())  # every copy of the cookie is refused from now on
         return RedirectResponse("/console/login", status_code=303)
 
-    response = await _guarded(request, page, post_scope="")
+    response = await _guarded(request, ctx, page, post_scope="")
     login = oidc.configured_login(request)
     if response.status_code == 303 and login is not None:
         # Signed in through the identity provider: end its session too, when it offers that.
@@ -437,15 +426,14 @@ def _pending_query(request: Request) -> tuple[approvals_usecase.PendingQuery, di
 
 
 @router.get("/approvals")
-async def approvals(request: Request) -> Response:
+async def approvals(request: Request, ctx: ServiceContext) -> Response:
     def page(principal: Principal, _form: Form) -> Response:
         _require(principal, SCOPE_INTENTS_READ)
-        rt = _runtime(request)
-        now = rt.clock.now()
+        now = ctx.clock.now()
         query, chosen = _pending_query(request)
         shown_before = request.query_params.get("shown", "0")
         before = int(shown_before) if shown_before.isdigit() and len(shown_before) < 9 else 0
-        result = approvals_usecase.page_pending(rt, principal, query)
+        result = approvals_usecase.page_pending(ctx, principal, query)
         rows = [
             {
                 "intent": intent,
@@ -476,8 +464,8 @@ async def approvals(request: Request) -> Response:
             first_url=("/console/approvals?" + urlencode(filters)) if before else None,
             chosen=chosen,
             filtered=bool(filters.keys() - {"order"}),
-            action_types=sorted({entry.action_type for entry in registry.list_versions(rt.db)}),
-            accounts=intents.list_accounts(rt, principal),
+            action_types=sorted({entry.action_type for entry in registry.list_versions(ctx.store)}),
+            accounts=intents.list_accounts(ctx, principal),
             ages=[
                 ("", "any age"),
                 ("1h", "1 hour or more"),
@@ -486,72 +474,69 @@ async def approvals(request: Request) -> Response:
             ],
         )
 
-    return await _guarded(request, page)
+    return await _guarded(request, ctx, page)
 
 
 @router.post("/intents/{action_intent_id}/approve")
-async def approve(request: Request, action_intent_id: str) -> Response:
+async def approve(request: Request, ctx: ServiceContext, action_intent_id: str) -> Response:
     def page(principal: Principal, form: Form) -> Response:
         intent_id = _checked_id(action_intent_id)
-        change = intents.approve_intent(
-            _runtime(request), principal, intent_id, comment=_one(form, "comment")
-        )
+        change = intents.approve_intent(ctx, principal, intent_id, comment=_one(form, "comment"))
         request.session["flash"] = f"Approved {intent_id}."
         if change.warnings:
             request.session["warnings"] = change.warnings
         return RedirectResponse(f"/console/executions/{quote(intent_id)}", status_code=303)
 
-    return await _guarded(request, page, post_scope=SCOPE_INTENTS_APPROVE)
+    return await _guarded(request, ctx, page, post_scope=SCOPE_INTENTS_APPROVE)
 
 
 @router.post("/intents/{action_intent_id}/cancel")
-async def cancel(request: Request, action_intent_id: str) -> Response:
+async def cancel(request: Request, ctx: ServiceContext, action_intent_id: str) -> Response:
     def page(principal: Principal, _form: Form) -> Response:
         intent_id = _checked_id(action_intent_id)
-        intents.cancel_intent(_runtime(request), principal, intent_id)
+        intents.cancel_intent(ctx, principal, intent_id)
         request.session["flash"] = f"Cancelled {intent_id}."
         return RedirectResponse(f"/console/executions/{quote(intent_id)}", status_code=303)
 
-    return await _guarded(request, page, post_scope=SCOPE_INTENTS_APPROVE)
+    return await _guarded(request, ctx, page, post_scope=SCOPE_INTENTS_APPROVE)
 
 
 @router.post("/intents/{action_intent_id}/rerun")
-async def rerun(request: Request, action_intent_id: str) -> Response:
+async def rerun(request: Request, ctx: ServiceContext, action_intent_id: str) -> Response:
     def page(principal: Principal, form: Form) -> Response:
         intent_id = _checked_id(action_intent_id)
         reason = _one(form, "reason").strip() or None
         if reason is not None and len(reason) > 500:
             raise Refused(422, "The reason is longer than 500 characters.")
         started = executions.rerun_execution(
-            _runtime(request), principal, intent_id, executions.RerunRequest(reason=reason)
+            ctx, principal, intent_id, executions.RerunRequest(reason=reason)
         )
         request.session["flash"] = f"Rerun of {intent_id} started: attempt {started.attempt_count}."
         return RedirectResponse(f"/console/executions/{quote(intent_id)}", status_code=303)
 
-    return await _guarded(request, page, post_scope=SCOPE_ADMIN)
+    return await _guarded(request, ctx, page, post_scope=SCOPE_ADMIN)
 
 
 @router.post("/intents/{action_intent_id}/reject")
-async def reject(request: Request, action_intent_id: str) -> Response:
+async def reject(request: Request, ctx: ServiceContext, action_intent_id: str) -> Response:
     def page(principal: Principal, form: Form) -> Response:
         intent_id = _checked_id(action_intent_id)
-        intents.reject_intent(_runtime(request), principal, intent_id, comment=_one(form, "comment"))
+        intents.reject_intent(ctx, principal, intent_id, comment=_one(form, "comment"))
         request.session["flash"] = f"Rejected {intent_id}."
         return RedirectResponse("/console/approvals", status_code=303)
 
-    return await _guarded(request, page, post_scope=SCOPE_INTENTS_APPROVE)
+    return await _guarded(request, ctx, page, post_scope=SCOPE_INTENTS_APPROVE)
 
 
 # --- executions ---------------------------------------------------------------------------------
 
 
 @router.get("/executions")
-async def execution_list(request: Request) -> Response:
+async def execution_list(request: Request, ctx: ServiceContext) -> Response:
     def page(principal: Principal, _form: Form) -> Response:
         _require(principal, SCOPE_EXECUTIONS_READ)
-        rt = _runtime(request)
         query = request.query_params
-        accounts = intents.list_accounts(rt, principal)
+        accounts = intents.list_accounts(ctx, principal)
         account = query.get("account_id") or (accounts[0] if accounts else "")
         status_raw = query.get("status") or None
         next_token = query.get("next_token") or None
@@ -560,7 +545,7 @@ async def execution_list(request: Request) -> Response:
             if not _ID.match(account):
                 raise Refused(400, "An account id is letters, digits, '_', '.', ':', '@' or '-'.")
             page_rows = executions.list_account_executions(
-                rt,
+                ctx,
                 principal,
                 account,
                 limit=25,
@@ -589,14 +574,15 @@ async def execution_list(request: Request) -> Response:
         template = "_execution_rows.html" if request.headers.get("HX-Request") else "executions.html"
         return _render(request, template, principal, **context)
 
-    return await _guarded(request, page)
+    return await _guarded(request, ctx, page)
 
 
-def _execution_context(request: Request, principal: Principal, intent_id: str) -> dict[str, Any]:
-    rt = _runtime(request)
-    intent: ActionIntentV1 = executions.execution_intent(rt, principal, intent_id)
-    status = executions.execution_status(rt, principal, intent_id)
-    timeline = executions.timeline(rt, principal, intent_id)
+def _execution_context(
+    request: Request, ctx: UseCaseContext, principal: Principal, intent_id: str
+) -> dict[str, Any]:
+    intent: ActionIntentV1 = executions.execution_intent(ctx, principal, intent_id)
+    status = executions.execution_status(ctx, principal, intent_id)
+    timeline = executions.timeline(ctx, principal, intent_id)
     steps = present.timeline_steps([entry.model_dump() for entry in timeline.entries])
     error = (
         present.explain_error(status.error_class.value if status.error_class else None, status.error_code)
@@ -612,10 +598,10 @@ def _execution_context(request: Request, principal: Principal, intent_id: str) -
         "symbols": present.STATUS_SYMBOLS,
         "parameters": present.parameter_rows(intent.parameters),
         "pending_approval": intent.approval_status is ApprovalStatus.PENDING_APPROVAL,
-        "expired": is_expired(intent.expires_at_epoch, rt.clock.now()),
+        "expired": is_expired(intent.expires_at_epoch, ctx.clock.now()),
         # What approving now runs into (a kill switch that is on), said before the click.
         "stop_warnings": (
-            intents.active_stop_warnings(rt, intent)
+            intents.active_stop_warnings(ctx, intent)
             if intent.approval_status is ApprovalStatus.PENDING_APPROVAL
             else []
         ),
@@ -626,49 +612,51 @@ def _execution_context(request: Request, principal: Principal, intent_id: str) -
 
 
 @router.get("/executions/{action_intent_id}")
-async def execution_page(request: Request, action_intent_id: str) -> Response:
-    return await _execution_view(request, action_intent_id, "timeline.html")
+async def execution_page(request: Request, ctx: ServiceContext, action_intent_id: str) -> Response:
+    return await _execution_view(request, ctx, action_intent_id, "timeline.html")
 
 
 @router.get("/executions/{action_intent_id}/live")
-async def execution_live(request: Request, action_intent_id: str) -> Response:
+async def execution_live(request: Request, ctx: ServiceContext, action_intent_id: str) -> Response:
     """The status and timeline part of the execution page, polled until the execution ends."""
-    return await _execution_view(request, action_intent_id, "_timeline_live.html")
+    return await _execution_view(request, ctx, action_intent_id, "_timeline_live.html")
 
 
-async def _execution_view(request: Request, action_intent_id: str, template: str) -> Response:
+async def _execution_view(
+    request: Request, ctx: UseCaseContext, action_intent_id: str, template: str
+) -> Response:
     def page(principal: Principal, _form: Form) -> Response:
         _require(principal, SCOPE_EXECUTIONS_READ)
-        context = _execution_context(request, principal, _checked_id(action_intent_id))
+        context = _execution_context(request, ctx, principal, _checked_id(action_intent_id))
         return _render(request, template, principal, **context)
 
-    return await _guarded(request, page)
+    return await _guarded(request, ctx, page)
 
 
 # --- kill switches -----------------------------------------------------------------------------
 
 
 @router.get("/kill-switches")
-async def kill_switches(request: Request) -> Response:
+async def kill_switches(request: Request, ctx: ServiceContext) -> Response:
     def page(principal: Principal, _form: Form) -> Response:
         _require(principal, SCOPE_ADMIN, SCOPE_PLATFORM_ADMIN)
-        return _render(request, "kill_switches.html", principal, **_switches_context(request, principal))
+        return _render(request, "kill_switches.html", principal, **_switches_context(request, ctx, principal))
 
-    return await _guarded(request, page)
+    return await _guarded(request, ctx, page)
 
 
-def _switches_context(request: Request, principal: Principal) -> dict[str, Any]:
-    rt = _runtime(request)
+def _switches_context(request: Request, ctx: UseCaseContext, principal: Principal) -> dict[str, Any]:
     context: dict[str, Any] = {
-        "action_types": sorted({entry.action_type for entry in registry.list_versions(rt.db)}),
-        "environment_stop": rt.settings.global_execution_stop,
+        "action_types": sorted({entry.action_type for entry in registry.list_versions(ctx.store)}),
+        "environment_stop": ctx.settings.global_execution_stop,
     }
     if principal.has_scope(SCOPE_PLATFORM_ADMIN):
-        context["global_switches"] = admin.get_kill_switches(rt)
-        context["global_history"] = admin.kill_switch_history(rt, None)
+        context["global_switches"] = KillSwitches.of(admin.read_switches(ctx.store, GLOBAL_SCOPE))
+        context["global_history"] = admin.kill_switch_history(ctx.store, GLOBAL_SCOPE)
     if principal.has_scope(SCOPE_ADMIN):
-        context["tenant_switches"] = admin.get_tenant_execution(rt, principal, principal.tenant_id)
-        context["tenant_history"] = admin.kill_switch_history(rt, principal.tenant_id)
+        own = KillSwitchScope.of_tenant(principal.tenant_id)
+        context["tenant_switches"] = TenantExecution.of(admin.read_switches(ctx.store, own))
+        context["tenant_history"] = admin.kill_switch_history(ctx.store, own)
     return context
 
 
@@ -679,68 +667,61 @@ def _flag(form: dict[str, list[str]], name: str) -> bool:
     return value == "true"
 
 
-@router.post("/kill-switches/global")
-async def set_global(request: Request) -> Response:
-    def page(principal: Principal, form: Form) -> Response:
-        rt = _runtime(request)
-        try:
-            wanted = KillSwitches(
-                global_stop=_flag(form, "global_stop"),
-                disabled_action_types=form.get("disabled_action_types", []),
-            )
-        except ValidationError:
-            raise Refused(422, "An action type is written in capitals, digits and '_'.") from None
-        current = admin.get_kill_switches(rt)
-        stops_more = (wanted.global_stop and not current.global_stop) or bool(
-            set(wanted.disabled_action_types) - set(current.disabled_action_types)
-        )
-        if stops_more and _one(form, "confirmed") != "yes":
-            return _confirm(
-                request, principal, "/console/kill-switches/global", form, _describe_global(wanted)
-            )
-        admin.put_kill_switches(rt, wanted, changed_by=principal.subject)
-        request.session["flash"] = "Global switches saved: " + _describe_global(wanted)
-        return RedirectResponse("/console/kill-switches", status_code=303)
+_ACTION_TYPES: TypeAdapter[list[str]] = TypeAdapter(ActionTypes)
 
-    return await _guarded(request, page, post_scope=SCOPE_PLATFORM_ADMIN)
+
+@router.post("/kill-switches/global")
+async def set_global(request: Request, ctx: ServiceContext) -> Response:
+    def page(principal: Principal, form: Form) -> Response:
+        return _save_switches(request, ctx, principal, form, GLOBAL_SCOPE)
+
+    return await _guarded(request, ctx, page, post_scope=SCOPE_PLATFORM_ADMIN)
 
 
 @router.post("/kill-switches/tenant")
-async def set_tenant(request: Request) -> Response:
+async def set_tenant(request: Request, ctx: ServiceContext) -> Response:
     def page(principal: Principal, form: Form) -> Response:
-        rt = _runtime(request)
-        try:
-            wanted = TenantExecution(
-                execution_enabled=_flag(form, "execution_enabled"),
-                disabled_action_types=form.get("disabled_action_types", []),
-            )
-        except ValidationError:
-            raise Refused(422, "An action type is written in capitals, digits and '_'.") from None
-        current = admin.get_tenant_execution(rt, principal, principal.tenant_id)
-        stops_more = (current.execution_enabled and not wanted.execution_enabled) or bool(
-            set(wanted.disabled_action_types) - set(current.disabled_action_types)
+        return _save_switches(request, ctx, principal, form, KillSwitchScope.of_tenant(principal.tenant_id))
+
+    return await _guarded(request, ctx, page, post_scope=SCOPE_ADMIN)
+
+
+def _save_switches(
+    request: Request, ctx: UseCaseContext, principal: Principal, form: Form, scope: KillSwitchScope
+) -> Response:
+    """Store the form's switches of a scope; one that stops more than now is confirmed first."""
+    try:
+        wanted = SwitchSettings.from_fields(
+            scope,
+            {
+                scope.stop_field: _flag(form, scope.stop_field),
+                "disabled_action_types": _ACTION_TYPES.validate_python(form.get("disabled_action_types", [])),
+            },
         )
-        description = _describe_tenant(principal.tenant_id, wanted)
-        if stops_more and _one(form, "confirmed") != "yes":
-            return _confirm(request, principal, "/console/kill-switches/tenant", form, description)
-        admin.put_tenant_execution(rt, principal, principal.tenant_id, wanted)
-        request.session["flash"] = "Tenant switches saved: " + description
-        return RedirectResponse("/console/kill-switches", status_code=303)
+    except ValidationError:
+        raise Refused(422, "An action type is written in capitals, digits and '_'.") from None
+    current = admin.read_switches(ctx.store, scope).settings
+    stops_more = (wanted.stopped and not current.stopped) or bool(
+        set(wanted.disabled_action_types) - set(current.disabled_action_types)
+    )
+    description = _describe(scope, wanted)
+    if stops_more and _one(form, "confirmed") != "yes":
+        return _confirm(request, principal, f"/console/kill-switches/{scope.name}", form, description)
+    admin.write_switches(ctx, scope, wanted, changed_by=principal.subject)
+    saved = "Global switches saved: " if scope.is_global else "Tenant switches saved: "
+    request.session["flash"] = saved + description
+    return RedirectResponse("/console/kill-switches", status_code=303)
 
-    return await _guarded(request, page, post_scope=SCOPE_ADMIN)
 
-
-def _describe_global(wanted: KillSwitches) -> str:
-    what = "every execution of every tenant STOPPED" if wanted.global_stop else "executions running"
+def _describe(scope: KillSwitchScope, wanted: SwitchSettings) -> str:
+    if scope.tenant_id is None:
+        what = "every execution of every tenant STOPPED" if wanted.stopped else "executions running"
+        disabled = "; disabled for all tenants: "
+    else:
+        what = f"tenant {scope.tenant_id}: " + ("every execution STOPPED" if wanted.stopped else "running")
+        disabled = "; disabled: "
     if wanted.disabled_action_types:
-        what += "; disabled for all tenants: " + ", ".join(wanted.disabled_action_types)
-    return what
-
-
-def _describe_tenant(tenant_id: str, wanted: TenantExecution) -> str:
-    what = f"tenant {tenant_id}: " + ("running" if wanted.execution_enabled else "every execution STOPPED")
-    if wanted.disabled_action_types:
-        what += "; disabled: " + ", ".join(wanted.disabled_action_types)
+        what += disabled + ", ".join(wanted.disabled_action_types)
     return what
 
 
@@ -755,17 +736,16 @@ def _confirm(
 
 
 @router.get("/registry")
-async def registry_page(request: Request) -> Response:
+async def registry_page(request: Request, ctx: ServiceContext) -> Response:
     def page(principal: Principal, _form: Form) -> Response:
         _require(principal, SCOPE_PLATFORM_ADMIN)
-        rt = _runtime(request)
         return _render(
             request,
             "registry.html",
             principal,
-            entries=registry.list_versions(rt.db),
-            connectors=connectors.list_connectors(rt.db, rt.connector_names()),
+            entries=registry.list_versions(ctx.store),
+            connectors=connectors.list_connectors(ctx.store, ctx.connector_names()),
             latency=metrics.RECENT_CALLS.latency(),
         )
 
-    return await _guarded(request, page)
+    return await _guarded(request, ctx, page)

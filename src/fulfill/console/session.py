@@ -28,9 +28,9 @@ from fastapi import FastAPI, Request
 from starlette.middleware.sessions import SessionMiddleware
 
 from fulfill.config import Settings
-from fulfill.store import console_sessions
-from fulfill.store.db import Database
 from fulfill.tokens import Principal, TokenError, TokenVerifier
+from fulfill.usecases import console_sessions
+from fulfill.usecases.context import UseCaseContext
 
 SESSION_COOKIE = "fulfill_console"
 SESSION_PATH = "/console"
@@ -129,7 +129,7 @@ def _raw_id(request: Request) -> bytes | None:
     return raw if len(raw) == _ID_BYTES else None
 
 
-def open_session(db: Database, bearer: str, principal: Principal, *, now: float) -> str:
+def open_session(ctx: UseCaseContext, bearer: str, principal: Principal, *, now: float) -> str:
     """Store a session for a verified bearer; returns the id for the cookie. It lasts a working
     day at most, and never longer than the bearer."""
     raw = secrets.token_bytes(_ID_BYTES)
@@ -137,47 +137,43 @@ def open_session(db: Database, bearer: str, principal: Principal, *, now: float)
     exp = principal.claims.get("exp")
     if isinstance(exp, int | float):
         expires = min(expires, float(exp))
-    with db.write() as conn:
-        console_sessions.purge_expired(conn, now=now)
-        console_sessions.insert(
-            conn,
-            session_hash=session_hash(raw),
-            tenant_id=principal.tenant_id,
-            subject=principal.subject,
-            sealed_token=seal(raw, bearer),
-            now=now,
-            expires_epoch=expires,
-        )
+    console_sessions.open_session(
+        ctx,
+        session_hash=session_hash(raw),
+        tenant_id=principal.tenant_id,
+        subject=principal.subject,
+        sealed_token=seal(raw, bearer),
+        now=now,
+        expires_epoch=expires,
+    )
     return base64.urlsafe_b64encode(raw).decode()
 
 
-def log_in(request: Request, db: Database, bearer: str, principal: Principal, *, now: float) -> None:
+def log_in(request: Request, ctx: UseCaseContext, bearer: str, principal: Principal, *, now: float) -> None:
     """Start a fresh session for a verified bearer (a new id and a new CSRF token). Blocks on the
     database: call it in a worker thread."""
-    session_id = open_session(db, bearer, principal, now=now)
+    session_id = open_session(ctx, bearer, principal, now=now)
     request.session.clear()
     request.session[SESSION_ID_KEY] = session_id
     request.session[CSRF_KEY] = secrets.token_urlsafe(32)
 
 
-def log_out(request: Request, db: Database, *, now: float) -> None:
+def log_out(request: Request, ctx: UseCaseContext, *, now: float) -> None:
     """Revoke the session on the server (every copy of the cookie) and clear the cookie."""
     raw = _raw_id(request)
     if raw is not None:
-        with db.write() as conn:
-            console_sessions.revoke(conn, session_hash(raw), now=now)
+        console_sessions.revoke_session(ctx, session_hash(raw), now=now)
     request.session.clear()
 
 
-def session_bearer(request: Request, db: Database, *, now: float) -> str | None:
+def session_bearer(request: Request, ctx: UseCaseContext, *, now: float) -> str | None:
     """The bearer of the cookie's live session; None (and the cookie cleared) when there is none."""
     raw = _raw_id(request)
     if raw is None:
         if SESSION_ID_KEY in request.session:
             request.session.clear()
         return None
-    with db.read() as conn:
-        stored = console_sessions.get_live(conn, session_hash(raw), now=now)
+    stored = console_sessions.live_session(ctx, session_hash(raw), now=now)
     bearer = unseal(raw, stored.sealed_token) if stored is not None else None
     if bearer is None:
         request.session.clear()
@@ -185,15 +181,15 @@ def session_bearer(request: Request, db: Database, *, now: float) -> str | None:
 
 
 def current_principal(
-    request: Request, db: Database, verifier: TokenVerifier, *, now: float
+    request: Request, ctx: UseCaseContext, verifier: TokenVerifier, *, now: float
 ) -> Principal | None:
     """The signed-in user, or None (no session, a revoked or expired one, a bearer the service no
     longer accepts: the session is then ended and the cookie cleared). Blocks on the database."""
-    bearer = session_bearer(request, db, now=now)
+    bearer = session_bearer(request, ctx, now=now)
     if bearer is None:
         return None
     try:
         return verifier.verify(bearer)
     except TokenError:
-        log_out(request, db, now=now)
+        log_out(request, ctx, now=now)
         return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fulfill.domain.killswitch import KillSwitchScope, StoredSwitches
 from fulfill.domain.models import ActionOutcomeV1, ExecutionSignal, ExecutionStatus, LedgerEntry
 
 OUTCOME_EVENT_TYPES: dict[ExecutionStatus, str] = {
@@ -233,20 +234,25 @@ TENANT_SWITCHES_SUBJECT = "kill-switches/tenant"
 PLATFORM_LEDGER_TENANT = ""
 
 
-def kill_switch_entry(
-    *, tenant_id: str | None, revision: int, timestamp: str, changed_by: str, switches: dict[str, Any]
-) -> LedgerEntry:
-    """Who changed a set of kill switches, when, and to what: one entry per stored revision.
-
-    ``tenant_id`` None: the global switches (platform scope); else that tenant's own switches.
-    """
+def kill_switch_entry(stored: StoredSwitches, *, changed_by: str) -> LedgerEntry:
+    """Who changed a scope's kill switches, when, and to what: one entry per stored revision.
+    The global switches' entries belong to no tenant (platform scope)."""
+    scope = stored.scope
     return ledger_entry(
         event_type=KILL_SWITCH_CHANGED,
-        timestamp=timestamp,
-        tenant_id=PLATFORM_LEDGER_TENANT if tenant_id is None else tenant_id,
+        timestamp=stored.updated_at or "",
+        tenant_id=switches_ledger_tenant(scope),
         account_id="",
-        action_intent_id=GLOBAL_SWITCHES_SUBJECT if tenant_id is None else TENANT_SWITCHES_SUBJECT,
-        attempt=revision,
+        action_intent_id=switches_ledger_subject(scope),
+        attempt=stored.revision,
         trace_id="",
-        data={"scope": "global" if tenant_id is None else "tenant", "changed_by": changed_by, **switches},
+        data={"scope": scope.name, "changed_by": changed_by, **stored.settings.fields(scope)},
     )
+
+
+def switches_ledger_tenant(scope: KillSwitchScope) -> str:
+    return PLATFORM_LEDGER_TENANT if scope.tenant_id is None else scope.tenant_id
+
+
+def switches_ledger_subject(scope: KillSwitchScope) -> str:
+    return GLOBAL_SWITCHES_SUBJECT if scope.is_global else TENANT_SWITCHES_SUBJECT

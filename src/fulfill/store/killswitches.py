@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from fulfill.domain.killswitch import GLOBAL_SCOPE, KillSwitchScope, StoredSwitches, SwitchSettings
 from fulfill.domain.models import GlobalExecutionConfig, TenantExecutionConfig
 from fulfill.domain.records import (
     StoredGlobalConfig as StoredGlobalConfig,
@@ -29,79 +30,83 @@ from fulfill.store.tables import global_execution_config, tenant_execution_confi
 _GLOBAL_ROW = "global"
 
 
-def get_global(conn: Connection, *, for_update: bool = False) -> StoredGlobalConfig:
-    """The global switches; ``for_update`` locks the row for a read-modify-write in this
-    transaction (creating it, with the defaults, when it does not exist yet)."""
+def get_switches(conn: Connection, scope: KillSwitchScope, *, for_update: bool = False) -> StoredSwitches:
+    """A scope's switches (missing row: nothing stopped, revision 0); ``for_update`` locks the row
+    for a read-modify-write in this transaction (creating it, with the defaults, when it does not
+    exist yet)."""
+    table, key, key_value = _row_of(scope)
     if for_update:
-        _ensure_row(conn, global_execution_config, {"config_id": _GLOBAL_ROW, "global_stop": False})
-    query = select(global_execution_config).where(global_execution_config.c.config_id == _GLOBAL_ROW)
+        _ensure_row(conn, table, {key: key_value, **_stop_column(scope, SwitchSettings())})
+    query = select(table).where(table.c[key] == key_value)
     row = conn.execute(query.with_for_update() if for_update else query).first()
     if row is None:
-        return StoredGlobalConfig()
-    return StoredGlobalConfig(
-        global_stop=row.global_stop,
-        disabled_action_types=list(row.disabled_action_types),
-        updated_at=row.updated_at or None,
-        revision=row.revision,
+        return StoredSwitches(scope=scope)
+    return _stored(scope, row, updated_at=row.updated_at or None)
+
+
+def put_switches(
+    conn: Connection, scope: KillSwitchScope, settings: SwitchSettings, *, now: str
+) -> StoredSwitches:
+    """Replace a scope's switches atomically; returns what was stored, with its revision."""
+    table, key, key_value = _row_of(scope)
+    row = _upsert(
+        conn,
+        table,
+        key=key,
+        values={
+            key: key_value,
+            **_stop_column(scope, settings),
+            "disabled_action_types": sorted(set(settings.disabled_action_types)),
+            "updated_at": now,
+        },
     )
+    return _stored(scope, row, updated_at=row.updated_at)
+
+
+# The engine's evaluator reads both scopes as their configs (and tests write them so).
+
+
+def get_global(conn: Connection, *, for_update: bool = False) -> StoredGlobalConfig:
+    stored = get_switches(conn, GLOBAL_SCOPE, for_update=for_update)
+    return StoredGlobalConfig(**stored.global_config().model_dump(), revision=stored.revision)
 
 
 def put_global(conn: Connection, config: GlobalExecutionConfig, *, now: str) -> StoredGlobalConfig:
-    """Replace the global switches atomically; returns what was stored, with its revision."""
-    row = _upsert(
-        conn,
-        global_execution_config,
-        key="config_id",
-        values={
-            "config_id": _GLOBAL_ROW,
-            "global_stop": config.global_stop,
-            "disabled_action_types": sorted(set(config.disabled_action_types)),
-            "updated_at": now,
-        },
-    )
-    return StoredGlobalConfig(
-        global_stop=row.global_stop,
-        disabled_action_types=list(row.disabled_action_types),
-        updated_at=row.updated_at,
-        revision=row.revision,
-    )
+    settings = SwitchSettings(config.global_stop, tuple(config.disabled_action_types))
+    stored = put_switches(conn, GLOBAL_SCOPE, settings, now=now)
+    return StoredGlobalConfig(**stored.global_config().model_dump(), revision=stored.revision)
 
 
 def get_tenant(conn: Connection, tenant_id: str, *, for_update: bool = False) -> StoredTenantConfig:
-    """A tenant's switches; ``for_update`` as in :func:`get_global`."""
-    if for_update:
-        _ensure_row(conn, tenant_execution_config, {"tenant_id": tenant_id, "execution_enabled": True})
-    query = select(tenant_execution_config).where(tenant_execution_config.c.tenant_id == tenant_id)
-    row = conn.execute(query.with_for_update() if for_update else query).first()
-    if row is None:
-        return StoredTenantConfig(tenant_id=tenant_id)
-    return StoredTenantConfig(
-        tenant_id=tenant_id,
-        execution_enabled=row.execution_enabled,
-        disabled_action_types=list(row.disabled_action_types),
-        updated_at=row.updated_at or None,
-        revision=row.revision,
-    )
+    stored = get_switches(conn, KillSwitchScope.of_tenant(tenant_id), for_update=for_update)
+    return StoredTenantConfig(**stored.tenant_config().model_dump(), revision=stored.revision)
 
 
 def put_tenant(conn: Connection, config: TenantExecutionConfig, *, now: str) -> StoredTenantConfig:
-    """Replace one tenant's switches atomically; returns what was stored, with its revision."""
-    row = _upsert(
-        conn,
-        tenant_execution_config,
-        key="tenant_id",
-        values={
-            "tenant_id": config.tenant_id,
-            "execution_enabled": config.execution_enabled,
-            "disabled_action_types": sorted(set(config.disabled_action_types)),
-            "updated_at": now,
-        },
-    )
-    return StoredTenantConfig(
-        tenant_id=row.tenant_id,
-        execution_enabled=row.execution_enabled,
-        disabled_action_types=list(row.disabled_action_types),
-        updated_at=row.updated_at,
+    settings = SwitchSettings(not config.execution_enabled, tuple(config.disabled_action_types))
+    stored = put_switches(conn, KillSwitchScope.of_tenant(config.tenant_id), settings, now=now)
+    return StoredTenantConfig(**stored.tenant_config().model_dump(), revision=stored.revision)
+
+
+def _row_of(scope: KillSwitchScope) -> tuple[Table, str, str]:
+    """The table, key column and key of a scope's row."""
+    if scope.tenant_id is None:
+        return global_execution_config, "config_id", _GLOBAL_ROW
+    return tenant_execution_config, "tenant_id", scope.tenant_id
+
+
+def _stop_column(scope: KillSwitchScope, settings: SwitchSettings) -> dict[str, bool]:
+    if scope.is_global:
+        return {"global_stop": settings.stopped}
+    return {"execution_enabled": not settings.stopped}
+
+
+def _stored(scope: KillSwitchScope, row: Any, *, updated_at: str | None) -> StoredSwitches:
+    stopped = bool(row.global_stop) if scope.is_global else not row.execution_enabled
+    return StoredSwitches(
+        scope=scope,
+        settings=SwitchSettings(stopped, tuple(row.disabled_action_types)),
+        updated_at=updated_at,
         revision=row.revision,
     )
 
@@ -145,6 +150,12 @@ class SqlKillSwitchesRepository:
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
+
+    def get_switches(self, scope: KillSwitchScope, *, for_update: bool = False) -> StoredSwitches:
+        return get_switches(self._conn, scope, for_update=for_update)
+
+    def put_switches(self, scope: KillSwitchScope, settings: SwitchSettings, *, now: str) -> StoredSwitches:
+        return put_switches(self._conn, scope, settings, now=now)
 
     def get_global(self, *, for_update: bool = False) -> StoredGlobalConfig:
         return get_global(self._conn, for_update=for_update)

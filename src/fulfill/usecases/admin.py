@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Connection
 
-from fulfill.domain.ledger import GLOBAL_SWITCHES_SUBJECT, PLATFORM_LEDGER_TENANT, TENANT_SWITCHES_SUBJECT
-from fulfill.domain.ledger import kill_switch_entry as _kill_switch_entry
-from fulfill.domain.models import ActionType, GlobalExecutionConfig, LedgerEntry, TenantExecutionConfig
-from fulfill.engine.runtime import Runtime
-from fulfill.store import executions, killswitches
+from fulfill.domain.killswitch import GLOBAL_SCOPE, KillSwitchScope, StoredSwitches, SwitchSettings
+from fulfill.domain.ledger import kill_switch_entry, switches_ledger_subject, switches_ledger_tenant
+from fulfill.domain.models import ActionType, LedgerEntry
+from fulfill.ports.store import Store, UnitOfWork
 from fulfill.tokens import Principal
+from fulfill.usecases.context import UseCaseContext
 from fulfill.usecases.errors import NotFound
 
 ActionTypes = Annotated[list[ActionType], Field(max_length=200)]
@@ -47,6 +47,15 @@ class KillSwitches(BaseModel):
     revision: int | None = _REVISION
     updated_at: str | None = _UPDATED_AT
 
+    @classmethod
+    def of(cls, stored: StoredSwitches) -> KillSwitches:
+        return cls(
+            **stored.settings.fields(stored.scope), revision=stored.revision, updated_at=stored.updated_at
+        )
+
+    def settings(self) -> SwitchSettings:
+        return SwitchSettings(self.global_stop, tuple(self.disabled_action_types))
+
 
 class TenantExecution(BaseModel):
     """``GET|PUT /admin/tenants/{tenant_id}/execution`` (written like :class:`KillSwitches`)."""
@@ -58,126 +67,93 @@ class TenantExecution(BaseModel):
     revision: int | None = _REVISION
     updated_at: str | None = _UPDATED_AT
 
-
-def _global_answer(stored: killswitches.StoredGlobalConfig) -> KillSwitches:
-    return KillSwitches(
-        global_stop=stored.global_stop,
-        disabled_action_types=stored.disabled_action_types,
-        revision=stored.revision,
-        updated_at=stored.updated_at,
-    )
-
-
-def _tenant_answer(stored: killswitches.StoredTenantConfig) -> TenantExecution:
-    return TenantExecution(
-        execution_enabled=stored.execution_enabled,
-        disabled_action_types=stored.disabled_action_types,
-        revision=stored.revision,
-        updated_at=stored.updated_at,
-    )
-
-
-def get_kill_switches(rt: Runtime) -> KillSwitches:
-    with rt.db.read() as conn:
-        return _global_answer(killswitches.get_global(conn))
-
-
-def put_kill_switches(rt: Runtime, body: KillSwitches, *, changed_by: str) -> KillSwitches:
-    """Store the switches in the body (its ``revision`` and ``updated_at`` are ignored), and who
-    changed them in the ledger."""
-    with rt.db.write() as conn:
-        stored = store_global(
-            conn,
-            GlobalExecutionConfig(
-                global_stop=body.global_stop, disabled_action_types=body.disabled_action_types
-            ),
-            now=rt.clock.now_iso(),
-            changed_by=changed_by,
+    @classmethod
+    def of(cls, stored: StoredSwitches) -> TenantExecution:
+        return cls(
+            **stored.settings.fields(stored.scope), revision=stored.revision, updated_at=stored.updated_at
         )
-    return _global_answer(stored)
+
+    def settings(self) -> SwitchSettings:
+        return SwitchSettings(not self.execution_enabled, tuple(self.disabled_action_types))
 
 
-def store_global(
-    conn: Connection, config: GlobalExecutionConfig, *, now: str, changed_by: str
-) -> killswitches.StoredGlobalConfig:
-    """Write the global switches and a ``KILL_SWITCH_CHANGED`` ledger entry in one transaction."""
-    stored = killswitches.put_global(conn, config, now=now)
-    executions.append_ledger(
-        conn,
-        _kill_switch_entry(
-            tenant_id=None,
-            revision=stored.revision,
-            timestamp=now,
-            changed_by=changed_by,
-            switches={
-                "global_stop": stored.global_stop,
-                "disabled_action_types": stored.disabled_action_types,
-            },
-        ),
-    )
+# --- one path for both scopes: read, write (with its ledger entry), change, history ---------------
+
+
+def read_switches(store: Store, scope: KillSwitchScope) -> StoredSwitches:
+    with store.read() as uow:
+        return uow.killswitches.get_switches(scope)
+
+
+def write_switches(
+    rt: UseCaseContext, scope: KillSwitchScope, settings: SwitchSettings, *, changed_by: str
+) -> StoredSwitches:
+    """Store a scope's switches, and who changed them in the ledger (one transaction)."""
+    with rt.store.write() as uow:
+        return store_switches(uow, scope, settings, now=rt.clock.now_iso(), changed_by=changed_by)
+
+
+def change_switches(
+    store: Store,
+    scope: KillSwitchScope,
+    change: Callable[[SwitchSettings], SwitchSettings],
+    *,
+    now: str,
+    changed_by: str,
+) -> StoredSwitches:
+    """Apply ``change`` to a scope's current switches, read locked in the same transaction as the
+    write, so two concurrent changes both stay (a switch one of them turns on is not lost)."""
+    with store.write() as uow:
+        current = uow.killswitches.get_switches(scope, for_update=True)
+        return store_switches(uow, scope, change(current.settings), now=now, changed_by=changed_by)
+
+
+def store_switches(
+    uow: UnitOfWork, scope: KillSwitchScope, settings: SwitchSettings, *, now: str, changed_by: str
+) -> StoredSwitches:
+    """Write a scope's switches and a ``KILL_SWITCH_CHANGED`` ledger entry in the caller's
+    transaction."""
+    stored = uow.killswitches.put_switches(scope, settings, now=now)
+    uow.executions.append_ledger(kill_switch_entry(stored, changed_by=changed_by))
     return stored
 
 
-def store_tenant(
-    conn: Connection, config: TenantExecutionConfig, *, now: str, changed_by: str
-) -> killswitches.StoredTenantConfig:
-    """Write a tenant's switches and a ``KILL_SWITCH_CHANGED`` ledger entry in one transaction."""
-    stored = killswitches.put_tenant(conn, config, now=now)
-    executions.append_ledger(
-        conn,
-        _kill_switch_entry(
-            tenant_id=config.tenant_id,
-            revision=stored.revision,
-            timestamp=now,
-            changed_by=changed_by,
-            switches={
-                "execution_enabled": stored.execution_enabled,
-                "disabled_action_types": stored.disabled_action_types,
-            },
-        ),
-    )
-    return stored
+def kill_switch_history(store: Store, scope: KillSwitchScope, *, limit: int = 20) -> list[LedgerEntry]:
+    """The latest changes (newest first) of a scope's switches. Callers check the scope: the
+    global history needs ``platform:admin``, a tenant's ``admin`` of that tenant."""
+    with store.read() as uow:
+        return uow.executions.list_ledger(
+            switches_ledger_tenant(scope), switches_ledger_subject(scope), newest=limit
+        )
 
 
-def kill_switch_history(rt: Runtime, tenant_id: str | None, *, limit: int = 20) -> list[LedgerEntry]:
-    """The latest changes (newest first) of the global switches (``tenant_id`` None) or of one
-    tenant's. Callers check the scope: the global history needs ``platform:admin``, a tenant's
-    ``admin`` of that tenant."""
-    with rt.db.read() as conn:
-        if tenant_id is None:
-            return executions.list_ledger(conn, PLATFORM_LEDGER_TENANT, GLOBAL_SWITCHES_SUBJECT, newest=limit)
-        return executions.list_ledger(conn, tenant_id, TENANT_SWITCHES_SUBJECT, newest=limit)
-
-
-def _own_tenant(principal: Principal, tenant_id: str) -> None:
+def own_tenant(principal: Principal, tenant_id: str) -> KillSwitchScope:
+    """A tenant admin's scope: only the token's own tenant (another tenant's is a 404, as if it
+    did not exist)."""
     if tenant_id != principal.tenant_id:
         raise NotFound("tenant not found")
+    return KillSwitchScope.of_tenant(tenant_id)
 
 
-own_tenant = _own_tenant  # the same rule for the routes of a tenant's own connector caps
+# --- the HTTP answers of each scope -----------------------------------------------------------------
 
 
-def get_tenant_execution(rt: Runtime, principal: Principal, tenant_id: str) -> TenantExecution:
-    _own_tenant(principal, tenant_id)
-    with rt.db.read() as conn:
-        return _tenant_answer(killswitches.get_tenant(conn, tenant_id))
+def get_kill_switches(rt: UseCaseContext) -> KillSwitches:
+    return KillSwitches.of(read_switches(rt.store, GLOBAL_SCOPE))
+
+
+def put_kill_switches(rt: UseCaseContext, body: KillSwitches, *, changed_by: str) -> KillSwitches:
+    """Store the switches in the body (its ``revision`` and ``updated_at`` are ignored)."""
+    return KillSwitches.of(write_switches(rt, GLOBAL_SCOPE, body.settings(), changed_by=changed_by))
+
+
+def get_tenant_execution(rt: UseCaseContext, principal: Principal, tenant_id: str) -> TenantExecution:
+    return TenantExecution.of(read_switches(rt.store, own_tenant(principal, tenant_id)))
 
 
 def put_tenant_execution(
-    rt: Runtime, principal: Principal, tenant_id: str, body: TenantExecution
+    rt: UseCaseContext, principal: Principal, tenant_id: str, body: TenantExecution
 ) -> TenantExecution:
-    """Store the tenant's switches in the body (its ``revision`` and ``updated_at`` are ignored),
-    and who changed them in the ledger."""
-    _own_tenant(principal, tenant_id)
-    with rt.db.write() as conn:
-        stored = store_tenant(
-            conn,
-            TenantExecutionConfig(
-                tenant_id=tenant_id,
-                execution_enabled=body.execution_enabled,
-                disabled_action_types=body.disabled_action_types,
-            ),
-            now=rt.clock.now_iso(),
-            changed_by=principal.subject,
-        )
-    return _tenant_answer(stored)
+    """Store the tenant's switches in the body (its ``revision`` and ``updated_at`` are ignored)."""
+    scope = own_tenant(principal, tenant_id)
+    return TenantExecution.of(write_switches(rt, scope, body.settings(), changed_by=principal.subject))

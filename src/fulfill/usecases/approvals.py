@@ -14,11 +14,10 @@ import re
 from dataclasses import dataclass
 
 from fulfill.domain.models import ActionIntentV1
+from fulfill.domain.records import PendingFilter
 from fulfill.domain.time import iso_from_epoch
-from fulfill.engine.runtime import Runtime
-from fulfill.store import intents
-from fulfill.store.intents import PendingFilter
 from fulfill.tokens import Principal
+from fulfill.usecases.context import UseCaseContext
 from fulfill.usecases.errors import Invalid
 
 PAGE_SIZE = 25
@@ -65,7 +64,7 @@ def decode_cursor(cursor: str) -> tuple[str, str]:
     return created_at, intent_id
 
 
-def page_pending(rt: Runtime, principal: Principal, query: PendingQuery) -> PendingPage:
+def page_pending(rt: UseCaseContext, principal: Principal, query: PendingQuery) -> PendingPage:
     """One page of the token's tenant's intents waiting for approval (expired ones included),
     only of the accounts the token may access, and how many match in all."""
     if query.action_type is not None and not _ACTION_TYPE.match(query.action_type):
@@ -87,14 +86,13 @@ def page_pending(rt: Runtime, principal: Principal, query: PendingQuery) -> Pend
             iso_from_epoch(rt.clock.now() - query.min_age_seconds) if query.min_age_seconds else None
         ),
     )
-    with rt.db.read() as conn:
-        rows, more = intents.page_pending_approval(
-            conn,
+    with rt.store.read() as uow:
+        rows, more = uow.intents.page_pending_approval(
             tenant_id=principal.tenant_id,
             wanted=wanted,
             oldest_first=query.oldest_first,
             after=after,
             limit=query.limit,
         )
-        total = intents.count_pending_approval(conn, tenant_id=principal.tenant_id, wanted=wanted)
+        total = uow.intents.count_pending_approval(tenant_id=principal.tenant_id, wanted=wanted)
     return PendingPage(rows, total, encode_cursor(rows[-1]) if more and rows else None)

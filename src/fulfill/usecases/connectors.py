@@ -31,10 +31,10 @@ from fulfill.domain.flowcontrol import (
     rate_problem,
 )
 from fulfill.domain.ports import Clock
+from fulfill.domain.records import StoredLimits, TenantCap
 from fulfill.domain.time import iso_from_epoch
 from fulfill.metrics import ConnectorSample
-from fulfill.store import connectors
-from fulfill.store.db import Database
+from fulfill.ports.store import Store
 from fulfill.usecases.errors import Forbidden, Invalid, NotFound
 
 _NAME = re.compile(CONNECTOR_NAME_PATTERN)
@@ -75,24 +75,23 @@ class ConnectorView(BaseModel):
     circuit: CircuitView
 
 
-def list_connectors(db: Database, known: Iterable[str]) -> list[ConnectorView]:
+def list_connectors(store: Store, known: Iterable[str]) -> list[ConnectorView]:
     """Every connector this service knows of (its tools' prefixes) or has stored state for."""
-    with db.read() as conn:
-        limits = connectors.list_limits(conn)
-        circuits = connectors.list_circuits(conn)
+    with store.read() as uow:
+        limits = uow.connectors.list_limits()
+        circuits = uow.connectors.list_circuits()
     names = sorted(set(known) | set(limits) | set(circuits))
     return [
-        _view(name, limits.get(name) or connectors.StoredLimits(ConnectorLimits()), circuits.get(name))
-        for name in names
+        _view(name, limits.get(name) or StoredLimits(ConnectorLimits()), circuits.get(name)) for name in names
     ]
 
 
-def put_limits(db: Database, clock: Clock, name: str, body: ConnectorLimitsBody) -> ConnectorView:
+def put_limits(store: Store, clock: Clock, name: str, body: ConnectorLimitsBody) -> ConnectorView:
     """Store a connector's limits; every process applies them at its next admission."""
     limits = validated_limits(name, body.rate_per_second, body.concurrency)
-    with db.write() as conn:
-        stored = connectors.put_limits(conn, name, limits, now=clock.now_iso())
-        circuit = connectors.get_circuit(conn, name)
+    with store.write() as uow:
+        stored = uow.connectors.put_limits(name, limits, now=clock.now_iso())
+        circuit = uow.connectors.get_circuit(name)
     return _view(name, stored, circuit)
 
 
@@ -111,7 +110,7 @@ def validated_limits(name: str, rate_per_second: float | None, concurrency: int 
     return ConnectorLimits(rate_per_second=rate_per_second, concurrency=concurrency)
 
 
-def samples(db: Database, known: Iterable[str]) -> list[ConnectorSample]:
+def samples(store: Store, known: Iterable[str]) -> list[ConnectorSample]:
     """What ``/metrics`` reports of every connector's shared state."""
     return [
         ConnectorSample(
@@ -121,11 +120,11 @@ def samples(db: Database, known: Iterable[str]) -> list[ConnectorSample]:
             circuit_state=CIRCUIT_STATE_VALUES[view.circuit.state],
             failures=view.circuit.failures,
         )
-        for view in list_connectors(db, known)
+        for view in list_connectors(store, known)
     ]
 
 
-def _view(name: str, stored: connectors.StoredLimits, circuit: Circuit | None) -> ConnectorView:
+def _view(name: str, stored: StoredLimits, circuit: Circuit | None) -> ConnectorView:
     circuit = circuit or Circuit()
     return ConnectorView(
         name=name,
@@ -173,15 +172,15 @@ class TenantCapView(BaseModel):
 
 
 def list_tenant_caps(
-    db: Database, *, name: str | None = None, tenant_id: str | None = None
+    store: Store, *, name: str | None = None, tenant_id: str | None = None
 ) -> list[TenantCapView]:
-    with db.read() as conn:
-        caps = connectors.list_tenant_caps(conn, tenant_id=tenant_id)
+    with store.read() as uow:
+        caps = uow.connectors.list_tenant_caps(tenant_id=tenant_id)
     return [_cap_view(cap) for cap in caps if name is None or cap.name == name]
 
 
 def put_tenant_cap(
-    db: Database,
+    store: Store,
     clock: Clock,
     name: str,
     tenant_id: str,
@@ -200,16 +199,16 @@ def put_tenant_cap(
             "a tenant's cap needs rate_per_second or concurrency (to remove one, DELETE it)",
             code="EMPTY_TENANT_CAP",
         )
-    with db.write() as conn:
+    with store.write() as uow:
         if lower_only:
-            _check_lowers(connectors.tenant_cap(conn, name, tenant_id), cap)
-        stored = connectors.put_tenant_cap(conn, name, tenant_id, cap, now=clock.now_iso(), by=by)
+            _check_lowers(uow.connectors.tenant_cap(name, tenant_id), cap)
+        stored = uow.connectors.put_tenant_cap(name, tenant_id, cap, now=clock.now_iso(), by=by)
     return _cap_view(stored)
 
 
-def delete_tenant_cap(db: Database, name: str, tenant_id: str) -> None:
-    with db.write() as conn:
-        if not connectors.delete_tenant_cap(conn, name, tenant_id):
+def delete_tenant_cap(store: Store, name: str, tenant_id: str) -> None:
+    with store.write() as uow:
+        if not uow.connectors.delete_tenant_cap(name, tenant_id):
             raise NotFound(f"tenant {tenant_id} has no cap of its own on {name}", code="TENANT_CAP_NOT_FOUND")
 
 
@@ -229,7 +228,7 @@ def _check_lowers(current: ConnectorLimits | None, wanted: ConnectorLimits) -> N
             )
 
 
-def _cap_view(cap: connectors.TenantCap) -> TenantCapView:
+def _cap_view(cap: TenantCap) -> TenantCapView:
     return TenantCapView(
         name=cap.name,
         tenant_id=cap.tenant_id,

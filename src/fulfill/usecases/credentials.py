@@ -6,8 +6,7 @@ an operator who can reach the database. Answers are metadata only; a secret neve
 
 from __future__ import annotations
 
-from fulfill.config import Settings
-from fulfill.credentials.crypto import SecretBox, SecretsKeyError
+from fulfill.credentials.crypto import SecretsKeyError
 from fulfill.credentials.vault import CredentialVault
 from fulfill.domain.credentials import (
     CONNECTORS,
@@ -17,14 +16,8 @@ from fulfill.domain.credentials import (
     RefreshTokenInput,
     SecretRotation,
 )
-from fulfill.domain.ports import Clock
 from fulfill.domain.tenant_urls import LoginUrlPolicy, TenantUrlRefused
-from fulfill.store.db import Database
 from fulfill.usecases.errors import Invalid, NotFound, Unavailable
-
-
-def vault_for(db: Database, settings: Settings, clock: Clock) -> CredentialVault:
-    return CredentialVault(db, SecretBox.from_setting(settings.secrets_key.get_secret_value()), clock)
 
 
 def _known(connector: str) -> None:

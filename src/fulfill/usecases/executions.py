@@ -25,9 +25,8 @@ from fulfill.domain.status import derive_status
 from fulfill.domain.time import iso_from_epoch
 from fulfill.engine.intake import queued_attempt, request_for
 from fulfill.engine.outbox_relay import ENGINE_DESTINATION, RERUN_TOPIC
-from fulfill.engine.runtime import Runtime
-from fulfill.store import executions, intents, outbox
 from fulfill.tokens import Principal, service_token_secret
+from fulfill.usecases.context import UseCaseContext
 from fulfill.usecases.errors import BadRequest, Conflict, Forbidden, NotFound
 
 DEFAULT_LIMIT = 50
@@ -67,13 +66,13 @@ class RerunRequest(BaseModel):
 
 
 def _intent_for(
-    rt: Runtime, principal: Principal, action_intent_id: str, account_id: str | None
+    rt: UseCaseContext, principal: Principal, action_intent_id: str, account_id: str | None
 ) -> ActionIntentV1:
     """The caller's intent: 404 for nothing or another tenant's, 403 for an account outside the token."""
     if account_id is not None and not principal.may_access_account(account_id):
         raise Forbidden("the token does not grant access to this account")
-    with rt.db.read() as conn:
-        intent = intents.get_intent(conn, principal.tenant_id, action_intent_id)
+    with rt.store.read() as uow:
+        intent = uow.intents.get_intent(principal.tenant_id, action_intent_id)
     if intent is None or (account_id is not None and intent.account_id != account_id):
         raise NotFound("execution not found")
     if not principal.may_access_account(intent.account_id):
@@ -81,20 +80,20 @@ def _intent_for(
     return intent
 
 
-def execution_intent(rt: Runtime, principal: Principal, action_intent_id: str) -> ActionIntentV1:
+def execution_intent(rt: UseCaseContext, principal: Principal, action_intent_id: str) -> ActionIntentV1:
     """The intent behind an execution, under the same rules as its status (404, 403)."""
     return _intent_for(rt, principal, action_intent_id, None)
 
 
 def execution_status(
-    rt: Runtime, principal: Principal, action_intent_id: str, account_id: str | None = None
+    rt: UseCaseContext, principal: Principal, action_intent_id: str, account_id: str | None = None
 ) -> ExecutionStatusView:
     intent = _intent_for(rt, principal, action_intent_id, account_id)
-    with rt.db.read() as conn:
-        attempt = executions.get_attempt(conn, intent.tenant_id, intent.account_id, action_intent_id)
+    with rt.store.read() as uow:
+        attempt = uow.executions.get_attempt(intent.tenant_id, intent.account_id, action_intent_id)
         outcome = (
-            executions.get_outcome(
-                conn, intent.tenant_id, intent.account_id, action_intent_id, attempt.attempt_count
+            uow.executions.get_outcome(
+                intent.tenant_id, intent.account_id, action_intent_id, attempt.attempt_count
             )
             if attempt
             else None
@@ -111,10 +110,10 @@ def execution_status(
     return view
 
 
-def timeline(rt: Runtime, principal: Principal, action_intent_id: str) -> Timeline:
+def timeline(rt: UseCaseContext, principal: Principal, action_intent_id: str) -> Timeline:
     intent = _intent_for(rt, principal, action_intent_id, None)
-    with rt.db.read() as conn:
-        entries = executions.list_ledger(conn, intent.tenant_id, action_intent_id)
+    with rt.store.read() as uow:
+        entries = uow.executions.list_ledger(intent.tenant_id, action_intent_id)
     return Timeline(
         action_intent_id=action_intent_id,
         entries=[
@@ -151,7 +150,7 @@ def parse_status_filter(raw: str | None) -> ExecutionStatus | None:
 
 
 def list_account_executions(
-    rt: Runtime,
+    rt: UseCaseContext,
     principal: Principal,
     account_id: str,
     *,
@@ -166,9 +165,8 @@ def list_account_executions(
     scope = _cursor_scope(principal.tenant_id, account_id, status)
     after = _decode_cursor(rt, next_token, scope) if next_token is not None else None
     now = rt.clock.now()
-    with rt.db.read() as conn:
-        rows = intents.list_account_executions(
-            conn,
+    with rt.store.read() as uow:
+        rows = uow.intents.list_account_executions(
             tenant_id=principal.tenant_id,
             account_id=account_id,
             status=status,
@@ -206,17 +204,17 @@ def _cursor_scope(tenant_id: str, account_id: str, status: ExecutionStatus | Non
     return json.dumps([tenant_id, account_id, status.value if status else None])
 
 
-def _cursor_key(rt: Runtime) -> bytes:
+def _cursor_key(rt: UseCaseContext) -> bytes:
     return hashlib.sha256(b"fulfill-list-cursor:" + service_token_secret(rt.settings).encode()).digest()
 
 
-def _encode_cursor(rt: Runtime, position: tuple[str, str], scope: str) -> str:
+def _encode_cursor(rt: UseCaseContext, position: tuple[str, str], scope: str) -> str:
     body = json.dumps(list(position), separators=(",", ":")).encode()
     signature = hmac.new(_cursor_key(rt), scope.encode() + b"|" + body, hashlib.sha256).digest()[:16]
     return base64.urlsafe_b64encode(signature + body).decode().rstrip("=")
 
 
-def _decode_cursor(rt: Runtime, token: str, scope: str) -> tuple[str, str]:
+def _decode_cursor(rt: UseCaseContext, token: str, scope: str) -> tuple[str, str]:
     invalid = BadRequest("next_token is not a cursor issued for this listing", code="INVALID_CURSOR")
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
@@ -249,7 +247,7 @@ def _check_max_attempts(intent: ActionIntentV1, attempts_made: int) -> None:
 
 
 def rerun_execution(
-    rt: Runtime, principal: Principal, action_intent_id: str, body: RerunRequest
+    rt: UseCaseContext, principal: Principal, action_intent_id: str, body: RerunRequest
 ) -> ExecutionStatusView:
     """Start a new attempt of a FAILED or CANCELLED execution (admin only), within the intent's
     ``execution_policy.max_attempts``, except after a stop from outside the intent before its tool
@@ -268,8 +266,8 @@ def rerun_execution(
     if is_expired(intent.expires_at_epoch, now):
         raise Conflict("the intent has expired; a rerun would only expire again", code="INTENT_EXPIRED")
     now_iso = iso_from_epoch(now)
-    with rt.db.write() as conn:
-        attempt = executions.get_attempt(conn, intent.tenant_id, intent.account_id, action_intent_id)
+    with rt.store.write() as uow:
+        attempt = uow.executions.get_attempt(intent.tenant_id, intent.account_id, action_intent_id)
         if attempt is None or attempt.status not in RERUNNABLE_STATUSES:
             current = attempt.status.value if attempt else "not executed"
             raise Conflict(
@@ -280,12 +278,12 @@ def rerun_execution(
         # an admin is always allowed, and the ledger says so (domain/rerun.py).
         tries_failed = sum(
             1
-            for entry in executions.list_ledger(conn, intent.tenant_id, action_intent_id)
+            for entry in uow.executions.list_ledger(intent.tenant_id, action_intent_id)
             if entry.event_type == TOOL_CALL_TRY_FAILED and entry.attempt == attempt.attempt_count
         )
         stop = stop_without_a_call(
-            executions.get_outcome(
-                conn, intent.tenant_id, intent.account_id, action_intent_id, attempt.attempt_count
+            uow.executions.get_outcome(
+                intent.tenant_id, intent.account_id, action_intent_id, attempt.attempt_count
             ),
             tries_failed=tries_failed,
         )
@@ -294,17 +292,16 @@ def rerun_execution(
         beyond = attempt.attempt_count >= intent.execution_policy.max_attempts
         attempt_count = attempt.attempt_count + 1
         rerun = queued_attempt(intent, now, attempt_count)
-        if not executions.start_rerun(
-            conn, previous=attempt, rerun=rerun, deadline_epoch=now + intent.execution_policy.timeout_seconds
+        if not uow.executions.start_rerun(
+            previous=attempt, rerun=rerun, deadline_epoch=now + intent.execution_policy.timeout_seconds
         ):
             raise Conflict(
                 "the execution changed while the rerun was requested; retry", code="CONCURRENT_CHANGE"
             )
-        intents.mark_execution(
-            conn, intent.tenant_id, action_intent_id, status=ExecutionStatus.PENDING, at=now_iso
+        uow.intents.mark_execution(
+            intent.tenant_id, action_intent_id, status=ExecutionStatus.PENDING, at=now_iso
         )
-        executions.append_ledger(
-            conn,
+        uow.executions.append_ledger(
             ledger_entry(
                 event_type="RERUN_REQUESTED",
                 timestamp=now_iso,
@@ -322,8 +319,7 @@ def rerun_execution(
             ),
         )
         request = request_for(rerun, requested_by=principal.subject, rerun_reason=body.reason)
-        outbox.enqueue(
-            conn,
+        uow.outbox.enqueue(
             message_id=f"rerun:{rerun.workflow_id}",
             topic=RERUN_TOPIC,
             tenant_id=intent.tenant_id,

@@ -10,7 +10,6 @@ from typing import Any
 
 import jsonschema
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Connection
 
 from fulfill.domain.execution import CompensationRequest
 from fulfill.domain.expiry import beyond_max_ttl, default_expiry_epoch, describe_seconds, is_expired
@@ -39,10 +38,9 @@ from fulfill.domain.schemas import (
 from fulfill.domain.time import epoch_from_iso, iso_from_epoch
 from fulfill.engine.intake import request_for, start_if_queued, take_execution_lock
 from fulfill.engine.outbox_relay import COMPENSATION_TOPIC, ENGINE_DESTINATION
-from fulfill.engine.runtime import Runtime
-from fulfill.store import executions, intents, killswitches, outbox, registry
-from fulfill.store.sql_store import SqlUnitOfWork
+from fulfill.ports.store import UnitOfWork
 from fulfill.tokens import Principal
+from fulfill.usecases.context import UseCaseContext
 from fulfill.usecases.errors import Conflict, Forbidden, Invalid, NotFound
 
 _BASE36 = string.digits + string.ascii_lowercase
@@ -96,13 +94,13 @@ class ApprovalChange(BaseModel):
     )
 
 
-def active_stop_warnings(rt: Runtime, intent: ActionIntentV1) -> list[str]:
+def active_stop_warnings(rt: UseCaseContext, intent: ActionIntentV1) -> list[str]:
     """What approving ``intent`` now runs into (the console says it before the click too). Only
     advice: switches that cannot be read make no approval fail (the execution itself reads them
     again, and stops to be safe), they are named instead."""
     try:
-        with rt.db.read() as conn:
-            return approval_warnings(rt, conn, intent)
+        with rt.store.read() as uow:
+            return approval_warnings(rt, uow, intent)
     except Exception:
         log.warning("kill switches could not be read for the approval warning", exc_info=True)
         return [
@@ -111,12 +109,12 @@ def active_stop_warnings(rt: Runtime, intent: ActionIntentV1) -> list[str]:
         ]
 
 
-def approval_warnings(rt: Runtime, conn: Connection, intent: ActionIntentV1) -> list[str]:
+def approval_warnings(rt: UseCaseContext, uow: UnitOfWork, intent: ActionIntentV1) -> list[str]:
     """The active stop an approval runs into, named, with the way out."""
     decision = evaluate_kill_switches(
         environment_stop=rt.settings.global_execution_stop,
-        global_config=killswitches.get_global(conn),
-        tenant_config=killswitches.get_tenant(conn, intent.tenant_id),
+        global_config=uow.killswitches.get_global(),
+        tenant_config=uow.killswitches.get_tenant(intent.tenant_id),
         action_type=intent.action_type,
     )
     if decision.allowed:
@@ -133,7 +131,9 @@ def new_intent_id(now: float) -> str:
     return f"ai_{int(now * 1000)}_{''.join(secrets.choice(_BASE36) for _ in range(8))}"
 
 
-def create_intent(rt: Runtime, principal: Principal, body: CreateIntent) -> tuple[ActionIntentV1, bool]:
+def create_intent(
+    rt: UseCaseContext, principal: Principal, body: CreateIntent
+) -> tuple[ActionIntentV1, bool]:
     """Store a new intent; returns ``(intent, created)``. The same body again returns the stored
     intent (``created`` False); another body under the same id is a conflict."""
     if not principal.may_access_account(body.account_id):
@@ -153,10 +153,10 @@ def create_intent(rt: Runtime, principal: Principal, body: CreateIntent) -> tupl
         if existing is not None:
             return existing, False
     intent = _build_intent(rt, principal, body, now, now_iso)
-    with rt.db.write() as conn:
-        inserted = intents.insert_intent(conn, intent, request_hash)
+    with rt.store.write() as uow:
+        inserted = uow.intents.insert_intent(intent, request_hash)
         if inserted and intent.approval_status is ApprovalStatus.APPROVED:
-            _append_approved(conn, intent, asserted_by=principal.subject, imported=True)
+            _append_approved(uow, intent, asserted_by=principal.subject, imported=True)
     if not inserted:
         # Created meanwhile under the same id (a concurrent retry): answer as for a repeat.
         existing = _existing(rt, principal, intent.action_intent_id, request_hash)
@@ -166,14 +166,23 @@ def create_intent(rt: Runtime, principal: Principal, body: CreateIntent) -> tupl
     return intent, True
 
 
+def ignored_parameters(rt: UseCaseContext, intent: ActionIntentV1) -> list[str]:
+    """The intent's parameters its pinned registry version's mapping never sends (stored, never
+    sent to the tool), sorted: usually a misspelt name."""
+    with rt.store.read() as uow:
+        entry = uow.registry.get_entry(intent.action_type, intent.registry_version)
+    mapped = set(entry.parameter_mapping) if entry is not None else set(intent.parameters)
+    return sorted(set(intent.parameters) - mapped)
+
+
 def _existing(
-    rt: Runtime, principal: Principal, action_intent_id: str, request_hash: str
+    rt: UseCaseContext, principal: Principal, action_intent_id: str, request_hash: str
 ) -> ActionIntentV1 | None:
-    with rt.db.read() as conn:
-        stored = intents.get_intent(conn, principal.tenant_id, action_intent_id)
+    with rt.store.read() as uow:
+        stored = uow.intents.get_intent(principal.tenant_id, action_intent_id)
         if stored is None:
             return None
-        stored_hash = intents.get_request_hash(conn, principal.tenant_id, action_intent_id)
+        stored_hash = uow.intents.get_request_hash(principal.tenant_id, action_intent_id)
     if not principal.may_access_account(stored.account_id):
         raise Forbidden("the token does not grant access to this account")
     if stored_hash != request_hash:
@@ -199,14 +208,14 @@ def _policy(asked: ExecutionPolicy | None, max_timeout: int) -> ExecutionPolicy:
 
 
 def _build_intent(
-    rt: Runtime, principal: Principal, body: CreateIntent, now: float, now_iso: str
+    rt: UseCaseContext, principal: Principal, body: CreateIntent, now: float, now_iso: str
 ) -> ActionIntentV1:
-    with rt.db.read() as conn:
+    with rt.store.read() as uow:
         if body.registry_version is None:
-            entry = registry.latest_active_entry(conn, body.action_type)
-            newest = registry.latest_version(conn, body.action_type) if entry is None else None
+            entry = uow.registry.latest_active_entry(body.action_type)
+            newest = uow.registry.latest_version(body.action_type) if entry is None else None
         else:
-            entry = registry.get_entry(conn, body.action_type, body.registry_version)
+            entry = uow.registry.get_entry(body.action_type, body.registry_version)
             newest = None
     if newest is not None:  # known, but every version retired: not "no registry entry"
         raise Invalid(
@@ -303,9 +312,9 @@ def _require_approval_scopes(principal: Principal, entry: RegistryEntry) -> None
         )
 
 
-def _pinned_entry(rt: Runtime, intent: ActionIntentV1) -> RegistryEntry:
-    with rt.db.read() as conn:
-        entry = registry.get_entry(conn, intent.action_type, intent.registry_version)
+def _pinned_entry(rt: UseCaseContext, intent: ActionIntentV1) -> RegistryEntry:
+    with rt.store.read() as uow:
+        entry = uow.registry.get_entry(intent.action_type, intent.registry_version)
     if entry is None:
         raise Invalid(
             f"no registry entry for action type {intent.action_type} version {intent.registry_version}",
@@ -314,7 +323,7 @@ def _pinned_entry(rt: Runtime, intent: ActionIntentV1) -> RegistryEntry:
     return entry
 
 
-def _check_tool_arguments(rt: Runtime, entry: RegistryEntry, mapped: dict[str, Any]) -> None:
+def _check_tool_arguments(rt: UseCaseContext, entry: RegistryEntry, mapped: dict[str, Any]) -> None:
     """The mapped parameters must satisfy the input schema of the pinned version's tool."""
     schema = rt.tool_schemas.get(entry.tool_name)
     if schema is None:
@@ -358,9 +367,9 @@ def _schema_message(error: jsonschema.ValidationError) -> str:
     return f"fails '{error.validator}'"
 
 
-def get_intent(rt: Runtime, principal: Principal, action_intent_id: str) -> ActionIntentV1:
-    with rt.db.read() as conn:
-        intent = intents.get_intent(conn, principal.tenant_id, action_intent_id)
+def get_intent(rt: UseCaseContext, principal: Principal, action_intent_id: str) -> ActionIntentV1:
+    with rt.store.read() as uow:
+        intent = uow.intents.get_intent(principal.tenant_id, action_intent_id)
     if intent is None:
         raise NotFound("action intent not found")
     if not principal.may_access_account(intent.account_id):
@@ -373,20 +382,22 @@ PENDING_LISTING_LIMIT = 200
 
 
 def list_pending_approval(
-    rt: Runtime, principal: Principal, *, limit: int = PENDING_LISTING_LIMIT
+    rt: UseCaseContext, principal: Principal, *, limit: int = PENDING_LISTING_LIMIT
 ) -> list[ActionIntentV1]:
     """The token's tenant's intents waiting for approval, newest first, only of the accounts the
     token may access; expired ones are included (they can no longer be approved)."""
-    with rt.db.read() as conn:
-        return intents.list_pending_approval(
-            conn, tenant_id=principal.tenant_id, account_ids=principal.account_ids, limit=limit
+    with rt.store.read() as uow:
+        return uow.intents.list_pending_approval(
+            tenant_id=principal.tenant_id, account_ids=principal.account_ids, limit=limit
         )
 
 
-def list_accounts(rt: Runtime, principal: Principal, *, limit: int = PENDING_LISTING_LIMIT) -> list[str]:
+def list_accounts(
+    rt: UseCaseContext, principal: Principal, *, limit: int = PENDING_LISTING_LIMIT
+) -> list[str]:
     """The accounts of the token's tenant that have intents and that the token may access."""
-    with rt.db.read() as conn:
-        accounts = intents.list_accounts(conn, tenant_id=principal.tenant_id, limit=limit)
+    with rt.store.read() as uow:
+        accounts = uow.intents.list_accounts(tenant_id=principal.tenant_id, limit=limit)
     return [account for account in accounts if principal.may_access_account(account)]
 
 
@@ -399,7 +410,7 @@ def _checked_comment(comment: str | None) -> str | None:
 
 
 def approve_intent(
-    rt: Runtime, principal: Principal, action_intent_id: str, *, comment: str | None = None
+    rt: UseCaseContext, principal: Principal, action_intent_id: str, *, comment: str | None = None
 ) -> ApprovalChange:
     """PENDING_APPROVAL → APPROVED, and the execution lock (a QUEUED attempt) in the same transaction.
 
@@ -421,16 +432,16 @@ def approve_intent(
     now = rt.clock.now()
     if is_expired(intent.expires_at_epoch, now):
         raise Conflict("the intent has expired and can no longer be approved", code="INTENT_EXPIRED")
-    with rt.db.write() as conn:
+    with rt.store.write() as uow:
         approved = _transition(
-            conn,
+            uow,
             intent,
             to_status=ApprovalStatus.APPROVED,
             now=iso_from_epoch(now),
             approved_by=principal.subject,
         )
-        _append_approved(conn, approved, asserted_by=principal.subject, imported=False, comment=comment)
-        attempt, taken = take_execution_lock(SqlUnitOfWork(conn), approved, now)
+        _append_approved(uow, approved, asserted_by=principal.subject, imported=False, comment=comment)
+        attempt, taken = take_execution_lock(uow, approved, now)
     start_if_queued(
         attempt, taken, request_for(attempt, approval_source=ApprovalSource.HUMAN, auto_executed=False)
     )
@@ -441,7 +452,7 @@ def approve_intent(
 
 
 def reject_intent(
-    rt: Runtime, principal: Principal, action_intent_id: str, *, comment: str | None = None
+    rt: UseCaseContext, principal: Principal, action_intent_id: str, *, comment: str | None = None
 ) -> ApprovalChange:
     """PENDING_APPROVAL → REJECTED. An approved intent is stopped with cancel, not reject."""
     comment = _checked_comment(comment)
@@ -452,19 +463,19 @@ def reject_intent(
         raise Conflict(
             f"an intent that is {intent.approval_status.value} cannot be rejected", code="INVALID_TRANSITION"
         )
-    with rt.db.write() as conn:
+    with rt.store.write() as uow:
         rejected = _transition(
-            conn,
+            uow,
             intent,
             to_status=ApprovalStatus.REJECTED,
             now=rt.clock.now_iso(),
             execution_status=ExecutionStatus.CANCELLED,
         )
-        _append_decision(conn, rejected, "INTENT_REJECTED", principal.subject, comment=comment)
+        _append_decision(uow, rejected, "INTENT_REJECTED", principal.subject, comment=comment)
     return ApprovalChange(action_intent_id=action_intent_id, approval_status=ApprovalStatus.REJECTED)
 
 
-def cancel_intent(rt: Runtime, principal: Principal, action_intent_id: str) -> ApprovalChange:
+def cancel_intent(rt: UseCaseContext, principal: Principal, action_intent_id: str) -> ApprovalChange:
     """Stop an intent wherever it is.
 
     Not yet executed: it never will be. Executing: it stops before its tool call if it has not
@@ -477,25 +488,25 @@ def cancel_intent(rt: Runtime, principal: Principal, action_intent_id: str) -> A
     if intent.approval_status is ApprovalStatus.REJECTED:
         raise Conflict("a rejected intent cannot be cancelled", code="INVALID_TRANSITION")
     now = rt.clock.now_iso()
-    with rt.db.write() as conn:
+    with rt.store.write() as uow:
         # Locked: RecordOutcome either sees this cancel or is seen by it (see steps.record_outcome).
-        locked = intents.get_intent(conn, intent.tenant_id, action_intent_id, for_update=True)
+        locked = uow.intents.get_intent(intent.tenant_id, action_intent_id, for_update=True)
         if locked is None or locked.approval_status is not intent.approval_status:
             raise Conflict(
                 "the intent changed while it was being cancelled; read it and retry", code="CONCURRENT_CHANGE"
             )
-        attempt = executions.get_attempt(conn, intent.tenant_id, intent.account_id, action_intent_id)
+        attempt = uow.executions.get_attempt(intent.tenant_id, intent.account_id, action_intent_id)
         cancelled = _transition(
-            conn,
+            uow,
             locked,
             to_status=ApprovalStatus.CANCELLED,
             now=now,
             execution_status=None if attempt else ExecutionStatus.CANCELLED,
         )
-        _append_decision(conn, cancelled, "INTENT_CANCELLED", principal.subject)
+        _append_decision(uow, cancelled, "INTENT_CANCELLED", principal.subject)
         outcome = (
-            executions.get_outcome(
-                conn, intent.tenant_id, intent.account_id, action_intent_id, attempt.attempt_count
+            uow.executions.get_outcome(
+                intent.tenant_id, intent.account_id, action_intent_id, attempt.attempt_count
             )
             if attempt
             else None
@@ -512,8 +523,7 @@ def cancel_intent(rt: Runtime, principal: Principal, action_intent_id: str) -> A
                 attempt_count=outcome.attempt_count,
                 requested_by=principal.subject,
             )
-            outbox.enqueue(
-                conn,
+            uow.outbox.enqueue(
                 message_id=f"compensate:{request.workflow_id}",
                 topic=COMPENSATION_TOPIC,
                 tenant_id=intent.tenant_id,
@@ -526,9 +536,10 @@ def cancel_intent(rt: Runtime, principal: Principal, action_intent_id: str) -> A
     return ApprovalChange(action_intent_id=action_intent_id, approval_status=ApprovalStatus.CANCELLED)
 
 
-def _transition(conn: Any, intent: ActionIntentV1, **change: Any) -> ActionIntentV1:
+
+def _transition(uow: UnitOfWork, intent: ActionIntentV1, **change: Any) -> ActionIntentV1:
     """Move the approval status, or 409 when the intent changed since it was read."""
-    moved = intents.transition_approval(conn, intent, **change)
+    moved = uow.intents.transition_approval(intent, **change)
     if moved is None:
         raise Conflict(
             "the intent changed while this request was handled; read it and retry", code="CONCURRENT_CHANGE"
@@ -537,13 +548,12 @@ def _transition(conn: Any, intent: ActionIntentV1, **change: Any) -> ActionInten
 
 
 def _append_decision(
-    conn: Any, intent: ActionIntentV1, event_type: str, decided_by: str, *, comment: str | None = None
+    uow: UnitOfWork, intent: ActionIntentV1, event_type: str, decided_by: str, *, comment: str | None = None
 ) -> None:
     data: dict[str, Any] = {"action_intent_id": intent.action_intent_id, "decided_by": decided_by}
     if comment is not None:
         data["comment"] = comment
-    executions.append_ledger(
-        conn,
+    uow.executions.append_ledger(
         ledger_entry(
             event_type=event_type,
             timestamp=intent.updated_at,
@@ -558,10 +568,9 @@ def _append_decision(
 
 
 def _append_approved(
-    conn: Any, intent: ActionIntentV1, *, asserted_by: str, imported: bool, comment: str | None = None
+    uow: UnitOfWork, intent: ActionIntentV1, *, asserted_by: str, imported: bool, comment: str | None = None
 ) -> None:
-    executions.append_ledger(
-        conn,
+    uow.executions.append_ledger(
         action_approved_entry(
             timestamp=intent.approval_timestamp or intent.updated_at,
             tenant_id=intent.tenant_id,

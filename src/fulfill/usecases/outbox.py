@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from fulfill.domain.outbox import destination_kind
 from fulfill.domain.ports import Clock
-from fulfill.store import outbox
-from fulfill.store.db import Database
+from fulfill.domain.records import DeadLetter
+from fulfill.ports.store import Store
 from fulfill.usecases.errors import Invalid, NotFound
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ class Redelivered(BaseModel):
     redelivered: list[DeadLetterView]
 
 
-def _view(letter: outbox.DeadLetter, *, platform: bool) -> DeadLetterView:
+def _view(letter: DeadLetter, *, platform: bool) -> DeadLetterView:
     return DeadLetterView(
         message_id=letter.message_id,
         topic=letter.topic,
@@ -75,7 +75,7 @@ def _view(letter: outbox.DeadLetter, *, platform: bool) -> DeadLetterView:
 
 
 def list_dead_letters(
-    db: Database,
+    store: Store,
     *,
     tenant_id: str | None,
     platform: bool,
@@ -83,13 +83,13 @@ def list_dead_letters(
     limit: int = 100,
 ) -> DeadLetterListing:
     """``tenant_id`` None: every tenant's (platform admins only)."""
-    with db.read() as conn:
-        letters = outbox.dead_letters(conn, tenant_id=tenant_id, destination=destination, limit=limit)
+    with store.read() as uow:
+        letters = uow.outbox.dead_letters(tenant_id=tenant_id, destination=destination, limit=limit)
     return DeadLetterListing(dead_letters=[_view(letter, platform=platform) for letter in letters])
 
 
 def redeliver(
-    db: Database,
+    store: Store,
     clock: Clock,
     body: RedeliverBody,
     *,
@@ -99,9 +99,8 @@ def redeliver(
 ) -> Redelivered:
     """Put the chosen dead letters back in line, due now with a fresh count of tries. A named
     message that has no dead letter in the caller's reach is a 404 (another tenant's included)."""
-    with db.write() as conn:
-        moved = outbox.redeliver(
-            conn,
+    with store.write() as uow:
+        moved = uow.outbox.redeliver(
             now_epoch=clock.now(),
             tenant_id=tenant_id,
             message_id=body.message_id,

@@ -16,8 +16,7 @@ from fulfill.domain.models import (
     RiskClass,
     ToolName,
 )
-from fulfill.store import registry
-from fulfill.store.db import Database
+from fulfill.ports.store import Store
 from fulfill.usecases.errors import Invalid, NotFound
 
 DEFAULT_ENTRIES: tuple[dict[str, Any], ...] = (
@@ -109,12 +108,12 @@ DEFAULT_ENTRIES: tuple[dict[str, Any], ...] = (
 )
 
 
-def seed_default_registry(db: Database, now: str) -> None:
+def seed_default_registry(store: Store, now: str) -> None:
     """Insert version 1 of each default action type, once: re-seeding never adds versions."""
-    with db.write() as conn:
+    with store.write() as uow:
         for fields in DEFAULT_ENTRIES:
-            registry.insert_version(
-                conn, RegistryEntry.model_validate({**fields, "registry_version": 1, "created_at": now})
+            uow.registry.insert_version(
+                RegistryEntry.model_validate({**fields, "registry_version": 1, "created_at": now})
             )
 
 
@@ -160,7 +159,7 @@ class RegistryDraft(BaseModel):
 
 
 def register_version(
-    db: Database, draft: RegistryDraft, now: str, tool_schemas: Mapping[str, dict[str, Any]]
+    store: Store, draft: RegistryDraft, now: str, tool_schemas: Mapping[str, dict[str, Any]]
 ) -> RegistryEntry:
     """Register the next version of an action type atomically.
 
@@ -171,15 +170,15 @@ def register_version(
     """
     _check_against_tools(draft, tool_schemas)
     for _ in range(50):
-        with db.write() as conn:
-            version = (registry.latest_version(conn, draft.action_type) or 0) + 1
+        with store.write() as uow:
+            version = (uow.registry.latest_version(draft.action_type) or 0) + 1
             try:
                 entry = RegistryEntry.model_validate(
                     {**draft.model_dump(by_alias=True), "registry_version": version, "created_at": now}
                 )
             except ValidationError as exc:
                 raise Invalid(_describe(exc), code="INVALID_REGISTRY_ENTRY") from None
-            if registry.insert_version(conn, entry):
+            if uow.registry.insert_version(entry):
                 return entry
     raise Invalid("the registry is too busy to allocate a version; try again", code="REGISTRY_BUSY")
 
@@ -208,20 +207,20 @@ def _check_against_tools(draft: RegistryDraft, tool_schemas: Mapping[str, dict[s
         )
 
 
-def list_versions(db: Database, action_type: str | None = None) -> list[RegistryEntry]:
-    with db.read() as conn:
-        return registry.list_entries(conn, action_type)
+def list_versions(store: Store, action_type: str | None = None) -> list[RegistryEntry]:
+    with store.read() as uow:
+        return uow.registry.list_entries(action_type)
 
 
-def deprecate_version(db: Database, action_type: str, registry_version: int, now: str) -> RegistryEntry:
+def deprecate_version(store: Store, action_type: str, registry_version: int, now: str) -> RegistryEntry:
     """New intents can no longer pin a deprecated version; intents that already pinned it still run."""
-    with db.write() as conn:
-        entry = registry.get_entry(conn, action_type, registry_version)
+    with store.write() as uow:
+        entry = uow.registry.get_entry(action_type, registry_version)
         if entry is None:
             raise NotFound(f"no registry version {registry_version} of {action_type}")
         if entry.deprecated_at is None:
             entry = entry.model_copy(update={"deprecated_at": now})
-            registry.mark_deprecated(conn, entry)
+            uow.registry.mark_deprecated(entry)
         return entry
 
 

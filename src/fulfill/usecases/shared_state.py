@@ -12,28 +12,27 @@ from collections.abc import Iterable
 from fulfill.domain.outbox import destination_kind
 from fulfill.domain.time import epoch_from_iso
 from fulfill.metrics import SharedState
-from fulfill.store import executions, killswitches, outbox
-from fulfill.store.db import Database
+from fulfill.ports.store import Store
 from fulfill.usecases import connectors
 
 
 def read_shared_state(
-    db: Database,
+    store: Store,
     *,
     now_epoch: float,
     known_connectors: Iterable[str],
     environment_stop: bool,
     tenant_labels: bool,
 ) -> SharedState:
-    samples = connectors.samples(db, known_connectors)
-    with db.read() as conn:
-        past_budget = executions.attempts_past_budget(conn, now_epoch)
-        by_tenant = executions.attempts_past_budget_by_tenant(conn, now_epoch) if tenant_labels else None
-        backlog = outbox.pending_count(conn)
-        oldest = outbox.oldest_pending_created_at(conn)
-        dead = outbox.dead_letter_destinations(conn)
-        global_config = killswitches.get_global(conn)
-        tenants = killswitches.tenant_summary(conn)
+    samples = connectors.samples(store, known_connectors)
+    with store.read() as uow:
+        past_budget = uow.executions.attempts_past_budget(now_epoch)
+        by_tenant = uow.executions.attempts_past_budget_by_tenant(now_epoch) if tenant_labels else None
+        backlog = uow.outbox.pending_count()
+        oldest = uow.outbox.oldest_pending_created_at()
+        dead = uow.outbox.dead_letter_destinations()
+        global_config = uow.killswitches.get_global()
+        tenants = uow.killswitches.tenant_summary()
     return SharedState(
         connectors=samples,
         attempts_past_budget=past_budget,

@@ -40,8 +40,7 @@ from fulfill.gateway.remote import (
 )
 from fulfill.gateway.target_auth import OAuthTokens, TargetSecrets
 from fulfill.gateway.targets import TargetCatalog
-from fulfill.store import targets as store
-from fulfill.store.db import Database
+from fulfill.ports.store import Store
 from fulfill.usecases.errors import Conflict, Invalid, NotFound
 
 log = logging.getLogger(__name__)
@@ -117,7 +116,7 @@ class TargetListing(BaseModel):
 class TargetAdmin:
     def __init__(
         self,
-        db: Database,
+        store: Store,
         secrets: TargetSecrets,
         *,
         allow: EgressAllowList,
@@ -129,7 +128,7 @@ class TargetAdmin:
         resolver: Resolver = system_resolver,
         tokens: OAuthTokens | None = None,
     ) -> None:
-        self._db = db
+        self._store = store
         self._secrets = secrets
         self._allow = allow
         self._now_iso = now_iso
@@ -145,8 +144,8 @@ class TargetAdmin:
     # --- reading -------------------------------------------------------------------------------
 
     def list(self) -> TargetListing:
-        with self._db.read() as conn:
-            return TargetListing(targets=[_view(target) for target in store.list_targets(conn)])
+        with self._store.read() as uow:
+            return TargetListing(targets=[_view(target) for target in uow.targets.list_targets()])
 
     # --- changes -------------------------------------------------------------------------------
 
@@ -155,8 +154,8 @@ class TargetAdmin:
             raise Invalid(
                 f"'{draft.name}' is reserved (a tool namespace of this service)", code="TARGET_NAME_RESERVED"
             )
-        with self._db.read() as conn:
-            if store.get_target(conn, draft.name) is not None:
+        with self._store.read() as uow:
+            if uow.targets.get_target(draft.name) is not None:
                 raise Conflict(f"a target named {draft.name} exists; remove it first", code="TARGET_EXISTS")
         url = self._checked_url(draft.url, "INVALID_TARGET_URL")
         auth, secret = self._auth(draft, url)
@@ -184,8 +183,8 @@ class TargetAdmin:
             updated_at=now,
             synced_at=now,
         )
-        with self._db.write() as conn:
-            if not store.insert_target(conn, target):
+        with self._store.write() as uow:
+            if not uow.targets.insert_target(target):
                 raise Conflict(f"a target named {draft.name} exists; remove it first", code="TARGET_EXISTS")
         try:
             if secret is not None:
@@ -193,18 +192,18 @@ class TargetAdmin:
             else:
                 self._secrets.delete(draft.name)
         except Exception:
-            with self._db.write() as conn:
-                store.delete_target(conn, draft.name, now=self._now_iso())
+            with self._store.write() as uow:
+                uow.targets.delete_target(draft.name, now=self._now_iso())
             raise
-        with self._db.write() as conn:
-            store.touch_catalog(conn, self._now_iso())  # processes that loaded it without its secret
+        with self._store.write() as uow:
+            uow.targets.touch_catalog(self._now_iso())  # processes that loaded it without its secret
         self._changed()
         log.info("gateway target %s added with %d tool(s)", target.name, len(target.tools))
         return _view(target)
 
     def sync(self, name: str) -> TargetView:
-        with self._db.read() as conn:
-            stored = store.get_target(conn, name)
+        with self._store.read() as uow:
+            stored = uow.targets.get_target(name)
         if stored is None:
             raise NotFound(f"no gateway target {name}")
         url = self._checked_url(stored.url, "INVALID_TARGET_URL")
@@ -223,16 +222,16 @@ class TargetAdmin:
                 "synced_at": now,
             }
         )
-        with self._db.write() as conn:
-            if not store.replace_target(conn, target):
+        with self._store.write() as uow:
+            if not uow.targets.replace_target(target):
                 raise NotFound(f"no gateway target {name}")
         self._changed()
         log.info("gateway target %s synced: %d tool(s)", name, len(target.tools))
         return _view(target)
 
     def remove(self, name: str) -> None:
-        with self._db.write() as conn:
-            if not store.delete_target(conn, name, now=self._now_iso()):
+        with self._store.write() as uow:
+            if not uow.targets.delete_target(name, now=self._now_iso()):
                 raise NotFound(f"no gateway target {name}")
         self._secrets.delete(name)
         self._tokens.forget(name)

@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from fulfill.domain.killswitch import KillSwitchScope, StoredSwitches, SwitchSettings
 from fulfill.domain.models import GlobalExecutionConfig, TenantExecutionConfig
 from fulfill.domain.records import StoredGlobalConfig, StoredTenantConfig, TenantSwitchSummary
 
 
 class KillSwitchesRepository(Protocol):
+    def get_switches(self, scope: KillSwitchScope, *, for_update: bool = ...) -> StoredSwitches:
+        """A scope's switches (missing row: nothing stopped, revision 0); ``for_update`` locks the
+        row for a read-modify-write in this transaction (creating it, with the defaults, when it
+        does not exist yet)."""
+        ...
+
+    def put_switches(self, scope: KillSwitchScope, settings: SwitchSettings, *, now: str) -> StoredSwitches:
+        """Replace a scope's switches atomically; returns what was stored, with its revision."""
+        ...
+
     def get_global(self, *, for_update: bool = ...) -> StoredGlobalConfig:
         """The global switches; ``for_update`` locks the row for a read-modify-write in this
         transaction (creating it, with the defaults, when it does not exist yet)."""
