@@ -46,12 +46,15 @@ from fulfill.usecases.executions import RerunRequest
 from fulfill.usecases.intents import CreateIntent
 from tests.support.chain_driver import (
     Answer,
+    Backend,
     ChainService,
     IntentRows,
     Phase,
     WorkflowRun,
     chain_service,
+    memory_backend,
     read_intent_rows,
+    sqlite_backend,
 )
 
 TENANTS = ("t1", "t2")
@@ -63,7 +66,8 @@ ACTION_TYPES = {
 }
 START_EPOCH = 1_900_000_000.0
 # PROPERTY_EXAMPLES raises the number of interleavings (e.g. for a long local run).
-MAX_EXAMPLES = int(os.environ.get("PROPERTY_EXAMPLES", "150"))
+MAX_EXAMPLES = int(os.environ.get("PROPERTY_EXAMPLES", "1000"))
+SQLITE_EXAMPLES = int(os.environ.get("PROPERTY_SQLITE_EXAMPLES", "50"))
 STEP_COUNT = 40
 
 
@@ -77,12 +81,15 @@ def admin_of(tenant_id: str) -> Principal:
 
 class ExecutionMachine(RuleBasedStateMachine):
     intents = Bundle("intents")
+    backend: Backend = staticmethod(memory_backend)  # type: ignore[assignment]
 
     def __init__(self) -> None:
         super().__init__()
-        self._service_context = chain_service(self._stop_observed, start_epoch=START_EPOCH)
+        self._service_context = chain_service(
+            self._stop_observed, start_epoch=START_EPOCH, backend=self.backend
+        )
         self.service: ChainService = self._service_context.__enter__()
-        self.rt = self.service.runtime
+        self.rt = self.service.context
         self.driver = self.service.driver
         self.gateway = self.service.gateway
         # What the rules did, as the model the store is checked against.
@@ -363,7 +370,7 @@ class ExecutionMachine(RuleBasedStateMachine):
         return run
 
     def _rows(self, intent: str) -> IntentRows:
-        return read_intent_rows(self.rt, self.tenant_of[intent], intent)
+        return read_intent_rows(self.rt.store, self.tenant_of[intent], intent)
 
 
 TERMINAL = frozenset(
@@ -375,6 +382,21 @@ ExecutionMachine.TestCase.settings = settings(
     stateful_step_count=STEP_COUNT,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-    derandomize=False,
 )
 TestExecutionMachine = ExecutionMachine.TestCase
+
+
+class SqliteExecutionMachine(ExecutionMachine):
+    """The same moves on the SQL adapter and a SQLite file: the in-memory store the machine
+    runs on keeps the semantics the steps and use cases rely on."""
+
+    backend = staticmethod(sqlite_backend)  # type: ignore[assignment]
+
+
+SqliteExecutionMachine.TestCase.settings = settings(
+    max_examples=SQLITE_EXAMPLES,
+    stateful_step_count=STEP_COUNT,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+TestSqliteExecutionMachine = SqliteExecutionMachine.TestCase

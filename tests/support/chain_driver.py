@@ -11,6 +11,9 @@ The sequencing mirrors ``engine/workflow.execute_intent`` and ``_invoke``: Prepa
 InvokeTool (or straight to RecordOutcome on a stop), then RecordOutcome; a recorded outcome whose
 write was cancelled meanwhile requests compensation.
 
+The steps get a :class:`StepDeps` (``engine/steps/deps.py``) and the use cases a context, both
+over one store: the in-memory one (``tests/support/memory_store``) by default, or the SQL adapter
+on a throw-away SQLite file (the same semantics, proven by running the same moves on both).
 The service parts around the steps are test doubles: a fixed clock the test moves, a tool gateway
 that deduplicates on the idempotency key like every connector must (DESIGN §3.3) and records every
 call it receives, and a connector gate that always admits (flow control has its own tests).
@@ -21,7 +24,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from enum import Enum
@@ -54,12 +57,13 @@ from fulfill.domain.models import (
 from fulfill.domain.ports import ToolCallOutcome
 from fulfill.domain.time import iso_from_epoch
 from fulfill.engine import intake, steps
-from fulfill.engine import runtime as runtime_module
-from fulfill.engine.runtime import Runtime
-from fulfill.store import executions, intents
+from fulfill.engine.steps import StepDeps
+from fulfill.ports.store import Store
 from fulfill.store.db import Database
 from fulfill.store.migrate import upgrade_to_head
+from fulfill.store.sql_store import SqlStore
 from fulfill.usecases.registry import seed_default_registry
+from tests.support.memory_store import MemoryStore
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -260,8 +264,8 @@ class WorkflowRun:
 class ChainDriver:
     """The workflow engine's part, played step by step (see the module's docstring)."""
 
-    def __init__(self, runtime: Runtime) -> None:
-        self.rt = runtime
+    def __init__(self, deps: StepDeps) -> None:
+        self.deps = deps
         self.runs: dict[str, WorkflowRun] = {}  # by workflow id, in the order they were started
 
     # --- starting ------------------------------------------------------------------------------
@@ -309,7 +313,7 @@ class ChainDriver:
         assert run.draft is not None
         assert run.done
         assert not run.duplicate
-        return steps.record_outcome(through_json(run.draft, OutcomeDraft))
+        return steps.record_outcome(self.deps, through_json(run.draft, OutcomeDraft))
 
     def _advance(self, run: WorkflowRun, *, checkpoint: bool) -> None:
         if run.phase is Phase.PREPARE:
@@ -321,7 +325,7 @@ class ChainDriver:
 
     def _prepare(self, run: WorkflowRun, checkpoint: bool) -> None:
         try:
-            call = steps.prepare_tool_call(through_json(run.request, ExecutionRequest))
+            call = steps.prepare_tool_call(self.deps, through_json(run.request, ExecutionRequest))
         except ExecutionStopped as stop:
             if checkpoint:
                 self._to_record(run, stop.draft)
@@ -337,7 +341,7 @@ class ChainDriver:
         call = run.call
         assert call is not None
         try:
-            result = steps.invoke_tool(through_json(call, ToolCall))
+            result = steps.invoke_tool(self.deps, through_json(call, ToolCall))
         except ExecutionStopped as stop:
             draft = stop.draft
         except steps.RetryableToolFailure as failure:
@@ -349,7 +353,7 @@ class ChainDriver:
             raise
         except Exception as exc:
             run.unexpected.append(exc)
-            draft = outcome_from_step_failure(call.context, steps.unexpected_error(exc))
+            draft = outcome_from_step_failure(call.context, steps.unexpected_error(exc, self.deps.store))
         else:
             draft = outcome_from_tool_result(through_json(result, ToolResult))
         if checkpoint:
@@ -360,7 +364,7 @@ class ChainDriver:
 
     def _record(self, run: WorkflowRun, checkpoint: bool) -> None:
         assert run.draft is not None
-        recorded = steps.record_outcome(through_json(run.draft, OutcomeDraft))
+        recorded = steps.record_outcome(self.deps, through_json(run.draft, OutcomeDraft))
         if not checkpoint:
             return
         run.recorded = through_json(recorded, RecordedOutcome)
@@ -397,18 +401,18 @@ class IntentRows:
         ]
 
 
-def read_intent_rows(rt: Runtime, tenant_id: str, action_intent_id: str) -> IntentRows:
-    with rt.db.read() as conn:
-        intent = intents.get_intent(conn, tenant_id, action_intent_id)
+def read_intent_rows(store: Store, tenant_id: str, action_intent_id: str) -> IntentRows:
+    with store.read() as uow:
+        intent = uow.intents.get_intent(tenant_id, action_intent_id)
         assert intent is not None
-        attempt = executions.get_attempt(conn, tenant_id, intent.account_id, action_intent_id)
+        attempt = uow.executions.get_attempt(tenant_id, intent.account_id, action_intent_id)
         outcomes = {}
         for count in range(1, (attempt.attempt_count if attempt else 0) + 1):
-            outcome = executions.get_outcome(conn, tenant_id, intent.account_id, action_intent_id, count)
+            outcome = uow.executions.get_outcome(tenant_id, intent.account_id, action_intent_id, count)
             if outcome is not None:
                 outcomes[count] = outcome
-        ledger = tuple(executions.list_ledger(conn, tenant_id, action_intent_id))
-        signals = tuple(executions.list_signals(conn, tenant_id, action_intent_id))
+        ledger = tuple(uow.executions.list_ledger(tenant_id, action_intent_id))
+        signals = tuple(uow.executions.list_signals(tenant_id, action_intent_id))
     return IntentRows(
         attempt=attempt,
         outcomes=outcomes,
@@ -420,12 +424,106 @@ def read_intent_rows(rt: Runtime, tenant_id: str, action_intent_id: str) -> Inte
 
 # --- a service without its servers ---------------------------------------------------------------
 
+
+@dataclass
+class ChainContext:
+    """What the use cases and the intake read of a running service (``UseCaseContext``)."""
+
+    settings: Settings
+    store: Store
+    clock: ManualClock
+    tool_schemas: Mapping[str, dict[str, Any]]
+    outbox_wakeup: threading.Event = field(default_factory=threading.Event)
+
+    def connector_names(self) -> set[str]:
+        return {tool.split(".", 1)[0] for tool in self.tool_schemas}
+
+
+@dataclass
+class ChainService:
+    """A service's parts around the steps, on a fresh store, whose workflow starts go to a
+    :class:`ChainDriver` instead of the workflow engine."""
+
+    context: ChainContext
+    clock: ManualClock
+    gateway: RecordingGateway
+    driver: ChainDriver
+    close: Callable[[], None]
+
+    @property
+    def store(self) -> Store:
+        return self.context.store
+
+
+def _settings(database_url: str = "sqlite:///unused.db") -> Settings:
+    return Settings(
+        database_url=database_url,
+        jwt_secret="chain-driver-secret-0123456789abcdef",
+        retry_backoff_base_seconds=0.0,
+        rate_limit_backoff_seconds=0.0,
+        log_level="WARNING",
+    )
+
+
+def memory_backend() -> tuple[Store, Settings, Callable[[], None]]:
+    """A fresh in-memory store with the default registry."""
+    store = MemoryStore()
+    seed_default_registry(store, iso_from_epoch(1_700_000_000))
+    return store, _settings(), lambda: None
+
+
+def sqlite_backend() -> tuple[Store, Settings, Callable[[], None]]:
+    """The SQL adapter on a copy of a migrated, seeded SQLite file (in RAM when /dev/shm exists)."""
+    folder = Path(tempfile.mkdtemp(prefix="fulfill-chain-", dir=_fast_tmp()))
+    path = folder / "fulfill.db"
+    shutil.copyfile(_migrated_template(), path)
+    settings = _settings(f"sqlite:///{path}")
+    database = Database(settings.database_url, pool_size=2)
+
+    def close() -> None:
+        database.dispose()
+        shutil.rmtree(folder, ignore_errors=True)
+
+    return SqlStore(database), settings, close
+
+
+Backend = Callable[[], tuple[Store, Settings, Callable[[], None]]]
+
+
+@contextmanager
+def chain_service(
+    stop_observed: Callable[[str, str], bool], *, start_epoch: float, backend: Backend = memory_backend
+) -> Iterator[ChainService]:
+    store, settings, close = backend()
+    clock = ManualClock(start_epoch)
+    gateway = RecordingGateway(stop_observed)
+    context = ChainContext(settings=settings, store=store, clock=clock, tool_schemas=TOOL_SCHEMAS)
+    deps = StepDeps(
+        store=store,
+        clock=clock,
+        gateway=gateway,
+        gate=OpenGate(),
+        settings=settings,
+        needs_confirmation=lambda tool_name: tool_name in CONFIRMED_TOOLS,
+        wake_outbox=context.outbox_wakeup.set,
+        sleep=lambda _seconds: None,
+    )
+    driver = ChainDriver(deps)
+    previous_start = intake.start_execution
+    intake.start_execution = driver.start  # type: ignore[assignment]
+    try:
+        yield ChainService(context, clock, gateway, driver, close)
+    finally:
+        intake.start_execution = previous_start  # type: ignore[assignment]
+        close()
+
+
 _template_lock = threading.Lock()
 _template: Path | None = None
 
 
 def _migrated_template() -> Path:
-    """One migrated and seeded SQLite file per test process; every driver works on a copy."""
+    """One migrated and seeded SQLite file per test process; every SQLite backend is a copy."""
     global _template
     with _template_lock:
         if _template is None:
@@ -433,7 +531,7 @@ def _migrated_template() -> Path:
             path = folder / "template.db"
             db = Database(f"sqlite:///{path}")
             upgrade_to_head(db)
-            seed_default_registry(db, iso_from_epoch(1_700_000_000))
+            seed_default_registry(SqlStore(db), iso_from_epoch(1_700_000_000))
             db.dispose()  # the last connection's close checkpoints the WAL into the file
             _template = path
         return _template
@@ -443,56 +541,3 @@ def _fast_tmp() -> str | None:
     """A RAM-backed folder when there is one: these databases live for one test example."""
     shm = Path("/dev/shm")
     return str(shm) if shm.is_dir() else None
-
-
-@dataclass
-class ChainService:
-    """The parts of a service the steps and use cases need, on a fresh database."""
-
-    runtime: Runtime
-    clock: ManualClock
-    gateway: RecordingGateway
-    driver: ChainDriver
-    path: Path
-
-    def close(self) -> None:
-        self.runtime.db.dispose()
-        shutil.rmtree(self.path.parent, ignore_errors=True)
-
-
-@contextmanager
-def chain_service(stop_observed: Callable[[str, str], bool], *, start_epoch: float) -> Iterator[ChainService]:
-    """A runtime installed for the steps, on a copy of the migrated database, whose workflow
-    starts go to a :class:`ChainDriver` instead of the workflow engine."""
-    folder = Path(tempfile.mkdtemp(prefix="fulfill-chain-", dir=_fast_tmp()))
-    path = folder / "fulfill.db"
-    shutil.copyfile(_migrated_template(), path)
-    settings = Settings(
-        database_url=f"sqlite:///{path}",
-        jwt_secret="chain-driver-secret-0123456789abcdef",
-        retry_backoff_base_seconds=0.0,
-        rate_limit_backoff_seconds=0.0,
-        log_level="WARNING",
-    )
-    clock = ManualClock(start_epoch)
-    gateway = RecordingGateway(stop_observed)
-    runtime = Runtime(
-        settings=settings,
-        db=Database(settings.database_url, pool_size=2),
-        clock=clock,
-        gateway=gateway,
-        tool_schemas=TOOL_SCHEMAS,
-        needs_confirmation=lambda tool_name: tool_name in CONFIRMED_TOOLS,
-    )
-    runtime.flow = OpenGate()  # type: ignore[assignment]
-    driver = ChainDriver(runtime)
-    service = ChainService(runtime, clock, gateway, driver, path)
-    previous_start = intake.start_execution
-    intake.start_execution = driver.start  # type: ignore[assignment]
-    runtime_module.install(runtime)
-    try:
-        yield service
-    finally:
-        runtime_module.install(None)
-        intake.start_execution = previous_start  # type: ignore[assignment]
-        service.close()
