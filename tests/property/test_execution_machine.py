@@ -36,6 +36,7 @@ from hypothesis.stateful import (
 
 from fulfill.domain.ledger import OUTCOME_EVENT_TYPES
 from fulfill.domain.models import ApprovalStatus, AttemptStatus, ExecutionStatus
+from fulfill.domain.targets import UNKNOWN_OUTCOME
 from fulfill.engine import intake
 from fulfill.tokens import Principal
 from fulfill.usecases import admin
@@ -118,6 +119,7 @@ class ExecutionMachine(RuleBasedStateMachine):
                     assert rows.attempt.attempt_count in rows.outcomes, (intent_id, rows.attempt)
             self.exactly_once()
             self.no_tool_call_after_a_stop()
+            self.every_write_is_on_record()
         finally:
             self._service_context.__exit__(None, None, None)
 
@@ -357,6 +359,20 @@ class ExecutionMachine(RuleBasedStateMachine):
                 assert written is not None, outcome
                 assert outcome.external_object_refs == [written], outcome
             assert (run.compensation is not None) == run.recorded.cancelled_after_write
+
+    def every_write_is_on_record(self) -> None:
+        """Once every workflow has ended, each object the connector wrote is named by an outcome:
+        SUCCEEDED with the write's idempotency key and its ref, or UNKNOWN_OUTCOME (a call that
+        was in flight when its process died, to a target that cannot be asked again)."""
+        on_record: set[str] = set()
+        for intent in self.tenant_of:
+            for outcome in self._rows(intent).outcomes.values():
+                if outcome.idempotency_key and (
+                    outcome.status is ExecutionStatus.SUCCEEDED or outcome.error_code == UNKNOWN_OUTCOME
+                ):
+                    on_record.add(outcome.idempotency_key)
+        missing = {key: ref for key, ref in self.gateway.writes.items() if key not in on_record}
+        assert not missing, f"objects written that no outcome names: {missing}"
 
     # --- helpers ------------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ call it receives, and a connector gate that always admits (flow control has its 
 
 from __future__ import annotations
 
+import functools
 import shutil
 import tempfile
 import threading
@@ -455,7 +456,9 @@ class ChainService:
         return self.context.store
 
 
+@functools.cache
 def _settings(database_url: str = "sqlite:///unused.db") -> Settings:
+    """Built once per URL (reading the environment takes longer than a whole example)."""
     return Settings(
         database_url=database_url,
         jwt_secret="chain-driver-secret-0123456789abcdef",
