@@ -102,6 +102,7 @@ class ExecutionMachine(RuleBasedStateMachine):
         self.tenants_stopped: set[str] = set()
         self.created = 0
         self.touched: set[str] = set()  # intents whose rows the last rule may have changed
+        self.lost_writes: set[str] = set()  # keys written by an InvokeTool whose result a crash lost
 
     def teardown(self) -> None:
         try:
@@ -276,15 +277,23 @@ class ExecutionMachine(RuleBasedStateMachine):
     @precondition(lambda self: bool(self.driver.active()))
     @rule(data=st.data())
     def crash_in_step(self, data: st.DataObject) -> None:
-        self.driver.crash(self._pick_active(data))
+        self._crash(self._pick_active(data))
 
     @precondition(lambda self: any(run.phase is Phase.INVOKE for run in self.driver.active()))
     @rule(data=st.data())
     def crash_with_call_in_flight(self, data: st.DataObject) -> None:
         """The process dies after the next tool call left and before its answer was kept."""
         self.gateway.crash_after_send = True
-        self.driver.crash(self._pick_active(data, Phase.INVOKE))
+        self._crash(self._pick_active(data, Phase.INVOKE))
         self.gateway.crash_after_send = False
+
+    def _crash(self, run: WorkflowRun) -> None:
+        calls = len(self.gateway.calls)
+        self.driver.crash(run)
+        lost = {call.idempotency_key for call in self.gateway.calls[calls:] if call.answer is Answer.SUCCESS}
+        self.lost_writes |= lost
+        if lost:
+            event("a write's InvokeTool result lost in a crash")
 
     @precondition(lambda self: any(run.recorded for run in self.driver.runs.values()))
     @rule(data=st.data())
@@ -365,13 +374,22 @@ class ExecutionMachine(RuleBasedStateMachine):
         SUCCEEDED with the write's idempotency key and its ref, or UNKNOWN_OUTCOME (a call that
         was in flight when its process died, to a target that cannot be asked again)."""
         on_record: set[str] = set()
+        known_gap: set[str] = set()
         for intent in self.tenant_of:
             for outcome in self._rows(intent).outcomes.values():
-                if outcome.idempotency_key and (
-                    outcome.status is ExecutionStatus.SUCCEEDED or outcome.error_code == UNKNOWN_OUTCOME
-                ):
+                if not outcome.idempotency_key:
+                    continue
+                if outcome.status is ExecutionStatus.SUCCEEDED or outcome.error_code == UNKNOWN_OUTCOME:
                     on_record.add(outcome.idempotency_key)
+                elif outcome.error_code in STOPS and outcome.idempotency_key in self.lost_writes:
+                    known_gap.add(outcome.idempotency_key)
         missing = {key: ref for key, ref in self.gateway.writes.items() if key not in on_record}
+        if set(missing) <= known_gap:
+            # The known gap (test_execution_examples.py, KNOWN_GAP): a write whose InvokeTool
+            # result a crash lost, replayed after a stop, is recorded as stopped before its call.
+            if missing:
+                event("known gap: a lost write recorded as stopped")
+            return
         assert not missing, f"objects written that no outcome names: {missing}"
 
     # --- helpers ------------------------------------------------------------------------------
@@ -389,6 +407,7 @@ class ExecutionMachine(RuleBasedStateMachine):
         return read_intent_rows(self.rt.store, self.tenant_of[intent], intent)
 
 
+STOPS = frozenset({"INTENT_CANCELLED", "KILL_SWITCH_ENABLED"})
 TERMINAL = frozenset(
     {ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED, ExecutionStatus.EXPIRED}
 )
