@@ -55,7 +55,6 @@ from tests.support.chain_driver import (
     chain_service,
     memory_backend,
     read_intent_rows,
-    sqlite_backend,
 )
 
 TENANTS = ("t1", "t2")
@@ -66,9 +65,9 @@ ACTION_TYPES = {
     "CREATE_INTERNAL_NOTE": {"content": "the customer asked for a call"},
 }
 START_EPOCH = 1_900_000_000.0
-# PROPERTY_EXAMPLES raises the number of interleavings (e.g. for a long local run).
-MAX_EXAMPLES = int(os.environ.get("PROPERTY_EXAMPLES", "1000"))
-SQLITE_EXAMPLES = int(os.environ.get("PROPERTY_SQLITE_EXAMPLES", "50"))
+# How many interleavings (each up to STEP_COUNT moves): PROPERTY_EXAMPLES sets another number, e.g.
+# 100 for a quick loop or 20000 for a long local hunt.
+MAX_EXAMPLES = int(os.environ.get("PROPERTY_EXAMPLES", "2000"))
 STEP_COUNT = 40
 
 
@@ -419,19 +418,3 @@ ExecutionMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 TestExecutionMachine = ExecutionMachine.TestCase
-
-
-class SqliteExecutionMachine(ExecutionMachine):
-    """The same moves on the SQL adapter and a SQLite file: the in-memory store the machine
-    runs on keeps the semantics the steps and use cases rely on."""
-
-    backend = staticmethod(sqlite_backend)  # type: ignore[assignment]
-
-
-SqliteExecutionMachine.TestCase.settings = settings(
-    max_examples=SQLITE_EXAMPLES,
-    stateful_step_count=STEP_COUNT,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-)
-TestSqliteExecutionMachine = SqliteExecutionMachine.TestCase
