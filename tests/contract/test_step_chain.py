@@ -188,7 +188,9 @@ def test_a_duplicate_request_to_prepare_tool_call_is_a_duplicate(contract: Harne
         workflow_id="exec-other",
         attempt_id="attempt_not_the_lock",
     )
-    assert isinstance(through_json(steps.prepare_tool_call(deps(), request), DuplicateExecution), DuplicateExecution)
+    assert isinstance(
+        through_json(steps.prepare_tool_call(deps(), request), DuplicateExecution), DuplicateExecution
+    )
 
 
 def test_start_of_a_foreign_request_is_a_duplicate_not_a_failure(contract: Harness) -> None:

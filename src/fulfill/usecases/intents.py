@@ -536,7 +536,6 @@ def cancel_intent(rt: UseCaseContext, principal: Principal, action_intent_id: st
     return ApprovalChange(action_intent_id=action_intent_id, approval_status=ApprovalStatus.CANCELLED)
 
 
-
 def _transition(uow: UnitOfWork, intent: ActionIntentV1, **change: Any) -> ActionIntentV1:
     """Move the approval status, or 409 when the intent changed since it was read."""
     moved = uow.intents.transition_approval(intent, **change)
