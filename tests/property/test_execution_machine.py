@@ -2,7 +2,8 @@
 upstream systems and crashes do to executions.
 
 The moves: create an intent; approve it; deliver its ACTION_APPROVED event again; cancel it;
-rerun it; turn the global or a tenant's kill switch on or off; make the tool's next answer a
+rerun it; turn the global or a tenant's kill switch on or off; let time pass (past an attempt's
+budget, past the intents' expiry); make the tool's next answer a
 transient or a permanent failure; advance a workflow by one step, or crash it in a step (the step
 runs, its result is lost, recovery runs it again), or crash the process while a tool call is in
 flight; replay a RecordOutcome that had committed. After every move:
@@ -41,6 +42,7 @@ from hypothesis.stateful import (
 )
 
 from fulfill.domain.execution import CompensationRequest
+from fulfill.domain.expiry import is_expired
 from fulfill.domain.ledger import OUTCOME_EVENT_TYPES
 from fulfill.domain.models import ApprovalStatus, AttemptStatus, ExecutionStatus
 from fulfill.domain.targets import UNKNOWN_OUTCOME
@@ -182,11 +184,14 @@ class ExecutionMachine(RuleBasedStateMachine):
         self.touched.add(intent)
         try:
             change = intent_cases.approve_intent(self.rt, admin_of(self.tenant_of[intent]), intent)
-        except Conflict:
-            assert intent in self.cancelled, "only a cancelled intent refuses an approval here"
+        except Conflict as refused:
+            refusal = refused.code
+        else:
+            assert change.approval_status is ApprovalStatus.APPROVED
+            self.approved.add(intent)
             return
-        assert change.approval_status is ApprovalStatus.APPROVED
-        self.approved.add(intent)
+        # Only an expired or a cancelled intent refuses an approval here.
+        assert self._expired(intent) if refusal == "INTENT_EXPIRED" else intent in self.cancelled, refusal
 
     @rule(intent=intents)
     def duplicate_approval_event(self, intent: str) -> None:
@@ -253,6 +258,11 @@ class ExecutionMachine(RuleBasedStateMachine):
             self.tenants_stopped.add(tenant)
         else:
             self.tenants_stopped.discard(tenant)
+
+    @rule(seconds=st.sampled_from([30, 301, 8 * 24 * 3600]))
+    def time_passes(self, seconds: int) -> None:
+        """Half a minute; past an attempt's whole budget (300 s); past every intent's expiry."""
+        self.service.clock.advance(seconds)
 
     @rule(answer=st.sampled_from([Answer.TRANSIENT, Answer.PERMANENT]))
     def next_tool_answer_fails(self, answer: Answer) -> None:
@@ -439,6 +449,12 @@ class ExecutionMachine(RuleBasedStateMachine):
         run = data.draw(st.sampled_from(runs), label="workflow")
         self.touched.add(run.request.action_intent_id)
         return run
+
+    def _expired(self, intent: str) -> bool:
+        with self.rt.store.read() as uow:
+            stored = uow.intents.get_intent(self.tenant_of[intent], intent)
+        assert stored is not None
+        return is_expired(stored.expires_at_epoch, self.service.clock.now())
 
     def _rows(self, intent: str) -> IntentRows:
         return read_intent_rows(self.rt.store, self.tenant_of[intent], intent)
