@@ -94,9 +94,10 @@ def test_a_crash_after_the_write_is_recovered_by_calling_again_with_the_same_key
     assert len(service.gateway.writes) == 1
 
 
-# The machine's first counterexample: a call that wrote, whose InvokeTool result was lost in a crash,
-# then a stop (a cancel or a kill switch) before recovery. The replayed InvokeTool reads the stop and
-# records CANCELLED "before its tool call", with no ref; the object stays written, named by no
+# The machine's first counterexamples: a call that wrote, whose InvokeTool result was lost in a crash,
+# then a stop (a cancel, a kill switch, or the attempt's budget spent) before recovery. The replayed
+# InvokeTool reads the stop and records CANCELLED (or FAILED, EXECUTION_TIMEOUT) "before its tool
+# call", with no ref; the object stays written, named by no
 # outcome, and so never compensated. Telling such a replay from a first call needs a mark written
 # before every call leaves (today only targets that do not deduplicate get one: sent_calls.py),
 # one more write per tool call; the decision is left to the engine's owners.
@@ -152,3 +153,14 @@ def test_the_replay_after_a_lost_write_makes_no_call_once_stopped(
     assert rows.outcomes[1].error_code == "INTENT_CANCELLED"
     assert rows.entries("EXECUTION_CANCELLED", 1)
     assert [signal.attempt for signal in rows.signals] == [1]
+
+
+@KNOWN_GAP
+def test_a_budget_spent_after_a_lost_write_leaves_the_write_on_record(service: ChainService) -> None:
+    run = approved_task(service)
+    key = crash_after_the_write(service, run)
+    service.clock.advance(301)  # the attempt's budget is 300 s
+    service.driver.run_to_end(run)
+    outcome = read_intent_rows(service.store, TENANT, "ai-1").outcomes[1]
+    assert outcome.error_code == "EXECUTION_TIMEOUT"
+    assert outcome.external_object_refs == [service.gateway.writes[key]]
