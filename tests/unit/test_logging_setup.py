@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from types import SimpleNamespace
 
 import pytest
 
@@ -14,7 +13,6 @@ from fulfill.logging_setup import (
     Redactor,
     current_log_context,
     log_context,
-    step_log_context,
 )
 
 JWT = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1c2VyIn0.c2lnbmF0dXJlLXZhbHVlXy0"
@@ -112,30 +110,3 @@ def test_log_context_does_not_leak_into_other_threads() -> None:
         thread.start()
         thread.join()
     assert seen == [{}]
-
-
-def test_a_step_logs_with_its_execution_context() -> None:
-    context = SimpleNamespace(
-        action_intent_id="ai_1", tenant_id="t-1", account_id="acc-1", trace_id="tr-1", workflow_id="w"
-    )
-
-    @step_log_context("InvokeTool")
-    def step(call: SimpleNamespace) -> dict[str, str]:
-        return current_log_context()
-
-    assert step(SimpleNamespace(context=context)) == {
-        "action_intent_id": "ai_1",
-        "tenant_id": "t-1",
-        "account_id": "acc-1",
-        "trace_id": "tr-1",
-        "step": "InvokeTool",
-    }
-    assert step.__name__ == "step"
-    assert current_log_context() == {}
-
-
-def test_the_engine_steps_carry_the_log_context() -> None:
-    from fulfill.engine import steps
-
-    assert hasattr(steps.invoke_tool, "__wrapped__")
-    assert hasattr(steps.record_outcome, "__wrapped__")

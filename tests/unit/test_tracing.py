@@ -89,40 +89,6 @@ def test_outgoing_headers_carry_the_current_span() -> None:
     assert tracing.context_from_headers({}) is None
 
 
-def test_traced_step_names_the_span_and_its_execution(exporter: InMemorySpanExporter) -> None:
-    class Context:
-        action_intent_id = "ai_1"
-        tenant_id = "t1"
-        attempt_count = 1
-
-    class Argument:
-        context = Context()
-
-    @tracing.traced_step("ValidatePreflight")
-    def step(argument: Argument) -> str:
-        return "done"
-
-    assert step(Argument()) == "done"
-    [span] = exporter.get_finished_spans()
-    assert span.name == "ValidatePreflight"
-    assert dict(span.attributes or {}) == {
-        "fulfill.action_intent_id": "ai_1",
-        "fulfill.tenant_id": "t1",
-        "fulfill.attempt": 1,
-    }
-
-
-def test_a_failing_step_marks_its_span_failed(exporter: InMemorySpanExporter) -> None:
-    @tracing.traced_step("MapActionToTool")
-    def step(_argument: object) -> None:
-        raise ValueError("no mapping")
-
-    with pytest.raises(ValueError, match="no mapping"):
-        step(object())
-    [span] = exporter.get_finished_spans()
-    assert not span.status.is_ok
-
-
 @pytest.mark.parametrize("log_format", ["json", "text"])
 def test_log_lines_carry_the_current_trace_id(log_format: str) -> None:
     stream = io.StringIO()

@@ -14,11 +14,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from fulfill.api.deps import Verifier
 from fulfill.api.problems import ApiProblem
-from fulfill.tokens import Principal, TokenError, TokenVerifier
+from fulfill.tokens import Principal, TokenError
 
 _bearer = HTTPBearer(auto_error=False, description="A JWT; see README 'Authentication'.")
 
@@ -41,12 +42,11 @@ def _quoted(value: str) -> str:
 
 def require_scope(scope: str) -> Callable[..., Principal]:
     def dependency(
-        request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)], verifier: Verifier
     ) -> Principal:
         if credentials is None or credentials.scheme.lower() != "bearer":
             # RFC 6750 §3.1: a request without credentials gets a challenge without an error code.
             raise _unauthorized("a bearer token is required", "TOKEN_MISSING", challenge="Bearer")
-        verifier: TokenVerifier = request.app.state.token_verifier
         try:
             principal = verifier.verify(credentials.credentials)
         except TokenError as exc:

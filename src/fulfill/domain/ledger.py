@@ -5,7 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from fulfill.domain.killswitch import KillSwitchScope, StoredSwitches
-from fulfill.domain.models import ActionOutcomeV1, ExecutionSignal, ExecutionStatus, LedgerEntry
+from fulfill.domain.models import (
+    ActionIntentV1,
+    ActionOutcomeV1,
+    ExecutionSignal,
+    ExecutionStatus,
+    LedgerEntry,
+)
 
 OUTCOME_EVENT_TYPES: dict[ExecutionStatus, str] = {
     ExecutionStatus.SUCCEEDED: "ACTION_EXECUTED",
@@ -77,6 +83,62 @@ def action_approved_entry(
         attempt=0,
         trace_id=trace_id,
         data=data,
+    )
+
+
+def intent_decision_entry(
+    intent: ActionIntentV1, event_type: str, *, decided_by: str, comment: str | None = None
+) -> LedgerEntry:
+    """A person's decision on an intent (``INTENT_REJECTED``, ``INTENT_CANCELLED``), at the time of
+    the intent's change."""
+    data: dict[str, Any] = {"action_intent_id": intent.action_intent_id, "decided_by": decided_by}
+    if comment is not None:
+        data["comment"] = comment
+    return ledger_entry(
+        event_type=event_type,
+        timestamp=intent.updated_at,
+        tenant_id=intent.tenant_id,
+        account_id=intent.account_id,
+        action_intent_id=intent.action_intent_id,
+        attempt=0,
+        trace_id=intent.trace_id,
+        data=data,
+    )
+
+
+def rerun_requested_entry(
+    intent: ActionIntentV1,
+    *,
+    attempt: int,
+    trace_id: str,
+    timestamp: str,
+    requested_by: str,
+    reason: str | None,
+    after_stop: str | None,
+    beyond_max_attempts: bool,
+) -> LedgerEntry:
+    """An admin's rerun of an intent, as attempt ``attempt``. ``after_stop``: the error code of the
+    stop from outside that ended the previous attempt before its tool call (such a rerun is not
+    counted against ``max_attempts``; the entry then says whether it goes beyond them)."""
+    stopped = (
+        {"after_stop": after_stop, "beyond_max_attempts": beyond_max_attempts}
+        if after_stop is not None
+        else {}
+    )
+    return ledger_entry(
+        event_type="RERUN_REQUESTED",
+        timestamp=timestamp,
+        tenant_id=intent.tenant_id,
+        account_id=intent.account_id,
+        action_intent_id=intent.action_intent_id,
+        attempt=attempt,
+        trace_id=trace_id,
+        data={
+            "action_intent_id": intent.action_intent_id,
+            "requested_by": requested_by,
+            "reason": reason,
+            **stopped,
+        },
     )
 
 

@@ -1,7 +1,8 @@
-"""The dependencies the workflow steps reach for, installed once per process at start-up.
+"""The process's collaborators, installed once at start-up.
 
-DBOS steps are plain module functions replayed by the workflow engine, so they cannot receive
-their collaborators as arguments; they read them from here instead.
+A DBOS workflow is started by name from a queue, so it cannot be handed its collaborators; it
+reads them from here, once, when it starts (``engine/workflow.step_deps``), and passes its steps
+only what they need (``engine/steps/deps.StepDeps``).
 """
 
 from __future__ import annotations

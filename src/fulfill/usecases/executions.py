@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from fulfill.domain.expiry import is_expired
-from fulfill.domain.ledger import TOOL_CALL_TRY_FAILED, ledger_entry
+from fulfill.domain.ledger import TOOL_CALL_TRY_FAILED, rerun_requested_entry
 from fulfill.domain.models import (
     RERUNNABLE_STATUSES,
     ActionIntentV1,
@@ -302,21 +302,16 @@ def rerun_execution(
             intent.tenant_id, action_intent_id, status=ExecutionStatus.PENDING, at=now_iso
         )
         uow.executions.append_ledger(
-            ledger_entry(
-                event_type="RERUN_REQUESTED",
-                timestamp=now_iso,
-                tenant_id=intent.tenant_id,
-                account_id=intent.account_id,
-                action_intent_id=action_intent_id,
+            rerun_requested_entry(
+                intent,
                 attempt=attempt_count,
                 trace_id=rerun.trace_id,
-                data={
-                    "action_intent_id": action_intent_id,
-                    "requested_by": principal.subject,
-                    "reason": body.reason,
-                    **({"after_stop": stop, "beyond_max_attempts": beyond} if stop is not None else {}),
-                },
-            ),
+                timestamp=now_iso,
+                requested_by=principal.subject,
+                reason=body.reason,
+                after_stop=stop,
+                beyond_max_attempts=beyond,
+            )
         )
         request = request_for(rerun, requested_by=principal.subject, rerun_reason=body.reason)
         uow.outbox.enqueue(

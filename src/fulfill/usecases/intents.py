@@ -15,7 +15,7 @@ from fulfill.domain.execution import CompensationRequest
 from fulfill.domain.expiry import beyond_max_ttl, default_expiry_epoch, describe_seconds, is_expired
 from fulfill.domain.idempotency import canonical_json
 from fulfill.domain.killswitch import evaluate_kill_switches
-from fulfill.domain.ledger import action_approved_entry, ledger_entry
+from fulfill.domain.ledger import action_approved_entry, intent_decision_entry
 from fulfill.domain.mapping import TRUSTED_ARGUMENTS, MappingError, arguments_for_tool, map_parameters
 from fulfill.domain.models import (
     ActionIntentV1,
@@ -549,20 +549,8 @@ def _transition(uow: UnitOfWork, intent: ActionIntentV1, **change: Any) -> Actio
 def _append_decision(
     uow: UnitOfWork, intent: ActionIntentV1, event_type: str, decided_by: str, *, comment: str | None = None
 ) -> None:
-    data: dict[str, Any] = {"action_intent_id": intent.action_intent_id, "decided_by": decided_by}
-    if comment is not None:
-        data["comment"] = comment
     uow.executions.append_ledger(
-        ledger_entry(
-            event_type=event_type,
-            timestamp=intent.updated_at,
-            tenant_id=intent.tenant_id,
-            account_id=intent.account_id,
-            action_intent_id=intent.action_intent_id,
-            attempt=0,
-            trace_id=intent.trace_id,
-            data=data,
-        ),
+        intent_decision_entry(intent, event_type, decided_by=decided_by, comment=comment)
     )
 
 

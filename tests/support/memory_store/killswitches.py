@@ -1,10 +1,9 @@
-"""``uow.killswitches`` in memory (``fulfill.store.killswitches``): one row per scope, missing rows
-mean "nothing stopped"; each write counts one more ``revision``. The global and tenant forms are
-read and written through the scope's row, as the SQL module does."""
+"""``uow.killswitches`` in memory (``fulfill.store.killswitches``): missing rows mean "enabled";
+each write counts one more ``revision``."""
 
 from __future__ import annotations
 
-from fulfill.domain.killswitch import GLOBAL_SCOPE, KillSwitchScope, StoredSwitches, SwitchSettings
+from fulfill.domain.killswitch import KillSwitchScope, StoredSwitches, SwitchSettings
 from fulfill.domain.models import GlobalExecutionConfig, TenantExecutionConfig
 from fulfill.domain.records import StoredGlobalConfig, StoredTenantConfig, TenantSwitchSummary
 from tests.support.memory_store.tables import Tables
@@ -14,48 +13,60 @@ class MemoryKillSwitchesRepository:
     def __init__(self, tables: Tables) -> None:
         self._t = tables
 
-    def _rows(self, scope: KillSwitchScope) -> tuple[dict[str, StoredSwitches], str]:
-        if scope.tenant_id is None:
-            return self._t.global_switches, "global"
-        return self._t.tenant_switches, scope.tenant_id
-
     def get_switches(self, scope: KillSwitchScope, *, for_update: bool = False) -> StoredSwitches:
-        rows, key = self._rows(scope)
-        stored = rows.get(key)
-        return stored if stored is not None else StoredSwitches(scope=scope)
+        if scope.tenant_id is None:
+            found = self.get_global()
+            settings = SwitchSettings(found.global_stop, tuple(found.disabled_action_types))
+            return StoredSwitches(scope, settings, updated_at=found.updated_at, revision=found.revision)
+        tenant = self.get_tenant(scope.tenant_id)
+        settings = SwitchSettings(not tenant.execution_enabled, tuple(tenant.disabled_action_types))
+        return StoredSwitches(scope, settings, updated_at=tenant.updated_at, revision=tenant.revision)
 
     def put_switches(self, scope: KillSwitchScope, settings: SwitchSettings, *, now: str) -> StoredSwitches:
-        rows, key = self._rows(scope)
-        stored = StoredSwitches(
-            scope=scope,
-            settings=SwitchSettings(settings.stopped, tuple(sorted(set(settings.disabled_action_types)))),
-            updated_at=now,
-            revision=self.get_switches(scope).revision + 1,
-        )
-        rows[key] = stored
-        return stored
+        types = list(settings.disabled_action_types)
+        if scope.tenant_id is None:
+            self.put_global(
+                GlobalExecutionConfig(global_stop=settings.stopped, disabled_action_types=types), now=now
+            )
+        else:
+            config = TenantExecutionConfig(
+                tenant_id=scope.tenant_id, execution_enabled=not settings.stopped, disabled_action_types=types
+            )
+            self.put_tenant(config, now=now)
+        return self.get_switches(scope)
 
     def get_global(self, *, for_update: bool = False) -> StoredGlobalConfig:
-        stored = self.get_switches(GLOBAL_SCOPE)
-        return StoredGlobalConfig(**stored.global_config().model_dump(), revision=stored.revision)
+        stored: StoredGlobalConfig | None = self._t.global_switches.get("global")
+        return stored if stored is not None else StoredGlobalConfig()
 
     def put_global(self, config: GlobalExecutionConfig, *, now: str) -> StoredGlobalConfig:
-        settings = SwitchSettings(config.global_stop, tuple(config.disabled_action_types))
-        stored = self.put_switches(GLOBAL_SCOPE, settings, now=now)
-        return StoredGlobalConfig(**stored.global_config().model_dump(), revision=stored.revision)
+        stored = StoredGlobalConfig(
+            global_stop=config.global_stop,
+            disabled_action_types=sorted(set(config.disabled_action_types)),
+            updated_at=now,
+            revision=self.get_global().revision + 1,
+        )
+        self._t.global_switches["global"] = stored
+        return stored
 
     def get_tenant(self, tenant_id: str, *, for_update: bool = False) -> StoredTenantConfig:
-        stored = self.get_switches(KillSwitchScope.of_tenant(tenant_id))
-        return StoredTenantConfig(**stored.tenant_config().model_dump(), revision=stored.revision)
+        stored: StoredTenantConfig | None = self._t.tenant_switches.get(tenant_id)
+        return stored if stored is not None else StoredTenantConfig(tenant_id=tenant_id)
 
     def put_tenant(self, config: TenantExecutionConfig, *, now: str) -> StoredTenantConfig:
-        settings = SwitchSettings(not config.execution_enabled, tuple(config.disabled_action_types))
-        stored = self.put_switches(KillSwitchScope.of_tenant(config.tenant_id), settings, now=now)
-        return StoredTenantConfig(**stored.tenant_config().model_dump(), revision=stored.revision)
+        stored = StoredTenantConfig(
+            tenant_id=config.tenant_id,
+            execution_enabled=config.execution_enabled,
+            disabled_action_types=sorted(set(config.disabled_action_types)),
+            updated_at=now,
+            revision=self.get_tenant(config.tenant_id).revision + 1,
+        )
+        self._t.tenant_switches[config.tenant_id] = stored
+        return stored
 
     def tenant_summary(self) -> TenantSwitchSummary:
-        rows = list(self._t.tenant_switches.values())
+        rows: list[StoredTenantConfig] = list(self._t.tenant_switches.values())
         return TenantSwitchSummary(
-            stopped_tenants=[str(row.scope.tenant_id) for row in rows if row.settings.stopped],
-            disabled_action_types=sum(len(row.settings.disabled_action_types) for row in rows),
+            stopped_tenants=[row.tenant_id for row in rows if not row.execution_enabled],
+            disabled_action_types=sum(len(row.disabled_action_types) for row in rows),
         )

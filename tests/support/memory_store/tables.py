@@ -72,8 +72,8 @@ class Tables:
     outcomes: dict[tuple[str, str, str, int], OutcomeRow] = field(default_factory=dict)
     ledger: dict[str, tuple[int, LedgerEntry]] = field(default_factory=dict)  # entry_id → (seq, entry)
     signals: dict[tuple[str, str], ExecutionSignal] = field(default_factory=dict)
-    global_switches: dict[str, Any] = field(default_factory=dict)  # "global" → StoredSwitches
-    tenant_switches: dict[str, Any] = field(default_factory=dict)  # tenant → StoredSwitches
+    global_switches: dict[str, Any] = field(default_factory=dict)  # "global" → StoredGlobalConfig
+    tenant_switches: dict[str, Any] = field(default_factory=dict)  # tenant → StoredTenantConfig
     registry: dict[tuple[str, int], RegistryEntry] = field(default_factory=dict)
     messages: dict[str, MessageRow] = field(default_factory=dict)
     deliveries: dict[tuple[str, str], DeliveryRow] = field(default_factory=dict)
