@@ -14,7 +14,7 @@ write was cancelled meanwhile requests compensation.
 The steps get a :class:`StepDeps` (``engine/steps/deps.py``) and the use cases a context, both
 over one store: the in-memory one (``tests/support/memory_store``) by default, or the SQL adapter
 on a throw-away SQLite file (the same semantics, proven by running the same moves on both).
-The service parts around the steps are test doubles: a fixed clock the test moves, a tool gateway
+The service parts around the steps are test doubles: a clock only the test moves, a tool gateway
 that deduplicates on the idempotency key like every connector must (DESIGN §3.3) and records every
 call it receives, and a connector gate that always admits (flow control has its own tests).
 """
@@ -139,13 +139,14 @@ class SentCall:
 
 class RecordingGateway:
     """A tool gateway whose connector deduplicates on the idempotency key (reserve → call →
-    commit, DESIGN §3.3): the first successful call of a key writes one object, a repeat returns
-    the same ref. ``stop_observed`` tells, at the moment a call leaves, whether a stop that
+    commit, DESIGN §3.3): the first successful call of a key writes one object, and any later
+    call of that key is answered with it (whatever answer was queued: a committed key is never
+    tried again). ``stop_observed`` tells, at the moment a call leaves, whether a stop that
     applies to it had been committed."""
 
     def __init__(self, stop_observed: Callable[[str, str], bool]) -> None:
         self._stop_observed = stop_observed
-        self.answers: list[Answer] = []  # the next calls' answers, in order; then SUCCESS
+        self.answers: list[Answer] = []  # the next new calls' answers, in order; then SUCCESS
         self.crash_after_send = False  # the next call is made, then the process dies
         self.calls: list[SentCall] = []
         self.writes: dict[str, ExternalObjectRef] = {}  # idempotency key → the object written
