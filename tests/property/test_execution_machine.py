@@ -2,7 +2,8 @@
 upstream systems and crashes do to executions.
 
 The moves: create an intent; approve it; deliver its ACTION_APPROVED event again; cancel it;
-rerun it; turn the global or a tenant's kill switch on or off; let time pass (past an attempt's
+rerun it; turn the global or a tenant's kill switch on or off, or disable an action type globally
+or for a tenant; let time pass (past an attempt's
 budget, past the intents' expiry); make the tool's next answer a
 transient or a permanent failure; advance a workflow by one step, or crash it in a step (the step
 runs, its result is lost, recovery runs it again), or crash the process while a tool call is in
@@ -108,6 +109,8 @@ class ExecutionMachine(RuleBasedStateMachine):
         self.reruns: dict[str, int] = {}  # accepted reruns per intent
         self.global_stop = False
         self.tenants_stopped: set[str] = set()
+        self.disabled_types: dict[str | None, set[str]] = {}  # by tenant (None: global)
+        self.action_type_of: dict[str, str] = {}
         self.created = 0
         self.touched: set[str] = set()  # intents whose rows the last rule may have changed
         self.lost_writes: set[str] = set()  # keys written by an InvokeTool whose result a crash lost
@@ -173,6 +176,7 @@ class ExecutionMachine(RuleBasedStateMachine):
         assert created
         assert intent.approval_status is ApprovalStatus.PENDING_APPROVAL
         self.tenant_of[intent_id] = tenant
+        self.action_type_of[intent_id] = action_type
         self.touched.add(intent_id)
         return intent_id
 
@@ -241,23 +245,42 @@ class ExecutionMachine(RuleBasedStateMachine):
 
     @rule(on=st.booleans())
     def global_kill_switch(self, on: bool) -> None:
-        admin.put_kill_switches(
-            self.rt, admin.KillSwitches(global_stop=on, disabled_action_types=[]), changed_by="ops"
-        )
         self.global_stop = on
+        self._write_switches(None)
 
     @rule(tenant=st.sampled_from(TENANTS), on=st.booleans())
     def tenant_kill_switch(self, tenant: str, on: bool) -> None:
-        admin.put_tenant_execution(
-            self.rt,
-            admin_of(tenant),
-            tenant,
-            admin.TenantExecution(execution_enabled=not on, disabled_action_types=[]),
-        )
         if on:
             self.tenants_stopped.add(tenant)
         else:
             self.tenants_stopped.discard(tenant)
+        self._write_switches(tenant)
+
+    @rule(
+        tenant=st.sampled_from((None, *TENANTS)),
+        action_type=st.sampled_from(sorted(ACTION_TYPES)),
+        on=st.booleans(),
+    )
+    def action_type_kill_switch(self, tenant: str | None, action_type: str, on: bool) -> None:
+        """One action type disabled (or enabled again), globally or for one tenant."""
+        disabled = self.disabled_types.setdefault(tenant, set())
+        if on:
+            disabled.add(action_type)
+        else:
+            disabled.discard(action_type)
+        self._write_switches(tenant)
+
+    def _write_switches(self, tenant: str | None) -> None:
+        """A scope's switches as the model holds them, written as the admin API writes them."""
+        disabled = sorted(self.disabled_types.get(tenant, set()))
+        if tenant is None:
+            body = admin.KillSwitches(global_stop=self.global_stop, disabled_action_types=disabled)
+            admin.put_kill_switches(self.rt, body, changed_by="ops")
+            return
+        execution = admin.TenantExecution(
+            execution_enabled=tenant not in self.tenants_stopped, disabled_action_types=disabled
+        )
+        admin.put_tenant_execution(self.rt, admin_of(tenant), tenant, execution)
 
     @rule(seconds=st.sampled_from([30, 301, 8 * 24 * 3600]))
     def time_passes(self, seconds: int) -> None:
@@ -442,7 +465,14 @@ class ExecutionMachine(RuleBasedStateMachine):
     # --- helpers ------------------------------------------------------------------------------
 
     def _stop_observed(self, tenant_id: str, intent_id: str) -> bool:
-        return self.global_stop or tenant_id in self.tenants_stopped or intent_id in self.cancelled
+        action_type = self.action_type_of[intent_id]
+        return (
+            self.global_stop
+            or tenant_id in self.tenants_stopped
+            or action_type in self.disabled_types.get(None, set())
+            or action_type in self.disabled_types.get(tenant_id, set())
+            or intent_id in self.cancelled
+        )
 
     def _pick_active(self, data: st.DataObject, phase: Phase | None = None) -> WorkflowRun:
         runs = [run for run in self.driver.active() if phase is None or run.phase is phase]
