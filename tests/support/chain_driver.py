@@ -21,6 +21,7 @@ call it receives, and a connector gate that always admits (flow control has its 
 
 from __future__ import annotations
 
+import atexit
 import functools
 import shutil
 import tempfile
@@ -536,6 +537,7 @@ def _migrated_template() -> Path:
     with _template_lock:
         if _template is None:
             folder = Path(tempfile.mkdtemp(prefix="fulfill-chain-", dir=_fast_tmp()))
+            atexit.register(shutil.rmtree, folder, True)
             path = folder / "template.db"
             db = Database(f"sqlite:///{path}")
             upgrade_to_head(db)
