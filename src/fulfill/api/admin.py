@@ -26,7 +26,6 @@ from fulfill.usecases import admin, connectors, registry
 from fulfill.usecases import outbox as dead_letters
 from fulfill.usecases.admin import KillSwitches, TenantExecution
 from fulfill.usecases.connectors import ConnectorLimitsBody, ConnectorView, TenantCapBody, TenantCapView
-from fulfill.usecases.errors import NotFound
 from fulfill.usecases.outbox import DeadLetterListing, RedeliverBody, Redelivered
 from fulfill.usecases.registry import RegistryDraft
 from fulfill.usecases.targets import TargetDraft, TargetListing, TargetView
@@ -178,11 +177,6 @@ def redeliver_dead_letters(body: RedeliverBody, ctx: ServiceContext, principal: 
     return redelivered
 
 
-def _own_tenant(principal: Principal, tenant_id: str) -> None:
-    if tenant_id != principal.tenant_id:
-        raise NotFound("tenant not found")
-
-
 @router.get(
     "/tenants/{tenant_id}/outbox/dead-letters",
     response_model=DeadLetterListing,
@@ -192,7 +186,7 @@ def list_tenant_dead_letters(
     tenant_id: TenantId, ctx: ServiceContext, principal: TenantAdmin, limit: LimitQuery = 100
 ) -> DeadLetterListing:
     """The tenant's own dead-lettered deliveries (destinations shown by kind only)."""
-    _own_tenant(principal, tenant_id)
+    admin.own_tenant(principal, tenant_id)
     return dead_letters.list_dead_letters(ctx.store, tenant_id=tenant_id, platform=False, limit=limit)
 
 
@@ -205,7 +199,7 @@ def redeliver_tenant_dead_letters(
     tenant_id: TenantId, body: RedeliverBody, ctx: ServiceContext, principal: TenantAdmin
 ) -> Redelivered:
     """Put the tenant's own dead letters back in line (one message's, or every one)."""
-    _own_tenant(principal, tenant_id)
+    admin.own_tenant(principal, tenant_id)
     if body.destination is not None:
         raise dead_letters.DestinationNotAllowed(
             "a tenant admin redelivers by message_id; destinations are the platform's",
