@@ -11,10 +11,12 @@ from fulfill.domain.ledger import (
     KILL_SWITCH_CHANGED,
     PLATFORM_LEDGER_TENANT,
     TENANT_SWITCHES_SUBJECT,
+    event_rejected_entry,
     intent_decision_entry,
     kill_switch_entry,
     rerun_requested_entry,
 )
+from fulfill.domain.models import LedgerEntry
 from tests.unit.factories import make_intent
 
 TENANT = KillSwitchScope.of_tenant("t1")
@@ -126,3 +128,34 @@ def test_a_rerun_after_a_stop_says_so_and_whether_it_goes_beyond_max_attempts() 
     )
     assert stopped.data["after_stop"] == "KILL_SWITCH_ENABLED"
     assert stopped.data["beyond_max_attempts"] is False
+
+
+def test_each_refusal_of_an_event_is_its_own_ledger_entry() -> None:
+    def refused(at: str) -> LedgerEntry:
+        return event_rejected_entry(
+            tenant_id="t1",
+            account_id="acc-1",
+            action_intent_id="ai_1",
+            event_tenant_id="t2",
+            code="TENANT_MISMATCH",
+            message="the event names another tenant",
+            fingerprint_of=f"event|TENANT_MISMATCH|{at}|t1",
+            timestamp=at,
+        )
+
+    first, again, later = (
+        refused("2026-01-01T00:00:00Z"),
+        refused("2026-01-01T00:00:00Z"),
+        refused("2026-01-01T00:00:01Z"),
+    )
+    assert first == again  # the same refusal written twice is one fact
+    assert first.entry_id != later.entry_id
+    assert first.entry_id.startswith("ai_1#0#EVENT_REJECTED#")
+    assert first.event_type == "EVENT_REJECTED"
+    assert first.tenant_id == "t1"
+    assert first.data == {
+        "reason": "TENANT_MISMATCH",
+        "message": "the event names another tenant",
+        "event_tenant_id": "t2",
+        "event_account_id": "acc-1",
+    }

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import hashlib
+from typing import TYPE_CHECKING, Any
 
 from fulfill.domain.killswitch import KillSwitchScope, StoredSwitches
 from fulfill.domain.models import (
@@ -12,6 +13,9 @@ from fulfill.domain.models import (
     ExecutionStatus,
     LedgerEntry,
 )
+
+if TYPE_CHECKING:
+    from fulfill.domain.execution import ExecutionContext
 
 OUTCOME_EVENT_TYPES: dict[ExecutionStatus, str] = {
     ExecutionStatus.SUCCEEDED: "ACTION_EXECUTED",
@@ -318,3 +322,81 @@ def switches_ledger_tenant(scope: KillSwitchScope) -> str:
 
 def switches_ledger_subject(scope: KillSwitchScope) -> str:
     return GLOBAL_SWITCHES_SUBJECT if scope.is_global else TENANT_SWITCHES_SUBJECT
+
+
+def execution_started_entries(context: ExecutionContext, intent: ActionIntentV1 | None) -> list[LedgerEntry]:
+    """What StartExecution writes: ``RERUN_STARTED`` for a rerun, then ``EXECUTION_STARTED``."""
+    common: dict[str, Any] = {
+        "timestamp": context.started_at,
+        "tenant_id": context.tenant_id,
+        "account_id": context.account_id,
+        "action_intent_id": context.action_intent_id,
+        "attempt": context.attempt_count,
+        "trace_id": context.trace_id,
+    }
+    entries: list[LedgerEntry] = []
+    if context.attempt_count > 1:
+        entries.append(
+            ledger_entry(
+                event_type="RERUN_STARTED",
+                data={
+                    "action_intent_id": context.action_intent_id,
+                    "requested_by": context.requested_by,
+                    "rerun_reason": context.rerun_reason,
+                    "attempt_id": context.attempt_id,
+                },
+                **common,
+            )
+        )
+    entries.append(
+        ledger_entry(
+            event_type="EXECUTION_STARTED",
+            data={
+                "action_intent_id": context.action_intent_id,
+                "attempt_id": context.attempt_id,
+                "attempt_count": context.attempt_count,
+                "workflow_id": context.workflow_id,
+                # The execution's trace (every entry carries it; the timeline shows it here).
+                "trace_id": context.trace_id,
+                "registry_version": intent.registry_version if intent else None,
+                "decision_trace_id": intent.trace_id if intent else None,
+                "approval_source": context.approval_source.value if context.approval_source else None,
+                "auto_executed": context.auto_executed,
+            },
+            **common,
+        )
+    )
+    return entries
+
+
+def event_rejected_entry(
+    *,
+    tenant_id: str,
+    account_id: str,
+    action_intent_id: str,
+    event_tenant_id: str,
+    code: str,
+    message: str,
+    fingerprint_of: str,
+    timestamp: str,
+) -> LedgerEntry:
+    """An approval event intake refused, in the ledger of the tenant that sent it. Each refusal is
+    its own entry (a fingerprint of the event, the reason and the time ends its id): a refused
+    event sent twice is two facts."""
+    fingerprint = hashlib.sha256(fingerprint_of.encode()).hexdigest()[:16]
+    entry = ledger_entry(
+        event_type="EVENT_REJECTED",
+        timestamp=timestamp,
+        tenant_id=tenant_id,
+        account_id=account_id,
+        action_intent_id=action_intent_id,
+        attempt=0,
+        trace_id=f"intake-{fingerprint}",
+        data={
+            "reason": code,
+            "message": message,
+            "event_tenant_id": event_tenant_id,
+            "event_account_id": account_id,
+        },
+    )
+    return entry.model_copy(update={"entry_id": f"{entry.entry_id}#{fingerprint}"})

@@ -10,7 +10,6 @@ of times, at once or months apart, inserts one row and so starts one execution.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import secrets
@@ -20,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from fulfill import metrics, tracing
 from fulfill.domain.execution import ExecutionRequest, execution_workflow_id, request_for
-from fulfill.domain.ledger import ledger_entry
+from fulfill.domain.ledger import event_rejected_entry
 from fulfill.domain.models import (
     ActionIntentV1,
     ApprovalSource,
@@ -236,25 +235,15 @@ def audit_rejection(
 ) -> None:
     """Write the rejection into the ledger of the tenant that sent it."""
     now_iso = rt.clock.now_iso()
-    tenant_id = caller_tenant_id or event.tenant_id
-    fingerprint = hashlib.sha256(
-        f"{event.model_dump_json()}|{rejection.code}|{now_iso}|{caller_tenant_id}".encode()
-    ).hexdigest()[:16]
-    entry = ledger_entry(
-        event_type="EVENT_REJECTED",
-        timestamp=now_iso,
-        tenant_id=tenant_id,
+    entry = event_rejected_entry(
+        tenant_id=caller_tenant_id or event.tenant_id,
         account_id=event.account_id,
         action_intent_id=event.action_intent_id,
-        attempt=0,
-        trace_id=f"intake-{fingerprint}",
-        data={
-            "reason": rejection.code,
-            "message": rejection.message,
-            "event_tenant_id": event.tenant_id,
-            "event_account_id": event.account_id,
-        },
+        event_tenant_id=event.tenant_id,
+        code=rejection.code,
+        message=rejection.message,
+        fingerprint_of=f"{event.model_dump_json()}|{rejection.code}|{now_iso}|{caller_tenant_id}",
+        timestamp=now_iso,
     )
-    entry = entry.model_copy(update={"entry_id": f"{entry.entry_id}#{fingerprint}"})
     with rt.store.write() as uow:
         uow.executions.append_ledger(entry)

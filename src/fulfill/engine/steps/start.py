@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fulfill.domain.execution import (
     DuplicateExecution,
     ExecutionContext,
@@ -11,7 +9,7 @@ from fulfill.domain.execution import (
     StartedExecution,
     context_for,
 )
-from fulfill.domain.ledger import ledger_entry
+from fulfill.domain.ledger import execution_started_entries
 from fulfill.domain.models import ActionIntentV1, AttemptStatus, ExecutionPolicy, ExecutionStatus
 from fulfill.domain.time import iso_from_epoch
 from fulfill.engine.steps.decorator import step
@@ -67,42 +65,5 @@ def start_execution(deps: StepDeps, request: ExecutionRequest) -> StartedExecuti
 
 
 def _append_started(uow: UnitOfWork, context: ExecutionContext, intent: ActionIntentV1 | None) -> None:
-    common: dict[str, Any] = {
-        "timestamp": context.started_at,
-        "tenant_id": context.tenant_id,
-        "account_id": context.account_id,
-        "action_intent_id": context.action_intent_id,
-        "attempt": context.attempt_count,
-        "trace_id": context.trace_id,
-    }
-    if context.attempt_count > 1:
-        uow.executions.append_ledger(
-            ledger_entry(
-                event_type="RERUN_STARTED",
-                data={
-                    "action_intent_id": context.action_intent_id,
-                    "requested_by": context.requested_by,
-                    "rerun_reason": context.rerun_reason,
-                    "attempt_id": context.attempt_id,
-                },
-                **common,
-            )
-        )
-    uow.executions.append_ledger(
-        ledger_entry(
-            event_type="EXECUTION_STARTED",
-            data={
-                "action_intent_id": context.action_intent_id,
-                "attempt_id": context.attempt_id,
-                "attempt_count": context.attempt_count,
-                "workflow_id": context.workflow_id,
-                # The execution's trace (every entry carries it; the timeline shows it here).
-                "trace_id": context.trace_id,
-                "registry_version": intent.registry_version if intent else None,
-                "decision_trace_id": intent.trace_id if intent else None,
-                "approval_source": context.approval_source.value if context.approval_source else None,
-                "auto_executed": context.auto_executed,
-            },
-            **common,
-        )
-    )
+    for entry in execution_started_entries(context, intent):
+        uow.executions.append_ledger(entry)
