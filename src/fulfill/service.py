@@ -64,7 +64,7 @@ class Service:
         self.db = Database(settings.database_url)
         self.store = SqlStore(self.db)
         self.token_verifier = TokenVerifier(settings)
-        self.internal_connector = InternalConnector(self.db, self.clock)
+        self.internal_connector = InternalConnector(self.store, self.clock)
         self.credential_vault = credential_vault(self.db, settings, self.clock)
         self.salesforce_connector = SalesforceConnector(
             self.store, self.clock, settings, vault=self.credential_vault
