@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sets up a virtual environment (if needed) and runs every check: lint, types, then the test suite
+# Sets up a virtual environment (if needed) and runs every check: lint, types, layers, then the test suite
 # twice: the whole suite on SQLite, and the contract, integration and end-to-end tests again on a
 # PostgreSQL server that this script starts on 127.0.0.1 in a temporary directory and removes.
 #
@@ -33,6 +33,7 @@ fi
 .venv/bin/ruff check src tests bench
 .venv/bin/ruff format --check src tests bench
 .venv/bin/mypy --strict src
+.venv/bin/lint-imports --no-cache # the layers (.importlinter)
 export DBOS__DISABLE_TELEMETRY=true
 
 # promtool checks and unit-tests the alert rules (deploy/prometheus/); Debian's prometheus has it.
