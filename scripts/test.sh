@@ -8,6 +8,8 @@
 #   ./scripts/test.sh tests/integration/test_admin_api.py   # test paths replace each pass's selection
 #   TEST_BACKENDS=sqlite ./scripts/test.sh   # one backend only: sqlite or postgresql
 #   TEST_PARALLEL=0 ./scripts/test.sh        # the two passes one after the other (default: side by side)
+#   TEST_WORKERS=0 ./scripts/test.sh         # each pass in one process (default: 2 pytest-xdist
+#                                            # workers per pass, whole test files per worker)
 #   TEST_POSTGRES_URL=postgresql+psycopg://user@host:5432/postgres ./scripts/test.sh
 #                                            # use that server instead of starting one
 #
@@ -18,6 +20,7 @@ cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 BACKENDS="${TEST_BACKENDS:-both}"
 PARALLEL="${TEST_PARALLEL:-1}"
+WORKERS="${TEST_WORKERS:-2}"
 case "$BACKENDS" in
   both | sqlite | postgresql) ;;
   *)
@@ -25,6 +28,10 @@ case "$BACKENDS" in
     exit 2
     ;;
 esac
+if ! [[ "$WORKERS" =~ ^[0-9]+$ ]]; then
+  echo "TEST_WORKERS must be a number of workers per pass, 0 for none (got '$WORKERS')" >&2
+  exit 2
+fi
 
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
@@ -174,12 +181,20 @@ for argument in "$@"; do
   [[ "$argument" == tests* ]] && PG_SELECTION=()
 done
 
+# Each pass spreads its test files over WORKERS processes (pytest-xdist): a file stays on one
+# worker, so a module's shared service starts once. Every worker has its own databases (SQLite
+# files in its own temporary directory; PostgreSQL databases named after its process id).
+XDIST=()
+if [ "$WORKERS" -gt 0 ]; then
+  XDIST=(-n "$WORKERS" --dist loadfile)
+fi
+
 sqlite_pass() {
-  env -u TEST_POSTGRES_URL .venv/bin/python -m pytest -q --basetemp="$WORK_DIR/sqlite" "$@"
+  env -u TEST_POSTGRES_URL .venv/bin/python -m pytest -q "${XDIST[@]}" --basetemp="$WORK_DIR/sqlite" "$@"
 }
 
 postgres_pass() {
-  TEST_POSTGRES_URL="$TEST_POSTGRES_URL" .venv/bin/python -m pytest -q -p no:cacheprovider \
+  TEST_POSTGRES_URL="$TEST_POSTGRES_URL" .venv/bin/python -m pytest -q -p no:cacheprovider "${XDIST[@]}" \
     --basetemp="$WORK_DIR/postgresql" "${PG_SELECTION[@]}" "$@"
 }
 
