@@ -44,9 +44,17 @@ def fresh_database_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'fulfill.db'}"
 
 
+def service_database_url(tmp_path: Path) -> str:
+    """A database for a service of this process: on PostgreSQL a copy of a migrated template
+    (``tests/support/postgres.py``), else a new SQLite file."""
+    if postgres.enabled():
+        return postgres.create_database(migrated=True)
+    return fresh_database_url(tmp_path)
+
+
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
-        "database_url": overrides.pop("database_url", None) or fresh_database_url(tmp_path),
+        "database_url": overrides.pop("database_url", None) or service_database_url(tmp_path),
         "host": "127.0.0.1",
         "port": 0,
         "jwt_secret": TEST_SECRET,
