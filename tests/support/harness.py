@@ -62,6 +62,7 @@ def service_database_url(tmp_path: Path) -> str:
     files = [tmp_path / "fulfill.db", tmp_path / "fulfill.dbos.sqlite"]
     if not any(file.exists() for file in files):
         template = _sqlite_template()
+        tmp_path.mkdir(parents=True, exist_ok=True)
         for file in files:
             shutil.copyfile(template / file.name, file)
     return url
