@@ -9,7 +9,8 @@
 #   TEST_BACKENDS=sqlite ./scripts/test.sh   # one backend only: sqlite or postgresql
 #   TEST_PARALLEL=0 ./scripts/test.sh        # the two passes one after the other (default: side by side)
 #   TEST_WORKERS=0 ./scripts/test.sh         # each pass in one process (default: 2 pytest-xdist
-#                                            # workers per pass, whole test files per worker)
+#                                            # workers per pass, whole test files per worker; one
+#                                            # process when test paths are given)
 #   TEST_POSTGRES_URL=postgresql+psycopg://user@host:5432/postgres ./scripts/test.sh
 #                                            # use that server instead of starting one
 #
@@ -20,7 +21,7 @@ cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 BACKENDS="${TEST_BACKENDS:-both}"
 PARALLEL="${TEST_PARALLEL:-1}"
-WORKERS="${TEST_WORKERS:-2}"
+WORKERS="${TEST_WORKERS:-}"
 case "$BACKENDS" in
   both | sqlite | postgresql) ;;
   *)
@@ -28,7 +29,7 @@ case "$BACKENDS" in
     exit 2
     ;;
 esac
-if ! [[ "$WORKERS" =~ ^[0-9]+$ ]]; then
+if [ -n "$WORKERS" ] && ! [[ "$WORKERS" =~ ^[0-9]+$ ]]; then
   echo "TEST_WORKERS must be a number of workers per pass, 0 for none (got '$WORKERS')" >&2
   exit 2
 fi
@@ -184,6 +185,12 @@ done
 # Each pass spreads its test files over WORKERS processes (pytest-xdist): a file stays on one
 # worker, so a module's shared service starts once. Every worker has its own databases (SQLite
 # files in its own temporary directory; PostgreSQL databases named after its process id).
+# A few files given as arguments run sooner in one process than workers start.
+if [ -z "$WORKERS" ] && [ ${#PG_SELECTION[@]} -eq 0 ]; then
+  WORKERS=0
+elif [ -z "$WORKERS" ]; then
+  WORKERS=2
+fi
 XDIST=()
 if [ "$WORKERS" -gt 0 ]; then
   XDIST=(-n "$WORKERS" --dist loadfile)
