@@ -458,7 +458,9 @@ def build_agent_server(rt: UseCaseContext, verifier: TokenVerifier, settings: Se
             "once. A tool call returns a task (Tasks extension) or waits briefly for the outcome."
         ),
         token_verifier=AgentTokenVerifier(verifier),
-        auth=AuthSettings(issuer_url=settings.effective_gateway_url, resource_server_url=None, required_scopes=[]),
+        auth=AuthSettings(
+            issuer_url=settings.effective_gateway_url, resource_server_url=None, required_scopes=[]
+        ),
         log_level="WARNING",
         extensions=[AgentTasks(door)],
         middleware=[door],
