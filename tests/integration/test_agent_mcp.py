@@ -347,33 +347,6 @@ def test_without_tasks_a_call_waits_and_then_says_it_awaits_approval(door: Harne
     assert status.structured_content["status"] == "PENDING"
 
 
-def test_without_tasks_an_outcome_within_the_wait_is_the_result(tmp_path: Path) -> None:
-    h = Harness(make_settings(tmp_path, agent_wait_seconds=20.0)).start()
-    try:
-        token = agent_token(h)
-
-        def approve_when_proposed() -> None:
-            with h.client() as http:
-
-                def pending() -> Any:
-                    return h.count(action_intents, approval_status="PENDING_APPROVAL") or None
-
-                wait_for(pending, timeout=15)
-                with h.db.read() as conn:
-                    intent_id = conn.execute(action_intents.select()).mappings().first()["action_intent_id"]
-                assert http.post(f"/intents/{intent_id}/approve").status_code == 202
-
-        approver = threading.Thread(target=approve_when_proposed)
-        approver.start()
-        result = call_tool(h, token, "create_internal_task", TASK_ARGS, tasks=False)
-        approver.join()
-        assert result.is_error is not True
-        assert result.structured_content["status"] == "SUCCEEDED"
-        assert result.structured_content["external_object_refs"]
-    finally:
-        h.stop()
-
-
 def test_a_task_is_durable_before_it_is_answered(tmp_path: Path) -> None:
     """Kill the process right after its CreateTaskResult; a new process answers the task."""
     port = free_port()

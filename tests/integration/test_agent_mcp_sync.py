@@ -1,0 +1,40 @@
+"""``/agent/mcp`` for a client without the Tasks extension: an outcome within
+``FULFILL_AGENT_WAIT_SECONDS`` is the call's result (a service of its own, with a long wait)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from fulfill.store.tables import action_intents
+from tests.integration.test_agent_mcp import TASK_ARGS, agent_token, call_tool
+from tests.support.harness import Harness, make_settings
+from tests.support.http_doubles import wait_for
+
+
+def test_without_tasks_an_outcome_within_the_wait_is_the_result(tmp_path: Path) -> None:
+    h = Harness(make_settings(tmp_path, agent_wait_seconds=20.0)).start()
+    try:
+        token = agent_token(h)
+
+        def approve_when_proposed() -> None:
+            with h.client() as http:
+
+                def pending() -> Any:
+                    return h.count(action_intents, approval_status="PENDING_APPROVAL") or None
+
+                wait_for(pending, timeout=15)
+                with h.db.read() as conn:
+                    intent_id = conn.execute(action_intents.select()).mappings().first()["action_intent_id"]
+                assert http.post(f"/intents/{intent_id}/approve").status_code == 202
+
+        approver = threading.Thread(target=approve_when_proposed)
+        approver.start()
+        result = call_tool(h, token, "create_internal_task", TASK_ARGS, tasks=False)
+        approver.join()
+        assert result.is_error is not True
+        assert result.structured_content["status"] == "SUCCEEDED"
+        assert result.structured_content["external_object_refs"]
+    finally:
+        h.stop()
