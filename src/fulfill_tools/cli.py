@@ -59,6 +59,15 @@ def e2e(
         typer.Option("--url", envvar="FULFILL_URL", help="Service to verify; omit to start an embedded one."),
     ] = None,
     bearer: TokenOption = None,
+    approver_token: Annotated[
+        str | None,
+        typer.Option(
+            "--approver-token",
+            envvar="FULFILL_APPROVER_TOKEN",
+            help="Another person's token of the same tenant (intents:approve) for the approvals: nobody "
+            "approves their own proposal. Default: the --token.",
+        ),
+    ] = None,
     account: Annotated[
         str, typer.Option("--account", envvar="FULFILL_ACCOUNT_ID", help="Account of the test intents.")
     ] = "e2e-account",
@@ -87,7 +96,15 @@ def e2e(
         elif not bearer:
             raise ConfigurationError("FULFILL_URL is set but FULFILL_TOKEN is missing (--token)")
         else:
-            ok = run_e2e(url, bearer, account, console, db_url=db, global_stop=global_stop)
+            ok = run_e2e(
+                url,
+                bearer,
+                account,
+                console,
+                db_url=db,
+                global_stop=global_stop,
+                approver_token=approver_token,
+            )
     except ConfigurationError as exc:
         console.print(f"[red]configuration error: {exc}[/red]")
         raise typer.Exit(2) from None

@@ -459,8 +459,8 @@ def approve_intent(
     """
     comment = _checked_comment(comment)
     intent = get_intent(rt, principal, action_intent_id)
-    _require_may_decide(principal, Decision.APPROVE, proposed_by=intent.proposed_by)
     _require_approval_scopes(principal, _pinned_entry(rt, intent))
+    _require_may_decide(principal, Decision.APPROVE, proposed_by=intent.proposed_by)
     if intent.approval_status is ApprovalStatus.APPROVED:
         return ApprovalChange(action_intent_id=action_intent_id, approval_status=ApprovalStatus.APPROVED)
     if intent.approval_status is not ApprovalStatus.PENDING_APPROVAL:
