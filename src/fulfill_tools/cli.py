@@ -168,8 +168,16 @@ def bench_load(
         str | None, typer.Option("--url", help="A running service; omit to start one in a subprocess.")
     ] = None,
     bearer: Annotated[str | None, typer.Option("--token", help="Bearer token for --url.")] = None,
+    approver_token: Annotated[
+        str | None,
+        typer.Option(
+            "--approver-token",
+            help="Another subject's token of the same tenant for the approvals, with --token (nobody "
+            "approves their own proposal); minted with --jwt-secret.",
+        ),
+    ] = None,
     jwt_secret: Annotated[
-        str | None, typer.Option("--jwt-secret", help="Mint a dev token for --url with this secret.")
+        str | None, typer.Option("--jwt-secret", help="Mint dev tokens for --url with this secret.")
     ] = None,
     tenant: Annotated[str, typer.Option(help="Tenant of the minted token.")] = "bench-load",
     database_url: Annotated[
@@ -200,6 +208,7 @@ def bench_load(
     options = loadtest.LoadOptions(
         url=url,
         token=bearer,
+        approver_token=approver_token,
         jwt_secret=jwt_secret,
         tenant=tenant,
         database_url=database_url,
