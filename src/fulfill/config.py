@@ -166,10 +166,8 @@ class Settings(BaseSettings):
     # default expiry of any action type (90 days), so no default changes.
     max_intent_ttl_seconds: int = Field(default=90 * 86_400, ge=60, le=10 * 365 * 86_400)
     # /agent/mcp: how long a tool call of a client without the Tasks extension waits for its
-    # intent's outcome before it answers "awaiting approval" (0: answer at once), and the claim
-    # that marks a token as an agent's (which may propose but never approve or reject).
+    # intent's outcome before it answers "awaiting approval" (0: answer at once).
     agent_wait_seconds: float = Field(default=20.0, ge=0, le=300)
-    agent_claim: str = Field(default="act", min_length=1, max_length=128)
 
     # /metrics: an optional bearer token (16+ characters) that every scrape must send, and an
     # optional listener of its own (host and port; unset port: /metrics is on the API's listener,

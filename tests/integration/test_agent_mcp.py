@@ -183,6 +183,7 @@ def test_a_call_proposes_and_the_task_completes_with_refs_after_an_http_approval
     with door.client() as http:
         intent = http.get(f"/intents/{task.task_id}").json()
         assert intent["approval_status"] == "PENDING_APPROVAL"  # proposed, never executed by itself
+        assert intent["proposed_by"] == "agent-7"  # the token's subject
         assert door.task_rows(task.task_id) == 0
         snapshot = read_task(door, token, task.task_id)
         assert snapshot.status == "working"
@@ -306,10 +307,21 @@ def test_an_agent_token_cannot_approve(door: Harness) -> None:
     marked = token_with(door, sub="person-4", act={"sub": "bot-1"})
     refused = call_tool(door, marked, "approve_action", {"action_intent_id": task.task_id})
     assert refused.is_error is True
-    assert "agent" in refused.content[0].text
+    assert refused.structured_content["error_code"] == "AGENT_CANNOT_APPROVE"
     refused = call_tool(door, marked, "reject_action", {"action_intent_id": task.task_id})
     assert refused.is_error is True
     assert read_task(door, agent_token(door), task.task_id).status == "working"
+
+
+def test_nobody_approves_their_own_proposal_through_the_door(door: Harness) -> None:
+    person = door.token("t1", ALL_SCOPES, subject="person-5")
+    task = propose(door, person)
+    refused = call_tool(door, person, "approve_action", {"action_intent_id": task.task_id})
+    assert refused.is_error is True
+    assert refused.structured_content["error_code"] == "SELF_APPROVAL"
+    other = door.token("t1", ["intents:approve", "intents:read"], subject="person-6")
+    approved = call_tool(door, other, "approve_action", {"action_intent_id": task.task_id})
+    assert approved.structured_content["approval_status"] == "APPROVED"
 
 
 def test_an_agent_token_without_approve_scope_is_refused_too(door: Harness) -> None:

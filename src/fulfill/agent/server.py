@@ -251,7 +251,6 @@ class AgentDoor:
     async def _fixed_call(
         self, principal: Principal, name: str, arguments: dict[str, Any]
     ) -> CallToolResult | None:
-        claim = self._settings.agent_claim
         intent_id = arguments.get("action_intent_id")
         if name == LIST_PENDING:
             _require(principal, Scope.INTENTS_APPROVE)
@@ -289,10 +288,10 @@ class AgentDoor:
             change = await self._use(agent.cancel_action, principal, intent_id)
         elif name == APPROVE_ACTION:
             _require(principal, Scope.INTENTS_APPROVE)
-            change = await self._use(agent.approve, principal, intent_id, comment, claim)
+            change = await self._use(agent.approve, principal, intent_id, comment)
         else:
             _require(principal, Scope.INTENTS_APPROVE)
-            change = await self._use(agent.reject, principal, intent_id, comment, claim)
+            change = await self._use(agent.reject, principal, intent_id, comment)
         return json_result(change.model_dump(mode="json"))
 
     async def _propose(

@@ -27,8 +27,6 @@ RISK_CLASS_META = "io.fulfill/risk-class"
 MIN_KEY_LENGTH = 16
 MAX_KEY_LENGTH = 128
 POLL_INTERVAL_MS = 2000
-# An agent token: RFC 8693's actor claim says another party acts through this token.
-DEFAULT_AGENT_CLAIM = "act"
 
 _TASK_ID = re.compile(r"^mcp_([0-9a-f]{24})_([0-9a-f]{24})$")
 _KEY = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces
@@ -78,13 +76,6 @@ def is_callers_task(secret: bytes, tenant_id: str, subject: str, task_id: str) -
         return False
     expected = _caller_digest(secret, tenant_id, subject, match.group(1))
     return hmac.compare_digest(expected, match.group(2))
-
-
-def is_agent(claims: Mapping[str, Any], agent_claim: str = DEFAULT_AGENT_CLAIM) -> bool:
-    """Whether a token is an agent's: it carries the actor claim (RFC 8693 ``act``), or the
-    configured marker claim, with a value."""
-    value = claims.get(agent_claim)
-    return value is not None and value is not False and value != ""
 
 
 def tool_name_of(action_type: str) -> str:

@@ -17,7 +17,6 @@ from typing import Any
 from fulfill.domain.agent_tasks import (
     TaskOutcome,
     action_type_of,
-    is_agent,
     is_callers_task,
     task_id_for,
     task_outcome,
@@ -142,26 +141,16 @@ def action_status(rt: UseCaseContext, principal: Principal, action_intent_id: st
     return executions.execution_status(rt, principal, action_intent_id)
 
 
-def require_person(principal: Principal, agent_claim: str) -> None:
-    """Approving and rejecting are for people: a token marked as an agent is refused."""
-    if is_agent(principal.claims, agent_claim):
-        raise Forbidden(
-            "an agent's token cannot approve or reject: a person decides",
-            code="AGENT_CANNOT_APPROVE",
-        )
-
-
 def approve(
-    rt: UseCaseContext, principal: Principal, action_intent_id: str, comment: str | None, agent_claim: str
+    rt: UseCaseContext, principal: Principal, action_intent_id: str, comment: str | None
 ) -> ApprovalChange:
-    require_person(principal, agent_claim)
+    """As ``POST /intents/{id}/approve``: an agent's token and the proposer are refused there."""
     return intents.approve_intent(rt, principal, action_intent_id, comment=comment)
 
 
 def reject(
-    rt: UseCaseContext, principal: Principal, action_intent_id: str, comment: str | None, agent_claim: str
+    rt: UseCaseContext, principal: Principal, action_intent_id: str, comment: str | None
 ) -> ApprovalChange:
-    require_person(principal, agent_claim)
     return intents.reject_intent(rt, principal, action_intent_id, comment=comment)
 
 
