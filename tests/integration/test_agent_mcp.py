@@ -26,6 +26,7 @@ from fulfill.store.tables import action_intents
 from fulfill.tokens import mint_token
 from fulfill_tools.launch import free_port, kill, start_serve, stop_all
 from tests.support.agent_mcp import KEY_META, TaskHandle, agent_client, cancel_task, get_task
+from tests.support.console import Console
 from tests.support.harness import ALL_SCOPES, TEST_SECRET, Harness, fresh_database_url, make_settings
 from tests.support.http_doubles import wait_for
 
@@ -196,6 +197,22 @@ def test_a_call_proposes_and_the_task_completes_with_refs_after_an_http_approval
     assert result.structured_content["status"] == "SUCCEEDED"
     assert result.structured_content["external_object_refs"][0]["system"] == "INTERNAL"
     assert door.task_rows(task.task_id) == 1
+
+
+def test_a_console_approval_completes_the_task_and_the_console_shows_the_proposal(door: Harness) -> None:
+    token = agent_token(door)
+    task = propose(door, token, {"account_id": "acc-1", "title": "seen in the console"})
+    browser = Console(door)
+    try:
+        browser.login(subject="alice")
+        assert task.task_id in browser.get("/console/approvals").text
+        approved = browser.post(f"/console/intents/{task.task_id}/approve", {"comment": "ok"})
+        assert approved.status_code == 303
+    finally:
+        browser.close()
+    done = wait_completed(door, token, task.task_id)
+    assert done.status == "completed"
+    assert done.tool_result().structured_content["external_object_refs"]
 
 
 def test_the_sdk_client_follows_the_task_to_its_result(door: Harness) -> None:
