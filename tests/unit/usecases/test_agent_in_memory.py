@@ -52,7 +52,8 @@ def test_the_same_key_finds_the_same_intent_and_other_arguments_are_refused() ->
     key = "k" * 20
     first, created = agent.propose(ctx, caller(), entry, {"account_id": "acc-1", "title": "x"}, key)
     again, created_again = agent.propose(ctx, caller(), entry, {"account_id": "acc-1", "title": "x"}, key)
-    assert created and not created_again
+    assert created
+    assert not created_again
     assert again.task_id == first.task_id
     with pytest.raises(KeyReused):
         agent.propose(ctx, caller(), entry, {"account_id": "acc-1", "title": "y"}, key)
