@@ -16,6 +16,7 @@ from fulfill.domain.agent_tasks import (
     tool_name_of,
     ttl_ms,
 )
+from fulfill.domain.errors import ErrorClass
 from fulfill.domain.models import ApprovalStatus, ExecutionStatus, ExecutionStatusView
 
 SECRET = b"k" * 32
@@ -56,6 +57,11 @@ def test_the_task_status_an_intent_amounts_to() -> None:
     assert "approval" in pending.message
     running = task_outcome(ApprovalStatus.APPROVED, view(ExecutionStatus.RUNNING))
     assert (running.status, running.message) == ("working", "approved; running")
+    throttled = task_outcome(
+        ApprovalStatus.APPROVED, view(ExecutionStatus.RUNNING, error_class=ErrorClass.RATE_LIMIT)
+    )
+    assert throttled.status == "working"
+    assert "rate limit" in throttled.message
     done = task_outcome(ApprovalStatus.APPROVED, view(ExecutionStatus.SUCCEEDED))
     assert (done.status, done.is_error) == ("completed", False)
     rejected = task_outcome(ApprovalStatus.REJECTED, view(ExecutionStatus.CANCELLED))

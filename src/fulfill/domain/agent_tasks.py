@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from fulfill.domain.errors import ErrorClass
 from fulfill.domain.models import ApprovalStatus, ExecutionStatus, ExecutionStatusView
 
 TASKS_EXTENSION = "io.modelcontextprotocol/tasks"
@@ -124,6 +125,10 @@ def task_outcome(approval_status: ApprovalStatus, view: ExecutionStatusView) -> 
         return TaskOutcome("completed", f"failed{_because(view)}", is_error=True)
     if approval_status is ApprovalStatus.PENDING_APPROVAL:
         return TaskOutcome("working", "awaiting approval by a person")
+    if status is ExecutionStatus.RUNNING and view.error_class is ErrorClass.RATE_LIMIT:
+        return TaskOutcome("working", "approved; waiting for the connector's rate limit")
+    if status is ExecutionStatus.RUNNING and view.error_class is not None:
+        return TaskOutcome("working", f"approved; retrying after a {view.error_class.value} error")
     if status is ExecutionStatus.RUNNING:
         return TaskOutcome("working", "approved; running")
     return TaskOutcome("working", "approved; waiting to run")
