@@ -407,3 +407,19 @@ def test_a_task_is_durable_before_it_is_answered(tmp_path: Path) -> None:
         assert "approval" in (snapshot.status_message or "")
     finally:
         stop_all([process])
+
+
+def test_a_2025_11_25_client_gets_a_result_never_a_2026_task(door: Harness) -> None:
+    token = agent_token(door)
+
+    async def call() -> Any:
+        async with agent_client(door.url, token, mode="legacy") as client:
+            assert client.protocol_version == "2025-11-25"
+            names = {tool.name for tool in (await client.list_tools()).tools}
+            assert "create_internal_task" in names
+            return await client.call_tool("create_internal_task", TASK_ARGS)
+
+    result = run(call())
+    assert result.is_error is not True
+    assert "get_action_status" in result.content[0].text
+    assert result.structured_content["approval_status"] == "PENDING_APPROVAL"
