@@ -105,7 +105,6 @@ class Service:
         )
         self.runtime = Runtime(
             settings=settings,
-            db=self.db,
             clock=self.clock,
             gateway=self.tool_gateway,
             store=self.store,
