@@ -148,7 +148,12 @@ def test_status_of_a_pending_intent_is_pending(shared: Harness) -> None:
     with shared.client() as client:
         intent = shared.create_intent(client)
         body = client.get(f"/executions/{intent['action_intent_id']}/status").json()
-    assert body == {"action_intent_id": intent["action_intent_id"], "status": "PENDING"}
+    # proposed_by: the subject of the token that proposed it (the harness's default, fulfill-cli).
+    assert body == {
+        "action_intent_id": intent["action_intent_id"],
+        "status": "PENDING",
+        "proposed_by": "fulfill-cli",
+    }
 
 
 def test_create_intent_is_idempotent_by_id(shared: Harness) -> None:
