@@ -318,6 +318,12 @@ def test_cancel_after_approval_cancels_the_intent_as_the_api_does(door: Harness)
         assert read_task(door, token, task.task_id).status == "cancelled"
         assert http.get(f"/intents/{task.task_id}").json()["approval_status"] == "CANCELLED"
 
+        def compensated() -> Any:  # the registry says AUTOMATIC: the write is undone
+            status = http.get(f"/executions/{task.task_id}/status").json()
+            return status if status.get("compensation_status") == "COMPLETED" else None
+
+        wait_for(compensated, timeout=30)
+
 
 def test_an_agent_token_cannot_approve(door: Harness) -> None:
     task = propose(door, agent_token(door))
