@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sets up a virtual environment (if needed) and runs every check: lint, types, then the test suite
+# Sets up a virtual environment (if needed) and runs every check: lint, types, layers, then the test suite
 # twice: the whole suite on SQLite, and the contract, integration and end-to-end tests again on a
 # PostgreSQL server that this script starts on 127.0.0.1 in a temporary directory and removes.
 #
@@ -8,6 +8,9 @@
 #   ./scripts/test.sh tests/integration/test_admin_api.py   # test paths replace each pass's selection
 #   TEST_BACKENDS=sqlite ./scripts/test.sh   # one backend only: sqlite or postgresql
 #   TEST_PARALLEL=0 ./scripts/test.sh        # the two passes one after the other (default: side by side)
+#   TEST_WORKERS=0 ./scripts/test.sh         # each pass in one process (default: 2 pytest-xdist
+#                                            # workers per pass, whole test files per worker; one
+#                                            # process when test paths are given)
 #   TEST_POSTGRES_URL=postgresql+psycopg://user@host:5432/postgres ./scripts/test.sh
 #                                            # use that server instead of starting one
 #
@@ -18,6 +21,7 @@ cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 BACKENDS="${TEST_BACKENDS:-both}"
 PARALLEL="${TEST_PARALLEL:-1}"
+WORKERS="${TEST_WORKERS:-}"
 case "$BACKENDS" in
   both | sqlite | postgresql) ;;
   *)
@@ -25,6 +29,10 @@ case "$BACKENDS" in
     exit 2
     ;;
 esac
+if [ -n "$WORKERS" ] && ! [[ "$WORKERS" =~ ^[0-9]+$ ]]; then
+  echo "TEST_WORKERS must be a number of workers per pass, 0 for none (got '$WORKERS')" >&2
+  exit 2
+fi
 
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
@@ -33,6 +41,7 @@ fi
 .venv/bin/ruff check src tests bench
 .venv/bin/ruff format --check src tests bench
 .venv/bin/mypy --strict src
+.venv/bin/lint-imports --no-cache # the layers (.importlinter)
 export DBOS__DISABLE_TELEMETRY=true
 
 # promtool checks and unit-tests the alert rules (deploy/prometheus/); Debian's prometheus has it.
@@ -173,12 +182,26 @@ for argument in "$@"; do
   [[ "$argument" == tests* ]] && PG_SELECTION=()
 done
 
+# Each pass spreads its test files over WORKERS processes (pytest-xdist): a file stays on one
+# worker, so a module's shared service starts once. Every worker has its own databases (SQLite
+# files in its own temporary directory; PostgreSQL databases named after its process id).
+# A few files given as arguments run sooner in one process than workers start.
+if [ -z "$WORKERS" ] && [ ${#PG_SELECTION[@]} -eq 0 ]; then
+  WORKERS=0
+elif [ -z "$WORKERS" ]; then
+  WORKERS=2
+fi
+XDIST=()
+if [ "$WORKERS" -gt 0 ]; then
+  XDIST=(-n "$WORKERS" --dist loadfile)
+fi
+
 sqlite_pass() {
-  env -u TEST_POSTGRES_URL .venv/bin/python -m pytest -q --basetemp="$WORK_DIR/sqlite" "$@"
+  env -u TEST_POSTGRES_URL .venv/bin/python -m pytest -q "${XDIST[@]}" --basetemp="$WORK_DIR/sqlite" "$@"
 }
 
 postgres_pass() {
-  TEST_POSTGRES_URL="$TEST_POSTGRES_URL" .venv/bin/python -m pytest -q -p no:cacheprovider \
+  TEST_POSTGRES_URL="$TEST_POSTGRES_URL" .venv/bin/python -m pytest -q -p no:cacheprovider "${XDIST[@]}" \
     --basetemp="$WORK_DIR/postgresql" "${PG_SELECTION[@]}" "$@"
 }
 

@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -64,7 +65,7 @@ class Service:
         self.db = Database(settings.database_url)
         self.store = SqlStore(self.db)
         self.token_verifier = TokenVerifier(settings)
-        self.internal_connector = InternalConnector(self.db, self.clock)
+        self.internal_connector = InternalConnector(self.store, self.clock)
         self.credential_vault = credential_vault(self.db, settings, self.clock)
         self.salesforce_connector = SalesforceConnector(
             self.store, self.clock, settings, vault=self.credential_vault
@@ -105,7 +106,6 @@ class Service:
         )
         self.runtime = Runtime(
             settings=settings,
-            db=self.db,
             clock=self.clock,
             gateway=self.tool_gateway,
             store=self.store,
@@ -183,6 +183,9 @@ class Service:
             # A restarted worker recovers the workflows of its own id, and only those: processes
             # sharing one id would each resume the others' running workflows at start.
             "executor_id": self.executor_id,
+            # fulfill waits on no DBOS notification (no recv, no get_event), so this loop has
+            # nothing to look up; its sleep is only how long a stop waits for the thread to end.
+            "notification_listener_polling_interval_sec": 0.1,
         }
         if self.settings.is_sqlite:
             _enable_wal(self.settings.system_database_url)
@@ -243,7 +246,7 @@ class Service:
             self._heartbeat.stop()
         # Calls waiting for their connector leave first, unfinished, for recovery to resume.
         self.runtime.flow.close()
-        DBOS.destroy(workflow_completion_timeout_sec=5)
+        _destroy_dbos(workflow_completion_timeout_seconds=5.0)
         self.tool_gateway.close()
         self.salesforce_connector.close()
         if self._otlp_export is not None:
@@ -251,6 +254,27 @@ class Service:
             self._otlp_export = None
         runtime_module.install(None)
         self.db.dispose()
+
+
+def _destroy_dbos(workflow_completion_timeout_seconds: float) -> None:
+    """``DBOS.destroy`` once the workflows still running in this process have ended (or the
+    timeout has passed).
+
+    DBOS's own wait (``workflow_completion_timeout_sec``) sleeps a whole second before it first
+    looks, even when nothing runs, so every stop took over a second. This is the same wait, done
+    the same way (the queues stop handing out work first, then the running workflows are
+    awaited), looking every 20 ms.
+    """
+    import dbos._dbos as dbos_internals  # the running instance and its set of active workflows
+
+    instance = dbos_internals._dbos_global_instance
+    if instance is not None and instance._launched:
+        for event in instance.background_thread_stop_events:
+            event.set()
+        deadline = time.monotonic() + workflow_completion_timeout_seconds
+        while instance._active_workflows_set.activeList() and time.monotonic() < deadline:
+            time.sleep(0.02)
+    DBOS.destroy(workflow_completion_timeout_sec=0)
 
 
 # The namespaces of the in-process connectors' tools (``internal.*``, ``crm.*``): no target may

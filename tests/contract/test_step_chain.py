@@ -69,11 +69,11 @@ def lock(intent_id: str) -> ExecutionRequest:
     """Take the execution lock as intake does (a QUEUED attempt row); StartExecution's input."""
     rt = current()
     now = rt.clock.now()
-    with rt.db.write() as conn:
-        intent = intents.get_intent(conn, "t1", intent_id)
+    with rt.store.write() as uow:
+        intent = uow.intents.get_intent("t1", intent_id)
         assert intent is not None
         attempt = queued_attempt(intent, now)
-        assert executions.insert_attempt(conn, attempt, deadline_epoch=now + 300)
+        assert uow.executions.insert_attempt(attempt, deadline_epoch=now + 300)
     return through_json(request_for(attempt), ExecutionRequest)
 
 

@@ -105,8 +105,8 @@ def test_signal_arrives_on_the_bus_in_the_reference_shape(aws: LocalEventBridge,
         message_id = f"signal:t1/{signal['signalId']}"
 
         def settled() -> list[dict[str, Any]] | None:
-            with harness.db.read() as conn:
-                rows = outbox.deliveries_for(conn, message_id)
+            with harness.service.store.read() as uow:
+                rows = uow.outbox.deliveries_for(message_id)
             return rows if all(row["status"] == outbox.DELIVERED for row in rows) else None
 
         rows = wait_for(settled, timeout=20)
@@ -137,11 +137,11 @@ def test_puts_to_a_missing_bus_are_retried_and_delivered_once_it_exists(
         message_ids = [f"signal:t1/exec-{intent_id}-acc-1-ACTION_EXECUTED" for intent_id in intent_ids]
 
         def bus_rows() -> list[dict[str, Any]]:
-            with harness.db.read() as conn:
+            with harness.service.store.read() as uow:
                 return [
                     row
                     for message_id in message_ids
-                    for row in outbox.deliveries_for(conn, message_id)
+                    for row in uow.outbox.deliveries_for(message_id)
                     if row["destination"] == f"eventbridge:{BUS}"
                 ]
 
@@ -181,7 +181,7 @@ def runtime(aws: LocalEventBridge, tmp_path: Path) -> Iterator[Runtime]:
     db = Database(settings.database_url)
     upgrade_to_head(db)
     try:
-        yield Runtime(settings=settings, db=db, clock=SystemClock(), gateway=None, store=SqlStore(db))  # type: ignore[arg-type]
+        yield Runtime(settings=settings, clock=SystemClock(), gateway=None, store=SqlStore(db))  # type: ignore[arg-type]
     finally:
         db.dispose()
         if postgres.is_postgres_url(settings.database_url):
@@ -190,9 +190,8 @@ def runtime(aws: LocalEventBridge, tmp_path: Path) -> Iterator[Runtime]:
 
 def enqueue_signal(rt: Runtime, number: int, destination: str) -> str:
     message_id = f"signal:t1/exec-ai-{number}-acc-1-ACTION_EXECUTED"
-    with rt.db.write() as conn:
-        outbox.enqueue(
-            conn,
+    with rt.store.write() as uow:
+        uow.outbox.enqueue(
             message_id=message_id,
             topic="SIGNAL_CREATED",
             tenant_id="t1",
@@ -217,8 +216,8 @@ def enqueue_signal(rt: Runtime, number: int, destination: str) -> str:
 
 
 def only_row(rt: Runtime, message_id: str) -> dict[str, Any]:
-    with rt.db.read() as conn:
-        [row] = outbox.deliveries_for(conn, message_id)
+    with rt.store.read() as uow:
+        [row] = uow.outbox.deliveries_for(message_id)
     return row
 
 

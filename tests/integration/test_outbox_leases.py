@@ -82,7 +82,7 @@ def runtime(tmp_path: Path) -> Iterator[Runtime]:
     db = Database(settings.database_url)
     upgrade_to_head(db)
     try:
-        yield Runtime(settings=settings, db=db, clock=SystemClock(), gateway=None, store=SqlStore(db))  # type: ignore[arg-type]
+        yield Runtime(settings=settings, clock=SystemClock(), gateway=None, store=SqlStore(db))  # type: ignore[arg-type]
     finally:
         db.dispose()
         if postgres.is_postgres_url(settings.database_url):
@@ -92,10 +92,9 @@ def runtime(tmp_path: Path) -> Iterator[Runtime]:
 def test_concurrent_relays_never_deliver_one_message_at_the_same_time(runtime: Runtime) -> None:
     sink = OverlapSink(seconds=0.3)
     messages = [f"msg-{index:02d}" for index in range(12)]
-    with runtime.db.write() as conn:
+    with runtime.store.write() as uow:
         for message_id in messages:
-            outbox.enqueue(
-                conn,
+            uow.outbox.enqueue(
                 message_id=message_id,
                 topic="SIGNAL_CREATED",
                 tenant_id="t1",
@@ -120,11 +119,11 @@ def test_concurrent_relays_never_deliver_one_message_at_the_same_time(runtime: R
     try:
 
         def all_delivered() -> bool:
-            with runtime.db.read() as conn:
+            with runtime.store.read() as uow:
                 return all(
                     row["status"] == outbox.DELIVERED
                     for message_id in messages
-                    for row in outbox.deliveries_for(conn, message_id)
+                    for row in uow.outbox.deliveries_for(message_id)
                 )
 
         wait_for(all_delivered, timeout=60)
@@ -135,9 +134,9 @@ def test_concurrent_relays_never_deliver_one_message_at_the_same_time(runtime: R
         sink.close()
     assert sink.overlaps == []
     assert set(sink.received) == set(messages)  # every message arrived (at least once)
-    with runtime.db.read() as conn:
+    with runtime.store.read() as uow:
         for message_id in messages:
-            [row] = outbox.deliveries_for(conn, message_id)
+            [row] = uow.outbox.deliveries_for(message_id)
             assert (row["lease_owner"], row["lease_until_epoch"]) == (None, None)
             assert row["attempts"] == sink.received[message_id]
 
@@ -148,10 +147,9 @@ def test_the_lanes_of_several_relays_send_each_message_once(runtime: Runtime) ->
     runtime.settings.outbox_destination_concurrency = 3
     sink = OverlapSink(seconds=0.3)
     messages = [f"lane-{index:02d}" for index in range(12)]
-    with runtime.db.write() as conn:
+    with runtime.store.write() as uow:
         for message_id in messages:
-            outbox.enqueue(
-                conn,
+            uow.outbox.enqueue(
                 message_id=message_id,
                 topic="SIGNAL_CREATED",
                 tenant_id="t1",
@@ -166,11 +164,11 @@ def test_the_lanes_of_several_relays_send_each_message_once(runtime: Runtime) ->
     try:
 
         def all_delivered() -> bool:
-            with runtime.db.read() as conn:
+            with runtime.store.read() as uow:
                 return all(
                     row["status"] == outbox.DELIVERED
                     for message_id in messages
-                    for row in outbox.deliveries_for(conn, message_id)
+                    for row in uow.outbox.deliveries_for(message_id)
                 )
 
         wait_for(all_delivered, timeout=60)
@@ -186,9 +184,8 @@ def test_an_engine_message_that_cannot_start_ends_dead_letter(runtime: Runtime) 
     """A compensation start that fails on every try (here: a payload no workflow accepts) is given
     up after FULFILL_OUTBOX_MAX_ATTEMPTS, on the engine's lane, and can be put back in line."""
     runtime.settings.outbox_max_attempts = 2
-    with runtime.db.write() as conn:
-        outbox.enqueue(
-            conn,
+    with runtime.store.write() as uow:
+        uow.outbox.enqueue(
             message_id="compensate:poison",
             topic="COMPENSATION",
             tenant_id="t1",
@@ -201,15 +198,15 @@ def test_an_engine_message_that_cannot_start_ends_dead_letter(runtime: Runtime) 
 
     def dead() -> list[outbox.DeadLetter]:
         relay.deliver_due(only=ENGINE_DESTINATIONS)
-        with runtime.db.read() as conn:
-            return outbox.dead_letters(conn)
+        with runtime.store.read() as uow:
+            return uow.outbox.dead_letters()
 
     [letter] = wait_for(dead)
     assert (letter.message_id, letter.destination, letter.attempts) == ("compensate:poison", "engine", 2)
     assert letter.last_error == "start failed: ValidationError"
-    with runtime.db.write() as conn:
-        assert outbox.redeliver(conn, now_epoch=runtime.clock.now(), tenant_id="t2") == []
-        [moved] = outbox.redeliver(conn, now_epoch=runtime.clock.now(), tenant_id="t1")
+    with runtime.store.write() as uow:
+        assert uow.outbox.redeliver(now_epoch=runtime.clock.now(), tenant_id="t2") == []
+        [moved] = uow.outbox.redeliver(now_epoch=runtime.clock.now(), tenant_id="t1")
         assert moved.message_id == "compensate:poison"
-        [row] = outbox.deliveries_for(conn, "compensate:poison")
+        [row] = uow.outbox.deliveries_for("compensate:poison")
     assert (row["status"], row["attempts"], row["dead_lettered_at"]) == (outbox.PENDING, 0, None)

@@ -7,11 +7,16 @@ service stops.
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
 import httpx
 import jwt
+from dbos import DBOS
 from sqlalchemy import func, select
 
 from fulfill.client import ApiError, FulfillClient
@@ -22,6 +27,8 @@ from fulfill.domain.time import iso_from_epoch
 from fulfill.server import BackgroundServer
 from fulfill.service import Service
 from fulfill.store import intents
+from fulfill.store.db import Database
+from fulfill.store.migrate import upgrade_to_head
 from fulfill.store.tables import execution_outcomes, execution_signals, internal_notes, internal_tasks
 from fulfill.tokens import mint_token
 from tests.support import postgres
@@ -39,9 +46,52 @@ def fresh_database_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'fulfill.db'}"
 
 
+def service_database_url(tmp_path: Path) -> str:
+    """A database for a service of this process, already migrated: on PostgreSQL a copy of a
+    migrated template (``tests/support/postgres.py``); on SQLite ``fulfill.db`` in ``tmp_path``,
+    copied with its DBOS file from migrated ones unless it exists (a service that restarts on the
+    same ``tmp_path`` finds its data). Tests of migrating itself use ``fresh_database_url``."""
+    if postgres.enabled():
+        return postgres.create_database(migrated=True)
+    url = fresh_database_url(tmp_path)
+    files = [tmp_path / "fulfill.db", tmp_path / "fulfill.dbos.sqlite"]
+    if not any(file.exists() for file in files):
+        template = _sqlite_template()
+        tmp_path.mkdir(parents=True, exist_ok=True)
+        for file in files:
+            shutil.copyfile(template / file.name, file)
+    return url
+
+
+_sqlite_template_dir: Path | None = None
+_sqlite_template_lock = threading.Lock()
+
+
+def _sqlite_template() -> Path:
+    """A directory with ``fulfill.db`` and ``fulfill.dbos.sqlite`` migrated to head, made once
+    per process and removed at its exit."""
+    global _sqlite_template_dir
+    with _sqlite_template_lock:
+        if _sqlite_template_dir is None:
+            directory = Path(tempfile.mkdtemp(prefix="fulfill-test-template-"))
+            atexit.register(shutil.rmtree, directory, ignore_errors=True)
+            settings = Settings(database_url=f"sqlite:///{directory / 'fulfill.db'}")
+            database = Database(settings.database_url)
+            try:
+                upgrade_to_head(database)
+            finally:
+                database.dispose()
+            DBOS.migrate(settings.system_database_url)
+            # Whole files only: every connection is closed, so nothing waits in a -wal file.
+            leftovers = [path.name for path in directory.iterdir() if path.name.endswith(("-wal", "-shm"))]
+            assert not leftovers, f"the SQLite template is not closed: {leftovers}"
+            _sqlite_template_dir = directory
+        return _sqlite_template_dir
+
+
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
-        "database_url": overrides.pop("database_url", None) or fresh_database_url(tmp_path),
+        "database_url": overrides.pop("database_url", None) or service_database_url(tmp_path),
         "host": "127.0.0.1",
         "port": 0,
         "jwt_secret": TEST_SECRET,

@@ -7,6 +7,12 @@ Unset, every service runs on a SQLite file in the test's temporary directory.
 
 Each database created here is dropped when its service stops (``Harness.stop``) and, whatever is
 left, at the end of the session; a failed drop is tolerated (the server is thrown away anyway).
+
+A service's database (``make_settings``) is a copy of a template this process migrated once:
+fulfill's schema and DBOS's system tables at head, as a service's first start leaves them, and
+nothing else. Migrating takes seconds on PostgreSQL and copying a fraction of that. Tests of
+migrating itself, and the processes tests spawn, get empty databases (``create_database()``), as
+the whole SQLite pass does.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ ENV = "TEST_POSTGRES_URL"
 _lock = threading.Lock()
 _counter = itertools.count(1)
 _created: set[str] = set()
+_template: str | None = None  # this process's migrated template (a database name)
+_template_lock = threading.Lock()
 
 
 def server_url() -> str | None:
@@ -65,21 +73,51 @@ def _connect(database: str | None = None) -> Any:
     )
 
 
-def create_database() -> str:
-    """Create an empty database with a unique name; returns its SQLAlchemy URL."""
+def create_database(*, migrated: bool = False) -> str:
+    """Create a database with a unique name; returns its SQLAlchemy URL. Empty, or with
+    ``migrated`` a copy of this process's migrated template (see the module's docstring)."""
     base = server_url()
     if base is None:
         raise RuntimeError(f"{ENV} is not set")
+    template = _migrated_template() if migrated else None
     name = f"fulfill_test_{os.getpid()}_{next(_counter)}_{uuid.uuid4().hex[:8]}"
     with _connect() as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
     with _lock:
         _created.add(name)
+    return _url(name)
+
+
+def _url(name: str) -> str:
     return (
-        make_url(base)
+        make_url(server_url() or "")
         .set(drivername="postgresql+psycopg", database=name)
         .render_as_string(hide_password=False)
     )
+
+
+def _migrated_template() -> str:
+    """This process's template, migrated on first use; nobody connects to it afterwards (a copy
+    needs the template without connections)."""
+    global _template
+    with _template_lock:
+        if _template is None:
+            from dbos import DBOS
+
+            from fulfill.store.db import Database
+            from fulfill.store.migrate import upgrade_to_head
+
+            url = create_database()
+            database = Database(url)
+            try:
+                upgrade_to_head(database)
+            finally:
+                database.dispose()
+            # Where the service keeps them (Settings.system_database_url: the same database).
+            DBOS.migrate(url, schema="dbos")
+            _template = make_url(url).database
+        assert _template is not None
+        return _template
 
 
 def drop_database(url: str) -> None:
@@ -101,7 +139,10 @@ def _drop(name: str) -> None:
 
 
 def drop_leftovers() -> None:
-    """Drop every database this process created and has not dropped yet."""
+    """Drop every database this process created and has not dropped yet (the template too)."""
+    global _template
+    with _template_lock:
+        _template = None
     with _lock:
         names = sorted(_created)
         _created.clear()

@@ -12,14 +12,12 @@ from typing import Annotated
 
 from mcp.types import CallToolResult
 from pydantic import Field
-from sqlalchemy import Table, select, update
 
 from fulfill.connectors.base import ConnectorTool, ToolSuccess, tool_failure, tool_success
 from fulfill.domain.errors import ErrorClass
 from fulfill.domain.models import ExternalObjectRef
 from fulfill.domain.ports import Clock
-from fulfill.store.db import Database, insert_ignore, is_transient_store_error
-from fulfill.store.tables import internal_notes, internal_tasks
+from fulfill.ports.store import Store
 
 ToolAnswer = Annotated[CallToolResult, ToolSuccess]
 # Object ids are derived from the key's first 24 characters, so the input schema says so.
@@ -36,8 +34,8 @@ _STORE_UNAVAILABLE = "the internal store is unavailable, try again"
 
 
 class InternalConnector:
-    def __init__(self, db: Database, clock: Clock) -> None:
-        self._db = db
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self._store = store
         self._clock = clock
 
     def tools(self) -> list[ConnectorTool]:
@@ -72,9 +70,7 @@ class InternalConnector:
         if not title.strip():
             return tool_failure(ErrorClass.VALIDATION, "VALIDATION_FAILED", "title must not be empty")
         fields = {"title": title, "description": description}
-        return self._create(
-            internal_tasks, "task", "Task", tenant_id, account_id, action_intent_id, idempotency_key, fields
-        )
+        return self._create("task", "Task", tenant_id, account_id, action_intent_id, idempotency_key, fields)
 
     def create_note(
         self,
@@ -87,7 +83,6 @@ class InternalConnector:
         if not content.strip():
             return tool_failure(ErrorClass.VALIDATION, "VALIDATION_FAILED", "content must not be empty")
         return self._create(
-            internal_notes,
             "note",
             "Note",
             tenant_id,
@@ -106,7 +101,7 @@ class InternalConnector:
         action_intent_id: str,
         idempotency_key: IdempotencyKey,
     ) -> ToolAnswer:
-        return self._delete(internal_tasks, "task", "Task", object_id, tenant_id, account_id)
+        return self._delete("task", "Task", object_id, tenant_id, account_id)
 
     def delete_note(
         self,
@@ -116,11 +111,10 @@ class InternalConnector:
         action_intent_id: str,
         idempotency_key: IdempotencyKey,
     ) -> ToolAnswer:
-        return self._delete(internal_notes, "note", "Note", object_id, tenant_id, account_id)
+        return self._delete("note", "Note", object_id, tenant_id, account_id)
 
     def _create(
         self,
-        table: Table,
         kind: str,
         object_type: str,
         tenant_id: str,
@@ -131,64 +125,50 @@ class InternalConnector:
     ) -> CallToolResult:
         if len(idempotency_key) < MIN_KEY_LENGTH:  # the gateway's schema check already refuses it
             return tool_failure(ErrorClass.VALIDATION, "VALIDATION_FAILED", "idempotency_key is too short")
-        id_column = f"{kind}_id"
-        object_id = f"{kind}_{idempotency_key[:24]}"
         try:
-            with self._db.write() as conn:
-                insert_ignore(
-                    conn,
-                    table,
-                    {
-                        "tenant_id": tenant_id,
-                        "account_id": account_id,
-                        id_column: object_id,
-                        "idempotency_key": idempotency_key,
-                        "action_intent_id": action_intent_id,
-                        "created_at": self._clock.now_iso(),
-                        **fields,
-                    },
+            with self._store.write() as uow:
+                stored = uow.internal_objects.create_once(
+                    kind,
+                    object_id=f"{kind}_{idempotency_key[:24]}",
+                    tenant_id=tenant_id,
+                    account_id=account_id,
+                    idempotency_key=idempotency_key,
+                    action_intent_id=action_intent_id,
+                    created_at=self._clock.now_iso(),
+                    fields=fields,
                 )
-                row = conn.execute(select(table).where(table.c.idempotency_key == idempotency_key)).one()
-                if row.tenant_id != tenant_id or row.account_id != account_id:
+                if (stored.tenant_id, stored.account_id) != (tenant_id, account_id):
                     return tool_failure(
                         ErrorClass.VALIDATION,
                         "IDEMPOTENCY_COLLISION",
                         "idempotency key belongs to another owner",
                     )
-                if row.deleted_at is not None:
-                    conn.execute(
-                        update(table)
-                        .where(table.c.idempotency_key == idempotency_key)
-                        .values(deleted_at=None)
-                    )
+                if stored.deleted:  # created again after its compensation deleted it
+                    uow.internal_objects.restore(kind, idempotency_key)
         except Exception as exc:
-            if is_transient_store_error(exc):
+            if self._store.is_transient(exc):
                 return tool_failure(ErrorClass.DOWNSTREAM, "STORE_UNAVAILABLE", _STORE_UNAVAILABLE)
             raise
         return tool_success(
-            [ExternalObjectRef(system="INTERNAL", object_type=object_type, object_id=row._mapping[id_column])]
+            [ExternalObjectRef(system="INTERNAL", object_type=object_type, object_id=stored.object_id)]
         )
 
     def _delete(
-        self, table: Table, kind: str, object_type: str, object_id: str, tenant_id: str, account_id: str
+        self, kind: str, object_type: str, object_id: str, tenant_id: str, account_id: str
     ) -> CallToolResult:
-        id_column = table.c[f"{kind}_id"]
         try:
-            with self._db.write() as conn:
-                result = conn.execute(
-                    update(table)
-                    .where(
-                        table.c.tenant_id == tenant_id,
-                        table.c.account_id == account_id,
-                        id_column == object_id,
-                        table.c.deleted_at.is_(None),
-                    )
-                    .values(deleted_at=self._clock.now_iso())
+            with self._store.write() as uow:
+                deleted = uow.internal_objects.delete(
+                    kind,
+                    tenant_id=tenant_id,
+                    account_id=account_id,
+                    object_id=object_id,
+                    now=self._clock.now_iso(),
                 )
         except Exception as exc:
-            if is_transient_store_error(exc):
+            if self._store.is_transient(exc):
                 return tool_failure(ErrorClass.DOWNSTREAM, "STORE_UNAVAILABLE", _STORE_UNAVAILABLE)
             raise
         ref = ExternalObjectRef(system="INTERNAL", object_type=object_type, object_id=object_id)
         # Deleting what is already gone is success: compensation must be safe to repeat.
-        return tool_success([ref], deleted=bool(result.rowcount))
+        return tool_success([ref], deleted=deleted)

@@ -201,3 +201,17 @@ class ExternalWrite:
     updated_at: str
     committed_at: str | None
     compensated_at: str | None
+
+
+# --- the internal connector's tasks and notes --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InternalObject:
+    """A task or note of the internal connector, as stored under its idempotency key."""
+
+    kind: str  # "task" or "note"
+    object_id: str
+    tenant_id: str
+    account_id: str
+    deleted: bool

@@ -17,14 +17,11 @@ from fulfill.domain.flowcontrol import connector_of
 from fulfill.domain.ports import Clock, ToolGateway
 from fulfill.engine.flow import FlowControl
 from fulfill.ports.store import Store
-from fulfill.store.db import Database
 
 
 @dataclass
 class Runtime:
-    # ``db`` serves the parts not yet on the store port.
     settings: Settings
-    db: Database
     clock: Clock
     gateway: ToolGateway
     store: Store

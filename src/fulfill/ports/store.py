@@ -23,6 +23,7 @@ from fulfill.ports.repositories import (
     ExternalWritesRepository,
     HeartbeatsRepository,
     IntentsRepository,
+    InternalObjectsRepository,
     KillSwitchesRepository,
     OutboxRepository,
     RegistryRepository,
@@ -55,6 +56,8 @@ class UnitOfWork(Protocol):
     def heartbeats(self) -> HeartbeatsRepository: ...
     @property
     def intents(self) -> IntentsRepository: ...
+    @property
+    def internal_objects(self) -> InternalObjectsRepository: ...
     @property
     def killswitches(self) -> KillSwitchesRepository: ...
     @property

@@ -17,6 +17,7 @@ from fulfill.ports.repositories import (
     ExternalWritesRepository,
     HeartbeatsRepository,
     IntentsRepository,
+    InternalObjectsRepository,
     KillSwitchesRepository,
     OutboxRepository,
     RegistryRepository,
@@ -31,6 +32,7 @@ from fulfill.store.executions import SqlExecutionsRepository
 from fulfill.store.external_writes import SqlExternalWritesRepository
 from fulfill.store.heartbeats import SqlHeartbeatsRepository
 from fulfill.store.intents import SqlIntentsRepository
+from fulfill.store.internal_objects import SqlInternalObjectsRepository
 from fulfill.store.killswitches import SqlKillSwitchesRepository
 from fulfill.store.outbox import SqlOutboxRepository
 from fulfill.store.registry import SqlRegistryRepository
@@ -51,6 +53,7 @@ class SqlUnitOfWork:
         self.external_writes: ExternalWritesRepository = SqlExternalWritesRepository(conn)
         self.heartbeats: HeartbeatsRepository = SqlHeartbeatsRepository(conn)
         self.intents: IntentsRepository = SqlIntentsRepository(conn)
+        self.internal_objects: InternalObjectsRepository = SqlInternalObjectsRepository(conn)
         self.killswitches: KillSwitchesRepository = SqlKillSwitchesRepository(conn)
         self.outbox: OutboxRepository = SqlOutboxRepository(conn)
         self.registry: RegistryRepository = SqlRegistryRepository(conn)

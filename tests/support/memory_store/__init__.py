@@ -28,6 +28,7 @@ from fulfill.ports.repositories import (
     ExternalWritesRepository,
     HeartbeatsRepository,
     IntentsRepository,
+    InternalObjectsRepository,
     KillSwitchesRepository,
     OutboxRepository,
     RegistryRepository,
@@ -42,6 +43,7 @@ from tests.support.memory_store.executions import MemoryExecutionsRepository
 from tests.support.memory_store.external_writes import MemoryExternalWritesRepository
 from tests.support.memory_store.heartbeats import MemoryHeartbeatsRepository
 from tests.support.memory_store.intents import MemoryIntentsRepository
+from tests.support.memory_store.internal_objects import MemoryInternalObjectsRepository
 from tests.support.memory_store.killswitches import MemoryKillSwitchesRepository
 from tests.support.memory_store.outbox import MemoryOutboxRepository
 from tests.support.memory_store.registry import MemoryRegistryRepository
@@ -64,6 +66,7 @@ class MemoryUnitOfWork:
         self.external_writes: ExternalWritesRepository = MemoryExternalWritesRepository(tables)
         self.heartbeats: HeartbeatsRepository = MemoryHeartbeatsRepository(tables)
         self.intents: IntentsRepository = MemoryIntentsRepository(tables)
+        self.internal_objects: InternalObjectsRepository = MemoryInternalObjectsRepository(tables)
         self.killswitches: KillSwitchesRepository = MemoryKillSwitchesRepository(tables)
         self.outbox: OutboxRepository = MemoryOutboxRepository(tables)
         self.registry: RegistryRepository = MemoryRegistryRepository(tables)

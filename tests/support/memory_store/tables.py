@@ -18,6 +18,7 @@ from fulfill.domain.models import (
     LedgerEntry,
     RegistryEntry,
 )
+from fulfill.domain.records import InternalObject
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,8 @@ class Tables:
     remote_calls: dict[tuple[str, str, str, int], Any] = field(default_factory=dict)  # → RemoteCallMark
     compensation_calls: dict[tuple[str, str, str], Any] = field(default_factory=dict)  # → Sent
     targets: dict[str, Any] = field(default_factory=dict)  # name → GatewayTarget
+    # (kind, idempotency key) → the internal connector's task or note, and when it was deleted
+    internal_objects: dict[tuple[str, str], tuple[InternalObject, str | None]] = field(default_factory=dict)
     catalog_revision: int = 0
 
     def copy(self) -> Tables:

@@ -10,6 +10,7 @@ from fulfill.ports.repositories.executions import ExecutionsRepository
 from fulfill.ports.repositories.external_writes import ExternalWritesRepository
 from fulfill.ports.repositories.heartbeats import HeartbeatsRepository
 from fulfill.ports.repositories.intents import IntentsRepository
+from fulfill.ports.repositories.internal_objects import InternalObjectsRepository
 from fulfill.ports.repositories.killswitches import KillSwitchesRepository
 from fulfill.ports.repositories.outbox import OutboxRepository
 from fulfill.ports.repositories.registry import RegistryRepository
@@ -24,6 +25,7 @@ __all__ = [
     "ExternalWritesRepository",
     "HeartbeatsRepository",
     "IntentsRepository",
+    "InternalObjectsRepository",
     "KillSwitchesRepository",
     "OutboxRepository",
     "RegistryRepository",
