@@ -204,12 +204,25 @@ class _ConsoleOf:
         self.browser.close()
 
 
-def test_the_approvals_page_names_the_proposer(shared: Harness, console: Console) -> None:
+def test_the_pages_name_the_proposer_and_offer_no_approve_on_ones_own_proposal(
+    shared: Harness, console: Console
+) -> None:
     with _client(shared, "ada@acme.example") as ada:
         intent_id = shared.create_intent(ada)["action_intent_id"]
-    page = console.login(subject="grace@acme.example").get("/console/approvals").text
-    assert f'data-intent="{intent_id}"' in page
-    assert "ada@acme.example" in page
+    approve_button = f'formaction="/console/intents/{intent_id}/approve"'
+    reject_button = f'formaction="/console/intents/{intent_id}/reject"'
+    with _ConsoleOf(shared, "grace@acme.example") as grace:
+        page = grace.get("/console/approvals").text
+        assert f'data-intent="{intent_id}"' in page
+        assert '<span class="proposer">ada@acme.example</span>' in page
+        assert approve_button in page
+        assert approve_button in grace.get(f"/console/executions/{intent_id}").text
+    for path in ("/console/approvals", f"/console/executions/{intent_id}"):
+        own = console.login(subject="ada@acme.example").get(path).text
+        assert '<span class="proposer">ada@acme.example</span>' in own
+        assert "You proposed this: another person approves it." in own
+        assert approve_button not in own
+        assert reject_button in own
 
 
 def test_an_intent_stored_without_a_proposer_is_approved_by_anyone_but_an_agent(shared: Harness) -> None:

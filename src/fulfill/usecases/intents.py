@@ -163,9 +163,7 @@ def create_intent(
         existing = _existing(rt, principal, body.action_intent_id, request_hash)
         if existing is not None:
             return existing, False
-    intent = _build_intent(rt, principal, body, now, now_iso).model_copy(
-        update={"proposed_by": principal.subject, "proposed_via": proposed_via}
-    )
+    intent = _build_intent(rt, principal, body, now, now_iso, proposed_via)
     with rt.store.write() as uow:
         inserted = uow.intents.insert_intent(intent, request_hash)
         if inserted and intent.approval_status is ApprovalStatus.APPROVED:
@@ -221,7 +219,12 @@ def _policy(asked: ExecutionPolicy | None, max_timeout: int) -> ExecutionPolicy:
 
 
 def _build_intent(
-    rt: UseCaseContext, principal: Principal, body: CreateIntent, now: float, now_iso: str
+    rt: UseCaseContext,
+    principal: Principal,
+    body: CreateIntent,
+    now: float,
+    now_iso: str,
+    proposed_via: ProposedVia,
 ) -> ActionIntentV1:
     with rt.store.read() as uow:
         if body.registry_version is None:
@@ -311,6 +314,8 @@ def _build_intent(
         expires_at_epoch=expires_epoch,
         original_decision_id=body.original_decision_id,
         original_proposal_id=body.original_proposal_id,
+        proposed_by=principal.subject,
+        proposed_via=proposed_via,
         tenant_id=principal.tenant_id,
         account_id=body.account_id,
         trace_id=body.trace_id or f"decision-{int(now * 1000)}-{secrets.token_hex(6)}",
