@@ -185,6 +185,7 @@ def test_a_call_proposes_and_the_task_completes_with_refs_after_an_http_approval
         intent = http.get(f"/intents/{task.task_id}").json()
         assert intent["approval_status"] == "PENDING_APPROVAL"  # proposed, never executed by itself
         assert intent["proposed_by"] == "agent-7"  # the token's subject
+        assert intent["proposed_via"] == "mcp"  # it came in through the agent endpoint
         assert door.task_rows(task.task_id) == 0
         snapshot = read_task(door, token, task.task_id)
         assert snapshot.status == "working"

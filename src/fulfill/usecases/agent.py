@@ -22,7 +22,7 @@ from fulfill.domain.agent_tasks import (
     task_outcome,
     ttl_ms,
 )
-from fulfill.domain.models import ActionIntentV1, ExecutionStatusView, RegistryEntry
+from fulfill.domain.models import ActionIntentV1, ExecutionStatusView, ProposedVia, RegistryEntry
 from fulfill.tokens import Principal, service_token_secret
 from fulfill.usecases import executions, intents
 from fulfill.usecases.context import UseCaseContext
@@ -101,7 +101,7 @@ def propose(
         parameters=arguments,
     )
     try:
-        intent, created = intents.create_intent(rt, principal, body)
+        intent, created = intents.create_intent(rt, principal, body, proposed_via=ProposedVia.MCP)
     except Conflict as exc:
         if exc.code == "INTENT_BODY_MISMATCH":
             raise KeyReused(
