@@ -20,6 +20,8 @@ import httpx
 import jwt
 import pytest
 from mcp.shared.exceptions import MCPError
+from mcp_types import CallToolRequest, CallToolRequestParams, CreateTaskResult, TaskMetadata
+from pydantic import ValidationError
 
 from fulfill.config import Settings
 from fulfill.store.tables import action_intents
@@ -422,6 +424,13 @@ def test_a_task_is_durable_before_it_is_answered(tmp_path: Path) -> None:
         snapshot = read_task(target, token, task.task_id)  # type: ignore[arg-type]
         assert snapshot.status == "working"
         assert "approval" in (snapshot.status_message or "")
+        # The same for a 2025-11-25 CreateTaskResult.
+        created = legacy(target, token, lambda s: call_tool_as_task(s, "create_internal_task", TASK_ARGS))  # type: ignore[arg-type]
+        kill(process)
+        process = start_serve(env, log)
+        polled = legacy(target, token, lambda s: get_core_task(s, created.task.task_id))  # type: ignore[arg-type]
+        assert polled.status == "working"
+        assert "approval" in (polled.status_message or "")
     finally:
         stop_all([process])
 
@@ -585,3 +594,20 @@ def test_a_2025_11_25_cancel_before_approval_then_an_approval_is_a_conflict(door
         return refused.value.error.code
 
     assert legacy(door, token, cancel_again) == -32602
+
+
+def test_the_sdk_client_checks_a_2025_11_25_tools_call_answer_as_a_plain_tool_result(door: Harness) -> None:
+    """Why ``call_tool_as_task`` sends through the session's dispatcher: the SDK client's
+    ``send_request`` refuses a ``CreateTaskResult`` to a 2025-11-25 ``tools/call``. When it stops
+    doing so, that helper can use ``send_request`` like the others."""
+
+    async def work(session: Any) -> None:
+        request = CallToolRequest(
+            params=CallToolRequestParams(
+                name="create_internal_task", arguments=TASK_ARGS, task=TaskMetadata(ttl=60_000)
+            )
+        )
+        with pytest.raises(ValidationError):
+            await session.send_request(request, CreateTaskResult)
+
+    legacy(door, agent_token(door), work)
