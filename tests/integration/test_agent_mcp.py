@@ -1,5 +1,6 @@
 """``/agent/mcp``, the agent's front door, called over real Streamable HTTP with the official MCP
-Python SDK client, declaring the Tasks extension through the SDK's client-extension API.
+Python SDK client, declaring the Tasks extension through the SDK's client-extension API, and on a
+2025-11-25 connection through that revision's in-core tasks (the SDK's own task types).
 
 A tool call proposes an intent and never executes by itself; the task it returns is read from
 the store (a new process answers it too); a retried call with the same idempotency key finds the
