@@ -1,5 +1,6 @@
 """``/agent/mcp``, the agent's front door, called over real Streamable HTTP with the official MCP
-Python SDK client, declaring the Tasks extension through the SDK's client-extension API.
+Python SDK client, declaring the Tasks extension through the SDK's client-extension API, and on a
+2025-11-25 connection through that revision's in-core tasks (the SDK's own task types).
 
 A tool call proposes an intent and never executes by itself; the task it returns is read from
 the store (a new process answers it too); a retried call with the same idempotency key finds the
@@ -12,7 +13,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,12 +21,24 @@ import httpx
 import jwt
 import pytest
 from mcp.shared.exceptions import MCPError
+from mcp_types import CallToolRequest, CallToolRequestParams, CreateTaskResult, TaskMetadata
+from pydantic import ValidationError
 
 from fulfill.config import Settings
 from fulfill.store.tables import action_intents
 from fulfill.tokens import mint_token
 from fulfill_tools.launch import free_port, kill, start_serve, stop_all
-from tests.support.agent_mcp import KEY_META, TaskHandle, agent_client, cancel_task, get_task
+from tests.support.agent_mcp import (
+    KEY_META,
+    TaskHandle,
+    agent_client,
+    call_tool_as_task,
+    cancel_core_task,
+    cancel_task,
+    core_task_result,
+    get_core_task,
+    get_task,
+)
 from tests.support.console import Console
 from tests.support.harness import ALL_SCOPES, TEST_SECRET, Harness, fresh_database_url, make_settings
 from tests.support.http_doubles import wait_for
@@ -412,11 +425,18 @@ def test_a_task_is_durable_before_it_is_answered(tmp_path: Path) -> None:
         snapshot = read_task(target, token, task.task_id)  # type: ignore[arg-type]
         assert snapshot.status == "working"
         assert "approval" in (snapshot.status_message or "")
+        # The same for a 2025-11-25 CreateTaskResult.
+        created = legacy(target, token, lambda s: call_tool_as_task(s, "create_internal_task", TASK_ARGS))  # type: ignore[arg-type]
+        kill(process)
+        process = start_serve(env, log)
+        polled = legacy(target, token, lambda s: get_core_task(s, created.task.task_id))  # type: ignore[arg-type]
+        assert polled.status == "working"
+        assert "approval" in (polled.status_message or "")
     finally:
         stop_all([process])
 
 
-def test_a_2025_11_25_client_gets_a_result_never_a_2026_task(door: Harness) -> None:
+def test_a_2025_11_25_call_without_task_gets_a_result_never_a_2026_task(door: Harness) -> None:
     token = agent_token(door)
 
     async def call() -> Any:
@@ -430,3 +450,165 @@ def test_a_2025_11_25_client_gets_a_result_never_a_2026_task(door: Harness) -> N
     assert result.is_error is not True
     assert "get_action_status" in result.content[0].text
     assert result.structured_content["approval_status"] == "PENDING_APPROVAL"
+
+
+# --- 2025-11-25: tasks in the core protocol (execution.taskSupport, the task parameter) -------
+
+
+def legacy(h: Harness, token: str, work: Callable[[Any], Awaitable[T]]) -> T:
+    """Run ``work(session)`` on a 2025-11-25 connection of the SDK client (no 2026 extension)."""
+
+    async def call() -> T:
+        async with agent_client(h.url, token, tasks=False, mode="legacy") as client:
+            assert client.protocol_version == "2025-11-25"
+            return await work(client.session)
+
+    return run(call())
+
+
+def test_a_2025_11_25_client_sees_task_support_on_action_tools_and_in_the_capabilities(door: Harness) -> None:
+    async def work(session: Any) -> tuple[Any, dict[str, Any]]:
+        listed = await session.list_tools()
+        return session.server_capabilities, {tool.name: tool for tool in listed.tools}
+
+    capabilities, tools = legacy(door, agent_token(door), work)
+    assert capabilities.tasks is not None
+    assert capabilities.tasks.requests is not None
+    assert capabilities.tasks.requests.tools is not None
+    assert capabilities.tasks.requests.tools.call is not None
+    assert capabilities.tasks.cancel is not None
+    assert capabilities.tasks.list is None  # a task is its caller's: never listed
+    assert tools["create_internal_task"].execution.task_support == "optional"
+    assert tools["get_action_status"].execution is None
+
+    async def modern(client: Any) -> Any:
+        return {tool.name: tool for tool in (await client.list_tools()).tools}
+
+    async def listed_modern() -> Any:
+        async with agent_client(door.url, agent_token(door)) as client:
+            assert client.protocol_version == "2026-07-28"
+            return await modern(client)
+
+    assert run(listed_modern())["create_internal_task"].execution is None  # no such field in 2026
+
+
+def test_a_2025_11_25_task_is_working_then_completed_with_refs_after_an_http_approval(door: Harness) -> None:
+    token = agent_token(door)
+    created = legacy(door, token, lambda s: call_tool_as_task(s, "create_internal_task", TASK_ARGS))
+    task = created.task
+    assert task.status == "working"
+    assert "approval" in (task.status_message or "")
+    assert task.ttl is not None
+    assert task.ttl > 0
+    assert task.poll_interval is not None
+    assert task.poll_interval > 0
+    with door.client() as http:  # committed before it was answered, and never executed by itself
+        intent = http.get(f"/intents/{task.task_id}").json()
+        assert intent["approval_status"] == "PENDING_APPROVAL"
+        assert intent["proposed_by"] == "agent-7"
+        assert intent["proposed_via"] == "mcp"
+        assert door.task_rows(task.task_id) == 0
+        polled = legacy(door, token, lambda s: get_core_task(s, task.task_id))
+        assert polled.status == "working"
+        assert "approval" in (polled.status_message or "")
+        assert http.post(f"/intents/{task.task_id}/approve").status_code == 202
+
+    async def result_when_done(session: Any) -> tuple[Any, Any]:
+        # tasks/result holds the answer until the task is over (2025-11-25).
+        result = await core_task_result(session, task.task_id)
+        return result, await get_core_task(session, task.task_id)
+
+    result, after = legacy(door, token, result_when_done)
+    assert after.status == "completed"
+    assert result.is_error is not True
+    assert result.structured_content["status"] == "SUCCEEDED"
+    assert result.structured_content["external_object_refs"][0]["system"] == "INTERNAL"
+    assert result.meta["io.modelcontextprotocol/related-task"] == {"taskId": task.task_id}
+    assert door.task_rows(task.task_id) == 1
+
+
+def test_a_2025_11_25_rejection_completes_the_task_with_an_error_that_says_so(door: Harness) -> None:
+    token = agent_token(door)
+    task = legacy(door, token, lambda s: call_tool_as_task(s, "create_internal_task", TASK_ARGS)).task
+    with door.client() as http:
+        assert http.post(f"/intents/{task.task_id}/reject").status_code == 202
+    result = legacy(door, token, lambda s: core_task_result(s, task.task_id))
+    assert result.is_error is True
+    assert "rejected" in result.content[0].text
+    assert legacy(door, token, lambda s: get_core_task(s, task.task_id)).status == "completed"
+
+
+def test_a_2025_11_25_retry_with_the_same_key_returns_the_same_task(door: Harness) -> None:
+    token = agent_token(door)
+    key = secrets.token_hex(16)
+    first, second = (
+        legacy(
+            door,
+            token,
+            lambda s: call_tool_as_task(s, "create_internal_task", TASK_ARGS, meta={KEY_META: key}),
+        )
+        for _ in range(2)
+    )
+    assert first.task.task_id == second.task.task_id
+
+
+def test_a_2025_11_25_task_of_another_caller_or_tenant_is_unknown(door: Harness) -> None:
+    task = legacy(
+        door, agent_token(door), lambda s: call_tool_as_task(s, "create_internal_task", TASK_ARGS)
+    ).task
+    random_id = f"mcp_{secrets.token_hex(12)}_{secrets.token_hex(12)}"
+
+    def error_of(token: str, task_id: str, work: Callable[[Any, str], Awaitable[Any]]) -> tuple[int, str]:
+        async def refused(session: Any) -> tuple[int, str]:
+            try:
+                await work(session, task_id)
+            except MCPError as exc:
+                return exc.error.code, exc.error.message
+            raise AssertionError("the task was answered")
+
+        return legacy(door, token, refused)
+
+    expected = error_of(agent_token(door), random_id, get_core_task)
+    assert expected == (-32602, "unknown task")
+    for stranger in (agent_token(door, subject="agent-9"), agent_token(door, tenant="t2")):
+        for work in (get_core_task, cancel_core_task, core_task_result):
+            assert error_of(stranger, task.task_id, work) == expected
+    assert legacy(door, agent_token(door), lambda s: get_core_task(s, task.task_id)).status == "working"
+
+
+def test_a_2025_11_25_cancel_before_approval_then_an_approval_is_a_conflict(door: Harness) -> None:
+    token = agent_token(door)
+    task = legacy(door, token, lambda s: call_tool_as_task(s, "create_internal_task", TASK_ARGS)).task
+    cancelled = legacy(door, token, lambda s: cancel_core_task(s, task.task_id))
+    assert cancelled.task_id == task.task_id
+    assert cancelled.status == "cancelled"
+    assert legacy(door, token, lambda s: get_core_task(s, task.task_id)).status == "cancelled"
+    with door.client() as http:
+        assert http.get(f"/intents/{task.task_id}").json()["approval_status"] == "CANCELLED"
+        assert http.post(f"/intents/{task.task_id}/approve").status_code == 409
+    assert door.task_rows(task.task_id) == 0
+
+    # 2025-11-25: a task already over cannot be cancelled again.
+    async def cancel_again(session: Any) -> int:
+        with pytest.raises(MCPError) as refused:
+            await cancel_core_task(session, task.task_id)
+        return refused.value.error.code
+
+    assert legacy(door, token, cancel_again) == -32602
+
+
+def test_the_sdk_client_checks_a_2025_11_25_tools_call_answer_as_a_plain_tool_result(door: Harness) -> None:
+    """Why ``call_tool_as_task`` sends through the session's dispatcher: the SDK client's
+    ``send_request`` refuses a ``CreateTaskResult`` to a 2025-11-25 ``tools/call``. When it stops
+    doing so, that helper can use ``send_request`` like the others."""
+
+    async def work(session: Any) -> None:
+        request = CallToolRequest(
+            params=CallToolRequestParams(
+                name="create_internal_task", arguments=TASK_ARGS, task=TaskMetadata(ttl=60_000)
+            )
+        )
+        with pytest.raises(ValidationError):
+            await session.send_request(request, CreateTaskResult)
+
+    legacy(door, agent_token(door), work)

@@ -1,5 +1,6 @@
 """The Tasks extension (``io.modelcontextprotocol/tasks``, 2026-07-28) as a client declares it
-through the MCP SDK's client-extension API, for the tests of ``/agent/mcp``."""
+through the MCP SDK's client-extension API, and the 2025-11-25 in-core tasks as the SDK's types
+describe them, for the tests of ``/agent/mcp``."""
 
 from __future__ import annotations
 
@@ -10,7 +11,24 @@ import httpx2
 from mcp import Client
 from mcp.client.extension import ClaimContext, ClientExtension, ResultClaim
 from mcp.client.streamable_http import streamable_http_client
-from mcp_types import CallToolResult, Request, RequestParams, Result
+from mcp_types import (
+    CallToolRequest,
+    CallToolRequestParams,
+    CallToolResult,
+    CancelTaskRequest,
+    CancelTaskRequestParams,
+    CancelTaskResult,
+    CreateTaskResult,
+    GetTaskPayloadRequest,
+    GetTaskPayloadRequestParams,
+    GetTaskRequest,
+    GetTaskRequestParams,
+    GetTaskResult,
+    Request,
+    RequestParams,
+    Result,
+    TaskMetadata,
+)
 from pydantic import ConfigDict
 
 TASKS = "io.modelcontextprotocol/tasks"
@@ -101,3 +119,51 @@ def agent_client(url: str, token: str, *, tasks: bool = True, mode: str = "auto"
         extensions=[TasksExtension()] if tasks else None,
         mode=mode,
     )
+
+
+async def call_tool_as_task(
+    session: Any,
+    name: str,
+    arguments: dict[str, Any],
+    *,
+    ttl_ms: int = 60_000,
+    meta: dict[str, Any] | None = None,
+) -> CreateTaskResult:
+    """A task-augmented ``tools/call`` of 2025-11-25 (the ``task`` parameter).
+
+    The SDK's ``ClientSession.send_request`` checks every ``tools/call`` answer of that revision
+    against its plain ``CallToolResult`` surface (``mcp/client/session.py``, ``send_request``;
+    ``mcp_types/methods.py`` ``SERVER_RESULTS[("tools/call", "2025-11-25")]``), so the request is
+    built and the answer parsed with the SDK's own 2025-11-25 task types, and sent through the
+    session's dispatcher with the session's stamp, as the SDK's ``subscriptions`` module does."""
+    request = CallToolRequest(
+        params=CallToolRequestParams(
+            name=name, arguments=arguments, task=TaskMetadata(ttl=ttl_ms), _meta=meta
+        )
+    )
+    data = request.model_dump(by_alias=True, mode="json", exclude_none=True)
+    opts: dict[str, Any] = {}
+    session._stamp(data, opts)
+    raw = await session._dispatcher.send_raw_request(data["method"], data.get("params"), opts)
+    return CreateTaskResult.model_validate(raw, by_name=False)
+
+
+async def get_core_task(session: Any, task_id: str) -> GetTaskResult:
+    result: GetTaskResult = await session.send_request(
+        GetTaskRequest(params=GetTaskRequestParams(task_id=task_id)), GetTaskResult
+    )
+    return result
+
+
+async def core_task_result(session: Any, task_id: str) -> CallToolResult:
+    result: CallToolResult = await session.send_request(
+        GetTaskPayloadRequest(params=GetTaskPayloadRequestParams(task_id=task_id)), CallToolResult
+    )
+    return result
+
+
+async def cancel_core_task(session: Any, task_id: str) -> CancelTaskResult:
+    result: CancelTaskResult = await session.send_request(
+        CancelTaskRequest(params=CancelTaskRequestParams(task_id=task_id)), CancelTaskResult
+    )
+    return result

@@ -7,8 +7,17 @@ proposes an intent (:mod:`fulfill.usecases.agent`) and never executes anything b
 
 A client that declared the Tasks extension (``io.modelcontextprotocol/tasks``) on a 2026-07-28
 request gets ``resultType: "task"`` once the intent is committed, and follows it with
-``tasks/get`` / ``tasks/cancel``; any other client waits up to ``FULFILL_AGENT_WAIT_SECONDS``
-for the outcome, then is told the action awaits approval and how to follow it.
+``tasks/get`` / ``tasks/cancel``. A 2025-11-25 client gets the same through that revision's
+in-core task shape: action tools say ``execution.taskSupport: "optional"``, a call carrying the
+``task`` parameter answers a ``CreateTaskResult`` once the intent is committed, and ``tasks/get``,
+``tasks/result`` and ``tasks/cancel`` answer from the store. Any other client waits up to
+``FULFILL_AGENT_WAIT_SECONDS`` for the outcome, then is told the action awaits approval and how
+to follow it.
+
+The SDK carries the 2025-11-25 task types but serves none of its methods, so this module answers
+them itself: the door is a server middleware that short-circuits ``tools/call`` (the runner trusts
+a short-circuited result as it is), and the ``tasks/*`` methods are bound as extension methods,
+which the runner admits at every revision and never sieves.
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ from mcp_types import (
     RequestParams,
     TextContent,
     ToolAnnotations,
+    ToolExecution,
 )
 from mcp_types import Tool as MCPTool
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
@@ -70,6 +80,8 @@ LIST_PENDING = "list_pending_approvals"
 APPROVE_ACTION = "approve_action"
 REJECT_ACTION = "reject_action"
 SYNC_POLL_SECONDS = 0.25
+LEGACY_TASK_VERSIONS = ("2025-11-25",)
+"""The handshake-era revision with tasks in the core protocol."""
 
 _INTENT_ID_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 128, "pattern": r"^[A-Za-z0-9_.:@-]+$"}
 _COMMENT_SCHEMA = {"type": "string", "maxLength": intents.MAX_COMMENT_LENGTH}
@@ -116,6 +128,17 @@ async def principal_of(verifier: TokenVerifier, token: str) -> Principal | None:
         return None
 
 
+LEGACY_TASK_CAPABILITY: dict[str, Any] = {"cancel": {}, "requests": {"tools": {"call": {}}}}
+"""``capabilities.tasks`` of a 2025-11-25 ``initialize``: task-augmented ``tools/call`` and
+``tasks/cancel``; no ``tasks/list`` (a task is its caller's, never listed)."""
+RELATED_TASK_META = "io.modelcontextprotocol/related-task"
+
+
+def core_tasks(ctx: ServerRequestContext[Any, Any]) -> bool:
+    """A request of the revision with tasks in the core protocol (2025-11-25)."""
+    return ctx.protocol_version in LEGACY_TASK_VERSIONS
+
+
 class TaskParams(RequestParams):
     model_config = ConfigDict(extra="allow")
 
@@ -131,20 +154,48 @@ class AgentTasks(Extension):
         self._door = door
 
     def methods(self) -> list[MethodBinding]:
+        legacy = frozenset(LEGACY_TASK_VERSIONS)
         return [
             MethodBinding(method="tasks/get", params_type=TaskParams, handler=self._get),
             MethodBinding(method="tasks/cancel", params_type=TaskParams, handler=self._cancel),
+            # 2025-11-25 only: the 2026-07-28 extension inlines the result in tasks/get.
+            MethodBinding(
+                method="tasks/result", params_type=TaskParams, handler=self._result, protocol_versions=legacy
+            ),
         ]
 
     async def _get(self, ctx: ServerRequestContext[Any, Any], params: TaskParams) -> HandlerResult:
         principal = await self._door.principal()
         state = await self._door.task_call(agent.task_state, principal, params.task_id)
+        if core_tasks(ctx):
+            return legacy_task(state)
         return task_snapshot(state, detailed=True)
 
     async def _cancel(self, ctx: ServerRequestContext[Any, Any], params: TaskParams) -> HandlerResult:
         principal = await self._door.principal()
+        if core_tasks(ctx):
+            # 2025-11-25: cancelling a task already over is an invalid request, not a no-op.
+            state = await self._door.task_call(agent.task_state, principal, params.task_id)
+            if state.outcome.terminal:
+                raise MCPError(
+                    code=INVALID_PARAMS, message=f"cannot cancel a task already {state.outcome.status}"
+                )
+            state = await self._door.task_call(agent.cancel_task, principal, params.task_id)
+            return legacy_task(state)
         await self._door.task_call(agent.cancel_task, principal, params.task_id)
         return {}
+
+    async def _result(self, ctx: ServerRequestContext[Any, Any], params: TaskParams) -> HandlerResult:
+        """2025-11-25 ``tasks/result``: the tool result, once the task is over. The revision has
+        the receiver hold the answer until then; the store is polled, nothing is kept in memory."""
+        principal = await self._door.principal()
+        state = await self._door.task_call(agent.task_state, principal, params.task_id)
+        while not state.outcome.terminal:
+            await anyio.sleep(SYNC_POLL_SECONDS)
+            state = await self._door.task_call(agent.task_state, principal, params.task_id)
+        result = outcome_result(state).model_dump(by_alias=True, mode="json", exclude_none=True)
+        result["_meta"] = {**result.get("_meta", {}), RELATED_TASK_META: {"taskId": state.task_id}}
+        return result
 
 
 class AgentDoor:
@@ -175,9 +226,11 @@ class AgentDoor:
             raise MCPError(code=INVALID_PARAMS, message=exc.message) from None
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        if ctx.method == "initialize":
+            return _with_task_capability(await call_next(ctx))
         if ctx.method == "tools/list":
             principal = await self.principal()
-            return ListToolsResult(tools=await self._tools(principal))
+            return ListToolsResult(tools=await self._tools(principal, legacy=core_tasks(ctx)))
         if ctx.method == "tools/call" and isinstance(ctx.params, Mapping):
             principal = await self.principal()
             return await self._call(ctx, principal, ctx.params)
@@ -185,11 +238,14 @@ class AgentDoor:
 
     # --- tools/list ----------------------------------------------------------------------
 
-    async def _tools(self, principal: Principal) -> list[MCPTool]:
+    async def _tools(self, principal: Principal, *, legacy: bool) -> list[MCPTool]:
         tools: list[MCPTool] = []
         if principal.has_scope(Scope.INTENTS_WRITE):
             entries = await self._use(agent.proposable_entries)
-            tools += [action_tool(entry, self._rt.tool_schemas.get(entry.tool_name, {})) for entry in entries]
+            tools += [
+                action_tool(entry, self._rt.tool_schemas.get(entry.tool_name, {}), legacy=legacy)
+                for entry in entries
+            ]
         if principal.has_scope(Scope.INTENTS_READ) or principal.has_scope(Scope.EXECUTIONS_READ):
             tools.append(
                 _fixed(
@@ -309,6 +365,14 @@ class AgentDoor:
         state, _created = await self._use(agent.propose, principal, entry, arguments, key)
         if _declared_tasks(ctx):
             return task_snapshot(state, detailed=False)
+        if (
+            core_tasks(ctx)
+            and isinstance(ctx.params, Mapping)
+            and isinstance(ctx.params.get("task"), Mapping)
+        ):
+            # 2025-11-25 task augmentation: the CreateTaskResult, after the commit above. The
+            # task's ttl is the intent's, whatever the caller asked for.
+            return {"task": legacy_task(state)}
         return await self._wait_for_outcome(principal, state)
 
     async def _wait_for_outcome(self, principal: Principal, state: TaskState) -> CallToolResult:
@@ -319,6 +383,17 @@ class AgentDoor:
         if state.outcome.terminal:
             return outcome_result(state)
         return awaiting_result(state)
+
+
+def _with_task_capability(result: HandlerResult) -> HandlerResult:
+    """A 2025-11-25 ``initialize`` answer says the server takes task-augmented ``tools/call``."""
+    if not isinstance(result, dict):
+        return result
+    version = result.get("protocolVersion")
+    capabilities = result.get("capabilities")
+    if version in LEGACY_TASK_VERSIONS and isinstance(capabilities, dict):
+        return {**result, "capabilities": {**capabilities, "tasks": LEGACY_TASK_CAPABILITY}}
+    return result
 
 
 def _declared_tasks(ctx: ServerRequestContext[Any, Any]) -> bool:
@@ -336,7 +411,7 @@ def _require(principal: Principal, scope: str) -> None:
         raise Forbidden(f"the token lacks the scope '{scope}'", code="MISSING_SCOPE")
 
 
-def action_tool(entry: RegistryEntry, tool_schema: Mapping[str, Any]) -> MCPTool:
+def action_tool(entry: RegistryEntry, tool_schema: Mapping[str, Any], *, legacy: bool = False) -> MCPTool:
     """One action type as a tool: ``account_id`` plus the parameters its registry version maps,
     each described as the tool's own input schema describes the argument it becomes."""
     tool_properties = tool_schema.get("properties") if isinstance(tool_schema, Mapping) else None
@@ -369,6 +444,8 @@ def action_tool(entry: RegistryEntry, tool_schema: Mapping[str, Any]) -> MCPTool
         ),
         input_schema={"type": "object", "properties": properties, "required": required},
         annotations=ToolAnnotations(destructive_hint=True, idempotent_hint=True, read_only_hint=False),
+        # The 2025-11-25 tool field; the 2026-07-28 Tasks extension has no per-tool flag.
+        execution=ToolExecution(task_support="optional") if legacy else None,
         _meta={ACTION_TYPE_META: entry.action_type, RISK_CLASS_META: entry.risk_class.value},
     )
 
@@ -425,6 +502,20 @@ def awaiting_result(state: TaskState) -> CallToolResult:
         f"{state.task_id}). Call {GET_ACTION_STATUS} with this action_intent_id later for its result."
     )
     return json_result(value, lead=lead)
+
+
+def legacy_task(state: TaskState) -> dict[str, Any]:
+    """The task in the 2025-11-25 core shape (``Task``: ``ttl`` and ``pollInterval`` in ms)."""
+    outcome = state.outcome
+    return {
+        "taskId": state.task_id,
+        "status": outcome.status,
+        "statusMessage": outcome.message,
+        "createdAt": state.intent.created_at,
+        "lastUpdatedAt": state.intent.updated_at,
+        "ttl": state.ttl_ms,
+        "pollInterval": POLL_INTERVAL_MS,
+    }
 
 
 def task_snapshot(state: TaskState, *, detailed: bool) -> dict[str, Any]:
