@@ -151,7 +151,9 @@ def test_the_inspector_proposes_and_reads_the_pending_answer(inspector: list[str
     assert followed.get("isError") is not True, followed
     assert followed["structuredContent"]["status"] == "PENDING"
     with door.client("t1") as api:
-        assert api.get(f"/intents/{intent_id}").json()["approval_status"] == "PENDING_APPROVAL"
+        intent = api.get(f"/intents/{intent_id}").json()
+    assert intent["approval_status"] == "PENDING_APPROVAL"
+    assert intent.get("proposed_by") == "inspector-agent"
 
 
 def _readable_error(result: dict[str, Any], code: str) -> str:
