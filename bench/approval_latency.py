@@ -42,7 +42,17 @@ def measure_fulfill(server: BackgroundServer, count: int) -> list[float]:
     )
     latencies: list[float] = []
     db = server.server.config.app.state.service.db
-    with FulfillClient(server.url, token, timeout=30) as client:
+    # Another person approves: nobody approves a proposal made with their own subject.
+    approver = mint_token(
+        settings,
+        tenant_id="bench",
+        scopes=[Scope.INTENTS_WRITE, Scope.INTENTS_APPROVE, Scope.EXECUTIONS_READ],
+        subject="bench-approver",
+    )
+    with (
+        FulfillClient(server.url, token, timeout=30) as client,
+        FulfillClient(server.url, approver, timeout=30) as reviewer,
+    ):
         for index in range(count):
             created = client.create_intent(
                 {
@@ -52,7 +62,7 @@ def measure_fulfill(server: BackgroundServer, count: int) -> list[float]:
                 }
             )
             intent_id = created.value.action_intent_id
-            client.approve(intent_id)
+            reviewer.approve(intent_id)
             deadline = time.monotonic() + 30
             while True:
                 with db.read() as conn:

@@ -58,7 +58,14 @@ def run(backlog: int, rate: float, database_url: str | None, workers: int) -> di
     engine = create_engine(url)
     try:
         a.put_connector_limits("internal", {"rate_per_second": rate, "concurrency": None})
-        a_ids = create_and_approve_at_once(a, backlog, account="acc-a")
+        a_ids = create_and_approve_at_once(
+            a,
+            backlog,
+            account="acc-a",
+            approver_token=mint_token(
+                settings, tenant_id="tenant-a", scopes=SCOPES, subject="bench-approver"
+            ),
+        )
         deadline = time.monotonic() + 120
         while _tasks(engine) < 1 and time.monotonic() < deadline:
             group.check_alive()
@@ -67,7 +74,9 @@ def run(backlog: int, rate: float, database_url: str | None, workers: int) -> di
             {"action_type": "CREATE_INTERNAL_TASK", "account_id": "acc-b", "parameters": {"title": "B"}}
         )
         b_id = created.value.action_intent_id
-        b.approve(b_id)
+        b_approver = mint_token(settings, tenant_id="tenant-b", scopes=SCOPES, subject="bench-approver")
+        with FulfillClient(group.api_url, b_approver, timeout=60) as reviewer:
+            reviewer.approve(b_id)  # nobody approves their own proposal
         deadline = time.monotonic() + backlog / rate * 2 + 300
         while time.monotonic() < deadline:
             group.check_alive()

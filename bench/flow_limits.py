@@ -85,7 +85,10 @@ def run(
     try:
         limits = {"rate_per_second": rate, "concurrency": concurrency}
         client.put_connector_limits("internal", limits)
-        ids = create_and_approve_at_once(client, intents, account="acc-flow")
+        approver = mint_token(
+            Settings(jwt_secret=SECRET), tenant_id="bench", scopes=SCOPES, subject="bench-approver"
+        )
+        ids = create_and_approve_at_once(client, intents, account="acc-flow", approver_token=approver)
         engine = create_engine(url)
         deadline = time.monotonic() + intents / rate * 2 + 120
         finished = 0

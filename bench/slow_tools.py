@@ -98,9 +98,12 @@ def _rss_mb(pid: int, field: str = "VmRSS") -> float:
     return 0.0
 
 
-def create_and_approve_at_once(client: FulfillClient, count: int, *, account: str) -> list[str]:
-    """Create ``count`` internal-task intents one by one, then approve them all at once (approving
-    is idempotent: a reset connection is retried). Returns their ids."""
+def create_and_approve_at_once(
+    client: FulfillClient, count: int, *, account: str, approver_token: str
+) -> list[str]:
+    """Create ``count`` internal-task intents one by one, then approve them all at once as the
+    holder of ``approver_token`` (nobody approves their own proposal; approving is idempotent: a
+    reset connection is retried). Returns their ids."""
     ids = []
     for index in range(count):
         created = client.create_intent(
@@ -114,7 +117,7 @@ def create_and_approve_at_once(client: FulfillClient, count: int, *, account: st
 
     async def approve_all() -> None:
         limits = httpx.Limits(max_connections=64)
-        async with AsyncFulfillClient(client.base_url, client.token, timeout=60, limits=limits) as aclient:
+        async with AsyncFulfillClient(client.base_url, approver_token, timeout=60, limits=limits) as aclient:
 
             async def approve(intent_id: str) -> None:
                 for _ in range(5):
@@ -163,7 +166,10 @@ def run(intents: int, latency: float, concurrency: int | None) -> dict[str, Any]
     try:
         time.sleep(2)
         idle_mb = _rss_mb(pid)
-        ids = create_and_approve_at_once(client, intents, account="acc-slow")
+        approver = mint_token(
+            Settings(jwt_secret=SECRET), tenant_id="bench", scopes=SCOPES, subject="bench-approver"
+        )
+        ids = create_and_approve_at_once(client, intents, account="acc-slow", approver_token=approver)
         peak_mb = idle_mb
         done: dict[str, float] = {}
         deadline = time.monotonic() + max(120.0, intents * latency / 4)

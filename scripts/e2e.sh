@@ -15,6 +15,9 @@
 #   FULFILL_TOKEN       bearer token, required with FULFILL_URL; scopes intents:write intents:read
 #                       intents:approve events:write executions:read admin (and platform:admin
 #                       with FULFILL_E2E_GLOBAL_STOP=1); its tenant_id claim is the tenant it tests
+#   FULFILL_APPROVER_TOKEN  another person's token of the same tenant (intents:approve), for the
+#                       approvals: nobody approves their own proposal (403 SELF_APPROVAL); default
+#                       FULFILL_TOKEN, which works only where its subject did not propose
 #   FULFILL_E2E_GLOBAL_STOP  1: the kill-switch path uses the global stop instead of the tenant's
 #                       own switch (default 0)
 #   FULFILL_ACCOUNT_ID  account of the test intents (default e2e-account)
@@ -83,7 +86,7 @@ jqt() { jq -e "$@" >/dev/null 2>&1; }
 # status reports the reason (the problem's code and detail) on fd 3 and returns 1.
 api() {
   local method=$1 path=$2 expected=$3 body=${4:-} out status rc=0
-  local args=(-s -X "$method" -H "Authorization: Bearer $TOKEN" -w '\n%{http_code}' --max-time 30)
+  local args=(-s -X "$method" -H "Authorization: Bearer ${AS_TOKEN:-$TOKEN}" -w '\n%{http_code}' --max-time 30)
   if [[ -n "$body" ]]; then args+=(-H 'Content-Type: application/json' --data "$body"); fi
   out=$(curl "${args[@]}" "$URL$path") || rc=$?
   if ((rc != 0)); then
@@ -115,7 +118,7 @@ create() {
       parameters: {title: $title}} + $extra')
   if [[ "$mode" == approved ]]; then
     want=APPROVED
-    body=$(jq -c --arg ts "$(now_iso)" '. + {approval: {approved_by: "fulfill-e2e", approval_timestamp: $ts}}' \
+    body=$(jq -c --arg ts "$(now_iso)" '. + {approval: {approved_by: "fulfill-e2e-approver", approval_timestamp: $ts}}' \
       <<<"$body")
   fi
   intent=$(api POST /intents 201 "$body") || return 1
@@ -124,7 +127,8 @@ create() {
 
 approve() {
   local answer
-  answer=$(api POST "/intents/$1/approve" 202) || return 1
+  # As another person: nobody approves their own proposal.
+  answer=$(AS_TOKEN=$APPROVER_TOKEN api POST "/intents/$1/approve" 202) || return 1
   expect "approved:" "$(jq -r .approval_status <<<"$answer")" APPROVED
 }
 
@@ -317,6 +321,7 @@ start_embedded() {
   local scopes="intents:write intents:read intents:approve events:write executions:read admin"
   if [[ "$GLOBAL_STOP" == 1 ]]; then scopes+=" platform:admin"; fi
   TOKEN=$("$bin" token --tenant e2e-tenant --sub fulfill-e2e --scopes "$scopes")
+  APPROVER_TOKEN=$("$bin" token --tenant e2e-tenant --sub fulfill-e2e-approver --scopes "$scopes")
 }
 
 # The tenant_id claim of the token (read, not verified: the service verifies it).
@@ -338,6 +343,7 @@ if [[ -n "${FULFILL_URL:-}" ]]; then
     config_error "FULFILL_URL '$FULFILL_URL' is not an http(s) URL such as http://127.0.0.1:8080"
   URL=${FULFILL_URL%/}
   TOKEN=$FULFILL_TOKEN
+  APPROVER_TOKEN=${FULFILL_APPROVER_TOKEN:-$FULFILL_TOKEN}
 else
   start_embedded
 fi

@@ -68,6 +68,18 @@ if ! { command -v curl && command -v jq; } >/dev/null 2>&1 && [ "$(id -u)" -eq 0
   apt-get install -y -qq --no-install-recommends curl jq >/dev/null
 fi
 
+# The interoperability tests run software from npm: the TypeScript MCP SDK (tests/interop/ts/) and
+# the MCP Inspector with the Node.js 22 it needs (tests/interop/inspector/), each pinned in its
+# package-lock.json. Installed here, once, so that the two passes never run `npm ci` side by side.
+if command -v npm >/dev/null 2>&1; then
+  for package_dir in tests/interop/ts tests/interop/inspector; do
+    if [ ! -d "$package_dir/node_modules" ]; then
+      echo "== installing $package_dir (npm ci)"
+      (cd "$package_dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    fi
+  done
+fi
+
 # --- a throw-away PostgreSQL server ----------------------------------------------------------------
 
 PG_DIR=""

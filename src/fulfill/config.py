@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+from fulfill.domain.approvers import AgentMarkers
 from fulfill.domain.console_login import dev_login_enabled
 from fulfill.domain.egress import EgressAllowList
 from fulfill.domain.tenant_urls import DEFAULT_LOGIN_HOSTS, LoginUrlPolicy
@@ -64,6 +65,9 @@ class Settings(BaseSettings):
     # space-separated string, of scope names), else grant these default scopes. Both off by default.
     jwt_scope_claim: str = Field(default="", max_length=128)
     jwt_default_scopes: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Claims that mark an agent's token, besides RFC 8693's ``act`` (always one): ``claim`` (present)
+    # or ``claim=value`` (equal, or in a list claim), comma-separated. An agent never approves.
+    agent_token_claims: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # HS256 secret of the engine's own gateway:invoke tokens; empty = jwt_secret (dev mode only).
     service_token_secret: str = ""
     # Lifetime of one service token; each is minted for one tool call (longer when the call's
@@ -161,6 +165,9 @@ class Settings(BaseSettings):
     # a proposal (or import an approval) that stays executable for years. The default is the longest
     # default expiry of any action type (90 days), so no default changes.
     max_intent_ttl_seconds: int = Field(default=90 * 86_400, ge=60, le=10 * 365 * 86_400)
+    # /agent/mcp: how long a tool call of a client without the Tasks extension waits for its
+    # intent's outcome before it answers "awaiting approval" (0: answer at once).
+    agent_wait_seconds: float = Field(default=20.0, ge=0, le=300)
 
     # /metrics: an optional bearer token (16+ characters) that every scrape must send, and an
     # optional listener of its own (host and port; unset port: /metrics is on the API's listener,
@@ -283,6 +290,22 @@ class Settings(BaseSettings):
     def _split_scopes(cls, value: object) -> object:
         if isinstance(value, str):  # space- or comma-separated
             return value.replace(",", " ").split()
+        return value
+
+    @field_validator("agent_token_claims", mode="before")
+    @classmethod
+    def _split_agent_claims(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("agent_token_claims")
+    @classmethod
+    def _check_agent_claims(cls, value: list[str]) -> list[str]:
+        try:
+            AgentMarkers.parse(value)
+        except ValueError as exc:
+            raise ValueError(f"FULFILL_AGENT_TOKEN_CLAIMS: {exc}") from None
         return value
 
     @field_validator("gateway_egress_allow")

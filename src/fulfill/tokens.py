@@ -16,7 +16,8 @@ Two kinds of token reach :class:`TokenVerifier`:
   ``FULFILL_JWT_LEEWAY_SECONDS`` of tolerance for clock skew.
 
 Claims: ``sub``, ``tenant_id`` (or ``custom:tenant_id``), optional ``account_ids``, ``scope``
-(space-separated), ``iss``, ``aud``, ``exp``.
+(space-separated), ``iss``, ``aud``, ``exp``. An RFC 8693 ``act`` claim (or a marker configured in
+``FULFILL_AGENT_TOKEN_CLAIMS``) makes the token an agent's (:attr:`Principal.is_agent`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, EllipticCurv
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from fulfill.config import SERVICE_TOKEN_ISSUER, Settings
+from fulfill.domain.approvers import ACTOR_CLAIM, AgentMarkers
 from fulfill.domain.mapping import TRUSTED_ARGUMENTS
 from fulfill.domain.scopes import Scope
 
@@ -85,6 +87,9 @@ class Principal:
     # None: every account of the tenant. A set: only these accounts.
     account_ids: frozenset[str] | None = None
     claims: dict[str, Any] = field(default_factory=dict, compare=False)
+    # The token carries an agent marker (an RFC 8693 ``act`` claim, or a configured one): it may
+    # propose, and never approve or reject (domain/approvers.py).
+    is_agent: bool = False
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes
@@ -116,6 +121,7 @@ class TokenVerifier:
         self._jwks_lock = threading.Lock()
         self._jwks_retry_at = 0.0
         self._scope_policy = ScopePolicy.from_settings(settings)
+        self._agent_markers = AgentMarkers.parse(settings.agent_token_claims)
 
     def verify(self, token: str) -> Principal:
         try:
@@ -154,7 +160,7 @@ class TokenVerifier:
 
     def _verify_dev_token(self, token: str) -> Principal:
         claims = _decode(token, self._secret, ["HS256"], self._issuer, self._audience, leeway=self._leeway)
-        return principal_from_claims(claims, self._scope_policy)
+        return principal_from_claims(claims, self._scope_policy, self._agent_markers)
 
     def _verify_service_token(self, token: str) -> Principal:
         # No leeway: the engine mints these for the call it is about to make.
@@ -180,7 +186,7 @@ class TokenVerifier:
         claims = _decode(
             token, signing_key, list(ASYMMETRIC_ALGORITHMS), self._issuer, self._audience, leeway=self._leeway
         )
-        return principal_from_claims(claims, self._scope_policy)
+        return principal_from_claims(claims, self._scope_policy, self._agent_markers)
 
     def _signing_key(self, kid: str) -> jwt.PyJWK:
         with self._jwks_lock:
@@ -324,7 +330,9 @@ def _scope_names(value: object, claim: str) -> frozenset[str]:
     raise TokenError(f"token {claim} claim is malformed", "TOKEN_CLAIM_MALFORMED")
 
 
-def principal_from_claims(claims: dict[str, Any], scope_policy: ScopePolicy | None = None) -> Principal:
+def principal_from_claims(
+    claims: dict[str, Any], scope_policy: ScopePolicy | None = None, agent_markers: AgentMarkers | None = None
+) -> Principal:
     tenant_id = claims.get("tenant_id") or claims.get("custom:tenant_id")
     if not isinstance(tenant_id, str) or not tenant_id:
         raise TokenError("token carries no tenant", "TOKEN_NO_TENANT")
@@ -337,6 +345,7 @@ def principal_from_claims(claims: dict[str, Any], scope_policy: ScopePolicy | No
         scopes=(scope_policy or ScopePolicy()).scopes(claims),
         account_ids=_account_ids(claims),
         claims=claims,
+        is_agent=(agent_markers or AgentMarkers()).is_agent(claims),
     )
 
 
@@ -364,9 +373,12 @@ def mint_token(
     scopes: Iterable[str],
     subject: str = "fulfill-cli",
     account_ids: Iterable[str] | None = None,
+    actor: str | None = None,
     ttl_seconds: int = 3600,
     now: float | None = None,
 ) -> str:
+    """A dev-mode user token. ``actor``: the token is an agent's, acting for ``subject`` (RFC 8693
+    ``act`` claim naming the agent)."""
     issued = int(now if now is not None else time.time())
     claims: dict[str, Any] = {
         "sub": subject,
@@ -379,6 +391,8 @@ def mint_token(
     }
     if account_ids is not None:
         claims["account_ids"] = list(account_ids)
+    if actor is not None:
+        claims[ACTOR_CLAIM] = {"sub": actor}
     return jwt.encode(claims, settings.jwt_secret, algorithm="HS256")
 
 

@@ -59,6 +59,15 @@ def e2e(
         typer.Option("--url", envvar="FULFILL_URL", help="Service to verify; omit to start an embedded one."),
     ] = None,
     bearer: TokenOption = None,
+    approver_token: Annotated[
+        str | None,
+        typer.Option(
+            "--approver-token",
+            envvar="FULFILL_APPROVER_TOKEN",
+            help="Another person's token of the same tenant (intents:approve) for the approvals: nobody "
+            "approves their own proposal. Default: the --token.",
+        ),
+    ] = None,
     account: Annotated[
         str, typer.Option("--account", envvar="FULFILL_ACCOUNT_ID", help="Account of the test intents.")
     ] = "e2e-account",
@@ -87,7 +96,15 @@ def e2e(
         elif not bearer:
             raise ConfigurationError("FULFILL_URL is set but FULFILL_TOKEN is missing (--token)")
         else:
-            ok = run_e2e(url, bearer, account, console, db_url=db, global_stop=global_stop)
+            ok = run_e2e(
+                url,
+                bearer,
+                account,
+                console,
+                db_url=db,
+                global_stop=global_stop,
+                approver_token=approver_token,
+            )
     except ConfigurationError as exc:
         console.print(f"[red]configuration error: {exc}[/red]")
         raise typer.Exit(2) from None
@@ -151,8 +168,16 @@ def bench_load(
         str | None, typer.Option("--url", help="A running service; omit to start one in a subprocess.")
     ] = None,
     bearer: Annotated[str | None, typer.Option("--token", help="Bearer token for --url.")] = None,
+    approver_token: Annotated[
+        str | None,
+        typer.Option(
+            "--approver-token",
+            help="Another subject's token of the same tenant for the approvals, with --token (nobody "
+            "approves their own proposal); minted with --jwt-secret.",
+        ),
+    ] = None,
     jwt_secret: Annotated[
-        str | None, typer.Option("--jwt-secret", help="Mint a dev token for --url with this secret.")
+        str | None, typer.Option("--jwt-secret", help="Mint dev tokens for --url with this secret.")
     ] = None,
     tenant: Annotated[str, typer.Option(help="Tenant of the minted token.")] = "bench-load",
     database_url: Annotated[
@@ -183,6 +208,7 @@ def bench_load(
     options = loadtest.LoadOptions(
         url=url,
         token=bearer,
+        approver_token=approver_token,
         jwt_secret=jwt_secret,
         tenant=tenant,
         database_url=database_url,

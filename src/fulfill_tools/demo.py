@@ -29,7 +29,14 @@ def run_demo(url: str, settings: Settings, console: Console, *, timeout: float =
     token = mint_token(
         settings, tenant_id=DEMO_TENANT, scopes=list(INTENT_CLIENT_SCOPES), subject="demo-user"
     )
-    with FulfillClient(url, token, timeout=10.0) as api:
+    # Another person approves: nobody approves a proposal made with their own subject.
+    reviewer_token = mint_token(
+        settings, tenant_id=DEMO_TENANT, scopes=list(INTENT_CLIENT_SCOPES), subject="demo-reviewer"
+    )
+    with (
+        FulfillClient(url, token, timeout=10.0) as api,
+        FulfillClient(url, reviewer_token, timeout=10.0) as reviewer,
+    ):
         try:
             created = api.create_intent(
                 {
@@ -45,7 +52,7 @@ def run_demo(url: str, settings: Settings, console: Console, *, timeout: float =
             console.print(
                 f"[bold]1. submitted[/bold] {intent_id} (approval_status {created.approval_status.value})"
             )
-            api.approve(intent_id)
+            reviewer.approve(intent_id)
         except ApiError as exc:
             raise CliError(f"demo: {problem_line(exc.response)}") from None
         console.print(f"[bold]2. approved[/bold]  {intent_id}")

@@ -104,6 +104,7 @@ class _Run:
     """One verification run: the API client, the identities it uses, and the check tally."""
 
     api: FulfillClient
+    approver: FulfillClient  # another person: nobody approves their own proposal
     console: Console
     tenant: str
     account: str
@@ -151,7 +152,7 @@ class _Run:
             **fields,
         }
         if approved:
-            body["approval"] = {"approved_by": "fulfill-e2e", "approval_timestamp": _utc_iso()}
+            body["approval"] = {"approved_by": "fulfill-e2e-approver", "approval_timestamp": _utc_iso()}
         created = self.ask(201, lambda: self.api.create_intent(body))
         if not created.created:
             raise E2EError(f"POST /intents: expected HTTP 201, got HTTP 200 (the intent {intent_id} existed)")
@@ -161,7 +162,7 @@ class _Run:
         return intent_id
 
     def approve(self, intent_id: str) -> None:
-        answer = self.ask(202, lambda: self.api.approve(intent_id))
+        answer = self.ask(202, lambda: self.approver.approve(intent_id))
         got = answer.approval_status
         self.check(got == ApprovalStatus.APPROVED, "approved", got.value)
 
@@ -361,8 +362,13 @@ def run_e2e(
     *,
     db_url: str | None = None,
     global_stop: bool = False,
+    approver_token: str | None = None,
 ) -> bool:
     """Run every path against the service at ``url``; True only when every check passed.
+
+    ``approver_token``: another person's token of the same tenant, for the approvals (nobody
+    approves their own proposal); by default ``token``, which the service refuses on an intent
+    its own subject proposed (403 SELF_APPROVAL).
 
     The kill-switch path switches off the token's own tenant (read from the token's claims), or,
     with ``global_stop``, turns on the global stop, which stops every tenant meanwhile.
@@ -371,8 +377,11 @@ def run_e2e(
     """
     base_url = check_url(url)
     tenant = tenant_of(token)
-    with FulfillClient(base_url, token, timeout=30.0) as api:
-        run = _Run(api, console, tenant, account_id, db_url, global_stop)
+    with (
+        FulfillClient(base_url, token, timeout=30.0) as api,
+        FulfillClient(base_url, approver_token or token, timeout=30.0) as approver,
+    ):
+        run = _Run(api, approver, console, tenant, account_id, db_url, global_stop)
         console.print(
             f"[bold]fulfill e2e[/bold] against {escape(base_url)} (tenant {escape(tenant)}, "
             f"account {escape(account_id)}, database checks {'on' if db_url else 'off'})"
@@ -434,8 +443,17 @@ def run_embedded(account_id: str, console: Console, *, global_stop: bool = False
             # The global stop affects every tenant, so only a platform administrator may switch it.
             scopes = list(USER_SCOPES if global_stop else TENANT_SCOPES)
             token = mint_token(server.settings, tenant_id=E2E_TENANT, scopes=scopes, subject="fulfill-e2e")
+            approver = mint_token(
+                server.settings, tenant_id=E2E_TENANT, scopes=scopes, subject="fulfill-e2e-approver"
+            )
             return run_e2e(
-                server.url, token, account_id, console, db_url=database_url, global_stop=global_stop
+                server.url,
+                token,
+                account_id,
+                console,
+                db_url=database_url,
+                global_stop=global_stop,
+                approver_token=approver,
             )
         finally:
             server.stop()

@@ -163,11 +163,14 @@ class Harness:
     create_concurrency: int = 16
     alive: Callable[[], None] = lambda: None  # raises when a service process has exited
     poll_errors: int = 0
+    # Another person's token, for the approvals: nobody approves their own proposal (None: token).
+    approver_token: str | None = None
 
-    def client(self, connections: int = 64) -> AsyncFulfillClient:
+    def client(self, connections: int = 64, *, approver: bool = False) -> AsyncFulfillClient:
         limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        token = (self.approver_token or self.token) if approver else self.token
         return AsyncFulfillClient(
-            self.url, self.token, timeout=httpx.Timeout(120, connect=30, pool=120), limits=limits
+            self.url, token, timeout=httpx.Timeout(120, connect=30, pool=120), limits=limits
         )
 
     async def create(self, client: AsyncFulfillClient, account: str, count: int, label: str) -> list[str]:
@@ -243,7 +246,7 @@ class Harness:
         label = f"{rate:g}/s"
         offsets = schedule(rate, seconds)
         connections = max(64, int(rate * 10))
-        async with self.client(connections) as client:
+        async with self.client(connections) as client, self.client(connections, approver=True) as approver:
             ids = await self.create(client, account, len(offsets), label)
             sent = self.progress.add_task(f"{label}: approvals sent", total=len(ids))
             finished = self.progress.add_task(f"{label}: outcomes", total=len(ids))
@@ -255,7 +258,7 @@ class Harness:
 
             async def approve(intent: str, due: float) -> None:
                 lags.append(time.monotonic() - due)
-                key = await approval_answer(client, intent)
+                key = await approval_answer(approver, intent)
                 codes[key] = codes.get(key, 0) + 1
                 self.progress.advance(sent)
 
@@ -299,14 +302,17 @@ class Harness:
 
     async def burst(self, account: str, count: int, drain: float) -> dict[str, Any]:
         label = f"burst {count}"
-        async with self.client(max(64, count)) as client:
+        async with (
+            self.client(max(64, count)) as client,
+            self.client(max(64, count), approver=True) as approver,
+        ):
             ids = await self.create(client, account, count, label)
             sent = self.progress.add_task(f"{label}: approvals sent", total=count)
             finished = self.progress.add_task(f"{label}: outcomes", total=count)
             codes: dict[str, int] = {}
 
             async def approve(intent: str) -> None:
-                key = await approval_answer(client, intent)
+                key = await approval_answer(approver, intent)
                 codes[key] = codes.get(key, 0) + 1
                 self.progress.advance(sent)
 
@@ -338,12 +344,12 @@ class Harness:
 
     async def serial(self, account: str, count: int, warmup: int) -> dict[str, Any]:
         """One at a time: latency = outcome ``completed_at`` minus intent ``approval_timestamp``."""
-        async with self.client(4) as client:
+        async with self.client(4) as client, self.client(4, approver=True) as approver:
             ids = await self.create(client, account, count + warmup, "one at a time")
             task = self.progress.add_task("one at a time: executions", total=count + warmup)
             latencies: list[float] = []
             for index, intent in enumerate(ids):
-                await client.approve(intent)
+                await approver.approve(intent)
                 deadline = time.monotonic() + 60
                 while True:
                     status = await client.execution_status(intent)
@@ -376,6 +382,7 @@ class Harness:
 class LoadOptions:
     url: str | None = None
     token: str | None = None
+    approver_token: str | None = None  # another subject's, for the approvals (None: token)
     jwt_secret: str | None = None
     tenant: str = "bench-load"
     database_url: str | None = None
@@ -443,11 +450,19 @@ def run(options: LoadOptions, console: Console) -> dict[str, Any]:
                 "topology": "all" if options.workers <= 0 else f"api + {options.workers} worker(s)",
                 "logs": str(workdir),
             }
+        approver_token = options.approver_token
         if options.token:
             token = options.token
         elif secret:
             token = mint_token(
                 Settings(jwt_secret=secret), tenant_id=options.tenant, scopes=list(INTENT_CLIENT_SCOPES)
+            )
+            # Another person approves: nobody approves a proposal made with their own subject.
+            approver_token = approver_token or mint_token(
+                Settings(jwt_secret=secret),
+                tenant_id=options.tenant,
+                scopes=list(INTENT_CLIENT_SCOPES),
+                subject="bench-load-approver",
             )
         else:
             raise ValueError("--url needs --token or --jwt-secret")
@@ -460,7 +475,7 @@ def run(options: LoadOptions, console: Console) -> dict[str, Any]:
             TimeElapsedColumn(),
             console=console,
         ) as progress:
-            harness = Harness(url, token, progress)
+            harness = Harness(url, token, progress, approver_token=approver_token)
             if group is not None:
                 harness.alive = group.check_alive
 

@@ -38,6 +38,9 @@ PATHS = ["B2", "B1", "kill switch", "expired", "duplicate"]
 # The global stop affects every tenant: it needs the platform-wide admin scope.
 GLOBAL_STOP_SCOPES = [*ALL_SCOPES, "platform:admin"]
 
+# Another person approves what the e2e token proposes: nobody approves their own proposal.
+E2E_APPROVER = "e2e-approver"
+
 
 def run_script(tmp_path: Path, **settings: str) -> subprocess.CompletedProcess[str]:
     env = {name: value for name, value in os.environ.items() if not name.startswith("FULFILL_")}
@@ -49,7 +52,7 @@ def run_script(tmp_path: Path, **settings: str) -> subprocess.CompletedProcess[s
 
 
 def run_cli(monkeypatch: pytest.MonkeyPatch, *args: str, **settings: str) -> tuple[int, str]:
-    for name in ("FULFILL_URL", "FULFILL_TOKEN", "FULFILL_ACCOUNT_ID"):
+    for name in ("FULFILL_URL", "FULFILL_TOKEN", "FULFILL_APPROVER_TOKEN", "FULFILL_ACCOUNT_ID"):
         monkeypatch.delenv(name, raising=False)
     for name, value in settings.items():
         monkeypatch.setenv(name, value)
@@ -163,7 +166,10 @@ class TestAgainstARunningService:
         thread.start()
         try:
             result = run_script(
-                tmp_path, FULFILL_URL=harness.url, FULFILL_TOKEN=harness.token("e2e", ALL_SCOPES)
+                tmp_path,
+                FULFILL_URL=harness.url,
+                FULFILL_TOKEN=harness.token("e2e", ALL_SCOPES),
+                FULFILL_APPROVER_TOKEN=harness.token("e2e", ALL_SCOPES, subject=E2E_APPROVER),
             )
         finally:
             done.set()
@@ -187,6 +193,7 @@ class TestAgainstARunningService:
             tmp_path,
             FULFILL_URL=harness.url,
             FULFILL_TOKEN=harness.token("e2e", GLOBAL_STOP_SCOPES),
+            FULFILL_APPROVER_TOKEN=harness.token("e2e", GLOBAL_STOP_SCOPES, subject=E2E_APPROVER),
             FULFILL_E2E_GLOBAL_STOP="1",
         )
         assert result.returncode == 0, result.stdout + result.stderr
@@ -200,7 +207,10 @@ class TestAgainstARunningService:
         bystanders = _bystander_during_the_kill_switch(harness, monkeypatch)
         global_before, _ = _switches(harness, "e2e")
         code, output = run_cli(
-            monkeypatch, FULFILL_URL=harness.url, FULFILL_TOKEN=harness.token("e2e", ALL_SCOPES)
+            monkeypatch,
+            FULFILL_URL=harness.url,
+            FULFILL_TOKEN=harness.token("e2e", ALL_SCOPES),
+            FULFILL_APPROVER_TOKEN=harness.token("e2e", ALL_SCOPES, subject=E2E_APPROVER),
         )
         assert code == 0, output
         assert "execution of tenant e2e off" in output
@@ -218,6 +228,7 @@ class TestAgainstARunningService:
             "--global-stop",
             FULFILL_URL=harness.url,
             FULFILL_TOKEN=harness.token("e2e", GLOBAL_STOP_SCOPES),
+            FULFILL_APPROVER_TOKEN=harness.token("e2e", GLOBAL_STOP_SCOPES, subject=E2E_APPROVER),
         )
         assert code == 0, output
         assert "global stop on" in output
@@ -232,6 +243,7 @@ class TestAgainstARunningService:
             harness.settings.database_url,
             FULFILL_URL=harness.url,
             FULFILL_TOKEN=harness.token("e2e", ALL_SCOPES),
+            FULFILL_APPROVER_TOKEN=harness.token("e2e", ALL_SCOPES, subject=E2E_APPROVER),
             FULFILL_ACCOUNT_ID="acc-e2e",
         )
         assert code == 0, output
@@ -241,6 +253,7 @@ class TestAgainstARunningService:
         self, harness: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         token = harness.token("e2e", ALL_SCOPES)
+        approver = harness.token("e2e", ALL_SCOPES, subject=E2E_APPROVER)
         stopped = {"global_stop": True, "disabled_action_types": []}
         own = {"execution_enabled": True, "disabled_action_types": ["CREATE_INTERNAL_NOTE"]}
         with (
@@ -250,10 +263,14 @@ class TestAgainstARunningService:
             assert admin.put("/admin/kill-switches", json=stopped).status_code == 200
             assert tenant.put("/admin/tenants/e2e/execution", json=own).status_code == 200
             try:
-                result = run_script(tmp_path, FULFILL_URL=harness.url, FULFILL_TOKEN=token)
+                result = run_script(
+                    tmp_path, FULFILL_URL=harness.url, FULFILL_TOKEN=token, FULFILL_APPROVER_TOKEN=approver
+                )
                 assert result.returncode == 1, result.stdout + result.stderr
                 assert "✘ status SUCCEEDED (got CANCELLED)" in result.stdout
-                code, output = run_cli(monkeypatch, FULFILL_URL=harness.url, FULFILL_TOKEN=token)
+                code, output = run_cli(
+                    monkeypatch, FULFILL_URL=harness.url, FULFILL_TOKEN=token, FULFILL_APPROVER_TOKEN=approver
+                )
                 assert code == 1, output
                 assert "e2e FAILED" in output
                 found = admin.get("/admin/kill-switches").json()

@@ -148,7 +148,12 @@ def test_status_of_a_pending_intent_is_pending(shared: Harness) -> None:
     with shared.client() as client:
         intent = shared.create_intent(client)
         body = client.get(f"/executions/{intent['action_intent_id']}/status").json()
-    assert body == {"action_intent_id": intent["action_intent_id"], "status": "PENDING"}
+    # proposed_by: the subject of the token that proposed it (the harness's default, fulfill-cli).
+    assert body == {
+        "action_intent_id": intent["action_intent_id"],
+        "status": "PENDING",
+        "proposed_by": "fulfill-cli",
+    }
 
 
 def test_create_intent_is_idempotent_by_id(shared: Harness) -> None:
@@ -298,17 +303,21 @@ def test_approve_transitions(shared: Harness) -> None:
     with shared.client() as client:
         intent = shared.create_intent(client)
         intent_id = intent["action_intent_id"]
-        assert client.post(f"/intents/{intent_id}/approve").json() == {
+        assert shared.colleague(client).post(f"/intents/{intent_id}/approve").json() == {
             "action_intent_id": intent_id,
             "approval_status": "APPROVED",
             "warnings": [],
         }
-        assert client.post(f"/intents/{intent_id}/approve").status_code == 202  # approving twice is harmless
+        assert (
+            shared.colleague(client).post(f"/intents/{intent_id}/approve").status_code == 202
+        )  # approving twice is harmless
         shared.wait_terminal(client, intent_id)
         expired = shared.create_intent(client, expires_at=iso_from_epoch(now + 1))
         shared.service.clock.advance(5)
         assert (
-            _problem(client.post(f"/intents/{expired['action_intent_id']}/approve"), 409)["code"]
+            _problem(shared.colleague(client).post(f"/intents/{expired['action_intent_id']}/approve"), 409)[
+                "code"
+            ]
             == "INTENT_EXPIRED"
         )
         assert client.get(f"/executions/{expired['action_intent_id']}/status").json()["status"] == "EXPIRED"

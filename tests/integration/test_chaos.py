@@ -32,7 +32,7 @@ from fulfill.store.tables import (
 from fulfill.tokens import mint_token
 from fulfill_tools.launch import free_port, kill, start_serve, stop_all
 from tests.support import postgres
-from tests.support.harness import ALL_SCOPES, TEST_SECRET, fresh_database_url
+from tests.support.harness import ALL_SCOPES, TEST_SECRET, colleague_headers, fresh_database_url
 from tests.support.http_doubles import wait_for
 
 pytestmark = pytest.mark.slow
@@ -103,7 +103,9 @@ def _run(cluster: Cluster, *, api: str, victim: str, intents: int) -> None:
         )
         assert created.status_code == 201, created.text
         intent_id = str(created.json()["action_intent_id"])
-        assert client.post(f"/intents/{intent_id}/approve").status_code == 202
+        assert (
+            client.post(f"/intents/{intent_id}/approve", headers=colleague_headers(client)).status_code == 202
+        )
         return intent_id
 
     engine = create_engine(cluster.database_url)

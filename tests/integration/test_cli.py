@@ -81,6 +81,52 @@ def test_submit_approve_and_status(cli: CliRunner, shared: Harness) -> None:
     assert status.exit_code == 0, status.output
     assert json.loads(status.output)["status"] == "SUCCEEDED"
     assert shared.note_rows(intent_id) == 1
+    # Two subjects: `intent submit` proposed as fulfill-cli, `approve` approved as another one.
+    with shared.client() as client:
+        assert client.get(f"/intents/{intent_id}").json()["proposed_by"] == "fulfill-cli"
+        entries = client.get(f"/executions/{intent_id}/timeline").json()["entries"]
+    [approval] = [e for e in entries if e["event_type"] == "ACTION_APPROVED"]
+    assert approval["data"]["approved_by"] == "fulfill-cli-approver"
+
+
+def test_approve_with_the_proposers_own_token_is_refused(cli: CliRunner, shared: Harness) -> None:
+    with shared.client() as client:
+        intent_id = shared.create_intent(client)["action_intent_id"]
+    own = shared.token("t1", subject="fulfill-cli")
+    refused = cli.invoke(app, ["approve", intent_id, "--tenant", "t1", "--token", own])
+    assert refused.exit_code == 1
+    assert "answered 403 (SELF_APPROVAL" in refused.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "actor"),
+    [
+        (["--act", "agent-7"], "agent-7"),
+        (["--agent"], "ada"),
+        (["--agent", "--act", "ada"], "ada"),
+        ([], None),
+    ],
+)
+def test_token_mints_an_agents_token(cli: CliRunner, args: list[str], actor: str | None) -> None:
+    result = cli.invoke(app, ["token", "--tenant", "t1", "--sub", "ada", *args])
+    assert result.exit_code == 0, result.output
+    claims = jwt.decode(result.output.strip(), TEST_SECRET, algorithms=["HS256"], audience="fulfill")
+    assert claims["sub"] == "ada"
+    assert claims.get("act") == ({"sub": actor} if actor else None)
+
+
+def test_an_agents_token_from_the_cli_cannot_approve(cli: CliRunner, shared: Harness) -> None:
+    with shared.client() as client:
+        intent_id = shared.create_intent(client)["action_intent_id"]
+    agent = cli.invoke(app, ["token", "--tenant", "t1", "--sub", "ada", "--act", "agent-7"]).output.strip()
+    refused = cli.invoke(app, ["approve", intent_id, "--tenant", "t1", "--token", agent])
+    assert refused.exit_code == 1
+    assert "answered 403 (AGENT_CANNOT_APPROVE" in refused.stderr
+
+
+def test_token_refuses_agent_and_another_act(cli: CliRunner) -> None:
+    result = cli.invoke(app, ["token", "--tenant", "t1", "--sub", "ada", "--agent", "--act", "bob"])
+    assert result.exit_code == 2
 
 
 def test_errors_from_the_api_exit_non_zero(cli: CliRunner) -> None:

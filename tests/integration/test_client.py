@@ -48,7 +48,7 @@ def _finished(api: FulfillClient, intent_id: str) -> ExecutionStatusView:
     raise AssertionError(f"{intent_id} did not finish")
 
 
-def test_an_intent_is_created_approved_and_read_back_as_models(api: FulfillClient) -> None:
+def test_an_intent_is_created_approved_and_read_back_as_models(api: FulfillClient, served: Harness) -> None:
     intent_id = f"client-{uuid.uuid4().hex[:8]}"
     body = CreateIntent(
         action_intent_id=intent_id,
@@ -66,7 +66,8 @@ def test_an_intent_is_created_approved_and_read_back_as_models(api: FulfillClien
     assert again.value.action_intent_id == intent_id
     assert api.get_intent(intent_id).account_id == "acc-c"
 
-    approved = api.approve(intent_id)
+    with FulfillClient(served.url, served.token(TENANT, subject="reviewer")) as reviewer:
+        approved = reviewer.approve(intent_id)  # nobody approves their own proposal
     assert approved.approval_status is ApprovalStatus.APPROVED
     status = _finished(api, intent_id)
     assert status.status == "SUCCEEDED"
@@ -226,7 +227,8 @@ def test_the_async_client_drives_the_same_routes(served: Harness) -> None:
                 }
             )
             intent_id = created.value.action_intent_id
-            assert (await client.approve(intent_id)).approval_status is ApprovalStatus.APPROVED
+            async with AsyncFulfillClient(served.url, served.token(TENANT, subject="reviewer")) as reviewer:
+                assert (await reviewer.approve(intent_id)).approval_status is ApprovalStatus.APPROVED
             while (status := await client.execution_status(intent_id)).status not in TERMINAL:
                 await asyncio.sleep(0.05)
             page = await client.list_executions("acc-async", status="SUCCEEDED")

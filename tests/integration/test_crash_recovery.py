@@ -15,7 +15,7 @@ from fulfill.config import Settings
 from fulfill.domain.execution import execution_workflow_id
 from fulfill.tokens import mint_token
 from fulfill_tools.launch import free_port, kill, start_serve, stop_all
-from tests.support.harness import ALL_SCOPES, TEST_SECRET, fresh_database_url
+from tests.support.harness import ALL_SCOPES, TEST_SECRET, colleague_headers, fresh_database_url
 from tests.support.http_doubles import Fault, FaultyProxy, wait_for
 
 pytestmark = pytest.mark.slow
@@ -74,7 +74,9 @@ def test_sigkill_during_invoke_tool_resumes_with_one_write(tmp_path: Path) -> No
             json={"action_type": "CREATE_INTERNAL_TASK", "account_id": "acc-1", "parameters": {"title": "x"}},
         )
         intent_id = created.json()["action_intent_id"]
-        assert client.post(f"/intents/{intent_id}/approve").status_code == 202
+        assert (
+            client.post(f"/intents/{intent_id}/approve", headers=colleague_headers(client)).status_code == 202
+        )
 
         assert proxy.state.forwarded.wait(timeout=30), "the tool call never reached the gateway"
         assert _count(db, "internal_tasks", intent_id) == 1  # the write happened...
@@ -128,7 +130,9 @@ def test_split_roles_an_api_process_never_runs_workflows_and_a_worker_resumes_th
             json={"action_type": "CREATE_INTERNAL_TASK", "account_id": "acc-1", "parameters": {"title": "x"}},
         )
         intent_id = created.json()["action_intent_id"]
-        assert client.post(f"/intents/{intent_id}/approve").status_code == 202
+        assert (
+            client.post(f"/intents/{intent_id}/approve", headers=colleague_headers(client)).status_code == 202
+        )
         assert proxy.state.forwarded.wait(timeout=30)
         kill(processes[0])  # the workflow is left unfinished
         proxy.state.release.set()
@@ -160,7 +164,7 @@ def test_split_roles_an_api_process_never_runs_workflows_and_a_worker_resumes_th
             "/intents",
             json={"action_type": "CREATE_INTERNAL_TASK", "account_id": "acc-1", "parameters": {"title": "y"}},
         ).json()["action_intent_id"]
-        assert client.post(f"/intents/{second}/approve").status_code == 202
+        assert client.post(f"/intents/{second}/approve", headers=colleague_headers(client)).status_code == 202
         wait_for(
             lambda: client.get(f"/executions/{second}/status").json().get("status") == "SUCCEEDED", timeout=60
         )

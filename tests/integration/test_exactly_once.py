@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from fulfill.domain.time import iso_from_epoch
 from fulfill.store import executions
-from tests.support.harness import Harness, approved_event
+from tests.support.harness import Harness, approved_event, colleague_headers
 
 
 def _imported_intent(harness: Harness, client, **body):  # type: ignore[no-untyped-def]
@@ -77,7 +77,7 @@ def test_an_approval_commits_its_execution_lock_and_concurrent_approvals_execute
 
     def approve(_: int) -> int:
         with harness.client() as own:
-            return own.post(f"/intents/{intent_id}/approve").status_code
+            return own.post(f"/intents/{intent_id}/approve", headers=colleague_headers(own)).status_code
 
     with ThreadPoolExecutor(max_workers=20) as pool:
         codes = list(pool.map(approve, range(20)))

@@ -165,8 +165,8 @@ def test_an_imported_approval_records_who_asserted_it_besides_who_approved(share
     assert approved["data"]["asserted_by"] == "svc-decision-importer"  # the token that claimed it
     assert approved["data"]["imported"] is True
     # An approval given here: the approver is the token's subject, and both say so.
-    with shared.client(subject="bob") as approver:
-        pending = shared.create_intent(approver)
+    with shared.client(subject="bob") as approver, shared.client() as proposer:
+        pending = shared.create_intent(proposer)  # nobody approves their own proposal
         approver.post(f"/intents/{pending['action_intent_id']}/approve")
         entries = approver.get(f"/executions/{pending['action_intent_id']}/timeline").json()["entries"]
     approved = next(e for e in entries if e["event_type"] == "ACTION_APPROVED")

@@ -34,7 +34,7 @@ from fulfill.config import Settings
 from fulfill.store.tables import connector_calls, connector_waiters
 from fulfill.tokens import mint_token
 from fulfill_tools.launch import free_port, start_serve, stop_all
-from tests.support.harness import ALL_SCOPES, TERMINAL, TEST_SECRET, fresh_database_url
+from tests.support.harness import ALL_SCOPES, TERMINAL, TEST_SECRET, colleague_headers, fresh_database_url
 from tests.support.http_doubles import FaultyProxy, most_in_any_window, wait_for
 
 pytestmark = pytest.mark.slow
@@ -148,7 +148,9 @@ def _approve(client: httpx.Client, count: int, label: str) -> list[str]:
         assert created.status_code == 201, created.text
         ids.append(created.json()["action_intent_id"])
     for intent_id in ids:
-        assert client.post(f"/intents/{intent_id}/approve").status_code == 202
+        assert (
+            client.post(f"/intents/{intent_id}/approve", headers=colleague_headers(client)).status_code == 202
+        )
     return ids
 
 

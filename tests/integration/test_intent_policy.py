@@ -66,7 +66,9 @@ def test_approval_needs_every_scope_the_pinned_registry_version_requires(
         intent_id = created.json()["action_intent_id"]
         assert created.json()["registry_version"] == high_risk
 
-        detail = _problem(client.post(f"/intents/{intent_id}/approve"), 403, "MISSING_APPROVAL_SCOPE")
+        detail = _problem(
+            shared.colleague(client).post(f"/intents/{intent_id}/approve"), 403, "MISSING_APPROVAL_SCOPE"
+        )
         assert "approve:high-risk" in detail
         assert "approve:tasks" in detail
         with shared.client(scopes=[*ALL_SCOPES, HIGH_RISK_SCOPE]) as partial:
@@ -185,7 +187,7 @@ def test_an_admin_reruns_an_execution_a_kill_switch_stopped_whatever_max_attempt
         assert client.put(f"/admin/tenants/{tenant}/execution", json=off).status_code == 200
         try:
             intent_id = shared.create_intent(client)["action_intent_id"]
-            approved = client.post(f"/intents/{intent_id}/approve")
+            approved = shared.colleague(client).post(f"/intents/{intent_id}/approve")
             assert approved.status_code == 202, approved.text
             [warning] = approved.json()["warnings"]
             assert "kill switch TENANT is on" in warning
@@ -220,7 +222,7 @@ def test_an_admin_reruns_an_execution_a_kill_switch_stopped_whatever_max_attempt
 def test_approving_with_no_stop_on_has_no_warning(shared: Harness) -> None:
     with shared.client("t-no-stop") as client:
         intent_id = shared.create_intent(client)["action_intent_id"]
-        approved = client.post(f"/intents/{intent_id}/approve")
+        approved = shared.colleague(client).post(f"/intents/{intent_id}/approve")
         assert approved.status_code == 202, approved.text
         assert approved.json()["warnings"] == []
         shared.wait_terminal(client, intent_id)

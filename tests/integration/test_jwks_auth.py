@@ -68,7 +68,11 @@ def test_production_mode_end_to_end(tmp_path: Path) -> None:
             )
             assert created.status_code == 201, created.text
             intent_id = created.json()["action_intent_id"]
-            approved = user.post(f"/intents/{intent_id}/approve")
+            # Another person of the IdP approves (nobody approves their own proposal).
+            reviewer = {
+                "Authorization": f"Bearer {rsa.sign(user_claims(sub='user-2', tenant_id='t1', scope=USER_SCOPES))}"
+            }
+            approved = user.post(f"/intents/{intent_id}/approve", headers=reviewer)
             assert approved.status_code == 202, approved.text
             status = harness.wait_terminal(user, intent_id)
         assert status["status"] == "SUCCEEDED", status
@@ -164,7 +168,16 @@ def test_cognito_id_tokens_without_a_scope_claim(tmp_path: Path) -> None:
             )
             assert created.status_code == 201, created.text
             intent_id = created.json()["action_intent_id"]
-            assert user.post(f"/intents/{intent_id}/approve").status_code == 202
+            colleague = id_token(
+                sub="user-2",
+                **{"custom:tenant_id": "t1", "cognito:groups": ["intents:write", "intents:approve"]},
+            )
+            assert (
+                user.post(
+                    f"/intents/{intent_id}/approve", headers={"Authorization": f"Bearer {colleague}"}
+                ).status_code
+                == 202
+            )
             # The groups are the scopes: no executions:read among them.
             assert user.get(f"/executions/{intent_id}/status").json()["code"] == "MISSING_SCOPE"
         # Neither scope nor groups: the default scopes.

@@ -38,7 +38,10 @@ def test_reject_then_approve_is_a_conflict(harness: Harness) -> None:
             "warnings": [],
         }
         assert client.post(f"/intents/{intent_id}/reject").status_code == 202  # idempotent
-        assert client.post(f"/intents/{intent_id}/approve").json()["code"] == "INVALID_TRANSITION"
+        assert (
+            harness.colleague(client).post(f"/intents/{intent_id}/approve").json()["code"]
+            == "INVALID_TRANSITION"
+        )
         assert client.post(f"/intents/{intent_id}/cancel").status_code == 409
         status = client.get(f"/executions/{intent_id}/status").json()
         assert (status["status"], status["error_code"]) == ("CANCELLED", "INTENT_REJECTED")
@@ -56,7 +59,7 @@ def test_cancel_before_approval_means_it_never_runs(harness: Harness) -> None:
     with harness.client() as client:
         intent_id = harness.create_intent(client)["action_intent_id"]
         assert client.post(f"/intents/{intent_id}/cancel").json()["approval_status"] == "CANCELLED"
-        assert client.post(f"/intents/{intent_id}/approve").status_code == 409
+        assert harness.colleague(client).post(f"/intents/{intent_id}/approve").status_code == 409
         assert client.get(f"/executions/{intent_id}/status").json()["status"] == "CANCELLED"
     assert harness.task_rows(intent_id) == 0
 

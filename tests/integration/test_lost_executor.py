@@ -27,7 +27,14 @@ from fulfill.store.tables import executor_heartbeats
 from fulfill.tokens import mint_token
 from fulfill_tools.launch import free_port, kill, start_serve, stop_all
 from tests.integration.test_crash_recovery import _count, _executors
-from tests.support.harness import ALL_SCOPES, TEST_SECRET, Harness, fresh_database_url, make_settings
+from tests.support.harness import (
+    ALL_SCOPES,
+    TEST_SECRET,
+    Harness,
+    colleague_headers,
+    fresh_database_url,
+    make_settings,
+)
 from tests.support.http_doubles import Fault, FaultyProxy, wait_for
 
 pytestmark = pytest.mark.slow
@@ -73,7 +80,9 @@ def test_a_worker_back_under_another_id_has_its_execution_taken_over_with_one_wr
             json={"action_type": "CREATE_INTERNAL_TASK", "account_id": "acc-1", "parameters": {"title": "x"}},
         )
         intent_id = created.json()["action_intent_id"]
-        assert client.post(f"/intents/{intent_id}/approve").status_code == 202
+        assert (
+            client.post(f"/intents/{intent_id}/approve", headers=colleague_headers(client)).status_code == 202
+        )
         assert proxy.state.forwarded.wait(timeout=60), "the tool call never reached the gateway"
         assert _count(db, "internal_tasks", intent_id) == 1  # the write happened...
         kill(first)  # ...and its worker dies before hearing about it, never to return under its id

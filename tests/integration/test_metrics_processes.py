@@ -20,7 +20,7 @@ import pytest
 from fulfill.config import Settings
 from fulfill.tokens import mint_token
 from fulfill_tools.launch import free_port, start_serve, stop_all
-from tests.support.harness import ALL_SCOPES, TERMINAL, TEST_SECRET, fresh_database_url
+from tests.support.harness import ALL_SCOPES, TERMINAL, TEST_SECRET, colleague_headers, fresh_database_url
 from tests.support.http_doubles import wait_for
 from tests.support.metrics import Samples, scrape, value
 
@@ -96,7 +96,9 @@ def _run(client: httpx.Client, count: int) -> None:
         assert created.status_code == 201, created.text
         ids.append(created.json()["action_intent_id"])
     for intent_id in ids:
-        assert client.post(f"/intents/{intent_id}/approve").status_code == 202
+        assert (
+            client.post(f"/intents/{intent_id}/approve", headers=colleague_headers(client)).status_code == 202
+        )
 
     def finished(intent_id: str) -> bool:
         body = client.get(f"/executions/{intent_id}/status").json()

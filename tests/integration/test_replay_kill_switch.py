@@ -21,7 +21,7 @@ from fulfill.store.db import Database
 from fulfill.store.tables import internal_tasks
 from fulfill.tokens import mint_token
 from fulfill_tools.launch import free_port, kill, start_serve, stop_all
-from tests.support.harness import ALL_SCOPES, TEST_SECRET, fresh_database_url
+from tests.support.harness import ALL_SCOPES, TEST_SECRET, colleague_headers, fresh_database_url
 from tests.support.http_doubles import Fault, FaultyProxy, wait_for
 
 pytestmark = pytest.mark.slow
@@ -53,7 +53,9 @@ def test_a_replayed_tool_call_reads_the_kill_switches_first(tmp_path: Path) -> N
             json={"action_type": "CREATE_INTERNAL_TASK", "account_id": "acc-1", "parameters": {"title": "x"}},
         )
         intent_id = created.json()["action_intent_id"]
-        assert client.post(f"/intents/{intent_id}/approve").status_code == 202
+        assert (
+            client.post(f"/intents/{intent_id}/approve", headers=colleague_headers(client)).status_code == 202
+        )
         assert proxy.state.held_before.wait(timeout=30), "the tool call never left the engine"
         kill(process)
         with db.write() as conn:

@@ -257,7 +257,8 @@ def test_422_for_a_malformed_id(shared: Harness, world: dict[str, str], route: R
 def test_the_right_caller_gets_an_answer(shared: Harness, world: dict[str, str], route: Route) -> None:
     intent = world["intent"]
     if route.fresh_intent:
-        with shared.client() as client:
+        # Proposed by someone else: the right caller of approve is not the proposer.
+        with shared.client(subject="proposer@tests") as client:
             intent = shared.create_intent(client)["action_intent_id"]
     response = _call(
         route, _url(shared, route, world, intent=intent), _bearer(shared.token(account_ids=["acc-1"]))

@@ -14,7 +14,7 @@ from fulfill.domain.models import ApprovalStatus, ExecutionStatus
 from fulfill.usecases import admin
 from fulfill.usecases import intents as intent_cases
 from fulfill.usecases.intents import CreateIntent
-from tests.property.test_execution_machine import ACCOUNT, START_EPOCH, admin_of
+from tests.property.test_execution_machine import ACCOUNT, START_EPOCH, admin_of, approver_of
 from tests.support.chain_driver import ChainService, Phase, WorkflowRun, chain_service, read_intent_rows
 
 TENANT = "t1"
@@ -53,7 +53,7 @@ def approved_task(service: ChainService, intent_id: str = "ai-1") -> WorkflowRun
             parameters={"title": "call the customer back"},
         ),
     )
-    intent_cases.approve_intent(service.context, admin_of(TENANT), intent_id)
+    intent_cases.approve_intent(service.context, approver_of(TENANT), intent_id)
     (run,) = [run for run in service.driver.runs.values() if run.request.action_intent_id == intent_id]
     return run
 

@@ -89,6 +89,13 @@ def admin_of(tenant_id: str) -> Principal:
     )
 
 
+def approver_of(tenant_id: str) -> Principal:
+    """Another person of the tenant: the admin proposes, and nobody approves their own proposal."""
+    return Principal(
+        subject=f"approver@{tenant_id}", tenant_id=tenant_id, scopes=frozenset({"intents:approve"})
+    )
+
+
 class ExecutionMachine(RuleBasedStateMachine):
     intents = Bundle("intents")
     backend: Backend = staticmethod(memory_backend)  # type: ignore[assignment]
@@ -187,7 +194,7 @@ class ExecutionMachine(RuleBasedStateMachine):
     def approve(self, intent: str) -> None:
         self.touched.add(intent)
         try:
-            change = intent_cases.approve_intent(self.rt, admin_of(self.tenant_of[intent]), intent)
+            change = intent_cases.approve_intent(self.rt, approver_of(self.tenant_of[intent]), intent)
         except Conflict as refused:
             refusal = refused.code
         else:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 from dbos import DBOS
 from sqlalchemy import func, select
 
@@ -115,6 +116,7 @@ class Harness:
         self.server = BackgroundServer(settings)
         self.settings = self.server.settings
         self.service: Service = self.server.server.config.app.state.service
+        self._colleagues: dict[str, httpx.Client] = {}
 
     @property
     def url(self) -> str:
@@ -130,6 +132,8 @@ class Harness:
         return self
 
     def stop(self) -> None:
+        for colleague in self._colleagues.values():
+            colleague.close()
         try:
             self.server.stop()
         finally:
@@ -146,6 +150,15 @@ class Harness:
             headers={"Authorization": f"Bearer {self.token(tenant, scopes, **kwargs)}"},
             timeout=30.0,
         )
+
+    def colleague(self, client: httpx.Client) -> httpx.Client:
+        """A client for a colleague of ``client``'s token holder (see :func:`colleague_headers`);
+        closed when the service stops. The tests' approvals are a colleague's of whoever proposed."""
+        headers = colleague_headers(client, self.settings.jwt_secret, self.settings.jwt_audience)
+        key = headers["Authorization"]
+        if key not in self._colleagues:
+            self._colleagues[key] = httpx.Client(base_url=self.url, headers=headers, timeout=30.0)
+        return self._colleagues[key]
 
     # --- flows -------------------------------------------------------------------------
 
@@ -173,7 +186,8 @@ class Harness:
         return created.value.model_dump(mode="json")
 
     def approve(self, client: httpx.Client, intent_id: str) -> None:
-        self.api(client).approve(intent_id)
+        """Approve as a colleague of ``client``'s token holder, who proposed the intent."""
+        self.api(self.colleague(client)).approve(intent_id)
 
     def wait_terminal(self, client: httpx.Client, intent_id: str, timeout: float = 30.0) -> dict[str, Any]:
         """Wait for the recorded outcome of an execution (not a status derived from the intent alone)."""
@@ -250,3 +264,15 @@ def seed_intent(harness: Harness, intent_id: str, **fields: Any) -> None:
     values.update(fields)
     with harness.db.write() as conn:
         assert intents.insert_intent(conn, ActionIntentV1(**values), "seeded")
+
+
+def colleague_headers(
+    client: httpx.Client, secret: str = TEST_SECRET, audience: str = "fulfill"
+) -> dict[str, str]:
+    """The Authorization header of a colleague of ``client``'s token holder (the same tenant,
+    scopes and accounts, the subject with ``+colleague`` appended): nobody approves their own
+    proposal. For services whose JWT secret is ``secret``."""
+    token = client.headers["Authorization"].removeprefix("Bearer ")
+    claims = jwt.decode(token, secret, algorithms=["HS256"], audience=audience)
+    claims["sub"] = f"{claims['sub']}+colleague"
+    return {"Authorization": f"Bearer {jwt.encode(claims, secret, algorithm='HS256')}"}

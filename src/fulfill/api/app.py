@@ -1,4 +1,5 @@
-"""The ASGI application: the HTTP API plus the MCP gateway at ``/mcp``."""
+"""The ASGI application: the HTTP API, the MCP gateway at ``/mcp`` (the engine's) and the agent's
+MCP server at ``/agent/mcp``."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from starlette.routing import Route
 
 from fulfill import __version__
+from fulfill.agent.server import agent_asgi_app, build_agent_server
 from fulfill.api import admin, credentials, events, executions, health, intents, redoc
 from fulfill.api.middleware import BodySizeLimitMiddleware, ProblemCORSMiddleware, UnexpectedErrorMiddleware
 from fulfill.api.problems import PROBLEM, install_problem_handlers
@@ -27,10 +29,12 @@ DOCS_ASSETS_URL = "/docs-assets"
 
 def create_app(service: Service) -> FastAPI:
     mcp_app = gateway_asgi_app(service.gateway_server)
+    agent_server = build_agent_server(service.runtime, service.token_verifier, service.settings)
+    agent_app = agent_asgi_app(agent_server)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with service.gateway_server.session_manager.run():
+        async with service.gateway_server.session_manager.run(), agent_server.session_manager.run():
             try:
                 await anyio.to_thread.run_sync(service.start)
             except Exception as exc:
@@ -83,6 +87,8 @@ def create_app(service: Service) -> FastAPI:
     install_console(app, service.settings)
     oidc.install(app, service.settings)
     app.router.routes.append(Route("/mcp", endpoint=mcp_app))
+    # The agent's door: user and agent tokens; a tool call proposes, a person approves.
+    app.router.routes.append(Route("/agent/mcp", endpoint=agent_app))
     # A server span per request (the root of an approved execution's trace; W3C traceparent
     # honoured), outermost; no headers are recorded, so no token reaches a span.
     FastAPIInstrumentor.instrument_app(

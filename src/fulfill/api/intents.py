@@ -79,6 +79,8 @@ def approve_intent(
     ctx: ServiceContext,
     principal: Annotated[Principal, Depends(require_scope(Scope.INTENTS_APPROVE))],
 ) -> ApprovalChange:
+    """A person approves: an agent's token is 403 ``AGENT_CANNOT_APPROVE``, and the intent's
+    proposer (its ``proposed_by``) is 403 ``SELF_APPROVAL``."""
     return intents.approve_intent(ctx, principal, action_intent_id)
 
 
@@ -93,6 +95,8 @@ def reject_intent(
     ctx: ServiceContext,
     principal: Annotated[Principal, Depends(require_scope(Scope.INTENTS_APPROVE))],
 ) -> ApprovalChange:
+    """A person rejects (the proposer may withdraw their own proposal): an agent's token is 403
+    ``AGENT_CANNOT_APPROVE``."""
     return intents.reject_intent(ctx, principal, action_intent_id)
 
 

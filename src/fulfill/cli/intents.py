@@ -11,7 +11,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.markup import escape
 
-from fulfill.cli.auth import bearer_token
+from fulfill.cli.auth import APPROVER_SUBJECT, PROPOSER_SUBJECT, bearer_token
 from fulfill.cli.options import TenantOption, TokenOption, UrlOption
 from fulfill.cli.output import console, err_console
 from fulfill.cli.remote import Service
@@ -149,8 +149,11 @@ def approve(
     url: UrlOption = None,
     bearer: TokenOption = None,
 ) -> None:
-    """Approve an intent: it executes right away."""
-    answer = _on_service(url, tenant, bearer, lambda api: api.approve(action_intent_id))
+    """Approve an intent: it executes right away. Without --token, as fulfill-cli-approver (the
+    tokens `intent submit` mints propose as fulfill-cli: nobody approves their own proposal)."""
+    answer = _on_service(
+        url, tenant, bearer, lambda api: api.approve(action_intent_id), subject=APPROVER_SUBJECT
+    )
     console.print_json(data=answer.model_dump(mode="json"))
     # An approval into an active kill switch: its execution will be stopped before its tool call.
     for warning in answer.warnings:
@@ -194,9 +197,16 @@ def status(
     console.print_json(data=view.model_dump(mode="json", exclude_none=True))
 
 
-def _on_service(url: str | None, tenant: str, bearer: str | None, call: Callable[[FulfillClient], T]) -> T:
+def _on_service(
+    url: str | None,
+    tenant: str,
+    bearer: str | None,
+    call: Callable[[FulfillClient], T],
+    *,
+    subject: str = PROPOSER_SUBJECT,
+) -> T:
     service = Service(url)
     try:
-        return service.call(bearer_token(tenant, bearer), call)
+        return service.call(bearer_token(tenant, bearer, subject=subject), call)
     finally:
         service.close()

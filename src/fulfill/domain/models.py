@@ -100,6 +100,13 @@ class ApprovalSource(StrEnum):
     POLICY = "POLICY"
 
 
+class ProposedVia(StrEnum):
+    """Where a proposal came in."""
+
+    API = "api"  # POST /intents (the CLI's `intent submit` too)
+    MCP = "mcp"  # an action tool of the agent endpoint /agent/mcp
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -142,6 +149,10 @@ class ActionIntentV1(_Model):
     expires_at_epoch: int
     original_decision_id: str | None = None
     original_proposal_id: str | None = None
+    # The subject of the token that proposed the intent (who may therefore not approve it), and
+    # where it came in; None for intents stored before they were recorded.
+    proposed_by: str | None = None
+    proposed_via: ProposedVia | None = None
     supersedes_action_intent_id: str | None = None
     edited_fields: list[str] = Field(default_factory=list)
     tenant_id: Identifier
@@ -316,3 +327,5 @@ class ExecutionStatusView(BaseModel):
     error_message: str | None = None
     attempt_count: int | None = None
     compensation_status: CompensationStatus | None = None
+    # The subject of the token that proposed the intent (absent for intents stored before it was kept).
+    proposed_by: str | None = None

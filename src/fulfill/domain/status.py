@@ -26,7 +26,28 @@ def derive_status(
     outcome: ActionOutcomeV1 | None,
     now_epoch: float,
 ) -> ExecutionStatusView | None:
-    """The status view, or ``None`` when nothing at all exists (a 404, never a PENDING)."""
+    """The status view, or ``None`` when nothing at all exists (a 404, never a PENDING); it names
+    the intent's proposer whatever the status."""
+    view = _derive(
+        action_intent_id=action_intent_id,
+        intent=intent,
+        attempt=attempt,
+        outcome=outcome,
+        now_epoch=now_epoch,
+    )
+    if view is None or intent is None or intent.proposed_by is None:
+        return view
+    return view.model_copy(update={"proposed_by": intent.proposed_by})
+
+
+def _derive(
+    *,
+    action_intent_id: str,
+    intent: ActionIntentV1 | None,
+    attempt: ExecutionAttempt | None,
+    outcome: ActionOutcomeV1 | None,
+    now_epoch: float,
+) -> ExecutionStatusView | None:
     if outcome is not None and (attempt is None or outcome.attempt_count == attempt.attempt_count):
         return ExecutionStatusView(
             action_intent_id=action_intent_id,

@@ -37,6 +37,8 @@ def insert_intent(conn: Connection, intent: ActionIntentV1, request_hash: str) -
             "updated_at": intent.updated_at,
             "execution_status": ExecutionStatus.PENDING.value,
             "last_update_at": intent.updated_at,
+            "proposed_by": intent.proposed_by,
+            "proposed_via": intent.proposed_via.value if intent.proposed_via else None,
         },
     )
 

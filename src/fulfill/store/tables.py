@@ -63,6 +63,10 @@ action_intents = Table(
     # same transactions, so that an account's executions can be listed newest first in O(limit).
     Column("execution_status", String(16), nullable=False, server_default="PENDING"),
     Column("last_update_at", TS, nullable=False, server_default=""),
+    # Who proposed it (the token's subject) and where it came in ("api", "mcp"); NULL for intents
+    # stored before 0014. The document holds them too; the columns are for queries and audits.
+    Column("proposed_by", Text, nullable=True),
+    Column("proposed_via", String(16), nullable=True),
     PrimaryKeyConstraint("tenant_id", "account_id", "action_intent_id"),
     # An intent id is unique within its tenant (whatever the account), not across tenants.
     UniqueConstraint("tenant_id", "action_intent_id"),

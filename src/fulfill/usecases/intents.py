@@ -6,11 +6,13 @@ import hashlib
 import logging
 import secrets
 import string
+from dataclasses import dataclass
 from typing import Any
 
 import jsonschema
 from pydantic import BaseModel, ConfigDict, Field
 
+from fulfill.domain.approvers import Allowed, Decider, Decision, decide
 from fulfill.domain.execution import CompensationRequest
 from fulfill.domain.expiry import beyond_max_ttl, default_expiry_epoch, describe_seconds, is_expired
 from fulfill.domain.idempotency import canonical_json
@@ -25,6 +27,7 @@ from fulfill.domain.models import (
     ExecutionPolicy,
     ExecutionStatus,
     Identifier,
+    ProposedVia,
     RegistryEntry,
     Target,
 )
@@ -132,10 +135,18 @@ def new_intent_id(now: float) -> str:
 
 
 def create_intent(
-    rt: UseCaseContext, principal: Principal, body: CreateIntent
+    rt: UseCaseContext,
+    principal: Principal,
+    body: CreateIntent,
+    *,
+    proposed_via: ProposedVia = ProposedVia.API,
 ) -> tuple[ActionIntentV1, bool]:
     """Store a new intent; returns ``(intent, created)``. The same body again returns the stored
-    intent (``created`` False); another body under the same id is a conflict."""
+    intent (``created`` False); another body under the same id is a conflict.
+
+    The intent records its proposer, the token's subject (``proposed_by``: who may not approve it),
+    and ``proposed_via``, where it came in (the HTTP API, or an action tool of the agent endpoint).
+    """
     if not principal.may_access_account(body.account_id):
         raise Forbidden("the token does not grant access to this account")
     # First: everything below (the body's hash, the serialisers, the schema check) recurses.
@@ -152,7 +163,7 @@ def create_intent(
         existing = _existing(rt, principal, body.action_intent_id, request_hash)
         if existing is not None:
             return existing, False
-    intent = _build_intent(rt, principal, body, now, now_iso)
+    intent = _build_intent(rt, principal, body, now, now_iso, proposed_via)
     with rt.store.write() as uow:
         inserted = uow.intents.insert_intent(intent, request_hash)
         if inserted and intent.approval_status is ApprovalStatus.APPROVED:
@@ -208,7 +219,12 @@ def _policy(asked: ExecutionPolicy | None, max_timeout: int) -> ExecutionPolicy:
 
 
 def _build_intent(
-    rt: UseCaseContext, principal: Principal, body: CreateIntent, now: float, now_iso: str
+    rt: UseCaseContext,
+    principal: Principal,
+    body: CreateIntent,
+    now: float,
+    now_iso: str,
+    proposed_via: ProposedVia,
 ) -> ActionIntentV1:
     with rt.store.read() as uow:
         if body.registry_version is None:
@@ -242,6 +258,13 @@ def _build_intent(
                 code="MISSING_SCOPE",
             )
         _require_approval_scopes(principal, entry)
+        # The token asserting the approval proposes the intent: it must not be an agent's, and
+        # the approver it names must be someone else.
+        _require_may_decide(
+            _Asserted(subject=body.approval.approved_by, is_agent=principal.is_agent),
+            Decision.APPROVE,
+            proposed_by=principal.subject,
+        )
     try:
         mapped = map_parameters(body.parameters, entry.parameter_mapping)
         canonical_json(body.parameters)
@@ -291,6 +314,8 @@ def _build_intent(
         expires_at_epoch=expires_epoch,
         original_decision_id=body.original_decision_id,
         original_proposal_id=body.original_proposal_id,
+        proposed_by=principal.subject,
+        proposed_via=proposed_via,
         tenant_id=principal.tenant_id,
         account_id=body.account_id,
         trace_id=body.trace_id or f"decision-{int(now * 1000)}-{secrets.token_hex(6)}",
@@ -299,6 +324,21 @@ def _build_intent(
         created_at=now_iso,
         updated_at=now_iso,
     )
+
+
+@dataclass(frozen=True)
+class _Asserted:
+    """The approver an import names, with the agent marker of the token that asserts it."""
+
+    subject: str
+    is_agent: bool
+
+
+def _require_may_decide(decider: Decider, decision: Decision, *, proposed_by: str | None) -> None:
+    """A person decides, and not on their own proposal (domain/approvers.py): 403 otherwise."""
+    verdict = decide(decider, decision, proposed_by=proposed_by)
+    if not isinstance(verdict, Allowed):
+        raise Forbidden(verdict.message, code=verdict.code)
 
 
 def _require_approval_scopes(principal: Principal, entry: RegistryEntry) -> None:
@@ -418,11 +458,14 @@ def approve_intent(
     accepted, so an approval and its execution are committed together; the workflow is enqueued
     right after the commit (or, if that fails, by the reconciler). The token needs, besides
     ``intents:approve``, every scope in the pinned registry version's ``required_scopes`` (403
-    ``MISSING_APPROVAL_SCOPE`` otherwise, even for a repeat).
+    ``MISSING_APPROVAL_SCOPE`` otherwise, even for a repeat). An agent's token (403
+    ``AGENT_CANNOT_APPROVE``) and the intent's proposer (403 ``SELF_APPROVAL``) are refused, even
+    for a repeat.
     """
     comment = _checked_comment(comment)
     intent = get_intent(rt, principal, action_intent_id)
     _require_approval_scopes(principal, _pinned_entry(rt, intent))
+    _require_may_decide(principal, Decision.APPROVE, proposed_by=intent.proposed_by)
     if intent.approval_status is ApprovalStatus.APPROVED:
         return ApprovalChange(action_intent_id=action_intent_id, approval_status=ApprovalStatus.APPROVED)
     if intent.approval_status is not ApprovalStatus.PENDING_APPROVAL:
@@ -454,9 +497,12 @@ def approve_intent(
 def reject_intent(
     rt: UseCaseContext, principal: Principal, action_intent_id: str, *, comment: str | None = None
 ) -> ApprovalChange:
-    """PENDING_APPROVAL → REJECTED. An approved intent is stopped with cancel, not reject."""
+    """PENDING_APPROVAL → REJECTED. An approved intent is stopped with cancel, not reject. An
+    agent's token is refused (403 ``AGENT_CANNOT_APPROVE``); a proposer may reject (withdraw) its
+    own proposal."""
     comment = _checked_comment(comment)
     intent = get_intent(rt, principal, action_intent_id)
+    _require_may_decide(principal, Decision.REJECT, proposed_by=intent.proposed_by)
     if intent.approval_status is ApprovalStatus.REJECTED:
         return ApprovalChange(action_intent_id=action_intent_id, approval_status=ApprovalStatus.REJECTED)
     if intent.approval_status is not ApprovalStatus.PENDING_APPROVAL:

@@ -16,7 +16,7 @@ from fulfill.domain.ledger import KILL_SWITCH_CHANGED
 from fulfill.domain.models import ApprovalStatus
 from fulfill.tokens import Principal
 from fulfill.usecases import admin, intents
-from fulfill.usecases.errors import Conflict, NotFound
+from fulfill.usecases.errors import Conflict, Forbidden, NotFound
 from tests.support.memory_steps import FixedClock
 from tests.support.memory_store import MemoryStore
 from tests.unit.factories import make_intent
@@ -144,3 +144,26 @@ def test_a_cancel_before_any_execution_ends_it_cancelled() -> None:
     assert stored is not None
     assert stored.approval_status is ApprovalStatus.CANCELLED
     assert [entry.event_type for entry in ledger] == ["INTENT_CANCELLED"]
+
+
+def test_an_agent_cannot_reject_and_a_proposer_may_withdraw_their_own_proposal() -> None:
+    ctx = Context()
+    intent = make_intent(
+        action_intent_id="ai_agent",
+        approval_status=ApprovalStatus.PENDING_APPROVAL,
+        approved_by=None,
+        approval_timestamp=None,
+        proposed_by="alice",
+    )
+    with ctx.store.write() as uow:
+        assert uow.intents.insert_intent(intent, "hash")
+    agent = Principal(subject="bob", tenant_id="t1", scopes=frozenset({"intents:approve"}), is_agent=True)
+    with pytest.raises(Forbidden) as refused:
+        intents.reject_intent(ctx, agent, "ai_agent")
+    assert refused.value.code == "AGENT_CANNOT_APPROVE"
+    assert (
+        intents.get_intent(ctx, principal("t1"), "ai_agent").approval_status
+        is ApprovalStatus.PENDING_APPROVAL
+    )
+    proposer = principal("t1", "intents:approve")  # alice
+    assert intents.reject_intent(ctx, proposer, "ai_agent").approval_status is ApprovalStatus.REJECTED
