@@ -339,6 +339,26 @@ def test_cancel_after_approval_cancels_the_intent_as_the_api_does(door: Harness)
         wait_for(compensated, timeout=30)
 
 
+def test_cancel_action_keeps_its_reason_in_the_ledger(door: Harness) -> None:
+    token = agent_token(door)
+    task = propose(door, token)
+    too_long = call_tool(
+        door, token, "cancel_action", {"action_intent_id": task.task_id, "reason": "x" * 5000}
+    )
+    assert too_long.is_error is True
+    assert read_task(door, token, task.task_id).status == "working"  # nothing changed
+    done = call_tool(
+        door, token, "cancel_action", {"action_intent_id": task.task_id, "reason": "the customer called back"}
+    )
+    assert done.is_error is not True
+    assert read_task(door, token, task.task_id).status == "cancelled"
+    with door.client() as http:
+        entries = http.get(f"/executions/{task.task_id}/timeline").json()["entries"]
+    [cancelled] = [entry for entry in entries if entry["event_type"] == "INTENT_CANCELLED"]
+    assert cancelled["data"]["comment"] == "the customer called back"
+    assert cancelled["data"]["decided_by"] == "agent-7"
+
+
 def test_an_agent_token_cannot_approve(door: Harness) -> None:
     task = propose(door, agent_token(door))
     marked = token_with(door, sub="person-4", act={"sub": "bot-1"})

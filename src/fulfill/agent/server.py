@@ -341,7 +341,13 @@ class AgentDoor:
         if name == CANCEL_ACTION:
             if not principal.has_scope(Scope.INTENTS_APPROVE):
                 _require(principal, Scope.INTENTS_WRITE)
-            change = await self._use(agent.cancel_action, principal, intent_id)
+            reason = arguments.get("reason")
+            reason = reason if isinstance(reason, str) else None
+            if reason is not None and len(reason) > intents.MAX_COMMENT_LENGTH:
+                return tool_error(
+                    "REASON_TOO_LONG", f"reason is longer than {intents.MAX_COMMENT_LENGTH} characters"
+                )
+            change = await self._use(agent.cancel_action, principal, intent_id, reason)
         elif name == APPROVE_ACTION:
             _require(principal, Scope.INTENTS_APPROVE)
             change = await self._use(agent.approve, principal, intent_id, comment)

@@ -126,15 +126,18 @@ def cancel_task(rt: UseCaseContext, principal: Principal, task_id: str) -> TaskS
     return task_state(rt, principal, task_id)
 
 
-def cancel_action(rt: UseCaseContext, principal: Principal, action_intent_id: str) -> ApprovalChange:
+def cancel_action(
+    rt: UseCaseContext, principal: Principal, action_intent_id: str, reason: str | None = None
+) -> ApprovalChange:
     """``cancel_action``: an agent cancels what it proposed itself; a token that may approve
-    cancels any intent of its tenant, as through the HTTP API."""
+    cancels any intent of its tenant, as through the HTTP API. The ``reason`` goes into the
+    cancellation's ledger entry (``comment``)."""
     if not (principal.has_scope("intents:approve") or _is_callers(rt, principal, action_intent_id)):
         raise Forbidden(
             "only the proposer of an intent, or a token with intents:approve, may cancel it",
             code="NOT_PROPOSER",
         )
-    return intents.cancel_intent(rt, principal, action_intent_id)
+    return intents.cancel_intent(rt, principal, action_intent_id, reason=reason)
 
 
 def action_status(rt: UseCaseContext, principal: Principal, action_intent_id: str) -> ExecutionStatusView:

@@ -521,7 +521,9 @@ def reject_intent(
     return ApprovalChange(action_intent_id=action_intent_id, approval_status=ApprovalStatus.REJECTED)
 
 
-def cancel_intent(rt: UseCaseContext, principal: Principal, action_intent_id: str) -> ApprovalChange:
+def cancel_intent(
+    rt: UseCaseContext, principal: Principal, action_intent_id: str, *, reason: str | None = None
+) -> ApprovalChange:
     """Stop an intent wherever it is.
 
     Not yet executed: it never will be. Executing: it stops before its tool call if it has not
@@ -549,7 +551,7 @@ def cancel_intent(rt: UseCaseContext, principal: Principal, action_intent_id: st
             now=now,
             execution_status=None if attempt else ExecutionStatus.CANCELLED,
         )
-        _append_decision(uow, cancelled, "INTENT_CANCELLED", principal.subject)
+        _append_decision(uow, cancelled, "INTENT_CANCELLED", principal.subject, comment=reason)
         outcome = (
             uow.executions.get_outcome(
                 intent.tenant_id, intent.account_id, action_intent_id, attempt.attempt_count
