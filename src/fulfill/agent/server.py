@@ -190,8 +190,10 @@ class AgentTasks(Extension):
         the receiver hold the answer until then; the store is polled, nothing is kept in memory."""
         principal = await self._door.principal()
         state = await self._door.task_call(agent.task_state, principal, params.task_id)
+        # A held request may wait as long as the intent lives: it reads the store at the interval
+        # the task itself advertises, not at the synchronous path's short one.
         while not state.outcome.terminal:
-            await anyio.sleep(SYNC_POLL_SECONDS)
+            await anyio.sleep(POLL_INTERVAL_MS / 1000)
             state = await self._door.task_call(agent.task_state, principal, params.task_id)
         result = outcome_result(state).model_dump(by_alias=True, mode="json", exclude_none=True)
         result["_meta"] = {**result.get("_meta", {}), RELATED_TASK_META: {"taskId": state.task_id}}
