@@ -111,6 +111,52 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class PolicyDecision(StrEnum):
+    """What an approval policy decides for the intents it matches."""
+
+    AUTO_APPROVE = "AUTO_APPROVE"  # approved in the creating transaction, and executed
+    REQUIRE_APPROVAL = "REQUIRE_APPROVAL"  # waits for ``approvals_required`` distinct people
+    DENY = "DENY"  # stored REJECTED, never executed
+
+
+class PolicyMode(StrEnum):
+    ENFORCE = "ENFORCE"  # decides
+    SHADOW = "SHADOW"  # evaluated and recorded in the ledger, never acted on
+
+
+class ExpiryAction(StrEnum):
+    """What happens when an intent is not approved in time."""
+
+    EXPIRE = "EXPIRE"  # it expires (the default)
+    ESCALATE = "ESCALATE"  # a second approver group is notified once, and the window extended
+
+
+class ApprovalRule(_Model):
+    """What approving one intent takes, fixed when the intent is created: by the ENFORCE policy
+    that matched it (named here), or the default rule (one person's approval) when none did."""
+
+    policy_id: str | None = None
+    policy_version: int | None = None
+    policy_name: str | None = None
+    decision: PolicyDecision = PolicyDecision.REQUIRE_APPROVAL
+    approvals_required: int = Field(default=1, ge=1, le=10)
+    approver_scopes: list[str] = Field(default_factory=list)
+    on_expiry: ExpiryAction = ExpiryAction.EXPIRE
+    # ESCALATE: the scopes of the second approver group (who may approve once it is escalated)
+    # and how long the approval window is extended by.
+    escalate_to_scopes: list[str] = Field(default_factory=list)
+    escalation_extend_seconds: int | None = Field(default=None, ge=60, le=30 * 86_400)
+
+
+class IntentApproval(_Model):
+    """One person's approval of an M-of-N intent, bound to the exact action it approved."""
+
+    approved_by: str
+    approved_at: str
+    action_hash: str
+    comment: str | None = None
+
+
 class Target(_Model):
     entity_type: Literal["ACCOUNT", "CONTACT", "OPPORTUNITY", "DEAL", "ENGAGEMENT"]
     entity_id: NonEmpty
@@ -163,6 +209,18 @@ class ActionIntentV1(_Model):
     risk_class: RiskClass | None = None
     created_at: str
     updated_at: str
+    # What approving it takes (None for intents stored before policies: one person's approval).
+    approval_rule: ApprovalRule | None = None
+    # The approvals given so far in the current round (an edit starts a new round), oldest first.
+    approvals: list[IntentApproval] = Field(default_factory=list)
+    # The hash of the exact action that was approved (domain/action_hash.py), set when the intent
+    # becomes APPROVED; the workflow recomputes it right before the tool call. None for intents
+    # approved before it was recorded.
+    action_hash: str | None = None
+    # ESCALATE policies: when the first approval window ends (expires_at is then the extended end),
+    # and when the escalation was made.
+    escalates_at_epoch: int | None = None
+    escalated_at: str | None = None
 
 
 # An object in a gateway target (a remote MCP server): "MCP:{target name}".

@@ -70,6 +70,7 @@ def transition_approval(
     to_status: ApprovalStatus,
     now: str,
     approved_by: str | None = None,
+    action_hash: str | None = None,
     execution_status: ExecutionStatus | None = None,
 ) -> ActionIntentV1 | None:
     """Move an intent to a new approval status, only if nobody moved it meanwhile."""
@@ -77,6 +78,7 @@ def transition_approval(
     if to_status is ApprovalStatus.APPROVED:
         changes["approved_by"] = approved_by
         changes["approval_timestamp"] = now
+        changes["action_hash"] = action_hash
     updated = intent.model_copy(update=changes)
     result = conn.execute(
         update(action_intents)
@@ -94,6 +96,27 @@ def transition_approval(
         )
     )
     return updated if result.rowcount == 1 else None
+
+
+def save_intent(
+    conn: Connection, intent: ActionIntentV1, *, execution_status: ExecutionStatus | None = None
+) -> None:
+    """Write an intent read in the same transaction with ``for_update`` (its row is locked, so
+    nothing changed it meanwhile): its document, approval status and last change."""
+    conn.execute(
+        update(action_intents)
+        .where(
+            action_intents.c.tenant_id == intent.tenant_id,
+            action_intents.c.action_intent_id == intent.action_intent_id,
+        )
+        .values(
+            approval_status=intent.approval_status.value,
+            document=intent.model_dump(mode="json"),
+            updated_at=intent.updated_at,
+            last_update_at=intent.updated_at,
+            **({"execution_status": execution_status.value} if execution_status else {}),
+        )
+    )
 
 
 def mark_execution(
@@ -295,6 +318,7 @@ class SqlIntentsRepository:
         to_status: ApprovalStatus,
         now: str,
         approved_by: str | None = None,
+        action_hash: str | None = None,
         execution_status: ExecutionStatus | None = None,
     ) -> ActionIntentV1 | None:
         return transition_approval(
@@ -303,8 +327,12 @@ class SqlIntentsRepository:
             to_status=to_status,
             now=now,
             approved_by=approved_by,
+            action_hash=action_hash,
             execution_status=execution_status,
         )
+
+    def save_intent(self, intent: ActionIntentV1, *, execution_status: ExecutionStatus | None = None) -> None:
+        return save_intent(self._conn, intent, execution_status=execution_status)
 
     def mark_execution(
         self, tenant_id: str, action_intent_id: str, *, status: ExecutionStatus | None, at: str

@@ -12,6 +12,7 @@ from typing import Any
 import jsonschema
 from pydantic import BaseModel, ConfigDict, Field
 
+from fulfill.domain.action_hash import action_hash
 from fulfill.domain.approvers import Allowed, Decider, Decision, decide
 from fulfill.domain.execution import CompensationRequest
 from fulfill.domain.expiry import beyond_max_ttl, default_expiry_epoch, describe_seconds, is_expired
@@ -300,7 +301,7 @@ def _build_intent(
         and body.original_decision_id != body.original_proposal_id
     ):
         raise Invalid("original_decision_id must equal original_proposal_id", code="PROVENANCE_MISMATCH")
-    return ActionIntentV1(
+    intent = ActionIntentV1(
         action_intent_id=body.action_intent_id or new_intent_id(now),
         action_type=body.action_type,
         target=body.target,
@@ -324,6 +325,8 @@ def _build_intent(
         created_at=now_iso,
         updated_at=now_iso,
     )
+    # An imported intent is approved as it is stored: bound to that exact action.
+    return intent.model_copy(update={"action_hash": action_hash(intent)}) if body.approval else intent
 
 
 @dataclass(frozen=True)
@@ -482,6 +485,7 @@ def approve_intent(
             to_status=ApprovalStatus.APPROVED,
             now=iso_from_epoch(now),
             approved_by=principal.subject,
+            action_hash=action_hash(intent),
         )
         _append_approved(uow, approved, asserted_by=principal.subject, imported=False, comment=comment)
         attempt, taken = take_execution_lock(uow, approved, now)

@@ -37,6 +37,7 @@ class MemoryIntentsRepository:
         to_status: ApprovalStatus,
         now: str,
         approved_by: str | None = None,
+        action_hash: str | None = None,
         execution_status: ExecutionStatus | None = None,
     ) -> ActionIntentV1 | None:
         key = (intent.tenant_id, intent.action_intent_id)
@@ -47,6 +48,7 @@ class MemoryIntentsRepository:
         if to_status is ApprovalStatus.APPROVED:
             changes["approved_by"] = approved_by
             changes["approval_timestamp"] = now
+            changes["action_hash"] = action_hash
         updated = intent.model_copy(update=changes)
         self._t.intents[key] = IntentRow(
             updated,
@@ -55,6 +57,16 @@ class MemoryIntentsRepository:
             now,
         )
         return updated
+
+    def save_intent(self, intent: ActionIntentV1, *, execution_status: ExecutionStatus | None = None) -> None:
+        key = (intent.tenant_id, intent.action_intent_id)
+        row = self._t.intents[key]
+        self._t.intents[key] = IntentRow(
+            intent,
+            row.request_hash,
+            execution_status.value if execution_status else row.execution_status,
+            intent.updated_at,
+        )
 
     def mark_execution(
         self, tenant_id: str, action_intent_id: str, *, status: ExecutionStatus | None, at: str

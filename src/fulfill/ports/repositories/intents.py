@@ -27,9 +27,15 @@ class IntentsRepository(Protocol):
         to_status: ApprovalStatus,
         now: str,
         approved_by: str | None = ...,
+        action_hash: str | None = ...,
         execution_status: ExecutionStatus | None = ...,
     ) -> ActionIntentV1 | None:
-        """Move an intent to a new approval status, only if nobody moved it meanwhile."""
+        """Move an intent to a new approval status, only if nobody moved it meanwhile; becoming
+        APPROVED records who approved it, when, and the hash of the action approved."""
+        ...
+
+    def save_intent(self, intent: ActionIntentV1, *, execution_status: ExecutionStatus | None = ...) -> None:
+        """Write an intent read in the same transaction with ``for_update``."""
         ...
 
     def mark_execution(
