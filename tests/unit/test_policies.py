@@ -163,6 +163,12 @@ def test_a_stored_policy_names_its_owner_consistently() -> None:
         "has(params.amount) && params.amount > 10",
         "[1, 2].exists(x, x > 1)",
         "int(account_id) > 5",  # fails on the sample's account, may hold for real ones
+        "type(params.amount) == int && params.amount > 5",
+        "params.tags.map(t, t + '!').exists_one(u, u == 'a!')",
+        "timestamp(params.due).getFullYear() > 2025",
+        "duration(params.wait) > duration('1h')",
+        "params.email.matches('^[a-z]+@example[.]com$')",
+        "dyn(params.n) == 1",
     ],
 )
 def test_valid_expressions_pass(expression: str) -> None:
@@ -177,7 +183,16 @@ def test_a_syntax_error_is_refused_with_the_parsers_message() -> None:
 
 @pytest.mark.parametrize(
     ("expression", "name"),
-    [("amount > 10", "amount"), ("nosuchfunction(params) == true", "nosuchfunction")],
+    [
+        ("amount > 10", "amount"),
+        ("nosuchfunction(params) == true", "nosuchfunction"),
+        # Behind a parameter the sample lacks, or a short-circuit: found all the same.
+        ("shout(params.title)", "shout"),
+        ("params.amount > 1 && amount > 2", "amount"),
+        ("true || nosuch", "nosuch"),
+        ("params.title.lowerAscii() == 'a'", "lowerAscii"),
+        ("params.tags.exists(t, t == other)", "other"),
+    ],
 )
 def test_an_unknown_variable_or_function_is_refused(expression: str, name: str) -> None:
     with pytest.raises(InvalidExpression, match="Undefined variable or function") as caught:
