@@ -354,16 +354,18 @@ def test_a_simulation_counts_what_a_candidate_would_have_decided_for_recorded_in
         assert http.get("/admin/policies").json() == {"policies": []}
 
     # A token limited to some accounts simulates over those only; a platform candidate is
-    # simulated by a platform admin over the token's tenant.
+    # simulated by a platform admin over the token's tenant; platform:admin alone reads no
+    # tenant's intents.
     with shared.client(tenant, TENANT_SCOPES, account_ids=["acc-2"]) as narrow:
         result = narrow.post("/admin/policies/simulate", json={"policy": _body(match={})}).json()
         assert result["evaluated"] == 1
         assert result["examples"]["AUTO_APPROVE"][0]["action_intent_id"] == note
-    with shared.client(tenant, ["platform:admin"]) as platform:
-        result = platform.post(
-            "/admin/policies/simulate", json={"policy": _body(scope="platform", decision="DENY", match={})}
-        ).json()
+    platform_candidate = {"policy": _body(scope="platform", decision="DENY", match={})}
+    with shared.client(tenant, ["admin", "platform:admin"]) as platform:
+        result = platform.post("/admin/policies/simulate", json=platform_candidate).json()
         assert result["counts"]["DENY"] == 8
+    with shared.client(tenant, ["platform:admin"]) as operator:
+        _problem(operator.post("/admin/policies/simulate", json=platform_candidate), 403, "MISSING_SCOPE")
 
 
 @pytest.mark.parametrize(

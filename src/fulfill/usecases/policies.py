@@ -20,7 +20,9 @@ syntax error, an unknown name or a result that is not a bool is refused (422
 ``INVALID_POLICY_EXPRESSION``, with the parser's message).
 
 A simulation evaluates a candidate policy, alone and as if it were enforced, against the tenant's
-most recent intents, and counts what it would have decided; nothing is stored.
+most recent intents, and counts what it would have decided; nothing is stored. It reads the
+tenant's intents, so it needs ``admin`` (with ``platform:admin`` too, or not, for a platform
+candidate: nothing is written).
 """
 
 from __future__ import annotations
@@ -267,8 +269,11 @@ def _candidate(intent: ActionIntentV1) -> Candidate:
 
 def simulate(ctx: UseCaseContext, principal: Principal, request: SimulationRequest) -> SimulationResult:
     """What ``request.policy`` would have decided, enforced and alone, for the token's tenant's
-    last ``request.limit`` intents (newest first; only the accounts the token may see)."""
-    _require_reader(principal)
+    last ``request.limit`` intents (newest first; only the accounts the token may see). It reads
+    the tenant's intents, so it needs the tenant's ``admin`` (``platform:admin`` opens no tenant's
+    data); a platform candidate is simulated the same way, nothing being written."""
+    _person(principal)
+    _require(principal, Scope.ADMIN, "a simulation (it reads the tenant's intents)")
     spec = _checked(request.policy)
     now = ctx.clock.now_iso()
     candidate = Policy.model_validate(
