@@ -53,6 +53,11 @@ MIN_EXTEND_SECONDS = 60
 MAX_EXTEND_SECONDS = 30 * 86_400
 MAX_LIST_ITEMS = 100
 MAX_ERROR_LENGTH = 500
+# An intent whose parameters hold more values than this (every list item, object member and scalar
+# counted) is not given to a ``when`` expression: evaluation time grows with the parameters (an
+# ``in`` inside a comprehension, with their product), and the proposer chooses them. Such an intent
+# gets the fail-safe outcome instead (see the module's docstring).
+MAX_EVALUATED_VALUES = 2000
 # What a policy id looks like: "pol_" and a random part the service gives.
 POLICY_ID_PATTERN = r"^pol_[A-Za-z0-9]{8,64}$"
 # The variables an expression may use.
@@ -201,6 +206,32 @@ _PROBES = (
 )
 
 
+_MACRO_CALL = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(")
+
+
+def _nested_comprehension(source: str) -> bool:
+    """Whether a comprehension (``all``, ``exists``, ``exists_one``, ``map``, ``filter``) is
+    inside another's parentheses. Nested, their cost is the product of the lists' sizes: a few
+    hundred items each would hold the creating transaction for seconds, and the proposer chooses
+    the parameters' lists. String literals are skipped."""
+    code = re.sub(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"", lambda m: " " * len(m.group()), source)
+    open_until: list[int] = []  # the depth at which each enclosing comprehension's call ends
+    depth = 0
+    macro_starts = {m.end() - 1 for m in _MACRO_CALL.finditer(code)}
+    for index, char in enumerate(code):
+        if char == "(":
+            if index in macro_starts:
+                if open_until:
+                    return True
+                open_until.append(depth)
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if open_until and depth == open_until[-1]:
+                open_until.pop()
+    return False
+
+
 @functools.lru_cache(maxsize=256)
 def _variable_exists(name: str) -> bool:
     """A name the runtime itself gives a value (the type names: ``int``, ``string``, …)."""
@@ -253,6 +284,11 @@ def check_expression(when: str) -> None:
         program = _compiled(when)
     except ValueError as exc:
         raise InvalidExpression(_shorten(str(exc))) from None
+    if _nested_comprehension(when):
+        raise InvalidExpression(
+            "a comprehension (all, exists, exists_one, map, filter) may not contain another: "
+            "its cost would grow with the product of the lists' sizes"
+        )
     unknown = _unknown_names(program, when)
     if unknown:
         known = ", ".join(EXPRESSION_VARIABLES)
@@ -343,9 +379,29 @@ class Match:
     error: str | None = None
 
 
+def _too_many_values(value: Any, budget: int) -> int:
+    """What remains of ``budget`` after counting ``value``'s values (negative: over budget)."""
+    budget -= 1
+    if isinstance(value, Mapping):
+        for item in value.values():
+            if budget < 0:
+                break
+            budget = _too_many_values(item, budget)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            if budget < 0:
+                break
+            budget = _too_many_values(item, budget)
+    return budget
+
+
 def expression_holds(when: str, candidate: Candidate) -> bool:
     """Evaluate ``when`` for ``candidate``; raises :class:`InvalidExpression` with the reason when it
     cannot be evaluated or does not give a bool."""
+    if _too_many_values(candidate.parameters, MAX_EVALUATED_VALUES + 1) < 0:
+        raise InvalidExpression(
+            f"the parameters hold more than {MAX_EVALUATED_VALUES} values: the expression is not evaluated"
+        )
     try:
         result = _compiled(when).execute(candidate.context())
     except (KeyboardInterrupt, SystemExit):
