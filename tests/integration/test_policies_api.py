@@ -107,6 +107,15 @@ def test_a_policy_is_created_read_replaced_and_deleted_each_write_a_new_version(
         _problem(ada.put(f"/admin/policies/{policy_id}", json=_body()), 404, "POLICY_NOT_FOUND")
         _problem(ada.delete(f"/admin/policies/{policy_id}"), 404, "POLICY_NOT_FOUND")
         assert ada.get("/admin/policies").json() == {"policies": []}
+        history = ada.get(f"/admin/policies/{policy_id}/versions").json()["versions"]
+        assert [(v["version"], v["decision"], v["updated_by"]) for v in history] == [
+            (1, "AUTO_APPROVE", "ada"),
+            (2, "REQUIRE_APPROVAL", "grace"),
+            (3, "REQUIRE_APPROVAL", "grace"),
+        ]
+        assert [v["deleted_at"] is not None for v in history] == [False, False, True]
+        assert {k: v for k, v in history[0].items() if k != "deleted_at"} == policy
+        _problem(ada.get("/admin/policies/pol_0000000000000000/versions"), 404, "POLICY_NOT_FOUND")
 
     # Every version stays for the audit; the last one records the deletion.
     with shared.db.read() as conn:
@@ -183,6 +192,7 @@ def test_a_tenant_admin_reaches_neither_another_tenants_policies_nor_writes_the_
         _problem(other.get(f"/admin/policies/{policy_id}"), 404, "POLICY_NOT_FOUND")
         _problem(other.put(f"/admin/policies/{policy_id}", json=_body(name="mine now")), 404)
         _problem(other.delete(f"/admin/policies/{policy_id}"), 404)
+        _problem(other.get(f"/admin/policies/{policy_id}/versions"), 404)
         assert other.get("/admin/policies").json() == {"policies": []}
         assert admin.get(f"/admin/policies/{policy_id}").json() == policy
 
@@ -282,6 +292,7 @@ def test_agents_and_tokens_without_an_admin_scope_manage_no_policy(
         _problem(caller.get("/admin/policies"), 403, code)
         _problem(caller.post("/admin/policies", json=_body()), 403, code)
         _problem(caller.get(f"/admin/policies/{policy_id}"), 403, code)
+        _problem(caller.get(f"/admin/policies/{policy_id}/versions"), 403, code)
         _problem(caller.put(f"/admin/policies/{policy_id}", json=_body(name="changed")), 403, code)
         _problem(caller.delete(f"/admin/policies/{policy_id}"), 403, code)
         _problem(caller.post("/admin/policies/simulate", json={"policy": _body()}), 403, code)

@@ -69,6 +69,18 @@ class PolicyListing(BaseModel):
     policies: list[Policy]
 
 
+class PolicyVersionView(Policy):
+    """One stored version; ``deleted_at`` is set on the version that deleted the policy."""
+
+    deleted_at: str | None = None
+
+
+class PolicyVersions(BaseModel):
+    """``GET /admin/policies/{policy_id}/versions``: every version, oldest first."""
+
+    versions: list[PolicyVersionView]
+
+
 class SimulationRequest(BaseModel):
     """``POST /admin/policies/simulate``."""
 
@@ -181,6 +193,26 @@ def list_policies(ctx: UseCaseContext, principal: Principal) -> PolicyListing:
 def get_policy(ctx: UseCaseContext, principal: Principal, policy_id: str) -> Policy:
     _require_reader(principal)
     return _find(ctx, principal, policy_id)
+
+
+def list_versions(ctx: UseCaseContext, principal: Principal, policy_id: str) -> PolicyVersions:
+    """Every version of a policy the token may see, a deleted one's included (the audit)."""
+    _require_reader(principal)
+    versions = []
+    if _POLICY_ID.fullmatch(policy_id):
+        with ctx.store.read() as uow:
+            if principal.has_scope(Scope.ADMIN):
+                versions = uow.policies.list_versions(principal.tenant_id, policy_id)
+            if not versions:
+                versions = uow.policies.list_versions(None, policy_id)
+    if not versions:
+        raise NotFound(f"policy '{policy_id}' not found", code="POLICY_NOT_FOUND")
+    return PolicyVersions(
+        versions=[
+            PolicyVersionView.model_validate({**v.policy.model_dump(), "deleted_at": v.deleted_at})
+            for v in versions
+        ]
+    )
 
 
 def create_policy(ctx: UseCaseContext, principal: Principal, spec: PolicySpec) -> Policy:
