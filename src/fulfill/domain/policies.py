@@ -144,6 +144,14 @@ class Policy(PolicySpec):
         return PolicySpec.model_validate(self.model_dump(include=set(PolicySpec.model_fields)))
 
 
+@dataclass(frozen=True)
+class PolicyVersion:
+    """One stored version of a policy; ``deleted_at`` is set on the version that deleted it."""
+
+    policy: Policy
+    deleted_at: str | None = None
+
+
 # --- expressions --------------------------------------------------------------------------------
 
 
