@@ -500,6 +500,9 @@ def test_the_console_approves_edited_parameters_and_explains_bad_ones(w: World) 
     bad_json = bob.post(f"/console/intents/{intent_id}/approve", {"parameters": '{"title": '})
     assert bad_json.status_code == 422
     assert "not valid JSON" in bad_json.text
+    not_an_object = bob.post(f"/console/intents/{intent_id}/approve", {"parameters": '["a list"]'})
+    assert not_an_object.status_code == 422
+    assert "must be a JSON object" in not_an_object.text
     bad_schema = bob.post(f"/console/intents/{intent_id}/approve", {"parameters": '{"title": 42}'})
     assert bad_schema.status_code == 422
     assert "parameters.title" in bad_schema.text
