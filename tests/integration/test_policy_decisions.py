@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -364,3 +365,33 @@ def test_the_agent_door_auto_approved_proposal_completes_and_a_denied_one_names_
         assert over.status == "completed"
         assert "denied by the approval policy 'nothing urgent'" in (over.status_message or "")
         assert _attempts(service, denied.task_id) == 0
+
+
+def test_an_escalate_policy_opens_its_window_at_the_expiry_the_intent_would_have_had(
+    service: Harness,
+) -> None:
+    tenant = _tenant()
+    with _person(service, tenant) as ada:
+        policy = _policy(
+            ada,
+            name="leads after a day",
+            decision="REQUIRE_APPROVAL",
+            on_expiry="ESCALATE",
+            escalation={"approver_scopes": ["approvers:leads"], "extend_seconds": 3600},
+        )
+        asked = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
+        created = _create(ada, expires_at=asked.isoformat().replace("+00:00", "Z"))
+        assert created["approval_status"] == "PENDING_APPROVAL"
+        assert created["escalates_at_epoch"] == int(asked.timestamp())
+        assert created["expires_at_epoch"] == int(asked.timestamp()) + 3600
+        rule = created["approval_rule"]
+        assert (rule["policy_id"], rule["on_expiry"], rule["escalate_to_scopes"]) == (
+            policy["policy_id"],
+            "ESCALATE",
+            ["approvers:leads"],
+        )
+        assert rule["escalation_extend_seconds"] == 3600
+        # Without a policy, the expiry asked for is the expiry.
+        with _person(service, _tenant()) as elsewhere:
+            plain = _create(elsewhere, expires_at=asked.isoformat().replace("+00:00", "Z"))
+        assert (plain["expires_at_epoch"], plain.get("escalates_at_epoch")) == (int(asked.timestamp()), None)
