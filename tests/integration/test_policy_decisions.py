@@ -395,3 +395,34 @@ def test_an_escalate_policy_opens_its_window_at_the_expiry_the_intent_would_have
         with _person(service, _tenant()) as elsewhere:
             plain = _create(elsewhere, expires_at=asked.isoformat().replace("+00:00", "Z"))
         assert (plain["expires_at_epoch"], plain.get("escalates_at_epoch")) == (int(asked.timestamp()), None)
+
+
+def test_a_tenants_auto_approve_does_not_approve_what_needs_scopes_a_person_must_hold(
+    service: Harness,
+) -> None:
+    tenant = _tenant()
+    guarded = {
+        "action_type": "CREATE_GUARDED_TASK",
+        "tool_name": "internal.create_task",
+        "required_scopes": ["approve:guarded"],
+        "parameter_mapping": {"title": {"toolParam": "title", "required": True}},
+    }
+    with service.client("ops", ["admin", "platform:admin"]) as ops:
+        registered = ops.post("/admin/registry", json=guarded)
+        assert registered.status_code == 201, registered.text
+    with _person(service, tenant) as ada:
+        held = _policy(ada, name="everything approves itself")
+        created = _create(ada, action_type="CREATE_GUARDED_TASK")
+        assert created["approval_status"] == "PENDING_APPROVAL"
+        assert created["approval_rule"]["policy_id"] is None
+        by_policy = {
+            e["policy_id"]: e for e in _of(_timeline(ada, created["action_intent_id"]), "POLICY_EVALUATED")
+        }
+        assert (by_policy[held["policy_id"]]["mode"], by_policy[held["policy_id"]]["applied"]) == (
+            "ENFORCE",
+            False,
+        )
+        assert "approve:guarded" in by_policy[held["policy_id"]]["outcome"]
+        assert _attempts(service, created["action_intent_id"]) == 0
+        # Where no scope is required, the same policy approves.
+        assert _create(ada)["approval_status"] == "APPROVED"
