@@ -32,6 +32,9 @@ _CODE_WORDS = {
     "UNKNOWN_OUTCOME": "The call reached a target that does not deduplicate and its answer was "
     "lost: check the target for a write with this execution's idempotency key before any rerun.",
     "INTENT_CANCELLED": "Someone cancelled the intent.",
+    "APPROVAL_MISMATCH": "The action about to run was not the one approved (its parameters, "
+    "registry version, account or expiry changed after the approval), so its tool was not called: "
+    "nothing was written. Propose the action again and have it approved.",
     "CONNECTOR_UNAVAILABLE": "The connector's circuit was open or it could not be reached.",
     "INVALID_PARAMETERS": "The parameters do not fit the tool's input schema.",
     "INVALID_PARAMETER_TYPE": "A parameter has the wrong type for its tool argument.",

@@ -234,6 +234,7 @@ def outcome_entry(
             "idempotency_key": outcome.idempotency_key,
             "decision_trace_id": decision_trace_id,
             "attempt_count": outcome.attempt_count,
+            "action_hash": outcome.action_hash,
             **excerpt,
         },
     )
@@ -362,6 +363,9 @@ def execution_started_entries(context: ExecutionContext, intent: ActionIntentV1 
                 "decision_trace_id": intent.trace_id if intent else None,
                 "approval_source": context.approval_source.value if context.approval_source else None,
                 "auto_executed": context.auto_executed,
+                # The hash of the action its approval approved (None: approved before hashes
+                # were recorded); the tool is called only while the intent still hashes to it.
+                "action_hash": intent.action_hash if intent else None,
             },
             **common,
         )
