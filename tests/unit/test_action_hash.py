@@ -6,7 +6,9 @@ from typing import Any
 
 import pytest
 
+from fulfill.console.present import explain_error, timeline_steps
 from fulfill.domain.action_hash import PREFIX_LENGTH, Mismatch, Verified, action_hash, prefix, verify
+from fulfill.domain.errors import ErrorClass, classify
 from fulfill.domain.models import ActionIntentV1
 from tests.unit.factories import make_intent
 
@@ -72,3 +74,31 @@ def test_the_message_names_both_hashes_by_their_prefix() -> None:
     assert message.index("b" * 12) < message.index("a" * 12)  # what runs, then what was approved
     assert "the tool was not called" in message
     assert prefix(approved) == approved[:PREFIX_LENGTH] == "v1:" + "a" * 12
+
+
+def test_a_mismatch_is_a_validation_failure_that_is_never_retried() -> None:
+    assert (
+        classify(error_code="APPROVAL_MISMATCH", message="temporarily unavailable") is ErrorClass.VALIDATION
+    )
+
+
+def test_the_console_explains_a_mismatch_and_shows_the_hash_an_execution_was_bound_to() -> None:
+    assert explain_error("VALIDATION", "APPROVAL_MISMATCH").startswith(
+        "The action about to run was not the one approved"
+    )
+    bound = "v1:" + "c" * 64
+    [start] = timeline_steps(
+        [
+            {
+                "event_type": "EXECUTION_STARTED",
+                "timestamp": "2026-01-01T00:00:00.000Z",
+                "attempt": 1,
+                "data": {"action_hash": bound},
+            }
+        ]
+    )
+    assert start.details == [f"bound to the approved action {'v1:' + 'c' * 12}…"]
+    [unbound] = timeline_steps(
+        [{"event_type": "EXECUTION_STARTED", "timestamp": "", "attempt": 1, "data": {"action_hash": None}}]
+    )
+    assert unbound.details == []

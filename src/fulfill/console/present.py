@@ -9,6 +9,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from fulfill.domain.action_hash import prefix
 from fulfill.domain.models import TERMINAL_STATUSES, ExecutionStatus
 
 _CLASS_WORDS = {
@@ -146,7 +147,10 @@ def _steps_of(entry: dict[str, Any]) -> list[Step]:
         title = "Rejected" if event == "INTENT_REJECTED" else "Cancelled"
         return [Step("decision", title, ts, attempt, details)]
     if event == "EXECUTION_STARTED":
-        return [Step("start", "Execution started", ts, attempt)]
+        bound = data.get("action_hash")
+        # The approved action it runs only while the intent still hashes to it (domain/action_hash.py).
+        details = [f"bound to the approved action {prefix(bound)}…"] if isinstance(bound, str) else []
+        return [Step("start", "Execution started", ts, attempt, details)]
     if event in ("RERUN_REQUESTED", "RERUN_STARTED"):
         details = [str(data["reason"])] if data.get("reason") else []
         if data.get("after_stop"):
