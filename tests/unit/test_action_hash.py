@@ -9,8 +9,9 @@ import pytest
 from fulfill.console.present import explain_error, timeline_steps
 from fulfill.domain.action_hash import PREFIX_LENGTH, Mismatch, Verified, action_hash, prefix, verify
 from fulfill.domain.errors import ErrorClass, classify
+from fulfill.domain.ledger import outcome_entry
 from fulfill.domain.models import ActionIntentV1
-from tests.unit.factories import make_intent
+from tests.unit.factories import make_intent, make_outcome
 
 
 def _approved(**fields: Any) -> ActionIntentV1:
@@ -102,3 +103,9 @@ def test_the_console_explains_a_mismatch_and_shows_the_hash_an_execution_was_bou
         [{"event_type": "EXECUTION_STARTED", "timestamp": "", "attempt": 1, "data": {"action_hash": None}}]
     )
     assert unbound.details == []
+
+
+def test_the_outcomes_ledger_entry_carries_the_hash_when_there_is_one() -> None:
+    hashed = "v1:" + "d" * 64
+    assert outcome_entry(make_outcome(action_hash=hashed), None).data["action_hash"] == hashed
+    assert "action_hash" not in outcome_entry(make_outcome(), None).data
