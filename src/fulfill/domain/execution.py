@@ -26,6 +26,17 @@ from fulfill.domain.models import (
 class _State(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        """DBOS checkpoints these models pickled. One pickled by an earlier version of fulfill (a
+        workflow in flight across an upgrade) lacks the fields added since: they take their
+        defaults, as they would from its JSON, instead of being missing attributes."""
+        values = state.get("__dict__")
+        if isinstance(values, dict):
+            for name, field in type(self).model_fields.items():
+                if name not in values and not field.is_required():
+                    values[name] = field.get_default(call_default_factory=True, validated_data=values)
+        super().__setstate__(state)
+
 
 def execution_workflow_id(tenant_id: str, action_intent_id: str, attempt_count: int = 1) -> str:
     """``exec-{tenant}/{intent}``, ``…-r{n}`` for a rerun. Intent ids are unique per tenant and

@@ -4,13 +4,22 @@ the hash is on the timeline and in the outcome. In-memory store, fake gateway.""
 
 from __future__ import annotations
 
+import pickle
 from typing import Any
 
 import pytest
 
 from fulfill.domain.action_hash import action_hash, prefix
 from fulfill.domain.errors import ErrorClass
-from fulfill.domain.execution import ExecutionStopped, PreflightPassed, RecordedOutcome, StartedExecution
+from fulfill.domain.execution import (
+    ExecutionStopped,
+    OutcomeDraft,
+    PreflightPassed,
+    RecordedOutcome,
+    StartedExecution,
+    ToolCall,
+    outcome_draft,
+)
 from fulfill.domain.models import (
     ActionIntentV1,
     ActionOutcomeV1,
@@ -180,3 +189,27 @@ def test_a_cancelled_intent_stops_cancelled_before_its_hash_is_compared(world: W
         steps.invoke_tool(world.deps, call)
     assert stop.value.draft.status is ExecutionStatus.CANCELLED
     assert world.gateway.calls == []
+
+
+def test_a_call_pickled_by_an_earlier_version_reads_as_one_without_a_hash(world: World) -> None:
+    """DBOS keeps step outputs pickled: a ToolCall or OutcomeDraft checkpointed before the hash
+    was kept (a workflow in flight across an upgrade) unpickles with ``action_hash`` None, as it
+    would from JSON, and the steps can read it."""
+    intent = _approved(world)
+    started = steps.start_execution(world.deps, world.accept(intent))
+    assert isinstance(started, StartedExecution)
+    call = steps.map_action_to_tool(world.deps, steps.validate_preflight(world.deps, started.context))
+    assert pickle.loads(pickle.dumps(call)) == call
+    old_state = call.__getstate__()
+    del old_state["__dict__"]["action_hash"]
+    old = ToolCall.__new__(ToolCall)
+    old.__setstate__(old_state)  # what unpickling the earlier version's bytes does
+    assert old.action_hash is None
+    assert old == call.model_copy(update={"action_hash": None})
+    draft = outcome_draft(started.context, ExecutionStatus.FAILED, run_ref="r", call=old)
+    draft_state = draft.__getstate__()
+    del draft_state["__dict__"]["action_hash"]
+    old_draft = OutcomeDraft.__new__(OutcomeDraft)
+    old_draft.__setstate__(draft_state)
+    assert old_draft.action_hash is None
+    assert steps.invoke_tool(world.deps, old).success
