@@ -132,6 +132,37 @@ def test_parameters_changed_in_the_store_before_the_call_fail_without_a_call(
     assert _entry(timeline, "ACTION_FAILED", 1)["error_code"] == "APPROVAL_MISMATCH"
 
 
+def test_an_account_changed_in_the_store_before_the_call_is_a_mismatch_not_a_missing_intent(
+    held: tuple[Harness, FaultyProxy],
+) -> None:
+    """The intent moved to another account of the tenant behind its approval's back: the attempt
+    (of the account it was approved for) ends APPROVAL_MISMATCH with no call."""
+    harness, proxy = held
+    with harness.client() as client:
+        response = client.put(
+            "/admin/connectors/internal/limits", json={"rate_per_second": None, "concurrency": 1}
+        )
+        assert response.status_code == 200, response.text
+        proxy.add_faults(Fault("hold"))
+        first = harness.create_intent(client, parameters={"title": "holds the slot"})["action_intent_id"]
+        harness.approve(client, first)
+        assert proxy.state.forwarded.wait(timeout=30), "the first call never reached the target"
+        second = harness.create_intent(client)["action_intent_id"]
+        harness.approve(client, second)
+        approved = _stored(harness, second)
+        changed = tamper_document(harness.db, second, account_id="acc-2")
+        proxy.state.release.set()
+        assert harness.wait_terminal(client, first)["status"] == "SUCCEEDED"
+    wait_for(lambda: harness.outcome_rows(second) == 1, timeout=30)
+    outcome = _outcome(harness, second)
+    assert (outcome.status.value, outcome.error_code) == ("FAILED", "APPROVAL_MISMATCH")
+    assert approved.action_hash is not None
+    assert prefix(approved.action_hash) in (outcome.error_message or "")
+    assert prefix(action_hash(changed)) in (outcome.error_message or "")
+    assert proxy.state.tool_calls_seen == 1
+    assert harness.task_rows(second) == 0
+
+
 @pytest.mark.parametrize(
     "change",
     [{"parameters": {"title": "changed while it was stopped"}}, {"registry_version": 2}],
