@@ -67,6 +67,10 @@ action_intents = Table(
     # stored before 0014. The document holds them too; the columns are for queries and audits.
     Column("proposed_by", Text, nullable=True),
     Column("proposed_via", String(16), nullable=True),
+    # When the first approval window of an intent under an ESCALATE policy ends (the document's
+    # escalates_at_epoch); set back to NULL once it is escalated, so the escalation sweep's query
+    # only ever finds what is still to escalate. NULL for every other intent.
+    Column("escalates_at_epoch", BigInteger, nullable=True),
     PrimaryKeyConstraint("tenant_id", "account_id", "action_intent_id"),
     # An intent id is unique within its tenant (whatever the account), not across tenants.
     UniqueConstraint("tenant_id", "action_intent_id"),
@@ -83,6 +87,8 @@ action_intents = Table(
     ),
     # The console's approvals page pages through a tenant's pending intents by creation time.
     Index("ix_action_intents_pending", "tenant_id", "approval_status", "created_at", "action_intent_id"),
+    # The escalation sweep: pending intents whose first approval window has ended, every tenant's.
+    Index("ix_action_intents_escalation", "approval_status", "escalates_at_epoch"),
 )
 
 execution_attempts = Table(
