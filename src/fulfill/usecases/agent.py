@@ -1,6 +1,7 @@
 """What an agent does through ``/agent/mcp``: see the action types it may propose, propose one
-(an intent PENDING_APPROVAL, committed in one transaction before anything is answered), follow
-it as a task, and cancel it.
+(an intent, committed in one transaction before anything is answered: PENDING_APPROVAL, or as the
+tenant's approval policies decide, approved and executing, or rejected), follow it as a task, and
+cancel it.
 
 The task is the intent: its id is minted by :mod:`fulfill.domain.agent_tasks` for the caller
 (tenant and subject) and the call's idempotency key, so a retried call finds the intent its
@@ -175,6 +176,6 @@ def _state_of(rt: UseCaseContext, principal: Principal, intent: ActionIntentV1) 
     view = executions.execution_status(rt, principal, intent.action_intent_id)
     with rt.store.read() as uow:  # the status read may follow a transition: read the intent again
         current = uow.intents.get_intent(intent.tenant_id, intent.action_intent_id) or intent
-    outcome = task_outcome(current.approval_status, view)
+    outcome = task_outcome(current.approval_status, view, current.approval_rule)
     ttl = FINISHED_TASK_TTL_MS if outcome.terminal else ttl_ms(current.expires_at_epoch, rt.clock.now())
     return TaskState(intent=current, view=view, outcome=outcome, ttl_ms=ttl)
