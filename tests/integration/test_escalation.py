@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from fulfill.domain.models import ApprovalRule, ApprovalStatus, ExpiryAction
-from fulfill.domain.time import iso_from_epoch
+from fulfill.domain.time import epoch_from_iso, iso_from_epoch
 from fulfill.engine.escalation import escalate_due
 from fulfill.store import outbox
 from fulfill.store.tables import action_intents, outbox_messages
@@ -92,9 +92,9 @@ def seed_pending(
     seed_intent(harness, intent_id, **values)
 
 
-def ledger_types(harness: Harness, intent_id: str) -> list[str]:
+def ledger_types(harness: Harness, intent_id: str, tenant: str = "t1") -> list[str]:
     with harness.service.store.read() as uow:
-        return [entry.event_type for entry in uow.executions.list_ledger("t1", intent_id)]
+        return [entry.event_type for entry in uow.executions.list_ledger(tenant, intent_id)]
 
 
 def escalation_column(harness: Harness, intent_id: str) -> Any:
@@ -118,8 +118,8 @@ def bus_events(aws: LocalEventBridge, count: int, timeout: float = 30) -> list[d
     return events
 
 
-def person(harness: Harness, subject: str) -> httpx.Client:
-    return harness.client("t1", ALL_SCOPES, subject=subject)
+def person(harness: Harness, subject: str, tenant: str = "t1") -> httpx.Client:
+    return harness.client(tenant, ALL_SCOPES, subject=subject)
 
 
 def test_an_intent_escalates_once_stays_approvable_until_the_extended_end_then_expires(
@@ -273,5 +273,88 @@ def test_two_sweepers_at_once_escalate_each_intent_exactly_once(
             f"ai-race-{n:02d}" for n in range(count)
         ]
         assert escalate_due(harness.service.runtime) == 0
+    finally:
+        harness.stop()
+
+
+def test_an_escalate_policy_escalates_its_intents_and_no_other(aws: LocalEventBridge, tmp_path: Path) -> None:
+    """Through a real policy: written with POST /admin/policies, decided at the intent's creation."""
+    aws.create_bus(BUS, ESCALATION_PATTERN)
+    harness = start(tmp_path, aws, escalation_interval_seconds=0.2)
+    tenant = "t-escalation"
+    try:
+        with person(harness, PROPOSER, tenant) as ada, person(harness, APPROVER, tenant) as grace:
+            created = ada.post(
+                "/admin/policies",
+                json={
+                    "name": "tasks of acc-esc escalate to the leads",
+                    "match": {"account_ids": ["acc-esc"]},
+                    "decision": "REQUIRE_APPROVAL",
+                    "on_expiry": "ESCALATE",
+                    "escalation": {"approver_scopes": ["approvers:leads"], "extend_seconds": 60},
+                },
+            )
+            assert created.status_code == 201, created.text
+            policy = created.json()
+            first_window = iso_from_epoch(harness.service.clock.now() + 2)
+
+            def propose(account: str) -> dict[str, Any]:
+                answer = ada.post(
+                    "/intents",
+                    json={
+                        "action_type": "CREATE_INTERNAL_TASK",
+                        "account_id": account,
+                        "parameters": {"title": f"task of {account}"},
+                        "expires_at": first_window,
+                    },
+                )
+                assert answer.status_code == 201, answer.text
+                body: dict[str, Any] = answer.json()
+                return body
+
+            escalating, plain = propose("acc-esc"), propose("acc-plain")
+            # The policy's window: it escalates at the expiry asked for, and expires 60 s later.
+            assert escalating["escalates_at_epoch"] == int(epoch_from_iso(first_window))
+            assert escalating["expires_at_epoch"] == escalating["escalates_at_epoch"] + 60
+            assert plain.get("escalates_at_epoch") is None
+
+            def escalated() -> dict[str, Any] | None:
+                body: dict[str, Any] = ada.get(f"/intents/{escalating['action_intent_id']}").json()
+                return body if body.get("escalated_at") else None
+
+            intent = wait_for(escalated, timeout=20)
+            [event] = bus_events(aws, 1)
+            assert event["detail"]["payload"]["action_intent_id"] == escalating["action_intent_id"]
+            assert (
+                event["detail"]["payload"]["policy_id"],
+                event["detail"]["payload"]["policy_version"],
+            ) == (
+                policy["policy_id"],
+                1,
+            )
+            with harness.service.store.read() as uow:
+                entries = uow.executions.list_ledger(tenant, escalating["action_intent_id"])
+            [entry] = [entry for entry in entries if entry.event_type == "APPROVAL_ESCALATED"]
+            assert entry.data["policy_id"] == policy["policy_id"]
+            assert entry.data["escalate_to_scopes"] == ["approvers:leads"]
+            assert entry.data["expires_at"] == intent["expires_at"]
+
+            # Past its first window, and still approvable: it runs.
+            approved = grace.post(f"/intents/{escalating['action_intent_id']}/approve")
+            assert approved.status_code == 202, approved.text
+            assert harness.wait_terminal(ada, escalating["action_intent_id"])["status"] == "SUCCEEDED"
+
+            # The intent without the policy expired at that moment instead, and was never escalated.
+            wait_for(
+                lambda: (
+                    ada.get(f"/executions/{plain['action_intent_id']}/status").json()["status"] == "EXPIRED"
+                    or None
+                ),
+                timeout=20,
+            )
+            escalate_due(harness.service.runtime)
+            assert ada.get(f"/intents/{plain['action_intent_id']}").json().get("escalated_at") is None
+            assert "APPROVAL_ESCALATED" not in ledger_types(harness, plain["action_intent_id"], tenant)
+            assert aws.received(BUS) == []
     finally:
         harness.stop()
