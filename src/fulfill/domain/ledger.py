@@ -197,6 +197,80 @@ def intent_decision_entry(
     )
 
 
+APPROVAL_RECORDED = "APPROVAL_RECORDED"
+INTENT_EDITED = "INTENT_EDITED"
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]
+
+
+def approval_recorded_entry(
+    intent: ActionIntentV1,
+    *,
+    approved_by: str,
+    approved_at: str,
+    action_hash: str,
+    approvals: int,
+    approvals_required: int,
+    comment: str | None = None,
+) -> LedgerEntry:
+    """One counted approval of an intent that needs several, which does not complete it (the one
+    that does is ``ACTION_APPROVED``). One entry per approver and action approved."""
+    data: dict[str, Any] = {
+        "approved_by": approved_by,
+        "action_hash": action_hash,
+        "approvals": approvals,
+        "approvals_required": approvals_required,
+    }
+    if comment is not None:
+        data["comment"] = comment
+    entry = ledger_entry(
+        event_type=APPROVAL_RECORDED,
+        timestamp=approved_at,
+        tenant_id=intent.tenant_id,
+        account_id=intent.account_id,
+        action_intent_id=intent.action_intent_id,
+        attempt=0,
+        trace_id=intent.trace_id,
+        data=data,
+    )
+    return entry.model_copy(
+        update={"entry_id": f"{entry.entry_id}#{_digest(approved_by, action_hash, approved_at)}"}
+    )
+
+
+def intent_edited_entry(
+    before: ActionIntentV1,
+    after: ActionIntentV1,
+    *,
+    edited_by: str,
+    edited_fields: list[str],
+    action_hash_before: str,
+    action_hash_after: str,
+) -> LedgerEntry:
+    """An approver changed the parameters before approving: both versions and both hashes."""
+    entry = ledger_entry(
+        event_type=INTENT_EDITED,
+        timestamp=after.updated_at,
+        tenant_id=after.tenant_id,
+        account_id=after.account_id,
+        action_intent_id=after.action_intent_id,
+        attempt=0,
+        trace_id=after.trace_id,
+        data={
+            "edited_by": edited_by,
+            "before": before.parameters,
+            "after": after.parameters,
+            "edited_fields": edited_fields,
+            "action_hash_before": action_hash_before,
+            "action_hash_after": action_hash_after,
+        },
+    )
+    suffix = _digest(edited_by, action_hash_before, action_hash_after, after.updated_at)
+    return entry.model_copy(update={"entry_id": f"{entry.entry_id}#{suffix}"})
+
+
 def rerun_requested_entry(
     intent: ActionIntentV1,
     *,
