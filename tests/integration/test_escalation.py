@@ -283,20 +283,22 @@ def test_an_escalate_policy_escalates_its_intents_and_no_other(aws: LocalEventBr
     harness = start(tmp_path, aws, escalation_interval_seconds=0.2)
     tenant = "t-escalation"
     try:
-        with person(harness, PROPOSER, tenant) as ada, person(harness, APPROVER, tenant) as grace:
+        lead = harness.client(tenant, [*ALL_SCOPES, "approvers:leads"], subject="lee@acme.example")
+        with person(harness, PROPOSER, tenant) as ada, person(harness, APPROVER, tenant) as grace, lead:
             created = ada.post(
                 "/admin/policies",
                 json={
                     "name": "tasks of acc-esc escalate to the leads",
                     "match": {"account_ids": ["acc-esc"]},
                     "decision": "REQUIRE_APPROVAL",
+                    "approver_scopes": ["approvers:crm"],
                     "on_expiry": "ESCALATE",
                     "escalation": {"approver_scopes": ["approvers:leads"], "extend_seconds": 60},
                 },
             )
             assert created.status_code == 201, created.text
             policy = created.json()
-            first_window = iso_from_epoch(harness.service.clock.now() + 2)
+            first_window = iso_from_epoch(harness.service.clock.now() + 5)
 
             def propose(account: str) -> dict[str, Any]:
                 answer = ada.post(
@@ -317,6 +319,11 @@ def test_an_escalate_policy_escalates_its_intents_and_no_other(aws: LocalEventBr
             assert escalating["escalates_at_epoch"] == int(epoch_from_iso(first_window))
             assert escalating["expires_at_epoch"] == escalating["escalates_at_epoch"] + 60
             assert plain.get("escalates_at_epoch") is None
+
+            # In the first window only the policy's approvers may approve; the leads may not yet.
+            early = lead.post(f"/intents/{escalating['action_intent_id']}/approve")
+            assert early.status_code == 403, early.text
+            assert early.json()["code"] == "MISSING_APPROVAL_SCOPE"
 
             def escalated() -> dict[str, Any] | None:
                 body: dict[str, Any] = ada.get(f"/intents/{escalating['action_intent_id']}").json()
@@ -339,8 +346,13 @@ def test_an_escalate_policy_escalates_its_intents_and_no_other(aws: LocalEventBr
             assert entry.data["escalate_to_scopes"] == ["approvers:leads"]
             assert entry.data["expires_at"] == intent["expires_at"]
 
-            # Past its first window, and still approvable: it runs.
-            approved = grace.post(f"/intents/{escalating['action_intent_id']}/approve")
+            # Past its first window, and still approvable until the extended end: someone holding
+            # neither group's scopes still may not approve it, the second group (the leads) now may,
+            # and it runs.
+            refused = grace.post(f"/intents/{escalating['action_intent_id']}/approve")
+            assert refused.status_code == 403, refused.text
+            assert refused.json()["code"] == "MISSING_APPROVAL_SCOPE"
+            approved = lead.post(f"/intents/{escalating['action_intent_id']}/approve")
             assert approved.status_code == 202, approved.text
             assert harness.wait_terminal(ada, escalating["action_intent_id"])["status"] == "SUCCEEDED"
 
