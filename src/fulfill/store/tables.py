@@ -67,6 +67,10 @@ action_intents = Table(
     # stored before 0014. The document holds them too; the columns are for queries and audits.
     Column("proposed_by", Text, nullable=True),
     Column("proposed_via", String(16), nullable=True),
+    # When the first approval window of an intent under an ESCALATE policy ends (the document's
+    # escalates_at_epoch); set back to NULL once it is escalated, so the escalation sweep's query
+    # only ever finds what is still to escalate. NULL for every other intent.
+    Column("escalates_at_epoch", BigInteger, nullable=True),
     PrimaryKeyConstraint("tenant_id", "account_id", "action_intent_id"),
     # An intent id is unique within its tenant (whatever the account), not across tenants.
     UniqueConstraint("tenant_id", "action_intent_id"),
@@ -85,6 +89,8 @@ action_intents = Table(
     Index("ix_action_intents_pending", "tenant_id", "approval_status", "created_at", "action_intent_id"),
     # A policy's simulation reads a tenant's most recent intents.
     Index("ix_action_intents_tenant_recent", "tenant_id", "created_at", "action_intent_id"),
+    # The escalation sweep: pending intents whose first approval window has ended, every tenant's.
+    Index("ix_action_intents_escalation", "approval_status", "escalates_at_epoch"),
 )
 
 execution_attempts = Table(
