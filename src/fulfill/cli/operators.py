@@ -203,7 +203,14 @@ class DatabaseOperator:
     def change_switches(self, scope: KillSwitchScope, change: SwitchChange) -> StoredSwitches:
         from fulfill.usecases.admin import change_switches
 
-        return change_switches(self.store, scope, change, now=self.clock.now_iso(), changed_by=CLI_CHANGED_BY)
+        return change_switches(
+            self.store,
+            scope,
+            change,
+            now=self.clock.now_iso(),
+            changed_by=CLI_CHANGED_BY,
+            notify=self.settings,
+        )
 
     def shown(self, switches: StoredSwitches) -> dict[str, Any]:
         return switches.public()

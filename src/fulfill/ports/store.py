@@ -25,6 +25,7 @@ from fulfill.ports.repositories import (
     IntentsRepository,
     InternalObjectsRepository,
     KillSwitchesRepository,
+    NotificationsRepository,
     OutboxRepository,
     RegistryRepository,
     TargetsRepository,
@@ -60,6 +61,8 @@ class UnitOfWork(Protocol):
     def internal_objects(self) -> InternalObjectsRepository: ...
     @property
     def killswitches(self) -> KillSwitchesRepository: ...
+    @property
+    def notifications(self) -> NotificationsRepository: ...
     @property
     def outbox(self) -> OutboxRepository: ...
     @property

@@ -47,6 +47,7 @@ from fulfill.ports.store import UnitOfWork
 from fulfill.tokens import Principal
 from fulfill.usecases.context import UseCaseContext
 from fulfill.usecases.errors import Conflict, Forbidden, Invalid, NotFound
+from fulfill.usecases.notifications import enqueue_proposal_notice
 
 _BASE36 = string.digits + string.ascii_lowercase
 
@@ -169,6 +170,8 @@ def create_intent(
         inserted = uow.intents.insert_intent(intent, request_hash)
         if inserted and intent.approval_status is ApprovalStatus.APPROVED:
             _append_approved(uow, intent, asserted_by=principal.subject, imported=True)
+        if inserted:
+            enqueue_proposal_notice(uow, rt.settings, intent)
     if not inserted:
         # Created meanwhile under the same id (a concurrent retry): answer as for a repeat.
         existing = _existing(rt, principal, intent.action_intent_id, request_hash)

@@ -12,6 +12,7 @@ from fulfill.ports.repositories.heartbeats import HeartbeatsRepository
 from fulfill.ports.repositories.intents import IntentsRepository
 from fulfill.ports.repositories.internal_objects import InternalObjectsRepository
 from fulfill.ports.repositories.killswitches import KillSwitchesRepository
+from fulfill.ports.repositories.notifications import NotificationsRepository
 from fulfill.ports.repositories.outbox import OutboxRepository
 from fulfill.ports.repositories.registry import RegistryRepository
 from fulfill.ports.repositories.targets import TargetsRepository
@@ -27,6 +28,7 @@ __all__ = [
     "IntentsRepository",
     "InternalObjectsRepository",
     "KillSwitchesRepository",
+    "NotificationsRepository",
     "OutboxRepository",
     "RegistryRepository",
     "TargetsRepository",
