@@ -10,11 +10,14 @@ import hmac
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
+from fulfill.cli import app
 from fulfill.domain.scopes import Scope
 from fulfill.store import notifications as stored_notifications
 from tests.support.harness import Harness, make_settings
@@ -383,3 +386,50 @@ def test_kill_switch_changes_are_notified(world: World) -> None:
     finally:
         mine.close()
         other.close()
+
+
+# --- the command line: both operators ---------------------------------------------------------------
+
+
+def test_the_cli_sets_and_shows_channels_through_the_api_and_on_the_database(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = world.harness.settings
+    monkeypatch.setenv("FULFILL_JWT_SECRET", settings.jwt_secret)
+    monkeypatch.setenv("FULFILL_SECRETS_KEY", SECRETS_KEY)
+    monkeypatch.setenv("FULFILL_SMTP_URL", world.smtp.url)
+    monkeypatch.delenv("FULFILL_URL", raising=False)
+    monkeypatch.delenv("FULFILL_TOKEN", raising=False)
+    channels = tmp_path / "channels.json"
+    channels.write_text(json.dumps({"slack": _slack(), "email": {"to": ["ops@example.com"]}}))
+    runner = CliRunner()
+    via_api = ["--tenant", "t-cli", "--url", world.harness.url]
+    via_db = ["--tenant", "t-cli", "--db", settings.database_url]
+
+    result = runner.invoke(app, ["notifications", "set", "--file", str(channels), *via_api])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["slack"]["bot_token_set"] is True
+    for secret in (BOT_TOKEN, SIGNING_SECRET):
+        assert secret not in result.output
+    shown = runner.invoke(app, ["notifications", "show", *via_db])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout) == json.loads(result.stdout)
+
+    # On the database: a file without the secrets keeps them; the API reads back the same.
+    channels.write_text(json.dumps({"slack": {"channel": "C0OTHER"}}))
+    changed = runner.invoke(app, ["notifications", "set", "--file", str(channels), *via_db])
+    assert changed.exit_code == 0, changed.output
+    from_api = runner.invoke(app, ["notifications", "show", *via_api])
+    view = json.loads(from_api.stdout)
+    assert view == json.loads(changed.stdout)
+    assert view["slack"]["channel"] == "C0OTHER"
+    assert view["slack"]["bot_token_set"] is True
+    assert view["email"] is None
+    assert view["updated_by"] == "fulfill-cli (database)"
+
+    # A malformed file is refused without quoting it.
+    channels.write_text(json.dumps({"slack": {**_slack(), "channel": "#general"}}))
+    refused = runner.invoke(app, ["notifications", "set", "--file", str(channels), *via_api])
+    assert refused.exit_code == 2
+    assert "slack.channel" in refused.output
+    assert BOT_TOKEN not in refused.output

@@ -4,7 +4,10 @@ test runs its own service (one at a time: a process runs one engine)."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+
+import pytest
 
 from tests.integration.test_notifications import (
     BOT_TOKEN,
@@ -38,7 +41,9 @@ def test_a_put_with_secrets_needs_the_secrets_key(tmp_path: Path) -> None:
         harness.stop()
 
 
-def test_a_webhook_to_a_private_address_is_refused_unless_allowed(tmp_path: Path) -> None:
+def test_a_webhook_to_a_private_address_is_refused_unless_allowed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     hook = WebhookSink()
     harness = Harness(
         make_settings(
@@ -50,6 +55,10 @@ def test_a_webhook_to_a_private_address_is_refused_unless_allowed(tmp_path: Path
             _put(client, {"webhooks": [{"url": hook.url, "secret": HOOK_SECRET}]})
             harness.create_intent(client)
             letters = wait_for(lambda: _dead_letters(client, "t1"))
+        # Channels without FULFILL_PUBLIC_URL: the start says the notices carry no link.
+        with caplog.at_level(logging.WARNING, logger="fulfill.service"):
+            harness.service.prepare_database()
+        assert "FULFILL_PUBLIC_URL is not set" in caplog.text
         assert letters[0]["last_error"].startswith("webhook address refused: 127.0.0.1 resolves to a")
         assert "FULFILL_GATEWAY_EGRESS_ALLOW" in letters[0]["last_error"]
         assert hook.deliveries == []

@@ -12,6 +12,11 @@ refused or failed PutEvents (``FailedEntryCount > 0``) or a network error is ret
 exponential backoff, capped at ``FULFILL_OUTBOX_BACKOFF_MAX_SECONDS``, up to
 ``FULFILL_OUTBOX_MAX_ATTEMPTS`` tries: then the delivery is DEAD_LETTER until redelivered.
 
+A tenant's notification channels are destinations too (``slack:<tenant>``, ``email:<tenant>``,
+``notify:<tenant>:<n>``): ``engine/notify.py`` sends them, with the same retries and dead letters;
+a destination that answers with a ``Retry-After`` (Slack's ``ratelimited``) is not tried again
+sooner, and its lane rests as long.
+
 Lanes. The engine's own messages (``engine``, ``intake``) are relayed by a thread of their own,
 so a compensation or a rerun never waits behind a webhook. Every external destination (one webhook
 URL, one event bus) has its own lane: at most ``FULFILL_OUTBOX_DESTINATION_CONCURRENCY`` deliveries
