@@ -106,6 +106,9 @@ class Settings(BaseSettings):
     # An active attempt unchanged this long is checked against its workflow (started if it has
     # none, forked if it failed); a RUNNING one this long past its budget is resumed elsewhere.
     reconcile_grace_seconds: float = Field(default=60.0, ge=0)
+    # How often workers look for pending intents whose first approval window has ended under an
+    # ESCALATE policy, and escalate them (engine/escalation.py).
+    escalation_interval_seconds: float = Field(default=15.0, gt=0, le=3600)
     # This process's identity in DBOS: a restarted worker with the same id recovers the workflows
     # it was running. Empty: "{hostname}:{port}".
     executor_id: str = Field(default="", max_length=128)
@@ -158,6 +161,9 @@ class Settings(BaseSettings):
     eventbridge_region: str = Field(default="", pattern=r"^([a-z]{2}(-[a-z0-9]+)+)?$", max_length=32)
     eventbridge_endpoint_url: str = ""
     eventbridge_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    # The service's address as people reach it (https://fulfill.example): the events that ask a
+    # person to act link to the intent's console page under it. Empty: they carry no link.
+    public_url: str = Field(default="", max_length=2048)
 
     # HTTP: browser origins allowed by CORS (comma-separated; empty = none) and the body size limit.
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -238,10 +244,9 @@ class Settings(BaseSettings):
     # Signs the console's session cookie; required with OIDC outside dev mode, the same on every
     # process. Empty in dev mode: a random key per process.
     console_session_secret: SecretStr = SecretStr("")
-    # Notifications of what needs a person (per tenant: /admin/notifications). The console's
-    # external base URL: links in notifications (empty: links are left out, with a warning at
-    # start-up when a tenant has a channel configured).
-    public_url: str = Field(default="", max_length=2048)
+    # Notifications of what needs a person (per tenant: /admin/notifications); their links to the
+    # console are under public_url (empty: links are left out, with a warning at start-up when a
+    # tenant has a channel configured).
     # Slack Web API base URL, as slack_sdk's base_url (the method name is appended).
     slack_api_url: str = Field(default="https://slack.com/api/", max_length=2048)
     # Email notifications: smtp://host:port (plain), smtps://host:port (TLS), or
@@ -293,7 +298,7 @@ class Settings(BaseSettings):
         parse_keys(value.get_secret_value())  # raises a message that never quotes the key
         return value
 
-    @field_validator("public_url", "slack_api_url")
+    @field_validator("slack_api_url")
     @classmethod
     def _check_http_url(cls, value: str) -> str:
         if value and urlparse(value).scheme not in ("http", "https"):
@@ -377,6 +382,7 @@ class Settings(BaseSettings):
         if urlparse(self.salesforce_login_url).scheme not in ("http", "https"):
             raise ValueError("FULFILL_SALESFORCE_LOGIN_URL must be an http:// or https:// URL")
         self._check_eventbridge()
+        self._check_public_url()
         if self.jwt_scope_claim == "scope":
             raise ValueError(
                 "FULFILL_JWT_SCOPE_CLAIM names another claim than 'scope' (which is always read)"
@@ -438,6 +444,16 @@ class Settings(BaseSettings):
                 f"of at least {MIN_SERVICE_TOKEN_SECRET_LENGTH} characters"
             )
 
+    def _check_public_url(self) -> None:
+        if not self.public_url:
+            return
+        parsed = urlparse(self.public_url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.query or parsed.fragment:
+            raise ValueError(
+                "FULFILL_PUBLIC_URL must be the service's http:// or https:// address, "
+                "without a query or fragment (https://fulfill.example)"
+            )
+
     def _check_eventbridge(self) -> None:
         if self.eventbridge_bus and not _EVENT_BUS.match(self.eventbridge_bus):
             raise ValueError(
@@ -460,6 +476,12 @@ class Settings(BaseSettings):
         if self.eventbridge_bus:
             destinations.append(EVENTBRIDGE_DESTINATION_PREFIX + self.eventbridge_bus)
         return destinations
+
+    @property
+    def escalation_destinations(self) -> list[str]:
+        """Where an escalated approval's APPROVAL_ESCALATED event goes: the event bus (webhooks
+        receive signals only)."""
+        return [EVENTBRIDGE_DESTINATION_PREFIX + self.eventbridge_bus] if self.eventbridge_bus else []
 
     @cached_property
     def is_sqlite(self) -> bool:

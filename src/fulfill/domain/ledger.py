@@ -400,3 +400,27 @@ def event_rejected_entry(
         },
     )
     return entry.model_copy(update={"entry_id": f"{entry.entry_id}#{fingerprint}"})
+
+
+def approval_escalated_entry(intent: ActionIntentV1) -> LedgerEntry:
+    """``APPROVAL_ESCALATED``: the intent's first approval window ended unapproved, so its policy's
+    second approver group was asked, until the extended end (``expires_at``). Once per intent."""
+    rule = intent.approval_rule
+    assert rule is not None
+    assert intent.escalated_at is not None
+    return ledger_entry(
+        event_type="APPROVAL_ESCALATED",
+        timestamp=intent.escalated_at,
+        tenant_id=intent.tenant_id,
+        account_id=intent.account_id,
+        action_intent_id=intent.action_intent_id,
+        attempt=0,
+        trace_id=intent.trace_id,
+        data={
+            "action_intent_id": intent.action_intent_id,
+            "policy_id": rule.policy_id,
+            "policy_version": rule.policy_version,
+            "escalate_to_scopes": list(rule.escalate_to_scopes),
+            "expires_at": intent.expires_at,
+        },
+    )

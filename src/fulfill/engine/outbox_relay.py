@@ -64,7 +64,14 @@ assert {INTAKE_DESTINATION, ENGINE_DESTINATION} == ENGINE_DESTINATIONS
 RERUN_TOPIC = "EXECUTION_RERUN"
 COMPENSATION_TOPIC = "COMPENSATION"
 # What the outbox carries (labels of fulfill_outbox_deliveries_total, present at 0 from start-up).
-TOPICS = ("SIGNAL_CREATED", RERUN_TOPIC, COMPENSATION_TOPIC, "ACTION_APPROVED", *NOTICE_TOPICS)
+TOPICS = (
+    "SIGNAL_CREATED",
+    RERUN_TOPIC,
+    COMPENSATION_TOPIC,
+    "ACTION_APPROVED",
+    "APPROVAL_ESCALATED",
+    *NOTICE_TOPICS,
+)
 DELIVERY_RESULTS = ("ok", "retry", "dead_letter")
 LEASE_SECONDS = 60.0  # at least; see OutboxRelay.lease_seconds
 IDLE_LANE_WAIT_SECONDS = 30.0  # a lane with nothing due looks again at the latest after this

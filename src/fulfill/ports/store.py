@@ -27,6 +27,7 @@ from fulfill.ports.repositories import (
     KillSwitchesRepository,
     NotificationsRepository,
     OutboxRepository,
+    PoliciesRepository,
     RegistryRepository,
     TargetsRepository,
 )
@@ -65,6 +66,8 @@ class UnitOfWork(Protocol):
     def notifications(self) -> NotificationsRepository: ...
     @property
     def outbox(self) -> OutboxRepository: ...
+    @property
+    def policies(self) -> PoliciesRepository: ...
     @property
     def registry(self) -> RegistryRepository: ...
     @property

@@ -21,6 +21,7 @@ from fulfill.ports.repositories import (
     KillSwitchesRepository,
     NotificationsRepository,
     OutboxRepository,
+    PoliciesRepository,
     RegistryRepository,
     TargetsRepository,
 )
@@ -37,6 +38,7 @@ from fulfill.store.internal_objects import SqlInternalObjectsRepository
 from fulfill.store.killswitches import SqlKillSwitchesRepository
 from fulfill.store.notifications import SqlNotificationsRepository
 from fulfill.store.outbox import SqlOutboxRepository
+from fulfill.store.policies import SqlPoliciesRepository
 from fulfill.store.registry import SqlRegistryRepository
 from fulfill.store.targets import SqlTargetsRepository
 
@@ -59,6 +61,7 @@ class SqlUnitOfWork:
         self.killswitches: KillSwitchesRepository = SqlKillSwitchesRepository(conn)
         self.notifications: NotificationsRepository = SqlNotificationsRepository(conn)
         self.outbox: OutboxRepository = SqlOutboxRepository(conn)
+        self.policies: PoliciesRepository = SqlPoliciesRepository(conn)
         self.registry: RegistryRepository = SqlRegistryRepository(conn)
         self.targets: TargetsRepository = SqlTargetsRepository(conn)
 

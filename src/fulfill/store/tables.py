@@ -67,6 +67,10 @@ action_intents = Table(
     # stored before 0014. The document holds them too; the columns are for queries and audits.
     Column("proposed_by", Text, nullable=True),
     Column("proposed_via", String(16), nullable=True),
+    # When the first approval window of an intent under an ESCALATE policy ends (the document's
+    # escalates_at_epoch); set back to NULL once it is escalated, so the escalation sweep's query
+    # only ever finds what is still to escalate. NULL for every other intent.
+    Column("escalates_at_epoch", BigInteger, nullable=True),
     PrimaryKeyConstraint("tenant_id", "account_id", "action_intent_id"),
     # An intent id is unique within its tenant (whatever the account), not across tenants.
     UniqueConstraint("tenant_id", "action_intent_id"),
@@ -83,6 +87,10 @@ action_intents = Table(
     ),
     # The console's approvals page pages through a tenant's pending intents by creation time.
     Index("ix_action_intents_pending", "tenant_id", "approval_status", "created_at", "action_intent_id"),
+    # A policy's simulation reads a tenant's most recent intents.
+    Index("ix_action_intents_tenant_recent", "tenant_id", "created_at", "action_intent_id"),
+    # The escalation sweep: pending intents whose first approval window has ended, every tenant's.
+    Index("ix_action_intents_escalation", "approval_status", "escalates_at_epoch"),
 )
 
 execution_attempts = Table(
@@ -472,6 +480,28 @@ connector_waiters = Table(
     Column("since_epoch", Float, nullable=False),
     Column("lease_until_epoch", Float, nullable=False),
     Index("ix_connector_waiters_name_since_epoch", "name", "since_epoch"),
+)
+
+# Approval policies (domain/policies.py), every version kept: a write (create, replace, delete) adds
+# the next version of (owner, policy_id), and the intents a version decided name it. ``owner`` is
+# the tenant's id, or PLATFORM_OWNER for the platform's policies (which apply to every tenant; it is
+# not a valid tenant id). ``is_current`` marks each policy's newest version; a deleted policy's
+# newest version has ``deleted_at`` set and applies no more.
+PLATFORM_OWNER = "#platform"
+approval_policies = Table(
+    "approval_policies",
+    metadata,
+    Column("owner", ID, nullable=False),
+    Column("policy_id", String(80), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("is_current", Boolean, nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("document", JSON, nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    Column("deleted_at", TS),
+    PrimaryKeyConstraint("owner", "policy_id", "version"),
+    Index("ix_approval_policies_current", "owner", "is_current", "priority", "policy_id"),
 )
 
 # A tenant's notification channels (domain/notifications.py): ``settings`` without secrets, and

@@ -32,6 +32,7 @@ from fulfill.ports.repositories import (
     KillSwitchesRepository,
     NotificationsRepository,
     OutboxRepository,
+    PoliciesRepository,
     RegistryRepository,
     TargetsRepository,
 )
@@ -48,6 +49,7 @@ from tests.support.memory_store.internal_objects import MemoryInternalObjectsRep
 from tests.support.memory_store.killswitches import MemoryKillSwitchesRepository
 from tests.support.memory_store.notifications import MemoryNotificationsRepository
 from tests.support.memory_store.outbox import MemoryOutboxRepository
+from tests.support.memory_store.policies import MemoryPoliciesRepository
 from tests.support.memory_store.registry import MemoryRegistryRepository
 from tests.support.memory_store.tables import Tables
 from tests.support.memory_store.targets import MemoryTargetsRepository
@@ -72,6 +74,7 @@ class MemoryUnitOfWork:
         self.killswitches: KillSwitchesRepository = MemoryKillSwitchesRepository(tables)
         self.notifications: NotificationsRepository = MemoryNotificationsRepository(tables)
         self.outbox: OutboxRepository = MemoryOutboxRepository(tables)
+        self.policies: PoliciesRepository = MemoryPoliciesRepository(tables)
         self.registry: RegistryRepository = MemoryRegistryRepository(tables)
         self.targets: TargetsRepository = MemoryTargetsRepository(tables)
 

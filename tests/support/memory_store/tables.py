@@ -85,7 +85,12 @@ class Tables:
     targets: dict[str, Any] = field(default_factory=dict)  # name → GatewayTarget
     # (kind, idempotency key) → the internal connector's task or note, and when it was deleted
     internal_objects: dict[tuple[str, str], tuple[InternalObject, str | None]] = field(default_factory=dict)
+    # (owner, policy_id, version) → PolicyVersion; owner is the tenant, or None for the platform
+    policies: dict[tuple[str | None, str, int], Any] = field(default_factory=dict)
     catalog_revision: int = 0
+    # (tenant, intent) → when its escalation is due: the SQL column escalates_at_epoch (cleared
+    # once escalated).
+    escalations: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def copy(self) -> Tables:
         """A copy for one transaction: new dicts holding the same immutable values."""

@@ -184,3 +184,27 @@ def test_an_abandoned_compensation_tells_a_person(world: World) -> None:
 @pytest.fixture
 def world() -> World:
     return World()
+
+
+def test_an_escalation_is_notified_with_its_buttons() -> None:
+    from fulfill.domain.time import iso_from_epoch
+    from fulfill.engine.escalation import escalate_due
+    from fulfill.engine.runtime import Runtime
+    from tests.support.memory_steps import START, FakeGateway, FixedClock
+    from tests.unit.test_escalation import insert, pending
+
+    store, clock = MemoryStore(), FixedClock(START)
+    now = int(START)
+    insert(
+        store,
+        pending(escalates_at_epoch=now - 1, expires_at_epoch=now + 600, expires_at=iso_from_epoch(now + 600)),
+    )
+    _put(store, "t1", {"slack": SLACK})
+    rt = Runtime(settings=_settings(), clock=clock, gateway=FakeGateway(), store=store)
+    assert escalate_due(rt) == 1
+    assert rt.outbox_wakeup.is_set()  # no event bus: the notice alone wakes the relay
+    (message,) = [m for m in store.tables.messages.values() if m.topic == "NOTICE_APPROVAL_ESCALATED"]
+    assert message.payload["action_intent_id"] == "ai_1"
+    assert message.payload["policy_name"] == "two approvers above 10k"
+    assert "approvers:finance-leads" in message.payload["summary"]
+    assert [d for (mid, d) in store.tables.deliveries if mid == message.message_id] == ["slack:t1"]

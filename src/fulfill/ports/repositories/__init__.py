@@ -14,6 +14,7 @@ from fulfill.ports.repositories.internal_objects import InternalObjectsRepositor
 from fulfill.ports.repositories.killswitches import KillSwitchesRepository
 from fulfill.ports.repositories.notifications import NotificationsRepository
 from fulfill.ports.repositories.outbox import OutboxRepository
+from fulfill.ports.repositories.policies import PoliciesRepository
 from fulfill.ports.repositories.registry import RegistryRepository
 from fulfill.ports.repositories.targets import TargetsRepository
 
@@ -30,6 +31,7 @@ __all__ = [
     "KillSwitchesRepository",
     "NotificationsRepository",
     "OutboxRepository",
+    "PoliciesRepository",
     "RegistryRepository",
     "TargetsRepository",
 ]

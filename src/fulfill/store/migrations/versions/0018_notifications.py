@@ -1,7 +1,7 @@
 """notifications: each tenant's channels (secrets sealed), and where Slack messages were posted
 
 Revision ID: 0018
-Revises: 0014
+Revises: 0016
 Create Date: 2026-12-05 00:00:00
 """
 
@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0018"
-# The revisions 0015-0017 come before this one where they exist; this is the last.
-down_revision = "0014"
+# The last revision: whatever comes after 0016 (0017) goes before this one.
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 
