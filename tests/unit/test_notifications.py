@@ -210,3 +210,13 @@ def test_the_smtp_password_is_redacted_and_never_quoted() -> None:
     assert "s3cret-pass" not in str(raised.value)
     with pytest.raises(ValidationError):
         Settings(public_url="javascript:alert(1)")
+
+
+def test_the_message_after_a_decision_has_no_buttons_and_says_who_decided() -> None:
+    notice = approval_needed_notice(_pending(), occurred_at="2026-12-05T00:00:00Z")
+    decided = slack_message(notice, channel="C0A", link=LINK, decided="Approved by <alice>")
+    assert _actions(decided) == []
+    text = json.dumps(decided["blocks"])
+    assert "Approved by &lt;alice&gt;" in text
+    assert LINK in text
+    assert "Approved by <alice>" in decided["text"]

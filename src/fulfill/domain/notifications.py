@@ -350,9 +350,14 @@ def _mrkdwn(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def slack_message(notice: Notice, *, channel: str, link: str | None) -> dict[str, Any]:
+def slack_message(
+    notice: Notice, *, channel: str, link: str | None, decided: str | None = None
+) -> dict[str, Any]:
     """``chat.postMessage`` arguments: ``channel``, a plain ``text`` fallback, and Block Kit
-    ``blocks``; an approval (needed or escalated) ends with the approve and reject buttons."""
+    ``blocks``; an approval (needed or escalated) ends with the approve and reject buttons.
+
+    ``decided`` (e.g. ``"Approved by alice@example.com"``): the message after a decision, for
+    ``chat.update`` (with the posted ``ts``): the same facts, the buttons replaced by that line."""
     title = title_of(notice)
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": title[:150]}},
@@ -378,7 +383,9 @@ def slack_message(notice: Notice, *, channel: str, link: str | None) -> dict[str
         blocks.append(
             {"type": "context", "elements": [{"type": "mrkdwn", "text": f"<{link}|Open in the console>"}]}
         )
-    if notice.kind in DECISION_KINDS and notice.action_intent_id:
+    if decided is not None:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*{_mrkdwn(decided[:500])}*"}})
+    elif notice.kind in DECISION_KINDS and notice.action_intent_id:
         blocks.append(
             {
                 "type": "actions",
@@ -401,7 +408,7 @@ def slack_message(notice: Notice, *, channel: str, link: str | None) -> dict[str
                 ],
             }
         )
-    fallback = f"{title}: {notice.summary}"
+    fallback = f"{title}: {notice.summary}" if decided is None else f"{title}: {decided}"
     return {"channel": channel, "text": fallback[:3000], "blocks": blocks}
 
 

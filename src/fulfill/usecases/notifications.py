@@ -14,11 +14,15 @@ caller's transaction: the notice is sent if and only if what it tells was commit
 relay delivers each one (``engine/notify.py``), retried with backoff and dead-lettered as any
 other delivery, each channel on a lane of its own.
 
-What the Slack interaction endpoint needs from here: :func:`channels_of` (the stored settings),
-:func:`open_secret` with :data:`SECRET_SLACK_SIGNING_SECRET` (to verify a request) and
-:data:`SECRET_SLACK_BOT_TOKEN` (to update the message), :func:`slack_user` (the mapping of a Slack
-user to a subject and scopes), and ``uow.notifications.slack_message`` (where the message about
-an intent was posted).
+What the Slack interaction endpoint (``POST /integrations/slack/{tenant_id}/interactions``) needs
+from here: :func:`channels_of` (the stored settings), :func:`open_secret` with
+:data:`SECRET_SLACK_SIGNING_SECRET` (to verify a request) and :data:`SECRET_SLACK_BOT_TOKEN` (to
+update the message), :func:`slack_user` (the mapping of a Slack user to a subject and scopes),
+``uow.notifications.slack_message`` (the ``channel`` and ``ts`` where the message about an intent
+was posted) and ``domain.notifications.slack_message(notice, ..., decided="Approved by …")`` (the
+message after a decision, for ``chat.update`` with ``slack_sdk.WebClient(token,
+base_url=FULFILL_SLACK_API_URL)``). ``tests/support/slack_server.py`` answers ``chat.update`` and
+signs interaction callbacks as Slack does (``signed_interaction``, ``block_actions_payload``).
 """
 
 from __future__ import annotations
