@@ -91,9 +91,11 @@ def write_switches(
 ) -> StoredSwitches:
     """Store a scope's switches, and who changed them in the ledger (one transaction)."""
     with rt.store.write() as uow:
-        return store_switches(
+        stored = store_switches(
             uow, scope, settings, now=rt.clock.now_iso(), changed_by=changed_by, notify=rt.settings
         )
+    rt.outbox_wakeup.set()  # the change's notices, if any, go out now
+    return stored
 
 
 def change_switches(
