@@ -18,6 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fulfill.cli import app
+from fulfill.domain.notifications import SlackMessageRef
 from fulfill.domain.scopes import Scope
 from fulfill.store import notifications as stored_notifications
 from tests.support.harness import Harness, make_settings
@@ -237,9 +238,13 @@ def test_a_proposal_posts_a_slack_message_with_both_buttons(world: World) -> Non
     assert "x" * 300 not in text
     assert "…" in text
     assert f"{PUBLIC_URL}/console/executions/{intent_id}" in text
-    # Where it was posted is kept (to update the message after a decision).
-    with harness.db.read() as conn:
-        ref = stored_notifications.slack_message(conn, "t-slack", intent_id)
+
+    # Where it was posted is kept (to update the message after a decision), right after Slack answers.
+    def kept() -> SlackMessageRef | None:
+        with harness.db.read() as conn:
+            return stored_notifications.slack_message(conn, "t-slack", intent_id)
+
+    ref = wait_for(kept)
     posted = next(call for call in slack.calls if intent_id in json.dumps(call.arguments))
     assert ref is not None
     assert (ref.channel, ref.ts) == ("C0APPROVALS", posted.ts)
