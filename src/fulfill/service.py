@@ -151,6 +151,15 @@ class Service:
         if problems:
             raise ConfigurationError("; and ".join(problems))
         seed_default_registry(self.store, self.clock.now_iso())
+        if not self.settings.public_url:
+            with self.store.read() as uow:
+                notified = uow.notifications.tenants_with_channels()
+            if notified:
+                log.warning(
+                    "%d tenant(s) have notification channels but FULFILL_PUBLIC_URL is not set: "
+                    "notifications carry no link to the console",
+                    len(notified),
+                )
 
     def start(self) -> None:
         if self.settings.auth_mode == "dev" and self.settings.uses_dev_secret:

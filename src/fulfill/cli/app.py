@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from fulfill.cli import connectors, credentials, gateway, intents, killswitch, outbox, registry
+from fulfill.cli import connectors, credentials, gateway, intents, killswitch, notifications, outbox, registry
 from fulfill.cli.auth import token
 from fulfill.cli.output import err_console, options
 from fulfill.cli.server import migrate, serve
@@ -39,6 +39,7 @@ HELP_ORDER = (
     "gateway",
     "connectors",
     "outbox",
+    "notifications",
 )
 
 
@@ -99,6 +100,7 @@ app.add_typer(registry.commands, name="registry")
 app.add_typer(gateway.commands, name="gateway")
 app.add_typer(connectors.commands, name="connectors")
 app.add_typer(outbox.commands, name="outbox")
+app.add_typer(notifications.commands, name="notifications")
 
 
 tools = tooling()

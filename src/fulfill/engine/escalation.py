@@ -29,10 +29,12 @@ from fulfill.domain.escalation import (
 )
 from fulfill.domain.ledger import approval_escalated_entry
 from fulfill.domain.models import ActionIntentV1
+from fulfill.domain.notifications import approval_escalated_notice
 from fulfill.domain.time import iso_from_epoch
 from fulfill.engine.runtime import Runtime
 from fulfill.logging_setup import describe_failure
 from fulfill.ports.store import UnitOfWork
+from fulfill.usecases.notifications import enqueue_notices
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +47,12 @@ def announce_escalation(
 ) -> bool:
     """Tell the second approver group that ``intent`` was escalated, in the escalating transaction:
     an ``APPROVAL_ESCALATED`` event through the outbox to the event bus (``FULFILL_EVENTBRIDGE_BUS``),
-    linking the intent's console page when ``FULFILL_PUBLIC_URL`` is set. True when a message was
-    written (there is nowhere to send it without a bus)."""
-    return uow.outbox.enqueue(
+    linking the intent's console page when ``FULFILL_PUBLIC_URL`` is set, and the notice to the
+    tenant's notification channels (``usecases/notifications.py``). True when a message was written
+    (there is nowhere to send it without a bus or a channel)."""
+    occurred_at = intent.escalated_at or iso_from_epoch(now_epoch)
+    notified = enqueue_notices(uow, settings, approval_escalated_notice(intent, occurred_at=occurred_at))
+    published = uow.outbox.enqueue(
         message_id=escalation_message_id(intent),
         topic=ESCALATION_TOPIC,
         tenant_id=intent.tenant_id,
@@ -56,6 +61,7 @@ def announce_escalation(
         now=intent.escalated_at or iso_from_epoch(now_epoch),
         now_epoch=now_epoch,
     )
+    return published or bool(notified)
 
 
 def escalate(rt: Runtime, tenant_id: str, action_intent_id: str) -> bool:

@@ -25,6 +25,7 @@ from fulfill.ports.repositories import (
     IntentsRepository,
     InternalObjectsRepository,
     KillSwitchesRepository,
+    NotificationsRepository,
     OutboxRepository,
     PoliciesRepository,
     RegistryRepository,
@@ -61,6 +62,8 @@ class UnitOfWork(Protocol):
     def internal_objects(self) -> InternalObjectsRepository: ...
     @property
     def killswitches(self) -> KillSwitchesRepository: ...
+    @property
+    def notifications(self) -> NotificationsRepository: ...
     @property
     def outbox(self) -> OutboxRepository: ...
     @property

@@ -19,6 +19,7 @@ from fulfill.ports.repositories import (
     IntentsRepository,
     InternalObjectsRepository,
     KillSwitchesRepository,
+    NotificationsRepository,
     OutboxRepository,
     PoliciesRepository,
     RegistryRepository,
@@ -35,6 +36,7 @@ from fulfill.store.heartbeats import SqlHeartbeatsRepository
 from fulfill.store.intents import SqlIntentsRepository
 from fulfill.store.internal_objects import SqlInternalObjectsRepository
 from fulfill.store.killswitches import SqlKillSwitchesRepository
+from fulfill.store.notifications import SqlNotificationsRepository
 from fulfill.store.outbox import SqlOutboxRepository
 from fulfill.store.policies import SqlPoliciesRepository
 from fulfill.store.registry import SqlRegistryRepository
@@ -57,6 +59,7 @@ class SqlUnitOfWork:
         self.intents: IntentsRepository = SqlIntentsRepository(conn)
         self.internal_objects: InternalObjectsRepository = SqlInternalObjectsRepository(conn)
         self.killswitches: KillSwitchesRepository = SqlKillSwitchesRepository(conn)
+        self.notifications: NotificationsRepository = SqlNotificationsRepository(conn)
         self.outbox: OutboxRepository = SqlOutboxRepository(conn)
         self.policies: PoliciesRepository = SqlPoliciesRepository(conn)
         self.registry: RegistryRepository = SqlRegistryRepository(conn)

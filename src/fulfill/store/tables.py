@@ -503,3 +503,28 @@ approval_policies = Table(
     PrimaryKeyConstraint("owner", "policy_id", "version"),
     Index("ix_approval_policies_current", "owner", "is_current", "priority", "policy_id"),
 )
+
+# A tenant's notification channels (domain/notifications.py): ``settings`` without secrets, and
+# ``sealed`` each secret encrypted (FULFILL_SECRETS_KEY), bound to its tenant and field.
+tenant_notifications = Table(
+    "tenant_notifications",
+    metadata,
+    Column("tenant_id", ID, primary_key=True),
+    Column("settings", JSON, nullable=False),
+    Column("sealed", JSON, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    Column("updated_by", String(256), nullable=False),
+    Column("revision", Integer, nullable=False, server_default="0"),  # +1 on every write
+)
+
+# Where a notice about an intent was posted in Slack (the first post), to update it after a decision.
+slack_messages = Table(
+    "slack_messages",
+    metadata,
+    Column("tenant_id", ID, nullable=False),
+    Column("action_intent_id", ID, nullable=False),
+    Column("channel", String(64), nullable=False),
+    Column("ts", String(64), nullable=False),
+    Column("posted_at", TS, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "action_intent_id"),
+)

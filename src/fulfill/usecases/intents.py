@@ -71,6 +71,7 @@ from fulfill.ports.store import UnitOfWork
 from fulfill.tokens import Principal
 from fulfill.usecases.context import UseCaseContext
 from fulfill.usecases.errors import Conflict, Forbidden, Invalid, NotFound
+from fulfill.usecases.notifications import enqueue_proposal_notice
 
 _BASE36 = string.digits + string.ascii_lowercase
 
@@ -208,7 +209,10 @@ def create_intent(
         intent = _decided(rt, principal, built, verdict, now, imported=body.approval is not None)
         inserted = uow.intents.insert_intent(intent, request_hash)
         if inserted:
-            _append_evaluations(uow, intent, verdict, imported=body.approval is not None, held_back=held_back)
+            if policies:  # with no policy at all, the default rule applies and nothing is recorded
+                _append_evaluations(
+                    uow, intent, verdict, imported=body.approval is not None, held_back=held_back
+                )
             if intent.approval_status is ApprovalStatus.REJECTED:
                 uow.intents.mark_execution(
                     intent.tenant_id, intent.action_intent_id, status=ExecutionStatus.CANCELLED, at=now_iso
@@ -223,6 +227,7 @@ def create_intent(
                     uow, intent, asserted_by=_policy_subject(verdict.rule), imported=False, rule=verdict.rule
                 )
                 lock = take_execution_lock(uow, intent, now)
+            enqueue_proposal_notice(uow, rt.settings, intent)
     if not inserted:
         # Created meanwhile under the same id (a concurrent retry): answer as for a repeat.
         existing = _existing(rt, principal, intent.action_intent_id, request_hash)

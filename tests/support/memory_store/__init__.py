@@ -30,6 +30,7 @@ from fulfill.ports.repositories import (
     IntentsRepository,
     InternalObjectsRepository,
     KillSwitchesRepository,
+    NotificationsRepository,
     OutboxRepository,
     PoliciesRepository,
     RegistryRepository,
@@ -46,6 +47,7 @@ from tests.support.memory_store.heartbeats import MemoryHeartbeatsRepository
 from tests.support.memory_store.intents import MemoryIntentsRepository
 from tests.support.memory_store.internal_objects import MemoryInternalObjectsRepository
 from tests.support.memory_store.killswitches import MemoryKillSwitchesRepository
+from tests.support.memory_store.notifications import MemoryNotificationsRepository
 from tests.support.memory_store.outbox import MemoryOutboxRepository
 from tests.support.memory_store.policies import MemoryPoliciesRepository
 from tests.support.memory_store.registry import MemoryRegistryRepository
@@ -70,6 +72,7 @@ class MemoryUnitOfWork:
         self.intents: IntentsRepository = MemoryIntentsRepository(tables)
         self.internal_objects: InternalObjectsRepository = MemoryInternalObjectsRepository(tables)
         self.killswitches: KillSwitchesRepository = MemoryKillSwitchesRepository(tables)
+        self.notifications: NotificationsRepository = MemoryNotificationsRepository(tables)
         self.outbox: OutboxRepository = MemoryOutboxRepository(tables)
         self.policies: PoliciesRepository = MemoryPoliciesRepository(tables)
         self.registry: RegistryRepository = MemoryRegistryRepository(tables)

@@ -78,6 +78,8 @@ class Tables:
     registry: dict[tuple[str, int], RegistryEntry] = field(default_factory=dict)
     messages: dict[str, MessageRow] = field(default_factory=dict)
     deliveries: dict[tuple[str, str], DeliveryRow] = field(default_factory=dict)
+    notifications: dict[str, Any] = field(default_factory=dict)  # tenant → StoredNotifications
+    slack_messages: dict[tuple[str, str], Any] = field(default_factory=dict)  # → SlackMessageRef
     remote_calls: dict[tuple[str, str, str, int], Any] = field(default_factory=dict)  # → RemoteCallMark
     compensation_calls: dict[tuple[str, str, str], Any] = field(default_factory=dict)  # → Sent
     targets: dict[str, Any] = field(default_factory=dict)  # name → GatewayTarget

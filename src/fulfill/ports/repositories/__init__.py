@@ -12,6 +12,7 @@ from fulfill.ports.repositories.heartbeats import HeartbeatsRepository
 from fulfill.ports.repositories.intents import IntentsRepository
 from fulfill.ports.repositories.internal_objects import InternalObjectsRepository
 from fulfill.ports.repositories.killswitches import KillSwitchesRepository
+from fulfill.ports.repositories.notifications import NotificationsRepository
 from fulfill.ports.repositories.outbox import OutboxRepository
 from fulfill.ports.repositories.policies import PoliciesRepository
 from fulfill.ports.repositories.registry import RegistryRepository
@@ -28,6 +29,7 @@ __all__ = [
     "IntentsRepository",
     "InternalObjectsRepository",
     "KillSwitchesRepository",
+    "NotificationsRepository",
     "OutboxRepository",
     "PoliciesRepository",
     "RegistryRepository",
