@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -20,13 +19,12 @@ from fulfill.domain.models import (
     ActionOutcomeV1,
     ApprovalStatus,
     AttemptStatus,
-    CompensationStatus,
     ExecutionAttempt,
     ExecutionStatus,
 )
 from fulfill.domain.time import iso_from_epoch
 from fulfill.store import executions, killswitches, outbox
-from fulfill.store.tables import outbox_deliveries
+from fulfill.store.tables import execution_attempts, execution_outcomes, outbox_deliveries
 from fulfill.tokens import Principal
 from fulfill.usecases.dashboard import Dashboard, read_dashboard
 from fulfill.usecases.errors import Forbidden, Invalid
@@ -204,7 +202,7 @@ class Seeder:
 
 
 @pytest.fixture
-def seeded(harness: Harness) -> Iterator[tuple[Harness, dict[str, Seeded], dict[str, list[str]]]]:
+def seeded(harness: Harness) -> tuple[Harness, dict[str, Seeded], dict[str, list[str]]]:
     """Two tenants with different executions, approvals, and things waiting for a person."""
     seeder = Seeder(harness)
     data = {"t1": Seeded(), "t2": Seeded()}
@@ -258,8 +256,6 @@ def seeded(harness: Harness) -> Iterator[tuple[Harness, dict[str, Seeded], dict[
     )
     stuck = seeder.execution(t1, "t1", ago=4000, status=ExecutionStatus.SUCCEEDED)
     with harness.db.write() as conn:  # its attempt never finished: still RUNNING past its deadline
-        from fulfill.store.tables import execution_attempts, execution_outcomes
-
         conn.execute(
             update(execution_attempts)
             .where(execution_attempts.c.action_intent_id == stuck)
@@ -300,7 +296,7 @@ def seeded(harness: Harness) -> Iterator[tuple[Harness, dict[str, Seeded], dict[
             ),
             now=iso_from_epoch(seeder.now),
         )
-    yield harness, data, special
+    return harness, data, special
 
 
 def board_of(harness: Harness, principal: Principal, **kwargs: str | None) -> Dashboard:
@@ -479,12 +475,14 @@ def test_the_console_opens_on_the_dashboard_and_shows_the_tenants_figures(
         text = page.text
         assert "Executions running" in text
         assert _count(text, "pending") == 4
-        assert _count(text, "stuck") == 1 and _count(text, "unknown") == 1
+        assert _count(text, "stuck") == 1
+        assert _count(text, "unknown") == 1
         assert _count(text, "dead") == 1
         # links to the tenant's own executions, and the approvals page still in the nav
         assert f'href="/console/executions/{special["stuck"][0]}"' in text
         assert 'href="/console/approvals"' in text
-        assert "<svg" in text and "<script" not in text.split("<main", 1)[1]
+        assert "<svg" in text
+        assert "<script" not in text.split("<main", 1)[1]
         for intent_id in data["t2"].intent_ids:
             assert intent_id not in text
         assert "mail" not in re.sub(r"<[^>]+>", " ", text).split()  # t2's connector
@@ -492,7 +490,8 @@ def test_the_console_opens_on_the_dashboard_and_shows_the_tenants_figures(
         other = Console(harness).login(tenant="t2", scopes=["admin"])
         try:
             theirs = other.get("/console/dashboard").text
-            assert "STOPPED" in theirs and "t2" in theirs
+            assert "STOPPED" in theirs
+            assert "t2" in theirs
             assert _count(theirs, "dead") == 2
             for intent_id in data["t1"].intent_ids:
                 assert intent_id not in theirs
@@ -511,9 +510,11 @@ def test_the_platform_admin_filter_in_the_console(
     try:
         everyone = console.get("/console/dashboard").text
         assert 'id="tenant-filter"' in everyone
-        assert _count(everyone, "dead") == 3 and _count(everyone, "pending") == 5
+        assert _count(everyone, "dead") == 3
+        assert _count(everyone, "pending") == 5
         only_t2 = console.get("/console/dashboard", params={"tenant": "t2", "window": "24h"}).text
-        assert _count(only_t2, "dead") == 2 and _count(only_t2, "pending") == 1
+        assert _count(only_t2, "dead") == 2
+        assert _count(only_t2, "pending") == 1
         assert 'aria-current="page">24 hours' in only_t2
     finally:
         console.close()
