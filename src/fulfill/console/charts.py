@@ -73,7 +73,7 @@ def _time_label(epoch: float, bucket_seconds: int) -> str:
 
 def bucket_label(epoch: float, bucket_seconds: int) -> str:
     """A bucket's start in UTC, as the table and the tooltips show it."""
-    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%d %H:%M")
 
 
 def stacked_bars(
@@ -105,7 +105,7 @@ def stacked_bars(
                 continue
             h = plot_h * n / scale_max
             y -= h
-            label = f"{bucket_label(bucket.start_epoch, bucket_seconds)}: {n} {status}"
+            label = f"{bucket_label(bucket.start_epoch, bucket_seconds)} UTC: {n} {status}"
             parts.append(
                 f'<rect x="{x:.2f}" y="{y:.2f}" width="{bar_w:.2f}" height="{h:.2f}" '
                 f'fill="url(#ex-{status.lower()})" stroke="#222" stroke-width="0.5">'
@@ -131,9 +131,11 @@ class Bar:
     pattern: str = "SUCCEEDED"  # which series' pattern fills it
 
 
-def hbars(bars: Sequence[Bar], *, title: str, prefix: str) -> Markup:
+def hbars(
+    bars: Sequence[Bar], *, title: str, prefix: str, width: int = 560, label_width: int = 170
+) -> Markup:
     """Horizontal bars, one a row: the label on the left, the number right of the bar."""
-    row_h, label_w, width = 26, 170, 560
+    row_h, label_w = 26, label_width
     plot_w = width - label_w - 110
     height = max(1, len(bars)) * row_h + 6
     peak = max((bar.value for bar in bars), default=0.0) or 1.0

@@ -76,7 +76,9 @@ def _figures(board: Dashboard) -> dict[str, Any]:
         "connectors_chart": charts.hbars(
             connector_bars, title="Calls and errors by connector", prefix="conn"
         ),
-        "pending_chart": charts.hbars(pending, title="Approvals waiting, by age", prefix="age"),
+        "pending_chart": charts.hbars(
+            pending, title="Approvals waiting, by age", prefix="age", width=340, label_width=120
+        ),
         "swatches": {status: charts.swatch(status) for status in OUTCOME_STATUSES},
         "bucket_label": lambda epoch: charts.bucket_label(epoch, bucket),
         "seconds": charts.seconds_text,
