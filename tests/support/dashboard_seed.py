@@ -9,7 +9,7 @@ from sqlalchemy import update
 
 from fulfill.domain.errors import ErrorClass
 from fulfill.domain.killswitch import KillSwitchScope, SwitchSettings
-from fulfill.domain.ledger import tool_call_try_failed_entry
+from fulfill.domain.ledger import tool_call_try_failed_entry, unknown_outcome_entry
 from fulfill.domain.models import (
     ActionOutcomeV1,
     ApprovalStatus,
@@ -110,6 +110,8 @@ class Seeder:
         with self.harness.db.write() as conn:
             assert executions.insert_attempt(conn, attempt, deadline_epoch=approved + 300)
             assert executions.insert_outcome(conn, outcome)
+            if error_code == "UNKNOWN_OUTCOME":
+                assert executions.append_ledger(conn, unknown_outcome_entry(outcome))
         seeded.intent_ids.append(intent_id)
         if ago < 3600:
             seeded.statuses_1h[status.value] = seeded.statuses_1h.get(status.value, 0) + 1

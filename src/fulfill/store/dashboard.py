@@ -15,8 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, case, func, or_, select
 
 from fulfill.domain.dashboard import WaitingItem, WaitingList
-from fulfill.domain.ledger import TOOL_CALL_TRY_FAILED
-from fulfill.domain.targets import UNKNOWN_OUTCOME
+from fulfill.domain.ledger import OUTCOME_UNKNOWN, TOOL_CALL_TRY_FAILED
 from fulfill.store.tables import (
     action_intents,
     execution_attempts,
@@ -273,7 +272,7 @@ def pending_by_age(
     return [int(value) for value in row[:-1]], (str(row[-1]) if row[-1] is not None else None)
 
 
-def _waiting(conn: Connection, query: Any, count_query: Any, limit: int) -> WaitingList:
+def _waiting(conn: Connection, query: Any, count_query: Any, limit: int, since: Any) -> WaitingList:
     total = int(conn.execute(count_query).scalar_one())
     items = [
         WaitingItem(
@@ -283,7 +282,11 @@ def _waiting(conn: Connection, query: Any, count_query: Any, limit: int) -> Wait
             since=str(row.since),
             detail=str(row.detail or ""),
         )
-        for row in conn.execute(query.order_by("since").limit(limit)).all()
+        # ordered by an expression, so that no index on the time tempts the planner into walking
+        # a tenant's every row to avoid sorting the few that match
+        for row in conn.execute(
+            query.order_by(func.coalesce(since, ""), query.selected_columns.action_intent_id).limit(limit)
+        ).all()
     ]
     return WaitingList(count=total, items=items)
 
@@ -309,7 +312,8 @@ def stuck_attempts(
         execution_attempts.c.started_at.label("since"),
         execution_attempts.c.status.label("detail"),
     ).where(*where)
-    return _waiting(conn, query, select(func.count()).select_from(execution_attempts).where(*where), limit)
+    count = select(func.count()).select_from(execution_attempts).where(*where)
+    return _waiting(conn, query, count, limit, execution_attempts.c.started_at)
 
 
 def unknown_outcomes(
@@ -320,34 +324,35 @@ def unknown_outcomes(
     limit: int,
 ) -> WaitingList:
     """Executions whose latest attempt FAILED with ``UNKNOWN_OUTCOME`` (the call may have written
-    at a target that does not deduplicate; nobody has rerun it since)."""
-    joined = execution_outcomes.join(
+    at a target that does not deduplicate; nobody has rerun it since): found by the
+    ``OUTCOME_UNKNOWN`` ledger entry recorded next to such an outcome."""
+    joined = ledger_entries.join(
         execution_attempts,
         and_(
-            execution_attempts.c.tenant_id == execution_outcomes.c.tenant_id,
-            execution_attempts.c.account_id == execution_outcomes.c.account_id,
-            execution_attempts.c.action_intent_id == execution_outcomes.c.action_intent_id,
-            execution_attempts.c.attempt_count == execution_outcomes.c.attempt_count,
+            execution_attempts.c.tenant_id == ledger_entries.c.tenant_id,
+            execution_attempts.c.account_id == ledger_entries.c.account_id,
+            execution_attempts.c.action_intent_id == ledger_entries.c.action_intent_id,
+            execution_attempts.c.attempt_count == ledger_entries.c.attempt,
         ),
     )
     where = [
-        execution_outcomes.c.status == "FAILED",
-        _outcome_doc("error_code") == UNKNOWN_OUTCOME,
-        *_owned(execution_outcomes, tenant_id, account_ids),
+        ledger_entries.c.event_type == OUTCOME_UNKNOWN,
+        execution_attempts.c.status == "FAILED",
+        *_owned(ledger_entries, tenant_id, account_ids),
     ]
     query = (
         select(
-            execution_outcomes.c.tenant_id,
-            execution_outcomes.c.account_id,
-            execution_outcomes.c.action_intent_id,
-            execution_outcomes.c.completed_at.label("since"),
-            _outcome_doc("tool_name").label("detail"),
+            ledger_entries.c.tenant_id,
+            ledger_entries.c.account_id,
+            ledger_entries.c.action_intent_id,
+            ledger_entries.c.timestamp.label("since"),
+            ledger_entries.c.data["tool_name"].as_string().label("detail"),
         )
         .select_from(joined)
         .where(*where)
     )
     count = select(func.count()).select_from(joined).where(*where)
-    return _waiting(conn, query, count, limit)
+    return _waiting(conn, query, count, limit, ledger_entries.c.timestamp)
 
 
 def compensations_for_a_person(
@@ -360,6 +365,7 @@ def compensations_for_a_person(
     """Compensations nobody will try again: FAILED with no next try (abandoned after the last
     try, or their outcome unknown), and MANUAL ones (PENDING with no workflow in charge)."""
     where = [
+        execution_outcomes.c.compensation_status.in_(["FAILED", "PENDING"]),
         or_(
             and_(
                 execution_outcomes.c.compensation_status == "FAILED",
@@ -380,7 +386,7 @@ def compensations_for_a_person(
         execution_outcomes.c.compensation_status.label("detail"),
     ).where(*where)
     count = select(func.count()).select_from(execution_outcomes).where(*where)
-    return _waiting(conn, query, count, limit)
+    return _waiting(conn, query, count, limit, execution_outcomes.c.completed_at)
 
 
 def dead_letter_count(conn: Connection, *, tenant_id: str | None) -> int:
