@@ -115,14 +115,16 @@ def approval_waits(
         or_(approved_by.is_(None), ~approved_by.startswith("policy:")),
         *_owned(action_intents, tenant_id, account_ids),
     ]
-    total = int(conn.execute(select(func.count()).select_from(action_intents).where(*where)).scalar_one())
     rows = conn.execute(
         select(action_intents.c.created_at, approved_at)
         .where(*where)
         .order_by(approved_at.desc())
-        .limit(limit)
+        .limit(limit + 1)
     ).all()
-    return total, [(str(row[0]), str(row[1])) for row in rows]
+    total = len(rows)
+    if total > limit:  # counted only when there are more than the sample holds
+        total = int(conn.execute(select(func.count()).select_from(action_intents).where(*where)).scalar_one())
+    return total, [(str(row[0]), str(row[1])) for row in rows[:limit]]
 
 
 def approval_to_outcome(
@@ -152,15 +154,17 @@ def approval_to_outcome(
         approved_at.is_not(None),
         *_owned(execution_outcomes, tenant_id, account_ids),
     ]
-    total = int(conn.execute(select(func.count()).select_from(joined).where(*where)).scalar_one())
     rows = conn.execute(
         select(approved_at, execution_outcomes.c.completed_at)
         .select_from(joined)
         .where(*where)
         .order_by(execution_outcomes.c.completed_at.desc())
-        .limit(limit)
+        .limit(limit + 1)
     ).all()
-    return total, [(str(row[0]), str(row[1])) for row in rows]
+    total = len(rows)
+    if total > limit:  # counted only when there are more than the sample holds
+        total = int(conn.execute(select(func.count()).select_from(joined).where(*where)).scalar_one())
+    return total, [(str(row[0]), str(row[1])) for row in rows[:limit]]
 
 
 def tool_outcome_counts(
