@@ -132,7 +132,7 @@ class Bar:
 
 
 def hbars(
-    bars: Sequence[Bar], *, title: str, prefix: str, width: int = 560, label_width: int = 170
+    bars: Sequence[Bar], *, title: str, prefix: str, width: int = 440, label_width: int = 150
 ) -> Markup:
     """Horizontal bars, one a row: the label on the left, the number right of the bar."""
     row_h, label_w = 26, label_width

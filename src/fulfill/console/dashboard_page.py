@@ -72,7 +72,9 @@ def _figures(board: Dashboard) -> dict[str, Any]:
             title=f"Executions per {per} by status, last {board.window.label}",
         ),
         "failures_chart": charts.hbars(failures, title="Failures by error class", prefix="fail"),
-        "latency_chart": charts.hbars(latency, title="Approval wait and approval to outcome", prefix="lat"),
+        "latency_chart": charts.hbars(
+            latency, title="Approval wait and approval to outcome", prefix="lat", width=500, label_width=200
+        ),
         "connectors_chart": charts.hbars(
             connector_bars, title="Calls and errors by connector", prefix="conn"
         ),
