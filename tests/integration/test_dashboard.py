@@ -10,6 +10,7 @@ import re
 
 import pytest
 
+from fulfill.store.tables import action_intents
 from fulfill.tokens import Principal
 from fulfill.usecases.dashboard import Dashboard, read_dashboard
 from fulfill.usecases.errors import Forbidden, Invalid
@@ -75,6 +76,8 @@ def test_every_figure_matches_the_store_for_the_tenant(
         assert figures[connector].calls == len(runs) + retried
         assert figures[connector].errors == t1.tool_errors_1h.get(connector, 0) + retried
         assert figures[connector].latency.p95 == pytest.approx(nearest_rank(runs, 0.95), abs=0.002)
+    # four waiting; a fifth PENDING_APPROVAL one is past its expiry and waits for nobody
+    assert harness.count(action_intents, tenant_id="t1", approval_status="PENDING_APPROVAL") == 5
     assert [age.count for age in board.pending] == [1, 1, 1, 1]
     assert board.oldest_pending is not None
     assert [item.action_intent_id for item in board.stuck.items] == special["stuck"]

@@ -129,8 +129,13 @@ class Seeder:
             seeded.statuses_24h[status.value] = seeded.statuses_24h.get(status.value, 0) + 1
         return intent_id
 
-    def pending(self, seeded: Seeded, tenant: str, *, age: float, account: str = "acc-1") -> str:
+    def pending(
+        self, seeded: Seeded, tenant: str, *, age: float, account: str = "acc-1", expired: bool = False
+    ) -> str:
+        """An intent waiting for approval since ``age`` seconds; ``expired``: its window ended a
+        minute ago (it waits for nobody any more, and is not counted)."""
         intent_id = self._id(tenant)
+        expiry = {"expires_at": iso_from_epoch(self.now - 60), "expires_at_epoch": int(self.now - 60)}
         seed_intent(
             self.harness,
             intent_id,
@@ -141,8 +146,10 @@ class Seeder:
             approval_timestamp=None,
             created_at=iso_from_epoch(self.now - age),
             updated_at=iso_from_epoch(self.now - age),
+            **(expiry if expired else {}),
         )
-        seeded.pending_ages.append(age)
+        if not expired:
+            seeded.pending_ages.append(age)
         return intent_id
 
     def retried_try(self, seeded: Seeded, tenant: str, intent_id: str, *, will_retry: bool) -> None:
@@ -192,7 +199,7 @@ def seed_two_tenants(harness: Harness) -> tuple[dict[str, Seeded], dict[str, lis
     was written for each, and the ids of the executions that wait for a person (t1's)."""
     seeder = Seeder(harness)
     data = {"t1": Seeded(), "t2": Seeded()}
-    special: dict[str, list[str]] = {"stuck": [], "unknown": [], "compensation": []}
+    special: dict[str, list[str]] = {"stuck": [], "unknown": [], "compensation": [], "expired": []}
     t1, t2 = data["t1"], data["t2"]
     # t1: 14 outcomes in the last hour, waits of 10..140 s, runs of 1..14 s, across two connectors
     plan = [
@@ -229,6 +236,7 @@ def seed_two_tenants(harness: Harness) -> tuple[dict[str, Seeded], dict[str, lis
     # t1 waits for a person
     for age in (600, 2 * 3600, 3 * 86_400, 8 * 86_400):
         seeder.pending(t1, "t1", age=age)
+    special["expired"] = [seeder.pending(t1, "t1", age=3 * 86_400, expired=True)]
     special["unknown"].append(
         seeder.execution(
             t1,

@@ -254,12 +254,14 @@ def pending_by_age(
     conn: Connection,
     *,
     bounds: list[str],
+    now_epoch: float,
     tenant_id: str | None,
     account_ids: Collection[str] | None = None,
 ) -> tuple[list[int], str | None]:
     """Intents waiting for approval, counted by creation time: ``bounds`` are ISO timestamps, newest
     first; count ``i`` is of those created at or before ``bounds[i]`` and after ``bounds[i+1]``
-    (the last: at or before the last bound). Also the oldest one's created_at."""
+    (the last: at or before the last bound). Also the oldest one's created_at. One past its expiry
+    waits for nobody (it can no longer be approved) and is not counted."""
     created = action_intents.c.created_at
     columns: list[Any] = []
     for i, bound in enumerate(bounds):
@@ -270,6 +272,7 @@ def pending_by_age(
     row = conn.execute(
         select(*columns).where(
             action_intents.c.approval_status == "PENDING_APPROVAL",
+            action_intents.c.expires_at_epoch > now_epoch,
             *_owned(action_intents, tenant_id, account_ids),
         )
     ).one()
@@ -489,9 +492,16 @@ class SqlDashboardRepository:
         )
 
     def pending_by_age(
-        self, *, bounds: list[str], tenant_id: str | None, account_ids: Collection[str] | None = None
+        self,
+        *,
+        bounds: list[str],
+        now_epoch: float,
+        tenant_id: str | None,
+        account_ids: Collection[str] | None = None,
     ) -> tuple[list[int], str | None]:
-        return pending_by_age(self._conn, bounds=bounds, tenant_id=tenant_id, account_ids=account_ids)
+        return pending_by_age(
+            self._conn, bounds=bounds, now_epoch=now_epoch, tenant_id=tenant_id, account_ids=account_ids
+        )
 
     def stuck_attempts(
         self,

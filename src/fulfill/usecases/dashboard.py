@@ -139,7 +139,9 @@ def read_dashboard(
             since=since, until=until, tenant_id=tenant_id, account_ids=accounts, limit=MAX_SAMPLES
         )
         retried = board.retried_tries(since=since, until=until, tenant_id=tenant_id, account_ids=accounts)
-        pending, oldest = board.pending_by_age(bounds=bounds, tenant_id=tenant_id, account_ids=accounts)
+        pending, oldest = board.pending_by_age(
+            bounds=bounds, now_epoch=now, tenant_id=tenant_id, account_ids=accounts
+        )
         stuck = board.stuck_attempts(
             now_epoch=now, tenant_id=tenant_id, account_ids=accounts, limit=MAX_LISTED
         )

@@ -68,7 +68,12 @@ class MemoryDashboardRepository:
         raise NotImplementedError(_NOT_HELD)
 
     def pending_by_age(
-        self, *, bounds: list[str], tenant_id: str | None, account_ids: Collection[str] | None = None
+        self,
+        *,
+        bounds: list[str],
+        now_epoch: float,
+        tenant_id: str | None,
+        account_ids: Collection[str] | None = None,
     ) -> tuple[list[int], str | None]:
         raise NotImplementedError(_NOT_HELD)
 

@@ -74,10 +74,15 @@ class DashboardRepository(Protocol):
         ...
 
     def pending_by_age(
-        self, *, bounds: list[str], tenant_id: str | None, account_ids: Collection[str] | None = ...
+        self,
+        *,
+        bounds: list[str],
+        now_epoch: float,
+        tenant_id: str | None,
+        account_ids: Collection[str] | None = ...,
     ) -> tuple[list[int], str | None]:
-        """Intents waiting for approval counted between ``bounds`` (newest first), and the oldest's
-        created_at."""
+        """Intents waiting for approval and not expired, counted between ``bounds`` (newest first),
+        and the oldest's created_at."""
         ...
 
     def stuck_attempts(
