@@ -423,6 +423,7 @@ async def approvals(request: Request, ctx: ServiceContext) -> Response:
                 "intent": intent,
                 "expired": is_expired(intent.expires_at_epoch, now),
                 "parameters": present.parameter_rows(intent.parameters),
+                "facts": present.approval_facts(intent),
             }
             for intent in result.intents
         ]
@@ -581,6 +582,7 @@ def _execution_context(
         "terminal": present.is_terminal(status.status.value),
         "symbols": present.STATUS_SYMBOLS,
         "parameters": present.parameter_rows(intent.parameters),
+        "facts": present.approval_facts(intent),
         "pending_approval": intent.approval_status is ApprovalStatus.PENDING_APPROVAL,
         "expired": is_expired(intent.expires_at_epoch, ctx.clock.now()),
         # What approving now runs into (a kill switch that is on), said before the click.
