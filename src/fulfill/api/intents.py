@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Response
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from fulfill.api.auth import require_scope
 from fulfill.api.deps import ServiceContext
@@ -68,26 +68,47 @@ def read_intent(
     return intents.get_intent(ctx, principal, action_intent_id)
 
 
+class ApproveIntent(BaseModel):
+    """``POST /intents/{id}/approve`` body (optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    comment: str | None = Field(default=None, max_length=intents.MAX_COMMENT_LENGTH)
+    parameters: dict[str, Any] | None = Field(
+        default=None,
+        description="Edit before approve: replaces the whole parameter object (validated as at "
+        "creation), clears the approvals given so far, and counts as this approver's approval.",
+    )
+
+
 @router.post(
     "/intents/{action_intent_id}/approve",
     status_code=202,
     response_model=ApprovalChange,
+    response_model_exclude_none=True,
     responses={401: PROBLEM, 403: PROBLEM, 404: PROBLEM, 409: PROBLEM, 422: PROBLEM},
 )
 def approve_intent(
     action_intent_id: IntentId,
     ctx: ServiceContext,
     principal: Annotated[Principal, Depends(require_scope(Scope.INTENTS_APPROVE))],
+    body: ApproveIntent | None = None,
 ) -> ApprovalChange:
-    """A person approves: an agent's token is 403 ``AGENT_CANNOT_APPROVE``, and the intent's
-    proposer (its ``proposed_by``) is 403 ``SELF_APPROVAL``."""
-    return intents.approve_intent(ctx, principal, action_intent_id)
+    """A person approves: an agent's token is 403 ``AGENT_CANNOT_APPROVE``, the intent's proposer
+    (its ``proposed_by``) is 403 ``SELF_APPROVAL``, a token without the approver scopes of the
+    intent's rule is 403 ``MISSING_APPROVAL_SCOPE``. An intent that needs several approvals stays
+    PENDING_APPROVAL until that many distinct people approved (a repeat counts once)."""
+    body = body or ApproveIntent()
+    return intents.approve_intent(
+        ctx, principal, action_intent_id, comment=body.comment, parameters=body.parameters
+    )
 
 
 @router.post(
     "/intents/{action_intent_id}/reject",
     status_code=202,
     response_model=ApprovalChange,
+    response_model_exclude_none=True,
     responses={401: PROBLEM, 403: PROBLEM, 404: PROBLEM, 409: PROBLEM, 422: PROBLEM},
 )
 def reject_intent(
@@ -104,6 +125,7 @@ def reject_intent(
     "/intents/{action_intent_id}/cancel",
     status_code=202,
     response_model=ApprovalChange,
+    response_model_exclude_none=True,
     responses={401: PROBLEM, 403: PROBLEM, 404: PROBLEM, 409: PROBLEM, 422: PROBLEM},
 )
 def cancel_intent(

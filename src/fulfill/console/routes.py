@@ -8,6 +8,7 @@ shown as a readable page with the API's status code, never a 500.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -466,13 +467,43 @@ async def approvals(request: Request, ctx: ServiceContext) -> Response:
 async def approve(request: Request, ctx: ServiceContext, action_intent_id: str) -> Response:
     def page(principal: Principal, form: Form) -> Response:
         intent_id = _checked_id(action_intent_id)
-        change = intents.approve_intent(ctx, principal, intent_id, comment=_one(form, "comment"))
-        request.session["flash"] = f"Approved {intent_id}."
+        change = intents.approve_intent(
+            ctx,
+            principal,
+            intent_id,
+            comment=_one(form, "comment"),
+            parameters=_edited_parameters(ctx, principal, intent_id, _one(form, "parameters")),
+        )
+        if change.approval_status is ApprovalStatus.APPROVED:
+            request.session["flash"] = f"Approved {intent_id}."
+        else:
+            request.session["flash"] = (
+                f"Your approval of {intent_id} is counted: {len(change.approvals or [])} of "
+                f"{change.approvals_required} approvals."
+            )
         if change.warnings:
             request.session["warnings"] = change.warnings
         return RedirectResponse(f"/console/executions/{quote(intent_id)}", status_code=303)
 
     return await _guarded(request, ctx, page, post_scope=Scope.INTENTS_APPROVE)
+
+
+def _edited_parameters(
+    ctx: UseCaseContext, principal: Principal, intent_id: str, spelled: str
+) -> dict[str, Any] | None:
+    """The approve form's parameters (JSON) when they differ from the intent's, else None (a
+    plain approval). Not a JSON object: a page that says why, and nothing changes."""
+    if not spelled.strip():
+        return None
+    try:
+        parameters = json.loads(spelled)
+    except ValueError as exc:
+        raise Refused(422, f"The parameters are not valid JSON: {exc}.") from None
+    if not isinstance(parameters, dict):
+        raise Refused(422, "The parameters must be a JSON object ({...}).")
+    if parameters == intents.get_intent(ctx, principal, intent_id).parameters:
+        return None
+    return parameters
 
 
 @router.post("/intents/{action_intent_id}/cancel")

@@ -65,10 +65,18 @@ def action_approved_entry(
     decision_id: str | None,
     imported: bool,
     comment: str | None = None,
+    approval_source: str | None = None,
+    policy_id: str | None = None,
+    policy_version: int | None = None,
+    action_hash: str | None = None,
+    approvers: list[str] | None = None,
 ) -> LedgerEntry:
     """The approval of an intent. ``approved_by`` is who approved it: the token's subject for an
     approval given here, the body's claim for an imported one; ``asserted_by`` is always the
-    subject of the token that asserted the approval, so an import names who vouched for it."""
+    subject of the token that asserted the approval, so an import names who vouched for it.
+    ``approval_source`` (HUMAN or POLICY), the deciding policy, the hash of the action approved
+    and, for an intent that needed several approvals, every approver (oldest first) are added
+    when given."""
     data: dict[str, Any] = {
         "action_intent_id": action_intent_id,
         "approved_by": approved_by,
@@ -78,6 +86,14 @@ def action_approved_entry(
     }
     if comment is not None:
         data["comment"] = comment
+    if approval_source is not None:
+        data["approval_source"] = approval_source
+        data["policy_id"] = policy_id
+        data["policy_version"] = policy_version
+    if action_hash is not None:
+        data["action_hash"] = action_hash
+    if approvers is not None:
+        data["approvers"] = approvers
     return ledger_entry(
         event_type="ACTION_APPROVED",
         timestamp=timestamp,
@@ -108,6 +124,80 @@ def intent_decision_entry(
         trace_id=intent.trace_id,
         data=data,
     )
+
+
+APPROVAL_RECORDED = "APPROVAL_RECORDED"
+INTENT_EDITED = "INTENT_EDITED"
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]
+
+
+def approval_recorded_entry(
+    intent: ActionIntentV1,
+    *,
+    approved_by: str,
+    approved_at: str,
+    action_hash: str,
+    approvals: int,
+    approvals_required: int,
+    comment: str | None = None,
+) -> LedgerEntry:
+    """One counted approval of an intent that needs several, which does not complete it (the one
+    that does is ``ACTION_APPROVED``). One entry per approver and action approved."""
+    data: dict[str, Any] = {
+        "approved_by": approved_by,
+        "action_hash": action_hash,
+        "approvals": approvals,
+        "approvals_required": approvals_required,
+    }
+    if comment is not None:
+        data["comment"] = comment
+    entry = ledger_entry(
+        event_type=APPROVAL_RECORDED,
+        timestamp=approved_at,
+        tenant_id=intent.tenant_id,
+        account_id=intent.account_id,
+        action_intent_id=intent.action_intent_id,
+        attempt=0,
+        trace_id=intent.trace_id,
+        data=data,
+    )
+    return entry.model_copy(
+        update={"entry_id": f"{entry.entry_id}#{_digest(approved_by, action_hash, approved_at)}"}
+    )
+
+
+def intent_edited_entry(
+    before: ActionIntentV1,
+    after: ActionIntentV1,
+    *,
+    edited_by: str,
+    edited_fields: list[str],
+    action_hash_before: str,
+    action_hash_after: str,
+) -> LedgerEntry:
+    """An approver changed the parameters before approving: both versions and both hashes."""
+    entry = ledger_entry(
+        event_type=INTENT_EDITED,
+        timestamp=after.updated_at,
+        tenant_id=after.tenant_id,
+        account_id=after.account_id,
+        action_intent_id=after.action_intent_id,
+        attempt=0,
+        trace_id=after.trace_id,
+        data={
+            "edited_by": edited_by,
+            "before": before.parameters,
+            "after": after.parameters,
+            "edited_fields": edited_fields,
+            "action_hash_before": action_hash_before,
+            "action_hash_after": action_hash_after,
+        },
+    )
+    suffix = _digest(edited_by, action_hash_before, action_hash_after, after.updated_at)
+    return entry.model_copy(update={"entry_id": f"{entry.entry_id}#{suffix}"})
 
 
 def rerun_requested_entry(

@@ -157,6 +157,14 @@ class IntentApproval(_Model):
     comment: str | None = None
 
 
+class ApprovalGiven(_Model):
+    """An approval as the status DTO and the approve answer show it (its comment stays in the ledger)."""
+
+    approved_by: str
+    approved_at: str
+    action_hash: str
+
+
 class Target(_Model):
     entity_type: Literal["ACCOUNT", "CONTACT", "OPPORTUNITY", "DEAL", "ENGAGEMENT"]
     entity_id: NonEmpty
@@ -387,3 +395,14 @@ class ExecutionStatusView(BaseModel):
     compensation_status: CompensationStatus | None = None
     # The subject of the token that proposed the intent (absent for intents stored before it was kept).
     proposed_by: str | None = None
+    # Intents with an approval rule (a policy's, or the default one stored with it): how many
+    # distinct people must approve, the approvals of the current action so far, the deciding policy.
+    approvals_required: int | None = None
+    approvals: list[ApprovalGiven] | None = None
+    policy_id: str | None = None
+    # The hash of the action approved (domain/action_hash.py), once APPROVED.
+    action_hash: str | None = None
+    # An intent an approver edited before approving: the parameters it now has (what runs), and
+    # which top-level ones were changed, added or removed.
+    parameters: dict[str, Any] | None = None
+    edited_fields: list[str] | None = None

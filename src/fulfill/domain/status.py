@@ -6,10 +6,13 @@ an earlier attempt never hides a rerun that is running now.
 
 from __future__ import annotations
 
+from typing import Any
+
 from fulfill.domain.expiry import is_expired
 from fulfill.domain.models import (
     ActionIntentV1,
     ActionOutcomeV1,
+    ApprovalGiven,
     ApprovalStatus,
     AttemptStatus,
     ExecutionAttempt,
@@ -27,7 +30,8 @@ def derive_status(
     now_epoch: float,
 ) -> ExecutionStatusView | None:
     """The status view, or ``None`` when nothing at all exists (a 404, never a PENDING); it names
-    the intent's proposer whatever the status."""
+    the intent's proposer, its approvals and the action approved whatever the status, and, when
+    an approver edited it, the parameters that run (which the proposer did not send)."""
     view = _derive(
         action_intent_id=action_intent_id,
         intent=intent,
@@ -35,9 +39,24 @@ def derive_status(
         outcome=outcome,
         now_epoch=now_epoch,
     )
-    if view is None or intent is None or intent.proposed_by is None:
+    if view is None or intent is None:
         return view
-    return view.model_copy(update={"proposed_by": intent.proposed_by})
+    return view.model_copy(update=_approval_fields(intent))
+
+
+def _approval_fields(intent: ActionIntentV1) -> dict[str, Any]:
+    fields: dict[str, Any] = {"proposed_by": intent.proposed_by, "action_hash": intent.action_hash}
+    if intent.approval_rule is not None and intent.approval_rule.policy_id is not None:
+        fields["approvals_required"] = intent.approval_rule.approvals_required
+        fields["policy_id"] = intent.approval_rule.policy_id
+        fields["approvals"] = [
+            ApprovalGiven(approved_by=a.approved_by, approved_at=a.approved_at, action_hash=a.action_hash)
+            for a in intent.approvals
+        ]
+    if intent.edited_fields:
+        fields["parameters"] = intent.parameters
+        fields["edited_fields"] = list(intent.edited_fields)
+    return fields
 
 
 def _derive(

@@ -13,21 +13,37 @@ import jsonschema
 from pydantic import BaseModel, ConfigDict, Field
 
 from fulfill.domain.action_hash import action_hash
+from fulfill.domain.approval_count import (
+    AlreadyCounted,
+    approvals_required,
+    count_approval,
+    edited_fields,
+    entitlement,
+)
+from fulfill.domain.approval_count import Refused as CountRefused
 from fulfill.domain.approvers import Allowed, Decider, Decision, decide
 from fulfill.domain.execution import CompensationRequest
 from fulfill.domain.expiry import beyond_max_ttl, default_expiry_epoch, describe_seconds, is_expired
 from fulfill.domain.idempotency import canonical_json
 from fulfill.domain.killswitch import evaluate_kill_switches
-from fulfill.domain.ledger import action_approved_entry, intent_decision_entry
+from fulfill.domain.ledger import (
+    action_approved_entry,
+    approval_recorded_entry,
+    intent_decision_entry,
+    intent_edited_entry,
+)
 from fulfill.domain.mapping import TRUSTED_ARGUMENTS, MappingError, arguments_for_tool, map_parameters
 from fulfill.domain.models import (
     ActionIntentV1,
     ActionType,
+    ApprovalGiven,
     ApprovalSource,
     ApprovalStatus,
+    ExecutionAttempt,
     ExecutionPolicy,
     ExecutionStatus,
     Identifier,
+    IntentApproval,
     ProposedVia,
     RegistryEntry,
     Target,
@@ -90,6 +106,15 @@ class CreateIntent(BaseModel):
 class ApprovalChange(BaseModel):
     action_intent_id: str
     approval_status: ApprovalStatus
+    approvals_required: int | None = Field(
+        default=None, description="Approve: how many distinct people must approve the intent."
+    )
+    approvals: list[ApprovalGiven] | None = Field(
+        default=None, description="Approve: the approvals of the current action counted so far, oldest first."
+    )
+    action_hash: str | None = Field(
+        default=None, description="The hash of the action approved, once the intent is APPROVED."
+    )
     warnings: list[str] = Field(
         default_factory=list,
         description="What will happen that the approver may not expect: a kill switch that is on "
@@ -453,24 +478,50 @@ def _checked_comment(comment: str | None) -> str | None:
 
 
 def approve_intent(
-    rt: UseCaseContext, principal: Principal, action_intent_id: str, *, comment: str | None = None
+    rt: UseCaseContext,
+    principal: Principal,
+    action_intent_id: str,
+    *,
+    comment: str | None = None,
+    parameters: dict[str, Any] | None = None,
 ) -> ApprovalChange:
-    """PENDING_APPROVAL → APPROVED, and the execution lock (a QUEUED attempt) in the same transaction.
+    """Count the token holder's approval; the last one needed moves PENDING_APPROVAL → APPROVED and
+    takes the execution lock (a QUEUED attempt) in the same transaction.
 
     This is what the ACTION_APPROVED intake does for an event, done where the approval is
     accepted, so an approval and its execution are committed together; the workflow is enqueued
     right after the commit (or, if that fails, by the reconciler). The token needs, besides
-    ``intents:approve``, every scope in the pinned registry version's ``required_scopes`` (403
-    ``MISSING_APPROVAL_SCOPE`` otherwise, even for a repeat). An agent's token (403
-    ``AGENT_CANNOT_APPROVE``) and the intent's proposer (403 ``SELF_APPROVAL``) are refused, even
-    for a repeat.
+    ``intents:approve``, every scope in the pinned registry version's ``required_scopes`` and in
+    the intent's ``approval_rule.approver_scopes`` (once escalated, its ``escalate_to_scopes``
+    qualify too): 403 ``MISSING_APPROVAL_SCOPE`` otherwise, even for a repeat. An agent's token
+    (403 ``AGENT_CANNOT_APPROVE``) and the intent's proposer (403 ``SELF_APPROVAL``) are refused,
+    even for a repeat.
+
+    An intent whose rule needs several approvals stays PENDING_APPROVAL until that many distinct
+    people have approved the same action: each counted approval is an ``APPROVAL_RECORDED``
+    ledger entry, a repeat by someone already counted changes nothing. Everything is decided
+    under the intent's row lock, so concurrent approvals count one after the other and exactly
+    one of them completes it.
+
+    ``parameters`` (edit before approve) replaces the whole parameter object, validated as at
+    creation; the edit is an ``INTENT_EDITED`` ledger entry, clears the approvals given so far and
+    counts as the editor's approval. Only a PENDING_APPROVAL intent is edited (409 otherwise).
     """
     comment = _checked_comment(comment)
     intent = get_intent(rt, principal, action_intent_id)
-    _require_approval_scopes(principal, _pinned_entry(rt, intent))
+    entry = _pinned_entry(rt, intent)
+    _require_approval_scopes(principal, entry)
     _require_may_decide(principal, Decision.APPROVE, proposed_by=intent.proposed_by)
+    _require_entitled(principal, intent, Decision.APPROVE)
+    if parameters is not None:
+        if intent.approval_status is not ApprovalStatus.PENDING_APPROVAL:
+            raise Conflict(
+                f"an intent that is {intent.approval_status.value} cannot be edited",
+                code="INVALID_TRANSITION",
+            )
+        _check_edited_parameters(rt, entry, parameters)
     if intent.approval_status is ApprovalStatus.APPROVED:
-        return ApprovalChange(action_intent_id=action_intent_id, approval_status=ApprovalStatus.APPROVED)
+        return _approval_change(intent)
     if intent.approval_status is not ApprovalStatus.PENDING_APPROVAL:
         raise Conflict(
             f"an intent that is {intent.approval_status.value} cannot be approved", code="INVALID_TRANSITION"
@@ -478,35 +529,184 @@ def approve_intent(
     now = rt.clock.now()
     if is_expired(intent.expires_at_epoch, now):
         raise Conflict("the intent has expired and can no longer be approved", code="INTENT_EXPIRED")
+    now_iso = iso_from_epoch(now)
+    started: tuple[ExecutionAttempt, bool] | None = None
     with rt.store.write() as uow:
-        approved = _transition(
-            uow,
-            intent,
-            to_status=ApprovalStatus.APPROVED,
-            now=iso_from_epoch(now),
-            approved_by=principal.subject,
-            action_hash=action_hash(intent),
+        locked = uow.intents.get_intent(intent.tenant_id, action_intent_id, for_update=True)
+        if locked is None:  # pragma: no cover - intents are never deleted
+            raise NotFound("action intent not found")
+        if locked.approval_status is ApprovalStatus.APPROVED and parameters is None:
+            return _approval_change(locked)
+        if locked.approval_status is not ApprovalStatus.PENDING_APPROVAL:
+            raise Conflict(
+                f"an intent that is {locked.approval_status.value} cannot be "
+                f"{'edited' if parameters is not None else 'approved'}",
+                code="INVALID_TRANSITION",
+            )
+        current = locked
+        if parameters is not None:
+            current = _edited(uow, locked, parameters, edited_by=principal.subject, now_iso=now_iso)
+        hashed = action_hash(current)
+        approval = IntentApproval(
+            approved_by=principal.subject, approved_at=now_iso, action_hash=hashed, comment=comment
         )
-        _append_approved(uow, approved, asserted_by=principal.subject, imported=False, comment=comment)
-        attempt, taken = take_execution_lock(uow, approved, now)
+        counted = count_approval(
+            current.approval_rule,
+            current.approvals,
+            approval,
+            principal.scopes,
+            escalated=current.escalated_at is not None,
+            action_hash=hashed,
+        )
+        if isinstance(counted, CountRefused):
+            raise Forbidden(counted.message, code=counted.code)
+        if isinstance(counted, AlreadyCounted):
+            result = current
+        elif not counted.complete:
+            result = current.model_copy(update={"approvals": list(counted.approvals), "updated_at": now_iso})
+            uow.intents.save_intent(result)
+            uow.executions.append_ledger(
+                approval_recorded_entry(
+                    result,
+                    approved_by=principal.subject,
+                    approved_at=now_iso,
+                    action_hash=hashed,
+                    approvals=len(counted.approvals),
+                    approvals_required=approvals_required(result.approval_rule),
+                    comment=comment,
+                )
+            )
+        else:
+            result = _transition(
+                uow,
+                current.model_copy(update={"approvals": list(counted.approvals)}),
+                to_status=ApprovalStatus.APPROVED,
+                now=now_iso,
+                approved_by=principal.subject,
+                action_hash=hashed,
+            )
+            _append_human_approval(uow, result, comment=comment)
+            started = take_execution_lock(uow, result, now)
+    if started is None:
+        return _approval_change(result)
+    attempt, taken = started
     start_if_queued(
         attempt, taken, request_for(attempt, approval_source=ApprovalSource.HUMAN, auto_executed=False)
     )
-    warnings = active_stop_warnings(rt, approved)
+    return _approval_change(result, warnings=active_stop_warnings(rt, result))
+
+
+def _approval_change(intent: ActionIntentV1, *, warnings: list[str] | None = None) -> ApprovalChange:
+    """The answer to an approval: where the intent stands and the approvals counted so far."""
     return ApprovalChange(
-        action_intent_id=action_intent_id, approval_status=ApprovalStatus.APPROVED, warnings=warnings
+        action_intent_id=intent.action_intent_id,
+        approval_status=intent.approval_status,
+        approvals_required=approvals_required(intent.approval_rule),
+        approvals=[
+            ApprovalGiven(approved_by=a.approved_by, approved_at=a.approved_at, action_hash=a.action_hash)
+            for a in intent.approvals
+        ],
+        action_hash=intent.action_hash,
+        warnings=warnings or [],
+    )
+
+
+def _require_entitled(principal: Principal, intent: ActionIntentV1, decision: Decision) -> None:
+    """The approver scopes of the intent's rule (domain/approval_count.py): 403 without them."""
+    refused = entitlement(
+        intent.approval_rule,
+        principal.scopes,
+        escalated=intent.escalated_at is not None,
+        decision=decision.value,
+    )
+    if refused is not None:
+        raise Forbidden(refused.message, code=refused.code)
+
+
+def _check_edited_parameters(rt: UseCaseContext, entry: RegistryEntry, parameters: dict[str, Any]) -> None:
+    """Edited parameters are checked as a new intent's are: depth, the pinned version's mapping,
+    JSON they can be stored as, and the tool's input schema (422 otherwise, nothing changes)."""
+    if too_deep(parameters):
+        raise Invalid(
+            f"parameters are nested deeper than {MAX_PARAMETER_DEPTH} levels", code="PARAMETERS_TOO_DEEP"
+        )
+    try:
+        mapped = map_parameters(parameters, entry.parameter_mapping)
+        canonical_json(parameters)
+    except MappingError as exc:
+        raise Invalid(exc.error.error_message, code=exc.error.error_code) from None
+    except ValueError as exc:
+        raise Invalid(f"parameters: {exc}", code="INVALID_PARAMETER_TYPE") from None
+    _check_tool_arguments(rt, entry, mapped)
+
+
+def _edited(
+    uow: UnitOfWork, locked: ActionIntentV1, parameters: dict[str, Any], *, edited_by: str, now_iso: str
+) -> ActionIntentV1:
+    """The locked intent with the edited parameters (its round's approvals cleared), and the
+    ``INTENT_EDITED`` entry; unchanged parameters are no edit."""
+    changed = edited_fields(locked.parameters, parameters)
+    if not changed:
+        return locked
+    edited = locked.model_copy(
+        update={
+            "parameters": parameters,
+            "edited_fields": sorted(set(locked.edited_fields) | set(changed)),
+            "approvals": [],
+            "updated_at": now_iso,
+        }
+    )
+    uow.intents.save_intent(edited)
+    uow.executions.append_ledger(
+        intent_edited_entry(
+            locked,
+            edited,
+            edited_by=edited_by,
+            edited_fields=changed,
+            action_hash_before=action_hash(locked),
+            action_hash_after=action_hash(edited),
+        )
+    )
+    return edited
+
+
+def _append_human_approval(uow: UnitOfWork, intent: ActionIntentV1, *, comment: str | None) -> None:
+    """ACTION_APPROVED for the approval that completed the intent, with every approver when the
+    rule needed several."""
+    rule = intent.approval_rule
+    uow.executions.append_ledger(
+        action_approved_entry(
+            timestamp=intent.approval_timestamp or intent.updated_at,
+            tenant_id=intent.tenant_id,
+            account_id=intent.account_id,
+            action_intent_id=intent.action_intent_id,
+            trace_id=intent.trace_id,
+            approved_by=intent.approved_by,
+            asserted_by=intent.approved_by or "",
+            decision_id=intent.original_decision_id,
+            imported=False,
+            comment=comment,
+            approval_source=ApprovalSource.HUMAN.value,
+            policy_id=rule.policy_id if rule else None,
+            policy_version=rule.policy_version if rule else None,
+            action_hash=intent.action_hash,
+            approvers=[a.approved_by for a in intent.approvals] if approvals_required(rule) > 1 else None,
+        ),
     )
 
 
 def reject_intent(
     rt: UseCaseContext, principal: Principal, action_intent_id: str, *, comment: str | None = None
 ) -> ApprovalChange:
-    """PENDING_APPROVAL → REJECTED. An approved intent is stopped with cancel, not reject. An
-    agent's token is refused (403 ``AGENT_CANNOT_APPROVE``); a proposer may reject (withdraw) its
-    own proposal."""
+    """PENDING_APPROVAL → REJECTED: the first rejection rejects, whatever approvals were counted.
+    An approved intent is stopped with cancel, not reject. An agent's token is refused (403
+    ``AGENT_CANNOT_APPROVE``); a proposer may reject (withdraw) its own proposal; anyone else
+    needs the approver scopes of the intent's rule, as to approve (403 ``MISSING_APPROVAL_SCOPE``)."""
     comment = _checked_comment(comment)
     intent = get_intent(rt, principal, action_intent_id)
     _require_may_decide(principal, Decision.REJECT, proposed_by=intent.proposed_by)
+    if intent.proposed_by != principal.subject:  # a proposer may always withdraw their own
+        _require_entitled(principal, intent, Decision.REJECT)
     if intent.approval_status is ApprovalStatus.REJECTED:
         return ApprovalChange(action_intent_id=action_intent_id, approval_status=ApprovalStatus.REJECTED)
     if intent.approval_status is not ApprovalStatus.PENDING_APPROVAL:
