@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -52,3 +53,95 @@ def test_a_file_that_is_not_a_json_object_is_refused_naming_the_option(
     assert result.exit_code == 2, result.output
     assert option in result.stderr
     assert words in result.stderr
+
+
+# --- approve --parameters: edit before approving ------------------------------------------------
+
+
+def _note(cli: CliRunner) -> str:
+    submitted = cli.invoke(
+        app,
+        [
+            "intent",
+            "submit",
+            "--tenant",
+            "t1",
+            "--account",
+            "acc-1",
+            "--action-type",
+            "CREATE_INTERNAL_NOTE",
+            "--param",
+            "content=as proposed",
+        ],
+    )
+    assert submitted.exit_code == 0, submitted.output
+    return submitted.stdout.strip()
+
+
+@pytest.mark.parametrize("from_stdin", [False, True])
+def test_approve_with_parameters_runs_the_edited_action_and_the_status_says_so(
+    cli: CliRunner, shared: Harness, tmp_path: Path, from_stdin: bool
+) -> None:
+    intent_id = _note(cli)
+    edited = '{"content": "as the approver wrote it"}'
+    path = tmp_path / "edited.json"
+    path.write_text(edited)
+    source = "-" if from_stdin else str(path)
+    approved = cli.invoke(
+        app,
+        ["approve", intent_id, "--tenant", "t1", "--parameters", source],
+        input=edited if from_stdin else None,
+    )
+    assert approved.exit_code == 0, approved.output
+    answer = json.loads(approved.stdout)
+    assert answer["approval_status"] == "APPROVED"
+    assert answer["action_hash"].startswith("v1:")
+    assert [given["approved_by"] for given in answer["approvals"]] == ["fulfill-cli-approver"]
+    with shared.client() as client:
+        shared.wait_terminal(client, intent_id)
+    status = cli.invoke(app, ["status", intent_id, "--tenant", "t1"])
+    assert status.exit_code == 0, status.output
+    view = json.loads(status.stdout)
+    assert view["status"] == "SUCCEEDED"
+    assert view["parameters"] == {"content": "as the approver wrote it"}
+    assert view["edited_fields"] == ["content"]
+    assert view["action_hash"] == answer["action_hash"]
+
+
+def test_approve_without_parameters_prints_what_it_always_printed_and_the_hash(cli: CliRunner) -> None:
+    intent_id = _note(cli)
+    approved = cli.invoke(app, ["approve", intent_id, "--tenant", "t1"])
+    assert approved.exit_code == 0, approved.output
+    answer = json.loads(approved.stdout)
+    assert answer["approval_status"] == "APPROVED"
+    assert answer["warnings"] == []
+    assert None not in answer.values()  # absent fields are left out, as the API leaves them out
+
+
+def test_edited_parameters_the_schema_refuses_are_one_line_and_change_nothing(
+    cli: CliRunner, shared: Harness, tmp_path: Path
+) -> None:
+    intent_id = _note(cli)
+    path = tmp_path / "edited.json"
+    path.write_text('{"content": 42}')
+    refused = cli.invoke(app, ["approve", intent_id, "--tenant", "t1", "--parameters", str(path)])
+    assert refused.exit_code == 1
+    assert "answered 422" in refused.stderr
+    with shared.client() as client:
+        intent = client.get(f"/intents/{intent_id}").json()
+    assert intent["approval_status"] == "PENDING_APPROVAL"
+    assert intent["parameters"] == {"content": "as proposed"}
+
+
+def test_the_proposer_cannot_approve_by_editing_either(
+    cli: CliRunner, shared: Harness, tmp_path: Path
+) -> None:
+    intent_id = _note(cli)
+    path = tmp_path / "edited.json"
+    path.write_text('{"content": "mine"}')
+    own = shared.token("t1", subject="fulfill-cli")
+    refused = cli.invoke(
+        app, ["approve", intent_id, "--tenant", "t1", "--token", own, "--parameters", str(path)]
+    )
+    assert refused.exit_code == 1
+    assert "answered 403 (SELF_APPROVAL" in refused.stderr

@@ -178,7 +178,7 @@ def approve(
         ),
         subject=APPROVER_SUBJECT,
     )
-    console.print_json(data=answer.model_dump(mode="json"))
+    console.print_json(data=answer.model_dump(mode="json", exclude_none=True))
     # An approval into an active kill switch: its execution will be stopped before its tool call.
     for warning in answer.warnings:
         err_console.print(f"warning: {escape(warning)}", highlight=False, soft_wrap=True)
