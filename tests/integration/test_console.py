@@ -635,3 +635,33 @@ def test_a_policy_name_is_shown_as_text_never_as_markup(shared: Harness, console
     assert "<i>agent</i>" not in page
     assert "&lt;b&gt;bold&lt;/b&gt;" in page
     assert "&lt;i&gt;agent&lt;/i&gt;" in page
+
+
+def test_two_approvals_in_the_console_count_one_of_two_then_run_with_the_hash_both_bound_to(
+    shared: Harness, console: Console
+) -> None:
+    rule = ApprovalRule(
+        policy_id="pol_console_two", policy_version=1, policy_name="two people", approvals_required=2
+    )
+    intent_id = _pending(shared, approval_rule=rule, proposed_by="agent-9", proposed_via="mcp")
+    alice = console.login(subject="alice")
+    assert alice.post(f"/console/intents/{intent_id}/approve").status_code == 303
+    assert _approval_status(shared, intent_id) == "PENDING_APPROVAL"
+    card = _facts(alice.get("/console/approvals").text, intent_id)
+    assert "1 of 2" in card
+    assert "alice" in card
+
+    bob = Console(shared)
+    try:
+        bob.login(subject="bob")
+        assert bob.post(f"/console/intents/{intent_id}/approve").status_code == 303
+        approved = _stored(shared, intent_id)
+        assert approved.approval_status.value == "APPROVED"
+        assert approved.action_hash is not None
+        facts = _facts(bob.get(f"/console/executions/{intent_id}").text, intent_id)
+    finally:
+        bob.close()
+    assert "2 of 2" in facts
+    assert facts.index("alice") < facts.index("bob")
+    assert "Approved action hash" in facts
+    assert approved.action_hash in facts
