@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from fulfill.cli import app
+from fulfill.domain.models import ApprovalRule
+from tests.support.console import seed_pending
 from tests.support.harness import TEST_SECRET, Harness
 
 
@@ -145,3 +148,23 @@ def test_the_proposer_cannot_approve_by_editing_either(
     )
     assert refused.exit_code == 1
     assert "answered 403 (SELF_APPROVAL" in refused.stderr
+
+
+def test_an_approval_that_is_not_the_last_one_says_how_many_more_are_needed(
+    cli: CliRunner, shared: Harness
+) -> None:
+    intent_id = f"ai_cli_two_{uuid.uuid4().hex[:10]}"
+    rule = ApprovalRule(policy_id="pol_cli_two", policy_version=1, approvals_required=2)
+    seed_pending(shared, intent_id, expires_in=3600, approval_rule=rule, proposed_by="agent-1")
+    first = cli.invoke(app, ["approve", intent_id, "--tenant", "t1"])
+    assert first.exit_code == 0, first.output
+    answer = json.loads(first.stdout)
+    assert answer["approval_status"] == "PENDING_APPROVAL"
+    assert answer["approvals_required"] == 2
+    assert "1 of 2 approvals: it runs once 1 more approve" in first.stderr
+    second = cli.invoke(
+        app, ["approve", intent_id, "--tenant", "t1", "--token", shared.token("t1", subject="second-person")]
+    )
+    assert second.exit_code == 0, second.output
+    assert json.loads(second.stdout)["approval_status"] == "APPROVED"
+    assert "approvals:" not in second.stderr

@@ -15,7 +15,7 @@ from rich.markup import escape
 
 from fulfill.cli.auth import APPROVER_SUBJECT, PROPOSER_SUBJECT, bearer_token
 from fulfill.cli.options import TenantOption, TokenOption, UrlOption, read_json_object
-from fulfill.cli.output import console, err_console
+from fulfill.cli.output import console, err_console, note
 from fulfill.cli.remote import Service
 from fulfill.client import ApiError, FulfillClient
 
@@ -182,6 +182,10 @@ def approve(
     # An approval into an active kill switch: its execution will be stopped before its tool call.
     for warning in answer.warnings:
         err_console.print(f"warning: {escape(warning)}", highlight=False, soft_wrap=True)
+    required, given = answer.approvals_required, len(answer.approvals or [])
+    if answer.approval_status.value == "PENDING_APPROVAL" and required:
+        # Counted, but its policy asks for more people: it runs after the last of them.
+        note(f"{given} of {required} approvals: it runs once {required - given} more approve")
 
 
 def rerun(

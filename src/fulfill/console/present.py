@@ -260,7 +260,7 @@ _VIA_WORDS = {"api": "the API", "mcp": "the agent endpoint", "import": "an impor
 
 
 @dataclass(frozen=True)
-class ApprovalGiven:
+class ShownApproval:
     """One approval counted so far."""
 
     approved_by: str
@@ -278,7 +278,7 @@ class ApprovalFacts:
     policy: str  # "policy <name> (<id>, version <n>): <decision>" or "default: one approval"
     policy_id: str | None
     approvals_required: int
-    approvals: list[ApprovalGiven]
+    approvals: list[ShownApproval]
     progress: str  # "1 of 2"
     action_hash: str | None  # the full hash (the approved one, else the one an approval binds to now)
     hash_approved: bool  # whether ``action_hash`` is the hash that was approved
@@ -302,11 +302,11 @@ def approval_facts(intent: ActionIntentV1) -> ApprovalFacts:
         version = f", version {rule.policy_version}" if rule.policy_version is not None else ""
         policy = f"policy {name} ({rule.policy_id}{version}): {rule.decision.value}"
         required = rule.approvals_required
-    approvals = [ApprovalGiven(a.approved_by, a.approved_at, a.comment) for a in intent.approvals]
+    approvals = [ShownApproval(a.approved_by, a.approved_at, a.comment) for a in intent.approvals]
     approved = intent.approval_status is ApprovalStatus.APPROVED
     if approved and not approvals and intent.approved_by:
         # Approved in one step (one person, a policy, an import): that approval is the only one.
-        approvals = [ApprovalGiven(intent.approved_by, intent.approval_timestamp or "", None)]
+        approvals = [ShownApproval(intent.approved_by, intent.approval_timestamp or "", None)]
     counted = len(approvals)
     if intent.action_hash is not None:
         shown_hash: str | None = intent.action_hash
