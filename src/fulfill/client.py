@@ -25,8 +25,10 @@ from pydantic_core import to_jsonable_python
 
 from fulfill.domain.credentials import CredentialInput, CredentialMetadata, SecretRotation
 from fulfill.domain.models import ExecutionStatusView, RegistryEntry
+from fulfill.domain.policies import Policy, PolicySpec
 from fulfill.usecases.connectors import ConnectorLimitsBody, ConnectorView, TenantCapBody, TenantCapView
 from fulfill.usecases.outbox import DeadLetterListing, RedeliverBody, Redelivered
+from fulfill.usecases.policies import PolicyListing, SimulationResult
 from fulfill.usecases.registry import RegistryDraft
 from fulfill.usecases.targets import TargetDraft, TargetListing, TargetView
 
@@ -392,6 +394,35 @@ class FulfillClient(_Base):
     def deprecate_version(self, action_type: str, registry_version: int) -> RegistryEntry:
         path = f"/admin/registry/{_segment(action_type)}/versions/{registry_version}/deprecate"
         return self.send(_Call("POST", path, _model(RegistryEntry)))
+
+    # --- approval policies -----------------------------------------------------------------
+
+    def list_policies(self) -> list[Policy]:
+        """The token's tenant's policies, then the platform's, in evaluation order."""
+        return self.send(_Call("GET", "/admin/policies", _model(PolicyListing))).policies
+
+    def get_policy(self, policy_id: str) -> Policy:
+        return self.send(_Call("GET", f"/admin/policies/{_segment(policy_id)}", _model(Policy)))
+
+    def create_policy(self, spec: PolicySpec | Mapping[str, Any]) -> Policy:
+        return self.send(_Call("POST", "/admin/policies", _model(Policy), _json_body(spec)))
+
+    def replace_policy(self, policy_id: str, spec: PolicySpec | Mapping[str, Any]) -> Policy:
+        """Store ``spec`` as the policy's next version."""
+        path = f"/admin/policies/{_segment(policy_id)}"
+        return self.send(_Call("PUT", path, _model(Policy), _json_body(spec)))
+
+    def delete_policy(self, policy_id: str) -> None:
+        self.send(_Call("DELETE", f"/admin/policies/{_segment(policy_id)}", _nothing))
+
+    def simulate_policy(
+        self, policy: PolicySpec | Mapping[str, Any], *, limit: int | None = None
+    ) -> SimulationResult:
+        """What ``policy`` would have decided for the tenant's last ``limit`` intents (default 100)."""
+        body: dict[str, Any] = {"policy": _json_body(policy)}
+        if limit is not None:
+            body["limit"] = limit
+        return self.send(_Call("POST", "/admin/policies/simulate", _model(SimulationResult), body))
 
     # --- gateway targets -------------------------------------------------------------------
 

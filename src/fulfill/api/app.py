@@ -15,7 +15,7 @@ from starlette.routing import Route
 
 from fulfill import __version__
 from fulfill.agent.server import agent_asgi_app, build_agent_server
-from fulfill.api import admin, credentials, events, executions, health, intents, redoc
+from fulfill.api import admin, credentials, events, executions, health, intents, policies, redoc
 from fulfill.api.middleware import BodySizeLimitMiddleware, ProblemCORSMiddleware, UnexpectedErrorMiddleware
 from fulfill.api.problems import PROBLEM, install_problem_handlers
 from fulfill.console import oidc
@@ -79,7 +79,14 @@ def create_app(service: Service) -> FastAPI:
     # Answers any route can give: malformed JSON or bad query parameters (400), a body over the
     # limit (413), a body not sent as JSON (415), and the generic, correlation-id-carrying 500.
     common: dict[int | str, dict[str, Any]] = {400: PROBLEM, 413: PROBLEM, 415: PROBLEM, 500: PROBLEM}
-    for router in (intents.router, executions.router, events.router, admin.router, credentials.router):
+    for router in (
+        intents.router,
+        executions.router,
+        events.router,
+        admin.router,
+        policies.router,
+        credentials.router,
+    ):
         app.include_router(router, responses=common)
     app.include_router(health.router, responses={500: PROBLEM})
     # The operator console (HTML pages at /console) reads through the same use cases; its

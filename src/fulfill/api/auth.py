@@ -33,6 +33,14 @@ def _quoted(value: str) -> str:
 
 
 def require_scope(scope: str) -> Callable[..., Principal]:
+    return require_any_scope(scope)
+
+
+def require_any_scope(*scopes: str) -> Callable[..., Principal]:
+    """A verified token holding at least one of ``scopes`` (the route's use case may ask for more)."""
+    spelled = " ".join(scopes)
+    named = " or ".join(f"'{scope}'" for scope in scopes)
+
     def dependency(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)], verifier: Verifier
     ) -> Principal:
@@ -47,14 +55,14 @@ def require_scope(scope: str) -> Callable[..., Principal]:
                 exc.code,
                 challenge=f"Bearer error={_quoted('invalid_token')}, error_description={_quoted(str(exc))}",
             ) from None
-        if not principal.has_scope(scope):
+        if not any(principal.has_scope(scope) for scope in scopes):
             raise ApiProblem(
                 403,
-                f"the token lacks the scope '{scope}'",
+                f"the token lacks the scope {named}",
                 slug="forbidden",
                 code="MISSING_SCOPE",
                 headers={
-                    "WWW-Authenticate": f"Bearer error={_quoted('insufficient_scope')}, scope={_quoted(scope)}"
+                    "WWW-Authenticate": f"Bearer error={_quoted('insufficient_scope')}, scope={_quoted(spelled)}"
                 },
             )
         return principal

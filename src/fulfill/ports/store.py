@@ -26,6 +26,7 @@ from fulfill.ports.repositories import (
     InternalObjectsRepository,
     KillSwitchesRepository,
     OutboxRepository,
+    PoliciesRepository,
     RegistryRepository,
     TargetsRepository,
 )
@@ -62,6 +63,8 @@ class UnitOfWork(Protocol):
     def killswitches(self) -> KillSwitchesRepository: ...
     @property
     def outbox(self) -> OutboxRepository: ...
+    @property
+    def policies(self) -> PoliciesRepository: ...
     @property
     def registry(self) -> RegistryRepository: ...
     @property

@@ -294,6 +294,17 @@ def list_accounts(conn: Connection, *, tenant_id: str, limit: int) -> list[str]:
     return [row.account_id for row in conn.execute(query).all()]
 
 
+def list_recent(conn: Connection, tenant_id: str, limit: int) -> list[ActionIntentV1]:
+    """A tenant's most recently created intents (every account and status), newest first."""
+    query = (
+        select(action_intents.c.document)
+        .where(action_intents.c.tenant_id == tenant_id)
+        .order_by(action_intents.c.created_at.desc(), action_intents.c.action_intent_id.desc())
+        .limit(limit)
+    )
+    return [ActionIntentV1.model_validate(row.document) for row in conn.execute(query).all()]
+
+
 class SqlIntentsRepository:
     """The intents repository over one connection: each method is this module's function."""
 
@@ -387,3 +398,6 @@ class SqlIntentsRepository:
 
     def list_accounts(self, *, tenant_id: str, limit: int) -> list[str]:
         return list_accounts(self._conn, tenant_id=tenant_id, limit=limit)
+
+    def list_recent(self, tenant_id: str, limit: int) -> list[ActionIntentV1]:
+        return list_recent(self._conn, tenant_id, limit)

@@ -20,6 +20,7 @@ from fulfill.ports.repositories import (
     InternalObjectsRepository,
     KillSwitchesRepository,
     OutboxRepository,
+    PoliciesRepository,
     RegistryRepository,
     TargetsRepository,
 )
@@ -35,6 +36,7 @@ from fulfill.store.intents import SqlIntentsRepository
 from fulfill.store.internal_objects import SqlInternalObjectsRepository
 from fulfill.store.killswitches import SqlKillSwitchesRepository
 from fulfill.store.outbox import SqlOutboxRepository
+from fulfill.store.policies import SqlPoliciesRepository
 from fulfill.store.registry import SqlRegistryRepository
 from fulfill.store.targets import SqlTargetsRepository
 
@@ -56,6 +58,7 @@ class SqlUnitOfWork:
         self.internal_objects: InternalObjectsRepository = SqlInternalObjectsRepository(conn)
         self.killswitches: KillSwitchesRepository = SqlKillSwitchesRepository(conn)
         self.outbox: OutboxRepository = SqlOutboxRepository(conn)
+        self.policies: PoliciesRepository = SqlPoliciesRepository(conn)
         self.registry: RegistryRepository = SqlRegistryRepository(conn)
         self.targets: TargetsRepository = SqlTargetsRepository(conn)
 

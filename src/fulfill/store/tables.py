@@ -83,6 +83,8 @@ action_intents = Table(
     ),
     # The console's approvals page pages through a tenant's pending intents by creation time.
     Index("ix_action_intents_pending", "tenant_id", "approval_status", "created_at", "action_intent_id"),
+    # A policy's simulation reads a tenant's most recent intents.
+    Index("ix_action_intents_tenant_recent", "tenant_id", "created_at", "action_intent_id"),
 )
 
 execution_attempts = Table(
@@ -472,4 +474,26 @@ connector_waiters = Table(
     Column("since_epoch", Float, nullable=False),
     Column("lease_until_epoch", Float, nullable=False),
     Index("ix_connector_waiters_name_since_epoch", "name", "since_epoch"),
+)
+
+# Approval policies (domain/policies.py), every version kept: a write (create, replace, delete) adds
+# the next version of (owner, policy_id), and the intents a version decided name it. ``owner`` is
+# the tenant's id, or PLATFORM_OWNER for the platform's policies (which apply to every tenant; it is
+# not a valid tenant id). ``is_current`` marks each policy's newest version; a deleted policy's
+# newest version has ``deleted_at`` set and applies no more.
+PLATFORM_OWNER = "#platform"
+approval_policies = Table(
+    "approval_policies",
+    metadata,
+    Column("owner", ID, nullable=False),
+    Column("policy_id", String(80), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("is_current", Boolean, nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("document", JSON, nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    Column("deleted_at", TS),
+    PrimaryKeyConstraint("owner", "policy_id", "version"),
+    Index("ix_approval_policies_current", "owner", "is_current", "priority", "policy_id"),
 )

@@ -31,6 +31,7 @@ from fulfill.ports.repositories import (
     InternalObjectsRepository,
     KillSwitchesRepository,
     OutboxRepository,
+    PoliciesRepository,
     RegistryRepository,
     TargetsRepository,
 )
@@ -46,6 +47,7 @@ from tests.support.memory_store.intents import MemoryIntentsRepository
 from tests.support.memory_store.internal_objects import MemoryInternalObjectsRepository
 from tests.support.memory_store.killswitches import MemoryKillSwitchesRepository
 from tests.support.memory_store.outbox import MemoryOutboxRepository
+from tests.support.memory_store.policies import MemoryPoliciesRepository
 from tests.support.memory_store.registry import MemoryRegistryRepository
 from tests.support.memory_store.tables import Tables
 from tests.support.memory_store.targets import MemoryTargetsRepository
@@ -69,6 +71,7 @@ class MemoryUnitOfWork:
         self.internal_objects: InternalObjectsRepository = MemoryInternalObjectsRepository(tables)
         self.killswitches: KillSwitchesRepository = MemoryKillSwitchesRepository(tables)
         self.outbox: OutboxRepository = MemoryOutboxRepository(tables)
+        self.policies: PoliciesRepository = MemoryPoliciesRepository(tables)
         self.registry: RegistryRepository = MemoryRegistryRepository(tables)
         self.targets: TargetsRepository = MemoryTargetsRepository(tables)
 

@@ -127,3 +127,8 @@ class MemoryIntentsRepository:
             row.intent.account_id for (tenant, _), row in self._t.intents.items() if tenant == tenant_id
         }
         return sorted(accounts)[:limit]
+
+    def list_recent(self, tenant_id: str, limit: int) -> list[ActionIntentV1]:
+        rows = [row.intent for (tenant, _), row in self._t.intents.items() if tenant == tenant_id]
+        rows.sort(key=lambda i: (i.created_at, i.action_intent_id), reverse=True)
+        return rows[:limit]

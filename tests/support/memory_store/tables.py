@@ -83,6 +83,8 @@ class Tables:
     targets: dict[str, Any] = field(default_factory=dict)  # name → GatewayTarget
     # (kind, idempotency key) → the internal connector's task or note, and when it was deleted
     internal_objects: dict[tuple[str, str], tuple[InternalObject, str | None]] = field(default_factory=dict)
+    # (owner, policy_id, version) → PolicyVersion; owner is the tenant, or None for the platform
+    policies: dict[tuple[str | None, str, int], Any] = field(default_factory=dict)
     catalog_revision: int = 0
 
     def copy(self) -> Tables:

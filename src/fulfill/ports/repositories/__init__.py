@@ -13,6 +13,7 @@ from fulfill.ports.repositories.intents import IntentsRepository
 from fulfill.ports.repositories.internal_objects import InternalObjectsRepository
 from fulfill.ports.repositories.killswitches import KillSwitchesRepository
 from fulfill.ports.repositories.outbox import OutboxRepository
+from fulfill.ports.repositories.policies import PoliciesRepository
 from fulfill.ports.repositories.registry import RegistryRepository
 from fulfill.ports.repositories.targets import TargetsRepository
 
@@ -28,6 +29,7 @@ __all__ = [
     "InternalObjectsRepository",
     "KillSwitchesRepository",
     "OutboxRepository",
+    "PoliciesRepository",
     "RegistryRepository",
     "TargetsRepository",
 ]

@@ -87,3 +87,7 @@ class IntentsRepository(Protocol):
     def list_accounts(self, *, tenant_id: str, limit: int) -> list[str]:
         """The accounts of a tenant that have intents, in name order (at most ``limit``)."""
         ...
+
+    def list_recent(self, tenant_id: str, limit: int) -> list[ActionIntentV1]:
+        """A tenant's most recently created intents (every account and status), newest first."""
+        ...
