@@ -1,31 +1,45 @@
-"""``fulfill policies``: the approval policies of a tenant (and the platform's, which apply to every
-tenant), through the service's API with a tenant ``admin`` token (``platform:admin`` too for a
-policy written with ``"scope": "platform"``).
+"""``fulfill policies``: the approval policies of a tenant, and the platform's (which apply to every
+tenant), in the manner of the other operating commands: through the service's API when a URL is
+given (``--url`` / ``FULFILL_URL``, with a tenant ``admin`` token, ``platform:admin`` too for a
+policy written with ``"scope": "platform"``), else on the database (``--db``, else
+``FULFILL_DATABASE_URL``) through the same use cases, as a platform operator (whoever can reach
+the database is one; the versions it writes name ``fulfill-cli (database)``).
 
 A policy is JSON as the API reads and answers it; the commands read a body from a file (``-`` is
-stdin) and leave every check to the service, whose problem answer names a wrong value (an invalid
-``when`` expression comes back with the parser's message)."""
+stdin), and the checks are the service's own (an invalid ``when`` expression is refused with the
+parser's message)."""
 
 from __future__ import annotations
 
-import json
-from typing import Annotated, Any
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from fulfill.cli.auth import PLATFORM_ADMIN, bearer_token
-from fulfill.cli.options import JsonOption, TenantOption, TokenOption, UrlOption, read_json_object
-from fulfill.cli.output import console, note
+from fulfill.cli.operators import CLI_CHANGED_BY, DatabaseOperator
+from fulfill.cli.options import DbOption, JsonOption, TenantOption, TokenOption, UrlOption, read_json_object
+from fulfill.cli.output import console, error_line, note
 from fulfill.cli.remote import Service
-from fulfill.client import ApiError, FulfillClient
 from fulfill.domain.scopes import Scope
 
+if TYPE_CHECKING:
+    from fulfill.config import Settings
+    from fulfill.domain.policies import Policy
+    from fulfill.domain.ports import Clock
+    from fulfill.ports.store import Store
+    from fulfill.tokens import Principal
+    from fulfill.usecases.policies import SimulationResult
+
 commands = typer.Typer(
-    help="Approval policies: who must approve what, what approves itself, what is denied "
-    "(through the service's API, --url or FULFILL_URL; a tenant admin's token, or one minted for "
-    "--tenant from FULFILL_JWT_SECRET).",
+    help="Approval policies: who must approve what, what approves itself, what is denied. Through "
+    "the service's API when --url or FULFILL_URL is given (a tenant admin's token, or one minted "
+    "for --tenant from FULFILL_JWT_SECRET), else on the database (--db, else FULFILL_DATABASE_URL).",
     no_args_is_help=True,
 )
 
@@ -38,85 +52,187 @@ FileOption = Annotated[
 MINTED_SCOPES = f"{Scope.ADMIN} {PLATFORM_ADMIN}"
 
 
-class PolicyApi:
-    """The policy routes of the service's HTTP API, as JSON objects."""
+class PolicyOperator(Protocol):
+    """What ``fulfill policies`` does, the same way through the API and on the database."""
+
+    def list(self) -> list[Policy]: ...
+
+    def get(self, policy_id: str) -> Policy: ...
+
+    def create(self, body: Mapping[str, Any]) -> Policy: ...
+
+    def replace(self, policy_id: str, body: Mapping[str, Any]) -> Policy: ...
+
+    def delete(self, policy_id: str) -> None: ...
+
+    def simulate(self, body: Mapping[str, Any]) -> SimulationResult:
+        """``body``: ``{"policy": {...}, "limit"?: N}``."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class ApiPolicies:
+    """Through the service's HTTP API; a refusal ends the command with the problem's line."""
 
     def __init__(self, url: str | None, tenant: str, bearer: str | None) -> None:
         self.service = Service(url)
         self.token = bearer_token(tenant, bearer, MINTED_SCOPES)
+        note(f"service: {self.service.base} (its API)")
 
     def close(self) -> None:
         self.service.close()
 
-    def _send(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        def call(api: FulfillClient) -> Any:
-            response = api.http.request(
-                method,
-                api.base_url + path,
-                json=body,
-                headers={"Authorization": f"Bearer {api.token}"},
-            )
-            if response.status_code >= 400:
-                raise ApiError(response)
-            if response.status_code == 204 or not response.content:
-                return None
-            try:
-                return response.json()
-            except ValueError:
-                raise ApiError(response, reason="the answer is not JSON") from None
+    def list(self) -> list[Policy]:
+        return self.service.call(self.token, lambda api: api.list_policies())
 
-        return self.service.call(self.token, call)
+    def get(self, policy_id: str) -> Policy:
+        return self.service.call(self.token, lambda api: api.get_policy(policy_id))
 
-    def list(self) -> list[dict[str, Any]]:
-        answer = self._send("GET", "/admin/policies")
-        return list(answer["policies"]) if isinstance(answer, dict) else []
+    def create(self, body: Mapping[str, Any]) -> Policy:
+        return self.service.call(self.token, lambda api: api.create_policy(body))
 
-    def get(self, policy_id: str) -> dict[str, Any]:
-        return dict(self._send("GET", f"/admin/policies/{_segment(policy_id)}"))
-
-    def create(self, body: dict[str, Any]) -> dict[str, Any]:
-        return dict(self._send("POST", "/admin/policies", body))
-
-    def update(self, policy_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        return dict(self._send("PUT", f"/admin/policies/{_segment(policy_id)}", body))
+    def replace(self, policy_id: str, body: Mapping[str, Any]) -> Policy:
+        return self.service.call(self.token, lambda api: api.replace_policy(policy_id, body))
 
     def delete(self, policy_id: str) -> None:
-        self._send("DELETE", f"/admin/policies/{_segment(policy_id)}")
+        self.service.call(self.token, lambda api: api.delete_policy(policy_id))
 
-    def simulate(self, body: dict[str, Any]) -> dict[str, Any]:
-        return dict(self._send("POST", "/admin/policies/simulate", body))
-
-
-def _segment(value: str) -> str:
-    from urllib.parse import quote
-
-    return quote(value, safe="")
-
-
-def _api(url: str | None, tenant: str, bearer: str | None) -> PolicyApi:
-    return PolicyApi(url, tenant, bearer)
+    def simulate(self, body: Mapping[str, Any]) -> SimulationResult:
+        limit = body.get("limit")
+        return self.service.call(
+            self.token,
+            lambda api: api.simulate_policy(
+                body.get("policy") or {}, limit=limit if isinstance(limit, int) else None
+            ),
+        )
 
 
-def _match_words(match: Any) -> str:
-    """``action_types=A,B risk_classes=LOW when=…``; ``any`` when nothing narrows it."""
-    if not isinstance(match, dict):
-        return "any"
-    parts = []
-    for name in ("action_types", "risk_classes", "account_ids"):
-        values = match.get(name)
-        if values:
-            parts.append(f"{name}={','.join(str(value) for value in values)}")
-    if match.get("when"):
-        parts.append(f"when {match['when']}")
+@dataclass
+class _DatabaseContext:
+    """What the policies' use cases read, on the database alone (no gateway, no outbox)."""
+
+    settings: Settings
+    store: Store
+    clock: Clock
+    tool_schemas: Mapping[str, dict[str, Any]] = field(default_factory=dict)
+    outbox_wakeup: threading.Event = field(default_factory=threading.Event)
+
+    def connector_names(self) -> set[str]:
+        return set()
+
+
+class DatabasePolicies:
+    """On the database, through the use cases the API calls, as a platform operator of the tenant
+    (``--tenant``): its policies and the platform's. A refusal ends the command in one line."""
+
+    def __init__(self, db: str | None, tenant: str) -> None:
+        from fulfill.tokens import Principal
+
+        self.operator = DatabaseOperator.open(db)
+        self.ctx = _DatabaseContext(self.operator.settings, self.operator.store, self.operator.clock)
+        self.principal: Principal = Principal(
+            subject=CLI_CHANGED_BY,
+            tenant_id=tenant,
+            scopes=frozenset({Scope.ADMIN.value, PLATFORM_ADMIN.value}),
+        )
+
+    def close(self) -> None:
+        self.operator.close()
+
+    def _run(self, call: Any) -> Any:
+        from fulfill.usecases.errors import UseCaseError
+
+        try:
+            return call()
+        except UseCaseError as exc:
+            error_line(f"{exc.code or exc.kind}: {exc.message}")
+            raise typer.Exit(1) from None
+
+    def list(self) -> list[Policy]:
+        from fulfill.usecases import policies
+
+        listing = self._run(lambda: policies.list_policies(self.ctx, self.principal))
+        return list(listing.policies)
+
+    def get(self, policy_id: str) -> Policy:
+        from fulfill.usecases import policies
+
+        found: Policy = self._run(lambda: policies.get_policy(self.ctx, self.principal, policy_id))
+        return found
+
+    def create(self, body: Mapping[str, Any]) -> Policy:
+        from fulfill.domain.policies import PolicySpec
+        from fulfill.usecases import policies
+
+        spec = PolicySpec.model_validate(dict(body))
+        created: Policy = self._run(lambda: policies.create_policy(self.ctx, self.principal, spec))
+        return created
+
+    def replace(self, policy_id: str, body: Mapping[str, Any]) -> Policy:
+        from fulfill.domain.policies import PolicySpec
+        from fulfill.usecases import policies
+
+        spec = PolicySpec.model_validate(dict(body))
+        replaced: Policy = self._run(
+            lambda: policies.replace_policy(self.ctx, self.principal, policy_id, spec)
+        )
+        return replaced
+
+    def delete(self, policy_id: str) -> None:
+        from fulfill.usecases import policies
+
+        self._run(lambda: policies.delete_policy(self.ctx, self.principal, policy_id))
+
+    def simulate(self, body: Mapping[str, Any]) -> SimulationResult:
+        from fulfill.usecases import policies
+
+        request = policies.SimulationRequest.model_validate(dict(body))
+        result: SimulationResult = self._run(lambda: policies.simulate(self.ctx, self.principal, request))
+        return result
+
+
+@contextmanager
+def policies_for(
+    url: str | None, db: str | None, tenant: str, bearer: str | None
+) -> Iterator[PolicyOperator]:
+    """Through the API when a service URL is given (and no ``--db``), else on the database."""
+    operator: PolicyOperator = (
+        ApiPolicies(url, tenant, bearer) if url and not db else DatabasePolicies(db, tenant)
+    )
+    try:
+        yield operator
+    finally:
+        operator.close()
+
+
+def _shown(policy: Policy) -> dict[str, Any]:
+    return policy.model_dump(mode="json")
+
+
+def _match_words(policy: Policy) -> str:
+    """``action_types=A,B risk_classes=LOW when …``; ``any`` when nothing narrows it."""
+    match = policy.match
+    parts = [
+        f"{name}={','.join(str(value) for value in values)}"
+        for name, values in (
+            ("action_types", match.action_types),
+            ("risk_classes", match.risk_classes),
+            ("account_ids", match.account_ids),
+        )
+        if values
+    ]
+    if match.when:
+        parts.append(f"when {match.when}")
     return " ".join(parts) or "any"
 
 
-def _approvals_words(policy: dict[str, Any]) -> str:
-    if policy.get("decision") != "REQUIRE_APPROVAL":
+def _approvals_words(policy: Policy) -> str:
+    """``2 (approvers:crm)`` for a REQUIRE_APPROVAL policy; empty for the others."""
+    if policy.decision.value != "REQUIRE_APPROVAL":
         return ""
-    words = str(policy.get("approvals_required", 1))
-    scopes = policy.get("approver_scopes") or []
-    return words + (f" ({', '.join(scopes)})" if scopes else "")
+    scopes = ", ".join(str(scope) for scope in policy.approver_scopes)
+    return f"{policy.approvals_required}" + (f" ({scopes})" if scopes else "")
 
 
 @commands.command("list")
@@ -124,32 +240,30 @@ def policies_list(
     tenant: TenantOption,
     json_output: JsonOption = False,
     url: UrlOption = None,
+    db: DbOption = None,
     bearer: TokenOption = None,
 ) -> None:
-    """List the policies that apply to the tenant: its own, then the platform's, in the order they
-    are evaluated (lower priority first)."""
-    api = _api(url, tenant, bearer)
-    try:
-        policies = api.list()
-    finally:
-        api.close()
+    """List the policies that apply to the tenant, in the order they are evaluated: its own, then
+    the platform's, each by priority (lower first). The first matching ENFORCE policy decides."""
+    with policies_for(url, db, tenant, bearer) as operator:
+        policies = operator.list()
     if json_output:
-        console.print_json(data={"policies": policies})
+        console.print_json(data={"policies": [_shown(policy) for policy in policies]})
         return
     table = Table(
         "policy_id", "scope", "priority", "name", "match", "decision", "approvals", "mode", "version"
     )
     for policy in policies:
         table.add_row(
-            escape(str(policy.get("policy_id", ""))),
-            escape(str(policy.get("scope", ""))),
-            str(policy.get("priority", "")),
-            escape(str(policy.get("name", ""))),
-            escape(_match_words(policy.get("match"))),
-            escape(str(policy.get("decision", ""))),
+            policy.policy_id,
+            policy.scope,
+            str(policy.priority),
+            escape(policy.name),
+            escape(_match_words(policy)),
+            policy.decision.value,
             escape(_approvals_words(policy)),
-            escape(str(policy.get("mode", ""))),
-            str(policy.get("version", "")),
+            policy.mode.value,
+            str(policy.version),
         )
     console.print(table)
     if not policies:
@@ -161,14 +275,12 @@ def policies_show(
     policy_id: str,
     tenant: TenantOption,
     url: UrlOption = None,
+    db: DbOption = None,
     bearer: TokenOption = None,
 ) -> None:
     """Print one policy (its current version) as JSON."""
-    api = _api(url, tenant, bearer)
-    try:
-        console.print_json(data=api.get(policy_id))
-    finally:
-        api.close()
+    with policies_for(url, db, tenant, bearer) as operator:
+        console.print_json(data=_shown(operator.get(policy_id)))
 
 
 @commands.command("create")
@@ -176,18 +288,16 @@ def policies_create(
     tenant: TenantOption,
     file: FileOption,
     url: UrlOption = None,
+    db: DbOption = None,
     bearer: TokenOption = None,
 ) -> None:
-    """Create a policy from a JSON file and print it as stored (with its policy_id and version 1).
-    A platform policy has "scope": "platform" and needs platform:admin."""
+    """Create a policy from a JSON file and print it as stored (its policy_id, version 1). A
+    platform policy has "scope": "platform" (through the API it needs platform:admin)."""
     body = read_json_object(file, "--file")
-    api = _api(url, tenant, bearer)
-    try:
-        stored = api.create(body)
-    finally:
-        api.close()
-    console.print_json(data=stored)
-    note(f"created {stored.get('policy_id')} (version {stored.get('version')})")
+    with policies_for(url, db, tenant, bearer) as operator:
+        stored = operator.create(body)
+    console.print_json(data=_shown(stored))
+    note(f"created {stored.policy_id} (version {stored.version})")
 
 
 @commands.command("update")
@@ -196,18 +306,16 @@ def policies_update(
     tenant: TenantOption,
     file: FileOption,
     url: UrlOption = None,
+    db: DbOption = None,
     bearer: TokenOption = None,
 ) -> None:
-    """Replace a policy with the JSON file's (its version goes up by one; intents already created
-    keep the rule they were created with)."""
+    """Replace a policy with the JSON file's: its next version (intents already created keep the
+    rule they were created with)."""
     body = read_json_object(file, "--file")
-    api = _api(url, tenant, bearer)
-    try:
-        stored = api.update(policy_id, body)
-    finally:
-        api.close()
-    console.print_json(data=stored)
-    note(f"updated {stored.get('policy_id')} to version {stored.get('version')}")
+    with policies_for(url, db, tenant, bearer) as operator:
+        stored = operator.replace(policy_id, body)
+    console.print_json(data=_shown(stored))
+    note(f"updated {stored.policy_id} to version {stored.version}")
 
 
 @commands.command("delete")
@@ -215,14 +323,12 @@ def policies_delete(
     policy_id: str,
     tenant: TenantOption,
     url: UrlOption = None,
+    db: DbOption = None,
     bearer: TokenOption = None,
 ) -> None:
     """Delete a policy: it stops applying to new intents; its versions stay for the audit."""
-    api = _api(url, tenant, bearer)
-    try:
-        api.delete(policy_id)
-    finally:
-        api.close()
+    with policies_for(url, db, tenant, bearer) as operator:
+        operator.delete(policy_id)
     note(f"deleted {policy_id}: it no longer applies to new intents")
 
 
@@ -233,55 +339,70 @@ def policies_simulate(
     limit: Annotated[
         int | None,
         typer.Option(
-            help="How many of the tenant's latest intents to run it over (default: the service's).", min=1
+            help="How many of the tenant's latest intents to run it over (default 100, at most 1000)."
         ),
     ] = None,
     json_output: JsonOption = False,
     url: UrlOption = None,
+    db: DbOption = None,
     bearer: TokenOption = None,
 ) -> None:
-    """What a candidate policy (the JSON file) would have decided for the tenant's latest intents,
-    before anyone enables it: counts per decision, and examples. Nothing is stored."""
+    """What a candidate policy (the JSON file) would have decided, enforced and alone, for the
+    tenant's latest intents, before anyone enables it: counts per decision and examples. Nothing
+    is stored. The file holds the policy, or {"policy": {...}, "limit": N}."""
     candidate = read_json_object(file, "--file")
     body: dict[str, Any] = dict(candidate) if "policy" in candidate else {"policy": candidate}
     if limit is not None:
         body["limit"] = limit
-    api = _api(url, tenant, bearer)
-    try:
-        answer = api.simulate(body)
-    finally:
-        api.close()
+    with policies_for(url, db, tenant, bearer) as operator:
+        result = operator.simulate(body)
     if json_output:
-        console.print_json(data=answer)
+        console.print_json(data=result.model_dump(mode="json"))
         return
-    print_simulation(answer)
+    print_simulation(result)
 
 
-def print_simulation(answer: dict[str, Any]) -> None:
-    """The counts per decision as one table, the examples as another; the other fields as lines."""
-    counts = answer.get("counts")
-    if isinstance(counts, dict):
-        table = Table("decision", "intents", title="Would have decided")
-        for decision, count in counts.items():
-            table.add_row(escape(str(decision)), str(count))
-        console.print(table)
-    examples = answer.get("examples")
-    if isinstance(examples, list) and examples:
-        columns: list[str] = []
-        for example in examples:
-            if isinstance(example, dict):
-                columns.extend(key for key in example if key not in columns)
-        table = Table(*columns, title="Examples")
-        for example in examples:
-            if isinstance(example, dict):
-                table.add_row(*(escape(_cell(example.get(column))) for column in columns))
-        console.print(table)
-    for name, value in answer.items():
-        if name not in ("counts", "examples"):
-            console.print(f"{escape(name)}: {escape(_cell(value))}", highlight=False)
+def print_simulation(result: SimulationResult) -> None:
+    """The counts per decision, then the examples of each, as tables."""
+    counts = Table("would have decided", "intents", title=f"Over the latest {result.evaluated} intents")
+    for outcome, count in result.counts.items():
+        counts.add_row(_OUTCOME_WORDS.get(outcome, outcome), str(count))
+    console.print(counts)
+    if result.errors:
+        note(
+            f"{result.errors} evaluation(s) of its expression failed and were counted fail-safe "
+            "(a match for DENY and REQUIRE_APPROVAL, none for AUTO_APPROVE); see the examples' error"
+        )
+    examples = Table(
+        "decision",
+        "action_intent_id",
+        "action_type",
+        "account_id",
+        "risk_class",
+        "proposed_by",
+        "created_at",
+        "error",
+        title="Examples",
+    )
+    for outcome, intents in result.examples.items():
+        for intent in intents:
+            examples.add_row(
+                outcome,
+                intent.action_intent_id,
+                intent.action_type,
+                intent.account_id,
+                intent.risk_class or "",
+                escape(intent.proposed_by or ""),
+                intent.created_at,
+                escape(intent.error or ""),
+            )
+    if examples.row_count:
+        console.print(examples)
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+_OUTCOME_WORDS = {
+    "AUTO_APPROVE": "AUTO_APPROVE",
+    "REQUIRE_APPROVAL": "REQUIRE_APPROVAL",
+    "DENY": "DENY",
+    "NO_MATCH": "NO_MATCH (the default: one approval)",
+}
