@@ -141,12 +141,23 @@ class DatabasePolicies:
         self.operator.close()
 
     def _run(self, call: Any) -> Any:
+        """``call()``; a refusal of the use case, or a body the policy model refuses, ends the
+        command in one line (exit 1), as the API's problem answer would."""
+        from pydantic import ValidationError
+
         from fulfill.usecases.errors import UseCaseError
 
         try:
             return call()
         except UseCaseError as exc:
             error_line(f"{exc.code or exc.kind}: {exc.message}")
+            raise typer.Exit(1) from None
+        except ValidationError as exc:
+            errors = exc.errors()
+            first = errors[0]
+            where = "/".join(str(part) for part in first["loc"]) or "the body"
+            more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+            error_line(f"INVALID_REQUEST: the policy is not valid: {where}: {first['msg']}{more}")
             raise typer.Exit(1) from None
 
     def list(self) -> list[Policy]:
@@ -165,17 +176,19 @@ class DatabasePolicies:
         from fulfill.domain.policies import PolicySpec
         from fulfill.usecases import policies
 
-        spec = PolicySpec.model_validate(dict(body))
-        created: Policy = self._run(lambda: policies.create_policy(self.ctx, self.principal, spec))
+        created: Policy = self._run(
+            lambda: policies.create_policy(self.ctx, self.principal, PolicySpec.model_validate(dict(body)))
+        )
         return created
 
     def replace(self, policy_id: str, body: Mapping[str, Any]) -> Policy:
         from fulfill.domain.policies import PolicySpec
         from fulfill.usecases import policies
 
-        spec = PolicySpec.model_validate(dict(body))
         replaced: Policy = self._run(
-            lambda: policies.replace_policy(self.ctx, self.principal, policy_id, spec)
+            lambda: policies.replace_policy(
+                self.ctx, self.principal, policy_id, PolicySpec.model_validate(dict(body))
+            )
         )
         return replaced
 
@@ -187,8 +200,11 @@ class DatabasePolicies:
     def simulate(self, body: Mapping[str, Any]) -> SimulationResult:
         from fulfill.usecases import policies
 
-        request = policies.SimulationRequest.model_validate(dict(body))
-        result: SimulationResult = self._run(lambda: policies.simulate(self.ctx, self.principal, request))
+        result: SimulationResult = self._run(
+            lambda: policies.simulate(
+                self.ctx, self.principal, policies.SimulationRequest.model_validate(dict(body))
+            )
+        )
         return result
 
 
