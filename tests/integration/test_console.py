@@ -658,9 +658,13 @@ def test_two_approvals_in_the_console_count_one_of_two_then_run_with_the_hash_bo
         approved = _stored(shared, intent_id)
         assert approved.approval_status.value == "APPROVED"
         assert approved.action_hash is not None
-        facts = _facts(bob.get(f"/console/executions/{intent_id}").text, intent_id)
+        timeline = bob.get(f"/console/executions/{intent_id}").text
+        facts = _facts(timeline, intent_id)
     finally:
         bob.close()
+    # The ledger as the timeline reads it: the first approval counted, then the last naming both.
+    assert "Approval 1 of 2" in timeline
+    assert "approvers: alice, bob" in timeline
     assert "2 of 2" in facts
     assert facts.index("alice") < facts.index("bob")
     assert "Approved action hash" in facts
