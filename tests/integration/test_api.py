@@ -303,11 +303,17 @@ def test_approve_transitions(shared: Harness) -> None:
     with shared.client() as client:
         intent = shared.create_intent(client)
         intent_id = intent["action_intent_id"]
-        assert shared.colleague(client).post(f"/intents/{intent_id}/approve").json() == {
+        answer = shared.colleague(client).post(f"/intents/{intent_id}/approve").json()
+        [given] = answer.pop("approvals")
+        assert answer == {
             "action_intent_id": intent_id,
             "approval_status": "APPROVED",
+            "approvals_required": 1,
+            "action_hash": given["action_hash"],
             "warnings": [],
         }
+        assert given["approved_by"] == "fulfill-cli+colleague"
+        assert given["action_hash"].startswith("v1:")
         assert (
             shared.colleague(client).post(f"/intents/{intent_id}/approve").status_code == 202
         )  # approving twice is harmless

@@ -277,7 +277,9 @@ class AgentDoor:
                 ),
                 _fixed(
                     APPROVE_ACTION,
-                    "Approve an action intent (a person's decision: agent tokens are refused).",
+                    "Approve an action intent (a person's decision: agent tokens and the intent's "
+                    "proposer are refused; one that needs several approvers stays pending until "
+                    "enough distinct people approved).",
                     {"action_intent_id": _INTENT_ID_SCHEMA, "comment": _COMMENT_SCHEMA},
                 ),
                 _fixed(
@@ -356,7 +358,7 @@ class AgentDoor:
         else:
             _require(principal, Scope.INTENTS_APPROVE)
             change = await self._use(agent.reject, principal, intent_id, comment)
-        return json_result(change.model_dump(mode="json"))
+        return json_result(change.model_dump(mode="json", exclude_none=True))
 
     async def _propose(
         self, ctx: ServerRequestContext[Any, Any], principal: Principal, name: str, arguments: dict[str, Any]

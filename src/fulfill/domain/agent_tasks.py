@@ -19,7 +19,13 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from fulfill.domain.errors import ErrorClass
-from fulfill.domain.models import ApprovalStatus, ExecutionStatus, ExecutionStatusView
+from fulfill.domain.models import (
+    ApprovalRule,
+    ApprovalStatus,
+    ExecutionStatus,
+    ExecutionStatusView,
+    PolicyDecision,
+)
 
 TASKS_EXTENSION = "io.modelcontextprotocol/tasks"
 IDEMPOTENCY_KEY_META = "io.fulfill/idempotency-key"
@@ -101,16 +107,30 @@ class TaskOutcome:
         return self.status != "working"
 
 
-def task_outcome(approval_status: ApprovalStatus, view: ExecutionStatusView) -> TaskOutcome:
+def task_outcome(
+    approval_status: ApprovalStatus, view: ExecutionStatusView, rule: ApprovalRule | None = None
+) -> TaskOutcome:
     """The task status an intent and its execution status amount to (a pure rule).
 
     ``working`` while it waits for a person or runs; ``completed`` when it is over (with
     ``is_error`` unless it SUCCEEDED); ``cancelled`` when it was cancelled as a proposal or after
-    its approval. ``failed`` is never derived here: it is for protocol errors only.
+    its approval. ``failed`` is never derived here: it is for protocol errors only. ``rule``: the
+    intent's approval rule; a DENY policy's rejection names the policy.
     """
     status = view.status
     if approval_status is ApprovalStatus.CANCELLED:
         return TaskOutcome("cancelled", "cancelled before it completed", is_error=True)
+    if (
+        approval_status is ApprovalStatus.REJECTED
+        and rule is not None
+        and rule.decision is PolicyDecision.DENY
+    ):
+        return TaskOutcome(
+            "completed",
+            f"denied by the approval policy '{rule.policy_name}' ({rule.policy_id}, version "
+            f"{rule.policy_version}): the action was not executed",
+            is_error=True,
+        )
     if approval_status is ApprovalStatus.REJECTED:
         return TaskOutcome("completed", "rejected by an approver: the action was not executed", is_error=True)
     if status is ExecutionStatus.SUCCEEDED:

@@ -9,9 +9,12 @@ from fulfill.domain.killswitch import KillSwitchScope, StoredSwitches
 from fulfill.domain.models import (
     ActionIntentV1,
     ActionOutcomeV1,
+    ApprovalSource,
     ExecutionSignal,
     ExecutionStatus,
     LedgerEntry,
+    PolicyDecision,
+    PolicyMode,
 )
 
 if TYPE_CHECKING:
@@ -65,18 +68,19 @@ def action_approved_entry(
     decision_id: str | None,
     imported: bool,
     comment: str | None = None,
-    approval_source: str | None = None,
+    approval_source: ApprovalSource | None = None,
     policy_id: str | None = None,
     policy_version: int | None = None,
     action_hash: str | None = None,
     approvers: list[str] | None = None,
 ) -> LedgerEntry:
     """The approval of an intent. ``approved_by`` is who approved it: the token's subject for an
-    approval given here, the body's claim for an imported one; ``asserted_by`` is always the
-    subject of the token that asserted the approval, so an import names who vouched for it.
-    ``approval_source`` (HUMAN or POLICY), the deciding policy, the hash of the action approved
-    and, for an intent that needed several approvals, every approver (oldest first) are added
-    when given."""
+    approval given here, the body's claim for an imported one, ``policy:<policy_id>`` for an
+    AUTO_APPROVE policy's; ``asserted_by`` is always who asserted the approval (the token's
+    subject, or the policy), so an import names who vouched for it. ``approval_source`` says
+    whether a person (HUMAN) or a policy (POLICY, with its id and version) approved;
+    ``action_hash`` is the hash of the exact action approved; ``approvers`` the distinct
+    approvers of an M-of-N intent. Each is left out when not given."""
     data: dict[str, Any] = {
         "action_intent_id": action_intent_id,
         "approved_by": approved_by,
@@ -87,7 +91,8 @@ def action_approved_entry(
     if comment is not None:
         data["comment"] = comment
     if approval_source is not None:
-        data["approval_source"] = approval_source
+        data["approval_source"] = approval_source.value
+    if policy_id is not None:
         data["policy_id"] = policy_id
         data["policy_version"] = policy_version
     if action_hash is not None:
@@ -106,14 +111,80 @@ def action_approved_entry(
     )
 
 
-def intent_decision_entry(
-    intent: ActionIntentV1, event_type: str, *, decided_by: str, comment: str | None = None
+POLICY_EVALUATED = "POLICY_EVALUATED"
+DEFAULT_RULE_SUBJECT = "default"
+
+
+def policy_outcome(decision: PolicyDecision, approvals_required: int, *, applied: bool) -> str:
+    """What a policy's decision did to an intent (``applied``) or would have done (a SHADOW
+    policy's), in the words of the ledger."""
+    if decision is PolicyDecision.AUTO_APPROVE:
+        return "auto-approved" if applied else "would have auto-approved"
+    if decision is PolicyDecision.DENY:
+        return "denied" if applied else "would have denied"
+    approvals = f"{approvals_required} approval{'s' if approvals_required != 1 else ''}"
+    return f"requires {approvals}" if applied else f"would have required {approvals}"
+
+
+def policy_evaluated_entry(
+    intent: ActionIntentV1,
+    *,
+    policy_id: str | None,
+    policy_version: int | None,
+    policy_name: str | None,
+    decision: PolicyDecision,
+    mode: PolicyMode,
+    applied: bool,
+    outcome: str,
+    error: str | None = None,
 ) -> LedgerEntry:
-    """A person's decision on an intent (``INTENT_REJECTED``, ``INTENT_CANCELLED``), at the time of
-    the intent's change."""
+    """One policy's verdict on an intent at its creation: the deciding ENFORCE policy's (or the
+    default rule's, ``policy_id`` null), or a matching SHADOW policy's (``applied`` false). An
+    ``error``: the policy's ``when`` failed to evaluate, and it was decided fail-safe. One entry
+    per policy (its id ends the entry's id), at the intent's creation time."""
+    data: dict[str, Any] = {
+        "action_intent_id": intent.action_intent_id,
+        "policy_id": policy_id,
+        "policy_version": policy_version,
+        "policy_name": policy_name,
+        "decision": decision.value,
+        "mode": mode.value,
+        "applied": applied,
+        "outcome": outcome,
+    }
+    if error is not None:
+        data["error"] = error
+    entry = ledger_entry(
+        event_type=POLICY_EVALUATED,
+        timestamp=intent.created_at,
+        tenant_id=intent.tenant_id,
+        account_id=intent.account_id,
+        action_intent_id=intent.action_intent_id,
+        attempt=0,
+        trace_id=intent.trace_id,
+        data=data,
+    )
+    return entry.model_copy(update={"entry_id": f"{entry.entry_id}#{policy_id or DEFAULT_RULE_SUBJECT}"})
+
+
+def intent_decision_entry(
+    intent: ActionIntentV1,
+    event_type: str,
+    *,
+    decided_by: str,
+    comment: str | None = None,
+    policy_id: str | None = None,
+    policy_version: int | None = None,
+) -> LedgerEntry:
+    """A decision on an intent (``INTENT_REJECTED``, ``INTENT_CANCELLED``), at the time of the
+    intent's change: a person's, or a DENY policy's (``decided_by`` ``policy:<policy_id>``, with
+    the policy's id and version)."""
     data: dict[str, Any] = {"action_intent_id": intent.action_intent_id, "decided_by": decided_by}
     if comment is not None:
         data["comment"] = comment
+    if policy_id is not None:
+        data["policy_id"] = policy_id
+        data["policy_version"] = policy_version
     return ledger_entry(
         event_type=event_type,
         timestamp=intent.updated_at,

@@ -175,6 +175,6 @@ def _state_of(rt: UseCaseContext, principal: Principal, intent: ActionIntentV1) 
     view = executions.execution_status(rt, principal, intent.action_intent_id)
     with rt.store.read() as uow:  # the status read may follow a transition: read the intent again
         current = uow.intents.get_intent(intent.tenant_id, intent.action_intent_id) or intent
-    outcome = task_outcome(current.approval_status, view)
+    outcome = task_outcome(current.approval_status, view, current.approval_rule)
     ttl = FINISHED_TASK_TTL_MS if outcome.terminal else ttl_ms(current.expires_at_epoch, rt.clock.now())
     return TaskState(intent=current, view=view, outcome=outcome, ttl_ms=ttl)

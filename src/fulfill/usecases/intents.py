@@ -31,23 +31,31 @@ from fulfill.domain.ledger import (
     approval_recorded_entry,
     intent_decision_entry,
     intent_edited_entry,
+    policy_evaluated_entry,
+    policy_outcome,
 )
 from fulfill.domain.mapping import TRUSTED_ARGUMENTS, MappingError, arguments_for_tool, map_parameters
 from fulfill.domain.models import (
     ActionIntentV1,
     ActionType,
     ApprovalGiven,
+    ApprovalRule,
     ApprovalSource,
     ApprovalStatus,
     ExecutionAttempt,
     ExecutionPolicy,
     ExecutionStatus,
+    ExpiryAction,
     Identifier,
     IntentApproval,
+    PolicyDecision,
+    PolicyMode,
     ProposedVia,
     RegistryEntry,
     Target,
 )
+from fulfill.domain.policies import Candidate, Verdict
+from fulfill.domain.policies import decide as decide_policy
 from fulfill.domain.schemas import (
     MAX_PARAMETER_DEPTH,
     PatternTimeout,
@@ -189,18 +197,176 @@ def create_intent(
         existing = _existing(rt, principal, body.action_intent_id, request_hash)
         if existing is not None:
             return existing, False
-    intent = _build_intent(rt, principal, body, now, now_iso, proposed_via)
+    built = _build_intent(rt, principal, body, now, now_iso, proposed_via)
+    lock: tuple[ExecutionAttempt, bool] | None = None
     with rt.store.write() as uow:
+        # The approval policies are read and applied in the creating transaction: the intent is
+        # stored with its decision, and a policy changed meanwhile applies to the next intent.
+        verdict = decide_policy(uow.policies.list_effective(principal.tenant_id), _candidate(built))
+        intent = _decided(rt, principal, built, verdict, now, imported=body.approval is not None)
         inserted = uow.intents.insert_intent(intent, request_hash)
-        if inserted and intent.approval_status is ApprovalStatus.APPROVED:
-            _append_approved(uow, intent, asserted_by=principal.subject, imported=True)
+        if inserted:
+            _append_evaluations(uow, intent, verdict)
+            if intent.approval_status is ApprovalStatus.REJECTED:
+                uow.intents.mark_execution(
+                    intent.tenant_id, intent.action_intent_id, status=ExecutionStatus.CANCELLED, at=now_iso
+                )
+                _append_decision(
+                    uow, intent, "INTENT_REJECTED", _policy_subject(verdict.rule), rule=verdict.rule
+                )
+            elif body.approval is not None:
+                _append_approved(uow, intent, asserted_by=principal.subject, imported=True)
+            elif intent.approval_status is ApprovalStatus.APPROVED:
+                _append_approved(
+                    uow, intent, asserted_by=_policy_subject(verdict.rule), imported=False, rule=verdict.rule
+                )
+                lock = take_execution_lock(uow, intent, now)
     if not inserted:
         # Created meanwhile under the same id (a concurrent retry): answer as for a repeat.
         existing = _existing(rt, principal, intent.action_intent_id, request_hash)
         if existing is None:  # pragma: no cover - the row that won the insert cannot vanish
             raise Conflict("action_intent_id is already in use", code="INTENT_ID_IN_USE")
         return existing, False
+    if lock is not None:  # AUTO_APPROVE: started after the commit, as an approval's execution is
+        attempt, taken = lock
+        start_if_queued(
+            attempt, taken, request_for(attempt, approval_source=ApprovalSource.POLICY, auto_executed=True)
+        )
     return intent, True
+
+
+def _candidate(intent: ActionIntentV1) -> Candidate:
+    return Candidate(
+        account_id=intent.account_id,
+        action_type=intent.action_type,
+        risk_class=intent.risk_class.value if intent.risk_class is not None else None,
+        proposed_by=intent.proposed_by,
+        parameters=intent.parameters,
+    )
+
+
+def _policy_subject(rule: ApprovalRule) -> str:
+    """Who a policy's decision is recorded as made by: ``policy:<policy_id>``."""
+    return f"policy:{rule.policy_id}"
+
+
+def _decided(
+    rt: UseCaseContext,
+    principal: Principal,
+    intent: ActionIntentV1,
+    verdict: Verdict,
+    now: float,
+    *,
+    imported: bool,
+) -> ActionIntentV1:
+    """The intent as the deciding policy has it stored (DESIGN §4.7): AUTO_APPROVE approved by the
+    policy and bound to its action hash; DENY rejected; REQUIRE_APPROVAL pending with the rule
+    (an ESCALATE policy's window: ``escalates_at_epoch`` the expiry it would have had, and
+    ``expires_at`` extended past it, within the platform's maximum TTL).
+
+    An imported approval is kept where the policy lets one approval stand: DENY still rejects it,
+    and a policy asking for more approvals, or for approver scopes the asserting token lacks,
+    refuses the import (403 ``POLICY_REQUIRES_APPROVALS``)."""
+    rule = verdict.rule
+    decided = intent.model_copy(update={"approval_rule": rule})
+    if rule.decision is PolicyDecision.DENY:
+        return decided.model_copy(
+            update={
+                "approval_status": ApprovalStatus.REJECTED,
+                "approved_by": None,
+                "approval_timestamp": None,
+                "action_hash": None,
+            }
+        )
+    if imported:
+        if rule.decision is PolicyDecision.REQUIRE_APPROVAL:
+            missing = sorted(set(rule.approver_scopes) - principal.scopes)
+            if rule.approvals_required > 1 or missing:
+                needs = (
+                    f"{rule.approvals_required} distinct approvals"
+                    if rule.approvals_required > 1
+                    else f"approvers holding {', '.join(missing)}, which the token lacks"
+                )
+                raise Forbidden(
+                    f"the approval policy '{rule.policy_name}' ({rule.policy_id}, version "
+                    f"{rule.policy_version}) requires {needs}: an imported approval cannot satisfy it; "
+                    "create the intent without its approval block and approve it here",
+                    code="POLICY_REQUIRES_APPROVALS",
+                )
+        return decided
+    if rule.decision is PolicyDecision.AUTO_APPROVE:
+        approved = decided.model_copy(
+            update={
+                "approval_status": ApprovalStatus.APPROVED,
+                "approved_by": _policy_subject(rule),
+                "approval_timestamp": decided.created_at,
+            }
+        )
+        return approved.model_copy(update={"action_hash": action_hash(approved)})
+    if rule.on_expiry is ExpiryAction.ESCALATE and rule.escalation_extend_seconds is not None:
+        escalates_at = decided.expires_at_epoch
+        extended = min(
+            escalates_at + rule.escalation_extend_seconds, int(now) + rt.settings.max_intent_ttl_seconds
+        )
+        extended = max(extended, escalates_at)
+        return decided.model_copy(
+            update={
+                "escalates_at_epoch": escalates_at,
+                "expires_at_epoch": extended,
+                "expires_at": iso_from_epoch(extended),
+            }
+        )
+    return decided
+
+
+def _append_evaluations(uow: UnitOfWork, intent: ActionIntentV1, verdict: Verdict) -> None:
+    """``POLICY_EVALUATED``: the deciding policy's (or the default rule's), then each matching
+    SHADOW policy's, never acted on."""
+    rule = verdict.rule
+    deciding = verdict.deciding
+    uow.executions.append_ledger(
+        policy_evaluated_entry(
+            intent,
+            policy_id=rule.policy_id,
+            policy_version=rule.policy_version,
+            policy_name=rule.policy_name,
+            decision=rule.decision,
+            mode=PolicyMode.ENFORCE,
+            applied=True,
+            outcome=policy_outcome(rule.decision, rule.approvals_required, applied=True),
+            error=deciding.error if deciding is not None else None,
+        )
+    )
+    for shadow in verdict.shadows:
+        policy = shadow.policy
+        uow.executions.append_ledger(
+            policy_evaluated_entry(
+                intent,
+                policy_id=policy.policy_id,
+                policy_version=policy.version,
+                policy_name=policy.name,
+                decision=policy.decision,
+                mode=PolicyMode.SHADOW,
+                applied=False,
+                outcome=policy_outcome(policy.decision, policy.approvals_required, applied=False),
+                error=shadow.error,
+            )
+        )
+    for failed in verdict.errors:  # AUTO_APPROVE policies whose expression failed: fail-safe, no match
+        policy = failed.policy
+        uow.executions.append_ledger(
+            policy_evaluated_entry(
+                intent,
+                policy_id=policy.policy_id,
+                policy_version=policy.version,
+                policy_name=policy.name,
+                decision=policy.decision,
+                mode=policy.mode,
+                applied=False,
+                outcome="not applied: its expression could not be evaluated",
+                error=failed.error,
+            )
+        )
 
 
 def ignored_parameters(rt: UseCaseContext, intent: ActionIntentV1) -> list[str]:
@@ -686,7 +852,7 @@ def _append_human_approval(uow: UnitOfWork, intent: ActionIntentV1, *, comment: 
             decision_id=intent.original_decision_id,
             imported=False,
             comment=comment,
-            approval_source=ApprovalSource.HUMAN.value,
+            approval_source=ApprovalSource.HUMAN,
             policy_id=rule.policy_id if rule else None,
             policy_version=rule.policy_version if rule else None,
             action_hash=intent.action_hash,
@@ -799,16 +965,38 @@ def _transition(uow: UnitOfWork, intent: ActionIntentV1, **change: Any) -> Actio
 
 
 def _append_decision(
-    uow: UnitOfWork, intent: ActionIntentV1, event_type: str, decided_by: str, *, comment: str | None = None
+    uow: UnitOfWork,
+    intent: ActionIntentV1,
+    event_type: str,
+    decided_by: str,
+    *,
+    comment: str | None = None,
+    rule: ApprovalRule | None = None,
 ) -> None:
+    """A decision's ledger entry; with ``rule``, a policy's (its id and version)."""
     uow.executions.append_ledger(
-        intent_decision_entry(intent, event_type, decided_by=decided_by, comment=comment)
+        intent_decision_entry(
+            intent,
+            event_type,
+            decided_by=decided_by,
+            comment=comment,
+            policy_id=rule.policy_id if rule else None,
+            policy_version=rule.policy_version if rule else None,
+        )
     )
 
 
 def _append_approved(
-    uow: UnitOfWork, intent: ActionIntentV1, *, asserted_by: str, imported: bool, comment: str | None = None
+    uow: UnitOfWork,
+    intent: ActionIntentV1,
+    *,
+    asserted_by: str,
+    imported: bool,
+    comment: str | None = None,
+    rule: ApprovalRule | None = None,
 ) -> None:
+    """``ACTION_APPROVED``: a person's (source HUMAN), or with ``rule`` an AUTO_APPROVE policy's
+    (source POLICY, with its id and version); with the hash of the action approved."""
     uow.executions.append_ledger(
         action_approved_entry(
             timestamp=intent.approval_timestamp or intent.updated_at,
@@ -821,5 +1009,9 @@ def _append_approved(
             decision_id=intent.original_decision_id,
             imported=imported,
             comment=comment,
+            approval_source=ApprovalSource.POLICY if rule is not None else ApprovalSource.HUMAN,
+            policy_id=rule.policy_id if rule is not None else None,
+            policy_version=rule.policy_version if rule is not None else None,
+            action_hash=intent.action_hash,
         ),
     )

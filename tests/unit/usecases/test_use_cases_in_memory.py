@@ -13,10 +13,11 @@ import pytest
 from fulfill.config import Settings
 from fulfill.domain.killswitch import GLOBAL_SCOPE, KillSwitchScope, SwitchSettings
 from fulfill.domain.ledger import KILL_SWITCH_CHANGED
-from fulfill.domain.models import ApprovalStatus
+from fulfill.domain.models import ApprovalRule, ApprovalStatus
 from fulfill.tokens import Principal
 from fulfill.usecases import admin, intents
-from fulfill.usecases.errors import Conflict, Forbidden, NotFound
+from fulfill.usecases.errors import Conflict, Forbidden, Invalid, NotFound
+from fulfill.usecases.registry import seed_default_registry
 from tests.support.memory_steps import FixedClock
 from tests.support.memory_store import MemoryStore
 from tests.unit.factories import make_intent
@@ -167,3 +168,54 @@ def test_an_agent_cannot_reject_and_a_proposer_may_withdraw_their_own_proposal()
     )
     proposer = principal("t1", "intents:approve")  # alice
     assert intents.reject_intent(ctx, proposer, "ai_agent").approval_status is ApprovalStatus.REJECTED
+
+
+def _two_approvals(ctx: Context) -> str:
+    """A pending intent (proposed by alice) whose policy needs two approvers, its registry seeded."""
+    seed_default_registry(ctx.store, "2026-01-01T00:00:00Z")
+    intent = make_intent(
+        action_intent_id="ai_two",
+        approval_status=ApprovalStatus.PENDING_APPROVAL,
+        approved_by=None,
+        approval_timestamp=None,
+        proposed_by="alice",
+        approval_rule=ApprovalRule(policy_id="pol_1", policy_version=1, approvals_required=2),
+    )
+    with ctx.store.write() as uow:
+        assert uow.intents.insert_intent(intent, "hash")
+    return intent.action_intent_id
+
+
+def _approver(subject: str) -> Principal:
+    return Principal(subject=subject, tenant_id="t1", scopes=frozenset({"intents:approve"}), claims={})
+
+
+def test_a_partial_approval_is_counted_once_and_an_edit_restarts_the_count() -> None:
+    ctx = Context(
+        tool_schemas={"internal.create_task": {"type": "object", "properties": {"title": {"type": "string"}}}}
+    )
+    intent_id = _two_approvals(ctx)
+    first = intents.approve_intent(ctx, _approver("bob"), intent_id, comment="ok")
+    assert first.approval_status is ApprovalStatus.PENDING_APPROVAL
+    assert (first.approvals_required, [a.approved_by for a in first.approvals or []]) == (2, ["bob"])
+    again = intents.approve_intent(ctx, _approver("bob"), intent_id)
+    assert [a.approved_by for a in again.approvals or []] == ["bob"]
+    with pytest.raises(Forbidden) as own:
+        intents.approve_intent(ctx, principal("t1", "intents:approve"), intent_id)  # alice proposed it
+    assert own.value.code == "SELF_APPROVAL"
+    with pytest.raises(Invalid):
+        intents.approve_intent(ctx, _approver("carol"), intent_id, parameters={"title": 7})
+    edited = intents.approve_intent(ctx, _approver("carol"), intent_id, parameters={"title": "y"})
+    assert edited.approval_status is ApprovalStatus.PENDING_APPROVAL
+    assert [a.approved_by for a in edited.approvals or []] == ["carol"]
+    with ctx.store.read() as uow:
+        stored = uow.intents.get_intent("t1", intent_id)
+        ledger = uow.executions.list_ledger("t1", intent_id)
+    assert stored is not None
+    assert (stored.parameters, stored.edited_fields) == ({"title": "y"}, ["title"])
+    assert [entry.event_type for entry in ledger] == [
+        "APPROVAL_RECORDED",
+        "INTENT_EDITED",
+        "APPROVAL_RECORDED",
+    ]
+    assert ledger[1].data["before"] == {"title": "x"}
