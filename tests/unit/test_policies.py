@@ -12,6 +12,7 @@ from fulfill.domain.models import ApprovalRule, ExpiryAction, PolicyDecision, Po
 from fulfill.domain.policies import (
     Candidate,
     InvalidExpression,
+    Match,
     Policy,
     PolicySpec,
     check_expression,
@@ -163,6 +164,12 @@ def test_a_stored_policy_names_its_owner_consistently() -> None:
         "has(params.amount) && params.amount > 10",
         "[1, 2].exists(x, x > 1)",
         "int(account_id) > 5",  # fails on the sample's account, may hold for real ones
+        "type(params.amount) == int && params.amount > 5",
+        "params.tags.map(t, t + '!').exists_one(u, u == 'a!')",
+        "timestamp(params.due).getFullYear() > 2025",
+        "duration(params.wait) > duration('1h')",
+        "params.email.matches('^[a-z]+@example[.]com$')",
+        "dyn(params.n) == 1",
     ],
 )
 def test_valid_expressions_pass(expression: str) -> None:
@@ -177,7 +184,16 @@ def test_a_syntax_error_is_refused_with_the_parsers_message() -> None:
 
 @pytest.mark.parametrize(
     ("expression", "name"),
-    [("amount > 10", "amount"), ("nosuchfunction(params) == true", "nosuchfunction")],
+    [
+        ("amount > 10", "amount"),
+        ("nosuchfunction(params) == true", "nosuchfunction"),
+        # Behind a parameter the sample lacks, or a short-circuit: found all the same.
+        ("shout(params.title)", "shout"),
+        ("params.amount > 1 && amount > 2", "amount"),
+        ("true || nosuch", "nosuch"),
+        ("params.title.lowerAscii() == 'a'", "lowerAscii"),
+        ("params.tags.exists(t, t == other)", "other"),
+    ],
 )
 def test_an_unknown_variable_or_function_is_refused(expression: str, name: str) -> None:
     with pytest.raises(InvalidExpression, match="Undefined variable or function") as caught:
@@ -431,3 +447,43 @@ def test_outcomes_as_the_ledger_says_them(
     decision: PolicyDecision, required: int, applied: bool, said: str
 ) -> None:
     assert outcome(decision, required, applied=applied) == said
+
+
+# --- bounded cost ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "params.a.all(x, params.b.exists(y, y == x))",
+        "[[1]].all(x, x.exists(y, y > 0))",
+        "params.a.map(x, params.b.filter(y, y > x).size()).size() > 0",
+    ],
+)
+def test_a_comprehension_inside_another_is_refused(expression: str) -> None:
+    with pytest.raises(InvalidExpression, match="may not contain another"):
+        check_expression(expression)
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "params.a.all(x, x > 1) && params.b.exists(y, y == ')')",
+        "params.a.map(x, x * 2).filter(y, y > 2).size() > 0",
+        "params.s == '.all(x, .exists(' && [1].all(x, x > 0)",
+    ],
+)
+def test_comprehensions_one_after_another_pass(expression: str) -> None:
+    check_expression(expression)
+
+
+@pytest.mark.parametrize(("decision", "matches"), [("DENY", True), ("AUTO_APPROVE", False)])
+def test_parameters_too_large_to_evaluate_get_the_fail_safe_outcome(decision: str, matches: bool) -> None:
+    rule = policy("pol_largeone", decision, match={"when": "params.a.all(x, x in params.b)"})
+    small = candidate(parameters={"a": list(range(900)), "b": list(range(900))})
+    assert evaluate(rule, small) == Match(True)
+    large = candidate(parameters={"a": list(range(1500)), "b": list(range(1500))})
+    result = evaluate(rule, large)
+    assert result.matched is matches
+    assert result.error is not None
+    assert "more than 2000 values" in result.error

@@ -14,7 +14,7 @@ from fulfill.domain.policies import Policy, PolicySpec
 from fulfill.domain.scopes import Scope
 from fulfill.tokens import Principal
 from fulfill.usecases import policies
-from fulfill.usecases.policies import PolicyListing, SimulationRequest, SimulationResult
+from fulfill.usecases.policies import PolicyListing, PolicyVersions, SimulationRequest, SimulationResult
 
 router = APIRouter(prefix="/admin/policies", tags=["policies"])
 # Either admin scope lets a token in; the use case asks for the one each policy needs.
@@ -42,6 +42,13 @@ def simulate_policy(body: SimulationRequest, ctx: ServiceContext, principal: Pol
 @router.get("/{policy_id}", response_model=Policy, responses=_ONE)
 def get_policy(policy_id: PolicyId, ctx: ServiceContext, principal: PolicyAdmin) -> Policy:
     return policies.get_policy(ctx, principal, policy_id)
+
+
+@router.get("/{policy_id}/versions", response_model=PolicyVersions, responses=_ONE)
+def list_policy_versions(policy_id: PolicyId, ctx: ServiceContext, principal: PolicyAdmin) -> PolicyVersions:
+    """Every version of the policy, oldest first, a deleted policy's too (``deleted_at`` on the
+    version that deleted it)."""
+    return policies.list_versions(ctx, principal, policy_id)
 
 
 @router.put("/{policy_id}", response_model=Policy, responses={**_ONE, 409: PROBLEM})

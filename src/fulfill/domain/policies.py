@@ -25,6 +25,7 @@ applies) and as no match for AUTO_APPROVE (nothing approves itself by mistake). 
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
@@ -52,6 +53,11 @@ MIN_EXTEND_SECONDS = 60
 MAX_EXTEND_SECONDS = 30 * 86_400
 MAX_LIST_ITEMS = 100
 MAX_ERROR_LENGTH = 500
+# An intent whose parameters hold more values than this (every list item, object member and scalar
+# counted) is not given to a ``when`` expression: evaluation time grows with the parameters (an
+# ``in`` inside a comprehension, with their product), and the proposer chooses them. Such an intent
+# gets the fail-safe outcome instead (see the module's docstring).
+MAX_EVALUATED_VALUES = 2000
 # What a policy id looks like: "pol_" and a random part the service gives.
 POLICY_ID_PATTERN = r"^pol_[A-Za-z0-9]{8,64}$"
 # The variables an expression may use.
@@ -170,12 +176,106 @@ def _sample_context() -> dict[str, Any]:
     }
 
 
+# The macros that bind a name of their own: ``list.exists(x, x > 1)``.
+_BOUND_NAME = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,")
+_FUNCTION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Calls that reach a function of that name whatever its arity or receiver, to tell a function the
+# runtime has (any error but "undefined") from one it does not.
+_PROBES = (
+    "{f}()",
+    "{f}(1)",
+    "{f}('a')",
+    "{f}(1, 1)",
+    "{f}('a', 'a')",
+    "{f}(1, 1, 1)",
+    "'a'.{f}()",
+    "'a'.{f}('a')",
+    "'a'.{f}(1)",
+    "'a'.{f}('a', 1)",
+    "'a'.{f}(1, 1)",
+    "[1].{f}()",
+    "[1].{f}(1)",
+    "{{'a': 1}}.{f}()",
+    "1.{f}()",
+    "1.5.{f}()",
+    "true.{f}()",
+    "b'a'.{f}()",
+    "timestamp('2026-01-01T00:00:00Z').{f}()",
+    "timestamp('2026-01-01T00:00:00Z').{f}('UTC')",
+    "duration('1s').{f}()",
+)
+
+
+_MACRO_CALL = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(")
+
+
+def _nested_comprehension(source: str) -> bool:
+    """Whether a comprehension (``all``, ``exists``, ``exists_one``, ``map``, ``filter``) is
+    inside another's parentheses. Nested, their cost is the product of the lists' sizes: a few
+    hundred items each would hold the creating transaction for seconds, and the proposer chooses
+    the parameters' lists. String literals are skipped."""
+    code = re.sub(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"", lambda m: " " * len(m.group()), source)
+    open_until: list[int] = []  # the depth at which each enclosing comprehension's call ends
+    depth = 0
+    macro_starts = {m.end() - 1 for m in _MACRO_CALL.finditer(code)}
+    for index, char in enumerate(code):
+        if char == "(":
+            if index in macro_starts:
+                if open_until:
+                    return True
+                open_until.append(depth)
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if open_until and depth == open_until[-1]:
+                open_until.pop()
+    return False
+
+
+@functools.lru_cache(maxsize=256)
+def _variable_exists(name: str) -> bool:
+    """A name the runtime itself gives a value (the type names: ``int``, ``string``, …)."""
+    return _function_exists(name, probes=("{f}",))
+
+
+@functools.lru_cache(maxsize=256)
+def _function_exists(name: str, probes: tuple[str, ...] = _PROBES) -> bool:
+    for probe in probes:
+        try:
+            cel.compile(probe.format(f=name)).execute({})
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # the runtime's errors, a panic of the native code included
+            if not str(exc).startswith(_UNDEFINED_NAME):
+                return True
+        else:
+            return True
+    return False
+
+
+def _unknown_names(program: cel.Program, source: str) -> list[str]:
+    """The variables and functions ``program`` uses that do not exist (found without running it,
+    so a name behind a failing parameter or a short-circuit is found too)."""
+    bound = set(_BOUND_NAME.findall(source))
+    unknown = [
+        name
+        for name in program.variables()
+        if name not in EXPRESSION_VARIABLES and name not in bound and not _variable_exists(name)
+    ]
+    unknown += [
+        name
+        for name in program.functions()
+        if _FUNCTION_NAME.fullmatch(name) and name not in bound and not _function_exists(name)
+    ]
+    return unknown
+
+
 def check_expression(when: str) -> None:
     """Refuse (:class:`InvalidExpression`) an expression that cannot be a policy's ``when``: one the
     parser refuses (with the parser's message), one that names a variable or function that does not
-    exist, or one whose result is not a bool. It is tried once against a sample intent with empty
-    parameters: an error about a missing parameter is fine (real intents carry parameters), one
-    about an unknown name is not."""
+    exist, or one whose result is not a bool. It is then tried once against a sample intent with
+    empty parameters: an error about a missing parameter is fine (real intents carry parameters),
+    one about an unknown name is not, and neither is a result that is not a bool."""
     if len(when) > MAX_EXPRESSION_LENGTH:
         raise InvalidExpression(f"the expression is longer than {MAX_EXPRESSION_LENGTH} characters")
     if not when.strip():
@@ -184,6 +284,17 @@ def check_expression(when: str) -> None:
         program = _compiled(when)
     except ValueError as exc:
         raise InvalidExpression(_shorten(str(exc))) from None
+    if _nested_comprehension(when):
+        raise InvalidExpression(
+            "a comprehension (all, exists, exists_one, map, filter) may not contain another: "
+            "its cost would grow with the product of the lists' sizes"
+        )
+    unknown = _unknown_names(program, when)
+    if unknown:
+        known = ", ".join(EXPRESSION_VARIABLES)
+        raise InvalidExpression(
+            f"{_UNDEFINED_NAME}: {_shorten(repr(unknown[0]), 130)} (the variables are {known})"
+        )
     try:
         result = program.execute(_sample_context())
     except (KeyboardInterrupt, SystemExit):
@@ -268,9 +379,29 @@ class Match:
     error: str | None = None
 
 
+def _too_many_values(value: Any, budget: int) -> int:
+    """What remains of ``budget`` after counting ``value``'s values (negative: over budget)."""
+    budget -= 1
+    if isinstance(value, Mapping):
+        for item in value.values():
+            if budget < 0:
+                break
+            budget = _too_many_values(item, budget)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            if budget < 0:
+                break
+            budget = _too_many_values(item, budget)
+    return budget
+
+
 def expression_holds(when: str, candidate: Candidate) -> bool:
     """Evaluate ``when`` for ``candidate``; raises :class:`InvalidExpression` with the reason when it
     cannot be evaluated or does not give a bool."""
+    if _too_many_values(candidate.parameters, MAX_EVALUATED_VALUES + 1) < 0:
+        raise InvalidExpression(
+            f"the parameters hold more than {MAX_EVALUATED_VALUES} values: the expression is not evaluated"
+        )
     try:
         result = _compiled(when).execute(candidate.context())
     except (KeyboardInterrupt, SystemExit):

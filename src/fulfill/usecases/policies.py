@@ -20,7 +20,9 @@ syntax error, an unknown name or a result that is not a bool is refused (422
 ``INVALID_POLICY_EXPRESSION``, with the parser's message).
 
 A simulation evaluates a candidate policy, alone and as if it were enforced, against the tenant's
-most recent intents, and counts what it would have decided; nothing is stored.
+most recent intents, and counts what it would have decided; nothing is stored. It reads the
+tenant's intents, so it needs ``admin`` (with ``platform:admin`` too, or not, for a platform
+candidate: nothing is written).
 """
 
 from __future__ import annotations
@@ -65,6 +67,18 @@ class PolicyListing(BaseModel):
     """``GET /admin/policies``: the tenant's policies, then the platform's, in evaluation order."""
 
     policies: list[Policy]
+
+
+class PolicyVersionView(Policy):
+    """One stored version; ``deleted_at`` is set on the version that deleted the policy."""
+
+    deleted_at: str | None = None
+
+
+class PolicyVersions(BaseModel):
+    """``GET /admin/policies/{policy_id}/versions``: every version, oldest first."""
+
+    versions: list[PolicyVersionView]
 
 
 class SimulationRequest(BaseModel):
@@ -181,6 +195,26 @@ def get_policy(ctx: UseCaseContext, principal: Principal, policy_id: str) -> Pol
     return _find(ctx, principal, policy_id)
 
 
+def list_versions(ctx: UseCaseContext, principal: Principal, policy_id: str) -> PolicyVersions:
+    """Every version of a policy the token may see, a deleted one's included (the audit)."""
+    _require_reader(principal)
+    versions = []
+    if _POLICY_ID.fullmatch(policy_id):
+        with ctx.store.read() as uow:
+            if principal.has_scope(Scope.ADMIN):
+                versions = uow.policies.list_versions(principal.tenant_id, policy_id)
+            if not versions:
+                versions = uow.policies.list_versions(None, policy_id)
+    if not versions:
+        raise NotFound(f"policy '{policy_id}' not found", code="POLICY_NOT_FOUND")
+    return PolicyVersions(
+        versions=[
+            PolicyVersionView.model_validate({**v.policy.model_dump(), "deleted_at": v.deleted_at})
+            for v in versions
+        ]
+    )
+
+
 def create_policy(ctx: UseCaseContext, principal: Principal, spec: PolicySpec) -> Policy:
     _require_writer(principal, spec.scope)
     _checked(spec)
@@ -267,8 +301,11 @@ def _candidate(intent: ActionIntentV1) -> Candidate:
 
 def simulate(ctx: UseCaseContext, principal: Principal, request: SimulationRequest) -> SimulationResult:
     """What ``request.policy`` would have decided, enforced and alone, for the token's tenant's
-    last ``request.limit`` intents (newest first; only the accounts the token may see)."""
-    _require_reader(principal)
+    last ``request.limit`` intents (newest first; only the accounts the token may see). It reads
+    the tenant's intents, so it needs the tenant's ``admin`` (``platform:admin`` opens no tenant's
+    data); a platform candidate is simulated the same way, nothing being written."""
+    _person(principal)
+    _require(principal, Scope.ADMIN, "a simulation (it reads the tenant's intents)")
     spec = _checked(request.policy)
     now = ctx.clock.now_iso()
     candidate = Policy.model_validate(
