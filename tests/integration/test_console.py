@@ -669,3 +669,50 @@ def test_two_approvals_in_the_console_count_one_of_two_then_run_with_the_hash_bo
     assert facts.index("alice") < facts.index("bob")
     assert "Approved action hash" in facts
     assert approved.action_hash in facts
+
+
+def test_what_a_real_policy_decided_is_on_the_approvals_page_and_the_timeline(
+    shared: Harness, console: Console
+) -> None:
+    tenant = f"t-console-{uuid.uuid4().hex[:8]}"
+    with shared.client(tenant=tenant) as api:
+        policy = api.post(
+            "/admin/policies",
+            json={
+                "name": "two people for tasks",
+                "match": {"action_types": ["CREATE_INTERNAL_TASK"]},
+                "decision": "REQUIRE_APPROVAL",
+                "approvals_required": 2,
+            },
+        )
+        assert policy.status_code == 201, policy.text
+        policy_id = policy.json()["policy_id"]
+        waiting = shared.create_intent(api)["action_intent_id"]
+        auto = api.post(
+            "/admin/policies",
+            json={
+                "name": "notes approve themselves",
+                "match": {"action_types": ["CREATE_INTERNAL_NOTE"]},
+                "decision": "AUTO_APPROVE",
+            },
+        ).json()["policy_id"]
+        approved = shared.create_intent(
+            api, action_type="CREATE_INTERNAL_NOTE", parameters={"content": "hello"}
+        )["action_intent_id"]
+        shared.wait_terminal(api, approved)
+
+    browser = console.login(tenant=tenant, subject="erin")
+    card = _facts(browser.get("/console/approvals").text, waiting)
+    assert f"policy two people for tasks ({policy_id}, version 1): REQUIRE_APPROVAL" in card
+    assert "0 of 2" in card
+    timeline = browser.get(f"/console/executions/{waiting}").text
+    assert "Policy two people for tasks: requires 2 approvals" in timeline
+
+    ran = browser.get(f"/console/executions/{approved}").text
+    facts = _facts(ran, approved)
+    assert f"policy notes approve themselves ({auto}, version 1): AUTO_APPROVE" in facts
+    assert "1 of 1" in facts
+    assert f"policy:{auto}" in facts  # the approver is the policy
+    assert "Approved action hash" in facts
+    assert "Policy notes approve themselves: auto-approved" in ran
+    assert f"by policy {auto} (version 1): no person needed" in ran
