@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-import jwt
 import pytest
 
-from fulfill.domain.policies import Policy, PolicySpec
 from fulfill.store.tables import execution_attempts
 from tests.integration.test_agent_mcp import AGENT_SCOPES, propose, wait_completed
 from tests.support.agent_mcp import TaskHandle
@@ -46,38 +45,20 @@ def _person(h: Harness, tenant: str, subject: str = "ada@acme.example") -> httpx
     return h.client(tenant, ALL_SCOPES, subject=subject)
 
 
-def _policy(h: Harness, client: httpx.Client, **body: Any) -> dict[str, Any]:
-    """Write a policy as the client's tenant admin (through the repository until the policy
-    routes exist); the stored policy."""
+def _policy(client: httpx.Client, **body: Any) -> dict[str, Any]:
+    """Write a policy with the client's token (its tenant's admin; ``platform:admin`` for a
+    platform policy): the stored policy."""
     payload: dict[str, Any] = {"name": "a policy", "decision": "AUTO_APPROVE"}
     payload.update(body)
-    spec = PolicySpec.model_validate(payload)
-    claims = jwt.decode(
-        client.headers["Authorization"].removeprefix("Bearer "), options={"verify_signature": False}
-    )
-    policy = Policy.model_validate(
-        {
-            **spec.model_dump(),
-            "policy_id": f"pol_{uuid.uuid4().hex[:16]}",
-            "version": 1,
-            "tenant_id": None if spec.scope == "platform" else claims["tenant_id"],
-            "created_at": "2026-01-01T00:00:00Z",
-            "updated_at": "2026-01-01T00:00:00Z",
-            "created_by": claims["sub"],
-            "updated_by": claims["sub"],
-        }
-    )
-    with h.service.store.write() as uow:
-        assert uow.policies.insert_version(policy)
-    return policy.model_dump(mode="json")
+    response = client.post("/admin/policies", json=payload)
+    assert response.status_code == 201, response.text
+    stored: dict[str, Any] = response.json()
+    return stored
 
 
-def _delete(h: Harness, client: httpx.Client, policy: dict[str, Any]) -> None:
-    stored = Policy.model_validate(policy)
-    with h.service.store.write() as uow:
-        assert uow.policies.insert_version(
-            stored.model_copy(update={"version": stored.version + 1}), deleted_at="2026-01-01T00:00:01Z"
-        )
+def _delete(client: httpx.Client, policy: dict[str, Any]) -> None:
+    response = client.delete(f"/admin/policies/{policy['policy_id']}")
+    assert response.status_code == 204, response.text
 
 
 def _create(client: httpx.Client, expected: int = 201, **body: Any) -> dict[str, Any]:
@@ -112,7 +93,6 @@ def test_auto_approve_stores_it_approved_by_the_policy_and_executes_it(service: 
     tenant = _tenant()
     with _person(service, tenant) as ada:
         policy = _policy(
-            service,
             ada,
             name="small tasks approve themselves",
             match={"action_types": ["CREATE_INTERNAL_TASK"]},
@@ -148,9 +128,7 @@ def test_auto_approve_stores_it_approved_by_the_policy_and_executes_it(service: 
 def test_deny_stores_it_rejected_with_the_policy_named_and_never_executes_it(service: Harness) -> None:
     tenant = _tenant()
     with _person(service, tenant) as ada:
-        policy = _policy(
-            service, ada, name="no tasks on acc-1", decision="DENY", match={"account_ids": ["acc-1"]}
-        )
+        policy = _policy(ada, name="no tasks on acc-1", decision="DENY", match={"account_ids": ["acc-1"]})
         created = _create(ada)
         intent_id = created["action_intent_id"]
         assert created["approval_status"] == "REJECTED"
@@ -182,7 +160,6 @@ def test_require_approval_of_two_keeps_it_pending_with_the_policys_rule(service:
     tenant = _tenant()
     with _person(service, tenant) as ada:
         policy = _policy(
-            service,
             ada,
             name="two people",
             decision="REQUIRE_APPROVAL",
@@ -207,7 +184,7 @@ def test_require_approval_of_two_keeps_it_pending_with_the_policys_rule(service:
 def test_a_shadow_policy_changes_nothing_but_the_ledger(service: Harness) -> None:
     tenant = _tenant()
     with _person(service, tenant) as ada:
-        shadow = _policy(service, ada, name="watching", mode="SHADOW")
+        shadow = _policy(ada, name="watching", mode="SHADOW")
         created = _create(ada)
         intent_id = created["action_intent_id"]
         assert created["approval_status"] == "PENDING_APPROVAL"
@@ -242,7 +219,6 @@ def test_the_tenants_policies_come_before_the_platforms_which_apply_where_they_d
     account = f"acc-{uuid.uuid4().hex[:8]}"  # the platform policy applies to this account only
     with _person(service, tenant) as ada, _person(service, bystander) as bea:
         platform = _policy(
-            service,
             ada,
             scope="platform",
             name="platform: deny",
@@ -252,7 +228,7 @@ def test_the_tenants_policies_come_before_the_platforms_which_apply_where_they_d
         )
         try:
             own = _policy(
-                service, ada, name="tenant: auto", priority=1_000, match={"when": "params.title == 'routine'"}
+                ada, name="tenant: auto", priority=1_000, match={"when": "params.title == 'routine'"}
             )
             routine = _create(ada, account_id=account, parameters={"title": "routine"})
             assert routine["approval_status"] == "APPROVED"
@@ -268,13 +244,13 @@ def test_the_tenants_policies_come_before_the_platforms_which_apply_where_they_d
             assert _create(bea, parameters={"title": "routine"})["approval_status"] == "PENDING_APPROVAL"
             service.wait_terminal(ada, routine["action_intent_id"])
         finally:
-            _delete(service, ada, platform)
+            _delete(ada, platform)
 
 
 def test_a_when_expression_over_the_parameters_decides(service: Harness) -> None:
     tenant = _tenant()
     with _person(service, tenant) as ada:
-        _policy(service, ada, name="short titles", match={"when": "size(params.title) < 20"})
+        _policy(ada, name="short titles", match={"when": "size(params.title) < 20"})
         short = _create(ada, parameters={"title": "short"})
         long = _create(ada, parameters={"title": "a title well beyond twenty characters"})
         assert short["approval_status"] == "APPROVED"
@@ -288,16 +264,14 @@ def test_an_expression_that_fails_is_fail_safe_and_its_error_is_recorded(service
     tenant = _tenant()
     with _person(service, tenant) as ada:
         # Fails on an intent without "amount": AUTO_APPROVE does not match, DENY does.
-        auto = _policy(service, ada, name="auto", priority=1, match={"when": "params.amount < 100"})
+        auto = _policy(ada, name="auto", priority=1, match={"when": "params.amount < 100"})
         created = _create(ada)
         assert created["approval_status"] == "PENDING_APPROVAL"
         default, failed = _of(_timeline(ada, created["action_intent_id"]), "POLICY_EVALUATED")
         assert default["policy_id"] is None
         assert (failed["policy_id"], failed["applied"]) == (auto["policy_id"], False)
         assert "amount" in failed["error"]
-        deny = _policy(
-            service, ada, name="deny", decision="DENY", priority=2, match={"when": "params.amount > 1000"}
-        )
+        deny = _policy(ada, name="deny", decision="DENY", priority=2, match={"when": "params.amount > 1000"})
         denied = _create(ada)
         assert denied["approval_status"] == "REJECTED"
         entries = _timeline(ada, denied["action_intent_id"])
@@ -317,7 +291,6 @@ def test_imports_follow_the_policy_that_applies(service: Harness) -> None:
     tenant = _tenant()
     with _person(service, tenant) as ada:
         _policy(
-            service,
             ada,
             name="two",
             decision="REQUIRE_APPROVAL",
@@ -325,14 +298,13 @@ def test_imports_follow_the_policy_that_applies(service: Harness) -> None:
             match={"account_ids": ["acc-2"]},
         )
         _policy(
-            service,
             ada,
             name="crm approvers",
             decision="REQUIRE_APPROVAL",
             approver_scopes=["approvers:crm"],
             match={"account_ids": ["acc-3"]},
         )
-        _policy(service, ada, name="deny", decision="DENY", match={"account_ids": ["acc-4"]})
+        _policy(ada, name="deny", decision="DENY", match={"account_ids": ["acc-4"]})
         two = _import(ada, 403, account_id="acc-2")
         assert two["code"] == "POLICY_REQUIRES_APPROVALS"
         assert "2 distinct approvals" in two["detail"]
@@ -354,10 +326,10 @@ def test_imports_follow_the_policy_that_applies(service: Harness) -> None:
 def test_a_repeated_post_returns_the_stored_intent_and_evaluates_nothing_again(service: Harness) -> None:
     tenant = _tenant()
     with _person(service, tenant) as ada:
-        policy = _policy(service, ada, name="deny", decision="DENY")
+        policy = _policy(ada, name="deny", decision="DENY")
         intent_id = f"ai_{uuid.uuid4().hex[:12]}"
         first = _create(ada, action_intent_id=intent_id)
-        _delete(service, ada, policy)
+        _delete(ada, policy)
         again = _create(ada, 200, action_intent_id=intent_id)
         assert again == first
         assert len(_of(_timeline(ada, intent_id), "POLICY_EVALUATED")) == 1
@@ -367,7 +339,7 @@ def test_a_repeated_post_returns_the_stored_intent_and_evaluates_nothing_again(s
 def test_another_tenants_policy_never_applies(service: Harness) -> None:
     tenant, other = _tenant(), _tenant()
     with _person(service, tenant) as ada, _person(service, other) as eve:
-        _policy(service, eve, name="eve's deny", decision="DENY")
+        _policy(eve, name="eve's deny", decision="DENY")
         assert _create(ada)["approval_status"] == "PENDING_APPROVAL"
 
 
@@ -377,10 +349,8 @@ def test_the_agent_door_auto_approved_proposal_completes_and_a_denied_one_names_
     tenant = _tenant()
     agent = service.token(tenant, AGENT_SCOPES, subject="agent-7")
     with _person(service, tenant) as ada:
-        _policy(service, ada, name="routine", match={"when": "params.title == 'routine'"})
-        _policy(
-            service, ada, name="nothing urgent", decision="DENY", match={"when": "params.title == 'urgent'"}
-        )
+        _policy(ada, name="routine", match={"when": "params.title == 'routine'"})
+        _policy(ada, name="nothing urgent", decision="DENY", match={"when": "params.title == 'urgent'"})
         task = propose(service, agent, {"account_id": "acc-1", "title": "routine"})
         assert isinstance(task, TaskHandle)
         done = wait_completed(service, agent, task.task_id)
@@ -395,3 +365,33 @@ def test_the_agent_door_auto_approved_proposal_completes_and_a_denied_one_names_
         assert over.status == "completed"
         assert "denied by the approval policy 'nothing urgent'" in (over.status_message or "")
         assert _attempts(service, denied.task_id) == 0
+
+
+def test_an_escalate_policy_opens_its_window_at_the_expiry_the_intent_would_have_had(
+    service: Harness,
+) -> None:
+    tenant = _tenant()
+    with _person(service, tenant) as ada:
+        policy = _policy(
+            ada,
+            name="leads after a day",
+            decision="REQUIRE_APPROVAL",
+            on_expiry="ESCALATE",
+            escalation={"approver_scopes": ["approvers:leads"], "extend_seconds": 3600},
+        )
+        asked = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
+        created = _create(ada, expires_at=asked.isoformat().replace("+00:00", "Z"))
+        assert created["approval_status"] == "PENDING_APPROVAL"
+        assert created["escalates_at_epoch"] == int(asked.timestamp())
+        assert created["expires_at_epoch"] == int(asked.timestamp()) + 3600
+        rule = created["approval_rule"]
+        assert (rule["policy_id"], rule["on_expiry"], rule["escalate_to_scopes"]) == (
+            policy["policy_id"],
+            "ESCALATE",
+            ["approvers:leads"],
+        )
+        assert rule["escalation_extend_seconds"] == 3600
+        # Without a policy, the expiry asked for is the expiry.
+        with _person(service, _tenant()) as elsewhere:
+            plain = _create(elsewhere, expires_at=asked.isoformat().replace("+00:00", "Z"))
+        assert (plain["expires_at_epoch"], plain.get("escalates_at_epoch")) == (int(asked.timestamp()), None)

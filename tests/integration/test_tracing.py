@@ -41,6 +41,8 @@ from tests.support.salesforce import CLIENT_ID, CLIENT_SECRET, SECRETS_KEY, dev_
 
 WORKFLOW = "fulfill.execute_intent"
 STEPS_OF_THE_WORKFLOW = ("PrepareToolCall", "InvokeTool", "RecordOutcome")
+# The entries of the decision on the intent, written under its decision trace, not the execution's.
+DECISION_ENTRIES = frozenset({"POLICY_EVALUATED", "ACTION_APPROVED"})
 STEPS_OF_PREPARE = ("StartExecution", "ValidatePreflight", "MapActionToTool")
 
 
@@ -220,7 +222,7 @@ def test_one_trace_from_the_approving_request_to_the_external_http_call(
             attempt = executions.get_attempt(conn, "t1", "acc-1", intent_id)
         assert attempt is not None
         assert attempt.trace_id == trace_id
-        written = [e for e in ledger if e.event_type != "ACTION_APPROVED"]  # the decision's entry
+        written = [e for e in ledger if e.event_type not in DECISION_ENTRIES]
         assert {e.event_type for e in written} >= {"EXECUTION_STARTED", "ACTION_EXECUTED", "SIGNAL"}
         assert {e.trace_id for e in written} == {trace_id}
         [started] = [e for e in timeline["entries"] if e["event_type"] == "EXECUTION_STARTED"]
@@ -335,7 +337,7 @@ def test_a_forked_workflow_keeps_the_original_trace_id(
     assert len([s for s in trace if s.name == "RecordOutcome"]) == 1
     with service.db.read() as conn:
         ledger = executions.list_ledger(conn, "t1", intent_id)
-    assert {e.trace_id for e in ledger if e.event_type != "ACTION_APPROVED"} == {format_trace_id(trace_id)}
+    assert {e.trace_id for e in ledger if e.event_type not in DECISION_ENTRIES} == {format_trace_id(trace_id)}
 
 
 # --- OTLP export ------------------------------------------------------------------------------------
@@ -450,7 +452,7 @@ def test_nothing_is_recorded_without_an_endpoint_yet_executions_have_trace_ids(
     assert int(attempt.trace_id, 16)
     assert attempt.traceparent is not None
     assert attempt.trace_id in attempt.traceparent
-    assert {e.trace_id for e in ledger if e.event_type != "ACTION_APPROVED"} == {attempt.trace_id}
+    assert {e.trace_id for e in ledger if e.event_type not in DECISION_ENTRIES} == {attempt.trace_id}
 
 
 def test_a_workflow_run_after_a_restart_by_another_process_keeps_the_approving_trace(
@@ -477,7 +479,7 @@ def test_a_workflow_run_after_a_restart_by_another_process_keeps_the_approving_t
         assert root.context is not None
         with worker.db.read() as conn:
             ledger = executions.list_ledger(conn, "t1", intent_id)
-        assert {e.trace_id for e in ledger if e.event_type != "ACTION_APPROVED"} == {
+        assert {e.trace_id for e in ledger if e.event_type not in DECISION_ENTRIES} == {
             format_trace_id(root.context.trace_id)
         }
     finally:

@@ -1,6 +1,7 @@
 """What an agent does through ``/agent/mcp``: see the action types it may propose, propose one
-(an intent PENDING_APPROVAL, committed in one transaction before anything is answered), follow
-it as a task, and cancel it.
+(an intent, committed in one transaction before anything is answered: PENDING_APPROVAL, or as the
+tenant's approval policies decide, approved and executing, or rejected), follow it as a task, and
+cancel it.
 
 The task is the intent: its id is minted by :mod:`fulfill.domain.agent_tasks` for the caller
 (tenant and subject) and the call's idempotency key, so a retried call finds the intent its

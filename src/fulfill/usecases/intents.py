@@ -206,7 +206,7 @@ def create_intent(
         intent = _decided(rt, principal, built, verdict, now, imported=body.approval is not None)
         inserted = uow.intents.insert_intent(intent, request_hash)
         if inserted:
-            _append_evaluations(uow, intent, verdict)
+            _append_evaluations(uow, intent, verdict, imported=body.approval is not None)
             if intent.approval_status is ApprovalStatus.REJECTED:
                 uow.intents.mark_execution(
                     intent.tenant_id, intent.action_intent_id, status=ExecutionStatus.CANCELLED, at=now_iso
@@ -319,11 +319,15 @@ def _decided(
     return decided
 
 
-def _append_evaluations(uow: UnitOfWork, intent: ActionIntentV1, verdict: Verdict) -> None:
+def _append_evaluations(uow: UnitOfWork, intent: ActionIntentV1, verdict: Verdict, *, imported: bool) -> None:
     """``POLICY_EVALUATED``: the deciding policy's (or the default rule's), then each matching
-    SHADOW policy's, never acted on."""
+    SHADOW policy's, never acted on, then each AUTO_APPROVE policy whose expression failed. For an
+    import the policy lets stand, the outcome says that the imported approval is what approved it."""
     rule = verdict.rule
     deciding = verdict.deciding
+    outcome = policy_outcome(rule.decision, rule.approvals_required, applied=True)
+    if imported and rule.decision is not PolicyDecision.DENY:
+        outcome = f"{outcome}; the imported approval stands"
     uow.executions.append_ledger(
         policy_evaluated_entry(
             intent,
@@ -333,7 +337,7 @@ def _append_evaluations(uow: UnitOfWork, intent: ActionIntentV1, verdict: Verdic
             decision=rule.decision,
             mode=PolicyMode.ENFORCE,
             applied=True,
-            outcome=policy_outcome(rule.decision, rule.approvals_required, applied=True),
+            outcome=outcome,
             error=deciding.error if deciding is not None else None,
         )
     )

@@ -11,16 +11,22 @@ from typing import Any
 import pytest
 
 from fulfill.domain.action_hash import action_hash
+from fulfill.domain.agent_tasks import task_outcome
 from fulfill.domain.execution import ExecutionRequest
+from fulfill.domain.ledger import policy_outcome
 from fulfill.domain.models import (
+    ApprovalRule,
     ApprovalSource,
     ApprovalStatus,
     AttemptStatus,
     ExecutionAttempt,
+    ExecutionStatus,
+    ExecutionStatusView,
     ParameterMapping,
+    PolicyDecision,
     RegistryEntry,
 )
-from fulfill.domain.policies import Policy
+from fulfill.domain.policies import Policy, rule_of
 from fulfill.tokens import Principal
 from fulfill.usecases import agent, intents
 from fulfill.usecases.errors import Forbidden
@@ -302,6 +308,8 @@ def test_an_import_is_still_denied_and_an_auto_approve_keeps_the_imported_approv
     auto_ctx = context(policy("pol_auto0001"))
     auto, _ = intents.create_intent(auto_ctx, person(), _imported())
     assert (auto.approval_status, auto.approved_by) == (ApprovalStatus.APPROVED, "upstream")
+    [evaluated] = ledger(auto_ctx, auto.action_intent_id, "POLICY_EVALUATED")
+    assert evaluated["outcome"] == "auto-approved; the imported approval stands"
     # An import is started by its ACTION_APPROVED event, as before.
     assert started == []
     assert attempt_of(auto_ctx, auto.action_intent_id) is None
@@ -338,3 +346,27 @@ def test_the_agents_denied_task_names_the_policy(
     assert state.outcome.status == "completed"
     assert state.outcome.is_error
     assert "denied by the approval policy 'no agents here' (pol_deny0001, version 3)" in state.outcome.message
+
+
+def test_the_ledger_says_what_a_policy_did_or_would_have_done() -> None:
+    assert policy_outcome(PolicyDecision.AUTO_APPROVE, 1, applied=True) == "auto-approved"
+    assert policy_outcome(PolicyDecision.AUTO_APPROVE, 1, applied=False) == "would have auto-approved"
+    assert policy_outcome(PolicyDecision.DENY, 1, applied=True) == "denied"
+    assert policy_outcome(PolicyDecision.DENY, 1, applied=False) == "would have denied"
+    assert policy_outcome(PolicyDecision.REQUIRE_APPROVAL, 1, applied=True) == "requires 1 approval"
+    assert (
+        policy_outcome(PolicyDecision.REQUIRE_APPROVAL, 3, applied=False) == "would have required 3 approvals"
+    )
+
+
+def test_a_person_rejecting_is_not_named_as_a_policy() -> None:
+    view = ExecutionStatusView(action_intent_id="ai_1", status=ExecutionStatus.CANCELLED)
+    by_person = task_outcome(ApprovalStatus.REJECTED, view, ApprovalRule())
+    assert by_person.message == "rejected by an approver: the action was not executed"
+    denied = task_outcome(
+        ApprovalStatus.REJECTED, view, rule_of(policy("pol_deny0001", "DENY", name="night"))
+    )
+    assert denied.message == (
+        "denied by the approval policy 'night' (pol_deny0001, version 3): the action was not executed"
+    )
+    assert (denied.status, denied.is_error) == ("completed", True)
