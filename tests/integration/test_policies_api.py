@@ -10,6 +10,7 @@ no test uses), so that they change nothing for the other tests of the module.
 from __future__ import annotations
 
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -461,3 +462,28 @@ def test_writing_a_version_that_exists_changes_nothing(shared: Harness) -> None:
         # Under another owner, it is not there.
         assert policy_store.get_current(conn, _tenant(), policy.policy_id) is None
         assert policy_store.get_current(conn, None, policy.policy_id) is None
+
+
+def test_concurrent_replacements_never_share_a_version(shared: Harness) -> None:
+    tenant = _tenant()
+    with shared.client(tenant, TENANT_SCOPES) as http:
+        policy_id = http.post("/admin/policies", json=_body()).json()["policy_id"]
+
+        def replace(priority: int) -> httpx.Response:
+            with shared.client(tenant, TENANT_SCOPES, subject=f"admin-{priority}") as own:
+                return own.put(f"/admin/policies/{policy_id}", json=_body(priority=priority))
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            answers = list(pool.map(replace, range(1, 13)))
+        assert {a.status_code for a in answers} <= {200, 409}, [a.text for a in answers]
+        stored = [a.json() for a in answers if a.status_code == 200]
+        for refused in (a for a in answers if a.status_code == 409):
+            assert refused.json()["code"] == "POLICY_CHANGED"
+        versions = sorted(p["version"] for p in stored)
+        assert len(set(versions)) == len(versions)
+        current = http.get(f"/admin/policies/{policy_id}").json()
+        assert current["version"] == 1 + len(stored) == max(versions)
+        # The current version is the one its writer was answered.
+        assert current == next(p for p in stored if p["version"] == current["version"])
+    assert shared.count(approval_policies, owner=tenant, policy_id=policy_id, is_current=True) == 1
+    assert shared.count(approval_policies, owner=tenant, policy_id=policy_id) == 1 + len(stored)
