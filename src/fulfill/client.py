@@ -217,10 +217,10 @@ def _get_intent(intent_id: str) -> _Call[CreatedIntent]:
     return _Call("GET", f"/intents/{_segment(intent_id)}", _model(CreatedIntent))
 
 
-def _intent_change(intent_id: str, change: str) -> _Call[ApprovalChange]:
+def _intent_change(intent_id: str, change: str, body: dict[str, Any] | None = None) -> _Call[ApprovalChange]:
     from fulfill.usecases.intents import ApprovalChange
 
-    return _Call("POST", f"/intents/{_segment(intent_id)}/{change}", _model(ApprovalChange))
+    return _Call("POST", f"/intents/{_segment(intent_id)}/{change}", _model(ApprovalChange), body)
 
 
 def _execution_status(intent_id: str, account_id: str | None) -> _Call[ExecutionStatusView]:
@@ -313,8 +313,10 @@ class FulfillClient(_Base):
     def get_intent(self, intent_id: str) -> CreatedIntent:
         return self.send(_get_intent(intent_id))
 
-    def approve(self, intent_id: str) -> ApprovalChange:
-        return self.send(_intent_change(intent_id, "approve"))
+    def approve(self, intent_id: str, *, parameters: dict[str, Any] | None = None) -> ApprovalChange:
+        """Approve; with ``parameters``, edit before approving (they replace the whole object)."""
+        body = {"parameters": parameters} if parameters is not None else None
+        return self.send(_intent_change(intent_id, "approve", body))
 
     def reject(self, intent_id: str) -> ApprovalChange:
         return self.send(_intent_change(intent_id, "reject"))
@@ -583,8 +585,9 @@ class AsyncFulfillClient(_Base):
     async def create_intent(self, body: CreateIntent | Mapping[str, Any]) -> Upserted[CreatedIntent]:
         return await self.send(_create_intent(body))
 
-    async def approve(self, intent_id: str) -> ApprovalChange:
-        return await self.send(_intent_change(intent_id, "approve"))
+    async def approve(self, intent_id: str, *, parameters: dict[str, Any] | None = None) -> ApprovalChange:
+        body = {"parameters": parameters} if parameters is not None else None
+        return await self.send(_intent_change(intent_id, "approve", body))
 
     async def get_intent(self, intent_id: str) -> CreatedIntent:
         return await self.send(_get_intent(intent_id))

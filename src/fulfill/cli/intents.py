@@ -7,20 +7,18 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
-from urllib.parse import quote
 
 import typer
-from pydantic import ValidationError
 from rich.markup import escape
 
 from fulfill.cli.auth import APPROVER_SUBJECT, PROPOSER_SUBJECT, bearer_token
 from fulfill.cli.options import TenantOption, TokenOption, UrlOption, read_json_object
 from fulfill.cli.output import console, err_console, note
 from fulfill.cli.remote import Service
-from fulfill.client import ApiError, FulfillClient
+from fulfill.client import FulfillClient
 
 if TYPE_CHECKING:
-    from fulfill.usecases.intents import ApprovalChange
+    pass
 
 T = TypeVar("T")
 
@@ -171,11 +169,7 @@ def approve(
         url,
         tenant,
         bearer,
-        lambda api: (
-            api.approve(action_intent_id)
-            if edited is None
-            else _approve_edited(api, action_intent_id, edited)
-        ),
+        lambda api: api.approve(action_intent_id, parameters=edited),
         subject=APPROVER_SUBJECT,
     )
     console.print_json(data=answer.model_dump(mode="json", exclude_none=True))
@@ -223,25 +217,6 @@ def status(
     """Print the execution status of an intent."""
     view = _on_service(url, tenant, bearer, lambda api: api.execution_status(action_intent_id))
     console.print_json(data=view.model_dump(mode="json", exclude_none=True))
-
-
-def _approve_edited(api: FulfillClient, action_intent_id: str, parameters: dict[str, Any]) -> ApprovalChange:
-    """``POST /intents/{id}/approve`` with the edited ``parameters``."""
-    from fulfill.usecases.intents import ApprovalChange
-
-    response = api.http.post(
-        f"{api.base_url}/intents/{quote(action_intent_id, safe=':@')}/approve",
-        json={"parameters": parameters},
-        headers={"Authorization": f"Bearer {api.token}"},
-    )
-    if response.status_code >= 400:
-        raise ApiError(response)
-    try:
-        return ApprovalChange.model_validate_json(response.content)
-    except ValidationError as exc:
-        raise ApiError(
-            response, reason=f"not the answer this route gives: {exc.errors()[0]['msg']}"
-        ) from None
 
 
 def _on_service(
