@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import re
+from typing import Any
 
 import httpx
 from pydantic import ValidationError
@@ -47,6 +48,16 @@ def problem_hint(problem: object) -> str | None:
     return _PROBLEM_HINTS.get(code) if isinstance(code, str) else None
 
 
+def _first_error(problem: dict[str, Any]) -> str:
+    """``: body/decision: Input should be …`` (and how many more) for a body the schema refused."""
+    errors = problem.get("errors")
+    if not isinstance(errors, list) or not errors or not isinstance(errors[0], dict):
+        return ""
+    first = errors[0]
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f": {first.get('path', '')}: {first.get('message', '')}{more}"
+
+
 def problem_line(response: httpx.Response) -> str:
     """``POST /intents answered 401 (TOKEN_SIGNATURE_INVALID: token signature invalid)``, and a hint."""
     try:
@@ -55,7 +66,7 @@ def problem_line(response: httpx.Response) -> str:
         problem = None
     what = f"{response.request.method} {response.request.url.path} answered {response.status_code}"
     if isinstance(problem, dict) and problem.get("detail"):
-        what += f" ({problem.get('code', 'ERROR')}: {problem['detail']})"
+        what += f" ({problem.get('code', 'ERROR')}: {problem['detail']}{_first_error(problem)})"
     hint = problem_hint(problem)
     return f"{what}; {hint}" if hint else what
 

@@ -15,7 +15,9 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import select
 
+from fulfill.domain.action_hash import action_hash
 from fulfill.domain.killswitch import KillSwitchScope
+from fulfill.domain.models import ActionIntentV1, ApprovalRule, IntentApproval
 from fulfill.store import executions as ledger_store
 from fulfill.store import intents as intent_store
 from fulfill.store.tables import ledger_entries
@@ -538,3 +540,179 @@ def test_what_agents_propose_is_shown_as_text_never_as_markup(shared: Harness, c
     assert "<script>alert" not in page
     assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page
     assert "<b>" not in page
+
+
+# --- who proposed, the rule that decides, the approvals so far and the hash ----------------------
+
+
+def _stored(harness: Harness, intent_id: str, tenant: str = "t1") -> ActionIntentV1:
+    with harness.db.read() as conn:
+        intent = intent_store.get_intent(conn, tenant, intent_id)
+    assert intent is not None
+    return intent
+
+
+def _facts(page: str, intent_id: str) -> str:
+    """The approval facts of one intent on a page (its card on the approvals page)."""
+    start = page.index(f'data-intent="{intent_id}"') if f'data-intent="{intent_id}"' in page else 0
+    block = page[page.index('<dl class="approval-facts">', start) :]
+    return block[: block.index("</dl>")]
+
+
+def test_a_partly_approved_intent_shows_its_policy_approvals_so_far_and_hash(
+    shared: Harness, console: Console
+) -> None:
+    rule = ApprovalRule(
+        policy_id="pol_console2of3",
+        policy_version=3,
+        policy_name="three people above 10k",
+        approvals_required=3,
+    )
+    intent_id = _id()
+    seed_pending(
+        shared, intent_id, expires_in=3600, approval_rule=rule, proposed_by="agent-7", proposed_via="mcp"
+    )
+    intent = _stored(shared, intent_id)
+    first = IntentApproval(
+        approved_by="alice", approved_at="2026-01-02T03:04:05.000Z", action_hash=action_hash(intent)
+    )
+    second = IntentApproval(
+        approved_by="bob", approved_at="2026-01-02T03:05:00.000Z", action_hash=action_hash(intent)
+    )
+    with shared.db.write() as conn:
+        intent_store.save_intent(conn, intent.model_copy(update={"approvals": [first, second]}))
+    full = action_hash(intent)
+
+    card = _facts(console.login(subject="carol").get("/console/approvals").text, intent_id)
+    assert "2 of 3" in card
+    assert "policy three people above 10k (pol_console2of3, version 3): REQUIRE_APPROVAL" in card
+    assert 'data-policy-id="pol_console2of3"' in card
+    assert "alice" in card
+    assert "bob" in card
+    assert card.index("alice") < card.index("bob")  # oldest first
+    assert f'title="{full}"' in card
+    assert f'value="{full}"' in card
+    assert f">{full[:15]}…</code>" in card  # shown short: v1: and 12 hex digits
+
+    timeline = console.get(f"/console/executions/{intent_id}").text
+    facts = _facts(timeline, intent_id)
+    assert "agent-7" in facts
+    assert "through the agent endpoint" in facts
+    assert "2 of 3" in facts
+    assert "three people above 10k" in facts
+    assert "Action hash" in facts
+    assert full in facts
+    assert "Approved action hash" not in facts  # not approved yet: the hash an approval binds to now
+
+
+def test_an_intent_without_a_policy_says_the_default_rule_and_its_approval(
+    shared: Harness, console: Console
+) -> None:
+    intent_id = _pending(shared, proposed_by="fulfill-cli", proposed_via="api")
+    browser = console.login(subject="dana")
+    card = _facts(browser.get("/console/approvals").text, intent_id)
+    assert "default: one approval" in card
+    assert "0 of 1" in card
+
+    response = browser.post(f"/console/intents/{intent_id}/approve")
+    assert response.status_code == 303
+    approved = _stored(shared, intent_id)
+    assert approved.action_hash is not None
+    facts = _facts(browser.get(f"/console/executions/{intent_id}").text, intent_id)
+    assert "fulfill-cli" in facts
+    assert "through the API" in facts
+    assert "1 of 1" in facts
+    assert "dana" in facts
+    assert "Approved action hash" in facts
+    assert approved.action_hash in facts
+
+
+def test_a_policy_name_is_shown_as_text_never_as_markup(shared: Harness, console: Console) -> None:
+    rule = ApprovalRule(policy_id="pol_markup", policy_version=1, policy_name="<b>bold</b>")
+    intent_id = _pending(shared, approval_rule=rule, proposed_by="<i>agent</i>")
+    page = console.login().get(f"/console/executions/{intent_id}").text
+    assert "<b>bold</b>" not in page
+    assert "<i>agent</i>" not in page
+    assert "&lt;b&gt;bold&lt;/b&gt;" in page
+    assert "&lt;i&gt;agent&lt;/i&gt;" in page
+
+
+def test_two_approvals_in_the_console_count_one_of_two_then_run_with_the_hash_both_bound_to(
+    shared: Harness, console: Console
+) -> None:
+    rule = ApprovalRule(
+        policy_id="pol_console_two", policy_version=1, policy_name="two people", approvals_required=2
+    )
+    intent_id = _pending(shared, approval_rule=rule, proposed_by="agent-9", proposed_via="mcp")
+    alice = console.login(subject="alice")
+    assert alice.post(f"/console/intents/{intent_id}/approve").status_code == 303
+    assert _approval_status(shared, intent_id) == "PENDING_APPROVAL"
+    card = _facts(alice.get("/console/approvals").text, intent_id)
+    assert "1 of 2" in card
+    assert "alice" in card
+
+    bob = Console(shared)
+    try:
+        bob.login(subject="bob")
+        assert bob.post(f"/console/intents/{intent_id}/approve").status_code == 303
+        approved = _stored(shared, intent_id)
+        assert approved.approval_status.value == "APPROVED"
+        assert approved.action_hash is not None
+        timeline = bob.get(f"/console/executions/{intent_id}").text
+        facts = _facts(timeline, intent_id)
+    finally:
+        bob.close()
+    # The ledger as the timeline reads it: the first approval counted, then the last naming both.
+    assert "Approval 1 of 2" in timeline
+    assert "approvers: alice, bob" in timeline
+    assert "2 of 2" in facts
+    assert facts.index("alice") < facts.index("bob")
+    assert "Approved action hash" in facts
+    assert approved.action_hash in facts
+
+
+def test_what_a_real_policy_decided_is_on_the_approvals_page_and_the_timeline(
+    shared: Harness, console: Console
+) -> None:
+    tenant = f"t-console-{uuid.uuid4().hex[:8]}"
+    with shared.client(tenant=tenant) as api:
+        policy = api.post(
+            "/admin/policies",
+            json={
+                "name": "two people for tasks",
+                "match": {"action_types": ["CREATE_INTERNAL_TASK"]},
+                "decision": "REQUIRE_APPROVAL",
+                "approvals_required": 2,
+            },
+        )
+        assert policy.status_code == 201, policy.text
+        policy_id = policy.json()["policy_id"]
+        waiting = shared.create_intent(api)["action_intent_id"]
+        auto = api.post(
+            "/admin/policies",
+            json={
+                "name": "notes approve themselves",
+                "match": {"action_types": ["CREATE_INTERNAL_NOTE"]},
+                "decision": "AUTO_APPROVE",
+            },
+        ).json()["policy_id"]
+        approved = shared.create_intent(
+            api, action_type="CREATE_INTERNAL_NOTE", parameters={"content": "hello"}
+        )["action_intent_id"]
+        shared.wait_terminal(api, approved)
+
+    browser = console.login(tenant=tenant, subject="erin")
+    card = _facts(browser.get("/console/approvals").text, waiting)
+    assert f"policy two people for tasks ({policy_id}, version 1): REQUIRE_APPROVAL" in card
+    assert "0 of 2" in card
+    timeline = browser.get(f"/console/executions/{waiting}").text
+    assert "Policy two people for tasks: requires 2 approvals" in timeline
+
+    ran = browser.get(f"/console/executions/{approved}").text
+    facts = _facts(ran, approved)
+    assert f"policy notes approve themselves ({auto}, version 1): AUTO_APPROVE" in facts
+    assert "1 of 1" in facts
+    assert f"policy:{auto}" in facts  # the approver is the policy
+    assert "Approved action hash" in facts
+    assert "Policy notes approve themselves: auto-approved" in ran
+    assert f"by policy {auto} (version 1): no person needed" in ran

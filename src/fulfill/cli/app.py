@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from fulfill.cli import connectors, credentials, gateway, intents, killswitch, outbox, registry
+from fulfill.cli import connectors, credentials, gateway, intents, killswitch, outbox, policies, registry
 from fulfill.cli.auth import token
 from fulfill.cli.output import err_console, options
 from fulfill.cli.server import migrate, serve
@@ -36,6 +36,7 @@ HELP_ORDER = (
     "bench",
     "kill-switch",
     "registry",
+    "policies",
     "gateway",
     "connectors",
     "outbox",
@@ -96,6 +97,7 @@ app.add_typer(intents.commands, name="intent")
 app.add_typer(credentials.commands, name="credentials")
 app.add_typer(killswitch.commands, name="kill-switch")
 app.add_typer(registry.commands, name="registry")
+app.add_typer(policies.commands, name="policies")
 app.add_typer(gateway.commands, name="gateway")
 app.add_typer(connectors.commands, name="connectors")
 app.add_typer(outbox.commands, name="outbox")

@@ -6,16 +6,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from urllib.parse import quote
 
 import typer
+from pydantic import ValidationError
 from rich.markup import escape
 
 from fulfill.cli.auth import APPROVER_SUBJECT, PROPOSER_SUBJECT, bearer_token
-from fulfill.cli.options import TenantOption, TokenOption, UrlOption
-from fulfill.cli.output import console, err_console
+from fulfill.cli.options import TenantOption, TokenOption, UrlOption, read_json_object
+from fulfill.cli.output import console, err_console, note
 from fulfill.cli.remote import Service
-from fulfill.client import FulfillClient
+from fulfill.client import ApiError, FulfillClient
+
+if TYPE_CHECKING:
+    from fulfill.usecases.intents import ApprovalChange
 
 T = TypeVar("T")
 
@@ -146,18 +151,41 @@ def intent_submit(
 def approve(
     action_intent_id: str,
     tenant: TenantOption,
+    parameters: Annotated[
+        str | None,
+        typer.Option(
+            "--parameters",
+            help="Edit before approving: a JSON file ('-': stdin) holding the whole new parameter "
+            "object. It is checked like at creation, recorded in the ledger with before and after, "
+            "and counts as this approval.",
+        ),
+    ] = None,
     url: UrlOption = None,
     bearer: TokenOption = None,
 ) -> None:
-    """Approve an intent: it executes right away. Without --token, as fulfill-cli-approver (the
-    tokens `intent submit` mints propose as fulfill-cli: nobody approves their own proposal)."""
+    """Approve an intent: it executes right away (or, when its policy asks for more than one
+    person, once enough have approved). Without --token, as fulfill-cli-approver (the tokens
+    `intent submit` mints propose as fulfill-cli: nobody approves their own proposal)."""
+    edited = read_json_object(parameters, "--parameters") if parameters is not None else None
     answer = _on_service(
-        url, tenant, bearer, lambda api: api.approve(action_intent_id), subject=APPROVER_SUBJECT
+        url,
+        tenant,
+        bearer,
+        lambda api: (
+            api.approve(action_intent_id)
+            if edited is None
+            else _approve_edited(api, action_intent_id, edited)
+        ),
+        subject=APPROVER_SUBJECT,
     )
-    console.print_json(data=answer.model_dump(mode="json"))
+    console.print_json(data=answer.model_dump(mode="json", exclude_none=True))
     # An approval into an active kill switch: its execution will be stopped before its tool call.
     for warning in answer.warnings:
         err_console.print(f"warning: {escape(warning)}", highlight=False, soft_wrap=True)
+    required, given = answer.approvals_required, len(answer.approvals or [])
+    if answer.approval_status.value == "PENDING_APPROVAL" and required:
+        # Counted, but its policy asks for more people: it runs after the last of them.
+        note(f"{given} of {required} approvals: it runs once {required - given} more approve")
 
 
 def rerun(
@@ -195,6 +223,25 @@ def status(
     """Print the execution status of an intent."""
     view = _on_service(url, tenant, bearer, lambda api: api.execution_status(action_intent_id))
     console.print_json(data=view.model_dump(mode="json", exclude_none=True))
+
+
+def _approve_edited(api: FulfillClient, action_intent_id: str, parameters: dict[str, Any]) -> ApprovalChange:
+    """``POST /intents/{id}/approve`` with the edited ``parameters``."""
+    from fulfill.usecases.intents import ApprovalChange
+
+    response = api.http.post(
+        f"{api.base_url}/intents/{quote(action_intent_id, safe=':@')}/approve",
+        json={"parameters": parameters},
+        headers={"Authorization": f"Bearer {api.token}"},
+    )
+    if response.status_code >= 400:
+        raise ApiError(response)
+    try:
+        return ApprovalChange.model_validate_json(response.content)
+    except ValidationError as exc:
+        raise ApiError(
+            response, reason=f"not the answer this route gives: {exc.errors()[0]['msg']}"
+        ) from None
 
 
 def _on_service(

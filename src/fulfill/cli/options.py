@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
@@ -36,3 +39,20 @@ DbOption = Annotated[
 def settings() -> Settings:
     """The settings of this shell's environment (read at each use: tests change it)."""
     return Settings()
+
+
+def read_json_object(source: str, option: str) -> dict[str, Any]:
+    """The JSON object in the file ``source`` (``-``: stdin); anything else is refused, naming the
+    option, before the service is asked."""
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise typer.BadParameter(f"cannot read {source}: {exc.strerror or exc}", param_hint=option) from None
+    try:
+        loaded = json.loads(text)
+    except ValueError as exc:
+        where = "stdin" if source == "-" else source
+        raise typer.BadParameter(f"{where} is not JSON: {exc}", param_hint=option) from None
+    if not isinstance(loaded, dict):
+        raise typer.BadParameter("must hold a JSON object ({...})", param_hint=option)
+    return loaded

@@ -135,6 +135,7 @@ def _steps_of(entry: dict[str, Any]) -> list[Step]:
             details.append(f"asserted by the token of {asserted_by}")
         if comment:
             details.append(f"comment: {comment}")
+        details.extend(_approved_details(data))
         return [Step("approval", "Approved", ts, attempt, details)]
     if event in ("INTENT_REJECTED", "INTENT_CANCELLED"):
         details = [f"by {data.get('decided_by', '')}"]
@@ -213,6 +214,8 @@ def _steps_of(entry: dict[str, Any]) -> list[Step]:
                 error=explain_error(None, "UNKNOWN_OUTCOME"),
             )
         ]
+    if event in _APPROVAL_EVENTS:
+        return [_APPROVAL_EVENTS[event](data, ts, attempt)]
     if event == "SIGNAL":
         return [Step("signal", f"Signal {data.get('signalType', '')}", ts, attempt)]
     if event == "COMPENSATION_OUTCOME_UNKNOWN":
@@ -249,3 +252,87 @@ def parameter_rows(parameters: dict[str, Any]) -> list[tuple[str, str]]:
         shown = value if isinstance(value, str) else json.dumps(value, indent=2, sort_keys=True, default=str)
         rows.append((name, shown))
     return rows
+
+
+# --- approval policies: the ledger entries of a decision, of each approval, of an edit ----------
+
+
+def _hash_words(value: object) -> str:
+    """An action hash by its first characters (the console's approval facts show it whole)."""
+    if not isinstance(value, str):
+        return ""
+    scheme, _, digest = value.partition(":")
+    return f"{scheme}:{digest[:12]}…" if digest else value
+
+
+def _approved_details(data: dict[str, Any]) -> list[str]:
+    details = []
+    if data.get("approval_source") == "POLICY" and data.get("policy_id"):
+        details.append(
+            f"by policy {data['policy_id']} (version {data.get('policy_version')}): no person needed"
+        )
+    approvers = data.get("approvers")
+    if isinstance(approvers, list) and approvers:
+        details.append(f"approvers: {', '.join(str(approver) for approver in approvers)}")
+    if data.get("action_hash"):
+        details.append(f"bound to the action {_hash_words(data['action_hash'])}")
+    return details
+
+
+def _policy_evaluated(data: dict[str, Any], ts: str, attempt: int) -> Step:
+    outcome = str(data.get("outcome") or data.get("decision") or "")
+    if data.get("policy_id"):
+        name = data.get("policy_name") or data["policy_id"]
+        title = f"Policy {name}: {outcome}"
+        details = [
+            f"{data['policy_id']}, version {data.get('policy_version')}, {data.get('mode', 'ENFORCE')}"
+        ]
+    else:
+        title = f"No policy matched, the default rule: {outcome}"
+        details = []
+    if data.get("applied") is False:
+        details.append("shadow mode: recorded, not acted on")
+    error = data.get("error")
+    if error:
+        details.append(f"its expression could not be evaluated ({error}), so it was decided fail-safe")
+    return Step("decision", title, ts, attempt, details)
+
+
+def _approval_recorded(data: dict[str, Any], ts: str, attempt: int) -> Step:
+    details = [f"by {data.get('approved_by', '')}"]
+    if data.get("comment"):
+        details.append(f"comment: {data['comment']}")
+    details.append(f"bound to the action {_hash_words(data.get('action_hash'))}")
+    title = f"Approval {data.get('approvals')} of {data.get('approvals_required')}"
+    return Step("approval", title, ts, attempt, details)
+
+
+def _intent_edited(data: dict[str, Any], ts: str, attempt: int) -> Step:
+    fields = data.get("edited_fields") or []
+    details = [
+        f"by {data.get('edited_by', '')}",
+        f"changed: {', '.join(str(name) for name in fields) or 'nothing'}",
+        f"before: {_short(data.get('before') or {})}",
+        f"after: {_short(data.get('after') or {})}",
+        f"action {_hash_words(data.get('action_hash_before'))} → {_hash_words(data.get('action_hash_after'))}; "
+        "earlier approvals no longer count",
+    ]
+    return Step("approval", "Parameters edited before approval", ts, attempt, details)
+
+
+def _approval_escalated(data: dict[str, Any], ts: str, attempt: int) -> Step:
+    scopes = ", ".join(str(scope) for scope in data.get("escalate_to_scopes") or [])
+    details = [
+        f"now also approvable with {scopes}" if scopes else "",
+        f"until {data.get('expires_at', '')}",
+        f"policy {data.get('policy_id')}, version {data.get('policy_version')}",
+    ]
+    return Step("decision", "Approval escalated", ts, attempt, details)
+
+
+_APPROVAL_EVENTS = {
+    "POLICY_EVALUATED": _policy_evaluated,
+    "APPROVAL_RECORDED": _approval_recorded,
+    "INTENT_EDITED": _intent_edited,
+    "APPROVAL_ESCALATED": _approval_escalated,
+}

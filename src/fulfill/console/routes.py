@@ -26,6 +26,7 @@ from fulfill import metrics
 from fulfill.api.deps import ServiceContext, settings_of, verifier_of
 from fulfill.config import DEMO_TENANT, Settings
 from fulfill.console import oidc, present
+from fulfill.console.approval_facts import approval_facts
 from fulfill.console.session import (
     CSRF_FIELD,
     csrf_ok,
@@ -424,6 +425,7 @@ async def approvals(request: Request, ctx: ServiceContext) -> Response:
                 "intent": intent,
                 "expired": is_expired(intent.expires_at_epoch, now),
                 "parameters": present.parameter_rows(intent.parameters),
+                "facts": approval_facts(intent),
             }
             for intent in result.intents
         ]
@@ -612,6 +614,7 @@ def _execution_context(
         "terminal": present.is_terminal(status.status.value),
         "symbols": present.STATUS_SYMBOLS,
         "parameters": present.parameter_rows(intent.parameters),
+        "facts": approval_facts(intent),
         "pending_approval": intent.approval_status is ApprovalStatus.PENDING_APPROVAL,
         "expired": is_expired(intent.expires_at_epoch, ctx.clock.now()),
         # What approving now runs into (a kill switch that is on), said before the click.
