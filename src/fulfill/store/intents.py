@@ -39,6 +39,7 @@ def insert_intent(conn: Connection, intent: ActionIntentV1, request_hash: str) -
             "last_update_at": intent.updated_at,
             "proposed_by": intent.proposed_by,
             "proposed_via": intent.proposed_via.value if intent.proposed_via else None,
+            "policy_id": intent.approval_rule.policy_id if intent.approval_rule else None,
         },
     )
 
@@ -248,6 +249,10 @@ def _pending_query(tenant_id: str, wanted: PendingFilter) -> list[Any]:
         conditions.append(action_intents.c.action_type == wanted.action_type)
     if wanted.created_before is not None:
         conditions.append(action_intents.c.created_at < wanted.created_before)
+    if wanted.proposed_by is not None:
+        conditions.append(action_intents.c.proposed_by == wanted.proposed_by)
+    if wanted.policy_id is not None:
+        conditions.append(action_intents.c.policy_id == wanted.policy_id)
     return conditions
 
 
