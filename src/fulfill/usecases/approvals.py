@@ -25,8 +25,8 @@ from fulfill.domain.policies import POLICY_ID_PATTERN
 from fulfill.domain.records import PendingFilter
 from fulfill.domain.time import iso_from_epoch
 from fulfill.tokens import Principal
-from fulfill.usecases.context import UseCaseContext
 from fulfill.usecases import intents
+from fulfill.usecases.context import UseCaseContext
 from fulfill.usecases.errors import Invalid, UseCaseError
 
 PAGE_SIZE = 25
