@@ -157,7 +157,7 @@ def approve(
     action_intent_ids: Annotated[
         list[str],
         typer.Argument(
-            metavar="ACTION_INTENT_ID...",
+            metavar="ACTION_INTENT_ID",
             help=f"One intent, or several (at most {MAX_AT_ONCE}): each is approved on its own and reported.",
         ),
     ],
@@ -211,7 +211,7 @@ def reject(
     action_intent_ids: Annotated[
         list[str],
         typer.Argument(
-            metavar="ACTION_INTENT_ID...",
+            metavar="ACTION_INTENT_ID",
             help=f"One intent, or several (at most {MAX_AT_ONCE}): each is rejected on its own and reported.",
         ),
     ],
