@@ -25,8 +25,10 @@ from pydantic_core import to_jsonable_python
 
 from fulfill.domain.credentials import CredentialInput, CredentialMetadata, SecretRotation
 from fulfill.domain.models import ExecutionStatusView, RegistryEntry
+from fulfill.domain.notifications import NotificationSettings
 from fulfill.domain.policies import Policy, PolicySpec
 from fulfill.usecases.connectors import ConnectorLimitsBody, ConnectorView, TenantCapBody, TenantCapView
+from fulfill.usecases.notifications import NotificationsView
 from fulfill.usecases.outbox import DeadLetterListing, RedeliverBody, Redelivered
 from fulfill.usecases.policies import PolicyListing, SimulationResult
 from fulfill.usecases.registry import RegistryDraft
@@ -381,6 +383,18 @@ class FulfillClient(_Base):
 
         path = f"/admin/tenants/{_segment(tenant_id)}/execution"
         return self.send(_Call("PUT", path, _model(TenantExecution), _json_body(execution)))
+
+    # --- notification channels (the token's tenant) ---------------------------------------------
+
+    def get_notifications(self) -> NotificationsView:
+        return self.send(_Call("GET", "/admin/notifications", _model(NotificationsView)))
+
+    def put_notifications(self, channels: NotificationSettings | Mapping[str, Any]) -> NotificationsView:
+        """Replace the token's tenant's channels (a missing one is turned off); secrets are sent,
+        never answered."""
+        return self.send(
+            _Call("PUT", "/admin/notifications", _model(NotificationsView), _json_body(channels))
+        )
 
     # --- registry --------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ import difflib
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Annotated, Literal, Self
 from urllib.parse import urlparse
@@ -105,6 +106,9 @@ class Settings(BaseSettings):
     # An active attempt unchanged this long is checked against its workflow (started if it has
     # none, forked if it failed); a RUNNING one this long past its budget is resumed elsewhere.
     reconcile_grace_seconds: float = Field(default=60.0, ge=0)
+    # How often workers look for pending intents whose first approval window has ended under an
+    # ESCALATE policy, and escalate them (engine/escalation.py).
+    escalation_interval_seconds: float = Field(default=15.0, gt=0, le=3600)
     # This process's identity in DBOS: a restarted worker with the same id recovers the workflows
     # it was running. Empty: "{hostname}:{port}".
     executor_id: str = Field(default="", max_length=128)
@@ -157,6 +161,9 @@ class Settings(BaseSettings):
     eventbridge_region: str = Field(default="", pattern=r"^([a-z]{2}(-[a-z0-9]+)+)?$", max_length=32)
     eventbridge_endpoint_url: str = ""
     eventbridge_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    # The service's address as people reach it (https://fulfill.example): the events that ask a
+    # person to act link to the intent's console page under it. Empty: they carry no link.
+    public_url: str = Field(default="", max_length=2048)
 
     # HTTP: browser origins allowed by CORS (comma-separated; empty = none) and the body size limit.
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -237,6 +244,17 @@ class Settings(BaseSettings):
     # Signs the console's session cookie; required with OIDC outside dev mode, the same on every
     # process. Empty in dev mode: a random key per process.
     console_session_secret: SecretStr = SecretStr("")
+    # Notifications of what needs a person (per tenant: /admin/notifications); their links to the
+    # console are under public_url (empty: links are left out, with a warning at start-up when a
+    # tenant has a channel configured).
+    # Slack Web API base URL, as slack_sdk's base_url (the method name is appended).
+    slack_api_url: str = Field(default="https://slack.com/api/", max_length=2048)
+    # Email notifications: smtp://host:port (plain), smtps://host:port (TLS), or
+    # smtp://host:port?starttls=true; user:password@ allowed in the URL. Empty: email is off.
+    smtp_url: SecretStr = SecretStr("")
+    smtp_from: str = Field(default="", max_length=254)
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+
     # The console's cookie is sent over HTTPS only, except in dev mode or when insecure cookies
     # are allowed (a console served over plain HTTP: a local trial, or behind a proxy that adds
     # TLS elsewhere). Dev mode derives a session secret from FULFILL_JWT_SECRET when it is empty.
@@ -278,6 +296,20 @@ class Settings(BaseSettings):
         from fulfill.credentials.crypto import parse_keys
 
         parse_keys(value.get_secret_value())  # raises a message that never quotes the key
+        return value
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _check_http_url(cls, value: str) -> str:
+        if value and urlparse(value).scheme not in ("http", "https"):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _check_smtp_url(cls, value: SecretStr) -> SecretStr:
+        if value.get_secret_value():
+            parse_smtp_url(value.get_secret_value())  # the message never quotes the URL
         return value
 
     @field_validator("log_format", mode="before")
@@ -350,6 +382,7 @@ class Settings(BaseSettings):
         if urlparse(self.salesforce_login_url).scheme not in ("http", "https"):
             raise ValueError("FULFILL_SALESFORCE_LOGIN_URL must be an http:// or https:// URL")
         self._check_eventbridge()
+        self._check_public_url()
         if self.jwt_scope_claim == "scope":
             raise ValueError(
                 "FULFILL_JWT_SCOPE_CLAIM names another claim than 'scope' (which is always read)"
@@ -411,6 +444,16 @@ class Settings(BaseSettings):
                 f"of at least {MIN_SERVICE_TOKEN_SECRET_LENGTH} characters"
             )
 
+    def _check_public_url(self) -> None:
+        if not self.public_url:
+            return
+        parsed = urlparse(self.public_url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.query or parsed.fragment:
+            raise ValueError(
+                "FULFILL_PUBLIC_URL must be the service's http:// or https:// address, "
+                "without a query or fragment (https://fulfill.example)"
+            )
+
     def _check_eventbridge(self) -> None:
         if self.eventbridge_bus and not _EVENT_BUS.match(self.eventbridge_bus):
             raise ValueError(
@@ -433,6 +476,12 @@ class Settings(BaseSettings):
         if self.eventbridge_bus:
             destinations.append(EVENTBRIDGE_DESTINATION_PREFIX + self.eventbridge_bus)
         return destinations
+
+    @property
+    def escalation_destinations(self) -> list[str]:
+        """Where an escalated approval's APPROVAL_ESCALATED event goes: the event bus (webhooks
+        receive signals only)."""
+        return [EVENTBRIDGE_DESTINATION_PREFIX + self.eventbridge_bus] if self.eventbridge_bus else []
 
     @cached_property
     def is_sqlite(self) -> bool:
@@ -488,6 +537,7 @@ class Settings(BaseSettings):
             self.oidc_client_secret.get_secret_value(),
             self.console_session_secret.get_secret_value(),
             self.metrics_token.get_secret_value(),
+            *smtp_password(self.smtp_url.get_secret_value()),
         ]
         keys = self.secrets_key.get_secret_value()
         values += [keys, *(key.strip() for key in keys.split(","))]
@@ -506,6 +556,56 @@ class Settings(BaseSettings):
             listener_host=self.host,
             explicit=self.console_dev_login,
         )
+
+
+@dataclass(frozen=True)
+class SmtpServer:
+    """Where email goes: ``FULFILL_SMTP_URL`` parsed."""
+
+    host: str
+    port: int
+    tls: bool  # smtps://: TLS from the first byte
+    starttls: bool
+    username: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+
+
+def parse_smtp_url(url: str) -> SmtpServer:
+    """``smtp://[user:password@]host[:port][?starttls=true]`` or ``smtps://…``; a ValueError that
+    never quotes the URL (it may hold a password) otherwise."""
+    from urllib.parse import parse_qs, unquote
+
+    try:
+        parts = urlparse(url)
+        port = parts.port
+    except ValueError:
+        raise ValueError("FULFILL_SMTP_URL is not a valid URL") from None
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+        raise ValueError("FULFILL_SMTP_URL must be smtp://host:port or smtps://host:port")
+    query = parse_qs(parts.query)
+    unknown = set(query) - {"starttls"}
+    if unknown:
+        raise ValueError(f"FULFILL_SMTP_URL: unknown parameter {sorted(unknown)[0]!r} (known: starttls)")
+    starttls = [value.lower() for value in query.get("starttls", ["false"])] == ["true"]
+    if parts.scheme == "smtps" and starttls:
+        raise ValueError("FULFILL_SMTP_URL: smtps:// is TLS already; starttls is for smtp://")
+    return SmtpServer(
+        host=parts.hostname,
+        port=port or (465 if parts.scheme == "smtps" else 25),
+        tls=parts.scheme == "smtps",
+        starttls=starttls,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+    )
+
+
+def smtp_password(url: str) -> list[str]:
+    """The password in an SMTP URL, for the logs to redact ([] when none or malformed)."""
+    try:
+        password = parse_smtp_url(url).password if url else None
+    except ValueError:
+        return []
+    return [password] if password else []
 
 
 def traces_endpoint(configured: str, environ: Mapping[str, str]) -> str:

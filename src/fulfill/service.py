@@ -30,6 +30,7 @@ from fulfill.credentials.crypto import SecretBox
 from fulfill.credentials.vault import ConfigurationError, CredentialVault, check_secrets_key
 from fulfill.domain.ports import Clock
 from fulfill.engine import runtime as runtime_module
+from fulfill.engine.escalation import Escalator
 from fulfill.engine.heartbeat import Heartbeat
 from fulfill.engine.outbox_relay import OutboxRelay
 from fulfill.engine.reconciler import Reconciler
@@ -115,6 +116,7 @@ class Service:
         self._relay: OutboxRelay | None = None
         self.metrics_listener: MetricsListener | None = None
         self._reconciler: Reconciler | None = None
+        self._escalator: Escalator | None = None
         self._heartbeat: Heartbeat | None = None
         self._engine_ready = threading.Event()
 
@@ -149,6 +151,15 @@ class Service:
         if problems:
             raise ConfigurationError("; and ".join(problems))
         seed_default_registry(self.store, self.clock.now_iso())
+        if not self.settings.public_url:
+            with self.store.read() as uow:
+                notified = uow.notifications.tenants_with_channels()
+            if notified:
+                log.warning(
+                    "%d tenant(s) have notification channels but FULFILL_PUBLIC_URL is not set: "
+                    "notifications carry no link to the console",
+                    len(notified),
+                )
 
     def start(self) -> None:
         if self.settings.auth_mode == "dev" and self.settings.uses_dev_secret:
@@ -212,6 +223,8 @@ class Service:
             self._relay.start()
             self._reconciler = Reconciler(self.runtime)
             self._reconciler.start()
+            self._escalator = Escalator(self.runtime)
+            self._escalator.start()
             # Workers beat, and take over the workflows of a worker that stopped beating (one
             # that came back under another executor id, or never came back).
             self._heartbeat = Heartbeat(
@@ -242,6 +255,8 @@ class Service:
             self._relay.stop()
         if self._reconciler is not None:
             self._reconciler.stop()
+        if self._escalator is not None:
+            self._escalator.stop()
         if self._heartbeat is not None:
             self._heartbeat.stop()
         # Calls waiting for their connector leave first, unfinished, for recovery to resume.

@@ -17,6 +17,7 @@ from sqlalchemy import delete
 from sqlalchemy.exc import OperationalError
 
 from fulfill.clock import SystemClock
+from fulfill.domain.action_hash import action_hash, prefix
 from fulfill.domain.errors import ErrorClass, ExecutionError
 from fulfill.domain.execution import (
     DuplicateExecution,
@@ -51,6 +52,7 @@ from fulfill.store import connectors, executions, intents, killswitches
 from fulfill.store.tables import action_intents
 from fulfill.tokens import ServiceTokens
 from tests.support.harness import Harness, seed_intent
+from tests.support.tamper import bind_stored, tamper_document
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -122,6 +124,7 @@ def contract(shared: Harness) -> Iterator[Harness]:
 
 def test_success_path(contract: Harness) -> None:
     seed_intent(contract, "ai_c_ok", parameters={"title": "t", "description": "d", "ignored": 1})
+    bound = bind_stored(contract.db, "ai_c_ok")
     context = start("ai_c_ok")
     checked = through_json(steps.validate_preflight(deps(), context), PreflightPassed)
     call = through_json(steps.map_action_to_tool(deps(), checked), ToolCall)
@@ -133,12 +136,15 @@ def test_success_path(contract: Harness) -> None:
         "action_intent_id": "ai_c_ok",
         "idempotency_key": call.idempotency_key,
     }
+    assert call.action_hash == bound.action_hash == action_hash(bound)
     result = through_json(steps.invoke_tool(deps(), call), ToolResult)
     assert result.success
     outcome = record(contract, through_json(outcome_from_tool_result(result), OutcomeDraft))
     assert outcome.status is ExecutionStatus.SUCCEEDED
     assert outcome.idempotency_key == call.idempotency_key
     assert outcome.tool_name == "internal.create_task"
+    assert outcome.action_hash == bound.action_hash
+    assert ActionOutcomeV1.model_validate_json(outcome.model_dump_json()) == outcome
 
 
 def test_prepare_tool_call_is_the_three_first_steps_in_one_checkpoint(contract: Harness) -> None:
@@ -257,6 +263,35 @@ def test_preflight_on_a_missing_intent(contract: Harness) -> None:
     with contract.db.write() as conn:
         conn.execute(delete(action_intents).where(action_intents.c.action_intent_id == "ai_c_missing"))
     assert record(contract, stopped(steps.validate_preflight, context)).error_code == "INTENT_NOT_FOUND"
+
+
+def test_preflight_refuses_an_intent_changed_after_its_approval(contract: Harness) -> None:
+    seed_intent(contract, "ai_c_pre_mismatch")
+    bound = bind_stored(contract.db, "ai_c_pre_mismatch")
+    context = start("ai_c_pre_mismatch")
+    changed = tamper_document(contract.db, "ai_c_pre_mismatch", parameters={"title": "swapped"})
+    outcome = record(contract, stopped(steps.validate_preflight, context))
+    assert (outcome.status, outcome.error_class, outcome.error_code) == (
+        ExecutionStatus.FAILED,
+        "VALIDATION",
+        "APPROVAL_MISMATCH",
+    )
+    assert outcome.action_hash == action_hash(changed)
+    assert prefix(bound.action_hash or "") in (outcome.error_message or "")
+    assert contract.task_rows("ai_c_pre_mismatch") == 0
+
+
+def test_invoke_refuses_an_intent_changed_after_the_mapping(contract: Harness) -> None:
+    seed_intent(contract, "ai_c_call_mismatch")
+    bound = bind_stored(contract.db, "ai_c_call_mismatch")
+    checked = through_json(steps.validate_preflight(deps(), start("ai_c_call_mismatch")), PreflightPassed)
+    call = through_json(steps.map_action_to_tool(deps(), checked), ToolCall)
+    changed = tamper_document(contract.db, "ai_c_call_mismatch", registry_version=2)
+    outcome = record(contract, stopped(steps.invoke_tool, call))
+    assert (outcome.status, outcome.error_code) == (ExecutionStatus.FAILED, "APPROVAL_MISMATCH")
+    assert outcome.action_hash == bound.action_hash  # the call it refused was the approved one
+    assert prefix(action_hash(changed)) in (outcome.error_message or "")
+    assert contract.task_rows("ai_c_call_mismatch") == 0
 
 
 def test_preflight_kill_switch(contract: Harness) -> None:

@@ -138,13 +138,12 @@ def test_timeline_lists_the_ledger_in_order(shared: Harness) -> None:
         timeline = client.get(f"/executions/{intent_id}/timeline").json()
     assert timeline["action_intent_id"] == intent_id
     assert [e["event_type"] for e in timeline["entries"]] == [
-        "POLICY_EVALUATED",  # no policy applies: the default rule's entry
         "ACTION_APPROVED",
         "EXECUTION_STARTED",
         "ACTION_EXECUTED",
         "SIGNAL",
     ]
-    executed = timeline["entries"][3]
+    executed = timeline["entries"][2]
     assert executed["attempt"] == 1
     assert executed["data"]["external_object_refs"] == status["external_object_refs"]
     assert {"entry_id", "event_type", "timestamp", "attempt", "data"} == set(executed)

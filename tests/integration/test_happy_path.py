@@ -23,6 +23,6 @@ def test_approved_intent_executes_once_and_records_everything(harness: Harness) 
     with harness.db.read() as conn:
         ledger = [entry.event_type for entry in executions.list_ledger(conn, "t1", intent_id)]
         [signal] = executions.list_signals(conn, "t1", intent_id)
-    assert ledger == ["POLICY_EVALUATED", "ACTION_APPROVED", "EXECUTION_STARTED", "ACTION_EXECUTED", "SIGNAL"]
+    assert ledger == ["ACTION_APPROVED", "EXECUTION_STARTED", "ACTION_EXECUTED", "SIGNAL"]
     assert signal.signalId == f"exec-{intent_id}-acc-1-ACTION_EXECUTED"
     assert signal.signalType == "ACTION_EXECUTED"

@@ -52,7 +52,7 @@ def test_reject_then_approve_is_a_conflict(harness: Harness) -> None:
             "executions"
         ]
         assert listed["action_intent_id"] == intent_id
-    assert _ledger(harness, intent_id) == ["POLICY_EVALUATED", "INTENT_REJECTED"]
+    assert _ledger(harness, intent_id) == ["INTENT_REJECTED"]
 
 
 def test_cancel_before_approval_means_it_never_runs(harness: Harness) -> None:
@@ -197,7 +197,6 @@ def test_rerun_after_a_transient_failure_succeeds_with_one_write(
     assert harness.outcome_rows(intent_id) == 2
     assert harness.signal_rows(intent_id) == 2
     assert timeline == [
-        "POLICY_EVALUATED",
         "ACTION_APPROVED",
         "EXECUTION_STARTED",
         "TOOL_CALL_TRY_FAILED",

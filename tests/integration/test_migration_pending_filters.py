@@ -57,7 +57,7 @@ def test_0020_fills_the_policy_id_of_waiting_intents_and_downgrades(tmp_path: Pa
     database = Database(fresh_database_url(tmp_path))
     config = alembic_config(database)
     try:
-        command.upgrade(config, "0015")
+        command.upgrade(config, "0019")
         with database.write() as conn:
             conn.execute(
                 sa.insert(_INTENTS),
@@ -79,7 +79,7 @@ def test_0020_fills_the_policy_id_of_waiting_intents_and_downgrades(tmp_path: Pa
             "ai_approved_policy": None,  # decided already: the queue never lists it
         }
         assert {"ix_action_intents_pending_proposer", "ix_action_intents_pending_policy"} <= indexes
-        command.downgrade(config, "0015")
+        command.downgrade(config, "0019")
         with database.read() as conn:
             columns = {column["name"] for column in sa.inspect(conn).get_columns("action_intents")}
         assert "policy_id" not in columns

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -395,3 +396,63 @@ def test_an_escalate_policy_opens_its_window_at_the_expiry_the_intent_would_have
         with _person(service, _tenant()) as elsewhere:
             plain = _create(elsewhere, expires_at=asked.isoformat().replace("+00:00", "Z"))
         assert (plain["expires_at_epoch"], plain.get("escalates_at_epoch")) == (int(asked.timestamp()), None)
+
+
+def test_a_tenants_auto_approve_does_not_approve_what_needs_scopes_a_person_must_hold(
+    service: Harness,
+) -> None:
+    tenant = _tenant()
+    guarded = {
+        "action_type": "CREATE_GUARDED_TASK",
+        "tool_name": "internal.create_task",
+        "required_scopes": ["approve:guarded"],
+        "parameter_mapping": {"title": {"toolParam": "title", "required": True}},
+    }
+    with service.client("ops", ["admin", "platform:admin"]) as ops:
+        registered = ops.post("/admin/registry", json=guarded)
+        assert registered.status_code == 201, registered.text
+    with _person(service, tenant) as ada:
+        held = _policy(ada, name="everything approves itself")
+        created = _create(ada, action_type="CREATE_GUARDED_TASK")
+        assert created["approval_status"] == "PENDING_APPROVAL"
+        assert created["approval_rule"]["policy_id"] is None
+        by_policy = {
+            e["policy_id"]: e for e in _of(_timeline(ada, created["action_intent_id"]), "POLICY_EVALUATED")
+        }
+        assert (by_policy[held["policy_id"]]["mode"], by_policy[held["policy_id"]]["applied"]) == (
+            "ENFORCE",
+            False,
+        )
+        assert "approve:guarded" in by_policy[held["policy_id"]]["outcome"]
+        assert _attempts(service, created["action_intent_id"]) == 0
+        # Where no scope is required, the same policy approves.
+        assert _create(ada)["approval_status"] == "APPROVED"
+
+
+def test_concurrent_posts_of_one_auto_approved_intent_start_one_execution(service: Harness) -> None:
+    tenant = _tenant()
+    intent_id = f"ai_{uuid.uuid4().hex[:12]}"
+    payload = {
+        "action_intent_id": intent_id,
+        "action_type": "CREATE_INTERNAL_TASK",
+        "account_id": "acc-1",
+        "parameters": dict(TITLE),
+    }
+    with _person(service, tenant) as ada:
+        _policy(ada, name="routine")
+
+        def post(_: int) -> tuple[int, str]:
+            with _person(service, tenant) as client:
+                response = client.post("/intents", json=payload)
+            return response.status_code, response.json()["approval_status"]
+
+        with ThreadPoolExecutor(max_workers=10) as pool:
+            answers = list(pool.map(post, range(10)))
+        assert sorted(code for code, _ in answers) == [200] * 9 + [201]
+        assert {status for _, status in answers} == {"APPROVED"}
+        assert service.wait_terminal(ada, intent_id)["status"] == "SUCCEEDED"
+        assert _attempts(service, intent_id) == 1
+        assert service.task_rows(intent_id) == 1
+        entries = _timeline(ada, intent_id)
+        assert len(_of(entries, "POLICY_EVALUATED")) == 1
+        assert len(_of(entries, "ACTION_APPROVED")) == 1

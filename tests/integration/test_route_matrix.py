@@ -23,6 +23,7 @@ class Route:
     body: Any = None
     ok: tuple[int, ...] = (200,)
     owned: bool = False  # names one tenant's object: another tenant gets 404
+    own_tenant: bool = False  # acts on the token's own tenant: another tenant's admin gets its own
     account_bound: bool = False  # an account_ids claim without the account gets 403
     fresh_intent: bool = False  # the happy path changes the intent: use a new one
     invalid_body: Any = field(default=None)
@@ -148,6 +149,15 @@ ROUTES = [
         body={},
         owned=True,
         invalid_body={"message_id": "x", "payload": {}},
+    ),
+    Route("GET", "/admin/notifications", "admin", own_tenant=True),
+    Route(
+        "PUT",
+        "/admin/notifications",
+        "admin",
+        body={},  # every channel off
+        own_tenant=True,
+        invalid_body={"webhooks": [{"url": "ftp://hooks.example.com/", "secret": "s" * 16}]},
     ),
 ]
 
@@ -283,7 +293,10 @@ def _expected(route: Route, caller: str) -> tuple[int, ...]:
     if route.scope == "platform:admin":
         return route.ok if caller == "platform admin" else (403,)
     # Tenant routes: only the tenant's own admin; a platform admin gets no tenant power, and
-    # another tenant's admin cannot tell the object exists.
+    # another tenant's admin cannot tell the object exists (or, on a route of the token's own
+    # tenant, gets its own tenant's answer).
+    if route.own_tenant and caller == "other tenant's admin":
+        return route.ok
     return {"tenant admin": route.ok, "platform admin": (403,), "other tenant's admin": (404,)}[caller]
 
 
@@ -307,8 +320,10 @@ def test_every_admin_route_is_in_the_admin_matrix() -> None:
         "POST /admin/outbox/dead-letters/redeliver",
         "GET /admin/tenants/{tenant}/outbox/dead-letters",
         "POST /admin/tenants/{tenant}/outbox/dead-letters/redeliver",
+        "GET /admin/notifications",
+        "PUT /admin/notifications",
     }
-    assert all(route.owned for route in ADMIN_ROUTES if route.scope == "admin")
+    assert all(route.owned or route.own_tenant for route in ADMIN_ROUTES if route.scope == "admin")
 
 
 @pytest.mark.parametrize("caller", list(ADMIN_CALLERS))

@@ -57,15 +57,16 @@ class LocalEventBridge:
         httpx.post(f"{self.url}/moto-api/reset").raise_for_status()
         self._queues.clear()
 
-    def create_bus(self, name: str) -> str:
-        """Create the bus and a rule copying its signals to a queue; returns the bus ARN."""
+    def create_bus(self, name: str, pattern: dict[str, list[str]] | None = None) -> str:
+        """Create the bus and a rule copying its signals (or the events ``pattern`` matches) to a
+        queue; returns the bus ARN."""
         events, sqs = self.client("events"), self.client("sqs")
         arn = str(events.create_event_bus(Name=name)["EventBusArn"])
         queue_url = sqs.create_queue(QueueName=f"{name}-signals")["QueueUrl"]
         queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
             "QueueArn"
         ]
-        events.put_rule(Name="signals", EventBusName=name, EventPattern=json.dumps(SIGNAL_PATTERN))
+        events.put_rule(Name="signals", EventBusName=name, EventPattern=json.dumps(pattern or SIGNAL_PATTERN))
         events.put_targets(Rule="signals", EventBusName=name, Targets=[{"Id": "queue", "Arn": queue_arn}])
         self._queues[name] = queue_url
         return arn

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
+from pydantic import SecretStr
+
 from fulfill.domain.errors import ErrorClass, ExecutionError
 from fulfill.domain.execution import (
     DuplicateExecution,
@@ -178,6 +180,7 @@ class Settings:
     circuit_cooldown_seconds: float = 30.0
     compensation_max_tries: int = 5
     compensation_retry_base_seconds: float = 30.0
+    smtp_url: SecretStr = field(default_factory=lambda: SecretStr(""))
 
 
 @dataclass

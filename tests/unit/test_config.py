@@ -210,6 +210,34 @@ def test_event_bus_region_settings_must_agree() -> None:
         Settings(eventbridge_region="US East")
 
 
+def test_escalations_go_to_the_event_bus_only() -> None:
+    assert Settings(webhook_urls="http://a").escalation_destinations == []
+    assert Settings(webhook_urls="http://a", eventbridge_bus="approvals").escalation_destinations == [
+        "eventbridge:approvals"
+    ]
+
+
+def test_escalation_interval_is_bounded() -> None:
+    assert Settings().escalation_interval_seconds == 15.0
+    for bad in (0, 3_601):
+        with pytest.raises(ValueError, match="escalation_interval_seconds"):
+            Settings(escalation_interval_seconds=bad)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["fulfill.example", "ftp://fulfill.example", "https://", "https://fulfill.example/?a=1", "https://x/#f"],
+)
+def test_public_url_must_be_the_services_http_address(url: str) -> None:
+    with pytest.raises(ValueError, match="FULFILL_PUBLIC_URL must be"):
+        Settings(public_url=url)
+
+
+def test_public_url_may_have_a_path() -> None:
+    assert Settings(public_url="https://example.com/fulfill").public_url == "https://example.com/fulfill"
+    assert Settings().public_url == ""
+
+
 def test_event_bus_endpoint_must_be_http() -> None:
     assert Settings(eventbridge_endpoint_url="http://127.0.0.1:5000").eventbridge_endpoint_url
     with pytest.raises(ValueError, match="FULFILL_EVENTBRIDGE_ENDPOINT_URL"):

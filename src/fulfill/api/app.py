@@ -15,7 +15,17 @@ from starlette.routing import Route
 
 from fulfill import __version__
 from fulfill.agent.server import agent_asgi_app, build_agent_server
-from fulfill.api import admin, credentials, events, executions, health, intents, policies, redoc
+from fulfill.api import (
+    admin,
+    credentials,
+    events,
+    executions,
+    health,
+    intents,
+    notifications,
+    policies,
+    redoc,
+)
 from fulfill.api.middleware import BodySizeLimitMiddleware, ProblemCORSMiddleware, UnexpectedErrorMiddleware
 from fulfill.api.problems import PROBLEM, install_problem_handlers
 from fulfill.console import oidc
@@ -84,6 +94,7 @@ def create_app(service: Service) -> FastAPI:
         executions.router,
         events.router,
         admin.router,
+        notifications.router,
         policies.router,
         credentials.router,
     ):

@@ -12,7 +12,17 @@ from pydantic import ValidationError
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from fulfill.cli import connectors, credentials, gateway, intents, killswitch, outbox, policies, registry
+from fulfill.cli import (
+    connectors,
+    credentials,
+    gateway,
+    intents,
+    killswitch,
+    notifications,
+    outbox,
+    policies,
+    registry,
+)
 from fulfill.cli.auth import token
 from fulfill.cli.output import err_console, options
 from fulfill.cli.server import migrate, serve
@@ -41,6 +51,7 @@ HELP_ORDER = (
     "gateway",
     "connectors",
     "outbox",
+    "notifications",
 )
 
 
@@ -103,6 +114,7 @@ app.add_typer(policies.commands, name="policies")
 app.add_typer(gateway.commands, name="gateway")
 app.add_typer(connectors.commands, name="connectors")
 app.add_typer(outbox.commands, name="outbox")
+app.add_typer(notifications.commands, name="notifications")
 
 
 tools = tooling()

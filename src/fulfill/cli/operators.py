@@ -30,9 +30,11 @@ from fulfill.clock import SystemClock
 from fulfill.config import Settings
 from fulfill.domain.killswitch import GLOBAL_SCOPE, KillSwitchScope, StoredSwitches, SwitchSettings
 from fulfill.domain.models import RegistryEntry
+from fulfill.domain.notifications import NotificationSettings
 from fulfill.domain.scopes import Scope
 from fulfill.explain import CliError, explain, shown_url
 from fulfill.usecases.connectors import ConnectorView
+from fulfill.usecases.notifications import NotificationsView
 
 if TYPE_CHECKING:
     from fulfill.credentials.vault import CredentialVault
@@ -78,6 +80,14 @@ class Operator(Protocol):
 
     def connectors(self) -> list[ConnectorView]:
         """Every connector and gateway target, with its limits and circuit."""
+        ...
+
+    def notifications(self, tenant: str) -> NotificationsView:
+        """The tenant's notification channels, without a secret."""
+        ...
+
+    def put_notifications(self, tenant: str, channels: NotificationSettings) -> NotificationsView:
+        """Replace the tenant's notification channels; what is stored, without a secret."""
         ...
 
     def close(self) -> None: ...
@@ -146,6 +156,12 @@ class ApiOperator:
     def connectors(self) -> list[ConnectorView]:
         return self.service.call(self._platform_token(), lambda api: api.connectors())
 
+    def notifications(self, tenant: str) -> NotificationsView:
+        return self.service.call(self._tenant_token(tenant), lambda api: api.get_notifications())
+
+    def put_notifications(self, tenant: str, channels: NotificationSettings) -> NotificationsView:
+        return self.service.call(self._tenant_token(tenant), lambda api: api.put_notifications(channels))
+
 
 def _read_switches(api: FulfillClient, scope: KillSwitchScope) -> StoredSwitches:
     if scope.tenant_id is None:
@@ -203,7 +219,14 @@ class DatabaseOperator:
     def change_switches(self, scope: KillSwitchScope, change: SwitchChange) -> StoredSwitches:
         from fulfill.usecases.admin import change_switches
 
-        return change_switches(self.store, scope, change, now=self.clock.now_iso(), changed_by=CLI_CHANGED_BY)
+        return change_switches(
+            self.store,
+            scope,
+            change,
+            now=self.clock.now_iso(),
+            changed_by=CLI_CHANGED_BY,
+            notify=self.settings,
+        )
 
     def shown(self, switches: StoredSwitches) -> dict[str, Any]:
         return switches.public()
@@ -215,6 +238,18 @@ class DatabaseOperator:
         # A target is a connector before any process serves it.
         targets = {target.name for target in self.target_admin().list().targets}
         return list_connectors(self.store, set(CONNECTOR_NAMESPACES) | targets)
+
+    def notifications(self, tenant: str) -> NotificationsView:
+        from fulfill.usecases.notifications import get_notifications
+
+        return get_notifications(self.store, tenant)
+
+    def put_notifications(self, tenant: str, channels: NotificationSettings) -> NotificationsView:
+        from fulfill.usecases.notifications import put_notifications
+
+        return put_notifications(
+            self.store, self.settings, tenant, channels, now=self.clock.now_iso(), updated_by=CLI_CHANGED_BY
+        )
 
     # --- the service's parts, built as the service builds them -----------------------------
 

@@ -9,6 +9,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from fulfill.domain.action_hash import prefix
 from fulfill.domain.models import TERMINAL_STATUSES, ExecutionStatus
 
 _CLASS_WORDS = {
@@ -32,6 +33,9 @@ _CODE_WORDS = {
     "UNKNOWN_OUTCOME": "The call reached a target that does not deduplicate and its answer was "
     "lost: check the target for a write with this execution's idempotency key before any rerun.",
     "INTENT_CANCELLED": "Someone cancelled the intent.",
+    "APPROVAL_MISMATCH": "The action about to run was not the one approved (its parameters, "
+    "registry version, account or expiry changed after the approval), so its tool was not called: "
+    "nothing was written. Propose the action again and have it approved.",
     "CONNECTOR_UNAVAILABLE": "The connector's circuit was open or it could not be reached.",
     "INVALID_PARAMETERS": "The parameters do not fit the tool's input schema.",
     "INVALID_PARAMETER_TYPE": "A parameter has the wrong type for its tool argument.",
@@ -144,7 +148,10 @@ def _steps_of(entry: dict[str, Any]) -> list[Step]:
         title = "Rejected" if event == "INTENT_REJECTED" else "Cancelled"
         return [Step("decision", title, ts, attempt, details)]
     if event == "EXECUTION_STARTED":
-        return [Step("start", "Execution started", ts, attempt)]
+        bound = data.get("action_hash")
+        # The approved action it runs only while the intent still hashes to it (domain/action_hash.py).
+        details = [f"bound to the approved action {prefix(bound)}…"] if isinstance(bound, str) else []
+        return [Step("start", "Execution started", ts, attempt, details)]
     if event in ("RERUN_REQUESTED", "RERUN_STARTED"):
         details = [str(data["reason"])] if data.get("reason") else []
         if data.get("after_stop"):

@@ -15,6 +15,7 @@ the scheme's version so that a later change of what is hashed can never collide 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from fulfill.domain.idempotency import canonical_json
@@ -54,3 +55,63 @@ def action_hash(action: HashedAction) -> str:
         "expires_at_epoch": action.expires_at_epoch,
     }
     return f"{SCHEME}:{hashlib.sha256(canonical_json(document).encode()).hexdigest()}"
+
+
+# How much of a hash an error message shows (the scheme and 12 hex digits: enough to tell two
+# hashes apart, and to find the full ones in the ledger).
+PREFIX_LENGTH = len(SCHEME) + 1 + 12
+
+
+class BoundAction(HashedAction, Protocol):
+    """An intent as the workflow re-reads it: the action, and the hash its approval recorded."""
+
+    @property
+    def action_hash(self) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class Verified:
+    """The action is the approved one. ``action_hash`` None: the intent was approved before
+    approvals recorded a hash, so there is nothing to compare it with (it is not checked)."""
+
+    action_hash: str | None
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """The action about to run is not the one approved: it must not run."""
+
+    approved: str
+    actual: str
+
+    @property
+    def message(self) -> str:
+        return (
+            f"the action about to run (hash {prefix(self.actual)}…) is not the one approved "
+            f"(hash {prefix(self.approved)}…): its parameters, registry version, account or expiry "
+            "changed after the approval; the tool was not called"
+        )
+
+
+def prefix(hashed: str) -> str:
+    """The start of a hash, as messages show it."""
+    return hashed[:PREFIX_LENGTH]
+
+
+def verify(intent: BoundAction, *, sending: str | None = None) -> Verified | Mismatch:
+    """Is what is about to run the action that was approved?
+
+    The hash is recomputed from ``intent`` (as it is now) and compared with the one its approval
+    recorded; ``sending``, when given, is the hash of the action the tool call was built from
+    (its arguments were mapped from the intent as it was then, not from the one re-read now, so
+    that hash must be the approved one too). An intent without a recorded hash is not checked.
+    """
+    approved = intent.action_hash
+    if approved is None:
+        return Verified(action_hash=None)
+    actual = action_hash(intent)
+    if actual != approved:
+        return Mismatch(approved=approved, actual=actual)
+    if sending is not None and sending != approved:
+        return Mismatch(approved=approved, actual=sending)
+    return Verified(action_hash=approved)

@@ -71,6 +71,8 @@ _CODE_CLASSES: dict[str, ErrorClass] = {
     "VALIDATION_ERROR": ErrorClass.VALIDATION,
     "INTENT_NOT_FOUND": ErrorClass.VALIDATION,
     "INTENT_EXPIRED": ErrorClass.VALIDATION,
+    # What was about to run is not what was approved (domain/action_hash.py): never retried.
+    "APPROVAL_MISMATCH": ErrorClass.VALIDATION,
     "KILL_SWITCH_ENABLED": ErrorClass.VALIDATION,
     "MISSING_REGISTRY_VERSION": ErrorClass.VALIDATION,
     "TOOL_MAPPING_NOT_FOUND": ErrorClass.VALIDATION,

@@ -26,6 +26,17 @@ from fulfill.domain.models import (
 class _State(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        """DBOS checkpoints these models pickled. One pickled by an earlier version of fulfill (a
+        workflow in flight across an upgrade) lacks the fields added since: they take their
+        defaults, as they would from its JSON, instead of being missing attributes."""
+        values = state.get("__dict__")
+        if isinstance(values, dict):
+            for name, field in type(self).model_fields.items():
+                if name not in values and not field.is_required():
+                    values[name] = field.get_default(call_default_factory=True, validated_data=values)
+        super().__setstate__(state)
+
 
 def execution_workflow_id(tenant_id: str, action_intent_id: str, attempt_count: int = 1) -> str:
     """``exec-{tenant}/{intent}``, ``…-r{n}`` for a rerun. Intent ids are unique per tenant and
@@ -108,6 +119,9 @@ class ToolCall(_State):
     arguments: dict[str, Any]
     idempotency_key: str
     retry_count: int = Field(ge=0)
+    # The hash (domain/action_hash.py) of the intent the arguments were mapped from: right before
+    # the call it must still be the approved one. None in a call checkpointed before it was kept.
+    action_hash: str | None = None
 
 
 class ToolResult(_State):
@@ -138,6 +152,7 @@ class OutcomeDraft(_State):
     tool_run_ref: str
     answer_excerpt: str | None = None
     refs_note: str | None = None
+    action_hash: str | None = None
 
 
 class RecordedOutcome(_State):
@@ -212,10 +227,12 @@ def outcome_draft(
     result: ToolResult | None = None,
     registry_version: int | None = None,
     decision_trace_id: str | None = None,
+    action_hash: str | None = None,
 ) -> OutcomeDraft:
     """The one way to build RecordOutcome's input: the call's fields when there was a call (its
-    registry version and decision trace win over the ones given), and the tool's answer when
-    there was one. ``run_ref``: the tool run's reference, or the stop's before any tool ran."""
+    registry version, decision trace and action hash win over the ones given), and the tool's
+    answer when there was one. ``run_ref``: the tool run's reference, or the stop's before any
+    tool ran."""
     return OutcomeDraft(
         context=context,
         status=status,
@@ -229,6 +246,7 @@ def outcome_draft(
         tool_run_ref=run_ref,
         answer_excerpt=result.answer_excerpt if result else None,
         refs_note=result.refs_note if result else None,
+        action_hash=call.action_hash if call and call.action_hash else action_hash,
     )
 
 
@@ -240,6 +258,7 @@ def stop_before_tool(
     call: ToolCall | None = None,
     registry_version: int | None = None,
     decision_trace_id: str | None = None,
+    action_hash: str | None = None,
 ) -> ExecutionStopped:
     """A stop reached before the tool was called (so nothing was written anywhere)."""
     return ExecutionStopped(
@@ -251,6 +270,7 @@ def stop_before_tool(
             error=error,
             registry_version=registry_version,
             decision_trace_id=decision_trace_id,
+            action_hash=action_hash,
         )
     )
 

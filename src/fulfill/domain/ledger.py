@@ -378,6 +378,9 @@ def outcome_entry(
     excerpt = {"answer_excerpt": answer_excerpt} if answer_excerpt is not None else {}
     if refs_note is not None:
         excerpt["refs_note"] = refs_note
+    if outcome.action_hash is not None:
+        # The hash of the action the attempt ran, or refused (domain/action_hash.py).
+        excerpt["action_hash"] = outcome.action_hash
     return outcome_event(
         outcome,
         OUTCOME_EVENT_TYPES[outcome.status],
@@ -486,7 +489,8 @@ def switches_ledger_subject(scope: KillSwitchScope) -> str:
 
 
 def execution_started_entries(context: ExecutionContext, intent: ActionIntentV1 | None) -> list[LedgerEntry]:
-    """What StartExecution writes: ``RERUN_STARTED`` for a rerun, then ``EXECUTION_STARTED``."""
+    """What StartExecution writes: ``RERUN_STARTED`` for a rerun, then ``EXECUTION_STARTED`` (with
+    the hash of the approved action the attempt is bound to, when its approval recorded one)."""
     common: dict[str, Any] = {
         "timestamp": context.started_at,
         "tenant_id": context.tenant_id,
@@ -523,6 +527,8 @@ def execution_started_entries(context: ExecutionContext, intent: ActionIntentV1 
                 "decision_trace_id": intent.trace_id if intent else None,
                 "approval_source": context.approval_source.value if context.approval_source else None,
                 "auto_executed": context.auto_executed,
+                # The tool is called only while the intent still hashes to it.
+                **({"action_hash": intent.action_hash} if intent and intent.action_hash else {}),
             },
             **common,
         )
@@ -561,3 +567,27 @@ def event_rejected_entry(
         },
     )
     return entry.model_copy(update={"entry_id": f"{entry.entry_id}#{fingerprint}"})
+
+
+def approval_escalated_entry(intent: ActionIntentV1) -> LedgerEntry:
+    """``APPROVAL_ESCALATED``: the intent's first approval window ended unapproved, so its policy's
+    second approver group was asked, until the extended end (``expires_at``). Once per intent."""
+    rule = intent.approval_rule
+    assert rule is not None
+    assert intent.escalated_at is not None
+    return ledger_entry(
+        event_type="APPROVAL_ESCALATED",
+        timestamp=intent.escalated_at,
+        tenant_id=intent.tenant_id,
+        account_id=intent.account_id,
+        action_intent_id=intent.action_intent_id,
+        attempt=0,
+        trace_id=intent.trace_id,
+        data={
+            "action_intent_id": intent.action_intent_id,
+            "policy_id": rule.policy_id,
+            "policy_version": rule.policy_version,
+            "escalate_to_scopes": list(rule.escalate_to_scopes),
+            "expires_at": intent.expires_at,
+        },
+    )

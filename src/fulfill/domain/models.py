@@ -286,6 +286,11 @@ class ActionOutcomeV1(_Model):
     trace_id: str
     approval_source: ApprovalSource | None = None
     auto_executed: bool | None = None
+    # The hash (domain/action_hash.py) of the action this attempt ran, or was about to run when it
+    # stopped: the one its tool call was built from, or for an APPROVAL_MISMATCH the intent's as
+    # it was found. None when it stopped before that was known (and for outcomes recorded
+    # before the hash was).
+    action_hash: str | None = None
 
 
 class ParameterMapping(BaseModel):

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fulfill.domain.notifications import parse_destination
+
 # This service's own destinations: they start workflows (reruns, compensations) or take an
 # ACTION_APPROVED in, and never wait behind an external destination.
 ENGINE_DESTINATION = "engine"
@@ -15,8 +17,9 @@ INTAKE_DESTINATION = "intake"
 ENGINE_DESTINATIONS = frozenset({ENGINE_DESTINATION, INTAKE_DESTINATION})
 EVENTBRIDGE_PREFIX = "eventbridge:"
 
-# Bounded label values for metrics: what kind of destination a delivery goes to.
-DESTINATION_KINDS = ("engine", "webhook", "eventbridge")
+# Bounded label values for metrics: what kind of destination a delivery goes to. A tenant's
+# notification channels (domain/notifications.py) are "slack", "email" and "notify_webhook".
+DESTINATION_KINDS = ("engine", "webhook", "eventbridge", "slack", "email", "notify_webhook")
 
 
 def destination_kind(destination: str) -> str:
@@ -24,6 +27,9 @@ def destination_kind(destination: str) -> str:
         return "engine"
     if destination.startswith(EVENTBRIDGE_PREFIX):
         return "eventbridge"
+    channel = parse_destination(destination)
+    if channel is not None:
+        return channel.kind
     return "webhook"
 
 

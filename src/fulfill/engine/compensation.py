@@ -44,6 +44,7 @@ from fulfill.domain.models import (
     ExecutionStatus,
     LedgerEntry,
 )
+from fulfill.domain.notifications import needs_person_notice
 from fulfill.domain.ports import ToolCallOutcome
 from fulfill.domain.targets import UNKNOWN_OUTCOME
 from fulfill.domain.time import iso_from_epoch
@@ -53,6 +54,7 @@ from fulfill.engine.steps.decorator import step
 from fulfill.engine.steps.deps import StepDeps
 from fulfill.engine.steps.sent_calls import CompensationCallMarks, SentCall
 from fulfill.ports.store import UnitOfWork
+from fulfill.usecases.notifications import enqueue_notices
 
 
 class RetryableCompensationFailure(Exception):
@@ -330,7 +332,25 @@ def finish_compensation(deps: StepDeps, result: CompensationResult) -> Compensat
                 try_number=request.try_number,
             )
             uow.executions.append_ledger(_per_try(request, unknown))
+            _notify_person(
+                uow,
+                deps,
+                request,
+                now,
+                what="compensation-outcome-unknown",
+                reason="The undo of this execution's write may or may not have happened (its answer was "
+                "lost); it is never sent again by itself. Check the target and settle it by hand.",
+            )
         if step.after is AfterTry.ABANDONED:
+            _notify_person(
+                uow,
+                deps,
+                request,
+                now,
+                what="compensation-abandoned",
+                reason=f"The compensation failed on every try ({request.try_number}); undo the external "
+                "write by hand.",
+            )
             uow.executions.append_ledger(
                 outcome_event(
                     outcome,
@@ -350,6 +370,24 @@ def finish_compensation(deps: StepDeps, result: CompensationResult) -> Compensat
     if step.after is AfterTry.OUTCOME_UNKNOWN:
         metrics.COMPENSATIONS_OUTCOME_UNKNOWN.inc()
     return status
+
+
+def _notify_person(
+    uow: UnitOfWork, deps: StepDeps, request: CompensationRequest, now: str, *, what: str, reason: str
+) -> None:
+    """``EXECUTION_NEEDS_PERSON`` to the tenant's channels, in this transaction."""
+    intent = uow.intents.get_intent(request.tenant_id, request.action_intent_id)
+    notice = needs_person_notice(
+        tenant_id=request.tenant_id,
+        action_intent_id=request.action_intent_id,
+        account_id=request.account_id,
+        action_type=intent.action_type if intent is not None else "",
+        attempt=request.attempt_count,
+        reason=reason,
+        occurred_at=now,
+        what=what,
+    )
+    enqueue_notices(uow, deps.settings, notice)
 
 
 def _for_try(

@@ -8,6 +8,10 @@ event on the bus. This module builds the same entry from the outbox message and 
 boto3; the relay calls :meth:`EventBridgePublisher.publish` for every delivery whose destination
 is ``eventbridge:<bus>``.
 
+The service's own ``APPROVAL_ESCALATED`` event (an approval window ended and a second approver
+group was asked; ``domain/escalation.py``) goes on the same bus with ``Source`` ``fulfill``,
+``DetailType`` ``APPROVAL_ESCALATED`` and the outbox message as its ``Detail``.
+
 A delivery is refused, and retried by the relay with its backoff, when PutEvents raises (a client
 error such as a missing bus or denied access, a network error, missing credentials) or answers
 with ``FailedEntryCount > 0``. botocore's own retries are off: the outbox is the one retry layer,
@@ -20,9 +24,12 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from fulfill.config import EVENTBRIDGE_DESTINATION_PREFIX, Settings, event_bus_region
+from fulfill.domain.escalation import ESCALATION_TOPIC
+from fulfill.domain.escalation import EVENT_SOURCE as ESCALATION_SOURCE
 
 if TYPE_CHECKING:
     from mypy_boto3_events import EventBridgeClient
@@ -46,6 +53,18 @@ def bus_of(destination: str) -> str | None:
     return None
 
 
+def escalation_entry(message: dict[str, Any], bus: str) -> PutEventsRequestEntryTypeDef:
+    """The PutEvents entry of an ``APPROVAL_ESCALATED`` outbox message: ``Source`` ``fulfill``,
+    ``DetailType`` ``APPROVAL_ESCALATED``, and the message itself (``domain/escalation.py``) as
+    the detail."""
+    return {
+        "Source": ESCALATION_SOURCE,
+        "DetailType": ESCALATION_TOPIC,
+        "Detail": json.dumps(message, separators=(",", ":"), ensure_ascii=False),
+        "EventBusName": bus,
+    }
+
+
 def signal_entry(message: dict[str, Any], bus: str) -> PutEventsRequestEntryTypeDef:
     """The reference's PutEvents entry for a ``SIGNAL_CREATED`` outbox message."""
     detail = {
@@ -67,6 +86,13 @@ def signal_entry(message: dict[str, Any], bus: str) -> PutEventsRequestEntryType
         "Detail": json.dumps(detail, separators=(",", ":"), ensure_ascii=False),
         "EventBusName": bus,
     }
+
+
+# The event each outbox topic becomes on a bus.
+_ENTRIES: dict[str, Callable[[dict[str, Any], str], PutEventsRequestEntryTypeDef]] = {
+    SIGNAL_TOPIC: signal_entry,
+    ESCALATION_TOPIC: escalation_entry,
+}
 
 
 class EventBridgePublisher:
@@ -117,11 +143,12 @@ class EventBridgePublisher:
         """None when the bus accepted the message's event, else why it did not (no secrets)."""
         from botocore.exceptions import BotoCoreError, ClientError
 
-        if topic != SIGNAL_TOPIC:
+        entry_of = _ENTRIES.get(topic)
+        if entry_of is None:
             return f"no EventBridge event is defined for topic {topic}"
         try:
             client = self.client_for(bus)
-            response = client.put_events(Entries=[signal_entry(message, bus)])
+            response = client.put_events(Entries=[entry_of(message, bus)])
         except EventBridgeNotConfigured:
             return "EventBridge has no region configured"
         except ClientError as exc:

@@ -12,6 +12,11 @@ refused or failed PutEvents (``FailedEntryCount > 0``) or a network error is ret
 exponential backoff, capped at ``FULFILL_OUTBOX_BACKOFF_MAX_SECONDS``, up to
 ``FULFILL_OUTBOX_MAX_ATTEMPTS`` tries: then the delivery is DEAD_LETTER until redelivered.
 
+A tenant's notification channels are destinations too (``slack:<tenant>``, ``email:<tenant>``,
+``notify:<tenant>:<n>``): ``engine/notify.py`` sends them, with the same retries and dead letters;
+a destination that answers with a ``Retry-After`` (Slack's ``ratelimited``) is not tried again
+sooner, and its lane rests as long.
+
 Lanes. The engine's own messages (``engine``, ``intake``) are relayed by a thread of their own,
 so a compensation or a rerun never waits behind a webhook. Every external destination (one webhook
 URL, one event bus) has its own lane: at most ``FULFILL_OUTBOX_DESTINATION_CONCURRENCY`` deliveries
@@ -29,11 +34,13 @@ import logging
 import threading
 import time
 import uuid
+from dataclasses import replace
 
 import httpx
 
 from fulfill import metrics
 from fulfill.domain.execution import CompensationRequest, ExecutionRequest
+from fulfill.domain.notifications import NOTICE_TOPICS, parse_destination
 from fulfill.domain.outbox import (
     DESTINATION_KINDS,
     ENGINE_DESTINATIONS,
@@ -44,6 +51,7 @@ from fulfill.domain.outbox import (
 from fulfill.domain.records import Delivery
 from fulfill.engine.eventbridge import EventBridgePublisher, bus_of
 from fulfill.engine.intake import EventRejected, accept_approved_event, parse_approved_event
+from fulfill.engine.notify import NoticeSender, Refusal
 from fulfill.engine.runtime import Runtime
 from fulfill.engine.workflow import start_compensation, start_execution
 from fulfill.logging_setup import describe_failure
@@ -56,7 +64,14 @@ assert {INTAKE_DESTINATION, ENGINE_DESTINATION} == ENGINE_DESTINATIONS
 RERUN_TOPIC = "EXECUTION_RERUN"
 COMPENSATION_TOPIC = "COMPENSATION"
 # What the outbox carries (labels of fulfill_outbox_deliveries_total, present at 0 from start-up).
-TOPICS = ("SIGNAL_CREATED", RERUN_TOPIC, COMPENSATION_TOPIC, "ACTION_APPROVED")
+TOPICS = (
+    "SIGNAL_CREATED",
+    RERUN_TOPIC,
+    COMPENSATION_TOPIC,
+    "ACTION_APPROVED",
+    "APPROVAL_ESCALATED",
+    *NOTICE_TOPICS,
+)
 DELIVERY_RESULTS = ("ok", "retry", "dead_letter")
 LEASE_SECONDS = 60.0  # at least; see OutboxRelay.lease_seconds
 IDLE_LANE_WAIT_SECONDS = 30.0  # a lane with nothing due looks again at the latest after this
@@ -103,6 +118,8 @@ class _DestinationLane:
 
     def _record(self, accepted: bool) -> None:
         settings = self._relay.settings
+        # A destination that said how long to wait (Slack's Retry-After) rests at least that long.
+        asked = self._relay.take_retry_after(self.destination)
         with self._lock:
             self._refusals = 0 if accepted else self._refusals + 1
             rest = backoff_seconds(
@@ -110,7 +127,7 @@ class _DestinationLane:
                 base=settings.outbox_backoff_base_seconds,
                 cap=settings.outbox_backoff_max_seconds,
             )
-            self._rest_until = time.monotonic() + rest
+            self._rest_until = time.monotonic() + max(rest, asked)
 
     def _run(self, owner: str) -> None:
         relay = self._relay
@@ -139,13 +156,20 @@ class OutboxRelay:
         self.settings = rt.settings
         self._http = httpx.Client(timeout=rt.settings.webhook_timeout_seconds)
         self._eventbridge = EventBridgePublisher(rt.settings)
+        self._notices = NoticeSender(rt.settings, rt.store, rt.clock, self._http)
+        self._retry_after: dict[str, float] = {}
+        self._retry_after_lock = threading.Lock()
         # Who holds a lease: one token for the engine lane (and deliver_due), and one per thread of
         # each destination's lane, made from it.
         self.owner = f"relay-{uuid.uuid4().hex}"
         # Much longer than one delivery can take (httpx applies the timeout per connect, write and
         # read; botocore per connect and read, with no retry of its own), so a delivery never
         # outlives the lease renewed right before it.
-        slowest = max(rt.settings.webhook_timeout_seconds, rt.settings.eventbridge_timeout_seconds)
+        slowest = max(
+            rt.settings.webhook_timeout_seconds,
+            rt.settings.eventbridge_timeout_seconds,
+            rt.settings.smtp_timeout_seconds,
+        )
         self.lease_seconds = max(LEASE_SECONDS, 6 * slowest)
         self._stop = threading.Event()
         self._dispatch = threading.Event()
@@ -162,6 +186,11 @@ class OutboxRelay:
                 metrics.OUTBOX_DELIVERIES.labels(topic, result)
         for kind in DESTINATION_KINDS:
             metrics.OUTBOX_DEAD_LETTERED.labels(kind)
+
+    def take_retry_after(self, destination: str) -> float:
+        """How long ``destination`` last asked to be left alone (0: it did not); asked once."""
+        with self._retry_after_lock:
+            return self._retry_after.pop(destination, 0.0)
 
     @property
     def stopping(self) -> bool:
@@ -286,10 +315,11 @@ class OutboxRelay:
         if not renewed:
             log.info("outbox delivery %s was taken over by another relay", delivery.message_id)
             return None
-        error = self._deliver(delivery)
+        refusal = self._refusal(delivery)
+        error = None if refusal is None else refusal.error
         decision = (
             None
-            if error is None
+            if refusal is None
             else after_refusal(
                 delivery.attempts + 1,
                 max_attempts=rt.settings.outbox_max_attempts,
@@ -297,6 +327,13 @@ class OutboxRelay:
                 cap=rt.settings.outbox_backoff_max_seconds,
             )
         )
+        if refusal is not None and decision is not None and refusal.retry_after_seconds > 0:
+            # Never sooner than the destination asked (Slack's Retry-After).
+            decision = replace(
+                decision, delay_seconds=max(decision.delay_seconds, refusal.retry_after_seconds)
+            )
+            with self._retry_after_lock:
+                self._retry_after[delivery.destination] = refusal.retry_after_seconds
         with rt.store.write() as uow:
             if decision is None:
                 settled = uow.outbox.mark_delivered(delivery, owner=owner, now=rt.clock.now_iso())
@@ -327,6 +364,18 @@ class OutboxRelay:
                 error,
             )
         return decision is None
+
+    def _refusal(self, delivery: Delivery) -> Refusal | None:
+        """None when the destination accepted the message, else why not: a tenant's notification
+        channel (``engine/notify.py``), or any other destination (:meth:`_deliver`)."""
+        channel = parse_destination(delivery.destination)
+        if channel is not None:
+            refusal = self._notices.send(channel, delivery.payload, delivery.message_id)
+            if refusal is not None:
+                log.warning("%s delivery of %s refused: %s", channel.kind, delivery.message_id, refusal.error)
+            return refusal
+        error = self._deliver(delivery)
+        return None if error is None else Refusal(error)
 
     def _deliver(self, delivery: Delivery) -> str | None:
         """None when the destination accepted the message, else why it did not."""

@@ -19,12 +19,14 @@ from fulfill.ports.repositories import (
     ConnectorsRepository,
     ConsoleSessionsRepository,
     CredentialsRepository,
+    DashboardRepository,
     ExecutionsRepository,
     ExternalWritesRepository,
     HeartbeatsRepository,
     IntentsRepository,
     InternalObjectsRepository,
     KillSwitchesRepository,
+    NotificationsRepository,
     OutboxRepository,
     PoliciesRepository,
     RegistryRepository,
@@ -50,6 +52,8 @@ class UnitOfWork(Protocol):
     @property
     def credentials(self) -> CredentialsRepository: ...
     @property
+    def dashboard(self) -> DashboardRepository: ...
+    @property
     def executions(self) -> ExecutionsRepository: ...
     @property
     def external_writes(self) -> ExternalWritesRepository: ...
@@ -61,6 +65,8 @@ class UnitOfWork(Protocol):
     def internal_objects(self) -> InternalObjectsRepository: ...
     @property
     def killswitches(self) -> KillSwitchesRepository: ...
+    @property
+    def notifications(self) -> NotificationsRepository: ...
     @property
     def outbox(self) -> OutboxRepository: ...
     @property

@@ -39,6 +39,7 @@ def insert_intent(conn: Connection, intent: ActionIntentV1, request_hash: str) -
             "last_update_at": intent.updated_at,
             "proposed_by": intent.proposed_by,
             "proposed_via": intent.proposed_via.value if intent.proposed_via else None,
+            "escalates_at_epoch": intent.escalates_at_epoch if intent.escalated_at is None else None,
             "policy_id": intent.approval_rule.policy_id if intent.approval_rule else None,
         },
     )
@@ -118,6 +119,47 @@ def save_intent(
             **({"execution_status": execution_status.value} if execution_status else {}),
         )
     )
+
+
+def escalation_candidates(conn: Connection, *, now_epoch: float, limit: int) -> list[ActionIntentV1]:
+    """Intents of every tenant still waiting for approval whose first approval window ended by
+    ``now_epoch`` and which are not escalated yet (nor expired), the longest overdue first: a range
+    scan of the ``(approval_status, escalates_at_epoch)`` index. ``domain/escalation.select_due``
+    decides which of them are due."""
+    query = (
+        select(action_intents.c.document)
+        .where(
+            action_intents.c.approval_status == ApprovalStatus.PENDING_APPROVAL.value,
+            action_intents.c.escalates_at_epoch.is_not(None),
+            action_intents.c.escalates_at_epoch <= now_epoch,
+            action_intents.c.expires_at_epoch > now_epoch,
+        )
+        .order_by(action_intents.c.escalates_at_epoch, action_intents.c.action_intent_id)
+        .limit(limit)
+    )
+    return [ActionIntentV1.model_validate(row.document) for row in conn.execute(query).all()]
+
+
+def mark_escalated(conn: Connection, intent: ActionIntentV1) -> bool:
+    """Write the escalated intent (read in the same transaction with ``for_update``), only if it
+    still waits for approval and nobody escalated it meanwhile (compare-and-set: the escalation
+    column is cleared by the escalation itself). True when this call escalated it."""
+    result = conn.execute(
+        update(action_intents)
+        .where(
+            action_intents.c.tenant_id == intent.tenant_id,
+            action_intents.c.action_intent_id == intent.action_intent_id,
+            action_intents.c.approval_status == ApprovalStatus.PENDING_APPROVAL.value,
+            action_intents.c.escalates_at_epoch.is_not(None),
+        )
+        .values(
+            escalates_at_epoch=None,
+            document=intent.model_dump(mode="json"),
+            updated_at=intent.updated_at,
+            last_update_at=intent.updated_at,
+        )
+    )
+    return result.rowcount == 1
 
 
 def mark_execution(
@@ -349,6 +391,12 @@ class SqlIntentsRepository:
 
     def save_intent(self, intent: ActionIntentV1, *, execution_status: ExecutionStatus | None = None) -> None:
         return save_intent(self._conn, intent, execution_status=execution_status)
+
+    def escalation_candidates(self, *, now_epoch: float, limit: int) -> list[ActionIntentV1]:
+        return escalation_candidates(self._conn, now_epoch=now_epoch, limit=limit)
+
+    def mark_escalated(self, intent: ActionIntentV1) -> bool:
+        return mark_escalated(self._conn, intent)
 
     def mark_execution(
         self, tenant_id: str, action_intent_id: str, *, status: ExecutionStatus | None, at: str

@@ -13,12 +13,14 @@ from fulfill.ports.repositories import (
     ConnectorsRepository,
     ConsoleSessionsRepository,
     CredentialsRepository,
+    DashboardRepository,
     ExecutionsRepository,
     ExternalWritesRepository,
     HeartbeatsRepository,
     IntentsRepository,
     InternalObjectsRepository,
     KillSwitchesRepository,
+    NotificationsRepository,
     OutboxRepository,
     PoliciesRepository,
     RegistryRepository,
@@ -28,6 +30,7 @@ from fulfill.store.compensation_calls import SqlCompensationCallsRepository
 from fulfill.store.connectors import SqlConnectorsRepository
 from fulfill.store.console_sessions import SqlConsoleSessionsRepository
 from fulfill.store.credentials import SqlCredentialsRepository
+from fulfill.store.dashboard import SqlDashboardRepository
 from fulfill.store.db import Database, is_transient_store_error
 from fulfill.store.executions import SqlExecutionsRepository
 from fulfill.store.external_writes import SqlExternalWritesRepository
@@ -35,6 +38,7 @@ from fulfill.store.heartbeats import SqlHeartbeatsRepository
 from fulfill.store.intents import SqlIntentsRepository
 from fulfill.store.internal_objects import SqlInternalObjectsRepository
 from fulfill.store.killswitches import SqlKillSwitchesRepository
+from fulfill.store.notifications import SqlNotificationsRepository
 from fulfill.store.outbox import SqlOutboxRepository
 from fulfill.store.policies import SqlPoliciesRepository
 from fulfill.store.registry import SqlRegistryRepository
@@ -51,12 +55,14 @@ class SqlUnitOfWork:
         self.connectors: ConnectorsRepository = SqlConnectorsRepository(conn)
         self.console_sessions: ConsoleSessionsRepository = SqlConsoleSessionsRepository(conn)
         self.credentials: CredentialsRepository = SqlCredentialsRepository(conn)
+        self.dashboard: DashboardRepository = SqlDashboardRepository(conn)
         self.executions: ExecutionsRepository = SqlExecutionsRepository(conn)
         self.external_writes: ExternalWritesRepository = SqlExternalWritesRepository(conn)
         self.heartbeats: HeartbeatsRepository = SqlHeartbeatsRepository(conn)
         self.intents: IntentsRepository = SqlIntentsRepository(conn)
         self.internal_objects: InternalObjectsRepository = SqlInternalObjectsRepository(conn)
         self.killswitches: KillSwitchesRepository = SqlKillSwitchesRepository(conn)
+        self.notifications: NotificationsRepository = SqlNotificationsRepository(conn)
         self.outbox: OutboxRepository = SqlOutboxRepository(conn)
         self.policies: PoliciesRepository = SqlPoliciesRepository(conn)
         self.registry: RegistryRepository = SqlRegistryRepository(conn)

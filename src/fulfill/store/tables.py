@@ -67,6 +67,10 @@ action_intents = Table(
     # stored before 0014. The document holds them too; the columns are for queries and audits.
     Column("proposed_by", Text, nullable=True),
     Column("proposed_via", String(16), nullable=True),
+    # When the first approval window of an intent under an ESCALATE policy ends (the document's
+    # escalates_at_epoch); set back to NULL once it is escalated, so the escalation sweep's query
+    # only ever finds what is still to escalate. NULL for every other intent.
+    Column("escalates_at_epoch", BigInteger, nullable=True),
     # The id of the ENFORCE policy that decides its approval (NULL: the default rule); kept from
     # creation (0020), for the approvals queue's policy filter.
     Column("policy_id", String(80), nullable=True),
@@ -105,6 +109,10 @@ action_intents = Table(
     ),
     # A policy's simulation reads a tenant's most recent intents.
     Index("ix_action_intents_tenant_recent", "tenant_id", "created_at", "action_intent_id"),
+    # The escalation sweep: pending intents whose first approval window has ended, every tenant's.
+    Index("ix_action_intents_escalation", "approval_status", "escalates_at_epoch"),
+    # The dashboard's approval waits (intents approved since the window's start).
+    Index("ix_action_intents_tenant_updated", "tenant_id", "updated_at"),
 )
 
 execution_attempts = Table(
@@ -151,6 +159,10 @@ execution_outcomes = Table(
     Column("compensation_updated_epoch", Float),
     PrimaryKeyConstraint("tenant_id", "account_id", "action_intent_id", "attempt_count"),
     Index("ix_execution_outcomes_compensation", "compensation_status", "compensation_retry_epoch"),
+    # The dashboard: a window's outcomes, of one tenant or of all; a tenant's compensations.
+    Index("ix_execution_outcomes_tenant_completed", "tenant_id", "completed_at"),
+    Index("ix_execution_outcomes_completed", "completed_at"),
+    Index("ix_execution_outcomes_tenant_compensation", "tenant_id", "compensation_status"),
 )
 
 ledger_entries = Table(
@@ -168,6 +180,8 @@ ledger_entries = Table(
     Column("data", JSON, nullable=False),
     UniqueConstraint("tenant_id", "entry_id"),
     Index("ix_ledger_entries_tenant_intent_seq", "tenant_id", "action_intent_id", "seq"),
+    # The dashboard: a window's entries of one event type (failed tries of tool calls).
+    Index("ix_ledger_entries_event_tenant_timestamp", "event_type", "tenant_id", "timestamp"),
 )
 
 execution_signals = Table(
@@ -516,4 +530,29 @@ approval_policies = Table(
     Column("deleted_at", TS),
     PrimaryKeyConstraint("owner", "policy_id", "version"),
     Index("ix_approval_policies_current", "owner", "is_current", "priority", "policy_id"),
+)
+
+# A tenant's notification channels (domain/notifications.py): ``settings`` without secrets, and
+# ``sealed`` each secret encrypted (FULFILL_SECRETS_KEY), bound to its tenant and field.
+tenant_notifications = Table(
+    "tenant_notifications",
+    metadata,
+    Column("tenant_id", ID, primary_key=True),
+    Column("settings", JSON, nullable=False),
+    Column("sealed", JSON, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    Column("updated_by", String(256), nullable=False),
+    Column("revision", Integer, nullable=False, server_default="0"),  # +1 on every write
+)
+
+# Where a notice about an intent was posted in Slack (the first post), to update it after a decision.
+slack_messages = Table(
+    "slack_messages",
+    metadata,
+    Column("tenant_id", ID, nullable=False),
+    Column("action_intent_id", ID, nullable=False),
+    Column("channel", String(64), nullable=False),
+    Column("ts", String(64), nullable=False),
+    Column("posted_at", TS, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "action_intent_id"),
 )

@@ -14,6 +14,7 @@ from fulfill.ports.store import Store, UnitOfWork
 from fulfill.tokens import Principal
 from fulfill.usecases.context import UseCaseContext
 from fulfill.usecases.errors import NotFound
+from fulfill.usecases.notifications import NoticeSettings, enqueue_kill_switch_notices
 
 ActionTypes = Annotated[list[ActionType], Field(max_length=200)]
 
@@ -90,7 +91,11 @@ def write_switches(
 ) -> StoredSwitches:
     """Store a scope's switches, and who changed them in the ledger (one transaction)."""
     with rt.store.write() as uow:
-        return store_switches(uow, scope, settings, now=rt.clock.now_iso(), changed_by=changed_by)
+        stored = store_switches(
+            uow, scope, settings, now=rt.clock.now_iso(), changed_by=changed_by, notify=rt.settings
+        )
+    rt.outbox_wakeup.set()  # the change's notices, if any, go out now
+    return stored
 
 
 def change_switches(
@@ -100,21 +105,33 @@ def change_switches(
     *,
     now: str,
     changed_by: str,
+    notify: NoticeSettings | None = None,
 ) -> StoredSwitches:
     """Apply ``change`` to a scope's current switches, read locked in the same transaction as the
     write, so two concurrent changes both stay (a switch one of them turns on is not lost)."""
     with store.write() as uow:
         current = uow.killswitches.get_switches(scope, for_update=True)
-        return store_switches(uow, scope, change(current.settings), now=now, changed_by=changed_by)
+        return store_switches(
+            uow, scope, change(current.settings), now=now, changed_by=changed_by, notify=notify
+        )
 
 
 def store_switches(
-    uow: UnitOfWork, scope: KillSwitchScope, settings: SwitchSettings, *, now: str, changed_by: str
+    uow: UnitOfWork,
+    scope: KillSwitchScope,
+    settings: SwitchSettings,
+    *,
+    now: str,
+    changed_by: str,
+    notify: NoticeSettings | None = None,
 ) -> StoredSwitches:
     """Write a scope's switches and a ``KILL_SWITCH_CHANGED`` ledger entry in the caller's
-    transaction."""
+    transaction; with ``notify``, also the ``KILL_SWITCH_CHANGED`` notices (a tenant's switches to
+    that tenant's channels, the global ones to every tenant's)."""
     stored = uow.killswitches.put_switches(scope, settings, now=now)
     uow.executions.append_ledger(kill_switch_entry(stored, changed_by=changed_by))
+    if notify is not None:
+        enqueue_kill_switch_notices(uow, notify, stored, changed_by=changed_by, now=now)
     return stored
 
 

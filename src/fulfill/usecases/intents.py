@@ -54,7 +54,7 @@ from fulfill.domain.models import (
     RegistryEntry,
     Target,
 )
-from fulfill.domain.policies import Candidate, Verdict
+from fulfill.domain.policies import Candidate, Policy, Verdict
 from fulfill.domain.policies import decide as decide_policy
 from fulfill.domain.schemas import (
     MAX_PARAMETER_DEPTH,
@@ -71,6 +71,7 @@ from fulfill.ports.store import UnitOfWork
 from fulfill.tokens import Principal
 from fulfill.usecases.context import UseCaseContext
 from fulfill.usecases.errors import Conflict, Forbidden, Invalid, NotFound
+from fulfill.usecases.notifications import enqueue_proposal_notice
 
 _BASE36 = string.digits + string.ascii_lowercase
 
@@ -202,11 +203,16 @@ def create_intent(
     with rt.store.write() as uow:
         # The approval policies are read and applied in the creating transaction: the intent is
         # stored with its decision, and a policy changed meanwhile applies to the next intent.
-        verdict = decide_policy(uow.policies.list_effective(principal.tenant_id), _candidate(built))
+        entry = uow.registry.get_entry(built.action_type, built.registry_version)
+        policies, held_back = _applicable(uow.policies.list_effective(principal.tenant_id), entry)
+        verdict = decide_policy(policies, _candidate(built))
         intent = _decided(rt, principal, built, verdict, now, imported=body.approval is not None)
         inserted = uow.intents.insert_intent(intent, request_hash)
         if inserted:
-            _append_evaluations(uow, intent, verdict, imported=body.approval is not None)
+            if policies:  # with no policy at all, the default rule applies and nothing is recorded
+                _append_evaluations(
+                    uow, intent, verdict, imported=body.approval is not None, held_back=held_back
+                )
             if intent.approval_status is ApprovalStatus.REJECTED:
                 uow.intents.mark_execution(
                     intent.tenant_id, intent.action_intent_id, status=ExecutionStatus.CANCELLED, at=now_iso
@@ -221,6 +227,7 @@ def create_intent(
                     uow, intent, asserted_by=_policy_subject(verdict.rule), imported=False, rule=verdict.rule
                 )
                 lock = take_execution_lock(uow, intent, now)
+            enqueue_proposal_notice(uow, rt.settings, intent)
     if not inserted:
         # Created meanwhile under the same id (a concurrent retry): answer as for a repeat.
         existing = _existing(rt, principal, intent.action_intent_id, request_hash)
@@ -233,6 +240,33 @@ def create_intent(
             attempt, taken, request_for(attempt, approval_source=ApprovalSource.POLICY, auto_executed=True)
         )
     return intent, True
+
+
+def _applicable(policies: list[Policy], entry: RegistryEntry | None) -> tuple[list[Policy], dict[str, str]]:
+    """The policies as they may act on an intent of ``entry``: approving an action type whose
+    registry version requires scopes (``required_scopes``) needs an approver holding them, which a
+    tenant's own policy cannot vouch for; its ENFORCE AUTO_APPROVE is then only recorded, as a
+    SHADOW policy's would be, and the next policy decides. The platform's policies, written by
+    those who set the scopes, approve such intents too. Returns the policies and the ones held
+    back (their id → why, for their ledger entries)."""
+    if entry is None or not entry.required_scopes:
+        return policies, {}
+    reason = (
+        f"not auto-approved: approving {entry.action_type} (registry version {entry.registry_version}) "
+        f"needs an approver holding {', '.join(sorted(entry.required_scopes))}, which a tenant's policy "
+        "cannot vouch for"
+    )
+    held = {
+        policy.policy_id: reason
+        for policy in policies
+        if policy.tenant_id is not None
+        and policy.decision is PolicyDecision.AUTO_APPROVE
+        and policy.mode is PolicyMode.ENFORCE
+    }
+    return [
+        policy.model_copy(update={"mode": PolicyMode.SHADOW}) if policy.policy_id in held else policy
+        for policy in policies
+    ], held
 
 
 def _candidate(intent: ActionIntentV1) -> Candidate:
@@ -319,7 +353,14 @@ def _decided(
     return decided
 
 
-def _append_evaluations(uow: UnitOfWork, intent: ActionIntentV1, verdict: Verdict, *, imported: bool) -> None:
+def _append_evaluations(
+    uow: UnitOfWork,
+    intent: ActionIntentV1,
+    verdict: Verdict,
+    *,
+    imported: bool,
+    held_back: dict[str, str],
+) -> None:
     """``POLICY_EVALUATED``: the deciding policy's (or the default rule's), then each matching
     SHADOW policy's, never acted on, then each AUTO_APPROVE policy whose expression failed. For an
     import the policy lets stand, the outcome says that the imported approval is what approved it."""
@@ -343,6 +384,7 @@ def _append_evaluations(uow: UnitOfWork, intent: ActionIntentV1, verdict: Verdic
     )
     for shadow in verdict.shadows:
         policy = shadow.policy
+        held = held_back.get(policy.policy_id)  # an ENFORCE AUTO_APPROVE _applicable held back
         uow.executions.append_ledger(
             policy_evaluated_entry(
                 intent,
@@ -350,9 +392,9 @@ def _append_evaluations(uow: UnitOfWork, intent: ActionIntentV1, verdict: Verdic
                 policy_version=policy.version,
                 policy_name=policy.name,
                 decision=policy.decision,
-                mode=PolicyMode.SHADOW,
+                mode=PolicyMode.ENFORCE if held else PolicyMode.SHADOW,
                 applied=False,
-                outcome=policy_outcome(policy.decision, policy.approvals_required, applied=False),
+                outcome=held or policy_outcome(policy.decision, policy.approvals_required, applied=False),
                 error=shadow.error,
             )
         )

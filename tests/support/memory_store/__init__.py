@@ -9,8 +9,8 @@ An outage is simulated with :meth:`MemoryStore.fail_next`: the next transactions
 :class:`StoreUnavailable`, which :meth:`MemoryStore.is_transient` recognises.
 
 Repositories that the steps and use cases under test never touch (connectors' flow control,
-console sessions, credentials, external writes, heartbeats) are present but not held: their
-methods raise ``NotImplementedError``.
+console sessions, credentials, the dashboard's queries, external writes, heartbeats) are present
+but not held: their methods raise ``NotImplementedError``.
 """
 
 from __future__ import annotations
@@ -24,12 +24,14 @@ from fulfill.ports.repositories import (
     ConnectorsRepository,
     ConsoleSessionsRepository,
     CredentialsRepository,
+    DashboardRepository,
     ExecutionsRepository,
     ExternalWritesRepository,
     HeartbeatsRepository,
     IntentsRepository,
     InternalObjectsRepository,
     KillSwitchesRepository,
+    NotificationsRepository,
     OutboxRepository,
     PoliciesRepository,
     RegistryRepository,
@@ -40,12 +42,14 @@ from tests.support.memory_store.compensation_calls import MemoryCompensationCall
 from tests.support.memory_store.connectors import MemoryConnectorsRepository
 from tests.support.memory_store.console_sessions import MemoryConsoleSessionsRepository
 from tests.support.memory_store.credentials import MemoryCredentialsRepository
+from tests.support.memory_store.dashboard import MemoryDashboardRepository
 from tests.support.memory_store.executions import MemoryExecutionsRepository
 from tests.support.memory_store.external_writes import MemoryExternalWritesRepository
 from tests.support.memory_store.heartbeats import MemoryHeartbeatsRepository
 from tests.support.memory_store.intents import MemoryIntentsRepository
 from tests.support.memory_store.internal_objects import MemoryInternalObjectsRepository
 from tests.support.memory_store.killswitches import MemoryKillSwitchesRepository
+from tests.support.memory_store.notifications import MemoryNotificationsRepository
 from tests.support.memory_store.outbox import MemoryOutboxRepository
 from tests.support.memory_store.policies import MemoryPoliciesRepository
 from tests.support.memory_store.registry import MemoryRegistryRepository
@@ -64,12 +68,14 @@ class MemoryUnitOfWork:
         self.connectors: ConnectorsRepository = MemoryConnectorsRepository(tables)
         self.console_sessions: ConsoleSessionsRepository = MemoryConsoleSessionsRepository(tables)
         self.credentials: CredentialsRepository = MemoryCredentialsRepository(tables)
+        self.dashboard: DashboardRepository = MemoryDashboardRepository(tables)
         self.executions: ExecutionsRepository = MemoryExecutionsRepository(tables)
         self.external_writes: ExternalWritesRepository = MemoryExternalWritesRepository(tables)
         self.heartbeats: HeartbeatsRepository = MemoryHeartbeatsRepository(tables)
         self.intents: IntentsRepository = MemoryIntentsRepository(tables)
         self.internal_objects: InternalObjectsRepository = MemoryInternalObjectsRepository(tables)
         self.killswitches: KillSwitchesRepository = MemoryKillSwitchesRepository(tables)
+        self.notifications: NotificationsRepository = MemoryNotificationsRepository(tables)
         self.outbox: OutboxRepository = MemoryOutboxRepository(tables)
         self.policies: PoliciesRepository = MemoryPoliciesRepository(tables)
         self.registry: RegistryRepository = MemoryRegistryRepository(tables)

@@ -18,6 +18,8 @@ class MemoryIntentsRepository:
         self._t.intents[key] = IntentRow(
             intent, request_hash, ExecutionStatus.PENDING.value, intent.updated_at
         )
+        if intent.escalates_at_epoch is not None and intent.escalated_at is None:
+            self._t.escalations[key] = intent.escalates_at_epoch
         return True
 
     def get_intent(
@@ -67,6 +69,30 @@ class MemoryIntentsRepository:
             execution_status.value if execution_status else row.execution_status,
             intent.updated_at,
         )
+
+    def escalation_candidates(self, *, now_epoch: float, limit: int) -> list[ActionIntentV1]:
+        candidates = [
+            (due, key)
+            for key, due in self._t.escalations.items()
+            if due <= now_epoch
+            and self._t.intents[key].intent.approval_status is ApprovalStatus.PENDING_APPROVAL
+            and self._t.intents[key].intent.expires_at_epoch > now_epoch
+        ]
+        candidates.sort(key=lambda item: (item[0], item[1][1]))
+        return [self._t.intents[key].intent for _, key in candidates[:limit]]
+
+    def mark_escalated(self, intent: ActionIntentV1) -> bool:
+        key = (intent.tenant_id, intent.action_intent_id)
+        row = self._t.intents.get(key)
+        if (
+            row is None
+            or row.intent.approval_status is not ApprovalStatus.PENDING_APPROVAL
+            or key not in self._t.escalations
+        ):
+            return False
+        del self._t.escalations[key]
+        self._t.intents[key] = IntentRow(intent, row.request_hash, row.execution_status, intent.updated_at)
+        return True
 
     def mark_execution(
         self, tenant_id: str, action_intent_id: str, *, status: ExecutionStatus | None, at: str

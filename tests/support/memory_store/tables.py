@@ -78,6 +78,8 @@ class Tables:
     registry: dict[tuple[str, int], RegistryEntry] = field(default_factory=dict)
     messages: dict[str, MessageRow] = field(default_factory=dict)
     deliveries: dict[tuple[str, str], DeliveryRow] = field(default_factory=dict)
+    notifications: dict[str, Any] = field(default_factory=dict)  # tenant → StoredNotifications
+    slack_messages: dict[tuple[str, str], Any] = field(default_factory=dict)  # → SlackMessageRef
     remote_calls: dict[tuple[str, str, str, int], Any] = field(default_factory=dict)  # → RemoteCallMark
     compensation_calls: dict[tuple[str, str, str], Any] = field(default_factory=dict)  # → Sent
     targets: dict[str, Any] = field(default_factory=dict)  # name → GatewayTarget
@@ -86,6 +88,9 @@ class Tables:
     # (owner, policy_id, version) → PolicyVersion; owner is the tenant, or None for the platform
     policies: dict[tuple[str | None, str, int], Any] = field(default_factory=dict)
     catalog_revision: int = 0
+    # (tenant, intent) → when its escalation is due: the SQL column escalates_at_epoch (cleared
+    # once escalated).
+    escalations: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def copy(self) -> Tables:
         """A copy for one transaction: new dicts holding the same immutable values."""

@@ -101,7 +101,7 @@ def started(monkeypatch: pytest.MonkeyPatch) -> list[tuple[ExecutionAttempt, boo
     return calls
 
 
-def context(*policies: Policy) -> Context:
+def context(*policies: Policy, required_scopes: list[str] | None = None) -> Context:
     store = PolicyStore()
     store.policies.extend(policies)
     ctx = Context(store=store, tool_schemas={TOOL: SCHEMA})
@@ -112,6 +112,7 @@ def context(*policies: Policy) -> Context:
                 registry_version=1,
                 tool_name=TOOL,
                 risk_class="MINIMAL",
+                required_scopes=required_scopes or [],
                 parameter_mapping={"title": ParameterMapping(tool_param="title", required=True)},
                 created_at=STAMP,
             )
@@ -370,3 +371,29 @@ def test_a_person_rejecting_is_not_named_as_a_policy() -> None:
         "denied by the approval policy 'night' (pol_deny0001, version 3): the action was not executed"
     )
     assert (denied.status, denied.is_error) == ("completed", True)
+
+
+def test_a_tenants_auto_approve_cannot_vouch_for_the_scopes_an_action_type_requires(
+    started: list[tuple[ExecutionAttempt, bool, ExecutionRequest]],
+) -> None:
+    ctx = context(
+        policy("pol_auto0001", priority=1),
+        policy("pol_two00001", "REQUIRE_APPROVAL", priority=2, approvals_required=2),
+        required_scopes=["approvers:crm"],
+    )
+    intent, _ = intents.create_intent(ctx, person(), body())
+    assert intent.approval_status is ApprovalStatus.PENDING_APPROVAL
+    assert intent.approval_rule is not None
+    assert intent.approval_rule.policy_id == "pol_two00001"  # the next policy decides
+    assert started == []
+    by_policy = {e["policy_id"]: e for e in ledger(ctx, intent.action_intent_id, "POLICY_EVALUATED")}
+    held = by_policy["pol_auto0001"]
+    assert (held["mode"], held["applied"]) == ("ENFORCE", False)
+    assert held["outcome"].startswith("not auto-approved: approving CREATE_INTERNAL_TASK")
+    assert "approvers:crm" in held["outcome"]
+    assert by_policy["pol_two00001"]["outcome"] == "requires 2 approvals"
+    # The platform's policy approves it: the platform sets the scopes.
+    platform = context(policy("pol_plat0001", tenant_id=None), required_scopes=["approvers:crm"])
+    approved, _ = intents.create_intent(platform, person(), body())
+    assert approved.approved_by == "policy:pol_plat0001"
+    assert len(started) == 1

@@ -1,4 +1,5 @@
-"""What every step checks before it goes on: the budget, the kill switches, the intent still wanted.
+"""What every step checks before it goes on: the budget, the kill switches, the intent still wanted
+and still the action that was approved.
 
 The tool is never called while a check cannot be answered (fail closed), but an outage of the
 database is not an answer: a read that fails for a transient reason is tried again with backoff
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from fulfill import metrics
+from fulfill.domain.action_hash import Mismatch, verify
 from fulfill.domain.execution import ExecutionContext, ExecutionStopped, ToolCall, stop_before_tool
 from fulfill.domain.killswitch import KillSwitchDecision, evaluate_kill_switches
 from fulfill.domain.models import (
@@ -66,6 +68,27 @@ def check_still_wanted(
         registry_version=intent.registry_version,
         decision_trace_id=intent.trace_id,
     )
+
+
+def check_approved_action(
+    context: ExecutionContext, intent: ActionIntentV1, call: ToolCall | None = None
+) -> None:
+    """The intent, as it was just read, is still the action its approval approved (and so is the
+    one ``call`` was built from): its recomputed hash is the recorded one. Anything else stops the
+    execution ``FAILED``/``APPROVAL_MISMATCH`` before its tool call. An intent approved before
+    hashes were recorded is not checked."""
+    checked = verify(intent, sending=call.action_hash if call else None)
+    if isinstance(checked, Mismatch):
+        log.warning("%s", checked.message)
+        raise stop_before_tool(
+            context,
+            ExecutionStatus.FAILED,
+            validation_error("APPROVAL_MISMATCH", checked.message),
+            call=call,
+            registry_version=intent.registry_version,
+            decision_trace_id=intent.trace_id,
+            action_hash=checked.actual,
+        )
 
 
 def read_kill_switches(
@@ -157,8 +180,8 @@ def while_the_budget_lasts(
 
 
 def check_before_call(deps: StepDeps, call: ToolCall) -> None:
-    """The switches and the intent's cancellation, read right before the external call (each read
-    waits out a database outage while the budget lasts)."""
+    """The switches, the intent's cancellation and the approved action's hash, read right before
+    the external call (each read waits out a database outage while the budget lasts)."""
     context = call.context
     decision = read_kill_switches(deps, context, call.action_type, call=call)
     if not decision.allowed:
@@ -174,6 +197,7 @@ def check_before_call(deps: StepDeps, call: ToolCall) -> None:
             call=call,
         )
     check_still_wanted(context, intent, call)
+    check_approved_action(context, intent, call)
 
 
 def _intent(deps: StepDeps, context: ExecutionContext) -> ActionIntentV1 | None:

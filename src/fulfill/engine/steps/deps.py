@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Protocol
 
+from pydantic import SecretStr
+
 from fulfill.domain.flowcontrol import CallResult
 from fulfill.domain.ports import Clock, ToolGateway
 from fulfill.ports.store import Store
@@ -39,6 +41,8 @@ class StepSettings(Protocol):
     def compensation_max_tries(self) -> int: ...
     @property
     def compensation_retry_base_seconds(self) -> float: ...
+    @property
+    def smtp_url(self) -> SecretStr: ...
 
 
 class GatePermit(Protocol):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fulfill.domain.action_hash import action_hash
 from fulfill.domain.execution import PreflightPassed, ToolCall, stop_before_tool
 from fulfill.domain.idempotency import idempotency_key
 from fulfill.domain.mapping import MappingError, map_parameters, with_trusted_arguments
@@ -73,4 +74,5 @@ def map_action_to_tool(deps: StepDeps, checked: PreflightPassed) -> ToolCall:
         ),
         idempotency_key=key,
         retry_count=intent.execution_policy.retry_count,
+        action_hash=action_hash(intent),
     )

@@ -1,4 +1,5 @@
-"""ValidatePreflight: the intent still exists, is approved, is not expired, and no kill switch is on."""
+"""ValidatePreflight: the intent still exists, is approved (and is the action approved), is not
+expired, and no kill switch is on."""
 
 from __future__ import annotations
 
@@ -6,7 +7,13 @@ from fulfill.domain.execution import ExecutionContext, PreflightPassed, stop_bef
 from fulfill.domain.expiry import is_expired
 from fulfill.domain.models import ExecutionStatus
 from fulfill.domain.time import iso_from_epoch
-from fulfill.engine.steps.checks import check_budget, check_still_wanted, kill_switch_stop, read_kill_switches
+from fulfill.engine.steps.checks import (
+    check_approved_action,
+    check_budget,
+    check_still_wanted,
+    kill_switch_stop,
+    read_kill_switches,
+)
 from fulfill.engine.steps.decorator import step
 from fulfill.engine.steps.deps import StepDeps
 from fulfill.engine.steps.failures import validation_error
@@ -14,11 +21,15 @@ from fulfill.engine.steps.failures import validation_error
 
 @step("ValidatePreflight", own_span=True)
 def validate_preflight(deps: StepDeps, context: ExecutionContext) -> PreflightPassed:
-    """The intent still exists, is approved, is not expired, and no kill switch is on."""
+    """The intent still exists, is approved, is the action approved (its hash), is not expired,
+    and no kill switch is on. The hash is checked before the account: an account changed after
+    the approval is a mismatch, not a missing intent."""
     now = deps.clock.now()
     check_budget(context, now)
     with deps.store.read() as uow:
         intent = uow.intents.get_intent(context.tenant_id, context.action_intent_id)
+    if intent is not None:
+        check_approved_action(context, intent)
     if intent is None or intent.account_id != context.account_id:
         raise stop_before_tool(
             context,

@@ -104,6 +104,7 @@ def _outcome(draft: OutcomeDraft, *, completed_at: str) -> ActionOutcomeV1:
         trace_id=context.trace_id,
         approval_source=context.approval_source,
         auto_executed=context.auto_executed,
+        action_hash=draft.action_hash,
     )
 
 

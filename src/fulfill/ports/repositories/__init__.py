@@ -6,12 +6,14 @@ from fulfill.ports.repositories.compensation_calls import CompensationCallsRepos
 from fulfill.ports.repositories.connectors import ConnectorsRepository
 from fulfill.ports.repositories.console_sessions import ConsoleSessionsRepository
 from fulfill.ports.repositories.credentials import CredentialsRepository
+from fulfill.ports.repositories.dashboard import DashboardRepository
 from fulfill.ports.repositories.executions import ExecutionsRepository
 from fulfill.ports.repositories.external_writes import ExternalWritesRepository
 from fulfill.ports.repositories.heartbeats import HeartbeatsRepository
 from fulfill.ports.repositories.intents import IntentsRepository
 from fulfill.ports.repositories.internal_objects import InternalObjectsRepository
 from fulfill.ports.repositories.killswitches import KillSwitchesRepository
+from fulfill.ports.repositories.notifications import NotificationsRepository
 from fulfill.ports.repositories.outbox import OutboxRepository
 from fulfill.ports.repositories.policies import PoliciesRepository
 from fulfill.ports.repositories.registry import RegistryRepository
@@ -22,12 +24,14 @@ __all__ = [
     "ConnectorsRepository",
     "ConsoleSessionsRepository",
     "CredentialsRepository",
+    "DashboardRepository",
     "ExecutionsRepository",
     "ExternalWritesRepository",
     "HeartbeatsRepository",
     "IntentsRepository",
     "InternalObjectsRepository",
     "KillSwitchesRepository",
+    "NotificationsRepository",
     "OutboxRepository",
     "PoliciesRepository",
     "RegistryRepository",

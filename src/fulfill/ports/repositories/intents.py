@@ -38,6 +38,16 @@ class IntentsRepository(Protocol):
         """Write an intent read in the same transaction with ``for_update``."""
         ...
 
+    def escalation_candidates(self, *, now_epoch: float, limit: int) -> list[ActionIntentV1]:
+        """Intents of every tenant still waiting for approval whose first approval window ended by
+        ``now_epoch`` and which are not escalated yet (nor expired), the longest overdue first."""
+        ...
+
+    def mark_escalated(self, intent: ActionIntentV1) -> bool:
+        """Write the escalated intent (read in the same transaction with ``for_update``), only if it
+        still waits for approval and nobody escalated it meanwhile; True when this call did."""
+        ...
+
     def mark_execution(
         self, tenant_id: str, action_intent_id: str, *, status: ExecutionStatus | None, at: str
     ) -> None:
