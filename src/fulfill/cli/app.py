@@ -37,6 +37,7 @@ HELP_ORDER = (
     "migrate",
     "token",
     "approve",
+    "reject",
     "rerun",
     "cancel",
     "status",
@@ -101,6 +102,7 @@ app.command()(serve)
 app.command()(migrate)
 app.command()(token)
 app.command()(intents.approve)
+app.command()(intents.reject)
 app.command()(intents.rerun)
 app.command()(intents.cancel)
 app.command()(intents.status)

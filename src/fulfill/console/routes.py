@@ -397,6 +397,8 @@ def _pending_query(request: Request) -> tuple[approvals_usecase.PendingQuery, di
     chosen = {
         "action_type": params.get("action_type", "").strip(),
         "account_id": params.get("account_id", "").strip(),
+        "proposed_by": params.get("proposed_by", "").strip(),
+        "policy_id": params.get("policy_id", "").strip(),
         "age": params.get("age", "").strip(),
         "order": params.get("order", "").strip() or "newest",
     }
@@ -407,6 +409,8 @@ def _pending_query(request: Request) -> tuple[approvals_usecase.PendingQuery, di
     query = approvals_usecase.PendingQuery(
         action_type=chosen["action_type"] or None,
         account_id=chosen["account_id"] or None,
+        proposed_by=chosen["proposed_by"] or None,
+        policy_id=chosen["policy_id"] or None,
         min_age_seconds=AGE_CHOICES[chosen["age"]],
         oldest_first=chosen["order"] == "oldest",
         cursor=params.get("after") or None,
@@ -446,6 +450,8 @@ async def approvals(request: Request, ctx: ServiceContext) -> Response:
             "approvals.html",
             principal,
             rows=rows,
+            this_url=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
+            max_selected=approvals_usecase.MAX_DECIDED_AT_ONCE,
             now=now,
             total=result.total,
             first=before + 1,
@@ -465,6 +471,39 @@ async def approvals(request: Request, ctx: ServiceContext) -> Response:
         )
 
     return await _guarded(request, ctx, page)
+
+
+@router.post("/approvals/decide")
+async def decide_selected(request: Request, ctx: ServiceContext) -> Response:
+    """Approve or reject the intents selected on the approvals page, each on its own (the same
+    rules as one by one; never with edited parameters); a page reports what became of each."""
+
+    def page(principal: Principal, form: Form) -> Response:
+        decision = _one(form, "decision")
+        if decision not in {choice.value for choice in approvals_usecase.BulkDecision}:
+            raise Refused(422, "Choose to approve or to reject the selected intents.")
+        selected = [value.strip() for value in form.get("selected", []) if value.strip()]
+        if not selected:
+            raise Refused(422, "Select at least one intent first.")
+        results = approvals_usecase.decide_many(
+            ctx,
+            principal,
+            selected,
+            approvals_usecase.BulkDecision(decision),
+            comment=_one(form, "comment") or None,
+        )
+        back = _one(form, "back")
+        return _render(
+            request,
+            "decided.html",
+            principal,
+            decision=decision,
+            results=results,
+            accepted=sum(1 for result in results if result.accepted),
+            back=back if back.startswith("/console/approvals") and "\\" not in back else "/console/approvals",
+        )
+
+    return await _guarded(request, ctx, page, post_scope=Scope.INTENTS_APPROVE)
 
 
 @router.post("/intents/{action_intent_id}/approve")

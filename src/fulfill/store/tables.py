@@ -71,6 +71,9 @@ action_intents = Table(
     # escalates_at_epoch); set back to NULL once it is escalated, so the escalation sweep's query
     # only ever finds what is still to escalate. NULL for every other intent.
     Column("escalates_at_epoch", BigInteger, nullable=True),
+    # The id of the ENFORCE policy that decides its approval (NULL: the default rule); kept from
+    # creation (0020), for the approvals queue's policy filter.
+    Column("policy_id", String(80), nullable=True),
     PrimaryKeyConstraint("tenant_id", "account_id", "action_intent_id"),
     # An intent id is unique within its tenant (whatever the account), not across tenants.
     UniqueConstraint("tenant_id", "action_intent_id"),
@@ -87,6 +90,23 @@ action_intents = Table(
     ),
     # The console's approvals page pages through a tenant's pending intents by creation time.
     Index("ix_action_intents_pending", "tenant_id", "approval_status", "created_at", "action_intent_id"),
+    # ... and filters them by proposer or by deciding policy.
+    Index(
+        "ix_action_intents_pending_proposer",
+        "tenant_id",
+        "approval_status",
+        "proposed_by",
+        "created_at",
+        "action_intent_id",
+    ),
+    Index(
+        "ix_action_intents_pending_policy",
+        "tenant_id",
+        "approval_status",
+        "policy_id",
+        "created_at",
+        "action_intent_id",
+    ),
     # A policy's simulation reads a tenant's most recent intents.
     Index("ix_action_intents_tenant_recent", "tenant_id", "created_at", "action_intent_id"),
     # The escalation sweep: pending intents whose first approval window has ended, every tenant's.
