@@ -503,14 +503,7 @@ def _build_intent(
             Decision.APPROVE,
             proposed_by=principal.subject,
         )
-    try:
-        mapped = map_parameters(body.parameters, entry.parameter_mapping)
-        canonical_json(body.parameters)
-    except MappingError as exc:
-        raise Invalid(exc.error.error_message, code=exc.error.error_code) from None
-    except ValueError as exc:
-        raise Invalid(f"parameters: {exc}", code="INVALID_PARAMETER_TYPE") from None
-    _check_tool_arguments(rt, entry, mapped)
+    _check_parameters(rt, entry, body.parameters)
     max_ttl = rt.settings.max_intent_ttl_seconds
     if body.expires_at is not None:
         try:
@@ -731,7 +724,7 @@ def approve_intent(
                 f"an intent that is {intent.approval_status.value} cannot be edited",
                 code="INVALID_TRANSITION",
             )
-        _check_edited_parameters(rt, entry, parameters)
+        _check_parameters(rt, entry, parameters)
     if intent.approval_status is ApprovalStatus.APPROVED:
         return _approval_change(intent)
     if intent.approval_status is not ApprovalStatus.PENDING_APPROVAL:
@@ -835,9 +828,10 @@ def _require_entitled(principal: Principal, intent: ActionIntentV1, decision: De
         raise Forbidden(refused.message, code=refused.code)
 
 
-def _check_edited_parameters(rt: UseCaseContext, entry: RegistryEntry, parameters: dict[str, Any]) -> None:
-    """Edited parameters are checked as a new intent's are: depth, the pinned version's mapping,
-    JSON they can be stored as, and the tool's input schema (422 otherwise, nothing changes)."""
+def _check_parameters(rt: UseCaseContext, entry: RegistryEntry, parameters: dict[str, Any]) -> None:
+    """A new intent's parameters, and an approver's edit of them: depth, the pinned version's
+    mapping, JSON they can be stored as, and the tool's input schema (422 otherwise, nothing is
+    stored or changed)."""
     if too_deep(parameters):
         raise Invalid(
             f"parameters are nested deeper than {MAX_PARAMETER_DEPTH} levels", code="PARAMETERS_TOO_DEEP"
