@@ -19,6 +19,7 @@ from fulfill.ports.repositories import (
     ConnectorsRepository,
     ConsoleSessionsRepository,
     CredentialsRepository,
+    EmailLinksRepository,
     ExecutionsRepository,
     ExternalWritesRepository,
     HeartbeatsRepository,
@@ -64,6 +65,8 @@ class UnitOfWork(Protocol):
     def killswitches(self) -> KillSwitchesRepository: ...
     @property
     def notifications(self) -> NotificationsRepository: ...
+    @property
+    def email_links(self) -> EmailLinksRepository: ...
     @property
     def outbox(self) -> OutboxRepository: ...
     @property

@@ -13,6 +13,7 @@ from fulfill.ports.repositories import (
     ConnectorsRepository,
     ConsoleSessionsRepository,
     CredentialsRepository,
+    EmailLinksRepository,
     ExecutionsRepository,
     ExternalWritesRepository,
     HeartbeatsRepository,
@@ -30,6 +31,7 @@ from fulfill.store.connectors import SqlConnectorsRepository
 from fulfill.store.console_sessions import SqlConsoleSessionsRepository
 from fulfill.store.credentials import SqlCredentialsRepository
 from fulfill.store.db import Database, is_transient_store_error
+from fulfill.store.email_links import SqlEmailLinksRepository
 from fulfill.store.executions import SqlExecutionsRepository
 from fulfill.store.external_writes import SqlExternalWritesRepository
 from fulfill.store.heartbeats import SqlHeartbeatsRepository
@@ -60,6 +62,7 @@ class SqlUnitOfWork:
         self.internal_objects: InternalObjectsRepository = SqlInternalObjectsRepository(conn)
         self.killswitches: KillSwitchesRepository = SqlKillSwitchesRepository(conn)
         self.notifications: NotificationsRepository = SqlNotificationsRepository(conn)
+        self.email_links: EmailLinksRepository = SqlEmailLinksRepository(conn)
         self.outbox: OutboxRepository = SqlOutboxRepository(conn)
         self.policies: PoliciesRepository = SqlPoliciesRepository(conn)
         self.registry: RegistryRepository = SqlRegistryRepository(conn)

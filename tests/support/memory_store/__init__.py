@@ -24,6 +24,7 @@ from fulfill.ports.repositories import (
     ConnectorsRepository,
     ConsoleSessionsRepository,
     CredentialsRepository,
+    EmailLinksRepository,
     ExecutionsRepository,
     ExternalWritesRepository,
     HeartbeatsRepository,
@@ -41,6 +42,7 @@ from tests.support.memory_store.compensation_calls import MemoryCompensationCall
 from tests.support.memory_store.connectors import MemoryConnectorsRepository
 from tests.support.memory_store.console_sessions import MemoryConsoleSessionsRepository
 from tests.support.memory_store.credentials import MemoryCredentialsRepository
+from tests.support.memory_store.email_links import MemoryEmailLinksRepository
 from tests.support.memory_store.executions import MemoryExecutionsRepository
 from tests.support.memory_store.external_writes import MemoryExternalWritesRepository
 from tests.support.memory_store.heartbeats import MemoryHeartbeatsRepository
@@ -73,6 +75,7 @@ class MemoryUnitOfWork:
         self.internal_objects: InternalObjectsRepository = MemoryInternalObjectsRepository(tables)
         self.killswitches: KillSwitchesRepository = MemoryKillSwitchesRepository(tables)
         self.notifications: NotificationsRepository = MemoryNotificationsRepository(tables)
+        self.email_links: EmailLinksRepository = MemoryEmailLinksRepository(tables)
         self.outbox: OutboxRepository = MemoryOutboxRepository(tables)
         self.policies: PoliciesRepository = MemoryPoliciesRepository(tables)
         self.registry: RegistryRepository = MemoryRegistryRepository(tables)
