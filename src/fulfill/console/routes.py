@@ -46,6 +46,7 @@ from fulfill.usecases import admin, connectors, email_links, executions, intents
 from fulfill.usecases import approvals as approvals_usecase
 from fulfill.usecases.admin import ActionTypes, KillSwitches, TenantExecution
 from fulfill.usecases.context import UseCaseContext
+from fulfill.usecases.dashboard import DASHBOARD_SCOPES
 from fulfill.usecases.errors import UseCaseError
 
 _HERE = Path(__file__).parent
@@ -94,8 +95,13 @@ class Refused(Exception):
 
 def install_console(app: FastAPI, settings: Settings) -> None:
     """Serve the console at ``/console``: sessions, pages and its static files (no CDN)."""
+    from fulfill.console.dashboard_page import (
+        router as dashboard_router,
+    )  # imported here: it uses this module
+
     app.state.console_enabled = install_sessions(app, settings)
     app.include_router(router)
+    app.include_router(dashboard_router)
     app.mount("/console/static", StaticFiles(directory=str(_HERE / "static")), name="console-static")
 
 
@@ -277,12 +283,9 @@ def console_root() -> Response:
 @router.get("/")
 async def home(request: Request, ctx: ServiceContext) -> Response:
     def page(principal: Principal, _form: Form) -> Response:
-        if principal.has_scope(Scope.INTENTS_READ):
-            return RedirectResponse("/console/approvals", status_code=303)
-        if principal.has_scope(Scope.EXECUTIONS_READ):
-            return RedirectResponse("/console/executions", status_code=303)
-        if principal.has_scope(Scope.ADMIN) or principal.has_scope(Scope.PLATFORM_ADMIN):
-            return RedirectResponse("/console/kill-switches", status_code=303)
+        # The first page is the dashboard, for every console scope (approvals stay in the nav).
+        if any(principal.has_scope(scope) for scope in DASHBOARD_SCOPES):
+            return RedirectResponse("/console/dashboard", status_code=303)
         return _render(request, "error.html", principal, message=_no_console_scope(request, principal))
 
     return await _guarded(request, ctx, page)

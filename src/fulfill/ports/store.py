@@ -19,6 +19,7 @@ from fulfill.ports.repositories import (
     ConnectorsRepository,
     ConsoleSessionsRepository,
     CredentialsRepository,
+    DashboardRepository,
     EmailLinksRepository,
     ExecutionsRepository,
     ExternalWritesRepository,
@@ -51,6 +52,8 @@ class UnitOfWork(Protocol):
     def console_sessions(self) -> ConsoleSessionsRepository: ...
     @property
     def credentials(self) -> CredentialsRepository: ...
+    @property
+    def dashboard(self) -> DashboardRepository: ...
     @property
     def executions(self) -> ExecutionsRepository: ...
     @property

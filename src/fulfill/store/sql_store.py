@@ -13,6 +13,7 @@ from fulfill.ports.repositories import (
     ConnectorsRepository,
     ConsoleSessionsRepository,
     CredentialsRepository,
+    DashboardRepository,
     EmailLinksRepository,
     ExecutionsRepository,
     ExternalWritesRepository,
@@ -30,6 +31,7 @@ from fulfill.store.compensation_calls import SqlCompensationCallsRepository
 from fulfill.store.connectors import SqlConnectorsRepository
 from fulfill.store.console_sessions import SqlConsoleSessionsRepository
 from fulfill.store.credentials import SqlCredentialsRepository
+from fulfill.store.dashboard import SqlDashboardRepository
 from fulfill.store.db import Database, is_transient_store_error
 from fulfill.store.email_links import SqlEmailLinksRepository
 from fulfill.store.executions import SqlExecutionsRepository
@@ -55,6 +57,7 @@ class SqlUnitOfWork:
         self.connectors: ConnectorsRepository = SqlConnectorsRepository(conn)
         self.console_sessions: ConsoleSessionsRepository = SqlConsoleSessionsRepository(conn)
         self.credentials: CredentialsRepository = SqlCredentialsRepository(conn)
+        self.dashboard: DashboardRepository = SqlDashboardRepository(conn)
         self.executions: ExecutionsRepository = SqlExecutionsRepository(conn)
         self.external_writes: ExternalWritesRepository = SqlExternalWritesRepository(conn)
         self.heartbeats: HeartbeatsRepository = SqlHeartbeatsRepository(conn)

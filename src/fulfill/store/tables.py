@@ -91,6 +91,8 @@ action_intents = Table(
     Index("ix_action_intents_tenant_recent", "tenant_id", "created_at", "action_intent_id"),
     # The escalation sweep: pending intents whose first approval window has ended, every tenant's.
     Index("ix_action_intents_escalation", "approval_status", "escalates_at_epoch"),
+    # The dashboard's approval waits (intents approved since the window's start).
+    Index("ix_action_intents_tenant_updated", "tenant_id", "updated_at"),
 )
 
 execution_attempts = Table(
@@ -137,6 +139,10 @@ execution_outcomes = Table(
     Column("compensation_updated_epoch", Float),
     PrimaryKeyConstraint("tenant_id", "account_id", "action_intent_id", "attempt_count"),
     Index("ix_execution_outcomes_compensation", "compensation_status", "compensation_retry_epoch"),
+    # The dashboard: a window's outcomes, of one tenant or of all; a tenant's compensations.
+    Index("ix_execution_outcomes_tenant_completed", "tenant_id", "completed_at"),
+    Index("ix_execution_outcomes_completed", "completed_at"),
+    Index("ix_execution_outcomes_tenant_compensation", "tenant_id", "compensation_status"),
 )
 
 ledger_entries = Table(
@@ -154,6 +160,8 @@ ledger_entries = Table(
     Column("data", JSON, nullable=False),
     UniqueConstraint("tenant_id", "entry_id"),
     Index("ix_ledger_entries_tenant_intent_seq", "tenant_id", "action_intent_id", "seq"),
+    # The dashboard: a window's entries of one event type (failed tries of tool calls).
+    Index("ix_ledger_entries_event_tenant_timestamp", "event_type", "tenant_id", "timestamp"),
 )
 
 execution_signals = Table(

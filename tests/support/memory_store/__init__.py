@@ -9,8 +9,8 @@ An outage is simulated with :meth:`MemoryStore.fail_next`: the next transactions
 :class:`StoreUnavailable`, which :meth:`MemoryStore.is_transient` recognises.
 
 Repositories that the steps and use cases under test never touch (connectors' flow control,
-console sessions, credentials, external writes, heartbeats) are present but not held: their
-methods raise ``NotImplementedError``.
+console sessions, credentials, the dashboard's queries, external writes, heartbeats) are present
+but not held: their methods raise ``NotImplementedError``.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from fulfill.ports.repositories import (
     ConnectorsRepository,
     ConsoleSessionsRepository,
     CredentialsRepository,
+    DashboardRepository,
     EmailLinksRepository,
     ExecutionsRepository,
     ExternalWritesRepository,
@@ -42,6 +43,7 @@ from tests.support.memory_store.compensation_calls import MemoryCompensationCall
 from tests.support.memory_store.connectors import MemoryConnectorsRepository
 from tests.support.memory_store.console_sessions import MemoryConsoleSessionsRepository
 from tests.support.memory_store.credentials import MemoryCredentialsRepository
+from tests.support.memory_store.dashboard import MemoryDashboardRepository
 from tests.support.memory_store.email_links import MemoryEmailLinksRepository
 from tests.support.memory_store.executions import MemoryExecutionsRepository
 from tests.support.memory_store.external_writes import MemoryExternalWritesRepository
@@ -68,6 +70,7 @@ class MemoryUnitOfWork:
         self.connectors: ConnectorsRepository = MemoryConnectorsRepository(tables)
         self.console_sessions: ConsoleSessionsRepository = MemoryConsoleSessionsRepository(tables)
         self.credentials: CredentialsRepository = MemoryCredentialsRepository(tables)
+        self.dashboard: DashboardRepository = MemoryDashboardRepository(tables)
         self.executions: ExecutionsRepository = MemoryExecutionsRepository(tables)
         self.external_writes: ExternalWritesRepository = MemoryExternalWritesRepository(tables)
         self.heartbeats: HeartbeatsRepository = MemoryHeartbeatsRepository(tables)

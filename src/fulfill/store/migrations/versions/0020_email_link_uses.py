@@ -1,7 +1,7 @@
 """email_link_uses: each signed email link opened (a link opens once)
 
 Revision ID: 0020
-Revises: 0018
+Revises: 0019
 Create Date: 2026-12-05 01:00:00
 """
 
@@ -11,8 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0020"
-# After 0019 once it is merged (0019 itself goes after 0018).
-down_revision = "0018"
+down_revision = "0019"
 branch_labels = None
 depends_on = None
 
