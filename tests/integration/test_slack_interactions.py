@@ -210,6 +210,7 @@ def test_a_signed_click_approves_and_the_intent_runs(harness: Harness, slack: Sl
     assert stored.approved_by == "alice@acme.example"
     approved = tenant.ledger(intent_id, "ACTION_APPROVED")
     assert len(approved) == 1
+    assert "U0ALICE" in json.dumps(approved[0].model_dump(mode="json"))  # which Slack user clicked
     with tenant.client(PROPOSER) as client:
         status = harness.wait_terminal(client, intent_id)
     assert status["status"] == "SUCCEEDED"
