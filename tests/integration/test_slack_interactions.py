@@ -11,6 +11,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -253,6 +254,25 @@ def test_a_duplicate_click_approves_once(harness: Harness, slack: SlackServer) -
     assert len(tenant.ledger(intent_id, "ACTION_APPROVED")) == 1
     assert harness.task_rows(intent_id) == 1
     assert harness.outcome_rows(intent_id) == 1
+
+
+def test_concurrent_clicks_of_two_people_on_two_of_n_start_one_execution(
+    harness: Harness, slack: SlackServer
+) -> None:
+    tenant = Tenant(harness, slack)
+    tenant.policy(approvals_required=2)
+    intent_id, _ = tenant.propose()
+    users = ["U0ALICE", "U0BOB"] * 5
+    with ThreadPoolExecutor(max_workers=len(users)) as pool:
+        answers = list(pool.map(lambda user: tenant.click(user, intent_id)[0], users))
+    assert [a.status_code for a in answers] == [200] * len(users)
+    with tenant.client(PROPOSER) as client:
+        assert harness.wait_terminal(client, intent_id)["status"] == "SUCCEEDED"
+    stored = tenant.stored(intent_id)
+    assert sorted(a.approved_by for a in stored.approvals) == ["alice@acme.example", "bob@acme.example"]
+    assert len(tenant.ledger(intent_id, "APPROVAL_RECORDED")) == 1
+    assert len(tenant.ledger(intent_id, "ACTION_APPROVED")) == 1
+    assert harness.task_rows(intent_id) == 1
 
 
 def test_two_of_n_needs_two_different_slack_users(harness: Harness, slack: SlackServer) -> None:
