@@ -13,7 +13,8 @@
   (:attr:`SlackServer.calls`);
 * :meth:`SlackServer.fail_next` makes the next calls answer ``ok: false`` with a given error,
   :meth:`SlackServer.rate_limit_next` answers HTTP 429 ``ratelimited`` with ``Retry-After``;
-* ``response_url`` posts (``{url}/actions/{n}``) are recorded too (:attr:`SlackServer.responses`).
+* ``response_url`` posts (``{url}/actions/{n}``) are recorded too (:attr:`SlackServer.responses`,
+  each with its ``_path``).
 
 :func:`signed_interaction` builds what Slack POSTs to an app's interaction URL when a person clicks
 a button: the form-encoded ``payload`` and the ``X-Slack-Request-Timestamp`` and
@@ -124,7 +125,7 @@ class SlackServer:
     ) -> tuple[int, dict[str, str], dict[str, Any]]:
         if path.startswith("/actions/"):
             with self._lock:
-                self.responses.append(json.loads(body or b"{}"))
+                self.responses.append({**json.loads(body or b"{}"), "_path": path})
             return 200, {}, {"ok": True}
         if not path.startswith("/api/"):
             return 404, {}, {"ok": False, "error": "unknown_method"}

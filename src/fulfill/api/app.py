@@ -25,6 +25,7 @@ from fulfill.api import (
     notifications,
     policies,
     redoc,
+    slack,
 )
 from fulfill.api.middleware import BodySizeLimitMiddleware, ProblemCORSMiddleware, UnexpectedErrorMiddleware
 from fulfill.api.problems import PROBLEM, install_problem_handlers
@@ -97,6 +98,7 @@ def create_app(service: Service) -> FastAPI:
         notifications.router,
         policies.router,
         credentials.router,
+        slack.router,
     ):
         app.include_router(router, responses=common)
     app.include_router(health.router, responses={500: PROBLEM})

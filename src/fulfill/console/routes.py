@@ -37,12 +37,13 @@ from fulfill.console.session import (
     log_out,
 )
 from fulfill.domain.console_login import dev_login_refusal
+from fulfill.domain.email_links import LinkRefused
 from fulfill.domain.expiry import is_expired
 from fulfill.domain.killswitch import GLOBAL_SCOPE, KillSwitchScope, SwitchSettings
 from fulfill.domain.models import ActionIntentV1, ApprovalStatus
 from fulfill.domain.scopes import USER_SCOPES, Scope
 from fulfill.tokens import Principal, TokenError, mint_token
-from fulfill.usecases import admin, connectors, executions, intents, registry
+from fulfill.usecases import admin, connectors, email_links, executions, intents, registry
 from fulfill.usecases import approvals as approvals_usecase
 from fulfill.usecases.admin import ActionTypes, KillSwitches, TenantExecution
 from fulfill.usecases.context import UseCaseContext
@@ -669,6 +670,23 @@ def _execution_context(
         and intent.approval_status is not ApprovalStatus.CANCELLED,
         "cancellable": intent.approval_status is ApprovalStatus.APPROVED,
     }
+
+
+@router.get("/open")
+async def open_email_link(request: Request, ctx: ServiceContext) -> Response:
+    """An email's signed link: after the login (the link is kept through it), the intent's page,
+    once. Never a decision: the page is where a person approves or rejects. A link that was
+    changed, is of another tenant (403), expired or already used (410) opens nothing."""
+
+    def page(principal: Principal, _form: Form) -> Response:
+        opened = email_links.open_link(ctx, principal, request.query_params.get("link", ""))
+        if isinstance(opened, LinkRefused):
+            return _refusal(request, principal, opened.status, opened.message)
+        return RedirectResponse(
+            f"/console/executions/{quote(opened.action_intent_id, safe='')}", status_code=303
+        )
+
+    return await _guarded(request, ctx, page)
 
 
 @router.get("/executions/{action_intent_id}")

@@ -556,3 +556,16 @@ slack_messages = Table(
     Column("posted_at", TS, nullable=False),
     PrimaryKeyConstraint("tenant_id", "action_intent_id"),
 )
+
+# Each signed email link (domain/email_links.py) that was opened: a link opens once.
+email_link_uses = Table(
+    "email_link_uses",
+    metadata,
+    Column("tenant_id", ID, nullable=False),
+    Column("link_id", String(64), nullable=False),
+    Column("action_intent_id", ID, nullable=False),
+    Column("recipient", String(254), nullable=False),
+    Column("used_by", String(256), nullable=False),
+    Column("used_at", TS, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "link_id"),
+)
