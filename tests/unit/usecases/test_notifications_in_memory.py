@@ -181,6 +181,31 @@ def test_an_abandoned_compensation_tells_a_person(world: World) -> None:
     assert "by hand" in message.payload["summary"]
 
 
+def test_an_unknown_outcome_tells_a_person(world: World) -> None:
+    from fulfill.domain.execution import ToolCall, outcome_from_tool_result
+    from fulfill.domain.targets import UNKNOWN_OUTCOME
+    from fulfill.engine import steps
+    from tests.support.memory_steps import Crash, crashing
+
+    _put(world.store, "t1", {"webhooks": [HOOK]})
+    world.confirm.add("internal.create_task")
+    call = steps.prepare_tool_call(world.deps, world.accept(world.add_intent(make_intent())))
+    assert isinstance(call, ToolCall)
+    with crashing(world.gateway), pytest.raises(Crash):
+        steps.invoke_tool(world.deps, call)
+    result = steps.invoke_tool(world.deps, call)  # the replay finds the call sent, its answer lost
+    recorded = steps.record_outcome(world.deps, outcome_from_tool_result(result))
+    assert recorded.outcome.error_code == UNKNOWN_OUTCOME
+    (message,) = [
+        m for m in world.store.tables.messages.values() if m.topic == "NOTICE_EXECUTION_NEEDS_PERSON"
+    ]
+    assert message.payload["action_intent_id"] == "ai_1"
+    assert "outcome of internal.create_task is unknown" in message.payload["summary"]
+    assert call.idempotency_key in message.payload["summary"]
+    with world.store.read() as uow:  # next to the signal's own destination
+        assert "notify:t1:0" in uow.outbox.due_destinations(now_epoch=2e9)
+
+
 @pytest.fixture
 def world() -> World:
     return World()
