@@ -124,3 +124,34 @@ def test_an_edit_cannot_leave_the_policy_that_asks_for_two(shared: Harness) -> N
         assert taken.status_code == 202, taken.text
         assert taken.json()["approval_status"] == "PENDING_APPROVAL"
         assert [a["approved_by"] for a in taken.json()["approvals"]] == ["bob"]
+
+
+# --- tokens limited to some accounts --------------------------------------------------------------
+
+
+def test_a_token_limited_to_some_accounts_writes_only_policies_limited_to_them(shared: Harness) -> None:
+    tenant = _tenant()
+    body = {"name": "n", "decision": "AUTO_APPROVE"}
+    with (
+        shared.client(tenant, TENANT_SCOPES) as admin,
+        shared.client(tenant, TENANT_SCOPES, account_ids=["acc-1", "acc-2"]) as narrow,
+    ):
+        for match in ({}, {"account_ids": ["acc-1", "acc-3"]}, {"action_types": ["CREATE_INTERNAL_TASK"]}):
+            _problem(
+                narrow.post("/admin/policies", json={**body, "match": match}), 403, "POLICY_OUTSIDE_ACCOUNTS"
+            )
+        mine = narrow.post("/admin/policies", json={**body, "match": {"account_ids": ["acc-2"]}})
+        assert mine.status_code == 201, mine.text
+        mine_id = mine.json()["policy_id"]
+        wide_id = _policy(admin, decision="DENY", match={"account_ids": ["acc-3"]})
+        # Replacing or deleting: the stored policy and the new body both stay within the accounts.
+        widened = {**body, "match": {"account_ids": ["acc-2", "acc-3"]}}
+        _problem(narrow.put(f"/admin/policies/{mine_id}", json=widened), 403, "POLICY_OUTSIDE_ACCOUNTS")
+        narrowed = {**body, "match": {"account_ids": ["acc-2"]}}
+        _problem(narrow.put(f"/admin/policies/{wide_id}", json=narrowed), 403, "POLICY_OUTSIDE_ACCOUNTS")
+        _problem(narrow.delete(f"/admin/policies/{wide_id}"), 403, "POLICY_OUTSIDE_ACCOUNTS")
+        assert narrow.put(f"/admin/policies/{mine_id}", json={**narrowed, "name": "m"}).status_code == 200
+        assert narrow.delete(f"/admin/policies/{mine_id}").status_code == 204
+        assert admin.get(f"/admin/policies/{wide_id}").json()["version"] == 1
+        # An unlimited admin writes tenant-wide policies.
+        assert admin.post("/admin/policies", json=body).status_code == 201
