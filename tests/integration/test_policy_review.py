@@ -16,6 +16,7 @@ import httpx
 from fulfill.domain.models import ActionIntentV1
 from fulfill.store import executions as ledger_store
 from fulfill.store import intents as intent_store
+from fulfill.tokens import mint_service_token
 from tests.support.harness import ALL_SCOPES, Harness
 
 TENANT_SCOPES = [scope for scope in ALL_SCOPES if scope != "platform:admin"]
@@ -155,3 +156,64 @@ def test_a_token_limited_to_some_accounts_writes_only_policies_limited_to_them(s
         assert admin.get(f"/admin/policies/{wide_id}").json()["version"] == 1
         # An unlimited admin writes tenant-wide policies.
         assert admin.post("/admin/policies", json=body).status_code == 201
+
+
+# --- tokens that are not a person's ------------------------------------------------------------------
+
+
+def test_the_engines_service_token_manages_no_policy(shared: Harness) -> None:
+    tenant = _tenant()
+    token = mint_service_token(
+        shared.settings, tenant_id=tenant, account_id="acc-1", action_intent_id="ai_1", idempotency_key="k"
+    )
+    with (
+        shared.client(tenant, TENANT_SCOPES) as admin,
+        httpx.Client(base_url=shared.url, headers={"Authorization": f"Bearer {token}"}) as engine,
+    ):
+        policy_id = _policy(admin, decision="DENY")
+        body = {"name": "n", "decision": "AUTO_APPROVE"}
+        for response in (
+            engine.get("/admin/policies"),
+            engine.post("/admin/policies", json=body),
+            engine.get(f"/admin/policies/{policy_id}"),
+            engine.put(f"/admin/policies/{policy_id}", json=body),
+            engine.delete(f"/admin/policies/{policy_id}"),
+            engine.post("/admin/policies/simulate", json={"policy": body}),
+        ):
+            assert response.status_code == 403, response.text
+        assert admin.get(f"/admin/policies/{policy_id}").json()["version"] == 1
+
+
+def test_hostile_parameters_under_a_numeric_rule_are_stored_and_fail_safe(shared: Harness) -> None:
+    tenant = _tenant()
+    with (
+        shared.client(tenant, TENANT_SCOPES, subject="admin") as admin,
+        shared.client(tenant, TENANT_SCOPES, subject="ada") as ada,
+    ):
+        two = _policy(
+            admin, decision="REQUIRE_APPROVAL", approvals_required=2, match={"when": "params.amount > 100000"}
+        )
+        auto = _policy(
+            admin, decision="AUTO_APPROVE", match={"when": "params.amount <= 100000"}, priority=200
+        )
+        for amount, expected in (
+            ("1000000", two),  # a string: the expression fails, fail-safe
+            (True, two),
+            (None, two),
+            (10**30, two),
+            (1e300, two),
+            (100000.5, two),
+            (-(10**30), auto),
+        ):
+            created = ada.post(
+                "/intents",
+                json={
+                    "action_type": "CREATE_INTERNAL_TASK",
+                    "account_id": "acc-1",
+                    "parameters": {"title": "t", "amount": amount, "ключ ✓": "é"},
+                },
+            )
+            assert created.status_code == 201, (amount, created.text)
+            intent = _stored(shared, tenant, created.json()["action_intent_id"])
+            assert intent.approval_rule is not None
+            assert intent.approval_rule.policy_id == expected, amount
