@@ -9,10 +9,12 @@ Each test works in a tenant of its own.
 from __future__ import annotations
 
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 
+from fulfill.domain.action_hash import action_hash
 from fulfill.domain.models import ActionIntentV1
 from fulfill.store import executions as ledger_store
 from fulfill.store import intents as intent_store
@@ -217,3 +219,48 @@ def test_hostile_parameters_under_a_numeric_rule_are_stored_and_fail_safe(shared
             intent = _stored(shared, tenant, created.json()["action_intent_id"])
             assert intent.approval_rule is not None
             assert intent.approval_rule.policy_id == expected, amount
+
+
+def test_an_edit_racing_another_approvers_approval_never_counts_an_approval_of_the_old_action(
+    shared: Harness,
+) -> None:
+    """Bob edits a two-approval intent while Carol approves it: under the intent's row lock either
+    Carol approved the old action (then the edit clears it) or the edited one (then it completes).
+    Whatever the order, what runs is the edited action, approved by two people who saw it."""
+    tenant = _tenant()
+    with (
+        shared.client(tenant, TENANT_SCOPES, subject="admin") as admin,
+        shared.client(tenant, TENANT_SCOPES, subject="ada") as ada,
+        shared.client(tenant, TENANT_SCOPES, subject="bob") as bob,
+        shared.client(tenant, TENANT_SCOPES, subject="carol") as carol,
+    ):
+        _policy(admin, decision="REQUIRE_APPROVAL", approvals_required=2)
+        for round_ in range(4):
+            intent_id = shared.create_intent(ada, parameters={"title": "Call"})["action_intent_id"]
+            edited = {"title": f"Email {round_}"}
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                edit = pool.submit(bob.post, f"/intents/{intent_id}/approve", json={"parameters": edited})
+                approve = pool.submit(carol.post, f"/intents/{intent_id}/approve")
+                answers = [edit.result(), approve.result()]
+            assert [a.status_code for a in answers] == [202, 202], [a.text for a in answers]
+            stored = _stored(shared, tenant, intent_id)
+            if stored.approval_status.value == "PENDING_APPROVAL":  # Carol approved the old action
+                assert [a.approved_by for a in stored.approvals] == ["bob"]
+                assert carol.post(f"/intents/{intent_id}/approve").json()["approval_status"] == "APPROVED"
+                stored = _stored(shared, tenant, intent_id)
+            assert stored.approval_status.value == "APPROVED"
+            assert stored.parameters == edited
+            assert sorted(a.approved_by for a in stored.approvals) == ["bob", "carol"]
+            assert {a.action_hash for a in stored.approvals} == {stored.action_hash}
+            assert stored.action_hash == action_hash(stored)
+            assert shared.wait_terminal(ada, intent_id)["status"] == "SUCCEEDED"
+
+
+def test_a_token_whose_tenant_id_is_no_identifier_is_refused_not_a_500(shared: Harness) -> None:
+    """Not the platform's owner key ("#platform") nor anything else a tenant's data is not keyed by."""
+    with shared.client("#platform", TENANT_SCOPES) as odd:
+        for answer in (
+            odd.post("/admin/policies", json={"name": "n", "decision": "DENY"}),
+            odd.get("/admin/policies"),
+        ):
+            _problem(answer, 401, "TOKEN_CLAIM_MALFORMED")
