@@ -9,7 +9,9 @@ Each test works in a tenant of its own.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import httpx
@@ -24,8 +26,26 @@ from tests.support.harness import ALL_SCOPES, Harness
 TENANT_SCOPES = [scope for scope in ALL_SCOPES if scope != "platform:admin"]
 
 
+# Wires need two approvals.
+WIRES: dict[str, Any] = {
+    "decision": "REQUIRE_APPROVAL",
+    "approvals_required": 2,
+    "match": {"when": "params.title.startsWith('Wire')"},
+}
+
+
 def _tenant() -> str:
     return f"rv-{uuid.uuid4().hex[:10]}"
+
+
+@contextmanager
+def _people(harness: Harness, tenant: str, *subjects: str) -> Iterator[tuple[httpx.Client, ...]]:
+    """A client of the tenant for each subject (all the tenant's scopes but platform:admin)."""
+    with ExitStack() as stack:
+        yield tuple(
+            stack.enter_context(harness.client(tenant, TENANT_SCOPES, subject=subject))
+            for subject in subjects
+        )
 
 
 def _problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
@@ -63,17 +83,8 @@ def test_an_edit_that_would_fall_under_another_policy_is_refused_and_changes_not
     """Two approvals for wires; a task proposed as a call gets the default rule (one approval). An
     approver editing it into a wire, and approving it alone, would execute what needs two."""
     tenant = _tenant()
-    with (
-        shared.client(tenant, TENANT_SCOPES, subject="admin") as admin,
-        shared.client(tenant, TENANT_SCOPES, subject="ada") as ada,
-        shared.client(tenant, TENANT_SCOPES, subject="bob") as bob,
-    ):
-        wires = _policy(
-            admin,
-            decision="REQUIRE_APPROVAL",
-            approvals_required=2,
-            match={"when": "params.title.startsWith('Wire')"},
-        )
+    with _people(shared, tenant, "admin", "ada", "bob") as (admin, ada, bob):
+        wires = _policy(admin, **WIRES)
         _policy(admin, decision="DENY", match={"when": "params.title.contains('offshore')"}, priority=1)
         intent_id = shared.create_intent(ada, parameters={"title": "Call the customer"})["action_intent_id"]
         before = _stored(shared, tenant, intent_id)
@@ -97,31 +108,14 @@ def test_an_edit_that_would_fall_under_another_policy_is_refused_and_changes_not
 def test_an_edit_cannot_leave_the_policy_that_asks_for_two(shared: Harness) -> None:
     """The reverse: out from under a two-approval rule into the default one, alone."""
     tenant = _tenant()
-    with (
-        shared.client(tenant, TENANT_SCOPES, subject="admin") as admin,
-        shared.client(tenant, TENANT_SCOPES, subject="ada") as ada,
-        shared.client(tenant, TENANT_SCOPES, subject="bob") as bob,
-    ):
-        wires = _policy(
-            admin,
-            decision="REQUIRE_APPROVAL",
-            approvals_required=2,
-            match={"when": "params.title.startsWith('Wire')"},
-        )
+    with _people(shared, tenant, "admin", "ada", "bob") as (admin, ada, bob):
+        wires = _policy(admin, **WIRES)
         intent_id = shared.create_intent(ada, parameters={"title": "Wire 10"})["action_intent_id"]
         assert _stored(shared, tenant, intent_id).approval_rule.policy_id == wires  # type: ignore[union-attr]
         refused = bob.post(f"/intents/{intent_id}/approve", json={"parameters": {"title": "Call"}})
         _problem(refused, 409, "EDIT_CHANGES_POLICY")
         # Still under the same policy (a new version of it included): the edit is taken.
-        replaced = admin.put(
-            f"/admin/policies/{wires}",
-            json={
-                "name": "p2",
-                "decision": "REQUIRE_APPROVAL",
-                "approvals_required": 2,
-                "match": {"when": "params.title.startsWith('Wire')"},
-            },
-        )
+        replaced = admin.put(f"/admin/policies/{wires}", json={"name": "p2", **WIRES})
         assert replaced.status_code == 200, replaced.text
         taken = bob.post(f"/intents/{intent_id}/approve", json={"parameters": {"title": "Wire 20"}})
         assert taken.status_code == 202, taken.text
@@ -188,10 +182,7 @@ def test_the_engines_service_token_manages_no_policy(shared: Harness) -> None:
 
 def test_hostile_parameters_under_a_numeric_rule_are_stored_and_fail_safe(shared: Harness) -> None:
     tenant = _tenant()
-    with (
-        shared.client(tenant, TENANT_SCOPES, subject="admin") as admin,
-        shared.client(tenant, TENANT_SCOPES, subject="ada") as ada,
-    ):
+    with _people(shared, tenant, "admin", "ada") as (admin, ada):
         two = _policy(
             admin, decision="REQUIRE_APPROVAL", approvals_required=2, match={"when": "params.amount > 100000"}
         )
@@ -228,12 +219,7 @@ def test_an_edit_racing_another_approvers_approval_never_counts_an_approval_of_t
     Carol approved the old action (then the edit clears it) or the edited one (then it completes).
     Whatever the order, what runs is the edited action, approved by two people who saw it."""
     tenant = _tenant()
-    with (
-        shared.client(tenant, TENANT_SCOPES, subject="admin") as admin,
-        shared.client(tenant, TENANT_SCOPES, subject="ada") as ada,
-        shared.client(tenant, TENANT_SCOPES, subject="bob") as bob,
-        shared.client(tenant, TENANT_SCOPES, subject="carol") as carol,
-    ):
+    with _people(shared, tenant, "admin", "ada", "bob", "carol") as (admin, ada, bob, carol):
         _policy(admin, decision="REQUIRE_APPROVAL", approvals_required=2)
         for round_ in range(4):
             intent_id = shared.create_intent(ada, parameters={"title": "Call"})["action_intent_id"]
