@@ -76,7 +76,7 @@ def create_app(service: Service) -> FastAPI:
     app.state.credential_vault = service.credential_vault
     install_problem_handlers(app)
     # Innermost first: errors and size limits are answered inside CORS, so they carry its headers.
-    app.add_middleware(UnexpectedErrorMiddleware)
+    app.add_middleware(UnexpectedErrorMiddleware, is_transient=service.store.is_transient)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=service.settings.max_body_bytes)
     app.add_middleware(
         ProblemCORSMiddleware,

@@ -750,7 +750,7 @@ def approve_intent(
             )
         current = locked
         if parameters is not None:
-            current = _edited(uow, locked, parameters, edited_by=principal.subject, now_iso=now_iso)
+            current = _edited(uow, entry, locked, parameters, edited_by=principal.subject, now_iso=now_iso)
         hashed = action_hash(current)
         approval = IntentApproval(
             approved_by=principal.subject, approved_at=now_iso, action_hash=hashed, comment=comment
@@ -847,10 +847,17 @@ def _check_parameters(rt: UseCaseContext, entry: RegistryEntry, parameters: dict
 
 
 def _edited(
-    uow: UnitOfWork, locked: ActionIntentV1, parameters: dict[str, Any], *, edited_by: str, now_iso: str
+    uow: UnitOfWork,
+    entry: RegistryEntry,
+    locked: ActionIntentV1,
+    parameters: dict[str, Any],
+    *,
+    edited_by: str,
+    now_iso: str,
 ) -> ActionIntentV1:
     """The locked intent with the edited parameters (its round's approvals cleared), and the
-    ``INTENT_EDITED`` entry; unchanged parameters are no edit."""
+    ``INTENT_EDITED`` entry; unchanged parameters are no edit. An edit that changes which policy
+    decides is refused (:func:`_require_same_policy`)."""
     changed = edited_fields(locked.parameters, parameters)
     if not changed:
         return locked
@@ -862,6 +869,7 @@ def _edited(
             "updated_at": now_iso,
         }
     )
+    _require_same_policy(uow, entry, locked, edited)
     uow.intents.save_intent(edited)
     uow.executions.append_ledger(
         intent_edited_entry(
@@ -874,6 +882,32 @@ def _edited(
         )
     )
     return edited
+
+
+def _require_same_policy(
+    uow: UnitOfWork, entry: RegistryEntry, proposed: ActionIntentV1, edited: ActionIntentV1
+) -> None:
+    """An edit may not move the action to another policy's rule: the intent keeps the rule it was
+    created with, so an approver editing a call into a wire and approving it alone would execute,
+    with one approval, what a policy asks two (or a DENY refuses) for. Both actions are decided
+    by the tenant's current policies; when the deciding policy differs, 409
+    ``EDIT_CHANGES_POLICY`` (the edited action is proposed anew, and decided at its creation)."""
+    policies, _ = _applicable(uow.policies.list_effective(proposed.tenant_id), entry)
+    before = decide_policy(policies, _candidate(proposed)).rule
+    after = decide_policy(policies, _candidate(edited)).rule
+    if before.policy_id == after.policy_id:
+        return
+
+    def named(rule: ApprovalRule) -> str:
+        if rule.policy_id is None:
+            return "the default rule (one approval)"
+        return f"the policy '{rule.policy_name}' ({rule.policy_id}, {rule.decision.value})"
+
+    raise Conflict(
+        f"the edited action falls under {named(after)}, the proposed one under {named(before)}: "
+        "an edit may not change which approval policy decides; propose the edited action anew",
+        code="EDIT_CHANGES_POLICY",
+    )
 
 
 def _append_human_approval(uow: UnitOfWork, intent: ActionIntentV1, *, comment: str | None) -> None:
