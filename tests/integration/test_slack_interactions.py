@@ -16,13 +16,15 @@ from typing import Any
 
 import httpx
 import pytest
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
 from fulfill.domain.models import ActionIntentV1
 from fulfill.store import executions as ledger_store
 from fulfill.store import intents as intent_store
 from fulfill.store import notifications as stored_notifications
 from tests.support.harness import ALL_SCOPES, Harness, make_settings
-from tests.support.http_doubles import wait_for
+from tests.support.http_doubles import WebhookSink, wait_for
 from tests.support.salesforce import SECRETS_KEY
 from tests.support.slack_server import SlackServer, block_actions_payload, signed_interaction
 
@@ -400,6 +402,90 @@ def test_an_unmapped_slack_user_is_refused_and_told_why(harness: Harness, slack:
     assert "not mapped" in told
     _nothing_ran(tenant, intent_id)
     assert tenant.updates(ts) == []
+
+
+def _ephemerals(slack: SlackServer, user_id: str) -> list[dict[str, Any]]:
+    return [m for m in slack.messages("chat.postEphemeral") if m.get("user") == user_id]
+
+
+def _click_without_response_url(tenant: Tenant, user_id: str, intent_id: str, ts: str) -> httpx.Response:
+    payload = block_actions_payload(
+        user_id=user_id, action_id="approve", value=intent_id, message_ts=ts, response_url=None
+    )
+    body, headers = signed_interaction(SIGNING_SECRET, payload)
+    return httpx.post(
+        f"{tenant.harness.url}/integrations/slack/{tenant.id}/interactions",
+        content=body,
+        headers=headers,
+        timeout=30.0,
+    )
+
+
+def test_without_a_response_url_the_refusal_is_an_ephemeral_message_to_that_user(
+    harness: Harness, slack: SlackServer
+) -> None:
+    tenant = Tenant(harness, slack)
+    intent_id, ts = tenant.propose()
+    answer = _click_without_response_url(tenant, "U0STRANGER", intent_id, ts)
+    assert answer.status_code == 200, answer.text
+    told = wait_for(lambda: _ephemerals(slack, "U0STRANGER"))
+    assert len(told) == 1
+    assert told[0]["channel"] == "C0APPROVALS"
+    assert "U0STRANGER" in told[0]["text"]
+    assert "not mapped" in told[0]["text"]
+    call = next(c for c in slack.calls if c.method == "chat.postEphemeral" and c.arguments is told[0])
+    assert call.token == BOT_TOKEN
+    _nothing_ran(tenant, intent_id)
+    assert tenant.updates(ts) == []
+
+
+def test_a_response_url_outside_slack_is_never_called_and_the_refusal_goes_ephemeral(
+    harness: Harness, slack: SlackServer
+) -> None:
+    tenant = Tenant(harness, slack)
+    intent_id, ts = tenant.propose()
+    elsewhere = WebhookSink()
+    try:
+        payload = block_actions_payload(
+            user_id="U0PAT", action_id="approve", value=intent_id, message_ts=ts, response_url=elsewhere.url
+        )
+        body, headers = signed_interaction(SIGNING_SECRET, payload)
+        answer = httpx.post(
+            f"{harness.url}/integrations/slack/{tenant.id}/interactions", content=body, headers=headers
+        )
+        assert answer.status_code == 200, answer.text
+        told = wait_for(lambda: _ephemerals(slack, "U0PAT"))
+        assert elsewhere.deliveries == []
+    finally:
+        elsewhere.close()
+    assert len(told) == 1
+    assert "own" in told[0]["text"] or "propos" in told[0]["text"]
+    _nothing_ran(tenant, intent_id)
+
+
+def test_the_local_slack_server_refuses_an_ephemeral_message_slack_would_refuse() -> None:
+    server = SlackServer(tokens=(BOT_TOKEN,), members=("U0ALICE",))
+    try:
+        client = WebClient(token=BOT_TOKEN, base_url=server.api_url)
+        sent = client.chat_postEphemeral(channel="C0APPROVALS", user="U0ALICE", text="only you")
+        assert sent["ok"] is True
+        assert sent["message_ts"]
+        for arguments, error in (
+            ({"channel": "C0APPROVALS", "user": "U0BOB", "text": "x"}, "user_not_in_channel"),
+            ({"channel": "C0NOWHERE", "user": "U0ALICE", "text": "x"}, "channel_not_found"),
+            ({"channel": "C0APPROVALS", "user": "U0ALICE"}, "no_text"),
+        ):
+            with pytest.raises(SlackApiError) as refused:
+                client.api_call("chat.postEphemeral", json=arguments)
+            assert refused.value.response["error"] == error
+        with pytest.raises(SlackApiError) as unauthorised:
+            WebClient(token="xoxb-wrong", base_url=server.api_url).chat_postEphemeral(
+                channel="C0APPROVALS", user="U0ALICE", text="x"
+            )
+        assert unauthorised.value.response["error"] == "invalid_auth"
+        assert [c.method for c in server.calls] == ["chat.postEphemeral"]
+    finally:
+        server.close()
 
 
 def test_a_self_approval_from_slack_is_refused(harness: Harness, slack: SlackServer) -> None:

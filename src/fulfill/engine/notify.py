@@ -11,7 +11,12 @@ channel and sends it:
   ``Retry-After``. The channel and ``ts`` of a message about an intent are kept
   (``uow.notifications.record_slack_message``) so that the message can be updated after a decision.
 * Email: SMTP with the standard library (``FULFILL_SMTP_URL``: ``smtp://`` plain, ``smtps://``,
-  ``?starttls=true``; a user and password in the URL log in), from ``FULFILL_SMTP_FROM``.
+  ``?starttls=true``; a user and password in the URL log in), from ``FULFILL_SMTP_FROM``. TLS
+  always verifies the server's certificate and host name against the system's authorities
+  (``ssl.create_default_context()``: OpenSSL's default paths, so ``SSL_CERT_FILE`` /
+  ``SSL_CERT_DIR`` add a private one); a certificate that does not verify, or a server that does
+  not offer STARTTLS when it is asked for, is a refusal (retried, then dead-lettered) and nothing
+  is sent, never in clear.
 * Webhook: a JSON POST signed as the signal webhooks are (``X-Fulfill-Signature: sha256=<hex
   HMAC-SHA256 of "{timestamp}.{body}">``, ``X-Fulfill-Timestamp``, ``X-Fulfill-Event-Id``,
   ``X-Fulfill-Event-Type``), with the tenant's own secret for that webhook. Its host must resolve
@@ -187,6 +192,17 @@ class NoticeSender:
                         refused += 1
         except smtplib.SMTPResponseException as exc:
             return Refusal(f"SMTP server answered {exc.smtp_code}")
+        except smtplib.SMTPNotSupportedError:
+            return Refusal("SMTP server does not offer STARTTLS: nothing was sent (never in clear)")
+        except ssl.SSLCertVerificationError as exc:
+            return Refusal(
+                f"SMTP server's TLS certificate does not verify ({exc.verify_message}): nothing was sent "
+                "(the certificate must chain to a trusted authority, SSL_CERT_FILE, and name the host)"
+            )
+        except ssl.SSLError as exc:
+            return Refusal(
+                f"SMTP TLS handshake failed ({exc.reason or type(exc).__name__}): nothing was sent"
+            )
         except (smtplib.SMTPException, OSError) as exc:
             return Refusal(f"SMTP server unreachable: {type(exc).__name__}")
         if refused == len(messages):
