@@ -15,7 +15,6 @@ ledger entry, and the notification (:func:`announce_escalation`).
 from __future__ import annotations
 
 import logging
-import threading
 
 from fulfill.config import Settings
 from fulfill.domain.escalation import (
@@ -31,6 +30,7 @@ from fulfill.domain.ledger import approval_escalated_entry
 from fulfill.domain.models import ActionIntentV1
 from fulfill.domain.notifications import approval_escalated_notice
 from fulfill.domain.time import iso_from_epoch
+from fulfill.engine.periodic import PeriodicPass
 from fulfill.engine.runtime import Runtime
 from fulfill.logging_setup import describe_failure
 from fulfill.ports.store import UnitOfWork
@@ -103,24 +103,10 @@ def escalate_due(rt: Runtime) -> int:
             return done
 
 
-class Escalator:
-    """Runs :func:`escalate_due` every ``escalation_interval_seconds`` on a thread of its own."""
+class Escalator(PeriodicPass):
+    """Runs :func:`escalate_due` every ``escalation_interval_seconds``."""
 
     def __init__(self, rt: Runtime) -> None:
-        self._rt = rt
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="fulfill-escalation", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._rt.settings.escalation_interval_seconds):
-            try:
-                escalate_due(self._rt)
-            except Exception as exc:
-                log.error("escalation pass failed; retrying at the next interval: %s", describe_failure(exc))
+        super().__init__(
+            "escalation", lambda: escalate_due(rt), lambda: rt.settings.escalation_interval_seconds
+        )

@@ -20,14 +20,13 @@ the same version watch each other: DBOS replays a workflow only on the version t
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 
 from fulfill import __version__, metrics
 from fulfill.config import Settings
 from fulfill.domain.executors import Sighting, lost, watch
-from fulfill.logging_setup import describe_failure
+from fulfill.engine.periodic import PeriodicPass
 from fulfill.ports.store import Store
 
 log = logging.getLogger(__name__)
@@ -45,24 +44,15 @@ class Heartbeat:
         self._recover = recover
         self._seen: dict[str, Sighting] = {}
         self._last_look = time.monotonic()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="fulfill-heartbeat", daemon=True)
+        self._beats = PeriodicPass(
+            "heartbeat", self.beat_once, lambda: self._settings.heartbeat_seconds, run_first=True
+        )
 
     def start(self) -> None:
-        self._thread.start()
+        self._beats.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while True:
-            try:
-                self.beat_once()
-            except Exception as exc:
-                log.error("heartbeat failed; trying again at the next beat: %s", describe_failure(exc))
-            if self._stop.wait(self._settings.heartbeat_seconds):
-                return
+        self._beats.stop()
 
     def beat_once(self) -> list[str]:
         """Beat, look at the others, take over the lost ones; answers the executors taken over."""

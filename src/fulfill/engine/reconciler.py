@@ -29,7 +29,6 @@ never resends an undo already marked sent to a target that does not deduplicate.
 from __future__ import annotations
 
 import logging
-import threading
 
 from dbos import DBOS, SetWorkflowID
 
@@ -41,6 +40,7 @@ from fulfill.domain.records import CompensationState
 from fulfill.domain.time import iso_from_epoch
 from fulfill.engine.compensation import finish_compensation
 from fulfill.engine.intake import request_for
+from fulfill.engine.periodic import PeriodicPass
 from fulfill.engine.runtime import Runtime
 from fulfill.engine.workflow import EXECUTION_QUEUE, start_compensation, start_execution, step_deps
 from fulfill.logging_setup import describe_failure
@@ -173,22 +173,10 @@ def _reconcile_compensation(rt: Runtime, state: CompensationState, now: float) -
     return "retried"
 
 
-class Reconciler:
+class Reconciler(PeriodicPass):
+    """Runs :func:`reconcile_once` every ``reconcile_interval_seconds``."""
+
     def __init__(self, rt: Runtime) -> None:
-        self._rt = rt
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="fulfill-reconciler", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._rt.settings.reconcile_interval_seconds):
-            try:
-                reconcile_once(self._rt)
-            except Exception as exc:
-                log.error("reconciler pass failed; retrying at the next interval: %s", describe_failure(exc))
+        super().__init__(
+            "reconciler", lambda: reconcile_once(rt), lambda: rt.settings.reconcile_interval_seconds
+        )

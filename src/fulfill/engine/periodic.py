@@ -1,0 +1,55 @@
+"""A background pass run on a thread of its own, again and again until the service stops: the
+reconciler, the escalation sweep and the heartbeat are each one.
+
+A pass that raises is logged and tried again at the next interval: a database outage or a bug in
+one pass never stops the loop (the next pass starts from the store, not from the failed one).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from fulfill.logging_setup import describe_failure
+
+log = logging.getLogger(__name__)
+
+
+class PeriodicPass:
+    """Runs ``run_pass`` every ``interval()`` seconds (read before each wait, so a changed setting
+    applies at the next one); with ``run_first``, once at start too."""
+
+    def __init__(
+        self,
+        name: str,
+        run_pass: Callable[[], object],
+        interval: Callable[[], float],
+        *,
+        run_first: bool = False,
+    ) -> None:
+        self._name = name
+        self._run_pass = run_pass
+        self._interval = interval
+        self._run_first = run_first
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"fulfill-{name}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        if self._run_first:
+            self._once()
+        while not self._stop.wait(self._interval()):
+            self._once()
+
+    def _once(self) -> None:
+        try:
+            self._run_pass()
+        except Exception as exc:
+            log.error("%s pass failed; retrying at the next interval: %s", self._name, describe_failure(exc))
