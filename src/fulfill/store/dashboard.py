@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, func, or_, select
+from sqlalchemy import ColumnElement, Connection, FromClause, and_, case, func, or_, select
 
 from fulfill.domain.dashboard import WaitingItem, WaitingList
 from fulfill.domain.ledger import OUTCOME_UNKNOWN, TOOL_CALL_TRY_FAILED
@@ -115,16 +115,9 @@ def approval_waits(
         or_(approved_by.is_(None), ~approved_by.startswith("policy:")),
         *_owned(action_intents, tenant_id, account_ids),
     ]
-    rows = conn.execute(
-        select(action_intents.c.created_at, approved_at)
-        .where(*where)
-        .order_by(approved_at.desc())
-        .limit(limit + 1)
-    ).all()
-    total = len(rows)
-    if total > limit:  # counted only when there are more than the sample holds
-        total = int(conn.execute(select(func.count()).select_from(action_intents).where(*where)).scalar_one())
-    return total, [(str(row[0]), str(row[1])) for row in rows[:limit]]
+    return _sampled_pairs(
+        conn, action_intents, where, (action_intents.c.created_at, approved_at), approved_at, limit
+    )
 
 
 def approval_to_outcome(
@@ -154,16 +147,32 @@ def approval_to_outcome(
         approved_at.is_not(None),
         *_owned(execution_outcomes, tenant_id, account_ids),
     ]
+    return _sampled_pairs(
+        conn,
+        joined,
+        where,
+        (approved_at, execution_outcomes.c.completed_at),
+        execution_outcomes.c.completed_at,
+        limit,
+    )
+
+
+def _sampled_pairs(
+    conn: Connection,
+    source: FromClause,
+    where: list[ColumnElement[bool]],
+    pair: tuple[ColumnElement[Any], ColumnElement[Any]],
+    newest_by: ColumnElement[Any],
+    limit: int,
+) -> tuple[int, list[tuple[str, str]]]:
+    """How many rows match, and the ``limit`` most recent pairs: the count is a second query only
+    when there are more rows than the sample holds."""
     rows = conn.execute(
-        select(approved_at, execution_outcomes.c.completed_at)
-        .select_from(joined)
-        .where(*where)
-        .order_by(execution_outcomes.c.completed_at.desc())
-        .limit(limit + 1)
+        select(*pair).select_from(source).where(*where).order_by(newest_by.desc()).limit(limit + 1)
     ).all()
     total = len(rows)
-    if total > limit:  # counted only when there are more than the sample holds
-        total = int(conn.execute(select(func.count()).select_from(joined).where(*where)).scalar_one())
+    if total > limit:
+        total = int(conn.execute(select(func.count()).select_from(source).where(*where)).scalar_one())
     return total, [(str(row[0]), str(row[1])) for row in rows[:limit]]
 
 
