@@ -40,6 +40,10 @@ class ExecutionStatus(StrEnum):
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
     EXPIRED = "EXPIRED"
+    # The call reached a target that does not deduplicate and its answer was lost: it may have
+    # written. Not terminal for the intent: it waits, without retry, rerun or budget running, for
+    # a person to resolve it (POST /executions/{id}/resolve).
+    AMBIGUOUS = "AMBIGUOUS"
 
 
 TERMINAL_STATUSES = frozenset(
@@ -57,6 +61,7 @@ class AttemptStatus(StrEnum):
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
     EXPIRED = "EXPIRED"
+    AMBIGUOUS = "AMBIGUOUS"
 
     @property
     def execution_status(self) -> ExecutionStatus:

@@ -252,6 +252,34 @@ def _this_outcome(outcome: ActionOutcomeV1) -> list[Any]:
     ]
 
 
+def resolve_ambiguous(conn: Connection, resolved: ActionOutcomeV1, *, now: str) -> bool:
+    """AMBIGUOUS → the resolved outcome (and its attempt's status), only if both are still
+    AMBIGUOUS: of two resolutions racing, exactly one moves them. False for the other."""
+    moved = conn.execute(
+        update(execution_outcomes)
+        .where(*_this_outcome(resolved), execution_outcomes.c.status == AttemptStatus.AMBIGUOUS.value)
+        .values(status=resolved.status.value, document=resolved.model_dump(mode="json"))
+    )
+    if moved.rowcount != 1:
+        return False
+    conn.execute(
+        update(execution_attempts)
+        .where(
+            execution_attempts.c.tenant_id == resolved.tenant_id,
+            execution_attempts.c.account_id == resolved.account_id,
+            execution_attempts.c.action_intent_id == resolved.action_intent_id,
+            execution_attempts.c.attempt_count == resolved.attempt_count,
+            execution_attempts.c.status == AttemptStatus.AMBIGUOUS.value,
+        )
+        .values(
+            status=resolved.status.value,
+            last_error_class=resolved.error_class.value if resolved.error_class else None,
+            updated_at=now,
+        )
+    )
+    return True
+
+
 def set_compensation(
     conn: Connection,
     outcome: ActionOutcomeV1,
@@ -455,6 +483,9 @@ class SqlExecutionsRepository:
         self, tenant_id: str, account_id: str, action_intent_id: str, attempt_count: int
     ) -> ActionOutcomeV1 | None:
         return get_outcome(self._conn, tenant_id, account_id, action_intent_id, attempt_count)
+
+    def resolve_ambiguous(self, resolved: ActionOutcomeV1, *, now: str) -> bool:
+        return resolve_ambiguous(self._conn, resolved, now=now)
 
     def set_compensation(
         self,

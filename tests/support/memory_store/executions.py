@@ -165,6 +165,28 @@ class MemoryExecutionsRepository:
         row = self._t.outcomes.get((tenant_id, account_id, action_intent_id, attempt_count))
         return row.outcome if row else None
 
+    def resolve_ambiguous(self, resolved: ActionOutcomeV1, *, now: str) -> bool:
+        key = (resolved.tenant_id, resolved.account_id, resolved.action_intent_id, resolved.attempt_count)
+        row = self._t.outcomes.get(key)
+        if row is None or row.outcome.status is not ExecutionStatus.AMBIGUOUS:
+            return False
+        self._t.outcomes[key] = replace(row, outcome=resolved)
+        attempt = self._t.attempts.get(key[:3])
+        if (
+            attempt is not None
+            and attempt.attempt.attempt_count == resolved.attempt_count
+            and attempt.attempt.status is AttemptStatus.AMBIGUOUS
+        ):
+            moved = attempt.attempt.model_copy(
+                update={
+                    "status": AttemptStatus(resolved.status.value),
+                    "last_error_class": resolved.error_class,
+                    "updated_at": now,
+                }
+            )
+            self._t.attempts[key[:3]] = replace(attempt, attempt=moved)
+        return True
+
     def set_compensation(
         self,
         outcome: ActionOutcomeV1,

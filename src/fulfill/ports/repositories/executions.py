@@ -79,6 +79,11 @@ class ExecutionsRepository(Protocol):
 
     def insert_outcome(self, outcome: ActionOutcomeV1) -> bool: ...
 
+    def resolve_ambiguous(self, resolved: ActionOutcomeV1, *, now: str) -> bool:
+        """AMBIGUOUS → ``resolved`` (outcome and attempt), only if still AMBIGUOUS (a compare-and-set:
+        of two racing resolutions one gets True, the other False)."""
+        ...
+
     def get_outcome(
         self, tenant_id: str, account_id: str, action_intent_id: str, attempt_count: int
     ) -> ActionOutcomeV1 | None: ...
