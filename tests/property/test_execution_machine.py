@@ -500,7 +500,13 @@ class ExecutionMachine(RuleBasedStateMachine):
 # What ends a replayed InvokeTool before its call: a cancel, a kill switch, a spent budget.
 STOPS = frozenset({"INTENT_CANCELLED", "KILL_SWITCH_ENABLED", "EXECUTION_TIMEOUT"})
 TERMINAL = frozenset(
-    {ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED, ExecutionStatus.EXPIRED}
+    {
+        ExecutionStatus.SUCCEEDED,
+        ExecutionStatus.FAILED,
+        ExecutionStatus.CANCELLED,
+        ExecutionStatus.EXPIRED,
+        ExecutionStatus.AMBIGUOUS,
+    }
 )
 
 ExecutionMachine.TestCase.settings = settings(
