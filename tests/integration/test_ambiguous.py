@@ -23,6 +23,7 @@ from tests.integration.test_compensation_targets import compensation_status, reg
 from tests.support.harness import Harness, make_settings
 from tests.support.http_doubles import Fault, FaultyProxy, wait_for
 from tests.support.mcp_target import McpTarget
+from tests.support.metrics import scrape, value
 
 pytestmark = pytest.mark.slow
 
@@ -118,6 +119,10 @@ def test_a_lost_answer_waits_ambiguous_with_no_second_call_no_rerun_and_no_cance
         reconcile_once(service.service.runtime)
         time.sleep(0.5)
         assert client.get(f"/executions/{intent_id}/status").json()["status"] == "AMBIGUOUS"
+        samples = scrape(service.url)
+        assert value(samples, "fulfill_ambiguous_executions", age="under_1h") == 1
+        assert value(samples, "fulfill_ambiguous_executions", age="1h_to_24h") == 0
+        assert value(samples, "fulfill_ambiguous_executions", age="over_24h") == 0
     assert target.calls() == 1
     assert target.stats()["effects"] == 1
 
@@ -190,6 +195,7 @@ def test_abandon_fails_with_the_reason_as_error_message(
         assert body["error_message"] == "the ticket system was rebuilt"
         [resolved] = [e for e in events(service, intent_id) if e.event_type == "EXECUTION_RESOLVED"]
         assert resolved.data["reason"] == "the ticket system was rebuilt"
+        assert value(scrape(service.url), "fulfill_ambiguous_executions", age="under_1h") == 0
     assert target.calls() == 1
 
 

@@ -17,6 +17,7 @@ from fulfill.domain.models import (
     ExecutionSignal,
     ExecutionStatus,
     LedgerEntry,
+    ambiguous_age_bounds,
 )
 from fulfill.domain.records import CompensationState as CompensationState
 from fulfill.store.db import insert_ignore
@@ -197,6 +198,23 @@ def attempts_past_budget_by_tenant(conn: Connection, now_epoch: float) -> dict[t
         .group_by(execution_attempts.c.tenant_id, execution_attempts.c.status)
     ).all()
     return {(str(tenant), str(status)): int(count) for tenant, status, count in rows}
+
+
+def ambiguous_by_age(conn: Connection, now_epoch: float) -> dict[str, int]:
+    """How many attempts wait AMBIGUOUS, by age bucket (``domain/models.AMBIGUOUS_AGE_BUCKETS``),
+    from the time they became AMBIGUOUS (one indexed count per bucket:
+    ``ix_execution_attempts_status_updated``)."""
+    counts: dict[str, int] = {}
+    for bucket, newer_than, older_than in ambiguous_age_bounds(now_epoch):
+        where = [execution_attempts.c.status == AttemptStatus.AMBIGUOUS.value]
+        if newer_than is not None:
+            where.append(execution_attempts.c.updated_at > newer_than)
+        if older_than is not None:
+            where.append(execution_attempts.c.updated_at <= older_than)
+        counts[bucket] = int(
+            conn.execute(select(func.count()).select_from(execution_attempts).where(*where)).scalar_one()
+        )
+    return counts
 
 
 def get_deadline(conn: Connection, attempt: ExecutionAttempt) -> float:
@@ -472,6 +490,9 @@ class SqlExecutionsRepository:
 
     def attempts_past_budget_by_tenant(self, now_epoch: float) -> dict[tuple[str, str], int]:
         return attempts_past_budget_by_tenant(self._conn, now_epoch)
+
+    def ambiguous_by_age(self, now_epoch: float) -> dict[str, int]:
+        return ambiguous_by_age(self._conn, now_epoch)
 
     def get_deadline(self, attempt: ExecutionAttempt) -> float:
         return get_deadline(self._conn, attempt)

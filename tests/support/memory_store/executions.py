@@ -16,6 +16,7 @@ from fulfill.domain.models import (
     ExecutionSignal,
     ExecutionStatus,
     LedgerEntry,
+    ambiguous_age_bounds,
 )
 from fulfill.domain.records import CompensationState
 from tests.support.memory_store.tables import AttemptRow, OutcomeRow, Tables
@@ -151,6 +152,18 @@ class MemoryExecutionsRepository:
         return self._t.attempts[_key(attempt)].deadline_epoch
 
     # --- outcomes ---------------------------------------------------------------------------
+
+    def ambiguous_by_age(self, now_epoch: float) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for bucket, newer_than, older_than in ambiguous_age_bounds(now_epoch):
+            counts[bucket] = sum(
+                1
+                for row in self._t.attempts.values()
+                if row.attempt.status is AttemptStatus.AMBIGUOUS
+                and (newer_than is None or row.attempt.updated_at > newer_than)
+                and (older_than is None or row.attempt.updated_at <= older_than)
+            )
+        return counts
 
     def insert_outcome(self, outcome: ActionOutcomeV1) -> bool:
         key = (outcome.tenant_id, outcome.account_id, outcome.action_intent_id, outcome.attempt_count)
