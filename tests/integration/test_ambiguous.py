@@ -8,6 +8,7 @@ AMBIGUOUS and waits for ``POST /executions/{id}/resolve``.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,11 +17,13 @@ from typing import Any
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
+from fulfill.cli.app import app
 from fulfill.engine.reconciler import reconcile_once
 from fulfill.store import executions
 from tests.integration.test_compensation_targets import compensation_status, register
-from tests.support.harness import Harness, make_settings
+from tests.support.harness import TEST_SECRET, Harness, make_settings
 from tests.support.http_doubles import Fault, FaultyProxy, wait_for
 from tests.support.mcp_target import McpTarget
 from tests.support.metrics import scrape, value
@@ -263,3 +266,28 @@ def test_resolving_what_is_not_ambiguous_is_409(service: Harness, target: McpTar
         intent_id = status["action_intent_id"]
         problem(resolve(client, intent_id, resolution="abandon", reason="x"), 409, "NOT_AMBIGUOUS")
         problem(resolve(client, "nope", resolution="abandon", reason="x"), 404)
+
+
+def test_the_cli_resolves_committed_with_refs_and_refuses_a_second_resolution(
+    service: Harness, proxy: FaultyProxy, target: McpTarget, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FULFILL_DATABASE_URL", service.settings.database_url)
+    monkeypatch.setenv("FULFILL_JWT_SECRET", TEST_SECRET)
+    monkeypatch.setenv("FULFILL_URL", service.url)
+    monkeypatch.setenv("COLUMNS", "200")
+    cli = CliRunner()
+    with service.client() as client:
+        intent_id = ambiguous(service, client, proxy)
+        neither = cli.invoke(app, ["resolve", intent_id, "--tenant", "t1"])
+        assert neither.exit_code == 2
+        bad_ref = cli.invoke(app, ["resolve", intent_id, "--tenant", "t1", "--committed", "--ref", "T-1"])
+        assert bad_ref.exit_code == 2
+        done = cli.invoke(
+            app, ["resolve", intent_id, "--tenant", "t1", "--committed", "--ref", "MCP:tickets:Ticket:T-1"]
+        )
+        assert done.exit_code == 0, done.output
+        assert json.loads(done.stdout)["status"] == "SUCCEEDED"
+        assert client.get(f"/executions/{intent_id}/status").json()["external_object_refs"] == [TICKET_REF]
+        again = cli.invoke(app, ["resolve", intent_id, "--tenant", "t1", "--abandon", "--reason", "x"])
+        assert again.exit_code == 1
+        assert "AMBIGUOUS" in again.stderr
