@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 from fulfill.cli.app import app
 from fulfill.engine.reconciler import reconcile_once
 from fulfill.store import executions
+from tests.integration.test_agent_mcp import _names, call_tool, run
 from tests.integration.test_compensation_targets import compensation_status, register
 from tests.support.harness import TEST_SECRET, Harness, make_settings
 from tests.support.http_doubles import Fault, FaultyProxy, wait_for
@@ -291,3 +292,60 @@ def test_the_cli_resolves_committed_with_refs_and_refuses_a_second_resolution(
         again = cli.invoke(app, ["resolve", intent_id, "--tenant", "t1", "--abandon", "--reason", "x"])
         assert again.exit_code == 1
         assert "AMBIGUOUS" in again.stderr
+
+
+def test_the_mcp_door_offers_resolve_action_to_an_operator_and_never_to_an_agent(
+    service: Harness, proxy: FaultyProxy, target: McpTarget
+) -> None:
+    operator = service.token("t1")
+    agent = service.token("t1", actor="agent-7")
+    reader = service.token("t1", ["intents:read", "executions:read", "intents:approve"])
+    assert "resolve_action" in run(_names(service, operator))
+    assert "resolve_action" not in run(_names(service, agent))
+    assert "resolve_action" not in run(_names(service, reader))
+    with service.client() as client:
+        intent_id = ambiguous(service, client, proxy)
+        refused = call_tool(
+            service,
+            agent,
+            "resolve_action",
+            {"action_intent_id": intent_id, "resolution": "abandon", "reason": "x"},
+        )
+        assert refused.is_error
+        assert refused.structured_content["error_code"] == "AGENT_CANNOT_RESOLVE"
+        no_scope = call_tool(
+            service,
+            reader,
+            "resolve_action",
+            {"action_intent_id": intent_id, "resolution": "abandon", "reason": "x"},
+        )
+        assert no_scope.structured_content["error_code"] == "MISSING_SCOPE"
+        bad = call_tool(
+            service, operator, "resolve_action", {"action_intent_id": intent_id, "resolution": "committed"}
+        )
+        assert bad.structured_content["error_code"] == "INVALID_RESOLUTION"
+        other_tenant = service.token("t2")
+        unknown = call_tool(
+            service,
+            other_tenant,
+            "resolve_action",
+            {"action_intent_id": intent_id, "resolution": "abandon", "reason": "x"},
+        )
+        assert unknown.is_error
+        assert client.get(f"/executions/{intent_id}/status").json()["status"] == "AMBIGUOUS"
+        done = call_tool(
+            service,
+            operator,
+            "resolve_action",
+            {"action_intent_id": intent_id, "resolution": "committed", "external_object_refs": [TICKET_REF]},
+        )
+        assert not done.is_error, done
+        assert done.structured_content["status"] == "SUCCEEDED"
+        assert done.structured_content["external_object_refs"] == [TICKET_REF]
+        again = call_tool(
+            service,
+            operator,
+            "resolve_action",
+            {"action_intent_id": intent_id, "resolution": "abandon", "reason": "x"},
+        )
+        assert again.structured_content["error_code"] == "NOT_AMBIGUOUS"
