@@ -24,6 +24,7 @@ from fulfill.engine.reconciler import reconcile_once
 from fulfill.store import executions
 from tests.integration.test_agent_mcp import _names, call_tool, run
 from tests.integration.test_compensation_targets import compensation_status, register
+from tests.support.console import Console
 from tests.support.harness import TEST_SECRET, Harness, make_settings
 from tests.support.http_doubles import Fault, FaultyProxy, wait_for
 from tests.support.mcp_target import McpTarget
@@ -349,3 +350,47 @@ def test_the_mcp_door_offers_resolve_action_to_an_operator_and_never_to_an_agent
             {"action_intent_id": intent_id, "resolution": "abandon", "reason": "x"},
         )
         assert again.structured_content["error_code"] == "NOT_AMBIGUOUS"
+
+
+def test_the_console_shows_the_evidence_and_an_admin_resolves_there(
+    service: Harness, proxy: FaultyProxy, target: McpTarget
+) -> None:
+    admin_scopes = ["intents:read", "intents:approve", "executions:read", "admin"]
+    browser = Console(service)
+    plain = Console(service)
+    try:
+        browser.login(scopes=admin_scopes, subject="ops@example.com")
+        plain.login(scopes=["intents:read", "intents:approve", "executions:read"])
+        with service.client() as client:
+            intent_id = ambiguous(service, client, proxy)
+            page = browser.get(f"/console/executions/{intent_id}").text
+            assert "status-ambiguous" in page
+            assert "Outcome: AMBIGUOUS" in page
+            assert "sent: tickets.create_ticket with idempotency key" in page
+            assert "what came back:" in page
+            assert f"/console/executions/{intent_id}/resolve" in page
+            assert f"/console/intents/{intent_id}/cancel" not in page
+            assert 'hx-trigger="every 1s"' not in page  # nothing changes it but a person
+            assert (
+                f"/console/executions/{intent_id}/resolve"
+                not in plain.get(f"/console/executions/{intent_id}").text
+            )
+            path = f"/console/executions/{intent_id}/resolve"
+            assert plain.post(path, {"resolution": "abandon", "reason": "x"}).status_code == 403
+            assert browser.post(path, {"resolution": "abandon", "reason": "x"}, csrf=None).status_code == 403
+            assert (
+                browser.post(path, {"resolution": "abandon", "reason": "x"}, csrf="forged").status_code == 403
+            )
+            assert browser.post(path, {"resolution": "committed", "refs": "nonsense"}).status_code == 422
+            assert client.get(f"/executions/{intent_id}/status").json()["status"] == "AMBIGUOUS"
+            done = browser.post(path, {"resolution": "committed", "refs": "MCP:tickets:Ticket:T-1\n"})
+            assert done.status_code == 303, done.text
+            shown = browser.get(done.headers["location"]).text
+            assert "Resolved committed" in shown or "Resolved: committed" in shown
+            assert "by ops@example.com" in shown
+            status = client.get(f"/executions/{intent_id}/status").json()
+            assert status["status"] == "SUCCEEDED"
+            assert status["external_object_refs"] == [TICKET_REF]
+    finally:
+        browser.close()
+        plain.close()
