@@ -124,6 +124,8 @@ def test_a_lost_answer_waits_ambiguous_with_no_second_call_no_rerun_and_no_cance
         reconcile_once(service.service.runtime)
         time.sleep(0.5)
         assert client.get(f"/executions/{intent_id}/status").json()["status"] == "AMBIGUOUS"
+        listed = client.get("/accounts/acc-1/executions", params={"status": "AMBIGUOUS"}).json()
+        assert [e["action_intent_id"] for e in listed["executions"]] == [intent_id]
         samples = scrape(service.url)
         assert value(samples, "fulfill_ambiguous_executions", age="under_1h") == 1
         assert value(samples, "fulfill_ambiguous_executions", age="1h_to_24h") == 0
