@@ -396,3 +396,48 @@ def test_the_console_shows_the_evidence_and_an_admin_resolves_there(
     finally:
         browser.close()
         plain.close()
+
+
+def _cancelled_while_in_flight(
+    service: Harness, client: httpx.Client, proxy: FaultyProxy, target: McpTarget
+) -> str:
+    """The intent is cancelled while its call is held (written at the target, answer not back yet)."""
+    register(client, proxy, deduplicates=False)
+    proxy.add_faults(Fault("hold"))
+    intent_id = str(
+        service.create_intent(client, action_type="CREATE_TICKET", parameters={"title": "Printer on fire"})[
+            "action_intent_id"
+        ]
+    )
+    service.approve(client, intent_id)
+    wait_for(lambda: target.calls() == 1, timeout=30)
+    assert client.post(f"/intents/{intent_id}/cancel", json={}).status_code == 202
+    status = service.wait_terminal(client, intent_id)
+    assert status["status"] == "AMBIGUOUS", status
+    assert client.get(f"/intents/{intent_id}").json()["approval_status"] == "CANCELLED"
+    return intent_id
+
+
+def test_a_write_cancelled_in_flight_then_resolved_committed_is_compensated(
+    service: Harness, proxy: FaultyProxy, target: McpTarget
+) -> None:
+    with service.client() as client:
+        intent_id = _cancelled_while_in_flight(service, client, proxy, target)
+        response = resolve(client, intent_id, resolution="committed", external_object_refs=[TICKET_REF])
+        assert response.status_code == 200, response.text
+        wait_for(lambda: compensation_status(client, intent_id) == "COMPLETED", timeout=30)
+    assert target.stats()["deleted"] == ["T-1"]
+
+
+def test_a_write_cancelled_in_flight_then_resolved_not_committed_is_not_sent_again(
+    service: Harness, proxy: FaultyProxy, target: McpTarget
+) -> None:
+    with service.client() as client:
+        intent_id = _cancelled_while_in_flight(service, client, proxy, target)
+        response = resolve(client, intent_id, resolution="not_committed")
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == "FAILED"
+        assert response.json()["error_code"] == "NOT_COMMITTED"
+        assert response.json()["attempt_count"] == 1
+        time.sleep(1.0)
+    assert target.calls() == 1
