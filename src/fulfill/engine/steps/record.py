@@ -101,7 +101,8 @@ def _unknown_outcome_notice(outcome: ActionOutcomeV1, intent: ActionIntentV1 | N
         attempt=outcome.attempt_count,
         reason=(
             f"the outcome of {outcome.tool_name} is unknown (its answer was lost): check the target "
-            f"for a write carrying idempotency key {outcome.idempotency_key}"
+            f"for a write carrying idempotency key {outcome.idempotency_key}, then resolve the "
+            "AMBIGUOUS execution (committed, not_committed or abandon)"
         ),
         occurred_at=outcome.completed_at,
         what="unknown-outcome",
