@@ -329,6 +329,24 @@ class FulfillClient(_Base):
         path = f"/intents/{_segment(intent_id)}/rerun"
         return self.send(_Call("POST", path, _model(ExecutionStatusView), body))
 
+    def resolve(
+        self,
+        intent_id: str,
+        resolution: str,
+        *,
+        external_object_refs: list[dict[str, Any]] | None = None,
+        reason: str | None = None,
+    ) -> ExecutionStatusView:
+        """Resolve an AMBIGUOUS execution: ``committed`` (with the refs found at the target),
+        ``not_committed`` (the call is sent once more under the same key) or ``abandon`` (a reason)."""
+        body: dict[str, Any] = {"resolution": resolution}
+        if external_object_refs:
+            body["external_object_refs"] = external_object_refs
+        if reason:
+            body["reason"] = reason
+        path = f"/executions/{_segment(intent_id)}/resolve"
+        return self.send(_Call("POST", path, _model(ExecutionStatusView), body))
+
     # --- events ----------------------------------------------------------------------------
 
     def send_event(self, event: Mapping[str, Any]) -> EventAccepted:

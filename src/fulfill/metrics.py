@@ -26,6 +26,7 @@ from prometheus_client.registry import Collector
 
 from fulfill.domain.errors import ErrorClass
 from fulfill.domain.killswitch import KILL_SWITCH_SCOPES
+from fulfill.domain.models import AMBIGUOUS_AGE_BUCKETS
 from fulfill.domain.outbox import DESTINATION_KINDS
 from fulfill.domain.ports import ToolCallOutcome
 
@@ -189,6 +190,8 @@ class SharedState:
     # QUEUED and RUNNING attempts whose deadline (accepted + timeout_seconds while QUEUED,
     # started + timeout_seconds once RUNNING) has passed.
     attempts_past_budget: Mapping[str, int] = field(default_factory=dict)
+    # Executions waiting AMBIGUOUS for a person's resolution, by age bucket.
+    ambiguous_by_age: Mapping[str, int] = field(default_factory=dict)
     # Outbox deliveries not yet delivered, and the age of the oldest one's message (0: none).
     outbox_backlog: int = 0
     outbox_oldest_age_seconds: float = 0.0
@@ -308,8 +311,17 @@ def _store_families(state: SharedState) -> list[Metric]:
     )
     for attempt_state in ATTEMPT_STATES:
         past_budget.add_metric([attempt_state], state.attempts_past_budget.get(attempt_state, 0))
+    ambiguous = GaugeMetricFamily(
+        "fulfill_ambiguous_executions",
+        "Executions AMBIGUOUS (a call that may have written, its answer lost), waiting for a person "
+        "to resolve them, by time since they became AMBIGUOUS: under_1h, 1h_to_24h, over_24h.",
+        labels=["age"],
+    )
+    for label, _lower, _upper in AMBIGUOUS_AGE_BUCKETS:
+        ambiguous.add_metric([label], state.ambiguous_by_age.get(label, 0))
     families: list[Metric] = [
         past_budget,
+        ambiguous,
         GaugeMetricFamily(
             "fulfill_outbox_backlog",
             "Outbox deliveries not yet delivered, read from the database.",

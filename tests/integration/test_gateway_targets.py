@@ -329,7 +329,7 @@ def behind_proxy(target: McpTarget) -> Iterator[FaultyProxy]:
 
 
 @pytest.mark.parametrize("fault", ["hold", "drop_after"])
-def test_a_lost_answer_from_a_non_deduplicating_target_ends_unknown_and_is_not_retried(
+def test_a_lost_answer_from_a_non_deduplicating_target_ends_ambiguous_and_is_not_retried(
     allowed: Harness, target: McpTarget, behind_proxy: FaultyProxy, fault: str
 ) -> None:
     behind_proxy.add_faults(Fault(fault))  # the target writes; its answer never arrives
@@ -339,14 +339,14 @@ def test_a_lost_answer_from_a_non_deduplicating_target_ends_unknown_and_is_not_r
         status = run_ticket(allowed, client)
         timeline = client.get(f"/executions/{status['action_intent_id']}/timeline").json()["entries"]
 
-    assert status["status"] == "FAILED", status
+    assert status["status"] == "AMBIGUOUS", status
     assert status["error_code"] == "UNKNOWN_OUTCOME"
     assert status["error_class"] == "UNKNOWN"
     assert target.calls() == 1
     assert target.stats()["effects"] == 1
     assert behind_proxy.state.tool_calls_seen == 1
     [unknown] = [entry for entry in timeline if entry["event_type"] == "OUTCOME_UNKNOWN"]
-    [failed] = [entry for entry in timeline if entry["event_type"] == "ACTION_FAILED"]
+    [failed] = [entry for entry in timeline if entry["event_type"] == "ACTION_AMBIGUOUS"]
     assert unknown["data"]["target"] == "tickets"
     assert unknown["data"]["tool_name"] == "tickets.create_ticket"
     assert unknown["data"]["remote_tool"] == "create_ticket"
@@ -413,7 +413,7 @@ def test_a_call_in_flight_when_its_process_stopped_is_never_sent_again(
             )
         allowed.approve(client, intent_id)
         status = allowed.wait_terminal(client, intent_id)
-    assert status["status"] == "FAILED", status
+    assert status["status"] == "AMBIGUOUS", status
     assert status["error_code"] == "UNKNOWN_OUTCOME"
     assert "in flight" in status["error_message"]
     assert target.calls() == 0

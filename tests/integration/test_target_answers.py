@@ -71,7 +71,7 @@ def _timeline(client: httpx.Client, intent_id: str) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("mode", ["json", "sse"])
-def test_an_oversized_answer_of_a_target_that_does_not_deduplicate_is_an_unknown_outcome(
+def test_an_oversized_answer_of_a_target_that_does_not_deduplicate_is_ambiguous(
     capped: Harness, tmp_path: Path, mode: str
 ) -> None:
     # 900 KB: over the cap, under the MCP client's own 1 MiB limit on one SSE event.
@@ -81,7 +81,7 @@ def test_an_oversized_answer_of_a_target_that_does_not_deduplicate_is_an_unknown
             add_target(client, target.url, deduplicates=False)
             status = _run_big(capped, client, 900_000)
             timeline = _timeline(client, status["action_intent_id"])
-        assert status["status"] == "FAILED", status
+        assert status["status"] == "AMBIGUOUS", status
         assert status["error_code"] == "UNKNOWN_OUTCOME"
         assert status["error_class"] == "UNKNOWN"
         assert "FULFILL_GATEWAY_MAX_RESPONSE_BYTES" in status["error_message"]
@@ -141,7 +141,7 @@ def test_an_answer_that_is_not_json_rpc_is_a_clear_failure(
         _map(client, "COMMENT", "tickets.add_comment", COMMENT)
         hostile.garbage(body, content_type)
         status = capped.run_task(client, action_type="COMMENT", parameters={"ticket_id": "T-1", "text": "hi"})
-    assert status["status"] == "FAILED", status
+    assert status["status"] == "AMBIGUOUS", status
     assert status["error_code"] == "UNKNOWN_OUTCOME"
     assert what in status["error_message"]
     assert hostile.calls("garbage") == 1

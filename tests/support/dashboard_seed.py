@@ -242,7 +242,7 @@ def seed_two_tenants(harness: Harness) -> tuple[dict[str, Seeded], dict[str, lis
             t1,
             "t1",
             ago=7200,
-            status=ExecutionStatus.FAILED,
+            status=ExecutionStatus.AMBIGUOUS,
             error_class=ErrorClass.UNKNOWN,
             error_code="UNKNOWN_OUTCOME",
             tool="tickets.close_ticket",

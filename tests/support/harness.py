@@ -36,7 +36,7 @@ from tests.support.http_doubles import wait_for
 
 TEST_SECRET = "test-secret-0123456789abcdef0123456789"
 ALL_SCOPES = list(USER_SCOPES)
-TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED"}
+TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED", "AMBIGUOUS"}
 
 
 def fresh_database_url(tmp_path: Path) -> str:

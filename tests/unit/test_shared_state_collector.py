@@ -72,3 +72,16 @@ def test_tenant_families_exist_only_when_read() -> None:
     names = _names(collector)
     assert "fulfill_tenant_attempts_past_budget" in names
     assert "fulfill_tenant_execution_stopped" in names
+
+
+def _ambiguous(collector: SharedStateCollector) -> dict[str, float]:
+    [family] = [family for family in collector.collect() if family.name == "fulfill_ambiguous_executions"]
+    return {sample.labels["age"]: sample.value for sample in family.samples}
+
+
+def test_ambiguous_executions_are_reported_by_age_and_at_zero_when_there_are_none() -> None:
+    states = [SharedState(), SharedState(ambiguous_by_age={"under_1h": 2, "over_24h": 1})]
+    collector = SharedStateCollector()
+    collector.set_source(lambda: states.pop(0), cache_seconds=0)
+    assert _ambiguous(collector) == {"under_1h": 0, "1h_to_24h": 0, "over_24h": 0}
+    assert _ambiguous(collector) == {"under_1h": 2, "1h_to_24h": 0, "over_24h": 1}

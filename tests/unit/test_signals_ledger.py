@@ -211,6 +211,7 @@ def test_outcome_event_types_cover_only_terminal_statuses() -> None:
         ExecutionStatus.FAILED,
         ExecutionStatus.CANCELLED,
         ExecutionStatus.EXPIRED,
+        ExecutionStatus.AMBIGUOUS,
     }
     with pytest.raises(KeyError):
         outcome_entry(make_outcome(status=ExecutionStatus.RUNNING), None)

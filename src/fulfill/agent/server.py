@@ -49,7 +49,7 @@ from mcp_types import (
 )
 from mcp_types import Tool as MCPTool
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
-from pydantic import ConfigDict
+from pydantic import ConfigDict, ValidationError
 from starlette.types import ASGIApp
 
 from fulfill import __version__
@@ -66,10 +66,11 @@ from fulfill.domain.agent_tasks import (
 from fulfill.domain.models import RegistryEntry
 from fulfill.domain.scopes import Scope
 from fulfill.tokens import Principal, TokenError, TokenVerifier
-from fulfill.usecases import agent, intents
+from fulfill.usecases import agent, intents, resolutions
 from fulfill.usecases.agent import TaskState, UnknownTask
 from fulfill.usecases.context import UseCaseContext
 from fulfill.usecases.errors import Forbidden, UseCaseError
+from fulfill.usecases.resolutions import ResolveRequest
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -78,6 +79,7 @@ GET_ACTION_STATUS = "get_action_status"
 CANCEL_ACTION = "cancel_action"
 LIST_PENDING = "list_pending_approvals"
 APPROVE_ACTION = "approve_action"
+RESOLVE_ACTION = "resolve_action"
 REJECT_ACTION = "reject_action"
 SYNC_POLL_SECONDS = 0.25
 LEGACY_TASK_VERSIONS = ("2025-11-25",)
@@ -288,6 +290,36 @@ class AgentDoor:
                     {"action_intent_id": _INTENT_ID_SCHEMA, "comment": _COMMENT_SCHEMA},
                 ),
             ]
+        if principal.has_scope(Scope.ADMIN) and not principal.is_agent:
+            # An operator's tool: a person checked the target; an agent's token never resolves.
+            tools.append(
+                _fixed(
+                    RESOLVE_ACTION,
+                    "Resolve an AMBIGUOUS execution of your tenant (its call may have written at a "
+                    "target that does not deduplicate, and its answer was lost), after checking the "
+                    "target: committed (with the external_object_refs found: SUCCEEDED), "
+                    "not_committed (the call is sent once more under the same idempotency key) or "
+                    "abandon (with a reason: FAILED).",
+                    {
+                        "action_intent_id": _INTENT_ID_SCHEMA,
+                        "resolution": {"type": "string", "enum": ["committed", "not_committed", "abandon"]},
+                        "external_object_refs": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "system": {"type": "string"},
+                                    "object_type": {"type": "string"},
+                                    "object_id": {"type": "string"},
+                                    "object_url": {"type": "string"},
+                                },
+                                "required": ["system", "object_type", "object_id"],
+                            },
+                        },
+                        "reason": _COMMENT_SCHEMA,
+                    },
+                )
+            )
         return tools
 
     # --- tools/call ----------------------------------------------------------------------
@@ -331,6 +363,8 @@ class AgentDoor:
                 for intent in pending
             ]
             return json_result({"pending": listed})
+        if name == RESOLVE_ACTION:
+            return await self._resolve(principal, arguments)
         if name not in (GET_ACTION_STATUS, CANCEL_ACTION, APPROVE_ACTION, REJECT_ACTION):
             return None
         if not isinstance(intent_id, str) or not intent_id:
@@ -359,6 +393,19 @@ class AgentDoor:
             _require(principal, Scope.INTENTS_APPROVE)
             change = await self._use(agent.reject, principal, intent_id, comment)
         return json_result(change.model_dump(mode="json", exclude_none=True))
+
+    async def _resolve(self, principal: Principal, arguments: dict[str, Any]) -> CallToolResult:
+        _require(principal, Scope.ADMIN)
+        intent_id = arguments.pop("action_intent_id", None)
+        if not isinstance(intent_id, str) or not intent_id:
+            return tool_error("ACTION_INTENT_ID_REQUIRED", "action_intent_id is required")
+        try:
+            body = ResolveRequest.model_validate(arguments)
+        except ValidationError as exc:
+            message = "; ".join(error["msg"] for error in exc.errors())
+            return tool_error("INVALID_RESOLUTION", message)
+        view = await self._use(resolutions.resolve_execution, principal, intent_id, body)
+        return json_result(view.model_dump(mode="json", exclude_none=True))
 
     async def _propose(
         self, ctx: ServerRequestContext[Any, Any], principal: Principal, name: str, arguments: dict[str, Any]

@@ -1,4 +1,5 @@
-"""Executions: status (DESIGN §4.3), an account's list, the timeline, and the admin rerun."""
+"""Executions: status (DESIGN §4.3), an account's list, the timeline, the admin rerun, and the resolution of an
+AMBIGUOUS execution."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from fulfill.api.problems import PROBLEM
 from fulfill.domain.models import ExecutionStatusView
 from fulfill.domain.scopes import Scope
 from fulfill.tokens import Principal
-from fulfill.usecases import executions
+from fulfill.usecases import executions, resolutions
 from fulfill.usecases.executions import ExecutionPage, RerunRequest, Timeline
+from fulfill.usecases.resolutions import ResolveRequest
 
 router = APIRouter(tags=["executions"])
 AccountId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")]
@@ -98,3 +100,20 @@ def rerun(
     body: Annotated[RerunRequest | None, Body()] = None,
 ) -> ExecutionStatusView:
     return executions.rerun_execution(ctx, principal, action_intent_id, body or RerunRequest())
+
+
+@router.post(
+    "/executions/{action_intent_id}/resolve",
+    response_model=ExecutionStatusView,
+    response_model_exclude_none=True,
+    responses={401: PROBLEM, 403: PROBLEM, 404: PROBLEM, 409: PROBLEM, 422: PROBLEM},
+)
+def resolve(
+    action_intent_id: IntentId,
+    body: ResolveRequest,
+    ctx: ServiceContext,
+    principal: Annotated[Principal, Depends(require_scope(Scope.ADMIN))],
+) -> ExecutionStatusView:
+    """Resolve an AMBIGUOUS execution: committed (with the refs), not_committed (sent once more under
+    the same idempotency key) or abandon (with a reason). 409 when it is not AMBIGUOUS."""
+    return resolutions.resolve_execution(ctx, principal, action_intent_id, body)

@@ -39,6 +39,7 @@ HELP_ORDER = (
     "approve",
     "reject",
     "rerun",
+    "resolve",
     "cancel",
     "status",
     "intent",
@@ -104,6 +105,7 @@ app.command()(token)
 app.command()(intents.approve)
 app.command()(intents.reject)
 app.command()(intents.rerun)
+app.command()(intents.resolve)
 app.command()(intents.cancel)
 app.command()(intents.status)
 app.add_typer(intents.commands, name="intent")

@@ -279,6 +279,56 @@ def rerun(
     console.print_json(data=rerun.model_dump(mode="json", exclude_none=True))
 
 
+def _ref(value: str) -> dict[str, str]:
+    """``system:type:id``; the system may itself hold a colon (``MCP:tickets:Ticket:T-1``)."""
+    parts = value.rsplit(":", 2)
+    if len(parts) != 3 or not all(parts):
+        raise typer.BadParameter(f"'{value}' is not system:type:id", param_hint="--ref")
+    return {"system": parts[0], "object_type": parts[1], "object_id": parts[2]}
+
+
+def resolve(
+    action_intent_id: str,
+    tenant: TenantOption,
+    committed: Annotated[
+        bool, typer.Option("--committed", help="The call did write: name what with --ref.")
+    ] = False,
+    not_committed: Annotated[
+        bool,
+        typer.Option("--not-committed", help="The call did not write: send it once more under the same key."),
+    ] = False,
+    abandon: Annotated[
+        bool, typer.Option("--abandon", help="Give it up: FAILED with --reason as its error_message.")
+    ] = False,
+    ref: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--ref", help="An object the call wrote, system:type:id (repeatable; with --committed)."
+        ),
+    ] = None,
+    reason: Annotated[str | None, typer.Option(help="Why (required with --abandon).")] = None,
+    url: UrlOption = None,
+    bearer: TokenOption = None,
+) -> None:
+    """Resolve an AMBIGUOUS execution (tenant admin): its call may have written at a target that does
+    not deduplicate and its answer was lost. Check the target, then say what happened."""
+    chosen = [
+        name
+        for name, flag in (("committed", committed), ("not_committed", not_committed), ("abandon", abandon))
+        if flag
+    ]
+    if len(chosen) != 1:
+        raise typer.BadParameter("give exactly one of --committed, --not-committed, --abandon")
+    refs = [_ref(value) for value in ref or []]
+    resolved = _on_service(
+        url,
+        tenant,
+        bearer,
+        lambda api: api.resolve(action_intent_id, chosen[0], external_object_refs=refs, reason=reason),
+    )
+    console.print_json(data=resolved.model_dump(mode="json", exclude_none=True))
+
+
 def cancel(
     action_intent_id: str,
     tenant: TenantOption,

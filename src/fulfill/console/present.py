@@ -31,7 +31,12 @@ _CODE_WORDS = {
     "EXECUTION_TIMEOUT": "The execution's time budget ran out before the tool answered.",
     "TOOL_MAPPING_NOT_FOUND": "The registry has no mapping for this action type and version.",
     "UNKNOWN_OUTCOME": "The call reached a target that does not deduplicate and its answer was "
-    "lost: check the target for a write with this execution's idempotency key before any rerun.",
+    "lost: check the target for a write with this execution's idempotency key, then resolve it "
+    "(committed, not committed, or abandon).",
+    "NOT_COMMITTED": "A person found that the call had not written; it was sent once more under "
+    "the same idempotency key (the next attempt).",
+    "AMBIGUOUS_ABANDONED": "A person gave up an execution whose outcome was unknown; the reason "
+    "below is theirs.",
     "INTENT_CANCELLED": "Someone cancelled the intent.",
     "APPROVAL_MISMATCH": "The action about to run was not the one approved (its parameters, "
     "registry version, account or expiry changed after the approval), so its tool was not called: "
@@ -60,11 +65,13 @@ STATUS_SYMBOLS = {
     "FAILED": "✗",
     "CANCELLED": "■",
     "EXPIRED": "⌛",
+    "AMBIGUOUS": "?",
 }
 
 
 def is_terminal(status: str) -> bool:
-    return status in {s.value for s in TERMINAL_STATUSES}
+    """Nothing changes it any more without a person: ended, or AMBIGUOUS (waiting to be resolved)."""
+    return status in {s.value for s in TERMINAL_STATUSES} or status == ExecutionStatus.AMBIGUOUS.value
 
 
 @dataclass(frozen=True)
@@ -92,6 +99,7 @@ _OUTCOME_TYPES = {
     "ACTION_FAILED": ExecutionStatus.FAILED,
     "EXECUTION_CANCELLED": ExecutionStatus.CANCELLED,
     "EXECUTION_EXPIRED": ExecutionStatus.EXPIRED,
+    "ACTION_AMBIGUOUS": ExecutionStatus.AMBIGUOUS,
 }
 
 
@@ -188,8 +196,32 @@ def _steps_of(entry: dict[str, Any]) -> list[Step]:
             details.append(f"{data.get('error_class') or ''} {data.get('error_code') or ''}".strip())
             if data.get("error_message"):
                 details.append(str(data["error_message"]))
+        if status == ExecutionStatus.AMBIGUOUS.value:
+            # The evidence a person resolves it on: what was sent, when, and what came back.
+            details = [
+                f"sent: {tool or 'the tool call'} with idempotency key {data.get('idempotency_key') or ''}",
+                f"when: the attempt's call, before {ts}",
+                f"what came back: {data.get('error_message') or 'no answer'}",
+            ]
         steps.append(Step("outcome", f"Outcome: {status}", ts, attempt, details, error=error, status=status))
         return steps
+    if event == "EXECUTION_RESOLVED":
+        resolution = str(data.get("resolution", ""))
+        details = [f"by {data.get('decided_by', '')}", f"now {data.get('status', '')}"]
+        if data.get("reason"):
+            details.append(f"reason: {data['reason']}")
+        if data.get("next_attempt"):
+            details.append(f"sent once more as attempt {data['next_attempt']}, same idempotency key")
+        return [
+            Step(
+                "decision",
+                f"Resolved: {resolution.replace('_', ' ')}",
+                ts,
+                attempt,
+                details,
+                links=_refs(data),
+            )
+        ]
     if event == "TOOL_CALL_TRY_FAILED":
         tries = (
             f"try {data.get('try')} of {data.get('max_tries')}"

@@ -40,15 +40,16 @@ from fulfill.domain.console_login import dev_login_refusal
 from fulfill.domain.email_links import LinkRefused
 from fulfill.domain.expiry import is_expired
 from fulfill.domain.killswitch import GLOBAL_SCOPE, KillSwitchScope, SwitchSettings
-from fulfill.domain.models import ActionIntentV1, ApprovalStatus
+from fulfill.domain.models import ActionIntentV1, ApprovalStatus, ExecutionStatus
 from fulfill.domain.scopes import USER_SCOPES, Scope
 from fulfill.tokens import Principal, TokenError, mint_token
-from fulfill.usecases import admin, connectors, email_links, executions, intents, registry
+from fulfill.usecases import admin, connectors, email_links, executions, intents, registry, resolutions
 from fulfill.usecases import approvals as approvals_usecase
 from fulfill.usecases.admin import ActionTypes, KillSwitches, TenantExecution
 from fulfill.usecases.context import UseCaseContext
 from fulfill.usecases.dashboard import DASHBOARD_SCOPES
 from fulfill.usecases.errors import UseCaseError
+from fulfill.usecases.resolutions import ResolveRequest
 
 _HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(_HERE / "templates"))
@@ -577,6 +578,38 @@ async def rerun(request: Request, ctx: ServiceContext, action_intent_id: str) ->
     return await _guarded(request, ctx, page, post_scope=Scope.ADMIN)
 
 
+@router.post("/executions/{action_intent_id}/resolve")
+async def resolve(request: Request, ctx: ServiceContext, action_intent_id: str) -> Response:
+    """An admin resolves an AMBIGUOUS execution from its timeline (a person: never an agent's token)."""
+
+    def page(principal: Principal, form: Form) -> Response:
+        intent_id = _checked_id(action_intent_id)
+        resolution = _one(form, "resolution")
+        refs = [_console_ref(line) for line in _one(form, "refs").splitlines() if line.strip()]
+        reason = _one(form, "reason").strip() or None
+        try:
+            body = ResolveRequest(
+                resolution=resolution,
+                external_object_refs=refs if resolution == "committed" else [],
+                reason=reason,
+            )
+        except ValidationError as exc:
+            raise Refused(422, "; ".join(error["msg"] for error in exc.errors())) from None
+        resolved = resolutions.resolve_execution(ctx, principal, intent_id, body)
+        request.session["flash"] = f"Resolved {intent_id}: {resolved.status.value}."
+        return RedirectResponse(f"/console/executions/{quote(intent_id)}", status_code=303)
+
+    return await _guarded(request, ctx, page, post_scope=Scope.ADMIN)
+
+
+def _console_ref(line: str) -> dict[str, str]:
+    """One ``system:type:id`` line (the system may hold a colon: ``MCP:tickets:Ticket:T-1``)."""
+    parts = line.strip().rsplit(":", 2)
+    if len(parts) != 3 or not all(parts):
+        raise Refused(422, f"'{line.strip()}' is not system:type:id.")
+    return {"system": parts[0], "object_type": parts[1], "object_id": parts[2]}
+
+
 @router.post("/intents/{action_intent_id}/reject")
 async def reject(request: Request, ctx: ServiceContext, action_intent_id: str) -> Response:
     def page(principal: Principal, form: Form) -> Response:
@@ -668,7 +701,9 @@ def _execution_context(
         ),
         "rerunnable": status.status.value in ("FAILED", "CANCELLED")
         and intent.approval_status is not ApprovalStatus.CANCELLED,
-        "cancellable": intent.approval_status is ApprovalStatus.APPROVED,
+        "cancellable": intent.approval_status is ApprovalStatus.APPROVED
+        and status.status is not ExecutionStatus.AMBIGUOUS,
+        "resolvable": status.status is ExecutionStatus.AMBIGUOUS,
     }
 
 

@@ -25,6 +25,7 @@ OUTCOME_EVENT_TYPES: dict[ExecutionStatus, str] = {
     ExecutionStatus.FAILED: "ACTION_FAILED",
     ExecutionStatus.CANCELLED: "EXECUTION_CANCELLED",
     ExecutionStatus.EXPIRED: "EXECUTION_EXPIRED",
+    ExecutionStatus.AMBIGUOUS: "ACTION_AMBIGUOUS",
 }
 
 
@@ -431,7 +432,7 @@ OUTCOME_UNKNOWN = "OUTCOME_UNKNOWN"
 def unknown_outcome_entry(outcome: ActionOutcomeV1) -> LedgerEntry:
     """A person must check the target: the call may have written there, and is not retried.
 
-    Recorded next to the outcome of an attempt that failed with ``UNKNOWN_OUTCOME``: the tool
+    Recorded next to the outcome of an attempt that ended AMBIGUOUS (``UNKNOWN_OUTCOME``): the tool
     call reached a target that does not deduplicate, and its answer was lost (a timeout, a
     dropped connection, or a process that stopped while the call was in flight).
     """
@@ -448,11 +449,44 @@ def unknown_outcome_entry(outcome: ActionOutcomeV1) -> LedgerEntry:
             "idempotency_key": outcome.idempotency_key,
             "error_message": outcome.error_message,
             "action": (
-                "check the target for a write carrying this idempotency key; rerun the intent "
-                "only if none happened"
+                "check the target for a write carrying this idempotency key, then resolve the "
+                "execution: committed (with the refs found), not_committed (sent once more under "
+                "the same key) or abandon"
             ),
         },
     )
+
+
+EXECUTION_RESOLVED = "EXECUTION_RESOLVED"
+
+
+def resolution_entry(
+    outcome: ActionOutcomeV1,
+    *,
+    resolution: str,
+    decided_by: str,
+    timestamp: str,
+    reason: str | None = None,
+    next_attempt: int | None = None,
+) -> LedgerEntry:
+    """A person resolved an AMBIGUOUS execution: who decided, what, and what follows from it.
+
+    ``outcome`` is the attempt's outcome as the resolution left it (SUCCEEDED with the refs the
+    person named, FAILED with the reason, or FAILED ``NOT_COMMITTED`` followed by ``next_attempt``).
+    """
+    data: dict[str, Any] = {
+        "resolution": resolution,
+        "decided_by": decided_by,
+        "status": outcome.status.value,
+        "external_object_refs": [ref.model_dump(exclude_none=True) for ref in outcome.external_object_refs],
+        "idempotency_key": outcome.idempotency_key,
+        "tool_name": outcome.tool_name,
+    }
+    if reason is not None:
+        data["reason"] = reason
+    if next_attempt is not None:
+        data["next_attempt"] = next_attempt
+    return outcome_event(outcome, EXECUTION_RESOLVED, timestamp, data)
 
 
 KILL_SWITCH_CHANGED = "KILL_SWITCH_CHANGED"

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from fulfill.domain.errors import ErrorClass
+from fulfill.domain.time import iso_from_epoch
 
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")]
 ActionType = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Z][A-Z0-9_]*$")]
@@ -40,6 +41,10 @@ class ExecutionStatus(StrEnum):
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
     EXPIRED = "EXPIRED"
+    # The call reached a target that does not deduplicate and its answer was lost: it may have
+    # written. Not terminal for the intent: it waits, without retry, rerun or budget running, for
+    # a person to resolve it (POST /executions/{id}/resolve).
+    AMBIGUOUS = "AMBIGUOUS"
 
 
 TERMINAL_STATUSES = frozenset(
@@ -57,11 +62,33 @@ class AttemptStatus(StrEnum):
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
     EXPIRED = "EXPIRED"
+    AMBIGUOUS = "AMBIGUOUS"
 
     @property
     def execution_status(self) -> ExecutionStatus:
         """What a client sees: a queued attempt has not started, so it is still PENDING."""
         return ExecutionStatus.PENDING if self is AttemptStatus.QUEUED else ExecutionStatus(self.value)
+
+
+# ``fulfill_ambiguous_executions``'s age buckets: (label, lower bound in seconds, upper bound).
+AMBIGUOUS_AGE_BUCKETS: tuple[tuple[str, float, float | None], ...] = (
+    ("under_1h", 0.0, 3600.0),
+    ("1h_to_24h", 3600.0, 86_400.0),
+    ("over_24h", 86_400.0, None),
+)
+
+
+def ambiguous_age_bounds(now_epoch: float) -> list[tuple[str, str | None, str | None]]:
+    """Each bucket's (label, became AMBIGUOUS after, at or before) as ISO timestamps: an age in
+    [lower, upper)."""
+    return [
+        (
+            label,
+            iso_from_epoch(now_epoch - upper) if upper is not None else None,
+            iso_from_epoch(now_epoch - lower) if lower > 0 else None,
+        )
+        for label, lower, upper in AMBIGUOUS_AGE_BUCKETS
+    ]
 
 
 ACTIVE_ATTEMPT_STATUSES = frozenset({AttemptStatus.QUEUED, AttemptStatus.RUNNING})

@@ -339,8 +339,8 @@ def unknown_outcomes(
     account_ids: Collection[str] | None = None,
     limit: int,
 ) -> WaitingList:
-    """Executions whose latest attempt FAILED with ``UNKNOWN_OUTCOME`` (the call may have written
-    at a target that does not deduplicate; nobody has rerun it since): found by the
+    """Executions whose latest attempt is AMBIGUOUS (``UNKNOWN_OUTCOME``: the call may have written
+    at a target that does not deduplicate; nobody has resolved it yet): found by the
     ``OUTCOME_UNKNOWN`` ledger entry recorded next to such an outcome."""
     joined = ledger_entries.join(
         execution_attempts,
@@ -353,7 +353,7 @@ def unknown_outcomes(
     )
     where = [
         ledger_entries.c.event_type == OUTCOME_UNKNOWN,
-        execution_attempts.c.status == "FAILED",
+        execution_attempts.c.status == "AMBIGUOUS",
         *_owned(ledger_entries, tenant_id, account_ids),
     ]
     query = (

@@ -17,6 +17,7 @@ from fulfill.domain.models import (
     ExecutionSignal,
     ExecutionStatus,
     LedgerEntry,
+    ambiguous_age_bounds,
 )
 from fulfill.domain.records import CompensationState as CompensationState
 from fulfill.store.db import insert_ignore
@@ -199,6 +200,23 @@ def attempts_past_budget_by_tenant(conn: Connection, now_epoch: float) -> dict[t
     return {(str(tenant), str(status)): int(count) for tenant, status, count in rows}
 
 
+def ambiguous_by_age(conn: Connection, now_epoch: float) -> dict[str, int]:
+    """How many attempts wait AMBIGUOUS, by age bucket (``domain/models.AMBIGUOUS_AGE_BUCKETS``),
+    from the time they became AMBIGUOUS (one indexed count per bucket:
+    ``ix_execution_attempts_status_updated``)."""
+    counts: dict[str, int] = {}
+    for bucket, newer_than, older_than in ambiguous_age_bounds(now_epoch):
+        where = [execution_attempts.c.status == AttemptStatus.AMBIGUOUS.value]
+        if newer_than is not None:
+            where.append(execution_attempts.c.updated_at > newer_than)
+        if older_than is not None:
+            where.append(execution_attempts.c.updated_at <= older_than)
+        counts[bucket] = int(
+            conn.execute(select(func.count()).select_from(execution_attempts).where(*where)).scalar_one()
+        )
+    return counts
+
+
 def get_deadline(conn: Connection, attempt: ExecutionAttempt) -> float:
     deadline = conn.execute(
         select(execution_attempts.c.deadline_epoch).where(
@@ -250,6 +268,34 @@ def _this_outcome(outcome: ActionOutcomeV1) -> list[Any]:
         execution_outcomes.c.action_intent_id == outcome.action_intent_id,
         execution_outcomes.c.attempt_count == outcome.attempt_count,
     ]
+
+
+def resolve_ambiguous(conn: Connection, resolved: ActionOutcomeV1, *, now: str) -> bool:
+    """AMBIGUOUS → the resolved outcome (and its attempt's status), only if both are still
+    AMBIGUOUS: of two resolutions racing, exactly one moves them. False for the other."""
+    moved = conn.execute(
+        update(execution_outcomes)
+        .where(*_this_outcome(resolved), execution_outcomes.c.status == AttemptStatus.AMBIGUOUS.value)
+        .values(status=resolved.status.value, document=resolved.model_dump(mode="json"))
+    )
+    if moved.rowcount != 1:
+        return False
+    conn.execute(
+        update(execution_attempts)
+        .where(
+            execution_attempts.c.tenant_id == resolved.tenant_id,
+            execution_attempts.c.account_id == resolved.account_id,
+            execution_attempts.c.action_intent_id == resolved.action_intent_id,
+            execution_attempts.c.attempt_count == resolved.attempt_count,
+            execution_attempts.c.status == AttemptStatus.AMBIGUOUS.value,
+        )
+        .values(
+            status=resolved.status.value,
+            last_error_class=resolved.error_class.value if resolved.error_class else None,
+            updated_at=now,
+        )
+    )
+    return True
 
 
 def set_compensation(
@@ -445,6 +491,9 @@ class SqlExecutionsRepository:
     def attempts_past_budget_by_tenant(self, now_epoch: float) -> dict[tuple[str, str], int]:
         return attempts_past_budget_by_tenant(self._conn, now_epoch)
 
+    def ambiguous_by_age(self, now_epoch: float) -> dict[str, int]:
+        return ambiguous_by_age(self._conn, now_epoch)
+
     def get_deadline(self, attempt: ExecutionAttempt) -> float:
         return get_deadline(self._conn, attempt)
 
@@ -455,6 +504,9 @@ class SqlExecutionsRepository:
         self, tenant_id: str, account_id: str, action_intent_id: str, attempt_count: int
     ) -> ActionOutcomeV1 | None:
         return get_outcome(self._conn, tenant_id, account_id, action_intent_id, attempt_count)
+
+    def resolve_ambiguous(self, resolved: ActionOutcomeV1, *, now: str) -> bool:
+        return resolve_ambiguous(self._conn, resolved, now=now)
 
     def set_compensation(
         self,

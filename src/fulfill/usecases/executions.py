@@ -17,6 +17,7 @@ from fulfill.domain.models import (
     RERUNNABLE_STATUSES,
     ActionIntentV1,
     ApprovalStatus,
+    AttemptStatus,
     ExecutionStatus,
     ExecutionStatusView,
 )
@@ -268,6 +269,12 @@ def rerun_execution(
     now_iso = iso_from_epoch(now)
     with rt.store.write() as uow:
         attempt = uow.executions.get_attempt(intent.tenant_id, intent.account_id, action_intent_id)
+        if attempt is not None and attempt.status is AttemptStatus.AMBIGUOUS:
+            raise Conflict(
+                "the execution is AMBIGUOUS (its call may have written at the target): a rerun could "
+                "write twice; resolve it instead (not_committed sends the call once more)",
+                code="EXECUTION_AMBIGUOUS",
+            )
         if attempt is None or attempt.status not in RERUNNABLE_STATUSES:
             current = attempt.status.value if attempt else "not executed"
             raise Conflict(

@@ -42,6 +42,7 @@ from fulfill.domain.models import (
     ApprovalRule,
     ApprovalSource,
     ApprovalStatus,
+    AttemptStatus,
     ExecutionAttempt,
     ExecutionPolicy,
     ExecutionStatus,
@@ -988,6 +989,14 @@ def cancel_intent(
                 "the intent changed while it was being cancelled; read it and retry", code="CONCURRENT_CHANGE"
             )
         attempt = uow.executions.get_attempt(intent.tenant_id, intent.account_id, action_intent_id)
+        if attempt is not None and attempt.status is AttemptStatus.AMBIGUOUS:
+            # Its call may have written: a cancel could neither undo a write nobody has named nor
+            # know there is none. A person resolves it first (POST /executions/{id}/resolve).
+            raise Conflict(
+                "the execution is AMBIGUOUS (its call may have written at the target): resolve it "
+                "first (committed, not_committed or abandon), then cancel",
+                code="EXECUTION_AMBIGUOUS",
+            )
         cancelled = _transition(
             uow,
             locked,

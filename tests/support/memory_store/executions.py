@@ -16,6 +16,7 @@ from fulfill.domain.models import (
     ExecutionSignal,
     ExecutionStatus,
     LedgerEntry,
+    ambiguous_age_bounds,
 )
 from fulfill.domain.records import CompensationState
 from tests.support.memory_store.tables import AttemptRow, OutcomeRow, Tables
@@ -152,6 +153,18 @@ class MemoryExecutionsRepository:
 
     # --- outcomes ---------------------------------------------------------------------------
 
+    def ambiguous_by_age(self, now_epoch: float) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for bucket, newer_than, older_than in ambiguous_age_bounds(now_epoch):
+            counts[bucket] = sum(
+                1
+                for row in self._t.attempts.values()
+                if row.attempt.status is AttemptStatus.AMBIGUOUS
+                and (newer_than is None or row.attempt.updated_at > newer_than)
+                and (older_than is None or row.attempt.updated_at <= older_than)
+            )
+        return counts
+
     def insert_outcome(self, outcome: ActionOutcomeV1) -> bool:
         key = (outcome.tenant_id, outcome.account_id, outcome.action_intent_id, outcome.attempt_count)
         if key in self._t.outcomes:
@@ -164,6 +177,28 @@ class MemoryExecutionsRepository:
     ) -> ActionOutcomeV1 | None:
         row = self._t.outcomes.get((tenant_id, account_id, action_intent_id, attempt_count))
         return row.outcome if row else None
+
+    def resolve_ambiguous(self, resolved: ActionOutcomeV1, *, now: str) -> bool:
+        key = (resolved.tenant_id, resolved.account_id, resolved.action_intent_id, resolved.attempt_count)
+        row = self._t.outcomes.get(key)
+        if row is None or row.outcome.status is not ExecutionStatus.AMBIGUOUS:
+            return False
+        self._t.outcomes[key] = replace(row, outcome=resolved)
+        attempt = self._t.attempts.get(key[:3])
+        if (
+            attempt is not None
+            and attempt.attempt.attempt_count == resolved.attempt_count
+            and attempt.attempt.status is AttemptStatus.AMBIGUOUS
+        ):
+            moved = attempt.attempt.model_copy(
+                update={
+                    "status": AttemptStatus(resolved.status.value),
+                    "last_error_class": resolved.error_class,
+                    "updated_at": now,
+                }
+            )
+            self._t.attempts[key[:3]] = replace(attempt, attempt=moved)
+        return True
 
     def set_compensation(
         self,

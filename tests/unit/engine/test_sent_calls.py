@@ -44,8 +44,10 @@ def test_a_call_lost_in_a_crash_is_never_sent_again(world: World) -> None:
     assert len(world.gateway.calls) == 1
     recorded = steps.record_outcome(world.deps, outcome_from_tool_result(result))
     assert recorded.outcome.error_code == UNKNOWN_OUTCOME
+    assert recorded.outcome.status is ExecutionStatus.AMBIGUOUS
     ledger = [e.event_type for e in world.store.uow().executions.list_ledger("t1", "ai_1")]
     assert "OUTCOME_UNKNOWN" in ledger
+    assert "ACTION_AMBIGUOUS" in ledger
 
 
 def test_a_replay_after_the_answer_gives_the_same_answer_without_calling(world: World) -> None:

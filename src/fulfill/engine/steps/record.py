@@ -101,7 +101,8 @@ def _unknown_outcome_notice(outcome: ActionOutcomeV1, intent: ActionIntentV1 | N
         attempt=outcome.attempt_count,
         reason=(
             f"the outcome of {outcome.tool_name} is unknown (its answer was lost): check the target "
-            f"for a write carrying idempotency key {outcome.idempotency_key}"
+            f"for a write carrying idempotency key {outcome.idempotency_key}, then resolve the "
+            "AMBIGUOUS execution (committed, not_committed or abandon)"
         ),
         occurred_at=outcome.completed_at,
         what="unknown-outcome",
@@ -110,12 +111,16 @@ def _unknown_outcome_notice(outcome: ActionOutcomeV1, intent: ActionIntentV1 | N
 
 def _outcome(draft: OutcomeDraft, *, completed_at: str) -> ActionOutcomeV1:
     context = draft.context
+    status = draft.status
+    if status is ExecutionStatus.FAILED and draft.error and draft.error.error_code == UNKNOWN_OUTCOME:
+        # It may have written: not a failure, a state a person (or a probe) resolves.
+        status = ExecutionStatus.AMBIGUOUS
     return ActionOutcomeV1(
         tenant_id=context.tenant_id,
         account_id=context.account_id,
         action_intent_id=context.action_intent_id,
         attempt_count=context.attempt_count,
-        status=draft.status,
+        status=status,
         external_object_refs=draft.external_object_refs,
         error_code=draft.error.error_code if draft.error else None,
         error_class=draft.error.error_class if draft.error else None,

@@ -99,7 +99,7 @@ class DashboardRepository(Protocol):
     def unknown_outcomes(
         self, *, tenant_id: str | None, account_ids: Collection[str] | None = ..., limit: int
     ) -> WaitingList:
-        """Executions whose latest attempt FAILED with UNKNOWN_OUTCOME (its OUTCOME_UNKNOWN ledger entry)."""
+        """Executions whose latest attempt is AMBIGUOUS (its OUTCOME_UNKNOWN ledger entry)."""
         ...
 
     def compensations_for_a_person(

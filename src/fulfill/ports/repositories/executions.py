@@ -75,9 +75,18 @@ class ExecutionsRepository(Protocol):
         """The same, by (tenant, status)."""
         ...
 
+    def ambiguous_by_age(self, now_epoch: float) -> dict[str, int]:
+        """How many attempts wait AMBIGUOUS, by age bucket (``AMBIGUOUS_AGE_BUCKETS``)."""
+        ...
+
     def get_deadline(self, attempt: ExecutionAttempt) -> float: ...
 
     def insert_outcome(self, outcome: ActionOutcomeV1) -> bool: ...
+
+    def resolve_ambiguous(self, resolved: ActionOutcomeV1, *, now: str) -> bool:
+        """AMBIGUOUS → ``resolved`` (outcome and attempt), only if still AMBIGUOUS (a compare-and-set:
+        of two racing resolutions one gets True, the other False)."""
+        ...
 
     def get_outcome(
         self, tenant_id: str, account_id: str, action_intent_id: str, attempt_count: int
