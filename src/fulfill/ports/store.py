@@ -26,6 +26,7 @@ from fulfill.ports.repositories import (
     IntentsRepository,
     InternalObjectsRepository,
     KillSwitchesRepository,
+    LedgerRepository,
     NotificationsRepository,
     OutboxRepository,
     PoliciesRepository,
@@ -65,6 +66,8 @@ class UnitOfWork(Protocol):
     def internal_objects(self) -> InternalObjectsRepository: ...
     @property
     def killswitches(self) -> KillSwitchesRepository: ...
+    @property
+    def ledger(self) -> LedgerRepository: ...
     @property
     def notifications(self) -> NotificationsRepository: ...
     @property
