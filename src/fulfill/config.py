@@ -204,6 +204,15 @@ class Settings(BaseSettings):
     # database that holds some refuses to start.
     secrets_key: SecretStr = SecretStr("")
 
+    # The ledger's signed checkpoints (domain/ledger_chain.py): the Ed25519 key that signs them, as
+    # a PEM (PKCS#8) private key or its 32-byte seed in base64 (``fulfill ledger new-key`` prints
+    # one); the public halves of earlier keys, comma-separated (base64 or PEM), so that checkpoints
+    # they signed still verify after a rotation; and how often every tenant's new entries are
+    # checkpointed (0: only on demand). Empty key: no checkpoint can be signed.
+    ledger_signing_key: SecretStr = SecretStr("")
+    ledger_public_keys: str = ""
+    ledger_checkpoint_seconds: float = Field(default=300.0, ge=0, le=86_400)
+
     # Salesforce: where OAuth tokens are requested when a credential names no login URL, the REST
     # API version, the timeout of every request, the assumed lifetime of an access token whose
     # response does not say (Salesforce's do not), and the custom field that carries the
@@ -296,6 +305,23 @@ class Settings(BaseSettings):
         from fulfill.credentials.crypto import parse_keys
 
         parse_keys(value.get_secret_value())  # raises a message that never quotes the key
+        return value
+
+    @field_validator("ledger_signing_key")
+    @classmethod
+    def _check_ledger_signing_key(cls, value: SecretStr) -> SecretStr:
+        from fulfill.domain.ledger_chain import load_signing_key
+
+        if value.get_secret_value().strip():
+            load_signing_key(value.get_secret_value())  # raises a message that never quotes the key
+        return value
+
+    @field_validator("ledger_public_keys")
+    @classmethod
+    def _check_ledger_public_keys(cls, value: str) -> str:
+        from fulfill.domain.ledger_chain import split_public_keys
+
+        split_public_keys(value)
         return value
 
     @field_validator("slack_api_url")
@@ -538,6 +564,7 @@ class Settings(BaseSettings):
             self.console_session_secret.get_secret_value(),
             self.metrics_token.get_secret_value(),
             *smtp_password(self.smtp_url.get_secret_value()),
+            self.ledger_signing_key.get_secret_value().strip(),
         ]
         keys = self.secrets_key.get_secret_value()
         values += [keys, *(key.strip() for key in keys.split(","))]

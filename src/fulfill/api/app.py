@@ -22,6 +22,7 @@ from fulfill.api import (
     executions,
     health,
     intents,
+    ledger,
     notifications,
     policies,
     redoc,
@@ -97,6 +98,7 @@ def create_app(service: Service) -> FastAPI:
         notifications.router,
         policies.router,
         credentials.router,
+        ledger.router,
     ):
         app.include_router(router, responses=common)
     app.include_router(health.router, responses={500: PROBLEM})

@@ -197,7 +197,9 @@ def load_signing_key(text: str) -> Ed25519PrivateKey:
         else:
             key = Ed25519PrivateKey.from_private_bytes(_b64_32(text))
     except (ValueError, TypeError, binascii.Error) as exc:
-        raise LedgerKeyError("the ledger signing key is neither an Ed25519 PEM key nor 32 bytes of base64") from exc
+        raise LedgerKeyError(
+            "the ledger signing key is neither an Ed25519 PEM key nor 32 bytes of base64"
+        ) from exc
     if not isinstance(key, Ed25519PrivateKey):
         raise LedgerKeyError("the ledger signing key is not an Ed25519 key")
     return key
@@ -212,17 +214,26 @@ def load_public_key(text: str) -> Ed25519PublicKey:
         else:
             key = Ed25519PublicKey.from_public_bytes(_b64_32(text))
     except (ValueError, TypeError, binascii.Error) as exc:
-        raise LedgerKeyError("a ledger public key is neither an Ed25519 PEM key nor 32 bytes of base64") from exc
+        raise LedgerKeyError(
+            "a ledger public key is neither an Ed25519 PEM key nor 32 bytes of base64"
+        ) from exc
     if not isinstance(key, Ed25519PublicKey):
         raise LedgerKeyError("a ledger public key is not an Ed25519 key")
     return key
 
 
 def _b64_32(text: str) -> bytes:
-    raw = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_" if ("-" in text or "_" in text) else None)
+    raw = base64.b64decode(
+        text + "=" * (-len(text) % 4), altchars=b"-_" if ("-" in text or "_" in text) else None
+    )
     if len(raw) != 32:
         raise ValueError("not 32 bytes")
     return raw
+
+
+def split_public_keys(text: str) -> list[Ed25519PublicKey]:
+    """``FULFILL_LEDGER_PUBLIC_KEYS``: comma-separated keys, each base64 or PEM."""
+    return [load_public_key(item) for item in text.split(",") if item.strip()]
 
 
 def public_keys_document(keys: Mapping[str, Ed25519PublicKey], current: str | None) -> dict[str, Any]:
@@ -230,7 +241,12 @@ def public_keys_document(keys: Mapping[str, Ed25519PublicKey], current: str | No
     return {
         "algorithm": ALGORITHM,
         "keys": [
-            {"key_id": kid, "algorithm": ALGORITHM, "public_key": public_key_b64(key), "current": kid == current}
+            {
+                "key_id": kid,
+                "algorithm": ALGORITHM,
+                "public_key": public_key_b64(key),
+                "current": kid == current,
+            }
             for kid, key in sorted(keys.items())
         ],
     }
@@ -260,7 +276,9 @@ def build_checkpoint(
     order they take their positions), chained to ``previous`` and signed."""
     first = previous.last_position + 1 if previous else 1
     leaves = tuple(Leaf(entry_id, h) for entry_id, h in entries)
-    root = merkle_root([leaf_hash(first + i, leaf.entry_id, leaf.entry_hash) for i, leaf in enumerate(leaves)])
+    root = merkle_root(
+        [leaf_hash(first + i, leaf.entry_id, leaf.entry_hash) for i, leaf in enumerate(leaves)]
+    )
     unsigned = Checkpoint(
         tenant_id=tenant_id,
         number=previous.number + 1 if previous else 1,
@@ -316,7 +334,9 @@ def verify(
     expected_first = 1
     covered_ids: set[str] = set()
     for index, cp in enumerate(sorted(checkpoints, key=lambda c: c.number)):
-        problem = _checkpoint_problem(tenant_id, cp, index + 1, expected_first, expected_previous, public_keys)
+        problem = _checkpoint_problem(
+            tenant_id, cp, index + 1, expected_first, expected_previous, public_keys
+        )
         if problem is None:
             problem = _entries_problem(cp, by_position, positioned_ids)
         if problem is not None:
@@ -335,7 +355,11 @@ def verify(
             problem = _bad(row.entry.entry_id, beyond[0], f"{INSERTED}: a position no signed checkpoint gave")
     if problem is None:
         for row in rows:
-            if row.position is None and row.entry_hash is not None and row.entry_hash != entry_hash(row.entry):
+            if (
+                row.position is None
+                and row.entry_hash is not None
+                and row.entry_hash != entry_hash(row.entry)
+            ):
                 problem = _bad(row.entry.entry_id, None, f"{CHANGED}: its fields no longer match its hash")
                 break
 
@@ -381,7 +405,9 @@ def _checkpoint_problem(
         return bad("bad signature")
     if len(cp.leaves) != cp.size:
         return bad("its list of entries has the wrong length")
-    leaves = [leaf_hash(cp.first_position + i, leaf.entry_id, leaf.entry_hash) for i, leaf in enumerate(cp.leaves)]
+    leaves = [
+        leaf_hash(cp.first_position + i, leaf.entry_id, leaf.entry_hash) for i, leaf in enumerate(cp.leaves)
+    ]
     if merkle_root(leaves) != cp.root:
         return bad("its entries do not match its signed root")
     return None

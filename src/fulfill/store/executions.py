@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, and_, func, or_, select, update
 
 from fulfill.domain.errors import ErrorClass
+from fulfill.domain.ledger_chain import entry_hash
 from fulfill.domain.models import (
     ACTIVE_ATTEMPT_STATUSES,
     ActionOutcomeV1,
@@ -20,7 +21,6 @@ from fulfill.domain.models import (
 )
 from fulfill.domain.records import CompensationState as CompensationState
 from fulfill.store.db import insert_ignore
-from fulfill.domain.ledger_chain import entry_hash
 from fulfill.store.tables import execution_attempts, execution_outcomes, execution_signals, ledger_entries
 
 # --- attempts -------------------------------------------------------------------------------
@@ -322,7 +322,9 @@ def compensations_to_check(
 
 def append_ledger(conn: Connection, entry: LedgerEntry) -> bool:
     """Append once: an entry whose id is already in the ledger is left as it is."""
-    return insert_ignore(conn, ledger_entries, {**entry.model_dump(mode="json"), "entry_hash": entry_hash(entry)})
+    return insert_ignore(
+        conn, ledger_entries, {**entry.model_dump(mode="json"), "entry_hash": entry_hash(entry)}
+    )
 
 
 def list_ledger(
@@ -337,7 +339,9 @@ def list_ledger(
     else:
         query = query.order_by(ledger_entries.c.seq.desc()).limit(newest)
     rows = conn.execute(query).all()
-    return [LedgerEntry.model_validate({k: v for k, v in row._mapping.items() if k not in _CHAIN}) for row in rows]
+    return [
+        LedgerEntry.model_validate({k: v for k, v in row._mapping.items() if k not in _CHAIN}) for row in rows
+    ]
 
 
 _CHAIN = frozenset({"seq", "entry_hash", "position"})  # the store's and the chain's columns

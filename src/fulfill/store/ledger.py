@@ -35,8 +35,18 @@ def _entry(row: object) -> StoredEntry:
 def lock_checkpoints(conn: Connection, tenant_id: str) -> None:
     """Make this transaction the tenant's only checkpointer until it ends (PostgreSQL)."""
     if conn.dialect.name == "postgresql":
-        key = int.from_bytes(hashlib.sha256(f"fulfill-ledger:{tenant_id}".encode()).digest()[:8], "big", signed=True)
+        key = int.from_bytes(
+            hashlib.sha256(f"fulfill-ledger:{tenant_id}".encode()).digest()[:8], "big", signed=True
+        )
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
+def snapshot(conn: Connection) -> None:
+    """Make the rest of this read transaction see one snapshot (the first statement of the
+    transaction): the entries and the checkpoints that verification reads must agree even while a
+    checkpoint commits in between. (A SQLite read transaction already is one snapshot.)"""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
 
 
 def unchecked_entries(conn: Connection, tenant_id: str, *, limit: int) -> list[StoredEntry]:
@@ -119,6 +129,9 @@ class SqlLedgerRepository:
 
     def lock_checkpoints(self, tenant_id: str) -> None:
         lock_checkpoints(self._conn, tenant_id)
+
+    def snapshot(self) -> None:
+        snapshot(self._conn)
 
     def unchecked_entries(self, tenant_id: str, *, limit: int) -> list[StoredEntry]:
         return unchecked_entries(self._conn, tenant_id, limit=limit)

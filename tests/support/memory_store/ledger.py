@@ -15,6 +15,9 @@ class MemoryLedgerRepository:
     def lock_checkpoints(self, tenant_id: str) -> None:
         raise NotImplementedError(_NOT_HELD)
 
+    def snapshot(self) -> None:
+        raise NotImplementedError(_NOT_HELD)
+
     def unchecked_entries(self, tenant_id: str, *, limit: int) -> list[StoredEntry]:
         raise NotImplementedError(_NOT_HELD)
 

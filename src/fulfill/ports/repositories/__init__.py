@@ -12,8 +12,8 @@ from fulfill.ports.repositories.external_writes import ExternalWritesRepository
 from fulfill.ports.repositories.heartbeats import HeartbeatsRepository
 from fulfill.ports.repositories.intents import IntentsRepository
 from fulfill.ports.repositories.internal_objects import InternalObjectsRepository
-from fulfill.ports.repositories.ledger import LedgerRepository
 from fulfill.ports.repositories.killswitches import KillSwitchesRepository
+from fulfill.ports.repositories.ledger import LedgerRepository
 from fulfill.ports.repositories.notifications import NotificationsRepository
 from fulfill.ports.repositories.outbox import OutboxRepository
 from fulfill.ports.repositories.policies import PoliciesRepository

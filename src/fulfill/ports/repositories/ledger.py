@@ -12,6 +12,10 @@ class LedgerRepository(Protocol):
         """Make this transaction the tenant's only checkpointer until it ends; appends never wait on it."""
         ...
 
+    def snapshot(self) -> None:
+        """Called first in a read transaction: what it reads next is one consistent snapshot."""
+        ...
+
     def unchecked_entries(self, tenant_id: str, *, limit: int) -> list[StoredEntry]:
         """The tenant's entries no checkpoint covers yet, in the order they were appended."""
         ...

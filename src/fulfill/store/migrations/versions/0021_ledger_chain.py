@@ -21,7 +21,9 @@ def upgrade() -> None:
     # and every entry gets its position from the checkpoint that covers it.
     op.add_column("ledger_entries", sa.Column("entry_hash", sa.String(64), nullable=True))
     op.add_column("ledger_entries", sa.Column("position", sa.BigInteger(), nullable=True))
-    op.create_index("ux_ledger_entries_tenant_position", "ledger_entries", ["tenant_id", "position"], unique=True)
+    op.create_index(
+        "ux_ledger_entries_tenant_position", "ledger_entries", ["tenant_id", "position"], unique=True
+    )
     op.create_table(
         "ledger_checkpoints",
         sa.Column("tenant_id", sa.String(128), nullable=False),

@@ -1,0 +1,128 @@
+"""The tamper-evident ledger: checkpoints (on demand and on a schedule), verification, the public keys.
+
+Appending is untouched by all of this (``uow.executions.append_ledger`` stores each entry with its
+hash and no position). :func:`checkpoint` is the only writer of positions: in one transaction it
+becomes the tenant's only checkpointer (``uow.ledger.lock_checkpoints``), reads the entries
+appended since the last checkpoint in the order they were appended, and stores the next signed
+checkpoint over them (``domain/ledger_chain.build_checkpoint``). :func:`verify` reads the tenant's
+entries and checkpoints and hands them to the pure ``domain/ledger_chain.verify``.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from fulfill.config import Settings
+from fulfill.domain import ledger_chain
+from fulfill.domain.ledger_chain import Checkpoint, entry_hash
+from fulfill.domain.scopes import Scope
+from fulfill.domain.time import iso_from_epoch
+from fulfill.tokens import Principal
+from fulfill.usecases.context import UseCaseContext
+from fulfill.usecases.errors import Conflict, Forbidden
+
+# The most entries one checkpoint covers: bounds how long a checkpoint holds its transaction (on
+# SQLite, the write lock). A larger backlog is covered by consecutive checkpoints.
+MAX_ENTRIES_PER_CHECKPOINT = 5000
+
+
+@functools.lru_cache(maxsize=8)
+def _keys(signing: str, published: str) -> tuple[Ed25519PrivateKey | None, dict[str, Ed25519PublicKey]]:
+    key = ledger_chain.load_signing_key(signing) if signing.strip() else None
+    public = {ledger_chain.key_id_of(k): k for k in ledger_chain.split_public_keys(published)}
+    if key is not None:
+        public[ledger_chain.key_id_of(key.public_key())] = key.public_key()
+    return key, public
+
+
+def signing_key(settings: Settings) -> Ed25519PrivateKey | None:
+    return _keys(settings.ledger_signing_key.get_secret_value(), settings.ledger_public_keys)[0]
+
+
+def public_keys(settings: Settings) -> dict[str, Ed25519PublicKey]:
+    """Every key a checkpoint may be signed with: the current one and the earlier ones, by id."""
+    return _keys(settings.ledger_signing_key.get_secret_value(), settings.ledger_public_keys)[1]
+
+
+def keys_document(settings: Settings) -> dict[str, Any]:
+    """``/.well-known/fulfill-ledger-keys.json``."""
+    key = signing_key(settings)
+    current = ledger_chain.key_id_of(key.public_key()) if key else None
+    return ledger_chain.public_keys_document(public_keys(settings), current)
+
+
+def ledger_tenant(principal: Principal, tenant_id: str | None) -> str:
+    """The tenant whose ledger a request names: the token's own (scope ``admin``), or, with
+    ``platform:admin``, any tenant named by ``tenant_id``."""
+    if tenant_id is None or tenant_id == principal.tenant_id:
+        if principal.has_scope(Scope.ADMIN) or principal.has_scope(Scope.PLATFORM_ADMIN):
+            return principal.tenant_id
+        raise Forbidden(f"the ledger needs the scope '{Scope.ADMIN.value}'", code="MISSING_SCOPE")
+    if principal.has_scope(Scope.PLATFORM_ADMIN):
+        return tenant_id
+    raise Forbidden(
+        f"another tenant's ledger needs the scope '{Scope.PLATFORM_ADMIN.value}'", code="MISSING_SCOPE"
+    )
+
+
+def checkpoint(ctx: UseCaseContext, tenant_id: str) -> tuple[Checkpoint, bool]:
+    """Sign the tenant's entries appended since its last checkpoint: ``(checkpoint, True)``; or, with
+    nothing new, ``(the last checkpoint, False)`` (a tenant's first checkpoint may cover nothing)."""
+    key = signing_key(ctx.settings)
+    if key is None:
+        raise Conflict(
+            "no ledger signing key is configured (FULFILL_LEDGER_SIGNING_KEY)",
+            code="LEDGER_SIGNING_KEY_MISSING",
+        )
+    with ctx.store.write() as uow:
+        uow.ledger.lock_checkpoints(tenant_id)
+        previous = uow.ledger.last_checkpoint(tenant_id)
+        rows = uow.ledger.unchecked_entries(tenant_id, limit=MAX_ENTRIES_PER_CHECKPOINT)
+        if not rows and previous is not None:
+            return previous, False
+        made = ledger_chain.build_checkpoint(
+            tenant_id=tenant_id,
+            previous=previous,
+            # The hash stored at append is what is signed (an entry appended before the chain
+            # existed is hashed now): a row changed before its checkpoint still shows as changed.
+            entries=[(row.entry.entry_id, row.entry_hash or entry_hash(row.entry)) for row in rows],
+            signed_at=iso_from_epoch(ctx.clock.now()),
+            signing_key=key,
+        )
+        if not uow.ledger.add_checkpoint(made):
+            raise Conflict(
+                "another checkpoint of this ledger was written meanwhile", code="LEDGER_CHECKPOINT_RACE"
+            )
+    return made, True
+
+
+def checkpoint_all(ctx: UseCaseContext, *, limit: int = 1000) -> int:
+    """The scheduled pass: checkpoint every tenant with entries no checkpoint covers; returns how
+    many checkpoints it wrote."""
+    if signing_key(ctx.settings) is None:
+        return 0
+    with ctx.store.read() as uow:
+        tenants = uow.ledger.tenants_with_unchecked(limit=limit)
+    written = 0
+    for tenant_id in tenants:
+        while True:
+            made, created = checkpoint(ctx, tenant_id)
+            written += created
+            if not created or made.size < MAX_ENTRIES_PER_CHECKPOINT:
+                break
+    return written
+
+
+def verify(ctx: UseCaseContext, tenant_id: str) -> dict[str, Any]:
+    """``{"intact", "entries", "first_bad_entry", "last_signed_checkpoint", …}`` of the tenant's ledger."""
+    with ctx.store.read() as uow:
+        uow.ledger.snapshot()
+        checkpoints = uow.ledger.list_checkpoints(tenant_id)
+        entries = uow.ledger.list_entries(tenant_id)
+    return {
+        "tenant_id": tenant_id,
+        **ledger_chain.verify(tenant_id, entries, checkpoints, public_keys(ctx.settings)),
+    }
