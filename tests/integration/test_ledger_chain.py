@@ -6,6 +6,7 @@ a ledger that fails verification: test_ledger_keys.py)."""
 from __future__ import annotations
 
 import base64
+import json
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,12 +17,14 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 from sqlalchemy import delete, insert, select, update
+from typer.testing import CliRunner
 
+from fulfill.cli import app
 from fulfill.domain.ledger_chain import entry_hash, key_id_of
 from fulfill.domain.models import LedgerEntry
 from fulfill.domain.scopes import TENANT_SCOPES
 from fulfill.store.tables import ledger_checkpoints, ledger_entries
-from tests.support.harness import Harness, make_settings
+from tests.support.harness import TEST_SECRET, Harness, make_settings
 
 KEY_A = Ed25519PrivateKey.generate()
 KEY_B = Ed25519PrivateKey.generate()
@@ -281,3 +284,45 @@ def test_every_ledger_route_keeps_tenants_apart(keyed: Harness) -> None:
     assert httpx.get(f"{keyed.url}/admin/ledger/verify").status_code == 401
     assert httpx.post(f"{keyed.url}/admin/ledger/checkpoint").status_code == 401
     assert httpx.get(f"{keyed.url}/.well-known/fulfill-ledger-keys.json").status_code == 200
+
+
+def test_the_cli_verifies_and_checkpoints_through_the_api_and_on_the_database(
+    keyed: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tenant = "ledger-cli"
+    monkeypatch.setenv("FULFILL_JWT_SECRET", TEST_SECRET)
+    monkeypatch.setenv("FULFILL_DATABASE_URL", keyed.settings.database_url)
+    monkeypatch.setenv("FULFILL_LEDGER_SIGNING_KEY", pem(KEY_A))
+    monkeypatch.delenv("FULFILL_URL", raising=False)
+    with keyed.client(tenant) as client:
+        propose(keyed, client, 2)
+    runner = CliRunner()
+    on_api = ["--tenant", tenant, "--url", keyed.url]
+    made = runner.invoke(app, ["ledger", "checkpoint", *on_api])
+    assert made.exit_code == 0, made.output
+    assert json.loads(made.stdout)["number"] == 1
+    with keyed.client(tenant) as client:
+        propose(keyed, client, 1)
+    on_db = runner.invoke(app, ["ledger", "checkpoint", "--tenant", tenant])
+    assert on_db.exit_code == 0, on_db.output
+    assert json.loads(on_db.stdout)["number"] == 2
+    for where in (on_api, ["--tenant", tenant]):
+        verified = runner.invoke(app, ["ledger", "verify", *where])
+        assert verified.exit_code == 0, verified.output
+        result = json.loads(verified.stdout)
+        assert result["intact"] is True
+        assert result["verified_entries"] == result["entries"] == len(rows(keyed, tenant))
+    with keyed.db.write() as conn:
+        conn.execute(
+            update(ledger_entries)
+            .where(ledger_entries.c.tenant_id == tenant, ledger_entries.c.position == 3)
+            .values(trace_id="forged")
+        )
+    for where in (on_api, ["--tenant", tenant]):
+        broken = runner.invoke(app, ["ledger", "verify", *where])
+        assert broken.exit_code == 1
+        assert json.loads(broken.stdout)["first_bad_entry"]["position"] == 3
+        assert "NOT INTACT" in broken.stderr
+    key = runner.invoke(app, ["ledger", "new-key"])
+    assert key.exit_code == 0
+    assert len(base64.b64decode(key.stdout.strip())) == 32

@@ -20,6 +20,7 @@ from fulfill.domain import ledger_chain
 from fulfill.domain.ledger_chain import Checkpoint, entry_hash
 from fulfill.domain.scopes import Scope
 from fulfill.domain.time import iso_from_epoch
+from fulfill.ports.store import Store
 from fulfill.tokens import Principal
 from fulfill.usecases.context import UseCaseContext
 from fulfill.usecases.errors import Conflict, Forbidden
@@ -71,13 +72,20 @@ def ledger_tenant(principal: Principal, tenant_id: str | None) -> str:
 def checkpoint(ctx: UseCaseContext, tenant_id: str) -> tuple[Checkpoint, bool]:
     """Sign the tenant's entries appended since its last checkpoint: ``(checkpoint, True)``; or, with
     nothing new, ``(the last checkpoint, False)`` (a tenant's first checkpoint may cover nothing)."""
-    key = signing_key(ctx.settings)
+    return checkpoint_store(ctx.store, ctx.settings, tenant_id, now_epoch=ctx.clock.now())
+
+
+def checkpoint_store(
+    store: Store, settings: Settings, tenant_id: str, *, now_epoch: float
+) -> tuple[Checkpoint, bool]:
+    """:func:`checkpoint` on a store (the CLI's ``--db``)."""
+    key = signing_key(settings)
     if key is None:
         raise Conflict(
             "no ledger signing key is configured (FULFILL_LEDGER_SIGNING_KEY)",
             code="LEDGER_SIGNING_KEY_MISSING",
         )
-    with ctx.store.write() as uow:
+    with store.write() as uow:
         uow.ledger.lock_checkpoints(tenant_id)
         previous = uow.ledger.last_checkpoint(tenant_id)
         rows = uow.ledger.unchecked_entries(tenant_id, limit=MAX_ENTRIES_PER_CHECKPOINT)
@@ -89,7 +97,7 @@ def checkpoint(ctx: UseCaseContext, tenant_id: str) -> tuple[Checkpoint, bool]:
             # The hash stored at append is what is signed (an entry appended before the chain
             # existed is hashed now): a row changed before its checkpoint still shows as changed.
             entries=[(row.entry.entry_id, row.entry_hash or entry_hash(row.entry)) for row in rows],
-            signed_at=iso_from_epoch(ctx.clock.now()),
+            signed_at=iso_from_epoch(now_epoch),
             signing_key=key,
         )
         if not uow.ledger.add_checkpoint(made):
@@ -118,11 +126,16 @@ def checkpoint_all(ctx: UseCaseContext, *, limit: int = 1000) -> int:
 
 def verify(ctx: UseCaseContext, tenant_id: str) -> dict[str, Any]:
     """``{"intact", "entries", "first_bad_entry", "last_signed_checkpoint", …}`` of the tenant's ledger."""
-    with ctx.store.read() as uow:
+    return verify_store(ctx.store, ctx.settings, tenant_id)
+
+
+def verify_store(store: Store, settings: Settings, tenant_id: str) -> dict[str, Any]:
+    """:func:`verify` on a store (the CLI's ``--db``)."""
+    with store.read() as uow:
         uow.ledger.snapshot()
         checkpoints = uow.ledger.list_checkpoints(tenant_id)
         entries = uow.ledger.list_entries(tenant_id)
     return {
         "tenant_id": tenant_id,
-        **ledger_chain.verify(tenant_id, entries, checkpoints, public_keys(ctx.settings)),
+        **ledger_chain.verify(tenant_id, entries, checkpoints, public_keys(settings)),
     }
