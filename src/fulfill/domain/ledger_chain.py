@@ -1,15 +1,16 @@
 """The tamper-evident ledger: entry hashes, Merkle checkpoints chained and signed, and verification.
 
-Appending never waits for another writer: every entry gets its hash when it is appended
-(:func:`entry_hash`, SHA-256 over the canonical JSON of its fields), and nothing else. Its place in
-the tenant's sequence comes later, from a **checkpoint**: one checkpointer at a time per tenant
-takes the entries appended since the last checkpoint, in the order they were appended (the
-store's ``seq``), gives them the next positions, builds an RFC 6962 Merkle tree over their leaves
-(:func:`leaf_hash`: the position, the entry id and the entry hash), and signs, with Ed25519, a body
-that names the tenant, the checkpoint's number, its first position and size, the tree's root, the
-previous checkpoint's hash (:func:`checkpoint_hash`) and the time. So the checkpoints form a chain,
-as a Certificate Transparency log's signed tree heads do, and every covered entry is bound to one
-position under one signature.
+Appending never waits for another writer, and costs what it did before the chain: an entry is
+inserted as it always was. Its hash (:func:`entry_hash`, SHA-256 over the canonical JSON of its
+fields) and its place in the tenant's sequence come from a **checkpoint**: one checkpointer at a
+time per tenant takes the entries appended since the last checkpoint, in the order they were
+appended (the store's ``seq``), gives them the next positions, builds an RFC 6962 Merkle tree over
+their leaves (:func:`leaf_hash`: the position, the entry id and the entry hash), and signs, with
+Ed25519, a body that names the tenant, the checkpoint's number, its first position and size, the
+tree's root, the previous checkpoint's hash (:func:`checkpoint_hash`) and the time. So the
+checkpoints form a chain, as a Certificate Transparency log's signed tree heads do, and every
+covered entry is bound to one position under one signature. (A hash stored beside an entry before
+any signature covers it would protect nothing: whoever can change the row can rewrite the hash.)
 
 :func:`verify` is pure: given the tenant's entries, its checkpoints and the public keys, it says
 whether the ledger is intact and names the first entry that was changed, inserted, removed or

@@ -8,7 +8,6 @@ from typing import Any
 from sqlalchemy import Connection, Row, and_, func, or_, select, update
 
 from fulfill.domain.errors import ErrorClass
-from fulfill.domain.ledger_chain import entry_hash
 from fulfill.domain.models import (
     ACTIVE_ATTEMPT_STATUSES,
     ActionOutcomeV1,
@@ -322,9 +321,9 @@ def compensations_to_check(
 
 def append_ledger(conn: Connection, entry: LedgerEntry) -> bool:
     """Append once: an entry whose id is already in the ledger is left as it is."""
-    return insert_ignore(
-        conn, ledger_entries, {**entry.model_dump(mode="json"), "entry_hash": entry_hash(entry)}
-    )
+    # No hash and no position: the checkpoint that covers it sets both (store/ledger.py), so that
+    # appending costs what it did before the chain and no writer waits for another.
+    return insert_ignore(conn, ledger_entries, entry.model_dump(mode="json"))
 
 
 def list_ledger(

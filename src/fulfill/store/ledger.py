@@ -1,8 +1,8 @@
 """The ledger's chain: positions and signed checkpoints of each tenant's entries
 (``domain/ledger_chain.py`` says what they mean; ``usecases/ledger.py`` writes them).
 
-Appending (``store/executions.append_ledger``) never touches this: an entry is inserted with its
-hash and no position. A checkpoint is written by one checkpointer at a time per tenant: on
+Appending (``store/executions.append_ledger``) never touches this: an entry is inserted as it
+always was, without hash or position; the checkpoint that covers it sets both. A checkpoint is written by one checkpointer at a time per tenant: on
 PostgreSQL :func:`lock_checkpoints` takes a transaction-scoped advisory lock on the tenant, which
 only checkpointers ask for; on SQLite the write transaction (``BEGIN IMMEDIATE``) already is the
 only writer. The checkpoint's number is its primary key as well, so two checkpointers that got
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 
-from sqlalchemy import Connection, func, select, text, update
+from sqlalchemy import Connection, bindparam, func, select, text, update
 
 from fulfill.domain.ledger_chain import Checkpoint, StoredEntry
 from fulfill.domain.models import LedgerEntry
@@ -86,15 +86,23 @@ def add_checkpoint(conn: Connection, checkpoint: Checkpoint) -> bool:
     row = {column.name: doc[column.name] for column in ledger_checkpoints.columns}
     if not insert_ignore(conn, ledger_checkpoints, row):
         return False
-    for offset, leaf in enumerate(checkpoint.leaves):
+    if checkpoint.leaves:
         conn.execute(
             update(ledger_entries)
             .where(
                 ledger_entries.c.tenant_id == checkpoint.tenant_id,
-                ledger_entries.c.entry_id == leaf.entry_id,
+                ledger_entries.c.entry_id == bindparam("leaf_id"),
                 ledger_entries.c.position.is_(None),
             )
-            .values(position=checkpoint.first_position + offset, entry_hash=leaf.entry_hash)
+            .values(position=bindparam("leaf_position"), entry_hash=bindparam("leaf_hash")),
+            [
+                {
+                    "leaf_id": leaf.entry_id,
+                    "leaf_position": checkpoint.first_position + offset,
+                    "leaf_hash": leaf.entry_hash,
+                }
+                for offset, leaf in enumerate(checkpoint.leaves)
+            ],
         )
     return True
 

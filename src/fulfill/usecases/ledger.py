@@ -1,10 +1,11 @@
 """The tamper-evident ledger: checkpoints (on demand and on a schedule), verification, the public keys.
 
-Appending is untouched by all of this (``uow.executions.append_ledger`` stores each entry with its
-hash and no position). :func:`checkpoint` is the only writer of positions: in one transaction it
-becomes the tenant's only checkpointer (``uow.ledger.lock_checkpoints``), reads the entries
-appended since the last checkpoint in the order they were appended, and stores the next signed
-checkpoint over them (``domain/ledger_chain.build_checkpoint``). :func:`verify` reads the tenant's
+Appending is untouched by all of this (``uow.executions.append_ledger`` stores each entry as it
+always did). :func:`checkpoint` is the only writer of hashes and positions: it reads the entries
+appended since the last checkpoint in the order they were appended, hashes them and builds and
+signs the next checkpoint (``domain/ledger_chain.build_checkpoint``) outside any write
+transaction, then, in a short one where it is the tenant's only checkpointer
+(``uow.ledger.lock_checkpoints``), stores it if the last checkpoint is still the one it built on. :func:`verify` reads the tenant's
 entries and checkpoints and hands them to the pure ``domain/ledger_chain.verify``.
 """
 
@@ -28,6 +29,8 @@ from fulfill.usecases.errors import Conflict, Forbidden
 # The most entries one checkpoint covers: bounds how long a checkpoint holds its transaction (on
 # SQLite, the write lock). A larger backlog is covered by consecutive checkpoints.
 MAX_ENTRIES_PER_CHECKPOINT = 5000
+# A checkpointer that finds another one's checkpoint written meanwhile reads again, this many times.
+_TRIES = 5
 
 
 @functools.lru_cache(maxsize=8)
@@ -85,26 +88,33 @@ def checkpoint_store(
             "no ledger signing key is configured (FULFILL_LEDGER_SIGNING_KEY)",
             code="LEDGER_SIGNING_KEY_MISSING",
         )
-    with store.write() as uow:
-        uow.ledger.lock_checkpoints(tenant_id)
-        previous = uow.ledger.last_checkpoint(tenant_id)
-        rows = uow.ledger.unchecked_entries(tenant_id, limit=MAX_ENTRIES_PER_CHECKPOINT)
+    for _ in range(_TRIES):
+        # Read, hash, build and sign outside the write transaction (on SQLite, the write lock)...
+        with store.read() as uow:
+            previous = uow.ledger.last_checkpoint(tenant_id)
+            rows = uow.ledger.unchecked_entries(tenant_id, limit=MAX_ENTRIES_PER_CHECKPOINT)
         if not rows and previous is not None:
             return previous, False
         made = ledger_chain.build_checkpoint(
             tenant_id=tenant_id,
             previous=previous,
-            # The hash stored at append is what is signed (an entry appended before the chain
-            # existed is hashed now): a row changed before its checkpoint still shows as changed.
-            entries=[(row.entry.entry_id, row.entry_hash or entry_hash(row.entry)) for row in rows],
+            entries=[(row.entry.entry_id, entry_hash(row.entry)) for row in rows],
             signed_at=iso_from_epoch(now_epoch),
             signing_key=key,
         )
-        if not uow.ledger.add_checkpoint(made):
-            raise Conflict(
-                "another checkpoint of this ledger was written meanwhile", code="LEDGER_CHECKPOINT_RACE"
-            )
-    return made, True
+        # ...then store it if no other checkpointer got there first (compare-and-set on the number).
+        with store.write() as uow:
+            uow.ledger.lock_checkpoints(tenant_id)
+            current = uow.ledger.last_checkpoint(tenant_id)
+            if _number(current) == _number(previous) and uow.ledger.add_checkpoint(made):
+                return made, True
+    raise Conflict(
+        "other checkpoints of this ledger kept being written meanwhile", code="LEDGER_CHECKPOINT_RACE"
+    )
+
+
+def _number(checkpoint: Checkpoint | None) -> int:
+    return checkpoint.number if checkpoint else 0
 
 
 def checkpoint_all(ctx: UseCaseContext, *, limit: int = 1000) -> int:
