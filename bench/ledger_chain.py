@@ -52,14 +52,23 @@ def entry(run: str, writer: int, n: int) -> LedgerEntry:
 
 
 def appends_per_second(
-    store: SqlStore, run: str, per_writer: int, during: Callable[[], None] | None
-) -> float:
+    store: SqlStore, run: str, per_writer: int, during: Callable[[], None] | None, rate: float = 0.0
+) -> tuple[float, list[float]]:
+    """Appends per second, and each append's transaction time (ms). ``rate`` > 0: the 4 writers
+    together append that many a second, on a schedule (a burst's pace), instead of at full speed."""
     stop = threading.Event()
+    latencies: list[float] = []
+    began = time.perf_counter()
 
     def write(writer: int) -> None:
         for n in range(per_writer):
+            if rate > 0:
+                due = began + (n * WRITERS + writer) / rate
+                time.sleep(max(0.0, due - time.perf_counter()))
+            start = time.perf_counter()
             with store.write() as uow:
                 uow.executions.append_ledger(entry(run, writer, n))
+            latencies.append((time.perf_counter() - start) * 1000)
 
     def background() -> None:
         assert during is not None
@@ -67,7 +76,6 @@ def appends_per_second(
             during()
 
     side = threading.Thread(target=background) if during else None
-    began = time.perf_counter()
     if side:
         side.start()
     with ThreadPoolExecutor(WRITERS) as pool:
@@ -76,7 +84,12 @@ def appends_per_second(
     stop.set()
     if side:
         side.join()
-    return WRITERS * per_writer / elapsed
+    return WRITERS * per_writer / elapsed, latencies
+
+
+def _p(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def main() -> None:
@@ -89,6 +102,7 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--every", type=float, default=0.2, help="seconds between checkpoints during a run")
+    parser.add_argument("--rate", type=float, default=0.0, help="appends a second in all (0: full speed)")
     parser.add_argument("--entries", type=int, default=5000, help="entries in the timed checkpoint")
     args = parser.parse_args()
     url = args.database_url or f"sqlite:///{Path(tempfile.mkdtemp()) / 'ledger-bench.db'}"
@@ -109,10 +123,13 @@ def main() -> None:
         ledger_chain.entry_hash(sample)
     print(f"hashing one entry: {(time.perf_counter() - began) / 20_000 * 1e6:.1f} µs")
 
+    # Paired rounds, the order alternating, so that a loaded machine's drift hits both alike.
     results: dict[str, list[float]] = {"appends alone": [], "appends + checkpoints": []}
+    latencies: dict[str, list[float]] = {label: [] for label in results}
     stamp = int(time.time())
     for round_ in range(args.rounds):
-        for label in results:
+        labels = list(results) if round_ % 2 == 0 else list(reversed(results))
+        for label in labels:
             run = f"bench-{stamp}-{round_}-{len(label)}"
             during = None
             if label.endswith("checkpoints"):
@@ -121,25 +138,47 @@ def main() -> None:
                     checkpoint_store(store, settings, run, now_epoch=time.time())
                     time.sleep(args.every)
 
-            results[label].append(appends_per_second(store, run, args.per_writer, during))
-    base = statistics.median(results["appends alone"])
+            achieved, each = appends_per_second(store, run, args.per_writer, during, args.rate)
+            results[label].append(achieved)
+            latencies[label].extend(each)
+    pace = f"at {args.rate:g}/s" if args.rate > 0 else "at full speed"
     for label, rates in results.items():
-        median = statistics.median(rates)
+        each = latencies[label]
         print(
-            f"{label}: {median:.0f} appends/s (median of {len(rates)}; {100 * (base - median) / base:+.1f}% slower)"
+            f"{label} ({pace}): {statistics.median(rates):.0f} appends/s (median of {len(rates)}: "
+            f"{[round(r) for r in rates]}); append p50 {_p(each, 0.5):.2f} ms, p95 {_p(each, 0.95):.2f} ms, "
+            f"mean {statistics.fmean(each):.2f} ms"
         )
+    ratios = [c / a for a, c in zip(results["appends alone"], results["appends + checkpoints"], strict=True)]
+    alone, with_checkpoints = (statistics.fmean(latencies[label]) for label in results)
+    print(
+        f"with checkpoints every {args.every:g} s: {100 * (1 - statistics.median(ratios)):+.1f}% fewer appends/s, "
+        f"mean append time {100 * (with_checkpoints / alone - 1):+.1f}%"
+    )
 
     run = f"bench-{stamp}-checkpoint"
-    with ThreadPoolExecutor(WRITERS) as pool:
-        list(
-            pool.map(
-                lambda w: [store_append(store, entry(run, w, n)) for n in range(args.entries // WRITERS)],
-                range(WRITERS),
-            )
-        )
+    appends_per_second(store, run, args.entries // WRITERS, None)
+    # The checkpoint in its two parts: reading, hashing, building and signing (no write lock),
+    # then the short write transaction (on SQLite the one writer: what appenders can wait for).
     began = time.perf_counter()
-    made, _ = checkpoint_store(store, settings, run, now_epoch=time.time())
-    print(f"one checkpoint of {made.size} entries: {(time.perf_counter() - began) * 1000:.0f} ms")
+    with store.read() as uow:
+        rows = uow.ledger.unchecked_entries(run, limit=args.entries)
+    built = ledger_chain.build_checkpoint(
+        tenant_id=run,
+        previous=None,
+        entries=[(row.entry.entry_id, ledger_chain.entry_hash(row.entry)) for row in rows],
+        signed_at="2026-12-05T01:00:00.000Z",
+        signing_key=key,
+    )
+    prepared = time.perf_counter()
+    with store.write() as uow:
+        uow.ledger.lock_checkpoints(run)
+        uow.ledger.add_checkpoint(built)
+    stored = time.perf_counter()
+    print(
+        f"one checkpoint of {built.size} entries: {(prepared - began) * 1000:.0f} ms to read, hash and sign, "
+        f"{(stored - prepared) * 1000:.0f} ms in its write transaction"
+    )
     began = time.perf_counter()
     from fulfill.usecases.ledger import verify_store
 
@@ -148,11 +187,6 @@ def main() -> None:
         f"verifying {result['entries']} entries: {(time.perf_counter() - began) * 1000:.0f} ms, intact={result['intact']}"
     )
     database.dispose()
-
-
-def store_append(store: SqlStore, item: LedgerEntry) -> None:
-    with store.write() as uow:
-        uow.executions.append_ledger(item)
 
 
 if __name__ == "__main__":

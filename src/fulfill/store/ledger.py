@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 
-from sqlalchemy import Connection, bindparam, func, select, text, update
+from sqlalchemy import BigInteger, Connection, String, bindparam, column, func, select, text, update, values
 
 from fulfill.domain.ledger_chain import Checkpoint, StoredEntry
 from fulfill.domain.models import LedgerEntry
@@ -21,6 +21,7 @@ from fulfill.store.db import insert_ignore
 from fulfill.store.tables import ledger_checkpoints, ledger_entries
 
 _FIELDS = tuple(LedgerEntry.model_fields)
+_CHUNK = 1000  # entries per UPDATE statement on PostgreSQL
 
 
 def _entry(row: object) -> StoredEntry:
@@ -86,7 +87,35 @@ def add_checkpoint(conn: Connection, checkpoint: Checkpoint) -> bool:
     row = {column.name: doc[column.name] for column in ledger_checkpoints.columns}
     if not insert_ignore(conn, ledger_checkpoints, row):
         return False
-    if checkpoint.leaves:
+    assigned = [
+        {
+            "leaf_id": leaf.entry_id,
+            "leaf_position": checkpoint.first_position + offset,
+            "leaf_hash": leaf.entry_hash,
+        }
+        for offset, leaf in enumerate(checkpoint.leaves)
+    ]
+    if conn.dialect.name == "postgresql":
+        # One statement per chunk (UPDATE … FROM (VALUES …)): an executemany would be a round trip
+        # per entry, all inside the write transaction.
+        for start in range(0, len(assigned), _CHUNK):
+            chunk = assigned[start : start + _CHUNK]
+            leaves = values(
+                column("leaf_id", String),
+                column("leaf_position", BigInteger),
+                column("leaf_hash", String),
+                name="leaves",
+            ).data([(row["leaf_id"], row["leaf_position"], row["leaf_hash"]) for row in chunk])
+            conn.execute(
+                update(ledger_entries)
+                .where(
+                    ledger_entries.c.tenant_id == checkpoint.tenant_id,
+                    ledger_entries.c.entry_id == leaves.c.leaf_id,
+                    ledger_entries.c.position.is_(None),
+                )
+                .values(position=leaves.c.leaf_position, entry_hash=leaves.c.leaf_hash)
+            )
+    elif assigned:
         conn.execute(
             update(ledger_entries)
             .where(
@@ -95,14 +124,7 @@ def add_checkpoint(conn: Connection, checkpoint: Checkpoint) -> bool:
                 ledger_entries.c.position.is_(None),
             )
             .values(position=bindparam("leaf_position"), entry_hash=bindparam("leaf_hash")),
-            [
-                {
-                    "leaf_id": leaf.entry_id,
-                    "leaf_position": checkpoint.first_position + offset,
-                    "leaf_hash": leaf.entry_hash,
-                }
-                for offset, leaf in enumerate(checkpoint.leaves)
-            ],
+            assigned,
         )
     return True
 
