@@ -10,6 +10,7 @@ import json
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -286,8 +287,8 @@ def test_every_ledger_route_keeps_tenants_apart(keyed: Harness) -> None:
     assert httpx.get(f"{keyed.url}/.well-known/fulfill-ledger-keys.json").status_code == 200
 
 
-def test_the_cli_verifies_and_checkpoints_through_the_api_and_on_the_database(
-    keyed: Harness, monkeypatch: pytest.MonkeyPatch
+def test_the_cli_verifies_checkpoints_and_exports_through_the_api_and_on_the_database(
+    keyed: Harness, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     tenant = "ledger-cli"
     monkeypatch.setenv("FULFILL_JWT_SECRET", TEST_SECRET)
@@ -312,6 +313,22 @@ def test_the_cli_verifies_and_checkpoints_through_the_api_and_on_the_database(
         result = json.loads(verified.stdout)
         assert result["intact"] is True
         assert result["verified_entries"] == result["entries"] == len(rows(keyed, tenant))
+    # Export in two goes (API, then the database) into one file, resumed where the first ended.
+    exported = tmp_path / "ledger.jsonl"
+    first = runner.invoke(app, ["ledger", "export", *on_api, "--out", str(exported)])
+    assert first.exit_code == 0, first.output
+    whole = len(rows(keyed, tenant))
+    assert f"next export: --since {whole}" in first.stderr
+    with keyed.client(tenant) as client:
+        propose(keyed, client, 1)
+        checkpoint(client)
+    second = runner.invoke(
+        app, ["ledger", "export", "--tenant", tenant, "--since", str(whole), "--out", str(exported)]
+    )
+    assert second.exit_code == 0, second.output
+    offline = runner.invoke(app, ["ledger", "verify", "--file", str(exported)])
+    assert offline.exit_code == 0, offline.output
+    assert json.loads(offline.stdout)["verified_entries"] == len(rows(keyed, tenant))
     with keyed.db.write() as conn:
         conn.execute(
             update(ledger_entries)
@@ -326,3 +343,68 @@ def test_the_cli_verifies_and_checkpoints_through_the_api_and_on_the_database(
     key = runner.invoke(app, ["ledger", "new-key"])
     assert key.exit_code == 0
     assert len(base64.b64decode(key.stdout.strip())) == 32
+
+
+def export(client: httpx.Client, since: int, **params: str) -> tuple[list[dict[str, Any]], int]:
+    answer = client.get("/admin/ledger/export", params={"since": since, **params})
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"].startswith("application/x-ndjson")
+    lines = [json.loads(line) for line in answer.text.splitlines()]
+    return lines, int(answer.headers["x-fulfill-ledger-next-since"])
+
+
+def test_an_export_resumes_without_gaps_or_duplicates_and_verifies_offline_unless_tampered(
+    keyed: Harness, tmp_path: Path
+) -> None:
+    tenant = "ledger-export"
+    with keyed.client(tenant, scopes=[str(scope) for scope in TENANT_SCOPES]) as client:
+        propose(keyed, client, 3)
+        checkpoint(client)
+        first, resume = export(client, 0)
+        propose(keyed, client, 2)
+        checkpoint(client)
+        propose(keyed, client, 1)  # not checkpointed: not exported
+        second, end = export(client, resume)
+        whole, whole_end = export(client, 0)
+        assert export(client, end) == ([], end)
+        # Another tenant's export is not this token's to take.
+        assert client.get("/admin/ledger/export", params={"tenant_id": "ledger-writers"}).status_code == 403
+    assert first + second == whole
+    assert end == whole_end == resume + len([line for line in second if line["kind"] == "entry"])
+    positions = [line["position"] for line in whole if line["kind"] == "entry"]
+    assert positions == list(range(1, end + 1))
+    assert {line["entry"]["tenant_id"] for line in whole if line["kind"] == "entry"} == {tenant}
+
+    keys = tmp_path / "keys.json"
+    keys.write_text(httpx.get(f"{keyed.url}/.well-known/fulfill-ledger-keys.json").text)
+    runner = CliRunner()
+
+    def offline(lines: list[dict[str, Any]]) -> tuple[int, dict[str, Any]]:
+        path = tmp_path / "export.jsonl"
+        path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+        ran = runner.invoke(app, ["ledger", "verify", "--file", str(path), "--keys", str(keys)])
+        return ran.exit_code, json.loads(ran.stdout)
+
+    code, result = offline(first + second)
+    assert code == 0
+    assert (result["intact"], result["verified_entries"], result["from_checkpoint"]) == (True, end, 1)
+    code, result = offline(second)  # a resumed export alone verifies from its first checkpoint
+    assert code == 0
+    assert (result["intact"], result["from_checkpoint"]) == (True, 2)
+
+    changed = [dict(line) for line in whole]
+    target = next(line for line in changed if line["kind"] == "entry" and line["position"] == 2)
+    target["entry"] = {**target["entry"], "data": {"forged": True}}
+    code, result = offline(changed)
+    assert code == 1
+    assert result["first_bad_entry"]["position"] == 2
+    assert result["first_bad_entry"]["problem"].startswith("changed")
+    dropped = [line for line in whole if not (line["kind"] == "entry" and line["position"] == 4)]
+    code, result = offline(dropped)
+    assert code == 1
+    assert (result["first_bad_entry"]["position"], result["first_bad_entry"]["problem"][:7]) == (4, "removed")
+    # Without the signer's public key nothing verifies.
+    keys.write_text(json.dumps({"keys": [{"public_key": public_b64(KEY_B)}]}))
+    code, result = offline(whole)
+    assert code == 1
+    assert "unknown key" in result["first_bad_entry"]["problem"]

@@ -16,11 +16,13 @@ from fulfill.config import Settings
 from fulfill.domain.ledger_chain import (
     GENESIS,
     Checkpoint,
+    ExportError,
     LedgerKeyError,
     StoredEntry,
     build_checkpoint,
     checkpoint_hash,
     entry_hash,
+    export_lines,
     key_id_of,
     keys_from_document,
     leaf_hash,
@@ -28,6 +30,7 @@ from fulfill.domain.ledger_chain import (
     merkle_root,
     public_keys_document,
     verify,
+    verify_export,
 )
 from fulfill.domain.models import LedgerEntry
 
@@ -192,3 +195,21 @@ def test_keys_read_as_pem_or_base64_and_a_bad_one_is_refused_without_quoting_it(
     document = public_keys_document(KEYS, key_id_of(KEY.public_key()))
     assert keys_from_document(document).keys() == KEYS.keys()
     assert document["keys"][0]["current"] is True
+
+
+def test_an_export_verifies_from_its_first_checkpoint_and_a_malformed_one_is_refused_by_line() -> None:
+    stored, checkpoints = ledger(6, 3)
+    lines = export_lines(checkpoints, stored)
+    assert [line["kind"] for line in lines] == ["entry"] * 3 + ["checkpoint"] + ["entry"] * 3 + ["checkpoint"]
+    assert verify_export(lines, KEYS)["intact"] is True
+    resumed = verify_export(lines[4:], KEYS)
+    assert (resumed["intact"], resumed["from_checkpoint"], resumed["verified_entries"]) == (True, 2, 3)
+    # A resumed export whose first checkpoint claims another past is still bound by its signature.
+    forged = [*lines[4:7], {**lines[7], "previous_hash": "f" * 64}]
+    assert verify_export(forged, KEYS)["first_bad_entry"]["problem"] == "checkpoint 2: bad signature"
+    with pytest.raises(ExportError, match="line 2: neither"):
+        verify_export([lines[0], {"kind": "other"}], KEYS)
+    with pytest.raises(ExportError, match="line 1: not a ledger export record"):
+        verify_export([{"kind": "entry", "position": 1}], KEYS)
+    with pytest.raises(ExportError, match="no checkpoint"):
+        verify_export(lines[:3], KEYS)

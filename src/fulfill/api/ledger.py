@@ -7,6 +7,7 @@ tenant with ``?tenant_id=`` (usecases/ledger.py).
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
@@ -64,6 +65,27 @@ def post_checkpoint(
 @router.get("/admin/ledger/verify", response_model=Verification, responses=_ERRORS)
 def get_verify(ctx: ServiceContext, principal: LedgerAdmin, tenant_id: TenantQuery = None) -> dict[str, Any]:
     return ledger.verify(ctx, ledger.ledger_tenant(principal, tenant_id))
+
+
+@router.get(
+    "/admin/ledger/export",
+    responses={**_ERRORS, 200: {"content": {"application/x-ndjson": {}}, "description": "JSON Lines"}},
+    response_class=Response,
+)
+def get_export(
+    ctx: ServiceContext,
+    principal: LedgerAdmin,
+    since: Annotated[int, Query(ge=0, le=2**62, description="the last position already exported")] = 0,
+    tenant_id: TenantQuery = None,
+) -> Response:
+    """Whole signed checkpoints after position ``since``, each preceded by its entries, as JSON Lines;
+    ``X-Fulfill-Ledger-Next-Since`` is where the next export resumes."""
+    lines = ledger.export(ctx, ledger.ledger_tenant(principal, tenant_id), since)
+    last = max((line["last_position"] for line in lines if line["kind"] == "checkpoint"), default=since)
+    body = "".join(json.dumps(line, separators=(",", ":"), ensure_ascii=False) + "\n" for line in lines)
+    return Response(
+        body, media_type="application/x-ndjson", headers={"X-Fulfill-Ledger-Next-Since": str(last)}
+    )
 
 
 @router.get("/.well-known/fulfill-ledger-keys.json")

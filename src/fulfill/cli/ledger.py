@@ -5,6 +5,9 @@ database (--db, else FULFILL_DATABASE_URL), with the public keys this shell's se
 from __future__ import annotations
 
 import base64
+import json
+import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -13,10 +16,11 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 
 from fulfill.cli.auth import bearer_token
 from fulfill.cli.operators import ApiOperator, on_database
-from fulfill.cli.options import DbOption, TokenOption, UrlOption
+from fulfill.cli.options import DbOption, TokenOption, UrlOption, settings
 from fulfill.cli.output import console, err_console
 from fulfill.domain.ledger_chain import key_id_of, public_key_b64
 from fulfill.domain.scopes import Scope
+from fulfill.explain import CliError
 
 commands = typer.Typer(
     help="The tamper-evident ledger: verify it, sign a checkpoint now, make a signing key. Through the "
@@ -33,14 +37,32 @@ def _on_api(url: str | None, db: str | None) -> bool:
 
 @commands.command("verify")
 def ledger_verify(
-    tenant: LedgerTenant,
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", envvar="FULFILL_TENANT", help="Whose ledger (not with --file).")
+    ] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option("--file", help="Verify this export (JSON Lines) offline, with the public keys only."),
+    ] = None,
+    keys: Annotated[
+        Path | None,
+        typer.Option(
+            "--keys",
+            help="With --file: a fulfill-ledger-keys.json document (default: the keys of this shell's "
+            "FULFILL_LEDGER_SIGNING_KEY and FULFILL_LEDGER_PUBLIC_KEYS).",
+        ),
+    ] = None,
     url: UrlOption = None,
     db: DbOption = None,
     bearer: TokenOption = None,
 ) -> None:
-    """Check the tenant's ledger against its signed checkpoints; exit 1 when it is not intact."""
+    """Check a ledger against its signed checkpoints; exit 1 when it is not intact."""
     result: dict[str, Any]
-    if _on_api(url, db):
+    if file is not None:
+        result = _verify_file(file, keys)
+    elif tenant is None:
+        raise typer.BadParameter("name the tenant (--tenant) or an export (--file)", param_hint="--tenant")
+    elif _on_api(url, db):
         operator = ApiOperator(url, None)
         try:
             token = bearer_token(tenant, bearer, Scope.ADMIN)
@@ -59,6 +81,56 @@ def ledger_verify(
             f"NOT INTACT: entry {bad.get('entry_id')} at position {bad.get('position')}: {bad.get('problem')}"
         )
         raise typer.Exit(1)
+
+
+def _verify_file(file: Path, keys: Path | None) -> dict[str, Any]:
+    from fulfill.domain.ledger_chain import ExportError, LedgerKeyError, keys_from_document, verify_export
+    from fulfill.usecases.ledger import public_keys
+
+    try:
+        published = keys_from_document(json.loads(keys.read_text(encoding="utf-8"))) if keys else None
+        lines = [json.loads(line) for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return verify_export(lines, published if published is not None else public_keys(settings()))
+    except OSError as exc:
+        raise CliError(f"cannot read {exc.filename}: {exc.strerror}") from None
+    except (json.JSONDecodeError, ExportError, LedgerKeyError, KeyError) as exc:
+        raise CliError(f"not a ledger export or keys document: {exc}") from None
+
+
+@commands.command("export")
+def ledger_export(
+    tenant: LedgerTenant,
+    since: Annotated[int, typer.Option(help="The last position already exported (0: from the start).")] = 0,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Append the records to this file (default: stdout).")
+    ] = None,
+    url: UrlOption = None,
+    db: DbOption = None,
+    bearer: TokenOption = None,
+) -> None:
+    """Export whole signed checkpoints after --since, with their entries, as JSON Lines; the next
+    export's --since goes to stderr."""
+    if _on_api(url, db):
+        operator = ApiOperator(url, None)
+        try:
+            token = bearer_token(tenant, bearer, Scope.ADMIN)
+            text = operator.service.call(token, lambda api: api.ledger_export(since))
+        finally:
+            operator.close()
+        lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+    else:
+        from fulfill.usecases.ledger import export_store
+
+        with on_database(db) as database:
+            lines = export_store(database.store, tenant, since)
+    body = "".join(json.dumps(line, separators=(",", ":"), ensure_ascii=False) + "\n" for line in lines)
+    if out is None:
+        sys.stdout.write(body)
+    else:
+        with out.open("a", encoding="utf-8") as handle:
+            handle.write(body)
+    last = max((line["last_position"] for line in lines if line["kind"] == "checkpoint"), default=since)
+    err_console.print(f"next export: --since {last}")
 
 
 @commands.command("checkpoint")

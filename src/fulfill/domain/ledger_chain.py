@@ -308,11 +308,23 @@ class StoredEntry:
     position: int | None
 
 
+@dataclass(frozen=True)
+class Anchor:
+    """Where a verification starts when it does not start at the tenant's first checkpoint (an
+    export resumed after checkpoint ``number``): that checkpoint's number, last position and hash."""
+
+    number: int = 0
+    last_position: int = 0
+    checkpoint_hash: str = GENESIS
+
+
 def verify(
     tenant_id: str,
     entries: Iterable[StoredEntry],
     checkpoints: Sequence[Checkpoint],
     public_keys: Mapping[str, Ed25519PublicKey],
+    *,
+    anchor: Anchor = Anchor(),
 ) -> dict[str, Any]:
     """``{"intact", "entries", "verified_entries", "unverified_entries", "first_bad_entry",
     "last_signed_checkpoint"}``: the first problem in position order, or intact up to the last
@@ -331,12 +343,12 @@ def verify(
     problem: dict[str, Any] | None = None
     last_good: Checkpoint | None = None
     covered = 0
-    expected_previous = GENESIS
-    expected_first = 1
+    expected_previous = anchor.checkpoint_hash
+    expected_first = anchor.last_position + 1
     covered_ids: set[str] = set()
     for index, cp in enumerate(sorted(checkpoints, key=lambda c: c.number)):
         problem = _checkpoint_problem(
-            tenant_id, cp, index + 1, expected_first, expected_previous, public_keys
+            tenant_id, cp, anchor.number + index + 1, expected_first, expected_previous, public_keys
         )
         if problem is None:
             problem = _entries_problem(cp, by_position, positioned_ids)
@@ -438,3 +450,68 @@ def _entries_problem(
 
 def cp_ids(cp: Checkpoint) -> set[str]:
     return {leaf.entry_id for leaf in cp.leaves}
+
+
+# --- export ---------------------------------------------------------------------------------------
+
+
+def export_lines(checkpoints: Sequence[Checkpoint], entries: Iterable[StoredEntry]) -> list[dict[str, Any]]:
+    """JSON Lines records of whole checkpoints: each covered entry (``kind: entry``, with its
+    position and hash, in position order), then the checkpoint itself (``kind: checkpoint``, with
+    its leaves). Enough to verify offline with the public keys only (:func:`verify_export`)."""
+    by_position = {row.position: row for row in entries if row.position is not None}
+    lines: list[dict[str, Any]] = []
+    for cp in sorted(checkpoints, key=lambda c: c.number):
+        for position in range(cp.first_position, cp.last_position + 1):
+            row = by_position.get(position)
+            if row is not None:
+                lines.append(
+                    {
+                        "kind": "entry",
+                        "position": position,
+                        "entry_hash": row.entry_hash,
+                        "entry": row.entry.model_dump(mode="json"),
+                    }
+                )
+        lines.append({"kind": "checkpoint", **cp.document()})
+    return lines
+
+
+class ExportError(ValueError):
+    """An export file that cannot be read as one (the message names the line)."""
+
+
+def verify_export(
+    lines: Iterable[Mapping[str, Any]], public_keys: Mapping[str, Ed25519PublicKey]
+) -> dict[str, Any]:
+    """Verify exported records (one export, or several resumed ones in order) with the public keys
+    only. An export that starts after checkpoint N is verified from N's hash, which it names."""
+    entries: list[StoredEntry] = []
+    checkpoints: list[Checkpoint] = []
+    for number, line in enumerate(lines, start=1):
+        kind = line.get("kind")
+        if kind not in ("entry", "checkpoint"):
+            raise ExportError(f"line {number}: neither an entry nor a checkpoint")
+        try:
+            if kind == "entry":
+                entries.append(
+                    StoredEntry(
+                        LedgerEntry.model_validate(line["entry"]),
+                        line.get("entry_hash"),
+                        int(line["position"]),
+                    )
+                )
+            else:
+                checkpoints.append(Checkpoint.from_document(line))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ExportError(f"line {number}: not a ledger export record ({type(exc).__name__})") from None
+    if not checkpoints:
+        raise ExportError("no checkpoint in the export")
+    first = min(checkpoints, key=lambda c: c.number)
+    anchor = (
+        Anchor(first.number - 1, first.first_position - 1, first.previous_hash)
+        if first.number > 1
+        else Anchor()
+    )
+    result = verify(first.tenant_id, entries, checkpoints, public_keys, anchor=anchor)
+    return {"tenant_id": first.tenant_id, "from_checkpoint": first.number, **result}
