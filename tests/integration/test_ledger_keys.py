@@ -5,6 +5,7 @@ Each test runs services of its own (one at a time per process), apart from test_
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
 from pydantic import SecretStr
@@ -23,6 +24,7 @@ from tests.integration.test_ledger_chain import (
     verify,
 )
 from tests.support.harness import Harness, make_settings
+from tests.support.http_doubles import wait_for
 
 
 def test_key_rotation_keeps_old_checkpoints_verifiable_and_the_service_starts_on_a_bad_ledger(
@@ -98,3 +100,26 @@ def test_without_a_signing_key_nothing_is_signed_and_verify_counts_the_entries_a
         assert result["last_signed_checkpoint"] is None
         assert result["unverified_entries"] == result["entries"] > 0
     assert httpx.get(f"{harness.url}/.well-known/fulfill-ledger-keys.json").json()["keys"] == []
+
+
+def test_workers_checkpoint_every_tenant_on_the_schedule(tmp_path: Path) -> None:
+    harness = Harness(
+        make_settings(tmp_path, ledger_signing_key=seed_b64(KEY_A), ledger_checkpoint_seconds=0.2)
+    ).start()
+    try:
+        with harness.client("ledger-schedule-a") as a, harness.client("ledger-schedule-b") as b:
+            propose(harness, a, 2)
+            propose(harness, b, 1)
+
+            def signed(client: httpx.Client) -> dict[str, Any] | None:
+                result = verify(client)
+                return (
+                    result if result["unverified_entries"] == 0 and result["last_signed_checkpoint"] else None
+                )
+
+            for client in (a, b):
+                result = wait_for(lambda client=client: signed(client), timeout=15)
+                assert result["intact"] is True
+                assert result["verified_entries"] == result["entries"] > 0
+    finally:
+        harness.stop()
