@@ -212,6 +212,9 @@ class Settings(BaseSettings):
     ledger_signing_key: SecretStr = SecretStr("")
     ledger_public_keys: str = ""
     ledger_checkpoint_seconds: float = Field(default=300.0, ge=0, le=86_400)
+    # With each scheduled checkpoint pass, append every tenant's new signed checkpoints with their
+    # entries to <dir>/<tenant>.jsonl (engine/ledger_checkpoints.py). Empty: no scheduled export.
+    ledger_export_dir: str = ""
 
     # Salesforce: where OAuth tokens are requested when a credential names no login URL, the REST
     # API version, the timeout of every request, the assumed lifetime of an access token whose

@@ -4,6 +4,8 @@ Each test runs services of its own (one at a time per process), apart from test_
 
 from __future__ import annotations
 
+import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +13,10 @@ import httpx
 from pydantic import SecretStr
 from sqlalchemy import update
 
-from fulfill.domain.ledger_chain import key_id_of
+from fulfill.domain.ledger_chain import key_id_of, verify_export
+from fulfill.engine.ledger_checkpoints import export_to_directory
 from fulfill.store.tables import ledger_entries
+from fulfill.usecases.ledger import public_keys
 from tests.integration.test_ledger_chain import (
     KEY_A,
     KEY_B,
@@ -102,9 +106,14 @@ def test_without_a_signing_key_nothing_is_signed_and_verify_counts_the_entries_a
     assert httpx.get(f"{harness.url}/.well-known/fulfill-ledger-keys.json").json()["keys"] == []
 
 
-def test_workers_checkpoint_every_tenant_on_the_schedule(tmp_path: Path) -> None:
+def test_workers_checkpoint_and_export_every_tenant_on_the_schedule(tmp_path: Path) -> None:
     harness = Harness(
-        make_settings(tmp_path, ledger_signing_key=seed_b64(KEY_A), ledger_checkpoint_seconds=0.2)
+        make_settings(
+            tmp_path,
+            ledger_signing_key=seed_b64(KEY_A),
+            ledger_checkpoint_seconds=0.2,
+            ledger_export_dir=str(tmp_path / "exports"),
+        )
     ).start()
     try:
         with harness.client("ledger-schedule-a") as a, harness.client("ledger-schedule-b") as b:
@@ -121,5 +130,35 @@ def test_workers_checkpoint_every_tenant_on_the_schedule(tmp_path: Path) -> None
                 result = wait_for(lambda client=client: signed(client), timeout=15)
                 assert result["intact"] is True
                 assert result["verified_entries"] == result["entries"] > 0
+            # The schedule exported each tenant's checkpoints to its file; more entries, more records.
+            propose(harness, a, 1)
+            exported = tmp_path / "exports" / "ledger-schedule-a.jsonl"
+
+            def all_exported() -> dict[str, Any] | None:
+                lines = (
+                    [json.loads(line) for line in exported.read_text().splitlines()]
+                    if exported.exists()
+                    else []
+                )
+                entries = [line for line in lines if line["kind"] == "entry"]
+                return (
+                    verify_export(lines, public_keys(harness.settings))
+                    if len(entries) == verify(a)["entries"]
+                    else None
+                )
+
+            offline = wait_for(all_exported, timeout=15)
+            assert offline["intact"] is True
+            assert offline["from_checkpoint"] == 1
+            assert (tmp_path / "exports" / "ledger-schedule-b.jsonl").exists()
+            # Exporting again, from several threads at once, adds nothing: nothing new, no duplicate.
+            with ThreadPoolExecutor(3) as pool:
+                again = list(
+                    pool.map(
+                        lambda _: export_to_directory(harness.service.store, tmp_path / "exports", []),
+                        range(3),
+                    )
+                )
+            assert again == [0, 0, 0]
     finally:
         harness.stop()

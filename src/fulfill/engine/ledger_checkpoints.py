@@ -4,16 +4,27 @@ checkpoints every tenant with entries no checkpoint covers yet (``usecases/ledge
 Several workers may run it at once: a checkpoint is written by one checkpointer at a time per
 tenant (``uow.ledger.lock_checkpoints``), and a checkpointer that finds nothing new writes nothing.
 The interval bounds how long an entry stays unsigned (docs/SECURITY_AUDIT.md).
+
+With ``FULFILL_LEDGER_EXPORT_DIR`` set, each pass then appends every new signed checkpoint, with
+its entries, to ``<dir>/<tenant>.jsonl`` (:func:`export_to_directory`), for the tenants it just
+checkpointed and those that already have a file there. A file resumes after the last checkpoint it
+holds, under an exclusive lock on the file, so workers sharing the directory never write a
+checkpoint twice nor skip one.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
 import logging
 import threading
+from pathlib import Path
+from urllib.parse import quote, unquote
 
 from fulfill.engine.runtime import Runtime
 from fulfill.logging_setup import describe_failure
-from fulfill.usecases.ledger import checkpoint_all, signing_key
+from fulfill.ports.store import Store
+from fulfill.usecases.ledger import checkpoint_all, export_store, signing_key
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +55,45 @@ class LedgerCheckpointer:
             try:
                 written = checkpoint_all(self._rt)
                 if written:
-                    log.info("ledger: %d checkpoint(s) signed", written)
+                    log.info("ledger: checkpoints signed for %d tenant(s)", len(written))
+                directory = self._rt.settings.ledger_export_dir
+                if directory:
+                    export_to_directory(self._rt.store, Path(directory), written)
             except Exception as exc:
                 log.error(
                     "ledger checkpoint pass failed; retrying at the next interval: %s", describe_failure(exc)
                 )
+
+
+def _last_position(path: Path) -> int:
+    """The last position the file's checkpoints cover (0: none yet)."""
+    last = 0
+    with path.open("r", encoding="utf-8") as handle:
+        for line in handle:
+            if '"kind":"checkpoint"' in line:
+                last = int(json.loads(line)["last_position"])
+    return last
+
+
+def export_to_directory(store: Store, directory: Path, tenants: list[str]) -> int:
+    """Append each tenant's signed checkpoints not yet in ``<dir>/<tenant>.jsonl`` (the tenant id
+    percent-encoded), for ``tenants`` and every tenant with a file there; returns the records written."""
+    directory.mkdir(parents=True, exist_ok=True)
+    known = {unquote(path.name.removesuffix(".jsonl")) for path in directory.glob("*.jsonl")}
+    written = 0
+    for tenant_id in sorted(known | set(tenants)):
+        path = directory / f"{quote(tenant_id, safe='')}.jsonl"
+        with path.open("a+", encoding="utf-8") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                lines = export_store(store, tenant_id, _last_position(path))
+                handle.write(
+                    "".join(
+                        json.dumps(line, separators=(",", ":"), ensure_ascii=False) + "\n" for line in lines
+                    )
+                )
+                handle.flush()
+                written += len(lines)
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+    return written

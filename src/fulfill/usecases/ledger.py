@@ -117,20 +117,25 @@ def _number(checkpoint: Checkpoint | None) -> int:
     return checkpoint.number if checkpoint else 0
 
 
-def checkpoint_all(ctx: UseCaseContext, *, limit: int = 1000) -> int:
-    """The scheduled pass: checkpoint every tenant with entries no checkpoint covers; returns how
-    many checkpoints it wrote."""
+def checkpoint_all(ctx: UseCaseContext, *, limit: int = 1000) -> list[str]:
+    """The scheduled pass: checkpoint every tenant with entries no checkpoint covers; returns the
+    tenants it wrote checkpoints for. A tenant whose checkpointers keep racing is left for the next
+    pass; the others are not held up by it."""
     if signing_key(ctx.settings) is None:
-        return 0
+        return []
     with ctx.store.read() as uow:
         tenants = uow.ledger.tenants_with_unchecked(limit=limit)
-    written = 0
+    written: list[str] = []
     for tenant_id in tenants:
-        while True:
-            made, created = checkpoint(ctx, tenant_id)
-            written += created
-            if not created or made.size < MAX_ENTRIES_PER_CHECKPOINT:
-                break
+        try:
+            while True:
+                made, created = checkpoint(ctx, tenant_id)
+                if created and tenant_id not in written:
+                    written.append(tenant_id)
+                if not created or made.size < MAX_ENTRIES_PER_CHECKPOINT:
+                    break
+        except Conflict:
+            continue
     return written
 
 
