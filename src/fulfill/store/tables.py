@@ -32,6 +32,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData(
@@ -165,6 +166,14 @@ ledger_entries = Table(
     Column("position", BigInteger, nullable=True),
     UniqueConstraint("tenant_id", "entry_id"),
     Index("ux_ledger_entries_tenant_position", "tenant_id", "position", unique=True),
+    # What the checkpointers look for: entries no checkpoint covers yet (a partial index, small).
+    Index(
+        "ix_ledger_entries_unchecked",
+        "tenant_id",
+        "seq",
+        sqlite_where=text("position IS NULL"),
+        postgresql_where=text("position IS NULL"),
+    ),
     Index("ix_ledger_entries_tenant_intent_seq", "tenant_id", "action_intent_id", "seq"),
     # The dashboard: a window's entries of one event type (failed tries of tool calls).
     Index("ix_ledger_entries_event_tenant_timestamp", "event_type", "tenant_id", "timestamp"),

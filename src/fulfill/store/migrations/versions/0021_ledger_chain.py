@@ -24,6 +24,13 @@ def upgrade() -> None:
     op.create_index(
         "ux_ledger_entries_tenant_position", "ledger_entries", ["tenant_id", "position"], unique=True
     )
+    op.create_index(
+        "ix_ledger_entries_unchecked",
+        "ledger_entries",
+        ["tenant_id", "seq"],
+        sqlite_where=sa.text("position IS NULL"),
+        postgresql_where=sa.text("position IS NULL"),
+    )
     op.create_table(
         "ledger_checkpoints",
         sa.Column("tenant_id", sa.String(128), nullable=False),
@@ -42,6 +49,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("ledger_checkpoints")
+    op.drop_index("ix_ledger_entries_unchecked", table_name="ledger_entries")
     op.drop_index("ux_ledger_entries_tenant_position", table_name="ledger_entries")
     with op.batch_alter_table("ledger_entries") as batch:
         batch.drop_column("position")
