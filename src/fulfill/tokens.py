@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -330,12 +331,22 @@ def _scope_names(value: object, claim: str) -> frozenset[str]:
     raise TokenError(f"token {claim} claim is malformed", "TOKEN_CLAIM_MALFORMED")
 
 
+# What a tenant id looks like (domain/models.py ``Identifier``).
+_TENANT_ID = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
+
+
 def principal_from_claims(
     claims: dict[str, Any], scope_policy: ScopePolicy | None = None, agent_markers: AgentMarkers | None = None
 ) -> Principal:
     tenant_id = claims.get("tenant_id") or claims.get("custom:tenant_id")
     if not isinstance(tenant_id, str) or not tenant_id:
         raise TokenError("token carries no tenant", "TOKEN_NO_TENANT")
+    if not _TENANT_ID.fullmatch(tenant_id):
+        # Every tenant's data is keyed by it (an Identifier); another value would fail deep inside.
+        raise TokenError(
+            "token tenant_id is not an identifier (1 to 128 of A-Z a-z 0-9 _ . : @ -)",
+            "TOKEN_CLAIM_MALFORMED",
+        )
     subject = claims.get("sub")
     if not isinstance(subject, str) or not subject:
         raise TokenError("token carries no subject", "TOKEN_CLAIM_MISSING")

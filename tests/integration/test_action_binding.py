@@ -211,3 +211,21 @@ def test_a_rerun_of_an_unchanged_intent_runs(harness: Harness) -> None:
     assert status["status"] == "SUCCEEDED"
     assert _outcome(harness, intent_id, attempt=2).action_hash == _stored(harness, intent_id).action_hash
     assert harness.task_rows(intent_id) == 1
+
+
+def test_an_intent_pinned_to_a_version_deprecated_before_its_approval_runs_bound_to_it(
+    harness: Harness,
+) -> None:
+    """Deprecation stops new intents pinning a version; one pinned already is approved and runs,
+    and its hash (which names the version) still matches."""
+    with harness.client() as client, harness.client("t1", ["platform:admin"], subject="ops") as ops:
+        intent_id = harness.create_intent(client)["action_intent_id"]
+        deprecated = ops.post("/admin/registry/CREATE_INTERNAL_TASK/versions/1/deprecate")
+        assert deprecated.status_code == 200, deprecated.text
+        harness.approve(client, intent_id)
+        status = harness.wait_terminal(client, intent_id)
+    assert status["status"] == "SUCCEEDED", status
+    stored = _stored(harness, intent_id)
+    assert stored.action_hash == action_hash(stored)
+    assert _outcome(harness, intent_id).action_hash == stored.action_hash
+    assert harness.task_rows(intent_id) == 1

@@ -122,8 +122,12 @@ def test_limits_changed_at_run_time_apply_without_a_restart(slow_target: tuple[H
 
         reset(proxy)
         put_limits(client, "internal", None, 3)
+        # Approvals are sent one by one: calls that take long enough overlap however slowly the
+        # approvals come on a busy machine, so what bounds the overlap is the limit alone.
+        proxy.state.latency = 1.5
         wait_all(harness, client, approve_many(harness, client, 9))
         assert proxy.state.max_in_flight == 3
+        proxy.state.latency = 0.3
 
         reset(proxy)
         put_limits(client, "internal", 2, None)
@@ -134,6 +138,7 @@ def test_limits_changed_at_run_time_apply_without_a_restart(slow_target: tuple[H
 
         reset(proxy)
         put_limits(client, "internal", None, None)  # back to the defaults: no limit of its own
+        proxy.state.latency = 1.5
         wait_all(harness, client, approve_many(harness, client, 8))
         assert proxy.state.max_in_flight >= 4
 

@@ -302,9 +302,12 @@ def test_an_email_arrives_naming_the_intent(world: World) -> None:
     def arrived() -> list[Any]:
         return [m for m in smtp.messages if intent_id in str(m.message["Subject"])]
 
-    received = wait_for(arrived)[0]
+    # One message per recipient (each with its own single-use link).
+    both = wait_for(lambda: arrived() if len(arrived()) == 2 else None)
+    assert sorted(r.rcpt_tos[0] for r in both) == ["approvers@example.com", "second@example.com"]
+    assert all(len(r.rcpt_tos) == 1 and r.message["To"] == r.rcpt_tos[0] for r in both)
+    received = both[0]
     assert received.mail_from == "fulfill@example.com"
-    assert received.rcpt_tos == ["approvers@example.com", "second@example.com"]
     message = received.message
     assert intent_id in message["Subject"]
     assert "Approval needed" in message["Subject"]
@@ -312,7 +315,7 @@ def test_an_email_arrives_naming_the_intent(world: World) -> None:
     body = message.get_content()
     assert "CREATE_INTERNAL_TASK" in body
     assert "acc-1" in body
-    assert f"{PUBLIC_URL}/console/executions/{intent_id}" in body
+    assert f"{PUBLIC_URL}/console/open?link=" in body
 
 
 def test_a_webhook_is_signed_with_the_tenants_secret_and_retried(world: World) -> None:

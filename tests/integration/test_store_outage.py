@@ -16,7 +16,9 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,11 +28,13 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 
 from fulfill.domain.models import TenantExecutionConfig
+from fulfill.store import executions as ledger_store
 from fulfill.store import killswitches
 from fulfill.store.db import Database
+from fulfill.store.tables import execution_attempts
 from tests.integration.test_flow_control import _waiting, put_limits
 from tests.support import postgres
-from tests.support.harness import Harness, make_settings
+from tests.support.harness import ALL_SCOPES, Harness, make_settings
 from tests.support.http_doubles import wait_for
 from tests.support.tcp_proxy import TcpProxy
 
@@ -154,3 +158,78 @@ def test_an_outage_longer_than_the_budget_ends_failed_timeout_without_a_call(out
     # switch read waiting it out, or a replay after the reconciler resumed it): never a switch.
     assert "LOOKUP_FAILED" not in failed["error_message"]
     assert harness.task_rows(short) == 0
+
+
+def test_policy_writes_creations_and_approvals_during_an_outage_are_503_and_nothing_half_done(
+    outage: Outage,
+) -> None:
+    """Writing a policy, creating an intent a policy auto-approves, and racing approvals of a
+    two-approval intent while the database is gone: each answers 503, and once the database is
+    back the same requests do everything once (one execution, one decision, one count each)."""
+    harness = outage.harness
+    tenant = "outage-policies"
+    scopes = [scope for scope in ALL_SCOPES if scope != "platform:admin"]
+    auto_body = {
+        "name": "routine",
+        "match": {"when": "params.title.startsWith('Routine')"},
+        "decision": "AUTO_APPROVE",
+    }
+    with (
+        harness.client(tenant, scopes, subject="admin") as admin,
+        harness.client(tenant, scopes, subject="ada") as ada,
+        harness.client(tenant, scopes, subject="bob") as bob,
+        harness.client(tenant, scopes, subject="carol") as carol,
+    ):
+        auto = admin.post("/admin/policies", json=auto_body).json()["policy_id"]
+        two = {"name": "two", "match": {"when": "params.title.startsWith('Two')"}}
+        assert (
+            admin.post(
+                "/admin/policies", json={**two, "decision": "REQUIRE_APPROVAL", "approvals_required": 2}
+            ).status_code
+            == 201
+        )
+        pending = harness.create_intent(ada, parameters={"title": "Two signatures"})["action_intent_id"]
+        routine = {
+            "action_intent_id": f"ai_outage_{uuid.uuid4().hex[:8]}",
+            "action_type": "CREATE_INTERNAL_TASK",
+            "account_id": "acc-1",
+            "parameters": {"title": "Routine check"},
+        }
+
+        outage.begin()
+        try:
+            answers = [
+                admin.post("/admin/policies", json={**auto_body, "name": "during"}),
+                admin.put(f"/admin/policies/{auto}", json={**auto_body, "name": "renamed"}),
+                admin.delete(f"/admin/policies/{auto}"),
+                ada.post("/intents", json=routine),
+            ]
+            with ThreadPoolExecutor(max_workers=6) as pool:
+                answers += list(pool.map(lambda c: c.post(f"/intents/{pending}/approve"), [bob, carol] * 3))
+        finally:
+            outage.end()
+        for answer in answers:
+            assert answer.status_code == 503, answer.text
+            assert answer.headers["content-type"].startswith("application/problem+json")
+            assert answer.json()["code"] == "STORE_UNAVAILABLE"
+            assert "Retry-After" in answer.headers
+
+        listed = admin.get("/admin/policies").json()["policies"]
+        assert [(p["name"], p["version"]) for p in listed if p["policy_id"] == auto] == [("routine", 1)]
+        assert len(listed) == 2
+        assert ada.get(f"/executions/{pending}/status").json().get("approvals", []) == []
+
+        created = ada.post("/intents", json=routine)
+        assert created.status_code == 201, created.text  # the first try stored nothing
+        assert created.json()["approval_status"] == "APPROVED"
+        intent_id = routine["action_intent_id"]
+        assert harness.wait_terminal(ada, intent_id)["status"] == "SUCCEEDED"
+        assert bob.post(f"/intents/{pending}/approve").json()["approval_status"] == "PENDING_APPROVAL"
+        assert carol.post(f"/intents/{pending}/approve").json()["approval_status"] == "APPROVED"
+        assert harness.wait_terminal(ada, pending)["status"] == "SUCCEEDED"
+    for done in (intent_id, pending):
+        assert harness.task_rows(done) == 1
+        assert harness.count(execution_attempts, action_intent_id=done) == 1
+    with outage.direct.read() as conn:
+        entries = ledger_store.list_ledger(conn, tenant, intent_id)
+    assert [e.event_type for e in entries].count("POLICY_EVALUATED") == 1

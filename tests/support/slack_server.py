@@ -1,19 +1,21 @@
 """A local Slack-compatible Web API on 127.0.0.1, and Slack's side of an interaction callback.
 
-:class:`SlackServer` answers ``chat.postMessage`` and ``chat.update`` under ``{url}/api/`` (what
-``slack_sdk.WebClient(base_url=...)`` is given) as Slack does:
+:class:`SlackServer` answers ``chat.postMessage``, ``chat.update`` and ``chat.postEphemeral`` under
+``{url}/api/`` (what ``slack_sdk.WebClient(base_url=...)`` is given) as Slack does:
 
 * it checks ``Authorization: Bearer xoxb-…`` against the bot tokens it knows (else ``ok: false``,
   ``not_authed`` or ``invalid_auth``), the method name (else HTTP 404 ``unknown_method``), and the
   arguments, sent as JSON or form-encoded (``blocks`` then a JSON string): ``channel`` must be
   one it knows (``channel_not_found``), a message needs ``text`` or ``blocks`` (``no_text``),
   ``blocks`` must be a list of objects with a ``type`` (``invalid_blocks``), ``chat.update`` needs
-  the ``ts`` of a message it posted (``message_not_found``);
-* it answers ``{"ok": true, "channel", "ts", "message"}``, and records every accepted call
-  (:attr:`SlackServer.calls`);
+  the ``ts`` of a message it posted (``message_not_found``), ``chat.postEphemeral`` a ``user``
+  (``user_not_found`` without one, ``user_not_in_channel`` for one not in :attr:`members`);
+* it answers ``{"ok": true, "channel", "ts", "message"}`` (``chat.postEphemeral``: ``{"ok": true,
+  "message_ts"}``), and records every accepted call (:attr:`SlackServer.calls`);
 * :meth:`SlackServer.fail_next` makes the next calls answer ``ok: false`` with a given error,
   :meth:`SlackServer.rate_limit_next` answers HTTP 429 ``ratelimited`` with ``Retry-After``;
-* ``response_url`` posts (``{url}/actions/{n}``) are recorded too (:attr:`SlackServer.responses`).
+* ``response_url`` posts (``{url}/actions/{n}``) are recorded too (:attr:`SlackServer.responses`,
+  each with its ``_path``).
 
 :func:`signed_interaction` builds what Slack POSTs to an app's interaction URL when a person clicks
 a button: the form-encoded ``payload`` and the ``X-Slack-Request-Timestamp`` and
@@ -33,7 +35,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
-METHODS = ("chat.postMessage", "chat.update")
+METHODS = ("chat.postMessage", "chat.update", "chat.postEphemeral")
 
 
 @dataclass
@@ -57,9 +59,17 @@ class _Server(ThreadingHTTPServer):
 
 
 class SlackServer:
-    def __init__(self, *, tokens: tuple[str, ...] = (), channels: tuple[str, ...] = ("C0APPROVALS",)) -> None:
+    def __init__(
+        self,
+        *,
+        tokens: tuple[str, ...] = (),
+        channels: tuple[str, ...] = ("C0APPROVALS",),
+        members: tuple[str, ...] | None = None,
+    ) -> None:
         self.tokens = set(tokens)
         self.channels = set(channels)
+        # The users in the channels (``chat.postEphemeral`` reaches only them); None: anyone.
+        self.members = set(members) if members is not None else None
         self.calls: list[SlackCall] = []
         self.refused: list[tuple[str, str]] = []  # (method, error) of every ok: false answer
         self.responses: list[dict[str, Any]] = []
@@ -124,7 +134,7 @@ class SlackServer:
     ) -> tuple[int, dict[str, str], dict[str, Any]]:
         if path.startswith("/actions/"):
             with self._lock:
-                self.responses.append(json.loads(body or b"{}"))
+                self.responses.append({**json.loads(body or b"{}"), "_path": path})
             return 200, {}, {"ok": True}
         if not path.startswith("/api/"):
             return 404, {}, {"ok": False, "error": "unknown_method"}
@@ -158,6 +168,8 @@ class SlackServer:
         with self._lock:
             self.calls.append(SlackCall(method, token, arguments, content_type, ts))
         self.received.set()
+        if method == "chat.postEphemeral":
+            return 200, {}, {"ok": True, "message_ts": ts}
         message = {"type": "message", "text": arguments.get("text", ""), "ts": ts}
         if "blocks" in arguments:
             message["blocks"] = arguments["blocks"]
@@ -176,6 +188,12 @@ class SlackServer:
             return "invalid_blocks"
         if not arguments.get("text") and not blocks:
             return "no_text"
+        if method == "chat.postEphemeral":
+            user = arguments.get("user")
+            if not isinstance(user, str) or not user:
+                return "user_not_found"
+            if self.members is not None and user not in self.members:
+                return "user_not_in_channel"
         if method == "chat.update":
             ts = arguments.get("ts")
             with self._lock:
@@ -226,10 +244,11 @@ def block_actions_payload(
     channel: str = "C0APPROVALS",
     message_ts: str = "1700000000.000001",
     team_id: str = "T0TEAM",
-    response_url: str = "https://hooks.slack.com/actions/T0TEAM/1/abc",
+    response_url: str | None = "https://hooks.slack.com/actions/T0TEAM/1/abc",
 ) -> dict[str, Any]:
-    """A ``block_actions`` payload as Slack sends it for a click on a button."""
-    return {
+    """A ``block_actions`` payload as Slack sends it for a click on a button (without a
+    ``response_url`` when it is None, as for some clicks Slack sends none)."""
+    payload: dict[str, Any] = {
         "type": "block_actions",
         "user": {"id": user_id, "username": user_id.lower(), "team_id": team_id},
         "api_app_id": "A0FULFILL",
@@ -255,6 +274,9 @@ def block_actions_payload(
             }
         ],
     }
+    if response_url is None:
+        del payload["response_url"]
+    return payload
 
 
 def signed_interaction(

@@ -294,6 +294,16 @@ def test_leeway_applies_to_nbf_and_iat(settings: Settings, claim: str) -> None:
         (lambda s: raw_token(s, aud="other"), "token audience not accepted", "TOKEN_AUDIENCE_NOT_ACCEPTED"),
         (lambda s: raw_token(s, exp=None), "token lacks the required claim 'exp'", "TOKEN_CLAIM_MISSING"),
         (lambda s: raw_token(s, tenant_id=None), "token carries no tenant", "TOKEN_NO_TENANT"),
+        (
+            lambda s: raw_token(s, tenant_id="#platform"),
+            "token tenant_id is not an identifier (1 to 128 of A-Z a-z 0-9 _ . : @ -)",
+            "TOKEN_CLAIM_MALFORMED",
+        ),
+        (
+            lambda s: raw_token(s, tenant_id="t" * 129),
+            "token tenant_id is not an identifier (1 to 128 of A-Z a-z 0-9 _ . : @ -)",
+            "TOKEN_CLAIM_MALFORMED",
+        ),
         (lambda s: raw_token(s, scope=["a"]), "token scope claim is malformed", "TOKEN_CLAIM_MALFORMED"),
         (lambda s: "not-a-jwt", "token malformed (not a JWT)", "TOKEN_MALFORMED"),
     ],

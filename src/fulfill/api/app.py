@@ -26,6 +26,7 @@ from fulfill.api import (
     notifications,
     policies,
     redoc,
+    slack,
 )
 from fulfill.api.middleware import BodySizeLimitMiddleware, ProblemCORSMiddleware, UnexpectedErrorMiddleware
 from fulfill.api.problems import PROBLEM, install_problem_handlers
@@ -76,7 +77,7 @@ def create_app(service: Service) -> FastAPI:
     app.state.credential_vault = service.credential_vault
     install_problem_handlers(app)
     # Innermost first: errors and size limits are answered inside CORS, so they carry its headers.
-    app.add_middleware(UnexpectedErrorMiddleware)
+    app.add_middleware(UnexpectedErrorMiddleware, is_transient=service.store.is_transient)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=service.settings.max_body_bytes)
     app.add_middleware(
         ProblemCORSMiddleware,
@@ -99,6 +100,7 @@ def create_app(service: Service) -> FastAPI:
         policies.router,
         credentials.router,
         ledger.router,
+        slack.router,
     ):
         app.include_router(router, responses=common)
     app.include_router(health.router, responses={500: PROBLEM})

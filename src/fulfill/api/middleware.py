@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 
 from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
@@ -77,11 +78,19 @@ class BodySizeLimitMiddleware:
         await response(scope, receive, send)
 
 
-class UnexpectedErrorMiddleware:
-    """Turn any unhandled exception into a generic 500 problem whose correlation id is logged."""
+# How long a client is asked to wait before retrying a request the store could not take.
+STORE_RETRY_AFTER_SECONDS = 5
 
-    def __init__(self, app: ASGIApp) -> None:
+
+class UnexpectedErrorMiddleware:
+    """Turn any unhandled exception into a generic 500 problem whose correlation id is logged; a
+    store that cannot be reached for now (``is_transient``: a dropped connection, a lock or pool
+    timeout) is 503 ``STORE_UNAVAILABLE`` with ``Retry-After`` instead: a use case's transaction
+    commits or rolls back whole, so the request is sent again."""
+
+    def __init__(self, app: ASGIApp, is_transient: Callable[[BaseException], bool] | None = None) -> None:
         self.app = app
+        self.is_transient = is_transient
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -107,6 +116,17 @@ class UnexpectedErrorMiddleware:
             )
             if started:
                 raise
+            if self.is_transient is not None and self.is_transient(exc):
+                unavailable = problem_response(
+                    503,
+                    "the database cannot be reached for now; send the request again in a moment",
+                    slug="store-unavailable",
+                    code="STORE_UNAVAILABLE",
+                    headers={"Retry-After": str(STORE_RETRY_AFTER_SECONDS)},
+                    extra={"correlation_id": correlation_id},
+                )
+                await unavailable(scope, receive, send)
+                return
             response = problem_response(
                 500,
                 "an unexpected error occurred; quote the correlation_id when reporting it",

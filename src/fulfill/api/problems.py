@@ -57,6 +57,7 @@ _FIXED_ERRORS = {401: "Unauthorized", 403: "Forbidden", 500: "Internal server er
 _JSON_HINT = "send the body as JSON with the header Content-Type: application/json"
 _USE_CASE_STATUS = {
     "bad-request": 400,
+    "unauthenticated": 401,
     "not-found": 404,
     "conflict": 409,
     "forbidden": 403,

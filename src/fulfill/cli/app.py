@@ -38,6 +38,7 @@ HELP_ORDER = (
     "migrate",
     "token",
     "approve",
+    "reject",
     "rerun",
     "cancel",
     "status",
@@ -103,6 +104,7 @@ app.command()(serve)
 app.command()(migrate)
 app.command()(token)
 app.command()(intents.approve)
+app.command()(intents.reject)
 app.command()(intents.rerun)
 app.command()(intents.cancel)
 app.command()(intents.status)

@@ -189,15 +189,19 @@ def credentials_new_key() -> None:
 
 @commands.command("rekey")
 def credentials_rekey() -> None:
-    """Re-encrypt every stored secret with the first key of FULFILL_SECRETS_KEY (after a key
+    """Re-encrypt every stored secret (connector credentials, gateway target secrets, the
+    notification channels' secrets) with the first key of FULFILL_SECRETS_KEY (after a key
     rotation: new key first, old key after it; drop the old one once this has run)."""
     from fulfill.credentials.crypto import SecretsKeyError
+    from fulfill.usecases.notifications import rekey_secrets
 
     with on_database() as operator:
         try:
             changed = operator.credential_vault().rekey()
             targets = operator.target_secrets().rekey()
+            channels = rekey_secrets(operator.store, operator.settings)
         except SecretsKeyError as exc:
             console.print(f"[red]{exc}[/red]")
             raise typer.Exit(1) from None
     console.print(f"{changed} credential(s) and {targets} gateway target secret(s) re-encrypted")
+    console.print(f"{channels} notification channel secret(s) re-encrypted")

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
+import httpx
 import typer
 from rich.markup import escape
 
@@ -15,10 +16,8 @@ from fulfill.cli.auth import APPROVER_SUBJECT, PROPOSER_SUBJECT, bearer_token
 from fulfill.cli.options import TenantOption, TokenOption, UrlOption, read_json_object
 from fulfill.cli.output import console, err_console, note
 from fulfill.cli.remote import Service
-from fulfill.client import FulfillClient
-
-if TYPE_CHECKING:
-    pass
+from fulfill.client import ApiError, FulfillClient
+from fulfill.explain import problem_line
 
 T = TypeVar("T")
 
@@ -146,8 +145,17 @@ def intent_submit(
         )
 
 
+MAX_AT_ONCE = 100  # intents one `approve` or `reject` decides
+
+
 def approve(
-    action_intent_id: str,
+    action_intent_ids: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="ACTION_INTENT_ID",
+            help=f"One intent, or several (at most {MAX_AT_ONCE}): each is approved on its own and reported.",
+        ),
+    ],
     tenant: TenantOption,
     parameters: Annotated[
         str | None,
@@ -163,7 +171,15 @@ def approve(
 ) -> None:
     """Approve an intent: it executes right away (or, when its policy asks for more than one
     person, once enough have approved). Without --token, as fulfill-cli-approver (the tokens
-    `intent submit` mints propose as fulfill-cli: nobody approves their own proposal)."""
+    `intent submit` mints propose as fulfill-cli: nobody approves their own proposal). Several
+    ids: each is approved on its own, by the same rules, one line each; a refused one is named
+    with its reason, the others proceed (exit 1 when any was refused)."""
+    if len(action_intent_ids) > 1:
+        if parameters is not None:
+            raise typer.BadParameter("edits one intent: give a single id", param_hint="--parameters")
+        _decide_each(url, tenant, bearer, action_intent_ids, "approve")
+        return
+    action_intent_id = action_intent_ids[0]
     edited = read_json_object(parameters, "--parameters") if parameters is not None else None
     answer = _on_service(
         url,
@@ -180,6 +196,73 @@ def approve(
     if answer.approval_status.value == "PENDING_APPROVAL" and required:
         # Counted, but its policy asks for more people: it runs after the last of them.
         note(f"{given} of {required} approvals: it runs once {required - given} more approve")
+
+
+def reject(
+    action_intent_ids: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="ACTION_INTENT_ID",
+            help=f"One intent, or several (at most {MAX_AT_ONCE}): each is rejected on its own and reported.",
+        ),
+    ],
+    tenant: TenantOption,
+    url: UrlOption = None,
+    bearer: TokenOption = None,
+) -> None:
+    """Reject intents waiting for approval: they never run. Without --token, as
+    fulfill-cli-approver. Several ids: one line each; a refused one is named with its reason, the
+    others proceed (exit 1 when any was refused)."""
+    if len(action_intent_ids) > 1:
+        _decide_each(url, tenant, bearer, action_intent_ids, "reject")
+        return
+    intent_id = action_intent_ids[0]
+    answer = _on_service(url, tenant, bearer, lambda api: api.reject(intent_id), subject=APPROVER_SUBJECT)
+    console.print_json(data=answer.model_dump(mode="json", exclude_none=True))
+
+
+def _decide_each(url: str | None, tenant: str, bearer: str | None, ids: list[str], decision: str) -> None:
+    """Approve or reject each intent on its own: one line per intent on stdout (its new status),
+    or on stderr (refused, with the service's code and reason); a summary; exit 1 if any refused."""
+    wanted = list(dict.fromkeys(ids))
+    if len(wanted) > MAX_AT_ONCE:
+        raise typer.BadParameter(
+            f"at most {MAX_AT_ONCE} intents at once ({len(wanted)} were given)",
+            param_hint="ACTION_INTENT_ID...",
+        )
+    service = Service(url)
+    token = bearer_token(tenant, bearer, subject=APPROVER_SUBJECT)
+    refused = 0
+    try:
+        api = service.client(token)
+        for intent_id in wanted:
+            try:
+                answer = api.approve(intent_id) if decision == "approve" else api.reject(intent_id)
+            except httpx.TransportError as exc:
+                raise service.cannot_reach(exc, "Is `fulfill serve` running there?") from None
+            except ApiError as error:
+                refused += 1
+                err_console.print(
+                    f"{escape(intent_id)}: refused: {escape(problem_line(error.response))}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+                continue
+            line = f"{intent_id}: {answer.approval_status.value}"
+            required, given = answer.approvals_required, len(answer.approvals or [])
+            if answer.approval_status.value == "PENDING_APPROVAL" and required:
+                line += f" ({given} of {required} approvals)"
+            console.print(escape(line), highlight=False, soft_wrap=True)
+            for warning in answer.warnings:
+                err_console.print(
+                    f"{escape(intent_id)}: warning: {escape(warning)}", highlight=False, soft_wrap=True
+                )
+    finally:
+        service.close()
+    done = "approved" if decision == "approve" else "rejected"
+    note(f"{len(wanted) - refused} of {len(wanted)} {done}" + (f"; {refused} refused" if refused else ""))
+    if refused:
+        raise typer.Exit(1)
 
 
 def rerun(

@@ -37,12 +37,13 @@ from fulfill.console.session import (
     log_out,
 )
 from fulfill.domain.console_login import dev_login_refusal
+from fulfill.domain.email_links import LinkRefused
 from fulfill.domain.expiry import is_expired
 from fulfill.domain.killswitch import GLOBAL_SCOPE, KillSwitchScope, SwitchSettings
 from fulfill.domain.models import ActionIntentV1, ApprovalStatus
 from fulfill.domain.scopes import USER_SCOPES, Scope
 from fulfill.tokens import Principal, TokenError, mint_token
-from fulfill.usecases import admin, connectors, executions, intents, registry
+from fulfill.usecases import admin, connectors, email_links, executions, intents, registry
 from fulfill.usecases import approvals as approvals_usecase
 from fulfill.usecases.admin import ActionTypes, KillSwitches, TenantExecution
 from fulfill.usecases.context import UseCaseContext
@@ -397,6 +398,8 @@ def _pending_query(request: Request) -> tuple[approvals_usecase.PendingQuery, di
     chosen = {
         "action_type": params.get("action_type", "").strip(),
         "account_id": params.get("account_id", "").strip(),
+        "proposed_by": params.get("proposed_by", "").strip(),
+        "policy_id": params.get("policy_id", "").strip(),
         "age": params.get("age", "").strip(),
         "order": params.get("order", "").strip() or "newest",
     }
@@ -407,6 +410,8 @@ def _pending_query(request: Request) -> tuple[approvals_usecase.PendingQuery, di
     query = approvals_usecase.PendingQuery(
         action_type=chosen["action_type"] or None,
         account_id=chosen["account_id"] or None,
+        proposed_by=chosen["proposed_by"] or None,
+        policy_id=chosen["policy_id"] or None,
         min_age_seconds=AGE_CHOICES[chosen["age"]],
         oldest_first=chosen["order"] == "oldest",
         cursor=params.get("after") or None,
@@ -446,6 +451,8 @@ async def approvals(request: Request, ctx: ServiceContext) -> Response:
             "approvals.html",
             principal,
             rows=rows,
+            this_url=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
+            max_selected=approvals_usecase.MAX_DECIDED_AT_ONCE,
             now=now,
             total=result.total,
             first=before + 1,
@@ -465,6 +472,39 @@ async def approvals(request: Request, ctx: ServiceContext) -> Response:
         )
 
     return await _guarded(request, ctx, page)
+
+
+@router.post("/approvals/decide")
+async def decide_selected(request: Request, ctx: ServiceContext) -> Response:
+    """Approve or reject the intents selected on the approvals page, each on its own (the same
+    rules as one by one; never with edited parameters); a page reports what became of each."""
+
+    def page(principal: Principal, form: Form) -> Response:
+        decision = _one(form, "decision")
+        if decision not in {choice.value for choice in approvals_usecase.BulkDecision}:
+            raise Refused(422, "Choose to approve or to reject the selected intents.")
+        selected = [value.strip() for value in form.get("selected", []) if value.strip()]
+        if not selected:
+            raise Refused(422, "Select at least one intent first.")
+        results = approvals_usecase.decide_many(
+            ctx,
+            principal,
+            selected,
+            approvals_usecase.BulkDecision(decision),
+            comment=_one(form, "comment") or None,
+        )
+        back = _one(form, "back")
+        return _render(
+            request,
+            "decided.html",
+            principal,
+            decision=decision,
+            results=results,
+            accepted=sum(1 for result in results if result.accepted),
+            back=back if back.startswith("/console/approvals") and "\\" not in back else "/console/approvals",
+        )
+
+    return await _guarded(request, ctx, page, post_scope=Scope.INTENTS_APPROVE)
 
 
 @router.post("/intents/{action_intent_id}/approve")
@@ -630,6 +670,23 @@ def _execution_context(
         and intent.approval_status is not ApprovalStatus.CANCELLED,
         "cancellable": intent.approval_status is ApprovalStatus.APPROVED,
     }
+
+
+@router.get("/open")
+async def open_email_link(request: Request, ctx: ServiceContext) -> Response:
+    """An email's signed link: after the login (the link is kept through it), the intent's page,
+    once. Never a decision: the page is where a person approves or rejects. A link that was
+    changed, is of another tenant (403), expired or already used (410) opens nothing."""
+
+    def page(principal: Principal, _form: Form) -> Response:
+        opened = email_links.open_link(ctx, principal, request.query_params.get("link", ""))
+        if isinstance(opened, LinkRefused):
+            return _refusal(request, principal, opened.status, opened.message)
+        return RedirectResponse(
+            f"/console/executions/{quote(opened.action_intent_id, safe='')}", status_code=303
+        )
+
+    return await _guarded(request, ctx, page)
 
 
 @router.get("/executions/{action_intent_id}")

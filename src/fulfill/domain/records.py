@@ -97,6 +97,8 @@ class PendingFilter:
     account_id: str | None = None
     action_type: str | None = None
     created_before: str | None = None  # ISO timestamp: proposed before this moment
+    proposed_by: str | None = None  # the proposer's subject
+    policy_id: str | None = None  # the ENFORCE policy that decides its approval
 
 
 # --- kill switches -------------------------------------------------------------------------------

@@ -11,7 +11,12 @@ channel and sends it:
   ``Retry-After``. The channel and ``ts`` of a message about an intent are kept
   (``uow.notifications.record_slack_message``) so that the message can be updated after a decision.
 * Email: SMTP with the standard library (``FULFILL_SMTP_URL``: ``smtp://`` plain, ``smtps://``,
-  ``?starttls=true``; a user and password in the URL log in), from ``FULFILL_SMTP_FROM``.
+  ``?starttls=true``; a user and password in the URL log in), from ``FULFILL_SMTP_FROM``. TLS
+  always verifies the server's certificate and host name against the system's authorities
+  (``ssl.create_default_context()``: OpenSSL's default paths, so ``SSL_CERT_FILE`` /
+  ``SSL_CERT_DIR`` add a private one); a certificate that does not verify, or a server that does
+  not offer STARTTLS when it is asked for, is a refusal (retried, then dead-lettered) and nothing
+  is sent, never in clear.
 * Webhook: a JSON POST signed as the signal webhooks are (``X-Fulfill-Signature: sha256=<hex
   HMAC-SHA256 of "{timestamp}.{body}">``, ``X-Fulfill-Timestamp``, ``X-Fulfill-Event-Id``,
   ``X-Fulfill-Event-Type``), with the tenant's own secret for that webhook. Its host must resolve
@@ -55,6 +60,7 @@ from fulfill.domain.notifications import (
 )
 from fulfill.domain.ports import Clock
 from fulfill.ports.store import Store
+from fulfill.usecases.email_links import email_link
 from fulfill.usecases.notifications import open_secret
 
 log = logging.getLogger(__name__)
@@ -160,18 +166,12 @@ class NoticeSender:
         if not self._settings.smtp_from:
             return Refusal("FULFILL_SMTP_FROM is not set")
         server = parse_smtp_url(url)
-        subject, body = email_message(notice, link=link)
-        message = EmailMessage()
-        message["From"] = self._settings.smtp_from
-        message["To"] = ", ".join(email.to)
-        message["Subject"] = subject
-        message["Date"] = formatdate(usegmt=True)
-        message["Message-ID"] = make_msgid(idstring=message_id[:40], domain="fulfill.invalid")
-        if notice.action_intent_id:
-            message["X-Fulfill-Intent-Id"] = notice.action_intent_id
-        message["X-Fulfill-Event-Type"] = notice.kind.value
-        message.set_content(body)
+        # One message per recipient: each carries its own signed, single-use link to the intent.
+        messages = [
+            (recipient, self._email_for(notice, link, message_id, recipient)) for recipient in email.to
+        ]
         timeout = self._settings.smtp_timeout_seconds
+        refused = 0
         try:
             smtp: smtplib.SMTP
             if server.tls:
@@ -185,16 +185,46 @@ class NoticeSender:
                     smtp.starttls(context=ssl.create_default_context())
                 if server.username is not None:
                     smtp.login(server.username, server.password or "")
-                refused = smtp.send_message(message, from_addr=self._settings.smtp_from, to_addrs=email.to)
+                for recipient, message in messages:
+                    try:
+                        smtp.send_message(message, from_addr=self._settings.smtp_from, to_addrs=[recipient])
+                    except smtplib.SMTPRecipientsRefused:
+                        refused += 1
         except smtplib.SMTPResponseException as exc:
             return Refusal(f"SMTP server answered {exc.smtp_code}")
-        except smtplib.SMTPRecipientsRefused:
-            return Refusal("SMTP server refused every recipient")
+        except smtplib.SMTPNotSupportedError:
+            return Refusal("SMTP server does not offer STARTTLS: nothing was sent (never in clear)")
+        except ssl.SSLCertVerificationError as exc:
+            return Refusal(
+                f"SMTP server's TLS certificate does not verify ({exc.verify_message}): nothing was sent "
+                "(the certificate must chain to a trusted authority, SSL_CERT_FILE, and name the host)"
+            )
+        except ssl.SSLError as exc:
+            return Refusal(
+                f"SMTP TLS handshake failed ({exc.reason or type(exc).__name__}): nothing was sent"
+            )
         except (smtplib.SMTPException, OSError) as exc:
             return Refusal(f"SMTP server unreachable: {type(exc).__name__}")
+        if refused == len(messages):
+            return Refusal("SMTP server refused every recipient")
         if refused:
-            log.warning("SMTP server refused %d of %d recipients", len(refused), len(email.to))
+            log.warning("SMTP server refused %d of %d recipients", refused, len(messages))
         return None
+
+    def _email_for(self, notice: Notice, link: str | None, message_id: str, recipient: str) -> EmailMessage:
+        signed = email_link(self._settings, notice, recipient, now=self._clock.now())
+        subject, body = email_message(notice, link=signed or link)
+        message = EmailMessage()
+        message["From"] = self._settings.smtp_from
+        message["To"] = recipient
+        message["Subject"] = subject
+        message["Date"] = formatdate(usegmt=True)
+        message["Message-ID"] = make_msgid(idstring=message_id[:40], domain="fulfill.invalid")
+        if notice.action_intent_id:
+            message["X-Fulfill-Intent-Id"] = notice.action_intent_id
+        message["X-Fulfill-Event-Type"] = notice.kind.value
+        message.set_content(body)
+        return message
 
     # --- webhooks -------------------------------------------------------------------------------
 

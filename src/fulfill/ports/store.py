@@ -20,6 +20,7 @@ from fulfill.ports.repositories import (
     ConsoleSessionsRepository,
     CredentialsRepository,
     DashboardRepository,
+    EmailLinksRepository,
     ExecutionsRepository,
     ExternalWritesRepository,
     HeartbeatsRepository,
@@ -70,6 +71,8 @@ class UnitOfWork(Protocol):
     def ledger(self) -> LedgerRepository: ...
     @property
     def notifications(self) -> NotificationsRepository: ...
+    @property
+    def email_links(self) -> EmailLinksRepository: ...
     @property
     def outbox(self) -> OutboxRepository: ...
     @property

@@ -40,6 +40,7 @@ def insert_intent(conn: Connection, intent: ActionIntentV1, request_hash: str) -
             "proposed_by": intent.proposed_by,
             "proposed_via": intent.proposed_via.value if intent.proposed_via else None,
             "escalates_at_epoch": intent.escalates_at_epoch if intent.escalated_at is None else None,
+            "policy_id": intent.approval_rule.policy_id if intent.approval_rule else None,
         },
     )
 
@@ -290,6 +291,10 @@ def _pending_query(tenant_id: str, wanted: PendingFilter) -> list[Any]:
         conditions.append(action_intents.c.action_type == wanted.action_type)
     if wanted.created_before is not None:
         conditions.append(action_intents.c.created_at < wanted.created_before)
+    if wanted.proposed_by is not None:
+        conditions.append(action_intents.c.proposed_by == wanted.proposed_by)
+    if wanted.policy_id is not None:
+        conditions.append(action_intents.c.policy_id == wanted.policy_id)
     return conditions
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from fulfill.domain.notifications import NotificationSettings, SlackMessageRef, StoredNotifications
@@ -56,6 +56,35 @@ def tenants_with_channels(conn: Connection) -> list[str]:
     return sorted(
         str(row.tenant_id) for row in rows if NotificationSettings.model_validate(row.settings).configured()
     )
+
+
+def all_sealed(conn: Connection) -> dict[str, dict[str, str]]:
+    """Every tenant's sealed secrets (still sealed), by tenant; tenants without any left out."""
+    rows = conn.execute(select(tenant_notifications.c.tenant_id, tenant_notifications.c.sealed)).all()
+    return {
+        str(row.tenant_id): {str(name): str(value) for name, value in row.sealed.items()}
+        for row in rows
+        if isinstance(row.sealed, dict) and row.sealed
+    }
+
+
+def reseal(conn: Connection, tenant_id: str, *, old: dict[str, str], new: dict[str, str]) -> bool:
+    """Replace a tenant's sealed secrets only if they are still the ones that were read: the row
+    is locked first, so channels put meanwhile are never overwritten with the old secrets
+    resealed. The settings, ``revision`` and ``updated_*`` stay: the secrets did not change."""
+    row = conn.execute(
+        select(tenant_notifications.c.sealed)
+        .where(tenant_notifications.c.tenant_id == tenant_id)
+        .with_for_update()
+    ).first()
+    if row is None or dict(row.sealed or {}) != old:
+        return False
+    conn.execute(
+        update(tenant_notifications)
+        .where(tenant_notifications.c.tenant_id == tenant_id)
+        .values(sealed=dict(new))
+    )
+    return True
 
 
 def record_slack_message(conn: Connection, ref: SlackMessageRef) -> bool:
@@ -123,6 +152,12 @@ class SqlNotificationsRepository:
 
     def tenants_with_channels(self) -> list[str]:
         return tenants_with_channels(self._conn)
+
+    def all_sealed(self) -> dict[str, dict[str, str]]:
+        return all_sealed(self._conn)
+
+    def reseal(self, tenant_id: str, *, old: dict[str, str], new: dict[str, str]) -> bool:
+        return reseal(self._conn, tenant_id, old=old, new=new)
 
     def record_slack_message(self, ref: SlackMessageRef) -> bool:
         return record_slack_message(self._conn, ref)

@@ -14,6 +14,7 @@ from fulfill.ports.repositories import (
     ConsoleSessionsRepository,
     CredentialsRepository,
     DashboardRepository,
+    EmailLinksRepository,
     ExecutionsRepository,
     ExternalWritesRepository,
     HeartbeatsRepository,
@@ -33,6 +34,7 @@ from fulfill.store.console_sessions import SqlConsoleSessionsRepository
 from fulfill.store.credentials import SqlCredentialsRepository
 from fulfill.store.dashboard import SqlDashboardRepository
 from fulfill.store.db import Database, is_transient_store_error
+from fulfill.store.email_links import SqlEmailLinksRepository
 from fulfill.store.executions import SqlExecutionsRepository
 from fulfill.store.external_writes import SqlExternalWritesRepository
 from fulfill.store.heartbeats import SqlHeartbeatsRepository
@@ -66,6 +68,7 @@ class SqlUnitOfWork:
         self.killswitches: KillSwitchesRepository = SqlKillSwitchesRepository(conn)
         self.ledger: LedgerRepository = SqlLedgerRepository(conn)
         self.notifications: NotificationsRepository = SqlNotificationsRepository(conn)
+        self.email_links: EmailLinksRepository = SqlEmailLinksRepository(conn)
         self.outbox: OutboxRepository = SqlOutboxRepository(conn)
         self.policies: PoliciesRepository = SqlPoliciesRepository(conn)
         self.registry: RegistryRepository = SqlRegistryRepository(conn)

@@ -72,6 +72,9 @@ action_intents = Table(
     # escalates_at_epoch); set back to NULL once it is escalated, so the escalation sweep's query
     # only ever finds what is still to escalate. NULL for every other intent.
     Column("escalates_at_epoch", BigInteger, nullable=True),
+    # The id of the ENFORCE policy that decides its approval (NULL: the default rule); kept from
+    # creation (0020), for the approvals queue's policy filter.
+    Column("policy_id", String(80), nullable=True),
     PrimaryKeyConstraint("tenant_id", "account_id", "action_intent_id"),
     # An intent id is unique within its tenant (whatever the account), not across tenants.
     UniqueConstraint("tenant_id", "action_intent_id"),
@@ -88,6 +91,23 @@ action_intents = Table(
     ),
     # The console's approvals page pages through a tenant's pending intents by creation time.
     Index("ix_action_intents_pending", "tenant_id", "approval_status", "created_at", "action_intent_id"),
+    # ... and filters them by proposer or by deciding policy.
+    Index(
+        "ix_action_intents_pending_proposer",
+        "tenant_id",
+        "approval_status",
+        "proposed_by",
+        "created_at",
+        "action_intent_id",
+    ),
+    Index(
+        "ix_action_intents_pending_policy",
+        "tenant_id",
+        "approval_status",
+        "policy_id",
+        "created_at",
+        "action_intent_id",
+    ),
     # A policy's simulation reads a tenant's most recent intents.
     Index("ix_action_intents_tenant_recent", "tenant_id", "created_at", "action_intent_id"),
     # The escalation sweep: pending intents whose first approval window has ended, every tenant's.
@@ -568,4 +588,17 @@ slack_messages = Table(
     Column("ts", String(64), nullable=False),
     Column("posted_at", TS, nullable=False),
     PrimaryKeyConstraint("tenant_id", "action_intent_id"),
+)
+
+# Each signed email link (domain/email_links.py) that was opened: a link opens once.
+email_link_uses = Table(
+    "email_link_uses",
+    metadata,
+    Column("tenant_id", ID, nullable=False),
+    Column("link_id", String(64), nullable=False),
+    Column("action_intent_id", ID, nullable=False),
+    Column("recipient", String(254), nullable=False),
+    Column("used_by", String(256), nullable=False),
+    Column("used_at", TS, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "link_id"),
 )

@@ -38,3 +38,9 @@ class BadRequest(UseCaseError):
 
 class Unavailable(UseCaseError):
     kind = "unavailable"
+
+
+class Unauthenticated(UseCaseError):
+    """The request does not prove who sent it (401): e.g. a Slack signature that does not match."""
+
+    kind = "unauthenticated"

@@ -503,14 +503,7 @@ def _build_intent(
             Decision.APPROVE,
             proposed_by=principal.subject,
         )
-    try:
-        mapped = map_parameters(body.parameters, entry.parameter_mapping)
-        canonical_json(body.parameters)
-    except MappingError as exc:
-        raise Invalid(exc.error.error_message, code=exc.error.error_code) from None
-    except ValueError as exc:
-        raise Invalid(f"parameters: {exc}", code="INVALID_PARAMETER_TYPE") from None
-    _check_tool_arguments(rt, entry, mapped)
+    _check_parameters(rt, entry, body.parameters)
     max_ttl = rt.settings.max_intent_ttl_seconds
     if body.expires_at is not None:
         try:
@@ -731,7 +724,7 @@ def approve_intent(
                 f"an intent that is {intent.approval_status.value} cannot be edited",
                 code="INVALID_TRANSITION",
             )
-        _check_edited_parameters(rt, entry, parameters)
+        _check_parameters(rt, entry, parameters)
     if intent.approval_status is ApprovalStatus.APPROVED:
         return _approval_change(intent)
     if intent.approval_status is not ApprovalStatus.PENDING_APPROVAL:
@@ -757,7 +750,7 @@ def approve_intent(
             )
         current = locked
         if parameters is not None:
-            current = _edited(uow, locked, parameters, edited_by=principal.subject, now_iso=now_iso)
+            current = _edited(uow, entry, locked, parameters, edited_by=principal.subject, now_iso=now_iso)
         hashed = action_hash(current)
         approval = IntentApproval(
             approved_by=principal.subject, approved_at=now_iso, action_hash=hashed, comment=comment
@@ -835,9 +828,10 @@ def _require_entitled(principal: Principal, intent: ActionIntentV1, decision: De
         raise Forbidden(refused.message, code=refused.code)
 
 
-def _check_edited_parameters(rt: UseCaseContext, entry: RegistryEntry, parameters: dict[str, Any]) -> None:
-    """Edited parameters are checked as a new intent's are: depth, the pinned version's mapping,
-    JSON they can be stored as, and the tool's input schema (422 otherwise, nothing changes)."""
+def _check_parameters(rt: UseCaseContext, entry: RegistryEntry, parameters: dict[str, Any]) -> None:
+    """A new intent's parameters, and an approver's edit of them: depth, the pinned version's
+    mapping, JSON they can be stored as, and the tool's input schema (422 otherwise, nothing is
+    stored or changed)."""
     if too_deep(parameters):
         raise Invalid(
             f"parameters are nested deeper than {MAX_PARAMETER_DEPTH} levels", code="PARAMETERS_TOO_DEEP"
@@ -853,10 +847,17 @@ def _check_edited_parameters(rt: UseCaseContext, entry: RegistryEntry, parameter
 
 
 def _edited(
-    uow: UnitOfWork, locked: ActionIntentV1, parameters: dict[str, Any], *, edited_by: str, now_iso: str
+    uow: UnitOfWork,
+    entry: RegistryEntry,
+    locked: ActionIntentV1,
+    parameters: dict[str, Any],
+    *,
+    edited_by: str,
+    now_iso: str,
 ) -> ActionIntentV1:
     """The locked intent with the edited parameters (its round's approvals cleared), and the
-    ``INTENT_EDITED`` entry; unchanged parameters are no edit."""
+    ``INTENT_EDITED`` entry; unchanged parameters are no edit. An edit that changes which policy
+    decides is refused (:func:`_require_same_policy`)."""
     changed = edited_fields(locked.parameters, parameters)
     if not changed:
         return locked
@@ -868,6 +869,7 @@ def _edited(
             "updated_at": now_iso,
         }
     )
+    _require_same_policy(uow, entry, locked, edited)
     uow.intents.save_intent(edited)
     uow.executions.append_ledger(
         intent_edited_entry(
@@ -880,6 +882,32 @@ def _edited(
         )
     )
     return edited
+
+
+def _require_same_policy(
+    uow: UnitOfWork, entry: RegistryEntry, proposed: ActionIntentV1, edited: ActionIntentV1
+) -> None:
+    """An edit may not move the action to another policy's rule: the intent keeps the rule it was
+    created with, so an approver editing a call into a wire and approving it alone would execute,
+    with one approval, what a policy asks two (or a DENY refuses) for. Both actions are decided
+    by the tenant's current policies; when the deciding policy differs, 409
+    ``EDIT_CHANGES_POLICY`` (the edited action is proposed anew, and decided at its creation)."""
+    policies, _ = _applicable(uow.policies.list_effective(proposed.tenant_id), entry)
+    before = decide_policy(policies, _candidate(proposed)).rule
+    after = decide_policy(policies, _candidate(edited)).rule
+    if before.policy_id == after.policy_id:
+        return
+
+    def named(rule: ApprovalRule) -> str:
+        if rule.policy_id is None:
+            return "the default rule (one approval)"
+        return f"the policy '{rule.policy_name}' ({rule.policy_id}, {rule.decision.value})"
+
+    raise Conflict(
+        f"the edited action falls under {named(after)}, the proposed one under {named(before)}: "
+        "an edit may not change which approval policy decides; propose the edited action anew",
+        code="EDIT_CHANGES_POLICY",
+    )
 
 
 def _append_human_approval(uow: UnitOfWork, intent: ActionIntentV1, *, comment: str | None) -> None:

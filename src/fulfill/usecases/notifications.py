@@ -245,6 +245,36 @@ def open_secret(settings: SecretsSettings, stored: StoredNotifications, name: st
     return secret_box(settings).open(sealed, secret_associated_data(stored.tenant_id, name)).decode()
 
 
+def rekey_secrets(store: Store, settings: SecretsSettings) -> int:
+    """Seal every tenant's channel secrets with the first key of ``FULFILL_SECRETS_KEY`` (after a
+    key rotation, as ``fulfill credentials rekey`` does for connector credentials); returns how
+    many secrets changed. Each tenant is written in a transaction of its own, and only if its
+    secrets are still the ones that were read (channels put meanwhile stay as they were put).
+    ``SecretsKeyError`` when a secret was sealed with a key no longer configured."""
+    box = secret_box(settings)
+    with store.read() as uow:
+        stored = uow.notifications.all_sealed()
+    changed = 0
+    for tenant_id, sealed in sorted(stored.items()):
+        stale = [name for name, value in sealed.items() if _sealed_by(value) != box.primary_key_id]
+        if not stale:
+            continue
+        resealed = dict(sealed)
+        for name in stale:
+            opened = box.open(sealed[name], secret_associated_data(tenant_id, name))
+            resealed[name] = box.seal(opened, secret_associated_data(tenant_id, name))
+        with store.write() as uow:
+            if uow.notifications.reseal(tenant_id, old=sealed, new=resealed):
+                changed += len(stale)
+    return changed
+
+
+def _sealed_by(sealed: str) -> str:
+    """The id of the key a sealed value names (``v1.{key_id}.…``); "" when it names none."""
+    parts = sealed.split(".", 2)
+    return parts[1] if len(parts) == 3 else ""
+
+
 def slack_user(slack: SlackSettings, user_id: str) -> SlackUser | None:
     """Who a Slack user acts as: a mapping to a plain subject holds ``intents:approve`` of the
     tenant; ``{subject, scopes}`` holds those scopes (``intents:approve`` when none are named).

@@ -8,7 +8,12 @@ Who may do what:
   ``platform:admin``; a tenant's admin may read them (they apply to its intents) and gets 403
   writing one;
 * an agent's token manages no policy, whatever its scopes: an agent must not be able to make its
-  own proposals approve themselves.
+  own proposals approve themselves;
+* a token limited to some accounts (``account_ids``) writes, replaces and deletes only policies
+  whose ``match.account_ids`` lists some of those accounts and no other (403
+  ``POLICY_OUTSIDE_ACCOUNTS``): a tenant's policy applies to every account it matches, and such a
+  token must not decide what the tenant's other accounts need. It reads every policy that applies
+  to the tenant (they are the tenant's rules, not its accounts' data).
 
 Every write (create, replace, delete) stores a new version, kept for good; an intent names the
 version that decided it (its ledger entries do), which is how a change of policy is audited. A
@@ -53,6 +58,7 @@ AGENT_CANNOT_MANAGE_POLICIES = "AGENT_CANNOT_MANAGE_POLICIES"
 MISSING_SCOPE = "MISSING_SCOPE"
 POLICY_CHANGED = "POLICY_CHANGED"
 POLICY_SCOPE_FIXED = "POLICY_SCOPE_FIXED"
+POLICY_OUTSIDE_ACCOUNTS = "POLICY_OUTSIDE_ACCOUNTS"
 DEFAULT_SIMULATION_LIMIT = 100
 MAX_SIMULATION_LIMIT = 1000
 EXAMPLES_PER_DECISION = 5
@@ -152,6 +158,21 @@ def _require_writer(principal: Principal, scope: str) -> None:
         _require(principal, Scope.ADMIN, "a tenant's policy")
 
 
+def _require_within_accounts(principal: Principal, spec: PolicySpec) -> None:
+    """A token limited to some accounts writes only policies limited to those accounts."""
+    if principal.account_ids is None:
+        return
+    accounts = spec.match.account_ids
+    outside = sorted(set(accounts) - principal.account_ids) if accounts is not None else []
+    if accounts is None or outside:
+        what = f"accounts it may not access ({', '.join(outside[:5])})" if outside else "every account"
+        raise Forbidden(
+            f"the token is limited to some accounts, and this policy matches {what}: a token limited "
+            "to some accounts writes only policies whose match.account_ids lists only those accounts",
+            code=POLICY_OUTSIDE_ACCOUNTS,
+        )
+
+
 def _checked(spec: PolicySpec) -> PolicySpec:
     if spec.match.when is not None:
         try:
@@ -217,6 +238,7 @@ def list_versions(ctx: UseCaseContext, principal: Principal, policy_id: str) -> 
 
 def create_policy(ctx: UseCaseContext, principal: Principal, spec: PolicySpec) -> Policy:
     _require_writer(principal, spec.scope)
+    _require_within_accounts(principal, spec)
     _checked(spec)
     now = ctx.clock.now_iso()
     policy = Policy.model_validate(
@@ -268,6 +290,8 @@ def replace_policy(ctx: UseCaseContext, principal: Principal, policy_id: str, sp
     _require_reader(principal)
     current = _find(ctx, principal, policy_id)
     _require_writer(principal, current.scope)
+    _require_within_accounts(principal, current.spec)
+    _require_within_accounts(principal, spec)
     if "scope" in spec.model_fields_set and spec.scope != current.scope:
         raise Invalid(
             f"policy '{policy_id}' is a {current.scope} policy; its scope does not change "
@@ -285,6 +309,7 @@ def delete_policy(ctx: UseCaseContext, principal: Principal, policy_id: str) -> 
     _require_reader(principal)
     current = _find(ctx, principal, policy_id)
     _require_writer(principal, current.scope)
+    _require_within_accounts(principal, current.spec)
     now = ctx.clock.now_iso()
     _store_version(ctx, _next_version(current, current.spec, principal, now), deleted_at=now)
 

@@ -25,6 +25,7 @@ from fulfill.ports.repositories import (
     ConsoleSessionsRepository,
     CredentialsRepository,
     DashboardRepository,
+    EmailLinksRepository,
     ExecutionsRepository,
     ExternalWritesRepository,
     HeartbeatsRepository,
@@ -44,6 +45,7 @@ from tests.support.memory_store.connectors import MemoryConnectorsRepository
 from tests.support.memory_store.console_sessions import MemoryConsoleSessionsRepository
 from tests.support.memory_store.credentials import MemoryCredentialsRepository
 from tests.support.memory_store.dashboard import MemoryDashboardRepository
+from tests.support.memory_store.email_links import MemoryEmailLinksRepository
 from tests.support.memory_store.executions import MemoryExecutionsRepository
 from tests.support.memory_store.external_writes import MemoryExternalWritesRepository
 from tests.support.memory_store.heartbeats import MemoryHeartbeatsRepository
@@ -79,6 +81,7 @@ class MemoryUnitOfWork:
         self.killswitches: KillSwitchesRepository = MemoryKillSwitchesRepository(tables)
         self.ledger: LedgerRepository = MemoryLedgerRepository(tables)
         self.notifications: NotificationsRepository = MemoryNotificationsRepository(tables)
+        self.email_links: EmailLinksRepository = MemoryEmailLinksRepository(tables)
         self.outbox: OutboxRepository = MemoryOutboxRepository(tables)
         self.policies: PoliciesRepository = MemoryPoliciesRepository(tables)
         self.registry: RegistryRepository = MemoryRegistryRepository(tables)

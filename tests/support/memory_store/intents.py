@@ -143,10 +143,39 @@ class MemoryIntentsRepository:
         after: tuple[str, str] | None,
         limit: int,
     ) -> tuple[list[ActionIntentV1], bool]:
-        raise NotImplementedError("the in-memory store does not page the approvals")
+        rows = self._pending(tenant_id, wanted)
+        rows.sort(key=lambda i: (i.created_at, i.action_intent_id), reverse=not oldest_first)
+        if after is not None:
+            rows = [
+                i
+                for i in rows
+                if ((i.created_at, i.action_intent_id) > after)
+                == oldest_first  # strictly after the cursor, in the page's order
+                and (i.created_at, i.action_intent_id) != after
+            ]
+        return rows[:limit], len(rows) > limit
 
     def count_pending_approval(self, *, tenant_id: str, wanted: PendingFilter) -> int:
-        raise NotImplementedError("the in-memory store does not count the approvals")
+        return len(self._pending(tenant_id, wanted))
+
+    def _pending(self, tenant_id: str, wanted: PendingFilter) -> list[ActionIntentV1]:
+        """The rows ``store.intents._pending_query`` selects."""
+        selected: list[ActionIntentV1] = []
+        for (tenant, _), row in self._t.intents.items():
+            intent = row.intent
+            rule = intent.approval_rule
+            if (
+                tenant == tenant_id
+                and intent.approval_status is ApprovalStatus.PENDING_APPROVAL
+                and (wanted.account_ids is None or intent.account_id in wanted.account_ids)
+                and wanted.account_id in (None, intent.account_id)
+                and wanted.action_type in (None, intent.action_type)
+                and (wanted.created_before is None or intent.created_at < wanted.created_before)
+                and wanted.proposed_by in (None, intent.proposed_by)
+                and wanted.policy_id in (None, rule.policy_id if rule else None)
+            ):
+                selected.append(intent)
+        return selected
 
     def list_accounts(self, *, tenant_id: str, limit: int) -> list[str]:
         accounts = {

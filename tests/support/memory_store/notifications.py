@@ -41,6 +41,17 @@ class MemoryNotificationsRepository:
         rows: list[StoredNotifications] = list(self._t.notifications.values())
         return sorted(row.tenant_id for row in rows if row.settings.configured())
 
+    def all_sealed(self) -> dict[str, dict[str, str]]:
+        rows: list[StoredNotifications] = list(self._t.notifications.values())
+        return {row.tenant_id: dict(row.sealed) for row in rows if row.sealed}
+
+    def reseal(self, tenant_id: str, *, old: dict[str, str], new: dict[str, str]) -> bool:
+        stored: StoredNotifications | None = self._t.notifications.get(tenant_id)
+        if stored is None or stored.sealed != old:
+            return False
+        self._t.notifications[tenant_id] = replace(stored, sealed=dict(new))
+        return True
+
     def record_slack_message(self, ref: SlackMessageRef) -> bool:
         key = (ref.tenant_id, ref.action_intent_id)
         if key in self._t.slack_messages:

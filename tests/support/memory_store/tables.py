@@ -80,6 +80,7 @@ class Tables:
     deliveries: dict[tuple[str, str], DeliveryRow] = field(default_factory=dict)
     notifications: dict[str, Any] = field(default_factory=dict)  # tenant → StoredNotifications
     slack_messages: dict[tuple[str, str], Any] = field(default_factory=dict)  # → SlackMessageRef
+    email_link_uses: dict[tuple[str, str], Any] = field(default_factory=dict)  # (tenant, link id) →
     remote_calls: dict[tuple[str, str, str, int], Any] = field(default_factory=dict)  # → RemoteCallMark
     compensation_calls: dict[tuple[str, str, str], Any] = field(default_factory=dict)  # → Sent
     targets: dict[str, Any] = field(default_factory=dict)  # name → GatewayTarget

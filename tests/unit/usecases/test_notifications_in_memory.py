@@ -23,7 +23,7 @@ from fulfill.usecases import admin, notifications
 from fulfill.usecases.errors import Conflict, Invalid
 from tests.support.memory_steps import World, failure, run_chain
 from tests.support.memory_store import MemoryStore
-from tests.support.salesforce import SECRETS_KEY
+from tests.support.salesforce import OTHER_SECRETS_KEY, SECRETS_KEY
 from tests.unit.factories import make_intent
 from tests.unit.usecases.test_use_cases_in_memory import Context
 
@@ -65,6 +65,28 @@ def test_secrets_are_sealed_to_their_tenant() -> None:
     copied = StoredNotifications(tenant_id="t2", settings=stored.settings, sealed=dict(stored.sealed))
     with pytest.raises(SecretsKeyError):
         notifications.open_secret(_settings(), copied, SECRET_SLACK_BOT_TOKEN)
+
+
+def test_rekey_reseals_each_tenants_secrets_with_the_first_key_and_keeps_the_rest() -> None:
+    store = MemoryStore()
+    _put(store, "t1", {"slack": SLACK, "webhooks": [HOOK]})
+    _put(store, "t2", {"email": {"to": ["a@example.com"]}})  # no secrets
+    before = _stored(store, "t1")
+    rotated = _settings().model_copy(update={"secrets_key": SecretStr(f"{OTHER_SECRETS_KEY},{SECRETS_KEY}")})
+    assert notifications.rekey_secrets(store, rotated) == 3
+    after = _stored(store, "t1")
+    assert after.sealed.keys() == before.sealed.keys()
+    assert all(after.sealed[name] != before.sealed[name] for name in before.sealed)
+    assert (after.settings, after.revision) == (before.settings, before.revision)
+    new_only = _settings().model_copy(update={"secrets_key": SecretStr(OTHER_SECRETS_KEY)})
+    assert notifications.open_secret(new_only, after, SECRET_SLACK_BOT_TOKEN) == "xoxb-1-2-3"
+    assert notifications.rekey_secrets(store, rotated) == 0
+    # Without the key that sealed them: refused, nothing changed.
+    _put(store, "t3", {"slack": SLACK})
+    sealed = _stored(store, "t3").sealed
+    with pytest.raises(SecretsKeyError):
+        notifications.rekey_secrets(store, new_only)
+    assert _stored(store, "t3").sealed == sealed
 
 
 def test_without_the_key_or_smtp_a_put_is_a_conflict_and_nothing_is_stored() -> None:
@@ -179,6 +201,31 @@ def test_an_abandoned_compensation_tells_a_person(world: World) -> None:
     assert message.payload["action_intent_id"] == "ai_1"
     assert message.payload["action_type"] == "CREATE_INTERNAL_TASK"
     assert "by hand" in message.payload["summary"]
+
+
+def test_an_unknown_outcome_tells_a_person(world: World) -> None:
+    from fulfill.domain.execution import ToolCall, outcome_from_tool_result
+    from fulfill.domain.targets import UNKNOWN_OUTCOME
+    from fulfill.engine import steps
+    from tests.support.memory_steps import Crash, crashing
+
+    _put(world.store, "t1", {"webhooks": [HOOK]})
+    world.confirm.add("internal.create_task")
+    call = steps.prepare_tool_call(world.deps, world.accept(world.add_intent(make_intent())))
+    assert isinstance(call, ToolCall)
+    with crashing(world.gateway), pytest.raises(Crash):
+        steps.invoke_tool(world.deps, call)
+    result = steps.invoke_tool(world.deps, call)  # the replay finds the call sent, its answer lost
+    recorded = steps.record_outcome(world.deps, outcome_from_tool_result(result))
+    assert recorded.outcome.error_code == UNKNOWN_OUTCOME
+    (message,) = [
+        m for m in world.store.tables.messages.values() if m.topic == "NOTICE_EXECUTION_NEEDS_PERSON"
+    ]
+    assert message.payload["action_intent_id"] == "ai_1"
+    assert "outcome of internal.create_task is unknown" in message.payload["summary"]
+    assert call.idempotency_key in message.payload["summary"]
+    with world.store.read() as uow:  # next to the signal's own destination
+        assert "notify:t1:0" in uow.outbox.due_destinations(now_epoch=2e9)
 
 
 @pytest.fixture

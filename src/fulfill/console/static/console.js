@@ -29,7 +29,31 @@
       el.textContent = "in " + (d ? d + " d " + h + " h" : (h ? h + " h " + m + " min" : m + " min " + s + " s"));
     });
   }
+  // The approvals page's selection: "select every one on this page" and how many are selected.
+  function selection() {
+    document.querySelectorAll("[data-select-all]").forEach(function (all) {
+      var formId = all.getAttribute("data-select-all");
+      var boxes = function () {
+        return document.querySelectorAll('input[type=checkbox][name=selected][form="' + formId + '"]');
+      };
+      var shown = document.querySelector('[data-selected-count="' + formId + '"]');
+      var update = function () {
+        var list = boxes(), picked = 0;
+        list.forEach(function (box) { if (box.checked) { picked += 1; } });
+        all.checked = list.length > 0 && picked === list.length;
+        all.indeterminate = picked > 0 && picked < list.length;
+        if (shown) { shown.textContent = picked + " selected"; }
+      };
+      all.addEventListener("change", function () {
+        boxes().forEach(function (box) { if (!box.disabled) { box.checked = all.checked; } });
+        update();
+      });
+      boxes().forEach(function (box) { box.addEventListener("change", update); });
+      update();
+    });
+  }
   document.addEventListener("DOMContentLoaded", function () {
+    selection();
     localTimes(document);
     countdowns();
     setInterval(countdowns, 1000);

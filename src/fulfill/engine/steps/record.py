@@ -8,12 +8,20 @@ from typing import Any
 from fulfill import metrics
 from fulfill.domain.execution import OutcomeDraft, RecordedOutcome
 from fulfill.domain.ledger import outcome_entry, signal_entry, unknown_outcome_entry
-from fulfill.domain.models import ActionOutcomeV1, ApprovalStatus, ExecutionSignal, ExecutionStatus
+from fulfill.domain.models import (
+    ActionIntentV1,
+    ActionOutcomeV1,
+    ApprovalStatus,
+    ExecutionSignal,
+    ExecutionStatus,
+)
+from fulfill.domain.notifications import Notice, needs_person_notice
 from fulfill.domain.signals import build_execution_signal
 from fulfill.domain.targets import UNKNOWN_OUTCOME
 from fulfill.domain.time import epoch_from_iso, iso_from_epoch
 from fulfill.engine.steps.decorator import step
 from fulfill.engine.steps.deps import StepDeps
+from fulfill.usecases.notifications import enqueue_notices
 
 SIGNAL_TOPIC = "SIGNAL_CREATED"
 
@@ -64,6 +72,8 @@ def record_outcome(deps: StepDeps, draft: OutcomeDraft) -> RecordedOutcome:
         )
         if outcome.error_code == UNKNOWN_OUTCOME:
             uow.executions.append_ledger(unknown_outcome_entry(outcome))
+            # A person must check the target: tell the tenant's channels, with the rest of it.
+            enqueue_notices(uow, deps.settings, _unknown_outcome_notice(outcome, intent))
         signal = build_execution_signal(outcome, intent)
         uow.executions.insert_signal(signal)
         uow.executions.append_ledger(signal_entry(signal))
@@ -80,6 +90,22 @@ def record_outcome(deps: StepDeps, draft: OutcomeDraft) -> RecordedOutcome:
         _observe(deps, outcome, now)
     cancelled = intent is not None and intent.approval_status is ApprovalStatus.CANCELLED
     return RecordedOutcome(outcome=outcome, cancelled_after_write=cancelled and _wrote(outcome))
+
+
+def _unknown_outcome_notice(outcome: ActionOutcomeV1, intent: ActionIntentV1 | None) -> Notice:
+    return needs_person_notice(
+        tenant_id=outcome.tenant_id,
+        action_intent_id=outcome.action_intent_id,
+        account_id=outcome.account_id,
+        action_type=intent.action_type if intent is not None else "",
+        attempt=outcome.attempt_count,
+        reason=(
+            f"the outcome of {outcome.tool_name} is unknown (its answer was lost): check the target "
+            f"for a write carrying idempotency key {outcome.idempotency_key}"
+        ),
+        occurred_at=outcome.completed_at,
+        what="unknown-outcome",
+    )
 
 
 def _outcome(draft: OutcomeDraft, *, completed_at: str) -> ActionOutcomeV1:

@@ -7,6 +7,7 @@ from fulfill.ports.repositories.connectors import ConnectorsRepository
 from fulfill.ports.repositories.console_sessions import ConsoleSessionsRepository
 from fulfill.ports.repositories.credentials import CredentialsRepository
 from fulfill.ports.repositories.dashboard import DashboardRepository
+from fulfill.ports.repositories.email_links import EmailLinksRepository
 from fulfill.ports.repositories.executions import ExecutionsRepository
 from fulfill.ports.repositories.external_writes import ExternalWritesRepository
 from fulfill.ports.repositories.heartbeats import HeartbeatsRepository
@@ -26,6 +27,7 @@ __all__ = [
     "ConsoleSessionsRepository",
     "CredentialsRepository",
     "DashboardRepository",
+    "EmailLinksRepository",
     "ExecutionsRepository",
     "ExternalWritesRepository",
     "HeartbeatsRepository",

@@ -29,6 +29,15 @@ class NotificationsRepository(Protocol):
         """Every tenant with at least one channel configured, sorted."""
         ...
 
+    def all_sealed(self) -> dict[str, dict[str, str]]:
+        """Every tenant's sealed secrets (still sealed), by tenant; tenants without any left out."""
+        ...
+
+    def reseal(self, tenant_id: str, *, old: dict[str, str], new: dict[str, str]) -> bool:
+        """Replace a tenant's sealed secrets only if they are still ``old`` (False: they changed
+        meanwhile, or the tenant's channels are gone); settings and revision stay."""
+        ...
+
     def record_slack_message(self, ref: SlackMessageRef) -> bool:
         """Keep where a notice about an intent was posted; the first post stays."""
         ...
