@@ -35,6 +35,9 @@ _EVENT_BUS = re.compile(
     r"^(?:arn:aws[a-z-]*:events:(?P<region>[a-z0-9-]+):[0-9]{12}:event-bus/)?[A-Za-z0-9._-]{1,256}$"
 )
 
+# FULFILL_LEDGER_EXPORT_S3_URL: s3://<bucket>[/<prefix>].
+_S3_URL = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?$")
+
 
 def event_bus_region(bus: str) -> str | None:
     """The region named in an event bus ARN; None for a bare bus name."""
@@ -215,6 +218,14 @@ class Settings(BaseSettings):
     # With each scheduled checkpoint pass, append every tenant's new signed checkpoints with their
     # entries to <dir>/<tenant>.jsonl (engine/ledger_checkpoints.py). Empty: no scheduled export.
     ledger_export_dir: str = ""
+    # ...and to S3 or an S3-compatible store (engine/ledger_s3_export.py): ``s3://bucket/prefix``,
+    # one object per signed checkpoint and a marker of the last one exported, per tenant. The
+    # credentials come from the standard AWS chain; the region and the endpoint URL (S3-compatible
+    # servers, local stacks, tests) are optional. Empty: no export to S3.
+    ledger_export_s3_url: str = ""
+    ledger_export_s3_region: str = Field(default="", pattern=r"^([a-z]{2}(-[a-z0-9]+)+)?$", max_length=32)
+    ledger_export_s3_endpoint_url: str = ""
+    ledger_export_s3_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
 
     # Salesforce: where OAuth tokens are requested when a credential names no login URL, the REST
     # API version, the timeout of every request, the assumed lifetime of an access token whose
@@ -411,6 +422,7 @@ class Settings(BaseSettings):
         if urlparse(self.salesforce_login_url).scheme not in ("http", "https"):
             raise ValueError("FULFILL_SALESFORCE_LOGIN_URL must be an http:// or https:// URL")
         self._check_eventbridge()
+        self._check_ledger_export_s3()
         self._check_public_url()
         if self.jwt_scope_claim == "scope":
             raise ValueError(
@@ -482,6 +494,18 @@ class Settings(BaseSettings):
                 "FULFILL_PUBLIC_URL must be the service's http:// or https:// address, "
                 "without a query or fragment (https://fulfill.example)"
             )
+
+    def _check_ledger_export_s3(self) -> None:
+        if self.ledger_export_s3_url and not _S3_URL.match(self.ledger_export_s3_url):
+            raise ValueError(
+                "FULFILL_LEDGER_EXPORT_S3_URL must be s3://<bucket>[/<prefix>] (a bucket name of "
+                "3-63 lowercase letters, digits, '.' and '-')"
+            )
+        if self.ledger_export_s3_endpoint_url and urlparse(self.ledger_export_s3_endpoint_url).scheme not in (
+            "http",
+            "https",
+        ):
+            raise ValueError("FULFILL_LEDGER_EXPORT_S3_ENDPOINT_URL must be an http:// or https:// URL")
 
     def _check_eventbridge(self) -> None:
         if self.eventbridge_bus and not _EVENT_BUS.match(self.eventbridge_bus):

@@ -9,7 +9,8 @@ With ``FULFILL_LEDGER_EXPORT_DIR`` set, each pass then appends every new signed 
 its entries, to ``<dir>/<tenant>.jsonl`` (:func:`export_to_directory`), for the tenants it just
 checkpointed and those that already have a file there. A file resumes after the last checkpoint it
 holds, under an exclusive lock on the file, so workers sharing the directory never write a
-checkpoint twice nor skip one.
+checkpoint twice nor skip one. With ``FULFILL_LEDGER_EXPORT_S3_URL`` set, each pass also exports to
+S3 (``engine/ledger_s3_export.py``), resumed from each tenant's marker there.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ import threading
 from pathlib import Path
 from urllib.parse import quote, unquote
 
+from fulfill.engine.ledger_s3_export import S3LedgerExporter
 from fulfill.engine.runtime import Runtime
 from fulfill.logging_setup import describe_failure
 from fulfill.ports.store import Store
-from fulfill.usecases.ledger import checkpoint_all, export_store, signing_key
+from fulfill.usecases.ledger import checkpoint_all, iter_export, signing_key
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,8 @@ class LedgerCheckpointer:
         self._rt = rt
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fulfill-ledger-checkpoints", daemon=True)
+        self._s3 = S3LedgerExporter(rt.settings) if rt.settings.ledger_export_s3_url else None
+        self._s3_pending: set[str] = set()
 
     @property
     def enabled(self) -> bool:
@@ -52,6 +56,7 @@ class LedgerCheckpointer:
 
     def _run(self) -> None:
         while not self._stop.wait(self._rt.settings.ledger_checkpoint_seconds):
+            written: list[str] = []
             try:
                 written = checkpoint_all(self._rt)
                 if written:
@@ -63,6 +68,20 @@ class LedgerCheckpointer:
                 log.error(
                     "ledger checkpoint pass failed; retrying at the next interval: %s", describe_failure(exc)
                 )
+            if self._s3 is not None:
+                # A tenant checkpointed in a pass whose export fails is exported at the next one,
+                # even before it has a marker there.
+                self._s3_pending.update(written)
+                try:
+                    exported = self._s3.export(self._rt.store, sorted(self._s3_pending))
+                    self._s3_pending.clear()
+                    if exported:
+                        log.info("ledger: %d checkpoint(s) exported to S3", exported)
+                except Exception as exc:
+                    log.error(
+                        "ledger export to S3 failed; resuming from its marker at the next interval: %s",
+                        describe_failure(exc),
+                    )
 
 
 def _last_position(path: Path) -> int:
@@ -86,14 +105,10 @@ def export_to_directory(store: Store, directory: Path, tenants: list[str]) -> in
         with path.open("a+", encoding="utf-8") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
-                lines = export_store(store, tenant_id, _last_position(path))
-                handle.write(
-                    "".join(
-                        json.dumps(line, separators=(",", ":"), ensure_ascii=False) + "\n" for line in lines
-                    )
-                )
+                for line in iter_export(store, tenant_id, _last_position(path)):
+                    handle.write(json.dumps(line, separators=(",", ":"), ensure_ascii=False) + "\n")
+                    written += 1
                 handle.flush()
-                written += len(lines)
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
     return written

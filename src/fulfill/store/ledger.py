@@ -80,6 +80,34 @@ def list_checkpoints(conn: Connection, tenant_id: str) -> list[Checkpoint]:
     return [Checkpoint.from_document(dict(row._mapping)) for row in rows]
 
 
+def checkpoints_after(conn: Connection, tenant_id: str, since: int, *, limit: int) -> list[Checkpoint]:
+    """A page of the tenant's checkpoints that cover positions after ``since``, by number."""
+    rows = conn.execute(
+        select(ledger_checkpoints)
+        .where(
+            ledger_checkpoints.c.tenant_id == tenant_id,
+            ledger_checkpoints.c.first_position + ledger_checkpoints.c.size - 1 > since,
+        )
+        .order_by(ledger_checkpoints.c.number)
+        .limit(limit)
+    ).all()
+    return [Checkpoint.from_document(dict(row._mapping)) for row in rows]
+
+
+def entries_at(conn: Connection, tenant_id: str, first: int, last: int) -> list[StoredEntry]:
+    """The tenant's entries at positions ``first``..``last``, in position order."""
+    rows = conn.execute(
+        select(ledger_entries)
+        .where(
+            ledger_entries.c.tenant_id == tenant_id,
+            ledger_entries.c.position >= first,
+            ledger_entries.c.position <= last,
+        )
+        .order_by(ledger_entries.c.position)
+    ).all()
+    return [_entry(row) for row in rows]
+
+
 def add_checkpoint(conn: Connection, checkpoint: Checkpoint) -> bool:
     """Store the checkpoint and give its entries their positions; False (nothing written) when its
     number is taken."""
@@ -171,6 +199,12 @@ class SqlLedgerRepository:
 
     def list_checkpoints(self, tenant_id: str) -> list[Checkpoint]:
         return list_checkpoints(self._conn, tenant_id)
+
+    def checkpoints_after(self, tenant_id: str, since: int, *, limit: int) -> list[Checkpoint]:
+        return checkpoints_after(self._conn, tenant_id, since, limit=limit)
+
+    def entries_at(self, tenant_id: str, first: int, last: int) -> list[StoredEntry]:
+        return entries_at(self._conn, tenant_id, first, last)
 
     def add_checkpoint(self, checkpoint: Checkpoint) -> bool:
         return add_checkpoint(self._conn, checkpoint)

@@ -12,6 +12,7 @@ entries and checkpoints and hands them to the pure ``domain/ledger_chain.verify`
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -153,11 +154,29 @@ def export(ctx: UseCaseContext, tenant_id: str, since: int) -> list[dict[str, An
 
 def export_store(store: Store, tenant_id: str, since: int) -> list[dict[str, Any]]:
     """:func:`export` on a store (the CLI's ``--db``)."""
-    with store.read() as uow:
-        uow.ledger.snapshot()
-        checkpoints = [cp for cp in uow.ledger.list_checkpoints(tenant_id) if cp.last_position > since]
-        entries = uow.ledger.list_entries(tenant_id) if checkpoints else []
-    return ledger_chain.export_lines(checkpoints, entries)
+    return list(iter_export(store, tenant_id, since))
+
+
+# Checkpoints read per transaction when exporting: an export holds at most this many checkpoints'
+# entries (each checkpoint covers at most MAX_ENTRIES_PER_CHECKPOINT) in memory at once.
+EXPORT_PAGE = 20
+
+
+def iter_export(store: Store, tenant_id: str, since: int) -> Iterator[dict[str, Any]]:
+    """The records of :func:`export`, a page of checkpoints at a time, each checkpoint's entries
+    read by position. A checkpoint and its entries' positions are written in one transaction and
+    never change afterwards, so the pages need no common snapshot."""
+    while True:
+        with store.read() as uow:
+            page = uow.ledger.checkpoints_after(tenant_id, since, limit=EXPORT_PAGE)
+            batches = [
+                (cp, uow.ledger.entries_at(tenant_id, cp.first_position, cp.last_position)) for cp in page
+            ]
+        for cp, entries in batches:
+            yield from ledger_chain.export_lines([cp], entries)
+            since = cp.last_position
+        if len(page) < EXPORT_PAGE:
+            return
 
 
 def verify_store(store: Store, settings: Settings, tenant_id: str) -> dict[str, Any]:

@@ -27,6 +27,12 @@ class MemoryLedgerRepository:
     def list_checkpoints(self, tenant_id: str) -> list[Checkpoint]:
         raise NotImplementedError(_NOT_HELD)
 
+    def checkpoints_after(self, tenant_id: str, since: int, *, limit: int) -> list[Checkpoint]:
+        raise NotImplementedError(_NOT_HELD)
+
+    def entries_at(self, tenant_id: str, first: int, last: int) -> list[StoredEntry]:
+        raise NotImplementedError(_NOT_HELD)
+
     def add_checkpoint(self, checkpoint: Checkpoint) -> bool:
         raise NotImplementedError(_NOT_HELD)
 

@@ -26,6 +26,14 @@ class LedgerRepository(Protocol):
         """Every checkpoint of the tenant, by number."""
         ...
 
+    def checkpoints_after(self, tenant_id: str, since: int, *, limit: int) -> list[Checkpoint]:
+        """A page of the tenant's checkpoints that cover positions after ``since``, by number."""
+        ...
+
+    def entries_at(self, tenant_id: str, first: int, last: int) -> list[StoredEntry]:
+        """The tenant's entries at positions ``first``..``last``, in position order."""
+        ...
+
     def add_checkpoint(self, checkpoint: Checkpoint) -> bool:
         """Store it and give its entries their positions; False (nothing written) when its number is taken."""
         ...
