@@ -56,8 +56,11 @@ def keys(s3: LocalEventBridge, prefix: str) -> list[str]:
 
 
 def test_the_s3_export_resumes_from_its_marker_without_gaps_or_duplicates_and_verifies_offline(
-    s3: LocalEventBridge, tmp_path: Path
+    s3: LocalEventBridge, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Pages of two checkpoints, so that three checkpoints are read in more than one page.
+    monkeypatch.setattr("fulfill.usecases.ledger.EXPORT_PAGE", 2)
+    monkeypatch.setattr("fulfill.engine.ledger_s3_export.EXPORT_PAGE", 2)
     tenant = "ledger-s3:tenant@x"  # percent-encoded in the keys
     harness = Harness(s3_settings(s3, tmp_path, ledger_checkpoint_seconds=0)).start()
     try:
@@ -111,6 +114,11 @@ def test_the_s3_export_resumes_from_its_marker_without_gaps_or_duplicates_and_ve
             assert not [e for e, n in Counter(entries).items() if n > 1]  # no duplicate
             assert positions == list(range(1, third["last_position"] + 1))  # no gap
             assert len(entries) == verify(client)["entries"]
+            # The same records as the API's export, which reads the ledger in pages too.
+            api = client.get("/admin/ledger/export", params={"since": "0"})
+            assert api.status_code == 200, api.text
+            assert [json.loads(line) for line in api.text.splitlines()] == lines
+            assert api.headers["X-Fulfill-Ledger-Next-Since"] == str(third["last_position"])
             offline = verify_export(lines, public_keys(harness.settings))
             assert offline["intact"] is True
             assert offline["last_signed_checkpoint"]["number"] == 3
