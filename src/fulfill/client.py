@@ -406,6 +406,21 @@ class FulfillClient(_Base):
 
     # --- notification channels (the token's tenant) ---------------------------------------------
 
+    def ledger_verify(self, tenant_id: str | None = None) -> dict[str, Any]:
+        """``GET /admin/ledger/verify``: the token's tenant's ledger, or (``platform:admin``) another's."""
+        params = {"tenant_id": tenant_id} if tenant_id else None
+        return self.send(_Call("GET", "/admin/ledger/verify", _model(dict[str, Any]), params=params))
+
+    def ledger_checkpoint(self, tenant_id: str | None = None) -> dict[str, Any]:
+        """``POST /admin/ledger/checkpoint``: sign the entries appended since the last checkpoint."""
+        params = {"tenant_id": tenant_id} if tenant_id else None
+        return self.send(_Call("POST", "/admin/ledger/checkpoint", _model(dict[str, Any]), params=params))
+
+    def ledger_export(self, since: int = 0, tenant_id: str | None = None) -> str:
+        """``GET /admin/ledger/export``: JSON Lines of whole signed checkpoints after ``since``."""
+        params: dict[str, Any] = {"since": since, **({"tenant_id": tenant_id} if tenant_id else {})}
+        return self.send(_Call("GET", "/admin/ledger/export", lambda response: response.text, params=params))
+
     def get_notifications(self) -> NotificationsView:
         return self.send(_Call("GET", "/admin/notifications", _model(NotificationsView)))
 

@@ -35,6 +35,9 @@ _EVENT_BUS = re.compile(
     r"^(?:arn:aws[a-z-]*:events:(?P<region>[a-z0-9-]+):[0-9]{12}:event-bus/)?[A-Za-z0-9._-]{1,256}$"
 )
 
+# FULFILL_LEDGER_EXPORT_S3_URL: s3://<bucket>[/<prefix>].
+_S3_URL = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?$")
+
 
 def event_bus_region(bus: str) -> str | None:
     """The region named in an event bus ARN; None for a bare bus name."""
@@ -204,6 +207,26 @@ class Settings(BaseSettings):
     # database that holds some refuses to start.
     secrets_key: SecretStr = SecretStr("")
 
+    # The ledger's signed checkpoints (domain/ledger_chain.py): the Ed25519 key that signs them, as
+    # a PEM (PKCS#8) private key or its 32-byte seed in base64 (``fulfill ledger new-key`` prints
+    # one); the public halves of earlier keys, comma-separated (base64 or PEM), so that checkpoints
+    # they signed still verify after a rotation; and how often every tenant's new entries are
+    # checkpointed (0: only on demand). Empty key: no checkpoint can be signed.
+    ledger_signing_key: SecretStr = SecretStr("")
+    ledger_public_keys: str = ""
+    ledger_checkpoint_seconds: float = Field(default=300.0, ge=0, le=86_400)
+    # With each scheduled checkpoint pass, append every tenant's new signed checkpoints with their
+    # entries to <dir>/<tenant>.jsonl (engine/ledger_checkpoints.py). Empty: no scheduled export.
+    ledger_export_dir: str = ""
+    # ...and to S3 or an S3-compatible store (engine/ledger_s3_export.py): ``s3://bucket/prefix``,
+    # one object per signed checkpoint and a marker of the last one exported, per tenant. The
+    # credentials come from the standard AWS chain; the region and the endpoint URL (S3-compatible
+    # servers, local stacks, tests) are optional. Empty: no export to S3.
+    ledger_export_s3_url: str = ""
+    ledger_export_s3_region: str = Field(default="", pattern=r"^([a-z]{2}(-[a-z0-9]+)+)?$", max_length=32)
+    ledger_export_s3_endpoint_url: str = ""
+    ledger_export_s3_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+
     # Salesforce: where OAuth tokens are requested when a credential names no login URL, the REST
     # API version, the timeout of every request, the assumed lifetime of an access token whose
     # response does not say (Salesforce's do not), and the custom field that carries the
@@ -298,6 +321,23 @@ class Settings(BaseSettings):
         parse_keys(value.get_secret_value())  # raises a message that never quotes the key
         return value
 
+    @field_validator("ledger_signing_key")
+    @classmethod
+    def _check_ledger_signing_key(cls, value: SecretStr) -> SecretStr:
+        from fulfill.domain.ledger_chain import load_signing_key
+
+        if value.get_secret_value().strip():
+            load_signing_key(value.get_secret_value())  # raises a message that never quotes the key
+        return value
+
+    @field_validator("ledger_public_keys")
+    @classmethod
+    def _check_ledger_public_keys(cls, value: str) -> str:
+        from fulfill.domain.ledger_chain import split_public_keys
+
+        split_public_keys(value)
+        return value
+
     @field_validator("slack_api_url")
     @classmethod
     def _check_http_url(cls, value: str) -> str:
@@ -382,6 +422,7 @@ class Settings(BaseSettings):
         if urlparse(self.salesforce_login_url).scheme not in ("http", "https"):
             raise ValueError("FULFILL_SALESFORCE_LOGIN_URL must be an http:// or https:// URL")
         self._check_eventbridge()
+        self._check_ledger_export_s3()
         self._check_public_url()
         if self.jwt_scope_claim == "scope":
             raise ValueError(
@@ -453,6 +494,18 @@ class Settings(BaseSettings):
                 "FULFILL_PUBLIC_URL must be the service's http:// or https:// address, "
                 "without a query or fragment (https://fulfill.example)"
             )
+
+    def _check_ledger_export_s3(self) -> None:
+        if self.ledger_export_s3_url and not _S3_URL.match(self.ledger_export_s3_url):
+            raise ValueError(
+                "FULFILL_LEDGER_EXPORT_S3_URL must be s3://<bucket>[/<prefix>] (a bucket name of "
+                "3-63 lowercase letters, digits, '.' and '-')"
+            )
+        if self.ledger_export_s3_endpoint_url and urlparse(self.ledger_export_s3_endpoint_url).scheme not in (
+            "http",
+            "https",
+        ):
+            raise ValueError("FULFILL_LEDGER_EXPORT_S3_ENDPOINT_URL must be an http:// or https:// URL")
 
     def _check_eventbridge(self) -> None:
         if self.eventbridge_bus and not _EVENT_BUS.match(self.eventbridge_bus):
@@ -538,6 +591,7 @@ class Settings(BaseSettings):
             self.console_session_secret.get_secret_value(),
             self.metrics_token.get_secret_value(),
             *smtp_password(self.smtp_url.get_secret_value()),
+            self.ledger_signing_key.get_secret_value().strip(),
         ]
         keys = self.secrets_key.get_secret_value()
         values += [keys, *(key.strip() for key in keys.split(","))]

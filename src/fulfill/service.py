@@ -32,6 +32,7 @@ from fulfill.domain.ports import Clock
 from fulfill.engine import runtime as runtime_module
 from fulfill.engine.escalation import Escalator
 from fulfill.engine.heartbeat import Heartbeat
+from fulfill.engine.ledger_checkpoints import LedgerCheckpointer
 from fulfill.engine.outbox_relay import OutboxRelay
 from fulfill.engine.reconciler import Reconciler
 from fulfill.engine.runtime import Runtime
@@ -117,6 +118,7 @@ class Service:
         self.metrics_listener: MetricsListener | None = None
         self._reconciler: Reconciler | None = None
         self._escalator: Escalator | None = None
+        self._checkpointer: LedgerCheckpointer | None = None
         self._heartbeat: Heartbeat | None = None
         self._engine_ready = threading.Event()
 
@@ -225,6 +227,8 @@ class Service:
             self._reconciler.start()
             self._escalator = Escalator(self.runtime)
             self._escalator.start()
+            self._checkpointer = LedgerCheckpointer(self.runtime)
+            self._checkpointer.start()
             # Workers beat, and take over the workflows of a worker that stopped beating (one
             # that came back under another executor id, or never came back).
             self._heartbeat = Heartbeat(
@@ -257,6 +261,8 @@ class Service:
             self._reconciler.stop()
         if self._escalator is not None:
             self._escalator.stop()
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         if self._heartbeat is not None:
             self._heartbeat.stop()
         # Calls waiting for their connector leave first, unfinished, for recovery to resume.

@@ -22,6 +22,7 @@ from fulfill.api import (
     executions,
     health,
     intents,
+    ledger,
     notifications,
     policies,
     redoc,
@@ -98,6 +99,7 @@ def create_app(service: Service) -> FastAPI:
         notifications.router,
         policies.router,
         credentials.router,
+        ledger.router,
         slack.router,
     ):
         app.include_router(router, responses=common)

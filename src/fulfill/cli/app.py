@@ -18,6 +18,7 @@ from fulfill.cli import (
     gateway,
     intents,
     killswitch,
+    ledger,
     notifications,
     outbox,
     policies,
@@ -53,6 +54,7 @@ HELP_ORDER = (
     "connectors",
     "outbox",
     "notifications",
+    "ledger",
 )
 
 
@@ -117,6 +119,7 @@ app.add_typer(gateway.commands, name="gateway")
 app.add_typer(connectors.commands, name="connectors")
 app.add_typer(outbox.commands, name="outbox")
 app.add_typer(notifications.commands, name="notifications")
+app.add_typer(ledger.commands, name="ledger")
 
 
 tools = tooling()

@@ -27,6 +27,7 @@ from fulfill.ports.repositories import (
     IntentsRepository,
     InternalObjectsRepository,
     KillSwitchesRepository,
+    LedgerRepository,
     NotificationsRepository,
     OutboxRepository,
     PoliciesRepository,
@@ -66,6 +67,8 @@ class UnitOfWork(Protocol):
     def internal_objects(self) -> InternalObjectsRepository: ...
     @property
     def killswitches(self) -> KillSwitchesRepository: ...
+    @property
+    def ledger(self) -> LedgerRepository: ...
     @property
     def notifications(self) -> NotificationsRepository: ...
     @property

@@ -367,6 +367,8 @@ def compensations_to_check(
 
 def append_ledger(conn: Connection, entry: LedgerEntry) -> bool:
     """Append once: an entry whose id is already in the ledger is left as it is."""
+    # No hash and no position: the checkpoint that covers it sets both (store/ledger.py), so that
+    # appending costs what it did before the chain and no writer waits for another.
     return insert_ignore(conn, ledger_entries, entry.model_dump(mode="json"))
 
 
@@ -382,7 +384,12 @@ def list_ledger(
     else:
         query = query.order_by(ledger_entries.c.seq.desc()).limit(newest)
     rows = conn.execute(query).all()
-    return [LedgerEntry.model_validate({k: v for k, v in row._mapping.items() if k != "seq"}) for row in rows]
+    return [
+        LedgerEntry.model_validate({k: v for k, v in row._mapping.items() if k not in _CHAIN}) for row in rows
+    ]
+
+
+_CHAIN = frozenset({"seq", "entry_hash", "position"})  # the store's and the chain's columns
 
 
 # --- signals --------------------------------------------------------------------------------

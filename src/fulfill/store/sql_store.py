@@ -21,6 +21,7 @@ from fulfill.ports.repositories import (
     IntentsRepository,
     InternalObjectsRepository,
     KillSwitchesRepository,
+    LedgerRepository,
     NotificationsRepository,
     OutboxRepository,
     PoliciesRepository,
@@ -40,6 +41,7 @@ from fulfill.store.heartbeats import SqlHeartbeatsRepository
 from fulfill.store.intents import SqlIntentsRepository
 from fulfill.store.internal_objects import SqlInternalObjectsRepository
 from fulfill.store.killswitches import SqlKillSwitchesRepository
+from fulfill.store.ledger import SqlLedgerRepository
 from fulfill.store.notifications import SqlNotificationsRepository
 from fulfill.store.outbox import SqlOutboxRepository
 from fulfill.store.policies import SqlPoliciesRepository
@@ -64,6 +66,7 @@ class SqlUnitOfWork:
         self.intents: IntentsRepository = SqlIntentsRepository(conn)
         self.internal_objects: InternalObjectsRepository = SqlInternalObjectsRepository(conn)
         self.killswitches: KillSwitchesRepository = SqlKillSwitchesRepository(conn)
+        self.ledger: LedgerRepository = SqlLedgerRepository(conn)
         self.notifications: NotificationsRepository = SqlNotificationsRepository(conn)
         self.email_links: EmailLinksRepository = SqlEmailLinksRepository(conn)
         self.outbox: OutboxRepository = SqlOutboxRepository(conn)

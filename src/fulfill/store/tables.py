@@ -32,6 +32,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData(
@@ -178,10 +179,42 @@ ledger_entries = Table(
     Column("trace_id", String(80), nullable=False),
     Column("timestamp", TS, nullable=False),
     Column("data", JSON, nullable=False),
+    # The chain (domain/ledger_chain.py): the entry's hash, set when appended (NULL on entries
+    # appended before the chain existed: their first checkpoint sets it), and its position in the
+    # tenant's sequence, set by the checkpoint that covers it.
+    Column("entry_hash", String(64), nullable=True),
+    Column("position", BigInteger, nullable=True),
     UniqueConstraint("tenant_id", "entry_id"),
+    Index("ux_ledger_entries_tenant_position", "tenant_id", "position", unique=True),
+    # What the checkpointers look for: entries no checkpoint covers yet (a partial index, small).
+    Index(
+        "ix_ledger_entries_unchecked",
+        "tenant_id",
+        "seq",
+        sqlite_where=text("position IS NULL"),
+        postgresql_where=text("position IS NULL"),
+    ),
     Index("ix_ledger_entries_tenant_intent_seq", "tenant_id", "action_intent_id", "seq"),
     # The dashboard: a window's entries of one event type (failed tries of tool calls).
     Index("ix_ledger_entries_event_tenant_timestamp", "event_type", "tenant_id", "timestamp"),
+)
+
+# Signed checkpoints of each tenant's ledger, numbered 1, 2, … (the primary key makes a number
+# taken once); ``leaves`` lists the covered entries' (entry_id, entry_hash) in position order.
+ledger_checkpoints = Table(
+    "ledger_checkpoints",
+    metadata,
+    Column("tenant_id", ID, nullable=False),
+    Column("number", BigInteger, nullable=False),
+    Column("first_position", BigInteger, nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("root", String(64), nullable=False),
+    Column("previous_hash", String(64), nullable=False),
+    Column("signed_at", TS, nullable=False),
+    Column("key_id", String(64), nullable=False),
+    Column("signature", String(128), nullable=False),
+    Column("leaves", JSON, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "number"),
 )
 
 execution_signals = Table(

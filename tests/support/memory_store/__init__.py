@@ -32,6 +32,7 @@ from fulfill.ports.repositories import (
     IntentsRepository,
     InternalObjectsRepository,
     KillSwitchesRepository,
+    LedgerRepository,
     NotificationsRepository,
     OutboxRepository,
     PoliciesRepository,
@@ -51,6 +52,7 @@ from tests.support.memory_store.heartbeats import MemoryHeartbeatsRepository
 from tests.support.memory_store.intents import MemoryIntentsRepository
 from tests.support.memory_store.internal_objects import MemoryInternalObjectsRepository
 from tests.support.memory_store.killswitches import MemoryKillSwitchesRepository
+from tests.support.memory_store.ledger import MemoryLedgerRepository
 from tests.support.memory_store.notifications import MemoryNotificationsRepository
 from tests.support.memory_store.outbox import MemoryOutboxRepository
 from tests.support.memory_store.policies import MemoryPoliciesRepository
@@ -77,6 +79,7 @@ class MemoryUnitOfWork:
         self.intents: IntentsRepository = MemoryIntentsRepository(tables)
         self.internal_objects: InternalObjectsRepository = MemoryInternalObjectsRepository(tables)
         self.killswitches: KillSwitchesRepository = MemoryKillSwitchesRepository(tables)
+        self.ledger: LedgerRepository = MemoryLedgerRepository(tables)
         self.notifications: NotificationsRepository = MemoryNotificationsRepository(tables)
         self.email_links: EmailLinksRepository = MemoryEmailLinksRepository(tables)
         self.outbox: OutboxRepository = MemoryOutboxRepository(tables)

@@ -14,6 +14,7 @@ from fulfill.ports.repositories.heartbeats import HeartbeatsRepository
 from fulfill.ports.repositories.intents import IntentsRepository
 from fulfill.ports.repositories.internal_objects import InternalObjectsRepository
 from fulfill.ports.repositories.killswitches import KillSwitchesRepository
+from fulfill.ports.repositories.ledger import LedgerRepository
 from fulfill.ports.repositories.notifications import NotificationsRepository
 from fulfill.ports.repositories.outbox import OutboxRepository
 from fulfill.ports.repositories.policies import PoliciesRepository
@@ -33,6 +34,7 @@ __all__ = [
     "IntentsRepository",
     "InternalObjectsRepository",
     "KillSwitchesRepository",
+    "LedgerRepository",
     "NotificationsRepository",
     "OutboxRepository",
     "PoliciesRepository",
