@@ -15,6 +15,10 @@ budget does not run. An admin of its tenant (a person: never an agent's token) r
 The move is a compare-and-set on the outcome's AMBIGUOUS status, under the intent's row lock: of two
 resolutions racing, one wins and the other gets 409, so ``not_committed`` sends the call once. Each
 resolution is an ``EXECUTION_RESOLVED`` ledger entry naming who decided.
+
+A reconcile probe (``engine/probes.py``) resolves through the same move (:func:`resolve_by_probe`),
+``committed`` with the refs its target's lookup found or ``not_committed`` when the lookup proved the
+write absent, as ``probe:<connector>``; a person and a probe racing: one wins, the other does nothing.
 """
 
 from __future__ import annotations
