@@ -13,6 +13,7 @@ what the backoff put off is due.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -23,7 +24,9 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import delete, update
+from typer.testing import CliRunner
 
+from fulfill.cli import app
 from fulfill.domain.models import ExecutionStatus
 from fulfill.domain.probes import Absent, Found, Inconclusive, ProbeRecord, Undeclared
 from fulfill.engine.probes import probe_due, probe_one
@@ -405,6 +408,23 @@ def test_the_lookup_tool_is_checked_when_the_target_is_registered(
         register(client, proxy)
         [listed] = client.get("/admin/gateway/targets").json()["targets"]
         assert listed["lookup_tool"] == "lookup_by_key"
+
+
+def test_the_cli_registers_a_target_with_its_lookup_tool(
+    service: Harness, target: McpTarget, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FULFILL_DATABASE_URL", service.settings.database_url)
+    monkeypatch.setenv("FULFILL_GATEWAY_EGRESS_ALLOW", "127.0.0.1")
+    cli = CliRunner()
+    refused = cli.invoke(app, ["gateway", "add", "tickets", target.url, "--lookup-tool", "add_comment"])
+    assert refused.exit_code == 1
+    assert "LOOKUP_TOOL_INVALID" in refused.output
+    added = cli.invoke(app, ["gateway", "add", "tickets", target.url, "--lookup-tool", "lookup_by_key"])
+    assert added.exit_code == 0, added.output
+    assert json.loads(added.stdout)["lookup_tool"] == "lookup_by_key"
+    # A running service's catalog reads it from the database with the lookup tool.
+    endpoint = service.service.target_catalog.refresh(force=True).endpoints["tickets"]
+    assert endpoint.lookup_tool == "lookup_by_key"
 
 
 # --- the in-process connectors --------------------------------------------------------------------
