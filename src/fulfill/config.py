@@ -112,6 +112,12 @@ class Settings(BaseSettings):
     # How often workers look for pending intents whose first approval window has ended under an
     # ESCALATE policy, and escalate them (engine/escalation.py).
     escalation_interval_seconds: float = Field(default=15.0, gt=0, le=3600)
+    # Reconcile probes (engine/probes.py): how often workers look for AMBIGUOUS executions to
+    # probe, and the first pause after an execution became AMBIGUOUS (doubled after each
+    # inconclusive probe, up to the maximum: also how often one with no declared lookup is looked
+    # at again).
+    probe_interval_seconds: float = Field(default=60.0, gt=0, le=86_400)
+    probe_max_backoff_seconds: float = Field(default=3600.0, gt=0, le=7 * 86_400)
     # This process's identity in DBOS: a restarted worker with the same id recovers the workflows
     # it was running. Empty: "{hostname}:{port}".
     executor_id: str = Field(default="", max_length=128)

@@ -34,10 +34,12 @@ from fulfill.engine.escalation import Escalator
 from fulfill.engine.heartbeat import Heartbeat
 from fulfill.engine.ledger_checkpoints import LedgerCheckpointer
 from fulfill.engine.outbox_relay import OutboxRelay
+from fulfill.engine.probes import Prober
 from fulfill.engine.reconciler import Reconciler
 from fulfill.engine.runtime import Runtime
 from fulfill.engine.workflow import EXECUTION_QUEUE
 from fulfill.gateway.client import InProcessToolGateway, McpToolGateway
+from fulfill.gateway.lookups import ActionLookups
 from fulfill.gateway.remote import RemoteTargets
 from fulfill.gateway.server import GatewayServer, GatewayTokenVerifier, build_gateway
 from fulfill.gateway.target_auth import EncryptedTargetSecrets, OAuthTokens, check_target_secrets_key
@@ -113,11 +115,17 @@ class Service:
             store=self.store,
             tool_schemas=tool_schemas,
             needs_confirmation=self.target_catalog.needs_confirmation,
+            lookup=ActionLookups(
+                {"internal": self.internal_connector, "crm": self.salesforce_connector},
+                self.target_catalog,
+                self.tool_gateway,
+            ),
         )
         self._relay: OutboxRelay | None = None
         self.metrics_listener: MetricsListener | None = None
         self._reconciler: Reconciler | None = None
         self._escalator: Escalator | None = None
+        self._prober: Prober | None = None
         self._checkpointer: LedgerCheckpointer | None = None
         self._heartbeat: Heartbeat | None = None
         self._engine_ready = threading.Event()
@@ -227,6 +235,8 @@ class Service:
             self._reconciler.start()
             self._escalator = Escalator(self.runtime)
             self._escalator.start()
+            self._prober = Prober(self.runtime)
+            self._prober.start()
             self._checkpointer = LedgerCheckpointer(self.runtime)
             self._checkpointer.start()
             # Workers beat, and take over the workflows of a worker that stopped beating (one
@@ -261,6 +271,8 @@ class Service:
             self._reconciler.stop()
         if self._escalator is not None:
             self._escalator.stop()
+        if self._prober is not None:
+            self._prober.stop()
         if self._checkpointer is not None:
             self._checkpointer.stop()
         if self._heartbeat is not None:

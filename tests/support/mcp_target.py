@@ -15,6 +15,11 @@ a session per client (it does not know ``server/discover``; ``initialize`` gives
   ``--dedupe`` it deduplicates like any write of a deduplicating server: a key it has seen on
   *any* call (``create_ticket``'s included) answers that call's cached answer and does nothing.
 
+With ``--lookup``, ``lookup_by_key(idempotency_key)``: the ticket ``create_ticket`` wrote under the
+key (``external_object_refs``), or ``isError`` ``NOT_FOUND``. ``POST /control/lookup {"mode",
+"seconds"?}`` makes its next answers misbehave: ``error`` (``isError`` ``UNAVAILABLE``), ``garbage``
+(a success of another shape), ``huge`` (5 MB of text), ``slow`` (answers after ``seconds``).
+
 With ``--hostile``, four more tools:
 
 * ``big_answer(title, size)``: writes an effect, then answers ``size`` bytes of plain text.
@@ -126,6 +131,11 @@ class McpTarget:
             httpx.post(f"{self.base}/control/slow", json={"seconds": seconds}, timeout=5).status_code == 200
         )
 
+    def lookup_mode(self, mode: str, seconds: float = 0.0) -> None:
+        """How ``lookup_by_key`` answers from now on (``--lookup``): normal, error, garbage, huge, slow."""
+        body = {"mode": mode, "seconds": seconds}
+        assert httpx.post(f"{self.base}/control/lookup", json=body, timeout=5).status_code == 200
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
@@ -149,6 +159,7 @@ def build_app(
     sse: bool = False,
     hostile: bool = False,
     token_padding: int = 0,
+    lookup: bool = False,
 ) -> Any:
     lock = threading.Lock()
     calls: Counter[str] = Counter()
@@ -167,6 +178,8 @@ def build_app(
         "keys": {},  # tool -> every idempotency key it received
         "sessions_opened": 0,
         "sessions_deleted": 0,
+        "lookup_mode": "normal",
+        "lookup_seconds": 0.0,
     }
     server = MCPServer("tickets-test")
 
@@ -219,6 +232,33 @@ def build_app(
                 if dedupe and key:
                     state["answers"][key] = answer
             return answer
+
+    if lookup:
+
+        @server.tool(name="lookup_by_key", description="Find the ticket written under an idempotency key.")
+        async def lookup_by_key(idempotency_key: str, ctx: Context) -> CallToolResult:
+            seen("lookup_by_key", {"idempotency_key": idempotency_key}, ctx)
+            with lock:
+                mode, seconds = state["lookup_mode"], state["lookup_seconds"]
+                ticket = state["tickets"].get(idempotency_key)
+            if mode == "slow":
+                await asyncio.sleep(seconds)
+            if mode == "error":
+                text = json.dumps({"error_code": "UNAVAILABLE", "error_message": "the index is rebuilding"})
+                return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
+            if mode == "garbage":
+                text = json.dumps({"found": "maybe", "tickets": "several"})
+                return CallToolResult(content=[TextContent(type="text", text=text)])
+            if mode == "huge":
+                return CallToolResult(content=[TextContent(type="text", text="x" * (5 * 1024 * 1024))])
+            if ticket is None:
+                text = json.dumps({"error_code": "NOT_FOUND", "error_message": "no ticket has this key"})
+                return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
+            refs = [{"system": "TICKETS", "object_type": "Ticket", "object_id": ticket}]
+            payload = {"external_object_refs": refs}
+            return CallToolResult(
+                content=[TextContent(type="text", text=json.dumps(payload))], structured_content=payload
+            )
 
     @server.tool(name="add_comment", description="Comment on a ticket.")
     def add_comment(ticket_id: str, text: str, ctx: Context) -> str:
@@ -312,6 +352,13 @@ def build_app(
             state["garbage"] = (str(body["content_type"]), str(body["body"]))
         return JSONResponse({"garbage": True})
 
+    async def lookup_mode(request: Request) -> JSONResponse:
+        body = await request.json()
+        with lock:
+            state["lookup_mode"] = str(body["mode"])
+            state["lookup_seconds"] = float(body.get("seconds", 0.0))
+        return JSONResponse({"mode": state["lookup_mode"]})
+
     async def slow(request: Request) -> JSONResponse:
         with lock:
             state["slow"] = float((await request.json())["seconds"])
@@ -338,6 +385,7 @@ def build_app(
             Route("/control/stats", stats, methods=["GET"]),
             Route("/control/tools", add_tool, methods=["POST"]),
             Route("/control/slow", slow, methods=["POST"]),
+            Route("/control/lookup", lookup_mode, methods=["POST"]),
             Route("/control/garbage", garbage, methods=["POST"]),
             Route("/oauth/token", issue_token, methods=["POST"]),
         ]
@@ -441,6 +489,7 @@ def main() -> None:
     parser.add_argument("--sse", action="store_true")
     parser.add_argument("--hostile", action="store_true")
     parser.add_argument("--token-padding", type=int, default=0)
+    parser.add_argument("--lookup", action="store_true")
     args = parser.parse_args()
     app = build_app(
         dedupe=args.dedupe,
@@ -452,6 +501,7 @@ def main() -> None:
         sse=args.sse,
         hostile=args.hostile,
         token_padding=args.token_padding,
+        lookup=args.lookup,
     )
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", lifespan="on")
 

@@ -57,6 +57,13 @@ def gateway_add(
             help="The server deduplicates on _meta io.fulfill/idempotency-key (then lost answers are retried).",
         ),
     ] = False,
+    lookup_tool: Annotated[
+        str | None,
+        typer.Option(
+            help="The server's tool that looks a write up by idempotency_key (reconcile probes of "
+            "AMBIGUOUS executions)."
+        ),
+    ] = None,
     bearer_token_env: Annotated[
         str | None, typer.Option(help="Authenticate with the bearer token in this environment variable.")
     ] = None,
@@ -99,7 +106,13 @@ def gateway_add(
         }
     try:
         draft = TargetDraft.model_validate(
-            {"name": name, "url": url, "auth": auth, "deduplicates": deduplicates}
+            {
+                "name": name,
+                "url": url,
+                "auth": auth,
+                "deduplicates": deduplicates,
+                "lookup_tool": lookup_tool,
+            }
         )
     except ValidationError as exc:
         fields = ", ".join(".".join(str(part) for part in error["loc"]) for error in exc.errors())

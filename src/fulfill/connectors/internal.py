@@ -17,6 +17,7 @@ from fulfill.connectors.base import ConnectorTool, ToolSuccess, tool_failure, to
 from fulfill.domain.errors import ErrorClass
 from fulfill.domain.models import ExternalObjectRef
 from fulfill.domain.ports import Clock
+from fulfill.domain.probes import Absent, Found, Inconclusive, ProbeResult, Undeclared
 from fulfill.ports.store import Store
 
 ToolAnswer = Annotated[CallToolResult, ToolSuccess]
@@ -31,6 +32,8 @@ IdempotencyKey = Annotated[
 ]
 
 _STORE_UNAVAILABLE = "the internal store is unavailable, try again"
+# What each creating tool writes, for reconcile probes: (kind, object_type).
+_LOOKUPS = {"internal.create_task": ("task", "Task"), "internal.create_note": ("note", "Note")}
 
 
 class InternalConnector:
@@ -90,6 +93,36 @@ class InternalConnector:
             action_intent_id,
             idempotency_key,
             {"content": content},
+        )
+
+    def lookup(
+        self,
+        *,
+        tenant_id: str,
+        account_id: str,
+        action_intent_id: str,
+        tool_name: str,
+        idempotency_key: str,
+        timeout_seconds: float,
+    ) -> ProbeResult:
+        """A reconcile probe: the object a create wrote under the key, looked up in its table."""
+        found = _LOOKUPS.get(tool_name)
+        if found is None:
+            return Undeclared(f"{tool_name} has no lookup by idempotency key")
+        kind, object_type = found
+        try:
+            with self._store.read() as uow:
+                stored = uow.internal_objects.find_by_key(kind, idempotency_key)
+        except Exception as exc:
+            if self._store.is_transient(exc):
+                return Inconclusive(_STORE_UNAVAILABLE)
+            raise
+        if stored is None:
+            return Absent()
+        if (stored.tenant_id, stored.account_id) != (tenant_id, account_id):
+            return Inconclusive("the idempotency key belongs to another owner")
+        return Found(
+            (ExternalObjectRef(system="INTERNAL", object_type=object_type, object_id=stored.object_id),)
         )
 
     # Compensation tools share one contract: the object to undo plus the trusted bindings.

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from fulfill.domain.errors import ExecutionError
 from fulfill.domain.models import ExternalObjectRef
+from fulfill.domain.probes import ProbeResult
 
 
 class ToolCallOutcome(BaseModel):
@@ -44,3 +45,21 @@ class Clock(Protocol):
     def now(self) -> float: ...
 
     def now_iso(self) -> str: ...
+
+
+class ActionLookup(Protocol):
+    """Looks an action up at its target by its idempotency key (``domain/probes.py``)."""
+
+    def lookup(
+        self,
+        *,
+        tenant_id: str,
+        account_id: str,
+        action_intent_id: str,
+        tool_name: str,
+        idempotency_key: str,
+        timeout_seconds: float,
+    ) -> ProbeResult:
+        """Found with refs, Absent, Inconclusive (never raises for a target's failure), or
+        Undeclared when the tool's target declares no lookup."""
+        ...

@@ -65,6 +65,9 @@ class GatewayTarget(_Model):
     url: str
     auth: TargetAuthView
     deduplicates: bool = False
+    # The remote tool that looks a write up by its idempotency key (reconcile probes,
+    # ``domain/probes.py``): called with ``{"idempotency_key": key}``; None: no lookup declared.
+    lookup_tool: str | None = None
     tools: list[RemoteToolSpec] = Field(default_factory=list)
     skipped_tools: list[str] = Field(default_factory=list)
     revision: int = 1

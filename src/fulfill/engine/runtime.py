@@ -14,7 +14,8 @@ from typing import Any
 
 from fulfill.config import Settings
 from fulfill.domain.flowcontrol import connector_of
-from fulfill.domain.ports import Clock, ToolGateway
+from fulfill.domain.ports import ActionLookup, Clock, ToolGateway
+from fulfill.domain.probes import ProbeResult, Undeclared
 from fulfill.engine.flow import FlowControl
 from fulfill.ports.store import Store
 
@@ -32,6 +33,8 @@ class Runtime:
     needs_confirmation: Callable[[str], bool] = field(default=lambda _tool_name: False)
     # Set to make the outbox relay deliver now instead of at its next poll.
     outbox_wakeup: threading.Event = field(default_factory=threading.Event)
+    # Reconcile probes look an AMBIGUOUS execution's write up at its target (engine/probes.py).
+    lookup: ActionLookup = field(default_factory=lambda: NoLookups())
     # Every tool call passes its connector's gate: rate, concurrency, circuit breaker.
     flow: FlowControl = field(init=False)
 
@@ -41,6 +44,22 @@ class Runtime:
     def connector_names(self) -> set[str]:
         """Every connector (and remote target) whose tools this process's gateway serves."""
         return {connector_of(tool) for tool in self.tool_schemas}
+
+
+class NoLookups:
+    """No target declares a lookup: every AMBIGUOUS execution waits for a person."""
+
+    def lookup(
+        self,
+        *,
+        tenant_id: str,
+        account_id: str,
+        action_intent_id: str,
+        tool_name: str,
+        idempotency_key: str,
+        timeout_seconds: float,
+    ) -> ProbeResult:
+        return Undeclared()
 
 
 _current: Runtime | None = None

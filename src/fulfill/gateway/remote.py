@@ -107,6 +107,8 @@ class TargetEndpoint:
     auth: TargetAuthView
     deduplicates: bool = False
     secret: dict[str, str] | None = field(default=None, repr=False)
+    # The remote tool (its remote name) that looks a write up by its idempotency key, if declared.
+    lookup_tool: str | None = None
 
 
 class TargetError(Exception):

@@ -135,6 +135,7 @@ class TargetCatalog:
                 auth=target.auth,
                 deduplicates=target.deduplicates,
                 secret=secret,
+                lookup_tool=target.lookup_tool,
             )
             endpoints[target.name] = endpoint
             for spec in target.tools:

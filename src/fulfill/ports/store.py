@@ -31,6 +31,7 @@ from fulfill.ports.repositories import (
     NotificationsRepository,
     OutboxRepository,
     PoliciesRepository,
+    ProbesRepository,
     RegistryRepository,
     TargetsRepository,
 )
@@ -77,6 +78,8 @@ class UnitOfWork(Protocol):
     def outbox(self) -> OutboxRepository: ...
     @property
     def policies(self) -> PoliciesRepository: ...
+    @property
+    def probes(self) -> ProbesRepository: ...
     @property
     def registry(self) -> RegistryRepository: ...
     @property

@@ -11,7 +11,14 @@ from fulfill.domain.records import InternalObject
 from fulfill.store.db import insert_ignore
 from fulfill.store.tables import internal_notes, internal_tasks
 
-__all__ = ["InternalObject", "SqlInternalObjectsRepository", "create_once", "delete", "restore"]
+__all__ = [
+    "InternalObject",
+    "SqlInternalObjectsRepository",
+    "create_once",
+    "delete",
+    "find_by_key",
+    "restore",
+]
 
 _TABLES: dict[str, Table] = {"task": internal_tasks, "note": internal_notes}
 
@@ -55,6 +62,13 @@ def create_once(
     return _object(kind, row._mapping)
 
 
+def find_by_key(conn: Connection, kind: str, idempotency_key: str) -> InternalObject | None:
+    """The object stored under the idempotency key (any owner, deleted or not), or None."""
+    table = _table(kind)
+    row = conn.execute(select(table).where(table.c.idempotency_key == idempotency_key)).first()
+    return _object(kind, row._mapping) if row is not None else None
+
+
 def restore(conn: Connection, kind: str, idempotency_key: str) -> None:
     """Undelete the object stored under the key (a create repeated after its compensation)."""
     table = _table(kind)
@@ -92,6 +106,9 @@ class SqlInternalObjectsRepository:
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
+
+    def find_by_key(self, kind: str, idempotency_key: str) -> InternalObject | None:
+        return find_by_key(self._conn, kind, idempotency_key)
 
     def create_once(
         self,

@@ -25,6 +25,7 @@ from fulfill.ports.repositories import (
     NotificationsRepository,
     OutboxRepository,
     PoliciesRepository,
+    ProbesRepository,
     RegistryRepository,
     TargetsRepository,
 )
@@ -45,6 +46,7 @@ from fulfill.store.ledger import SqlLedgerRepository
 from fulfill.store.notifications import SqlNotificationsRepository
 from fulfill.store.outbox import SqlOutboxRepository
 from fulfill.store.policies import SqlPoliciesRepository
+from fulfill.store.probes import SqlProbesRepository
 from fulfill.store.registry import SqlRegistryRepository
 from fulfill.store.targets import SqlTargetsRepository
 
@@ -71,6 +73,7 @@ class SqlUnitOfWork:
         self.email_links: EmailLinksRepository = SqlEmailLinksRepository(conn)
         self.outbox: OutboxRepository = SqlOutboxRepository(conn)
         self.policies: PoliciesRepository = SqlPoliciesRepository(conn)
+        self.probes: ProbesRepository = SqlProbesRepository(conn)
         self.registry: RegistryRepository = SqlRegistryRepository(conn)
         self.targets: TargetsRepository = SqlTargetsRepository(conn)
 

@@ -166,6 +166,25 @@ execution_outcomes = Table(
     Index("ix_execution_outcomes_tenant_compensation", "tenant_id", "compensation_status"),
 )
 
+# Reconcile probes of AMBIGUOUS attempts (``engine/probes.py``): one row per attempt probed,
+# with its backoff (the next probe's time, also the lease a probing worker holds) and whether a
+# probe sent the call again after finding it absent.
+execution_probes = Table(
+    "execution_probes",
+    metadata,
+    Column("tenant_id", ID, nullable=False),
+    Column("account_id", ID, nullable=False),
+    Column("action_intent_id", ID, nullable=False),
+    Column("attempt_count", Integer, nullable=False),
+    Column("probes", Integer, nullable=False, server_default="0"),
+    Column("next_probe_epoch", Float, nullable=False),
+    Column("last_result", String(16)),
+    Column("last_reason", String(500)),
+    Column("resent", Boolean, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "account_id", "action_intent_id", "attempt_count"),
+)
+
 ledger_entries = Table(
     "ledger_entries",
     metadata,

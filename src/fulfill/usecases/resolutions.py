@@ -15,10 +15,15 @@ budget does not run. An admin of its tenant (a person: never an agent's token) r
 The move is a compare-and-set on the outcome's AMBIGUOUS status, under the intent's row lock: of two
 resolutions racing, one wins and the other gets 409, so ``not_committed`` sends the call once. Each
 resolution is an ``EXECUTION_RESOLVED`` ledger entry naming who decided.
+
+A reconcile probe (``engine/probes.py``) resolves through the same move (:func:`resolve_by_probe`),
+``committed`` with the refs its target's lookup found or ``not_committed`` when the lookup proved the
+write absent, as ``probe:<connector>``; a person and a probe racing: one wins, the other does nothing.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -76,15 +81,69 @@ def resolve_execution(
             "an agent's token cannot resolve an ambiguous execution: a person checks the target and decides",
             code="AGENT_CANNOT_RESOLVE",
         )
+    return _resolve(
+        rt,
+        principal.tenant_id,
+        action_intent_id,
+        body,
+        decided_by=principal.subject,
+        may_access=principal.may_access_account,
+    )
+
+
+def resolve_by_probe(
+    rt: UseCaseContext,
+    *,
+    tenant_id: str,
+    account_id: str,
+    action_intent_id: str,
+    attempt_count: int,
+    body: ResolveRequest,
+    decided_by: str,
+    also: Callable[[UnitOfWork], None],
+) -> ExecutionStatusView | None:
+    """A reconcile probe's resolution of one AMBIGUOUS attempt, through the same compare-and-set
+    as a person's (``engine/probes.py``); ``also`` writes the probe's record in its transaction.
+    None when it was not this attempt's to resolve any more: resolved meanwhile (by a person,
+    another probe), or a later attempt is the current one. Nothing is then written or sent."""
+    try:
+        return _resolve(
+            rt,
+            tenant_id,
+            action_intent_id,
+            body,
+            decided_by=decided_by,
+            may_access=lambda account: account == account_id,
+            attempt_count=attempt_count,
+            also=also,
+        )
+    except (Conflict, NotFound, Forbidden):
+        return None
+
+
+def _resolve(
+    rt: UseCaseContext,
+    tenant_id: str,
+    action_intent_id: str,
+    body: ResolveRequest,
+    *,
+    decided_by: str,
+    may_access: Callable[[str], bool],
+    attempt_count: int | None = None,
+    also: Callable[[UnitOfWork], None] | None = None,
+) -> ExecutionStatusView:
     now = rt.clock.now()
     now_iso = iso_from_epoch(now)
+    by_probe = attempt_count is not None
     with rt.store.write() as uow:
-        intent = uow.intents.get_intent(principal.tenant_id, action_intent_id, for_update=True)
+        intent = uow.intents.get_intent(tenant_id, action_intent_id, for_update=True)
         if intent is None:
             raise NotFound("execution not found")
-        if not principal.may_access_account(intent.account_id):
+        if not may_access(intent.account_id):
             raise Forbidden("the token does not grant access to this account")
         attempt = uow.executions.get_attempt(intent.tenant_id, intent.account_id, action_intent_id)
+        if attempt is not None and attempt_count is not None and attempt.attempt_count != attempt_count:
+            raise Conflict("a later attempt is the current one", code="CONCURRENT_CHANGE")
         outcome = (
             uow.executions.get_outcome(
                 intent.tenant_id, intent.account_id, action_intent_id, attempt.attempt_count
@@ -100,7 +159,7 @@ def resolve_execution(
                 f"only an AMBIGUOUS execution can be resolved (this one is {current})",
                 code="NOT_AMBIGUOUS",
             )
-        resolved = _resolved(outcome, body)
+        resolved = _resolved(outcome, body, by_probe=by_probe)
         if not uow.executions.resolve_ambiguous(resolved, now=now_iso):
             raise Conflict("the execution was resolved meanwhile; read it", code="CONCURRENT_CHANGE")
         cancelled = intent.approval_status is ApprovalStatus.CANCELLED
@@ -119,7 +178,7 @@ def resolve_execution(
                 resolution_entry(
                     resolved,
                     resolution=body.resolution,
-                    decided_by=principal.subject,
+                    decided_by=decided_by,
                     timestamp=now_iso,
                     reason=body.reason,
                     next_attempt=next_attempt,
@@ -131,7 +190,7 @@ def resolve_execution(
                     attempt=next_attempt,
                     trace_id=rerun.trace_id,
                     timestamp=now_iso,
-                    requested_by=principal.subject,
+                    requested_by=decided_by,
                     reason="resolved not_committed: the call is sent once more under the same key",
                     after_stop=None,
                     beyond_max_attempts=next_attempt > intent.execution_policy.max_attempts,
@@ -140,7 +199,7 @@ def resolve_execution(
             uow.intents.mark_execution(
                 intent.tenant_id, action_intent_id, status=ExecutionStatus.PENDING, at=now_iso
             )
-            request = request_for(rerun, requested_by=principal.subject, rerun_reason="not_committed")
+            request = request_for(rerun, requested_by=decided_by, rerun_reason="not_committed")
             uow.outbox.enqueue(
                 message_id=f"rerun:{rerun.workflow_id}",
                 topic=RERUN_TOPIC,
@@ -155,7 +214,7 @@ def resolve_execution(
                 resolution_entry(
                     resolved,
                     resolution=body.resolution,
-                    decided_by=principal.subject,
+                    decided_by=decided_by,
                     timestamp=now_iso,
                     reason=body.reason,
                 )
@@ -163,7 +222,9 @@ def resolve_execution(
             uow.intents.mark_execution(intent.tenant_id, action_intent_id, status=resolved.status, at=now_iso)
             if cancelled and resolved.status is ExecutionStatus.SUCCEEDED:
                 # Cancelled while its call was in doubt: the write it did is undone now.
-                _compensate(uow, resolved, principal.subject, now_iso, now)
+                _compensate(uow, resolved, decided_by, now_iso, now)
+        if also is not None:
+            also(uow)
         attempt_now = uow.executions.get_attempt(intent.tenant_id, intent.account_id, action_intent_id)
         outcome_now = (
             uow.executions.get_outcome(
@@ -184,7 +245,7 @@ def resolve_execution(
     return view
 
 
-def _resolved(outcome: ActionOutcomeV1, body: ResolveRequest) -> ActionOutcomeV1:
+def _resolved(outcome: ActionOutcomeV1, body: ResolveRequest, *, by_probe: bool = False) -> ActionOutcomeV1:
     if body.resolution == "committed":
         return outcome.model_copy(
             update={
@@ -196,7 +257,8 @@ def _resolved(outcome: ActionOutcomeV1, body: ResolveRequest) -> ActionOutcomeV1
             }
         )
     if body.resolution == "not_committed":
-        message = "a person found that the call did not write: it is sent once more under the same key"
+        who = "a probe of the target" if by_probe else "a person"
+        message = f"{who} found that the call did not write: it is sent once more under the same key"
         if body.reason:
             message = f"{message} ({body.reason})"
         return outcome.model_copy(

@@ -24,7 +24,9 @@ from fulfill.domain.egress import (
     literal_address,
     parse_target_url,
 )
+from fulfill.domain.probes import LOOKUP_KEY_ARGUMENT
 from fulfill.domain.targets import (
+    REMOTE_TOOL_NAME,
     GatewayTarget,
     TargetAuthType,
     TargetAuthView,
@@ -86,6 +88,9 @@ class TargetDraft(BaseModel):
     # Whether the target deduplicates on the idempotency key (``_meta`` io.fulfill/idempotency-key):
     # only then is a call whose answer was lost retried.
     deduplicates: bool = False
+    # The target's tool that looks a write up by its idempotency key, for reconcile probes of an
+    # AMBIGUOUS execution: it must be one of the target's tools and take ``idempotency_key``.
+    lookup_tool: str | None = Field(default=None, pattern=REMOTE_TOOL_NAME.pattern)
 
 
 class TargetToolView(BaseModel):
@@ -101,6 +106,7 @@ class TargetView(BaseModel):
     url: str
     auth: TargetAuthView
     deduplicates: bool
+    lookup_tool: str | None = None
     tools: list[TargetToolView]
     skipped_tools: list[str] = Field(default_factory=list)
     revision: int
@@ -170,12 +176,15 @@ class TargetAdmin:
             name=draft.name, url=url.url, auth=auth, deduplicates=draft.deduplicates, secret=secret
         )
         discovery = self._discover(endpoint, url)
+        if draft.lookup_tool is not None:
+            _check_lookup_tool(draft.lookup_tool, discovery)
         now = self._now_iso()
         target = GatewayTarget(
             name=draft.name,
             url=url.url,
             auth=auth,
             deduplicates=draft.deduplicates,
+            lookup_tool=draft.lookup_tool,
             tools=discovery.tools,
             skipped_tools=discovery.skipped,
             revision=1,
@@ -299,12 +308,27 @@ class TargetAdmin:
             self._catalog.changed()
 
 
+def _check_lookup_tool(name: str, discovery: Discovery) -> None:
+    """A declared lookup tool is one of the target's tools and takes the idempotency key."""
+    spec = next((tool for tool in discovery.tools if tool.remote_name == name), None)
+    if spec is None:
+        raise Invalid(f"lookup_tool {name!r} is not one of the target's tools", code="LOOKUP_TOOL_UNKNOWN")
+    properties = spec.input_schema.get("properties")
+    if not isinstance(properties, dict) or LOOKUP_KEY_ARGUMENT not in properties:
+        raise Invalid(
+            f"lookup_tool {name!r} must take the argument {LOOKUP_KEY_ARGUMENT!r} (its input schema "
+            "does not declare it)",
+            code="LOOKUP_TOOL_INVALID",
+        )
+
+
 def _view(target: GatewayTarget) -> TargetView:
     return TargetView(
         name=target.name,
         url=target.url,
         auth=target.auth,
         deduplicates=target.deduplicates,
+        lookup_tool=target.lookup_tool,
         tools=[
             TargetToolView(name=tool.name, description=tool.description, input_schema=tool.input_schema)
             for tool in target.tools

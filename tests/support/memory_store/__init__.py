@@ -36,6 +36,7 @@ from fulfill.ports.repositories import (
     NotificationsRepository,
     OutboxRepository,
     PoliciesRepository,
+    ProbesRepository,
     RegistryRepository,
     TargetsRepository,
 )
@@ -56,6 +57,7 @@ from tests.support.memory_store.ledger import MemoryLedgerRepository
 from tests.support.memory_store.notifications import MemoryNotificationsRepository
 from tests.support.memory_store.outbox import MemoryOutboxRepository
 from tests.support.memory_store.policies import MemoryPoliciesRepository
+from tests.support.memory_store.probes import MemoryProbesRepository
 from tests.support.memory_store.registry import MemoryRegistryRepository
 from tests.support.memory_store.tables import Tables
 from tests.support.memory_store.targets import MemoryTargetsRepository
@@ -84,6 +86,7 @@ class MemoryUnitOfWork:
         self.email_links: EmailLinksRepository = MemoryEmailLinksRepository(tables)
         self.outbox: OutboxRepository = MemoryOutboxRepository(tables)
         self.policies: PoliciesRepository = MemoryPoliciesRepository(tables)
+        self.probes: ProbesRepository = MemoryProbesRepository(tables)
         self.registry: RegistryRepository = MemoryRegistryRepository(tables)
         self.targets: TargetsRepository = MemoryTargetsRepository(tables)
 

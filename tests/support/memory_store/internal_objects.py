@@ -33,6 +33,10 @@ class MemoryInternalObjectsRepository:
             self._objects[key] = (InternalObject(kind, object_id, tenant_id, account_id, deleted=False), None)
         return self._objects[key][0]
 
+    def find_by_key(self, kind: str, idempotency_key: str) -> InternalObject | None:
+        found = self._objects.get((kind, idempotency_key))
+        return found[0] if found is not None else None
+
     def restore(self, kind: str, idempotency_key: str) -> None:
         key = (kind, idempotency_key)
         if key in self._objects:

@@ -35,6 +35,7 @@ from fulfill.domain.errors import ErrorClass
 from fulfill.domain.external_writes import ReservationKind
 from fulfill.domain.models import ExternalObjectRef
 from fulfill.domain.ports import Clock
+from fulfill.domain.probes import Absent, Found, Inconclusive, ProbeResult, Undeclared
 from fulfill.domain.records import ExternalWrite
 from fulfill.ports.store import Store
 
@@ -128,6 +129,43 @@ class SalesforceConnector:
                 compensates=CrmTool.UPDATE_FIELD.value,
             ),
         ]
+
+    # --- reconcile probes ----------------------------------------------------------------------
+
+    def lookup(
+        self,
+        *,
+        tenant_id: str,
+        account_id: str,
+        action_intent_id: str,
+        tool_name: str,
+        idempotency_key: str,
+        timeout_seconds: float,
+    ) -> ProbeResult:
+        """A reconcile probe: the record a create wrote, found by the marker field it carries
+        (the same SOQL query a create runs before writing again). A record found is committed to
+        the key's reservation, so that a compensation of the resolved write finds it."""
+        sobject = _CREATED.get(tool_name)
+        if sobject is None:
+            return Undeclared(f"{tool_name} writes no marker a lookup can find")
+        api = self._api(tenant_id, account_id)
+        try:
+            found = self._find_by_marker(api, sobject, idempotency_key)
+        except ConnectorFailure as failure:
+            return Inconclusive(f"{failure.code}: {failure.message}")
+        except Exception as exc:
+            return Inconclusive(f"the lookup failed: {type(exc).__name__}")
+        if found is None:
+            return Absent()
+        url = api.record_url(found)
+        try:
+            key = WriteKey(tenant_id, account_id, idempotency_key)
+            reservation = self._reservations.reserve(CrmTool(tool_name), key, action_intent_id)
+            if reservation.kind is not ReservationKind.COMMITTED:
+                reservation.commit(sobject, found, url)
+        except Exception as exc:  # the refs hold without it; the undo then says what it misses
+            log.warning("the record a probe found could not be recorded: %s", type(exc).__name__)
+        return Found((_ref(sobject, found, url),))
 
     # --- tools --------------------------------------------------------------------------------
 
@@ -467,6 +505,9 @@ class SalesforceConnector:
                 restored = sorted(changes)
             self._reservations.mark_compensated(write)
         return tool_success([_ref(sobject, object_id, write.object_url)], restored_fields=restored)
+
+
+_CREATED = {CrmTool.CREATE_TASK.value: SObject.TASK, CrmTool.CREATE_OPPORTUNITY.value: SObject.OPPORTUNITY}
 
 
 def _ref(object_type: str, object_id: str, object_url: str | None) -> ExternalObjectRef:

@@ -18,6 +18,7 @@ from fulfill.ports.repositories.ledger import LedgerRepository
 from fulfill.ports.repositories.notifications import NotificationsRepository
 from fulfill.ports.repositories.outbox import OutboxRepository
 from fulfill.ports.repositories.policies import PoliciesRepository
+from fulfill.ports.repositories.probes import ProbesRepository
 from fulfill.ports.repositories.registry import RegistryRepository
 from fulfill.ports.repositories.targets import TargetsRepository
 
@@ -38,6 +39,7 @@ __all__ = [
     "NotificationsRepository",
     "OutboxRepository",
     "PoliciesRepository",
+    "ProbesRepository",
     "RegistryRepository",
     "TargetsRepository",
 ]

@@ -25,6 +25,10 @@ class InternalObjectsRepository(Protocol):
         under that key (which may belong to another owner, or be deleted: the caller decides)."""
         ...
 
+    def find_by_key(self, kind: str, idempotency_key: str) -> InternalObject | None:
+        """The object stored under the idempotency key (any owner, deleted or not), or None."""
+        ...
+
     def restore(self, kind: str, idempotency_key: str) -> None:
         """Undelete the object stored under the key."""
         ...
