@@ -116,8 +116,15 @@ def test_the_service_selects_the_api_pods_only_and_the_budgets_and_autoscaler_th
         assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
         budget = _one("PodDisruptionBudget", deployment["metadata"]["name"])
         assert budget["spec"]["selector"] == deployment["spec"]["selector"]
-        assert budget["spec"]["minAvailable"] < deployment["spec"]["replicas"]
     autoscaler = _one("HorizontalPodAutoscaler", "fulfill-worker")
+    # The api's replicas are its own; the workers' are the autoscaler's alone (none in the
+    # Deployment, which would reset them at every apply). A budget always leaves one pod to evict.
+    assert "replicas" not in worker["spec"]
+    assert _one("PodDisruptionBudget", "fulfill-api")["spec"]["minAvailable"] < api["spec"]["replicas"]
+    assert (
+        _one("PodDisruptionBudget", "fulfill-worker")["spec"]["minAvailable"]
+        < autoscaler["spec"]["minReplicas"]
+    )
     assert autoscaler["spec"]["scaleTargetRef"] == {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
