@@ -36,6 +36,7 @@ from fulfill.tokens import mint_token
 from fulfill_tools.launch import free_port, start_serve, stop_all
 from tests.support.harness import ALL_SCOPES, TERMINAL, TEST_SECRET, colleague_headers, fresh_database_url
 from tests.support.http_doubles import FaultyProxy, most_in_any_window, wait_for
+from tests.support.topology import WORKERS
 
 pytestmark = pytest.mark.slow
 
@@ -47,7 +48,7 @@ class Cluster:
         self.proxy = FaultyProxy()
         self.proxy.state.latency = 0.3
         self.api_port = free_port()
-        self.worker_ports = [free_port(), free_port()]
+        self.worker_ports = [free_port() for _ in range(WORKERS)]  # deploy/compose.yaml's too
         self.env = {
             **os.environ,
             "FULFILL_DATABASE_URL": fresh_database_url(tmp_path),

@@ -23,6 +23,7 @@ from fulfill_tools.launch import free_port, start_serve, stop_all
 from tests.support.harness import ALL_SCOPES, TERMINAL, TEST_SECRET, colleague_headers, fresh_database_url
 from tests.support.http_doubles import wait_for
 from tests.support.metrics import Samples, scrape, value
+from tests.support.topology import WORKERS
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +33,7 @@ TENANT = "tenant-procs"
 class Cluster:
     def __init__(self, tmp_path: Path) -> None:
         self.api_port = free_port()
-        self.worker_ports = [free_port(), free_port()]
+        self.worker_ports = [free_port() for _ in range(WORKERS)]  # deploy/compose.yaml's too
         self.env = {
             **os.environ,
             "FULFILL_DATABASE_URL": fresh_database_url(tmp_path),
