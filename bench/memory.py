@@ -194,14 +194,20 @@ def package_costs(rows: list[tuple[str, int, int, int]]) -> list[dict[str, Any]]
 def memory_by_package(rows: list[tuple[str, int, int, int]]) -> dict[str, Any]:
     names = [name for name, *_ in rows if name not in ("__main__", "site")]
     out = subprocess.run(
-        [sys.executable, "-c", _ATTRIBUTE], input=json.dumps(names), check=True, capture_output=True, text=True
+        [sys.executable, "-c", _ATTRIBUTE],
+        input=json.dumps(names),
+        check=True,
+        capture_output=True,
+        text=True,
     )
     result: dict[str, Any] = json.loads(out.stdout)
     return result
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=3, help="starts measured (default 3)")
     parser.add_argument("--idle", type=float, default=5.0, help="seconds idle before reading (default 5)")
     parser.add_argument("--top", type=int, default=25, help="packages listed (default 25)")
@@ -221,18 +227,26 @@ def main() -> None:
     for entry in costs:
         entry["rss_mib"] = round(attributed["grown"].get(entry["package"], 0) / 1024, 1)
 
-    print(f"fulfill serve, idle {args.idle:g} s, SQLite, {len(rows)} modules imported"
-          + (f", with {' '.join(args.env)}" if args.env else ""))
+    print(
+        f"fulfill serve, idle {args.idle:g} s, SQLite, {len(rows)} modules imported"
+        + (f", with {' '.join(args.env)}" if args.env else "")
+    )
     print(f"{'ready s':>8} {'RSS MiB':>8} {'USS MiB':>8} {'peak MiB':>9} {'threads':>8}")
     for start in starts:
-        print(f"{start.ready_seconds:8.2f} {start.rss_mib:8.1f} {start.uss_mib:8.1f} {start.peak_mib:9.1f} {start.threads:8d}")
+        print(
+            f"{start.ready_seconds:8.2f} {start.rss_mib:8.1f} {start.uss_mib:8.1f} {start.peak_mib:9.1f} {start.threads:8d}"
+        )
     rss = sorted(start.rss_mib for start in starts)[len(starts) // 2]
-    print(f"floor (python importing {', '.join(FLOOR_IMPORTS)} only): {floor:.1f} MiB; median RSS {rss:.1f} MiB "
-          f"= floor + {rss - floor:.1f} MiB")
+    print(
+        f"floor (python importing {', '.join(FLOOR_IMPORTS)} only): {floor:.1f} MiB; median RSS {rss:.1f} MiB "
+        f"= floor + {rss - floor:.1f} MiB"
+    )
     print(f"\nimports replayed in a fresh interpreter: {attributed['total'] / 1024:.1f} MiB resident")
     print(f"{'package':<28} {'import ms':>9} {'modules':>7} {'RSS MiB':>8}  first imported by")
     for entry in costs[: args.top]:
-        print(f"{entry['package']:<28} {entry['import_ms']:9.1f} {entry['modules']:7d} {entry['rss_mib']:8.1f}  {entry['first_by']}")
+        print(
+            f"{entry['package']:<28} {entry['import_ms']:9.1f} {entry['modules']:7d} {entry['rss_mib']:8.1f}  {entry['first_by']}"
+        )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         results = {
