@@ -20,7 +20,9 @@ NOT_CONFIGURED = (
     "prompt_toolkit",  # the CEL package's interactive shell
     "authlib",  # console login with OpenID Connect
     "joserfc",
+    "jinja2",  # the console's templates, by the first page rendered
     "opentelemetry.exporter.otlp.proto.http.trace_exporter",  # span export
+    "alembic",  # building the app migrates nothing (a start on a migrated database neither)
     "fulfill_tools.launch",  # the tooling package's work (its commands only join the CLI)
     "fulfill_tools.loadtest",
     "fulfill_tools.dev",
