@@ -16,6 +16,7 @@ same order and attributes each module's growth of the resident set to its packag
 
     python -m bench.memory
     python -m bench.memory --runs 3 --top 30 --json bench/results/memory.json
+    python -m bench.memory --migrated      # a restart: the database is already at head
     python -m bench.memory --env MALLOC_ARENA_MAX=2
 """
 
@@ -117,11 +118,21 @@ def _env(directory: Path, port: int, extra: dict[str, str]) -> dict[str, str]:
     }
 
 
-def start_once(idle: float, extra: dict[str, str], importtime: Path | None = None) -> Start:
-    """One ``fulfill serve`` on a fresh database, measured once it has been idle ``idle`` s."""
+def start_once(
+    idle: float, extra: dict[str, str], importtime: Path | None = None, *, migrated: bool
+) -> Start:
+    """One ``fulfill serve`` on a fresh database (``migrated``: by ``fulfill migrate`` beforehand,
+    as every start but a deployment's first finds it), measured once idle for ``idle`` s."""
     with tempfile.TemporaryDirectory() as name:
         directory = Path(name)
         port = free_port()
+        if migrated:
+            subprocess.run(
+                [sys.executable, "-m", "fulfill", "migrate"],
+                env=_env(directory, port, extra),
+                check=True,
+                capture_output=True,
+            )
         command = [sys.executable, *(["-X", "importtime"] if importtime else []), "-m", "fulfill", "serve"]
         log = directory / "serve.log"
         with log.open("wb") as out, (importtime or Path(os.devnull)).open("wb") as err:
@@ -212,15 +223,18 @@ def main() -> None:
     parser.add_argument("--idle", type=float, default=5.0, help="seconds idle before reading (default 5)")
     parser.add_argument("--top", type=int, default=25, help="packages listed (default 25)")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="more environment")
+    parser.add_argument(
+        "--migrated", action="store_true", help="start on a database migrated beforehand (a restart)"
+    )
     parser.add_argument("--json", type=Path, help="write the results here too")
     args = parser.parse_args()
     extra = dict(item.split("=", 1) for item in args.env)
 
     floor = floor_mib()
-    starts = [start_once(args.idle, extra) for _ in range(args.runs)]
+    starts = [start_once(args.idle, extra, migrated=args.migrated) for _ in range(args.runs)]
     with tempfile.TemporaryDirectory() as name:
         trace = Path(name) / "importtime.txt"
-        start_once(0.5, extra, importtime=trace)
+        start_once(0.5, extra, importtime=trace, migrated=args.migrated)
         rows = parse_importtime(trace.read_text(errors="replace"))
     costs = package_costs(rows)
     attributed = memory_by_package(rows)
@@ -228,8 +242,8 @@ def main() -> None:
         entry["rss_mib"] = round(attributed["grown"].get(entry["package"], 0) / 1024, 1)
 
     print(
-        f"fulfill serve, idle {args.idle:g} s, SQLite, {len(rows)} modules imported"
-        + (f", with {' '.join(args.env)}" if args.env else "")
+        f"fulfill serve, idle {args.idle:g} s, SQLite ({'migrated' if args.migrated else 'new'}), "
+        f"{len(rows)} modules imported" + (f", with {' '.join(args.env)}" if args.env else "")
     )
     print(f"{'ready s':>8} {'RSS MiB':>8} {'USS MiB':>8} {'peak MiB':>9} {'threads':>8}")
     for start in starts:
@@ -251,6 +265,7 @@ def main() -> None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         results = {
             "idle_seconds": args.idle,
+            "migrated": args.migrated,
             "env": args.env,
             "floor_mib": floor,
             "starts": [asdict(start) for start in starts],
