@@ -139,7 +139,7 @@ def start_once(
             began = time.monotonic()
             process = subprocess.Popen(command, env=_env(directory, port, extra), stdout=out, stderr=err)
         try:
-            wait_ready(local_url(port), {"fulfill serve": (process, log)})
+            wait_ready(local_url(port), {"fulfill serve": (process, log)}, timeout=600)
             ready = time.monotonic() - began
             time.sleep(idle)
             status = _status(process.pid)
