@@ -28,7 +28,6 @@ from typing import TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -164,6 +163,9 @@ class OtlpExport:
     """Batched OTLP/HTTP export of this process's spans to one endpoint, while it is started."""
 
     def __init__(self, endpoint: str) -> None:
+        # The exporter (and the protobuf runtime under it) is imported only when export is on.
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
         self.endpoint = endpoint
         self._processor = BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint))
         add_span_processor(self._processor)

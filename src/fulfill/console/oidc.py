@@ -31,11 +31,8 @@ import anyio
 import httpx
 import httpx2
 import jwt
-from authlib.integrations.base_client import OAuthError
-from authlib.integrations.starlette_client import OAuth
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from joserfc.errors import ClaimError, ExpiredTokenError, InvalidKeyIdError, JoseError
 
 from fulfill.api.deps import ServiceContext, Verifier, verifier_of
 from fulfill.api.problems import ApiProblem
@@ -108,6 +105,9 @@ class OidcLogin:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OidcLogin:
+        # Authlib (and joserfc under it) is imported only when a provider is configured.
+        from authlib.integrations.starlette_client import OAuth
+
         oauth = OAuth()
         client = oauth.register(
             name=_PROVIDER,
@@ -266,6 +266,8 @@ class OidcLogin:
         return bearer, principal
 
     async def _exchange(self, code: str, pending: dict[str, Any]) -> dict[str, Any]:
+        from authlib.integrations.base_client import OAuthError
+
         try:
             token = await self.client.fetch_access_token(
                 code=code,
@@ -292,6 +294,8 @@ class OidcLogin:
         return cast(dict[str, Any], token)
 
     async def _validate_id_token(self, token: dict[str, Any], pending: dict[str, Any]) -> None:
+        from joserfc.errors import ClaimError, ExpiredTokenError, InvalidKeyIdError, JoseError
+
         id_token = token.get("id_token")
         if not isinstance(id_token, str) or not id_token:
             raise LoginFailed(

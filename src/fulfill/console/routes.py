@@ -8,18 +8,18 @@ shown as a readable page with the API's status code, never a 500.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, urlencode
 
 import anyio
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from fastapi.templating import Jinja2Templates
 from pydantic import TypeAdapter, ValidationError
 
 from fulfill import metrics
@@ -51,9 +51,23 @@ from fulfill.usecases.dashboard import DASHBOARD_SCOPES
 from fulfill.usecases.errors import UseCaseError
 from fulfill.usecases.resolutions import ResolveRequest
 
+if TYPE_CHECKING:
+    from fastapi.templating import Jinja2Templates
+
 _HERE = Path(__file__).parent
-templates = Jinja2Templates(directory=str(_HERE / "templates"))
-templates.env.globals["Scope"] = Scope
+
+
+@functools.cache
+def templates() -> Jinja2Templates:
+    """The console's templates, loaded (with Jinja) by the first page rendered: a service whose
+    console nobody opens never imports Jinja."""
+    from fastapi.templating import Jinja2Templates
+
+    loaded = Jinja2Templates(directory=str(_HERE / "templates"))
+    loaded.env.globals["Scope"] = Scope
+    return loaded
+
+
 router = APIRouter(prefix="/console", include_in_schema=False)
 
 _ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
@@ -119,7 +133,7 @@ def _render(
 ) -> HTMLResponse:
     flash = request.session.pop("flash", None) if principal is not None else None
     warnings = request.session.pop("warnings", None) if principal is not None else None
-    response = templates.TemplateResponse(
+    response = templates().TemplateResponse(
         request,
         template,
         {

@@ -28,9 +28,8 @@ import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import cel
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from fulfill.domain.models import (
@@ -42,6 +41,9 @@ from fulfill.domain.models import (
     PolicyMode,
     RiskClass,
 )
+
+if TYPE_CHECKING:
+    import cel
 
 MAX_EXPRESSION_LENGTH = 2000
 MAX_NAME_LENGTH = 200
@@ -163,6 +165,10 @@ class PolicyVersion:
 
 @functools.lru_cache(maxsize=1024)
 def _compiled(expression: str) -> cel.Program:
+    # The CEL runtime is imported when the first expression is compiled: its package also brings
+    # an interactive shell's libraries, which a service whose tenants have no policy never needs.
+    import cel
+
     return cel.compile(expression)
 
 
@@ -240,6 +246,8 @@ def _variable_exists(name: str) -> bool:
 
 @functools.lru_cache(maxsize=256)
 def _function_exists(name: str, probes: tuple[str, ...] = _PROBES) -> bool:
+    import cel
+
     for probe in probes:
         try:
             cel.compile(probe.format(f=name)).execute({})

@@ -30,17 +30,13 @@ import hashlib
 import hmac
 import json
 import logging
-import smtplib
 import socket
 import ssl
 from dataclasses import dataclass
-from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import httpx
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError, SlackClientError
 
 from fulfill.config import Settings, parse_smtp_url
 from fulfill.credentials.crypto import SecretsKeyError
@@ -62,6 +58,13 @@ from fulfill.domain.ports import Clock
 from fulfill.ports.store import Store
 from fulfill.usecases.email_links import email_link
 from fulfill.usecases.notifications import open_secret
+
+# Slack's SDK and the mail modules are imported by the first message on their channel: a service
+# with no Slack or email channel configured never loads them.
+if TYPE_CHECKING:
+    from email.message import EmailMessage
+
+    from slack_sdk.errors import SlackApiError
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +124,9 @@ class NoticeSender:
         token = open_secret(self._settings, stored, SECRET_SLACK_BOT_TOKEN) if slack is not None else None
         if slack is None or token is None:
             return Refusal("slack is not configured for this tenant any more")
+        from slack_sdk import WebClient
+        from slack_sdk.errors import SlackApiError, SlackClientError
+
         client = WebClient(
             token=token,
             base_url=self._settings.slack_api_url,
@@ -165,6 +171,8 @@ class NoticeSender:
             return Refusal("FULFILL_SMTP_URL is not set")
         if not self._settings.smtp_from:
             return Refusal("FULFILL_SMTP_FROM is not set")
+        import smtplib
+
         server = parse_smtp_url(url)
         # One message per recipient: each carries its own signed, single-use link to the intent.
         messages = [
@@ -213,6 +221,9 @@ class NoticeSender:
 
     def _email_for(self, notice: Notice, link: str | None, message_id: str, recipient: str) -> EmailMessage:
         signed = email_link(self._settings, notice, recipient, now=self._clock.now())
+        from email.message import EmailMessage
+        from email.utils import formatdate, make_msgid
+
         subject, body = email_message(notice, link=signed or link)
         message = EmailMessage()
         message["From"] = self._settings.smtp_from

@@ -27,8 +27,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError, SlackClientError
 
 from fulfill.credentials.crypto import SecretsKeyError
 from fulfill.domain.models import ActionIntentV1, ApprovalStatus
@@ -244,6 +242,10 @@ def tell_slack(rt: UseCaseContext, answer: SlackAnswer) -> None:
     if answer.ephemeral is not None:
         _ephemeral(rt, answer)
     if answer.update is not None and answer.bot_token is not None:
+        # Slack's SDK is imported by the first click that needs it, not by every service.
+        from slack_sdk import WebClient
+        from slack_sdk.errors import SlackApiError, SlackClientError
+
         client = WebClient(token=answer.bot_token, base_url=rt.settings.slack_api_url, timeout=10)
         update = answer.update
         try:
@@ -270,6 +272,9 @@ def _ephemeral(rt: UseCaseContext, answer: SlackAnswer) -> None:
             log.warning("Slack's response_url unreachable: %s", type(exc).__name__)
     if answer.bot_token is None or answer.channel is None or answer.user_id is None:
         return
+    from slack_sdk import WebClient
+    from slack_sdk.errors import SlackApiError, SlackClientError
+
     client = WebClient(token=answer.bot_token, base_url=rt.settings.slack_api_url, timeout=10)
     try:
         client.chat_postEphemeral(channel=answer.channel, user=answer.user_id, text=text)
@@ -278,6 +283,8 @@ def _ephemeral(rt: UseCaseContext, answer: SlackAnswer) -> None:
 
 
 def _why(exc: Exception) -> str:
+    from slack_sdk.errors import SlackApiError
+
     if isinstance(exc, SlackApiError):
         return str(exc.response.get("error") or exc.response.status_code)
     return type(exc).__name__

@@ -1,0 +1,104 @@
+"""What ``fulfill serve`` imports: a library of a feature that is not configured stays unloaded (its
+memory and import time are not paid), and configuring the feature loads it. Each case runs in a
+fresh interpreter, so nothing imported by another test counts."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+# Loaded only by the feature that needs them (never by a default service's start-up code).
+NOT_CONFIGURED = (
+    "boto3",  # S3 ledger export, EventBridge
+    "botocore",
+    "slack_sdk",  # Slack notifications and clicks
+    "smtplib",  # email notifications
+    "cel",  # approval policies' `when` expressions
+    "prompt_toolkit",  # the CEL package's interactive shell
+    "authlib",  # console login with OpenID Connect
+    "joserfc",
+    "jinja2",  # the console's templates, by the first page rendered
+    "opentelemetry.exporter.otlp.proto.http.trace_exporter",  # span export
+    "alembic",  # building the app migrates nothing (a start on a migrated database neither)
+    "fulfill_tools.launch",  # the tooling package's work (its commands only join the CLI)
+    "fulfill_tools.loadtest",
+    "fulfill_tools.dev",
+)
+
+_SERVE_APP = """
+import json, os, sys
+for name in [n for n in os.environ if n.startswith(("FULFILL_", "OTEL_"))]:
+    del os.environ[name]
+os.environ.update({settings})
+import fulfill.cli  # what `fulfill serve` runs through
+from fulfill.api.app import create_app
+from fulfill.config import Settings
+from fulfill.service import Service
+
+app = create_app(Service(Settings()))
+{then}
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def _modules_after_building_the_app(settings: dict[str, str], then: str = "") -> set[str]:
+    code = _SERVE_APP.format(settings=repr(settings), then=textwrap.dedent(then))
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=180
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    return set(json.loads(out.stdout.splitlines()[-1]))
+
+
+def _default(tmp: str) -> dict[str, str]:
+    return {"FULFILL_DATABASE_URL": f"sqlite:///{tmp}/fulfill.db", "FULFILL_JWT_SECRET": "s" * 40}
+
+
+def test_a_default_service_does_not_import_what_it_does_not_use(tmp_path: Path) -> None:
+    loaded = _modules_after_building_the_app(_default(str(tmp_path)))
+    assert "fulfill.api.app" in loaded  # the app was built
+    assert "dbos" in loaded
+    assert sorted(name for name in NOT_CONFIGURED if name in loaded) == []
+
+
+def test_console_login_loads_authlib_when_an_issuer_is_configured(tmp_path: Path) -> None:
+    settings = {
+        **_default(str(tmp_path)),
+        "FULFILL_OIDC_ISSUER": "http://127.0.0.1:9/realm",
+        "FULFILL_OIDC_CLIENT_ID": "console",
+        "FULFILL_JWKS_URL": "http://127.0.0.1:9/jwks",
+        "FULFILL_CONSOLE_SESSION_SECRET": "c" * 40,
+    }
+    loaded = _modules_after_building_the_app(settings)
+    assert "authlib.integrations.starlette_client" in loaded
+
+
+def test_a_policy_expression_loads_cel_and_is_checked(tmp_path: Path) -> None:
+    then = """
+        from fulfill.domain import policies
+
+        assert "cel" not in sys.modules
+        policies.check_expression("params.amount > 100")
+        try:
+            policies.check_expression("params.amount >")
+        except ValueError:
+            pass
+        else:
+            raise AssertionError("a broken expression was accepted")
+    """
+    loaded = _modules_after_building_the_app(_default(str(tmp_path)), then)
+    assert "cel" in loaded
+
+
+def test_span_export_loads_the_otlp_exporter_when_configured(tmp_path: Path) -> None:
+    then = """
+        from fulfill import tracing
+
+        assert "opentelemetry.exporter.otlp.proto.http.trace_exporter" not in sys.modules
+        tracing.OtlpExport("http://127.0.0.1:9/v1/traces").stop()
+    """
+    loaded = _modules_after_building_the_app(_default(str(tmp_path)), then)
+    assert "opentelemetry.exporter.otlp.proto.http.trace_exporter" in loaded
