@@ -163,36 +163,34 @@ def export_store(store: Store, tenant_id: str, since: int) -> list[dict[str, Any
     return list(iter_export(store, tenant_id, since))
 
 
-# Checkpoints read per transaction when exporting: an export holds at most this many checkpoints'
-# entries (each checkpoint covers at most MAX_ENTRIES_PER_CHECKPOINT) in memory at once.
-EXPORT_PAGE = 20
+# Checkpoints read per query when exporting: an export holds this page of checkpoints (their
+# leaves) and one checkpoint's entries (at most MAX_ENTRIES_PER_CHECKPOINT) in memory at once.
+EXPORT_PAGE = 10
 
 
 def iter_export(
     store: Store, tenant_id: str, since: int, *, until: int | None = None
 ) -> Iterator[dict[str, Any]]:
     """The records of :func:`export`, a page of checkpoints at a time, each checkpoint's entries
-    read by position; with ``until``, only checkpoints that end at or before that position. A
-    checkpoint and its entries' positions are written in one transaction and never change
-    afterwards, so the pages need no common snapshot."""
+    read by position as its records are consumed; with ``until``, only checkpoints that end at or
+    before that position. A checkpoint and its entries' positions are written in one transaction
+    and never change afterwards, so the reads need no common snapshot."""
     while True:
         with store.read() as uow:
             page = uow.ledger.checkpoints_after(tenant_id, since, limit=EXPORT_PAGE)
-            if until is not None:
-                page = [cp for cp in page if cp.last_position <= until]
-            batches = [
-                (cp, uow.ledger.entries_at(tenant_id, cp.first_position, cp.last_position)) for cp in page
-            ]
-        for cp, entries in batches:
+        within = [cp for cp in page if until is None or cp.last_position <= until]
+        for cp in within:
+            with store.read() as uow:
+                entries = uow.ledger.entries_at(tenant_id, cp.first_position, cp.last_position)
             yield from ledger_chain.export_lines([cp], entries)
             since = cp.last_position
-        if len(page) < EXPORT_PAGE:
+        if len(page) < EXPORT_PAGE or len(within) < len(page):
             return
 
 
 # Checkpoints read per query when verifying: verification holds one page of checkpoints (their
 # leaves) and one checkpoint's entries at a time, whatever the length of the ledger.
-VERIFY_PAGE = 10
+VERIFY_PAGE = 4
 _UNPOSITIONED_PAGE = 1000
 
 
