@@ -197,6 +197,9 @@ class Settings(BaseSettings):
     # Also export per-tenant series (fulfill_tenant_*), with the tenant id as a label value. Off by
     # default: tenant ids are unbounded and may be sensitive.
     metrics_tenant_labels: bool = False
+    # Exported as fulfill_ambiguous_alert_threshold_seconds: FulfillAmbiguousExecutionsOld fires
+    # when the oldest AMBIGUOUS execution (fulfill_ambiguous_oldest_age_seconds) is older.
+    ambiguous_alert_seconds: float = Field(default=3600.0, gt=0, le=30 * 86_400)
 
     log_level: str = "INFO"
     # text: one human-readable line per event; json: one JSON object per line (for collectors).

@@ -192,6 +192,9 @@ class SharedState:
     attempts_past_budget: Mapping[str, int] = field(default_factory=dict)
     # Executions waiting AMBIGUOUS for a person's resolution, by age bucket.
     ambiguous_by_age: Mapping[str, int] = field(default_factory=dict)
+    # How long the oldest of them has waited (0: none), and FULFILL_AMBIGUOUS_ALERT_SECONDS.
+    ambiguous_oldest_age_seconds: float = 0.0
+    ambiguous_alert_threshold_seconds: float = 3600.0
     # Outbox deliveries not yet delivered, and the age of the oldest one's message (0: none).
     outbox_backlog: int = 0
     outbox_oldest_age_seconds: float = 0.0
@@ -322,6 +325,17 @@ def _store_families(state: SharedState) -> list[Metric]:
     families: list[Metric] = [
         past_budget,
         ambiguous,
+        GaugeMetricFamily(
+            "fulfill_ambiguous_oldest_age_seconds",
+            "Time since the longest-waiting AMBIGUOUS execution became AMBIGUOUS (0: none).",
+            value=state.ambiguous_oldest_age_seconds,
+        ),
+        GaugeMetricFamily(
+            "fulfill_ambiguous_alert_threshold_seconds",
+            "FULFILL_AMBIGUOUS_ALERT_SECONDS: how long an execution may wait AMBIGUOUS before "
+            "FulfillAmbiguousExecutionsOld fires.",
+            value=state.ambiguous_alert_threshold_seconds,
+        ),
         GaugeMetricFamily(
             "fulfill_outbox_backlog",
             "Outbox deliveries not yet delivered, read from the database.",

@@ -257,6 +257,7 @@ class Service:
             known_connectors=self.runtime.connector_names(),
             environment_stop=self.settings.global_execution_stop,
             tenant_labels=self.settings.metrics_tenant_labels,
+            ambiguous_alert_seconds=self.settings.ambiguous_alert_seconds,
         )
 
     def stop(self) -> None:

@@ -130,6 +130,8 @@ def test_a_lost_answer_waits_ambiguous_with_no_second_call_no_rerun_and_no_cance
         assert value(samples, "fulfill_ambiguous_executions", age="under_1h") == 1
         assert value(samples, "fulfill_ambiguous_executions", age="1h_to_24h") == 0
         assert value(samples, "fulfill_ambiguous_executions", age="over_24h") == 0
+        assert value(samples, "fulfill_ambiguous_oldest_age_seconds") >= 0.5  # waited the sleep above
+        assert value(samples, "fulfill_ambiguous_alert_threshold_seconds") == 3600
     assert target.calls() == 1
     assert target.stats()["effects"] == 1
 
@@ -202,7 +204,9 @@ def test_abandon_fails_with_the_reason_as_error_message(
         assert body["error_message"] == "the ticket system was rebuilt"
         [resolved] = [e for e in events(service, intent_id) if e.event_type == "EXECUTION_RESOLVED"]
         assert resolved.data["reason"] == "the ticket system was rebuilt"
-        assert value(scrape(service.url), "fulfill_ambiguous_executions", age="under_1h") == 0
+        samples = scrape(service.url)
+        assert value(samples, "fulfill_ambiguous_executions", age="under_1h") == 0
+        assert value(samples, "fulfill_ambiguous_oldest_age_seconds") == 0
     assert target.calls() == 1
 
 

@@ -24,7 +24,9 @@ from fulfill.cli import app
 from fulfill.domain.ledger_chain import entry_hash, key_id_of
 from fulfill.domain.models import LedgerEntry
 from fulfill.domain.scopes import TENANT_SCOPES
+from fulfill.store.sql_store import SqlStore
 from fulfill.store.tables import ledger_checkpoints, ledger_entries
+from fulfill.usecases.ledger import iter_export, verify_store
 from tests.support.harness import TEST_SECRET, Harness, make_settings
 
 KEY_A = Ed25519PrivateKey.generate()
@@ -408,3 +410,114 @@ def test_an_export_resumes_without_gaps_or_duplicates_and_verifies_offline_unles
     code, result = offline(whole)
     assert code == 1
     assert "unknown key" in result["first_bad_entry"]["problem"]
+
+
+def test_an_empty_ledger_answers_the_four_keys_on_the_api_and_the_cli(
+    keyed: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tenant = "ledger-empty"
+    expected = {
+        "intact": True,
+        "entries": 0,
+        "verified_entries": 0,
+        "unverified_entries": 0,
+        "first_bad_entry": None,
+        "last_signed_checkpoint": None,
+    }
+    with keyed.client(tenant) as client:
+        assert verify(client) == {"tenant_id": tenant, **expected}
+    monkeypatch.setenv("FULFILL_JWT_SECRET", TEST_SECRET)
+    monkeypatch.setenv("FULFILL_DATABASE_URL", keyed.settings.database_url)
+    monkeypatch.setenv("FULFILL_LEDGER_SIGNING_KEY", pem(KEY_A))
+    monkeypatch.delenv("FULFILL_URL", raising=False)
+    runner = CliRunner()
+    for where in (["--url", keyed.url], []):
+        ran = runner.invoke(app, ["ledger", "verify", "--tenant", tenant, *where])
+        assert ran.exit_code == 0, ran.output
+        assert json.loads(ran.stdout) == {"tenant_id": tenant, **expected}
+
+
+def _three_checkpoints(harness: Harness, tenant: str) -> None:
+    with harness.client(tenant) as client:
+        for _ in range(3):
+            propose(harness, client, 2)
+            assert checkpoint(client).status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("how", "problem"),
+    [
+        ("removed", "removed: signed in checkpoint 3, missing"),
+        ("moved", "moved: no longer at its signed position"),
+    ],
+)
+def test_verification_reads_one_checkpoint_at_a_time_and_still_names_the_row(
+    keyed: Harness, monkeypatch: pytest.MonkeyPatch, how: str, problem: str
+) -> None:
+    monkeypatch.setattr("fulfill.usecases.ledger.VERIFY_PAGE", 1)
+    tenant = f"ledger-paged-{how}"
+    _three_checkpoints(keyed, tenant)
+    store = SqlStore(keyed.db)
+    settings = keyed.settings
+    whole = verify_store(store, settings, tenant)
+    assert (whole["intact"], whole["verified_entries"], whole["last_signed_checkpoint"]["number"]) == (
+        True,
+        whole["entries"],
+        3,
+    )
+    target = next(row for row in rows(keyed, tenant) if row["position"] == whole["entries"] - 1)
+    with keyed.db.write() as conn:
+        if how == "removed":
+            conn.execute(delete(ledger_entries).where(ledger_entries.c.seq == target["seq"]))
+        else:  # moved far beyond every checkpoint: the entry is still there, not where it was signed
+            conn.execute(
+                update(ledger_entries).where(ledger_entries.c.seq == target["seq"]).values(position=10**6)
+            )
+    result = verify_store(store, settings, tenant)
+    assert result["first_bad_entry"] == {
+        "entry_id": target["entry_id"],
+        "position": target["position"],
+        "problem": problem,
+    }
+    assert result["last_signed_checkpoint"]["number"] == 2  # verified up to the one before
+
+
+def test_a_row_given_a_position_no_checkpoint_gave_is_caught_after_the_last_checkpoint(
+    keyed: Harness,
+) -> None:
+    tenant = "ledger-beyond"
+    _three_checkpoints(keyed, tenant)
+    with keyed.client(tenant) as client:
+        propose(keyed, client, 1)
+        unchecked = next(row for row in rows(keyed, tenant) if row["position"] is None)
+        with keyed.db.write() as conn:
+            conn.execute(
+                update(ledger_entries).where(ledger_entries.c.seq == unchecked["seq"]).values(position=0)
+            )
+        result = verify(client)
+    assert result["first_bad_entry"] == {
+        "entry_id": unchecked["entry_id"],
+        "position": 0,
+        "problem": "inserted: a position no signed checkpoint gave",
+    }
+    assert result["last_signed_checkpoint"]["number"] == 3
+
+
+def test_an_export_reads_page_by_page_and_stops_at_the_checkpoint_it_was_asked_until(
+    keyed: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tenant = "ledger-export-pages"
+    _three_checkpoints(keyed, tenant)
+    store = SqlStore(keyed.db)
+    whole = list(iter_export(store, tenant, 0))
+    monkeypatch.setattr("fulfill.usecases.ledger.EXPORT_PAGE", 1)
+    assert list(iter_export(store, tenant, 0)) == whole
+    checkpoints = [line for line in whole if line["kind"] == "checkpoint"]
+    until = checkpoints[1]["last_position"]
+    partial = list(iter_export(store, tenant, 0, until=until))
+    assert partial == whole[: whole.index(checkpoints[1]) + 1]
+    # The API's answer names where it stopped, and the checkpoints signed later are the next export's.
+    with keyed.client(tenant) as client:
+        lines, next_since = export(client, until)
+    assert lines == whole[whole.index(checkpoints[1]) + 1 :]
+    assert next_since == checkpoints[2]["last_position"]

@@ -5,16 +5,24 @@ Each test runs services of its own (one at a time per process), apart from test_
 from __future__ import annotations
 
 import json
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from pydantic import SecretStr
 from sqlalchemy import update
+from typer.testing import CliRunner
 
+from fulfill.cli import app
 from fulfill.domain.ledger_chain import key_id_of, verify_export
+from fulfill.domain.models import LedgerEntry
 from fulfill.engine.ledger_checkpoints import export_to_directory
+from fulfill.store.db import Database
+from fulfill.store.migrate import upgrade_to_head
+from fulfill.store.sql_store import SqlStore
 from fulfill.store.tables import ledger_entries
 from fulfill.usecases.ledger import public_keys
 from tests.integration.test_ledger_chain import (
@@ -27,7 +35,7 @@ from tests.integration.test_ledger_chain import (
     seed_b64,
     verify,
 )
-from tests.support.harness import Harness, make_settings
+from tests.support.harness import TEST_SECRET, Harness, make_settings
 from tests.support.http_doubles import wait_for
 
 
@@ -162,3 +170,83 @@ def test_workers_checkpoint_and_export_every_tenant_on_the_schedule(tmp_path: Pa
             assert again == [0, 0, 0]
     finally:
         harness.stop()
+
+
+def test_the_documented_key_rotation_works_with_the_cli_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/OPERATIONS.md "Key rotation", step by step: new-key, sign, rotate (the new key signs, the
+    old public half goes to FULFILL_LEDGER_PUBLIC_KEYS), sign again; both checkpoints verify, and an
+    export verifies offline with the published keys."""
+    tenant = "ledger-cli-rotation"
+    database = Database(make_settings(tmp_path).database_url)
+    upgrade_to_head(database)
+    store = SqlStore(database)
+    runner = CliRunner()
+    monkeypatch.setenv("FULFILL_JWT_SECRET", TEST_SECRET)
+    monkeypatch.setenv("FULFILL_DATABASE_URL", database.url)
+    monkeypatch.delenv("FULFILL_URL", raising=False)
+    monkeypatch.delenv("FULFILL_LEDGER_PUBLIC_KEYS", raising=False)
+
+    def new_key() -> tuple[str, str, str]:
+        made = runner.invoke(app, ["ledger", "new-key"])
+        assert made.exit_code == 0, made.output
+        found = re.fullmatch(r"key id (\w+), public key (\S+)\s*", made.stderr)
+        assert found is not None, made.stderr
+        return made.stdout.strip(), found.group(1), found.group(2)
+
+    def append(first: int, count: int) -> None:
+        with store.write() as uow:
+            for n in range(first, first + count):
+                uow.executions.append_ledger(
+                    LedgerEntry(
+                        entry_id=f"{tenant}-{n}",
+                        event_type="INTENT_REJECTED",
+                        timestamp="2026-12-05T01:00:00.000Z",
+                        tenant_id=tenant,
+                        account_id="acc-1",
+                        action_intent_id=f"ai_{n}",
+                        attempt=0,
+                        trace_id="0af7651916cd43dd8448eb211c80319c",
+                        data={"n": n},
+                    )
+                )
+
+    def signed() -> dict[str, Any]:
+        ran = runner.invoke(app, ["ledger", "checkpoint", "--tenant", tenant])
+        assert ran.exit_code == 0, ran.output
+        made: dict[str, Any] = json.loads(ran.stdout)
+        return made
+
+    try:
+        old_seed, old_id, old_public = new_key()
+        monkeypatch.setenv("FULFILL_LEDGER_SIGNING_KEY", old_seed)
+        append(0, 3)
+        assert signed()["key_id"] == old_id
+        new_seed, new_id, _ = new_key()
+        assert new_id != old_id
+        monkeypatch.setenv("FULFILL_LEDGER_SIGNING_KEY", new_seed)
+        monkeypatch.setenv("FULFILL_LEDGER_PUBLIC_KEYS", old_public)
+        append(3, 2)
+        second = signed()
+        assert (second["number"], second["key_id"]) == (2, new_id)
+        verified = runner.invoke(app, ["ledger", "verify", "--tenant", tenant])
+        assert verified.exit_code == 0, verified.output
+        result = json.loads(verified.stdout)
+        assert (result["intact"], result["verified_entries"], result["entries"]) == (True, 5, 5)
+        exported = tmp_path / "rotated.jsonl"
+        assert (
+            runner.invoke(app, ["ledger", "export", "--tenant", tenant, "--out", str(exported)]).exit_code
+            == 0
+        )
+        offline = runner.invoke(app, ["ledger", "verify", "--file", str(exported)])
+        assert offline.exit_code == 0, offline.output
+        # The step the docs warn against: dropping the old public key leaves checkpoint 1 unverifiable.
+        monkeypatch.setenv("FULFILL_LEDGER_PUBLIC_KEYS", "")
+        dropped = runner.invoke(app, ["ledger", "verify", "--tenant", tenant])
+        assert dropped.exit_code == 1
+        assert json.loads(dropped.stdout)["first_bad_entry"]["problem"] == (
+            f"checkpoint 1: signed with unknown key {old_id}"
+        )
+    finally:
+        database.dispose()

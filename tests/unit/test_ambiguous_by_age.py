@@ -1,4 +1,5 @@
-"""``ambiguous_by_age`` on the in-memory store: AMBIGUOUS attempts counted in their age bucket."""
+"""``ambiguous_by_age`` and ``oldest_ambiguous_at`` on the in-memory store: AMBIGUOUS attempts counted
+in their age bucket, and the oldest one's age."""
 
 from __future__ import annotations
 
@@ -39,3 +40,19 @@ def test_each_ambiguous_attempt_counts_in_its_bucket_and_nothing_else_counts() -
             assert uow.executions.insert_attempt(_attempt(intent_id, status, age), deadline_epoch=NOW)
     with store.read() as uow:
         assert uow.executions.ambiguous_by_age(NOW) == {"under_1h": 2, "1h_to_24h": 1, "over_24h": 1}
+
+
+def test_the_oldest_ambiguous_attempt_is_the_one_waiting_longest_and_none_without_any() -> None:
+    store = MemoryStore()
+    with store.read() as uow:
+        assert uow.executions.oldest_ambiguous_at() is None
+    with store.write() as uow:
+        for intent_id, status, age in [
+            ("a", AttemptStatus.AMBIGUOUS, 10),
+            ("b", AttemptStatus.AMBIGUOUS, 5000),
+            ("e", AttemptStatus.FAILED, 9000),
+            ("f", AttemptStatus.RUNNING, 9000),
+        ]:
+            assert uow.executions.insert_attempt(_attempt(intent_id, status, age), deadline_epoch=NOW)
+    with store.read() as uow:
+        assert uow.executions.oldest_ambiguous_at() == iso_from_epoch(NOW - 5000)

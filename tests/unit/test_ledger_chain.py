@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Iterator
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -15,6 +17,8 @@ from pydantic import ValidationError
 from fulfill.config import Settings
 from fulfill.domain.ledger_chain import (
     GENESIS,
+    Anchor,
+    ChainVerifier,
     Checkpoint,
     ExportError,
     LedgerKeyError,
@@ -213,3 +217,53 @@ def test_an_export_verifies_from_its_first_checkpoint_and_a_malformed_one_is_ref
         verify_export([{"kind": "entry", "position": 1}], KEYS)
     with pytest.raises(ExportError, match="no checkpoint"):
         verify_export(lines[:3], KEYS)
+
+
+def test_an_export_is_verified_as_it_is_read_and_a_stray_entry_record_is_named() -> None:
+    stored, checkpoints = ledger(6, 3)
+    lines = export_lines(checkpoints, stored)
+    read: list[int] = []
+
+    def records() -> Iterator[dict[str, Any]]:
+        for number, line in enumerate(lines):
+            read.append(number)
+            yield line
+
+    result = verify_export(records(), KEYS)
+    assert (result["intact"], result["entries"], result["verified_entries"]) == (True, 6, 6)
+    assert read == list(range(len(lines)))  # one pass, in order
+    # Entry records after the last checkpoint record: positions no signed checkpoint gave.
+    extra = {
+        "kind": "entry",
+        "position": 7,
+        "entry_hash": entry_hash(entry(7)),
+        "entry": entry(7).model_dump(),
+    }
+    trailing = verify_export([*lines, extra], KEYS)
+    assert trailing["first_bad_entry"] == {
+        "entry_id": "e7",
+        "position": 7,
+        "problem": "inserted: a position no signed checkpoint gave",
+    }
+    assert trailing["entries"] == 7
+    # An entry record of checkpoint 1 moved into checkpoint 2's block is missing where it was signed.
+    shuffled = [*lines[:2], lines[3], lines[2], *lines[4:]]
+    assert verify_export(shuffled, KEYS)["first_bad_entry"] == {
+        "entry_id": "e3",
+        "position": 3,
+        "problem": "removed: signed in checkpoint 1, missing",
+    }
+
+
+def test_the_verifier_fed_a_checkpoint_at_a_time_agrees_with_the_whole_ledger_in_memory() -> None:
+    stored, checkpoints = ledger(9, 3)
+    forged = stored[7].entry.model_copy(update={"data": {"n": 99}})
+    changed = [*stored[:7], StoredEntry(forged, stored[7].entry_hash, 8), stored[8]]
+    for rows in (stored, changed):
+        verifier = ChainVerifier("t1", KEYS, anchor=Anchor())
+        for cp in checkpoints:
+            in_range = [row for row in rows if cp.first_position <= (row.position or 0) <= cp.last_position]
+            if not verifier.add(cp, in_range):
+                break
+        assert verifier.result(entries=len(rows), unverified=0) == verify("t1", rows, checkpoints, KEYS)
+    assert verify("t1", changed, checkpoints, KEYS)["first_bad_entry"]["position"] == 8

@@ -85,3 +85,22 @@ def test_ambiguous_executions_are_reported_by_age_and_at_zero_when_there_are_non
     collector.set_source(lambda: states.pop(0), cache_seconds=0)
     assert _ambiguous(collector) == {"under_1h": 0, "1h_to_24h": 0, "over_24h": 0}
     assert _ambiguous(collector) == {"under_1h": 2, "1h_to_24h": 0, "over_24h": 1}
+
+
+def _gauge(collector: SharedStateCollector, name: str) -> float:
+    [family] = [family for family in collector.collect() if family.name == name]
+    return float(family.samples[0].value)
+
+
+def test_the_oldest_ambiguous_age_and_the_alert_threshold_are_gauges() -> None:
+    states = [
+        SharedState(),
+        SharedState(ambiguous_oldest_age_seconds=4000.0, ambiguous_alert_threshold_seconds=600.0),
+    ]
+    collector = SharedStateCollector()
+    collector.set_source(lambda: states[0], cache_seconds=0)
+    assert _gauge(collector, "fulfill_ambiguous_oldest_age_seconds") == 0
+    assert _gauge(collector, "fulfill_ambiguous_alert_threshold_seconds") == 3600
+    states.pop(0)
+    assert _gauge(collector, "fulfill_ambiguous_oldest_age_seconds") == 4000
+    assert _gauge(collector, "fulfill_ambiguous_alert_threshold_seconds") == 600

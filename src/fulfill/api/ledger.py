@@ -11,6 +11,7 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from fulfill.api.auth import require_any_scope
@@ -77,14 +78,14 @@ def get_export(
     principal: LedgerAdmin,
     since: Annotated[int, Query(ge=0, le=2**62, description="the last position already exported")] = 0,
     tenant_id: TenantQuery = None,
-) -> Response:
-    """Whole signed checkpoints after position ``since``, each preceded by its entries, as JSON Lines;
-    ``X-Fulfill-Ledger-Next-Since`` is where the next export resumes."""
-    lines = ledger.export(ctx, ledger.ledger_tenant(principal, tenant_id), since)
-    last = max((line["last_position"] for line in lines if line["kind"] == "checkpoint"), default=since)
-    body = "".join(json.dumps(line, separators=(",", ":"), ensure_ascii=False) + "\n" for line in lines)
-    return Response(
-        body, media_type="application/x-ndjson", headers={"X-Fulfill-Ledger-Next-Since": str(last)}
+) -> StreamingResponse:
+    """Whole signed checkpoints after position ``since``, each preceded by its entries, as JSON Lines,
+    streamed a page of checkpoints at a time; ``X-Fulfill-Ledger-Next-Since`` is where the next export
+    resumes (the checkpoints written while the export runs are left to the next one)."""
+    until, records = ledger.export(ctx, ledger.ledger_tenant(principal, tenant_id), since)
+    body = (json.dumps(line, separators=(",", ":"), ensure_ascii=False) + "\n" for line in records)
+    return StreamingResponse(
+        body, media_type="application/x-ndjson", headers={"X-Fulfill-Ledger-Next-Since": str(until)}
     )
 
 

@@ -5,10 +5,12 @@ database (--db, else FULFILL_DATABASE_URL), with the public keys this shell's se
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import IO, Annotated, Any
 
 import typer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -89,8 +91,9 @@ def _verify_file(file: Path, keys: Path | None) -> dict[str, Any]:
 
     try:
         published = keys_from_document(json.loads(keys.read_text(encoding="utf-8"))) if keys else None
-        lines = [json.loads(line) for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
-        return verify_export(lines, published if published is not None else public_keys(settings()))
+        with file.open(encoding="utf-8") as handle:
+            lines = (json.loads(line) for line in handle if line.strip())
+            return verify_export(lines, published if published is not None else public_keys(settings()))
     except OSError as exc:
         raise CliError(f"cannot read {exc.filename}: {exc.strerror}") from None
     except (json.JSONDecodeError, ExportError, LedgerKeyError, KeyError) as exc:
@@ -117,20 +120,25 @@ def ledger_export(
             text = operator.service.call(token, lambda api: api.ledger_export(since))
         finally:
             operator.close()
-        lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+        last = _write(out, (json.loads(line) for line in text.splitlines() if line.strip()), since)
     else:
-        from fulfill.usecases.ledger import export_store
+        from fulfill.usecases.ledger import iter_export
 
         with on_database(db) as database:
-            lines = export_store(database.store, tenant, since)
-    body = "".join(json.dumps(line, separators=(",", ":"), ensure_ascii=False) + "\n" for line in lines)
-    if out is None:
-        sys.stdout.write(body)
-    else:
-        with out.open("a", encoding="utf-8") as handle:
-            handle.write(body)
-    last = max((line["last_position"] for line in lines if line["kind"] == "checkpoint"), default=since)
+            last = _write(out, iter_export(database.store, tenant, since), since)
     err_console.print(f"next export: --since {last}")
+
+
+def _write(out: Path | None, lines: Iterator[dict[str, Any]], since: int) -> int:
+    """Write the records as they come; the last checkpoint's last position (or ``since``)."""
+    last = since
+    with contextlib.ExitStack() as stack:
+        handle: IO[str] = sys.stdout if out is None else stack.enter_context(out.open("a", encoding="utf-8"))
+        for line in lines:
+            handle.write(json.dumps(line, separators=(",", ":"), ensure_ascii=False) + "\n")
+            if line["kind"] == "checkpoint":
+                last = max(last, int(line["last_position"]))
+    return last
 
 
 @commands.command("checkpoint")

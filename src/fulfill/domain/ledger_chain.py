@@ -22,7 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -318,6 +318,99 @@ class Anchor:
     checkpoint_hash: str = GENESIS
 
 
+class ChainVerifier:
+    """Verification one checkpoint at a time, with memory bounded by one checkpoint's entries.
+
+    Feed it the tenant's checkpoints in number order, each with the stored entries whose positions
+    lie in its range (:meth:`add`); then the first entry at a position beyond every checkpoint, if
+    any (:meth:`beyond`); then the entries without a position that carry a hash (:meth:`unpositioned`).
+    ``locate(entry_id)`` says whether an entry holds a position anywhere (asked only when a signed
+    position is empty: moved or removed). The first problem found stops verification."""
+
+    def __init__(
+        self,
+        tenant_id: str,
+        public_keys: Mapping[str, Ed25519PublicKey],
+        *,
+        anchor: Anchor | None = None,
+        locate: Callable[[str], bool] = lambda entry_id: False,
+    ) -> None:
+        self.tenant_id = tenant_id
+        self._keys = public_keys
+        self._locate = locate
+        self.problem: dict[str, Any] | None = None
+        self.last_good: Checkpoint | None = None
+        self.covered = 0
+        self._fed = 0
+        self._anchor = anchor
+        if anchor is not None:
+            self._start(anchor)
+
+    def _start(self, anchor: Anchor) -> None:
+        self._anchor = anchor
+        self._previous = anchor.checkpoint_hash
+        self._first = anchor.last_position + 1
+        self._number = anchor.number
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+    @property
+    def next_position(self) -> int:
+        """The first position no verified checkpoint gave."""
+        return self._first if self._anchor is not None else 1
+
+    def add(self, cp: Checkpoint, entries: Iterable[StoredEntry]) -> bool:
+        """Check one checkpoint and its entries; False once a problem is found."""
+        if self.problem is not None:
+            return False
+        if self._anchor is None:  # an export resumed after checkpoint N starts from N's hash
+            self._start(
+                Anchor(cp.number - 1, cp.first_position - 1, cp.previous_hash) if cp.number > 1 else Anchor()
+            )
+        by_position: dict[int, list[StoredEntry]] = {}
+        for row in entries:
+            if row.position is not None:
+                by_position.setdefault(row.position, []).append(row)
+        self._fed += 1
+        self.problem = _checkpoint_problem(
+            self.tenant_id, cp, self._number + self._fed, self._first, self._previous, self._keys
+        )
+        if self.problem is None:
+            self.problem = _entries_problem(cp, by_position, self._locate)
+        if self.problem is not None:
+            return False
+        self.covered += cp.size
+        self.last_good = cp
+        self._previous = checkpoint_hash(cp)
+        self._first = cp.last_position + 1
+        return True
+
+    def beyond(self, row: StoredEntry | None) -> None:
+        """The first entry (by position) at a position no checkpoint gave: past the last verified
+        checkpoint, or below 1. No checkpointer wrote it there."""
+        if self.problem is None and row is not None:
+            self.problem = _bad(
+                row.entry.entry_id, row.position, f"{INSERTED}: a position no signed checkpoint gave"
+            )
+
+    def unpositioned(self, row: StoredEntry) -> None:
+        """An entry no checkpoint covers yet: it is only checked against a hash it carries."""
+        if self.problem is None and row.entry_hash is not None and row.entry_hash != entry_hash(row.entry):
+            self.problem = _bad(row.entry.entry_id, None, f"{CHANGED}: its fields no longer match its hash")
+
+    def result(self, *, entries: int, unverified: int) -> dict[str, Any]:
+        return {
+            "intact": self.problem is None,
+            "entries": entries,
+            "verified_entries": self.covered if self.problem is None else None,
+            "unverified_entries": unverified,
+            "first_bad_entry": self.problem,
+            "last_signed_checkpoint": self.last_good.summary() if self.last_good else None,
+        }
+
+
 def verify(
     tenant_id: str,
     entries: Iterable[StoredEntry],
@@ -328,62 +421,27 @@ def verify(
 ) -> dict[str, Any]:
     """``{"intact", "entries", "verified_entries", "unverified_entries", "first_bad_entry",
     "last_signed_checkpoint"}``: the first problem in position order, or intact up to the last
-    signed checkpoint; entries no checkpoint covers are counted as unverified."""
+    signed checkpoint; entries no checkpoint covers are counted as unverified. (Everything in
+    memory: :class:`ChainVerifier` is the same check a checkpoint at a time.)"""
     rows = list(entries)
     by_position: dict[int, list[StoredEntry]] = {}
-    positioned_ids: set[str] = set()
-    unpositioned = 0
+    unpositioned = [row for row in rows if row.position is None]
     for row in rows:
-        if row.position is None:
-            unpositioned += 1
-        else:
+        if row.position is not None:
             by_position.setdefault(row.position, []).append(row)
-            positioned_ids.add(row.entry.entry_id)
-
-    problem: dict[str, Any] | None = None
-    last_good: Checkpoint | None = None
-    covered = 0
-    expected_previous = anchor.checkpoint_hash
-    expected_first = anchor.last_position + 1
-    covered_ids: set[str] = set()
-    for index, cp in enumerate(sorted(checkpoints, key=lambda c: c.number)):
-        problem = _checkpoint_problem(
-            tenant_id, cp, anchor.number + index + 1, expected_first, expected_previous, public_keys
-        )
-        if problem is None:
-            problem = _entries_problem(cp, by_position, positioned_ids)
-        if problem is not None:
+    positioned_ids = {row.entry.entry_id for row in rows if row.position is not None}
+    verifier = ChainVerifier(tenant_id, public_keys, anchor=anchor, locate=positioned_ids.__contains__)
+    for cp in sorted(checkpoints, key=lambda c: c.number):
+        in_range = [
+            row for p in range(cp.first_position, cp.last_position + 1) for row in by_position.get(p, [])
+        ]
+        if not verifier.add(cp, in_range):
             break
-        covered_ids.update(leaf.entry_id for leaf in cp.leaves)
-        covered += cp.size
-        last_good = cp
-        expected_previous = checkpoint_hash(cp)
-        expected_first = cp.last_position + 1
-
-    if problem is None:
-        # A position beyond every checkpoint is given by no checkpointer: written into the table.
-        beyond = sorted(p for p in by_position if p >= expected_first or p < 1)
-        if beyond:
-            row = by_position[beyond[0]][0]
-            problem = _bad(row.entry.entry_id, beyond[0], f"{INSERTED}: a position no signed checkpoint gave")
-    if problem is None:
-        for row in rows:
-            if (
-                row.position is None
-                and row.entry_hash is not None
-                and row.entry_hash != entry_hash(row.entry)
-            ):
-                problem = _bad(row.entry.entry_id, None, f"{CHANGED}: its fields no longer match its hash")
-                break
-
-    return {
-        "intact": problem is None,
-        "entries": len(rows),
-        "verified_entries": covered if problem is None else None,
-        "unverified_entries": unpositioned,
-        "first_bad_entry": problem,
-        "last_signed_checkpoint": last_good.summary() if last_good else None,
-    }
+    beyond = sorted(p for p in by_position if p >= verifier.next_position or p < 1)
+    verifier.beyond(by_position[beyond[0]][0] if beyond else None)
+    for row in unpositioned:
+        verifier.unpositioned(row)
+    return verifier.result(entries=len(rows), unverified=len(unpositioned))
 
 
 def _bad(entry_id: str | None, position: int | None, problem: str) -> dict[str, Any]:
@@ -427,7 +485,7 @@ def _checkpoint_problem(
 
 
 def _entries_problem(
-    cp: Checkpoint, by_position: Mapping[int, list[StoredEntry]], positioned_ids: set[str]
+    cp: Checkpoint, by_position: Mapping[int, list[StoredEntry]], locate: Callable[[str], bool]
 ) -> dict[str, Any] | None:
     for i, leaf in enumerate(cp.leaves):
         position = cp.first_position + i
@@ -440,7 +498,7 @@ def _entries_problem(
                 return _bad(row.entry.entry_id, position, f"{MOVED}: signed at another position")
             return _bad(row.entry.entry_id, position, f"{INSERTED}: not in the signed checkpoint {cp.number}")
         if match is None:
-            if leaf.entry_id in positioned_ids:
+            if locate(leaf.entry_id):
                 return _bad(leaf.entry_id, position, f"{MOVED}: no longer at its signed position")
             return _bad(leaf.entry_id, position, f"{REMOVED}: signed in checkpoint {cp.number}, missing")
         if entry_hash(match.entry) != leaf.entry_hash:
@@ -485,33 +543,55 @@ def verify_export(
     lines: Iterable[Mapping[str, Any]], public_keys: Mapping[str, Ed25519PublicKey]
 ) -> dict[str, Any]:
     """Verify exported records (one export, or several resumed ones in order) with the public keys
-    only. An export that starts after checkpoint N is verified from N's hash, which it names."""
-    entries: list[StoredEntry] = []
-    checkpoints: list[Checkpoint] = []
+    only. An export that starts after checkpoint N is verified from N's hash, which it names.
+
+    The records are read once, in order, and only the entries since the last checkpoint record are
+    held: an export is entries followed by the checkpoint that covers them, so memory is bounded
+    by one checkpoint's entries whatever the length of the file. An entry record not followed by
+    the checkpoint that gave its position is named as inserted."""
+    verifier: ChainVerifier | None = None
+    tenant_id = ""
+    first_number = 0
+    pending: list[StoredEntry] = []  # the entry records since the last checkpoint record
+    count = 0
+
+    def pending_holds(entry_id: str) -> bool:
+        return any(row.entry.entry_id == entry_id for row in pending)
+
     for number, line in enumerate(lines, start=1):
         kind = line.get("kind")
         if kind not in ("entry", "checkpoint"):
             raise ExportError(f"line {number}: neither an entry nor a checkpoint")
         try:
             if kind == "entry":
-                entries.append(
-                    StoredEntry(
-                        LedgerEntry.model_validate(line["entry"]),
-                        line.get("entry_hash"),
-                        int(line["position"]),
-                    )
+                row = StoredEntry(
+                    LedgerEntry.model_validate(line["entry"]), line.get("entry_hash"), int(line["position"])
                 )
-            else:
-                checkpoints.append(Checkpoint.from_document(line))
+                count += 1
+                if verifier is None or verifier.ok:
+                    pending.append(row)
+                continue
+            cp = Checkpoint.from_document(line)
         except (KeyError, TypeError, ValueError) as exc:
             raise ExportError(f"line {number}: not a ledger export record ({type(exc).__name__})") from None
-    if not checkpoints:
+        if verifier is None:
+            tenant_id, first_number = cp.tenant_id, cp.number
+            verifier = ChainVerifier(tenant_id, public_keys, locate=pending_holds)
+        if verifier.ok:
+            verifier.add(
+                cp, [row for row in pending if cp.first_position <= (row.position or 0) <= cp.last_position]
+            )
+            strays = sorted(
+                (row for row in pending if not cp.first_position <= (row.position or 0) <= cp.last_position),
+                key=lambda row: row.position or 0,
+            )
+            verifier.beyond(strays[0] if strays else None)
+        pending.clear()
+    if verifier is None:
         raise ExportError("no checkpoint in the export")
-    first = min(checkpoints, key=lambda c: c.number)
-    anchor = (
-        Anchor(first.number - 1, first.first_position - 1, first.previous_hash)
-        if first.number > 1
-        else Anchor()
-    )
-    result = verify(first.tenant_id, entries, checkpoints, public_keys, anchor=anchor)
-    return {"tenant_id": first.tenant_id, "from_checkpoint": first.number, **result}
+    verifier.beyond(min(pending, key=lambda row: row.position or 0) if pending else None)
+    return {
+        "tenant_id": tenant_id,
+        "from_checkpoint": first_number,
+        **verifier.result(entries=count, unverified=0),
+    }

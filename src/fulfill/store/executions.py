@@ -217,6 +217,17 @@ def ambiguous_by_age(conn: Connection, now_epoch: float) -> dict[str, int]:
     return counts
 
 
+def oldest_ambiguous_at(conn: Connection) -> str | None:
+    """When the attempt waiting AMBIGUOUS longest became AMBIGUOUS (None: none); an indexed
+    minimum (``ix_execution_attempts_status_updated``)."""
+    value = conn.execute(
+        select(func.min(execution_attempts.c.updated_at)).where(
+            execution_attempts.c.status == AttemptStatus.AMBIGUOUS.value
+        )
+    ).scalar_one()
+    return str(value) if value is not None else None
+
+
 def get_deadline(conn: Connection, attempt: ExecutionAttempt) -> float:
     deadline = conn.execute(
         select(execution_attempts.c.deadline_epoch).where(
@@ -500,6 +511,9 @@ class SqlExecutionsRepository:
 
     def ambiguous_by_age(self, now_epoch: float) -> dict[str, int]:
         return ambiguous_by_age(self._conn, now_epoch)
+
+    def oldest_ambiguous_at(self) -> str | None:
+        return oldest_ambiguous_at(self._conn)
 
     def get_deadline(self, attempt: ExecutionAttempt) -> float:
         return get_deadline(self._conn, attempt)

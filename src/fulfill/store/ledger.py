@@ -13,7 +13,19 @@ from __future__ import annotations
 
 import hashlib
 
-from sqlalchemy import BigInteger, Connection, String, bindparam, column, func, select, text, update, values
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    String,
+    bindparam,
+    column,
+    func,
+    or_,
+    select,
+    text,
+    update,
+    values,
+)
 
 from fulfill.domain.ledger_chain import Checkpoint, StoredEntry
 from fulfill.domain.models import LedgerEntry
@@ -71,11 +83,13 @@ def last_checkpoint(conn: Connection, tenant_id: str) -> Checkpoint | None:
     return Checkpoint.from_document(dict(row._mapping)) if row else None
 
 
-def list_checkpoints(conn: Connection, tenant_id: str) -> list[Checkpoint]:
+def checkpoint_page(conn: Connection, tenant_id: str, after_number: int, *, limit: int) -> list[Checkpoint]:
+    """A page of the tenant's checkpoints numbered after ``after_number``, by number."""
     rows = conn.execute(
         select(ledger_checkpoints)
-        .where(ledger_checkpoints.c.tenant_id == tenant_id)
+        .where(ledger_checkpoints.c.tenant_id == tenant_id, ledger_checkpoints.c.number > after_number)
         .order_by(ledger_checkpoints.c.number)
+        .limit(limit)
     ).all()
     return [Checkpoint.from_document(dict(row._mapping)) for row in rows]
 
@@ -157,14 +171,62 @@ def add_checkpoint(conn: Connection, checkpoint: Checkpoint) -> bool:
     return True
 
 
-def list_entries(conn: Connection, tenant_id: str) -> list[StoredEntry]:
-    """Every entry of the tenant: positioned ones in position order, then the rest as appended."""
+def count_entries(conn: Connection, tenant_id: str) -> tuple[int, int]:
+    """``(entries, entries without a position)`` of the tenant."""
+    row = conn.execute(
+        select(
+            func.count(),
+            func.count().filter(ledger_entries.c.position.is_(None)),
+        ).where(ledger_entries.c.tenant_id == tenant_id)
+    ).one()
+    return int(row[0]), int(row[1])
+
+
+def holds_position(conn: Connection, tenant_id: str, entry_id: str) -> bool:
+    """Whether the entry is stored with a position (any)."""
+    return (
+        conn.execute(
+            select(ledger_entries.c.seq).where(
+                ledger_entries.c.tenant_id == tenant_id,
+                ledger_entries.c.entry_id == entry_id,
+                ledger_entries.c.position.is_not(None),
+            )
+        ).first()
+        is not None
+    )
+
+
+def first_entry_outside(conn: Connection, tenant_id: str, last: int) -> StoredEntry | None:
+    """The tenant's entry at the lowest position below 1 or above ``last``, if any."""
+    row = conn.execute(
+        select(ledger_entries)
+        .where(
+            ledger_entries.c.tenant_id == tenant_id,
+            or_(ledger_entries.c.position < 1, ledger_entries.c.position > last),
+        )
+        .order_by(ledger_entries.c.position)
+        .limit(1)
+    ).first()
+    return _entry(row) if row else None
+
+
+def hashed_unpositioned(
+    conn: Connection, tenant_id: str, after_seq: int, *, limit: int
+) -> list[tuple[int, StoredEntry]]:
+    """A page of the tenant's entries without a position that carry a hash, ``(seq, entry)`` in
+    the order they were appended (only a checkpoint writes a hash, with the position)."""
     rows = conn.execute(
         select(ledger_entries)
-        .where(ledger_entries.c.tenant_id == tenant_id)
-        .order_by(ledger_entries.c.position.is_(None), ledger_entries.c.position, ledger_entries.c.seq)
+        .where(
+            ledger_entries.c.tenant_id == tenant_id,
+            ledger_entries.c.position.is_(None),
+            ledger_entries.c.entry_hash.is_not(None),
+            ledger_entries.c.seq > after_seq,
+        )
+        .order_by(ledger_entries.c.seq)
+        .limit(limit)
     ).all()
-    return [_entry(row) for row in rows]
+    return [(int(row.seq), _entry(row)) for row in rows]
 
 
 def tenants_with_unchecked(conn: Connection, *, limit: int = 1000) -> list[str]:
@@ -197,8 +259,8 @@ class SqlLedgerRepository:
     def last_checkpoint(self, tenant_id: str) -> Checkpoint | None:
         return last_checkpoint(self._conn, tenant_id)
 
-    def list_checkpoints(self, tenant_id: str) -> list[Checkpoint]:
-        return list_checkpoints(self._conn, tenant_id)
+    def checkpoint_page(self, tenant_id: str, after_number: int, *, limit: int) -> list[Checkpoint]:
+        return checkpoint_page(self._conn, tenant_id, after_number, limit=limit)
 
     def checkpoints_after(self, tenant_id: str, since: int, *, limit: int) -> list[Checkpoint]:
         return checkpoints_after(self._conn, tenant_id, since, limit=limit)
@@ -209,8 +271,19 @@ class SqlLedgerRepository:
     def add_checkpoint(self, checkpoint: Checkpoint) -> bool:
         return add_checkpoint(self._conn, checkpoint)
 
-    def list_entries(self, tenant_id: str) -> list[StoredEntry]:
-        return list_entries(self._conn, tenant_id)
+    def count_entries(self, tenant_id: str) -> tuple[int, int]:
+        return count_entries(self._conn, tenant_id)
+
+    def holds_position(self, tenant_id: str, entry_id: str) -> bool:
+        return holds_position(self._conn, tenant_id, entry_id)
+
+    def first_entry_outside(self, tenant_id: str, last: int) -> StoredEntry | None:
+        return first_entry_outside(self._conn, tenant_id, last)
+
+    def hashed_unpositioned(
+        self, tenant_id: str, after_seq: int, *, limit: int
+    ) -> list[tuple[int, StoredEntry]]:
+        return hashed_unpositioned(self._conn, tenant_id, after_seq, limit=limit)
 
     def tenants_with_unchecked(self, *, limit: int = 1000) -> list[str]:
         return tenants_with_unchecked(self._conn, limit=limit)

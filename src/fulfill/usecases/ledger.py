@@ -6,7 +6,8 @@ appended since the last checkpoint in the order they were appended, hashes them 
 signs the next checkpoint (``domain/ledger_chain.build_checkpoint``) outside any write
 transaction, then, in a short one where it is the tenant's only checkpointer
 (``uow.ledger.lock_checkpoints``), stores it if the last checkpoint is still the one it built on. :func:`verify` reads the tenant's
-entries and checkpoints and hands them to the pure ``domain/ledger_chain.verify``.
+entries and checkpoints a checkpoint at a time and hands them to the pure
+``domain/ledger_chain.ChainVerifier``.
 """
 
 from __future__ import annotations
@@ -145,47 +146,84 @@ def verify(ctx: UseCaseContext, tenant_id: str) -> dict[str, Any]:
     return verify_store(ctx.store, ctx.settings, tenant_id)
 
 
-def export(ctx: UseCaseContext, tenant_id: str, since: int) -> list[dict[str, Any]]:
-    """The tenant's signed checkpoints that cover positions after ``since``, whole, with their entries
-    (``domain/ledger_chain.export_lines``). Resume with ``since`` = the last record's
-    ``last_position``: nothing is skipped and nothing repeated."""
-    return export_store(ctx.store, tenant_id, since)
+def export(ctx: UseCaseContext, tenant_id: str, since: int) -> tuple[int, Iterator[dict[str, Any]]]:
+    """``(next_since, records)``: the tenant's signed checkpoints that cover positions after
+    ``since`` and were written before this call, whole, with their entries
+    (``domain/ledger_chain.export_lines``), read a page at a time as the records are consumed.
+    Resume with ``since`` = ``next_since`` (the last record's ``last_position``): nothing is
+    skipped and nothing repeated."""
+    with ctx.store.read() as uow:
+        last = uow.ledger.last_checkpoint(tenant_id)
+    until = max(since, last.last_position) if last else since
+    return until, iter_export(ctx.store, tenant_id, since, until=until)
 
 
 def export_store(store: Store, tenant_id: str, since: int) -> list[dict[str, Any]]:
-    """:func:`export` on a store (the CLI's ``--db``)."""
+    """Every record of an export on a store, in memory (tests; the CLI and the API stream them)."""
     return list(iter_export(store, tenant_id, since))
 
 
-# Checkpoints read per transaction when exporting: an export holds at most this many checkpoints'
-# entries (each checkpoint covers at most MAX_ENTRIES_PER_CHECKPOINT) in memory at once.
-EXPORT_PAGE = 20
+# Checkpoints read per query when exporting: an export holds this page of checkpoints (their
+# leaves) and one checkpoint's entries (at most MAX_ENTRIES_PER_CHECKPOINT) in memory at once.
+EXPORT_PAGE = 10
 
 
-def iter_export(store: Store, tenant_id: str, since: int) -> Iterator[dict[str, Any]]:
+def iter_export(
+    store: Store, tenant_id: str, since: int, *, until: int | None = None
+) -> Iterator[dict[str, Any]]:
     """The records of :func:`export`, a page of checkpoints at a time, each checkpoint's entries
-    read by position. A checkpoint and its entries' positions are written in one transaction and
-    never change afterwards, so the pages need no common snapshot."""
+    read by position as its records are consumed; with ``until``, only checkpoints that end at or
+    before that position. A checkpoint and its entries' positions are written in one transaction
+    and never change afterwards, so the reads need no common snapshot."""
     while True:
         with store.read() as uow:
             page = uow.ledger.checkpoints_after(tenant_id, since, limit=EXPORT_PAGE)
-            batches = [
-                (cp, uow.ledger.entries_at(tenant_id, cp.first_position, cp.last_position)) for cp in page
-            ]
-        for cp, entries in batches:
+        within = [cp for cp in page if until is None or cp.last_position <= until]
+        for cp in within:
+            with store.read() as uow:
+                entries = uow.ledger.entries_at(tenant_id, cp.first_position, cp.last_position)
             yield from ledger_chain.export_lines([cp], entries)
             since = cp.last_position
-        if len(page) < EXPORT_PAGE:
+        if len(page) < EXPORT_PAGE or len(within) < len(page):
             return
 
 
+# Checkpoints read per query when verifying: verification holds one page of checkpoints (their
+# leaves) and one checkpoint's entries at a time, whatever the length of the ledger.
+VERIFY_PAGE = 4
+_UNPOSITIONED_PAGE = 1000
+
+
 def verify_store(store: Store, settings: Settings, tenant_id: str) -> dict[str, Any]:
-    """:func:`verify` on a store (the CLI's ``--db``)."""
+    """:func:`verify` on a store (the CLI's ``--db``): checkpoint by checkpoint, in one read
+    snapshot, so that memory does not grow with the ledger."""
     with store.read() as uow:
         uow.ledger.snapshot()
-        checkpoints = uow.ledger.list_checkpoints(tenant_id)
-        entries = uow.ledger.list_entries(tenant_id)
-    return {
-        "tenant_id": tenant_id,
-        **ledger_chain.verify(tenant_id, entries, checkpoints, public_keys(settings)),
-    }
+        entries, unverified = uow.ledger.count_entries(tenant_id)
+        verifier = ledger_chain.ChainVerifier(
+            tenant_id,
+            public_keys(settings),
+            anchor=ledger_chain.Anchor(),
+            locate=lambda entry_id: uow.ledger.holds_position(tenant_id, entry_id),
+        )
+        after = 0
+        while verifier.ok:
+            page = uow.ledger.checkpoint_page(tenant_id, after, limit=VERIFY_PAGE)
+            for cp in page:
+                rows = uow.ledger.entries_at(tenant_id, cp.first_position, cp.last_position)
+                if not verifier.add(cp, rows):
+                    break
+                after = cp.number
+            if len(page) < VERIFY_PAGE:
+                break
+        if verifier.ok:
+            verifier.beyond(uow.ledger.first_entry_outside(tenant_id, verifier.next_position - 1))
+        seq = 0
+        while verifier.ok:
+            hashed = uow.ledger.hashed_unpositioned(tenant_id, seq, limit=_UNPOSITIONED_PAGE)
+            for _, row in hashed:
+                verifier.unpositioned(row)
+            seq = hashed[-1][0] if hashed else seq
+            if len(hashed) < _UNPOSITIONED_PAGE:
+                break
+    return {"tenant_id": tenant_id, **verifier.result(entries=entries, unverified=unverified)}

@@ -1,7 +1,7 @@
 """What ``/metrics`` reads from the database at each scrape: the state every process shares.
 
 Cheap, indexed reads: the connectors' limits and circuits, the attempts past their budget, the
-AMBIGUOUS executions by age, the
+AMBIGUOUS executions by age and the age of the oldest, the
 outbox backlog and its oldest message, and the kill switches. Tenant ids are read into labels only
 when ``FULFILL_METRICS_TENANT_LABELS`` is on.
 """
@@ -24,11 +24,13 @@ def read_shared_state(
     known_connectors: Iterable[str],
     environment_stop: bool,
     tenant_labels: bool,
+    ambiguous_alert_seconds: float = 3600.0,
 ) -> SharedState:
     samples = connectors.samples(store, known_connectors)
     with store.read() as uow:
         past_budget = uow.executions.attempts_past_budget(now_epoch)
         ambiguous = uow.executions.ambiguous_by_age(now_epoch)
+        oldest_ambiguous = uow.executions.oldest_ambiguous_at()
         by_tenant = uow.executions.attempts_past_budget_by_tenant(now_epoch) if tenant_labels else None
         backlog = uow.outbox.pending_count()
         oldest = uow.outbox.oldest_pending_created_at()
@@ -39,6 +41,10 @@ def read_shared_state(
         connectors=samples,
         attempts_past_budget=past_budget,
         ambiguous_by_age=ambiguous,
+        ambiguous_oldest_age_seconds=(
+            max(0.0, now_epoch - epoch_from_iso(oldest_ambiguous)) if oldest_ambiguous else 0.0
+        ),
+        ambiguous_alert_threshold_seconds=ambiguous_alert_seconds,
         outbox_backlog=backlog,
         outbox_oldest_age_seconds=max(0.0, now_epoch - epoch_from_iso(oldest)) if oldest else 0.0,
         outbox_dead_letters=_by_kind(dead),

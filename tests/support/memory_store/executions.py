@@ -165,6 +165,16 @@ class MemoryExecutionsRepository:
             )
         return counts
 
+    def oldest_ambiguous_at(self) -> str | None:
+        return min(
+            (
+                row.attempt.updated_at
+                for row in self._t.attempts.values()
+                if row.attempt.status is AttemptStatus.AMBIGUOUS
+            ),
+            default=None,
+        )
+
     def insert_outcome(self, outcome: ActionOutcomeV1) -> bool:
         key = (outcome.tenant_id, outcome.account_id, outcome.action_intent_id, outcome.attempt_count)
         if key in self._t.outcomes:

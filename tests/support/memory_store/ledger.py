@@ -24,7 +24,7 @@ class MemoryLedgerRepository:
     def last_checkpoint(self, tenant_id: str) -> Checkpoint | None:
         raise NotImplementedError(_NOT_HELD)
 
-    def list_checkpoints(self, tenant_id: str) -> list[Checkpoint]:
+    def checkpoint_page(self, tenant_id: str, after_number: int, *, limit: int) -> list[Checkpoint]:
         raise NotImplementedError(_NOT_HELD)
 
     def checkpoints_after(self, tenant_id: str, since: int, *, limit: int) -> list[Checkpoint]:
@@ -36,7 +36,18 @@ class MemoryLedgerRepository:
     def add_checkpoint(self, checkpoint: Checkpoint) -> bool:
         raise NotImplementedError(_NOT_HELD)
 
-    def list_entries(self, tenant_id: str) -> list[StoredEntry]:
+    def count_entries(self, tenant_id: str) -> tuple[int, int]:
+        raise NotImplementedError(_NOT_HELD)
+
+    def holds_position(self, tenant_id: str, entry_id: str) -> bool:
+        raise NotImplementedError(_NOT_HELD)
+
+    def first_entry_outside(self, tenant_id: str, last: int) -> StoredEntry | None:
+        raise NotImplementedError(_NOT_HELD)
+
+    def hashed_unpositioned(
+        self, tenant_id: str, after_seq: int, *, limit: int
+    ) -> list[tuple[int, StoredEntry]]:
         raise NotImplementedError(_NOT_HELD)
 
     def tenants_with_unchecked(self, *, limit: int = 1000) -> list[str]:

@@ -22,8 +22,8 @@ class LedgerRepository(Protocol):
 
     def last_checkpoint(self, tenant_id: str) -> Checkpoint | None: ...
 
-    def list_checkpoints(self, tenant_id: str) -> list[Checkpoint]:
-        """Every checkpoint of the tenant, by number."""
+    def checkpoint_page(self, tenant_id: str, after_number: int, *, limit: int) -> list[Checkpoint]:
+        """A page of the tenant's checkpoints numbered after ``after_number``, by number."""
         ...
 
     def checkpoints_after(self, tenant_id: str, since: int, *, limit: int) -> list[Checkpoint]:
@@ -38,8 +38,22 @@ class LedgerRepository(Protocol):
         """Store it and give its entries their positions; False (nothing written) when its number is taken."""
         ...
 
-    def list_entries(self, tenant_id: str) -> list[StoredEntry]:
-        """Every entry of the tenant: positioned ones in position order, then the rest as appended."""
+    def count_entries(self, tenant_id: str) -> tuple[int, int]:
+        """``(entries, entries without a position)`` of the tenant."""
+        ...
+
+    def holds_position(self, tenant_id: str, entry_id: str) -> bool:
+        """Whether the entry is stored with a position (any)."""
+        ...
+
+    def first_entry_outside(self, tenant_id: str, last: int) -> StoredEntry | None:
+        """The tenant's entry at the lowest position below 1 or above ``last``, if any."""
+        ...
+
+    def hashed_unpositioned(
+        self, tenant_id: str, after_seq: int, *, limit: int
+    ) -> list[tuple[int, StoredEntry]]:
+        """A page of the entries without a position that carry a hash, ``(seq, entry)`` by seq."""
         ...
 
     def tenants_with_unchecked(self, *, limit: int = ...) -> list[str]:
