@@ -418,7 +418,8 @@ def run_floor(server: PostgresServer, executions: int) -> dict[str, Any]:
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         env={**os.environ, "DBOS__DISABLE_TELEMETRY": "true"},
     )  # fmt: skip
-    assert child.stdin is not None and child.stdout is not None
+    assert child.stdin is not None
+    assert child.stdout is not None
     try:
         if child.stdout.readline().strip() != "ready":
             raise RuntimeError("the floor process did not start")
