@@ -6,7 +6,10 @@
 
 ``write()`` is one write transaction: on SQLite it takes the write lock up front (``BEGIN
 IMMEDIATE``), so a read-then-write never fails to upgrade; it commits when the block ends and
-rolls back when it raises. ``read()`` is one read transaction that runs alongside the writer.
+rolls back when it raises. ``read()`` runs alongside the writer: on SQLite one read transaction
+(one snapshot); on PostgreSQL each statement on its own, with its own snapshot as READ COMMITTED
+would give it inside a transaction, without the round trips of one; a read that needs one
+snapshot for several statements asks for it (``uow.ledger.snapshot()``).
 """
 
 from __future__ import annotations
@@ -88,7 +91,7 @@ class UnitOfWork(Protocol):
 
 class Store(Protocol):
     def read(self) -> AbstractContextManager[UnitOfWork]:
-        """One read transaction."""
+        """A read (see the module's docstring: one transaction on SQLite, none on PostgreSQL)."""
         ...
 
     def write(self) -> AbstractContextManager[UnitOfWork]:

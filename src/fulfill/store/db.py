@@ -4,6 +4,11 @@ SQLite runs in WAL mode (readers never block the writer) with ``synchronous=FULL
 transaction survives power loss). Write transactions start with ``BEGIN IMMEDIATE`` so that a
 read-then-write transaction takes the write lock up front instead of failing to upgrade later;
 read transactions are deferred and run alongside the writer.
+
+On PostgreSQL a read runs without a transaction block (autocommit): under READ COMMITTED every
+statement sees its own snapshot anyway, so ``BEGIN`` and ``COMMIT`` around a read bought nothing
+but two round trips. A read that needs one snapshot for several statements asks for it
+(``store/ledger.py snapshot``), which opens a REPEATABLE READ transaction for the rest of it.
 """
 
 from __future__ import annotations
@@ -24,6 +29,12 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from fulfill.ports.store import StoreUnavailable
 
 _WRITE_OPTION = "fulfill_write"
+AUTOCOMMIT = "AUTOCOMMIT"
+
+
+def in_autocommit(conn: Connection) -> bool:
+    """Whether ``conn`` runs each statement on its own (a PostgreSQL read, see :meth:`Database.read`)."""
+    return conn.get_execution_options().get("isolation_level") == AUTOCOMMIT
 
 
 class Database:
@@ -59,7 +70,11 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn, conn.begin():
+        if self.is_sqlite:
+            with self.engine.connect() as conn, conn.begin():
+                yield conn
+            return
+        with self.engine.connect().execution_options(isolation_level=AUTOCOMMIT) as conn, conn.begin():
             yield conn
 
     def dispose(self) -> None:

@@ -29,7 +29,7 @@ from sqlalchemy import (
 
 from fulfill.domain.ledger_chain import Checkpoint, StoredEntry
 from fulfill.domain.models import LedgerEntry
-from fulfill.store.db import insert_ignore
+from fulfill.store.db import in_autocommit, insert_ignore
 from fulfill.store.tables import ledger_checkpoints, ledger_entries
 
 _FIELDS = tuple(LedgerEntry.model_fields)
@@ -59,7 +59,10 @@ def snapshot(conn: Connection) -> None:
     transaction): the entries and the checkpoints that verification reads must agree even while a
     checkpoint commits in between. (A SQLite read transaction already is one snapshot.)"""
     if conn.dialect.name == "postgresql":
-        conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+        if in_autocommit(conn):  # a read: no transaction block yet; this one ends with the read
+            conn.exec_driver_sql("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        else:
+            conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
 
 
 def unchecked_entries(conn: Connection, tenant_id: str, *, limit: int) -> list[StoredEntry]:

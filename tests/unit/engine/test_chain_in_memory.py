@@ -469,3 +469,23 @@ def test_a_store_outage_at_the_start_is_raised_for_the_step_to_retry(world: Worl
     with pytest.raises(StoreUnavailable):
         steps.prepare_tool_call(world.deps, request)
     assert world.store.tables.attempts[("t1", "acc_1", "ai_1")].attempt.status is AttemptStatus.QUEUED
+
+
+def test_one_execution_reads_the_store_three_times_and_each_check_reads_switches_and_intent_together(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ValidatePreflight and the check before the call each read the kill switches and the intent
+    in one read of the store; MapActionToTool reads the registry: three reads, not five."""
+    request = world.accept(_intent(world))
+    reads: list[int] = []
+    read = world.store.read
+
+    def counting_read() -> Any:
+        reads.append(1)
+        return read()
+
+    monkeypatch.setattr(world.store, "read", counting_read)
+    recorded = run_chain(world.deps, request)
+    assert isinstance(recorded, RecordedOutcome)
+    assert recorded.outcome.status is ExecutionStatus.SUCCEEDED
+    assert len(reads) == 3

@@ -98,17 +98,41 @@ def read_kill_switches(
     ends the execution ``FAILED``/``TIMEOUT``, saying the switches could not be read). A read that
     fails for any other reason (a row that cannot be parsed) stops it (``LOOKUP_FAILED``):
     waiting would not make it readable."""
-    try:
-        global_config, tenant_config = while_the_budget_lasts(
-            deps,
-            context,
-            "the kill switches could not be read",
-            lambda: _switches(deps, context.tenant_id),
-            call=call,
-        )
-    except ExecutionStopped:
-        raise
-    except Exception:
+    switches, _ = read_switches_and_intent(deps, context, call=call, with_intent=False)
+    return decide_switches(deps, switches, action_type)
+
+
+Switches = tuple[GlobalExecutionConfig, TenantExecutionConfig]
+
+
+def read_switches_and_intent(
+    deps: StepDeps, context: ExecutionContext, *, call: ToolCall | None = None, with_intent: bool = True
+) -> tuple[Switches | None, ActionIntentV1 | None]:
+    """The switches (None: a row that cannot be parsed) and, ``with_intent``, the intent as it is
+    now, in one read of the store: the rows :func:`read_kill_switches` and an intent read take,
+    for one round of the database instead of two. An outage is waited out as
+    :func:`read_kill_switches` says; an intent that cannot be parsed raises."""
+
+    def read() -> tuple[Switches | None, ActionIntentV1 | None]:
+        with deps.store.read() as uow:
+            switches: Switches | None
+            try:
+                switches = uow.killswitches.get_global(), uow.killswitches.get_tenant(context.tenant_id)
+            except Exception as exc:
+                if deps.store.is_transient(exc):
+                    raise
+                switches = None
+            intent = (
+                uow.intents.get_intent(context.tenant_id, context.action_intent_id) if with_intent else None
+            )
+        return switches, intent
+
+    return while_the_budget_lasts(deps, context, "the kill switches could not be read", read, call=call)
+
+
+def decide_switches(deps: StepDeps, switches: Switches | None, action_type: str) -> KillSwitchDecision:
+    """What the switches read say about ``action_type``; unreadable switches stop (fail closed)."""
+    if switches is None:
         return KillSwitchDecision(
             allowed=False,
             scope="LOOKUP_FAILED",
@@ -116,15 +140,10 @@ def read_kill_switches(
         )
     return evaluate_kill_switches(
         environment_stop=deps.settings.global_execution_stop,
-        global_config=global_config,
-        tenant_config=tenant_config,
+        global_config=switches[0],
+        tenant_config=switches[1],
         action_type=action_type,
     )
-
-
-def _switches(deps: StepDeps, tenant_id: str) -> tuple[GlobalExecutionConfig, TenantExecutionConfig]:
-    with deps.store.read() as uow:
-        return uow.killswitches.get_global(), uow.killswitches.get_tenant(tenant_id)
 
 
 def kill_switch_stop(
@@ -181,14 +200,13 @@ def while_the_budget_lasts(
 
 def check_before_call(deps: StepDeps, call: ToolCall) -> None:
     """The switches, the intent's cancellation and the approved action's hash, read right before
-    the external call (each read waits out a database outage while the budget lasts)."""
+    the external call (one read of the store, which waits out a database outage while the budget
+    lasts)."""
     context = call.context
-    decision = read_kill_switches(deps, context, call.action_type, call=call)
+    switches, intent = read_switches_and_intent(deps, context, call=call)
+    decision = decide_switches(deps, switches, call.action_type)
     if not decision.allowed:
         raise kill_switch_stop(context, decision, call=call)
-    intent = while_the_budget_lasts(
-        deps, context, "the intent could not be read", lambda: _intent(deps, context), call=call
-    )
     if intent is None:
         raise stop_before_tool(
             context,
@@ -198,8 +216,3 @@ def check_before_call(deps: StepDeps, call: ToolCall) -> None:
         )
     check_still_wanted(context, intent, call)
     check_approved_action(context, intent, call)
-
-
-def _intent(deps: StepDeps, context: ExecutionContext) -> ActionIntentV1 | None:
-    with deps.store.read() as uow:
-        return uow.intents.get_intent(context.tenant_id, context.action_intent_id)

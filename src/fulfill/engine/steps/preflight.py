@@ -11,8 +11,9 @@ from fulfill.engine.steps.checks import (
     check_approved_action,
     check_budget,
     check_still_wanted,
+    decide_switches,
     kill_switch_stop,
-    read_kill_switches,
+    read_switches_and_intent,
 )
 from fulfill.engine.steps.decorator import step
 from fulfill.engine.steps.deps import StepDeps
@@ -26,8 +27,8 @@ def validate_preflight(deps: StepDeps, context: ExecutionContext) -> PreflightPa
     the approval is a mismatch, not a missing intent."""
     now = deps.clock.now()
     check_budget(context, now)
-    with deps.store.read() as uow:
-        intent = uow.intents.get_intent(context.tenant_id, context.action_intent_id)
+    # The intent and the switches in one read; the switches are decided on after the intent's checks.
+    switches, intent = read_switches_and_intent(deps, context)
     if intent is not None:
         check_approved_action(context, intent)
     if intent is None or intent.account_id != context.account_id:
@@ -48,7 +49,7 @@ def validate_preflight(deps: StepDeps, context: ExecutionContext) -> PreflightPa
             registry_version=intent.registry_version,
             decision_trace_id=intent.trace_id,
         )
-    decision = read_kill_switches(deps, context, intent.action_type)
+    decision = decide_switches(deps, switches, intent.action_type)
     if not decision.allowed:
         raise kill_switch_stop(
             context, decision, registry_version=intent.registry_version, trace=intent.trace_id

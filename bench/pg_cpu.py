@@ -1,0 +1,500 @@
+"""CPU per execution on PostgreSQL, summed over every process: the api, the workers, the database.
+
+The benchmark starts a throw-away PostgreSQL server (``initdb`` in a temporary directory, on
+127.0.0.1, with ``pg_stat_statements`` loaded), one ``fulfill serve --role api`` process and N
+``--role worker`` processes on it, creates the intents (not measured), then approves them all at
+once through the public API and waits until every execution has an outcome. Around that window it
+reads the CPU time (user + system, from ``/proc``) of every fulfill process and of every PostgreSQL
+process (the postmaster's reaped children included, so a backend that exits is still counted),
+and the statements PostgreSQL ran for that database (``pg_stat_statements``) and the transactions
+it committed (``pg_stat_database``). The result is CPU-milliseconds and statements per execution,
+split by process kind.
+
+In the same run and on the same server (its own database), the floor: a bare DBOS workflow of 3
+no-op steps (``fulfill_tools.floor``), enqueued as the same burst on a DBOS queue with the
+service's concurrency and poll interval, in a process of its own, measured the same way.
+
+    python -m bench.pg_cpu --executions 500 --workers 1
+    python -m bench.pg_cpu --executions 500 --workers 2 --json result.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+SECRET = "bench-secret-" + "0123456789abcdef" * 2
+FLOOR_DATABASE = "bench_floor"
+SERVICE_DATABASE = "fulfill"
+WARMUP = 30
+TOP_STATEMENTS = 15
+
+# ---------------------------------------------------------------------------------------------
+# CPU time from /proc
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def _ticks() -> int:
+    return os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu(pid: int, *, reaped_children: bool = False) -> float:
+    """User + system CPU seconds of ``pid`` (every thread); with ``reaped_children`` also those of
+    its children that exited and were waited for. 0 when the process is gone."""
+    fields = _stat_fields(pid)
+    if fields is None:
+        return 0.0
+    # After the ")" field 3 (state) is index 0: utime is field 14, stime 15, cutime 16, cstime 17.
+    total = int(fields[11]) + int(fields[12])
+    if reaped_children:
+        total += int(fields[13]) + int(fields[14])
+    return total / _ticks()
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        fields = _stat_fields(int(entry.name))
+        if fields is not None and int(fields[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def postgres_cpu(postmaster: int) -> float:
+    """Every PostgreSQL process: the postmaster, its live children, and those already reaped."""
+    return process_cpu(postmaster, reaped_children=True) + sum(
+        process_cpu(child) for child in children(postmaster)
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# A throw-away PostgreSQL server
+
+
+@dataclass
+class PostgresServer:
+    directory: Path
+    bin_dir: Path
+    user: str | None  # run as this user (root may not run PostgreSQL)
+    port: int = 0
+    postmaster: int = 0
+
+    def url(self, database: str) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
+
+    def _run(self, *argv: str) -> None:
+        command = [*argv] if self.user is None else ["runuser", "-u", self.user, "--", *argv]
+        subprocess.run(command, check=True, cwd="/", stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+
+    def start(self) -> PostgresServer:
+        from fulfill_tools.launch import free_port
+
+        self.port = free_port()
+        data = self.directory / "data"
+        self._run(str(self.bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-E",
+                  "UTF8", "--locale=C", "--no-sync")  # fmt: skip
+        options = (
+            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.directory} -c max_connections=300 "
+            "-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all"
+        )
+        self._run(str(self.bin_dir / "pg_ctl"), "-D", str(data), "-l", str(self.directory / "server.log"),
+                  "-w", "-t", "60", "start", "-o", options)  # fmt: skip
+        self.postmaster = int((data / "postmaster.pid").read_text().split()[0])
+        with _connect(self) as conn:
+            conn.execute("CREATE EXTENSION pg_stat_statements")
+        return self
+
+    def stop(self) -> None:
+        data = self.directory / "data"
+        if (data / "postmaster.pid").exists():
+            self._run(str(self.bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
+
+
+def find_postgres_bin() -> Path:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if found:
+        return found[-1].parent
+    initdb = shutil.which("initdb")
+    if initdb:
+        return Path(initdb).parent
+    raise SystemExit("PostgreSQL's initdb was not found (install PostgreSQL)")
+
+
+@contextmanager
+def postgres_server() -> Iterator[PostgresServer]:
+    directory = Path(tempfile.mkdtemp(prefix="fulfill-pg-cpu-"))
+    user = None
+    if os.geteuid() == 0:
+        user = "postgres"
+        if subprocess.run(["id", user], capture_output=True).returncode != 0:
+            subprocess.run(["useradd", "--system", "--home-dir", "/nonexistent", "--shell",
+                            "/usr/sbin/nologin", user], check=True)  # fmt: skip
+        shutil.chown(directory, user)
+    server = PostgresServer(directory, find_postgres_bin(), user)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _connect(server: PostgresServer, database: str = "postgres") -> Any:
+    import psycopg
+
+    return psycopg.connect(
+        host="127.0.0.1", port=server.port, user="postgres", dbname=database, autocommit=True
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Statements
+
+
+def statement_counts(server: PostgresServer, database: str) -> dict[str, int]:
+    """Statements (``pg_stat_statements`` calls) and committed transactions of ``database``, so far."""
+    with _connect(server) as conn:
+        calls = conn.execute(
+            "SELECT coalesce(sum(s.calls), 0) FROM pg_stat_statements s"
+            " JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = %s",
+            (database,),
+        ).fetchone()[0]
+        commits, rollbacks = conn.execute(
+            "SELECT xact_commit, xact_rollback FROM pg_stat_database WHERE datname = %s", (database,)
+        ).fetchone()
+    return {"statements": int(calls), "commits": int(commits), "rollbacks": int(rollbacks)}
+
+
+def top_statements(server: PostgresServer, database: str, per: int) -> list[dict[str, Any]]:
+    with _connect(server) as conn:
+        rows = conn.execute(
+            "SELECT s.calls, s.total_exec_time, s.query FROM pg_stat_statements s"
+            " JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = %s"
+            " ORDER BY s.calls DESC LIMIT %s",
+            (database, TOP_STATEMENTS),
+        ).fetchall()
+    return [
+        {
+            "per_execution": round(calls / per, 2),
+            "ms_per_execution": round(total / per, 3),
+            "query": " ".join(query.split())[:160],
+        }
+        for calls, total, query in rows
+    ]
+
+
+def reset_statements(server: PostgresServer) -> None:
+    with _connect(server) as conn:
+        conn.execute("SELECT pg_stat_statements_reset()")
+
+
+def wait_for_stats() -> None:
+    # pg_stat_database is flushed by each backend at most once a second (PostgreSQL 15).
+    time.sleep(1.2)
+
+
+# ---------------------------------------------------------------------------------------------
+# The service
+
+
+def _finished_count(conn: Any) -> int:
+    return int(
+        conn.execute(
+            "SELECT count(*) FROM execution_attempts WHERE status NOT IN ('QUEUED', 'RUNNING')"
+        ).fetchone()[0]
+    )
+
+
+def _wait_finished(server: PostgresServer, target: int, timeout: float, alive: Any) -> None:
+    deadline = time.monotonic() + timeout
+    with _connect(server, SERVICE_DATABASE) as conn:
+        while time.monotonic() < deadline:
+            alive()
+            if _finished_count(conn) >= target:
+                return
+            time.sleep(0.25)
+    raise RuntimeError(f"fewer than {target} executions finished within {timeout:.0f} s")
+
+
+def _approve(base: str, ids: list[str], approver: str) -> None:
+    import asyncio
+
+    import httpx
+
+    from fulfill.client import AsyncFulfillClient
+
+    async def approve_all() -> None:
+        limits = httpx.Limits(max_connections=64)
+        async with AsyncFulfillClient(base, approver, timeout=120, limits=limits) as client:
+
+            async def one(intent_id: str) -> None:
+                for _ in range(5):
+                    try:
+                        await client.approve(intent_id)
+                        return
+                    except httpx.TransportError:
+                        await asyncio.sleep(0.5)
+                raise RuntimeError(f"could not approve {intent_id}")
+
+            await asyncio.gather(*(one(i) for i in ids))
+
+    asyncio.run(approve_all())
+
+
+def _create(client: Any, count: int, account: str) -> list[str]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(index: int) -> str:
+        created = client.create_intent(
+            {
+                "action_type": "CREATE_INTERNAL_TASK",
+                "account_id": account,
+                "parameters": {"title": f"cpu {index}"},
+            }
+        )
+        return str(created.value.action_intent_id)
+
+    with ThreadPoolExecutor(8) as pool:
+        return list(pool.map(one, range(count)))
+
+
+def run_service(server: PostgresServer, executions: int, workers: int, work: Path) -> dict[str, Any]:
+    from fulfill.client import FulfillClient
+    from fulfill.config import Settings
+    from fulfill.domain.scopes import INTENT_CLIENT_SCOPES
+    from fulfill.tokens import mint_token
+    from fulfill_tools.launch import ServiceGroup
+
+    with _connect(server) as conn:
+        conn.execute(f'CREATE DATABASE "{SERVICE_DATABASE}"')
+    group = ServiceGroup(
+        database_url=server.url(SERVICE_DATABASE), workers=workers, secret=SECRET, directory=work
+    ).start()
+    settings = Settings(jwt_secret=SECRET)
+    token = mint_token(settings, tenant_id="bench", scopes=list(INTENT_CLIENT_SCOPES), subject="bench-agent")
+    approver = mint_token(
+        settings, tenant_id="bench", scopes=list(INTENT_CLIENT_SCOPES), subject="bench-approver"
+    )
+    client = FulfillClient(group.api_url, token, timeout=120)
+    try:
+        # Warm up: every process has imported, connected and compiled what an execution needs.
+        warm = _create(client, WARMUP, "acc-warm")
+        _approve(group.api_url, warm, approver)
+        _wait_finished(server, WARMUP, 120, group.check_alive)
+        ids = _create(client, executions, "acc-cpu")
+        time.sleep(1)
+        idle = _measure_idle(server, group.pids(), SERVICE_DATABASE)
+        wait_for_stats()
+        reset_statements(server)
+        before_counts = statement_counts(server, SERVICE_DATABASE)
+        before = _cpu(server, group.pids())
+        started = time.monotonic()
+        _approve(group.api_url, ids, approver)
+        _wait_finished(server, WARMUP + executions, 600, group.check_alive)
+        elapsed = time.monotonic() - started
+        after = _cpu(server, group.pids())
+        wait_for_stats()
+        after_counts = statement_counts(server, SERVICE_DATABASE)
+        top = top_statements(server, SERVICE_DATABASE, executions)
+        with _connect(server, SERVICE_DATABASE) as conn:
+            statuses = dict(
+                conn.execute("SELECT status, count(*) FROM execution_attempts GROUP BY status").fetchall()
+            )
+    finally:
+        client.close()
+        group.stop()
+    return _report(executions, elapsed, before, after, before_counts, after_counts, idle) | {
+        "statuses": statuses,
+        "top_statements_by_calls": top,
+    }
+
+
+def _cpu(server: PostgresServer, pids: dict[str, int]) -> dict[str, float]:
+    result = {"postgres": postgres_cpu(server.postmaster)}
+    for name, pid in pids.items():
+        kind = "worker" if name.startswith("worker") else name
+        result[kind] = result.get(kind, 0.0) + process_cpu(pid)
+    return result
+
+
+def _measure_idle(
+    server: PostgresServer, pids: dict[str, int], database: str, seconds: float = 5
+) -> dict[str, float]:
+    """CPU-ms per second of every process while nothing is offered (the polls and heartbeats)."""
+    before = _cpu(server, pids)
+    time.sleep(seconds)
+    after = _cpu(server, pids)
+    return {kind: round((after[kind] - before[kind]) * 1000 / seconds, 1) for kind in before}
+
+
+def _report(
+    executions: int,
+    elapsed: float,
+    before: dict[str, float],
+    after: dict[str, float],
+    before_counts: dict[str, int],
+    after_counts: dict[str, int],
+    idle: dict[str, float],
+) -> dict[str, Any]:
+    per_kind = {kind: round((after[kind] - before[kind]) * 1000 / executions, 2) for kind in before}
+    return {
+        "executions": executions,
+        "seconds": round(elapsed, 2),
+        "executions_per_s": round(executions / elapsed, 1),
+        "cpu_ms_per_execution": {**per_kind, "total": round(sum(per_kind.values()), 2)},
+        "statements_per_execution": round(
+            (after_counts["statements"] - before_counts["statements"]) / executions, 1
+        ),
+        "commits_per_execution": round((after_counts["commits"] - before_counts["commits"]) / executions, 1),
+        "idle_cpu_ms_per_s": idle,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# The floor: a bare DBOS workflow of 3 no-op steps, in a process of its own
+
+
+def floor_child(url: str, executions: int) -> None:
+    """Run in the child process: launch DBOS on ``url``, say ``ready``, and on a line from stdin
+    enqueue the burst, wait for it, say ``done``; exit when stdin closes."""
+    from dbos import DBOS
+
+    from fulfill.config import Settings
+    from fulfill_tools import floor
+
+    settings = Settings()
+    DBOS(
+        config={
+            "name": "fulfill-bench-floor",
+            "system_database_url": url,
+            "log_level": "WARNING",
+            "max_executor_threads": settings.worker_concurrency + 16,
+            "notification_listener_polling_interval_sec": 0.1,
+        }
+    )
+    DBOS.listen_queues([floor.FLOOR_QUEUE])
+    DBOS.launch()
+    DBOS.register_queue(
+        floor.FLOOR_QUEUE,
+        worker_concurrency=settings.worker_concurrency,
+        polling_interval_sec=settings.queue_poll_seconds,
+        on_conflict="always_update",
+    )
+    floor.measure_bare_burst(WARMUP, floor.FLOOR_QUEUE)
+    print("ready", flush=True)
+    for line in sys.stdin:
+        if line.strip() == "go":
+            floor.measure_bare_burst(executions, floor.FLOOR_QUEUE, timeout=600)
+            print("done", flush=True)
+    DBOS.destroy(workflow_completion_timeout_sec=5)
+
+
+def run_floor(server: PostgresServer, executions: int) -> dict[str, Any]:
+    with _connect(server) as conn:
+        conn.execute(f'CREATE DATABASE "{FLOOR_DATABASE}"')
+    child = subprocess.Popen(
+        [sys.executable, "-m", "bench.pg_cpu", "--floor-child", server.url(FLOOR_DATABASE),
+         "--executions", str(executions)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "DBOS__DISABLE_TELEMETRY": "true"},
+    )  # fmt: skip
+    assert child.stdin is not None
+    assert child.stdout is not None
+    try:
+        if child.stdout.readline().strip() != "ready":
+            raise RuntimeError("the floor process did not start")
+        time.sleep(1)
+        idle = _measure_idle(server, {"floor": child.pid}, FLOOR_DATABASE)
+        wait_for_stats()
+        reset_statements(server)
+        before_counts = statement_counts(server, FLOOR_DATABASE)
+        before = _cpu(server, {"floor": child.pid})
+        started = time.monotonic()
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        if child.stdout.readline().strip() != "done":
+            raise RuntimeError("the floor burst did not finish")
+        elapsed = time.monotonic() - started
+        after = _cpu(server, {"floor": child.pid})
+        wait_for_stats()
+        after_counts = statement_counts(server, FLOOR_DATABASE)
+        top = top_statements(server, FLOOR_DATABASE, executions)
+    finally:
+        child.stdin.close()
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+    return _report(executions, elapsed, before, after, before_counts, after_counts, idle) | {
+        "top_statements_by_calls": top
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def run(executions: int, workers: int, floor: bool) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="fulfill-pg-cpu-logs-"))
+    with postgres_server() as server:
+        result: dict[str, Any] = {
+            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M"),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+            "processes": f"api + {workers} workers",
+        }
+        if floor:
+            result["floor"] = run_floor(server, executions)
+        result["fulfill"] = run_service(server, executions, workers, work)
+        if floor:
+            result["ratio_cpu_to_floor"] = round(
+                result["fulfill"]["cpu_ms_per_execution"]["total"]
+                / result["floor"]["cpu_ms_per_execution"]["total"],
+                2,
+            )
+    shutil.rmtree(work, ignore_errors=True)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--executions", type=int, default=500)
+    parser.add_argument("--workers", type=int, default=1, help="worker processes beside the api process")
+    parser.add_argument("--no-floor", action="store_true", help="skip the bare-DBOS floor")
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--floor-child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.floor_child:
+        floor_child(args.floor_child, args.executions)
+        return
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
+    result = run(args.executions, args.workers, not args.no_floor)
+    print(json.dumps(result, indent=2))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

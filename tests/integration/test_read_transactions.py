@@ -1,0 +1,80 @@
+"""How the store's reads and writes reach the database.
+
+PostgreSQL: a read runs each statement on its own (no ``BEGIN``/``COMMIT`` round trips; under READ
+COMMITTED each statement had its own snapshot anyway); a read that asks for one snapshot
+(``store/ledger.py snapshot``) gets a REPEATABLE READ transaction that ends with the read, and the
+connection goes back to the pool ready for a write transaction. SQLite: a read is one deferred
+transaction (one snapshot), as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from psycopg.pq import TransactionStatus
+
+from fulfill.store import ledger
+from fulfill.store.db import Database
+from fulfill.store.migrate import upgrade_to_head
+from tests.support import postgres
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Iterator[Database]:
+    url = postgres.create_database() if postgres.enabled() else f"sqlite:///{tmp_path / 'reads.db'}"
+    db = Database(url, pool_size=1)
+    upgrade_to_head(db)
+    try:
+        yield db
+    finally:
+        db.dispose()
+        if postgres.enabled():
+            postgres.drop_database(url)
+
+
+def _status(conn: object) -> TransactionStatus:
+    return TransactionStatus(conn.connection.dbapi_connection.info.transaction_status)  # type: ignore[attr-defined]
+
+
+@postgres.postgres_only
+def test_a_postgresql_read_runs_outside_a_transaction_block(database: Database) -> None:
+    with database.read() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM action_intents").scalar_one() == 0
+        assert _status(conn) is TransactionStatus.IDLE  # no BEGIN was sent
+    with database.write() as conn:
+        conn.exec_driver_sql("SELECT count(*) FROM action_intents")
+        assert _status(conn) is TransactionStatus.INTRANS  # a write is one transaction
+
+
+@postgres.postgres_only
+def test_a_snapshot_read_is_one_repeatable_read_transaction_and_ends_with_the_read(
+    database: Database,
+) -> None:
+    with database.read() as conn:
+        ledger.snapshot(conn)
+        assert _status(conn) is TransactionStatus.INTRANS
+        assert conn.exec_driver_sql("SHOW transaction_isolation").scalar_one() == "repeatable read"
+    # The same pooled connection (pool_size=1), back to an ordinary write transaction.
+    with database.write() as conn:
+        assert conn.exec_driver_sql("SHOW transaction_isolation").scalar_one() == "read committed"
+        assert _status(conn) is TransactionStatus.INTRANS
+    with database.read() as conn:
+        conn.exec_driver_sql("SELECT 1")
+        assert _status(conn) is TransactionStatus.IDLE
+
+
+@postgres.postgres_only
+def test_a_failed_statement_in_a_read_leaves_the_connection_usable(database: Database) -> None:
+    with pytest.raises(Exception, match="no_such_table"), database.read() as conn:
+        conn.exec_driver_sql("SELECT * FROM no_such_table")
+    with database.read() as conn:
+        assert conn.exec_driver_sql("SELECT 1").scalar_one() == 1
+
+
+@postgres.sqlite_only("a SQLite read is one deferred transaction")
+def test_a_sqlite_read_is_one_transaction(database: Database) -> None:
+    with database.read() as conn:
+        conn.exec_driver_sql("SELECT count(*) FROM action_intents")
+        assert conn.connection.dbapi_connection.in_transaction  # type: ignore[union-attr]
