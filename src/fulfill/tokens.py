@@ -153,15 +153,25 @@ class TokenVerifier:
         self._verified: dict[str, _Verified] = {}
         self._verified_lock = threading.Lock()
 
+    def cached(self, token: str) -> Principal | None:
+        """What :meth:`verify` gives for a token it accepted before and may still give without
+        verifying it again; None otherwise (the token must go through :meth:`verify`). Never
+        blocks: no key fetch, no signature check."""
+        known = self._verified.get(token)
+        if known is None:
+            return None
+        if self._clock() < known.expires_at and self._key_set_current(known.key_set):
+            return known.principal
+        with self._verified_lock:
+            self._verified.pop(token, None)
+        return None
+
     def verify(self, token: str) -> Principal:
         """The principal of a token the API accepts (a user token, or a service token with no
         scope but ``gateway:invoke``); :class:`TokenError` says why one is refused."""
-        known = self._verified.get(token)
+        known = self.cached(token)
         if known is not None:
-            if self._clock() < known.expires_at and self._key_set_current(known.key_set):
-                return known.principal
-            with self._verified_lock:
-                self._verified.pop(token, None)
+            return known
         key_set: list[object] = []
         principal = self._verify(token, key_set)
         self._remember(token, principal, key_set[0] if key_set else None)

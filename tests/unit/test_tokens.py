@@ -475,3 +475,17 @@ def test_the_cache_of_verified_tokens_is_bounded(settings: Settings, monkeypatch
     uncached.verify(tokens[1])
     uncached.verify(tokens[1])
     assert verified[-2:] == [tokens[1], tokens[1]]
+
+
+def test_cached_answers_only_for_a_token_accepted_before_and_not_expired(settings: Settings) -> None:
+    clock = _Clock()
+    verifier = TokenVerifier(settings, clock=clock)
+    token = raw_token(settings, exp=int(clock.now) + 600)
+    assert verifier.cached(token) is None  # never verified: nothing to reuse
+    with pytest.raises(TokenError):
+        verifier.verify(raw_token(settings, secret=OTHER_SECRET))
+    assert verifier.cached(raw_token(settings, secret=OTHER_SECRET)) is None  # refused: not kept
+    principal = verifier.verify(token)
+    assert verifier.cached(token) is principal
+    clock.now = int(clock.now) + 600
+    assert verifier.cached(token) is None
