@@ -28,7 +28,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +55,8 @@ JWKS_REFRESH_COOLDOWN_SECONDS = 30.0
 JWKS_FAILURE_BACKOFF_SECONDS = 5.0
 JWKS_FETCH_TIMEOUT_SECONDS = 10.0
 _REQUIRED_CLAIMS = ["exp", "iss", "aud", "sub"]
+# How many verified tokens :meth:`TokenVerifier.verify` remembers (oldest forgotten first).
+VERIFIED_TOKEN_CACHE_SIZE = 4096
 
 log = logging.getLogger("fulfill.auth")
 
@@ -103,11 +105,27 @@ def service_token_secret(settings: Settings) -> str:
     return settings.service_token_secret or settings.jwt_secret
 
 
+@dataclass(frozen=True)
+class _Verified:
+    """A token :meth:`TokenVerifier.verify` accepted: what it gave, until when it may give it again
+    without verifying (the token's ``exp``), and for a token verified with a key from the JWKS,
+    the key set that key came from (the answer is only reused while that set is still current)."""
+
+    principal: Principal
+    expires_at: float
+    key_set: object | None = None
+
+
 class TokenVerifier:
     """Verifies bearer tokens; one instance is shared by the API and the gateway (thread-safe)."""
 
     def __init__(
-        self, settings: Settings, *, jwks_refresh_cooldown_seconds: float = JWKS_REFRESH_COOLDOWN_SECONDS
+        self,
+        settings: Settings,
+        *,
+        jwks_refresh_cooldown_seconds: float = JWKS_REFRESH_COOLDOWN_SECONDS,
+        clock: Callable[[], float] = time.time,
+        cache_size: int = VERIFIED_TOKEN_CACHE_SIZE,
     ) -> None:
         self._production = settings.auth_mode == "production"
         self._secret = settings.jwt_secret
@@ -123,8 +141,64 @@ class TokenVerifier:
         self._jwks_retry_at = 0.0
         self._scope_policy = ScopePolicy.from_settings(settings)
         self._agent_markers = AgentMarkers.parse(settings.agent_token_claims)
+        # Tokens accepted, by their exact text (signature included): a client sends the same token
+        # with each request, and verifying it again (three parses and an HMAC or a public-key
+        # check) is most of what authentication costs. Nothing a token does not say is cached:
+        # a refused token is verified again every time; an accepted one is reused only before its
+        # ``exp`` and, if its key came from the JWKS, while that same key set is current (a key
+        # the identity provider withdraws stops being trusted when the set is fetched again, as
+        # without the cache).
+        self._clock = clock
+        self._cache_size = cache_size
+        self._verified: dict[str, _Verified] = {}
+        self._verified_lock = threading.Lock()
+
+    def cached(self, token: str) -> Principal | None:
+        """What :meth:`verify` gives for a token it accepted before and may still give without
+        verifying it again; None otherwise (the token must go through :meth:`verify`). Never
+        blocks: no key fetch, no signature check."""
+        known = self._verified.get(token)
+        if known is None:
+            return None
+        if self._clock() < known.expires_at and self._key_set_current(known.key_set):
+            return known.principal
+        with self._verified_lock:
+            self._verified.pop(token, None)
+        return None
 
     def verify(self, token: str) -> Principal:
+        """The principal of a token the API accepts (a user token, or a service token with no
+        scope but ``gateway:invoke``); :class:`TokenError` says why one is refused."""
+        known = self.cached(token)
+        if known is not None:
+            return known
+        key_set: list[object] = []
+        principal = self._verify(token, key_set)
+        self._remember(token, principal, key_set[0] if key_set else None)
+        return principal
+
+    def _remember(self, token: str, principal: Principal, key_set: object | None) -> None:
+        if self._cache_size <= 0:
+            return
+        try:
+            expires_at = float(principal.claims["exp"])
+        except (KeyError, TypeError, ValueError):
+            return
+        if self._clock() >= expires_at:
+            return  # accepted within the leeway: verified again each time
+        with self._verified_lock:
+            while len(self._verified) >= self._cache_size:
+                del self._verified[next(iter(self._verified))]
+            self._verified[token] = _Verified(principal, expires_at, key_set)
+
+    def _key_set_current(self, key_set: object | None) -> bool:
+        if key_set is None:
+            return True  # verified with a configured secret
+        client = self._jwks_client
+        cache = client.jwk_set_cache if client is not None else None
+        return cache is not None and cache.jwk_set_with_timestamp is key_set and not cache.is_expired()
+
+    def _verify(self, token: str, key_set: list[object]) -> Principal:
         try:
             header = jwt.get_unverified_header(token)
         except (jwt.PyJWTError, ValueError, TypeError) as exc:
@@ -143,7 +217,7 @@ class TokenVerifier:
         if alg in ASYMMETRIC_ALGORITHMS:
             if not self._jwks_url:
                 raise _algorithm_not_accepted()
-            return self._verify_jwks_token(token, alg, header.get("kid"))
+            return self._verify_jwks_token(token, alg, header.get("kid"), key_set)
         if self._production:
             raise _algorithm_not_accepted()
         return self._verify_dev_token(token)  # refuses it: the dev key only verifies HS256
@@ -178,10 +252,12 @@ class TokenVerifier:
             claims=principal.claims,
         )
 
-    def _verify_jwks_token(self, token: str, alg: str, kid: object) -> Principal:
+    def _verify_jwks_token(self, token: str, alg: str, kid: object, key_set: list[object]) -> Principal:
         if not isinstance(kid, str) or not kid:
             raise TokenError("token signing key not found", "TOKEN_SIGNING_KEY_NOT_FOUND")
-        signing_key = self._signing_key(kid)
+        signing_key, current_set = self._signing_key(kid)
+        if current_set is not None:
+            key_set.append(current_set)
         if not _key_fits_algorithm(signing_key, alg):
             raise _algorithm_not_accepted()
         claims = _decode(
@@ -189,7 +265,8 @@ class TokenVerifier:
         )
         return principal_from_claims(claims, self._scope_policy, self._agent_markers)
 
-    def _signing_key(self, kid: str) -> jwt.PyJWK:
+    def _signing_key(self, kid: str) -> tuple[jwt.PyJWK, object | None]:
+        """The JWKS key named ``kid``, and the cached key set it came from (None: not cached)."""
         with self._jwks_lock:
             client = self._jwks()
             if time.monotonic() < self._jwks_retry_at:
@@ -199,9 +276,9 @@ class TokenVerifier:
                 key = client.match_kid(usable, kid)
                 if key is None:
                     raise TokenError("token signing keys unavailable", "TOKEN_SIGNING_KEYS_UNAVAILABLE")
-                return key
+                return key, self._current_key_set(client)
             try:
-                return client.get_signing_key(kid)
+                return client.get_signing_key(kid), self._current_key_set(client)
             except jwt.PyJWKClientConnectionError as exc:
                 self._jwks_failed(exc)
             except jwt.PyJWKClientError as exc:
@@ -211,6 +288,11 @@ class TokenVerifier:
             except (jwt.PyJWTError, OSError, ValueError) as exc:  # e.g. a body that is not JSON
                 self._jwks_failed(exc)
             raise TokenError("token signing keys unavailable", "TOKEN_SIGNING_KEYS_UNAVAILABLE")
+
+    @staticmethod
+    def _current_key_set(client: jwt.PyJWKClient) -> object | None:
+        cache = client.jwk_set_cache
+        return cache.jwk_set_with_timestamp if cache is not None else None
 
     def _jwks_failed(self, exc: Exception) -> None:
         self._jwks_retry_at = time.monotonic() + JWKS_FAILURE_BACKOFF_SECONDS

@@ -191,6 +191,9 @@ def bench_load(
         str, typer.Option(help="Offered approvals/s of the open-loop runs, comma-separated.")
     ] = ("10,20,50,100"),
     seconds: Annotated[float, typer.Option(help="Length of each open-loop run.")] = 15.0,
+    window: Annotated[
+        float, typer.Option(min=0.1, help="Seconds of schedule per row of the open-loop window tables.")
+    ] = 10.0,
     burst: Annotated[int, typer.Option(help="Approvals sent at once (0: skip).")] = 400,
     serial: Annotated[int, typer.Option(help="Approvals one at a time (0: skip).")] = 100,
     drain: Annotated[float, typer.Option(help="Seconds to wait for outcomes after the last send.")] = 60.0,
@@ -215,6 +218,7 @@ def bench_load(
         workers=workers,
         rates=[float(r) for r in rates.split(",") if r.strip()],
         seconds=seconds,
+        window=window,
         burst=burst,
         serial=serial,
         drain=drain,

@@ -33,7 +33,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,6 +73,86 @@ def p95_by_window(points: Sequence[tuple[float, float]], window_s: float) -> lis
     for offset, latency in points:
         windows[int(offset // window_s)].append(latency)
     return [round(percentile(window, 0.95), 1) for window in windows]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One approval of an open-loop run: when it was scheduled (seconds from the schedule's start)
+    and, in ms, how long until its outcome from the schedule (``end_to_end``), from the service's
+    own approval timestamp (``service``), and until the client had the approval's answer
+    (``client``). None: not measured (no outcome, or no approval timestamp)."""
+
+    offset_s: float
+    end_to_end_ms: float | None
+    service_ms: float | None
+    client_ms: float | None
+
+
+def window_stats(
+    samples: Sequence[Sample], window_s: float, count: int | None = None
+) -> list[dict[str, Any]]:
+    """Per consecutive window of ``window_s`` seconds of the schedule: how many approvals were
+    scheduled in it, how many have an outcome, and p50 / p95 / max of the three latencies.
+    ``count`` fixes the number of windows (default: up to the last sample's)."""
+    if window_s <= 0:
+        return []
+    if count is None:
+        count = int(max((s.offset_s for s in samples), default=-1.0) // window_s) + 1
+    grouped: list[list[Sample]] = [[] for _ in range(count)]
+    for sample in samples:
+        index = int(sample.offset_s // window_s)
+        if 0 <= index < count:
+            grouped[index].append(sample)
+    rows: list[dict[str, Any]] = []
+    for index, group in enumerate(grouped):
+        row: dict[str, Any] = {
+            "from_s": round(index * window_s, 3),
+            "to_s": round((index + 1) * window_s, 3),
+            "scheduled": len(group),
+            "succeeded": sum(1 for s in group if s.end_to_end_ms is not None),
+        }
+        for name in ("end_to_end", "service", "client"):
+            values = [v for s in group if (v := getattr(s, f"{name}_ms")) is not None]
+            row[name] = {
+                "p50_ms": round(percentile(values, 0.50), 1),
+                "p95_ms": round(percentile(values, 0.95), 1),
+                "max_ms": round(max(values), 1) if values else math.nan,
+            }
+        rows.append(row)
+    return rows
+
+
+# An open-loop run "grows" when its last window's p95 is more than this many times its first's...
+GROWTH_RATIO = 1.5
+# ... and more than this many ms above it (a few ms of jitter on a small p95 is not growth) ...
+GROWTH_MARGIN_MS = 25.0
+# ... or when more than this many seconds of arrivals still had no outcome as the schedule ended.
+BACKLOG_SECONDS = 1.0
+
+
+def growth_verdict(windows: Sequence[Mapping[str, Any]], queue_at_end: int, rate: float) -> dict[str, Any]:
+    """Whether latency grew over an open-loop run: the end-to-end p95 of its last window against
+    its first, and the approvals still without an outcome when the last one was sent (a service
+    that keeps up has about rate * latency of them; one that does not, a growing queue)."""
+    first = windows[0]["end_to_end"]["p95_ms"] if windows else math.nan
+    last = windows[-1]["end_to_end"]["p95_ms"] if windows else math.nan
+    ratio = last / first if first and not math.isnan(first) and not math.isnan(last) else math.nan
+    latency_grew = math.isnan(ratio) or (last > GROWTH_RATIO * first and last - first > GROWTH_MARGIN_MS)
+    backlog_grew = queue_at_end > max(1.0, rate * BACKLOG_SECONDS)
+    return {
+        "first_window_p95_ms": first,
+        "last_window_p95_ms": last,
+        "last_to_first": round(ratio, 2) if not math.isnan(ratio) else math.nan,
+        "queue_at_end": queue_at_end,
+        "grows": latency_grew or backlog_grew,
+    }
+
+
+def queue_depth_at(moment: float, scheduled: Iterable[float], completed: Iterable[float]) -> int:
+    """Approvals scheduled by ``moment`` whose outcome came after it (or never): the queue then."""
+    due = [s for s in scheduled if s <= moment]
+    done = sum(1 for c in completed if c <= moment)
+    return max(0, len(due) - done)
 
 
 def summary(values_ms: Sequence[float]) -> dict[str, float]:
@@ -145,13 +225,20 @@ APPROVAL_ACCEPTED = "202"
 
 async def approval_answer(client: AsyncFulfillClient, intent: str) -> str:
     """How the service answered one approval: its HTTP status, or the transport error's name."""
+    return (await approval_with_time(client, intent))[0]
+
+
+async def approval_with_time(client: AsyncFulfillClient, intent: str) -> tuple[str, float | None]:
+    """How the service answered one approval, and the approval's own timestamp (epoch seconds,
+    the service's clock) when it was accepted and says it."""
     try:
-        await client.approve(intent)
+        change = await client.approve(intent)
     except ApiError as exc:
-        return str(exc.status)
+        return str(exc.status), None
     except httpx.HTTPError as exc:
-        return type(exc).__name__
-    return APPROVAL_ACCEPTED
+        return type(exc).__name__, None
+    approvals = change.approvals or []
+    return APPROVAL_ACCEPTED, epoch(approvals[-1].approved_at) if approvals else None
 
 
 @dataclass
@@ -242,7 +329,9 @@ class Harness:
             await self.sweep(client, account, status, failed, full=True)
         return len(failed)
 
-    async def open_loop(self, account: str, rate: float, seconds: float, drain: float) -> dict[str, Any]:
+    async def open_loop(
+        self, account: str, rate: float, seconds: float, drain: float, window_s: float = 10.0
+    ) -> dict[str, Any]:
         label = f"{rate:g}/s"
         offsets = schedule(rate, seconds)
         connections = max(64, int(rate * 10))
@@ -256,9 +345,16 @@ class Harness:
             start_wall = time.time() + (start_mono - time.monotonic())
             scheduled = {intent: start_wall + offset for intent, offset in zip(ids, offsets, strict=True)}
 
+            approved_at: dict[str, float] = {}
+            answered_in: dict[str, float] = {}
+
             async def approve(intent: str, due: float) -> None:
                 lags.append(time.monotonic() - due)
-                key = await approval_answer(approver, intent)
+                key, stamp = await approval_with_time(approver, intent)
+                # As the client sees it: from the scheduled send to the approval's answer.
+                answered_in[intent] = (time.monotonic() - due) * 1000
+                if stamp is not None:
+                    approved_at[intent] = stamp
                 codes[key] = codes.get(key, 0) + 1
                 self.progress.advance(sent)
 
@@ -282,10 +378,29 @@ class Harness:
         latencies = [(done[i] - scheduled[i]) * 1000 for i in ids if i in done]
         window = max(1.0, seconds / 4)
         timeline = [(scheduled[i] - start_wall, (done[i] - scheduled[i]) * 1000) for i in ids if i in done]
+        samples = [
+            Sample(
+                offset_s=scheduled[i] - start_wall,
+                end_to_end_ms=(done[i] - scheduled[i]) * 1000 if i in done else None,
+                service_ms=(done[i] - approved_at[i]) * 1000 if i in done and i in approved_at else None,
+                client_ms=answered_in.get(i),
+            )
+            for i in ids
+        ]
+        windows = window_stats(samples, window_s, count=max(1, math.ceil(seconds / window_s)))
+        last_send = start_wall + (offsets[-1] if offsets else 0.0)
+        queue_at_end = queue_depth_at(last_send, scheduled.values(), done.values())
+        service_latencies = [s.service_ms for s in samples if s.service_ms is not None]
+        client_latencies = [s.client_ms for s in samples if s.client_ms is not None]
         return {
             "scenario": "open loop",
             "window_s": window,
             "p95_by_window_ms": p95_by_window(timeline, window),
+            "windows_s": window_s,
+            "windows": windows,
+            "growth": growth_verdict(windows, queue_at_end, rate),
+            "service": summary(service_latencies),
+            "client": summary(client_latencies),
             "offered_per_s": rate,
             "seconds": seconds,
             "approvals": len(ids),
@@ -389,6 +504,7 @@ class LoadOptions:
     workers: int = 0
     rates: list[float] = field(default_factory=lambda: [10.0, 20.0, 50.0, 100.0])
     seconds: float = 15.0
+    window: float = 10.0  # seconds of schedule per row of the open-loop runs' window tables
     burst: int = 400
     serial: int = 100
     drain: float = 60.0
@@ -484,7 +600,9 @@ def run(options: LoadOptions, console: Console) -> dict[str, Any]:
                     account = f"load-{run_id}-r{rate:g}"
                     cpu0 = {n: cpu_seconds(p) for n, p in (group.pids() if group else {}).items()}
                     started = time.monotonic()
-                    row = await harness.open_loop(account, rate, options.seconds, options.drain)
+                    row = await harness.open_loop(
+                        account, rate, options.seconds, options.drain, options.window
+                    )
                     row["service_cpu_s"] = _cpu_delta(group, cpu0)
                     row["wall_s"] = round(time.monotonic() - started, 1)
                     result["scenarios"].append(row)
@@ -596,6 +714,69 @@ def rich_table(result: dict[str, Any]) -> Table:
     return table
 
 
+WINDOW_HEADERS = [
+    "window s",
+    "sent",
+    "ok",
+    "p50 ms",
+    "p95 ms",
+    "max ms",
+    "service p95 ms",
+    "service max ms",
+    "client p95 ms",
+    "client max ms",
+]
+
+
+def window_rows(row: Mapping[str, Any]) -> list[list[str]]:
+    """An open-loop run's windows: end to end (from the scheduled send to the outcome), from the
+    service's approval timestamp to the outcome, and the approval's answer as the client saw it."""
+    table: list[list[str]] = []
+    for window in row.get("windows", []):
+        e2e, service, client = window["end_to_end"], window["service"], window["client"]
+        table.append(
+            [
+                f"{window['from_s']:g}-{window['to_s']:g}",
+                str(window["scheduled"]),
+                str(window["succeeded"]),
+                _ms(e2e["p50_ms"]),
+                _ms(e2e["p95_ms"]),
+                _ms(e2e["max_ms"]),
+                _ms(service["p95_ms"]),
+                _ms(service["max_ms"]),
+                _ms(client["p95_ms"]),
+                _ms(client["max_ms"]),
+            ]
+        )
+    return table
+
+
+def verdict_text(row: Mapping[str, Any]) -> str:
+    growth = row["growth"]
+    word = "GROWS" if growth["grows"] else "no growth"
+    return (
+        f"{word}: p95 of the last window {_ms(growth['last_window_p95_ms'])} ms against the first's "
+        f"{_ms(growth['first_window_p95_ms'])} ms (x{growth['last_to_first']}), "
+        f"{growth['queue_at_end']} without an outcome as the last approval was sent"
+    )
+
+
+def window_tables(result: dict[str, Any]) -> list[Table]:
+    tables = []
+    for row in result["scenarios"]:
+        if row["scenario"] != "open loop" or not row.get("windows"):
+            continue
+        table = Table(
+            *WINDOW_HEADERS,
+            title=f"open loop {row['offered_per_s']:g}/s by {row['windows_s']:g}-s window",
+            caption=verdict_text(row),
+        )
+        for cells in window_rows(row):
+            table.add_row(*cells)
+        tables.append(table)
+    return tables
+
+
 def markdown(result: dict[str, Any]) -> str:
     m = result["machine"]
     service = result["service"]
@@ -626,12 +807,28 @@ def markdown(result: dict[str, Any]) -> str:
                 f"- open loop {row['offered_per_s']:g}/s: p95 by {row['window_s']:g}-s window of the "
                 f"schedule: {windows} ms"
             )
+    for row in result["scenarios"]:
+        if row["scenario"] != "open loop" or not row.get("windows"):
+            continue
+        lines += [
+            "",
+            f"Open loop {row['offered_per_s']:g}/s by {row['windows_s']:g}-s window of the schedule "
+            "(end to end from the scheduled send; service: from its approval timestamp; client: the "
+            "approval's answer):",
+            "",
+            "| " + " | ".join(WINDOW_HEADERS) + " |",
+            "|" + "---|" * len(WINDOW_HEADERS),
+        ]
+        lines += ["| " + " | ".join(cells) + " |" for cells in window_rows(row)]
+        lines += ["", verdict_text(row) + "."]
     lines.append("")
     return "\n".join(lines)
 
 
 def report(result: dict[str, Any], options: LoadOptions, console: Console) -> None:
     console.print(rich_table(result))
+    for table in window_tables(result):
+        console.print(table)
     if options.json_path:
         options.json_path.parent.mkdir(parents=True, exist_ok=True)
         options.json_path.write_text(json.dumps(result, indent=2) + "\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from typing import Any
 
 import jwt
@@ -577,3 +578,17 @@ def test_create_names_the_parameters_its_mapping_never_sends(shared: Harness) ->
         assert created.json()["parameters"]["descripton"] == "typo"
         clean = shared.create_intent(client)
         assert clean["ignored_parameters"] == []
+
+
+def test_the_same_create_again_names_the_ignored_parameters_too(shared: Harness) -> None:
+    body = {
+        "action_intent_id": f"ignored-{uuid.uuid4().hex}",
+        "action_type": "CREATE_INTERNAL_TASK",
+        "account_id": "acc-1",
+        "parameters": {"title": "x", "descripton": "typo"},
+    }
+    with shared.client() as client:
+        first = client.post("/intents", json=body)
+        repeat = client.post("/intents", json=body)
+    assert (first.status_code, repeat.status_code) == (201, 200), repeat.text
+    assert first.json()["ignored_parameters"] == repeat.json()["ignored_parameters"] == ["descripton"]

@@ -18,7 +18,20 @@ pytestmark = pytest.mark.slow
 
 def test_bench_load_runs_every_scenario_and_counts_every_execution(tmp_path: Path) -> None:
     results = tmp_path / "load.json"
-    args = ["bench", "load", "--rates", "5", "--seconds", "1", "--burst", "6", "--serial", "3"]
+    args = [
+        "bench",
+        "load",
+        "--rates",
+        "5",
+        "--seconds",
+        "1",
+        "--window",
+        "0.5",
+        "--burst",
+        "6",
+        "--serial",
+        "3",
+    ]
     args += ["--drain", "60", "--no-floor", "--json", str(results)]
     database_url = postgres.create_database() if postgres.enabled() else None
     if database_url:
@@ -39,4 +52,15 @@ def test_bench_load_runs_every_scenario_and_counts_every_execution(tmp_path: Pat
         assert row["http"] == {"202": row["approvals"]}  # every approval accepted
         assert (row["succeeded"], row["failed"], row["not_finished"]) == (row["approvals"], 0, 0)
     assert scenarios["one at a time"]["succeeded"] == 3
+    # The open-loop run by window of its schedule: every approval in one, each latency measured.
+    open_loop = scenarios["open loop"]
+    assert [(w["from_s"], w["to_s"]) for w in open_loop["windows"]] == [(0.0, 0.5), (0.5, 1.0)]
+    assert sum(w["scheduled"] for w in open_loop["windows"]) == open_loop["approvals"] == 5
+    assert sum(w["succeeded"] for w in open_loop["windows"]) == 5
+    for latency in ("service", "client"):
+        assert 0 < open_loop[latency]["p95_ms"] <= open_loop[latency]["max_ms"]
+    # From the service's approval timestamp: never more than from the scheduled send.
+    assert open_loop["service"]["max_ms"] <= open_loop["max_ms"] + 1  # timestamps kept to the ms
+    assert set(open_loop["growth"]) >= {"grows", "queue_at_end", "last_to_first"}
+    assert "open loop 5/s by 0.5-s window" in outcome.output
     assert "floor" not in result

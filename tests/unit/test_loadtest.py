@@ -75,3 +75,52 @@ def test_p95_by_window_shows_growth_over_the_run() -> None:
     assert windows == sorted(windows)
     assert windows == [230.0, 480.0, 730.0, 980.0]
     assert p95_by_window([], 1.0) == []
+
+
+def test_window_stats_give_p50_p95_max_of_each_latency_per_window() -> None:
+    from fulfill_tools.loadtest import Sample, window_stats
+
+    samples = [Sample(t / 10, 10.0 * t, 5.0 * t, 1.0) for t in range(40)]
+    samples.append(Sample(3.95, None, None, 2.0))  # sent, no outcome
+    windows = window_stats(samples, 2.0, count=3)
+    assert [(w["from_s"], w["to_s"], w["scheduled"], w["succeeded"]) for w in windows] == [
+        (0.0, 2.0, 20, 20),
+        (2.0, 4.0, 21, 20),
+        (4.0, 6.0, 0, 0),
+    ]
+    first, second, empty = windows
+    assert first["end_to_end"] == {"p50_ms": 100.0, "p95_ms": 180.0, "max_ms": 190.0}
+    assert first["service"] == {"p50_ms": 50.0, "p95_ms": 90.0, "max_ms": 95.0}
+    assert second["client"]["max_ms"] == 2.0  # the unanswered outcome still counts as sent
+    assert math.isnan(empty["end_to_end"]["p95_ms"])
+    assert window_stats(samples, 0) == []
+    assert len(window_stats(samples, 1.0)) == 4  # by default, up to the last sample's window
+
+
+def _windows(*p95s: float) -> list[dict[str, dict[str, float]]]:
+    return [{"end_to_end": {"p95_ms": p95}} for p95 in p95s]
+
+
+def test_growth_verdict_compares_the_last_window_with_the_first_and_reads_the_queue() -> None:
+    from fulfill_tools.loadtest import growth_verdict
+
+    steady = growth_verdict(_windows(80.0, 95.0, 90.0), queue_at_end=4, rate=50)
+    assert (steady["grows"], steady["last_to_first"], steady["queue_at_end"]) == (False, 1.12, 4)
+    # Small p95s jitter: 20 → 40 ms is twice, but within the margin.
+    assert growth_verdict(_windows(20.0, 40.0), 1, rate=50)["grows"] is False
+    assert growth_verdict(_windows(80.0, 130.0), 1, rate=50)["grows"] is True
+    # Latency flat but more than a second of arrivals queued when the schedule ended.
+    assert growth_verdict(_windows(80.0, 80.0), 51, rate=50)["grows"] is True
+    assert growth_verdict(_windows(80.0, 80.0), 50, rate=50)["grows"] is False
+    # No outcome in the last window: nothing shows it kept up.
+    assert growth_verdict(_windows(80.0, math.nan), 0, rate=50)["grows"] is True
+
+
+def test_queue_depth_counts_what_was_due_and_not_done_at_a_moment() -> None:
+    from fulfill_tools.loadtest import queue_depth_at
+
+    scheduled = [0.0, 1.0, 2.0, 3.0]
+    assert queue_depth_at(2.0, scheduled, [0.5, 1.5, 2.5]) == 1  # the one due at 2.0
+    assert queue_depth_at(3.0, scheduled, [0.5, 1.5]) == 2
+    assert queue_depth_at(3.0, scheduled, [0.5, 1.5, 2.5, 2.9]) == 0
+    assert queue_depth_at(-1.0, scheduled, []) == 0

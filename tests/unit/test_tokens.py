@@ -373,3 +373,119 @@ def test_service_tokens_ignore_the_scope_policy() -> None:
 def test_the_scope_claim_cannot_be_mapped_onto_itself() -> None:
     with pytest.raises(ValueError, match="FULFILL_JWT_SCOPE_CLAIM"):
         Settings(jwt_scope_claim="scope")
+
+
+# --- the cache of verified tokens --------------------------------------------------------------
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _count_verifications(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    from fulfill import tokens
+
+    verified: list[str] = []
+    decode = tokens._decode
+
+    def counting(token: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        verified.append(token)
+        return decode(token, *args, **kwargs)
+
+    monkeypatch.setattr(tokens, "_decode", counting)
+    return verified
+
+
+def test_an_accepted_token_is_verified_once_then_reused_until_its_exp(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    verified = _count_verifications(monkeypatch)
+    clock = _Clock()
+    verifier = TokenVerifier(settings, clock=clock)
+    token = raw_token(settings, exp=int(clock.now) + 600)
+    principals = [verifier.verify(token) for _ in range(3)]
+    assert verified == [token]
+    assert all(p is principals[0] for p in principals)
+    clock.now = int(clock.now) + 600  # the token's exp: never served from the cache from then on
+    verifier.verify(token)  # (still accepted by the full check, whose clock is the real one)
+    assert verified == [token, token]
+
+
+def test_a_cached_token_is_refused_once_it_has_expired() -> None:
+    settings = Settings(jwt_secret=SECRET, jwt_leeway_seconds=0)
+    verifier = TokenVerifier(settings)
+    exp = int(time.time()) + 1
+    token = raw_token(settings, exp=exp)
+    assert verifier.verify(token).tenant_id == "t1"
+    while time.time() < exp + 0.05:
+        time.sleep(0.05)
+    with pytest.raises(TokenError, match=r"^token expired$") as refused:
+        verifier.verify(token)
+    assert refused.value.code == "TOKEN_EXPIRED"
+
+
+def test_refused_tokens_are_verified_every_time(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    verified = _count_verifications(monkeypatch)
+    verifier = TokenVerifier(settings)
+    good = raw_token(settings)
+    assert verifier.verify(good).tenant_id == "t1"
+    head, payload, signature = good.split(".")
+    forged = f"{head}.{payload}.{signature[:-2]}{'AA' if signature[-2:] != 'AA' else 'BB'}"
+    other_key = raw_token(settings, secret=OTHER_SECRET)
+    for _ in range(2):
+        with pytest.raises(TokenError):
+            verifier.verify(forged)
+        with pytest.raises(TokenError, match="signature"):
+            verifier.verify(other_key)
+    assert verified.count(forged) == 2
+    assert verified.count(other_key) == 2
+    assert verifier.verify(good).tenant_id == "t1"
+    assert verified.count(good) == 1
+
+
+def test_each_token_gets_its_own_principal_from_the_cache(settings: Settings) -> None:
+    verifier = TokenVerifier(settings)
+    first = raw_token(settings, tenant_id="tenant-a", sub="alice", scope="admin")
+    second = raw_token(settings, tenant_id="tenant-b", sub="bob", scope="intents:read", account_ids=["x"])
+    for _ in range(2):
+        a, b = verifier.verify(first), verifier.verify(second)
+        assert (a.tenant_id, a.subject, a.scopes, a.account_ids) == ("tenant-a", "alice", {"admin"}, None)
+        assert (b.tenant_id, b.subject, b.scopes, b.account_ids) == (
+            "tenant-b",
+            "bob",
+            {"intents:read"},
+            {"x"},
+        )
+
+
+def test_the_cache_of_verified_tokens_is_bounded(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    verified = _count_verifications(monkeypatch)
+    verifier = TokenVerifier(settings, cache_size=2)
+    tokens = [raw_token(settings, sub=f"user-{n}") for n in range(3)]
+    for token in tokens:
+        verifier.verify(token)
+    assert len(verifier._verified) == 2
+    verifier.verify(tokens[0])  # the oldest was forgotten: verified again
+    assert verified == [*tokens, tokens[0]]
+    uncached = TokenVerifier(settings, cache_size=0)
+    uncached.verify(tokens[1])
+    uncached.verify(tokens[1])
+    assert verified[-2:] == [tokens[1], tokens[1]]
+
+
+def test_cached_answers_only_for_a_token_accepted_before_and_not_expired(settings: Settings) -> None:
+    clock = _Clock()
+    verifier = TokenVerifier(settings, clock=clock)
+    token = raw_token(settings, exp=int(clock.now) + 600)
+    assert verifier.cached(token) is None  # never verified: nothing to reuse
+    with pytest.raises(TokenError):
+        verifier.verify(raw_token(settings, secret=OTHER_SECRET))
+    assert verifier.cached(raw_token(settings, secret=OTHER_SECRET)) is None  # refused: not kept
+    principal = verifier.verify(token)
+    assert verifier.cached(token) is principal
+    clock.now = int(clock.now) + 600
+    assert verifier.cached(token) is None

@@ -802,3 +802,32 @@ def test_production_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -
 def test_dev_mode_allows_short_or_missing_service_secret() -> None:
     assert dev_settings(service_token_secret="short").service_token_secret == "short"
     assert dev_settings().service_token_secret == ""
+
+
+# --- the cache of verified tokens and the key set ---------------------------------------------
+
+
+def test_a_cached_idp_token_is_refused_once_its_key_set_expires_without_its_key(
+    jwks: JwksServer, rsa1: SigningKey, ec1: SigningKey
+) -> None:
+    verifier = TokenVerifier(production_settings(jwks.url, jwks_cache_seconds=0.2))
+    token = rsa1.sign()
+    assert verifier.verify(token).subject == "user-1"
+    assert verifier.verify(token).subject == "user-1"  # from the cache
+    jwks.publish(ec1)  # the identity provider withdraws the RSA key
+    time.sleep(0.3)
+    with pytest.raises(TokenError, match=r"^token signing key not found$"):
+        verifier.verify(token)
+
+
+def test_a_refreshed_key_set_ends_the_reuse_of_tokens_verified_with_the_old_one(
+    jwks: JwksServer, rsa1: SigningKey, rsa2: SigningKey
+) -> None:
+    verifier = TokenVerifier(production_settings(jwks.url), jwks_refresh_cooldown_seconds=0)
+    token = rsa1.sign()
+    assert verifier.verify(token).subject == "user-1"
+    jwks.publish(rsa2)  # rotation that withdraws rsa-1
+    assert verifier.verify(rsa2.sign()).subject == "user-1"  # unknown kid: the set is fetched again
+    assert jwks.requests == 2
+    with pytest.raises(TokenError, match=r"^token signing key not found$"):
+        verifier.verify(token)

@@ -11,9 +11,10 @@ execution switches, reruns of its intents); ``platform:admin`` manages what ever
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
+import anyio
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -32,23 +33,27 @@ def _quoted(value: str) -> str:
     return '"' + value.replace("\\", "").replace('"', "'") + '"'
 
 
-def require_scope(scope: str) -> Callable[..., Principal]:
+def require_scope(scope: str) -> Callable[..., Awaitable[Principal]]:
     return require_any_scope(scope)
 
 
-def require_any_scope(*scopes: str) -> Callable[..., Principal]:
+def require_any_scope(*scopes: str) -> Callable[..., Awaitable[Principal]]:
     """A verified token holding at least one of ``scopes`` (the route's use case may ask for more)."""
     spelled = " ".join(scopes)
     named = " or ".join(f"'{scope}'" for scope in scopes)
 
-    def dependency(
+    async def dependency(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)], verifier: Verifier
     ) -> Principal:
         if credentials is None or credentials.scheme.lower() != "bearer":
             # RFC 6750 §3.1: a request without credentials gets a challenge without an error code.
             raise _unauthorized("a bearer token is required", "TOKEN_MISSING", challenge="Bearer")
         try:
-            principal = verifier.verify(credentials.credentials)
+            # A token accepted before is answered here, on the event loop; verifying one (which
+            # may fetch the identity provider's keys) happens in a worker thread.
+            principal = verifier.cached(credentials.credentials)
+            if principal is None:
+                principal = await anyio.to_thread.run_sync(verifier.verify, credentials.credentials)
         except TokenError as exc:
             raise _unauthorized(
                 str(exc),

@@ -6,7 +6,8 @@ the same accessors (``context_of(request)``) where a dependency parameter cannot
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 
@@ -16,6 +17,8 @@ from fulfill.tokens import TokenVerifier
 from fulfill.usecases.context import UseCaseContext
 from fulfill.usecases.events import EventIntake
 from fulfill.usecases.targets import TargetAdmin
+
+T = TypeVar("T")
 
 
 def context_of(request: Request) -> UseCaseContext:
@@ -57,11 +60,22 @@ def engine_ready_of(request: Request) -> bool:
     return bool(request.app.state.service.engine_ready)
 
 
-ServiceContext = Annotated[UseCaseContext, Depends(context_of)]
-Verifier = Annotated[TokenVerifier, Depends(verifier_of)]
-ServiceSettings = Annotated[Settings, Depends(settings_of)]
-Targets = Annotated[TargetAdmin, Depends(targets_of)]
-Events = Annotated[EventIntake, Depends(event_intake_of)]
-Vault = Annotated[CredentialVault, Depends(credential_vault_of)]
-EngineReady = Annotated[bool, Depends(engine_ready_of)]
-DatabaseAnswers = Annotated[bool, Depends(database_answers_of)]
+def _on_the_loop(accessor: Callable[[Request], T]) -> Callable[[Request], Awaitable[T]]:
+    """The accessor as an ``async`` dependency: FastAPI runs a plain function dependency in a
+    worker thread, a hop per dependency per request for what is an attribute read. Only for
+    accessors that neither block nor wait (not ``database_answers_of``)."""
+
+    async def dependency(request: Request) -> T:
+        return accessor(request)
+
+    return dependency
+
+
+ServiceContext = Annotated[UseCaseContext, Depends(_on_the_loop(context_of))]
+Verifier = Annotated[TokenVerifier, Depends(_on_the_loop(verifier_of))]
+ServiceSettings = Annotated[Settings, Depends(_on_the_loop(settings_of))]
+Targets = Annotated[TargetAdmin, Depends(_on_the_loop(targets_of))]
+Events = Annotated[EventIntake, Depends(_on_the_loop(event_intake_of))]
+Vault = Annotated[CredentialVault, Depends(_on_the_loop(credential_vault_of))]
+EngineReady = Annotated[bool, Depends(_on_the_loop(engine_ready_of))]
+DatabaseAnswers = Annotated[bool, Depends(database_answers_of)]  # a query: in a worker thread

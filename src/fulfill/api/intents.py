@@ -50,9 +50,9 @@ def create_intent(
     response: Response,
     principal: Annotated[Principal, Depends(require_scope(Scope.INTENTS_WRITE))],
 ) -> CreatedIntent:
-    intent, created = intents.create_intent(ctx, principal, body)
+    intent, created, ignored = intents.create_intent_answer(ctx, principal, body)
     response.status_code = 201 if created else 200
-    return CreatedIntent(**intent.model_dump(), ignored_parameters=intents.ignored_parameters(ctx, intent))
+    return CreatedIntent(**intent.model_dump(), ignored_parameters=ignored)
 
 
 @router.get(

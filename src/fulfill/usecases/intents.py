@@ -183,6 +183,26 @@ def create_intent(
     The intent records its proposer, the token's subject (``proposed_by``: who may not approve it),
     and ``proposed_via``, where it came in (the HTTP API, or an action tool of the agent endpoint).
     """
+    intent, created, _entry = _create_intent(rt, principal, body, proposed_via)
+    return intent, created
+
+
+def create_intent_answer(
+    rt: UseCaseContext, principal: Principal, body: CreateIntent
+) -> tuple[ActionIntentV1, bool, list[str]]:
+    """:func:`create_intent` through the HTTP API, with the intent's :func:`ignored_parameters`
+    from the registry version the creating transaction read (versions are immutable), so a new
+    intent costs no second transaction."""
+    intent, created, entry = _create_intent(rt, principal, body, ProposedVia.API)
+    if entry is None:  # a repeat, answered from the stored intent
+        return intent, created, ignored_parameters(rt, intent)
+    return intent, created, _ignored(intent, entry)
+
+
+def _create_intent(
+    rt: UseCaseContext, principal: Principal, body: CreateIntent, proposed_via: ProposedVia
+) -> tuple[ActionIntentV1, bool, RegistryEntry | None]:
+    """``(intent, created, the registry entry read when created)``: see :func:`create_intent`."""
     if not principal.may_access_account(body.account_id):
         raise Forbidden("the token does not grant access to this account")
     # First: everything below (the body's hash, the serialisers, the schema check) recurses.
@@ -198,7 +218,7 @@ def create_intent(
     if body.action_intent_id is not None:
         existing = _existing(rt, principal, body.action_intent_id, request_hash)
         if existing is not None:
-            return existing, False
+            return existing, False, None
     built = _build_intent(rt, principal, body, now, now_iso, proposed_via)
     lock: tuple[ExecutionAttempt, bool] | None = None
     with rt.store.write() as uow:
@@ -234,13 +254,13 @@ def create_intent(
         existing = _existing(rt, principal, intent.action_intent_id, request_hash)
         if existing is None:  # pragma: no cover - the row that won the insert cannot vanish
             raise Conflict("action_intent_id is already in use", code="INTENT_ID_IN_USE")
-        return existing, False
+        return existing, False, None
     if lock is not None:  # AUTO_APPROVE: started after the commit, as an approval's execution is
         attempt, taken = lock
         start_if_queued(
             attempt, taken, request_for(attempt, approval_source=ApprovalSource.POLICY, auto_executed=True)
         )
-    return intent, True
+    return intent, True, entry
 
 
 def _applicable(policies: list[Policy], entry: RegistryEntry | None) -> tuple[list[Policy], dict[str, str]]:
@@ -421,6 +441,10 @@ def ignored_parameters(rt: UseCaseContext, intent: ActionIntentV1) -> list[str]:
     sent to the tool), sorted: usually a misspelt name."""
     with rt.store.read() as uow:
         entry = uow.registry.get_entry(intent.action_type, intent.registry_version)
+    return _ignored(intent, entry)
+
+
+def _ignored(intent: ActionIntentV1, entry: RegistryEntry | None) -> list[str]:
     mapped = set(entry.parameter_mapping) if entry is not None else set(intent.parameters)
     return sorted(set(intent.parameters) - mapped)
 
