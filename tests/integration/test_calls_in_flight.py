@@ -89,7 +89,9 @@ def _queued(harness: Harness) -> int:
     with harness.db.read() as conn:
         return int(
             conn.execute(
-                select(func.count()).select_from(execution_attempts).where(execution_attempts.c.status == "QUEUED")
+                select(func.count())
+                .select_from(execution_attempts)
+                .where(execution_attempts.c.status == "QUEUED")
             ).scalar_one()
         )
 
@@ -121,7 +123,9 @@ def test_a_blocking_connector_tool_runs_as_many_calls_at_once_as_the_engine_send
             "action_intent_id": f"intent-{index}",
             "idempotency_key": secrets.token_hex(32),
         }
-        return gateway.call_tool(tenant_id="t1", tool_name="test.wait", arguments=arguments, timeout_seconds=90)
+        return gateway.call_tool(
+            tenant_id="t1", tool_name="test.wait", arguments=arguments, timeout_seconds=90
+        )
 
     try:
         with ThreadPoolExecutor(max_workers=calls) as pool:

@@ -94,7 +94,7 @@ def off_the_loop(fn: Callable[..., Any]) -> Callable[..., Any]:
     """A blocking tool function as a coroutine function that runs it on one of the gateway's
     threads (:func:`gateway_threads`); the MCP SDK reads the same signature and annotations. A
     coroutine function is kept as it is."""
-    if is_coroutine_callable(fn):
+    if inspect.iscoroutinefunction(fn):
         return fn
 
     @functools.wraps(fn)
@@ -104,12 +104,6 @@ def off_the_loop(fn: Callable[..., Any]) -> Callable[..., Any]:
         )
 
     return run
-
-
-def is_coroutine_callable(fn: Callable[..., Any]) -> bool:
-    while isinstance(fn, functools.partial):
-        fn = fn.func
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
 
 
 class GatewayTokenVerifier:
@@ -336,7 +330,9 @@ def build_gateway(
         catalog=catalog,
     )
     for tool in tools:
-        server.add_tool(off_the_loop(tool.fn), name=tool.name, description=tool.description, structured_output=True)
+        server.add_tool(
+            off_the_loop(tool.fn), name=tool.name, description=tool.description, structured_output=True
+        )
     server.middleware.append(ToolCallGuard(server, remote, default_timeout=call_timeout_seconds))
     return server
 
