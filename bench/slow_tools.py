@@ -61,7 +61,7 @@ class SlowTarget:
         self.in_flight = 0
         self.max_in_flight = 0
         self.calls = 0
-        server = MCPServer("slow-target")
+        server = MCPServer("slow-target", log_level="WARNING")
 
         @server.tool(name="wait", description="Waits, as a slow external system does, then answers.")
         async def wait(title: str) -> dict[str, list[dict[str, str]]]:
