@@ -106,7 +106,7 @@ def test_a_blocking_connector_tool_runs_as_many_calls_at_once_as_the_engine_send
 
     def wait_for_the_others(title: str) -> CallToolResult:
         barrier.wait(timeout=60)
-        return tool_success([ExternalObjectRef(system="TEST", object_type="Wait", object_id=title)])
+        return tool_success([ExternalObjectRef(system="INTERNAL", object_type="Wait", object_id=title)])
 
     server = build_gateway(
         verifier,
@@ -136,3 +136,22 @@ def test_a_blocking_connector_tool_runs_as_many_calls_at_once_as_the_engine_send
     assert sorted(outcome.external_object_refs[0].object_id for outcome in outcomes) == sorted(
         f"call {index}" for index in range(calls)
     )
+
+
+def test_the_engine_drops_an_idle_connection_to_its_gateway_before_the_gateway_does() -> None:
+    """A call written on a connection the gateway's server is closing loses its answer (an
+    UNKNOWN_OUTCOME for a target that does not deduplicate): the engine's pool lets an idle
+    connection go before the server's idle timeout, and has one for each worker slot."""
+    import uvicorn
+
+    from fulfill.gateway.client import KEEPALIVE_EXPIRY_SECONDS, McpToolGateway
+
+    settings = Settings(jwt_secret="in-flight-secret-0123456789abcdef0123")
+    gateway = McpToolGateway("http://127.0.0.1:9/mcp", ServiceTokens(settings), max_connections=CONCURRENCY)
+    try:
+        pool = gateway._transport._pool
+        assert pool._keepalive_expiry == KEEPALIVE_EXPIRY_SECONDS
+        assert pool._max_connections == CONCURRENCY
+    finally:
+        gateway.close()
+    assert uvicorn.Config(app=None).timeout_keep_alive > KEEPALIVE_EXPIRY_SECONDS

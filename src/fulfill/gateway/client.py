@@ -49,6 +49,9 @@ from fulfill.tokens import ServiceTokens, TokenError
 
 log = logging.getLogger(__name__)
 
+# Below the idle timeout of the gateway's HTTP server (uvicorn's default, 5 s).
+KEEPALIVE_EXPIRY_SECONDS = 2.0
+
 # In a session's requests (initialize, tools/list, tools/call) only the call's body holds this.
 _TOOLS_CALL = b'"tools/call"'
 
@@ -69,8 +72,16 @@ class McpToolGateway:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="fulfill-mcp-client", daemon=True)
         self._thread.start()
+        # A connection for each call this worker may have in flight (the caller sizes it from
+        # FULFILL_WORKER_CONCURRENCY). An idle connection is dropped before the gateway's server
+        # drops it (uvicorn: 5 s): a call written on a connection the server is closing loses its
+        # answer, which for a target that does not deduplicate is an UNKNOWN_OUTCOME.
         self._transport = httpx2.AsyncHTTPTransport(
-            limits=httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+            limits=httpx2.Limits(
+                max_connections=max_connections,
+                max_keepalive_connections=max_connections,
+                keepalive_expiry=KEEPALIVE_EXPIRY_SECONDS,
+            )
         )
 
     def call_tool(
