@@ -69,6 +69,8 @@ class McpToolGateway:
         self._tokens = tokens
         # True for a tool whose lost answer must not be retried (a non-deduplicating target's).
         self._confirm = confirm or (lambda _tool: False)
+        # How much longer than the call's own timeout the calling thread waits for the loop.
+        self._loop_grace_seconds = 5.0
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="fulfill-mcp-client", daemon=True)
         self._thread.start()
@@ -108,7 +110,20 @@ class McpToolGateway:
             self._traced_call(token, tool_name, arguments, timeout_seconds, on_send, tracing.capture()),
             self._loop,
         )
-        return future.result(timeout=timeout_seconds + 5)
+        try:
+            return future.result(timeout=timeout_seconds + self._loop_grace_seconds)
+        except TimeoutError:
+            # The client's event loop did not end the call in time (a process starved of CPU):
+            # it may have been sent. It is stopped and answered as a call that timed out, never
+            # raised (an unclassified error would end the execution FAILED as unexpected).
+            future.cancel()
+            if self._confirm(tool_name):
+                return _unknown_outcome(tool_name, arguments, "its answer did not arrive in time")
+            return _transport_failure(
+                ErrorClass.TIMEOUT,
+                "TOOL_CALL_TIMEOUT",
+                f"the tool call did not answer within {timeout_seconds:g}s",
+            )
 
     async def _traced_call(
         self,
