@@ -1,13 +1,25 @@
-"""Slow tools: N intents whose tool call takes L seconds, approved at once.
+"""Slow tools: N intents whose remote tool takes L seconds, approved at once; the calls in flight.
 
-A latency-injecting proxy (an ASGI app on 127.0.0.1) sits in front of the gateway
-(``FULFILL_GATEWAY_URL``) and holds every ``tools/call`` for L seconds before forwarding it, as a
-slow external system would. ``fulfill serve`` runs in its own process on a temporary SQLite
-database. The benchmark creates N intents, approves them all at once, and reports the time from
-the first approval to the last recorded outcome (the service's own timestamps), the most tool
-calls in flight at once (seen by the proxy), and the service's resident memory idle and at peak.
+A remote MCP target (an ``MCPServer`` under uvicorn on 127.0.0.1, in this process) serves one tool,
+``slow.wait``, which sleeps L seconds and counts how many calls it holds at once. It is registered
+as a gateway target and an action type is mapped to it, so every execution's call goes
+engine → gateway → target:
 
-    python -m bench.slow_tools --intents 1000 --latency 1.0 --concurrency 8
+* ``--gateway memory``: one ``fulfill serve`` (every role) whose engine calls its own gateway in
+  memory (the default deployment);
+* ``--gateway http``: an ``api`` process serving the gateway at ``/mcp`` and one ``worker``
+  process that reaches it over HTTP (``FULFILL_GATEWAY_URL``), on one SQLite database.
+
+Two phases in the same run on the same service: first N intents with the tool answering at once
+(the burst rate: intents per second from the first approval to the last outcome, the service's
+own timestamps; ``--burst-rate`` skips it), then N intents with the tool taking L seconds. The aim:
+the slow phase ends within ``N / burst rate + 2 s`` (the calls in flight are never the bound),
+with the service's peak resident memory ≤ 400 MB. Reported: both phases' times, the bound, the
+most calls in flight at once (seen by the target), and each process's resident memory idle and at
+its peak (``VmHWM``).
+
+    python -m bench.slow_tools --intents 1000 --latency 1.0 --gateway memory
+    python -m bench.slow_tools --intents 1000 --latency 1.0 --gateway http
 """
 
 from __future__ import annotations
@@ -23,16 +35,69 @@ from typing import Any
 
 import httpx
 import uvicorn
+from mcp.server.mcpserver import MCPServer
+from mcp.server.transport_security import TransportSecuritySettings
 
 from fulfill.client import AsyncFulfillClient, FulfillClient
 from fulfill.config import Settings
-from fulfill.domain.scopes import INTENT_CLIENT_SCOPES
+from fulfill.domain.scopes import USER_SCOPES
 from fulfill.domain.time import epoch_from_iso
 from fulfill.tokens import mint_token
 from fulfill_tools.launch import ServiceGroup, free_port
 
 SECRET = "bench-secret-0123456789abcdef0123456789"
-SCOPES = list(INTENT_CLIENT_SCOPES)
+SECRETS_KEY = "YmVuY2gtc2VjcmV0cy1rZXktMDEyMzQ1Njc4OWFiY2Q="
+SCOPES = [str(scope) for scope in USER_SCOPES]
+ACTION_TYPE = "SLOW_CALL"
+MEMORY_AIM_MB = 400.0
+
+
+class SlowTarget:
+    """A remote MCP server whose one tool, ``wait``, sleeps ``latency`` seconds; counts the calls
+    it holds at once."""
+
+    def __init__(self) -> None:
+        self.latency = 0.0
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.calls = 0
+        server = MCPServer("slow-target", log_level="WARNING")
+
+        @server.tool(name="wait", description="Waits, as a slow external system does, then answers.")
+        async def wait(title: str) -> dict[str, list[dict[str, str]]]:
+            self.calls += 1
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            try:
+                await asyncio.sleep(self.latency)
+            finally:
+                self.in_flight -= 1
+            return {"external_object_refs": [{"object_type": "Wait", "object_id": title}]}
+
+        app = server.streamable_http_app(
+            stateless_http=True,
+            json_response=True,
+            transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+        )
+        self.port = free_port()
+        self._server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", backlog=4096)
+        )
+        threading.Thread(target=self._server.run, daemon=True).start()
+        deadline = time.monotonic() + 30
+        while not self._server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/mcp"
+
+    def reset(self, latency: float) -> None:
+        self.latency = latency
+        self.max_in_flight = self.in_flight
+
+    def stop(self) -> None:
+        self._server.should_exit = True
 
 
 class DelayingProxy:
@@ -98,20 +163,36 @@ def _rss_mb(pid: int, field: str = "VmRSS") -> float:
     return 0.0
 
 
+def register_target(client: httpx.Client, url: str) -> None:
+    """The target, and an action type mapped to its tool (platform administration)."""
+    added = client.post("/admin/gateway/targets", json={"name": "slow", "url": url})
+    added.raise_for_status()
+    mapped = client.post(
+        "/admin/registry",
+        json={
+            "action_type": ACTION_TYPE,
+            "tool_name": "slow.wait",
+            "parameter_mapping": {"title": {"toolParam": "title", "required": True}},
+        },
+    )
+    mapped.raise_for_status()
+
+
 def create_and_approve_at_once(
-    client: FulfillClient, count: int, *, account: str, approver_token: str
+    client: FulfillClient,
+    count: int,
+    *,
+    account: str,
+    approver_token: str,
+    action_type: str = "CREATE_INTERNAL_TASK",
 ) -> list[str]:
-    """Create ``count`` internal-task intents one by one, then approve them all at once as the
-    holder of ``approver_token`` (nobody approves their own proposal; approving is idempotent: a
-    reset connection is retried). Returns their ids."""
+    """Create ``count`` intents one by one, then approve them all at once as the holder of
+    ``approver_token`` (nobody approves their own proposal; approving is idempotent: a reset
+    connection is retried). Returns their ids."""
     ids = []
     for index in range(count):
         created = client.create_intent(
-            {
-                "action_type": "CREATE_INTERNAL_TASK",
-                "account_id": account,
-                "parameters": {"title": f"{account} {index}"},
-            }
+            {"action_type": action_type, "account_id": account, "parameters": {"title": f"{account} {index}"}}
         )
         ids.append(created.value.action_intent_id)
 
@@ -139,13 +220,60 @@ def first_approval_epoch(client: FulfillClient, ids: list[str]) -> float:
     return min(epoch_from_iso(client.get_intent(i).approval_timestamp or "") for i in ids)
 
 
-def run(intents: int, latency: float, concurrency: int | None) -> dict[str, Any]:
-    proxy = DelayingProxy(latency)
-    proxy_port = free_port()
-    server = uvicorn.Server(uvicorn.Config(proxy, host="127.0.0.1", port=proxy_port, log_level="warning"))
-    threading.Thread(target=server.run, daemon=True).start()
+def _phase(
+    client: FulfillClient,
+    approver: str,
+    intents: int,
+    account: str,
+    peaks: dict[str, float],
+    pids: dict[str, int],
+    timeout: float,
+) -> dict[str, Any]:
+    """N intents approved at once; seconds from the first approval to the last outcome."""
+    ids = create_and_approve_at_once(
+        client, intents, account=account, approver_token=approver, action_type=ACTION_TYPE
+    )
+    done: dict[str, float] = {}
+    failed = 0
+    deadline = time.monotonic() + timeout
+    while len(done) + failed < intents and time.monotonic() < deadline:
+        for name, pid in pids.items():
+            peaks[name] = max(peaks.get(name, 0.0), _rss_mb(pid))
+        failed = 0
+        next_token: str | None = None
+        while True:
+            page = client.list_executions(account, limit=100, next_token=next_token)
+            for item in page.executions:
+                if item.status == "SUCCEEDED" and item.completed_at is not None:
+                    done[item.action_intent_id] = epoch_from_iso(item.completed_at)
+                elif item.status in ("FAILED", "CANCELLED", "EXPIRED", "AMBIGUOUS"):
+                    failed += 1
+            next_token = page.next_token
+            if not next_token:
+                break
+        time.sleep(0.5)
+    first = first_approval_epoch(client, ids[:50])
+    elapsed = (max(done.values()) - first) if done else float("nan")
+    return {
+        "succeeded": len(done),
+        "failed": failed,
+        "first_approval_to_last_outcome_s": round(elapsed, 2),
+        "per_second": round(len(done) / elapsed, 1) if done and elapsed > 0 else 0.0,
+    }
+
+
+def run(
+    intents: int,
+    latency: float,
+    *,
+    gateway: str = "memory",
+    concurrency: int | None = None,
+    burst_rate: float | None = None,
+) -> dict[str, Any]:
+    target = SlowTarget()
     extra = {
-        "FULFILL_GATEWAY_URL": f"http://127.0.0.1:{proxy_port}/mcp",
+        "FULFILL_GATEWAY_EGRESS_ALLOW": "127.0.0.1",
+        "FULFILL_SECRETS_KEY": SECRETS_KEY,
         "FULFILL_GATEWAY_CALL_TIMEOUT_SECONDS": str(max(30.0, latency * 10)),
     }
     if concurrency is not None:
@@ -153,57 +281,54 @@ def run(intents: int, latency: float, concurrency: int | None) -> dict[str, Any]
     work = Path(tempfile.mkdtemp(prefix="fulfill-slow-tools-"))
     group = ServiceGroup(
         database_url=f"sqlite:///{work / 'fulfill.db'}",
-        workers=0,
+        workers=1 if gateway == "http" else 0,
         secret=SECRET,
         directory=work,
         extra_env=extra,
+        workers_call_api_gateway=gateway == "http",
     ).start()
-    proxy.upstream = f"{group.api_url}/mcp"
-    pid = group.pids()["all"]
-    base = group.api_url
-    token = mint_token(Settings(jwt_secret=SECRET), tenant_id="bench", scopes=SCOPES)
-    client = FulfillClient(base, token, timeout=60)
+    pids = group.pids()
+    settings = Settings(jwt_secret=SECRET)
+    token = mint_token(settings, tenant_id="bench", scopes=SCOPES)
+    approver = mint_token(settings, tenant_id="bench", scopes=SCOPES, subject="bench-approver")
+    client = FulfillClient(group.api_url, token, timeout=60)
     try:
+        with httpx.Client(base_url=group.api_url, headers={"Authorization": f"Bearer {token}"}) as admin:
+            register_target(admin, target.url)
         time.sleep(2)
-        idle_mb = _rss_mb(pid)
-        approver = mint_token(
-            Settings(jwt_secret=SECRET), tenant_id="bench", scopes=SCOPES, subject="bench-approver"
-        )
-        ids = create_and_approve_at_once(client, intents, account="acc-slow", approver_token=approver)
-        peak_mb = idle_mb
-        done: dict[str, float] = {}
-        deadline = time.monotonic() + max(120.0, intents * latency / 4)
-        while len(done) < intents and time.monotonic() < deadline:
-            peak_mb = max(peak_mb, _rss_mb(pid))
-            token_next: str | None = None
-            while True:
-                page = client.list_executions(
-                    "acc-slow", limit=100, status="SUCCEEDED", next_token=token_next
-                )
-                for item in page.executions:
-                    assert item.completed_at is not None  # a SUCCEEDED execution has completed
-                    done[item.action_intent_id] = epoch_from_iso(item.completed_at)
-                token_next = page.next_token
-                if not token_next:
-                    break
-            time.sleep(0.5)
-        first_approval = first_approval_epoch(client, ids[:50])
-        peak_mb = max(peak_mb, _rss_mb(pid, "VmHWM"))
-        elapsed = (max(done.values()) - first_approval) if done else float("nan")
+        idle = {name: round(_rss_mb(pid), 1) for name, pid in pids.items()}
+        peaks: dict[str, float] = {}
+        timeout = max(180.0, intents * max(latency, 0.1))
+        burst: dict[str, Any] | None = None
+        if burst_rate is None:
+            target.reset(0.0)
+            burst = _phase(client, approver, intents, "acc-burst", peaks, pids, timeout)
+            burst_rate = float(burst["per_second"])
+        target.reset(latency)
+        slow = _phase(client, approver, intents, "acc-slow", peaks, pids, timeout)
+        slow["max_tool_calls_in_flight"] = target.max_in_flight
+        peak_mb = {
+            name: round(max(peaks.get(name, 0.0), _rss_mb(pid, "VmHWM")), 1) for name, pid in pids.items()
+        }
+        bound = intents / burst_rate + 2.0 if burst_rate else float("nan")
         return {
             "intents": intents,
             "tool_latency_s": latency,
+            "gateway": gateway,
             "worker_concurrency": concurrency or "default",
-            "succeeded": len(done),
-            "first_approval_to_last_outcome_s": round(elapsed, 2),
-            "max_tool_calls_in_flight": proxy.max_in_flight,
-            "service_rss_idle_mb": round(idle_mb, 1),
-            "service_rss_peak_mb": round(peak_mb, 1),
+            "burst": burst if burst is not None else {"per_second": burst_rate, "given": True},
+            "slow": slow,
+            "aim_bound_s": round(bound, 2),
+            "aim_met": slow["succeeded"] == intents
+            and slow["first_approval_to_last_outcome_s"] <= bound
+            and max(peak_mb.values()) <= MEMORY_AIM_MB,
+            "rss_idle_mb": idle,
+            "rss_peak_mb": peak_mb,
         }
     finally:
         client.close()
         group.stop()
-        server.should_exit = True
+        target.stop()
 
 
 def main() -> None:
@@ -212,10 +337,22 @@ def main() -> None:
     )
     parser.add_argument("--intents", type=int, default=1000)
     parser.add_argument("--latency", type=float, default=1.0, help="seconds every tools/call is held")
+    parser.add_argument(
+        "--gateway", choices=("memory", "http"), default="memory", help="how the engine reaches its gateway"
+    )
     parser.add_argument("--concurrency", type=int, default=None, help="FULFILL_WORKER_CONCURRENCY")
+    parser.add_argument(
+        "--burst-rate", type=float, default=None, help="intents/s to bound by (default: measured first)"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    result = run(args.intents, args.latency, args.concurrency)
+    result = run(
+        args.intents,
+        args.latency,
+        gateway=args.gateway,
+        concurrency=args.concurrency,
+        burst_rate=args.burst_rate,
+    )
     print(json.dumps(result, indent=2))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

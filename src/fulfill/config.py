@@ -103,7 +103,9 @@ class Settings(BaseSettings):
     retry_backoff_base_seconds: float = Field(default=1.0, ge=0, le=60)
 
     # Workers.
-    worker_concurrency: int = Field(default=64, ge=1, le=256)
+    # Executions one worker runs at once, and so the most tool calls it has in flight (each
+    # execution makes one call at a time); nothing between it and the target holds them to fewer.
+    worker_concurrency: int = Field(default=64, ge=1, le=1024)
     queue_poll_seconds: float = Field(default=0.05, gt=0, le=10)
     reconcile_interval_seconds: float = Field(default=30.0, gt=0)
     # An active attempt unchanged this long is checked against its workflow (started if it has

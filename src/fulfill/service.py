@@ -365,7 +365,11 @@ def _tool_gateway(
     ``FULFILL_GATEWAY_URL`` names one to reach over HTTP."""
     tokens = ServiceTokens(settings)
     if settings.gateway_url:
-        return McpToolGateway(settings.gateway_url, tokens, confirm=confirm)
+        # A connection for each execution this worker may run at once: the pool never bounds
+        # the calls in flight (FULFILL_WORKER_CONCURRENCY does).
+        return McpToolGateway(
+            settings.gateway_url, tokens, confirm=confirm, max_connections=settings.worker_concurrency
+        )
     return InProcessToolGateway(server, GatewayTokenVerifier(verifier), tokens, confirm=confirm)
 
 

@@ -122,8 +122,11 @@ class ServiceGroup:
     extra_env: dict[str, str] = field(default_factory=dict)
     processes: dict[str, tuple[subprocess.Popen[bytes], Path]] = field(default_factory=dict)
     api_url: str = ""
+    # Workers reach the api process's gateway over HTTP (FULFILL_GATEWAY_URL to its /mcp)
+    # instead of their own, in memory.
+    workers_call_api_gateway: bool = False
 
-    def _spawn(self, name: str, role: str, port: int) -> str:
+    def _spawn(self, name: str, role: str, port: int, extra: dict[str, str] | None = None) -> str:
         env = {
             **os.environ,
             "DBOS__DISABLE_TELEMETRY": "true",
@@ -135,6 +138,7 @@ class ServiceGroup:
             "FULFILL_JWT_SECRET": self.secret,
             "FULFILL_LOG_LEVEL": "WARNING",
             **self.extra_env,
+            **(extra or {}),
         }
         log = self.directory / f"{name}.log"
         self.processes[name] = (start_serve(env, log, wait=False), log)
@@ -148,7 +152,8 @@ class ServiceGroup:
         # The api process migrates the database first; the workers then find it at head.
         self.api_url = self._spawn("api", "api", free_port())
         wait_ready(self.api_url, self.processes)
-        urls = [self._spawn(f"worker-{index}", "worker", free_port()) for index in range(self.workers)]
+        extra = {"FULFILL_GATEWAY_URL": f"{self.api_url}/mcp"} if self.workers_call_api_gateway else None
+        urls = [self._spawn(f"worker-{index}", "worker", free_port(), extra) for index in range(self.workers)]
         for url in urls:
             wait_ready(url, self.processes)
         return self

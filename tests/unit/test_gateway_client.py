@@ -3,6 +3,7 @@ refuses, without a request, a call that lacks them or names another tenant."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -96,3 +97,29 @@ def test_each_call_gets_a_token_bound_to_its_arguments(
         == ("fulfill-service", "t1", "acc-1", "ai_1")
         for c in claims
     )
+
+
+class StalledGateway(McpToolGateway):
+    """A client whose event loop never ends the call (a process starved of CPU)."""
+
+    async def _traced_call(self, *args: Any) -> Any:
+        await asyncio.Event().wait()
+
+
+@pytest.mark.parametrize(
+    ("confirm", "expected"),
+    [(False, (ErrorClass.TIMEOUT, "TOOL_CALL_TIMEOUT")), (True, (ErrorClass.UNKNOWN, "UNKNOWN_OUTCOME"))],
+)
+def test_a_call_its_event_loop_never_ends_is_answered_as_a_timeout_not_raised(
+    tokens: RecordingTokens, confirm: bool, expected: tuple[ErrorClass, str]
+) -> None:
+    stalled = StalledGateway("http://127.0.0.1:9/mcp", tokens, confirm=lambda _tool: confirm)
+    stalled._loop_grace_seconds = 0.1
+    try:
+        outcome = stalled.call_tool(
+            tenant_id="t1", tool_name="internal.create_task", arguments=ARGUMENTS, timeout_seconds=0.1
+        )
+    finally:
+        stalled.close()
+    assert outcome.error is not None
+    assert (outcome.error.error_class, outcome.error.error_code) == expected

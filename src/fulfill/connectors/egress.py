@@ -79,16 +79,23 @@ class PinnedSyncBackend(httpcore.NetworkBackend):
         self._inner.sleep(seconds)
 
 
+# A connector's calls in flight at once, each on its own connection: as many as the gateway's
+# threads (gateway/server.GATEWAY_THREADS), so that the pool never bounds them (httpx's default,
+# 100, did); the connections idle between calls kept open for the next ones.
+MAX_CONNECTIONS = 1024
+MAX_KEEPALIVE_CONNECTIONS = 100
+
+
 class PinnedSyncTransport(httpx.HTTPTransport):
     """An httpx transport whose connections go through :class:`PinnedSyncBackend`, with no proxy
     (an environment proxy would connect somewhere the check never saw)."""
 
     def __init__(self, allow: EgressAllowList, resolver: SyncResolver) -> None:
         super().__init__(trust_env=False)
-        self._pool = httpcore.ConnectionPool(  # httpx's default limits
+        self._pool = httpcore.ConnectionPool(
             ssl_context=httpx.create_ssl_context(),
-            max_connections=100,
-            max_keepalive_connections=20,
+            max_connections=MAX_CONNECTIONS,
+            max_keepalive_connections=MAX_KEEPALIVE_CONNECTIONS,
             network_backend=PinnedSyncBackend(allow, resolver),
         )
 

@@ -49,6 +49,9 @@ from fulfill.tokens import ServiceTokens, TokenError
 
 log = logging.getLogger(__name__)
 
+# Below the idle timeout of the gateway's HTTP server (uvicorn's default, 5 s).
+KEEPALIVE_EXPIRY_SECONDS = 2.0
+
 # In a session's requests (initialize, tools/list, tools/call) only the call's body holds this.
 _TOOLS_CALL = b'"tools/call"'
 
@@ -66,11 +69,21 @@ class McpToolGateway:
         self._tokens = tokens
         # True for a tool whose lost answer must not be retried (a non-deduplicating target's).
         self._confirm = confirm or (lambda _tool: False)
+        # How much longer than the call's own timeout the calling thread waits for the loop.
+        self._loop_grace_seconds = 5.0
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="fulfill-mcp-client", daemon=True)
         self._thread.start()
+        # A connection for each call this worker may have in flight (the caller sizes it from
+        # FULFILL_WORKER_CONCURRENCY). An idle connection is dropped before the gateway's server
+        # drops it (uvicorn: 5 s): a call written on a connection the server is closing loses its
+        # answer, which for a target that does not deduplicate is an UNKNOWN_OUTCOME.
         self._transport = httpx2.AsyncHTTPTransport(
-            limits=httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+            limits=httpx2.Limits(
+                max_connections=max_connections,
+                max_keepalive_connections=max_connections,
+                keepalive_expiry=KEEPALIVE_EXPIRY_SECONDS,
+            )
         )
 
     def call_tool(
@@ -97,7 +110,20 @@ class McpToolGateway:
             self._traced_call(token, tool_name, arguments, timeout_seconds, on_send, tracing.capture()),
             self._loop,
         )
-        return future.result(timeout=timeout_seconds + 5)
+        try:
+            return future.result(timeout=timeout_seconds + self._loop_grace_seconds)
+        except TimeoutError:
+            # The client's event loop did not end the call in time (a process starved of CPU):
+            # it may have been sent. It is stopped and answered as a call that timed out, never
+            # raised (an unclassified error would end the execution FAILED as unexpected).
+            future.cancel()
+            if self._confirm(tool_name):
+                return _unknown_outcome(tool_name, arguments, "its answer did not arrive in time")
+            return _transport_failure(
+                ErrorClass.TIMEOUT,
+                "TOOL_CALL_TIMEOUT",
+                f"the tool call did not answer within {timeout_seconds:g}s",
+            )
 
     async def _traced_call(
         self,

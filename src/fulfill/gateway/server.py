@@ -26,13 +26,16 @@ idempotency key always travels in the request's ``_meta`` (``io.fulfill/idempote
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
 import anyio
 import jsonschema
+from anyio.lowlevel import RunVar
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
@@ -65,6 +68,42 @@ from fulfill.tokens import SERVICE_BINDING_CLAIMS, TokenError, TokenVerifier
 
 # What every tool the gateway serves answers on success; remote answers are normalised to it.
 _SUCCESS_SCHEMA = ToolSuccess.model_json_schema()
+
+# The most threads the gateway runs blocking work on at once, per event loop: the in-process
+# connectors' tools (a Salesforce call waits on the network in one) and the schema checks. Not
+# anyio's default limiter (40 threads per event loop, shared over HTTP with the API's own
+# routes), which held every worker to 40 calls in flight to a slow connector whatever
+# FULFILL_WORKER_CONCURRENCY said. As many as the most executions one worker may run at once, so
+# the gateway is never what bounds the calls in flight; threads start only when needed.
+GATEWAY_THREADS = 1024
+_THREADS: RunVar[anyio.CapacityLimiter] = RunVar("fulfill_gateway_threads")
+
+
+def gateway_threads() -> anyio.CapacityLimiter:
+    """This event loop's limiter for the gateway's blocking work (made at first use, as anyio
+    makes its own default limiter: a limiter belongs to one loop)."""
+    try:
+        return _THREADS.get()
+    except LookupError:
+        limiter = anyio.CapacityLimiter(GATEWAY_THREADS)
+        _THREADS.set(limiter)
+        return limiter
+
+
+def off_the_loop(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A blocking tool function as a coroutine function that runs it on one of the gateway's
+    threads (:func:`gateway_threads`); the MCP SDK reads the same signature and annotations. A
+    coroutine function is kept as it is."""
+    if inspect.iscoroutinefunction(fn):
+        return fn
+
+    @functools.wraps(fn)
+    async def run(*args: Any, **kwargs: Any) -> Any:
+        return await anyio.to_thread.run_sync(
+            functools.partial(fn, *args, **kwargs), limiter=gateway_threads()
+        )
+
+    return run
 
 
 class GatewayTokenVerifier:
@@ -193,7 +232,7 @@ class ToolCallGuard:
         forwarded = arguments_for_tool(dict(arguments), schema)
         try:
             # Never on the event loop that carries every other call: a schema is a target's.
-            errors = await anyio.to_thread.run_sync(validator.errors, forwarded)
+            errors = await anyio.to_thread.run_sync(validator.errors, forwarded, limiter=gateway_threads())
         except (UncheckableSchema, PatternTimeout) as exc:
             return tool_failure(ErrorClass.VALIDATION, "INVALID_TOOL_ARGUMENTS", str(exc))
         problems = {_describe(error) for error in errors}
@@ -291,7 +330,9 @@ def build_gateway(
         catalog=catalog,
     )
     for tool in tools:
-        server.add_tool(tool.fn, name=tool.name, description=tool.description, structured_output=True)
+        server.add_tool(
+            off_the_loop(tool.fn), name=tool.name, description=tool.description, structured_output=True
+        )
     server.middleware.append(ToolCallGuard(server, remote, default_timeout=call_timeout_seconds))
     return server
 
