@@ -6,6 +6,10 @@ number of no-op steps, in the same process and run.
 Latency of one intent = ``completed_at`` of its outcome minus its ``approval_timestamp``, both
 written by the service itself (so the client's polling does not count). Intents are approved one
 at a time, each after the previous one finished, so the numbers are latency, not queueing.
+
+The floors, same process and run: the bare workflow enqueued on the service's queue
+(``bare_dbos_workflow``), and started directly with ``DBOS.start_workflow``
+(``bare_dbos_direct_start``: what an approval that finds a free worker can reach).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from fulfill.engine.workflow import EXECUTION_QUEUE
 from fulfill.server import BackgroundServer
 from fulfill.store import executions, intents
 from fulfill.tokens import mint_token
-from fulfill_tools.floor import STEPS
+from fulfill_tools.floor import STEPS, measure_bare_direct
 from fulfill_tools.floor import measure_bare as _measure_bare
 from fulfill_tools.loadtest import summary
 
@@ -138,10 +142,12 @@ def main() -> None:
         try:
             measure_fulfill(server, args.warmup)
             measure_bare(args.warmup)
+            measure_bare_direct(args.warmup)
             for samples in (step_timings or {}).values():
                 samples.clear()
             fulfill_ms = measure_fulfill(server, args.intents)
             bare_ms = measure_bare(args.intents)
+            direct_ms = measure_bare_direct(args.intents)
         finally:
             server.stop()
     result: dict[str, Any] = {
@@ -151,12 +157,16 @@ def main() -> None:
         "intents": args.intents,
         "approval_to_outcome": summary(fulfill_ms),
         "bare_dbos_workflow": {"steps": STEPS, **summary(bare_ms)},
+        "bare_dbos_direct_start": {"steps": STEPS, **summary(direct_ms)},
     }
     result["ratio_p50"] = round(
         result["approval_to_outcome"]["p50_ms"] / result["bare_dbos_workflow"]["p50_ms"], 2
     )
     result["ratio_p95"] = round(
         result["approval_to_outcome"]["p95_ms"] / result["bare_dbos_workflow"]["p95_ms"], 2
+    )
+    result["ratio_p95_direct_start"] = round(
+        result["approval_to_outcome"]["p95_ms"] / result["bare_dbos_direct_start"]["p95_ms"], 2
     )
     if step_timings is not None:
         result["step_median_ms"] = {

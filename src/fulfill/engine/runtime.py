@@ -15,6 +15,7 @@ from typing import Any
 from fulfill.config import Settings
 from fulfill.domain.flowcontrol import connector_of
 from fulfill.domain.ports import Clock, ToolGateway
+from fulfill.engine.direct_start import DirectStarts
 from fulfill.engine.flow import FlowControl
 from fulfill.ports.store import Store
 
@@ -32,6 +33,9 @@ class Runtime:
     needs_confirmation: Callable[[str], bool] = field(default=lambda _tool_name: False)
     # Set to make the outbox relay deliver now instead of at its next poll.
     outbox_wakeup: threading.Event = field(default_factory=threading.Event)
+    # This process's free worker slots, when it runs workers and starts executions directly
+    # (``engine/direct_start.py``); None: every execution goes through the queue.
+    direct_starts: DirectStarts | None = None
     # Every tool call passes its connector's gate: rate, concurrency, circuit breaker.
     flow: FlowControl = field(init=False)
 
