@@ -73,7 +73,7 @@ class _Handle:
 
 
 def test_a_started_workflow_holds_its_slot_until_it_ends() -> None:
-    slots, active = _slots(1)
+    slots, _active = _slots(1)
     assert slots.take("a")
     handle = _Handle()
     slots.started("a", handle)
