@@ -1,7 +1,7 @@
 """Approval → outcome latency of fulfill on SQLite, next to a bare DBOS workflow with the same
 number of no-op steps, in the same process and run.
 
-    python -m bench.approval_latency --intents 500
+    python -m bench.approval_latency --intents 500 [--queued-too]
 
 Latency of one intent = ``completed_at`` of its outcome minus its ``approval_timestamp``, both
 written by the service itself (so the client's polling does not count). Intents are approved one
@@ -88,6 +88,16 @@ def measure_fulfill(server: BackgroundServer, count: int) -> list[float]:
     return latencies
 
 
+def measure_queued(server: BackgroundServer, count: int) -> list[float]:
+    """The same, with this process's direct start off: every execution waits on the queue."""
+    runtime = server.server.config.app.state.service.runtime
+    slots, runtime.direct_starts = runtime.direct_starts, None
+    try:
+        return measure_fulfill(server, count)
+    finally:
+        runtime.direct_starts = slots
+
+
 def measure_bare(count: int) -> list[float]:
     """The bare workflow (fulfill_tools.floor), enqueued on the service's own queue, one at a time."""
     return _measure_bare(count, EXECUTION_QUEUE)
@@ -129,6 +139,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--step-times", action="store_true", help="also report each step's median duration")
+    parser.add_argument(
+        "--queued-too",
+        action="store_true",
+        help="also time the service with direct start off (every execution through the queue), same run",
+    )
     args = parser.parse_args()
     step_timings = time_steps() if args.step_times else None
     with tempfile.TemporaryDirectory() as directory:
@@ -146,6 +161,7 @@ def main() -> None:
             for samples in (step_timings or {}).values():
                 samples.clear()
             fulfill_ms = measure_fulfill(server, args.intents)
+            queued_ms = measure_queued(server, args.intents) if args.queued_too else None
             bare_ms = measure_bare(args.intents)
             direct_ms = measure_bare_direct(args.intents)
         finally:
@@ -159,6 +175,8 @@ def main() -> None:
         "bare_dbos_workflow": {"steps": STEPS, **summary(bare_ms)},
         "bare_dbos_direct_start": {"steps": STEPS, **summary(direct_ms)},
     }
+    if queued_ms is not None:
+        result["approval_to_outcome_direct_start_off"] = summary(queued_ms)
     result["ratio_p50"] = round(
         result["approval_to_outcome"]["p50_ms"] / result["bare_dbos_workflow"]["p50_ms"], 2
     )
