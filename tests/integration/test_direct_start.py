@@ -193,3 +193,18 @@ def test_a_kill_switch_stops_a_directly_started_execution(service: Harness) -> N
     assert status["error_code"] == "KILL_SWITCH_ENABLED"
     assert _workflow(service, intent_id).queue_name is None
     assert service.task_rows(intent_id) == 0
+
+
+def test_an_intent_a_policy_approves_starts_at_once_too(service: Harness) -> None:
+    with service.client() as client:
+        policy = client.post(
+            "/admin/policies",
+            json={"name": "tasks approve themselves", "decision": "AUTO_APPROVE"},
+        )
+        assert policy.status_code == 201, policy.text
+        created = service.create_intent(client)
+        assert created["approval_status"] == "APPROVED"
+        status = service.wait_terminal(client, created["action_intent_id"])
+    assert status["status"] == "SUCCEEDED"
+    assert _workflow(service, created["action_intent_id"]).queue_name is None
+    assert service.task_rows(created["action_intent_id"]) == 1
