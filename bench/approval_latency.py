@@ -7,7 +7,7 @@ Latency of one intent = ``completed_at`` of its outcome minus its ``approval_tim
 written by the service itself (so the client's polling does not count). Intents are approved one
 at a time, each after the previous one finished, so the numbers are latency, not queueing.
 
-The floors, same process and run: the bare workflow enqueued on the service's queue
+The floors, same process and run (the series are measured in turn, one of each at a time): the bare workflow enqueued on the service's queue
 (``bare_dbos_workflow``), and started directly with ``DBOS.start_workflow``
 (``bare_dbos_direct_start``: what an approval that finds a free worker can reach).
 """
@@ -160,10 +160,17 @@ def main() -> None:
             measure_bare_direct(args.warmup)
             for samples in (step_timings or {}).values():
                 samples.clear()
-            fulfill_ms = measure_fulfill(server, args.intents)
-            queued_ms = measure_queued(server, args.intents) if args.queued_too else None
-            bare_ms = measure_bare(args.intents)
-            direct_ms = measure_bare_direct(args.intents)
+            # One of each in turn, so that a busy moment of the machine falls on every series alike.
+            fulfill_ms: list[float] = []
+            queued_ms: list[float] | None = [] if args.queued_too else None
+            bare_ms: list[float] = []
+            direct_ms: list[float] = []
+            for _ in range(args.intents):
+                fulfill_ms += measure_fulfill(server, 1)
+                if queued_ms is not None:
+                    queued_ms += measure_queued(server, 1)
+                bare_ms += measure_bare(1)
+                direct_ms += measure_bare_direct(1)
         finally:
             server.stop()
     result: dict[str, Any] = {
