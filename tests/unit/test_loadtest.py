@@ -75,3 +75,24 @@ def test_p95_by_window_shows_growth_over_the_run() -> None:
     assert windows == sorted(windows)
     assert windows == [230.0, 480.0, 730.0, 980.0]
     assert p95_by_window([], 1.0) == []
+
+
+def test_the_report_shows_the_direct_start_floor_next_to_the_queue_floor() -> None:
+    from fulfill_tools.loadtest import rows
+
+    stats = {"p50_ms": 1.0, "p95_ms": 2.0, "p99_ms": 3.0, "max_ms": 4.0}
+    floor = {
+        "steps": 3,
+        "serial": {"count": 20, **stats},
+        "serial_direct": {"count": 20, **stats},
+        "burst": {"count": 400, "executions_per_s": 100.0, **stats},
+    }
+    names = [row[0] for row in rows({"scenarios": [], "floor": floor})]
+    assert names == [
+        "bare DBOS, 3 no-op steps, one at a time",
+        "bare DBOS, 3 no-op steps, one at a time, started directly",
+        "bare DBOS, 3 no-op steps, burst of 400",
+    ]
+    # A result written before the direct-start floor existed still reads.
+    del floor["serial_direct"]
+    assert len(rows({"scenarios": [], "floor": floor})) == 2
