@@ -1,11 +1,15 @@
 """Approval → outcome latency of fulfill on SQLite, next to a bare DBOS workflow with the same
 number of no-op steps, in the same process and run.
 
-    python -m bench.approval_latency --intents 500
+    python -m bench.approval_latency --intents 500 [--queued-too]
 
 Latency of one intent = ``completed_at`` of its outcome minus its ``approval_timestamp``, both
 written by the service itself (so the client's polling does not count). Intents are approved one
 at a time, each after the previous one finished, so the numbers are latency, not queueing.
+
+The floors, same process and run (the series are measured in turn, one of each at a time): the bare workflow enqueued on the service's queue
+(``bare_dbos_workflow``), and started directly with ``DBOS.start_workflow``
+(``bare_dbos_direct_start``: what an approval that finds a free worker can reach).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from fulfill.engine.workflow import EXECUTION_QUEUE
 from fulfill.server import BackgroundServer
 from fulfill.store import executions, intents
 from fulfill.tokens import mint_token
-from fulfill_tools.floor import STEPS
+from fulfill_tools.floor import STEPS, measure_bare_direct
 from fulfill_tools.floor import measure_bare as _measure_bare
 from fulfill_tools.loadtest import summary
 
@@ -84,6 +88,16 @@ def measure_fulfill(server: BackgroundServer, count: int) -> list[float]:
     return latencies
 
 
+def measure_queued(server: BackgroundServer, count: int) -> list[float]:
+    """The same, with this process's direct start off: every execution waits on the queue."""
+    runtime = server.server.config.app.state.service.runtime
+    slots, runtime.direct_starts = runtime.direct_starts, None
+    try:
+        return measure_fulfill(server, count)
+    finally:
+        runtime.direct_starts = slots
+
+
 def measure_bare(count: int) -> list[float]:
     """The bare workflow (fulfill_tools.floor), enqueued on the service's own queue, one at a time."""
     return _measure_bare(count, EXECUTION_QUEUE)
@@ -125,6 +139,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--step-times", action="store_true", help="also report each step's median duration")
+    parser.add_argument(
+        "--queued-too",
+        action="store_true",
+        help="also time the service with direct start off (every execution through the queue), same run",
+    )
     args = parser.parse_args()
     step_timings = time_steps() if args.step_times else None
     with tempfile.TemporaryDirectory() as directory:
@@ -138,10 +157,20 @@ def main() -> None:
         try:
             measure_fulfill(server, args.warmup)
             measure_bare(args.warmup)
+            measure_bare_direct(args.warmup)
             for samples in (step_timings or {}).values():
                 samples.clear()
-            fulfill_ms = measure_fulfill(server, args.intents)
-            bare_ms = measure_bare(args.intents)
+            # One of each in turn, so that a busy moment of the machine falls on every series alike.
+            fulfill_ms: list[float] = []
+            queued_ms: list[float] | None = [] if args.queued_too else None
+            bare_ms: list[float] = []
+            direct_ms: list[float] = []
+            for _ in range(args.intents):
+                fulfill_ms += measure_fulfill(server, 1)
+                if queued_ms is not None:
+                    queued_ms += measure_queued(server, 1)
+                bare_ms += measure_bare(1)
+                direct_ms += measure_bare_direct(1)
         finally:
             server.stop()
     result: dict[str, Any] = {
@@ -151,12 +180,18 @@ def main() -> None:
         "intents": args.intents,
         "approval_to_outcome": summary(fulfill_ms),
         "bare_dbos_workflow": {"steps": STEPS, **summary(bare_ms)},
+        "bare_dbos_direct_start": {"steps": STEPS, **summary(direct_ms)},
     }
+    if queued_ms is not None:
+        result["approval_to_outcome_direct_start_off"] = summary(queued_ms)
     result["ratio_p50"] = round(
         result["approval_to_outcome"]["p50_ms"] / result["bare_dbos_workflow"]["p50_ms"], 2
     )
     result["ratio_p95"] = round(
         result["approval_to_outcome"]["p95_ms"] / result["bare_dbos_workflow"]["p95_ms"], 2
+    )
+    result["ratio_p95_direct_start"] = round(
+        result["approval_to_outcome"]["p95_ms"] / result["bare_dbos_direct_start"]["p95_ms"], 2
     )
     if step_timings is not None:
         result["step_median_ms"] = {

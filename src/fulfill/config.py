@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     # execution makes one call at a time); nothing between it and the target holds them to fewer.
     worker_concurrency: int = Field(default=64, ge=1, le=1024)
     queue_poll_seconds: float = Field(default=0.05, gt=0, le=10)
+    # A worker that accepts an execution while it has a free slot starts it at once instead of
+    # leaving it on the queue for the next poll (engine/direct_start.py).
+    direct_start: bool = True
     reconcile_interval_seconds: float = Field(default=30.0, gt=0)
     # An active attempt unchanged this long is checked against its workflow (started if it has
     # none, forked if it failed); a RUNNING one this long past its budget is resumed elsewhere.

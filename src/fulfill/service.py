@@ -30,6 +30,7 @@ from fulfill.credentials.crypto import SecretBox
 from fulfill.credentials.vault import ConfigurationError, CredentialVault, check_secrets_key
 from fulfill.domain.ports import Clock
 from fulfill.engine import runtime as runtime_module
+from fulfill.engine.direct_start import DirectStarts
 from fulfill.engine.escalation import Escalator
 from fulfill.engine.heartbeat import Heartbeat
 from fulfill.engine.ledger_checkpoints import LedgerCheckpointer
@@ -225,6 +226,8 @@ class Service:
             polling_interval_sec=self.settings.queue_poll_seconds,
             on_conflict="always_update",
         )
+        if runs_workers and self.settings.direct_start:
+            self.runtime.direct_starts = DirectStarts(self.settings.worker_concurrency, EXECUTION_QUEUE)
         # /metrics reports what every process shares (connectors, attempts past budget, outbox,
         # kill switches), read from the database at each scrape.
         metrics.SHARED_STATE.set_source(self._shared_state, cache_seconds=self.settings.metrics_cache_seconds)
@@ -262,6 +265,7 @@ class Service:
 
     def stop(self) -> None:
         self._engine_ready.clear()
+        self.runtime.direct_starts = None  # what is accepted while stopping waits on the queue
         if self.metrics_listener is not None:
             self.metrics_listener.stop()
             self.metrics_listener = None

@@ -67,6 +67,21 @@ def measure_bare(count: int, queue_name: str, timeout: float = 30) -> list[float
     return latencies
 
 
+def measure_bare_direct(count: int, timeout: float = 30) -> list[float]:
+    """Start the bare workflow directly (``DBOS.start_workflow``, no queue) ``count`` times, one at
+    a time; milliseconds each, start → last step: the floor of an approval that finds a free worker."""
+    latencies: list[float] = []
+    for index in range(count):
+        workflow_id = f"bench-bare-direct-{time.time_ns()}-{index}"
+        with SetWorkflowID(workflow_id):
+            DBOS.start_workflow(bare_workflow, time.time())
+        with bare_done:
+            if not bare_done.wait_for(_finished(workflow_id), timeout=timeout):
+                raise RuntimeError(f"{workflow_id} did not finish")
+        latencies.append(bare_finished[workflow_id] * 1000)
+    return latencies
+
+
 def measure_bare_burst(count: int, queue_name: str, timeout: float = 300) -> tuple[list[float], list[float]]:
     """Enqueue ``count`` bare workflows at once; (latencies in ms, completion epochs)."""
     queue = DBOS.retrieve_queue(queue_name)
@@ -115,6 +130,8 @@ def run_floor(serial: int, burst: int, console: Console) -> dict[str, Any]:
             with console.status("bare DBOS floor: one at a time…"):
                 measure_bare(10, FLOOR_QUEUE)
                 serial_ms = measure_bare(serial, FLOOR_QUEUE)
+                measure_bare_direct(10)
+                direct_ms = measure_bare_direct(serial)
             with console.status(f"bare DBOS floor: burst of {burst}…"):
                 burst_ms, completed = measure_bare_burst(burst, FLOOR_QUEUE)
         finally:
@@ -124,6 +141,7 @@ def run_floor(serial: int, burst: int, console: Console) -> dict[str, Any]:
         "worker_concurrency": defaults.worker_concurrency,
         "queue_poll_seconds": defaults.queue_poll_seconds,
         "serial": {"count": serial, **summary(serial_ms)},
+        "serial_direct": {"count": serial, **summary(direct_ms)},
         "burst": {
             "count": burst,
             "executions_per_s": round(throughput(completed), 1),

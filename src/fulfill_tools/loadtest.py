@@ -694,6 +694,18 @@ def rows(result: dict[str, Any]) -> list[list[str]]:
             + [_ms(serial[k]) for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms")]
             + ["—", "—"]
         )
+        direct = floor.get("serial_direct")
+        if direct:
+            table.append(
+                [
+                    f"bare DBOS, {floor['steps']} no-op steps, one at a time, started directly",
+                    str(direct["count"]),
+                    str(direct["count"]),
+                    "0",
+                ]
+                + [_ms(direct[k]) for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms")]
+                + ["—", "—"]
+            )
         table.append(
             [
                 f"bare DBOS, {floor['steps']} no-op steps, burst of {burst['count']}",

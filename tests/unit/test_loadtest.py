@@ -124,3 +124,24 @@ def test_queue_depth_counts_what_was_due_and_not_done_at_a_moment() -> None:
     assert queue_depth_at(3.0, scheduled, [0.5, 1.5]) == 2
     assert queue_depth_at(3.0, scheduled, [0.5, 1.5, 2.5, 2.9]) == 0
     assert queue_depth_at(-1.0, scheduled, []) == 0
+
+
+def test_the_report_shows_the_direct_start_floor_next_to_the_queue_floor() -> None:
+    from fulfill_tools.loadtest import rows
+
+    stats = {"p50_ms": 1.0, "p95_ms": 2.0, "p99_ms": 3.0, "max_ms": 4.0}
+    floor = {
+        "steps": 3,
+        "serial": {"count": 20, **stats},
+        "serial_direct": {"count": 20, **stats},
+        "burst": {"count": 400, "executions_per_s": 100.0, **stats},
+    }
+    names = [row[0] for row in rows({"scenarios": [], "floor": floor})]
+    assert names == [
+        "bare DBOS, 3 no-op steps, one at a time",
+        "bare DBOS, 3 no-op steps, one at a time, started directly",
+        "bare DBOS, 3 no-op steps, burst of 400",
+    ]
+    # A result written before the direct-start floor existed still reads.
+    del floor["serial_direct"]
+    assert len(rows({"scenarios": [], "floor": floor})) == 2

@@ -16,6 +16,7 @@ from fulfill.config import Settings
 from fulfill.domain.flowcontrol import connector_of
 from fulfill.domain.ports import ActionLookup, Clock, ToolGateway
 from fulfill.domain.probes import ProbeResult, Undeclared
+from fulfill.engine.direct_start import DirectStarts
 from fulfill.engine.flow import FlowControl
 from fulfill.ports.store import Store
 
@@ -35,6 +36,9 @@ class Runtime:
     outbox_wakeup: threading.Event = field(default_factory=threading.Event)
     # Reconcile probes look an AMBIGUOUS execution's write up at its target (engine/probes.py).
     lookup: ActionLookup = field(default_factory=lambda: NoLookups())
+    # This process's free worker slots, when it runs workers and starts executions directly
+    # (``engine/direct_start.py``); None: every execution goes through the queue.
+    direct_starts: DirectStarts | None = None
     # Every tool call passes its connector's gate: rate, concurrency, circuit breaker.
     flow: FlowControl = field(init=False)
 

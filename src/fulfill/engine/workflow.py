@@ -46,6 +46,7 @@ from fulfill.domain.execution import (
 )
 from fulfill.domain.fairness import queue_priority
 from fulfill.engine import compensation, steps
+from fulfill.engine.direct_start import DirectStarts
 from fulfill.engine.runtime import Runtime, current
 from fulfill.engine.steps import StepDeps
 from fulfill.ports.store import Store
@@ -171,18 +172,41 @@ def _compensation_step(deps: StepDeps) -> StepOptions:
 
 
 def start_execution(request: ExecutionRequest) -> None:
-    """Enqueue an execution under its deterministic id; a repeat returns the existing workflow.
+    """Start an execution under its deterministic id: at once when this process has a free worker
+    slot (``engine/direct_start.py``), else on the queue; a repeat returns the existing workflow.
 
     Its spans descend from the request that accepted it (the attempt's stored trace context),
-    whoever enqueues it and whenever: DBOS keeps that context with the workflow, for recovery too.
+    whoever starts it and whenever: DBOS keeps that context with the workflow, for recovery too.
     """
+    rt = current()
+    trace_parent = tracing.context_from(request.traceparent)
+    if _start_directly(rt.direct_starts, request, trace_parent):
+        return
     _enqueue(
         request.workflow_id,
         execute_intent,
         request,
-        tracing.context_from(request.traceparent),
-        priority=_fair_priority(current().store, request.tenant_id),
+        trace_parent,
+        priority=_fair_priority(rt.store, request.tenant_id),
     )
+
+
+def _start_directly(
+    slots: DirectStarts | None, request: ExecutionRequest, trace_parent: OtelContext | None
+) -> bool:
+    """Start the workflow now if a slot is free; False: enqueue it. Never from inside a workflow
+    (a start there would be its child)."""
+    workflow_id = request.workflow_id
+    if slots is None or DBOS.workflow_id is not None or not slots.take(workflow_id):
+        return False
+    try:
+        with SetWorkflowID(workflow_id), PropagateOtelContext(trace_parent):
+            handle = DBOS.start_workflow(execute_intent, request)
+    except BaseException:
+        slots.release(workflow_id)
+        raise
+    slots.started(workflow_id, handle)
+    return True
 
 
 def _fair_priority(store: Store, tenant_id: str) -> int:

@@ -1,0 +1,92 @@
+"""Direct start: an accepted execution whose worker process has a free slot starts at once.
+
+An execution used to be enqueued on the execution queue, always, and to wait there for the
+queue's next poll (``FULFILL_QUEUE_POLL_SECONDS``) and its claim transaction before its first
+step. When the process that accepts it runs workers and has a free slot, that wait buys nothing:
+the workflow is started right there (``DBOS.start_workflow``), under the same deterministic
+workflow id it would have on the queue. The queue stays for everything else: a process that runs
+no workers (``--role api``), a full process (the overflow waits on the queue, in the queue's
+fair order), and the reconciler's restarts.
+
+Exactly once: DBOS keeps one workflow per id. A direct start and an enqueue of the same attempt,
+in any order and from any process, are one workflow: the second finds the first's row and runs
+nothing. A crash between the commit of the execution lock (the QUEUED attempt) and the start
+leaves the row with no workflow, which the reconciler starts (as it did for a lost enqueue).
+
+Slots: a directly started execution counts in this process's share of the execution queue from
+the moment its slot is taken, so the queue's own dispatch sees it, and the two together keep this
+process at ``FULFILL_WORKER_CONCURRENCY`` executions. (The queue takes its count once per poll:
+a direct start during a poll can overshoot the limit by the starts made during that poll.)
+Flow control, kill switches and cancellation are checked by the steps, so they apply to an
+execution however it was started.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, Protocol
+
+
+class _Entry(Protocol):
+    def release(self) -> None: ...
+
+
+class _ActiveSet(Protocol):
+    """DBOS's own count of the workflows running in this process, by queue."""
+
+    def add(self, key: str, queue_name: str | None = None) -> _Entry: ...
+
+    def count_for_queue(self, queue_name: str) -> int: ...
+
+
+def dbos_active_set() -> _ActiveSet:
+    """The running DBOS instance's set of active workflows (the queue's per-worker count)."""
+    import dbos._dbos as dbos_internals
+
+    instance = dbos_internals._dbos_global_instance
+    if instance is None:
+        raise RuntimeError("DBOS is not running")
+    active: _ActiveSet = instance._active_workflows_set
+    return active
+
+
+class DirectStarts:
+    """This process's free worker slots, shared with its execution queue's dispatch."""
+
+    def __init__(self, capacity: int, queue_name: str, active: Callable[[], _ActiveSet] = dbos_active_set):
+        self.capacity = capacity
+        self.queue_name = queue_name
+        self._active = active
+        self._lock = threading.Lock()
+        self._held: dict[str, _Entry] = {}
+
+    def take(self, workflow_id: str) -> bool:
+        """Take a slot for ``workflow_id``; False when this process is full (enqueue it instead)."""
+        active = self._active()
+        with self._lock:
+            if workflow_id in self._held or active.count_for_queue(self.queue_name) >= self.capacity:
+                return False
+            self._held[workflow_id] = active.add(workflow_id, self.queue_name)
+            return True
+
+    def release(self, workflow_id: str) -> None:
+        """Hand the slot of ``workflow_id`` back (idempotent)."""
+        with self._lock:
+            entry = self._held.pop(workflow_id, None)
+        if entry is not None:
+            entry.release()
+
+    def held(self) -> int:
+        with self._lock:
+            return len(self._held)
+
+    def started(self, workflow_id: str, handle: Any) -> None:
+        """After ``DBOS.start_workflow``: the slot is held until the workflow ends, or handed back
+        now when the call ran nothing (the workflow already existed: queued, or already run)."""
+        future = getattr(handle, "future", None)
+        if isinstance(future, Future):
+            future.add_done_callback(lambda _done: self.release(workflow_id))
+        else:
+            self.release(workflow_id)

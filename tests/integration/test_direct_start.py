@@ -1,0 +1,210 @@
+"""Direct start: an approval accepted by a worker with a free slot starts its execution at once,
+without waiting for the queue; the queue keeps the overflow; one attempt is one workflow however
+many times, and however, it is started (engine/direct_start.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dbos import DBOS
+
+from fulfill.domain.execution import request_for
+from fulfill.domain.models import GlobalExecutionConfig
+from fulfill.engine import workflow
+from fulfill.engine.direct_start import DirectStarts
+from fulfill.engine.reconciler import reconcile_once
+from fulfill.engine.workflow import EXECUTION_QUEUE
+from fulfill.store import executions, killswitches
+from tests.support.harness import Harness, make_settings
+
+# The queue looks for work this seldom in these tests: an execution that finishes well before
+# it did not wait for it (and one that went through the queue says so in its DBOS status).
+SLOW_POLL = 10.0
+
+
+def _service(tmp_path: Path, **overrides: Any) -> Harness:
+    settings = make_settings(tmp_path, reconcile_grace_seconds=0, **overrides)
+    return Harness(settings).start()
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[Harness]:
+    running = _service(tmp_path, queue_poll_seconds=SLOW_POLL)
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def single_slot(tmp_path: Path) -> Iterator[Harness]:
+    # One slot, and a queue that polls as usual: while the test holds the slot, the queue (which
+    # counts it) leaves the execution ENQUEUED.
+    running = _service(tmp_path, worker_concurrency=1)
+    yield running
+    running.stop()
+
+
+def _slots(harness: Harness) -> DirectStarts:
+    slots = harness.service.runtime.direct_starts
+    assert slots is not None
+    return slots
+
+
+def _attempt(harness: Harness, intent_id: str) -> Any:
+    with harness.db.read() as conn:
+        return executions.get_attempt(conn, "t1", "acc-1", intent_id)
+
+
+def _workflow(harness: Harness, intent_id: str) -> Any:
+    attempt = _attempt(harness, intent_id)
+    return None if attempt is None else DBOS.get_workflow_status(attempt.workflow_id)
+
+
+def _approved(harness: Harness, client: Any) -> str:
+    intent_id: str = harness.create_intent(client)["action_intent_id"]
+    harness.approve(client, intent_id)
+    return intent_id
+
+
+def test_an_approved_intent_runs_without_waiting_for_the_queue(service: Harness) -> None:
+    with service.client() as client:
+        intent_id = _approved(service, client)
+        status = service.wait_terminal(client, intent_id)
+    assert status["status"] == "SUCCEEDED"
+    started = _workflow(service, intent_id)
+    assert started is not None
+    assert started.queue_name is None  # started by the approval, not dequeued
+    assert started.status == "SUCCESS"
+    assert service.task_rows(intent_id) == 1
+    assert _slots(service).held() == 0  # its slot was handed back when it ended
+
+
+def test_a_full_worker_leaves_the_execution_on_the_queue_which_counts_the_direct_slots(
+    single_slot: Harness,
+) -> None:
+    slots = _slots(single_slot)
+    assert slots.take("held-by-the-test")  # the one slot is busy
+    assert not slots.take("another")
+    with single_slot.client() as client:
+        intent_id = _approved(single_slot, client)
+        queued = _workflow(single_slot, intent_id)
+        assert queued is not None
+        assert queued.status == "ENQUEUED"
+        assert queued.queue_name == EXECUTION_QUEUE
+        slots.release("held-by-the-test")
+        status = single_slot.wait_terminal(client, intent_id, timeout=30)
+    assert status["status"] == "SUCCEEDED"
+    assert single_slot.task_rows(intent_id) == 1
+    assert _workflow(single_slot, intent_id).queue_name == EXECUTION_QUEUE
+
+
+def test_a_direct_start_of_a_queued_attempt_runs_nothing_more(single_slot: Harness) -> None:
+    slots = _slots(single_slot)
+    assert slots.take("held-by-the-test")
+    with single_slot.client() as client:
+        intent_id = _approved(single_slot, client)
+        assert _workflow(single_slot, intent_id).status == "ENQUEUED"
+        slots.release("held-by-the-test")
+        # The same attempt started directly (another approval, a redelivered event) while it waits
+        # on the queue: the workflow exists, so nothing runs here and the slot is handed back.
+        workflow.start_execution(request_for(_attempt(single_slot, intent_id)))
+        assert slots.held() == 0
+        status = single_slot.wait_terminal(client, intent_id, timeout=30)
+    assert status["status"] == "SUCCEEDED"
+    assert single_slot.task_rows(intent_id) == 1
+    assert single_slot.outcome_rows(intent_id) == 1
+    assert _workflow(single_slot, intent_id).queue_name == EXECUTION_QUEUE
+
+
+def test_an_enqueue_of_a_directly_started_attempt_runs_nothing_more(
+    service: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with service.client() as client:
+        intent_id = _approved(service, client)
+        assert service.wait_terminal(client, intent_id)["status"] == "SUCCEEDED"
+        # Another process (one without a free slot, or an api process) enqueues the same attempt.
+        monkeypatch.setattr(service.service.runtime, "direct_starts", None)
+        workflow.start_execution(request_for(_attempt(service, intent_id)))
+        monkeypatch.undo()
+        assert reconcile_once(service.service.runtime) == 0
+    started = _workflow(service, intent_id)
+    assert started.queue_name is None
+    assert started.status == "SUCCESS"
+    assert service.task_rows(intent_id) == 1
+    assert service.outcome_rows(intent_id) == 1
+
+
+def test_a_crash_between_the_commit_and_the_direct_start_is_recovered(
+    service: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def died(*_args: Any, **_kwargs: Any) -> Any:
+        raise ConnectionError("the process died between the commit and the start")
+
+    monkeypatch.setattr(workflow.DBOS, "start_workflow", died)
+    with service.client() as client:
+        intent_id = _approved(service, client)  # accepted: the lock is committed
+        assert _attempt(service, intent_id).status.value == "QUEUED"
+        assert _workflow(service, intent_id) is None
+        assert _slots(service).held() == 0  # the failed start handed its slot back
+        monkeypatch.undo()
+        assert reconcile_once(service.service.runtime) == 1
+        status = service.wait_terminal(client, intent_id)
+    assert status["status"] == "SUCCEEDED"
+    assert service.task_rows(intent_id) == 1
+    assert reconcile_once(service.service.runtime) == 0
+
+
+def test_with_direct_start_off_every_execution_goes_through_the_queue(tmp_path: Path) -> None:
+    harness = _service(tmp_path, direct_start=False, queue_poll_seconds=0.05)
+    try:
+        assert harness.service.runtime.direct_starts is None
+        with harness.client() as client:
+            intent_id = _approved(harness, client)
+            assert harness.wait_terminal(client, intent_id)["status"] == "SUCCEEDED"
+        assert _workflow(harness, intent_id).queue_name == EXECUTION_QUEUE
+    finally:
+        harness.stop()
+
+
+def test_an_api_process_starts_nothing_itself(tmp_path: Path) -> None:
+    harness = _service(tmp_path, role="api")
+    try:
+        assert harness.service.runtime.direct_starts is None
+        with harness.client() as client:
+            intent_id = _approved(harness, client)
+        queued = _workflow(harness, intent_id)
+        assert queued.status == "ENQUEUED"  # for a worker process to dequeue
+        assert queued.queue_name == EXECUTION_QUEUE
+    finally:
+        harness.stop()
+
+
+def test_a_kill_switch_stops_a_directly_started_execution(service: Harness) -> None:
+    with service.db.write() as conn:
+        killswitches.put_global(
+            conn, GlobalExecutionConfig(global_stop=True), now=service.service.clock.now_iso()
+        )
+    with service.client() as client:
+        intent_id = _approved(service, client)
+        status = service.wait_terminal(client, intent_id)
+    assert status["status"] == "CANCELLED"
+    assert status["error_code"] == "KILL_SWITCH_ENABLED"
+    assert _workflow(service, intent_id).queue_name is None
+    assert service.task_rows(intent_id) == 0
+
+
+def test_an_intent_a_policy_approves_starts_at_once_too(service: Harness) -> None:
+    with service.client() as client:
+        policy = client.post(
+            "/admin/policies",
+            json={"name": "tasks approve themselves", "decision": "AUTO_APPROVE"},
+        )
+        assert policy.status_code == 201, policy.text
+        created = service.create_intent(client)
+        assert created["approval_status"] == "APPROVED"
+        status = service.wait_terminal(client, created["action_intent_id"])
+    assert status["status"] == "SUCCEEDED"
+    assert _workflow(service, created["action_intent_id"]).queue_name is None
+    assert service.task_rows(created["action_intent_id"]) == 1

@@ -1,0 +1,93 @@
+"""DirectStarts: a worker's free slots, counted together with its queue's running workflows."""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+
+from fulfill.engine.direct_start import DirectStarts
+
+QUEUE = "q"
+
+
+class _Entry:
+    def __init__(self, active: _Active, key: str, queue: str | None) -> None:
+        self._active, self._key, self._queue = active, key, queue
+
+    def release(self) -> None:
+        self._active.rows.remove((self._key, self._queue))
+
+
+class _Active:
+    """DBOS's active set in miniature: (workflow id, queue name) per running execution."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, str | None]] = []
+
+    def add(self, key: str, queue_name: str | None = None) -> _Entry:
+        self.rows.append((key, queue_name))
+        return _Entry(self, key, queue_name)
+
+    def count_for_queue(self, queue_name: str) -> int:
+        return sum(1 for _key, queue in self.rows if queue == queue_name)
+
+
+def _slots(capacity: int) -> tuple[DirectStarts, _Active]:
+    active = _Active()
+    return DirectStarts(capacity, QUEUE, active=lambda: active), active
+
+
+def test_a_slot_is_taken_while_the_queue_and_the_direct_starts_run_fewer_than_the_capacity() -> None:
+    slots, active = _slots(3)
+    active.add("dequeued", QUEUE)  # one the queue started
+    active.add("elsewhere", "other-queue")  # not this queue's: not counted
+    assert slots.take("a")
+    assert slots.take("b")
+    assert not slots.take("c")  # 1 dequeued + 2 direct = 3
+    assert active.count_for_queue(QUEUE) == 3  # the queue's dispatch sees the direct ones
+    slots.release("a")
+    assert slots.take("c")
+
+
+def test_one_workflow_id_takes_one_slot_and_release_is_idempotent() -> None:
+    slots, active = _slots(5)
+    assert slots.take("a")
+    assert not slots.take("a")
+    slots.release("a")
+    slots.release("a")
+    slots.release("never-taken")
+    assert slots.held() == 0
+    assert active.rows == []
+
+
+def test_a_start_that_ran_nothing_hands_its_slot_back_at_once() -> None:
+    slots, active = _slots(1)
+    assert slots.take("a")
+    slots.started("a", object())  # a handle without a future: the workflow already existed
+    assert slots.held() == 0
+    assert active.rows == []
+
+
+class _Handle:
+    def __init__(self) -> None:
+        self.future: Future[str] = Future()
+
+
+def test_a_started_workflow_holds_its_slot_until_it_ends() -> None:
+    slots, _active = _slots(1)
+    assert slots.take("a")
+    handle = _Handle()
+    slots.started("a", handle)
+    assert slots.held() == 1
+    assert not slots.take("b")
+    handle.future.set_result("SUCCEEDED")
+    assert slots.held() == 0
+    assert slots.take("b")
+
+
+def test_a_workflow_that_failed_hands_its_slot_back_too() -> None:
+    slots, _active = _slots(1)
+    assert slots.take("a")
+    handle = _Handle()
+    slots.started("a", handle)
+    handle.future.set_exception(RuntimeError("the workflow raised"))
+    assert slots.held() == 0
