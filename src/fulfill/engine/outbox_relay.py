@@ -55,6 +55,7 @@ from fulfill.engine.notify import NoticeSender, Refusal
 from fulfill.engine.runtime import Runtime
 from fulfill.engine.workflow import start_compensation, start_execution
 from fulfill.logging_setup import describe_failure
+from fulfill.ports.store import UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,19 @@ TOPICS = (
 DELIVERY_RESULTS = ("ok", "retry", "dead_letter")
 LEASE_SECONDS = 60.0  # at least; see OutboxRelay.lease_seconds
 IDLE_LANE_WAIT_SECONDS = 30.0  # a lane with nothing due looks again at the latest after this
+
+
+def queue_rerun(uow: UnitOfWork, request: ExecutionRequest, *, now_iso: str, now: float) -> None:
+    """Queue a rerun's start in the caller's transaction: the relay starts it once it commits."""
+    uow.outbox.enqueue(
+        message_id=f"rerun:{request.workflow_id}",
+        topic=RERUN_TOPIC,
+        tenant_id=request.tenant_id,
+        payload=request.model_dump(mode="json"),
+        destinations=[ENGINE_DESTINATION],
+        now=now_iso,
+        now_epoch=now,
+    )
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:

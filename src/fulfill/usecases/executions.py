@@ -25,7 +25,7 @@ from fulfill.domain.rerun import stop_without_a_call
 from fulfill.domain.status import derive_status
 from fulfill.domain.time import iso_from_epoch
 from fulfill.engine.intake import queued_attempt, request_for
-from fulfill.engine.outbox_relay import ENGINE_DESTINATION, RERUN_TOPIC
+from fulfill.engine.outbox_relay import queue_rerun
 from fulfill.tokens import Principal, service_token_secret
 from fulfill.usecases.context import UseCaseContext
 from fulfill.usecases.errors import BadRequest, Conflict, Forbidden, NotFound
@@ -321,15 +321,7 @@ def rerun_execution(
             )
         )
         request = request_for(rerun, requested_by=principal.subject, rerun_reason=body.reason)
-        uow.outbox.enqueue(
-            message_id=f"rerun:{rerun.workflow_id}",
-            topic=RERUN_TOPIC,
-            tenant_id=intent.tenant_id,
-            payload=request.model_dump(mode="json"),
-            destinations=[ENGINE_DESTINATION],
-            now=now_iso,
-            now_epoch=now,
-        )
+        queue_rerun(uow, request, now_iso=now_iso, now=now)
     rt.outbox_wakeup.set()
     # Queued: its workflow starts through the outbox (and the reconciler, should that fail).
     return ExecutionStatusView(

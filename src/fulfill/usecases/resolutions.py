@@ -42,7 +42,7 @@ from fulfill.domain.models import (
 from fulfill.domain.status import derive_status
 from fulfill.domain.time import iso_from_epoch
 from fulfill.engine.intake import queued_attempt, request_for
-from fulfill.engine.outbox_relay import COMPENSATION_TOPIC, ENGINE_DESTINATION, RERUN_TOPIC
+from fulfill.engine.outbox_relay import COMPENSATION_TOPIC, ENGINE_DESTINATION, queue_rerun
 from fulfill.ports.store import UnitOfWork
 from fulfill.tokens import Principal
 from fulfill.usecases.context import UseCaseContext
@@ -200,15 +200,7 @@ def _resolve(
                 intent.tenant_id, action_intent_id, status=ExecutionStatus.PENDING, at=now_iso
             )
             request = request_for(rerun, requested_by=decided_by, rerun_reason="not_committed")
-            uow.outbox.enqueue(
-                message_id=f"rerun:{rerun.workflow_id}",
-                topic=RERUN_TOPIC,
-                tenant_id=intent.tenant_id,
-                payload=request.model_dump(mode="json"),
-                destinations=[ENGINE_DESTINATION],
-                now=now_iso,
-                now_epoch=now,
-            )
+            queue_rerun(uow, request, now_iso=now_iso, now=now)
         else:
             uow.executions.append_ledger(
                 resolution_entry(
