@@ -227,7 +227,9 @@ class Service:
             on_conflict="always_update",
         )
         if runs_workers and self.settings.direct_start:
-            self.runtime.direct_starts = DirectStarts(self.settings.worker_concurrency, EXECUTION_QUEUE)
+            self.runtime.direct_starts = DirectStarts(
+                self.settings.worker_concurrency, EXECUTION_QUEUE, keep_on_queue=_keep_on_queue
+            )
         # /metrics reports what every process shares (connectors, attempts past budget, outbox,
         # kill switches), read from the database at each scrape.
         metrics.SHARED_STATE.set_source(self._shared_state, cache_seconds=self.settings.metrics_cache_seconds)
@@ -383,6 +385,29 @@ def _tool_schemas(server: GatewayServer) -> dict[str, dict[str, Any]]:
     with ThreadPoolExecutor(max_workers=1) as pool:
         tools = pool.submit(asyncio.run, server.internal_tools()).result()
     return {tool.name: tool.input_schema for tool in tools}
+
+
+def _keep_on_queue(workflow_id: str, queue_name: str) -> None:
+    """Name ``queue_name`` on a directly started workflow's DBOS row (engine/direct_start.py).
+
+    DBOS's recovery re-enqueues a workflow on the queue its row names, and one naming none on its
+    internal queue, which every process polls: an api process could then run it. A row naming the
+    execution queue is taken up again by workers only. The queue's worker concurrency is counted
+    in memory, so the name changes no count."""
+    import sqlalchemy as sa
+    from dbos import _dbos as dbos_internals
+
+    instance = dbos_internals._dbos_global_instance
+    if instance is None:
+        return
+    sys_db = instance._sys_db
+    table = sys_db.tables.workflow_status
+    with sys_db.engine.begin() as conn:
+        conn.execute(
+            sa.update(table)
+            .where(table.c.workflow_uuid == workflow_id, table.c.queue_name.is_(None))
+            .values(queue_name=queue_name)
+        )
 
 
 def _recover_executor(executor_id: str) -> int:

@@ -75,7 +75,9 @@ def test_an_approved_intent_runs_without_waiting_for_the_queue(service: Harness)
     assert status["status"] == "SUCCEEDED"
     started = _workflow(service, intent_id)
     assert started is not None
-    assert started.queue_name is None  # started by the approval, not dequeued
+    assert started.dequeued_at is None  # started by the approval, not dequeued
+    # Its row names the execution queue all the same, so that a recovery hands it back to workers.
+    assert started.queue_name == EXECUTION_QUEUE
     assert started.status == "SUCCESS"
     assert service.task_rows(intent_id) == 1
     assert _slots(service).held() == 0  # its slot was handed back when it ended
@@ -97,7 +99,7 @@ def test_a_full_worker_leaves_the_execution_on_the_queue_which_counts_the_direct
         status = single_slot.wait_terminal(client, intent_id, timeout=30)
     assert status["status"] == "SUCCEEDED"
     assert single_slot.task_rows(intent_id) == 1
-    assert _workflow(single_slot, intent_id).queue_name == EXECUTION_QUEUE
+    assert _workflow(single_slot, intent_id).dequeued_at is not None  # it went through the queue
 
 
 def test_a_direct_start_of_a_queued_attempt_runs_nothing_more(single_slot: Harness) -> None:
@@ -115,7 +117,7 @@ def test_a_direct_start_of_a_queued_attempt_runs_nothing_more(single_slot: Harne
     assert status["status"] == "SUCCEEDED"
     assert single_slot.task_rows(intent_id) == 1
     assert single_slot.outcome_rows(intent_id) == 1
-    assert _workflow(single_slot, intent_id).queue_name == EXECUTION_QUEUE
+    assert _workflow(single_slot, intent_id).dequeued_at is not None  # it went through the queue
 
 
 def test_an_enqueue_of_a_directly_started_attempt_runs_nothing_more(
@@ -130,7 +132,7 @@ def test_an_enqueue_of_a_directly_started_attempt_runs_nothing_more(
         monkeypatch.undo()
         assert reconcile_once(service.service.runtime) == 0
     started = _workflow(service, intent_id)
-    assert started.queue_name is None
+    assert started.dequeued_at is None
     assert started.status == "SUCCESS"
     assert service.task_rows(intent_id) == 1
     assert service.outcome_rows(intent_id) == 1
@@ -163,7 +165,7 @@ def test_with_direct_start_off_every_execution_goes_through_the_queue(tmp_path: 
         with harness.client() as client:
             intent_id = _approved(harness, client)
             assert harness.wait_terminal(client, intent_id)["status"] == "SUCCEEDED"
-        assert _workflow(harness, intent_id).queue_name == EXECUTION_QUEUE
+        assert _workflow(harness, intent_id).dequeued_at is not None  # it went through the queue
     finally:
         harness.stop()
 
@@ -191,7 +193,7 @@ def test_a_kill_switch_stops_a_directly_started_execution(service: Harness) -> N
         status = service.wait_terminal(client, intent_id)
     assert status["status"] == "CANCELLED"
     assert status["error_code"] == "KILL_SWITCH_ENABLED"
-    assert _workflow(service, intent_id).queue_name is None
+    assert _workflow(service, intent_id).dequeued_at is None
     assert service.task_rows(intent_id) == 0
 
 
@@ -206,5 +208,5 @@ def test_an_intent_a_policy_approves_starts_at_once_too(service: Harness) -> Non
         assert created["approval_status"] == "APPROVED"
         status = service.wait_terminal(client, created["action_intent_id"])
     assert status["status"] == "SUCCEEDED"
-    assert _workflow(service, created["action_intent_id"]).queue_name is None
+    assert _workflow(service, created["action_intent_id"]).dequeued_at is None
     assert service.task_rows(created["action_intent_id"]) == 1

@@ -23,10 +23,13 @@ execution however it was started.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, Protocol
+
+_log = logging.getLogger(__name__)
 
 
 class _Entry(Protocol):
@@ -55,10 +58,21 @@ def dbos_active_set() -> _ActiveSet:
 class DirectStarts:
     """This process's free worker slots, shared with its execution queue's dispatch."""
 
-    def __init__(self, capacity: int, queue_name: str, active: Callable[[], _ActiveSet] = dbos_active_set):
+    def __init__(
+        self,
+        capacity: int,
+        queue_name: str,
+        active: Callable[[], _ActiveSet] = dbos_active_set,
+        keep_on_queue: Callable[[str, str], None] | None = None,
+    ):
         self.capacity = capacity
         self.queue_name = queue_name
         self._active = active
+        # Names the queue on a directly started workflow's row: DBOS's recovery (at a restart under
+        # the same executor id, or of a lost executor) hands a workflow back to its own queue, and
+        # one with none to DBOS's internal queue, which every process polls, ``--role api`` ones
+        # too. On the execution queue, only workers take it up again.
+        self._keep_on_queue = keep_on_queue
         self._lock = threading.Lock()
         self._held: dict[str, _Entry] = {}
 
@@ -87,6 +101,15 @@ class DirectStarts:
         now when the call ran nothing (the workflow already existed: queued, or already run)."""
         future = getattr(handle, "future", None)
         if isinstance(future, Future):
+            self._name_the_queue(workflow_id)
             future.add_done_callback(lambda _done: self.release(workflow_id))
         else:
             self.release(workflow_id)
+
+    def _name_the_queue(self, workflow_id: str) -> None:
+        if self._keep_on_queue is None:
+            return
+        try:
+            self._keep_on_queue(workflow_id, self.queue_name)
+        except Exception as error:  # the workflow runs; only a recovery elsewhere would miss the name
+            _log.warning("could not name the queue of the directly started %s: %s", workflow_id, error)
