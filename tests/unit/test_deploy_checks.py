@@ -1,11 +1,10 @@
-"""The deployment files pass their own tools' checks (scripts/check-deploy.sh runs the same in
-.ci/run): hadolint on the Dockerfile, the Compose CLI's config check on deploy/compose.yaml,
+"""The deployment files pass their own tools' checks (the same as scripts/check-deploy.sh): hadolint on the Dockerfile, the Compose CLI's config check on deploy/compose.yaml,
 kubernetes-validate (strict) on deploy/k8s/, promtool on the Prometheus configuration. No image is
 pulled and no daemon runs. Each tool is also shown to refuse a broken file, so that a check that
 passes is one that could have failed.
 
 The checkers are pyproject.toml's `deploy` extra; without them these tests skip, except in CI
-(CI=true), where .ci/run installs them and a missing one fails."""
+(CI=true), where scripts/test.sh has installed them and a missing one fails."""
 
 from __future__ import annotations
 
