@@ -72,6 +72,7 @@ from fulfill_tools.launch import free_port
 from tests.support.http_doubles import wait_for
 
 IDEMPOTENCY_META_KEY = "io.fulfill/idempotency-key"
+UVICORN_STARTUP_FAILED = 3
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -79,16 +80,24 @@ class McpTarget:
     """The server above, started in a subprocess on 127.0.0.1."""
 
     def __init__(self, *args: str, log: Path | None = None) -> None:
-        self.port = free_port()
         self.log = log
-        out = log.open("ab") if log else subprocess.DEVNULL
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.mcp_target", "--port", str(self.port), *args],
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-        wait_for(self._up, timeout=30)
+        # A free port can be taken by another test between its choice and the bind; uvicorn then
+        # exits with 3 (startup failed), and the target starts again on another port, twice at most.
+        for tries_left in (2, 1, 0):
+            self.port = free_port()
+            out = log.open("ab") if log else subprocess.DEVNULL
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "tests.support.mcp_target", "--port", str(self.port), *args],
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+            try:
+                wait_for(self._up, timeout=30)
+                return
+            except AssertionError:
+                if tries_left == 0 or self.process.returncode != UVICORN_STARTUP_FAILED:
+                    raise
 
     @property
     def base(self) -> str:
