@@ -57,11 +57,16 @@ def start_target(proxy: FaultyProxy, *args: str) -> McpTarget:
     return target
 
 
-def register(client: httpx.Client, proxy: FaultyProxy, *, deduplicates: bool) -> None:
-    response = client.post(
-        "/admin/gateway/targets", json={"name": "tickets", "url": proxy.url, "deduplicates": deduplicates}
-    )
+def register(
+    client: httpx.Client, proxy: FaultyProxy, *, deduplicates: bool, lookup_tool: str | None = None
+) -> None:
+    """The target ``tickets`` behind ``proxy`` and the CREATE_TICKET action type, compensated."""
+    body: dict[str, Any] = {"name": "tickets", "url": proxy.url, "deduplicates": deduplicates}
+    if lookup_tool is not None:
+        body["lookup_tool"] = lookup_tool
+    response = client.post("/admin/gateway/targets", json=body)
     assert response.status_code == 201, response.text
+    assert response.json()["lookup_tool"] == lookup_tool
     response = client.post(
         "/admin/registry",
         json={

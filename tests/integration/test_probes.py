@@ -32,7 +32,8 @@ from fulfill.domain.probes import Absent, Found, Inconclusive, ProbeRecord, Unde
 from fulfill.engine.probes import probe_due, probe_one
 from fulfill.store import executions, external_writes
 from fulfill.store.tables import execution_attempts, execution_outcomes, internal_tasks
-from tests.integration.test_compensation_targets import TICKET_MAPPING, compensation_status
+from tests.integration.test_compensation_targets import compensation_status
+from tests.integration.test_compensation_targets import register as register_tickets
 from tests.support.harness import Harness, make_settings
 from tests.support.http_doubles import Fault, FaultyProxy, wait_for
 from tests.support.mcp_target import McpTarget
@@ -78,23 +79,7 @@ def target(proxy: FaultyProxy) -> Iterator[McpTarget]:
 
 
 def register(client: httpx.Client, proxy: FaultyProxy, *, lookup_tool: str | None = "lookup_by_key") -> None:
-    body: dict[str, Any] = {"name": "tickets", "url": proxy.url, "deduplicates": False}
-    if lookup_tool is not None:
-        body["lookup_tool"] = lookup_tool
-    response = client.post("/admin/gateway/targets", json=body)
-    assert response.status_code == 201, response.text
-    assert response.json()["lookup_tool"] == lookup_tool
-    response = client.post(
-        "/admin/registry",
-        json={
-            "action_type": "CREATE_TICKET",
-            "tool_name": "tickets.create_ticket",
-            "parameter_mapping": TICKET_MAPPING,
-            "compensation_strategy": "AUTOMATIC",
-            "compensation_tool_name": "tickets.delete_ticket",
-        },
-    )
-    assert response.status_code == 201, response.text
+    register_tickets(client, proxy, deduplicates=False, lookup_tool=lookup_tool)
 
 
 def ambiguous(
