@@ -5,6 +5,7 @@ fresh interpreter, so nothing imported by another test counts."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -31,7 +32,7 @@ NOT_CONFIGURED = (
     "fulfill.cli.app",  # not the other commands,
     "fulfill.cli.operators",
     "fulfill.client",  # nor the API client they use,
-    "rich.table",  # nor Rich's tables (its console is loaded: the MCP SDK's server needs it),
+    "rich",  # nor Rich (the MCP SDK's servers would load it to configure logging: fulfill does),
     "pygments",  # nor httpx's command line (click, Rich, Pygments)
     "httpx._main",
 )
@@ -177,3 +178,18 @@ def test_the_other_commands_still_run_through_the_whole_command_line() -> None:
 
     assert type(app).__name__ == "Typer"
     assert CLI_CHANGED_BY
+
+
+def test_an_mcp_server_built_by_fulfill_leaves_logging_and_rich_alone() -> None:
+    code = """
+import logging, sys
+import fulfill.gateway.server  # what builds the gateway's server (the agent's imports the same)
+from mcp.server.mcpserver import MCPServer
+
+MCPServer("probe", log_level="DEBUG")
+print(logging.getLogger().handlers, logging.getLogger().level, "rich" in sys.modules)
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.split() == ["[]", str(logging.WARNING), "False"]
