@@ -17,6 +17,7 @@ same order and attributes each module's growth of the resident set to its packag
     python -m bench.memory
     python -m bench.memory --runs 3 --top 30 --json bench/results/memory.json
     python -m bench.memory --migrated      # a restart: the database is already at head
+    python -m bench.memory --own 20        # and the service's own modules that cost most
     python -m bench.memory --env MALLOC_ARENA_MAX=2
 """
 
@@ -222,6 +223,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="starts measured (default 3)")
     parser.add_argument("--idle", type=float, default=5.0, help="seconds idle before reading (default 5)")
     parser.add_argument("--top", type=int, default=25, help="packages listed (default 25)")
+    parser.add_argument(
+        "--own", type=int, default=0, metavar="N", help="also list the service's N costliest modules"
+    )
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="more environment")
     parser.add_argument(
         "--migrated", action="store_true", help="start on a database migrated beforehand (a restart)"
@@ -261,6 +265,11 @@ def main() -> None:
         print(
             f"{entry['package']:<28} {entry['import_ms']:9.1f} {entry['modules']:7d} {entry['rss_mib']:8.1f}  {entry['first_by']}"
         )
+    own = sorted(attributed["own"].items(), key=lambda item: -item[1])
+    if args.own:
+        print(f"\n{'module of the service':<44} {'RSS MiB':>8}")
+        for module, kib in own[: args.own]:
+            print(f"{module:<44} {kib / 1024:8.2f}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         results = {
@@ -272,6 +281,7 @@ def main() -> None:
             "modules": len(rows),
             "replayed_imports_mib": round(attributed["total"] / 1024, 1),
             "packages": costs,
+            "own_modules_mib": {module: round(kib / 1024, 2) for module, kib in own},
         }
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 

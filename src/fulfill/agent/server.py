@@ -52,6 +52,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ConfigDict, ValidationError
 from starlette.types import ASGIApp
 
+import fulfill.mcp_logging  # noqa: F401  (before any MCP server is built)
 from fulfill import __version__
 from fulfill.config import SERVICE_TOKEN_ISSUER, Settings
 from fulfill.domain.agent_tasks import (

@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from rich.console import Console
 from rich.markup import escape
 
+from fulfill.cli.base import Options as Options
+from fulfill.cli.base import options as options
 
-@dataclass
-class Options:
-    """The options of ``fulfill`` itself (before the command)."""
-
-    debug: bool = False
-
-
-options = Options()
 # Output that is piped or redirected goes to programs and to files read in a wide window: Rich
 # would cut its tables at 80 columns there (``CREATE_INTERNAL…``), so it gets room instead.
 PIPED_WIDTH = 4096

@@ -48,6 +48,7 @@ from opentelemetry.context import Context as OtelContext
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+import fulfill.mcp_logging  # noqa: F401  (before any MCP server is built)
 from fulfill import __version__, tracing
 from fulfill.connectors.base import ConnectorTool, ToolSuccess, tool_failure
 from fulfill.domain.errors import ErrorClass, printable
