@@ -17,14 +17,23 @@ from typing import Any, TypeVar
 import pytest
 from sqlalchemy import Connection, func, select, text
 
-from fulfill.domain.models import GlobalExecutionConfig, TenantExecutionConfig
-from fulfill.store import killswitches, outbox
+from fulfill.domain.models import (
+    ActionIntentV1,
+    ApprovalStatus,
+    AttemptStatus,
+    ExecutionAttempt,
+    ExecutionStatus,
+    GlobalExecutionConfig,
+    TenantExecutionConfig,
+)
+from fulfill.store import executions, intents, killswitches, outbox
 from fulfill.store.db import Database, insert_ignore
 from fulfill.store.migrate import upgrade_to_head
-from fulfill.store.tables import action_type_registry, outbox_messages
+from fulfill.store.tables import action_intents, action_type_registry, outbox_messages
 from tests.support import postgres
 from tests.support.harness import fresh_database_url
 from tests.support.http_doubles import wait_for
+from tests.unit.factories import make_intent
 
 T = TypeVar("T")
 NOW = "2026-11-24T00:00:00.000Z"
@@ -265,3 +274,109 @@ def test_a_relay_claiming_while_another_holds_rows_skips_them_without_waiting(da
     thread.join(timeout=10)
     assert [d.message_id for d in first] == ["m-0", "m-1"]
     assert [d.message_id for d in claimed] == ["m-2"]
+
+
+# --- the execution's own writes: one statement where a write and a read were two -------------------
+
+
+def _approved_intent_with_queued_attempt(db: Database) -> tuple[ActionIntentV1, ExecutionAttempt]:
+    from fulfill.engine.intake import queued_attempt
+
+    intent = make_intent()
+    attempt = queued_attempt(intent, 1_900_000_000.0)
+    with db.write() as conn:
+        assert intents.insert_intent(conn, intent, "hash")
+        assert executions.insert_attempt(conn, attempt, deadline_epoch=1_900_000_100.0)
+    return intent, attempt
+
+
+def test_begin_attempt_returns_the_running_attempt_as_stored_and_starts_it_once(database: Database) -> None:
+    _, attempt = _approved_intent_with_queued_attempt(database)
+    with database.write() as conn:
+        running = executions.begin_attempt(conn, attempt, started_at=NOW, deadline_epoch=1_900_000_300.25)
+    with database.read() as conn:
+        stored = executions.get_attempt(conn, "t1", attempt.account_id, attempt.action_intent_id)
+        assert stored is not None
+        deadline = executions.get_deadline(conn, stored)
+    assert running == stored
+    assert (stored.status, stored.started_at, deadline) == (AttemptStatus.RUNNING, NOW, 1_900_000_300.25)
+    with database.write() as conn:
+        assert executions.begin_attempt(conn, attempt, started_at=NOW, deadline_epoch=1.0) is None
+
+
+def test_lock_and_mark_execution_marks_the_intent_and_returns_it(database: Database) -> None:
+    intent, _ = _approved_intent_with_queued_attempt(database)
+    with database.write() as conn:
+        returned = intents.lock_and_mark_execution(
+            conn, "t1", intent.action_intent_id, status=ExecutionStatus.SUCCEEDED, at=NOW
+        )
+        assert (
+            intents.lock_and_mark_execution(conn, "t1", "ai_missing", status=ExecutionStatus.FAILED, at=NOW)
+            is None
+        )
+        assert (
+            intents.lock_and_mark_execution(
+                conn, "t2", intent.action_intent_id, status=ExecutionStatus.FAILED, at=NOW
+            )
+            is None
+        )  # another tenant's id: nothing marked, nothing returned
+    assert returned == intent
+    with database.read() as conn:
+        row = conn.execute(
+            select(action_intents.c.execution_status, action_intents.c.last_update_at).where(
+                action_intents.c.action_intent_id == intent.action_intent_id
+            )
+        ).one()
+    assert tuple(row) == ("SUCCEEDED", NOW)
+
+
+def _cancel(action_intent_id: str) -> Callable[[Connection], ActionIntentV1 | None]:
+    """What a cancel does: read the intent locked, move it to CANCELLED."""
+
+    def cancel(conn: Connection) -> ActionIntentV1 | None:
+        current = intents.get_intent(conn, "t1", action_intent_id, for_update=True)
+        assert current is not None
+        return intents.transition_approval(conn, current, to_status=ApprovalStatus.CANCELLED, now=NOW)
+
+    return cancel
+
+
+@postgres.postgres_only
+def test_an_outcome_recorded_while_a_cancel_holds_the_intent_sees_the_cancel(database: Database) -> None:
+    """RecordOutcome's one-statement mark waits for a cancel's row lock and returns the intent as
+    the cancel left it (so the workflow hands the write to compensation)."""
+    intent, _ = _approved_intent_with_queued_attempt(database)
+    _, seen = interleave(
+        database,
+        _cancel(intent.action_intent_id),
+        lambda conn: intents.lock_and_mark_execution(
+            conn, "t1", intent.action_intent_id, status=ExecutionStatus.SUCCEEDED, at=NOW
+        ),
+    )
+    assert seen is not None
+    assert seen.approval_status is ApprovalStatus.CANCELLED
+
+
+@postgres.postgres_only
+def test_a_cancel_waits_for_an_outcome_being_recorded(database: Database) -> None:
+    """A cancel's locked read waits for RecordOutcome's mark to commit: it sees the outcome."""
+    intent, _ = _approved_intent_with_queued_attempt(database)
+
+    def read_status(conn: Connection) -> str:
+        assert intents.get_intent(conn, "t1", intent.action_intent_id, for_update=True) is not None
+        return str(
+            conn.execute(
+                select(action_intents.c.execution_status).where(
+                    action_intents.c.action_intent_id == intent.action_intent_id
+                )
+            ).scalar_one()
+        )
+
+    _, status = interleave(
+        database,
+        lambda conn: intents.lock_and_mark_execution(
+            conn, "t1", intent.action_intent_id, status=ExecutionStatus.SUCCEEDED, at=NOW
+        ),
+        read_status,
+    )
+    assert status == "SUCCEEDED"

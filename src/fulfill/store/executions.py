@@ -63,9 +63,10 @@ def _this_attempt(attempt: ExecutionAttempt) -> list[Any]:
 
 def begin_attempt(
     conn: Connection, attempt: ExecutionAttempt, *, started_at: str, deadline_epoch: float
-) -> bool:
-    """QUEUED → RUNNING for this attempt: its budget starts now. False when it was not QUEUED."""
-    result = conn.execute(
+) -> ExecutionAttempt | None:
+    """QUEUED → RUNNING for this attempt: its budget starts now. The RUNNING attempt as stored
+    (``RETURNING``: no second read); None when it was not QUEUED."""
+    row = conn.execute(
         update(execution_attempts)
         .where(*_this_attempt(attempt), execution_attempts.c.status == AttemptStatus.QUEUED.value)
         .values(
@@ -74,8 +75,9 @@ def begin_attempt(
             updated_at=started_at,
             deadline_epoch=deadline_epoch,
         )
-    )
-    return result.rowcount == 1
+        .returning(*execution_attempts.c)
+    ).first()
+    return _attempt_from_row(row) if row else None
 
 
 def move_attempt(conn: Connection, attempt: ExecutionAttempt, *, workflow_id: str, now: str) -> bool:
@@ -460,7 +462,9 @@ class SqlExecutionsRepository:
     def get_attempt(self, tenant_id: str, account_id: str, action_intent_id: str) -> ExecutionAttempt | None:
         return get_attempt(self._conn, tenant_id, account_id, action_intent_id)
 
-    def begin_attempt(self, attempt: ExecutionAttempt, *, started_at: str, deadline_epoch: float) -> bool:
+    def begin_attempt(
+        self, attempt: ExecutionAttempt, *, started_at: str, deadline_epoch: float
+    ) -> ExecutionAttempt | None:
         return begin_attempt(self._conn, attempt, started_at=started_at, deadline_epoch=deadline_epoch)
 
     def move_attempt(self, attempt: ExecutionAttempt, *, workflow_id: str, now: str) -> bool:

@@ -58,12 +58,14 @@ def record_outcome(deps: StepDeps, draft: OutcomeDraft) -> RecordedOutcome:
             idempotency_key=outcome.idempotency_key,
             completed_at=outcome.completed_at,
         )
-        # Locked: a cancel either sees this outcome or is seen by it, never neither.
-        intent = uow.intents.get_intent(context.tenant_id, context.action_intent_id, for_update=True)
+        # Locked: a cancel either sees this outcome or is seen by it, never neither. A first
+        # record marks the intent and reads it locked in one statement; a repeat only locks it.
         if inserted:
-            uow.intents.mark_execution(
+            intent = uow.intents.lock_and_mark_execution(
                 context.tenant_id, context.action_intent_id, status=outcome.status, at=outcome.completed_at
             )
+        else:
+            intent = uow.intents.get_intent(context.tenant_id, context.action_intent_id, for_update=True)
         decision_trace_id = draft.decision_trace_id or (intent.trace_id if intent else None)
         uow.executions.append_ledger(
             outcome_entry(
