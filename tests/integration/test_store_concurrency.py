@@ -380,3 +380,37 @@ def test_a_cancel_waits_for_an_outcome_being_recorded(database: Database) -> Non
         read_status,
     )
     assert status == "SUCCEEDED"
+
+
+def test_the_global_and_a_tenants_switches_read_in_one_statement_are_what_each_read_gives(
+    database: Database,
+) -> None:
+    def both_ways() -> tuple[Any, Any]:
+        with database.read() as conn:
+            return (
+                killswitches.get_global_and_tenant(conn, "t1"),
+                (killswitches.get_global(conn), killswitches.get_tenant(conn, "t1")),
+            )
+
+    one, apart = both_ways()
+    assert one == apart
+    assert (one[0].revision, one[1].revision, one[1].tenant_id) == (0, 0, "t1")  # no rows: nothing stopped
+    with database.write() as conn:
+        _put_tenant(False, ["OTHER"])(conn)  # t1 stopped
+        killswitches.put_tenant(
+            conn, TenantExecutionConfig(tenant_id="t2", disabled_action_types=["T2_ONLY"]), now=NOW
+        )
+    one, apart = both_ways()
+    assert one == apart
+    assert (one[0].global_stop, one[1].execution_enabled, one[1].disabled_action_types) == (
+        False,
+        False,
+        ["OTHER"],
+    )
+    with database.write() as conn:
+        _put_global(True, ["GLOBAL_TYPE"])(conn)
+        _put_tenant(True, [])(conn)
+    one, apart = both_ways()
+    assert one == apart
+    assert (one[0].global_stop, one[0].disabled_action_types, one[0].revision) == (True, ["GLOBAL_TYPE"], 1)
+    assert (one[1].execution_enabled, one[1].revision) == (True, 2)

@@ -134,7 +134,7 @@ def read_switches_and_intent(
 
 def read_switches_in(uow: UnitOfWork, tenant_id: str) -> Switches:
     """The global and the tenant's switches, read in ``uow``."""
-    return uow.killswitches.get_global(), uow.killswitches.get_tenant(tenant_id)
+    return uow.killswitches.get_global_and_tenant(tenant_id)
 
 
 def decide_switches(deps: StepDeps, switches: Switches | None, action_type: str) -> KillSwitchDecision:
