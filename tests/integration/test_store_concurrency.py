@@ -414,3 +414,46 @@ def test_the_global_and_a_tenants_switches_read_in_one_statement_are_what_each_r
     assert one == apart
     assert (one[0].global_stop, one[0].disabled_action_types, one[0].revision) == (True, ["GLOBAL_TYPE"], 1)
     assert (one[1].execution_enabled, one[1].revision) == (True, 2)
+
+
+def test_a_calls_gate_view_in_one_statement_is_what_the_three_reads_give(database: Database) -> None:
+    from fulfill.domain.flowcontrol import Circuit, CircuitState, ConnectorLimits
+    from fulfill.store import connectors
+
+    def both_ways() -> tuple[Any, Any]:
+        with database.read() as conn:
+            return (
+                connectors.gate_view(conn, "crm", "t1"),
+                (
+                    connectors.get_limits(conn, "crm"),
+                    connectors.get_circuit(conn, "crm"),
+                    connectors.tenant_cap(conn, "crm", "t1"),
+                ),
+            )
+
+    one, apart = both_ways()
+    assert one == apart
+    assert one[2] is None  # nothing stored: unlimited, closed, no cap of its own
+    with database.write() as conn:
+        connectors.put_limits(conn, "crm", ConnectorLimits(rate_per_second=5.0, concurrency=3), now=NOW)
+        connectors.put_limits(conn, "other", ConnectorLimits(concurrency=1), now=NOW)
+        connectors.put_tenant_cap(conn, "crm", "t2", ConnectorLimits(concurrency=1), now=NOW, by="admin")
+        connectors.lock_state(conn, "crm")
+        connectors.save_circuit(
+            conn, "crm", Circuit(state=CircuitState.OPEN, failures=4, opened_at=12.5), now=13.0
+        )
+    one, apart = both_ways()
+    assert one == apart
+    assert (one[0].limits.concurrency, one[1].state, one[1].failures, one[2]) == (
+        3,
+        CircuitState.OPEN,
+        4,
+        None,
+    )
+    with database.write() as conn:
+        connectors.put_tenant_cap(
+            conn, "crm", "t1", ConnectorLimits(rate_per_second=1.0), now=NOW, by="admin"
+        )
+    one, apart = both_ways()
+    assert one == apart
+    assert one[2] == ConnectorLimits(rate_per_second=1.0)
