@@ -457,3 +457,28 @@ def test_a_calls_gate_view_in_one_statement_is_what_the_three_reads_give(databas
     one, apart = both_ways()
     assert one == apart
     assert one[2] == ConnectorLimits(rate_per_second=1.0)
+
+
+def test_create_once_returns_the_object_stored_under_the_key_whoever_asks_again(database: Database) -> None:
+    from fulfill.store import internal_objects
+
+    def create(object_id: str, account_id: str) -> Any:
+        with database.write() as conn:
+            return internal_objects.create_once(
+                conn,
+                "task",
+                object_id=object_id,
+                tenant_id="t1",
+                account_id=account_id,
+                idempotency_key="key-1",
+                action_intent_id="ai_1",
+                created_at=NOW,
+                fields={"title": "x", "description": None},
+            )
+
+    first = create("task_1", "acc-1")
+    assert (first.object_id, first.account_id, first.deleted) == ("task_1", "acc-1", False)
+    with database.read() as conn:
+        assert internal_objects.find_by_key(conn, "task", "key-1") == first
+    again = create("task_2", "acc-2")  # the key is taken: what is stored under it, not a second task
+    assert again == first
