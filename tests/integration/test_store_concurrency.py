@@ -482,3 +482,42 @@ def test_create_once_returns_the_object_stored_under_the_key_whoever_asks_again(
         assert internal_objects.find_by_key(conn, "task", "key-1") == first
     again = create("task_2", "acc-2")  # the key is taken: what is stored under it, not a second task
     assert again == first
+
+
+def test_ledger_entries_appended_together_keep_their_order_and_skip_ids_already_there(
+    database: Database,
+) -> None:
+    from fulfill.domain.models import LedgerEntry
+
+    def entry(entry_id: str, event_type: str) -> LedgerEntry:
+        return LedgerEntry(
+            entry_id=entry_id,
+            event_type=event_type,
+            timestamp=NOW,
+            tenant_id="t1",
+            account_id="acc-1",
+            action_intent_id="ai_1",
+            attempt=1,
+            trace_id="trace",
+            data={"n": entry_id},
+        )
+
+    with database.write() as conn:
+        assert executions.append_ledger(conn, entry("e-outcome", "EXECUTION_SUCCEEDED"))
+        executions.append_ledger_entries(conn, [])
+    with database.write() as conn:
+        executions.append_ledger_entries(
+            conn,
+            [
+                entry("e-outcome", "REPLACED"),  # already there: left as it is
+                entry("e-unknown", "OUTCOME_UNKNOWN"),
+                entry("e-signal", "SIGNAL_CREATED"),
+            ],
+        )
+    with database.read() as conn:
+        stored = executions.list_ledger(conn, "t1", "ai_1")
+    assert [(e.entry_id, e.event_type) for e in stored] == [
+        ("e-outcome", "EXECUTION_SUCCEEDED"),
+        ("e-unknown", "OUTCOME_UNKNOWN"),
+        ("e-signal", "SIGNAL_CREATED"),
+    ]

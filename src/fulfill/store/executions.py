@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Row, and_, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from fulfill.domain.errors import ErrorClass
 from fulfill.domain.models import (
@@ -385,6 +386,16 @@ def append_ledger(conn: Connection, entry: LedgerEntry) -> bool:
     return insert_ignore(conn, ledger_entries, entry.model_dump(mode="json"))
 
 
+def append_ledger_entries(conn: Connection, entries: Sequence[LedgerEntry]) -> None:
+    """:func:`append_ledger` of several entries, in their order, in one statement (one multi-row
+    ``INSERT … ON CONFLICT DO NOTHING``): an entry whose id is already there is left as it is."""
+    if not entries:
+        return
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    rows = [entry.model_dump(mode="json") for entry in entries]
+    conn.execute(insert(ledger_entries).values(rows).on_conflict_do_nothing())
+
+
 def list_ledger(
     conn: Connection, tenant_id: str, action_intent_id: str, *, newest: int | None = None
 ) -> list[LedgerEntry]:
@@ -564,6 +575,9 @@ class SqlExecutionsRepository:
 
     def append_ledger(self, entry: LedgerEntry) -> bool:
         return append_ledger(self._conn, entry)
+
+    def append_ledger_entries(self, entries: Sequence[LedgerEntry]) -> None:
+        return append_ledger_entries(self._conn, entries)
 
     def list_ledger(
         self, tenant_id: str, action_intent_id: str, *, newest: int | None = None

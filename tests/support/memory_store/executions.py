@@ -265,6 +265,10 @@ class MemoryExecutionsRepository:
         self._t.ledger[entry.entry_id] = (len(self._t.ledger), entry)
         return True
 
+    def append_ledger_entries(self, entries: Sequence[LedgerEntry]) -> None:
+        for entry in entries:
+            self.append_ledger(entry)
+
     def list_ledger(
         self, tenant_id: str, action_intent_id: str, *, newest: int | None = None
     ) -> list[LedgerEntry]:

@@ -127,6 +127,10 @@ class ExecutionsRepository(Protocol):
         """Append once: an entry whose id is already in the ledger is left as it is."""
         ...
 
+    def append_ledger_entries(self, entries: Sequence[LedgerEntry]) -> None:
+        """``append_ledger`` of several entries, in their order, in one statement."""
+        ...
+
     def list_ledger(
         self, tenant_id: str, action_intent_id: str, *, newest: int | None = ...
     ) -> list[LedgerEntry]:
