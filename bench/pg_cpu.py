@@ -482,6 +482,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="worker processes beside the api process")
     parser.add_argument("--no-floor", action="store_true", help="skip the bare-DBOS floor")
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--top", type=int, default=TOP_STATEMENTS, help="statements listed, the most frequent first"
+    )
     parser.add_argument("--floor-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.floor_child:
@@ -489,6 +492,7 @@ def main() -> None:
         return
     if args.workers < 1:
         parser.error("--workers must be at least 1")
+    globals()["TOP_STATEMENTS"] = args.top
     result = run(args.executions, args.workers, not args.no_floor)
     print(json.dumps(result, indent=2))
     if args.json:

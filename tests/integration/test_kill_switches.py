@@ -105,7 +105,7 @@ def test_a_switch_lookup_error_fails_closed(harness: Harness, monkeypatch: pytes
     def broken(*_args: Any) -> Any:
         raise RuntimeError("tenants table unreachable")
 
-    monkeypatch.setattr(killswitches, "get_tenant", broken)
+    monkeypatch.setattr(killswitches, "get_global_and_tenant", broken)
     with harness.client() as client:
         intent = harness.create_intent(client)
         harness.approve(client, intent["action_intent_id"])

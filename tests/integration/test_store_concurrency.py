@@ -17,14 +17,23 @@ from typing import Any, TypeVar
 import pytest
 from sqlalchemy import Connection, func, select, text
 
-from fulfill.domain.models import GlobalExecutionConfig, TenantExecutionConfig
-from fulfill.store import killswitches, outbox
+from fulfill.domain.models import (
+    ActionIntentV1,
+    ApprovalStatus,
+    AttemptStatus,
+    ExecutionAttempt,
+    ExecutionStatus,
+    GlobalExecutionConfig,
+    TenantExecutionConfig,
+)
+from fulfill.store import executions, intents, killswitches, outbox
 from fulfill.store.db import Database, insert_ignore
 from fulfill.store.migrate import upgrade_to_head
-from fulfill.store.tables import action_type_registry, outbox_messages
+from fulfill.store.tables import action_intents, action_type_registry, outbox_messages
 from tests.support import postgres
 from tests.support.harness import fresh_database_url
 from tests.support.http_doubles import wait_for
+from tests.unit.factories import make_intent
 
 T = TypeVar("T")
 NOW = "2026-11-24T00:00:00.000Z"
@@ -265,3 +274,250 @@ def test_a_relay_claiming_while_another_holds_rows_skips_them_without_waiting(da
     thread.join(timeout=10)
     assert [d.message_id for d in first] == ["m-0", "m-1"]
     assert [d.message_id for d in claimed] == ["m-2"]
+
+
+# --- the execution's own writes: one statement where a write and a read were two -------------------
+
+
+def _approved_intent_with_queued_attempt(db: Database) -> tuple[ActionIntentV1, ExecutionAttempt]:
+    from fulfill.engine.intake import queued_attempt
+
+    intent = make_intent()
+    attempt = queued_attempt(intent, 1_900_000_000.0)
+    with db.write() as conn:
+        assert intents.insert_intent(conn, intent, "hash")
+        assert executions.insert_attempt(conn, attempt, deadline_epoch=1_900_000_100.0)
+    return intent, attempt
+
+
+def test_begin_attempt_returns_the_running_attempt_as_stored_and_starts_it_once(database: Database) -> None:
+    _, attempt = _approved_intent_with_queued_attempt(database)
+    with database.write() as conn:
+        running = executions.begin_attempt(conn, attempt, started_at=NOW, deadline_epoch=1_900_000_300.25)
+    with database.read() as conn:
+        stored = executions.get_attempt(conn, "t1", attempt.account_id, attempt.action_intent_id)
+        assert stored is not None
+        deadline = executions.get_deadline(conn, stored)
+    assert running == stored
+    assert (stored.status, stored.started_at, deadline) == (AttemptStatus.RUNNING, NOW, 1_900_000_300.25)
+    with database.write() as conn:
+        assert executions.begin_attempt(conn, attempt, started_at=NOW, deadline_epoch=1.0) is None
+
+
+def test_lock_and_mark_execution_marks_the_intent_and_returns_it(database: Database) -> None:
+    intent, _ = _approved_intent_with_queued_attempt(database)
+    with database.write() as conn:
+        returned = intents.lock_and_mark_execution(
+            conn, "t1", intent.action_intent_id, status=ExecutionStatus.SUCCEEDED, at=NOW
+        )
+        assert (
+            intents.lock_and_mark_execution(conn, "t1", "ai_missing", status=ExecutionStatus.FAILED, at=NOW)
+            is None
+        )
+        assert (
+            intents.lock_and_mark_execution(
+                conn, "t2", intent.action_intent_id, status=ExecutionStatus.FAILED, at=NOW
+            )
+            is None
+        )  # another tenant's id: nothing marked, nothing returned
+    assert returned == intent
+    with database.read() as conn:
+        row = conn.execute(
+            select(action_intents.c.execution_status, action_intents.c.last_update_at).where(
+                action_intents.c.action_intent_id == intent.action_intent_id
+            )
+        ).one()
+    assert tuple(row) == ("SUCCEEDED", NOW)
+
+
+def _cancel(action_intent_id: str) -> Callable[[Connection], ActionIntentV1 | None]:
+    """What a cancel does: read the intent locked, move it to CANCELLED."""
+
+    def cancel(conn: Connection) -> ActionIntentV1 | None:
+        current = intents.get_intent(conn, "t1", action_intent_id, for_update=True)
+        assert current is not None
+        return intents.transition_approval(conn, current, to_status=ApprovalStatus.CANCELLED, now=NOW)
+
+    return cancel
+
+
+@postgres.postgres_only
+def test_an_outcome_recorded_while_a_cancel_holds_the_intent_sees_the_cancel(database: Database) -> None:
+    """RecordOutcome's one-statement mark waits for a cancel's row lock and returns the intent as
+    the cancel left it (so the workflow hands the write to compensation)."""
+    intent, _ = _approved_intent_with_queued_attempt(database)
+    _, seen = interleave(
+        database,
+        _cancel(intent.action_intent_id),
+        lambda conn: intents.lock_and_mark_execution(
+            conn, "t1", intent.action_intent_id, status=ExecutionStatus.SUCCEEDED, at=NOW
+        ),
+    )
+    assert seen is not None
+    assert seen.approval_status is ApprovalStatus.CANCELLED
+
+
+@postgres.postgres_only
+def test_a_cancel_waits_for_an_outcome_being_recorded(database: Database) -> None:
+    """A cancel's locked read waits for RecordOutcome's mark to commit: it sees the outcome."""
+    intent, _ = _approved_intent_with_queued_attempt(database)
+
+    def read_status(conn: Connection) -> str:
+        assert intents.get_intent(conn, "t1", intent.action_intent_id, for_update=True) is not None
+        return str(
+            conn.execute(
+                select(action_intents.c.execution_status).where(
+                    action_intents.c.action_intent_id == intent.action_intent_id
+                )
+            ).scalar_one()
+        )
+
+    _, status = interleave(
+        database,
+        lambda conn: intents.lock_and_mark_execution(
+            conn, "t1", intent.action_intent_id, status=ExecutionStatus.SUCCEEDED, at=NOW
+        ),
+        read_status,
+    )
+    assert status == "SUCCEEDED"
+
+
+def test_the_global_and_a_tenants_switches_read_in_one_statement_are_what_each_read_gives(
+    database: Database,
+) -> None:
+    def both_ways() -> tuple[Any, Any]:
+        with database.read() as conn:
+            return (
+                killswitches.get_global_and_tenant(conn, "t1"),
+                (killswitches.get_global(conn), killswitches.get_tenant(conn, "t1")),
+            )
+
+    one, apart = both_ways()
+    assert one == apart
+    assert (one[0].revision, one[1].revision, one[1].tenant_id) == (0, 0, "t1")  # no rows: nothing stopped
+    with database.write() as conn:
+        _put_tenant(False, ["OTHER"])(conn)  # t1 stopped
+        killswitches.put_tenant(
+            conn, TenantExecutionConfig(tenant_id="t2", disabled_action_types=["T2_ONLY"]), now=NOW
+        )
+    one, apart = both_ways()
+    assert one == apart
+    assert (one[0].global_stop, one[1].execution_enabled, one[1].disabled_action_types) == (
+        False,
+        False,
+        ["OTHER"],
+    )
+    with database.write() as conn:
+        _put_global(True, ["GLOBAL_TYPE"])(conn)
+        _put_tenant(True, [])(conn)
+    one, apart = both_ways()
+    assert one == apart
+    assert (one[0].global_stop, one[0].disabled_action_types, one[0].revision) == (True, ["GLOBAL_TYPE"], 1)
+    assert (one[1].execution_enabled, one[1].revision) == (True, 2)
+
+
+def test_a_calls_gate_view_in_one_statement_is_what_the_three_reads_give(database: Database) -> None:
+    from fulfill.domain.flowcontrol import Circuit, CircuitState, ConnectorLimits
+    from fulfill.store import connectors
+
+    def both_ways() -> tuple[Any, Any]:
+        with database.read() as conn:
+            return (
+                connectors.gate_view(conn, "crm", "t1"),
+                (
+                    connectors.get_limits(conn, "crm"),
+                    connectors.get_circuit(conn, "crm"),
+                    connectors.tenant_cap(conn, "crm", "t1"),
+                ),
+            )
+
+    one, apart = both_ways()
+    assert one == apart
+    assert one[2] is None  # nothing stored: unlimited, closed, no cap of its own
+    with database.write() as conn:
+        connectors.put_limits(conn, "crm", ConnectorLimits(rate_per_second=5.0, concurrency=3), now=NOW)
+        connectors.put_limits(conn, "other", ConnectorLimits(concurrency=1), now=NOW)
+        connectors.put_tenant_cap(conn, "crm", "t2", ConnectorLimits(concurrency=1), now=NOW, by="admin")
+        connectors.lock_state(conn, "crm")
+        connectors.save_circuit(
+            conn, "crm", Circuit(state=CircuitState.OPEN, failures=4, opened_at=12.5), now=13.0
+        )
+    one, apart = both_ways()
+    assert one == apart
+    assert (one[0].limits.concurrency, one[1].state, one[1].failures, one[2]) == (
+        3,
+        CircuitState.OPEN,
+        4,
+        None,
+    )
+    with database.write() as conn:
+        connectors.put_tenant_cap(
+            conn, "crm", "t1", ConnectorLimits(rate_per_second=1.0), now=NOW, by="admin"
+        )
+    one, apart = both_ways()
+    assert one == apart
+    assert one[2] == ConnectorLimits(rate_per_second=1.0)
+
+
+def test_create_once_returns_the_object_stored_under_the_key_whoever_asks_again(database: Database) -> None:
+    from fulfill.store import internal_objects
+
+    def create(object_id: str, account_id: str) -> Any:
+        with database.write() as conn:
+            return internal_objects.create_once(
+                conn,
+                "task",
+                object_id=object_id,
+                tenant_id="t1",
+                account_id=account_id,
+                idempotency_key="key-1",
+                action_intent_id="ai_1",
+                created_at=NOW,
+                fields={"title": "x", "description": None},
+            )
+
+    first = create("task_1", "acc-1")
+    assert (first.object_id, first.account_id, first.deleted) == ("task_1", "acc-1", False)
+    with database.read() as conn:
+        assert internal_objects.find_by_key(conn, "task", "key-1") == first
+    again = create("task_2", "acc-2")  # the key is taken: what is stored under it, not a second task
+    assert again == first
+
+
+def test_ledger_entries_appended_together_keep_their_order_and_skip_ids_already_there(
+    database: Database,
+) -> None:
+    from fulfill.domain.models import LedgerEntry
+
+    def entry(entry_id: str, event_type: str) -> LedgerEntry:
+        return LedgerEntry(
+            entry_id=entry_id,
+            event_type=event_type,
+            timestamp=NOW,
+            tenant_id="t1",
+            account_id="acc-1",
+            action_intent_id="ai_1",
+            attempt=1,
+            trace_id="trace",
+            data={"n": entry_id},
+        )
+
+    with database.write() as conn:
+        assert executions.append_ledger(conn, entry("e-outcome", "EXECUTION_SUCCEEDED"))
+        executions.append_ledger_entries(conn, [])
+    with database.write() as conn:
+        executions.append_ledger_entries(
+            conn,
+            [
+                entry("e-outcome", "REPLACED"),  # already there: left as it is
+                entry("e-unknown", "OUTCOME_UNKNOWN"),
+                entry("e-signal", "SIGNAL_CREATED"),
+            ],
+        )
+    with database.read() as conn:
+        stored = executions.list_ledger(conn, "t1", "ai_1")
+    assert [(e.entry_id, e.event_type) for e in stored] == [
+        ("e-outcome", "EXECUTION_SUCCEEDED"),
+        ("e-unknown", "OUTCOME_UNKNOWN"),
+        ("e-signal", "SIGNAL_CREATED"),
+    ]

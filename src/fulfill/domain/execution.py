@@ -20,6 +20,8 @@ from fulfill.domain.models import (
     ExecutionAttempt,
     ExecutionStatus,
     ExternalObjectRef,
+    GlobalExecutionConfig,
+    TenantExecutionConfig,
 )
 
 
@@ -82,11 +84,22 @@ class ExecutionContext(_State):
     rerun_reason: str | None = None
 
 
+class PreflightReads(_State):
+    """What StartExecution read in its own transaction, for ValidatePreflight to decide on
+    without reading them again: the intent (None: it does not exist) and the kill switches
+    (None: a switch row that cannot be parsed, which stops the execution)."""
+
+    intent: ActionIntentV1 | None
+    switches: tuple[GlobalExecutionConfig, TenantExecutionConfig] | None
+
+
 class StartedExecution(_State):
-    """StartExecution's output when this workflow holds the lock for its attempt."""
+    """StartExecution's output when this workflow holds the lock for its attempt. ``reads``:
+    the rows ValidatePreflight decides on, as StartExecution read them (None: it reads them)."""
 
     kind: Literal["started"] = "started"
     context: ExecutionContext
+    reads: PreflightReads | None = None
 
 
 class DuplicateExecution(_State):

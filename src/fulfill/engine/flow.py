@@ -241,9 +241,8 @@ class FlowControl:
         cancellation)."""
         try:
             with self._store.read() as uow:
-                limits = uow.connectors.get_limits(connector).limits
-                circuit = uow.connectors.get_circuit(connector)
-                cap = uow.connectors.tenant_cap(connector, tenant_id)
+                stored, circuit, cap = uow.connectors.gate_view(connector, tenant_id)
+            limits = stored.limits
             if limits.unlimited and circuit.state is CircuitState.CLOSED and (cap is None or cap.unlimited):
                 metrics.CONNECTOR_CALLS_IN_FLIGHT.labels(connector).inc()
                 return Permit(self, connector, None, waited=False, failures=circuit.failures)

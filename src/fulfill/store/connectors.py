@@ -9,9 +9,10 @@ UPDATE``, on SQLite with the write lock every write transaction takes (``BEGIN I
 from __future__ import annotations
 
 from collections.abc import Iterable
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, or_, select, text, update
+from sqlalchemy import Connection, String, and_, delete, func, literal, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from fulfill.domain.fairness import Waiter
@@ -81,6 +82,33 @@ def _limits(row: Any) -> StoredLimits:
         updated_at=row.updated_at,
         revision=row.revision,
     )
+
+
+def gate_view(
+    conn: Connection, name: str, tenant_id: str
+) -> tuple[StoredLimits, Circuit, ConnectorLimits | None]:
+    """What a call's admission looks at first, in one statement: the connector's limits
+    (:func:`get_limits`), its circuit (:func:`get_circuit`) and the tenant's own cap
+    (:func:`tenant_cap`), each row outer-joined to the connector's name."""
+    key = select(literal(name, String).label("name")).subquery("gated")
+    lim, state, cap = connector_limits, connector_state, connector_tenant_limits
+    tables = {"l": lim, "s": state, "t": cap}
+    columns = [
+        column.label(f"{prefix}_{column.name}") for prefix, table in tables.items() for column in table.c
+    ]
+    query = select(*columns).select_from(
+        key.outerjoin(lim, lim.c.name == key.c.name)
+        .outerjoin(state, state.c.name == key.c.name)
+        .outerjoin(cap, and_(cap.c.name == key.c.name, cap.c.tenant_id == tenant_id))
+    )
+    row = conn.execute(query).one()._mapping
+
+    def part(prefix: str) -> Any:
+        values = {column.name: row[f"{prefix}_{column.name}"] for column in tables[prefix].c}
+        return None if values["name"] is None else SimpleNamespace(**values)
+
+    tenant_row = part("t")
+    return _limits(part("l")), _circuit(part("s")), None if tenant_row is None else _cap(tenant_row).cap
 
 
 # --- circuit breaker ----------------------------------------------------------------------------
@@ -416,6 +444,9 @@ class SqlConnectorsRepository:
 
     def get_limits(self, name: str) -> StoredLimits:
         return get_limits(self._conn, name)
+
+    def gate_view(self, name: str, tenant_id: str) -> tuple[StoredLimits, Circuit, ConnectorLimits | None]:
+        return gate_view(self._conn, name, tenant_id)
 
     def list_limits(self) -> dict[str, StoredLimits]:
         return list_limits(self._conn)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Row, and_, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from fulfill.domain.errors import ErrorClass
 from fulfill.domain.models import (
@@ -63,9 +64,10 @@ def _this_attempt(attempt: ExecutionAttempt) -> list[Any]:
 
 def begin_attempt(
     conn: Connection, attempt: ExecutionAttempt, *, started_at: str, deadline_epoch: float
-) -> bool:
-    """QUEUED → RUNNING for this attempt: its budget starts now. False when it was not QUEUED."""
-    result = conn.execute(
+) -> ExecutionAttempt | None:
+    """QUEUED → RUNNING for this attempt: its budget starts now. The RUNNING attempt as stored
+    (``RETURNING``: no second read); None when it was not QUEUED."""
+    row = conn.execute(
         update(execution_attempts)
         .where(*_this_attempt(attempt), execution_attempts.c.status == AttemptStatus.QUEUED.value)
         .values(
@@ -74,8 +76,9 @@ def begin_attempt(
             updated_at=started_at,
             deadline_epoch=deadline_epoch,
         )
-    )
-    return result.rowcount == 1
+        .returning(*execution_attempts.c)
+    ).first()
+    return _attempt_from_row(row) if row else None
 
 
 def move_attempt(conn: Connection, attempt: ExecutionAttempt, *, workflow_id: str, now: str) -> bool:
@@ -383,6 +386,16 @@ def append_ledger(conn: Connection, entry: LedgerEntry) -> bool:
     return insert_ignore(conn, ledger_entries, entry.model_dump(mode="json"))
 
 
+def append_ledger_entries(conn: Connection, entries: Sequence[LedgerEntry]) -> None:
+    """:func:`append_ledger` of several entries, in their order, in one statement (one multi-row
+    ``INSERT … ON CONFLICT DO NOTHING``): an entry whose id is already there is left as it is."""
+    if not entries:
+        return
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    rows = [entry.model_dump(mode="json") for entry in entries]
+    conn.execute(insert(ledger_entries).values(rows).on_conflict_do_nothing())
+
+
 def list_ledger(
     conn: Connection, tenant_id: str, action_intent_id: str, *, newest: int | None = None
 ) -> list[LedgerEntry]:
@@ -460,7 +473,9 @@ class SqlExecutionsRepository:
     def get_attempt(self, tenant_id: str, account_id: str, action_intent_id: str) -> ExecutionAttempt | None:
         return get_attempt(self._conn, tenant_id, account_id, action_intent_id)
 
-    def begin_attempt(self, attempt: ExecutionAttempt, *, started_at: str, deadline_epoch: float) -> bool:
+    def begin_attempt(
+        self, attempt: ExecutionAttempt, *, started_at: str, deadline_epoch: float
+    ) -> ExecutionAttempt | None:
         return begin_attempt(self._conn, attempt, started_at=started_at, deadline_epoch=deadline_epoch)
 
     def move_attempt(self, attempt: ExecutionAttempt, *, workflow_id: str, now: str) -> bool:
@@ -560,6 +575,9 @@ class SqlExecutionsRepository:
 
     def append_ledger(self, entry: LedgerEntry) -> bool:
         return append_ledger(self._conn, entry)
+
+    def append_ledger_entries(self, entries: Sequence[LedgerEntry]) -> None:
+        return append_ledger_entries(self._conn, entries)
 
     def list_ledger(
         self, tenant_id: str, action_intent_id: str, *, newest: int | None = None

@@ -176,6 +176,22 @@ def mark_execution(
     )
 
 
+def lock_and_mark_execution(
+    conn: Connection, tenant_id: str, action_intent_id: str, *, status: ExecutionStatus, at: str
+) -> ActionIntentV1 | None:
+    """:func:`mark_execution` that returns the intent as it is now, its row locked until the
+    transaction ends: what ``get_intent(for_update=True)`` followed by ``mark_execution`` do, in
+    one statement (``UPDATE … RETURNING``; an update locks the row as ``FOR UPDATE`` does, and
+    under READ COMMITTED returns the row as the transaction it waited for left it)."""
+    row = conn.execute(
+        update(action_intents)
+        .where(action_intents.c.tenant_id == tenant_id, action_intents.c.action_intent_id == action_intent_id)
+        .values(execution_status=status.value, last_update_at=at)
+        .returning(action_intents.c.document)
+    ).first()
+    return ActionIntentV1.model_validate(row.document) if row else None
+
+
 def list_account_executions(
     conn: Connection,
     *,
@@ -402,6 +418,11 @@ class SqlIntentsRepository:
         self, tenant_id: str, action_intent_id: str, *, status: ExecutionStatus | None, at: str
     ) -> None:
         return mark_execution(self._conn, tenant_id, action_intent_id, status=status, at=at)
+
+    def lock_and_mark_execution(
+        self, tenant_id: str, action_intent_id: str, *, status: ExecutionStatus, at: str
+    ) -> ActionIntentV1 | None:
+        return lock_and_mark_execution(self._conn, tenant_id, action_intent_id, status=status, at=at)
 
     def list_account_executions(
         self,

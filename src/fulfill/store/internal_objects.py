@@ -43,9 +43,10 @@ def create_once(
     fields: dict[str, str | None],
 ) -> InternalObject:
     """Insert the object unless its idempotency key is taken; either way, the object stored under
-    that key (which may belong to another owner, or be deleted: the caller decides)."""
+    that key (which may belong to another owner, or be deleted: the caller decides). Only a key
+    already taken costs a second statement, to read what is stored under it."""
     table = _table(kind)
-    insert_ignore(
+    inserted = insert_ignore(
         conn,
         table,
         {
@@ -58,6 +59,10 @@ def create_once(
             **fields,
         },
     )
+    if inserted:
+        return InternalObject(
+            kind=kind, object_id=object_id, tenant_id=tenant_id, account_id=account_id, deleted=False
+        )
     row = conn.execute(select(table).where(table.c.idempotency_key == idempotency_key)).one()
     return _object(kind, row._mapping)
 

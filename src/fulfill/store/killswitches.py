@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Table, select
+from sqlalchemy import Connection, String, Table, literal, select, union_all
 from sqlalchemy.dialects import postgresql, sqlite
 
 from fulfill.domain.killswitch import GLOBAL_SCOPE, KillSwitchScope, StoredSwitches, SwitchSettings
@@ -80,6 +80,49 @@ def put_global(conn: Connection, config: GlobalExecutionConfig, *, now: str) -> 
 def get_tenant(conn: Connection, tenant_id: str, *, for_update: bool = False) -> StoredTenantConfig:
     stored = get_switches(conn, KillSwitchScope.of_tenant(tenant_id), for_update=for_update)
     return StoredTenantConfig(**stored.tenant_config().model_dump(), revision=stored.revision)
+
+
+def get_global_and_tenant(conn: Connection, tenant_id: str) -> tuple[StoredGlobalConfig, StoredTenantConfig]:
+    """The global switches and a tenant's, as :func:`get_global` and :func:`get_tenant` read them,
+    in one statement (``UNION ALL`` of the two rows): what every check before an execution's tool
+    call reads."""
+    g, t = global_execution_config, tenant_execution_config
+    query = union_all(
+        select(
+            literal(_GLOBAL_ROW, String).label("scope"),
+            g.c.global_stop.label("flag"),
+            g.c.disabled_action_types,
+            g.c.updated_at,
+            g.c.revision,
+        ).where(g.c.config_id == _GLOBAL_ROW),
+        select(
+            literal("tenant", String).label("scope"),
+            t.c.execution_enabled.label("flag"),
+            t.c.disabled_action_types,
+            t.c.updated_at,
+            t.c.revision,
+        ).where(t.c.tenant_id == tenant_id),
+    )
+    rows = {row.scope: row for row in conn.execute(query)}
+    global_scope, tenant_scope = GLOBAL_SCOPE, KillSwitchScope.of_tenant(tenant_id)
+    stored_global = _stored_flag(global_scope, rows.get(_GLOBAL_ROW), stopped_when=True)
+    stored_tenant = _stored_flag(tenant_scope, rows.get("tenant"), stopped_when=False)
+    return (
+        StoredGlobalConfig(**stored_global.global_config().model_dump(), revision=stored_global.revision),
+        StoredTenantConfig(**stored_tenant.tenant_config().model_dump(), revision=stored_tenant.revision),
+    )
+
+
+def _stored_flag(scope: KillSwitchScope, row: Any, *, stopped_when: bool) -> StoredSwitches:
+    """A scope's switches from a row of :func:`get_global_and_tenant` (None: no row, nothing stopped)."""
+    if row is None:
+        return StoredSwitches(scope=scope)
+    return StoredSwitches(
+        scope=scope,
+        settings=SwitchSettings(bool(row.flag) is stopped_when, tuple(row.disabled_action_types)),
+        updated_at=row.updated_at or None,
+        revision=row.revision,
+    )
 
 
 def put_tenant(conn: Connection, config: TenantExecutionConfig, *, now: str) -> StoredTenantConfig:
@@ -168,6 +211,9 @@ class SqlKillSwitchesRepository:
 
     def put_tenant(self, config: TenantExecutionConfig, *, now: str) -> StoredTenantConfig:
         return put_tenant(self._conn, config, now=now)
+
+    def get_global_and_tenant(self, tenant_id: str) -> tuple[StoredGlobalConfig, StoredTenantConfig]:
+        return get_global_and_tenant(self._conn, tenant_id)
 
     def tenant_summary(self) -> TenantSwitchSummary:
         return tenant_summary(self._conn)

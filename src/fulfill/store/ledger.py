@@ -205,6 +205,8 @@ def first_entry_outside(conn: Connection, tenant_id: str, last: int) -> StoredEn
         select(ledger_entries)
         .where(
             ledger_entries.c.tenant_id == tenant_id,
+            # Said outright, for the partial index of positions (SQLite does not infer it from an OR).
+            ledger_entries.c.position.is_not(None),
             or_(ledger_entries.c.position < 1, ledger_entries.c.position > last),
         )
         .order_by(ledger_entries.c.position)

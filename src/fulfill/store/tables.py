@@ -204,7 +204,15 @@ ledger_entries = Table(
     Column("entry_hash", String(64), nullable=True),
     Column("position", BigInteger, nullable=True),
     UniqueConstraint("tenant_id", "entry_id"),
-    Index("ux_ledger_entries_tenant_position", "tenant_id", "position", unique=True),
+    # Partial: an entry is appended without a position, and a NULL key is read by no query.
+    Index(
+        "ux_ledger_entries_tenant_position",
+        "tenant_id",
+        "position",
+        unique=True,
+        sqlite_where=text("position IS NOT NULL"),
+        postgresql_where=text("position IS NOT NULL"),
+    ),
     # What the checkpointers look for: entries no checkpoint covers yet (a partial index, small).
     Index(
         "ix_ledger_entries_unchecked",
@@ -214,8 +222,23 @@ ledger_entries = Table(
         postgresql_where=text("position IS NULL"),
     ),
     Index("ix_ledger_entries_tenant_intent_seq", "tenant_id", "action_intent_id", "seq"),
-    # The dashboard: a window's entries of one event type (failed tries of tool calls).
-    Index("ix_ledger_entries_event_tenant_timestamp", "event_type", "tenant_id", "timestamp"),
+    # The dashboard: a window's failed tries of tool calls, the unknown outcomes. Partial, one
+    # per event type, so that the other appends never write into them (migration 0024); the
+    # queries name the event type as a literal, which is what lets both backends use them.
+    Index(
+        "ix_ledger_entries_failed_tries",
+        "tenant_id",
+        "timestamp",
+        sqlite_where=text("event_type = 'TOOL_CALL_TRY_FAILED'"),
+        postgresql_where=text("event_type = 'TOOL_CALL_TRY_FAILED'"),
+    ),
+    Index(
+        "ix_ledger_entries_unknown_outcomes",
+        "tenant_id",
+        "timestamp",
+        sqlite_where=text("event_type = 'OUTCOME_UNKNOWN'"),
+        postgresql_where=text("event_type = 'OUTCOME_UNKNOWN'"),
+    ),
 )
 
 # Signed checkpoints of each tenant's ledger, numbered 1, 2, … (the primary key makes a number

@@ -150,10 +150,11 @@ def active_stop_warnings(rt: UseCaseContext, intent: ActionIntentV1) -> list[str
 
 def approval_warnings(rt: UseCaseContext, uow: UnitOfWork, intent: ActionIntentV1) -> list[str]:
     """The active stop an approval runs into, named, with the way out."""
+    global_config, tenant_config = uow.killswitches.get_global_and_tenant(intent.tenant_id)
     decision = evaluate_kill_switches(
         environment_stop=rt.settings.global_execution_stop,
-        global_config=uow.killswitches.get_global(),
-        tenant_config=uow.killswitches.get_tenant(intent.tenant_id),
+        global_config=global_config,
+        tenant_config=tenant_config,
         action_type=intent.action_type,
     )
     if decision.allowed:

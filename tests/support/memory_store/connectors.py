@@ -28,6 +28,9 @@ class MemoryConnectorsRepository:
     def put_limits(self, name: str, limits: ConnectorLimits, *, now: str) -> StoredLimits:
         raise NotImplementedError(_NOT_HELD)
 
+    def gate_view(self, name: str, tenant_id: str) -> tuple[StoredLimits, Circuit, ConnectorLimits | None]:
+        return self.get_limits(name), self.get_circuit(name), self.tenant_cap(name, tenant_id)
+
     def get_circuit(self, name: str) -> Circuit:
         raise NotImplementedError(_NOT_HELD)
 

@@ -46,15 +46,17 @@ class MemoryExecutionsRepository:
         row = self._t.attempts.get(_key(attempt))
         return row if row is not None and row.attempt.attempt_id == attempt.attempt_id else None
 
-    def begin_attempt(self, attempt: ExecutionAttempt, *, started_at: str, deadline_epoch: float) -> bool:
+    def begin_attempt(
+        self, attempt: ExecutionAttempt, *, started_at: str, deadline_epoch: float
+    ) -> ExecutionAttempt | None:
         row = self._this(attempt)
         if row is None or row.attempt.status is not AttemptStatus.QUEUED:
-            return False
+            return None
         running = row.attempt.model_copy(
             update={"status": AttemptStatus.RUNNING, "started_at": started_at, "updated_at": started_at}
         )
         self._t.attempts[_key(attempt)] = AttemptRow(running, deadline_epoch)
-        return True
+        return running
 
     def move_attempt(self, attempt: ExecutionAttempt, *, workflow_id: str, now: str) -> bool:
         row = self._this(attempt)
@@ -262,6 +264,10 @@ class MemoryExecutionsRepository:
             return False
         self._t.ledger[entry.entry_id] = (len(self._t.ledger), entry)
         return True
+
+    def append_ledger_entries(self, entries: Sequence[LedgerEntry]) -> None:
+        for entry in entries:
+            self.append_ledger(entry)
 
     def list_ledger(
         self, tenant_id: str, action_intent_id: str, *, newest: int | None = None

@@ -104,6 +104,12 @@ class MemoryIntentsRepository:
                 row.intent, row.request_hash, status.value if status else row.execution_status, at
             )
 
+    def lock_and_mark_execution(
+        self, tenant_id: str, action_intent_id: str, *, status: ExecutionStatus, at: str
+    ) -> ActionIntentV1 | None:
+        self.mark_execution(tenant_id, action_intent_id, status=status, at=at)
+        return self.get_intent(tenant_id, action_intent_id, for_update=True)
+
     def execution_status(self, tenant_id: str, action_intent_id: str) -> str | None:
         """Not a port method: what the account listing would show (for assertions)."""
         row = self._t.intents.get((tenant_id, action_intent_id))

@@ -53,6 +53,9 @@ class MemoryKillSwitchesRepository:
         stored: StoredTenantConfig | None = self._t.tenant_switches.get(tenant_id)
         return stored if stored is not None else StoredTenantConfig(tenant_id=tenant_id)
 
+    def get_global_and_tenant(self, tenant_id: str) -> tuple[StoredGlobalConfig, StoredTenantConfig]:
+        return self.get_global(), self.get_tenant(tenant_id)
+
     def put_tenant(self, config: TenantExecutionConfig, *, now: str) -> StoredTenantConfig:
         stored = StoredTenantConfig(
             tenant_id=config.tenant_id,

@@ -471,11 +471,12 @@ def test_a_store_outage_at_the_start_is_raised_for_the_step_to_retry(world: Worl
     assert world.store.tables.attempts[("t1", "acc_1", "ai_1")].attempt.status is AttemptStatus.QUEUED
 
 
-def test_one_execution_reads_the_store_three_times_and_each_check_reads_switches_and_intent_together(
+def test_one_execution_reads_the_store_twice_outside_its_writes(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """ValidatePreflight and the check before the call each read the kill switches and the intent
-    in one read of the store; MapActionToTool reads the registry: three reads, not five."""
+    """ValidatePreflight decides on the kill switches and the intent StartExecution read in its
+    transaction; MapActionToTool reads the registry; the check before the call reads the switches
+    and the intent in one read: two reads besides the writes, not five."""
     request = world.accept(_intent(world))
     reads: list[int] = []
     read = world.store.read
@@ -488,4 +489,34 @@ def test_one_execution_reads_the_store_three_times_and_each_check_reads_switches
     recorded = run_chain(world.deps, request)
     assert isinstance(recorded, RecordedOutcome)
     assert recorded.outcome.status is ExecutionStatus.SUCCEEDED
-    assert len(reads) == 3
+    assert len(reads) == 2
+
+
+def test_the_preflight_decides_on_what_the_start_read_and_the_call_reads_it_again(world: World) -> None:
+    """StartExecution's transaction reads the intent and the switches; ValidatePreflight, right
+    after it in the same checkpoint, decides on those; a switch pulled after the start's
+    transaction still stops the execution before its tool call."""
+    started = steps.start_execution(world.deps, world.accept(_intent(world)))
+    assert isinstance(started, StartedExecution)
+    assert started.reads is not None
+    assert started.reads.intent is not None
+    assert started.reads.switches is not None
+    _put_global(world, global_stop=True)
+    call = steps.map_action_to_tool(world.deps, steps.validate_preflight(world.deps, started))
+    with pytest.raises(ExecutionStopped) as stop:
+        steps.invoke_tool(world.deps, call)
+    error = stop.value.draft.error
+    assert error is not None
+    assert error.error_code == "KILL_SWITCH_ENABLED"
+    assert world.gateway.calls == []
+
+
+def test_a_switch_on_when_the_start_read_it_stops_the_preflight(world: World) -> None:
+    _put_tenant(world, execution_enabled=False)
+    started = steps.start_execution(world.deps, world.accept(_intent(world)))
+    assert isinstance(started, StartedExecution)
+    _put_tenant(world, execution_enabled=True)  # too late: the preflight decides on the start's read
+    with pytest.raises(ExecutionStopped) as stop:
+        steps.validate_preflight(world.deps, started)
+    assert stop.value.draft.error is not None
+    assert stop.value.draft.error.error_code == "KILL_SWITCH_ENABLED"

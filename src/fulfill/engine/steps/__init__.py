@@ -52,7 +52,8 @@ def prepare_tool_call(deps: StepDeps, request: ExecutionRequest) -> ToolCall | D
     """The workflow's first checkpoint: StartExecution ─▶ ValidatePreflight ─▶ MapActionToTool.
 
     StartExecution writes (the attempt goes RUNNING); ValidatePreflight and MapActionToTool only
-    read, so they share its checkpoint instead of paying one each. Replaying this checkpoint after
+    read, so they share its checkpoint instead of paying one each. ValidatePreflight decides on
+    the intent and switches StartExecution read in its transaction (it does not read again). Replaying this checkpoint after
     a crash repeats them together, which is safe: StartExecution finds its own RUNNING attempt and
     the reads are taken again. A stop raises :class:`ExecutionStopped`; an unexpected failure after
     the start becomes a FAILED draft; a transient database error is raised for the step to retry.
@@ -65,7 +66,7 @@ def prepare_tool_call(deps: StepDeps, request: ExecutionRequest) -> ToolCall | D
         return started
     context = started.context
     try:
-        return map_action_to_tool(deps, validate_preflight(deps, context))
+        return map_action_to_tool(deps, validate_preflight(deps, started))
     except ExecutionStopped:
         raise
     except Exception as exc:

@@ -25,6 +25,7 @@ from fulfill.domain.models import (
 )
 from fulfill.engine.steps.deps import StepDeps
 from fulfill.engine.steps.failures import timeout_error, validation_error
+from fulfill.ports.store import UnitOfWork
 
 _T = TypeVar("_T")
 
@@ -103,6 +104,7 @@ def read_kill_switches(
 
 
 Switches = tuple[GlobalExecutionConfig, TenantExecutionConfig]
+"""The global switches and the tenant's (None where they are: a row that cannot be parsed)."""
 
 
 def read_switches_and_intent(
@@ -117,7 +119,7 @@ def read_switches_and_intent(
         with deps.store.read() as uow:
             switches: Switches | None
             try:
-                switches = uow.killswitches.get_global(), uow.killswitches.get_tenant(context.tenant_id)
+                switches = read_switches_in(uow, context.tenant_id)
             except Exception as exc:
                 if deps.store.is_transient(exc):
                     raise
@@ -128,6 +130,11 @@ def read_switches_and_intent(
         return switches, intent
 
     return while_the_budget_lasts(deps, context, "the kill switches could not be read", read, call=call)
+
+
+def read_switches_in(uow: UnitOfWork, tenant_id: str) -> Switches:
+    """The global and the tenant's switches, read in ``uow``."""
+    return uow.killswitches.get_global_and_tenant(tenant_id)
 
 
 def decide_switches(deps: StepDeps, switches: Switches | None, action_type: str) -> KillSwitchDecision:

@@ -3,7 +3,7 @@ expired, and no kill switch is on."""
 
 from __future__ import annotations
 
-from fulfill.domain.execution import ExecutionContext, PreflightPassed, stop_before_tool
+from fulfill.domain.execution import ExecutionContext, PreflightPassed, StartedExecution, stop_before_tool
 from fulfill.domain.expiry import is_expired
 from fulfill.domain.models import ExecutionStatus
 from fulfill.domain.time import iso_from_epoch
@@ -21,14 +21,23 @@ from fulfill.engine.steps.failures import validation_error
 
 
 @step("ValidatePreflight", own_span=True)
-def validate_preflight(deps: StepDeps, context: ExecutionContext) -> PreflightPassed:
+def validate_preflight(deps: StepDeps, started: StartedExecution | ExecutionContext) -> PreflightPassed:
     """The intent still exists, is approved, is the action approved (its hash), is not expired,
     and no kill switch is on. The hash is checked before the account: an account changed after
-    the approval is a mismatch, not a missing intent."""
+    the approval is a mismatch, not a missing intent.
+
+    Given StartExecution's output with its ``reads`` (the intent and the switches as its
+    transaction read them, right before, in the same checkpoint), it decides on those; given a
+    bare context, it reads them."""
+    context = started.context if isinstance(started, StartedExecution) else started
     now = deps.clock.now()
     check_budget(context, now)
     # The intent and the switches in one read; the switches are decided on after the intent's checks.
-    switches, intent = read_switches_and_intent(deps, context)
+    reads = started.reads if isinstance(started, StartedExecution) else None
+    if reads is not None:
+        switches, intent = reads.switches, reads.intent
+    else:
+        switches, intent = read_switches_and_intent(deps, context)
     if intent is not None:
         check_approved_action(context, intent)
     if intent is None or intent.account_id != context.account_id:

@@ -58,25 +58,29 @@ def record_outcome(deps: StepDeps, draft: OutcomeDraft) -> RecordedOutcome:
             idempotency_key=outcome.idempotency_key,
             completed_at=outcome.completed_at,
         )
-        # Locked: a cancel either sees this outcome or is seen by it, never neither.
-        intent = uow.intents.get_intent(context.tenant_id, context.action_intent_id, for_update=True)
+        # Locked: a cancel either sees this outcome or is seen by it, never neither. A first
+        # record marks the intent and reads it locked in one statement; a repeat only locks it.
         if inserted:
-            uow.intents.mark_execution(
+            intent = uow.intents.lock_and_mark_execution(
                 context.tenant_id, context.action_intent_id, status=outcome.status, at=outcome.completed_at
             )
+        else:
+            intent = uow.intents.get_intent(context.tenant_id, context.action_intent_id, for_update=True)
         decision_trace_id = draft.decision_trace_id or (intent.trace_id if intent else None)
-        uow.executions.append_ledger(
+        # The ledger entries in their order, appended together (one statement) once all are known.
+        entries = [
             outcome_entry(
                 outcome, decision_trace_id, answer_excerpt=draft.answer_excerpt, refs_note=draft.refs_note
             )
-        )
+        ]
         if outcome.error_code == UNKNOWN_OUTCOME:
-            uow.executions.append_ledger(unknown_outcome_entry(outcome))
+            entries.append(unknown_outcome_entry(outcome))
             # A person must check the target: tell the tenant's channels, with the rest of it.
             enqueue_notices(uow, deps.settings, _unknown_outcome_notice(outcome, intent))
         signal = build_execution_signal(outcome, intent)
         uow.executions.insert_signal(signal)
-        uow.executions.append_ledger(signal_entry(signal))
+        entries.append(signal_entry(signal))
+        uow.executions.append_ledger_entries(entries)
         uow.outbox.enqueue(
             message_id=f"signal:{outcome.tenant_id}/{signal.signalId}",
             topic=SIGNAL_TOPIC,

@@ -6,12 +6,14 @@ from fulfill.domain.execution import (
     DuplicateExecution,
     ExecutionContext,
     ExecutionRequest,
+    PreflightReads,
     StartedExecution,
     context_for,
 )
 from fulfill.domain.ledger import execution_started_entries
 from fulfill.domain.models import ActionIntentV1, AttemptStatus, ExecutionPolicy, ExecutionStatus
 from fulfill.domain.time import iso_from_epoch
+from fulfill.engine.steps.checks import Switches, read_switches_in
 from fulfill.engine.steps.decorator import step
 from fulfill.engine.steps.deps import StepDeps
 from fulfill.ports.store import UnitOfWork
@@ -27,11 +29,18 @@ def start_execution(deps: StepDeps, request: ExecutionRequest) -> StartedExecuti
     reconciler, finds its own RUNNING attempt and carries on; anything else (a late duplicate, a
     finished attempt, a newer attempt) is a duplicate and ends as a no-op: it is never recorded as
     a failure.
+
+    The same transaction reads what ValidatePreflight decides on (the intent, read here anyway,
+    and the kill switches), so that ValidatePreflight, which runs right after in the same
+    checkpoint, does not read them again (``StartedExecution.reads``). The tool call still reads
+    them again right before it is sent.
     """
     now = deps.clock.now()
     with deps.store.write() as uow:
+        switches = _switches(deps, uow, request.tenant_id)
         intent = uow.intents.get_intent(request.tenant_id, request.action_intent_id)
         attempt = uow.executions.get_attempt(request.tenant_id, request.account_id, request.action_intent_id)
+        deadline: float | None = None
         if (
             attempt is not None
             and attempt.attempt_id == request.attempt_id
@@ -39,15 +48,18 @@ def start_execution(deps: StepDeps, request: ExecutionRequest) -> StartedExecuti
         ):
             policy = intent.execution_policy if intent else ExecutionPolicy()
             started_at = iso_from_epoch(now)
-            if uow.executions.begin_attempt(
-                attempt, started_at=started_at, deadline_epoch=now + policy.timeout_seconds
-            ):
+            deadline = now + policy.timeout_seconds
+            running = uow.executions.begin_attempt(attempt, started_at=started_at, deadline_epoch=deadline)
+            if running is not None:
                 uow.intents.mark_execution(
                     request.tenant_id, request.action_intent_id, status=ExecutionStatus.RUNNING, at=started_at
                 )
-            attempt = uow.executions.get_attempt(
-                request.tenant_id, request.account_id, request.action_intent_id
-            )
+                attempt = running
+            else:  # another run of this attempt started it first (PostgreSQL): read what it left
+                deadline = None
+                attempt = uow.executions.get_attempt(
+                    request.tenant_id, request.account_id, request.action_intent_id
+                )
         if (
             attempt is None
             or attempt.attempt_id != request.attempt_id
@@ -59,9 +71,27 @@ def start_execution(deps: StepDeps, request: ExecutionRequest) -> StartedExecuti
                 existing_workflow_id=attempt.workflow_id if attempt else "",
                 existing_status=attempt.status.execution_status if attempt else ExecutionStatus.PENDING,
             )
-        context = context_for(attempt, request, deadline_epoch=uow.executions.get_deadline(attempt))
+        if deadline is None:  # a re-run finding its own RUNNING attempt: its budget started before
+            deadline = uow.executions.get_deadline(attempt)
+        context = context_for(attempt, request, deadline_epoch=deadline)
         _append_started(uow, context, intent)
-    return StartedExecution(context=context)
+    return StartedExecution(context=context, reads=PreflightReads(intent=intent, switches=switches))
+
+
+def _switches(deps: StepDeps, uow: UnitOfWork, tenant_id: str) -> Switches | None:
+    """The kill switches, for ValidatePreflight; None when they cannot be read for a reason other
+    than an outage (a row that cannot be parsed): that stops the execution (fail closed).
+
+    Read first in the transaction: an error of the database itself that ends the transaction
+    (PostgreSQL) then fails the statements after it, so the step fails and nothing of it is
+    committed, instead of a commit of a transaction that was not whole. A transient one is
+    raised for the step to retry."""
+    try:
+        return read_switches_in(uow, tenant_id)
+    except Exception as exc:
+        if deps.store.is_transient(exc):
+            raise
+        return None
 
 
 def _append_started(uow: UnitOfWork, context: ExecutionContext, intent: ActionIntentV1 | None) -> None:

@@ -17,6 +17,10 @@ class ConnectorsRepository(Protocol):
 
     def get_limits(self, name: str) -> StoredLimits: ...
 
+    def gate_view(self, name: str, tenant_id: str) -> tuple[StoredLimits, Circuit, ConnectorLimits | None]:
+        """``get_limits``, ``get_circuit`` and ``tenant_cap`` in one statement."""
+        ...
+
     def list_limits(self) -> dict[str, StoredLimits]: ...
 
     def put_limits(self, name: str, limits: ConnectorLimits, *, now: str) -> StoredLimits:

@@ -26,8 +26,11 @@ class ExecutionsRepository(Protocol):
         self, tenant_id: str, account_id: str, action_intent_id: str
     ) -> ExecutionAttempt | None: ...
 
-    def begin_attempt(self, attempt: ExecutionAttempt, *, started_at: str, deadline_epoch: float) -> bool:
-        """QUEUED → RUNNING for this attempt: its budget starts now. False when it was not QUEUED."""
+    def begin_attempt(
+        self, attempt: ExecutionAttempt, *, started_at: str, deadline_epoch: float
+    ) -> ExecutionAttempt | None:
+        """QUEUED → RUNNING for this attempt: its budget starts now. The RUNNING attempt as stored
+        (no second read); None when it was not QUEUED."""
         ...
 
     def move_attempt(self, attempt: ExecutionAttempt, *, workflow_id: str, now: str) -> bool:
@@ -122,6 +125,10 @@ class ExecutionsRepository(Protocol):
 
     def append_ledger(self, entry: LedgerEntry) -> bool:
         """Append once: an entry whose id is already in the ledger is left as it is."""
+        ...
+
+    def append_ledger_entries(self, entries: Sequence[LedgerEntry]) -> None:
+        """``append_ledger`` of several entries, in their order, in one statement."""
         ...
 
     def list_ledger(

@@ -54,6 +54,13 @@ class IntentsRepository(Protocol):
         """Record the execution's latest status (or only its latest change) for the account listing."""
         ...
 
+    def lock_and_mark_execution(
+        self, tenant_id: str, action_intent_id: str, *, status: ExecutionStatus, at: str
+    ) -> ActionIntentV1 | None:
+        """``mark_execution`` returning the intent as it is now, its row locked until the
+        transaction ends (``get_intent(for_update=True)`` and ``mark_execution`` in one statement)."""
+        ...
+
     def list_account_executions(
         self,
         *,

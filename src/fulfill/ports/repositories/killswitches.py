@@ -37,6 +37,10 @@ class KillSwitchesRepository(Protocol):
         """Replace one tenant's switches atomically; returns what was stored, with its revision."""
         ...
 
+    def get_global_and_tenant(self, tenant_id: str) -> tuple[StoredGlobalConfig, StoredTenantConfig]:
+        """:func:`get_global` and :func:`get_tenant` (without a lock) in one statement."""
+        ...
+
     def tenant_summary(self) -> TenantSwitchSummary:
         """One read of every tenant row (rows exist only for tenants whose switches were written)."""
         ...
