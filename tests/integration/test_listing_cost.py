@@ -35,9 +35,16 @@ def _plan(harness: Harness, **arguments: Any) -> list[str]:
             )
             sql, parameters = statements[-1]
             if conn.dialect.name == "postgresql":
-                conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
-                conn.exec_driver_sql("SET LOCAL enable_bitmapscan = off")
-                return [row[0] for row in conn.exec_driver_sql("EXPLAIN " + sql, parameters).all()]
+                # A read runs without a transaction block on PostgreSQL, where SET LOCAL would do
+                # nothing: the settings are the session's, reset before the connection goes back.
+                conn.exec_driver_sql("SET enable_seqscan = off")
+                conn.exec_driver_sql("SET enable_bitmapscan = off")
+                try:
+                    assert conn.exec_driver_sql("SHOW enable_seqscan").scalar() == "off"
+                    return [row[0] for row in conn.exec_driver_sql("EXPLAIN " + sql, parameters).all()]
+                finally:
+                    conn.exec_driver_sql("RESET enable_seqscan")
+                    conn.exec_driver_sql("RESET enable_bitmapscan")
             return [row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, parameters).all()]
     finally:
         event.remove(harness.db.engine, "before_cursor_execute", remember)
