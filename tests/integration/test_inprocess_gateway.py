@@ -8,6 +8,7 @@ the HTTP endpoint refuses is refused in memory too, before a tool sees it.
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -182,3 +183,49 @@ def test_an_unknown_tool_is_the_same_error(
     assert in_memory.error == over_http.error
     assert in_memory.error is not None
     assert in_memory.error.error_code == "TOOL_NOT_FOUND"
+
+
+def test_in_memory_calls_reuse_the_gateways_worker_threads(
+    shared: Harness,
+    gateways: tuple[FixedToken, McpToolGateway, InProcessToolGateway],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The tool and the schema check run on the gateway's worker threads; one kept from an
+    earlier call is reused, not a thread started (and stopped) for every call."""
+    _, _, in_memory = gateways
+
+    def call(intent: str) -> ToolCallOutcome:
+        return in_memory.call_tool(
+            tenant_id="t1", tool_name="internal.create_task", arguments=_args(intent), timeout_seconds=5
+        )
+
+    assert call("ai_inproc_threads_0").success
+    started: list[str] = []
+    start = threading.Thread.start
+
+    def counted(thread: threading.Thread) -> None:
+        started.append(thread.name)
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", counted)
+    outcomes = [call(f"ai_inproc_threads_{index}") for index in range(1, 4)]
+    assert all(outcome.success for outcome in outcomes)
+    assert started == []
+    for index in range(4):
+        assert shared.count(internal_tasks, action_intent_id=f"ai_inproc_threads_{index}") == 1
+
+
+def test_closing_the_in_memory_gateway_ends_its_event_loop(shared: Harness) -> None:
+    service = shared.service
+    gateway = InProcessToolGateway(
+        service.gateway_server, GatewayTokenVerifier(service.token_verifier), ServiceTokens(shared.settings)
+    )
+    assert gateway.call_tool(
+        tenant_id="t1",
+        tool_name="internal.create_task",
+        arguments=_args("ai_inproc_close"),
+        timeout_seconds=5,
+    ).success
+    gateway.close()
+    assert not gateway._thread.is_alive()
+    assert gateway._loop.is_closed() or not gateway._loop.is_running()

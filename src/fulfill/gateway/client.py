@@ -72,7 +72,8 @@ class McpToolGateway:
         # How much longer than the call's own timeout the calling thread waits for the loop.
         self._loop_grace_seconds = 5.0
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="fulfill-mcp-client", daemon=True)
+        self._stopped = self._loop.create_future()
+        self._thread = threading.Thread(target=self._run_loop, name="fulfill-mcp-client", daemon=True)
         self._thread.start()
         # A connection for each call this worker may have in flight (the caller sizes it from
         # FULFILL_WORKER_CONCURRENCY). An idle connection is dropped before the gateway's server
@@ -151,10 +152,25 @@ class McpToolGateway:
         finally:
             detach()
 
+    def _run_loop(self) -> None:
+        """The client's event loop, until :meth:`close`. It runs one long-lived task (not
+        ``run_forever``): anyio takes that task as the loop's root, so the worker threads the
+        in-memory gateway's blocking work runs on (``gateway.server.gateway_threads``) are kept
+        between calls and reused, instead of being started for each call and stopped when its
+        task ends (anyio ties a worker thread to the root task it finds)."""
+        self._loop.run_until_complete(self._until_closed())
+
+    async def _until_closed(self) -> None:
+        await self._stopped
+
     def close(self) -> None:
         asyncio.run_coroutine_threadsafe(self._transport.aclose(), self._loop).result(timeout=5)
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._loop.call_soon_threadsafe(self._stop_loop)
         self._thread.join(timeout=5)
+
+    def _stop_loop(self) -> None:
+        if not self._stopped.done():
+            self._stopped.set_result(None)
 
     @asynccontextmanager
     async def _session(
