@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import anyio
 import jwt
 import pytest
 
@@ -229,3 +230,27 @@ def test_closing_the_in_memory_gateway_ends_its_event_loop(shared: Harness) -> N
     gateway.close()
     assert not gateway._thread.is_alive()
     assert gateway._loop.is_closed() or not gateway._loop.is_running()
+
+
+def test_an_in_process_tools_arguments_are_checked_without_a_thread_switch(
+    gateways: tuple[FixedToken, McpToolGateway, InProcessToolGateway], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the tool itself runs on a worker thread; the check of its arguments against its own
+    schema runs on the loop (and still refuses what does not fit: see the guard's tests above)."""
+    _, _, in_memory = gateways
+    sent: list[object] = []
+    run_sync = anyio.to_thread.run_sync
+
+    async def recorded(func: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append(getattr(func, "func", func))
+        return await run_sync(func, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", recorded)
+    outcome = in_memory.call_tool(
+        tenant_id="t1",
+        tool_name="internal.create_task",
+        arguments=_args("ai_inproc_one_switch"),
+        timeout_seconds=5,
+    )
+    assert outcome.success
+    assert [getattr(func, "__name__", None) for func in sent] == ["create_task"]

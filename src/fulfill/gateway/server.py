@@ -9,8 +9,9 @@ error (``isError``, a JSON text ``{error_code, error_class, error_message}``) wh
 
 * the tool exists;
 * the arguments satisfy the tool's input schema (the message names fields, never echoes values),
-  checked in a worker thread by ``domain/schemas.py`` (a target's schema never makes this process
-  fetch anything, and its patterns run within a time budget);
+  checked by ``domain/schemas.py`` (a target's schema never makes this process fetch anything,
+  its patterns run within a time budget, and it is checked in a worker thread; an in-process
+  tool's own schema is checked on the event loop);
 * the arguments ``tenant_id``, ``account_id``, ``action_intent_id`` and ``idempotency_key`` are
   the ones the token was minted for (the token binding; the message names the fields that differ,
   never their values).
@@ -231,8 +232,14 @@ class ToolCallGuard:
             )
         forwarded = arguments_for_tool(dict(arguments), schema)
         try:
-            # Never on the event loop that carries every other call: a schema is a target's.
-            errors = await anyio.to_thread.run_sync(validator.errors, forwarded, limiter=gateway_threads())
+            errors = (
+                # An in-process tool's schema is this process's own (made from the tool function's
+                # signature): checked on the loop, without two thread switches per call.
+                validator.errors(forwarded)
+                if internal is not None
+                # A target's schema never runs on the event loop that carries every other call.
+                else await anyio.to_thread.run_sync(validator.errors, forwarded, limiter=gateway_threads())
+            )
         except (UncheckableSchema, PatternTimeout) as exc:
             return tool_failure(ErrorClass.VALIDATION, "INVALID_TOOL_ARGUMENTS", str(exc))
         problems = {_describe(error) for error in errors}
