@@ -179,8 +179,16 @@ class OtlpExport:
 # --- Spans and trace context ----------------------------------------------------------------------
 
 
+_tracer: trace.Tracer | None = None
+
+
 def tracer() -> trace.Tracer:
-    return trace.get_tracer(TRACER_NAME)
+    """fulfill's tracer, made once (the SDK makes a new tracer object at every ``get_tracer``).
+    Made before :func:`install`, it is OpenTelemetry's proxy, which follows the provider set later."""
+    global _tracer  # one tracer per process, like the provider
+    if _tracer is None:
+        _tracer = trace.get_tracer(TRACER_NAME)
+    return _tracer
 
 
 def current_trace_id() -> str | None:

@@ -7,15 +7,19 @@ the HTTP endpoint refuses is refused in memory too, before a tool sees it.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
+import anyio
 import jwt
 import pytest
 
 from fulfill.config import Settings
+from fulfill.connectors.internal import InternalConnector
 from fulfill.domain.errors import ErrorClass
 from fulfill.domain.ports import ToolCallOutcome
 from fulfill.gateway.client import InProcessToolGateway, McpToolGateway
@@ -182,3 +186,127 @@ def test_an_unknown_tool_is_the_same_error(
     assert in_memory.error == over_http.error
     assert in_memory.error is not None
     assert in_memory.error.error_code == "TOOL_NOT_FOUND"
+
+
+def _tool_threads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The threads the internal connector's tool runs on, from now on."""
+    threads: list[int] = []
+    create = InternalConnector._create
+
+    def recorded(self: InternalConnector, *args: Any, **kwargs: Any) -> Any:
+        threads.append(threading.get_ident())
+        return create(self, *args, **kwargs)
+
+    monkeypatch.setattr(InternalConnector, "_create", recorded)
+    return threads
+
+
+def _started_threads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    started: list[str] = []
+    start = threading.Thread.start
+
+    def counted(thread: threading.Thread) -> None:
+        started.append(thread.name)
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", counted)
+    return started
+
+
+def _call(gateway: McpToolGateway, intent: str, **extra: Any) -> ToolCallOutcome:
+    return gateway.call_tool(
+        tenant_id="t1",
+        tool_name="internal.create_task",
+        arguments=_args(intent, **extra),
+        timeout_seconds=5,
+    )
+
+
+def test_an_in_memory_call_runs_in_the_calling_thread_from_the_token_check_to_the_tool(
+    shared: Harness,
+    gateways: tuple[FixedToken, McpToolGateway, InProcessToolGateway],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, _, in_memory = gateways
+    assert _call(in_memory, "ai_inproc_caller_0").success
+    tool_threads = _tool_threads(monkeypatch)
+    started = _started_threads(monkeypatch)
+    handed: list[object] = []
+    run_sync = anyio.to_thread.run_sync
+
+    async def recorded(func: Any, *args: Any, **kwargs: Any) -> Any:
+        handed.append(func)
+        return await run_sync(func, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", recorded)
+    outcomes = [_call(in_memory, f"ai_inproc_caller_{index}") for index in (1, 2)]
+    assert all(outcome.success for outcome in outcomes)
+    assert tool_threads == [threading.get_ident()] * 2
+    assert handed == []
+    assert started == []
+    for index in range(3):
+        assert shared.count(internal_tasks, action_intent_id=f"ai_inproc_caller_{index}") == 1
+
+
+def test_the_guard_still_refuses_on_the_calling_threads_loop(
+    shared: Harness,
+    gateways: tuple[FixedToken, McpToolGateway, InProcessToolGateway],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The arguments' schema check and the token binding run on the caller's own loop too, and
+    what they refuse never reaches the tool."""
+    tokens, _, in_memory = gateways
+    tool_threads = _tool_threads(monkeypatch)
+    wrong_type = _call(in_memory, "ai_inproc_caller_bad", title=7)
+    assert wrong_type.error is not None
+    assert wrong_type.error.error_code == "INVALID_TOOL_ARGUMENTS"
+    bound = _args("ai_inproc_caller_bad")
+    tokens.token = _service_token(shared, bound)
+    other_account = in_memory.call_tool(
+        tenant_id="t1",
+        tool_name="internal.create_task",
+        arguments={**bound, "account_id": "acc-2"},
+        timeout_seconds=5,
+    )
+    assert other_account.error is not None
+    assert other_account.error.error_code == "TOKEN_BINDING_MISMATCH"
+    assert tool_threads == []
+    assert shared.count(internal_tasks, action_intent_id="ai_inproc_caller_bad") == 0
+
+
+def test_a_call_from_a_thread_running_an_event_loop_goes_to_the_shared_loop_and_reuses_its_threads(
+    shared: Harness,
+    gateways: tuple[FixedToken, McpToolGateway, InProcessToolGateway],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Such a thread cannot run another loop: the call goes to the client's loop thread, and the
+    tool to a gateway worker thread, one kept from an earlier call rather than one started for
+    each call."""
+    _, _, in_memory = gateways
+
+    async def from_a_loop(intent: str) -> ToolCallOutcome:
+        return _call(in_memory, intent)
+
+    assert asyncio.run(from_a_loop("ai_inproc_threads_0")).success
+    tool_threads = _tool_threads(monkeypatch)
+    started = _started_threads(monkeypatch)
+    outcomes = [asyncio.run(from_a_loop(f"ai_inproc_threads_{index}")) for index in range(1, 4)]
+    assert all(outcome.success for outcome in outcomes)
+    assert started == []
+    assert len(tool_threads) == 3
+    assert threading.get_ident() not in tool_threads
+    for index in range(4):
+        assert shared.count(internal_tasks, action_intent_id=f"ai_inproc_threads_{index}") == 1
+
+
+def test_closing_the_in_memory_gateway_ends_its_sessions_and_loops(shared: Harness) -> None:
+    service = shared.service
+    gateway = InProcessToolGateway(
+        service.gateway_server, GatewayTokenVerifier(service.token_verifier), ServiceTokens(shared.settings)
+    )
+    assert _call(gateway, "ai_inproc_close").success
+    callers_loop = gateway._own.loop
+    gateway.close()
+    assert not gateway._thread.is_alive()
+    assert callers_loop.is_closed()
+    assert gateway._sessions == {}

@@ -42,6 +42,20 @@ def test_without_a_receiver_spans_have_ids_but_are_not_recorded() -> None:
     assert tracing.current_trace_id() is None
 
 
+def test_the_tracer_is_made_once_and_records_for_a_receiver_added_later() -> None:
+    made = tracing.tracer()
+    assert tracing.tracer() is made
+    collected = InMemorySpanExporter()
+    processor = SimpleSpanProcessor(collected)
+    tracing.add_span_processor(processor)
+    try:
+        with tracing.span("after"):
+            pass
+    finally:
+        tracing.remove_span_processor(processor)
+    assert [span.name for span in collected.get_finished_spans()] == ["after"]
+
+
 def test_with_a_receiver_spans_are_recorded_with_their_parents(exporter: InMemorySpanExporter) -> None:
     assert tracing.recording()
     with tracing.span("outer") as outer, tracing.span("inner", attributes={"fulfill.attempt": 2}):

@@ -43,7 +43,7 @@ from fulfill.domain.ports import ToolCallOutcome
 from fulfill.domain.scopes import Scope
 from fulfill.domain.targets import IDEMPOTENCY_META_KEY, TIMEOUT_META_KEY, UNKNOWN_OUTCOME
 from fulfill.gateway.results import outcome_from_call_result
-from fulfill.gateway.server import GatewayTokenVerifier
+from fulfill.gateway.server import GatewayTokenVerifier, on_the_callers_own_loop
 from fulfill.logging_setup import describe_failure
 from fulfill.tokens import ServiceTokens, TokenError
 
@@ -72,7 +72,8 @@ class McpToolGateway:
         # How much longer than the call's own timeout the calling thread waits for the loop.
         self._loop_grace_seconds = 5.0
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="fulfill-mcp-client", daemon=True)
+        self._stopped = self._loop.create_future()
+        self._thread = threading.Thread(target=self._run_loop, name="fulfill-mcp-client", daemon=True)
         self._thread.start()
         # A connection for each call this worker may have in flight (the caller sizes it from
         # FULFILL_WORKER_CONCURRENCY). An idle connection is dropped before the gateway's server
@@ -151,10 +152,25 @@ class McpToolGateway:
         finally:
             detach()
 
+    def _run_loop(self) -> None:
+        """The client's event loop, until :meth:`close`. It runs one long-lived task (not
+        ``run_forever``): anyio takes that task as the loop's root, so the worker threads the
+        in-memory gateway's blocking work runs on (``gateway.server.gateway_threads``) are kept
+        between calls and reused, instead of being started for each call and stopped when its
+        task ends (anyio ties a worker thread to the root task it finds)."""
+        self._loop.run_until_complete(self._until_closed())
+
+    async def _until_closed(self) -> None:
+        await self._stopped
+
     def close(self) -> None:
         asyncio.run_coroutine_threadsafe(self._transport.aclose(), self._loop).result(timeout=5)
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._loop.call_soon_threadsafe(self._stop_loop)
         self._thread.join(timeout=5)
+
+    def _stop_loop(self) -> None:
+        if not self._stopped.done():
+            self._stopped.set_result(None)
 
     @asynccontextmanager
     async def _session(
@@ -232,9 +248,15 @@ class InProcessToolGateway(McpToolGateway):
     client and server, the gateway's guard (which reads the verified token from the same context
     the HTTP middleware sets, here the calling task's own) and the tool.
 
-    One in-memory MCP session serves every call (each call's token lives in its own task's
-    context), so the client's discovery, tool list and output-schema validators are built once,
-    not per call; they are rebuilt when a call names a tool the session has not seen.
+    A call runs in the thread that makes it (the engine's step thread, which waits for it anyway),
+    on an event loop of that thread's own, from the token check to the tool's write: no switch
+    to another thread and back. A call made from a thread that is already running an event loop
+    goes to the client's shared loop thread instead (the tool then runs on a gateway thread).
+
+    Each event loop keeps one in-memory MCP session for all its calls (each call's token lives in
+    its own task's context), so the client's discovery, tool list and output-schema validators
+    are built once per loop, not per call; they are rebuilt when a call names a tool the session
+    has not seen.
     """
 
     def __init__(
@@ -248,37 +270,73 @@ class InProcessToolGateway(McpToolGateway):
         super().__init__("", tokens, max_connections=1, confirm=confirm)
         self._server = server
         self._verifier = verifier
-        self._shared: asyncio.Future[Client] | None = None
-        self._holder: asyncio.Task[None] | None = None
-        self._closing = asyncio.Event()
+        self._sessions: dict[asyncio.AbstractEventLoop, _HeldSession] = {}
+        self._sessions_lock = threading.Lock()
+        self._own = threading.local()  # each calling thread's event loop
+        self._closed = False
+
+    def call_tool(
+        self,
+        *,
+        tenant_id: str,
+        tool_name: str,
+        arguments: dict[str, Any],
+        timeout_seconds: float,
+        on_send: Callable[[], None] | None = None,
+    ) -> ToolCallOutcome:
+        loop = self._callers_loop()
+        if loop is None:
+            return super().call_tool(
+                tenant_id=tenant_id,
+                tool_name=tool_name,
+                arguments=arguments,
+                timeout_seconds=timeout_seconds,
+                on_send=on_send,
+            )
+        if arguments.get("tenant_id") != tenant_id:
+            return _transport_failure(
+                ErrorClass.AUTH, "TOKEN_BINDING_MISMATCH", "the tool call's tenant_id is not its tenant"
+            )
+        try:
+            token = self._tokens.token_for_call(arguments, timeout_seconds=timeout_seconds)
+        except TokenError as exc:
+            return _transport_failure(ErrorClass.VALIDATION, "TOOL_BINDING_MISSING", str(exc))
+        with on_the_callers_own_loop():
+            call = self._traced_call(token, tool_name, arguments, timeout_seconds, on_send, tracing.capture())
+            return loop.run_until_complete(call)
+
+    def _callers_loop(self) -> asyncio.AbstractEventLoop | None:
+        """This thread's own event loop for its calls (made at its first call); None when the
+        thread runs an event loop already, or once the gateway is closed."""
+        if self._closed or _running_loop() is not None:
+            return None
+        loop: asyncio.AbstractEventLoop | None = getattr(self._own, "loop", None)
+        if loop is None or loop.is_closed():
+            loop = asyncio.new_event_loop()
+            self._own.loop = loop
+        return loop
 
     def close(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._release(), self._loop).result(timeout=5)
+        self._closed = True
+        with self._sessions_lock:
+            held = list(self._sessions.items())
+            self._sessions.clear()
+        for loop, session in held:
+            if loop is self._loop:
+                asyncio.run_coroutine_threadsafe(session.release(), self._loop).result(timeout=5)
+            elif not loop.is_running() and not loop.is_closed():
+                # An idle calling thread's loop: its session is ended here, then the loop closed.
+                loop.run_until_complete(session.release())
+                loop.close()
         super().close()
 
-    async def _release(self) -> None:
-        self._closing.set()
-        if self._holder is not None:
-            await asyncio.wait([self._holder], timeout=4)
-
-    async def _hold_session(self, ready: asyncio.Future[Client]) -> None:
-        """Owns the shared session: it is entered and left in this one task, as anyio requires."""
-        try:
-            async with Client(self._server) as mcp:
-                ready.set_result(mcp)
-                await self._closing.wait()
-        except BaseException as exc:
-            if not ready.done():
-                ready.set_exception(exc)
-            raise
-        finally:
-            self._shared = None
-
     async def _shared_session(self) -> Client:
-        if self._shared is None:
-            self._shared = self._loop.create_future()
-            self._holder = self._loop.create_task(self._hold_session(self._shared))
-        return await asyncio.shield(self._shared)
+        loop = asyncio.get_running_loop()
+        with self._sessions_lock:
+            held = self._sessions.get(loop)
+            if held is None or held.ended:  # none yet, or one that failed to open or ended
+                held = self._sessions[loop] = _HeldSession(self._server, loop)
+        return await held.client()
 
     @asynccontextmanager
     async def _session(
@@ -303,6 +361,45 @@ class InProcessToolGateway(McpToolGateway):
             yield mcp
         finally:
             auth_context_var.reset(bound)
+
+
+class _HeldSession:
+    """One in-memory MCP session on one event loop, entered and left in one task of that loop
+    (as anyio requires), which waits between the loop's calls."""
+
+    def __init__(self, server: MCPServer, loop: asyncio.AbstractEventLoop) -> None:
+        self._server = server
+        self._ready: asyncio.Future[Client] = loop.create_future()
+        self._closing = asyncio.Event()
+        self._holder = loop.create_task(self._hold())
+
+    async def _hold(self) -> None:
+        try:
+            async with Client(self._server) as mcp:
+                self._ready.set_result(mcp)
+                await self._closing.wait()
+        except BaseException as exc:
+            if not self._ready.done():
+                self._ready.set_exception(exc)
+            raise
+
+    @property
+    def ended(self) -> bool:
+        return self._holder.done()
+
+    async def client(self) -> Client:
+        return await asyncio.shield(self._ready)
+
+    async def release(self) -> None:
+        self._closing.set()
+        await asyncio.wait([self._holder], timeout=4)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def _leaves(exc: BaseException) -> list[BaseException]:

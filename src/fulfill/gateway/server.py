@@ -9,8 +9,9 @@ error (``isError``, a JSON text ``{error_code, error_class, error_message}``) wh
 
 * the tool exists;
 * the arguments satisfy the tool's input schema (the message names fields, never echoes values),
-  checked in a worker thread by ``domain/schemas.py`` (a target's schema never makes this process
-  fetch anything, and its patterns run within a time budget);
+  checked by ``domain/schemas.py`` (a target's schema never makes this process fetch anything,
+  its patterns run within a time budget, and it is checked in a worker thread; an in-process
+  tool's own schema is checked on the event loop);
 * the arguments ``tenant_id``, ``account_id``, ``action_intent_id`` and ``idempotency_key`` are
   the ones the token was minted for (the token binding; the message names the fields that differ,
   never their values).
@@ -29,7 +30,9 @@ from __future__ import annotations
 import functools
 import inspect
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import replace
 from typing import Any
 
@@ -91,18 +94,39 @@ def gateway_threads() -> anyio.CapacityLimiter:
         return limiter
 
 
+# True while a call runs on an event loop of its own, in the thread that made it (the in-memory
+# client's calls from the engine's step threads): nothing else waits on that loop, so the call's
+# blocking work (the tool, the schema check) runs right there instead of on another thread.
+_CALLERS_OWN_LOOP: ContextVar[bool] = ContextVar("fulfill_gateway_callers_own_loop", default=False)
+
+
+@contextmanager
+def on_the_callers_own_loop() -> Iterator[None]:
+    """Within this block, a call runs on a loop that carries nothing else (see above)."""
+    token = _CALLERS_OWN_LOOP.set(True)
+    try:
+        yield
+    finally:
+        _CALLERS_OWN_LOOP.reset(token)
+
+
+async def run_blocking(fn: Callable[[], Any]) -> Any:
+    """``fn()`` on one of the gateway's threads (:func:`gateway_threads`), never on an event loop
+    that carries other calls; on a call's own loop, right there."""
+    if _CALLERS_OWN_LOOP.get():
+        return fn()
+    return await anyio.to_thread.run_sync(fn, limiter=gateway_threads())
+
+
 def off_the_loop(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """A blocking tool function as a coroutine function that runs it on one of the gateway's
-    threads (:func:`gateway_threads`); the MCP SDK reads the same signature and annotations. A
-    coroutine function is kept as it is."""
+    """A blocking tool function as a coroutine function that runs it with :func:`run_blocking`;
+    the MCP SDK reads the same signature and annotations. A coroutine function is kept as it is."""
     if inspect.iscoroutinefunction(fn):
         return fn
 
     @functools.wraps(fn)
     async def run(*args: Any, **kwargs: Any) -> Any:
-        return await anyio.to_thread.run_sync(
-            functools.partial(fn, *args, **kwargs), limiter=gateway_threads()
-        )
+        return await run_blocking(functools.partial(fn, *args, **kwargs))
 
     return run
 
@@ -232,8 +256,14 @@ class ToolCallGuard:
             )
         forwarded = arguments_for_tool(dict(arguments), schema)
         try:
-            # Never on the event loop that carries every other call: a schema is a target's.
-            errors = await anyio.to_thread.run_sync(validator.errors, forwarded, limiter=gateway_threads())
+            errors = (
+                # An in-process tool's schema is this process's own (made from the tool function's
+                # signature): checked on the loop, without two thread switches per call.
+                validator.errors(forwarded)
+                if internal is not None
+                # A target's schema never runs on an event loop that carries other calls.
+                else await run_blocking(functools.partial(validator.errors, forwarded))
+            )
         except (UncheckableSchema, PatternTimeout) as exc:
             return tool_failure(ErrorClass.VALIDATION, "INVALID_TOOL_ARGUMENTS", str(exc))
         problems = {_describe(error) for error in errors}
