@@ -455,6 +455,54 @@ def test_nothing_is_recorded_without_an_endpoint_yet_executions_have_trace_ids(
     assert {e.trace_id for e in ledger if e.event_type not in DECISION_ENTRIES} == {attempt.trace_id}
 
 
+def test_without_an_endpoint_the_approving_requests_traceparent_still_names_the_executions_trace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, log_lines: io.StringIO
+) -> None:
+    """Unrecorded, the request's server span still joins the caller's trace (W3C traceparent), as
+    it does when spans are exported: the execution it approves, its ledger and the log lines of
+    the request carry the caller's trace id; a request without one gets a trace of its own."""
+    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    served = Harness(make_settings(tmp_path)).start()
+    try:
+        assert not tracing.recording()
+        with served.client() as client:
+            joined = served.create_intent(client)["action_intent_id"]
+            approved = served.colleague(client).post(
+                f"/intents/{joined}/approve",
+                headers={"traceparent": f"00-{caller_trace}-00f067aa0ba902b7-01"},
+            )
+            assert approved.status_code == 202, approved.text
+            own = served.create_intent(client)["action_intent_id"]
+            served.approve(client, own)
+            for intent_id in (joined, own):
+                assert served.wait_terminal(client, intent_id)["status"] == "SUCCEEDED"
+        with served.db.read() as conn:
+            attempts = {i: executions.get_attempt(conn, "t1", "acc-1", i) for i in (joined, own)}
+            ledger = executions.list_ledger(conn, "t1", joined)
+    finally:
+        served.stop()
+    first, second = attempts[joined], attempts[own]
+    assert first is not None
+    assert second is not None
+    assert first.trace_id == caller_trace
+    assert first.traceparent is not None
+    assert first.traceparent.split("-")[1] == caller_trace
+    assert first.traceparent.split("-")[2] != "00f067aa0ba902b7"  # a span of its own in that trace
+    assert {e.trace_id for e in ledger if e.event_type not in DECISION_ENTRIES} == {caller_trace}
+    assert len(second.trace_id) == 32
+    assert second.trace_id != caller_trace
+    lines = [json.loads(line) for line in log_lines.getvalue().splitlines()]
+    accepted = [
+        line
+        for line in lines
+        if line.get("action_intent_id") == joined and line["message"].startswith("execution accepted")
+    ]
+    assert accepted
+    assert {line["trace_id"] for line in accepted} == {caller_trace}
+
+
 def test_a_workflow_run_after_a_restart_by_another_process_keeps_the_approving_trace(
     tmp_path: Path, spans: InMemorySpanExporter
 ) -> None:

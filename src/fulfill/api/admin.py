@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from fulfill.api.auth import require_scope
 from fulfill.api.deps import ServiceContext, Targets
 from fulfill.api.problems import PROBLEM
+from fulfill.api.routing import OneHopRoute
 from fulfill.domain.flowcontrol import CONNECTOR_NAME_PATTERN
 from fulfill.domain.models import RegistryEntry
 from fulfill.domain.scopes import Scope
@@ -30,7 +31,7 @@ from fulfill.usecases.outbox import DeadLetterListing, RedeliverBody, Redelivere
 from fulfill.usecases.registry import RegistryDraft
 from fulfill.usecases.targets import TargetDraft, TargetListing, TargetView
 
-router = APIRouter(prefix="/admin", tags=["admin"])
+router = APIRouter(prefix="/admin", tags=["admin"], route_class=OneHopRoute)
 TenantAdmin = Annotated[Principal, Depends(require_scope(Scope.ADMIN))]
 PlatformAdmin = Annotated[Principal, Depends(require_scope(Scope.PLATFORM_ADMIN))]
 TenantId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")]

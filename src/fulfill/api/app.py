@@ -28,7 +28,12 @@ from fulfill.api import (
     redoc,
     slack,
 )
-from fulfill.api.middleware import BodySizeLimitMiddleware, ProblemCORSMiddleware, UnexpectedErrorMiddleware
+from fulfill.api.middleware import (
+    BodySizeLimitMiddleware,
+    ProblemCORSMiddleware,
+    UnexpectedErrorMiddleware,
+    record_server_spans_only_when_exporting,
+)
 from fulfill.api.problems import PROBLEM, install_problem_handlers
 from fulfill.console import oidc
 from fulfill.console.routes import install_console
@@ -116,4 +121,6 @@ def create_app(service: Service) -> FastAPI:
     FastAPIInstrumentor.instrument_app(
         app, excluded_urls="/healthz,/readyz,/metrics", exclude_spans=["receive", "send"]
     )
+    # While no span is recorded (no export configured), only the span's trace context is made.
+    record_server_spans_only_when_exporting(app)
     return app

@@ -16,12 +16,13 @@ from pydantic import BaseModel
 from fulfill.api.auth import require_scope
 from fulfill.api.deps import ServiceSettings, Vault
 from fulfill.api.problems import PROBLEM, ApiProblem
+from fulfill.api.routing import OneHopRoute
 from fulfill.domain.credentials import CredentialInput, CredentialMetadata, SecretRotation
 from fulfill.domain.scopes import Scope
 from fulfill.tokens import Principal
 from fulfill.usecases import credentials
 
-router = APIRouter(prefix="/admin/credentials", tags=["admin"])
+router = APIRouter(prefix="/admin/credentials", tags=["admin"], route_class=OneHopRoute)
 TenantAdmin = Annotated[Principal, Depends(require_scope(Scope.ADMIN))]
 ConnectorPath = Annotated[str, Path(min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9_]*$")]
 AccountQuery = Annotated[

@@ -12,11 +12,12 @@ from pydantic import BaseModel
 from fulfill.api.auth import require_scope
 from fulfill.api.deps import Events
 from fulfill.api.problems import PROBLEM, not_json_problem, problem_response
+from fulfill.api.routing import OneHopRoute
 from fulfill.domain.scopes import Scope
 from fulfill.tokens import Principal
 from fulfill.usecases.events import EventRefused
 
-router = APIRouter(tags=["events"])
+router = APIRouter(tags=["events"], route_class=OneHopRoute)
 MAX_BATCH = 10
 
 

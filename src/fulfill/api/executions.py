@@ -12,6 +12,7 @@ from fulfill.api.auth import require_scope
 from fulfill.api.deps import ServiceContext
 from fulfill.api.intents import IntentId
 from fulfill.api.problems import PROBLEM
+from fulfill.api.routing import OneHopRoute
 from fulfill.domain.models import ExecutionStatusView
 from fulfill.domain.scopes import Scope
 from fulfill.tokens import Principal
@@ -19,7 +20,7 @@ from fulfill.usecases import executions, resolutions
 from fulfill.usecases.executions import ExecutionPage, RerunRequest, Timeline
 from fulfill.usecases.resolutions import ResolveRequest
 
-router = APIRouter(tags=["executions"])
+router = APIRouter(tags=["executions"], route_class=OneHopRoute)
 AccountId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")]
 
 

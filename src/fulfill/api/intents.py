@@ -10,13 +10,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from fulfill.api.auth import require_scope
 from fulfill.api.deps import ServiceContext
 from fulfill.api.problems import PROBLEM
+from fulfill.api.routing import OneHopRoute
 from fulfill.domain.models import ActionIntentV1
 from fulfill.domain.scopes import Scope
 from fulfill.tokens import Principal
 from fulfill.usecases import intents
 from fulfill.usecases.intents import ApprovalChange, CreateIntent
 
-router = APIRouter(tags=["intents"])
+router = APIRouter(tags=["intents"], route_class=OneHopRoute)
 
 
 class CreatedIntent(ActionIntentV1):

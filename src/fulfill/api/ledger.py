@@ -17,11 +17,12 @@ from pydantic import BaseModel
 from fulfill.api.auth import require_any_scope
 from fulfill.api.deps import ServiceContext, ServiceSettings
 from fulfill.api.problems import PROBLEM
+from fulfill.api.routing import OneHopRoute
 from fulfill.domain.scopes import Scope
 from fulfill.tokens import Principal
 from fulfill.usecases import ledger
 
-router = APIRouter(tags=["ledger"])
+router = APIRouter(tags=["ledger"], route_class=OneHopRoute)
 LedgerAdmin = Annotated[Principal, Depends(require_any_scope(Scope.ADMIN, Scope.PLATFORM_ADMIN))]
 TenantQuery = Annotated[
     str | None,

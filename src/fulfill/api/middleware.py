@@ -1,4 +1,5 @@
-"""ASGI middleware: CORS, the request body limit and the last-resort error handler.
+"""ASGI middleware: CORS, the request body limit, the last-resort error handler and the server
+span (recorded only while spans are exported).
 
 The last two sit inside the CORS middleware, so their responses carry CORS headers too.
 """
@@ -9,11 +10,21 @@ import logging
 import uuid
 from collections.abc import Callable
 
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware, asgi_getter, get_host_port_url_tuple
+from opentelemetry.instrumentation.utils import (
+    _start_internal_or_server_span,
+    is_http_instrumentation_enabled,
+)
+from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from fulfill import tracing
 from fulfill.api.problems import problem_response
 from fulfill.logging_setup import describe_failure
 
@@ -154,3 +165,64 @@ class ProblemCORSMiddleware(CORSMiddleware):
         return problem_response(
             400, detail, slug="cors-preflight", code="CORS_PREFLIGHT_REFUSED", headers=headers
         )
+
+
+class ServerSpanWhenRecording:
+    """OpenTelemetry's server-span middleware (``traced``) while spans are recorded; otherwise
+    only what an unrecorded server span is for: its trace context.
+
+    Export is off by default (``fulfill.tracing``): the request's span is then not recorded, yet
+    OpenTelemetry's middleware still names it by matching the path against every route, gathers
+    its attributes, wraps ``send`` and counts the request for meters nobody reads — the largest
+    part of the HTTP layer's own CPU on a status read. Unrecorded, none of that is seen; what is
+    seen is the span's context: a W3C ``traceparent`` is honoured and the request's code runs in a
+    (new or the caller's) trace, whose id the execution it approves, the ledger and the logs carry.
+    That is what this does, with OpenTelemetry's own helper, so the span is the same one (a
+    server span, or an internal one under a span already current). Whether spans are recorded is
+    asked per request: a processor attached later (an exporter, a test's) gets every span again.
+    """
+
+    def __init__(self, traced: OpenTelemetryMiddleware) -> None:
+        # ``app`` is the OpenTelemetry middleware: FastAPI looks for it down the ``app`` chain
+        # and, finding none, would make server and operation spans of its own as well.
+        self.app = traced
+        self.untraced = traced.app
+        self.tracer = traced.tracer
+        self.excluded_urls = traced.excluded_urls
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or tracing.recording() or not is_http_instrumentation_enabled():
+            await self.app(scope, receive, send)
+            return
+        url = get_host_port_url_tuple(scope)[2]  # type: ignore[no-untyped-call]
+        if self.excluded_urls is not None and self.excluded_urls.url_disabled(url):
+            await self.untraced(scope, receive, send)
+            return
+        span, token = _start_internal_or_server_span(  # type: ignore[no-untyped-call]
+            tracer=self.tracer,
+            span_name=scope.get("method", "HTTP"),
+            start_time=None,
+            context_carrier=scope,
+            context_getter=asgi_getter,
+        )
+        try:
+            with trace.use_span(span, end_on_exit=False):
+                await self.untraced(scope, receive, send)
+        finally:
+            if token is not None:
+                otel_context.detach(token)
+            span.end()
+
+
+def record_server_spans_only_when_exporting(app: Starlette) -> None:
+    """Put :class:`ServerSpanWhenRecording` around the OpenTelemetry middleware that
+    ``FastAPIInstrumentor.instrument_app`` (called before) puts in ``app``'s middleware stack."""
+    instrumented = app.build_middleware_stack
+
+    def build_middleware_stack() -> ASGIApp:
+        stack = instrumented()
+        if isinstance(stack, ServerErrorMiddleware) and isinstance(stack.app, OpenTelemetryMiddleware):
+            stack.app = ServerSpanWhenRecording(stack.app)
+        return stack
+
+    app.build_middleware_stack = build_middleware_stack  # type: ignore[method-assign]

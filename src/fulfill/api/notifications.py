@@ -13,13 +13,14 @@ from fastapi import APIRouter, Depends
 from fulfill.api.auth import require_scope
 from fulfill.api.deps import ServiceContext
 from fulfill.api.problems import PROBLEM
+from fulfill.api.routing import OneHopRoute
 from fulfill.domain.notifications import NotificationSettings
 from fulfill.domain.scopes import Scope
 from fulfill.tokens import Principal
 from fulfill.usecases import notifications
 from fulfill.usecases.notifications import NotificationsView
 
-router = APIRouter(prefix="/admin", tags=["admin"])
+router = APIRouter(prefix="/admin", tags=["admin"], route_class=OneHopRoute)
 TenantAdmin = Annotated[Principal, Depends(require_scope(Scope.ADMIN))]
 _ERRORS: dict[int | str, dict[str, Any]] = {401: PROBLEM, 403: PROBLEM, 422: PROBLEM}
 

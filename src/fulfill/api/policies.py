@@ -10,13 +10,14 @@ from fastapi import APIRouter, Depends, Path, Response
 from fulfill.api.auth import require_any_scope
 from fulfill.api.deps import ServiceContext
 from fulfill.api.problems import PROBLEM
+from fulfill.api.routing import OneHopRoute
 from fulfill.domain.policies import Policy, PolicySpec
 from fulfill.domain.scopes import Scope
 from fulfill.tokens import Principal
 from fulfill.usecases import policies
 from fulfill.usecases.policies import PolicyListing, PolicyVersions, SimulationRequest, SimulationResult
 
-router = APIRouter(prefix="/admin/policies", tags=["policies"])
+router = APIRouter(prefix="/admin/policies", tags=["policies"], route_class=OneHopRoute)
 # Either admin scope lets a token in; the use case asks for the one each policy needs.
 PolicyAdmin = Annotated[Principal, Depends(require_any_scope(Scope.ADMIN, Scope.PLATFORM_ADMIN))]
 PolicyId = Annotated[str, Path(min_length=1, max_length=128)]
