@@ -22,6 +22,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from sqlalchemy import select
 
+from fulfill.gateway.target_auth import OAuthTokens
 from fulfill.store import executions
 from fulfill.store import targets as target_store
 from fulfill.store.tables import gateway_target_secrets
@@ -467,10 +468,20 @@ def test_bearer_credentials_work_and_never_appear_in_answers_or_logs(
 
 
 def test_oauth_client_credentials_fetch_a_token_and_reuse_it_until_shortly_before_it_expires(
-    allowed: Harness, caplog: pytest.LogCaptureFixture
+    allowed: Harness, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    protected = McpTarget("--oauth", f"svc-client:{OAUTH_SECRET}", "--token-lifetime", "3")
+    # The token cache's clock is moved forward by hand (a slow machine must not make a 60 s
+    # token look expired, nor the test wait for it): a data descriptor on the class wins over
+    # the clock each instance keeps.
+    ahead = [0.0]
+    monkeypatch.setattr(
+        OAuthTokens,
+        "_clock",
+        property(lambda _self: lambda: time.monotonic() + ahead[0], lambda _self, _value: None),
+        raising=False,
+    )
+    protected = McpTarget("--oauth", f"svc-client:{OAUTH_SECRET}", "--token-lifetime", "60")
     auth = {
         "type": "oauth_client_credentials",
         "token_url": f"{protected.base}/oauth/token",
@@ -498,12 +509,12 @@ def test_oauth_client_credentials_fetch_a_token_and_reuse_it_until_shortly_befor
             }
             assert protected.stats()["token_requests"] == 2  # the refused one, then one token
             map_action(client)
-            # The token fetched at registration (lifetime 3 s) serves the next calls...
+            # The token fetched at registration (lifetime 60 s) serves the next calls...
             assert run_ticket(allowed, client, "one")["status"] == "SUCCEEDED"
             assert run_ticket(allowed, client, "two")["status"] == "SUCCEEDED"
             assert protected.stats()["token_requests"] == 2
-            # ...until shortly before it expires: then a new one is fetched.
-            time.sleep(3)
+            # ...until shortly before it expires (a tenth of its lifetime before): then a new one.
+            ahead[0] = 54.5
             assert run_ticket(allowed, client, "three")["status"] == "SUCCEEDED"
             listing = client.get("/admin/gateway/targets").text
         stats = protected.stats()
