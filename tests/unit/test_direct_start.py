@@ -120,3 +120,90 @@ def test_a_started_workflow_has_the_queue_named_on_its_row_and_a_failure_to_name
     assert failing.held() == 1
     running.set_result(None)
     assert failing.held() == 0
+
+
+class _Queue:
+    """Whether the execution queue holds work, as DBOS's table would answer; counts the questions."""
+
+    def __init__(self) -> None:
+        self.has_work = False
+        self.asked = 0
+        self.fails = False
+
+    def __call__(self, queue_name: str) -> bool:
+        assert queue_name == QUEUE
+        self.asked += 1
+        if self.fails:
+            raise OSError("database gone")
+        return self.has_work
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _queue_first(capacity: int) -> tuple[DirectStarts, _Active, _Queue, _Clock]:
+    active, queue, clock = _Active(), _Queue(), _Clock()
+    slots = DirectStarts(
+        capacity, QUEUE, active=lambda: active, queue_has_work=queue, recheck_seconds=0.05, clock=clock
+    )
+    return slots, active, queue, clock
+
+
+def test_nothing_starts_directly_while_the_queue_holds_work_waiting() -> None:
+    slots, active, queue, clock = _queue_first(4)
+    queue.has_work = True  # e.g. an api process's enqueue
+    assert not slots.take("a")  # a free slot, but the queue's next execution gets it
+    assert active.rows == []
+    clock.now += 0.06
+    queue.has_work = False
+    assert slots.take("a")  # the queue drained: a free slot starts the next one at once
+
+
+def test_the_queue_is_asked_at_most_once_per_recheck_interval() -> None:
+    slots, _active, queue, clock = _queue_first(4)
+    assert slots.take("a")
+    assert slots.take("b")
+    assert queue.asked == 1  # the answer (empty) holds for the interval
+    queue.has_work = True
+    assert slots.take("c")  # within the interval: the cached answer
+    clock.now += 0.05
+    assert not slots.take("d")
+    assert not slots.take("e")
+    assert queue.asked == 2
+
+
+def test_a_full_process_or_an_enqueue_here_counts_as_work_on_the_queue_at_once() -> None:
+    slots, active, queue, clock = _queue_first(1)
+    assert slots.take("a")
+    assert not slots.take("b")  # full: "b" is enqueued, so the queue now holds work
+    slots.release("a")
+    assert not slots.take("c")  # a slot is free, but "b" is first in line
+    assert queue.asked == 1  # known without asking the database
+    clock.now += 0.05
+    assert slots.take("c") is True  # asked again: the queue had dequeued "b" (the fake says empty)
+    slots.release("c")
+    slots.queued()  # a compensation (or any execution) put on the queue by this process
+    assert not slots.take("d")
+    assert queue.asked == 2
+    assert active.rows == []
+
+
+def test_a_queue_that_cannot_be_read_sends_the_execution_to_the_queue() -> None:
+    slots, active, queue, clock = _queue_first(2)
+    queue.fails = True
+    assert not slots.take("a")  # unknown: the queue starts it, a poll later at most
+    assert active.rows == []
+    clock.now += 0.05
+    queue.fails = False
+    assert slots.take("a")
+
+
+def test_without_a_way_to_read_the_queue_only_the_slots_count() -> None:
+    slots, _active = _slots(1)
+    slots.queued()
+    assert slots.take("a")
