@@ -416,7 +416,8 @@ def _keep_on_queue(workflow_id: str, queue_name: str) -> None:
 
 def _queue_has_work(queue_name: str) -> bool:
     """Whether ``queue_name`` holds a workflow waiting to be dequeued (engine/direct_start.py): one
-    row of DBOS's index of in-flight workflows by queue and status."""
+    row of DBOS's partial index of in-flight workflows by queue and status, which SQLite uses only
+    when the statement spells its predicate out (literals, as DBOS's own claim does)."""
     import sqlalchemy as sa
     from dbos import _dbos as dbos_internals
 
@@ -427,7 +428,11 @@ def _queue_has_work(queue_name: str) -> bool:
     table = sys_db.tables.workflow_status
     query = (
         sa.select(table.c.workflow_uuid)
-        .where(table.c.queue_name == queue_name, table.c.status == "ENQUEUED")
+        .where(
+            table.c.queue_name == queue_name,
+            table.c.status == sa.literal_column("'ENQUEUED'"),
+            table.c.status.in_([sa.literal_column("'ENQUEUED'"), sa.literal_column("'PENDING'")]),
+        )
         .limit(1)
     )
     with sys_db.engine.connect() as conn:

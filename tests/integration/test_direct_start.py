@@ -17,6 +17,7 @@ from fulfill.engine import workflow
 from fulfill.engine.direct_start import DirectStarts
 from fulfill.engine.reconciler import reconcile_once
 from fulfill.engine.workflow import EXECUTION_QUEUE
+from fulfill.service import _queue_has_work as queue_has_work
 from fulfill.store import executions, killswitches
 from tests.support.harness import Harness, make_settings
 
@@ -114,6 +115,7 @@ def test_a_free_slot_goes_to_the_queues_next_execution_not_to_the_latest_approva
         with harness.client() as client:
             first = _approved(harness, client)  # the worker is full: it waits on the queue
             assert _workflow(harness, first).status == "ENQUEUED"
+            assert queue_has_work(EXECUTION_QUEUE)  # as any process reads it from DBOS's table
             slots.release("held-by-the-test")
             second = _approved(harness, client)  # a free slot, but the first is waiting for it
             assert slots.held() == 0
@@ -125,6 +127,7 @@ def test_a_free_slot_goes_to_the_queues_next_execution_not_to_the_latest_approva
         assert second_run.dequeued_at is not None
         assert first_run.dequeued_at <= second_run.dequeued_at
         assert harness.task_rows(first) == harness.task_rows(second) == 1
+        assert not queue_has_work(EXECUTION_QUEUE)
     finally:
         harness.stop()
 
