@@ -23,9 +23,12 @@ queue behind it. A free slot then goes to the queue's next execution in the queu
 tenant's first before anyone's second, compensations first), not to whichever approval came last;
 and the queue's dispatch, which takes this process's count once per poll, is the only thing
 filling slots while it has work, so a direct start can no longer take a slot the same poll is
-handing to a queued execution (which could put this process one above its limit). Whether the
-queue holds work is read from DBOS's table at most once per ``recheck_seconds`` (the queue's poll
-interval); an enqueue by this process counts as work at once. Flow control, kill switches and
+handing to a queued execution (which could put this process one above its limit) while the queue
+has work. What is left of that race: the moment the queue empties (a workflow its last poll
+claimed enters the count only when its thread starts) and an answer up to ``recheck_seconds`` old
+about another process's enqueue. Whether the queue holds work is read from DBOS's table at most
+once per ``recheck_seconds`` (the queue's poll interval); an enqueue by this process counts as
+work at once. Flow control, kill switches and
 cancellation are checked by the steps, so they apply to an execution however it was started.
 """
 
