@@ -228,11 +228,7 @@ class Service:
         )
         if runs_workers and self.settings.direct_start:
             self.runtime.direct_starts = DirectStarts(
-                self.settings.worker_concurrency,
-                EXECUTION_QUEUE,
-                keep_on_queue=_keep_on_queue,
-                queue_has_work=_queue_has_work,
-                recheck_seconds=self.settings.queue_poll_seconds,
+                self.settings.worker_concurrency, EXECUTION_QUEUE, keep_on_queue=_keep_on_queue
             )
         # /metrics reports what every process shares (connectors, attempts past budget, outbox,
         # kill switches), read from the database at each scrape.
@@ -412,31 +408,6 @@ def _keep_on_queue(workflow_id: str, queue_name: str) -> None:
             .where(table.c.workflow_uuid == workflow_id, table.c.queue_name.is_(None))
             .values(queue_name=queue_name)
         )
-
-
-def _queue_has_work(queue_name: str) -> bool:
-    """Whether ``queue_name`` holds a workflow waiting to be dequeued (engine/direct_start.py): one
-    row of DBOS's partial index of in-flight workflows by queue and status, which SQLite uses only
-    when the statement spells its predicate out (literals, as DBOS's own claim does)."""
-    import sqlalchemy as sa
-    from dbos import _dbos as dbos_internals
-
-    instance = dbos_internals._dbos_global_instance
-    if instance is None:
-        return False
-    sys_db = instance._sys_db
-    table = sys_db.tables.workflow_status
-    query = (
-        sa.select(table.c.workflow_uuid)
-        .where(
-            table.c.queue_name == queue_name,
-            table.c.status == sa.literal_column("'ENQUEUED'"),
-            table.c.status.in_([sa.literal_column("'ENQUEUED'"), sa.literal_column("'PENDING'")]),
-        )
-        .limit(1)
-    )
-    with sys_db.engine.connect() as conn:
-        return conn.execute(query).first() is not None
 
 
 def _recover_executor(executor_id: str) -> int:

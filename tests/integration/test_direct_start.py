@@ -17,7 +17,6 @@ from fulfill.engine import workflow
 from fulfill.engine.direct_start import DirectStarts
 from fulfill.engine.reconciler import reconcile_once
 from fulfill.engine.workflow import EXECUTION_QUEUE
-from fulfill.service import _queue_has_work as queue_has_work
 from fulfill.store import executions, killswitches
 from tests.support.harness import Harness, make_settings
 from tests.support.http_doubles import wait_for
@@ -109,35 +108,6 @@ def test_a_full_worker_leaves_the_execution_on_the_queue_which_counts_the_direct
     assert _workflow(single_slot, intent_id).dequeued_at is not None  # it went through the queue
 
 
-def test_a_free_slot_goes_to_the_queues_next_execution_not_to_the_latest_approval(
-    tmp_path: Path,
-) -> None:
-    # One slot; the queue polls every 3 s, so the first execution is still waiting on it when the
-    # second approval finds the slot free.
-    harness = _service(tmp_path, worker_concurrency=1, queue_poll_seconds=3.0)
-    try:
-        slots = _slots(harness)
-        assert slots.take("held-by-the-test")
-        with harness.client() as client:
-            first = _approved(harness, client)  # the worker is full: it waits on the queue
-            assert _workflow(harness, first).status == "ENQUEUED"
-            assert queue_has_work(EXECUTION_QUEUE)  # as any process reads it from DBOS's table
-            slots.release("held-by-the-test")
-            second = _approved(harness, client)  # a free slot, but the first is waiting for it
-            assert slots.held() == 0
-            for intent_id in (first, second):
-                assert harness.wait_terminal(client, intent_id, timeout=30)["status"] == "SUCCEEDED"
-        first_run, second_run = _workflow(harness, first), _workflow(harness, second)
-        # Both went through the queue, in its order: the first before the second.
-        assert first_run.dequeued_at is not None
-        assert second_run.dequeued_at is not None
-        assert first_run.dequeued_at <= second_run.dequeued_at
-        assert harness.task_rows(first) == harness.task_rows(second) == 1
-        assert not queue_has_work(EXECUTION_QUEUE)
-    finally:
-        harness.stop()
-
-
 def test_a_direct_start_of_a_queued_attempt_runs_nothing_more(single_slot: Harness) -> None:
     slots = _slots(single_slot)
     assert slots.take("held-by-the-test")
@@ -145,8 +115,8 @@ def test_a_direct_start_of_a_queued_attempt_runs_nothing_more(single_slot: Harne
         intent_id = _approved(single_slot, client)
         assert _workflow(single_slot, intent_id).status == "ENQUEUED"
         slots.release("held-by-the-test")
-        # The same attempt started again (another approval, a redelivered event) while it waits
-        # on the queue: it joins the queue behind itself, the workflow exists, nothing more runs.
+        # The same attempt started directly (another approval, a redelivered event) while it waits
+        # on the queue: the workflow exists, so nothing runs here and the slot is handed back.
         workflow.start_execution(request_for(_attempt(single_slot, intent_id)))
         assert slots.held() == 0
         status = single_slot.wait_terminal(client, intent_id, timeout=30)

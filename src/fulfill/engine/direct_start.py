@@ -15,28 +15,16 @@ leaves the row with no workflow, which the reconciler starts (as it did for a lo
 
 Slots: a directly started execution counts in this process's share of the execution queue from
 the moment its slot is taken, so the queue's own dispatch sees it, and the two together keep this
-process at ``FULFILL_WORKER_CONCURRENCY`` executions.
-
-The queue first: while the execution queue holds work waiting (this process's overflow, an api
-process's enqueues, a compensation), nothing is started directly; every new execution joins the
-queue behind it. A free slot then goes to the queue's next execution in the queue's own order (a
-tenant's first before anyone's second, compensations first), not to whichever approval came last;
-and the queue's dispatch, which takes this process's count once per poll, is the only thing
-filling slots while it has work, so a direct start can no longer take a slot the same poll is
-handing to a queued execution (which could put this process one above its limit) while the queue
-has work. What is left of that race: the moment the queue empties (a workflow its last poll
-claimed enters the count only when its thread starts) and an answer up to ``recheck_seconds`` old
-about another process's enqueue. Whether the queue holds work is read from DBOS's table at most
-once per ``recheck_seconds`` (the queue's poll interval); an enqueue by this process counts as
-work at once. Flow control, kill switches and
-cancellation are checked by the steps, so they apply to an execution however it was started.
+process at ``FULFILL_WORKER_CONCURRENCY`` executions. (The queue takes its count once per poll:
+a direct start during a poll can overshoot the limit by the starts made during that poll.)
+Flow control, kill switches and cancellation are checked by the steps, so they apply to an
+execution however it was started.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, Protocol
@@ -76,20 +64,10 @@ class DirectStarts:
         queue_name: str,
         active: Callable[[], _ActiveSet] = dbos_active_set,
         keep_on_queue: Callable[[str, str], None] | None = None,
-        queue_has_work: Callable[[str], bool] | None = None,
-        recheck_seconds: float = 0.05,
-        clock: Callable[[], float] = time.monotonic,
     ):
         self.capacity = capacity
         self.queue_name = queue_name
         self._active = active
-        # Whether the execution queue holds work waiting (None: never asked, direct starts only
-        # count slots), asked at most once per ``recheck_seconds``; the answer holds until then.
-        self._queue_has_work = queue_has_work
-        self._recheck_seconds = recheck_seconds
-        self._clock = clock
-        self._backlog = False
-        self._backlog_known_until = float("-inf")
         # Names the queue on a directly started workflow's row: DBOS's recovery (at a restart under
         # the same executor id, or of a lost executor) hands a workflow back to its own queue, and
         # one with none to DBOS's internal queue, which every process polls, ``--role api`` ones
@@ -99,42 +77,13 @@ class DirectStarts:
         self._held: dict[str, _Entry] = {}
 
     def take(self, workflow_id: str) -> bool:
-        """Take a slot for ``workflow_id``; False when this process is full or the queue holds work
-        waiting (enqueue it instead, behind that work)."""
+        """Take a slot for ``workflow_id``; False when this process is full (enqueue it instead)."""
         active = self._active()
         with self._lock:
-            if workflow_id in self._held:
-                return False
-            if active.count_for_queue(self.queue_name) >= self.capacity:
-                self._note_backlog()  # the caller enqueues it
-                return False
-            if self._queue_holds_work():
+            if workflow_id in self._held or active.count_for_queue(self.queue_name) >= self.capacity:
                 return False
             self._held[workflow_id] = active.add(workflow_id, self.queue_name)
             return True
-
-    def queued(self) -> None:
-        """This process put work on the queue: start nothing directly until the queue has none."""
-        with self._lock:
-            self._note_backlog()
-
-    def _note_backlog(self) -> None:
-        self._backlog = True
-        self._backlog_known_until = self._clock() + self._recheck_seconds
-
-    def _queue_holds_work(self) -> bool:
-        if self._queue_has_work is None:
-            return False
-        now = self._clock()
-        if now < self._backlog_known_until:
-            return self._backlog
-        try:
-            self._backlog = self._queue_has_work(self.queue_name)
-        except Exception as error:  # unknown: the queue is never wrong, only later
-            _log.warning("could not tell whether the execution queue holds work: %s", error)
-            self._backlog = True
-        self._backlog_known_until = now + self._recheck_seconds
-        return self._backlog
 
     def release(self, workflow_id: str) -> None:
         """Hand the slot of ``workflow_id`` back (idempotent)."""

@@ -242,12 +242,6 @@ def _enqueue(
         SetEnqueueOptions(priority=priority),
     ):
         execution_queue().enqueue(workflow, argument)
-    try:
-        slots = current().direct_starts
-    except RuntimeError:  # no runtime installed: nothing here starts executions directly
-        slots = None
-    if slots is not None:
-        slots.queued()  # what comes next waits behind it (engine/direct_start.py)
 
 
 def execution_queue() -> Queue:
