@@ -82,12 +82,17 @@ def measure_bare_direct(count: int, timeout: float = 30) -> list[float]:
     return latencies
 
 
-def measure_bare_burst(count: int, queue_name: str, timeout: float = 300) -> tuple[list[float], list[float]]:
-    """Enqueue ``count`` bare workflows at once; (latencies in ms, completion epochs)."""
+def measure_bare_burst(
+    count: int, queue_name: str, timeout: float = 300
+) -> tuple[list[float], list[float], float]:
+    """Enqueue ``count`` bare workflows at once; (latencies in ms, completion epochs, CPU-seconds
+    this process spent from the first enqueue to the last completion, every thread counted: the
+    enqueues, the queue's claims and the workflows)."""
     queue = DBOS.retrieve_queue(queue_name)
     assert queue is not None
     stamp = time.time_ns()
     ids = [f"bench-bare-burst-{stamp}-{index}" for index in range(count)]
+    cpu_before = time.process_time()
     started = time.time()
     for workflow_id in ids:
         with SetWorkflowID(workflow_id):
@@ -95,7 +100,8 @@ def measure_bare_burst(count: int, queue_name: str, timeout: float = 300) -> tup
     with bare_done:
         if not bare_done.wait_for(lambda: all(w in bare_finished for w in ids), timeout=timeout):
             raise RuntimeError("the bare burst did not finish")
-    return [bare_finished[w] * 1000 for w in ids], [bare_completed_at[w] for w in ids]
+    cpu_s = time.process_time() - cpu_before
+    return [bare_finished[w] * 1000 for w in ids], [bare_completed_at[w] for w in ids], cpu_s
 
 
 def run_floor(serial: int, burst: int, console: Console) -> dict[str, Any]:
@@ -133,7 +139,7 @@ def run_floor(serial: int, burst: int, console: Console) -> dict[str, Any]:
                 measure_bare_direct(10)
                 direct_ms = measure_bare_direct(serial)
             with console.status(f"bare DBOS floor: burst of {burst}…"):
-                burst_ms, completed = measure_bare_burst(burst, FLOOR_QUEUE)
+                burst_ms, completed, burst_cpu_s = measure_bare_burst(burst, FLOOR_QUEUE)
         finally:
             DBOS.destroy(workflow_completion_timeout_sec=5)
     return {
@@ -145,6 +151,8 @@ def run_floor(serial: int, burst: int, console: Console) -> dict[str, Any]:
         "burst": {
             "count": burst,
             "executions_per_s": round(throughput(completed), 1),
+            "cpu_s": round(burst_cpu_s, 2),
+            "cpu_ms_per_execution": round(1000 * burst_cpu_s / burst, 2),
             **summary(burst_ms),
         },
     }

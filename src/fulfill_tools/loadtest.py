@@ -610,6 +610,13 @@ def run(options: LoadOptions, console: Console) -> dict[str, Any]:
                     cpu0 = {n: cpu_seconds(p) for n, p in (group.pids() if group else {}).items()}
                     row = await harness.burst(f"load-{run_id}-burst", options.burst, options.drain)
                     row["service_cpu_s"] = _cpu_delta(group, cpu0)
+                    if row["service_cpu_s"]:
+                        # Every process's CPU for the scenario (the creations, the approvals, the
+                        # status reads and the executions), per execution: a count a busy machine
+                        # does not distort the way it does executions/s.
+                        row["cpu_ms_per_execution"] = round(
+                            1000 * sum(row["service_cpu_s"].values()) / options.burst, 1
+                        )
                     result["scenarios"].append(row)
                 if options.serial > 0:
                     row = await harness.serial(f"load-{run_id}-serial", options.serial, warmup=10)
@@ -719,8 +726,24 @@ def rows(result: dict[str, Any]) -> list[list[str]]:
     return table
 
 
+def cpu_text(result: Mapping[str, Any]) -> str | None:
+    """The burst's CPU per execution next to the bare floor's, when both were measured."""
+    burst = next((row for row in result["scenarios"] if row["scenario"] == "burst"), None)
+    floor = (result.get("floor") or {}).get("burst") or {}
+    if burst is None or "cpu_ms_per_execution" not in burst:
+        return None
+    text = (
+        f"burst CPU per execution: {burst['cpu_ms_per_execution']:.1f} ms in the service "
+        "(creations, approvals, status reads and executions)"
+    )
+    if floor.get("cpu_ms_per_execution"):
+        ratio = burst["cpu_ms_per_execution"] / floor["cpu_ms_per_execution"]
+        text += f"; bare DBOS floor {floor['cpu_ms_per_execution']:.2f} ms (x{ratio:.1f})"
+    return text
+
+
 def rich_table(result: dict[str, Any]) -> Table:
-    table = Table(*HEADERS, title="fulfill load benchmark")
+    table = Table(*HEADERS, title="fulfill load benchmark", caption=cpu_text(result))
     for row in rows(result):
         table.add_row(*row)
     return table
@@ -812,6 +835,9 @@ def markdown(result: dict[str, Any]) -> str:
     ]
     lines += ["| " + " | ".join(row) + " |" for row in rows(result)]
     lines.append("")
+    cpu = cpu_text(result)
+    if cpu:
+        lines.append(f"- {cpu}")
     for row in result["scenarios"]:
         if row["scenario"] == "open loop" and row.get("p95_by_window_ms"):
             windows = ", ".join(_ms(value) for value in row["p95_by_window_ms"])

@@ -52,6 +52,10 @@ def test_bench_load_runs_every_scenario_and_counts_every_execution(tmp_path: Pat
         assert row["http"] == {"202": row["approvals"]}  # every approval accepted
         assert (row["succeeded"], row["failed"], row["not_finished"]) == (row["approvals"], 0, 0)
     assert scenarios["one at a time"]["succeeded"] == 3
+    # The burst's CPU per execution: every service process's CPU for the scenario over its approvals.
+    burst = scenarios["burst"]
+    assert burst["cpu_ms_per_execution"] == round(1000 * sum(burst["service_cpu_s"].values()) / 6, 1)
+    assert "burst CPU per execution" in outcome.output
     # The open-loop run by window of its schedule: every approval in one, each latency measured.
     open_loop = scenarios["open loop"]
     assert [(w["from_s"], w["to_s"]) for w in open_loop["windows"]] == [(0.0, 0.5), (0.5, 1.0)]

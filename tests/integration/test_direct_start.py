@@ -19,6 +19,7 @@ from fulfill.engine.reconciler import reconcile_once
 from fulfill.engine.workflow import EXECUTION_QUEUE
 from fulfill.store import executions, killswitches
 from tests.support.harness import Harness, make_settings
+from tests.support.http_doubles import wait_for
 
 # The queue looks for work this seldom in these tests: an execution that finishes well before
 # it did not wait for it (and one that went through the queue says so in its DBOS status).
@@ -62,6 +63,12 @@ def _workflow(harness: Harness, intent_id: str) -> Any:
     return None if attempt is None else DBOS.get_workflow_status(attempt.workflow_id)
 
 
+def _ended(harness: Harness, intent_id: str) -> Any:
+    """The attempt's DBOS workflow once DBOS has recorded its end (None before)."""
+    row = _workflow(harness, intent_id)
+    return row if row is not None and row.status == "SUCCESS" else None
+
+
 def _approved(harness: Harness, client: Any) -> str:
     intent_id: str = harness.create_intent(client)["action_intent_id"]
     harness.approve(client, intent_id)
@@ -73,12 +80,11 @@ def test_an_approved_intent_runs_without_waiting_for_the_queue(service: Harness)
         intent_id = _approved(service, client)
         status = service.wait_terminal(client, intent_id)
     assert status["status"] == "SUCCEEDED"
-    started = _workflow(service, intent_id)
-    assert started is not None
+    # DBOS records the workflow's end just after its last step has recorded the outcome.
+    started = wait_for(lambda: _ended(service, intent_id))
     assert started.dequeued_at is None  # started by the approval, not dequeued
     # Its row names the execution queue all the same, so that a recovery hands it back to workers.
     assert started.queue_name == EXECUTION_QUEUE
-    assert started.status == "SUCCESS"
     assert service.task_rows(intent_id) == 1
     assert _slots(service).held() == 0  # its slot was handed back when it ended
 

@@ -145,3 +145,43 @@ def test_the_report_shows_the_direct_start_floor_next_to_the_queue_floor() -> No
     # A result written before the direct-start floor existed still reads.
     del floor["serial_direct"]
     assert len(rows({"scenarios": [], "floor": floor})) == 2
+
+
+def test_the_report_sets_the_bursts_cpu_per_execution_next_to_the_floors() -> None:
+    from fulfill_tools.loadtest import cpu_text, markdown
+
+    stats = {"p50_ms": 1.0, "p95_ms": 2.0, "p99_ms": 3.0, "max_ms": 4.0}
+    burst = {
+        "scenario": "burst",
+        "approvals": 400,
+        "succeeded": 400,
+        "executions_per_s": 50.0,
+        "cpu_ms_per_execution": 25.0,
+        **stats,
+    }
+    floor = {
+        "steps": 3,
+        "serial": {"count": 20, **stats},
+        "burst": {"count": 400, "executions_per_s": 200.0, "cpu_ms_per_execution": 5.0, **stats},
+    }
+    result = {
+        "scenarios": [burst],
+        "floor": floor,
+        "date": "2026-12-05T06:00:00+00:00",
+        "command": "python -m bench.load --burst 400",
+        "fulfill_version": "0",
+        "machine": {"nproc": 2, "cpu": "x", "system": "Linux", "python": "3.11"},
+        "service": {"started_by_bench": True, "database": "sqlite", "topology": "all"},
+    }
+    assert cpu_text(result) == (
+        "burst CPU per execution: 25.0 ms in the service (creations, approvals, status reads and "
+        "executions); bare DBOS floor 5.00 ms (x5.0)"
+    )
+    assert cpu_text(result) in markdown(result)
+    # Without the floor: the service's figure alone; a service not started by the benchmark has none.
+    assert cpu_text({"scenarios": [burst]}) == (
+        "burst CPU per execution: 25.0 ms in the service (creations, approvals, status reads and executions)"
+    )
+    del burst["cpu_ms_per_execution"]
+    assert cpu_text(result) is None
+    assert "CPU per execution" not in markdown(result)
