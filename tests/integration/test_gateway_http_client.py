@@ -263,3 +263,56 @@ def test_calls_before_the_tool_list_arrives_wait_for_one_list_and_survive_its_fa
     assert outcomes[0].error is not None
     assert outcomes[0].error.error_code == "GATEWAY_HTTP_401"
     assert [outcome.error for outcome in outcomes[1:]] == [None] * 3
+
+
+def _empty_object_type(answer: dict[str, Any]) -> dict[str, Any]:
+    """The gateway's success, its structured content no longer fitting the tool's output schema
+    (an object type must not be empty)."""
+    answer["result"]["structuredContent"]["external_object_refs"][0]["object_type"] = ""
+    return answer
+
+
+@pytest.mark.parametrize(
+    ("confirm", "expected"),
+    [(False, (ErrorClass.UNKNOWN, "GATEWAY_ERROR")), (True, (ErrorClass.UNKNOWN, "UNKNOWN_OUTCOME"))],
+)
+def test_an_answer_that_does_not_fit_the_output_schema_is_refused(
+    proxy: FaultyProxy, tokens: SomeTokensRefused, confirm: bool, expected: tuple[ErrorClass, str]
+) -> None:
+    """The answer is checked against the tool's listed output schema, as the MCP client always
+    checked it; when it does not fit the list fetched before, the list is fetched again (a schema
+    changed since decides) and the answer is refused against that one too."""
+    bad = _args(_intent())
+    proxy.add_faults(Fault("rewrite_after", rewrite=_empty_object_type, match=bad["action_intent_id"]))
+    gateway = _gateway(proxy, tokens, confirm=confirm)
+    try:
+        first = _call(gateway, _args(_intent()))
+        refused = _call(gateway, bad)
+    finally:
+        gateway.close()
+    assert first.error is None
+    assert refused.error is not None
+    assert (refused.error.error_class, refused.error.error_code) == expected
+    methods = [method for method, _ in proxy.state.requests]
+    assert methods == ["tools/list", "tools/call", "tools/call", "tools/list"]
+
+
+def test_a_tool_missing_from_the_last_list_has_the_list_fetched_again(
+    proxy: FaultyProxy, tokens: SomeTokensRefused
+) -> None:
+    """A call naming a tool the list fetched before did not hold (a target added since) fetches
+    it again before its call; the gateway answers an unknown tool as always."""
+    gateway = _gateway(proxy, tokens)
+    arguments = _args(_intent())
+    try:
+        first = _call(gateway, _args(_intent()))
+        unknown = gateway.call_tool(
+            tenant_id="t1", tool_name="later.tool", arguments=arguments, timeout_seconds=20
+        )
+    finally:
+        gateway.close()
+    assert first.error is None
+    assert unknown.error is not None
+    assert unknown.error.error_code == "TOOL_NOT_FOUND"
+    methods = [method for method, _ in proxy.state.requests]
+    assert methods == ["tools/list", "tools/call", "tools/list", "tools/call"]

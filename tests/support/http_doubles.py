@@ -25,13 +25,17 @@ import httpx
 class Fault:
     """What the proxy does to the next matching ``tools/call``."""
 
-    kind: str  # "status_before" | "status_after" | "drop_after" | "body_after" | "hold" | "hold_before" | "delay"
+    # "status_before" | "status_after" | "drop_after" | "body_after" | "rewrite_after" | "hold"
+    # | "hold_before" | "delay"
+    kind: str
     status: int = 503
     seconds: float = 0.0
     # Only a tools/call whose body holds this (e.g. its intent id); None: the next one.
     match: str | None = None
     # What "body_after" answers (with ``status``) instead of the gateway's answer.
     content: bytes = b""
+    # What "rewrite_after" answers: the gateway's JSON answer passed through this.
+    rewrite: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     # Runs when the fault fires, before anything is answered (e.g. to flip a kill switch between
     # a failed try and its retry).
     then: Callable[[], None] | None = None
@@ -152,6 +156,10 @@ class FaultyProxy:
             self.state.forwarded.set()
         if fault is not None and fault.kind == "status_after":
             self._reply(handler, fault.status, b'{"error":"injected after forwarding"}', "application/json")
+            return
+        if fault is not None and fault.kind == "rewrite_after" and fault.rewrite is not None:
+            content = json.dumps(fault.rewrite(upstream.json())).encode()
+            self._reply(handler, upstream.status_code, content, "application/json")
             return
         if fault is not None and fault.kind == "body_after":
             self._reply(handler, fault.status, fault.content, "application/json")

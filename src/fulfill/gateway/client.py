@@ -386,11 +386,11 @@ class McpToolGateway:
     async def _refresh_tools(
         self, token: str, timeout_seconds: float, statuses: list[int], *, shared: bool
     ) -> None:
-        """Fetch the tool list again. With ``shared``, a listing already in flight is waited for
+        """Fetch the tool list again. With ``shared``, a listing still in flight is waited for
         instead; when that one fails (another call's token or connection), this call fetches its
         own, with its own token: another call's failure is never this call's."""
         pending = self._listing
-        if shared and pending is not None:
+        if shared and pending is not None and not pending.done():
             try:
                 await asyncio.shield(pending)
                 return
