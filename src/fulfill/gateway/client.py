@@ -39,7 +39,6 @@ from typing import TYPE_CHECKING, Any, cast
 import anyio
 import httpx2
 from mcp import Client, MCPError
-from mcp.client.streamable_http import streamable_http_client
 from mcp.server.auth.middleware.auth_context import auth_context_var
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.mcpserver import MCPServer
@@ -86,9 +85,6 @@ log = logging.getLogger(__name__)
 
 # Below the idle timeout of the gateway's HTTP server (uvicorn's default, 5 s).
 KEEPALIVE_EXPIRY_SECONDS = 2.0
-
-# In a session's requests (initialize, tools/list, tools/call) only the call's body holds this.
-_TOOLS_CALL = b'"tools/call"'
 
 if TYPE_CHECKING:
     from jsonschema.protocols import Validator
@@ -225,23 +221,10 @@ class McpToolGateway:
         statuses: list[int],
         on_send: Callable[[], None] | None = None,
     ) -> AsyncIterator[Client]:
-        async def remember_status(response: httpx2.Response) -> None:
-            statuses.append(response.status_code)
-
-        async def notice_send(request: httpx2.Request) -> None:
-            if on_send is not None and _TOOLS_CALL in request.content:
-                on_send()
-
-        http = httpx2.AsyncClient(
-            transport=self._transport,
-            headers=tracing.inject_headers({"Authorization": f"Bearer {token}"}),
-            timeout=httpx2.Timeout(timeout_seconds),
-            event_hooks={"request": [notice_send], "response": [remember_status]},
-        )
-        async with Client(
-            streamable_http_client(self._url, http_client=http, terminate_on_close=False)
-        ) as mcp:
-            yield mcp
+        """The MCP session a subclass with a transport of its own (in memory) makes a call in.
+        Over HTTP there is none: a call is one request (:meth:`_call_over_http`)."""
+        raise NotImplementedError("over HTTP a call is one request, without a session")
+        yield  # pragma: no cover  (an async generator, as the subclasses' sessions are)
 
     async def _call(
         self,
