@@ -304,7 +304,10 @@ class McpToolGateway:
             except MCPError as exc:
                 if exc.code != HEADER_MISMATCH or attempt > 0:
                     raise
+                refused = len(statuses) - 1
                 await self._refresh_tools(token, timeout_seconds, statuses, shared=False)
+                # The refusal (400) is answered by the resend: the resend's own status decides.
+                del statuses[refused:]
                 tool = self._tools.get(tool_name)
                 continue
             result = parse_server_result("tools/call", PROTOCOL_VERSION, raw)
