@@ -154,7 +154,7 @@ class McpToolGateway:
     ) -> ToolCallOutcome:
         """One ``tools/call``. ``arguments`` carry the trusted bindings (``with_trusted_arguments``);
         the call's service token is bound to them. ``on_send`` runs as the ``tools/call`` request
-        leaves, after the session's own requests."""
+        leaves (after the tool list, when this call is the one that fetches it)."""
         if arguments.get("tenant_id") != tenant_id:
             return _transport_failure(
                 ErrorClass.AUTH, "TOKEN_BINDING_MISMATCH", "the tool call's tenant_id is not its tenant"
