@@ -16,6 +16,11 @@ service's concurrency and poll interval, in a process of its own, measured the s
 
     python -m bench.pg_cpu --executions 500 --workers 1
     python -m bench.pg_cpu --executions 500 --workers 2 --json result.json
+    python -m bench.pg_cpu --executions 300 --workers 1 --gateway http
+
+``--gateway http``: the workers call the api process's gateway over HTTP (``FULFILL_GATEWAY_URL``
+to its ``/mcp``) instead of their own gateway in memory, so the api's figure carries the gateway's
+side of every call and the worker's the engine's MCP client.
 """
 
 from __future__ import annotations
@@ -278,7 +283,9 @@ def _create(client: Any, count: int, account: str) -> list[str]:
         return list(pool.map(one, range(count)))
 
 
-def run_service(server: PostgresServer, executions: int, workers: int, work: Path) -> dict[str, Any]:
+def run_service(
+    server: PostgresServer, executions: int, workers: int, work: Path, gateway: str = "memory"
+) -> dict[str, Any]:
     from fulfill.client import FulfillClient
     from fulfill.config import Settings
     from fulfill.domain.scopes import INTENT_CLIENT_SCOPES
@@ -288,7 +295,11 @@ def run_service(server: PostgresServer, executions: int, workers: int, work: Pat
     with _connect(server) as conn:
         conn.execute(f'CREATE DATABASE "{SERVICE_DATABASE}"')
     group = ServiceGroup(
-        database_url=server.url(SERVICE_DATABASE), workers=workers, secret=SECRET, directory=work
+        database_url=server.url(SERVICE_DATABASE),
+        workers=workers,
+        secret=SECRET,
+        directory=work,
+        workers_call_api_gateway=gateway == "http",
     ).start()
     settings = Settings(jwt_secret=SECRET)
     token = mint_token(settings, tenant_id="bench", scopes=list(INTENT_CLIENT_SCOPES), subject="bench-agent")
@@ -453,17 +464,18 @@ def run_floor(server: PostgresServer, executions: int) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 
-def run(executions: int, workers: int, floor: bool) -> dict[str, Any]:
+def run(executions: int, workers: int, floor: bool, gateway: str = "memory") -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="fulfill-pg-cpu-logs-"))
     with postgres_server() as server:
         result: dict[str, Any] = {
             "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M"),
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
             "processes": f"api + {workers} workers",
+            "gateway": gateway,
         }
         if floor:
             result["floor"] = run_floor(server, executions)
-        result["fulfill"] = run_service(server, executions, workers, work)
+        result["fulfill"] = run_service(server, executions, workers, work, gateway)
         if floor:
             result["ratio_cpu_to_floor"] = round(
                 result["fulfill"]["cpu_ms_per_execution"]["total"]
@@ -481,6 +493,12 @@ def main() -> None:
     parser.add_argument("--executions", type=int, default=500)
     parser.add_argument("--workers", type=int, default=1, help="worker processes beside the api process")
     parser.add_argument("--no-floor", action="store_true", help="skip the bare-DBOS floor")
+    parser.add_argument(
+        "--gateway",
+        choices=("memory", "http"),
+        default="memory",
+        help="how the workers reach the gateway: their own, in memory, or the api's over HTTP",
+    )
     parser.add_argument("--json", type=Path)
     parser.add_argument(
         "--top", type=int, default=TOP_STATEMENTS, help="statements listed, the most frequent first"
@@ -493,7 +511,7 @@ def main() -> None:
     if args.workers < 1:
         parser.error("--workers must be at least 1")
     globals()["TOP_STATEMENTS"] = args.top
-    result = run(args.executions, args.workers, not args.no_floor)
+    result = run(args.executions, args.workers, not args.no_floor, args.gateway)
     print(json.dumps(result, indent=2))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

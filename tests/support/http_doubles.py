@@ -25,9 +25,17 @@ import httpx
 class Fault:
     """What the proxy does to the next matching ``tools/call``."""
 
-    kind: str  # "status_before" | "status_after" | "drop_after" | "hold" | "hold_before" | "delay"
+    # "status_before" | "status_after" | "drop_after" | "body_after" | "rewrite_after" | "hold"
+    # | "hold_before" | "delay"
+    kind: str
     status: int = 503
     seconds: float = 0.0
+    # Only a tools/call whose body holds this (e.g. its intent id); None: the next one.
+    match: str | None = None
+    # What "body_after" answers (with ``status``) instead of the gateway's answer.
+    content: bytes = b""
+    # What "rewrite_after" answers: the gateway's JSON answer passed through this.
+    rewrite: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     # Runs when the fault fires, before anything is answered (e.g. to flip a kill switch between
     # a failed try and its retry).
     then: Callable[[], None] | None = None
@@ -36,6 +44,8 @@ class Fault:
 @dataclass
 class ProxyState:
     faults: list[Fault] = field(default_factory=list)
+    # The JSON-RPC method of every request, in arrival order, and the bearer token it carried.
+    requests: list[tuple[str | None, str]] = field(default_factory=list)
     tool_calls_seen: int = 0
     tool_calls_forwarded: int = 0
     # Every tools/call is held this long before it is forwarded (a slow target).
@@ -100,15 +110,20 @@ class FaultyProxy:
         fault: Fault | None = None
         try:
             method = json.loads(body).get("method")
-        except ValueError:
+        except (ValueError, AttributeError):
             method = None
+        authorization = handler.headers.get("Authorization", "")
+        with self.state.lock:
+            self.state.requests.append((method, authorization.removeprefix("Bearer ")))
         if method != "tools/call":
             self._forward(handler, body, method, None)
             return
         arrived = time.time()
         with self.state.lock:
             self.state.tool_calls_seen += 1
-            fault = self.state.faults.pop(0) if self.state.faults else None
+            fault = next((f for f in self.state.faults if f.match is None or f.match.encode() in body), None)
+            if fault is not None:
+                self.state.faults.remove(fault)
             self.state.in_flight += 1
             self.state.max_in_flight = max(self.state.max_in_flight, self.state.in_flight)
         try:
@@ -141,6 +156,13 @@ class FaultyProxy:
             self.state.forwarded.set()
         if fault is not None and fault.kind == "status_after":
             self._reply(handler, fault.status, b'{"error":"injected after forwarding"}', "application/json")
+            return
+        if fault is not None and fault.kind == "rewrite_after" and fault.rewrite is not None:
+            content = json.dumps(fault.rewrite(upstream.json())).encode()
+            self._reply(handler, upstream.status_code, content, "application/json")
+            return
+        if fault is not None and fault.kind == "body_after":
+            self._reply(handler, fault.status, fault.content, "application/json")
             return
         if fault is not None and fault.kind == "drop_after":
             handler.close_connection = True  # the upstream answered; its answer never comes back

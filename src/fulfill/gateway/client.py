@@ -1,7 +1,13 @@
 """InvokeTool's MCP client: ``tools/call`` to the gateway, over Streamable HTTP or in memory.
 
 Over HTTP (:class:`McpToolGateway`, when ``FULFILL_GATEWAY_URL`` names a gateway) one background
-event loop owns one HTTP connection pool, shared by every call from every worker thread. In memory
+event loop owns one HTTP client and its connection pool, shared by every call from every worker
+thread, and a call is one HTTP request: the gateway's stateless Streamable HTTP endpoint takes a
+``tools/call`` that carries the protocol version in its own ``_meta`` (no handshake, no session),
+with the call's own service token in that request's ``Authorization`` header and its own HTTP
+status read from that request's answer. The tool list (for the output schemas the answer is
+checked against) is fetched once, with the token of the call that first names a tool, not per
+call. In memory
 (:class:`InProcessToolGateway`, the default: the engine calls its own process's gateway) the same
 MCP client talks to the same ``MCPServer`` without a socket: the token is verified by the same
 verifier and scope rule the HTTP endpoint applies, and the request then runs through the same
@@ -21,23 +27,51 @@ call was sent to the gateway (a timeout, a lost connection, HTTP 500/502/504) is
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, cast
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 import httpx2
 from mcp import Client, MCPError
-from mcp.client.streamable_http import streamable_http_client
 from mcp.server.auth.middleware.auth_context import auth_context_var
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.mcpserver import MCPServer
-from mcp.types import RequestParamsMeta
+from mcp.shared.inbound import (
+    MCP_METHOD_HEADER,
+    MCP_NAME_HEADER,
+    MCP_PROTOCOL_VERSION_HEADER,
+    encode_header_value,
+    find_invalid_x_mcp_header,
+    mcp_param_headers,
+    x_mcp_header_map,
+)
+from mcp.types import (
+    CLIENT_CAPABILITIES_META_KEY,
+    CLIENT_INFO_META_KEY,
+    HEADER_MISMATCH,
+    INTERNAL_ERROR,
+    INVALID_REQUEST,
+    PARSE_ERROR,
+    PROTOCOL_VERSION_META_KEY,
+    CallToolResult,
+    JSONRPCError,
+    JSONRPCResponse,
+    ListToolsResult,
+    RequestParamsMeta,
+    jsonrpc_message_adapter,
+)
+from mcp.types.methods import parse_server_result
+from mcp.types.version import LATEST_MODERN_VERSION
 from opentelemetry.context import Context as OtelContext
+from pydantic import ValidationError
 
-from fulfill import tracing
+from fulfill import __version__, tracing
 from fulfill.domain.errors import ErrorClass, ExecutionError, classify
 from fulfill.domain.ports import ToolCallOutcome
 from fulfill.domain.scopes import Scope
@@ -52,8 +86,23 @@ log = logging.getLogger(__name__)
 # Below the idle timeout of the gateway's HTTP server (uvicorn's default, 5 s).
 KEEPALIVE_EXPIRY_SECONDS = 2.0
 
-# In a session's requests (initialize, tools/list, tools/call) only the call's body holds this.
-_TOOLS_CALL = b'"tools/call"'
+if TYPE_CHECKING:
+    from jsonschema.protocols import Validator
+
+# Over HTTP every request carries its protocol version (the gateway's endpoint is stateless).
+PROTOCOL_VERSION = LATEST_MODERN_VERSION
+_CLIENT_INFO = {"name": "fulfill-engine", "version": __version__}
+# A tools/list answer that pages past this is not followed further (a listing that never ends).
+_MAX_LIST_PAGES = 32
+
+
+@dataclass(frozen=True)
+class _ListedTool:
+    """What the gateway's tool list says of one tool: the schema its answers are checked against
+    (None: none declared), and which arguments it wants mirrored in ``Mcp-Param-*`` headers."""
+
+    output_schema: dict[str, Any] | None
+    header_map: dict[tuple[str, ...], str]
 
 
 class McpToolGateway:
@@ -86,6 +135,14 @@ class McpToolGateway:
                 keepalive_expiry=KEEPALIVE_EXPIRY_SECONDS,
             )
         )
+        # One client for every call (no default headers: each request carries its own token).
+        self._http = httpx2.AsyncClient(transport=self._transport)
+        self._request_ids = itertools.count(1)
+        # The gateway's tool list as last fetched, the output-schema validators compiled from it,
+        # and the listing in flight that calls naming a tool not listed yet wait for.
+        self._tools: dict[str, _ListedTool] = {}
+        self._validators: dict[str, Validator] = {}
+        self._listing: asyncio.Task[None] | None = None
 
     def call_tool(
         self,
@@ -98,7 +155,7 @@ class McpToolGateway:
     ) -> ToolCallOutcome:
         """One ``tools/call``. ``arguments`` carry the trusted bindings (``with_trusted_arguments``);
         the call's service token is bound to them. ``on_send`` runs as the ``tools/call`` request
-        leaves, after the session's own requests."""
+        leaves (after the tool list, when this call is the one that fetches it)."""
         if arguments.get("tenant_id") != tenant_id:
             return _transport_failure(
                 ErrorClass.AUTH, "TOKEN_BINDING_MISMATCH", "the tool call's tenant_id is not its tenant"
@@ -164,7 +221,7 @@ class McpToolGateway:
         await self._stopped
 
     def close(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._transport.aclose(), self._loop).result(timeout=5)
+        asyncio.run_coroutine_threadsafe(self._http.aclose(), self._loop).result(timeout=5)
         self._loop.call_soon_threadsafe(self._stop_loop)
         self._thread.join(timeout=5)
 
@@ -180,25 +237,255 @@ class McpToolGateway:
         statuses: list[int],
         on_send: Callable[[], None] | None = None,
     ) -> AsyncIterator[Client]:
-        async def remember_status(response: httpx2.Response) -> None:
-            statuses.append(response.status_code)
-
-        async def notice_send(request: httpx2.Request) -> None:
-            if on_send is not None and _TOOLS_CALL in request.content:
-                on_send()
-
-        http = httpx2.AsyncClient(
-            transport=self._transport,
-            headers=tracing.inject_headers({"Authorization": f"Bearer {token}"}),
-            timeout=httpx2.Timeout(timeout_seconds),
-            event_hooks={"request": [notice_send], "response": [remember_status]},
-        )
-        async with Client(
-            streamable_http_client(self._url, http_client=http, terminate_on_close=False)
-        ) as mcp:
-            yield mcp
+        """The MCP session a subclass with a transport of its own (in memory) makes a call in.
+        Over HTTP there is none: a call is one request (:meth:`_call_over_http`)."""
+        raise NotImplementedError("over HTTP a call is one request, without a session")
+        yield  # pragma: no cover  (an async generator, as the subclasses' sessions are)
 
     async def _call(
+        self,
+        token: str,
+        tool_name: str,
+        arguments: dict[str, Any],
+        timeout_seconds: float,
+        on_send: Callable[[], None] | None,
+    ) -> ToolCallOutcome:
+        if type(self)._session is McpToolGateway._session:
+            return await self._call_over_http(token, tool_name, arguments, timeout_seconds, on_send)
+        # A subclass that brings its own transport (in memory) is called through its session.
+        return await self._call_in_session(token, tool_name, arguments, timeout_seconds, on_send)
+
+    async def _call_over_http(
+        self,
+        token: str,
+        tool_name: str,
+        arguments: dict[str, Any],
+        timeout_seconds: float,
+        on_send: Callable[[], None] | None,
+    ) -> ToolCallOutcome:
+        """The call as one ``tools/call`` POST on the shared client, its token in that request's
+        header. Everything it learns (its statuses, its answer) is its own: another call's failure
+        (a refused token, a lost connection, a malformed answer) is never this one's."""
+        statuses: list[int] = []
+        calling = False
+        try:
+            with anyio.fail_after(timeout_seconds):
+                tool, listed_now = await self._listed_tool(tool_name, token, timeout_seconds, statuses)
+                calling = True
+                result = await self._post_tools_call(
+                    token, tool_name, arguments, timeout_seconds, statuses, on_send, tool
+                )
+                if not result.is_error:
+                    await self._check_output(tool_name, result, listed_now, token, timeout_seconds, statuses)
+        except TimeoutError:
+            if calling and self._confirm(tool_name):
+                return _unknown_outcome(tool_name, arguments, "its answer did not arrive in time")
+            return _transport_failure(
+                ErrorClass.TIMEOUT,
+                "TOOL_CALL_TIMEOUT",
+                f"the tool call did not answer within {timeout_seconds:g}s",
+            )
+        except Exception as exc:
+            if calling and self._confirm(tool_name) and _maybe_sent(exc, statuses):
+                return _unknown_outcome(tool_name, arguments, "its answer was lost")
+            return _failure_from_exception(exc, statuses)
+        return outcome_from_call_result(result)
+
+    async def _post_tools_call(
+        self,
+        token: str,
+        tool_name: str,
+        arguments: dict[str, Any],
+        timeout_seconds: float,
+        statuses: list[int],
+        on_send: Callable[[], None] | None,
+        tool: _ListedTool | None,
+    ) -> CallToolResult:
+        """``tools/call``; sent again once, after the tool list is fetched again, when the gateway
+        refuses it before dispatch because its ``Mcp-Param-*`` headers are not what the tool's
+        input schema now asks for (``HEADER_MISMATCH``: the tool never ran)."""
+        meta = {
+            IDEMPOTENCY_META_KEY: arguments.get("idempotency_key"),
+            TIMEOUT_META_KEY: int(timeout_seconds * 1000),
+        }
+        for attempt in range(2):
+            headers = {MCP_NAME_HEADER: encode_header_value(tool_name)}
+            if tool is not None and tool.header_map:
+                headers.update(mcp_param_headers(tool.header_map, arguments))
+            params = {"_meta": dict(meta), "name": tool_name, "arguments": arguments}
+            try:
+                raw = await self._post(
+                    "tools/call", params, token, timeout_seconds, statuses, headers, on_send
+                )
+            except MCPError as exc:
+                if exc.code != HEADER_MISMATCH or attempt > 0:
+                    raise
+                refused = len(statuses) - 1
+                await self._refresh_tools(token, timeout_seconds, statuses, shared=False)
+                # The refusal (400) is answered by the resend: the resend's own status decides.
+                del statuses[refused:]
+                tool = self._tools.get(tool_name)
+                continue
+            result = parse_server_result("tools/call", PROTOCOL_VERSION, raw)
+            if not isinstance(result, CallToolResult):
+                raise MCPError(
+                    INVALID_REQUEST, f"the gateway answered tools/call with {type(result).__name__}"
+                )
+            return result
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _post(
+        self,
+        method: str,
+        params: dict[str, Any],
+        token: str,
+        timeout_seconds: float,
+        statuses: list[int],
+        headers: Mapping[str, str] | None = None,
+        on_send: Callable[[], None] | None = None,
+    ) -> dict[str, Any]:
+        """One JSON-RPC request, one HTTP POST: its result, or an error raised as the MCP SDK's
+        Streamable HTTP transport raises it (``MCPError``; the HTTP status is in ``statuses``)."""
+        request_id = next(self._request_ids)
+        meta = params.setdefault("_meta", {})
+        meta[PROTOCOL_VERSION_META_KEY] = PROTOCOL_VERSION
+        meta[CLIENT_INFO_META_KEY] = _CLIENT_INFO
+        meta[CLIENT_CAPABILITIES_META_KEY] = {}
+        tracing.inject_headers(meta)  # the MCP server's span is a child of this call's
+        body = json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
+        request_headers = tracing.inject_headers(
+            {
+                "Authorization": f"Bearer {token}",
+                "Accept": "application/json, text/event-stream",
+                "Content-Type": "application/json",
+                MCP_PROTOCOL_VERSION_HEADER: PROTOCOL_VERSION,
+                MCP_METHOD_HEADER: method,
+                **(headers or {}),
+            }
+        )
+        if on_send is not None:
+            on_send()
+        response = await self._http.post(
+            self._url,
+            content=body.encode(),
+            headers=request_headers,
+            timeout=httpx2.Timeout(timeout_seconds),
+        )
+        statuses.append(response.status_code)
+        return _jsonrpc_result(response, request_id)
+
+    async def _listed_tool(
+        self, name: str, token: str, timeout_seconds: float, statuses: list[int]
+    ) -> tuple[_ListedTool | None, bool]:
+        """The tool as the gateway lists it (None: not listed), and whether this call fetched the
+        list for it (a tool first named by this call)."""
+        tool = self._tools.get(name)
+        if tool is not None:
+            return tool, False
+        await self._refresh_tools(token, timeout_seconds, statuses, shared=True)
+        return self._tools.get(name), True
+
+    async def _refresh_tools(
+        self, token: str, timeout_seconds: float, statuses: list[int], *, shared: bool
+    ) -> None:
+        """Fetch the tool list again. With ``shared``, a listing still in flight is waited for
+        instead; when that one fails (another call's token or connection), this call fetches its
+        own, with its own token: another call's failure is never this call's."""
+        pending = self._listing
+        if shared and pending is not None and not pending.done():
+            try:
+                await asyncio.shield(pending)
+                return
+            except asyncio.CancelledError:
+                if not pending.cancelled():
+                    raise  # this call was cancelled, not the listing
+            except Exception:  # noqa: S110 - this call lists on its own below
+                pass
+        own = asyncio.ensure_future(self._list_tools(token, timeout_seconds, statuses))
+        own.add_done_callback(_retrieved)
+        if self._listing is None or self._listing.done():
+            self._listing = own
+        await asyncio.shield(own)
+
+    async def _list_tools(self, token: str, timeout_seconds: float, statuses: list[int]) -> None:
+        listed: dict[str, _ListedTool] = {}
+        cursor: str | None = None
+        for _ in range(_MAX_LIST_PAGES):
+            params: dict[str, Any] = {} if cursor is None else {"cursor": cursor}
+            raw = await self._post("tools/list", params, token, timeout_seconds, statuses)
+            if isinstance(raw.get("ttlMs"), int | float) and raw["ttlMs"] < 0:
+                raw["ttlMs"] = 0
+            page = parse_server_result("tools/list", PROTOCOL_VERSION, raw)
+            assert isinstance(page, ListToolsResult)
+            for tool in page.tools:
+                if (reason := find_invalid_x_mcp_header(tool.input_schema)) is not None:
+                    log.warning("tool %r left out: invalid x-mcp-header (%s)", tool.name[:128], reason)
+                    continue
+                listed[tool.name] = _ListedTool(tool.output_schema, x_mcp_header_map(tool.input_schema))
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        for name in list(self._validators):
+            before, now = self._tools.get(name), listed.get(name)
+            if before is None or now is None or now.output_schema != before.output_schema:
+                del self._validators[name]
+        self._tools = listed
+
+    async def _check_output(
+        self,
+        name: str,
+        result: CallToolResult,
+        listed_now: bool,
+        token: str,
+        timeout_seconds: float,
+        statuses: list[int],
+    ) -> None:
+        """The answer against the tool's output schema, as the MCP SDK's client checks it (a
+        ``RuntimeError`` when it does not fit). The list is fetched once per tool, not per call:
+        an answer that does not fit the schema listed before this call is checked again against
+        a list fetched now, so a schema the gateway changed since is the one that decides."""
+        try:
+            self._validate_output(name, result)
+        except RuntimeError:
+            if listed_now:
+                raise
+            await self._refresh_tools(token, timeout_seconds, statuses, shared=False)
+            self._validate_output(name, result)
+
+    def _validate_output(self, name: str, result: CallToolResult) -> None:
+        tool = self._tools.get(name)
+        if tool is None:
+            log.warning(
+                "tool %s is not listed by the gateway: its answer's schema is not checked", name[:128]
+            )
+            return
+        if tool.output_schema is None:
+            return
+        from jsonschema import SchemaError
+        from jsonschema import exceptions as jsonschema_exceptions
+        from jsonschema.validators import validator_for
+        from referencing import Registry
+        from referencing.exceptions import Unresolvable
+
+        if result.structured_content is None and "structured_content" not in result.model_fields_set:
+            raise RuntimeError(f"Tool {name} has an output schema but did not return structured content")
+        validator = self._validators.get(name)
+        if validator is None:
+            validator_cls = validator_for(tool.output_schema)
+            try:
+                validator_cls.check_schema(tool.output_schema)
+            except SchemaError as exc:
+                raise RuntimeError(f"Invalid schema for tool {name}: {exc}") from exc
+            validator = validator_cls(tool.output_schema, registry=Registry())
+            self._validators[name] = validator
+        try:
+            error = jsonschema_exceptions.best_match(validator.iter_errors(result.structured_content))
+        except Unresolvable as exc:
+            raise RuntimeError(f"Invalid schema for tool {name}: {exc}") from exc
+        if error is not None:
+            raise RuntimeError(f"Invalid structured content returned by tool {name}: {error}") from error
+
+    async def _call_in_session(
         self,
         token: str,
         tool_name: str,
@@ -400,6 +687,43 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
+
+
+def _jsonrpc_result(response: httpx2.Response, request_id: int) -> dict[str, Any]:
+    """The JSON-RPC result of one POST's answer, or the ``MCPError`` the MCP SDK's transport would
+    raise for it: the error the body states, else one that says what was wrong with the answer."""
+    content_type = response.headers.get("content-type", "").lower()
+    if response.status_code >= 400:
+        if content_type.startswith("application/json"):
+            try:
+                message = jsonrpc_message_adapter.validate_json(response.content, by_name=False)
+            except ValidationError:
+                message = None
+            if isinstance(message, JSONRPCError):
+                raise MCPError.from_error_data(message.error)
+        raise MCPError(INTERNAL_ERROR, "Server returned an error response")
+    if response.status_code != 200:
+        raise MCPError(
+            INVALID_REQUEST, f"the gateway answered HTTP {response.status_code}, not a JSON-RPC answer"
+        )
+    if not content_type.startswith("application/json"):
+        raise MCPError(INVALID_REQUEST, f"Unexpected content type: {content_type[:100]}")
+    try:
+        message = jsonrpc_message_adapter.validate_json(response.content, by_name=False)
+    except ValidationError as exc:
+        raise MCPError(PARSE_ERROR, f"Failed to parse JSON response: {exc}") from exc
+    if isinstance(message, JSONRPCError) and message.id in (request_id, None):
+        raise MCPError.from_error_data(message.error)
+    if not isinstance(message, JSONRPCResponse) or message.id != request_id:
+        raise MCPError(INVALID_REQUEST, "the gateway's answer is not the answer to this request")
+    return dict(message.result)
+
+
+def _retrieved(task: asyncio.Future[None]) -> None:
+    """A listing nobody waits for any more (its call timed out): its failure is not logged as
+    never retrieved (the call that waited for it was answered)."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _leaves(exc: BaseException) -> list[BaseException]:
