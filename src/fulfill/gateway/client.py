@@ -156,14 +156,9 @@ class McpToolGateway:
         """One ``tools/call``. ``arguments`` carry the trusted bindings (``with_trusted_arguments``);
         the call's service token is bound to them. ``on_send`` runs as the ``tools/call`` request
         leaves (after the tool list, when this call is the one that fetches it)."""
-        if arguments.get("tenant_id") != tenant_id:
-            return _transport_failure(
-                ErrorClass.AUTH, "TOKEN_BINDING_MISMATCH", "the tool call's tenant_id is not its tenant"
-            )
-        try:
-            token = self._tokens.token_for_call(arguments, timeout_seconds=timeout_seconds)
-        except TokenError as exc:
-            return _transport_failure(ErrorClass.VALIDATION, "TOOL_BINDING_MISSING", str(exc))
+        token = self._call_token(tenant_id, arguments, timeout_seconds)
+        if isinstance(token, ToolCallOutcome):
+            return token
         future = asyncio.run_coroutine_threadsafe(
             self._traced_call(token, tool_name, arguments, timeout_seconds, on_send, tracing.capture()),
             self._loop,
@@ -182,6 +177,20 @@ class McpToolGateway:
                 "TOOL_CALL_TIMEOUT",
                 f"the tool call did not answer within {timeout_seconds:g}s",
             )
+
+    def _call_token(
+        self, tenant_id: str, arguments: dict[str, Any], timeout_seconds: float
+    ) -> str | ToolCallOutcome:
+        """The call's service token, bound to its trusted arguments; or the failure that stops the
+        call before anything is sent (the arguments name another tenant, or lack a binding)."""
+        if arguments.get("tenant_id") != tenant_id:
+            return _transport_failure(
+                ErrorClass.AUTH, "TOKEN_BINDING_MISMATCH", "the tool call's tenant_id is not its tenant"
+            )
+        try:
+            return self._tokens.token_for_call(arguments, timeout_seconds=timeout_seconds)
+        except TokenError as exc:
+            return _transport_failure(ErrorClass.VALIDATION, "TOOL_BINDING_MISSING", str(exc))
 
     async def _traced_call(
         self,
@@ -580,14 +589,9 @@ class InProcessToolGateway(McpToolGateway):
                 timeout_seconds=timeout_seconds,
                 on_send=on_send,
             )
-        if arguments.get("tenant_id") != tenant_id:
-            return _transport_failure(
-                ErrorClass.AUTH, "TOKEN_BINDING_MISMATCH", "the tool call's tenant_id is not its tenant"
-            )
-        try:
-            token = self._tokens.token_for_call(arguments, timeout_seconds=timeout_seconds)
-        except TokenError as exc:
-            return _transport_failure(ErrorClass.VALIDATION, "TOOL_BINDING_MISSING", str(exc))
+        token = self._call_token(tenant_id, arguments, timeout_seconds)
+        if isinstance(token, ToolCallOutcome):
+            return token
         with on_the_callers_own_loop():
             call = self._traced_call(token, tool_name, arguments, timeout_seconds, on_send, tracing.capture())
             return loop.run_until_complete(call)
