@@ -39,7 +39,8 @@ from fulfill.engine.probes import Prober
 from fulfill.engine.reconciler import Reconciler
 from fulfill.engine.runtime import Runtime
 from fulfill.engine.workflow import EXECUTION_QUEUE
-from fulfill.gateway.client import InProcessToolGateway, McpToolGateway
+from fulfill.gateway.client import McpToolGateway
+from fulfill.gateway.inprocess import InProcessToolGateway
 from fulfill.gateway.lookups import ActionLookups
 from fulfill.gateway.remote import RemoteTargets
 from fulfill.gateway.server import GatewayServer, GatewayTokenVerifier, build_gateway

@@ -22,7 +22,7 @@ from mcp.types import CallToolResult
 from fulfill.config import Settings
 from fulfill.connectors.base import ConnectorTool, tool_success
 from fulfill.domain.models import ExternalObjectRef
-from fulfill.gateway.client import InProcessToolGateway
+from fulfill.gateway.inprocess import InProcessToolGateway
 from fulfill.gateway.server import GatewayTokenVerifier, build_gateway
 from fulfill.tokens import ServiceTokens, TokenVerifier
 from tests.support.harness import Harness, make_settings

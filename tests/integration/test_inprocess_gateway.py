@@ -22,7 +22,8 @@ from fulfill.config import Settings
 from fulfill.connectors.internal import InternalConnector
 from fulfill.domain.errors import ErrorClass
 from fulfill.domain.ports import ToolCallOutcome
-from fulfill.gateway.client import InProcessToolGateway, McpToolGateway
+from fulfill.gateway.client import McpToolGateway
+from fulfill.gateway.inprocess import InProcessToolGateway
 from fulfill.gateway.server import GatewayTokenVerifier
 from fulfill.store.tables import internal_tasks
 from fulfill.tokens import ServiceTokens, mint_token

@@ -8,7 +8,7 @@ with the call's own service token in that request's ``Authorization`` header and
 status read from that request's answer. The tool list (for the output schemas the answer is
 checked against) is fetched once, with the token of the call that first names a tool, not per
 call. In memory
-(:class:`InProcessToolGateway`, the default: the engine calls its own process's gateway) the same
+(:class:`fulfill.gateway.inprocess.InProcessToolGateway`, the default: the engine calls its own process's gateway) the same
 MCP client talks to the same ``MCPServer`` without a socket: the token is verified by the same
 verifier and scope rule the HTTP endpoint applies, and the request then runs through the same
 server, middleware (the gateway's guard) and tools. Each call gets its own service token, minted from the call's trusted arguments
@@ -39,9 +39,6 @@ from typing import TYPE_CHECKING, Any, cast
 import anyio
 import httpx2
 from mcp import Client, MCPError
-from mcp.server.auth.middleware.auth_context import auth_context_var
-from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
-from mcp.server.mcpserver import MCPServer
 from mcp.shared.inbound import (
     MCP_METHOD_HEADER,
     MCP_NAME_HEADER,
@@ -74,10 +71,8 @@ from pydantic import ValidationError
 from fulfill import __version__, tracing
 from fulfill.domain.errors import ErrorClass, ExecutionError, classify
 from fulfill.domain.ports import ToolCallOutcome
-from fulfill.domain.scopes import Scope
 from fulfill.domain.targets import IDEMPOTENCY_META_KEY, TIMEOUT_META_KEY, UNKNOWN_OUTCOME
 from fulfill.gateway.results import outcome_from_call_result
-from fulfill.gateway.server import GatewayTokenVerifier, on_the_callers_own_loop
 from fulfill.logging_setup import describe_failure
 from fulfill.tokens import ServiceTokens, TokenError
 
@@ -533,164 +528,6 @@ class McpToolGateway:
 
 class TokenRefused(Exception):
     """The in-memory gateway refused the call's token, as its HTTP endpoint would with 401 or 403."""
-
-
-class InProcessToolGateway(McpToolGateway):
-    """``tools/call`` to this process's own gateway server, in memory.
-
-    Only the transport differs from HTTP: the token is checked by the gateway's own verifier
-    (401 when it is not a valid service token, 403 without ``gateway:invoke``, recorded as the
-    HTTP endpoint's statuses so the outcome is the same), then the request goes through the MCP
-    client and server, the gateway's guard (which reads the verified token from the same context
-    the HTTP middleware sets, here the calling task's own) and the tool.
-
-    A call runs in the thread that makes it (the engine's step thread, which waits for it anyway),
-    on an event loop of that thread's own, from the token check to the tool's write: no switch
-    to another thread and back. A call made from a thread that is already running an event loop
-    goes to the client's shared loop thread instead (the tool then runs on a gateway thread).
-
-    Each event loop keeps one in-memory MCP session for all its calls (each call's token lives in
-    its own task's context), so the client's discovery, tool list and output-schema validators
-    are built once per loop, not per call; they are rebuilt when a call names a tool the session
-    has not seen.
-    """
-
-    def __init__(
-        self,
-        server: MCPServer,
-        verifier: GatewayTokenVerifier,
-        tokens: ServiceTokens,
-        *,
-        confirm: Callable[[str], bool] | None = None,
-    ) -> None:
-        super().__init__("", tokens, max_connections=1, confirm=confirm)
-        self._server = server
-        self._verifier = verifier
-        self._sessions: dict[asyncio.AbstractEventLoop, _HeldSession] = {}
-        self._sessions_lock = threading.Lock()
-        self._own = threading.local()  # each calling thread's event loop
-        self._closed = False
-
-    def call_tool(
-        self,
-        *,
-        tenant_id: str,
-        tool_name: str,
-        arguments: dict[str, Any],
-        timeout_seconds: float,
-        on_send: Callable[[], None] | None = None,
-    ) -> ToolCallOutcome:
-        loop = self._callers_loop()
-        if loop is None:
-            return super().call_tool(
-                tenant_id=tenant_id,
-                tool_name=tool_name,
-                arguments=arguments,
-                timeout_seconds=timeout_seconds,
-                on_send=on_send,
-            )
-        token = self._call_token(tenant_id, arguments, timeout_seconds)
-        if isinstance(token, ToolCallOutcome):
-            return token
-        with on_the_callers_own_loop():
-            call = self._traced_call(token, tool_name, arguments, timeout_seconds, on_send, tracing.capture())
-            return loop.run_until_complete(call)
-
-    def _callers_loop(self) -> asyncio.AbstractEventLoop | None:
-        """This thread's own event loop for its calls (made at its first call); None when the
-        thread runs an event loop already, or once the gateway is closed."""
-        if self._closed or _running_loop() is not None:
-            return None
-        loop: asyncio.AbstractEventLoop | None = getattr(self._own, "loop", None)
-        if loop is None or loop.is_closed():
-            loop = asyncio.new_event_loop()
-            self._own.loop = loop
-        return loop
-
-    def close(self) -> None:
-        self._closed = True
-        with self._sessions_lock:
-            held = list(self._sessions.items())
-            self._sessions.clear()
-        for loop, session in held:
-            if loop is self._loop:
-                asyncio.run_coroutine_threadsafe(session.release(), self._loop).result(timeout=5)
-            elif not loop.is_running() and not loop.is_closed():
-                # An idle calling thread's loop: its session is ended here, then the loop closed.
-                loop.run_until_complete(session.release())
-                loop.close()
-        super().close()
-
-    async def _shared_session(self) -> Client:
-        loop = asyncio.get_running_loop()
-        with self._sessions_lock:
-            held = self._sessions.get(loop)
-            if held is None or held.ended:  # none yet, or one that failed to open or ended
-                held = self._sessions[loop] = _HeldSession(self._server, loop)
-        return await held.client()
-
-    @asynccontextmanager
-    async def _session(
-        self,
-        token: str,
-        timeout_seconds: float,
-        statuses: list[int],
-        on_send: Callable[[], None] | None = None,
-    ) -> AsyncIterator[Client]:
-        access = await self._verifier.verify_token(token)
-        if access is None:
-            statuses.append(401)
-            raise TokenRefused("the gateway refused the token")
-        if Scope.GATEWAY_INVOKE not in access.scopes:
-            statuses.append(403)
-            raise TokenRefused(f"the token lacks {Scope.GATEWAY_INVOKE}")
-        mcp = await self._shared_session()
-        bound = auth_context_var.set(AuthenticatedUser(access))
-        try:
-            if on_send is not None:
-                on_send()  # in memory, the call goes straight on to the tool
-            yield mcp
-        finally:
-            auth_context_var.reset(bound)
-
-
-class _HeldSession:
-    """One in-memory MCP session on one event loop, entered and left in one task of that loop
-    (as anyio requires), which waits between the loop's calls."""
-
-    def __init__(self, server: MCPServer, loop: asyncio.AbstractEventLoop) -> None:
-        self._server = server
-        self._ready: asyncio.Future[Client] = loop.create_future()
-        self._closing = asyncio.Event()
-        self._holder = loop.create_task(self._hold())
-
-    async def _hold(self) -> None:
-        try:
-            async with Client(self._server) as mcp:
-                self._ready.set_result(mcp)
-                await self._closing.wait()
-        except BaseException as exc:
-            if not self._ready.done():
-                self._ready.set_exception(exc)
-            raise
-
-    @property
-    def ended(self) -> bool:
-        return self._holder.done()
-
-    async def client(self) -> Client:
-        return await asyncio.shield(self._ready)
-
-    async def release(self) -> None:
-        self._closing.set()
-        await asyncio.wait([self._holder], timeout=4)
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
 
 
 def _jsonrpc_result(response: httpx2.Response, request_id: int) -> dict[str, Any]:
