@@ -31,14 +31,13 @@ import itertools
 import json
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import httpx2
-from mcp import Client, MCPError
+from mcp import MCPError
 from mcp.shared.inbound import (
     MCP_METHOD_HEADER,
     MCP_NAME_HEADER,
@@ -60,7 +59,6 @@ from mcp.types import (
     JSONRPCError,
     JSONRPCResponse,
     ListToolsResult,
-    RequestParamsMeta,
     jsonrpc_message_adapter,
 )
 from mcp.types.methods import parse_server_result
@@ -233,33 +231,7 @@ class McpToolGateway:
         if not self._stopped.done():
             self._stopped.set_result(None)
 
-    @asynccontextmanager
-    async def _session(
-        self,
-        token: str,
-        timeout_seconds: float,
-        statuses: list[int],
-        on_send: Callable[[], None] | None = None,
-    ) -> AsyncIterator[Client]:
-        """The MCP session a subclass with a transport of its own (in memory) makes a call in.
-        Over HTTP there is none: a call is one request (:meth:`_call_over_http`)."""
-        raise NotImplementedError("over HTTP a call is one request, without a session")
-        yield  # pragma: no cover  (an async generator, as the subclasses' sessions are)
-
     async def _call(
-        self,
-        token: str,
-        tool_name: str,
-        arguments: dict[str, Any],
-        timeout_seconds: float,
-        on_send: Callable[[], None] | None,
-    ) -> ToolCallOutcome:
-        if type(self)._session is McpToolGateway._session:
-            return await self._call_over_http(token, tool_name, arguments, timeout_seconds, on_send)
-        # A subclass that brings its own transport (in memory) is called through its session.
-        return await self._call_in_session(token, tool_name, arguments, timeout_seconds, on_send)
-
-    async def _call_over_http(
         self,
         token: str,
         tool_name: str,
@@ -281,19 +253,34 @@ class McpToolGateway:
                 )
                 if not result.is_error:
                     await self._check_output(tool_name, result, listed_now, token, timeout_seconds, statuses)
-        except TimeoutError:
-            if calling and self._confirm(tool_name):
+        except Exception as exc:  # a timeout, or what the transport or the answer raised
+            return self._failed_call(exc, tool_name, arguments, timeout_seconds, statuses, sent=calling)
+        return outcome_from_call_result(result)
+
+    def _failed_call(
+        self,
+        exc: Exception,
+        tool_name: str,
+        arguments: dict[str, Any],
+        timeout_seconds: float,
+        statuses: list[int],
+        *,
+        sent: bool,
+    ) -> ToolCallOutcome:
+        """A call that raised, classified (both transports): a call that may have reached a tool
+        of a target that does not deduplicate is ``UNKNOWN_OUTCOME``, never retried; the rest by
+        HTTP status, then transport, then protocol. ``sent``: the ``tools/call`` had left."""
+        if isinstance(exc, TimeoutError):
+            if sent and self._confirm(tool_name):
                 return _unknown_outcome(tool_name, arguments, "its answer did not arrive in time")
             return _transport_failure(
                 ErrorClass.TIMEOUT,
                 "TOOL_CALL_TIMEOUT",
                 f"the tool call did not answer within {timeout_seconds:g}s",
             )
-        except Exception as exc:
-            if calling and self._confirm(tool_name) and _maybe_sent(exc, statuses):
-                return _unknown_outcome(tool_name, arguments, "its answer was lost")
-            return _failure_from_exception(exc, statuses)
-        return outcome_from_call_result(result)
+        if sent and self._confirm(tool_name) and _maybe_sent(exc, statuses):
+            return _unknown_outcome(tool_name, arguments, "its answer was lost")
+        return _failure_from_exception(exc, statuses)
 
     async def _post_tools_call(
         self,
@@ -488,42 +475,6 @@ class McpToolGateway:
             raise RuntimeError(f"Invalid schema for tool {name}: {exc}") from exc
         if error is not None:
             raise RuntimeError(f"Invalid structured content returned by tool {name}: {error}") from error
-
-    async def _call_in_session(
-        self,
-        token: str,
-        tool_name: str,
-        arguments: dict[str, Any],
-        timeout_seconds: float,
-        on_send: Callable[[], None] | None,
-    ) -> ToolCallOutcome:
-        statuses: list[int] = []
-        calling = False
-        meta = cast(
-            RequestParamsMeta,
-            {
-                IDEMPOTENCY_META_KEY: arguments.get("idempotency_key"),
-                TIMEOUT_META_KEY: int(timeout_seconds * 1000),
-            },
-        )
-        try:
-            with anyio.fail_after(timeout_seconds):
-                async with self._session(token, timeout_seconds, statuses, on_send) as mcp:
-                    calling = True
-                    result = await mcp.call_tool(tool_name, arguments, meta=meta)
-        except TimeoutError:
-            if calling and self._confirm(tool_name):
-                return _unknown_outcome(tool_name, arguments, "its answer did not arrive in time")
-            return _transport_failure(
-                ErrorClass.TIMEOUT,
-                "TOOL_CALL_TIMEOUT",
-                f"the tool call did not answer within {timeout_seconds:g}s",
-            )
-        except Exception as exc:  # the MCP client raises exception groups; classify the whole
-            if calling and self._confirm(tool_name) and _maybe_sent(exc, statuses):
-                return _unknown_outcome(tool_name, arguments, "its answer was lost")
-            return _failure_from_exception(exc, statuses)
-        return outcome_from_call_result(result)
 
 
 class TokenRefused(Exception):

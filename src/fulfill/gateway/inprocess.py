@@ -11,17 +11,21 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
+import anyio
 from mcp import Client
 from mcp.server.auth.middleware.auth_context import auth_context_var
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.mcpserver import MCPServer
+from mcp.types import RequestParamsMeta
 
 from fulfill import tracing
 from fulfill.domain.ports import ToolCallOutcome
 from fulfill.domain.scopes import Scope
+from fulfill.domain.targets import IDEMPOTENCY_META_KEY, TIMEOUT_META_KEY
 from fulfill.gateway.client import McpToolGateway, TokenRefused
+from fulfill.gateway.results import outcome_from_call_result
 from fulfill.gateway.server import GatewayTokenVerifier, on_the_callers_own_loop
 from fulfill.tokens import ServiceTokens
 
@@ -120,14 +124,39 @@ class InProcessToolGateway(McpToolGateway):
                 held = self._sessions[loop] = _HeldSession(self._server, loop)
         return await held.client()
 
-    @asynccontextmanager
-    async def _session(
+    async def _call(
         self,
         token: str,
+        tool_name: str,
+        arguments: dict[str, Any],
         timeout_seconds: float,
-        statuses: list[int],
-        on_send: Callable[[], None] | None = None,
+        on_send: Callable[[], None] | None,
+    ) -> ToolCallOutcome:
+        """The call through this loop's in-memory MCP session (token checked first)."""
+        statuses: list[int] = []
+        calling = False
+        meta = cast(
+            RequestParamsMeta,
+            {
+                IDEMPOTENCY_META_KEY: arguments.get("idempotency_key"),
+                TIMEOUT_META_KEY: int(timeout_seconds * 1000),
+            },
+        )
+        try:
+            with anyio.fail_after(timeout_seconds):
+                async with self._session(token, statuses, on_send) as mcp:
+                    calling = True
+                    result = await mcp.call_tool(tool_name, arguments, meta=meta)
+        except Exception as exc:  # the MCP client raises exception groups; classified whole
+            return self._failed_call(exc, tool_name, arguments, timeout_seconds, statuses, sent=calling)
+        return outcome_from_call_result(result)
+
+    @asynccontextmanager
+    async def _session(
+        self, token: str, statuses: list[int], on_send: Callable[[], None] | None
     ) -> AsyncIterator[Client]:
+        """The loop's session with the call's verified token in the calling task's context, as the
+        HTTP endpoint's middleware would set it; 401 and 403 are recorded as that endpoint's."""
         access = await self._verifier.verify_token(token)
         if access is None:
             statuses.append(401)
