@@ -26,11 +26,13 @@ from typing import Any
 from fulfill import __version__
 from fulfill.client import FulfillClient
 from fulfill.config import Settings
+from fulfill.domain.models import ActionOutcomeV1
 from fulfill.domain.scopes import Scope
 from fulfill.domain.time import epoch_from_iso
 from fulfill.engine.workflow import EXECUTION_QUEUE
 from fulfill.server import BackgroundServer
 from fulfill.store import executions, intents
+from fulfill.store.db import Database
 from fulfill.tokens import mint_token
 from fulfill_tools.floor import STEPS, measure_bare_direct
 from fulfill_tools.floor import measure_bare as _measure_bare
@@ -58,24 +60,7 @@ def measure_fulfill(server: BackgroundServer, count: int) -> list[float]:
         FulfillClient(server.url, approver, timeout=30) as reviewer,
     ):
         for index in range(count):
-            created = client.create_intent(
-                {
-                    "action_type": "CREATE_INTERNAL_TASK",
-                    "account_id": "acc",
-                    "parameters": {"title": f"t{index}"},
-                }
-            )
-            intent_id = created.value.action_intent_id
-            reviewer.approve(intent_id)
-            deadline = time.monotonic() + 30
-            while True:
-                with db.read() as conn:
-                    outcome = executions.get_outcome(conn, "bench", "acc", intent_id, 1)
-                if outcome is not None:
-                    break
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{intent_id} did not finish")
-                time.sleep(0.002)
+            intent_id, outcome = approve_and_wait(client, reviewer, db, index, poll_seconds=0.002)
             with db.read() as conn:
                 intent = intents.get_intent(conn, "bench", intent_id)
             assert intent is not None
@@ -86,6 +71,30 @@ def measure_fulfill(server: BackgroundServer, count: int) -> list[float]:
                 (epoch_from_iso(outcome.completed_at) - epoch_from_iso(intent.approval_timestamp)) * 1000
             )
     return latencies
+
+
+def approve_and_wait(
+    client: FulfillClient, reviewer: FulfillClient, db: Database, index: int, *, poll_seconds: float
+) -> tuple[str, ActionOutcomeV1]:
+    """One internal-task intent created, approved, and its outcome read once it is stored."""
+    created = client.create_intent(
+        {
+            "action_type": "CREATE_INTERNAL_TASK",
+            "account_id": "acc",
+            "parameters": {"title": f"t{index}"},
+        }
+    )
+    intent_id = created.value.action_intent_id
+    reviewer.approve(intent_id)
+    deadline = time.monotonic() + 30
+    while True:
+        with db.read() as conn:
+            outcome = executions.get_outcome(conn, "bench", "acc", intent_id, 1)
+        if outcome is not None:
+            return intent_id, outcome
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{intent_id} did not finish")
+        time.sleep(poll_seconds)
 
 
 def measure_queued(server: BackgroundServer, count: int) -> list[float]:

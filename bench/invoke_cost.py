@@ -27,12 +27,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.approval_latency import approve_and_wait
 from fulfill import __version__
 from fulfill.client import FulfillClient
 from fulfill.config import Settings
 from fulfill.domain.scopes import Scope
 from fulfill.server import BackgroundServer
-from fulfill.store import executions
 from fulfill.tokens import mint_token
 from fulfill_tools.floor import measure_bare_direct
 
@@ -99,23 +99,7 @@ def run_executions(server: BackgroundServer, count: int) -> dict[str, float]:
     ):
         began, cpu = time.perf_counter(), time.process_time()
         for index in range(count):
-            created = client.create_intent(
-                {
-                    "action_type": "CREATE_INTERNAL_TASK",
-                    "account_id": "acc",
-                    "parameters": {"title": f"t{index}"},
-                }
-            )
-            intent_id = created.value.action_intent_id
-            reviewer.approve(intent_id)
-            deadline = time.monotonic() + 30
-            while True:
-                with db.read() as conn:
-                    if executions.get_outcome(conn, "bench", "acc", intent_id, 1) is not None:
-                        break
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{intent_id} did not finish")
-                time.sleep(0.02)
+            approve_and_wait(client, reviewer, db, index, poll_seconds=0.02)
         return {
             "cpu_ms_per_execution": net_cpu_ms(cpu, began, count),
             "wall_ms_per_execution": round((time.perf_counter() - began) * 1000 / count, 2),
