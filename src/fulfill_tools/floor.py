@@ -55,26 +55,23 @@ def measure_bare(count: int, queue_name: str, timeout: float = 30) -> list[float
     """Enqueue the bare workflow ``count`` times, one at a time; milliseconds each, enqueue → last step."""
     queue = DBOS.retrieve_queue(queue_name)
     assert queue is not None
-    latencies: list[float] = []
-    for index in range(count):
-        workflow_id = f"bench-bare-{time.time_ns()}-{index}"
-        with SetWorkflowID(workflow_id):
-            queue.enqueue(bare_workflow, time.time())
-        with bare_done:
-            if not bare_done.wait_for(_finished(workflow_id), timeout=timeout):
-                raise RuntimeError(f"{workflow_id} did not finish")
-        latencies.append(bare_finished[workflow_id] * 1000)
-    return latencies
+    return _one_at_a_time(count, "bench-bare", lambda: queue.enqueue(bare_workflow, time.time()), timeout)
 
 
 def measure_bare_direct(count: int, timeout: float = 30) -> list[float]:
     """Start the bare workflow directly (``DBOS.start_workflow``, no queue) ``count`` times, one at
     a time; milliseconds each, start → last step: the floor of an approval that finds a free worker."""
+    return _one_at_a_time(
+        count, "bench-bare-direct", lambda: DBOS.start_workflow(bare_workflow, time.time()), timeout
+    )
+
+
+def _one_at_a_time(count: int, prefix: str, start: Callable[[], object], timeout: float) -> list[float]:
     latencies: list[float] = []
     for index in range(count):
-        workflow_id = f"bench-bare-direct-{time.time_ns()}-{index}"
+        workflow_id = f"{prefix}-{time.time_ns()}-{index}"
         with SetWorkflowID(workflow_id):
-            DBOS.start_workflow(bare_workflow, time.time())
+            start()
         with bare_done:
             if not bare_done.wait_for(_finished(workflow_id), timeout=timeout):
                 raise RuntimeError(f"{workflow_id} did not finish")
