@@ -59,8 +59,9 @@ def test_an_intent_is_read_and_changed_only_under_its_own_tenant(database: Datab
         assert intents.get_intent(conn, "t1", a.action_intent_id) == a
         assert intents.get_intent(conn, "t2", b.action_intent_id) == b
         assert intents.get_intent(conn, "t3", a.action_intent_id) is None
-        assert intents.get_request_hash(conn, "t2", b.action_intent_id) == "hash-b"
-        assert intents.get_request_hash(conn, "t1", a.action_intent_id) == "hash-a"
+        assert intents.get_intent_with_request_hash(conn, "t2", b.action_intent_id) == (b, "hash-b")
+        assert intents.get_intent_with_request_hash(conn, "t1", a.action_intent_id) == (a, "hash-a")
+        assert intents.get_intent_with_request_hash(conn, "t3", a.action_intent_id) is None
 
     with database.write() as conn:
         locked = intents.get_intent(conn, "t2", b.action_intent_id, for_update=True)

@@ -27,7 +27,7 @@ _KEY = (
 )
 _GET_INTENT = select(action_intents.c.document).where(*_KEY)
 _GET_INTENT_FOR_UPDATE = _GET_INTENT.with_for_update()
-_GET_REQUEST_HASH = select(action_intents.c.request_hash).where(*_KEY)
+_GET_INTENT_WITH_REQUEST_HASH = select(action_intents.c.document, action_intents.c.request_hash).where(*_KEY)
 _DOCUMENT = bindparam("v_document", type_=action_intents.c.document.type)
 _SAVED = {
     "approval_status": bindparam("v_approval_status"),
@@ -85,11 +85,13 @@ def get_intent(
     return ActionIntentV1.model_validate(row.document) if row else None
 
 
-def get_request_hash(conn: Connection, tenant_id: str, action_intent_id: str) -> str | None:
-    value: str | None = conn.execute(
-        _GET_REQUEST_HASH, _key(tenant_id, action_intent_id)
-    ).scalar_one_or_none()
-    return value
+def get_intent_with_request_hash(
+    conn: Connection, tenant_id: str, action_intent_id: str
+) -> tuple[ActionIntentV1, str] | None:
+    """One intent of one tenant and the hash of the request that created it (what a repeated
+    creation is compared with), in one statement."""
+    row = conn.execute(_GET_INTENT_WITH_REQUEST_HASH, _key(tenant_id, action_intent_id)).first()
+    return (ActionIntentV1.model_validate(row.document), row.request_hash) if row else None
 
 
 def transition_approval(
@@ -403,8 +405,10 @@ class SqlIntentsRepository:
     ) -> ActionIntentV1 | None:
         return get_intent(self._conn, tenant_id, action_intent_id, for_update=for_update)
 
-    def get_request_hash(self, tenant_id: str, action_intent_id: str) -> str | None:
-        return get_request_hash(self._conn, tenant_id, action_intent_id)
+    def get_intent_with_request_hash(
+        self, tenant_id: str, action_intent_id: str
+    ) -> tuple[ActionIntentV1, str] | None:
+        return get_intent_with_request_hash(self._conn, tenant_id, action_intent_id)
 
     def transition_approval(
         self,

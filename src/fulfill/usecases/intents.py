@@ -459,10 +459,10 @@ def _existing(
     rt: UseCaseContext, principal: Principal, action_intent_id: str, request_hash: str
 ) -> ActionIntentV1 | None:
     with rt.store.read() as uow:
-        stored = uow.intents.get_intent(principal.tenant_id, action_intent_id)
-        if stored is None:
-            return None
-        stored_hash = uow.intents.get_request_hash(principal.tenant_id, action_intent_id)
+        found = uow.intents.get_intent_with_request_hash(principal.tenant_id, action_intent_id)
+    if found is None:
+        return None
+    stored, stored_hash = found
     if not principal.may_access_account(stored.account_id):
         raise Forbidden("the token does not grant access to this account")
     if stored_hash != request_hash:
