@@ -1,0 +1,200 @@
+"""What the relay writes: a lane claims a batch of its destination's deliveries in one transaction
+and records each result in one more; the rest of a batch goes back in line at once when its lane
+must rest; a lease older than its fresh share is renewed (and a lost one never sent); an idle
+relay only reads.
+
+The relays run on a migrated database without a service, in front of webhook receivers.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fulfill.clock import SystemClock
+from fulfill.engine.outbox_relay import FRESH_LEASE_FRACTION, LANE_BATCH, OutboxRelay
+from fulfill.engine.runtime import Runtime
+from fulfill.ports.store import UnitOfWork
+from fulfill.store import outbox
+from fulfill.store.db import Database
+from fulfill.store.migrate import upgrade_to_head
+from fulfill.store.sql_store import SqlStore
+from tests.support import postgres
+from tests.support.harness import make_settings
+from tests.support.http_doubles import WebhookSink, wait_for
+
+
+class CountingStore:
+    """The store, with its read and write transactions counted."""
+
+    def __init__(self, inner: SqlStore) -> None:
+        self._inner = inner
+        self._lock = threading.Lock()
+        self.reads = 0
+        self.writes = 0
+
+    def read(self) -> AbstractContextManager[UnitOfWork]:
+        with self._lock:
+            self.reads += 1
+        return self._inner.read()
+
+    def write(self) -> AbstractContextManager[UnitOfWork]:
+        with self._lock:
+            self.writes += 1
+        return self._inner.write()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+@pytest.fixture
+def runtime(tmp_path: Path) -> Iterator[Runtime]:
+    settings = make_settings(
+        tmp_path, outbox_poll_seconds=0.05, outbox_destination_concurrency=1, outbox_backoff_base_seconds=60
+    )
+    db = Database(settings.database_url)
+    upgrade_to_head(db)
+    try:
+        store = CountingStore(SqlStore(db))
+        yield Runtime(settings=settings, clock=SystemClock(), gateway=None, store=store)  # type: ignore[arg-type]
+    finally:
+        db.dispose()
+        if postgres.is_postgres_url(settings.database_url):
+            postgres.drop_database(settings.database_url)
+
+
+def _enqueue(runtime: Runtime, messages: list[str], destination: str) -> None:
+    """One message each, due one after the other (the claim's order) and all due now."""
+    now = runtime.clock.now()
+    with runtime.store.write() as uow:
+        for index, message_id in enumerate(messages):
+            uow.outbox.enqueue(
+                message_id=message_id,
+                topic="SIGNAL_CREATED",
+                tenant_id="t1",
+                payload={"n": message_id},
+                destinations=[destination],
+                now=runtime.clock.now_iso(),
+                now_epoch=now - len(messages) + index,
+            )
+
+
+def _rows(runtime: Runtime, messages: list[str]) -> dict[str, dict[str, Any]]:
+    with runtime.store.read() as uow:
+        return {message_id: uow.outbox.deliveries_for(message_id)[0] for message_id in messages}
+
+
+def _event_ids(sink: WebhookSink) -> list[str]:
+    return [delivery.headers["X-Fulfill-Event-Id"] for delivery in sink.deliveries]
+
+
+def test_a_lane_claims_its_batch_in_one_transaction_and_records_each_delivery(runtime: Runtime) -> None:
+    sink = WebhookSink()
+    messages = [f"batch-{index}" for index in range(6)]
+    assert len(messages) <= LANE_BATCH
+    _enqueue(runtime, messages, sink.url)
+    relay = OutboxRelay(runtime)
+    store: Any = runtime.store
+    writes_before = store.writes
+    relay.start()
+    try:
+        wait_for(lambda: len(sink.deliveries) == len(messages))
+        wait_for(lambda: all(row["status"] == outbox.DELIVERED for row in _rows(runtime, messages).values()))
+    finally:
+        relay.stop()
+        sink.close()
+    assert _event_ids(sink) == messages  # each once, in the order they were due
+    assert all(row["attempts"] == 1 for row in _rows(runtime, messages).values())
+    # One claim for the batch, one result each; no renewal of a lease just taken.
+    assert store.writes - writes_before == 1 + len(messages)
+
+
+def test_a_resting_lane_gives_the_rest_of_its_batch_back_for_another_relay(runtime: Runtime) -> None:
+    refusing = WebhookSink(refuse=1)
+    messages = [f"rest-{index}" for index in range(4)]
+    _enqueue(runtime, messages, refusing.url)
+    first = OutboxRelay(runtime)
+    first.start()
+    try:
+        # The first is refused: the lane rests (a minute), and gives the three others back.
+        wait_for(lambda: refusing.refused == 1)
+
+        def given_back() -> dict[str, dict[str, Any]] | None:
+            rows = _rows(runtime, messages)
+            return rows if all(rows[m]["lease_owner"] is None for m in messages[1:]) else None
+
+        rows = wait_for(given_back)
+        assert rows[messages[0]]["attempts"] == 1
+        assert rows[messages[0]]["status"] == outbox.PENDING
+        assert [rows[m]["attempts"] for m in messages[1:]] == [0, 0, 0]
+        # Another relay (another worker process) delivers them meanwhile.
+        second = OutboxRelay(runtime)
+        second.start()
+        try:
+            wait_for(lambda: len(refusing.deliveries) == 3)
+        finally:
+            second.stop()
+    finally:
+        first.stop()
+        refusing.close()
+    assert _event_ids(refusing) == messages[1:]
+
+
+def test_a_lease_past_its_fresh_share_is_renewed_before_the_send_and_a_lost_one_is_not_sent(
+    runtime: Runtime,
+) -> None:
+    sink = WebhookSink()
+    _enqueue(runtime, ["stale"], sink.url)
+    relay, other = OutboxRelay(runtime), OutboxRelay(runtime)
+    relay.lease_seconds = 60.0
+    [delivery] = relay.claim_for(sink.url, owner="first")
+    # Its lease ran out while it waited behind slow deliveries, and another relay took it over.
+    with runtime.store.write() as uow:
+        [taken] = uow.outbox.claim_due(
+            now_epoch=runtime.clock.now() + 61, lease_seconds=60, owner="second", only=(sink.url,)
+        )
+    assert taken.message_id == "stale"
+    # Claimed longer ago than the fresh share of its lease (1 s of 60): renewed before the send.
+    long_ago = time.monotonic() - relay.lease_seconds * FRESH_LEASE_FRACTION - 1
+    try:  # neither relay is started: the test drives them
+        assert relay.send(delivery, owner="first", claimed_at=long_ago) is None
+        assert sink.deliveries == []
+        # Its rightful owner sends it.
+        assert other.send(taken, owner="second") is True
+    finally:
+        sink.close()
+    assert _event_ids(sink) == ["stale"]
+
+
+def test_an_idle_relay_only_reads_and_still_claims_what_falls_due(runtime: Runtime) -> None:
+    store: Any = runtime.store
+    relay = OutboxRelay(runtime)
+    writes_before, reads_before = store.writes, store.reads
+    relay.start()
+    try:
+        # Several passes of the engine's lane and of the dispatcher, every 0.05 s.
+        wait_for(lambda: store.reads - reads_before >= 12)
+        assert store.writes == writes_before
+        # An engine message that falls due is claimed (and, as no workflow accepts this payload,
+        # refused and put back with its backoff).
+        with runtime.store.write() as uow:
+            uow.outbox.enqueue(
+                message_id="compensate:poison",
+                topic="COMPENSATION",
+                tenant_id="t1",
+                payload={"not": "a compensation request"},
+                destinations=["engine"],
+                now=runtime.clock.now_iso(),
+                now_epoch=runtime.clock.now(),
+            )
+        wait_for(lambda: _rows(runtime, ["compensate:poison"])["compensate:poison"]["attempts"] == 1)
+    finally:
+        relay.stop()
+    row = _rows(runtime, ["compensate:poison"])["compensate:poison"]
+    assert (row["status"], row["last_error"]) == (outbox.PENDING, "start failed: ValidationError")
