@@ -27,10 +27,11 @@ Leases keep several processes from sending one delivery at the same time.
 What the relay costs the database. A lane's thread claims up to ``LANE_BATCH`` due deliveries in
 one transaction and records each result as it comes (one transaction per delivery); a lease
 taken less than ``FRESH_LEASE_FRACTION`` of its length ago is not renewed before its send (the
-claim is that renewal), one older than that is. While nothing is due, a pass of the engine's lane only reads
-(which destinations have something due, and the backlog for ``fulfill_outbox_pending``): it
-claims, which writes, only when one of its own destinations has a delivery due. Wake-ups that
-arrive while a pass runs, or within ``WAKE_COALESCE_SECONDS`` of the last one, make one pass.
+claim is that renewal), one older than that is. A pass of the engine's lane first reads whether
+one of its destinations has a delivery due, and claims (a write) only then: an idle relay only
+reads. The backlog for ``fulfill_outbox_pending`` is read at most once per poll interval.
+Wake-ups that arrive while a pass runs, or within ``WAKE_COALESCE_SECONDS`` of its start, make
+one more pass, not one each.
 """
 
 from __future__ import annotations
@@ -93,8 +94,8 @@ LANE_BATCH = 10
 FRESH_LEASE_FRACTION = 1 / 60
 # Passes of the engine's lane (and the dispatcher's reads) start at most this often while wake-ups
 # keep coming (one per recorded outcome when signals go to webhooks): the wake-ups in between
-# make one pass.
-WAKE_COALESCE_SECONDS = 0.02
+# make one pass, at most this much later.
+WAKE_COALESCE_SECONDS = 0.1
 
 
 def queue_rerun(uow: UnitOfWork, request: ExecutionRequest, *, now_iso: str, now: float) -> None:
@@ -277,22 +278,28 @@ class OutboxRelay:
     def _run_engine_lane(self) -> None:
         """The engine's own messages, oldest first; also wakes the external lanes' dispatcher.
 
-        Each pass first reads what is due (and the backlog for the gauge); it claims only when one
-        of the engine's destinations has a delivery due, so an idle relay writes nothing."""
+        Each pass first reads whether one of the engine's destinations has a delivery due, and
+        claims (a write) only then, so an idle relay writes nothing; the backlog for
+        ``fulfill_outbox_pending`` is read at most once per ``FULFILL_OUTBOX_POLL_SECONDS``."""
+        counted = float("-inf")
         while not self._stop.is_set():
             began = time.monotonic()
             self._dispatch.set()
             try:
                 with self._rt.store.read() as uow:
-                    due = uow.outbox.due_destinations(now_epoch=self._rt.clock.now())
-                    metrics.OUTBOX_PENDING.set(uow.outbox.pending_count())
-                if not ENGINE_DESTINATIONS.isdisjoint(due):
+                    due = uow.outbox.due_destinations(
+                        now_epoch=self._rt.clock.now(), only=ENGINE_DESTINATIONS
+                    )
+                    if began - counted >= self._rt.settings.outbox_poll_seconds:
+                        metrics.OUTBOX_PENDING.set(uow.outbox.pending_count())
+                        counted = began
+                if due:
                     while self.deliver_due(only=ENGINE_DESTINATIONS) and not self._stop.is_set():
                         pass
             except Exception as exc:
                 log.error("outbox relay pass failed; retrying at the next poll: %s", describe_failure(exc))
-            self._rt.outbox_wakeup.wait(timeout=self._rt.settings.outbox_poll_seconds)
-            self._coalesce(began)
+            if self._rt.outbox_wakeup.wait(timeout=self._rt.settings.outbox_poll_seconds):
+                self._coalesce(began)
             self._rt.outbox_wakeup.clear()
 
     def _coalesce(self, began: float) -> None:
@@ -304,8 +311,11 @@ class OutboxRelay:
 
     def _run_dispatcher(self) -> None:
         """Wakes the lane of every external destination that has a delivery due."""
+        began = float("-inf")
         while not self._stop.is_set():
-            self._dispatch.wait(timeout=self._rt.settings.outbox_poll_seconds)
+            if self._dispatch.wait(timeout=self._rt.settings.outbox_poll_seconds):
+                self._coalesce(began)
+            began = time.monotonic()
             self._dispatch.clear()
             if self._stop.is_set():
                 break
