@@ -12,13 +12,14 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from fulfill.clock import SystemClock
-from fulfill.engine.outbox_relay import FRESH_LEASE_FRACTION, LANE_BATCH, OutboxRelay
+from fulfill.engine.outbox_relay import FRESH_LEASE_FRACTION, LANE_BATCH, SLOW_SEND_SECONDS, OutboxRelay
 from fulfill.engine.runtime import Runtime
 from fulfill.ports.store import UnitOfWork
 from fulfill.store import outbox
@@ -27,7 +28,7 @@ from fulfill.store.migrate import upgrade_to_head
 from fulfill.store.sql_store import SqlStore
 from tests.support import postgres
 from tests.support.harness import make_settings
-from tests.support.http_doubles import WebhookSink, wait_for
+from tests.support.http_doubles import wait_for
 
 
 class CountingStore:
@@ -51,6 +52,54 @@ class CountingStore:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
+
+
+class Receiver:
+    """A webhook receiver: answers 500 once to each message named in ``refuse``, 204 to the rest
+    after ``delay`` seconds; keeps the accepted messages in their order and the most in flight."""
+
+    def __init__(self, *, refuse: set[str] | None = None, delay: float = 0.0) -> None:
+        self.accepted: list[str] = []
+        self.refused: list[str] = []
+        self.max_in_flight = 0
+        self._in_flight = 0
+        self._refuse = set(refuse or ())
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                event_id = self.headers["X-Fulfill-Event-Id"]
+                with receiver._lock:
+                    receiver._in_flight += 1
+                    receiver.max_in_flight = max(receiver.max_in_flight, receiver._in_flight)
+                time.sleep(delay)
+                with receiver._lock:
+                    receiver._in_flight -= 1
+                    refused = event_id in receiver._refuse
+                    receiver._refuse.discard(event_id)
+                    (receiver.refused if refused else receiver.accepted).append(event_id)
+                self.send_response(500 if refused else 204)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+        self._server = Server(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/hook"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
 
 
 @pytest.fixture
@@ -90,86 +139,107 @@ def _rows(runtime: Runtime, messages: list[str]) -> dict[str, dict[str, Any]]:
         return {message_id: uow.outbox.deliveries_for(message_id)[0] for message_id in messages}
 
 
-def _event_ids(sink: WebhookSink) -> list[str]:
-    return [delivery.headers["X-Fulfill-Event-Id"] for delivery in sink.deliveries]
+def _delivered(runtime: Runtime, messages: list[str]) -> bool:
+    return all(row["status"] == outbox.DELIVERED for row in _rows(runtime, messages).values())
 
 
 def test_a_lane_claims_its_batch_in_one_transaction_and_records_each_delivery(runtime: Runtime) -> None:
-    sink = WebhookSink()
-    messages = [f"batch-{index}" for index in range(6)]
-    assert len(messages) <= LANE_BATCH
-    _enqueue(runtime, messages, sink.url)
+    receiver = Receiver()
+    messages = [f"batch-{index}" for index in range(7)]
+    assert len(messages) - 1 <= LANE_BATCH
+    _enqueue(runtime, messages, receiver.url)
     relay = OutboxRelay(runtime)
     store: Any = runtime.store
     writes_before = store.writes
     relay.start()
     try:
-        wait_for(lambda: len(sink.deliveries) == len(messages))
-        wait_for(lambda: all(row["status"] == outbox.DELIVERED for row in _rows(runtime, messages).values()))
+        wait_for(lambda: _delivered(runtime, messages))
     finally:
         relay.stop()
-        sink.close()
-    assert _event_ids(sink) == messages  # each once, in the order they were due
+        receiver.close()
+    assert receiver.accepted == messages  # each once, in the order they were due
     assert all(row["attempts"] == 1 for row in _rows(runtime, messages).values())
-    # One claim for the batch, one result each; no renewal of a lease just taken.
-    assert store.writes - writes_before == 1 + len(messages)
+    # The first alone (the destination's first answer), then the six others in one claim; one
+    # result each; no renewal of a lease just taken.
+    assert store.writes - writes_before == 2 + len(messages)
 
 
 def test_a_resting_lane_gives_the_rest_of_its_batch_back_for_another_relay(runtime: Runtime) -> None:
-    refusing = WebhookSink(refuse=1)
-    messages = [f"rest-{index}" for index in range(4)]
-    _enqueue(runtime, messages, refusing.url)
+    receiver = Receiver(refuse={"rest-0"})
     first = OutboxRelay(runtime)
     first.start()
     try:
-        # The first is refused: the lane rests (a minute), and gives the three others back.
-        wait_for(lambda: refusing.refused == 1)
+        # The destination answers fast: its lane claims batches from now on.
+        _enqueue(runtime, ["warm-up"], receiver.url)
+        wait_for(lambda: _delivered(runtime, ["warm-up"]))
+        messages = [f"rest-{index}" for index in range(4)]
+        _enqueue(runtime, messages, receiver.url)
+        # The first of the batch is refused: the lane rests (a minute) and gives the others back.
+        wait_for(lambda: receiver.refused == ["rest-0"])
 
         def given_back() -> dict[str, dict[str, Any]] | None:
             rows = _rows(runtime, messages)
             return rows if all(rows[m]["lease_owner"] is None for m in messages[1:]) else None
 
         rows = wait_for(given_back)
-        assert rows[messages[0]]["attempts"] == 1
-        assert rows[messages[0]]["status"] == outbox.PENDING
+        assert rows["rest-0"]["attempts"] == 1
+        assert rows["rest-0"]["status"] == outbox.PENDING
         assert [rows[m]["attempts"] for m in messages[1:]] == [0, 0, 0]
         # Another relay (another worker process) delivers them meanwhile.
         second = OutboxRelay(runtime)
         second.start()
         try:
-            wait_for(lambda: len(refusing.deliveries) == 3)
+            wait_for(lambda: _delivered(runtime, messages[1:]))
         finally:
             second.stop()
     finally:
         first.stop()
-        refusing.close()
-    assert _event_ids(refusing) == messages[1:]
+        receiver.close()
+    assert receiver.accepted == ["warm-up", *messages[1:]]
+
+
+def test_a_slow_destinations_deliveries_spread_over_the_lanes_threads(runtime: Runtime) -> None:
+    """Batches are for destinations that answer fast: a slow one is sent one delivery per thread
+    at a time, so the lane's threads all have one in flight, as before batches."""
+    runtime.settings.outbox_destination_concurrency = 2
+    receiver = Receiver(delay=2 * SLOW_SEND_SECONDS)
+    messages = [f"slow-{index}" for index in range(6)]
+    _enqueue(runtime, messages, receiver.url)
+    relay = OutboxRelay(runtime)
+    relay.start()
+    try:
+        wait_for(lambda: _delivered(runtime, messages))
+    finally:
+        relay.stop()
+        receiver.close()
+    assert sorted(receiver.accepted) == messages
+    assert receiver.max_in_flight == 2
 
 
 def test_a_lease_past_its_fresh_share_is_renewed_before_the_send_and_a_lost_one_is_not_sent(
     runtime: Runtime,
 ) -> None:
-    sink = WebhookSink()
-    _enqueue(runtime, ["stale"], sink.url)
+    receiver = Receiver()
+    _enqueue(runtime, ["stale"], receiver.url)
     relay, other = OutboxRelay(runtime), OutboxRelay(runtime)
     relay.lease_seconds = 60.0
-    [delivery] = relay.claim_for(sink.url, owner="first")
+    [delivery] = relay.claim_for(receiver.url, owner="first")
     # Its lease ran out while it waited behind slow deliveries, and another relay took it over.
     with runtime.store.write() as uow:
         [taken] = uow.outbox.claim_due(
-            now_epoch=runtime.clock.now() + 61, lease_seconds=60, owner="second", only=(sink.url,)
+            now_epoch=runtime.clock.now() + 61, lease_seconds=60, owner="second", only=(receiver.url,)
         )
     assert taken.message_id == "stale"
     # Claimed longer ago than the fresh share of its lease (1 s of 60): renewed before the send.
     long_ago = time.monotonic() - relay.lease_seconds * FRESH_LEASE_FRACTION - 1
     try:  # neither relay is started: the test drives them
         assert relay.send(delivery, owner="first", claimed_at=long_ago) is None
-        assert sink.deliveries == []
+        assert receiver.accepted == []
         # Its rightful owner sends it.
         assert other.send(taken, owner="second") is True
     finally:
-        sink.close()
-    assert _event_ids(sink) == ["stale"]
+        receiver.close()
+    assert receiver.accepted == ["stale"]
 
 
 def test_an_idle_relay_only_reads_and_still_claims_what_falls_due(runtime: Runtime) -> None:

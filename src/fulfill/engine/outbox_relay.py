@@ -25,9 +25,10 @@ backoff) before its next try, so a destination that hangs or refuses holds only 
 Leases keep several processes from sending one delivery at the same time.
 
 What the relay costs the database. A lane's thread claims up to ``LANE_BATCH`` due deliveries in
-one transaction and records each result as it comes (one transaction per delivery); a lease
-taken less than ``FRESH_LEASE_FRACTION`` of its length ago is not renewed before its send (the
-claim is that renewal), one older than that is. A pass of the engine's lane first reads whether
+one transaction while its destination answers fast (one at a time while it does not) and records
+each result as it comes (one transaction per delivery); a lease taken less than
+``FRESH_LEASE_FRACTION`` of its length ago is not renewed before its send (the claim is that
+renewal), one older than that is. A pass of the engine's lane first reads whether
 one of its destinations has a delivery due, and claims (a write) only then: an idle relay only
 reads. The backlog for ``fulfill_outbox_pending`` is read at most once per poll interval.
 Wake-ups that arrive while a pass runs, or within ``WAKE_COALESCE_SECONDS`` of its start, make
@@ -85,9 +86,13 @@ TOPICS = (
 DELIVERY_RESULTS = ("ok", "retry", "dead_letter")
 LEASE_SECONDS = 60.0  # at least; see OutboxRelay.lease_seconds
 IDLE_LANE_WAIT_SECONDS = 30.0  # a lane with nothing due looks again at the latest after this
-# A lane's thread claims this many due deliveries of its destination at once (its leases); the
-# ones it has not sent when it must stop or rest go back in line at once (release_leases).
+# A lane's thread claims this many due deliveries of its destination at once (its leases) while
+# the destination answers within SLOW_SEND_SECONDS; one at a time before its first answer and
+# after a slower one, so that a slow destination's deliveries spread over the lane's threads as
+# they did. The ones a thread has not sent when it must stop or rest, or after a slow send, go
+# back in line at once (release_leases).
 LANE_BATCH = 10
+SLOW_SEND_SECONDS = 0.1
 # A lease taken less than this share of its length ago (1 s of the default 60 s) is as good as
 # renewed: renewing it would move its end by less than that. An older one (behind slow deliveries
 # of its batch) is renewed right before it is sent, as every one was before.
@@ -128,6 +133,7 @@ class _DestinationLane:
         self._lock = threading.Lock()
         self._refusals = 0
         self._rest_until = 0.0  # monotonic
+        self._batch = 1  # how many to claim at once: LANE_BATCH once the destination answers fast
         self.threads: list[threading.Thread] = []
 
     def wake(self) -> None:
@@ -172,14 +178,15 @@ class _DestinationLane:
                 continue
             # A wake-up from now on is news: the claim below sees whatever was due before it.
             self._wake.clear()
+            limit = self._batch
             try:
-                claimed = relay.claim_for(self.destination, owner=owner, limit=LANE_BATCH)
+                claimed = relay.claim_for(self.destination, owner=owner, limit=limit)
             except Exception as exc:
                 log.error("outbox lane pass failed; retrying at the next poll: %s", describe_failure(exc))
                 claimed = []
             if claimed:
                 self._send_claimed(claimed, owner)
-            if len(claimed) < LANE_BATCH:
+            if len(claimed) < limit:
                 # Nothing more was due (or the store failed): the dispatcher, which only reads,
                 # wakes the lane when something is; a lane never polls with claims (writes) while
                 # idle.
@@ -187,22 +194,28 @@ class _DestinationLane:
 
     def _send_claimed(self, claimed: list[Delivery], owner: str) -> None:
         """Send a claimed batch in its order, each result recorded as it comes; when the lane must
-        rest (a refusal, by this thread or another of the lane) or the relay stops, the rest of the
-        batch goes back in line."""
+        rest (a refusal, by this thread or another of the lane), when the relay stops, or after a
+        send slower than SLOW_SEND_SECONDS, the rest of the batch goes back in line."""
         relay = self._relay
         claimed_at = time.monotonic()
-        for delivery in claimed:
+        for index, delivery in enumerate(claimed):
             if relay.stopping or self._resting() > 0:
                 relay.release(owner)
                 return
+            began = time.monotonic()
             try:
                 accepted = relay.send(delivery, owner=owner, claimed_at=claimed_at)
             except Exception as exc:
                 log.error("outbox lane pass failed; retrying at the next poll: %s", describe_failure(exc))
                 relay.release(owner)
                 return
+            slow = time.monotonic() - began >= SLOW_SEND_SECONDS
+            self._batch = 1 if slow else LANE_BATCH
             if accepted is not None:
                 self._record(accepted)
+            if slow and index + 1 < len(claimed):
+                relay.release(owner)  # for the lane's other threads, and other processes
+                return
 
 
 class OutboxRelay:
