@@ -23,6 +23,16 @@ URL, one event bus) has its own lane: at most ``FULFILL_OUTBOX_DESTINATION_CONCU
 in flight at once in this process, and after refusals in a row the lane rests (exponential
 backoff) before its next try, so a destination that hangs or refuses holds only its own messages.
 Leases keep several processes from sending one delivery at the same time.
+
+What the relay costs the database. A lane's thread claims up to ``LANE_BATCH`` due deliveries in
+one transaction while its destination answers fast (one at a time while it does not) and records
+each result as it comes (one transaction per delivery); a lease taken less than
+``FRESH_LEASE_FRACTION`` of its length ago is not renewed before its send (the claim is that
+renewal), one older than that is. A pass of the engine's lane first reads whether
+one of its destinations has a delivery due, and claims (a write) only then: an idle relay only
+reads. The backlog for ``fulfill_outbox_pending`` is read at most once per poll interval.
+Wake-ups that arrive while a pass runs, or within ``WAKE_COALESCE_SECONDS`` of its start, make
+one more pass, not one each.
 """
 
 from __future__ import annotations
@@ -76,6 +86,21 @@ TOPICS = (
 DELIVERY_RESULTS = ("ok", "retry", "dead_letter")
 LEASE_SECONDS = 60.0  # at least; see OutboxRelay.lease_seconds
 IDLE_LANE_WAIT_SECONDS = 30.0  # a lane with nothing due looks again at the latest after this
+# A lane's thread claims this many due deliveries of its destination at once (its leases) while
+# the destination answers within SLOW_SEND_SECONDS; one at a time before its first answer and
+# after a slower one, so that a slow destination's deliveries spread over the lane's threads as
+# they did. The ones a thread has not sent when it must stop or rest, or after a slow send, go
+# back in line at once (release_leases).
+LANE_BATCH = 10
+SLOW_SEND_SECONDS = 0.1
+# A lease taken less than this share of its length ago (1 s of the default 60 s) is as good as
+# renewed: renewing it would move its end by less than that. An older one (behind slow deliveries
+# of its batch) is renewed right before it is sent, as every one was before.
+FRESH_LEASE_FRACTION = 1 / 60
+# Passes of the engine's lane (and the dispatcher's reads) start at most this often while wake-ups
+# keep coming (one per recorded outcome when signals go to webhooks): the wake-ups in between
+# make one pass, at most this much later.
+WAKE_COALESCE_SECONDS = 0.1
 
 
 def queue_rerun(uow: UnitOfWork, request: ExecutionRequest, *, now_iso: str, now: float) -> None:
@@ -108,6 +133,7 @@ class _DestinationLane:
         self._lock = threading.Lock()
         self._refusals = 0
         self._rest_until = 0.0  # monotonic
+        self._batch = 1  # how many to claim at once: LANE_BATCH once the destination answers fast
         self.threads: list[threading.Thread] = []
 
     def wake(self) -> None:
@@ -150,18 +176,46 @@ class _DestinationLane:
             if rest > 0:
                 relay.wait_stop(rest)
                 continue
+            # A wake-up from now on is news: the claim below sees whatever was due before it.
+            self._wake.clear()
+            limit = self._batch
             try:
-                accepted = relay.deliver_one(self.destination, owner=owner)
+                claimed = relay.claim_for(self.destination, owner=owner, limit=limit)
             except Exception as exc:
                 log.error("outbox lane pass failed; retrying at the next poll: %s", describe_failure(exc))
-                accepted = None
-            if accepted is None:
-                # Nothing due (or the store failed): the dispatcher, which only reads, wakes the
-                # lane when something is; a lane never polls with claims (writes) while idle.
+                claimed = []
+            if claimed:
+                self._send_claimed(claimed, owner)
+            if len(claimed) < limit:
+                # Nothing more was due (or the store failed): the dispatcher, which only reads,
+                # wakes the lane when something is; a lane never polls with claims (writes) while
+                # idle.
                 self._wake.wait(timeout=IDLE_LANE_WAIT_SECONDS)
-                self._wake.clear()
-            else:
+
+    def _send_claimed(self, claimed: list[Delivery], owner: str) -> None:
+        """Send a claimed batch in its order, each result recorded as it comes; when the lane must
+        rest (a refusal, by this thread or another of the lane), when the relay stops, or after a
+        send slower than SLOW_SEND_SECONDS, the rest of the batch goes back in line."""
+        relay = self._relay
+        claimed_at = time.monotonic()
+        for index, delivery in enumerate(claimed):
+            if relay.stopping or self._resting() > 0:
+                relay.release(owner)
+                return
+            began = time.monotonic()
+            try:
+                accepted = relay.send(delivery, owner=owner, claimed_at=claimed_at)
+            except Exception as exc:
+                log.error("outbox lane pass failed; retrying at the next poll: %s", describe_failure(exc))
+                relay.release(owner)
+                return
+            slow = time.monotonic() - began >= SLOW_SEND_SECONDS
+            self._batch = 1 if slow else LANE_BATCH
+            if accepted is not None:
                 self._record(accepted)
+            if slow and index + 1 < len(claimed):
+                relay.release(owner)  # for the lane's other threads, and other processes
+                return
 
 
 class OutboxRelay:
@@ -235,23 +289,46 @@ class OutboxRelay:
         self._eventbridge.close()
 
     def _run_engine_lane(self) -> None:
-        """The engine's own messages, oldest first; also wakes the external lanes' dispatcher."""
+        """The engine's own messages, oldest first; also wakes the external lanes' dispatcher.
+
+        Each pass first reads whether one of the engine's destinations has a delivery due, and
+        claims (a write) only then, so an idle relay writes nothing; the backlog for
+        ``fulfill_outbox_pending`` is read at most once per ``FULFILL_OUTBOX_POLL_SECONDS``."""
+        counted = float("-inf")
         while not self._stop.is_set():
+            began = time.monotonic()
             self._dispatch.set()
             try:
-                while self.deliver_due(only=ENGINE_DESTINATIONS) and not self._stop.is_set():
-                    pass
                 with self._rt.store.read() as uow:
-                    metrics.OUTBOX_PENDING.set(uow.outbox.pending_count())
+                    due = uow.outbox.due_destinations(
+                        now_epoch=self._rt.clock.now(), only=ENGINE_DESTINATIONS
+                    )
+                    if began - counted >= self._rt.settings.outbox_poll_seconds:
+                        metrics.OUTBOX_PENDING.set(uow.outbox.pending_count())
+                        counted = began
+                if due:
+                    while self.deliver_due(only=ENGINE_DESTINATIONS) and not self._stop.is_set():
+                        pass
             except Exception as exc:
                 log.error("outbox relay pass failed; retrying at the next poll: %s", describe_failure(exc))
-            self._rt.outbox_wakeup.wait(timeout=self._rt.settings.outbox_poll_seconds)
+            if self._rt.outbox_wakeup.wait(timeout=self._rt.settings.outbox_poll_seconds):
+                self._coalesce(began)
             self._rt.outbox_wakeup.clear()
+
+    def _coalesce(self, began: float) -> None:
+        """Woken sooner than WAKE_COALESCE_SECONDS after the last pass began: wait out the rest,
+        so that the wake-ups of that time make one pass."""
+        wait = WAKE_COALESCE_SECONDS - (time.monotonic() - began)
+        if wait > 0:
+            self._stop.wait(timeout=wait)
 
     def _run_dispatcher(self) -> None:
         """Wakes the lane of every external destination that has a delivery due."""
+        began = float("-inf")
         while not self._stop.is_set():
-            self._dispatch.wait(timeout=self._rt.settings.outbox_poll_seconds)
+            if self._dispatch.wait(timeout=self._rt.settings.outbox_poll_seconds):
+                self._coalesce(began)
+            began = time.monotonic()
             self._dispatch.clear()
             if self._stop.is_set():
                 break
@@ -292,43 +369,59 @@ class OutboxRelay:
                 only=only,
                 exclude=exclude,
             )
+        claimed_at = time.monotonic()
         for delivery in claimed:
             if self._stop.is_set():
-                with rt.store.write() as uow:
-                    uow.outbox.release_leases(owner=self.owner)  # the rest waits for the next relay
+                self.release(self.owner)  # the rest waits for the next relay
                 break
-            self._send(delivery, owner=self.owner)
+            self.send(delivery, owner=self.owner, claimed_at=claimed_at)
         return len(claimed)
+
+    def claim_for(self, destination: str, *, owner: str, limit: int = 1) -> list[Delivery]:
+        """Lease up to ``limit`` due deliveries to ``destination`` to ``owner``, oldest first."""
+        rt = self._rt
+        with rt.store.write() as uow:
+            return uow.outbox.claim_due(
+                now_epoch=rt.clock.now(),
+                lease_seconds=self.lease_seconds,
+                owner=owner,
+                limit=limit,
+                only=(destination,),
+            )
+
+    def release(self, owner: str) -> None:
+        """Give back ``owner``'s unsent leases (they are due again at once, for any relay); when the
+        store fails, they wait for their leases to run out instead."""
+        try:
+            with self._rt.store.write() as uow:
+                uow.outbox.release_leases(owner=owner)
+        except Exception as exc:
+            log.error("outbox leases not released; they run out instead: %s", describe_failure(exc))
 
     def deliver_one(self, destination: str, *, owner: str) -> bool | None:
         """Deliver the oldest due delivery to ``destination``: True accepted, False refused, None
         when none was due (or another relay took it)."""
-        rt = self._rt
-        with rt.store.write() as uow:
-            claimed = uow.outbox.claim_due(
-                now_epoch=rt.clock.now(),
-                lease_seconds=self.lease_seconds,
-                owner=owner,
-                limit=1,
-                only=(destination,),
-            )
+        claimed = self.claim_for(destination, owner=owner)
         if not claimed:
             return None
-        return self._send(claimed[0], owner=owner)
+        return self.send(claimed[0], owner=owner, claimed_at=time.monotonic())
 
-    def _send(self, delivery: Delivery, *, owner: str) -> bool | None:
-        """Renew the lease, deliver, record the result; None when the lease was lost first."""
+    def send(self, delivery: Delivery, *, owner: str, claimed_at: float | None = None) -> bool | None:
+        """Renew the lease (unless it was taken at the monotonic ``claimed_at`` less than
+        FRESH_LEASE_FRACTION of its length ago), deliver, record the result; None when the lease
+        was lost first."""
         rt = self._rt
-        with rt.store.write() as uow:
-            renewed = uow.outbox.renew_lease(
-                delivery,
-                owner=owner,
-                now_epoch=rt.clock.now(),
-                lease_seconds=self.lease_seconds,
-            )
-        if not renewed:
-            log.info("outbox delivery %s was taken over by another relay", delivery.message_id)
-            return None
+        if claimed_at is None or time.monotonic() - claimed_at >= self.lease_seconds * FRESH_LEASE_FRACTION:
+            with rt.store.write() as uow:
+                renewed = uow.outbox.renew_lease(
+                    delivery,
+                    owner=owner,
+                    now_epoch=rt.clock.now(),
+                    lease_seconds=self.lease_seconds,
+                )
+            if not renewed:
+                log.info("outbox delivery %s was taken over by another relay", delivery.message_id)
+                return None
         refusal = self._refusal(delivery)
         error = None if refusal is None else refusal.error
         decision = (

@@ -91,10 +91,13 @@ def _on_lane(only: Collection[str] | None, exclude: Collection[str] | None) -> A
     return and_(True, *conditions)
 
 
-def due_destinations(conn: Connection, *, now_epoch: float, exclude: Collection[str] = ()) -> list[str]:
-    """The destinations with a delivery due now and not leased (the relay's lanes to wake)."""
+def due_destinations(
+    conn: Connection, *, now_epoch: float, exclude: Collection[str] = (), only: Collection[str] | None = None
+) -> list[str]:
+    """The destinations with a delivery due now and not leased (the relay's lanes to wake); with
+    ``only``, among those destinations."""
     rows = conn.execute(
-        select(outbox_deliveries.c.destination).where(_due(now_epoch), _on_lane(None, exclude)).distinct()
+        select(outbox_deliveries.c.destination).where(_due(now_epoch), _on_lane(only, exclude)).distinct()
     ).all()
     return [str(row.destination) for row in rows]
 
@@ -403,8 +406,10 @@ class SqlOutboxRepository:
             now_epoch=now_epoch,
         )
 
-    def due_destinations(self, *, now_epoch: float, exclude: Collection[str] = ()) -> list[str]:
-        return due_destinations(self._conn, now_epoch=now_epoch, exclude=exclude)
+    def due_destinations(
+        self, *, now_epoch: float, exclude: Collection[str] = (), only: Collection[str] | None = None
+    ) -> list[str]:
+        return due_destinations(self._conn, now_epoch=now_epoch, exclude=exclude, only=only)
 
     def claim_due(
         self,

@@ -40,7 +40,9 @@ class MemoryOutboxRepository:
         """Not a port method: one stored message (for assertions)."""
         return self._t.messages.get(message_id)
 
-    def due_destinations(self, *, now_epoch: float, exclude: Collection[str] = ()) -> list[str]:
+    def due_destinations(
+        self, *, now_epoch: float, exclude: Collection[str] = (), only: Collection[str] | None = None
+    ) -> list[str]:
         return sorted(
             {
                 row.destination
@@ -48,6 +50,7 @@ class MemoryOutboxRepository:
                 if row.status == PENDING
                 and row.next_attempt_epoch <= now_epoch
                 and row.destination not in exclude
+                and (only is None or row.destination in only)
             }
         )
 

@@ -25,8 +25,11 @@ class OutboxRepository(Protocol):
         A message without a destination is not stored: nothing would ever read it."""
         ...
 
-    def due_destinations(self, *, now_epoch: float, exclude: Collection[str] = ...) -> list[str]:
-        """The destinations with a delivery due now and not leased (the relay's lanes to wake)."""
+    def due_destinations(
+        self, *, now_epoch: float, exclude: Collection[str] = ..., only: Collection[str] | None = ...
+    ) -> list[str]:
+        """The destinations with a delivery due now and not leased (the relay's lanes to wake);
+        with ``only``, among those destinations."""
         ...
 
     def claim_due(

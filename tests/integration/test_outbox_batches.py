@@ -1,0 +1,270 @@
+"""What the relay writes: a lane claims a batch of its destination's deliveries in one transaction
+and records each result in one more; the rest of a batch goes back in line at once when its lane
+must rest; a lease older than its fresh share is renewed (and a lost one never sent); an idle
+relay only reads.
+
+The relays run on a migrated database without a service, in front of webhook receivers.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fulfill.clock import SystemClock
+from fulfill.engine.outbox_relay import FRESH_LEASE_FRACTION, LANE_BATCH, SLOW_SEND_SECONDS, OutboxRelay
+from fulfill.engine.runtime import Runtime
+from fulfill.ports.store import UnitOfWork
+from fulfill.store import outbox
+from fulfill.store.db import Database
+from fulfill.store.migrate import upgrade_to_head
+from fulfill.store.sql_store import SqlStore
+from tests.support import postgres
+from tests.support.harness import make_settings
+from tests.support.http_doubles import wait_for
+
+
+class CountingStore:
+    """The store, with its read and write transactions counted."""
+
+    def __init__(self, inner: SqlStore) -> None:
+        self._inner = inner
+        self._lock = threading.Lock()
+        self.reads = 0
+        self.writes = 0
+
+    def read(self) -> AbstractContextManager[UnitOfWork]:
+        with self._lock:
+            self.reads += 1
+        return self._inner.read()
+
+    def write(self) -> AbstractContextManager[UnitOfWork]:
+        with self._lock:
+            self.writes += 1
+        return self._inner.write()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class Receiver:
+    """A webhook receiver: answers 500 once to each message named in ``refuse``, 204 to the rest
+    after ``delay`` seconds; keeps the accepted messages in their order and the most in flight."""
+
+    def __init__(self, *, refuse: set[str] | None = None, delay: float = 0.0) -> None:
+        self.accepted: list[str] = []
+        self.refused: list[str] = []
+        self.max_in_flight = 0
+        self._in_flight = 0
+        self._refuse = set(refuse or ())
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                event_id = self.headers["X-Fulfill-Event-Id"]
+                with receiver._lock:
+                    receiver._in_flight += 1
+                    receiver.max_in_flight = max(receiver.max_in_flight, receiver._in_flight)
+                time.sleep(delay)
+                with receiver._lock:
+                    receiver._in_flight -= 1
+                    refused = event_id in receiver._refuse
+                    receiver._refuse.discard(event_id)
+                    (receiver.refused if refused else receiver.accepted).append(event_id)
+                self.send_response(500 if refused else 204)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+        self._server = Server(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/hook"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def runtime(tmp_path: Path) -> Iterator[Runtime]:
+    settings = make_settings(
+        tmp_path, outbox_poll_seconds=0.05, outbox_destination_concurrency=1, outbox_backoff_base_seconds=60
+    )
+    db = Database(settings.database_url)
+    upgrade_to_head(db)
+    try:
+        store = CountingStore(SqlStore(db))
+        yield Runtime(settings=settings, clock=SystemClock(), gateway=None, store=store)  # type: ignore[arg-type]
+    finally:
+        db.dispose()
+        if postgres.is_postgres_url(settings.database_url):
+            postgres.drop_database(settings.database_url)
+
+
+def _enqueue(runtime: Runtime, messages: list[str], destination: str) -> None:
+    """One message each, due one after the other (the claim's order) and all due now."""
+    now = runtime.clock.now()
+    with runtime.store.write() as uow:
+        for index, message_id in enumerate(messages):
+            uow.outbox.enqueue(
+                message_id=message_id,
+                topic="SIGNAL_CREATED",
+                tenant_id="t1",
+                payload={"n": message_id},
+                destinations=[destination],
+                now=runtime.clock.now_iso(),
+                now_epoch=now - len(messages) + index,
+            )
+
+
+def _rows(runtime: Runtime, messages: list[str]) -> dict[str, dict[str, Any]]:
+    with runtime.store.read() as uow:
+        return {message_id: uow.outbox.deliveries_for(message_id)[0] for message_id in messages}
+
+
+def _delivered(runtime: Runtime, messages: list[str]) -> bool:
+    return all(row["status"] == outbox.DELIVERED for row in _rows(runtime, messages).values())
+
+
+def test_a_lane_claims_its_batch_in_one_transaction_and_records_each_delivery(runtime: Runtime) -> None:
+    receiver = Receiver()
+    messages = [f"batch-{index}" for index in range(7)]
+    assert len(messages) - 1 <= LANE_BATCH
+    _enqueue(runtime, messages, receiver.url)
+    relay = OutboxRelay(runtime)
+    store: Any = runtime.store
+    writes_before = store.writes
+    relay.start()
+    try:
+        wait_for(lambda: _delivered(runtime, messages))
+    finally:
+        relay.stop()
+        receiver.close()
+    assert receiver.accepted == messages  # each once, in the order they were due
+    assert all(row["attempts"] == 1 for row in _rows(runtime, messages).values())
+    # The first alone (the destination's first answer), then the six others in one claim; one
+    # result each; no renewal of a lease just taken.
+    assert store.writes - writes_before == 2 + len(messages)
+
+
+def test_a_resting_lane_gives_the_rest_of_its_batch_back_for_another_relay(runtime: Runtime) -> None:
+    receiver = Receiver(refuse={"rest-0"})
+    first = OutboxRelay(runtime)
+    first.start()
+    try:
+        # The destination answers fast: its lane claims batches from now on.
+        _enqueue(runtime, ["warm-up"], receiver.url)
+        wait_for(lambda: _delivered(runtime, ["warm-up"]))
+        messages = [f"rest-{index}" for index in range(4)]
+        _enqueue(runtime, messages, receiver.url)
+        # The first of the batch is refused: the lane rests (a minute) and gives the others back.
+        wait_for(lambda: receiver.refused == ["rest-0"])
+
+        def given_back() -> dict[str, dict[str, Any]] | None:
+            rows = _rows(runtime, messages)
+            return rows if all(rows[m]["lease_owner"] is None for m in messages[1:]) else None
+
+        rows = wait_for(given_back)
+        assert rows["rest-0"]["attempts"] == 1
+        assert rows["rest-0"]["status"] == outbox.PENDING
+        assert [rows[m]["attempts"] for m in messages[1:]] == [0, 0, 0]
+        # Another relay (another worker process) delivers them meanwhile.
+        second = OutboxRelay(runtime)
+        second.start()
+        try:
+            wait_for(lambda: _delivered(runtime, messages[1:]))
+        finally:
+            second.stop()
+    finally:
+        first.stop()
+        receiver.close()
+    assert receiver.accepted == ["warm-up", *messages[1:]]
+
+
+def test_a_slow_destinations_deliveries_spread_over_the_lanes_threads(runtime: Runtime) -> None:
+    """Batches are for destinations that answer fast: a slow one is sent one delivery per thread
+    at a time, so the lane's threads all have one in flight, as before batches."""
+    runtime.settings.outbox_destination_concurrency = 2
+    receiver = Receiver(delay=2 * SLOW_SEND_SECONDS)
+    messages = [f"slow-{index}" for index in range(6)]
+    _enqueue(runtime, messages, receiver.url)
+    relay = OutboxRelay(runtime)
+    relay.start()
+    try:
+        wait_for(lambda: _delivered(runtime, messages))
+    finally:
+        relay.stop()
+        receiver.close()
+    assert sorted(receiver.accepted) == messages
+    assert receiver.max_in_flight == 2
+
+
+def test_a_lease_past_its_fresh_share_is_renewed_before_the_send_and_a_lost_one_is_not_sent(
+    runtime: Runtime,
+) -> None:
+    receiver = Receiver()
+    _enqueue(runtime, ["stale"], receiver.url)
+    relay, other = OutboxRelay(runtime), OutboxRelay(runtime)
+    relay.lease_seconds = 60.0
+    [delivery] = relay.claim_for(receiver.url, owner="first")
+    # Its lease ran out while it waited behind slow deliveries, and another relay took it over.
+    with runtime.store.write() as uow:
+        [taken] = uow.outbox.claim_due(
+            now_epoch=runtime.clock.now() + 61, lease_seconds=60, owner="second", only=(receiver.url,)
+        )
+    assert taken.message_id == "stale"
+    # Claimed longer ago than the fresh share of its lease (1 s of 60): renewed before the send.
+    long_ago = time.monotonic() - relay.lease_seconds * FRESH_LEASE_FRACTION - 1
+    try:  # neither relay is started: the test drives them
+        assert relay.send(delivery, owner="first", claimed_at=long_ago) is None
+        assert receiver.accepted == []
+        # Its rightful owner sends it.
+        assert other.send(taken, owner="second") is True
+    finally:
+        receiver.close()
+    assert receiver.accepted == ["stale"]
+
+
+def test_an_idle_relay_only_reads_and_still_claims_what_falls_due(runtime: Runtime) -> None:
+    store: Any = runtime.store
+    relay = OutboxRelay(runtime)
+    writes_before, reads_before = store.writes, store.reads
+    relay.start()
+    try:
+        # Several passes of the engine's lane and of the dispatcher, every 0.05 s.
+        wait_for(lambda: store.reads - reads_before >= 12)
+        assert store.writes == writes_before
+        # An engine message that falls due is claimed (and, as no workflow accepts this payload,
+        # refused and put back with its backoff).
+        with runtime.store.write() as uow:
+            uow.outbox.enqueue(
+                message_id="compensate:poison",
+                topic="COMPENSATION",
+                tenant_id="t1",
+                payload={"not": "a compensation request"},
+                destinations=["engine"],
+                now=runtime.clock.now_iso(),
+                now_epoch=runtime.clock.now(),
+            )
+        wait_for(lambda: _rows(runtime, ["compensate:poison"])["compensate:poison"]["attempts"] == 1)
+    finally:
+        relay.stop()
+    row = _rows(runtime, ["compensate:poison"])["compensate:poison"]
+    assert (row["status"], row["last_error"]) == (outbox.PENDING, "start failed: ValidationError")
