@@ -46,7 +46,13 @@ from fulfill.server import BackgroundServer
 from fulfill.tokens import mint_token
 from fulfill_tools.floor import measure_bare_direct
 
-STEP_FUNCTIONS = ("start_execution", "validate_preflight", "map_action_to_tool", "invoke_tool", "record_outcome")
+STEP_FUNCTIONS = (
+    "start_execution",
+    "validate_preflight",
+    "map_action_to_tool",
+    "invoke_tool",
+    "record_outcome",
+)
 _READ_ONLY = ("SELECT", "BEGIN", "PRAGMA", "COMMIT", "ROLLBACK")
 
 
