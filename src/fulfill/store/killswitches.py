@@ -9,10 +9,9 @@ second writer's insert find the first writer's new row, keep it, and still repor
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
-from sqlalchemy import Connection, String, Table, bindparam, literal, select, union_all
+from sqlalchemy import Connection, String, Table, literal, select, union_all
 from sqlalchemy.dialects import postgresql, sqlite
 
 from fulfill.domain.killswitch import GLOBAL_SCOPE, KillSwitchScope, StoredSwitches, SwitchSettings
@@ -87,24 +86,8 @@ def get_global_and_tenant(conn: Connection, tenant_id: str) -> tuple[StoredGloba
     """The global switches and a tenant's, as :func:`get_global` and :func:`get_tenant` read them,
     in one statement (``UNION ALL`` of the two rows): what every check before an execution's tool
     call reads."""
-    rows = {
-        row.scope: row for row in conn.execute(_global_and_tenant_statement(), {"k_tenant_id": tenant_id})
-    }
-    global_scope, tenant_scope = GLOBAL_SCOPE, KillSwitchScope.of_tenant(tenant_id)
-    stored_global = _stored_flag(global_scope, rows.get(_GLOBAL_ROW), stopped_when=True)
-    stored_tenant = _stored_flag(tenant_scope, rows.get("tenant"), stopped_when=False)
-    return (
-        StoredGlobalConfig(**stored_global.global_config().model_dump(), revision=stored_global.revision),
-        StoredTenantConfig(**stored_tenant.tenant_config().model_dump(), revision=stored_tenant.revision),
-    )
-
-
-@functools.cache
-def _global_and_tenant_statement() -> Any:
-    """Built once (the tenant bound at execution): SQLAlchemy then finds its compiled form at once
-    instead of building and keying the union again at every check."""
     g, t = global_execution_config, tenant_execution_config
-    return union_all(
+    query = union_all(
         select(
             literal(_GLOBAL_ROW, String).label("scope"),
             g.c.global_stop.label("flag"),
@@ -118,7 +101,15 @@ def _global_and_tenant_statement() -> Any:
             t.c.disabled_action_types,
             t.c.updated_at,
             t.c.revision,
-        ).where(t.c.tenant_id == bindparam("k_tenant_id")),
+        ).where(t.c.tenant_id == tenant_id),
+    )
+    rows = {row.scope: row for row in conn.execute(query)}
+    global_scope, tenant_scope = GLOBAL_SCOPE, KillSwitchScope.of_tenant(tenant_id)
+    stored_global = _stored_flag(global_scope, rows.get(_GLOBAL_ROW), stopped_when=True)
+    stored_tenant = _stored_flag(tenant_scope, rows.get("tenant"), stopped_when=False)
+    return (
+        StoredGlobalConfig(**stored_global.global_config().model_dump(), revision=stored_global.revision),
+        StoredTenantConfig(**stored_tenant.tenant_config().model_dump(), revision=stored_tenant.revision),
     )
 
 

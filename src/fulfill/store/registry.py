@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy import Connection, func, select, update
 
 from fulfill.domain.models import RegistryEntry
 from fulfill.store.db import insert_ignore
@@ -20,18 +19,12 @@ def get_entry(conn: Connection, action_type: str, registry_version: int) -> Regi
     if not 1 <= registry_version <= MAX_VERSION:
         return None
     row = conn.execute(
-        _get_entry_statement(), {"k_action_type": action_type, "k_registry_version": registry_version}
+        select(action_type_registry.c.document).where(
+            action_type_registry.c.action_type == action_type,
+            action_type_registry.c.registry_version == registry_version,
+        )
     ).first()
     return RegistryEntry.model_validate(row.document) if row else None
-
-
-@functools.cache
-def _get_entry_statement() -> Any:
-    """Built once (read for every execution), so that its compiled form is found at once."""
-    return select(action_type_registry.c.document).where(
-        action_type_registry.c.action_type == bindparam("k_action_type"),
-        action_type_registry.c.registry_version == bindparam("k_registry_version"),
-    )
 
 
 def latest_version(conn: Connection, action_type: str) -> int | None:
