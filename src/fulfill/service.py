@@ -437,9 +437,15 @@ def _name_the_queue_of_started_executions(system_database: Any, executor_ids: li
     import sqlalchemy as sa
 
     own = isinstance(system_database, str)
-    engine: sa.Engine = (
-        sa.create_engine(system_database, poolclass=sa.pool.NullPool) if own else system_database
-    )
+    if own:
+        sqlite_file = sa.engine.make_url(system_database).get_backend_name() == "sqlite"
+        # Another process may be writing DBOS's file: wait for its lock as DBOS does (30 s).
+        connect_args: dict[str, Any] = {"timeout": 30.0} if sqlite_file else {}
+        engine: sa.Engine = sa.create_engine(
+            system_database, poolclass=sa.pool.NullPool, connect_args=connect_args
+        )
+    else:
+        engine = system_database
     sqlite = engine.dialect.name == "sqlite"
     try:
         with engine.begin() as conn:
