@@ -212,6 +212,9 @@ class Service:
         }
         if self.settings.is_sqlite:
             _enable_wal(self.settings.system_database_url)
+        # Before DBOS's own recovery of this executor id (in launch): its directly started
+        # executions are handed back to the execution queue, never to DBOS's internal one.
+        _name_the_queue_of_started_executions(self.settings.system_database_url, [self.executor_id])
         endpoint = self.settings.otlp_traces_endpoint
         if endpoint and self._otlp_export is None:
             self._otlp_export = tracing.OtlpExport(endpoint)
@@ -231,9 +234,7 @@ class Service:
             on_conflict="always_update",
         )
         if runs_workers and self.settings.direct_start:
-            self.runtime.direct_starts = DirectStarts(
-                self.settings.worker_concurrency, EXECUTION_QUEUE, keep_on_queue=_keep_on_queue
-            )
+            self.runtime.direct_starts = DirectStarts(self.settings.worker_concurrency, EXECUTION_QUEUE)
         # /metrics reports what every process shares (connectors, attempts past budget, outbox,
         # kill switches), read from the database at each scrape.
         metrics.SHARED_STATE.set_source(self._shared_state, cache_seconds=self.settings.metrics_cache_seconds)
@@ -391,32 +392,90 @@ def _tool_schemas(server: GatewayServer) -> dict[str, dict[str, Any]]:
     return {tool.name: tool.input_schema for tool in tools}
 
 
-def _keep_on_queue(workflow_id: str, queue_name: str) -> None:
-    """Name ``queue_name`` on a directly started workflow's DBOS row (engine/direct_start.py).
+# The DBOS workflow of an execution (``engine/workflow.py``) and where its rows live.
+_EXECUTION_WORKFLOW = "fulfill.execute_intent"
 
-    DBOS's recovery re-enqueues a workflow on the queue its row names, and one naming none on its
-    internal queue, which every process polls: an api process could then run it. A row naming the
-    execution queue is taken up again by workers only. The queue's worker concurrency is counted
-    in memory, so the name changes no count."""
+
+def _started_directly_without_queue(schema: str | None) -> Any:
+    """The rows of executions started directly (``engine/direct_start.py``), unfinished and naming
+    no queue, of the executor ids bound as ``executor_ids`` (an expanding parameter)."""
     import sqlalchemy as sa
-    from dbos import _dbos as dbos_internals
 
-    instance = dbos_internals._dbos_global_instance
-    if instance is None:
-        return
-    sys_db = instance._sys_db
-    table = sys_db.tables.workflow_status
-    with sys_db.engine.begin() as conn:
-        conn.execute(
-            sa.update(table)
-            .where(table.c.workflow_uuid == workflow_id, table.c.queue_name.is_(None))
-            .values(queue_name=queue_name)
+    table = sa.table(
+        "workflow_status",
+        sa.column("queue_name"),
+        sa.column("executor_id"),
+        sa.column("status"),
+        sa.column("name"),
+        schema=schema,
+    )
+    return (
+        sa.update(table)
+        .where(
+            table.c.executor_id.in_(sa.bindparam("executor_ids", expanding=True)),
+            table.c.status == "PENDING",
+            table.c.queue_name.is_(None),
+            table.c.name == _EXECUTION_WORKFLOW,
         )
+        .values(queue_name=EXECUTION_QUEUE)
+    )
+
+
+def _name_the_queue_of_started_executions(system_database: Any, executor_ids: list[str]) -> int:
+    """Name the execution queue on the unfinished, directly started executions of ``executor_ids``;
+    answers how many. ``system_database``: DBOS's system database, its URL or an engine on it.
+    Called right before each recovery of those executors (this process's own, before DBOS
+    launches and recovers its id; a lost one's, before it is taken over).
+
+    A direct start inserts the workflow's row naming no queue (DBOS names one only on an enqueue),
+    and DBOS's recovery hands a row naming none to its internal queue, which every process polls,
+    ``--role api`` ones too, while one naming the execution queue goes back to workers only. The
+    name is written here, once per recovery, instead of by a second commit after every start:
+    only a recovery reads it, and every recovery of an executor id goes through here first
+    (DBOS's launch for its own id, the heartbeat's takeover for a lost one). A system database
+    not created yet has nothing to name."""
+    import sqlalchemy as sa
+
+    own = isinstance(system_database, str)
+    if own:
+        sqlite_file = sa.engine.make_url(system_database).get_backend_name() == "sqlite"
+        # Another process may be writing DBOS's file: wait for its lock as DBOS does (30 s).
+        connect_args: dict[str, Any] = {"timeout": 30.0} if sqlite_file else {}
+        engine: sa.Engine = sa.create_engine(
+            system_database, poolclass=sa.pool.NullPool, connect_args=connect_args
+        )
+    else:
+        engine = system_database
+    sqlite = engine.dialect.name == "sqlite"
+    try:
+        with engine.begin() as conn:
+            if sqlite:
+                exists = conn.exec_driver_sql(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'workflow_status'"
+                ).first()
+            else:
+                exists = conn.exec_driver_sql("SELECT to_regclass('dbos.workflow_status')").scalar()
+            if not exists:
+                return 0
+            statement = _started_directly_without_queue(None if sqlite else "dbos")
+            named = int(conn.execute(statement, {"executor_ids": executor_ids}).rowcount or 0)
+    finally:
+        if own:
+            engine.dispose()
+    if named:
+        log.info("%d directly started executions of %s go back to the execution queue", named, executor_ids)
+    return named
 
 
 def _recover_executor(executor_id: str) -> int:
     """Hand a lost executor's unfinished workflows back to their queue (DBOS's own recovery, for
-    another executor id); answers how many."""
+    another executor id); answers how many. Its directly started executions are named on the
+    execution queue first, so that only workers take them up again."""
+    from dbos import _dbos as dbos_internals
+
+    instance = dbos_internals._dbos_global_instance
+    if instance is not None:
+        _name_the_queue_of_started_executions(instance._sys_db.engine, [executor_id])
     return len(DBOS._recover_pending_workflows([executor_id]))
 
 

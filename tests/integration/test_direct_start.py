@@ -83,8 +83,9 @@ def test_an_approved_intent_runs_without_waiting_for_the_queue(service: Harness)
     # DBOS records the workflow's end just after its last step has recorded the outcome.
     started = wait_for(lambda: _ended(service, intent_id))
     assert started.dequeued_at is None  # started by the approval, not dequeued
-    # Its row names the execution queue all the same, so that a recovery hands it back to workers.
-    assert started.queue_name == EXECUTION_QUEUE
+    # Its row names no queue: no second commit of DBOS's file after the start (a recovery of its
+    # executor names the execution queue first: see the test below).
+    assert started.queue_name is None
     assert service.task_rows(intent_id) == 1
     assert _slots(service).held() == 0  # its slot was handed back when it ended
 
@@ -216,3 +217,56 @@ def test_an_intent_a_policy_approves_starts_at_once_too(service: Harness) -> Non
     assert status["status"] == "SUCCEEDED"
     assert _workflow(service, created["action_intent_id"]).dequeued_at is None
     assert service.task_rows(created["action_intent_id"]) == 1
+
+
+def test_a_recovery_of_an_executor_hands_its_directly_started_executions_back_to_the_queue(
+    service: Harness,
+) -> None:
+    """Before DBOS recovers an executor id (a process's own at its start, a lost one's in a
+    takeover), the unfinished executions it started directly are named on the execution queue,
+    so that DBOS hands them back to workers only, never to its internal queue (which api
+    processes poll too). Only those: not a finished one, another executor's, nor another kind
+    of workflow."""
+    import sqlalchemy as sa
+    from dbos import _dbos as dbos_internals
+
+    from fulfill.service import _name_the_queue_of_started_executions, _recover_executor
+
+    with service.client() as client:
+        ids = [_approved(service, client) for _ in range(4)]
+        for intent_id in ids:
+            service.wait_terminal(client, intent_id)
+    rows = [wait_for(lambda intent_id=intent_id: _ended(service, intent_id)) for intent_id in ids]
+    instance = dbos_internals._dbos_global_instance
+    assert instance is not None
+    engine = instance._sys_db.engine
+    table = instance._sys_db.tables.workflow_status
+
+    def make(row: Any, *, executor: str, status: str = "PENDING", name: str | None = None) -> None:
+        values: dict[str, Any] = {"executor_id": executor, "status": status, "queue_name": None}
+        if name is not None:
+            values["name"] = name
+        with engine.begin() as conn:
+            conn.execute(sa.update(table).where(table.c.workflow_uuid == row.workflow_id).values(**values))
+
+    # As a process killed mid-execution leaves them (unfinished, no queue named), under ids that
+    # never beat: the running service takes none of them over itself.
+    make(rows[0], executor="gone-1")
+    make(rows[1], executor="gone-1", status="SUCCESS")
+    make(rows[2], executor="gone-2")
+    make(rows[3], executor="gone-1", name="fulfill.compensate")
+
+    def queue_of(row: Any) -> str | None:
+        with engine.connect() as conn:
+            return conn.execute(
+                sa.select(table.c.queue_name).where(table.c.workflow_uuid == row.workflow_id)
+            ).scalar_one()
+
+    assert _name_the_queue_of_started_executions(engine, ["gone-1"]) == 1
+    assert [queue_of(row) for row in rows] == [EXECUTION_QUEUE, None, None, None]
+    assert _name_the_queue_of_started_executions(engine, ["gone-1"]) == 0  # named once
+    # The takeover of a lost executor names them before DBOS re-enqueues them.
+    assert _recover_executor("gone-2") == 1
+    recovered = DBOS.get_workflow_status(rows[2].workflow_id)
+    assert recovered is not None
+    assert recovered.queue_name == EXECUTION_QUEUE

@@ -521,3 +521,51 @@ def test_ledger_entries_appended_together_keep_their_order_and_skip_ids_already_
         ("e-unknown", "OUTCOME_UNKNOWN"),
         ("e-signal", "SIGNAL_CREATED"),
     ]
+
+
+def test_ledger_entries_appended_together_are_one_statement_compiled_once(database: Database) -> None:
+    """RecordOutcome's entries go in as one multi-row INSERT (their order is its rows' order),
+    and that statement's compiled form is reused: a multi-row INSERT built from a list of values
+    was compiled again at every append."""
+    from sqlalchemy import event
+
+    from fulfill.domain.models import LedgerEntry
+
+    def entries(intent_id: str) -> list[LedgerEntry]:
+        return [
+            LedgerEntry(
+                entry_id=f"{intent_id}-{kind}",
+                event_type=kind,
+                timestamp=NOW,
+                tenant_id="t1",
+                account_id="acc-1",
+                action_intent_id=intent_id,
+                attempt=1,
+                trace_id="trace",
+                data={"kind": kind},
+            )
+            for kind in ("EXECUTION_SUCCEEDED", "SIGNAL_CREATED")
+        ]
+
+    inserts: list[tuple[str, Any]] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, _params: Any, context: Any, _many: bool) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO LEDGER_ENTRIES"):
+            inserts.append((statement, context.cache_hit))
+
+    event.listen(database.engine, "after_cursor_execute", seen)
+    try:
+        for intent_id in ("ai_1", "ai_2", "ai_3"):
+            with database.write() as conn:
+                executions.append_ledger_entries(conn, entries(intent_id))
+    finally:
+        event.remove(database.engine, "after_cursor_execute", seen)
+    assert len(inserts) == 3  # one statement per append, both rows in it
+    assert all(statement.count("(") >= 3 for statement, _ in inserts)  # column list + 2 rows
+    assert [str(hit) for _, hit in inserts[1:]] == ["CacheStats.CACHE_HIT", "CacheStats.CACHE_HIT"]
+    with database.read() as conn:
+        stored = executions.list_ledger(conn, "t1", "ai_2")
+    assert [(e.entry_id, e.data) for e in stored] == [
+        ("ai_2-EXECUTION_SUCCEEDED", {"kind": "EXECUTION_SUCCEEDED"}),
+        ("ai_2-SIGNAL_CREATED", {"kind": "SIGNAL_CREATED"}),
+    ]

@@ -21,6 +21,7 @@ from fulfill.domain.models import (
     ExecutionStatus,
     ExternalObjectRef,
     GlobalExecutionConfig,
+    RegistryEntry,
     TenantExecutionConfig,
 )
 
@@ -87,10 +88,13 @@ class ExecutionContext(_State):
 class PreflightReads(_State):
     """What StartExecution read in its own transaction, for ValidatePreflight to decide on
     without reading them again: the intent (None: it does not exist) and the kill switches
-    (None: a switch row that cannot be parsed, which stops the execution)."""
+    (None: a switch row that cannot be parsed, which stops the execution); and, for
+    MapActionToTool, the registry entry the intent is pinned to (None: not read, or there is
+    none: MapActionToTool reads it)."""
 
     intent: ActionIntentV1 | None
     switches: tuple[GlobalExecutionConfig, TenantExecutionConfig] | None
+    entry: RegistryEntry | None = None
 
 
 class StartedExecution(_State):
@@ -112,10 +116,12 @@ class DuplicateExecution(_State):
 
 
 class PreflightPassed(_State):
-    """ValidatePreflight's output: the intent as it was checked."""
+    """ValidatePreflight's output: the intent as it was checked, and the registry entry it is
+    pinned to when StartExecution read it (None: MapActionToTool reads it)."""
 
     context: ExecutionContext
     intent: ActionIntentV1
+    entry: RegistryEntry | None = None
 
 
 class ToolCall(_State):

@@ -13,6 +13,14 @@ in any order and from any process, are one workflow: the second finds the first'
 nothing. A crash between the commit of the execution lock (the QUEUED attempt) and the start
 leaves the row with no workflow, which the reconciler starts (as it did for a lost enqueue).
 
+Recovery: a directly started workflow's row names no queue (DBOS names one only on an enqueue),
+and DBOS's recovery would hand such a row to its internal queue, which every process polls, an
+api process too. Every recovery of an executor id is preceded by naming the execution queue on
+that executor's unfinished, directly started executions (``service.py``: at a process's start,
+before DBOS recovers its own id; in the heartbeat's takeover of a lost one), so they go back to
+workers only. The name is not written at each start: that was one more commit of DBOS's file on
+every approval's path, read only by a recovery.
+
 Slots: a directly started execution counts in this process's share of the execution queue from
 the moment its slot is taken, so the queue's own dispatch sees it, and the two together keep this
 process at ``FULFILL_WORKER_CONCURRENCY`` executions. (The queue takes its count once per poll:
@@ -63,16 +71,10 @@ class DirectStarts:
         capacity: int,
         queue_name: str,
         active: Callable[[], _ActiveSet] = dbos_active_set,
-        keep_on_queue: Callable[[str, str], None] | None = None,
     ):
         self.capacity = capacity
         self.queue_name = queue_name
         self._active = active
-        # Names the queue on a directly started workflow's row: DBOS's recovery (at a restart under
-        # the same executor id, or of a lost executor) hands a workflow back to its own queue, and
-        # one with none to DBOS's internal queue, which every process polls, ``--role api`` ones
-        # too. On the execution queue, only workers take it up again.
-        self._keep_on_queue = keep_on_queue
         self._lock = threading.Lock()
         self._held: dict[str, _Entry] = {}
 
@@ -101,15 +103,6 @@ class DirectStarts:
         now when the call ran nothing (the workflow already existed: queued, or already run)."""
         future = getattr(handle, "future", None)
         if isinstance(future, Future):
-            self._name_the_queue(workflow_id)
             future.add_done_callback(lambda _done: self.release(workflow_id))
         else:
             self.release(workflow_id)
-
-    def _name_the_queue(self, workflow_id: str) -> None:
-        if self._keep_on_queue is None:
-            return
-        try:
-            self._keep_on_queue(workflow_id, self.queue_name)
-        except Exception as error:  # the workflow runs; only a recovery elsewhere would miss the name
-            _log.warning("could not name the queue of the directly started %s: %s", workflow_id, error)

@@ -1,11 +1,18 @@
-"""Execution records: the attempt lock, write-once outcomes, the ledger and signals."""
+"""Execution records: the attempt lock, write-once outcomes, the ledger and signals.
+
+The statements every execution runs (its attempt read, moved to RUNNING and finished, its ledger
+entries appended) are built once, with their values bound at execution (``bindparam``), so that
+SQLAlchemy finds their compiled form in its cache instead of building, keying and (for a multi-row
+insert) compiling them again for each execution.
+"""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, func, or_, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from fulfill.domain.errors import ErrorClass
@@ -44,13 +51,25 @@ def get_attempt(
     conn: Connection, tenant_id: str, account_id: str, action_intent_id: str
 ) -> ExecutionAttempt | None:
     row = conn.execute(
-        select(execution_attempts).where(
-            execution_attempts.c.tenant_id == tenant_id,
-            execution_attempts.c.account_id == account_id,
-            execution_attempts.c.action_intent_id == action_intent_id,
-        )
+        _get_attempt_statement(),
+        {"k_tenant_id": tenant_id, "k_account_id": account_id, "k_action_intent_id": action_intent_id},
     ).first()
     return _attempt_from_row(row) if row else None
+
+
+@functools.cache
+def _get_attempt_statement() -> Any:
+    return select(execution_attempts).where(*_attempt_key())
+
+
+def _attempt_key() -> list[Any]:
+    """The intent's attempt row, its key bound at execution (``k_tenant_id``, ``k_account_id``,
+    ``k_action_intent_id``)."""
+    return [
+        execution_attempts.c.tenant_id == bindparam("k_tenant_id"),
+        execution_attempts.c.account_id == bindparam("k_account_id"),
+        execution_attempts.c.action_intent_id == bindparam("k_action_intent_id"),
+    ]
 
 
 def _this_attempt(attempt: ExecutionAttempt) -> list[Any]:
@@ -68,17 +87,36 @@ def begin_attempt(
     """QUEUED → RUNNING for this attempt: its budget starts now. The RUNNING attempt as stored
     (``RETURNING``: no second read); None when it was not QUEUED."""
     row = conn.execute(
-        update(execution_attempts)
-        .where(*_this_attempt(attempt), execution_attempts.c.status == AttemptStatus.QUEUED.value)
-        .values(
-            status=AttemptStatus.RUNNING.value,
-            started_at=started_at,
-            updated_at=started_at,
-            deadline_epoch=deadline_epoch,
-        )
-        .returning(*execution_attempts.c)
+        _begin_attempt_statement(),
+        {
+            "k_tenant_id": attempt.tenant_id,
+            "k_account_id": attempt.account_id,
+            "k_action_intent_id": attempt.action_intent_id,
+            "k_attempt_id": attempt.attempt_id,
+            "v_started_at": started_at,
+            "v_deadline_epoch": deadline_epoch,
+        },
     ).first()
     return _attempt_from_row(row) if row else None
+
+
+@functools.cache
+def _begin_attempt_statement() -> Any:
+    return (
+        update(execution_attempts)
+        .where(
+            *_attempt_key(),
+            execution_attempts.c.attempt_id == bindparam("k_attempt_id"),
+            execution_attempts.c.status == AttemptStatus.QUEUED.value,
+        )
+        .values(
+            status=AttemptStatus.RUNNING.value,
+            started_at=bindparam("v_started_at"),
+            updated_at=bindparam("v_started_at"),
+            deadline_epoch=bindparam("v_deadline_epoch"),
+        )
+        .returning(*execution_attempts.c)
+    )
 
 
 def move_attempt(conn: Connection, attempt: ExecutionAttempt, *, workflow_id: str, now: str) -> bool:
@@ -121,23 +159,38 @@ def finish_attempt(
 ) -> bool:
     """QUEUED/RUNNING → terminal, for this attempt only. False when it had already ended."""
     result = conn.execute(
+        _finish_attempt_statement(),
+        {
+            "k_tenant_id": tenant_id,
+            "k_account_id": account_id,
+            "k_action_intent_id": action_intent_id,
+            "k_attempt_count": attempt_count,
+            "v_status": status.value,
+            "v_last_error_class": error_class.value if error_class else None,
+            "v_idempotency_key": idempotency_key,
+            "v_completed_at": completed_at,
+        },
+    )
+    return result.rowcount == 1
+
+
+@functools.cache
+def _finish_attempt_statement() -> Any:
+    return (
         update(execution_attempts)
         .where(
-            execution_attempts.c.tenant_id == tenant_id,
-            execution_attempts.c.account_id == account_id,
-            execution_attempts.c.action_intent_id == action_intent_id,
-            execution_attempts.c.attempt_count == attempt_count,
+            *_attempt_key(),
+            execution_attempts.c.attempt_count == bindparam("k_attempt_count"),
             execution_attempts.c.status.in_([status.value for status in ACTIVE_ATTEMPT_STATUSES]),
         )
         .values(
-            status=status.value,
-            last_error_class=error_class.value if error_class else None,
-            idempotency_key=idempotency_key,
-            completed_at=completed_at,
-            updated_at=completed_at,
+            status=bindparam("v_status"),
+            last_error_class=bindparam("v_last_error_class"),
+            idempotency_key=bindparam("v_idempotency_key"),
+            completed_at=bindparam("v_completed_at"),
+            updated_at=bindparam("v_completed_at"),
         )
     )
-    return result.rowcount == 1
 
 
 def start_rerun(
@@ -388,12 +441,22 @@ def append_ledger(conn: Connection, entry: LedgerEntry) -> bool:
 
 def append_ledger_entries(conn: Connection, entries: Sequence[LedgerEntry]) -> None:
     """:func:`append_ledger` of several entries, in their order, in one statement (one multi-row
-    ``INSERT … ON CONFLICT DO NOTHING``): an entry whose id is already there is left as it is."""
+    ``INSERT … ON CONFLICT DO NOTHING``): an entry whose id is already there is left as it is.
+
+    Executed as one statement of its rows in order (SQLAlchemy's "insert many values": an
+    ``INSERT … RETURNING`` given a list of rows is sent as one multi-row ``INSERT``), whose
+    compiled form is cached; a multi-row ``INSERT`` built with ``values([...])`` cannot be, and
+    was compiled again at every append."""
     if not entries:
         return
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     rows = [entry.model_dump(mode="json") for entry in entries]
-    conn.execute(insert(ledger_entries).values(rows).on_conflict_do_nothing())
+    conn.execute(_append_statement(conn.dialect.name), rows).all()
+
+
+@functools.cache
+def _append_statement(dialect: str) -> Any:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(ledger_entries).on_conflict_do_nothing().returning(ledger_entries.c.seq)
 
 
 def list_ledger(

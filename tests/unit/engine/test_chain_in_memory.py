@@ -471,12 +471,12 @@ def test_a_store_outage_at_the_start_is_raised_for_the_step_to_retry(world: Worl
     assert world.store.tables.attempts[("t1", "acc_1", "ai_1")].attempt.status is AttemptStatus.QUEUED
 
 
-def test_one_execution_reads_the_store_twice_outside_its_writes(
+def test_one_execution_reads_the_store_once_outside_its_writes(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """ValidatePreflight decides on the kill switches and the intent StartExecution read in its
-    transaction; MapActionToTool reads the registry; the check before the call reads the switches
-    and the intent in one read: two reads besides the writes, not five."""
+    transaction, MapActionToTool maps with the registry entry read there too; the check before
+    the call reads the switches and the intent in one read: one read besides the writes, not five."""
     request = world.accept(_intent(world))
     reads: list[int] = []
     read = world.store.read
@@ -489,7 +489,7 @@ def test_one_execution_reads_the_store_twice_outside_its_writes(
     recorded = run_chain(world.deps, request)
     assert isinstance(recorded, RecordedOutcome)
     assert recorded.outcome.status is ExecutionStatus.SUCCEEDED
-    assert len(reads) == 2
+    assert len(reads) == 1
 
 
 def test_the_preflight_decides_on_what_the_start_read_and_the_call_reads_it_again(world: World) -> None:
@@ -509,6 +509,30 @@ def test_the_preflight_decides_on_what_the_start_read_and_the_call_reads_it_agai
     assert error is not None
     assert error.error_code == "KILL_SWITCH_ENABLED"
     assert world.gateway.calls == []
+
+
+def test_the_mapping_uses_the_registry_entry_the_start_read_and_reads_it_without_one(
+    world: World,
+) -> None:
+    """StartExecution's transaction reads the entry the intent is pinned to; MapActionToTool maps
+    with it (no read of its own). Handed a checked intent without one (an older checkpoint's, a
+    caller of its own), it reads the entry, and a missing one still stops the execution."""
+    started = steps.start_execution(world.deps, world.accept(_intent(world)))
+    assert isinstance(started, StartedExecution)
+    assert started.reads is not None
+    assert started.reads.entry is not None
+    checked = steps.validate_preflight(world.deps, started)
+    assert checked.entry == started.reads.entry
+    pinned = (checked.intent.action_type, checked.intent.registry_version)
+    entry = world.store.tables.registry.pop(pinned)  # gone from the store: only the read one maps
+    call = steps.map_action_to_tool(world.deps, checked)
+    assert call.tool_name == entry.tool_name
+    with pytest.raises(ExecutionStopped) as stop:
+        steps.map_action_to_tool(world.deps, checked.model_copy(update={"entry": None}))
+    assert stop.value.draft.error is not None
+    assert stop.value.draft.error.error_code == "TOOL_MAPPING_NOT_FOUND"
+    world.store.tables.registry[pinned] = entry
+    assert steps.map_action_to_tool(world.deps, checked.model_copy(update={"entry": None})) == call
 
 
 def test_a_switch_on_when_the_start_read_it_stops_the_preflight(world: World) -> None:

@@ -15,11 +15,17 @@ from fulfill.engine.steps.failures import validation_error
 
 @step("MapActionToTool", own_span=True)
 def map_action_to_tool(deps: StepDeps, checked: PreflightPassed) -> ToolCall:
-    """Resolve the pinned registry version, map the parameters, derive the idempotency key."""
+    """Resolve the pinned registry version, map the parameters, derive the idempotency key.
+    The entry is the one StartExecution read with the intent, when it did; else it is read."""
     context, intent = checked.context, checked.intent
     check_budget(context, deps.clock.now())
-    with deps.store.read() as uow:
-        entry = uow.registry.get_entry(intent.action_type, intent.registry_version)
+    entry = checked.entry
+    if entry is None or (entry.action_type, entry.registry_version) != (
+        intent.action_type,
+        intent.registry_version,
+    ):
+        with deps.store.read() as uow:
+            entry = uow.registry.get_entry(intent.action_type, intent.registry_version)
     if entry is None:
         raise stop_before_tool(
             context,

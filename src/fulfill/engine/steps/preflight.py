@@ -63,4 +63,4 @@ def validate_preflight(deps: StepDeps, started: StartedExecution | ExecutionCont
         raise kill_switch_stop(
             context, decision, registry_version=intent.registry_version, trace=intent.trace_id
         )
-    return PreflightPassed(context=context, intent=intent)
+    return PreflightPassed(context=context, intent=intent, entry=reads.entry if reads is not None else None)

@@ -33,7 +33,9 @@ def start_execution(deps: StepDeps, request: ExecutionRequest) -> StartedExecuti
     The same transaction reads what ValidatePreflight decides on (the intent, read here anyway,
     and the kill switches), so that ValidatePreflight, which runs right after in the same
     checkpoint, does not read them again (``StartedExecution.reads``). The tool call still reads
-    them again right before it is sent.
+    them again right before it is sent. It also reads the registry entry the intent is pinned to,
+    for MapActionToTool (an entry's version never changes: read here or a moment later, it is
+    the same), so that the checkpoint reads the store in one transaction instead of two.
     """
     now = deps.clock.now()
     with deps.store.write() as uow:
@@ -75,7 +77,10 @@ def start_execution(deps: StepDeps, request: ExecutionRequest) -> StartedExecuti
             deadline = uow.executions.get_deadline(attempt)
         context = context_for(attempt, request, deadline_epoch=deadline)
         _append_started(uow, context, intent)
-    return StartedExecution(context=context, reads=PreflightReads(intent=intent, switches=switches))
+        entry = uow.registry.get_entry(intent.action_type, intent.registry_version) if intent else None
+    return StartedExecution(
+        context=context, reads=PreflightReads(intent=intent, switches=switches, entry=entry)
+    )
 
 
 def _switches(deps: StepDeps, uow: UnitOfWork, tenant_id: str) -> Switches | None:
