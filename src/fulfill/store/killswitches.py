@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, String, Table, literal, select, union_all
+from sqlalchemy import Connection, String, Table, bindparam, literal, select, union_all
 from sqlalchemy.dialects import postgresql, sqlite
 
 from fulfill.domain.killswitch import GLOBAL_SCOPE, KillSwitchScope, StoredSwitches, SwitchSettings
@@ -82,12 +82,11 @@ def get_tenant(conn: Connection, tenant_id: str, *, for_update: bool = False) ->
     return StoredTenantConfig(**stored.tenant_config().model_dump(), revision=stored.revision)
 
 
-def get_global_and_tenant(conn: Connection, tenant_id: str) -> tuple[StoredGlobalConfig, StoredTenantConfig]:
-    """The global switches and a tenant's, as :func:`get_global` and :func:`get_tenant` read them,
-    in one statement (``UNION ALL`` of the two rows): what every check before an execution's tool
-    call reads."""
+def _switches_statement() -> Any:
+    """The statement of :func:`get_global_and_tenant`, built once (the tenant is a bound
+    parameter): the check before every tool call neither builds it nor computes its cache key."""
     g, t = global_execution_config, tenant_execution_config
-    query = union_all(
+    return union_all(
         select(
             literal(_GLOBAL_ROW, String).label("scope"),
             g.c.global_stop.label("flag"),
@@ -101,9 +100,18 @@ def get_global_and_tenant(conn: Connection, tenant_id: str) -> tuple[StoredGloba
             t.c.disabled_action_types,
             t.c.updated_at,
             t.c.revision,
-        ).where(t.c.tenant_id == tenant_id),
+        ).where(t.c.tenant_id == bindparam("switches_tenant", type_=String)),
     )
-    rows = {row.scope: row for row in conn.execute(query)}
+
+
+_GLOBAL_AND_TENANT = _switches_statement()
+
+
+def get_global_and_tenant(conn: Connection, tenant_id: str) -> tuple[StoredGlobalConfig, StoredTenantConfig]:
+    """The global switches and a tenant's, as :func:`get_global` and :func:`get_tenant` read them,
+    in one statement (``UNION ALL`` of the two rows): what every check before an execution's tool
+    call reads."""
+    rows = {row.scope: row for row in conn.execute(_GLOBAL_AND_TENANT, {"switches_tenant": tenant_id})}
     global_scope, tenant_scope = GLOBAL_SCOPE, KillSwitchScope.of_tenant(tenant_id)
     stored_global = _stored_flag(global_scope, rows.get(_GLOBAL_ROW), stopped_when=True)
     stored_tenant = _stored_flag(tenant_scope, rows.get("tenant"), stopped_when=False)
