@@ -488,6 +488,36 @@ def test_the_statements_built_once_read_each_connectors_and_each_tenants_own_row
             assert (t2[1].tenant_id, t2[1].disabled_action_types) == ("t2", ["T2_ONLY"])
 
 
+def test_the_intent_read_built_once_reads_each_tenants_own_intent(database: Database) -> None:
+    """An intent is read by a statement built once: read in turn for several tenants and ids, each
+    read finds only that tenant's intent under that id (another tenant's id finds nothing)."""
+    first, second = make_intent(action_intent_id="ai_first"), make_intent(action_intent_id="ai_second")
+    other = make_intent(action_intent_id="ai_other", tenant_id="t2")
+    with database.write() as conn:
+        for intent in (first, second, other):
+            assert intents.insert_intent(conn, intent, f"hash-{intent.action_intent_id}")
+    for for_update in (False, True):
+        with database.write() if for_update else database.read() as conn:
+            for _ in range(2):
+                got = [
+                    intents.get_intent(conn, tenant, intent_id, for_update=for_update)
+                    for tenant, intent_id in (
+                        ("t1", "ai_first"),
+                        ("t1", "ai_second"),
+                        ("t2", "ai_other"),
+                        ("t2", "ai_first"),
+                        ("t1", "ai_other"),
+                    )
+                ]
+                assert [(i.tenant_id, i.action_intent_id) if i else None for i in got] == [
+                    ("t1", "ai_first"),
+                    ("t1", "ai_second"),
+                    ("t2", "ai_other"),
+                    None,
+                    None,
+                ]
+
+
 def test_create_once_returns_the_object_stored_under_the_key_whoever_asks_again(database: Database) -> None:
     from fulfill.store import internal_objects
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, or_, select, update
+from sqlalchemy import Connection, String, and_, bindparam, func, or_, select, update
 
 from fulfill.domain.models import (
     ActionIntentV1,
@@ -50,11 +50,22 @@ def get_intent(
 ) -> ActionIntentV1 | None:
     """One intent of one tenant. ``for_update`` locks the row until the transaction ends, so that
     transactions deciding on the intent's state (cancel, RecordOutcome) serialise."""
-    query = select(action_intents.c.document).where(
-        action_intents.c.tenant_id == tenant_id, action_intents.c.action_intent_id == action_intent_id
-    )
-    row = conn.execute(query.with_for_update() if for_update else query).first()
+    query = _INTENT_FOR_UPDATE if for_update else _INTENT
+    row = conn.execute(query, {"intent_tenant": tenant_id, "intent_id": action_intent_id}).first()
     return ActionIntentV1.model_validate(row.document) if row else None
+
+
+def _intent_statement() -> Any:
+    """:func:`get_intent`'s statement, built once (tenant and id are bound parameters): the reads
+    of an intent before every step's decision neither build it nor compute its cache key."""
+    return select(action_intents.c.document).where(
+        action_intents.c.tenant_id == bindparam("intent_tenant", type_=String),
+        action_intents.c.action_intent_id == bindparam("intent_id", type_=String),
+    )
+
+
+_INTENT = _intent_statement()
+_INTENT_FOR_UPDATE = _INTENT.with_for_update()
 
 
 def get_request_hash(conn: Connection, tenant_id: str, action_intent_id: str) -> str | None:
