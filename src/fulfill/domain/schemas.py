@@ -219,7 +219,7 @@ class UntrustedSchema:
         self, schema: dict[str, Any], *, pattern_timeout: float = DEFAULT_PATTERN_TIMEOUT_SECONDS
     ) -> None:
         self.schema = schema
-        self._pattern_timeout = pattern_timeout
+        self.pattern_timeout = pattern_timeout
         self._validator = _Validator(schema, registry=_REGISTRY)
 
     def errors(self, instance: Any) -> list[ValidationError]:
@@ -228,7 +228,7 @@ class UntrustedSchema:
         Raises :class:`PatternTimeout` when the patterns took longer than the budget, and
         :class:`UncheckableSchema` when the schema cannot be evaluated (a ``$ref`` outside
         itself or to nothing, endless recursion)."""
-        deadline = _DEADLINE.set(time.monotonic() + self._pattern_timeout)
+        deadline = _DEADLINE.set(time.monotonic() + self.pattern_timeout)
         try:
             return list(self._validator.iter_errors(instance))
         except (PointerToNowhere, NoSuchAnchor):

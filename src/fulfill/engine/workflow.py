@@ -245,10 +245,20 @@ def _enqueue(
 
 
 def execution_queue() -> Queue:
+    """The execution queue, read from DBOS's system database once per process: an enqueue uses
+    only the queue's name (DBOS reads none of its configuration then), and the row, once
+    registered, is never deleted, so reading it again for every enqueue (a transaction in the
+    system database) bought nothing."""
+    if _EXECUTION_QUEUE:
+        return _EXECUTION_QUEUE[0]
     queue = DBOS.retrieve_queue(EXECUTION_QUEUE)
     if queue is None:
         raise RuntimeError("the execution queue is not registered")
+    _EXECUTION_QUEUE[:] = [queue]
     return queue
+
+
+_EXECUTION_QUEUE: list[Queue] = []
 
 
 def _draft_after_retries(

@@ -82,36 +82,31 @@ def get_tenant(conn: Connection, tenant_id: str, *, for_update: bool = False) ->
     return StoredTenantConfig(**stored.tenant_config().model_dump(), revision=stored.revision)
 
 
-def _switches_statement() -> Any:
-    """The statement of :func:`get_global_and_tenant`, built once (the tenant is a bound
-    parameter): the check before every tool call neither builds it nor computes its cache key."""
-    g, t = global_execution_config, tenant_execution_config
-    return union_all(
-        select(
-            literal(_GLOBAL_ROW, String).label("scope"),
-            g.c.global_stop.label("flag"),
-            g.c.disabled_action_types,
-            g.c.updated_at,
-            g.c.revision,
-        ).where(g.c.config_id == _GLOBAL_ROW),
-        select(
-            literal("tenant", String).label("scope"),
-            t.c.execution_enabled.label("flag"),
-            t.c.disabled_action_types,
-            t.c.updated_at,
-            t.c.revision,
-        ).where(t.c.tenant_id == bindparam("switches_tenant", type_=String)),
-    )
-
-
-_GLOBAL_AND_TENANT = _switches_statement()
+# Read before every tool call and by every approval's warning: built once, the tenant bound at
+# execution (a statement built per call costs its construction and its cache key each time).
+_GLOBAL_AND_TENANT = union_all(
+    select(
+        literal(_GLOBAL_ROW, String).label("scope"),
+        global_execution_config.c.global_stop.label("flag"),
+        global_execution_config.c.disabled_action_types,
+        global_execution_config.c.updated_at,
+        global_execution_config.c.revision,
+    ).where(global_execution_config.c.config_id == _GLOBAL_ROW),
+    select(
+        literal("tenant", String).label("scope"),
+        tenant_execution_config.c.execution_enabled.label("flag"),
+        tenant_execution_config.c.disabled_action_types,
+        tenant_execution_config.c.updated_at,
+        tenant_execution_config.c.revision,
+    ).where(tenant_execution_config.c.tenant_id == bindparam("k_tenant_id")),
+)
 
 
 def get_global_and_tenant(conn: Connection, tenant_id: str) -> tuple[StoredGlobalConfig, StoredTenantConfig]:
     """The global switches and a tenant's, as :func:`get_global` and :func:`get_tenant` read them,
     in one statement (``UNION ALL`` of the two rows): what every check before an execution's tool
     call reads."""
-    rows = {row.scope: row for row in conn.execute(_GLOBAL_AND_TENANT, {"switches_tenant": tenant_id})}
+    rows = {row.scope: row for row in conn.execute(_GLOBAL_AND_TENANT, {"k_tenant_id": tenant_id})}
     global_scope, tenant_scope = GLOBAL_SCOPE, KillSwitchScope.of_tenant(tenant_id)
     stored_global = _stored_flag(global_scope, rows.get(_GLOBAL_ROW), stopped_when=True)
     stored_tenant = _stored_flag(tenant_scope, rows.get("tenant"), stopped_when=False)

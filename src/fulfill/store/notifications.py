@@ -5,19 +5,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from fulfill.domain.notifications import NotificationSettings, SlackMessageRef, StoredNotifications
 from fulfill.store.db import insert_ignore
 from fulfill.store.tables import slack_messages, tenant_notifications
 
+# Read by every intent's creation (its proposal notice): built once, the tenant bound at execution.
+_GET_SETTINGS = select(tenant_notifications).where(
+    tenant_notifications.c.tenant_id == bindparam("k_tenant_id")
+)
+
 
 def get_settings(conn: Connection, tenant_id: str) -> StoredNotifications | None:
     """The tenant's channels; None when they were never written."""
-    row = conn.execute(
-        select(tenant_notifications).where(tenant_notifications.c.tenant_id == tenant_id)
-    ).first()
+    row = conn.execute(_GET_SETTINGS, {"k_tenant_id": tenant_id}).first()
     return None if row is None else _stored(row)
 
 

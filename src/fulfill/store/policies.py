@@ -9,7 +9,7 @@ applying, and every version it had stays for the audit.
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from fulfill.domain.policies import Policy, PolicyVersion, evaluation_order
 from fulfill.store.db import insert_ignore
@@ -78,16 +78,18 @@ def list_versions(conn: Connection, tenant_id: str | None, policy_id: str) -> li
     return [PolicyVersion(Policy.model_validate(row.document), row.deleted_at) for row in rows]
 
 
+# Read by every intent's creation: built once, the tenant bound at execution (see store/intents.py).
+_LIST_EFFECTIVE = select(approval_policies.c.document).where(
+    approval_policies.c.owner.in_([bindparam("k_tenant_id"), bindparam("k_platform")]),
+    approval_policies.c.is_current.is_(True),
+    approval_policies.c.deleted_at.is_(None),
+)
+
+
 def list_effective(conn: Connection, tenant_id: str) -> list[Policy]:
     """The current version of every live policy of the tenant and of the platform, in evaluation
     order: the tenant's by (priority, policy_id), then the platform's."""
-    rows = conn.execute(
-        select(approval_policies.c.document).where(
-            approval_policies.c.owner.in_([tenant_id, PLATFORM_OWNER]),
-            approval_policies.c.is_current.is_(True),
-            approval_policies.c.deleted_at.is_(None),
-        )
-    ).all()
+    rows = conn.execute(_LIST_EFFECTIVE, {"k_tenant_id": tenant_id, "k_platform": PLATFORM_OWNER}).all()
     return evaluation_order(Policy.model_validate(row.document) for row in rows)
 
 

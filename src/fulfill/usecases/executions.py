@@ -26,6 +26,7 @@ from fulfill.domain.status import derive_status
 from fulfill.domain.time import iso_from_epoch
 from fulfill.engine.intake import queued_attempt, request_for
 from fulfill.engine.outbox_relay import queue_rerun
+from fulfill.ports.store import UnitOfWork
 from fulfill.tokens import Principal, service_token_secret
 from fulfill.usecases.context import UseCaseContext
 from fulfill.usecases.errors import BadRequest, Conflict, Forbidden, NotFound
@@ -70,10 +71,17 @@ def _intent_for(
     rt: UseCaseContext, principal: Principal, action_intent_id: str, account_id: str | None
 ) -> ActionIntentV1:
     """The caller's intent: 404 for nothing or another tenant's, 403 for an account outside the token."""
+    with rt.store.read() as uow:
+        return _checked_intent(principal, uow, action_intent_id, account_id)
+
+
+def _checked_intent(
+    principal: Principal, uow: UnitOfWork, action_intent_id: str, account_id: str | None
+) -> ActionIntentV1:
+    """:func:`_intent_for` in the caller's unit of work."""
     if account_id is not None and not principal.may_access_account(account_id):
         raise Forbidden("the token does not grant access to this account")
-    with rt.store.read() as uow:
-        intent = uow.intents.get_intent(principal.tenant_id, action_intent_id)
+    intent = uow.intents.get_intent(principal.tenant_id, action_intent_id)
     if intent is None or (account_id is not None and intent.account_id != account_id):
         raise NotFound("execution not found")
     if not principal.may_access_account(intent.account_id):
@@ -89,8 +97,9 @@ def execution_intent(rt: UseCaseContext, principal: Principal, action_intent_id:
 def execution_status(
     rt: UseCaseContext, principal: Principal, action_intent_id: str, account_id: str | None = None
 ) -> ExecutionStatusView:
-    intent = _intent_for(rt, principal, action_intent_id, account_id)
+    # One read transaction for the intent, its attempt and its outcome.
     with rt.store.read() as uow:
+        intent = _checked_intent(principal, uow, action_intent_id, account_id)
         attempt = uow.executions.get_attempt(intent.tenant_id, intent.account_id, action_intent_id)
         outcome = (
             uow.executions.get_outcome(

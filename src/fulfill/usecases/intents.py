@@ -141,11 +141,15 @@ def active_stop_warnings(rt: UseCaseContext, intent: ActionIntentV1) -> list[str
         with rt.store.read() as uow:
             return approval_warnings(rt, uow, intent)
     except Exception:
-        log.warning("kill switches could not be read for the approval warning", exc_info=True)
-        return [
-            "the kill switches could not be read: if one is on, this execution will be stopped "
-            "before its tool call and end CANCELLED (KILL_SWITCH_ENABLED)"
-        ]
+        return _switches_unreadable()
+
+
+def _switches_unreadable() -> list[str]:
+    log.warning("kill switches could not be read for the approval warning", exc_info=True)
+    return [
+        "the kill switches could not be read: if one is on, this execution will be stopped "
+        "before its tool call and end CANCELLED (KILL_SWITCH_ENABLED)"
+    ]
 
 
 def approval_warnings(rt: UseCaseContext, uow: UnitOfWork, intent: ActionIntentV1) -> list[str]:
@@ -220,12 +224,13 @@ def _create_intent(
         existing = _existing(rt, principal, body.action_intent_id, request_hash)
         if existing is not None:
             return existing, False, None
-    built = _build_intent(rt, principal, body, now, now_iso, proposed_via)
+    built, entry = _build_intent(rt, principal, body, now, now_iso, proposed_via)
     lock: tuple[ExecutionAttempt, bool] | None = None
     with rt.store.write() as uow:
         # The approval policies are read and applied in the creating transaction: the intent is
         # stored with its decision, and a policy changed meanwhile applies to the next intent.
-        entry = uow.registry.get_entry(built.action_type, built.registry_version)
+        # The registry version is the one the intent was built from (versions are immutable:
+        # reading it again here would give the same entry).
         policies, held_back = _applicable(uow.policies.list_effective(principal.tenant_id), entry)
         verdict = decide_policy(policies, _candidate(built))
         intent = _decided(rt, principal, built, verdict, now, imported=body.approval is not None)
@@ -454,10 +459,10 @@ def _existing(
     rt: UseCaseContext, principal: Principal, action_intent_id: str, request_hash: str
 ) -> ActionIntentV1 | None:
     with rt.store.read() as uow:
-        stored = uow.intents.get_intent(principal.tenant_id, action_intent_id)
-        if stored is None:
-            return None
-        stored_hash = uow.intents.get_request_hash(principal.tenant_id, action_intent_id)
+        found = uow.intents.get_intent_with_request_hash(principal.tenant_id, action_intent_id)
+    if found is None:
+        return None
+    stored, stored_hash = found
     if not principal.may_access_account(stored.account_id):
         raise Forbidden("the token does not grant access to this account")
     if stored_hash != request_hash:
@@ -489,7 +494,8 @@ def _build_intent(
     now: float,
     now_iso: str,
     proposed_via: ProposedVia,
-) -> ActionIntentV1:
+) -> tuple[ActionIntentV1, RegistryEntry]:
+    """The intent to store, and the registry version it is pinned to."""
     with rt.store.read() as uow:
         if body.registry_version is None:
             entry = uow.registry.latest_active_entry(body.action_type)
@@ -582,7 +588,9 @@ def _build_intent(
         updated_at=now_iso,
     )
     # An imported intent is approved as it is stored: bound to that exact action.
-    return intent.model_copy(update={"action_hash": action_hash(intent)}) if body.approval else intent
+    if body.approval:
+        intent = intent.model_copy(update={"action_hash": action_hash(intent)})
+    return intent, entry
 
 
 @dataclass(frozen=True)
@@ -611,17 +619,6 @@ def _require_approval_scopes(principal: Principal, entry: RegistryEntry) -> None
         )
 
 
-def _pinned_entry(rt: UseCaseContext, intent: ActionIntentV1) -> RegistryEntry:
-    with rt.store.read() as uow:
-        entry = uow.registry.get_entry(intent.action_type, intent.registry_version)
-    if entry is None:
-        raise Invalid(
-            f"no registry entry for action type {intent.action_type} version {intent.registry_version}",
-            code="TOOL_MAPPING_NOT_FOUND",
-        )
-    return entry
-
-
 def _check_tool_arguments(rt: UseCaseContext, entry: RegistryEntry, mapped: dict[str, Any]) -> None:
     """The mapped parameters must satisfy the input schema of the pinned version's tool."""
     schema = rt.tool_schemas.get(entry.tool_name)
@@ -633,7 +630,7 @@ def _check_tool_arguments(rt: UseCaseContext, entry: RegistryEntry, mapped: dict
     to_parameter = {rule.tool_param: name for name, rule in entry.parameter_mapping.items()}
     try:
         # A gateway target's schema: no network, bounded patterns (this runs in a worker thread).
-        found = UntrustedSchema(schema, pattern_timeout=rt.settings.schema_pattern_timeout_seconds).errors(
+        found = _validator(entry.tool_name, schema, rt.settings.schema_pattern_timeout_seconds).errors(
             arguments
         )
     except UncheckableSchema as exc:
@@ -656,6 +653,24 @@ def _check_tool_arguments(rt: UseCaseContext, entry: RegistryEntry, mapped: dict
             where = f"parameters.{to_parameter.get(argument, argument)}" if argument else "parameters"
             problems.append(f"{where}: {_schema_message(error)}")
         raise Invalid("; ".join(problems), code="INVALID_PARAMETERS")
+
+
+_VALIDATORS: dict[str, UntrustedSchema] = {}
+_MAX_VALIDATORS = 1024
+
+
+def _validator(tool_name: str, schema: dict[str, Any], pattern_timeout: float) -> UntrustedSchema:
+    """The validator of a tool's current input schema, built once for that schema object (a new
+    schema, as a target's refreshed tool list brings, gets a new one): building one costs more
+    than checking a typical intent's parameters with it."""
+    cached = _VALIDATORS.get(tool_name)
+    if cached is not None and cached.schema is schema and cached.pattern_timeout == pattern_timeout:
+        return cached
+    validator = UntrustedSchema(schema, pattern_timeout=pattern_timeout)
+    if len(_VALIDATORS) >= _MAX_VALIDATORS:
+        _VALIDATORS.clear()
+    _VALIDATORS[tool_name] = validator
+    return validator
 
 
 def _schema_message(error: jsonschema.ValidationError) -> str:
@@ -739,8 +754,7 @@ def approve_intent(
     counts as the editor's approval. Only a PENDING_APPROVAL intent is edited (409 otherwise).
     """
     comment = _checked_comment(comment)
-    intent = get_intent(rt, principal, action_intent_id)
-    entry = _pinned_entry(rt, intent)
+    intent, entry, warnings = _read_for_approval(rt, principal, action_intent_id)
     _require_approval_scopes(principal, entry)
     _require_may_decide(principal, Decision.APPROVE, proposed_by=intent.proposed_by)
     _require_entitled(principal, intent, Decision.APPROVE)
@@ -824,7 +838,35 @@ def approve_intent(
     start_if_queued(
         attempt, taken, request_for(attempt, approval_source=ApprovalSource.HUMAN, auto_executed=False)
     )
-    return _approval_change(result, warnings=active_stop_warnings(rt, result))
+    return _approval_change(result, warnings=warnings)
+
+
+def _read_for_approval(
+    rt: UseCaseContext, principal: Principal, action_intent_id: str
+) -> tuple[ActionIntentV1, RegistryEntry, list[str]]:
+    """What an approval reads before its write transaction, in one read transaction: the intent
+    (404, 403 as :func:`get_intent`), its pinned registry version, and, for an intent still
+    waiting for approval, the kill switches it would run into (:func:`active_stop_warnings`:
+    only advice, and switches that cannot be read are named instead, never a failed approval)."""
+    with rt.store.read() as uow:
+        intent = uow.intents.get_intent(principal.tenant_id, action_intent_id)
+        if intent is None:
+            raise NotFound("action intent not found")
+        if not principal.may_access_account(intent.account_id):
+            raise Forbidden("the token does not grant access to this account")
+        entry = uow.registry.get_entry(intent.action_type, intent.registry_version)
+        warnings: list[str] = []
+        if entry is not None and intent.approval_status is ApprovalStatus.PENDING_APPROVAL:
+            try:
+                warnings = approval_warnings(rt, uow, intent)
+            except Exception:
+                warnings = _switches_unreadable()
+    if entry is None:
+        raise Invalid(
+            f"no registry entry for action type {intent.action_type} version {intent.registry_version}",
+            code="TOOL_MAPPING_NOT_FOUND",
+        )
+    return intent, entry, warnings
 
 
 def _approval_change(intent: ActionIntentV1, *, warnings: list[str] | None = None) -> ApprovalChange:

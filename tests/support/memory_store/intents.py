@@ -28,9 +28,11 @@ class MemoryIntentsRepository:
         row = self._t.intents.get((tenant_id, action_intent_id))
         return row.intent if row else None
 
-    def get_request_hash(self, tenant_id: str, action_intent_id: str) -> str | None:
+    def get_intent_with_request_hash(
+        self, tenant_id: str, action_intent_id: str
+    ) -> tuple[ActionIntentV1, str] | None:
         row = self._t.intents.get((tenant_id, action_intent_id))
-        return row.request_hash if row else None
+        return (row.intent, row.request_hash) if row else None
 
     def transition_approval(
         self,

@@ -18,7 +18,9 @@ class IntentsRepository(Protocol):
         transactions deciding on the intent's state (cancel, RecordOutcome) serialise."""
         ...
 
-    def get_request_hash(self, tenant_id: str, action_intent_id: str) -> str | None: ...
+    def get_intent_with_request_hash(
+        self, tenant_id: str, action_intent_id: str
+    ) -> tuple[ActionIntentV1, str] | None: ...
 
     def transition_approval(
         self,

@@ -1,0 +1,192 @@
+"""The statements of an intent request's path are built once and take each call's values at
+execution (store/intents.py, registry.py, policies.py, killswitches.py, notifications.py): each
+call must still read and change only its own tenant's rows, with its own values, whatever call
+ran the statement before it. On SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fulfill.domain.models import (
+    ApprovalStatus,
+    ExecutionStatus,
+    GlobalExecutionConfig,
+    TenantExecutionConfig,
+)
+from fulfill.domain.policies import Policy
+from fulfill.store import intents, killswitches, policies, registry
+from fulfill.store.db import Database, insert_ignore
+from fulfill.store.migrate import upgrade_to_head
+from fulfill.store.tables import action_type_registry
+from tests.support import postgres
+from tests.support.harness import fresh_database_url
+from tests.unit.factories import make_intent
+
+NOW = "2026-12-05T00:00:00.000Z"
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Iterator[Database]:
+    url = fresh_database_url(tmp_path)
+    db = Database(url)
+    upgrade_to_head(db)
+    try:
+        yield db
+    finally:
+        db.dispose()
+        if postgres.is_postgres_url(url):
+            postgres.drop_database(url)
+
+
+def _pending(tenant_id: str, title: str) -> Any:
+    return make_intent(
+        tenant_id=tenant_id,
+        approval_status=ApprovalStatus.PENDING_APPROVAL,
+        parameters={"title": title},
+    )
+
+
+def test_an_intent_is_read_and_changed_only_under_its_own_tenant(database: Database) -> None:
+    a, b = _pending("t1", "of t1"), _pending("t2", "of t2")  # the same action_intent_id
+    with database.write() as conn:
+        assert intents.insert_intent(conn, a, "hash-a")
+        assert intents.insert_intent(conn, b, "hash-b")
+    with database.read() as conn:
+        assert intents.get_intent(conn, "t1", a.action_intent_id) == a
+        assert intents.get_intent(conn, "t2", b.action_intent_id) == b
+        assert intents.get_intent(conn, "t3", a.action_intent_id) is None
+        assert intents.get_intent_with_request_hash(conn, "t2", b.action_intent_id) == (b, "hash-b")
+        assert intents.get_intent_with_request_hash(conn, "t1", a.action_intent_id) == (a, "hash-a")
+        assert intents.get_intent_with_request_hash(conn, "t3", a.action_intent_id) is None
+
+    with database.write() as conn:
+        locked = intents.get_intent(conn, "t2", b.action_intent_id, for_update=True)
+        assert locked == b
+        moved = intents.transition_approval(
+            conn, b, to_status=ApprovalStatus.APPROVED, now=NOW, approved_by="ada", action_hash="h"
+        )
+        assert moved is not None
+        assert moved.approval_status is ApprovalStatus.APPROVED
+        # Compare-and-set: the same move again finds the row no longer PENDING_APPROVAL.
+        assert intents.transition_approval(conn, b, to_status=ApprovalStatus.APPROVED, now=NOW) is None
+        rejected = intents.transition_approval(
+            conn, a, to_status=ApprovalStatus.REJECTED, now=NOW, execution_status=ExecutionStatus.CANCELLED
+        )
+        assert rejected is not None
+    with database.read() as conn:
+        stored_a = intents.get_intent(conn, "t1", a.action_intent_id)
+        stored_b = intents.get_intent(conn, "t2", b.action_intent_id)
+    assert stored_a is not None
+    assert stored_a.approval_status is ApprovalStatus.REJECTED
+    assert stored_a.parameters == {"title": "of t1"}
+    assert stored_b is not None
+    assert stored_b.approval_status is ApprovalStatus.APPROVED
+    assert (stored_b.approved_by, stored_b.action_hash, stored_b.parameters) == (
+        "ada",
+        "h",
+        {"title": "of t2"},
+    )
+
+    edited = stored_b.model_copy(update={"parameters": {"title": "edited"}, "updated_at": NOW})
+    with database.write() as conn:
+        intents.save_intent(conn, edited, execution_status=ExecutionStatus.RUNNING)
+        intents.save_intent(conn, stored_a.model_copy(update={"updated_at": NOW}))
+    with database.read() as conn:
+        assert intents.get_intent(conn, "t2", b.action_intent_id) == edited
+        again_a = intents.get_intent(conn, "t1", a.action_intent_id)
+    assert again_a is not None
+    assert again_a.parameters == {"title": "of t1"}
+
+
+def _registry_row(
+    action_type: str, version: int, tool: str, deprecated_at: str | None = None
+) -> dict[str, Any]:
+    entry = {
+        "action_type": action_type,
+        "registry_version": version,
+        "tool_name": tool,
+        "parameter_mapping": {},
+        "created_at": NOW,
+        "deprecated_at": deprecated_at,
+    }
+    return {
+        **{k: entry[k] for k in ("action_type", "registry_version", "tool_name", "created_at")},
+        "deprecated_at": deprecated_at,
+        "document": entry,
+    }
+
+
+def test_registry_reads_take_their_own_action_type_and_version(database: Database) -> None:
+    with database.write() as conn:
+        insert_ignore(conn, action_type_registry, _registry_row("ONE", 1, "internal.one_v1"))
+        insert_ignore(
+            conn, action_type_registry, _registry_row("ONE", 2, "internal.one_v2", deprecated_at=NOW)
+        )
+        insert_ignore(conn, action_type_registry, _registry_row("TWO", 1, "internal.two_v1"))
+        insert_ignore(conn, action_type_registry, _registry_row("TWO", 3, "internal.two_v3"))
+    with database.read() as conn:
+        assert [
+            getattr(registry.get_entry(conn, action_type, version), "tool_name", None)
+            for action_type, version in (("ONE", 2), ("TWO", 3), ("ONE", 1), ("TWO", 2))
+        ] == ["internal.one_v2", "internal.two_v3", "internal.one_v1", None]
+        # The newest version not deprecated: ONE's 2 is, so its 1.
+        latest = [registry.latest_active_entry(conn, name) for name in ("ONE", "TWO", "THREE")]
+    assert [getattr(entry, "tool_name", None) for entry in latest] == [
+        "internal.one_v1",
+        "internal.two_v3",
+        None,
+    ]
+
+
+def _policy(policy_id: str, tenant_id: str | None) -> Policy:
+    return Policy.model_validate(
+        {
+            "policy_id": policy_id,
+            "version": 1,
+            "scope": "tenant" if tenant_id else "platform",
+            "tenant_id": tenant_id,
+            "name": f"policy {policy_id}",
+            "decision": "AUTO_APPROVE",
+            "created_at": NOW,
+            "updated_at": NOW,
+            "created_by": "ada",
+            "updated_by": "ada",
+        }
+    )
+
+
+def test_effective_policies_are_the_tenants_own_and_the_platforms(database: Database) -> None:
+    with database.write() as conn:
+        assert policies.insert_version(conn, _policy("pol_tenantone1", "t1"))
+        assert policies.insert_version(conn, _policy("pol_tenanttwo1", "t2"))
+        assert policies.insert_version(conn, _policy("pol_platform01", None))
+    with database.read() as conn:
+        ids = {t: [p.policy_id for p in policies.list_effective(conn, t)] for t in ("t1", "t2", "t3")}
+    assert ids == {
+        "t1": ["pol_tenantone1", "pol_platform01"],
+        "t2": ["pol_tenanttwo1", "pol_platform01"],
+        "t3": ["pol_platform01"],
+    }
+
+
+def test_kill_switches_are_read_for_the_tenant_asked(database: Database) -> None:
+    with database.write() as conn:
+        killswitches.put_tenant(conn, TenantExecutionConfig(tenant_id="t1", execution_enabled=False), now=NOW)
+        killswitches.put_tenant(
+            conn, TenantExecutionConfig(tenant_id="t2", disabled_action_types=["WIRE"]), now=NOW
+        )
+        killswitches.put_global(conn, GlobalExecutionConfig(disabled_action_types=["NUKE"]), now=NOW)
+    with database.read() as conn:
+        read = {t: killswitches.get_global_and_tenant(conn, t) for t in ("t1", "t2", "t3", "t1")}
+    assert {
+        t: (g.disabled_action_types, c.execution_enabled, c.disabled_action_types)
+        for t, (g, c) in read.items()
+    } == {
+        "t1": (["NUKE"], False, []),
+        "t2": (["NUKE"], True, ["WIRE"]),
+        "t3": (["NUKE"], True, []),
+    }
