@@ -13,6 +13,10 @@ machine where times are not. Three series, in turn:
   client and server, the guard, the tool's write); also how many threads were started meanwhile;
 * ``execution``: ``--executions`` intents created and approved over HTTP, one at a time, each
   waited for (a status read every 20 ms) until its outcome is written;
+* ``invoke_step``: ``--calls`` runs of the InvokeTool step itself, from one thread, with the step
+  dependencies and the tool call of one of the warm-up executions (a fresh idempotency key each
+  time, so that each run writes its task): the checks right before the call (kill switches,
+  intent, the connector's gate), the call, the metrics; its CPU per step and its median time;
 * ``bare_direct_start``: the same number of bare workflows started with ``DBOS.start_workflow``.
 """
 
@@ -21,9 +25,11 @@ from __future__ import annotations
 import argparse
 import json
 import secrets
+import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +93,58 @@ def tool_calls(server: BackgroundServer, count: int) -> dict[str, float]:
     }
 
 
+# The step dependencies and the tool call of the first execution whose InvokeTool runs while
+# :func:`capturing_a_call` is on.
+_CAPTURED: list[tuple[Any, Any]] = []
+
+
+def capturing_a_call() -> Callable[[], None]:
+    """Keep the first InvokeTool's dependencies and call (its check before the call sees both);
+    returns what puts the check back as it was."""
+    from fulfill.engine.steps import invoke
+
+    original = invoke.check_before_call
+
+    def capture(deps: Any, call: Any, **options: Any) -> Any:
+        if not _CAPTURED:
+            _CAPTURED.append((deps, call))
+        return original(deps, call, **options)
+
+    invoke.check_before_call = capture
+
+    def restore() -> None:
+        invoke.check_before_call = original
+
+    return restore
+
+
+def invoke_steps(count: int) -> dict[str, float]:
+    from fulfill.engine import steps
+
+    deps, call = _CAPTURED[0]
+    durations: list[float] = []
+    began, cpu = time.perf_counter(), time.process_time()
+    for _ in range(count):
+        key = secrets.token_hex(32)
+        context = call.context.model_copy(update={"deadline_epoch": time.time() + 3600})
+        this = call.model_copy(
+            update={
+                "context": context,
+                "idempotency_key": key,
+                "arguments": {**call.arguments, "idempotency_key": key},
+            }
+        )
+        started = time.perf_counter()
+        result = steps.invoke_tool(deps, this)
+        durations.append(time.perf_counter() - started)
+        if not result.success:
+            raise RuntimeError(f"the step failed: {result.error}")
+    return {
+        "cpu_ms_per_step": net_cpu_ms(cpu, began, count),
+        "median_ms": round(statistics.median(durations) * 1000, 3),
+    }
+
+
 def run_executions(server: BackgroundServer, count: int) -> dict[str, float]:
     settings = server.settings
     scopes = [Scope.INTENTS_WRITE, Scope.INTENTS_APPROVE, Scope.EXECUTIONS_READ]
@@ -136,7 +194,12 @@ def main() -> None:
         server = BackgroundServer(settings).start()
         try:
             tool_calls(server, args.warmup)
-            run_executions(server, args.warmup)
+            restore = capturing_a_call()
+            try:
+                run_executions(server, args.warmup)
+            finally:
+                restore()
+            invoke_steps(args.warmup)
             bare(args.warmup)
             global IDLE_CPU_PER_SECOND
             IDLE_CPU_PER_SECOND = idle_rate(args.idle_seconds)
@@ -144,6 +207,7 @@ def main() -> None:
                 "fulfill_version": __version__,
                 "idle_cpu_ms_per_second": round(IDLE_CPU_PER_SECOND * 1000, 1),
                 "tool_call": tool_calls(server, args.calls),
+                "invoke_step": invoke_steps(args.calls),
                 "execution": run_executions(server, args.executions),
                 "bare_direct_start": bare(args.executions),
             }

@@ -224,14 +224,23 @@ class TokenVerifier:
 
     def verify_service(self, token: str) -> Principal:
         """Only the engine's own service tokens: what the gateway accepts. User tokens, whatever
-        their scopes, are refused."""
+        their scopes, are refused.
+
+        A token is verified at once, in one parse: the verification itself accepts only HS256 and
+        the service issuer, so a token it accepts is one the checks of its header and issuer would
+        have let through. Only a refused token is parsed again, unverified, to say why as before:
+        not a JWT, not a service token (``SERVICE_TOKEN_REQUIRED``), or the verification's own
+        reason (expired, signature, binding claims)."""
         try:
-            header = jwt.get_unverified_header(token)
-        except (jwt.PyJWTError, ValueError, TypeError) as exc:
-            raise _malformed() from exc
-        if header.get("alg") != "HS256" or _unverified_issuer(token) != SERVICE_TOKEN_ISSUER:
-            raise TokenError("a service token is required", "SERVICE_TOKEN_REQUIRED")
-        return self._verify_service_token(token)
+            return self._verify_service_token(token)
+        except TokenError:
+            try:
+                header = jwt.get_unverified_header(token)
+            except (jwt.PyJWTError, ValueError, TypeError) as exc:
+                raise _malformed() from exc
+            if header.get("alg") != "HS256" or _unverified_issuer(token) != SERVICE_TOKEN_ISSUER:
+                raise TokenError("a service token is required", "SERVICE_TOKEN_REQUIRED") from None
+            raise
 
     def _verify_dev_token(self, token: str) -> Principal:
         claims = _decode(token, self._secret, ["HS256"], self._issuer, self._audience, leeway=self._leeway)

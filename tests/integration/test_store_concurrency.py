@@ -459,6 +459,65 @@ def test_a_calls_gate_view_in_one_statement_is_what_the_three_reads_give(databas
     assert one[2] == ConnectorLimits(rate_per_second=1.0)
 
 
+def test_the_statements_built_once_read_each_connectors_and_each_tenants_own_rows(database: Database) -> None:
+    """The gate's view and the switches read are built once with bound parameters: read in turn for
+    several connectors and tenants (in one connection, as the statement cache sees them), each
+    read gives its own connector's and its own tenant's rows, never the previous read's."""
+    from fulfill.domain.flowcontrol import ConnectorLimits
+    from fulfill.store import connectors
+
+    with database.write() as conn:
+        connectors.put_limits(conn, "crm", ConnectorLimits(concurrency=3), now=NOW)
+        connectors.put_limits(conn, "calendar", ConnectorLimits(rate_per_second=2.0), now=NOW)
+        connectors.put_tenant_cap(conn, "crm", "t2", ConnectorLimits(concurrency=1), now=NOW, by="admin")
+        killswitches.put_tenant(
+            conn, TenantExecutionConfig(tenant_id="t2", disabled_action_types=["T2_ONLY"]), now=NOW
+        )
+    with database.read() as conn:
+        for _ in range(2):
+            crm_t1, crm_t2 = connectors.gate_view(conn, "crm", "t1"), connectors.gate_view(conn, "crm", "t2")
+            calendar_t2 = connectors.gate_view(conn, "calendar", "t2")
+            assert (crm_t1[0].limits.concurrency, crm_t1[2]) == (3, None)
+            assert (crm_t2[0].limits.concurrency, crm_t2[2]) == (3, ConnectorLimits(concurrency=1))
+            assert (calendar_t2[0].limits.rate_per_second, calendar_t2[2]) == (2.0, None)
+            t1, t2 = (
+                killswitches.get_global_and_tenant(conn, "t1"),
+                killswitches.get_global_and_tenant(conn, "t2"),
+            )
+            assert (t1[1].tenant_id, t1[1].disabled_action_types) == ("t1", [])
+            assert (t2[1].tenant_id, t2[1].disabled_action_types) == ("t2", ["T2_ONLY"])
+
+
+def test_the_intent_read_built_once_reads_each_tenants_own_intent(database: Database) -> None:
+    """An intent is read by a statement built once: read in turn for several tenants and ids, each
+    read finds only that tenant's intent under that id (another tenant's id finds nothing)."""
+    first, second = make_intent(action_intent_id="ai_first"), make_intent(action_intent_id="ai_second")
+    other = make_intent(action_intent_id="ai_other", tenant_id="t2")
+    with database.write() as conn:
+        for intent in (first, second, other):
+            assert intents.insert_intent(conn, intent, f"hash-{intent.action_intent_id}")
+    for for_update in (False, True):
+        with database.write() if for_update else database.read() as conn:
+            for _ in range(2):
+                got = [
+                    intents.get_intent(conn, tenant, intent_id, for_update=for_update)
+                    for tenant, intent_id in (
+                        ("t1", "ai_first"),
+                        ("t1", "ai_second"),
+                        ("t2", "ai_other"),
+                        ("t2", "ai_first"),
+                        ("t1", "ai_other"),
+                    )
+                ]
+                assert [(i.tenant_id, i.action_intent_id) if i else None for i in got] == [
+                    ("t1", "ai_first"),
+                    ("t1", "ai_second"),
+                    ("t2", "ai_other"),
+                    None,
+                    None,
+                ]
+
+
 def test_create_once_returns_the_object_stored_under_the_key_whoever_asks_again(database: Database) -> None:
     from fulfill.store import internal_objects
 

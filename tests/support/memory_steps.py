@@ -146,6 +146,7 @@ class OpenGate:
         self.waits = False
         self.expire: WaitReason | None = None
         self.on_wait: Callable[[], None] | None = None
+        self.views: list[object | None] = []  # the gate view each admission was handed
 
     def admit(
         self,
@@ -155,7 +156,9 @@ class OpenGate:
         deadline: float,
         lease_seconds: float,
         recheck: Callable[[], None] | None = None,
+        view: object | None = None,
     ) -> OpenPermit:
+        self.views.append(view)
         if self.waits or self.expire is not None:
             if self.on_wait is not None:
                 self.on_wait()

@@ -489,3 +489,82 @@ def test_cached_answers_only_for_a_token_accepted_before_and_not_expired(setting
     assert verifier.cached(token) is principal
     clock.now = int(clock.now) + 600
     assert verifier.cached(token) is None
+
+
+# --- the gateway's check of a service token ------------------------------------------------------
+
+
+def _service_claims(settings: Settings, **claims: Any) -> dict[str, Any]:
+    from fulfill.config import SERVICE_TOKEN_ISSUER
+
+    now = int(time.time())
+    payload: dict[str, Any] = {
+        "sub": "fulfill-engine",
+        "tenant_id": "t1",
+        "account_id": "acct",
+        "action_intent_id": "ai_1",
+        "idempotency_key": "k" * 64,
+        "scope": Scope.GATEWAY_INVOKE,
+        "iss": SERVICE_TOKEN_ISSUER,
+        "aud": settings.jwt_audience,
+        "iat": now,
+        "exp": now + 60,
+    }
+    payload.update(claims)
+    return {k: v for k, v in payload.items() if v is not None}
+
+
+@pytest.mark.parametrize(
+    ("make", "code"),
+    [
+        # A user token signed with the very secret service tokens are signed with (dev mode, no
+        # service secret of its own): refused as not a service token, not for its issuer.
+        (lambda s: raw_token(s, scope=Scope.GATEWAY_INVOKE), "SERVICE_TOKEN_REQUIRED"),
+        (lambda s: jwt.encode(_service_claims(s), None, algorithm="none"), "SERVICE_TOKEN_REQUIRED"),
+        (
+            lambda s: jwt.encode(_service_claims(s, iss="fulfill-dev"), SECRET, algorithm="HS256"),
+            "SERVICE_TOKEN_REQUIRED",
+        ),
+        (lambda s: "not-a-jwt", "TOKEN_MALFORMED"),
+        (
+            lambda s: jwt.encode(_service_claims(s), OTHER_SECRET, algorithm="HS256"),
+            "TOKEN_SIGNATURE_INVALID",
+        ),
+        (
+            lambda s: jwt.encode(_service_claims(s, exp=int(time.time()) - 5), SECRET, algorithm="HS256"),
+            "TOKEN_EXPIRED",
+        ),
+        (
+            lambda s: jwt.encode(_service_claims(s, aud="elsewhere"), SECRET, algorithm="HS256"),
+            "TOKEN_AUDIENCE_NOT_ACCEPTED",
+        ),
+        (
+            lambda s: jwt.encode(_service_claims(s, idempotency_key=None), SECRET, algorithm="HS256"),
+            "TOKEN_CLAIM_MISSING",
+        ),
+        (
+            lambda s: jwt.encode(_service_claims(s, sub=None), SECRET, algorithm="HS256"),
+            "TOKEN_CLAIM_MISSING",
+        ),
+    ],
+)
+def test_verify_service_refuses_what_is_not_a_valid_service_token_saying_why(
+    settings: Settings, make: Any, code: str
+) -> None:
+    """The check verifies first and explains a refusal after: each refusal keeps its own code."""
+    with pytest.raises(TokenError) as refused:
+        TokenVerifier(settings).verify_service(make(settings))
+    assert refused.value.code == code
+
+
+def test_verify_service_accepts_a_service_token_with_only_the_gateway_scope(settings: Settings) -> None:
+    token = jwt.encode(
+        _service_claims(settings, scope=f"admin {Scope.GATEWAY_INVOKE}"), SECRET, algorithm="HS256"
+    )
+    principal = TokenVerifier(settings).verify_service(token)
+    assert (principal.subject, principal.tenant_id, principal.scopes) == (
+        "fulfill-engine",
+        "t1",
+        frozenset({Scope.GATEWAY_INVOKE}),
+    )
+    assert principal.claims["action_intent_id"] == "ai_1"

@@ -65,6 +65,7 @@ from fulfill.domain.flowcontrol import (
 )
 from fulfill.domain.ports import Clock, ToolCallOutcome
 from fulfill.logging_setup import describe_failure
+from fulfill.ports.repositories.connectors import GateView
 from fulfill.ports.store import Store, UnitOfWork
 
 log = logging.getLogger("fulfill.flow")
@@ -234,14 +235,18 @@ class FlowControl:
         deadline: float,
         lease_seconds: float,
         recheck: Callable[[], None] | None = None,
+        view: GateView | None = None,
     ) -> Permit:
         """Wait until a call of ``tenant_id`` to ``connector`` may start, at the latest until
         ``deadline`` (epoch seconds of the service clock; then :class:`WaitExpired`). ``recheck``
         runs about once a second while it waits, and may raise to stop waiting (a kill switch, a
-        cancellation)."""
+        cancellation). ``view``: the connector's gate view (``uow.connectors.gate_view``) as the
+        caller has just read it in its own read of the store (None: read here)."""
         try:
-            with self._store.read() as uow:
-                stored, circuit, cap = uow.connectors.gate_view(connector, tenant_id)
+            if view is None:
+                with self._store.read() as uow:
+                    view = uow.connectors.gate_view(connector, tenant_id)
+            stored, circuit, cap = view
             limits = stored.limits
             if limits.unlimited and circuit.state is CircuitState.CLOSED and (cap is None or cap.unlimited):
                 metrics.CONNECTOR_CALLS_IN_FLIGHT.labels(connector).inc()

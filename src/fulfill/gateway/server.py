@@ -131,6 +131,14 @@ def off_the_loop(fn: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
+# A token this request's refusal check (:class:`ExplainedRefusals`) has just accepted, and what it
+# gave: the MCP SDK's own check of the same request's token, further down the same request, takes
+# it instead of verifying the same text again. Set only within that one request's handling.
+_ACCEPTED_IN_THIS_REQUEST: ContextVar[tuple[str, AccessToken] | None] = ContextVar(
+    "fulfill_gateway_accepted_token", default=None
+)
+
+
 class GatewayTokenVerifier:
     """Adapts fulfill's service-token verification to the MCP SDK's ``TokenVerifier`` protocol.
 
@@ -141,19 +149,13 @@ class GatewayTokenVerifier:
     def __init__(self, verifier: TokenVerifier) -> None:
         self._verifier = verifier
 
-    def refusal(self, token: str) -> TokenError | None:
-        """Why the token is refused (None: it is accepted). HS256 only: no network, no blocking."""
+    def check(self, token: str) -> AccessToken | TokenError:
+        """What the token gives the gateway, or why it is refused. HS256 only: no network, no
+        blocking."""
         try:
-            self._verifier.verify_service(token)
+            principal = self._verifier.verify_service(token)
         except TokenError as exc:
             return exc
-        return None
-
-    async def verify_token(self, token: str) -> AccessToken | None:
-        try:
-            principal = self._verifier.verify_service(token)  # HS256 only: no network, no blocking
-        except TokenError:
-            return None
         expires = principal.claims.get("exp")
         return AccessToken(
             token=token,
@@ -163,6 +165,13 @@ class GatewayTokenVerifier:
             expires_at=int(expires) if isinstance(expires, int | float) else None,
             claims={**principal.claims, "tenant_id": principal.tenant_id},
         )
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        accepted = _ACCEPTED_IN_THIS_REQUEST.get()
+        if accepted is not None and accepted[0] == token:
+            return accepted[1]
+        checked = self.check(token)
+        return None if isinstance(checked, TokenError) else checked
 
 
 class GatewayServer(MCPServer):
@@ -404,10 +413,18 @@ class ExplainedRefusals:
         if not header.lower().startswith("bearer ") or not header[7:].strip():
             await _refuse(send, f"a bearer token is required: {ENGINE_ONLY}", "TOKEN_MISSING")
             return
-        refused = self._verifier.refusal(header[7:].strip())
-        if refused is None:
-            await self._app(scope, receive, send)
+        token = header[7:].strip()
+        checked = self._verifier.check(token)
+        if not isinstance(checked, TokenError):
+            # The MCP app checks the same token again (and applies the scope rule): this
+            # request's own verification is what it finds, not a second one of the same text.
+            accepted = _ACCEPTED_IN_THIS_REQUEST.set((token, checked))
+            try:
+                await self._app(scope, receive, send)
+            finally:
+                _ACCEPTED_IN_THIS_REQUEST.reset(accepted)
             return
+        refused = checked
         reason = str(refused)
         if refused.code == "SERVICE_TOKEN_REQUIRED":
             reason = f"{reason}: {ENGINE_ONLY}"

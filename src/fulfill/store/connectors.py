@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Connection, String, and_, delete, func, literal, or_, select, text, update
+from sqlalchemy import Connection, String, and_, bindparam, delete, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from fulfill.domain.fairness import Waiter
@@ -84,27 +84,39 @@ def _limits(row: Any) -> StoredLimits:
     )
 
 
+def _gate_view_statement() -> Any:
+    """The statement of :func:`gate_view`, built once: its connector name and tenant are bound
+    parameters, so a call's admission neither builds the statement nor computes its cache key."""
+    key = select(bindparam("gate_name", type_=String).label("name")).subquery("gated")
+    lim, state, cap = connector_limits, connector_state, connector_tenant_limits
+    columns = [
+        column.label(f"{prefix}_{column.name}")
+        for prefix, table in _GATE_TABLES.items()
+        for column in table.c
+    ]
+    return select(*columns).select_from(
+        key.outerjoin(lim, lim.c.name == key.c.name)
+        .outerjoin(state, state.c.name == key.c.name)
+        .outerjoin(
+            cap, and_(cap.c.name == key.c.name, cap.c.tenant_id == bindparam("gate_tenant", type_=String))
+        )
+    )
+
+
+_GATE_TABLES = {"l": connector_limits, "s": connector_state, "t": connector_tenant_limits}
+_GATE_VIEW = _gate_view_statement()
+
+
 def gate_view(
     conn: Connection, name: str, tenant_id: str
 ) -> tuple[StoredLimits, Circuit, ConnectorLimits | None]:
     """What a call's admission looks at first, in one statement: the connector's limits
     (:func:`get_limits`), its circuit (:func:`get_circuit`) and the tenant's own cap
     (:func:`tenant_cap`), each row outer-joined to the connector's name."""
-    key = select(literal(name, String).label("name")).subquery("gated")
-    lim, state, cap = connector_limits, connector_state, connector_tenant_limits
-    tables = {"l": lim, "s": state, "t": cap}
-    columns = [
-        column.label(f"{prefix}_{column.name}") for prefix, table in tables.items() for column in table.c
-    ]
-    query = select(*columns).select_from(
-        key.outerjoin(lim, lim.c.name == key.c.name)
-        .outerjoin(state, state.c.name == key.c.name)
-        .outerjoin(cap, and_(cap.c.name == key.c.name, cap.c.tenant_id == tenant_id))
-    )
-    row = conn.execute(query).one()._mapping
+    row = conn.execute(_GATE_VIEW, {"gate_name": name, "gate_tenant": tenant_id}).one()._mapping
 
     def part(prefix: str) -> Any:
-        values = {column.name: row[f"{prefix}_{column.name}"] for column in tables[prefix].c}
+        values = {column.name: row[f"{prefix}_{column.name}"] for column in _GATE_TABLES[prefix].c}
         return None if values["name"] is None else SimpleNamespace(**values)
 
     tenant_row = part("t")

@@ -1,5 +1,7 @@
 """``uow.connectors`` in memory: not held. The steps and use cases tested in memory do not touch
-connectors' flow control (the steps reach it through their ConnectorGate); every method says so when called."""
+connectors' flow control (the steps reach it through their ConnectorGate); every method says so when
+called, except the gate view InvokeTool reads with its checks: nothing is held, so it is what the
+SQL store gives for a connector with nothing stored (unlimited, circuit closed, no tenant cap)."""
 
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ class MemoryConnectorsRepository:
         raise NotImplementedError(_NOT_HELD)
 
     def gate_view(self, name: str, tenant_id: str) -> tuple[StoredLimits, Circuit, ConnectorLimits | None]:
-        return self.get_limits(name), self.get_circuit(name), self.tenant_cap(name, tenant_id)
+        return StoredLimits(limits=ConnectorLimits()), Circuit(), None
 
     def get_circuit(self, name: str) -> Circuit:
         raise NotImplementedError(_NOT_HELD)

@@ -20,7 +20,7 @@ from fulfill.domain.execution import (
     ToolCall,
     outcome_draft,
 )
-from fulfill.domain.flowcontrol import WaitReason
+from fulfill.domain.flowcontrol import WaitReason, connector_of
 from fulfill.domain.models import (
     ActionIntentV1,
     ApprovalStatus,
@@ -436,6 +436,18 @@ def test_the_call_timeout_is_cut_to_the_budget_left(world: World) -> None:
     world.settings.gateway_call_timeout_seconds = 600.0
     _run(world, execution_policy=ExecutionPolicy(timeout_seconds=45))
     assert world.gateway.calls[0].timeout_seconds == 45.0
+
+
+def test_the_gate_is_handed_the_view_read_with_the_switches_right_before_the_call(world: World) -> None:
+    """One read of the store before the call takes the switches, the intent and the connector's
+    gate view, and the gate decides on that view (it does not read its own)."""
+    call = steps.prepare_tool_call(world.deps, world.accept(_intent(world)))
+    assert isinstance(call, ToolCall)
+    before = world.store.transactions
+    assert steps.invoke_tool(world.deps, call).success
+    assert world.store.transactions - before == 1
+    with world.store.read() as uow:
+        assert world.gate.views == [uow.connectors.gate_view(connector_of(call.tool_name), "t1")]
 
 
 def test_a_store_outage_during_the_checks_is_waited_out_while_the_budget_lasts(world: World) -> None:

@@ -25,6 +25,7 @@ from fulfill.domain.models import (
 )
 from fulfill.engine.steps.deps import StepDeps
 from fulfill.engine.steps.failures import timeout_error, validation_error
+from fulfill.ports.repositories.connectors import GateView
 from fulfill.ports.store import UnitOfWork
 
 _T = TypeVar("_T")
@@ -114,8 +115,22 @@ def read_switches_and_intent(
     now, in one read of the store: the rows :func:`read_kill_switches` and an intent read take,
     for one round of the database instead of two. An outage is waited out as
     :func:`read_kill_switches` says; an intent that cannot be parsed raises."""
+    switches, intent, _ = _read_before_call(deps, context, call=call, with_intent=with_intent, connector=None)
+    return switches, intent
 
-    def read() -> tuple[Switches | None, ActionIntentV1 | None]:
+
+def _read_before_call(
+    deps: StepDeps,
+    context: ExecutionContext,
+    *,
+    call: ToolCall | None,
+    with_intent: bool,
+    connector: str | None,
+) -> tuple[Switches | None, ActionIntentV1 | None, GateView | None]:
+    """:func:`read_switches_and_intent` and, for a ``connector``, that connector's gate view for
+    the context's tenant, all in the same read of the store."""
+
+    def read() -> tuple[Switches | None, ActionIntentV1 | None, GateView | None]:
         with deps.store.read() as uow:
             switches: Switches | None
             try:
@@ -127,7 +142,8 @@ def read_switches_and_intent(
             intent = (
                 uow.intents.get_intent(context.tenant_id, context.action_intent_id) if with_intent else None
             )
-        return switches, intent
+            view = uow.connectors.gate_view(connector, context.tenant_id) if connector is not None else None
+        return switches, intent, view
 
     return while_the_budget_lasts(deps, context, "the kill switches could not be read", read, call=call)
 
@@ -205,12 +221,15 @@ def while_the_budget_lasts(
             deps.sleep(pause)
 
 
-def check_before_call(deps: StepDeps, call: ToolCall) -> None:
+def check_before_call(deps: StepDeps, call: ToolCall, *, connector: str | None = None) -> GateView | None:
     """The switches, the intent's cancellation and the approved action's hash, read right before
     the external call (one read of the store, which waits out a database outage while the budget
-    lasts)."""
+    lasts). For a ``connector``, the same read also takes that connector's gate view (its limits,
+    circuit and the tenant's cap), which the call's admission then decides on: returned."""
     context = call.context
-    switches, intent = read_switches_and_intent(deps, context, call=call)
+    switches, intent, view = _read_before_call(
+        deps, context, call=call, with_intent=True, connector=connector
+    )
     decision = decide_switches(deps, switches, call.action_type)
     if not decision.allowed:
         raise kill_switch_stop(context, decision, call=call)
@@ -223,3 +242,4 @@ def check_before_call(deps: StepDeps, call: ToolCall) -> None:
         )
     check_still_wanted(context, intent, call)
     check_approved_action(context, intent, call)
+    return view

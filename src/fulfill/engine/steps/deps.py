@@ -17,6 +17,7 @@ from pydantic import SecretStr
 
 from fulfill.domain.flowcontrol import CallResult
 from fulfill.domain.ports import Clock, ToolGateway
+from fulfill.ports.repositories.connectors import GateView
 from fulfill.ports.store import Store
 
 
@@ -74,9 +75,11 @@ class ConnectorGate(Protocol):
         deadline: float,
         lease_seconds: float,
         recheck: Callable[[], None] | None = None,
+        view: GateView | None = None,
     ) -> GatePermit:
         """Wait until the call may start, at the latest until ``deadline`` (then
-        ``engine.flow.WaitExpired``); ``recheck`` runs while it waits and may raise to stop."""
+        ``engine.flow.WaitExpired``); ``recheck`` runs while it waits and may raise to stop.
+        ``view``: the connector's gate view as the caller just read it (None: the gate reads it)."""
         ...
 
 

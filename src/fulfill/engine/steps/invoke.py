@@ -27,6 +27,7 @@ from fulfill.engine.steps.decorator import step
 from fulfill.engine.steps.deps import GatePermit, StepDeps
 from fulfill.engine.steps.failures import RetryableToolFailure, timeout_error
 from fulfill.engine.steps.sent_calls import SentCall, ToolCallMarks
+from fulfill.ports.repositories.connectors import GateView
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +57,9 @@ def invoke_tool(deps: StepDeps, call: ToolCall) -> ToolResult:
     answer = sent.answer_sent_before() if sent else None
     if answer is None:
         check_budget(call.context, deps.clock.now(), call=call)
-        check_before_call(deps, call)
-        with _pass_connector_gate(deps, call) as permit:
+        # The switches, the intent and the connector's gate view in one read of the store.
+        view = check_before_call(deps, call, connector=connector)
+        with _pass_connector_gate(deps, call, view) as permit:
             remaining = check_budget(call.context, deps.clock.now(), call=call)
             if permit.waited:
                 check_before_call(deps, call)  # a stop that arrived while it waited stops it here
@@ -175,10 +177,11 @@ def _sent_call(deps: StepDeps, call: ToolCall) -> SentCall:
     )
 
 
-def _pass_connector_gate(deps: StepDeps, call: ToolCall) -> GatePermit:
+def _pass_connector_gate(deps: StepDeps, call: ToolCall, view: GateView | None) -> GatePermit:
     """Wait for the connector's gate while the budget lasts; a spent budget ends the execution
     ``FAILED``/``TIMEOUT``/``EXECUTION_TIMEOUT``, saying what it waited for. While it waits, the
-    kill switches and the cancellation are read about once a second."""
+    kill switches and the cancellation are read about once a second. ``view``: the connector's
+    gate view read with the checks just before."""
     timeout = deps.settings.gateway_call_timeout_seconds
     try:
         return deps.gate.admit(
@@ -186,8 +189,13 @@ def _pass_connector_gate(deps: StepDeps, call: ToolCall) -> GatePermit:
             tenant_id=call.context.tenant_id,
             deadline=call.context.deadline_epoch,
             lease_seconds=call_lease_seconds(timeout),
-            recheck=lambda: check_before_call(deps, call),
+            recheck=lambda: _recheck(deps, call),
+            view=view,
         )
     except WaitExpired as expired:
         error = timeout_error(f"the execution used up its timeout_seconds budget {expired.describe()}")
         raise stop_before_tool(call.context, ExecutionStatus.FAILED, error, call=call) from None
+
+
+def _recheck(deps: StepDeps, call: ToolCall) -> None:
+    check_before_call(deps, call)

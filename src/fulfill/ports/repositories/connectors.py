@@ -9,6 +9,10 @@ from fulfill.domain.fairness import Waiter
 from fulfill.domain.flowcontrol import Circuit, ConnectorLimits
 from fulfill.domain.records import StoredLimits, TenantCap
 
+GateView = tuple[StoredLimits, Circuit, ConnectorLimits | None]
+"""What a call's admission looks at first (:meth:`ConnectorsRepository.gate_view`): the connector's
+limits, its circuit and the tenant's own cap (None: none of its own)."""
+
 
 class ConnectorsRepository(Protocol):
     def database_now(self) -> float:
@@ -17,7 +21,7 @@ class ConnectorsRepository(Protocol):
 
     def get_limits(self, name: str) -> StoredLimits: ...
 
-    def gate_view(self, name: str, tenant_id: str) -> tuple[StoredLimits, Circuit, ConnectorLimits | None]:
+    def gate_view(self, name: str, tenant_id: str) -> GateView:
         """``get_limits``, ``get_circuit`` and ``tenant_cap`` in one statement."""
         ...
 
