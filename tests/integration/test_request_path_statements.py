@@ -102,6 +102,56 @@ def test_an_intent_is_read_and_changed_only_under_its_own_tenant(database: Datab
     assert again_a.parameters == {"title": "of t1"}
 
 
+def _listing_row(database: Database, tenant_id: str, action_intent_id: str) -> tuple[str, str]:
+    from sqlalchemy import select
+
+    from fulfill.store.tables import action_intents
+
+    with database.read() as conn:
+        row = conn.execute(
+            select(action_intents.c.execution_status, action_intents.c.last_update_at).where(
+                action_intents.c.tenant_id == tenant_id, action_intents.c.action_intent_id == action_intent_id
+            )
+        ).one()
+    return row.execution_status, row.last_update_at
+
+
+def test_an_executions_moves_are_marked_only_on_its_own_tenants_intent(database: Database) -> None:
+    """The marks StartExecution and RecordOutcome make for the account listing (built once too)."""
+    a, b = _pending("t1", "of t1"), _pending("t2", "of t2")  # the same action_intent_id
+    with database.write() as conn:
+        assert intents.insert_intent(conn, a, "hash-a")
+        assert intents.insert_intent(conn, b, "hash-b")
+    before_a = _listing_row(database, "t1", a.action_intent_id)
+    with database.write() as conn:
+        intents.mark_execution(
+            conn, "t2", b.action_intent_id, status=ExecutionStatus.RUNNING, at="2026-12-05T00:00:01.000Z"
+        )
+    assert _listing_row(database, "t2", b.action_intent_id) == ("RUNNING", "2026-12-05T00:00:01.000Z")
+    assert _listing_row(database, "t1", a.action_intent_id) == before_a
+    with database.write() as conn:  # only its latest change: the status stays
+        intents.mark_execution(conn, "t2", b.action_intent_id, status=None, at="2026-12-05T00:00:02.000Z")
+        intents.mark_execution(
+            conn, "t1", a.action_intent_id, status=ExecutionStatus.PENDING, at="2026-12-05T00:00:03.000Z"
+        )
+    assert _listing_row(database, "t2", b.action_intent_id) == ("RUNNING", "2026-12-05T00:00:02.000Z")
+    assert _listing_row(database, "t1", a.action_intent_id) == ("PENDING", "2026-12-05T00:00:03.000Z")
+    with database.write() as conn:
+        locked = intents.lock_and_mark_execution(
+            conn, "t1", a.action_intent_id, status=ExecutionStatus.SUCCEEDED, at="2026-12-05T00:00:04.000Z"
+        )
+        assert (
+            intents.lock_and_mark_execution(
+                conn, "t3", a.action_intent_id, status=ExecutionStatus.FAILED, at="2026-12-05T00:00:05.000Z"
+            )
+            is None
+        )
+    assert locked is not None
+    assert (locked.tenant_id, locked.parameters) == ("t1", {"title": "of t1"})
+    assert _listing_row(database, "t1", a.action_intent_id) == ("SUCCEEDED", "2026-12-05T00:00:04.000Z")
+    assert _listing_row(database, "t2", b.action_intent_id) == ("RUNNING", "2026-12-05T00:00:02.000Z")
+
+
 def _registry_row(
     action_type: str, version: int, tool: str, deprecated_at: str | None = None
 ) -> dict[str, Any]:

@@ -43,6 +43,10 @@ _TRANSITION = (
     .values(**_SAVED)
 )
 _TRANSITION_AND_EXECUTION = _TRANSITION.values(execution_status=bindparam("v_execution_status"))
+# An execution's moves, marked on its intent for the account listing (every step that moves it).
+_MARK_CHANGE = update(action_intents).where(*_KEY).values(last_update_at=bindparam("v_at"))
+_MARK_EXECUTION = _MARK_CHANGE.values(execution_status=bindparam("v_execution_status"))
+_LOCK_AND_MARK_EXECUTION = _MARK_EXECUTION.returning(action_intents.c.document)
 
 
 def _key(tenant_id: str, action_intent_id: str) -> dict[str, Any]:
@@ -189,13 +193,11 @@ def mark_execution(
     conn: Connection, tenant_id: str, action_intent_id: str, *, status: ExecutionStatus | None, at: str
 ) -> None:
     """Record the execution's latest status (or only its latest change) for the account listing."""
-    values: dict[str, object] = {"last_update_at": at}
-    if status is not None:
-        values["execution_status"] = status.value
+    if status is None:
+        conn.execute(_MARK_CHANGE, {**_key(tenant_id, action_intent_id), "v_at": at})
+        return
     conn.execute(
-        update(action_intents)
-        .where(action_intents.c.tenant_id == tenant_id, action_intents.c.action_intent_id == action_intent_id)
-        .values(**values)
+        _MARK_EXECUTION, {**_key(tenant_id, action_intent_id), "v_at": at, "v_execution_status": status.value}
     )
 
 
@@ -207,10 +209,8 @@ def lock_and_mark_execution(
     one statement (``UPDATE … RETURNING``; an update locks the row as ``FOR UPDATE`` does, and
     under READ COMMITTED returns the row as the transaction it waited for left it)."""
     row = conn.execute(
-        update(action_intents)
-        .where(action_intents.c.tenant_id == tenant_id, action_intents.c.action_intent_id == action_intent_id)
-        .values(execution_status=status.value, last_update_at=at)
-        .returning(action_intents.c.document)
+        _LOCK_AND_MARK_EXECUTION,
+        {**_key(tenant_id, action_intent_id), "v_at": at, "v_execution_status": status.value},
     ).first()
     return ActionIntentV1.model_validate(row.document) if row else None
 
