@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from fulfill.store.migrate import upgrade_to_head
 from fulfill.store.sql_store import SqlStore
 from tests.support import postgres
 from tests.support.harness import make_settings
-from tests.support.http_doubles import wait_for
+from tests.support.http_doubles import HookServer, wait_for
 
 
 class CountingStore:
@@ -65,41 +64,28 @@ class Receiver:
         self._in_flight = 0
         self._refuse = set(refuse or ())
         self._lock = threading.Lock()
-        receiver = self
+        self._delay = delay
+        self._hook = HookServer(self._answer)
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *_args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                event_id = self.headers["X-Fulfill-Event-Id"]
-                with receiver._lock:
-                    receiver._in_flight += 1
-                    receiver.max_in_flight = max(receiver.max_in_flight, receiver._in_flight)
-                time.sleep(delay)
-                with receiver._lock:
-                    receiver._in_flight -= 1
-                    refused = event_id in receiver._refuse
-                    receiver._refuse.discard(event_id)
-                    (receiver.refused if refused else receiver.accepted).append(event_id)
-                self.send_response(500 if refused else 204)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
-        self._server = Server(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+    def _answer(self, headers: dict[str, str], _body: bytes) -> int:
+        event_id = headers["X-Fulfill-Event-Id"]
+        with self._lock:
+            self._in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+        time.sleep(self._delay)
+        with self._lock:
+            self._in_flight -= 1
+            refused = event_id in self._refuse
+            self._refuse.discard(event_id)
+            (self.refused if refused else self.accepted).append(event_id)
+        return 500 if refused else 204
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/hook"
+        return self._hook.url
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._hook.close()
 
 
 @pytest.fixture

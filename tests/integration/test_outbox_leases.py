@@ -13,9 +13,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -29,7 +27,7 @@ from fulfill.store.migrate import upgrade_to_head
 from fulfill.store.sql_store import SqlStore
 from tests.support import postgres
 from tests.support.harness import make_settings
-from tests.support.http_doubles import wait_for
+from tests.support.http_doubles import HookServer, wait_for
 
 
 class OverlapSink:
@@ -40,40 +38,27 @@ class OverlapSink:
         self.overlaps: list[str] = []
         self._in_flight: Counter[str] = Counter()
         self._lock = threading.Lock()
-        sink = self
+        self._seconds = seconds
+        self._hook = HookServer(self._answer)
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *_args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                event_id = self.headers["X-Fulfill-Event-Id"]
-                with sink._lock:
-                    sink.received[event_id] += 1
-                    sink._in_flight[event_id] += 1
-                    if sink._in_flight[event_id] > 1:
-                        sink.overlaps.append(event_id)
-                time.sleep(seconds)
-                with sink._lock:
-                    sink._in_flight[event_id] -= 1
-                self.send_response(204)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
-        self._server = Server(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+    def _answer(self, headers: dict[str, str], _body: bytes) -> int:
+        event_id = headers["X-Fulfill-Event-Id"]
+        with self._lock:
+            self.received[event_id] += 1
+            self._in_flight[event_id] += 1
+            if self._in_flight[event_id] > 1:
+                self.overlaps.append(event_id)
+        time.sleep(self._seconds)
+        with self._lock:
+            self._in_flight[event_id] -= 1
+        return 204
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/hook"
+        return self._hook.url
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._hook.close()
 
 
 @pytest.fixture

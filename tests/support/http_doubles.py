@@ -3,7 +3,8 @@
 * :class:`FaultyProxy` sits between the engine and its MCP gateway (or between the gateway and a
   remote MCP target) and injects what networks do: errors before forwarding, answers lost after
   forwarding (an error status, or the connection dropped), held answers, slow answers.
-* :class:`WebhookSink` is a webhook receiver that records signed deliveries and can refuse some.
+* :class:`HookServer` is a webhook receiver that hands each POST to a function of the test;
+  :class:`WebhookSink` is one that records signed deliveries and can refuse some.
 * :class:`HangingSink` is a webhook receiver that never answers (until it is closed), and counts
   the requests it holds at once.
 """
@@ -192,30 +193,18 @@ class Delivery:
     body: bytes
 
 
-class WebhookSink:
-    """Records webhook POSTs; ``refuse`` answers the first N with 500."""
+class HookServer:
+    """A webhook receiver on 127.0.0.1: each POST's headers and body go to ``answer``, and the status
+    it returns is the reply (with no body). What a receiver records is up to ``answer``."""
 
-    def __init__(self, refuse: int = 0) -> None:
-        self.deliveries: list[Delivery] = []
-        self.refused = 0
-        self._refuse = refuse
-        self.received = threading.Event()
-        sink = self
-
+    def __init__(self, answer: Callable[[dict[str, str], bytes], int]) -> None:
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *_args: Any) -> None:
                 pass
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                if sink.refused < sink._refuse:
-                    sink.refused += 1
-                    status = 500
-                else:
-                    sink.deliveries.append(Delivery(dict(self.headers.items()), body))
-                    sink.received.set()
-                    status = 204
-                self.send_response(status)
+                self.send_response(answer(dict(self.headers.items()), body))
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -229,6 +218,32 @@ class WebhookSink:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class WebhookSink:
+    """Records webhook POSTs; ``refuse`` answers the first N with 500."""
+
+    def __init__(self, refuse: int = 0) -> None:
+        self.deliveries: list[Delivery] = []
+        self.refused = 0
+        self._refuse = refuse
+        self.received = threading.Event()
+        self._hook = HookServer(self._answer)
+
+    def _answer(self, headers: dict[str, str], body: bytes) -> int:
+        if self.refused < self._refuse:
+            self.refused += 1
+            return 500
+        self.deliveries.append(Delivery(headers, body))
+        self.received.set()
+        return 204
+
+    @property
+    def url(self) -> str:
+        return self._hook.url
+
+    def close(self) -> None:
+        self._hook.close()
 
 
 class HangingSink:
