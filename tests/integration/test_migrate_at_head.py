@@ -14,20 +14,13 @@ from alembic.script import ScriptDirectory
 
 from fulfill.store.db import Database
 from fulfill.store.migrate import alembic_config, at_head, current_revision, head_revision, upgrade_to_head
-from tests.support import postgres
-from tests.support.harness import fresh_database_url
+from tests.support.harness import fresh_database
 
 
 @pytest.fixture
 def database(tmp_path: Path) -> Iterator[Database]:
-    url = fresh_database_url(tmp_path)
-    db = Database(url)
-    try:
+    with fresh_database(tmp_path, migrated=False) as db:
         yield db
-    finally:
-        db.dispose()
-        if postgres.is_postgres_url(url):
-            postgres.drop_database(url)
 
 
 def test_the_head_read_from_the_files_is_alembics(database: Database) -> None:

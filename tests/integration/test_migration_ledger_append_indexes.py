@@ -21,8 +21,7 @@ from sqlalchemy import Connection, event
 from fulfill.store import dashboard, executions, ledger
 from fulfill.store.db import Database
 from fulfill.store.migrate import alembic_config, upgrade_to_head
-from tests.support import postgres
-from tests.support.harness import fresh_database_url
+from tests.support.harness import fresh_database
 
 NOW = "2026-12-05T00:00:00.000Z"
 _LEDGER = sa.table(
@@ -59,13 +58,8 @@ def _entry(
 
 @pytest.fixture
 def database(tmp_path: Path) -> Iterator[Database]:
-    db = Database(fresh_database_url(tmp_path))
-    try:
+    with fresh_database(tmp_path, migrated=False) as db:
         yield db
-    finally:
-        db.dispose()
-        if postgres.is_postgres_url(db.url):
-            postgres.drop_database(db.url)
 
 
 def _ledger_indexes(db: Database) -> set[str]:

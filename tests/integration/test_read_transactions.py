@@ -17,21 +17,14 @@ from psycopg.pq import TransactionStatus
 
 from fulfill.store import ledger
 from fulfill.store.db import Database
-from fulfill.store.migrate import upgrade_to_head
 from tests.support import postgres
+from tests.support.harness import fresh_database
 
 
 @pytest.fixture
 def database(tmp_path: Path) -> Iterator[Database]:
-    url = postgres.create_database() if postgres.enabled() else f"sqlite:///{tmp_path / 'reads.db'}"
-    db = Database(url, pool_size=1)
-    upgrade_to_head(db)
-    try:
+    with fresh_database(tmp_path, pool_size=1) as db:
         yield db
-    finally:
-        db.dispose()
-        if postgres.enabled():
-            postgres.drop_database(url)
 
 
 def _status(conn: object) -> TransactionStatus:

@@ -20,10 +20,8 @@ from fulfill.domain.models import (
 from fulfill.domain.policies import Policy
 from fulfill.store import intents, killswitches, policies, registry
 from fulfill.store.db import Database, insert_ignore
-from fulfill.store.migrate import upgrade_to_head
 from fulfill.store.tables import action_type_registry
-from tests.support import postgres
-from tests.support.harness import fresh_database_url
+from tests.support.harness import fresh_database
 from tests.unit.factories import make_intent
 
 NOW = "2026-12-05T00:00:00.000Z"
@@ -31,15 +29,8 @@ NOW = "2026-12-05T00:00:00.000Z"
 
 @pytest.fixture
 def database(tmp_path: Path) -> Iterator[Database]:
-    url = fresh_database_url(tmp_path)
-    db = Database(url)
-    upgrade_to_head(db)
-    try:
+    with fresh_database(tmp_path) as db:
         yield db
-    finally:
-        db.dispose()
-        if postgres.is_postgres_url(url):
-            postgres.drop_database(url)
 
 
 def _pending(tenant_id: str, title: str) -> Any:

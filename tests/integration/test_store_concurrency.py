@@ -28,10 +28,9 @@ from fulfill.domain.models import (
 )
 from fulfill.store import executions, intents, killswitches, outbox
 from fulfill.store.db import Database, insert_ignore
-from fulfill.store.migrate import upgrade_to_head
 from fulfill.store.tables import action_intents, action_type_registry, outbox_messages
 from tests.support import postgres
-from tests.support.harness import fresh_database_url
+from tests.support.harness import fresh_database
 from tests.support.http_doubles import wait_for
 from tests.unit.factories import make_intent
 
@@ -41,15 +40,8 @@ NOW = "2026-11-24T00:00:00.000Z"
 
 @pytest.fixture
 def database(tmp_path: Path) -> Iterator[Database]:
-    url = fresh_database_url(tmp_path)
-    db = Database(url)
-    upgrade_to_head(db)
-    try:
+    with fresh_database(tmp_path) as db:
         yield db
-    finally:
-        db.dispose()
-        if postgres.is_postgres_url(url):
-            postgres.drop_database(url)
 
 
 def _registry_row(version: int, tool: str = "internal.create_task") -> dict[str, Any]:

@@ -11,6 +11,8 @@ import atexit
 import shutil
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,21 @@ def fresh_database_url(tmp_path: Path) -> str:
     if postgres.enabled():
         return postgres.create_database()
     return f"sqlite:///{tmp_path / 'fulfill.db'}"
+
+
+@contextmanager
+def fresh_database(tmp_path: Path, *, migrated: bool = True, pool_size: int = 10) -> Iterator[Database]:
+    """A :func:`fresh_database_url` database opened (at the newest revision unless ``migrated`` is
+    False), closed and on PostgreSQL dropped afterwards."""
+    db = Database(fresh_database_url(tmp_path), pool_size=pool_size)
+    try:
+        if migrated:
+            upgrade_to_head(db)
+        yield db
+    finally:
+        db.dispose()
+        if postgres.is_postgres_url(db.url):
+            postgres.drop_database(db.url)
 
 
 def service_database_url(tmp_path: Path) -> str:
