@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import secrets
 import statistics
@@ -36,6 +35,7 @@ from typing import Any
 
 import httpx
 
+from bench.common import emit
 from fulfill.client import AsyncFulfillClient
 from fulfill.config import Settings
 from fulfill.domain.scopes import INTENT_CLIENT_SCOPES
@@ -215,9 +215,7 @@ def main() -> None:
     result["command"] = (
         f"python -m bench.api_request_cost --requests {args.requests} --rounds {args.rounds}{against}"
     )
-    print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    emit(result, args.json)
 
 
 if __name__ == "__main__":

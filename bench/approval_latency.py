@@ -15,7 +15,6 @@ The floors, same process and run (the series are measured in turn, one of each a
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import tempfile
@@ -23,9 +22,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.common import emit, running_service
 from fulfill import __version__
 from fulfill.client import FulfillClient
-from fulfill.config import Settings
 from fulfill.domain.models import ActionOutcomeV1
 from fulfill.domain.scopes import Scope
 from fulfill.domain.time import epoch_from_iso
@@ -155,33 +154,23 @@ def main() -> None:
     )
     args = parser.parse_args()
     step_timings = time_steps() if args.step_times else None
-    with tempfile.TemporaryDirectory() as directory:
-        settings = Settings(
-            database_url=f"sqlite:///{directory}/bench.db",
-            port=0,
-            log_level="WARNING",
-            jwt_secret="bench-" * 8,
-        )
-        server = BackgroundServer(settings).start()
-        try:
-            measure_fulfill(server, args.warmup)
-            measure_bare(args.warmup)
-            measure_bare_direct(args.warmup)
-            for samples in (step_timings or {}).values():
-                samples.clear()
-            # One of each in turn, so that a busy moment of the machine falls on every series alike.
-            fulfill_ms: list[float] = []
-            queued_ms: list[float] | None = [] if args.queued_too else None
-            bare_ms: list[float] = []
-            direct_ms: list[float] = []
-            for _ in range(args.intents):
-                fulfill_ms += measure_fulfill(server, 1)
-                if queued_ms is not None:
-                    queued_ms += measure_queued(server, 1)
-                bare_ms += measure_bare(1)
-                direct_ms += measure_bare_direct(1)
-        finally:
-            server.stop()
+    with tempfile.TemporaryDirectory() as directory, running_service(directory) as server:
+        measure_fulfill(server, args.warmup)
+        measure_bare(args.warmup)
+        measure_bare_direct(args.warmup)
+        for samples in (step_timings or {}).values():
+            samples.clear()
+        # One of each in turn, so that a busy moment of the machine falls on every series alike.
+        fulfill_ms: list[float] = []
+        queued_ms: list[float] | None = [] if args.queued_too else None
+        bare_ms: list[float] = []
+        direct_ms: list[float] = []
+        for _ in range(args.intents):
+            fulfill_ms += measure_fulfill(server, 1)
+            if queued_ms is not None:
+                queued_ms += measure_queued(server, 1)
+            bare_ms += measure_bare(1)
+            direct_ms += measure_bare_direct(1)
     result: dict[str, Any] = {
         "fulfill_version": __version__,
         "python": platform.python_version(),
@@ -206,9 +195,7 @@ def main() -> None:
         result["step_median_ms"] = {
             name: round(statistics.median(samples), 1) for name, samples in step_timings.items() if samples
         }
-    print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    emit(result, args.json)
 
 
 if __name__ == "__main__":

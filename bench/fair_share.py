@@ -20,7 +20,6 @@ now waiting), then has tenant B create and approve one intent, and reports:
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import tempfile
 import time
@@ -30,6 +29,7 @@ from typing import Any
 
 from sqlalchemy import create_engine, func, select
 
+from bench.common import emit
 from bench.slow_tools import create_and_approve_at_once
 from fulfill.client import FulfillClient
 from fulfill.config import Settings
@@ -160,10 +160,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     result = run(args.backlog, args.rate, args.database_url, args.workers)
-    print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
+    emit(result, args.json)
 
 
 if __name__ == "__main__":

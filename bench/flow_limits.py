@@ -19,7 +19,6 @@ and reports:
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import tempfile
 import threading
@@ -31,6 +30,7 @@ from typing import Any
 import uvicorn
 from sqlalchemy import create_engine, func, select
 
+from bench.common import emit
 from bench.slow_tools import DelayingProxy, create_and_approve_at_once, first_approval_epoch
 from fulfill.client import FulfillClient
 from fulfill.config import Settings
@@ -192,10 +192,7 @@ def main() -> None:
     result = run(
         args.intents, args.latency, args.rate, args.concurrency, args.database_url, args.workers, args.margin
     )
-    print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
+    emit(result, args.json)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ machine runs. A warm-up round (the tool list, connections, imports) is not count
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import secrets
@@ -27,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from bench.common import emit
 from fulfill.config import Settings
 from fulfill.gateway.client import McpToolGateway
 from fulfill.tokens import ServiceTokens
@@ -130,10 +130,7 @@ def main() -> None:
         f"python -m bench.gateway_call_cost --calls {args.calls} --rounds {args.rounds} "
         f"--concurrency {args.concurrency}"
     )
-    print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
+    emit(result, args.json)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ machine where times are not. Three series, in turn:
 from __future__ import annotations
 
 import argparse
-import json
 import secrets
 import statistics
 import tempfile
@@ -34,9 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.approval_latency import approve_and_wait
+from bench.common import emit, running_service
 from fulfill import __version__
 from fulfill.client import FulfillClient
-from fulfill.config import Settings
 from fulfill.domain.scopes import Scope
 from fulfill.server import BackgroundServer
 from fulfill.tokens import mint_token
@@ -181,45 +180,37 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     threading.Thread.start = _counting_start  # type: ignore[method-assign]
-    with tempfile.TemporaryDirectory() as directory:
-        settings = Settings(
-            database_url=f"sqlite:///{directory}/bench.db",
-            port=0,
-            log_level="WARNING",
-            jwt_secret="bench-" * 8,
+    with (
+        tempfile.TemporaryDirectory() as directory,
+        running_service(
+            directory,
             # One execution at a time is started directly, never through the queue: a slow poll
             # keeps the idle service's own CPU (subtracted below) small beside what is measured.
             queue_poll_seconds=5.0,
-        )
-        server = BackgroundServer(settings).start()
+        ) as server,
+    ):
+        tool_calls(server, args.warmup)
+        restore = capturing_a_call()
         try:
-            tool_calls(server, args.warmup)
-            restore = capturing_a_call()
-            try:
-                run_executions(server, args.warmup)
-            finally:
-                restore()
-            invoke_steps(args.warmup)
-            bare(args.warmup)
-            global IDLE_CPU_PER_SECOND
-            IDLE_CPU_PER_SECOND = idle_rate(args.idle_seconds)
-            result: dict[str, Any] = {
-                "fulfill_version": __version__,
-                "idle_cpu_ms_per_second": round(IDLE_CPU_PER_SECOND * 1000, 1),
-                "tool_call": tool_calls(server, args.calls),
-                "invoke_step": invoke_steps(args.calls),
-                "execution": run_executions(server, args.executions),
-                "bare_direct_start": bare(args.executions),
-            }
+            run_executions(server, args.warmup)
         finally:
-            server.stop()
+            restore()
+        invoke_steps(args.warmup)
+        bare(args.warmup)
+        global IDLE_CPU_PER_SECOND
+        IDLE_CPU_PER_SECOND = idle_rate(args.idle_seconds)
+        result: dict[str, Any] = {
+            "fulfill_version": __version__,
+            "idle_cpu_ms_per_second": round(IDLE_CPU_PER_SECOND * 1000, 1),
+            "tool_call": tool_calls(server, args.calls),
+            "invoke_step": invoke_steps(args.calls),
+            "execution": run_executions(server, args.executions),
+            "bare_direct_start": bare(args.executions),
+        }
     result["execution_cpu_ratio_to_bare"] = round(
         result["execution"]["cpu_ms_per_execution"] / result["bare_direct_start"]["cpu_ms_per_workflow"], 2
     )
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
+    emit(result, args.json)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ load. A temporary SQLite database unless ``--database-url`` names a migrated-on-
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from typing import Any
 
 from sqlalchemy import event
 
+from bench.common import emit
 from fulfill.clock import SystemClock
 from fulfill.config import Settings
 from fulfill.engine.outbox_relay import OutboxRelay
@@ -164,10 +164,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     options = parser.parse_args()
     result = run(options.messages, options.idle, options.database_url)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if options.json:
-        options.json.write_text(text + "\n")
+    emit(result, options.json)
 
 
 if __name__ == "__main__":

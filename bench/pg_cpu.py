@@ -26,7 +26,6 @@ side of every call and the worker's the engine's MCP client.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -40,6 +39,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from bench.common import emit
 
 SECRET = "bench-secret-" + "0123456789abcdef" * 2
 FLOOR_DATABASE = "bench_floor"
@@ -512,10 +513,7 @@ def main() -> None:
         parser.error("--workers must be at least 1")
     globals()["TOP_STATEMENTS"] = args.top
     result = run(args.executions, args.workers, not args.no_floor, args.gateway)
-    print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
+    emit(result, args.json)
 
 
 if __name__ == "__main__":

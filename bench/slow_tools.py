@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import tempfile
 import threading
 import time
@@ -38,6 +37,7 @@ import uvicorn
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 
+from bench.common import emit
 from fulfill.client import AsyncFulfillClient, FulfillClient
 from fulfill.config import Settings
 from fulfill.domain.scopes import USER_SCOPES
@@ -353,10 +353,7 @@ def main() -> None:
         concurrency=args.concurrency,
         burst_rate=args.burst_rate,
     )
-    print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
+    emit(result, args.json)
 
 
 if __name__ == "__main__":

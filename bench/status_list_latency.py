@@ -17,7 +17,6 @@ the same whatever the number of executions behind it (keyset pagination on an in
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import random
@@ -33,6 +32,7 @@ from typing import Any
 
 import httpx
 
+from bench.common import emit
 from fulfill import __version__
 from fulfill.config import Settings
 from fulfill.domain.time import iso_from_epoch
@@ -349,9 +349,7 @@ def main() -> None:
         "under_load": {kind: summary(values) for kind, values in loaded.items()},
         "under_load_all": summary([v for values in loaded.values() for v in values]),
     }
-    print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    emit(result, args.json)
 
 
 if __name__ == "__main__":

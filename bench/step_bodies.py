@@ -14,15 +14,14 @@ machine's load, so two versions of the code are compared by them, run in turn.
 from __future__ import annotations
 
 import argparse
-import json
 import secrets
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from bench.common import emit, running_service
 from fulfill import __version__
-from fulfill.config import Settings
 from fulfill.domain.action_hash import action_hash
 from fulfill.domain.execution import ToolCall, ToolResult, outcome_from_tool_result, tool_run_ref
 from fulfill.domain.models import ActionIntentV1, ApprovalStatus, ExecutionPolicy, ExternalObjectRef
@@ -31,7 +30,6 @@ from fulfill.engine import steps
 from fulfill.engine.intake import queued_attempt, request_for
 from fulfill.engine.runtime import current
 from fulfill.engine.workflow import step_deps
-from fulfill.server import BackgroundServer
 
 
 def _approved_intent(now: float, intent_id: str) -> ActionIntentV1:
@@ -67,47 +65,36 @@ def _quartiles(samples: list[float]) -> dict[str, float]:
 def run(count: int, warmup: int) -> dict[str, Any]:
     prepare: list[float] = []
     record: list[float] = []
-    with tempfile.TemporaryDirectory() as directory:
-        settings = Settings(
-            database_url=f"sqlite:///{directory}/bench.db",
-            port=0,
-            log_level="WARNING",
-            jwt_secret="bench-" * 8,
-            queue_poll_seconds=5.0,
-        )
-        server = BackgroundServer(settings).start()
-        try:
-            rt = current()
-            deps = step_deps()
-            for index in range(warmup + count):
-                now = rt.clock.now()
-                intent_id = f"ai_bench_{secrets.token_hex(6)}"
-                with rt.store.write() as uow:
-                    intent = _approved_intent(now, intent_id)
-                    uow.intents.insert_intent(intent, "bench")
-                    attempt = queued_attempt(intent, now)
-                    uow.executions.insert_attempt(attempt, deadline_epoch=now + 300)
-                began = time.thread_time()
-                call = steps.prepare_tool_call(deps, request_for(attempt))
-                prepared = time.thread_time()
-                assert isinstance(call, ToolCall)
-                result = ToolResult(
-                    call=call,
-                    success=True,
-                    tool_run_ref=tool_run_ref(call.context, call.tool_name),
-                    external_object_refs=[
-                        ExternalObjectRef(system="INTERNAL", object_type="Task", object_id=f"task_{index}")
-                    ],
-                )
-                draft = outcome_from_tool_result(result)
-                recording = time.thread_time()
-                steps.record_outcome(deps, draft)
-                recorded = time.thread_time()
-                if index >= warmup:
-                    prepare.append((prepared - began) * 1000)
-                    record.append((recorded - recording) * 1000)
-        finally:
-            server.stop()
+    with tempfile.TemporaryDirectory() as directory, running_service(directory, queue_poll_seconds=5.0):
+        rt = current()
+        deps = step_deps()
+        for index in range(warmup + count):
+            now = rt.clock.now()
+            intent_id = f"ai_bench_{secrets.token_hex(6)}"
+            with rt.store.write() as uow:
+                intent = _approved_intent(now, intent_id)
+                uow.intents.insert_intent(intent, "bench")
+                attempt = queued_attempt(intent, now)
+                uow.executions.insert_attempt(attempt, deadline_epoch=now + 300)
+            began = time.thread_time()
+            call = steps.prepare_tool_call(deps, request_for(attempt))
+            prepared = time.thread_time()
+            assert isinstance(call, ToolCall)
+            result = ToolResult(
+                call=call,
+                success=True,
+                tool_run_ref=tool_run_ref(call.context, call.tool_name),
+                external_object_refs=[
+                    ExternalObjectRef(system="INTERNAL", object_type="Task", object_id=f"task_{index}")
+                ],
+            )
+            draft = outcome_from_tool_result(result)
+            recording = time.thread_time()
+            steps.record_outcome(deps, draft)
+            recorded = time.thread_time()
+            if index >= warmup:
+                prepare.append((prepared - began) * 1000)
+                record.append((recorded - recording) * 1000)
     return {"prepare_tool_call": _quartiles(prepare), "record_outcome": _quartiles(record)}
 
 
@@ -124,10 +111,7 @@ def main() -> None:
         "executions": args.executions,
         **run(args.executions, args.warmup),
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
+    emit(result, args.json)
 
 
 if __name__ == "__main__":

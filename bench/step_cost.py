@@ -25,7 +25,6 @@ runs of two versions of the code by these figures, each with its own floor.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import threading
@@ -38,9 +37,9 @@ from typing import Any
 from sqlalchemy import Engine, event
 
 from bench.approval_latency import approve_and_wait
+from bench.common import emit, running_service
 from fulfill import __version__
 from fulfill.client import FulfillClient
-from fulfill.config import Settings
 from fulfill.domain.scopes import Scope
 from fulfill.server import BackgroundServer
 from fulfill.tokens import mint_token
@@ -196,30 +195,25 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as directory:
-        settings = Settings(
-            database_url=f"sqlite:///{directory}/bench.db",
-            port=0,
-            log_level="WARNING",
-            jwt_secret="bench-" * 8,
+    with (
+        tempfile.TemporaryDirectory() as directory,
+        running_service(
+            directory,
             queue_poll_seconds=5.0,  # one at a time is started directly, never through the queue
-        )
-        server = BackgroundServer(settings).start()
-        try:
-            tally = Tally()
-            done = instrument(tally, server.server.config.app.state.service.db.engine)
-            run_executions(server, tally, done, args.warmup)
-            bare(tally, done, args.warmup)
-            tally.counts.clear()
-            tally.cpu.clear()
-            run_executions(server, tally, done, args.executions)
-            fulfill = report(tally, args.executions)
-            tally.counts.clear()
-            tally.cpu.clear()
-            bare(tally, done, args.executions)
-            floor = report(tally, args.executions)
-        finally:
-            server.stop()
+        ) as server,
+    ):
+        tally = Tally()
+        done = instrument(tally, server.server.config.app.state.service.db.engine)
+        run_executions(server, tally, done, args.warmup)
+        bare(tally, done, args.warmup)
+        tally.counts.clear()
+        tally.cpu.clear()
+        run_executions(server, tally, done, args.executions)
+        fulfill = report(tally, args.executions)
+        tally.counts.clear()
+        tally.cpu.clear()
+        bare(tally, done, args.executions)
+        floor = report(tally, args.executions)
     result = {
         "fulfill_version": __version__,
         "executions": args.executions,
@@ -229,10 +223,7 @@ def main() -> None:
             fulfill["thread_cpu_ms_median"]["workflow"] / floor["thread_cpu_ms_median"]["workflow"], 2
         ),
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
+    emit(result, args.json)
 
 
 if __name__ == "__main__":
