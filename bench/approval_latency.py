@@ -19,6 +19,8 @@ import platform
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,26 +40,24 @@ from fulfill_tools.floor import measure_bare as _measure_bare
 from fulfill_tools.loadtest import summary
 
 
-def measure_fulfill(server: BackgroundServer, count: int) -> list[float]:
-    settings = server.settings
-    token = mint_token(
-        settings,
-        tenant_id="bench",
-        scopes=[Scope.INTENTS_WRITE, Scope.INTENTS_APPROVE, Scope.EXECUTIONS_READ],
-    )
-    latencies: list[float] = []
-    db = server.server.config.app.state.service.db
-    # Another person approves: nobody approves a proposal made with their own subject.
-    approver = mint_token(
-        settings,
-        tenant_id="bench",
-        scopes=[Scope.INTENTS_WRITE, Scope.INTENTS_APPROVE, Scope.EXECUTIONS_READ],
-        subject="bench-approver",
-    )
+@contextmanager
+def proposer_and_approver(server: BackgroundServer) -> Iterator[tuple[FulfillClient, FulfillClient]]:
+    """Clients of tenant ``bench``: one that proposes, one of another person who approves (nobody
+    approves a proposal made with their own subject)."""
+    scopes = [Scope.INTENTS_WRITE, Scope.INTENTS_APPROVE, Scope.EXECUTIONS_READ]
+    token = mint_token(server.settings, tenant_id="bench", scopes=scopes)
+    approver = mint_token(server.settings, tenant_id="bench", scopes=scopes, subject="bench-approver")
     with (
         FulfillClient(server.url, token, timeout=30) as client,
         FulfillClient(server.url, approver, timeout=30) as reviewer,
     ):
+        yield client, reviewer
+
+
+def measure_fulfill(server: BackgroundServer, count: int) -> list[float]:
+    latencies: list[float] = []
+    db = server.server.config.app.state.service.db
+    with proposer_and_approver(server) as (client, reviewer):
         for index in range(count):
             intent_id, outcome = approve_and_wait(client, reviewer, db, index, poll_seconds=0.002)
             with db.read() as conn:

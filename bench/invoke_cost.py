@@ -32,13 +32,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.approval_latency import approve_and_wait
+from bench.approval_latency import approve_and_wait, proposer_and_approver
 from bench.common import emit, running_service
 from fulfill import __version__
-from fulfill.client import FulfillClient
-from fulfill.domain.scopes import Scope
 from fulfill.server import BackgroundServer
-from fulfill.tokens import mint_token
 from fulfill_tools.floor import measure_bare_direct
 
 _started = 0
@@ -145,15 +142,8 @@ def invoke_steps(count: int) -> dict[str, float]:
 
 
 def run_executions(server: BackgroundServer, count: int) -> dict[str, float]:
-    settings = server.settings
-    scopes = [Scope.INTENTS_WRITE, Scope.INTENTS_APPROVE, Scope.EXECUTIONS_READ]
-    token = mint_token(settings, tenant_id="bench", scopes=scopes)
-    approver = mint_token(settings, tenant_id="bench", scopes=scopes, subject="bench-approver")
     db = server.server.config.app.state.service.db
-    with (
-        FulfillClient(server.url, token, timeout=30) as client,
-        FulfillClient(server.url, approver, timeout=30) as reviewer,
-    ):
+    with proposer_and_approver(server) as (client, reviewer):
         began, cpu = time.perf_counter(), time.process_time()
         for index in range(count):
             approve_and_wait(client, reviewer, db, index, poll_seconds=0.02)

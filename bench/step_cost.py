@@ -36,13 +36,10 @@ from typing import Any
 
 from sqlalchemy import Engine, event
 
-from bench.approval_latency import approve_and_wait
+from bench.approval_latency import approve_and_wait, proposer_and_approver
 from bench.common import emit, running_service
 from fulfill import __version__
-from fulfill.client import FulfillClient
-from fulfill.domain.scopes import Scope
 from fulfill.server import BackgroundServer
-from fulfill.tokens import mint_token
 from fulfill_tools.floor import measure_bare_direct
 
 STEP_FUNCTIONS = (
@@ -139,15 +136,8 @@ def instrument(tally: Tally, store_engine: Engine) -> threading.Event:
 
 
 def run_executions(server: BackgroundServer, tally: Tally, done: threading.Event, count: int) -> None:
-    settings = server.settings
-    scopes = [Scope.INTENTS_WRITE, Scope.INTENTS_APPROVE, Scope.EXECUTIONS_READ]
-    token = mint_token(settings, tenant_id="bench", scopes=scopes)
-    approver = mint_token(settings, tenant_id="bench", scopes=scopes, subject="bench-approver")
     db = server.server.config.app.state.service.db
-    with (
-        FulfillClient(server.url, token, timeout=30) as client,
-        FulfillClient(server.url, approver, timeout=30) as reviewer,
-    ):
+    with proposer_and_approver(server) as (client, reviewer):
         for index in range(count):
             done.clear()
             approve_and_wait(client, reviewer, db, index, poll_seconds=0.005)

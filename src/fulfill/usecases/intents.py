@@ -683,7 +683,12 @@ def _schema_message(error: jsonschema.ValidationError) -> str:
 
 def get_intent(rt: UseCaseContext, principal: Principal, action_intent_id: str) -> ActionIntentV1:
     with rt.store.read() as uow:
-        intent = uow.intents.get_intent(principal.tenant_id, action_intent_id)
+        return _visible(principal, uow.intents.get_intent(principal.tenant_id, action_intent_id))
+
+
+def _visible(principal: Principal, intent: ActionIntentV1 | None) -> ActionIntentV1:
+    """The intent read for the principal's tenant, if its account is one the token may see: an
+    intent of another tenant is never read (404), one of another account is refused (403)."""
     if intent is None:
         raise NotFound("action intent not found")
     if not principal.may_access_account(intent.account_id):
@@ -849,11 +854,7 @@ def _read_for_approval(
     waiting for approval, the kill switches it would run into (:func:`active_stop_warnings`:
     only advice, and switches that cannot be read are named instead, never a failed approval)."""
     with rt.store.read() as uow:
-        intent = uow.intents.get_intent(principal.tenant_id, action_intent_id)
-        if intent is None:
-            raise NotFound("action intent not found")
-        if not principal.may_access_account(intent.account_id):
-            raise Forbidden("the token does not grant access to this account")
+        intent = _visible(principal, uow.intents.get_intent(principal.tenant_id, action_intent_id))
         entry = uow.registry.get_entry(intent.action_type, intent.registry_version)
         warnings: list[str] = []
         if entry is not None and intent.approval_status is ApprovalStatus.PENDING_APPROVAL:
