@@ -105,9 +105,7 @@ class Settings(BaseSettings):
     # Workers.
     # Executions one worker runs at once, and so the most tool calls it has in flight (each
     # execution makes one call at a time); nothing between it and the target holds them to fewer.
-    # 128: a slot is held for the whole execution, so 1 s tools at this machine's burst rate need
-    # about twice the calls in flight (docs/PERFORMANCE.md, "Worker concurrency's default").
-    worker_concurrency: int = Field(default=128, ge=1, le=1024)
+    worker_concurrency: int = Field(default=64, ge=1, le=1024)
     queue_poll_seconds: float = Field(default=0.05, gt=0, le=10)
     # A worker that accepts an execution while it has a free slot starts it at once instead of
     # leaving it on the queue for the next poll (engine/direct_start.py).
