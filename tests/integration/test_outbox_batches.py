@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from fulfill.clock import SystemClock
 from fulfill.engine.outbox_relay import FRESH_LEASE_FRACTION, LANE_BATCH, SLOW_SEND_SECONDS, OutboxRelay
@@ -254,3 +255,34 @@ def test_an_idle_relay_only_reads_and_still_claims_what_falls_due(runtime: Runti
         relay.stop()
     row = _rows(runtime, ["compensate:poison"])["compensate:poison"]
     assert (row["status"], row["last_error"]) == (outbox.PENDING, "start failed: ValidationError")
+
+
+def test_leases_that_cannot_be_given_back_run_out_and_another_relay_delivers_them(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database is gone as a lane gives its unsent batch back: the give-back is logged, not
+    raised, and the leases stay until they run out; then any relay delivers them, each once."""
+    receiver = Receiver()
+    messages = ["kept-0", "kept-1"]
+    _enqueue(runtime, messages, receiver.url)
+    stuck = OutboxRelay(runtime)
+    stuck.lease_seconds = 1.0
+    assert len(stuck.claim_for(receiver.url, owner="stuck-lane", limit=2)) == 2
+
+    def database_gone() -> AbstractContextManager[UnitOfWork]:
+        raise OperationalError("BEGIN", {}, Exception("the database is gone"))
+
+    store: Any = runtime.store
+    monkeypatch.setattr(store, "write", database_gone)
+    stuck.release("stuck-lane")
+    monkeypatch.undo()
+    rows = _rows(runtime, messages)
+    assert [rows[m]["lease_owner"] for m in messages] == ["stuck-lane", "stuck-lane"]
+    other = OutboxRelay(runtime)
+    other.start()
+    try:
+        wait_for(lambda: _delivered(runtime, messages))
+    finally:
+        other.stop()
+        receiver.close()
+    assert receiver.accepted == messages
