@@ -231,11 +231,28 @@ def _finished_count(conn: Any) -> int:
     )
 
 
-def _wait_finished(server: PostgresServer, target: int, timeout: float, alive: Any) -> None:
+def _connections(conn: Any) -> dict[str, int]:
+    """The client connections to the server now, by database, and in all (this one left out)."""
+    rows = conn.execute(
+        "SELECT datname, count(*) FROM pg_stat_activity"
+        " WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() GROUP BY datname"
+    ).fetchall()
+    counts = {str(name): int(n) for name, n in rows}
+    return {**counts, "all": sum(counts.values())}
+
+
+def _wait_finished(
+    server: PostgresServer, target: int, timeout: float, alive: Any, peaks: dict[str, int] | None = None
+) -> None:
+    """Wait until ``target`` executions have finished; with ``peaks``, also keep there the most
+    connections seen at one moment, by database and in all (sampled every 0.25 s)."""
     deadline = time.monotonic() + timeout
     with _connect(server, SERVICE_DATABASE) as conn:
         while time.monotonic() < deadline:
             alive()
+            if peaks is not None:
+                for name, count in _connections(conn).items():
+                    peaks[name] = max(peaks.get(name, 0), count)
             if _finished_count(conn) >= target:
                 return
             time.sleep(0.25)
@@ -321,8 +338,9 @@ def run_service(
         before_counts = statement_counts(server, SERVICE_DATABASE)
         before = _cpu(server, group.pids())
         started = time.monotonic()
+        peaks: dict[str, int] = {}
         _approve(group.api_url, ids, approver)
-        _wait_finished(server, WARMUP + executions, 600, group.check_alive)
+        _wait_finished(server, WARMUP + executions, 600, group.check_alive, peaks)
         elapsed = time.monotonic() - started
         after = _cpu(server, group.pids())
         wait_for_stats()
@@ -337,6 +355,7 @@ def run_service(
         group.stop()
     return _report(executions, elapsed, before, after, before_counts, after_counts, idle) | {
         "statuses": statuses,
+        "peak_connections": peaks,
         "top_statements_by_calls": top,
     }
 
