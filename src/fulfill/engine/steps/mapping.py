@@ -19,11 +19,8 @@ def map_action_to_tool(deps: StepDeps, checked: PreflightPassed) -> ToolCall:
     The entry is the one StartExecution read with the intent, when it did; else it is read."""
     context, intent = checked.context, checked.intent
     check_budget(context, deps.clock.now())
-    entry = checked.entry
-    if entry is None or (entry.action_type, entry.registry_version) != (
-        intent.action_type,
-        intent.registry_version,
-    ):
+    entry = checked.entry  # read with this intent, in StartExecution's transaction
+    if entry is None:
         with deps.store.read() as uow:
             entry = uow.registry.get_entry(intent.action_type, intent.registry_version)
     if entry is None:
