@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 import json
 import math
 import os
@@ -33,7 +34,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,6 +156,45 @@ def queue_depth_at(moment: float, scheduled: Iterable[float], completed: Iterabl
     return max(0, len(due) - done)
 
 
+@dataclass
+class Snapshot:
+    """What an open-loop run had used by a moment (seconds from the schedule's start): the service
+    processes' CPU seconds, this process's (the load generator's), the pages of executions its
+    polls had read, and the service's database files' sizes in bytes (SQLite: the ``-wal`` files)."""
+
+    at_s: float
+    service_cpu_s: float
+    client_cpu_s: float
+    list_pages: int
+    files: dict[str, int] = field(default_factory=dict)
+
+
+def resource_windows(snapshots: Sequence[Snapshot], completed_s: Iterable[float]) -> list[dict[str, Any]]:
+    """Per interval between consecutive snapshots: the executions that completed in it (their
+    ``completed_at``, seconds from the schedule's start), the service's CPU per execution, the load
+    generator's CPU and pages read, and the database files' sizes at the interval's end. CPU per
+    execution that rises from window to window while the rate stays the same is work that grows
+    with the run."""
+    moments = sorted(completed_s)
+    rows: list[dict[str, Any]] = []
+    for before, after in itertools.pairwise(snapshots):
+        executions = sum(1 for moment in moments if before.at_s <= moment < after.at_s)
+        cpu = after.service_cpu_s - before.service_cpu_s
+        rows.append(
+            {
+                "from_s": before.at_s,
+                "to_s": after.at_s,
+                "executions": executions,
+                "service_cpu_s": round(cpu, 2),
+                "service_cpu_ms_per_execution": round(1000 * cpu / executions, 1) if executions else math.nan,
+                "client_cpu_s": round(after.client_cpu_s - before.client_cpu_s, 2),
+                "list_pages": after.list_pages - before.list_pages,
+                "files": dict(after.files),
+            }
+        )
+    return rows
+
+
 def summary(values_ms: Sequence[float]) -> dict[str, float]:
     if not values_ms:
         return {
@@ -216,8 +256,26 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
+def database_files(directory: Path) -> dict[str, int]:
+    """Sizes in bytes of the SQLite database files in ``directory`` (the databases, their ``-wal``
+    and ``-shm`` files); nothing for a server database."""
+    sizes: dict[str, int] = {}
+    for path in sorted(directory.glob("*.db*")) + sorted(directory.glob("*.sqlite*")):
+        if path.suffix != ".lock":
+            try:
+                sizes[path.name] = path.stat().st_size
+            except OSError:
+                continue
+    return sizes
+
+
 # ---------------------------------------------------------------------------------------------
 # Scenarios
+
+# Statuses in which an execution has ended without succeeding.
+ENDED_OTHERWISE = frozenset({ExecutionStatus.FAILED, ExecutionStatus.CANCELLED, ExecutionStatus.EXPIRED})
+# How far before the earliest outstanding approval's scheduled send a poll reads changes from.
+SINCE_MARGIN_SECONDS = 1.0
 
 # What ``POST /intents/{id}/approve`` answers when it accepts an approval.
 APPROVAL_ACCEPTED = "202"
@@ -250,6 +308,11 @@ class Harness:
     create_concurrency: int = 16
     alive: Callable[[], None] = lambda: None  # raises when a service process has exited
     poll_errors: int = 0
+    list_pages: int = 0  # pages of executions read while polling for outcomes (a count per run)
+    # CPU seconds so far of each service process, and the sizes of its database files (both empty
+    # for a service the benchmark did not start): read at each window of an open-loop run.
+    service_cpu: Callable[[], dict[str, float]] = dict
+    database_files: Callable[[], dict[str, int]] = dict
     # Another person's token, for the approvals: nobody approves their own proposal (None: token).
     approver_token: str | None = None
 
@@ -285,10 +348,11 @@ class Harness:
         self, client: AsyncFulfillClient, account: str, status: str, known: dict[str, float], full: bool
     ) -> None:
         """Page through the account's executions in ``status``, newest first; unless ``full``, stop
-        at the first page that brings nothing new (a full sweep runs every few polls anyway)."""
+        at the first page that brings nothing new."""
         next_token: str | None = None
         while True:
             page = await client.list_executions(account, limit=100, status=status, next_token=next_token)
+            self.list_pages += 1
             new = 0
             for item in page.executions:
                 if item.action_intent_id not in known and item.completed_at:
@@ -298,36 +362,108 @@ class Harness:
             if not next_token or (new == 0 and not full):
                 return
 
+    async def changes_since(
+        self,
+        client: AsyncFulfillClient,
+        account: str,
+        since: float,
+        wanted: Container[str],
+        done: dict[str, float],
+        ended: set[str],
+    ) -> None:
+        """The account's executions that changed at or after ``since`` (epoch seconds), newest change
+        first: of the ``wanted`` ones, a succeeded one's ``completed_at`` goes into ``done``, one that
+        ended otherwise into ``ended``. Pages stop at the first entry older than ``since``, so a poll reads what changed
+        since the oldest approval still without an outcome, not the whole run."""
+        next_token: str | None = None
+        while True:
+            page = await client.list_executions(account, limit=100, next_token=next_token)
+            self.list_pages += 1
+            for item in page.executions:
+                if item.action_intent_id not in wanted:
+                    continue
+                if item.status is ExecutionStatus.SUCCEEDED and item.completed_at:
+                    done.setdefault(item.action_intent_id, epoch(item.completed_at))
+                elif item.status in ENDED_OTHERWISE:
+                    ended.add(item.action_intent_id)
+            next_token = page.next_token
+            if not next_token or not page.executions or epoch(page.executions[-1].updated_at) < since:
+                return
+
     async def collect(
         self,
         client: AsyncFulfillClient,
         account: str,
-        expected: set[str],
+        not_before: Mapping[str, float],
         deadline: float,
         task: Any,
         done: dict[str, float],
     ) -> None:
-        """Poll until every expected intent has an outcome, or ``deadline`` (monotonic) passes."""
-        polls = 0
+        """Poll until every intent of ``not_before`` has an outcome, or ``deadline`` (monotonic)
+        passes. ``not_before`` holds, per intent, a moment (epoch seconds, this machine's clock, the
+        service's too) its approval cannot precede: its scheduled send. An outcome changes the
+        execution after its approval, so each poll asks only for the changes since the earliest such
+        moment among the intents still without an outcome (less a second's margin): what a client
+        waiting for its own outstanding actions reads. The outcome times are the service's
+        ``completed_at``, whatever the poll's timing."""
+        order = sorted(not_before, key=not_before.__getitem__)
+        ended: set[str] = set()
+        oldest = 0  # index in ``order`` of the earliest intent still without an outcome
         while True:
+            while oldest < len(order) and (order[oldest] in done or order[oldest] in ended):
+                oldest += 1
+            if oldest == len(order):
+                break
+            since = not_before[order[oldest]] - SINCE_MARGIN_SECONDS
             try:
-                await self.sweep(client, account, "SUCCEEDED", done, full=polls % 10 == 9)
+                await self.changes_since(client, account, since, not_before, done, ended)
             except (httpx.HTTPError, ApiError):
                 self.poll_errors += 1
                 self.alive()
-            polls += 1
-            self.progress.update(task, completed=len(expected & done.keys()))
-            if expected <= done.keys() or time.monotonic() > deadline:
+            self.progress.update(task, completed=len(done))
+            if time.monotonic() > deadline:
                 break
             await asyncio.sleep(self.poll_seconds)
-        await self.sweep(client, account, "SUCCEEDED", done, full=True)
-        self.progress.update(task, completed=len(expected & done.keys()))
+        self.progress.update(task, completed=len(done))
 
     async def failures(self, client: AsyncFulfillClient, account: str) -> int:
         failed: dict[str, float] = {}
         for status in ("FAILED", "CANCELLED", "EXPIRED"):
             await self.sweep(client, account, status, failed, full=True)
         return len(failed)
+
+    def snapshot(self, at_s: float) -> Snapshot:
+        return Snapshot(
+            at_s=round(at_s, 3),
+            service_cpu_s=sum(self.service_cpu().values()),
+            client_cpu_s=time.process_time(),
+            list_pages=self.list_pages,
+            files=self.database_files(),
+        )
+
+    async def sample(
+        self,
+        snapshots: list[Snapshot],
+        start_mono: float,
+        start_wall: float,
+        window_s: float,
+        until: asyncio.Task[None],
+    ) -> None:
+        """A snapshot at the schedule's start and at the end of each window of it, until ``until``
+        is done (the drain's windows included), then one at that moment."""
+        pages0 = self.list_pages
+        index = 0
+        while True:
+            delay = start_mono + index * window_s - time.monotonic()
+            if delay > 0:
+                await asyncio.wait({until}, timeout=delay)
+            if until.done():
+                break
+            snapshots.append(self.snapshot(index * window_s))
+            index += 1
+        snapshots.append(self.snapshot(time.time() - start_wall))
+        for snapshot in snapshots:
+            snapshot.list_pages -= pages0
 
     async def open_loop(
         self, account: str, rate: float, seconds: float, drain: float, window_s: float = 10.0
@@ -361,8 +497,10 @@ class Harness:
             done: dict[str, float] = {}
             last_due = start_mono + (offsets[-1] if offsets else 0)
             poller = asyncio.create_task(
-                self.collect(client, account, set(ids), last_due + drain, finished, done)
+                self.collect(client, account, scheduled, last_due + drain, finished, done)
             )
+            snapshots: list[Snapshot] = []
+            sampler = asyncio.create_task(self.sample(snapshots, start_mono, start_wall, window_s, poller))
             tasks = []
             for intent, offset in zip(ids, offsets, strict=True):
                 due = start_mono + offset
@@ -372,6 +510,7 @@ class Harness:
                 tasks.append(asyncio.create_task(approve(intent, due)))
             await asyncio.gather(*tasks)
             await poller
+            await sampler
             failed = await self.failures(client, account)
             for task in (sent, finished):
                 self.progress.remove_task(task)
@@ -398,6 +537,8 @@ class Harness:
             "p95_by_window_ms": p95_by_window(timeline, window),
             "windows_s": window_s,
             "windows": windows,
+            "resources": resource_windows(snapshots, [done[i] - start_wall for i in ids if i in done]),
+            "list_pages": snapshots[-1].list_pages if snapshots else 0,
             "growth": growth_verdict(windows, queue_at_end, rate),
             "service": summary(service_latencies),
             "client": summary(client_latencies),
@@ -434,7 +575,9 @@ class Harness:
             done: dict[str, float] = {}
             started = time.time()
             poller = asyncio.create_task(
-                self.collect(client, account, set(ids), time.monotonic() + drain, finished, done)
+                self.collect(
+                    client, account, dict.fromkeys(ids, started), time.monotonic() + drain, finished, done
+                )
             )
             await asyncio.gather(*(approve(intent) for intent in ids))
             sent_all = time.time() - started
@@ -594,6 +737,8 @@ def run(options: LoadOptions, console: Console) -> dict[str, Any]:
             harness = Harness(url, token, progress, approver_token=approver_token)
             if group is not None:
                 harness.alive = group.check_alive
+                harness.service_cpu = lambda: {n: cpu_seconds(p) for n, p in group.pids().items()}
+                harness.database_files = lambda: database_files(workdir)
 
             async def scenarios() -> None:
                 for rate in options.rates:
