@@ -398,16 +398,17 @@ class Harness:
         deadline: float,
         task: Any,
         done: dict[str, float],
+        ended: set[str] | None = None,
     ) -> None:
-        """Poll until every intent of ``not_before`` has an outcome, or ``deadline`` (monotonic)
-        passes. ``not_before`` holds, per intent, a moment (epoch seconds, this machine's clock, the
+        """Poll until every intent of ``not_before`` has an outcome (or is in ``ended``: it ended
+        without succeeding, or its approval was not accepted), or ``deadline`` (monotonic) passes. ``not_before`` holds, per intent, a moment (epoch seconds, this machine's clock, the
         service's too) its approval cannot precede: its scheduled send. An outcome changes the
         execution after its approval, so each poll asks only for the changes since the earliest such
         moment among the intents still without an outcome (less a second's margin): what a client
         waiting for its own outstanding actions reads. The outcome times are the service's
         ``completed_at``, whatever the poll's timing."""
         order = sorted(not_before, key=not_before.__getitem__)
-        ended: set[str] = set()
+        ended = set() if ended is None else ended
         oldest = 0  # index in ``order`` of the earliest intent still without an outcome
         while True:
             while oldest < len(order) and (order[oldest] in done or order[oldest] in ended):
@@ -483,6 +484,7 @@ class Harness:
 
             approved_at: dict[str, float] = {}
             answered_in: dict[str, float] = {}
+            refused: set[str] = set()
 
             async def approve(intent: str, due: float) -> None:
                 lags.append(time.monotonic() - due)
@@ -491,13 +493,15 @@ class Harness:
                 answered_in[intent] = (time.monotonic() - due) * 1000
                 if stamp is not None:
                     approved_at[intent] = stamp
+                if key != APPROVAL_ACCEPTED:
+                    refused.add(intent)  # no outcome will come: the polls stop waiting for it
                 codes[key] = codes.get(key, 0) + 1
                 self.progress.advance(sent)
 
             done: dict[str, float] = {}
             last_due = start_mono + (offsets[-1] if offsets else 0)
             poller = asyncio.create_task(
-                self.collect(client, account, scheduled, last_due + drain, finished, done)
+                self.collect(client, account, scheduled, last_due + drain, finished, done, refused)
             )
             snapshots: list[Snapshot] = []
             sampler = asyncio.create_task(self.sample(snapshots, start_mono, start_wall, window_s, poller))
@@ -569,14 +573,23 @@ class Harness:
 
             async def approve(intent: str) -> None:
                 key = await approval_answer(approver, intent)
+                if key != APPROVAL_ACCEPTED:
+                    refused.add(intent)
                 codes[key] = codes.get(key, 0) + 1
                 self.progress.advance(sent)
 
             done: dict[str, float] = {}
+            refused: set[str] = set()
             started = time.time()
             poller = asyncio.create_task(
                 self.collect(
-                    client, account, dict.fromkeys(ids, started), time.monotonic() + drain, finished, done
+                    client,
+                    account,
+                    dict.fromkeys(ids, started),
+                    time.monotonic() + drain,
+                    finished,
+                    done,
+                    refused,
                 )
             )
             await asyncio.gather(*(approve(intent) for intent in ids))

@@ -320,3 +320,20 @@ def test_resource_windows_give_cpu_per_execution_and_what_the_client_read() -> N
     assert math.isnan(rows[2]["service_cpu_ms_per_execution"])
     assert [(r["client_cpu_s"], r["list_pages"]) for r in rows] == [(0.4, 20), (0.1, 20), (0.0, 1)]
     assert rows[1]["files"] == {"f.db-wal": 8192}
+
+
+def test_an_approval_that_was_not_accepted_is_not_waited_for() -> None:
+    import asyncio
+
+    account = _Account()
+    account.change("a", 20.5, "SUCCEEDED", 20.5)
+    account.change("b", 10.0, "PENDING")  # its approval failed on the way: it stays pending
+    harness = _harness()
+    done: dict[str, float] = {}
+    task = harness.progress.add_task("outcomes", total=2)
+    not_before = {"b": 10.0, "a": 20.0}
+    asyncio.run(
+        harness.collect(cast(Any, account), "acct", not_before, time.monotonic() + 5, task, done, {"b"})
+    )
+    assert done == {"a": pytest.approx(20.5)}
+    assert account.pages == 1  # one poll: nothing else to wait for
