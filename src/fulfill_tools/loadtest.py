@@ -167,6 +167,7 @@ class Snapshot:
     client_cpu_s: float
     list_pages: int
     files: dict[str, int] = field(default_factory=dict)
+    service_rss_mib: float = math.nan  # the service processes' resident memory, summed
 
 
 def resource_windows(snapshots: Sequence[Snapshot], completed_s: Iterable[float]) -> list[dict[str, Any]]:
@@ -190,6 +191,7 @@ def resource_windows(snapshots: Sequence[Snapshot], completed_s: Iterable[float]
                 "client_cpu_s": round(after.client_cpu_s - before.client_cpu_s, 2),
                 "list_pages": after.list_pages - before.list_pages,
                 "files": dict(after.files),
+                "service_rss_mib": round(after.service_rss_mib, 1),
             }
         )
     return rows
@@ -244,6 +246,15 @@ def epoch(iso: str) -> float:
 
 # ---------------------------------------------------------------------------------------------
 # The service under test
+
+
+def resident_mib(pid: int) -> float:
+    """Resident memory of a process in MiB (Linux ``/proc``); NaN elsewhere."""
+    try:
+        pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return math.nan
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def cpu_seconds(pid: int) -> float:
@@ -313,6 +324,7 @@ class Harness:
     # for a service the benchmark did not start): read at each window of an open-loop run.
     service_cpu: Callable[[], dict[str, float]] = dict
     database_files: Callable[[], dict[str, int]] = dict
+    service_rss: Callable[[], dict[str, float]] = dict  # MiB resident per service process
     # Another person's token, for the approvals: nobody approves their own proposal (None: token).
     approver_token: str | None = None
 
@@ -440,6 +452,7 @@ class Harness:
             client_cpu_s=time.process_time(),
             list_pages=self.list_pages,
             files=self.database_files(),
+            service_rss_mib=sum(self.service_rss().values()) if self.service_rss() else math.nan,
         )
 
     async def sample(
@@ -752,6 +765,7 @@ def run(options: LoadOptions, console: Console) -> dict[str, Any]:
                 harness.alive = group.check_alive
                 harness.service_cpu = lambda: {n: cpu_seconds(p) for n, p in group.pids().items()}
                 harness.database_files = lambda: database_files(workdir)
+                harness.service_rss = lambda: {n: resident_mib(p) for n, p in group.pids().items()}
 
             async def scenarios() -> None:
                 for rate in options.rates:

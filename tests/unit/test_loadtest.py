@@ -306,7 +306,14 @@ def test_resource_windows_give_cpu_per_execution_and_what_the_client_read() -> N
     snapshots = [
         Snapshot(0.0, service_cpu_s=1.0, client_cpu_s=0.5, list_pages=0, files={"f.db-wal": 0}),
         Snapshot(10.0, service_cpu_s=6.0, client_cpu_s=0.9, list_pages=20, files={"f.db-wal": 4096}),
-        Snapshot(20.0, service_cpu_s=16.0, client_cpu_s=1.0, list_pages=40, files={"f.db-wal": 8192}),
+        Snapshot(
+            20.0,
+            service_cpu_s=16.0,
+            client_cpu_s=1.0,
+            list_pages=40,
+            files={"f.db-wal": 8192},
+            service_rss_mib=151.25,
+        ),
         Snapshot(25.0, service_cpu_s=16.5, client_cpu_s=1.0, list_pages=41, files={}),
     ]
     completed = [0.5] * 250 + [10.0] * 100 + [19.99] * 150 + [30.0]  # the last after every window
@@ -320,6 +327,18 @@ def test_resource_windows_give_cpu_per_execution_and_what_the_client_read() -> N
     assert math.isnan(rows[2]["service_cpu_ms_per_execution"])
     assert [(r["client_cpu_s"], r["list_pages"]) for r in rows] == [(0.4, 20), (0.1, 20), (0.0, 1)]
     assert rows[1]["files"] == {"f.db-wal": 8192}
+    assert rows[1]["service_rss_mib"] == 151.2
+    assert math.isnan(rows[0]["service_rss_mib"])  # not read: a service the benchmark did not start
+
+
+def test_resident_memory_and_cpu_of_a_process_from_proc() -> None:
+    import os
+
+    from fulfill_tools.loadtest import cpu_seconds, resident_mib
+
+    assert resident_mib(os.getpid()) > 1
+    assert cpu_seconds(os.getpid()) > 0
+    assert math.isnan(resident_mib(2**22 + 7))  # no such process
 
 
 def test_an_approval_that_was_not_accepted_is_not_waited_for() -> None:
