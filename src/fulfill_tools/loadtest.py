@@ -287,6 +287,26 @@ def database_files(directory: Path) -> dict[str, int]:
 ENDED_OTHERWISE = frozenset({ExecutionStatus.FAILED, ExecutionStatus.CANCELLED, ExecutionStatus.EXPIRED})
 # How far before the earliest outstanding approval's scheduled send a poll reads changes from.
 SINCE_MARGIN_SECONDS = 1.0
+# Between such polls, how far before the newest change the previous poll saw (a change is stamped
+# before its transaction commits, so one may become visible after a newer one) ...
+RECENT_MARGIN_SECONDS = 2.0
+# ... and every how many polls one reads back to the earliest outstanding approval again.
+DEEP_POLL_EVERY = 10
+
+
+def poll_since(oldest_not_before: float, newest_change: float | None, poll: int) -> float:
+    """From what moment (epoch seconds) poll number ``poll`` reads the account's changes. An outcome
+    changes its execution after the approval, so nothing older than the earliest outstanding
+    approval's scheduled send (less :data:`SINCE_MARGIN_SECONDS`) can be missing: every
+    :data:`DEEP_POLL_EVERY`-th poll, the first included, reads back to there. The others read only
+    from a little before the newest change already seen, so that when the service falls behind
+    (its outstanding approvals growing old) a poll does not reread the whole backlog's changes;
+    what one of them misses the next deep poll finds, with its own ``completed_at``."""
+    floor = oldest_not_before - SINCE_MARGIN_SECONDS
+    if newest_change is None or poll % DEEP_POLL_EVERY == 0:
+        return floor
+    return max(floor, newest_change - RECENT_MARGIN_SECONDS)
+
 
 # What ``POST /intents/{id}/approve`` answers when it accepts an approval.
 APPROVAL_ACCEPTED = "202"
@@ -382,15 +402,18 @@ class Harness:
         wanted: Container[str],
         done: dict[str, float],
         ended: set[str],
-    ) -> None:
+    ) -> float | None:
         """The account's executions that changed at or after ``since`` (epoch seconds), newest change
         first: of the ``wanted`` ones, a succeeded one's ``completed_at`` goes into ``done``, one that
-        ended otherwise into ``ended``. Pages stop at the first entry older than ``since``, so a poll reads what changed
-        since the oldest approval still without an outcome, not the whole run."""
+        ended otherwise into ``ended``. Pages stop at the first entry older than ``since``. Answers
+        the newest change's time (None: the account has none)."""
         next_token: str | None = None
+        newest: float | None = None
         while True:
             page = await client.list_executions(account, limit=100, next_token=next_token)
             self.list_pages += 1
+            if newest is None and page.executions:
+                newest = epoch(page.executions[0].updated_at)
             for item in page.executions:
                 if item.action_intent_id not in wanted:
                     continue
@@ -400,7 +423,7 @@ class Harness:
                     ended.add(item.action_intent_id)
             next_token = page.next_token
             if not next_token or not page.executions or epoch(page.executions[-1].updated_at) < since:
-                return
+                return newest
 
     async def collect(
         self,
@@ -413,23 +436,28 @@ class Harness:
         ended: set[str] | None = None,
     ) -> None:
         """Poll until every intent of ``not_before`` has an outcome (or is in ``ended``: it ended
-        without succeeding, or its approval was not accepted), or ``deadline`` (monotonic) passes. ``not_before`` holds, per intent, a moment (epoch seconds, this machine's clock, the
-        service's too) its approval cannot precede: its scheduled send. An outcome changes the
-        execution after its approval, so each poll asks only for the changes since the earliest such
-        moment among the intents still without an outcome (less a second's margin): what a client
-        waiting for its own outstanding actions reads. The outcome times are the service's
+        without succeeding, or its approval was not accepted), or ``deadline`` (monotonic) passes.
+        ``not_before`` holds, per intent, a moment (epoch seconds, this machine's clock, the
+        service's too) its approval cannot precede: its scheduled send. Each poll reads only the
+        account's changes since a moment (:func:`poll_since`): what a client waiting for its own
+        outstanding actions reads, never the whole run. The outcome times are the service's
         ``completed_at``, whatever the poll's timing."""
         order = sorted(not_before, key=not_before.__getitem__)
         ended = set() if ended is None else ended
         oldest = 0  # index in ``order`` of the earliest intent still without an outcome
+        newest: float | None = None  # the newest change an earlier poll saw
+        polls = 0
         while True:
             while oldest < len(order) and (order[oldest] in done or order[oldest] in ended):
                 oldest += 1
             if oldest == len(order):
                 break
-            since = not_before[order[oldest]] - SINCE_MARGIN_SECONDS
+            since = poll_since(not_before[order[oldest]], newest, polls)
+            polls += 1
             try:
-                await self.changes_since(client, account, since, not_before, done, ended)
+                seen = await self.changes_since(client, account, since, not_before, done, ended)
+                if seen is not None:
+                    newest = seen if newest is None else max(newest, seen)
             except (httpx.HTTPError, ApiError):
                 self.poll_errors += 1
                 self.alive()
@@ -958,6 +986,40 @@ def window_rows(row: Mapping[str, Any]) -> list[list[str]]:
     return table
 
 
+RESOURCE_HEADERS = [
+    "window s",
+    "executions",
+    "service CPU-ms per execution",
+    "service MiB",
+    "client CPU s",
+    "pages read",
+    "WAL KiB",
+]
+
+
+def resource_rows(row: Mapping[str, Any]) -> list[list[str]]:
+    """An open-loop run's resources by window: executions completed in it, the service's CPU per
+    execution, its resident memory at the window's end, the load generator's CPU and the pages of
+    executions its polls read, and the SQLite ``-wal`` files' sizes at the window's end."""
+    table: list[list[str]] = []
+    for window in row.get("resources", []):
+        wal = " / ".join(
+            f"{size // 1024:,}" for name, size in sorted(window["files"].items()) if name.endswith("-wal")
+        )
+        table.append(
+            [
+                f"{window['from_s']:g}-{window['to_s']:g}",
+                str(window["executions"]),
+                _ms(window["service_cpu_ms_per_execution"]),
+                _ms(window.get("service_rss_mib")),
+                f"{window['client_cpu_s']:.2f}",
+                str(window["list_pages"]),
+                wal or "—",
+            ]
+        )
+    return table
+
+
 def verdict_text(row: Mapping[str, Any]) -> str:
     growth = row["growth"]
     word = "GROWS" if growth["grows"] else "no growth"
@@ -981,6 +1043,14 @@ def window_tables(result: dict[str, Any]) -> list[Table]:
         for cells in window_rows(row):
             table.add_row(*cells)
         tables.append(table)
+        if row.get("resources"):
+            used = Table(
+                *RESOURCE_HEADERS,
+                title=f"open loop {row['offered_per_s']:g}/s: what each window used (by completion time)",
+            )
+            for cells in resource_rows(row):
+                used.add_row(*cells)
+            tables.append(used)
     return tables
 
 
@@ -1031,6 +1101,13 @@ def markdown(result: dict[str, Any]) -> str:
         ]
         lines += ["| " + " | ".join(cells) + " |" for cells in window_rows(row)]
         lines += ["", verdict_text(row) + "."]
+        if row.get("resources"):
+            lines += [
+                "",
+                "| " + " | ".join(RESOURCE_HEADERS) + " |",
+                "|" + "---|" * len(RESOURCE_HEADERS),
+            ]
+            lines += ["| " + " | ".join(cells) + " |" for cells in resource_rows(row)]
     lines.append("")
     return "\n".join(lines)
 

@@ -356,3 +356,47 @@ def test_an_approval_that_was_not_accepted_is_not_waited_for() -> None:
     )
     assert done == {"a": pytest.approx(20.5)}
     assert account.pages == 1  # one poll: nothing else to wait for
+
+
+def test_polls_read_back_to_the_oldest_outstanding_approval_only_every_tenth_time() -> None:
+    from fulfill_tools.loadtest import poll_since
+
+    # First poll, or nothing seen yet: from the oldest outstanding send, less a second.
+    assert poll_since(1000.0, None, 0) == 999.0
+    assert poll_since(1000.0, None, 3) == 999.0
+    # Between deep polls: two seconds before the newest change seen, not the whole backlog.
+    assert poll_since(1000.0, 1060.0, 1) == 1058.0
+    assert poll_since(1000.0, 1060.0, 9) == 1058.0
+    assert poll_since(1000.0, 1060.0, 10) == 999.0  # a deep poll again
+    # Never from before the oldest outstanding send's margin.
+    assert poll_since(1000.0, 1000.5, 1) == 999.0
+
+
+def test_with_a_backlog_a_poll_between_deep_ones_reads_only_the_newest_changes() -> None:
+    import asyncio
+
+    account = _Account()
+    # "slow" was approved at 1000 and is still running; 600 others changed since (approvals,
+    # outcomes), the newest at 1600; "late" finishes at 1700, after the first poll.
+    account.change("slow", 1000.5, "RUNNING")
+    for index in range(600):
+        account.change(f"x{index:03}", 1001.0 + index, "SUCCEEDED", 1001.0 + index)
+    harness = _harness()
+    done: dict[str, float] = {}
+    ended: set[str] = set()
+    wanted = {"slow": 1000.0, "late": 1100.0}
+
+    async def two_polls() -> None:
+        first = await harness.changes_since(cast(Any, account), "acct", 999.0, wanted, done, ended)
+        assert first == pytest.approx(1600.0)
+        pages = account.pages
+        account.change("late", 1700.0, "SUCCEEDED", 1699.5)
+        from fulfill_tools.loadtest import poll_since
+
+        since = poll_since(1000.0, first, 1)
+        await harness.changes_since(cast(Any, account), "acct", since, wanted, done, ended)
+        assert account.pages - pages == 1  # not the 601 changes since the oldest outstanding
+
+    asyncio.run(two_polls())
+    assert account.pages == 8  # 7 pages back to 999, then 1
+    assert done == {"late": pytest.approx(1699.5)}
