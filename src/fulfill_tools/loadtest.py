@@ -493,7 +493,6 @@ class Harness:
     ) -> None:
         """A snapshot at the schedule's start and at the end of each window of it, until ``until``
         is done (the drain's windows included), then one at that moment."""
-        pages0 = self.list_pages
         index = 0
         while True:
             delay = start_mono + index * window_s - time.monotonic()
@@ -504,6 +503,7 @@ class Harness:
             snapshots.append(self.snapshot(index * window_s))
             index += 1
         snapshots.append(self.snapshot(time.time() - start_wall))
+        pages0 = snapshots[0].list_pages  # counted from the schedule's start
         for snapshot in snapshots:
             snapshot.list_pages -= pages0
 

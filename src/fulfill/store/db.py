@@ -120,8 +120,9 @@ def queue_sqlite_writers(engine: Engine, lock: WriterLock | None = None) -> Writ
     ``UPDATE``, ``DELETE`` or ``REPLACE`` outside a transaction (``isolation_level`` set on the
     connection), and SQLite's busy handler then sleeps 1, 2, 5, 10… up to 100 ms between tries
     while the file may sit unlocked. Here the lock is taken right before such a statement and given
-    back right after the connection's commit, rollback or close, so it is held exactly while the
-    connection may hold the file's write lock. Reads take nothing. A thread that cannot have the
+    back right after the connection's commit, rollback or close (or after a statement that left no
+    transaction open), so it is held exactly while the connection may hold the file's write lock.
+    Reads take nothing, nor does a connection in autocommit. A thread that cannot have the
     lock within :data:`WRITER_QUEUE_SECONDS` goes on to SQLite's busy handler (as before), so a
     connection that never ends its transaction cannot stop the others for longer than that. The
     busy handler still arbitrates between processes. Durability is unchanged: every commit is the
@@ -138,12 +139,30 @@ def queue_sqlite_writers(engine: Engine, lock: WriterLock | None = None) -> Writ
         conn: Connection, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
     ) -> None:
         raw = cursor.connection
-        if raw.in_transaction or not statement.lstrip()[:7].upper().startswith(_DML):
+        if raw.in_transaction or raw.isolation_level is None:
+            return  # in its transaction already, or each statement on its own (autocommit)
+        if not statement.lstrip()[:7].upper().startswith(_DML) or (holder and holder[0] == id(raw)):
             return
-        if holder and holder[0] == id(raw):
-            return  # a statement that failed to begin before: the lock is still this connection's
         if writer.acquire(timeout=WRITER_QUEUE_SECONDS):
             holder.append(id(raw))
+
+    def give_back_unless_in_transaction(raw: Any) -> None:
+        # The statement did not leave a transaction open (it failed before beginning one, or it
+        # ended one itself): nothing holds the file for this connection any more.
+        if holder and holder[0] == id(raw) and not raw.in_transaction:
+            holder.clear()
+            writer.release()
+
+    def after_cursor_execute(
+        conn: Connection, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+    ) -> None:
+        give_back_unless_in_transaction(cursor.connection)
+
+    def handle_error(context: Any) -> None:
+        conn = context.connection
+        raw = conn.connection.dbapi_connection if conn is not None and not conn.closed else None
+        if raw is not None:
+            give_back_unless_in_transaction(raw)
 
     dialect = engine.dialect
 
@@ -160,6 +179,8 @@ def queue_sqlite_writers(engine: Engine, lock: WriterLock | None = None) -> Writ
         return ended
 
     event.listen(engine, "before_cursor_execute", before_cursor_execute)
+    event.listen(engine, "after_cursor_execute", after_cursor_execute)
+    event.listen(engine, "handle_error", handle_error)
     # SQLAlchemy announces a commit or rollback before it happens; the lock is given back after.
     dialect.do_commit = releasing(dialect.do_commit)  # type: ignore[method-assign]
     dialect.do_rollback = releasing(dialect.do_rollback)  # type: ignore[method-assign]
