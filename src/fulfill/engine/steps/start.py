@@ -41,27 +41,29 @@ def start_execution(deps: StepDeps, request: ExecutionRequest) -> StartedExecuti
     with deps.store.write() as uow:
         switches = _switches(deps, uow, request.tenant_id)
         intent = uow.intents.get_intent(request.tenant_id, request.action_intent_id)
-        attempt = uow.executions.get_attempt(request.tenant_id, request.account_id, request.action_intent_id)
-        deadline: float | None = None
-        if (
-            attempt is not None
-            and attempt.attempt_id == request.attempt_id
-            and attempt.status is AttemptStatus.QUEUED
-        ):
-            policy = intent.execution_policy if intent else ExecutionPolicy()
-            started_at = iso_from_epoch(now)
-            deadline = now + policy.timeout_seconds
-            running = uow.executions.begin_attempt(attempt, started_at=started_at, deadline_epoch=deadline)
-            if running is not None:
-                uow.intents.mark_execution(
-                    request.tenant_id, request.action_intent_id, status=ExecutionStatus.RUNNING, at=started_at
-                )
-                attempt = running
-            else:  # another run of this attempt started it first (PostgreSQL): read what it left
-                deadline = None
-                attempt = uow.executions.get_attempt(
-                    request.tenant_id, request.account_id, request.action_intent_id
-                )
+        policy = intent.execution_policy if intent else ExecutionPolicy()
+        started_at = iso_from_epoch(now)
+        deadline: float | None = now + policy.timeout_seconds  # None: read it (not started here)
+        # The attempt goes RUNNING if it is this request's and still QUEUED, without reading it
+        # first; otherwise (a re-run finding its own RUNNING attempt, a duplicate, another run of
+        # this attempt that started it first) it is read as it stands.
+        attempt = uow.executions.begin_attempt(
+            tenant_id=request.tenant_id,
+            account_id=request.account_id,
+            action_intent_id=request.action_intent_id,
+            attempt_id=request.attempt_id,
+            started_at=started_at,
+            deadline_epoch=now + policy.timeout_seconds,
+        )
+        if attempt is not None:
+            uow.intents.mark_execution(
+                request.tenant_id, request.action_intent_id, status=ExecutionStatus.RUNNING, at=started_at
+            )
+        else:
+            deadline = None
+            attempt = uow.executions.get_attempt(
+                request.tenant_id, request.account_id, request.action_intent_id
+            )
         if (
             attempt is None
             or attempt.attempt_id != request.attempt_id
