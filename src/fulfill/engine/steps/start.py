@@ -35,12 +35,14 @@ def start_execution(deps: StepDeps, request: ExecutionRequest) -> StartedExecuti
     checkpoint, does not read them again (``StartedExecution.reads``). The tool call still reads
     them again right before it is sent. It also reads the registry entry the intent is pinned to,
     for MapActionToTool (an entry's version never changes: read here or a moment later, it is
-    the same), so that the checkpoint reads the store in one transaction instead of two.
+    the same), so that the checkpoint reads the store in one transaction instead of two; the
+    entry comes with the intent, in one statement.
     """
     now = deps.clock.now()
     with deps.store.write() as uow:
         switches = _switches(deps, uow, request.tenant_id)
-        intent = uow.intents.get_intent(request.tenant_id, request.action_intent_id)
+        found = uow.intents.get_intent_with_entry(request.tenant_id, request.action_intent_id)
+        intent, entry = found if found else (None, None)
         policy = intent.execution_policy if intent else ExecutionPolicy()
         started_at = iso_from_epoch(now)
         deadline: float | None = now + policy.timeout_seconds  # None: read it (not started here)
@@ -79,7 +81,6 @@ def start_execution(deps: StepDeps, request: ExecutionRequest) -> StartedExecuti
             deadline = uow.executions.get_deadline(attempt)
         context = context_for(attempt, request, deadline_epoch=deadline)
         _append_started(uow, context, intent)
-        entry = uow.registry.get_entry(intent.action_type, intent.registry_version) if intent else None
     return StartedExecution(
         context=context, reads=PreflightReads(intent=intent, switches=switches, entry=entry)
     )
