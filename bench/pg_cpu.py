@@ -8,7 +8,10 @@ reads the CPU time (user + system, from ``/proc``) of every fulfill process and 
 process (the postmaster's reaped children included, so a backend that exits is still counted),
 and the statements PostgreSQL ran for that database (``pg_stat_statements``) and the transactions
 it committed (``pg_stat_database``). The result is CPU-milliseconds and statements per execution,
-split by process kind.
+split by process kind; also the statements' planning (``pg_stat_statements.track_planning``: how
+many statements were planned and the time spent planning and executing them) and the connections
+the server accepted meanwhile (``pg_stat_database.sessions``: a pool that closes connections and
+opens them again shows here).
 
 In the same run and on the same server (its own database), the floor: a bare DBOS workflow of 3
 no-op steps (``fulfill_tools.floor``), enqueued as the same burst on a DBOS queue with the
