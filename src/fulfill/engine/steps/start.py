@@ -45,7 +45,8 @@ def start_execution(deps: StepDeps, request: ExecutionRequest) -> StartedExecuti
         intent, entry = found if found else (None, None)
         policy = intent.execution_policy if intent else ExecutionPolicy()
         started_at = iso_from_epoch(now)
-        deadline: float | None = now + policy.timeout_seconds  # None: read it (not started here)
+        budget_end = now + policy.timeout_seconds
+        deadline: float | None = budget_end  # None: read it (not started here)
         # The attempt goes RUNNING if it is this request's and still QUEUED, without reading it
         # first; otherwise (a re-run finding its own RUNNING attempt, a duplicate, another run of
         # this attempt that started it first) it is read as it stands.
@@ -55,7 +56,7 @@ def start_execution(deps: StepDeps, request: ExecutionRequest) -> StartedExecuti
             action_intent_id=request.action_intent_id,
             attempt_id=request.attempt_id,
             started_at=started_at,
-            deadline_epoch=now + policy.timeout_seconds,
+            deadline_epoch=budget_end,
         )
         if attempt is not None:
             uow.intents.mark_execution(
