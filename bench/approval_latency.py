@@ -4,8 +4,14 @@ number of no-op steps, in the same process and run.
     python -m bench.approval_latency --intents 500 [--queued-too]
 
 Latency of one intent = ``completed_at`` of its outcome minus its ``approval_timestamp``, both
-written by the service itself (so the client's polling does not count). Intents are approved one
+written by the service itself (so the client's own timing does not count). Intents are approved one
 at a time, each after the previous one finished, so the numbers are latency, not queueing.
+
+While an execution runs, this process waits for it as it waits for the floor's workflow: asleep
+on a condition, woken by the end of the RecordOutcome step (:class:`OutcomeWaiter`), and then
+reads the outcome once. It used to read the database every 2 ms until the outcome was there:
+CPU in the service's own interpreter, taken from the execution it measured, which the floor
+never paid (``--polled-too`` times that way too, in the same run, for comparison).
 
 The floors, same process and run (the series are measured in turn, one of each at a time): the bare workflow enqueued on the service's queue
 (``bare_dbos_workflow``), and started directly with ``DBOS.start_workflow``
@@ -18,6 +24,7 @@ import argparse
 import platform
 import statistics
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -54,12 +61,71 @@ def proposer_and_approver(server: BackgroundServer) -> Iterator[tuple[FulfillCli
         yield client, reviewer
 
 
-def measure_fulfill(server: BackgroundServer, count: int) -> list[float]:
+class OutcomeWaiter:
+    """Wakes a waiting thread when RecordOutcome has written an intent's outcome, instead of
+    having it read the database in a loop meanwhile (CPU taken from the execution it waits for,
+    in the same interpreter). Wraps ``steps.record_outcome``, which the workflow looks up on the
+    module when it runs the step. Also counts the workflows running in this process (DBOS's
+    thread entry point), so that a series waits for the previous one's workflow to end (its
+    last checkpoint and status) before it starts timing its own: one at a time, really."""
+
+    def __init__(self) -> None:
+        self._recorded: set[str] = set()
+        self._running = 0
+        self._condition = threading.Condition()
+
+    def install(self) -> OutcomeWaiter:
+        import dbos._core as dbos_core
+
+        from fulfill.engine import steps
+
+        run_workflow = dbos_core._execute_workflow_wthread
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            with self._condition:
+                self._running += 1
+            try:
+                return run_workflow(*args, **kwargs)
+            finally:
+                with self._condition:
+                    self._running -= 1
+                    self._condition.notify_all()
+
+        dbos_core._execute_workflow_wthread = counted  # looked up at each start
+        record = steps.record_outcome
+
+        def recorded(*args: Any) -> Any:
+            try:
+                return record(*args)
+            finally:
+                with self._condition:
+                    self._recorded.add(args[1].context.action_intent_id)
+                    self._condition.notify_all()
+
+        steps.record_outcome = recorded
+        return self
+
+    def wait(self, intent_id: str, timeout: float) -> bool:
+        with self._condition:
+            return self._condition.wait_for(lambda: intent_id in self._recorded, timeout=timeout)
+
+    def settle(self, timeout: float = 30) -> None:
+        """Until no workflow runs in this process."""
+        with self._condition:
+            if not self._condition.wait_for(lambda: self._running == 0, timeout=timeout):
+                raise RuntimeError("a workflow did not end")
+
+
+def measure_fulfill(server: BackgroundServer, count: int, waiter: OutcomeWaiter | None = None) -> list[float]:
+    """Approval → outcome of ``count`` intents, one at a time; waited for with ``waiter`` (no
+    poll), or, without one, by reading the database every 2 ms as this benchmark did before."""
     latencies: list[float] = []
     db = server.server.config.app.state.service.db
     with proposer_and_approver(server) as (client, reviewer):
         for index in range(count):
-            intent_id, outcome = approve_and_wait(client, reviewer, db, index, poll_seconds=0.002)
+            intent_id, outcome = approve_and_wait(
+                client, reviewer, db, index, poll_seconds=0.002, waiter=waiter
+            )
             with db.read() as conn:
                 intent = intents.get_intent(conn, "bench", intent_id)
             assert intent is not None
@@ -73,9 +139,16 @@ def measure_fulfill(server: BackgroundServer, count: int) -> list[float]:
 
 
 def approve_and_wait(
-    client: FulfillClient, reviewer: FulfillClient, db: Database, index: int, *, poll_seconds: float
+    client: FulfillClient,
+    reviewer: FulfillClient,
+    db: Database,
+    index: int,
+    *,
+    poll_seconds: float,
+    waiter: OutcomeWaiter | None = None,
 ) -> tuple[str, ActionOutcomeV1]:
-    """One internal-task intent created, approved, and its outcome read once it is stored."""
+    """One internal-task intent created, approved, and its outcome read once it is stored: woken
+    by ``waiter`` when given, else read every ``poll_seconds``."""
     created = client.create_intent(
         {
             "action_type": "CREATE_INTERNAL_TASK",
@@ -85,6 +158,8 @@ def approve_and_wait(
     )
     intent_id = created.value.action_intent_id
     reviewer.approve(intent_id)
+    if waiter is not None and not waiter.wait(intent_id, timeout=30):
+        raise RuntimeError(f"{intent_id} did not finish")
     deadline = time.monotonic() + 30
     while True:
         with db.read() as conn:
@@ -96,12 +171,12 @@ def approve_and_wait(
         time.sleep(poll_seconds)
 
 
-def measure_queued(server: BackgroundServer, count: int) -> list[float]:
+def measure_queued(server: BackgroundServer, count: int, waiter: OutcomeWaiter) -> list[float]:
     """The same, with this process's direct start off: every execution waits on the queue."""
     runtime = server.server.config.app.state.service.runtime
     slots, runtime.direct_starts = runtime.direct_starts, None
     try:
-        return measure_fulfill(server, count)
+        return measure_fulfill(server, count, waiter)
     finally:
         runtime.direct_starts = slots
 
@@ -152,10 +227,16 @@ def main() -> None:
         action="store_true",
         help="also time the service with direct start off (every execution through the queue), same run",
     )
+    parser.add_argument(
+        "--polled-too",
+        action="store_true",
+        help="also time it waited for as before: the database read every 2 ms until the outcome is there",
+    )
     args = parser.parse_args()
     step_timings = time_steps() if args.step_times else None
+    waiter = OutcomeWaiter().install()
     with tempfile.TemporaryDirectory() as directory, running_service(directory) as server:
-        measure_fulfill(server, args.warmup)
+        measure_fulfill(server, args.warmup, waiter)
         measure_bare(args.warmup)
         measure_bare_direct(args.warmup)
         for samples in (step_timings or {}).values():
@@ -163,14 +244,22 @@ def main() -> None:
         # One of each in turn, so that a busy moment of the machine falls on every series alike.
         fulfill_ms: list[float] = []
         queued_ms: list[float] | None = [] if args.queued_too else None
+        polled_ms: list[float] | None = [] if args.polled_too else None
         bare_ms: list[float] = []
         direct_ms: list[float] = []
         for _ in range(args.intents):
-            fulfill_ms += measure_fulfill(server, 1)
+            fulfill_ms += measure_fulfill(server, 1, waiter)
+            waiter.settle()
             if queued_ms is not None:
-                queued_ms += measure_queued(server, 1)
+                queued_ms += measure_queued(server, 1, waiter)
+                waiter.settle()
+            if polled_ms is not None:
+                polled_ms += measure_fulfill(server, 1)
+                waiter.settle()
             bare_ms += measure_bare(1)
+            waiter.settle()
             direct_ms += measure_bare_direct(1)
+            waiter.settle()
     result: dict[str, Any] = {
         "fulfill_version": __version__,
         "python": platform.python_version(),
@@ -182,6 +271,8 @@ def main() -> None:
     }
     if queued_ms is not None:
         result["approval_to_outcome_direct_start_off"] = summary(queued_ms)
+    if polled_ms is not None:
+        result["approval_to_outcome_polled"] = summary(polled_ms)
     result["ratio_p50"] = round(
         result["approval_to_outcome"]["p50_ms"] / result["bare_dbos_workflow"]["p50_ms"], 2
     )
