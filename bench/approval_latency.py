@@ -96,12 +96,11 @@ class OutcomeWaiter:
         record = steps.record_outcome
 
         def recorded(*args: Any) -> Any:
-            try:
-                return record(*args)
-            finally:
-                with self._condition:
-                    self._recorded.add(args[1].context.action_intent_id)
-                    self._condition.notify_all()
+            answer = record(*args)  # a try that raised is retried by the workflow: not woken yet
+            with self._condition:
+                self._recorded.add(args[1].context.action_intent_id)
+                self._condition.notify_all()
+            return answer
 
         steps.record_outcome = recorded
         return self
