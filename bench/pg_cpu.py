@@ -8,7 +8,10 @@ reads the CPU time (user + system, from ``/proc``) of every fulfill process and 
 process (the postmaster's reaped children included, so a backend that exits is still counted),
 and the statements PostgreSQL ran for that database (``pg_stat_statements``) and the transactions
 it committed (``pg_stat_database``). The result is CPU-milliseconds and statements per execution,
-split by process kind.
+split by process kind; also the statements' planning (``pg_stat_statements.track_planning``: how
+many statements were planned and the time spent planning and executing them) and the connections
+the server accepted meanwhile (``pg_stat_database.sessions``: a pool that closes connections and
+opens them again shows here).
 
 In the same run and on the same server (its own database), the floor: a bare DBOS workflow of 3
 no-op steps (``fulfill_tools.floor``), enqueued as the same burst on a DBOS queue with the
@@ -123,6 +126,7 @@ class PostgresServer:
         options = (
             f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.directory} -c max_connections=300 "
             "-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all"
+            " -c pg_stat_statements.track_planning=on"
         )
         self._run(str(self.bin_dir / "pg_ctl"), "-D", str(data), "-l", str(self.directory / "server.log"),
                   "-w", "-t", "60", "start", "-o", options)  # fmt: skip
@@ -180,21 +184,31 @@ def _connect(server: PostgresServer, database: str = "postgres") -> Any:
 def statement_counts(server: PostgresServer, database: str) -> dict[str, int]:
     """Statements (``pg_stat_statements`` calls) and committed transactions of ``database``, so far."""
     with _connect(server) as conn:
-        calls = conn.execute(
-            "SELECT coalesce(sum(s.calls), 0) FROM pg_stat_statements s"
-            " JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = %s",
+        calls, plans, exec_ms, plan_ms = conn.execute(
+            "SELECT coalesce(sum(s.calls), 0), coalesce(sum(s.plans), 0),"
+            " coalesce(sum(s.total_exec_time), 0), coalesce(sum(s.total_plan_time), 0)"
+            " FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = %s",
             (database,),
-        ).fetchone()[0]
-        commits, rollbacks = conn.execute(
-            "SELECT xact_commit, xact_rollback FROM pg_stat_database WHERE datname = %s", (database,)
         ).fetchone()
-    return {"statements": int(calls), "commits": int(commits), "rollbacks": int(rollbacks)}
+        commits, rollbacks, sessions = conn.execute(
+            "SELECT xact_commit, xact_rollback, sessions FROM pg_stat_database WHERE datname = %s",
+            (database,),
+        ).fetchone()
+    return {
+        "statements": int(calls),
+        "plans": int(plans),
+        "exec_ms": float(exec_ms),
+        "plan_ms": float(plan_ms),
+        "commits": int(commits),
+        "rollbacks": int(rollbacks),
+        "sessions": int(sessions),
+    }
 
 
 def top_statements(server: PostgresServer, database: str, per: int) -> list[dict[str, Any]]:
     with _connect(server) as conn:
         rows = conn.execute(
-            "SELECT s.calls, s.total_exec_time, s.query FROM pg_stat_statements s"
+            "SELECT s.calls, s.total_exec_time, s.plans, s.total_plan_time, s.query FROM pg_stat_statements s"
             " JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = %s"
             " ORDER BY s.calls DESC LIMIT %s",
             (database, TOP_STATEMENTS),
@@ -203,9 +217,11 @@ def top_statements(server: PostgresServer, database: str, per: int) -> list[dict
         {
             "per_execution": round(calls / per, 2),
             "ms_per_execution": round(total / per, 3),
+            "plans_per_execution": round(plans / per, 2),
+            "plan_ms_per_execution": round(plan_time / per, 3),
             "query": " ".join(query.split())[:160],
         }
-        for calls, total, query in rows
+        for calls, total, plans, plan_time, query in rows
     ]
 
 
@@ -397,6 +413,12 @@ def _report(
             (after_counts["statements"] - before_counts["statements"]) / executions, 1
         ),
         "commits_per_execution": round((after_counts["commits"] - before_counts["commits"]) / executions, 1),
+        "connections_opened": after_counts["sessions"] - before_counts["sessions"],
+        "plans_per_execution": round((after_counts["plans"] - before_counts["plans"]) / executions, 1),
+        "statement_ms_per_execution": {
+            "execute": round((after_counts["exec_ms"] - before_counts["exec_ms"]) / executions, 3),
+            "plan": round((after_counts["plan_ms"] - before_counts["plan_ms"]) / executions, 3),
+        },
         "idle_cpu_ms_per_s": idle,
     }
 

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import pytest
 from pydantic import BaseModel
-from sqlalchemy import delete
+from sqlalchemy import delete, event
 from sqlalchemy.exc import OperationalError
 
 from fulfill.clock import SystemClock
@@ -157,6 +157,33 @@ def test_prepare_tool_call_is_the_three_first_steps_in_one_checkpoint(contract: 
     assert result.success
     outcome = record(contract, through_json(outcome_from_tool_result(result), OutcomeDraft))
     assert outcome.status is ExecutionStatus.SUCCEEDED
+
+
+def test_start_execution_moves_the_queued_attempt_without_reading_it_first(contract: Harness) -> None:
+    """One statement moves this request's QUEUED attempt to RUNNING and returns it; a re-run of
+    the step (after a crash) finds nothing QUEUED and reads the RUNNING attempt as it stands,
+    with the budget that started the first time."""
+    seed_intent(contract, "ai_c_start_once")
+    request = lock("ai_c_start_once")
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(" ".join(statement.split()))
+
+    event.listen(contract.db.engine, "before_cursor_execute", seen)
+    try:
+        first = steps.start_execution(deps(), request)
+        reads_first = [s for s in statements if s.startswith("SELECT") and "FROM execution_attempts" in s]
+        statements.clear()
+        again = steps.start_execution(deps(), request)
+        reads_again = [s for s in statements if s.startswith("SELECT") and "FROM execution_attempts" in s]
+    finally:
+        event.remove(contract.db.engine, "before_cursor_execute", seen)
+    assert isinstance(first, StartedExecution)
+    assert isinstance(again, StartedExecution)
+    assert reads_first == []
+    assert len(reads_again) == 2  # the attempt, and its deadline
+    assert again.context == first.context
 
 
 def test_a_stop_in_prepare_tool_call_keeps_the_started_attempt(contract: Harness) -> None:

@@ -10,10 +10,13 @@ transaction (one snapshot), as before.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 from psycopg.pq import TransactionStatus
+from sqlalchemy import event
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from fulfill.store import ledger
 from fulfill.store.db import Database
@@ -71,3 +74,30 @@ def test_a_sqlite_read_is_one_transaction(database: Database) -> None:
     with database.read() as conn:
         conn.exec_driver_sql("SELECT count(*) FROM action_intents")
         assert conn.connection.dbapi_connection.in_transaction  # type: ignore[union-attr]
+
+
+@postgres.postgres_only
+def test_a_postgresql_connection_opened_for_a_burst_is_kept_for_the_next_one(tmp_path: Path) -> None:
+    """The pool keeps every connection it opened, up to the same most at once as before
+    (pool_size + max_overflow): a second burst opens none, where an overflow closed on its
+    return used to be opened again, a new server backend each time."""
+    db = Database(postgres.create_database(), pool_size=2, max_overflow=3)
+    opened: list[object] = []
+    event.listen(db.engine, "connect", lambda dbapi_connection, _record: opened.append(dbapi_connection))
+    try:
+        for _burst in range(2):
+            with ExitStack() as stack:
+                for _ in range(5):
+                    stack.enter_context(db.read()).exec_driver_sql("SELECT 1")
+        assert len(opened) == 5
+        # Still at most five at once: a sixth waits for one of them, and times out here.
+        db.engine.pool._timeout = 0.2  # type: ignore[attr-defined]
+        with ExitStack() as stack:
+            for _ in range(5):
+                stack.enter_context(db.read())
+            with pytest.raises(PoolTimeout):
+                stack.enter_context(db.read())
+        assert len(opened) == 5
+    finally:
+        db.dispose()
+        postgres.drop_database(db.url)

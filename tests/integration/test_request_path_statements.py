@@ -183,6 +183,43 @@ def test_registry_reads_take_their_own_action_type_and_version(database: Databas
     ]
 
 
+def test_an_intent_is_read_with_the_registry_entry_it_is_pinned_to(database: Database) -> None:
+    """One statement for the intent and its pinned entry (an approval's and StartExecution's
+    read): the intent's own action type at its own version, whichever versions exist, and no
+    entry when its version is missing; only the tenant's own intent."""
+    one_v1 = _pending("t1", "of t1").model_copy(update={"action_type": "ONE", "registry_version": 1})
+    one_v2 = one_v1.model_copy(update={"tenant_id": "t2", "registry_version": 2})
+    two_v5 = one_v1.model_copy(update={"tenant_id": "t3", "action_type": "TWO", "registry_version": 5})
+    with database.write() as conn:
+        for intent in (one_v1, one_v2, two_v5):
+            assert intents.insert_intent(conn, intent, "hash")
+        insert_ignore(conn, action_type_registry, _registry_row("ONE", 1, "internal.one_v1"))
+        insert_ignore(conn, action_type_registry, _registry_row("ONE", 2, "internal.one_v2"))
+        insert_ignore(conn, action_type_registry, _registry_row("TWO", 1, "internal.two_v1"))
+    with database.read() as conn:
+        read = {
+            tenant: intents.get_intent_with_entry(conn, tenant, one_v1.action_intent_id)
+            for tenant in ("t1", "t2", "t3", "t4")
+        }
+        entries = {
+            tenant: registry.get_entry(conn, found[0].action_type, found[0].registry_version)
+            for tenant, found in read.items()
+            if found is not None
+        }
+    assert read["t4"] is None
+    assert {tenant: found[0] for tenant, found in read.items() if found} == {
+        "t1": one_v1,
+        "t2": one_v2,
+        "t3": two_v5,
+    }
+    assert {tenant: found[1] for tenant, found in read.items() if found} == entries
+    assert [getattr(entries[t], "tool_name", None) for t in ("t1", "t2", "t3")] == [
+        "internal.one_v1",
+        "internal.one_v2",
+        None,
+    ]
+
+
 def _policy(policy_id: str, tenant_id: str | None) -> Policy:
     return Policy.model_validate(
         {

@@ -282,10 +282,24 @@ def _approved_intent_with_queued_attempt(db: Database) -> tuple[ActionIntentV1, 
     return intent, attempt
 
 
+def _begin(
+    conn: Any, attempt: ExecutionAttempt, *, attempt_id: str | None = None, deadline: float = 1.0
+) -> Any:
+    return executions.begin_attempt(
+        conn,
+        tenant_id=attempt.tenant_id,
+        account_id=attempt.account_id,
+        action_intent_id=attempt.action_intent_id,
+        attempt_id=attempt_id or attempt.attempt_id,
+        started_at=NOW,
+        deadline_epoch=deadline,
+    )
+
+
 def test_begin_attempt_returns_the_running_attempt_as_stored_and_starts_it_once(database: Database) -> None:
     _, attempt = _approved_intent_with_queued_attempt(database)
     with database.write() as conn:
-        running = executions.begin_attempt(conn, attempt, started_at=NOW, deadline_epoch=1_900_000_300.25)
+        running = _begin(conn, attempt, deadline=1_900_000_300.25)
     with database.read() as conn:
         stored = executions.get_attempt(conn, "t1", attempt.account_id, attempt.action_intent_id)
         assert stored is not None
@@ -293,7 +307,20 @@ def test_begin_attempt_returns_the_running_attempt_as_stored_and_starts_it_once(
     assert running == stored
     assert (stored.status, stored.started_at, deadline) == (AttemptStatus.RUNNING, NOW, 1_900_000_300.25)
     with database.write() as conn:
-        assert executions.begin_attempt(conn, attempt, started_at=NOW, deadline_epoch=1.0) is None
+        assert _begin(conn, attempt) is None
+
+
+def test_begin_attempt_starts_only_the_queued_attempt_of_that_id(database: Database) -> None:
+    """Called without reading the attempt first (StartExecution): another attempt id, or an
+    intent without an attempt, is left as it is and answers None."""
+    _, attempt = _approved_intent_with_queued_attempt(database)
+    with database.write() as conn:
+        assert _begin(conn, attempt, attempt_id="att-someone-else") is None
+        assert _begin(conn, attempt.model_copy(update={"action_intent_id": "ai-none"})) is None
+    with database.read() as conn:
+        stored = executions.get_attempt(conn, "t1", attempt.account_id, attempt.action_intent_id)
+    assert stored is not None
+    assert (stored.attempt_id, stored.status) == (attempt.attempt_id, AttemptStatus.QUEUED)
 
 
 def test_lock_and_mark_execution_marks_the_intent_and_returns_it(database: Database) -> None:

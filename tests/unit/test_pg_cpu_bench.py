@@ -47,3 +47,30 @@ def test_a_live_child_is_found_and_a_reaped_one_is_counted_with_its_parent() -> 
     finally:
         parent.stdin.close()
         parent.wait(timeout=30)
+
+
+def test_the_report_gives_planning_and_connections_opened_per_execution() -> None:
+    from bench.pg_cpu import _report
+
+    before = {"statements": 10, "plans": 4, "exec_ms": 1.0, "plan_ms": 0.5, "commits": 3, "rollbacks": 0}
+    after = {
+        "statements": 610,
+        "plans": 204,
+        "exec_ms": 301.0,
+        "plan_ms": 60.5,
+        "commits": 403,
+        "rollbacks": 0,
+    }
+    report = _report(
+        100,
+        2.0,
+        {"api": 1.0, "postgres": 2.0},
+        {"api": 1.5, "postgres": 3.0},
+        {**before, "sessions": 7},
+        {**after, "sessions": 19},
+        {},
+    )
+    assert report["cpu_ms_per_execution"] == {"api": 5.0, "postgres": 10.0, "total": 15.0}
+    assert (report["statements_per_execution"], report["plans_per_execution"]) == (6.0, 2.0)
+    assert report["statement_ms_per_execution"] == {"execute": 3.0, "plan": 0.6}
+    assert (report["commits_per_execution"], report["connections_opened"]) == (4.0, 12)

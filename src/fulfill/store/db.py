@@ -39,7 +39,7 @@ def in_autocommit(conn: Connection) -> bool:
 
 
 class Database:
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, max_overflow: int = 20) -> None:
         self.url = url
         parsed = make_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
@@ -53,12 +53,21 @@ class Database:
             if database and database != ":memory:":
                 Path(database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
             self.engine: Engine = create_engine(
-                url, pool_size=pool_size, max_overflow=20, connect_args={"check_same_thread": False}
+                url, pool_size=pool_size, max_overflow=max_overflow, connect_args={"check_same_thread": False}
             )
             event.listen(self.engine, "connect", _sqlite_on_connect)
             event.listen(self.engine, "begin", _sqlite_on_begin)
         else:
-            self.engine = create_engine(url, pool_size=pool_size, max_overflow=20, pool_pre_ping=True)
+            # Every connection opened is kept, up to the same most at once (pool_size +
+            # max_overflow): an overflow connection closed on its return was opened again by the
+            # next burst, a new server backend each time (a fork, authentication, cold catalog
+            # caches) holding none of the statements psycopg had prepared on the one closed.
+            self.engine = create_engine(
+                url,
+                pool_size=pool_size + max_overflow,
+                max_overflow=0,
+                pool_pre_ping=True,
+            )
 
     @contextmanager
     def write(self) -> Iterator[Connection]:

@@ -82,17 +82,25 @@ def _this_attempt(attempt: ExecutionAttempt) -> list[Any]:
 
 
 def begin_attempt(
-    conn: Connection, attempt: ExecutionAttempt, *, started_at: str, deadline_epoch: float
+    conn: Connection,
+    *,
+    tenant_id: str,
+    account_id: str,
+    action_intent_id: str,
+    attempt_id: str,
+    started_at: str,
+    deadline_epoch: float,
 ) -> ExecutionAttempt | None:
-    """QUEUED → RUNNING for this attempt: its budget starts now. The RUNNING attempt as stored
-    (``RETURNING``: no second read); None when it was not QUEUED."""
+    """QUEUED → RUNNING for the intent's attempt of this id: its budget starts now. The RUNNING
+    attempt as stored (``RETURNING``: no read before nor after); None when the intent has no
+    QUEUED attempt of this id (none, another one, or not QUEUED)."""
     row = conn.execute(
         _begin_attempt_statement(),
         {
-            "k_tenant_id": attempt.tenant_id,
-            "k_account_id": attempt.account_id,
-            "k_action_intent_id": attempt.action_intent_id,
-            "k_attempt_id": attempt.attempt_id,
+            "k_tenant_id": tenant_id,
+            "k_account_id": account_id,
+            "k_action_intent_id": action_intent_id,
+            "k_attempt_id": attempt_id,
             "v_started_at": started_at,
             "v_deadline_epoch": deadline_epoch,
         },
@@ -548,9 +556,24 @@ class SqlExecutionsRepository:
         return get_attempt(self._conn, tenant_id, account_id, action_intent_id)
 
     def begin_attempt(
-        self, attempt: ExecutionAttempt, *, started_at: str, deadline_epoch: float
+        self,
+        *,
+        tenant_id: str,
+        account_id: str,
+        action_intent_id: str,
+        attempt_id: str,
+        started_at: str,
+        deadline_epoch: float,
     ) -> ExecutionAttempt | None:
-        return begin_attempt(self._conn, attempt, started_at=started_at, deadline_epoch=deadline_epoch)
+        return begin_attempt(
+            self._conn,
+            tenant_id=tenant_id,
+            account_id=account_id,
+            action_intent_id=action_intent_id,
+            attempt_id=attempt_id,
+            started_at=started_at,
+            deadline_epoch=deadline_epoch,
+        )
 
     def move_attempt(self, attempt: ExecutionAttempt, *, workflow_id: str, now: str) -> bool:
         return move_attempt(self._conn, attempt, workflow_id=workflow_id, now=now)

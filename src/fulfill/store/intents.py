@@ -12,11 +12,17 @@ from fulfill.domain.models import (
     ApprovalStatus,
     ExecutionAttempt,
     ExecutionStatus,
+    RegistryEntry,
 )
 from fulfill.domain.records import ListedExecution as ListedExecution
 from fulfill.domain.records import PendingFilter as PendingFilter
 from fulfill.store.db import insert_ignore
-from fulfill.store.tables import action_intents, execution_attempts, execution_outcomes
+from fulfill.store.tables import (
+    action_intents,
+    action_type_registry,
+    execution_attempts,
+    execution_outcomes,
+)
 
 # The statements of every request's path, built once with their values bound at execution: a
 # statement built per call costs its construction and its cache key on every execution (about
@@ -28,6 +34,20 @@ _KEY = (
 _GET_INTENT = select(action_intents.c.document).where(*_KEY)
 _GET_INTENT_FOR_UPDATE = _GET_INTENT.with_for_update()
 _GET_INTENT_WITH_REQUEST_HASH = select(action_intents.c.document, action_intents.c.request_hash).where(*_KEY)
+# The intent and the registry version it is pinned to (an outer join: the entry may be missing).
+_GET_INTENT_WITH_ENTRY = (
+    select(action_intents.c.document, action_type_registry.c.document.label("entry"))
+    .select_from(
+        action_intents.outerjoin(
+            action_type_registry,
+            and_(
+                action_type_registry.c.action_type == action_intents.c.action_type,
+                action_type_registry.c.registry_version == action_intents.c.registry_version,
+            ),
+        )
+    )
+    .where(*_KEY)
+)
 _DOCUMENT = bindparam("v_document", type_=action_intents.c.document.type)
 _SAVED = {
     "approval_status": bindparam("v_approval_status"),
@@ -96,6 +116,19 @@ def get_intent_with_request_hash(
     creation is compared with), in one statement."""
     row = conn.execute(_GET_INTENT_WITH_REQUEST_HASH, _key(tenant_id, action_intent_id)).first()
     return (ActionIntentV1.model_validate(row.document), row.request_hash) if row else None
+
+
+def get_intent_with_entry(
+    conn: Connection, tenant_id: str, action_intent_id: str
+) -> tuple[ActionIntentV1, RegistryEntry | None] | None:
+    """One intent of one tenant and the registry entry it is pinned to (its action type at its
+    registry version; None when there is none), in one statement: what
+    ``uow.intents.get_intent`` and then ``uow.registry.get_entry`` of its version read."""
+    row = conn.execute(_GET_INTENT_WITH_ENTRY, _key(tenant_id, action_intent_id)).first()
+    if row is None:
+        return None
+    entry = RegistryEntry.model_validate(row.entry) if row.entry is not None else None
+    return ActionIntentV1.model_validate(row.document), entry
 
 
 def transition_approval(
@@ -409,6 +442,11 @@ class SqlIntentsRepository:
         self, tenant_id: str, action_intent_id: str
     ) -> tuple[ActionIntentV1, str] | None:
         return get_intent_with_request_hash(self._conn, tenant_id, action_intent_id)
+
+    def get_intent_with_entry(
+        self, tenant_id: str, action_intent_id: str
+    ) -> tuple[ActionIntentV1, RegistryEntry | None] | None:
+        return get_intent_with_entry(self._conn, tenant_id, action_intent_id)
 
     def transition_approval(
         self,

@@ -854,8 +854,9 @@ def _read_for_approval(
     waiting for approval, the kill switches it would run into (:func:`active_stop_warnings`:
     only advice, and switches that cannot be read are named instead, never a failed approval)."""
     with rt.store.read() as uow:
-        intent = _visible(principal, uow.intents.get_intent(principal.tenant_id, action_intent_id))
-        entry = uow.registry.get_entry(intent.action_type, intent.registry_version)
+        found = uow.intents.get_intent_with_entry(principal.tenant_id, action_intent_id)
+        intent = _visible(principal, found[0] if found else None)
+        entry = found[1] if found else None
         warnings: list[str] = []
         if entry is not None and intent.approval_status is ApprovalStatus.PENDING_APPROVAL:
             try:

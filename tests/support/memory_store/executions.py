@@ -47,15 +47,27 @@ class MemoryExecutionsRepository:
         return row if row is not None and row.attempt.attempt_id == attempt.attempt_id else None
 
     def begin_attempt(
-        self, attempt: ExecutionAttempt, *, started_at: str, deadline_epoch: float
+        self,
+        *,
+        tenant_id: str,
+        account_id: str,
+        action_intent_id: str,
+        attempt_id: str,
+        started_at: str,
+        deadline_epoch: float,
     ) -> ExecutionAttempt | None:
-        row = self._this(attempt)
-        if row is None or row.attempt.status is not AttemptStatus.QUEUED:
+        key = (tenant_id, account_id, action_intent_id)
+        row = self._t.attempts.get(key)
+        if (
+            row is None
+            or row.attempt.attempt_id != attempt_id
+            or row.attempt.status is not AttemptStatus.QUEUED
+        ):
             return None
         running = row.attempt.model_copy(
             update={"status": AttemptStatus.RUNNING, "started_at": started_at, "updated_at": started_at}
         )
-        self._t.attempts[_key(attempt)] = AttemptRow(running, deadline_epoch)
+        self._t.attempts[key] = AttemptRow(running, deadline_epoch)
         return running
 
     def move_attempt(self, attempt: ExecutionAttempt, *, workflow_id: str, now: str) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fulfill.domain.models import ActionIntentV1, ApprovalStatus, ExecutionStatus
+from fulfill.domain.models import ActionIntentV1, ApprovalStatus, ExecutionStatus, RegistryEntry
 from fulfill.domain.records import ListedExecution, PendingFilter
 from tests.support.memory_store.tables import IntentRow, Tables
 
@@ -33,6 +33,14 @@ class MemoryIntentsRepository:
     ) -> tuple[ActionIntentV1, str] | None:
         row = self._t.intents.get((tenant_id, action_intent_id))
         return (row.intent, row.request_hash) if row else None
+
+    def get_intent_with_entry(
+        self, tenant_id: str, action_intent_id: str
+    ) -> tuple[ActionIntentV1, RegistryEntry | None] | None:
+        row = self._t.intents.get((tenant_id, action_intent_id))
+        if row is None:
+            return None
+        return row.intent, self._t.registry.get((row.intent.action_type, row.intent.registry_version))
 
     def transition_approval(
         self,

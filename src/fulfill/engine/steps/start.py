@@ -35,33 +35,38 @@ def start_execution(deps: StepDeps, request: ExecutionRequest) -> StartedExecuti
     checkpoint, does not read them again (``StartedExecution.reads``). The tool call still reads
     them again right before it is sent. It also reads the registry entry the intent is pinned to,
     for MapActionToTool (an entry's version never changes: read here or a moment later, it is
-    the same), so that the checkpoint reads the store in one transaction instead of two.
+    the same), so that the checkpoint reads the store in one transaction instead of two; the
+    entry comes with the intent, in one statement.
     """
     now = deps.clock.now()
     with deps.store.write() as uow:
         switches = _switches(deps, uow, request.tenant_id)
-        intent = uow.intents.get_intent(request.tenant_id, request.action_intent_id)
-        attempt = uow.executions.get_attempt(request.tenant_id, request.account_id, request.action_intent_id)
-        deadline: float | None = None
-        if (
-            attempt is not None
-            and attempt.attempt_id == request.attempt_id
-            and attempt.status is AttemptStatus.QUEUED
-        ):
-            policy = intent.execution_policy if intent else ExecutionPolicy()
-            started_at = iso_from_epoch(now)
-            deadline = now + policy.timeout_seconds
-            running = uow.executions.begin_attempt(attempt, started_at=started_at, deadline_epoch=deadline)
-            if running is not None:
-                uow.intents.mark_execution(
-                    request.tenant_id, request.action_intent_id, status=ExecutionStatus.RUNNING, at=started_at
-                )
-                attempt = running
-            else:  # another run of this attempt started it first (PostgreSQL): read what it left
-                deadline = None
-                attempt = uow.executions.get_attempt(
-                    request.tenant_id, request.account_id, request.action_intent_id
-                )
+        found = uow.intents.get_intent_with_entry(request.tenant_id, request.action_intent_id)
+        intent, entry = found if found else (None, None)
+        policy = intent.execution_policy if intent else ExecutionPolicy()
+        started_at = iso_from_epoch(now)
+        budget_end = now + policy.timeout_seconds
+        deadline: float | None = budget_end  # None: read it (not started here)
+        # The attempt goes RUNNING if it is this request's and still QUEUED, without reading it
+        # first; otherwise (a re-run finding its own RUNNING attempt, a duplicate, another run of
+        # this attempt that started it first) it is read as it stands.
+        attempt = uow.executions.begin_attempt(
+            tenant_id=request.tenant_id,
+            account_id=request.account_id,
+            action_intent_id=request.action_intent_id,
+            attempt_id=request.attempt_id,
+            started_at=started_at,
+            deadline_epoch=budget_end,
+        )
+        if attempt is not None:
+            uow.intents.mark_execution(
+                request.tenant_id, request.action_intent_id, status=ExecutionStatus.RUNNING, at=started_at
+            )
+        else:
+            deadline = None
+            attempt = uow.executions.get_attempt(
+                request.tenant_id, request.account_id, request.action_intent_id
+            )
         if (
             attempt is None
             or attempt.attempt_id != request.attempt_id
@@ -77,7 +82,6 @@ def start_execution(deps: StepDeps, request: ExecutionRequest) -> StartedExecuti
             deadline = uow.executions.get_deadline(attempt)
         context = context_for(attempt, request, deadline_epoch=deadline)
         _append_started(uow, context, intent)
-        entry = uow.registry.get_entry(intent.action_type, intent.registry_version) if intent else None
     return StartedExecution(
         context=context, reads=PreflightReads(intent=intent, switches=switches, entry=entry)
     )

@@ -27,10 +27,18 @@ class ExecutionsRepository(Protocol):
     ) -> ExecutionAttempt | None: ...
 
     def begin_attempt(
-        self, attempt: ExecutionAttempt, *, started_at: str, deadline_epoch: float
+        self,
+        *,
+        tenant_id: str,
+        account_id: str,
+        action_intent_id: str,
+        attempt_id: str,
+        started_at: str,
+        deadline_epoch: float,
     ) -> ExecutionAttempt | None:
-        """QUEUED → RUNNING for this attempt: its budget starts now. The RUNNING attempt as stored
-        (no second read); None when it was not QUEUED."""
+        """QUEUED → RUNNING for the intent's attempt of this id: its budget starts now. The
+        RUNNING attempt as stored (no read before nor after); None when the intent has no QUEUED
+        attempt of this id (none, another one, or not QUEUED)."""
         ...
 
     def move_attempt(self, attempt: ExecutionAttempt, *, workflow_id: str, now: str) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from fulfill.domain.models import ActionIntentV1, ApprovalStatus, ExecutionStatus
+from fulfill.domain.models import ActionIntentV1, ApprovalStatus, ExecutionStatus, RegistryEntry
 from fulfill.domain.records import ListedExecution, PendingFilter
 
 
@@ -21,6 +21,13 @@ class IntentsRepository(Protocol):
     def get_intent_with_request_hash(
         self, tenant_id: str, action_intent_id: str
     ) -> tuple[ActionIntentV1, str] | None: ...
+
+    def get_intent_with_entry(
+        self, tenant_id: str, action_intent_id: str
+    ) -> tuple[ActionIntentV1, RegistryEntry | None] | None:
+        """The intent and the registry entry it is pinned to (None when there is none), read
+        together: what ``get_intent`` and then ``registry.get_entry`` of its version give."""
+        ...
 
     def transition_approval(
         self,
