@@ -48,7 +48,7 @@ from fulfill.gateway.target_auth import EncryptedTargetSecrets, OAuthTokens, che
 from fulfill.gateway.targets import GatewayToolSchemas, TargetCatalog
 from fulfill.metrics_access import MetricsListener
 from fulfill.ports.store import Store
-from fulfill.store.db import Database
+from fulfill.store.db import Database, queue_sqlite_writers
 from fulfill.store.migrate import upgrade_to_head
 from fulfill.store.sql_store import SqlStore
 from fulfill.tokens import ServiceTokens, TokenVerifier
@@ -227,6 +227,7 @@ class Service:
         DBOS.tracer.disable_otlp = False
         DBOS.listen_queues([EXECUTION_QUEUE] if runs_workers else [])
         DBOS.launch()
+        _queue_writers_of_dbos_file()
         DBOS.register_queue(
             EXECUTION_QUEUE,
             worker_concurrency=self.settings.worker_concurrency,
@@ -477,6 +478,17 @@ def _recover_executor(executor_id: str) -> int:
     if instance is not None:
         _name_the_queue_of_started_executions(instance._sys_db.engine, [executor_id])
     return len(DBOS._recover_pending_workflows([executor_id]))
+
+
+def _queue_writers_of_dbos_file() -> None:
+    """DBOS's SQLite file: this process's threads queue for its writer on a lock, as they do for
+    fulfill's own file, instead of sleeping in SQLite's busy handler (``store/db.py
+    queue_sqlite_writers``); nothing on PostgreSQL."""
+    from dbos import _dbos as dbos_internals
+
+    instance = dbos_internals._dbos_global_instance
+    if instance is not None:
+        queue_sqlite_writers(instance._sys_db.engine)
 
 
 def _enable_wal(system_database_url: str) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 import json
 import math
 import os
@@ -33,7 +34,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,6 +156,47 @@ def queue_depth_at(moment: float, scheduled: Iterable[float], completed: Iterabl
     return max(0, len(due) - done)
 
 
+@dataclass
+class Snapshot:
+    """What an open-loop run had used by a moment (seconds from the schedule's start): the service
+    processes' CPU seconds, this process's (the load generator's), the pages of executions its
+    polls had read, and the service's database files' sizes in bytes (SQLite: the ``-wal`` files)."""
+
+    at_s: float
+    service_cpu_s: float
+    client_cpu_s: float
+    list_pages: int
+    files: dict[str, int] = field(default_factory=dict)
+    service_rss_mib: float = math.nan  # the service processes' resident memory, summed
+
+
+def resource_windows(snapshots: Sequence[Snapshot], completed_s: Iterable[float]) -> list[dict[str, Any]]:
+    """Per interval between consecutive snapshots: the executions that completed in it (their
+    ``completed_at``, seconds from the schedule's start), the service's CPU per execution, the load
+    generator's CPU and pages read, and the database files' sizes at the interval's end. CPU per
+    execution that rises from window to window while the rate stays the same is work that grows
+    with the run."""
+    moments = sorted(completed_s)
+    rows: list[dict[str, Any]] = []
+    for before, after in itertools.pairwise(snapshots):
+        executions = sum(1 for moment in moments if before.at_s <= moment < after.at_s)
+        cpu = after.service_cpu_s - before.service_cpu_s
+        rows.append(
+            {
+                "from_s": before.at_s,
+                "to_s": after.at_s,
+                "executions": executions,
+                "service_cpu_s": round(cpu, 2),
+                "service_cpu_ms_per_execution": round(1000 * cpu / executions, 1) if executions else math.nan,
+                "client_cpu_s": round(after.client_cpu_s - before.client_cpu_s, 2),
+                "list_pages": after.list_pages - before.list_pages,
+                "files": dict(after.files),
+                "service_rss_mib": round(after.service_rss_mib, 1),
+            }
+        )
+    return rows
+
+
 def summary(values_ms: Sequence[float]) -> dict[str, float]:
     if not values_ms:
         return {
@@ -206,6 +248,15 @@ def epoch(iso: str) -> float:
 # The service under test
 
 
+def resident_mib(pid: int) -> float:
+    """Resident memory of a process in MiB (Linux ``/proc``); NaN elsewhere."""
+    try:
+        pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return math.nan
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process so far (Linux ``/proc``); NaN elsewhere."""
     try:
@@ -216,8 +267,46 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
+def database_files(directory: Path) -> dict[str, int]:
+    """Sizes in bytes of the SQLite database files in ``directory`` (the databases, their ``-wal``
+    and ``-shm`` files); nothing for a server database."""
+    sizes: dict[str, int] = {}
+    for path in sorted(directory.glob("*.db*")) + sorted(directory.glob("*.sqlite*")):
+        if path.suffix != ".lock":
+            try:
+                sizes[path.name] = path.stat().st_size
+            except OSError:
+                continue
+    return sizes
+
+
 # ---------------------------------------------------------------------------------------------
 # Scenarios
+
+# Statuses in which an execution has ended without succeeding.
+ENDED_OTHERWISE = frozenset({ExecutionStatus.FAILED, ExecutionStatus.CANCELLED, ExecutionStatus.EXPIRED})
+# How far before the earliest outstanding approval's scheduled send a poll reads changes from.
+SINCE_MARGIN_SECONDS = 1.0
+# Between such polls, how far before the newest change the previous poll saw (a change is stamped
+# before its transaction commits, so one may become visible after a newer one) ...
+RECENT_MARGIN_SECONDS = 2.0
+# ... and every how many polls one reads back to the earliest outstanding approval again.
+DEEP_POLL_EVERY = 10
+
+
+def poll_since(oldest_not_before: float, newest_change: float | None, poll: int) -> float:
+    """From what moment (epoch seconds) poll number ``poll`` reads the account's changes. An outcome
+    changes its execution after the approval, so nothing older than the earliest outstanding
+    approval's scheduled send (less :data:`SINCE_MARGIN_SECONDS`) can be missing: every
+    :data:`DEEP_POLL_EVERY`-th poll, the first included, reads back to there. The others read only
+    from a little before the newest change already seen, so that when the service falls behind
+    (its outstanding approvals growing old) a poll does not reread the whole backlog's changes;
+    what one of them misses the next deep poll finds, with its own ``completed_at``."""
+    floor = oldest_not_before - SINCE_MARGIN_SECONDS
+    if newest_change is None or poll % DEEP_POLL_EVERY == 0:
+        return floor
+    return max(floor, newest_change - RECENT_MARGIN_SECONDS)
+
 
 # What ``POST /intents/{id}/approve`` answers when it accepts an approval.
 APPROVAL_ACCEPTED = "202"
@@ -250,6 +339,12 @@ class Harness:
     create_concurrency: int = 16
     alive: Callable[[], None] = lambda: None  # raises when a service process has exited
     poll_errors: int = 0
+    list_pages: int = 0  # pages of executions read while polling for outcomes (a count per run)
+    # CPU seconds so far of each service process, and the sizes of its database files (both empty
+    # for a service the benchmark did not start): read at each window of an open-loop run.
+    service_cpu: Callable[[], dict[str, float]] = dict
+    database_files: Callable[[], dict[str, int]] = dict
+    service_rss: Callable[[], dict[str, float]] = dict  # MiB resident per service process
     # Another person's token, for the approvals: nobody approves their own proposal (None: token).
     approver_token: str | None = None
 
@@ -285,10 +380,11 @@ class Harness:
         self, client: AsyncFulfillClient, account: str, status: str, known: dict[str, float], full: bool
     ) -> None:
         """Page through the account's executions in ``status``, newest first; unless ``full``, stop
-        at the first page that brings nothing new (a full sweep runs every few polls anyway)."""
+        at the first page that brings nothing new."""
         next_token: str | None = None
         while True:
             page = await client.list_executions(account, limit=100, status=status, next_token=next_token)
+            self.list_pages += 1
             new = 0
             for item in page.executions:
                 if item.action_intent_id not in known and item.completed_at:
@@ -298,36 +394,118 @@ class Harness:
             if not next_token or (new == 0 and not full):
                 return
 
+    async def changes_since(
+        self,
+        client: AsyncFulfillClient,
+        account: str,
+        since: float,
+        wanted: Container[str],
+        done: dict[str, float],
+        ended: set[str],
+    ) -> float | None:
+        """The account's executions that changed at or after ``since`` (epoch seconds), newest change
+        first: of the ``wanted`` ones, a succeeded one's ``completed_at`` goes into ``done``, one that
+        ended otherwise into ``ended``. Pages stop at the first entry older than ``since``. Answers
+        the newest change's time (None: the account has none)."""
+        next_token: str | None = None
+        newest: float | None = None
+        while True:
+            page = await client.list_executions(account, limit=100, next_token=next_token)
+            self.list_pages += 1
+            if newest is None and page.executions:
+                newest = epoch(page.executions[0].updated_at)
+            for item in page.executions:
+                if item.action_intent_id not in wanted:
+                    continue
+                if item.status is ExecutionStatus.SUCCEEDED and item.completed_at:
+                    done.setdefault(item.action_intent_id, epoch(item.completed_at))
+                elif item.status in ENDED_OTHERWISE:
+                    ended.add(item.action_intent_id)
+            next_token = page.next_token
+            if not next_token or not page.executions or epoch(page.executions[-1].updated_at) < since:
+                return newest
+
     async def collect(
         self,
         client: AsyncFulfillClient,
         account: str,
-        expected: set[str],
+        not_before: Mapping[str, float],
         deadline: float,
         task: Any,
         done: dict[str, float],
+        ended: set[str] | None = None,
     ) -> None:
-        """Poll until every expected intent has an outcome, or ``deadline`` (monotonic) passes."""
+        """Poll until every intent of ``not_before`` has an outcome (or is in ``ended``: it ended
+        without succeeding, or its approval was not accepted), or ``deadline`` (monotonic) passes.
+        ``not_before`` holds, per intent, a moment (epoch seconds, this machine's clock, the
+        service's too) its approval cannot precede: its scheduled send. Each poll reads only the
+        account's changes since a moment (:func:`poll_since`): what a client waiting for its own
+        outstanding actions reads, never the whole run. The outcome times are the service's
+        ``completed_at``, whatever the poll's timing."""
+        order = sorted(not_before, key=not_before.__getitem__)
+        ended = set() if ended is None else ended
+        oldest = 0  # index in ``order`` of the earliest intent still without an outcome
+        newest: float | None = None  # the newest change an earlier poll saw
         polls = 0
         while True:
+            while oldest < len(order) and (order[oldest] in done or order[oldest] in ended):
+                oldest += 1
+            if oldest == len(order):
+                break
+            since = poll_since(not_before[order[oldest]], newest, polls)
+            polls += 1
             try:
-                await self.sweep(client, account, "SUCCEEDED", done, full=polls % 10 == 9)
+                seen = await self.changes_since(client, account, since, not_before, done, ended)
+                if seen is not None:
+                    newest = seen if newest is None else max(newest, seen)
             except (httpx.HTTPError, ApiError):
                 self.poll_errors += 1
                 self.alive()
-            polls += 1
-            self.progress.update(task, completed=len(expected & done.keys()))
-            if expected <= done.keys() or time.monotonic() > deadline:
+            self.progress.update(task, completed=len(done))
+            if time.monotonic() > deadline:
                 break
             await asyncio.sleep(self.poll_seconds)
-        await self.sweep(client, account, "SUCCEEDED", done, full=True)
-        self.progress.update(task, completed=len(expected & done.keys()))
+        self.progress.update(task, completed=len(done))
 
     async def failures(self, client: AsyncFulfillClient, account: str) -> int:
         failed: dict[str, float] = {}
         for status in ("FAILED", "CANCELLED", "EXPIRED"):
             await self.sweep(client, account, status, failed, full=True)
         return len(failed)
+
+    def snapshot(self, at_s: float) -> Snapshot:
+        return Snapshot(
+            at_s=round(at_s, 3),
+            service_cpu_s=sum(self.service_cpu().values()),
+            client_cpu_s=time.process_time(),
+            list_pages=self.list_pages,
+            files=self.database_files(),
+            service_rss_mib=sum(self.service_rss().values()) if self.service_rss() else math.nan,
+        )
+
+    async def sample(
+        self,
+        snapshots: list[Snapshot],
+        start_mono: float,
+        start_wall: float,
+        window_s: float,
+        until: asyncio.Task[None],
+    ) -> None:
+        """A snapshot at the schedule's start and at the end of each window of it, until ``until``
+        is done (the drain's windows included), then one at that moment."""
+        index = 0
+        while True:
+            delay = start_mono + index * window_s - time.monotonic()
+            if delay > 0:
+                await asyncio.wait({until}, timeout=delay)
+            if until.done():
+                break
+            snapshots.append(self.snapshot(index * window_s))
+            index += 1
+        snapshots.append(self.snapshot(time.time() - start_wall))
+        pages0 = snapshots[0].list_pages  # counted from the schedule's start
+        for snapshot in snapshots:
+            snapshot.list_pages -= pages0
 
     async def open_loop(
         self, account: str, rate: float, seconds: float, drain: float, window_s: float = 10.0
@@ -347,6 +525,7 @@ class Harness:
 
             approved_at: dict[str, float] = {}
             answered_in: dict[str, float] = {}
+            refused: set[str] = set()
 
             async def approve(intent: str, due: float) -> None:
                 lags.append(time.monotonic() - due)
@@ -355,14 +534,18 @@ class Harness:
                 answered_in[intent] = (time.monotonic() - due) * 1000
                 if stamp is not None:
                     approved_at[intent] = stamp
+                if key != APPROVAL_ACCEPTED:
+                    refused.add(intent)  # no outcome will come: the polls stop waiting for it
                 codes[key] = codes.get(key, 0) + 1
                 self.progress.advance(sent)
 
             done: dict[str, float] = {}
             last_due = start_mono + (offsets[-1] if offsets else 0)
             poller = asyncio.create_task(
-                self.collect(client, account, set(ids), last_due + drain, finished, done)
+                self.collect(client, account, scheduled, last_due + drain, finished, done, refused)
             )
+            snapshots: list[Snapshot] = []
+            sampler = asyncio.create_task(self.sample(snapshots, start_mono, start_wall, window_s, poller))
             tasks = []
             for intent, offset in zip(ids, offsets, strict=True):
                 due = start_mono + offset
@@ -372,6 +555,7 @@ class Harness:
                 tasks.append(asyncio.create_task(approve(intent, due)))
             await asyncio.gather(*tasks)
             await poller
+            await sampler
             failed = await self.failures(client, account)
             for task in (sent, finished):
                 self.progress.remove_task(task)
@@ -398,6 +582,8 @@ class Harness:
             "p95_by_window_ms": p95_by_window(timeline, window),
             "windows_s": window_s,
             "windows": windows,
+            "resources": resource_windows(snapshots, [done[i] - start_wall for i in ids if i in done]),
+            "list_pages": snapshots[-1].list_pages if snapshots else 0,
             "growth": growth_verdict(windows, queue_at_end, rate),
             "service": summary(service_latencies),
             "client": summary(client_latencies),
@@ -428,13 +614,24 @@ class Harness:
 
             async def approve(intent: str) -> None:
                 key = await approval_answer(approver, intent)
+                if key != APPROVAL_ACCEPTED:
+                    refused.add(intent)
                 codes[key] = codes.get(key, 0) + 1
                 self.progress.advance(sent)
 
             done: dict[str, float] = {}
+            refused: set[str] = set()
             started = time.time()
             poller = asyncio.create_task(
-                self.collect(client, account, set(ids), time.monotonic() + drain, finished, done)
+                self.collect(
+                    client,
+                    account,
+                    dict.fromkeys(ids, started),
+                    time.monotonic() + drain,
+                    finished,
+                    done,
+                    refused,
+                )
             )
             await asyncio.gather(*(approve(intent) for intent in ids))
             sent_all = time.time() - started
@@ -594,6 +791,9 @@ def run(options: LoadOptions, console: Console) -> dict[str, Any]:
             harness = Harness(url, token, progress, approver_token=approver_token)
             if group is not None:
                 harness.alive = group.check_alive
+                harness.service_cpu = lambda: {n: cpu_seconds(p) for n, p in group.pids().items()}
+                harness.database_files = lambda: database_files(workdir)
+                harness.service_rss = lambda: {n: resident_mib(p) for n, p in group.pids().items()}
 
             async def scenarios() -> None:
                 for rate in options.rates:
@@ -786,6 +986,40 @@ def window_rows(row: Mapping[str, Any]) -> list[list[str]]:
     return table
 
 
+RESOURCE_HEADERS = [
+    "window s",
+    "executions",
+    "service CPU-ms per execution",
+    "service MiB",
+    "client CPU s",
+    "pages read",
+    "WAL KiB",
+]
+
+
+def resource_rows(row: Mapping[str, Any]) -> list[list[str]]:
+    """An open-loop run's resources by window: executions completed in it, the service's CPU per
+    execution, its resident memory at the window's end, the load generator's CPU and the pages of
+    executions its polls read, and the SQLite ``-wal`` files' sizes at the window's end."""
+    table: list[list[str]] = []
+    for window in row.get("resources", []):
+        wal = " / ".join(
+            f"{size // 1024:,}" for name, size in sorted(window["files"].items()) if name.endswith("-wal")
+        )
+        table.append(
+            [
+                f"{window['from_s']:g}-{window['to_s']:g}",
+                str(window["executions"]),
+                _ms(window["service_cpu_ms_per_execution"]),
+                _ms(window.get("service_rss_mib")),
+                f"{window['client_cpu_s']:.2f}",
+                str(window["list_pages"]),
+                wal or "—",
+            ]
+        )
+    return table
+
+
 def verdict_text(row: Mapping[str, Any]) -> str:
     growth = row["growth"]
     word = "GROWS" if growth["grows"] else "no growth"
@@ -809,6 +1043,14 @@ def window_tables(result: dict[str, Any]) -> list[Table]:
         for cells in window_rows(row):
             table.add_row(*cells)
         tables.append(table)
+        if row.get("resources"):
+            used = Table(
+                *RESOURCE_HEADERS,
+                title=f"open loop {row['offered_per_s']:g}/s: what each window used (by completion time)",
+            )
+            for cells in resource_rows(row):
+                used.add_row(*cells)
+            tables.append(used)
     return tables
 
 
@@ -859,6 +1101,13 @@ def markdown(result: dict[str, Any]) -> str:
         ]
         lines += ["| " + " | ".join(cells) + " |" for cells in window_rows(row)]
         lines += ["", verdict_text(row) + "."]
+        if row.get("resources"):
+            lines += [
+                "",
+                "| " + " | ".join(RESOURCE_HEADERS) + " |",
+                "|" + "---|" * len(RESOURCE_HEADERS),
+            ]
+            lines += ["| " + " | ".join(cells) + " |" for cells in resource_rows(row)]
     lines.append("")
     return "\n".join(lines)
 

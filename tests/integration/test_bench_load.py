@@ -67,4 +67,14 @@ def test_bench_load_runs_every_scenario_and_counts_every_execution(tmp_path: Pat
     assert open_loop["service"]["max_ms"] <= open_loop["max_ms"] + 1  # timestamps kept to the ms
     assert set(open_loop["growth"]) >= {"grows", "queue_at_end", "last_to_first"}
     assert "open loop 5/s by 0.5-s window" in outcome.output
+    # What each window used: every execution counted once, the service's CPU and memory read, and
+    # on SQLite the WAL files' sizes; the polls read pages of executions, not the whole account.
+    resources = open_loop["resources"]
+    assert sum(window["executions"] for window in resources) == 5
+    assert sum(window["service_cpu_s"] for window in resources) > 0
+    assert all(window["service_rss_mib"] > 0 for window in resources)
+    wal = {name for window in resources for name in window["files"] if name.endswith("-wal")}
+    assert wal == (set() if database_url else {"fulfill.db-wal", "fulfill.dbos.sqlite-wal"})
+    assert open_loop["list_pages"] == sum(window["list_pages"] for window in resources) > 0
+    assert "what each window used" in outcome.output
     assert "floor" not in result

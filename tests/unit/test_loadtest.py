@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
+from typing import Any, cast
 
 import pytest
+from rich.console import Console
+from rich.progress import Progress
 
-from fulfill_tools.loadtest import achieved_rate, epoch, percentile, schedule, summary, throughput
+from fulfill_tools.loadtest import (
+    Harness,
+    achieved_rate,
+    epoch,
+    percentile,
+    schedule,
+    summary,
+    throughput,
+)
 
 
 def test_percentile_nearest_rank() -> None:
@@ -185,3 +197,206 @@ def test_the_report_sets_the_bursts_cpu_per_execution_next_to_the_floors() -> No
     del burst["cpu_ms_per_execution"]
     assert cpu_text(result) is None
     assert "CPU per execution" not in markdown(result)
+
+
+# --- polling for outcomes: only what changed since the oldest outstanding approval ------------
+
+
+def _iso(moment: float) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(moment, dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+class _Account:
+    """An account's executions as ``GET /accounts/{id}/executions`` pages them: newest change first,
+    100 a page; counts the pages it served."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, tuple[float, str, float | None]] = {}  # id -> (updated, status, completed)
+        self.pages = 0
+
+    def change(self, intent: str, at: float, status: str, completed: float | None = None) -> None:
+        self.rows[intent] = (at, status, completed)
+
+    async def list_executions(
+        self, account_id: str, *, limit: int = 50, status: str | None = None, next_token: str | None = None
+    ) -> object:
+        from fulfill.usecases.executions import ExecutionPage, ListedExecutionView
+
+        self.pages += 1
+        ordered = sorted(self.rows.items(), key=lambda item: (item[1][0], item[0]), reverse=True)
+        ordered = [item for item in ordered if status is None or item[1][1] == status]
+        start = int(next_token or 0)
+        page = ordered[start : start + limit]
+        items = [
+            ListedExecutionView(
+                action_intent_id=intent,
+                status=state,
+                completed_at=_iso(completed) if completed is not None else None,
+                account_id=account_id,
+                action_type="CREATE_INTERNAL_TASK",
+                updated_at=_iso(updated),
+            )
+            for intent, (updated, state, completed) in page
+        ]
+        more = start + limit < len(ordered)
+        return ExecutionPage(executions=items, next_token=str(start + limit) if more else None)
+
+
+def _harness() -> Harness:
+    return Harness("http://service.invalid", "token", Progress(console=Console(quiet=True)), poll_seconds=0)
+
+
+def test_a_poll_reads_only_the_changes_since_the_oldest_outstanding_approval() -> None:
+    import asyncio
+
+    account = _Account()
+    # 1,000 executions finished long before (another run's): no poll should page through them.
+    for index in range(1000):
+        account.change(f"old-{index}", 1000.0 + index, "SUCCEEDED", 1000.0 + index)
+    # Three approvals scheduled at 5000, 5001, 5002; two succeed, the third fails.
+    account.change("a", 5000.2, "SUCCEEDED", 5000.2)
+    account.change("b", 5001.3, "SUCCEEDED", 5001.25)
+    account.change("c", 5002.1, "FAILED")
+    harness = _harness()
+    done: dict[str, float] = {}
+    task = harness.progress.add_task("outcomes", total=3)
+    not_before = {"a": 5000.0, "b": 5001.0, "c": 5002.0}
+    asyncio.run(harness.collect(cast(Any, account), "acct", not_before, time.monotonic() + 5, task, done))
+    assert done == {"a": pytest.approx(5000.2), "b": pytest.approx(5001.25)}
+    # One poll, one page: the failed one ended the wait, the old executions were never read.
+    assert account.pages == harness.list_pages == 1
+
+
+def test_a_poll_pages_on_while_the_page_is_newer_than_the_oldest_outstanding_approval() -> None:
+    import asyncio
+
+    account = _Account()
+    for index in range(250):  # all approved at 7000 and finished at 7000 + index / 1000
+        account.change(f"i{index:03}", 7000.0 + index / 1000, "SUCCEEDED", 7000.0 + index / 1000)
+    for index in range(300):
+        account.change(f"old-{index}", 100.0 + index, "SUCCEEDED", 100.0 + index)
+    harness = _harness()
+    done: dict[str, float] = {}
+    task = harness.progress.add_task("outcomes", total=250)
+    not_before = {f"i{index:03}": 7000.0 for index in range(250)}
+    asyncio.run(harness.collect(cast(Any, account), "acct", not_before, time.monotonic() + 5, task, done))
+    assert len(done) == 250
+    assert done["i249"] == pytest.approx(7000.249)
+    assert account.pages == 3  # 100 + 100 + 50 newer, the third page reaches older ones
+
+
+def test_polling_stops_at_the_deadline_when_an_outcome_never_comes() -> None:
+    import asyncio
+
+    account = _Account()
+    account.change("a", 10.0, "RUNNING")
+    harness = _harness()
+    done: dict[str, float] = {}
+    task = harness.progress.add_task("outcomes", total=1)
+    asyncio.run(harness.collect(cast(Any, account), "acct", {"a": 9.5}, time.monotonic() + 0.05, task, done))
+    assert done == {}
+    assert account.pages >= 1
+
+
+def test_resource_windows_give_cpu_per_execution_and_what_the_client_read() -> None:
+    from fulfill_tools.loadtest import Snapshot, resource_windows
+
+    snapshots = [
+        Snapshot(0.0, service_cpu_s=1.0, client_cpu_s=0.5, list_pages=0, files={"f.db-wal": 0}),
+        Snapshot(10.0, service_cpu_s=6.0, client_cpu_s=0.9, list_pages=20, files={"f.db-wal": 4096}),
+        Snapshot(
+            20.0,
+            service_cpu_s=16.0,
+            client_cpu_s=1.0,
+            list_pages=40,
+            files={"f.db-wal": 8192},
+            service_rss_mib=151.25,
+        ),
+        Snapshot(25.0, service_cpu_s=16.5, client_cpu_s=1.0, list_pages=41, files={}),
+    ]
+    completed = [0.5] * 250 + [10.0] * 100 + [19.99] * 150 + [30.0]  # the last after every window
+    rows = resource_windows(snapshots, completed)
+    assert [(r["from_s"], r["to_s"], r["executions"]) for r in rows] == [
+        (0.0, 10.0, 250),
+        (10.0, 20.0, 250),
+        (20.0, 25.0, 0),
+    ]
+    assert [r["service_cpu_ms_per_execution"] for r in rows[:2]] == [20.0, 40.0]
+    assert math.isnan(rows[2]["service_cpu_ms_per_execution"])
+    assert [(r["client_cpu_s"], r["list_pages"]) for r in rows] == [(0.4, 20), (0.1, 20), (0.0, 1)]
+    assert rows[1]["files"] == {"f.db-wal": 8192}
+    assert rows[1]["service_rss_mib"] == 151.2
+    assert math.isnan(rows[0]["service_rss_mib"])  # not read: a service the benchmark did not start
+
+
+def test_resident_memory_and_cpu_of_a_process_from_proc() -> None:
+    import os
+
+    from fulfill_tools.loadtest import cpu_seconds, resident_mib
+
+    assert resident_mib(os.getpid()) > 1
+    assert cpu_seconds(os.getpid()) > 0
+    assert math.isnan(resident_mib(2**22 + 7))  # no such process
+
+
+def test_an_approval_that_was_not_accepted_is_not_waited_for() -> None:
+    import asyncio
+
+    account = _Account()
+    account.change("a", 20.5, "SUCCEEDED", 20.5)
+    account.change("b", 10.0, "PENDING")  # its approval failed on the way: it stays pending
+    harness = _harness()
+    done: dict[str, float] = {}
+    task = harness.progress.add_task("outcomes", total=2)
+    not_before = {"b": 10.0, "a": 20.0}
+    asyncio.run(
+        harness.collect(cast(Any, account), "acct", not_before, time.monotonic() + 5, task, done, {"b"})
+    )
+    assert done == {"a": pytest.approx(20.5)}
+    assert account.pages == 1  # one poll: nothing else to wait for
+
+
+def test_polls_read_back_to_the_oldest_outstanding_approval_only_every_tenth_time() -> None:
+    from fulfill_tools.loadtest import poll_since
+
+    # First poll, or nothing seen yet: from the oldest outstanding send, less a second.
+    assert poll_since(1000.0, None, 0) == 999.0
+    assert poll_since(1000.0, None, 3) == 999.0
+    # Between deep polls: two seconds before the newest change seen, not the whole backlog.
+    assert poll_since(1000.0, 1060.0, 1) == 1058.0
+    assert poll_since(1000.0, 1060.0, 9) == 1058.0
+    assert poll_since(1000.0, 1060.0, 10) == 999.0  # a deep poll again
+    # Never from before the oldest outstanding send's margin.
+    assert poll_since(1000.0, 1000.5, 1) == 999.0
+
+
+def test_with_a_backlog_a_poll_between_deep_ones_reads_only_the_newest_changes() -> None:
+    import asyncio
+
+    account = _Account()
+    # "slow" was approved at 1000 and is still running; 600 others changed since (approvals,
+    # outcomes), the newest at 1600; "late" finishes at 1700, after the first poll.
+    account.change("slow", 1000.5, "RUNNING")
+    for index in range(600):
+        account.change(f"x{index:03}", 1001.0 + index, "SUCCEEDED", 1001.0 + index)
+    harness = _harness()
+    done: dict[str, float] = {}
+    ended: set[str] = set()
+    wanted = {"slow": 1000.0, "late": 1100.0}
+
+    async def two_polls() -> None:
+        first = await harness.changes_since(cast(Any, account), "acct", 999.0, wanted, done, ended)
+        assert first == pytest.approx(1600.0)
+        pages = account.pages
+        account.change("late", 1700.0, "SUCCEEDED", 1699.5)
+        from fulfill_tools.loadtest import poll_since
+
+        since = poll_since(1000.0, first, 1)
+        await harness.changes_since(cast(Any, account), "acct", since, wanted, done, ended)
+        assert account.pages - pages == 1  # not the 601 changes since the oldest outstanding
+
+    asyncio.run(two_polls())
+    assert account.pages == 8  # 7 pages back to 999, then 1
+    assert done == {"late": pytest.approx(1699.5)}

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import functools
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
@@ -104,6 +105,102 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
 def _sqlite_on_begin(conn: Connection) -> None:
     mode = "IMMEDIATE" if conn.get_execution_options().get(_WRITE_OPTION) else "DEFERRED"
     conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+class WriterLock(Protocol):
+    def acquire(self, blocking: bool = ..., timeout: float = ...) -> bool: ...
+    def release(self) -> None: ...
+
+
+# How long a thread queues for the writer lock of another engine's SQLite file before it goes to
+# SQLite's busy handler as it did without the lock (the busy timeout DBOS sets on its file).
+WRITER_QUEUE_SECONDS = 30.0
+_DML = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+_QUEUED_ENGINES: weakref.WeakKeyDictionary[Engine, WriterLock] = weakref.WeakKeyDictionary()
+
+
+def queue_sqlite_writers(engine: Engine, lock: WriterLock | None = None) -> WriterLock | None:
+    """Threads of this process writing through ``engine`` (another library's, on a SQLite file:
+    DBOS's system database) queue for the file's writer on a lock, as :class:`Database` does for
+    fulfill's own file, instead of polling in SQLite's busy handler; answers the lock (None for
+    another database, where nothing changes).
+
+    Such an engine's driver opens its write transaction implicitly, at the first ``INSERT``,
+    ``UPDATE``, ``DELETE`` or ``REPLACE`` outside a transaction (``isolation_level`` set on the
+    connection), and SQLite's busy handler then sleeps 1, 2, 5, 10… up to 100 ms between tries
+    while the file may sit unlocked. Here the lock is taken right before such a statement and given
+    back right after the connection's commit, rollback or close (or after a statement that left no
+    transaction open), so it is held exactly while the connection may hold the file's write lock.
+    Reads take nothing, nor does a connection in autocommit. A thread that cannot have the
+    lock within :data:`WRITER_QUEUE_SECONDS` goes on to SQLite's busy handler (as before), so a
+    connection that never ends its transaction cannot stop the others for longer than that. The
+    busy handler still arbitrates between processes. Durability is unchanged: every commit is the
+    same commit."""
+    if engine.dialect.name != "sqlite":
+        return None
+    known = _QUEUED_ENGINES.get(engine)
+    if known is not None:
+        return known
+    writer: WriterLock = lock or threading.Lock()
+    holder: list[int] = []  # id() of the DBAPI connection holding the lock, while one does
+
+    def before_cursor_execute(
+        conn: Connection, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+    ) -> None:
+        raw = cursor.connection
+        if raw.in_transaction or raw.isolation_level is None:
+            return  # in its transaction already, or each statement on its own (autocommit)
+        if not statement.lstrip()[:7].upper().startswith(_DML) or (holder and holder[0] == id(raw)):
+            return
+        if writer.acquire(timeout=WRITER_QUEUE_SECONDS):
+            holder.append(id(raw))
+
+    def give_back_unless_in_transaction(raw: Any) -> None:
+        # The statement did not leave a transaction open (it failed before beginning one, or it
+        # ended one itself): nothing holds the file for this connection any more.
+        if holder and holder[0] == id(raw) and not raw.in_transaction:
+            holder.clear()
+            writer.release()
+
+    def after_cursor_execute(
+        conn: Connection, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+    ) -> None:
+        give_back_unless_in_transaction(cursor.connection)
+
+    def handle_error(context: Any) -> None:
+        conn = context.connection
+        raw = conn.connection.dbapi_connection if conn is not None and not conn.closed else None
+        if raw is not None:
+            give_back_unless_in_transaction(raw)
+
+    dialect = engine.dialect
+
+    def releasing(end: Any) -> Any:
+        def ended(connection: Any) -> None:
+            try:
+                end(connection)
+            finally:
+                raw = getattr(connection, "dbapi_connection", connection)
+                if holder and holder[0] == id(raw):
+                    holder.clear()
+                    writer.release()
+
+        return ended
+
+    event.listen(engine, "before_cursor_execute", before_cursor_execute)
+    event.listen(engine, "after_cursor_execute", after_cursor_execute)
+    event.listen(engine, "handle_error", handle_error)
+    # SQLAlchemy announces a commit or rollback before it happens; the lock is given back after.
+    dialect.do_commit = releasing(dialect.do_commit)  # type: ignore[method-assign]
+    dialect.do_rollback = releasing(dialect.do_rollback)  # type: ignore[method-assign]
+    dialect.do_close = releasing(dialect.do_close)  # type: ignore[method-assign]
+    _QUEUED_ENGINES[engine] = writer
+    return writer
+
+
+def sqlite_writer_lock(engine: Engine) -> WriterLock | None:
+    """The lock :func:`queue_sqlite_writers` put on ``engine``, if it did."""
+    return _QUEUED_ENGINES.get(engine)
 
 
 def insert_ignore(conn: Connection, table: Table, values: dict[str, Any]) -> bool:

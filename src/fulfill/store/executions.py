@@ -12,7 +12,7 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, bindparam, func, or_, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from fulfill.domain.errors import ErrorClass
@@ -519,8 +519,19 @@ def list_signals(conn: Connection, tenant_id: str, action_intent_id: str) -> Seq
     return [ExecutionSignal.model_validate(row.document) for row in rows]
 
 
+# SQLite, without statistics, seeks the tenant's attempts on the primary key and reads every one
+# it ever had (a count that grows with the tenant's history, at each enqueue); the attempts QUEUED
+# or RUNNING are what is in flight, found on the status index whatever the history's length.
+_COUNT_ACTIVE_SQLITE = text(
+    "SELECT count(*) FROM execution_attempts INDEXED BY ix_execution_attempts_status_deadline"
+    " WHERE status IN (:queued, :running) AND tenant_id = :tenant_id"
+).bindparams(queued=AttemptStatus.QUEUED.value, running=AttemptStatus.RUNNING.value)
+
+
 def count_active(conn: Connection, tenant_id: str) -> int:
     """The tenant's attempts QUEUED or RUNNING (its place in the execution queue's fair order)."""
+    if conn.dialect.name == "sqlite":
+        return int(conn.execute(_COUNT_ACTIVE_SQLITE, {"tenant_id": tenant_id}).scalar_one())
     query = (
         select(func.count())
         .select_from(execution_attempts)
