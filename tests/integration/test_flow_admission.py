@@ -6,6 +6,7 @@ that the process stops while it waits for its slot) is given back."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -164,6 +165,38 @@ def test_a_call_admitted_ahead_of_its_slot_is_released_at_the_slot(
         second.finish(CallResult.ANSWERED)
     [row] = [row for row in calls(store) if row.call_id == second.call_id]
     assert row.admitted_epoch < slot <= row.dispatched_epoch
+
+
+def test_calls_admitted_ahead_of_their_slots_keep_the_spacing_between_them(
+    store: SqlStore, control: FlowControl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a lead longer than the window, the calls of the first window are all admitted at
+    once, each for its own slot: a call admitted ahead and not sent yet counts as sent at its
+    slot, so the next one's slot is the spacing after it (not the spacing after the moment of
+    the decision, which would give them all the same slot)."""
+    monkeypatch.setattr(flow, "_ADMIT_AHEAD_SECONDS", 5.0)
+    put_limits(store, ConnectorLimits(rate_per_second=4))
+    gap = (1.0 + Settings(jwt_secret=SECRET).connector_rate_margin_seconds) / 4 / 2
+    slots: list[float] = []
+    lock = threading.Lock()
+
+    def caller() -> None:
+        with admit(control, "t1") as permit:
+            with lock:
+                if permit.start_at is not None:
+                    slots.append(permit.start_at)
+            permit.sent()
+            permit.finish(CallResult.ANSWERED)
+
+    threads = [threading.Thread(target=caller) for _ in range(5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    slots.sort()
+    assert len(slots) >= 3
+    # The database clock's offset is read at each admission: a few milliseconds of tolerance.
+    assert all(later - earlier >= gap - 0.02 for earlier, later in itertools.pairwise(slots))
 
 
 def test_a_call_waiting_for_its_slot_when_the_process_stops_gives_its_permit_back(

@@ -153,6 +153,31 @@ def test_a_call_whose_slot_is_within_the_lead_is_admitted_for_that_slot() -> Non
     ) == Wait(WaitReason.RATE, None)
 
 
+def test_calls_admitted_ahead_count_at_their_slot_so_the_next_keeps_its_spacing() -> None:
+    limits = ConnectorLimits(rate_per_second=10)  # spacing 1.05 / 10 / 2 = 52.5 ms
+
+    def after(planned: list[float]) -> Admit | Wait:
+        return decide(
+            now=NOW,
+            limits=limits,
+            circuit=Circuit(),
+            policy=POLICY,
+            in_flight=1,
+            not_sent=1,
+            recent_sends=[NOW - 0.5],
+            margin=0.05,
+            lead=0.1,
+            planned=planned,
+        )
+
+    # The call not sent yet goes at NOW + 0.08 (admitted ahead): the next one 52.5 ms after it,
+    # further than the lead, so it waits; counted as sent now it would go at NOW + 0.0525.
+    assert after([NOW + 0.08]) == Wait(WaitReason.RATE, pytest.approx(0.08 + 0.0525 - 0.1))
+    assert after([]) == Admit(probe=False, at=pytest.approx(NOW + 0.0525))
+    # A slot already past counts as now.
+    assert after([NOW - 1.0]) == Admit(probe=False, at=pytest.approx(NOW + 0.0525))
+
+
 def test_the_lead_admits_nothing_the_concurrency_or_the_circuit_holds() -> None:
     limits = ConnectorLimits(rate_per_second=3, concurrency=1)
     full = decide(

@@ -92,7 +92,6 @@ def tenant_decision(
     not_sent: int,
     recent_sends: Sequence[float],
     margin: float,
-    lead: float = 0.0,
 ) -> Admit | Wait:
     """May one more call of a tenant with its own ``cap`` on a connector start now? The same rules
     as the connector's own limits (:func:`~fulfill.domain.flowcontrol.decide`), counting only this
@@ -106,5 +105,4 @@ def tenant_decision(
         not_sent=not_sent,
         recent_sends=recent_sends,
         margin=margin,
-        lead=lead,
     )

@@ -161,12 +161,15 @@ def decide(
     recent_sends: Sequence[float],
     margin: float,
     lead: float = 0.0,
+    planned: Sequence[float] = (),
 ) -> Admit | Wait:
     """May a call start now? ``in_flight``: calls admitted and not finished; ``not_sent``: calls
     admitted and not sent yet (each counts as sent now: it will be, any moment); ``recent_sends``:
     when the latest calls were sent, at least the rate limit's count of them if there are that many.
     ``lead``: a call whose rate slot opens at most this many seconds from now is admitted now, to be
-    sent at its slot (``Admit.at``); a later one waits until ``lead`` before its slot."""
+    sent at its slot (``Admit.at``); a later one waits until ``lead`` before its slot. ``planned``:
+    the slots of calls among ``not_sent`` that were admitted ahead and are not sent yet, when
+    known (they count as sent at their slot, so the calls after them keep their spacing)."""
     probe = False
     if circuit.state is CircuitState.OPEN:
         reopens_at = (circuit.opened_at or now) + policy.cooldown_seconds
@@ -179,7 +182,9 @@ def decide(
         probe = True  # the probe's holder is gone (its lease ran out): this call probes instead
     if limits.concurrency is not None and in_flight >= limits.concurrency:
         return Wait(WaitReason.CONCURRENCY, None)
-    slot = next_slot(now=now, limits=limits, not_sent=not_sent, recent_sends=recent_sends, margin=margin)
+    slot = next_slot(
+        now=now, limits=limits, not_sent=not_sent, recent_sends=recent_sends, margin=margin, planned=planned
+    )
     if slot is None:
         return Wait(WaitReason.RATE, None)  # free once the calls not sent yet are sent and have aged
     if slot - now > lead:
@@ -188,17 +193,25 @@ def decide(
 
 
 def next_slot(
-    *, now: float, limits: ConnectorLimits, not_sent: int, recent_sends: Sequence[float], margin: float
+    *,
+    now: float,
+    limits: ConnectorLimits,
+    not_sent: int,
+    recent_sends: Sequence[float],
+    margin: float,
+    planned: Sequence[float] = (),
 ) -> float | None:
     """When the connector's rate limit lets the next call be sent (``now`` at the earliest; always
     ``now`` without a rate limit), or None while the calls admitted and not sent yet fill a window
-    by themselves (it is known only once they are sent)."""
+    by themselves (it is known only once they are sent). Of the ``not_sent`` calls, those whose
+    slot is ``planned`` count as sent at that slot (never before now), the others as sent now."""
     window = limits.rate_window()
     if window is None:
         return now
     span = window.period + margin
     sent = sorted((when for when in recent_sends if when > now - span), reverse=True)
-    inside = [now] * not_sent + sent
+    ahead = sorted((max(when, now) for when in planned), reverse=True)[:not_sent]
+    inside = ahead + [now] * (not_sent - len(ahead)) + sent
     slot = now
     if len(inside) >= window.limit:
         if window.limit <= not_sent:

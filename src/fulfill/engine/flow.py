@@ -53,7 +53,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import TracebackType
 
 from fulfill import metrics
@@ -168,6 +168,8 @@ class _Line:
     # The first caller sleeps until a known rate slot: a call that finishes after it was sent
     # changes nothing it waits for, so it is not woken for that.
     until_slot: bool = False
+    # The slots (database clock) of this process's calls admitted ahead and not sent yet, by call.
+    planned: dict[str, float] = field(default_factory=dict)
     renewed_at: float = 0.0  # monotonic: when its rows' lease in the shared line was last renewed
 
     def join(self, ticket: _Ticket) -> None:
@@ -214,6 +216,7 @@ class _Asked:
     call_id: str | None = None
     offset: float | None = None
     start_at: float | None = None  # this process's clock: the chosen call's rate slot (None: now)
+    slot: float | None = None  # the same on the database clock
 
 
 class Permit:
@@ -392,6 +395,9 @@ class FlowControl:
                         start_at=asked.start_at,
                     )
                     metrics.CONNECTOR_CALLS_IN_FLIGHT.labels(connector).inc()
+                    if asked.slot is not None:
+                        with line.lock:
+                            line.planned[asked.call_id] = asked.slot
                     if asked.chosen is ticket:
                         taken = True
                         return self._taken(permit, began, waited=waited)
@@ -457,6 +463,8 @@ class FlowControl:
         call_id = uuid.uuid4().hex
         chosen: _Ticket | None = None
         renew = renewing is not None
+        with line.lock:
+            planned = list(line.planned.values())
         try:
             with self._store.write() as uow:
                 circuit = uow.connectors.lock_state(connector)
@@ -479,6 +487,7 @@ class FlowControl:
                     else uow.connectors.recent_sends(connector, since=now - span, limit=window.limit),
                     margin=self._margin,
                     lead=_ADMIT_AHEAD_SECONDS,
+                    planned=planned,
                 )
                 tracks_sends = window is not None
                 if isinstance(decision, Admit):
@@ -511,6 +520,7 @@ class FlowControl:
                         call_id,
                         offset if tracks_sends else None,
                         None if decision.at is None else decision.at - offset,
+                        decision.at,
                     )
         except Exception as exc:
             if not self._store.is_transient(exc):
@@ -544,14 +554,11 @@ class FlowControl:
         line += uow.connectors.waiting(connector, now=now, other_than=self._owner)
         tenants = {waiter.tenant_id for waiter in line}
         held: dict[str, Wait] = {}
-        slots: dict[str, float] = {}  # a tenant's own rate slot, when later than now
         caps = uow.connectors.tenant_caps(connector)
         for tenant in sorted(tenants & caps.keys()):
             verdict = self._tenant_verdict(uow, connector, tenant, caps[tenant], now)
             if isinstance(verdict, Wait):
                 held[tenant] = verdict
-            elif verdict.at is not None:
-                slots[tenant] = verdict.at
         free = tenants - held.keys()
         last = uow.connectors.last_admitted(connector, free) if len(free) > 1 else {}
         turn = next_in_line(line, last, held.keys())
@@ -563,9 +570,6 @@ class FlowControl:
             mine = [ticket for ticket in tickets if ticket.tenant_id not in held]
             return Wait(WaitReason.TURN if mine else WaitReason.TENANT_LIMIT, None), None, False
         cap = caps.get(chosen.tenant_id)
-        slot = slots.get(chosen.tenant_id)
-        if slot is not None and (decision.at is None or slot > decision.at):
-            decision = replace(decision, at=slot)
         return decision, chosen, cap is not None and cap.rate_per_second is not None
 
     def _tenant_verdict(
@@ -586,7 +590,6 @@ class FlowControl:
                 connector, since=now - span, limit=window.limit, tenant_id=tenant
             ),
             margin=self._margin,
-            lead=_ADMIT_AHEAD_SECONDS,
         )
 
     def _keep_in_line(
@@ -638,6 +641,7 @@ class FlowControl:
 
     def _mark_sent(self, connector: str, call_id: str, sent_at: float) -> None:
         """Store when a call was sent, off the caller's thread (it must not delay the call)."""
+        self._unplan(connector, call_id)
         with contextlib.suppress(RuntimeError):  # shutting down: the call's release stores it
             self._marks.submit(self._store_mark, connector, call_id, sent_at)
 
@@ -692,10 +696,20 @@ class FlowControl:
             line = self._lines.get(connector)
             if line is not None:
                 with line.lock:
+                    if permit.call_id is not None:
+                        line.planned.pop(permit.call_id, None)
                     # The first caller asks again: a slot may be free (not for a sent call while
                     # it sleeps until a rate slot, which that call does not change).
                     if not (line.until_slot and permit.sent_at is not None):
                         line.wake_first()
+
+    def _unplan(self, connector: str, call_id: str) -> None:
+        """A call admitted ahead has been sent: it counts as sent (now, until its mark is
+        stored), no longer at its slot."""
+        line = self._lines.get(connector)
+        if line is not None:
+            with line.lock:
+                line.planned.pop(call_id, None)
 
     def _transition(self, connector: str, circuit: Circuit) -> None:
         metrics.CONNECTOR_CIRCUIT_TRANSITIONS.labels(connector, circuit.state.value).inc()
