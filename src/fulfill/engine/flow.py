@@ -30,7 +30,9 @@ late, after its slot opened, would push every later slot back by that lateness (
 second, a few milliseconds each time add up to a lower rate, and more so the busier the process).
 The first caller therefore asks a little before the next slot opens (``_ADMIT_AHEAD_SECONDS``);
 a call admitted ahead is handed its permit at once and waits until its slot before it returns, so
-it is sent at the slot, never before it (``domain/flowcontrol.py``: ``Admit.at``).
+it is sent at the slot, never before it (``domain/flowcontrol.py``: ``Admit.at``). Until it is
+sent, this process's next decisions count it as sent at its slot (``_Line.planned``), so the
+calls after it keep their spacing.
 
 Fair share: who gets a free slot is not whoever asks first. Every process's waiting calls are rows
 of ``connector_waiters`` (leased by their process, renewed at each ask); the admission picks among
