@@ -11,7 +11,13 @@ now waiting), then has tenant B create and approve one intent, and reports:
 * how many of A's calls were made before B's and after it (first come, first served puts B's
   after all of A's);
 * the connector's throughput: calls per second from the first to the last, against the limit R
-  (fair sharing must not slow the connector down).
+  (fair sharing must not slow the connector down);
+* the same in the steady state (from the 50th send to the 10th before the last, so that the
+  start of the backlog, whose executions are still being started, does not count), and how late
+  each call was sent after its rate slot opened (the send ``limit`` calls before it plus the
+  window, ``period + FULFILL_CONNECTOR_RATE_MARGIN_SECONDS``): every millisecond of it pushes
+  the later slots back, since the window counts from the actual sends. Read from the gate's own
+  records of the calls (``connector_calls``), for a rate of 1 or more.
 
     python -m bench.fair_share --backlog 15 --rate 1
     python -m bench.fair_share --backlog 300 --rate 10
@@ -35,7 +41,7 @@ from fulfill.client import FulfillClient
 from fulfill.config import Settings
 from fulfill.domain.scopes import INTENT_CLIENT_SCOPES, Scope
 from fulfill.domain.time import epoch_from_iso
-from fulfill.store.tables import execution_attempts, internal_tasks
+from fulfill.store.tables import connector_calls, execution_attempts, internal_tasks
 from fulfill.tokens import mint_token
 from fulfill_tools.launch import ServiceGroup
 
@@ -101,6 +107,14 @@ def run(backlog: int, rate: float, database_url: str | None, workers: int) -> di
                 ).all()
             }
             tasks = conn.execute(select(internal_tasks.c.tenant_id, internal_tasks.c.created_at)).all()
+            sends = sorted(
+                float(value)
+                for value in conn.execute(
+                    select(connector_calls.c.dispatched_epoch).where(
+                        connector_calls.c.name == "internal", connector_calls.c.dispatched_epoch.is_not(None)
+                    )
+                ).scalars()
+            )
         b_approved = b.get_intent(b_id).approval_timestamp
         b_attempt = attempts[b_id]
         order = [tenant for tenant, _ in sorted(tasks, key=lambda row: row[1])]
@@ -129,12 +143,30 @@ def run(backlog: int, rate: float, database_url: str | None, workers: int) -> di
             "connector_calls_per_second": round((len(all_times) - 1) / span, 3)
             if len(all_times) > 1
             else None,
+            **_steady(sends, rate, Settings(jwt_secret=SECRET).connector_rate_margin_seconds),
         }
     finally:
         engine.dispose()
         for client in clients.values():
             client.close()
         group.stop()
+
+
+def _steady(sends: list[float], rate: float, margin: float) -> dict[str, Any]:
+    """The steady state's sends per second, and how late each call was sent after its slot."""
+    if rate < 1 or len(sends) < 100:
+        return {"steady_sends_per_second": None, "sent_after_slot_ms": None}
+    limit, span = int(rate), 1.0 + margin
+    first, last = 50, len(sends) - 10
+    late = sorted(sends[k] - (sends[k - limit] + span) for k in range(first, last + 1))
+    return {
+        "steady_sends_per_second": round((last - first) / (sends[last] - sends[first]), 3),
+        "sent_after_slot_ms": {
+            "p50": round(late[len(late) // 2] * 1000, 1),
+            "p90": round(late[int(len(late) * 0.9)] * 1000, 1),
+            "mean": round(sum(late) / len(late) * 1000, 1),
+        },
+    }
 
 
 def _tasks(engine: Any) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from fulfill.domain.errors import ErrorClass, ExecutionError
@@ -79,7 +81,7 @@ def test_concurrency_waits_until_a_call_finishes() -> None:
 def test_rate_counts_sends_within_the_period_plus_the_margin() -> None:
     limits = ConnectorLimits(rate_per_second=3)
     # Three sends within the last 1.05 s: wait until the oldest of them leaves the window.
-    decision = ask(limits, sends=[NOW - 0.1, NOW - 0.5, NOW - 1.0])
+    decision = ask(limits, sends=[NOW - 0.3, NOW - 0.5, NOW - 1.0])
     assert isinstance(decision, Wait)
     assert decision.reason is WaitReason.RATE
     assert decision.seconds == pytest.approx(0.05)
@@ -102,6 +104,107 @@ def test_calls_of_a_window_are_spread_over_half_of_it() -> None:
     assert isinstance(decision, Wait)
     assert decision.seconds == pytest.approx(1.05 / 10 / 2 - 0.01)
     assert ask(limits, sends=[NOW - 0.06]) == Admit(probe=False)
+
+
+def test_the_next_slot_is_the_later_of_the_window_and_the_spacing() -> None:
+    limits = ConnectorLimits(rate_per_second=3)
+    # The oldest send leaves the window in 0.05 s, but the latest left 0.1 s ago and the spacing
+    # is a sixth of the window (0.175 s): the slot is the later of the two, in 0.075 s.
+    decision = ask(limits, sends=[NOW - 0.1, NOW - 0.5, NOW - 1.0])
+    assert decision == Wait(WaitReason.RATE, pytest.approx(0.075))
+
+
+def test_a_call_whose_slot_is_within_the_lead_is_admitted_for_that_slot() -> None:
+    limits = ConnectorLimits(rate_per_second=3)
+    sends = [NOW - 0.3, NOW - 0.5, NOW - 1.0]  # the slot opens in 0.05 s
+
+    def lead(seconds: float, **more: Any) -> Admit | Wait:
+        return decide(
+            now=NOW,
+            limits=limits,
+            circuit=Circuit(),
+            policy=POLICY,
+            in_flight=0,
+            not_sent=0,
+            recent_sends=sends,
+            margin=0.05,
+            lead=seconds,
+            **more,
+        )
+
+    assert lead(0.1) == Admit(probe=False, at=pytest.approx(NOW + 0.05))
+    assert lead(0.05) == Admit(probe=False, at=pytest.approx(NOW + 0.05))
+    # Further than the lead: ask again once the slot is ``lead`` away.
+    assert lead(0.02) == Wait(WaitReason.RATE, pytest.approx(0.03))
+    # A free slot is now: nothing to wait for after the admission.
+    sends = [NOW - 0.9, NOW - 0.95, NOW - 1.05]
+    assert lead(0.1) == Admit(probe=False, at=None)
+    # Calls not sent yet that fill the window by themselves: their slot is not known yet.
+    assert decide(
+        now=NOW,
+        limits=limits,
+        circuit=Circuit(),
+        policy=POLICY,
+        in_flight=0,
+        not_sent=3,
+        recent_sends=[],
+        margin=0.05,
+        lead=10.0,
+    ) == Wait(WaitReason.RATE, None)
+
+
+def test_calls_admitted_ahead_count_at_their_slot_so_the_next_keeps_its_spacing() -> None:
+    limits = ConnectorLimits(rate_per_second=10)  # spacing 1.05 / 10 / 2 = 52.5 ms
+
+    def after(planned: list[float]) -> Admit | Wait:
+        return decide(
+            now=NOW,
+            limits=limits,
+            circuit=Circuit(),
+            policy=POLICY,
+            in_flight=1,
+            not_sent=1,
+            recent_sends=[NOW - 0.5],
+            margin=0.05,
+            lead=0.1,
+            planned=planned,
+        )
+
+    # The call not sent yet goes at NOW + 0.08 (admitted ahead): the next one 52.5 ms after it,
+    # further than the lead, so it waits; counted as sent now it would go at NOW + 0.0525.
+    assert after([NOW + 0.08]) == Wait(WaitReason.RATE, pytest.approx(0.08 + 0.0525 - 0.1))
+    assert after([]) == Admit(probe=False, at=pytest.approx(NOW + 0.0525))
+    # A slot already past counts as now.
+    assert after([NOW - 1.0]) == Admit(probe=False, at=pytest.approx(NOW + 0.0525))
+
+
+def test_the_lead_admits_nothing_the_concurrency_or_the_circuit_holds() -> None:
+    limits = ConnectorLimits(rate_per_second=3, concurrency=1)
+    full = decide(
+        now=NOW,
+        limits=limits,
+        circuit=Circuit(),
+        policy=POLICY,
+        in_flight=1,
+        not_sent=0,
+        recent_sends=[],
+        margin=0.05,
+        lead=10.0,
+    )
+    assert full == Wait(WaitReason.CONCURRENCY, None)
+    opened = Circuit(state=CircuitState.OPEN, failures=3, opened_at=NOW - 1)
+    held = decide(
+        now=NOW,
+        limits=limits,
+        circuit=opened,
+        policy=POLICY,
+        in_flight=0,
+        not_sent=0,
+        recent_sends=[],
+        margin=0.05,
+        lead=10.0,
+    )
+    assert held == Wait(WaitReason.CIRCUIT_OPEN, pytest.approx(29.0))
 
 
 def test_a_fractional_rate_is_one_call_per_period() -> None:

@@ -12,7 +12,10 @@ holds the connector's row lock, which is what makes the limits hold across proce
   (``rate_per_second`` 5 → 5 per second; 0.5 → 1 per 2 seconds). A call counts from the moment it
   is sent (an admitted call not sent yet counts as sent now), and the window the gate counts is
   ``period + margin``: a call reaches the target a little after it is sent, by a varying amount,
-  and the margin keeps the target's own count inside the limit too.
+  and the margin keeps the target's own count inside the limit too. A call may be admitted a
+  little (``lead``) before its slot, as :class:`Admit` with the slot's time: it is then sent at
+  that time, not at the admission. The window counts from the actual sends, so an admission that
+  came late would push every later slot back by its lateness; one made ahead of the slot does not.
 * **Concurrency**: at most ``concurrency`` calls in flight at once (admitted and not finished).
 * **Circuit breaker**: ``failure_threshold`` target failures in a row, within ``window_seconds`` of
   the first, open it; while it is open no call starts; after ``cooldown_seconds`` one call, the
@@ -137,6 +140,8 @@ class WaitReason(StrEnum):
 @dataclass(frozen=True)
 class Admit:
     probe: bool  # this call is the half-open circuit's probe
+    # Not to be sent before this time (its rate slot; admitted up to ``lead`` ahead of it). None: now.
+    at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -155,10 +160,16 @@ def decide(
     not_sent: int,
     recent_sends: Sequence[float],
     margin: float,
+    lead: float = 0.0,
+    planned: Sequence[float] = (),
 ) -> Admit | Wait:
     """May a call start now? ``in_flight``: calls admitted and not finished; ``not_sent``: calls
     admitted and not sent yet (each counts as sent now: it will be, any moment); ``recent_sends``:
-    when the latest calls were sent, at least the rate limit's count of them if there are that many."""
+    when the latest calls were sent, at least the rate limit's count of them if there are that many.
+    ``lead``: a call whose rate slot opens at most this many seconds from now is admitted now, to be
+    sent at its slot (``Admit.at``); a later one waits until ``lead`` before its slot. ``planned``:
+    the slots of calls among ``not_sent`` that were admitted ahead and are not sent yet, when
+    known (they count as sent at their slot, so the calls after them keep their spacing)."""
     probe = False
     if circuit.state is CircuitState.OPEN:
         reopens_at = (circuit.opened_at or now) + policy.cooldown_seconds
@@ -171,23 +182,49 @@ def decide(
         probe = True  # the probe's holder is gone (its lease ran out): this call probes instead
     if limits.concurrency is not None and in_flight >= limits.concurrency:
         return Wait(WaitReason.CONCURRENCY, None)
+    slot = next_slot(
+        now=now, limits=limits, not_sent=not_sent, recent_sends=recent_sends, margin=margin, planned=planned
+    )
+    if slot is None:
+        return Wait(WaitReason.RATE, None)  # free once the calls not sent yet are sent and have aged
+    if slot - now > lead:
+        return Wait(WaitReason.RATE, slot - lead - now)
+    return Admit(probe=probe, at=slot if slot > now else None)
+
+
+def next_slot(
+    *,
+    now: float,
+    limits: ConnectorLimits,
+    not_sent: int,
+    recent_sends: Sequence[float],
+    margin: float,
+    planned: Sequence[float] = (),
+) -> float | None:
+    """When the connector's rate limit lets the next call be sent (``now`` at the earliest; always
+    ``now`` without a rate limit), or None while the calls admitted and not sent yet fill a window
+    by themselves (it is known only once they are sent). Of the ``not_sent`` calls, those whose
+    slot is ``planned`` count as sent at that slot (never before now), the others as sent now."""
     window = limits.rate_window()
-    if window is not None:
-        span = window.period + margin
-        sent = sorted((when for when in recent_sends if when > now - span), reverse=True)
-        inside = [now] * not_sent + sent
-        if len(inside) >= window.limit:
-            if window.limit <= not_sent:
-                return Wait(WaitReason.RATE, None)  # free once they are sent and have aged
-            # Free again once the limit-th latest send has left the window.
-            return Wait(WaitReason.RATE, max(0.0, inside[window.limit - 1] + span - now))
-        # Spread a window's calls over at least half of it instead of sending them all at once:
-        # the target (and everything on the way) sees no bursts, so the time calls take to
-        # reach it varies less. The window above still decides how many go per period.
-        gap = span / window.limit / 2
-        if inside and window.limit > 1 and inside[0] + gap > now:
-            return Wait(WaitReason.RATE, inside[0] + gap - now)
-    return Admit(probe=probe)
+    if window is None:
+        return now
+    span = window.period + margin
+    sent = sorted((when for when in recent_sends if when > now - span), reverse=True)
+    ahead = sorted((max(when, now) for when in planned), reverse=True)[:not_sent]
+    inside = ahead + [now] * (not_sent - len(ahead)) + sent
+    slot = now
+    if len(inside) >= window.limit:
+        if window.limit <= not_sent:
+            return None
+        # Free again once the limit-th latest send has left the window.
+        slot = max(now, inside[window.limit - 1] + span)
+    # Spread a window's calls over at least half of it instead of sending them all at once: the
+    # target (and everything on the way) sees no bursts, so the time calls take to reach it varies
+    # less. The window above still decides how many go per period.
+    gap = span / window.limit / 2
+    if inside and window.limit > 1:
+        slot = max(slot, inside[0] + gap)
+    return slot
 
 
 def rate_span(limits: ConnectorLimits, margin: float) -> float | None:

@@ -19,7 +19,20 @@ InvokeTool records as ``FAILED``/``TIMEOUT``/``EXECUTION_TIMEOUT``. The callers 
 in line per connector: only the first asks the database, for all of them (a rate-limited one
 sleeps exactly until its slot; a full or open connector is asked again every
 ``FULFILL_CONNECTOR_POLL_SECONDS``, and a release in the same process wakes it at once), so a
-crowd of waiting executions costs the database one query per poll, not one each.
+crowd of waiting executions costs the database one query per poll, not one each. Each caller
+sleeps on its own condition and is woken only when it must act: when it is handed its permit, or
+when it comes to the front of the line (and, at the front, when a call of this process finishes).
+The rest sleep until their own budget or re-check is due, so an admission costs the same however
+many wait behind it.
+
+Ahead of the slot: the rate window counts from the moment calls are sent, so a call admitted
+late, after its slot opened, would push every later slot back by that lateness (at 10 calls per
+second, a few milliseconds each time add up to a lower rate, and more so the busier the process).
+The first caller therefore asks a little before the next slot opens (``_ADMIT_AHEAD_SECONDS``);
+a call admitted ahead is handed its permit at once and waits until its slot before it returns, so
+it is sent at the slot, never before it (``domain/flowcontrol.py``: ``Admit.at``). Until it is
+sent, this process's next decisions count it as sent at its slot (``_Line.planned``), so the
+calls after it keep their spacing.
 
 Fair share: who gets a free slot is not whoever asks first. Every process's waiting calls are rows
 of ``connector_waiters`` (leased by their process, renewed at each ask); the admission picks among
@@ -82,6 +95,8 @@ _KEEP_CALLS_SECONDS = 60.0
 # process that died holds nobody's turn for longer than this.
 _WAITER_LEASE_SECONDS = 5.0
 _RENEW_SECONDS = 1.0
+# A rate-limited call is admitted up to this long before its slot opens, and sent at the slot.
+_ADMIT_AHEAD_SECONDS = 0.1
 
 
 class WaitExpired(Exception):
@@ -131,21 +146,67 @@ class _Ticket:
     waiter_id: str
     tenant_id: str
     lease_seconds: float
+    wake: threading.Condition  # on its line's lock: notified when this caller must act
     since: float | None = None  # database clock, once its row is in the shared line
     permit: Permit | None = None  # admitted, by whichever of this process's callers asked
+    gone: bool = False  # it stopped waiting
 
 
 @dataclass
 class _Line:
     """The callers of this process waiting for one connector. Only the first asks the database, for
     all of them at once: the admission picks whichever of every process's waiting calls has the
-    turn (``domain/fairness.py``) and, when it is one of these, hands it its permit."""
+    turn (``domain/fairness.py``) and, when it is one of these, hands it its permit. Everything
+    here is guarded by ``lock``."""
 
     connector: str
-    cond: threading.Condition = field(default_factory=threading.Condition)
-    tickets: deque[_Ticket] = field(default_factory=deque)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    tickets: deque[_Ticket] = field(default_factory=deque)  # in their order of arrival
+    # The same, by tenant (each tenant's first is its candidate for the next slot).
+    by_tenant: dict[str, deque[_Ticket]] = field(default_factory=dict)
+    # Those whose row is not in the shared line yet (the next admission adds them), by id.
+    unjoined: dict[str, _Ticket] = field(default_factory=dict)
     reason: WaitReason | None = None  # why the calls of this line wait
+    # The first caller sleeps until a known rate slot: a call that finishes after it was sent
+    # changes nothing it waits for, so it is not woken for that.
+    until_slot: bool = False
+    # The slots (database clock) of this process's calls admitted ahead and not sent yet, by call.
+    planned: dict[str, float] = field(default_factory=dict)
     renewed_at: float = 0.0  # monotonic: when its rows' lease in the shared line was last renewed
+
+    def join(self, ticket: _Ticket) -> None:
+        self.tickets.append(ticket)
+        self.by_tenant.setdefault(ticket.tenant_id, deque()).append(ticket)
+        self.unjoined[ticket.waiter_id] = ticket
+
+    def leave(self, ticket: _Ticket) -> None:
+        """Take ``ticket`` out of the line; if it was the first, the next one takes over asking."""
+        was_first = self.tickets[0] is ticket
+        ticket.gone = True
+        self.tickets.remove(ticket)
+        own = self.by_tenant[ticket.tenant_id]
+        own.remove(ticket)
+        if not own:
+            del self.by_tenant[ticket.tenant_id]
+        self.unjoined.pop(ticket.waiter_id, None)
+        if not self.tickets:
+            self.reason = None
+            self.until_slot = False
+        elif was_first:
+            self.tickets[0].wake.notify()
+
+    def candidates(self) -> list[_Ticket]:
+        """Each tenant's first call not handed a permit yet (it is about to leave the line)."""
+        firsts: list[_Ticket] = []
+        for own in self.by_tenant.values():
+            first = next((ticket for ticket in own if ticket.permit is None), None)
+            if first is not None:
+                firsts.append(first)
+        return firsts
+
+    def wake_first(self) -> None:
+        if self.tickets:
+            self.tickets[0].wake.notify()
 
 
 @dataclass(frozen=True)
@@ -156,6 +217,8 @@ class _Asked:
     chosen: _Ticket | None = None
     call_id: str | None = None
     offset: float | None = None
+    start_at: float | None = None  # this process's clock: the chosen call's rate slot (None: now)
+    slot: float | None = None  # the same on the database clock
 
 
 class Permit:
@@ -171,6 +234,7 @@ class Permit:
         waited: bool,
         failures: int,
         clock_offset: float | None = None,
+        start_at: float | None = None,
     ) -> None:
         self.connector = connector
         self.call_id = call_id  # None: no lease (fast path)
@@ -180,6 +244,8 @@ class Permit:
         self._failures = failures
         # Database clock minus this process's clock; None: no rate limit, sends are not tracked.
         self._clock_offset = clock_offset
+        # This process's clock (epoch seconds): not to be sent before (its rate slot). None: now.
+        self.start_at = start_at
         self._finished = False
 
     def sent(self) -> None:
@@ -254,7 +320,17 @@ class FlowControl:
         except Exception as exc:
             if not self._store.is_transient(exc):
                 raise
-        return self._wait_in_line(connector, tenant_id, deadline, lease_seconds, recheck)
+        permit = self._wait_in_line(connector, tenant_id, deadline, lease_seconds, recheck)
+        self._until_slot(permit)
+        return permit
+
+    def _until_slot(self, permit: Permit) -> None:
+        """A call admitted ahead of its rate slot waits for it here, out of the line (so that the
+        next caller asks meanwhile); it is sent at the slot, never before."""
+        delay = 0.0 if permit.start_at is None else permit.start_at - time.time()
+        if delay > 0 and self._closed.wait(delay):
+            permit.finish(CallResult.NOT_MADE)
+            raise FlowControlClosed(permit.connector)
 
     def _wait_in_line(
         self,
@@ -265,18 +341,23 @@ class FlowControl:
         recheck: Callable[[], None] | None,
     ) -> Permit:
         line = self._line(connector)
-        ticket = _Ticket(waiter_id=uuid.uuid4().hex, tenant_id=tenant_id, lease_seconds=lease_seconds)
+        ticket = _Ticket(
+            waiter_id=uuid.uuid4().hex,
+            tenant_id=tenant_id,
+            lease_seconds=lease_seconds,
+            wake=threading.Condition(line.lock),
+        )
         began = time.monotonic()
         last_recheck = began
         waited = False
         taken = False
         reason: WaitReason | None = None
-        with line.cond:
-            line.tickets.append(ticket)
+        with line.lock:
+            line.join(ticket)
         metrics.CONNECTOR_WAITING.labels(connector).inc()
         try:
             while True:
-                with line.cond:
+                with line.lock:
                     if ticket.permit is not None:  # admitted by the caller that asked for the line
                         taken = True
                         return self._taken(ticket.permit, began, waited=True)
@@ -288,16 +369,23 @@ class FlowControl:
                 if waited and recheck is not None and time.monotonic() - last_recheck >= _RECHECK_SECONDS:
                     recheck()
                     last_recheck = time.monotonic()
-                with line.cond:
+                with line.lock:
                     if ticket.permit is not None:
                         continue
                     if line.tickets[0] is not ticket:
+                        # Woken when handed a permit or when it comes first; else its own
+                        # budget and re-check wake it.
                         waited = True
-                        line.cond.wait(min(remaining, _LONGEST_SLEEP_SECONDS))
+                        ticket.wake.wait(min(remaining, _LONGEST_SLEEP_SECONDS))
                         continue
-                    # Not those already handed a permit (they are about to leave the line).
-                    candidates = [waiting for waiting in line.tickets if waiting.permit is None]
-                asked = self._try_admit(line, candidates)
+                    candidates = line.candidates()
+                    joining = list(line.unjoined.values())
+                    renewing = (
+                        [waiting.waiter_id for waiting in line.tickets if waiting.since is not None]
+                        if time.monotonic() - line.renewed_at >= _RENEW_SECONDS
+                        else None
+                    )
+                asked = self._try_admit(line, candidates, joining, renewing)
                 if asked.chosen is not None and asked.call_id is not None:
                     permit = Permit(
                         self,
@@ -306,16 +394,20 @@ class FlowControl:
                         waited=waited or asked.chosen is not ticket,
                         failures=0,
                         clock_offset=asked.offset,
+                        start_at=asked.start_at,
                     )
                     metrics.CONNECTOR_CALLS_IN_FLIGHT.labels(connector).inc()
+                    if asked.slot is not None:
+                        with line.lock:
+                            line.planned[asked.call_id] = asked.slot
                     if asked.chosen is ticket:
                         taken = True
                         return self._taken(permit, began, waited=waited)
-                    with line.cond:
-                        handed = asked.chosen in line.tickets and asked.chosen.permit is None
+                    with line.lock:
+                        handed = not asked.chosen.gone and asked.chosen.permit is None
                         if handed:
                             asked.chosen.permit = permit
-                            line.cond.notify_all()
+                            asked.chosen.wake.notify()
                     if not handed:  # it stopped waiting meanwhile: give the slot back
                         permit.finish(CallResult.NOT_MADE)
                     continue  # ask again at once: the connector may have room for more
@@ -324,14 +416,14 @@ class FlowControl:
                 waited = True
                 reason = line.reason = decision.reason
                 sleep = self._poll if decision.seconds is None else max(decision.seconds, 0.001)
-                with line.cond:
-                    line.cond.wait(min(sleep, remaining, _LONGEST_SLEEP_SECONDS))
+                with line.lock:
+                    line.until_slot = decision.reason is WaitReason.RATE and decision.seconds is not None
+                    if line.tickets[0] is ticket and ticket.permit is None:
+                        ticket.wake.wait(min(sleep, remaining, _LONGEST_SLEEP_SECONDS))
+                    line.until_slot = False
         finally:
-            with line.cond:
-                line.tickets.remove(ticket)
-                if not line.tickets:
-                    line.reason = None
-                line.cond.notify_all()
+            with line.lock:
+                line.leave(ticket)
                 unused = None if taken else ticket.permit
                 in_shared_line = ticket.since is not None
             metrics.CONNECTOR_WAITING.labels(connector).dec()
@@ -355,16 +447,26 @@ class FlowControl:
         except Exception as exc:  # never hide why the caller stopped waiting
             log.warning("flow control: leaving the line of %s failed (%s)", connector, describe_failure(exc))
 
-    def _try_admit(self, line: _Line, tickets: list[_Ticket]) -> _Asked:
+    def _try_admit(
+        self,
+        line: _Line,
+        tickets: list[_Ticket],
+        joining: list[_Ticket],
+        renewing: list[str] | None,
+    ) -> _Asked:
         """One admission transaction, holding the connector's row lock, on behalf of every caller
-        of this process waiting for ``connector`` (``tickets``, in their order of arrival): admits
-        the one whose turn it is, if the turn is this process's, or puts them all in the shared
-        line. The answer's offset, when the connector has a rate limit (its calls' sending times
-        are tracked), is the database clock's offset from this process's; else None."""
+        of this process waiting for ``connector``: ``tickets`` are each tenant's first, ``joining``
+        those not in the shared line yet, ``renewing`` (when their lease is due) the ids of those
+        in it. Admits the one whose turn it is, if the turn is this process's, and brings the
+        shared line up to date. The answer's offset, when the connector has a rate limit (its
+        calls' sending times are tracked), is the database clock's offset from this process's;
+        else None."""
         connector = line.connector
         call_id = uuid.uuid4().hex
         chosen: _Ticket | None = None
-        renew = time.monotonic() - line.renewed_at >= _RENEW_SECONDS
+        renew = renewing is not None
+        with line.lock:
+            planned = list(line.planned.values())
         try:
             with self._store.write() as uow:
                 circuit = uow.connectors.lock_state(connector)
@@ -386,12 +488,14 @@ class FlowControl:
                     if window is None or span is None
                     else uow.connectors.recent_sends(connector, since=now - span, limit=window.limit),
                     margin=self._margin,
+                    lead=_ADMIT_AHEAD_SECONDS,
+                    planned=planned,
                 )
                 tracks_sends = window is not None
                 if isinstance(decision, Admit):
                     decision, chosen, capped_rate = self._whose_turn(uow, connector, tickets, decision, now)
                     tracks_sends = tracks_sends or capped_rate
-                joining = self._keep_in_line(uow, connector, tickets, chosen, now, renew=renew)
+                joining = self._keep_in_line(uow, connector, joining, renewing, chosen, now)
                 changed = circuit
                 if chosen is None or not isinstance(decision, Admit):
                     asked = _Asked(decision)
@@ -412,7 +516,14 @@ class FlowControl:
                         connector, before=now - (span or 0.0) - _KEEP_CALLS_SECONDS, now=now
                     )
                     uow.connectors.prune_waiters(connector, before=now - _KEEP_CALLS_SECONDS)
-                    asked = _Asked(decision, chosen, call_id, offset if tracks_sends else None)
+                    asked = _Asked(
+                        decision,
+                        chosen,
+                        call_id,
+                        offset if tracks_sends else None,
+                        None if decision.at is None else decision.at - offset,
+                        decision.at,
+                    )
         except Exception as exc:
             if not self._store.is_transient(exc):
                 raise
@@ -436,6 +547,7 @@ class FlowControl:
         take turns by tenant (``domain/fairness.py``); a tenant whose own cap is full is skipped.
         Also answers whether the chosen call's tenant has a rate cap (its sends must be tracked)."""
         local = {ticket.waiter_id: ticket for ticket in tickets}
+        # Each tenant's first call of this process stands for all of them (the rest come after it).
         line = [
             Waiter(ticket.waiter_id, ticket.tenant_id, now if ticket.since is None else ticket.since)
             for ticket in tickets
@@ -486,24 +598,22 @@ class FlowControl:
         self,
         uow: UnitOfWork,
         connector: str,
-        tickets: list[_Ticket],
+        joining: list[_Ticket],
+        renewing: list[str] | None,
         chosen: _Ticket | None,
         now: float,
-        *,
-        renew: bool,
     ) -> list[_Ticket]:
         """Bring the shared line up to date with this process's waiting calls: the chosen one
-        leaves it, new ones join it (since now), and, when ``renew``, the lease of the others is
-        renewed. Answers those that joined (their ``since`` is set once this commits)."""
-        staying = [ticket for ticket in tickets if ticket is not chosen]
-        joining = [ticket for ticket in staying if ticket.since is None]
+        leaves it, new ones join it (since now), and the lease of those in it (``renewing``, when
+        due) is renewed. Answers those that joined (their ``since`` is set once this commits)."""
+        joining = [ticket for ticket in joining if ticket is not chosen]
         if chosen is not None and chosen.since is not None:
             uow.connectors.remove_waiters([chosen.waiter_id])
         lease_until = now + _WAITER_LEASE_SECONDS
-        if renew and len(joining) < len(staying):
+        if renewing:
             # By id, not every row of this process: a row whose removal failed is not kept alive.
             uow.connectors.renew_waiters(
-                [ticket.waiter_id for ticket in staying if ticket.since is not None],
+                [waiter_id for waiter_id in renewing if chosen is None or waiter_id != chosen.waiter_id],
                 lease_until=lease_until,
             )
         uow.connectors.add_waiters(
@@ -519,18 +629,21 @@ class FlowControl:
         the asking caller changes ``since``); one that stopped waiting meanwhile, whose leaving
         could not see its row yet, has it removed now."""
         gone: list[_Ticket] = []
-        with line.cond:
+        with line.lock:
             for ticket in joining:
                 ticket.since = now
-                if ticket not in line.tickets:
+                line.unjoined.pop(ticket.waiter_id, None)
+                if ticket.gone:
                     gone.append(ticket)
             if chosen is not None:
                 chosen.since = None
+                line.unjoined.pop(chosen.waiter_id, None)
         for ticket in gone:
             self._leave(line.connector, ticket)
 
     def _mark_sent(self, connector: str, call_id: str, sent_at: float) -> None:
         """Store when a call was sent, off the caller's thread (it must not delay the call)."""
+        self._unplan(connector, call_id)
         with contextlib.suppress(RuntimeError):  # shutting down: the call's release stores it
             self._marks.submit(self._store_mark, connector, call_id, sent_at)
 
@@ -554,8 +667,9 @@ class FlowControl:
         with self._lines_lock:
             lines = list(self._lines.values())
         for line in lines:
-            with line.cond:
-                line.cond.notify_all()
+            with line.lock:
+                for ticket in line.tickets:
+                    ticket.wake.notify()
         self._marks.shutdown(wait=True)
 
     def _finish(self, permit: Permit, result: CallResult, failures_seen: int) -> None:
@@ -583,8 +697,21 @@ class FlowControl:
             metrics.CONNECTOR_CALLS_IN_FLIGHT.labels(connector).dec()
             line = self._lines.get(connector)
             if line is not None:
-                with line.cond:
-                    line.cond.notify_all()
+                with line.lock:
+                    if permit.call_id is not None:
+                        line.planned.pop(permit.call_id, None)
+                    # The first caller asks again: a slot may be free (not for a sent call while
+                    # it sleeps until a rate slot, which that call does not change).
+                    if not (line.until_slot and permit.sent_at is not None):
+                        line.wake_first()
+
+    def _unplan(self, connector: str, call_id: str) -> None:
+        """A call admitted ahead has been sent: it counts as sent (now, until its mark is
+        stored), no longer at its slot."""
+        line = self._lines.get(connector)
+        if line is not None:
+            with line.lock:
+                line.planned.pop(call_id, None)
 
     def _transition(self, connector: str, circuit: Circuit) -> None:
         metrics.CONNECTOR_CIRCUIT_TRANSITIONS.labels(connector, circuit.state.value).inc()
