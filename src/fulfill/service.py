@@ -235,7 +235,11 @@ class Service:
             on_conflict="always_update",
         )
         if runs_workers and self.settings.direct_start:
-            self.runtime.direct_starts = DirectStarts(self.settings.worker_concurrency, EXECUTION_QUEUE)
+            self.runtime.direct_starts = DirectStarts(
+                self.settings.worker_concurrency,
+                EXECUTION_QUEUE,
+                recheck_seconds=self.settings.queue_poll_seconds,
+            )
         # /metrics reports what every process shares (connectors, attempts past budget, outbox,
         # kill switches), read from the database at each scrape.
         metrics.SHARED_STATE.set_source(self._shared_state, cache_seconds=self.settings.metrics_cache_seconds)

@@ -109,6 +109,38 @@ def test_a_full_worker_leaves_the_execution_on_the_queue_which_counts_the_direct
     assert _workflow(single_slot, intent_id).dequeued_at is not None  # it went through the queue
 
 
+def test_an_execution_approved_after_an_overflow_does_not_overtake_the_queued_ones(tmp_path: Path) -> None:
+    # One slot; the queue polls seldom, so a slot freed by the test stays free until the next
+    # approval: before, that approval took it and ran ahead of the execution waiting on the queue.
+    harness = _service(tmp_path, worker_concurrency=1, queue_poll_seconds=1.0)
+    try:
+        slots = _slots(harness)
+        assert slots.take("held-by-the-test")
+        with harness.client() as client:
+            first = _approved(harness, client)  # the process is full: it waits on the queue
+            assert _workflow(harness, first).status == "ENQUEUED"
+            slots.release("held-by-the-test")
+            second = _approved(harness, client)  # a slot is free, but `first` waits for it
+            assert harness.wait_terminal(client, first)["status"] == "SUCCEEDED"
+            assert harness.wait_terminal(client, second)["status"] == "SUCCEEDED"
+            ran_first = wait_for(lambda: _ended(harness, first))
+            ran_second = wait_for(lambda: _ended(harness, second))
+            assert ran_second.dequeued_at is not None  # it went through the queue too
+            assert ran_first.dequeued_at <= ran_second.dequeued_at
+            assert _attempt(harness, first).started_at < _attempt(harness, second).started_at
+            # The queue is empty again: the next approval starts at once (the process looks at the
+            # queue at most once per poll interval, so a probe takes a slot once it has looked).
+            wait_for(lambda: slots.take("probe"))
+            slots.release("probe")
+            third = _approved(harness, client)
+            assert harness.wait_terminal(client, third)["status"] == "SUCCEEDED"
+            assert wait_for(lambda: _ended(harness, third)).dequeued_at is None
+        for intent_id in (first, second, third):
+            assert harness.task_rows(intent_id) == 1
+    finally:
+        harness.stop()
+
+
 def test_a_direct_start_of_a_queued_attempt_runs_nothing_more(single_slot: Harness) -> None:
     slots = _slots(single_slot)
     assert slots.take("held-by-the-test")
@@ -116,10 +148,14 @@ def test_a_direct_start_of_a_queued_attempt_runs_nothing_more(single_slot: Harne
         intent_id = _approved(single_slot, client)
         assert _workflow(single_slot, intent_id).status == "ENQUEUED"
         slots.release("held-by-the-test")
-        # The same attempt started directly (another approval, a redelivered event) while it waits
-        # on the queue: the workflow exists, so nothing runs here and the slot is handed back.
+        # The same attempt started directly (another approval, a redelivered event) by a process
+        # with a free slot that was never full (this one, having been full, now enqueues until its
+        # queue is empty: see the test below) while it waits on the queue: the workflow exists, so
+        # nothing runs here and the slot is handed back.
+        never_full = DirectStarts(1, EXECUTION_QUEUE)
+        single_slot.service.runtime.direct_starts = never_full
         workflow.start_execution(request_for(_attempt(single_slot, intent_id)))
-        assert slots.held() == 0
+        assert never_full.held() == 0
         status = single_slot.wait_terminal(client, intent_id, timeout=30)
     assert status["status"] == "SUCCEEDED"
     assert single_slot.task_rows(intent_id) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Future
 
 from fulfill.engine.direct_start import DirectStarts
@@ -32,8 +33,12 @@ class _Active:
 
 
 def _slots(capacity: int) -> tuple[DirectStarts, _Active]:
+    """Slots whose queue is always empty, looked at on every take."""
     active = _Active()
-    return DirectStarts(capacity, QUEUE, active=lambda: active), active
+    slots = DirectStarts(
+        capacity, QUEUE, active=lambda: active, queue_waiting=lambda _q: False, recheck_seconds=0
+    )
+    return slots, active
 
 
 def test_a_slot_is_taken_while_the_queue_and_the_direct_starts_run_fewer_than_the_capacity() -> None:
@@ -109,3 +114,94 @@ def test_a_started_workflow_holds_its_slot_until_it_ends_and_one_that_existed_no
     assert slots.held() == 1
     running.set_result(None)
     assert slots.held() == 0
+
+
+class _Queue:
+    """The execution queue's waiting executions as a look at it sees them, and the looks made."""
+
+    def __init__(self) -> None:
+        self.waiting = 0
+        self.looks = 0
+        self.fails = False
+        self.during_look: Callable[[], None] = lambda: None
+
+    def __call__(self, queue_name: str) -> bool:
+        assert queue_name == QUEUE
+        self.looks += 1
+        self.during_look()
+        if self.fails:
+            raise ConnectionError("the system database is gone")
+        return self.waiting > 0
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _behind(capacity: int) -> tuple[DirectStarts, _Queue, _Clock]:
+    queue, clock, active = _Queue(), _Clock(), _Active()
+    slots = DirectStarts(
+        capacity, QUEUE, active=lambda: active, queue_waiting=queue, recheck_seconds=0.05, clock=clock
+    )
+    return slots, queue, clock
+
+
+def test_after_an_overflow_a_freed_slot_goes_to_the_queue_until_it_is_empty() -> None:
+    slots, queue, clock = _behind(1)
+    assert slots.take("a")
+    assert not slots.take("b")  # full: b goes to the queue
+    queue.waiting = 1
+    slots.release("a")
+    # A slot is free, but b waits on the queue: c must not overtake it.
+    assert not slots.take("c")
+    assert queue.looks == 0  # the first look waits one interval (b's enqueue commits meanwhile)
+    clock.now += 0.06
+    assert not slots.take("c")
+    assert queue.looks == 1
+    assert not slots.take("c")  # within the interval: no second look
+    assert queue.looks == 1
+    queue.waiting = 0  # the queue started b and c
+    clock.now += 0.06
+    assert slots.take("d")  # the queue is empty: direct starts again, without another look after
+    assert queue.looks == 2
+    slots.release("d")
+    assert slots.take("e")
+    assert queue.looks == 2
+
+
+def test_a_process_that_was_never_full_never_looks_at_the_queue() -> None:
+    slots, queue, _clock = _behind(2)
+    for workflow_id in ("a", "b", "c", "d"):
+        assert slots.take(workflow_id)
+        slots.release(workflow_id)
+    assert queue.looks == 0
+
+
+def test_a_queue_that_cannot_be_read_keeps_the_process_behind_it() -> None:
+    slots, queue, clock = _behind(1)
+    assert slots.take("a")
+    assert not slots.take("b")
+    slots.release("a")
+    queue.fails = True
+    clock.now += 0.06
+    assert not slots.take("c")  # enqueued: the queue keeps the order
+    queue.fails = False
+    clock.now += 0.06
+    assert slots.take("c")
+
+
+def test_an_overflow_during_a_look_that_found_the_queue_empty_keeps_the_process_behind() -> None:
+    slots, queue, clock = _behind(1)
+    assert slots.take("a")
+    assert not slots.take("b")
+    clock.now += 0.06
+    # While the look reads an empty queue, another caller finds the process full (a still runs).
+    queue.during_look = lambda: slots.take("late")
+    assert not slots.take("c")
+    queue.during_look = lambda: None
+    slots.release("a")
+    assert not slots.take("d")  # "late" is on its way to the queue: d goes after it

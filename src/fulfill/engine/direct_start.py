@@ -27,12 +27,20 @@ process at ``FULFILL_WORKER_CONCURRENCY`` executions. (The queue takes its count
 a direct start during a poll can overshoot the limit by the starts made during that poll.)
 Flow control, kill switches and cancellation are checked by the steps, so they apply to an
 execution however it was started.
+
+Order: once this process has been full, a later execution must not overtake those that went to
+the queue meanwhile. A slot freed between two of the queue's polls would otherwise go to the next
+approval, ahead of every execution waiting on the queue (of any tenant, whatever the queue's fair
+order says): under a sustained load the first executions to overflow waited until the arrivals
+stopped. So after an overflow every execution goes to the queue, until a look at the queue (at most
+once per ``recheck_seconds``, the queue's own poll interval) finds none of its executions waiting.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, Protocol
@@ -63,6 +71,17 @@ def dbos_active_set() -> _ActiveSet:
     return active
 
 
+def dbos_queue_waiting(queue_name: str) -> bool:
+    """Whether ``queue_name`` holds an execution not started yet (ENQUEUED), for any process:
+    one indexed read of DBOS's system database (queue name and status)."""
+    from dbos import DBOS
+
+    waiting = DBOS.list_queued_workflows(
+        queue_name=queue_name, status="ENQUEUED", limit=1, load_input=False, load_output=False
+    )
+    return bool(waiting)
+
+
 class DirectStarts:
     """This process's free worker slots, shared with its execution queue's dispatch."""
 
@@ -71,21 +90,60 @@ class DirectStarts:
         capacity: int,
         queue_name: str,
         active: Callable[[], _ActiveSet] = dbos_active_set,
+        *,
+        queue_waiting: Callable[[str], bool] = dbos_queue_waiting,
+        recheck_seconds: float = 0.05,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self.capacity = capacity
         self.queue_name = queue_name
         self._active = active
+        self._queue_waiting = queue_waiting
+        self._recheck_seconds = recheck_seconds
+        self._clock = clock
         self._lock = threading.Lock()
         self._held: dict[str, _Entry] = {}
+        # Behind the queue: set by an overflow, cleared by a look that finds the queue empty.
+        self._behind = False
+        self._overflows = 0  # an overflow during a look keeps the process behind the queue
+        self._looked_at = 0.0
 
     def take(self, workflow_id: str) -> bool:
-        """Take a slot for ``workflow_id``; False when this process is full (enqueue it instead)."""
+        """Take a slot for ``workflow_id``; False when this process is full or executions wait on
+        the queue since it was (enqueue it instead: it goes after them)."""
+        if self._behind_the_queue():
+            return False
         active = self._active()
         with self._lock:
-            if workflow_id in self._held or active.count_for_queue(self.queue_name) >= self.capacity:
+            if workflow_id in self._held:
+                return False
+            if active.count_for_queue(self.queue_name) >= self.capacity:
+                self._behind = True
+                self._overflows += 1
+                # Its enqueue commits after this answer: the first look waits one interval.
+                self._looked_at = self._clock()
                 return False
             self._held[workflow_id] = active.add(workflow_id, self.queue_name)
             return True
+
+    def _behind_the_queue(self) -> bool:
+        with self._lock:
+            if not self._behind:
+                return False
+            now = self._clock()
+            if now - self._looked_at < self._recheck_seconds:
+                return True
+            self._looked_at = now
+            overflows = self._overflows
+        try:
+            waiting = self._queue_waiting(self.queue_name)
+        except Exception as exc:  # the queue cannot be read: stay behind it (the enqueue decides)
+            _log.debug("direct start: the execution queue could not be read (%s)", exc)
+            return True
+        with self._lock:
+            if not waiting and self._overflows == overflows:
+                self._behind = False
+            return self._behind
 
     def release(self, workflow_id: str) -> None:
         """Hand the slot of ``workflow_id`` back (idempotent)."""
