@@ -8,6 +8,7 @@ reconciler; ``all`` does both.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import socket
@@ -30,7 +31,7 @@ from fulfill.credentials.crypto import SecretBox
 from fulfill.credentials.vault import ConfigurationError, CredentialVault, check_secrets_key
 from fulfill.domain.ports import Clock
 from fulfill.engine import runtime as runtime_module
-from fulfill.engine.direct_start import DirectStarts
+from fulfill.engine.direct_start import DirectStarts, dbos_queue_waiting
 from fulfill.engine.escalation import Escalator
 from fulfill.engine.heartbeat import Heartbeat
 from fulfill.engine.ledger_checkpoints import LedgerCheckpointer
@@ -238,6 +239,7 @@ class Service:
             self.runtime.direct_starts = DirectStarts(
                 self.settings.worker_concurrency,
                 EXECUTION_QUEUE,
+                queue_waiting=functools.partial(dbos_queue_waiting, app_version=__version__),
                 recheck_seconds=self.settings.queue_poll_seconds,
             )
         # /metrics reports what every process shares (connectors, attempts past budget, outbox,

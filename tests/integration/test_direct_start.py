@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 from dbos import DBOS
 
+from fulfill import __version__
 from fulfill.domain.execution import request_for
 from fulfill.domain.models import GlobalExecutionConfig
 from fulfill.engine import workflow
-from fulfill.engine.direct_start import DirectStarts
+from fulfill.engine.direct_start import DirectStarts, dbos_queue_waiting
 from fulfill.engine.reconciler import reconcile_once
 from fulfill.engine.workflow import EXECUTION_QUEUE
 from fulfill.store import executions, killswitches
@@ -139,6 +140,22 @@ def test_an_execution_approved_after_an_overflow_does_not_overtake_the_queued_on
             assert harness.task_rows(intent_id) == 1
     finally:
         harness.stop()
+
+
+def test_a_look_at_the_queue_sees_only_this_version_s_executions(single_slot: Harness) -> None:
+    # DBOS dequeues only its own application version's executions: another version's, left on
+    # the queue by a rolling upgrade, must not keep this process behind the queue for good.
+    slots = _slots(single_slot)
+    assert slots.take("held-by-the-test")
+    with single_slot.client() as client:
+        intent_id = _approved(single_slot, client)
+        assert _workflow(single_slot, intent_id).status == "ENQUEUED"
+        assert dbos_queue_waiting(EXECUTION_QUEUE, app_version=__version__)
+        assert not dbos_queue_waiting(EXECUTION_QUEUE, app_version=f"{__version__}-older")
+        assert not dbos_queue_waiting("another-queue", app_version=__version__)
+        slots.release("held-by-the-test")
+        assert single_slot.wait_terminal(client, intent_id)["status"] == "SUCCEEDED"
+    assert not dbos_queue_waiting(EXECUTION_QUEUE, app_version=__version__)
 
 
 def test_a_direct_start_of_a_queued_attempt_runs_nothing_more(single_slot: Harness) -> None:

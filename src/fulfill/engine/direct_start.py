@@ -71,13 +71,21 @@ def dbos_active_set() -> _ActiveSet:
     return active
 
 
-def dbos_queue_waiting(queue_name: str) -> bool:
+def dbos_queue_waiting(queue_name: str, app_version: str | None = None) -> bool:
     """Whether ``queue_name`` holds an execution not started yet (ENQUEUED), for any process:
-    one indexed read of DBOS's system database (queue name and status)."""
+    one indexed read of DBOS's system database (queue name and status). ``app_version``: only
+    those of that application version, the only ones DBOS dequeues in this process (executions of
+    another version, left on the queue by a rolling upgrade, are not this process's to start and
+    would otherwise keep it behind the queue for good)."""
     from dbos import DBOS
 
     waiting = DBOS.list_queued_workflows(
-        queue_name=queue_name, status="ENQUEUED", limit=1, load_input=False, load_output=False
+        queue_name=queue_name,
+        status="ENQUEUED",
+        app_version=app_version,
+        limit=1,
+        load_input=False,
+        load_output=False,
     )
     return bool(waiting)
 
