@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from fulfill.clock import SystemClock
+from fulfill.engine import outbox_relay
 from fulfill.engine.outbox_relay import FRESH_LEASE_FRACTION, LANE_BATCH, SLOW_SEND_SECONDS, OutboxRelay
 from fulfill.engine.runtime import Runtime
 from fulfill.ports.store import UnitOfWork
@@ -130,7 +131,12 @@ def _delivered(runtime: Runtime, messages: list[str]) -> bool:
     return all(row["status"] == outbox.DELIVERED for row in _rows(runtime, messages).values())
 
 
-def test_a_lane_claims_its_batch_in_one_transaction_and_records_each_delivery(runtime: Runtime) -> None:
+def test_a_lane_claims_its_batch_in_one_transaction_and_records_each_delivery(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every answer counts as fast here, however busy the machine running the test: what is
+    # counted below is the batch a lane claims once its destination answers fast.
+    monkeypatch.setattr(outbox_relay, "SLOW_SEND_SECONDS", 30.0)
     receiver = Receiver()
     messages = [f"batch-{index}" for index in range(7)]
     assert len(messages) - 1 <= LANE_BATCH
