@@ -55,7 +55,7 @@ class CountingStore:
         return getattr(self._inner, name)
 
 
-class Receiver:
+class Receiver(HookServer):
     """A webhook receiver: answers 500 once to each message named in ``refuse``, 204 to the rest
     after ``delay`` seconds; keeps the accepted messages in their order and the most in flight."""
 
@@ -67,7 +67,7 @@ class Receiver:
         self._refuse = set(refuse or ())
         self._lock = threading.Lock()
         self._delay = delay
-        self._hook = HookServer(self._answer)
+        super().__init__(self._answer)
 
     def _answer(self, headers: dict[str, str], _body: bytes) -> int:
         event_id = headers["X-Fulfill-Event-Id"]
@@ -81,13 +81,6 @@ class Receiver:
             self._refuse.discard(event_id)
             (self.refused if refused else self.accepted).append(event_id)
         return 500 if refused else 204
-
-    @property
-    def url(self) -> str:
-        return self._hook.url
-
-    def close(self) -> None:
-        self._hook.close()
 
 
 @pytest.fixture
@@ -131,6 +124,16 @@ def _delivered(runtime: Runtime, messages: list[str]) -> bool:
     return all(row["status"] == outbox.DELIVERED for row in _rows(runtime, messages).values())
 
 
+def _deliver(runtime: Runtime, relay: OutboxRelay, receiver: Receiver, messages: list[str]) -> None:
+    """Run ``relay`` until every one of ``messages`` is delivered, then stop it and ``receiver``."""
+    relay.start()
+    try:
+        wait_for(lambda: _delivered(runtime, messages))
+    finally:
+        relay.stop()
+        receiver.close()
+
+
 def test_a_lane_claims_its_batch_in_one_transaction_and_records_each_delivery(
     runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -144,12 +147,7 @@ def test_a_lane_claims_its_batch_in_one_transaction_and_records_each_delivery(
     relay = OutboxRelay(runtime)
     store: Any = runtime.store
     writes_before = store.writes
-    relay.start()
-    try:
-        wait_for(lambda: _delivered(runtime, messages))
-    finally:
-        relay.stop()
-        receiver.close()
+    _deliver(runtime, relay, receiver, messages)
     assert receiver.accepted == messages  # each once, in the order they were due
     assert all(row["attempts"] == 1 for row in _rows(runtime, messages).values())
     # The first alone (the destination's first answer), then the six others in one claim; one
@@ -199,12 +197,7 @@ def test_a_slow_destinations_deliveries_spread_over_the_lanes_threads(runtime: R
     messages = [f"slow-{index}" for index in range(6)]
     _enqueue(runtime, messages, receiver.url)
     relay = OutboxRelay(runtime)
-    relay.start()
-    try:
-        wait_for(lambda: _delivered(runtime, messages))
-    finally:
-        relay.stop()
-        receiver.close()
+    _deliver(runtime, relay, receiver, messages)
     assert sorted(receiver.accepted) == messages
     assert receiver.max_in_flight == 2
 
@@ -285,10 +278,5 @@ def test_leases_that_cannot_be_given_back_run_out_and_another_relay_delivers_the
     rows = _rows(runtime, messages)
     assert [rows[m]["lease_owner"] for m in messages] == ["stuck-lane", "stuck-lane"]
     other = OutboxRelay(runtime)
-    other.start()
-    try:
-        wait_for(lambda: _delivered(runtime, messages))
-    finally:
-        other.stop()
-        receiver.close()
+    _deliver(runtime, other, receiver, messages)
     assert receiver.accepted == messages

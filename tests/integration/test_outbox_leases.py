@@ -30,7 +30,7 @@ from tests.support.harness import make_settings
 from tests.support.http_doubles import HookServer, wait_for
 
 
-class OverlapSink:
+class OverlapSink(HookServer):
     """A slow webhook receiver that counts deliveries per message and overlapping ones."""
 
     def __init__(self, seconds: float) -> None:
@@ -39,7 +39,7 @@ class OverlapSink:
         self._in_flight: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._seconds = seconds
-        self._hook = HookServer(self._answer)
+        super().__init__(self._answer)
 
     def _answer(self, headers: dict[str, str], _body: bytes) -> int:
         event_id = headers["X-Fulfill-Event-Id"]
@@ -52,13 +52,6 @@ class OverlapSink:
         with self._lock:
             self._in_flight[event_id] -= 1
         return 204
-
-    @property
-    def url(self) -> str:
-        return self._hook.url
-
-    def close(self) -> None:
-        self._hook.close()
 
 
 @pytest.fixture

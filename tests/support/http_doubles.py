@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -220,7 +221,7 @@ class HookServer:
         self._server.server_close()
 
 
-class WebhookSink:
+class WebhookSink(HookServer):
     """Records webhook POSTs; ``refuse`` answers the first N with 500."""
 
     def __init__(self, refuse: int = 0) -> None:
@@ -228,7 +229,7 @@ class WebhookSink:
         self.refused = 0
         self._refuse = refuse
         self.received = threading.Event()
-        self._hook = HookServer(self._answer)
+        super().__init__(self._answer)
 
     def _answer(self, headers: dict[str, str], body: bytes) -> int:
         if self.refused < self._refuse:
@@ -237,13 +238,6 @@ class WebhookSink:
         self.deliveries.append(Delivery(headers, body))
         self.received.set()
         return 204
-
-    @property
-    def url(self) -> str:
-        return self._hook.url
-
-    def close(self) -> None:
-        self._hook.close()
 
 
 class HangingSink:
@@ -315,3 +309,17 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: floa
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         time.sleep(interval)
+
+
+def run_asgi(app: Any, scope: dict[str, Any]) -> list[dict[str, Any]]:
+    """One request through an ASGI ``app``, with an empty body: the messages it sent back."""
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    return sent

@@ -13,6 +13,7 @@ import jwt
 from fulfill.config import Settings
 from fulfill.gateway.server import ExplainedRefusals, GatewayTokenVerifier
 from fulfill.tokens import Principal, ServiceTokens, TokenVerifier
+from tests.support.http_doubles import run_asgi
 
 SECRET = "unit-secret-0123456789abcdef0123456789"
 ARGUMENTS = {
@@ -37,19 +38,6 @@ def _request(token: str) -> dict[str, Any]:
     return {"type": "http", "headers": [(b"authorization", f"Bearer {token}".encode())]}
 
 
-def _run(app: Any, scope: dict[str, Any]) -> list[dict[str, Any]]:
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b""}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    asyncio.run(app(scope, receive, send))
-    return sent
-
-
 def test_a_requests_token_is_verified_once_and_its_verification_serves_only_that_token() -> None:
     settings = Settings(jwt_secret=SECRET)
     verifier = CountingVerifier(settings)
@@ -68,7 +56,7 @@ def test_a_requests_token_is_verified_once_and_its_verification_serves_only_that
         seen["forged"] = await gateway.verify_token(forged)
         seen["other"] = await gateway.verify_token(other)
 
-    _run(ExplainedRefusals(mcp_app, gateway), _request(token))
+    run_asgi(ExplainedRefusals(mcp_app, gateway), _request(token))
     assert seen["own"] is not None
     assert seen["own"].claims["action_intent_id"] == "ai_1"
     assert seen["other"] is not None
@@ -91,7 +79,7 @@ def test_a_refused_token_never_reaches_the_mcp_app() -> None:
     async def mcp_app(scope: Any, receive: Any, send: Any) -> None:
         reached.append(True)
 
-    sent = _run(ExplainedRefusals(mcp_app, gateway), _request(forged))
+    sent = run_asgi(ExplainedRefusals(mcp_app, gateway), _request(forged))
     assert reached == []
     assert sent[0]["status"] == 401
     assert b"TOKEN_SIGNATURE_INVALID" in sent[1]["body"]

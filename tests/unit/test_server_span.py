@@ -3,7 +3,6 @@ trace context otherwise (the same trace a caller's ``traceparent`` names)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +16,7 @@ from opentelemetry.util.http import parse_excluded_urls
 
 from fulfill import tracing
 from fulfill.api.middleware import ServerSpanWhenRecording
+from tests.support.http_doubles import run_asgi
 
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
@@ -67,16 +67,7 @@ def _request(app: Any, path: str, headers: list[tuple[bytes, bytes]] | None = No
         "client": ("127.0.0.1", 1),
         "server": ("127.0.0.1", 8000),
     }
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b""}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    asyncio.run(app(scope, receive, send))
-    return sent
+    return run_asgi(app, scope)
 
 
 @pytest.fixture
