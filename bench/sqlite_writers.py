@@ -94,7 +94,9 @@ def run(threads: int, transactions: int, queued: bool) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--threads", type=int, default=16)
     parser.add_argument("--transactions", type=int, default=100, help="per thread")
     parser.add_argument("--rounds", type=int, default=3, help="alternating pairs: busy handler, then lock")
