@@ -203,11 +203,15 @@ def _tool_threads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 def _started_threads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Threads started meanwhile, but not DBOS's own: its queue manager starts a worker thread
+    whenever it finds a queue an earlier test created, on its own schedule."""
     started: list[str] = []
     start = threading.Thread.start
 
     def counted(thread: threading.Thread) -> None:
-        started.append(thread.name)
+        target = getattr(thread, "_target", None)
+        if not getattr(target, "__module__", "").startswith("dbos."):
+            started.append(thread.name)
         start(thread)
 
     monkeypatch.setattr(threading.Thread, "start", counted)
