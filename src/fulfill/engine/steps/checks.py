@@ -226,10 +226,49 @@ def check_before_call(deps: StepDeps, call: ToolCall, *, connector: str | None =
     the external call (one read of the store, which waits out a database outage while the budget
     lasts). For a ``connector``, the same read also takes that connector's gate view (its limits,
     circuit and the tenant's cap), which the call's admission then decides on: returned."""
-    context = call.context
     switches, intent, view = _read_before_call(
-        deps, context, call=call, with_intent=True, connector=connector
+        deps, call.context, call=call, with_intent=True, connector=connector
     )
+    _decide_before_call(deps, call, switches, intent)
+    return view
+
+
+def recheck_while_waiting(deps: StepDeps, call: ToolCall) -> None:
+    """What a call waiting at its connector's gate re-reads about once a second: the switches and
+    the intent's cancellation, so that a stop ends the wait. The read is shared by every waiting
+    call of the process when ``deps.waiting_reads`` is set (``engine/waiting_reads.py``); a read
+    that fails for a reason other than an outage (one intent's row that cannot be parsed) leaves
+    each call to read its own. The call, once admitted, is checked again by its own read."""
+    shared = deps.waiting_reads
+    if shared is None:
+        check_before_call(deps, call)
+        return
+    context = call.context
+    try:
+        answer = while_the_budget_lasts(
+            deps,
+            context,
+            "the kill switches could not be read",
+            lambda: shared.read(context.tenant_id, context.action_intent_id),
+            call=call,
+        )
+    except ExecutionStopped:
+        raise
+    except Exception:
+        log.warning("the reads shared by waiting calls failed; this call reads its own", exc_info=True)
+        answer = None
+    if answer is None:  # not in the shared read yet (or it failed): its own read
+        check_before_call(deps, call)
+        return
+    switches, intent = answer
+    _decide_before_call(deps, call, switches, intent)
+
+
+def _decide_before_call(
+    deps: StepDeps, call: ToolCall, switches: Switches | None, intent: ActionIntentV1 | None
+) -> None:
+    """What the switches and the intent as read say about the call: each stop raises."""
+    context = call.context
     decision = decide_switches(deps, switches, call.action_type)
     if not decision.allowed:
         raise kill_switch_stop(context, decision, call=call)
@@ -242,4 +281,3 @@ def check_before_call(deps: StepDeps, call: ToolCall, *, connector: str | None =
         )
     check_still_wanted(context, intent, call)
     check_approved_action(context, intent, call)
-    return view
