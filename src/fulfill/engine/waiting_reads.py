@@ -1,10 +1,12 @@
 """What the calls waiting at their connectors' gates re-read about once a second — the kill
-switches and their own intent (a cancellation) — read once for all of them.
+switches and whether their intent is still approved (a cancellation) — read once for all of them.
 
 Each waiting call used to read both for itself: with N executions waiting at a rate-limited
-connector (a tenant's backlog), N reads of the store every second, and on PostgreSQL 3N statements,
-for what almost never changes. Here one read answers every call of the process that waits: the
-switches of each tenant waiting, and every waiting intent in one statement. A call is answered from
+connector (a tenant's backlog), N reads of the store every second (on PostgreSQL three
+transactions each, with the pool's ping), for what almost never changes. Here one read answers
+every call of the process that waits: the switches of each tenant waiting, and the approval
+status of every waiting intent in one statement (its column, not its document: a call whose
+intent is no longer approved reads its own to say why it stops). A call is answered from
 a read started at most ``max_age`` seconds before it asked, so a stop is still seen within about
 a second and a half of being written (the call asks once a second). A call that joins the line
 reads its own the first time, and is in the next shared read: executions start waiting all the
@@ -25,7 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from fulfill.domain.models import ActionIntentV1, GlobalExecutionConfig, TenantExecutionConfig
+from fulfill.domain.models import ApprovalStatus, GlobalExecutionConfig, TenantExecutionConfig
 from fulfill.ports.store import Store
 
 Switches = tuple[GlobalExecutionConfig, TenantExecutionConfig]
@@ -41,7 +43,7 @@ class _Read:
     started: float  # monotonic: when the read began (what it says is at least this recent)
     keys: frozenset[Key]
     switches: dict[str, Switches | None]  # by tenant; None: its row could not be parsed
-    intents: dict[Key, ActionIntentV1]
+    statuses: dict[Key, ApprovalStatus]
 
 
 class SharedWaitingReads:
@@ -62,11 +64,11 @@ class SharedWaitingReads:
 
     def read(
         self, tenant_id: str, action_intent_id: str
-    ) -> tuple[Switches | None, ActionIntentV1 | None] | None:
-        """The global and the tenant's switches (None: a row that cannot be parsed) and the intent
-        as it is now (None: there is none), from a read started at most ``max_age`` ago; None when
-        the latest read is that recent but was made before this call first asked: the call reads
-        its own this time and is in the next read. Raises what the store raises (a transient
+    ) -> tuple[Switches | None, ApprovalStatus | None] | None:
+        """The global and the tenant's switches (None: a row that cannot be parsed) and the
+        intent's approval status as it is now (None: there is no such intent), from a read
+        started at most ``max_age`` ago; None when the latest read is that recent but was made
+        before this call first asked: the call reads its own this time and is in the next read. Raises what the store raises (a transient
         error: the caller tries again as its budget allows)."""
         key = (tenant_id, action_intent_id)
         with self._lock:
@@ -76,7 +78,7 @@ class SharedWaitingReads:
                 if last is not None and self._monotonic() - last.started <= self._max_age:
                     if key not in last.keys:
                         return None
-                    return last.switches[tenant_id], last.intents.get(key)
+                    return last.switches[tenant_id], last.statuses.get(key)
                 if not self._reading:
                     break
                 self._done.wait(timeout=1.0)
@@ -96,7 +98,7 @@ class SharedWaitingReads:
                     self._last = answer
                     self.reads += 1
                 self._done.notify_all()
-        return answer.switches[tenant_id], answer.intents.get(key)
+        return answer.switches[tenant_id], answer.statuses.get(key)
 
     def _read_all(self, keys: frozenset[Key], *, started: float) -> _Read:
         tenants = sorted({tenant for tenant, _ in keys})
@@ -109,5 +111,5 @@ class SharedWaitingReads:
                     if self._store.is_transient(exc):
                         raise
                     switches[tenant] = None  # fail closed: the caller stops (LOOKUP_FAILED)
-            intents = uow.intents.get_intents(keys)
-        return _Read(started=started, keys=keys, switches=switches, intents=intents)
+            statuses = uow.intents.get_approval_statuses(keys)
+        return _Read(started=started, keys=keys, switches=switches, statuses=statuses)

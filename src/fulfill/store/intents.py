@@ -34,8 +34,8 @@ _KEY = (
 )
 _GET_INTENT = select(action_intents.c.document).where(*_KEY)
 _GET_INTENT_FOR_UPDATE = _GET_INTENT.with_for_update()
-_GET_INTENTS = select(
-    action_intents.c.tenant_id, action_intents.c.action_intent_id, action_intents.c.document
+_GET_APPROVAL_STATUSES = select(
+    action_intents.c.tenant_id, action_intents.c.action_intent_id, action_intents.c.approval_status
 ).where(
     tuple_(action_intents.c.tenant_id, action_intents.c.action_intent_id).in_(
         bindparam("k_keys", expanding=True)
@@ -119,15 +119,17 @@ def get_intent(
     return ActionIntentV1.model_validate(row.document) if row else None
 
 
-def get_intents(conn: Connection, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], ActionIntentV1]:
-    """Several intents, each named by its ``(tenant_id, action_intent_id)``, in one statement (per
-    500 keys): a key with no intent of that tenant is absent from the answer."""
+def get_approval_statuses(
+    conn: Connection, keys: Collection[tuple[str, str]]
+) -> dict[tuple[str, str], ApprovalStatus]:
+    """The approval status of several intents, each named by its ``(tenant_id, action_intent_id)``,
+    in one statement (per 500 keys): a key with no intent of that tenant is absent."""
     ordered = sorted(set(keys))
-    found: dict[tuple[str, str], ActionIntentV1] = {}
+    found: dict[tuple[str, str], ApprovalStatus] = {}
     for start in range(0, len(ordered), _KEYS_PER_STATEMENT):
         chunk = [list(key) for key in ordered[start : start + _KEYS_PER_STATEMENT]]
-        for row in conn.execute(_GET_INTENTS, {"k_keys": chunk}):
-            found[(row.tenant_id, row.action_intent_id)] = ActionIntentV1.model_validate(row.document)
+        for row in conn.execute(_GET_APPROVAL_STATUSES, {"k_keys": chunk}):
+            found[(row.tenant_id, row.action_intent_id)] = ApprovalStatus(row.approval_status)
     return found
 
 
@@ -460,8 +462,10 @@ class SqlIntentsRepository:
     ) -> ActionIntentV1 | None:
         return get_intent(self._conn, tenant_id, action_intent_id, for_update=for_update)
 
-    def get_intents(self, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], ActionIntentV1]:
-        return get_intents(self._conn, keys)
+    def get_approval_statuses(
+        self, keys: Collection[tuple[str, str]]
+    ) -> dict[tuple[str, str], ApprovalStatus]:
+        return get_approval_statuses(self._conn, keys)
 
     def get_intent_with_request_hash(
         self, tenant_id: str, action_intent_id: str

@@ -30,9 +30,11 @@ class MemoryIntentsRepository:
         row = self._t.intents.get((tenant_id, action_intent_id))
         return row.intent if row else None
 
-    def get_intents(self, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], ActionIntentV1]:
+    def get_approval_statuses(
+        self, keys: Collection[tuple[str, str]]
+    ) -> dict[tuple[str, str], ApprovalStatus]:
         rows = {key: self._t.intents.get(key) for key in keys}
-        return {key: row.intent for key, row in rows.items() if row is not None}
+        return {key: row.intent.approval_status for key, row in rows.items() if row is not None}
 
     def get_intent_with_request_hash(
         self, tenant_id: str, action_intent_id: str

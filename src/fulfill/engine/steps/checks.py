@@ -235,10 +235,11 @@ def check_before_call(deps: StepDeps, call: ToolCall, *, connector: str | None =
 
 def recheck_while_waiting(deps: StepDeps, call: ToolCall) -> None:
     """What a call waiting at its connector's gate re-reads about once a second: the switches and
-    the intent's cancellation, so that a stop ends the wait. The read is shared by every waiting
-    call of the process when ``deps.waiting_reads`` is set (``engine/waiting_reads.py``); a read
-    that fails for a reason other than an outage (one intent's row that cannot be parsed) leaves
-    each call to read its own. The call, once admitted, is checked again by its own read."""
+    whether its intent is still approved, so that a stop ends the wait. With ``deps.waiting_reads``
+    the read is shared by every waiting call of the process (``engine/waiting_reads.py``); a call
+    whose intent is no longer approved, that is not in the shared read yet, or whose shared read
+    failed for a reason other than an outage, reads its own (which also says why it stops). Once
+    admitted, the call is checked again by its own read, the approved action's hash included."""
     shared = deps.waiting_reads
     if shared is None:
         check_before_call(deps, call)
@@ -257,11 +258,14 @@ def recheck_while_waiting(deps: StepDeps, call: ToolCall) -> None:
     except Exception:
         log.warning("the reads shared by waiting calls failed; this call reads its own", exc_info=True)
         answer = None
-    if answer is None:  # not in the shared read yet (or it failed): its own read
-        check_before_call(deps, call)
-        return
-    switches, intent = answer
-    _decide_before_call(deps, call, switches, intent)
+    if answer is not None:
+        switches, status = answer
+        decision = decide_switches(deps, switches, call.action_type)
+        if not decision.allowed:
+            raise kill_switch_stop(context, decision, call=call)
+        if status is ApprovalStatus.APPROVED:
+            return
+    check_before_call(deps, call)
 
 
 def _decide_before_call(

@@ -16,7 +16,7 @@ from typing import Protocol
 from pydantic import SecretStr
 
 from fulfill.domain.flowcontrol import CallResult
-from fulfill.domain.models import ActionIntentV1, GlobalExecutionConfig, TenantExecutionConfig
+from fulfill.domain.models import ApprovalStatus, GlobalExecutionConfig, TenantExecutionConfig
 from fulfill.domain.ports import Clock, ToolGateway
 from fulfill.ports.repositories.connectors import GateView
 from fulfill.ports.store import Store
@@ -85,13 +85,13 @@ class ConnectorGate(Protocol):
 
 
 class WaitingReads(Protocol):
-    """The switches and an intent as a call waiting at its gate re-reads them, one read shared by
-    every waiting call of the process (``engine/waiting_reads.SharedWaitingReads``)."""
+    """The switches and an intent's approval status as a call waiting at its gate re-reads them,
+    one read shared by every waiting call of the process (``engine/waiting_reads``)."""
 
     def read(
         self, tenant_id: str, action_intent_id: str
-    ) -> tuple[tuple[GlobalExecutionConfig, TenantExecutionConfig] | None, ActionIntentV1 | None] | None:
-        """The switches and the intent, or None: the call reads its own this time."""
+    ) -> tuple[tuple[GlobalExecutionConfig, TenantExecutionConfig] | None, ApprovalStatus | None] | None:
+        """The switches and the intent's approval status, or None: the call reads its own."""
         ...
 
 

@@ -19,9 +19,11 @@ class IntentsRepository(Protocol):
         transactions deciding on the intent's state (cancel, RecordOutcome) serialise."""
         ...
 
-    def get_intents(self, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], ActionIntentV1]:
-        """Several intents, each named by its ``(tenant_id, action_intent_id)``, read together; a
-        key with no intent of that tenant is absent from the answer."""
+    def get_approval_statuses(
+        self, keys: Collection[tuple[str, str]]
+    ) -> dict[tuple[str, str], ApprovalStatus]:
+        """The approval status of several intents, each named by its ``(tenant_id,
+        action_intent_id)``, read together; a key with no intent of that tenant is absent."""
         ...
 
     def get_intent_with_request_hash(
