@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from fulfill.domain.time import epoch_from_iso
 from fulfill.store.tables import connector_calls, internal_tasks
@@ -176,6 +176,52 @@ def test_a_waiting_execution_is_stopped_by_a_kill_switch(slow_target: tuple[Harn
     assert outcomes["SUCCEEDED"]["action_intent_id"] != stopped["action_intent_id"]
     assert len(proxy.state.calls) == 1
     assert harness.task_rows(stopped["action_intent_id"]) == 0
+
+
+def test_calls_waiting_at_a_gate_share_their_reads_and_a_stop_still_ends_every_wait(
+    slow_target: tuple[Harness, FaultyProxy],
+) -> None:
+    """Eight executions wait at a connector that admits one call every 20 s. While they wait, the
+    switches are read for all of them together (engine/waiting_reads.py): a few reads a second,
+    where each waiting call reading its own made eight. A tenant's stop still ends every wait
+    within seconds, and none of them calls."""
+    harness, proxy = slow_target
+    switch_reads: list[float] = []
+
+    def counted(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "tenant_execution_config" in statement and statement.lstrip().upper().startswith("SELECT"):
+            switch_reads.append(time.monotonic())
+
+    engine = harness.db.engine
+    event.listen(engine, "before_cursor_execute", counted)
+    try:
+        with harness.client() as client:
+            put_limits(client, "internal", 0.05, None)
+            ids = approve_many(harness, client, 9)
+            wait_for(lambda: len(proxy.state.calls) == 1 and _waiting(harness) == 8, timeout=20)
+            time.sleep(1.5)  # every waiting call has re-read at least once
+            start = time.monotonic()
+            time.sleep(4.0)
+            during = [at for at in switch_reads if start <= at < start + 4.0]
+            assert _waiting(harness) == 8
+            switched = client.put(
+                "/admin/tenants/t1/execution", json={"execution_enabled": False, "disabled_action_types": []}
+            )
+            assert switched.status_code == 200
+            stopped_at = time.monotonic()
+            outcomes = wait_all(harness, client, ids, timeout=15)
+            ended = time.monotonic() - stopped_at
+    finally:
+        event.remove(engine, "before_cursor_execute", counted)
+    # Eight calls re-reading once a second each would make 32 in 4 s; shared, at most about two a second.
+    assert len(during) <= 12, len(during)
+    statuses = sorted(outcome["status"] for outcome in outcomes)
+    assert statuses == ["CANCELLED"] * 8 + ["SUCCEEDED"]
+    assert {outcome["error_code"] for outcome in outcomes if outcome["status"] == "CANCELLED"} == {
+        "KILL_SWITCH_ENABLED"
+    }
+    assert ended < 10
+    assert len(proxy.state.calls) == 1
 
 
 def test_a_call_waiting_at_shutdown_is_resumed_after_a_restart(tmp_path: Path) -> None:

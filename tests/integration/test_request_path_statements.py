@@ -41,6 +41,33 @@ def _pending(tenant_id: str, title: str) -> Any:
     )
 
 
+def test_approval_statuses_read_together_are_each_read_under_its_own_tenant(database: Database) -> None:
+    """``get_approval_statuses`` (what the calls waiting at a gate re-read together): each key
+    finds only its own tenant's intent, a key with none is absent, and more keys than one
+    statement takes are read in several."""
+    a, b = _pending("t1", "of t1"), _pending("t2", "of t2")  # the same action_intent_id
+    many = [make_intent(tenant_id="t3", action_intent_id=f"ai_many_{index}") for index in range(1_203)]
+    with database.write() as conn:
+        assert intents.insert_intent(conn, a, "hash-a")
+        assert intents.insert_intent(conn, b, "hash-b")
+        for intent in many:
+            assert intents.insert_intent(conn, intent, "hash")
+        moved = intents.transition_approval(conn, b, to_status=ApprovalStatus.APPROVED, now=NOW)
+        assert moved is not None
+    key_a, key_b = ("t1", a.action_intent_id), ("t2", b.action_intent_id)
+    pending, approved = ApprovalStatus.PENDING_APPROVAL, ApprovalStatus.APPROVED
+    with database.read() as conn:
+        assert intents.get_approval_statuses(conn, [key_a, key_b]) == {key_a: pending, key_b: approved}
+        assert intents.get_approval_statuses(conn, [("t3", a.action_intent_id), ("t1", "ai_none")]) == {}
+        assert intents.get_approval_statuses(conn, []) == {}
+        found = intents.get_approval_statuses(
+            conn, [("t3", intent.action_intent_id) for intent in many] + [key_b]
+        )
+    assert len(found) == 1_204
+    assert found[key_b] is approved
+    assert {found[("t3", intent.action_intent_id)] for intent in many} == {approved}
+
+
 def test_an_intent_is_read_and_changed_only_under_its_own_tenant(database: Database) -> None:
     a, b = _pending("t1", "of t1"), _pending("t2", "of t2")  # the same action_intent_id
     with database.write() as conn:

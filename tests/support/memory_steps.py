@@ -32,6 +32,7 @@ from fulfill.engine import steps
 from fulfill.engine.flow import WaitExpired
 from fulfill.engine.intake import take_execution_lock
 from fulfill.engine.steps import StepDeps
+from fulfill.engine.steps.deps import WaitingReads
 from fulfill.usecases.registry import DEFAULT_ENTRIES
 from tests.support.memory_store import MemoryStore
 
@@ -198,6 +199,8 @@ class World:
     confirm: set[str] = field(default_factory=set)  # tools whose calls must never be sent twice
     pauses: list[float] = field(default_factory=list)
     wakeups: int = 0
+    # What waiting calls re-read, shared between them (None: each reads its own).
+    waiting_reads: WaitingReads | None = None
 
     def __post_init__(self) -> None:
         now = self.clock.now_iso()
@@ -218,6 +221,7 @@ class World:
             needs_confirmation=lambda tool_name: tool_name in self.confirm,
             wake_outbox=self._wake,
             sleep=self._pause,
+            waiting_reads=self.waiting_reads,
         )
 
     def _wake(self) -> None:

@@ -18,6 +18,7 @@ from fulfill.domain.ports import ActionLookup, Clock, ToolGateway
 from fulfill.domain.probes import ProbeResult, Undeclared
 from fulfill.engine.direct_start import DirectStarts
 from fulfill.engine.flow import FlowControl
+from fulfill.engine.waiting_reads import SharedWaitingReads
 from fulfill.ports.store import Store
 
 
@@ -41,9 +42,12 @@ class Runtime:
     direct_starts: DirectStarts | None = None
     # Every tool call passes its connector's gate: rate, concurrency, circuit breaker.
     flow: FlowControl = field(init=False)
+    # What the calls waiting at a gate re-read once a second, read once for all of them.
+    waiting_reads: SharedWaitingReads = field(init=False)
 
     def __post_init__(self) -> None:
         self.flow = FlowControl(self.store, self.settings, self.clock)
+        self.waiting_reads = SharedWaitingReads(self.store)
 
     def connector_names(self) -> set[str]:
         """Every connector (and remote target) whose tools this process's gateway serves."""

@@ -67,6 +67,7 @@ def step_deps(rt: Runtime | None = None) -> StepDeps:
         settings=rt.settings,
         needs_confirmation=rt.needs_confirmation,
         wake_outbox=rt.outbox_wakeup.set,
+        waiting_reads=rt.waiting_reads,
     )
 
 

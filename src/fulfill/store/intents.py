@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, func, or_, select, tuple_, update
 
 from fulfill.domain.models import (
     ActionIntentV1,
@@ -33,6 +34,15 @@ _KEY = (
 )
 _GET_INTENT = select(action_intents.c.document).where(*_KEY)
 _GET_INTENT_FOR_UPDATE = _GET_INTENT.with_for_update()
+_GET_APPROVAL_STATUSES = select(
+    action_intents.c.tenant_id, action_intents.c.action_intent_id, action_intents.c.approval_status
+).where(
+    tuple_(action_intents.c.tenant_id, action_intents.c.action_intent_id).in_(
+        bindparam("k_keys", expanding=True)
+    )
+)
+# Keys per statement: far below SQLite's 32,766 bound variables and PostgreSQL's 65,535.
+_KEYS_PER_STATEMENT = 500
 _GET_INTENT_WITH_REQUEST_HASH = select(action_intents.c.document, action_intents.c.request_hash).where(*_KEY)
 # The intent and the registry version it is pinned to (an outer join: the entry may be missing).
 _GET_INTENT_WITH_ENTRY = (
@@ -107,6 +117,20 @@ def get_intent(
     query = _GET_INTENT_FOR_UPDATE if for_update else _GET_INTENT
     row = conn.execute(query, _key(tenant_id, action_intent_id)).first()
     return ActionIntentV1.model_validate(row.document) if row else None
+
+
+def get_approval_statuses(
+    conn: Connection, keys: Collection[tuple[str, str]]
+) -> dict[tuple[str, str], ApprovalStatus]:
+    """The approval status of several intents, each named by its ``(tenant_id, action_intent_id)``,
+    in one statement (per 500 keys): a key with no intent of that tenant is absent."""
+    ordered = sorted(set(keys))
+    found: dict[tuple[str, str], ApprovalStatus] = {}
+    for start in range(0, len(ordered), _KEYS_PER_STATEMENT):
+        chunk = [list(key) for key in ordered[start : start + _KEYS_PER_STATEMENT]]
+        for row in conn.execute(_GET_APPROVAL_STATUSES, {"k_keys": chunk}):
+            found[(row.tenant_id, row.action_intent_id)] = ApprovalStatus(row.approval_status)
+    return found
 
 
 def get_intent_with_request_hash(
@@ -437,6 +461,11 @@ class SqlIntentsRepository:
         self, tenant_id: str, action_intent_id: str, *, for_update: bool = False
     ) -> ActionIntentV1 | None:
         return get_intent(self._conn, tenant_id, action_intent_id, for_update=for_update)
+
+    def get_approval_statuses(
+        self, keys: Collection[tuple[str, str]]
+    ) -> dict[tuple[str, str], ApprovalStatus]:
+        return get_approval_statuses(self._conn, keys)
 
     def get_intent_with_request_hash(
         self, tenant_id: str, action_intent_id: str

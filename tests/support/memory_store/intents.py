@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from fulfill.domain.models import ActionIntentV1, ApprovalStatus, ExecutionStatus, RegistryEntry
 from fulfill.domain.records import ListedExecution, PendingFilter
 from tests.support.memory_store.tables import IntentRow, Tables
@@ -27,6 +29,12 @@ class MemoryIntentsRepository:
     ) -> ActionIntentV1 | None:
         row = self._t.intents.get((tenant_id, action_intent_id))
         return row.intent if row else None
+
+    def get_approval_statuses(
+        self, keys: Collection[tuple[str, str]]
+    ) -> dict[tuple[str, str], ApprovalStatus]:
+        rows = {key: self._t.intents.get(key) for key in keys}
+        return {key: row.intent.approval_status for key, row in rows.items() if row is not None}
 
     def get_intent_with_request_hash(
         self, tenant_id: str, action_intent_id: str

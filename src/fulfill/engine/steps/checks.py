@@ -226,10 +226,53 @@ def check_before_call(deps: StepDeps, call: ToolCall, *, connector: str | None =
     the external call (one read of the store, which waits out a database outage while the budget
     lasts). For a ``connector``, the same read also takes that connector's gate view (its limits,
     circuit and the tenant's cap), which the call's admission then decides on: returned."""
-    context = call.context
     switches, intent, view = _read_before_call(
-        deps, context, call=call, with_intent=True, connector=connector
+        deps, call.context, call=call, with_intent=True, connector=connector
     )
+    _decide_before_call(deps, call, switches, intent)
+    return view
+
+
+def recheck_while_waiting(deps: StepDeps, call: ToolCall) -> None:
+    """What a call waiting at its connector's gate re-reads about once a second: the switches and
+    whether its intent is still approved, so that a stop ends the wait. With ``deps.waiting_reads``
+    the read is shared by every waiting call of the process (``engine/waiting_reads.py``); a call
+    whose intent is no longer approved, that is not in the shared read yet, or whose shared read
+    failed for a reason other than an outage, reads its own (which also says why it stops). Once
+    admitted, the call is checked again by its own read, the approved action's hash included."""
+    shared = deps.waiting_reads
+    if shared is None:
+        check_before_call(deps, call)
+        return
+    context = call.context
+    try:
+        answer = while_the_budget_lasts(
+            deps,
+            context,
+            "the kill switches could not be read",
+            lambda: shared.read(context.tenant_id, context.action_intent_id),
+            call=call,
+        )
+    except ExecutionStopped:
+        raise
+    except Exception:
+        log.warning("the reads shared by waiting calls failed; this call reads its own", exc_info=True)
+        answer = None
+    if answer is not None:
+        switches, status = answer
+        decision = decide_switches(deps, switches, call.action_type)
+        if not decision.allowed:
+            raise kill_switch_stop(context, decision, call=call)
+        if status is ApprovalStatus.APPROVED:
+            return
+    check_before_call(deps, call)
+
+
+def _decide_before_call(
+    deps: StepDeps, call: ToolCall, switches: Switches | None, intent: ActionIntentV1 | None
+) -> None:
+    """What the switches and the intent as read say about the call: each stop raises."""
+    context = call.context
     decision = decide_switches(deps, switches, call.action_type)
     if not decision.allowed:
         raise kill_switch_stop(context, decision, call=call)
@@ -242,4 +285,3 @@ def check_before_call(deps: StepDeps, call: ToolCall, *, connector: str | None =
         )
     check_still_wanted(context, intent, call)
     check_approved_action(context, intent, call)
-    return view

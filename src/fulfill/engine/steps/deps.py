@@ -16,6 +16,7 @@ from typing import Protocol
 from pydantic import SecretStr
 
 from fulfill.domain.flowcontrol import CallResult
+from fulfill.domain.models import ApprovalStatus, GlobalExecutionConfig, TenantExecutionConfig
 from fulfill.domain.ports import Clock, ToolGateway
 from fulfill.ports.repositories.connectors import GateView
 from fulfill.ports.store import Store
@@ -83,6 +84,17 @@ class ConnectorGate(Protocol):
         ...
 
 
+class WaitingReads(Protocol):
+    """The switches and an intent's approval status as a call waiting at its gate re-reads them,
+    one read shared by every waiting call of the process (``engine/waiting_reads``)."""
+
+    def read(
+        self, tenant_id: str, action_intent_id: str
+    ) -> tuple[tuple[GlobalExecutionConfig, TenantExecutionConfig] | None, ApprovalStatus | None] | None:
+        """The switches and the intent's approval status, or None: the call reads its own."""
+        ...
+
+
 def _never_confirm(_tool_name: str) -> bool:
     return False
 
@@ -105,3 +117,6 @@ class StepDeps:
     wake_outbox: Callable[[], None] = _no_wakeup
     # How the steps pause between tries (a test passes one that does not wait).
     sleep: Callable[[float], None] = field(default=time.sleep)
+    # What calls waiting at a gate re-read once a second, read once for all of them (None: each
+    # waiting call reads its own).
+    waiting_reads: WaitingReads | None = None

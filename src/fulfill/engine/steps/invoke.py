@@ -22,7 +22,7 @@ from fulfill.domain.models import ExecutionStatus
 from fulfill.domain.ports import ToolCallOutcome
 from fulfill.engine.flow import WaitExpired, call_lease_seconds, call_result
 from fulfill.engine.step_metrics import call_connector, count_retry
-from fulfill.engine.steps.checks import check_before_call, check_budget
+from fulfill.engine.steps.checks import check_before_call, check_budget, recheck_while_waiting
 from fulfill.engine.steps.decorator import step
 from fulfill.engine.steps.deps import GatePermit, StepDeps
 from fulfill.engine.steps.failures import RetryableToolFailure, timeout_error
@@ -189,13 +189,9 @@ def _pass_connector_gate(deps: StepDeps, call: ToolCall, view: GateView | None) 
             tenant_id=call.context.tenant_id,
             deadline=call.context.deadline_epoch,
             lease_seconds=call_lease_seconds(timeout),
-            recheck=lambda: _recheck(deps, call),
+            recheck=lambda: recheck_while_waiting(deps, call),
             view=view,
         )
     except WaitExpired as expired:
         error = timeout_error(f"the execution used up its timeout_seconds budget {expired.describe()}")
         raise stop_before_tool(call.context, ExecutionStatus.FAILED, error, call=call) from None
-
-
-def _recheck(deps: StepDeps, call: ToolCall) -> None:
-    check_before_call(deps, call)

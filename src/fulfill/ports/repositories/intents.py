@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Protocol
 
 from fulfill.domain.models import ActionIntentV1, ApprovalStatus, ExecutionStatus, RegistryEntry
@@ -16,6 +17,13 @@ class IntentsRepository(Protocol):
     ) -> ActionIntentV1 | None:
         """One intent of one tenant. ``for_update`` locks the row until the transaction ends, so that
         transactions deciding on the intent's state (cancel, RecordOutcome) serialise."""
+        ...
+
+    def get_approval_statuses(
+        self, keys: Collection[tuple[str, str]]
+    ) -> dict[tuple[str, str], ApprovalStatus]:
+        """The approval status of several intents, each named by its ``(tenant_id,
+        action_intent_id)``, read together; a key with no intent of that tenant is absent."""
         ...
 
     def get_intent_with_request_hash(
