@@ -47,7 +47,8 @@ class _Read:
 
 
 class SharedWaitingReads:
-    """The switches and the intents of every waiting call of this process, read together."""
+    """The switches and the approval status of every waiting call of this process, read
+    together."""
 
     def __init__(
         self, store: Store, *, max_age: float = 0.5, monotonic: Callable[[], float] = time.monotonic
@@ -68,8 +69,9 @@ class SharedWaitingReads:
         """The global and the tenant's switches (None: a row that cannot be parsed) and the
         intent's approval status as it is now (None: there is no such intent), from a read
         started at most ``max_age`` ago; None when the latest read is that recent but was made
-        before this call first asked: the call reads its own this time and is in the next read. Raises what the store raises (a transient
-        error: the caller tries again as its budget allows)."""
+        before this call first asked: the call reads its own this time and is in the next read.
+        Raises what the store raises (a transient error: the caller tries again as its budget
+        allows)."""
         key = (tenant_id, action_intent_id)
         with self._lock:
             self._asked[key] = self._monotonic()
