@@ -46,8 +46,11 @@ class _CountingStore(SqlStore):
             yield uow
 
 
-def _count_wakeups(prefix: str) -> list[int]:
-    """Counts the waits of the threads named ``prefix…`` that ended with a notification."""
+@contextmanager
+def counting_wakeups(prefix: str) -> Iterator[list[int]]:
+    """Counts, while the block runs, the waits of the threads named ``prefix…`` that ended
+    because they were notified (not because their time ran out); ``threading.Condition.wait`` is
+    itself again after the block."""
     woken = [0]
     lock = threading.Lock()
     wait = threading.Condition.wait
@@ -60,7 +63,10 @@ def _count_wakeups(prefix: str) -> list[int]:
         return notified
 
     threading.Condition.wait = counted  # type: ignore[method-assign]
-    return woken
+    try:
+        yield woken
+    finally:
+        threading.Condition.wait = wait  # type: ignore[method-assign]
 
 
 def run_one(waiters: int, calls: int, rate: float, database_url: str | None) -> dict[str, Any]:
@@ -74,7 +80,6 @@ def run_one(waiters: int, calls: int, rate: float, database_url: str | None) -> 
             CONNECTOR, ConnectorLimits(rate_per_second=rate), now="2026-12-05T00:00:00Z"
         )
     gate = FlowControl(store, settings, SystemClock())
-    woken = _count_wakeups(f"caller-{waiters}-")
     sends: list[float] = []
     left = [calls]
     lock = threading.Lock()
@@ -97,12 +102,13 @@ def run_one(waiters: int, calls: int, rate: float, database_url: str | None) -> 
     threads = [
         threading.Thread(target=caller, args=(i,), name=f"caller-{waiters}-{i}") for i in range(waiters)
     ]
-    writes, cpu = _CountingStore.writes, time.process_time()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    cpu = time.process_time() - cpu
+    with counting_wakeups(f"caller-{waiters}-") as woken:
+        writes, cpu = _CountingStore.writes, time.process_time()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        cpu = time.process_time() - cpu
     writes = _CountingStore.writes - writes
     gate.close()
     database.dispose()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bench.admission_cost import counting_wakeups
 from sqlalchemy import select
 
 from fulfill.clock import SystemClock
@@ -32,22 +33,11 @@ SECRET = "admission-secret-0123456789abcdef0123"
 CONNECTOR = "crm"
 
 
-def count_wakeups(monkeypatch: pytest.MonkeyPatch, prefix: str) -> list[int]:
-    """Counts the waits of the threads named ``prefix…`` that ended because they were notified
-    (not because their time ran out)."""
-    notified = [0]
-    counting = threading.Lock()
-    wait = threading.Condition.wait
-
-    def counted(self: threading.Condition, timeout: float | None = None) -> bool:
-        woken = wait(self, timeout)
-        if woken and threading.current_thread().name.startswith(prefix):
-            with counting:
-                notified[0] += 1
-        return woken
-
-    monkeypatch.setattr(threading.Condition, "wait", counted)
-    return notified
+@pytest.fixture
+def notified() -> Iterator[list[int]]:
+    """The callers' (threads named ``caller-…``) waits that ended because they were notified."""
+    with counting_wakeups("caller-") as woken:
+        yield woken
 
 
 @pytest.fixture
@@ -94,13 +84,12 @@ def waiting_rows(store: SqlStore) -> int:
 
 
 def test_many_callers_at_a_rate_limit_are_woken_only_to_act_and_the_limit_holds(
-    store: SqlStore, control: FlowControl, monkeypatch: pytest.MonkeyPatch
+    store: SqlStore, control: FlowControl, notified: list[int]
 ) -> None:
     """40 callers wait for a connector limited to 20 calls per second. Each admission wakes the
     caller it hands a permit to (and the next first caller when the first leaves), not every
     caller waiting: the notified wake-ups per call stay a small constant, where waking everyone
     would cost about as many per call as there are callers waiting."""
-    notified = count_wakeups(monkeypatch, "caller-")
     put_limits(store, ConnectorLimits(rate_per_second=20))
     callers, total = 40, 60
     sends: list[float] = []
