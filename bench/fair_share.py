@@ -17,7 +17,10 @@ now waiting), then has tenant B create and approve one intent, and reports:
   each call was sent after its rate slot opened (the send ``limit`` calls before it plus the
   window, ``period + FULFILL_CONNECTOR_RATE_MARGIN_SECONDS``): every millisecond of it pushes
   the later slots back, since the window counts from the actual sends. Read from the gate's own
-  records of the calls (``connector_calls``), for a rate of 1 or more.
+  records of the calls (``connector_calls``), for a rate of 1 or more;
+* what the waiting backlog costs: over ``--sample-seconds`` right after B's approval (A's backlog
+  waits at the connector meanwhile), the service processes' CPU per second (``/proc``) and, on
+  PostgreSQL, the database's transactions per second (``pg_stat_database``).
 
     python -m bench.fair_share --backlog 15 --rate 1
     python -m bench.fair_share --backlog 300 --rate 10
@@ -44,12 +47,15 @@ from fulfill.domain.time import epoch_from_iso
 from fulfill.store.tables import connector_calls, execution_attempts, internal_tasks
 from fulfill.tokens import mint_token
 from fulfill_tools.launch import ServiceGroup
+from fulfill_tools.loadtest import cpu_seconds
 
 SECRET = "bench-secret-0123456789abcdef0123456789"
 SCOPES = [*INTENT_CLIENT_SCOPES, Scope.PLATFORM_ADMIN]
 
 
-def run(backlog: int, rate: float, database_url: str | None, workers: int) -> dict[str, Any]:
+def run(
+    backlog: int, rate: float, database_url: str | None, workers: int, sample_seconds: float = 10.0
+) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="fulfill-fair-share-"))
     url = database_url or f"sqlite:///{work / 'fulfill.db'}"
     group = ServiceGroup(database_url=url, workers=workers, secret=SECRET, directory=work).start()
@@ -83,6 +89,7 @@ def run(backlog: int, rate: float, database_url: str | None, workers: int) -> di
         b_approver = mint_token(settings, tenant_id="tenant-b", scopes=SCOPES, subject="bench-approver")
         with FulfillClient(group.api_url, b_approver, timeout=60) as reviewer:
             reviewer.approve(b_id)  # nobody approves their own proposal
+        waiting_state = _sample_waiting(group, engine, sample_seconds)
         deadline = time.monotonic() + backlog / rate * 2 + 300
         while time.monotonic() < deadline:
             group.check_alive()
@@ -144,6 +151,7 @@ def run(backlog: int, rate: float, database_url: str | None, workers: int) -> di
             if len(all_times) > 1
             else None,
             **_steady(sends, rate, Settings(jwt_secret=SECRET).connector_rate_margin_seconds),
+            "waiting_state": waiting_state,
         }
     finally:
         engine.dispose()
@@ -169,6 +177,35 @@ def _steady(sends: list[float], rate: float, margin: float) -> dict[str, Any]:
     }
 
 
+def _sample_waiting(group: ServiceGroup, engine: Any, seconds: float) -> dict[str, Any]:
+    """The service processes' CPU and (PostgreSQL) the database's transactions per second over
+    ``seconds`` of the run as it stands."""
+
+    def transactions() -> float | None:
+        if engine.dialect.name != "postgresql":
+            return None
+        with engine.connect() as conn:
+            return float(
+                conn.exec_driver_sql(
+                    "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()"
+                ).scalar_one()
+            )
+
+    pids = [process.pid for process, _ in group.processes.values()]
+    cpu, xacts, began = sum(cpu_seconds(pid) for pid in pids), transactions(), time.monotonic()
+    time.sleep(seconds)
+    cpu = sum(cpu_seconds(pid) for pid in pids) - cpu
+    after, elapsed = transactions(), time.monotonic() - began
+    return {
+        "seconds": round(elapsed, 1),
+        "service_cpu_ms_per_s": round(cpu * 1000 / elapsed, 1),
+        # The counters are flushed by each backend at most once a second: approximate.
+        "database_transactions_per_s": None
+        if xacts is None or after is None
+        else round((after - xacts) / elapsed, 1),
+    }
+
+
 def _tasks(engine: Any) -> int:
     with engine.connect() as conn:
         return int(conn.execute(select(func.count()).select_from(internal_tasks)).scalar_one())
@@ -189,9 +226,12 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1.0, help="the internal connector's rate_per_second")
     parser.add_argument("--database-url", default=None, help="default: a temporary SQLite database")
     parser.add_argument("--workers", type=int, default=0, help="0: one 'all' process; N: api + N workers")
+    parser.add_argument(
+        "--sample-seconds", type=float, default=10.0, help="how long the waiting backlog is sampled"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    result = run(args.backlog, args.rate, args.database_url, args.workers)
+    result = run(args.backlog, args.rate, args.database_url, args.workers, args.sample_seconds)
     emit(result, args.json)
 
 
