@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
-from fulfill.domain.models import AttemptStatus
+from fulfill.domain.models import AttemptStatus, ExecutionStatus
 from fulfill.store import executions
 from fulfill.store.db import Database
 from tests.support.harness import fresh_database
@@ -66,3 +66,38 @@ def test_on_sqlite_the_count_seeks_the_status_index_not_the_tenants_history(data
     assert len(plan) == 1, plan
     assert "USING INDEX ix_execution_attempts_status_deadline (status=?)" in plan[0], plan
     assert "SCAN" not in plan[0], plan
+
+
+def test_the_active_statuses_are_part_of_the_statements_text_not_parameters(database: Database) -> None:
+    """The count (every approval's enqueue) and the attempt's end (every outcome) carry QUEUED and
+    RUNNING as constants in their text: a list of values is an expanding parameter, which
+    SQLAlchemy renders into the statement again at each execution."""
+    _attempts(database, "t1", [AttemptStatus.RUNNING])
+    seen: list[tuple[str, Any]] = []
+
+    def remember(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_rest: Any) -> None:
+        seen.append((statement, parameters))
+
+    with database.write() as conn:
+        event.listen(conn, "before_cursor_execute", remember)
+        assert executions.count_active(conn, "t1") == 1
+        assert executions.finish_attempt(
+            conn,
+            tenant_id="t1",
+            account_id=make_attempt().account_id,
+            action_intent_id="ai_t1_0",
+            attempt_count=1,
+            status=ExecutionStatus.SUCCEEDED,
+            error_class=None,
+            idempotency_key=None,
+            completed_at="2026-12-05T00:00:00Z",
+        )
+        assert executions.count_active(conn, "t1") == 0
+        event.remove(conn, "before_cursor_execute", remember)
+    assert len(seen) == 3
+    for statement, parameters in seen:
+        assert "'QUEUED'" in statement, statement
+        assert "'RUNNING'" in statement, statement
+        values = list(parameters.values() if isinstance(parameters, dict) else parameters)
+        assert "QUEUED" not in values, parameters
+        assert "RUNNING" not in values, parameters

@@ -12,7 +12,19 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, bindparam, func, or_, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Row,
+    and_,
+    bindparam,
+    func,
+    literal_column,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from fulfill.domain.errors import ErrorClass
@@ -30,6 +42,17 @@ from fulfill.domain.models import (
 from fulfill.domain.records import CompensationState as CompensationState
 from fulfill.store.db import insert_ignore
 from fulfill.store.tables import execution_attempts, execution_outcomes, execution_signals, ledger_entries
+
+
+def _is_active() -> ColumnElement[bool]:
+    """An attempt QUEUED or RUNNING. The statuses are rendered as constants in the statement's
+    text: a list of values would be an expanding parameter, which SQLAlchemy renders into the
+    text again at every execution (and PostgreSQL then sees a new text whenever its length
+    could differ)."""
+    return execution_attempts.c.status.in_(
+        [literal_column(f"'{value}'") for value in sorted(status.value for status in ACTIVE_ATTEMPT_STATUSES)]
+    )
+
 
 # --- attempts -------------------------------------------------------------------------------
 
@@ -134,7 +157,7 @@ def move_attempt(conn: Connection, attempt: ExecutionAttempt, *, workflow_id: st
         .where(
             *_this_attempt(attempt),
             execution_attempts.c.workflow_id == attempt.workflow_id,
-            execution_attempts.c.status.in_([status.value for status in ACTIVE_ATTEMPT_STATUSES]),
+            _is_active(),
         )
         .values(workflow_id=workflow_id, updated_at=now)
     )
@@ -147,7 +170,7 @@ def touch_attempt(conn: Connection, attempt: ExecutionAttempt, *, now: str) -> N
         update(execution_attempts)
         .where(
             *_this_attempt(attempt),
-            execution_attempts.c.status.in_([status.value for status in ACTIVE_ATTEMPT_STATUSES]),
+            _is_active(),
         )
         .values(updated_at=now)
     )
@@ -189,7 +212,7 @@ def _finish_attempt_statement() -> Any:
         .where(
             *_attempt_key(),
             execution_attempts.c.attempt_count == bindparam("k_attempt_count"),
-            execution_attempts.c.status.in_([status.value for status in ACTIVE_ATTEMPT_STATUSES]),
+            _is_active(),
         )
         .values(
             status=bindparam("v_status"),
@@ -228,7 +251,7 @@ def active_attempts_unchanged_since(
     rows = conn.execute(
         select(execution_attempts)
         .where(
-            execution_attempts.c.status.in_([status.value for status in ACTIVE_ATTEMPT_STATUSES]),
+            _is_active(),
             execution_attempts.c.updated_at < updated_before,
         )
         .order_by(execution_attempts.c.updated_at)
@@ -243,7 +266,7 @@ def attempts_past_budget(conn: Connection, now_epoch: float) -> dict[str, int]:
     rows = conn.execute(
         select(execution_attempts.c.status, func.count())
         .where(
-            execution_attempts.c.status.in_([status.value for status in ACTIVE_ATTEMPT_STATUSES]),
+            _is_active(),
             execution_attempts.c.deadline_epoch < now_epoch,
         )
         .group_by(execution_attempts.c.status)
@@ -256,7 +279,7 @@ def attempts_past_budget_by_tenant(conn: Connection, now_epoch: float) -> dict[t
     rows = conn.execute(
         select(execution_attempts.c.tenant_id, execution_attempts.c.status, func.count())
         .where(
-            execution_attempts.c.status.in_([status.value for status in ACTIVE_ATTEMPT_STATUSES]),
+            _is_active(),
             execution_attempts.c.deadline_epoch < now_epoch,
         )
         .group_by(execution_attempts.c.tenant_id, execution_attempts.c.status)
@@ -524,23 +547,24 @@ def list_signals(conn: Connection, tenant_id: str, action_intent_id: str) -> Seq
 # or RUNNING are what is in flight, found on the status index whatever the history's length.
 _COUNT_ACTIVE_SQLITE = text(
     "SELECT count(*) FROM execution_attempts INDEXED BY ix_execution_attempts_status_deadline"
-    " WHERE status IN (:queued, :running) AND tenant_id = :tenant_id"
-).bindparams(queued=AttemptStatus.QUEUED.value, running=AttemptStatus.RUNNING.value)
+    " WHERE status IN ('QUEUED', 'RUNNING')"
+    " AND tenant_id = :tenant_id"
+)
+
+
+# Counted at every approval's enqueue (its queue priority): built once, the tenant bound at execution.
+_COUNT_ACTIVE = (
+    select(func.count())
+    .select_from(execution_attempts)
+    .where(execution_attempts.c.tenant_id == bindparam("tenant_id"), _is_active())
+)
 
 
 def count_active(conn: Connection, tenant_id: str) -> int:
     """The tenant's attempts QUEUED or RUNNING (its place in the execution queue's fair order)."""
     if conn.dialect.name == "sqlite":
         return int(conn.execute(_COUNT_ACTIVE_SQLITE, {"tenant_id": tenant_id}).scalar_one())
-    query = (
-        select(func.count())
-        .select_from(execution_attempts)
-        .where(
-            execution_attempts.c.tenant_id == tenant_id,
-            execution_attempts.c.status.in_([AttemptStatus.QUEUED.value, AttemptStatus.RUNNING.value]),
-        )
-    )
-    return int(conn.execute(query).scalar_one())
+    return int(conn.execute(_COUNT_ACTIVE, {"tenant_id": tenant_id}).scalar_one())
 
 
 class SqlExecutionsRepository:
