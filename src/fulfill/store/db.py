@@ -17,7 +17,7 @@ import functools
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Protocol
@@ -126,27 +126,23 @@ PING_AFTER_IDLE_SECONDS = 1.0
 _RETURNED_AT = "fulfill_returned_at"
 
 
-def ping_after_idle(
-    engine: Engine,
-    seconds: float = PING_AFTER_IDLE_SECONDS,
-    clock: Callable[[], float] = time.monotonic,
-) -> None:
+def ping_after_idle(engine: Engine) -> None:
     """Ping a connection of ``engine``'s pool on checkout when it has been idle for longer than
-    ``seconds`` (by ``clock``), instead of before every checkout (``pool_pre_ping``, which the
-    engine must not set as well). A connection just opened, or given back to the pool
-    ``seconds`` ago or less, goes out as it is. A ping that finds the connection dropped
-    (the dialect's own test of a disconnect) raises SQLAlchemy's ``InvalidatePoolError`` from the
-    pool's ``checkout`` event: the pool replaces the connection with a fresh one and replaces
-    every other connection opened before it at its next checkout, exactly what a failed pre-ping
-    does. Any other error of the ping goes to the caller."""
+    :data:`PING_AFTER_IDLE_SECONDS` (read at each checkout), instead of before every checkout
+    (``pool_pre_ping``, which the engine must not set as well). A connection just opened, or
+    given back to the pool that long ago or less, goes out as it is. A ping that finds the
+    connection dropped (the dialect's own test of a disconnect) raises SQLAlchemy's
+    ``InvalidatePoolError`` from the pool's ``checkout`` event: the pool replaces the connection
+    with a fresh one, and every other connection opened before it at its next checkout, exactly
+    what a failed pre-ping does. Any other error of the ping goes to the caller."""
     dialect = engine.dialect
 
     def stamp(_dbapi_connection: Any, record: Any) -> None:
-        record.info[_RETURNED_AT] = clock()
+        record.info[_RETURNED_AT] = time.monotonic()
 
     def checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         returned_at = record.info.get(_RETURNED_AT)
-        if returned_at is not None and clock() - returned_at <= seconds:
+        if returned_at is not None and time.monotonic() - returned_at <= PING_AFTER_IDLE_SECONDS:
             return
         try:
             dialect.do_ping(dbapi_connection)
