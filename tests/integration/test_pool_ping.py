@@ -20,9 +20,10 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import Engine, event, text
+from sqlalchemy.exc import DBAPIError
 
 from fulfill.store import db as db_module
-from fulfill.store.db import PING_AFTER_IDLE_SECONDS, Database
+from fulfill.store.db import PING_AFTER_IDLE_SECONDS, Database, is_transient_store_error
 from tests.support import postgres
 from tests.support.harness import Harness, make_settings
 from tests.support.http_doubles import wait_for
@@ -96,6 +97,59 @@ def test_fulfills_pool_pings_once_for_checkouts_in_quick_succession_and_again_af
     with database.read() as conn:
         conn.execute(text("SELECT 1"))
     assert pings.count == 2, "a checkout after the connection sat idle was not pinged"
+
+
+def test_a_connection_dropped_within_the_threshold_fails_one_statement_as_transient_and_is_replaced(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the threshold gives up: a connection the server drops less than the threshold after
+    its last use goes out unchecked. Its first statement fails as a dropped connection (an error
+    the steps retry and the API answers 503 for), and the pool is renewed: the next statement
+    runs, on a new connection, and the other connection the pool held is replaced too."""
+    monkeypatch.setattr(db_module, "PING_AFTER_IDLE_SECONDS", 3600.0)  # "within the threshold", however slow
+    # The pool holds two connections; the one given back last (the outer) goes out first.
+    with database.read() as outer, database.read() as inner:
+        victim = outer.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        older = inner.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    _terminate(database.url, [victim])
+
+    with pytest.raises(DBAPIError) as failed, database.read() as conn:
+        conn.execute(text("SELECT pg_backend_pid()"))
+    assert failed.value.connection_invalidated
+    assert is_transient_store_error(failed.value)
+
+    pids = set()
+    for _ in range(2):
+        with database.read() as conn, database.write() as other:
+            pids |= {conn.execute(text("SELECT pg_backend_pid()")).scalar_one()}
+            pids |= {other.execute(text("SELECT pg_backend_pid()")).scalar_one()}
+    assert not pids & {victim, older}, "a connection older than the failure went out again"
+
+
+def test_a_ping_failing_otherwise_than_a_dropped_connection_is_the_callers_error(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As with SQLAlchemy's own pre-ping: only a dropped connection is replaced and checked out
+    in its place; any other error of the ping (here a statement cancelled on the server) reaches
+    the caller, as an error the steps retry and the API answers 503 for, and the pool goes on."""
+    import psycopg
+
+    with database.read() as conn:
+        conn.execute(text("SELECT 1"))
+    monkeypatch.setattr(db_module, "PING_AFTER_IDLE_SECONDS", -1.0)  # every checkout pings
+    ping = database.engine.dialect.do_ping
+
+    def cancelled(_dbapi_connection: Any) -> bool:
+        raise psycopg.errors.QueryCanceled("canceling statement due to user request")
+
+    monkeypatch.setattr(database.engine.dialect, "do_ping", cancelled)
+    with pytest.raises(DBAPIError) as failed, database.read():
+        pass
+    assert isinstance(failed.value.orig, psycopg.errors.QueryCanceled)
+    assert is_transient_store_error(failed.value)
+    monkeypatch.setattr(database.engine.dialect, "do_ping", ping)
+    with database.read() as conn:
+        assert conn.execute(text("SELECT 1")).scalar_one() == 1
 
 
 def test_dbos_pool_pings_only_after_the_threshold_not_before_every_checkout(
@@ -196,18 +250,27 @@ def _terminate_idle_backends(url: str, *, idle_seconds: float) -> dict[int, str]
                 {"idle": idle_seconds},
             ).all()
             killed = {int(pid): str(name) for pid, name in rows}
-            for pid in killed:
+        _terminate(url, list(killed))
+        return killed
+    finally:
+        killer.dispose()
+
+
+def _terminate(url: str, pids: list[int]) -> None:
+    """End these backends on the server and wait until they are gone."""
+    killer = Database(url, pool_size=1, max_overflow=0)
+    try:
+        with killer.write() as conn:
+            for pid in pids:
                 conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
 
         def gone() -> bool:
             with killer.read() as conn:
                 alive = conn.execute(
-                    text("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(:pids)"),
-                    {"pids": list(killed)},
+                    text("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(:pids)"), {"pids": pids}
                 ).scalar_one()
             return alive == 0
 
         wait_for(gone)
-        return killed
     finally:
         killer.dispose()

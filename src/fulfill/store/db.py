@@ -134,7 +134,8 @@ def ping_after_idle(engine: Engine) -> None:
     connection dropped (the dialect's own test of a disconnect) raises SQLAlchemy's
     ``InvalidatePoolError`` from the pool's ``checkout`` event: the pool replaces the connection
     with a fresh one, and every other connection opened before it at its next checkout, exactly
-    what a failed pre-ping does. Any other error of the ping goes to the caller."""
+    what a failed pre-ping does. Any other error of the ping goes to the caller, as a failed
+    connect does (SQLAlchemy's ``DBAPIError``; the pool drops that connection)."""
     dialect = engine.dialect
 
     def stamp(_dbapi_connection: Any, record: Any) -> None:
