@@ -49,7 +49,7 @@ from fulfill.gateway.target_auth import EncryptedTargetSecrets, OAuthTokens, che
 from fulfill.gateway.targets import GatewayToolSchemas, TargetCatalog
 from fulfill.metrics_access import MetricsListener
 from fulfill.ports.store import Store
-from fulfill.store.db import Database, queue_sqlite_writers
+from fulfill.store.db import Database, ping_after_idle, queue_sqlite_writers
 from fulfill.store.migrate import upgrade_to_head
 from fulfill.store.sql_store import SqlStore
 from fulfill.tokens import ServiceTokens, TokenVerifier
@@ -213,6 +213,13 @@ class Service:
         }
         if self.settings.is_sqlite:
             _enable_wal(self.settings.system_database_url)
+        else:
+            # DBOS's engine pings each connection before every checkout by default; here it is
+            # pinged only after idleness, and hands out the connection given back last, as
+            # fulfill's own (store/db.py ping_after_idle, attached after launch). DBOS merges
+            # these keyword arguments into its defaults (pool size, timeout, application name,
+            # connect timeout stay as DBOS sets them).
+            config["db_engine_kwargs"] = {"pool_pre_ping": False, "pool_use_lifo": True}
         # Before DBOS's own recovery of this executor id (in launch): its directly started
         # executions are handed back to the execution queue, never to DBOS's internal one.
         _name_the_queue_of_started_executions(self.settings.system_database_url, [self.executor_id])
@@ -229,6 +236,7 @@ class Service:
         DBOS.listen_queues([EXECUTION_QUEUE] if runs_workers else [])
         DBOS.launch()
         _queue_writers_of_dbos_file()
+        _ping_dbos_connections_after_idle()
         DBOS.register_queue(
             EXECUTION_QUEUE,
             worker_concurrency=self.settings.worker_concurrency,
@@ -495,6 +503,17 @@ def _queue_writers_of_dbos_file() -> None:
     instance = dbos_internals._dbos_global_instance
     if instance is not None:
         queue_sqlite_writers(instance._sys_db.engine)
+
+
+def _ping_dbos_connections_after_idle() -> None:
+    """DBOS's PostgreSQL system database: a pooled connection is pinged on checkout only after it
+    sat idle (``store/db.py ping_after_idle``; DBOS's own pre-ping is switched off in its
+    configuration, see :meth:`Service.start`); nothing on SQLite, where DBOS's pre-ping stays."""
+    from dbos import _dbos as dbos_internals
+
+    instance = dbos_internals._dbos_global_instance
+    if instance is not None and instance._sys_db.engine.dialect.name != "sqlite":
+        ping_after_idle(instance._sys_db.engine)
 
 
 def _enable_wal(system_database_url: str) -> None:

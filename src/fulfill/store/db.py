@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -24,7 +25,7 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, Engine, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, InvalidatePoolError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from fulfill.ports.store import StoreUnavailable
@@ -62,12 +63,15 @@ class Database:
             # max_overflow): an overflow connection closed on its return was opened again by the
             # next burst, a new server backend each time (a fork, authentication, cold catalog
             # caches) holding none of the statements psycopg had prepared on the one closed.
+            # A connection is pinged on checkout only after it sat in the pool a while
+            # (:func:`ping_after_idle`), not before every checkout; the pool hands out the
+            # connection given back last (LIFO), so that a steady trickle of checkouts keeps
+            # reusing the few connections it needs, fresh from their last use, instead of going
+            # round every connection of the pool in turn, each idle long enough to need a ping.
             self.engine = create_engine(
-                url,
-                pool_size=pool_size + max_overflow,
-                max_overflow=0,
-                pool_pre_ping=True,
+                url, pool_size=pool_size + max_overflow, max_overflow=0, pool_use_lifo=True
             )
+            ping_after_idle(self.engine)
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -105,6 +109,52 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
 def _sqlite_on_begin(conn: Connection) -> None:
     mode = "IMMEDIATE" if conn.get_execution_options().get(_WRITE_OPTION) else "DEFERRED"
     conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+# How long a pooled PostgreSQL connection may sit in its pool and still be handed out without a
+# ping (``SELECT 1``) first. A connection given back less than this ago worked then; one idle
+# longer is pinged on checkout, and one that fails the ping is replaced, as ``pool_pre_ping`` does
+# for every checkout. One second: on the hot path a connection comes back within milliseconds and
+# goes out again within milliseconds (so nearly every ping is saved), while a database restart
+# takes longer than that, so a connection that last worked before the restart has been idle
+# longer than this when the database is back, and is pinged. What is given up: a backend killed
+# on its own (``pg_terminate_backend``) less than a second after its connection was used fails
+# the first statement run on it; that disconnect invalidates the pool (every connection older is
+# replaced) and the statement's caller retries it, as it does for any statement in flight when
+# the database goes away.
+PING_AFTER_IDLE_SECONDS = 1.0
+_RETURNED_AT = "fulfill_returned_at"
+
+
+def ping_after_idle(engine: Engine) -> None:
+    """Ping a connection of ``engine``'s pool on checkout when it has been idle for longer than
+    :data:`PING_AFTER_IDLE_SECONDS` (read at each checkout), instead of before every checkout
+    (``pool_pre_ping``, which the engine must not set as well). A connection just opened, or
+    given back to the pool that long ago or less, goes out as it is. A ping that finds the
+    connection dropped (the dialect's own test of a disconnect) raises SQLAlchemy's
+    ``InvalidatePoolError`` from the pool's ``checkout`` event: the pool replaces the connection
+    with a fresh one, and every other connection opened before it at its next checkout, exactly
+    what a failed pre-ping does. Any other error of the ping goes to the caller, as a failed
+    connect does (SQLAlchemy's ``DBAPIError``; the pool drops that connection)."""
+    dialect = engine.dialect
+
+    def stamp(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_RETURNED_AT] = time.monotonic()
+
+    def checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        returned_at = record.info.get(_RETURNED_AT)
+        if returned_at is not None and time.monotonic() - returned_at <= PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as exc:
+            if dialect.is_disconnect(exc, dbapi_connection, None):
+                raise InvalidatePoolError(f"the connection was dropped while idle: {exc}") from exc
+            raise
+
+    event.listen(engine, "connect", stamp)
+    event.listen(engine, "checkin", stamp)
+    event.listen(engine, "checkout", checkout)
 
 
 class WriterLock(Protocol):
