@@ -27,7 +27,7 @@ from fulfill.domain.targets import IDEMPOTENCY_META_KEY, TIMEOUT_META_KEY
 from fulfill.gateway.client import McpToolGateway, TokenRefused
 from fulfill.gateway.results import outcome_from_call_result
 from fulfill.gateway.server import GatewayTokenVerifier, on_the_callers_own_loop
-from fulfill.gateway.session_share import SessionListing, SharedToolListing, share_validators
+from fulfill.gateway.session_share import SessionListing, SharedToolListing, install
 from fulfill.tokens import ServiceTokens
 
 
@@ -50,7 +50,9 @@ class InProcessToolGateway(McpToolGateway):
     tool listing and the compiled output-schema validators are the process's, shared by all its
     sessions (:mod:`fulfill.gateway.session_share`): one ``tools/list`` and one compile per
     schema for all the threads, not one per thread. A call naming a tool its session's listing
-    does not hold has the listing fetched again for that session, as before.
+    does not hold has the listing fetched again for that session, as before; an answer that does
+    not fit its session's listing's output schema is checked again against a listing fetched
+    then, as over HTTP.
     """
 
     def __init__(
@@ -60,12 +62,13 @@ class InProcessToolGateway(McpToolGateway):
         tokens: ServiceTokens,
         *,
         confirm: Callable[[str], bool] | None = None,
+        listing: SharedToolListing | None = None,
     ) -> None:
         super().__init__("", tokens, max_connections=1, confirm=confirm)
         self._server = server
         self._verifier = verifier
         self._sessions: dict[asyncio.AbstractEventLoop, _HeldSession] = {}
-        self._shared_listing = SharedToolListing()
+        self._shared_listing = listing or SharedToolListing()  # this gateway's sessions' own
         self._sessions_lock = threading.Lock()
         self._own = threading.local()  # each calling thread's event loop
         self._closed = False
@@ -196,7 +199,7 @@ class _HeldSession:
     async def _hold(self) -> None:
         try:
             async with self._shared.client(self._server) as mcp:
-                share_validators(mcp.session, self._shared.validators)
+                install(self._shared, mcp, self.listing)
                 self._ready.set_result(mcp)
                 await self._closing.wait()
         except BaseException as exc:

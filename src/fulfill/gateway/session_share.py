@@ -16,7 +16,9 @@ process's sessions of one gateway server share both:
   store holds a newer one than it took (a generation counted by the store's writes) or its own is
   older than the time-to-live, so every session follows the newest listing any of them fetched.
   A call naming a tool the session's listing does not hold still has the MCP client list the tools
-  again for that session, as it always did.
+  again for that session, as it always did; an answer that does not fit the output schema of the
+  session's listing is checked again against a listing fetched then (as the HTTP client does), so
+  a schema changed since the listing was taken decides, never a stale one.
 * **The compiled validators**, keyed by the output schema's canonical JSON (sorted keys, as the
   MCP client compares schemas): a validator is only ever used for the schema it was compiled
   from, so a tool whose output schema changed (an internal tool registered again, a re-listing
@@ -44,8 +46,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from mcp import Client
-from mcp.client.caching import CacheConfig, CacheEntry, CacheKey
+from mcp.client.caching import CacheConfig, CacheEntry, CacheKey, CacheMode
 from mcp.client.session import ClientSession
+from mcp.types import CallToolResult
 
 if TYPE_CHECKING:
     from jsonschema.protocols import Validator
@@ -160,12 +163,19 @@ class SharedToolListing:
             # Another session is fetching the listing: wait for it, then be served it.
             await asyncio.shield(asyncio.wrap_future(flight))
         try:
-            generation, now = self.store.generation, self._clock()
-            await client.list_tools()  # served from the store when fresh, else fetched and kept
-            session.generation, session.expires_at = generation, now + self._ttl_seconds
+            await self._take(session, client, "use")  # served from the store when fresh
         finally:
             if leading:
                 flight.set_result(None)
+
+    async def fetch_now(self, session: SessionListing, client: Client) -> None:
+        """Fetch the listing for this session now, and keep it for the others."""
+        await self._take(session, client, "refresh")
+
+    async def _take(self, session: SessionListing, client: Client, mode: CacheMode) -> None:
+        generation, now = self.store.generation, self._clock()
+        await client.list_tools(cache_mode=mode)  # the session absorbs it (the client's own path)
+        session.generation, session.expires_at = generation, now + self._ttl_seconds
 
 
 class SessionListing:
@@ -174,6 +184,26 @@ class SessionListing:
     def __init__(self) -> None:
         self.generation = -1
         self.expires_at = 0.0
+
+
+def install(shared: SharedToolListing, client: Client, listing: SessionListing) -> None:
+    """Make a newly opened session one of ``shared``'s: its validators shared, and an answer that
+    does not fit the output schema of the listing it holds checked again against a listing
+    fetched now (so a schema changed since it took its listing is the one that decides, as the
+    HTTP client does)."""
+    session = client.session
+    share_validators(session, shared.validators)
+    validate = session.validate_tool_result
+
+    async def checked_against_a_fresh_listing(name: str, result: CallToolResult) -> None:
+        try:
+            await validate(name, result)
+        except RuntimeError:
+            await shared.fetch_now(listing, client)
+            await validate(name, result)
+
+    # ``ClientSession.call_tool`` checks every answer with ``self.validate_tool_result``.
+    setattr(session, "validate_tool_result", checked_against_a_fresh_listing)  # noqa: B010
 
 
 def share_validators(session: ClientSession, shared: SharedValidators) -> bool:
