@@ -15,6 +15,7 @@ gateway server (a target's tools are listed with the gateway's own success schem
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import secrets
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import pytest
+from mcp import Client
 from mcp.client.session import ClientSession
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.types import CallToolResult, TextContent
@@ -37,6 +39,7 @@ from fulfill.domain.models import ExternalObjectRef
 from fulfill.domain.ports import ToolCallOutcome
 from fulfill.gateway.inprocess import InProcessToolGateway
 from fulfill.gateway.server import (
+    TOOL_LISTING_TTL_SECONDS,
     GatewayServer,
     GatewayTokenVerifier,
     ToolCallGuard,
@@ -271,3 +274,15 @@ def test_a_session_of_another_shape_is_left_unshared() -> None:
     own = session._output_schema_validator
     assert share_validators(session, SharedValidators()) is False  # type: ignore[arg-type]
     assert session._output_schema_validator == own
+
+
+def test_the_gateway_says_its_tool_listing_may_be_kept_for_a_minute(rig: Rig) -> None:
+    """Without the hint the MCP client's cache keeps nothing (the gateway answered ``ttlMs: 0``)."""
+
+    async def listed() -> tuple[int, str]:
+        async with Client(rig.server, cache=None) as client:
+            answer = await client.list_tools()
+            return answer.ttl_ms, answer.cache_scope
+
+    assert asyncio.run(listed()) == (int(TOOL_LISTING_TTL_SECONDS * 1000), "private")
+    assert TOOL_LISTING_TTL_SECONDS == 60.0
