@@ -12,11 +12,13 @@ import secrets
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import anyio
 import jwt
 import pytest
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 
 from fulfill.config import Settings
 from fulfill.connectors.internal import InternalConnector
@@ -315,3 +317,40 @@ def test_closing_the_in_memory_gateway_ends_its_sessions_and_loops(shared: Harne
     assert not gateway._thread.is_alive()
     assert callers_loop.is_closed()
     assert gateway._sessions == {}
+
+
+def test_calls_from_many_threads_share_one_tool_listing_and_one_validator(shared: Harness) -> None:
+    """Each calling thread has a session of its own, but the process lists the gateway's tools
+    once (counted at the gateway server) and compiles the tool's output-schema validator once."""
+    service = shared.service
+    listed: list[str] = []
+
+    async def counted(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        if ctx.method == "tools/list":
+            listed.append(ctx.method)
+        return await call_next(ctx)
+
+    service.gateway_server.middleware.insert(0, counted)
+    gateway = InProcessToolGateway(
+        service.gateway_server, GatewayTokenVerifier(service.token_verifier), ServiceTokens(shared.settings)
+    )
+    start = threading.Barrier(8)
+
+    def call(index: int) -> ToolCallOutcome:
+        start.wait(timeout=20)
+        return _call(gateway, f"ai_inproc_shared_{index}")
+
+    try:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            outcomes = list(pool.map(call, range(8)))
+        sessions = len(gateway._sessions)
+        compiled = gateway._shared_listing.validators.compiled
+    finally:
+        gateway.close()
+        service.gateway_server.middleware.remove(counted)
+    assert [outcome.error for outcome in outcomes] == [None] * 8
+    assert sessions == 8
+    assert listed == ["tools/list"]
+    assert compiled == 1
+    for index in range(8):
+        assert shared.count(internal_tasks, action_intent_id=f"ai_inproc_shared_{index}") == 1

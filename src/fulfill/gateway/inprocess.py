@@ -27,6 +27,7 @@ from fulfill.domain.targets import IDEMPOTENCY_META_KEY, TIMEOUT_META_KEY
 from fulfill.gateway.client import McpToolGateway, TokenRefused
 from fulfill.gateway.results import outcome_from_call_result
 from fulfill.gateway.server import GatewayTokenVerifier, on_the_callers_own_loop
+from fulfill.gateway.session_share import SessionListing, SharedToolListing, install
 from fulfill.tokens import ServiceTokens
 
 
@@ -45,9 +46,13 @@ class InProcessToolGateway(McpToolGateway):
     goes to the client's shared loop thread instead (the tool then runs on a gateway thread).
 
     Each event loop keeps one in-memory MCP session for all its calls (each call's token lives in
-    its own task's context), so the client's discovery, tool list and output-schema validators
-    are built once per loop, not per call; they are rebuilt when a call names a tool the session
-    has not seen.
+    its own task's context), so the client's discovery is made once per loop, not per call. The
+    tool listing and the compiled output-schema validators are the process's, shared by all its
+    sessions (:mod:`fulfill.gateway.session_share`): one ``tools/list`` and one compile per
+    schema for all the threads, not one per thread. A call naming a tool its session's listing
+    does not hold has the listing fetched again for that session, as before; an answer that does
+    not fit its session's listing's output schema is checked again against a listing fetched
+    then, as over HTTP.
     """
 
     def __init__(
@@ -57,11 +62,13 @@ class InProcessToolGateway(McpToolGateway):
         tokens: ServiceTokens,
         *,
         confirm: Callable[[str], bool] | None = None,
+        listing: SharedToolListing | None = None,
     ) -> None:
         super().__init__("", tokens, max_connections=1, confirm=confirm)
         self._server = server
         self._verifier = verifier
         self._sessions: dict[asyncio.AbstractEventLoop, _HeldSession] = {}
+        self._shared_listing = listing or SharedToolListing()  # this gateway's sessions' own
         self._sessions_lock = threading.Lock()
         self._own = threading.local()  # each calling thread's event loop
         self._closed = False
@@ -117,12 +124,15 @@ class InProcessToolGateway(McpToolGateway):
         super().close()
 
     async def _shared_session(self) -> Client:
+        """This loop's session, holding the process's newest tool listing."""
         loop = asyncio.get_running_loop()
         with self._sessions_lock:
             held = self._sessions.get(loop)
             if held is None or held.ended:  # none yet, or one that failed to open or ended
-                held = self._sessions[loop] = _HeldSession(self._server, loop)
-        return await held.client()
+                held = self._sessions[loop] = _HeldSession(self._server, loop, self._shared_listing)
+        mcp = await held.client()
+        await self._shared_listing.ensure_listed(held.listing, mcp)
+        return mcp
 
     async def _call(
         self,
@@ -178,15 +188,18 @@ class _HeldSession:
     """One in-memory MCP session on one event loop, entered and left in one task of that loop
     (as anyio requires), which waits between the loop's calls."""
 
-    def __init__(self, server: MCPServer, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, server: MCPServer, loop: asyncio.AbstractEventLoop, shared: SharedToolListing) -> None:
         self._server = server
+        self._shared = shared
+        self.listing = SessionListing()
         self._ready: asyncio.Future[Client] = loop.create_future()
         self._closing = asyncio.Event()
         self._holder = loop.create_task(self._hold())
 
     async def _hold(self) -> None:
         try:
-            async with Client(self._server) as mcp:
+            async with self._shared.client(self._server) as mcp:
+                install(self._shared, mcp, self.listing)
                 self._ready.set_result(mcp)
                 await self._closing.wait()
         except BaseException as exc:

@@ -42,6 +42,7 @@ from anyio.lowlevel import RunVar
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
+from mcp.server.caching import CacheHint
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
@@ -81,6 +82,12 @@ _SUCCESS_SCHEMA = ToolSuccess.model_json_schema()
 # the gateway is never what bounds the calls in flight; threads start only when needed.
 GATEWAY_THREADS = 1024
 _THREADS: RunVar[anyio.CapacityLimiter] = RunVar("fulfill_gateway_threads")
+
+# How long a client may keep the gateway's tool listing (``ttlMs`` on ``tools/list``, private to
+# the token's authorization context). The engine's in-memory sessions share one listing for that
+# long (``gateway/session_share.py``); a tool a client's listing does not hold makes the MCP
+# client list again at once, and a target's tools answer with one success schema whatever changes.
+TOOL_LISTING_TTL_SECONDS = 60.0
 
 
 def gateway_threads() -> anyio.CapacityLimiter:
@@ -368,6 +375,7 @@ def build_gateway(
         ),
         log_level="WARNING",
         catalog=catalog,
+        cache_hints={"tools/list": CacheHint(ttl_ms=int(TOOL_LISTING_TTL_SECONDS * 1000), scope="private")},
     )
     for tool in tools:
         server.add_tool(
