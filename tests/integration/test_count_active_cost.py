@@ -6,11 +6,12 @@ count_active``). The count on both backends; the plan on SQLite."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import Connection, event
 
 from fulfill.domain.models import AttemptStatus, ExecutionStatus
 from fulfill.store import executions
@@ -23,6 +24,21 @@ from tests.unit.factories import make_attempt
 def database(tmp_path: Path) -> Iterator[Database]:
     with fresh_database(tmp_path) as db:
         yield db
+
+
+@contextmanager
+def _statements_run(conn: Connection) -> Iterator[list[tuple[str, Any]]]:
+    """The statements ``conn`` runs inside the block, with their parameters."""
+    statements: list[tuple[str, Any]] = []
+
+    def remember(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_rest: Any) -> None:
+        statements.append((statement, parameters))
+
+    event.listen(conn, "before_cursor_execute", remember)
+    try:
+        yield statements
+    finally:
+        event.remove(conn, "before_cursor_execute", remember)
 
 
 def _attempts(db: Database, tenant_id: str, statuses: list[AttemptStatus]) -> None:
@@ -52,15 +68,9 @@ def test_on_sqlite_the_count_seeks_the_status_index_not_the_tenants_history(data
     if not database.is_sqlite:
         pytest.skip("the plan asked here is SQLite's; PostgreSQL plans the statement from its statistics")
     _attempts(database, "t1", [AttemptStatus.SUCCEEDED] * 50 + [AttemptStatus.RUNNING])
-    statements: list[tuple[str, Any]] = []
-
-    def remember(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_rest: Any) -> None:
-        statements.append((statement, parameters))
-
     with database.read() as conn:
-        event.listen(conn, "before_cursor_execute", remember)
-        assert executions.count_active(conn, "t1") == 1
-        event.remove(conn, "before_cursor_execute", remember)
+        with _statements_run(conn) as statements:
+            assert executions.count_active(conn, "t1") == 1
         sql, parameters = statements[-1]
         plan = [row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, parameters).all()]
     assert len(plan) == 1, plan
@@ -73,13 +83,7 @@ def test_the_active_statuses_are_part_of_the_statements_text_not_parameters(data
     RUNNING as constants in their text: a list of values is an expanding parameter, which
     SQLAlchemy renders into the statement again at each execution."""
     _attempts(database, "t1", [AttemptStatus.RUNNING])
-    seen: list[tuple[str, Any]] = []
-
-    def remember(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_rest: Any) -> None:
-        seen.append((statement, parameters))
-
-    with database.write() as conn:
-        event.listen(conn, "before_cursor_execute", remember)
+    with database.write() as conn, _statements_run(conn) as seen:
         assert executions.count_active(conn, "t1") == 1
         assert executions.finish_attempt(
             conn,
@@ -93,7 +97,6 @@ def test_the_active_statuses_are_part_of_the_statements_text_not_parameters(data
             completed_at="2026-12-05T00:00:00Z",
         )
         assert executions.count_active(conn, "t1") == 0
-        event.remove(conn, "before_cursor_execute", remember)
     assert len(seen) == 3
     for statement, parameters in seen:
         assert "'QUEUED'" in statement, statement
