@@ -2,9 +2,12 @@
 same time: each delivery's lease is renewed right before it is sent, and only its owner settles it.
 
 The relays here run on a migrated database without a service (a webhook delivery needs nothing
-else), with a lease of one second, in front of a webhook receiver that takes 0.3 s per message and
-counts deliveries of the same message that overlap. A batch of twelve takes a relay 3.6 s, far
-longer than its first lease, so the other relays keep finding leases that ran out.
+else), with a lease of two seconds, in front of a webhook receiver that takes 0.3 s per message and
+counts deliveries of the same message that overlap. A batch of twelve takes a relay 3.6 s, longer
+than its first lease, so the other relays keep finding leases that ran out. (A lease shorter than
+the time a starved thread may take between its renewal and the receiver's answer would let another
+relay take the delivery over while it is still being sent, which the relay does on purpose when a
+lease runs out; two seconds leaves that margin on a busy machine.)
 """
 
 from __future__ import annotations
@@ -83,7 +86,7 @@ def test_concurrent_relays_never_deliver_one_message_at_the_same_time(runtime: R
             )
     relays = [OutboxRelay(runtime) for _ in range(3)]
     for relay in relays:
-        relay.lease_seconds = 1.0
+        relay.lease_seconds = 2.0
     done = threading.Event()
 
     def run(relay: OutboxRelay) -> None:
