@@ -235,8 +235,7 @@ class Service:
         DBOS.tracer.disable_otlp = False
         DBOS.listen_queues([EXECUTION_QUEUE] if runs_workers else [])
         DBOS.launch()
-        _queue_writers_of_dbos_file()
-        _ping_dbos_connections_after_idle()
+        _tune_dbos_system_engine()
         DBOS.register_queue(
             EXECUTION_QUEUE,
             worker_concurrency=self.settings.worker_concurrency,
@@ -494,26 +493,22 @@ def _recover_executor(executor_id: str) -> int:
     return len(DBOS._recover_pending_workflows([executor_id]))
 
 
-def _queue_writers_of_dbos_file() -> None:
-    """DBOS's SQLite file: this process's threads queue for its writer on a lock, as they do for
-    fulfill's own file, instead of sleeping in SQLite's busy handler (``store/db.py
-    queue_sqlite_writers``); nothing on PostgreSQL."""
+def _tune_dbos_system_engine() -> None:
+    """DBOS's engine on its system database is given what fulfill's own has (``store/db.py``): on
+    SQLite this process's threads queue for the file's writer on a lock instead of sleeping in
+    SQLite's busy handler (``queue_sqlite_writers``); on PostgreSQL a pooled connection is pinged
+    on checkout only after it sat idle (``ping_after_idle``; DBOS's own pre-ping is switched off
+    in its configuration, see :meth:`Service.start`)."""
     from dbos import _dbos as dbos_internals
 
     instance = dbos_internals._dbos_global_instance
-    if instance is not None:
-        queue_sqlite_writers(instance._sys_db.engine)
-
-
-def _ping_dbos_connections_after_idle() -> None:
-    """DBOS's PostgreSQL system database: a pooled connection is pinged on checkout only after it
-    sat idle (``store/db.py ping_after_idle``; DBOS's own pre-ping is switched off in its
-    configuration, see :meth:`Service.start`); nothing on SQLite, where DBOS's pre-ping stays."""
-    from dbos import _dbos as dbos_internals
-
-    instance = dbos_internals._dbos_global_instance
-    if instance is not None and instance._sys_db.engine.dialect.name != "sqlite":
-        ping_after_idle(instance._sys_db.engine)
+    if instance is None:
+        return
+    engine = instance._sys_db.engine
+    if engine.dialect.name == "sqlite":
+        queue_sqlite_writers(engine)
+    else:
+        ping_after_idle(engine)
 
 
 def _enable_wal(system_database_url: str) -> None:

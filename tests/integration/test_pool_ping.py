@@ -162,6 +162,9 @@ def test_dbos_pool_pings_only_after_the_threshold_not_before_every_checkout(
     harness = Harness(make_settings(tmp_path, role="api")).start()
     try:
         engine = dbos_engine()
+        # DBOS's pool, like fulfill's, hands out the connection given back last (its configuration
+        # from the service; the queue inside SQLAlchemy's pool carries the order).
+        assert engine.pool._pool.use_lifo  # type: ignore[attr-defined]
         pings = Pings(engine, monkeypatch)
         monkeypatch.setattr(db_module, "PING_AFTER_IDLE_SECONDS", 3600.0)
         for _ in range(CHECKOUTS):

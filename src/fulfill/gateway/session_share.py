@@ -10,8 +10,9 @@ process's sessions of one gateway server share both:
 * **The listing**, through the MCP client's own response cache: every session's ``Client`` has a
   :class:`~mcp.client.caching.CacheConfig` whose store is this process's (:class:`ListingStore`,
   safe across threads), with a fixed server identity and partition, so a session that needs the
-  listing is served the one another session fetched, at most :data:`LISTING_TTL_SECONDS` old (the
-  ``ttlMs`` the gateway server gives its ``tools/list``: without it the client keeps nothing). One
+  listing is served the one another session fetched, at most
+  :data:`~fulfill.gateway.server.TOOL_LISTING_TTL_SECONDS` old (the ``ttlMs`` the gateway server
+  gives its ``tools/list``: without it the client keeps nothing). One
   listing is fetched at a time per process (:meth:`SharedToolListing.ensure_listed`); the sessions
   waiting for it are then served from the store. A session takes the listing again whenever the
   store holds a newer one than it took (a generation counted by the store's writes) or its own is
@@ -57,12 +58,6 @@ if TYPE_CHECKING:
     from jsonschema.protocols import Validator
 
 log = logging.getLogger(__name__)
-
-# How old the listing a session is served may be: what the gateway server says a client may keep
-# it (its ``ttlMs`` on ``tools/list``, which the MCP client's cache follows). The gateway's tools
-# change when a registry update adds or changes a target's tool (a tool a session does not know
-# makes it list again at once, whatever this says) and otherwise only when the process starts.
-LISTING_TTL_SECONDS = TOOL_LISTING_TTL_SECONDS
 
 # The most distinct output schemas kept compiled: the gateway's own tools' and the one every
 # target's tool answers with; a bound all the same, so nothing can grow it without end.
@@ -132,7 +127,7 @@ class SharedToolListing:
     """One in-memory gateway's listing and validators, shared by all its sessions."""
 
     def __init__(
-        self, *, ttl_seconds: float = LISTING_TTL_SECONDS, clock: Callable[[], float] = time.time
+        self, *, ttl_seconds: float = TOOL_LISTING_TTL_SECONDS, clock: Callable[[], float] = time.time
     ) -> None:
         self.store = ListingStore()
         self.validators = SharedValidators()
