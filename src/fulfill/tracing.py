@@ -110,6 +110,41 @@ class _RecordWhenExporting(Sampler):
         return "RecordWhenExporting"
 
 
+class _TracerProvider(TracerProvider):
+    """The SDK's provider, with each tracer looked up by name without the SDK's work per call.
+
+    DBOS asks for its tracer at every span it starts (``trace.get_tracer("dbos-tracer")`` in
+    ``DBOSTracer.start_span``: a workflow's span and each step's, four or more per execution).
+    The SDK's ``get_tracer`` then builds two scope objects, resets the process's warning filters
+    (``warnings.filterwarnings``, which also empties every module's cache of warnings already
+    decided) and takes a lock that every executing thread contends for. The tracer it returns is
+    the same object each time for the same name, version and schema, so it is kept here after the
+    first call. A tracer asked for with attributes goes to the SDK as before."""
+
+    def __init__(self, *, resource: Resource, sampler: Sampler) -> None:
+        super().__init__(resource=resource, sampler=sampler)
+        self._by_name: dict[tuple[str, str | None, str | None], trace.Tracer] = {}
+
+    def get_tracer(
+        self,
+        instrumenting_module_name: str,
+        instrumenting_library_version: str | None = None,
+        schema_url: str | None = None,
+        attributes: Attributes = None,
+    ) -> trace.Tracer:
+        if attributes is not None:
+            return super().get_tracer(
+                instrumenting_module_name, instrumenting_library_version, schema_url, attributes
+            )
+        key = (instrumenting_module_name, instrumenting_library_version, schema_url)
+        found = self._by_name.get(key)
+        if found is None:
+            # Two threads asking at once both get the SDK's one tracer for the name.
+            found = super().get_tracer(instrumenting_module_name, instrumenting_library_version, schema_url)
+            self._by_name[key] = found
+        return found
+
+
 _fanout = _Fanout()
 _install_lock = threading.Lock()
 _installed = False
@@ -140,7 +175,7 @@ def install(role: str) -> None:
         resource = Resource.create(
             {"service.name": os.environ.get("OTEL_SERVICE_NAME") or SERVICE_NAME, "fulfill.role": role}
         )
-        provider = TracerProvider(resource=resource, sampler=_RecordWhenExporting(_fanout))
+        provider = _TracerProvider(resource=resource, sampler=_RecordWhenExporting(_fanout))
         provider.add_span_processor(_fanout)
         trace.set_tracer_provider(provider)
 

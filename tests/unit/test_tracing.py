@@ -6,9 +6,11 @@ from __future__ import annotations
 import io
 import json
 import logging
+import warnings
 from collections.abc import Iterator
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace.span import format_trace_id
@@ -160,3 +162,25 @@ def test_export_is_off_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Settings().otlp_traces_endpoint == ""
     monkeypatch.setenv("FULFILL_OTLP_ENDPOINT", "http://127.0.0.1:4318")
     assert Settings().otlp_traces_endpoint == "http://127.0.0.1:4318/v1/traces"
+
+
+def test_the_process_provider_keeps_each_tracer_it_made(exporter: InMemorySpanExporter) -> None:
+    """DBOS asks for its tracer at every span; the provider answers from what it made before,
+    without the SDK's per-call work (which also reset the process's warning filters)."""
+    provider = trace.get_tracer_provider()
+    assert isinstance(provider, tracing._TracerProvider)
+    first = trace.get_tracer("dbos-tracer")
+    filters = list(warnings.filters)
+    with warnings.catch_warnings():
+        # The SDK's own path inserts (or moves) a filter at every call; this one must not.
+        warnings.resetwarnings()
+        assert trace.get_tracer("dbos-tracer") is first
+        assert warnings.filters == []
+    assert list(warnings.filters) == filters
+    assert trace.get_tracer("dbos-tracer", "1.0") is not first
+    with_attributes = trace.get_tracer("dbos-tracer", attributes={"a": 1})
+    assert with_attributes.start_span("x").is_recording()
+    with first.start_span("dbos span"):
+        pass
+    assert [span.name for span in exporter.get_finished_spans()] == ["dbos span"]
+    assert exporter.get_finished_spans()[0].instrumentation_scope.name == "dbos-tracer"
