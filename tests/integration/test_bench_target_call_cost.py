@@ -1,0 +1,20 @@
+"""``bench.target_call_cost``: every forwarded call reaches the target and is answered, and what it
+cost is counted on each side (the target's requests and connections, both sides' CPU)."""
+
+from __future__ import annotations
+
+from bench.target_call_cost import run
+
+
+def test_every_forwarded_call_is_answered_and_counted() -> None:
+    result = run(calls=60, concurrency=4, rounds=2)
+    assert [round_["failed"] for round_ in result["rounds"]] == [0, 0]
+    for round_ in result["rounds"]:
+        # At least the tools/call itself reaches the target for every call (the session's own
+        # requests come on top); each exchange opens its own connection today.
+        assert round_["requests_per_call"]["POST"] >= 1.0
+        assert round_["connections_per_call"] == 1.0
+        assert round_["gateway_cpu_ms_per_call"] > 0
+    # The target thread's CPU is read in clock ticks: counted over both rounds.
+    assert sum(round_["target_cpu_ms_per_call"] for round_ in result["rounds"]) > 0
+    assert result["median_round"] in result["rounds"]
