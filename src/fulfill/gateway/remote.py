@@ -30,6 +30,15 @@ answer (not JSON) keeps a bounded excerpt (``PLAIN_ANSWER_EXCERPT_BYTES``) for t
 
 **Sessions.** Each exchange's MCP session is closed when the exchange ends: on a stateful target
 (one that gave an ``Mcp-Session-Id``) with an HTTP ``DELETE``, so that the target can free it.
+
+**The protocol version.** An exchange with a target not known yet opens with the SDK's probe
+(``server/discover``, falling back to the ``initialize`` handshake). A target that adopted a modern
+version (2026-07-28) is remembered with it, by URL, and the next exchanges adopt that version
+without probing: a forwarded ``tools/call`` is then one request instead of two. A target that
+refuses the remembered version (JSON-RPC ``-32022``: the request was not run) is forgotten and the
+same call is made once more with the probe. A target that answers the pinned call HTTP 400 without
+that code is forgotten too, but the 400 stands as this call's answer, a refusal, exactly as without
+a remembered version; the next call probes. Discovery always probes, and learns again.
 """
 
 from __future__ import annotations
@@ -46,6 +55,7 @@ import httpx2
 import mcp_types as types
 from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
 from fulfill.connectors.base import tool_failure, tool_success
@@ -125,6 +135,10 @@ class Discovery:
     skipped: list[str]
 
 
+class _VersionRefused:
+    """A call made with a remembered protocol version that the target refused for it: not run."""
+
+
 @dataclass
 class _Exchange:
     """What one session saw: the HTTP status of each JSON-RPC method, the call's progress, and
@@ -148,6 +162,13 @@ class RemoteTargets:
         self._resolver = resolver
         self._tokens = tokens or OAuthTokens()
         self._max_response_bytes = max_response_bytes
+        # The modern protocol version each target adopted at its last probe, by URL (module
+        # docstring, "The protocol version").
+        self._versions: dict[str, str] = {}
+
+    def pinned_version(self, target: TargetEndpoint) -> str | None:
+        """The protocol version the next exchange with ``target`` adopts without probing."""
+        return self._versions.get(target.url)
 
     def _exchange(self) -> _Exchange:
         return _Exchange(budget=ResponseBudget(self._max_response_bytes))
@@ -194,11 +215,45 @@ class RemoteTargets:
         timeout: float,
     ) -> types.CallToolResult:
         """Forward one ``tools/call``; the answer is normalised (below) or a classified tool error."""
+        version = self._versions.get(target.url)
+        if version is not None:
+            deadline = anyio.current_time() + timeout
+            answer = await self._call_once(
+                target,
+                remote_name,
+                arguments,
+                idempotency_key=idempotency_key,
+                timeout=timeout,
+                version=version,
+            )
+            if not isinstance(answer, _VersionRefused):
+                return answer
+            # Not run (module docstring): forgotten, and the call is made again with the probe.
+            if self._versions.get(target.url) == version:
+                del self._versions[target.url]
+            timeout = max(0.001, deadline - anyio.current_time())
+        answer = await self._call_once(
+            target, remote_name, arguments, idempotency_key=idempotency_key, timeout=timeout, version=None
+        )
+        assert not isinstance(answer, _VersionRefused)
+        return answer
+
+    async def _call_once(
+        self,
+        target: TargetEndpoint,
+        remote_name: str,
+        arguments: dict[str, Any],
+        *,
+        idempotency_key: str,
+        timeout: float,
+        version: str | None,
+    ) -> types.CallToolResult | _VersionRefused:
+        """One exchange: the session (pinned to ``version``, or probed) and the call in it."""
         exchange = self._exchange()
         result: types.CallToolResult | None = None
         try:
             with anyio.fail_after(timeout):
-                async with self._session(target, timeout, exchange) as client:
+                async with self._session(target, timeout, exchange, version=version) as client:
                     exchange.tracker.calling = True
                     result = await client.session.send_request(
                         types.CallToolRequest(
@@ -224,11 +279,25 @@ class RemoteTargets:
                         if isinstance(exc, TimeoutError) and not exchange.budget.exceeded
                         else _setup_failure(target, exc, exchange)
                     )
+                if version is not None and self._refused_version(target, exc, exchange):
+                    return _VersionRefused()
                 return _failure(self._call_failure(target, remote_name, idempotency_key, exc, exchange))
         assert result is not None
         return normalized_answer(
             result, target=target.name, tool=remote_name, idempotency_key=idempotency_key
         )
+
+    def _refused_version(self, target: TargetEndpoint, exc: Exception, exchange: _Exchange) -> bool:
+        """Whether a call made with a remembered version was refused for that version (``-32022``),
+        so that it is made again with the probe. A bare HTTP 400 forgets the version, so that the
+        next call probes, and stays this call's answer: a refusal, as without a remembered version
+        (module docstring, "The protocol version")."""
+        mcp_error = next((leaf for leaf in _leaves(exc) if isinstance(leaf, MCPError)), None)
+        if mcp_error is not None and mcp_error.code == types.UNSUPPORTED_PROTOCOL_VERSION:
+            return True
+        if exchange.statuses.get("tools/call") == 400:
+            self._versions.pop(target.url, None)
+        return False
 
     def _call_failure(
         self, target: TargetEndpoint, remote_name: str, key: str, exc: Exception, exchange: _Exchange
@@ -275,15 +344,21 @@ class RemoteTargets:
 
     @asynccontextmanager
     async def _session(
-        self, target: TargetEndpoint, timeout: float, exchange: _Exchange
+        self, target: TargetEndpoint, timeout: float, exchange: _Exchange, *, version: str | None = None
     ) -> AsyncIterator[Client]:
         async with AsyncExitStack() as stack:
-            yield await self._open(target, timeout, exchange, stack)
+            yield await self._open(target, timeout, exchange, stack, version)
 
     async def _open(
-        self, target: TargetEndpoint, timeout: float, exchange: _Exchange, stack: AsyncExitStack
+        self,
+        target: TargetEndpoint,
+        timeout: float,
+        exchange: _Exchange,
+        stack: AsyncExitStack,
+        version: str | None,
     ) -> Client:
-        """An MCP session with the target, closed with ``stack``. A 401 while it opens, with a
+        """An MCP session with the target, closed with ``stack``: adopting ``version`` without a
+        request, or probed (the version learned is remembered). A 401 while it opens, with a
         cached OAuth token, is answered with one fresh token (the request was refused)."""
         for attempt in range(2):
             headers, fresh = await auth_headers(
@@ -316,6 +391,7 @@ class RemoteTargets:
                         streamable_http_client(target.url, http_client=http, terminate_on_close=True),
                         cache=None,
                         read_timeout_seconds=timeout,
+                        mode=version or "auto",
                     )
                 )
             except Exception:
@@ -325,8 +401,19 @@ class RemoteTargets:
                 self._tokens.forget(target.name)
                 continue
             stack.push_async_exit(opening)
+            if version is None:
+                self._learn_version(target, client)
             return client
         raise AssertionError("unreachable")
+
+    def _learn_version(self, target: TargetEndpoint, client: Client) -> None:
+        """Remember the modern version a probe adopted; forget any for a target that answered
+        with the ``initialize`` handshake instead (each of its exchanges keeps the handshake)."""
+        learned = client.session.protocol_version
+        if client.session.discover_result is not None and learned in MODERN_PROTOCOL_VERSIONS:
+            self._versions[target.url] = learned
+        else:
+            self._versions.pop(target.url, None)
 
 
 def _status_recorder(exchange: _Exchange) -> Any:
