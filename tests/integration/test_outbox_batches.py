@@ -140,6 +140,9 @@ def test_a_lane_claims_its_batch_in_one_transaction_and_records_each_delivery(
     # Every answer counts as fast here, however busy the machine running the test: what is
     # counted below is the batch a lane claims once its destination answers fast.
     monkeypatch.setattr(outbox_relay, "SLOW_SEND_SECONDS", 30.0)
+    # Nor is a lease taken by this batch's claim renewed before its send, however long the
+    # deliveries before it took (a lease older than this fraction of its length is renewed).
+    monkeypatch.setattr(outbox_relay, "FRESH_LEASE_FRACTION", 0.5)
     receiver = Receiver()
     messages = [f"batch-{index}" for index in range(7)]
     assert len(messages) - 1 <= LANE_BATCH
