@@ -1,6 +1,7 @@
 """The gateway remembers the protocol version a target adopted and stops probing it before every
-call; a target that refuses the remembered version is probed again within the same call, and a
-target that only speaks the ``initialize`` handshake keeps it for every exchange.
+call; a deduplicating target that refuses the remembered version is probed again within the same
+call, any other refusal of it stands and forgets it, and a target that only speaks the
+``initialize`` handshake keeps it for every exchange.
 
 The target is a real MCP server over HTTP on 127.0.0.1 (the SDK's ``MCPServer``, stateless, JSON
 answers) behind a small ASGI wrapper that records each JSON-RPC method it receives and, when told
@@ -40,6 +41,8 @@ class RecordingTarget:
         self.refuse_next_call: str | None = None
         # A handshake-era server: server/discover is not a method it knows.
         self.no_discover = False
+        # Registered as a target that deduplicates on the idempotency key.
+        self.deduplicates = False
         server = MCPServer("recording-target", log_level="WARNING")
 
         @server.tool(name="create", description="Creates a record once per call it runs.")
@@ -107,7 +110,10 @@ class RecordingTarget:
     @property
     def endpoint(self) -> TargetEndpoint:
         return TargetEndpoint(
-            name="records", url=f"http://127.0.0.1:{self.port}/mcp", auth=TargetAuthView(), deduplicates=False
+            name="records",
+            url=f"http://127.0.0.1:{self.port}/mcp",
+            auth=TargetAuthView(),
+            deduplicates=self.deduplicates,
         )
 
     def stop(self) -> None:
@@ -166,9 +172,10 @@ def test_discovery_always_probes_and_the_calls_after_it_do_not(target: Recording
     assert target.methods == ["server/discover", "tools/list", "tools/call", "server/discover", "tools/list"]
 
 
-def test_a_target_that_refuses_the_remembered_version_is_probed_again_in_the_same_call(
+def test_a_deduplicating_target_that_refuses_the_remembered_version_is_probed_again_in_the_same_call(
     target: RecordingTarget,
 ) -> None:
+    target.deduplicates = True
     remote = RemoteTargets(EgressAllowList.parse(["127.0.0.1"]))
     assert not _call(remote, target, "a").is_error
     target.refuse_next_call = "refuse-version"
@@ -208,3 +215,18 @@ def test_a_handshake_era_target_keeps_its_handshake_on_every_exchange(target: Re
     assert target.methods.count("initialize") == 2
     assert target.methods.count("tools/call") == 2
     assert target.ran == ["a", "b"]
+
+
+def test_a_version_refusal_from_a_target_that_does_not_deduplicate_is_not_sent_again(
+    target: RecordingTarget,
+) -> None:
+    """Its answer stands, as it would have without a remembered version: a target that ran the
+    call and then answered -32022 is not sent it twice. The next call probes."""
+    remote = RemoteTargets(EgressAllowList.parse(["127.0.0.1"]))
+    assert not _call(remote, target, "a").is_error
+    target.refuse_next_call = "refuse-version"
+    assert _call(remote, target, "b").is_error
+    assert remote.pinned_version(target.endpoint) is None
+    assert not _call(remote, target, "c").is_error
+    assert target.methods == ["server/discover", "tools/call", "tools/call", "server/discover", "tools/call"]
+    assert target.ran == ["a", "c"]

@@ -35,10 +35,11 @@ answer (not JSON) keeps a bounded excerpt (``PLAIN_ANSWER_EXCERPT_BYTES``) for t
 (``server/discover``, falling back to the ``initialize`` handshake). A target that adopted a modern
 version (2026-07-28) is remembered with it, by URL, and the next exchanges adopt that version
 without probing: a forwarded ``tools/call`` is then one request instead of two. A target that
-refuses the remembered version (JSON-RPC ``-32022``: the request was not run) is forgotten and the
-same call is made once more with the probe. A target that answers the pinned call HTTP 400 without
-that code is forgotten too, but the 400 stands as this call's answer, a refusal, exactly as without
-a remembered version; the next call probes. Discovery always probes, and learns again.
+refuses the remembered version (JSON-RPC ``-32022``) or answers the pinned call HTTP 400 is
+forgotten, so that its next exchange probes. The same call is made again at once, with the probe,
+only when the answer was ``-32022`` and the target deduplicates: otherwise that answer stands, as
+it would have without a remembered version, so that a target that ran the call and then answered
+so is never sent it twice. Discovery always probes, and learns again.
 """
 
 from __future__ import annotations
@@ -136,7 +137,8 @@ class Discovery:
 
 
 class _VersionRefused:
-    """A call made with a remembered protocol version that the target refused for it: not run."""
+    """A call made with a remembered protocol version that a deduplicating target refused for that
+    version: it is made again with the probe."""
 
 
 @dataclass
@@ -228,9 +230,8 @@ class RemoteTargets:
             )
             if not isinstance(answer, _VersionRefused):
                 return answer
-            # Not run (module docstring): forgotten, and the call is made again with the probe.
-            if self._versions.get(target.url) == version:
-                del self._versions[target.url]
+            # Refused for its version, by a target that deduplicates (the version is forgotten):
+            # made again, with the probe, within what is left of the call's timeout.
             timeout = max(0.001, deadline - anyio.current_time())
         answer = await self._call_once(
             target, remote_name, arguments, idempotency_key=idempotency_key, timeout=timeout, version=None
@@ -288,16 +289,17 @@ class RemoteTargets:
         )
 
     def _refused_version(self, target: TargetEndpoint, exc: Exception, exchange: _Exchange) -> bool:
-        """Whether a call made with a remembered version was refused for that version (``-32022``),
-        so that it is made again with the probe. A bare HTTP 400 forgets the version, so that the
-        next call probes, and stays this call's answer: a refusal, as without a remembered version
-        (module docstring, "The protocol version")."""
+        """Whether a call made with a remembered version is made again with the probe: it was
+        refused for that version (``-32022``) by a target that deduplicates. A ``-32022`` from a
+        target that does not, or a bare HTTP 400, forgets the version (the next call probes) and
+        stays this call's answer, as without a remembered version: a target that ran the call and
+        then answered so is never sent it twice (module docstring, "The protocol version")."""
         mcp_error = next((leaf for leaf in _leaves(exc) if isinstance(leaf, MCPError)), None)
-        if mcp_error is not None and mcp_error.code == types.UNSUPPORTED_PROTOCOL_VERSION:
-            return True
-        if exchange.statuses.get("tools/call") == 400:
-            self._versions.pop(target.url, None)
-        return False
+        refused_version = mcp_error is not None and mcp_error.code == types.UNSUPPORTED_PROTOCOL_VERSION
+        if not refused_version and exchange.statuses.get("tools/call") != 400:
+            return False
+        self._versions.pop(target.url, None)
+        return refused_version and target.deduplicates
 
     def _call_failure(
         self, target: TargetEndpoint, remote_name: str, key: str, exc: Exception, exchange: _Exchange
