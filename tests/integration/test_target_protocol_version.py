@@ -26,7 +26,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types.version import LATEST_MODERN_VERSION
 
 from fulfill.domain.egress import EgressAllowList
-from fulfill.domain.targets import TargetAuthView
+from fulfill.domain.targets import TargetAuthType, TargetAuthView
 from fulfill.gateway.remote import RemoteTargets, TargetEndpoint
 from fulfill_tools.launch import free_port
 
@@ -43,6 +43,9 @@ class RecordingTarget:
         self.no_discover = False
         # Registered as a target that deduplicates on the idempotency key.
         self.deduplicates = False
+        # With OAuth client credentials: /oauth/token issues tokens, /mcp accepts only the last.
+        self.oauth = False
+        self.tokens_issued = 0
         server = MCPServer("recording-target", log_level="WARNING")
 
         @server.tool(name="create", description="Creates a record once per call it runs.")
@@ -60,6 +63,16 @@ class RecordingTarget:
             if scope["type"] != "http" or scope["method"] != "POST":
                 await app(scope, receive, send)
                 return
+            if scope["path"] == "/oauth/token":
+                self.tokens_issued += 1
+                await _json(send, 200, {"access_token": f"token-{self.tokens_issued}", "expires_in": 600})
+                return
+            if self.oauth:
+                authorization = dict(scope["headers"]).get(b"authorization", b"").decode()
+                if authorization != f"Bearer token-{self.tokens_issued}":
+                    self.methods.append("401")
+                    await _json(send, 401, {"error": "invalid_token"})
+                    return
             body = b""
             while True:
                 message = await receive()
@@ -109,15 +122,42 @@ class RecordingTarget:
 
     @property
     def endpoint(self) -> TargetEndpoint:
+        if not self.oauth:
+            return TargetEndpoint(
+                name="records",
+                url=f"http://127.0.0.1:{self.port}/mcp",
+                auth=TargetAuthView(),
+                deduplicates=self.deduplicates,
+            )
         return TargetEndpoint(
             name="records",
             url=f"http://127.0.0.1:{self.port}/mcp",
-            auth=TargetAuthView(),
+            auth=TargetAuthView(
+                type=TargetAuthType.OAUTH_CLIENT_CREDENTIALS,
+                token_url=f"http://127.0.0.1:{self.port}/oauth/token",
+                client_id="svc",
+            ),
+            secret={"client_secret": "svc-secret"},
             deduplicates=self.deduplicates,
         )
 
     def stop(self) -> None:
         self._server.should_exit = True
+
+
+async def _json(send: Any, status: int, body: dict[str, Any]) -> None:
+    payload = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
 
 
 async def _json_rpc_error(
@@ -230,3 +270,28 @@ def test_a_version_refusal_from_a_target_that_does_not_deduplicate_is_not_sent_a
     assert not _call(remote, target, "c").is_error
     assert target.methods == ["server/discover", "tools/call", "tools/call", "server/discover", "tools/call"]
     assert target.ran == ["a", "c"]
+
+
+def test_a_cached_oauth_token_is_tried_by_the_probe_and_a_refused_one_replaced_before_the_call(
+    target: RecordingTarget,
+) -> None:
+    """Only a call made with a token just fetched adopts the remembered version: with a cached
+    one the exchange probes, so that a token the target no longer accepts is refused on the probe
+    and replaced before anything is called."""
+    target.oauth = True
+    remote = RemoteTargets(EgressAllowList.parse(["127.0.0.1"]))
+    assert not _call(remote, target, "a").is_error  # a token fetched, the target probed
+    assert not _call(remote, target, "b").is_error  # the cached token: probed again
+    target.tokens_issued += 1  # the target now accepts only a token it has not issued yet
+    assert not _call(remote, target, "c").is_error
+    assert target.methods == [
+        "server/discover",
+        "tools/call",
+        "server/discover",
+        "tools/call",
+        "401",  # the probe, with the cached token...
+        "401",  # ...and the SDK's fallback handshake
+        "tools/call",  # with a token just fetched, the remembered version
+    ]
+    assert target.tokens_issued == 3
+    assert target.ran == ["a", "b", "c"]

@@ -360,8 +360,9 @@ class RemoteTargets:
         version: str | None,
     ) -> Client:
         """An MCP session with the target, closed with ``stack``: adopting ``version`` without a
-        request, or probed (the version learned is remembered). A 401 while it opens, with a
-        cached OAuth token, is answered with one fresh token (the request was refused)."""
+        request, or probed (the version learned is remembered; with a cached OAuth token it is
+        probed even with a ``version``). A 401 while it opens, with a cached OAuth token, is
+        answered with one fresh token (the request was refused)."""
         for attempt in range(2):
             headers, fresh = await auth_headers(
                 target.name,
@@ -373,6 +374,9 @@ class RemoteTargets:
                 timeout=timeout,
             )
             exchange.statuses.clear()
+            # A cached OAuth token (not ``fresh``) is tried by the probe, whose 401 is answered with
+            # a fresh token (below) before anything is called: with such a token the exchange probes.
+            pinned = version if fresh else None
             opening = AsyncExitStack()
             try:
                 http = await opening.enter_async_context(
@@ -393,7 +397,7 @@ class RemoteTargets:
                         streamable_http_client(target.url, http_client=http, terminate_on_close=True),
                         cache=None,
                         read_timeout_seconds=timeout,
-                        mode=version or "auto",
+                        mode=pinned or "auto",
                     )
                 )
             except Exception:
@@ -403,7 +407,7 @@ class RemoteTargets:
                 self._tokens.forget(target.name)
                 continue
             stack.push_async_exit(opening)
-            if version is None:
+            if pinned is None:
                 self._learn_version(target, client)
             return client
         raise AssertionError("unreachable")
