@@ -166,18 +166,7 @@ async def _json_rpc_error(
     error: dict[str, Any] = {"code": code, "message": message}
     if data is not None:
         error["data"] = data
-    payload = json.dumps({"jsonrpc": "2.0", "id": request.get("id"), "error": error}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(payload)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload})
+    await _json(send, status, {"jsonrpc": "2.0", "id": request.get("id"), "error": error})
 
 
 @pytest.fixture
