@@ -216,28 +216,23 @@ class RemoteTargets:
         idempotency_key: str,
         timeout: float,
     ) -> types.CallToolResult:
-        """Forward one ``tools/call``; the answer is normalised (below) or a classified tool error."""
-        version = self._versions.get(target.url)
-        if version is not None:
-            deadline = anyio.current_time() + timeout
+        """Forward one ``tools/call``; the answer is normalised (below) or a classified tool error.
+        With a remembered version the call adopts it; refused for it by a target that
+        deduplicates, the call is made once more with the probe, within the same timeout."""
+        pinned = self._versions.get(target.url)
+        deadline = anyio.current_time() + timeout
+        for version in (pinned, None) if pinned else (None,):
             answer = await self._call_once(
                 target,
                 remote_name,
                 arguments,
                 idempotency_key=idempotency_key,
-                timeout=timeout,
+                timeout=max(0.001, deadline - anyio.current_time()),
                 version=version,
             )
             if not isinstance(answer, _VersionRefused):
                 return answer
-            # Refused for its version, by a target that deduplicates (the version is forgotten):
-            # made again, with the probe, within what is left of the call's timeout.
-            timeout = max(0.001, deadline - anyio.current_time())
-        answer = await self._call_once(
-            target, remote_name, arguments, idempotency_key=idempotency_key, timeout=timeout, version=None
-        )
-        assert not isinstance(answer, _VersionRefused)
-        return answer
+        raise AssertionError("a probed call is never refused for a remembered version")
 
     async def _call_once(
         self,
