@@ -53,7 +53,7 @@ def service(tmp_path: Path) -> Iterator[Harness]:
     settings = make_settings(
         tmp_path,
         gateway_egress_allow=["127.0.0.1"],
-        gateway_call_timeout_seconds=2.0,
+        gateway_call_timeout_seconds=3.0,
         reconcile_grace_seconds=0,
         probe_interval_seconds=INTERVAL,
         probe_max_backoff_seconds=MAX_BACKOFF,
@@ -309,7 +309,7 @@ def test_a_person_resolving_while_a_probe_runs_wins_and_the_probe_does_nothing(
 ) -> None:
     with service.client() as client:
         intent_id = ambiguous(service, client, proxy)
-        target.lookup_mode("slow", 1.0)  # within the gateway's 2 s: the probe will find it
+        target.lookup_mode("slow", 1.0)  # well within the 2.5 s the gateway waits: the probe will find it
         with ThreadPoolExecutor(max_workers=1) as pool:
             probing = pool.submit(probe, service)
             wait_for(lambda: target.calls("lookup_by_key") == 1, timeout=10)
@@ -356,7 +356,7 @@ def test_the_service_probes_by_itself(tmp_path: Path, proxy: FaultyProxy, target
     settings = make_settings(
         tmp_path,
         gateway_egress_allow=["127.0.0.1"],
-        gateway_call_timeout_seconds=2.0,
+        gateway_call_timeout_seconds=3.0,
         probe_interval_seconds=0.5,
         probe_max_backoff_seconds=2.0,
     )
