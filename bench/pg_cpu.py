@@ -11,7 +11,9 @@ it committed (``pg_stat_database``). The result is CPU-milliseconds and statemen
 split by process kind; also the statements' planning (``pg_stat_statements.track_planning``: how
 many statements were planned and the time spent planning and executing them) and the connections
 the server accepted meanwhile (``pg_stat_database.sessions``: a pool that closes connections and
-opens them again shows here).
+opens them again shows here). For each fulfill process kind (and the floor's process), the CPU
+is also split into user and system time, with the context switches of its threads
+(``threads_per_execution``): CPU spent handing work between many threads shows there.
 
 In the same run and on the same server (its own database), the floor: a bare DBOS workflow of 3
 no-op steps (``fulfill_tools.floor``), enqueued as the same burst on a DBOS queue with the
@@ -77,6 +79,36 @@ def process_cpu(pid: int, *, reaped_children: bool = False) -> float:
     if reaped_children:
         total += int(fields[13]) + int(fields[14])
     return total / _ticks()
+
+
+def process_cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of ``pid`` (every thread); (0, 0) when the process is gone."""
+    fields = _stat_fields(pid)
+    if fields is None:
+        return 0.0, 0.0
+    return int(fields[11]) / _ticks(), int(fields[12]) / _ticks()
+
+
+def context_switches(pid: int) -> tuple[int, int]:
+    """(voluntary, involuntary) context switches of ``pid``'s live threads, from each thread's
+    ``/proc/<pid>/task/<tid>/status``; a thread that already exited is no longer counted (the
+    executors' threads stay for the process's life). (0, 0) when the process is gone."""
+    voluntary = involuntary = 0
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return 0, 0
+    for task in tasks:
+        try:
+            status = (task / "status").read_text()
+        except OSError:
+            continue  # the thread ended while we read
+        for line in status.splitlines():
+            if line.startswith("voluntary_ctxt_switches:"):
+                voluntary += int(line.split()[1])
+            elif line.startswith("nonvoluntary_ctxt_switches:"):
+                involuntary += int(line.split()[1])
+    return voluntary, involuntary
 
 
 def children(pid: int) -> list[int]:
@@ -353,12 +385,14 @@ def run_service(
         reset_statements(server)
         before_counts = statement_counts(server, SERVICE_DATABASE)
         before = _cpu(server, group.pids())
+        threads_before = _threads(group.pids())
         started = time.monotonic()
         peaks: dict[str, int] = {}
         _approve(group.api_url, ids, approver)
         _wait_finished(server, WARMUP + executions, 600, group.check_alive, peaks)
         elapsed = time.monotonic() - started
         after = _cpu(server, group.pids())
+        threads_after = _threads(group.pids())
         wait_for_stats()
         after_counts = statement_counts(server, SERVICE_DATABASE)
         top = top_statements(server, SERVICE_DATABASE, executions)
@@ -370,6 +404,7 @@ def run_service(
         client.close()
         group.stop()
     return _report(executions, elapsed, before, after, before_counts, after_counts, idle) | {
+        "threads_per_execution": _threads_per_execution(threads_before, threads_after, executions),
         "statuses": statuses,
         "peak_connections": peaks,
         "top_statements_by_calls": top,
@@ -382,6 +417,43 @@ def _cpu(server: PostgresServer, pids: dict[str, int]) -> dict[str, float]:
         kind = "worker" if name.startswith("worker") else name
         result[kind] = result.get(kind, 0.0) + process_cpu(pid)
     return result
+
+
+def _threads(pids: dict[str, int]) -> dict[str, dict[str, float]]:
+    """Per process kind: user and system CPU seconds, voluntary and involuntary context switches."""
+    result: dict[str, dict[str, float]] = {}
+    for name, pid in pids.items():
+        kind = "worker" if name.startswith("worker") else name
+        user, system = process_cpu_split(pid)
+        voluntary, involuntary = context_switches(pid)
+        totals = result.setdefault(kind, {"user": 0.0, "system": 0.0, "voluntary": 0, "involuntary": 0})
+        totals["user"] += user
+        totals["system"] += system
+        totals["voluntary"] += voluntary
+        totals["involuntary"] += involuntary
+    return result
+
+
+def _threads_per_execution(
+    before: dict[str, dict[str, float]], after: dict[str, dict[str, float]], executions: int
+) -> dict[str, dict[str, float]]:
+    """What each process kind spent per execution between two :func:`_threads` readings: user
+    and system CPU-ms, and context switches (where CPU is spent on waking and waiting threads
+    rather than on the work, it shows here)."""
+    return {
+        kind: {
+            "user_ms": round((after[kind]["user"] - before[kind]["user"]) * 1000 / executions, 2),
+            "system_ms": round((after[kind]["system"] - before[kind]["system"]) * 1000 / executions, 2),
+            "voluntary_switches": round(
+                (after[kind]["voluntary"] - before[kind]["voluntary"]) / executions, 1
+            ),
+            "involuntary_switches": round(
+                (after[kind]["involuntary"] - before[kind]["involuntary"]) / executions, 1
+            ),
+        }
+        for kind in before
+        if kind in after
+    }
 
 
 def _measure_idle(
@@ -482,6 +554,7 @@ def run_floor(server: PostgresServer, executions: int) -> dict[str, Any]:
         reset_statements(server)
         before_counts = statement_counts(server, FLOOR_DATABASE)
         before = _cpu(server, {"floor": child.pid})
+        threads_before = _threads({"floor": child.pid})
         started = time.monotonic()
         child.stdin.write("go\n")
         child.stdin.flush()
@@ -489,6 +562,7 @@ def run_floor(server: PostgresServer, executions: int) -> dict[str, Any]:
             raise RuntimeError("the floor burst did not finish")
         elapsed = time.monotonic() - started
         after = _cpu(server, {"floor": child.pid})
+        threads_after = _threads({"floor": child.pid})
         wait_for_stats()
         after_counts = statement_counts(server, FLOOR_DATABASE)
         top = top_statements(server, FLOOR_DATABASE, executions)
@@ -499,7 +573,8 @@ def run_floor(server: PostgresServer, executions: int) -> dict[str, Any]:
         except subprocess.TimeoutExpired:
             child.kill()
     return _report(executions, elapsed, before, after, before_counts, after_counts, idle) | {
-        "top_statements_by_calls": top
+        "threads_per_execution": _threads_per_execution(threads_before, threads_after, executions),
+        "top_statements_by_calls": top,
     }
 
 

@@ -74,3 +74,82 @@ def test_the_report_gives_planning_and_connections_opened_per_execution() -> Non
     assert (report["statements_per_execution"], report["plans_per_execution"]) == (6.0, 2.0)
     assert report["statement_ms_per_execution"] == {"execute": 3.0, "plan": 0.6}
     assert (report["commits_per_execution"], report["connections_opened"]) == (4.0, 12)
+
+
+def test_user_and_system_time_are_split_and_a_gone_process_counts_nothing() -> None:
+    from bench.pg_cpu import process_cpu_split
+
+    process = subprocess.Popen(
+        [sys.executable, "-c", BURN + "import sys\nprint('burnt', flush=True)\nsys.stdin.read()\n"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdin is not None
+    assert process.stdout is not None
+    try:
+        assert process.stdout.readline().strip() == "burnt"
+        user, system = process_cpu_split(process.pid)
+        assert user > 0  # the loop ran in user space
+        assert user + system == pytest.approx(process_cpu(process.pid))
+    finally:
+        process.stdin.close()
+        process.wait(timeout=30)
+    assert process_cpu_split(process.pid) == (0.0, 0.0)
+
+
+def test_context_switches_are_summed_over_every_live_thread_of_the_process() -> None:
+    from bench.pg_cpu import context_switches
+
+    # Four threads each sleep 50 times (every sleep is a voluntary switch of that thread), then
+    # wait, alive, until told to end.
+    script = (
+        "import sys, threading, time\n"
+        "done = threading.Event()\n"
+        "napped = threading.Barrier(5)\n"
+        "def nap():\n"
+        "    for _ in range(50):\n"
+        "        time.sleep(0.001)\n"
+        "    napped.wait()\n"
+        "    done.wait()\n"
+        "threads = [threading.Thread(target=nap) for _ in range(4)]\n"
+        "[t.start() for t in threads]\n"
+        "napped.wait()\n"
+        "print('napped', flush=True)\n"
+        "sys.stdin.readline()\n"
+        "done.set()\n"
+        "[t.join() for t in threads]\n"
+        "print('ended', flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdin is not None
+    assert process.stdout is not None
+    try:
+        assert process.stdout.readline().strip() == "napped"
+        with_nappers, _ = context_switches(process.pid)
+        process.stdin.write("end\n")
+        process.stdin.flush()
+        assert process.stdout.readline().strip() == "ended"
+        without_nappers, _ = context_switches(process.pid)
+        assert with_nappers >= 4 * 50  # every thread's switches, not only the main thread's
+        assert without_nappers < with_nappers - 4 * 40  # a thread that ended is no longer counted
+    finally:
+        process.stdin.close()
+        process.wait(timeout=30)
+    assert context_switches(process.pid) == (0, 0)
+
+
+def test_thread_figures_are_given_per_execution_and_process_kind() -> None:
+    from bench.pg_cpu import _threads_per_execution
+
+    before = {"worker": {"user": 1.0, "system": 0.5, "voluntary": 100, "involuntary": 10}}
+    after = {
+        "worker": {"user": 3.0, "system": 0.9, "voluntary": 5100, "involuntary": 410},
+        "api": {"user": 9.0, "system": 9.0, "voluntary": 9, "involuntary": 9},  # not read before
+    }
+    assert _threads_per_execution(before, after, 100) == {
+        "worker": {"user_ms": 20.0, "system_ms": 4.0, "voluntary_switches": 50.0, "involuntary_switches": 4.0}
+    }
