@@ -16,7 +16,8 @@ own timestamps; ``--burst-rate`` skips it), then N intents with the tool taking 
 the slow phase ends within ``N / burst rate + 2 s`` (the calls in flight are never the bound),
 with the service's peak resident memory ≤ 400 MB. Reported: both phases' times, the bound, the
 most calls in flight at once (seen by the target), and each process's resident memory idle and at
-its peak (``VmHWM``).
+its peak (``VmHWM``), and each phase's CPU per intent in the service's processes (from the
+approvals to the last outcome), so that what a call held 1 s adds to an execution shows.
 
     python -m bench.slow_tools --intents 1000 --latency 1.0 --gateway memory
     python -m bench.slow_tools --intents 1000 --latency 1.0 --gateway http
@@ -29,6 +30,7 @@ import asyncio
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 
 from bench.common import emit
+from bench.pg_cpu import process_cpu
 from fulfill.client import AsyncFulfillClient, FulfillClient
 from fulfill.config import Settings
 from fulfill.domain.scopes import USER_SCOPES
@@ -185,16 +188,19 @@ def create_and_approve_at_once(
     account: str,
     approver_token: str,
     action_type: str = "CREATE_INTERNAL_TASK",
+    before_approvals: Callable[[], None] | None = None,
 ) -> list[str]:
     """Create ``count`` intents one by one, then approve them all at once as the holder of
     ``approver_token`` (nobody approves their own proposal; approving is idempotent: a reset
-    connection is retried). Returns their ids."""
+    connection is retried); ``before_approvals`` is called between the two. Returns their ids."""
     ids = []
     for index in range(count):
         created = client.create_intent(
             {"action_type": action_type, "account_id": account, "parameters": {"title": f"{account} {index}"}}
         )
         ids.append(created.value.action_intent_id)
+    if before_approvals is not None:
+        before_approvals()
 
     async def approve_all() -> None:
         limits = httpx.Limits(max_connections=64)
@@ -229,9 +235,21 @@ def _phase(
     pids: dict[str, int],
     timeout: float,
 ) -> dict[str, Any]:
-    """N intents approved at once; seconds from the first approval to the last outcome."""
+    """N intents approved at once; seconds from the first approval to the last outcome, and the
+    CPU the service's processes spent per intent from the approvals to the last outcome (the
+    creations left out; the benchmark's reads of the outcomes, every 0.5 s, counted in)."""
+    cpu_before: dict[str, float] = {}
+
+    def read_cpu() -> None:
+        cpu_before.update({name: process_cpu(pid) for name, pid in pids.items()})
+
     ids = create_and_approve_at_once(
-        client, intents, account=account, approver_token=approver, action_type=ACTION_TYPE
+        client,
+        intents,
+        account=account,
+        approver_token=approver,
+        action_type=ACTION_TYPE,
+        before_approvals=read_cpu,
     )
     done: dict[str, float] = {}
     failed = 0
@@ -252,6 +270,9 @@ def _phase(
             if not next_token:
                 break
         time.sleep(0.5)
+    cpu_ms = {
+        name: round((process_cpu(pid) - cpu_before[name]) * 1000 / intents, 2) for name, pid in pids.items()
+    }
     first = first_approval_epoch(client, ids[:50])
     elapsed = (max(done.values()) - first) if done else float("nan")
     return {
@@ -259,6 +280,7 @@ def _phase(
         "failed": failed,
         "first_approval_to_last_outcome_s": round(elapsed, 2),
         "per_second": round(len(done) / elapsed, 1) if done and elapsed > 0 else 0.0,
+        "service_cpu_ms_per_intent": {**cpu_ms, "total": round(sum(cpu_ms.values()), 2)},
     }
 
 
