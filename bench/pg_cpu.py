@@ -89,25 +89,47 @@ def process_cpu_split(pid: int) -> tuple[float, float]:
     return int(fields[11]) / _ticks(), int(fields[12]) / _ticks()
 
 
-def context_switches(pid: int) -> tuple[int, int]:
-    """(voluntary, involuntary) context switches of ``pid``'s live threads, from each thread's
-    ``/proc/<pid>/task/<tid>/status``; a thread that already exited is no longer counted (the
-    executors' threads stay for the process's life). (0, 0) when the process is gone."""
-    voluntary = involuntary = 0
+def thread_switches(pid: int) -> dict[int, tuple[int, int]]:
+    """(voluntary, involuntary) context switches of each live thread of ``pid``, by thread id,
+    from ``/proc/<pid>/task/<tid>/status``; {} when the process is gone."""
+    found: dict[int, tuple[int, int]] = {}
     try:
         tasks = list(Path(f"/proc/{pid}/task").iterdir())
     except OSError:
-        return 0, 0
+        return found
     for task in tasks:
         try:
             status = (task / "status").read_text()
         except OSError:
             continue  # the thread ended while we read
+        voluntary = involuntary = 0
         for line in status.splitlines():
             if line.startswith("voluntary_ctxt_switches:"):
-                voluntary += int(line.split()[1])
+                voluntary = int(line.split()[1])
             elif line.startswith("nonvoluntary_ctxt_switches:"):
-                involuntary += int(line.split()[1])
+                involuntary = int(line.split()[1])
+        found[int(task.name)] = (voluntary, involuntary)
+    return found
+
+
+def context_switches(pid: int) -> tuple[int, int]:
+    """(voluntary, involuntary) context switches of ``pid``'s live threads, summed."""
+    threads = thread_switches(pid).values()
+    return sum(v for v, _ in threads), sum(i for _, i in threads)
+
+
+def switches_between(
+    before: dict[int, tuple[int, int]], after: dict[int, tuple[int, int]]
+) -> tuple[int, int]:
+    """The switches made between two :func:`thread_switches` readings by the threads alive at the
+    second: a thread started in between counts whole, and one that ended in between is not
+    counted at all (an api process's request threads come and go; a worker's executor threads
+    stay for the process's life)."""
+    voluntary = involuntary = 0
+    for tid, (v, i) in after.items():
+        v0, i0 = before.get(tid, (0, 0))
+        voluntary += v - v0
+        involuntary += i - i0
     return voluntary, involuntary
 
 
@@ -419,40 +441,38 @@ def _cpu(server: PostgresServer, pids: dict[str, int]) -> dict[str, float]:
     return result
 
 
-def _threads(pids: dict[str, int]) -> dict[str, dict[str, float]]:
-    """Per process kind: user and system CPU seconds, voluntary and involuntary context switches."""
-    result: dict[str, dict[str, float]] = {}
-    for name, pid in pids.items():
-        kind = "worker" if name.startswith("worker") else name
-        user, system = process_cpu_split(pid)
-        voluntary, involuntary = context_switches(pid)
-        totals = result.setdefault(kind, {"user": 0.0, "system": 0.0, "voluntary": 0, "involuntary": 0})
-        totals["user"] += user
-        totals["system"] += system
-        totals["voluntary"] += voluntary
-        totals["involuntary"] += involuntary
-    return result
+ThreadReading = tuple[float, float, dict[int, tuple[int, int]]]
+
+
+def _threads(pids: dict[str, int]) -> dict[str, ThreadReading]:
+    """Per process: user and system CPU seconds, and each thread's context switches."""
+    return {name: (*process_cpu_split(pid), thread_switches(pid)) for name, pid in pids.items()}
 
 
 def _threads_per_execution(
-    before: dict[str, dict[str, float]], after: dict[str, dict[str, float]], executions: int
+    before: dict[str, ThreadReading], after: dict[str, ThreadReading], executions: int
 ) -> dict[str, dict[str, float]]:
     """What each process kind spent per execution between two :func:`_threads` readings: user
     and system CPU-ms, and context switches (where CPU is spent on waking and waiting threads
     rather than on the work, it shows here)."""
+    totals: dict[str, list[float]] = {}
+    for name, (user, system, switches) in after.items():
+        if name not in before:
+            continue
+        user0, system0, switches0 = before[name]
+        voluntary, involuntary = switches_between(switches0, switches)
+        kind = "worker" if name.startswith("worker") else name
+        sums = totals.setdefault(kind, [0.0, 0.0, 0.0, 0.0])
+        for index, value in enumerate((user - user0, system - system0, voluntary, involuntary)):
+            sums[index] += value
     return {
         kind: {
-            "user_ms": round((after[kind]["user"] - before[kind]["user"]) * 1000 / executions, 2),
-            "system_ms": round((after[kind]["system"] - before[kind]["system"]) * 1000 / executions, 2),
-            "voluntary_switches": round(
-                (after[kind]["voluntary"] - before[kind]["voluntary"]) / executions, 1
-            ),
-            "involuntary_switches": round(
-                (after[kind]["involuntary"] - before[kind]["involuntary"]) / executions, 1
-            ),
+            "user_ms": round(user * 1000 / executions, 2),
+            "system_ms": round(system * 1000 / executions, 2),
+            "voluntary_switches": round(voluntary / executions, 1),
+            "involuntary_switches": round(involuntary / executions, 1),
         }
-        for kind in before
-        if kind in after
+        for kind, (user, system, voluntary, involuntary) in totals.items()
     }
 
 

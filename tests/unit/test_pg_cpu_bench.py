@@ -142,13 +142,25 @@ def test_context_switches_are_summed_over_every_live_thread_of_the_process() -> 
     assert context_switches(process.pid) == (0, 0)
 
 
+def test_switches_between_two_readings_count_the_threads_alive_at_the_second() -> None:
+    from bench.pg_cpu import switches_between
+
+    before = {1: (100, 10), 2: (50, 5), 3: (999, 99)}  # thread 3 ends in between
+    after = {1: (130, 12), 2: (50, 6), 4: (20, 2)}  # thread 4 starts in between
+    assert switches_between(before, after) == (30 + 0 + 20, 2 + 1 + 2)
+
+
 def test_thread_figures_are_given_per_execution_and_process_kind() -> None:
     from bench.pg_cpu import _threads_per_execution
 
-    before = {"worker": {"user": 1.0, "system": 0.5, "voluntary": 100, "involuntary": 10}}
+    before = {
+        "worker-0": (1.0, 0.5, {7: (100, 10)}),
+        "worker-1": (2.0, 0.5, {8: (0, 0)}),
+    }
     after = {
-        "worker": {"user": 3.0, "system": 0.9, "voluntary": 5100, "involuntary": 410},
-        "api": {"user": 9.0, "system": 9.0, "voluntary": 9, "involuntary": 9},  # not read before
+        "worker-0": (2.0, 0.7, {7: (2600, 210)}),
+        "worker-1": (3.0, 0.7, {8: (2500, 200)}),
+        "api": (9.0, 9.0, {9: (9, 9)}),  # not read before
     }
     assert _threads_per_execution(before, after, 100) == {
         "worker": {"user_ms": 20.0, "system_ms": 4.0, "voluntary_switches": 50.0, "involuntary_switches": 4.0}
