@@ -3,7 +3,7 @@
     python -m bench.target_call_cost --calls 500 --concurrency 16 --rounds 3
 
 A target (an ``MCPServer`` under uvicorn, stateless, JSON answers, one tool that answers at once)
-runs in this process on a thread of its own; the gateway's client for targets
+runs in this process on a thread of its own (``--hold S``: it holds each call S seconds first); the gateway's client for targets
 (``gateway/remote.RemoteTargets``, as the gateway forwards every call of a target's tool) calls it
 ``--calls`` times, ``--concurrency`` at a time, on one event loop, in rounds after a warm-up round.
 Reported per call, as the median round: the HTTP requests the target received (by method), the new
@@ -39,14 +39,16 @@ class CountingTarget:
     """A stateless MCP target with one tool (``echo``), counting the HTTP requests and the
     connections it receives; it runs on one thread, whose CPU time is read apart."""
 
-    def __init__(self) -> None:
+    def __init__(self, hold: float = 0.0) -> None:
         self.requests: Counter[str] = Counter()
         self.connections = 0
         self.thread_id: int | None = None
         server = MCPServer("counting-target", log_level="WARNING")
 
-        @server.tool(name="echo", description="Answers at once with a reference to what it was given.")
+        @server.tool(name="echo", description="Answers with a reference to what it was given.")
         async def echo(title: str) -> dict[str, list[dict[str, str]]]:
+            if hold > 0:
+                await asyncio.sleep(hold)
             return {"external_object_refs": [{"object_type": "Echo", "object_id": title}]}
 
         app = server.streamable_http_app(
@@ -111,8 +113,8 @@ async def _calls(remote: RemoteTargets, target: TargetEndpoint, calls: int, conc
     return failed
 
 
-def run(calls: int, concurrency: int, rounds: int) -> dict[str, Any]:
-    target = CountingTarget()
+def run(calls: int, concurrency: int, rounds: int, hold: float = 0.0) -> dict[str, Any]:
+    target = CountingTarget(hold)
     remote = RemoteTargets(EgressAllowList.parse(["127.0.0.1"]))
     endpoint = TargetEndpoint(name="bench", url=target.url, auth=TargetAuthView())
     loop = asyncio.new_event_loop()
@@ -148,6 +150,7 @@ def run(calls: int, concurrency: int, rounds: int) -> dict[str, Any]:
     return {
         "calls": calls,
         "concurrency": concurrency,
+        "hold_s": hold,
         "rounds": per_round,
         "median_round": median,
         "gateway_cpu_ms_per_call_spread": [
@@ -165,9 +168,10 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--hold", type=float, default=0.0, help="seconds the target holds each call")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    emit(run(args.calls, args.concurrency, args.rounds), args.json)
+    emit(run(args.calls, args.concurrency, args.rounds, args.hold), args.json)
 
 
 if __name__ == "__main__":

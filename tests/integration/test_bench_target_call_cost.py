@@ -18,3 +18,12 @@ def test_every_forwarded_call_is_answered_and_counted() -> None:
     # The target thread's CPU is read in clock ticks: counted over both rounds.
     assert sum(round_["target_cpu_ms_per_call"] for round_ in result["rounds"]) > 0
     assert result["median_round"] in result["rounds"]
+
+
+def test_a_held_call_is_answered_after_the_hold() -> None:
+    # 8 calls, 4 at a time, each held 0.25 s by the target: two waves, so no faster than 16/s.
+    result = run(calls=8, concurrency=4, rounds=1, hold=0.25)
+    (round_,) = result["rounds"]
+    assert round_["failed"] == 0
+    assert round_["calls_per_s"] <= 16.0
+    assert result["hold_s"] == 0.25
