@@ -17,7 +17,8 @@ the slow phase ends within ``N / burst rate + 2 s`` (the calls in flight are nev
 with the service's peak resident memory ≤ 400 MB. Reported: both phases' times, the bound, the
 most calls in flight at once (seen by the target), and each process's resident memory idle and at
 its peak (``VmHWM``), and each phase's CPU per intent in the service's processes (from the
-approvals to the last outcome), so that what a call held 1 s adds to an execution shows.
+approvals to the last outcome, and the system time within it), so that what a call held 1 s adds
+to an execution shows.
 
     python -m bench.slow_tools --intents 1000 --latency 1.0 --gateway memory
     python -m bench.slow_tools --intents 1000 --latency 1.0 --gateway http
@@ -40,7 +41,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 
 from bench.common import emit
-from bench.pg_cpu import process_cpu
+from bench.pg_cpu import process_cpu_split
 from fulfill.client import AsyncFulfillClient, FulfillClient
 from fulfill.config import Settings
 from fulfill.domain.scopes import USER_SCOPES
@@ -238,10 +239,10 @@ def _phase(
     """N intents approved at once; seconds from the first approval to the last outcome, and the
     CPU the service's processes spent per intent from the approvals to the last outcome (the
     creations left out; the benchmark's reads of the outcomes, every 0.5 s, counted in)."""
-    cpu_before: dict[str, float] = {}
+    cpu_before: dict[str, tuple[float, float]] = {}
 
     def read_cpu() -> None:
-        cpu_before.update({name: process_cpu(pid) for name, pid in pids.items()})
+        cpu_before.update({name: process_cpu_split(pid) for name, pid in pids.items()})
 
     ids = create_and_approve_at_once(
         client,
@@ -270,8 +271,10 @@ def _phase(
             if not next_token:
                 break
         time.sleep(0.5)
+    cpu_after = {name: process_cpu_split(pid) for name, pid in pids.items()}
+    system_ms = {name: round((cpu_after[name][1] - cpu_before[name][1]) * 1000 / intents, 2) for name in pids}
     cpu_ms = {
-        name: round((process_cpu(pid) - cpu_before[name]) * 1000 / intents, 2) for name, pid in pids.items()
+        name: round((sum(cpu_after[name]) - sum(cpu_before[name])) * 1000 / intents, 2) for name in pids
     }
     first = first_approval_epoch(client, ids[:50])
     elapsed = (max(done.values()) - first) if done else float("nan")
@@ -281,6 +284,7 @@ def _phase(
         "first_approval_to_last_outcome_s": round(elapsed, 2),
         "per_second": round(len(done) / elapsed, 1) if done and elapsed > 0 else 0.0,
         "service_cpu_ms_per_intent": {**cpu_ms, "total": round(sum(cpu_ms.values()), 2)},
+        "service_system_cpu_ms_per_intent": system_ms,
     }
 
 

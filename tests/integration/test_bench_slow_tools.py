@@ -18,4 +18,5 @@ def test_both_phases_complete_and_report_the_service_cpu_per_intent() -> None:
         cpu = phase["service_cpu_ms_per_intent"]
         assert set(cpu) == {"all", "total"}  # the one `fulfill serve` (every role) of the in-memory gateway
         assert cpu["total"] == cpu["all"] > 0
+        assert 0 <= phase["service_system_cpu_ms_per_intent"]["all"] <= cpu["all"]
     assert result["aim_bound_s"] == round(12 / burst["per_second"] + 2.0, 2)
