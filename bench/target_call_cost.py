@@ -2,10 +2,11 @@
 
     python -m bench.target_call_cost --calls 500 --concurrency 16 --rounds 3
 
-A target (an ``MCPServer`` under uvicorn, stateless, JSON answers, one tool that answers at once)
-runs in this process on a thread of its own (``--hold S``: it holds each call S seconds first); the gateway's client for targets
-(``gateway/remote.RemoteTargets``, as the gateway forwards every call of a target's tool) calls it
-``--calls`` times, ``--concurrency`` at a time, on one event loop, in rounds after a warm-up round.
+A target (an ``MCPServer`` under uvicorn, stateless, JSON answers, one tool that answers at once,
+or after ``--hold`` seconds) runs in this process on a thread of its own; the gateway's client for
+targets (``gateway/remote.RemoteTargets``, as the gateway forwards every call of a target's tool)
+calls it ``--calls`` times, ``--concurrency`` at a time, on one event loop, in rounds after a
+warm-up round.
 Reported per call, as the median round: the HTTP requests the target received (by method), the new
 TCP connections it accepted, and CPU-milliseconds of the gateway's side (this process's CPU less
 the target thread's, read from ``/proc/self/task``) and of the target's side.
