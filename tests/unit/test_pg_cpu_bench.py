@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from bench.pg_cpu import children, process_cpu
@@ -13,6 +15,22 @@ from bench.pg_cpu import children, process_cpu
 BURN = "x = 0\nfor i in range(3_000_000):\n    x += i\n"
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads /proc")
+
+
+@contextmanager
+def script(code: str) -> Iterator[subprocess.Popen[str]]:
+    """``python -c code`` with its stdin and stdout piped; stdin is closed (its cue to exit) and
+    the process waited for at the end."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdin is not None
+    assert process.stdout is not None
+    try:
+        yield process
+    finally:
+        process.stdin.close()
+        process.wait(timeout=30)
 
 
 def test_a_process_that_is_gone_counts_nothing() -> None:
@@ -23,30 +41,19 @@ def test_a_process_that_is_gone_counts_nothing() -> None:
 
 def test_a_live_child_is_found_and_a_reaped_one_is_counted_with_its_parent() -> None:
     # A parent that burns CPU in a child, waits for it (reaps it), then waits for us.
-    parent = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import subprocess, sys\n"
-            f"subprocess.run([sys.executable, '-c', {BURN!r}], check=True)\n"
-            "print('reaped', flush=True)\n"
-            "sys.stdin.read()\n",
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
+    code = (
+        "import subprocess, sys\n"
+        f"subprocess.run([sys.executable, '-c', {BURN!r}], check=True)\n"
+        "print('reaped', flush=True)\n"
+        "sys.stdin.read()\n"
     )
-    assert parent.stdin is not None
-    assert parent.stdout is not None
-    try:
+    with script(code) as parent:
+        assert parent.stdout is not None
         assert parent.stdout.readline().strip() == "reaped"
         assert children(parent.pid) == []  # the child is gone
         own = process_cpu(parent.pid)
         with_reaped = process_cpu(parent.pid, reaped_children=True)
         assert with_reaped > own  # the child's CPU is counted once it was reaped
-    finally:
-        parent.stdin.close()
-        parent.wait(timeout=30)
 
 
 def test_the_report_gives_planning_and_connections_opened_per_execution() -> None:
@@ -79,22 +86,12 @@ def test_the_report_gives_planning_and_connections_opened_per_execution() -> Non
 def test_user_and_system_time_are_split_and_a_gone_process_counts_nothing() -> None:
     from bench.pg_cpu import process_cpu_split
 
-    process = subprocess.Popen(
-        [sys.executable, "-c", BURN + "import sys\nprint('burnt', flush=True)\nsys.stdin.read()\n"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdin is not None
-    assert process.stdout is not None
-    try:
+    with script(BURN + "import sys\nprint('burnt', flush=True)\nsys.stdin.read()\n") as process:
+        assert process.stdout is not None
         assert process.stdout.readline().strip() == "burnt"
         user, system = process_cpu_split(process.pid)
         assert user > 0  # the loop ran in user space
         assert user + system == pytest.approx(process_cpu(process.pid))
-    finally:
-        process.stdin.close()
-        process.wait(timeout=30)
     assert process_cpu_split(process.pid) == (0.0, 0.0)
 
 
@@ -103,7 +100,7 @@ def test_context_switches_are_summed_over_every_live_thread_of_the_process() -> 
 
     # Four threads each sleep 50 times (every sleep is a voluntary switch of that thread), then
     # wait, alive, until told to end.
-    script = (
+    code = (
         "import sys, threading, time\n"
         "done = threading.Event()\n"
         "napped = threading.Barrier(5)\n"
@@ -122,12 +119,9 @@ def test_context_switches_are_summed_over_every_live_thread_of_the_process() -> 
         "print('ended', flush=True)\n"
         "sys.stdin.read()\n"
     )
-    process = subprocess.Popen(
-        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    assert process.stdin is not None
-    assert process.stdout is not None
-    try:
+    with script(code) as process:
+        assert process.stdin is not None
+        assert process.stdout is not None
         assert process.stdout.readline().strip() == "napped"
         with_nappers, _ = context_switches(process.pid)
         process.stdin.write("end\n")
@@ -136,9 +130,6 @@ def test_context_switches_are_summed_over_every_live_thread_of_the_process() -> 
         without_nappers, _ = context_switches(process.pid)
         assert with_nappers >= 4 * 50  # every thread's switches, not only the main thread's
         assert without_nappers < with_nappers - 4 * 40  # a thread that ended is no longer counted
-    finally:
-        process.stdin.close()
-        process.wait(timeout=30)
     assert context_switches(process.pid) == (0, 0)
 
 
