@@ -5,10 +5,12 @@ from __future__ import annotations
 import errno
 import socket
 import threading
+import time
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from fulfill import collector
 from fulfill.cli.base import options
 from fulfill.cli.options import DbOption
 from fulfill.config import Settings
@@ -35,6 +37,7 @@ def serve(
     }
     settings = Settings(**overrides)
     configure_logging(settings.log_level, log_format=settings.log_format, secrets=settings.log_secrets)
+    collector.tune()
     try:
         server, sock, bound = build_server(settings, verbose_startup_errors=options.debug)
     except OSError as exc:
@@ -47,6 +50,7 @@ def serve(
     )
     if demo:
         threading.Thread(target=_demo_when_ready, args=(server, bound), daemon=True).start()
+    threading.Thread(target=_freeze_when_ready, args=(server,), name="fulfill-gc-freeze", daemon=True).start()
     try:
         server.run(sockets=[sock])
     except SystemExit:
@@ -72,9 +76,17 @@ def _cannot_listen(exc: OSError, settings: Settings) -> str:
     return f"cannot listen on {where}: {explain(exc)}"
 
 
-def _demo_when_ready(server: uvicorn.Server, settings: Settings) -> None:
-    import time
+def _freeze_when_ready(server: uvicorn.Server) -> None:
+    """Once the service answers (started: its modules, models, pools and DBOS are built), keep
+    what start-up built out of later garbage collections (:mod:`fulfill.collector`)."""
+    while not server.started:
+        if server.should_exit:
+            return
+        time.sleep(0.05)
+    collector.freeze_start_up()
 
+
+def _demo_when_ready(server: uvicorn.Server, settings: Settings) -> None:
     from rich.markup import escape
 
     from fulfill.cli.output import console, err_console
