@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-import httpx
 import jwt
 import pytest
 from mcp.shared.exceptions import MCPError
@@ -28,6 +27,7 @@ from fulfill.config import Settings
 from fulfill.store.tables import action_intents
 from fulfill.tokens import mint_token
 from fulfill_tools.launch import free_port, kill, start_serve, stop_all
+from tests.support import plain_http
 from tests.support.agent_mcp import (
     KEY_META,
     TaskHandle,
@@ -392,7 +392,7 @@ def test_service_tokens_do_not_open_the_door(door: Harness) -> None:
     service = mint_token(door.settings, tenant_id="t1", scopes=["gateway:invoke"])
     body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
     headers = {"Accept": "application/json, text/event-stream", "Authorization": "Bearer nope"}
-    assert httpx.post(f"{door.url}/agent/mcp", json=body, headers=headers).status_code == 401
+    assert plain_http.post(f"{door.url}/agent/mcp", json=body, headers=headers).status_code == 401
     assert service  # a user token with gateway:invoke only lists no action tool
     listed = run(_names(door, service))
     assert not {name for name in listed if name.startswith("create_")}

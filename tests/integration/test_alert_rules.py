@@ -9,12 +9,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import httpx
 import pytest
 import yaml
 
 from fulfill_tools.launch import free_port, start_serve, stop_all
-from tests.support import postgres
+from tests.support import plain_http, postgres
 from tests.support.harness import TEST_SECRET, Harness, fresh_database_url
 from tests.support.metrics import scrape
 
@@ -54,7 +53,7 @@ def test_every_metric_an_alert_reads_is_exported(harness: Harness) -> None:
         for name in re.findall(r"\bfulfill_[a-z_]+", rule["expr"])
     }
     assert used
-    exported = httpx.get(f"{harness.url}/metrics").text
+    exported = plain_http.get(f"{harness.url}/metrics").text
     families = set(re.findall(r"^# TYPE (fulfill_[a-z_]+) ", exported, flags=re.MULTILINE))
     families |= {name.removesuffix("_total") for name in families}
     missing = sorted(name for name in used if name not in families and f"{name}_total" not in families)

@@ -11,6 +11,7 @@ import pytest
 
 from fulfill.domain.time import epoch_from_iso, iso_from_epoch
 from fulfill.store import executions
+from tests.support import plain_http
 from tests.support.harness import TEST_SECRET, Harness, approved_event
 
 
@@ -52,9 +53,8 @@ def test_health_and_metrics(shared: Harness) -> None:
 def test_requests_without_a_valid_token_are_401(
     shared: Harness, headers: dict[str, str], reason: str
 ) -> None:
-    import httpx
 
-    response = httpx.get(f"{shared.url}/executions/ai_x/status", headers=headers)
+    response = plain_http.get(f"{shared.url}/executions/ai_x/status", headers=headers)
     body = _problem(response, 401)
     assert reason in body["detail"]
     assert body["error"] == "Unauthorized"  # what the reference answers
@@ -70,8 +70,6 @@ def test_requests_without_a_valid_token_are_401(
 
 def test_expired_wrong_issuer_wrong_audience_and_unsigned_tokens_are_401(shared: Harness) -> None:
     import time
-
-    import httpx
 
     base = {"sub": "u", "tenant_id": "t1", "scope": "executions:read", "iss": "fulfill-dev", "aud": "fulfill"}
     tokens = {
@@ -105,7 +103,7 @@ def test_expired_wrong_issuer_wrong_audience_and_unsigned_tokens_are_401(shared:
         "malformed accounts": ("token account_ids claim is malformed", "TOKEN_CLAIM_MALFORMED"),
     }
     for name, token in tokens.items():
-        response = httpx.get(
+        response = plain_http.get(
             f"{shared.url}/executions/ai_x/status", headers={"Authorization": f"Bearer {token}"}
         )
         body = _problem(response, 401)
@@ -507,13 +505,12 @@ def test_bodies_over_the_limit_are_413(shared: Harness) -> None:
 def test_readyz_is_503_and_names_the_part_when_the_database_is_down(
     shared: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import httpx
 
     def unavailable() -> Any:
         raise RuntimeError("database down")
 
     monkeypatch.setattr(shared.db, "read", unavailable)
-    response = httpx.get(f"{shared.url}/readyz")
+    response = plain_http.get(f"{shared.url}/readyz")
     assert response.status_code == 503
     assert response.json() == {"status": "not ready", "checks": {"database": "unavailable", "workers": "ok"}}
 
@@ -536,26 +533,24 @@ def test_an_out_of_range_registry_version_is_a_422_not_a_database_error(shared: 
 @pytest.mark.parametrize("page", ["/docs", "/redoc"])
 def test_the_docs_pages_need_no_internet(shared: Harness, page: str) -> None:
     """Their scripts, styles and icon come from this service, not a CDN."""
-    import httpx
 
-    html = httpx.get(f"{shared.url}{page}")
+    html = plain_http.get(f"{shared.url}{page}")
     assert html.status_code == 200
     assets = re.findall(r'(?:src|href)\s*=\s*["\']([^"\']+)["\']', html.text)
     assert assets
     assert not [url for url in assets if "//" in url], assets
     assert "https://" not in html.text
     for asset in assets:
-        served = httpx.get(f"{shared.url}{asset}")
+        served = plain_http.get(f"{shared.url}{asset}")
         assert served.status_code == 200, asset
         # ReDoc's bundle shows Redocly's logo: from this service too, not from its CDN.
         assert "cdn.redoc.ly" not in served.text, asset
 
 
 def test_health_and_metrics_answer_head(shared: Harness) -> None:
-    import httpx
 
     for path, media_type in (("/healthz", "application/json"), ("/metrics", "text/plain")):
-        response = httpx.head(f"{shared.url}{path}")
+        response = plain_http.head(f"{shared.url}{path}")
         assert response.status_code == 200, path
         assert response.headers["content-type"].startswith(media_type)
         assert response.content == b""

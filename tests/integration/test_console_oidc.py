@@ -19,6 +19,7 @@ import pytest
 
 from fulfill.console.oidc import CALLBACK_PATH
 from fulfill.console.session import SESSION_COOKIE
+from tests.support import plain_http
 from tests.support.browser import Browser, query_of
 from tests.support.harness import Harness, make_settings
 from tests.support.oidc_provider import OidcProvider, RsaKey, User, s256
@@ -158,12 +159,12 @@ def test_login_with_pkce_state_and_nonce_then_logout(env: Env, provider: OidcPro
         "expires_at": me.json()["expires_at"],
     }
     # The bearer the console uses opens the API; nothing the cookie holds does.
-    listing = httpx.get(
+    listing = plain_http.get(
         f"{env.harness.url}/accounts/acc-1/executions", headers={"Authorization": f"Bearer {bearer}"}
     )
     assert listing.status_code == 200, listing.text
     for value in session.values():
-        lifted = httpx.get(
+        lifted = plain_http.get(
             f"{env.harness.url}/accounts/acc-1/executions", headers={"Authorization": f"Bearer {value}"}
         )
         assert lifted.status_code == 401, lifted.text

@@ -16,6 +16,7 @@ import pytest
 
 from fulfill.console.oidc import CALLBACK_PATH
 from fulfill.console.session import SESSION_COOKIE
+from tests.support import plain_http
 from tests.support.browser import Browser
 from tests.support.harness import Harness, make_settings
 from tests.support.oidc_provider import OidcProvider, User
@@ -166,7 +167,7 @@ def test_a_discovery_document_of_another_issuer(tmp_path: Path, started: list[An
 def test_without_an_issuer_there_is_no_console_login(tmp_path: Path, started: list[Any]) -> None:
     harness = _service(tmp_path, started, "fulfill-idp", "http://127.0.0.1:9/jwks", oidc_issuer="")
     for path in ("/console/login/oidc", CALLBACK_PATH, "/console/session"):
-        response = httpx.get(harness.url + path)
+        response = plain_http.get(harness.url + path)
         assert response.status_code == 404, (path, response.text)
         assert "set-cookie" not in response.headers
 

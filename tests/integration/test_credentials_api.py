@@ -25,6 +25,7 @@ from fulfill.service import Service
 from fulfill.store import targets as targets_store
 from fulfill.store.tables import connector_credentials
 from fulfill_tools.launch import free_port
+from tests.support import plain_http
 from tests.support.harness import TEST_SECRET, Harness, make_settings
 from tests.support.salesforce import OTHER_SECRETS_KEY, SECRETS_KEY, rsa_key_pair
 
@@ -207,9 +208,8 @@ def test_only_a_tenants_own_admin(served: Harness) -> None:
         )
     with served.client(tenant="t-owner", scopes=["admin"]) as owner:
         assert len(owner.get("/admin/credentials").json()["credentials"]) == 1
-    import httpx
 
-    assert httpx.get(f"{served.url}/admin/credentials").status_code == 401
+    assert plain_http.get(f"{served.url}/admin/credentials").status_code == 401
 
 
 def test_a_token_limited_to_some_accounts_manages_only_those(served: Harness) -> None:

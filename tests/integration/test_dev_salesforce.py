@@ -15,6 +15,7 @@ import pytest
 
 from fulfill_tools.dev.salesforce import JWT_BEARER_GRANT, DevSalesforce, DevSalesforceServer, parse_soql
 from fulfill_tools.launch import free_port
+from tests.support import plain_http
 from tests.support.http_doubles import wait_for
 from tests.support.salesforce import CLIENT_ID, CLIENT_SECRET, USERNAME, dev_config, rsa_key_pair
 
@@ -85,11 +86,11 @@ def test_reusing_a_rotated_refresh_token_revokes_the_family(server: DevSalesforc
     second, access = answer["refresh_token"], answer["access_token"]
     headers = {"Authorization": f"Bearer {access}"}
     query = f"{server.url}/services/data/v62.0/query"
-    assert httpx.get(query, params={"q": "SELECT Id FROM Task"}, headers=headers).status_code == 200
+    assert plain_http.get(query, params={"q": "SELECT Id FROM Task"}, headers=headers).status_code == 200
     replayed = token(server, **base, refresh_token=first)  # the spent one, again
     assert replayed.json() == {"error": "invalid_grant", "error_description": "expired access/refresh token"}
     assert token(server, **base, refresh_token=second).status_code == 400  # the family is revoked
-    assert httpx.get(query, params={"q": "SELECT Id FROM Task"}, headers=headers).status_code == 401
+    assert plain_http.get(query, params={"q": "SELECT Id FROM Task"}, headers=headers).status_code == 401
 
 
 def test_soql_subset() -> None:
@@ -116,19 +117,21 @@ def test_query_errors_and_the_fault_endpoint(server: DevSalesforceServer) -> Non
     access = token(server, grant_type="client_credentials", client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
     headers = {"Authorization": f"Bearer {access.json()['access_token']}"}
     query = f"{server.url}/services/data/v62.0/query"
-    malformed = httpx.get(query, params={"q": "SELECT Id FROM"}, headers=headers)
+    malformed = plain_http.get(query, params={"q": "SELECT Id FROM"}, headers=headers)
     assert (malformed.status_code, malformed.json()[0]["errorCode"]) == (400, "MALFORMED_QUERY")
-    column = httpx.get(query, params={"q": "SELECT Nope__c FROM Task"}, headers=headers)
+    column = plain_http.get(query, params={"q": "SELECT Nope__c FROM Task"}, headers=headers)
     assert column.json()[0]["errorCode"] == "INVALID_FIELD"
-    added = httpx.post(f"{server.url}/__dev/faults", json={"kind": "error", "status": 503, "path": "/query"})
+    added = plain_http.post(
+        f"{server.url}/__dev/faults", json={"kind": "error", "status": 503, "path": "/query"}
+    )
     assert added.status_code == 201
-    failed = httpx.get(query, params={"q": "SELECT Id FROM Task"}, headers=headers)
+    failed = plain_http.get(query, params={"q": "SELECT Id FROM Task"}, headers=headers)
     assert (failed.status_code, failed.json()[0]["errorCode"]) == (503, "SERVER_UNAVAILABLE")
-    assert httpx.get(query, params={"q": "SELECT Id FROM Task"}, headers=headers).status_code == 200
-    assert httpx.post(f"{server.url}/__dev/faults", json={"kind": "meteor"}).status_code == 400
-    assert httpx.post(f"{server.url}/__dev/expire-sessions").status_code == 204
-    assert httpx.get(query, params={"q": "SELECT Id FROM Task"}, headers=headers).status_code == 401
-    assert httpx.get(f"{server.url}/__dev/stats").json()["token_requests"]["client_credentials"] >= 1
+    assert plain_http.get(query, params={"q": "SELECT Id FROM Task"}, headers=headers).status_code == 200
+    assert plain_http.post(f"{server.url}/__dev/faults", json={"kind": "meteor"}).status_code == 400
+    assert plain_http.post(f"{server.url}/__dev/expire-sessions").status_code == 204
+    assert plain_http.get(query, params={"q": "SELECT Id FROM Task"}, headers=headers).status_code == 401
+    assert plain_http.get(f"{server.url}/__dev/stats").json()["token_requests"]["client_credentials"] >= 1
 
 
 def test_fulfill_dev_salesforce_serves_until_stopped() -> None:
@@ -151,7 +154,7 @@ def test_fulfill_dev_salesforce_serves_until_stopped() -> None:
                 return False
 
         wait_for(up, timeout=60)
-        granted = httpx.post(
+        granted = plain_http.post(
             f"{url}/services/oauth2/token",
             data={
                 "grant_type": "client_credentials",
@@ -160,7 +163,9 @@ def test_fulfill_dev_salesforce_serves_until_stopped() -> None:
             },
         )
         assert granted.status_code == 200
-        assert httpx.get(f"{url}/__dev/records/Account").json()["records"][0]["Name"] == "Acme Corporation"
+        assert (
+            plain_http.get(f"{url}/__dev/records/Account").json()["records"][0]["Name"] == "Acme Corporation"
+        )
     finally:
         process.terminate()
         output, _ = process.communicate(timeout=30)

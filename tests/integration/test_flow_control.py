@@ -19,6 +19,7 @@ from sqlalchemy import event, select
 
 from fulfill.domain.time import epoch_from_iso
 from fulfill.store.tables import connector_calls, internal_tasks
+from tests.support import plain_http
 from tests.support.harness import Harness, make_settings
 from tests.support.http_doubles import Fault, FaultyProxy, most_in_any_window, wait_for
 
@@ -254,7 +255,7 @@ def test_a_call_waiting_at_shutdown_is_resumed_after_a_restart(tmp_path: Path) -
 def metric(harness: Harness, sample: str) -> float:
     """One sample of ``/metrics`` (0 when absent). Counters add up over every service this test
     process ran, so tests compare before and after."""
-    for line in httpx.get(f"{harness.url}/metrics").text.splitlines():
+    for line in plain_http.get(f"{harness.url}/metrics").text.splitlines():
         if line.startswith(sample + " "):
             return float(line.split()[-1])
     return 0.0
@@ -280,7 +281,7 @@ def test_failures_open_the_circuit_executions_wait_and_a_probe_closes_it(
         assert opened["circuit"]["failures"] == 3
         assert (
             'fulfill_connector_circuit_state{connector="internal"} 2.0'
-            in httpx.get(f"{harness.url}/metrics").text
+            in plain_http.get(f"{harness.url}/metrics").text
         )
         # While it is open, executions wait instead of failing.
         later = approve_many(harness, client, 3, execution_policy=policy)
@@ -378,7 +379,7 @@ def test_connectors_are_listed_with_their_defaults_and_limits_and_in_metrics(har
         names = [item["name"] for item in client.get("/admin/connectors").json()]
         assert names == ["crm", "internal", "tickets"]
         assert harness.run_task(client)["status"] == "SUCCEEDED"
-    text = httpx.get(f"{harness.url}/metrics").text
+    text = plain_http.get(f"{harness.url}/metrics").text
     assert 'fulfill_connector_limit_rate{connector="internal"} 5.0' in text
     assert 'fulfill_connector_limit_concurrency{connector="internal"} 2.0' in text
     assert 'fulfill_connector_limit_rate{connector="tickets"} 0.5' in text

@@ -14,7 +14,6 @@ from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-import httpx
 import httpx2
 import jwt
 import pytest
@@ -24,6 +23,7 @@ from sqlalchemy import select
 
 from fulfill.store.tables import internal_notes, internal_tasks
 from fulfill.tokens import mint_token
+from tests.support import plain_http
 from tests.support.harness import ALL_SCOPES, Harness, make_settings
 
 T = TypeVar("T")
@@ -112,7 +112,7 @@ def _error(result: Any) -> dict[str, Any]:
 
 def _status_of(harness: Harness, token: str, body: dict[str, Any] | None = None) -> int:
     headers = {**MCP_HEADERS, "Authorization": f"Bearer {token}"}
-    return httpx.post(f"{harness.url}/mcp", json=body or LIST_TOOLS, headers=headers).status_code
+    return plain_http.post(f"{harness.url}/mcp", json=body or LIST_TOOLS, headers=headers).status_code
 
 
 def test_tools_are_listed_with_input_and_output_schemas(shared: Harness) -> None:
@@ -172,7 +172,7 @@ def test_a_short_idempotency_key_is_refused_by_the_schema(shared: Harness) -> No
 def test_a_refused_token_is_told_why_without_echoing_a_secret(shared: Harness) -> None:
     def refusal(token: str | None) -> tuple[str, dict[str, Any]]:
         headers = {**MCP_HEADERS, **({"Authorization": f"Bearer {token}"} if token else {})}
-        response = httpx.post(f"{shared.url}/mcp", json=LIST_TOOLS, headers=headers)
+        response = plain_http.post(f"{shared.url}/mcp", json=LIST_TOOLS, headers=headers)
         assert response.status_code == 401, response.text
         challenge = response.headers["www-authenticate"]
         body = dict(response.json())
@@ -209,7 +209,7 @@ def test_a_refused_token_is_told_why_without_echoing_a_secret(shared: Harness) -
 
 
 def test_calls_need_a_service_token(shared: Harness) -> None:
-    assert httpx.post(f"{shared.url}/mcp", json=LIST_TOOLS, headers=MCP_HEADERS).status_code == 401
+    assert plain_http.post(f"{shared.url}/mcp", json=LIST_TOOLS, headers=MCP_HEADERS).status_code == 401
     assert _status_of(shared, "not-a-jwt") == 401
     assert _status_of(shared, service_token(shared, _task_args())) == 200
 

@@ -27,6 +27,7 @@ from fulfill.domain.scopes import TENANT_SCOPES
 from fulfill.store.sql_store import SqlStore
 from fulfill.store.tables import ledger_checkpoints, ledger_entries
 from fulfill.usecases.ledger import iter_export, verify_store
+from tests.support import plain_http
 from tests.support.harness import TEST_SECRET, Harness, make_settings
 
 KEY_A = Ed25519PrivateKey.generate()
@@ -284,9 +285,9 @@ def test_every_ledger_route_keeps_tenants_apart(keyed: Harness) -> None:
         with keyed.client("ledger-iso-a", scopes=scopes) as other:
             assert other.get("/admin/ledger/verify").status_code == 403
             assert checkpoint(other).status_code == 403
-    assert httpx.get(f"{keyed.url}/admin/ledger/verify").status_code == 401
-    assert httpx.post(f"{keyed.url}/admin/ledger/checkpoint").status_code == 401
-    assert httpx.get(f"{keyed.url}/.well-known/fulfill-ledger-keys.json").status_code == 200
+    assert plain_http.get(f"{keyed.url}/admin/ledger/verify").status_code == 401
+    assert plain_http.post(f"{keyed.url}/admin/ledger/checkpoint").status_code == 401
+    assert plain_http.get(f"{keyed.url}/.well-known/fulfill-ledger-keys.json").status_code == 200
 
 
 def test_the_cli_verifies_checkpoints_and_exports_through_the_api_and_on_the_database(
@@ -378,7 +379,7 @@ def test_an_export_resumes_without_gaps_or_duplicates_and_verifies_offline_unles
     assert {line["entry"]["tenant_id"] for line in whole if line["kind"] == "entry"} == {tenant}
 
     keys = tmp_path / "keys.json"
-    keys.write_text(httpx.get(f"{keyed.url}/.well-known/fulfill-ledger-keys.json").text)
+    keys.write_text(plain_http.get(f"{keyed.url}/.well-known/fulfill-ledger-keys.json").text)
     runner = CliRunner()
 
     def offline(lines: list[dict[str, Any]]) -> tuple[int, dict[str, Any]]:

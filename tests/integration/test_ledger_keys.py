@@ -35,6 +35,7 @@ from tests.integration.test_ledger_chain import (
     seed_b64,
     verify,
 )
+from tests.support import plain_http
 from tests.support.harness import TEST_SECRET, Harness, make_settings
 from tests.support.http_doubles import wait_for
 
@@ -56,7 +57,7 @@ def test_key_rotation_keeps_old_checkpoints_verifiable_and_the_service_starts_on
     )
     second = Harness(rotated).start()
     try:
-        keys = httpx.get(f"{second.url}/.well-known/fulfill-ledger-keys.json").json()
+        keys = plain_http.get(f"{second.url}/.well-known/fulfill-ledger-keys.json").json()
         assert {(k["key_id"], k["current"]) for k in keys["keys"]} == {
             (key_id_of(KEY_A.public_key()), False),
             (key_id_of(KEY_B.public_key()), True),
@@ -111,7 +112,7 @@ def test_without_a_signing_key_nothing_is_signed_and_verify_counts_the_entries_a
         assert result["intact"] is True
         assert result["last_signed_checkpoint"] is None
         assert result["unverified_entries"] == result["entries"] > 0
-    assert httpx.get(f"{harness.url}/.well-known/fulfill-ledger-keys.json").json()["keys"] == []
+    assert plain_http.get(f"{harness.url}/.well-known/fulfill-ledger-keys.json").json()["keys"] == []
 
 
 def test_workers_checkpoint_and_export_every_tenant_on_the_schedule(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support import plain_http
 from tests.support.harness import Harness, make_settings
 from tests.support.metrics import has
 
@@ -46,20 +47,20 @@ def with_port(tmp_path: Path) -> Iterator[Harness]:
 def test_a_metrics_token_is_required_when_one_is_configured(with_token: Harness) -> None:
     url = f"{with_token.url}/metrics"
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {METRICS_TOKEN}"}):
-        refused = httpx.get(url, headers=headers)
+        refused = plain_http.get(url, headers=headers)
         assert refused.status_code == 401
         assert refused.headers["content-type"].startswith("application/problem+json")
         assert refused.json()["code"] == "METRICS_TOKEN_REQUIRED"
         assert refused.headers["www-authenticate"] == 'Bearer realm="metrics"'
         assert "fulfill_" not in refused.text
-        assert httpx.head(url, headers=headers).status_code == 401
+        assert plain_http.head(url, headers=headers).status_code == 401
     # A user token of the API is no metrics token.
-    assert httpx.get(url, headers={"Authorization": f"Bearer {with_token.token()}"}).status_code == 401
+    assert plain_http.get(url, headers={"Authorization": f"Bearer {with_token.token()}"}).status_code == 401
     good = {"Authorization": f"Bearer {METRICS_TOKEN}"}
-    samples = _samples(httpx.get(url, headers=good))
+    samples = _samples(plain_http.get(url, headers=good))
     assert has(samples, "fulfill_kill_switch_global_stop")
-    assert httpx.head(url, headers=good).status_code == 200
-    assert httpx.get(f"{with_token.url}/healthz").status_code == 200  # probes need no token
+    assert plain_http.head(url, headers=good).status_code == 200
+    assert plain_http.get(f"{with_token.url}/healthz").status_code == 200  # probes need no token
 
 
 def test_a_separate_metrics_listener_serves_metrics_and_the_api_port_does_not(with_port: Harness) -> None:
@@ -69,20 +70,20 @@ def test_a_separate_metrics_listener_serves_metrics_and_the_api_port_does_not(wi
     metrics_url = f"http://127.0.0.1:{listener.port}"
     # The API's listener no longer has /metrics at all, token or not.
     for headers in ({}, {"Authorization": f"Bearer {METRICS_TOKEN}"}):
-        assert httpx.get(f"{with_port.url}/metrics", headers=headers).status_code == 404
+        assert plain_http.get(f"{with_port.url}/metrics", headers=headers).status_code == 404
     # The metrics listener: the token (also set here) is still required; nothing but /metrics.
-    assert httpx.get(f"{metrics_url}/metrics").status_code == 401
+    assert plain_http.get(f"{metrics_url}/metrics").status_code == 401
     good = {"Authorization": f"Bearer {METRICS_TOKEN}"}
     with with_port.client() as client:
         assert with_port.run_task(client)["status"] == "SUCCEEDED"
-    samples = _samples(httpx.get(f"{metrics_url}/metrics", headers=good))
+    samples = _samples(plain_http.get(f"{metrics_url}/metrics", headers=good))
     assert (
         samples[("fulfill_executions_total", frozenset({("status", "SUCCEEDED"), ("error_class", "")}))] >= 1
     )
     assert has(samples, "fulfill_kill_switch_global_stop")  # the store gauges are there too
-    assert httpx.head(f"{metrics_url}/metrics", headers=good).status_code == 200
-    assert httpx.get(f"{metrics_url}/intents", headers=good).status_code == 404
-    assert httpx.post(f"{metrics_url}/metrics", headers=good).status_code == 405
+    assert plain_http.head(f"{metrics_url}/metrics", headers=good).status_code == 200
+    assert plain_http.get(f"{metrics_url}/intents", headers=good).status_code == 404
+    assert plain_http.post(f"{metrics_url}/metrics", headers=good).status_code == 405
 
 
 def test_a_short_metrics_token_is_refused_at_start(tmp_path: Path) -> None:
@@ -110,9 +111,9 @@ def test_fulfill_serve_moves_metrics_to_its_own_port(tmp_path: Path) -> None:
     }
     process = start_serve(env, tmp_path / "serve.log")
     try:
-        assert httpx.get(f"http://127.0.0.1:{api_port}/metrics").status_code == 404
-        assert httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").status_code == 401
-        scraped = httpx.get(
+        assert plain_http.get(f"http://127.0.0.1:{api_port}/metrics").status_code == 404
+        assert plain_http.get(f"http://127.0.0.1:{metrics_port}/metrics").status_code == 401
+        scraped = plain_http.get(
             f"http://127.0.0.1:{metrics_port}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
         )
         assert has(_samples(scraped), "fulfill_kill_switch_global_stop")

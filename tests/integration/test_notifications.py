@@ -21,6 +21,7 @@ from fulfill.cli import app
 from fulfill.domain.notifications import SlackMessageRef
 from fulfill.domain.scopes import Scope
 from fulfill.store import notifications as stored_notifications
+from tests.support import plain_http
 from tests.support.harness import Harness, make_settings
 from tests.support.http_doubles import WebhookSink, wait_for
 from tests.support.salesforce import SECRETS_KEY
@@ -202,7 +203,7 @@ def test_tenant_isolation_and_scope(world: World) -> None:
         with harness.client("t-iso-a", scopes=scopes) as weak:
             assert weak.get("/admin/notifications").status_code == 403
             assert weak.put("/admin/notifications", json={}).status_code == 403
-        assert httpx.get(f"{harness.url}/admin/notifications").status_code == 401
+        assert plain_http.get(f"{harness.url}/admin/notifications").status_code == 401
         with harness.client("t-iso-a") as a:
             assert a.get("/admin/notifications").json()["webhooks"] == [{"url": hook.url, "secret_set": True}]
     finally:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import plain_http
 from tests.support.harness import Harness
 
 pytestmark = pytest.mark.slow
@@ -63,9 +64,8 @@ def test_every_operation_conforms_to_the_document(shared: Harness, tmp_path: Pat
 
 
 def test_openapi_describes_every_route_and_the_security_scheme(shared: Harness) -> None:
-    import httpx
 
-    document = httpx.get(f"{shared.url}/openapi.json").json()
+    document = plain_http.get(f"{shared.url}/openapi.json").json()
     paths = document["paths"]
     expected = {
         ("/executions/{action_intent_id}/status", "get"),

@@ -20,6 +20,7 @@ from fulfill.client import ApiError
 from fulfill.domain.policies import Policy, PolicySpec
 from fulfill.store import policies as policy_store
 from fulfill.store.tables import PLATFORM_OWNER, approval_policies
+from tests.support import plain_http
 from tests.support.harness import ALL_SCOPES, Harness
 
 TENANT_SCOPES = [scope for scope in ALL_SCOPES if scope != "platform:admin"]
@@ -439,7 +440,7 @@ def test_odd_requests_get_a_problem_never_a_500(shared: Harness) -> None:
             _problem(http.get(f"/admin/policies/{policy_id}"), 404, "POLICY_NOT_FOUND")
         _problem(http.get("/admin/policies/" + "x" * 129), 422)
         # Without a token: 401.
-        _problem(httpx.get(f"{shared.url}/admin/policies"), 401)
+        _problem(plain_http.get(f"{shared.url}/admin/policies"), 401)
 
 
 def test_writing_a_version_that_exists_changes_nothing(shared: Harness) -> None:

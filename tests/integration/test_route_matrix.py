@@ -12,6 +12,7 @@ import httpx
 import jwt
 import pytest
 
+from tests.support import plain_http
 from tests.support.harness import ALL_SCOPES, TEST_SECRET, Harness
 
 
@@ -247,7 +248,7 @@ def test_404_for_another_tenants_object(shared: Harness, world: dict[str, str], 
 @pytest.mark.parametrize("route", [r for r in ROUTES if r.body is not None], ids=_id)
 def test_400_for_malformed_json(shared: Harness, world: dict[str, str], route: Route) -> None:
     headers = {**_bearer(shared.token()), "Content-Type": "application/json"}
-    response = httpx.request(route.method, _url(shared, route, world), headers=headers, content=b"{oops")
+    response = plain_http.request(route.method, _url(shared, route, world), headers=headers, content=b"{oops")
     assert response.status_code == 400, response.text
 
 

@@ -23,6 +23,7 @@ from fulfill.domain.models import ActionIntentV1
 from fulfill.store import executions as ledger_store
 from fulfill.store import intents as intent_store
 from fulfill.store import notifications as stored_notifications
+from tests.support import plain_http
 from tests.support.harness import ALL_SCOPES, Harness, make_settings
 from tests.support.http_doubles import WebhookSink, wait_for
 from tests.support.salesforce import SECRETS_KEY
@@ -323,12 +324,12 @@ def test_a_bad_signature_is_a_401_and_nothing_runs(harness: Harness, slack: Slac
     payload = block_actions_payload(user_id="U0ALICE", action_id="approve", value="other")
     body, headers = signed_interaction(SIGNING_SECRET, payload)
     tampered = body.replace(b"other", intent_id.encode())
-    answer = httpx.post(
+    answer = plain_http.post(
         f"{harness.url}/integrations/slack/{tenant.id}/interactions", content=tampered, headers=headers
     )
     assert answer.status_code == 401
     # No headers at all.
-    answer = httpx.post(
+    answer = plain_http.post(
         f"{harness.url}/integrations/slack/{tenant.id}/interactions",
         content=body,
         headers={"Content-Type": "application/x-www-form-urlencoded"},
@@ -450,7 +451,7 @@ def test_a_response_url_outside_slack_is_never_called_and_the_refusal_goes_ephem
             user_id="U0PAT", action_id="approve", value=intent_id, message_ts=ts, response_url=elsewhere.url
         )
         body, headers = signed_interaction(SIGNING_SECRET, payload)
-        answer = httpx.post(
+        answer = plain_http.post(
             f"{harness.url}/integrations/slack/{tenant.id}/interactions", content=body, headers=headers
         )
         assert answer.status_code == 200, answer.text
@@ -530,10 +531,10 @@ def test_a_payload_of_another_kind_is_acknowledged_and_does_nothing(
     payload["type"] = "view_submission"
     body, headers = signed_interaction(SIGNING_SECRET, payload)
     url = f"{harness.url}/integrations/slack/{tenant.id}/interactions"
-    assert httpx.post(url, content=body, headers=headers).status_code == 200
+    assert plain_http.post(url, content=body, headers=headers).status_code == 200
     # Signed but malformed: a 400 problem, never a 500.
     body, headers = signed_interaction(SIGNING_SECRET, {"type": "block_actions", "user": {}})
-    answer = httpx.post(url, content=body, headers=headers)
+    answer = plain_http.post(url, content=body, headers=headers)
     assert answer.status_code == 400
     assert answer.json()["code"] == "SLACK_PAYLOAD_INVALID"
     _nothing_ran(tenant, intent_id)

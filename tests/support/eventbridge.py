@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import httpx
 import pytest
 from moto.server import ThreadedMotoServer
+
+from tests.support import plain_http
 
 REGION = "us-east-1"
 ACCESS_KEY_ID = "AKIAFULFILLTESTKEY01"
@@ -54,7 +55,7 @@ class LocalEventBridge:
         )
 
     def reset(self) -> None:
-        httpx.post(f"{self.url}/moto-api/reset").raise_for_status()
+        plain_http.post(f"{self.url}/moto-api/reset").raise_for_status()
         self._queues.clear()
 
     def create_bus(self, name: str, pattern: dict[str, list[str]] | None = None) -> str:
