@@ -35,6 +35,7 @@ from tests.support.eventbridge import (
 )
 from tests.support.harness import Harness, make_settings
 from tests.support.http_doubles import WebhookSink, wait_for
+from tests.support.tcp_proxy import TcpProxy
 
 BUS = "cc-native-events"
 DETAIL_KEYS = ["eventType", "source", "payload", "traceId", "tenantId", "ts"]
@@ -124,11 +125,16 @@ def test_puts_to_a_missing_bus_are_retried_and_delivered_once_it_exists(
     aws: LocalEventBridge, tmp_path: Path
 ) -> None:
     sink = WebhookSink()
+    # The service reaches the bus through a relay that the test cuts while it creates the bus: the
+    # bus, its rule and the rule's target are three calls, and a retried put landing between the
+    # first and the last would be accepted and routed nowhere.
+    host, port = aws.url.removeprefix("http://").rsplit(":", 1)
+    relay = TcpProxy(host, int(port))
     settings = make_settings(
         tmp_path,
         webhook_urls=[sink.url],
         outbox_backoff_max_seconds=0.5,
-        **eventbridge_settings(aws),
+        **eventbridge_settings(aws, eventbridge_endpoint_url=f"http://127.0.0.1:{relay.port}"),
     )
     harness = Harness(settings).start()
     try:
@@ -152,7 +158,12 @@ def test_puts_to_a_missing_bus_are_retried_and_delivered_once_it_exists(
         # The webhook is not held up by the bus.
         wait_for(lambda: len(sink.deliveries) == 3, timeout=20)
 
+        relay.cut()
+        refused = {row["message_id"]: row["attempts"] for row in bus_rows()}
+        # Each row has failed once more since the cut: no put is on its way to the bus any more.
+        wait_for(lambda: all(row["attempts"] > refused[row["message_id"]] for row in bus_rows()), timeout=20)
         aws.create_bus(BUS)
+        relay.restore()
         wait_for(lambda: all(row["status"] == outbox.DELIVERED for row in bus_rows()), timeout=20)
         # The bus hands each event to its rule's queue on its own time: read until all three have
         # arrived, then once more, and compare exactly (a duplicate would show).
@@ -165,6 +176,7 @@ def test_puts_to_a_missing_bus_are_retried_and_delivered_once_it_exists(
     finally:
         harness.stop()
         sink.close()
+        relay.close()
 
 
 # --- the relay alone, on a migrated database, with a clock the test moves ---------------------
