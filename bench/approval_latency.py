@@ -16,6 +16,10 @@ never paid (``--polled-too`` times that way too, in the same run, for comparison
 The floors, same process and run (the series are measured in turn, one of each at a time): the bare workflow enqueued on the service's queue
 (``bare_dbos_workflow``), and started directly with ``DBOS.start_workflow``
 (``bare_dbos_direct_start``: what an approval that finds a free worker can reach).
+
+The process's garbage collector runs as a ``fulfill serve`` process's does (``fulfill.collector``),
+so that the series measure what a deployed service pays; ``--default-collector`` keeps Python's
+defaults instead (the floors run in the same process, under the same settings, either way).
 """
 
 from __future__ import annotations
@@ -244,6 +248,12 @@ def main() -> None:
         "polls out of the series (the executions one at a time start directly); the series that wait "
         "for the queue (--queued-too, the bare workflow enqueued) are then left out",
     )
+    parser.add_argument(
+        "--default-collector",
+        action="store_true",
+        help="run the service with Python's default garbage collector settings, not those of a "
+        "`fulfill serve` process (fulfill.collector)",
+    )
     args = parser.parse_args()
     if args.queue_poll_seconds is not None and args.queued_too:
         parser.error("--queue-poll-seconds and --queued-too: the queued series would wait for the polls")
@@ -251,7 +261,10 @@ def main() -> None:
     overrides = {} if args.queue_poll_seconds is None else {"queue_poll_seconds": args.queue_poll_seconds}
     step_timings = time_steps() if args.step_times else None
     waiter = OutcomeWaiter().install()
-    with tempfile.TemporaryDirectory() as directory, running_service(directory, **overrides) as server:
+    with (
+        tempfile.TemporaryDirectory() as directory,
+        running_service(directory, serving_collector=not args.default_collector, **overrides) as server,
+    ):
         measure_fulfill(server, args.warmup, waiter)
         if enqueued_floor:
             measure_bare(args.warmup)
@@ -282,6 +295,7 @@ def main() -> None:
     result: dict[str, Any] = {
         "fulfill_version": __version__,
         "queue_poll_seconds": server.settings.queue_poll_seconds,
+        "collector": "default" if args.default_collector else "fulfill serve",
         "python": platform.python_version(),
         "machine": f"{platform.machine()}, {platform.system()}",
         "intents": args.intents,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from fulfill import collector
 from fulfill.config import Settings
 from fulfill.server import BackgroundServer
 
@@ -24,13 +26,29 @@ def bench_settings(directory: str, **overrides: Any) -> Settings:
 
 
 @contextmanager
-def running_service(directory: str, **overrides: Any) -> Iterator[BackgroundServer]:
-    """A started ``fulfill serve`` in this process on :func:`bench_settings`, stopped afterwards."""
-    server = BackgroundServer(bench_settings(directory, **overrides)).start()
+def running_service(
+    directory: str, *, serving_collector: bool = True, **overrides: Any
+) -> Iterator[BackgroundServer]:
+    """A started ``fulfill serve`` in this process on :func:`bench_settings`, stopped afterwards.
+
+    With ``serving_collector`` (the default) the process's garbage collector runs as in a
+    ``fulfill serve`` process (``fulfill.collector``: tuned before start, start-up frozen once
+    ready), and is put back as it was afterwards; without it, Python's defaults.
+    """
+    threshold = gc.get_threshold()
+    if serving_collector:
+        collector.tune()
     try:
-        yield server
+        server = BackgroundServer(bench_settings(directory, **overrides)).start()
+        try:
+            if serving_collector:
+                collector.freeze_start_up()
+            yield server
+        finally:
+            server.stop()
     finally:
-        server.stop()
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
 
 
 def emit(result: dict[str, Any], path: Path | None) -> None:

@@ -44,6 +44,7 @@ def test_the_measured_series_reads_each_outcome_once_and_the_polled_one_reads_it
         assert 0 < answer[series]["p50_ms"] <= answer[series]["max_ms"]
     # With the queue's polls kept out, the series that wait for them are left out.
     assert answer["queue_poll_seconds"] == 5.0
+    assert answer["collector"] == "fulfill serve"
     assert "bare_dbos_workflow" not in answer
     assert "approval_to_outcome_direct_start_off" not in answer
 
