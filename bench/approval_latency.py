@@ -25,6 +25,7 @@ defaults instead (the floors run in the same process, under the same settings, e
 from __future__ import annotations
 
 import argparse
+import gc
 import platform
 import statistics
 import tempfile
@@ -49,7 +50,7 @@ from fulfill.store.db import Database
 from fulfill.tokens import mint_token
 from fulfill_tools.floor import STEPS, measure_bare_direct
 from fulfill_tools.floor import measure_bare as _measure_bare
-from fulfill_tools.loadtest import summary
+from fulfill_tools.loadtest import percentile, summary
 
 
 @contextmanager
@@ -223,6 +224,48 @@ def time_steps() -> dict[str, list[float]]:
     return timings
 
 
+class CollectorPauses:
+    """The garbage collector's work in this process, by generation (``gc.callbacks``).
+
+    Each collection is timed in the collecting thread's CPU time rather than wall time: the
+    callbacks are Python code, where the interpreter may hand its lock to another thread, whose
+    work a wall-clock interval would count too."""
+
+    def __init__(self) -> None:
+        self._started = 0.0
+        self.ms: dict[int, list[float]] = {0: [], 1: [], 2: []}
+
+    def install(self) -> CollectorPauses:
+        gc.callbacks.append(self._observe)
+        return self
+
+    def remove(self) -> None:
+        gc.callbacks.remove(self._observe)
+
+    def _observe(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.thread_time()
+        else:
+            self.ms[info["generation"]].append((time.thread_time() - self._started) * 1000)
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """Per generation: how many collections, their total, and p50 / p95 / max (ms; to the
+        microsecond, since a young collection takes a fraction of a millisecond)."""
+        report: dict[str, dict[str, float]] = {}
+        for generation, samples in self.ms.items():
+            report[f"generation_{generation}"] = {
+                "collections": len(samples),
+                "total_ms": round(sum(samples), 1),
+            }
+            if samples:
+                report[f"generation_{generation}"].update(
+                    p50_ms=round(percentile(samples, 0.50), 3),
+                    p95_ms=round(percentile(samples, 0.95), 3),
+                    max_ms=round(max(samples), 3),
+                )
+        return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -272,6 +315,8 @@ def main() -> None:
         for samples in (step_timings or {}).values():
             samples.clear()
         OUTCOME_READS.clear()
+        threshold = list(gc.get_threshold())
+        pauses = CollectorPauses().install()
         # One of each in turn, so that a busy moment of the machine falls on every series alike.
         fulfill_ms: list[float] = []
         queued_ms: list[float] | None = [] if args.queued_too else None
@@ -292,10 +337,15 @@ def main() -> None:
                 waiter.settle()
             direct_ms += measure_bare_direct(1)
             waiter.settle()
+        pauses.remove()
     result: dict[str, Any] = {
         "fulfill_version": __version__,
         "queue_poll_seconds": server.settings.queue_poll_seconds,
         "collector": "default" if args.default_collector else "fulfill serve",
+        "gc_threshold": threshold,
+        # Every collection in this process while the series ran (the service's, the floors' and
+        # this benchmark's own allocations alike), by generation.
+        "collector_pauses": pauses.summary(),
         "python": platform.python_version(),
         "machine": f"{platform.machine()}, {platform.system()}",
         "intents": args.intents,

@@ -13,8 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from fulfill import collector
+from fulfill.config import Settings
 
 
 @pytest.fixture
@@ -30,6 +32,19 @@ def test_tune_raises_only_the_young_threshold() -> None:
     gc.set_threshold(700, 10, 10)
     collector.tune()
     assert gc.get_threshold() == (collector.YOUNG_THRESHOLD, 10, 10)
+
+
+@pytest.mark.usefixtures("restored_collector")
+def test_tune_takes_the_configured_threshold() -> None:
+    gc.set_threshold(700, 10, 10)
+    collector.tune(Settings(gc_young_threshold=2_000).gc_young_threshold)
+    assert gc.get_threshold() == (2_000, 10, 10)
+
+
+@pytest.mark.parametrize("threshold", [0, 699, 1_000_001])
+def test_a_threshold_below_pythons_default_or_absurdly_high_is_refused(threshold: int) -> None:
+    with pytest.raises(ValidationError, match="gc_young_threshold"):
+        Settings(gc_young_threshold=threshold)
 
 
 @pytest.mark.usefixtures("restored_collector")
@@ -79,15 +94,19 @@ SERVE_AND_REPORT = textwrap.dedent(
 )
 
 
-def test_fulfill_serve_tunes_the_collector_and_freezes_once_ready(tmp_path: Path) -> None:
+@pytest.mark.parametrize("setting", [None, "2500"], ids=["default", "FULFILL_GC_YOUNG_THRESHOLD"])
+def test_fulfill_serve_tunes_the_collector_and_freezes_once_ready(
+    tmp_path: Path, setting: str | None
+) -> None:
     from fulfill_tools.launch import free_port
 
     port = str(free_port())
     env = {
-        **os.environ,
+        **{name: value for name, value in os.environ.items() if name != "FULFILL_GC_YOUNG_THRESHOLD"},
         "FULFILL_DATABASE_URL": f"sqlite:///{tmp_path / 'fulfill.db'}",
         "FULFILL_JWT_SECRET": "collector-test-secret-0123456789abcdef",
         "DBOS__DISABLE_TELEMETRY": "true",
+        **({"FULFILL_GC_YOUNG_THRESHOLD": setting} if setting else {}),
     }
     process = subprocess.run(
         [sys.executable, "-c", SERVE_AND_REPORT, port],
@@ -100,5 +119,5 @@ def test_fulfill_serve_tunes_the_collector_and_freezes_once_ready(tmp_path: Path
     lines = [line for line in process.stdout.splitlines() if line.startswith("{")]
     assert lines, process.stdout + process.stderr
     report = json.loads(lines[-1])
-    assert report["threshold"][0] == collector.YOUNG_THRESHOLD
+    assert report["threshold"][0] == (int(setting) if setting else collector.YOUNG_THRESHOLD)
     assert report["frozen"] > 10_000  # the modules, models and routes built at start-up

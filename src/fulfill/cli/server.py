@@ -37,7 +37,7 @@ def serve(
     }
     settings = Settings(**overrides)
     configure_logging(settings.log_level, log_format=settings.log_format, secrets=settings.log_secrets)
-    collector.tune()
+    collector.tune(settings.gc_young_threshold)
     try:
         server, sock, bound = build_server(settings, verbose_startup_errors=options.debug)
     except OSError as exc:
