@@ -32,8 +32,9 @@ def running_service(
     """A started ``fulfill serve`` in this process on :func:`bench_settings`, stopped afterwards.
 
     With ``serving_collector`` (the default) the process's garbage collector runs as in a
-    ``fulfill serve`` process (``fulfill.collector``: tuned to ``FULFILL_GC_YOUNG_THRESHOLD`` before start, start-up frozen once
-    ready), and is put back as it was afterwards; without it, Python's defaults.
+    ``fulfill serve`` process (``fulfill.collector``: tuned to ``FULFILL_GC_YOUNG_THRESHOLD``
+    before start, start-up frozen once ready), and is put back as it was afterwards; without it,
+    Python's defaults.
     """
     threshold = gc.get_threshold()
     settings = bench_settings(directory, **overrides)
