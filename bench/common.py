@@ -33,8 +33,8 @@ def running_service(
 
     With ``serving_collector`` (the default) the process's garbage collector runs as in a
     ``fulfill serve`` process (``fulfill.collector``: tuned to ``FULFILL_GC_YOUNG_THRESHOLD``
-    before start, start-up frozen once ready, collections in its idle moments), and is put back as
-    it was afterwards; without it, Python's defaults.
+    before start, start-up frozen once ready), and is put back as it was afterwards; without it,
+    Python's defaults.
     """
     threshold = gc.get_threshold()
     settings = bench_settings(directory, **overrides)
@@ -42,15 +42,11 @@ def running_service(
         collector.tune(settings.gc_young_threshold)
     try:
         server = BackgroundServer(settings).start()
-        idle: collector.IdleCollector | None = None
         try:
             if serving_collector:
                 collector.freeze_start_up()
-                idle = collector.IdleCollector().start()
             yield server
         finally:
-            if idle is not None:
-                idle.stop()
             server.stop()
     finally:
         gc.unfreeze()

@@ -78,14 +78,12 @@ def _cannot_listen(exc: OSError, settings: Settings) -> str:
 
 def _freeze_when_ready(server: uvicorn.Server) -> None:
     """Once the service answers (started: its modules, models, pools and DBOS are built), keep
-    what start-up built out of later garbage collections, and collect in the process's idle
-    moments from then on (:mod:`fulfill.collector`)."""
+    what start-up built out of later garbage collections (:mod:`fulfill.collector`)."""
     while not server.started:
         if server.should_exit:
             return
         time.sleep(0.05)
     collector.freeze_start_up()
-    collector.IdleCollector().start()
 
 
 def _demo_when_ready(server: uvicorn.Server, settings: Settings) -> None:
