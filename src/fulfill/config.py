@@ -15,6 +15,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+from fulfill.collector import YOUNG_THRESHOLD
 from fulfill.domain.approvers import AgentMarkers
 from fulfill.domain.console_login import dev_login_enabled
 from fulfill.domain.egress import EgressAllowList
@@ -109,7 +110,7 @@ class Settings(BaseSettings):
     # `fulfill serve` collects Python's youngest generation every this many net container
     # allocations (fulfill/collector.py): fewer collections cost less CPU under load, larger ones
     # can add to the slowest requests at low load. 700 is Python's own default.
-    gc_young_threshold: int = Field(default=10_000, ge=700, le=1_000_000)
+    gc_young_threshold: int = Field(default=YOUNG_THRESHOLD, ge=700, le=1_000_000)
     queue_poll_seconds: float = Field(default=0.05, gt=0, le=10)
     # A worker that accepts an execution while it has a free slot starts it at once instead of
     # leaving it on the queue for the next poll (engine/direct_start.py).

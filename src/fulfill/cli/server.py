@@ -76,14 +76,20 @@ def _cannot_listen(exc: OSError, settings: Settings) -> str:
     return f"cannot listen on {where}: {explain(exc)}"
 
 
+def _wait_started(server: uvicorn.Server) -> bool:
+    """Wait until uvicorn has started (True), or is exiting without having started (False)."""
+    while not server.started:
+        if server.should_exit:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def _freeze_when_ready(server: uvicorn.Server) -> None:
     """Once the service answers (started: its modules, models, pools and DBOS are built), keep
     what start-up built out of later garbage collections (:mod:`fulfill.collector`)."""
-    while not server.started:
-        if server.should_exit:
-            return
-        time.sleep(0.05)
-    collector.freeze_start_up()
+    if _wait_started(server):
+        collector.freeze_start_up()
 
 
 def _demo_when_ready(server: uvicorn.Server, settings: Settings) -> None:
@@ -97,10 +103,8 @@ def _demo_when_ready(server: uvicorn.Server, settings: Settings) -> None:
     if tools is None:
         err_console.print(f"[red]demo failed:[/red] {NOT_INSTALLED}", highlight=False, soft_wrap=True)
         return
-    while not server.started:
-        if server.should_exit:
-            return
-        time.sleep(0.05)
+    if not _wait_started(server):
+        return
     url = local_service_url(settings)
     try:
         tools.run_demo(url, settings, console)
