@@ -17,6 +17,11 @@ The floors, same process and run (the series are measured in turn, one of each a
 (``bare_dbos_workflow``), and started directly with ``DBOS.start_workflow``
 (``bare_dbos_direct_start``: what an approval that finds a free worker can reach).
 
+The two API clients (the proposer's and the approver's) are opened once for the whole run, as a
+console or an agent keeps its client: an HTTP client opened per execution in the service's own
+process (an SSL context each, about 25 ms of CPU) made the service's young collections five to
+ten times longer and was in the tail of every series (``api_clients_opened`` in the report).
+
 The process's garbage collector runs as a ``fulfill serve`` process's does (``fulfill.collector``),
 so that the series measure what a deployed service pays; ``--default-collector`` keeps Python's
 defaults instead (the floors run in the same process, under the same settings, either way).
@@ -52,6 +57,9 @@ from fulfill_tools.floor import STEPS, measure_bare_direct
 from fulfill_tools.floor import measure_bare as _measure_bare
 from fulfill_tools.loadtest import percentile, summary
 
+# API clients this process opened against the service (reported: two for the whole run).
+CLIENTS_OPENED = Counter[str]()
+
 
 @contextmanager
 def proposer_and_approver(server: BackgroundServer) -> Iterator[tuple[FulfillClient, FulfillClient]]:
@@ -60,6 +68,7 @@ def proposer_and_approver(server: BackgroundServer) -> Iterator[tuple[FulfillCli
     scopes = [Scope.INTENTS_WRITE, Scope.INTENTS_APPROVE, Scope.EXECUTIONS_READ]
     token = mint_token(server.settings, tenant_id="bench", scopes=scopes)
     approver = mint_token(server.settings, tenant_id="bench", scopes=scopes, subject="bench-approver")
+    CLIENTS_OPENED["api"] += 2
     with (
         FulfillClient(server.url, token, timeout=30) as client,
         FulfillClient(server.url, approver, timeout=30) as reviewer,
@@ -125,25 +134,37 @@ class OutcomeWaiter:
 OUTCOME_READS: Counter[str] = Counter()
 
 
-def measure_fulfill(server: BackgroundServer, count: int, waiter: OutcomeWaiter | None = None) -> list[float]:
+Clients = tuple[FulfillClient, FulfillClient]
+
+
+def measure_fulfill(
+    server: BackgroundServer,
+    count: int,
+    waiter: OutcomeWaiter | None = None,
+    *,
+    clients: Clients | None = None,
+) -> list[float]:
     """Approval → outcome of ``count`` intents, one at a time; waited for with ``waiter`` (no
-    poll), or, without one, by reading the database every 2 ms as this benchmark did before."""
+    poll), or, without one, by reading the database every 2 ms as this benchmark did before.
+    Proposed and approved with ``clients`` (:func:`proposer_and_approver`), or a pair opened for
+    these ``count`` alone."""
+    if clients is None:
+        with proposer_and_approver(server) as opened:
+            return measure_fulfill(server, count, waiter, clients=opened)
+    client, reviewer = clients
     latencies: list[float] = []
     db = server.server.config.app.state.service.db
-    with proposer_and_approver(server) as (client, reviewer):
-        for index in range(count):
-            intent_id, outcome = approve_and_wait(
-                client, reviewer, db, index, poll_seconds=0.002, waiter=waiter
-            )
-            with db.read() as conn:
-                intent = intents.get_intent(conn, "bench", intent_id)
-            assert intent is not None
-            assert intent.approval_timestamp is not None
-            if outcome.status.value != "SUCCEEDED":
-                raise RuntimeError(f"{intent_id} ended {outcome.status}")
-            latencies.append(
-                (epoch_from_iso(outcome.completed_at) - epoch_from_iso(intent.approval_timestamp)) * 1000
-            )
+    for index in range(count):
+        intent_id, outcome = approve_and_wait(client, reviewer, db, index, poll_seconds=0.002, waiter=waiter)
+        with db.read() as conn:
+            intent = intents.get_intent(conn, "bench", intent_id)
+        assert intent is not None
+        assert intent.approval_timestamp is not None
+        if outcome.status.value != "SUCCEEDED":
+            raise RuntimeError(f"{intent_id} ended {outcome.status}")
+        latencies.append(
+            (epoch_from_iso(outcome.completed_at) - epoch_from_iso(intent.approval_timestamp)) * 1000
+        )
     return latencies
 
 
@@ -181,12 +202,14 @@ def approve_and_wait(
         time.sleep(poll_seconds)
 
 
-def measure_queued(server: BackgroundServer, count: int, waiter: OutcomeWaiter) -> list[float]:
+def measure_queued(
+    server: BackgroundServer, count: int, waiter: OutcomeWaiter, *, clients: Clients | None = None
+) -> list[float]:
     """The same, with this process's direct start off: every execution waits on the queue."""
     runtime = server.server.config.app.state.service.runtime
     slots, runtime.direct_starts = runtime.direct_starts, None
     try:
-        return measure_fulfill(server, count, waiter)
+        return measure_fulfill(server, count, waiter, clients=clients)
     finally:
         runtime.direct_starts = slots
 
@@ -307,8 +330,9 @@ def main() -> None:
     with (
         tempfile.TemporaryDirectory() as directory,
         running_service(directory, serving_collector=not args.default_collector, **overrides) as server,
+        proposer_and_approver(server) as clients,
     ):
-        measure_fulfill(server, args.warmup, waiter)
+        measure_fulfill(server, args.warmup, waiter, clients=clients)
         if enqueued_floor:
             measure_bare(args.warmup)
         measure_bare_direct(args.warmup)
@@ -324,13 +348,13 @@ def main() -> None:
         bare_ms: list[float] = []
         direct_ms: list[float] = []
         for _ in range(args.intents):
-            fulfill_ms += measure_fulfill(server, 1, waiter)
+            fulfill_ms += measure_fulfill(server, 1, waiter, clients=clients)
             waiter.settle()
             if queued_ms is not None:
-                queued_ms += measure_queued(server, 1, waiter)
+                queued_ms += measure_queued(server, 1, waiter, clients=clients)
                 waiter.settle()
             if polled_ms is not None:
-                polled_ms += measure_fulfill(server, 1)
+                polled_ms += measure_fulfill(server, 1, clients=clients)
                 waiter.settle()
             if enqueued_floor:
                 bare_ms += measure_bare(1)
@@ -346,6 +370,7 @@ def main() -> None:
         # Every collection in this process while the series ran (the service's, the floors' and
         # this benchmark's own allocations alike), by generation.
         "collector_pauses": pauses.summary(),
+        "api_clients_opened": CLIENTS_OPENED["api"],
         "python": platform.python_version(),
         "machine": f"{platform.machine()}, {platform.system()}",
         "intents": args.intents,

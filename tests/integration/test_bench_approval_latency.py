@@ -50,6 +50,9 @@ def test_the_measured_series_reads_each_outcome_once_and_the_polled_one_reads_it
     assert answer["queue_poll_seconds"] == 5.0
     assert answer["collector"] == "fulfill serve"
     assert answer["gc_threshold"][0] == collector.YOUNG_THRESHOLD
+    # One proposer and one approver for the whole run (warm-up, both series), not a pair per
+    # execution: each client opened in the service's process is garbage its collector pays for.
+    assert answer["api_clients_opened"] == 2
     pauses = answer["collector_pauses"]
     assert set(pauses) == {"generation_0", "generation_1", "generation_2"}
     for generation in pauses.values():
