@@ -208,12 +208,16 @@ if [ "$WORKERS" -gt 0 ]; then
   XDIST=(-n "$WORKERS" --dist loadfile)
 fi
 
+# Each pass ends its report with its 20 slowest test phases (setup, call or teardown) of 5 s or more:
+# where the suite's time goes, in every CI log.
+DURATIONS=(--durations=20 --durations-min=5)
+
 sqlite_pass() {
-  env -u TEST_POSTGRES_URL .venv/bin/python -m pytest -q "${XDIST[@]}" --basetemp="$WORK_DIR/sqlite" "$@"
+  env -u TEST_POSTGRES_URL .venv/bin/python -m pytest -q "${XDIST[@]}" "${DURATIONS[@]}" --basetemp="$WORK_DIR/sqlite" "$@"
 }
 
 postgres_pass() {
-  TEST_POSTGRES_URL="$TEST_POSTGRES_URL" .venv/bin/python -m pytest -q -p no:cacheprovider "${XDIST[@]}" \
+  TEST_POSTGRES_URL="$TEST_POSTGRES_URL" .venv/bin/python -m pytest -q -p no:cacheprovider "${XDIST[@]}" "${DURATIONS[@]}" \
     --basetemp="$WORK_DIR/postgresql" "${PG_SELECTION[@]}" "$@"
 }
 
