@@ -18,9 +18,10 @@ from typing import Any
 import httpx
 import pytest
 
-from fulfill.domain.schemas import MAX_PARAMETER_DEPTH
+from fulfill.domain.schemas import MAX_PARAMETER_DEPTH, UntrustedSchema
 from fulfill.store import targets as target_store
 from tests.support.harness import Harness, make_settings
+from tests.support.http_doubles import FaultyProxy
 from tests.support.mcp_target import McpTarget
 from tests.support.salesforce import SECRETS_KEY
 
@@ -263,6 +264,81 @@ def test_a_catastrophic_pattern_is_a_quick_422_and_stalls_nobody(
         # Generous: an unbounded engine holds the interpreter for hours on this value.
         assert health_seconds < 10, health_seconds
         assert "parameters.title" in body["detail"]
+
+
+# --- 2b: where the gateway checks a call against its target's schema ---------------------------
+
+
+@pytest.fixture
+def over_http(tmp_path: Path) -> Iterator[Harness]:
+    """A service whose engine calls its gateway over HTTP (through a relay), as a worker calls
+    the api's: each call is checked by the gateway's HTTP endpoint, on its event loop's thread."""
+    proxy = FaultyProxy()
+    settings = make_settings(
+        tmp_path,
+        gateway_url=proxy.url,
+        gateway_egress_allow=["127.0.0.1"],
+        gateway_targets_refresh_seconds=0.2,
+        gateway_call_timeout_seconds=10.0,
+        secrets_key=SECRETS_KEY,
+    )
+    running = Harness(settings)
+    proxy.upstream = f"{running.url}/mcp"
+    running.start()
+    yield running
+    running.stop()
+    proxy.close()
+
+
+@pytest.mark.parametrize(
+    ("schema", "on_the_loop"),
+    [
+        # The SDK's own listing of create_ticket(title, priority): a quick check, on the loop.
+        (None, True),
+        # A pattern (or a $ref, anyOf, ... or a value too big) is checked on a gateway thread.
+        (
+            {
+                "type": "object",
+                "properties": {"title": {"type": "string", "pattern": "^P"}},
+                "required": ["title"],
+            },
+            False,
+        ),
+    ],
+    ids=["quick", "pattern"],
+)
+def test_the_gateway_checks_a_quick_schema_on_its_loop_and_any_other_on_a_thread(
+    over_http: Harness,
+    target: McpTarget,
+    monkeypatch: pytest.MonkeyPatch,
+    schema: dict[str, Any] | None,
+    on_the_loop: bool,
+) -> None:
+    checked_on: list[str] = []
+    check = UntrustedSchema.errors
+
+    def noting_the_thread(self: UntrustedSchema, instance: Any) -> list[Any]:
+        checked_on.append(threading.current_thread().name)
+        return check(self, instance)
+
+    monkeypatch.setattr(UntrustedSchema, "errors", noting_the_thread)
+    with over_http.client() as client:
+        add_target(client, target.url)
+        map_action(client, "tickets.create_ticket")
+        if schema is not None:
+            with_schema(over_http, "tickets.create_ticket", schema)
+            time.sleep(0.5)  # past the catalog's refresh interval
+        created = client.post("/intents", json=ticket("Printer on fire"))
+        assert created.status_code == 201, created.text
+        checked_on.clear()  # the intent's own check, at creation
+        intent_id = created.json()["action_intent_id"]
+        over_http.approve(client, intent_id)
+        status = over_http.wait_terminal(client, intent_id)
+    assert status["status"] == "SUCCEEDED", status
+    assert target.calls("create_ticket") == 1
+    # The HTTP server's thread runs its event loop; the gateway's threads have other names.
+    assert ("fulfill-http" in checked_on) is on_the_loop, checked_on
+    assert any(name != "fulfill-http" for name in checked_on) or on_the_loop, checked_on
 
 
 # --- 16: parameters nested too deep ---------------------------------------------------------------

@@ -12,10 +12,13 @@ import pytest
 from fulfill.domain.schemas import (
     MAX_PARAMETER_DEPTH,
     MAX_SCHEMA_DEPTH,
+    QUICK_CHECK_BUDGET,
     PatternTimeout,
     UncheckableSchema,
     UntrustedSchema,
     depth_of,
+    nodes_of,
+    quick_schema_nodes,
     refusal,
     too_deep,
 )
@@ -162,3 +165,74 @@ def test_depth_counts_objects_and_arrays_without_recursion() -> None:
     assert depth_of(value, limit=MAX_PARAMETER_DEPTH) == MAX_PARAMETER_DEPTH + 1
     assert too_deep(value)
     assert not too_deep({"a": {"b": {"c": 1}}})
+
+
+# --- quick checks: what may run where it is asked -------------------------------------------------
+
+# What the MCP SDK lists for ``def create_ticket(title: str, priority: str = "normal")``.
+SDK_TOOL = {
+    "type": "object",
+    "title": "create_ticketArguments",
+    "properties": {
+        "title": {"title": "Title", "type": "string"},
+        "priority": {"title": "Priority", "type": "string", "default": "normal"},
+    },
+    "required": ["title"],
+}
+
+
+@pytest.mark.parametrize(
+    ("schema", "nodes"),
+    [
+        (SDK_TOOL, 8),  # 3 schemas, 3 "type" values, 1 required name; titles and defaults check nothing
+        (True, 1),
+        ({}, 1),
+        ({"type": "string", "format": "email", "maxLength": 40}, 3),
+        ({"type": "array", "items": {"enum": ["a", "b", "c"]}, "minItems": 1}, 8),
+        ({"type": "array", "prefixItems": [{"type": "integer"}, {"const": {"a": [1, 2]}}]}, 9),
+        ({"type": "object", "additionalProperties": {"type": "number", "minimum": 0}}, 5),
+        ({"type": "object", "additionalProperties": False}, 3),
+    ],
+)
+def test_schemas_of_plain_keywords_are_quick_and_counted(schema: Any, nodes: int) -> None:
+    assert quick_schema_nodes(schema) == nodes
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        obj(title={"type": "string", "pattern": "^a+$"}),  # a pattern: its engine's budget, off the loop
+        {"type": "object", "patternProperties": {"^x": {"type": "string"}}},
+        obj(title={"$ref": "#/$defs/title"}) | {"$defs": {"title": {"type": "string"}}},
+        {"anyOf": [{"type": "string"}, {"type": "integer"}]},  # combinations multiply the walk
+        {"type": "object", "not": {"required": ["a"]}},
+        {"type": "array", "uniqueItems": True},  # pairwise: quadratic in the value
+        {"type": "object", "if": {"required": ["a"]}, "then": {"required": ["b"]}},
+        {"type": "object", "dependentRequired": {"a": ["b"]}},
+        {"type": "string", "x-vendor": 1},  # a keyword it does not know
+        {"type": "object", "properties": ["not", "a", "map"]},
+        {"enum": list(range(QUICK_CHECK_BUDGET))},  # too big to check on a loop
+        {
+            "type": "object",
+            "properties": {f"p{i}": {"type": "string"} for i in range(QUICK_CHECK_BUDGET // 2)},
+        },
+    ],
+)
+def test_any_other_schema_is_not_quick(schema: Any) -> None:
+    assert quick_schema_nodes(schema) is None
+    assert not UntrustedSchema(schema).is_quick_for("x")
+
+
+def test_a_quick_schema_is_quick_only_for_a_value_small_enough_for_it() -> None:
+    validator = UntrustedSchema(SDK_TOOL)
+    limit = QUICK_CHECK_BUDGET // 8
+    assert validator.is_quick_for({"title": "Printer on fire"})
+    assert validator.is_quick_for({"title": "x", "tags": ["a"] * (limit - 3)})  # limit - 1 values in all
+    assert not validator.is_quick_for({"title": "x", "tags": ["a"] * (limit - 2)})
+    # Counting stops past the limit: a huge value costs no more than a small one to refuse.
+    assert nodes_of(["a"] * 10_000_000, limit=limit) == limit + 1
+    assert nodes_of({"a": [1, {"b": None}]}, limit=10) == 5
+    assert nodes_of("x", limit=0) == 1
+    # What it answers is the same either way: the check itself does not change.
+    assert validator.errors({"priority": "high"}) != []
+    assert validator.errors({"title": "x", "tags": ["a"] * limit}) == []

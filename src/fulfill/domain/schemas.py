@@ -22,7 +22,11 @@ both reach this process. So, here and only here:
   parameters deeper than :data:`MAX_PARAMETER_DEPTH` are refused where they enter
   (:func:`too_deep`), before anything recursive (canonical JSON, serialisers, validators) sees them.
 
-Everything here is CPU work without I/O; async callers run it in a worker thread.
+* **Quick checks stay quick.** A schema made only of keywords that check each value against one
+  subschema (no pattern, reference, combination or pairwise comparison), checked against a small
+  enough value, costs at most :data:`QUICK_CHECK_BUDGET` steps (:meth:`UntrustedSchema.is_quick_for`):
+  short enough to run where it is asked. Everything else is CPU work of unknown length; async
+  callers run it in a worker thread.
 """
 
 from __future__ import annotations
@@ -48,6 +52,45 @@ MAX_PARAMETER_DEPTH = 32
 MAX_SCHEMA_DEPTH = 64
 # Default budget of the patterns of one validation (FULFILL_SCHEMA_PATTERN_TIMEOUT_SECONDS).
 DEFAULT_PATTERN_TIMEOUT_SECONDS = 0.5
+# The most a quick check may walk: the schema's checked nodes times the value's nodes. A tool's
+# usual schema (tens of nodes) with its usual arguments (a few to tens of values) is well inside;
+# at the bound, every step an error (a value that fails each of its checks), a check takes tens of
+# milliseconds.
+QUICK_CHECK_BUDGET = 4096
+# Keywords a quick schema may assert: a few steps per value, or one per member they list.
+_QUICK_ASSERTIONS = frozenset(
+    {
+        "type",
+        "enum",
+        "const",
+        "required",
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "minLength",
+        "maxLength",
+        "minItems",
+        "maxItems",
+        "minProperties",
+        "maxProperties",
+    }
+)
+# Keywords that check nothing (``format`` is an annotation here: no format checker is set).
+_ANNOTATIONS = frozenset(
+    {
+        "$schema",
+        "$comment",
+        "title",
+        "description",
+        "default",
+        "examples",
+        "deprecated",
+        "readOnly",
+        "writeOnly",
+        "format",
+    }
+)
 
 _REF_KEYWORDS = ("$ref", "$dynamicRef")
 
@@ -97,6 +140,55 @@ def depth_of(value: Any, *, limit: int) -> int:
 
 def too_deep(value: Any, limit: int = MAX_PARAMETER_DEPTH) -> bool:
     return depth_of(value, limit=limit) > limit
+
+
+def nodes_of(value: Any, *, limit: int) -> int:
+    """How many values ``value`` holds, itself included (``{"a": [1]}`` holds 3), counting only
+    up to ``limit + 1``. Iterative, like :func:`depth_of`."""
+    count = 0
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        count += 1
+        if count > limit:
+            return count
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return count
+
+
+def quick_schema_nodes(schema: Any) -> int | None:
+    """How many nodes a check against ``schema`` walks per value, when the schema is quick: made
+    only of the assertions above and of ``properties``, ``items``, ``prefixItems`` and
+    ``additionalProperties``, with at most :data:`QUICK_CHECK_BUDGET` checked nodes. None when it
+    is not (a ``$ref``, ``pattern``, ``anyOf``, ``uniqueItems``, any other keyword, or too big)."""
+    nodes = 0
+    stack: list[Any] = [schema]
+    while stack:
+        subschema = stack.pop()
+        nodes += 1
+        if isinstance(subschema, bool):
+            continue
+        if not isinstance(subschema, dict):
+            return None
+        for keyword, value in subschema.items():
+            if keyword in _ANNOTATIONS:
+                continue
+            if keyword in _QUICK_ASSERTIONS:
+                nodes += nodes_of(value, limit=QUICK_CHECK_BUDGET)
+            elif keyword == "properties" and isinstance(value, dict):
+                stack.extend(value.values())
+            elif keyword in ("items", "additionalProperties"):
+                stack.append(value)
+            elif keyword == "prefixItems" and isinstance(value, list):
+                stack.extend(value)
+            else:
+                return None
+        if nodes > QUICK_CHECK_BUDGET:
+            return None
+    return nodes
 
 
 # --- discovery --------------------------------------------------------------------------------------
@@ -221,6 +313,15 @@ class UntrustedSchema:
         self.schema = schema
         self.pattern_timeout = pattern_timeout
         self._validator = _Validator(schema, registry=_REGISTRY)
+        self._quick_nodes = quick_schema_nodes(schema)
+
+    def is_quick_for(self, instance: Any) -> bool:
+        """Whether checking ``instance`` walks at most :data:`QUICK_CHECK_BUDGET` steps: a quick
+        schema (:func:`quick_schema_nodes`) and a value small enough for it."""
+        if self._quick_nodes is None:
+            return False
+        limit = QUICK_CHECK_BUDGET // self._quick_nodes
+        return nodes_of(instance, limit=limit) <= limit
 
     def errors(self, instance: Any) -> list[ValidationError]:
         """Every way ``instance`` fails the schema (empty when it satisfies it).

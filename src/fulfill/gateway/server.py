@@ -274,10 +274,12 @@ class ToolCallGuard:
         try:
             errors = (
                 # An in-process tool's schema is this process's own (made from the tool function's
-                # signature): checked on the loop, without two thread switches per call.
+                # signature), and a quick check of a target's schema is bounded like any request's
+                # own work: both on the loop, without two thread switches per call.
                 validator.errors(forwarded)
-                if internal is not None
-                # A target's schema never runs on an event loop that carries other calls.
+                if internal is not None or validator.is_quick_for(forwarded)
+                # Any other check of a target's schema never runs on an event loop that carries
+                # other calls.
                 else await run_blocking(functools.partial(validator.errors, forwarded))
             )
         except (UncheckableSchema, PatternTimeout) as exc:
