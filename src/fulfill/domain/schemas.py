@@ -55,7 +55,7 @@ DEFAULT_PATTERN_TIMEOUT_SECONDS = 0.5
 # The most a quick check may walk: the schema's checked nodes times the value's nodes. A tool's
 # usual schema (tens of nodes) with its usual arguments (a few to tens of values) is well inside and
 # checks in tens of microseconds; at the bound, with a value made to fail every check it meets (an
-# error each, thousands), a check takes about as long as parsing a large request body: ~10 ms.
+# error each, thousands), a check takes ~10 ms, twice what parsing a 0.85 MB JSON body takes.
 QUICK_CHECK_BUDGET = 2048
 # Keywords a quick schema may assert: a few steps per value, or one per member they list.
 _QUICK_ASSERTIONS = frozenset(
