@@ -121,20 +121,27 @@ _DEADLINE: ContextVar[float] = ContextVar("fulfill_schema_pattern_deadline", def
 # --- depth ----------------------------------------------------------------------------------------
 
 
+def _values(value: Any) -> Iterator[tuple[Any, int]]:
+    """Every value ``value`` holds, itself first, each with how many objects and arrays hold it.
+    Iterative, and lazy: a caller that stops early never makes it look further."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, holders = stack.pop()
+        yield item, holders
+        if isinstance(item, dict | list):
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, holders + 1) for child in children)
+
+
 def depth_of(value: Any, *, limit: int) -> int:
     """How deep ``value`` nests (a scalar is 0, ``{}`` and ``[]`` are 1), counting only up to
     ``limit + 1``. Iterative: a value nested a million deep costs no recursion."""
     deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
+    for item, holders in _values(value):
         if isinstance(item, dict | list):
-            depth += 1
-            deepest = max(deepest, depth)
+            deepest = max(deepest, holders + 1)
             if deepest > limit:
                 return deepest
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, depth) for child in children)
     return deepest
 
 
@@ -144,18 +151,12 @@ def too_deep(value: Any, limit: int = MAX_PARAMETER_DEPTH) -> bool:
 
 def nodes_of(value: Any, *, limit: int) -> int:
     """How many values ``value`` holds, itself included (``{"a": [1]}`` holds 3), counting only
-    up to ``limit + 1``. Iterative, like :func:`depth_of`."""
+    up to ``limit + 1``."""
     count = 0
-    stack: list[Any] = [value]
-    while stack:
-        item = stack.pop()
+    for _ in _values(value):
         count += 1
         if count > limit:
-            return count
-        if isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
+            break
     return count
 
 
