@@ -19,7 +19,7 @@ The floors, same process and run (the series are measured in turn, one of each a
 
 The two API clients (the proposer's and the approver's) are opened once for the whole run, as a
 console or an agent keeps its client: an HTTP client opened per execution in the service's own
-process (an SSL context each, about 25 ms of CPU) made the service's young collections five to
+process (an SSL context each, about 20 ms of CPU: ``bench.micro_costs``) made the service's young collections five to
 ten times longer and was in the tail of every series (``api_clients_opened`` in the report).
 
 The process's garbage collector runs as a ``fulfill serve`` process's does (``fulfill.collector``),

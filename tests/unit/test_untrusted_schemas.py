@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import pytest
+from bench.micro_costs import SDK_TOOL  # what the MCP SDK lists for create_ticket(title, priority)
 
 from fulfill.domain.schemas import (
     MAX_PARAMETER_DEPTH,
@@ -168,17 +169,6 @@ def test_depth_counts_objects_and_arrays_without_recursion() -> None:
 
 
 # --- quick checks: what may run where it is asked -------------------------------------------------
-
-# What the MCP SDK lists for ``def create_ticket(title: str, priority: str = "normal")``.
-SDK_TOOL = {
-    "type": "object",
-    "title": "create_ticketArguments",
-    "properties": {
-        "title": {"title": "Title", "type": "string"},
-        "priority": {"title": "Priority", "type": "string", "default": "normal"},
-    },
-    "required": ["title"],
-}
 
 
 @pytest.mark.parametrize(

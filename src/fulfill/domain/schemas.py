@@ -55,7 +55,8 @@ DEFAULT_PATTERN_TIMEOUT_SECONDS = 0.5
 # The most a quick check may walk: the schema's checked nodes times the value's nodes. A tool's
 # usual schema (tens of nodes) with its usual arguments (a few to tens of values) is well inside and
 # checks in tens of microseconds; at the bound, with a value made to fail every check it meets (an
-# error each, thousands), a check takes ~10 ms, twice what parsing a 0.85 MB JSON body takes.
+# error each, thousands), a check takes 6-10 ms, about what parsing a 0.85 MB JSON body takes
+# (bench.micro_costs).
 QUICK_CHECK_BUDGET = 2048
 # Keywords a quick schema may assert: a few steps per value, or one per member they list.
 _QUICK_ASSERTIONS = frozenset(

@@ -17,7 +17,7 @@ channel and sends it:
   ``SSL_CERT_DIR`` add a private one); a certificate that does not verify, or a server that does
   not offer STARTTLS when it is asked for, is a refusal (retried, then dead-lettered) and nothing
   is sent, never in clear. The context is built once per set of authorities (:func:`tls_context`:
-  building one reads every certificate, about 20 ms of CPU) and built again when those settings
+  building one reads every certificate, about 20 ms of CPU: ``bench.micro_costs``) and built again when those settings
   or the files they name change.
 * Webhook: a JSON POST signed as the signal webhooks are (``X-Fulfill-Signature: sha256=<hex
   HMAC-SHA256 of "{timestamp}.{body}">``, ``X-Fulfill-Timestamp``, ``X-Fulfill-Event-Id``,
