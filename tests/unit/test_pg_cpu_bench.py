@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -129,8 +130,14 @@ def test_context_switches_are_summed_over_every_live_thread_of_the_process() -> 
         process.stdin.flush()
         assert process.stdout.readline().strip() == "ended"
         # The main thread now waits on its input: only it is read, and its count stays put. (How
-        # much it grew while the others ended depends on the machine's load: not asserted.)
+        # much it grew while the others ended depends on the machine's load: not asserted.) A
+        # joined thread's /proc entry can outlive the join by a moment, until the kernel releases
+        # the task: wait for that, boundedly, rather than read a thread that is on its way out.
         main_only = thread_switches(process.pid)
+        deadline = time.monotonic() + 10
+        while set(main_only) != {process.pid} and time.monotonic() < deadline:
+            time.sleep(0.01)
+            main_only = thread_switches(process.pid)
         without_nappers, _ = context_switches(process.pid)
         assert with_nappers >= 4 * 50  # every thread's switches, not only the main thread's
         assert set(main_only) == {process.pid}  # a thread that ended is no longer read
