@@ -37,17 +37,20 @@ import time
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from fulfill.client import ApiError, AsyncFulfillClient
+from fulfill.client import ApiError, AsyncFulfillClient, FulfillClient
 from fulfill.domain.models import ExecutionStatus
 from fulfill.domain.scopes import INTENT_CLIENT_SCOPES
 from fulfill_tools.launch import ServiceGroup
+
+if TYPE_CHECKING:
+    from fulfill.usecases.executions import ExecutionPage
 
 ACTION_TYPE = "CREATE_INTERNAL_TASK"
 
@@ -283,8 +286,11 @@ def database_files(directory: Path) -> dict[str, int]:
 # ---------------------------------------------------------------------------------------------
 # Scenarios
 
-# Statuses in which an execution has ended without succeeding.
-ENDED_OTHERWISE = frozenset({ExecutionStatus.FAILED, ExecutionStatus.CANCELLED, ExecutionStatus.EXPIRED})
+# Statuses in which an execution has ended without succeeding, or (AMBIGUOUS) waits for a person
+# and so will not end while a benchmark waits for it.
+ENDED_OTHERWISE = frozenset(
+    {ExecutionStatus.FAILED, ExecutionStatus.CANCELLED, ExecutionStatus.EXPIRED, ExecutionStatus.AMBIGUOUS}
+)
 # How far before the earliest outstanding approval's scheduled send a poll reads changes from.
 SINCE_MARGIN_SECONDS = 1.0
 # Between such polls, how far before the newest change the previous poll saw (a change is stamped
@@ -292,6 +298,8 @@ SINCE_MARGIN_SECONDS = 1.0
 RECENT_MARGIN_SECONDS = 2.0
 # ... and every how many polls one reads back to the earliest outstanding approval again.
 DEEP_POLL_EVERY = 10
+# Executions per page of the account's listing a poll reads.
+PAGE_SIZE = 100
 
 
 def poll_since(oldest_not_before: float, newest_change: float | None, poll: int) -> float:
@@ -306,6 +314,58 @@ def poll_since(oldest_not_before: float, newest_change: float | None, poll: int)
     if newest_change is None or poll % DEEP_POLL_EVERY == 0:
         return floor
     return max(floor, newest_change - RECENT_MARGIN_SECONDS)
+
+
+def take_page(
+    page: ExecutionPage,
+    wanted: Container[str],
+    done: dict[str, float],
+    ended: set[str],
+    newest: float | None,
+) -> float | None:
+    """One page of the account's listing (newest change first): of the ``wanted`` executions, a
+    succeeded one's ``completed_at`` goes into ``done``, one that ended otherwise into ``ended``.
+    Answers the newest change seen so far in this poll (``newest``, or this page's first)."""
+    if newest is None and page.executions:
+        newest = epoch(page.executions[0].updated_at)
+    for item in page.executions:
+        if item.action_intent_id not in wanted:
+            continue
+        if item.status is ExecutionStatus.SUCCEEDED and item.completed_at:
+            done.setdefault(item.action_intent_id, epoch(item.completed_at))
+        elif item.status in ENDED_OTHERWISE:
+            ended.add(item.action_intent_id)
+    return newest
+
+
+def next_page(page: ExecutionPage, since: float) -> str | None:
+    """The cursor of the page after this one, or None when a poll from ``since`` stops here: the
+    listing ends, or this page already reaches changes older than ``since``."""
+    if not page.next_token or not page.executions or epoch(page.executions[-1].updated_at) < since:
+        return None
+    return page.next_token
+
+
+def changes_since(
+    client: FulfillClient,
+    account: str,
+    since: float,
+    wanted: Container[str],
+    done: dict[str, float],
+    ended: set[str],
+) -> tuple[float | None, int]:
+    """:meth:`Harness.changes_since` for a blocking client: the newest change's time (None: the
+    account has none) and the number of pages read."""
+    next_token: str | None = None
+    newest: float | None = None
+    pages = 0
+    while True:
+        page = client.list_executions(account, limit=PAGE_SIZE, next_token=next_token)
+        pages += 1
+        newest = take_page(page, wanted, done, ended, newest)
+        next_token = next_page(page, since)
+        if next_token is None:
+            return newest, pages
 
 
 # What ``POST /intents/{id}/approve`` answers when it accepts an approval.
@@ -410,19 +470,11 @@ class Harness:
         next_token: str | None = None
         newest: float | None = None
         while True:
-            page = await client.list_executions(account, limit=100, next_token=next_token)
+            page = await client.list_executions(account, limit=PAGE_SIZE, next_token=next_token)
             self.list_pages += 1
-            if newest is None and page.executions:
-                newest = epoch(page.executions[0].updated_at)
-            for item in page.executions:
-                if item.action_intent_id not in wanted:
-                    continue
-                if item.status is ExecutionStatus.SUCCEEDED and item.completed_at:
-                    done.setdefault(item.action_intent_id, epoch(item.completed_at))
-                elif item.status in ENDED_OTHERWISE:
-                    ended.add(item.action_intent_id)
-            next_token = page.next_token
-            if not next_token or not page.executions or epoch(page.executions[-1].updated_at) < since:
+            newest = take_page(page, wanted, done, ended, newest)
+            next_token = next_page(page, since)
+            if next_token is None:
                 return newest
 
     async def collect(

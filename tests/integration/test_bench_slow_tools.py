@@ -19,4 +19,6 @@ def test_both_phases_complete_and_report_the_service_cpu_per_intent() -> None:
         assert set(cpu) == {"all", "total"}  # the one `fulfill serve` (every role) of the in-memory gateway
         assert cpu["total"] == cpu["all"] > 0
         assert 0 <= phase["service_system_cpu_ms_per_intent"]["all"] <= cpu["all"]
+        # Every poll reads one page here (12 intents); at least one poll ran.
+        assert phase["outcome_pages_read"] == phase["outcome_polls"] >= 1
     assert result["aim_bound_s"] == round(12 / burst["per_second"] + 2.0, 2)

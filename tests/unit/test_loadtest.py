@@ -222,6 +222,11 @@ class _Account:
     async def list_executions(
         self, account_id: str, *, limit: int = 50, status: str | None = None, next_token: str | None = None
     ) -> object:
+        return self.page(account_id, limit=limit, status=status, next_token=next_token)
+
+    def page(
+        self, account_id: str, *, limit: int = 50, status: str | None = None, next_token: str | None = None
+    ) -> object:
         from fulfill.usecases.executions import ExecutionPage, ListedExecutionView
 
         self.pages += 1
@@ -242,6 +247,37 @@ class _Account:
         ]
         more = start + limit < len(ordered)
         return ExecutionPage(executions=items, next_token=str(start + limit) if more else None)
+
+
+class _BlockingAccount(_Account):
+    """The same account, as the blocking client (``FulfillClient``) reads it."""
+
+    def list_executions(  # type: ignore[override]
+        self, account_id: str, *, limit: int = 50, status: str | None = None, next_token: str | None = None
+    ) -> object:
+        return self.page(account_id, limit=limit, status=status, next_token=next_token)
+
+
+def test_a_blocking_poll_stops_at_the_first_page_older_than_its_moment_and_counts_its_pages() -> None:
+    from fulfill_tools.loadtest import changes_since
+
+    account = _BlockingAccount()
+    for index in range(300):  # another phase's executions, long finished: never paged through
+        account.change(f"old-{index}", 100.0 + index, "SUCCEEDED", 100.0 + index)
+    for index in range(150):  # this phase's, approved at 7000; every tenth waits for a person
+        state = "AMBIGUOUS" if index % 10 == 0 else "SUCCEEDED"
+        completed = 7000.0 + index / 1000 if state == "SUCCEEDED" else None
+        account.change(f"i{index:03}", 7000.0 + index / 1000, state, completed)
+    wanted = {f"i{index:03}" for index in range(150)}
+    done: dict[str, float] = {}
+    ended: set[str] = set()
+    newest, pages = changes_since(cast(Any, account), "acct", 6999.0, wanted, done, ended)
+    # The second page reaches the old executions: the poll stops there, not after five pages.
+    assert (pages, account.pages) == (2, 2)
+    assert newest == pytest.approx(7000.149)
+    assert ended == {f"i{index:03}" for index in range(0, 150, 10)}  # it will not end on its own
+    assert set(done) == wanted - ended
+    assert done["i149"] == pytest.approx(7000.149)
 
 
 def _harness() -> Harness:
