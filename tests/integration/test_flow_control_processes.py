@@ -193,7 +193,10 @@ def test_limits_hold_across_two_worker_processes_and_change_without_a_restart(cl
         sends = cluster.sends()
         assert len(sends) == 30
         assert most_in_any_window(sends, 1.0 + MARGIN) <= 5
-        assert most_in_any_window(arrivals) <= 5
+        # At the target: a call reaches it some time after the gate let it go, and on a loaded
+        # machine that delay varies between calls by up to the margin, so two calls the gate spaced
+        # a second apart can arrive a little less than a second apart.
+        assert most_in_any_window(arrivals, 1.0 - MARGIN) <= 5
         assert proxy.state.max_in_flight <= 2
         assert max(arrivals) - min(arrivals) >= 5.0  # 30 calls at 5 per second
         # Both workers made calls: the limits held across processes, not within one.
@@ -215,7 +218,7 @@ def test_limits_hold_across_two_worker_processes_and_change_without_a_restart(cl
         arrivals = [arrived for arrived, _ in proxy.state.calls]
         assert len(arrivals) == 8
         assert most_in_any_window(cluster.sends()[30:], 1.0 + MARGIN) <= 2
-        assert most_in_any_window(arrivals) <= 2
+        assert most_in_any_window(arrivals, 1.0 - MARGIN) <= 2  # the same allowance as above
         assert proxy.state.max_in_flight == 1
         assert max(arrivals) - min(arrivals) >= 3.0  # 8 calls at 2 per second
 

@@ -103,7 +103,7 @@ def test_a_tenant_cap_holds_that_tenant_alone_and_blocks_nobody_else(harness: Ha
         assert capped.status_code == 200, capped.text
         assert capped.json()["rate_per_second"] == 1
         assert capped.json()["concurrency"] is None
-        a_ids = approve_many(harness, a, 4)
+        a_ids = approve_many(harness, a, 6)
         b_ids = approve_many(harness, b, 4)
         outcomes = [harness.wait_terminal(b, intent_id, timeout=60) for intent_id in b_ids]
         outcomes += [harness.wait_terminal(a, intent_id, timeout=60) for intent_id in a_ids]
@@ -114,19 +114,18 @@ def test_a_tenant_cap_holds_that_tenant_alone_and_blocks_nobody_else(harness: Ha
         ).scalars()
         rows = list(sends)
         a_sends = sorted(float(value) for value in rows)
-    assert len(a_sends) == 4
+    assert len(a_sends) == 6
     # The gate's own record: never two of A's calls within a second (plus its margin).
     assert all(later - earlier >= 1.0 for earlier, later in itertools.pairwise(a_sends))
     order = tasks_in_order(harness)
     # B did not queue behind A's cap: B's calls were all made before A's last, which the gate held
-    # until at least 3 s after A's first (B's first one need not beat A's second: on a loaded
-    # machine, B's four approvals alone can take longer than A's 1 s spacing).
+    # until at least 5 s after A's first. (Not asked: that B's first beats A's second. On a loaded
+    # machine B's four approvals alone can take longer than A's 1 s spacing.)
     last_b = len(order) - 1 - order[::-1].index("tenant-b")
     last_a = len(order) - 1 - order[::-1].index("tenant-a")
     assert last_b < last_a, order
     assert order[-1] == "tenant-a"  # ... and all of B's were done before A's last
     assert order.count("tenant-b") == 4
-    assert order[: order.index("tenant-a") + 2].count("tenant-b") >= 1
 
 
 def test_a_tenant_concurrency_cap_holds_across_its_calls(tmp_path: Path) -> None:
