@@ -243,6 +243,43 @@ def test_an_api_process_starts_nothing_itself(tmp_path: Path) -> None:
         harness.stop()
 
 
+def test_an_api_process_ranks_each_execution_in_the_transaction_that_approves_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every start of an api process goes to the queue, so the fair rank its priority comes from
+    (the tenant's executions queued or running) is read in the approval's own transaction: an
+    approval reads the store once (the intent, before its write), not a second time after the
+    commit; and the ranks are the queue's fair order, tenant by tenant."""
+    harness = _service(tmp_path, role="api")
+    try:
+        store = harness.service.runtime.store
+        reads: list[int] = []
+        read = store.read
+
+        def counted_read() -> Any:
+            reads.append(1)
+            return read()
+
+        with harness.client("t1") as first, harness.client("t2") as second:
+            ids = [harness.create_intent(first)["action_intent_id"] for _ in range(3)]
+            other = harness.create_intent(second)["action_intent_id"]
+            monkeypatch.setattr(store, "read", counted_read)
+            harness.approve(first, ids[0])
+            assert len(reads) == 1  # the approval's read of the intent; none after the commit
+            for intent_id in ids[1:]:
+                harness.approve(first, intent_id)
+            harness.approve(second, other)
+        with harness.db.read() as conn:
+            workflows = [
+                DBOS.get_workflow_status(executions.get_attempt(conn, tenant, "acc-1", intent_id).workflow_id)
+                for tenant, intent_id in [("t1", ids[0]), ("t1", ids[1]), ("t1", ids[2]), ("t2", other)]
+            ]
+        assert [w.status for w in workflows] == ["ENQUEUED"] * 4
+        assert [w.priority for w in workflows] == [1, 2, 3, 1]  # t2's first goes with t1's first
+    finally:
+        harness.stop()
+
+
 def test_a_kill_switch_stops_a_directly_started_execution(service: Harness) -> None:
     with service.db.write() as conn:
         killswitches.put_global(

@@ -240,9 +240,9 @@ class World:
     def accept(self, intent: ActionIntentV1) -> ExecutionRequest:
         """Take the execution lock as intake does: the QUEUED attempt; StartExecution's input."""
         with self.store.write() as uow:
-            attempt, taken = take_execution_lock(uow, intent, self.clock.now())
-        assert taken
-        return request_for(attempt)
+            lock = take_execution_lock(uow, intent, self.clock.now())
+        assert lock.taken
+        return request_for(lock.attempt)
 
 
 class Crash(BaseException):

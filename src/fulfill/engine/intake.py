@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
@@ -30,7 +30,7 @@ from fulfill.domain.models import (
 )
 from fulfill.domain.time import iso_from_epoch
 from fulfill.engine.runtime import Runtime
-from fulfill.engine.workflow import start_execution
+from fulfill.engine.workflow import queue_priority_in, start_execution
 from fulfill.logging_setup import describe_failure, log_context
 from fulfill.ports.store import UnitOfWork
 from fulfill.tokens import Principal
@@ -39,6 +39,7 @@ from fulfill.tokens import Principal
 __all__ = [
     "ApprovedEventData",
     "EventRejected",
+    "ExecutionLock",
     "IntakeResult",
     "accept_approved_event",
     "audit_rejection",
@@ -156,39 +157,49 @@ def _accept(rt: Runtime, event: ApprovedEventData, caller: Principal | None) -> 
             raise EventRejected("ACCOUNT_MISMATCH", "the event's account_id is not the intent's account")
         if intent.approval_status is not ApprovalStatus.APPROVED:
             raise EventRejected("NOT_APPROVED", f"the intent is {intent.approval_status.value}, not APPROVED")
-        attempt, taken = take_execution_lock(uow, intent, now)
+        lock = take_execution_lock(uow, intent, now)
     start_if_queued(
-        attempt,
-        taken,
-        request_for(attempt, approval_source=event.approval_source, auto_executed=event.auto_executed),
+        lock,
+        request_for(lock.attempt, approval_source=event.approval_source, auto_executed=event.auto_executed),
     )
-    return IntakeResult(action_intent_id=intent.action_intent_id, started=taken)
+    return IntakeResult(action_intent_id=intent.action_intent_id, started=lock.taken)
 
 
-def take_execution_lock(uow: UnitOfWork, intent: ActionIntentV1, now: float) -> tuple[ExecutionAttempt, bool]:
-    """Insert the QUEUED attempt of an approved intent, once: (the attempt, whether this call took it).
+class ExecutionLock(NamedTuple):
+    """An approved intent's execution lock, as :func:`take_execution_lock` found or took it."""
+
+    attempt: ExecutionAttempt
+    taken: bool  # this call inserted it
+    # The execution's queue priority, read in the same transaction where this process starts
+    # every execution through the queue (``workflow.queue_priority_in``); else None.
+    queue_priority: int | None = None
+
+
+def take_execution_lock(uow: UnitOfWork, intent: ActionIntentV1, now: float) -> ExecutionLock:
+    """Insert the QUEUED attempt of an approved intent, once.
 
     Runs inside the caller's transaction, the one that accepted the approval, so an accepted
     approval and its execution lock are committed together or not at all.
     """
     queued = queued_attempt(intent, now)
     if uow.executions.insert_attempt(queued, deadline_epoch=now + intent.execution_policy.timeout_seconds):
-        return queued, True
+        return ExecutionLock(queued, True, queue_priority_in(uow, intent.tenant_id))
     attempt = uow.executions.get_attempt(intent.tenant_id, intent.account_id, intent.action_intent_id)
     if attempt is None:  # pragma: no cover - the row that won the insert cannot vanish
         raise RuntimeError("the execution lock disappeared")
-    return attempt, False
+    return ExecutionLock(attempt, False)
 
 
-def start_if_queued(attempt: ExecutionAttempt, taken: bool, request: ExecutionRequest) -> None:
+def start_if_queued(lock: ExecutionLock, request: ExecutionRequest) -> None:
     """After the lock is committed: enqueue its workflow.
 
     Whatever fails from here on, the reconciler finds the QUEUED row and starts its workflow. A
     repeated approval nudges a QUEUED attempt (the enqueue is idempotent by workflow id) and never
     starts a second one.
     """
-    if taken or attempt.status is AttemptStatus.QUEUED:
-        if taken:
+    attempt = lock.attempt
+    if lock.taken or attempt.status is AttemptStatus.QUEUED:
+        if lock.taken:
             with log_context(
                 action_intent_id=attempt.action_intent_id,
                 tenant_id=attempt.tenant_id,
@@ -196,7 +207,7 @@ def start_if_queued(attempt: ExecutionAttempt, taken: bool, request: ExecutionRe
                 trace_id=attempt.trace_id,
             ):
                 log.info("execution accepted (attempt %d, %s)", attempt.attempt_count, attempt.workflow_id)
-        _start_queued(request)
+        _start_queued(request, lock.queue_priority)
 
 
 def queued_attempt(intent: ActionIntentV1, now: float, attempt_count: int = 1) -> ExecutionAttempt:
@@ -219,9 +230,9 @@ def queued_attempt(intent: ActionIntentV1, now: float, attempt_count: int = 1) -
     )
 
 
-def _start_queued(request: ExecutionRequest) -> None:
+def _start_queued(request: ExecutionRequest, priority: int | None) -> None:
     try:
-        start_execution(request)
+        start_execution(request, priority=priority)
     except Exception as exc:
         log.warning(
             "could not enqueue %s now; the reconciler will start it: %s",

@@ -78,6 +78,11 @@ def install(runtime: Runtime | None) -> None:
     _current = runtime
 
 
+def installed() -> Runtime | None:
+    """The installed runtime, or None before the service starts it (or in a test without one)."""
+    return _current
+
+
 def current() -> Runtime:
     if _current is None:
         raise RuntimeError("the fulfill runtime is not installed; start the service first")

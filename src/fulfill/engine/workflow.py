@@ -47,9 +47,9 @@ from fulfill.domain.execution import (
 from fulfill.domain.fairness import queue_priority
 from fulfill.engine import compensation, steps
 from fulfill.engine.direct_start import DirectStarts
-from fulfill.engine.runtime import Runtime, current
+from fulfill.engine.runtime import Runtime, current, installed
 from fulfill.engine.steps import StepDeps
-from fulfill.ports.store import Store
+from fulfill.ports.store import Store, UnitOfWork
 
 DUPLICATE_IGNORED = "DUPLICATE_IGNORED"
 EXECUTION_QUEUE = "fulfill-executions"
@@ -172,9 +172,11 @@ def _compensation_step(deps: StepDeps) -> StepOptions:
     )
 
 
-def start_execution(request: ExecutionRequest) -> None:
+def start_execution(request: ExecutionRequest, *, priority: int | None = None) -> None:
     """Start an execution under its deterministic id: at once when this process has a free worker
     slot (``engine/direct_start.py``), else on the queue; a repeat returns the existing workflow.
+    ``priority``: its queue priority, when the caller read it already (see
+    :func:`queue_priority_in`); else it is read here if the start goes to the queue.
 
     Its spans descend from the request that accepted it (the attempt's stored trace context),
     whoever starts it and whenever: DBOS keeps that context with the workflow, for recovery too.
@@ -188,8 +190,20 @@ def start_execution(request: ExecutionRequest) -> None:
         execute_intent,
         request,
         trace_parent,
-        priority=_fair_priority(rt.store, request.tenant_id),
+        priority=priority if priority is not None else _fair_priority(rt.store, request.tenant_id),
     )
+
+
+def queue_priority_in(uow: UnitOfWork, tenant_id: str) -> int | None:
+    """The queue priority of a tenant's execution whose lock ``uow`` has just taken, read in that
+    transaction when this process starts no execution directly (an api process, direct start
+    switched off, or stopping: every start then goes to the queue, so the priority is always
+    needed, and reading it here saves a transaction of its own after the commit). None where a
+    start may be direct: the priority is then read only if the start has to go to the queue."""
+    rt = installed()
+    if rt is None or rt.direct_starts is not None:
+        return None
+    return queue_priority(uow.executions.count_active(tenant_id))
 
 
 def _start_directly(

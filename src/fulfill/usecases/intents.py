@@ -43,7 +43,6 @@ from fulfill.domain.models import (
     ApprovalSource,
     ApprovalStatus,
     AttemptStatus,
-    ExecutionAttempt,
     ExecutionPolicy,
     ExecutionStatus,
     ExpiryAction,
@@ -66,7 +65,7 @@ from fulfill.domain.schemas import (
 )
 from fulfill.domain.scopes import Scope
 from fulfill.domain.time import epoch_from_iso, iso_from_epoch
-from fulfill.engine.intake import request_for, start_if_queued, take_execution_lock
+from fulfill.engine.intake import ExecutionLock, request_for, start_if_queued, take_execution_lock
 from fulfill.engine.outbox_relay import COMPENSATION_TOPIC, ENGINE_DESTINATION
 from fulfill.ports.store import UnitOfWork
 from fulfill.tokens import Principal
@@ -225,7 +224,7 @@ def _create_intent(
         if existing is not None:
             return existing, False, None
     built, entry = _build_intent(rt, principal, body, now, now_iso, proposed_via)
-    lock: tuple[ExecutionAttempt, bool] | None = None
+    lock: ExecutionLock | None = None
     with rt.store.write() as uow:
         # The approval policies are read and applied in the creating transaction: the intent is
         # stored with its decision, and a policy changed meanwhile applies to the next intent.
@@ -262,9 +261,8 @@ def _create_intent(
             raise Conflict("action_intent_id is already in use", code="INTENT_ID_IN_USE")
         return existing, False, None
     if lock is not None:  # AUTO_APPROVE: started after the commit, as an approval's execution is
-        attempt, taken = lock
         start_if_queued(
-            attempt, taken, request_for(attempt, approval_source=ApprovalSource.POLICY, auto_executed=True)
+            lock, request_for(lock.attempt, approval_source=ApprovalSource.POLICY, auto_executed=True)
         )
     return intent, True, entry
 
@@ -780,7 +778,7 @@ def approve_intent(
     if is_expired(intent.expires_at_epoch, now):
         raise Conflict("the intent has expired and can no longer be approved", code="INTENT_EXPIRED")
     now_iso = iso_from_epoch(now)
-    started: tuple[ExecutionAttempt, bool] | None = None
+    started: ExecutionLock | None = None
     with rt.store.write() as uow:
         locked = uow.intents.get_intent(intent.tenant_id, action_intent_id, for_update=True)
         if locked is None:  # pragma: no cover - intents are never deleted
@@ -839,9 +837,8 @@ def approve_intent(
             started = take_execution_lock(uow, result, now)
     if started is None:
         return _approval_change(result)
-    attempt, taken = started
     start_if_queued(
-        attempt, taken, request_for(attempt, approval_source=ApprovalSource.HUMAN, auto_executed=False)
+        started, request_for(started.attempt, approval_source=ApprovalSource.HUMAN, auto_executed=False)
     )
     return _approval_change(result, warnings=warnings)
 

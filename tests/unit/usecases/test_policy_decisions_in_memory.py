@@ -96,7 +96,7 @@ def started(monkeypatch: pytest.MonkeyPatch) -> list[tuple[ExecutionAttempt, boo
     """The executions the use case starts after its commit (none reach an engine here)."""
     calls: list[tuple[ExecutionAttempt, bool, ExecutionRequest]] = []
     monkeypatch.setattr(
-        intents, "start_if_queued", lambda attempt, taken, request: calls.append((attempt, taken, request))
+        intents, "start_if_queued", lambda lock, request: calls.append((lock.attempt, lock.taken, request))
     )
     return calls
 
