@@ -280,6 +280,36 @@ def test_an_api_process_ranks_each_execution_in_the_transaction_that_approves_it
         harness.stop()
 
 
+def test_a_process_behind_its_queue_ranks_the_execution_in_the_approving_transaction(
+    single_slot: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once full, a worker process sends every start to the queue until it sees the queue empty:
+    an approval then reads the fair rank in its own transaction too, as an api process does."""
+    slots = _slots(single_slot)
+    assert not slots.overflowed
+    assert slots.take("held-by-the-test")
+    assert not slots.take("another")  # full: behind the queue from now on
+    assert slots.overflowed
+    store = single_slot.service.runtime.store
+    reads: list[int] = []
+    read = store.read
+
+    def counted_read() -> Any:
+        reads.append(1)
+        return read()
+
+    with single_slot.client() as client:
+        intent_id = single_slot.create_intent(client)["action_intent_id"]
+        monkeypatch.setattr(store, "read", counted_read)
+        single_slot.approve(client, intent_id)
+        assert len(reads) == 1  # the intent before the write; no read of the rank after the commit
+        monkeypatch.undo()
+        queued = _workflow(single_slot, intent_id)
+        assert (queued.status, queued.priority) == ("ENQUEUED", 1)
+        slots.release("held-by-the-test")
+        assert single_slot.wait_terminal(client, intent_id, timeout=30)["status"] == "SUCCEEDED"
+
+
 def test_a_kill_switch_stops_a_directly_started_execution(service: Harness) -> None:
     with service.db.write() as conn:
         killswitches.put_global(

@@ -134,6 +134,13 @@ class DirectStarts:
             self._held[workflow_id] = active.add(workflow_id, self.queue_name)
             return True
 
+    @property
+    def overflowed(self) -> bool:
+        """Whether this process has been full since a look last found the queue empty: until such
+        a look, every start goes to the queue. Read without looking: a hint for work worth doing
+        before a start (the start itself decides in :meth:`take`)."""
+        return self._behind
+
     def _behind_the_queue(self) -> bool:
         with self._lock:
             if not self._behind:

@@ -196,12 +196,13 @@ def start_execution(request: ExecutionRequest, *, priority: int | None = None) -
 
 def queue_priority_in(uow: UnitOfWork, tenant_id: str) -> int | None:
     """The queue priority of a tenant's execution whose lock ``uow`` has just taken, read in that
-    transaction when this process starts no execution directly (an api process, direct start
-    switched off, or stopping: every start then goes to the queue, so the priority is always
-    needed, and reading it here saves a transaction of its own after the commit). None where a
-    start may be direct: the priority is then read only if the start has to go to the queue."""
+    transaction when its start will go to the queue: in a process that starts no execution
+    directly (an api process, direct start switched off, or stopping), or one that has
+    overflowed and not yet seen its queue empty (a burst). Reading it here saves a transaction of
+    its own after the commit. None where the start is likely direct: the priority is then read
+    only if it has to go to the queue after all."""
     rt = installed()
-    if rt is None or rt.direct_starts is not None:
+    if rt is None or (rt.direct_starts is not None and not rt.direct_starts.overflowed):
         return None
     return queue_priority(uow.executions.count_active(tenant_id))
 
