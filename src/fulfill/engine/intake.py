@@ -170,8 +170,8 @@ class ExecutionLock(NamedTuple):
 
     attempt: ExecutionAttempt
     taken: bool  # this call inserted it
-    # The execution's queue priority, read in the same transaction where this process starts
-    # every execution through the queue (``workflow.queue_priority_in``); else None.
+    # The execution's queue priority, read in the same transaction when its start will go to
+    # the queue (``workflow.queue_priority_in``); else None, read at the start if needed.
     queue_priority: int | None = None
 
 
