@@ -101,7 +101,7 @@ def test_an_outage_during_start_execution_does_not_strand_the_intent(
 def test_an_accepted_event_whose_workflow_was_never_enqueued_is_started(
     service: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def lost(_request: Any) -> None:
+    def lost(_request: Any, **_options: Any) -> None:
         raise ConnectionError("the process died between the commit and the enqueue")
 
     monkeypatch.setattr(intake, "start_execution", lost)

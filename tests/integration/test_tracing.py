@@ -286,7 +286,7 @@ def service(tmp_path: Path) -> Iterator[Harness]:
 def test_a_workflow_the_reconciler_starts_joins_the_approving_requests_trace(
     service: Harness, spans: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def lost(_request: Any) -> None:
+    def lost(_request: Any, **_options: Any) -> None:
         raise ConnectionError("the process died between the commit and the enqueue")
 
     monkeypatch.setattr(intake, "start_execution", lost)

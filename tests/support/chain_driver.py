@@ -277,8 +277,9 @@ class ChainDriver:
 
     # --- starting ------------------------------------------------------------------------------
 
-    def start(self, request: ExecutionRequest) -> None:
-        """Enqueue a workflow under its id: a repeat is a no-op, as DBOS makes it."""
+    def start(self, request: ExecutionRequest, *, priority: int | None = None) -> None:
+        """Enqueue a workflow under its id: a repeat is a no-op, as DBOS makes it. (``priority``,
+        the queue's fair order, is not modelled: the driver runs what a test tells it to.)"""
         if request.workflow_id not in self.runs:
             self.runs[request.workflow_id] = WorkflowRun(through_json(request, ExecutionRequest))
 
