@@ -149,9 +149,9 @@ def test_the_engine_drops_an_idle_connection_to_its_gateway_before_the_gateway_d
     settings = Settings(jwt_secret="in-flight-secret-0123456789abcdef0123")
     gateway = McpToolGateway("http://127.0.0.1:9/mcp", ServiceTokens(settings), max_connections=CONCURRENCY)
     try:
-        pool = gateway._transport._pool
-        assert pool._keepalive_expiry == KEEPALIVE_EXPIRY_SECONDS
-        assert pool._max_connections == CONCURRENCY
+        pools = [client._transport._pool for client in gateway._http._clients]  # type: ignore[attr-defined]
+        assert {pool._keepalive_expiry for pool in pools} == {KEEPALIVE_EXPIRY_SECONDS}
+        assert sum(pool._max_connections for pool in pools) == CONCURRENCY
     finally:
         gateway.close()
     assert uvicorn.Config(app=None).timeout_keep_alive > KEEPALIVE_EXPIRY_SECONDS

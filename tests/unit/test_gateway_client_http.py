@@ -191,3 +191,39 @@ def test_an_answer_that_is_not_a_json_rpc_answer_is_classified(
     outcome = client.call_tool(tenant_id="t1", tool_name=TOOL, arguments=ARGUMENTS, timeout_seconds=5)
     assert outcome.error is not None
     assert (outcome.error.error_class, outcome.error.error_code) == expected
+
+
+def test_the_connections_are_split_into_small_pools_and_each_request_goes_to_the_least_busy() -> None:
+    import asyncio
+
+    from fulfill.gateway.client import POOL_CONNECTIONS, ConnectionPools
+
+    # The worker's slots, split into pools of at most POOL_CONNECTIONS (httpcore looks at every
+    # connection of a pool at each request), never fewer connections than slots in all.
+    assert POOL_CONNECTIONS == 8
+    assert ConnectionPools(64).sizes == [8] * 8
+    assert ConnectionPools(72).sizes == [8] * 9
+    assert ConnectionPools(20).sizes == [7, 7, 6]
+    assert ConnectionPools(1).sizes == [1]
+
+    async def hold_twenty() -> None:
+        pools = ConnectionPools(20)
+        release = asyncio.Event()
+
+        async def held(_request: httpx2.Request) -> httpx2.Response:
+            await release.wait()
+            return httpx2.Response(200)
+
+        for client in pools._clients:
+            await client.aclose()
+        pools._clients = [httpx2.AsyncClient(transport=httpx2.MockTransport(held)) for _ in pools.sizes]
+        calls = [asyncio.create_task(pools.post("http://gateway.test/mcp")) for _ in range(20)]
+        await asyncio.sleep(0)  # every call has picked its pool and is held
+        # As many in flight in each pool as it has connections: none waits while one is free.
+        assert pools.busy == pools.sizes
+        release.set()
+        assert [response.status_code for response in await asyncio.gather(*calls)] == [200] * 20
+        assert pools.busy == [0, 0, 0]
+        await pools.aclose()
+
+    asyncio.run(hold_twenty())

@@ -78,6 +78,8 @@ log = logging.getLogger(__name__)
 
 # Below the idle timeout of the gateway's HTTP server (uvicorn's default, 5 s).
 KEEPALIVE_EXPIRY_SECONDS = 2.0
+# The most connections in one pool of :class:`ConnectionPools`.
+POOL_CONNECTIONS = 8
 
 if TYPE_CHECKING:
     from jsonschema.protocols import Validator
@@ -96,6 +98,52 @@ class _ListedTool:
 
     output_schema: dict[str, Any] | None
     header_map: dict[tuple[str, ...], str]
+
+
+class ConnectionPools:
+    """HTTP clients for the gateway, each with a pool of at most :data:`POOL_CONNECTIONS`
+    connections, ``max_connections`` in all; a request goes to the pool with the most free
+    connections, so none waits for a connection while fewer than ``max_connections`` are busy.
+
+    Why not one pool: httpcore's pool looks at every connection it holds (expired? idle?) when a
+    request starts and when a response ends, so a pool of 64 connections, the default worker
+    concurrency, made about 64 checks twice per call; a pool of 8 makes 8. An idle connection is
+    dropped before the gateway's server drops it (uvicorn: 5 s): a call written on a connection
+    the server is closing loses its answer, which for a target that does not deduplicate is an
+    UNKNOWN_OUTCOME. Used from one event loop only (the counts are not locked)."""
+
+    def __init__(self, max_connections: int) -> None:
+        total = max(1, max_connections)
+        count = -(-total // POOL_CONNECTIONS)  # pools, rounded up
+        base, extra = divmod(total, count)
+        self.sizes = [base + (1 if pool < extra else 0) for pool in range(count)]
+        self._clients = [
+            httpx2.AsyncClient(
+                transport=httpx2.AsyncHTTPTransport(
+                    limits=httpx2.Limits(
+                        max_connections=size,
+                        max_keepalive_connections=size,
+                        keepalive_expiry=KEEPALIVE_EXPIRY_SECONDS,
+                    )
+                )
+            )
+            for size in self.sizes
+        ]
+        self.busy = [0] * count  # requests in flight, by pool
+
+    async def post(self, url: str, **options: Any) -> httpx2.Response:
+        """``AsyncClient.post`` on the pool with the most free connections (its whole body read,
+        so the connection is free again when it returns)."""
+        index = max(range(len(self._clients)), key=lambda pool: self.sizes[pool] - self.busy[pool])
+        self.busy[index] += 1
+        try:
+            return await self._clients[index].post(url, **options)
+        finally:
+            self.busy[index] -= 1
+
+    async def aclose(self) -> None:
+        for client in self._clients:
+            await client.aclose()
 
 
 class McpToolGateway:
@@ -118,18 +166,9 @@ class McpToolGateway:
         self._thread = threading.Thread(target=self._run_loop, name="fulfill-mcp-client", daemon=True)
         self._thread.start()
         # A connection for each call this worker may have in flight (the caller sizes it from
-        # FULFILL_WORKER_CONCURRENCY). An idle connection is dropped before the gateway's server
-        # drops it (uvicorn: 5 s): a call written on a connection the server is closing loses its
-        # answer, which for a target that does not deduplicate is an UNKNOWN_OUTCOME.
-        self._transport = httpx2.AsyncHTTPTransport(
-            limits=httpx2.Limits(
-                max_connections=max_connections,
-                max_keepalive_connections=max_connections,
-                keepalive_expiry=KEEPALIVE_EXPIRY_SECONDS,
-            )
-        )
-        # One client for every call (no default headers: each request carries its own token).
-        self._http = httpx2.AsyncClient(transport=self._transport)
+        # FULFILL_WORKER_CONCURRENCY), in pools of a few (no default headers: each request
+        # carries its own token).
+        self._http = ConnectionPools(max_connections)
         self._request_ids = itertools.count(1)
         # The gateway's tool list as last fetched, the output-schema validators compiled from it,
         # and the listing in flight that calls naming a tool not listed yet wait for.
