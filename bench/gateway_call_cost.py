@@ -52,18 +52,22 @@ def _own_cpu() -> float:
 
 
 class CountingGateway(McpToolGateway):
-    """The engine's client, counting the HTTP requests it sends (on its connection pool)."""
+    """The engine's client, counting the HTTP requests it sends (on its pools' transports)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.requests = 0
-        send = self._transport.handle_async_request
+        for client in self._http._clients:
+            self._count_on(client._transport)
+
+    def _count_on(self, transport: Any) -> None:
+        send = transport.handle_async_request
 
         async def counted(request: Any) -> Any:
             self.requests += 1
             return await send(request)
 
-        self._transport.handle_async_request = counted  # type: ignore[method-assign]
+        transport.handle_async_request = counted
 
 
 def _arguments(index: int) -> dict[str, Any]:
