@@ -243,6 +243,20 @@ def test_an_api_process_starts_nothing_itself(tmp_path: Path) -> None:
         harness.stop()
 
 
+def _count_store_reads(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """From now on, one entry in the returned list for each read the service opens on its store."""
+    store = harness.service.runtime.store
+    reads: list[int] = []
+    read = store.read
+
+    def counted_read() -> Any:
+        reads.append(1)
+        return read()
+
+    monkeypatch.setattr(store, "read", counted_read)
+    return reads
+
+
 def test_an_api_process_ranks_each_execution_in_the_transaction_that_approves_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -252,18 +266,10 @@ def test_an_api_process_ranks_each_execution_in_the_transaction_that_approves_it
     commit; and the ranks are the queue's fair order, tenant by tenant."""
     harness = _service(tmp_path, role="api")
     try:
-        store = harness.service.runtime.store
-        reads: list[int] = []
-        read = store.read
-
-        def counted_read() -> Any:
-            reads.append(1)
-            return read()
-
         with harness.client("t1") as first, harness.client("t2") as second:
             ids = [harness.create_intent(first)["action_intent_id"] for _ in range(3)]
             other = harness.create_intent(second)["action_intent_id"]
-            monkeypatch.setattr(store, "read", counted_read)
+            reads = _count_store_reads(harness, monkeypatch)
             harness.approve(first, ids[0])
             assert len(reads) == 1  # the approval's read of the intent; none after the commit
             for intent_id in ids[1:]:
@@ -290,17 +296,9 @@ def test_a_process_behind_its_queue_ranks_the_execution_in_the_approving_transac
     assert slots.take("held-by-the-test")
     assert not slots.take("another")  # full: behind the queue from now on
     assert slots.overflowed
-    store = single_slot.service.runtime.store
-    reads: list[int] = []
-    read = store.read
-
-    def counted_read() -> Any:
-        reads.append(1)
-        return read()
-
     with single_slot.client() as client:
         intent_id = single_slot.create_intent(client)["action_intent_id"]
-        monkeypatch.setattr(store, "read", counted_read)
+        reads = _count_store_reads(single_slot, monkeypatch)
         single_slot.approve(client, intent_id)
         assert len(reads) == 1  # the intent before the write; no read of the rank after the commit
         monkeypatch.undo()
