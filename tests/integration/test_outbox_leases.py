@@ -22,6 +22,7 @@ import pytest
 
 from fulfill.clock import SystemClock
 from fulfill.domain.outbox import ENGINE_DESTINATIONS
+from fulfill.domain.records import Delivery
 from fulfill.engine.outbox_relay import OutboxRelay
 from fulfill.engine.runtime import Runtime
 from fulfill.store import outbox
@@ -120,6 +121,58 @@ def test_concurrent_relays_never_deliver_one_message_at_the_same_time(runtime: R
             [row] = uow.outbox.deliveries_for(message_id)
             assert (row["lease_owner"], row["lease_until_epoch"]) == (None, None)
             assert row["attempts"] == sink.received[message_id]
+
+
+@pytest.mark.parametrize("first_answer", [204, 500], ids=["accepted", "refused"])
+def test_a_try_whose_lease_ran_out_is_counted_though_another_relay_owns_the_delivery(
+    runtime: Runtime, first_answer: int
+) -> None:
+    """A relay stalled between its renewal and its settlement (a starved thread, a database lock
+    held long) finds its lease taken over: it settles nothing, but the destination saw its try, so
+    the delivery's attempts count it beside the try of the relay that delivers it again."""
+    relay = OutboxRelay(runtime)
+    taken_over: list[Delivery] = []
+
+    def answer(_headers: dict[str, str], _body: bytes) -> int:
+        if taken_over:
+            return 204
+        # While the first relay waits for this answer, its lease runs out and another takes it.
+        with runtime.store.write() as uow:
+            taken_over.extend(
+                uow.outbox.claim_due(
+                    now_epoch=runtime.clock.now() + relay.lease_seconds + 1,
+                    lease_seconds=relay.lease_seconds,
+                    owner="relay-b",
+                )
+            )
+        return first_answer
+
+    sink = HookServer(answer)
+    try:
+        with runtime.store.write() as uow:
+            uow.outbox.enqueue(
+                message_id="stalled",
+                topic="SIGNAL_CREATED",
+                tenant_id="t1",
+                payload={"n": 1},
+                destinations=[sink.url],
+                now=runtime.clock.now_iso(),
+                now_epoch=runtime.clock.now(),
+            )
+        [claimed] = relay.claim_for(sink.url, owner="relay-a")
+        assert relay.send(claimed, owner="relay-a") is (first_answer == 204)
+        [delivery] = taken_over
+        with runtime.store.read() as uow:
+            [row] = uow.outbox.deliveries_for("stalled")
+        # The first try is counted; the lease, the status and the next try stay relay-b's.
+        assert (row["status"], row["attempts"], row["lease_owner"]) == (outbox.PENDING, 1, "relay-b")
+        assert row["last_error"] is None
+        assert relay.send(delivery, owner="relay-b") is True
+    finally:
+        sink.close()
+    with runtime.store.read() as uow:
+        [row] = uow.outbox.deliveries_for("stalled")
+    assert (row["status"], row["attempts"], row["lease_owner"]) == (outbox.DELIVERED, 2, None)
 
 
 def test_the_lanes_of_several_relays_send_each_message_once(runtime: Runtime) -> None:

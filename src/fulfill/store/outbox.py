@@ -190,8 +190,17 @@ def renew_lease(
     return result.rowcount == 1
 
 
+def _count_try_of_lost_lease(conn: Connection, delivery: Delivery) -> None:
+    """Count a try whose lease ran out before it was settled: the destination saw it (accepted or
+    refused) even though the relay that took the delivery over now owns its outcome."""
+    conn.execute(
+        update(outbox_deliveries).where(_this(delivery)).values(attempts=outbox_deliveries.c.attempts + 1)
+    )
+
+
 def mark_delivered(conn: Connection, delivery: Delivery, *, owner: str, now: str) -> bool:
-    """Record an accepted delivery; only while ``owner`` still holds the lease (else False)."""
+    """Record an accepted delivery; only while ``owner`` still holds the lease (else False, and the
+    try is counted in the delivery's attempts all the same)."""
     result = conn.execute(
         update(outbox_deliveries)
         .where(
@@ -205,7 +214,10 @@ def mark_delivered(conn: Connection, delivery: Delivery, *, owner: str, now: str
             lease_owner=None,
         )
     )
-    return result.rowcount == 1
+    if result.rowcount == 1:
+        return True
+    _count_try_of_lost_lease(conn, delivery)
+    return False
 
 
 def mark_failed(
@@ -218,7 +230,8 @@ def mark_failed(
     dead_letter_at: str | None = None,
 ) -> bool:
     """Record a refused delivery and when to try again, or, with ``dead_letter_at``, that it is
-    given up (DEAD_LETTER); only while ``owner`` holds the lease."""
+    given up (DEAD_LETTER); only while ``owner`` holds the lease (else False, and the try is
+    counted in the delivery's attempts all the same)."""
     values: dict[str, Any] = {
         "attempts": outbox_deliveries.c.attempts + 1,
         "last_error": error[:500],
@@ -235,7 +248,10 @@ def mark_failed(
         )
         .values(**values)
     )
-    return result.rowcount == 1
+    if result.rowcount == 1:
+        return True
+    _count_try_of_lost_lease(conn, delivery)
+    return False
 
 
 def release_leases(conn: Connection, *, owner: str) -> int:

@@ -58,7 +58,8 @@ class OutboxRepository(Protocol):
         ...
 
     def mark_delivered(self, delivery: Delivery, *, owner: str, now: str) -> bool:
-        """Record an accepted delivery; only while ``owner`` still holds the lease (else False)."""
+        """Record an accepted delivery; only while ``owner`` still holds the lease (else False, and
+        the try is counted in the delivery's attempts all the same: the destination saw it)."""
         ...
 
     def mark_failed(
@@ -71,7 +72,8 @@ class OutboxRepository(Protocol):
         dead_letter_at: str | None = ...,
     ) -> bool:
         """Record a refused delivery and when to try again, or, with ``dead_letter_at``, that it is
-        given up (DEAD_LETTER); only while ``owner`` holds the lease."""
+        given up (DEAD_LETTER); only while ``owner`` holds the lease (else False, and the try is
+        counted in the delivery's attempts all the same)."""
         ...
 
     def release_leases(self, *, owner: str) -> int:
