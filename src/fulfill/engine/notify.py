@@ -59,6 +59,7 @@ from fulfill.domain.notifications import (
     webhook_secret_name,
 )
 from fulfill.domain.ports import Clock
+from fulfill.engine.webhook_http import post_for_status
 from fulfill.ports.store import Store
 from fulfill.usecases.email_links import email_link
 from fulfill.usecases.notifications import open_secret
@@ -286,12 +287,18 @@ class NoticeSender:
             "X-Fulfill-Signature": webhook_signature(secret, timestamp, body),
         }
         try:
-            response = self._http.post(url, content=body, headers=headers)
+            status = post_for_status(
+                self._http,
+                url,
+                content=body,
+                headers=headers,
+                deadline_seconds=self._settings.webhook_timeout_seconds,
+            )
         except httpx.HTTPError as exc:
             return Refusal(f"webhook unreachable: {type(exc).__name__}")
-        if 200 <= response.status_code < 300:
+        if 200 <= status < 300:
             return None
-        return Refusal(f"webhook answered HTTP {response.status_code}")
+        return Refusal(f"webhook answered HTTP {status}")
 
     def _egress_refusal(self, url: str) -> str | None:
         parts = urlsplit(url)

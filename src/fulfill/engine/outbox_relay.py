@@ -63,6 +63,7 @@ from fulfill.engine.eventbridge import EventBridgePublisher, bus_of
 from fulfill.engine.intake import EventRejected, accept_approved_event, parse_approved_event
 from fulfill.engine.notify import NoticeSender, Refusal
 from fulfill.engine.runtime import Runtime
+from fulfill.engine.webhook_http import post_for_status, webhook_client
 from fulfill.engine.workflow import start_compensation, start_execution
 from fulfill.logging_setup import describe_failure
 from fulfill.ports.store import UnitOfWork
@@ -222,7 +223,7 @@ class OutboxRelay:
     def __init__(self, rt: Runtime) -> None:
         self._rt = rt
         self.settings = rt.settings
-        self._http = httpx.Client(timeout=rt.settings.webhook_timeout_seconds)
+        self._http = webhook_client(rt.settings.webhook_timeout_seconds)
         self._eventbridge = EventBridgePublisher(rt.settings)
         self._notices = NoticeSender(rt.settings, rt.store, rt.clock, self._http)
         self._retry_after: dict[str, float] = {}
@@ -521,9 +522,15 @@ class OutboxRelay:
             "X-Fulfill-Signature": sign(self._rt.settings.webhook_secret, timestamp, body),
         }
         try:
-            response = self._http.post(delivery.destination, content=body, headers=headers)
+            status = post_for_status(
+                self._http,
+                delivery.destination,
+                content=body,
+                headers=headers,
+                deadline_seconds=self._rt.settings.webhook_timeout_seconds,
+            )
         except httpx.HTTPError as exc:
             return f"webhook unreachable: {type(exc).__name__}"
-        if 200 <= response.status_code < 300:
+        if 200 <= status < 300:
             return None
-        return f"webhook answered HTTP {response.status_code}"
+        return f"webhook answered HTTP {status}"
