@@ -16,16 +16,11 @@ from typing import Any
 import pytest
 from botocore.stub import Stubber
 
-from fulfill.clock import SystemClock
 from fulfill.engine.outbox_relay import OutboxRelay
 from fulfill.engine.runtime import Runtime
 from fulfill.logging_setup import configure_logging
 from fulfill.store import outbox
-from fulfill.store.db import Database
-from fulfill.store.migrate import upgrade_to_head
-from fulfill.store.sql_store import SqlStore
 from fulfill.store.tables import execution_signals
-from tests.support import postgres
 from tests.support.eventbridge import (
     ACCESS_KEY_ID,
     REGION,
@@ -35,6 +30,7 @@ from tests.support.eventbridge import (
 )
 from tests.support.harness import Harness, make_settings
 from tests.support.http_doubles import WebhookSink, wait_for
+from tests.support.relay_runtime import relay_runtime
 from tests.support.tcp_proxy import TcpProxy
 
 BUS = "cc-native-events"
@@ -190,14 +186,8 @@ def runtime(aws: LocalEventBridge, tmp_path: Path) -> Iterator[Runtime]:
         outbox_backoff_max_seconds=300.0,
         **eventbridge_settings(aws),
     )
-    db = Database(settings.database_url)
-    upgrade_to_head(db)
-    try:
-        yield Runtime(settings=settings, clock=SystemClock(), gateway=None, store=SqlStore(db))  # type: ignore[arg-type]
-    finally:
-        db.dispose()
-        if postgres.is_postgres_url(settings.database_url):
-            postgres.drop_database(settings.database_url)
+    with relay_runtime(settings) as runtime:
+        yield runtime
 
 
 def enqueue_signal(rt: Runtime, number: int, destination: str) -> str:

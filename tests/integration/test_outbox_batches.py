@@ -18,18 +18,15 @@ from typing import Any
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from fulfill.clock import SystemClock
 from fulfill.engine import outbox_relay
 from fulfill.engine.outbox_relay import FRESH_LEASE_FRACTION, LANE_BATCH, SLOW_SEND_SECONDS, OutboxRelay
 from fulfill.engine.runtime import Runtime
 from fulfill.ports.store import UnitOfWork
 from fulfill.store import outbox
-from fulfill.store.db import Database
-from fulfill.store.migrate import upgrade_to_head
 from fulfill.store.sql_store import SqlStore
-from tests.support import postgres
 from tests.support.harness import make_settings
 from tests.support.http_doubles import HookServer, wait_for
+from tests.support.relay_runtime import relay_runtime
 
 
 class CountingStore:
@@ -88,15 +85,8 @@ def runtime(tmp_path: Path) -> Iterator[Runtime]:
     settings = make_settings(
         tmp_path, outbox_poll_seconds=0.05, outbox_destination_concurrency=1, outbox_backoff_base_seconds=60
     )
-    db = Database(settings.database_url)
-    upgrade_to_head(db)
-    try:
-        store = CountingStore(SqlStore(db))
-        yield Runtime(settings=settings, clock=SystemClock(), gateway=None, store=store)  # type: ignore[arg-type]
-    finally:
-        db.dispose()
-        if postgres.is_postgres_url(settings.database_url):
-            postgres.drop_database(settings.database_url)
+    with relay_runtime(settings, wrap=CountingStore) as runtime:
+        yield runtime
 
 
 def _enqueue(runtime: Runtime, messages: list[str], destination: str) -> None:

@@ -20,18 +20,14 @@ from pathlib import Path
 
 import pytest
 
-from fulfill.clock import SystemClock
 from fulfill.domain.outbox import ENGINE_DESTINATIONS
 from fulfill.domain.records import Delivery
 from fulfill.engine.outbox_relay import OutboxRelay
 from fulfill.engine.runtime import Runtime
 from fulfill.store import outbox
-from fulfill.store.db import Database
-from fulfill.store.migrate import upgrade_to_head
-from fulfill.store.sql_store import SqlStore
-from tests.support import postgres
 from tests.support.harness import make_settings
 from tests.support.http_doubles import HookServer, wait_for
+from tests.support.relay_runtime import relay_runtime
 
 
 class OverlapSink(HookServer):
@@ -61,14 +57,8 @@ class OverlapSink(HookServer):
 @pytest.fixture
 def runtime(tmp_path: Path) -> Iterator[Runtime]:
     settings = make_settings(tmp_path)
-    db = Database(settings.database_url)
-    upgrade_to_head(db)
-    try:
-        yield Runtime(settings=settings, clock=SystemClock(), gateway=None, store=SqlStore(db))  # type: ignore[arg-type]
-    finally:
-        db.dispose()
-        if postgres.is_postgres_url(settings.database_url):
-            postgres.drop_database(settings.database_url)
+    with relay_runtime(settings) as runtime:
+        yield runtime
 
 
 def test_concurrent_relays_never_deliver_one_message_at_the_same_time(runtime: Runtime) -> None:

@@ -15,17 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from fulfill.clock import SystemClock
 from fulfill.engine.outbox_relay import OutboxRelay
 from fulfill.engine.runtime import Runtime
 from fulfill.store import outbox
-from fulfill.store.db import Database
-from fulfill.store.migrate import upgrade_to_head
-from fulfill.store.sql_store import SqlStore
 from tests.integration.test_notifications import HOOK_SECRET, _dead_letters, _put
-from tests.support import postgres
 from tests.support.harness import Harness, make_settings
 from tests.support.http_doubles import wait_for
+from tests.support.relay_runtime import relay_runtime
 from tests.support.salesforce import SECRETS_KEY
 
 MiB = 1024 * 1024
@@ -95,14 +91,8 @@ class HostileReceiver:
 @pytest.fixture
 def runtime(tmp_path: Path) -> Iterator[Runtime]:
     settings = make_settings(tmp_path, webhook_timeout_seconds=1.0)
-    db = Database(settings.database_url)
-    upgrade_to_head(db)
-    try:
-        yield Runtime(settings=settings, clock=SystemClock(), gateway=None, store=SqlStore(db))  # type: ignore[arg-type]
-    finally:
-        db.dispose()
-        if postgres.is_postgres_url(settings.database_url):
-            postgres.drop_database(settings.database_url)
+    with relay_runtime(settings) as runtime:
+        yield runtime
 
 
 def _deliver_once(runtime: Runtime, receiver: HostileReceiver) -> dict[str, object]:
