@@ -17,10 +17,11 @@ import pytest
 
 from fulfill.engine.outbox_relay import OutboxRelay
 from fulfill.engine.runtime import Runtime
+from fulfill.engine.webhook_http import post_for_status, webhook_client
 from fulfill.store import outbox
 from tests.integration.test_notifications import HOOK_SECRET, _dead_letters, _put
 from tests.support.harness import Harness, make_settings
-from tests.support.http_doubles import wait_for
+from tests.support.http_doubles import HookServer, wait_for
 from tests.support.relay_runtime import relay_runtime
 from tests.support.salesforce import SECRETS_KEY
 
@@ -194,3 +195,43 @@ def test_a_tenants_notification_webhook_cannot_hold_the_relay(tmp_path: Path) ->
 def _nothing_pending(harness: Harness) -> bool:
     with harness.service.runtime.store.read() as uow:
         return uow.outbox.pending_count() == 0
+
+
+def test_the_relays_client_posts_as_many_webhooks_at_once_as_httpx_s_default_client() -> None:
+    """The lanes post from up to FULFILL_OUTBOX_DESTINATION_CONCURRENCY threads per destination:
+    the client lets 16 posts be answered at once (httpcore's own pool would allow 10)."""
+    lock = threading.Lock()
+    in_flight = [0, 0]  # now, most at once
+    release = threading.Event()
+
+    def answer(_headers: dict[str, str], _body: bytes) -> int:
+        with lock:
+            in_flight[0] += 1
+            in_flight[1] = max(in_flight[1], in_flight[0])
+            if in_flight[0] == 16:
+                release.set()
+        release.wait(timeout=3)
+        with lock:
+            in_flight[0] -= 1
+        return 204
+
+    receiver = HookServer(answer)
+    client = webhook_client(5.0)
+    statuses: list[int] = []
+
+    def post() -> None:
+        statuses.append(
+            post_for_status(client, receiver.url, content=b"{}", headers={}, deadline_seconds=5.0)
+        )
+
+    threads = [threading.Thread(target=post) for _ in range(16)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=10)
+    finally:
+        client.close()
+        receiver.close()
+    assert statuses == [204] * 16
+    assert in_flight[1] == 16

@@ -102,14 +102,24 @@ class DeadlineBackend(httpcore.NetworkBackend):
         self._inner.sleep(seconds)
 
 
+# httpx's own defaults, which the relay's client had before it had this transport: httpcore's
+# (10 connections, kept forever) would hold the lanes' threads back and reuse connections a
+# receiver may have closed.
+LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=5.0)
+
+
 class DeadlineTransport(httpx.HTTPTransport):
     """httpx's transport (the same TLS authorities, from ``SSL_CERT_FILE``/``SSL_CERT_DIR`` or the
-    system's), on :class:`DeadlineBackend`."""
+    system's, and httpx's default limits), on :class:`DeadlineBackend`."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(limits=LIMITS)
         self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(), network_backend=DeadlineBackend()
+            ssl_context=httpx.create_ssl_context(),
+            max_connections=LIMITS.max_connections,
+            max_keepalive_connections=LIMITS.max_keepalive_connections,
+            keepalive_expiry=LIMITS.keepalive_expiry,
+            network_backend=DeadlineBackend(),
         )
 
 
