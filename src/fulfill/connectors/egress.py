@@ -18,6 +18,7 @@ from typing import Any
 import httpcore
 import httpx
 
+from fulfill.bounded_http import DeadlineStream, within_deadline
 from fulfill.domain.egress import EgressAllowList, EgressRefused, addresses_refusal, literal_address
 
 SyncResolver = Callable[[str, int], list[str]]
@@ -34,7 +35,8 @@ def system_resolver(host: str, port: int) -> list[str]:
 
 
 class PinnedSyncBackend(httpcore.NetworkBackend):
-    """Connects only to addresses it resolved and checked itself."""
+    """Connects only to addresses it resolved and checked itself; each connection keeps within the
+    deadline of the exchange it serves (``fulfill.bounded_http``), when one is given."""
 
     def __init__(self, allow: EgressAllowList, resolver: SyncResolver) -> None:
         self._allow = allow
@@ -62,9 +64,14 @@ class PinnedSyncBackend(httpcore.NetworkBackend):
         last: Exception | None = None
         for address in addresses:
             try:
-                return self._inner.connect_tcp(
-                    address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+                stream = self._inner.connect_tcp(
+                    address,
+                    port,
+                    timeout=within_deadline(timeout),
+                    local_address=local_address,
+                    socket_options=socket_options,
                 )
+                return DeadlineStream(stream)
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 last = exc
         assert last is not None

@@ -30,6 +30,7 @@ from typing import Any
 import httpx
 import jwt
 
+from fulfill.bounded_http import AnswerTooLarge, bounded_request
 from fulfill.credentials.crypto import SecretsKeyError
 from fulfill.credentials.vault import CredentialVault
 from fulfill.domain.credentials import CredentialType, StoredCredential
@@ -43,6 +44,9 @@ JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 _ASSERTION_SECONDS = 180
 _REFRESH_MARGIN_SECONDS = 60.0
 _LEASE_WAIT_POLL_SECONDS = 0.1
+# The most of a token endpoint's answer read: a token answer is a few hundred bytes (a few KiB
+# with an id token); the endpoint is at an address a tenant's admin chooses.
+TOKEN_ANSWER_BYTES = 64 * 1024
 
 
 class ConnectorFailure(Exception):
@@ -240,11 +244,24 @@ class TokenProvider:
         url = f"{self._login_url(credential)}/services/oauth2/token"
         self.requests += 1
         try:
-            response = self._http.post(
-                url, data=form, headers={"Accept": "application/json"}, timeout=self._timeout
+            response = bounded_request(
+                self._http,
+                "POST",
+                url,
+                deadline_seconds=self._timeout,
+                max_bytes=TOKEN_ANSWER_BYTES,
+                data=form,
+                headers={"Accept": "application/json"},
+                timeout=self._timeout,
             )
         except EgressRefused as exc:
             raise egress_failure(exc) from None
+        except AnswerTooLarge as exc:
+            raise ConnectorFailure(
+                ErrorClass.DOWNSTREAM,
+                "OAUTH_ANSWER_TOO_LARGE",
+                f"the OAuth token endpoint answered more than {exc.limit} bytes; the rest was not read",
+            ) from None
         except httpx.TimeoutException:
             raise ConnectorFailure(
                 ErrorClass.TIMEOUT, "OAUTH_TIMEOUT", "the OAuth token endpoint did not answer in time"

@@ -17,54 +17,16 @@ would send it again, into the same trap. So:
 
 from __future__ import annotations
 
-import ssl
-import threading
-import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import httpcore
 import httpx
 
+from fulfill.bounded_http import DeadlineStream, exchange_deadline, within_deadline
+
 # Enough for any acknowledgement ("ok", a small JSON document); the rest is never read.
 BODY_READ_BYTES = 64 * 1024
-
-_exchange = threading.local()  # the monotonic deadline of the exchange this thread is making
-
-
-def _within_deadline(timeout: float | None) -> float | None:
-    """``timeout`` shortened to what is left of this thread's exchange; a timeout once none is."""
-    deadline: float | None = getattr(_exchange, "deadline", None)
-    if deadline is None:
-        return timeout
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise httpcore.ReadTimeout("the receiver did not answer within the webhook's deadline")
-    return left if timeout is None else min(timeout, left)
-
-
-class DeadlineStream(httpcore.NetworkStream):
-    """A connection whose every read and write waits at most what is left of the exchange."""
-
-    def __init__(self, inner: httpcore.NetworkStream) -> None:
-        self._inner = inner
-
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._inner.read(max_bytes, _within_deadline(timeout))
-
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._inner.write(buffer, _within_deadline(timeout))
-
-    def close(self) -> None:
-        self._inner.close()
-
-    def start_tls(
-        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
-    ) -> httpcore.NetworkStream:
-        return DeadlineStream(self._inner.start_tls(ssl_context, server_hostname, _within_deadline(timeout)))
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._inner.get_extra_info(info)
 
 
 class DeadlineBackend(httpcore.NetworkBackend):
@@ -84,7 +46,7 @@ class DeadlineBackend(httpcore.NetworkBackend):
         stream = self._inner.connect_tcp(
             host,
             port,
-            timeout=_within_deadline(timeout),
+            timeout=within_deadline(timeout),
             local_address=local_address,
             socket_options=socket_options,
         )
@@ -94,7 +56,7 @@ class DeadlineBackend(httpcore.NetworkBackend):
         self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
     ) -> httpcore.NetworkStream:
         stream = self._inner.connect_unix_socket(
-            path, timeout=_within_deadline(timeout), socket_options=socket_options
+            path, timeout=within_deadline(timeout), socket_options=socket_options
         )
         return DeadlineStream(stream)
 
@@ -136,13 +98,12 @@ def post_for_status(
     ``deadline_seconds`` in all (else httpx's timeout is raised, as any other error of httpx's).
     What follows it decides nothing: a body short enough is read within the same deadline so that
     the connection can be used again, any other is left unread."""
-    _exchange.deadline = time.monotonic() + deadline_seconds
-    try:
-        with client.stream("POST", url, content=content, headers=headers) as response:
-            _read_short_body(response)
-            return response.status_code
-    finally:
-        _exchange.deadline = None
+    with (
+        exchange_deadline(deadline_seconds),
+        client.stream("POST", url, content=content, headers=headers) as response,
+    ):
+        _read_short_body(response)
+        return response.status_code
 
 
 def _read_short_body(response: httpx.Response) -> None:

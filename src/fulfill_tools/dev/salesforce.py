@@ -22,7 +22,11 @@ tested against real HTTP rather than against mocks of its own code:
   ``error`` (any status; 5xx by default, with Salesforce's bodies), ``rate_limit`` (403
   ``REQUEST_LIMIT_EXCEEDED``), ``invalid_session`` (401 without handling), ``expire_session``
   (every issued access token dies now), ``drop_before_commit`` and ``drop_after_commit`` (the
-  connection is closed before the answer's body; in the second case the write did happen).
+  connection is closed before the answer's body; in the second case the write did happen),
+  ``endless_answer`` (the request is handled, then its status comes with a body that does not end:
+  JSON whitespace, up to 256 MiB) and ``trickle_answer`` (the request is handled, then its answer
+  is sent a byte every ``seconds``, after 1,024 bytes of JSON whitespace). ``answer_bytes_sent``
+  records, for each answer of these two, how much of it was sent before the client went away.
 
 ``fulfill dev salesforce --port N`` runs it; tests start it in a thread
 (:class:`DevSalesforceServer`). It keeps everything in memory and is not a security boundary.
@@ -42,7 +46,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,7 +54,7 @@ import jwt
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
@@ -147,7 +151,12 @@ FAULT_KINDS = (
     "expire_session",
     "drop_before_commit",
     "drop_after_commit",
+    "endless_answer",
+    "trickle_answer",
 )
+
+_ENDLESS_ANSWER_BYTES = 256 * 1024 * 1024
+_TRICKLE_PADDING = b" " * 1024
 
 
 @dataclass
@@ -207,6 +216,8 @@ class DevSalesforce:
         self._counter = itertools.count(1)
         self.token_requests: dict[str, int] = {}
         self.api_requests = 0
+        self.answer_bytes_sent: list[int] = []  # per endless or trickled answer, bytes sent
+        self.client_ports: set[int] = set()  # the clients' ports seen: one per connection
         self.issued: list[str] = []  # every access and refresh token ever issued
         for token in self.config.refresh_tokens:
             self.accept_refresh_token(token)
@@ -310,6 +321,9 @@ class DevSalesforce:
         return None
 
     async def _frame(self, request: Request, handle: Callable[[], Awaitable[Response]]) -> Response:
+        if request.client is not None:
+            with self._lock:
+                self.client_ports.add(request.client.port)
         fault = self._take_fault(request.method, request.url.path)
         if fault is not None and not fault.after_commit:
             if fault.kind == "latency":
@@ -331,7 +345,28 @@ class DevSalesforce:
             return DropConnection()
         if fault is not None and fault.kind == "latency" and fault.after_commit:
             await asyncio.sleep(fault.seconds)
+        if fault is not None and fault.kind in ("endless_answer", "trickle_answer"):
+            pieces = _endless() if fault.kind == "endless_answer" else _trickled(response.body, fault.seconds)
+            return StreamingResponse(
+                self._counted(request, pieces),
+                status_code=response.status_code,
+                media_type="application/json",
+            )
         return response
+
+    async def _counted(self, request: Request, pieces: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        # The server goes on accepting pieces for a client that has gone; stop there, so that what
+        # is counted is what the client was offered.
+        sent = 0
+        try:
+            async for piece in pieces:
+                if await request.is_disconnected():
+                    break
+                yield piece
+                sent += len(piece)
+        finally:
+            with self._lock:
+                self.answer_bytes_sent.append(sent)
 
     def _authorised(self, request: Request) -> bool:
         header = request.headers.get("authorization", "")
@@ -939,6 +974,18 @@ def _salesforce_id(prefix: str, number: int) -> str:
                 bits |= 1 << position
         suffix += _ID_SUFFIX[bits]
     return base + suffix
+
+
+async def _endless() -> AsyncIterator[bytes]:
+    chunk = b" " * 65536
+    for _ in range(_ENDLESS_ANSWER_BYTES // len(chunk)):
+        yield chunk
+
+
+async def _trickled(body: bytes | memoryview, pause: float) -> AsyncIterator[bytes]:
+    for byte in _TRICKLE_PADDING + bytes(body):
+        await asyncio.sleep(pause)
+        yield bytes([byte])
 
 
 class DevSalesforceServer:

@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 
+from fulfill.bounded_http import AnswerTooLarge, bounded_request
 from fulfill.connectors.salesforce.errors import failure_from_response
 from fulfill.connectors.salesforce.fields import RECORD_ID
 from fulfill.credentials.oauth import AccessToken, ConnectorFailure, TokenProvider, egress_failure
@@ -13,14 +14,28 @@ from fulfill.domain.egress import EgressRefused
 from fulfill.domain.errors import ErrorClass
 from fulfill.domain.external_writes import Written
 
+# The most of one answer read. The connector's answers are small: one record's chosen fields, a
+# created id, a query for at most one record, an error list. A server that answers more is not
+# answering what was asked, and every byte read is held by the gateway's thread until the call
+# ends.
+ANSWER_READ_BYTES = 1024 * 1024
+
 
 class SalesforceApi:
     """REST calls for one tool call: authorised, timed out, and classified when they fail."""
 
     def __init__(
-        self, http: httpx.Client, tokens: TokenProvider, tenant_id: str, account_id: str, version: str
+        self,
+        http: httpx.Client,
+        tokens: TokenProvider,
+        tenant_id: str,
+        account_id: str,
+        version: str,
+        *,
+        timeout_seconds: float,
     ) -> None:
         self._http = http
+        self._timeout = timeout_seconds
         self._tokens = tokens
         self._tenant_id = tenant_id
         self._account_id = account_id
@@ -39,22 +54,33 @@ class SalesforceApi:
         params: dict[str, str] | None = None,
         write: bool = False,
     ) -> httpx.Response:
-        """One request (two when the first is refused with 401: the token is refreshed once)."""
+        """One request (two when the first is refused with 401: the token is refreshed once), its
+        whole answer within the timeout and at most ``ANSWER_READ_BYTES``."""
         may_have_written = Written.UNKNOWN if write else Written.NO
         for attempt in (1, 2):
             token = self._token or self._tokens.token(self._tenant_id, self._account_id)
             self._token = token
             url = f"{token.instance_url}/services/data/{self._version}/{path}"
             try:
-                response = self._http.request(
+                response = bounded_request(
+                    self._http,
                     method,
                     url,
+                    deadline_seconds=self._timeout,
+                    max_bytes=ANSWER_READ_BYTES,
                     json=json,
                     params=params,
                     headers={"Authorization": f"Bearer {token.value}", "Accept": "application/json"},
                 )
             except EgressRefused as exc:
                 raise egress_failure(exc) from None
+            except AnswerTooLarge as exc:
+                raise ConnectorFailure(
+                    ErrorClass.DOWNSTREAM,
+                    "SALESFORCE_ANSWER_TOO_LARGE",
+                    f"Salesforce answered more than {exc.limit} bytes; the rest was not read",
+                    written=may_have_written,
+                ) from None
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout):
                 raise ConnectorFailure(
                     ErrorClass.DOWNSTREAM, "SALESFORCE_UNREACHABLE", "Salesforce cannot be reached"
@@ -63,7 +89,7 @@ class SalesforceApi:
                 raise ConnectorFailure(
                     ErrorClass.TIMEOUT,
                     "SALESFORCE_TIMEOUT",
-                    f"Salesforce did not answer within {self._http.timeout.read or 0:g}s",
+                    f"Salesforce did not answer within {self._timeout:g}s",
                     written=may_have_written,
                 ) from None
             except httpx.TransportError:

@@ -68,6 +68,7 @@ class SalesforceConnector:
     ) -> None:
         self._store = store
         self._version = settings.salesforce_api_version
+        self._timeout = settings.salesforce_timeout_seconds
         self._marker = settings.salesforce_marker_field
         self._reservations = WriteReservations(
             store, clock, connector=CONNECTOR, request_seconds=settings.salesforce_timeout_seconds
@@ -327,7 +328,9 @@ class SalesforceConnector:
             raise
 
     def _api(self, tenant_id: str, account_id: str) -> SalesforceApi:
-        return SalesforceApi(self._http, self.tokens, tenant_id, account_id, self._version)
+        return SalesforceApi(
+            self._http, self.tokens, tenant_id, account_id, self._version, timeout_seconds=self._timeout
+        )
 
     # --- create --------------------------------------------------------------------------------
 

@@ -1,0 +1,115 @@
+"""HTTP exchanges with servers fulfill does not control, bounded in time and in size.
+
+A tenant's admin names some of the servers the service talks to: a notification webhook, the
+login URL of a Salesforce credential (whose token endpoint then names the ``instance_url`` of every
+later call). Such a server decides how it answers. httpx's timeouts apply to each read, not to the
+whole answer, so an answer sent a few bytes at a time holds the caller's thread as long as the
+server likes; and an answer read in full is held in memory, whatever its size. So:
+
+* :func:`exchange_deadline` gives the exchanges this thread makes a deadline, and
+  :class:`DeadlineStream` (put on a connection by the transport's network backend) shortens every
+  connect, write, read and TLS start to what is left of it: past it, a read timeout;
+* :func:`read_at_most` reads a streamed answer's body up to a limit, and :func:`bounded_request`
+  makes one whole request that way, answering a response whose body is in memory.
+"""
+
+from __future__ import annotations
+
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpcore
+import httpx
+
+_exchange = threading.local()  # the monotonic deadline of the exchange this thread is making
+
+
+class AnswerTooLarge(Exception):
+    """An answer's body went past the limit it was read with; the rest was left unread."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the answer's body is larger than {limit} bytes")
+        self.limit = limit
+
+
+@contextmanager
+def exchange_deadline(seconds: float) -> Iterator[None]:
+    """Every exchange this thread makes inside the block ends within ``seconds`` of its start, on a
+    connection whose transport puts :class:`DeadlineStream` on its connections."""
+    previous: float | None = getattr(_exchange, "deadline", None)
+    _exchange.deadline = time.monotonic() + seconds
+    try:
+        yield
+    finally:
+        _exchange.deadline = previous
+
+
+def within_deadline(timeout: float | None) -> float | None:
+    """``timeout`` shortened to what is left of this thread's exchange; a timeout once none is."""
+    deadline: float | None = getattr(_exchange, "deadline", None)
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise httpcore.ReadTimeout("the server did not answer within the exchange's deadline")
+    return left if timeout is None else min(timeout, left)
+
+
+class DeadlineStream(httpcore.NetworkStream):
+    """A connection whose every read and write waits at most what is left of the exchange."""
+
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, within_deadline(timeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, within_deadline(timeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        return DeadlineStream(self._inner.start_tls(ssl_context, server_hostname, within_deadline(timeout)))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+def read_at_most(response: httpx.Response, limit: int) -> bytes:
+    """A streamed response's body (decoded as httpx decodes it), or :class:`AnswerTooLarge` as soon
+    as it goes past ``limit`` bytes. A compressed chunk is decoded whole, so memory may briefly hold
+    one chunk's expansion beyond the limit before the check refuses it."""
+    body = bytearray()
+    for chunk in response.iter_bytes():
+        body += chunk
+        if len(body) > limit:
+            raise AnswerTooLarge(limit)
+    return bytes(body)
+
+
+# Headers that describe the body on the wire, not the decoded body the bounded response carries.
+_WIRE_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+
+
+def bounded_request(
+    client: httpx.Client, method: str, url: str, *, deadline_seconds: float, max_bytes: int, **options: Any
+) -> httpx.Response:
+    """One request whose whole exchange, the body included, ends within ``deadline_seconds`` and
+    whose body is at most ``max_bytes`` (else :class:`AnswerTooLarge`, the connection closed). The
+    answer is a response with its body in memory; httpx's own errors are raised as they are.
+    ``client``'s transport must put :class:`DeadlineStream` on its connections for the deadline to
+    hold."""
+    with exchange_deadline(deadline_seconds), client.stream(method, url, **options) as streamed:
+        body = read_at_most(streamed, max_bytes)
+    headers = [
+        (name, value) for name, value in streamed.headers.multi_items() if name.lower() not in _WIRE_HEADERS
+    ]
+    return httpx.Response(streamed.status_code, headers=headers, content=body, request=streamed.request)
