@@ -61,12 +61,14 @@ def test_a_slow_call_times_out_and_its_retry_reuses_the_first_write(
     proxied: tuple[Harness, FaultyProxy],
 ) -> None:
     harness, proxy = proxied
-    harness.service.settings.__dict__["gateway_call_timeout_seconds"] = 0.5
-    proxy.add_faults(Fault("delay", seconds=1.5))
+    harness.service.settings.__dict__["gateway_call_timeout_seconds"] = 1.0
+    proxy.add_faults(Fault("delay", seconds=3.0))
     with harness.client() as client:
         status = harness.run_task(client)
     assert status["status"] == "SUCCEEDED"
-    assert proxy.state.tool_calls_forwarded == 2
+    # The first call timed out, so it was retried; a retry can time out too on a busy machine (its
+    # own call given 1 s), so more than one may follow. However many, one write.
+    assert proxy.state.tool_calls_forwarded >= 2
     assert harness.task_rows(status["action_intent_id"]) == 1
 
 
