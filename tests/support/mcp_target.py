@@ -53,6 +53,7 @@ import argparse
 import asyncio
 import base64
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -110,9 +111,12 @@ class McpTarget:
     def _up(self) -> bool:
         if self.process.poll() is not None:
             raise AssertionError(f"the MCP target exited with {self.process.returncode}")
+        # Another test's target may hold the port this one chose (both chose it before either
+        # bound it): up means this process answers, not merely something on the port.
         try:
-            return httpx.get(f"{self.base}/control/stats", timeout=2).status_code == 200
-        except httpx.HTTPError:
+            response = httpx.get(f"{self.base}/control/stats", timeout=2)
+            return response.status_code == 200 and response.json().get("pid") == self.process.pid
+        except (httpx.HTTPError, ValueError):
             return False
 
     def stats(self) -> dict[str, Any]:
@@ -336,6 +340,7 @@ def build_app(
                     "keys": state["keys"],
                     "sessions_opened": state["sessions_opened"],
                     "sessions_deleted": state["sessions_deleted"],
+                    "pid": os.getpid(),
                 }
             )
 
