@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import json
+import os
+import resource
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,6 +14,26 @@ from typing import Any
 from fulfill import collector
 from fulfill.config import Settings
 from fulfill.server import BackgroundServer
+
+
+def own_cpu_seconds() -> float:
+    """User + system CPU seconds of this process so far, every thread's."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def thread_cpu_seconds(native_id: int) -> float:
+    """User + system CPU seconds so far of one thread of this process (``/proc/self/task``, in
+    clock ticks of 10 ms), to subtract a server thread's share from :func:`own_cpu_seconds`."""
+    fields = Path(f"/proc/self/task/{native_id}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def median_round(rounds: list[dict[str, Any]], key: str) -> tuple[dict[str, Any], list[float]]:
+    """The round whose ``key`` is the median (the upper one of an even count), and the spread of
+    ``key`` over all rounds, ``[min, max]``."""
+    values = [r[key] for r in rounds]
+    return sorted(rounds, key=lambda r: r[key])[len(rounds) // 2], [min(values), max(values)]
 
 
 def bench_settings(directory: str, **overrides: Any) -> Settings:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import secrets
 import statistics
 import tempfile
@@ -36,7 +35,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import emit
+from bench.common import emit, own_cpu_seconds
 from bench.target_call_cost import CountingTarget
 from fulfill.config import Settings
 from fulfill.domain.scopes import USER_SCOPES
@@ -44,11 +43,6 @@ from fulfill.gateway.client import McpToolGateway
 from fulfill.tokens import ServiceTokens, mint_token
 from fulfill_tools.launch import ServiceGroup, free_port, wait_ready
 from fulfill_tools.loadtest import cpu_seconds
-
-
-def _own_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 class CountingGateway(McpToolGateway):
@@ -120,9 +114,9 @@ def run(
             idle0, idle_t0 = cpu_seconds(pid), time.monotonic()
             time.sleep(1.0)
             idle_per_s = (cpu_seconds(pid) - idle0) / (time.monotonic() - idle_t0)
-            sent0, own0, api0, t0 = gateway.requests, _own_cpu(), cpu_seconds(pid), time.monotonic()
+            sent0, own0, api0, t0 = gateway.requests, own_cpu_seconds(), cpu_seconds(pid), time.monotonic()
             _calls(gateway, 1000 * (index + 1), calls, concurrency, tool)
-            sent1, own1, api1, t1 = gateway.requests, _own_cpu(), cpu_seconds(pid), time.monotonic()
+            sent1, own1, api1, t1 = gateway.requests, own_cpu_seconds(), cpu_seconds(pid), time.monotonic()
             results["requests"].append((sent1 - sent0) / calls)
             results["client"].append((own1 - own0) / calls * 1000)
             results["gateway"].append(max(0.0, (api1 - api0) - idle_per_s * (t1 - t0)) / calls * 1000)

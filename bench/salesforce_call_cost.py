@@ -17,8 +17,6 @@ connections the server saw per call.
 from __future__ import annotations
 
 import argparse
-import os
-import resource
 import statistics
 import tempfile
 import threading
@@ -27,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import emit
+from bench.common import emit, median_round, own_cpu_seconds, thread_cpu_seconds
 from fulfill.clock import SystemClock
 from fulfill.config import Settings
 from fulfill.connectors.salesforce import SalesforceConnector
@@ -41,16 +39,6 @@ from fulfill_tools.dev.salesforce import DevSalesforce, DevSalesforceServer
 TENANT, ACCOUNT = "t1", "acc-1"
 
 
-def _process_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _thread_cpu(native_id: int) -> float:
-    fields = Path(f"/proc/self/task/{native_id}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 class _Measured:
     """CPU of this process less the server thread's, over a block of calls."""
 
@@ -58,10 +46,12 @@ class _Measured:
         self._server_thread = server_thread
 
     def __call__(self, calls: int, make: Any) -> float:
-        process_before, server_before = _process_cpu(), _thread_cpu(self._server_thread)
+        process_before, server_before = own_cpu_seconds(), thread_cpu_seconds(self._server_thread)
         for index in range(calls):
             make(index)
-        used = (_process_cpu() - process_before) - (_thread_cpu(self._server_thread) - server_before)
+        used = (own_cpu_seconds() - process_before) - (
+            thread_cpu_seconds(self._server_thread) - server_before
+        )
         return used * 1000 / calls
 
 
@@ -146,16 +136,13 @@ def run(calls: int, rounds: int) -> dict[str, Any]:
             connector.close()
             db.dispose()
             server.stop()
-    median = sorted(per_round, key=lambda r: r["connector_cpu_ms_per_call"])[len(per_round) // 2]
+    median, spread = median_round(per_round, "connector_cpu_ms_per_call")
     return {
         "calls": calls,
         "failed": failed,
         "rounds": per_round,
         "median_round": median,
-        "connector_cpu_ms_per_call_spread": [
-            min(r["connector_cpu_ms_per_call"] for r in per_round),
-            max(r["connector_cpu_ms_per_call"] for r in per_round),
-        ],
+        "connector_cpu_ms_per_call_spread": spread,
         "bare_httpx_cpu_ms_per_call_median": statistics.median(
             r["bare_httpx_cpu_ms_per_call"] for r in per_round
         ),

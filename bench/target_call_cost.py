@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import resource
 import statistics
 import threading
 import time
@@ -29,7 +27,7 @@ import uvicorn
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 
-from bench.common import emit
+from bench.common import emit, median_round, own_cpu_seconds, thread_cpu_seconds
 from fulfill.domain.egress import EgressAllowList
 from fulfill.domain.targets import TargetAuthView
 from fulfill.gateway.remote import RemoteTargets, TargetEndpoint
@@ -86,16 +84,11 @@ class CountingTarget:
         return f"http://127.0.0.1:{self.port}/mcp"
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/self/task/{self.thread_id}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        assert self.thread_id is not None
+        return thread_cpu_seconds(self.thread_id)
 
     def stop(self) -> None:
         self._server.should_exit = True
-
-
-def _process_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 async def _calls(remote: RemoteTargets, target: TargetEndpoint, calls: int, concurrency: int) -> int:
@@ -125,11 +118,11 @@ def run(calls: int, concurrency: int, rounds: int, hold: float = 0.0) -> dict[st
         for _ in range(rounds):
             requests_before = Counter(target.requests)
             connections_before = target.connections
-            process_before, target_before = _process_cpu(), target.cpu_seconds()
+            process_before, target_before = own_cpu_seconds(), target.cpu_seconds()
             began = time.perf_counter()
             failed = loop.run_until_complete(_calls(remote, endpoint, calls, concurrency))
             elapsed = time.perf_counter() - began
-            process_used = _process_cpu() - process_before
+            process_used = own_cpu_seconds() - process_before
             target_used = target.cpu_seconds() - target_before
             per_round.append(
                 {
@@ -147,17 +140,14 @@ def run(calls: int, concurrency: int, rounds: int, hold: float = 0.0) -> dict[st
     finally:
         loop.close()
         target.stop()
-    median = sorted(per_round, key=lambda r: r["gateway_cpu_ms_per_call"])[len(per_round) // 2]
+    median, spread = median_round(per_round, "gateway_cpu_ms_per_call")
     return {
         "calls": calls,
         "concurrency": concurrency,
         "hold_s": hold,
         "rounds": per_round,
         "median_round": median,
-        "gateway_cpu_ms_per_call_spread": [
-            min(r["gateway_cpu_ms_per_call"] for r in per_round),
-            max(r["gateway_cpu_ms_per_call"] for r in per_round),
-        ],
+        "gateway_cpu_ms_per_call_spread": spread,
         "target_cpu_ms_per_call_median": statistics.median(r["target_cpu_ms_per_call"] for r in per_round),
     }
 

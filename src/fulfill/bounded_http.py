@@ -7,7 +7,7 @@ whole answer, so an answer sent a few bytes at a time holds the caller's thread 
 server likes; and an answer read in full is held in memory, whatever its size. So:
 
 * :func:`exchange_deadline` gives the exchanges this thread makes a deadline, and
-  :class:`DeadlineStream` (put on a connection by the transport's network backend) shortens every
+  :class:`DeadlineBackend` (a transport's network backend, or the one under it) shortens every
   connect, write, read and TLS start to what is left of it: past it, a read timeout;
 * :func:`read_at_most` reads a streamed answer's body up to a limit, and :func:`bounded_request`
   makes one whole request that way, answering a response whose body is in memory.
@@ -18,7 +18,7 @@ from __future__ import annotations
 import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -83,6 +83,42 @@ class DeadlineStream(httpcore.NetworkStream):
         return self._inner.get_extra_info(info)
 
 
+class DeadlineBackend(httpcore.NetworkBackend):
+    """httpcore's own backend, with every wait shortened to the exchange's deadline and every
+    connection a :class:`DeadlineStream`. Outside :func:`exchange_deadline` it is httpcore's."""
+
+    def __init__(self) -> None:
+        self._inner = httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        stream = self._inner.connect_tcp(
+            host,
+            port,
+            timeout=within_deadline(timeout),
+            local_address=local_address,
+            socket_options=socket_options,
+        )
+        return DeadlineStream(stream)
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.NetworkStream:
+        stream = self._inner.connect_unix_socket(
+            path, timeout=within_deadline(timeout), socket_options=socket_options
+        )
+        return DeadlineStream(stream)
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
 def read_at_most(response: httpx.Response, limit: int) -> bytes:
     """A streamed response's body (decoded as httpx decodes it), or :class:`AnswerTooLarge` as soon
     as it goes past ``limit`` bytes. A compressed chunk is decoded whole, so memory may briefly hold
@@ -105,7 +141,7 @@ def bounded_request(
     """One request whose whole exchange, the body included, ends within ``deadline_seconds`` and
     whose body is at most ``max_bytes`` (else :class:`AnswerTooLarge`, the connection closed). The
     answer is a response with its body in memory; httpx's own errors are raised as they are.
-    ``client``'s transport must put :class:`DeadlineStream` on its connections for the deadline to
+    ``client``'s transport must connect through :class:`DeadlineBackend` for the deadline to
     hold."""
     with exchange_deadline(deadline_seconds), client.stream(method, url, **options) as streamed:
         body = read_at_most(streamed, max_bytes)

@@ -27,7 +27,7 @@ from fulfill.engine.runtime import Runtime
 from fulfill.store import outbox
 from tests.support.harness import make_settings
 from tests.support.http_doubles import HookServer, wait_for
-from tests.support.relay_runtime import relay_runtime
+from tests.support.relay_runtime import enqueue_signals, relay_runtime
 
 
 class OverlapSink(HookServer):
@@ -64,17 +64,7 @@ def runtime(tmp_path: Path) -> Iterator[Runtime]:
 def test_concurrent_relays_never_deliver_one_message_at_the_same_time(runtime: Runtime) -> None:
     sink = OverlapSink(seconds=0.3)
     messages = [f"msg-{index:02d}" for index in range(12)]
-    with runtime.store.write() as uow:
-        for message_id in messages:
-            uow.outbox.enqueue(
-                message_id=message_id,
-                topic="SIGNAL_CREATED",
-                tenant_id="t1",
-                payload={"n": message_id},
-                destinations=[sink.url],
-                now=runtime.clock.now_iso(),
-                now_epoch=runtime.clock.now(),
-            )
+    enqueue_signals(runtime, sink.url, *messages)
     relays = [OutboxRelay(runtime) for _ in range(3)]
     for relay in relays:
         relay.lease_seconds = 2.0
@@ -139,16 +129,7 @@ def test_a_try_whose_lease_ran_out_is_counted_though_another_relay_owns_the_deli
 
     sink = HookServer(answer)
     try:
-        with runtime.store.write() as uow:
-            uow.outbox.enqueue(
-                message_id="stalled",
-                topic="SIGNAL_CREATED",
-                tenant_id="t1",
-                payload={"n": 1},
-                destinations=[sink.url],
-                now=runtime.clock.now_iso(),
-                now_epoch=runtime.clock.now(),
-            )
+        enqueue_signals(runtime, sink.url, "stalled")
         [claimed] = relay.claim_for(sink.url, owner="relay-a")
         assert relay.send(claimed, owner="relay-a") is (first_answer == 204)
         [delivery] = taken_over
@@ -171,17 +152,7 @@ def test_the_lanes_of_several_relays_send_each_message_once(runtime: Runtime) ->
     runtime.settings.outbox_destination_concurrency = 3
     sink = OverlapSink(seconds=0.3)
     messages = [f"lane-{index:02d}" for index in range(12)]
-    with runtime.store.write() as uow:
-        for message_id in messages:
-            uow.outbox.enqueue(
-                message_id=message_id,
-                topic="SIGNAL_CREATED",
-                tenant_id="t1",
-                payload={"n": message_id},
-                destinations=[sink.url],
-                now=runtime.clock.now_iso(),
-                now_epoch=runtime.clock.now(),
-            )
+    enqueue_signals(runtime, sink.url, *messages)
     relays = [OutboxRelay(runtime) for _ in range(3)]
     for relay in relays:
         relay.start()

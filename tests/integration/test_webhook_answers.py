@@ -22,7 +22,7 @@ from fulfill.store import outbox
 from tests.integration.test_notifications import HOOK_SECRET, _dead_letters, _put
 from tests.support.harness import Harness, make_settings
 from tests.support.http_doubles import HookServer, wait_for
-from tests.support.relay_runtime import relay_runtime
+from tests.support.relay_runtime import enqueue_signals, relay_runtime
 from tests.support.salesforce import SECRETS_KEY
 
 MiB = 1024 * 1024
@@ -106,16 +106,7 @@ def _deliver_once(runtime: Runtime, receiver: HostileReceiver) -> dict[str, obje
 
 
 def _try_once(runtime: Runtime, receiver: HostileReceiver) -> dict[str, object]:
-    with runtime.store.write() as uow:
-        uow.outbox.enqueue(
-            message_id="hostile",
-            topic="SIGNAL_CREATED",
-            tenant_id="t1",
-            payload={"n": 1},
-            destinations=[receiver.url],
-            now=runtime.clock.now_iso(),
-            now_epoch=runtime.clock.now(),
-        )
+    enqueue_signals(runtime, receiver.url, "hostile")
     relay = OutboxRelay(runtime)
     try:
         relay.deliver_one(receiver.url, owner="relay-a")
@@ -220,9 +211,7 @@ def test_the_relays_client_posts_as_many_webhooks_at_once_as_httpx_s_default_cli
     statuses: list[int] = []
 
     def post() -> None:
-        statuses.append(
-            post_for_status(client, receiver.url, content=b"{}", headers={}, deadline_seconds=5.0)
-        )
+        statuses.append(post_for_status(client, receiver.url, content=b"{}", headers={}))
 
     threads = [threading.Thread(target=post) for _ in range(16)]
     try:

@@ -34,3 +34,18 @@ def relay_runtime(settings: Settings, *, wrap: Callable[[SqlStore], Any] | None 
         db.dispose()
         if postgres.is_postgres_url(settings.database_url):
             postgres.drop_database(settings.database_url)
+
+
+def enqueue_signals(runtime: Runtime, destination: str, *message_ids: str) -> None:
+    """One ``SIGNAL_CREATED`` message of tenant t1 per id, for ``destination``, due now."""
+    with runtime.store.write() as uow:
+        for message_id in message_ids:
+            uow.outbox.enqueue(
+                message_id=message_id,
+                topic="SIGNAL_CREATED",
+                tenant_id="t1",
+                payload={"n": message_id},
+                destinations=[destination],
+                now=runtime.clock.now_iso(),
+                now_epoch=runtime.clock.now(),
+            )

@@ -18,7 +18,7 @@ from typing import Any
 import httpcore
 import httpx
 
-from fulfill.bounded_http import DeadlineStream, within_deadline
+from fulfill.bounded_http import DeadlineBackend
 from fulfill.domain.egress import EgressAllowList, EgressRefused, addresses_refusal, literal_address
 
 SyncResolver = Callable[[str, int], list[str]]
@@ -41,7 +41,7 @@ class PinnedSyncBackend(httpcore.NetworkBackend):
     def __init__(self, allow: EgressAllowList, resolver: SyncResolver) -> None:
         self._allow = allow
         self._resolver = resolver
-        self._inner = httpcore.SyncBackend()
+        self._inner = DeadlineBackend()
 
     def connect_tcp(
         self,
@@ -64,14 +64,9 @@ class PinnedSyncBackend(httpcore.NetworkBackend):
         last: Exception | None = None
         for address in addresses:
             try:
-                stream = self._inner.connect_tcp(
-                    address,
-                    port,
-                    timeout=within_deadline(timeout),
-                    local_address=local_address,
-                    socket_options=socket_options,
+                return self._inner.connect_tcp(
+                    address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
                 )
-                return DeadlineStream(stream)
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 last = exc
         assert last is not None

@@ -287,13 +287,7 @@ class NoticeSender:
             "X-Fulfill-Signature": webhook_signature(secret, timestamp, body),
         }
         try:
-            status = post_for_status(
-                self._http,
-                url,
-                content=body,
-                headers=headers,
-                deadline_seconds=self._settings.webhook_timeout_seconds,
-            )
+            status = post_for_status(self._http, url, content=body, headers=headers)
         except httpx.HTTPError as exc:
             return Refusal(f"webhook unreachable: {type(exc).__name__}")
         if 200 <= status < 300:

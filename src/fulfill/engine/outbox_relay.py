@@ -522,13 +522,7 @@ class OutboxRelay:
             "X-Fulfill-Signature": sign(self._rt.settings.webhook_secret, timestamp, body),
         }
         try:
-            status = post_for_status(
-                self._http,
-                delivery.destination,
-                content=body,
-                headers=headers,
-                deadline_seconds=self._rt.settings.webhook_timeout_seconds,
-            )
+            status = post_for_status(self._http, delivery.destination, content=body, headers=headers)
         except httpx.HTTPError as exc:
             return f"webhook unreachable: {type(exc).__name__}"
         if 200 <= status < 300:

@@ -17,51 +17,15 @@ would send it again, into the same trap. So:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Mapping
 
 import httpcore
 import httpx
 
-from fulfill.bounded_http import DeadlineStream, exchange_deadline, within_deadline
+from fulfill.bounded_http import DeadlineBackend, exchange_deadline
 
 # Enough for any acknowledgement ("ok", a small JSON document); the rest is never read.
 BODY_READ_BYTES = 64 * 1024
-
-
-class DeadlineBackend(httpcore.NetworkBackend):
-    """httpcore's own backend, with every wait shortened to the exchange's deadline."""
-
-    def __init__(self) -> None:
-        self._inner = httpcore.SyncBackend()
-
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.NetworkStream:
-        stream = self._inner.connect_tcp(
-            host,
-            port,
-            timeout=within_deadline(timeout),
-            local_address=local_address,
-            socket_options=socket_options,
-        )
-        return DeadlineStream(stream)
-
-    def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
-    ) -> httpcore.NetworkStream:
-        stream = self._inner.connect_unix_socket(
-            path, timeout=within_deadline(timeout), socket_options=socket_options
-        )
-        return DeadlineStream(stream)
-
-    def sleep(self, seconds: float) -> None:
-        self._inner.sleep(seconds)
 
 
 # httpx's own defaults, which the relay's client had before it had this transport: httpcore's
@@ -86,18 +50,20 @@ class DeadlineTransport(httpx.HTTPTransport):
 
 
 def webhook_client(timeout_seconds: float) -> httpx.Client:
-    """The relay's client: ``timeout_seconds`` per read, and the transport that keeps each
-    exchange within the deadline :func:`post_for_status` gives it."""
+    """The relay's client: ``timeout_seconds`` for each exchange :func:`post_for_status` makes, in
+    all, through the transport that keeps it within that deadline."""
     return httpx.Client(transport=DeadlineTransport(), timeout=timeout_seconds)
 
 
-def post_for_status(
-    client: httpx.Client, url: str, *, content: bytes, headers: Mapping[str, str], deadline_seconds: float
-) -> int:
-    """POST ``content`` and answer the receiver's status code, which must arrive within
-    ``deadline_seconds`` in all (else httpx's timeout is raised, as any other error of httpx's).
-    What follows it decides nothing: a body short enough is read within the same deadline so that
-    the connection can be used again, any other is left unread."""
+def post_for_status(client: httpx.Client, url: str, *, content: bytes, headers: Mapping[str, str]) -> int:
+    """POST ``content`` and answer the receiver's status code, which must arrive within the
+    client's timeout in all, the one :func:`webhook_client` was given (else httpx's timeout is
+    raised, as any other error of httpx's). What follows it decides nothing: a body short enough
+    is read within the same deadline so that the connection can be used again, any other is left
+    unread."""
+    deadline_seconds = client.timeout.read
+    if deadline_seconds is None:
+        raise ValueError("a webhook client needs a timeout: build it with webhook_client()")
     with (
         exchange_deadline(deadline_seconds),
         client.stream("POST", url, content=content, headers=headers) as response,
