@@ -10,7 +10,9 @@ server likes; and an answer read in full is held in memory, whatever its size. S
   :class:`DeadlineBackend` (a transport's network backend, or the one under it) shortens every
   connect, write, read and TLS start to what is left of it: past it, a read timeout;
 * :func:`read_at_most` reads a streamed answer's body up to a limit, and :func:`bounded_request`
-  makes one whole request that way, answering a response whose body is in memory.
+  makes one whole request that way, answering a response whose body is in memory. It asks for the
+  body as it is (``Accept-Encoding: identity``) and refuses one encoded all the same: a compressed
+  body is counted on the wire, and a few kilobytes of it can decode to gigabytes.
 """
 
 from __future__ import annotations
@@ -29,11 +31,20 @@ _exchange = threading.local()  # the monotonic deadline of the exchange this thr
 
 
 class AnswerTooLarge(Exception):
-    """An answer's body went past the limit it was read with; the rest was left unread."""
+    """An answer's body went past the limit it was read with, or came encoded (so that it could
+    decode past any limit); the rest was left unread. ``reason`` says which, after "answered"."""
 
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"the answer's body is larger than {limit} bytes")
+    def __init__(self, limit: int, encoding: str | None = None) -> None:
         self.limit = limit
+        self.encoding = encoding
+        if encoding is None:
+            self.reason = f"more than {limit} bytes"
+        else:
+            self.reason = (
+                f"a body encoded with {encoding[:40]!r}, which could decode to more than {limit} bytes "
+                "(identity was asked for)"
+            )
+        super().__init__(f"the server answered {self.reason}")
 
 
 @contextmanager
@@ -120,11 +131,15 @@ class DeadlineBackend(httpcore.NetworkBackend):
 
 
 def read_at_most(response: httpx.Response, limit: int) -> bytes:
-    """A streamed response's body (decoded as httpx decodes it), or :class:`AnswerTooLarge` as soon
-    as it goes past ``limit`` bytes. A compressed chunk is decoded whole, so memory may briefly hold
-    one chunk's expansion beyond the limit before the check refuses it."""
+    """A streamed response's body as it came on the wire, or :class:`AnswerTooLarge` as soon as it
+    goes past ``limit`` bytes, or at once when it is encoded (``Content-Encoding`` other than
+    ``identity``): decoding such a body, even one network chunk of it, could hold far more than
+    ``limit`` in memory before any count saw it (deflate expands up to about a thousand times)."""
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise AnswerTooLarge(limit, encoding)
     body = bytearray()
-    for chunk in response.iter_bytes():
+    for chunk in response.iter_raw():
         body += chunk
         if len(body) > limit:
             raise AnswerTooLarge(limit)
@@ -139,11 +154,18 @@ def bounded_request(
     client: httpx.Client, method: str, url: str, *, deadline_seconds: float, max_bytes: int, **options: Any
 ) -> httpx.Response:
     """One request whose whole exchange, the body included, ends within ``deadline_seconds`` and
-    whose body is at most ``max_bytes`` (else :class:`AnswerTooLarge`, the connection closed). The
+    whose body is at most ``max_bytes`` and not encoded (else :class:`AnswerTooLarge`, the
+    connection closed; the request asks for ``identity``, so a server that encodes anyway is not
+    one to decode for). The
     answer is a response with its body in memory; httpx's own errors are raised as they are.
     ``client``'s transport must connect through :class:`DeadlineBackend` for the deadline to
     hold."""
-    with exchange_deadline(deadline_seconds), client.stream(method, url, **options) as streamed:
+    asked = httpx.Headers(options.pop("headers", None))
+    asked["Accept-Encoding"] = "identity"
+    with (
+        exchange_deadline(deadline_seconds),
+        client.stream(method, url, headers=asked, **options) as streamed,
+    ):
         body = read_at_most(streamed, max_bytes)
     headers = [
         (name, value) for name, value in streamed.headers.multi_items() if name.lower() not in _WIRE_HEADERS

@@ -5,12 +5,14 @@ names the ``instance_url`` of every later call: both are servers the tenant choo
 is read within ``FULFILL_SALESFORCE_TIMEOUT_SECONDS`` in all (not per read) and up to a size
 (``ANSWER_READ_BYTES``, ``TOKEN_ANSWER_BYTES``); past either, the call fails with a code that says
 which, the rest of the answer is left unread, and a write whose answer was cut short is still
-found by its key on the next try. Real HTTP against the local Salesforce, on a real database."""
+found by its key on the next try. An answer is asked for as it is (``identity``), and one
+compressed all the same is refused before a byte of it is decoded. Real HTTP against the local Salesforce, on a real database."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+import tracemalloc
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,8 @@ from tests.support.salesforce import Rig, answer, salesforce_rig
 
 # Less than an eighth of what the local server offers (256 MiB): the rest was never read.
 CUT_SHORT_BYTES = 32 * 1024 * 1024
+# Far below one decoded piece of the compressed answer (about 64 MiB), far above a call's own needs.
+DECODED_PEAK_BYTES = 16 * 1024 * 1024
 
 
 @pytest.fixture
@@ -126,3 +130,46 @@ def test_a_short_answer_keeps_its_connection_for_the_next_call(rig: Rig) -> None
         ok, payload = create_task(rig, name)
         assert ok, payload
     assert len(rig.dev.client_ports) == 1  # the token's request and the nine calls share one
+
+
+def test_every_request_asks_for_the_answer_as_it_is(rig: Rig) -> None:
+    """A compressed answer is counted on the wire; so none is asked for."""
+    ok, payload = create_task(rig, "identity")
+    assert ok, payload
+    assert len(rig.dev.accept_encodings) >= 2  # the token's request and the create, at least
+    assert set(rig.dev.accept_encodings) == {"identity"}
+
+
+def decoded_peak(call: Callable[[], tuple[bool, dict[str, object]]]) -> tuple[bool, dict[str, object], int]:
+    """``call``'s answer and the most memory this process held above its start while it ran."""
+    tracemalloc.start()
+    try:
+        ok, payload = call()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return ok, payload, peak
+
+
+def test_a_compressed_answer_to_a_create_is_refused_and_the_next_try_finds_the_write(rig: Rig) -> None:
+    # Each 64 KiB on the wire decodes to about 64 MiB: decoding even one piece would hold that.
+    rig.dev.add_fault(Fault("compressed_answer", method="POST", path="/sobjects/Task"))
+    ok, payload, peak = decoded_peak(lambda: create_task(rig, "gzip"))
+    assert not ok
+    assert peak < DECODED_PEAK_BYTES, peak
+    assert (payload["error_class"], payload["error_code"]) == ("DOWNSTREAM", "SALESFORCE_ANSWER_TOO_LARGE")
+    assert "'gzip'" in str(payload["error_message"])
+    assert bytes_sent(rig) < CUT_SHORT_BYTES
+    next_try_finds_the_one_write(rig, "gzip")
+
+
+def test_a_compressed_token_answer_is_refused_undecoded_and_the_next_call_logs_in(rig: Rig) -> None:
+    rig.dev.add_fault(Fault("compressed_answer", path="/services/oauth2/token"))
+    ok, payload, peak = decoded_peak(lambda: create_task(rig, "gzip-token"))
+    assert not ok
+    assert peak < DECODED_PEAK_BYTES, peak
+    assert (payload["error_class"], payload["error_code"]) == ("DOWNSTREAM", "OAUTH_ANSWER_TOO_LARGE")
+    assert "'gzip'" in str(payload["error_message"])
+    assert tasks_with(rig, "gzip-token") == []
+    ok, payload = create_task(rig, "gzip-token")
+    assert ok, payload

@@ -260,7 +260,7 @@ class TokenProvider:
             raise ConnectorFailure(
                 ErrorClass.DOWNSTREAM,
                 "OAUTH_ANSWER_TOO_LARGE",
-                f"the OAuth token endpoint answered more than {exc.limit} bytes; the rest was not read",
+                f"the OAuth token endpoint answered {exc.reason}; the rest was not read",
             ) from None
         except httpx.TimeoutException:
             raise ConnectorFailure(

@@ -24,9 +24,12 @@ tested against real HTTP rather than against mocks of its own code:
   (every issued access token dies now), ``drop_before_commit`` and ``drop_after_commit`` (the
   connection is closed before the answer's body; in the second case the write did happen),
   ``endless_answer`` (the request is handled, then its status comes with a body that does not end:
-  JSON whitespace, up to 256 MiB) and ``trickle_answer`` (the request is handled, then its answer
-  is sent a byte every ``seconds``, after 1,024 bytes of JSON whitespace). ``answer_bytes_sent``
-  records, for each answer of these two, how much of it was sent before the client went away.
+  JSON whitespace, up to 256 MiB), ``trickle_answer`` (the request is handled, then its answer
+  is sent a byte every ``seconds``, after 1,024 bytes of JSON whitespace) and
+  ``compressed_answer`` (the request is handled, then its answer comes gzip-encoded whatever the
+  client asked for, 256 MiB of JSON whitespace before it, about 256 KiB on the wire).
+  ``answer_bytes_sent`` records, for each answer of these three, how much of it was sent before
+  the client went away; ``accept_encodings`` the ``Accept-Encoding`` of every request.
 
 ``fulfill dev salesforce --port N`` runs it; tests start it in a thread
 (:class:`DevSalesforceServer`). It keeps everything in memory and is not a security boundary.
@@ -46,6 +49,7 @@ import re
 import secrets
 import threading
 import time
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -153,6 +157,7 @@ FAULT_KINDS = (
     "drop_after_commit",
     "endless_answer",
     "trickle_answer",
+    "compressed_answer",
 )
 
 _ENDLESS_ANSWER_BYTES = 256 * 1024 * 1024
@@ -218,6 +223,7 @@ class DevSalesforce:
         self.api_requests = 0
         self.answer_bytes_sent: list[int] = []  # per endless or trickled answer, bytes sent
         self.client_ports: set[int] = set()  # the clients' ports seen: one per connection
+        self.accept_encodings: list[str] = []  # each request's Accept-Encoding ("" without one)
         self.issued: list[str] = []  # every access and refresh token ever issued
         for token in self.config.refresh_tokens:
             self.accept_refresh_token(token)
@@ -321,9 +327,10 @@ class DevSalesforce:
         return None
 
     async def _frame(self, request: Request, handle: Callable[[], Awaitable[Response]]) -> Response:
-        if request.client is not None:
-            with self._lock:
+        with self._lock:
+            if request.client is not None:
                 self.client_ports.add(request.client.port)
+            self.accept_encodings.append(request.headers.get("accept-encoding", ""))
         fault = self._take_fault(request.method, request.url.path)
         if fault is not None and not fault.after_commit:
             if fault.kind == "latency":
@@ -345,12 +352,19 @@ class DevSalesforce:
             return DropConnection()
         if fault is not None and fault.kind == "latency" and fault.after_commit:
             await asyncio.sleep(fault.seconds)
-        if fault is not None and fault.kind in ("endless_answer", "trickle_answer"):
-            pieces = _endless() if fault.kind == "endless_answer" else _trickled(response.body, fault.seconds)
+        if fault is not None and fault.kind in ("endless_answer", "trickle_answer", "compressed_answer"):
+            encoding: dict[str, str] = {}
+            if fault.kind == "endless_answer":
+                pieces = _endless()
+            elif fault.kind == "trickle_answer":
+                pieces = _trickled(response.body, fault.seconds)
+            else:
+                pieces, encoding = _gzip_bomb(response.body), {"Content-Encoding": "gzip"}
             return StreamingResponse(
                 self._counted(request, pieces),
                 status_code=response.status_code,
                 media_type="application/json",
+                headers=encoding,
             )
         return response
 
@@ -980,6 +994,20 @@ async def _endless() -> AsyncIterator[bytes]:
     chunk = b" " * 65536
     for _ in range(_ENDLESS_ANSWER_BYTES // len(chunk)):
         yield chunk
+
+
+async def _gzip_bomb(body: bytes | memoryview) -> AsyncIterator[bytes]:
+    """256 MiB of JSON whitespace, then ``body``, gzip-compressed as they are sent, in pieces of
+    64 KiB on the wire that each decode to about 64 MiB."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: the gzip container
+    spaces = b" " * (1024 * 1024)
+    pending = bytearray()
+    for _ in range(_ENDLESS_ANSWER_BYTES // len(spaces)):
+        pending += compressor.compress(spaces)
+        if len(pending) >= 65536:
+            yield bytes(pending)
+            pending.clear()
+    yield bytes(pending) + compressor.compress(bytes(body)) + compressor.flush()
 
 
 async def _trickled(body: bytes | memoryview, pause: float) -> AsyncIterator[bytes]:

@@ -78,7 +78,7 @@ class SalesforceApi:
                 raise ConnectorFailure(
                     ErrorClass.DOWNSTREAM,
                     "SALESFORCE_ANSWER_TOO_LARGE",
-                    f"Salesforce answered more than {exc.limit} bytes; the rest was not read",
+                    f"Salesforce answered {exc.reason}; the rest was not read",
                     written=may_have_written,
                 ) from None
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout):
