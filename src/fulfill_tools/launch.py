@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -24,11 +25,29 @@ STOP_TIMEOUT_SECONDS = 30.0
 LOG_TAIL_CHARACTERS = 2000
 
 
+# Ports free_port() handed out, each held bound by this process until it ends (see there).
+_RESERVED: dict[int, socket.socket] = {}
+_RESERVED_LOCK = threading.Lock()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on 127.0.0.1 that nothing listens on, kept for the caller until this process ends.
+
+    Choosing a port and starting a server on it are two steps, seconds apart for ``fulfill serve``:
+    in between, another process (a test running beside this one) could choose the same port, and
+    its server would then answer what was meant for this one's (its ``/readyz`` too), or the kernel
+    could give the port to an outgoing connection. So the port stays bound here, with
+    ``SO_REUSEADDR`` and never listening: no bind to port 0, no connection's own port and no bind
+    without ``SO_REUSEADDR`` can take it, while a server that binds with it (``fulfill serve``,
+    uvicorn, aiosmtpd, Node, Go's listeners) binds and listens as before, and again after a
+    restart."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = int(sock.getsockname()[1])
+    with _RESERVED_LOCK:
+        _RESERVED[port] = sock
+    return port
 
 
 def local_url(port: int) -> str:

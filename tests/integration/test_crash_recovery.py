@@ -14,7 +14,7 @@ from sqlalchemy import bindparam, create_engine, text
 from fulfill.config import Settings
 from fulfill.domain.execution import execution_workflow_id
 from fulfill.tokens import mint_token
-from fulfill_tools.launch import free_port, kill, start_serve, stop_all
+from fulfill_tools.launch import free_port, kill, log_tail, start_serve, stop_all
 from tests.support.harness import ALL_SCOPES, TEST_SECRET, colleague_headers, fresh_database_url
 from tests.support.http_doubles import Fault, FaultyProxy, wait_for
 
@@ -78,7 +78,9 @@ def test_sigkill_during_invoke_tool_resumes_with_one_write(tmp_path: Path) -> No
             client.post(f"/intents/{intent_id}/approve", headers=colleague_headers(client)).status_code == 202
         )
 
-        assert proxy.state.forwarded.wait(timeout=30), "the tool call never reached the gateway"
+        assert proxy.state.forwarded.wait(timeout=30), (
+            f"the tool call never reached the gateway:\n{log_tail(log)}"
+        )
         assert _count(db, "internal_tasks", intent_id) == 1  # the write happened...
         kill(process)  # ...and the process dies before hearing about it
         proxy.state.release.set()
@@ -133,7 +135,9 @@ def test_split_roles_an_api_process_never_runs_workflows_and_a_worker_resumes_th
         assert (
             client.post(f"/intents/{intent_id}/approve", headers=colleague_headers(client)).status_code == 202
         )
-        assert proxy.state.forwarded.wait(timeout=30)
+        assert proxy.state.forwarded.wait(timeout=30), (
+            f"the tool call never reached the gateway:\n{log_tail(log)}"
+        )
         kill(processes[0])  # the workflow is left unfinished
         proxy.state.release.set()
 

@@ -359,15 +359,18 @@ def test_an_update_whose_answer_was_lost_keeps_the_first_previous_values(rig: Ri
     assert rig.dev.record("Opportunity", opportunity)["StageName"] == "Prospecting"  # type: ignore[index]
 
 
-def test_ten_concurrent_calls_with_one_key_write_one_record(rig: Rig) -> None:
-    rig.dev.add_fault(Fault("latency", method="POST", path="/sobjects/Task", seconds=0.4))
-    with ThreadPoolExecutor(max_workers=10) as pool:
-        results = list(pool.map(lambda _: create_task(rig, "race"), range(10)))
-    assert all(ok for ok, _ in results), results
-    ids = {payload["external_object_refs"][0]["object_id"] for _, payload in results}
-    assert len(ids) == 1
-    assert len(tasks_with(rig, rig.bindings("race")["idempotency_key"])) == 1
-    assert rig.connector.tokens.requests == 1
+def test_ten_concurrent_calls_with_one_key_write_one_record(tmp_path: Path) -> None:
+    # The nine others wait for the first call's write up to one request's timeout, and the first
+    # call's whole exchange must end within it: 3 s leaves the 0.4 s write room on a busy machine.
+    with salesforce_rig(tmp_path, salesforce_timeout_seconds=3.0) as rig:
+        rig.dev.add_fault(Fault("latency", method="POST", path="/sobjects/Task", seconds=0.4))
+        with ThreadPoolExecutor(max_workers=10) as pool:
+            results = list(pool.map(lambda _: create_task(rig, "race"), range(10)))
+        assert all(ok for ok, _ in results), results
+        ids = {payload["external_object_refs"][0]["object_id"] for _, payload in results}
+        assert len(ids) == 1
+        assert len(tasks_with(rig, rig.bindings("race")["idempotency_key"])) == 1
+        assert rig.connector.tokens.requests == 1
 
 
 # --- grants -----------------------------------------------------------------------------------------

@@ -82,8 +82,9 @@ class McpTarget:
 
     def __init__(self, *args: str, log: Path | None = None) -> None:
         self.log = log
-        # A free port can be taken by another test between its choice and the bind; uvicorn then
-        # exits with 3 (startup failed), and the target starts again on another port, twice at most.
+        # free_port() keeps the port from other tests' choices until uvicorn binds it; should the
+        # bind fail all the same, uvicorn exits with 3 (startup failed), and the target starts
+        # again on another port, twice at most.
         for tries_left in (2, 1, 0):
             self.port = free_port()
             out = log.open("ab") if log else subprocess.DEVNULL

@@ -5,7 +5,6 @@ that offers and requires STARTTLS before any mail (``starttls=`` a server contex
 
 from __future__ import annotations
 
-import socket
 import ssl
 import threading
 from dataclasses import dataclass
@@ -14,6 +13,8 @@ from email.message import EmailMessage
 from typing import Any
 
 from aiosmtpd.controller import Controller
+
+from fulfill_tools.launch import free_port
 
 
 @dataclass(frozen=True)
@@ -41,12 +42,6 @@ class _Keeper:
         return "250 Message accepted for delivery"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 class SmtpServer:
     def __init__(
         self, *, smtps: ssl.SSLContext | None = None, starttls: ssl.SSLContext | None = None
@@ -55,7 +50,7 @@ class SmtpServer:
         self.messages: list[Received] = []
         self.lock = threading.Lock()
         self.received = threading.Event()
-        self.port = _free_port()
+        self.port = free_port()
         tls: dict[str, Any] = {}
         if smtps is not None:
             tls = {"ssl_context": smtps}

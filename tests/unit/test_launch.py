@@ -1,11 +1,14 @@
 """The launcher of ``fulfill serve`` processes: a process that exits before it is ready is an
-error naming it with the end of its log, at once rather than at the timeout."""
+error naming it with the end of its log, at once rather than at the timeout; a port chosen for a
+service stays the chooser's until the service binds it."""
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -65,3 +68,47 @@ def test_a_service_group_reports_a_process_that_died(tmp_path: Path) -> None:
         group.check_alive()
     assert group.pids() == {"all": process.pid}
     stop_all([process])  # already exited: nothing to signal
+
+
+def test_a_free_port_stays_this_process_s_until_a_server_binds_it() -> None:
+    """Another process choosing a port cannot be handed this one, nor bind it plainly; a server
+    that binds with SO_REUSEADDR (as fulfill serve does) listens on it."""
+    from fulfill.server import bind_socket
+
+    port = free_port()
+    other = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                f"""
+                import socket
+                chosen = set()
+                for _ in range(30000):
+                    with socket.socket() as sock:
+                        sock.bind(("127.0.0.1", 0))
+                        chosen.add(sock.getsockname()[1])
+                print(len(chosen), {port} in chosen)
+                with socket.socket() as sock:
+                    try:
+                        sock.bind(("127.0.0.1", {port}))
+                        print("bound")
+                    except OSError:
+                        print("refused")
+                """
+            ),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    picks, picked_ours, plain_bind = other.stdout.split()
+    assert int(picks) > 5000  # the other process went through most of the ports it could choose
+    assert (picked_ours, plain_bind) == ("False", "refused")
+    server = bind_socket("127.0.0.1", port)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass
+    finally:
+        server.close()
