@@ -27,6 +27,8 @@ from typing import Any
 import httpcore
 import httpx
 
+from fulfill.domain.egress import encoded_body
+
 _exchange = threading.local()  # the monotonic deadline of the exchange this thread is making
 
 
@@ -135,8 +137,8 @@ def read_at_most(response: httpx.Response, limit: int) -> bytes:
     goes past ``limit`` bytes, or at once when it is encoded (``Content-Encoding`` other than
     ``identity``): decoding such a body, even one network chunk of it, could hold far more than
     ``limit`` in memory before any count saw it (deflate expands up to about a thousand times)."""
-    encoding = response.headers.get("content-encoding", "identity").strip().lower()
-    if encoding not in ("", "identity"):
+    encoding = encoded_body(response.headers.get("content-encoding"))
+    if encoding is not None:
         raise AnswerTooLarge(limit, encoding)
     body = bytearray()
     for chunk in response.iter_raw():

@@ -20,6 +20,7 @@ from fulfill.domain.egress import (
     InvalidTargetUrl,
     address_refusal,
     destination_refusal,
+    encoded_body,
     parse_target_url,
 )
 from fulfill.gateway.egress import (
@@ -366,3 +367,18 @@ def test_the_connector_client_connects_to_the_checked_address_only() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("header", "encoding"),
+    [
+        (None, None),
+        ("", None),
+        ("identity", None),
+        (" Identity ", None),
+        ("gzip", "gzip"),
+        ("GZIP, br", "gzip, br"),
+    ],
+)
+def test_an_answer_body_is_encoded_unless_it_is_identity(header: str | None, encoding: str | None) -> None:
+    assert encoded_body(header) == encoding

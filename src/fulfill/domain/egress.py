@@ -211,3 +211,12 @@ def destination_refusal(host: str, address: IPAddress, allow: EgressAllowList) -
     return (
         f"{host} resolves to a {reason} address ({address}); FULFILL_GATEWAY_EGRESS_ALLOW does not allow it"
     )
+
+
+def encoded_body(content_encoding: str | None) -> str | None:
+    """The encoding an answer's ``Content-Encoding`` header names, None for the body as it is
+    (no header, empty, or ``identity``). A body counted on the wire must not be decoded: deflate
+    expands up to about a thousand times, so the client asks for ``identity`` and refuses any other.
+    """
+    encoding = (content_encoding or "").strip().lower()
+    return None if encoding in ("", "identity") else encoding

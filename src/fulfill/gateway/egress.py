@@ -26,7 +26,13 @@ import anyio
 import httpcore2
 import httpx2
 
-from fulfill.domain.egress import EgressAllowList, EgressRefused, addresses_refusal, literal_address
+from fulfill.domain.egress import (
+    EgressAllowList,
+    EgressRefused,
+    addresses_refusal,
+    encoded_body,
+    literal_address,
+)
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
@@ -216,8 +222,8 @@ class PinnedTransport(httpx2.AsyncHTTPTransport):
         response = await super().handle_async_request(request)
         if self._budget is None:
             return response
-        encoding = response.headers.get("content-encoding", "identity").strip().lower()
-        if encoding not in ("", "identity"):
+        encoding = encoded_body(response.headers.get("content-encoding"))
+        if encoding is not None:
             await response.aclose()
             self._budget.exceeded = f"a body encoded with {encoding[:40]!r}"
             raise AnswerTooLarge(self._budget.exceeded)
