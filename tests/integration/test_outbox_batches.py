@@ -26,7 +26,7 @@ from fulfill.store import outbox
 from fulfill.store.sql_store import SqlStore
 from tests.support.harness import make_settings
 from tests.support.http_doubles import HookServer, wait_for
-from tests.support.relay_runtime import relay_runtime
+from tests.support.relay_runtime import enqueue_signals, relay_runtime
 
 
 class CountingStore:
@@ -91,18 +91,7 @@ def runtime(tmp_path: Path) -> Iterator[Runtime]:
 
 def _enqueue(runtime: Runtime, messages: list[str], destination: str) -> None:
     """One message each, due one after the other (the claim's order) and all due now."""
-    now = runtime.clock.now()
-    with runtime.store.write() as uow:
-        for index, message_id in enumerate(messages):
-            uow.outbox.enqueue(
-                message_id=message_id,
-                topic="SIGNAL_CREATED",
-                tenant_id="t1",
-                payload={"n": message_id},
-                destinations=[destination],
-                now=runtime.clock.now_iso(),
-                now_epoch=now - len(messages) + index,
-            )
+    enqueue_signals(runtime, destination, *messages, staggered=True)
 
 
 def _rows(runtime: Runtime, messages: list[str]) -> dict[str, dict[str, Any]]:

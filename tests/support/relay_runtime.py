@@ -36,10 +36,13 @@ def relay_runtime(settings: Settings, *, wrap: Callable[[SqlStore], Any] | None 
             postgres.drop_database(settings.database_url)
 
 
-def enqueue_signals(runtime: Runtime, destination: str, *message_ids: str) -> None:
-    """One ``SIGNAL_CREATED`` message of tenant t1 per id, for ``destination``, due now."""
+def enqueue_signals(runtime: Runtime, destination: str, *message_ids: str, staggered: bool = False) -> None:
+    """One ``SIGNAL_CREATED`` message of tenant t1 per id, for ``destination``, due now; with
+    ``staggered``, each due a second after the one before (all in the past: the claim's order is
+    the ids' order)."""
+    now = runtime.clock.now()
     with runtime.store.write() as uow:
-        for message_id in message_ids:
+        for index, message_id in enumerate(message_ids):
             uow.outbox.enqueue(
                 message_id=message_id,
                 topic="SIGNAL_CREATED",
@@ -47,5 +50,5 @@ def enqueue_signals(runtime: Runtime, destination: str, *message_ids: str) -> No
                 payload={"n": message_id},
                 destinations=[destination],
                 now=runtime.clock.now_iso(),
-                now_epoch=runtime.clock.now(),
+                now_epoch=now - len(message_ids) + index if staggered else now,
             )
