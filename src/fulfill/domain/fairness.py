@@ -29,8 +29,12 @@ from dataclasses import dataclass
 
 from fulfill.domain.flowcontrol import Admit, Circuit, CircuitPolicy, ConnectorLimits, Wait, decide
 
-# The queue's priorities run from 1 (first); a rank beyond this is as late as it gets.
-MAX_QUEUE_PRIORITY = 1_000_000
+# The queue's priorities run from 1 (first); a rank beyond this is as late as it gets. It is also
+# as far as a tenant's attempts in flight are counted, at every enqueue: a tenant's first 1,000
+# executions in flight interleave with every other tenant's, its later ones wait behind all of
+# those in the order they came (the queue starts equals oldest first), and the size of its
+# backlog beyond that costs none of its approvals anything.
+MAX_QUEUE_PRIORITY = 1_000
 
 
 def queue_priority(active_of_tenant: int) -> int:

@@ -44,7 +44,7 @@ from fulfill.domain.execution import (
     outcome_from_step_failure,
     outcome_from_tool_result,
 )
-from fulfill.domain.fairness import queue_priority
+from fulfill.domain.fairness import MAX_QUEUE_PRIORITY, queue_priority
 from fulfill.engine import compensation, steps
 from fulfill.engine.direct_start import DirectStarts
 from fulfill.engine.runtime import Runtime, current, installed
@@ -204,7 +204,7 @@ def queue_priority_in(uow: UnitOfWork, tenant_id: str) -> int | None:
     rt = installed()
     if rt is None or (rt.direct_starts is not None and not rt.direct_starts.overflowed):
         return None
-    return queue_priority(uow.executions.count_active(tenant_id))
+    return queue_priority(uow.executions.count_active(tenant_id, most=MAX_QUEUE_PRIORITY))
 
 
 def _start_directly(
@@ -231,7 +231,7 @@ def _fair_priority(store: Store, tenant_id: str) -> int:
     with the firsts (the limits still hold; only the order is less fair)."""
     try:
         with store.read() as uow:
-            return queue_priority(uow.executions.count_active(tenant_id))
+            return queue_priority(uow.executions.count_active(tenant_id, most=MAX_QUEUE_PRIORITY))
     except Exception as exc:
         if not store.is_transient(exc):
             raise

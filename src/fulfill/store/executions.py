@@ -16,6 +16,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Row,
+    TextClause,
     and_,
     bindparam,
     func,
@@ -542,29 +543,36 @@ def list_signals(conn: Connection, tenant_id: str, action_intent_id: str) -> Seq
     return [ExecutionSignal.model_validate(row.document) for row in rows]
 
 
-# SQLite, without statistics, seeks the tenant's attempts on the primary key and reads every one
-# it ever had (a count that grows with the tenant's history, at each enqueue); the attempts QUEUED
-# or RUNNING are what is in flight, found on the status index whatever the history's length.
-_COUNT_ACTIVE_SQLITE = text(
-    "SELECT count(*) FROM execution_attempts INDEXED BY ix_execution_attempts_status_deadline"
-    " WHERE status IN ('QUEUED', 'RUNNING')"
-    " AND tenant_id = :tenant_id"
-)
+@functools.lru_cache(maxsize=8)
+def _count_active_statement(dialect: str, most: int) -> TextClause:
+    """A tenant's attempts in flight are the entries of the partial index
+    ``ix_execution_attempts_active_tenant`` (tenant, intent) under its id (migration 0025): the
+    count reads those, in the index's order, no one else's, and stops at ``most``.
+
+    The order and the limit in the text are what keep every plan on that index. PostgreSQL plans a
+    statement it has prepared once for every tenant, from the average tenant; where one tenant's
+    backlog is most of the table, a limit without an order (or given as a parameter) looked
+    cheapest read from the table's start until that many rows matched, which for a tenant with
+    three in flight meant every row of every tenant (6.5 ms against 0.05 ms with 30,000 of
+    another's). Read in the index's order, a limit ends the read early and nothing is sorted.
+    SQLite, without statistics, would seek the status index and look up every tenant's attempts in
+    flight: it is told which index to use."""
+    hint = " INDEXED BY ix_execution_attempts_active_tenant" if dialect == "sqlite" else ""
+    return text(
+        f"SELECT count(*) FROM (SELECT 1 FROM execution_attempts{hint}"  # noqa: S608 (a constant and an int)
+        " WHERE status IN ('QUEUED', 'RUNNING') AND tenant_id = :tenant_id"
+        f" ORDER BY action_intent_id LIMIT {int(most)}) AS active"
+    )
 
 
-# Counted at every approval's enqueue (its queue priority): built once, the tenant bound at execution.
-_COUNT_ACTIVE = (
-    select(func.count())
-    .select_from(execution_attempts)
-    .where(execution_attempts.c.tenant_id == bindparam("tenant_id"), _is_active())
-)
-
-
-def count_active(conn: Connection, tenant_id: str) -> int:
-    """The tenant's attempts QUEUED or RUNNING (its place in the execution queue's fair order)."""
-    if conn.dialect.name == "sqlite":
-        return int(conn.execute(_COUNT_ACTIVE_SQLITE, {"tenant_id": tenant_id}).scalar_one())
-    return int(conn.execute(_COUNT_ACTIVE, {"tenant_id": tenant_id}).scalar_one())
+def count_active(conn: Connection, tenant_id: str, *, most: int) -> int:
+    """The tenant's attempts QUEUED or RUNNING (its place in the execution queue's fair order),
+    counted up to ``most`` (read at every enqueue): its cost follows the tenant's own attempts in
+    flight, and stops there however large its backlog."""
+    if most < 1:
+        raise ValueError(f"most must be at least 1, not {most}")
+    statement = _count_active_statement(conn.dialect.name, most)
+    return int(conn.execute(statement, {"tenant_id": tenant_id}).scalar_one())
 
 
 class SqlExecutionsRepository:
@@ -711,5 +719,5 @@ class SqlExecutionsRepository:
     def list_signals(self, tenant_id: str, action_intent_id: str) -> Sequence[ExecutionSignal]:
         return list_signals(self._conn, tenant_id, action_intent_id)
 
-    def count_active(self, tenant_id: str) -> int:
-        return count_active(self._conn, tenant_id)
+    def count_active(self, tenant_id: str, *, most: int) -> int:
+        return count_active(self._conn, tenant_id, most=most)

@@ -140,6 +140,15 @@ execution_attempts = Table(
     Index(
         "ix_execution_attempts_account_updated", "tenant_id", "account_id", "updated_at", "action_intent_id"
     ),
+    # A tenant's attempts in flight (its rank in the execution queue's fair order), and only those:
+    # migration 0025.
+    Index(
+        "ix_execution_attempts_active_tenant",
+        "tenant_id",
+        "action_intent_id",
+        sqlite_where=text("status IN ('QUEUED', 'RUNNING')"),
+        postgresql_where=text("status IN ('QUEUED', 'RUNNING')"),
+    ),
 )
 
 execution_outcomes = Table(

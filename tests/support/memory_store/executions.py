@@ -306,10 +306,13 @@ class MemoryExecutionsRepository:
         ]
         return sorted(signals, key=lambda signal: signal.attempt)
 
-    def count_active(self, tenant_id: str) -> int:
-        return sum(
+    def count_active(self, tenant_id: str, *, most: int) -> int:
+        if most < 1:
+            raise ValueError(f"most must be at least 1, not {most}")
+        active = sum(
             1
             for row in self._t.attempts.values()
             if row.attempt.tenant_id == tenant_id
             and row.attempt.status in (AttemptStatus.QUEUED, AttemptStatus.RUNNING)
         )
+        return min(active, most)

@@ -149,6 +149,7 @@ class ExecutionsRepository(Protocol):
 
     def list_signals(self, tenant_id: str, action_intent_id: str) -> Sequence[ExecutionSignal]: ...
 
-    def count_active(self, tenant_id: str) -> int:
-        """The tenant's attempts QUEUED or RUNNING (its place in the execution queue's fair order)."""
+    def count_active(self, tenant_id: str, *, most: int) -> int:
+        """The tenant's attempts QUEUED or RUNNING (its place in the execution queue's fair order),
+        counted up to ``most``: a count that has reached it stops there."""
         ...
