@@ -16,12 +16,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from alembic import command
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection
 
 from fulfill.store import dashboard, executions, ledger
 from fulfill.store.db import Database
 from fulfill.store.migrate import alembic_config, upgrade_to_head
 from tests.support.harness import fresh_database
+from tests.support.plans import last_statement_plan
 
 NOW = "2026-12-05T00:00:00.000Z"
 _LEDGER = sa.table(
@@ -100,29 +101,6 @@ def test_0024_makes_the_append_indexes_partial_keeps_positions_unique_and_downgr
         _insert(database, _entry("e7", position=1))
 
 
-def _plan(db: Database, run: Callable[[Connection], Any]) -> str:
-    """The plan of the last statement ``run`` executes."""
-    statements: list[tuple[str, Any]] = []
-
-    def remember(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_rest: Any) -> None:
-        statements.append((statement, parameters))
-
-    with db.write() as conn:  # a transaction: SET LOCAL holds for the EXPLAIN
-        event.listen(conn, "before_cursor_execute", remember)
-        try:
-            run(conn)
-        finally:
-            event.remove(conn, "before_cursor_execute", remember)
-        sql, parameters = statements[-1]
-        if conn.dialect.name == "postgresql":
-            conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
-            conn.exec_driver_sql("SET LOCAL enable_bitmapscan = off")
-            rows = conn.exec_driver_sql("EXPLAIN " + sql, parameters).all()
-            return "\n".join(str(row[0]) for row in rows)
-        rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, parameters).all()
-        return "\n".join(str(row[-1]) for row in rows)
-
-
 @pytest.mark.parametrize(
     ("query", "index"),
     [
@@ -160,5 +138,5 @@ def test_the_ledgers_queries_stay_index_scans_at_head(
         *(_entry(f"f{n}", "TOOL_CALL_TRY_FAILED") for n in range(5)),
         *(_entry(f"u{n}", "OUTCOME_UNKNOWN") for n in range(5)),
     )
-    plan = _plan(database, query)
+    plan = last_statement_plan(database, query)
     assert index in plan, plan

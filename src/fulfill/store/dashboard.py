@@ -20,6 +20,7 @@ from fulfill.store.tables import (
     action_intents,
     execution_attempts,
     execution_outcomes,
+    is_pending_approval,
     ledger_entries,
     outbox_deliveries,
     outbox_messages,
@@ -286,7 +287,7 @@ def pending_by_age(
     columns.append(func.min(created))
     row = conn.execute(
         select(*columns).where(
-            action_intents.c.approval_status == "PENDING_APPROVAL",
+            is_pending_approval(),
             action_intents.c.expires_at_epoch > now_epoch,
             *_owned(action_intents, tenant_id, account_ids),
         )

@@ -23,6 +23,7 @@ from fulfill.store.tables import (
     action_type_registry,
     execution_attempts,
     execution_outcomes,
+    is_pending_approval,
 )
 
 # The statements of every request's path, built once with their values bound at execution: a
@@ -208,12 +209,12 @@ def save_intent(
 def escalation_candidates(conn: Connection, *, now_epoch: float, limit: int) -> list[ActionIntentV1]:
     """Intents of every tenant still waiting for approval whose first approval window ended by
     ``now_epoch`` and which are not escalated yet (nor expired), the longest overdue first: a range
-    scan of the ``(approval_status, escalates_at_epoch)`` index. ``domain/escalation.select_due``
+    scan of the partial index of pending intents by ``escalates_at_epoch``. ``domain/escalation.select_due``
     decides which of them are due."""
     query = (
         select(action_intents.c.document)
         .where(
-            action_intents.c.approval_status == ApprovalStatus.PENDING_APPROVAL.value,
+            is_pending_approval(),
             action_intents.c.escalates_at_epoch.is_not(None),
             action_intents.c.escalates_at_epoch <= now_epoch,
             action_intents.c.expires_at_epoch > now_epoch,
@@ -233,7 +234,7 @@ def mark_escalated(conn: Connection, intent: ActionIntentV1) -> bool:
         .where(
             action_intents.c.tenant_id == intent.tenant_id,
             action_intents.c.action_intent_id == intent.action_intent_id,
-            action_intents.c.approval_status == ApprovalStatus.PENDING_APPROVAL.value,
+            is_pending_approval(),
             action_intents.c.escalates_at_epoch.is_not(None),
         )
         .values(
@@ -364,7 +365,7 @@ def list_pending_approval(
         select(action_intents.c.document)
         .where(
             action_intents.c.tenant_id == tenant_id,
-            action_intents.c.approval_status == ApprovalStatus.PENDING_APPROVAL.value,
+            is_pending_approval(),
         )
         .order_by(action_intents.c.created_at.desc(), action_intents.c.action_intent_id.desc())
         .limit(limit)
@@ -377,7 +378,7 @@ def list_pending_approval(
 def _pending_query(tenant_id: str, wanted: PendingFilter) -> list[Any]:
     conditions: list[Any] = [
         action_intents.c.tenant_id == tenant_id,
-        action_intents.c.approval_status == ApprovalStatus.PENDING_APPROVAL.value,
+        is_pending_approval(),
     ]
     if wanted.account_ids is not None:
         conditions.append(action_intents.c.account_id.in_(sorted(wanted.account_ids)))

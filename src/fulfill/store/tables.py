@@ -23,6 +23,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    ColumnElement,
     Float,
     Index,
     Integer,
@@ -32,6 +33,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    literal_column,
     text,
 )
 
@@ -45,6 +47,13 @@ metadata = MetaData(
 
 ID = String(128)
 TS = String(32)
+
+# An intent waiting for approval, as the partial indexes of pending intents name it. Queries carry
+# the status as a constant in their text (:func:`is_pending_approval`): PostgreSQL's plan kept for
+# a prepared statement (what it settles on after psycopg's fifth run) is built without the
+# parameters' values, and cannot use a partial index for a status given as a parameter.
+PENDING_APPROVAL_SQL = "approval_status = 'PENDING_APPROVAL'"
+
 
 action_intents = Table(
     "action_intents",
@@ -89,32 +98,58 @@ action_intents = Table(
         "last_update_at",
         "action_intent_id",
     ),
-    # The console's approvals page pages through a tenant's pending intents by creation time.
-    Index("ix_action_intents_pending", "tenant_id", "approval_status", "created_at", "action_intent_id"),
-    # ... and filters them by proposer or by deciding policy.
+    # The console's approvals page pages through a tenant's pending intents by creation time, and
+    # filters them by proposer or by deciding policy. Partial (migration 0026): they hold the
+    # intents waiting for approval only, so a decided intent leaves them and no later write to it
+    # goes into them. A query reaches them in every plan by naming the status as written here
+    # (:func:`is_pending_approval`), not as a parameter.
+    Index(
+        "ix_action_intents_pending",
+        "tenant_id",
+        "created_at",
+        "action_intent_id",
+        sqlite_where=text(PENDING_APPROVAL_SQL),
+        postgresql_where=text(PENDING_APPROVAL_SQL),
+    ),
     Index(
         "ix_action_intents_pending_proposer",
         "tenant_id",
-        "approval_status",
         "proposed_by",
         "created_at",
         "action_intent_id",
+        sqlite_where=text(PENDING_APPROVAL_SQL),
+        postgresql_where=text(PENDING_APPROVAL_SQL),
     ),
     Index(
         "ix_action_intents_pending_policy",
         "tenant_id",
-        "approval_status",
         "policy_id",
         "created_at",
         "action_intent_id",
+        sqlite_where=text(PENDING_APPROVAL_SQL),
+        postgresql_where=text(PENDING_APPROVAL_SQL),
     ),
     # A policy's simulation reads a tenant's most recent intents.
     Index("ix_action_intents_tenant_recent", "tenant_id", "created_at", "action_intent_id"),
-    # The escalation sweep: pending intents whose first approval window has ended, every tenant's.
-    Index("ix_action_intents_escalation", "approval_status", "escalates_at_epoch"),
+    # The escalation sweep: pending intents whose first approval window has ended, every tenant's
+    # (partial as the three above).
+    Index(
+        "ix_action_intents_escalation",
+        "escalates_at_epoch",
+        "action_intent_id",
+        sqlite_where=text(PENDING_APPROVAL_SQL),
+        postgresql_where=text(PENDING_APPROVAL_SQL),
+    ),
     # The dashboard's approval waits (intents approved since the window's start).
     Index("ix_action_intents_tenant_updated", "tenant_id", "updated_at"),
 )
+
+
+def is_pending_approval() -> ColumnElement[bool]:
+    """An intent waiting for approval, for a query's WHERE: the condition of the partial indexes of
+    pending intents, with the status in the text (:data:`PENDING_APPROVAL_SQL`)."""
+    return action_intents.c.approval_status == literal_column("'PENDING_APPROVAL'")
+
 
 execution_attempts = Table(
     "execution_attempts",
