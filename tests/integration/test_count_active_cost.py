@@ -22,7 +22,7 @@ from fulfill.store import executions
 from fulfill.store.db import Database
 from fulfill.store.migrate import alembic_config
 from tests.support.harness import fresh_database
-from tests.unit.factories import make_attempt
+from tests.unit.factories import make_attempt, make_tenant_attempts
 
 
 @pytest.fixture
@@ -48,15 +48,8 @@ def _statements_run(conn: Connection) -> Iterator[list[tuple[str, Any]]]:
 
 def _attempts(db: Database, tenant_id: str, statuses: list[AttemptStatus], *, first: int = 0) -> None:
     with db.write() as conn:
-        for index, status in enumerate(statuses, start=first):
-            attempt = make_attempt(
-                tenant_id=tenant_id,
-                action_intent_id=f"ai_{tenant_id}_{index}",
-                attempt_id=f"att_{tenant_id}_{index}",
-                workflow_id=f"wf_{tenant_id}_{index}",
-                status=status,
-            )
-            assert executions.insert_attempt(conn, attempt, deadline_epoch=1e9 + index)
+        for attempt in make_tenant_attempts(tenant_id, statuses, first=first):
+            assert executions.insert_attempt(conn, attempt, deadline_epoch=1e9)
 
 
 def test_only_the_tenants_queued_and_running_attempts_are_counted(database: Database) -> None:

@@ -56,6 +56,22 @@ def make_attempt(**overrides: Any) -> ExecutionAttempt:
     return ExecutionAttempt(**fields)
 
 
+def make_tenant_attempts(
+    tenant_id: str, statuses: list[AttemptStatus], *, first: int = 0
+) -> list[ExecutionAttempt]:
+    """One attempt of ``tenant_id`` per status, each of its own intent (numbered from ``first``)."""
+    return [
+        make_attempt(
+            tenant_id=tenant_id,
+            action_intent_id=f"ai_{tenant_id}_{index}",
+            attempt_id=f"att_{tenant_id}_{index}",
+            workflow_id=f"wf_{tenant_id}_{index}",
+            status=status,
+        )
+        for index, status in enumerate(statuses, start=first)
+    ]
+
+
 def make_outcome(**overrides: Any) -> ActionOutcomeV1:
     fields: dict[str, Any] = {
         "tenant_id": "t1",

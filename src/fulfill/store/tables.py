@@ -52,7 +52,8 @@ TS = String(32)
 # the status as a constant in their text (:func:`is_pending_approval`): PostgreSQL's plan kept for
 # a prepared statement (what it settles on after psycopg's fifth run) is built without the
 # parameters' values, and cannot use a partial index for a status given as a parameter.
-PENDING_APPROVAL_SQL = "approval_status = 'PENDING_APPROVAL'"
+_PENDING_APPROVAL = "'PENDING_APPROVAL'"  # the status as a constant of a statement's text
+PENDING_APPROVAL_SQL = f"approval_status = {_PENDING_APPROVAL}"
 
 
 action_intents = Table(
@@ -148,7 +149,7 @@ action_intents = Table(
 def is_pending_approval() -> ColumnElement[bool]:
     """An intent waiting for approval, for a query's WHERE: the condition of the partial indexes of
     pending intents, with the status in the text (:data:`PENDING_APPROVAL_SQL`)."""
-    return action_intents.c.approval_status == literal_column("'PENDING_APPROVAL'")
+    return action_intents.c.approval_status == literal_column(_PENDING_APPROVAL)
 
 
 execution_attempts = Table(
