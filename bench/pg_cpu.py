@@ -223,6 +223,15 @@ def postgres_server() -> Iterator[PostgresServer]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+@contextmanager
+def throwaway_database(name: str) -> Iterator[str]:
+    """The URL of a new database ``name`` on a throw-away server, for the time of the block."""
+    with postgres_server() as server:
+        with _connect(server) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+        yield server.url(name)
+
+
 def _connect(server: PostgresServer, database: str = "postgres") -> Any:
     import psycopg
 

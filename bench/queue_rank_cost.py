@@ -23,8 +23,7 @@ import platform
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -118,16 +117,6 @@ def measure(url: str, backlogs: list[int], history: int, calls: int) -> list[dic
         db.engine.dispose()
 
 
-@contextmanager
-def _postgres_url() -> Iterator[str]:
-    from bench.pg_cpu import _connect, postgres_server
-
-    with postgres_server() as server:
-        with _connect(server) as conn:
-            conn.execute("CREATE DATABASE rank")
-        yield server.url("rank")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -148,7 +137,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as directory:
         result["sqlite"] = measure(f"sqlite:///{directory}/rank.db", backlogs, args.history, args.calls)
     if args.postgres:
-        with _postgres_url() as url:
+        from bench.pg_cpu import throwaway_database
+
+        with throwaway_database("rank") as url:
             result["postgresql"] = measure(url, backlogs, args.history, args.calls)
     emit(result, args.json)
 
