@@ -11,6 +11,8 @@ it prepares and PostgreSQL settled on the plan it keeps), the median in microsec
 dashboard's window ends a millisecond later at each read, as the dashboard's ends at the moment
 it is read. A read whose time grows with the other tenant's backlog reads that tenant's rows;
 ``changed`` names the reads whose answer for the small tenant changed with it (none should).
+The same reads of the greedy tenant at each step (``own_reads``) show what a tenant's own history
+costs its reads: a page should not grow with it.
 
     python -m bench.tenant_skew_cost                   # SQLite, in a temporary directory
     python -m bench.tenant_skew_cost --postgres        # a throw-away PostgreSQL server too
@@ -256,7 +258,9 @@ def _time(db: Database, read: Read, tenant_id: str, calls: int) -> tuple[float, 
 
 
 def measure(url: str, backlogs: list[int], small: int, calls: int) -> dict[str, Any]:
-    """``reads``: each read's median µs by backlog; ``changed``: the reads whose answer for the
+    """``reads``: each read's median µs for the small tenant by the greedy tenant's backlog;
+    ``own_reads``: the greedy tenant's own, by its backlog (``--calls`` ÷ 10 calls each, at least
+    5): what a tenant's own history costs its reads; ``changed``: the reads whose answer for the
     small tenant changed with the other tenant's backlog (none should)."""
     db = Database(url)
     try:
@@ -264,6 +268,7 @@ def measure(url: str, backlogs: list[int], small: int, calls: int) -> dict[str, 
         _fill(db, "small", 0, small)
         reads = _reads()
         timed: dict[str, dict[str, float]] = {name: {} for name in reads}
+        own: dict[str, dict[str, float]] = {name: {} for name in reads}
         answers: dict[str, Any] = {}
         changed: set[str] = set()
         filled = 0
@@ -277,7 +282,8 @@ def measure(url: str, backlogs: list[int], small: int, calls: int) -> dict[str, 
                 if name in answers and answers[name] != found:
                     changed.add(name)
                 answers[name] = found
-        return {"reads": timed, "changed": sorted(changed)}
+                own[name][str(backlog)], _ = _time(db, read, "greedy", max(5, calls // 10))
+        return {"reads": timed, "own_reads": own, "changed": sorted(changed)}
     finally:
         db.engine.dispose()
 

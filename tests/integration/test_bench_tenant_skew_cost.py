@@ -15,6 +15,7 @@ def test_every_read_is_timed_and_sees_only_its_tenant(tmp_path: Path) -> None:
     result = measure(fresh_database_url(tmp_path), [0, 60], small=40, calls=3)
     assert result["changed"] == []
     assert set(result["reads"]) == set(_reads())
-    for timed in result["reads"].values():
+    assert set(result["own_reads"]) == set(_reads())
+    for timed in [*result["reads"].values(), *result["own_reads"].values()]:
         assert set(timed) == {"0", "60"}
         assert all(median > 0 for median in timed.values())

@@ -8,6 +8,7 @@ for any values of the parameters."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -22,18 +23,8 @@ _PARAMETER = re.compile(r"%\((\w+)\)s")
 
 def last_statement_plan(db: Database, run: Callable[[Connection], Any], *, kept: bool = False) -> str:
     """The plan of the last statement ``run`` executes, one line per step."""
-    statements: list[tuple[str, Any]] = []
-
-    def remember(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_rest: Any) -> None:
-        statements.append((statement, parameters))
-
     with db.write() as conn:  # a transaction: SET LOCAL holds for the EXPLAIN
-        event.listen(conn, "before_cursor_execute", remember)
-        try:
-            run(conn)
-        finally:
-            event.remove(conn, "before_cursor_execute", remember)
-        sql, parameters = statements[-1]
+        sql, parameters = _last_statement(conn, run)
         if conn.dialect.name != "postgresql":
             rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, parameters).all()
             return "\n".join(str(row[-1]) for row in rows)
@@ -42,12 +33,49 @@ def last_statement_plan(db: Database, run: Callable[[Connection], Any], *, kept:
         if not kept:
             rows = conn.exec_driver_sql("EXPLAIN " + sql, parameters).all()
             return "\n".join(str(row[0]) for row in rows)
-        conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_generic_plan")
-        names = list(dict.fromkeys(_PARAMETER.findall(sql)))
-        numbered = _PARAMETER.sub(lambda found: f"${names.index(found.group(1)) + 1}", sql)
-        conn.exec_driver_sql(f"PREPARE planned_statement AS {numbered}")
-        driver = conn.connection.dbapi_connection
-        arguments = ", ".join(Literal(parameters[name]).as_string(driver) for name in names)
-        rows = conn.exec_driver_sql(f"EXPLAIN EXECUTE planned_statement({arguments})").all()
-        conn.exec_driver_sql("DEALLOCATE planned_statement")
+        rows = _explain_prepared(conn, "EXPLAIN", sql, parameters, "force_generic_plan")
         return "\n".join(str(row[0]) for row in rows)
+
+
+def last_statement_rows_read(db: Database, run: Callable[[Connection], Any], *, kept: bool) -> int:
+    """PostgreSQL only: how many rows the last statement ``run`` executes read from tables and
+    indexes when run again (``EXPLAIN ANALYZE``), with the plan for one run or the plan kept."""
+    with db.write() as conn:
+        sql, parameters = _last_statement(conn, run)
+        mode = "force_generic_plan" if kept else "force_custom_plan"
+        rows = _explain_prepared(conn, "EXPLAIN (ANALYZE, FORMAT JSON)", sql, parameters, mode)
+    found = rows[0][0]
+    plan = found if isinstance(found, list) else json.loads(found)
+    return _rows_read(plan[0]["Plan"])
+
+
+def _rows_read(node: dict[str, Any]) -> int:
+    own = int(node.get("Actual Rows", 0)) * int(node.get("Actual Loops", 1)) if "Relation Name" in node else 0
+    return own + sum(_rows_read(child) for child in node.get("Plans", []))
+
+
+def _last_statement(conn: Connection, run: Callable[[Connection], Any]) -> tuple[str, Any]:
+    statements: list[tuple[str, Any]] = []
+
+    def remember(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_rest: Any) -> None:
+        statements.append((statement, parameters))
+
+    event.listen(conn, "before_cursor_execute", remember)
+    try:
+        run(conn)
+    finally:
+        event.remove(conn, "before_cursor_execute", remember)
+    return statements[-1]
+
+
+def _explain_prepared(conn: Connection, explain: str, sql: str, parameters: Any, mode: str) -> list[Any]:
+    """``explain`` of ``sql`` prepared, run with ``parameters`` under ``plan_cache_mode = mode``."""
+    conn.exec_driver_sql(f"SET LOCAL plan_cache_mode = {mode}")
+    names = list(dict.fromkeys(_PARAMETER.findall(sql)))
+    numbered = _PARAMETER.sub(lambda found: f"${names.index(found.group(1)) + 1}", sql)
+    conn.exec_driver_sql(f"PREPARE planned_statement AS {numbered}")
+    driver = conn.connection.dbapi_connection
+    arguments = ", ".join(Literal(parameters[name]).as_string(driver) for name in names)
+    rows = conn.exec_driver_sql(f"{explain} EXECUTE planned_statement({arguments})").all()
+    conn.exec_driver_sql("DEALLOCATE planned_statement")
+    return list(rows)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, or_, select, tuple_, update
+from sqlalchemy import Connection, and_, bindparam, func, or_, select, text, tuple_, update
 
 from fulfill.domain.models import (
     ActionIntentV1,
@@ -426,16 +426,33 @@ def count_pending_approval(conn: Connection, *, tenant_id: str, wanted: PendingF
     return int(conn.execute(query).scalar_one())
 
 
+# A tenant's account names, one index seek each: the first after the one before (in the primary
+# key, tenant then account), up to ``most``. A DISTINCT over the tenant's intents walked every
+# intent it ever had, on every console page that offers the accounts to choose from: 2.2 ms on
+# SQLite at 30,000 intents in one account, growing with the tenant's history.
+_ACCOUNTS = text(
+    """
+    WITH RECURSIVE listed(account_id, n) AS (
+        SELECT (SELECT account_id FROM action_intents WHERE tenant_id = :tenant_id
+                ORDER BY account_id LIMIT 1), 1
+        UNION ALL
+        SELECT (SELECT next.account_id FROM action_intents AS next
+                WHERE next.tenant_id = :tenant_id AND next.account_id > listed.account_id
+                ORDER BY next.account_id LIMIT 1), listed.n + 1
+        FROM listed
+        WHERE listed.account_id IS NOT NULL AND listed.n < :most
+    )
+    SELECT account_id FROM listed WHERE account_id IS NOT NULL
+    """
+)
+
+
 def list_accounts(conn: Connection, *, tenant_id: str, limit: int) -> list[str]:
     """The accounts of a tenant that have intents, in name order (at most ``limit``)."""
-    query = (
-        select(action_intents.c.account_id)
-        .where(action_intents.c.tenant_id == tenant_id)
-        .distinct()
-        .order_by(action_intents.c.account_id)
-        .limit(limit)
-    )
-    return [row.account_id for row in conn.execute(query).all()]
+    if limit < 1:
+        return []
+    rows = conn.execute(_ACCOUNTS, {"tenant_id": tenant_id, "most": limit}).all()
+    return [row.account_id for row in rows]
 
 
 def list_recent(conn: Connection, tenant_id: str, limit: int) -> list[ActionIntentV1]:
