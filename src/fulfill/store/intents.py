@@ -429,20 +429,21 @@ def count_pending_approval(conn: Connection, *, tenant_id: str, wanted: PendingF
 # A tenant's account names, one index seek each: the first after the one before (in the primary
 # key, tenant then account), up to ``most``. A DISTINCT over the tenant's intents walked every
 # intent it ever had, on every console page that offers the accounts to choose from: 2.2 ms on
-# SQLite at 30,000 intents in one account, growing with the tenant's history.
+# SQLite at 30,000 intents in one account, growing with the tenant's history. (The names come
+# out in order as they are found; the last ORDER BY, over at most ``most`` rows, says so.)
 _ACCOUNTS = text(
     """
     WITH RECURSIVE listed(account_id, n) AS (
         SELECT (SELECT account_id FROM action_intents WHERE tenant_id = :tenant_id
                 ORDER BY account_id LIMIT 1), 1
         UNION ALL
-        SELECT (SELECT next.account_id FROM action_intents AS next
-                WHERE next.tenant_id = :tenant_id AND next.account_id > listed.account_id
-                ORDER BY next.account_id LIMIT 1), listed.n + 1
+        SELECT (SELECT later.account_id FROM action_intents AS later
+                WHERE later.tenant_id = :tenant_id AND later.account_id > listed.account_id
+                ORDER BY later.account_id LIMIT 1), listed.n + 1
         FROM listed
         WHERE listed.account_id IS NOT NULL AND listed.n < :most
     )
-    SELECT account_id FROM listed WHERE account_id IS NOT NULL
+    SELECT account_id FROM listed WHERE account_id IS NOT NULL ORDER BY account_id
     """
 )
 
