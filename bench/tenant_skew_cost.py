@@ -1,10 +1,11 @@
 """What one tenant's volume costs another tenant's reads: every tenant-scoped read of the store.
 
 A migrated database holds a small tenant (``--small`` executions: intents, attempts, outcomes,
-ledger entries, one in twenty waiting for approval) and, step by step, a greedy tenant's history
-of the same shape (``--backlogs``), in an account of the same name, in the same hour. At each step
-every read a tenant's caller can reach (the account listing with each filter, the approvals page
-and its count, the accounts, the recent intents, a subject's ledger, the ledger's counts and the
+ledger entries, one in twenty waiting for approval; one in a thousand, waiting, in a second
+account) and, step by step, a greedy tenant's history of the same shape (``--backlogs``), in
+accounts of the same names, in the same hour. At each step every read a tenant's caller can
+reach (the account listing with each filter, the approvals page and its count, of the tenant and
+of the second account, the accounts, the recent intents, a subject's ledger, the ledger's counts and the
 entries no checkpoint covers yet, the dashboard's panels, the dead letters) is timed for the
 small tenant: ``--calls`` calls in one read, after ten untimed (so that psycopg has prepared what
 it prepares and PostgreSQL settled on the plan it keeps), the median in microseconds. The
@@ -52,6 +53,7 @@ from fulfill.store.db import Database
 from fulfill.store.migrate import upgrade_to_head
 
 ACCOUNT = "acc-1"  # account ids are the tenant's own: both tenants name theirs alike
+QUIET = "acc-2"  # one execution in a thousand, waiting for approval: an account with few pending
 START = datetime(2026, 12, 6, 10, 0, tzinfo=UTC)
 SINCE = datetime(2026, 12, 6, tzinfo=UTC)  # a day's window, holding every execution filled
 NOW_EPOCH = START.timestamp() + 3600
@@ -74,6 +76,7 @@ def _fill(db: Database, tenant_id: str, first: int, count: int) -> None:
             at = _at(index)
             intent_id = f"ai_{tenant_id}_{index:07d}"
             waiting = index % 20 == 0
+            account = QUIET if index % 1000 == 40 else ACCOUNT
             intent = ActionIntentV1(
                 action_intent_id=intent_id,
                 action_type="CREATE_INTERNAL_TASK",
@@ -84,7 +87,7 @@ def _fill(db: Database, tenant_id: str, first: int, count: int) -> None:
                 expires_at_epoch=1_798_761_600,
                 original_decision_id=f"dec_{index}",
                 tenant_id=tenant_id,
-                account_id=ACCOUNT,
+                account_id=account,
                 trace_id="trace",
                 registry_version=1,
                 created_at=at,
@@ -100,7 +103,7 @@ def _fill(db: Database, tenant_id: str, first: int, count: int) -> None:
                         event_type=kind,
                         timestamp=at,
                         tenant_id=tenant_id,
-                        account_id=ACCOUNT,
+                        account_id=account,
                         action_intent_id=intent_id,
                         attempt=0,
                         trace_id="trace",
@@ -116,7 +119,7 @@ def _fill(db: Database, tenant_id: str, first: int, count: int) -> None:
                 conn,
                 ExecutionAttempt(
                     tenant_id=tenant_id,
-                    account_id=ACCOUNT,
+                    account_id=account,
                     action_intent_id=intent_id,
                     attempt_count=1,
                     attempt_id=f"att_{tenant_id}_{index:07d}",
@@ -132,7 +135,7 @@ def _fill(db: Database, tenant_id: str, first: int, count: int) -> None:
                 conn,
                 ActionOutcomeV1(
                     tenant_id=tenant_id,
-                    account_id=ACCOUNT,
+                    account_id=account,
                     action_intent_id=intent_id,
                     attempt_count=1,
                     status=status,
@@ -200,6 +203,25 @@ def _reads() -> dict[str, Read]:
         ),
         "approvals count": lambda conn, tenant: intents.count_pending_approval(
             conn, tenant_id=tenant, wanted=PendingFilter()
+        ),
+        "approvals page, one account": lambda conn, tenant: intents.page_pending_approval(
+            conn,
+            tenant_id=tenant,
+            wanted=PendingFilter(account_id=QUIET),
+            oldest_first=False,
+            after=None,
+            limit=50,
+        ),
+        "approvals count, one account": lambda conn, tenant: intents.count_pending_approval(
+            conn, tenant_id=tenant, wanted=PendingFilter(account_id=QUIET)
+        ),
+        "approvals page, a token's accounts": lambda conn, tenant: intents.page_pending_approval(
+            conn,
+            tenant_id=tenant,
+            wanted=PendingFilter(account_ids=frozenset({QUIET})),
+            oldest_first=False,
+            after=None,
+            limit=50,
         ),
         "accounts": lambda conn, tenant: intents.list_accounts(conn, tenant_id=tenant, limit=100),
         "recent intents": lambda conn, tenant: intents.list_recent(conn, tenant, 20),

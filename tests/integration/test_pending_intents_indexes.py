@@ -1,6 +1,7 @@
 """The indexes of intents waiting for approval hold only those (migration 0026), and every query of
-pending intents reaches them: the approvals page (its filters, its count), the pending list, the
-escalation sweep and the dashboard's pending ages. SQLite, and PostgreSQL on its pass.
+pending intents reaches them: the approvals page (its filters, its count; one account's through the
+index by account, migration 0027), the pending list, the escalation sweep and the dashboard's
+pending ages. SQLite, and PostgreSQL on its pass.
 
 The status is a constant in each query's text (``store/tables.py is_pending_approval``): the plan
 PostgreSQL keeps for a prepared statement is built without the parameters' values, and could not
@@ -51,6 +52,7 @@ def _intents(db: Database) -> None:
             status = ApprovalStatus.PENDING_APPROVAL if index % 3 == 0 else ApprovalStatus.APPROVED
             intent = make_intent(
                 action_intent_id=f"ai_{index:03d}",
+                account_id="acc_1" if index % 2 == 0 else "acc_2",
                 approval_status=status,
                 created_at=f"2026-12-06T00:00:{index:02d}.000Z",
             )
@@ -69,6 +71,13 @@ def _page(wanted: PendingFilter) -> Callable[[Connection], Any]:
         (_page(PendingFilter()), "ix_action_intents_pending"),
         (_page(PendingFilter(proposed_by="agent@example.com")), "ix_action_intents_pending_proposer"),
         (_page(PendingFilter(policy_id="pol_routine01")), "ix_action_intents_pending_policy"),
+        (_page(PendingFilter(account_id="acc_2")), "ix_action_intents_pending_account"),
+        (
+            lambda conn: intents.count_pending_approval(
+                conn, tenant_id="t1", wanted=PendingFilter(account_id="acc_2")
+            ),
+            "ix_action_intents_pending_account",
+        ),
         (
             lambda conn: intents.count_pending_approval(conn, tenant_id="t1", wanted=PendingFilter()),
             "ix_action_intents_pending",
@@ -131,14 +140,20 @@ def test_the_queries_still_find_exactly_the_pending_intents(database: Database) 
         assert [intent.action_intent_id for intent in page] == [f"ai_{i:03d}" for i in range(0, 30, 3)]
         assert not more
         assert intents.count_pending_approval(conn, tenant_id="t1", wanted=PendingFilter()) == 10
+        one_account = PendingFilter(account_id="acc_2")
+        page, more = intents.page_pending_approval(
+            conn, tenant_id="t1", wanted=one_account, oldest_first=False, after=None, limit=20
+        )
+        assert [intent.action_intent_id for intent in page] == [f"ai_{i:03d}" for i in (27, 21, 15, 9, 3)]
+        assert intents.count_pending_approval(conn, tenant_id="t1", wanted=one_account) == 5
         counts, oldest = dashboard.pending_by_age(
             conn, bounds=["2026-12-06T00:00:29.000Z"], now_epoch=1e9, tenant_id="t1"
         )
         assert (counts, oldest) == ([10], "2026-12-06T00:00:00.000Z")
 
 
-def _index_conditions(db: Database) -> dict[str, str | None]:
-    """Each index of ``action_intents`` of :data:`PENDING_INDEXES`, with its condition (None: whole)."""
+def _index_conditions(db: Database, names: set[str] = PENDING_INDEXES) -> dict[str, str | None]:
+    """Each index of ``action_intents`` among ``names``, with its condition (None: whole)."""
     with db.read() as conn:
         if db.is_sqlite:
             rows = conn.execute(
@@ -152,7 +167,7 @@ def _index_conditions(db: Database) -> dict[str, str | None]:
             ).all()
     found: dict[str, str | None] = {}
     for name, definition in rows:
-        if name in PENDING_INDEXES:
+        if name in names:
             _, _, condition = str(definition).partition(" WHERE ")
             found[name] = condition or None
     return found
@@ -175,3 +190,21 @@ def test_0026_makes_the_pending_indexes_partial_and_downgrades(tmp_path: Path) -
             assert intents.count_pending_approval(conn, tenant_id="t1", wanted=PendingFilter()) == 10
         command.downgrade(config, "0025")
         assert _index_conditions(db) == dict.fromkeys(PENDING_INDEXES)
+
+
+def test_0027_indexes_pending_intents_by_account_and_downgrades(tmp_path: Path) -> None:
+    account_index = "ix_action_intents_pending_account"
+    with fresh_database(tmp_path, migrated=False) as db:
+        config = alembic_config(db)
+        command.upgrade(config, "0026")
+        _intents(db)
+        assert account_index not in _index_conditions(db, {account_index})
+        command.upgrade(config, "0027")
+        condition = _index_conditions(db, {account_index})[account_index]
+        assert condition is not None
+        assert "PENDING_APPROVAL" in condition
+        with db.read() as conn:
+            wanted = PendingFilter(account_id="acc_2")
+            assert intents.count_pending_approval(conn, tenant_id="t1", wanted=wanted) == 5
+        command.downgrade(config, "0026")
+        assert account_index not in _index_conditions(db, {account_index})

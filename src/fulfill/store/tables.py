@@ -100,7 +100,7 @@ action_intents = Table(
         "action_intent_id",
     ),
     # The console's approvals page pages through a tenant's pending intents by creation time, and
-    # filters them by proposer or by deciding policy. Partial (migration 0026): they hold the
+    # filters them by account, by proposer or by deciding policy. Partial (migration 0026): they hold the
     # intents waiting for approval only, so a decided intent leaves them and no later write to it
     # goes into them. A query reaches them in every plan by naming the status as written here
     # (:func:`is_pending_approval`), not as a parameter.
@@ -116,6 +116,18 @@ action_intents = Table(
         "ix_action_intents_pending_proposer",
         "tenant_id",
         "proposed_by",
+        "created_at",
+        "action_intent_id",
+        sqlite_where=text(PENDING_APPROVAL_SQL),
+        postgresql_where=text(PENDING_APPROVAL_SQL),
+    ),
+    # One account's (the page's account filter, and a token limited to some accounts): without
+    # it, such a page read the tenant's every pending intent until it had found a page of the
+    # account's (migration 0027).
+    Index(
+        "ix_action_intents_pending_account",
+        "tenant_id",
+        "account_id",
         "created_at",
         "action_intent_id",
         sqlite_where=text(PENDING_APPROVAL_SQL),
