@@ -1,8 +1,8 @@
 """What one tenant's volume costs another tenant's reads: every tenant-scoped read of the store.
 
 A migrated database holds a small tenant (``--small`` executions: intents, attempts, outcomes,
-ledger entries, one in twenty waiting for approval; one in a thousand, waiting, in a second
-account) and, step by step, a greedy tenant's history of the same shape (``--backlogs``), in
+ledger entries, one in twenty waiting for approval; one in 25, decided, and one in a thousand,
+waiting, in a second account) and, step by step, a greedy tenant's history of the same shape (``--backlogs``), in
 accounts of the same names, in the same hour. At each step every read a tenant's caller can
 reach (the account listing with each filter, the approvals page and its count, of the tenant and
 of the second account, the accounts, the recent intents, a subject's ledger, the ledger's counts and the
@@ -53,7 +53,9 @@ from fulfill.store.db import Database
 from fulfill.store.migrate import upgrade_to_head
 
 ACCOUNT = "acc-1"  # account ids are the tenant's own: both tenants name theirs alike
-QUIET = "acc-2"  # one execution in a thousand, waiting for approval: an account with few pending
+# An account with a long history and few pending: one execution in 25, decided, and one in a
+# thousand, waiting for approval.
+QUIET = "acc-2"
 START = datetime(2026, 12, 6, 10, 0, tzinfo=UTC)
 SINCE = datetime(2026, 12, 6, tzinfo=UTC)  # a day's window, holding every execution filled
 NOW_EPOCH = START.timestamp() + 3600
@@ -76,7 +78,7 @@ def _fill(db: Database, tenant_id: str, first: int, count: int) -> None:
             at = _at(index)
             intent_id = f"ai_{tenant_id}_{index:07d}"
             waiting = index % 20 == 0
-            account = QUIET if index % 1000 == 40 else ACCOUNT
+            account = QUIET if index % 25 == 3 or index % 1000 == 40 else ACCOUNT
             intent = ActionIntentV1(
                 action_intent_id=intent_id,
                 action_type="CREATE_INTERNAL_TASK",

@@ -39,7 +39,8 @@ def last_statement_plan(db: Database, run: Callable[[Connection], Any], *, kept:
 
 def last_statement_rows_read(db: Database, run: Callable[[Connection], Any], *, kept: bool) -> int:
     """PostgreSQL only: how many rows the last statement ``run`` executes read from tables and
-    indexes when run again (``EXPLAIN ANALYZE``), with the plan for one run or the plan kept."""
+    indexes when run again (``EXPLAIN ANALYZE``), with the plan for one run or the plan kept:
+    :func:`_rows_read`."""
     with db.write() as conn:
         sql, parameters = _last_statement(conn, run)
         mode = "force_generic_plan" if kept else "force_custom_plan"
@@ -50,8 +51,16 @@ def last_statement_rows_read(db: Database, run: Callable[[Connection], Any], *, 
 
 
 def _rows_read(node: dict[str, Any]) -> int:
-    own = int(node.get("Actual Rows", 0)) * int(node.get("Actual Loops", 1)) if "Relation Name" in node else 0
+    """The rows each scan of the plan read (those it returned and those its filter dropped), summed
+    over its loops: a bitmap's index scan and its heap scan count each."""
+    own = 0
+    if "Relation Name" in node or "Index Name" in node:
+        seen = sum(int(node.get(key, 0)) for key in _SEEN)
+        own = seen * int(node.get("Actual Loops", 1))
     return own + sum(_rows_read(child) for child in node.get("Plans", []))
+
+
+_SEEN = ("Actual Rows", "Rows Removed by Filter", "Rows Removed by Index Recheck")
 
 
 def _last_statement(conn: Connection, run: Callable[[Connection], Any]) -> tuple[str, Any]:
