@@ -157,9 +157,9 @@ def bounded_request(
     """One request whose whole exchange, the body included, ends within ``deadline_seconds`` and
     whose body is at most ``max_bytes`` and not encoded (else :class:`AnswerTooLarge`, the
     connection closed; the request asks for ``identity``, so a server that encodes anyway is not
-    one to decode for). The answer is a response with its body in memory; httpx's own errors are raised as they are.
-    ``client``'s transport must connect through :class:`DeadlineBackend` for the deadline to
-    hold."""
+    one to decode for). The answer is a response with its body in memory; httpx's own errors are
+    raised as they are. ``client``'s transport must connect through :class:`DeadlineBackend` for
+    the deadline to hold."""
     asked = httpx.Headers(options.pop("headers", None))
     asked["Accept-Encoding"] = "identity"
     with (

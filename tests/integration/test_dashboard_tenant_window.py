@@ -121,7 +121,7 @@ def test_the_window_is_in_the_statement_not_a_parameter(database: Database, name
 def test_one_tenants_window_is_not_read_through_every_tenants_index(database: Database, name: str) -> None:
     plan = last_statement_plan(database, lambda conn: READS[name](conn, "small", SINCE, UNTIL))
     assert EVERY_TENANT_INDEX not in plan, plan
-    assert "execution_outcomes" in plan or "pk_execution_outcomes" in plan or "ix_execution_outcomes" in plan
+    assert "execution_outcomes" in plan
 
 
 @pytest.mark.parametrize("name", ["outcomes per minute", "tool timings"])
