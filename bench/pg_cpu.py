@@ -11,7 +11,10 @@ it committed (``pg_stat_database``). The result is CPU-milliseconds and statemen
 split by process kind; also the statements' planning (``pg_stat_statements.track_planning``: how
 many statements were planned and the time spent planning and executing them) and the connections
 the server accepted meanwhile (``pg_stat_database.sessions``: a pool that closes connections and
-opens them again shows here). For each fulfill process kind (and the floor's process), the CPU
+opens them again shows here); and the rows written by table (``pg_stat_user_tables``: inserted,
+updated, updated in place, deleted, with the entries they wrote in the table's whole indexes).
+Each reading of PostgreSQL's counts waits until every backend has flushed its own
+(:data:`STATS_FLUSH_SECONDS`). For each fulfill process kind (and the floor's process), the CPU
 is also split into user and system time, with the context switches of its threads
 (``threads_per_execution``): CPU spent handing work between many threads shows there.
 
@@ -288,14 +291,70 @@ def top_statements(server: PostgresServer, database: str, per: int) -> list[dict
     ]
 
 
+TableWrites = dict[str, tuple[int, int, int, int, int, int]]
+
+
+def table_writes(conn: Any) -> TableWrites:
+    """Per table of ``conn``'s database (every schema, DBOS's included), so far: rows inserted,
+    updated, updated in place (HOT: no index written) and deleted, then the table's indexes, whole
+    and partial (``WHERE …``). ``conn``: a psycopg connection. A backend's writes are counted here
+    once it has flushed its statistics (:func:`wait_for_stats`)."""
+    rows = conn.execute(
+        "SELECT t.schemaname || '.' || t.relname, t.n_tup_ins, t.n_tup_upd, t.n_tup_hot_upd,"
+        " t.n_tup_del, count(i.indexrelid) FILTER (WHERE i.indpred IS NULL),"
+        " count(i.indexrelid) FILTER (WHERE i.indpred IS NOT NULL)"
+        " FROM pg_stat_user_tables t LEFT JOIN pg_index i ON i.indrelid = t.relid"
+        " GROUP BY 1, 2, 3, 4, 5"
+    ).fetchall()
+    return {
+        name: (int(ins), int(upd), int(hot), int(dele), int(whole), int(partial))
+        for name, ins, upd, hot, dele, whole, partial in rows
+    }
+
+
+def _table_writes(server: PostgresServer, database: str) -> TableWrites:
+    with _connect(server, database) as conn:
+        return table_writes(conn)
+
+
+def table_writes_between(before: TableWrites, after: TableWrites, per: int) -> dict[str, dict[str, float]]:
+    """Rows written per execution by table between two :func:`table_writes` readings, the most
+    index entries first. An insert, and an update that is not HOT, write one entry in each whole
+    index of the table (``index_entries``), and one in each partial index whose condition the row
+    meets (not counted: the statistics do not say which rows met it)."""
+    result: dict[str, dict[str, float]] = {}
+    for name, (ins, upd, hot, dele, indexes, partial) in after.items():
+        ins0, upd0, hot0, del0, *_ = before.get(name, (0, 0, 0, 0, 0, 0))
+        inserted, updated, in_place, deleted = ins - ins0, upd - upd0, hot - hot0, dele - del0
+        if not (inserted or updated or deleted):
+            continue
+        result[name] = {
+            "inserted": round(inserted / per, 2),
+            "updated": round(updated / per, 2),
+            "updated_in_place": round(in_place / per, 2),
+            "deleted": round(deleted / per, 2),
+            "indexes": indexes,
+            "partial_indexes": partial,
+            "index_entries": round((inserted + updated - in_place) * indexes / per, 2),
+        }
+    return dict(sorted(result.items(), key=lambda item: -item[1]["index_entries"]))
+
+
 def reset_statements(server: PostgresServer) -> None:
     with _connect(server) as conn:
         conn.execute("SELECT pg_stat_statements_reset()")
 
 
+# How long an idle backend may keep its counts before it flushes them (PostgreSQL 15's
+# PGSTAT_IDLE_INTERVAL, 10 s: a backend that flushed less than a second before it went idle waits
+# that long), and a margin.
+STATS_FLUSH_SECONDS = 10.5
+
+
 def wait_for_stats() -> None:
-    # pg_stat_database is flushed by each backend at most once a second (PostgreSQL 15).
-    time.sleep(1.2)
+    """Until every backend has flushed its counts (``pg_stat_database``, ``pg_stat_user_tables``):
+    a reading taken a second after a burst missed a fifth of the burst's commits and writes."""
+    time.sleep(STATS_FLUSH_SECONDS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -415,6 +474,7 @@ def run_service(
         wait_for_stats()
         reset_statements(server)
         before_counts = statement_counts(server, SERVICE_DATABASE)
+        before_writes = _table_writes(server, SERVICE_DATABASE)
         before = _cpu(server, group.pids())
         threads_before = _threads(group.pids())
         started = time.monotonic()
@@ -426,6 +486,7 @@ def run_service(
         threads_after = _threads(group.pids())
         wait_for_stats()
         after_counts = statement_counts(server, SERVICE_DATABASE)
+        writes = table_writes_between(before_writes, _table_writes(server, SERVICE_DATABASE), executions)
         top = top_statements(server, SERVICE_DATABASE, executions)
         with _connect(server, SERVICE_DATABASE) as conn:
             statuses = dict(
@@ -438,6 +499,7 @@ def run_service(
         "threads_per_execution": _threads_per_execution(threads_before, threads_after, executions),
         "statuses": statuses,
         "peak_connections": peaks,
+        "rows_written_per_execution": writes,
         "top_statements_by_calls": top,
     }
 
@@ -582,6 +644,7 @@ def run_floor(server: PostgresServer, executions: int) -> dict[str, Any]:
         wait_for_stats()
         reset_statements(server)
         before_counts = statement_counts(server, FLOOR_DATABASE)
+        before_writes = _table_writes(server, FLOOR_DATABASE)
         before = _cpu(server, {"floor": child.pid})
         threads_before = _threads({"floor": child.pid})
         started = time.monotonic()
@@ -594,6 +657,7 @@ def run_floor(server: PostgresServer, executions: int) -> dict[str, Any]:
         threads_after = _threads({"floor": child.pid})
         wait_for_stats()
         after_counts = statement_counts(server, FLOOR_DATABASE)
+        writes = table_writes_between(before_writes, _table_writes(server, FLOOR_DATABASE), executions)
         top = top_statements(server, FLOOR_DATABASE, executions)
     finally:
         child.stdin.close()
@@ -603,6 +667,7 @@ def run_floor(server: PostgresServer, executions: int) -> dict[str, Any]:
             child.kill()
     return _report(executions, elapsed, before, after, before_counts, after_counts, idle) | {
         "threads_per_execution": _threads_per_execution(threads_before, threads_after, executions),
+        "rows_written_per_execution": writes,
         "top_statements_by_calls": top,
     }
 

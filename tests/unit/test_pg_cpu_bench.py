@@ -169,3 +169,31 @@ def test_thread_figures_are_given_per_execution_and_process_kind() -> None:
     assert _threads_per_execution(before, after, 100) == {
         "worker": {"user_ms": 20.0, "system_ms": 4.0, "voluntary_switches": 50.0, "involuntary_switches": 4.0}
     }
+
+
+def test_rows_written_count_the_index_entries_of_inserts_and_of_updates_that_are_not_hot() -> None:
+    from bench.pg_cpu import table_writes_between
+
+    # Per table: inserted, updated, updated in place (HOT), deleted, whole indexes, partial ones.
+    before = {"public.intents": (10, 4, 1, 0, 6, 5), "dbos.status": (5, 5, 0, 0, 16, 0)}
+    after = {
+        "public.intents": (110, 304, 101, 0, 6, 5),  # 100 inserts, 300 updates of which 100 HOT
+        "dbos.status": (105, 205, 0, 0, 16, 0),
+        "public.quiet": (3, 3, 3, 0, 2, 0),  # written before and not since: left out
+        "public.new": (50, 0, 0, 50, 1, 1),  # first seen after: counted from nothing
+    }
+    before["public.quiet"] = (3, 3, 3, 0, 2, 0)
+    writes = table_writes_between(before, after, 100)
+    assert list(writes) == ["dbos.status", "public.intents", "public.new"]  # most entries first
+    assert writes["public.intents"] == {
+        "inserted": 1.0,
+        "updated": 3.0,
+        "updated_in_place": 1.0,
+        "deleted": 0.0,
+        "indexes": 6,
+        "partial_indexes": 5,
+        "index_entries": 18.0,  # (1 insert + 2 updates not in place) times 6 whole indexes
+    }
+    assert writes["dbos.status"]["index_entries"] == 48.0  # (1 + 2) times 16
+    assert writes["public.new"]["index_entries"] == 0.5
+    assert writes["public.new"]["deleted"] == 0.5
