@@ -20,6 +20,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "sqlite_only(reason): about SQLite itself; skipped on the PostgreSQL pass"
     )
+    config.addinivalue_line(
+        "markers",
+        "backend_free: uses a database of its own making (or none), never the pass's, so the SQLite "
+        "pass runs it and the PostgreSQL pass, which would run the very same test, skips it",
+    )
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -36,6 +41,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if postgres.enabled() and marker is not None:
             reason = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "SQLite only")
             item.add_marker(pytest.mark.skip(reason=f"SQLite only: {reason}"))
+        if postgres.enabled() and item.get_closest_marker("backend_free"):
+            item.add_marker(
+                pytest.mark.skip(reason="does not use the pass's database: run on the SQLite pass")
+            )
 
 
 @pytest.fixture(scope="session", autouse=True)

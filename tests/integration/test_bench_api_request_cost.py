@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from bench import api_request_cost
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.backend_free]
 
 SRC = Path(api_request_cost.__file__).resolve().parents[1] / "src"
 KINDS = {"create", "approve", "status"}

@@ -16,7 +16,7 @@ import pytest
 
 from fulfill import collector
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.backend_free]
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -3,7 +3,10 @@ this process's CPU per request."""
 
 from __future__ import annotations
 
+import pytest
 from bench.client_pools import run
+
+pytestmark = pytest.mark.backend_free
 
 
 def test_both_ways_make_requests_and_report_their_cpu_per_request() -> None:

@@ -7,9 +7,12 @@ import gc
 from pathlib import Path
 
 import httpx
+import pytest
 from bench.common import running_service
 
 from fulfill import collector
+
+pytestmark = pytest.mark.backend_free
 
 
 def test_the_benchmarks_service_collects_as_fulfill_serve_and_restores_the_collector(tmp_path: Path) -> None:

@@ -3,9 +3,12 @@ times is one the budget lets onto the loop, failing every check it meets."""
 
 from __future__ import annotations
 
+import pytest
 from bench.micro_costs import run, worst_quick_check
 
 from fulfill.domain.schemas import QUICK_CHECK_BUDGET
+
+pytestmark = pytest.mark.backend_free
 
 
 def test_each_cost_is_measured_and_the_worst_case_is_at_the_budget() -> None:

@@ -4,7 +4,10 @@ connection."""
 
 from __future__ import annotations
 
+import pytest
 from bench.salesforce_call_cost import run
+
+pytestmark = pytest.mark.backend_free
 
 
 def test_both_sides_write_and_report_their_cpu_per_call() -> None:

@@ -3,7 +3,10 @@ call, and each phase reports the service's CPU per intent from the approvals to 
 
 from __future__ import annotations
 
+import pytest
 from bench.slow_tools import run
+
+pytestmark = pytest.mark.backend_free
 
 
 def test_both_phases_complete_and_report_the_service_cpu_per_intent() -> None:

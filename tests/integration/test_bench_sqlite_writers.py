@@ -8,6 +8,8 @@ from bench import sqlite_writers
 
 from fulfill.store import db
 
+pytestmark = pytest.mark.backend_free
+
 
 @pytest.mark.parametrize("queued", [False, True])
 def test_every_transaction_is_written_once_and_timed(queued: bool, monkeypatch: pytest.MonkeyPatch) -> None:

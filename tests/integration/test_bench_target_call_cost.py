@@ -3,7 +3,10 @@ cost is counted on each side (the target's requests and connections, both sides'
 
 from __future__ import annotations
 
+import pytest
 from bench.target_call_cost import run
+
+pytestmark = pytest.mark.backend_free
 
 
 def test_every_forwarded_call_is_answered_and_counted() -> None:
