@@ -19,6 +19,9 @@ from tests.support import plain_http
 from tests.support.http_doubles import wait_for
 from tests.support.salesforce import CLIENT_ID, CLIENT_SECRET, USERNAME, dev_config, rsa_key_pair
 
+# The local Salesforce server alone: no database of the pass is touched.
+pytestmark = pytest.mark.backend_free
+
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[DevSalesforceServer]:
