@@ -13,6 +13,8 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 from itsdangerous import TimestampSigner
 
+from fulfill.client import default_limits
+
 
 class Browser:
     def __init__(self, origin: str, cookie_name: str) -> None:
@@ -20,7 +22,7 @@ class Browser:
         self.cookie_name = cookie_name
         self.cookie: Morsel[str] | None = None  # the live cookie
         self.set_cookies: list[Morsel[str]] = []  # every Set-Cookie of that name, in order
-        self._http = httpx.Client(timeout=30.0, follow_redirects=False)
+        self._http = httpx.Client(timeout=30.0, follow_redirects=False, limits=default_limits())
 
     def close(self) -> None:
         self._http.close()

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 from itsdangerous import TimestampSigner
 
+from fulfill.client import default_limits
 from fulfill.console.session import SESSION_COOKIE, seal, session_hash, session_secret
 from fulfill.domain.models import ApprovalStatus
 from fulfill.domain.time import iso_from_epoch
@@ -32,7 +33,7 @@ class Console:
 
     def __init__(self, harness: Harness) -> None:
         self.harness = harness
-        self.http = httpx.Client(base_url=harness.url, timeout=30.0)
+        self.http = httpx.Client(base_url=harness.url, timeout=30.0, limits=default_limits())
 
     def close(self) -> None:
         self.http.close()

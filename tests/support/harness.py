@@ -21,7 +21,7 @@ import jwt
 from dbos import DBOS
 from sqlalchemy import func, select
 
-from fulfill.client import ApiError, FulfillClient
+from fulfill.client import ApiError, FulfillClient, default_limits
 from fulfill.config import Settings
 from fulfill.domain.models import ActionIntentV1, ApprovalStatus, ExecutionPolicy
 from fulfill.domain.scopes import USER_SCOPES
@@ -166,6 +166,7 @@ class Harness:
             base_url=self.url,
             headers={"Authorization": f"Bearer {self.token(tenant, scopes, **kwargs)}"},
             timeout=30.0,
+            limits=default_limits(),  # idle connections dropped before the server drops them
         )
 
     def colleague(self, client: httpx.Client) -> httpx.Client:
@@ -174,7 +175,9 @@ class Harness:
         headers = colleague_headers(client, self.settings.jwt_secret, self.settings.jwt_audience)
         key = headers["Authorization"]
         if key not in self._colleagues:
-            self._colleagues[key] = httpx.Client(base_url=self.url, headers=headers, timeout=30.0)
+            self._colleagues[key] = httpx.Client(
+                base_url=self.url, headers=headers, timeout=30.0, limits=default_limits()
+            )
         return self._colleagues[key]
 
     # --- flows -------------------------------------------------------------------------
