@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from fulfill.cli.remote import Service
 from fulfill.client import IDLE_CONNECTION_SECONDS, ApiError, AsyncFulfillClient, FulfillClient
 from fulfill.config import Settings
 from fulfill.server import build_server
@@ -98,4 +99,18 @@ def test_the_async_client_drops_idle_connections_too(server: _Counting) -> None:
             await call(api)
 
     asyncio.run(calls())
+    assert server.connections == 2
+
+
+def test_the_command_lines_client_drops_idle_connections_too(server: _Counting) -> None:
+    service = Service(_url(server))  # what `fulfill … --url` talks to the service through
+    try:
+        for pause in (0.0, 0.0, IDLE_CONNECTION_SECONDS + 0.5):
+            time.sleep(pause)
+            with pytest.raises(ApiError):
+                service.client("token").get_intent("ai_unknown")
+            if pause == 0.0:
+                assert server.connections == 1
+    finally:
+        service.close()
     assert server.connections == 2

@@ -12,7 +12,7 @@ import typer
 from fulfill.cli.auth import token_source
 from fulfill.cli.options import settings
 from fulfill.cli.output import err_console, error_line, options
-from fulfill.client import ApiError, FulfillClient
+from fulfill.client import ApiError, FulfillClient, default_limits
 from fulfill.config import Settings
 from fulfill.explain import CliError, network_reason, problem_line
 
@@ -42,7 +42,7 @@ class Service:
         else:
             self.base = local_service_url(settings())
             self.source = "FULFILL_HOST / FULFILL_PORT; set --url or FULFILL_URL for another service"
-        self._http = httpx.Client(timeout=30.0)
+        self._http = httpx.Client(timeout=30.0, limits=default_limits())
 
     def client(self, token: str) -> FulfillClient:
         return FulfillClient(self.base, token, http=self._http)
