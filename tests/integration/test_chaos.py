@@ -22,6 +22,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, func, select, text
 
+from fulfill.client import default_limits
 from fulfill.config import Settings
 from fulfill.store.tables import (
     execution_attempts,
@@ -88,7 +89,10 @@ def _run(cluster: Cluster, *, api: str, victim: str, intents: int) -> None:
     port = cluster.processes[api][0]
     token = mint_token(Settings(jwt_secret=TEST_SECRET), tenant_id="t1", scopes=ALL_SCOPES)
     client = httpx.Client(
-        base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"}, timeout=30.0
+        limits=default_limits(),
+        base_url=f"http://127.0.0.1:{port}",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30.0,
     )
     kill_after = random.Random().randint(intents // 10, intents // 2)
 

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from fulfill.cli import CLI_CHANGED_BY, app
+from fulfill.client import default_limits
 from fulfill.config import DEV_JWT_SECRET
 from fulfill.console.session import SESSION_COOKIE
 from fulfill.domain.ledger import GLOBAL_SWITCHES_SUBJECT, PLATFORM_LEDGER_TENANT
@@ -158,7 +159,7 @@ def test_a_session_opened_on_one_process_is_revoked_for_every_process(tmp_path: 
     }
     processes: list[subprocess.Popen[bytes]] = []
     console = Console(harness)
-    other = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30.0)
+    other = httpx.Client(limits=default_limits(), base_url=f"http://127.0.0.1:{port}", timeout=30.0)
     try:
         processes.append(start_serve(env, tmp_path / "api-2.log"))
         console.login()
@@ -169,7 +170,7 @@ def test_a_session_opened_on_one_process_is_revoked_for_every_process(tmp_path: 
         # Sign out on the second process: the first one refuses the same cookie.
         csrf = str(cookie_content(harness, cookie)["csrf"])
         assert other.post("/console/logout", data={"csrf": csrf}).status_code == 303
-        stale = httpx.Client(base_url=harness.url, timeout=30.0)
+        stale = httpx.Client(limits=default_limits(), base_url=harness.url, timeout=30.0)
         stale.cookies.set(SESSION_COOKIE, cookie)
         assert is_login_redirect(stale.get("/console/approvals"))
         stale.close()

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import bindparam, create_engine, text
 
+from fulfill.client import default_limits
 from fulfill.config import Settings
 from fulfill.domain.execution import execution_workflow_id
 from fulfill.tokens import mint_token
@@ -65,7 +66,9 @@ def test_sigkill_during_invoke_tool_resumes_with_one_write(tmp_path: Path) -> No
     }
     log = tmp_path / "service.log"
     token = mint_token(Settings(jwt_secret=TEST_SECRET), tenant_id="t1", scopes=ALL_SCOPES)
-    client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=10.0)
+    client = httpx.Client(
+        limits=default_limits(), base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=10.0
+    )
 
     process = start_serve(env, log)
     try:
@@ -123,7 +126,9 @@ def test_split_roles_an_api_process_never_runs_workflows_and_a_worker_resumes_th
     }
     log = tmp_path / "service.log"
     token = mint_token(Settings(jwt_secret=TEST_SECRET), tenant_id="t1", scopes=ALL_SCOPES)
-    client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=10.0)
+    client = httpx.Client(
+        limits=default_limits(), base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=10.0
+    )
 
     processes = [start_serve(env, log)]  # first one process with every role
     try:

@@ -30,6 +30,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, select
 
+from fulfill.client import default_limits
 from fulfill.config import Settings
 from fulfill.store.tables import connector_calls, connector_waiters
 from fulfill.tokens import mint_token
@@ -76,6 +77,7 @@ class Cluster:
     def client(self, tenant: str = "t1") -> httpx.Client:
         token = mint_token(Settings(jwt_secret=TEST_SECRET), tenant_id=tenant, scopes=ALL_SCOPES)
         return httpx.Client(
+            limits=default_limits(),
             base_url=f"http://127.0.0.1:{self.api_port}",
             headers={"Authorization": f"Bearer {token}"},
             timeout=30.0,

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import jwt
 
+from fulfill.client import default_limits
 from fulfill.tokens import ServiceTokens
 from tests.support.harness import TEST_SECRET, Harness, make_settings
 from tests.unit.test_tokens_production import (
@@ -24,7 +25,9 @@ from tests.unit.test_tokens_production import (
 
 
 def _client(url: str, token: str) -> httpx.Client:
-    return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30.0)
+    return httpx.Client(
+        limits=default_limits(), base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30.0
+    )
 
 
 def _unauthorized(response: httpx.Response) -> dict[str, Any]:

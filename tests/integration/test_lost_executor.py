@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import select
 
 from fulfill import __version__
+from fulfill.client import default_limits
 from fulfill.config import Settings
 from fulfill.domain.execution import execution_workflow_id
 from fulfill.engine.heartbeat import Heartbeat
@@ -61,7 +62,9 @@ def test_a_worker_back_under_another_id_has_its_execution_taken_over_with_one_wr
     }
     log = tmp_path / "service.log"
     token = mint_token(Settings(jwt_secret=TEST_SECRET), tenant_id="t1", scopes=ALL_SCOPES)
-    client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=10.0)
+    client = httpx.Client(
+        limits=default_limits(), base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=10.0
+    )
 
     def worker(executor_id: str) -> dict[str, str]:
         return {

@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from fulfill.client import default_limits
 from fulfill.config import Settings
 from fulfill.tokens import mint_token
 from fulfill_tools.launch import free_port, start_serve, stop_all
@@ -61,6 +62,7 @@ class Cluster:
     def client(self) -> httpx.Client:
         token = mint_token(Settings(jwt_secret=TEST_SECRET), tenant_id=TENANT, scopes=ALL_SCOPES)
         return httpx.Client(
+            limits=default_limits(),
             base_url=f"http://127.0.0.1:{self.api_port}",
             headers={"Authorization": f"Bearer {token}"},
             timeout=30.0,

@@ -18,6 +18,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from fulfill.client import default_limits
 from fulfill.domain.action_hash import action_hash
 from fulfill.domain.models import ActionIntentV1, LedgerEntry
 from fulfill.store import executions as ledger_store
@@ -197,7 +198,7 @@ def test_twenty_approvals_at_once_from_three_approvers_execute_once(w: World, re
     tokens = {name: w.token(name) for name in approvers}
 
     async def approve_all() -> list[httpx.Response]:
-        async with httpx.AsyncClient(base_url=w.harness.url, timeout=60.0) as http:
+        async with httpx.AsyncClient(limits=default_limits(), base_url=w.harness.url, timeout=60.0) as http:
             return await asyncio.gather(
                 *(
                     http.post(

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from fulfill.client import default_limits
 from fulfill.domain.action_hash import action_hash
 from fulfill.domain.models import ActionIntentV1
 from fulfill.store import executions as ledger_store
@@ -164,7 +165,9 @@ def test_the_engines_service_token_manages_no_policy(shared: Harness) -> None:
     )
     with (
         shared.client(tenant, TENANT_SCOPES) as admin,
-        httpx.Client(base_url=shared.url, headers={"Authorization": f"Bearer {token}"}) as engine,
+        httpx.Client(
+            limits=default_limits(), base_url=shared.url, headers={"Authorization": f"Bearer {token}"}
+        ) as engine,
     ):
         policy_id = _policy(admin, decision="DENY")
         body = {"name": "n", "decision": "AUTO_APPROVE"}

@@ -14,6 +14,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from fulfill.client import default_limits
 from fulfill.config import Settings
 from fulfill.domain.models import GlobalExecutionConfig
 from fulfill.store import killswitches
@@ -43,7 +44,9 @@ def test_a_replayed_tool_call_reads_the_kill_switches_first(tmp_path: Path) -> N
     }
     log = tmp_path / "service.log"
     token = mint_token(Settings(jwt_secret=TEST_SECRET), tenant_id="t1", scopes=ALL_SCOPES)
-    client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=10.0)
+    client = httpx.Client(
+        limits=default_limits(), base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=10.0
+    )
     db = Database(database_url)
 
     process = start_serve(env, log)

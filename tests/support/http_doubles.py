@@ -22,6 +22,8 @@ from typing import Any
 
 import httpx
 
+from fulfill.client import default_limits
+
 
 @dataclass
 class Fault:
@@ -92,7 +94,8 @@ class FaultyProxy:
         self._server = _Server(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
-        self._client = httpx.Client(timeout=60.0)
+        # Idle connections dropped before the upstream (a fulfill service: 5 s) drops them.
+        self._client = httpx.Client(timeout=60.0, limits=default_limits())
 
     @property
     def url(self) -> str:
