@@ -36,7 +36,7 @@ from typing import Any
 import httpx
 
 from bench.common import emit
-from fulfill.client import IDLE_CONNECTION_SECONDS, AsyncFulfillClient
+from fulfill.client import AsyncFulfillClient, default_limits
 from fulfill.config import Settings
 from fulfill.domain.scopes import INTENT_CLIENT_SCOPES
 from fulfill.tokens import mint_token
@@ -50,11 +50,7 @@ class _Target:
     """One api process under measurement, and the clients that speak to it."""
 
     def __init__(self, name: str, url: str, pid: int, tokens: tuple[str, str], concurrency: int) -> None:
-        limits = httpx.Limits(
-            max_connections=concurrency,
-            max_keepalive_connections=concurrency,
-            keepalive_expiry=IDLE_CONNECTION_SECONDS,
-        )
+        limits = default_limits(max_connections=concurrency, max_keepalive_connections=concurrency)
         timeout = httpx.Timeout(120, connect=30, pool=120)
         self.name, self.pid = name, pid
         self.client = AsyncFulfillClient(url, tokens[0], timeout=timeout, limits=limits)

@@ -403,10 +403,10 @@ def _approve(base: str, ids: list[str], approver: str) -> None:
 
     import httpx
 
-    from fulfill.client import IDLE_CONNECTION_SECONDS, AsyncFulfillClient
+    from fulfill.client import AsyncFulfillClient, default_limits
 
     async def approve_all() -> None:
-        limits = httpx.Limits(max_connections=64, keepalive_expiry=IDLE_CONNECTION_SECONDS)
+        limits = default_limits(max_connections=64, max_keepalive_connections=None)
         async with AsyncFulfillClient(base, approver, timeout=120, limits=limits) as client:
 
             async def one(intent_id: str) -> None:

@@ -44,7 +44,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 
 from bench.common import emit
 from bench.pg_cpu import process_cpu_split
-from fulfill.client import IDLE_CONNECTION_SECONDS, AsyncFulfillClient, FulfillClient
+from fulfill.client import AsyncFulfillClient, FulfillClient, default_limits
 from fulfill.config import Settings
 from fulfill.domain.scopes import USER_SCOPES
 from fulfill.domain.time import epoch_from_iso
@@ -123,11 +123,7 @@ class DelayingProxy:
             while True:
                 message = await receive()
                 if message["type"] == "lifespan.startup":
-                    limits = httpx.Limits(
-                        max_connections=4096,
-                        max_keepalive_connections=4096,
-                        keepalive_expiry=IDLE_CONNECTION_SECONDS,
-                    )
+                    limits = default_limits(max_connections=4096, max_keepalive_connections=4096)
                     self._client = httpx.AsyncClient(timeout=120, limits=limits)
                     await send({"type": "lifespan.startup.complete"})
                 elif message["type"] == "lifespan.shutdown":
@@ -211,7 +207,7 @@ def create_and_approve_at_once(
         before_approvals()
 
     async def approve_all() -> None:
-        limits = httpx.Limits(max_connections=64, keepalive_expiry=IDLE_CONNECTION_SECONDS)
+        limits = default_limits(max_connections=64, max_keepalive_connections=None)
         async with AsyncFulfillClient(client.base_url, approver_token, timeout=60, limits=limits) as aclient:
 
             async def approve(intent_id: str) -> None:

@@ -34,7 +34,7 @@ import httpx
 
 from bench.common import emit
 from fulfill import __version__
-from fulfill.client import IDLE_CONNECTION_SECONDS
+from fulfill.client import default_limits
 from fulfill.config import Settings
 from fulfill.domain.time import iso_from_epoch
 from fulfill.store.db import Database
@@ -247,9 +247,7 @@ def offered_load(
         base_url=url,
         headers={"Authorization": f"Bearer {token}"},
         timeout=30,
-        limits=httpx.Limits(
-            max_connections=64, max_keepalive_connections=64, keepalive_expiry=IDLE_CONNECTION_SECONDS
-        ),
+        limits=default_limits(max_connections=64, max_keepalive_connections=64),
     )
     warmup = int(rate * 3)  # three seconds at the offered rate, not recorded
 

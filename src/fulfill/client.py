@@ -49,9 +49,17 @@ DEFAULT_TIMEOUT_SECONDS = 30.0
 IDLE_CONNECTION_SECONDS = 2.0
 
 
-def default_limits() -> httpx.Limits:
-    """httpx's default pool, with idle connections dropped after :data:`IDLE_CONNECTION_SECONDS`."""
-    return httpx.Limits(keepalive_expiry=IDLE_CONNECTION_SECONDS)
+def default_limits(
+    *, max_connections: int | None = 100, max_keepalive_connections: int | None = 20
+) -> httpx.Limits:
+    """A connection pool whose idle connections are dropped after :data:`IDLE_CONNECTION_SECONDS`;
+    its bounds are httpx's default client's (100 connections, 20 kept idle) unless given (None:
+    unbounded)."""
+    return httpx.Limits(
+        max_connections=max_connections,
+        max_keepalive_connections=max_keepalive_connections,
+        keepalive_expiry=IDLE_CONNECTION_SECONDS,
+    )
 
 
 class ApiError(Exception):
@@ -608,7 +616,9 @@ class AsyncFulfillClient(_Base):
         limits: httpx.Limits | None = None,
     ) -> None:
         super().__init__(base_url, token)
-        self.http = httpx.AsyncClient(timeout=timeout, limits=limits or default_limits())
+        # Unbounded unless told: a load generator's client drives many requests at once.
+        unbounded = default_limits(max_connections=None, max_keepalive_connections=None)
+        self.http = httpx.AsyncClient(timeout=timeout, limits=limits or unbounded)
 
     async def aclose(self) -> None:
         await self.http.aclose()

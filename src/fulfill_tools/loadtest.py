@@ -44,7 +44,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from fulfill.client import IDLE_CONNECTION_SECONDS, ApiError, AsyncFulfillClient, FulfillClient
+from fulfill.client import ApiError, AsyncFulfillClient, FulfillClient, default_limits
 from fulfill.domain.models import ExecutionStatus
 from fulfill.domain.scopes import INTENT_CLIENT_SCOPES
 from fulfill_tools.launch import ServiceGroup
@@ -409,11 +409,7 @@ class Harness:
     approver_token: str | None = None
 
     def client(self, connections: int = 64, *, approver: bool = False) -> AsyncFulfillClient:
-        limits = httpx.Limits(
-            max_connections=connections,
-            max_keepalive_connections=connections,
-            keepalive_expiry=IDLE_CONNECTION_SECONDS,
-        )
+        limits = default_limits(max_connections=connections, max_keepalive_connections=connections)
         token = (self.approver_token or self.token) if approver else self.token
         return AsyncFulfillClient(
             self.url, token, timeout=httpx.Timeout(120, connect=30, pool=120), limits=limits

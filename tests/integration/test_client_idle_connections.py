@@ -10,6 +10,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -28,6 +29,7 @@ class _Counting(ThreadingHTTPServer):
     daemon_threads = True
     connections = 0
     lock = threading.Lock()
+    hold_seconds = 0.0  # how long each answer waits (so that calls overlap)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -40,6 +42,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.connections += 1
 
     def do_GET(self) -> None:
+        time.sleep(self.server.hold_seconds)
         # Whatever is asked: the problem a service answers for an unknown intent.
         body = json.dumps({"type": "about:blank", "title": "Not Found", "status": 404}).encode()
         self.send_response(404)
@@ -83,6 +86,22 @@ def test_a_connection_is_reused_while_fresh_and_dropped_once_idle(server: _Count
         with pytest.raises(ApiError):
             api.get_intent("ai_unknown")
     assert server.connections == 2  # idle past the client's limit: a new connection
+
+
+def test_the_client_keeps_httpx_default_bounds_of_connections_kept_idle(server: _Counting) -> None:
+    """25 calls at once open 25 connections; 20 are kept for the next calls (httpx's default),
+    so 25 more at once, at once, open 5 new ones."""
+    server.hold_seconds = 0.3
+
+    def call(api: FulfillClient) -> None:
+        with pytest.raises(ApiError):
+            api.get_intent("ai_unknown")
+
+    with FulfillClient(_url(server), "token") as api, ThreadPoolExecutor(25) as pool:
+        list(pool.map(lambda _: call(api), range(25)))
+        assert server.connections == 25
+        list(pool.map(lambda _: call(api), range(25)))
+    assert server.connections == 30
 
 
 def test_the_async_client_drops_idle_connections_too(server: _Counting) -> None:
