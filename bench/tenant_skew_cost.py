@@ -2,12 +2,12 @@
 
 A migrated database holds a small tenant (``--small`` executions: intents, attempts, outcomes,
 ledger entries, one in twenty waiting for approval; one in 25, decided, and one in a thousand,
-waiting, in a second account) and, step by step, a greedy tenant's history of the same shape (``--backlogs``), in
-accounts of the same names, in the same hour. At each step every read a tenant's caller can
-reach (the account listing with each filter, the approvals page and its count, of the tenant and
-of the second account, the accounts, the recent intents, a subject's ledger, the ledger's counts and the
-entries no checkpoint covers yet, the dashboard's panels, the dead letters) is timed for the
-small tenant: ``--calls`` calls in one read, after ten untimed (so that psycopg has prepared what
+waiting, in a second account) and, step by step, a greedy tenant's history of the same shape
+(``--backlogs``), in accounts of the same names, in the same hour. At each step every read a
+tenant's caller can reach (the account listing with each filter, the approvals page and its
+count, of the tenant and of the second account, the accounts, the recent intents, a subject's
+ledger, the ledger's counts and the entries no checkpoint covers yet, the dashboard's panels, the
+dead letters) is timed for the small tenant: ``--calls`` calls in one read, after ten untimed (so that psycopg has prepared what
 it prepares and PostgreSQL settled on the plan it keeps), the median in microseconds. The
 dashboard's window ends a millisecond later at each read, as the dashboard's ends at the moment
 it is read. A read whose time grows with the other tenant's backlog reads that tenant's rows;

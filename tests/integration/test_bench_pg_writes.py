@@ -15,7 +15,7 @@ pytestmark = postgres.postgres_only
 def test_an_update_of_an_indexed_column_is_not_in_place_and_one_of_another_column_is() -> None:
     url = postgres.create_database()
     try:
-        with postgres._connect(make_url(url).database) as conn:
+        with postgres.connect(make_url(url).database) as conn:
             conn.execute(
                 "CREATE TABLE items (id int PRIMARY KEY, status text, note text)"
                 " WITH (fillfactor = 50)"  # room on the page, so that an update can stay in place
@@ -53,7 +53,7 @@ def test_a_reading_after_the_wait_counts_what_a_backend_wrote_just_before_going_
     url = postgres.create_database()
     try:
         name = make_url(url).database
-        with postgres._connect(name) as writer, postgres._connect(name) as reader:
+        with postgres.connect(name) as writer, postgres.connect(name) as reader:
             writer.execute("CREATE TABLE items (id int PRIMARY KEY)")
             writer.execute("INSERT INTO items VALUES (1)")
             writer.execute("SELECT pg_stat_force_next_flush()")  # flushed as the backend goes idle

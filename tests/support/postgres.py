@@ -58,7 +58,9 @@ def sqlite_only(reason: str) -> pytest.MarkDecorator:
     return pytest.mark.sqlite_only(reason=reason)
 
 
-def _connect(database: str | None = None) -> Any:
+def connect(database: str | None = None) -> Any:
+    """A psycopg connection (autocommit) to the test server: its maintenance database, or
+    ``database``."""
     import psycopg
 
     url = make_url(server_url() or "")
@@ -81,7 +83,7 @@ def create_database(*, migrated: bool = False) -> str:
         raise RuntimeError(f"{ENV} is not set")
     template = _migrated_template() if migrated else None
     name = f"fulfill_test_{os.getpid()}_{next(_counter)}_{uuid.uuid4().hex[:8]}"
-    with _connect() as conn:
+    with connect() as conn:
         conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
     with _lock:
         _created.add(name)
@@ -132,7 +134,7 @@ def drop_database(url: str) -> None:
 
 def _drop(name: str) -> None:
     try:
-        with _connect() as conn:
+        with connect() as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     except Exception:
         pass  # best effort: the test server is temporary
