@@ -29,6 +29,13 @@ import httpx
 
 from fulfill.domain.egress import encoded_body
 
+# How long a connection to a server fulfill does not control may wait idle and still be reused.
+# Kept for good, an idle connection meets sooner or later a NAT or a firewall that forgot it, or a
+# server closing it as a request goes out on it (5 s is the idle limit of Node.js, uvicorn and
+# Apache): a write sent on it never arrives, and its caller cannot tell it from one whose answer
+# was lost. Calls closer together than this share their connections.
+IDLE_CONNECTION_SECONDS = 2.0
+
 _exchange = threading.local()  # the monotonic deadline of the exchange this thread is making
 
 

@@ -5,6 +5,10 @@ that every other test of the pass shares.
 Cut, every open connection is dropped at once and each new one is closed as soon as it arrives
 (the client sees "server closed the connection unexpectedly", as when a database fails over);
 restored, it relays again.
+
+With ``forget_idle_after``, it is also a NAT (or a stateful firewall) that forgets a connection
+nothing has crossed for that long: what the client sends on it later is dropped, unrelayed and
+unanswered, and the connection is left open, so the client learns nothing until its own timeout.
 """
 
 from __future__ import annotations
@@ -12,13 +16,26 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class _Flow:
+    """One relayed connection: when a byte last crossed it, and whether it is forgotten."""
+
+    last: float = field(default_factory=time.monotonic)
+    forgotten: bool = False
 
 
 class TcpProxy:
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, *, forget_idle_after: float | None = None) -> None:
         self._upstream = (host, port)
+        self._forget_idle_after = forget_idle_after
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._listener.getsockname()[1]
+        self.accepted = 0  # connections relayed so far
+        self.dropped_sends = 0  # sends dropped on forgotten connections
         self._cut = threading.Event()
         self._closed = threading.Event()
         self._lock = threading.Lock()
@@ -58,12 +75,25 @@ class TcpProxy:
                 continue
             with self._lock:
                 self._open.update((client, upstream))
-            for source, target in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
+                self.accepted += 1
+            flow = _Flow()
+            for source, target, outbound in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(
+                    target=self._pump, args=(source, target, flow, outbound), daemon=True
+                ).start()
 
-    def _pump(self, source: socket.socket, target: socket.socket) -> None:
+    def _pump(self, source: socket.socket, target: socket.socket, flow: _Flow, outbound: bool) -> None:
         try:
             while data := source.recv(65536):
+                with self._lock:
+                    now = time.monotonic()
+                    idle = now - flow.last
+                    if outbound and self._forget_idle_after is not None and idle > self._forget_idle_after:
+                        flow.forgotten = True
+                    if flow.forgotten:
+                        self.dropped_sends += 1
+                        continue
+                    flow.last = now
                 target.sendall(data)
         except OSError:
             pass

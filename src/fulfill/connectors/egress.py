@@ -18,7 +18,7 @@ from typing import Any
 import httpcore
 import httpx
 
-from fulfill.bounded_http import DeadlineBackend
+from fulfill.bounded_http import IDLE_CONNECTION_SECONDS, DeadlineBackend
 from fulfill.domain.egress import EgressAllowList, EgressRefused, addresses_refusal, literal_address
 
 SyncResolver = Callable[[str, int], list[str]]
@@ -83,7 +83,8 @@ class PinnedSyncBackend(httpcore.NetworkBackend):
 
 # A connector's calls in flight at once, each on its own connection: as many as the gateway's
 # threads (gateway/server.GATEWAY_THREADS), so that the pool never bounds them (httpx's default,
-# 100, did); the connections idle between calls kept open for the next ones.
+# 100, did); the connections idle between calls kept open for the next ones, for at most
+# IDLE_CONNECTION_SECONDS (httpcore's pool alone would keep them for good).
 MAX_CONNECTIONS = 1024
 MAX_KEEPALIVE_CONNECTIONS = 100
 
@@ -98,6 +99,7 @@ class PinnedSyncTransport(httpx.HTTPTransport):
             ssl_context=httpx.create_ssl_context(),
             max_connections=MAX_CONNECTIONS,
             max_keepalive_connections=MAX_KEEPALIVE_CONNECTIONS,
+            keepalive_expiry=IDLE_CONNECTION_SECONDS,
             network_backend=PinnedSyncBackend(allow, resolver),
         )
 

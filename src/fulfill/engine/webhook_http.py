@@ -22,16 +22,19 @@ from collections.abc import Mapping
 import httpcore
 import httpx
 
-from fulfill.bounded_http import DeadlineBackend, exchange_deadline
+from fulfill.bounded_http import IDLE_CONNECTION_SECONDS, DeadlineBackend, exchange_deadline
 
 # Enough for any acknowledgement ("ok", a small JSON document); the rest is never read.
 BODY_READ_BYTES = 64 * 1024
 
 
-# httpx's own defaults, which the relay's client had before it had this transport: httpcore's
-# (10 connections, kept forever) would hold the lanes' threads back and reuse connections a
-# receiver may have closed.
-LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=5.0)
+# httpx's own bounds, which the relay's client had before it had this transport (httpcore's, 10
+# connections, would hold the lanes' threads back), with idle connections dropped after
+# IDLE_CONNECTION_SECONDS: httpcore's pool would keep them for good, httpx's for 5 s, as long as
+# many receivers keep theirs.
+LIMITS = httpx.Limits(
+    max_connections=100, max_keepalive_connections=20, keepalive_expiry=IDLE_CONNECTION_SECONDS
+)
 
 
 class DeadlineTransport(httpx.HTTPTransport):
