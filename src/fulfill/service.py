@@ -213,6 +213,10 @@ class Service:
         }
         if self.settings.is_sqlite:
             _enable_wal(self.settings.system_database_url)
+            # DBOS's engine pings each connection before every checkout by default (a `SELECT 1`,
+            # about eight per execution). A SQLite connection is a handle on a file, which
+            # nothing can drop while it sits in the pool: the ping would never find one gone.
+            config["db_engine_kwargs"] = {"pool_pre_ping": False}
         else:
             # DBOS's engine pings each connection before every checkout by default; here it is
             # pinged only after idleness, and hands out the connection given back last, as
@@ -496,9 +500,9 @@ def _recover_executor(executor_id: str) -> int:
 def _tune_dbos_system_engine() -> None:
     """DBOS's engine on its system database is given what fulfill's own has (``store/db.py``): on
     SQLite this process's threads queue for the file's writer on a lock instead of sleeping in
-    SQLite's busy handler (``queue_sqlite_writers``); on PostgreSQL a pooled connection is pinged
-    on checkout only after it sat idle (``ping_after_idle``; DBOS's own pre-ping is switched off
-    in its configuration, see :meth:`Service.start`)."""
+    SQLite's busy handler (``queue_sqlite_writers``), and no connection is pinged; on PostgreSQL a
+    pooled connection is pinged on checkout only after it sat idle (``ping_after_idle``). DBOS's
+    own pre-ping is switched off in its configuration on both (see :meth:`Service.start`)."""
     from dbos import _dbos as dbos_internals
 
     instance = dbos_internals._dbos_global_instance

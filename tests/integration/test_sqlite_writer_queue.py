@@ -171,3 +171,33 @@ def test_the_service_queues_the_writers_of_dbos_file(tmp_path: Path) -> None:
             wait_for(lambda: _released(lock), timeout=10)
     finally:
         harness.stop()
+
+
+def test_dbos_sqlite_engine_runs_an_execution_without_pinging_its_connections(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SQLite connection is a handle on a file: nothing can drop it while it sits in the pool,
+    so DBOS's default ping before every checkout (a ``SELECT 1`` each) would find nothing. The
+    service switches it off for SQLite, as it does on PostgreSQL for a ping after idleness only
+    (``test_pool_ping.py``). Every thread's pings are counted: the background ones as well."""
+    if postgres.enabled():
+        pytest.skip("DBOS's engine on SQLite; on PostgreSQL its pings are test_pool_ping.py's")
+    harness = Harness(make_settings(tmp_path)).start()
+    try:
+        instance = dbos_internals._dbos_global_instance
+        assert instance is not None
+        dialect = instance._sys_db.engine.dialect
+        pings = [0]
+        ping = dialect.do_ping
+
+        def counting(dbapi_connection: Any) -> bool:
+            pings[0] += 1
+            return ping(dbapi_connection)
+
+        monkeypatch.setattr(dialect, "do_ping", counting)
+        with harness.client() as client:
+            outcomes = [harness.run_task(client) for _ in range(3)]
+        assert [outcome["status"] for outcome in outcomes] == ["SUCCEEDED"] * 3
+        assert pings[0] == 0
+    finally:
+        harness.stop()
