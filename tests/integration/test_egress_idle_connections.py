@@ -3,11 +3,11 @@ reused while fresh and never once idle past :data:`fulfill.bounded_http.IDLE_CON
 
 A connection kept idle for good meets, sooner or later, a NAT or a firewall that forgot it, or a
 server closing it at the moment a request goes out on it. A write sent that way never arrives, and
-the connector cannot tell it from one whose answer was lost: the call ends in a timeout, its
-outcome unknown. Here the local Salesforce server, and a webhook receiver, sit behind a relay on
-127.0.0.1 that forgets a connection as soon as it has been idle a little longer than that limit
-(the shortest any NAT could keep and still be served), and drops what is sent on it afterwards,
-unanswered.
+the connector cannot tell it from one whose answer was lost: the call ends in a timeout, and only
+a retry finds out whether it wrote. Here the local Salesforce server, and a webhook receiver, sit
+behind a relay on 127.0.0.1 that forgets a connection as soon as it has been idle a little longer
+than that limit (the most forgetful NAT the limit still serves), and drops what is sent on it
+afterwards, unanswered.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def test_a_write_after_an_idle_spell_goes_out_on_a_new_connection(rig: tuple[Rig
     assert ok, payload
     time.sleep(FORGETS_AFTER + 0.5)  # the relay has forgotten that connection by now
     ok, payload = _create(salesforce, "second")
-    assert ok, payload  # kept past the limit, it would have timed out with its outcome unknown
+    assert ok, payload  # kept past the limit, it would have failed SALESFORCE_TIMEOUT
     assert relay.dropped_sends == 0
     assert relay.accepted == 2
     assert len([t for t in salesforce.dev.records("Task") if t.get("Subject") == "Call second"]) == 1
