@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FULFILL_", extra="ignore", hide_input_in_errors=True)
 
     database_url: str = "sqlite:///./fulfill.db"
+    # PostgreSQL: a pooled connection idle longer than this is replaced, not pinged (store/db.py
+    # MAX_IDLE_SECONDS, the same default): below the idle timeout of any NAT or firewall between
+    # the service and its database, which may forget a quiet connection without a word.
+    database_max_idle_seconds: float = Field(default=120.0, gt=1, le=86_400)
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     role: Literal["all", "api", "worker"] = "all"

@@ -69,7 +69,7 @@ class Service:
         # Before anything makes a span: the process's tracer provider (export is added at start).
         tracing.install(settings.role)
         self._otlp_export: tracing.OtlpExport | None = None
-        self.db = Database(settings.database_url)
+        self.db = Database(settings.database_url, max_idle_seconds=settings.database_max_idle_seconds)
         self.store = SqlStore(self.db)
         self.token_verifier = TokenVerifier(settings)
         self.internal_connector = InternalConnector(self.store, self.clock)
@@ -239,7 +239,7 @@ class Service:
         DBOS.tracer.disable_otlp = False
         DBOS.listen_queues([EXECUTION_QUEUE] if runs_workers else [])
         DBOS.launch()
-        _tune_dbos_system_engine()
+        _tune_dbos_system_engine(self.settings.database_max_idle_seconds)
         DBOS.register_queue(
             EXECUTION_QUEUE,
             worker_concurrency=self.settings.worker_concurrency,
@@ -497,12 +497,13 @@ def _recover_executor(executor_id: str) -> int:
     return len(DBOS._recover_pending_workflows([executor_id]))
 
 
-def _tune_dbos_system_engine() -> None:
+def _tune_dbos_system_engine(max_idle_seconds: float) -> None:
     """DBOS's engine on its system database is given what fulfill's own has (``store/db.py``): on
     SQLite this process's threads queue for the file's writer on a lock instead of sleeping in
     SQLite's busy handler (``queue_sqlite_writers``), and no connection is pinged; on PostgreSQL a
-    pooled connection is pinged on checkout only after it sat idle (``ping_after_idle``). DBOS's
-    own pre-ping is switched off in its configuration on both (see :meth:`Service.start`)."""
+    pooled connection is pinged on checkout only after it sat idle, and replaced unpinged after
+    ``max_idle_seconds`` (``ping_after_idle``). DBOS's own pre-ping is switched off in its
+    configuration on both (see :meth:`Service.start`)."""
     from dbos import _dbos as dbos_internals
 
     instance = dbos_internals._dbos_global_instance
@@ -512,7 +513,7 @@ def _tune_dbos_system_engine() -> None:
     if engine.dialect.name == "sqlite":
         queue_sqlite_writers(engine)
     else:
-        ping_after_idle(engine)
+        ping_after_idle(engine, max_idle_seconds=max_idle_seconds)
 
 
 def _enable_wal(system_database_url: str) -> None:

@@ -31,16 +31,20 @@ class _Flow:
 class TcpProxy:
     def __init__(self, host: str, port: int, *, forget_idle_after: float | None = None) -> None:
         self._upstream = (host, port)
-        self._forget_idle_after = forget_idle_after
+        self.forget_idle_after = forget_idle_after  # may change while it runs
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._listener.getsockname()[1]
         self.accepted = 0  # connections relayed so far
-        self.dropped_sends = 0  # sends dropped on forgotten connections
+        self.dropped: list[bytes] = []  # what was sent on forgotten connections, unrelayed
         self._cut = threading.Event()
         self._closed = threading.Event()
         self._lock = threading.Lock()
         self._open: set[socket.socket] = set()
         threading.Thread(target=self._accept, name="tcp-proxy", daemon=True).start()
+
+    @property
+    def dropped_sends(self) -> int:
+        return len(self.dropped)
 
     def cut(self) -> None:
         self._cut.set()
@@ -88,10 +92,11 @@ class TcpProxy:
                 with self._lock:
                     now = time.monotonic()
                     idle = now - flow.last
-                    if outbound and self._forget_idle_after is not None and idle > self._forget_idle_after:
+                    forget = self.forget_idle_after
+                    if outbound and forget is not None and idle > forget:
                         flow.forgotten = True
                     if flow.forgotten:
-                        self.dropped_sends += 1
+                        self.dropped.append(data)
                         continue
                     flow.last = now
                 target.sendall(data)

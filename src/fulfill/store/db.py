@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, Engine, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, InvalidatePoolError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InvalidatePoolError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from fulfill.ports.store import StoreUnavailable
@@ -40,7 +40,14 @@ def in_autocommit(conn: Connection) -> bool:
 
 
 class Database:
-    def __init__(self, url: str, *, pool_size: int = 10, max_overflow: int = 20) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        max_overflow: int = 20,
+        max_idle_seconds: float | None = None,
+    ) -> None:
         self.url = url
         parsed = make_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
@@ -71,7 +78,7 @@ class Database:
             self.engine = create_engine(
                 url, pool_size=pool_size + max_overflow, max_overflow=0, pool_use_lifo=True
             )
-            ping_after_idle(self.engine)
+            ping_after_idle(self.engine, max_idle_seconds=max_idle_seconds or MAX_IDLE_SECONDS)
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -123,10 +130,20 @@ def _sqlite_on_begin(conn: Connection) -> None:
 # replaced) and the statement's caller retries it, as it does for any statement in flight when
 # the database goes away.
 PING_AFTER_IDLE_SECONDS = 1.0
+# How long a pooled PostgreSQL connection may sit in its pool and still be pinged and used: one
+# idle longer is replaced by a fresh one when it is next checked out, with nothing sent on it. A
+# NAT or a stateful firewall between the service and the database forgets a connection idle for
+# a few minutes (some silently: what is sent on it afterwards goes nowhere and nothing answers),
+# and a ping on such a connection would wait as long as the kernel keeps retransmitting (about a
+# quarter of an hour by default). Two minutes is below the shortest of the common ones (four
+# minutes); ``FULFILL_DATABASE_MAX_IDLE_SECONDS`` sets it. The pools hand out the connection given
+# back last, so the few that steady traffic uses never get this old; a burst after a quiet spell
+# opens new ones for the rest.
+MAX_IDLE_SECONDS = 120.0
 _RETURNED_AT = "fulfill_returned_at"
 
 
-def ping_after_idle(engine: Engine) -> None:
+def ping_after_idle(engine: Engine, *, max_idle_seconds: float = MAX_IDLE_SECONDS) -> None:
     """Ping a connection of ``engine``'s pool on checkout when it has been idle for longer than
     :data:`PING_AFTER_IDLE_SECONDS` (read at each checkout), instead of before every checkout
     (``pool_pre_ping``, which the engine must not set as well). A connection just opened, or
@@ -135,7 +152,11 @@ def ping_after_idle(engine: Engine) -> None:
     ``InvalidatePoolError`` from the pool's ``checkout`` event: the pool replaces the connection
     with a fresh one, and every other connection opened before it at its next checkout, exactly
     what a failed pre-ping does. Any other error of the ping goes to the caller, as a failed
-    connect does (SQLAlchemy's ``DBAPIError``; the pool drops that connection)."""
+    connect does (SQLAlchemy's ``DBAPIError``; the pool drops that connection).
+
+    A connection idle for longer than ``max_idle_seconds`` (:data:`MAX_IDLE_SECONDS`) is not
+    pinged: the ``checkout`` event raises SQLAlchemy's ``DisconnectionError``, and the pool closes
+    that one connection and hands out a fresh one in its place (the others stay)."""
     dialect = engine.dialect
 
     def stamp(_dbapi_connection: Any, record: Any) -> None:
@@ -143,8 +164,11 @@ def ping_after_idle(engine: Engine) -> None:
 
     def checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         returned_at = record.info.get(_RETURNED_AT)
-        if returned_at is not None and time.monotonic() - returned_at <= PING_AFTER_IDLE_SECONDS:
+        idle = 0.0 if returned_at is None else time.monotonic() - returned_at
+        if idle <= PING_AFTER_IDLE_SECONDS:
             return
+        if idle > max_idle_seconds:
+            raise DisconnectionError(f"the connection sat idle for {idle:.0f} s: replaced, not pinged")
         try:
             dialect.do_ping(dbapi_connection)
         except dialect.loaded_dbapi.Error as exc:
