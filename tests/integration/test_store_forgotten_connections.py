@@ -24,9 +24,10 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from fulfill.config import Settings
-from fulfill.store.db import MAX_IDLE_SECONDS, PING_AFTER_IDLE_SECONDS
+from fulfill.store.db import MAX_IDLE_SECONDS, PING_AFTER_IDLE_SECONDS, is_transient_store_error
 from tests.support import postgres
 from tests.support.harness import Harness, make_settings
 from tests.support.tcp_proxy import TcpProxy
@@ -129,3 +130,23 @@ def test_the_limit_defaults_to_two_minutes_and_must_leave_room_for_the_ping() ->
     assert MAX_IDLE_SECONDS > PING_AFTER_IDLE_SECONDS
     with pytest.raises(ValidationError, match="database_max_idle_seconds"):
         Settings(database_max_idle_seconds=PING_AFTER_IDLE_SECONDS)
+
+
+@postgres.postgres_only
+def test_an_idle_connection_due_for_replacement_during_an_outage_fails_as_transient(
+    service: tuple[Harness, TcpProxy],
+) -> None:
+    """The replacement cannot connect while the database is unreachable: the checkout fails at
+    once with the connect error, which the steps retry and the API answers 503 for, as a failed
+    check does; once the database is back, the next checkout connects."""
+    harness, relay = service
+    _hold_at_once(harness.db.engine)
+    time.sleep(MAX_IDLE + 0.5)  # every connection of the pool is now due for replacement
+    relay.cut()
+    try:
+        with pytest.raises(DBAPIError) as failed, harness.db.read() as conn:
+            conn.execute(text("SELECT 1"))
+        assert is_transient_store_error(failed.value)
+    finally:
+        relay.restore()
+    _within(10.0, lambda: _hold_at_once(harness.db.engine))
