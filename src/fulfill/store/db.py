@@ -33,6 +33,17 @@ from fulfill.ports.store import StoreUnavailable
 _WRITE_OPTION = "fulfill_write"
 AUTOCOMMIT = "AUTOCOMMIT"
 
+# How long a pooled PostgreSQL connection may sit in its pool and still be pinged and used: one
+# idle longer is replaced by a fresh one when it is next checked out, with nothing sent on it. A
+# NAT or a stateful firewall between the service and the database forgets a connection idle for
+# a few minutes (some silently: what is sent on it afterwards goes nowhere and nothing answers),
+# and a ping on such a connection would wait as long as the kernel keeps retransmitting (Linux's
+# default, net.ipv4.tcp_retries2 = 15, gives up after about 15 minutes). Two minutes is below the shortest of the common ones (four
+# minutes); ``FULFILL_DATABASE_MAX_IDLE_SECONDS`` sets it. The pools hand out the connection given
+# back last, so the few that steady traffic uses never get this old; a burst after a quiet spell
+# opens new ones for the rest.
+MAX_IDLE_SECONDS = 120.0
+
 
 def in_autocommit(conn: Connection) -> bool:
     """Whether ``conn`` runs each statement on its own (a PostgreSQL read, see :meth:`Database.read`)."""
@@ -46,7 +57,7 @@ class Database:
         *,
         pool_size: int = 10,
         max_overflow: int = 20,
-        max_idle_seconds: float | None = None,
+        max_idle_seconds: float = MAX_IDLE_SECONDS,
     ) -> None:
         self.url = url
         parsed = make_url(url)
@@ -78,7 +89,7 @@ class Database:
             self.engine = create_engine(
                 url, pool_size=pool_size + max_overflow, max_overflow=0, pool_use_lifo=True
             )
-            ping_after_idle(self.engine, max_idle_seconds=max_idle_seconds or MAX_IDLE_SECONDS)
+            ping_after_idle(self.engine, max_idle_seconds=max_idle_seconds)
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -130,16 +141,6 @@ def _sqlite_on_begin(conn: Connection) -> None:
 # replaced) and the statement's caller retries it, as it does for any statement in flight when
 # the database goes away.
 PING_AFTER_IDLE_SECONDS = 1.0
-# How long a pooled PostgreSQL connection may sit in its pool and still be pinged and used: one
-# idle longer is replaced by a fresh one when it is next checked out, with nothing sent on it. A
-# NAT or a stateful firewall between the service and the database forgets a connection idle for
-# a few minutes (some silently: what is sent on it afterwards goes nowhere and nothing answers),
-# and a ping on such a connection would wait as long as the kernel keeps retransmitting (about a
-# quarter of an hour by default). Two minutes is below the shortest of the common ones (four
-# minutes); ``FULFILL_DATABASE_MAX_IDLE_SECONDS`` sets it. The pools hand out the connection given
-# back last, so the few that steady traffic uses never get this old; a burst after a quiet spell
-# opens new ones for the rest.
-MAX_IDLE_SECONDS = 120.0
 _RETURNED_AT = "fulfill_returned_at"
 
 

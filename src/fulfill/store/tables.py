@@ -102,8 +102,8 @@ action_intents = Table(
     # The console's approvals page pages through a tenant's pending intents by creation time, and
     # filters them by account, by proposer or by deciding policy. Partial (migration 0026): they
     # hold the intents waiting for approval only, so a decided intent leaves them and no later
-    # write to it goes into them. A query reaches them in every plan by naming the status as written here
-    # (:func:`is_pending_approval`), not as a parameter.
+    # write to it goes into them. A query reaches them in every plan by naming the status as
+    # written here (:func:`is_pending_approval`), not as a parameter.
     Index(
         "ix_action_intents_pending",
         "tenant_id",
