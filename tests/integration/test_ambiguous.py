@@ -414,7 +414,13 @@ def _cancelled_while_in_flight(
         ]
     )
     service.approve(client, intent_id)
-    wait_for(lambda: target.calls() == 1, timeout=30)
+
+    def where_it_stands() -> str:
+        status = client.get(f"/executions/{intent_id}/status").text
+        ledger = [event.event_type for event in events(service, intent_id)]
+        return f"status {status}; ledger {ledger}; {proxy.describe()}; target {target.stats()}"
+
+    wait_for(lambda: target.calls() == 1, timeout=30, describe=where_it_stands)
     assert client.post(f"/intents/{intent_id}/cancel", json={}).status_code == 202
     status = service.wait_terminal(client, intent_id)
     assert status["status"] == "AMBIGUOUS", status

@@ -105,6 +105,16 @@ class FaultyProxy:
         with self.state.lock:
             self.state.faults.extend(faults)
 
+    def describe(self) -> str:
+        """What the proxy saw, for a failing test's message: every request's method, in order,
+        the tool calls seen and forwarded, and the faults not used yet."""
+        with self.state.lock:
+            methods = [method for method, _token in self.state.requests]
+            return (
+                f"proxy saw {methods}, tools/call seen {self.state.tool_calls_seen} and forwarded "
+                f"{self.state.tool_calls_forwarded}, faults left {[f.kind for f in self.state.faults]}"
+            )
+
     def close(self) -> None:
         self.state.release.set()
         self._server.shutdown()
@@ -300,8 +310,15 @@ def most_in_any_window(times: list[float], window: float = 1.0) -> int:
     return best
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:
-    """Poll until ``predicate`` returns something truthy; fail the test on timeout."""
+def wait_for(
+    predicate: Callable[[], Any],
+    timeout: float = 20.0,
+    interval: float = 0.05,
+    *,
+    describe: Callable[[], object] | None = None,
+) -> Any:
+    """Poll until ``predicate`` returns something truthy; fail the test on timeout, with what
+    ``describe`` says of the state at that moment (what a rare failure needs to be understood)."""
     import time
 
     deadline = time.monotonic() + timeout
@@ -310,7 +327,8 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: floa
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
+            state = f": {describe()}" if describe is not None else ""
+            raise AssertionError(f"condition not met within {timeout}s{state}")
         time.sleep(interval)
 
 
