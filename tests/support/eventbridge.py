@@ -8,8 +8,11 @@ no shared files, so nothing here can reach a real account.
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -87,3 +90,59 @@ class LocalEventBridge:
 
     def close(self) -> None:
         self._server.stop()
+
+
+class KeepAliveFront:
+    """An HTTP/1.1 server on 127.0.0.1 that keeps its clients' connections open between requests,
+    and relays each request to ``upstream`` (``host``, ``port``) on a connection of its own.
+
+    moto's server (werkzeug's) closes every connection after its answer, so a client of it never
+    holds an idle connection; behind this front, a botocore client keeps them as it would with AWS.
+    """
+
+    # Hop-by-hop headers, and the length this front sets itself.
+    _NOT_RELAYED = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length"})
+
+    def __init__(self, host: str, port: int) -> None:
+        front = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _relay(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                status, headers, content = front._forward(self.command, self.path, dict(self.headers), body)
+                self.send_response(status)
+                for name, value in headers:
+                    if name.lower() not in KeepAliveFront._NOT_RELAYED:
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(content)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(content)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _relay
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        self._upstream = (host, port)
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.port: int = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def _forward(
+        self, method: str, path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        connection = http.client.HTTPConnection(*self._upstream, timeout=30)
+        try:
+            connection.request(method, path, body=body or None, headers=headers)
+            answer = connection.getresponse()
+            return answer.status, answer.getheaders(), answer.read()
+        finally:
+            connection.close()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from fulfill.config import EVENTBRIDGE_DESTINATION_PREFIX, Settings, event_bus_region
 from fulfill.domain.escalation import ESCALATION_TOPIC
 from fulfill.domain.escalation import EVENT_SOURCE as ESCALATION_SOURCE
+from fulfill.engine.botocore_idle import drop_idle_connections
 
 if TYPE_CHECKING:
     from mypy_boto3_events import EventBridgeClient
@@ -131,6 +132,7 @@ class EventBridgePublisher:
                     endpoint_url=self._settings.eventbridge_endpoint_url or None,
                     config=config,
                 )
+                drop_idle_connections(client)
             except NoRegionError:
                 raise EventBridgeNotConfigured(
                     "EventBridge needs a region: set FULFILL_EVENTBRIDGE_REGION, give "

@@ -27,6 +27,7 @@ from urllib.parse import quote, unquote, urlparse
 
 from fulfill.config import Settings
 from fulfill.domain import ledger_chain
+from fulfill.engine.botocore_idle import drop_idle_connections
 from fulfill.ports.store import Store
 from fulfill.usecases.ledger import EXPORT_PAGE
 
@@ -61,6 +62,7 @@ class S3LedgerExporter:
                         retries={"mode": "standard", "max_attempts": 3},
                     ),
                 )
+                drop_idle_connections(self._client)
             return self._client
 
     def tenant_prefix(self, tenant_id: str) -> str:
