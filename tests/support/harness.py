@@ -212,17 +212,22 @@ class Harness:
     def wait_terminal(self, client: httpx.Client, intent_id: str, timeout: float = 30.0) -> dict[str, Any]:
         """Wait for the recorded outcome of an execution (not a status derived from the intent alone)."""
         api = self.api(client)
+        last_seen: list[object] = ["nothing read yet"]
 
         def terminal() -> dict[str, Any] | None:
             try:
                 status = api.execution_status(intent_id)
-            except ApiError:
+            except ApiError as exc:
+                last_seen[0] = exc
                 return None
+            last_seen[0] = status.model_dump(mode="json", exclude_none=True)
             if status.status in TERMINAL and status.attempt_count is not None:
                 return status.model_dump(mode="json", exclude_none=True)
             return None
 
-        return dict(wait_for(terminal, timeout=timeout))
+        return dict(
+            wait_for(terminal, timeout=timeout, describe=lambda: f"{intent_id} last read as {last_seen[0]}")
+        )
 
     def run_task(self, client: httpx.Client, **body: Any) -> dict[str, Any]:
         intent = self.create_intent(client, **body)
