@@ -28,7 +28,7 @@ from fulfill.store.db import Database
 from fulfill.store.migrate import alembic_config
 from fulfill.store.tables import action_intents
 from tests.support.harness import fresh_database
-from tests.support.plans import last_statement_plan
+from tests.support.plans import index_conditions, last_statement_plan
 from tests.unit.factories import make_intent
 
 PENDING_INDEXES = {
@@ -153,24 +153,7 @@ def test_the_queries_still_find_exactly_the_pending_intents(database: Database) 
 
 
 def _index_conditions(db: Database, names: set[str] = PENDING_INDEXES) -> dict[str, str | None]:
-    """Each index of ``action_intents`` among ``names``, with its condition (None: whole)."""
-    with db.read() as conn:
-        if db.is_sqlite:
-            rows = conn.execute(
-                sa.text(
-                    "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'action_intents'"
-                )
-            ).all()
-        else:
-            rows = conn.execute(
-                sa.text("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'action_intents'")
-            ).all()
-    found: dict[str, str | None] = {}
-    for name, definition in rows:
-        if name in names:
-            _, _, condition = str(definition).partition(" WHERE ")
-            found[name] = condition or None
-    return found
+    return index_conditions(db, "action_intents", names)
 
 
 def test_0026_makes_the_pending_indexes_partial_and_downgrades(tmp_path: Path) -> None:

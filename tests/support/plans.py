@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from psycopg.sql import Literal
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection, event, text
 
 from fulfill.store.db import Database
 
@@ -85,6 +85,25 @@ def _explain_prepared(conn: Connection, explain: str, sql: str, parameters: Any,
     conn.exec_driver_sql(f"PREPARE planned_statement AS {numbered}")
     driver = conn.connection.dbapi_connection
     arguments = ", ".join(Literal(parameters[name]).as_string(driver) for name in names)
-    rows = conn.exec_driver_sql(f"{explain} EXECUTE planned_statement({arguments})").all()
+    # A statement without parameters is executed without the parentheses (PostgreSQL's grammar).
+    call = f"planned_statement({arguments})" if names else "planned_statement"
+    rows = conn.exec_driver_sql(f"{explain} EXECUTE {call}").all()
     conn.exec_driver_sql("DEALLOCATE planned_statement")
     return list(rows)
+
+
+def index_conditions(db: Database, table: str, names: set[str]) -> dict[str, str | None]:
+    """Each index of ``table`` among ``names`` that the database has, with its condition as the
+    database writes it (None: a whole index)."""
+    with db.read() as conn:
+        if conn.dialect.name == "postgresql":
+            query = "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = :table"
+        else:
+            query = "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = :table"
+        rows = conn.execute(text(query), {"table": table}).all()
+    found: dict[str, str | None] = {}
+    for name, definition in rows:
+        if name in names:
+            _, _, condition = str(definition).partition(" WHERE ")
+            found[name] = condition or None
+    return found

@@ -20,6 +20,8 @@ from fulfill.store.tables import (
     action_intents,
     execution_attempts,
     execution_outcomes,
+    is_active_attempt,
+    is_ambiguous_attempt,
     is_pending_approval,
     ledger_entries,
     outbox_deliveries,
@@ -335,7 +337,7 @@ def stuck_attempts(
 ) -> WaitingList:
     """Attempts still QUEUED or RUNNING after their whole budget (``timeout_seconds``) ran out."""
     where = [
-        execution_attempts.c.status.in_(["QUEUED", "RUNNING"]),
+        is_active_attempt(),
         execution_attempts.c.deadline_epoch < now_epoch,
         *_owned(execution_attempts, tenant_id, account_ids),
     ]
@@ -371,7 +373,7 @@ def unknown_outcomes(
     )
     where = [
         ledger_entries.c.event_type == _event_type(OUTCOME_UNKNOWN),
-        execution_attempts.c.status == "AMBIGUOUS",
+        is_ambiguous_attempt(),
         *_owned(ledger_entries, tenant_id, account_ids),
     ]
     query = (

@@ -13,14 +13,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import (
-    ColumnElement,
     Connection,
     Row,
     TextClause,
     and_,
     bindparam,
     func,
-    literal_column,
     or_,
     select,
     text,
@@ -30,7 +28,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from fulfill.domain.errors import ErrorClass
 from fulfill.domain.models import (
-    ACTIVE_ATTEMPT_STATUSES,
     ActionOutcomeV1,
     AttemptStatus,
     CompensationStatus,
@@ -42,18 +39,14 @@ from fulfill.domain.models import (
 )
 from fulfill.domain.records import CompensationState as CompensationState
 from fulfill.store.db import insert_ignore
-from fulfill.store.tables import execution_attempts, execution_outcomes, execution_signals, ledger_entries
-
-
-def _is_active() -> ColumnElement[bool]:
-    """An attempt QUEUED or RUNNING. The statuses are rendered as constants in the statement's
-    text: a list of values would be an expanding parameter, which SQLAlchemy renders into the
-    text again at every execution (and PostgreSQL then sees a new text whenever its length
-    could differ)."""
-    return execution_attempts.c.status.in_(
-        [literal_column(f"'{value}'") for value in sorted(status.value for status in ACTIVE_ATTEMPT_STATUSES)]
-    )
-
+from fulfill.store.tables import (
+    execution_attempts,
+    execution_outcomes,
+    execution_signals,
+    is_active_attempt,
+    is_ambiguous_attempt,
+    ledger_entries,
+)
 
 # --- attempts -------------------------------------------------------------------------------
 
@@ -158,7 +151,7 @@ def move_attempt(conn: Connection, attempt: ExecutionAttempt, *, workflow_id: st
         .where(
             *_this_attempt(attempt),
             execution_attempts.c.workflow_id == attempt.workflow_id,
-            _is_active(),
+            is_active_attempt(),
         )
         .values(workflow_id=workflow_id, updated_at=now)
     )
@@ -171,7 +164,7 @@ def touch_attempt(conn: Connection, attempt: ExecutionAttempt, *, now: str) -> N
         update(execution_attempts)
         .where(
             *_this_attempt(attempt),
-            _is_active(),
+            is_active_attempt(),
         )
         .values(updated_at=now)
     )
@@ -213,7 +206,7 @@ def _finish_attempt_statement() -> Any:
         .where(
             *_attempt_key(),
             execution_attempts.c.attempt_count == bindparam("k_attempt_count"),
-            _is_active(),
+            is_active_attempt(),
         )
         .values(
             status=bindparam("v_status"),
@@ -252,7 +245,7 @@ def active_attempts_unchanged_since(
     rows = conn.execute(
         select(execution_attempts)
         .where(
-            _is_active(),
+            is_active_attempt(),
             execution_attempts.c.updated_at < updated_before,
         )
         .order_by(execution_attempts.c.updated_at)
@@ -263,11 +256,11 @@ def active_attempts_unchanged_since(
 
 def attempts_past_budget(conn: Connection, now_epoch: float) -> dict[str, int]:
     """How many attempts are QUEUED, and how many RUNNING, past their deadline (one indexed count
-    per status: ``ix_execution_attempts_status_deadline``)."""
+    per status: ``ix_execution_attempts_active_deadline``)."""
     rows = conn.execute(
         select(execution_attempts.c.status, func.count())
         .where(
-            _is_active(),
+            is_active_attempt(),
             execution_attempts.c.deadline_epoch < now_epoch,
         )
         .group_by(execution_attempts.c.status)
@@ -280,7 +273,7 @@ def attempts_past_budget_by_tenant(conn: Connection, now_epoch: float) -> dict[t
     rows = conn.execute(
         select(execution_attempts.c.tenant_id, execution_attempts.c.status, func.count())
         .where(
-            _is_active(),
+            is_active_attempt(),
             execution_attempts.c.deadline_epoch < now_epoch,
         )
         .group_by(execution_attempts.c.tenant_id, execution_attempts.c.status)
@@ -291,10 +284,10 @@ def attempts_past_budget_by_tenant(conn: Connection, now_epoch: float) -> dict[t
 def ambiguous_by_age(conn: Connection, now_epoch: float) -> dict[str, int]:
     """How many attempts wait AMBIGUOUS, by age bucket (``domain/models.AMBIGUOUS_AGE_BUCKETS``),
     from the time they became AMBIGUOUS (one indexed count per bucket:
-    ``ix_execution_attempts_status_updated``)."""
+    ``ix_execution_attempts_ambiguous_updated``)."""
     counts: dict[str, int] = {}
     for bucket, newer_than, older_than in ambiguous_age_bounds(now_epoch):
-        where = [execution_attempts.c.status == AttemptStatus.AMBIGUOUS.value]
+        where = [is_ambiguous_attempt()]
         if newer_than is not None:
             where.append(execution_attempts.c.updated_at > newer_than)
         if older_than is not None:
@@ -307,11 +300,9 @@ def ambiguous_by_age(conn: Connection, now_epoch: float) -> dict[str, int]:
 
 def oldest_ambiguous_at(conn: Connection) -> str | None:
     """When the attempt waiting AMBIGUOUS longest became AMBIGUOUS (None: none); an indexed
-    minimum (``ix_execution_attempts_status_updated``)."""
+    minimum (``ix_execution_attempts_ambiguous_updated``)."""
     value = conn.execute(
-        select(func.min(execution_attempts.c.updated_at)).where(
-            execution_attempts.c.status == AttemptStatus.AMBIGUOUS.value
-        )
+        select(func.min(execution_attempts.c.updated_at)).where(is_ambiguous_attempt())
     ).scalar_one()
     return str(value) if value is not None else None
 

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from sqlalchemy import ColumnElement, Connection, and_, func, or_, select, update
 
-from fulfill.domain.models import AttemptStatus
 from fulfill.domain.probes import DueProbe, ProbeRecord
 from fulfill.domain.time import iso_from_epoch
 from fulfill.store.db import insert_ignore
-from fulfill.store.tables import execution_attempts, execution_probes
+from fulfill.store.tables import execution_attempts, execution_probes, is_ambiguous_attempt
 
 _REASON_LENGTH = 500
 
@@ -43,7 +42,7 @@ def due_probes(
         )
         .select_from(joined)
         .where(
-            execution_attempts.c.status == AttemptStatus.AMBIGUOUS.value,
+            is_ambiguous_attempt(),
             or_(
                 and_(
                     execution_probes.c.next_probe_epoch.is_(None),

@@ -164,6 +164,15 @@ def is_pending_approval() -> ColumnElement[bool]:
     return action_intents.c.approval_status == literal_column(_PENDING_APPROVAL)
 
 
+# The attempts the sweeps and gauges read: in flight, or AMBIGUOUS (waiting for a probe or a
+# person). Their indexes hold only those (migrations 0025, 0028), and their queries name the
+# statuses as constants, as written here: SQLite uses a partial index only for a query that repeats
+# its condition, and PostgreSQL's plan of a prepared statement is made without the parameters.
+_ACTIVE_ATTEMPT = ("'QUEUED'", "'RUNNING'")  # the statuses as constants of a statement's text
+ACTIVE_ATTEMPT_SQL = f"status IN ({', '.join(_ACTIVE_ATTEMPT)})"
+_AMBIGUOUS_ATTEMPT = "'AMBIGUOUS'"
+AMBIGUOUS_ATTEMPT_SQL = f"status = {_AMBIGUOUS_ATTEMPT}"
+
 execution_attempts = Table(
     "execution_attempts",
     metadata,
@@ -183,21 +192,54 @@ execution_attempts = Table(
     Column("deadline_epoch", Float, nullable=False),
     Column("traceparent", String(64)),
     PrimaryKeyConstraint("tenant_id", "account_id", "action_intent_id"),
-    Index("ix_execution_attempts_status_deadline", "status", "deadline_epoch"),
-    Index("ix_execution_attempts_status_updated", "status", "updated_at"),
-    Index(
-        "ix_execution_attempts_account_updated", "tenant_id", "account_id", "updated_at", "action_intent_id"
-    ),
     # A tenant's attempts in flight (its rank in the execution queue's fair order), and only those:
     # migration 0025.
     Index(
         "ix_execution_attempts_active_tenant",
         "tenant_id",
         "action_intent_id",
-        sqlite_where=text("status IN ('QUEUED', 'RUNNING')"),
-        postgresql_where=text("status IN ('QUEUED', 'RUNNING')"),
+        sqlite_where=text(ACTIVE_ATTEMPT_SQL),
+        postgresql_where=text(ACTIVE_ATTEMPT_SQL),
+    ),
+    # The attempts in flight past their budget (the gauges, the dashboard), and those unchanged for
+    # a while (the reconciler's sweep, oldest first); the AMBIGUOUS ones by when they became so (the
+    # gauges, the probes' due list): migration 0028.
+    Index(
+        "ix_execution_attempts_active_deadline",
+        "status",
+        "deadline_epoch",
+        sqlite_where=text(ACTIVE_ATTEMPT_SQL),
+        postgresql_where=text(ACTIVE_ATTEMPT_SQL),
+    ),
+    Index(
+        "ix_execution_attempts_active_updated",
+        "status",
+        "updated_at",
+        sqlite_where=text(ACTIVE_ATTEMPT_SQL),
+        postgresql_where=text(ACTIVE_ATTEMPT_SQL),
+    ),
+    Index(
+        "ix_execution_attempts_ambiguous_updated",
+        "updated_at",
+        sqlite_where=text(AMBIGUOUS_ATTEMPT_SQL),
+        postgresql_where=text(AMBIGUOUS_ATTEMPT_SQL),
     ),
 )
+
+
+def is_active_attempt() -> ColumnElement[bool]:
+    """An attempt QUEUED or RUNNING, for a query's WHERE: the condition of the partial indexes of
+    attempts in flight (:data:`ACTIVE_ATTEMPT_SQL`), with the statuses as constants. A list of
+    values would also be an expanding parameter, which SQLAlchemy renders into the text again at
+    every execution."""
+    return execution_attempts.c.status.in_([literal_column(status) for status in _ACTIVE_ATTEMPT])
+
+
+def is_ambiguous_attempt() -> ColumnElement[bool]:
+    """An attempt AMBIGUOUS, for a query's WHERE: the condition of its partial index, as written in
+    :data:`AMBIGUOUS_ATTEMPT_SQL`."""
+    return execution_attempts.c.status == literal_column(_AMBIGUOUS_ATTEMPT)
+
 
 execution_outcomes = Table(
     "execution_outcomes",

@@ -79,7 +79,7 @@ class ExecutionsRepository(Protocol):
 
     def attempts_past_budget(self, now_epoch: float) -> dict[str, int]:
         """How many attempts are QUEUED, and how many RUNNING, past their deadline (one indexed count
-        per status: ``ix_execution_attempts_status_deadline``)."""
+        per status: ``ix_execution_attempts_active_deadline``)."""
         ...
 
     def attempts_past_budget_by_tenant(self, now_epoch: float) -> dict[tuple[str, str], int]:
