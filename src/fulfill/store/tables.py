@@ -37,6 +37,8 @@ from sqlalchemy import (
     text,
 )
 
+from fulfill.domain.models import ACTIVE_ATTEMPT_STATUSES, AttemptStatus
+
 metadata = MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -168,9 +170,11 @@ def is_pending_approval() -> ColumnElement[bool]:
 # person). Their indexes hold only those (migrations 0025, 0028), and their queries name the
 # statuses as constants, as written here: SQLite uses a partial index only for a query that repeats
 # its condition, and PostgreSQL's plan of a prepared statement is made without the parameters.
-_ACTIVE_ATTEMPT = ("'QUEUED'", "'RUNNING'")  # the statuses as constants of a statement's text
+# The statuses as constants of a statement's text: status IN ('QUEUED', 'RUNNING'), as migrations
+# 0025 and 0028 wrote it.
+_ACTIVE_ATTEMPT = tuple(f"'{value}'" for value in sorted(status.value for status in ACTIVE_ATTEMPT_STATUSES))
 ACTIVE_ATTEMPT_SQL = f"status IN ({', '.join(_ACTIVE_ATTEMPT)})"
-_AMBIGUOUS_ATTEMPT = "'AMBIGUOUS'"
+_AMBIGUOUS_ATTEMPT = f"'{AttemptStatus.AMBIGUOUS.value}'"
 AMBIGUOUS_ATTEMPT_SQL = f"status = {_AMBIGUOUS_ATTEMPT}"
 
 execution_attempts = Table(
