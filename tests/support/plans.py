@@ -37,6 +37,16 @@ def last_statement_plan(db: Database, run: Callable[[Connection], Any], *, kept:
         return "\n".join(str(row[0]) for row in rows)
 
 
+def assert_plan_reaches(db: Database, run: Callable[[Connection], Any], index: str) -> None:
+    """The last statement ``run`` executes reads ``index``: in its plan and, on PostgreSQL, in the
+    plan kept for it prepared too (the one a partial index is easiest to miss in)."""
+    plan = last_statement_plan(db, run)
+    assert index in plan, plan
+    if not db.is_sqlite:
+        kept = last_statement_plan(db, run, kept=True)
+        assert index in kept, kept
+
+
 def last_statement_rows_read(db: Database, run: Callable[[Connection], Any], *, kept: bool) -> int:
     """PostgreSQL only: how many rows the last statement ``run`` executes read from tables and
     indexes when run again (``EXPLAIN ANALYZE``), with the plan for one run or the plan kept:
