@@ -38,10 +38,10 @@ AUTOCOMMIT = "AUTOCOMMIT"
 # NAT or a stateful firewall between the service and the database forgets a connection idle for
 # a few minutes (some silently: what is sent on it afterwards goes nowhere and nothing answers),
 # and a ping on such a connection would wait as long as the kernel keeps retransmitting (Linux's
-# default, net.ipv4.tcp_retries2 = 15, gives up after about 15 minutes). Two minutes is below the shortest of the common ones (four
-# minutes); ``FULFILL_DATABASE_MAX_IDLE_SECONDS`` sets it. The pools hand out the connection given
-# back last, so the few that steady traffic uses never get this old; a burst after a quiet spell
-# opens new ones for the rest.
+# default, net.ipv4.tcp_retries2 = 15, gives up after about 15 minutes). Two minutes is below the
+# shortest of the common ones (four minutes); ``FULFILL_DATABASE_MAX_IDLE_SECONDS`` sets it. The
+# pools hand out the connection given back last, so the few that steady traffic uses never get
+# this old; a burst after a quiet spell opens new ones for the rest.
 MAX_IDLE_SECONDS = 120.0
 
 
