@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import postgres
+from tests.support.app_caches import forget_built_apps
 from tests.support.harness import Harness, make_settings
 from tests.support.http_doubles import FaultyProxy
 
@@ -52,6 +53,14 @@ def _drop_leftover_databases() -> Iterator[None]:
     """Databases of services that were never stopped (or settings never used) go at the end."""
     yield
     postgres.drop_leftovers()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _forget_the_module_apps() -> Iterator[None]:
+    """Stopped services are not kept alive after their module by FastAPI's caches
+    (``tests/support/app_caches.py``)."""
+    yield
+    forget_built_apps()
 
 
 @pytest.fixture
