@@ -25,6 +25,11 @@ service's concurrency and poll interval, in a process of its own, measured the s
     python -m bench.pg_cpu --executions 500 --workers 1
     python -m bench.pg_cpu --executions 500 --workers 2 --json result.json
     python -m bench.pg_cpu --executions 300 --workers 1 --gateway http
+    python -m bench.pg_cpu --executions 1000 --workers 1 --warmup 1000
+
+``--warmup N``: N executions, by the service and by the floor alike, before the measured window
+(default :data:`WARMUP`); a longer one leaves out of the window what every pooled connection does
+the first few times it runs a statement.
 
 ``--gateway http``: the workers call the api process's gateway over HTTP (``FULFILL_GATEWAY_URL``
 to its ``/mcp``) instead of their own gateway in memory, so the api's figure carries the gateway's
@@ -54,6 +59,10 @@ SECRET = "bench-secret-" + "0123456789abcdef" * 2
 FLOOR_DATABASE = "bench_floor"
 SERVICE_DATABASE = "fulfill"
 WARMUP = 30
+"""Executions run before the measured window, by the service and by the floor alike. Each pooled
+connection plans a statement until psycopg has prepared it there (its fifth run) and PostgreSQL has
+settled on a plan (five runs more), so a short warm-up leaves part of that start-up in the window:
+``--warmup`` sets more, to read a deployment that has been serving for a while."""
 TOP_STATEMENTS = 15
 
 # ---------------------------------------------------------------------------------------------
@@ -441,7 +450,12 @@ def _create(client: Any, count: int, account: str) -> list[str]:
 
 
 def run_service(
-    server: PostgresServer, executions: int, workers: int, work: Path, gateway: str = "memory"
+    server: PostgresServer,
+    executions: int,
+    workers: int,
+    work: Path,
+    gateway: str = "memory",
+    warmup: int = WARMUP,
 ) -> dict[str, Any]:
     from fulfill.client import FulfillClient
     from fulfill.config import Settings
@@ -466,9 +480,9 @@ def run_service(
     client = FulfillClient(group.api_url, token, timeout=120)
     try:
         # Warm up: every process has imported, connected and compiled what an execution needs.
-        warm = _create(client, WARMUP, "acc-warm")
+        warm = _create(client, warmup, "acc-warm")
         _approve(group.api_url, warm, approver)
-        _wait_finished(server, WARMUP, 120, group.check_alive)
+        _wait_finished(server, warmup, 120 + warmup // 10, group.check_alive)
         ids = _create(client, executions, "acc-cpu")
         time.sleep(1)
         idle = _measure_idle(server, group.pids(), SERVICE_DATABASE)
@@ -481,7 +495,7 @@ def run_service(
         started = time.monotonic()
         peaks: dict[str, int] = {}
         _approve(group.api_url, ids, approver)
-        _wait_finished(server, WARMUP + executions, 600, group.check_alive, peaks)
+        _wait_finished(server, warmup + executions, 600, group.check_alive, peaks)
         elapsed = time.monotonic() - started
         after = _cpu(server, group.pids())
         threads_after = _threads(group.pids())
@@ -591,7 +605,7 @@ def _report(
 # The floor: a bare DBOS workflow of 3 no-op steps, in a process of its own
 
 
-def floor_child(url: str, executions: int) -> None:
+def floor_child(url: str, executions: int, warmup: int = WARMUP) -> None:
     """Run in the child process: launch DBOS on ``url``, say ``ready``, and on a line from stdin
     enqueue the burst, wait for it, say ``done``; exit when stdin closes."""
     from dbos import DBOS
@@ -617,7 +631,7 @@ def floor_child(url: str, executions: int) -> None:
         polling_interval_sec=settings.queue_poll_seconds,
         on_conflict="always_update",
     )
-    floor.measure_bare_burst(WARMUP, floor.FLOOR_QUEUE)
+    floor.measure_bare_burst(warmup, floor.FLOOR_QUEUE, timeout=120 + warmup // 10)
     print("ready", flush=True)
     for line in sys.stdin:
         if line.strip() == "go":
@@ -626,12 +640,12 @@ def floor_child(url: str, executions: int) -> None:
     DBOS.destroy(workflow_completion_timeout_sec=5)
 
 
-def run_floor(server: PostgresServer, executions: int) -> dict[str, Any]:
+def run_floor(server: PostgresServer, executions: int, warmup: int = WARMUP) -> dict[str, Any]:
     with _connect(server) as conn:
         conn.execute(f'CREATE DATABASE "{FLOOR_DATABASE}"')
     child = subprocess.Popen(
         [sys.executable, "-m", "bench.pg_cpu", "--floor-child", server.url(FLOOR_DATABASE),
-         "--executions", str(executions)],
+         "--executions", str(executions), "--warmup", str(warmup)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         env={**os.environ, "DBOS__DISABLE_TELEMETRY": "true"},
     )  # fmt: skip
@@ -676,7 +690,9 @@ def run_floor(server: PostgresServer, executions: int) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 
-def run(executions: int, workers: int, floor: bool, gateway: str = "memory") -> dict[str, Any]:
+def run(
+    executions: int, workers: int, floor: bool, gateway: str = "memory", warmup: int = WARMUP
+) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="fulfill-pg-cpu-logs-"))
     with postgres_server() as server:
         result: dict[str, Any] = {
@@ -684,10 +700,11 @@ def run(executions: int, workers: int, floor: bool, gateway: str = "memory") -> 
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
             "processes": f"api + {workers} workers",
             "gateway": gateway,
+            "warmup_executions": warmup,
         }
         if floor:
-            result["floor"] = run_floor(server, executions)
-        result["fulfill"] = run_service(server, executions, workers, work, gateway)
+            result["floor"] = run_floor(server, executions, warmup)
+        result["fulfill"] = run_service(server, executions, workers, work, gateway, warmup)
         if floor:
             result["ratio_cpu_to_floor"] = round(
                 result["fulfill"]["cpu_ms_per_execution"]["total"]
@@ -711,6 +728,12 @@ def main() -> None:
         default="memory",
         help="how the workers reach the gateway: their own, in memory, or the api's over HTTP",
     )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=WARMUP,
+        help="executions run before the measured window, by the service and the floor alike",
+    )
     parser.add_argument("--json", type=Path)
     parser.add_argument(
         "--top", type=int, default=TOP_STATEMENTS, help="statements listed, the most frequent first"
@@ -718,12 +741,14 @@ def main() -> None:
     parser.add_argument("--floor-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.floor_child:
-        floor_child(args.floor_child, args.executions)
+        floor_child(args.floor_child, args.executions, args.warmup)
         return
     if args.workers < 1:
         parser.error("--workers must be at least 1")
+    if args.warmup < 1:
+        parser.error("--warmup must be at least 1")
     globals()["TOP_STATEMENTS"] = args.top
-    result = run(args.executions, args.workers, not args.no_floor, args.gateway)
+    result = run(args.executions, args.workers, not args.no_floor, args.gateway, args.warmup)
     emit(result, args.json)
 
 
