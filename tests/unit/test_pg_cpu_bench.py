@@ -200,3 +200,16 @@ def test_rows_written_count_the_index_entries_of_inserts_and_of_updates_that_are
     assert writes["dbos.status"]["index_entries"] == 48.0  # (1 + 2) times 16
     assert writes["public.new"]["index_entries"] == 0.5
     assert writes["public.new"]["deleted"] == 0.5
+
+
+@pytest.mark.parametrize("option", [["--warmup", "0"], ["--workers", "0"]])
+def test_a_warm_up_or_workers_below_one_is_refused_before_anything_starts(option: list[str]) -> None:
+    answer = subprocess.run(
+        [sys.executable, "-m", "bench.pg_cpu", *option],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert answer.returncode == 2
+    assert f"{option[0]} must be at least 1" in answer.stderr
