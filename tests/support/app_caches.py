@@ -5,7 +5,7 @@ the answer in bounded ``lru_cache``\\ s of 4,096 entries keyed by the callable i
 those callables are closures over their app (``fastapi_offline``'s documentation pages), so the
 caches keep the last dozen or so apps alive, each with its stopped service: its database
 engines, DBOS's state and every object a test left in it. A test process that starts a service
-per module then carries about a million objects more than it needs, which every full garbage
+per module then carries about two million objects more than it needs, which every full garbage
 collection walks (two of them at the end of each pytest worker, by pytest itself).
 """
 
