@@ -65,6 +65,13 @@ settled on a plan (five runs more), so a short warm-up leaves part of that start
 ``--warmup`` sets more, to read a deployment that has been serving for a while."""
 TOP_STATEMENTS = 15
 
+
+def warmup_timeout(warmup: int) -> float:
+    """Seconds the service and the floor each have for their warm-up: two minutes, and more for a
+    longer one."""
+    return 120.0 + warmup / 10
+
+
 # ---------------------------------------------------------------------------------------------
 # CPU time from /proc
 
@@ -482,7 +489,7 @@ def run_service(
         # Warm up: every process has imported, connected and compiled what an execution needs.
         warm = _create(client, warmup, "acc-warm")
         _approve(group.api_url, warm, approver)
-        _wait_finished(server, warmup, 120 + warmup // 10, group.check_alive)
+        _wait_finished(server, warmup, warmup_timeout(warmup), group.check_alive)
         ids = _create(client, executions, "acc-cpu")
         time.sleep(1)
         idle = _measure_idle(server, group.pids(), SERVICE_DATABASE)
@@ -631,7 +638,7 @@ def floor_child(url: str, executions: int, warmup: int = WARMUP) -> None:
         polling_interval_sec=settings.queue_poll_seconds,
         on_conflict="always_update",
     )
-    floor.measure_bare_burst(warmup, floor.FLOOR_QUEUE, timeout=120 + warmup // 10)
+    floor.measure_bare_burst(warmup, floor.FLOOR_QUEUE, timeout=warmup_timeout(warmup))
     print("ready", flush=True)
     for line in sys.stdin:
         if line.strip() == "go":
