@@ -123,6 +123,10 @@ class Settings(BaseSettings):
     # An active attempt unchanged this long is checked against its workflow (started if it has
     # none, forked if it failed); a RUNNING one this long past its budget is resumed elsewhere.
     reconcile_grace_seconds: float = Field(default=60.0, ge=0)
+    # DBOS's rows of a finished workflow whose intent is at rest (engine/retention.py) are deleted
+    # once unchanged this many days (0: never); workers look for them every interval.
+    workflow_retention_days: float = Field(default=7.0, ge=0, le=36_500)
+    workflow_retention_interval_seconds: float = Field(default=3600.0, gt=0, le=86_400)
     # How often workers look for pending intents whose first approval window has ended under an
     # ESCALATE policy, and escalate them (engine/escalation.py).
     escalation_interval_seconds: float = Field(default=15.0, gt=0, le=3600)

@@ -62,6 +62,10 @@ LOST_EXECUTOR_WORKFLOWS = Counter(
     "fulfill_lost_executor_workflows_total",
     "Unfinished workflows of lost executors (silent past FULFILL_EXECUTOR_LOST_SECONDS) this worker recovered.",
 )
+WORKFLOWS_DELETED = Counter(
+    "fulfill_workflows_deleted_total",
+    "DBOS's rows of finished workflows this worker deleted (FULFILL_WORKFLOW_RETENTION_DAYS).",
+)
 RECONCILED = Counter(
     "fulfill_reconciled_total",
     "Workflows the reconciler started, resumed or forked, by what it found.",

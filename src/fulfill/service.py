@@ -30,6 +30,7 @@ from fulfill.connectors.salesforce import SalesforceConnector
 from fulfill.credentials.crypto import SecretBox
 from fulfill.credentials.vault import ConfigurationError, CredentialVault, check_secrets_key
 from fulfill.domain.ports import Clock
+from fulfill.domain.retention import EXECUTION_WORKFLOW
 from fulfill.engine import runtime as runtime_module
 from fulfill.engine.direct_start import DirectStarts, dbos_queue_waiting
 from fulfill.engine.escalation import Escalator
@@ -38,6 +39,7 @@ from fulfill.engine.ledger_checkpoints import LedgerCheckpointer
 from fulfill.engine.outbox_relay import OutboxRelay
 from fulfill.engine.probes import Prober
 from fulfill.engine.reconciler import Reconciler
+from fulfill.engine.retention import WorkflowRetention
 from fulfill.engine.runtime import Runtime
 from fulfill.engine.workflow import EXECUTION_QUEUE
 from fulfill.gateway.client import McpToolGateway
@@ -130,6 +132,7 @@ class Service:
         self._escalator: Escalator | None = None
         self._prober: Prober | None = None
         self._checkpointer: LedgerCheckpointer | None = None
+        self._retention: WorkflowRetention | None = None
         self._heartbeat: Heartbeat | None = None
         self._engine_ready = threading.Event()
 
@@ -267,6 +270,8 @@ class Service:
             self._prober.start()
             self._checkpointer = LedgerCheckpointer(self.runtime)
             self._checkpointer.start()
+            self._retention = WorkflowRetention(self.runtime)
+            self._retention.start()
             # Workers beat, and take over the workflows of a worker that stopped beating (one
             # that came back under another executor id, or never came back).
             self._heartbeat = Heartbeat(
@@ -305,6 +310,8 @@ class Service:
             self._prober.stop()
         if self._checkpointer is not None:
             self._checkpointer.stop()
+        if self._retention is not None:
+            self._retention.stop()
         if self._heartbeat is not None:
             self._heartbeat.stop()
         # Calls waiting for their connector leave first, unfinished, for recovery to resume.
@@ -410,10 +417,6 @@ def _tool_schemas(server: GatewayServer) -> dict[str, dict[str, Any]]:
     return {tool.name: tool.input_schema for tool in tools}
 
 
-# The DBOS workflow of an execution (``engine/workflow.py``) and where its rows live.
-_EXECUTION_WORKFLOW = "fulfill.execute_intent"
-
-
 def _started_directly_without_queue(schema: str | None) -> Any:
     """The rows of executions started directly (``engine/direct_start.py``), unfinished and naming
     no queue, of the executor ids bound as ``executor_ids`` (an expanding parameter)."""
@@ -433,7 +436,7 @@ def _started_directly_without_queue(schema: str | None) -> Any:
             table.c.executor_id.in_(sa.bindparam("executor_ids", expanding=True)),
             table.c.status == "PENDING",
             table.c.queue_name.is_(None),
-            table.c.name == _EXECUTION_WORKFLOW,
+            table.c.name == EXECUTION_WORKFLOW,
         )
         .values(queue_name=EXECUTION_QUEUE)
     )

@@ -89,13 +89,7 @@ def test_cancel_after_the_write_compensates_automatically(harness: Harness) -> N
         intent_id = status["action_intent_id"]
         assert harness.task_rows(intent_id) == 1
         assert client.post(f"/intents/{intent_id}/cancel").status_code == 202
-        compensated = wait_for(
-            lambda: (
-                (body := client.get(f"/executions/{intent_id}/status").json())["compensation_status"]
-                == "COMPLETED"
-                and body
-            )
-        )
+        compensated = harness.wait_compensated(client, intent_id)
         assert client.post(f"/intents/{intent_id}/cancel").status_code == 202  # a repeat changes nothing
     assert compensated["status"] == "SUCCEEDED"  # it did execute; the write was then undone
     assert _task_deleted(harness, intent_id)

@@ -103,13 +103,7 @@ def test_cancel_after_the_write_deletes_the_task(served: Harness, dev: DevSalesf
     task_id = status["external_object_refs"][0]["object_id"]
     with served.client() as client:
         assert client.post(f"/intents/{intent_id}/cancel").status_code == 202
-        compensated = wait_for(
-            lambda: (
-                (body := client.get(f"/executions/{intent_id}/status").json())["compensation_status"]
-                == "COMPLETED"
-                and body
-            )
-        )
+        compensated = served.wait_compensated(client, intent_id)
     assert compensated["status"] == "SUCCEEDED"
     assert dev.dev.record("Task", task_id) is None
 

@@ -229,6 +229,15 @@ class Harness:
             wait_for(terminal, timeout=timeout, describe=lambda: f"{intent_id} last read as {last_seen[0]}")
         )
 
+    def wait_compensated(self, client: httpx.Client, intent_id: str, timeout: float = 30.0) -> dict[str, Any]:
+        """Wait for an execution's compensation to be COMPLETED; answers its status then."""
+
+        def compensated() -> dict[str, Any] | None:
+            body: dict[str, Any] = client.get(f"/executions/{intent_id}/status").json()
+            return body if body.get("compensation_status") == "COMPLETED" else None
+
+        return dict(wait_for(compensated, timeout=timeout))
+
     def run_task(self, client: httpx.Client, **body: Any) -> dict[str, Any]:
         intent = self.create_intent(client, **body)
         self.approve(client, intent["action_intent_id"])

@@ -42,6 +42,10 @@ class PeriodicPass:
         self._stop.set()
         self._thread.join(timeout=10)
 
+    def stopping(self) -> bool:
+        """True once :meth:`stop` is called: a long pass checks it between its batches."""
+        return self._stop.is_set()
+
     def _run(self) -> None:
         if self._run_first:
             self._once()

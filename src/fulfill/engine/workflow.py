@@ -45,6 +45,7 @@ from fulfill.domain.execution import (
     outcome_from_tool_result,
 )
 from fulfill.domain.fairness import MAX_QUEUE_PRIORITY, queue_priority
+from fulfill.domain.retention import COMPENSATION_WORKFLOW, EXECUTION_WORKFLOW
 from fulfill.engine import compensation, steps
 from fulfill.engine.direct_start import DirectStarts
 from fulfill.engine.runtime import Runtime, current, installed
@@ -95,7 +96,7 @@ def _invoke_step(retry_count: int, deps: StepDeps) -> StepOptions:
     )
 
 
-@DBOS.workflow(name="fulfill.execute_intent")
+@DBOS.workflow(name=EXECUTION_WORKFLOW)
 def execute_intent(request: ExecutionRequest) -> str:
     deps = step_deps()
     try:
@@ -133,7 +134,7 @@ def _invoke(deps: StepDeps, call: ToolCall) -> OutcomeDraft:
     return outcome_from_tool_result(result)
 
 
-@DBOS.workflow(name="fulfill.compensate")
+@DBOS.workflow(name=COMPENSATION_WORKFLOW)
 def compensate(request: CompensationRequest) -> str:
     """Undo a cancelled execution's writes: BeginCompensation ─▶ InvokeCompensation ─▶ FinishCompensation."""
     deps = step_deps()

@@ -9,7 +9,7 @@ insert) compiling them again for each execution.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -22,6 +22,8 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    tuple_,
+    union,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -38,6 +40,7 @@ from fulfill.domain.models import (
     ambiguous_age_bounds,
 )
 from fulfill.domain.records import CompensationState as CompensationState
+from fulfill.domain.retention import IntentKey
 from fulfill.store.db import insert_ignore
 from fulfill.store.tables import (
     execution_attempts,
@@ -296,6 +299,33 @@ def ambiguous_by_age(conn: Connection, now_epoch: float) -> dict[str, int]:
             conn.execute(select(func.count()).select_from(execution_attempts).where(*where)).scalar_one()
         )
     return counts
+
+
+def intents_with_work_outstanding(conn: Connection, keys: Collection[IntentKey]) -> set[IntentKey]:
+    """Which of these intents (tenant id, intent id) the engine may still act on: an attempt
+    QUEUED, RUNNING or AMBIGUOUS, or a compensation PENDING or FAILED with a next try due. What
+    the retention pass keeps DBOS's workflows of (``domain/retention.py``). Each part reads its own
+    partial or status index; the keys are matched as pairs, so one tenant's busy intent never
+    protects (nor exposes) another tenant's intent of the same id."""
+    if not keys:
+        return set()
+    pairs = sorted(keys)
+    a, o = execution_attempts, execution_outcomes
+    attempts = tuple_(a.c.tenant_id, a.c.action_intent_id).in_(pairs)
+    outcomes = tuple_(o.c.tenant_id, o.c.action_intent_id).in_(pairs)
+    statement = union(
+        select(a.c.tenant_id, a.c.action_intent_id).where(is_active_attempt(), attempts),
+        select(a.c.tenant_id, a.c.action_intent_id).where(is_ambiguous_attempt(), attempts),
+        select(o.c.tenant_id, o.c.action_intent_id).where(
+            o.c.compensation_status == CompensationStatus.PENDING.value, outcomes
+        ),
+        select(o.c.tenant_id, o.c.action_intent_id).where(
+            o.c.compensation_status == CompensationStatus.FAILED.value,
+            o.c.compensation_retry_epoch.is_not(None),
+            outcomes,
+        ),
+    )
+    return {(str(tenant), str(intent)) for tenant, intent in conn.execute(statement)}
 
 
 def oldest_ambiguous_at(conn: Connection) -> str | None:
@@ -646,6 +676,9 @@ class SqlExecutionsRepository:
 
     def ambiguous_by_age(self, now_epoch: float) -> dict[str, int]:
         return ambiguous_by_age(self._conn, now_epoch)
+
+    def intents_with_work_outstanding(self, keys: Collection[IntentKey]) -> set[IntentKey]:
+        return intents_with_work_outstanding(self._conn, keys)
 
     def oldest_ambiguous_at(self) -> str | None:
         return oldest_ambiguous_at(self._conn)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Protocol
 
 from fulfill.domain.errors import ErrorClass
@@ -15,6 +15,7 @@ from fulfill.domain.models import (
     LedgerEntry,
 )
 from fulfill.domain.records import CompensationState
+from fulfill.domain.retention import IntentKey
 
 
 class ExecutionsRepository(Protocol):
@@ -92,6 +93,11 @@ class ExecutionsRepository(Protocol):
 
     def oldest_ambiguous_at(self) -> str | None:
         """When the attempt waiting AMBIGUOUS longest became AMBIGUOUS (None: none)."""
+        ...
+
+    def intents_with_work_outstanding(self, keys: Collection[IntentKey]) -> set[IntentKey]:
+        """Which of these (tenant id, intent id) pairs the engine may still act on: an attempt
+        QUEUED, RUNNING or AMBIGUOUS, or a compensation PENDING or FAILED with a next try due."""
         ...
 
     def get_deadline(self, attempt: ExecutionAttempt) -> float: ...

@@ -1,0 +1,102 @@
+"""The retention pass: DBOS's rows of finished workflows are deleted once they are no longer needed.
+
+DBOS keeps each workflow's status row, inputs, output and step checkpoints until they are deleted;
+without this pass its tables grow by every execution for as long as a deployment lives. Which
+workflows may go is decided by ``domain/retention.py``: finished, unchanged for
+``FULFILL_WORKFLOW_RETENTION_DAYS``, and their intent at rest in fulfill's own records (asked of
+the store in the same batch). fulfill's records themselves (attempts, outcomes, the ledger) are
+never touched.
+
+Workers run it every ``FULFILL_WORKFLOW_RETENTION_INTERVAL_SECONDS``, in batches, oldest first;
+two workers may list the same batch, and deleting a workflow already deleted does nothing. A
+pass that fails (the database away) deletes nothing more and is tried again at the next interval.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from dbos import DBOS
+
+from fulfill import metrics
+from fulfill.domain.retention import (
+    FINISHED_STATUSES,
+    WORKFLOW_NAMES,
+    FinishedWorkflow,
+    deletable,
+    intents_of,
+)
+from fulfill.domain.time import iso_from_epoch
+from fulfill.engine.periodic import PeriodicPass
+from fulfill.engine.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+# Workflows listed, checked and deleted per batch: one read of DBOS's rows, one of fulfill's, one
+# delete transaction in DBOS's database.
+BATCH = 200
+_DAY = 86_400.0
+
+
+def delete_finished_workflows(
+    rt: Runtime, *, stopping: Callable[[], bool] = lambda: False, batch: int = BATCH
+) -> int:
+    """One pass: delete every workflow that may go (see the module's docstring), oldest first, a
+    batch at a time until none is left or ``stopping()``; answers how many were deleted."""
+    days = rt.settings.workflow_retention_days
+    if days <= 0:
+        return 0
+    cutoff = rt.clock.now() - days * _DAY
+    deleted = kept = 0
+    while not stopping():
+        # Rows kept stay in front (oldest first), so the next batch starts after them; a row
+        # deleted meanwhile by another worker only makes a later one wait for the next pass.
+        listed = DBOS.list_workflows(
+            status=list(FINISHED_STATUSES),
+            name=list(WORKFLOW_NAMES),
+            end_time=iso_from_epoch(cutoff),
+            limit=batch,
+            offset=kept,
+            load_input=False,
+            load_output=False,
+        )
+        workflows = [
+            FinishedWorkflow(
+                workflow_id=status.workflow_id,
+                name=status.name,
+                status=status.status,
+                updated_at_epoch=(status.updated_at or status.created_at or 0) / 1000,
+            )
+            for status in listed
+        ]
+        with rt.store.read() as uow:
+            busy = uow.executions.intents_with_work_outstanding(intents_of(workflows))
+        chosen = deletable(workflows, busy=busy, cutoff_epoch=cutoff)
+        if chosen:
+            DBOS.delete_workflows(chosen)
+            metrics.WORKFLOWS_DELETED.inc(len(chosen))
+        deleted += len(chosen)
+        kept += len(listed) - len(chosen)
+        if len(listed) < batch:
+            break
+    if deleted or kept:
+        log.info(
+            "workflow retention: deleted %d finished workflows older than %g days; kept %d whose "
+            "intent has work outstanding",
+            deleted,
+            days,
+            kept,
+        )
+    return deleted
+
+
+class WorkflowRetention(PeriodicPass):
+    """Runs :func:`delete_finished_workflows` every ``workflow_retention_interval_seconds``."""
+
+    def __init__(self, rt: Runtime) -> None:
+        super().__init__(
+            "workflow-retention",
+            lambda: delete_finished_workflows(rt, stopping=self.stopping),
+            lambda: rt.settings.workflow_retention_interval_seconds,
+        )

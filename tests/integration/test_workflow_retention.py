@@ -1,0 +1,221 @@
+"""The retention pass (``engine/retention.py``): DBOS's rows of finished workflows whose intent is
+at rest are deleted after ``FULFILL_WORKFLOW_RETENTION_DAYS``, and nothing the engine may still
+need is. fulfill's own records answer as before; a deleted workflow started again writes nothing.
+SQLite, and PostgreSQL on its pass, through a real service.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from dbos import DBOS
+from dbos import _dbos as dbos_internals
+from sqlalchemy.exc import OperationalError
+
+from fulfill.engine.intake import request_for
+from fulfill.engine.reconciler import reconcile_once
+from fulfill.engine.retention import delete_finished_workflows
+from fulfill.engine.workflow import start_execution
+from fulfill.store import executions
+from tests.support.harness import Harness, make_settings
+from tests.support.http_doubles import wait_for
+from tests.support.metrics import delta, scrape
+
+# A retention of about 0.9 s: a workflow finished a second ago is old enough.
+RETENTION_DAYS = 1e-5
+DBOS_TABLES = ("workflow_status", "workflow_input", "workflow_output", "operation_outputs")
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[Harness]:
+    settings = make_settings(
+        tmp_path,
+        workflow_retention_days=RETENTION_DAYS,
+        reconcile_grace_seconds=0,
+        compensation_retry_base_seconds=0,
+    )
+    running = Harness(settings).start()
+    yield running
+    running.stop()
+
+
+def _dbos_rows(workflow_ids: list[str]) -> dict[str, int]:
+    """DBOS's rows of these workflows, by table: the status row, inputs, output, step checkpoints."""
+    sys_db = dbos_internals._get_dbos_instance()._sys_db
+    with sys_db.engine.connect() as conn:
+        return {
+            name: int(
+                conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(table := getattr(sys_db.tables, name))
+                    .where(table.c.workflow_uuid.in_(workflow_ids))
+                ).scalar_one()
+            )
+            for name in DBOS_TABLES
+        }
+
+
+def _attempt(harness: Harness, intent_id: str) -> Any:
+    with harness.db.read() as conn:
+        return executions.get_attempt(conn, "t1", "acc-1", intent_id)
+
+
+def _ledger(harness: Harness, intent_id: str) -> list[str]:
+    with harness.db.read() as conn:
+        return [entry.event_type for entry in executions.list_ledger(conn, "t1", intent_id)]
+
+
+def _past_retention() -> None:
+    time.sleep(RETENTION_DAYS * 86_400 + 0.2)
+
+
+def test_finished_executions_lose_their_dbos_rows_and_keep_their_records(service: Harness) -> None:
+    rt = service.service.runtime
+    with service.client() as client:
+        done = [service.run_task(client) for _ in range(3)]
+        ids = [status["action_intent_id"] for status in done]
+        workflows = [_attempt(service, intent_id).workflow_id for intent_id in ids]
+        before = _dbos_rows(workflows)
+        assert before["workflow_status"] == 3
+        assert before["operation_outputs"] >= 9
+        ledgers = {intent_id: _ledger(service, intent_id) for intent_id in ids}
+        _past_retention()
+        assert delete_finished_workflows(rt) == 3
+        assert _dbos_rows(workflows) == dict.fromkeys(DBOS_TABLES, 0)
+        assert all(DBOS.get_workflow_status(workflow_id) is None for workflow_id in workflows)
+        # What a client, an operator and an auditor read is fulfill's own, and unchanged.
+        for status in done:
+            intent_id = status["action_intent_id"]
+            assert client.get(f"/executions/{intent_id}/status").json() == status
+            assert _ledger(service, intent_id) == ledgers[intent_id]
+            assert service.task_rows(intent_id) == 1
+        assert reconcile_once(rt) == 0
+    assert delete_finished_workflows(rt) == 0  # nothing left to delete
+
+
+def test_a_deleted_workflow_started_again_writes_nothing(service: Harness) -> None:
+    """Exactly once does not rest on DBOS's rows: the same workflow id started after its rows are
+    gone runs StartExecution again, which finds the attempt finished and stops."""
+    rt = service.service.runtime
+    with service.client() as client:
+        status = service.run_task(client)
+        intent_id = status["action_intent_id"]
+        attempt = _attempt(service, intent_id)
+        _past_retention()
+        assert delete_finished_workflows(rt) == 1
+        start_execution(request_for(attempt))
+        finished = wait_for(
+            lambda: (s := DBOS.get_workflow_status(attempt.workflow_id)) and s.status == "SUCCESS"
+        )
+        assert finished
+        assert client.get(f"/executions/{intent_id}/status").json() == status
+    assert service.task_rows(intent_id) == 1
+    assert service.outcome_rows(intent_id) == 1
+    assert _ledger(service, intent_id).count("ACTION_EXECUTED") == 1
+
+
+def test_an_active_attempts_failed_workflow_is_kept_until_it_is_reconciled(
+    service: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A workflow in ERROR whose attempt is still QUEUED is what the reconciler forks from its
+    failed step: kept, however old, while newer finished ones around it go (batches of one, so
+    the kept one is passed over, not read again and again)."""
+    rt = service.service.runtime
+    real = executions.begin_attempt
+
+    def down(*_args: Any, **_kwargs: Any) -> Any:
+        raise OperationalError("SELECT 1", {}, Exception("database is unavailable"))
+
+    with service.client() as client:
+        monkeypatch.setattr(executions, "begin_attempt", down)
+        stuck = service.create_intent(client)["action_intent_id"]
+        service.approve(client, stuck)
+        stuck_workflow = wait_for(lambda: (a := _attempt(service, stuck)) and a.workflow_id)
+        wait_for(lambda: (s := DBOS.get_workflow_status(stuck_workflow)) and s.status == "ERROR", timeout=30)
+        monkeypatch.setattr(executions, "begin_attempt", real)
+        done = [service.run_task(client)["action_intent_id"] for _ in range(3)]
+        _past_retention()
+        assert delete_finished_workflows(rt, batch=1) == 3
+        assert DBOS.get_workflow_status(stuck_workflow).status == "ERROR"
+        assert _attempt(service, stuck).status.value == "QUEUED"
+        assert reconcile_once(rt) == 1  # forked from its failed step
+        status = service.wait_terminal(client, stuck)
+        fork = _attempt(service, stuck).workflow_id
+        assert fork == f"{stuck_workflow}~1"
+        _past_retention()
+        # Now at rest: the failed workflow and its fork go too.
+        assert delete_finished_workflows(rt) == 2
+    assert _dbos_rows([stuck_workflow, fork]) == dict.fromkeys(DBOS_TABLES, 0)
+    assert status["status"] == "SUCCEEDED"
+    assert service.task_rows(stuck) == 1
+    assert all(service.task_rows(intent_id) == 1 for intent_id in done)
+
+
+def test_a_compensated_execution_loses_both_workflows(service: Harness) -> None:
+    rt = service.service.runtime
+    with service.client() as client:
+        intent_id = service.run_task(client)["action_intent_id"]
+        assert client.post(f"/intents/{intent_id}/cancel").status_code == 202
+        compensated = service.wait_compensated(client, intent_id)
+        _past_retention()
+        assert delete_finished_workflows(rt) == 2
+        assert client.get(f"/executions/{intent_id}/status").json() == compensated
+    execution = _attempt(service, intent_id).workflow_id
+    compensation = f"compensate-t1/{intent_id}-a1-c1"
+    assert _dbos_rows([execution, compensation]) == dict.fromkeys(DBOS_TABLES, 0)
+
+
+def test_a_store_outage_deletes_nothing(service: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without fulfill's answer nothing is deleted: the pass fails, and the next one deletes."""
+    rt = service.service.runtime
+    with service.client() as client:
+        intent_id = service.run_task(client)["action_intent_id"]
+    workflow = _attempt(service, intent_id).workflow_id
+    _past_retention()
+    real = executions.intents_with_work_outstanding
+
+    def down(*_args: Any, **_kwargs: Any) -> Any:
+        raise OperationalError("SELECT 1", {}, Exception("database is unavailable"))
+
+    monkeypatch.setattr(executions, "intents_with_work_outstanding", down)
+    with pytest.raises(OperationalError):
+        delete_finished_workflows(rt)
+    assert _dbos_rows([workflow])["workflow_status"] == 1
+    monkeypatch.setattr(executions, "intents_with_work_outstanding", real)
+    assert delete_finished_workflows(rt) == 1
+
+
+def test_no_retention_keeps_every_workflow(tmp_path: Path) -> None:
+    running = Harness(make_settings(tmp_path, workflow_retention_days=0)).start()
+    try:
+        with running.client() as client:
+            intent_id = running.run_task(client)["action_intent_id"]
+        workflow = _attempt(running, intent_id).workflow_id
+        assert delete_finished_workflows(running.service.runtime) == 0
+        assert _dbos_rows([workflow])["workflow_status"] == 1
+    finally:
+        running.stop()
+
+
+def test_workers_run_the_pass_on_their_own(tmp_path: Path) -> None:
+    """Wired into the service: a worker deletes on its interval, and counts what it deleted."""
+    settings = make_settings(
+        tmp_path, workflow_retention_days=RETENTION_DAYS, workflow_retention_interval_seconds=0.5
+    )
+    running = Harness(settings).start()
+    try:
+        before = scrape(running.url)
+        with running.client() as client:
+            intent_id = running.run_task(client)["action_intent_id"]
+        workflow = _attempt(running, intent_id).workflow_id
+        wait_for(lambda: _dbos_rows([workflow])["workflow_status"] == 0, timeout=30)
+        assert delta(before, scrape(running.url), "fulfill_workflows_deleted_total") == 1
+        with running.client() as client:
+            assert client.get(f"/executions/{intent_id}/status").json()["status"] == "SUCCEEDED"
+    finally:
+        running.stop()
