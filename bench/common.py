@@ -37,9 +37,10 @@ def median_round(rounds: list[dict[str, Any]], key: str) -> tuple[dict[str, Any]
 
 
 def bench_settings(directory: str, **overrides: Any) -> Settings:
-    """Settings of a benchmark's own service: SQLite in ``directory``, any free port, quiet logs."""
+    """Settings of a benchmark's own service: SQLite in ``directory`` (unless ``database_url`` is
+    given), any free port, quiet logs."""
+    overrides.setdefault("database_url", f"sqlite:///{directory}/bench.db")
     return Settings(
-        database_url=f"sqlite:///{directory}/bench.db",
         port=0,
         log_level="WARNING",
         jwt_secret="bench-" * 8,

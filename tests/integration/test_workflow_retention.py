@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +155,22 @@ def test_an_active_attempts_failed_workflow_is_kept_until_it_is_reconciled(
     assert status["status"] == "SUCCEEDED"
     assert service.task_rows(stuck) == 1
     assert all(service.task_rows(intent_id) == 1 for intent_id in done)
+
+
+def test_two_passes_at_once_delete_everything_once_and_fail_nowhere(service: Harness) -> None:
+    """Two workers' passes over the same backlog (here two threads, each with its own connections
+    to both databases), in small batches so that they list the same rows: every workflow goes, no
+    pass fails, and a row deleted by both is counted by both (at most twice)."""
+    rt = service.service.runtime
+    with service.client() as client:
+        ids = [service.run_task(client)["action_intent_id"] for _ in range(8)]
+    workflows = [_attempt(service, intent_id).workflow_id for intent_id in ids]
+    _past_retention()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        counts = list(pool.map(lambda _: delete_finished_workflows(rt, batch=2), range(2)))
+    assert len(workflows) <= sum(counts) <= 2 * len(workflows)
+    assert _dbos_rows(workflows) == dict.fromkeys(DBOS_TABLES, 0)
+    assert all(service.task_rows(intent_id) == 1 for intent_id in ids)
 
 
 def test_a_compensated_execution_loses_both_workflows(service: Harness) -> None:

@@ -15,6 +15,7 @@ pass that fails (the database away) deletes nothing more and is tried again at t
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 
 from dbos import DBOS
@@ -66,7 +67,8 @@ def delete_finished_workflows(
                 workflow_id=status.workflow_id,
                 name=status.name,
                 status=status.status,
-                updated_at_epoch=(status.updated_at or status.created_at or 0) / 1000,
+                # A row without its time is never old enough (DBOS writes it on every change).
+                updated_at_epoch=status.updated_at / 1000 if status.updated_at is not None else math.inf,
             )
             for status in listed
         ]

@@ -1,0 +1,191 @@
+"""What DBOS keeps of each finished execution, and what the retention pass costs to delete it.
+
+    python -m bench.retention --executions 2000
+    python -m bench.retention --executions 2000 --backend postgresql
+
+One ``fulfill serve`` in this process (SQLite by default; ``--backend postgresql``: a throw-away
+PostgreSQL server started for the run, as ``bench.pg_cpu`` does), its own retention pass switched
+off meanwhile. ``--executions`` internal-task intents are created and approved over HTTP, eight at
+a time, and waited for until every workflow has ended (not measured). Then:
+
+* ``dbos_rows_per_execution``: DBOS's rows by table (status, inputs, output, step checkpoints),
+  and ``dbos_bytes_per_execution``: the space they take (SQLite: the used pages of DBOS's file;
+  PostgreSQL: the tables with their indexes and TOAST, ``pg_total_relation_size``);
+* one retention pass (``engine/retention.delete_finished_workflows``) over all of them, once they
+  are older than the retention period: its wall time and this process's CPU time in all, and both
+  per 1,000 workflows deleted;
+* what is left afterwards: DBOS's rows of fulfill's workflows, and the space (SQLite: pages in use
+  and pages free for reuse; PostgreSQL: after a plain ``VACUUM``, which makes the space reusable
+  but returns little to the operating system);
+* ``dbos_space_refilled``: the space once as many executions again have run, the pass off: what
+  the freed space holds of the next ones (reused, not added to the file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from bench.approval_latency import approve_and_wait, proposer_and_approver
+from bench.common import emit, own_cpu_seconds, running_service
+from fulfill.domain.retention import WORKFLOW_NAMES
+from fulfill.engine.retention import delete_finished_workflows
+from fulfill.server import BackgroundServer
+
+DBOS_TABLES = ("workflow_status", "workflow_input", "workflow_output", "operation_outputs")
+# A retention of 1.7 s: every workflow is old enough a moment after the last one ends.
+RETENTION_DAYS = 2e-5
+IN_FLIGHT = 8
+
+
+def _sys_db() -> Any:
+    from dbos import _dbos as dbos_internals
+
+    return dbos_internals._get_dbos_instance()._sys_db
+
+
+def dbos_rows() -> dict[str, int]:
+    """DBOS's rows of every workflow, by table."""
+    sys_db = _sys_db()
+    with sys_db.engine.connect() as conn:
+        return {
+            name: int(
+                conn.execute(
+                    sa.select(sa.func.count()).select_from(getattr(sys_db.tables, name))
+                ).scalar_one()
+            )
+            for name in DBOS_TABLES
+        }
+
+
+def dbos_space() -> dict[str, int]:
+    """The space of DBOS's tables: SQLite's pages in use and free (bytes), PostgreSQL's relations."""
+    engine = _sys_db().engine
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            page = int(conn.exec_driver_sql("PRAGMA page_size").scalar_one())
+            pages = int(conn.exec_driver_sql("PRAGMA page_count").scalar_one())
+            free = int(conn.exec_driver_sql("PRAGMA freelist_count").scalar_one())
+            return {"used_bytes": (pages - free) * page, "free_bytes": free * page}
+        total = sum(
+            int(conn.exec_driver_sql(f"SELECT pg_total_relation_size('dbos.{name}')").scalar_one())
+            for name in DBOS_TABLES
+        )
+        return {"used_bytes": total}
+
+
+def vacuum_dbos() -> None:
+    engine = _sys_db().engine
+    if engine.dialect.name == "sqlite":
+        return
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        for name in DBOS_TABLES:
+            conn.exec_driver_sql(f"VACUUM dbos.{name}")
+
+
+def wait_all_finished(timeout: float = 120.0) -> None:
+    sys_db = _sys_db()
+    status = sys_db.tables.workflow_status
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with sys_db.engine.connect() as conn:
+            unfinished = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(status)
+                .where(status.c.status.in_(["PENDING", "ENQUEUED"]), status.c.name.in_(WORKFLOW_NAMES))
+            ).scalar_one()
+        if not unfinished:
+            return
+        time.sleep(0.2)
+    raise RuntimeError("workflows still unfinished")
+
+
+def run_executions(server: BackgroundServer, indexes: range) -> None:
+    """Create and approve these intents, ``IN_FLIGHT`` at a time, until every workflow has ended."""
+    db = server.server.config.app.state.service.db
+    with proposer_and_approver(server) as (client, reviewer), ThreadPoolExecutor(IN_FLIGHT) as pool:
+        list(
+            pool.map(lambda index: approve_and_wait(client, reviewer, db, index, poll_seconds=0.05), indexes)
+        )
+    wait_all_finished()
+
+
+@contextmanager
+def database(backend: str) -> Iterator[str | None]:
+    if backend == "sqlite":
+        yield None
+        return
+    from bench.pg_cpu import throwaway_database
+
+    with throwaway_database("bench_retention") as url:
+        yield url
+
+
+def run(executions: int, backend: str) -> dict[str, Any]:
+    with (
+        database(backend) as url,
+        tempfile.TemporaryDirectory(prefix="fulfill-bench-retention-") as directory,
+        running_service(
+            directory,
+            **({"database_url": url} if url else {}),
+            workflow_retention_days=RETENTION_DAYS,
+            workflow_retention_interval_seconds=86_400,
+        ) as server,
+    ):
+        service = server.server.config.app.state.service
+        run_executions(server, range(executions))
+        rows_before, space_before = dbos_rows(), dbos_space()
+        time.sleep(RETENTION_DAYS * 86_400 + 0.5)
+        wall, cpu = time.perf_counter(), own_cpu_seconds()
+        deleted = delete_finished_workflows(service.runtime)
+        wall, cpu = time.perf_counter() - wall, own_cpu_seconds() - cpu
+        rows_after = dbos_rows()
+        vacuum_dbos()
+        space_after = dbos_space()
+        run_executions(server, range(executions, 2 * executions))
+        space_refilled = dbos_space()
+    per = 1000 / max(deleted, 1)
+    return {
+        "backend": backend,
+        "executions": executions,
+        "dbos_rows_per_execution": {
+            name: round(count / executions, 2) for name, count in rows_before.items()
+        },
+        "dbos_bytes_per_execution": round(space_before["used_bytes"] / executions),
+        "dbos_space_before": space_before,
+        "pass": {
+            "deleted": deleted,
+            "seconds": round(wall, 3),
+            "cpu_seconds": round(cpu, 3),
+            "seconds_per_1000": round(wall * per, 3),
+            "cpu_seconds_per_1000": round(cpu * per, 3),
+        },
+        "dbos_rows_after": rows_after,
+        "dbos_space_after": space_after,
+        "dbos_space_refilled": space_refilled,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--executions", type=int, default=2000)
+    parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    if args.executions < 1:
+        parser.error("--executions must be at least 1")
+    emit(run(args.executions, args.backend), args.json)
+
+
+if __name__ == "__main__":
+    main()
