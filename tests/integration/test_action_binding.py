@@ -19,6 +19,7 @@ import pytest
 from fulfill.domain.action_hash import action_hash, prefix
 from fulfill.domain.models import ActionIntentV1, ActionOutcomeV1, TenantExecutionConfig
 from fulfill.store import executions, intents, killswitches
+from fulfill.store.tables import connector_waiters
 from tests.support.harness import Harness, make_settings
 from tests.support.http_doubles import Fault, FaultyProxy, wait_for
 from tests.support.tamper import tamper_document
@@ -35,6 +36,15 @@ def held(tmp_path: Path) -> Iterator[tuple[Harness, FaultyProxy]]:
     yield running, proxy
     proxy.close()
     running.stop()
+
+
+def _wait_at_the_gate(harness: Harness) -> None:
+    """Until the second execution waits at its connector's gate (its row among the connector's
+    waiters). Only then does a change land between its first check of the intent and the one it
+    makes once admitted. Changed any earlier, on a busy machine it could pass its first check
+    before the change and reach the gate only after the first call let go of the slot: admitted
+    without waiting, with no second check, it sends the call it checked (the approved one)."""
+    wait_for(lambda: harness.count(connector_waiters, name="internal") == 1, timeout=30)
 
 
 def _stored(harness: Harness, intent_id: str) -> ActionIntentV1:
@@ -118,6 +128,7 @@ def test_parameters_changed_in_the_store_before_the_call_fail_without_a_call(
         assert proxy.state.forwarded.wait(timeout=30), "the first call never reached the target"
         second = harness.create_intent(client, parameters={"title": "what was approved"})["action_intent_id"]
         harness.approve(client, second)
+        _wait_at_the_gate(harness)
         approved = _stored(harness, second)
         changed = tamper_document(harness.db, second, parameters={"title": "what someone put there later"})
         proxy.state.release.set()
@@ -149,6 +160,7 @@ def test_an_account_changed_in_the_store_before_the_call_is_a_mismatch_not_a_mis
         assert proxy.state.forwarded.wait(timeout=30), "the first call never reached the target"
         second = harness.create_intent(client)["action_intent_id"]
         harness.approve(client, second)
+        _wait_at_the_gate(harness)
         approved = _stored(harness, second)
         changed = tamper_document(harness.db, second, account_id="acc-2")
         proxy.state.release.set()
