@@ -11,6 +11,9 @@ a time, and waited for until every workflow has ended (not measured). Then:
 * ``dbos_rows_per_execution``: DBOS's rows by table (status, inputs, output, step checkpoints),
   and ``dbos_bytes_per_execution``: the space they take (SQLite: the used pages of DBOS's file;
   PostgreSQL: the tables with their indexes and TOAST, ``pg_total_relation_size``);
+* ``fulfill_bytes_per_execution``: what fulfill's own tables grew by per execution, in all and for
+  its largest tables (with their indexes): the records kept for good (the intent, its attempt and
+  outcome, the ledger, the tool's own record), which no retention deletes;
 * one retention pass (``engine/retention.delete_finished_workflows``) over all of them, once they
   are older than the retention period: its wall time and this process's CPU time in all, and both
   per 1,000 workflows deleted;
@@ -39,6 +42,7 @@ from bench.common import emit, own_cpu_seconds, running_service
 from fulfill.domain.retention import WORKFLOW_NAMES
 from fulfill.engine.retention import delete_finished_workflows
 from fulfill.server import BackgroundServer
+from fulfill.store.db import Database
 
 DBOS_TABLES = ("workflow_status", "workflow_input", "workflow_output", "operation_outputs")
 # A retention of 1.7 s: every workflow is old enough a moment after the last one ends.
@@ -80,6 +84,33 @@ def dbos_space() -> dict[str, int]:
             for name in DBOS_TABLES
         )
         return {"used_bytes": total}
+
+
+def fulfill_table_bytes(db: Database) -> dict[str, int]:
+    """The space of each of fulfill's tables with its indexes: SQLite's pages by table
+    (``dbstat``), PostgreSQL's relations with their indexes and TOAST."""
+    with db.read() as conn:
+        if db.is_sqlite:
+            rows = conn.exec_driver_sql(
+                "SELECT m.tbl_name, SUM(d.pgsize) FROM dbstat AS d JOIN sqlite_master AS m ON m.name = d.name "
+                "WHERE m.tbl_name NOT LIKE 'sqlite_%' GROUP BY m.tbl_name"
+            ).all()
+        else:
+            rows = conn.exec_driver_sql(
+                "SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class AS c "
+                "JOIN pg_namespace AS n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = current_schema() AND c.relkind = 'r'"
+            ).all()
+    return {str(name): int(size) for name, size in rows}
+
+
+def per_execution(
+    before: dict[str, int], after: dict[str, int], executions: int, top: int = 8
+) -> dict[str, int]:
+    """What each table grew by per execution, the largest first (``total`` first of all)."""
+    growth = {name: (after.get(name, 0) - before.get(name, 0)) / executions for name in after}
+    largest = sorted(growth.items(), key=lambda item: -item[1])[:top]
+    return {"total": round(sum(growth.values())), **{name: round(size) for name, size in largest if size > 0}}
 
 
 def vacuum_dbos() -> None:
@@ -141,7 +172,9 @@ def run(executions: int, backend: str) -> dict[str, Any]:
         ) as server,
     ):
         service = server.server.config.app.state.service
+        fulfill_before = fulfill_table_bytes(service.db)
         run_executions(server, range(executions))
+        fulfill_after = fulfill_table_bytes(service.db)
         rows_before, space_before = dbos_rows(), dbos_space()
         time.sleep(RETENTION_DAYS * 86_400 + 0.5)
         wall, cpu = time.perf_counter(), own_cpu_seconds()
@@ -161,6 +194,7 @@ def run(executions: int, backend: str) -> dict[str, Any]:
         },
         "dbos_bytes_per_execution": round(space_before["used_bytes"] / executions),
         "dbos_space_before": space_before,
+        "fulfill_bytes_per_execution": per_execution(fulfill_before, fulfill_after, executions),
         "pass": {
             "deleted": deleted,
             "seconds": round(wall, 3),

@@ -30,6 +30,9 @@ def test_the_pass_deletes_every_finished_execution_and_reports_what_it_kept(tmp_
     assert rows["workflow_status"] == 1
     assert rows["operation_outputs"] >= 3  # PrepareToolCall, InvokeTool, RecordOutcome
     assert result["dbos_bytes_per_execution"] > 0
+    kept = result["fulfill_bytes_per_execution"]
+    assert kept["total"] > 0
+    assert "ledger_entries" in kept  # every execution appends to the ledger
     assert result["pass"]["deleted"] == 12
     assert result["dbos_rows_after"] == dict.fromkeys(rows, 0)
     assert result["dbos_space_after"]["used_bytes"] < result["dbos_space_before"]["used_bytes"]

@@ -6,6 +6,7 @@ SQLite, and PostgreSQL on its pass, through a real service.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -121,7 +122,7 @@ def test_a_deleted_workflow_started_again_writes_nothing(service: Harness) -> No
 
 
 def test_an_active_attempts_failed_workflow_is_kept_until_it_is_reconciled(
-    service: Harness, monkeypatch: pytest.MonkeyPatch
+    service: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A workflow in ERROR whose attempt is still QUEUED is what the reconciler forks from its
     failed step: kept, however old, while newer finished ones around it go (batches of one, so
@@ -141,7 +142,10 @@ def test_an_active_attempts_failed_workflow_is_kept_until_it_is_reconciled(
         monkeypatch.setattr(executions, "begin_attempt", real)
         done = [service.run_task(client)["action_intent_id"] for _ in range(3)]
         _past_retention()
-        assert delete_finished_workflows(rt, batch=1) == 3
+        with caplog.at_level(logging.INFO, logger="fulfill.engine.retention"):
+            assert delete_finished_workflows(rt, batch=1) == 3
+        assert "deleted 3 finished workflows" in caplog.text
+        assert "kept 1 (their intent has work outstanding" in caplog.text
         assert DBOS.get_workflow_status(stuck_workflow).status == "ERROR"
         assert _attempt(service, stuck).status.value == "QUEUED"
         assert reconcile_once(rt) == 1  # forked from its failed step

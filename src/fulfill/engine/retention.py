@@ -84,8 +84,8 @@ def delete_finished_workflows(
             break
     if deleted or kept:
         log.info(
-            "workflow retention: deleted %d finished workflows older than %g days; kept %d whose "
-            "intent has work outstanding",
+            "workflow retention: deleted %d finished workflows older than %g days; kept %d (their "
+            "intent has work outstanding, or they changed since)",
             deleted,
             days,
             kept,
