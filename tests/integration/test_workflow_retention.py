@@ -177,6 +177,26 @@ def test_two_passes_at_once_delete_everything_once_and_fail_nowhere(service: Har
     assert all(service.task_rows(intent_id) == 1 for intent_id in ids)
 
 
+def test_a_pass_stops_between_batches_when_its_process_stops(service: Harness) -> None:
+    """A worker stopping mid-pass finishes the batch it is in and deletes no more; the next pass
+    (of any worker) deletes the rest."""
+    rt = service.service.runtime
+    with service.client() as client:
+        ids = [service.run_task(client)["action_intent_id"] for _ in range(3)]
+    workflows = [_attempt(service, intent_id).workflow_id for intent_id in ids]
+    _past_retention()
+    asked: list[int] = []
+
+    def stopping_after_one_batch() -> bool:
+        asked.append(1)
+        return len(asked) > 1
+
+    assert delete_finished_workflows(rt, stopping=stopping_after_one_batch, batch=1) == 1
+    assert _dbos_rows(workflows)["workflow_status"] == 2
+    assert delete_finished_workflows(rt) == 2
+    assert _dbos_rows(workflows) == dict.fromkeys(DBOS_TABLES, 0)
+
+
 def test_a_compensated_execution_loses_both_workflows(service: Harness) -> None:
     rt = service.service.runtime
     with service.client() as client:
