@@ -30,6 +30,8 @@ class _Counting(ThreadingHTTPServer):
     connections = 0
     lock = threading.Lock()
     hold_seconds = 0.0  # how long each answer waits (so that calls overlap)
+    # Set: each answer waits until this many requests are in flight, so that they certainly overlap.
+    together: threading.Barrier | None = None
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -42,6 +44,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.connections += 1
 
     def do_GET(self) -> None:
+        if self.server.together is not None:
+            self.server.together.wait()
         time.sleep(self.server.hold_seconds)
         # Whatever is asked: the problem a service answers for an unknown intent.
         body = json.dumps({"type": "about:blank", "title": "Not Found", "status": 404}).encode()
@@ -90,8 +94,10 @@ def test_a_connection_is_reused_while_fresh_and_dropped_once_idle(server: _Count
 
 def test_the_client_keeps_httpx_default_bounds_of_connections_kept_idle(server: _Counting) -> None:
     """25 calls at once open 25 connections; 20 are kept for the next calls (httpx's default),
-    so 25 more at once, at once, open 5 new ones."""
-    server.hold_seconds = 0.3
+    so 25 more at once open 5 new ones. The server answers none of a round until all 25 are in
+    flight: with a fixed pause instead, a busy machine could start a round's calls so far apart
+    that no more than 20 overlapped, and they all went out on kept connections."""
+    server.together = threading.Barrier(25, timeout=30)
 
     def call(api: FulfillClient) -> None:
         with pytest.raises(ApiError):
