@@ -10,12 +10,12 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy.exc import OperationalError
 
 from tests.support.harness import Harness, make_settings
 from tests.support.http_doubles import Fault, FaultyProxy, WebhookSink, wait_for
 from tests.support.metrics import Samples, delta, has, label_values, value
 from tests.support.metrics import scrape as scrape_url
+from tests.support.outages import database_down
 
 EXECUTION_STEPS = ["StartExecution", "ValidatePreflight", "MapActionToTool", "InvokeTool", "RecordOutcome"]
 COMPENSATION_STEPS = ["BeginCompensation", "InvokeCompensation", "FinishCompensation"]
@@ -369,10 +369,7 @@ def test_a_broken_store_leaves_out_the_store_gauges_not_the_scrape(
     healthy = scrape(service)
     assert has(healthy, "fulfill_attempts_past_budget")
 
-    def down() -> Any:
-        raise OperationalError("SELECT 1", {}, Exception("database is unavailable"))
-
-    monkeypatch.setattr(service.service.db, "read", down)
+    monkeypatch.setattr(service.service.db, "read", database_down)
     broken = scrape(service)  # 200 (asserted by scrape), with this process's own metrics
     monkeypatch.undo()
     assert has(broken, "python_info")

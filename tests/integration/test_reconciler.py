@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 from dbos import DBOS
-from sqlalchemy.exc import OperationalError
 
 from fulfill.domain.models import GlobalExecutionConfig
 from fulfill.engine import intake
@@ -24,6 +23,7 @@ from fulfill.store import executions, killswitches
 from fulfill.store.tables import execution_attempts
 from tests.support.harness import Harness, approved_event, make_settings
 from tests.support.http_doubles import Fault, FaultyProxy, wait_for
+from tests.support.outages import database_down
 
 
 def _settings(tmp_path: Path, **overrides: Any) -> Any:
@@ -52,10 +52,7 @@ def _outage(monkeypatch: pytest.MonkeyPatch, module: Any, name: str) -> Callable
     """Make one store function fail as a database outage would; returns the repair."""
     real = getattr(module, name)
 
-    def down(*_args: Any, **_kwargs: Any) -> Any:
-        raise OperationalError("SELECT 1", {}, Exception("database is unavailable"))
-
-    monkeypatch.setattr(module, name, down)
+    monkeypatch.setattr(module, name, database_down)
     return lambda: monkeypatch.setattr(module, name, real)
 
 

@@ -37,6 +37,7 @@ from fulfill.store.tables import execution_attempts
 from fulfill_tools.dev.salesforce import DevSalesforce, DevSalesforceServer
 from tests.support.harness import Harness, approved_event, make_settings
 from tests.support.http_doubles import FaultyProxy, wait_for
+from tests.support.outages import database_down
 from tests.support.salesforce import CLIENT_ID, CLIENT_SECRET, SECRETS_KEY, dev_config
 
 WORKFLOW = "fulfill.execute_intent"
@@ -305,14 +306,9 @@ def test_a_forked_workflow_keeps_the_original_trace_id(
     service: Harness, spans: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from dbos import DBOS
-    from sqlalchemy.exc import OperationalError
 
     real = executions.begin_attempt
-
-    def down(*_args: Any, **_kwargs: Any) -> Any:
-        raise OperationalError("SELECT 1", {}, Exception("database is unavailable"))
-
-    monkeypatch.setattr(executions, "begin_attempt", down)
+    monkeypatch.setattr(executions, "begin_attempt", database_down)
     with service.client() as client:
         intent_id = service.create_intent(client)["action_intent_id"]
         service.approve(client, intent_id)

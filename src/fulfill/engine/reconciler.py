@@ -37,6 +37,7 @@ from fulfill.domain.errors import ErrorClass, ExecutionError
 from fulfill.domain.execution import CompensationRequest, CompensationResult
 from fulfill.domain.models import CompensationStatus, ExecutionAttempt
 from fulfill.domain.records import CompensationState
+from fulfill.domain.retention import FINISHED_STATUSES
 from fulfill.domain.time import iso_from_epoch
 from fulfill.engine.compensation import finish_compensation
 from fulfill.engine.intake import request_for
@@ -49,7 +50,7 @@ log = logging.getLogger(__name__)
 
 _WAITING = {"ENQUEUED", "DELAYED"}
 _RESUMABLE = {"CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED"}
-_DEAD = {"ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED", "SUCCESS"}
+_DEAD = frozenset(FINISHED_STATUSES)  # will not run again unless resumed or forked
 # An attempt whose workflow keeps failing is forked at most this many times (ids ``…~1`` … ``…~N``).
 MAX_FORKS = 10
 # A compensation workflow still PENDING after this many grace periods is presumed abandoned.
