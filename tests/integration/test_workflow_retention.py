@@ -7,6 +7,7 @@ SQLite, and PostgreSQL on its pass, through a real service.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -27,9 +28,12 @@ from fulfill.store import executions
 from tests.support.harness import Harness, make_settings
 from tests.support.http_doubles import wait_for
 from tests.support.metrics import delta, scrape
+from tests.support.outages import database_down
 
 # A retention of about 0.9 s: a workflow finished a second ago is old enough.
 RETENTION_DAYS = 1e-5
+# The thread of a worker's retention pass (``engine/periodic.PeriodicPass``).
+RETENTION_THREAD = "fulfill-workflow-retention"
 DBOS_TABLES = ("workflow_status", "workflow_input", "workflow_output", "operation_outputs")
 
 
@@ -130,11 +134,8 @@ def test_an_active_attempts_failed_workflow_is_kept_until_it_is_reconciled(
     rt = service.service.runtime
     real = executions.begin_attempt
 
-    def down(*_args: Any, **_kwargs: Any) -> Any:
-        raise OperationalError("SELECT 1", {}, Exception("database is unavailable"))
-
     with service.client() as client:
-        monkeypatch.setattr(executions, "begin_attempt", down)
+        monkeypatch.setattr(executions, "begin_attempt", database_down)
         stuck = service.create_intent(client)["action_intent_id"]
         service.approve(client, stuck)
         stuck_workflow = wait_for(lambda: (a := _attempt(service, stuck)) and a.workflow_id)
@@ -220,10 +221,7 @@ def test_a_store_outage_deletes_nothing(service: Harness, monkeypatch: pytest.Mo
     _past_retention()
     real = executions.intents_with_work_outstanding
 
-    def down(*_args: Any, **_kwargs: Any) -> Any:
-        raise OperationalError("SELECT 1", {}, Exception("database is unavailable"))
-
-    monkeypatch.setattr(executions, "intents_with_work_outstanding", down)
+    monkeypatch.setattr(executions, "intents_with_work_outstanding", database_down)
     with pytest.raises(OperationalError):
         delete_finished_workflows(rt)
     assert _dbos_rows([workflow])["workflow_status"] == 1
@@ -260,3 +258,21 @@ def test_workers_run_the_pass_on_their_own(tmp_path: Path) -> None:
             assert client.get(f"/executions/{intent_id}/status").json()["status"] == "SUCCEEDED"
     finally:
         running.stop()
+
+
+def test_an_api_process_runs_no_pass(tmp_path: Path) -> None:
+    """Only processes that run workers delete: an api process, which runs no workflow, has no
+    retention thread, whatever its settings; a worker has one."""
+    settings = make_settings(
+        tmp_path, role="api", workflow_retention_days=RETENTION_DAYS, workflow_retention_interval_seconds=0.5
+    )
+    running = Harness(settings).start()
+    try:
+        assert RETENTION_THREAD not in {thread.name for thread in threading.enumerate()}
+    finally:
+        running.stop()
+    worker = Harness(make_settings(tmp_path / "worker", workflow_retention_days=RETENTION_DAYS)).start()
+    try:
+        assert RETENTION_THREAD in {thread.name for thread in threading.enumerate()}
+    finally:
+        worker.stop()
