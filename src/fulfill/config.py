@@ -127,6 +127,10 @@ class Settings(BaseSettings):
     # once unchanged this many days (0: never); workers look for them every interval.
     workflow_retention_days: float = Field(default=7.0, ge=0, le=36_500)
     workflow_retention_interval_seconds: float = Field(default=3600.0, gt=0, le=86_400)
+    # The outbox's deliveries that an external destination accepted (engine/retention.py) are
+    # deleted this many days after (0: never), and a message with them once it has none left.
+    outbox_retention_days: float = Field(default=7.0, ge=0, le=36_500)
+    outbox_retention_interval_seconds: float = Field(default=3600.0, gt=0, le=86_400)
     # How often workers look for pending intents whose first approval window has ended under an
     # ESCALATE policy, and escalate them (engine/escalation.py).
     escalation_interval_seconds: float = Field(default=15.0, gt=0, le=3600)

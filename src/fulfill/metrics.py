@@ -66,6 +66,10 @@ WORKFLOWS_DELETED = Counter(
     "fulfill_workflows_deleted_total",
     "DBOS's rows of finished workflows this worker deleted (FULFILL_WORKFLOW_RETENTION_DAYS).",
 )
+OUTBOX_MESSAGES_DELETED = Counter(
+    "fulfill_outbox_messages_deleted_total",
+    "Outbox messages this worker deleted once every delivery was accepted (FULFILL_OUTBOX_RETENTION_DAYS).",
+)
 RECONCILED = Counter(
     "fulfill_reconciled_total",
     "Workflows the reconciler started, resumed or forked, by what it found.",

@@ -39,7 +39,7 @@ from fulfill.engine.ledger_checkpoints import LedgerCheckpointer
 from fulfill.engine.outbox_relay import OutboxRelay
 from fulfill.engine.probes import Prober
 from fulfill.engine.reconciler import Reconciler
-from fulfill.engine.retention import WorkflowRetention
+from fulfill.engine.retention import OutboxRetention, WorkflowRetention
 from fulfill.engine.runtime import Runtime
 from fulfill.engine.workflow import EXECUTION_QUEUE
 from fulfill.gateway.client import McpToolGateway
@@ -133,6 +133,7 @@ class Service:
         self._prober: Prober | None = None
         self._checkpointer: LedgerCheckpointer | None = None
         self._retention: WorkflowRetention | None = None
+        self._outbox_retention: OutboxRetention | None = None
         self._heartbeat: Heartbeat | None = None
         self._engine_ready = threading.Event()
 
@@ -272,6 +273,8 @@ class Service:
             self._checkpointer.start()
             self._retention = WorkflowRetention(self.runtime)
             self._retention.start()
+            self._outbox_retention = OutboxRetention(self.runtime)
+            self._outbox_retention.start()
             # Workers beat, and take over the workflows of a worker that stopped beating (one
             # that came back under another executor id, or never came back).
             self._heartbeat = Heartbeat(
@@ -312,6 +315,8 @@ class Service:
             self._checkpointer.stop()
         if self._retention is not None:
             self._retention.stop()
+        if self._outbox_retention is not None:
+            self._outbox_retention.stop()
         if self._heartbeat is not None:
             self._heartbeat.stop()
         # Calls waiting for their connector leave first, unfinished, for recovery to resume.

@@ -1,4 +1,5 @@
-"""The retention pass: DBOS's rows of finished workflows are deleted once they are no longer needed.
+"""The retention passes: DBOS's rows of finished workflows, and the outbox's delivered messages,
+are deleted once they are no longer needed.
 
 DBOS keeps each workflow's status row, inputs, output and step checkpoints until they are deleted;
 without this pass its tables grow by every execution for as long as a deployment lives. Which
@@ -10,6 +11,12 @@ never touched.
 Workers run it every ``FULFILL_WORKFLOW_RETENTION_INTERVAL_SECONDS``, in batches, oldest first;
 two workers may list the same batch, and deleting a workflow already deleted does nothing. A
 pass that fails (the database away) deletes nothing more and is tried again at the next interval.
+
+The outbox keeps every message and its deliveries after an external destination (a webhook, the
+event bus, a tenant's notification channel) accepted them; nothing reads them again. Workers
+delete the deliveries accepted more than ``FULFILL_OUTBOX_RETENTION_DAYS`` ago, and a message
+once none of its deliveries is left (``store/outbox.delete_delivered``): pending and dead-lettered
+deliveries stay, and so do the engine's own messages.
 """
 
 from __future__ import annotations
@@ -93,6 +100,38 @@ def delete_finished_workflows(
     return deleted
 
 
+def delete_delivered_messages(
+    rt: Runtime, *, stopping: Callable[[], bool] = lambda: False, batch: int = BATCH
+) -> int:
+    """One pass over the outbox: delete the deliveries accepted before the retention period and
+    the messages left without any, a batch (one write transaction) at a time until none is left
+    or ``stopping()``; answers how many messages were deleted."""
+    days = rt.settings.outbox_retention_days
+    if days <= 0:
+        return 0
+    cutoff = rt.clock.now() - days * _DAY
+    deliveries = messages = 0
+    while not stopping():
+        with rt.store.write() as uow:
+            batch_deliveries, batch_messages = uow.outbox.delete_delivered(
+                cutoff_epoch=cutoff, cutoff=iso_from_epoch(cutoff), limit=batch
+            )
+        metrics.OUTBOX_MESSAGES_DELETED.inc(batch_messages)
+        deliveries += batch_deliveries
+        messages += batch_messages
+        if batch_deliveries < batch:
+            break
+    if deliveries:
+        log.info(
+            "outbox retention: deleted %d deliveries accepted more than %g days ago and %d messages "
+            "left without any",
+            deliveries,
+            days,
+            messages,
+        )
+    return messages
+
+
 class WorkflowRetention(PeriodicPass):
     """Runs :func:`delete_finished_workflows` every ``workflow_retention_interval_seconds``."""
 
@@ -101,4 +140,15 @@ class WorkflowRetention(PeriodicPass):
             "workflow-retention",
             lambda: delete_finished_workflows(rt, stopping=self.stopping),
             lambda: rt.settings.workflow_retention_interval_seconds,
+        )
+
+
+class OutboxRetention(PeriodicPass):
+    """Runs :func:`delete_delivered_messages` every ``outbox_retention_interval_seconds``."""
+
+    def __init__(self, rt: Runtime) -> None:
+        super().__init__(
+            "outbox-retention",
+            lambda: delete_delivered_messages(rt, stopping=self.stopping),
+            lambda: rt.settings.outbox_retention_interval_seconds,
         )

@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, or_, select, update
+from sqlalchemy import Connection, and_, delete, exists, func, or_, select, update
 
+from fulfill.domain.outbox import ENGINE_DESTINATIONS
 from fulfill.domain.records import DeadLetter as DeadLetter
 from fulfill.domain.records import Delivery as Delivery
 from fulfill.store.db import insert_ignore
@@ -394,6 +395,49 @@ def dead_letter_destinations(conn: Connection) -> dict[str, int]:
     return {str(row[0]): int(row[1]) for row in rows}
 
 
+def _delivered_before(cutoff_epoch: float, cutoff: str) -> Any:
+    """Deliveries an external destination accepted before the cutoff. ``next_attempt_epoch`` is
+    never later than the accepted try, so the index of status and next try finds them in order;
+    ``delivered_at`` then leaves out the few that were accepted long after they were due."""
+    return and_(
+        outbox_deliveries.c.status == DELIVERED,
+        outbox_deliveries.c.next_attempt_epoch < cutoff_epoch,
+        outbox_deliveries.c.delivered_at < cutoff,
+        outbox_deliveries.c.destination.not_in(sorted(ENGINE_DESTINATIONS)),
+    )
+
+
+def delete_delivered(conn: Connection, *, cutoff_epoch: float, cutoff: str, limit: int) -> tuple[int, int]:
+    """Delete up to ``limit`` deliveries accepted before the cutoff, then those of their messages
+    that have no delivery left; answers (deliveries, messages) deleted.
+
+    A message keeps its row while any of its deliveries is still there: pending, dead-lettered
+    (a person may redeliver it), accepted since the cutoff, or on the engine's own lane (its
+    id is what makes a rerun's or a compensation's start happen once; those are few).
+    """
+    chosen = conn.execute(
+        select(outbox_deliveries.c.message_id)
+        .where(_delivered_before(cutoff_epoch, cutoff))
+        .order_by(outbox_deliveries.c.next_attempt_epoch)
+        .limit(limit)
+    ).all()
+    if not chosen:
+        return 0, 0
+    message_ids = sorted({row.message_id for row in chosen})
+    deliveries = conn.execute(
+        delete(outbox_deliveries).where(
+            outbox_deliveries.c.message_id.in_(message_ids), _delivered_before(cutoff_epoch, cutoff)
+        )
+    ).rowcount
+    messages = conn.execute(
+        delete(outbox_messages).where(
+            outbox_messages.c.message_id.in_(message_ids),
+            ~exists().where(outbox_deliveries.c.message_id == outbox_messages.c.message_id),
+        )
+    ).rowcount
+    return int(deliveries), int(messages)
+
+
 class SqlOutboxRepository:
     """The outbox repository over one connection: each method is this module's function."""
 
@@ -517,3 +561,6 @@ class SqlOutboxRepository:
 
     def dead_letter_destinations(self) -> dict[str, int]:
         return dead_letter_destinations(self._conn)
+
+    def delete_delivered(self, *, cutoff_epoch: float, cutoff: str, limit: int) -> tuple[int, int]:
+        return delete_delivered(self._conn, cutoff_epoch=cutoff_epoch, cutoff=cutoff, limit=limit)

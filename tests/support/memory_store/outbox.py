@@ -123,3 +123,6 @@ class MemoryOutboxRepository:
 
     def dead_letter_destinations(self) -> dict[str, int]:
         return {}
+
+    def delete_delivered(self, *, cutoff_epoch: float, cutoff: str, limit: int) -> tuple[int, int]:
+        raise NotImplementedError("the in-memory store does not delete deliveries")

@@ -116,3 +116,10 @@ class OutboxRepository(Protocol):
     def dead_letter_destinations(self) -> dict[str, int]:
         """How many deliveries are dead-lettered, by destination."""
         ...
+
+    def delete_delivered(self, *, cutoff_epoch: float, cutoff: str, limit: int) -> tuple[int, int]:
+        """Delete up to ``limit`` deliveries an external destination accepted before the cutoff
+        (``cutoff_epoch``, and ``cutoff`` as a timestamp), then those of their messages that have
+        no delivery left; answers (deliveries, messages) deleted. Pending and dead-lettered
+        deliveries, and the engine's own lane, are never deleted."""
+        ...

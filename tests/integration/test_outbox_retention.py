@@ -1,0 +1,296 @@
+"""The outbox's retention (``store/outbox.delete_delivered``, ``engine/retention.py``): deliveries an
+external destination accepted more than ``FULFILL_OUTBOX_RETENTION_DAYS`` ago are deleted, and a
+message once it has no delivery left. What is still pending, what was given up (a person may
+redeliver it), what was accepted since, and the engine's own messages stay. SQLite, and
+PostgreSQL on its pass: the store's statements on a fresh database, the pass through a real
+service that delivers its signals to a webhook receiver on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
+
+from fulfill.domain.outbox import ENGINE_DESTINATION
+from fulfill.domain.time import iso_from_epoch
+from fulfill.engine.retention import delete_delivered_messages
+from fulfill.store import outbox
+from fulfill.store.db import Database
+from fulfill.store.tables import outbox_deliveries, outbox_messages
+from tests.support.harness import Harness, fresh_database, make_settings
+from tests.support.http_doubles import WebhookSink, wait_for
+from tests.support.metrics import delta, scrape
+from tests.support.outages import database_down
+from tests.support.plans import last_statement_plan
+
+NOW = 1_900_000_000.0
+DAY = 86_400.0
+CUTOFF = NOW - 7 * DAY
+HOOK = "https://hooks.example/a"
+OTHER_HOOK = "https://hooks.example/b"
+
+
+def _enqueue(db: Database, message_id: str, destinations: list[str], *, at: float) -> None:
+    with db.write() as conn:
+        assert outbox.enqueue(
+            conn,
+            message_id=message_id,
+            topic="SIGNAL_CREATED",
+            tenant_id="t1",
+            payload={"id": message_id},
+            destinations=destinations,
+            now=iso_from_epoch(at),
+            now_epoch=at,
+        )
+
+
+def _settle(db: Database, message_id: str, destination: str, *, at: float, refuse: bool = False) -> None:
+    """Lease the delivery as a relay does at ``at``, then record it accepted (or given up)."""
+    with db.write() as conn:
+        (delivery,) = outbox.claim_due(
+            conn, now_epoch=at, lease_seconds=60, owner="relay", only=[destination]
+        )
+        assert delivery.message_id == message_id
+        if refuse:
+            assert outbox.mark_failed(
+                conn,
+                delivery,
+                owner="relay",
+                error="410",
+                next_attempt_epoch=at,
+                dead_letter_at=iso_from_epoch(at),
+            )
+        else:
+            assert outbox.mark_delivered(conn, delivery, owner="relay", now=iso_from_epoch(at))
+
+
+def _left(db: Database) -> tuple[set[str], set[tuple[str, str]]]:
+    with db.read() as conn:
+        messages = {row.message_id for row in conn.execute(select(outbox_messages.c.message_id))}
+        deliveries = {
+            (row.message_id, row.destination)
+            for row in conn.execute(select(outbox_deliveries.c.message_id, outbox_deliveries.c.destination))
+        }
+    return messages, deliveries
+
+
+def _delete(db: Database, *, limit: int = 200) -> tuple[int, int]:
+    with db.write() as conn:
+        return outbox.delete_delivered(conn, cutoff_epoch=CUTOFF, cutoff=iso_from_epoch(CUTOFF), limit=limit)
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Iterator[Database]:
+    with fresh_database(tmp_path) as db:
+        yield db
+
+
+def test_only_deliveries_accepted_before_the_cutoff_go_and_their_messages_with_them(
+    database: Database,
+) -> None:
+    old, recent = NOW - 10 * DAY, NOW - DAY
+    _enqueue(database, "old", [HOOK], at=old)
+    _settle(database, "old", HOOK, at=old)
+    _enqueue(database, "recent", [HOOK], at=recent)
+    _settle(database, "recent", HOOK, at=recent)
+    # Due ten days ago, accepted yesterday: its next try is old, its acceptance is not.
+    _enqueue(database, "late", [OTHER_HOOK], at=old)
+    _settle(database, "late", OTHER_HOOK, at=recent)
+    _enqueue(database, "pending", [HOOK], at=old)
+    _enqueue(database, "given_up", [OTHER_HOOK], at=old - 1)
+    _settle(database, "given_up", OTHER_HOOK, at=old, refuse=True)
+    _enqueue(database, "engine", [ENGINE_DESTINATION], at=old)
+    _settle(database, "engine", ENGINE_DESTINATION, at=old)
+
+    assert _delete(database) == (1, 1)
+    messages, deliveries = _left(database)
+    assert messages == {"recent", "late", "pending", "given_up", "engine"}
+    assert deliveries == {
+        ("recent", HOOK),
+        ("late", OTHER_HOOK),
+        ("pending", HOOK),
+        ("given_up", OTHER_HOOK),
+        ("engine", ENGINE_DESTINATION),
+    }
+    assert _delete(database) == (0, 0)
+    # The dead letter is still there to be listed and redelivered.
+    with database.write() as conn:
+        assert [letter.message_id for letter in outbox.dead_letters(conn)] == ["given_up"]
+        assert [letter.message_id for letter in outbox.redeliver(conn, now_epoch=NOW)] == ["given_up"]
+
+
+def test_a_message_stays_while_any_of_its_deliveries_is_left(database: Database) -> None:
+    old = NOW - 10 * DAY
+    _enqueue(database, "both", [HOOK, OTHER_HOOK], at=old)
+    _settle(database, "both", HOOK, at=old)
+    assert _delete(database) == (1, 0)
+    assert _left(database) == ({"both"}, {("both", OTHER_HOOK)})
+    # The other destination accepts it later; once that is old too, the message goes.
+    _settle(database, "both", OTHER_HOOK, at=old + DAY)
+    assert _delete(database) == (1, 1)
+    assert _left(database) == (set(), set())
+
+
+def test_a_batch_deletes_at_most_its_limit(database: Database) -> None:
+    old = NOW - 10 * DAY
+    for n in range(5):
+        _enqueue(database, f"m{n}", [HOOK], at=old + n)
+        _settle(database, f"m{n}", HOOK, at=old + n)
+    assert _delete(database, limit=2) == (2, 2)
+    # Oldest first.
+    assert _left(database)[0] == {"m2", "m3", "m4"}
+    assert _delete(database, limit=2) == (2, 2)
+    assert _delete(database, limit=2) == (1, 1)
+    assert _left(database) == (set(), set())
+
+
+def test_the_choice_reads_the_index_of_status_and_next_try(database: Database) -> None:
+    """The old accepted deliveries are found by the index the relay reads (status, next try), in
+    order, not by reading every delivery a deployment ever made."""
+    plan = last_statement_plan(
+        database,
+        lambda conn: outbox.delete_delivered(
+            conn, cutoff_epoch=CUTOFF, cutoff=iso_from_epoch(CUTOFF), limit=10
+        ),
+    )
+    assert "ix_outbox_deliveries_status_next" in plan, plan
+
+
+# --- the pass, through a real service ---------------------------------------------------------------
+
+# A retention of about 0.9 s: a delivery accepted a second ago is old enough.
+RETENTION_DAYS = 1e-5
+
+
+def _past_retention() -> None:
+    time.sleep(RETENTION_DAYS * DAY + 0.2)
+
+
+def _counts(harness: Harness) -> tuple[int, int]:
+    with harness.db.read() as conn:
+        return (
+            int(conn.execute(select(func.count()).select_from(outbox_messages)).scalar_one()),
+            int(conn.execute(select(func.count()).select_from(outbox_deliveries)).scalar_one()),
+        )
+
+
+@pytest.fixture
+def sink() -> Iterator[WebhookSink]:
+    receiver = WebhookSink()
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture
+def service(tmp_path: Path, sink: WebhookSink) -> Iterator[Harness]:
+    running = Harness(
+        make_settings(tmp_path, webhook_urls=[sink.url], outbox_retention_days=RETENTION_DAYS)
+    ).start()
+    yield running
+    running.stop()
+
+
+def _run_and_deliver(harness: Harness, sink: WebhookSink, executions: int) -> list[dict[str, Any]]:
+    with harness.client("t1") as client:
+        statuses = [harness.run_task(client) for _ in range(executions)]
+    assert {status["status"] for status in statuses} == {"SUCCEEDED"}
+    wait_for(lambda: len(sink.deliveries) >= executions)
+    wait_for(lambda: _pending(harness) == 0)
+    return statuses
+
+
+def _pending(harness: Harness) -> int:
+    with harness.db.read() as conn:
+        return outbox.pending_count(conn)
+
+
+def test_delivered_signals_are_deleted_and_the_executions_answer_as_before(
+    service: Harness, sink: WebhookSink
+) -> None:
+    statuses = _run_and_deliver(service, sink, 3)
+    assert _counts(service) == (3, 3)
+    before = scrape(service.url)
+    assert delete_delivered_messages(service.service.runtime) == 0  # accepted too recently
+    _past_retention()
+    assert delete_delivered_messages(service.service.runtime, batch=2) == 3
+    assert _counts(service) == (0, 0)
+    assert delta(before, scrape(service.url), "fulfill_outbox_messages_deleted_total") == 3
+    with service.client("t1") as client:
+        for status in statuses:
+            assert client.get(f"/executions/{status['action_intent_id']}/status").json() == status
+    # Nothing was delivered again.
+    assert len(sink.deliveries) == 3
+
+
+def test_a_refused_delivery_stays_until_it_is_accepted(tmp_path: Path) -> None:
+    refusing = WebhookSink(refuse=1)
+    # The refused delivery waits 3 s for its next try: the pass below runs while it is pending.
+    harness = Harness(
+        make_settings(
+            tmp_path,
+            webhook_urls=[refusing.url],
+            outbox_retention_days=RETENTION_DAYS,
+            outbox_backoff_base_seconds=3.0,
+        )
+    ).start()
+    try:
+        with harness.client("t1") as client:
+            assert harness.run_task(client)["status"] == "SUCCEEDED"
+        wait_for(lambda: refusing.refused == 1)
+        _past_retention()
+        assert delete_delivered_messages(harness.service.runtime) == 0
+        assert _counts(harness) == (1, 1)
+        wait_for(lambda: len(refusing.deliveries) == 1, timeout=15)
+        wait_for(lambda: _pending(harness) == 0)
+        _past_retention()
+        assert delete_delivered_messages(harness.service.runtime) == 1
+        assert _counts(harness) == (0, 0)
+    finally:
+        harness.stop()
+        refusing.close()
+
+
+def test_a_store_outage_deletes_nothing(
+    service: Harness, sink: WebhookSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _run_and_deliver(service, sink, 2)
+    _past_retention()
+    monkeypatch.setattr(outbox, "delete_delivered", database_down)
+    with pytest.raises(OperationalError):
+        delete_delivered_messages(service.service.runtime)
+    assert _counts(service) == (2, 2)
+    monkeypatch.undo()
+    assert delete_delivered_messages(service.service.runtime) == 2
+
+
+def test_no_retention_keeps_every_message(tmp_path: Path, sink: WebhookSink) -> None:
+    harness = Harness(make_settings(tmp_path, webhook_urls=[sink.url], outbox_retention_days=0)).start()
+    try:
+        _run_and_deliver(harness, sink, 2)
+        _past_retention()
+        assert delete_delivered_messages(harness.service.runtime) == 0
+        assert _counts(harness) == (2, 2)
+    finally:
+        harness.stop()
+
+
+def test_workers_run_the_pass_on_their_own(tmp_path: Path, sink: WebhookSink) -> None:
+    harness = Harness(
+        make_settings(
+            tmp_path,
+            webhook_urls=[sink.url],
+            outbox_retention_days=RETENTION_DAYS,
+            outbox_retention_interval_seconds=0.5,
+        )
+    ).start()
+    try:
+        _run_and_deliver(harness, sink, 2)
+        wait_for(lambda: _counts(harness) == (0, 0), timeout=15)
+    finally:
+        harness.stop()
