@@ -8,8 +8,10 @@ service that delivers its signals to a webhook receiver on 127.0.0.1.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +149,26 @@ def test_a_batch_deletes_at_most_its_limit(database: Database) -> None:
     assert _left(database)[0] == {"m2", "m3", "m4"}
     assert _delete(database, limit=2) == (2, 2)
     assert _delete(database, limit=2) == (1, 1)
+    assert _left(database) == (set(), set())
+
+
+def test_two_passes_at_once_delete_each_row_once(database: Database) -> None:
+    old = NOW - 10 * DAY
+    for n in range(12):
+        _enqueue(database, f"m{n}", [HOOK], at=old + n)
+        _settle(database, f"m{n}", HOOK, at=old + n)
+    start = threading.Barrier(2)
+
+    def drain() -> tuple[int, int]:
+        start.wait()
+        total = (0, 0)
+        while (done := _delete(database, limit=2)) != (0, 0):
+            total = (total[0] + done[0], total[1] + done[1])
+        return total
+
+    with ThreadPoolExecutor(2) as pool:
+        results = [future.result() for future in [pool.submit(drain), pool.submit(drain)]]
+    assert tuple(map(sum, zip(*results, strict=True))) == (12, 12)
     assert _left(database) == (set(), set())
 
 

@@ -413,14 +413,20 @@ def delete_delivered(conn: Connection, *, cutoff_epoch: float, cutoff: str, limi
 
     A message keeps its row while any of its deliveries is still there: pending, dead-lettered
     (a person may redeliver it), accepted since the cutoff, or on the engine's own lane (its
-    id is what makes a rerun's or a compensation's start happen once; those are few).
+    id is what makes a rerun's or a compensation's start happen once; those are few). The counts
+    are of rows this call deleted: a row another pass deleted first is not counted twice.
     """
-    chosen = conn.execute(
+    query = (
         select(outbox_deliveries.c.message_id)
         .where(_delivered_before(cutoff_epoch, cutoff))
         .order_by(outbox_deliveries.c.next_attempt_epoch)
         .limit(limit)
-    ).all()
+    )
+    if conn.dialect.name == "postgresql":
+        # Two workers' passes at once take disjoint batches instead of waiting on each other's
+        # rows (SQLite serialises write transactions).
+        query = query.with_for_update(skip_locked=True)
+    chosen = conn.execute(query).all()
     if not chosen:
         return 0, 0
     message_ids = sorted({row.message_id for row in chosen})
