@@ -18,8 +18,6 @@ load. A temporary SQLite database unless ``--database-url`` names a migrated-on-
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -28,7 +26,7 @@ from typing import Any
 
 from sqlalchemy import event
 
-from bench.common import emit
+from bench.common import emit, webhook_receiver
 from fulfill.clock import SystemClock
 from fulfill.config import Settings
 from fulfill.engine.outbox_relay import OutboxRelay
@@ -39,21 +37,6 @@ from fulfill.store.migrate import upgrade_to_head
 from fulfill.store.sql_store import SqlStore
 
 RELAY_THREADS = "fulfill-outbox-"
-RECEIVER = """
-import sys
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-class Handler(BaseHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        self.send_response(204)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-print(server.server_address[1], flush=True)
-server.serve_forever()
-"""
 
 
 class Counts:
@@ -83,62 +66,58 @@ def _all_delivered(store: SqlStore) -> bool:
 
 
 def run(messages: int, idle: float, database_url: str | None) -> dict[str, Any]:
-    receiver = subprocess.Popen([sys.executable, "-c", RECEIVER], stdout=subprocess.PIPE, text=True)
-    try:
-        assert receiver.stdout is not None
-        url = f"http://127.0.0.1:{receiver.stdout.readline().strip()}/hook"
-        with tempfile.TemporaryDirectory(prefix="fulfill-outbox-cost-") as directory:
-            settings = Settings(
-                database_url=database_url or f"sqlite:///{directory}/fulfill.db",
-                webhook_urls=[url],
-                webhook_secret="bench-outbox-cost",
-                log_level="WARNING",
-            )
-            database = Database(settings.database_url)
-            upgrade_to_head(database)
-            store = SqlStore(database)
-            clock = SystemClock()
-            runtime = Runtime(settings=settings, clock=clock, gateway=None, store=store)  # type: ignore[arg-type]
-            with store.write() as uow:
-                for index in range(messages):
-                    uow.outbox.enqueue(
-                        message_id=f"signal:bench/{index:06d}",
-                        topic="SIGNAL_CREATED",
-                        tenant_id="bench",
-                        payload={"n": index},
-                        destinations=settings.signal_destinations,
-                        now=clock.now_iso(),
-                        now_epoch=clock.now(),
-                    )
-            counts = Counts(database)
-            relay = OutboxRelay(runtime)
-            began = time.monotonic()
-            statements0, commits0, cpu0 = counts.snapshot()
-            relay.start()
-            try:
-                while not _all_delivered(store):
-                    time.sleep(0.05)
-                    if time.monotonic() - began > 600:
-                        raise RuntimeError("the relay did not deliver every message within 600 s")
-                statements1, commits1, cpu1 = counts.snapshot()
-                seconds = time.monotonic() - began
-                time.sleep(1.0)  # let the passes the last deliveries woke settle
-                statements2, commits2, cpu2 = counts.snapshot()
-                time.sleep(idle)
-                statements3, commits3, cpu3 = counts.snapshot()
-            finally:
-                relay.stop()
-            with store.read() as uow:
-                delivered = sum(
-                    1
-                    for index in range(messages)
-                    for row in uow.outbox.deliveries_for(f"signal:bench/{index:06d}")
-                    if row["status"] == outbox.DELIVERED
+    with (
+        webhook_receiver() as url,
+        tempfile.TemporaryDirectory(prefix="fulfill-outbox-cost-") as directory,
+    ):
+        settings = Settings(
+            database_url=database_url or f"sqlite:///{directory}/fulfill.db",
+            webhook_urls=[url],
+            webhook_secret="bench-outbox-cost",
+            log_level="WARNING",
+        )
+        database = Database(settings.database_url)
+        upgrade_to_head(database)
+        store = SqlStore(database)
+        clock = SystemClock()
+        runtime = Runtime(settings=settings, clock=clock, gateway=None, store=store)  # type: ignore[arg-type]
+        with store.write() as uow:
+            for index in range(messages):
+                uow.outbox.enqueue(
+                    message_id=f"signal:bench/{index:06d}",
+                    topic="SIGNAL_CREATED",
+                    tenant_id="bench",
+                    payload={"n": index},
+                    destinations=settings.signal_destinations,
+                    now=clock.now_iso(),
+                    now_epoch=clock.now(),
                 )
-            database.dispose()
-    finally:
-        receiver.terminate()
-        receiver.wait(timeout=10)
+        counts = Counts(database)
+        relay = OutboxRelay(runtime)
+        began = time.monotonic()
+        statements0, commits0, cpu0 = counts.snapshot()
+        relay.start()
+        try:
+            while not _all_delivered(store):
+                time.sleep(0.05)
+                if time.monotonic() - began > 600:
+                    raise RuntimeError("the relay did not deliver every message within 600 s")
+            statements1, commits1, cpu1 = counts.snapshot()
+            seconds = time.monotonic() - began
+            time.sleep(1.0)  # let the passes the last deliveries woke settle
+            statements2, commits2, cpu2 = counts.snapshot()
+            time.sleep(idle)
+            statements3, commits3, cpu3 = counts.snapshot()
+        finally:
+            relay.stop()
+        with store.read() as uow:
+            delivered = sum(
+                1
+                for index in range(messages)
+                for row in uow.outbox.deliveries_for(f"signal:bench/{index:06d}")
+                if row["status"] == outbox.DELIVERED
+            )
+        database.dispose()
     return {
         "messages": messages,
         "delivered": delivered,

@@ -2,6 +2,7 @@
 
     python -m bench.retention --executions 2000
     python -m bench.retention --executions 2000 --backend postgresql
+    python -m bench.retention --executions 2000 --webhook
 
 One ``fulfill serve`` in this process (SQLite by default; ``--backend postgresql``: a throw-away
 PostgreSQL server started for the run, as ``bench.pg_cpu`` does), its own retention pass switched
@@ -23,6 +24,12 @@ a time, and waited for until every workflow has ended (not measured). Then:
   but returns little to the operating system);
 * ``dbos_space_refilled``: the space once as many executions again have run, the pass off: what
   the freed space holds of the next ones (reused, not added to the file).
+
+``--webhook``: the service also sends every execution's signal to a webhook receiver on 127.0.0.1
+(a process of its own, answering 204), and the run waits until each is delivered. Then
+``outbox_bytes_per_execution`` (the outbox's two tables with their indexes, per execution) and
+one outbox retention pass (``engine/retention.delete_delivered_messages``, its own pass off too):
+its wall and CPU time, per 1,000 messages deleted, and the outbox's rows left.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,13 +46,14 @@ from typing import Any
 import sqlalchemy as sa
 
 from bench.approval_latency import approve_and_wait, proposer_and_approver
-from bench.common import emit, own_cpu_seconds, running_service
+from bench.common import emit, own_cpu_seconds, running_service, webhook_receiver
 from fulfill.domain.retention import WORKFLOW_NAMES
-from fulfill.engine.retention import delete_finished_workflows
+from fulfill.engine.retention import delete_delivered_messages, delete_finished_workflows
 from fulfill.server import BackgroundServer
 from fulfill.store.db import Database
 
 DBOS_TABLES = ("workflow_status", "workflow_input", "workflow_output", "operation_outputs")
+OUTBOX_TABLES = ("outbox_messages", "outbox_deliveries")
 # A retention of 1.7 s: every workflow is old enough a moment after the last one ends.
 RETENTION_DAYS = 2e-5
 IN_FLIGHT = 8
@@ -150,6 +158,41 @@ def run_executions(server: BackgroundServer, indexes: range) -> None:
     wait_all_finished()
 
 
+def outbox_rows(db: Database) -> dict[str, int]:
+    with db.read() as conn:
+        return {
+            name: int(conn.exec_driver_sql(f"SELECT COUNT(*) FROM {name}").scalar_one())
+            for name in OUTBOX_TABLES
+        }
+
+
+def wait_all_delivered(db: Database, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with db.read() as conn:
+            if not conn.exec_driver_sql(
+                "SELECT COUNT(*) FROM outbox_deliveries WHERE status <> 'DELIVERED'"
+            ).scalar_one():
+                return
+        time.sleep(0.2)
+    raise RuntimeError("outbox deliveries still undelivered")
+
+
+def timed(work: Callable[[], int]) -> dict[str, float]:
+    """``work()``'s count, its wall time and this process's CPU time, in all and per 1,000."""
+    wall, cpu = time.perf_counter(), own_cpu_seconds()
+    count = work()
+    wall, cpu = time.perf_counter() - wall, own_cpu_seconds() - cpu
+    per = 1000 / max(count, 1)
+    return {
+        "deleted": count,
+        "seconds": round(wall, 3),
+        "cpu_seconds": round(cpu, 3),
+        "seconds_per_1000": round(wall * per, 3),
+        "cpu_seconds_per_1000": round(cpu * per, 3),
+    }
+
+
 @contextmanager
 def database(backend: str) -> Iterator[str | None]:
     if backend == "sqlite":
@@ -161,32 +204,59 @@ def database(backend: str) -> Iterator[str | None]:
         yield url
 
 
-def run(executions: int, backend: str) -> dict[str, Any]:
+@contextmanager
+def signal_destinations(webhook: bool) -> Iterator[dict[str, Any]]:
+    """The service's settings for ``--webhook``: signals to a local receiver, its pass off."""
+    if not webhook:
+        yield {}
+        return
+    with webhook_receiver() as url:
+        yield {
+            "webhook_urls": [url],
+            "webhook_secret": "bench-retention",
+            "outbox_retention_days": RETENTION_DAYS,
+            "outbox_retention_interval_seconds": 86_400,
+        }
+
+
+def run(executions: int, backend: str, webhook: bool = False) -> dict[str, Any]:
+    outbox: dict[str, Any] = {}
     with (
         database(backend) as url,
+        signal_destinations(webhook) as signals,
         tempfile.TemporaryDirectory(prefix="fulfill-bench-retention-") as directory,
         running_service(
             directory,
             **({"database_url": url} if url else {}),
             workflow_retention_days=RETENTION_DAYS,
             workflow_retention_interval_seconds=86_400,
+            **signals,
         ) as server,
     ):
         service = server.server.config.app.state.service
         fulfill_before, dbos_empty = fulfill_table_bytes(service.db), dbos_space()
         run_executions(server, range(executions))
+        if webhook:
+            wait_all_delivered(service.db)
         fulfill_after = fulfill_table_bytes(service.db)
         rows_before, space_before = dbos_rows(), dbos_space()
         time.sleep(RETENTION_DAYS * 86_400 + 0.5)
-        wall, cpu = time.perf_counter(), own_cpu_seconds()
-        deleted = delete_finished_workflows(service.runtime)
-        wall, cpu = time.perf_counter() - wall, own_cpu_seconds() - cpu
+        workflows_pass = timed(lambda: delete_finished_workflows(service.runtime))
+        if webhook:
+            outbox = {
+                "outbox_bytes_per_execution": round(
+                    sum(fulfill_after.get(name, 0) - fulfill_before.get(name, 0) for name in OUTBOX_TABLES)
+                    / executions
+                ),
+                "outbox_rows_before": outbox_rows(service.db),
+                "outbox_pass": timed(lambda: delete_delivered_messages(service.runtime)),
+                "outbox_rows_after": outbox_rows(service.db),
+            }
         rows_after = dbos_rows()
         vacuum_dbos()
         space_after = dbos_space()
         run_executions(server, range(executions, 2 * executions))
         space_refilled = dbos_space()
-    per = 1000 / max(deleted, 1)
     return {
         "backend": backend,
         "executions": executions,
@@ -198,16 +268,11 @@ def run(executions: int, backend: str) -> dict[str, Any]:
         ),
         "dbos_space_before": space_before,
         "fulfill_bytes_per_execution": per_execution(fulfill_before, fulfill_after, executions),
-        "pass": {
-            "deleted": deleted,
-            "seconds": round(wall, 3),
-            "cpu_seconds": round(cpu, 3),
-            "seconds_per_1000": round(wall * per, 3),
-            "cpu_seconds_per_1000": round(cpu * per, 3),
-        },
+        "pass": workflows_pass,
         "dbos_rows_after": rows_after,
         "dbos_space_after": space_after,
         "dbos_space_refilled": space_refilled,
+        **outbox,
     }
 
 
@@ -217,11 +282,14 @@ def main() -> None:
     )
     parser.add_argument("--executions", type=int, default=2000)
     parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument(
+        "--webhook", action="store_true", help="signals to a local webhook receiver; measure the outbox too"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     if args.executions < 1:
         parser.error("--executions must be at least 1")
-    emit(run(args.executions, args.backend), args.json)
+    emit(run(args.executions, args.backend, args.webhook), args.json)
 
 
 if __name__ == "__main__":

@@ -50,3 +50,20 @@ def test_a_run_of_no_executions_is_refused(tmp_path: Path) -> None:
     )
     assert refused.returncode == 2
     assert "--executions must be at least 1" in refused.stderr
+
+
+def test_with_a_webhook_the_outbox_pass_deletes_every_delivered_signal(tmp_path: Path) -> None:
+    results = tmp_path / "retention.json"
+    subprocess.run(
+        [sys.executable, "-m", "bench.retention", "--executions", "6", "--webhook", "--json", str(results)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    result = json.loads(results.read_text())
+    assert result["outbox_rows_before"] == {"outbox_messages": 6, "outbox_deliveries": 6}
+    assert result["outbox_bytes_per_execution"] > 0
+    assert result["outbox_pass"]["deleted"] == 6
+    assert result["outbox_rows_after"] == {"outbox_messages": 0, "outbox_deliveries": 0}
+    assert result["pass"]["deleted"] == 6
