@@ -9,7 +9,6 @@ service that delivers its signals to a webhook receiver on 127.0.0.1.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -186,12 +185,13 @@ def test_the_choice_reads_the_index_of_status_and_next_try(database: Database) -
 
 # --- the pass, through a real service ---------------------------------------------------------------
 
-# A retention of about 0.9 s: a delivery accepted a second ago is old enough.
-RETENTION_DAYS = 1e-5
+# The service keeps accepted deliveries a day; the tests move its clock past that instead of
+# waiting, so whether a delivery is old enough never depends on how fast the machine is.
+RETENTION_DAYS = 1.0
 
 
-def _past_retention() -> None:
-    time.sleep(RETENTION_DAYS * DAY + 0.2)
+def _a_day_later(harness: Harness) -> None:
+    harness.service.clock.advance(RETENTION_DAYS * DAY + 60)
 
 
 def _counts(harness: Harness) -> tuple[int, int]:
@@ -238,8 +238,8 @@ def test_delivered_signals_are_deleted_and_the_executions_answer_as_before(
     statuses = _run_and_deliver(service, sink, 3)
     assert _counts(service) == (3, 3)
     before = scrape(service.url)
-    assert delete_delivered_messages(service.service.runtime) == 0  # accepted too recently
-    _past_retention()
+    assert delete_delivered_messages(service.service.runtime) == 0  # accepted less than a day ago
+    _a_day_later(service)
     assert delete_delivered_messages(service.service.runtime, batch=2) == 3
     assert _counts(service) == (0, 0)
     assert delta(before, scrape(service.url), "fulfill_outbox_messages_deleted_total") == 3
@@ -250,27 +250,28 @@ def test_delivered_signals_are_deleted_and_the_executions_answer_as_before(
     assert len(sink.deliveries) == 3
 
 
-def test_a_refused_delivery_stays_until_it_is_accepted(tmp_path: Path) -> None:
+def test_a_dead_letter_stays_until_it_is_redelivered_and_accepted(tmp_path: Path) -> None:
     refusing = WebhookSink(refuse=1)
-    # The refused delivery waits 3 s for its next try: the pass below runs while it is pending.
+    # Refused once, given up: no relay tries it again until someone redelivers it.
     harness = Harness(
         make_settings(
-            tmp_path,
-            webhook_urls=[refusing.url],
-            outbox_retention_days=RETENTION_DAYS,
-            outbox_backoff_base_seconds=3.0,
+            tmp_path, webhook_urls=[refusing.url], outbox_retention_days=RETENTION_DAYS, outbox_max_attempts=1
         )
     ).start()
     try:
         with harness.client("t1") as client:
             assert harness.run_task(client)["status"] == "SUCCEEDED"
-        wait_for(lambda: refusing.refused == 1)
-        _past_retention()
+        wait_for(lambda: _dead_letters(harness) == 1)
+        _a_day_later(harness)
         assert delete_delivered_messages(harness.service.runtime) == 0
         assert _counts(harness) == (1, 1)
-        wait_for(lambda: len(refusing.deliveries) == 1, timeout=15)
+        with harness.db.write() as conn:
+            assert len(outbox.redeliver(conn, now_epoch=harness.service.clock.now())) == 1
+        harness.service.runtime.outbox_wakeup.set()
+        wait_for(lambda: len(refusing.deliveries) == 1)
         wait_for(lambda: _pending(harness) == 0)
-        _past_retention()
+        assert delete_delivered_messages(harness.service.runtime) == 0  # accepted just now
+        _a_day_later(harness)
         assert delete_delivered_messages(harness.service.runtime) == 1
         assert _counts(harness) == (0, 0)
     finally:
@@ -278,11 +279,16 @@ def test_a_refused_delivery_stays_until_it_is_accepted(tmp_path: Path) -> None:
         refusing.close()
 
 
+def _dead_letters(harness: Harness) -> int:
+    with harness.db.read() as conn:
+        return len(outbox.dead_letters(conn))
+
+
 def test_a_store_outage_deletes_nothing(
     service: Harness, sink: WebhookSink, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _run_and_deliver(service, sink, 2)
-    _past_retention()
+    _a_day_later(service)
     monkeypatch.setattr(outbox, "delete_delivered", database_down)
     with pytest.raises(OperationalError):
         delete_delivered_messages(service.service.runtime)
@@ -295,7 +301,7 @@ def test_no_retention_keeps_every_message(tmp_path: Path, sink: WebhookSink) -> 
     harness = Harness(make_settings(tmp_path, webhook_urls=[sink.url], outbox_retention_days=0)).start()
     try:
         _run_and_deliver(harness, sink, 2)
-        _past_retention()
+        _a_day_later(harness)
         assert delete_delivered_messages(harness.service.runtime) == 0
         assert _counts(harness) == (2, 2)
     finally:
@@ -313,6 +319,28 @@ def test_workers_run_the_pass_on_their_own(tmp_path: Path, sink: WebhookSink) ->
     ).start()
     try:
         _run_and_deliver(harness, sink, 2)
+        assert _counts(harness) == (2, 2)
+        _a_day_later(harness)
         wait_for(lambda: _counts(harness) == (0, 0), timeout=15)
     finally:
         harness.stop()
+
+
+def test_an_api_process_runs_no_pass(tmp_path: Path) -> None:
+    """Only worker processes, which relay the outbox, delete from it: an api process has no
+    outbox retention thread whatever its settings; a worker has one."""
+    thread = "fulfill-outbox-retention"
+    api = Harness(
+        make_settings(
+            tmp_path, role="api", outbox_retention_days=RETENTION_DAYS, outbox_retention_interval_seconds=0.5
+        )
+    ).start()
+    try:
+        assert thread not in {running.name for running in threading.enumerate()}
+    finally:
+        api.stop()
+    worker = Harness(make_settings(tmp_path / "worker", outbox_retention_days=RETENTION_DAYS)).start()
+    try:
+        assert thread in {running.name for running in threading.enumerate()}
+    finally:
+        worker.stop()
