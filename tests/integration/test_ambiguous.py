@@ -49,6 +49,22 @@ def service(tmp_path: Path) -> Iterator[Harness]:
 
 
 @pytest.fixture
+def patient_service(tmp_path: Path) -> Iterator[Harness]:
+    """The service above with a gateway budget of 10 s: a call must reach its target, through the
+    proxy, before the budget runs out, and a loaded machine has taken longer than 2 s to get it
+    there (the target never saw the call). The held call still times out into AMBIGUOUS."""
+    settings = make_settings(
+        tmp_path,
+        gateway_egress_allow=["127.0.0.1"],
+        gateway_call_timeout_seconds=10.0,
+        reconcile_grace_seconds=0,
+    )
+    running = Harness(settings).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
 def proxy() -> Iterator[FaultyProxy]:
     running = FaultyProxy()
     yield running
@@ -429,10 +445,10 @@ def _cancelled_while_in_flight(
 
 
 def test_a_write_cancelled_in_flight_then_resolved_committed_is_compensated(
-    service: Harness, proxy: FaultyProxy, target: McpTarget
+    patient_service: Harness, proxy: FaultyProxy, target: McpTarget
 ) -> None:
-    with service.client() as client:
-        intent_id = _cancelled_while_in_flight(service, client, proxy, target)
+    with patient_service.client() as client:
+        intent_id = _cancelled_while_in_flight(patient_service, client, proxy, target)
         response = resolve(client, intent_id, resolution="committed", external_object_refs=[TICKET_REF])
         assert response.status_code == 200, response.text
         wait_for(lambda: compensation_status(client, intent_id) == "COMPLETED", timeout=30)
@@ -440,10 +456,10 @@ def test_a_write_cancelled_in_flight_then_resolved_committed_is_compensated(
 
 
 def test_a_write_cancelled_in_flight_then_resolved_not_committed_is_not_sent_again(
-    service: Harness, proxy: FaultyProxy, target: McpTarget
+    patient_service: Harness, proxy: FaultyProxy, target: McpTarget
 ) -> None:
-    with service.client() as client:
-        intent_id = _cancelled_while_in_flight(service, client, proxy, target)
+    with patient_service.client() as client:
+        intent_id = _cancelled_while_in_flight(patient_service, client, proxy, target)
         response = resolve(client, intent_id, resolution="not_committed")
         assert response.status_code == 200, response.text
         assert response.json()["status"] == "FAILED"
