@@ -20,6 +20,7 @@ from dbos import DBOS
 from dbos import _dbos as dbos_internals
 from sqlalchemy.exc import OperationalError
 
+from fulfill.domain.retention import FINISHED_STATUSES, WORKFLOW_NAMES
 from fulfill.engine.intake import request_for
 from fulfill.engine.reconciler import reconcile_once
 from fulfill.engine.retention import delete_finished_workflows
@@ -76,7 +77,30 @@ def _ledger(harness: Harness, intent_id: str) -> list[str]:
         return [entry.event_type for entry in executions.list_ledger(conn, "t1", intent_id)]
 
 
+def _settled() -> None:
+    """Every workflow of fulfill's has ended in DBOS's tables too. What a test waits for (the
+    outcome, the compensation) is fulfill's commit; DBOS checkpoints that step and writes the
+    workflow's end (the time the pass's cutoff compares) after it, and a loaded machine can take
+    longer over that than the margin below."""
+    sys_db = dbos_internals._get_dbos_instance()._sys_db
+    status = sys_db.tables.workflow_status
+
+    def unfinished() -> int:
+        with sys_db.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(status)
+                    .where(status.c.name.in_(WORKFLOW_NAMES), status.c.status.not_in(FINISHED_STATUSES))
+                ).scalar_one()
+            )
+
+    wait_for(lambda: unfinished() == 0, timeout=30)
+
+
 def _past_retention() -> None:
+    """Every workflow ended, then old enough for the pass."""
+    _settled()
     time.sleep(RETENTION_DAYS * 86_400 + 0.2)
 
 
@@ -86,6 +110,7 @@ def test_finished_executions_lose_their_dbos_rows_and_keep_their_records(service
         done = [service.run_task(client) for _ in range(3)]
         ids = [status["action_intent_id"] for status in done]
         workflows = [_attempt(service, intent_id).workflow_id for intent_id in ids]
+        _settled()
         before = _dbos_rows(workflows)
         assert before["workflow_status"] == 3
         assert before["operation_outputs"] >= 9
@@ -253,7 +278,8 @@ def test_workers_run_the_pass_on_their_own(tmp_path: Path) -> None:
             intent_id = running.run_task(client)["action_intent_id"]
         workflow = _attempt(running, intent_id).workflow_id
         wait_for(lambda: _dbos_rows([workflow])["workflow_status"] == 0, timeout=30)
-        assert delta(before, scrape(running.url), "fulfill_workflows_deleted_total") == 1
+        # The pass counts a batch once DBOS's delete has returned, a moment after the rows went.
+        wait_for(lambda: delta(before, scrape(running.url), "fulfill_workflows_deleted_total") == 1)
         with running.client() as client:
             assert client.get(f"/executions/{intent_id}/status").json()["status"] == "SUCCEEDED"
     finally:
