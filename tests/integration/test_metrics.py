@@ -27,6 +27,22 @@ def scrape(harness: Harness) -> Samples:
     return scrape_url(harness.url)
 
 
+def recorded(harness: Harness, before: Samples) -> Samples:
+    """A scrape once the execution run since ``before`` is counted. What ``run_task`` waits for is
+    RecordOutcome's commit; the step counts the execution and itself just after it, so a scrape
+    taken at once can miss both on a loaded machine."""
+
+    def counted() -> Samples | None:
+        samples = scrape(harness)
+        ended = sum(
+            delta(before, samples, "fulfill_step_seconds_count", step="RecordOutcome", result=result)
+            for result in ("success", "failure", "retry", "stopped")
+        )
+        return samples if ended >= 1 else None
+
+    return wait_for(counted)
+
+
 def _service(tmp_path: Path, **overrides: Any) -> Harness:
     return Harness(make_settings(tmp_path, metrics_cache_seconds=0, **overrides)).start()
 
@@ -56,7 +72,7 @@ def test_a_successful_execution_counts_each_step_and_its_connector_call(service:
     before = scrape(service)
     with service.client(TENANT) as client:
         assert service.run_task(client)["status"] == "SUCCEEDED"
-    after = scrape(service)
+    after = recorded(service, before)
     for step in EXECUTION_STEPS:
         assert delta(before, after, "fulfill_step_seconds_count", step=step, result="success") == 1, step
         assert delta(before, after, "fulfill_step_seconds_count", step=step, result="retry") == 0, step
@@ -107,7 +123,7 @@ def test_a_business_failure_is_a_failed_step_and_a_connector_error(
     before = scrape(harness)
     with harness.client() as client:
         status = harness.run_task(client)
-    after = scrape(harness)
+    after = recorded(harness, before)
     assert (status["status"], status["error_class"]) == ("FAILED", "AUTH")
     assert delta(before, after, "fulfill_step_seconds_count", step="InvokeTool", result="failure") == 1
     assert delta(before, after, "fulfill_connector_calls_total", connector="internal", result="failure") == 1
@@ -219,7 +235,7 @@ def test_kill_switch_gauges_follow_the_switches_and_a_stop_is_counted(service: H
         assert value(before, "fulfill_kill_switch_disabled_action_types", scope="global") == 0
         status = service.run_task(client)
         assert (status["status"], status["error_code"]) == ("CANCELLED", "KILL_SWITCH_ENABLED")
-        after = scrape(service)
+        after = recorded(service, before)
         assert delta(before, after, "fulfill_kill_switch_stops_total", scope="TENANT") == 1
         assert (
             delta(before, after, "fulfill_step_seconds_count", step="ValidatePreflight", result="stopped")
@@ -344,6 +360,7 @@ def test_the_outbox_age_grows_while_a_destination_is_down(tmp_path: Path) -> Non
 def test_tenant_labels_appear_only_when_enabled(tmp_path: Path) -> None:
     harness = _service(tmp_path, metrics_tenant_labels=True)
     try:
+        before = scrape(harness)
         with harness.client(TENANT) as client:
             assert harness.run_task(client)["status"] == "SUCCEEDED"
             stopped = client.put(
@@ -351,7 +368,7 @@ def test_tenant_labels_appear_only_when_enabled(tmp_path: Path) -> None:
                 json={"execution_enabled": False, "disabled_action_types": []},
             )
             assert stopped.status_code == 200
-        samples = scrape(harness)
+        samples = recorded(harness, before)
         assert value(samples, "fulfill_tenant_executions_total", tenant=TENANT, status="SUCCEEDED") == 1
         assert value(samples, "fulfill_tenant_execution_stopped", tenant=TENANT) == 1
         assert has(samples, "fulfill_tenant_attempts_past_budget") is False  # no series: none is late
