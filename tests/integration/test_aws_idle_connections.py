@@ -128,11 +128,9 @@ def test_s3_reads_after_an_idle_spell_go_out_on_a_new_connection(relay: TcpProxy
     assert exporter.marker("t2") is None  # close together: the same connection
     assert relay.accepted == 1
     time.sleep(FORGETS_AFTER + 0.5)
-    started = time.monotonic()
-    # Kept past the limit, the read would have been sent on the forgotten connection, waited out
-    # its 1 s read timeout and been retried on a new one.
+    # Kept past the limit, the read would have been sent on the forgotten connection (which the
+    # relay counts as a dropped send), waited out its 1 s read timeout and been retried on a new one.
     assert exporter.marker("t3") is None
-    assert time.monotonic() - started < 1.0
     assert relay.dropped_sends == 0
     assert relay.accepted == 2
 
