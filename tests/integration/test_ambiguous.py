@@ -35,17 +35,21 @@ pytestmark = pytest.mark.slow
 TICKET_REF = {"system": "MCP:tickets", "object_type": "Ticket", "object_id": "T-1"}
 
 
-@pytest.fixture
-def service(tmp_path: Path) -> Iterator[Harness]:
+def _service(tmp_path: Path, gateway_call_timeout_seconds: float) -> Iterator[Harness]:
     settings = make_settings(
         tmp_path,
         gateway_egress_allow=["127.0.0.1"],
-        gateway_call_timeout_seconds=2.0,
+        gateway_call_timeout_seconds=gateway_call_timeout_seconds,
         reconcile_grace_seconds=0,
     )
     running = Harness(settings).start()
     yield running
     running.stop()
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[Harness]:
+    yield from _service(tmp_path, gateway_call_timeout_seconds=2.0)
 
 
 @pytest.fixture
@@ -53,15 +57,7 @@ def patient_service(tmp_path: Path) -> Iterator[Harness]:
     """The service above with a gateway budget of 10 s: a call must reach its target, through the
     proxy, before the budget runs out, and a loaded machine has taken longer than 2 s to get it
     there (the target never saw the call). The held call still times out into AMBIGUOUS."""
-    settings = make_settings(
-        tmp_path,
-        gateway_egress_allow=["127.0.0.1"],
-        gateway_call_timeout_seconds=10.0,
-        reconcile_grace_seconds=0,
-    )
-    running = Harness(settings).start()
-    yield running
-    running.stop()
+    yield from _service(tmp_path, gateway_call_timeout_seconds=10.0)
 
 
 @pytest.fixture

@@ -81,6 +81,13 @@ def _left(db: Database) -> tuple[set[str], set[tuple[str, str]]]:
     return messages, deliveries
 
 
+def _delivered_long_ago(db: Database, messages: int) -> None:
+    """``m0``, ``m1``, …: each accepted by the webhook ten days ago, a second apart, oldest first."""
+    for n in range(messages):
+        _enqueue(db, f"m{n}", [HOOK], at=NOW - 10 * DAY + n)
+        _settle(db, f"m{n}", HOOK, at=NOW - 10 * DAY + n)
+
+
 def _delete(db: Database, *, limit: int = 200) -> tuple[int, int]:
     with db.write() as conn:
         return outbox.delete_delivered(conn, cutoff_epoch=CUTOFF, cutoff=iso_from_epoch(CUTOFF), limit=limit)
@@ -139,10 +146,7 @@ def test_a_message_stays_while_any_of_its_deliveries_is_left(database: Database)
 
 
 def test_a_batch_deletes_at_most_its_limit(database: Database) -> None:
-    old = NOW - 10 * DAY
-    for n in range(5):
-        _enqueue(database, f"m{n}", [HOOK], at=old + n)
-        _settle(database, f"m{n}", HOOK, at=old + n)
+    _delivered_long_ago(database, 5)
     assert _delete(database, limit=2) == (2, 2)
     # Oldest first.
     assert _left(database)[0] == {"m2", "m3", "m4"}
@@ -152,10 +156,7 @@ def test_a_batch_deletes_at_most_its_limit(database: Database) -> None:
 
 
 def test_two_passes_at_once_delete_each_row_once(database: Database) -> None:
-    old = NOW - 10 * DAY
-    for n in range(12):
-        _enqueue(database, f"m{n}", [HOOK], at=old + n)
-        _settle(database, f"m{n}", HOOK, at=old + n)
+    _delivered_long_ago(database, 12)
     start = threading.Barrier(2)
 
     def drain() -> tuple[int, int]:
