@@ -73,6 +73,8 @@ class FaultyProxy:
     def __init__(self, upstream: str = "") -> None:
         self.upstream = upstream
         self.state = ProxyState()
+        # The tool calls not answered yet (their handler's id), with when each arrived.
+        self._unanswered: dict[int, float] = {}
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -135,6 +137,7 @@ class FaultyProxy:
             return
         arrived = time.time()
         with self.state.lock:
+            self._unanswered[id(handler)] = arrived
             self.state.tool_calls_seen += 1
             fault = next((f for f in self.state.faults if f.match is None or f.match.encode() in body), None)
             if fault is not None:
@@ -146,7 +149,14 @@ class FaultyProxy:
                 threading.Event().wait(self.state.latency)
             self._forward(handler, body, method, fault)
         finally:
-            with self.state.lock:
+            self._answered(handler)  # no answer sent (dropped, or the client went away)
+
+    def _answered(self, handler: BaseHTTPRequestHandler) -> None:
+        """The call is no longer in flight: counted right before its answer is sent, since the
+        client may make its next call as soon as it has the answer, before this thread runs on."""
+        with self.state.lock:
+            arrived = self._unanswered.pop(id(handler), None)
+            if arrived is not None:
                 self.state.in_flight -= 1
                 self.state.calls.append((arrived, time.time()))
 
@@ -188,8 +198,8 @@ class FaultyProxy:
             threading.Event().wait(fault.seconds)
         self._reply(handler, upstream.status_code, upstream.content, upstream.headers.get("content-type", ""))
 
-    @staticmethod
-    def _reply(handler: BaseHTTPRequestHandler, status: int, content: bytes, content_type: str) -> None:
+    def _reply(self, handler: BaseHTTPRequestHandler, status: int, content: bytes, content_type: str) -> None:
+        self._answered(handler)
         try:
             handler.send_response(status)
             if content_type:
