@@ -493,15 +493,18 @@ def test_unknown_kid_refresh_respects_the_cooldown(
     jwks: JwksServer, rsa1: SigningKey, rsa2: SigningKey
 ) -> None:
     """PyJWT refreshes for an unknown kid at most once per cooldown (counted from the last fetch)."""
-    verifier = TokenVerifier(production_settings(jwks.url), jwks_refresh_cooldown_seconds=0.3)
+    # A window of 1 s, the token signed before it opens: the burst below must fit in the window
+    # on a loaded machine too.
+    verifier = TokenVerifier(production_settings(jwks.url), jwks_refresh_cooldown_seconds=1.0)
+    token = rsa2.sign()
     verifier.verify(rsa1.sign())
     jwks.publish(rsa1, rsa2)
     for _ in range(10):  # a burst of made-up or not-yet-fetched kids costs no requests
         with pytest.raises(TokenError, match=r"^token signing key not found$"):
-            verifier.verify(rsa2.sign())
+            verifier.verify(token)
     assert jwks.requests == 1
-    time.sleep(0.35)
-    assert verifier.verify(rsa2.sign()).subject == "user-1"
+    time.sleep(1.05)
+    assert verifier.verify(token).subject == "user-1"
     assert jwks.requests == 2
 
 
@@ -565,16 +568,17 @@ def test_broken_jwks_answers_mean_unavailable(
 def test_failed_fetch_backs_off_then_recovers(
     jwks: JwksServer, rsa1: SigningKey, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(tokens, "JWKS_FAILURE_BACKOFF_SECONDS", 0.3)
+    monkeypatch.setattr(tokens, "JWKS_FAILURE_BACKOFF_SECONDS", 1.0)
     verifier = TokenVerifier(production_settings(jwks.url))
+    token = rsa1.sign()  # signed once: the tries below must fit in the backoff on a loaded machine
     jwks.status = 503
     for _ in range(5):
         with pytest.raises(TokenError, match=r"^token signing keys unavailable$"):
-            verifier.verify(rsa1.sign())
+            verifier.verify(token)
     assert jwks.requests == 1  # the backoff keeps the others from reaching the identity provider
     jwks.status = 200
-    time.sleep(0.35)
-    assert verifier.verify(rsa1.sign()).subject == "user-1"
+    time.sleep(1.05)
+    assert verifier.verify(token).subject == "user-1"
     assert jwks.requests == 2
 
 
