@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from fulfill.cli import app
 from fulfill.store.tables import connector_calls, connector_waiters, internal_tasks
 from tests.support.harness import Harness, make_settings
-from tests.support.http_doubles import FaultyProxy, wait_for
+from tests.support.http_doubles import Fault, FaultyProxy, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -45,6 +45,23 @@ def approve_many(harness: Harness, client: httpx.Client, count: int, **body: Any
     for intent_id in ids:
         harness.approve(client, intent_id)
     return ids
+
+
+def _gate_spans(harness: Harness, tenant: str) -> list[tuple[float, float]]:
+    """When the gate admitted each of ``tenant``'s calls and when each finished, in order."""
+    with harness.db.read() as conn:
+        spans = conn.execute(
+            select(connector_calls.c.admitted_epoch, connector_calls.c.finished_epoch).where(
+                connector_calls.c.tenant_id == tenant
+            )
+        ).all()
+    return sorted((float(start), float(end)) for start, end in spans)
+
+
+def _arrived(proxy: FaultyProxy, intent_ids: list[str]) -> bool:
+    """Every call of these intents has reached the proxy (its fault fired)."""
+    with proxy.state.lock:
+        return not any(fault.match in intent_ids for fault in proxy.state.faults)
 
 
 def tasks_in_order(harness: Harness) -> list[str]:
@@ -129,9 +146,10 @@ def test_a_tenant_cap_holds_that_tenant_alone_and_blocks_nobody_else(harness: Ha
 
 
 def test_a_tenant_concurrency_cap_holds_across_its_calls(tmp_path: Path) -> None:
-    """Tenant A capped at 1 call in flight on ``internal`` (no limit of its own), every call held
-    0.3 s by a proxy in front of the gateway: the gate's record shows A's calls one at a time, while
-    B's, uncapped, overlap (B is not held to A's cap)."""
+    """Tenant A capped at 1 call in flight on ``internal`` (no limit of its own), tenant B at 2,
+    every call held 0.3 s by a proxy in front of the gateway: the gate's record shows A's calls one
+    at a time, while two of B's overlap (B is not held to A's cap). The gate records the calls of a
+    capped tenant only, hence B's cap of 2."""
     proxy = FaultyProxy()
     proxy.state.latency = 0.3
     harness = Harness(make_settings(tmp_path, gateway_url=proxy.url))
@@ -141,22 +159,29 @@ def test_a_tenant_concurrency_cap_holds_across_its_calls(tmp_path: Path) -> None
         with harness.client("tenant-a") as a, harness.client("tenant-b") as b:
             capped = a.put("/admin/connectors/internal/tenants/tenant-a/limits", json={"concurrency": 1})
             assert capped.status_code == 200, capped.text
+            capped = b.put("/admin/connectors/internal/tenants/tenant-b/limits", json={"concurrency": 2})
+            assert capped.status_code == 200, capped.text
             a_ids = approve_many(harness, a, 4)
-            b_ids = approve_many(harness, b, 4)
+            # B's first two calls are held at the proxy until both are there, so that two of B's
+            # calls are in flight at once (on a loaded machine, calls left to overlap by themselves
+            # may not).
+            b_ids = [harness.create_intent(b)["action_intent_id"] for _ in range(4)]
+            proxy.add_faults(*(Fault("hold", match=intent_id) for intent_id in b_ids[:2]))
+            for intent_id in b_ids:
+                harness.approve(b, intent_id)
+            wait_for(lambda: _arrived(proxy, b_ids[:2]), timeout=30, describe=proxy.describe)
+            proxy.state.release.set()
             outcomes = [harness.wait_terminal(a, intent_id, timeout=60) for intent_id in a_ids]
             outcomes += [harness.wait_terminal(b, intent_id, timeout=60) for intent_id in b_ids]
         assert {outcome["status"] for outcome in outcomes} == {"SUCCEEDED"}
-        with harness.db.read() as conn:
-            spans = conn.execute(
-                select(connector_calls.c.admitted_epoch, connector_calls.c.finished_epoch).where(
-                    connector_calls.c.tenant_id == "tenant-a"
-                )
-            ).all()
-        ordered = sorted((float(start), float(end)) for start, end in spans)
+        ordered = _gate_spans(harness, "tenant-a")
         assert len(ordered) == 4
         # Each of A's calls was admitted only after the one before it had finished.
         assert all(later[0] >= earlier[1] for earlier, later in itertools.pairwise(ordered))
-        assert proxy.state.max_in_flight >= 2  # B's calls were not held to one at a time
+        # One of B's calls was admitted while another was still in flight (the two held ones).
+        assert any(
+            later[0] < earlier[1] for earlier, later in itertools.pairwise(_gate_spans(harness, "tenant-b"))
+        )
     finally:
         proxy.close()
         harness.stop()
