@@ -169,7 +169,7 @@ def test_limits_changed_at_run_time_apply_without_a_restart(slow_target: tuple[H
 def test_a_waiting_execution_is_stopped_by_a_kill_switch(slow_target: tuple[Harness, FaultyProxy]) -> None:
     harness, proxy = slow_target
     with harness.client() as client:
-        put_limits(client, "internal", 0.05, None)  # one call every 20 s
+        put_limits(client, "internal", 0.01, None)  # one call every 100 s: the test ends well before a second
         ids = approve_many(harness, client, 2)
         wait_for(lambda: len(proxy.state.calls) == 1 and _waiting(harness) == 1)  # one went, one waits
         switched = client.put(
@@ -187,7 +187,7 @@ def test_a_waiting_execution_is_stopped_by_a_kill_switch(slow_target: tuple[Harn
 def test_calls_waiting_at_a_gate_share_their_reads_and_a_stop_still_ends_every_wait(
     slow_target: tuple[Harness, FaultyProxy],
 ) -> None:
-    """Eight executions wait at a connector that admits one call every 20 s. While they wait, the
+    """Eight executions wait at a connector that admits one call every 100 s. While they wait, the
     switches are read for all of them together (engine/waiting_reads.py): a few reads a second,
     where each waiting call reading its own made eight. A tenant's stop still ends every wait
     within seconds, and none of them calls."""
@@ -202,7 +202,9 @@ def test_calls_waiting_at_a_gate_share_their_reads_and_a_stop_still_ends_every_w
     event.listen(engine, "before_cursor_execute", counted)
     try:
         with harness.client() as client:
-            put_limits(client, "internal", 0.05, None)
+            put_limits(
+                client, "internal", 0.01, None
+            )  # one call every 100 s: the test ends well before a second
             ids = approve_many(harness, client, 9)
             wait_for(lambda: len(proxy.state.calls) == 1 and _waiting(harness) == 8, timeout=20)
             time.sleep(1.5)  # every waiting call has re-read at least once
