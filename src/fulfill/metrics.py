@@ -70,6 +70,22 @@ OUTBOX_MESSAGES_DELETED = Counter(
     "fulfill_outbox_messages_deleted_total",
     "Outbox messages this worker deleted once every delivery was accepted (FULFILL_OUTBOX_RETENTION_DAYS).",
 )
+BACKGROUND_PASS_FAILURES = Counter(
+    "fulfill_background_pass_failures_total",
+    "Runs of a worker's background pass (reconciler, escalation, probes, heartbeat, the retention "
+    "passes) that failed; each is tried again at its next interval.",
+    ["pass"],
+)
+BACKGROUND_PASS_LAST_SUCCESS = Gauge(
+    "fulfill_background_pass_last_success_timestamp_seconds",
+    "When this process last completed the pass (when it started the pass, until one completes).",
+    ["pass"],
+)
+BACKGROUND_PASS_INTERVAL = Gauge(
+    "fulfill_background_pass_interval_seconds",
+    "The pass's interval in this process: how long it waits between runs.",
+    ["pass"],
+)
 RECONCILED = Counter(
     "fulfill_reconciled_total",
     "Workflows the reconciler started, resumed or forked, by what it found.",

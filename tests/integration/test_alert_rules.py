@@ -75,6 +75,17 @@ WATCHED_COUNTERS = [
 ]
 
 
+# A worker's background passes and their default intervals (seconds).
+BACKGROUND_PASSES = {
+    "reconciler": 30.0,
+    "escalation": 15.0,
+    "probes": 60.0,
+    "heartbeat": 5.0,
+    "workflow-retention": 3600.0,
+    "outbox-retention": 3600.0,
+}
+
+
 def test_the_counters_the_alerts_watch_exist_at_zero_from_start_up(tmp_path: Path) -> None:
     """A freshly started worker process, before anything happened: each watched counter is there
     at 0, so that increase() sees its first event (a counter born at 1 has no increase)."""
@@ -101,3 +112,10 @@ def test_the_counters_the_alerts_watch_exist_at_zero_from_start_up(tmp_path: Pat
         if samples.get((name, frozenset(labels.items()))) != 0.0
     ]
     assert missing == []
+    # What FulfillBackgroundPassStalled reads: every pass of a worker, with its default interval,
+    # no failure, and its start as its last success until it first completes.
+    for name, interval in BACKGROUND_PASSES.items():
+        labels = frozenset({("pass", name)})
+        assert samples.get(("fulfill_background_pass_interval_seconds", labels)) == interval, name
+        assert samples.get(("fulfill_background_pass_failures_total", labels)) == 0.0, name
+        assert samples.get(("fulfill_background_pass_last_success_timestamp_seconds", labels), 0.0) > 0, name
