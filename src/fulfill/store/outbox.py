@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, exists, func, or_, select, update
+from sqlalchemy import Connection, and_, delete, exists, func, or_, select, tuple_, update
 
 from fulfill.domain.outbox import ENGINE_DESTINATIONS
 from fulfill.domain.records import DeadLetter as DeadLetter
@@ -417,7 +417,7 @@ def delete_delivered(conn: Connection, *, cutoff_epoch: float, cutoff: str, limi
     are of rows this call deleted: a row another pass deleted first is not counted twice.
     """
     query = (
-        select(outbox_deliveries.c.message_id)
+        select(outbox_deliveries.c.message_id, outbox_deliveries.c.destination)
         .where(_delivered_before(cutoff_epoch, cutoff))
         .order_by(outbox_deliveries.c.next_attempt_epoch)
         .limit(limit)
@@ -429,10 +429,13 @@ def delete_delivered(conn: Connection, *, cutoff_epoch: float, cutoff: str, limi
     chosen = conn.execute(query).all()
     if not chosen:
         return 0, 0
-    message_ids = sorted({row.message_id for row in chosen})
+    # Exactly the rows chosen (and locked): another pass's rows of the same messages are its own.
+    pairs = sorted((row.message_id, row.destination) for row in chosen)
+    message_ids = sorted({message_id for message_id, _ in pairs})
     deliveries = conn.execute(
         delete(outbox_deliveries).where(
-            outbox_deliveries.c.message_id.in_(message_ids), _delivered_before(cutoff_epoch, cutoff)
+            tuple_(outbox_deliveries.c.message_id, outbox_deliveries.c.destination).in_(pairs),
+            _delivered_before(cutoff_epoch, cutoff),
         )
     ).rowcount
     messages = conn.execute(
