@@ -67,6 +67,22 @@ def sent_since(harness: Harness, since: float) -> list[float]:
     return sorted(float(row.dispatched_epoch) for row in rows)
 
 
+def held_approvals(harness: Harness, client: httpx.Client, proxy: FaultyProxy, count: int) -> list[str]:
+    """Approves ``count`` intents whose calls the proxy holds until ``proxy.state.release`` is set."""
+    proxy.state.release.clear()
+    ids = [harness.create_intent(client)["action_intent_id"] for _ in range(count)]
+    proxy.add_faults(*(Fault("hold", match=intent_id) for intent_id in ids))
+    for intent_id in ids:
+        harness.approve(client, intent_id)
+    return ids
+
+
+def fired(proxy: FaultyProxy, intent_ids: list[str]) -> int:
+    """How many of these intents' held calls have reached the proxy (their fault fired)."""
+    with proxy.state.lock:
+        return len(intent_ids) - sum(1 for fault in proxy.state.faults if fault.match in intent_ids)
+
+
 def reset(proxy: FaultyProxy) -> None:
     with proxy.state.lock:
         proxy.state.calls.clear()
@@ -140,12 +156,16 @@ def test_limits_changed_at_run_time_apply_without_a_restart(slow_target: tuple[H
 
         reset(proxy)
         put_limits(client, "internal", None, 3)
-        # Approvals are sent one by one: calls that take long enough overlap however slowly the
-        # approvals come on a busy machine, so what bounds the overlap is the limit alone.
-        proxy.state.latency = 1.5
-        wait_all(harness, client, approve_many(harness, client, 9))
+        # Every call is held at the proxy until three are there, so that three are in flight at
+        # once however slowly the approvals come on a busy machine; a fourth would arrive within
+        # the grace below if the limit let it through.
+        ids = held_approvals(harness, client, proxy, 9)
+        wait_for(lambda: fired(proxy, ids) >= 3, timeout=30, describe=proxy.describe)
+        time.sleep(1.0)
+        assert fired(proxy, ids) == 3
+        proxy.state.release.set()
+        wait_all(harness, client, ids)
         assert proxy.state.max_in_flight == 3
-        proxy.state.latency = 0.3
 
         reset(proxy)
         put_limits(client, "internal", 2, None)
@@ -161,8 +181,10 @@ def test_limits_changed_at_run_time_apply_without_a_restart(slow_target: tuple[H
 
         reset(proxy)
         put_limits(client, "internal", None, None)  # back to the defaults: no limit of its own
-        proxy.state.latency = 1.5
-        wait_all(harness, client, approve_many(harness, client, 8))
+        ids = held_approvals(harness, client, proxy, 8)
+        wait_for(lambda: fired(proxy, ids) >= 4, timeout=30, describe=proxy.describe)
+        proxy.state.release.set()
+        wait_all(harness, client, ids)
         assert proxy.state.max_in_flight >= 4
 
 
