@@ -8,6 +8,7 @@ service stops.
 from __future__ import annotations
 
 import atexit
+import re
 import shutil
 import tempfile
 import threading
@@ -38,6 +39,10 @@ from tests.support.http_doubles import wait_for
 
 TEST_SECRET = "test-secret-0123456789abcdef0123456789"
 ALL_SCOPES = list(USER_SCOPES)
+# A JWT as it would leak into a log, a span or a row: a header and a payload, each base64 of a
+# JSON object ('{"' is "eyJ"), joined by a dot. Three characters alone are not one: random base64
+# holds "eyJ" by chance (about once in a thousand for a sealed bearer's length).
+JWT_SHAPE = re.compile(r"eyJ[A-Za-z0-9_-]*\.eyJ[A-Za-z0-9_-]*\.")
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED", "AMBIGUOUS"}
 
 
