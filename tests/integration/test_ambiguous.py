@@ -87,9 +87,13 @@ def events(harness: Harness, intent_id: str) -> list[Any]:
 def ambiguous(
     harness: Harness, client: httpx.Client, proxy: FaultyProxy, *, timeout_seconds: int | None = None
 ) -> str:
-    """Register the target, run one CREATE_TICKET whose answer is lost: its intent id, AMBIGUOUS."""
+    """Register the target, run one CREATE_TICKET whose answer is lost: its intent id, AMBIGUOUS.
+
+    The proxy drops the connection once the target has written, so the answer is lost at once.
+    An answer lost by the gateway's budget running out (a held call) ends the same way
+    (``test_gateway_targets.py``); waiting for it here would only make each test longer."""
     register(client, proxy, deduplicates=False)
-    proxy.add_faults(Fault("hold"))  # the target writes; its answer never arrives
+    proxy.add_faults(Fault("drop_after"))  # the target writes; its answer never arrives
     policy = {"execution_policy": {"timeout_seconds": timeout_seconds}} if timeout_seconds else {}
     intent = harness.create_intent(
         client, action_type="CREATE_TICKET", parameters={"title": "Printer on fire"}, **policy
