@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 
 from fulfill.client import default_limits
+from tests.support.waiting import wait_for  # noqa: F401  (where the tests have imported it from)
 
 
 @dataclass
@@ -318,28 +319,6 @@ def most_in_any_window(times: list[float], window: float = 1.0) -> int:
             end += 1
         best = max(best, end - start)
     return best
-
-
-def wait_for(
-    predicate: Callable[[], Any],
-    timeout: float = 20.0,
-    interval: float = 0.05,
-    *,
-    describe: Callable[[], object] | None = None,
-) -> Any:
-    """Poll until ``predicate`` returns something truthy; fail the test on timeout, with what
-    ``describe`` says of the state at that moment (what a rare failure needs to be understood)."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            state = f": {describe()}" if describe is not None else ""
-            raise AssertionError(f"condition not met within {timeout}s{state}")
-        time.sleep(interval)
 
 
 def run_asgi(app: Any, scope: dict[str, Any]) -> list[dict[str, Any]]:

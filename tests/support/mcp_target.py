@@ -70,7 +70,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from fulfill_tools.launch import free_port
-from tests.support.http_doubles import wait_for
+from tests.support.waiting import wait_for
 
 IDEMPOTENCY_META_KEY = "io.fulfill/idempotency-key"
 UVICORN_STARTUP_FAILED = 3
