@@ -34,59 +34,23 @@ if [ -n "$WORKERS" ] && ! [[ "$WORKERS" =~ ^[0-9]+$ ]]; then
   exit 2
 fi
 
-if [ ! -x .venv/bin/python ]; then
-  "$PYTHON" -m venv .venv
-fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev,postgres,deploy]"
-.venv/bin/ruff check src tests bench
-.venv/bin/ruff format --check src tests bench
-.venv/bin/mypy --strict src
-.venv/bin/lint-imports --no-cache # the layers (.importlinter)
-export DBOS__DISABLE_TELEMETRY=true
+# --- what the suite needs beyond Python, installed beside the Python checks ----------------------
+#
+# Debian's packages (prometheus for promtool, which checks and unit-tests the alert rules;
+# chromium, which the console's browser tests drive with Playwright; curl and jq, which the
+# README's command blocks use as a reader would; postgresql for the PostgreSQL pass) are installed
+# with one `apt-get update` when missing and this runs as root (CI). The interoperability tests'
+# npm packages (the TypeScript MCP SDK in tests/interop/ts/, the MCP Inspector with the Node.js 22
+# it needs in tests/interop/inspector/, each pinned in its package-lock.json) are installed once,
+# here, so that the two passes never run `npm ci` side by side. Both run in the background while
+# pip, ruff, mypy and the layers check run, and the tests start once both are done.
 
-# promtool checks and unit-tests the alert rules (deploy/prometheus/); Debian's prometheus has it.
-if ! command -v promtool >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-  echo "== installing promtool (apt-get install prometheus)"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >/dev/null
-  apt-get install -y -qq --no-install-recommends prometheus >/dev/null
-fi
-
-# The console's browser tests drive Debian's headless Chromium with Playwright (no browser download).
-if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-  echo "== installing Chromium (apt-get install chromium)"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >/dev/null
-  apt-get install -y -qq chromium >/dev/null
-fi
-
-# The README's command blocks (tests/e2e/test_readme.py) use curl and jq, as a reader would.
-if ! { command -v curl && command -v jq; } >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-  echo "== installing curl and jq (apt-get install curl jq)"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >/dev/null
-  apt-get install -y -qq --no-install-recommends curl jq >/dev/null
-fi
-
-# The interoperability tests run software from npm: the TypeScript MCP SDK (tests/interop/ts/) and
-# the MCP Inspector with the Node.js 22 it needs (tests/interop/inspector/), each pinned in its
-# package-lock.json. Installed here, once, so that the two passes never run `npm ci` side by side.
-if command -v npm >/dev/null 2>&1; then
-  for package_dir in tests/interop/ts tests/interop/inspector; do
-    if [ ! -d "$package_dir/node_modules" ]; then
-      echo "== installing $package_dir (npm ci)"
-      (cd "$package_dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
-    fi
-  done
-fi
-
-# --- a throw-away PostgreSQL server ----------------------------------------------------------------
-
+WORK_DIR="$(mktemp -d "${TMPDIR:-/tmp}/fulfill-test.XXXXXX")" # setup logs, each pass's pytest temporary files
+SETUP_PIDS=()
 PG_DIR=""
 PG_BIN=""
 PG_USER=""
 PG_PASS_PID=""
-WORK_DIR="$(mktemp -d "${TMPDIR:-/tmp}/fulfill-test.XXXXXX")" # each pass's pytest temporary files
 
 find_postgres() {
   local dir
@@ -100,17 +64,74 @@ find_postgres() {
   [ -n "$PG_BIN" ]
 }
 
-install_postgres() {
-  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-    echo "PostgreSQL server binaries (initdb, pg_ctl) not found; install PostgreSQL," \
-      "set TEST_POSTGRES_URL to a server, or run with TEST_BACKENDS=sqlite" >&2
-    exit 2
+needs_postgres_server() {
+  [ "$BACKENDS" != sqlite ] && [ -z "${TEST_POSTGRES_URL:-}" ]
+}
+
+install_system_packages() {
+  local plain=() full=()
+  command -v promtool >/dev/null 2>&1 || plain+=(prometheus)
+  command -v curl >/dev/null 2>&1 || plain+=(curl)
+  command -v jq >/dev/null 2>&1 || plain+=(jq)
+  [ -x /usr/bin/chromium ] || full+=(chromium)
+  if needs_postgres_server && ! find_postgres; then
+    full+=(postgresql)
   fi
-  echo "== installing PostgreSQL (apt-get install postgresql)"
+  [ ${#plain[@]} -gt 0 ] || [ ${#full[@]} -gt 0 ] || return 0
+  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    return 0 # not root: the tests that need a missing program say so, and start_postgres explains
+  fi
+  local all=("${plain[@]}" "${full[@]}")
+  echo "== installing ${all[*]} (apt-get install)"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >/dev/null
-  apt-get install -y -qq postgresql >/dev/null
+  if [ ${#plain[@]} -gt 0 ]; then
+    apt-get install -y -qq --no-install-recommends "${plain[@]}" >/dev/null
+  fi
+  if [ ${#full[@]} -gt 0 ]; then
+    apt-get install -y -qq "${full[@]}" >/dev/null
+  fi
 }
+
+install_npm_packages() {
+  command -v npm >/dev/null 2>&1 || return 0
+  local package_dir
+  for package_dir in tests/interop/ts tests/interop/inspector; do
+    if [ ! -d "$package_dir/node_modules" ]; then
+      echo "== installing $package_dir (npm ci)"
+      (cd "$package_dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    fi
+  done
+}
+
+# Runs "$@" in the background, its output kept in $WORK_DIR/setup-NAME.log for finish_setup.
+start_setup() {
+  local name="$1"
+  shift
+  ("$@") >"$WORK_DIR/setup-$name.log" 2>&1 &
+  SETUP_PIDS+=("$!:$name")
+}
+
+# Waits for every setup job, prints what each said, and stops at the first that failed.
+finish_setup() {
+  local entry pid name status failed=0
+  for entry in "${SETUP_PIDS[@]}"; do
+    pid="${entry%%:*}"
+    name="${entry#*:}"
+    status=0
+    wait "$pid" || status=$?
+    cat "$WORK_DIR/setup-$name.log"
+    if [ $status -ne 0 ]; then
+      echo "== setting up $name failed ($status)" >&2
+      failed=1
+    fi
+  done
+  SETUP_PIDS=()
+  return $failed
+}
+
+
+# --- a throw-away PostgreSQL server ----------------------------------------------------------------
 
 # Runs a PostgreSQL binary as the server's owner (initdb refuses to run as root), from a directory
 # that user may enter (the checkout may be private to root).
@@ -132,6 +153,10 @@ stop_postgres() {
 }
 
 cleanup() {
+  local entry
+  for entry in "${SETUP_PIDS[@]}"; do # an install is left to finish, not cut off half-way
+    wait "${entry%%:*}" 2>/dev/null || true
+  done
   if [ -n "$PG_PASS_PID" ]; then
     kill "$PG_PASS_PID" 2>/dev/null || true
     wait "$PG_PASS_PID" 2>/dev/null || true
@@ -143,8 +168,9 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 start_postgres() {
-  find_postgres || { install_postgres && find_postgres; } || {
-    echo "PostgreSQL was installed but initdb/pg_ctl are still not found" >&2
+  find_postgres || {
+    echo "PostgreSQL server binaries (initdb, pg_ctl) not found; install PostgreSQL," \
+      "set TEST_POSTGRES_URL to a server, or run with TEST_BACKENDS=sqlite" >&2
     exit 2
   }
   PG_USER="$(id -un)"
@@ -171,6 +197,22 @@ start_postgres() {
   TEST_POSTGRES_URL="postgresql+psycopg://postgres@127.0.0.1:$port/postgres"
   echo "== PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$port ($PG_DIR)"
 }
+
+# --- setting up, then the checks -----------------------------------------------------------------
+
+start_setup system-packages install_system_packages
+start_setup npm-packages install_npm_packages
+
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev,postgres,deploy]"
+.venv/bin/ruff check src tests bench
+.venv/bin/ruff format --check src tests bench
+.venv/bin/mypy --strict src
+.venv/bin/lint-imports --no-cache # the layers (.importlinter)
+export DBOS__DISABLE_TELEMETRY=true
+finish_setup
 
 # --- the passes -----------------------------------------------------------------------------------
 
@@ -205,7 +247,8 @@ elif [ -z "$WORKERS" ]; then
 fi
 XDIST=()
 if [ "$WORKERS" -gt 0 ]; then
-  XDIST=(-n "$WORKERS" --dist loadfile)
+  # In the order tests/conftest.py gives: the longest files first (tests/support/file_order.py).
+  XDIST=(-n "$WORKERS" --dist loadfile --no-loadscope-reorder)
 fi
 
 # Each pass ends its report with its 20 slowest test phases (setup, call or teardown) of 5 s or more:
@@ -221,7 +264,7 @@ postgres_pass() {
     --basetemp="$WORK_DIR/postgresql" "${PG_SELECTION[@]}" "$@"
 }
 
-if [ "$BACKENDS" != sqlite ] && [ -z "${TEST_POSTGRES_URL:-}" ]; then
+if needs_postgres_server; then
   start_postgres
 fi
 SQLITE_TITLE="== pass 1: the whole suite on SQLite"

@@ -8,6 +8,7 @@ import pytest
 
 from tests.support import postgres
 from tests.support.app_caches import forget_built_apps
+from tests.support.file_order import known_durations, longest_first
 from tests.support.harness import Harness, make_settings
 from tests.support.http_doubles import FaultyProxy
 
@@ -46,6 +47,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(
                 pytest.mark.skip(reason="does not use the pass's database: run on the SQLite pass")
             )
+    # The longest files first, so that no worker is left with a long one at the end (file_order.py).
+    items[:] = longest_first(items, known_durations(postgres.backend_name()))
 
 
 @pytest.fixture(scope="session", autouse=True)
