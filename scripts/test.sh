@@ -255,13 +255,18 @@ fi
 # where the suite's time goes, in every CI log.
 DURATIONS=(--durations=20 --durations-min=5)
 
+# Each pass leaves its JUnit report in test-reports/ (every test's time: what
+# tests/file_durations.json is written from, see tests/support/file_order.py).
+mkdir -p test-reports
+
 sqlite_pass() {
-  env -u TEST_POSTGRES_URL .venv/bin/python -m pytest -q "${XDIST[@]}" "${DURATIONS[@]}" --basetemp="$WORK_DIR/sqlite" "$@"
+  env -u TEST_POSTGRES_URL .venv/bin/python -m pytest -q "${XDIST[@]}" "${DURATIONS[@]}" --basetemp="$WORK_DIR/sqlite" \
+    --junitxml=test-reports/sqlite.xml "$@"
 }
 
 postgres_pass() {
   TEST_POSTGRES_URL="$TEST_POSTGRES_URL" .venv/bin/python -m pytest -q -p no:cacheprovider "${XDIST[@]}" "${DURATIONS[@]}" \
-    --basetemp="$WORK_DIR/postgresql" "${PG_SELECTION[@]}" "$@"
+    --basetemp="$WORK_DIR/postgresql" --junitxml=test-reports/postgresql.xml "${PG_SELECTION[@]}" "$@"
 }
 
 if needs_postgres_server; then

@@ -9,10 +9,11 @@ close together; ``scripts/test.sh`` passes ``--no-loadscope-reorder`` so that py
 this order.
 
 How long a file takes comes from ``tests/file_durations.json``, one table per backend, written by
-this module from a whole pass's JUnit report::
+this module from a whole pass's JUnit report (``scripts/test.sh`` leaves one per pass in
+``test-reports/``)::
 
-    .venv/bin/python -m pytest -n 2 --dist loadfile --junitxml=sqlite.xml
-    .venv/bin/python -m tests.support.file_order sqlite sqlite.xml
+    .venv/bin/python -m tests.support.file_order sqlite test-reports/sqlite.xml
+    .venv/bin/python -m tests.support.file_order postgresql test-reports/postgresql.xml
 
 A file it does not know yet counts one second per test. The order only moves when files start,
 never what a test does, so a stale table costs time, not correctness.
