@@ -2,8 +2,8 @@
 
 A real MCP server (``tests/support/mcp_target.py --undo --lookup``, its own process) creates
 tickets and looks them up by idempotency key (``lookup_by_key``); a fault-injecting proxy in front
-of it loses the answer of ``create_ticket`` after the server wrote (``hold``) or before the call
-reached it (``hold_before``). The target is registered as one that does not deduplicate, with
+of it loses the answer of ``create_ticket`` after the server wrote (``drop_after``) or before the
+call reached it (``drop_before``). The target is registered as one that does not deduplicate, with
 ``lookup_tool``, so the execution ends AMBIGUOUS and a probe looks the write up.
 
 The service's own probe loop runs every ``FULFILL_PROBE_INTERVAL_SECONDS`` (100 s here, so it
@@ -83,10 +83,17 @@ def register(client: httpx.Client, proxy: FaultyProxy, *, lookup_tool: str | Non
 
 
 def ambiguous(
-    harness: Harness, client: httpx.Client, proxy: FaultyProxy, *, fault: str = "hold", **register_args: Any
+    harness: Harness,
+    client: httpx.Client,
+    proxy: FaultyProxy,
+    *,
+    fault: str = "drop_after",
+    **register_args: Any,
 ) -> str:
-    """One CREATE_TICKET whose answer is lost: after the target wrote (``hold``) or before the
-    call reached it (``hold_before``). Its intent id, AMBIGUOUS."""
+    """One CREATE_TICKET whose answer is lost: after the target wrote (``drop_after``) or before
+    the call reached it (``drop_before``). Its intent id, AMBIGUOUS. The proxy drops the
+    connection, so the gateway learns at once that the answer is lost; an answer lost by its
+    budget running out ends the same way (``test_gateway_targets.py``)."""
     register(client, proxy, **register_args)
     proxy.add_faults(Fault(fault))
     intent = harness.create_intent(
@@ -96,8 +103,6 @@ def ambiguous(
     harness.approve(client, intent_id)
     status = harness.wait_terminal(client, intent_id)
     assert status["status"] == "AMBIGUOUS", status
-    if fault == "hold_before":
-        proxy.state.release.set()  # the held call is dropped; it never reaches the target
     return intent_id
 
 
@@ -177,7 +182,7 @@ def test_a_probe_that_proves_absence_sends_the_call_once_more_under_the_same_key
     service: Harness, proxy: FaultyProxy, target: McpTarget
 ) -> None:
     with service.client() as client:
-        intent_id = ambiguous(service, client, proxy, fault="hold_before")
+        intent_id = ambiguous(service, client, proxy, fault="drop_before")
         assert target.calls() == 0
         assert probe(service) == [True]
         status = succeeded(client, intent_id)
@@ -208,7 +213,7 @@ def test_a_worker_that_died_after_claiming_leaves_the_probe_to_another_once_its_
     service: Harness, proxy: FaultyProxy, target: McpTarget
 ) -> None:
     with service.client() as client:
-        intent_id = ambiguous(service, client, proxy, fault="hold_before")
+        intent_id = ambiguous(service, client, proxy, fault="drop_before")
         rt = service.service.runtime
         now = rt.clock.now()
         with rt.store.write() as uow:
@@ -281,7 +286,7 @@ def test_two_workers_probing_at_once_resolve_it_once(
     service: Harness, proxy: FaultyProxy, target: McpTarget
 ) -> None:
     with service.client() as client:
-        intent_id = ambiguous(service, client, proxy, fault="hold_before")
+        intent_id = ambiguous(service, client, proxy, fault="drop_before")
         rt = service.service.runtime
         with rt.store.read() as uow:
             due = uow.probes.due_probes(
@@ -335,7 +340,7 @@ def test_a_kill_switch_keeps_a_proven_absence_from_being_resent_until_it_is_off(
     service: Harness, proxy: FaultyProxy, target: McpTarget
 ) -> None:
     with service.client() as client:
-        intent_id = ambiguous(service, client, proxy, fault="hold_before")
+        intent_id = ambiguous(service, client, proxy, fault="drop_before")
         switches = {"global_stop": True, "disabled_action_types": []}
         assert client.put("/admin/kill-switches", json=switches).status_code == 200
         assert probe(service) == [False]

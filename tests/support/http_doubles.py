@@ -30,8 +30,8 @@ from tests.support.waiting import wait_for  # noqa: F401  (where the tests have 
 class Fault:
     """What the proxy does to the next matching ``tools/call``."""
 
-    # "status_before" | "status_after" | "drop_after" | "body_after" | "rewrite_after" | "hold"
-    # | "hold_before" | "delay"
+    # "status_before" | "drop_before" | "status_after" | "drop_after" | "body_after"
+    # | "rewrite_after" | "hold" | "hold_then_drop" | "hold_before" | "delay"
     kind: str
     status: int = 503
     seconds: float = 0.0
@@ -174,6 +174,9 @@ class FaultyProxy:
             self.state.release.wait(timeout=120)
             self._reply(handler, 503, b'{"error":"dropped"}', "application/json")
             return
+        if fault is not None and fault.kind == "drop_before":
+            handler.close_connection = True  # never forwarded, and no answer: the caller cannot tell
+            return
         headers = {k: v for k, v in handler.headers.items() if k.lower() not in ("host", "content-length")}
         upstream = self._client.post(self.upstream, content=body, headers=headers)
         if method == "tools/call":
@@ -195,6 +198,10 @@ class FaultyProxy:
             return
         if fault is not None and fault.kind == "hold":
             self.state.release.wait(timeout=120)
+        if fault is not None and fault.kind == "hold_then_drop":
+            self.state.release.wait(timeout=120)
+            handler.close_connection = True  # held until released, then lost
+            return
         if fault is not None and fault.kind == "delay":
             threading.Event().wait(fault.seconds)
         self._reply(handler, upstream.status_code, upstream.content, upstream.headers.get("content-type", ""))
