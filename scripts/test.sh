@@ -18,6 +18,11 @@
 # there are none and this runs as root (CI), Debian's `postgresql` package is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The suite starts hundreds of Python processes (pytest's workers, services, MCP targets, command
+# lines). Where Python is told not to write bytecode, each of them compiles fulfill's modules
+# again and each pytest worker rewrites every test module's asserts again (about 7 s of its 12 s of
+# collecting): the caches go to __pycache__ directories, which git ignores.
+unset PYTHONDONTWRITEBYTECODE
 PYTHON="${PYTHON:-python3}"
 BACKENDS="${TEST_BACKENDS:-both}"
 PARALLEL="${TEST_PARALLEL:-1}"
