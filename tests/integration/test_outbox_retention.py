@@ -20,6 +20,7 @@ from sqlalchemy.exc import OperationalError
 
 from fulfill.domain.outbox import ENGINE_DESTINATION
 from fulfill.domain.time import iso_from_epoch
+from fulfill.engine.reconciler import reconcile_once
 from fulfill.engine.retention import delete_delivered_messages
 from fulfill.store import outbox
 from fulfill.store.db import Database
@@ -325,6 +326,33 @@ def test_workers_run_the_pass_on_their_own(tmp_path: Path, sink: WebhookSink) ->
         wait_for(lambda: _counts(harness) == (0, 0), timeout=15)
     finally:
         harness.stop()
+
+
+def test_a_restart_after_the_pass_sends_nothing_again(tmp_path: Path, sink: WebhookSink) -> None:
+    """What deleting delivered messages rests on (OPERATIONS, "Accepted deliveries are deleted"):
+    a message is written again only when the step that wrote it runs again, and a finished
+    execution's steps never do. After the pass, a restart on the same database (which recovers
+    this executor's workflows) and a reconciler pass send nothing again: the next execution's
+    signal is the only new delivery, and once nothing is pending there is nothing else."""
+    settings = make_settings(
+        tmp_path, webhook_urls=[sink.url], outbox_retention_days=RETENTION_DAYS, executor_id="outbox-restart"
+    )
+    first = Harness(settings).start()
+    _run_and_deliver(first, sink, 2)
+    _a_day_later(first)
+    assert delete_delivered_messages(first.service.runtime) == 2
+    first.server.stop()  # not Harness.stop(): the database stays, for the restart
+    second = Harness(settings).start()
+    try:
+        assert not reconcile_once(second.service.runtime)  # nothing of a finished execution to do
+        with second.client("t1") as client:
+            assert second.run_task(client)["status"] == "SUCCEEDED"
+        wait_for(lambda: len(sink.deliveries) >= 3)
+        wait_for(lambda: _pending(second) == 0)
+        assert len(sink.deliveries) == 3
+        assert _counts(second) == (1, 1)  # the new execution's message and delivery only
+    finally:
+        second.stop()
 
 
 def test_an_api_process_runs_no_pass(tmp_path: Path) -> None:
