@@ -18,20 +18,9 @@ from uvicorn.config import LOGGING_CONFIG
 
 from fulfill.api.app import create_app
 from fulfill.config import Settings
+from fulfill.http_server import QuickStopServer, bind_socket
 from fulfill.logging_setup import logging_configured
 from fulfill.service import Service
-
-
-def bind_socket(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # proto=IPPROTO_TCP matters: asyncio only sets TCP_NODELAY on accepted sockets whose proto
-    # says TCP, and without it every response waits ~40 ms for a delayed ACK.
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
 
 
 class QuietStartupFailure:
@@ -61,7 +50,7 @@ class QuietStartupFailure:
 
 def build_server(
     settings: Settings, service: Service | None = None, *, verbose_startup_errors: bool = True
-) -> tuple[uvicorn.Server, socket.socket, Settings]:
+) -> tuple[QuickStopServer, socket.socket, Settings]:
     """Bind the socket, then build the app with the port actually bound (port 0 picks a free one)."""
     sock = bind_socket(settings.host, settings.port)
     bound = settings.model_copy(update={"port": sock.getsockname()[1]})
@@ -74,7 +63,7 @@ def build_server(
         access_log=False,
         lifespan="on",
     )
-    return uvicorn.Server(config), sock, bound
+    return QuickStopServer(config), sock, bound
 
 
 def startup_error(server: uvicorn.Server) -> BaseException | None:
@@ -108,6 +97,6 @@ class BackgroundServer:
         return self
 
     def stop(self) -> None:
-        self.server.should_exit = True
+        self.server.request_exit()
         self._thread.join(timeout=30)
         self._socket.close()

@@ -73,7 +73,7 @@ def test_a_service_group_reports_a_process_that_died(tmp_path: Path) -> None:
 def test_a_free_port_stays_this_process_s_until_a_server_binds_it() -> None:
     """Another process choosing a port cannot be handed this one, nor bind it plainly; a server
     that binds with SO_REUSEADDR (as fulfill serve does) listens on it."""
-    from fulfill.server import bind_socket
+    from fulfill.http_server import bind_socket
 
     port = free_port()
     other = subprocess.run(

@@ -1020,7 +1020,7 @@ class DevSalesforceServer:
     """The server on 127.0.0.1 in a thread of this process (tests), or in the foreground (CLI)."""
 
     def __init__(self, dev: DevSalesforce | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        from fulfill.server import bind_socket
+        from fulfill.http_server import QuickStopServer, bind_socket
 
         self.dev = dev or DevSalesforce()
         self._socket = bind_socket(host, port)
@@ -1030,7 +1030,7 @@ class DevSalesforceServer:
         if not any(isinstance(existing, _QuietCut) for existing in error_log.filters):
             error_log.addFilter(_QuietCut())
         config = uvicorn.Config(self.dev.app, log_level="warning", access_log=False, lifespan="off")
-        self.server = uvicorn.Server(config)
+        self.server = QuickStopServer(config)
         self._thread: threading.Thread | None = None
 
     @property
@@ -1055,7 +1055,7 @@ class DevSalesforceServer:
         self.server.run(sockets=[self._socket])
 
     def stop(self) -> None:
-        self.server.should_exit = True
+        self.server.request_exit()
         if self._thread is not None:
             self._thread.join(timeout=10)
         self._socket.close()
