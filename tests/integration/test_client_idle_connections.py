@@ -21,6 +21,7 @@ from fulfill.client import IDLE_CONNECTION_SECONDS, ApiError, AsyncFulfillClient
 from fulfill.config import Settings
 from fulfill.server import build_server
 from tests.support.harness import TEST_SECRET
+from tests.support.serving import serve_in_thread
 
 pytestmark = pytest.mark.backend_free
 
@@ -62,8 +63,7 @@ class _Handler(BaseHTTPRequestHandler):
 @pytest.fixture
 def server() -> Iterator[_Counting]:
     running = _Counting(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=running.serve_forever, daemon=True)
-    thread.start()
+    serve_in_thread(running)
     yield running
     running.shutdown()
     running.server_close()

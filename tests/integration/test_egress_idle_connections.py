@@ -12,7 +12,6 @@ afterwards, unanswered.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,6 +23,7 @@ import pytest
 from fulfill.bounded_http import IDLE_CONNECTION_SECONDS
 from fulfill.engine.webhook_http import post_for_status, webhook_client
 from tests.support.salesforce import Rig, answer, salesforce_rig
+from tests.support.serving import serve_in_thread
 from tests.support.tcp_proxy import TcpProxy
 
 # How long a connection may stay idle before the relay forgets it: just past the connector's limit.
@@ -107,7 +107,7 @@ class _KeepAlive(BaseHTTPRequestHandler):
 def receiver() -> Iterator[TcpProxy]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _KeepAlive)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    serve_in_thread(server)
     relay = TcpProxy("127.0.0.1", server.server_address[1], forget_idle_after=FORGETS_AFTER)
     try:
         yield relay

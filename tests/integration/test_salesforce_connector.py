@@ -5,7 +5,6 @@ mid-run, answers lost after the write, concurrent calls with one key, and every 
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,6 +27,7 @@ from tests.support.salesforce import (
     rsa_key_pair,
     salesforce_rig,
 )
+from tests.support.serving import serve_in_thread
 
 
 @pytest.fixture
@@ -480,8 +480,7 @@ class _TokenEndpoint(BaseHTTPRequestHandler):
 
 def test_an_instance_url_the_egress_rules_refuse_is_never_called(rig: Rig) -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _TokenEndpoint)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    serve_in_thread(server)
     try:
         rig.use_client_credentials(login_url=f"http://127.0.0.1:{server.server_address[1]}")
         ok, payload = create_task(rig, "metadata")
@@ -520,8 +519,7 @@ class _Listener(BaseHTTPRequestHandler):
 def listener() -> Iterator[tuple[int, type[_Listener]]]:
     handler = type("Listener", (_Listener,), {"received": []})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    serve_in_thread(server)
     yield server.server_address[1], handler
     server.shutdown()
     server.server_close()

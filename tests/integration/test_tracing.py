@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -39,6 +38,7 @@ from tests.support.harness import JWT_SHAPE, Harness, approved_event, make_setti
 from tests.support.http_doubles import FaultyProxy, wait_for
 from tests.support.outages import database_down
 from tests.support.salesforce import CLIENT_ID, CLIENT_SECRET, SECRETS_KEY, dev_config
+from tests.support.serving import serve_in_thread
 
 WORKFLOW = "fulfill.execute_intent"
 STEPS_OF_THE_WORKFLOW = ("PrepareToolCall", "InvokeTool", "RecordOutcome")
@@ -363,8 +363,7 @@ class OtlpReceiver:
                 self.end_headers()
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        self._thread = serve_in_thread(self._server)
 
     @property
     def url(self) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import http.client
 import json
 import logging
-import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from tests.support import plain_http
+from tests.support.serving import serve_in_thread
 
 REGION = "us-east-1"
 ACCESS_KEY_ID = "AKIAFULFILLTESTKEY01"
@@ -130,7 +130,7 @@ class KeepAliveFront:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self.port: int = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        serve_in_thread(self._server)
 
     def _forward(
         self, method: str, path: str, headers: dict[str, str], body: bytes

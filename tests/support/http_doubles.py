@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 
 from fulfill.client import default_limits
+from tests.support.serving import serve_in_thread
 from tests.support.waiting import wait_for  # noqa: F401  (where the tests have imported it from)
 
 
@@ -95,8 +96,7 @@ class FaultyProxy:
                 self.do_GET()
 
         self._server = _Server(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        self._thread = serve_in_thread(self._server)
         # Idle connections dropped before the upstream (a fulfill service: 5 s) drops them.
         self._client = httpx.Client(timeout=60.0, limits=default_limits())
 
@@ -241,7 +241,7 @@ class HookServer:
                 self.end_headers()
 
         self._server = _Server(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        serve_in_thread(self._server)
 
     @property
     def url(self) -> str:
@@ -304,7 +304,7 @@ class HangingSink:
                     pass  # the client gave up long ago
 
         self._server = _Server(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        serve_in_thread(self._server)
 
     @property
     def url(self) -> str:

@@ -35,6 +35,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
+from tests.support.serving import serve_in_thread
+
 METHODS = ("chat.postMessage", "chat.update", "chat.postEphemeral")
 
 
@@ -104,8 +106,7 @@ class SlackServer:
         self.port = self._server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self.api_url = f"{self.url}/api/"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        self._thread = serve_in_thread(self._server)
 
     def close(self) -> None:
         self._server.shutdown()

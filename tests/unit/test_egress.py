@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import ipaddress
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -31,6 +30,7 @@ from fulfill.gateway.egress import (
     checked_addresses,
     pinned_client,
 )
+from tests.support.serving import serve_in_thread
 
 
 @pytest.mark.parametrize(
@@ -217,7 +217,7 @@ class _Recorder(BaseHTTPRequestHandler):
 def local_server() -> Iterator[int]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
     _Recorder.hosts = []
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    serve_in_thread(server)
     yield int(server.server_address[1])
     server.shutdown()
     server.server_close()
@@ -300,7 +300,7 @@ class _Flood(BaseHTTPRequestHandler):
 def flood_server() -> Iterator[int]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Flood)
     _Flood.sent, _Flood.encodings = 0, []
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    serve_in_thread(server)
     yield int(server.server_address[1])
     server.shutdown()
     server.server_close()
@@ -348,7 +348,7 @@ def test_the_connector_client_connects_to_the_checked_address_only() -> None:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    serve_in_thread(server)
     port = server.server_address[1]
     answers = {"crm.example": ["127.0.0.1"], "rebound.example": ["127.0.0.1", "10.0.0.5"]}
     allow = EgressAllowList.parse(["127.0.0.1"])

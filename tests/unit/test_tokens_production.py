@@ -26,6 +26,7 @@ from fulfill import tokens
 from fulfill.config import Settings
 from fulfill.domain.scopes import Scope
 from fulfill.tokens import ServiceTokens, TokenError, TokenVerifier, mint_service_token
+from tests.support.serving import serve_in_thread
 
 ISSUER = "https://idp.test"
 AUDIENCE = "fulfill-api"
@@ -70,10 +71,7 @@ class JwksServer:
                 self.wfile.write(payload)
 
         self._server = _Server(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self._thread.start()
+        self._thread = serve_in_thread(self._server)
 
     @property
     def url(self) -> str:
