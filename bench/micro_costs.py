@@ -9,7 +9,7 @@ thread CPU time (``time.thread_time``), the median of ``--rounds`` rounds.
   names, against as many empty objects as ``QUICK_CHECK_BUDGET`` lets through (every check fails);
 * ``json_body_parse_ms``: ``json.loads`` of a 0.85 MB ``tools/call`` body, for comparison;
 * ``ssl_context_build_ms`` and ``email_tls_context_us``: ``ssl.create_default_context()`` built, and
-  ``engine.notify.tls_context()`` found again;
+  ``fulfill.tls.email_context()`` found again;
 * ``httpx_client_build_ms``: an ``httpx.Client()`` built and closed (its SSL context included).
 """
 
@@ -28,7 +28,7 @@ import httpx
 
 from bench.common import emit
 from fulfill.domain.schemas import QUICK_CHECK_BUDGET, UntrustedSchema, quick_schema_nodes
-from fulfill.engine.notify import tls_context
+from fulfill.tls import email_context
 
 # What the MCP SDK lists for ``create_ticket(title: str, priority: str = "normal")``.
 SDK_TOOL = {
@@ -75,7 +75,7 @@ def run(rounds: int) -> dict[str, Any]:
             "params": {"name": "x", "arguments": {"items": [{"a": "x" * 20, "b": i} for i in range(20_000)]}},
         }
     )
-    tls_context()
+    email_context()
 
     def client() -> None:
         httpx.Client().close()
@@ -89,7 +89,7 @@ def run(rounds: int) -> dict[str, Any]:
         "json_body_mb": round(len(body) / 1e6, 2),
         "json_body_parse_ms": round(_cpu_per_call(lambda: json.loads(body), 3, rounds) * 1e3, 2),
         "ssl_context_build_ms": round(_cpu_per_call(ssl.create_default_context, 5, rounds) * 1e3, 2),
-        "email_tls_context_us": round(_cpu_per_call(tls_context, 2000, rounds) * 1e6, 1),
+        "email_tls_context_us": round(_cpu_per_call(email_context, 2000, rounds) * 1e6, 1),
         "httpx_client_build_ms": round(_cpu_per_call(client, 5, rounds) * 1e3, 2),
         "rounds": rounds,
     }

@@ -20,6 +20,7 @@ import httpx
 
 from fulfill.bounded_http import IDLE_CONNECTION_SECONDS, DeadlineBackend
 from fulfill.domain.egress import EgressAllowList, EgressRefused, addresses_refusal, literal_address
+from fulfill.tls import httpx_context
 
 SyncResolver = Callable[[str, int], list[str]]
 
@@ -94,9 +95,9 @@ class PinnedSyncTransport(httpx.HTTPTransport):
     (an environment proxy would connect somewhere the check never saw)."""
 
     def __init__(self, allow: EgressAllowList, resolver: SyncResolver) -> None:
-        super().__init__(trust_env=False)
+        super().__init__(verify=httpx_context(), trust_env=False)
         self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(),
+            ssl_context=httpx_context(),
             max_connections=MAX_CONNECTIONS,
             max_keepalive_connections=MAX_KEEPALIVE_CONNECTIONS,
             keepalive_expiry=IDLE_CONNECTION_SECONDS,

@@ -16,7 +16,7 @@ channel and sends it:
   (``ssl.create_default_context()``: OpenSSL's default paths, so ``SSL_CERT_FILE`` /
   ``SSL_CERT_DIR`` add a private one); a certificate that does not verify, or a server that does
   not offer STARTTLS when it is asked for, is a refusal (retried, then dead-lettered) and nothing
-  is sent, never in clear. The context is built once per set of authorities (:func:`tls_context`:
+  is sent, never in clear. The context is built once per set of authorities (:func:`fulfill.tls.email_context`:
   building one reads every certificate, about 20 ms of CPU: ``bench.micro_costs``) and built again when those settings
   or the files they name change.
 * Webhook: a JSON POST signed as the signal webhooks are (``X-Fulfill-Signature: sha256=<hex
@@ -28,12 +28,10 @@ channel and sends it:
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import json
 import logging
-import os
 import socket
 import ssl
 from dataclasses import dataclass
@@ -61,6 +59,7 @@ from fulfill.domain.notifications import (
 from fulfill.domain.ports import Clock
 from fulfill.engine.webhook_http import post_for_status
 from fulfill.ports.store import Store
+from fulfill.tls import email_context
 from fulfill.usecases.email_links import email_link
 from fulfill.usecases.notifications import open_secret
 
@@ -87,28 +86,6 @@ class Refusal:
 def webhook_signature(secret: str, timestamp: str, body: bytes) -> str:
     digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
     return f"sha256={digest}"
-
-
-def _modified(path: str) -> int:
-    try:
-        return os.stat(path).st_mtime_ns
-    except OSError:
-        return 0
-
-
-def tls_context() -> ssl.SSLContext:
-    """The context email is sent with: ``ssl.create_default_context()``, built again only when
-    the authorities it reads change (``SSL_CERT_FILE``, ``SSL_CERT_DIR``, or the file or
-    directory they name, or OpenSSL's default ones, modified)."""
-    paths = ssl.get_default_verify_paths()
-    cafile, capath = paths.cafile or paths.openssl_cafile, paths.capath or paths.openssl_capath
-    return _tls_context(cafile, _modified(cafile), capath, _modified(capath))
-
-
-@functools.lru_cache(maxsize=4)
-def _tls_context(cafile: str, cafile_modified: int, capath: str, capath_modified: int) -> ssl.SSLContext:
-    # The arguments are the cache's key: the context reads the same paths itself.
-    return ssl.create_default_context()
 
 
 class NoticeSender:
@@ -210,12 +187,12 @@ class NoticeSender:
         try:
             smtp: smtplib.SMTP
             if server.tls:
-                smtp = smtplib.SMTP_SSL(server.host, server.port, timeout=timeout, context=tls_context())
+                smtp = smtplib.SMTP_SSL(server.host, server.port, timeout=timeout, context=email_context())
             else:
                 smtp = smtplib.SMTP(server.host, server.port, timeout=timeout)
             with smtp:
                 if server.starttls:
-                    smtp.starttls(context=tls_context())
+                    smtp.starttls(context=email_context())
                 if server.username is not None:
                     smtp.login(server.username, server.password or "")
                 for recipient, message in messages:

@@ -23,6 +23,7 @@ import httpcore
 import httpx
 
 from fulfill.bounded_http import IDLE_CONNECTION_SECONDS, DeadlineBackend, exchange_deadline
+from fulfill.tls import httpx_context
 
 # Enough for any acknowledgement ("ok", a small JSON document); the rest is never read.
 BODY_READ_BYTES = 64 * 1024
@@ -42,9 +43,9 @@ class DeadlineTransport(httpx.HTTPTransport):
     system's, and httpx's default limits), on :class:`DeadlineBackend`."""
 
     def __init__(self) -> None:
-        super().__init__(limits=LIMITS)
+        super().__init__(verify=httpx_context(), limits=LIMITS)
         self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(),
+            ssl_context=httpx_context(),
             max_connections=LIMITS.max_connections,
             max_keepalive_connections=LIMITS.max_keepalive_connections,
             keepalive_expiry=LIMITS.keepalive_expiry,

@@ -72,6 +72,7 @@ from fulfill.domain.ports import ToolCallOutcome
 from fulfill.domain.targets import IDEMPOTENCY_META_KEY, TIMEOUT_META_KEY, UNKNOWN_OUTCOME
 from fulfill.gateway.results import outcome_from_call_result
 from fulfill.logging_setup import describe_failure
+from fulfill.tls import httpx2_context
 from fulfill.tokens import ServiceTokens, TokenError
 
 log = logging.getLogger(__name__)
@@ -120,11 +121,12 @@ class ConnectionPools:
         self._clients = [
             httpx2.AsyncClient(
                 transport=httpx2.AsyncHTTPTransport(
+                    verify=httpx2_context(),
                     limits=httpx2.Limits(
                         max_connections=size,
                         max_keepalive_connections=size,
                         keepalive_expiry=KEEPALIVE_EXPIRY_SECONDS,
-                    )
+                    ),
                 )
             )
             for size in self.sizes

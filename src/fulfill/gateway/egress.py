@@ -19,7 +19,6 @@ import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 import anyio
@@ -33,6 +32,7 @@ from fulfill.domain.egress import (
     encoded_body,
     literal_address,
 )
+from fulfill.tls import httpx2_context
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
@@ -149,11 +149,6 @@ class PinnedNetworkBackend(httpcore2.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
-@cache
-def _ssl_context() -> ssl.SSLContext:
-    return httpcore2.default_ssl_context()
-
-
 class AnswerTooLarge(Exception):
     """A target answered more bytes than one exchange may read (or an encoded body, which could
     expand past any limit once decoded)."""
@@ -209,10 +204,10 @@ class PinnedTransport(httpx2.AsyncHTTPTransport):
         tracker: CallTracker | None = None,
         budget: ResponseBudget | None = None,
     ) -> None:
-        super().__init__(verify=_ssl_context(), trust_env=False)
+        super().__init__(verify=httpx2_context(), trust_env=False)
         self._budget = budget
         self._pool = httpcore2.AsyncConnectionPool(
-            ssl_context=_ssl_context(),
+            ssl_context=httpx2_context(),
             max_connections=4,
             max_keepalive_connections=4,
             network_backend=PinnedNetworkBackend(allow, resolver, tracker),
