@@ -30,8 +30,9 @@ With ``--hostile``, four more tools:
   ``{"result": "<the JSON>"}``.
 * ``reopen_ticket(ticket_id)``: the refs in the JSON text only, no structured content.
 
-The stats list the tickets that exist (``tickets``), the ones deleted (``deleted``) and every
-idempotency key each tool received (``keys``).
+The stats list the tickets that exist (``tickets``), the ones deleted (``deleted``), every
+idempotency key each tool received (``keys``), the process's id (``pid``) and the variables
+``FULFILL_TARGET_*`` of its environment (``environment``).
 
 It counts every call it receives, and the sessions it opened and the ones a client ended with
 ``DELETE`` (``sessions_opened``, ``sessions_deleted``). ``/control/…`` lets a test read the counts
@@ -44,7 +45,10 @@ next ``create_ticket`` answer late after writing (``POST /control/slow {"seconds
 for the client credentials ``ID:SECRET`` (HTTP Basic) and ``/mcp`` accepts them; with
 ``--token-padding N`` each token answer carries N more bytes.
 
-:class:`McpTarget` starts and stops such a process.
+:class:`McpTarget` starts and stops such a process. The processes are forked from one server per
+test process that has imported this module and the SDK once (``multiprocessing``'s forkserver):
+a target's start then costs a fork and uvicorn's start, not the 1.1 s of CPU of importing the
+SDK again, and each test still gets a process of its own.
 """
 
 from __future__ import annotations
@@ -53,8 +57,8 @@ import argparse
 import asyncio
 import base64
 import json
+import multiprocessing
 import os
-import subprocess
 import sys
 import threading
 from collections import Counter
@@ -78,7 +82,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class McpTarget:
-    """The server above, started in a subprocess on 127.0.0.1."""
+    """The server above, started in a process of its own on 127.0.0.1."""
 
     def __init__(self, *args: str, log: Path | None = None) -> None:
         self.log = log
@@ -87,18 +91,16 @@ class McpTarget:
         # again on another port, twice at most.
         for tries_left in (2, 1, 0):
             self.port = free_port()
-            out = log.open("ab") if log else subprocess.DEVNULL
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "tests.support.mcp_target", "--port", str(self.port), *args],
-                cwd=ROOT,
-                stdout=out,
-                stderr=subprocess.STDOUT,
+            arguments = ["--port", str(self.port), *args]
+            self.process = _FORKS.Process(
+                target=_run_forked, args=(arguments, str(log) if log else None, dict(os.environ)), daemon=True
             )
+            self.process.start()
             try:
                 wait_for(self._up, timeout=30)
                 return
             except AssertionError:
-                if tries_left == 0 or self.process.returncode != UVICORN_STARTUP_FAILED:
+                if tries_left == 0 or self.process.exitcode != UVICORN_STARTUP_FAILED:
                     raise
 
     @property
@@ -110,8 +112,8 @@ class McpTarget:
         return f"{self.base}/mcp"
 
     def _up(self) -> bool:
-        if self.process.poll() is not None:
-            raise AssertionError(f"the MCP target exited with {self.process.returncode}")
+        if self.process.exitcode is not None:
+            raise AssertionError(f"the MCP target exited with {self.process.exitcode}")
         # Another test's target may hold the port this one chose (both chose it before either
         # bound it): up means this process answers, not merely something on the port.
         try:
@@ -151,15 +153,34 @@ class McpTarget:
         assert httpx.post(f"{self.base}/control/lookup", json=body, timeout=5).status_code == 200
 
     def stop(self) -> None:
-        if self.process.poll() is None:
+        if self.process.exitcode is None:
             self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
+            self.process.join(timeout=10)
+            if self.process.exitcode is None:
                 self.process.kill()
+                self.process.join(timeout=10)
 
 
-# --- the server (runs in the subprocess) ---------------------------------------------------------
+def _run_forked(arguments: list[str], log: str | None, environment: dict[str, str]) -> None:
+    """A target's process, forked from the forkserver: what ``python -m tests.support.mcp_target``
+    would be, started with the test's environment and its output in ``log`` (or nowhere)."""
+    os.environ.clear()
+    os.environ.update(environment)
+    os.chdir(ROOT)
+    out = os.open(log or os.devnull, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    os.close(out)
+    main(arguments)
+
+
+# One forkserver per test process, started by the first target: it imports this module (with the
+# SDK, Starlette and uvicorn) once, and every target is forked from it, single-threaded.
+_FORKS = multiprocessing.get_context("forkserver")
+_FORKS.set_forkserver_preload(["uvicorn", "fulfill.http_server", "tests.support.mcp_target"])
+
+
+# --- the server (runs in the target's process) ---------------------------------------------------
 
 
 def build_app(
@@ -342,6 +363,8 @@ def build_app(
                     "sessions_opened": state["sessions_opened"],
                     "sessions_deleted": state["sessions_deleted"],
                     "pid": os.getpid(),
+                    # What the test's environment gave it (the tests' own probe variables only).
+                    "environment": {k: v for k, v in os.environ.items() if k.startswith("FULFILL_TARGET_")},
                 }
             )
 
@@ -490,7 +513,7 @@ def build_app(
     return guarded
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
     from fulfill.http_server import QuickStopServer
@@ -507,7 +530,7 @@ def main() -> None:
     parser.add_argument("--hostile", action="store_true")
     parser.add_argument("--token-padding", type=int, default=0)
     parser.add_argument("--lookup", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     app = build_app(
         dedupe=args.dedupe,
         token=args.token,
