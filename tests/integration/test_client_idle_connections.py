@@ -74,7 +74,9 @@ def _url(server: _Counting) -> str:
 
 
 def test_the_idle_time_is_below_the_servers(tmp_path: Path) -> None:
-    settings = Settings(database_url=f"sqlite:///{tmp_path / 'fulfill.db'}", jwt_secret=TEST_SECRET)
+    # Port 0: the default 8080 may be held by another test (this file runs in both passes, side
+    # by side), and the bind would fail.
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'fulfill.db'}", jwt_secret=TEST_SECRET, port=0)
     server, sock, _ = build_server(settings)  # as `fulfill serve` builds it, not started
     sock.close()
     assert server.config.timeout_keep_alive - 1 > IDLE_CONNECTION_SECONDS  # a second to spare, at least
