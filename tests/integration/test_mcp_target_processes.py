@@ -61,6 +61,9 @@ def test_each_target_is_a_process_of_its_own(tmp_path: Path) -> None:
 
 
 def test_a_target_runs_with_the_tests_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A target first, so that the forkserver is running before the variable is set: it is the
+    # target's start that must carry the test's environment, not the forkserver's.
+    McpTarget().stop()
     monkeypatch.setenv("FULFILL_TARGET_PROBE", "set by this test")
     target = McpTarget()
     try:
