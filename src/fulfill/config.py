@@ -31,6 +31,11 @@ SERVICE_TOKEN_ISSUER = "fulfill-service"  # noqa: S105 - an issuer name, not a s
 MIN_SERVICE_TOKEN_SECRET_LENGTH = 32
 MIN_METRICS_TOKEN_LENGTH = 16
 # An outbox destination ``eventbridge:<bus name or ARN>`` is delivered with EventBridge PutEvents.
+# How long a stop gives the executions running in the process to finish before DBOS is shut down
+# (the rest resume at the next start). A pod's or container's grace period covers it, after
+# ``shutdown_grace_seconds``.
+WORKFLOWS_STOP_SECONDS = 5.0
+
 EVENTBRIDGE_DESTINATION_PREFIX = "eventbridge:"
 _EVENT_BUS = re.compile(
     r"^(?:arn:aws[a-z-]*:events:(?P<region>[a-z0-9-]+):[0-9]{12}:event-bus/)?[A-Za-z0-9._-]{1,256}$"
@@ -206,6 +211,11 @@ class Settings(BaseSettings):
     # /agent/mcp: how long a tool call of a client without the Tasks extension waits for its
     # intent's outcome before it answers "awaiting approval" (0: answer at once).
     agent_wait_seconds: float = Field(default=20.0, ge=0, le=300)
+    # How long a stop (SIGTERM) waits for the requests in flight before it cancels them and shuts
+    # the application down: without a bound, one client that never finishes sending its body held
+    # the stop until the process was killed. The orchestrator's grace period (30 s in deploy/)
+    # covers it, then WORKFLOWS_STOP_SECONDS and DBOS's shutdown.
+    shutdown_grace_seconds: int = Field(default=15, ge=1, le=3600)
 
     # /metrics: an optional bearer token (16+ characters) that every scrape must send, and an
     # optional listener of its own (host and port; unset port: /metrics is on the API's listener,

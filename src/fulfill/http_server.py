@@ -17,6 +17,21 @@ import uvicorn
 
 _uvicorn_log = logging.getLogger("uvicorn.error")
 
+# What a request still running after ``timeout_graceful_shutdown`` is cancelled with (uvicorn's words).
+_CUT = "Task cancelled, timeout graceful shutdown exceeded"
+
+
+class _CutRequestFilter(logging.Filter):
+    """Drops uvicorn's "Exception in ASGI application" record, with its traceback, for a request
+    the stop cut: that is the stop working, and one line already says how many were cut."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(exc, asyncio.CancelledError) and exc.args == (_CUT,))
+
+
+_uvicorn_log.addFilter(_CutRequestFilter())
+
 
 def bind_socket(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -97,7 +112,7 @@ class QuickStopServer(uvicorn.Server):
                 "Cancel %s running task(s), timeout graceful shutdown exceeded", len(self.server_state.tasks)
             )
             for task in self.server_state.tasks:
-                task.cancel(msg="Task cancelled, timeout graceful shutdown exceeded")
+                task.cancel(msg=_CUT)
         if not self.force_exit:
             await self.lifespan.shutdown()
 

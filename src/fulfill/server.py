@@ -62,6 +62,7 @@ def build_server(
         log_config=None if logging_configured() else LOGGING_CONFIG,
         access_log=False,
         lifespan="on",
+        timeout_graceful_shutdown=bound.shutdown_grace_seconds,
     )
     return QuickStopServer(config), sock, bound
 

@@ -24,7 +24,7 @@ from sqlalchemy import text
 
 from fulfill import __version__, metrics, tracing
 from fulfill.clock import SystemClock
-from fulfill.config import Settings, unknown_variables
+from fulfill.config import WORKFLOWS_STOP_SECONDS, Settings, unknown_variables
 from fulfill.connectors.internal import InternalConnector
 from fulfill.connectors.salesforce import SalesforceConnector
 from fulfill.credentials.crypto import SecretBox
@@ -321,7 +321,7 @@ class Service:
             self._heartbeat.stop()
         # Calls waiting for their connector leave first, unfinished, for recovery to resume.
         self.runtime.flow.close()
-        _destroy_dbos(workflow_completion_timeout_seconds=5.0)
+        _destroy_dbos(workflow_completion_timeout_seconds=WORKFLOWS_STOP_SECONDS)
         self.tool_gateway.close()
         self.salesforce_connector.close()
         if self._otlp_export is not None:

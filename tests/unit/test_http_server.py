@@ -6,6 +6,7 @@ graceful timeout, and does not wait for idle keep-alive connections; SIGTERM sto
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import subprocess
 import sys
@@ -176,3 +177,27 @@ def test_sigterm_stops_it_after_the_application_shuts_down(tmp_path: Path) -> No
         if process.poll() is None:
             process.kill()
     assert marker.read_text() == "startup\nshutdown\n"
+
+
+def test_only_the_traceback_of_a_request_the_stop_cut_is_left_out_of_the_log() -> None:
+    def record(exc: BaseException) -> logging.LogRecord:
+        return logging.LogRecord(
+            "uvicorn.error",
+            logging.ERROR,
+            __file__,
+            1,
+            "Exception in ASGI application\n",
+            None,
+            (type(exc), exc, None),
+        )
+
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    assert not uvicorn_log.filter(
+        record(asyncio.CancelledError("Task cancelled, timeout graceful shutdown exceeded"))
+    )
+    # Anything else the application raises is still logged with its traceback.
+    assert uvicorn_log.filter(record(asyncio.CancelledError()))
+    assert uvicorn_log.filter(record(RuntimeError("Task cancelled, timeout graceful shutdown exceeded")))
+    assert uvicorn_log.filter(
+        logging.LogRecord("uvicorn.error", logging.INFO, __file__, 1, "Started", None, None)
+    )
