@@ -614,6 +614,12 @@ class Settings(BaseSettings):
         return traces_endpoint(self.otlp_endpoint, os.environ)
 
     @property
+    def stop_may_cut_gateway_calls(self) -> bool:
+        """A stop of a process serving the gateway can cut a call to a target that is still
+        within its timeout: the worker that made it then has no answer (AMBIGUOUS)."""
+        return self.role != "worker" and self.shutdown_grace_seconds <= self.gateway_call_timeout_seconds
+
+    @property
     def metrics_unprotected_beyond_loopback(self) -> bool:
         """/metrics is served, without a token, on a listener other hosts can reach."""
         if self.metrics_token.get_secret_value():

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+from collections.abc import Callable
 from types import FrameType
 
 import uvicorn
@@ -59,6 +60,9 @@ class QuickStopServer(uvicorn.Server):
 
     _loop: asyncio.AbstractEventLoop | None = None
     _tick_ends: asyncio.Future[None] | None = None
+    # Called as the shutdown begins, before the requests in flight are waited for: the application
+    # ends the waits it can end (fulfill's agent calls waiting for an outcome).
+    on_shutdown: Callable[[], None] | None = None
 
     def request_exit(self) -> None:
         """Ask the server to stop (from any thread); :meth:`run` returns once it has."""
@@ -99,6 +103,8 @@ class QuickStopServer(uvicorn.Server):
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         _uvicorn_log.info("Shutting down")
+        if self.on_shutdown is not None:
+            self.on_shutdown()
         for server in self.servers:
             server.close()
         for sock in sockets or []:

@@ -54,7 +54,8 @@ def build_server(
     """Bind the socket, then build the app with the port actually bound (port 0 picks a free one)."""
     sock = bind_socket(settings.host, settings.port)
     bound = settings.model_copy(update={"port": sock.getsockname()[1]})
-    app = create_app(service or Service(bound))
+    service = service or Service(bound)
+    app = create_app(service)
     config = uvicorn.Config(
         app if verbose_startup_errors else QuietStartupFailure(app),
         log_level=bound.log_level.lower(),
@@ -64,7 +65,9 @@ def build_server(
         lifespan="on",
         timeout_graceful_shutdown=bound.shutdown_grace_seconds,
     )
-    return QuickStopServer(config), sock, bound
+    server = QuickStopServer(config)
+    server.on_shutdown = service.stopping.set
+    return server, sock, bound
 
 
 def startup_error(server: uvicorn.Server) -> BaseException | None:

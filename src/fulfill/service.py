@@ -136,6 +136,9 @@ class Service:
         self._outbox_retention: OutboxRetention | None = None
         self._heartbeat: Heartbeat | None = None
         self._engine_ready = threading.Event()
+        # Set once the process is asked to stop, before the requests in flight are waited for:
+        # a request that would wait longer (an agent's call waiting for its outcome) answers now.
+        self.stopping = threading.Event()
 
     @property
     def executor_id(self) -> str:
@@ -179,12 +182,18 @@ class Service:
                 )
 
     def start(self) -> None:
+        self.stopping.clear()
         if self.settings.auth_mode == "dev" and self.settings.uses_dev_secret:
             log.warning(
                 "FULFILL_JWT_SECRET is the development default: set your own before exposing this service"
             )
         for warning in unknown_variables(os.environ):
             log.warning("%s", warning)
+        if self.settings.stop_may_cut_gateway_calls:
+            log.warning(
+                "FULFILL_SHUTDOWN_GRACE_SECONDS is not above FULFILL_GATEWAY_CALL_TIMEOUT_SECONDS: a stop "
+                "can cut a gateway call in flight, and its execution ends AMBIGUOUS"
+            )
         if self.settings.metrics_unprotected_beyond_loopback:
             log.warning(
                 "/metrics is open to every host that reaches this listener: set FULFILL_METRICS_TOKEN, "
@@ -297,6 +306,7 @@ class Service:
         )
 
     def stop(self) -> None:
+        self.stopping.set()
         self._engine_ready.clear()
         self.runtime.direct_starts = None  # what is accepted while stopping waits on the queue
         if self.metrics_listener is not None:

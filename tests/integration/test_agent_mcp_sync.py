@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from typing import Any
 
 from fulfill.store.tables import action_intents
 from tests.integration.test_agent_mcp import TASK_ARGS, agent_token, call_tool
+from tests.support.agent_mcp import agent_client
 from tests.support.harness import Harness, make_settings
 from tests.support.http_doubles import wait_for
 
@@ -82,3 +84,37 @@ def _approve_first_pending(h: Harness) -> None:
         intent_id = conn.execute(action_intents.select()).mappings().first()["action_intent_id"]
     with h.client() as http:
         assert http.post(f"/intents/{intent_id}/approve").status_code == 202
+
+
+def test_a_call_waiting_for_its_outcome_answers_when_the_service_stops(tmp_path: Path) -> None:
+    """The call waits up to a minute for its outcome; the service is stopped meanwhile. The call
+    answers at once that the action awaits approval (it is committed), instead of holding the stop
+    until the grace period cuts it without an answer."""
+    h = Harness(make_settings(tmp_path, agent_wait_seconds=60.0, shutdown_grace_seconds=30)).start()
+    stopped = False
+    try:
+        token = agent_token(h)
+
+        def stop_once_proposed() -> None:
+            nonlocal stopped
+            wait_for(lambda: h.count(action_intents, approval_status="PENDING_APPROVAL") or None, timeout=30)
+            h.server.stop()
+            stopped = True
+
+        async def call() -> Any:
+            async with agent_client(h.url, token, tasks=False) as client:
+                await client.list_tools()  # the client checks the result against it: listed first
+                stopper.start()
+                return await client.call_tool("create_internal_task", TASK_ARGS)
+
+        stopper = threading.Thread(target=stop_once_proposed)
+        result = asyncio.run(call())
+        stopper.join(timeout=60)
+        assert stopped
+        assert result.is_error is not True
+        assert result.structured_content["status"] == "PENDING"
+        assert result.structured_content["approval_status"] == "PENDING_APPROVAL"
+        assert "get_action_status" in result.content[0].text
+        assert h.count(action_intents, approval_status="PENDING_APPROVAL") == 1
+    finally:
+        h.stop()

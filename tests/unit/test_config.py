@@ -297,3 +297,17 @@ def test_an_unknown_fulfill_variable_is_named_with_the_closest_setting() -> None
         "FULFILL_DATABSE_URL is not a fulfill setting and is ignored: did you mean FULFILL_DATABASE_URL?",
         "FULFILL_NOTHING_LIKE_IT_AT_ALL is not a fulfill setting and is ignored (README: Configuration)",
     ]
+
+
+@pytest.mark.parametrize(
+    ("settings", "cut"),
+    [
+        ({}, False),  # 15 s of grace, 10 s per gateway call
+        ({"gateway_call_timeout_seconds": 15.0}, True),
+        ({"gateway_call_timeout_seconds": 60.0, "shutdown_grace_seconds": 61}, False),
+        ({"gateway_call_timeout_seconds": 60.0, "role": "worker"}, False),  # serves no gateway
+        ({"shutdown_grace_seconds": 5, "role": "api"}, True),
+    ],
+)
+def test_a_grace_that_can_cut_a_gateway_call_is_detected(settings: dict[str, object], cut: bool) -> None:
+    assert Settings(**settings).stop_may_cut_gateway_calls is cut  # type: ignore[arg-type]

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -206,10 +207,13 @@ class AgentTasks(Extension):
 class AgentDoor:
     """Middleware that serves ``tools/list`` and ``tools/call`` of the agent's server itself."""
 
-    def __init__(self, rt: UseCaseContext, verifier: TokenVerifier, settings: Settings) -> None:
+    def __init__(
+        self, rt: UseCaseContext, verifier: TokenVerifier, settings: Settings, stopping: threading.Event
+    ) -> None:
         self._rt = rt
         self._verifier = verifier
         self._settings = settings
+        self._stopping = stopping
 
     async def principal(self) -> Principal:
         token = get_access_token()
@@ -434,8 +438,10 @@ class AgentDoor:
         return await self._wait_for_outcome(principal, state)
 
     async def _wait_for_outcome(self, principal: Principal, state: TaskState) -> CallToolResult:
+        """The outcome once terminal, else "awaiting" after ``agent_wait_seconds``, or at once when
+        the process is stopping (the action is committed: the agent asks for it later)."""
         deadline = time.monotonic() + self._settings.agent_wait_seconds
-        while not state.outcome.terminal and time.monotonic() < deadline:
+        while not state.outcome.terminal and time.monotonic() < deadline and not self._stopping.is_set():
             await anyio.sleep(SYNC_POLL_SECONDS)
             state = await self._use(agent.task_state, principal, state.task_id)
         if state.outcome.terminal:
@@ -596,8 +602,11 @@ def task_snapshot(state: TaskState, *, detailed: bool) -> dict[str, Any]:
     return snapshot
 
 
-def build_agent_server(rt: UseCaseContext, verifier: TokenVerifier, settings: Settings) -> MCPServer:
-    door = AgentDoor(rt, verifier, settings)
+def build_agent_server(
+    rt: UseCaseContext, verifier: TokenVerifier, settings: Settings, *, stopping: threading.Event
+) -> MCPServer:
+    """``stopping``: set when the process stops; a call waiting for its outcome then answers."""
+    door = AgentDoor(rt, verifier, settings, stopping)
     server = MCPServer(
         "fulfill-agent",
         version=__version__,

@@ -46,7 +46,9 @@ DOCS_ASSETS_URL = "/docs-assets"
 
 def create_app(service: Service) -> FastAPI:
     mcp_app = gateway_asgi_app(service.gateway_server)
-    agent_server = build_agent_server(service.runtime, service.token_verifier, service.settings)
+    agent_server = build_agent_server(
+        service.runtime, service.token_verifier, service.settings, stopping=service.stopping
+    )
     agent_app = agent_asgi_app(agent_server)
 
     @asynccontextmanager
