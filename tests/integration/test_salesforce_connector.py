@@ -257,7 +257,7 @@ def test_session_expiry_mid_run_refreshes_once_then_succeeds(rig: Rig) -> None:
         ),
         (Fault("error", status=503), "DOWNSTREAM", "SALESFORCE_SERVER_UNAVAILABLE", "503"),
         (Fault("error", status=500), "DOWNSTREAM", "SALESFORCE_UNKNOWN_EXCEPTION", "500"),
-        (Fault("latency", seconds=2.5), "TIMEOUT", "SALESFORCE_TIMEOUT", "did not answer"),
+        (Fault("latency", seconds=4.5), "TIMEOUT", "SALESFORCE_TIMEOUT", "did not answer"),
         (Fault("drop_before_commit"), "DOWNSTREAM", "SALESFORCE_CONNECTION_LOST", "lost"),
         (
             Fault("error", status=400, error_code="UNABLE_TO_LOCK_ROW", message="unable to obtain lock"),
@@ -325,7 +325,7 @@ def test_a_missing_marker_field_is_named(tmp_path: Path) -> None:
     "fault",
     [
         Fault("drop_after_commit", method="POST", path="/sobjects/Task"),
-        Fault("latency", method="POST", path="/sobjects/Task", seconds=2.5, after_commit=True),
+        Fault("latency", method="POST", path="/sobjects/Task", seconds=4.5, after_commit=True),
     ],
     ids=["connection-dropped", "timeout"],
 )
