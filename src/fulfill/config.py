@@ -204,6 +204,8 @@ class Settings(BaseSettings):
     # HTTP: browser origins allowed by CORS (comma-separated; empty = none) and the body size limit.
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=100 * 1_048_576)
+    # How long a request's body may take to arrive whole, from the request's arrival (408 after).
+    request_body_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
     # The latest expires_at an intent may have, in seconds from its creation: an agent cannot park
     # a proposal (or import an approval) that stays executable for years. The default is the longest
     # default expiry of any action type (90 days), so no default changes.

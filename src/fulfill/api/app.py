@@ -85,7 +85,11 @@ def create_app(service: Service) -> FastAPI:
     install_problem_handlers(app)
     # Innermost first: errors and size limits are answered inside CORS, so they carry its headers.
     app.add_middleware(UnexpectedErrorMiddleware, is_transient=service.store.is_transient)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=service.settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=service.settings.max_body_bytes,
+        max_seconds=service.settings.request_body_timeout_seconds,
+    )
     app.add_middleware(
         ProblemCORSMiddleware,
         allow_origins=service.settings.cors_origins,
@@ -95,9 +99,16 @@ def create_app(service: Service) -> FastAPI:
         allow_headers=["Authorization", "Content-Type", "X-Amz-Date", "X-Api-Key", "X-Tenant-Id"],
         max_age=600,
     )
-    # Answers any route can give: malformed JSON or bad query parameters (400), a body over the
-    # limit (413), a body not sent as JSON (415), and the generic, correlation-id-carrying 500.
-    common: dict[int | str, dict[str, Any]] = {400: PROBLEM, 413: PROBLEM, 415: PROBLEM, 500: PROBLEM}
+    # Answers any route can give: malformed JSON or bad query parameters (400), a body not whole in
+    # time (408) or over the limit (413), a body not sent as JSON (415), and the generic,
+    # correlation-id-carrying 500.
+    common: dict[int | str, dict[str, Any]] = {
+        400: PROBLEM,
+        408: PROBLEM,
+        413: PROBLEM,
+        415: PROBLEM,
+        500: PROBLEM,
+    }
     for router in (
         intents.router,
         executions.router,

@@ -10,6 +10,7 @@ import logging
 import uuid
 from collections.abc import Callable
 
+import anyio
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware, asgi_getter, get_host_port_url_tuple
@@ -32,11 +33,15 @@ log = logging.getLogger("fulfill.api")
 
 
 class BodySizeLimitMiddleware:
-    """Refuse request bodies above ``max_bytes`` with 413, whether announced or streamed."""
+    """Refuse request bodies above ``max_bytes`` with 413, whether announced or streamed, and
+    bodies not whole ``max_seconds`` after the request arrived with 408: a client that sends part
+    of a body and then nothing would otherwise hold its request, its connection and a stop of the
+    process for good (nothing below bounds the time a body takes)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, max_seconds: float) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.max_seconds = max_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -44,49 +49,67 @@ class BodySizeLimitMiddleware:
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            await self._refuse(scope, receive, send)
+            await self._too_large()(scope, receive, send)
             return
+        deadline = anyio.current_time() + self.max_seconds
         received = 0
-        too_large = False
+        whole = False
+        refusal: Response | None = None
         refused = False
 
         async def counting_receive() -> Message:
-            nonlocal received, too_large
-            if too_large:
+            nonlocal received, whole, refusal
+            if refusal is not None:
                 return {"type": "http.disconnect"}
-            message = await receive()
+            if whole:  # the body is in: what is left to receive is the client going away
+                return await receive()
+            # Stop feeding the app once a limit is passed; whatever it answers is replaced below.
+            with anyio.move_on_after(deadline - anyio.current_time()) as waited:
+                message = await receive()
+            if waited.cancelled_caught:
+                refusal = self._too_slow()
+                return {"type": "http.disconnect"}
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                whole = not message.get("more_body", False)
                 if received > self.max_bytes:
-                    # Stop feeding the app; whatever it answers is replaced by the 413 below.
-                    too_large = True
+                    refusal = self._too_large()
                     return {"type": "http.disconnect"}
             return message
 
         async def guarded_send(message: Message) -> None:
             nonlocal refused
-            if not too_large:
+            if refusal is None:
                 await send(message)
             elif not refused:
                 refused = True
-                await self._refuse(scope, receive, send)
+                await refusal(scope, receive, send)
 
         try:
             await self.app(scope, counting_receive, guarded_send)
         except Exception:
-            if not too_large:
+            if refusal is None:
                 raise
-        if too_large and not refused:
-            await self._refuse(scope, receive, send)
+        if refusal is not None and not refused:
+            await refusal(scope, receive, send)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = problem_response(
+    def _too_large(self) -> Response:
+        return problem_response(
             413,
             f"the request body is larger than {self.max_bytes} bytes (FULFILL_MAX_BODY_BYTES)",
             slug="body-too-large",
             code="BODY_TOO_LARGE",
         )
-        await response(scope, receive, send)
+
+    def _too_slow(self) -> Response:
+        return problem_response(
+            408,
+            f"the request body did not arrive whole within {self.max_seconds:g} s "
+            "(FULFILL_REQUEST_BODY_TIMEOUT_SECONDS)",
+            slug="body-timeout",
+            code="BODY_TIMEOUT",
+            headers={"Connection": "close"},  # the rest of the body may still come
+        )
 
 
 # How long a client is asked to wait before retrying a request the store could not take.
