@@ -30,12 +30,11 @@ DEMO_TENANT = "demo-tenant"
 SERVICE_TOKEN_ISSUER = "fulfill-service"  # noqa: S105 - an issuer name, not a secret
 MIN_SERVICE_TOKEN_SECRET_LENGTH = 32
 MIN_METRICS_TOKEN_LENGTH = 16
-# An outbox destination ``eventbridge:<bus name or ARN>`` is delivered with EventBridge PutEvents.
 # How long a stop gives the executions running in the process to finish before DBOS is shut down
 # (the rest resume at the next start). A pod's or container's grace period covers it, after
 # ``shutdown_grace_seconds``.
 WORKFLOWS_STOP_SECONDS = 5.0
-
+# An outbox destination ``eventbridge:<bus name or ARN>`` is delivered with EventBridge PutEvents.
 EVENTBRIDGE_DESTINATION_PREFIX = "eventbridge:"
 _EVENT_BUS = re.compile(
     r"^(?:arn:aws[a-z-]*:events:(?P<region>[a-z0-9-]+):[0-9]{12}:event-bus/)?[A-Za-z0-9._-]{1,256}$"
