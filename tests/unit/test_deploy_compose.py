@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from fulfill.config import WORKFLOWS_STOP_SECONDS, Settings
-from tests.support.topology import SHARED_SETTINGS, SPLIT_ROLES
+from fulfill.config import Settings
+from tests.support.topology import SHARED_SETTINGS, SPLIT_ROLES, seconds_a_stop_needs
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -164,11 +164,6 @@ def test_the_fulfill_containers_are_read_only_and_unprivileged(service: str) -> 
 def test_a_container_is_given_the_time_its_stop_takes() -> None:
     """As a pod is (test_deploy_k8s.py): Docker's default of 10 s would kill a stop midway."""
     for name, service in _serving(_compose()).items():
-        grace = int(
-            service["environment"].get(
-                "FULFILL_SHUTDOWN_GRACE_SECONDS", Settings.model_fields["shutdown_grace_seconds"].default
-            )
-        )
         given = service["stop_grace_period"]
         assert re.fullmatch(r"\d+s", given), (name, given)
-        assert int(given[:-1]) >= grace + WORKFLOWS_STOP_SECONDS + 5, name
+        assert int(given[:-1]) >= seconds_a_stop_needs(service["environment"]), name

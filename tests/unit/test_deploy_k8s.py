@@ -12,7 +12,8 @@ import pytest
 import yaml
 from pydantic import SecretStr, ValidationError
 
-from fulfill.config import WORKFLOWS_STOP_SECONDS, Settings
+from fulfill.config import Settings
+from tests.support.topology import seconds_a_stop_needs
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -182,10 +183,5 @@ def test_each_placeholder_of_the_example_secret_is_refused_at_start(placeholder:
 def test_a_pod_is_given_the_time_its_stop_takes(name: str) -> None:
     """SIGTERM, then the requests in flight (FULFILL_SHUTDOWN_GRACE_SECONDS), then the executions
     running, then DBOS's shutdown (a few seconds to spare): killed sooner, a pod's stop is cut."""
-    grace = int(
-        _settings_data().get(
-            "FULFILL_SHUTDOWN_GRACE_SECONDS", Settings.model_fields["shutdown_grace_seconds"].default
-        )
-    )
     given = _one("Deployment", name)["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
-    assert given >= grace + WORKFLOWS_STOP_SECONDS + 5
+    assert given >= seconds_a_stop_needs(_settings_data())
