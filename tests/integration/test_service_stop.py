@@ -13,7 +13,7 @@ import pytest
 from fulfill.config import Settings
 from fulfill.server import build_server
 from fulfill_tools.launch import free_port, log_tail, start_serve, stop_all
-from tests.support.harness import TEST_SECRET, Harness, fresh_database_url
+from tests.support.harness import TEST_SECRET, Harness, fresh_database_url, make_settings
 from tests.support.http_doubles import Fault, FaultyProxy
 
 
@@ -87,3 +87,16 @@ def test_fulfill_serve_bounds_a_stop_by_its_setting(tmp_path: Path) -> None:
     sock.close()
     assert server.config.timeout_graceful_shutdown == 7
     assert Settings(jwt_secret=TEST_SECRET).shutdown_grace_seconds == 15
+
+
+def test_a_grace_that_can_cut_a_gateway_call_is_warned_of_at_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    warning = "FULFILL_SHUTDOWN_GRACE_SECONDS is not above FULFILL_GATEWAY_CALL_TIMEOUT_SECONDS"
+    for timeout, warned in ((20.0, True), (5.0, False)):
+        caplog.clear()
+        harness = Harness(
+            make_settings(tmp_path / str(timeout), gateway_call_timeout_seconds=timeout)
+        ).start()
+        harness.stop()
+        assert (warning in caplog.text) is warned, caplog.text
