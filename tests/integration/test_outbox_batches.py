@@ -166,8 +166,10 @@ def test_a_resting_lane_gives_the_rest_of_its_batch_back_for_another_relay(runti
         wait_for(lambda: receiver.refused == ["rest-0"])
 
         def given_back() -> dict[str, dict[str, Any]] | None:
+            # The refusal reaches the receiver before the lane records it: wait for both.
             rows = _rows(runtime, messages)
-            return rows if all(rows[m]["lease_owner"] is None for m in messages[1:]) else None
+            recorded = rows["rest-0"]["attempts"] == 1
+            return rows if recorded and all(rows[m]["lease_owner"] is None for m in messages[1:]) else None
 
         rows = wait_for(given_back)
         assert rows["rest-0"]["attempts"] == 1
