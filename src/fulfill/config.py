@@ -205,6 +205,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=100 * 1_048_576)
     # How long a request's body may take to arrive whole, from the request's arrival (408 after).
     request_body_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    # A request's line and headers: at most this many bytes (431 above), whole within this many
+    # seconds of the connection's opening or of the answer to its previous request (408 after).
+    max_header_bytes: int = Field(default=32_768, ge=1024, le=1_048_576)
+    request_header_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
     # The latest expires_at an intent may have, in seconds from its creation: an agent cannot park
     # a proposal (or import an approval) that stays executable for years. The default is the longest
     # default expiry of any action type (90 days), so no default changes.

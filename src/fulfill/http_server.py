@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import socket
 from collections.abc import Callable
 from types import FrameType
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 _uvicorn_log = logging.getLogger("uvicorn.error")
 
@@ -32,6 +34,154 @@ class _CutRequestFilter(logging.Filter):
 
 
 _uvicorn_log.addFilter(_CutRequestFilter())
+
+
+def bounded_http_protocol(max_header_bytes: int, header_timeout_seconds: float) -> type[asyncio.Protocol]:
+    """uvicorn's HTTP/1.1 protocol (httptools), with a bound on each request's head.
+
+    uvicorn bounds neither the size of a request's head nor the time it takes to arrive: httptools
+    keeps a header's value in memory until its line ends, so one connection could send a header of
+    gigabytes, and a connection that sends part of a head (or nothing at all) is held for as long as
+    its client likes, with or without a token, since nothing of the application runs before the
+    head is whole. Here a head larger than ``max_header_bytes`` is answered 431 and one not whole
+    ``header_timeout_seconds`` after the connection opened (or after the answer to its previous
+    request) is answered 408; either way the connection is closed. A connection that sent nothing
+    of a new request in that time is closed without an answer, as uvicorn's keep-alive closes an
+    idle one. Once a head is whole, its request is the application's to bound (its body has
+    ``FULFILL_REQUEST_BODY_TIMEOUT_SECONDS``).
+    """
+
+    class BoundedHttpToolsProtocol(_BoundedHead):
+        max_head_bytes = max_header_bytes
+        head_timeout_seconds = header_timeout_seconds
+
+    return BoundedHttpToolsProtocol
+
+
+class _BoundedHead(HttpToolsProtocol):
+    max_head_bytes = 32_768
+    head_timeout_seconds = 10.0
+
+    # Whether the next bytes on the connection belong to a request's head; how many of them have
+    # arrived, with the last three (a head ends at the first empty line, which a read can split).
+    _in_head = True
+    _head_bytes = 0
+    _head_tail = b""
+    _head_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_head_deadline()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._in_head:
+            # Counted before the parser sees the bytes: it would hold a long header whole. A read
+            # that ends the head and goes on with a body counts up to the head's end only.
+            end = _head_end(self._head_tail, data)
+            self._head_bytes += len(data) if end is None else end
+            self._head_tail = (self._head_tail + data)[-3:] if len(data) < 3 else data[-3:]
+            if self._head_bytes > self.max_head_bytes:
+                self._refuse(
+                    431,
+                    "headers-too-large",
+                    "HEADERS_TOO_LARGE",
+                    f"the request's line and headers are larger than {self.max_head_bytes} bytes "
+                    "(FULFILL_MAX_HEADER_BYTES)",
+                )
+                return
+        super().data_received(data)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._disarm_head_deadline()
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        # What follows is the next request's head, bounded from the moment this one is answered
+        # (a pipelined head that arrives in the same read as this request's end is not counted).
+        self._in_head, self._head_bytes, self._head_tail = True, 0, b""
+        if self.cycle is not None and self.cycle.response_complete:
+            self._arm_head_deadline()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._in_head and not self.transport.is_closing():
+            self._arm_head_deadline()
+
+    def _arm_head_deadline(self) -> None:
+        self._disarm_head_deadline()
+        self._head_deadline = self.loop.call_later(self.head_timeout_seconds, self._head_too_slow)
+
+    def _disarm_head_deadline(self) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+
+    def _head_too_slow(self) -> None:
+        self._head_deadline = None
+        if not self._in_head or self.transport.is_closing():
+            return
+        if self._head_bytes == 0:  # nothing of a request: closed as an idle connection is
+            self.transport.close()
+            return
+        self._refuse(
+            408,
+            "header-timeout",
+            "HEADER_TIMEOUT",
+            f"the request's line and headers did not arrive whole within {self.head_timeout_seconds:g} s "
+            "(FULFILL_REQUEST_HEADER_TIMEOUT_SECONDS)",
+        )
+
+    def _refuse(self, status: int, slug: str, code: str, detail: str) -> None:
+        """Answer a problem document and close: the application never saw this request."""
+        self._disarm_head_deadline()
+        self._in_head = False
+        body = problem_document(status, slug, code, detail)
+        head = [STATUS_LINE[status]]
+        for name, value in self.server_state.default_headers:
+            head += [name, b": ", value, b"\r\n"]
+        head += [
+            b"content-type: application/problem+json\r\n",
+            b"content-length: %d\r\n" % len(body),
+            b"connection: close\r\n\r\n",
+        ]
+        self.transport.write(b"".join(head) + body)
+        self.transport.close()
+
+
+def _head_end(tail: bytes, data: bytes) -> int | None:
+    """How many bytes of ``data`` belong to the head, if its empty line ends in ``data``;
+    ``tail`` is the head's last three bytes before it (the line can straddle two reads). The data
+    is searched where it lies, not copied: a read can hold a large body after a small head."""
+    if tail:
+        joint = (tail + data[:3]).find(b"\r\n\r\n")
+        if joint >= 0:
+            return joint + 4 - len(tail)
+    end = data.find(b"\r\n\r\n")
+    return None if end < 0 else end + 4
+
+
+# Titles of the statuses answered below the application (the API's own problems carry the same).
+_TITLES = {408: "Request Timeout", 431: "Request Header Fields Too Large"}
+
+
+def problem_document(status: int, slug: str, code: str, detail: str) -> bytes:
+    """The problem+json body the API answers (``fulfill.api.problems.problem_response``), for a
+    request refused before the application saw it; a unit test keeps the two the same."""
+    document = {
+        "type": f"/problems/{slug}",
+        "title": _TITLES[status],
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "error": detail[0].upper() + detail[1:],
+    }
+    return json.dumps(document, separators=(",", ":")).encode()
 
 
 def bind_socket(host: str, port: int) -> socket.socket:

@@ -127,10 +127,16 @@ class _QuietHandler(WSGIRequestHandler):
 class MetricsListener:
     """``/metrics`` on a port of its own, served from a thread of this process."""
 
-    def __init__(self, host: str, port: int, token: str) -> None:
+    def __init__(self, host: str, port: int, token: str, read_timeout_seconds: float) -> None:
         server_class = _Server6 if ":" in host else _Server
+
+        class _Handler(_QuietHandler):
+            # Each read of a request waits this long at most, then its connection is closed: a
+            # client that stops sending does not hold its thread (one per connection) for good.
+            timeout = read_timeout_seconds
+
         self._server = make_server(
-            host, port, metrics_wsgi_app(token), server_class=server_class, handler_class=_QuietHandler
+            host, port, metrics_wsgi_app(token), server_class=server_class, handler_class=_Handler
         )
         self.host = host
         self.port: int = self._server.server_address[1]

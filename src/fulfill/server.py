@@ -18,7 +18,7 @@ from uvicorn.config import LOGGING_CONFIG
 
 from fulfill.api.app import create_app
 from fulfill.config import Settings
-from fulfill.http_server import QuickStopServer, bind_socket
+from fulfill.http_server import QuickStopServer, bind_socket, bounded_http_protocol
 from fulfill.logging_setup import logging_configured
 from fulfill.service import Service
 
@@ -63,6 +63,7 @@ def build_server(
         log_config=None if logging_configured() else LOGGING_CONFIG,
         access_log=False,
         lifespan="on",
+        http=bounded_http_protocol(bound.max_header_bytes, bound.request_header_timeout_seconds),
         timeout_graceful_shutdown=bound.shutdown_grace_seconds,
     )
     server = QuickStopServer(config)

@@ -209,6 +209,7 @@ class Service:
                 self.settings.metrics_host,
                 self.settings.metrics_port,
                 self.settings.metrics_token.get_secret_value(),
+                self.settings.request_header_timeout_seconds,
             ).start()
         runtime_module.install(self.runtime)
         config: DBOSConfig = {

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from tests.support.harness import Harness, make_settings
 from tests.support.metrics import has
 
 METRICS_TOKEN = "scrape-token-0123456789abcdef"
+READ_TIMEOUT = 1.0
 
 
 def _samples(response: httpx.Response) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -38,7 +41,13 @@ def with_token(tmp_path: Path) -> Iterator[Harness]:
 @pytest.fixture
 def with_port(tmp_path: Path) -> Iterator[Harness]:
     running = Harness(
-        make_settings(tmp_path, metrics_port=0, metrics_token=METRICS_TOKEN, metrics_cache_seconds=0)
+        make_settings(
+            tmp_path,
+            metrics_port=0,
+            metrics_token=METRICS_TOKEN,
+            metrics_cache_seconds=0,
+            request_header_timeout_seconds=READ_TIMEOUT,
+        )
     ).start()
     yield running
     running.stop()
@@ -84,6 +93,19 @@ def test_a_separate_metrics_listener_serves_metrics_and_the_api_port_does_not(wi
     assert plain_http.head(f"{metrics_url}/metrics", headers=good).status_code == 200
     assert plain_http.get(f"{metrics_url}/intents", headers=good).status_code == 404
     assert plain_http.post(f"{metrics_url}/metrics", headers=good).status_code == 405
+
+
+def test_the_metrics_listener_closes_a_connection_that_stops_sending(with_port: Harness) -> None:
+    """Each read waits ``FULFILL_REQUEST_HEADER_TIMEOUT_SECONDS`` at most: half a request line,
+    then nothing, no longer holds the listener's thread for that connection for good."""
+    listener = with_port.service.metrics_listener
+    assert listener is not None
+    with socket.create_connection(("127.0.0.1", listener.port), timeout=30) as connection:
+        connection.sendall(b"GET /metr")
+        started = time.monotonic()
+        assert connection.recv(65536) == b""  # closed, with nothing to answer
+        assert time.monotonic() - started >= READ_TIMEOUT * 0.9
+    assert plain_http.get(f"http://127.0.0.1:{listener.port}/metrics").status_code == 401  # still serving
 
 
 def test_a_short_metrics_token_is_refused_at_start(tmp_path: Path) -> None:

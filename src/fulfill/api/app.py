@@ -99,14 +99,16 @@ def create_app(service: Service) -> FastAPI:
         allow_headers=["Authorization", "Content-Type", "X-Amz-Date", "X-Api-Key", "X-Tenant-Id"],
         max_age=600,
     )
-    # Answers any route can give: malformed JSON or bad query parameters (400), a body not whole in
-    # time (408) or over the limit (413), a body not sent as JSON (415), and the generic,
-    # correlation-id-carrying 500.
+    # Answers any route can give: malformed JSON or bad query parameters (400), a head or body not
+    # whole in time (408), a body over the limit (413), a body not sent as JSON (415), a head over
+    # the limit (431, answered by the server before the app: ``fulfill.http_server``), and the
+    # generic, correlation-id-carrying 500.
     common: dict[int | str, dict[str, Any]] = {
         400: PROBLEM,
         408: PROBLEM,
         413: PROBLEM,
         415: PROBLEM,
+        431: PROBLEM,
         500: PROBLEM,
     }
     for router in (

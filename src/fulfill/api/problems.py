@@ -36,6 +36,7 @@ _TITLES = {
     413: "Content Too Large",
     415: "Unsupported Media Type",
     422: "Unprocessable Content",
+    431: "Request Header Fields Too Large",
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
@@ -50,6 +51,7 @@ _DEFAULT_CODES = {
     413: "BODY_TOO_LARGE",
     415: "UNSUPPORTED_MEDIA_TYPE",
     422: "INVALID_REQUEST",
+    431: "HEADERS_TOO_LARGE",
     500: "INTERNAL_ERROR",
     503: "UNAVAILABLE",
 }
