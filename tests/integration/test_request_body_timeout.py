@@ -9,25 +9,27 @@ for its outcome) is answered.
 
 from __future__ import annotations
 
-import json
-import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from fulfill.store.tables import action_intents
 from tests.integration.test_agent_mcp import TASK_ARGS, agent_token, call_tool
 from tests.support.harness import Harness, make_settings
+from tests.support.raw_http import INTENT as BODY
+from tests.support.raw_http import (
+    Answer,
+    connect,
+    one_answer,
+    post_intents_head,
+    read_until_closed,
+    send_parts,
+)
 
 pytestmark = pytest.mark.slow
 
 LIMIT = 1.0
-BODY = json.dumps(
-    {"action_type": "CREATE_INTERNAL_TASK", "account_id": "acc-1", "parameters": {"title": "x"}}
-).encode()
 
 
 @pytest.fixture(scope="module")
@@ -40,45 +42,19 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
     running.stop()
 
 
-def _send(service: Harness, parts: list[bytes], *, pause: float, token: str | None = None) -> bytes:
-    """POST /intents with ``parts`` of the body sent ``pause`` seconds apart; the whole answer,
-    read until the server closes the connection or 30 s pass."""
-    port = int(service.url.rsplit(":", 1)[1])
-    authorization = f"Authorization: Bearer {token}\r\n" if token else ""
-    head = (
-        f"POST /intents HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{authorization}"
-        f"Content-Length: {len(BODY)}\r\nConnection: close\r\n\r\n"
-    ).encode()
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
-        connection.sendall(head)
-        for index, part in enumerate(parts):
-            if index:
-                time.sleep(pause)
-            try:
-                connection.sendall(part)
-            except (BrokenPipeError, ConnectionResetError):
-                break  # the server answered and closed: the rest is not wanted
-        answer = b""
-        try:
-            while chunk := connection.recv(65536):
-                answer += chunk
-        except ConnectionResetError:
-            pass  # what arrived before the reset is the answer
-    return answer
-
-
-def _status_and_body(answer: bytes) -> tuple[int, dict[str, str], Any]:
-    head, _, body = answer.partition(b"\r\n\r\n")
-    lines = head.decode().split("\r\n")
-    headers = {name.lower(): value.strip() for name, value in (line.split(":", 1) for line in lines[1:])}
-    return int(lines[0].split()[1]), headers, json.loads(body) if body else None
+def _send(service: Harness, parts: list[bytes], *, pause: float, token: str | None = None) -> Answer:
+    """POST /intents with ``parts`` of the body sent ``pause`` seconds apart; the answer, read
+    until the server closes the connection or 30 s pass."""
+    with connect(service.url) as connection:
+        connection.sendall(post_intents_head(len(BODY), token=token, extra="Connection: close\r\n"))
+        send_parts(connection, parts, pause)
+        return one_answer(read_until_closed(connection))
 
 
 def test_a_body_that_stops_arriving_is_408_and_the_connection_closes(service: Harness) -> None:
     intents_before = service.count(action_intents)
-    answer = _send(service, [BODY[:20]], pause=0.0, token=service.token())
-    status, headers, problem = _status_and_body(answer)
-    assert status == 408, answer
+    status, headers, problem = _send(service, [BODY[:20]], pause=0.0, token=service.token())
+    assert status == 408, problem
     assert headers["content-type"].startswith("application/problem+json")
     assert headers["connection"] == "close"
     assert problem["code"] == "BODY_TIMEOUT"
@@ -88,13 +64,13 @@ def test_a_body_that_stops_arriving_is_408_and_the_connection_closes(service: Ha
 
 def test_without_a_token_it_is_408_too(service: Harness) -> None:
     """The body is read before the token is checked: a client with no token is bounded alike."""
-    status, _, problem = _status_and_body(_send(service, [BODY[:20]], pause=0.0))
+    status, _, problem = _send(service, [BODY[:20]], pause=0.0)
     assert (status, problem["code"]) == (408, "BODY_TIMEOUT")
 
 
 def test_a_body_sent_in_parts_within_the_limit_is_taken(service: Harness) -> None:
     parts = [BODY[:20], BODY[20:40], BODY[40:]]
-    status, _, created = _status_and_body(_send(service, parts, pause=LIMIT / 5, token=service.token()))
+    status, _, created = _send(service, parts, pause=LIMIT / 5, token=service.token())
     assert status == 201, created
     assert created["approval_status"] == "PENDING_APPROVAL"
 
@@ -102,7 +78,7 @@ def test_a_body_sent_in_parts_within_the_limit_is_taken(service: Harness) -> Non
 def test_a_body_that_trickles_past_the_limit_is_408(service: Harness) -> None:
     """The limit is the whole body's, not each part's: one byte at a time keeps nothing open."""
     parts = [BODY[index : index + 1] for index in range(12)]
-    status, _, problem = _status_and_body(_send(service, parts, pause=LIMIT / 4, token=service.token()))
+    status, _, problem = _send(service, parts, pause=LIMIT / 4, token=service.token())
     assert (status, problem["code"]) == (408, "BODY_TIMEOUT")
 
 

@@ -12,26 +12,31 @@ on 127.0.0.1, since a client library only sends whole heads.
 from __future__ import annotations
 
 import json
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from fulfill.store.tables import action_intents
 from tests.integration.test_agent_mcp import TASK_ARGS, agent_token
 from tests.support.harness import Harness, make_settings
+from tests.support.raw_http import (
+    INTENT,
+    answers,
+    connect,
+    one_answer,
+    post_intents_head,
+    read_one,
+    read_until_closed,
+    send_parts,
+)
 
 pytestmark = pytest.mark.slow
 
-LIMIT_SECONDS = 1.0
+LIMIT_SECONDS = 2.0
 LIMIT_BYTES = 4096
-AGENT_WAIT = 2.5
-INTENT = json.dumps(
-    {"action_type": "CREATE_INTERNAL_TASK", "account_id": "acc-1", "parameters": {"title": "x"}}
-).encode()
+AGENT_WAIT = 4.0
 
 
 @pytest.fixture(scope="module")
@@ -47,49 +52,6 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
     running.stop()
 
 
-def _connect(service: Harness) -> socket.socket:
-    return socket.create_connection(("127.0.0.1", int(service.url.rsplit(":", 1)[1])), timeout=30)
-
-
-def _send_parts(connection: socket.socket, parts: list[bytes], pause: float) -> None:
-    for index, part in enumerate(parts):
-        if index:
-            time.sleep(pause)
-        try:
-            connection.sendall(part)
-        except (BrokenPipeError, ConnectionResetError):
-            return  # the server answered and closed: the rest is not wanted
-
-
-def _read_all(connection: socket.socket) -> bytes:
-    """Everything the server sends until it closes the connection (or 30 s pass)."""
-    answer = b""
-    try:
-        while chunk := connection.recv(65536):
-            answer += chunk
-    except ConnectionResetError:
-        pass  # what arrived before the reset is the answer
-    return answer
-
-
-def _answers(raw: bytes) -> list[tuple[int, dict[str, str], Any]]:
-    """The answers in ``raw``, in order: status, headers and the JSON body of each."""
-    answers = []
-    while raw:
-        head, _, rest = raw.partition(b"\r\n\r\n")
-        lines = head.decode().split("\r\n")
-        headers = {name.lower(): value.strip() for name, value in (line.split(":", 1) for line in lines[1:])}
-        length = int(headers.get("content-length", len(rest)))
-        body, raw = rest[:length], rest[length:]
-        answers.append((int(lines[0].split()[1]), headers, json.loads(body) if body else None))
-    return answers
-
-
-def _one_answer(raw: bytes) -> tuple[int, dict[str, str], Any]:
-    (answer,) = _answers(raw)
-    return answer
-
-
 def _get(path: str, *, extra: bytes = b"", close: bool = True) -> bytes:
     connection = b"Connection: close\r\n" if close else b""
     return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n".encode() + extra + connection + b"\r\n"
@@ -97,14 +59,10 @@ def _get(path: str, *, extra: bytes = b"", close: bool = True) -> bytes:
 
 def test_a_head_larger_than_the_limit_is_431_and_nothing_reaches_the_application(service: Harness) -> None:
     intents_before = service.count(action_intents)
-    head = (
-        f"POST /intents HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {service.token()}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(INTENT)}\r\n"
-        f"X-Padding: {'a' * LIMIT_BYTES}\r\n\r\n"
-    ).encode()
-    with _connect(service) as connection:
+    head = post_intents_head(len(INTENT), token=service.token(), extra=f"X-Padding: {'a' * LIMIT_BYTES}\r\n")
+    with connect(service.url) as connection:
         connection.sendall(head + INTENT)
-        status, headers, problem = _one_answer(_read_all(connection))
+        status, headers, problem = one_answer(read_until_closed(connection))
     assert status == 431
     assert headers["content-type"] == "application/problem+json"
     assert headers["connection"] == "close"
@@ -118,7 +76,7 @@ def test_a_header_that_never_ends_is_cut_off_at_the_limit(service: Harness) -> N
     """The server closes after about the limit: a client sending 64 MiB of one header's value,
     with no token, is stopped long before it is done (the server never holds the header whole)."""
     sent, cut = 0, False
-    with _connect(service) as connection:
+    with connect(service.url) as connection:
         connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ")
         chunk = b"a" * 65536
         try:
@@ -136,9 +94,9 @@ def test_a_head_within_the_limit_is_answered(service: Harness) -> None:
     padding = b"X-Padding: " + b"a" * (LIMIT_BYTES - 200) + b"\r\n"
     request = _get("/healthz", extra=padding)
     assert len(request) <= LIMIT_BYTES
-    with _connect(service) as connection:
+    with connect(service.url) as connection:
         connection.sendall(request)
-        status, _, body = _one_answer(_read_all(connection))
+        status, _, body = one_answer(read_until_closed(connection))
     assert (status, body["status"]) == (200, "ok")
 
 
@@ -147,22 +105,19 @@ def test_a_body_sent_with_its_head_is_not_counted_as_the_head(service: Harness) 
     intent = json.loads(INTENT)
     intent["parameters"]["description"] = "d" * 200_000
     body = json.dumps(intent).encode()
-    head = (
-        f"POST /intents HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {service.token()}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-    ).encode()
-    with _connect(service) as connection:
+    head = post_intents_head(len(body), token=service.token(), extra="Connection: close\r\n")
+    with connect(service.url) as connection:
         connection.sendall(head + body)
-        status, _, answer = _one_answer(_read_all(connection))
+        status, _, answer = one_answer(read_until_closed(connection))
     assert status in (201, 422), answer  # the application's own answer to the intent
     assert answer.get("code") != "HEADERS_TOO_LARGE"
 
 
 def test_a_head_that_stops_arriving_is_408_and_the_connection_closes(service: Harness) -> None:
-    with _connect(service) as connection:
+    with connect(service.url) as connection:
         connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         started = time.monotonic()
-        status, headers, problem = _one_answer(_read_all(connection))
+        status, headers, problem = one_answer(read_until_closed(connection))
         waited = time.monotonic() - started
     assert status == 408
     assert headers["connection"] == "close"
@@ -174,31 +129,31 @@ def test_a_head_that_stops_arriving_is_408_and_the_connection_closes(service: Ha
 def test_a_head_that_trickles_past_the_limit_is_408(service: Harness) -> None:
     """The limit is the whole head's, not each part's: a byte every quarter of it keeps nothing open."""
     request = _get("/healthz")
-    with _connect(service) as connection:
-        _send_parts(connection, [request[index : index + 1] for index in range(12)], LIMIT_SECONDS / 4)
-        status, _, problem = _one_answer(_read_all(connection))
+    with connect(service.url) as connection:
+        send_parts(connection, [request[index : index + 1] for index in range(12)], LIMIT_SECONDS / 4)
+        status, _, problem = one_answer(read_until_closed(connection))
     assert (status, problem["code"]) == (408, "HEADER_TIMEOUT")
 
 
 def test_a_head_sent_in_parts_within_the_limit_is_answered(service: Harness) -> None:
     request = _get("/healthz")
-    with _connect(service) as connection:
-        _send_parts(connection, [request[:10], request[10:30], request[30:]], LIMIT_SECONDS / 5)
-        status, _, body = _one_answer(_read_all(connection))
+    with connect(service.url) as connection:
+        send_parts(connection, [request[:10], request[10:30], request[30:]], LIMIT_SECONDS / 5)
+        status, _, body = one_answer(read_until_closed(connection))
     assert (status, body["status"]) == (200, "ok")
 
 
 def test_a_connection_that_sends_nothing_is_closed_without_an_answer(service: Harness) -> None:
-    with _connect(service) as connection:
+    with connect(service.url) as connection:
         started = time.monotonic()
-        assert _read_all(connection) == b""
+        assert read_until_closed(connection) == b""
         waited = time.monotonic() - started
     assert LIMIT_SECONDS * 0.9 <= waited < 20
 
 
 def test_the_next_head_is_timed_from_the_previous_answer_not_from_its_request(service: Harness) -> None:
-    """An agent's call waits 2.5 s for its outcome here, past the head's 1 s: the time its answer
-    takes is not the next request's, which then has its own second from the answer."""
+    """An agent's call waits 4 s for its outcome here, past the head's 2 s: the time its answer
+    takes is not the next request's, which then has its own 2 s from the answer."""
     call = json.dumps(
         {
             "jsonrpc": "2.0",
@@ -212,56 +167,42 @@ def test_the_next_head_is_timed_from_the_previous_answer_not_from_its_request(se
         "Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n"
         f"Content-Length: {len(call)}\r\n\r\n"
     ).encode() + call
-    with _connect(service) as connection:
+    with connect(service.url) as connection:
         started = time.monotonic()
         connection.sendall(first)
-        raw = b""
-        while b"\r\n\r\n" not in raw or len(raw.partition(b"\r\n\r\n")[2]) < _content_length(raw):
-            chunk = connection.recv(65536)
-            assert chunk, f"closed before the first answer: {raw!r}"
-            raw += chunk
+        raw = read_one(connection)
         assert time.monotonic() - started >= AGENT_WAIT * 0.9
-        status, _, answer = _one_answer(raw)
+        status, _, answer = one_answer(raw)
         assert status == 200
         assert answer["result"]["structuredContent"]["approval_status"] == "PENDING_APPROVAL"
-        time.sleep(LIMIT_SECONDS / 2)
+        time.sleep(LIMIT_SECONDS / 4)
         request = _get("/healthz")
-        _send_parts(connection, [request[:10], request[10:]], LIMIT_SECONDS / 4)
-        status, _, body = _one_answer(_read_all(connection))
+        send_parts(connection, [request[:10], request[10:]], LIMIT_SECONDS / 8)
+        status, _, body = one_answer(read_until_closed(connection))
     assert (status, body["status"]) == (200, "ok")
-
-
-def _content_length(raw: bytes) -> int:
-    for line in raw.partition(b"\r\n\r\n")[0].split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            return int(value)
-    return 0
 
 
 def test_a_kept_alive_connection_has_the_limit_from_its_previous_answer(service: Harness) -> None:
     """After an answer, the connection's next head must be whole within the limit: half a head
-    sent half the limit later is answered 408 at the limit, whatever uvicorn's keep-alive says."""
-    with _connect(service) as connection:
+    sent a quarter of the limit later is answered 408 at the limit, whatever uvicorn's keep-alive says."""
+    with connect(service.url) as connection:
         connection.sendall(_get("/healthz", close=False))
-        raw = b""
-        while b"\r\n\r\n" not in raw or len(raw.partition(b"\r\n\r\n")[2]) < _content_length(raw):
-            raw += connection.recv(65536)
+        raw = read_one(connection)
         answered = time.monotonic()
-        assert _one_answer(raw)[0] == 200
-        time.sleep(LIMIT_SECONDS / 2)
+        assert one_answer(raw)[0] == 200
+        time.sleep(LIMIT_SECONDS / 4)
         connection.sendall(b"GET /healthz HTTP/1.1\r\n")
-        status, _, problem = _one_answer(_read_all(connection))
+        status, _, problem = one_answer(read_until_closed(connection))
         waited = time.monotonic() - answered
     assert (status, problem["code"]) == (408, "HEADER_TIMEOUT")
     assert waited >= LIMIT_SECONDS * 0.9
 
 
 def test_requests_sent_in_one_write_are_each_answered(service: Harness) -> None:
-    with _connect(service) as connection:
+    with connect(service.url) as connection:
         connection.sendall(_get("/healthz", close=False) + _get("/readyz", close=False) + _get("/healthz"))
-        answers = _answers(_read_all(connection))
-    assert [status for status, _, _ in answers] == [200, 200, 200]
+        answered = answers(read_until_closed(connection))
+    assert [status for status, _, _ in answered] == [200, 200, 200]
 
 
 def test_the_settings_are_bounded(tmp_path: Path) -> None:
