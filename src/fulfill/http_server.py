@@ -59,8 +59,9 @@ def bounded_http_protocol(max_header_bytes: int, header_timeout_seconds: float) 
 
 
 class _BoundedHead(HttpToolsProtocol):
-    max_head_bytes = 32_768
-    head_timeout_seconds = 10.0
+    # Set by :func:`bounded_http_protocol` on the class it makes.
+    max_head_bytes: int
+    head_timeout_seconds: float
 
     # Whether the next bytes on the connection belong to a request's head; how many of them have
     # arrived, with the last three (a head ends at the first empty line, which a read can split).
