@@ -14,10 +14,12 @@ Both together: the separate listener also wants the token.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import logging
 import socket
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
@@ -114,9 +116,24 @@ def _answer(
 class _Server(ThreadingMixIn, WSGIServer):
     daemon_threads = True  # a scrape still being answered never holds up a shutdown
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A connection cut short (its time ran out, the client left) is the client's doing: one
+        debug line. Anything else is logged with its traceback, through logging, never printed."""
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):
+            log.debug("metrics listener: a connection from %s ended early: %r", client_address, error)
+        else:
+            log.exception("metrics listener: a request from %s failed", client_address)
+
 
 class _Server6(_Server):
     address_family = socket.AF_INET6
+
+
+def _shut(connection: socket.socket) -> None:
+    """Ends a connection whose request's head ran out of time: its blocked read returns."""
+    with contextlib.suppress(OSError):
+        connection.shutdown(socket.SHUT_RDWR)
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -131,9 +148,27 @@ class MetricsListener:
         server_class = _Server6 if ":" in host else _Server
 
         class _Handler(_QuietHandler):
-            # Each read of a request waits this long at most, then its connection is closed: a
-            # client that stops sending does not hold its thread (one per connection) for good.
+            # A request's line and headers must arrive whole within this time, and no read waits
+            # longer: a client that stops sending, or trickles, does not hold its thread (one per
+            # connection) for good.
             timeout = read_timeout_seconds
+            _cut: threading.Timer | None = None
+
+            def handle(self) -> None:
+                self._cut = threading.Timer(read_timeout_seconds, _shut, (self.connection,))
+                self._cut.daemon = True
+                self._cut.start()
+                try:
+                    super().handle()
+                finally:
+                    self._cut.cancel()
+
+            def parse_request(self) -> bool:
+                try:
+                    return super().parse_request()  # reads the headers
+                finally:
+                    if self._cut is not None:  # the head is in (or refused): the answer is not timed
+                        self._cut.cancel()
 
         self._server = make_server(
             host, port, metrics_wsgi_app(token), server_class=server_class, handler_class=_Handler

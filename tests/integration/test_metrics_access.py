@@ -95,9 +95,12 @@ def test_a_separate_metrics_listener_serves_metrics_and_the_api_port_does_not(wi
     assert plain_http.post(f"{metrics_url}/metrics", headers=good).status_code == 405
 
 
-def test_the_metrics_listener_closes_a_connection_that_stops_sending(with_port: Harness) -> None:
-    """Each read waits ``FULFILL_REQUEST_HEADER_TIMEOUT_SECONDS`` at most: half a request line,
-    then nothing, no longer holds the listener's thread for that connection for good."""
+def test_the_metrics_listener_closes_a_connection_that_stops_sending(
+    with_port: Harness, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A request's head must arrive whole within ``FULFILL_REQUEST_HEADER_TIMEOUT_SECONDS``: half
+    a request line, then nothing, no longer holds the listener's thread for that connection for
+    good, and the cut connection leaves no traceback behind."""
     listener = with_port.service.metrics_listener
     assert listener is not None
     with socket.create_connection(("127.0.0.1", listener.port), timeout=30) as connection:
@@ -106,6 +109,32 @@ def test_the_metrics_listener_closes_a_connection_that_stops_sending(with_port: 
         assert connection.recv(65536) == b""  # closed, with nothing to answer
         assert time.monotonic() - started >= READ_TIMEOUT * 0.9
     assert plain_http.get(f"http://127.0.0.1:{listener.port}/metrics").status_code == 401  # still serving
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_the_metrics_listener_bounds_a_head_that_trickles(with_port: Harness) -> None:
+    """The limit is the whole head's, not each read's: a byte every 0.4 s (each read well within
+    the 1 s) is cut when the head's time runs out."""
+    listener = with_port.service.metrics_listener
+    assert listener is not None
+    request = b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    closed_after = None
+    with socket.create_connection(("127.0.0.1", listener.port), timeout=30) as connection:
+        connection.settimeout(0.4)
+        started = time.monotonic()
+        for byte in request[:20]:  # 8 s of bytes: far past the limit, never the whole line
+            try:
+                connection.sendall(bytes([byte]))
+                if connection.recv(65536) == b"":
+                    closed_after = time.monotonic() - started
+                    break
+            except TimeoutError:
+                continue  # nothing yet: the next byte
+            except (BrokenPipeError, ConnectionResetError):
+                closed_after = time.monotonic() - started
+                break
+    assert closed_after is not None, "the trickled head held its connection"
+    assert closed_after >= READ_TIMEOUT * 0.9
 
 
 def test_a_short_metrics_token_is_refused_at_start(tmp_path: Path) -> None:
