@@ -14,31 +14,17 @@ from mcp.types import CallToolResult
 from fulfill.clock import SystemClock
 from fulfill.connectors.internal import InternalConnector
 from fulfill.ports.store import Store
-from fulfill.store.db import Database
-from fulfill.store.migrate import upgrade_to_head
-from fulfill.store.sql_store import SqlStore
-from tests.support import postgres
-from tests.support.harness import make_settings
 from tests.support.memory_store import MemoryStore
+from tests.support.stores import KINDS, store_of_kind
 
 KEY = "k" * 64
 OTHER_KEY = "o" * 64
 
 
-@pytest.fixture(params=["memory", "sql"])
+@pytest.fixture(params=KINDS)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "memory":
-        yield MemoryStore()
-        return
-    settings = make_settings(tmp_path)
-    db = Database(settings.database_url)
-    upgrade_to_head(db)
-    try:
-        yield SqlStore(db)
-    finally:
-        db.dispose()
-        if postgres.is_postgres_url(settings.database_url):
-            postgres.drop_database(settings.database_url)
+    with store_of_kind(request.param, tmp_path) as each:
+        yield each
 
 
 def _answer(result: CallToolResult) -> dict[str, object]:

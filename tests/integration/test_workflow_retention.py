@@ -23,9 +23,11 @@ from sqlalchemy.exc import OperationalError
 from fulfill.domain.retention import FINISHED_STATUSES, WORKFLOW_NAMES
 from fulfill.engine.intake import request_for
 from fulfill.engine.reconciler import reconcile_once
-from fulfill.engine.retention import delete_finished_workflows
+from fulfill.engine.retention import RETENTION_LOCK, delete_finished_workflows
 from fulfill.engine.workflow import start_execution
 from fulfill.store import executions
+from fulfill.store.db import Database
+from fulfill.store.sql_store import SqlStore
 from tests.support.harness import Harness, make_settings
 from tests.support.http_doubles import wait_for
 from tests.support.metrics import delta, scrape
@@ -187,20 +189,50 @@ def test_an_active_attempts_failed_workflow_is_kept_until_it_is_reconciled(
     assert all(service.task_rows(intent_id) == 1 for intent_id in done)
 
 
-def test_two_passes_at_once_delete_everything_once_and_fail_nowhere(service: Harness) -> None:
+def test_two_passes_at_once_delete_everything_once_and_count_it_once(service: Harness) -> None:
     """Two workers' passes over the same backlog (here two threads, each with its own connections
-    to both databases), in small batches so that they list the same rows: every workflow goes, no
-    pass fails, and a row deleted by both is counted by both (at most twice)."""
+    to both databases), in small batches: every workflow goes, no pass fails, and one pass does it
+    all: the other, started while it runs or after it, finds the work held or done. Before the
+    passes took turns, both listed the same rows, and a row deleted by both was counted by both."""
     rt = service.service.runtime
     with service.client() as client:
         ids = [service.run_task(client)["action_intent_id"] for _ in range(8)]
     workflows = [_attempt(service, intent_id).workflow_id for intent_id in ids]
     _past_retention()
+    before = scrape(service.url)
     with ThreadPoolExecutor(max_workers=2) as pool:
         counts = list(pool.map(lambda _: delete_finished_workflows(rt, batch=2), range(2)))
-    assert len(workflows) <= sum(counts) <= 2 * len(workflows)
+    assert sorted(counts) == [0, len(workflows)]
+    assert delta(before, scrape(service.url), "fulfill_workflows_deleted_total") == len(workflows)
     assert _dbos_rows(workflows) == dict.fromkeys(DBOS_TABLES, 0)
     assert all(service.task_rows(intent_id) == 1 for intent_id in ids)
+
+
+@pytest.mark.parametrize("holder", ["this process's store", "another process's connection"])
+def test_a_pass_while_another_workers_pass_runs_is_skipped(service: Harness, holder: str) -> None:
+    """While a pass holds the retention's lock, another worker's pass deletes nothing and says so
+    (0); once it is given back, the next pass deletes. On PostgreSQL the lock is an advisory lock of
+    the database, so a worker in another process (here: another engine, another session) holds it
+    alike; on SQLite (one writer process per file set) it is the process's own."""
+    if holder == "another process's connection" and service.db.is_sqlite:
+        pytest.skip("on SQLite one process writes a file set: the lock is the process's own")
+    rt = service.service.runtime
+    with service.client() as client:
+        ids = [service.run_task(client)["action_intent_id"] for _ in range(3)]
+    workflows = [_attempt(service, intent_id).workflow_id for intent_id in ids]
+    _past_retention()
+    other = Database(service.settings.database_url) if holder == "another process's connection" else None
+    try:
+        store = SqlStore(other) if other is not None else rt.store
+        with store.exclusive(RETENTION_LOCK) as held:
+            assert held
+            assert delete_finished_workflows(rt) == 0
+            assert _dbos_rows(workflows)["workflow_status"] == len(workflows)
+        assert delete_finished_workflows(rt) == len(workflows)
+    finally:
+        if other is not None:
+            other.dispose()
+    assert _dbos_rows(workflows) == dict.fromkeys(DBOS_TABLES, 0)
 
 
 def test_a_pass_stops_between_batches_when_its_process_stops(service: Harness) -> None:

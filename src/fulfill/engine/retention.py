@@ -8,9 +8,11 @@ workflows may go is decided by ``domain/retention.py``: finished, unchanged for
 the store in the same batch). fulfill's records themselves (attempts, outcomes, the ledger) are
 never touched.
 
-Workers run it every ``FULFILL_WORKFLOW_RETENTION_INTERVAL_SECONDS``, in batches, oldest first;
-two workers may list the same batch, and deleting a workflow already deleted does nothing. A
-pass that fails (the database away) deletes nothing more and is tried again at the next interval.
+Workers run it every ``FULFILL_WORKFLOW_RETENTION_INTERVAL_SECONDS``, in batches, oldest first,
+one worker at a time (``store.exclusive``): a worker whose turn comes while another's pass runs
+skips its own. Two passes at once would list the same batches and delete them twice, and since
+``DBOS.delete_workflows`` does not say what it deleted, both would count them. A pass that fails
+(the database away) deletes nothing more and is tried again at the next interval.
 
 The outbox keeps every message and its deliveries after an external destination (a webhook, the
 event bus, a tenant's notification channel) accepted them; nothing reads them again. Workers
@@ -45,6 +47,8 @@ log = logging.getLogger(__name__)
 # delete transaction in DBOS's database.
 BATCH = 200
 _DAY = 86_400.0
+# What a worker holds while its pass runs (``Store.exclusive``).
+RETENTION_LOCK = "fulfill-workflow-retention"
 
 
 def delete_finished_workflows(
@@ -55,6 +59,14 @@ def delete_finished_workflows(
     days = rt.settings.workflow_retention_days
     if days <= 0:
         return 0
+    with rt.store.exclusive(RETENTION_LOCK) as alone:
+        if not alone:
+            log.debug("workflow retention: another worker's pass is running; this one is skipped")
+            return 0
+        return _delete_finished_workflows(rt, days, stopping, batch)
+
+
+def _delete_finished_workflows(rt: Runtime, days: float, stopping: Callable[[], bool], batch: int) -> int:
     cutoff = rt.clock.now() - days * _DAY
     deleted = kept = 0
     while not stopping():

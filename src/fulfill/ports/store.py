@@ -98,6 +98,12 @@ class Store(Protocol):
         """One write transaction: committed when the block ends, rolled back when it raises."""
         ...
 
+    def exclusive(self, name: str) -> AbstractContextManager[bool]:
+        """Whether the caller alone holds ``name`` until the block ends, among every process that
+        shares the store; answers at once (False: another holds it). For work that two processes
+        may both start but only one should do at a time."""
+        ...
+
     def is_transient(self, exc: BaseException) -> bool:
         """True for a failure worth retrying: :class:`StoreUnavailable`, or the adapter's own
         errors of that kind (a lock timeout, a dropped connection, a failover, a pool timeout)."""

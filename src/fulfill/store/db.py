@@ -14,6 +14,7 @@ but two round trips. A read that needs one snapshot for several statements asks 
 from __future__ import annotations
 
 import functools
+import hashlib
 import threading
 import time
 import weakref
@@ -22,7 +23,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, Table, create_engine, event
+from sqlalchemy import Connection, Engine, Table, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InvalidatePoolError, OperationalError
@@ -67,6 +68,7 @@ class Database:
         # 5, 10… ms between tries, and whose holder may be waiting for the GIL meanwhile). The
         # busy handler still arbitrates between processes.
         self._writer: threading.Lock | None = threading.Lock() if self.is_sqlite else None
+        self._exclusive = NamedLocks()
         if self.is_sqlite:
             database = parsed.database or ""
             if database and database != ":memory:":
@@ -109,8 +111,55 @@ class Database:
         with self.engine.connect().execution_options(isolation_level=AUTOCOMMIT) as conn, conn.begin():
             yield conn
 
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[bool]:
+        """Whether the caller alone holds ``name`` until the block ends, without waiting: among every
+        process on the database on PostgreSQL (a session advisory lock, which a process that dies
+        gives back with its connection), among this process's threads on SQLite (one writer
+        process per file set)."""
+        if self.is_sqlite:
+            with self._exclusive.holding(name) as held:
+                yield held
+            return
+        key = advisory_key(name)
+        with self.engine.connect().execution_options(isolation_level=AUTOCOMMIT) as conn:
+            held = bool(conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar())
+            try:
+                yield held
+            finally:
+                if held:
+                    try:
+                        conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                    except DBAPIError:
+                        conn.invalidate()  # the lock goes with the session, not back to the pool
+
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+class NamedLocks:
+    """This process's locks by name, each taken without waiting."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    @contextmanager
+    def holding(self, name: str) -> Iterator[bool]:
+        """Whether the caller took ``name`` (held until the block ends); False if another holds it."""
+        with self._guard:
+            lock = self._locks.setdefault(name, threading.Lock())
+        held = lock.acquire(blocking=False)
+        try:
+            yield held
+        finally:
+            if held:
+                lock.release()
+
+
+def advisory_key(name: str) -> int:
+    """A PostgreSQL advisory lock's key for ``name``: the same in every process."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -11,8 +11,6 @@ past the lock anyway could not both write number N.
 
 from __future__ import annotations
 
-import hashlib
-
 from sqlalchemy import (
     BigInteger,
     Connection,
@@ -29,7 +27,7 @@ from sqlalchemy import (
 
 from fulfill.domain.ledger_chain import Checkpoint, StoredEntry
 from fulfill.domain.models import LedgerEntry
-from fulfill.store.db import in_autocommit, insert_ignore
+from fulfill.store.db import advisory_key, in_autocommit, insert_ignore
 from fulfill.store.tables import ledger_checkpoints, ledger_entries
 
 _FIELDS = tuple(LedgerEntry.model_fields)
@@ -48,10 +46,9 @@ def _entry(row: object) -> StoredEntry:
 def lock_checkpoints(conn: Connection, tenant_id: str) -> None:
     """Make this transaction the tenant's only checkpointer until it ends (PostgreSQL)."""
     if conn.dialect.name == "postgresql":
-        key = int.from_bytes(
-            hashlib.sha256(f"fulfill-ledger:{tenant_id}".encode()).digest()[:8], "big", signed=True
+        conn.execute(
+            text("SELECT pg_advisory_xact_lock(:key)"), {"key": advisory_key(f"fulfill-ledger:{tenant_id}")}
         )
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 def snapshot(conn: Connection) -> None:

@@ -4,7 +4,7 @@ and each repository delegates to its table-gateway module."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 from sqlalchemy import Connection
 
@@ -93,6 +93,9 @@ class SqlStore:
     def write(self) -> Iterator[SqlUnitOfWork]:
         with self.database.write() as conn:
             yield SqlUnitOfWork(conn)
+
+    def exclusive(self, name: str) -> AbstractContextManager[bool]:
+        return self.database.exclusive(name)
 
     def is_transient(self, exc: BaseException) -> bool:
         return is_transient_store_error(exc)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 from fulfill.ports.repositories import (
     CompensationCallsRepository,
@@ -41,6 +41,7 @@ from fulfill.ports.repositories import (
     TargetsRepository,
 )
 from fulfill.ports.store import StoreUnavailable
+from fulfill.store.db import NamedLocks
 from tests.support.memory_store.compensation_calls import MemoryCompensationCallsRepository
 from tests.support.memory_store.connectors import MemoryConnectorsRepository
 from tests.support.memory_store.console_sessions import MemoryConsoleSessionsRepository
@@ -95,6 +96,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self.tables = Tables()
         self._writer = threading.RLock()
+        self._exclusive = NamedLocks()
         self._failures = 0
         self.transactions = 0  # how many began (reads and writes), for tests that count them
 
@@ -107,6 +109,9 @@ class MemoryStore:
         if self._failures > 0:
             self._failures -= 1
             raise StoreUnavailable("the in-memory store is unavailable (simulated outage)")
+
+    def exclusive(self, name: str) -> AbstractContextManager[bool]:
+        return self._exclusive.holding(name)
 
     @contextmanager
     def read(self) -> Iterator[MemoryUnitOfWork]:
