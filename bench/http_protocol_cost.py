@@ -28,6 +28,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from bench.common import emit
+from fulfill.api.problems import problem_body
 from fulfill.http_server import bounded_http_protocol
 
 REQUEST = (
@@ -99,7 +100,7 @@ async def cpu_us_per_request(protocol_class: type[asyncio.Protocol], requests: i
 async def _run(requests: int, rounds: int) -> dict[str, Any]:
     protocols: dict[str, type[asyncio.Protocol]] = {
         "uvicorn": HttpToolsProtocol,
-        "bounded": bounded_http_protocol(32_768, 10.0),
+        "bounded": bounded_http_protocol(32_768, 10.0, problem_body),
     }
     figures: dict[str, list[float]] = {name: [] for name in protocols}
     for round_index in range(rounds):

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import socket
 from collections.abc import Callable
 from types import FrameType
+from typing import Protocol
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
@@ -36,7 +36,15 @@ class _CutRequestFilter(logging.Filter):
 _uvicorn_log.addFilter(_CutRequestFilter())
 
 
-def bounded_http_protocol(max_header_bytes: int, header_timeout_seconds: float) -> type[asyncio.Protocol]:
+class ProblemBody(Protocol):
+    """Renders the body of a problem answer (``fulfill.api.problems.problem_body``)."""
+
+    def __call__(self, status: int, detail: str, *, slug: str, code: str) -> bytes: ...
+
+
+def bounded_http_protocol(
+    max_header_bytes: int, header_timeout_seconds: float, problem_body: ProblemBody
+) -> type[asyncio.Protocol]:
     """uvicorn's HTTP/1.1 protocol (httptools), with a bound on each request's head.
 
     uvicorn bounds neither the size of a request's head nor the time it takes to arrive: httptools
@@ -48,12 +56,16 @@ def bounded_http_protocol(max_header_bytes: int, header_timeout_seconds: float) 
     request) is answered 408; either way the connection is closed. A connection that sent nothing
     of a new request in that time is closed without an answer, as uvicorn's keep-alive closes an
     idle one. Once a head is whole, its request is the application's to bound (its body has
-    ``FULFILL_REQUEST_BODY_TIMEOUT_SECONDS``).
+    ``FULFILL_REQUEST_BODY_TIMEOUT_SECONDS``). The answers' bodies are ``problem_body``'s, the
+    application's own problem documents (this module imports nothing of the application).
     """
 
     class BoundedHttpToolsProtocol(_BoundedHead):
         max_head_bytes = max_header_bytes
         head_timeout_seconds = header_timeout_seconds
+
+        def _problem_body(self, status: int, detail: str, *, slug: str, code: str) -> bytes:
+            return problem_body(status, detail, slug=slug, code=code)
 
     return BoundedHttpToolsProtocol
 
@@ -69,6 +81,9 @@ class _BoundedHead(HttpToolsProtocol):
     _head_bytes = 0
     _head_tail = b""
     _head_deadline: asyncio.TimerHandle | None = None
+
+    def _problem_body(self, status: int, detail: str, *, slug: str, code: str) -> bytes:
+        raise NotImplementedError
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -142,7 +157,7 @@ class _BoundedHead(HttpToolsProtocol):
         """Answer a problem document and close: the application never saw this request."""
         self._disarm_head_deadline()
         self._in_head = False
-        body = problem_document(status, slug, code, detail)
+        body = self._problem_body(status, detail, slug=slug, code=code)
         head = [STATUS_LINE[status]]
         for name, value in self.server_state.default_headers:
             head += [name, b": ", value, b"\r\n"]
@@ -165,24 +180,6 @@ def _head_end(tail: bytes, data: bytes) -> int | None:
             return joint + 4 - len(tail)
     end = data.find(b"\r\n\r\n")
     return None if end < 0 else end + 4
-
-
-# Titles of the statuses answered below the application (the API's own problems carry the same).
-_TITLES = {408: "Request Timeout", 431: "Request Header Fields Too Large"}
-
-
-def problem_document(status: int, slug: str, code: str, detail: str) -> bytes:
-    """The problem+json body the API answers (``fulfill.api.problems.problem_response``), for a
-    request refused before the application saw it; a unit test keeps the two the same."""
-    document = {
-        "type": f"/problems/{slug}",
-        "title": _TITLES[status],
-        "status": status,
-        "detail": detail,
-        "code": code,
-        "error": detail[0].upper() + detail[1:],
-    }
-    return json.dumps(document, separators=(",", ":")).encode()
 
 
 def bind_socket(host: str, port: int) -> socket.socket:

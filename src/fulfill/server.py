@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.config import LOGGING_CONFIG
 
 from fulfill.api.app import create_app
+from fulfill.api.problems import problem_body
 from fulfill.config import Settings
 from fulfill.http_server import QuickStopServer, bind_socket, bounded_http_protocol
 from fulfill.logging_setup import logging_configured
@@ -63,7 +64,9 @@ def build_server(
         log_config=None if logging_configured() else LOGGING_CONFIG,
         access_log=False,
         lifespan="on",
-        http=bounded_http_protocol(bound.max_header_bytes, bound.request_header_timeout_seconds),
+        http=bounded_http_protocol(
+            bound.max_header_bytes, bound.request_header_timeout_seconds, problem_body
+        ),
         timeout_graceful_shutdown=bound.shutdown_grace_seconds,
     )
     server = QuickStopServer(config)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from bench.http_protocol_cost import cpu_us_per_request, run
 
+from fulfill.api.problems import problem_body
 from fulfill.http_server import bounded_http_protocol
 
 pytestmark = pytest.mark.backend_free
@@ -25,4 +26,4 @@ def test_a_protocol_that_refuses_the_request_is_not_measured() -> None:
     import uvloop
 
     with pytest.raises(RuntimeError, match="answers written for 10 requests"):
-        uvloop.run(cpu_us_per_request(bounded_http_protocol(512, 10.0), 10))
+        uvloop.run(cpu_us_per_request(bounded_http_protocol(512, 10.0, problem_body), 10))

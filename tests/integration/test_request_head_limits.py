@@ -69,6 +69,8 @@ def test_a_head_larger_than_the_limit_is_431_and_nothing_reaches_the_application
     assert problem["code"] == "HEADERS_TOO_LARGE"
     assert f"larger than {LIMIT_BYTES} bytes (FULFILL_MAX_HEADER_BYTES)" in problem["detail"]
     assert problem["title"] == "Request Header Fields Too Large"
+    assert problem["type"] == "/problems/headers-too-large"
+    assert problem["error"] == "The" + problem["detail"][3:]  # the API's problem document, whole
     assert service.count(action_intents) == intents_before
 
 
@@ -122,6 +124,7 @@ def test_a_head_that_stops_arriving_is_408_and_the_connection_closes(service: Ha
     assert status == 408
     assert headers["connection"] == "close"
     assert problem["code"] == "HEADER_TIMEOUT"
+    assert (problem["title"], problem["type"]) == ("Request Timeout", "/problems/header-timeout")
     assert f"within {LIMIT_SECONDS:g} s (FULFILL_REQUEST_HEADER_TIMEOUT_SECONDS)" in problem["detail"]
     assert waited >= LIMIT_SECONDS * 0.9  # not before the limit (the timer's own slack aside)
 

@@ -203,30 +203,6 @@ def test_only_the_traceback_of_a_request_the_stop_cut_is_left_out_of_the_log() -
     )
 
 
-@pytest.mark.parametrize(
-    ("status", "slug", "code", "detail"),
-    [
-        (
-            431,
-            "headers-too-large",
-            "HEADERS_TOO_LARGE",
-            "the request's line and headers are larger than 8 bytes",
-        ),
-        (408, "header-timeout", "HEADER_TIMEOUT", "the request's line and headers did not arrive whole"),
-    ],
-)
-def test_a_problem_answered_below_the_application_is_the_one_the_api_answers(
-    status: int, slug: str, code: str, detail: str
-) -> None:
-    """``http_server`` writes its refusals itself (it imports nothing of the API): the document is
-    the API's own ``problem_response``, byte for byte, so clients read it the same way."""
-    from fulfill.api.problems import problem_response
-    from fulfill.http_server import problem_document
-
-    expected = problem_response(status, detail, slug=slug, code=code).body
-    assert problem_document(status, slug, code, detail) == expected
-
-
 def test_the_end_of_a_head_is_found_where_the_reads_split_it() -> None:
     from fulfill.http_server import _head_end
 

@@ -111,6 +111,12 @@ def problem_response(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+def problem_body(status: int, detail: str, *, slug: str, code: str) -> bytes:
+    """The body of :func:`problem_response`, for an answer written below the application: the
+    server refuses a request's head before the app sees it (``fulfill.http_server``)."""
+    return bytes(problem_response(status, detail, slug=slug, code=code).body)
+
+
 def error_text(status: int, detail: str) -> str:
     """The ``error`` member: the reference's word for 401/403/500, else the detail as a sentence."""
     fixed = _FIXED_ERRORS.get(status)
